@@ -1,0 +1,192 @@
+//! The node's HTTP API: the platform API that instances reach through `$STRATA_URL`
+//! (calls to other services by name, as ANY or ALL) and the control API the CLI uses
+//! (ps, scale, logs, events, down).
+//!
+//! Layout:
+//! - [`router`]: every route, over an [`ApiState`].
+//! - `logs`: streams instance logs, optionally following them.
+//!
+//! Invariant: this is the one place that maps App Service errors to HTTP statuses for
+//! the control API; the relay's own errors come from the gateway crate.
+
+mod logs;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use strata_appservice::AppService;
+use strata_bus::Bus;
+use strata_gateway::relay::{self, RelayPolicy};
+use strata_manifest::CallMode;
+use tokio_util::sync::CancellationToken;
+
+/// Where the node can be reached, for `strata ps`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeInfo {
+    pub app: String,
+    pub gateway: String,
+    pub api: String,
+    pub pid: u32,
+}
+
+pub struct ApiState {
+    pub info: NodeInfo,
+    pub app: Arc<AppService>,
+    pub bus: Arc<Bus>,
+    /// Relay policy of each service, from its manifest.
+    pub policies: HashMap<String, RelayPolicy>,
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/v1/health", get(|| async { "ok\n" }))
+        .route("/v1/ps", get(ps))
+        .route("/v1/events", get(events))
+        .route("/v1/down", post(down))
+        .route("/v1/services/{service}/scale", post(scale))
+        .route("/v1/services/{service}/logs", get(logs::logs))
+        .route("/v1/any/{service}", any(call_any_root))
+        .route("/v1/any/{service}/{*path}", any(call_any))
+        .route("/v1/all/{service}", any(call_all_root))
+        .route("/v1/all/{service}/{*path}", any(call_all))
+        .fallback(|req: Request| async move {
+            api_error(
+                StatusCode::NOT_FOUND,
+                format!("no API route {} {}; see /v1/ps, /v1/any/SERVICE/PATH, /v1/all/SERVICE/PATH", req.method(), req.uri().path()),
+            )
+        })
+        .with_state(state)
+}
+
+pub(crate) fn api_error(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message, "status": status.as_u16() }))).into_response()
+}
+
+#[derive(Serialize)]
+struct Ps {
+    #[serde(flatten)]
+    info: NodeInfo,
+    services: Vec<strata_appservice::ServiceStatus>,
+}
+
+async fn ps(State(state): State<Arc<ApiState>>) -> Json<Ps> {
+    Json(Ps {
+        info: state.info.clone(),
+        services: state.app.snapshot(),
+    })
+}
+
+async fn events(State(state): State<Arc<ApiState>>) -> Json<Vec<strata_appservice::Event>> {
+    Json(state.app.recent_events())
+}
+
+async fn down(State(state): State<Arc<ApiState>>) -> Response {
+    state.shutdown.cancel();
+    (StatusCode::ACCEPTED, Json(serde_json::json!({ "stopping": state.info.app }))).into_response()
+}
+
+#[derive(Deserialize)]
+struct ScaleBody {
+    instances: u32,
+}
+
+async fn scale(
+    State(state): State<Arc<ApiState>>,
+    Path(service): Path<String>,
+    body: Result<Json<ScaleBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("expected {{\"instances\": N}}: {e}")),
+    };
+    match state.app.scale(&service, body.instances) {
+        Ok(()) => Json(serde_json::json!({ "service": service, "instances": body.instances })).into_response(),
+        Err(e) => {
+            let status = if state.app.log_dir(&service).is_none() {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            api_error(status, format!("{e:#}"))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ServicePath {
+    service: String,
+    path: String,
+}
+
+async fn call_any_root(state: State<Arc<ApiState>>, Path(service): Path<String>, req: Request) -> Response {
+    call(state, service, String::new(), req, CallMode::Any).await
+}
+
+async fn call_any(state: State<Arc<ApiState>>, Path(p): Path<ServicePath>, req: Request) -> Response {
+    call(state, p.service, p.path, req, CallMode::Any).await
+}
+
+async fn call_all_root(state: State<Arc<ApiState>>, Path(service): Path<String>, req: Request) -> Response {
+    call(state, service, String::new(), req, CallMode::All).await
+}
+
+async fn call_all(state: State<Arc<ApiState>>, Path(p): Path<ServicePath>, req: Request) -> Response {
+    call(state, p.service, p.path, req, CallMode::All).await
+}
+
+/// Relays an instance's call to another service: `/v1/any/web/x?y` reaches `/x?y` on a
+/// member of `web`.
+async fn call(State(state): State<Arc<ApiState>>, service: String, path: String, req: Request, mode: CallMode) -> Response {
+    let Some(policy) = state.policies.get(&service).copied() else {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no service named {service:?} in app {:?} (services: {})",
+                state.info.app,
+                state.policies.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        );
+    };
+    let pool = state.bus.pool(&service);
+    let (mut parts, body) = req.into_parts();
+    let target = match parts.uri.query() {
+        Some(q) => format!("/{path}?{q}"),
+        None => format!("/{path}"),
+    };
+    parts.uri = match target.parse() {
+        Ok(uri) => uri,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("bad path {target:?}: {e}")),
+    };
+    if !parts.headers.contains_key(relay::REQUEST_ID) {
+        // Calls between instances keep the caller's request id when it passes one on.
+        if let Ok(v) = HeaderValue::from_str(&format!("call-{}", std::process::id())) {
+            parts.headers.insert(relay::REQUEST_ID, v);
+        }
+    }
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let hold_whole = matches!(mode, CallMode::All)
+        || http_body::Body::is_end_stream(&body)
+        || declared.is_some_and(|n| n <= strata_gateway::REPLAYABLE_BODY);
+    let body = match strata_gateway::body_for_relay(body, hold_whole, None, mode).await {
+        Ok(b) => b,
+        Err(res) => return res.map(Body::new),
+    };
+    let req = http::Request::from_parts(parts, body);
+    let (res, _) = match mode {
+        CallMode::Any => relay::any(&pool, req, &policy).await,
+        CallMode::All => relay::all(&pool, req, &policy).await,
+    };
+    res.map(Body::new)
+}

@@ -1,0 +1,134 @@
+//! `strata logs`: the captured output of a service's instances, one line each prefixed
+//! with the instance id, optionally followed as it grows.
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::Frame;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc;
+
+use crate::{api_error, ApiState};
+
+#[derive(Deserialize)]
+pub(crate) struct LogQuery {
+    #[serde(default)]
+    follow: bool,
+    instance: Option<String>,
+    /// The setup step's log instead of the instances'.
+    #[serde(default)]
+    setup: bool,
+}
+
+pub(crate) async fn logs(
+    State(state): State<Arc<ApiState>>,
+    Path(service): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let Some(dir) = state.app.log_dir(&service) else {
+        return api_error(StatusCode::NOT_FOUND, format!("no service named {service:?}"));
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let mut offsets: BTreeMap<PathBuf, u64> = BTreeMap::new();
+        loop {
+            for file in log_files(&dir, q.instance.as_deref(), q.setup) {
+                let offset = offsets.entry(file.clone()).or_insert(0);
+                let Some(chunk) = read_from(&file, offset).await else { continue };
+                let label = file.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
+                if tx.send(prefix_lines(&label, &chunk)).await.is_err() {
+                    return;
+                }
+            }
+            if !q.follow {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::new(ChannelBody { rx }),
+    )
+        .into_response()
+}
+
+fn log_files(dir: &FsPath, instance: Option<&str>, setup: bool) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            let is_log = p.extension().is_some_and(|e| e == "log");
+            is_log
+                && match (setup, instance) {
+                    (true, _) => stem == "setup",
+                    (false, Some(id)) => stem == id,
+                    (false, None) => stem != "setup",
+                }
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Reads what was appended since `offset`, up to whole lines.
+async fn read_from(file: &FsPath, offset: &mut u64) -> Option<Vec<u8>> {
+    let mut f = tokio::fs::File::open(file).await.ok()?;
+    let len = f.metadata().await.ok()?.len();
+    if len < *offset {
+        *offset = 0;
+    }
+    if len == *offset {
+        return None;
+    }
+    f.seek(std::io::SeekFrom::Start(*offset)).await.ok()?;
+    let mut buf = Vec::with_capacity((len - *offset).min(1 << 20) as usize);
+    (&mut f).take((len - *offset).min(1 << 20)).read_to_end(&mut buf).await.ok()?;
+    let whole = match buf.iter().rposition(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None if buf.len() >= 1 << 20 => buf.len(),
+        None => return None,
+    };
+    buf.truncate(whole);
+    *offset += whole as u64;
+    Some(buf)
+}
+
+fn prefix_lines(label: &str, chunk: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(chunk.len() + 16);
+    for line in chunk.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(label.as_bytes());
+        out.extend_from_slice(b" | ");
+        out.extend_from_slice(line);
+    }
+    Bytes::from(out)
+}
+
+struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.rx.poll_recv(cx).map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
+}

@@ -1,0 +1,88 @@
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+const KEPT: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    SetupStarted,
+    SetupSkipped,
+    SetupProgress,
+    SetupFinished,
+    SetupFailed,
+    WaitingForBindings,
+    Unschedulable,
+    Launched,
+    Ready,
+    Exited,
+    Unhealthy,
+    CrashLoop,
+    Stopped,
+    Scaled,
+}
+
+/// Something the App Service did or saw, with the reason in words.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    #[serde(with = "unix_ms")]
+    pub at: SystemTime,
+    pub service: String,
+    pub instance: Option<String>,
+    pub kind: EventKind,
+    pub message: String,
+}
+
+mod unix_ms {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        s.serialize_u128(ms)
+    }
+}
+
+pub(crate) struct EventLog {
+    recent: Mutex<VecDeque<Event>>,
+    tx: broadcast::Sender<Event>,
+}
+
+impl EventLog {
+    pub fn new() -> EventLog {
+        EventLog {
+            recent: Mutex::new(VecDeque::new()),
+            tx: broadcast::channel(1024).0,
+        }
+    }
+
+    pub fn emit(&self, service: &str, instance: Option<&str>, kind: EventKind, message: String) {
+        let event = Event {
+            at: SystemTime::now(),
+            service: service.to_string(),
+            instance: instance.map(str::to_string),
+            kind,
+            message,
+        };
+        tracing::debug!(service, instance, kind = ?event.kind, "{}", event.message);
+        {
+            let mut recent = self.recent.lock().unwrap();
+            if recent.len() == KEPT {
+                recent.pop_front();
+            }
+            recent.push_back(event.clone());
+        }
+        let _ = self.tx.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    pub fn recent(&self) -> Vec<Event> {
+        self.recent.lock().unwrap().iter().cloned().collect()
+    }
+}

@@ -1,0 +1,427 @@
+//! The life of one instance slot: place it, launch it, wait until it is ready, join its
+//! pool, watch it, and on exit leave the pool and launch it again after a back-off.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use strata_bus::{Member, Pool};
+use strata_manifest::{FileSpec, ServiceSpec};
+use tokio_util::sync::CancellationToken;
+
+use crate::capacity::Demand;
+use crate::events::EventKind;
+use crate::probe;
+use crate::process::{self, Launch, Process};
+use crate::status::{InstanceState, InstanceStatus};
+use crate::Shared;
+
+/// A run this long resets the back-off: the instance is no longer crash-looping.
+const STABLE: Duration = Duration::from_secs(10);
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Exits in a row without a stable run before the slot is called a crash loop.
+const CRASH_LOOP_AFTER: u32 = 3;
+const READY_POLL: Duration = Duration::from_millis(20);
+
+/// What every instance of one service shares.
+pub(crate) struct ServiceCtx {
+    pub name: String,
+    pub spec: ServiceSpec,
+    pub workdir: PathBuf,
+    pub demand: Demand,
+    pub pool: Arc<Pool>,
+}
+
+/// How one run of an instance ended.
+enum RunEnd {
+    /// Asked to stop; stopped.
+    Stopped,
+    /// Exited, failed its checks, or never became ready.
+    Failed { reason: String, ran: Duration },
+}
+
+pub(crate) async fn run_slot(
+    shared: Arc<Shared>,
+    ctx: Arc<ServiceCtx>,
+    status: Arc<Mutex<InstanceStatus>>,
+    stop: CancellationToken,
+) {
+    let id = status.lock().unwrap().id.clone();
+    let mut failures_in_row: u32 = 0;
+    let mut launches: u64 = 0;
+    loop {
+        if stop.is_cancelled() {
+            break;
+        }
+        if !wait_for_capacity(&shared, &ctx, &id, &status, &stop).await {
+            break;
+        }
+        launches += 1;
+        let end = run_once(&shared, &ctx, &id, launches, &status, &stop).await;
+        shared.capacity.release(ctx.demand);
+        let (reason, ran) = match end {
+            RunEnd::Stopped => break,
+            RunEnd::Failed { reason, ran } => (reason, ran),
+        };
+        if ran >= STABLE {
+            failures_in_row = 0;
+        }
+        failures_in_row += 1;
+        let delay = backoff(failures_in_row);
+        let crash_loop = failures_in_row >= CRASH_LOOP_AFTER;
+        {
+            let mut s = status.lock().unwrap();
+            s.restarts += 1;
+            s.pid = None;
+            s.port = None;
+            s.member = None;
+            s.last_exit = Some(reason.clone());
+            s.state = if crash_loop {
+                InstanceState::CrashLoop
+            } else {
+                InstanceState::Backoff
+            };
+            s.detail = Some(format!(
+                "{reason}; {} exit(s) in a row; next launch in {:.1}s",
+                failures_in_row,
+                delay.as_secs_f64()
+            ));
+        }
+        let (kind, what) = if crash_loop {
+            (EventKind::CrashLoop, "crash loop")
+        } else {
+            (EventKind::Exited, "exited")
+        };
+        shared.events.emit(
+            &ctx.name,
+            Some(&id),
+            kind,
+            format!(
+                "{what}: {reason} after {:.1}s; launching again in {:.1}s",
+                ran.as_secs_f64(),
+                delay.as_secs_f64()
+            ),
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+    let mut s = status.lock().unwrap();
+    s.state = InstanceState::Stopped;
+    s.pid = None;
+    s.member = None;
+}
+
+fn backoff(failures_in_row: u32) -> Duration {
+    let factor = 1u32 << failures_in_row.saturating_sub(1).min(16);
+    (BACKOFF_FIRST * factor).min(BACKOFF_MAX)
+}
+
+/// Waits until the instance's resources fit on the node; false when asked to stop first.
+async fn wait_for_capacity(
+    shared: &Shared,
+    ctx: &ServiceCtx,
+    id: &str,
+    status: &Mutex<InstanceStatus>,
+    stop: &CancellationToken,
+) -> bool {
+    let mut reported = false;
+    loop {
+        let freed = shared.capacity.wait_freed();
+        match shared.capacity.reserve(ctx.demand) {
+            Ok(()) => return true,
+            Err(why) => {
+                if !reported {
+                    reported = true;
+                    let mut s = status.lock().unwrap();
+                    s.state = InstanceState::Unschedulable;
+                    s.detail = Some(format!("not launched: {why}"));
+                    drop(s);
+                    shared.events.emit(
+                        &ctx.name,
+                        Some(id),
+                        EventKind::Unschedulable,
+                        format!("not launched: {why}"),
+                    );
+                }
+            }
+        }
+        tokio::select! {
+            _ = freed => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.cancelled() => return false,
+        }
+    }
+}
+
+async fn run_once(
+    shared: &Arc<Shared>,
+    ctx: &ServiceCtx,
+    id: &str,
+    launch_no: u64,
+    status: &Mutex<InstanceStatus>,
+    stop: &CancellationToken,
+) -> RunEnd {
+    let started = Instant::now();
+    let scratch = shared.state_dir.join("run").join(format!("{id}.{launch_no}"));
+    let launched = launch(shared, ctx, id, &scratch);
+    let (mut proc, addr) = match launched {
+        Ok(ok) => ok,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return RunEnd::Failed {
+                reason: format!("could not launch: {e:#}"),
+                ran: started.elapsed(),
+            };
+        }
+    };
+    shared.guard.watch(proc.pid);
+    {
+        let mut s = status.lock().unwrap();
+        s.state = InstanceState::Starting;
+        s.pid = Some(proc.pid);
+        s.port = Some(addr.port());
+        s.detail = None;
+        s.domain = ctx
+            .spec
+            .placement
+            .spread
+            .as_ref()
+            .map(|label| shared.capacity.node.labels.get(label).cloned().unwrap_or_else(|| "unlabelled".into()));
+    }
+    shared.events.emit(
+        &ctx.name,
+        Some(id),
+        EventKind::Launched,
+        format!("launched pid {} on port {}", proc.pid, addr.port()),
+    );
+    let end = supervise(shared, ctx, id, &mut proc, addr, status, stop, started).await;
+    ctx.pool.leave(id);
+    status.lock().unwrap().member = None;
+    let grace = Duration::from_millis(ctx.spec.stop_grace_ms);
+    let end = match end {
+        Supervised::Stop(member) => {
+            status.lock().unwrap().state = InstanceState::Stopping;
+            if let Some(member) = member {
+                drain(&member, grace).await;
+            }
+            let how = process::stop(&mut proc, grace).await;
+            shared.events.emit(
+                &ctx.name,
+                Some(id),
+                EventKind::Stopped,
+                format!(
+                    "stopped ({})",
+                    how.map(|s| process::describe(&s)).unwrap_or_else(|| "gone".into())
+                ),
+            );
+            RunEnd::Stopped
+        }
+        Supervised::Exited(reason) => {
+            // The leader is gone; anything it left in its group goes too.
+            process::signal_group(proc.pid, libc::SIGKILL);
+            RunEnd::Failed { reason, ran: started.elapsed() }
+        }
+        Supervised::Kill(reason) => {
+            process::signal_group(proc.pid, libc::SIGKILL);
+            let _ = proc.child.wait().await;
+            RunEnd::Failed { reason, ran: started.elapsed() }
+        }
+    };
+    shared.guard.forget(proc.pid);
+    let _ = std::fs::remove_dir_all(&scratch);
+    end
+}
+
+enum Supervised {
+    /// Asked to stop; the member (if it was ready) is to be drained first.
+    Stop(Option<Arc<Member>>),
+    /// The process exited on its own.
+    Exited(String),
+    /// The process is to be killed: it failed its checks.
+    Kill(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn supervise(
+    shared: &Shared,
+    ctx: &ServiceCtx,
+    id: &str,
+    proc: &mut Process,
+    addr: SocketAddr,
+    status: &Mutex<InstanceStatus>,
+    stop: &CancellationToken,
+    started: Instant,
+) -> Supervised {
+    let health = ctx.spec.health.as_ref();
+    let path = health.map(|h| h.path.as_str());
+    let check_timeout = Duration::from_millis(health.map_or(1_000, |h| h.timeout_ms));
+    let start_timeout = Duration::from_millis(health.map_or(60_000, |h| h.start_timeout_ms));
+    let interval = Duration::from_millis(health.map_or(1_000, |h| h.interval_ms));
+    let threshold = health.map_or(3, |h| h.failure_threshold);
+
+    // Readiness: poll until the check passes.
+    loop {
+        tokio::select! {
+            exit = proc.child.wait() => return Supervised::Exited(exit_reason(exit)),
+            _ = stop.cancelled() => return Supervised::Stop(None),
+            ok = probe::check(addr, path, check_timeout) => {
+                if ok {
+                    break;
+                }
+                if started.elapsed() > start_timeout {
+                    return Supervised::Kill(format!(
+                        "not ready after {}s (health check {} failing)",
+                        start_timeout.as_secs(),
+                        path.unwrap_or("port accept")
+                    ));
+                }
+                tokio::select! {
+                    exit = proc.child.wait() => return Supervised::Exited(exit_reason(exit)),
+                    _ = stop.cancelled() => return Supervised::Stop(None),
+                    _ = tokio::time::sleep(READY_POLL) => {}
+                }
+            }
+        }
+    }
+    let member = Member::new(id, addr);
+    {
+        let mut s = status.lock().unwrap();
+        s.state = InstanceState::Ready;
+        s.member = Some(member.clone());
+        s.detail = None;
+    }
+    shared.events.emit(
+        &ctx.name,
+        Some(id),
+        EventKind::Ready,
+        format!("ready in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0),
+    );
+    ctx.pool.join(member.clone());
+
+    // Liveness: the process must stay up and keep passing its check.
+    let mut failed_checks = 0;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            exit = proc.child.wait() => return Supervised::Exited(exit_reason(exit)),
+            _ = stop.cancelled() => return Supervised::Stop(Some(member)),
+            _ = tick.tick() => {
+                if probe::check(addr, path, check_timeout).await {
+                    failed_checks = 0;
+                } else {
+                    failed_checks += 1;
+                    if failed_checks >= threshold {
+                        let reason = format!(
+                            "failed {failed_checks} health checks in a row ({})",
+                            path.unwrap_or("port accept")
+                        );
+                        shared.events.emit(&ctx.name, Some(id), EventKind::Unhealthy, reason.clone());
+                        return Supervised::Kill(reason);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn exit_reason(exit: std::io::Result<std::process::ExitStatus>) -> String {
+    match exit {
+        Ok(status) => process::describe(&status),
+        Err(e) => format!("lost track of the process: {e}"),
+    }
+}
+
+/// Waits for the requests in flight on a member that left its pool, at most `grace`.
+async fn drain(member: &Member, grace: Duration) {
+    let until = Instant::now() + grace;
+    while member.inflight() > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Places the instance's files and starts its process.
+fn launch(shared: &Shared, ctx: &ServiceCtx, id: &str, scratch: &Path) -> Result<(Process, SocketAddr)> {
+    std::fs::create_dir_all(scratch)
+        .with_context(|| format!("create scratch dir {}", scratch.display()))?;
+    let port = free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let env = instance_env(shared, ctx, id, port, scratch);
+    for (rel, file) in &ctx.spec.files {
+        let target = scratch.join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("create dir for file {rel}"))?;
+        }
+        match file {
+            FileSpec::Content { content } => {
+                std::fs::write(&target, process::expand(content, &env))
+                    .with_context(|| format!("write file {rel}"))?;
+            }
+            FileSpec::Source { source } => {
+                std::fs::copy(shared.app_dir.join(source), &target)
+                    .with_context(|| format!("copy {source} to {rel}"))?;
+            }
+        }
+    }
+    let argv: Vec<String> = ctx.spec.run.iter().map(|a| process::expand(a, &env)).collect();
+    let log_dir = shared.state_dir.join("logs").join(&ctx.name);
+    std::fs::create_dir_all(&log_dir).context("create log dir")?;
+    let log = log_dir.join(format!("{id}.log"));
+    let proc = process::launch(Launch {
+        argv: &argv,
+        workdir: &ctx.workdir,
+        env: &env,
+        log: &log,
+    })?;
+    Ok((proc, addr))
+}
+
+/// The instance contract's environment, then the manifest's `env` (which may use it).
+fn instance_env(
+    shared: &Shared,
+    ctx: &ServiceCtx,
+    id: &str,
+    port: u16,
+    scratch: &Path,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::from([
+        ("PORT".to_string(), port.to_string()),
+        ("STRATA_URL".to_string(), shared.api_url.clone()),
+        ("STRATA_APP".to_string(), shared.app.clone()),
+        ("STRATA_SERVICE".to_string(), ctx.name.clone()),
+        ("STRATA_INSTANCE".to_string(), id.to_string()),
+        ("TMPDIR".to_string(), scratch.display().to_string()),
+    ]);
+    for (key, value) in &ctx.spec.env {
+        let value = process::expand(value, &env);
+        env.insert(key.clone(), value);
+    }
+    env
+}
+
+/// A port the kernel says is free now.
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).context("find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(4), Duration::from_millis(800));
+        assert_eq!(backoff(30), BACKOFF_MAX);
+    }
+}

@@ -1,0 +1,156 @@
+//! The App Service: runs the pools of an app from its manifest.
+//!
+//! Layout:
+//! - [`AppService`]: the handle of a running app: snapshot, scale, events, stop.
+//! - `service`: one supervisor per service: setup step, bindings, desired count.
+//! - `instance`: the life of one instance slot: place, launch, ready, live, restart.
+//! - `process`: the process driver (own process group, signals, exit status).
+//! - `guard`: a watchdog process that kills every instance if strata itself dies.
+//! - `probe`: readiness and liveness checks (health path or port accept).
+//! - `setup`: the install step, skipped while its inputs are unchanged.
+//! - `capacity`: the node's memory and accelerators, reserved per instance.
+//! - `events`: what happened and why, for the CLI and `strata events`.
+//!
+//! Invariants: a ready instance is a member of its pool in the bus and nothing else is;
+//! every child process is in its own process group, registered with the guard while it
+//! lives; nothing here speaks HTTP beyond the one-line health probe.
+
+mod capacity;
+mod events;
+mod guard;
+mod instance;
+mod probe;
+mod process;
+mod service;
+mod setup;
+mod status;
+
+pub use capacity::NodeResources;
+pub use events::{Event, EventKind};
+pub use status::{InstanceState, InstanceStatus, ServiceStatus};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use strata_bus::Bus;
+use strata_manifest::Manifest;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What the App Service needs to run one app on this node.
+pub struct AppConfig {
+    pub manifest: Manifest,
+    /// The manifest's directory: workdirs and file sources are relative to it.
+    pub app_dir: PathBuf,
+    /// Where logs, scratch dirs and setup stamps go (usually `app_dir/.strata`).
+    pub state_dir: PathBuf,
+    /// `STRATA_URL` given to instances: the platform API of this node.
+    pub api_url: String,
+    pub node: NodeResources,
+}
+
+/// Shared by every task of the App Service.
+pub(crate) struct Shared {
+    pub app: String,
+    pub app_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub api_url: String,
+    pub bus: Arc<Bus>,
+    pub capacity: capacity::Capacity,
+    pub guard: guard::Guard,
+    pub events: events::EventLog,
+    pub tracker: TaskTracker,
+}
+
+/// A running app.
+pub struct AppService {
+    shared: Arc<Shared>,
+    services: BTreeMap<String, service::ServiceHandle>,
+    shutdown: CancellationToken,
+}
+
+impl AppService {
+    /// Launches every service of the manifest; returns at once while they start.
+    pub fn start(config: AppConfig, bus: Arc<Bus>, shutdown: CancellationToken) -> Result<AppService> {
+        let logs = config.state_dir.join("logs");
+        std::fs::create_dir_all(&logs)
+            .with_context(|| format!("create log dir {}", logs.display()))?;
+        std::fs::create_dir_all(config.state_dir.join("run"))
+            .context("create scratch dir root")?;
+        let guard = guard::Guard::spawn().context("start the orphan guard")?;
+        let shared = Arc::new(Shared {
+            app: config.manifest.app.clone(),
+            app_dir: config.app_dir,
+            state_dir: config.state_dir,
+            api_url: config.api_url,
+            bus,
+            capacity: capacity::Capacity::new(config.node),
+            guard,
+            events: events::EventLog::new(),
+            tracker: TaskTracker::new(),
+        });
+        let mut services = BTreeMap::new();
+        for name in config.manifest.start_order() {
+            let spec = config.manifest.services[&name].clone();
+            let handle = service::ServiceHandle::start(&shared, name.clone(), spec, shutdown.child_token());
+            services.insert(name, handle);
+        }
+        Ok(AppService { shared, services, shutdown })
+    }
+
+    /// Per-service state for `strata ps`.
+    pub fn snapshot(&self) -> Vec<ServiceStatus> {
+        self.services.values().map(|s| s.snapshot()).collect()
+    }
+
+    /// Sets the number of instances of a service, within its manifest bounds.
+    pub fn scale(&self, service: &str, count: u32) -> Result<()> {
+        let Some(handle) = self.services.get(service) else {
+            bail!(
+                "no service named {service:?} in app {:?} (services: {})",
+                self.shared.app,
+                self.services.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        };
+        handle.scale(count)
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// The most recent events, oldest first.
+    pub fn recent_events(&self) -> Vec<Event> {
+        self.shared.events.recent()
+    }
+
+    /// Where the logs of an instance are written.
+    pub fn log_dir(&self, service: &str) -> Option<PathBuf> {
+        self.services
+            .contains_key(service)
+            .then(|| self.shared.state_dir.join("logs").join(service))
+    }
+
+    /// Resolves once every service has a ready instance (or shutdown began).
+    pub async fn ready(&self) {
+        for name in self.services.keys() {
+            let mut ready = self.shared.bus.pool(name).watch_ready();
+            tokio::select! {
+                _ = ready.wait_for(|n| *n > 0) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Stops every instance (drain, SIGTERM, grace, SIGKILL) and waits for all of them.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        self.shared.tracker.close();
+        self.shared.tracker.wait().await;
+        self.shared.guard.close();
+    }
+}

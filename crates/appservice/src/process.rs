@@ -1,0 +1,130 @@
+//! The process driver: an instance is a child process in its own process group.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::process::{Child, Command};
+
+pub(crate) struct Launch<'a> {
+    pub argv: &'a [String],
+    pub workdir: &'a Path,
+    pub env: &'a BTreeMap<String, String>,
+    pub log: &'a Path,
+}
+
+pub(crate) struct Process {
+    pub child: Child,
+    pub pid: u32,
+}
+
+/// Starts the program in a new process group with stdout and stderr appended to `log`.
+pub(crate) fn launch(spec: Launch<'_>) -> Result<Process> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(spec.log)
+        .with_context(|| format!("open log file {}", spec.log.display()))?;
+    let log_err = log.try_clone().context("duplicate log file handle")?;
+    let (program, args) = spec.argv.split_first().context("run is empty")?;
+    let child = Command::new(program)
+        .args(args)
+        .current_dir(spec.workdir)
+        .envs(spec.env)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {program:?} in {}", spec.workdir.display()))?;
+    let pid = child.id().context("child exited before its pid was read")?;
+    Ok(Process { child, pid })
+}
+
+/// Sends `signal` to the whole process group.
+pub(crate) fn signal_group(pgid: u32, signal: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+    unsafe {
+        libc::kill(-(pgid as i32), signal);
+    }
+}
+
+/// SIGTERM to the group, then SIGKILL after `grace` if the leader is still running; then
+/// SIGKILL to the group again so no child of the instance is left behind.
+pub(crate) async fn stop(process: &mut Process, grace: Duration) -> Option<ExitStatus> {
+    signal_group(process.pid, libc::SIGTERM);
+    let status = match tokio::time::timeout(grace, process.child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            signal_group(process.pid, libc::SIGKILL);
+            process.child.wait().await.ok()
+        }
+    };
+    signal_group(process.pid, libc::SIGKILL);
+    status
+}
+
+/// Says how a process ended, in words.
+pub(crate) fn describe(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}{}", signal_name(sig)),
+        _ => "ended".to_string(),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => " (SIGKILL)",
+        libc::SIGTERM => " (SIGTERM)",
+        libc::SIGSEGV => " (SIGSEGV)",
+        libc::SIGABRT => " (SIGABRT)",
+        libc::SIGINT => " (SIGINT)",
+        _ => "",
+    }
+}
+
+/// Expands `${NAME}` from `env`, then from the process environment; an unknown name
+/// expands to nothing.
+pub(crate) fn expand(text: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                match env.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&std::env::var(name).unwrap_or_default()),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_known_names_and_leaves_unterminated_text() {
+        let env = BTreeMap::from([("PORT".to_string(), "8081".to_string())]);
+        assert_eq!(expand("--port=${PORT}", &env), "--port=8081");
+        assert_eq!(expand("${STRATA_NOPE_X}x", &env), "x");
+        assert_eq!(expand("a ${PORT", &env), "a ${PORT");
+        assert_eq!(expand("$PORT", &env), "$PORT");
+    }
+}

@@ -1,0 +1,218 @@
+//! One supervisor per service: runs the setup step, waits for the services it binds
+//! to, then keeps the desired number of instance slots.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Result};
+use strata_manifest::ServiceSpec;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::capacity::Demand;
+use crate::events::EventKind;
+use crate::instance::{self, ServiceCtx};
+use crate::setup::{self, Setup};
+use crate::status::{InstanceStatus, ServiceStatus};
+use crate::Shared;
+
+struct Slot {
+    number: u32,
+    status: Arc<Mutex<InstanceStatus>>,
+    stop: CancellationToken,
+}
+
+pub(crate) struct ServiceHandle {
+    ctx: Arc<ServiceCtx>,
+    desired: watch::Sender<u32>,
+    phase: Arc<Mutex<String>>,
+    slots: Arc<Mutex<Vec<Slot>>>,
+}
+
+impl ServiceHandle {
+    pub fn start(shared: &Arc<Shared>, name: String, spec: ServiceSpec, stop: CancellationToken) -> ServiceHandle {
+        let workdir = match &spec.workdir {
+            Some(dir) => shared.app_dir.join(dir),
+            None => shared.app_dir.clone(),
+        };
+        let ctx = Arc::new(ServiceCtx {
+            pool: shared.bus.pool(&name),
+            demand: Demand {
+                memory_mb: spec.resources.memory_mb.unwrap_or(0),
+                accelerators: spec.resources.accelerators,
+            },
+            name,
+            workdir,
+            spec,
+        });
+        let (desired, desired_rx) = watch::channel(ctx.spec.instances.initial());
+        let handle = ServiceHandle {
+            ctx: ctx.clone(),
+            desired,
+            phase: Arc::new(Mutex::new("pending".into())),
+            slots: Arc::new(Mutex::new(Vec::new())),
+        };
+        let phase = handle.phase.clone();
+        let slots = handle.slots.clone();
+        let task_shared = shared.clone();
+        shared.tracker.spawn(async move {
+            supervise(task_shared, ctx, phase, slots, desired_rx, stop).await;
+        });
+        handle
+    }
+
+    pub fn scale(&self, count: u32) -> Result<()> {
+        let bounds = &self.ctx.spec.instances;
+        if count < bounds.min || count > bounds.max {
+            bail!(
+                "{} can run between {} and {} instances (instances.min and instances.max in the manifest); {count} is outside",
+                self.ctx.name,
+                bounds.min,
+                bounds.max
+            );
+        }
+        self.desired.send_replace(count);
+        Ok(())
+    }
+
+    pub fn snapshot(&self) -> ServiceStatus {
+        let instances: Vec<InstanceStatus> = self
+            .slots
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|slot| {
+                let mut s = slot.status.lock().unwrap().clone();
+                if let Some(member) = &s.member {
+                    s.inflight = member.inflight();
+                    s.served = member.served();
+                }
+                s
+            })
+            .collect();
+        ServiceStatus {
+            name: self.ctx.name.clone(),
+            state: self.phase.lock().unwrap().clone(),
+            desired: *self.desired.borrow(),
+            min: self.ctx.spec.instances.min,
+            max: self.ctx.spec.instances.max,
+            ready: self.ctx.pool.members().len(),
+            instances,
+        }
+    }
+}
+
+async fn supervise(
+    shared: Arc<Shared>,
+    ctx: Arc<ServiceCtx>,
+    phase: Arc<Mutex<String>>,
+    slots: Arc<Mutex<Vec<Slot>>>,
+    mut desired: watch::Receiver<u32>,
+    stop: CancellationToken,
+) {
+    let set_phase = |p: String| *phase.lock().unwrap() = p;
+    if let Some(spec) = &ctx.spec.setup {
+        set_phase("setup".into());
+        let env = setup_env(&shared, &ctx);
+        let result = tokio::select! {
+            r = setup::run(&shared, Setup {
+                service: &ctx.name,
+                argv: spec.argv(),
+                inputs: spec.inputs(),
+                workdir: &ctx.workdir,
+                env: &env,
+            }) => r,
+            _ = stop.cancelled() => return,
+        };
+        if let Err(e) = result {
+            set_phase(format!("setup failed: {e:#}; see strata logs {} --setup", ctx.name));
+            if !shared.events.recent().iter().any(|ev| ev.service == ctx.name && ev.kind == EventKind::SetupFailed) {
+                shared.events.emit(&ctx.name, None, EventKind::SetupFailed, format!("{e:#}"));
+            }
+            return;
+        }
+    }
+    if !ctx.spec.bindings.is_empty() {
+        set_phase(format!("waiting for bindings: {}", ctx.spec.bindings.join(", ")));
+        shared.events.emit(
+            &ctx.name,
+            None,
+            EventKind::WaitingForBindings,
+            format!("waiting for a ready instance of {}", ctx.spec.bindings.join(", ")),
+        );
+        for dep in &ctx.spec.bindings {
+            let mut ready = shared.bus.pool(dep).watch_ready();
+            tokio::select! {
+                _ = ready.wait_for(|n| *n > 0) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+    set_phase("running".into());
+    loop {
+        let want = *desired.borrow_and_update();
+        reconcile(&shared, &ctx, &slots, want, &stop);
+        tokio::select! {
+            changed = desired.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let now = *desired.borrow();
+                shared.events.emit(&ctx.name, None, EventKind::Scaled, format!("scaled to {now} instance(s)"));
+            }
+            _ = stop.cancelled() => break,
+        }
+    }
+    // Stopping: every slot was given a child token of `stop`; they drain and exit on
+    // their own, and the tracker waits for them.
+    set_phase("stopping".into());
+}
+
+/// Starts or stops slots until `want` are running; the highest-numbered go first.
+fn reconcile(
+    shared: &Arc<Shared>,
+    ctx: &Arc<ServiceCtx>,
+    slots: &Mutex<Vec<Slot>>,
+    want: u32,
+    stop: &CancellationToken,
+) {
+    let mut slots = slots.lock().unwrap();
+    // Forget slots that were stopped and have finished.
+    slots.retain(|s| !(s.stop.is_cancelled() && s.status.lock().unwrap().state == crate::InstanceState::Stopped));
+    let running: Vec<usize> = (0..slots.len()).filter(|&i| !slots[i].stop.is_cancelled()).collect();
+    let have = running.len() as u32;
+    if have > want {
+        let mut by_number: Vec<usize> = running;
+        by_number.sort_by_key(|&i| std::cmp::Reverse(slots[i].number));
+        for &i in by_number.iter().take((have - want) as usize) {
+            slots[i].stop.cancel();
+        }
+    }
+    for _ in have..want {
+        let used: Vec<u32> = slots.iter().map(|s| s.number).collect();
+        let number = (1..).find(|n| !used.contains(n)).unwrap_or(1);
+        let id = format!("{}-{number}", ctx.name);
+        let status = Arc::new(Mutex::new(InstanceStatus::new(id)));
+        let slot_stop = stop.child_token();
+        slots.push(Slot {
+            number,
+            status: status.clone(),
+            stop: slot_stop.clone(),
+        });
+        shared.tracker.spawn(instance::run_slot(shared.clone(), ctx.clone(), status, slot_stop));
+    }
+    slots.sort_by_key(|s| s.number);
+}
+
+/// The environment of the setup step: the manifest's env with the app and service named.
+fn setup_env(shared: &Shared, ctx: &ServiceCtx) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::from([
+        ("STRATA_APP".to_string(), shared.app.clone()),
+        ("STRATA_SERVICE".to_string(), ctx.name.clone()),
+    ]);
+    for (k, v) in &ctx.spec.env {
+        let v = crate::process::expand(v, &env);
+        env.insert(k.clone(), v);
+    }
+    env
+}

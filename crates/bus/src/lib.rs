@@ -1,0 +1,49 @@
+//! The message bus: tracks the members of every pool and chooses where a request goes.
+//!
+//! Layout:
+//! - [`Bus`]: the pools of one node, by service name.
+//! - [`Pool`]: the ready members of one service, with a watch on their count.
+//! - [`Member`]: one ready instance: its address, its in-flight count, and a slot
+//!   where the transport (the gateway) keeps its connections to it.
+//! - [`RetryBudget`]: bounds reissued requests to a fraction of first attempts.
+//!
+//! Invariant: this crate knows nothing of HTTP or of processes. The App Service
+//! adds and removes members; the gateway picks them and reports failures.
+
+mod budget;
+mod pool;
+
+pub use budget::RetryBudget;
+pub use pool::{Member, MemberGuard, Pool};
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// All pools of a node.
+#[derive(Default)]
+pub struct Bus {
+    pools: RwLock<HashMap<String, Arc<Pool>>>,
+}
+
+impl Bus {
+    pub fn new() -> Arc<Bus> {
+        Arc::new(Bus::default())
+    }
+
+    /// The pool of `service`, created empty on first use.
+    pub fn pool(&self, service: &str) -> Arc<Pool> {
+        if let Some(pool) = self.pools.read().unwrap().get(service) {
+            return pool.clone();
+        }
+        let mut pools = self.pools.write().unwrap();
+        pools
+            .entry(service.to_string())
+            .or_insert_with(|| Arc::new(Pool::new(service)))
+            .clone()
+    }
+
+    /// The pool of `service` if one was ever created.
+    pub fn get(&self, service: &str) -> Option<Arc<Pool>> {
+        self.pools.read().unwrap().get(service).cloned()
+    }
+}

@@ -1,0 +1,290 @@
+use std::any::Any;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use tokio::sync::watch;
+
+use crate::RetryBudget;
+
+/// One ready instance of a service, as the bus sees it.
+pub struct Member {
+    /// Instance id, for example `web-2`.
+    pub id: String,
+    pub addr: SocketAddr,
+    inflight: AtomicUsize,
+    served: AtomicU64,
+    /// Set when the member left the pool or a caller saw it fail; never chosen again.
+    gone: AtomicBool,
+    /// Where the transport keeps its per-member state (connection pool).
+    transport: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("id", &self.id)
+            .field("addr", &self.addr)
+            .field("inflight", &self.inflight())
+            .finish()
+    }
+}
+
+impl Member {
+    pub fn new(id: impl Into<String>, addr: SocketAddr) -> Arc<Member> {
+        Arc::new(Member {
+            id: id.into(),
+            addr,
+            inflight: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
+            transport: OnceLock::new(),
+        })
+    }
+
+    /// Requests relayed to this member and not yet answered.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Requests relayed to this member so far.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as in flight until the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> MemberGuard {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.served.fetch_add(1, Ordering::Relaxed);
+        MemberGuard {
+            member: self.clone(),
+        }
+    }
+
+    /// The transport's state for this member, made on first use.
+    pub fn transport<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> &T {
+        self.transport
+            .get_or_init(|| Box::new(init()))
+            .downcast_ref::<T>()
+            .expect("one transport type per member")
+    }
+}
+
+/// Keeps a request counted as in flight on its member.
+pub struct MemberGuard {
+    member: Arc<Member>,
+}
+
+impl MemberGuard {
+    pub fn member(&self) -> &Arc<Member> {
+        &self.member
+    }
+}
+
+impl Drop for MemberGuard {
+    fn drop(&mut self) {
+        self.member.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The ready members of one service.
+pub struct Pool {
+    pub service: String,
+    members: RwLock<Arc<[Arc<Member>]>>,
+    ready: watch::Sender<usize>,
+    pub budget: RetryBudget,
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let local = 0u8;
+    (t ^ (&local as *const u8 as u64).rotate_left(32)) | 1
+}
+
+/// xorshift64*: enough randomness to pick two members.
+fn next_random() -> u64 {
+    RNG.with(|state| {
+        let mut x = state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    })
+}
+
+impl Pool {
+    pub(crate) fn new(service: &str) -> Pool {
+        Pool {
+            service: service.to_string(),
+            members: RwLock::new(Arc::from(Vec::new())),
+            ready: watch::channel(0).0,
+            budget: RetryBudget::default(),
+        }
+    }
+
+    /// Adds a ready member.
+    pub fn join(&self, member: Arc<Member>) {
+        let mut members = self.members.write().unwrap();
+        let mut next: Vec<_> = members.iter().cloned().collect();
+        next.push(member);
+        *members = Arc::from(next);
+        self.ready.send_replace(members.len());
+    }
+
+    /// Removes a member: it is never chosen again.
+    pub fn leave(&self, id: &str) {
+        let mut members = self.members.write().unwrap();
+        let mut next: Vec<_> = members.iter().cloned().collect();
+        next.retain(|m| {
+            if m.id == id {
+                m.gone.store(true, Ordering::Relaxed);
+                false
+            } else {
+                true
+            }
+        });
+        *members = Arc::from(next);
+        self.ready.send_replace(members.len());
+    }
+
+    /// A caller saw the member fail (refused or reset): stop choosing it until the
+    /// App Service replaces or confirms it.
+    pub fn suspect(&self, member: &Member) {
+        member.gone.store(true, Ordering::Relaxed);
+    }
+
+    /// A snapshot of the ready members.
+    pub fn members(&self) -> Arc<[Arc<Member>]> {
+        self.members.read().unwrap().clone()
+    }
+
+    /// Number of ready members, watchable.
+    pub fn watch_ready(&self) -> watch::Receiver<usize> {
+        self.ready.subscribe()
+    }
+
+    /// Chooses one member for a request: the less loaded of two picked at random
+    /// (power of two choices), skipping members already tried for this request.
+    pub fn pick(&self, tried: &[Arc<Member>]) -> Option<Arc<Member>> {
+        let members = self.members.read().unwrap();
+        let eligible = |m: &Arc<Member>| !m.is_gone() && !tried.iter().any(|t| Arc::ptr_eq(t, m));
+        match members.len() {
+            0 => None,
+            1 => Some(members[0].clone()).filter(eligible),
+            n => {
+                let r = next_random();
+                let a = (r % n as u64) as usize;
+                let mut b = ((r >> 32) % (n as u64 - 1)) as usize;
+                if b >= a {
+                    b += 1;
+                }
+                let (ma, mb) = (&members[a], &members[b]);
+                let choice = match (eligible(ma), eligible(mb)) {
+                    (true, true) => {
+                        if mb.inflight() < ma.inflight() {
+                            mb
+                        } else {
+                            ma
+                        }
+                    }
+                    (true, false) => ma,
+                    (false, true) => mb,
+                    (false, false) => {
+                        return members
+                            .iter()
+                            .filter(|m| eligible(m))
+                            .min_by_key(|m| m.inflight())
+                            .cloned()
+                    }
+                };
+                Some(choice.clone())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn membership_follows_join_and_leave() {
+        let pool = Pool::new("web");
+        let ready = pool.watch_ready();
+        assert!(pool.pick(&[]).is_none());
+        pool.join(Member::new("web-1", addr(1)));
+        pool.join(Member::new("web-2", addr(2)));
+        assert_eq!(*ready.borrow(), 2);
+        pool.leave("web-1");
+        assert_eq!(*ready.borrow(), 1);
+        for _ in 0..100 {
+            assert_eq!(pool.pick(&[]).unwrap().id, "web-2");
+        }
+    }
+
+    #[test]
+    fn pick_spreads_and_prefers_less_loaded() {
+        let pool = Pool::new("web");
+        for i in 0..4 {
+            pool.join(Member::new(format!("web-{i}"), addr(i)));
+        }
+        let mut counts = [0usize; 4];
+        for _ in 0..4000 {
+            let m = pool.pick(&[]).unwrap();
+            counts[m.addr.port() as usize] += 1;
+        }
+        for c in counts {
+            assert!(c > 500, "uneven spread: {counts:?}");
+        }
+        // A member with many requests in flight is chosen far less often.
+        let busy = pool.members()[0].clone();
+        let _guards: Vec<_> = (0..10).map(|_| busy.begin()).collect();
+        let busy_picks = (0..3000)
+            .filter(|_| Arc::ptr_eq(&pool.pick(&[]).unwrap(), &busy))
+            .count();
+        assert_eq!(busy_picks, 0, "p2c never prefers the loaded member over an idle one");
+    }
+
+    #[test]
+    fn pick_skips_tried_and_suspected_members() {
+        let pool = Pool::new("web");
+        pool.join(Member::new("web-1", addr(1)));
+        pool.join(Member::new("web-2", addr(2)));
+        let first = pool.pick(&[]).unwrap();
+        for _ in 0..100 {
+            let other = pool.pick(std::slice::from_ref(&first)).unwrap();
+            assert!(!Arc::ptr_eq(&other, &first));
+        }
+        pool.suspect(&first);
+        let remaining = pool.pick(&[]).unwrap();
+        assert!(!Arc::ptr_eq(&remaining, &first));
+        assert!(pool.pick(&[remaining]).is_none());
+    }
+
+    #[test]
+    fn inflight_counts_until_guard_drops() {
+        let m = Member::new("web-1", addr(1));
+        let g = m.begin();
+        assert_eq!(m.inflight(), 1);
+        drop(g);
+        assert_eq!(m.inflight(), 0);
+        assert_eq!(m.served(), 1);
+    }
+}

@@ -1,0 +1,357 @@
+//! The first tier: HTTP/1.1 and h2c ingress that relays requests to service pools.
+//!
+//! Layout:
+//! - [`Gateway`]: routes (path prefix, optional host) to pools, limits, access log.
+//! - [`serve`]: the accept loop, with graceful shutdown and the 408 answer to clients
+//!   that are too slow sending their headers.
+//! - [`relay`]: ANY and ALL calls to a pool, reissue rules, deadlines; also used by the
+//!   platform API for instance-to-instance calls.
+//! - `upstream`: keep-alive connections to members, kept per member.
+//! - `body`: request and response bodies as they stream through.
+//! - `access`: the access log, written off the request path.
+//!
+//! Invariant: the gateway keeps no state of its own between requests beyond idle
+//! connections; membership lives in the bus.
+
+mod access;
+mod base64;
+pub mod body;
+pub mod relay;
+mod upstream;
+
+pub use access::AccessLog;
+pub use body::{ReqBody, ResBody};
+pub use relay::{Outcome, RelayPolicy};
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use strata_bus::{Bus, Pool};
+use strata_manifest::CallMode;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Request bodies up to this size are held whole, so the request can be reissued.
+pub const REPLAYABLE_BODY: u64 = 64 * 1024;
+/// Largest body a broadcast (ALL) request may carry.
+pub const BROADCAST_BODY: usize = 1024 * 1024;
+
+/// One route of the first tier.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Only requests whose Host, without port, is this; None matches any host.
+    pub host: Option<String>,
+    /// Path prefix, matched on segment boundaries (`/api` matches `/api/x`, not `/apix`).
+    pub prefix: String,
+    pub service: String,
+    pub mode: CallMode,
+    pub policy: RelayPolicy,
+}
+
+impl Route {
+    fn matches(&self, host: Option<&str>, path: &str) -> bool {
+        if let Some(want) = &self.host {
+            if host != Some(want.as_str()) {
+                return false;
+            }
+        }
+        match path.strip_prefix(self.prefix.as_str()) {
+            Some(rest) => rest.is_empty() || self.prefix.ends_with('/') || rest.starts_with('/') || rest.starts_with('?'),
+            None => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub routes: Vec<Route>,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: Option<u64>,
+    pub header_read_timeout: Duration,
+}
+
+struct RoutePool {
+    route: Route,
+    pool: Arc<Pool>,
+}
+
+/// The first tier of one node.
+pub struct Gateway {
+    routes: Vec<RoutePool>,
+    config: GatewayConfig,
+    access: Option<AccessLog>,
+    ids: RequestIds,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, bus: &Bus, access: Option<AccessLog>) -> Arc<Gateway> {
+        let mut routes: Vec<RoutePool> = config
+            .routes
+            .iter()
+            .map(|route| RoutePool {
+                route: route.clone(),
+                pool: bus.pool(&route.service),
+            })
+            .collect();
+        // Host-specific routes first, then the longest prefix.
+        routes.sort_by_key(|r| (r.route.host.is_none(), std::cmp::Reverse(r.route.prefix.len())));
+        Arc::new(Gateway {
+            routes,
+            config,
+            access,
+            ids: RequestIds::new(),
+        })
+    }
+
+    fn route(&self, req: &Request<Incoming>) -> Option<&RoutePool> {
+        let host = req
+            .uri()
+            .host()
+            .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+            .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name));
+        let path = req.uri().path();
+        self.routes.iter().find(|r| r.route.matches(host, path))
+    }
+
+    /// Answers one request from a client.
+    pub async fn handle(&self, mut req: Request<Incoming>, client: SocketAddr) -> Response<ResBody> {
+        let started = Instant::now();
+        let request_id = match req.headers().get(relay::REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = self.ids.next();
+                req.headers_mut().insert(relay::REQUEST_ID, id.clone());
+                id
+            }
+        };
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let (res, service, outcome) = self.dispatch(req, &request_id).await;
+        if let Some(log) = &self.access {
+            log.line(format_args!(
+                "{client} {method} {path} {} {:.3}ms service={service} member={} attempts={} rid={}",
+                res.status().as_u16(),
+                started.elapsed().as_secs_f64() * 1000.0,
+                outcome.member.as_deref().unwrap_or("-"),
+                outcome.attempts,
+                request_id.to_str().unwrap_or("-"),
+            ));
+        }
+        res
+    }
+
+    async fn dispatch(&self, req: Request<Incoming>, rid: &HeaderValue) -> (Response<ResBody>, String, Outcome) {
+        let none = Outcome::default();
+        let headers = req.headers();
+        if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
+            let res = relay::error_response(
+                StatusCode::BAD_REQUEST,
+                "",
+                "a request may not carry both Content-Length and Transfer-Encoding",
+                Some(rid),
+            );
+            return (close(res), "-".into(), none);
+        }
+        let declared = match content_length(headers) {
+            Ok(n) => n,
+            Err(()) => {
+                let res = relay::error_response(StatusCode::BAD_REQUEST, "", "Content-Length is not a number", Some(rid));
+                return (close(res), "-".into(), none);
+            }
+        };
+        if let (Some(limit), Some(len)) = (self.config.max_body_bytes, declared) {
+            if len > limit {
+                let res = relay::error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "",
+                    &format!("request body of {len} bytes is over the limit of {limit} bytes"),
+                    Some(rid),
+                );
+                return (close(res), "-".into(), none);
+            }
+        }
+        let Some(target) = self.route(&req) else {
+            let res = relay::error_response(
+                StatusCode::NOT_FOUND,
+                "",
+                &format!("no route for {}", req.uri().path()),
+                Some(rid),
+            );
+            return (res, "-".into(), none);
+        };
+        let service = target.route.service.clone();
+        let mode = target.route.mode;
+        let (parts, incoming) = req.into_parts();
+        let hold_whole = match mode {
+            CallMode::All => true,
+            CallMode::Any => incoming_is_small(&incoming, declared),
+        };
+        let body = match body_for_relay(incoming, hold_whole, self.config.max_body_bytes, mode).await {
+            Ok(body) => body,
+            Err(res) => return (res, service, none),
+        };
+        let req = Request::from_parts(parts, body);
+        let (res, outcome) = match mode {
+            CallMode::Any => relay::any(&target.pool, req, &target.route.policy).await,
+            CallMode::All => relay::all(&target.pool, req, &target.route.policy).await,
+        };
+        (res, service, outcome)
+    }
+}
+
+fn close(mut res: Response<ResBody>) -> Response<ResBody> {
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
+fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
+    match headers.get(header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v.to_str().ok().and_then(|s| s.trim().parse().ok()).map(Some).ok_or(()),
+    }
+}
+
+/// A body that is absent or declared small is held whole so it can be reissued.
+fn incoming_is_small(incoming: &Incoming, declared: Option<u64>) -> bool {
+    use http_body::Body;
+    incoming.is_end_stream() || declared.is_some_and(|n| n <= REPLAYABLE_BODY)
+}
+
+/// Turns the client's body into the relay's: held whole, or streamed within the limit.
+pub async fn body_for_relay<B>(
+    incoming: B,
+    hold_whole: bool,
+    limit: Option<u64>,
+    mode: CallMode,
+) -> Result<ReqBody, Response<ResBody>>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<body::BoxError>,
+{
+    if incoming.is_end_stream() {
+        return Ok(ReqBody::empty());
+    }
+    if hold_whole {
+        let cap = match mode {
+            CallMode::All => BROADCAST_BODY,
+            CallMode::Any => limit.unwrap_or(u64::MAX).min(REPLAYABLE_BODY) as usize,
+        };
+        return match Limited::new(incoming, cap).collect().await {
+            Ok(collected) => Ok(ReqBody::Full(Some(collected.to_bytes()))),
+            Err(e) => {
+                let too_big = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                let (status, msg) = if too_big {
+                    (StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the limit of {cap} bytes"))
+                } else {
+                    (StatusCode::BAD_REQUEST, format!("could not read the request body: {e}"))
+                };
+                Err(close(relay::error_response(status, "", &msg, None)))
+            }
+        };
+    }
+    let stream = match limit {
+        Some(limit) => Limited::new(incoming, limit as usize).boxed_unsync(),
+        None => incoming.map_err(Into::into).boxed_unsync(),
+    };
+    Ok(ReqBody::Stream(stream))
+}
+
+/// Request ids: a random node prefix and a counter.
+struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        RequestIds {
+            prefix: (t ^ (std::process::id() as u64).rotate_left(40)) & 0xffff_ffff,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> HeaderValue {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::try_from(format!("{:08x}-{n:x}", self.prefix)).expect("hex is a valid header value")
+    }
+}
+
+const REQUEST_TIMEOUT_REPLY: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 57\r\n\r\n{\"error\":\"request headers not received in time\",\"status\":408}";
+
+/// Accepts connections until `shutdown`, then lets open requests finish.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(gateway.config.header_read_timeout)
+        .max_buf_size(gateway.config.max_header_bytes.max(8192));
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(ok) => ok,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        // A second handle on the socket, to answer 408 after hyper gave up on it.
+        let spare = spare_handle(&stream);
+        let gateway = gateway.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let gateway = gateway.clone();
+            async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, client).await) }
+        });
+        let builder = builder.clone();
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                let timed_out = e
+                    .downcast_ref::<hyper::Error>()
+                    .is_some_and(|e| e.is_timeout());
+                if timed_out {
+                    if let Some(mut spare) = spare {
+                        let _ = std::io::Write::write_all(&mut spare, REQUEST_TIMEOUT_REPLY);
+                    }
+                } else {
+                    tracing::debug!(error = %e, %client, "client connection ended with an error");
+                }
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(10)) => {
+            tracing::warn!("gateway: open connections did not finish within 10s of shutdown");
+        }
+    }
+}
+
+/// A duplicate of the socket's descriptor, kept to answer 408 once hyper gave up on it.
+fn spare_handle(stream: &tokio::net::TcpStream) -> Option<std::net::TcpStream> {
+    use std::os::fd::AsFd;
+    let fd = stream.as_fd().try_clone_to_owned().ok()?;
+    Some(std::net::TcpStream::from(fd))
+}

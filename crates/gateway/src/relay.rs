@@ -1,0 +1,394 @@
+//! Relaying one request to a pool: ANY (one load-aware member, reissued to a different
+//! member when that is safe) or ALL (every ready member once, replies gathered).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use strata_bus::{Member, Pool};
+
+use crate::body::{ReqBody, ResBody, Relayed};
+use crate::upstream::Upstream;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Which attempt this is, from 1; a member sees 2 or more on a reissued request.
+pub const ATTEMPT: HeaderName = HeaderName::from_static("x-strata-attempt");
+/// Milliseconds left before the caller gives up on this request.
+pub const DEADLINE: HeaderName = HeaderName::from_static("x-strata-deadline-ms");
+/// Marks a request safe to reissue after it was sent, whatever its method.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// The instance that answered, on every relayed response.
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-strata-instance");
+
+/// How long a relayed request may take and how often it may be reissued.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayPolicy {
+    pub deadline: Duration,
+    pub attempt_timeout: Duration,
+    pub retries: u32,
+}
+
+impl Default for RelayPolicy {
+    fn default() -> Self {
+        RelayPolicy {
+            deadline: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(10),
+            retries: 2,
+        }
+    }
+}
+
+/// What happened to a relayed request, for the access log.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub member: Option<String>,
+    pub attempts: u32,
+}
+
+/// GET, HEAD, PUT, DELETE, OPTIONS and TRACE may be sent twice; anything carrying an
+/// `Idempotency-Key` too.
+pub fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    ) || headers.contains_key(IDEMPOTENCY_KEY)
+}
+
+/// Why the last attempt failed.
+enum Failure {
+    /// Nothing of the request reached the member (refused, or a closed idle connection).
+    Unsent(String),
+    /// The request was (perhaps partly) sent, then the connection failed.
+    Broken(String),
+    /// No reply within the attempt timeout.
+    Timeout,
+}
+
+/// Relays to ANY one member of `pool`.
+pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (Response<ResBody>, Outcome) {
+    let started = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    to_origin_form(&mut parts);
+    strip_hop_by_hop(&mut parts.headers);
+    let request_id = parts.headers.get(REQUEST_ID).cloned();
+    let idempotent = is_idempotent(&parts.method, &parts.headers);
+    // A body held whole can be sent again; a streamed one only while unsent.
+    let replay: Option<Option<Bytes>> = match &body {
+        ReqBody::Full(b) => Some(b.clone()),
+        ReqBody::Stream(_) => None,
+    };
+    let mut body = Some(body);
+    let mut outcome = Outcome::default();
+    let mut tried: Vec<Arc<Member>> = Vec::new();
+    let mut last: Option<(Arc<Member>, Failure)> = None;
+    pool.budget.deposit();
+    loop {
+        if outcome.attempts > 0 {
+            let may_reissue = match &last {
+                Some((_, Failure::Unsent(_))) => true,
+                Some((_, Failure::Broken(_) | Failure::Timeout)) => idempotent && replay.is_some(),
+                None => false,
+            };
+            let within_budget = outcome.attempts <= policy.retries && pool.budget.withdraw();
+            if !(may_reissue && within_budget && body.is_some()) {
+                return (failed(pool, last, idempotent, within_budget, request_id.as_ref()), outcome);
+            }
+        }
+        let remaining = policy.deadline.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return (deadline_exceeded(pool, policy, request_id.as_ref()), outcome);
+        }
+        let Some(member) = pool.pick(&tried) else {
+            if last.is_some() {
+                return (failed(pool, last, idempotent, true, request_id.as_ref()), outcome);
+            }
+            return (no_member(pool, request_id.as_ref()), outcome);
+        };
+        outcome.attempts += 1;
+        outcome.member = Some(member.id.clone());
+        tried.push(member.clone());
+        let upstream = upstream_of(&member);
+        let guard = member.begin();
+        let attempt_timeout = policy.attempt_timeout.min(remaining);
+        let mut conn = match upstream.take() {
+            Some(conn) => conn,
+            None => match tokio::time::timeout(attempt_timeout, Upstream::connect(member.addr)).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => {
+                    pool.suspect(&member);
+                    last = Some((member, Failure::Unsent(format!("could not connect: {e}"))));
+                    continue;
+                }
+                Err(_) => {
+                    pool.suspect(&member);
+                    last = Some((member, Failure::Unsent("could not connect in time".into())));
+                    continue;
+                }
+            },
+        };
+        let mut headers = if replay.is_some() && idempotent {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
+        headers.insert(ATTEMPT, HeaderValue::from(outcome.attempts));
+        headers.insert(DEADLINE, HeaderValue::from(remaining.as_millis() as u64));
+        let mut req = Request::new(match &replay {
+            Some(bytes) => ReqBody::Full(bytes.clone()),
+            None => body.take().expect("a streamed body is sent at most once"),
+        });
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = parts.uri.clone();
+        *req.headers_mut() = headers;
+        match tokio::time::timeout(attempt_timeout, conn.try_send_request(req)).await {
+            Ok(Ok(res)) => {
+                let (mut head, incoming) = res.into_parts();
+                strip_hop_by_hop(&mut head.headers);
+                if let Some(id) = &request_id {
+                    head.headers.insert(REQUEST_ID, id.clone());
+                }
+                if let Ok(v) = HeaderValue::from_str(&member.id) {
+                    head.headers.insert(SERVED_BY, v);
+                }
+                let body = ResBody::Relayed(Relayed {
+                    inner: incoming,
+                    guard: Some(guard),
+                    conn: Some((upstream, conn)),
+                });
+                return (Response::from_parts(head, body), outcome);
+            }
+            Ok(Err(mut e)) => match e.take_message() {
+                Some(unsent) => {
+                    let (back_parts, back_body) = unsent.into_parts();
+                    parts.headers = back_parts.headers;
+                    if replay.is_none() {
+                        body = Some(back_body);
+                    }
+                    last = Some((member, Failure::Unsent(format!("connection not usable: {}", e.error()))));
+                }
+                None => {
+                    // The member dropped the connection mid-request: most likely it died.
+                    pool.suspect(&member);
+                    last = Some((member, Failure::Broken(e.error().to_string())));
+                }
+            },
+            Err(_) => last = Some((member, Failure::Timeout)),
+        }
+    }
+}
+
+/// The member's connection pool, kept in its transport slot.
+fn upstream_of(member: &Member) -> Arc<Upstream> {
+    member.transport(|| Arc::new(Upstream::default())).clone()
+}
+
+fn failed(
+    pool: &Pool,
+    last: Option<(Arc<Member>, Failure)>,
+    idempotent: bool,
+    within_budget: bool,
+    request_id: Option<&HeaderValue>,
+) -> Response<ResBody> {
+    let Some((member, failure)) = last else {
+        return no_member(pool, request_id);
+    };
+    let why_not_again = if !within_budget {
+        "the retry budget is spent"
+    } else if !idempotent {
+        "the request is not idempotent (send an Idempotency-Key header to allow it)"
+    } else {
+        "no other member was left to try"
+    };
+    let (status, what) = match failure {
+        Failure::Unsent(e) => (StatusCode::BAD_GATEWAY, format!("member {} failed before the request was sent: {e}", member.id)),
+        Failure::Broken(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("member {} failed while handling the request ({e}); not reissued: {why_not_again}", member.id),
+        ),
+        Failure::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("member {} did not answer in time; not reissued: {why_not_again}", member.id),
+        ),
+    };
+    error_response(status, &pool.service, &what, request_id)
+}
+
+fn no_member(pool: &Pool, request_id: Option<&HeaderValue>) -> Response<ResBody> {
+    let mut res = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &pool.service,
+        &format!("no ready instance of service {:?}", pool.service),
+        request_id,
+    );
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
+fn deadline_exceeded(pool: &Pool, policy: &RelayPolicy, request_id: Option<&HeaderValue>) -> Response<ResBody> {
+    error_response(
+        StatusCode::GATEWAY_TIMEOUT,
+        &pool.service,
+        &format!("deadline of {} ms exceeded", policy.deadline.as_millis()),
+        request_id,
+    )
+}
+
+/// A JSON error body naming the service and what went wrong.
+pub fn error_response(
+    status: StatusCode,
+    service: &str,
+    message: &str,
+    request_id: Option<&HeaderValue>,
+) -> Response<ResBody> {
+    let mut body = serde_json::json!({ "error": message, "status": status.as_u16() });
+    if !service.is_empty() {
+        body["service"] = service.into();
+    }
+    if let Some(id) = request_id.and_then(|v| v.to_str().ok()) {
+        body["request_id"] = id.into();
+    }
+    let mut res = Response::new(ResBody::full(format!("{body}\n")));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(id) = request_id {
+        res.headers_mut().insert(REQUEST_ID, id.clone());
+    }
+    res
+}
+
+/// Relays to ALL ready members of `pool`, once each, and gathers their replies into one
+/// JSON array: `[{"instance", "status", "body" | "body_base64" | "error"}]`.
+pub async fn all(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (Response<ResBody>, Outcome) {
+    let (mut parts, body) = req.into_parts();
+    to_origin_form(&mut parts);
+    strip_hop_by_hop(&mut parts.headers);
+    let request_id = parts.headers.get(REQUEST_ID).cloned();
+    let ReqBody::Full(bytes) = body else {
+        let res = error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &pool.service,
+            "a broadcast request body must be small enough to hold (at most 1 MiB)",
+            request_id.as_ref(),
+        );
+        return (res, Outcome::default());
+    };
+    let members: Vec<Arc<Member>> = pool.members().iter().filter(|m| !m.is_gone()).cloned().collect();
+    if members.is_empty() {
+        return (no_member(pool, request_id.as_ref()), Outcome::default());
+    }
+    let timeout = policy.attempt_timeout.min(policy.deadline);
+    let mut tasks = tokio::task::JoinSet::new();
+    for member in &members {
+        let mut req = Request::new(ReqBody::Full(bytes.clone()));
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = parts.uri.clone();
+        *req.headers_mut() = parts.headers.clone();
+        req.headers_mut().insert(ATTEMPT, HeaderValue::from(1));
+        req.headers_mut().insert(DEADLINE, HeaderValue::from(timeout.as_millis() as u64));
+        let member = member.clone();
+        tasks.spawn(async move {
+            let result = tokio::time::timeout(timeout, call_once(&member, req)).await;
+            (member.id.clone(), result)
+        });
+    }
+    let mut replies = Vec::with_capacity(members.len());
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((id, result)) = joined else { continue };
+        let entry = match result {
+            Ok(Ok((status, body))) => {
+                let mut entry = serde_json::json!({ "instance": id, "status": status.as_u16() });
+                match std::str::from_utf8(&body) {
+                    Ok(text) => entry["body"] = text.into(),
+                    Err(_) => entry["body_base64"] = crate::base64::encode(&body).into(),
+                }
+                entry
+            }
+            Ok(Err(e)) => serde_json::json!({ "instance": id, "error": e }),
+            Err(_) => serde_json::json!({ "instance": id, "error": "no answer in time" }),
+        };
+        replies.push(entry);
+    }
+    replies.sort_by(|a, b| a["instance"].as_str().cmp(&b["instance"].as_str()));
+    let outcome = Outcome {
+        member: Some(format!("all:{}", replies.len())),
+        attempts: 1,
+    };
+    let mut res = Response::new(ResBody::full(format!("{}\n", serde_json::Value::Array(replies))));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(id) = request_id {
+        res.headers_mut().insert(REQUEST_ID, id);
+    }
+    (res, outcome)
+}
+
+/// One request to one member, reply read whole (for ALL).
+async fn call_once(member: &Arc<Member>, req: Request<ReqBody>) -> Result<(StatusCode, Bytes), String> {
+    let _guard = member.begin();
+    let upstream = upstream_of(member);
+    let mut conn = match upstream.take() {
+        Some(conn) => conn,
+        None => Upstream::connect(member.addr)
+            .await
+            .map_err(|e| format!("could not connect: {e}"))?,
+    };
+    let res = conn.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = res.status();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reply broken: {e}"))?
+        .to_bytes();
+    upstream.put(conn);
+    Ok((status, body))
+}
+
+/// A member speaks HTTP/1.1 and wants `/path?query`, whatever form the client used.
+fn to_origin_form(parts: &mut Parts) {
+    if parts.uri.scheme().is_none() && parts.uri.authority().is_none() {
+        return;
+    }
+    if let Some(authority) = parts.uri.authority() {
+        if !parts.headers.contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+    }
+    let pq = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    if let Ok(uri) = pq.parse::<Uri>() {
+        parts.uri = uri;
+    }
+    parts.version = http::Version::HTTP_11;
+}
+
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes the headers that belong to one connection, not to the message.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(listed) = headers.get(header::CONNECTION).cloned() {
+        if let Ok(listed) = listed.to_str() {
+            for name in listed.split(',') {
+                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}

@@ -1,0 +1,403 @@
+//! The app manifest (`strata.json`): the desired state of an app.
+//!
+//! Layout:
+//! - [`Manifest`] and the `*Spec` types: the serde model of the file, version 1,
+//!   unknown fields rejected.
+//! - [`parse`]: JSON text to a validated manifest; every error names the field path,
+//!   what was expected and what was found.
+//! - `error`: [`ManifestError`], whose messages name the field path, what was expected
+//!   and what was found; serde's errors are reworded into it.
+//! - `validate`: the checks serde cannot express (bounds, names, paths, routes, binding
+//!   cycles).
+//! - `de`: hand-written `Deserialize` impls: routes, setup steps and files (where
+//!   serde's `untagged` would name no field), call modes, structs written only as
+//!   objects, maps without duplicate keys.
+//!
+//! The JSON Schema in `schema/strata.schema.json` ([`SCHEMA`]) describes the same model;
+//! the crate's tests keep the two in sync.
+//!
+//! This crate knows nothing of processes or HTTP: it only says what is wanted.
+
+mod de;
+mod error;
+mod validate;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::ManifestError;
+
+/// The only manifest version this build understands.
+pub const VERSION: u32 = 1;
+
+/// The JSON Schema of the manifest, shipped with the binary.
+pub const SCHEMA: &str = include_str!("../../../schema/strata.schema.json");
+
+/// An app manifest. Build one with [`parse`] or [`load`]: deserializing it directly
+/// skips the checks of `validate` and accepts a struct written as an array.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest format version; must be [`VERSION`].
+    pub strata: u32,
+    /// App name: namespaces logs, state and the platform API.
+    pub app: String,
+    #[serde(default, deserialize_with = "de::object")]
+    pub gateway: GatewaySpec,
+    #[serde(deserialize_with = "de::unique_objects")]
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    /// Address the first tier listens on, `host:port`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest request header block accepted; larger gets 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Largest request body accepted; larger gets 413. None: unlimited (streamed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// A client that has not sent its whole header block by then gets 408 and a close.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+}
+
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        GatewaySpec {
+            listen: default_listen(),
+            max_header_bytes: default_max_header_bytes(),
+            max_body_bytes: None,
+            header_read_timeout_ms: default_header_read_timeout_ms(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_string()
+}
+fn default_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// argv of the instance program; `${NAME}` expands from the instance env.
+    pub run: Vec<String>,
+    /// Working directory, relative to the manifest's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    #[serde(default, deserialize_with = "de::unique_keys")]
+    pub env: BTreeMap<String, String>,
+    /// Files placed into each instance's scratch dir: relative path -> content or source.
+    #[serde(default, deserialize_with = "de::unique_keys")]
+    pub files: BTreeMap<String, FileSpec>,
+    /// Install step run before the first launch, skipped while its inputs are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<SetupSpec>,
+    #[serde(default, deserialize_with = "de::object")]
+    pub instances: InstancesSpec,
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    #[serde(
+        default,
+        deserialize_with = "de::optional_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub health: Option<HealthSpec>,
+    /// Services that must have a ready instance before this one starts.
+    #[serde(default)]
+    pub bindings: Vec<String>,
+    #[serde(default, deserialize_with = "de::object")]
+    pub resources: ResourcesSpec,
+    #[serde(default, deserialize_with = "de::object")]
+    pub placement: PlacementSpec,
+    #[serde(default, deserialize_with = "de::object")]
+    pub relay: RelaySpec,
+    /// Time between SIGTERM and SIGKILL when an instance is stopped.
+    #[serde(default = "default_stop_grace_ms")]
+    pub stop_grace_ms: u64,
+}
+
+fn default_stop_grace_ms() -> u64 {
+    5_000
+}
+
+/// Exactly one of `content` or `source` (see `de` for why `Deserialize` is hand-written).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum FileSpec {
+    /// Literal content; `${NAME}` expands from the instance env.
+    Content { content: String },
+    /// A file copied from the app, relative to the manifest's directory.
+    Source { source: String },
+}
+
+/// An argv array or a [`SetupFull`] object (see `de` for the hand-written `Deserialize`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SetupSpec {
+    /// Just the argv; the inputs are the argv, env and workdir.
+    Argv(Vec<String>),
+    /// argv plus files whose content also counts as input (for example requirements.txt).
+    Full(SetupFull),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupFull {
+    pub run: Vec<String>,
+    #[serde(default)]
+    pub inputs: Vec<String>,
+}
+
+impl SetupSpec {
+    pub fn argv(&self) -> &[String] {
+        match self {
+            SetupSpec::Argv(argv) => argv,
+            SetupSpec::Full(full) => &full.run,
+        }
+    }
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            SetupSpec::Argv(_) => &[],
+            SetupSpec::Full(full) => &full.inputs,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstancesSpec {
+    #[serde(default = "one")]
+    pub min: u32,
+    #[serde(default = "one")]
+    pub max: u32,
+    /// Instances launched at start; defaults to `min`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<u32>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for InstancesSpec {
+    fn default() -> Self {
+        InstancesSpec {
+            min: 1,
+            max: 1,
+            initial: None,
+        }
+    }
+}
+
+impl InstancesSpec {
+    pub fn initial(&self) -> u32 {
+        self.initial.unwrap_or(self.min)
+    }
+}
+
+/// A path string or a [`RouteFull`] object (see `de` for the hand-written `Deserialize`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum RouteSpec {
+    /// A path prefix.
+    Prefix(String),
+    Full(RouteFull),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFull {
+    /// Path prefix, starting with `/`.
+    pub path: String,
+    /// Only requests whose Host (without port) equals this match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `any` (one load-aware member, the default) or `all` (broadcast, replies gathered).
+    #[serde(default)]
+    pub mode: CallMode,
+}
+
+impl RouteSpec {
+    pub fn path(&self) -> &str {
+        match self {
+            RouteSpec::Prefix(p) => p,
+            RouteSpec::Full(f) => &f.path,
+        }
+    }
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            RouteSpec::Prefix(_) => None,
+            RouteSpec::Full(f) => f.host.as_deref(),
+        }
+    }
+    pub fn mode(&self) -> CallMode {
+        match self {
+            RouteSpec::Prefix(_) => CallMode::Any,
+            RouteSpec::Full(f) => f.mode,
+        }
+    }
+}
+
+/// How a routed request is relayed; `Deserialize` is in `de`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallMode {
+    #[default]
+    Any,
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// Path answered with 2xx when the instance is ready and alive.
+    pub path: String,
+    #[serde(default = "default_health_interval_ms")]
+    pub interval_ms: u64,
+    #[serde(default = "default_health_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive failed liveness checks before the instance is restarted.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// How long a starting instance may take to become ready before it is restarted.
+    #[serde(default = "default_start_timeout_ms")]
+    pub start_timeout_ms: u64,
+}
+
+fn default_health_interval_ms() -> u64 {
+    1_000
+}
+fn default_health_timeout_ms() -> u64 {
+    1_000
+}
+fn default_failure_threshold() -> u32 {
+    3
+}
+fn default_start_timeout_ms() -> u64 {
+    60_000
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesSpec {
+    /// Memory reserved per instance; an instance that does not fit is not launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Accelerators (GPUs) reserved per instance.
+    #[serde(default)]
+    pub accelerators: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementSpec {
+    /// Node label whose values the instances are spread over (for example `power`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySpec {
+    /// Deadline of a relayed request, all attempts included; past it the client gets 504.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// One attempt that has not answered by then is abandoned (and reissued when safe).
+    #[serde(default = "default_attempt_timeout_ms")]
+    pub attempt_timeout_ms: u64,
+    /// Reissues allowed per request, beyond the first attempt.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+impl Default for RelaySpec {
+    fn default() -> Self {
+        RelaySpec {
+            timeout_ms: default_timeout_ms(),
+            attempt_timeout_ms: default_attempt_timeout_ms(),
+            retries: default_retries(),
+        }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+fn default_attempt_timeout_ms() -> u64 {
+    10_000
+}
+fn default_retries() -> u32 {
+    2
+}
+
+/// Parses and validates manifest text.
+pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let manifest: Manifest = match serde_path_to_error::deserialize(&mut de) {
+        Ok(de::Object(manifest)) => manifest,
+        Err(err) => {
+            // A manifest of another version is reported as such, not as a field this
+            // version happens not to know.
+            return Err(
+                validate::version_error(text).unwrap_or_else(|| ManifestError::from_serde(err))
+            );
+        }
+    };
+    // Text after the closing brace is a syntax error too.
+    de.end().map_err(ManifestError::from_json)?;
+    validate::validate(&manifest)?;
+    Ok(manifest)
+}
+
+/// Reads, parses and validates a manifest file.
+pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    parse(&text)
+}
+
+impl Manifest {
+    /// Services in an order where every service comes after the ones it binds to.
+    ///
+    /// Deterministic (ties broken by name). On a manifest that did not pass validation,
+    /// unknown bindings are skipped and a cycle is cut where it closes.
+    pub fn start_order(&self) -> Vec<String> {
+        fn visit<'a>(
+            m: &'a Manifest,
+            name: &'a str,
+            seen: &mut BTreeSet<&'a str>,
+            order: &mut Vec<String>,
+        ) {
+            let Some(spec) = m.services.get(name) else {
+                return;
+            };
+            if !seen.insert(name) {
+                return;
+            }
+            for dep in &spec.bindings {
+                visit(m, dep, seen, order);
+            }
+            order.push(name.to_string());
+        }
+        let mut order = Vec::new();
+        let mut seen = BTreeSet::new();
+        for name in self.services.keys() {
+            visit(self, name, &mut seen, &mut order);
+        }
+        order
+    }
+}

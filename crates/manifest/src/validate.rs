@@ -1,0 +1,406 @@
+//! The checks serde cannot express: names, bounds, paths, routes, bindings.
+//!
+//! [`validate`] stops at the first problem; the checks run in a fixed order (top-level
+//! fields, then each service by name, then routes across services, then binding
+//! cycles), so the same manifest always gets the same error.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Component, Path};
+
+use crate::error::{quoted, FieldPath};
+use crate::{FileSpec, Manifest, ManifestError, RouteSpec, ServiceSpec, SetupSpec, VERSION};
+
+fn invalid(
+    path: FieldPath,
+    expected: impl Into<String>,
+    found: impl Into<String>,
+) -> ManifestError {
+    ManifestError::Invalid {
+        path: path.into(),
+        expected: expected.into(),
+        found: found.into(),
+    }
+}
+
+/// When the text is an object whose `strata` is a whole number other than [`VERSION`],
+/// the error that says so.
+pub(crate) fn version_error(text: &str) -> Option<ManifestError> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let version = value.get("strata")?.as_u64()?;
+    (version != u64::from(VERSION)).then(|| version_mismatch(version))
+}
+
+fn version_mismatch(found: u64) -> ManifestError {
+    invalid(
+        FieldPath::root().key("strata"),
+        format!("{VERSION} (the manifest version this build reads)"),
+        found.to_string(),
+    )
+}
+
+/// The checks serde cannot express; the first problem found, in a fixed order.
+pub(crate) fn validate(m: &Manifest) -> Result<(), ManifestError> {
+    let root = FieldPath::root();
+    if m.strata != VERSION {
+        return Err(version_mismatch(u64::from(m.strata)));
+    }
+    if m.app.is_empty() || !m.app.chars().all(is_name_char) {
+        return Err(invalid(
+            root.key("app"),
+            "an app name of lowercase letters, digits and -",
+            quoted(&m.app),
+        ));
+    }
+    check_gateway(m, &root.key("gateway"))?;
+    let services = root.key("services");
+    if m.services.is_empty() {
+        return Err(invalid(services, "at least one service", "an empty object"));
+    }
+    for (name, spec) in &m.services {
+        check_service(m, name, spec, &services.key(name))?;
+    }
+    check_route_conflicts(m)?;
+    check_binding_cycles(m)
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+}
+
+fn check_gateway(m: &Manifest, path: &FieldPath) -> Result<(), ManifestError> {
+    let gateway = &m.gateway;
+    if gateway.listen.parse::<SocketAddr>().is_err() {
+        return Err(invalid(
+            path.key("listen"),
+            "a socket address such as 127.0.0.1:8080 or [::1]:8080",
+            quoted(&gateway.listen),
+        ));
+    }
+    if gateway.max_header_bytes < 1024 {
+        return Err(invalid(
+            path.key("max_header_bytes"),
+            "at least 1024 bytes",
+            gateway.max_header_bytes.to_string(),
+        ));
+    }
+    positive(
+        path.key("header_read_timeout_ms"),
+        gateway.header_read_timeout_ms,
+        "milliseconds",
+    )
+}
+
+fn positive(path: FieldPath, value: u64, unit: &str) -> Result<(), ManifestError> {
+    if value == 0 {
+        return Err(invalid(
+            path,
+            format!("a number of {unit} greater than 0"),
+            "0",
+        ));
+    }
+    Ok(())
+}
+
+fn check_service(
+    m: &Manifest,
+    name: &str,
+    spec: &ServiceSpec,
+    path: &FieldPath,
+) -> Result<(), ManifestError> {
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) || !name.chars().all(is_name_char) {
+        return Err(invalid(
+            path.clone(),
+            "a service name of lowercase letters, digits and -, starting with a letter",
+            format!("the name {}", quoted(name)),
+        ));
+    }
+    check_argv(&path.key("run"), &spec.run)?;
+    if let Some(workdir) = &spec.workdir {
+        check_relative(path.key("workdir"), workdir)?;
+    }
+    for key in spec.env.keys() {
+        if key.is_empty() || key.contains(['=', '\0']) {
+            return Err(invalid(
+                path.key("env").key(key),
+                "an environment variable name, not empty and without = or NUL",
+                quoted(key),
+            ));
+        }
+    }
+    for (file, source) in &spec.files {
+        let file_path = path.key("files").key(file);
+        check_relative(file_path.clone(), file)?;
+        if let FileSpec::Source { source } = source {
+            check_relative(file_path.key("source"), source)?;
+        }
+    }
+    if let Some(setup) = &spec.setup {
+        let setup_path = path.key("setup");
+        let (argv_path, inputs_path) = match setup {
+            SetupSpec::Argv(_) => (setup_path.clone(), setup_path.key("inputs")),
+            SetupSpec::Full(_) => (setup_path.key("run"), setup_path.key("inputs")),
+        };
+        check_argv(&argv_path, setup.argv())?;
+        for (i, input) in setup.inputs().iter().enumerate() {
+            check_relative(inputs_path.index(i), input)?;
+        }
+    }
+    check_instances(spec, &path.key("instances"))?;
+    for (i, route) in spec.routes.iter().enumerate() {
+        let route_path = match route {
+            RouteSpec::Prefix(_) => path.key("routes").index(i),
+            RouteSpec::Full(_) => path.key("routes").index(i).key("path"),
+        };
+        if !route.path().starts_with('/') {
+            return Err(invalid(
+                route_path,
+                "a path starting with /",
+                quoted(route.path()),
+            ));
+        }
+        if let Some(host) = route.host() {
+            if host.is_empty() || host.contains(['/', ':', ' ']) {
+                return Err(invalid(
+                    path.key("routes").index(i).key("host"),
+                    "a host name without port or path, such as example.com",
+                    quoted(host),
+                ));
+            }
+        }
+    }
+    if let Some(health) = &spec.health {
+        let health_path = path.key("health");
+        if !health.path.starts_with('/') {
+            return Err(invalid(
+                health_path.key("path"),
+                "a path starting with /",
+                quoted(&health.path),
+            ));
+        }
+        positive(
+            health_path.key("interval_ms"),
+            health.interval_ms,
+            "milliseconds",
+        )?;
+        positive(
+            health_path.key("timeout_ms"),
+            health.timeout_ms,
+            "milliseconds",
+        )?;
+        positive(
+            health_path.key("start_timeout_ms"),
+            health.start_timeout_ms,
+            "milliseconds",
+        )?;
+        if health.failure_threshold == 0 {
+            return Err(invalid(
+                health_path.key("failure_threshold"),
+                "at least 1",
+                "0",
+            ));
+        }
+    }
+    check_bindings(m, name, spec, &path.key("bindings"))?;
+    if let Some(memory_mb) = spec.resources.memory_mb {
+        positive(
+            path.key("resources").key("memory_mb"),
+            memory_mb,
+            "megabytes",
+        )?;
+    }
+    if let Some(spread) = &spec.placement.spread {
+        if spread.trim().is_empty() {
+            return Err(invalid(
+                path.key("placement").key("spread"),
+                "a node label name such as power",
+                quoted(spread),
+            ));
+        }
+    }
+    let relay = &spec.relay;
+    let relay_path = path.key("relay");
+    positive(
+        relay_path.key("timeout_ms"),
+        relay.timeout_ms,
+        "milliseconds",
+    )?;
+    positive(
+        relay_path.key("attempt_timeout_ms"),
+        relay.attempt_timeout_ms,
+        "milliseconds",
+    )?;
+    if relay.attempt_timeout_ms > relay.timeout_ms {
+        return Err(invalid(
+            relay_path.key("attempt_timeout_ms"),
+            format!("at most relay.timeout_ms ({})", relay.timeout_ms),
+            relay.attempt_timeout_ms.to_string(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_argv(path: &FieldPath, argv: &[String]) -> Result<(), ManifestError> {
+    match argv.first() {
+        None => Err(invalid(
+            path.clone(),
+            "a command: an array starting with the program name",
+            "an empty array",
+        )),
+        Some(program) if program.is_empty() => {
+            Err(invalid(path.index(0), "a program name", "an empty string"))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// A path inside the app directory: not empty, not absolute, no `..`. The app directory
+/// is what a node receives, so nothing outside it can be relied on.
+fn check_relative(path: FieldPath, value: &str) -> Result<(), ManifestError> {
+    const EXPECTED: &str = "a relative path inside the app directory";
+    if value.is_empty() {
+        return Err(invalid(path, EXPECTED, "an empty string"));
+    }
+    let p = Path::new(value);
+    if p.is_absolute() || p.has_root() {
+        return Err(invalid(
+            path,
+            EXPECTED,
+            format!("the absolute path {}", quoted(value)),
+        ));
+    }
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(invalid(
+            path,
+            EXPECTED,
+            format!("{}, which uses ..", quoted(value)),
+        ));
+    }
+    Ok(())
+}
+
+fn check_instances(spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestError> {
+    let instances = &spec.instances;
+    if instances.max == 0 {
+        return Err(invalid(path.key("max"), "at least 1", "0"));
+    }
+    if instances.min > instances.max {
+        return Err(invalid(
+            path.key("min"),
+            format!("at most instances.max ({})", instances.max),
+            instances.min.to_string(),
+        ));
+    }
+    if let Some(initial) = instances.initial {
+        if initial < instances.min || initial > instances.max {
+            return Err(invalid(
+                path.key("initial"),
+                format!(
+                    "a number from instances.min ({}) to instances.max ({})",
+                    instances.min, instances.max
+                ),
+                initial.to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_bindings(
+    m: &Manifest,
+    name: &str,
+    spec: &ServiceSpec,
+    path: &FieldPath,
+) -> Result<(), ManifestError> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, binding) in spec.bindings.iter().enumerate() {
+        if binding == name {
+            return Err(invalid(
+                path.index(i),
+                "the name of another service",
+                format!("{}, the service itself", quoted(binding)),
+            ));
+        }
+        if !m.services.contains_key(binding) {
+            let names: Vec<String> = m.services.keys().filter(|s| *s != name).cloned().collect();
+            let expected = if names.is_empty() {
+                "no bindings: this is the only service".to_string()
+            } else {
+                format!(
+                    "the name of a service in this manifest ({})",
+                    names.join(", ")
+                )
+            };
+            return Err(invalid(path.index(i), expected, quoted(binding)));
+        }
+        if let Some(first) = seen.insert(binding, i) {
+            return Err(invalid(
+                path.index(i),
+                "each service named once",
+                format!("{} again (also at bindings[{first}])", quoted(binding)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No two routes, in one service or across services, with the same host and path.
+fn check_route_conflicts(m: &Manifest) -> Result<(), ManifestError> {
+    let services = FieldPath::root().key("services");
+    let mut claimed: BTreeMap<(Option<String>, &str), FieldPath> = BTreeMap::new();
+    for (name, spec) in &m.services {
+        for (i, route) in spec.routes.iter().enumerate() {
+            let path = services.key(name).key("routes").index(i);
+            let key = (route.host().map(str::to_ascii_lowercase), route.path());
+            if let Some(first) = claimed.get(&key) {
+                let on_host = route
+                    .host()
+                    .map(|h| format!(" on host {}", quoted(h)))
+                    .unwrap_or_default();
+                return Err(invalid(
+                    path,
+                    "a route no other route claims",
+                    format!(
+                        "{}{on_host}, already claimed by {first}",
+                        quoted(route.path())
+                    ),
+                ));
+            }
+            claimed.insert(key, path);
+        }
+    }
+    Ok(())
+}
+
+/// Depth-first search over bindings; the first cycle found, in name order.
+fn check_binding_cycles(m: &Manifest) -> Result<(), ManifestError> {
+    fn visit<'a>(
+        m: &'a Manifest,
+        name: &'a str,
+        stack: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Result<(), ManifestError> {
+        if done.contains(name) {
+            return Ok(());
+        }
+        if let Some(start) = stack.iter().position(|s| *s == name) {
+            let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+            cycle.push(name.to_string());
+            return Err(ManifestError::BindingCycle { cycle });
+        }
+        stack.push(name);
+        if let Some(spec) = m.services.get(name) {
+            for dep in &spec.bindings {
+                visit(m, dep, stack, done)?;
+            }
+        }
+        stack.pop();
+        done.insert(name);
+        Ok(())
+    }
+    let mut done = BTreeSet::new();
+    for name in m.services.keys() {
+        visit(m, name, &mut Vec::new(), &mut done)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,1092 @@
+//! The manifest as a user writes it: what is accepted, and what each mistake is called.
+//! (The JSON Schema's agreement with the model is checked in `schema.rs`.)
+
+use serde_json::{json, Value};
+use strata_manifest::{parse, CallMode, FileSpec, Manifest, ManifestError, RouteSpec, SetupSpec};
+
+/// The example from the design brief; it must be accepted exactly as written.
+const HELLO: &str = include_str!("fixtures/hello.json");
+/// Every field of the model set to a value other than its default.
+const FULL: &str = include_str!("fixtures/full.json");
+
+fn full() -> Value {
+    serde_json::from_str(FULL).expect("FULL is JSON")
+}
+
+fn hello() -> Value {
+    serde_json::from_str(HELLO).expect("HELLO is JSON")
+}
+
+fn parse_value(v: &Value) -> Result<Manifest, ManifestError> {
+    parse(&serde_json::to_string_pretty(v).expect("serialize"))
+}
+
+/// The error for the hello manifest after `edit`.
+#[track_caller]
+fn error_of(edit: impl FnOnce(&mut Value)) -> ManifestError {
+    let mut v = hello();
+    edit(&mut v);
+    match parse_value(&v) {
+        Ok(_) => panic!("accepted: {v}"),
+        Err(err) => err,
+    }
+}
+
+#[track_caller]
+fn parse_err(text: &str) -> ManifestError {
+    match parse(text) {
+        Ok(_) => panic!("accepted: {text}"),
+        Err(err) => err,
+    }
+}
+
+/// `err` is `Invalid` at exactly `path`, its expected and found contain the given words,
+/// and its message reads "path: expected ..., found ...".
+#[track_caller]
+fn assert_invalid(err: ManifestError, path: &str, expected: &str, found: &str) {
+    let text = err.to_string();
+    let ManifestError::Invalid {
+        path: p,
+        expected: e,
+        found: f,
+    } = &err
+    else {
+        panic!("want Invalid at {path}, got {err:?}: {text}");
+    };
+    assert_eq!(p, path, "{text}");
+    assert!(
+        e.contains(expected),
+        "expected part {e:?} lacks {expected:?}: {text}"
+    );
+    assert!(
+        f.contains(found),
+        "found part {f:?} lacks {found:?}: {text}"
+    );
+    assert_eq!(text, format!("{path}: expected {e}, found {f}"));
+    assert_eq!(err.path().as_deref(), Some(path));
+}
+
+#[track_caller]
+fn assert_unknown_field(err: ManifestError, path: &str, allowed: &[&str]) {
+    let text = err.to_string();
+    let ManifestError::UnknownField { path: p, expected } = &err else {
+        panic!("want UnknownField at {path}, got {err:?}: {text}");
+    };
+    assert_eq!(p, path, "{text}");
+    assert_eq!(
+        expected,
+        &allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        "{text}"
+    );
+    assert!(
+        text.starts_with(&format!("{path}: unknown field; expected ")),
+        "{text}"
+    );
+}
+
+#[track_caller]
+fn assert_missing(err: ManifestError, path: &str) {
+    assert_eq!(
+        err,
+        ManifestError::MissingField {
+            path: path.to_string()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("{path}: required field is missing")
+    );
+}
+
+#[track_caller]
+fn assert_syntax(err: ManifestError, line: usize, message: &str) {
+    let text = err.to_string();
+    let ManifestError::Syntax {
+        line: l,
+        column,
+        message: m,
+        ..
+    } = &err
+    else {
+        panic!("want Syntax, got {err:?}: {text}");
+    };
+    assert_eq!(*l, line, "{text}");
+    assert!(m.contains(message), "{text}");
+    assert!(
+        text.starts_with(&format!("invalid JSON at line {line}, column {column}")),
+        "{text}"
+    );
+}
+
+// --- accepted manifests -------------------------------------------------------------
+
+#[test]
+fn hello_manifest_parses_as_written() {
+    let m = parse(HELLO).expect("hello manifest");
+    assert_eq!(m.app, "hello");
+    assert_eq!(m.gateway.listen, "127.0.0.1:8080");
+    assert_eq!(m.gateway.max_header_bytes, 16 * 1024);
+    assert_eq!(m.services.keys().collect::<Vec<_>>(), ["api", "web"]);
+
+    let web = &m.services["web"];
+    assert_eq!(web.run[3], "${PORT}");
+    assert_eq!(
+        (
+            web.instances.min,
+            web.instances.max,
+            web.instances.initial()
+        ),
+        (2, 4, 2)
+    );
+    assert_eq!(web.routes, [RouteSpec::Prefix("/".into())]);
+    assert_eq!(web.routes[0].mode(), CallMode::Any);
+    assert_eq!(
+        web.health
+            .as_ref()
+            .map(|h| (h.path.as_str(), h.interval_ms)),
+        Some(("/", 1000))
+    );
+    assert!(web.setup.is_none() && web.bindings.is_empty());
+
+    let api = &m.services["api"];
+    let setup = api.setup.as_ref().expect("setup");
+    assert!(matches!(setup, SetupSpec::Argv(_)));
+    assert_eq!(setup.argv().last().map(String::as_str), Some("flask"));
+    assert!(setup.inputs().is_empty());
+    assert_eq!(api.env["PYTHONPATH"], ".deps");
+    assert_eq!(api.workdir.as_deref(), Some("api"));
+    assert_eq!(api.routes[0].path(), "/api");
+    assert_eq!(api.bindings, ["web"]);
+    assert_eq!(api.resources.memory_mb, Some(128));
+    assert_eq!(api.placement.spread.as_deref(), Some("power"));
+    assert_eq!(api.relay.timeout_ms, 30_000);
+    assert_eq!(api.stop_grace_ms, 5_000);
+}
+
+#[test]
+fn every_field_set_parses() {
+    let m = parse_value(&full()).expect("full manifest");
+    let cart = &m.services["cart"];
+    assert_eq!(m.gateway.max_body_bytes, Some(1_048_576));
+    assert_eq!(cart.instances.initial(), 1);
+    assert_eq!(cart.routes[1].host(), Some("shop.example"));
+    assert_eq!(cart.routes[1].mode(), CallMode::All);
+    assert_eq!(
+        cart.files["conf/cart.toml"],
+        FileSpec::Content {
+            content: "port = ${PORT}\n".into()
+        }
+    );
+    assert_eq!(
+        cart.files["data/seed.json"],
+        FileSpec::Source {
+            source: "fixtures/seed.json".into()
+        }
+    );
+    assert_eq!(
+        cart.setup.as_ref().map(|s| s.inputs().to_vec()),
+        Some(vec!["requirements.txt".to_string()])
+    );
+    assert_eq!(cart.relay.retries, 4);
+}
+
+#[test]
+fn minimal_manifest_gets_defaults() {
+    let m =
+        parse(r#"{"strata": 1, "app": "a", "services": {"s": {"run": ["x"]}}}"#).expect("minimal");
+    let s = &m.services["s"];
+    assert_eq!(m.gateway.listen, "127.0.0.1:8080");
+    assert_eq!(
+        (s.instances.min, s.instances.max, s.instances.initial()),
+        (1, 1, 1)
+    );
+    assert!(s.health.is_none() && s.routes.is_empty() && s.files.is_empty());
+    assert_eq!(
+        (
+            s.relay.timeout_ms,
+            s.relay.attempt_timeout_ms,
+            s.relay.retries
+        ),
+        (30_000, 10_000, 2)
+    );
+}
+
+#[test]
+fn null_means_absent_for_optional_fields() {
+    let mut v = hello();
+    v["services"]["api"]["workdir"] = Value::Null;
+    v["services"]["api"]["setup"] = Value::Null;
+    v["services"]["api"]["health"] = Value::Null;
+    v["gateway"]["max_body_bytes"] = Value::Null;
+    let m = parse_value(&v).expect("nulls");
+    assert!(m.services["api"].setup.is_none() && m.services["api"].health.is_none());
+}
+
+#[test]
+fn serialized_manifest_parses_back_equal() {
+    for v in [hello(), full()] {
+        let m = parse_value(&v).expect("parse");
+        let text = serde_json::to_string(&m).expect("serialize");
+        assert_eq!(parse(&text).expect("parse back"), m, "{text}");
+    }
+}
+
+#[test]
+fn load_reads_a_file_and_names_a_missing_one() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let file = dir.join(format!("strata-manifest-test-{}.json", std::process::id()));
+    std::fs::write(&file, HELLO).expect("write manifest");
+    let loaded = strata_manifest::load(&file);
+    std::fs::remove_file(&file).expect("remove manifest");
+    assert_eq!(loaded.expect("load").app, "hello");
+
+    let missing = dir.join("no-such-dir/strata.json");
+    let err = strata_manifest::load(&missing).expect_err("missing file");
+    let ManifestError::Read { path, reason } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(path, &missing.display().to_string());
+    assert!(!reason.is_empty());
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot read manifest {}: ", missing.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn start_order_puts_bindings_first() {
+    let m = parse(HELLO).expect("hello");
+    assert_eq!(m.start_order(), ["web", "api"]);
+
+    let m = parse(
+        r#"{"strata": 1, "app": "a", "services": {
+            "a": {"run": ["x"], "bindings": ["c"]},
+            "b": {"run": ["x"]},
+            "c": {"run": ["x"], "bindings": ["d", "b"]},
+            "d": {"run": ["x"]}}}"#,
+    )
+    .expect("chain");
+    let order = m.start_order();
+    assert_eq!(order, ["d", "b", "c", "a"]);
+    let pos = |name: &str| order.iter().position(|s| s == name).expect("listed");
+    for (name, spec) in &m.services {
+        for dep in &spec.bindings {
+            assert!(pos(dep) < pos(name), "{dep} before {name} in {order:?}");
+        }
+    }
+}
+
+// --- validation errors ----------------------------------------------------------------
+
+/// The value at `field`, written as in error paths (`services.api.run[0]`, plain keys only).
+fn at<'a>(v: &'a mut Value, field: &str) -> &'a mut Value {
+    field
+        .split('.')
+        .fold(v, |v, part| match part.split_once('[') {
+            Some((key, index)) => {
+                let index: usize = index.trim_end_matches(']').parse().expect("index");
+                &mut v[key][index]
+            }
+            None => &mut v[part],
+        })
+}
+
+/// An edit of the hello manifest: `field` set to `value`.
+fn set(field: &str, value: Value) -> impl FnOnce(&mut Value) + '_ {
+    move |v| *at(v, field) = value
+}
+
+/// Setting `field` of the hello manifest to `value` is an `Invalid` error at `field`.
+#[track_caller]
+fn invalid_at(field: &str, value: Value, expected: &str, found: &str) {
+    assert_invalid(error_of(set(field, value)), field, expected, found);
+}
+
+#[track_caller]
+fn accepted_with(edit: impl FnOnce(&mut Value)) {
+    let mut v = hello();
+    edit(&mut v);
+    if let Err(err) = parse_value(&v) {
+        panic!("rejected: {err}\n{v}");
+    }
+}
+
+fn remove(v: &mut Value, field: &str) {
+    let (parent, key) = field
+        .rsplit_once('.')
+        .map_or((None, field), |(p, k)| (Some(p), k));
+    let parent = match parent {
+        Some(parent) => at(v, parent),
+        None => v,
+    };
+    parent.as_object_mut().expect("an object").remove(key);
+}
+
+#[test]
+fn wrong_version_is_named() {
+    invalid_at(
+        "strata",
+        json!(2),
+        "1 (the manifest version this build reads)",
+        "2",
+    );
+    invalid_at("strata", json!(0), "1", "0");
+    // A newer manifest fails on its version, not on a field this version does not know.
+    let err = error_of(|v| {
+        v["strata"] = json!(2);
+        v["services"]["api"]["autoscale"] = json!({"target": 3});
+    });
+    assert_eq!(
+        err.to_string(),
+        "strata: expected 1 (the manifest version this build reads), found 2"
+    );
+    invalid_at("strata", json!("1"), "a whole number", "a string \"1\"");
+    assert_missing(error_of(|v| remove(v, "strata")), "strata");
+}
+
+#[test]
+fn app_name_must_be_lowercase_words() {
+    invalid_at(
+        "app",
+        json!(""),
+        "lowercase letters, digits and -",
+        "an empty string",
+    );
+    invalid_at("app", json!("Hello"), "lowercase", "\"Hello\"");
+    invalid_at("app", json!("my app"), "lowercase", "\"my app\"");
+    accepted_with(set("app", json!("2-hello")));
+}
+
+#[test]
+fn services_must_not_be_empty() {
+    invalid_at(
+        "services",
+        json!({}),
+        "at least one service",
+        "an empty object",
+    );
+}
+
+#[test]
+fn service_names_are_checked() {
+    let rename = |to: &'static str| {
+        move |v: &mut Value| {
+            let web = v["services"]
+                .as_object_mut()
+                .unwrap()
+                .remove("web")
+                .unwrap();
+            v["services"]["api"]["bindings"] = json!([]);
+            v["services"][to] = web;
+        }
+    };
+    let letter = "starting with a letter";
+    assert_invalid(
+        error_of(rename("Web")),
+        "services.Web",
+        letter,
+        "the name \"Web\"",
+    );
+    assert_invalid(
+        error_of(rename("1web")),
+        "services.1web",
+        letter,
+        "\"1web\"",
+    );
+    assert_invalid(
+        error_of(rename("my_web")),
+        "services.my_web",
+        "digits and -",
+        "\"my_web\"",
+    );
+    assert_invalid(
+        error_of(rename("my web")),
+        "services[\"my web\"]",
+        letter,
+        "\"my web\"",
+    );
+    accepted_with(rename("web-2"));
+}
+
+#[test]
+fn run_needs_a_program() {
+    invalid_at(
+        "services.api.run",
+        json!([]),
+        "the program name",
+        "an empty array",
+    );
+    invalid_at(
+        "services.api.run[0]",
+        json!(""),
+        "a program name",
+        "an empty string",
+    );
+}
+
+#[test]
+fn instance_bounds_are_checked() {
+    let instances = |value| set("services.web.instances", value);
+    let err = |value| error_of(instances(value));
+    let path = "services.web.instances";
+    assert_invalid(
+        err(json!({"min": 0, "max": 0})),
+        &format!("{path}.max"),
+        "at least 1",
+        "0",
+    );
+    let min = format!("{path}.min");
+    assert_invalid(
+        err(json!({"min": 5, "max": 4})),
+        &min,
+        "at most instances.max (4)",
+        "5",
+    );
+    // max defaults to 1, so a larger min alone is an error at min.
+    assert_invalid(
+        err(json!({"min": 3})),
+        &min,
+        "at most instances.max (1)",
+        "3",
+    );
+    let initial = format!("{path}.initial");
+    let between = "a number from instances.min (2) to instances.max (4)";
+    assert_invalid(
+        err(json!({"min": 2, "max": 4, "initial": 5})),
+        &initial,
+        between,
+        "5",
+    );
+    assert_invalid(
+        err(json!({"min": 2, "max": 4, "initial": 1})),
+        &initial,
+        between,
+        "1",
+    );
+    // Scale to zero.
+    accepted_with(instances(json!({"min": 0, "max": 3, "initial": 0})));
+}
+
+#[test]
+fn routes_start_with_a_slash() {
+    let slash = "a path starting with /";
+    let err = error_of(set("services.api.routes", json!(["/x", "api"])));
+    assert_invalid(err, "services.api.routes[1]", slash, "\"api\"");
+    let err = error_of(set("services.api.routes", json!([{"path": "api"}])));
+    assert_invalid(err, "services.api.routes[0].path", slash, "\"api\"");
+    let err = error_of(set(
+        "services.api.routes",
+        json!([{"path": "/", "host": "a.example:80"}]),
+    ));
+    assert_invalid(
+        err,
+        "services.api.routes[0].host",
+        "without port",
+        "\"a.example:80\"",
+    );
+}
+
+#[test]
+fn two_services_cannot_claim_one_route() {
+    let claimed = "a route no other route claims";
+    let err = error_of(set("services.web.routes", json!(["/", "/api"])));
+    let found = "\"/api\", already claimed by services.api.routes[0]";
+    assert_invalid(err, "services.web.routes[1]", claimed, found);
+
+    // Host names compare without case.
+    let err = error_of(|v| {
+        v["services"]["api"]["routes"] = json!([{"path": "/", "host": "API.example"}]);
+        v["services"]["web"]["routes"] = json!([{"path": "/", "host": "api.example"}]);
+    });
+    let found = "\"/\" on host \"api.example\", already claimed by services.api.routes[0]";
+    assert_invalid(err, "services.web.routes[0]", claimed, found);
+
+    let err = error_of(set(
+        "services.api.routes",
+        json!(["/api", {"path": "/api", "mode": "all"}]),
+    ));
+    let found = "already claimed by services.api.routes[0]";
+    assert_invalid(err, "services.api.routes[1]", claimed, found);
+
+    // The same path on another host is another route.
+    accepted_with(set(
+        "services.api.routes",
+        json!([{"path": "/", "host": "api.example"}]),
+    ));
+}
+
+#[test]
+fn health_is_checked() {
+    let h = "services.web.health";
+    invalid_at(
+        &format!("{h}.path"),
+        json!("healthz"),
+        "a path starting with /",
+        "\"healthz\"",
+    );
+    for field in ["interval_ms", "timeout_ms", "start_timeout_ms"] {
+        let ms = "a number of milliseconds greater than 0";
+        invalid_at(&format!("{h}.{field}"), json!(0), ms, "0");
+    }
+    invalid_at(
+        &format!("{h}.failure_threshold"),
+        json!(0),
+        "at least 1",
+        "0",
+    );
+}
+
+#[test]
+fn bindings_name_other_existing_services_once() {
+    let err = error_of(set("services.api.bindings", json!(["web", "db"])));
+    let expected = "the name of a service in this manifest (web)";
+    assert_invalid(err, "services.api.bindings[1]", expected, "\"db\"");
+    let err = error_of(set("services.api.bindings", json!(["api"])));
+    let expected = "the name of another service";
+    assert_invalid(
+        err,
+        "services.api.bindings[0]",
+        expected,
+        "\"api\", the service itself",
+    );
+    let err = error_of(set("services.api.bindings", json!(["web", "web"])));
+    let found = "\"web\" again (also at bindings[0])";
+    assert_invalid(
+        err,
+        "services.api.bindings[1]",
+        "each service named once",
+        found,
+    );
+}
+
+#[test]
+fn binding_cycles_are_named() {
+    let err = error_of(set("services.web.bindings", json!(["api"])));
+    let cycle = vec!["api".to_string(), "web".into(), "api".into()];
+    assert_eq!(err, ManifestError::BindingCycle { cycle });
+    let text = err.to_string();
+    assert!(
+        text.starts_with("services.api.bindings: binding cycle api -> web -> api; "),
+        "{text}"
+    );
+    assert!(text.contains("remove one of these bindings"), "{text}");
+    assert_eq!(err.path().as_deref(), Some("services.api.bindings"));
+
+    let err = parse_err(
+        r#"{"strata": 1, "app": "a", "services": {
+            "a": {"run": ["x"], "bindings": ["b"]},
+            "b": {"run": ["x"], "bindings": ["c"]},
+            "c": {"run": ["x"], "bindings": ["a"]},
+            "d": {"run": ["x"], "bindings": ["a"]}}}"#,
+    );
+    assert!(
+        err.to_string()
+            .starts_with("services.a.bindings: binding cycle a -> b -> c -> a;"),
+        "{err}"
+    );
+
+    // A cycle the first service only leads into is named from where it closes.
+    let err = parse_err(
+        r#"{"strata": 1, "app": "a", "services": {
+            "a": {"run": ["x"], "bindings": ["b"]},
+            "b": {"run": ["x"], "bindings": ["c"]},
+            "c": {"run": ["x"], "bindings": ["b"]}}}"#,
+    );
+    assert!(
+        err.to_string()
+            .starts_with("services.b.bindings: binding cycle b -> c -> b;"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gateway_is_checked() {
+    let socket = "a socket address such as 127.0.0.1:8080";
+    invalid_at(
+        "gateway.listen",
+        json!("localhost"),
+        socket,
+        "\"localhost\"",
+    );
+    invalid_at(
+        "gateway.listen",
+        json!("127.0.0.1"),
+        socket,
+        "\"127.0.0.1\"",
+    );
+    invalid_at("gateway.listen", json!(""), socket, "an empty string");
+    accepted_with(set("gateway.listen", json!("[::]:0")));
+    invalid_at(
+        "gateway.max_header_bytes",
+        json!(100),
+        "at least 1024 bytes",
+        "100",
+    );
+    invalid_at(
+        "gateway.header_read_timeout_ms",
+        json!(0),
+        "greater than 0",
+        "0",
+    );
+}
+
+#[test]
+fn relay_timeouts_are_checked() {
+    let ms = "a number of milliseconds greater than 0";
+    invalid_at("services.api.relay.timeout_ms", json!(0), ms, "0");
+    invalid_at("services.api.relay.attempt_timeout_ms", json!(0), ms, "0");
+    // The default attempt timeout (10 s) is longer than this deadline.
+    let err = error_of(set("services.api.relay", json!({"timeout_ms": 5000})));
+    let expected = "at most relay.timeout_ms (5000)";
+    assert_invalid(
+        err,
+        "services.api.relay.attempt_timeout_ms",
+        expected,
+        "10000",
+    );
+}
+
+#[test]
+fn file_paths_stay_inside_the_app() {
+    let relative = "a relative path inside the app directory";
+    let files = |value| error_of(set("services.api.files", value));
+    let err = files(json!({"/etc/app.conf": {"content": "x"}}));
+    let found = "the absolute path \"/etc/app.conf\"";
+    assert_invalid(
+        err,
+        "services.api.files[\"/etc/app.conf\"]",
+        relative,
+        found,
+    );
+    let err = files(json!({"conf/../../x": {"content": "x"}}));
+    let found = "\"conf/../../x\", which uses ..";
+    assert_invalid(err, "services.api.files[\"conf/../../x\"]", relative, found);
+    let err = files(json!({"": {"content": "x"}}));
+    assert_invalid(err, "services.api.files[\"\"]", relative, "an empty string");
+    let err = files(json!({"app.conf": {"source": "../secrets/app.conf"}}));
+    let found = "\"../secrets/app.conf\", which uses ..";
+    assert_invalid(
+        err,
+        "services.api.files[\"app.conf\"].source",
+        relative,
+        found,
+    );
+    accepted_with(set(
+        "services.api.files",
+        json!({"./a/b..c": {"source": "x/./y"}}),
+    ));
+}
+
+#[test]
+fn workdir_is_relative() {
+    let relative = "a relative path inside the app directory";
+    let workdir = "services.api.workdir";
+    invalid_at(
+        workdir,
+        json!("/srv/api"),
+        relative,
+        "the absolute path \"/srv/api\"",
+    );
+    invalid_at(
+        workdir,
+        json!("../api"),
+        relative,
+        "\"../api\", which uses ..",
+    );
+    invalid_at(workdir, json!(""), relative, "an empty string");
+}
+
+#[test]
+fn env_names_are_checked() {
+    let err = error_of(set("services.api.env", json!({"A=B": "c"})));
+    assert_invalid(
+        err,
+        "services.api.env[\"A=B\"]",
+        "without = or NUL",
+        "\"A=B\"",
+    );
+    let err = error_of(set("services.api.env", json!({"": "c"})));
+    assert_invalid(
+        err,
+        "services.api.env[\"\"]",
+        "not empty",
+        "an empty string",
+    );
+}
+
+#[test]
+fn setup_is_checked() {
+    invalid_at(
+        "services.api.setup",
+        json!([]),
+        "the program name",
+        "an empty array",
+    );
+    let err = error_of(set("services.api.setup", json!({"run": [""]})));
+    assert_invalid(
+        err,
+        "services.api.setup.run[0]",
+        "a program name",
+        "an empty string",
+    );
+    let err = error_of(set(
+        "services.api.setup",
+        json!({"run": ["pip"], "inputs": ["r.txt", "/r"]}),
+    ));
+    let found = "the absolute path \"/r\"";
+    assert_invalid(
+        err,
+        "services.api.setup.inputs[1]",
+        "a relative path",
+        found,
+    );
+}
+
+#[test]
+fn resources_and_placement_are_checked() {
+    let memory = "a number of megabytes greater than 0";
+    invalid_at("services.api.resources.memory_mb", json!(0), memory, "0");
+    let label = "a node label name such as power";
+    invalid_at(
+        "services.api.placement.spread",
+        json!(""),
+        label,
+        "an empty string",
+    );
+    invalid_at(
+        "services.api.placement.spread",
+        json!("  "),
+        label,
+        "\"  \"",
+    );
+}
+
+#[test]
+fn first_error_is_reported_in_a_fixed_order() {
+    // Top-level fields come first, then services by name.
+    let err = error_of(|v| {
+        v["services"]["web"]["instances"]["max"] = json!(0);
+        v["services"]["api"]["run"] = json!([]);
+        v["gateway"]["listen"] = json!("nowhere");
+    });
+    assert_eq!(err.path().as_deref(), Some("gateway.listen"));
+    let err = error_of(|v| {
+        v["services"]["web"]["instances"]["max"] = json!(0);
+        v["services"]["api"]["run"] = json!([]);
+    });
+    assert_eq!(err.path().as_deref(), Some("services.api.run"));
+}
+
+// --- serde errors ---------------------------------------------------------------------
+
+#[test]
+fn wrong_types_name_the_field() {
+    let err = error_of(set("services.api.instances.min", json!("two")));
+    let text = r#"services.api.instances.min: expected a whole number, found a string "two""#;
+    assert_eq!(err.to_string(), text);
+    let u32_range = "a whole number from 0 to 4294967295";
+    invalid_at(
+        "services.api.instances.max",
+        json!(-1),
+        u32_range,
+        "the number -1",
+    );
+    invalid_at(
+        "services.api.instances.max",
+        json!(5_000_000_000u64),
+        u32_range,
+        "5000000000",
+    );
+    invalid_at(
+        "services.api.resources.memory_mb",
+        json!(1.5),
+        "a whole number",
+        "the number 1.5",
+    );
+    invalid_at(
+        "services.api.run",
+        json!("python3 app.py"),
+        "an array",
+        "a string",
+    );
+    invalid_at("services.api.run[1]", json!(3), "a string", "the number 3");
+    invalid_at(
+        "services.api.env.PYTHONPATH",
+        json!(8),
+        "a string",
+        "the number 8",
+    );
+    invalid_at("services.api.env", json!(true), "an object", "true");
+    invalid_at(
+        "services.api.bindings",
+        json!("web"),
+        "an array",
+        "a string \"web\"",
+    );
+    invalid_at(
+        "services.api.stop_grace_ms",
+        json!(null),
+        "a whole number",
+        "null",
+    );
+    invalid_at("gateway.listen", json!(8080), "a string", "the number 8080");
+    invalid_at("app", json!(null), "a string", "null");
+}
+
+#[test]
+fn objects_must_be_objects() {
+    // serde would take a struct written as an array of its fields; the manifest does not.
+    assert_invalid(parse_err("[]"), "manifest", "an object", "an array");
+    assert_eq!(
+        parse_err("[]").to_string(),
+        "manifest: expected an object, found an array"
+    );
+    invalid_at("services", json!([]), "an object", "an array");
+    invalid_at("gateway", json!(["0.0.0.0:80"]), "an object", "an array");
+    invalid_at("services.web", json!([["x"]]), "an object", "an array");
+    for field in ["instances", "resources", "placement", "relay", "health"] {
+        invalid_at(
+            &format!("services.api.{field}"),
+            json!([1, 4]),
+            "an object",
+            "an array",
+        );
+    }
+    invalid_at(
+        "services.api.health",
+        json!("/healthz"),
+        "an object",
+        "a string",
+    );
+}
+
+#[test]
+fn route_setup_and_file_shapes_are_explained() {
+    let route = "a path string or a route object";
+    invalid_at("services.api.routes[0]", json!(5), route, "the number 5");
+    let err = error_of(set(
+        "services.api.routes[0]",
+        json!({"path": "/api", "mode": "some"}),
+    ));
+    assert_invalid(
+        err,
+        "services.api.routes[0].mode",
+        "one of any, all",
+        "\"some\"",
+    );
+    let err = error_of(set(
+        "services.api.routes[0]",
+        json!({"path": "/api", "mode": 1}),
+    ));
+    assert_invalid(
+        err,
+        "services.api.routes[0].mode",
+        "one of any, all",
+        "the number 1",
+    );
+    let err = error_of(set("services.api.routes[0]", json!({"path": 7})));
+    assert_invalid(
+        err,
+        "services.api.routes[0].path",
+        "a string",
+        "the number 7",
+    );
+    let err = error_of(set("services.api.routes[0]", json!({"host": "a.example"})));
+    assert_missing(err, "services.api.routes[0].path");
+
+    let setup = "an argv array or an object with run and inputs";
+    invalid_at(
+        "services.api.setup",
+        json!("pip install"),
+        setup,
+        "a string \"pip install\"",
+    );
+    let err = error_of(set(
+        "services.api.setup",
+        json!({"run": ["pip"], "inputs": "r.txt"}),
+    ));
+    assert_invalid(err, "services.api.setup.inputs", "an array", "a string");
+    assert_missing(
+        error_of(set("services.api.setup", json!({"inputs": []}))),
+        "services.api.setup.run",
+    );
+
+    let file = "an object with either content or source";
+    let files = |value| error_of(set("services.api.files", json!({ "a.txt": value })));
+    let path = "services.api.files[\"a.txt\"]";
+    let both = "an object with both content and source";
+    assert_invalid(
+        files(json!({"content": "x", "source": "y"})),
+        path,
+        file,
+        both,
+    );
+    let neither = "an object with neither content nor source";
+    assert_invalid(files(json!({})), path, file, neither);
+    assert_invalid(files(json!("hello")), path, file, "a string \"hello\"");
+}
+
+#[test]
+fn unknown_fields_are_named_at_every_level() {
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+    const SERVICE: &[&str] = &[
+        "run",
+        "workdir",
+        "env",
+        "files",
+        "setup",
+        "instances",
+        "routes",
+        "health",
+        "bindings",
+        "resources",
+        "placement",
+        "relay",
+        "stop_grace_ms",
+    ];
+    let err = error_of(set("services.api.instancs", json!({"min": 2})));
+    assert_unknown_field(err.clone(), "services.api.instancs", SERVICE);
+    let start = "services.api.instancs: unknown field; expected one of run, workdir, env, ";
+    assert!(err.to_string().starts_with(start), "{err}");
+
+    let gateway = [
+        "listen",
+        "max_header_bytes",
+        "max_body_bytes",
+        "header_read_timeout_ms",
+    ];
+    let health = [
+        "path",
+        "interval_ms",
+        "timeout_ms",
+        "failure_threshold",
+        "start_timeout_ms",
+    ];
+    let cases: Vec<(&str, Edit, &[&str])> = vec![
+        (
+            "service",
+            Box::new(set("service", json!({}))),
+            &["strata", "app", "gateway", "services"],
+        ),
+        (
+            "gateway.listn",
+            Box::new(set("gateway.listn", json!(""))),
+            &gateway,
+        ),
+        (
+            "services.web.instances.mn",
+            Box::new(set("services.web.instances.mn", json!(1))),
+            &["min", "max", "initial"],
+        ),
+        (
+            "services.web.routes[0].hots",
+            Box::new(set(
+                "services.web.routes[0]",
+                json!({"path": "/", "hots": "x"}),
+            )),
+            &["path", "host", "mode"],
+        ),
+        (
+            "services.web.health.paht",
+            Box::new(set("services.web.health.paht", json!("/"))),
+            &health,
+        ),
+        (
+            "services.api.resources.memory",
+            Box::new(set("services.api.resources.memory", json!(1))),
+            &["memory_mb", "accelerators"],
+        ),
+        (
+            "services.api.placement.spred",
+            Box::new(set("services.api.placement.spred", json!("x"))),
+            &["spread"],
+        ),
+        (
+            "services.api.relay.timeout",
+            Box::new(set("services.api.relay.timeout", json!(1))),
+            &["timeout_ms", "attempt_timeout_ms", "retries"],
+        ),
+        (
+            "services.api.setup.rn",
+            Box::new(set("services.api.setup", json!({"rn": ["pip"]}))),
+            &["run", "inputs"],
+        ),
+        (
+            "services.api.files[\"a.txt\"].contnt",
+            Box::new(set("services.api.files", json!({"a.txt": {"contnt": "x"}}))),
+            &["content", "source"],
+        ),
+    ];
+    for (path, edit, allowed) in cases {
+        assert_unknown_field(error_of(edit), path, allowed);
+    }
+}
+
+#[test]
+fn missing_required_fields_are_named() {
+    for field in ["app", "services", "services.api.run"] {
+        assert_missing(error_of(|v| remove(v, field)), field);
+    }
+    let err = error_of(set("services.api.health", json!({"interval_ms": 5})));
+    assert_missing(err, "services.api.health.path");
+}
+
+#[test]
+fn duplicate_keys_are_rejected() {
+    let dup_service =
+        r#"{"strata": 1, "app": "a", "services": {"s": {"run": ["x"]}, "s": {"run": ["y"]}}}"#;
+    let err = parse_err(dup_service);
+    assert_eq!(
+        err,
+        ManifestError::DuplicateKey {
+            path: "services.s".into()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "services.s: appears more than once; write each key once"
+    );
+
+    let dup_field = r#"{"strata": 1, "app": "a", "services": {"s": {"run": ["x"], "run": ["y"]}}}"#;
+    assert_eq!(
+        parse_err(dup_field),
+        ManifestError::DuplicateKey {
+            path: "services.s.run".into()
+        }
+    );
+
+    let dup_env = r#"{"strata": 1, "app": "a", "services": {"s": {"run": ["x"], "env": {"A": "1", "A": "2"}}}}"#;
+    assert_eq!(
+        parse_err(dup_env),
+        ManifestError::DuplicateKey {
+            path: "services.s.env.A".into()
+        }
+    );
+}
+
+#[test]
+fn malformed_json_names_line_and_column() {
+    let truncated = &HELLO[..HELLO.len() / 2];
+    let err = parse_err(truncated);
+    assert_syntax(err.clone(), truncated.lines().count(), "EOF while parsing");
+    assert!(err.to_string().contains("is the file truncated?"), "{err}");
+
+    let err = parse_err("{\"strata\": 1,\n \"app\": \"a\",\n}");
+    assert_syntax(err.clone(), 3, "trailing comma");
+    assert_eq!(err.to_string(), "invalid JSON at line 3, column 1: trailing comma; JSON allows no comma after the last item");
+
+    let err =
+        parse_err("{\"strata\": 1, \"app\": \"a\",\n \"services\": {\"s\": {\"run\": [\"x\",]}}}");
+    assert_syntax(err.clone(), 2, "trailing comma");
+    assert!(err.to_string().contains("(inside services.s.run)"), "{err}");
+
+    assert_syntax(parse_err(""), 1, "EOF while parsing a value");
+    assert_syntax(parse_err("strata: 1"), 1, "expected value");
+    assert_syntax(parse_err("{'strata': 1}"), 1, "key must be a string");
+    assert_syntax(
+        parse_err(&format!("{HELLO}}}")),
+        9,
+        "text after the end of the manifest",
+    );
+}

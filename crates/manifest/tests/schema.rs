@@ -1,0 +1,322 @@
+//! The JSON Schema (`schema/strata.schema.json`) describes the same model as the serde
+//! types: the same property names, the same defaults, and (where python3 with
+//! jsonschema is installed) the same verdict on example manifests.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+use strata_manifest::{parse, Manifest, ManifestError};
+
+const HELLO: &str = include_str!("fixtures/hello.json");
+const FULL: &str = include_str!("fixtures/full.json");
+
+fn hello() -> Value {
+    serde_json::from_str(HELLO).expect("HELLO is JSON")
+}
+
+fn full() -> Value {
+    serde_json::from_str(FULL).expect("FULL is JSON")
+}
+
+fn parse_value(v: &Value) -> Result<Manifest, ManifestError> {
+    parse(&v.to_string())
+}
+
+fn schema() -> Value {
+    serde_json::from_str(strata_manifest::SCHEMA).expect("schema is JSON")
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().expect("an object").keys().cloned().collect()
+}
+
+#[test]
+fn schema_is_draft_2020_12_and_closed() {
+    let schema = schema();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert_eq!(schema["additionalProperties"], false);
+    for (name, def) in schema["$defs"].as_object().expect("$defs") {
+        if def.get("properties").is_some() {
+            assert_eq!(
+                def["additionalProperties"], false,
+                "$defs/{name} must be closed"
+            );
+            assert!(
+                def.get("description").is_some(),
+                "$defs/{name} lacks a description"
+            );
+        }
+    }
+}
+
+/// Every struct's field names are exactly the schema's property names, so adding a
+/// field to one without the other fails here.
+#[test]
+fn schema_properties_match_the_model() {
+    let schema = schema();
+    let m = serde_json::to_value(parse_value(&full()).expect("full")).expect("serialize");
+    let cart = &m["services"]["cart"];
+    let pairs = [
+        ("/properties", &m),
+        ("/$defs/gateway/properties", &m["gateway"]),
+        ("/$defs/service/properties", cart),
+        ("/$defs/instances/properties", &cart["instances"]),
+        ("/$defs/route/anyOf/1/properties", &cart["routes"][1]),
+        ("/$defs/health/properties", &cart["health"]),
+        ("/$defs/resources/properties", &cart["resources"]),
+        ("/$defs/placement/properties", &cart["placement"]),
+        ("/$defs/relay/properties", &cart["relay"]),
+        ("/$defs/setup/properties", &cart["setup"]),
+        (
+            "/$defs/file/oneOf/0/properties",
+            &cart["files"]["conf/cart.toml"],
+        ),
+        (
+            "/$defs/file/oneOf/1/properties",
+            &cart["files"]["data/seed.json"],
+        ),
+    ];
+    for (pointer, value) in pairs {
+        let properties = schema
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("schema lacks {pointer}"));
+        assert_eq!(keys(properties), keys(value), "{pointer}");
+        for (name, property) in properties.as_object().unwrap() {
+            let described = property.get("description").is_some()
+                || property
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| {
+                        schema
+                            .pointer(&r[1..])
+                            .and_then(|d| d.get("description"))
+                            .is_some()
+                    });
+            assert!(described, "{pointer}/{name} lacks a description");
+        }
+    }
+    // Spelled out for ServiceSpec, the struct most likely to grow.
+    for field in keys(cart) {
+        assert!(
+            schema["$defs"]["service"]["properties"]
+                .get(&field)
+                .is_some(),
+            "{field}"
+        );
+    }
+}
+
+/// The schema's defaults are the ones serde fills in.
+#[test]
+fn schema_defaults_match_the_model() {
+    let schema = schema();
+    // `bare` leaves every service field out; `s` has the optional objects, each minimal.
+    let minimal = json!({"strata": 1, "app": "a", "services": {
+        "bare": {"run": ["x"]},
+        "s": {"run": ["x"], "routes": [{"path": "/"}], "health": {"path": "/"}, "setup": {"run": ["x"]}}}});
+    let m = serde_json::to_value(parse_value(&minimal).expect("minimal")).expect("serialize");
+    let s = &m["services"]["s"];
+    let pairs = [
+        ("/$defs/gateway", &m["gateway"]),
+        ("/$defs/service", &m["services"]["bare"]),
+        ("/$defs/instances", &s["instances"]),
+        ("/$defs/route/anyOf/1", &s["routes"][0]),
+        ("/$defs/health", &s["health"]),
+        ("/$defs/resources", &s["resources"]),
+        ("/$defs/placement", &s["placement"]),
+        ("/$defs/relay", &s["relay"]),
+        ("/$defs/setup", &s["setup"]),
+    ];
+    let mut checked = 0;
+    for (pointer, value) in pairs {
+        let def = schema
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("schema lacks {pointer}"));
+        for (name, property) in def["properties"].as_object().unwrap() {
+            if let Some(default) = property.get("default") {
+                let actual = value.get(name).cloned().unwrap_or(Value::Null);
+                assert_eq!(&actual, default, "{pointer}/properties/{name}");
+                checked += 1;
+            }
+        }
+        // An object's own default, filled in, is what serde builds for it.
+        if let Some(default) = def.get("default") {
+            let mut filled = serde_json::Map::new();
+            for (name, property) in def["properties"].as_object().unwrap() {
+                if let Some(d) = default.get(name).or_else(|| property.get("default")) {
+                    if !d.is_null() {
+                        filled.insert(name.clone(), d.clone());
+                    }
+                }
+            }
+            assert_eq!(&Value::Object(filled), value, "{pointer}/default");
+        }
+    }
+    assert!(checked >= 25, "only {checked} defaults checked");
+}
+
+/// Runs python3's jsonschema over manifests and compares its verdict with `parse`, for
+/// manifests whose problem the schema can express. Skipped, with the reason printed,
+/// where python3 or jsonschema is not installed.
+#[test]
+fn schema_and_parser_agree_on_examples() {
+    let mut cases: Vec<(&str, Value)> = vec![("hello", hello()), ("full", full())];
+    let mut edit = |name: &'static str, f: &dyn Fn(&mut Value)| {
+        let mut v = hello();
+        f(&mut v);
+        cases.push((name, v));
+    };
+    edit("version 2", &|v| v["strata"] = json!(2));
+    edit("unknown root field", &|v| v["extra"] = json!(1));
+    edit("unknown service field", &|v| {
+        v["services"]["api"]["instancs"] = json!({})
+    });
+    edit("min as string", &|v| {
+        v["services"]["api"]["instances"]["min"] = json!("two")
+    });
+    edit("max 0", &|v| {
+        v["services"]["api"]["instances"] = json!({"min": 0, "max": 0})
+    });
+    edit("bad service name", &|v| {
+        v["services"]["Bad"] = json!({"run": ["x"]})
+    });
+    edit("bad app name", &|v| v["app"] = json!("Hello"));
+    edit("no services", &|v| v["services"] = json!({}));
+    edit("empty run", &|v| v["services"]["api"]["run"] = json!([]));
+    edit("empty program", &|v| {
+        v["services"]["api"]["run"] = json!([""])
+    });
+    edit("route without slash", &|v| {
+        v["services"]["api"]["routes"] = json!(["api"])
+    });
+    edit("route object typo", &|v| {
+        v["services"]["api"]["routes"] = json!([{"path": "/a", "hots": "x"}])
+    });
+    edit("route mode", &|v| {
+        v["services"]["api"]["routes"] = json!([{"path": "/a", "mode": "some"}])
+    });
+    edit("health path", &|v| {
+        v["services"]["api"]["health"]["path"] = json!("healthz")
+    });
+    edit("health interval 0", &|v| {
+        v["services"]["api"]["health"]["interval_ms"] = json!(0)
+    });
+    edit("absolute file", &|v| {
+        v["services"]["api"]["files"] = json!({"/etc/x": {"content": ""}})
+    });
+    edit("dotdot file", &|v| {
+        v["services"]["api"]["files"] = json!({"a/../../x": {"content": ""}})
+    });
+    edit("file both", &|v| {
+        v["services"]["api"]["files"] = json!({"x": {"content": "", "source": "y"}})
+    });
+    edit("file neither", &|v| {
+        v["services"]["api"]["files"] = json!({"x": {}})
+    });
+    edit("absolute workdir", &|v| {
+        v["services"]["api"]["workdir"] = json!("/srv")
+    });
+    edit("env with =", &|v| {
+        v["services"]["api"]["env"] = json!({"A=B": ""})
+    });
+    edit("env number", &|v| {
+        v["services"]["api"]["env"] = json!({"A": 1})
+    });
+    edit("memory 0", &|v| {
+        v["services"]["api"]["resources"]["memory_mb"] = json!(0)
+    });
+    edit("empty spread", &|v| {
+        v["services"]["api"]["placement"]["spread"] = json!("")
+    });
+    edit("small header limit", &|v| {
+        v["gateway"]["max_header_bytes"] = json!(100)
+    });
+    edit("relay 0", &|v| {
+        v["services"]["api"]["relay"] = json!({"timeout_ms": 0})
+    });
+    edit("duplicate binding", &|v| {
+        v["services"]["api"]["bindings"] = json!(["web", "web"])
+    });
+    edit("setup string", &|v| {
+        v["services"]["api"]["setup"] = json!("pip")
+    });
+    edit("setup object", &|v| {
+        v["services"]["api"]["setup"] = json!({"run": ["pip"], "inputs": ["r.txt"]})
+    });
+    edit("struct as array", &|v| {
+        v["services"]["api"]["instances"] = json!([1, 4])
+    });
+    edit("nulls", &|v| {
+        v["services"]["api"]["workdir"] = Value::Null;
+        v["services"]["api"]["health"] = Value::Null;
+        v["gateway"]["max_body_bytes"] = Value::Null;
+    });
+
+    const SCRIPT: &str = r#"
+import json, sys
+try:
+    import jsonschema
+except ImportError as e:
+    print("SKIP jsonschema is not installed for python3 (" + str(e) + ")")
+    sys.exit(0)
+data = json.load(sys.stdin)
+jsonschema.Draft202012Validator.check_schema(data["schema"])
+validator = jsonschema.Draft202012Validator(data["schema"])
+for case in data["cases"]:
+    errors = list(validator.iter_errors(case))
+    print("valid" if not errors else "invalid " + errors[0].message.replace("\n", " ")[:160])
+"#;
+    let input = json!({
+        "schema": schema(),
+        "cases": cases.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+    });
+    let child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(err) => {
+            eprintln!("skipping schema_and_parser_agree_on_examples: cannot run python3: {err}");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.to_string().as_bytes())
+        .expect("write cases");
+    let out = child.wait_with_output().expect("python3 output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python3 failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(reason) = stdout.strip_prefix("SKIP ") {
+        eprintln!(
+            "skipping schema_and_parser_agree_on_examples: {}",
+            reason.trim()
+        );
+        return;
+    }
+    let verdicts: Vec<&str> = stdout.lines().collect();
+    assert_eq!(verdicts.len(), cases.len(), "{stdout}");
+    for ((name, v), verdict) in cases.iter().zip(verdicts) {
+        let parsed = parse_value(v);
+        assert_eq!(
+            parsed.is_ok(),
+            verdict == "valid",
+            "{name}: parse says {:?}, schema says {verdict}",
+            parsed.map(|_| ()).map_err(|e| e.to_string()),
+        );
+    }
+}

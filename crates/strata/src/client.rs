@@ -1,0 +1,66 @@
+//! A small HTTP/1.1 client for the node API, used by the CLI.
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+pub struct ApiClient {
+    /// `host:port` of the node API.
+    authority: String,
+}
+
+impl ApiClient {
+    /// `base` is the API URL, for example `http://127.0.0.1:4000`.
+    pub fn new(base: &str) -> Result<ApiClient> {
+        let uri: http::Uri = base.parse().with_context(|| format!("{base:?} is not a URL"))?;
+        let authority = uri
+            .authority()
+            .with_context(|| format!("{base:?} has no host:port"))?
+            .to_string();
+        Ok(ApiClient { authority })
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let stream = TcpStream::connect(&self.authority)
+            .await
+            .with_context(|| format!("reach the strata node API at {}", self.authority))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("talk to the node API")?;
+        tokio::spawn(conn);
+        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, &self.authority)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))?;
+        sender.send_request(req).await.context("call the node API")
+    }
+
+    /// Calls the API and reads the whole reply.
+    pub async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<(StatusCode, Bytes)> {
+        let res = self.send(method, path, body).await?;
+        let status = res.status();
+        let bytes = res.into_body().collect().await.context("read the node API reply")?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// Calls the API and copies the reply to stdout as it arrives.
+    pub async fn stream_to_stdout(&self, path: &str) -> Result<StatusCode> {
+        let mut res = self.send(Method::GET, path, None).await?;
+        let status = res.status();
+        let mut out = tokio::io::stdout();
+        while let Some(frame) = res.body_mut().frame().await {
+            if let Ok(data) = frame.context("read the node API reply")?.into_data() {
+                out.write_all(&data).await?;
+                out.flush().await?;
+            }
+        }
+        Ok(status)
+    }
+}

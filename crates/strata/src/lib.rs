@@ -1,0 +1,217 @@
+//! strata: a cloud in one binary. This crate wires one node and holds the CLI.
+//!
+//! Layout:
+//! - [`start`] / [`serve`]: wire a node from a [`NodeConfig`]: the bus, the App
+//!   Service, the gateway and the node API. Integration tests call `start` too.
+//! - `client`: the CLI's side of the node API (`ps`, `scale`, `logs`, `down`).
+//! - `cli`: the commands and their output.
+//! - `statefile`: `.strata/node.json`, how CLI commands find a running node.
+
+pub mod cli;
+pub mod client;
+pub mod statefile;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use strata_api::{ApiState, NodeInfo};
+use strata_appservice::{AppConfig, AppService, NodeResources};
+use strata_bus::Bus;
+use strata_gateway::{AccessLog, Gateway, GatewayConfig, RelayPolicy, Route};
+use strata_manifest::Manifest;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Everything a node needs to run one app.
+pub struct NodeConfig {
+    pub manifest: Manifest,
+    /// The manifest's directory; relative paths in the manifest start here.
+    pub app_dir: PathBuf,
+    /// Overrides `gateway.listen` (tests use port 0).
+    pub gateway_listen: Option<SocketAddr>,
+    pub api_listen: SocketAddr,
+    /// Where logs and scratch dirs go; default `app_dir/.strata`.
+    pub state_dir: Option<PathBuf>,
+    pub node: NodeResources,
+    /// Write `.strata/node.json` so CLI commands in the app dir find this node.
+    pub write_state_file: bool,
+}
+
+impl NodeConfig {
+    pub fn new(manifest: Manifest, app_dir: PathBuf) -> NodeConfig {
+        NodeConfig {
+            manifest,
+            app_dir,
+            gateway_listen: None,
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            state_dir: None,
+            node: NodeResources::detect(),
+            write_state_file: false,
+        }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    pub gateway_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub app: Arc<AppService>,
+    pub bus: Arc<Bus>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    state_file: Option<PathBuf>,
+}
+
+/// Wires a node and starts it; returns once its listeners are bound.
+pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Node> {
+    let manifest = config.manifest;
+    let app_dir = std::path::absolute(&config.app_dir).context("resolve the app dir")?;
+    let state_dir = match config.state_dir {
+        Some(dir) => std::path::absolute(dir).context("resolve the state dir")?,
+        None => app_dir.join(".strata"),
+    };
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("create state dir {}", state_dir.display()))?;
+    let gateway_listen: SocketAddr = match config.gateway_listen {
+        Some(addr) => addr,
+        None => manifest
+            .gateway
+            .listen
+            .parse()
+            .context("gateway.listen is not an address")?,
+    };
+    let gateway_listener = TcpListener::bind(gateway_listen)
+        .await
+        .with_context(|| format!("listen on {gateway_listen} for the gateway (is another strata or server using it?)"))?;
+    let api_listener = TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("listen on {} for the node API", config.api_listen))?;
+    let gateway_addr = gateway_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+    let api_url = format!("http://{api_addr}");
+
+    let bus = Bus::new();
+    let policies: HashMap<String, RelayPolicy> = manifest
+        .services
+        .iter()
+        .map(|(name, spec)| {
+            let policy = RelayPolicy {
+                deadline: Duration::from_millis(spec.relay.timeout_ms),
+                attempt_timeout: Duration::from_millis(spec.relay.attempt_timeout_ms),
+                retries: spec.relay.retries,
+            };
+            (name.clone(), policy)
+        })
+        .collect();
+    let routes = manifest
+        .services
+        .iter()
+        .flat_map(|(name, spec)| {
+            let policy = policies[name];
+            spec.routes.iter().map(move |r| Route {
+                host: r.host().map(str::to_string),
+                prefix: r.path().to_string(),
+                service: name.clone(),
+                mode: r.mode(),
+                policy,
+            })
+        })
+        .collect();
+    let access = AccessLog::open(&state_dir.join("logs").join("access.log"))?;
+    let gateway = Gateway::new(
+        GatewayConfig {
+            routes,
+            max_header_bytes: manifest.gateway.max_header_bytes,
+            max_body_bytes: manifest.gateway.max_body_bytes,
+            header_read_timeout: Duration::from_millis(manifest.gateway.header_read_timeout_ms),
+        },
+        &bus,
+        Some(access),
+    );
+    let app_name = manifest.app.clone();
+    let app = Arc::new(AppService::start(
+        AppConfig {
+            manifest,
+            app_dir: app_dir.clone(),
+            state_dir: state_dir.clone(),
+            api_url: api_url.clone(),
+            node: config.node,
+        },
+        bus.clone(),
+        shutdown.child_token(),
+    )?);
+    let info = NodeInfo {
+        app: app_name,
+        gateway: gateway_addr.to_string(),
+        api: api_url,
+        pid: std::process::id(),
+    };
+    let state = Arc::new(ApiState {
+        info: info.clone(),
+        app: app.clone(),
+        bus: bus.clone(),
+        policies,
+        shutdown: shutdown.clone(),
+    });
+    let mut tasks = Vec::new();
+    let gw_shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(strata_gateway::serve(gateway_listener, gateway, gw_shutdown)));
+    let api_shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let router = strata_api::router(state);
+        if let Err(e) = axum::serve(api_listener, router)
+            .with_graceful_shutdown(api_shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "node API stopped");
+        }
+    }));
+    let state_file = if config.write_state_file {
+        let path = state_dir.join("node.json");
+        statefile::write(&path, &info)?;
+        Some(path)
+    } else {
+        None
+    };
+    Ok(Node {
+        gateway_addr,
+        api_addr,
+        app,
+        bus,
+        shutdown,
+        tasks,
+        state_file,
+    })
+}
+
+impl Node {
+    /// Asks the node to stop.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits for shutdown, then stops every instance and listener.
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        // Instances drain while the gateway finishes the requests it has open.
+        self.app.stop().await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Some(path) = self.state_file {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Runs a node until `shutdown`.
+pub async fn serve(config: NodeConfig, shutdown: CancellationToken) -> Result<()> {
+    let node = start(config, shutdown).await?;
+    node.wait().await;
+    Ok(())
+}
