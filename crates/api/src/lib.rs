@@ -12,6 +12,7 @@
 mod logs;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -60,14 +61,22 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .fallback(|req: Request| async move {
             api_error(
                 StatusCode::NOT_FOUND,
-                format!("no API route {} {}; see /v1/ps, /v1/any/SERVICE/PATH, /v1/all/SERVICE/PATH", req.method(), req.uri().path()),
+                format!(
+                    "no API route {} {}; see /v1/ps, /v1/any/SERVICE/PATH, /v1/all/SERVICE/PATH",
+                    req.method(),
+                    req.uri().path()
+                ),
             )
         })
         .with_state(state)
 }
 
 pub(crate) fn api_error(status: StatusCode, message: String) -> Response {
-    (status, Json(serde_json::json!({ "error": message, "status": status.as_u16() }))).into_response()
+    (
+        status,
+        Json(serde_json::json!({ "error": message, "status": status.as_u16() })),
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]
@@ -90,7 +99,11 @@ async fn events(State(state): State<Arc<ApiState>>) -> Json<Vec<strata_appservic
 
 async fn down(State(state): State<Arc<ApiState>>) -> Response {
     state.shutdown.cancel();
-    (StatusCode::ACCEPTED, Json(serde_json::json!({ "stopping": state.info.app }))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "stopping": state.info.app })),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -144,7 +157,13 @@ async fn call_all(state: State<Arc<ApiState>>, Path(p): Path<ServicePath>, req: 
 
 /// Relays an instance's call to another service: `/v1/any/web/x?y` reaches `/x?y` on a
 /// member of `web`.
-async fn call(State(state): State<Arc<ApiState>>, service: String, path: String, req: Request, mode: CallMode) -> Response {
+async fn call(
+    State(state): State<Arc<ApiState>>,
+    service: String,
+    path: String,
+    req: Request,
+    mode: CallMode,
+) -> Response {
     let Some(policy) = state.policies.get(&service).copied() else {
         return api_error(
             StatusCode::NOT_FOUND,
@@ -166,8 +185,11 @@ async fn call(State(state): State<Arc<ApiState>>, service: String, path: String,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("bad path {target:?}: {e}")),
     };
     if !parts.headers.contains_key(relay::REQUEST_ID) {
-        // Calls between instances keep the caller's request id when it passes one on.
-        if let Ok(v) = HeaderValue::from_str(&format!("call-{}", std::process::id())) {
+        // Calls between instances keep the caller's request id when it passes one on;
+        // others get one of their own.
+        static CALLS: AtomicU64 = AtomicU64::new(1);
+        let n = CALLS.fetch_add(1, Ordering::Relaxed);
+        if let Ok(v) = HeaderValue::from_str(&format!("call-{}-{n:x}", std::process::id())) {
             parts.headers.insert(relay::REQUEST_ID, v);
         }
     }

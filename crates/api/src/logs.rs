@@ -45,7 +45,9 @@ pub(crate) async fn logs(
         loop {
             for file in log_files(&dir, q.instance.as_deref(), q.setup) {
                 let offset = offsets.entry(file.clone()).or_insert(0);
-                let Some(chunk) = read_from(&file, offset).await else { continue };
+                let Some(chunk) = read_from(&file, offset).await else {
+                    continue;
+                };
                 let label = file.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
                 if tx.send(prefix_lines(&label, &chunk)).await.is_err() {
                     return;
@@ -69,7 +71,9 @@ pub(crate) async fn logs(
 }
 
 fn log_files(dir: &FsPath, instance: Option<&str>, setup: bool) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -99,7 +103,11 @@ async fn read_from(file: &FsPath, offset: &mut u64) -> Option<Vec<u8>> {
     }
     f.seek(std::io::SeekFrom::Start(*offset)).await.ok()?;
     let mut buf = Vec::with_capacity((len - *offset).min(1 << 20) as usize);
-    (&mut f).take((len - *offset).min(1 << 20)).read_to_end(&mut buf).await.ok()?;
+    (&mut f)
+        .take((len - *offset).min(1 << 20))
+        .read_to_end(&mut buf)
+        .await
+        .ok()?;
     let whole = match buf.iter().rposition(|&b| b == b'\n') {
         Some(i) => i + 1,
         None if buf.len() >= 1 << 20 => buf.len(),

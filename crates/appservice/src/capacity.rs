@@ -117,16 +117,25 @@ mod tests {
             accelerators: 1,
             labels: BTreeMap::new(),
         });
-        let d = Demand { memory_mb: 128, accelerators: 0 };
+        let d = Demand {
+            memory_mb: 128,
+            accelerators: 0,
+        };
         cap.reserve(d).unwrap();
         cap.reserve(d).unwrap();
         let err = cap.reserve(d).unwrap_err();
         assert!(err.contains("44 MB of 300 MB are free"), "{err}");
         cap.release(d);
         cap.reserve(d).unwrap();
-        let gpu = Demand { memory_mb: 0, accelerators: 2 };
+        let gpu = Demand {
+            memory_mb: 0,
+            accelerators: 2,
+        };
         assert!(cap.reserve(gpu).unwrap_err().contains("node has 1"));
-        let too_big = Demand { memory_mb: 301, accelerators: 0 };
+        let too_big = Demand {
+            memory_mb: 301,
+            accelerators: 0,
+        };
         assert!(cap.reserve(too_big).unwrap_err().contains("in all"));
     }
 }

@@ -13,7 +13,8 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 
 /// Reads `+ PGID` / `- PGID` lines; on end of input kills the groups left.
-/// Builtins only in the loop, so it forks nothing while strata runs.
+/// Builtins only in the loop, so it forks nothing while strata runs. No `--` before the
+/// group: dash (Debian's /bin/sh) takes it for an illegal pid and kills nothing.
 const SCRIPT: &str = r#"
 groups=""
 while read -r op id; do
@@ -22,7 +23,7 @@ while read -r op id; do
     -) kept=""; for g in $groups; do [ "$g" = "$id" ] || kept="$kept $g"; done; groups=$kept ;;
   esac
 done
-for g in $groups; do kill -KILL -- "-$g" 2>/dev/null; done
+for g in $groups; do kill -KILL "-$g" 2>/dev/null; done
 "#;
 
 pub(crate) struct Guard {

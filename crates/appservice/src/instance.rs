@@ -187,12 +187,15 @@ async fn run_once(
         s.pid = Some(proc.pid);
         s.port = Some(addr.port());
         s.detail = None;
-        s.domain = ctx
-            .spec
-            .placement
-            .spread
-            .as_ref()
-            .map(|label| shared.capacity.node.labels.get(label).cloned().unwrap_or_else(|| "unlabelled".into()));
+        s.domain = ctx.spec.placement.spread.as_ref().map(|label| {
+            shared
+                .capacity
+                .node
+                .labels
+                .get(label)
+                .cloned()
+                .unwrap_or_else(|| "unlabelled".into())
+        });
     }
     shared.events.emit(
         &ctx.name,
@@ -225,12 +228,18 @@ async fn run_once(
         Supervised::Exited(reason) => {
             // The leader is gone; anything it left in its group goes too.
             process::signal_group(proc.pid, libc::SIGKILL);
-            RunEnd::Failed { reason, ran: started.elapsed() }
+            RunEnd::Failed {
+                reason,
+                ran: started.elapsed(),
+            }
         }
         Supervised::Kill(reason) => {
             process::signal_group(proc.pid, libc::SIGKILL);
             let _ = proc.child.wait().await;
-            RunEnd::Failed { reason, ran: started.elapsed() }
+            RunEnd::Failed {
+                reason,
+                ran: started.elapsed(),
+            }
         }
     };
     shared.guard.forget(proc.pid);
@@ -349,21 +358,18 @@ async fn drain(member: &Member, grace: Duration) {
 
 /// Places the instance's files and starts its process.
 fn launch(shared: &Shared, ctx: &ServiceCtx, id: &str, scratch: &Path) -> Result<(Process, SocketAddr)> {
-    std::fs::create_dir_all(scratch)
-        .with_context(|| format!("create scratch dir {}", scratch.display()))?;
+    std::fs::create_dir_all(scratch).with_context(|| format!("create scratch dir {}", scratch.display()))?;
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let env = instance_env(shared, ctx, id, port, scratch);
     for (rel, file) in &ctx.spec.files {
         let target = scratch.join(rel);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("create dir for file {rel}"))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("create dir for file {rel}"))?;
         }
         match file {
             FileSpec::Content { content } => {
-                std::fs::write(&target, process::expand(content, &env))
-                    .with_context(|| format!("write file {rel}"))?;
+                std::fs::write(&target, process::expand(content, &env)).with_context(|| format!("write file {rel}"))?;
             }
             FileSpec::Source { source } => {
                 std::fs::copy(shared.app_dir.join(source), &target)
@@ -385,13 +391,7 @@ fn launch(shared: &Shared, ctx: &ServiceCtx, id: &str, scratch: &Path) -> Result
 }
 
 /// The instance contract's environment, then the manifest's `env` (which may use it).
-fn instance_env(
-    shared: &Shared,
-    ctx: &ServiceCtx,
-    id: &str,
-    port: u16,
-    scratch: &Path,
-) -> BTreeMap<String, String> {
+fn instance_env(shared: &Shared, ctx: &ServiceCtx, id: &str, port: u16, scratch: &Path) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
         ("PORT".to_string(), port.to_string()),
         ("STRATA_URL".to_string(), shared.api_url.clone()),

@@ -76,10 +76,8 @@ impl AppService {
     /// Launches every service of the manifest; returns at once while they start.
     pub fn start(config: AppConfig, bus: Arc<Bus>, shutdown: CancellationToken) -> Result<AppService> {
         let logs = config.state_dir.join("logs");
-        std::fs::create_dir_all(&logs)
-            .with_context(|| format!("create log dir {}", logs.display()))?;
-        std::fs::create_dir_all(config.state_dir.join("run"))
-            .context("create scratch dir root")?;
+        std::fs::create_dir_all(&logs).with_context(|| format!("create log dir {}", logs.display()))?;
+        std::fs::create_dir_all(config.state_dir.join("run")).context("create scratch dir root")?;
         let guard = guard::Guard::spawn().context("start the orphan guard")?;
         let shared = Arc::new(Shared {
             app: config.manifest.app.clone(),
@@ -98,7 +96,11 @@ impl AppService {
             let handle = service::ServiceHandle::start(&shared, name.clone(), spec, shutdown.child_token());
             services.insert(name, handle);
         }
-        Ok(AppService { shared, services, shutdown })
+        Ok(AppService {
+            shared,
+            services,
+            shutdown,
+        })
     }
 
     /// Per-service state for `strata ps`.

@@ -20,9 +20,8 @@ async fn check_once(addr: SocketAddr, path: Option<&str>) -> bool {
     let Some(path) = path else {
         return true;
     };
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: strata-health\r\nConnection: close\r\n\r\n"
-    );
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: strata-health\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).await.is_err() {
         return false;
     }

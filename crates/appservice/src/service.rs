@@ -126,8 +126,15 @@ async fn supervise(
         };
         if let Err(e) = result {
             set_phase(format!("setup failed: {e:#}; see strata logs {} --setup", ctx.name));
-            if !shared.events.recent().iter().any(|ev| ev.service == ctx.name && ev.kind == EventKind::SetupFailed) {
-                shared.events.emit(&ctx.name, None, EventKind::SetupFailed, format!("{e:#}"));
+            if !shared
+                .events
+                .recent()
+                .iter()
+                .any(|ev| ev.service == ctx.name && ev.kind == EventKind::SetupFailed)
+            {
+                shared
+                    .events
+                    .emit(&ctx.name, None, EventKind::SetupFailed, format!("{e:#}"));
             }
             return;
         }
@@ -199,7 +206,9 @@ fn reconcile(
             status: status.clone(),
             stop: slot_stop.clone(),
         });
-        shared.tracker.spawn(instance::run_slot(shared.clone(), ctx.clone(), status, slot_stop));
+        shared
+            .tracker
+            .spawn(instance::run_slot(shared.clone(), ctx.clone(), status, slot_stop));
     }
     slots.sort_by_key(|s| s.number);
 }

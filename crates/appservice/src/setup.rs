@@ -102,8 +102,7 @@ fn fingerprint(setup: &Setup<'_>, app_dir: &Path) -> Result<String> {
     for input in setup.inputs {
         let path: PathBuf = setup.workdir.join(input);
         let path = if path.exists() { path } else { app_dir.join(input) };
-        let content = std::fs::read(&path)
-            .with_context(|| format!("read setup input {}", path.display()))?;
+        let content = std::fs::read(&path).with_context(|| format!("read setup input {}", path.display()))?;
         input.hash(&mut hasher);
         content.hash(&mut hasher);
     }

@@ -32,11 +32,9 @@ impl RetryBudget {
 
     /// Records a first attempt.
     pub fn deposit(&self) {
-        let _ = self
-            .balance
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                (b < self.cap).then(|| (b + self.deposit).min(self.cap))
-            });
+        let _ = self.balance.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+            (b < self.cap).then(|| (b + self.deposit).min(self.cap))
+        });
     }
 
     /// Takes a token for a reissue; false when the budget is spent.

@@ -61,9 +61,7 @@ impl Member {
     pub fn begin(self: &Arc<Self>) -> MemberGuard {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.served.fetch_add(1, Ordering::Relaxed);
-        MemberGuard {
-            member: self.clone(),
-        }
+        MemberGuard { member: self.clone() }
     }
 
     /// The transport's state for this member, made on first use.

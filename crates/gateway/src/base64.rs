@@ -22,7 +22,13 @@ pub fn encode(data: &[u8]) -> String {
 mod tests {
     #[test]
     fn rfc4648_vectors() {
-        for (input, want) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(super::encode(input.as_bytes()), want);
         }
     }

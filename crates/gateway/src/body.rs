@@ -31,10 +31,7 @@ impl Body for ReqBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ReqBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ReqBody::Stream(s) => Pin::new(s).poll_frame(cx),
@@ -91,10 +88,7 @@ impl Body for ResBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ResBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResBody::Relayed(r) => {

@@ -64,7 +64,9 @@ impl Route {
             }
         }
         match path.strip_prefix(self.prefix.as_str()) {
-            Some(rest) => rest.is_empty() || self.prefix.ends_with('/') || rest.starts_with('/') || rest.starts_with('?'),
+            Some(rest) => {
+                rest.is_empty() || self.prefix.ends_with('/') || rest.starts_with('/') || rest.starts_with('?')
+            }
             None => false,
         }
     }
@@ -124,6 +126,8 @@ impl Gateway {
     /// Answers one request from a client.
     pub async fn handle(&self, mut req: Request<Incoming>, client: SocketAddr) -> Response<ResBody> {
         let started = Instant::now();
+        // Measured before the gateway adds a header of its own.
+        let head_bytes = head_size(&req);
         let request_id = match req.headers().get(relay::REQUEST_ID) {
             Some(id) => id.clone(),
             None => {
@@ -133,14 +137,16 @@ impl Gateway {
             }
         };
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        let (res, service, outcome) = self.dispatch(req, &request_id).await;
+        let uri = req.uri().clone();
+        let (res, route, outcome) = self.dispatch(req, head_bytes, &request_id).await;
         if let Some(log) = &self.access {
+            let service = route.map_or("-", |r| r.route.service.as_str());
+            let member = outcome.member.as_ref().map_or("-", |m| m.id.as_str());
             log.line(format_args!(
-                "{client} {method} {path} {} {:.3}ms service={service} member={} attempts={} rid={}",
+                "{client} {method} {} {} {}us service={service} member={member} attempts={} rid={}",
+                uri.path(),
                 res.status().as_u16(),
-                started.elapsed().as_secs_f64() * 1000.0,
-                outcome.member.as_deref().unwrap_or("-"),
+                started.elapsed().as_micros(),
                 outcome.attempts,
                 request_id.to_str().unwrap_or("-"),
             ));
@@ -148,8 +154,27 @@ impl Gateway {
         res
     }
 
-    async fn dispatch(&self, req: Request<Incoming>, rid: &HeaderValue) -> (Response<ResBody>, String, Outcome) {
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        head_bytes: usize,
+        rid: &HeaderValue,
+    ) -> (Response<ResBody>, Option<&RoutePool>, Outcome) {
         let none = Outcome::default();
+        // hyper's own bound on the header block is never below 8 KiB; smaller limits are
+        // enforced here.
+        if head_bytes > self.config.max_header_bytes {
+            let res = relay::error_response(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "",
+                &format!(
+                    "request line and headers of {head_bytes} bytes are over the limit of {} bytes",
+                    self.config.max_header_bytes
+                ),
+                Some(rid),
+            );
+            return (close(res), None, none);
+        }
         let headers = req.headers();
         if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
             let res = relay::error_response(
@@ -158,13 +183,14 @@ impl Gateway {
                 "a request may not carry both Content-Length and Transfer-Encoding",
                 Some(rid),
             );
-            return (close(res), "-".into(), none);
+            return (close(res), None, none);
         }
         let declared = match content_length(headers) {
             Ok(n) => n,
             Err(()) => {
-                let res = relay::error_response(StatusCode::BAD_REQUEST, "", "Content-Length is not a number", Some(rid));
-                return (close(res), "-".into(), none);
+                let res =
+                    relay::error_response(StatusCode::BAD_REQUEST, "", "Content-Length is not a number", Some(rid));
+                return (close(res), None, none);
             }
         };
         if let (Some(limit), Some(len)) = (self.config.max_body_bytes, declared) {
@@ -175,7 +201,7 @@ impl Gateway {
                     &format!("request body of {len} bytes is over the limit of {limit} bytes"),
                     Some(rid),
                 );
-                return (close(res), "-".into(), none);
+                return (close(res), None, none);
             }
         }
         let Some(target) = self.route(&req) else {
@@ -185,9 +211,8 @@ impl Gateway {
                 &format!("no route for {}", req.uri().path()),
                 Some(rid),
             );
-            return (res, "-".into(), none);
+            return (res, None, none);
         };
-        let service = target.route.service.clone();
         let mode = target.route.mode;
         let (parts, incoming) = req.into_parts();
         let hold_whole = match mode {
@@ -196,15 +221,30 @@ impl Gateway {
         };
         let body = match body_for_relay(incoming, hold_whole, self.config.max_body_bytes, mode).await {
             Ok(body) => body,
-            Err(res) => return (res, service, none),
+            Err(res) => return (res, Some(target), none),
         };
         let req = Request::from_parts(parts, body);
         let (res, outcome) = match mode {
             CallMode::Any => relay::any(&target.pool, req, &target.route.policy).await,
             CallMode::All => relay::all(&target.pool, req, &target.route.policy).await,
         };
-        (res, service, outcome)
+        (res, Some(target), outcome)
     }
+}
+
+/// The size of the request line and header block as HTTP/1.1 writes them.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + fields + 2
 }
 
 fn close(mut res: Response<ResBody>) -> Response<ResBody> {
@@ -250,7 +290,10 @@ where
             Err(e) => {
                 let too_big = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
                 let (status, msg) = if too_big {
-                    (StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the limit of {cap} bytes"))
+                    (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("request body is over the limit of {cap} bytes"),
+                    )
                 } else {
                     (StatusCode::BAD_REQUEST, format!("could not read the request body: {e}"))
                 };
@@ -285,11 +328,104 @@ impl RequestIds {
 
     fn next(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::try_from(format!("{:08x}-{n:x}", self.prefix)).expect("hex is a valid header value")
+        // `pppppppp-nnnn…`: hex digits written straight into one buffer.
+        let mut buf = [0u8; 25];
+        let hex = |v: u64, out: &mut [u8]| {
+            for (i, b) in out.iter_mut().rev().enumerate() {
+                *b = b"0123456789abcdef"[((v >> (4 * i)) & 0xf) as usize];
+            }
+        };
+        hex(self.prefix, &mut buf[..8]);
+        buf[8] = b'-';
+        let digits = (16 - (n.leading_zeros() / 4) as usize).max(1);
+        hex(n, &mut buf[9..9 + digits]);
+        HeaderValue::from_bytes(&buf[..9 + digits]).expect("hex is a valid header value")
     }
 }
 
 const REQUEST_TIMEOUT_REPLY: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 57\r\n\r\n{\"error\":\"request headers not received in time\",\"status\":408}";
+
+/// The gateway's worker threads, each with its own runtime and listening socket.
+pub struct Workers {
+    pub addr: SocketAddr,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Waits until every worker has stopped (after shutdown).
+    pub async fn join(self) {
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Starts `threads` gateway workers on `addr`, like nginx's worker processes: each
+/// thread runs a single-threaded runtime with its own `SO_REUSEPORT` socket on the same
+/// address, so the kernel spreads connections and a request never changes thread.
+pub fn spawn(
+    addr: SocketAddr,
+    threads: usize,
+    gateway: Arc<Gateway>,
+    shutdown: CancellationToken,
+) -> std::io::Result<Workers> {
+    let mut addr = addr;
+    let mut handles = Vec::new();
+    for n in 0..threads.max(1) {
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
+        let gateway = gateway.clone();
+        let worker_shutdown = shutdown.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("strata-gateway-{n}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = bound_tx.send(Err(e));
+                        return;
+                    }
+                };
+                upstream::set_worker(n);
+                runtime.block_on(async move {
+                    let listener = match reuseport_listener(addr) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = bound_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = bound_tx.send(listener.local_addr());
+                    serve(listener, gateway, worker_shutdown).await;
+                });
+            })?;
+        match bound_rx.recv() {
+            Ok(Ok(bound)) => addr = bound,
+            Ok(Err(e)) => {
+                shutdown.cancel();
+                return Err(e);
+            }
+            Err(_) => return Err(std::io::Error::other("gateway worker died while starting")),
+        }
+        handles.push(handle);
+    }
+    Ok(Workers { addr, threads: handles })
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
 
 /// Accepts connections until `shutdown`, then lets open requests finish.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: CancellationToken) {
@@ -327,9 +463,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                let timed_out = e
-                    .downcast_ref::<hyper::Error>()
-                    .is_some_and(|e| e.is_timeout());
+                let timed_out = e.downcast_ref::<hyper::Error>().is_some_and(|e| e.is_timeout());
                 if timed_out {
                     if let Some(mut spare) = spare {
                         let _ = std::io::Write::write_all(&mut spare, REQUEST_TIMEOUT_REPLY);

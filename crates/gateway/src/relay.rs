@@ -11,7 +11,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use strata_bus::{Member, Pool};
 
-use crate::body::{ReqBody, ResBody, Relayed};
+use crate::body::{Relayed, ReqBody, ResBody};
 use crate::upstream::Upstream;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -45,7 +45,10 @@ impl Default for RelayPolicy {
 /// What happened to a relayed request, for the access log.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
-    pub member: Option<String>,
+    /// The member that answered last (or was tried last).
+    pub member: Option<Arc<Member>>,
+    /// How many members a broadcast reached.
+    pub broadcast: Option<usize>,
     pub attempts: u32,
 }
 
@@ -95,7 +98,10 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
             };
             let within_budget = outcome.attempts <= policy.retries && pool.budget.withdraw();
             if !(may_reissue && within_budget && body.is_some()) {
-                return (failed(pool, last, idempotent, within_budget, request_id.as_ref()), outcome);
+                return (
+                    failed(pool, last, idempotent, within_budget, request_id.as_ref()),
+                    outcome,
+                );
             }
         }
         let remaining = policy.deadline.saturating_sub(started.elapsed());
@@ -109,12 +115,12 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
             return (no_member(pool, request_id.as_ref()), outcome);
         };
         outcome.attempts += 1;
-        outcome.member = Some(member.id.clone());
+        outcome.member = Some(member.clone());
         tried.push(member.clone());
         let upstream = upstream_of(&member);
         let guard = member.begin();
         let attempt_timeout = policy.attempt_timeout.min(remaining);
-        let mut conn = match upstream.take() {
+        let mut conn = match upstream.take().await {
             Some(conn) => conn,
             None => match tokio::time::timeout(attempt_timeout, Upstream::connect(member.addr)).await {
                 Ok(Ok(conn)) => conn,
@@ -135,7 +141,7 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
         } else {
             std::mem::take(&mut parts.headers)
         };
-        headers.insert(ATTEMPT, HeaderValue::from(outcome.attempts));
+        headers.insert(ATTEMPT, attempt_value(outcome.attempts));
         headers.insert(DEADLINE, HeaderValue::from(remaining.as_millis() as u64));
         let mut req = Request::new(match &replay {
             Some(bytes) => ReqBody::Full(bytes.clone()),
@@ -151,15 +157,20 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
                 if let Some(id) = &request_id {
                     head.headers.insert(REQUEST_ID, id.clone());
                 }
-                if let Ok(v) = HeaderValue::from_str(&member.id) {
-                    head.headers.insert(SERVED_BY, v);
-                }
+                head.headers.insert(SERVED_BY, upstream.served_by.clone());
                 let body = ResBody::Relayed(Relayed {
                     inner: incoming,
                     guard: Some(guard),
                     conn: Some((upstream, conn)),
                 });
                 return (Response::from_parts(head, body), outcome);
+            }
+            Ok(Err(e)) if client_body_failed(e.error()).is_some() => {
+                // The client's body broke off or ran over the limit while it streamed to
+                // the member: the member is not to blame, and the request cannot be sent
+                // again.
+                let status = client_body_failed(e.error()).unwrap_or(StatusCode::BAD_REQUEST);
+                return (client_body_error(pool, status, request_id.as_ref()), outcome);
             }
             Ok(Err(mut e)) => match e.take_message() {
                 Some(unsent) => {
@@ -181,9 +192,45 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
     }
 }
 
+/// When a relay failed because the client's streamed body did (not the member): 413 when
+/// the body ran over the gateway's limit, 400 when it broke off.
+fn client_body_failed(e: &hyper::Error) -> Option<StatusCode> {
+    if !e.is_user() {
+        return None;
+    }
+    let cause = std::error::Error::source(e)?;
+    if cause.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+        Some(StatusCode::PAYLOAD_TOO_LARGE)
+    } else {
+        Some(StatusCode::BAD_REQUEST)
+    }
+}
+
+fn client_body_error(pool: &Pool, status: StatusCode, request_id: Option<&HeaderValue>) -> Response<ResBody> {
+    let what = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "request body is over the limit (gateway.max_body_bytes)"
+    } else {
+        "the request body broke off before its end"
+    };
+    let mut res = error_response(status, &pool.service, what, request_id);
+    // The rest of the body was not read: the connection cannot carry another request.
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
 /// The member's connection pool, kept in its transport slot.
 fn upstream_of(member: &Member) -> Arc<Upstream> {
-    member.transport(|| Arc::new(Upstream::default())).clone()
+    member.transport(|| Arc::new(Upstream::new(&member.id))).clone()
+}
+
+fn attempt_value(n: u32) -> HeaderValue {
+    match n {
+        1 => HeaderValue::from_static("1"),
+        2 => HeaderValue::from_static("2"),
+        3 => HeaderValue::from_static("3"),
+        n => HeaderValue::from(n),
+    }
 }
 
 fn failed(
@@ -204,14 +251,23 @@ fn failed(
         "no other member was left to try"
     };
     let (status, what) = match failure {
-        Failure::Unsent(e) => (StatusCode::BAD_GATEWAY, format!("member {} failed before the request was sent: {e}", member.id)),
+        Failure::Unsent(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("member {} failed before the request was sent: {e}", member.id),
+        ),
         Failure::Broken(e) => (
             StatusCode::BAD_GATEWAY,
-            format!("member {} failed while handling the request ({e}); not reissued: {why_not_again}", member.id),
+            format!(
+                "member {} failed while handling the request ({e}); not reissued: {why_not_again}",
+                member.id
+            ),
         ),
         Failure::Timeout => (
             StatusCode::GATEWAY_TIMEOUT,
-            format!("member {} did not answer in time; not reissued: {why_not_again}", member.id),
+            format!(
+                "member {} did not answer in time; not reissued: {why_not_again}",
+                member.id
+            ),
         ),
     };
     error_response(status, &pool.service, &what, request_id)
@@ -224,7 +280,8 @@ fn no_member(pool: &Pool, request_id: Option<&HeaderValue>) -> Response<ResBody>
         &format!("no ready instance of service {:?}", pool.service),
         request_id,
     );
-    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     res
 }
 
@@ -289,7 +346,8 @@ pub async fn all(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
         *req.uri_mut() = parts.uri.clone();
         *req.headers_mut() = parts.headers.clone();
         req.headers_mut().insert(ATTEMPT, HeaderValue::from(1));
-        req.headers_mut().insert(DEADLINE, HeaderValue::from(timeout.as_millis() as u64));
+        req.headers_mut()
+            .insert(DEADLINE, HeaderValue::from(timeout.as_millis() as u64));
         let member = member.clone();
         tasks.spawn(async move {
             let result = tokio::time::timeout(timeout, call_once(&member, req)).await;
@@ -315,7 +373,8 @@ pub async fn all(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
     }
     replies.sort_by(|a, b| a["instance"].as_str().cmp(&b["instance"].as_str()));
     let outcome = Outcome {
-        member: Some(format!("all:{}", replies.len())),
+        member: None,
+        broadcast: Some(replies.len()),
         attempts: 1,
     };
     let mut res = Response::new(ResBody::full(format!("{}\n", serde_json::Value::Array(replies))));
@@ -331,7 +390,7 @@ pub async fn all(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
 async fn call_once(member: &Arc<Member>, req: Request<ReqBody>) -> Result<(StatusCode, Bytes), String> {
     let _guard = member.begin();
     let upstream = upstream_of(member);
-    let mut conn = match upstream.take() {
+    let mut conn = match upstream.take().await {
         Some(conn) => conn,
         None => Upstream::connect(member.addr)
             .await

@@ -1,8 +1,15 @@
 //! Keep-alive connections from the gateway to one member.
+//!
+//! Each gateway worker thread keeps its own idle connections to a member, so a request
+//! and the connection task that carries it run on the same thread: no hand-off between
+//! threads on the request path.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 
+use http::HeaderValue;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -11,32 +18,64 @@ use crate::body::ReqBody;
 
 pub type Conn = SendRequest<ReqBody>;
 
-/// Most idle connections kept per member.
+/// Most idle connections kept per member and thread.
 const IDLE_MAX: usize = 256;
+/// Separate idle lists per member; gateway worker threads use 1.., everything else 0.
+const SLOTS: usize = 16;
+/// How long a pooled connection may take to be ready for its next request.
+const READY_WAIT: Duration = Duration::from_millis(100);
+
+thread_local! {
+    static SLOT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as gateway worker `n` (from 0).
+pub fn set_worker(n: usize) {
+    SLOT.with(|s| s.set(1 + n % (SLOTS - 1)));
+}
+
+fn slot() -> usize {
+    SLOT.with(|s| s.get())
+}
 
 /// The idle connections to one member, kept in the member's transport slot.
-#[derive(Default)]
 pub struct Upstream {
-    idle: Mutex<Vec<Conn>>,
+    idle: [Mutex<Vec<Conn>>; SLOTS],
+    /// The member's id as a header value, made once.
+    pub served_by: HeaderValue,
 }
 
 impl Upstream {
-    /// An idle connection that is still open, if any.
-    pub fn take(&self) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap();
-        while let Some(conn) = idle.pop() {
+    pub fn new(member_id: &str) -> Upstream {
+        Upstream {
+            idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
+            served_by: HeaderValue::from_str(member_id).unwrap_or(HeaderValue::from_static("-")),
+        }
+    }
+
+    /// An idle connection of this thread that is still open, if any. A connection that
+    /// was just given back may need its task to run once more before it takes the next
+    /// request; that wait is short and stays on this thread.
+    pub async fn take(&self) -> Option<Conn> {
+        loop {
+            let mut conn = self.idle[slot()].lock().unwrap().pop()?;
             if conn.is_ready() {
                 return Some(conn);
             }
+            if conn.is_closed() {
+                continue;
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, conn.ready()).await {
+                return Some(conn);
+            }
         }
-        None
     }
 
     pub fn put(&self, conn: Conn) {
         if conn.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap();
+        let mut idle = self.idle[slot()].lock().unwrap();
         if idle.len() < IDLE_MAX {
             idle.push(conn);
         }

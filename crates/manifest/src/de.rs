@@ -182,10 +182,7 @@ where
     unique_map(deserializer, |v: Object<V>| v.0)
 }
 
-fn unique_map<'de, D, W, V>(
-    deserializer: D,
-    unwrap: fn(W) -> V,
-) -> Result<BTreeMap<String, V>, D::Error>
+fn unique_map<'de, D, W, V>(deserializer: D, unwrap: fn(W) -> V) -> Result<BTreeMap<String, V>, D::Error>
 where
     D: Deserializer<'de>,
     W: Deserialize<'de>,

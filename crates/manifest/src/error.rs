@@ -92,9 +92,7 @@ impl ManifestError {
     /// A JSON error with no path (for example text after the manifest's closing brace).
     pub(crate) fn from_json(err: serde_json::Error) -> ManifestError {
         match err.classify() {
-            serde_json::error::Category::Data => {
-                reword(FieldPath::root(), strip_position(&err.to_string()))
-            }
+            serde_json::error::Category::Data => reword(FieldPath::root(), strip_position(&err.to_string())),
             _ => syntax(&err, String::new()),
         }
     }
@@ -155,10 +153,7 @@ fn reword(path: FieldPath, message: &str) -> ManifestError {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((field, allowed)) = rest.split_once('`') {
             let path = path.with_last_key(field);
-            let expected = allowed
-                .strip_prefix(", expected ")
-                .map(backticked)
-                .unwrap_or_default();
+            let expected = allowed.strip_prefix(", expected ").map(backticked).unwrap_or_default();
             return ManifestError::UnknownField {
                 path: path.into(),
                 expected,
@@ -170,8 +165,8 @@ fn reword(path: FieldPath, message: &str) -> ManifestError {
             path: path.key(&field).into(),
         };
     }
-    if let Some(key) = backticked_after(message, "duplicate field ")
-        .or_else(|| backticked_after(message, "duplicate key "))
+    if let Some(key) =
+        backticked_after(message, "duplicate field ").or_else(|| backticked_after(message, "duplicate key "))
     {
         return ManifestError::DuplicateKey {
             path: path.key(&key).into(),
@@ -179,10 +174,7 @@ fn reword(path: FieldPath, message: &str) -> ManifestError {
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         if let Some((variant, allowed)) = rest.split_once('`') {
-            let allowed = allowed
-                .strip_prefix(", expected ")
-                .map(backticked)
-                .unwrap_or_default();
+            let allowed = allowed.strip_prefix(", expected ").map(backticked).unwrap_or_default();
             return ManifestError::Invalid {
                 path: path.into(),
                 expected: one_of(&allowed),
@@ -191,10 +183,7 @@ fn reword(path: FieldPath, message: &str) -> ManifestError {
         }
     }
     for (prefix, is_value) in [("invalid type: ", false), ("invalid value: ", true)] {
-        if let Some((found, expected)) = message
-            .strip_prefix(prefix)
-            .and_then(|r| r.rsplit_once(", expected "))
-        {
+        if let Some((found, expected)) = message.strip_prefix(prefix).and_then(|r| r.rsplit_once(", expected ")) {
             return ManifestError::Invalid {
                 path: path.into(),
                 expected: expected_words(expected, is_value),
@@ -220,11 +209,7 @@ fn reword(path: FieldPath, message: &str) -> ManifestError {
 
 /// "`a`, `b` or `c`" -> [a, b, c].
 fn backticked(list: &str) -> Vec<String> {
-    list.split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
+    list.split('`').skip(1).step_by(2).map(str::to_string).collect()
 }
 
 fn backticked_after(message: &str, prefix: &str) -> Option<String> {
@@ -295,10 +280,7 @@ impl FieldPath {
     }
 
     pub(crate) fn key(&self, key: &str) -> FieldPath {
-        let plain = !key.is_empty()
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         let mut path = self.0.clone();
         if plain {
             if !path.is_empty() {

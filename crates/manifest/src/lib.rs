@@ -350,9 +350,7 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         Err(err) => {
             // A manifest of another version is reported as such, not as a field this
             // version happens not to know.
-            return Err(
-                validate::version_error(text).unwrap_or_else(|| ManifestError::from_serde(err))
-            );
+            return Err(validate::version_error(text).unwrap_or_else(|| ManifestError::from_serde(err)));
         }
     };
     // Text after the closing brace is a syntax error too.
@@ -376,12 +374,7 @@ impl Manifest {
     /// Deterministic (ties broken by name). On a manifest that did not pass validation,
     /// unknown bindings are skipped and a cycle is cut where it closes.
     pub fn start_order(&self) -> Vec<String> {
-        fn visit<'a>(
-            m: &'a Manifest,
-            name: &'a str,
-            seen: &mut BTreeSet<&'a str>,
-            order: &mut Vec<String>,
-        ) {
+        fn visit<'a>(m: &'a Manifest, name: &'a str, seen: &mut BTreeSet<&'a str>, order: &mut Vec<String>) {
             let Some(spec) = m.services.get(name) else {
                 return;
             };

@@ -11,11 +11,7 @@ use std::path::{Component, Path};
 use crate::error::{quoted, FieldPath};
 use crate::{FileSpec, Manifest, ManifestError, RouteSpec, ServiceSpec, SetupSpec, VERSION};
 
-fn invalid(
-    path: FieldPath,
-    expected: impl Into<String>,
-    found: impl Into<String>,
-) -> ManifestError {
+fn invalid(path: FieldPath, expected: impl Into<String>, found: impl Into<String>) -> ManifestError {
     ManifestError::Invalid {
         path: path.into(),
         expected: expected.into(),
@@ -93,21 +89,12 @@ fn check_gateway(m: &Manifest, path: &FieldPath) -> Result<(), ManifestError> {
 
 fn positive(path: FieldPath, value: u64, unit: &str) -> Result<(), ManifestError> {
     if value == 0 {
-        return Err(invalid(
-            path,
-            format!("a number of {unit} greater than 0"),
-            "0",
-        ));
+        return Err(invalid(path, format!("a number of {unit} greater than 0"), "0"));
     }
     Ok(())
 }
 
-fn check_service(
-    m: &Manifest,
-    name: &str,
-    spec: &ServiceSpec,
-    path: &FieldPath,
-) -> Result<(), ManifestError> {
+fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestError> {
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) || !name.chars().all(is_name_char) {
         return Err(invalid(
             path.clone(),
@@ -153,11 +140,7 @@ fn check_service(
             RouteSpec::Full(_) => path.key("routes").index(i).key("path"),
         };
         if !route.path().starts_with('/') {
-            return Err(invalid(
-                route_path,
-                "a path starting with /",
-                quoted(route.path()),
-            ));
+            return Err(invalid(route_path, "a path starting with /", quoted(route.path())));
         }
         if let Some(host) = route.host() {
             if host.is_empty() || host.contains(['/', ':', ' ']) {
@@ -178,36 +161,20 @@ fn check_service(
                 quoted(&health.path),
             ));
         }
-        positive(
-            health_path.key("interval_ms"),
-            health.interval_ms,
-            "milliseconds",
-        )?;
-        positive(
-            health_path.key("timeout_ms"),
-            health.timeout_ms,
-            "milliseconds",
-        )?;
+        positive(health_path.key("interval_ms"), health.interval_ms, "milliseconds")?;
+        positive(health_path.key("timeout_ms"), health.timeout_ms, "milliseconds")?;
         positive(
             health_path.key("start_timeout_ms"),
             health.start_timeout_ms,
             "milliseconds",
         )?;
         if health.failure_threshold == 0 {
-            return Err(invalid(
-                health_path.key("failure_threshold"),
-                "at least 1",
-                "0",
-            ));
+            return Err(invalid(health_path.key("failure_threshold"), "at least 1", "0"));
         }
     }
     check_bindings(m, name, spec, &path.key("bindings"))?;
     if let Some(memory_mb) = spec.resources.memory_mb {
-        positive(
-            path.key("resources").key("memory_mb"),
-            memory_mb,
-            "megabytes",
-        )?;
+        positive(path.key("resources").key("memory_mb"), memory_mb, "megabytes")?;
     }
     if let Some(spread) = &spec.placement.spread {
         if spread.trim().is_empty() {
@@ -220,11 +187,7 @@ fn check_service(
     }
     let relay = &spec.relay;
     let relay_path = path.key("relay");
-    positive(
-        relay_path.key("timeout_ms"),
-        relay.timeout_ms,
-        "milliseconds",
-    )?;
+    positive(relay_path.key("timeout_ms"), relay.timeout_ms, "milliseconds")?;
     positive(
         relay_path.key("attempt_timeout_ms"),
         relay.attempt_timeout_ms,
@@ -247,9 +210,7 @@ fn check_argv(path: &FieldPath, argv: &[String]) -> Result<(), ManifestError> {
             "a command: an array starting with the program name",
             "an empty array",
         )),
-        Some(program) if program.is_empty() => {
-            Err(invalid(path.index(0), "a program name", "an empty string"))
-        }
+        Some(program) if program.is_empty() => Err(invalid(path.index(0), "a program name", "an empty string")),
         Some(_) => Ok(()),
     }
 }
@@ -263,18 +224,10 @@ fn check_relative(path: FieldPath, value: &str) -> Result<(), ManifestError> {
     }
     let p = Path::new(value);
     if p.is_absolute() || p.has_root() {
-        return Err(invalid(
-            path,
-            EXPECTED,
-            format!("the absolute path {}", quoted(value)),
-        ));
+        return Err(invalid(path, EXPECTED, format!("the absolute path {}", quoted(value))));
     }
     if p.components().any(|c| c == Component::ParentDir) {
-        return Err(invalid(
-            path,
-            EXPECTED,
-            format!("{}, which uses ..", quoted(value)),
-        ));
+        return Err(invalid(path, EXPECTED, format!("{}, which uses ..", quoted(value))));
     }
     Ok(())
 }
@@ -306,12 +259,7 @@ fn check_instances(spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestE
     Ok(())
 }
 
-fn check_bindings(
-    m: &Manifest,
-    name: &str,
-    spec: &ServiceSpec,
-    path: &FieldPath,
-) -> Result<(), ManifestError> {
+fn check_bindings(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestError> {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, binding) in spec.bindings.iter().enumerate() {
         if binding == name {
@@ -326,10 +274,7 @@ fn check_bindings(
             let expected = if names.is_empty() {
                 "no bindings: this is the only service".to_string()
             } else {
-                format!(
-                    "the name of a service in this manifest ({})",
-                    names.join(", ")
-                )
+                format!("the name of a service in this manifest ({})", names.join(", "))
             };
             return Err(invalid(path.index(i), expected, quoted(binding)));
         }
@@ -360,10 +305,7 @@ fn check_route_conflicts(m: &Manifest) -> Result<(), ManifestError> {
                 return Err(invalid(
                     path,
                     "a route no other route claims",
-                    format!(
-                        "{}{on_host}, already claimed by {first}",
-                        quoted(route.path())
-                    ),
+                    format!("{}{on_host}, already claimed by {first}", quoted(route.path())),
                 ));
             }
             claimed.insert(key, path);

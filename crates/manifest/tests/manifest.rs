@@ -54,14 +54,8 @@ fn assert_invalid(err: ManifestError, path: &str, expected: &str, found: &str) {
         panic!("want Invalid at {path}, got {err:?}: {text}");
     };
     assert_eq!(p, path, "{text}");
-    assert!(
-        e.contains(expected),
-        "expected part {e:?} lacks {expected:?}: {text}"
-    );
-    assert!(
-        f.contains(found),
-        "found part {f:?} lacks {found:?}: {text}"
-    );
+    assert!(e.contains(expected), "expected part {e:?} lacks {expected:?}: {text}");
+    assert!(f.contains(found), "found part {f:?} lacks {found:?}: {text}");
     assert_eq!(text, format!("{path}: expected {e}, found {f}"));
     assert_eq!(err.path().as_deref(), Some(path));
 }
@@ -78,24 +72,13 @@ fn assert_unknown_field(err: ManifestError, path: &str, allowed: &[&str]) {
         &allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "{text}"
     );
-    assert!(
-        text.starts_with(&format!("{path}: unknown field; expected ")),
-        "{text}"
-    );
+    assert!(text.starts_with(&format!("{path}: unknown field; expected ")), "{text}");
 }
 
 #[track_caller]
 fn assert_missing(err: ManifestError, path: &str) {
-    assert_eq!(
-        err,
-        ManifestError::MissingField {
-            path: path.to_string()
-        }
-    );
-    assert_eq!(
-        err.to_string(),
-        format!("{path}: required field is missing")
-    );
+    assert_eq!(err, ManifestError::MissingField { path: path.to_string() });
+    assert_eq!(err.to_string(), format!("{path}: required field is missing"));
 }
 
 #[track_caller]
@@ -131,19 +114,13 @@ fn hello_manifest_parses_as_written() {
     let web = &m.services["web"];
     assert_eq!(web.run[3], "${PORT}");
     assert_eq!(
-        (
-            web.instances.min,
-            web.instances.max,
-            web.instances.initial()
-        ),
+        (web.instances.min, web.instances.max, web.instances.initial()),
         (2, 4, 2)
     );
     assert_eq!(web.routes, [RouteSpec::Prefix("/".into())]);
     assert_eq!(web.routes[0].mode(), CallMode::Any);
     assert_eq!(
-        web.health
-            .as_ref()
-            .map(|h| (h.path.as_str(), h.interval_ms)),
+        web.health.as_ref().map(|h| (h.path.as_str(), h.interval_ms)),
         Some(("/", 1000))
     );
     assert!(web.setup.is_none() && web.bindings.is_empty());
@@ -192,21 +169,13 @@ fn every_field_set_parses() {
 
 #[test]
 fn minimal_manifest_gets_defaults() {
-    let m =
-        parse(r#"{"strata": 1, "app": "a", "services": {"s": {"run": ["x"]}}}"#).expect("minimal");
+    let m = parse(r#"{"strata": 1, "app": "a", "services": {"s": {"run": ["x"]}}}"#).expect("minimal");
     let s = &m.services["s"];
     assert_eq!(m.gateway.listen, "127.0.0.1:8080");
-    assert_eq!(
-        (s.instances.min, s.instances.max, s.instances.initial()),
-        (1, 1, 1)
-    );
+    assert_eq!((s.instances.min, s.instances.max, s.instances.initial()), (1, 1, 1));
     assert!(s.health.is_none() && s.routes.is_empty() && s.files.is_empty());
     assert_eq!(
-        (
-            s.relay.timeout_ms,
-            s.relay.attempt_timeout_ms,
-            s.relay.retries
-        ),
+        (s.relay.timeout_ms, s.relay.attempt_timeout_ms, s.relay.retries),
         (30_000, 10_000, 2)
     );
 }
@@ -281,15 +250,13 @@ fn start_order_puts_bindings_first() {
 
 /// The value at `field`, written as in error paths (`services.api.run[0]`, plain keys only).
 fn at<'a>(v: &'a mut Value, field: &str) -> &'a mut Value {
-    field
-        .split('.')
-        .fold(v, |v, part| match part.split_once('[') {
-            Some((key, index)) => {
-                let index: usize = index.trim_end_matches(']').parse().expect("index");
-                &mut v[key][index]
-            }
-            None => &mut v[part],
-        })
+    field.split('.').fold(v, |v, part| match part.split_once('[') {
+        Some((key, index)) => {
+            let index: usize = index.trim_end_matches(']').parse().expect("index");
+            &mut v[key][index]
+        }
+        None => &mut v[part],
+    })
 }
 
 /// An edit of the hello manifest: `field` set to `value`.
@@ -313,9 +280,7 @@ fn accepted_with(edit: impl FnOnce(&mut Value)) {
 }
 
 fn remove(v: &mut Value, field: &str) {
-    let (parent, key) = field
-        .rsplit_once('.')
-        .map_or((None, field), |(p, k)| (Some(p), k));
+    let (parent, key) = field.rsplit_once('.').map_or((None, field), |(p, k)| (Some(p), k));
     let parent = match parent {
         Some(parent) => at(v, parent),
         None => v,
@@ -325,12 +290,7 @@ fn remove(v: &mut Value, field: &str) {
 
 #[test]
 fn wrong_version_is_named() {
-    invalid_at(
-        "strata",
-        json!(2),
-        "1 (the manifest version this build reads)",
-        "2",
-    );
+    invalid_at("strata", json!(2), "1 (the manifest version this build reads)", "2");
     invalid_at("strata", json!(0), "1", "0");
     // A newer manifest fails on its version, not on a field this version does not know.
     let err = error_of(|v| {
@@ -347,12 +307,7 @@ fn wrong_version_is_named() {
 
 #[test]
 fn app_name_must_be_lowercase_words() {
-    invalid_at(
-        "app",
-        json!(""),
-        "lowercase letters, digits and -",
-        "an empty string",
-    );
+    invalid_at("app", json!(""), "lowercase letters, digits and -", "an empty string");
     invalid_at("app", json!("Hello"), "lowercase", "\"Hello\"");
     invalid_at("app", json!("my app"), "lowercase", "\"my app\"");
     accepted_with(set("app", json!("2-hello")));
@@ -360,69 +315,35 @@ fn app_name_must_be_lowercase_words() {
 
 #[test]
 fn services_must_not_be_empty() {
-    invalid_at(
-        "services",
-        json!({}),
-        "at least one service",
-        "an empty object",
-    );
+    invalid_at("services", json!({}), "at least one service", "an empty object");
 }
 
 #[test]
 fn service_names_are_checked() {
     let rename = |to: &'static str| {
         move |v: &mut Value| {
-            let web = v["services"]
-                .as_object_mut()
-                .unwrap()
-                .remove("web")
-                .unwrap();
+            let web = v["services"].as_object_mut().unwrap().remove("web").unwrap();
             v["services"]["api"]["bindings"] = json!([]);
             v["services"][to] = web;
         }
     };
     let letter = "starting with a letter";
-    assert_invalid(
-        error_of(rename("Web")),
-        "services.Web",
-        letter,
-        "the name \"Web\"",
-    );
-    assert_invalid(
-        error_of(rename("1web")),
-        "services.1web",
-        letter,
-        "\"1web\"",
-    );
+    assert_invalid(error_of(rename("Web")), "services.Web", letter, "the name \"Web\"");
+    assert_invalid(error_of(rename("1web")), "services.1web", letter, "\"1web\"");
     assert_invalid(
         error_of(rename("my_web")),
         "services.my_web",
         "digits and -",
         "\"my_web\"",
     );
-    assert_invalid(
-        error_of(rename("my web")),
-        "services[\"my web\"]",
-        letter,
-        "\"my web\"",
-    );
+    assert_invalid(error_of(rename("my web")), "services[\"my web\"]", letter, "\"my web\"");
     accepted_with(rename("web-2"));
 }
 
 #[test]
 fn run_needs_a_program() {
-    invalid_at(
-        "services.api.run",
-        json!([]),
-        "the program name",
-        "an empty array",
-    );
-    invalid_at(
-        "services.api.run[0]",
-        json!(""),
-        "a program name",
-        "an empty string",
-    );
+    invalid_at("services.api.run", json!([]), "the program name", "an empty array");
+    invalid_at("services.api.run[0]", json!(""), "a program name", "an empty string");
 }
 
 #[test]
@@ -437,33 +358,13 @@ fn instance_bounds_are_checked() {
         "0",
     );
     let min = format!("{path}.min");
-    assert_invalid(
-        err(json!({"min": 5, "max": 4})),
-        &min,
-        "at most instances.max (4)",
-        "5",
-    );
+    assert_invalid(err(json!({"min": 5, "max": 4})), &min, "at most instances.max (4)", "5");
     // max defaults to 1, so a larger min alone is an error at min.
-    assert_invalid(
-        err(json!({"min": 3})),
-        &min,
-        "at most instances.max (1)",
-        "3",
-    );
+    assert_invalid(err(json!({"min": 3})), &min, "at most instances.max (1)", "3");
     let initial = format!("{path}.initial");
     let between = "a number from instances.min (2) to instances.max (4)";
-    assert_invalid(
-        err(json!({"min": 2, "max": 4, "initial": 5})),
-        &initial,
-        between,
-        "5",
-    );
-    assert_invalid(
-        err(json!({"min": 2, "max": 4, "initial": 1})),
-        &initial,
-        between,
-        "1",
-    );
+    assert_invalid(err(json!({"min": 2, "max": 4, "initial": 5})), &initial, between, "5");
+    assert_invalid(err(json!({"min": 2, "max": 4, "initial": 1})), &initial, between, "1");
     // Scale to zero.
     accepted_with(instances(json!({"min": 0, "max": 3, "initial": 0})));
 }
@@ -479,12 +380,7 @@ fn routes_start_with_a_slash() {
         "services.api.routes",
         json!([{"path": "/", "host": "a.example:80"}]),
     ));
-    assert_invalid(
-        err,
-        "services.api.routes[0].host",
-        "without port",
-        "\"a.example:80\"",
-    );
+    assert_invalid(err, "services.api.routes[0].host", "without port", "\"a.example:80\"");
 }
 
 #[test]
@@ -529,12 +425,7 @@ fn health_is_checked() {
         let ms = "a number of milliseconds greater than 0";
         invalid_at(&format!("{h}.{field}"), json!(0), ms, "0");
     }
-    invalid_at(
-        &format!("{h}.failure_threshold"),
-        json!(0),
-        "at least 1",
-        "0",
-    );
+    invalid_at(&format!("{h}.failure_threshold"), json!(0), "at least 1", "0");
 }
 
 #[test]
@@ -544,20 +435,10 @@ fn bindings_name_other_existing_services_once() {
     assert_invalid(err, "services.api.bindings[1]", expected, "\"db\"");
     let err = error_of(set("services.api.bindings", json!(["api"])));
     let expected = "the name of another service";
-    assert_invalid(
-        err,
-        "services.api.bindings[0]",
-        expected,
-        "\"api\", the service itself",
-    );
+    assert_invalid(err, "services.api.bindings[0]", expected, "\"api\", the service itself");
     let err = error_of(set("services.api.bindings", json!(["web", "web"])));
     let found = "\"web\" again (also at bindings[0])";
-    assert_invalid(
-        err,
-        "services.api.bindings[1]",
-        "each service named once",
-        found,
-    );
+    assert_invalid(err, "services.api.bindings[1]", "each service named once", found);
 }
 
 #[test]
@@ -603,32 +484,12 @@ fn binding_cycles_are_named() {
 #[test]
 fn gateway_is_checked() {
     let socket = "a socket address such as 127.0.0.1:8080";
-    invalid_at(
-        "gateway.listen",
-        json!("localhost"),
-        socket,
-        "\"localhost\"",
-    );
-    invalid_at(
-        "gateway.listen",
-        json!("127.0.0.1"),
-        socket,
-        "\"127.0.0.1\"",
-    );
+    invalid_at("gateway.listen", json!("localhost"), socket, "\"localhost\"");
+    invalid_at("gateway.listen", json!("127.0.0.1"), socket, "\"127.0.0.1\"");
     invalid_at("gateway.listen", json!(""), socket, "an empty string");
     accepted_with(set("gateway.listen", json!("[::]:0")));
-    invalid_at(
-        "gateway.max_header_bytes",
-        json!(100),
-        "at least 1024 bytes",
-        "100",
-    );
-    invalid_at(
-        "gateway.header_read_timeout_ms",
-        json!(0),
-        "greater than 0",
-        "0",
-    );
+    invalid_at("gateway.max_header_bytes", json!(100), "at least 1024 bytes", "100");
+    invalid_at("gateway.header_read_timeout_ms", json!(0), "greater than 0", "0");
 }
 
 #[test]
@@ -639,12 +500,7 @@ fn relay_timeouts_are_checked() {
     // The default attempt timeout (10 s) is longer than this deadline.
     let err = error_of(set("services.api.relay", json!({"timeout_ms": 5000})));
     let expected = "at most relay.timeout_ms (5000)";
-    assert_invalid(
-        err,
-        "services.api.relay.attempt_timeout_ms",
-        expected,
-        "10000",
-    );
+    assert_invalid(err, "services.api.relay.attempt_timeout_ms", expected, "10000");
 }
 
 #[test]
@@ -653,12 +509,7 @@ fn file_paths_stay_inside_the_app() {
     let files = |value| error_of(set("services.api.files", value));
     let err = files(json!({"/etc/app.conf": {"content": "x"}}));
     let found = "the absolute path \"/etc/app.conf\"";
-    assert_invalid(
-        err,
-        "services.api.files[\"/etc/app.conf\"]",
-        relative,
-        found,
-    );
+    assert_invalid(err, "services.api.files[\"/etc/app.conf\"]", relative, found);
     let err = files(json!({"conf/../../x": {"content": "x"}}));
     let found = "\"conf/../../x\", which uses ..";
     assert_invalid(err, "services.api.files[\"conf/../../x\"]", relative, found);
@@ -666,81 +517,38 @@ fn file_paths_stay_inside_the_app() {
     assert_invalid(err, "services.api.files[\"\"]", relative, "an empty string");
     let err = files(json!({"app.conf": {"source": "../secrets/app.conf"}}));
     let found = "\"../secrets/app.conf\", which uses ..";
-    assert_invalid(
-        err,
-        "services.api.files[\"app.conf\"].source",
-        relative,
-        found,
-    );
-    accepted_with(set(
-        "services.api.files",
-        json!({"./a/b..c": {"source": "x/./y"}}),
-    ));
+    assert_invalid(err, "services.api.files[\"app.conf\"].source", relative, found);
+    accepted_with(set("services.api.files", json!({"./a/b..c": {"source": "x/./y"}})));
 }
 
 #[test]
 fn workdir_is_relative() {
     let relative = "a relative path inside the app directory";
     let workdir = "services.api.workdir";
-    invalid_at(
-        workdir,
-        json!("/srv/api"),
-        relative,
-        "the absolute path \"/srv/api\"",
-    );
-    invalid_at(
-        workdir,
-        json!("../api"),
-        relative,
-        "\"../api\", which uses ..",
-    );
+    invalid_at(workdir, json!("/srv/api"), relative, "the absolute path \"/srv/api\"");
+    invalid_at(workdir, json!("../api"), relative, "\"../api\", which uses ..");
     invalid_at(workdir, json!(""), relative, "an empty string");
 }
 
 #[test]
 fn env_names_are_checked() {
     let err = error_of(set("services.api.env", json!({"A=B": "c"})));
-    assert_invalid(
-        err,
-        "services.api.env[\"A=B\"]",
-        "without = or NUL",
-        "\"A=B\"",
-    );
+    assert_invalid(err, "services.api.env[\"A=B\"]", "without = or NUL", "\"A=B\"");
     let err = error_of(set("services.api.env", json!({"": "c"})));
-    assert_invalid(
-        err,
-        "services.api.env[\"\"]",
-        "not empty",
-        "an empty string",
-    );
+    assert_invalid(err, "services.api.env[\"\"]", "not empty", "an empty string");
 }
 
 #[test]
 fn setup_is_checked() {
-    invalid_at(
-        "services.api.setup",
-        json!([]),
-        "the program name",
-        "an empty array",
-    );
+    invalid_at("services.api.setup", json!([]), "the program name", "an empty array");
     let err = error_of(set("services.api.setup", json!({"run": [""]})));
-    assert_invalid(
-        err,
-        "services.api.setup.run[0]",
-        "a program name",
-        "an empty string",
-    );
+    assert_invalid(err, "services.api.setup.run[0]", "a program name", "an empty string");
     let err = error_of(set(
         "services.api.setup",
         json!({"run": ["pip"], "inputs": ["r.txt", "/r"]}),
     ));
     let found = "the absolute path \"/r\"";
-    assert_invalid(
-        err,
-        "services.api.setup.inputs[1]",
-        "a relative path",
-        found,
-    );
+    assert_invalid(err, "services.api.setup.inputs[1]", "a relative path", found);
 }
 
 #[test]
@@ -748,18 +556,8 @@ fn resources_and_placement_are_checked() {
     let memory = "a number of megabytes greater than 0";
     invalid_at("services.api.resources.memory_mb", json!(0), memory, "0");
     let label = "a node label name such as power";
-    invalid_at(
-        "services.api.placement.spread",
-        json!(""),
-        label,
-        "an empty string",
-    );
-    invalid_at(
-        "services.api.placement.spread",
-        json!("  "),
-        label,
-        "\"  \"",
-    );
+    invalid_at("services.api.placement.spread", json!(""), label, "an empty string");
+    invalid_at("services.api.placement.spread", json!("  "), label, "\"  \"");
 }
 
 #[test]
@@ -786,12 +584,7 @@ fn wrong_types_name_the_field() {
     let text = r#"services.api.instances.min: expected a whole number, found a string "two""#;
     assert_eq!(err.to_string(), text);
     let u32_range = "a whole number from 0 to 4294967295";
-    invalid_at(
-        "services.api.instances.max",
-        json!(-1),
-        u32_range,
-        "the number -1",
-    );
+    invalid_at("services.api.instances.max", json!(-1), u32_range, "the number -1");
     invalid_at(
         "services.api.instances.max",
         json!(5_000_000_000u64),
@@ -804,32 +597,12 @@ fn wrong_types_name_the_field() {
         "a whole number",
         "the number 1.5",
     );
-    invalid_at(
-        "services.api.run",
-        json!("python3 app.py"),
-        "an array",
-        "a string",
-    );
+    invalid_at("services.api.run", json!("python3 app.py"), "an array", "a string");
     invalid_at("services.api.run[1]", json!(3), "a string", "the number 3");
-    invalid_at(
-        "services.api.env.PYTHONPATH",
-        json!(8),
-        "a string",
-        "the number 8",
-    );
+    invalid_at("services.api.env.PYTHONPATH", json!(8), "a string", "the number 8");
     invalid_at("services.api.env", json!(true), "an object", "true");
-    invalid_at(
-        "services.api.bindings",
-        json!("web"),
-        "an array",
-        "a string \"web\"",
-    );
-    invalid_at(
-        "services.api.stop_grace_ms",
-        json!(null),
-        "a whole number",
-        "null",
-    );
+    invalid_at("services.api.bindings", json!("web"), "an array", "a string \"web\"");
+    invalid_at("services.api.stop_grace_ms", json!(null), "a whole number", "null");
     invalid_at("gateway.listen", json!(8080), "a string", "the number 8080");
     invalid_at("app", json!(null), "a string", "null");
 }
@@ -846,52 +619,21 @@ fn objects_must_be_objects() {
     invalid_at("gateway", json!(["0.0.0.0:80"]), "an object", "an array");
     invalid_at("services.web", json!([["x"]]), "an object", "an array");
     for field in ["instances", "resources", "placement", "relay", "health"] {
-        invalid_at(
-            &format!("services.api.{field}"),
-            json!([1, 4]),
-            "an object",
-            "an array",
-        );
+        invalid_at(&format!("services.api.{field}"), json!([1, 4]), "an object", "an array");
     }
-    invalid_at(
-        "services.api.health",
-        json!("/healthz"),
-        "an object",
-        "a string",
-    );
+    invalid_at("services.api.health", json!("/healthz"), "an object", "a string");
 }
 
 #[test]
 fn route_setup_and_file_shapes_are_explained() {
     let route = "a path string or a route object";
     invalid_at("services.api.routes[0]", json!(5), route, "the number 5");
-    let err = error_of(set(
-        "services.api.routes[0]",
-        json!({"path": "/api", "mode": "some"}),
-    ));
-    assert_invalid(
-        err,
-        "services.api.routes[0].mode",
-        "one of any, all",
-        "\"some\"",
-    );
-    let err = error_of(set(
-        "services.api.routes[0]",
-        json!({"path": "/api", "mode": 1}),
-    ));
-    assert_invalid(
-        err,
-        "services.api.routes[0].mode",
-        "one of any, all",
-        "the number 1",
-    );
+    let err = error_of(set("services.api.routes[0]", json!({"path": "/api", "mode": "some"})));
+    assert_invalid(err, "services.api.routes[0].mode", "one of any, all", "\"some\"");
+    let err = error_of(set("services.api.routes[0]", json!({"path": "/api", "mode": 1})));
+    assert_invalid(err, "services.api.routes[0].mode", "one of any, all", "the number 1");
     let err = error_of(set("services.api.routes[0]", json!({"path": 7})));
-    assert_invalid(
-        err,
-        "services.api.routes[0].path",
-        "a string",
-        "the number 7",
-    );
+    assert_invalid(err, "services.api.routes[0].path", "a string", "the number 7");
     let err = error_of(set("services.api.routes[0]", json!({"host": "a.example"})));
     assert_missing(err, "services.api.routes[0].path");
 
@@ -902,10 +644,7 @@ fn route_setup_and_file_shapes_are_explained() {
         setup,
         "a string \"pip install\"",
     );
-    let err = error_of(set(
-        "services.api.setup",
-        json!({"run": ["pip"], "inputs": "r.txt"}),
-    ));
+    let err = error_of(set("services.api.setup", json!({"run": ["pip"], "inputs": "r.txt"})));
     assert_invalid(err, "services.api.setup.inputs", "an array", "a string");
     assert_missing(
         error_of(set("services.api.setup", json!({"inputs": []}))),
@@ -916,12 +655,7 @@ fn route_setup_and_file_shapes_are_explained() {
     let files = |value| error_of(set("services.api.files", json!({ "a.txt": value })));
     let path = "services.api.files[\"a.txt\"]";
     let both = "an object with both content and source";
-    assert_invalid(
-        files(json!({"content": "x", "source": "y"})),
-        path,
-        file,
-        both,
-    );
+    assert_invalid(files(json!({"content": "x", "source": "y"})), path, file, both);
     let neither = "an object with neither content nor source";
     assert_invalid(files(json!({})), path, file, neither);
     assert_invalid(files(json!("hello")), path, file, "a string \"hello\"");
@@ -950,12 +684,7 @@ fn unknown_fields_are_named_at_every_level() {
     let start = "services.api.instancs: unknown field; expected one of run, workdir, env, ";
     assert!(err.to_string().starts_with(start), "{err}");
 
-    let gateway = [
-        "listen",
-        "max_header_bytes",
-        "max_body_bytes",
-        "header_read_timeout_ms",
-    ];
+    let gateway = ["listen", "max_header_bytes", "max_body_bytes", "header_read_timeout_ms"];
     let health = [
         "path",
         "interval_ms",
@@ -969,11 +698,7 @@ fn unknown_fields_are_named_at_every_level() {
             Box::new(set("service", json!({}))),
             &["strata", "app", "gateway", "services"],
         ),
-        (
-            "gateway.listn",
-            Box::new(set("gateway.listn", json!(""))),
-            &gateway,
-        ),
+        ("gateway.listn", Box::new(set("gateway.listn", json!(""))), &gateway),
         (
             "services.web.instances.mn",
             Box::new(set("services.web.instances.mn", json!(1))),
@@ -981,10 +706,7 @@ fn unknown_fields_are_named_at_every_level() {
         ),
         (
             "services.web.routes[0].hots",
-            Box::new(set(
-                "services.web.routes[0]",
-                json!({"path": "/", "hots": "x"}),
-            )),
+            Box::new(set("services.web.routes[0]", json!({"path": "/", "hots": "x"}))),
             &["path", "host", "mode"],
         ),
         (
@@ -1034,8 +756,7 @@ fn missing_required_fields_are_named() {
 
 #[test]
 fn duplicate_keys_are_rejected() {
-    let dup_service =
-        r#"{"strata": 1, "app": "a", "services": {"s": {"run": ["x"]}, "s": {"run": ["y"]}}}"#;
+    let dup_service = r#"{"strata": 1, "app": "a", "services": {"s": {"run": ["x"]}, "s": {"run": ["y"]}}}"#;
     let err = parse_err(dup_service);
     assert_eq!(
         err,
@@ -1074,10 +795,12 @@ fn malformed_json_names_line_and_column() {
 
     let err = parse_err("{\"strata\": 1,\n \"app\": \"a\",\n}");
     assert_syntax(err.clone(), 3, "trailing comma");
-    assert_eq!(err.to_string(), "invalid JSON at line 3, column 1: trailing comma; JSON allows no comma after the last item");
+    assert_eq!(
+        err.to_string(),
+        "invalid JSON at line 3, column 1: trailing comma; JSON allows no comma after the last item"
+    );
 
-    let err =
-        parse_err("{\"strata\": 1, \"app\": \"a\",\n \"services\": {\"s\": {\"run\": [\"x\",]}}}");
+    let err = parse_err("{\"strata\": 1, \"app\": \"a\",\n \"services\": {\"s\": {\"run\": [\"x\",]}}}");
     assert_syntax(err.clone(), 2, "trailing comma");
     assert!(err.to_string().contains("(inside services.s.run)"), "{err}");
 

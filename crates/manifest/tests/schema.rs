@@ -35,21 +35,12 @@ fn keys(v: &Value) -> BTreeSet<String> {
 #[test]
 fn schema_is_draft_2020_12_and_closed() {
     let schema = schema();
-    assert_eq!(
-        schema["$schema"],
-        "https://json-schema.org/draft/2020-12/schema"
-    );
+    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
     assert_eq!(schema["additionalProperties"], false);
     for (name, def) in schema["$defs"].as_object().expect("$defs") {
         if def.get("properties").is_some() {
-            assert_eq!(
-                def["additionalProperties"], false,
-                "$defs/{name} must be closed"
-            );
-            assert!(
-                def.get("description").is_some(),
-                "$defs/{name} lacks a description"
-            );
+            assert_eq!(def["additionalProperties"], false, "$defs/{name} must be closed");
+            assert!(def.get("description").is_some(), "$defs/{name} lacks a description");
         }
     }
 }
@@ -72,14 +63,8 @@ fn schema_properties_match_the_model() {
         ("/$defs/placement/properties", &cart["placement"]),
         ("/$defs/relay/properties", &cart["relay"]),
         ("/$defs/setup/properties", &cart["setup"]),
-        (
-            "/$defs/file/oneOf/0/properties",
-            &cart["files"]["conf/cart.toml"],
-        ),
-        (
-            "/$defs/file/oneOf/1/properties",
-            &cart["files"]["data/seed.json"],
-        ),
+        ("/$defs/file/oneOf/0/properties", &cart["files"]["conf/cart.toml"]),
+        ("/$defs/file/oneOf/1/properties", &cart["files"]["data/seed.json"]),
     ];
     for (pointer, value) in pairs {
         let properties = schema
@@ -91,21 +76,14 @@ fn schema_properties_match_the_model() {
                 || property
                     .get("$ref")
                     .and_then(Value::as_str)
-                    .is_some_and(|r| {
-                        schema
-                            .pointer(&r[1..])
-                            .and_then(|d| d.get("description"))
-                            .is_some()
-                    });
+                    .is_some_and(|r| schema.pointer(&r[1..]).and_then(|d| d.get("description")).is_some());
             assert!(described, "{pointer}/{name} lacks a description");
         }
     }
     // Spelled out for ServiceSpec, the struct most likely to grow.
     for field in keys(cart) {
         assert!(
-            schema["$defs"]["service"]["properties"]
-                .get(&field)
-                .is_some(),
+            schema["$defs"]["service"]["properties"].get(&field).is_some(),
             "{field}"
         );
     }
@@ -182,15 +160,11 @@ fn schema_and_parser_agree_on_examples() {
     edit("max 0", &|v| {
         v["services"]["api"]["instances"] = json!({"min": 0, "max": 0})
     });
-    edit("bad service name", &|v| {
-        v["services"]["Bad"] = json!({"run": ["x"]})
-    });
+    edit("bad service name", &|v| v["services"]["Bad"] = json!({"run": ["x"]}));
     edit("bad app name", &|v| v["app"] = json!("Hello"));
     edit("no services", &|v| v["services"] = json!({}));
     edit("empty run", &|v| v["services"]["api"]["run"] = json!([]));
-    edit("empty program", &|v| {
-        v["services"]["api"]["run"] = json!([""])
-    });
+    edit("empty program", &|v| v["services"]["api"]["run"] = json!([""]));
     edit("route without slash", &|v| {
         v["services"]["api"]["routes"] = json!(["api"])
     });
@@ -215,36 +189,22 @@ fn schema_and_parser_agree_on_examples() {
     edit("file both", &|v| {
         v["services"]["api"]["files"] = json!({"x": {"content": "", "source": "y"}})
     });
-    edit("file neither", &|v| {
-        v["services"]["api"]["files"] = json!({"x": {}})
-    });
-    edit("absolute workdir", &|v| {
-        v["services"]["api"]["workdir"] = json!("/srv")
-    });
-    edit("env with =", &|v| {
-        v["services"]["api"]["env"] = json!({"A=B": ""})
-    });
-    edit("env number", &|v| {
-        v["services"]["api"]["env"] = json!({"A": 1})
-    });
+    edit("file neither", &|v| v["services"]["api"]["files"] = json!({"x": {}}));
+    edit("absolute workdir", &|v| v["services"]["api"]["workdir"] = json!("/srv"));
+    edit("env with =", &|v| v["services"]["api"]["env"] = json!({"A=B": ""}));
+    edit("env number", &|v| v["services"]["api"]["env"] = json!({"A": 1}));
     edit("memory 0", &|v| {
         v["services"]["api"]["resources"]["memory_mb"] = json!(0)
     });
     edit("empty spread", &|v| {
         v["services"]["api"]["placement"]["spread"] = json!("")
     });
-    edit("small header limit", &|v| {
-        v["gateway"]["max_header_bytes"] = json!(100)
-    });
-    edit("relay 0", &|v| {
-        v["services"]["api"]["relay"] = json!({"timeout_ms": 0})
-    });
+    edit("small header limit", &|v| v["gateway"]["max_header_bytes"] = json!(100));
+    edit("relay 0", &|v| v["services"]["api"]["relay"] = json!({"timeout_ms": 0}));
     edit("duplicate binding", &|v| {
         v["services"]["api"]["bindings"] = json!(["web", "web"])
     });
-    edit("setup string", &|v| {
-        v["services"]["api"]["setup"] = json!("pip")
-    });
+    edit("setup string", &|v| v["services"]["api"]["setup"] = json!("pip"));
     edit("setup object", &|v| {
         v["services"]["api"]["setup"] = json!({"run": ["pip"], "inputs": ["r.txt"]})
     });
@@ -302,10 +262,7 @@ for case in data["cases"]:
         String::from_utf8_lossy(&out.stderr)
     );
     if let Some(reason) = stdout.strip_prefix("SKIP ") {
-        eprintln!(
-            "skipping schema_and_parser_agree_on_examples: {}",
-            reason.trim()
-        );
+        eprintln!("skipping schema_and_parser_agree_on_examples: {}", reason.trim());
         return;
     }
     let verdicts: Vec<&str> = stdout.lines().collect();

@@ -13,7 +13,11 @@ use crate::client::ApiClient;
 use crate::{statefile, NodeConfig};
 
 #[derive(Parser, Debug)]
-#[command(name = "strata", version, about = "A cloud in one binary: gateway, bus, App Service.")]
+#[command(
+    name = "strata",
+    version,
+    about = "A cloud in one binary: gateway, bus, App Service."
+)]
 pub struct Cli {
     /// The node API to talk to (default: the one `strata up` wrote into ./.strata/node.json).
     #[arg(long, global = true)]
@@ -92,10 +96,20 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 pub async fn run(cli: Cli) -> Result<()> {
     let dir = cli.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     match cli.command {
-        Command::Up { file, listen, api_listen, labels, memory_mb, accelerators } => {
+        Command::Up {
+            file,
+            listen,
+            api_listen,
+            labels,
+            memory_mb,
+            accelerators,
+        } => {
             let file = dir.join(file);
             let manifest = strata_manifest::load(&file)?;
-            let app_dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+            let app_dir = file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
             let mut node = NodeResources::detect();
             node.labels = labels.into_iter().collect();
             if let Some(mb) = memory_mb {
@@ -131,7 +145,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Logs { service, follow, instance, setup } => {
+        Command::Logs {
+            service,
+            follow,
+            instance,
+            setup,
+        } => {
             let client = connect(&cli.api, &dir)?;
             let mut path = format!("/v1/services/{service}/logs?follow={follow}&setup={setup}");
             if let Some(id) = instance {
@@ -146,7 +165,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Scale { service, instances } => {
             let client = connect(&cli.api, &dir)?;
             let body = serde_json::json!({ "instances": instances });
-            expect_ok(client.call(Method::POST, &format!("/v1/services/{service}/scale"), Some(body)).await?)?;
+            expect_ok(
+                client
+                    .call(Method::POST, &format!("/v1/services/{service}/scale"), Some(body))
+                    .await?,
+            )?;
             println!("{service}: scaling to {instances} instance(s)");
             Ok(())
         }
@@ -197,7 +220,12 @@ fn expect_ok((status, body): (StatusCode, bytes::Bytes)) -> Result<bytes::Bytes>
 }
 
 fn print_ps(ps: &serde_json::Value) {
-    println!("app {}  gateway http://{}  api {}", ps["app"].as_str().unwrap_or("?"), ps["gateway"].as_str().unwrap_or("?"), ps["api"].as_str().unwrap_or("?"));
+    println!(
+        "app {}  gateway http://{}  api {}",
+        ps["app"].as_str().unwrap_or("?"),
+        ps["gateway"].as_str().unwrap_or("?"),
+        ps["api"].as_str().unwrap_or("?")
+    );
     println!(
         "{:<16} {:<12} {:>7} {:>6} {:>8} {:>8} {:>8}  DETAIL",
         "INSTANCE", "STATE", "PID", "PORT", "RESTARTS", "INFLIGHT", "SERVED"
@@ -207,10 +235,10 @@ fn print_ps(ps: &serde_json::Value) {
             "{} ({}; {} of {} ready; min {} max {})",
             svc["name"].as_str().unwrap_or("?"),
             svc["state"].as_str().unwrap_or("?"),
-            svc["ready"].to_string(),
-            svc["desired"].to_string(),
-            svc["min"].to_string(),
-            svc["max"].to_string()
+            svc["ready"],
+            svc["desired"],
+            svc["min"],
+            svc["max"]
         );
         for inst in svc["instances"].as_array().into_iter().flatten() {
             let opt = |v: &serde_json::Value| if v.is_null() { "-".to_string() } else { v.to_string() };

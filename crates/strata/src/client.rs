@@ -24,7 +24,12 @@ impl ApiClient {
         Ok(ApiClient { authority })
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<hyper::Response<hyper::body::Incoming>> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let stream = TcpStream::connect(&self.authority)
             .await
             .with_context(|| format!("reach the strata node API at {}", self.authority))?;
@@ -43,10 +48,20 @@ impl ApiClient {
     }
 
     /// Calls the API and reads the whole reply.
-    pub async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<(StatusCode, Bytes)> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(StatusCode, Bytes)> {
         let res = self.send(method, path, body).await?;
         let status = res.status();
-        let bytes = res.into_body().collect().await.context("read the node API reply")?.to_bytes();
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .context("read the node API reply")?
+            .to_bytes();
         Ok((status, bytes))
     }
 

@@ -75,8 +75,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         Some(dir) => std::path::absolute(dir).context("resolve the state dir")?,
         None => app_dir.join(".strata"),
     };
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("create state dir {}", state_dir.display()))?;
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("create state dir {}", state_dir.display()))?;
     let gateway_listen: SocketAddr = match config.gateway_listen {
         Some(addr) => addr,
         None => manifest
@@ -85,13 +84,9 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
             .parse()
             .context("gateway.listen is not an address")?,
     };
-    let gateway_listener = TcpListener::bind(gateway_listen)
-        .await
-        .with_context(|| format!("listen on {gateway_listen} for the gateway (is another strata or server using it?)"))?;
     let api_listener = TcpListener::bind(config.api_listen)
         .await
         .with_context(|| format!("listen on {} for the node API", config.api_listen))?;
-    let gateway_addr = gateway_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
     let api_url = format!("http://{api_addr}");
 
@@ -133,6 +128,11 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         &bus,
         Some(access),
     );
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = strata_gateway::spawn(gateway_listen, threads, gateway, shutdown.clone()).with_context(|| {
+        format!("listen on {gateway_listen} for the gateway (is another strata or server using it?)")
+    })?;
+    let gateway_addr = workers.addr;
     let app_name = manifest.app.clone();
     let app = Arc::new(AppService::start(
         AppConfig {
@@ -159,8 +159,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         shutdown: shutdown.clone(),
     });
     let mut tasks = Vec::new();
-    let gw_shutdown = shutdown.clone();
-    tasks.push(tokio::spawn(strata_gateway::serve(gateway_listener, gateway, gw_shutdown)));
+    tasks.push(tokio::spawn(workers.join()));
     let api_shutdown = shutdown.clone();
     tasks.push(tokio::spawn(async move {
         let router = strata_api::router(state);

@@ -33,8 +33,7 @@ pub fn read(dir: &Path) -> Result<NodeFile> {
             path.display()
         ),
     };
-    let node: NodeFile = serde_json::from_str(&text)
-        .with_context(|| format!("read {}", path.display()))?;
+    let node: NodeFile = serde_json::from_str(&text).with_context(|| format!("read {}", path.display()))?;
     if !alive(node.pid) {
         bail!(
             "the strata node of {} (pid {}) is not running any more; start it with `strata up`",
@@ -47,6 +46,9 @@ pub fn read(dir: &Path) -> Result<NodeFile> {
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map(|s| !s.lines().any(|l| l.starts_with("State:") && (l.contains("zombie") || l.contains("dead"))))
+        .map(|s| {
+            !s.lines()
+                .any(|l| l.starts_with("State:") && (l.contains("zombie") || l.contains("dead")))
+        })
         .unwrap_or(false)
 }

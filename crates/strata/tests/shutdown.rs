@@ -1,0 +1,108 @@
+//! No instance outlives its node, however the node stops: every process group of every
+//! instance (the member, and a grandchild that ignores SIGTERM) is gone afterwards.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const GONE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Two members that each leave a shell and a `sleep` in their process group.
+fn services(app: &App) -> Value {
+    json!({
+        "web": app.member(json!({
+            "instances": { "min": 2, "max": 2 },
+            "routes": ["/"],
+            "env": { "SPAWN_GRANDCHILD": "1" },
+        })),
+    })
+}
+
+/// Waits until every group holds its member, the shell and the sleep; returns the groups,
+/// to be killed by the test if the node left them behind.
+async fn full_groups(pgids: Vec<i32>) -> KillGroupsOnDrop {
+    assert_eq!(pgids.len(), 2, "{pgids:?}");
+    wait_until("member, shell and sleep in each group", READY_TIMEOUT, || {
+        pgids.iter().all(|&g| group_alive(g).len() >= 3)
+    })
+    .await;
+    for &g in &pgids {
+        let comms: Vec<String> = group_alive(g).into_iter().map(|p| p.comm).collect();
+        assert!(comms.iter().any(|c| c == "sleep"), "group {g}: {comms:?}");
+    }
+    KillGroupsOnDrop(pgids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_stop_leaves_no_process_behind() {
+    let app = App::new();
+    let node = app.start(app.config(app.manifest(services(&app), Value::Null))).await;
+    let ready = wait_ready(&node, "web", 2).await;
+    let groups = full_groups(ready.iter().map(|i| i.pid.unwrap() as i32).collect()).await;
+    stop(node).await;
+    wait_groups_gone(&groups.0, GONE_TIMEOUT).await;
+}
+
+/// `strata up` in the app dir, its node ready; the instance groups and the orphan guard.
+async fn up_and_ready(app: &App) -> (Up, KillGroupsOnDrop, i32) {
+    app.write_manifest(services(app), Value::Null);
+    let mut up = Up::spawn(app.path(), &[]);
+    let node = up.node_file().await;
+    let api = addr_of(node["api"].as_str().unwrap());
+    let ps = up.wait_ready(api, 2).await;
+    let groups = full_groups(pids_in_ps(&ps)).await;
+    let guard: Vec<ProcStat> = children(up.pid).into_iter().filter(|p| p.comm == "sh").collect();
+    assert_eq!(guard.len(), 1, "one orphan guard: {guard:?}");
+    (up, groups, guard[0].pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_of_strata_up_leaves_no_process_behind() {
+    let app = App::new();
+    let (mut up, groups, guard) = up_and_ready(&app).await;
+    signal(up.pid, libc::SIGINT);
+    let status = up.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "strata up ended with {status}:\n{}", up.output());
+    wait_groups_gone(&groups.0, GONE_TIMEOUT).await;
+    assert!(!alive(guard), "the orphan guard ended with the node");
+    assert!(!app.path().join(".strata/node.json").exists(), "node.json removed");
+    assert!(up.output().contains("strata: stopped"), "{}", up.output());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strata_down_leaves_no_process_behind() {
+    let app = App::new();
+    let (mut up, groups, guard) = up_and_ready(&app).await;
+    let down = strata(app.path(), &["down"]).await;
+    assert!(
+        down.status.success(),
+        "strata down: {}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&down.stdout).trim(), "stopping");
+    let status = up.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "strata up ended with {status}:\n{}", up.output());
+    wait_groups_gone(&groups.0, GONE_TIMEOUT).await;
+    assert!(!alive(guard));
+    // Nothing runs here any more, and the CLI says so.
+    let ps = strata(app.path(), &["ps"]).await;
+    assert!(!ps.status.success());
+    assert!(
+        String::from_utf8_lossy(&ps.stderr).contains("no running strata node"),
+        "{ps:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_strata_leaves_no_process_behind() {
+    let app = App::new();
+    let (mut up, groups, guard) = up_and_ready(&app).await;
+    signal(up.pid, libc::SIGKILL);
+    up.wait_exit(Duration::from_secs(10)).await;
+    // strata had no chance to clean up: the guard kills every instance group.
+    wait_groups_gone(&groups.0, GONE_TIMEOUT).await;
+    wait_until("the guard exits after its work", GONE_TIMEOUT, || !alive(guard)).await;
+}

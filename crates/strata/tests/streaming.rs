@@ -1,0 +1,92 @@
+//! Bodies stream through the first tier without being held whole: a 256 MiB upload passes
+//! through the real `strata` binary while its peak memory stays small.
+
+mod common;
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Method, StatusCode};
+use http_body::{Body, Frame};
+use serde_json::{json, Value};
+
+const UPLOAD: u64 = 256 * 1024 * 1024;
+const PEAK_RSS_LIMIT_KB: u64 = 100 * 1024;
+
+/// A body of zeros made as it is sent, in 64 KiB frames, of no declared length (chunked).
+struct Zeros {
+    left: u64,
+    chunk: Bytes,
+}
+
+impl Body for Zeros {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len() as u64);
+        self.left -= n;
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n as usize)))))
+    }
+}
+
+/// Peak resident memory of a process, in kB.
+fn peak_rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_upload_streams_through_the_binary_in_bounded_memory() {
+    let app = App::new();
+    app.write_manifest(json!({ "web": app.member(json!({ "routes": ["/"] })) }), Value::Null);
+    let mut up = Up::spawn(app.path(), &[]);
+    let node = up.node_file().await;
+    let api = addr_of(node["api"].as_str().unwrap());
+    let gateway = addr_of(node["gateway"].as_str().unwrap());
+    up.wait_ready(api, 1).await;
+
+    let body = Zeros {
+        left: UPLOAD,
+        chunk: Bytes::from(vec![0u8; 64 * 1024]),
+    };
+    let req = http::Request::builder()
+        .method(Method::POST)
+        .uri("/upload/count")
+        .header(http::header::HOST, gateway.to_string())
+        .body(body)
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(90), send(gateway, req))
+        .await
+        .expect("the upload finishes within 90s")
+        .expect("a reply to the upload");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["bytes"], UPLOAD, "every byte reached the member");
+    let seen = app.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0]["transfer_encoding"], "chunked",
+        "streamed on to the member, not gathered"
+    );
+
+    let peak = peak_rss_kb(up.pid);
+    assert!(
+        peak < PEAK_RSS_LIMIT_KB,
+        "strata's peak RSS was {} MB while a {} MB body passed through",
+        peak / 1024,
+        UPLOAD >> 20
+    );
+    signal(up.pid, libc::SIGTERM);
+    assert!(up.wait_exit(Duration::from_secs(30)).await.success(), "{}", up.output());
+}
