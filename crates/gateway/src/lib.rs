@@ -8,6 +8,8 @@
 //!   platform API for instance-to-instance calls.
 //! - `upstream`: keep-alive connections to members, kept per member.
 //! - `body`: request and response bodies as they stream through.
+//! - `framing`: follows HTTP/1.1 framing ahead of hyper: refuses ambiguous lengths and
+//!   oversized heads, answers 408 to slow heads, closes idle connections.
 //! - `access`: the access log, written off the request path.
 //!
 //! Invariant: the gateway keeps no state of its own between requests beyond idle
@@ -16,6 +18,7 @@
 mod access;
 mod base64;
 pub mod body;
+pub mod framing;
 pub mod relay;
 mod upstream;
 
@@ -39,6 +42,8 @@ use strata_manifest::CallMode;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// A kept-alive client connection with no request under way is closed after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// Request bodies up to this size are held whole, so the request can be reissued.
 pub const REPLAYABLE_BODY: u64 = 64 * 1024;
 /// Largest body a broadcast (ALL) request may carry.
@@ -126,8 +131,6 @@ impl Gateway {
     /// Answers one request from a client.
     pub async fn handle(&self, mut req: Request<Incoming>, client: SocketAddr) -> Response<ResBody> {
         let started = Instant::now();
-        // Measured before the gateway adds a header of its own.
-        let head_bytes = head_size(&req);
         let request_id = match req.headers().get(relay::REQUEST_ID) {
             Some(id) => id.clone(),
             None => {
@@ -138,7 +141,7 @@ impl Gateway {
         };
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let (res, route, outcome) = self.dispatch(req, head_bytes, &request_id).await;
+        let (res, route, outcome) = self.dispatch(req, &request_id).await;
         if let Some(log) = &self.access {
             let service = route.map_or("-", |r| r.route.service.as_str());
             let member = outcome.member.as_ref().map_or("-", |m| m.id.as_str());
@@ -157,24 +160,9 @@ impl Gateway {
     async fn dispatch(
         &self,
         req: Request<Incoming>,
-        head_bytes: usize,
         rid: &HeaderValue,
     ) -> (Response<ResBody>, Option<&RoutePool>, Outcome) {
         let none = Outcome::default();
-        // hyper's own bound on the header block is never below 8 KiB; smaller limits are
-        // enforced here.
-        if head_bytes > self.config.max_header_bytes {
-            let res = relay::error_response(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "",
-                &format!(
-                    "request line and headers of {head_bytes} bytes are over the limit of {} bytes",
-                    self.config.max_header_bytes
-                ),
-                Some(rid),
-            );
-            return (close(res), None, none);
-        }
         let headers = req.headers();
         if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
             let res = relay::error_response(
@@ -230,21 +218,6 @@ impl Gateway {
         };
         (res, Some(target), outcome)
     }
-}
-
-/// The size of the request line and header block as HTTP/1.1 writes them.
-fn head_size<B>(req: &Request<B>) -> usize {
-    let uri = req.uri();
-    let target = uri.path_and_query().map_or(1, |pq| pq.as_str().len())
-        + uri.scheme_str().map_or(0, |s| s.len() + 3)
-        + uri.authority().map_or(0, |a| a.as_str().len());
-    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
-    let fields: usize = req
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
-        .sum();
-    line + fields + 2
 }
 
 fn close(mut res: Response<ResBody>) -> Response<ResBody> {
@@ -343,8 +316,6 @@ impl RequestIds {
     }
 }
 
-const REQUEST_TIMEOUT_REPLY: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 57\r\n\r\n{\"error\":\"request headers not received in time\",\"status\":408}";
-
 /// The gateway's worker threads, each with its own runtime and listening socket.
 pub struct Workers {
     pub addr: SocketAddr,
@@ -433,9 +404,17 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(gateway.config.header_read_timeout)
+        // `framing::Guarded` keeps the head and idle timers, without a timer operation
+        // per request.
+        .header_read_timeout(None)
+        // A client may end its side after its last request and still read the reply;
+        // `framing::Guarded` also ends the stream after the requests before a refused one.
+        .half_close(true)
         .max_buf_size(gateway.config.max_header_bytes.max(8192));
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(gateway.config.max_header_bytes as u32);
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -451,26 +430,23 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        // A second handle on the socket, to answer 408 after hyper gave up on it.
-        let spare = spare_handle(&stream);
+        let io = framing::Guarded::new(
+            stream,
+            gateway.config.max_header_bytes,
+            gateway.config.header_read_timeout,
+            IDLE_TIMEOUT,
+        );
         let gateway = gateway.clone();
         let service = hyper::service::service_fn(move |req| {
             let gateway = gateway.clone();
             async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, client).await) }
         });
         let builder = builder.clone();
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                let timed_out = e.downcast_ref::<hyper::Error>().is_some_and(|e| e.is_timeout());
-                if timed_out {
-                    if let Some(mut spare) = spare {
-                        let _ = std::io::Write::write_all(&mut spare, REQUEST_TIMEOUT_REPLY);
-                    }
-                } else {
-                    tracing::debug!(error = %e, %client, "client connection ended with an error");
-                }
+                tracing::debug!(error = %e, %client, "client connection ended with an error");
             }
         });
     }
@@ -481,11 +457,4 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
             tracing::warn!("gateway: open connections did not finish within 10s of shutdown");
         }
     }
-}
-
-/// A duplicate of the socket's descriptor, kept to answer 408 once hyper gave up on it.
-fn spare_handle(stream: &tokio::net::TcpStream) -> Option<std::net::TcpStream> {
-    use std::os::fd::AsFd;
-    let fd = stream.as_fd().try_clone_to_owned().ok()?;
-    Some(std::net::TcpStream::from(fd))
 }

@@ -65,6 +65,8 @@ pub struct Node {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     state_file: Option<PathBuf>,
+    /// A node dropped without `stop` still stops: its gateway threads end with it.
+    _stop_on_drop: tokio_util::sync::DropGuard,
 }
 
 /// Wires a node and starts it; returns once its listeners are bound.
@@ -182,6 +184,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         api_addr,
         app,
         bus,
+        _stop_on_drop: shutdown.clone().drop_guard(),
         shutdown,
         tasks,
         state_file,

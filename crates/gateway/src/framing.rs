@@ -1,0 +1,557 @@
+//! The client side of an HTTP/1.1 connection, followed byte by byte ahead of hyper.
+//!
+//! hyper parses requests leniently where a proxy must not: a head carrying both
+//! `Content-Length` and `Transfer-Encoding` is accepted (framed by the latter), which is
+//! how request smuggling starts. [`Framer`] follows the framing of every message on the
+//! connection (heads, then bodies by length or by chunks) so that each head can be
+//! checked before hyper sees it, and so that the connection knows whether a client is in
+//! the middle of sending a head (a slow client gets 408) or idle between requests
+//! (closed quietly). [`Guarded`] wraps the socket with it and keeps the timers.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+/// Why a connection is refused before hyper sees the request; the reply is written as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Both Content-Length and Transfer-Encoding: 400.
+    AmbiguousLength,
+    /// Request line and headers over the limit: 431.
+    HeadTooLarge,
+    /// The head was not complete in time: 408.
+    HeadTimeout,
+}
+
+impl Refusal {
+    /// The whole HTTP reply, connection closing.
+    pub fn reply(self) -> Vec<u8> {
+        let (status, reason, message) = match self {
+            Refusal::AmbiguousLength => (
+                400,
+                "Bad Request",
+                "a request may not carry both Content-Length and Transfer-Encoding",
+            ),
+            Refusal::HeadTooLarge => (
+                431,
+                "Request Header Fields Too Large",
+                "request line and headers are over the gateway's limit",
+            ),
+            Refusal::HeadTimeout => (408, "Request Timeout", "request headers not received in time"),
+        };
+        let body = serde_json::json!({ "error": message, "status": status }).to_string();
+        format!(
+            "HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading a head; `seen` bytes of it so far.
+    Head,
+    /// Skipping a body of known length.
+    Body(u64),
+    /// Reading a chunk-size line.
+    ChunkSize,
+    /// Skipping chunk data, then its CRLF.
+    ChunkData(u64),
+    /// Skipping trailer lines until an empty one; `line` bytes into the current line.
+    Trailers { line: usize },
+    /// No longer following (HTTP/2, an upgrade, or a head hyper will refuse anyway).
+    Off,
+}
+
+/// Follows message boundaries of the requests on one connection.
+pub struct Framer {
+    state: State,
+    /// The head being read (or the chunk-size line).
+    buf: Vec<u8>,
+    max_head: usize,
+}
+
+const MAX_CHUNK_LINE: usize = 4096;
+
+impl Framer {
+    pub fn new(max_head: usize) -> Framer {
+        Framer {
+            state: State::Head,
+            buf: Vec::new(),
+            max_head,
+        }
+    }
+
+    /// True while some bytes of a head have arrived but not all of it.
+    pub fn mid_head(&self) -> bool {
+        self.state == State::Head && !self.buf.is_empty()
+    }
+
+    /// Takes bytes the client sent, in order. A refusal comes with how many of these
+    /// bytes belong to the messages before the refused one (they may still be served).
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), (Refusal, usize)> {
+        let total = bytes.len();
+        let mut head_start = 0;
+        self.feed_inner(bytes, &mut head_start)
+            .map_err(|why| (why, head_start.min(total)))
+    }
+
+    fn feed_inner(&mut self, mut bytes: &[u8], head_start: &mut usize) -> Result<(), Refusal> {
+        let total = bytes.len();
+        while !bytes.is_empty() {
+            match self.state {
+                State::Off => return Ok(()),
+                State::Head => {
+                    if self.buf.is_empty() {
+                        *head_start = total - bytes.len();
+                    }
+                    // A fresh head: if it arrived whole, check it in place.
+                    let (head_end, from) = if self.buf.is_empty() {
+                        (find_head_end(bytes, 0), None)
+                    } else {
+                        let from = self.buf.len().saturating_sub(3);
+                        let take = bytes
+                            .len()
+                            .min(self.max_head + 4 - self.buf.len().min(self.max_head + 4));
+                        self.buf.extend_from_slice(&bytes[..take]);
+                        (find_head_end(&self.buf, from), Some(take))
+                    };
+                    match (head_end, from) {
+                        (Some(end), None) => {
+                            if end > self.max_head + 4 {
+                                return Err(Refusal::HeadTooLarge);
+                            }
+                            self.state = next_after_head(&bytes[..end])?;
+                            bytes = &bytes[end..];
+                        }
+                        (Some(end), Some(take)) => {
+                            if end > self.max_head + 4 {
+                                return Err(Refusal::HeadTooLarge);
+                            }
+                            let head = std::mem::take(&mut self.buf);
+                            self.state = next_after_head(&head[..end])?;
+                            // Bytes of the head that came in this feed; the rest is body.
+                            let used_here = end - (head.len() - take);
+                            bytes = &bytes[used_here..];
+                        }
+                        (None, None) => {
+                            if bytes.len() > self.max_head + 4 {
+                                return Err(Refusal::HeadTooLarge);
+                            }
+                            self.buf.extend_from_slice(bytes);
+                            return Ok(());
+                        }
+                        (None, Some(_)) => {
+                            if self.buf.len() > self.max_head + 3 {
+                                return Err(Refusal::HeadTooLarge);
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
+                State::Body(left) => {
+                    let n = left.min(bytes.len() as u64);
+                    bytes = &bytes[n as usize..];
+                    self.state = if n == left { State::Head } else { State::Body(left - n) };
+                }
+                State::ChunkSize => match bytes.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        self.buf.extend_from_slice(&bytes[..i]);
+                        bytes = &bytes[i + 1..];
+                        let size = parse_chunk_size(&self.buf);
+                        self.buf.clear();
+                        self.state = match size {
+                            Some(0) => State::Trailers { line: 0 },
+                            Some(n) => State::ChunkData(n + 2),
+                            // hyper refuses it; nothing to follow any more.
+                            None => State::Off,
+                        };
+                    }
+                    None => {
+                        self.buf.extend_from_slice(bytes);
+                        if self.buf.len() > MAX_CHUNK_LINE {
+                            self.state = State::Off;
+                        }
+                        return Ok(());
+                    }
+                },
+                State::ChunkData(left) => {
+                    let n = left.min(bytes.len() as u64);
+                    bytes = &bytes[n as usize..];
+                    self.state = if n == left {
+                        State::ChunkSize
+                    } else {
+                        State::ChunkData(left - n)
+                    };
+                }
+                State::Trailers { line } => {
+                    let b = bytes[0];
+                    bytes = &bytes[1..];
+                    self.state = match b {
+                        b'\n' if line == 0 => State::Head,
+                        b'\n' => State::Trailers { line: 0 },
+                        b'\r' => State::Trailers { line },
+                        _ => State::Trailers { line: line + 1 },
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The index just past the blank line ending a head, searching from `from`.
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i + 1 < buf.len() {
+        match buf[i..].iter().position(|&b| b == b'\n') {
+            Some(p) => i += p,
+            None => return None,
+        }
+        // `\n\n` or `\n\r\n` after a line ends the head.
+        if buf.get(i + 1) == Some(&b'\n') {
+            return Some(i + 2);
+        }
+        if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+            return Some(i + 3);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Reads the framing headers of a complete head and says what follows it.
+fn next_after_head(head: &[u8]) -> Result<State, Refusal> {
+    let mut lines = head.split(|&b| b == b'\n');
+    let request_line = lines.next().unwrap_or_default();
+    if request_line.starts_with(b"PRI * HTTP/2") {
+        return Ok(State::Off);
+    }
+    let mut length: Option<Option<u64>> = None;
+    let mut chunked: Option<bool> = None;
+    for line in lines {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
+        if name.eq_ignore_ascii_case(b"content-length") {
+            length = Some(std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()));
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = value.rsplit(|&b| b == b',').next().map(trim).unwrap_or_default();
+            chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            return Ok(State::Off);
+        }
+    }
+    match (length, chunked) {
+        (Some(_), Some(_)) => Err(Refusal::AmbiguousLength),
+        (_, Some(true)) => Ok(State::ChunkSize),
+        // A transfer coding other than chunked last: hyper answers 400.
+        (_, Some(false)) => Ok(State::Off),
+        (Some(Some(0)), None) | (None, None) => Ok(State::Head),
+        (Some(Some(n)), None) => Ok(State::Body(n)),
+        // A length that is not a number: hyper answers 400.
+        (Some(None), None) => Ok(State::Off),
+    }
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let hex = line.split(|&b| b == b';').next().map(trim)?;
+    if hex.is_empty() || hex.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+}
+
+/// A client socket with its framing followed and two timers kept: the head of a request
+/// must arrive within `head_timeout` of its first byte (else 408), and a connection with
+/// no request under way closes after `idle_timeout`. The timer is armed lazily: a
+/// request whose head arrives in one read costs no timer operation.
+pub struct Guarded {
+    stream: TcpStream,
+    framer: Framer,
+    head_timeout: Duration,
+    idle_timeout: Duration,
+    /// When the current head began, or the connection went idle.
+    since: Instant,
+    sleep: Pin<Box<Sleep>>,
+    refused: Option<Refusal>,
+    /// A refusal found after complete requests that were handed on: hyper answers
+    /// those, then sees the end of the stream and closes.
+    pending: Option<Refusal>,
+}
+
+impl Guarded {
+    pub fn new(stream: TcpStream, max_head: usize, head_timeout: Duration, idle_timeout: Duration) -> Guarded {
+        let now = Instant::now();
+        Guarded {
+            stream,
+            framer: Framer::new(max_head),
+            head_timeout,
+            idle_timeout,
+            since: now,
+            sleep: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+            refused: None,
+            pending: None,
+        }
+    }
+
+    /// Why this connection was refused, if it was.
+    pub fn refused(&self) -> Option<Refusal> {
+        self.refused
+    }
+
+    fn refuse(&mut self, why: Refusal) -> io::Error {
+        self.refused = Some(why);
+        // The socket is writable at this point in all but pathological cases; a reply
+        // that does not fit is dropped with the connection.
+        let _ = self.stream.try_write(&why.reply());
+        io::Error::new(io::ErrorKind::InvalidData, format!("{why:?}"))
+    }
+
+    /// A reply going out: the idle time of a kept-alive connection counts from here.
+    fn touch(&mut self) {
+        if self.between() {
+            self.since = Instant::now();
+        }
+    }
+
+    /// True between requests: nothing of a next head has arrived yet.
+    fn between(&self) -> bool {
+        self.framer.state == State::Head && self.framer.buf.is_empty()
+    }
+
+    /// While waiting for the client: has the head or idle deadline passed? Arms the
+    /// timer only as far as needed; a timer that fired for an older deadline is re-armed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Option<Expired> {
+        let (limit, what) = if self.framer.mid_head() {
+            (self.head_timeout, Expired::Head)
+        } else if self.between() {
+            (self.idle_timeout, Expired::Idle)
+        } else {
+            // Inside a body: hyper and the relay deadline govern.
+            return None;
+        };
+        let deadline = self.since + limit;
+        if self.sleep.deadline() > deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        loop {
+            match self.sleep.as_mut().poll(cx) {
+                Poll::Pending => return None,
+                Poll::Ready(()) if Instant::now() >= deadline => return Some(what),
+                Poll::Ready(()) => self.sleep.as_mut().reset(deadline),
+            }
+        }
+    }
+}
+
+enum Expired {
+    Head,
+    Idle,
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.pending.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let fresh = &buf.filled()[before..];
+                if fresh.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                if this.between() {
+                    // A head begins now.
+                    this.since = Instant::now();
+                }
+                if let Err((why, good)) = this.framer.feed(fresh) {
+                    buf.set_filled(before + good);
+                    if good == 0 {
+                        return Poll::Ready(Err(this.refuse(why)));
+                    }
+                    // Serve the complete requests before the refused one, then close.
+                    this.pending = Some(why);
+                    this.refused = Some(why);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match this.poll_deadline(cx) {
+                None => Poll::Pending,
+                Some(Expired::Head) => Poll::Ready(Err(this.refuse(Refusal::HeadTimeout))),
+                // Idle too long: end of stream, and hyper closes the connection quietly.
+                Some(Expired::Idle) => Poll::Ready(Ok(())),
+            },
+        }
+    }
+}
+
+use std::future::Future;
+
+impl AsyncWrite for Guarded {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.touch();
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.touch();
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(framer: &mut Framer, bytes: &[u8], step: usize) -> Result<(), Refusal> {
+        for chunk in bytes.chunks(step) {
+            framer.feed(chunk).map_err(|(why, _)| why)?;
+        }
+        Ok(())
+    }
+
+    /// Every split of the input gives the same verdict as feeding it whole.
+    fn verdict(bytes: &[u8]) -> Result<bool, Refusal> {
+        let mut results = Vec::new();
+        for step in [1, 2, 3, 7, 64, bytes.len().max(1)] {
+            let mut framer = Framer::new(1024);
+            results
+                .push(feed_all(&mut framer, bytes, step).map(|()| framer.state == State::Head && !framer.mid_head()));
+        }
+        assert!(results.windows(2).all(|w| w[0] == w[1]), "splits disagree: {results:?}");
+        results[0]
+    }
+
+    #[test]
+    fn follows_requests_with_and_without_bodies() {
+        let stream = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\
+            POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello\
+            POST /y HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n\
+            GET /z HTTP/1.1\r\n\r\n";
+        assert_eq!(verdict(stream), Ok(true), "ends between requests");
+        assert_eq!(verdict(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(false), "mid head");
+    }
+
+    #[test]
+    fn a_body_that_looks_like_a_request_is_not_read_as_one() {
+        let inner = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut stream = format!("POST /x HTTP/1.1\r\nContent-Length: {}\r\n\r\n", inner.len()).into_bytes();
+        stream.extend_from_slice(inner);
+        assert_eq!(verdict(&stream), Ok(true));
+        let mut chunked = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        chunked.extend_from_slice(format!("{:x}\r\n", inner.len()).as_bytes());
+        chunked.extend_from_slice(inner);
+        chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert_eq!(verdict(&chunked), Ok(true));
+    }
+
+    #[test]
+    fn refuses_content_length_with_transfer_encoding_in_any_order_and_case() {
+        for head in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTRANSFER-ENCODING: gzip, chunked\r\nCONTENT-LENGTH:3\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(
+                verdict(head),
+                Err(Refusal::AmbiguousLength),
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_heads_over_the_limit_however_they_arrive() {
+        let mut head = b"GET / HTTP/1.1\r\nX-Filler: ".to_vec();
+        head.extend(std::iter::repeat_n(b'f', 2000));
+        head.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(verdict(&head), Err(Refusal::HeadTooLarge));
+        // Still incomplete but already too long.
+        assert_eq!(verdict(&head[..1500]), Err(Refusal::HeadTooLarge));
+        let small = b"GET / HTTP/1.1\r\nX-Filler: ffff\r\n\r\n";
+        assert_eq!(verdict(small), Ok(true));
+    }
+
+    #[test]
+    fn stops_following_what_hyper_refuses_or_cannot_be_followed() {
+        for stream in [
+            &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n anything at all"[..],
+            b"POST / HTTP/1.1\r\nContent-Length: nope\r\n\r\nxx",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\nbinary",
+        ] {
+            let mut framer = Framer::new(1024);
+            assert_eq!(framer.feed(stream), Ok(()));
+            assert_eq!(framer.state, State::Off, "{}", String::from_utf8_lossy(stream));
+        }
+    }
+
+    #[test]
+    fn refusal_replies_are_well_framed_json() {
+        for why in [Refusal::AmbiguousLength, Refusal::HeadTooLarge, Refusal::HeadTimeout] {
+            let reply = why.reply();
+            let text = std::str::from_utf8(&reply).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            let declared: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(declared, body.len(), "{why:?}");
+            let json: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert!(head.contains(&json["status"].to_string()), "{why:?}");
+        }
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(parse_chunk_size(b"1a\r"), Some(26));
+        assert_eq!(parse_chunk_size(b"0"), Some(0));
+        assert_eq!(parse_chunk_size(b"ff ; name=value\r"), Some(255));
+        assert_eq!(parse_chunk_size(b"\r"), None);
+        assert_eq!(parse_chunk_size(b"12345678901234567\r"), None);
+        assert_eq!(parse_chunk_size(b"xyz\r"), None);
+    }
+}
