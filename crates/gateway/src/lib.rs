@@ -129,7 +129,7 @@ impl Gateway {
     }
 
     /// Answers one request from a client.
-    pub async fn handle(&self, mut req: Request<Incoming>, client: SocketAddr) -> Response<ResBody> {
+    pub async fn handle(&self, mut req: Request<Incoming>, client: &str) -> Response<ResBody> {
         let started = Instant::now();
         let request_id = match req.headers().get(relay::REQUEST_ID) {
             Some(id) => id.clone(),
@@ -145,14 +145,26 @@ impl Gateway {
         if let Some(log) = &self.access {
             let service = route.map_or("-", |r| r.route.service.as_str());
             let member = outcome.member.as_ref().map_or("-", |m| m.id.as_str());
-            log.line(format_args!(
-                "{client} {method} {} {} {}us service={service} member={member} attempts={} rid={}",
-                uri.path(),
-                res.status().as_u16(),
-                started.elapsed().as_micros(),
-                outcome.attempts,
-                request_id.to_str().unwrap_or("-"),
-            ));
+            let (mut micros, mut attempts) = ([0u8; 20], [0u8; 20]);
+            log.line(&[
+                client.as_bytes(),
+                b" ",
+                method.as_str().as_bytes(),
+                b" ",
+                uri.path().as_bytes(),
+                b" ",
+                res.status().as_str().as_bytes(),
+                b" ",
+                access::decimal(started.elapsed().as_micros() as u64, &mut micros),
+                b"us service=",
+                service.as_bytes(),
+                b" member=",
+                member.as_bytes(),
+                b" attempts=",
+                access::decimal(outcome.attempts as u64, &mut attempts),
+                b" rid=",
+                request_id.as_bytes(),
+            ]);
         }
         res
     }
@@ -207,14 +219,20 @@ impl Gateway {
             CallMode::All => true,
             CallMode::Any => incoming_is_small(&incoming, declared),
         };
-        let body = match body_for_relay(incoming, hold_whole, self.config.max_body_bytes, mode).await {
-            Ok(body) => body,
-            Err(res) => return (res, Some(target), none),
+        let body = if http_body::Body::is_end_stream(&incoming) {
+            ReqBody::empty()
+        } else {
+            // Boxed: reading a body is the less common path, and its state would
+            // otherwise make every request's future larger.
+            match Box::pin(body_for_relay(incoming, hold_whole, self.config.max_body_bytes, mode)).await {
+                Ok(body) => body,
+                Err(res) => return (res, Some(target), none),
+            }
         };
         let req = Request::from_parts(parts, body);
         let (res, outcome) = match mode {
             CallMode::Any => relay::any(&target.pool, req, &target.route.policy).await,
-            CallMode::All => relay::all(&target.pool, req, &target.route.policy).await,
+            CallMode::All => Box::pin(relay::all(&target.pool, req, &target.route.policy)).await,
         };
         (res, Some(target), outcome)
     }
@@ -437,9 +455,12 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
             IDLE_TIMEOUT,
         );
         let gateway = gateway.clone();
+        // Written once per connection, for the access log.
+        let client_text: Arc<str> = client.to_string().into();
         let service = hyper::service::service_fn(move |req| {
             let gateway = gateway.clone();
-            async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, client).await) }
+            let client_text = client_text.clone();
+            async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, &client_text).await) }
         });
         let builder = builder.clone();
         let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();

@@ -122,7 +122,7 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
         let attempt_timeout = policy.attempt_timeout.min(remaining);
         let mut conn = match upstream.take().await {
             Some(conn) => conn,
-            None => match tokio::time::timeout(attempt_timeout, Upstream::connect(member.addr)).await {
+            None => match Box::pin(tokio::time::timeout(attempt_timeout, Upstream::connect(member.addr))).await {
                 Ok(Ok(conn)) => conn,
                 Ok(Err(e)) => {
                     pool.suspect(&member);
@@ -436,18 +436,73 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::UPGRADE,
 ];
 
-/// Removes the headers that belong to one connection, not to the message.
+/// Removes the headers that belong to one connection, not to the message. One pass over
+/// the (few) headers finds whether there is anything to remove at all; most messages
+/// carry at most `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(listed) = headers.get(header::CONNECTION).cloned() {
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    if let Some(listed) = headers.remove(header::CONNECTION) {
         if let Ok(listed) = listed.to_str() {
-            for name in listed.split(',') {
-                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
+            for token in listed.split(',').map(str::trim) {
+                // `close` and `keep-alive` are the usual tokens; only other names can
+                // be headers that need removing.
+                if token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
                     headers.remove(name);
                 }
             }
         }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate().skip(1) {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        headers.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        headers.insert(header::HOST, HeaderValue::from_static("a"));
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["host"]);
+        let mut plain = HeaderMap::new();
+        plain.insert(header::HOST, HeaderValue::from_static("a"));
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain.len(), 1);
+    }
+
+    #[test]
+    fn idempotent_methods_and_keys() {
+        let none = HeaderMap::new();
+        for m in [Method::GET, Method::HEAD, Method::PUT, Method::DELETE, Method::OPTIONS] {
+            assert!(is_idempotent(&m, &none), "{m}");
+        }
+        assert!(!is_idempotent(&Method::POST, &none));
+        assert!(!is_idempotent(&Method::PATCH, &none));
+        let mut keyed = HeaderMap::new();
+        keyed.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("k1"));
+        assert!(is_idempotent(&Method::POST, &keyed));
     }
 }

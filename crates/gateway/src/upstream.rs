@@ -38,6 +38,13 @@ fn slot() -> usize {
     SLOT.with(|s| s.get())
 }
 
+async fn wait_ready(mut conn: Conn) -> Option<Conn> {
+    match tokio::time::timeout(READY_WAIT, conn.ready()).await {
+        Ok(Ok(())) => Some(conn),
+        _ => None,
+    }
+}
+
 /// The idle connections to one member, kept in the member's transport slot.
 pub struct Upstream {
     idle: [Mutex<Vec<Conn>>; SLOTS],
@@ -58,14 +65,15 @@ impl Upstream {
     /// request; that wait is short and stays on this thread.
     pub async fn take(&self) -> Option<Conn> {
         loop {
-            let mut conn = self.idle[slot()].lock().unwrap().pop()?;
+            let conn = self.idle[slot()].lock().unwrap().pop()?;
             if conn.is_ready() {
                 return Some(conn);
             }
             if conn.is_closed() {
                 continue;
             }
-            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, conn.ready()).await {
+            // Rare: boxed, so that the common path keeps the caller's future small.
+            if let Some(conn) = Box::pin(wait_ready(conn)).await {
                 return Some(conn);
             }
         }
