@@ -17,6 +17,8 @@ pub struct Member {
     served: AtomicU64,
     /// Set when the member left the pool or a caller saw it fail; never chosen again.
     gone: AtomicBool,
+    /// Not chosen until this time (ms since [`epoch`]), after a caller saw it fail.
+    suspect_until: AtomicU64,
     /// Where the transport keeps its per-member state (connection pool).
     transport: OnceLock<Box<dyn Any + Send + Sync>>,
 }
@@ -39,6 +41,7 @@ impl Member {
             inflight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             gone: AtomicBool::new(false),
+            suspect_until: AtomicU64::new(0),
             transport: OnceLock::new(),
         })
     }
@@ -53,8 +56,18 @@ impl Member {
         self.served.load(Ordering::Relaxed)
     }
 
+    /// Left its pool: never chosen again.
     pub fn is_gone(&self) -> bool {
         self.gone.load(Ordering::Relaxed)
+    }
+
+    /// Left its pool, or failed a caller a moment ago.
+    pub fn is_unavailable(&self) -> bool {
+        if self.is_gone() {
+            return true;
+        }
+        let until = self.suspect_until.load(Ordering::Relaxed);
+        until != 0 && now_ms() < until
     }
 
     /// Counts a request as in flight until the guard is dropped.
@@ -96,6 +109,15 @@ pub struct Pool {
     members: RwLock<Arc<[Arc<Member>]>>,
     ready: watch::Sender<usize>,
     pub budget: RetryBudget,
+}
+
+/// How long a member a caller saw fail is passed over.
+pub const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Milliseconds since the first call, from the monotonic clock.
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 thread_local! {
@@ -158,10 +180,13 @@ impl Pool {
         self.ready.send_replace(members.len());
     }
 
-    /// A caller saw the member fail (refused or reset): stop choosing it until the
-    /// App Service replaces or confirms it.
+    /// A caller saw the member fail (refused or reset): it is not chosen for a moment,
+    /// while the App Service finds out whether its process is gone. A member that only
+    /// dropped one connection is chosen again afterwards.
     pub fn suspect(&self, member: &Member) {
-        member.gone.store(true, Ordering::Relaxed);
+        member
+            .suspect_until
+            .store(now_ms() + SUSPECT_FOR.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// A snapshot of the ready members.
@@ -178,7 +203,7 @@ impl Pool {
     /// (power of two choices), skipping members already tried for this request.
     pub fn pick(&self, tried: &[Arc<Member>]) -> Option<Arc<Member>> {
         let members = self.members.read().unwrap();
-        let eligible = |m: &Arc<Member>| !m.is_gone() && !tried.iter().any(|t| Arc::ptr_eq(t, m));
+        let eligible = |m: &Arc<Member>| !m.is_unavailable() && !tried.iter().any(|t| Arc::ptr_eq(t, m));
         match members.len() {
             0 => None,
             1 => Some(members[0].clone()).filter(eligible),

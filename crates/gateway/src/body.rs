@@ -1,16 +1,12 @@
 //! The bodies the relay moves: requests toward members, responses toward clients.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::upstream::UpBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Incoming;
-use strata_bus::MemberGuard;
-
-use crate::upstream::{Conn, Upstream};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -58,15 +54,7 @@ impl Body for ReqBody {
 /// gateway wrote itself (errors, gathered replies).
 pub enum ResBody {
     Full(Option<Bytes>),
-    Relayed(Relayed),
-}
-
-/// A member's reply. While it streams, the request counts as in flight on the member;
-/// when it ends cleanly the connection goes back to the member's pool.
-pub struct Relayed {
-    pub(crate) inner: Incoming,
-    pub(crate) guard: Option<MemberGuard>,
-    pub(crate) conn: Option<(Arc<Upstream>, Conn)>,
+    Relayed(UpBody),
 }
 
 impl ResBody {
@@ -75,42 +63,21 @@ impl ResBody {
     }
 }
 
-impl Relayed {
-    fn finish(&mut self) {
-        if let Some((upstream, conn)) = self.conn.take() {
-            upstream.put(conn);
-        }
-        self.guard = None;
-    }
-}
-
 impl Body for ResBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
             ResBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ResBody::Relayed(r) => {
-                let polled = Pin::new(&mut r.inner).poll_frame(cx);
-                match &polled {
-                    Poll::Ready(None) => r.finish(),
-                    Poll::Ready(Some(Ok(_))) if r.inner.is_end_stream() => r.finish(),
-                    Poll::Ready(Some(Err(_))) => {
-                        r.conn = None;
-                        r.guard = None;
-                    }
-                    _ => {}
-                }
-                polled
-            }
+            ResBody::Relayed(r) => Pin::new(r).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ResBody::Full(data) => data.is_none(),
-            ResBody::Relayed(r) => r.inner.is_end_stream(),
+            ResBody::Relayed(r) => r.is_end_stream(),
         }
     }
 
@@ -118,7 +85,7 @@ impl Body for ResBody {
         match self {
             ResBody::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             ResBody::Full(None) => SizeHint::with_exact(0),
-            ResBody::Relayed(r) => r.inner.size_hint(),
+            ResBody::Relayed(r) => r.size_hint(),
         }
     }
 }

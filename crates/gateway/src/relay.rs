@@ -11,8 +11,8 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use strata_bus::{Member, Pool};
 
-use crate::body::{Relayed, ReqBody, ResBody};
-use crate::upstream::Upstream;
+use crate::body::{ReqBody, ResBody};
+use crate::upstream::{Conn, SendError, Upstream};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Which attempt this is, from 1; a member sees 2 or more on a reissued request.
@@ -120,9 +120,9 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
         let upstream = upstream_of(&member);
         let guard = member.begin();
         let attempt_timeout = policy.attempt_timeout.min(remaining);
-        let mut conn = match upstream.take().await {
+        let conn = match upstream.take() {
             Some(conn) => conn,
-            None => match Box::pin(tokio::time::timeout(attempt_timeout, Upstream::connect(member.addr))).await {
+            None => match Box::pin(tokio::time::timeout(attempt_timeout, Conn::connect(member.addr))).await {
                 Ok(Ok(conn)) => conn,
                 Ok(Err(e)) => {
                     pool.suspect(&member);
@@ -136,73 +136,64 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
                 }
             },
         };
-        let mut headers = if replay.is_some() && idempotent {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
-        headers.insert(ATTEMPT, attempt_value(outcome.attempts));
-        headers.insert(DEADLINE, HeaderValue::from(remaining.as_millis() as u64));
-        let mut req = Request::new(match &replay {
+        let reused = conn.reused;
+        parts.headers.insert(ATTEMPT, attempt_value(outcome.attempts));
+        parts
+            .headers
+            .insert(DEADLINE, HeaderValue::from(remaining.as_millis() as u64));
+        let send_body = match &replay {
             Some(bytes) => ReqBody::Full(bytes.clone()),
             None => body.take().expect("a streamed body is sent at most once"),
-        });
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = parts.uri.clone();
-        *req.headers_mut() = headers;
-        match tokio::time::timeout(attempt_timeout, conn.try_send_request(req)).await {
-            Ok(Ok(res)) => {
-                let (mut head, incoming) = res.into_parts();
+        };
+        match tokio::time::timeout(attempt_timeout, conn.send(&parts, send_body)).await {
+            Ok(Ok((res, pending))) => {
+                let (mut head, ()) = res.into_parts();
                 strip_hop_by_hop(&mut head.headers);
                 if let Some(id) = &request_id {
                     head.headers.insert(REQUEST_ID, id.clone());
                 }
                 head.headers.insert(SERVED_BY, upstream.served_by.clone());
-                let body = ResBody::Relayed(Relayed {
-                    inner: incoming,
-                    guard: Some(guard),
-                    conn: Some((upstream, conn)),
-                });
+                let body = ResBody::Relayed(pending.into_body(upstream, guard));
                 return (Response::from_parts(head, body), outcome);
             }
-            Ok(Err(e)) if client_body_failed(e.error()).is_some() => {
+            Ok(Err((SendError::ClientBody(e), _))) => {
                 // The client's body broke off or ran over the limit while it streamed to
                 // the member: the member is not to blame, and the request cannot be sent
                 // again.
-                let status = client_body_failed(e.error()).unwrap_or(StatusCode::BAD_REQUEST);
-                return (client_body_error(pool, status, request_id.as_ref()), outcome);
+                return (
+                    client_body_error(pool, client_body_status(&e), request_id.as_ref()),
+                    outcome,
+                );
             }
-            Ok(Err(mut e)) => match e.take_message() {
-                Some(unsent) => {
-                    let (back_parts, back_body) = unsent.into_parts();
-                    parts.headers = back_parts.headers;
-                    if replay.is_none() {
-                        body = Some(back_body);
-                    }
-                    last = Some((member, Failure::Unsent(format!("connection not usable: {}", e.error()))));
+            Ok(Err((SendError::Unsent(e), back))) => {
+                if back.is_some() {
+                    body = back;
                 }
-                None => {
-                    // The member dropped the connection mid-request: most likely it died.
+                if !reused {
                     pool.suspect(&member);
-                    last = Some((member, Failure::Broken(e.error().to_string())));
                 }
-            },
+                last = Some((member, Failure::Unsent(format!("could not send: {e}"))));
+            }
+            Ok(Err((SendError::Broken(e), _))) => {
+                // The member dropped the connection mid-request: most likely it died. On a
+                // kept-alive connection it may only have closed it while idle.
+                if !reused {
+                    pool.suspect(&member);
+                }
+                last = Some((member, Failure::Broken(e.to_string())));
+            }
             Err(_) => last = Some((member, Failure::Timeout)),
         }
     }
 }
 
-/// When a relay failed because the client's streamed body did (not the member): 413 when
-/// the body ran over the gateway's limit, 400 when it broke off.
-fn client_body_failed(e: &hyper::Error) -> Option<StatusCode> {
-    if !e.is_user() {
-        return None;
-    }
-    let cause = std::error::Error::source(e)?;
-    if cause.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-        Some(StatusCode::PAYLOAD_TOO_LARGE)
+/// A relay failed because the client's streamed body did (not the member): 413 when the
+/// body ran over the gateway's limit, 400 when it broke off.
+fn client_body_status(e: &crate::body::BoxError) -> StatusCode {
+    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+        StatusCode::PAYLOAD_TOO_LARGE
     } else {
-        Some(StatusCode::BAD_REQUEST)
+        StatusCode::BAD_REQUEST
     }
 }
 
@@ -388,23 +379,26 @@ pub async fn all(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
 
 /// One request to one member, reply read whole (for ALL).
 async fn call_once(member: &Arc<Member>, req: Request<ReqBody>) -> Result<(StatusCode, Bytes), String> {
-    let _guard = member.begin();
+    let guard = member.begin();
     let upstream = upstream_of(member);
-    let mut conn = match upstream.take().await {
+    let conn = match upstream.take() {
         Some(conn) => conn,
-        None => Upstream::connect(member.addr)
+        None => Conn::connect(member.addr)
             .await
             .map_err(|e| format!("could not connect: {e}"))?,
     };
-    let res = conn.send_request(req).await.map_err(|e| e.to_string())?;
+    let (parts, body) = req.into_parts();
+    let (res, pending) = conn.send(&parts, body).await.map_err(|(e, _)| match e {
+        SendError::Unsent(e) | SendError::Broken(e) => e.to_string(),
+        SendError::ClientBody(e) => e.to_string(),
+    })?;
     let status = res.status();
-    let body = res
-        .into_body()
+    let body = pending
+        .into_body(upstream, guard)
         .collect()
         .await
         .map_err(|e| format!("reply broken: {e}"))?
         .to_bytes();
-    upstream.put(conn);
     Ok((status, body))
 }
 
