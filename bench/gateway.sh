@@ -12,6 +12,8 @@
 #   IDLE_KIND=nginx   what those instances run: nginx (one process each) or python
 #   STRATA=target/release/strata   the binary (built with cargo when missing)
 #   KEEP=1            keep the work dir (configs, logs, raw wrk output) for inspection
+#   PROXY_LOG=buffered  the nginx proxy's access log: "buffered" (a line per request,
+#                     64 KiB buffer, like strata's own access log) or "off"
 # See bench/README.md for what is measured.
 set -euo pipefail
 
@@ -25,6 +27,7 @@ IDLE_KIND=${IDLE_KIND:-nginx}
 STRATA=${STRATA:-target/release/strata}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 KEEP=${KEEP:-}
+PROXY_LOG=${PROXY_LOG:-buffered}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -240,13 +243,19 @@ start_strata() {
 start_proxy() {
     local dir=$1 listen_port=$2 upstream_port=$3
     mkdir -p "$dir"
+    # strata writes an access line per request, buffered; by default nginx does the same.
+    if [ "$PROXY_LOG" = off ]; then
+        PROXY_ACCESS_LOG="access_log off;"
+    else
+        PROXY_ACCESS_LOG="access_log $dir/access.log combined buffer=64k flush=1s;"
+    fi
     cat >"$dir/nginx.conf" <<EOF
 worker_processes auto;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    $PROXY_ACCESS_LOG
     client_body_temp_path $dir/client_body;
     proxy_temp_path $dir/proxy;
     fastcgi_temp_path $dir/fastcgi;
@@ -314,7 +323,7 @@ run_wrk() {
 }
 
 report() {
-    RESULTS=$RESULTS ROUNDS=$ROUNDS CONNS=$CONNS "$PYTHON" - <<'PY'
+    RESULTS=$RESULTS ROUNDS=$ROUNDS CONNS=$CONNS PROXY_LOG=$PROXY_LOG "$PYTHON" - <<'PY'
 import os, statistics, sys
 rows = {}
 for line in open(os.environ["RESULTS"]):
@@ -334,7 +343,8 @@ def med_diff(a, b, mode, key):
 conns = os.environ["CONNS"]
 targets = [("direct", "upstream, no proxy"), ("nginx", "nginx reverse proxy"), ("strata", "strata gateway")]
 print()
-print(f"medians of {os.environ['ROUNDS']} rounds; latencies in microseconds")
+print(f"medians of {os.environ['ROUNDS']} rounds; latencies in microseconds; "
+      f"nginx proxy access log: {os.environ.get('PROXY_LOG', 'buffered')} (strata: buffered, always on)")
 hdr = f"{'target':<8} {'req/s c' + conns:>12} {'p50 c' + conns:>10} {'p99 c' + conns:>10} {'p50 c1':>9} {'p99 c1':>9} {'errors':>7}  what"
 print(hdr)
 print("-" * len(hdr))

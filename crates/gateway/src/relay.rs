@@ -421,7 +421,7 @@ fn to_origin_form(parts: &mut Parts) {
     parts.version = http::Version::HTTP_11;
 }
 
-const HOP_BY_HOP: [HeaderName; 6] = [
+static HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

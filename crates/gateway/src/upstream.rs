@@ -34,7 +34,7 @@ const IDLE_MAX: usize = 256;
 const SLOTS: usize = 16;
 /// Largest reply head accepted from a member.
 const MAX_HEAD: usize = 64 * 1024;
-const MAX_HEADERS: usize = 128;
+const MAX_HEADERS: usize = 100;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -293,59 +293,65 @@ fn poll_read_into(stream: &mut TcpStream, cx: &mut Context<'_>, buf: &mut BytesM
 
 /// Parses a reply head at the front of `rbuf`, consuming it. None: not complete yet.
 fn parse_head(rbuf: &mut BytesMut, method: &Method) -> io::Result<Option<(Response<()>, BodyFraming, bool)>> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{what} from the member"));
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        let len = match parsed.parse(rbuf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("bad reply head from the member: {e}"),
-                ))
+        // Where each header's name and value lie in the head, so that the head can be
+        // frozen once and the values shared from it without copying.
+        let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        let (len, code, http10, count) = {
+            let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut []);
+            let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut parsed,
+                rbuf,
+                &mut slots,
+            ) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => return Err(invalid(&format!("bad reply head ({e})"))),
+            };
+            let base = rbuf.as_ptr() as usize;
+            for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+                let name = h.name.as_ptr() as usize - base;
+                let value = h.value.as_ptr() as usize - base;
+                *span = (
+                    name as u32,
+                    (name + h.name.len()) as u32,
+                    value as u32,
+                    (value + h.value.len()) as u32,
+                );
             }
+            (
+                len,
+                parsed.code.unwrap_or(0),
+                parsed.version == Some(0),
+                parsed.headers.len(),
+            )
         };
-        let code = parsed.code.unwrap_or(0);
         if (100..200).contains(&code) && code != 101 {
             // An interim reply (100 Continue, 103 Early Hints): the real one follows.
             rbuf.advance(len);
             continue;
         }
-        let status = StatusCode::from_u16(code)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad status {code} from the member")))?;
-        let http10 = parsed.version == Some(0);
-        let offsets: Vec<(HeaderName, usize, usize)> = {
-            let base = rbuf.as_ptr() as usize;
-            let mut out = Vec::with_capacity(parsed.headers.len());
-            for h in parsed.headers.iter() {
-                let name = HeaderName::from_bytes(h.name.as_bytes())
-                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad header name from the member"))?;
-                let start = h.value.as_ptr() as usize - base;
-                out.push((name, start, start + h.value.len()));
-            }
-            out
-        };
+        let status = StatusCode::from_u16(code).map_err(|_| invalid(&format!("bad status {code}")))?;
         let head: Bytes = rbuf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(offsets.len());
+        let mut headers = HeaderMap::with_capacity(count);
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut te = false;
         let mut keep_alive = !http10;
-        for (name, start, end) in offsets {
-            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad header value from the member"))?;
+        for &(ns, ne, vs, ve) in &spans[..count] {
+            let name =
+                HeaderName::from_bytes(&head[ns as usize..ne as usize]).map_err(|_| invalid("bad header name"))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+                .map_err(|_| invalid("bad header value"))?;
             if name == header::CONTENT_LENGTH {
-                let n = value
-                    .to_str()
+                let n = std::str::from_utf8(value.as_bytes())
                     .ok()
                     .and_then(|v| v.trim().parse::<u64>().ok())
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad content-length from the member"))?;
+                    .ok_or_else(|| invalid("bad content-length"))?;
                 if length.is_some_and(|m| m != n) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "conflicting content-length from the member",
-                    ));
+                    return Err(invalid("conflicting content-length"));
                 }
                 length = Some(n);
             } else if name == header::TRANSFER_ENCODING {
@@ -354,8 +360,7 @@ fn parse_head(rbuf: &mut BytesMut, method: &Method) -> io::Result<Option<(Respon
                     .as_bytes()
                     .rsplit(|&b| b == b',')
                     .next()
-                    .map(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-                    .unwrap_or(false);
+                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             } else if name == header::CONNECTION {
                 let v = value.as_bytes();
                 if contains_token(v, b"close") {
