@@ -65,13 +65,16 @@ enum State {
     ChunkData(u64),
     /// Skipping trailer lines until an empty one; `line` bytes into the current line.
     Trailers { line: usize },
-    /// No longer following (HTTP/2, an upgrade, or a head hyper will refuse anyway).
+    /// No longer following (HTTP/2, or a head hyper will refuse anyway). strata answers
+    /// no upgrade, so a request asking for one is framed like any other.
     Off,
 }
 
 /// Follows message boundaries of the requests on one connection.
 pub struct Framer {
     state: State,
+    /// Heads completed so far.
+    pub messages: u64,
     /// The head being read (or the chunk-size line).
     buf: Vec<u8>,
     max_head: usize,
@@ -83,6 +86,7 @@ impl Framer {
     pub fn new(max_head: usize) -> Framer {
         Framer {
             state: State::Head,
+            messages: 0,
             buf: Vec::new(),
             max_head,
         }
@@ -128,6 +132,7 @@ impl Framer {
                                 return Err(Refusal::HeadTooLarge);
                             }
                             self.state = next_after_head(&bytes[..end])?;
+                            self.messages += 1;
                             bytes = &bytes[end..];
                         }
                         (Some(end), Some(take)) => {
@@ -136,6 +141,7 @@ impl Framer {
                             }
                             let head = std::mem::take(&mut self.buf);
                             self.state = next_after_head(&head[..end])?;
+                            self.messages += 1;
                             // Bytes of the head that came in this feed; the rest is body.
                             let used_here = end - (head.len() - take);
                             bytes = &bytes[used_here..];
@@ -168,7 +174,7 @@ impl Framer {
                         self.buf.clear();
                         self.state = match size {
                             Some(0) => State::Trailers { line: 0 },
-                            Some(n) => State::ChunkData(n + 2),
+                            Some(n) => State::ChunkData(n.saturating_add(2)),
                             // hyper refuses it; nothing to follow any more.
                             None => State::Off,
                         };
@@ -246,8 +252,6 @@ fn next_after_head(head: &[u8]) -> Result<State, Refusal> {
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             let last = value.rsplit(|&b| b == b',').next().map(trim).unwrap_or_default();
             chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            return Ok(State::Off);
         }
     }
     match (length, chunked) {
@@ -275,7 +279,7 @@ fn trim(mut s: &[u8]) -> &[u8] {
 fn parse_chunk_size(line: &[u8]) -> Option<u64> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let hex = line.split(|&b| b == b';').next().map(trim)?;
-    if hex.is_empty() || hex.len() > 16 {
+    if hex.is_empty() || hex.len() > 15 {
         return None;
     }
     u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
@@ -297,7 +301,17 @@ pub struct Guarded {
     /// A refusal found after complete requests that were handed on: hyper answers
     /// those, then sees the end of the stream and closes.
     pending: Option<Refusal>,
+    /// Whether a whole request already went to hyper on this connection (its reply
+    /// may still be on its way out, so a refusal must not be written beside it).
+    served: bool,
+    /// Armed while the client does not take what is written to it.
+    write_stall: Option<Pin<Box<Sleep>>>,
 }
+
+/// A client that sends nothing of a body it started for this long is cut off.
+pub const BODY_IDLE: Duration = Duration::from_secs(60);
+/// A client that takes nothing of a reply for this long is cut off.
+pub const WRITE_STALL: Duration = Duration::from_secs(60);
 
 impl Guarded {
     pub fn new(stream: TcpStream, max_head: usize, head_timeout: Duration, idle_timeout: Duration) -> Guarded {
@@ -311,6 +325,8 @@ impl Guarded {
             sleep: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
             refused: None,
             pending: None,
+            served: false,
+            write_stall: None,
         }
     }
 
@@ -325,6 +341,28 @@ impl Guarded {
         // that does not fit is dropped with the connection.
         let _ = self.stream.try_write(&why.reply());
         io::Error::new(io::ErrorKind::InvalidData, format!("{why:?}"))
+    }
+
+    /// A write that cannot proceed arms the stall timer; one that does disarms it.
+    fn watch_stall(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Pending => {
+                let stall = self
+                    .write_stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL)));
+                match stall.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client took nothing of its reply for 60s",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            done => {
+                self.write_stall = None;
+                done
+            }
+        }
     }
 
     /// A reply going out: the idle time of a kept-alive connection counts from here.
@@ -346,9 +384,11 @@ impl Guarded {
             (self.head_timeout, Expired::Head)
         } else if self.between() {
             (self.idle_timeout, Expired::Idle)
-        } else {
-            // Inside a body: hyper and the relay deadline govern.
+        } else if self.framer.state == State::Off {
             return None;
+        } else {
+            // Inside a body that hyper is waiting for.
+            (BODY_IDLE, Expired::Body)
         };
         let deadline = self.since + limit;
         if self.sleep.deadline() > deadline {
@@ -367,6 +407,7 @@ impl Guarded {
 enum Expired {
     Head,
     Idle,
+    Body,
 }
 
 impl AsyncRead for Guarded {
@@ -386,14 +427,23 @@ impl AsyncRead for Guarded {
                     // A head begins now.
                     this.since = Instant::now();
                 }
-                if let Err((why, good)) = this.framer.feed(fresh) {
+                let result = this.framer.feed(fresh);
+                if let Err((why, good)) = result {
                     buf.set_filled(before + good);
-                    if good == 0 {
+                    if good == 0 && !this.served {
                         return Poll::Ready(Err(this.refuse(why)));
                     }
                     // Serve the complete requests before the refused one, then close.
                     this.pending = Some(why);
                     this.refused = Some(why);
+                    return Poll::Ready(Ok(()));
+                }
+                if this.framer.messages > 0 {
+                    this.served = true;
+                }
+                if !this.between() && !this.framer.mid_head() && this.framer.state != State::Off {
+                    // A body is arriving: its idle time counts from here.
+                    this.since = Instant::now();
                 }
                 Poll::Ready(Ok(()))
             }
@@ -403,6 +453,10 @@ impl AsyncRead for Guarded {
                 Some(Expired::Head) => Poll::Ready(Err(this.refuse(Refusal::HeadTimeout))),
                 // Idle too long: end of stream, and hyper closes the connection quietly.
                 Some(Expired::Idle) => Poll::Ready(Ok(())),
+                Some(Expired::Body) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client sent nothing of its request body for 60s",
+                ))),
             },
         }
     }
@@ -413,7 +467,8 @@ use std::future::Future;
 impl AsyncWrite for Guarded {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.touch();
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watch_stall(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -422,7 +477,8 @@ impl AsyncWrite for Guarded {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.touch();
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.watch_stall(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -519,7 +575,6 @@ mod tests {
             &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n anything at all"[..],
             b"POST / HTTP/1.1\r\nContent-Length: nope\r\n\r\nxx",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\nbinary",
         ] {
             let mut framer = Framer::new(1024);
             assert_eq!(framer.feed(stream), Ok(()));
@@ -552,6 +607,12 @@ mod tests {
         assert_eq!(parse_chunk_size(b"ff ; name=value\r"), Some(255));
         assert_eq!(parse_chunk_size(b"\r"), None);
         assert_eq!(parse_chunk_size(b"12345678901234567\r"), None);
+        assert_eq!(
+            parse_chunk_size(b"ffffffffffffffff\r"),
+            None,
+            "16 digits could overflow"
+        );
+        assert_eq!(parse_chunk_size(b"fffffffffffffff\r"), Some(0xfff_ffff_ffff_ffff));
         assert_eq!(parse_chunk_size(b"xyz\r"), None);
     }
 }

@@ -25,6 +25,7 @@ mod upstream;
 pub use access::AccessLog;
 pub use body::{ReqBody, ResBody};
 pub use relay::{Outcome, RelayPolicy};
+pub use upstream::MAX_WORKERS;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -432,6 +433,8 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20))
         .max_header_list_size(gateway.config.max_header_bytes as u32);
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

@@ -61,6 +61,9 @@ pub fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
     ) || headers.contains_key(IDEMPOTENCY_KEY)
 }
 
+/// Largest reply gathered from one member of a broadcast.
+const BROADCAST_REPLY: usize = 16 * 1024 * 1024;
+
 /// Why the last attempt failed.
 enum Failure {
     /// Nothing of the request reached the member (refused, or a closed idle connection).
@@ -96,12 +99,22 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
                 Some((_, Failure::Broken(_) | Failure::Timeout)) => idempotent && replay.is_some(),
                 None => false,
             };
-            let within_budget = outcome.attempts <= policy.retries && pool.budget.withdraw();
-            if !(may_reissue && within_budget && body.is_some()) {
-                return (
-                    failed(pool, last, idempotent, within_budget, request_id.as_ref()),
-                    outcome,
-                );
+            // The budget is only drawn on when a reissue is allowed at all.
+            let why_not = if !may_reissue || body.is_none() {
+                Some(if replay.is_none() {
+                    "its body was streamed and cannot be sent again"
+                } else {
+                    "the request is not idempotent (send an Idempotency-Key header to allow it)"
+                })
+            } else if outcome.attempts > policy.retries {
+                Some("relay.retries reissues were already made")
+            } else if !pool.budget.withdraw() {
+                Some("the pool's retry budget is spent")
+            } else {
+                None
+            };
+            if let Some(why_not) = why_not {
+                return (failed(pool, last, why_not, request_id.as_ref()), outcome);
             }
         }
         let remaining = policy.deadline.saturating_sub(started.elapsed());
@@ -110,7 +123,10 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
         }
         let Some(member) = pool.pick(&tried) else {
             if last.is_some() {
-                return (failed(pool, last, idempotent, true, request_id.as_ref()), outcome);
+                return (
+                    failed(pool, last, "no other member was left to try", request_id.as_ref()),
+                    outcome,
+                );
             }
             return (no_member(pool, request_id.as_ref()), outcome);
         };
@@ -145,8 +161,8 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
             Some(bytes) => ReqBody::Full(bytes.clone()),
             None => body.take().expect("a streamed body is sent at most once"),
         };
-        match tokio::time::timeout(attempt_timeout, conn.send(&parts, send_body)).await {
-            Ok(Ok((res, pending))) => {
+        match conn.send(&parts, send_body, attempt_timeout).await {
+            Ok((res, pending)) => {
                 let (mut head, ()) = res.into_parts();
                 strip_hop_by_hop(&mut head.headers);
                 if let Some(id) = &request_id {
@@ -156,7 +172,7 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
                 let body = ResBody::Relayed(pending.into_body(upstream, guard));
                 return (Response::from_parts(head, body), outcome);
             }
-            Ok(Err((SendError::ClientBody(e), _))) => {
+            Err((SendError::ClientBody(e), _)) => {
                 // The client's body broke off or ran over the limit while it streamed to
                 // the member: the member is not to blame, and the request cannot be sent
                 // again.
@@ -165,24 +181,32 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
                     outcome,
                 );
             }
-            Ok(Err((SendError::Unsent(e), back))) => {
+            Err((SendError::Unsent(e), back)) => {
                 if back.is_some() {
                     body = back;
                 }
-                if !reused {
+                if reused {
+                    // Most likely the member closed the idle connection: it may take the
+                    // request on a fresh one.
+                    tried.pop();
+                } else {
                     pool.suspect(&member);
                 }
                 last = Some((member, Failure::Unsent(format!("could not send: {e}"))));
             }
-            Ok(Err((SendError::Broken(e), _))) => {
+            Err((SendError::Broken(e), _)) => {
                 // The member dropped the connection mid-request: most likely it died. On a
-                // kept-alive connection it may only have closed it while idle.
-                if !reused {
+                // kept-alive connection it may only have closed it while idle; the same
+                // member may then be tried again, on a fresh connection, when the request
+                // may be reissued at all.
+                if reused {
+                    tried.pop();
+                } else {
                     pool.suspect(&member);
                 }
                 last = Some((member, Failure::Broken(e.to_string())));
             }
-            Err(_) => last = Some((member, Failure::Timeout)),
+            Err((SendError::TimedOut, _)) => last = Some((member, Failure::Timeout)),
         }
     }
 }
@@ -227,19 +251,11 @@ fn attempt_value(n: u32) -> HeaderValue {
 fn failed(
     pool: &Pool,
     last: Option<(Arc<Member>, Failure)>,
-    idempotent: bool,
-    within_budget: bool,
+    why_not_again: &str,
     request_id: Option<&HeaderValue>,
 ) -> Response<ResBody> {
     let Some((member, failure)) = last else {
         return no_member(pool, request_id);
-    };
-    let why_not_again = if !within_budget {
-        "the retry budget is spent"
-    } else if !idempotent {
-        "the request is not idempotent (send an Idempotency-Key header to allow it)"
-    } else {
-        "no other member was left to try"
     };
     let (status, what) = match failure {
         Failure::Unsent(e) => (
@@ -388,16 +404,19 @@ async fn call_once(member: &Arc<Member>, req: Request<ReqBody>) -> Result<(Statu
             .map_err(|e| format!("could not connect: {e}"))?,
     };
     let (parts, body) = req.into_parts();
-    let (res, pending) = conn.send(&parts, body).await.map_err(|(e, _)| match e {
-        SendError::Unsent(e) | SendError::Broken(e) => e.to_string(),
-        SendError::ClientBody(e) => e.to_string(),
-    })?;
+    let (res, pending) = conn
+        .send(&parts, body, std::time::Duration::MAX)
+        .await
+        .map_err(|(e, _)| match e {
+            SendError::Unsent(e) | SendError::Broken(e) => e.to_string(),
+            SendError::ClientBody(e) => e.to_string(),
+            SendError::TimedOut => "no reply in time".to_string(),
+        })?;
     let status = res.status();
-    let body = pending
-        .into_body(upstream, guard)
+    let body = http_body_util::Limited::new(pending.into_body(upstream, guard), BROADCAST_REPLY)
         .collect()
         .await
-        .map_err(|e| format!("reply broken: {e}"))?
+        .map_err(|e| format!("reply broken or over {BROADCAST_REPLY} bytes: {e}"))?
         .to_bytes();
     Ok((status, body))
 }

@@ -31,7 +31,10 @@ use crate::body::ReqBody;
 /// Most idle connections kept per member and thread.
 const IDLE_MAX: usize = 256;
 /// Separate idle lists per member; gateway worker threads use 1.., everything else 0.
-const SLOTS: usize = 16;
+const SLOTS: usize = 64;
+/// Most gateway worker threads: each needs an idle list of its own, because a socket
+/// belongs to the runtime (thread) that registered it.
+pub const MAX_WORKERS: usize = SLOTS - 1;
 /// Largest reply head accepted from a member.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
@@ -44,7 +47,8 @@ thread_local! {
 
 /// Marks the current thread as gateway worker `n` (from 0).
 pub fn set_worker(n: usize) {
-    SLOT.with(|s| s.set(1 + n % (SLOTS - 1)));
+    assert!(n < MAX_WORKERS, "at most {MAX_WORKERS} gateway workers");
+    SLOT.with(|s| s.set(1 + n));
 }
 
 fn slot() -> usize {
@@ -72,6 +76,8 @@ pub enum SendError {
     Broken(io::Error),
     /// The client's own streamed body failed (broke off, or ran over the limit).
     ClientBody(crate::body::BoxError),
+    /// The request was sent; no reply head came back in time.
+    TimedOut,
 }
 
 impl Conn {
@@ -103,27 +109,39 @@ impl Conn {
     }
 
     /// Writes the request and reads the reply head. The reply body is read later,
-    /// through the returned [`Pending`].
+    /// through the returned [`Pending`]. `reply_timeout` bounds the wait for the reply
+    /// head once the request is written (a slow upload is not the member's fault).
     /// On `Unsent`, a streamed body that was not touched comes back, to go elsewhere.
     pub async fn send(
         mut self,
         parts: &Parts,
         body: ReqBody,
+        reply_timeout: std::time::Duration,
     ) -> Result<(Response<()>, Pending), (SendError, Option<ReqBody>)> {
         let method = parts.method.clone();
         let mut body = body;
         let framing = self.write_head(parts, &body);
+        let mut written = 0;
         let first = match &mut body {
             ReqBody::Full(Some(data)) if framing != Framing::Chunked => {
                 let data = std::mem::take(data);
                 let head = std::mem::take(&mut self.wbuf);
-                let result = write_all_vectored(&mut self.stream, &head, &data).await;
+                let result = write_all_vectored(&mut self.stream, &head, &data, &mut written).await;
                 self.wbuf = head;
                 result
             }
-            _ => self.stream.write_all(&self.wbuf).await,
+            _ => {
+                let head = std::mem::take(&mut self.wbuf);
+                let result = write_all_vectored(&mut self.stream, &head, &[], &mut written).await;
+                self.wbuf = head;
+                result
+            }
         };
         if let Err(e) = first {
+            if written > 0 {
+                // Part of the request reached the member: it may have acted on it.
+                return Err((SendError::Broken(e), None));
+            }
             // A write the kernel refused outright delivered nothing.
             let back = matches!(body, ReqBody::Stream(_)).then_some(body);
             return Err((SendError::Unsent(e), back));
@@ -137,8 +155,8 @@ impl Conn {
                 return Err((SendError::Broken(e), None));
             }
         }
-        match self.read_head(&method).await {
-            Ok((res, framing, keep_alive)) => {
+        match tokio::time::timeout(reply_timeout, self.read_head(&method)).await {
+            Ok(Ok((res, framing, keep_alive))) => {
                 let pending = Pending {
                     conn: self,
                     framing,
@@ -146,7 +164,8 @@ impl Conn {
                 };
                 Ok((res, pending))
             }
-            Err(e) => Err((SendError::Broken(e), None)),
+            Ok(Err(e)) => Err((SendError::Broken(e), None)),
+            Err(_) => Err((SendError::TimedOut, None)),
         }
     }
 
@@ -207,7 +226,7 @@ impl Conn {
             }
             if framing == Framing::Chunked {
                 let size = format!("{:x}\r\n", data.len());
-                write_all_vectored(&mut self.stream, size.as_bytes(), &data)
+                write_all_vectored(&mut self.stream, size.as_bytes(), &data, &mut 0)
                     .await
                     .map_err(broken)?;
                 self.stream.write_all(b"\r\n").await.map_err(broken)?;
@@ -261,7 +280,8 @@ fn write_content_length(buf: &mut Vec<u8>, n: u64) {
     buf.extend_from_slice(b"\r\n");
 }
 
-async fn write_all_vectored(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+/// Writes both slices; `written` counts what the kernel took, even when it fails later.
+async fn write_all_vectored(stream: &mut TcpStream, head: &[u8], body: &[u8], written: &mut usize) -> io::Result<()> {
     let (mut a, mut b) = (head, body);
     while !a.is_empty() || !b.is_empty() {
         let slices = [io::IoSlice::new(a), io::IoSlice::new(b)];
@@ -269,6 +289,7 @@ async fn write_all_vectored(stream: &mut TcpStream, head: &[u8], body: &[u8]) ->
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
+        *written += n;
         let from_a = n.min(a.len());
         a = &a[from_a..];
         b = &b[n - from_a..];
@@ -328,7 +349,11 @@ fn parse_head(rbuf: &mut BytesMut, method: &Method) -> io::Result<Option<(Respon
                 parsed.headers.len(),
             )
         };
-        if (100..200).contains(&code) && code != 101 {
+        if code == 101 {
+            // strata never asks a member to switch protocols.
+            return Err(invalid("an unrequested 101 Switching Protocols"));
+        }
+        if (100..200).contains(&code) {
             // An interim reply (100 Continue, 103 Early Hints): the real one follows.
             rbuf.advance(len);
             continue;
@@ -378,6 +403,12 @@ fn parse_head(rbuf: &mut BytesMut, method: &Method) -> io::Result<Option<(Respon
         let framing = if no_body {
             BodyFraming::Length(0)
         } else if te {
+            if length.is_some() {
+                // Transfer-Encoding overrides Content-Length (RFC 9112 6.3); a reply
+                // carrying both is suspect, so its connection is not used again.
+                headers.remove(header::CONTENT_LENGTH);
+                keep_alive = false;
+            }
             if chunked {
                 BodyFraming::Chunked(Chunk::Size)
             } else {
@@ -537,6 +568,12 @@ impl UpBody {
                 }
                 BodyFraming::Chunked(Chunk::Trailers) => {
                     let Some(eol) = rbuf.iter().position(|&b| b == b'\n') else {
+                        if rbuf.len() > MAX_HEAD {
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "trailers from the member too large",
+                            ));
+                        }
                         return Ok(None);
                     };
                     let line = rbuf.split_to(eol + 1);
@@ -688,6 +725,19 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_with_both_lengths_is_framed_by_chunks_and_not_reused() {
+        let (res, framing, keep) = head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(framing, BodyFraming::Chunked(Chunk::Size));
+        assert!(!keep);
+        assert!(
+            res.headers().get(header::CONTENT_LENGTH).is_none(),
+            "the client must not see the stale length"
+        );
+    }
+
+    #[test]
     fn malformed_reply_heads_are_errors() {
         for bad in [
             "HTTP/1.1 200 OK\r\nContent-Length: five\r\n\r\n",
@@ -695,6 +745,7 @@ mod tests {
             "HTTP/1.1 2000 OK\r\n\r\n",
             "SMTP ready\r\n\r\n",
             "HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
         ] {
             assert!(head(bad).is_err(), "{bad:?}");
         }

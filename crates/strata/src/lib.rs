@@ -130,7 +130,9 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         &bus,
         Some(access),
     );
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(strata_gateway::MAX_WORKERS);
     let workers = strata_gateway::spawn(gateway_listen, threads, gateway, shutdown.clone()).with_context(|| {
         format!("listen on {gateway_listen} for the gateway (is another strata or server using it?)")
     })?;

@@ -90,3 +90,46 @@ async fn a_large_upload_streams_through_the_binary_in_bounded_memory() {
     signal(up.pid, libc::SIGTERM);
     assert!(up.wait_exit(Duration::from_secs(30)).await.success(), "{}", up.output());
 }
+
+/// An upload slower than the attempt timeout is not the member's fault: the attempt
+/// timeout bounds the wait for the reply once the request is written, not the upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_outlasts_the_attempt_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = App::new();
+    let services = json!({
+        "web": app.member(json!({
+            "routes": ["/"],
+            "relay": { "timeout_ms": 20000, "attempt_timeout_ms": 300 },
+        })),
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    wait_ready(&node, "web", 1).await;
+    let mut stream = tokio::net::TcpStream::connect(node.gateway_addr).await.unwrap();
+    stream
+        .write_all(b"POST /count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let piece = vec![b'x'; 16 * 1024];
+    let pieces = 8;
+    for _ in 0..pieces {
+        stream
+            .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&piece).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+        // 8 x 150 ms: four times the attempt timeout in all.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut reply))
+        .await
+        .expect("a reply")
+        .unwrap();
+    assert_eq!(status_of(&reply), Some(200), "{reply}");
+    let body: Value = serde_json::from_str(body_of(&reply).trim()).unwrap_or_else(|e| panic!("{e}: {reply}"));
+    assert_eq!(body["bytes"], (pieces * piece.len()) as u64, "{reply}");
+    stop(node).await;
+}
