@@ -189,7 +189,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 for e in events {
                     println!(
                         "{} {:<12} {:<20} {}",
-                        e["at"],
+                        time_of_day(e["at"].as_u64().unwrap_or(0)),
                         e["instance"].as_str().or(e["service"].as_str()).unwrap_or("-"),
                         e["kind"].as_str().unwrap_or("-"),
                         e["message"].as_str().unwrap_or("")
@@ -227,7 +227,7 @@ fn print_ps(ps: &serde_json::Value) {
         ps["api"].as_str().unwrap_or("?")
     );
     println!(
-        "{:<16} {:<12} {:>7} {:>6} {:>8} {:>8} {:>8}  DETAIL",
+        "{:<20} {:<12} {:>7} {:>6} {:>8} {:>8} {:>8}  DETAIL",
         "INSTANCE", "STATE", "PID", "PORT", "RESTARTS", "INFLIGHT", "SERVED"
     );
     for svc in ps["services"].as_array().into_iter().flatten() {
@@ -245,7 +245,7 @@ fn print_ps(ps: &serde_json::Value) {
             let num = |v: &serde_json::Value| v.to_string();
             let detail = inst["detail"].as_str().or(inst["last_exit"].as_str()).unwrap_or("");
             println!(
-                "  {:<14} {:<12} {:>7} {:>6} {:>8} {:>8} {:>8}  {}",
+                "  {:<18} {:<12} {:>7} {:>6} {:>8} {:>8} {:>8}  {}",
                 inst["id"].as_str().unwrap_or("?"),
                 inst["state"].as_str().unwrap_or("?"),
                 opt(&inst["pid"]),
@@ -277,23 +277,35 @@ async fn up(config: NodeConfig) -> Result<()> {
     for e in node.app.recent_events() {
         print_event(&e);
     }
-    let narrate = tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(e) => print_event(&e),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => break,
-            }
-        }
-    });
     let gateway = node.gateway_addr;
     let api = node.api_addr;
     let app = node.app.clone();
-    let ready_shutdown = shutdown.clone();
+    let (up_tx, mut up_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         app.ready().await;
-        if !ready_shutdown.is_cancelled() {
-            println!("strata: {app_name} is up: gateway http://{gateway}  (node API http://{api}; `strata ps`, Ctrl-C to stop)");
+        let _ = up_tx.send(());
+    });
+    // One task prints, so that "is up" comes after the events that made it so.
+    let ready_shutdown = shutdown.clone();
+    let narrate = tokio::spawn(async move {
+        let mut announced = false;
+        loop {
+            tokio::select! {
+                biased;
+                event = events.recv() => match event {
+                    Ok(e) => print_event(&e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                },
+                up = &mut up_rx, if !announced => {
+                    announced = true;
+                    if up.is_ok() && !ready_shutdown.is_cancelled() {
+                        println!(
+                            "strata: {app_name} is up: gateway http://{gateway}  (node API http://{api}; `strata ps`, Ctrl-C to stop)"
+                        );
+                    }
+                }
+            }
         }
     });
     let signal_shutdown = shutdown.clone();
@@ -312,6 +324,18 @@ async fn up(config: NodeConfig) -> Result<()> {
     narrate.abort();
     println!("strata: stopped");
     Ok(())
+}
+
+/// `HH:MM:SS.mmm` (UTC) of a Unix time in milliseconds.
+fn time_of_day(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+        ms % 1000
+    )
 }
 
 fn print_event(e: &Event) {
