@@ -1,4 +1,4 @@
-//! Bodies stream through the first tier without being held whole: a 256 MiB upload passes
+//! Bodies stream through the first tier without being held whole: a 1 GiB upload passes
 //! through the real `strata` binary while its peak memory stays small.
 
 mod common;
@@ -14,7 +14,7 @@ use http::{Method, StatusCode};
 use http_body::{Body, Frame};
 use serde_json::{json, Value};
 
-const UPLOAD: u64 = 256 * 1024 * 1024;
+const UPLOAD: u64 = 1024 * 1024 * 1024;
 const PEAK_RSS_LIMIT_KB: u64 = 100 * 1024;
 
 /// A body of zeros made as it is sent, in 64 KiB frames, of no declared length (chunked).
@@ -132,4 +132,49 @@ async fn a_slow_upload_outlasts_the_attempt_timeout() {
     let body: Value = serde_json::from_str(body_of(&reply).trim()).unwrap_or_else(|e| panic!("{e}: {reply}"));
     assert_eq!(body["bytes"], (pieces * piece.len()) as u64, "{reply}");
     stop(node).await;
+}
+
+/// Replies stream back from the member as they come, framed by length or by chunks, and
+/// the member's connection carries the next request afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_replies_stream_back_by_length_and_by_chunks() {
+    use http_body_util::BodyExt;
+    const REPLY: u64 = 256 * 1024 * 1024;
+    let app = App::new();
+    app.write_manifest(json!({ "web": app.member(json!({ "routes": ["/"] })) }), Value::Null);
+    let mut up = Up::spawn(app.path(), &[]);
+    let node = up.node_file().await;
+    let api = addr_of(node["api"].as_str().unwrap());
+    let gateway = addr_of(node["gateway"].as_str().unwrap());
+    up.wait_ready(api, 1).await;
+    for chunked in ["0", "1"] {
+        let stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::builder()
+            .uri(format!("/zeros?n={REPLY}&chunked={chunked}"))
+            .header(http::header::HOST, gateway.to_string())
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        // Counted frame by frame: the test holds none of it either.
+        let mut body = res.into_body();
+        let mut total = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("the reply streams to its end").into_data() {
+                total += data.len() as u64;
+            }
+        }
+        assert_eq!(total, REPLY, "chunked={chunked}");
+    }
+    // The member connection went back to the pool clean: the next request works.
+    let after = get(gateway, "/after").await;
+    assert_eq!(after.status, StatusCode::OK, "{}", after.text());
+    let peak = peak_rss_kb(up.pid);
+    assert!(peak < PEAK_RSS_LIMIT_KB, "strata's peak RSS was {} MB", peak / 1024);
+    signal(up.pid, libc::SIGTERM);
+    assert!(up.wait_exit(Duration::from_secs(30)).await.success(), "{}", up.output());
 }
