@@ -1,5 +1,6 @@
 //! The access log: one line per request, buffered in memory and written by a background
-//! thread every 100 ms, so a request never waits on a write to disk.
+//! thread every 100 ms, so a request never waits on a write to disk. Each gateway worker
+//! thread fills a buffer of its own, so workers never wait on each other either.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,22 +15,24 @@ pub struct AccessLog {
 }
 
 struct Inner {
-    buf: Mutex<Vec<u8>>,
-    spare: Mutex<Vec<u8>>,
-    file: Mutex<std::fs::File>,
+    /// One buffer per gateway worker (by its idle-list slot), shared only with the writer.
+    bufs: Vec<Mutex<Vec<u8>>>,
+    /// The writer's side: a buffer swapped in for a full one, and the file.
+    writer: Mutex<(Vec<u8>, std::fs::File)>,
 }
 
 impl Inner {
     fn flush(&self) {
-        let mut file = self.file.lock().unwrap();
-        // Swap in the writer's spare buffer, so that neither side reallocates.
-        let mut pending = std::mem::take(&mut *self.spare.lock().unwrap());
-        std::mem::swap(&mut *self.buf.lock().unwrap(), &mut pending);
-        if !pending.is_empty() {
-            let _ = file.write_all(&pending);
+        let mut writer = self.writer.lock().unwrap();
+        let (spare, file) = &mut *writer;
+        for buf in &self.bufs {
+            // Swap in the writer's spare buffer, so that neither side reallocates.
+            std::mem::swap(&mut *buf.lock().unwrap(), spare);
+            if !spare.is_empty() {
+                let _ = file.write_all(spare);
+            }
+            spare.clear();
         }
-        pending.clear();
-        *self.spare.lock().unwrap() = pending;
     }
 }
 
@@ -51,9 +54,8 @@ impl AccessLog {
             .open(path)
             .with_context(|| format!("open access log {}", path.display()))?;
         let inner = Arc::new(Inner {
-            buf: Mutex::new(Vec::with_capacity(64 * 1024)),
-            spare: Mutex::new(Vec::with_capacity(64 * 1024)),
-            file: Mutex::new(file),
+            bufs: (0..crate::upstream::SLOTS).map(|_| Mutex::new(Vec::new())).collect(),
+            writer: Mutex::new((Vec::new(), file)),
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -71,7 +73,7 @@ impl AccessLog {
 
     /// Adds one line made of `parts` (a newline is appended).
     pub fn line(&self, parts: &[&[u8]]) {
-        let mut buf = self.inner.buf.lock().unwrap();
+        let mut buf = self.inner.bufs[crate::upstream::slot()].lock().unwrap();
         for part in parts {
             buf.extend_from_slice(part);
         }
@@ -82,6 +84,60 @@ impl AccessLog {
     pub fn flush(&self) {
         self.inner.flush();
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of now, the part before the milliseconds made once a second
+/// per thread.
+pub fn timestamp(out: &mut [u8; 24]) -> &[u8] {
+    use std::cell::Cell;
+    thread_local! {
+        static CACHED: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let prefix = CACHED.with(|c| {
+        let (at, text) = c.get();
+        if at == secs {
+            return text;
+        }
+        let text = civil(secs);
+        c.set((secs, text));
+        text
+    });
+    out[..20].copy_from_slice(&prefix);
+    let ms = now.subsec_millis();
+    out[19] = b'.';
+    out[20] = b'0' + (ms / 100) as u8;
+    out[21] = b'0' + (ms / 10 % 10) as u8;
+    out[22] = b'0' + (ms % 10) as u8;
+    out[23] = b'Z';
+    &out[..]
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (days to civil date after Howard Hinnant).
+fn civil(secs: u64) -> [u8; 20] {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let text = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
+    let mut out = [0u8; 20];
+    out.copy_from_slice(&text.as_bytes()[..20]);
+    out
 }
 
 /// Decimal digits of `n`, without the formatting machinery.
@@ -102,6 +158,18 @@ pub fn decimal(n: u64, out: &mut [u8; 20]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(&civil(0), b"1970-01-01T00:00:00Z");
+        assert_eq!(&civil(951_782_400), b"2000-02-29T00:00:00Z");
+        assert_eq!(&civil(1_795_856_225), b"2026-11-28T08:57:05Z");
+        let mut buf = [0u8; 24];
+        let stamp = timestamp(&mut buf);
+        assert_eq!(stamp.len(), 24);
+        assert_eq!(stamp[23], b'Z');
+        assert_eq!(stamp[19], b'.');
+    }
 
     #[test]
     fn decimal_digits() {

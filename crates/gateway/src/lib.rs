@@ -146,8 +146,10 @@ impl Gateway {
         if let Some(log) = &self.access {
             let service = route.map_or("-", |r| r.route.service.as_str());
             let member = outcome.member.as_ref().map_or("-", |m| m.id.as_str());
-            let (mut micros, mut attempts) = ([0u8; 20], [0u8; 20]);
+            let (mut micros, mut attempts, mut now) = ([0u8; 20], [0u8; 20], [0u8; 24]);
             log.line(&[
+                access::timestamp(&mut now),
+                b" ",
                 client.as_bytes(),
                 b" ",
                 method.as_str().as_bytes(),

@@ -31,7 +31,7 @@ use crate::body::ReqBody;
 /// Most idle connections kept per member and thread.
 const IDLE_MAX: usize = 256;
 /// Separate idle lists per member; gateway worker threads use 1.., everything else 0.
-const SLOTS: usize = 64;
+pub(crate) const SLOTS: usize = 64;
 /// Most gateway worker threads: each needs an idle list of its own, because a socket
 /// belongs to the runtime (thread) that registered it.
 pub const MAX_WORKERS: usize = SLOTS - 1;
@@ -51,7 +51,7 @@ pub fn set_worker(n: usize) {
     SLOT.with(|s| s.set(1 + n));
 }
 
-fn slot() -> usize {
+pub(crate) fn slot() -> usize {
     SLOT.with(|s| s.get())
 }
 
