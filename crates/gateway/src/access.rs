@@ -26,11 +26,17 @@ impl Inner {
         let mut writer = self.writer.lock().unwrap();
         let (spare, file) = &mut *writer;
         for buf in &self.bufs {
-            // Swap in the writer's spare buffer, so that neither side reallocates.
-            std::mem::swap(&mut *buf.lock().unwrap(), spare);
-            if !spare.is_empty() {
-                let _ = file.write_all(spare);
+            {
+                let mut buf = buf.lock().unwrap();
+                if buf.is_empty() {
+                    // Idle workers' slots keep their (empty) buffers: only buffers in
+                    // use circulate, so memory stays at one buffer per busy worker.
+                    continue;
+                }
+                // Swap in the writer's spare buffer, so that neither side reallocates.
+                std::mem::swap(&mut *buf, spare);
             }
+            let _ = file.write_all(spare);
             spare.clear();
         }
     }

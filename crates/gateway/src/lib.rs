@@ -10,6 +10,7 @@
 //! - `body`: request and response bodies as they stream through.
 //! - `framing`: follows HTTP/1.1 framing ahead of hyper: refuses ambiguous lengths and
 //!   oversized heads, answers 408 to slow heads, closes idle connections.
+//! - `coarse`: attempt timeouts without a timer operation per request.
 //! - `access`: the access log, written off the request path.
 //!
 //! Invariant: the gateway keeps no state of its own between requests beyond idle
@@ -18,6 +19,7 @@
 mod access;
 mod base64;
 pub mod body;
+pub mod coarse;
 pub mod framing;
 pub mod relay;
 mod upstream;
@@ -391,7 +393,9 @@ pub fn spawn(
                         }
                     };
                     let _ = bound_tx.send(listener.local_addr());
+                    let ticker = tokio::spawn(coarse::ticker());
                     serve(listener, gateway, worker_shutdown).await;
+                    ticker.abort();
                 });
             })?;
         match bound_rx.recv() {

@@ -155,7 +155,7 @@ impl Conn {
                 return Err((SendError::Broken(e), None));
             }
         }
-        match tokio::time::timeout(reply_timeout, self.read_head(&method)).await {
+        match crate::coarse::timeout(reply_timeout, self.read_head(&method)).await {
             Ok(Ok((res, framing, keep_alive))) => {
                 let pending = Pending {
                     conn: self,

@@ -1,0 +1,186 @@
+//! Timeouts for the request path that cost no timer operation per request.
+//!
+//! A tokio timer registered for every relayed request is not free: the timer wheel
+//! takes a lock, and a deadline earlier than the one the runtime sleeps toward makes it
+//! wake its driver through an eventfd, a system call and an extra `epoll_wait` per
+//! request on an otherwise idle gateway. Attempt timeouts need no millisecond
+//! precision, so on a gateway worker thread they are kept in a thread-local list that a
+//! ticker task scans every [`TICK`]: registering is a push, finishing a swap-remove.
+//! Elsewhere (no ticker on the thread) a plain tokio timer is used.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How often the ticker looks for expired deadlines; a timeout fires at most this late.
+pub const TICK: Duration = Duration::from_millis(25);
+
+struct Entry {
+    id: u64,
+    at: Instant,
+    waker: Waker,
+}
+
+thread_local! {
+    static ENTRIES: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+    static NEXT_ID: Cell<u64> = const { Cell::new(1) };
+    static TICKING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs on a gateway worker's runtime for as long as it serves: wakes the futures whose
+/// deadline passed.
+pub async fn ticker() {
+    TICKING.with(|t| t.set(true));
+    let _off = TickingGuard;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        ENTRIES.with(|entries| {
+            for entry in entries.borrow().iter().filter(|e| e.at <= now) {
+                entry.waker.wake_by_ref();
+            }
+        });
+    }
+}
+
+struct TickingGuard;
+
+impl Drop for TickingGuard {
+    fn drop(&mut self) {
+        TICKING.with(|t| t.set(false));
+    }
+}
+
+/// The error of a future that did not finish in time.
+#[derive(Debug)]
+pub struct Elapsed;
+
+/// `fut`, or [`Elapsed`] once `limit` has passed (up to [`TICK`] later).
+pub fn timeout<F: Future>(limit: Duration, fut: F) -> Timeout<F> {
+    Timeout {
+        fut,
+        at: Instant::now().checked_add(limit),
+        id: 0,
+        fallback: None,
+    }
+}
+
+pub struct Timeout<F> {
+    fut: F,
+    /// None: too far away to matter.
+    at: Option<Instant>,
+    /// Registered in this thread's list under this id (0: not registered).
+    id: u64,
+    fallback: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<F> Timeout<F> {
+    fn deregister(&mut self) {
+        if self.id != 0 {
+            let id = self.id;
+            ENTRIES.with(|entries| {
+                let mut entries = entries.borrow_mut();
+                if let Some(i) = entries.iter().position(|e| e.id == id) {
+                    entries.swap_remove(i);
+                }
+            });
+            self.id = 0;
+        }
+    }
+}
+
+impl<F> Drop for Timeout<F> {
+    fn drop(&mut self) {
+        self.deregister();
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `fut` is never moved out of the pinned struct; the other fields are
+        // plain data, moved freely.
+        let this = unsafe { self.get_unchecked_mut() };
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        if let Poll::Ready(out) = fut.poll(cx) {
+            this.deregister();
+            return Poll::Ready(Ok(out));
+        }
+        let Some(at) = this.at else {
+            return Poll::Pending;
+        };
+        if Instant::now() >= at {
+            this.deregister();
+            return Poll::Ready(Err(Elapsed));
+        }
+        if !TICKING.with(|t| t.get()) {
+            let sleep = this
+                .fallback
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())));
+            return match sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        ENTRIES.with(|entries| {
+            let mut entries = entries.borrow_mut();
+            if this.id == 0 {
+                let id = NEXT_ID.with(|n| {
+                    let id = n.get();
+                    n.set(id + 1);
+                    id
+                });
+                this.id = id;
+                entries.push(Entry {
+                    id,
+                    at,
+                    waker: cx.waker().clone(),
+                });
+            } else if let Some(entry) = entries.iter_mut().find(|e| e.id == this.id) {
+                if !entry.waker.will_wake(cx.waker()) {
+                    entry.waker = cx.waker().clone();
+                }
+            }
+        });
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn fires_on_the_ticker_and_deregisters() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let ticker = tokio::task::spawn_local(ticker());
+                tokio::task::yield_now().await;
+                let started = Instant::now();
+                let out = timeout(Duration::from_millis(60), std::future::pending::<()>()).await;
+                assert!(out.is_err());
+                let took = started.elapsed();
+                assert!(took >= Duration::from_millis(60), "{took:?}");
+                assert!(took < Duration::from_millis(60) + TICK * 8, "{took:?}");
+                assert_eq!(ENTRIES.with(|e| e.borrow().len()), 0);
+                let done = timeout(Duration::from_secs(5), async { 7 }).await;
+                assert_eq!(done.unwrap(), 7);
+                assert_eq!(ENTRIES.with(|e| e.borrow().len()), 0);
+                ticker.abort();
+            })
+            .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn without_a_ticker_a_tokio_timer_is_used() {
+        let out = timeout(Duration::from_millis(30), std::future::pending::<()>()).await;
+        assert!(out.is_err());
+        assert_eq!(ENTRIES.with(|e| e.borrow().len()), 0);
+    }
+}
