@@ -47,15 +47,21 @@ fn peak_rss_kb(pid: i32) -> u64 {
         .expect("VmHWM in /proc/PID/status")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_upload_streams_through_the_binary_in_bounded_memory() {
-    let app = App::new();
+/// `strata up` (the real binary) of one member service routed at `/`, ready.
+async fn one_member_binary(app: &App) -> (Up, std::net::SocketAddr) {
     app.write_manifest(json!({ "web": app.member(json!({ "routes": ["/"] })) }), Value::Null);
     let mut up = Up::spawn(app.path(), &[]);
     let node = up.node_file().await;
     let api = addr_of(node["api"].as_str().unwrap());
     let gateway = addr_of(node["gateway"].as_str().unwrap());
     up.wait_ready(api, 1).await;
+    (up, gateway)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_upload_streams_through_the_binary_in_bounded_memory() {
+    let app = App::new();
+    let (mut up, gateway) = one_member_binary(&app).await;
 
     let body = Zeros {
         left: UPLOAD,
@@ -141,12 +147,7 @@ async fn large_replies_stream_back_by_length_and_by_chunks() {
     use http_body_util::BodyExt;
     const REPLY: u64 = 256 * 1024 * 1024;
     let app = App::new();
-    app.write_manifest(json!({ "web": app.member(json!({ "routes": ["/"] })) }), Value::Null);
-    let mut up = Up::spawn(app.path(), &[]);
-    let node = up.node_file().await;
-    let api = addr_of(node["api"].as_str().unwrap());
-    let gateway = addr_of(node["gateway"].as_str().unwrap());
-    up.wait_ready(api, 1).await;
+    let (mut up, gateway) = one_member_binary(&app).await;
     for chunked in ["0", "1"] {
         let stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
         let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
