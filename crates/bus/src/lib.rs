@@ -41,9 +41,4 @@ impl Bus {
             .or_insert_with(|| Arc::new(Pool::new(service)))
             .clone()
     }
-
-    /// The pool of `service` if one was ever created.
-    pub fn get(&self, service: &str) -> Option<Arc<Pool>> {
-        self.pools.read().unwrap().get(service).cloned()
-    }
 }

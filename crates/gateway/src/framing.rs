@@ -297,7 +297,6 @@ pub struct Guarded {
     /// When the current head began, or the connection went idle.
     since: Instant,
     sleep: Pin<Box<Sleep>>,
-    refused: Option<Refusal>,
     /// A refusal found after complete requests that were handed on: hyper answers
     /// those, then sees the end of the stream and closes.
     pending: Option<Refusal>,
@@ -323,20 +322,13 @@ impl Guarded {
             idle_timeout,
             since: now,
             sleep: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
-            refused: None,
             pending: None,
             served: false,
             write_stall: None,
         }
     }
 
-    /// Why this connection was refused, if it was.
-    pub fn refused(&self) -> Option<Refusal> {
-        self.refused
-    }
-
     fn refuse(&mut self, why: Refusal) -> io::Error {
-        self.refused = Some(why);
         // The socket is writable at this point in all but pathological cases; a reply
         // that does not fit is dropped with the connection.
         let _ = self.stream.try_write(&why.reply());
@@ -435,7 +427,6 @@ impl AsyncRead for Guarded {
                     }
                     // Serve the complete requests before the refused one, then close.
                     this.pending = Some(why);
-                    this.refused = Some(why);
                     return Poll::Ready(Ok(()));
                 }
                 if this.framer.messages > 0 {

@@ -147,7 +147,13 @@ impl Gateway {
         let (res, route, outcome) = self.dispatch(req, &request_id).await;
         if let Some(log) = &self.access {
             let service = route.map_or("-", |r| r.route.service.as_str());
-            let member = outcome.member.as_ref().map_or("-", |m| m.id.as_str());
+            let mut reached = [0u8; 20];
+            // One member's id, or `all:N` for a broadcast that reached N members.
+            let (member_prefix, member): (&[u8], &[u8]) = match (&outcome.member, outcome.broadcast) {
+                (_, Some(n)) => (b"all:", access::decimal(n as u64, &mut reached)),
+                (Some(m), None) => (b"", m.id.as_bytes()),
+                (None, None) => (b"", b"-"),
+            };
             let (mut micros, mut attempts, mut now) = ([0u8; 20], [0u8; 20], [0u8; 24]);
             log.line(&[
                 access::timestamp(&mut now),
@@ -164,7 +170,8 @@ impl Gateway {
                 b"us service=",
                 service.as_bytes(),
                 b" member=",
-                member.as_bytes(),
+                member_prefix,
+                member,
                 b" attempts=",
                 access::decimal(outcome.attempts as u64, &mut attempts),
                 b" rid=",
