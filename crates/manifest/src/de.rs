@@ -24,7 +24,7 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{Error, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use crate::{CallMode, FileSpec, RouteFull, RouteSpec, SetupFull, SetupSpec};
+use crate::{CallMode, FileSpec, FsyncPolicy, RouteFull, RouteSpec, SetupFull, SetupSpec};
 
 /// Expected-value wording shared with the JSON Schema descriptions.
 pub(crate) const EXPECT_ROUTE: &str = "a path string or a route object";
@@ -124,6 +124,28 @@ impl<'de> Deserialize<'de> for CallMode {
             }
         }
         deserializer.deserialize_str(ModeVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for FsyncPolicy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const POLICIES: &[&str] = &["always", "interval", "none"];
+        struct PolicyVisitor;
+        impl Visitor<'_> for PolicyVisitor {
+            type Value = FsyncPolicy;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("one of always, interval, none")
+            }
+            fn visit_str<E: Error>(self, policy: &str) -> Result<FsyncPolicy, E> {
+                match policy {
+                    "always" => Ok(FsyncPolicy::Always),
+                    "interval" => Ok(FsyncPolicy::Interval),
+                    "none" => Ok(FsyncPolicy::None),
+                    other => Err(E::unknown_variant(other, POLICIES)),
+                }
+            }
+        }
+        deserializer.deserialize_str(PolicyVisitor)
     }
 }
 

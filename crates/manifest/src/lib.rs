@@ -48,6 +48,125 @@ pub struct Manifest {
     pub gateway: GatewaySpec,
     #[serde(deserialize_with = "de::unique_objects")]
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Durable queues by name (see docs/queues.md).
+    #[serde(
+        default,
+        deserialize_with = "de::unique_objects",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub queues: BTreeMap<String, QueueSpec>,
+}
+
+/// When a queue's writes reach the disk; `Deserialize` is in `de`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// fdatasync before a write is acknowledged (group commit shares one sync).
+    #[default]
+    Always,
+    /// Acknowledged once written to the OS; synced every `fsync_interval_ms`.
+    Interval,
+    /// Acknowledged once written to the OS; the OS decides when it reaches the disk.
+    None,
+}
+
+impl FsyncPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::Interval => "interval",
+            FsyncPolicy::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSpec {
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+    /// With `fsync: interval`, the time between syncs.
+    #[serde(default = "default_fsync_interval_ms")]
+    pub fsync_interval_ms: u64,
+    /// Size of one preallocated log segment file.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+    /// Largest message body accepted; larger gets 413.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u64,
+    /// How long a fetched message stays leased to its group before it is redelivered.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// Deliveries after which a message moves to the queue `NAME.dlq`; 0: never.
+    #[serde(default = "default_max_deliveries")]
+    pub max_deliveries: u32,
+    /// A publish whose dedupe id was seen this recently stores nothing.
+    #[serde(default = "default_dedupe_window_ms")]
+    pub dedupe_window_ms: u64,
+    #[serde(default, deserialize_with = "de::object")]
+    pub retention: RetentionSpec,
+}
+
+impl Default for QueueSpec {
+    fn default() -> Self {
+        QueueSpec {
+            fsync: FsyncPolicy::Always,
+            fsync_interval_ms: default_fsync_interval_ms(),
+            segment_bytes: default_segment_bytes(),
+            max_message_bytes: default_max_message_bytes(),
+            lease_ms: default_lease_ms(),
+            max_deliveries: default_max_deliveries(),
+            dedupe_window_ms: default_dedupe_window_ms(),
+            retention: RetentionSpec::default(),
+        }
+    }
+}
+
+fn default_fsync_interval_ms() -> u64 {
+    100
+}
+fn default_segment_bytes() -> u64 {
+    16 << 20
+}
+fn default_max_message_bytes() -> u64 {
+    1 << 20
+}
+fn default_lease_ms() -> u64 {
+    30_000
+}
+fn default_max_deliveries() -> u32 {
+    5
+}
+fn default_dedupe_window_ms() -> u64 {
+    120_000
+}
+
+/// Limits past which the oldest segments are dropped even if unconsumed. None: no limit
+/// (a segment is dropped once every group has deleted all of it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_s: Option<u64>,
+}
+
+/// A service fed by push from a queue's consumer group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumesSpec {
+    pub queue: String,
+    pub group: String,
+    /// Most messages in one delivered batch.
+    #[serde(default = "default_batch")]
+    pub batch: u32,
+    /// Path the batches are POSTed to.
+    pub path: String,
+}
+
+fn default_batch() -> u32 {
+    100
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +245,13 @@ pub struct ServiceSpec {
     /// Time between SIGTERM and SIGKILL when an instance is stopped.
     #[serde(default = "default_stop_grace_ms")]
     pub stop_grace_ms: u64,
+    /// A queue whose messages strata delivers to the instances by push.
+    #[serde(
+        default,
+        deserialize_with = "de::optional_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub consumes: Option<ConsumesSpec>,
 }
 
 fn default_stop_grace_ms() -> u64 {
@@ -357,6 +483,14 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     de.end().map_err(ManifestError::from_json)?;
     validate::validate(&manifest)?;
     Ok(manifest)
+}
+
+pub use validate::is_queue_name;
+
+/// Checks a queue declared at run time (through the node API) as if it were
+/// `queues.NAME` in a manifest.
+pub fn check_queue(name: &str, spec: &QueueSpec) -> Result<(), ManifestError> {
+    validate::check_queue(name, spec, &error::FieldPath::root().key("queues").key(name))
 }
 
 /// Reads, parses and validates a manifest file.

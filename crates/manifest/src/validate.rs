@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Component, Path};
 
 use crate::error::{quoted, FieldPath};
-use crate::{FileSpec, Manifest, ManifestError, RouteSpec, ServiceSpec, SetupSpec, VERSION};
+use crate::{FileSpec, Manifest, ManifestError, QueueSpec, RouteSpec, ServiceSpec, SetupSpec, VERSION};
 
 fn invalid(path: FieldPath, expected: impl Into<String>, found: impl Into<String>) -> ManifestError {
     ManifestError::Invalid {
@@ -55,6 +55,9 @@ pub(crate) fn validate(m: &Manifest) -> Result<(), ManifestError> {
     }
     for (name, spec) in &m.services {
         check_service(m, name, spec, &services.key(name))?;
+    }
+    for (name, spec) in &m.queues {
+        check_queue(name, spec, &root.key("queues").key(name))?;
     }
     check_route_conflicts(m)?;
     check_binding_cycles(m)
@@ -198,6 +201,89 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath)
             relay_path.key("attempt_timeout_ms"),
             format!("at most relay.timeout_ms ({})", relay.timeout_ms),
             relay.attempt_timeout_ms.to_string(),
+        ));
+    }
+    check_consumes(m, spec, path)
+}
+
+/// A queue or consumer group name: it names a directory, so a restricted alphabet.
+pub fn is_queue_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+pub(crate) const EXPECT_QUEUE_NAME: &str =
+    "a name of at most 64 lowercase letters, digits, - and _, starting with a letter or digit";
+
+/// The checks of one queue declaration; the node API uses them for queues created at run time.
+pub(crate) fn check_queue(name: &str, spec: &QueueSpec, path: &FieldPath) -> Result<(), ManifestError> {
+    if !is_queue_name(name) {
+        return Err(invalid(
+            path.clone(),
+            EXPECT_QUEUE_NAME,
+            format!("the name {}", quoted(name)),
+        ));
+    }
+    positive(path.key("fsync_interval_ms"), spec.fsync_interval_ms, "milliseconds")?;
+    positive(path.key("lease_ms"), spec.lease_ms, "milliseconds")?;
+    if !(64 << 10..=1 << 30).contains(&spec.segment_bytes) {
+        return Err(invalid(
+            path.key("segment_bytes"),
+            "between 65536 and 1073741824 bytes",
+            spec.segment_bytes.to_string(),
+        ));
+    }
+    let most = spec.segment_bytes - 1024;
+    if spec.max_message_bytes == 0 || spec.max_message_bytes > most {
+        return Err(invalid(
+            path.key("max_message_bytes"),
+            format!("between 1 and segment_bytes - 1024 ({most}) bytes"),
+            spec.max_message_bytes.to_string(),
+        ));
+    }
+    let retention = path.key("retention");
+    if let Some(bytes) = spec.retention.max_bytes {
+        positive(retention.key("max_bytes"), bytes, "bytes")?;
+    }
+    if let Some(age) = spec.retention.max_age_s {
+        positive(retention.key("max_age_s"), age, "seconds")?;
+    }
+    Ok(())
+}
+
+fn check_consumes(m: &Manifest, spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestError> {
+    let Some(consumes) = &spec.consumes else {
+        return Ok(());
+    };
+    let path = path.key("consumes");
+    if !m.queues.contains_key(&consumes.queue) {
+        let declared: Vec<&str> = m.queues.keys().map(String::as_str).collect();
+        let expected = if declared.is_empty() {
+            "a queue declared under queues (none is)".to_string()
+        } else {
+            format!("a queue declared under queues ({})", declared.join(", "))
+        };
+        return Err(invalid(path.key("queue"), expected, quoted(&consumes.queue)));
+    }
+    if !is_queue_name(&consumes.group) {
+        return Err(invalid(path.key("group"), EXPECT_QUEUE_NAME, quoted(&consumes.group)));
+    }
+    if !(1..=10_000).contains(&consumes.batch) {
+        return Err(invalid(
+            path.key("batch"),
+            "between 1 and 10000 messages",
+            consumes.batch.to_string(),
+        ));
+    }
+    if !consumes.path.starts_with('/') {
+        return Err(invalid(
+            path.key("path"),
+            "a path starting with /",
+            quoted(&consumes.path),
         ));
     }
     Ok(())

@@ -678,6 +678,7 @@ fn unknown_fields_are_named_at_every_level() {
         "placement",
         "relay",
         "stop_grace_ms",
+        "consumes",
     ];
     let err = error_of(set("services.api.instancs", json!({"min": 2})));
     assert_unknown_field(err.clone(), "services.api.instancs", SERVICE);
@@ -696,7 +697,7 @@ fn unknown_fields_are_named_at_every_level() {
         (
             "service",
             Box::new(set("service", json!({}))),
-            &["strata", "app", "gateway", "services"],
+            &["strata", "app", "gateway", "services", "queues"],
         ),
         ("gateway.listn", Box::new(set("gateway.listn", json!(""))), &gateway),
         (
@@ -812,4 +813,79 @@ fn malformed_json_names_line_and_column() {
         9,
         "text after the end of the manifest",
     );
+}
+
+#[test]
+fn queues_and_consumes_are_checked() {
+    accepted_with(|v| {
+        v["queues"] = json!({"orders": {"fsync": "none"}});
+        v["services"]["api"]["consumes"] = json!({"queue": "orders", "group": "billing", "path": "/orders"});
+    });
+    let m = {
+        let mut v = hello();
+        v["queues"] = json!({"orders": {}});
+        parse_value(&v).expect("queue with defaults")
+    };
+    assert_eq!(m.queues["orders"], strata_manifest::QueueSpec::default());
+
+    let with_queue = |field: &'static str, value: Value| {
+        move |v: &mut Value| {
+            v["queues"] = json!({"orders": {}});
+            *at(v, field) = value;
+        }
+    };
+    let err = error_of(with_queue("queues.orders.fsync", json!("sometimes")));
+    assert!(err.to_string().contains("always, interval, none"), "{err}");
+    assert_invalid(
+        error_of(with_queue("queues.orders.segment_bytes", json!(1000))),
+        "queues.orders.segment_bytes",
+        "between 65536 and 1073741824 bytes",
+        "1000",
+    );
+    assert_invalid(
+        error_of(with_queue("queues.orders.max_message_bytes", json!(0))),
+        "queues.orders.max_message_bytes",
+        "between 1 and segment_bytes - 1024 (16776192) bytes",
+        "0",
+    );
+    assert_invalid(
+        error_of(with_queue("queues.orders.lease_ms", json!(0))),
+        "queues.orders.lease_ms",
+        "a number of milliseconds greater than 0",
+        "0",
+    );
+    assert_invalid(
+        error_of(|v| v["queues"] = json!({"Orders!": {}})),
+        "queues[\"Orders!\"]",
+        "a name of at most 64 lowercase letters, digits, - and _, starting with a letter or digit",
+        "the name \"Orders!\"",
+    );
+    let consumes = |c: Value| {
+        move |v: &mut Value| {
+            v["queues"] = json!({"orders": {}});
+            v["services"]["api"]["consumes"] = c;
+        }
+    };
+    assert_invalid(
+        error_of(consumes(json!({"queue": "order", "group": "g", "path": "/"}))),
+        "services.api.consumes.queue",
+        "a queue declared under queues (orders)",
+        "\"order\"",
+    );
+    assert_invalid(
+        error_of(consumes(
+            json!({"queue": "orders", "group": "g", "path": "/", "batch": 0}),
+        )),
+        "services.api.consumes.batch",
+        "between 1 and 10000 messages",
+        "0",
+    );
+    assert_invalid(
+        error_of(consumes(json!({"queue": "orders", "group": "g", "path": "x"}))),
+        "services.api.consumes.path",
+        "a path starting with /",
+        "\"x\"",
+    );
+    let err = error_of(consumes(json!({"queue": "orders", "path": "/"})));
+    assert!(err.to_string().contains("group"), "{err}");
 }

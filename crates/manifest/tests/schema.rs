@@ -65,6 +65,9 @@ fn schema_properties_match_the_model() {
         ("/$defs/setup/properties", &cart["setup"]),
         ("/$defs/file/oneOf/0/properties", &cart["files"]["conf/cart.toml"]),
         ("/$defs/file/oneOf/1/properties", &cart["files"]["data/seed.json"]),
+        ("/$defs/consumes/properties", &cart["consumes"]),
+        ("/$defs/queue/properties", &m["queues"]["orders"]),
+        ("/$defs/retention/properties", &m["queues"]["orders"]["retention"]),
     ];
     for (pointer, value) in pairs {
         let properties = schema
@@ -96,7 +99,9 @@ fn schema_defaults_match_the_model() {
     // `bare` leaves every service field out; `s` has the optional objects, each minimal.
     let minimal = json!({"strata": 1, "app": "a", "services": {
         "bare": {"run": ["x"]},
-        "s": {"run": ["x"], "routes": [{"path": "/"}], "health": {"path": "/"}, "setup": {"run": ["x"]}}}});
+        "s": {"run": ["x"], "routes": [{"path": "/"}], "health": {"path": "/"}, "setup": {"run": ["x"]},
+              "consumes": {"queue": "q", "group": "g", "path": "/"}}},
+        "queues": {"q": {}}});
     let m = serde_json::to_value(parse_value(&minimal).expect("minimal")).expect("serialize");
     let s = &m["services"]["s"];
     let pairs = [
@@ -109,6 +114,9 @@ fn schema_defaults_match_the_model() {
         ("/$defs/placement", &s["placement"]),
         ("/$defs/relay", &s["relay"]),
         ("/$defs/setup", &s["setup"]),
+        ("/$defs/consumes", &s["consumes"]),
+        ("/$defs/queue", &m["queues"]["q"]),
+        ("/$defs/retention", &m["queues"]["q"]["retention"]),
     ];
     let mut checked = 0;
     for (pointer, value) in pairs {
