@@ -237,11 +237,11 @@ pub(crate) fn check_queue(name: &str, spec: &QueueSpec, path: &FieldPath) -> Res
             spec.segment_bytes.to_string(),
         ));
     }
-    let most = spec.segment_bytes - 1024;
+    let most = spec.segment_bytes - 4096;
     if spec.max_message_bytes == 0 || spec.max_message_bytes > most {
         return Err(invalid(
             path.key("max_message_bytes"),
-            format!("between 1 and segment_bytes - 1024 ({most}) bytes"),
+            format!("between 1 and segment_bytes - 4096 ({most}) bytes"),
             spec.max_message_bytes.to_string(),
         ));
     }

@@ -845,7 +845,7 @@ fn queues_and_consumes_are_checked() {
     assert_invalid(
         error_of(with_queue("queues.orders.max_message_bytes", json!(0))),
         "queues.orders.max_message_bytes",
-        "between 1 and segment_bytes - 1024 (16776192) bytes",
+        "between 1 and segment_bytes - 4096 (16773120) bytes",
         "0",
     );
     assert_invalid(

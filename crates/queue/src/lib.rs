@@ -1,0 +1,255 @@
+//! The durable message queue: named queues, each an append-only segmented log with
+//! consumer groups, leases, dead letters, dedupe and replies. No HTTP in here; the node
+//! API (crate `strata-api`) maps it to routes. Guarantees are in `docs/queues.md`.
+//!
+//! Layout:
+//! - [`Queues`]: the registry of a node's queues under one directory, and the reply
+//!   inboxes (publish-and-wait).
+//! - [`Queue`] (`queue`): the index, the groups and the writer thread (group commit).
+//! - `group`: one consumer group's position, leases and redeliveries.
+//! - `record`: the on-disk record of one message (length, CRC-32, fields).
+//! - `segment`: preallocated segment files; recovery at open.
+//! - `state`: `groups.log`, the groups' durable state.
+//!
+//! Invariant: a message is visible to consumers only once it is durable under the
+//! queue's fsync policy, and a publish is answered only then.
+
+mod group;
+mod queue;
+mod record;
+mod segment;
+mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_manifest::QueueSpec;
+use tokio::sync::oneshot;
+
+pub use group::GroupStats;
+pub use queue::{FetchOptions, Message, Published, Queue, QueueStats};
+pub use record::{NewMessage, MAX_ATTR};
+pub use segment::Corruption;
+
+/// Suffix of a queue's dead-letter queue.
+pub const DLQ_SUFFIX: &str = ".dlq";
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum QueueError {
+    #[error("no queue named {0:?}")]
+    UnknownQueue(String),
+    #[error("no consumer group named {0:?} (a group is created by its first fetch)")]
+    UnknownGroup(String),
+    #[error("message {index} is {size} bytes, over the queue's max_message_bytes ({limit})")]
+    TooLarge { index: usize, size: u64, limit: u64 },
+    #[error("{0}")]
+    BadInput(String),
+    #[error("no publisher waits on {0:?} any more (it gave up or never existed)")]
+    NoInbox(String),
+    #[error("no reply within {0} ms")]
+    NoReply(u64),
+    #[error("the queue is closed")]
+    Closed,
+    #[error("disk: {0}")]
+    Io(String),
+}
+
+/// A reply handed to a publisher waiting in [`Queues::request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub correlation_id: Option<String>,
+    pub payload: Bytes,
+}
+
+/// Where a reply went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replied {
+    /// Handed to the publisher waiting on the inbox.
+    Inbox,
+    /// Published to a queue, at this offset.
+    Queue(u64),
+}
+
+/// A node's queues, each in `dir/NAME`, with its dead-letter queue in `dir/NAME.dlq`.
+pub struct Queues {
+    dir: PathBuf,
+    queues: RwLock<BTreeMap<String, Arc<Queue>>>,
+    inboxes: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
+    next_inbox: AtomicU64,
+    /// Makes inbox ids unguessable across restarts of the node.
+    inbox_prefix: String,
+}
+
+fn spec_path(dir: &Path) -> PathBuf {
+    dir.join("queue.json")
+}
+
+impl Queues {
+    /// Opens every queue stored under `dir` and creates the `declared` ones that are not.
+    /// A declared spec replaces a stored one. Blocking: recovery reads the segments.
+    pub fn open(dir: &Path, declared: &BTreeMap<String, QueueSpec>) -> Result<Queues, QueueError> {
+        fs::create_dir_all(dir).map_err(|e| QueueError::Io(format!("create {}: {e}", dir.display())))?;
+        let pid = std::process::id();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let queues = Queues {
+            dir: dir.to_path_buf(),
+            queues: RwLock::new(BTreeMap::new()),
+            inboxes: Mutex::new(HashMap::new()),
+            next_inbox: AtomicU64::new(1),
+            inbox_prefix: format!("{pid:x}{nanos:x}"),
+        };
+        let mut stored = BTreeMap::new();
+        for entry in fs::read_dir(dir).map_err(|e| QueueError::Io(format!("list {}: {e}", dir.display())))? {
+            let entry = entry.map_err(|e| QueueError::Io(e.to_string()))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if name.ends_with(DLQ_SUFFIX) || !strata_manifest::is_queue_name(&name) {
+                continue;
+            }
+            let spec = match fs::read(spec_path(&entry.path())) {
+                Ok(text) => serde_json::from_slice(&text)
+                    .map_err(|e| QueueError::Io(format!("{}: {e}", spec_path(&entry.path()).display())))?,
+                Err(_) => QueueSpec::default(),
+            };
+            stored.insert(name, spec);
+        }
+        for (name, spec) in declared {
+            stored.insert(name.clone(), spec.clone());
+        }
+        for (name, spec) in stored {
+            queues.create(&name, spec)?;
+        }
+        Ok(queues)
+    }
+
+    /// Creates a queue (and its dead-letter queue), or returns the existing one.
+    /// `true` when it was created. Blocking: creates files.
+    pub fn create(&self, name: &str, spec: QueueSpec) -> Result<(Arc<Queue>, bool), QueueError> {
+        strata_manifest::check_queue(name, &spec).map_err(|e| QueueError::BadInput(e.to_string()))?;
+        if let Some(q) = self.read().get(name) {
+            return Ok((q.clone(), false));
+        }
+        let dir = self.dir.join(name);
+        fs::create_dir_all(&dir).map_err(|e| QueueError::Io(format!("create {}: {e}", dir.display())))?;
+        let text = serde_json::to_vec_pretty(&spec).expect("a spec serializes");
+        write_atomic(&spec_path(&dir), &text).map_err(|e| QueueError::Io(format!("write queue.json: {e}")))?;
+        let dlq_name = format!("{name}{DLQ_SUFFIX}");
+        let dlq_spec = QueueSpec {
+            max_deliveries: 0,
+            retention: Default::default(),
+            ..spec.clone()
+        };
+        let dlq = Arc::new(Queue::open(&dlq_name, dlq_spec, &self.dir.join(&dlq_name), None)?);
+        let queue = Arc::new(Queue::open(name, spec, &dir, Some(dlq.clone()))?);
+        let mut queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = queues.get(name) {
+            return Ok((q.clone(), false));
+        }
+        queues.insert(name.to_string(), queue.clone());
+        queues.insert(dlq_name, dlq);
+        Ok((queue, true))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Queue>>> {
+        self.queues.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Queue>, QueueError> {
+        self.read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| QueueError::UnknownQueue(name.to_string()))
+    }
+
+    pub fn list(&self) -> Vec<Arc<Queue>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Publishes `message` with a fresh inbox as its reply-to and waits up to `deadline`
+    /// for the reply. The message stays published if no reply comes.
+    pub async fn request(
+        &self,
+        queue: &str,
+        mut message: NewMessage,
+        deadline: Duration,
+    ) -> Result<(Published, Reply), QueueError> {
+        let q = self.get(queue)?;
+        let n = self.next_inbox.fetch_add(1, Ordering::Relaxed);
+        let inbox = format!("inbox:{}-{n}", self.inbox_prefix);
+        if message.correlation_id.is_none() {
+            message.correlation_id = Some(format!("{}-{n}", self.inbox_prefix));
+        }
+        message.reply_to = Some(inbox.clone());
+        let (tx, rx) = oneshot::channel();
+        self.inboxes().insert(inbox.clone(), tx);
+        let result = async {
+            let published = q.publish(vec![message]).await?.remove(0);
+            match tokio::time::timeout(deadline, rx).await {
+                Ok(Ok(reply)) => Ok((published, reply)),
+                _ => Err(QueueError::NoReply(deadline.as_millis() as u64)),
+            }
+        }
+        .await;
+        self.inboxes().remove(&inbox);
+        result
+    }
+
+    fn inboxes(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Reply>>> {
+        self.inboxes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends a reply to `reply_to`: `inbox:ID` (a waiting publisher) or `queue:NAME`
+    /// (published durably there with the correlation id).
+    pub async fn reply(&self, reply_to: &str, reply: Reply) -> Result<Replied, QueueError> {
+        if reply_to.starts_with("inbox:") {
+            let waiter = self.inboxes().remove(reply_to);
+            return match waiter.map(|tx| tx.send(reply)) {
+                Some(Ok(())) => Ok(Replied::Inbox),
+                _ => Err(QueueError::NoInbox(reply_to.to_string())),
+            };
+        }
+        if let Some(name) = reply_to.strip_prefix("queue:") {
+            let q = self.get(name)?;
+            let published = q
+                .publish(vec![NewMessage {
+                    payload: reply.payload,
+                    dedupe_id: None,
+                    reply_to: None,
+                    correlation_id: reply.correlation_id,
+                }])
+                .await?;
+            return Ok(Replied::Queue(published[0].offset));
+        }
+        Err(QueueError::BadInput(format!(
+            "reply_to {reply_to:?} is neither inbox:ID nor queue:NAME"
+        )))
+    }
+
+    /// Stops every writer after what it was given is written and synced.
+    pub fn close(&self) {
+        for q in self.list() {
+            q.close();
+        }
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

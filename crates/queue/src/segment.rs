@@ -1,0 +1,248 @@
+//! Segment files: `{base offset:020}.log`, preallocated and zero-filled, records one after
+//! another (see `record`). Opening a queue scans its segments: intact records are indexed,
+//! a torn tail of the last segment is zeroed, corrupt records elsewhere are reported and
+//! left out of the index so that they are never served.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::record::{decode, Decoded, Record, HEADER};
+
+/// Where one offset's record is: position and length in its segment; length 0 marks an
+/// offset whose record was found corrupt.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    pub pos: u32,
+    pub len: u32,
+}
+
+pub(crate) struct Segment {
+    pub base: u64,
+    pub file: Arc<File>,
+    /// Entry `i` is offset `base + i`.
+    pub index: Vec<Slot>,
+    /// End of the written part.
+    pub written: u64,
+    pub first_timestamp_ms: u64,
+    pub last_timestamp_ms: u64,
+}
+
+impl Segment {
+    pub fn next_offset(&self) -> u64 {
+        self.base + self.index.len() as u64
+    }
+}
+
+pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+const PREPARED: &str = "next-segment.tmp";
+
+/// Writes a zero-filled file of `size` bytes next to the segments, synced, ready to be
+/// renamed into place by [`install`]. Writing into preallocated zeros spares each later
+/// append the metadata update that extending a file forces.
+pub(crate) fn prepare(dir: &Path, size: u64) -> io::Result<File> {
+    let path = dir.join(PREPARED);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()?;
+    Ok(file)
+}
+
+/// Renames a prepared file into place as the segment starting at `base`.
+pub(crate) fn install(dir: &Path, file: File, base: u64) -> io::Result<Segment> {
+    let path = segment_path(dir, base);
+    fs::rename(dir.join(PREPARED), &path)?;
+    sync_dir(dir)?;
+    Ok(Segment {
+        base,
+        file: Arc::new(file),
+        index: Vec::new(),
+        written: 0,
+        first_timestamp_ms: 0,
+        last_timestamp_ms: 0,
+    })
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A stretch of offsets whose records could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    pub segment: PathBuf,
+    pub position: u64,
+    /// Offsets lost, `from..to`.
+    pub from: u64,
+    pub to: u64,
+    pub reason: String,
+}
+
+pub(crate) struct Recovered {
+    pub segments: Vec<Segment>,
+    pub corrupt: Vec<Corruption>,
+    /// Records of the recent past, for rebuilding the dedupe window.
+    pub recent: Vec<(String, u64, u64)>,
+    /// A torn tail that was cut off the last segment: (position, reason).
+    pub truncated: Option<(u64, &'static str)>,
+}
+
+/// Opens and scans every segment of a queue directory.
+pub(crate) fn recover(dir: &Path, max_record: usize, recent_since_ms: u64) -> io::Result<Recovered> {
+    let _ = fs::remove_file(dir.join(PREPARED));
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse::<u64>().ok()) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    let mut out = Recovered {
+        segments: Vec::new(),
+        corrupt: Vec::new(),
+        recent: Vec::new(),
+        truncated: None,
+    };
+    for (i, &base) in bases.iter().enumerate() {
+        let path = segment_path(dir, base);
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let buf = Bytes::from(fs::read(&path)?);
+        let mut seg = Segment {
+            base,
+            file: Arc::new(file),
+            index: Vec::new(),
+            written: 0,
+            first_timestamp_ms: 0,
+            last_timestamp_ms: 0,
+        };
+        let last = i + 1 == bases.len();
+        let mut pos = 0usize;
+        loop {
+            let expected = seg.next_offset();
+            match decode(&buf.slice(pos..), max_record) {
+                Decoded::Record(r, used) if r.offset == expected => {
+                    index_record(&mut seg, &r, pos, used, recent_since_ms, &mut out.recent);
+                    pos += used;
+                }
+                Decoded::End => break,
+                found => {
+                    let reason = match found {
+                        Decoded::Bad(reason) => reason,
+                        _ => "a record out of order",
+                    };
+                    match resync(&buf, pos + 1, expected, max_record) {
+                        Some((next_pos, next_offset)) => {
+                            out.corrupt.push(Corruption {
+                                segment: path.clone(),
+                                position: pos as u64,
+                                from: expected,
+                                to: next_offset,
+                                reason: reason.to_string(),
+                            });
+                            seg.index.extend((expected..next_offset).map(|_| Slot {
+                                pos: pos as u32,
+                                len: 0,
+                            }));
+                            pos = next_pos;
+                        }
+                        None if last => {
+                            // A torn tail: zero it so that no stale byte after the next
+                            // appends can ever look like a record.
+                            zero_from(&seg.file, pos as u64, buf.len() as u64)?;
+                            out.truncated = Some((pos as u64, reason));
+                            break;
+                        }
+                        None => {
+                            let next_base = bases[i + 1];
+                            out.corrupt.push(Corruption {
+                                segment: path.clone(),
+                                position: pos as u64,
+                                from: expected,
+                                to: next_base,
+                                reason: reason.to_string(),
+                            });
+                            seg.index.extend((expected..next_base).map(|_| Slot {
+                                pos: pos as u32,
+                                len: 0,
+                            }));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        seg.written = pos as u64;
+        out.segments.push(seg);
+    }
+    Ok(out)
+}
+
+fn index_record(
+    seg: &mut Segment,
+    r: &Record,
+    pos: usize,
+    used: usize,
+    since: u64,
+    recent: &mut Vec<(String, u64, u64)>,
+) {
+    if seg.index.is_empty() {
+        seg.first_timestamp_ms = r.timestamp_ms;
+    }
+    seg.last_timestamp_ms = r.timestamp_ms;
+    seg.index.push(Slot {
+        pos: pos as u32,
+        len: used as u32,
+    });
+    if let Some(id) = &r.dedupe_id {
+        if r.timestamp_ms >= since {
+            recent.push((id.clone(), r.offset, r.timestamp_ms));
+        }
+    }
+}
+
+/// The next position at or after `from` that holds an intact record of an offset after
+/// `expected`, with that offset.
+fn resync(buf: &Bytes, from: usize, expected: u64, max_record: usize) -> Option<(usize, u64)> {
+    (from..buf.len().saturating_sub(HEADER)).find_map(|pos| match decode(&buf.slice(pos..), max_record) {
+        Decoded::Record(r, _) if r.offset > expected => Some((pos, r.offset)),
+        _ => None,
+    })
+}
+
+fn zero_from(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_data()
+}
+
+/// Reads `len` bytes at `pos`.
+pub(crate) fn read(file: &File, pos: u64, len: usize) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, pos)?;
+    Ok(Bytes::from(buf))
+}

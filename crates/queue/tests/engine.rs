@@ -1,0 +1,555 @@
+//! The queue engine on real files in temp dirs: semantics, restart, corruption.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_manifest::{FsyncPolicy, QueueSpec, RetentionSpec};
+use strata_queue::{FetchOptions, NewMessage, QueueError, Queues, Replied, Reply};
+
+fn spec() -> QueueSpec {
+    QueueSpec {
+        segment_bytes: 1 << 20,
+        max_message_bytes: 64 << 10,
+        ..QueueSpec::default()
+    }
+}
+
+fn open(dir: &Path, spec: QueueSpec) -> Queues {
+    Queues::open(dir, &BTreeMap::from([("q".to_string(), spec)])).expect("open")
+}
+
+fn payload(i: usize) -> Bytes {
+    Bytes::from(format!("message-{i:06}"))
+}
+
+fn fetch_all() -> FetchOptions {
+    FetchOptions {
+        max: usize::MAX,
+        max_bytes: usize::MAX,
+        ..FetchOptions::default()
+    }
+}
+
+async fn publish_n(queues: &Queues, n: usize) {
+    let q = queues.get("q").unwrap();
+    let msgs = (0..n).map(|i| NewMessage::new(payload(i))).collect();
+    let published = q.publish(msgs).await.expect("publish");
+    assert_eq!(published.len(), n);
+}
+
+/// Record `i` of a segment holding only `payload(i)` messages starts here.
+fn position(i: usize) -> u64 {
+    (i * (8 + 17 + payload(0).len())) as u64
+}
+
+#[tokio::test]
+async fn out_of_order_deletes_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let queues = open(dir.path(), spec());
+        publish_n(&queues, 10).await;
+        let q = queues.get("q").unwrap();
+        let got = q
+            .fetch(
+                "g",
+                FetchOptions {
+                    max: 6,
+                    ..FetchOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.iter().map(|m| m.offset).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(got[3].payload, payload(3));
+        assert!(got.iter().all(|m| m.deliveries == 1));
+        assert_eq!(q.ack("g", &[4, 0, 2, 99]).await.unwrap(), (3, 1));
+        let stats = q.stats();
+        assert_eq!(stats.groups[0].floor, 1);
+        assert_eq!(stats.groups[0].backlog, 7);
+        assert_eq!(stats.groups[0].leased, 3);
+        queues.close();
+    }
+    let queues = open(dir.path(), spec());
+    let q = queues.get("q").unwrap();
+    let got = q.fetch("g", fetch_all()).await.unwrap();
+    let offsets: Vec<u64> = got.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, [1, 3, 5, 6, 7, 8, 9], "deleted ones stay deleted, order kept");
+    let deliveries: Vec<u32> = got.iter().map(|m| m.deliveries).collect();
+    assert_eq!(deliveries, [2, 2, 2, 1, 1, 1, 1], "delivery counts survive");
+    q.ack("g", &offsets).await.unwrap();
+    assert_eq!(q.stats().groups[0].backlog, 0);
+    assert_eq!(q.stats().groups[0].floor, 10);
+}
+
+#[tokio::test]
+async fn groups_have_their_own_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let queues = open(dir.path(), spec());
+    publish_n(&queues, 3).await;
+    let q = queues.get("q").unwrap();
+    let a = q.fetch("a", fetch_all()).await.unwrap();
+    let b = q.fetch("b", fetch_all()).await.unwrap();
+    assert_eq!(a.len(), 3);
+    assert_eq!(b.len(), 3);
+    assert!(q.fetch("a", fetch_all()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn expired_lease_redelivers_with_its_count_and_nack_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let queues = open(dir.path(), spec());
+    publish_n(&queues, 2).await;
+    let q = queues.get("q").unwrap();
+    let short = FetchOptions {
+        max: 1,
+        lease: Some(Duration::from_millis(600)),
+        ..FetchOptions::default()
+    };
+    let first = q.fetch("g", short).await.unwrap();
+    assert_eq!((first[0].offset, first[0].deliveries), (0, 1));
+    let second = q.fetch("g", short).await.unwrap();
+    assert_eq!(second[0].offset, 1);
+    // Nothing more until the first lease runs out; a long poll wakes for it.
+    let started = std::time::Instant::now();
+    let again = q
+        .fetch(
+            "g",
+            FetchOptions {
+                wait: Duration::from_secs(5),
+                ..short
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "woken by the expiry, not the end of the wait"
+    );
+    assert_eq!((again[0].offset, again[0].deliveries), (0, 2));
+    assert_eq!(q.nack("g", &[1, 7]).unwrap(), (1, 1));
+    let nacked = q.fetch("g", short).await.unwrap();
+    assert_eq!((nacked[0].offset, nacked[0].deliveries), (1, 2));
+}
+
+#[tokio::test]
+async fn long_poll_wakes_on_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let queues = Arc::new(open(dir.path(), spec()));
+    let q = queues.get("q").unwrap();
+    let waiter = tokio::spawn({
+        let q = q.clone();
+        async move {
+            q.fetch(
+                "g",
+                FetchOptions {
+                    wait: Duration::from_secs(10),
+                    ..FetchOptions::default()
+                },
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    q.publish(vec![NewMessage::new(&b"wake"[..])]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(3), waiter)
+        .await
+        .expect("woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got[0].payload, &b"wake"[..]);
+}
+
+#[tokio::test]
+async fn dead_letter_after_max_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let queues = open(
+        dir.path(),
+        QueueSpec {
+            max_deliveries: 2,
+            ..spec()
+        },
+    );
+    let q = queues.get("q").unwrap();
+    q.publish(vec![
+        NewMessage {
+            payload: Bytes::from_static(b"poison"),
+            correlation_id: Some("c-9".into()),
+            ..NewMessage::default()
+        },
+        NewMessage::new(&b"fine"[..]),
+    ])
+    .await
+    .unwrap();
+    let one = FetchOptions::default();
+    for round in 1..=2 {
+        let m = q.fetch("g", one).await.unwrap();
+        assert_eq!((m[0].offset, m[0].deliveries), (0, round));
+        q.nack("g", &[0]).unwrap();
+    }
+    // The third delivery would pass max_deliveries: it moves to q.dlq instead.
+    let m = q.fetch("g", one).await.unwrap();
+    assert_eq!(m[0].payload, &b"fine"[..]);
+    q.ack("g", &[1]).await.unwrap();
+    let stats = q.stats();
+    assert_eq!(stats.groups[0].dead_lettered, 1);
+    assert_eq!(stats.groups[0].backlog, 0);
+    let dlq = queues.get("q.dlq").unwrap();
+    let dead = dlq.fetch("inspect", fetch_all()).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, &b"poison"[..]);
+    assert_eq!(dead[0].correlation_id.as_deref(), Some("c-9"));
+}
+
+#[tokio::test]
+async fn dedupe_within_the_window_even_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = QueueSpec {
+        dedupe_window_ms: 60_000,
+        ..spec()
+    };
+    let with_id = |body: &'static [u8], id: &str| NewMessage {
+        payload: Bytes::from_static(body),
+        dedupe_id: Some(id.into()),
+        ..NewMessage::default()
+    };
+    {
+        let queues = open(dir.path(), s.clone());
+        let q = queues.get("q").unwrap();
+        let a = q.publish(vec![with_id(b"a", "order-1")]).await.unwrap()[0];
+        assert!(!a.duplicate);
+        // A duplicate later, and a duplicate within one batch.
+        let b = q
+            .publish(vec![
+                with_id(b"a again", "order-1"),
+                with_id(b"x", "order-2"),
+                with_id(b"x", "order-2"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(b[0].offset, a.offset);
+        assert!(b[0].duplicate);
+        assert!(!b[1].duplicate);
+        assert_eq!((b[2].offset, b[2].duplicate), (b[1].offset, true));
+        assert_eq!(q.stats().next_offset, 2, "duplicates store nothing");
+        queues.close();
+    }
+    let queues = open(dir.path(), s);
+    let q = queues.get("q").unwrap();
+    let again = q.publish(vec![with_id(b"a", "order-1")]).await.unwrap()[0];
+    assert_eq!((again.offset, again.duplicate), (0, true));
+
+    // Past the window the same id is a new message.
+    let dir2 = tempfile::tempdir().unwrap();
+    let queues = open(
+        dir2.path(),
+        QueueSpec {
+            dedupe_window_ms: 50,
+            ..spec()
+        },
+    );
+    let q = queues.get("q").unwrap();
+    q.publish(vec![with_id(b"a", "k")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let later = q.publish(vec![with_id(b"a", "k")]).await.unwrap()[0];
+    assert_eq!((later.offset, later.duplicate), (1, false));
+}
+
+#[tokio::test]
+async fn request_reply_round_trip_and_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let queues = Arc::new(open(dir.path(), spec()));
+    let consumer = tokio::spawn({
+        let queues = queues.clone();
+        async move {
+            let q = queues.get("q").unwrap();
+            let m = q
+                .fetch(
+                    "workers",
+                    FetchOptions {
+                        wait: Duration::from_secs(5),
+                        ..FetchOptions::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .remove(0);
+            let reply = Reply {
+                correlation_id: m.correlation_id.clone(),
+                payload: Bytes::from(format!("done:{}", String::from_utf8_lossy(&m.payload))),
+            };
+            let to = m.reply_to.clone().expect("reply_to set");
+            assert_eq!(queues.reply(&to, reply).await.unwrap(), Replied::Inbox);
+            q.ack("workers", &[m.offset]).await.unwrap();
+            to
+        }
+    });
+    let (published, reply) = queues
+        .request("q", NewMessage::new(&b"job"[..]), Duration::from_secs(5))
+        .await
+        .expect("reply");
+    assert_eq!(published.offset, 0);
+    assert_eq!(reply.payload, &b"done:job"[..]);
+    assert!(reply.correlation_id.is_some());
+    let inbox = consumer.await.unwrap();
+    // The inbox is gone once answered.
+    let late = queues
+        .reply(
+            &inbox,
+            Reply {
+                correlation_id: None,
+                payload: Bytes::new(),
+            },
+        )
+        .await;
+    assert!(matches!(late, Err(QueueError::NoInbox(_))));
+    // Nobody answers: the deadline passes, the message stays published.
+    let err = queues
+        .request("q", NewMessage::new(&b"ignored"[..]), Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert_eq!(err, QueueError::NoReply(100));
+    assert_eq!(queues.get("q").unwrap().stats().next_offset, 2);
+    // A reply to a queue is published there with its correlation id.
+    let replied = queues
+        .reply(
+            "queue:q",
+            Reply {
+                correlation_id: Some("c".into()),
+                payload: Bytes::from_static(b"r"),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(replied, Replied::Queue(2));
+    assert!(matches!(
+        queues
+            .reply(
+                "elsewhere",
+                Reply {
+                    correlation_id: None,
+                    payload: Bytes::new()
+                }
+            )
+            .await,
+        Err(QueueError::BadInput(_))
+    ));
+}
+
+#[tokio::test]
+async fn torn_tail_is_cut_and_writing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let queues = open(dir.path(), spec());
+        publish_n(&queues, 100).await;
+        queues.close();
+    }
+    // Cut the segment in the middle of record 60.
+    let seg = dir.path().join("q").join(format!("{:020}.log", 0));
+    let file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    file.set_len(position(60) + 11).unwrap();
+    drop(file);
+    let queues = open(dir.path(), spec());
+    let q = queues.get("q").unwrap();
+    assert_eq!(q.stats().next_offset, 60);
+    assert_eq!(q.stats().corrupt, 0);
+    let next = q.publish(vec![NewMessage::new(&b"after"[..])]).await.unwrap()[0];
+    assert_eq!(next.offset, 60);
+    let got = q.fetch("g", fetch_all()).await.unwrap();
+    assert_eq!(got.len(), 61);
+    for (i, m) in got.iter().take(60).enumerate() {
+        assert_eq!(m.payload, payload(i));
+    }
+    assert_eq!(got[60].payload, &b"after"[..]);
+    queues.close();
+    drop(queues);
+    // And the repaired log reads back the same.
+    let queues = open(dir.path(), spec());
+    assert_eq!(queues.get("q").unwrap().stats().next_offset, 61);
+}
+
+#[tokio::test]
+async fn flipped_bit_is_reported_and_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let queues = open(dir.path(), spec());
+        publish_n(&queues, 100).await;
+        queues.close();
+    }
+    let seg = dir.path().join("q").join(format!("{:020}.log", 0));
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&seg).unwrap();
+    for (record, at) in [(40usize, 30u64), (41, 3)] {
+        // A payload byte of record 40, the length field of record 41.
+        let mut b = [0u8];
+        file.read_exact_at(&mut b, position(record) + at).unwrap();
+        b[0] ^= 0x10;
+        file.write_all_at(&b, position(record) + at).unwrap();
+    }
+    drop(file);
+    let queues = open(dir.path(), spec());
+    let q = queues.get("q").unwrap();
+    let stats = q.stats();
+    assert_eq!(stats.corrupt, 2);
+    assert_eq!(stats.next_offset, 100, "records after the damage are kept");
+    let got = q.fetch("g", fetch_all()).await.unwrap();
+    let offsets: Vec<u64> = got.iter().map(|m| m.offset).collect();
+    assert_eq!(got.len(), 98);
+    assert!(!offsets.contains(&40) && !offsets.contains(&41));
+    for m in &got {
+        assert_eq!(m.payload, payload(m.offset as usize), "offset {}", m.offset);
+    }
+    q.ack("g", &offsets).await.unwrap();
+    assert_eq!(q.stats().groups[0].floor, 100, "the group moves past the lost offsets");
+}
+
+#[tokio::test]
+async fn consumed_segments_are_reclaimed_and_retention_drops_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = QueueSpec {
+        segment_bytes: 64 << 10,
+        max_message_bytes: 4096,
+        ..QueueSpec::default()
+    };
+    let queues = open(dir.path(), small.clone());
+    let q = queues.get("q").unwrap();
+    let body = Bytes::from(vec![b'x'; 1000]);
+    for _ in 0..20 {
+        let batch = (0..20).map(|_| NewMessage::new(body.clone())).collect();
+        q.publish(batch).await.unwrap();
+    }
+    let segments = q.stats().segments;
+    assert!(segments >= 6, "400 KB in 64 KB segments: {segments}");
+    let mut seen = 0;
+    loop {
+        let got = q
+            .fetch(
+                "g",
+                FetchOptions {
+                    max: 50,
+                    max_bytes: usize::MAX,
+                    ..FetchOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        assert!(got.iter().all(|m| m.payload == body));
+        seen += got.len();
+        let offsets: Vec<u64> = got.iter().map(|m| m.offset).collect();
+        q.ack("g", &offsets).await.unwrap();
+    }
+    assert_eq!(seen, 400);
+    // Reclaimed at the next write.
+    q.publish(vec![NewMessage::new(body.clone())]).await.unwrap();
+    let files = std::fs::read_dir(dir.path().join("q"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log")
+                && !e.as_ref().unwrap().file_name().to_string_lossy().starts_with("groups")
+        })
+        .count();
+    assert!(files <= 2, "{files} segment files left");
+    assert!(q.stats().segments <= 2);
+
+    // Retention by size drops unconsumed segments too.
+    let dir2 = tempfile::tempdir().unwrap();
+    let queues = open(
+        dir2.path(),
+        QueueSpec {
+            retention: RetentionSpec {
+                max_bytes: Some(200 << 10),
+                max_age_s: None,
+            },
+            ..small
+        },
+    );
+    let q = queues.get("q").unwrap();
+    for _ in 0..30 {
+        let batch = (0..20).map(|_| NewMessage::new(body.clone())).collect();
+        q.publish(batch).await.unwrap();
+    }
+    let stats = q.stats();
+    assert!(stats.bytes <= (200 << 10) + (64 << 10), "{} bytes kept", stats.bytes);
+    assert!(stats.first_offset > 0);
+    let got = q.fetch("late", FetchOptions::default()).await.unwrap();
+    assert_eq!(got[0].offset, stats.first_offset);
+}
+
+#[tokio::test]
+async fn concurrent_publishers_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let queues = Arc::new(open(dir.path(), spec()));
+    let mut tasks = Vec::new();
+    for p in 0..32 {
+        let q = queues.get("q").unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut offsets = Vec::new();
+            for i in 0..50 {
+                let m = NewMessage::new(Bytes::from(format!("{p}:{i}")));
+                offsets.push(q.publish(vec![m]).await.unwrap()[0].offset);
+            }
+            offsets
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let offsets = t.await.unwrap();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+        all.extend(offsets);
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 32 * 50);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let queues = open(
+        dir.path(),
+        QueueSpec {
+            max_message_bytes: 100,
+            fsync: FsyncPolicy::None,
+            ..spec()
+        },
+    );
+    let q = queues.get("q").unwrap();
+    q.publish(vec![NewMessage::new(&b"kept"[..])]).await.unwrap();
+    let err = q
+        .publish(vec![NewMessage::new(&b"ok"[..]), NewMessage::new(vec![0u8; 101])])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        QueueError::TooLarge {
+            index: 1,
+            size: 101,
+            limit: 100
+        }
+    );
+    let err = q
+        .fetch(
+            "g",
+            FetchOptions {
+                max: 0,
+                ..FetchOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueueError::BadInput(_)));
+    assert!(matches!(q.ack("nobody", &[0]).await, Err(QueueError::UnknownGroup(_))));
+    assert!(matches!(queues.get("nope"), Err(QueueError::UnknownQueue(_))));
+    assert!(matches!(
+        queues.create("Bad Name", QueueSpec::default()),
+        Err(QueueError::BadInput(_))
+    ));
+    let got = q.fetch("g", fetch_all()).await.unwrap();
+    assert_eq!(got.len(), 1, "the refused batch stored nothing");
+    assert_eq!(got[0].payload, &b"kept"[..]);
+}
