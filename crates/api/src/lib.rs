@@ -10,6 +10,7 @@
 //! the control API; the relay's own errors come from the gateway crate.
 
 mod logs;
+pub mod queues;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,9 @@ pub struct ApiState {
     pub bus: Arc<Bus>,
     /// Relay policy of each service, from its manifest.
     pub policies: HashMap<String, RelayPolicy>,
+    pub queues: Arc<strata_queue::Queues>,
+    /// Services that consume a queue by push: service -> (queue, group).
+    pub consumers: HashMap<String, (String, String)>,
     pub shutdown: CancellationToken,
 }
 
@@ -58,6 +62,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/any/{service}/{*path}", any(call_any))
         .route("/v1/all/{service}", any(call_all_root))
         .route("/v1/all/{service}/{*path}", any(call_all))
+        .merge(queues::routes())
+        // Publishes of big batches; a single message is bounded by its queue.
+        .layer(axum::extract::DefaultBodyLimit::max(QUEUE_BODY_LIMIT))
         .fallback(|req: Request| async move {
             api_error(
                 StatusCode::NOT_FOUND,
@@ -70,6 +77,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         })
         .with_state(state)
 }
+
+/// Largest request body the queue routes read.
+pub const QUEUE_BODY_LIMIT: usize = 64 << 20;
 
 pub(crate) fn api_error(status: StatusCode, message: String) -> Response {
     (
@@ -84,12 +94,39 @@ struct Ps {
     #[serde(flatten)]
     info: NodeInfo,
     services: Vec<strata_appservice::ServiceStatus>,
+    /// The backlog of each service that consumes a queue.
+    consumers: Vec<Consumer>,
+}
+
+#[derive(Serialize)]
+struct Consumer {
+    service: String,
+    queue: String,
+    group: String,
+    #[serde(flatten)]
+    stats: Option<strata_queue::GroupStats>,
 }
 
 async fn ps(State(state): State<Arc<ApiState>>) -> Json<Ps> {
+    let mut consumers: Vec<Consumer> = state
+        .consumers
+        .iter()
+        .map(|(service, (queue, group))| Consumer {
+            service: service.clone(),
+            queue: queue.clone(),
+            group: group.clone(),
+            stats: state
+                .queues
+                .get(queue)
+                .ok()
+                .and_then(|q| q.stats().groups.into_iter().find(|g| &g.name == group)),
+        })
+        .collect();
+    consumers.sort_by(|a, b| a.service.cmp(&b.service));
     Json(Ps {
         info: state.info.clone(),
         services: state.app.snapshot(),
+        consumers,
     })
 }
 

@@ -17,7 +17,7 @@
 //! connections; membership lives in the bus.
 
 mod access;
-mod base64;
+pub mod base64;
 pub mod body;
 pub mod coarse;
 pub mod framing;

@@ -84,6 +84,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The queues: messages, fsync policy, and each consumer group's backlog.
+    Queues {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -133,6 +138,16 @@ pub async fn run(cli: Cli) -> Result<()> {
                 manifest.services.len(),
                 manifest.services.keys().cloned().collect::<Vec<_>>().join(", ")
             );
+            Ok(())
+        }
+        Command::Queues { json } => {
+            let client = connect(&cli.api, &dir)?;
+            let body = expect_ok(client.call(Method::GET, "/v1/queues", None).await?)?;
+            if json {
+                println!("{}", String::from_utf8_lossy(&body).trim_end());
+            } else {
+                print_queues(&serde_json::from_slice(&body).context("read queues reply")?);
+            }
             Ok(())
         }
         Command::Ps { json } => {
@@ -219,6 +234,35 @@ fn expect_ok((status, body): (StatusCode, bytes::Bytes)) -> Result<bytes::Bytes>
     bail!("{message}")
 }
 
+fn print_queues(reply: &serde_json::Value) {
+    println!(
+        "{:<24} {:<9} {:>10} {:>12} {:>9} {:>8}",
+        "QUEUE", "FSYNC", "MESSAGES", "BYTES", "SEGMENTS", "CORRUPT"
+    );
+    for q in reply["queues"].as_array().into_iter().flatten() {
+        println!(
+            "{:<24} {:<9} {:>10} {:>12} {:>9} {:>8}",
+            q["name"].as_str().unwrap_or("?"),
+            q["fsync"].as_str().unwrap_or("?"),
+            q["messages"],
+            q["bytes"],
+            q["segments"],
+            q["corrupt"]
+        );
+        for g in q["groups"].as_array().into_iter().flatten() {
+            println!(
+                "  group {:<16} backlog {} (unread {}, leased {}), dead-lettered {}, next to delete {}",
+                g["name"].as_str().unwrap_or("?"),
+                g["backlog"],
+                g["unread"],
+                g["leased"],
+                g["dead_lettered"],
+                g["floor"]
+            );
+        }
+    }
+}
+
 fn print_ps(ps: &serde_json::Value) {
     println!(
         "app {}  gateway http://{}  api {}",
@@ -240,6 +284,21 @@ fn print_ps(ps: &serde_json::Value) {
             svc["min"],
             svc["max"]
         );
+        let consumer = ps["consumers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["service"] == svc["name"]);
+        if let Some(c) = consumer {
+            println!(
+                "  consumes {}/{}: backlog {} (unread {}, leased {})",
+                c["queue"].as_str().unwrap_or("?"),
+                c["group"].as_str().unwrap_or("?"),
+                c["backlog"],
+                c["unread"],
+                c["leased"]
+            );
+        }
         for inst in svc["instances"].as_array().into_iter().flatten() {
             let opt = |v: &serde_json::Value| if v.is_null() { "-".to_string() } else { v.to_string() };
             let num = |v: &serde_json::Value| v.to_string();

@@ -2,13 +2,15 @@
 //!
 //! Layout:
 //! - [`start`] / [`serve`]: wire a node from a [`NodeConfig`]: the bus, the App
-//!   Service, the gateway and the node API. Integration tests call `start` too.
+//!   Service, the queues, the gateway and the node API. Integration tests call `start` too.
 //! - `client`: the CLI's side of the node API (`ps`, `scale`, `logs`, `down`).
 //! - `cli`: the commands and their output.
 //! - `statefile`: `.strata/node.json`, how CLI commands find a running node.
+//! - `push`: delivers queue batches to the pools of services that `consumes` a queue.
 
 pub mod cli;
 pub mod client;
+mod push;
 pub mod statefile;
 
 use std::collections::HashMap;
@@ -62,6 +64,7 @@ pub struct Node {
     pub api_addr: SocketAddr,
     pub app: Arc<AppService>,
     pub bus: Arc<Bus>,
+    pub queues: Arc<strata_queue::Queues>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     state_file: Option<PathBuf>,
@@ -91,6 +94,14 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         .with_context(|| format!("listen on {} for the node API", config.api_listen))?;
     let api_addr = api_listener.local_addr()?;
     let api_url = format!("http://{api_addr}");
+
+    let queue_dir = state_dir.join("queues");
+    let declared = manifest.queues.clone();
+    let queues = tokio::task::spawn_blocking(move || strata_queue::Queues::open(&queue_dir, &declared))
+        .await
+        .context("open the queues")?
+        .context("open the queues")?;
+    let queues = Arc::new(queues);
 
     let bus = Bus::new();
     let policies: HashMap<String, RelayPolicy> = manifest
@@ -138,6 +149,11 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
     })?;
     let gateway_addr = workers.addr;
     let app_name = manifest.app.clone();
+    let consumers: Vec<(String, strata_manifest::ConsumesSpec)> = manifest
+        .services
+        .iter()
+        .filter_map(|(name, spec)| spec.consumes.clone().map(|c| (name.clone(), c)))
+        .collect();
     let app = Arc::new(AppService::start(
         AppConfig {
             manifest,
@@ -159,10 +175,25 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         info: info.clone(),
         app: app.clone(),
         bus: bus.clone(),
-        policies,
+        policies: policies.clone(),
+        queues: queues.clone(),
+        consumers: consumers
+            .iter()
+            .map(|(s, c)| (s.clone(), (c.queue.clone(), c.group.clone())))
+            .collect(),
         shutdown: shutdown.clone(),
     });
     let mut tasks = Vec::new();
+    for (service, consumes) in consumers {
+        let queue = queues.get(&consumes.queue).context("a consumed queue")?;
+        tasks.push(tokio::spawn(push::run(
+            queue,
+            bus.pool(&service),
+            consumes,
+            policies[&service],
+            shutdown.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(workers.join()));
     let api_shutdown = shutdown.clone();
     tasks.push(tokio::spawn(async move {
@@ -186,6 +217,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         api_addr,
         app,
         bus,
+        queues,
         _stop_on_drop: shutdown.clone().drop_guard(),
         shutdown,
         tasks,
@@ -207,6 +239,9 @@ impl Node {
         for task in self.tasks {
             let _ = task.await;
         }
+        // Every writer syncs what it was given, then stops.
+        let queues = self.queues.clone();
+        let _ = tokio::task::spawn_blocking(move || queues.close()).await;
         if let Some(path) = self.state_file {
             let _ = std::fs::remove_file(path);
         }

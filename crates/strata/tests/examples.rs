@@ -1,6 +1,7 @@
 //! The examples in the repo run as written: the issue's hello manifest (an unmodified
 //! Flask app installed by its setup step) and the shop, whose frontend composes the
-//! page from three other pools through the platform.
+//! page from three other pools through the platform and places orders through a queue
+//! that its worker pool consumes by push.
 
 mod common;
 
@@ -112,5 +113,65 @@ async fn shop_composes_the_page_from_its_pools() {
     let html = get(gw, "/").await;
     assert_eq!(html.status, 200);
     assert!(html.text().contains("<html"), "{}", html.text());
+    assert!(
+        html.text().contains(r#"action="/buy""#),
+        "the page offers to buy: {}",
+        html.text()
+    );
+
+    // An order: the frontend publishes it to the `orders` queue and waits for the reply
+    // of the worker that strata pushed it to.
+    let order = post(
+        gw,
+        "/buy?format=json",
+        "product=B0003&user=bob&qty=2&order_id=test-order-1",
+    )
+    .await;
+    assert_eq!(order.status, 200, "the order is confirmed: {}", order.text());
+    let order = order.json();
+    assert_eq!(order["status"], "confirmed", "{order}");
+    let confirmation = &order["confirmation"];
+    assert_eq!(confirmation["order_id"], "test-order-1", "{order}");
+    assert_eq!(confirmation["total"], "178.00", "2 x 89.00: {order}");
+    assert!(
+        confirmation["worker"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("worker-")),
+        "a worker instance fulfilled it: {order}"
+    );
+    assert_eq!(
+        confirmation["offset"], order["offset"],
+        "the worker saw the published message: {order}"
+    );
+    // The worker's 2xx answer deleted the message for its group.
+    let api = node.api_addr;
+    wait_for_async(
+        "the fulfil group to have nothing left",
+        Duration::from_secs(10),
+        || async move {
+            let stats = get(api, "/v1/queues/orders").await;
+            assert_eq!(stats.status, 200, "{}", stats.text());
+            let stats = stats.json();
+            let group = stats["groups"]
+                .as_array()?
+                .iter()
+                .find(|g| g["name"] == "fulfil")?
+                .clone();
+            (group["backlog"] == 0).then_some(())
+        },
+    )
+    .await;
     stop(node).await;
+}
+
+#[test]
+fn shop_ships_the_python_client_as_is() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let client = std::fs::read_to_string(root.join("clients/python/strata_client.py")).unwrap();
+    let copy = std::fs::read_to_string(root.join("examples/shop/strata_client.py")).unwrap();
+    assert!(
+        client == copy,
+        "examples/shop/strata_client.py is a copy of clients/python/strata_client.py: \
+         cp clients/python/strata_client.py examples/shop/"
+    );
 }

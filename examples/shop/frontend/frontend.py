@@ -1,8 +1,10 @@
 """frontend: composes the product page from three other services. Python stdlib only.
 
-GET /?product=B0001&user=alice              -> the HTML product page
-GET /?product=B0001&user=alice&format=json  -> which instance served each part, as JSON
-GET /healthz                                -> ok
+GET  /?product=B0001&user=alice              -> the HTML product page
+GET  /?product=B0001&user=alice&format=json  -> which instance served each part, as JSON
+POST /buy  product=B0001&user=alice&qty=2    -> places an order (HTML; JSON with ?format=json
+                                                or Accept: application/json)
+GET  /healthz                                -> ok
 
 The page is put together from parallel calls made through the platform, by service
 name, never by address:
@@ -13,6 +15,13 @@ name, never by address:
 
 A part whose call fails or times out is left out of the page with a note; the page
 itself still renders (graceful degradation, as on the real thing).
+
+An order goes through the durable queue `orders` rather than a call: POST /buy publishes
+it with the Python client (strata_client.py, placed into the scratch dir by the
+manifest's `files`) and waits up to SHOP_ORDER_WAIT_MS for the `worker` pool's reply:
+200 with the confirmation, or 202 when none came in time (the order is stored and will
+still be fulfilled). The order id comes from the page's form, so a form sent twice is
+one order: the queue drops a publish whose dedupe id it has seen.
 """
 import html
 import json
@@ -23,6 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -31,25 +41,55 @@ INSTANCE = os.environ.get("STRATA_INSTANCE", "frontend-local")
 STRATA_URL = os.environ.get("STRATA_URL", "").rstrip("/")
 TIMEOUT_S = float(os.environ.get("SHOP_CALL_TIMEOUT_S", "5"))
 IMAGE_SIDE = int(os.environ.get("SHOP_IMAGE_SIDE", "300"))
+ORDER_WAIT_MS = int(os.environ.get("SHOP_ORDER_WAIT_MS", "3000"))
 USERS = ["alice", "bob", "carol", "guest"]
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 POOL = ThreadPoolExecutor(max_workers=32)
 
 
+def scratch_or_shop(name):
+    """A file the manifest's `files` placed into the scratch dir, else the shop's own copy."""
+    for d in (os.environ.get("TMPDIR", "/nonexistent"), os.path.join(HERE, "..")):
+        if os.path.exists(os.path.join(d, name)):
+            return d
+    return None
+
+
 def load_catalog():
-    here = os.path.dirname(os.path.abspath(__file__))
-    for path in (
-        os.path.join(os.environ.get("TMPDIR", "/nonexistent"), "catalog.json"),
-        os.path.join(here, "..", "catalog.json"),
-    ):
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)["products"]
-    return []
+    d = scratch_or_shop("catalog.json")
+    if d is None:
+        return []
+    with open(os.path.join(d, "catalog.json"), encoding="utf-8") as f:
+        return json.load(f)["products"]
 
 
 CATALOG = load_catalog()
 BY_ID = {p["id"]: p for p in CATALOG}
+
+sys.path.insert(0, scratch_or_shop("strata_client.py") or HERE)
+import strata_client  # noqa: E402
+
+
+class Clients:
+    """Kept-alive platform clients for the handler threads: one per order in flight."""
+
+    def __init__(self):
+        self.free = []
+        self.lock = threading.Lock()
+
+    def take(self):
+        with self.lock:
+            if self.free:
+                return self.free.pop()
+        return strata_client.Client(STRATA_URL, timeout=TIMEOUT_S)
+
+    def put(self, client):
+        with self.lock:
+            self.free.append(client)
+
+
+CLIENTS = Clients()
 
 
 class Part:
@@ -104,6 +144,54 @@ def compose(product, user):
     return {name: f.result() for name, f in futures.items()}
 
 
+def place_order(order):
+    """Publishes the order to `orders` and waits for a worker's reply -> (status, doc)."""
+    t0 = time.perf_counter()
+    doc = {"order": order, "frontend": INSTANCE}
+    if not STRATA_URL:
+        return 503, dict(doc, status="unavailable", error="STRATA_URL is not set")
+    client = CLIENTS.take()
+    try:
+        reply = client.request("orders", order, timeout_ms=ORDER_WAIT_MS, dedupe_id=order["order_id"])
+        CLIENTS.put(client)
+        outcome = reply.json()
+        doc.update(status=outcome.get("status", "confirmed"), confirmation=outcome, offset=reply.offset)
+        code = 200 if doc["status"] == "confirmed" else 409
+    except strata_client.StrataError as e:
+        CLIENTS.put(client)
+        if e.status == 504:
+            # Published and durable, but no worker answered in time: it will be fulfilled.
+            doc.update(status="accepted", note=f"no confirmation within {ORDER_WAIT_MS} ms; "
+                                               "the order is queued and will be fulfilled")
+            code = 202
+        else:
+            doc.update(status="unavailable", error=f"HTTP {e.status}: {e.message}")
+            code = 503
+    except Exception as e:  # refused connections, timeouts, a bad reply: nothing was confirmed
+        doc.update(status="unavailable", error=f"{type(e).__name__}: {e}")
+        code = 503
+    doc["ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    return code, doc
+
+
+def order_from(fields):
+    """The order in a POST /buy -> (order, None) or (None, what is wrong)."""
+    product = fields.get("product", "")
+    if product not in BY_ID:
+        return None, f"unknown product {product!r}"
+    try:
+        qty = int(fields.get("qty", "1"))
+    except ValueError:
+        qty = 0
+    if not 1 <= qty <= 99:
+        return None, "qty must be a whole number from 1 to 99"
+    order_id = fields.get("order_id") or uuid.uuid4().hex
+    if len(order_id) > 64:
+        return None, "order_id is too long"
+    return {"order_id": order_id, "product": product, "qty": qty,
+            "user": fields.get("user") or "guest"}, None
+
+
 # ---------------------------------------------------------------- HTML
 
 CSS = """
@@ -122,6 +210,8 @@ ul.cards a{color:#007185;text-decoration:none}
 .served{display:inline-block;font:12px ui-monospace,monospace;background:#f0f7ff;
         border:1px solid #b6d4fe;color:#084298;border-radius:3px;padding:1px 6px;margin-left:.4rem}
 .down{background:#fff3cd;border:1px solid #ffe69c;padding:.6rem;border-radius:4px;color:#664d03}
+.buy button{background:#ffd814;border:1px solid #fcd200;border-radius:20px;padding:.4rem 1.4rem;cursor:pointer}
+.buy input{width:3.5rem}
 footer{max-width:62rem;margin:0 auto 2rem;font:12px ui-monospace,monospace;color:#555}
 """
 
@@ -189,6 +279,13 @@ def render(product, user, parts, started, request_id):
 <h1>{esc(p["name"])}</h1>
 <p class="price">${esc(p["price"])}</p>
 <p>In stock. Ships from and sold by strata shop.</p>
+<form class="buy" method="post" action="/buy">
+<input type="hidden" name="product" value="{esc(p["id"])}">
+<input type="hidden" name="user" value="{esc(user)}">
+<input type="hidden" name="order_id" value="{uuid.uuid4().hex}">
+<label>Qty <input type="number" name="qty" value="1" min="1" max="99"></label>
+<button>Buy now</button>
+</form>
 <p>Page composed by <span class="served">{esc(INSTANCE)}</span> in {total:.0f} ms</p>
 </div>
 </div>
@@ -199,6 +296,42 @@ def render(product, user, parts, started, request_id):
 recommendations={esc(recs.instance if recs.doc else "-")}
 history={esc(hist.instance if hist.doc else "-")}
 request-id={esc(request_id or "-")}</footer>
+</body></html>
+"""
+
+
+def render_order(code, doc):
+    order = doc["order"]
+    p = BY_ID.get(order["product"], {"name": order["product"], "price": "?"})
+    back = esc(link(order["product"], order["user"]))
+    c = doc.get("confirmation") or {}
+    if code == 200:
+        head = "Order confirmed"
+        text = (f'<p>{esc(order["qty"])} &times; {esc(p["name"])}, total '
+                f'<span class="price" style="font-size:1rem">${esc(c.get("total", "?"))}</span>; '
+                f'ships {esc(c.get("ships", "soon"))}.</p>'
+                f'<p>Fulfilled by <span class="served">{esc(c.get("worker", "?"))}</span> '
+                f'from the queue (offset {esc(doc.get("offset"))}), confirmed in {doc["ms"]:.0f} ms.</p>')
+    elif code == 202:
+        head = "Order received"
+        text = f'<p>{esc(order["qty"])} &times; {esc(p["name"])}. {esc(doc["note"])}.</p>'
+    elif code == 409:
+        head = "Order not accepted"
+        text = f'<p class="down">{esc(c.get("reason", doc["status"]))}</p>'
+    else:
+        head = "Ordering is unavailable right now"
+        text = f'<p class="down">{esc(doc.get("error", ""))}; nothing was ordered. Please try again.</p>'
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{head} - strata shop</title>
+<style>{CSS}</style></head>
+<body>
+<header><b>strata shop</b><span>signed in as: {esc(order["user"])}</span></header>
+<main>
+<h1>{head}</h1>
+{text}
+<p>Order <code>{esc(order["order_id"])}</code>, placed by <span class="served">{esc(INSTANCE)}</span>.</p>
+<p><a href="{back}">Back to the product</a></p>
+</main>
 </body></html>
 """
 
@@ -245,6 +378,37 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, "application/json", json.dumps(doc).encode())
             page = render(product, user, parts, started, self.headers.get("X-Request-Id"))
             return self.send(200, "text/html; charset=utf-8", page.encode())
+
+    def do_POST(self):
+        with self.server.tracker:
+            url = urlsplit(self.path)
+            if url.path != "/buy":
+                return self.send(404, "text/plain", b"not found\n")
+            if "Content-Length" not in self.headers and self.headers.get("Transfer-Encoding"):
+                self.close_connection = True  # the unread body would be taken for the next request
+                return self.send(411, "text/plain", b"send the form with a Content-Length\n")
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > 64 << 10:
+                return self.send(413, "text/plain", b"form too large\n")
+            raw = self.rfile.read(length).decode("utf-8", "replace")
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            ctype = self.headers.get("Content-Type", "")
+            try:
+                form = json.loads(raw) if ctype.startswith("application/json") else \
+                    {k: v[0] for k, v in parse_qs(raw).items()}
+                fields = {**query, **{k: str(v) for k, v in form.items()}}
+            except (ValueError, AttributeError):
+                return self.send(400, "text/plain", b"the body is neither a form nor a JSON object\n")
+            as_json = query.get("format") == "json" or "application/json" in self.headers.get("Accept", "")
+            order, problem = order_from(fields)
+            if order is None:
+                if as_json:
+                    return self.send(400, "application/json", json.dumps({"error": problem}).encode())
+                return self.send(400, "text/plain", (problem + "\n").encode())
+            code, doc = place_order(order)
+            if as_json:
+                return self.send(code, "application/json", json.dumps(doc).encode())
+            return self.send(code, "text/html; charset=utf-8", render_order(code, doc).encode())
 
 
 class Tracker:

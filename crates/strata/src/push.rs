@@ -1,0 +1,154 @@
+//! Push consumption: for a service that `consumes` a queue, fetch batches for its group
+//! and POST each to one ready instance through the bus (load-aware, like any relayed
+//! request), at most one batch in flight per ready instance.
+//!
+//! A 2xx answer deletes the batch, except the offsets it lists in `{"failed": [...]}`,
+//! which are given back. Any other answer, or none, gives the whole batch back for
+//! redelivery (counted against `max_deliveries`); a delivery still running when the lease
+//! ends is delivered again elsewhere, which at-least-once allows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request};
+use http_body_util::{BodyExt, Limited};
+use strata_bus::Pool;
+use strata_gateway::relay;
+use strata_gateway::{RelayPolicy, ReqBody};
+use strata_manifest::ConsumesSpec;
+use strata_queue::{FetchOptions, Message, Queue};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Pause before giving a failed batch back, so that a pool failing every batch is not
+/// hammered in a tight loop.
+const FAILED_PAUSE: Duration = Duration::from_millis(250);
+
+pub(crate) async fn run(
+    queue: Arc<Queue>,
+    pool: Arc<Pool>,
+    consumes: ConsumesSpec,
+    mut policy: RelayPolicy,
+    token: CancellationToken,
+) {
+    let lease = Duration::from_millis(queue.spec().lease_ms);
+    policy.deadline = policy.deadline.min(lease);
+    policy.attempt_timeout = policy.attempt_timeout.min(policy.deadline);
+    let consumes = Arc::new(consumes);
+    let mut ready = pool.watch_ready();
+    let mut tasks = JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let capacity = *ready.borrow_and_update();
+        if capacity == 0 {
+            tokio::select! {
+                _ = ready.changed() => continue,
+                _ = token.cancelled() => break,
+            }
+        }
+        if tasks.len() >= capacity {
+            tokio::select! {
+                _ = tasks.join_next() => continue,
+                _ = ready.changed() => continue,
+                _ = token.cancelled() => break,
+            }
+        }
+        let opts = FetchOptions {
+            max: consumes.batch as usize,
+            max_bytes: 16 << 20,
+            wait: Duration::from_secs(1),
+            lease: None,
+        };
+        let fetched = tokio::select! {
+            f = queue.fetch(&consumes.group, opts) => f,
+            _ = token.cancelled() => break,
+        };
+        match fetched {
+            Ok(batch) if batch.is_empty() => {}
+            Ok(batch) => {
+                tasks.spawn(deliver(queue.clone(), pool.clone(), consumes.clone(), policy, batch));
+            }
+            Err(e) => {
+                tracing::error!(queue = %queue.name(), group = %consumes.group, "push fetch failed: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = token.cancelled() => break,
+                }
+            }
+        }
+    }
+    // Batches in flight stay leased and come back after a restart or the lease.
+    tasks.abort_all();
+}
+
+async fn deliver(
+    queue: Arc<Queue>,
+    pool: Arc<Pool>,
+    consumes: Arc<ConsumesSpec>,
+    policy: RelayPolicy,
+    batch: Vec<Message>,
+) {
+    let offsets: Vec<u64> = batch.iter().map(|m| m.offset).collect();
+    let body = Bytes::from(strata_api::queues::messages_json(
+        &batch,
+        &[("queue", queue.name()), ("group", &consumes.group)],
+    ));
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(consumes.path.as_str())
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, body.len())
+        .header("x-strata-queue", queue.name())
+        .header("x-strata-group", consumes.group.as_str())
+        .body(ReqBody::Full(Some(body)))
+        .expect("a valid request");
+    let (res, outcome) = relay::any(&pool, req, &policy).await;
+    let member = outcome.member.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+    let status = res.status();
+    let failed: Vec<u64> = if status.is_success() {
+        match Limited::new(res.into_body(), 1 << 20).collect().await {
+            Ok(body) => failed_offsets(&body.to_bytes()),
+            Err(e) => {
+                tracing::warn!(queue = %queue.name(), member, "push answer unreadable ({e}): batch given back");
+                offsets.clone()
+            }
+        }
+    } else {
+        tracing::warn!(queue = %queue.name(), member, status = status.as_u16(), "push delivery failed: batch given back");
+        offsets.clone()
+    };
+    let done: Vec<u64> = offsets.iter().copied().filter(|o| !failed.contains(o)).collect();
+    if !done.is_empty() {
+        if let Err(e) = queue.ack(&consumes.group, &done).await {
+            tracing::error!(queue = %queue.name(), "push ack failed: {e}");
+        }
+    }
+    if !failed.is_empty() {
+        tokio::time::sleep(FAILED_PAUSE).await;
+        let _ = queue.nack(&consumes.group, &failed);
+    }
+}
+
+/// The offsets of `{"failed": [...]}`; an empty or other body fails none.
+fn failed_offsets(body: &[u8]) -> Vec<u64> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        failed: Vec<u64>,
+    }
+    serde_json::from_slice::<Answer>(body)
+        .map(|a| a.failed)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn failed_offsets_are_read_leniently() {
+        assert_eq!(super::failed_offsets(br#"{"failed": [3, 1]}"#), [3, 1]);
+        assert!(super::failed_offsets(b"").is_empty());
+        assert!(super::failed_offsets(b"ok").is_empty());
+        assert!(super::failed_offsets(br#"{"processed": 4}"#).is_empty());
+    }
+}
