@@ -74,9 +74,16 @@ async fn create(State(state): State<Arc<ApiState>>, Path(queue): Path<String>, b
     let spec: QueueSpec = if body.iter().all(u8::is_ascii_whitespace) {
         QueueSpec::default()
     } else {
-        match serde_json::from_slice(&body) {
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        match serde_path_to_error::deserialize(&mut de) {
             Ok(spec) => spec,
-            Err(e) => return bad(format!("queue settings: {e} (see docs/queues.md)")),
+            Err(e) => {
+                return bad(format!(
+                    "queue settings: {}: {} (see docs/queues.md)",
+                    e.path(),
+                    e.inner()
+                ))
+            }
         }
     };
     let qs = queues(&state).clone();

@@ -1,0 +1,477 @@
+//! Queues through a real node: push delivery to a pool (spread, partial failure, lease
+//! expiry to another member), bad input over HTTP, and kill -9 of the whole node during
+//! concurrent acknowledged publishes.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::Method;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+const CONSUMER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/consumer.py");
+
+fn consumer_manifest(app: &App, instances: u32, env: Value, queue: Value) -> strata_manifest::Manifest {
+    let mut env = env;
+    env["RECORD"] = json!(app.record.display().to_string());
+    let manifest = json!({
+        "strata": 1,
+        "app": "test",
+        "queues": { "jobs": queue },
+        "services": {
+            "work": {
+                "run": ["python3", CONSUMER],
+                "env": env,
+                "health": { "path": "/healthz", "interval_ms": 200 },
+                "instances": { "min": instances, "max": instances },
+                "consumes": { "queue": "jobs", "group": "workers", "batch": 5, "path": "/jobs" },
+                "stop_grace_ms": 500
+            }
+        }
+    });
+    strata_manifest::parse(&manifest.to_string()).expect("a valid manifest")
+}
+
+async fn publish_texts(api: SocketAddr, queue: &str, texts: &[String]) -> Vec<u64> {
+    let messages: Vec<Value> = texts.iter().map(|t| json!({ "body": t })).collect();
+    let reply = post(
+        api,
+        &format!("/v1/queues/{queue}/messages"),
+        json!({ "messages": messages }).to_string(),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    reply.json()["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_u64().unwrap())
+        .collect()
+}
+
+/// (offset -> [(instance, deliveries)]) from the consumers' record file.
+fn deliveries(app: &App) -> BTreeMap<u64, Vec<(String, u64)>> {
+    let mut out: BTreeMap<u64, Vec<(String, u64)>> = BTreeMap::new();
+    for r in app.records() {
+        out.entry(r["offset"].as_u64().unwrap()).or_default().push((
+            r["instance"].as_str().unwrap().to_string(),
+            r["deliveries"].as_u64().unwrap(),
+        ));
+    }
+    out
+}
+
+async fn backlog(api: SocketAddr) -> Option<u64> {
+    let ps = get(api, "/v1/ps").await.json();
+    ps["consumers"][0]["backlog"].as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_delivery_spreads_over_the_pool_and_deletes() {
+    let app = App::new();
+    let node = app
+        .start(app.config(consumer_manifest(&app, 2, json!({}), json!({}))))
+        .await;
+    wait_ready(&node, "work", 2).await;
+    let texts: Vec<String> = (0..200).map(|i| format!("job-{i}")).collect();
+    let offsets = publish_texts(node.api_addr, "jobs", &texts).await;
+    assert_eq!(offsets, (0..200).collect::<Vec<u64>>());
+    wait_until("every job delivered", Duration::from_secs(20), || {
+        deliveries(&app).len() == 200
+    })
+    .await;
+    wait_for_async("backlog 0", Duration::from_secs(10), || async {
+        (backlog(node.api_addr).await == Some(0)).then_some(())
+    })
+    .await;
+    let seen = deliveries(&app);
+    let instances: std::collections::BTreeSet<&str> =
+        seen.values().flat_map(|d| d.iter().map(|(i, _)| i.as_str())).collect();
+    assert_eq!(instances.len(), 2, "both members got batches: {instances:?}");
+    assert!(
+        seen.values().all(|d| d.len() == 1 && d[0].1 == 1),
+        "each delivered once"
+    );
+    let r = &app.records()[0];
+    assert_eq!(r["queue"], "jobs");
+    assert_eq!(r["group"], "workers");
+    assert_eq!(r["header_queue"], "jobs");
+    // ps shows the backlog under the service.
+    let out = strata(app.path(), &["--api", &format!("http://{}", node.api_addr), "ps"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("consumes jobs/workers: backlog 0"), "{text}");
+    let out = strata(app.path(), &["--api", &format!("http://{}", node.api_addr), "queues"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("jobs") && text.contains("always") && text.contains("group workers"),
+        "{text}"
+    );
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_offsets_of_a_batch_are_delivered_again() {
+    let app = App::new();
+    let node = app
+        .start(app.config(consumer_manifest(&app, 1, json!({ "FAIL_FIRST": "1" }), json!({}))))
+        .await;
+    wait_ready(&node, "work", 1).await;
+    let texts: Vec<String> = (0..10).map(|i| format!("job-{i}")).collect();
+    publish_texts(node.api_addr, "jobs", &texts).await;
+    wait_until("every job delivered twice", Duration::from_secs(20), || {
+        let d = deliveries(&app);
+        d.len() == 10 && d.values().all(|v| v.iter().any(|(_, n)| *n == 2))
+    })
+    .await;
+    wait_for_async("backlog 0", Duration::from_secs(10), || async {
+        (backlog(node.api_addr).await == Some(0)).then_some(())
+    })
+    .await;
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_lease_is_delivered_to_another_member() {
+    let app = App::new();
+    // work-1 takes first deliveries and never answers in time; the lease is 1 s.
+    let node = app
+        .start(app.config(consumer_manifest(
+            &app,
+            2,
+            json!({ "HANG_FIRST": "1" }),
+            json!({ "lease_ms": 1000 }),
+        )))
+        .await;
+    wait_ready(&node, "work", 2).await;
+    let texts: Vec<String> = (0..30).map(|i| format!("job-{i}")).collect();
+    publish_texts(node.api_addr, "jobs", &texts).await;
+    let seen = wait_for(
+        "a hung batch delivered again elsewhere",
+        Duration::from_secs(30),
+        || {
+            let d = deliveries(&app);
+            let hung: Vec<u64> = d
+                .iter()
+                .filter(|(_, v)| v.iter().any(|(i, n)| i == "work-1" && *n == 1))
+                .map(|(o, _)| *o)
+                .collect();
+            let rescued = !hung.is_empty() && hung.iter().all(|o| d[o].iter().any(|(i, n)| i == "work-2" && *n >= 2));
+            (rescued && d.len() == 30).then_some(d)
+        },
+    )
+    .await;
+    for (offset, d) in &seen {
+        assert!(!d.is_empty(), "offset {offset} delivered");
+    }
+    wait_for_async("backlog 0", Duration::from_secs(20), || async {
+        (backlog(node.api_addr).await == Some(0)).then_some(())
+    })
+    .await;
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
+    let app = App::new();
+    let node = app
+        .start(app.config(consumer_manifest(
+            &app,
+            1,
+            json!({}),
+            json!({ "max_message_bytes": 64 }),
+        )))
+        .await;
+    let api = node.api_addr;
+    let ok = post(api, "/v1/queues/jobs/messages", r#"{"body": "kept"}"#).await;
+    assert_eq!(ok.status, 201, "{}", ok.text());
+    let compact = |parts: &[&[u8]]| {
+        let mut b = Vec::new();
+        for p in parts {
+            b.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            b.extend_from_slice(p);
+        }
+        b
+    };
+    let mut cut = compact(&[b"a", b"bb"]);
+    cut.truncate(cut.len() - 1);
+    let cases: Vec<(Method, &str, Vec<u8>, Option<&str>, u16, &str)> = vec![
+        (
+            Method::POST,
+            "/v1/queues/nope/messages",
+            br#"{"body":"x"}"#.to_vec(),
+            None,
+            404,
+            "no queue named \"nope\"",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/messages",
+            format!(r#"{{"body":"{}"}}"#, "x".repeat(65)).into_bytes(),
+            None,
+            413,
+            "over the queue's max_message_bytes (64)",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/messages",
+            br#"{"messages":[{"body":"ok"},{"body":7}]}"#.to_vec(),
+            None,
+            400,
+            "messages[1]",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/messages",
+            br#"{"body":"x","colour":"red"}"#.to_vec(),
+            None,
+            400,
+            "unknown field `colour`",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/messages",
+            br#"{"body_base64":"!!"}"#.to_vec(),
+            None,
+            400,
+            "not base64",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/messages",
+            b"not json".to_vec(),
+            None,
+            400,
+            "not JSON",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/messages",
+            cut,
+            Some("application/x-strata-batch"),
+            400,
+            "runs past the end",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/messages?wait=3",
+            br#"{"body":"x"}"#.to_vec(),
+            None,
+            400,
+            "unknown parameter",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/groups/g/fetch?max=0",
+            vec![],
+            None,
+            400,
+            "max must be",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/groups/g/fetch?max=lots",
+            vec![],
+            None,
+            400,
+            "max must be",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/groups/G!/fetch",
+            vec![],
+            None,
+            400,
+            "not a group name",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/groups/g/ack",
+            br#"{"offsets":["1"]}"#.to_vec(),
+            None,
+            400,
+            "offsets",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/groups/nobody/ack",
+            br#"{"offsets":[0]}"#.to_vec(),
+            None,
+            404,
+            "no consumer group",
+        ),
+        (
+            Method::DELETE,
+            "/v1/queues/jobs/groups/g/messages/x1",
+            vec![],
+            None,
+            400,
+            "not a whole number",
+        ),
+        (Method::PUT, "/v1/queues/Bad!", vec![], None, 400, "queues"),
+        (
+            Method::PUT,
+            "/v1/queues/new",
+            br#"{"fsync":"sometimes"}"#.to_vec(),
+            None,
+            400,
+            "fsync",
+        ),
+        (
+            Method::POST,
+            "/v1/reply",
+            br#"{"reply_to":"inbox:gone","body":"x"}"#.to_vec(),
+            None,
+            404,
+            "no publisher waits",
+        ),
+    ];
+    for (method, path, body, content_type, status, says) in cases {
+        let mut req = request(method.clone(), api, path, body);
+        if let Some(ct) = content_type {
+            req.headers_mut()
+                .insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
+        }
+        let reply = send(api, req).await.expect("an answer");
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.text());
+        let error = reply.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(error.contains(says), "{method} {path}: {error:?} should say {says:?}");
+    }
+    // Only the one good message was stored.
+    let fetched = post(api, "/v1/queues/jobs/groups/g/fetch?max=all", "").await.json();
+    let messages = fetched["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{fetched}");
+    assert_eq!(messages[0]["body"], "kept");
+    stop(node).await;
+}
+
+/// One kept-alive HTTP/1.1 connection for a publisher.
+struct Conn(hyper::client::conn::http1::SendRequest<Full<Bytes>>);
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> Option<Conn> {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+        tokio::spawn(conn);
+        Some(Conn(send))
+    }
+
+    /// The offset of an acknowledged publish; None if the node did not acknowledge it.
+    async fn publish(&mut self, addr: SocketAddr, body: String) -> Option<u64> {
+        let req = request(Method::POST, addr, "/v1/queues/crash/messages", body);
+        let res = self.0.send_request(req).await.ok()?;
+        if res.status() != 201 {
+            return None;
+        }
+        let body = res.into_body().collect().await.ok()?.to_bytes();
+        serde_json::from_slice::<Value>(&body).ok()?["offset"].as_u64()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_concurrent_publishes_loses_no_acknowledged_message() {
+    const PUBLISHERS: usize = 32;
+    const PER_ROUND: usize = 10_000;
+    const ROUNDS: usize = 3;
+    let app = App::new();
+    let manifest = json!({
+        "strata": 1, "app": "crash",
+        "queues": { "crash": { "segment_bytes": 262144, "max_message_bytes": 4096 } },
+        "services": { "idle": { "run": ["python3", "-m", "http.server", "${PORT}", "--bind", "127.0.0.1"] } }
+    });
+    std::fs::write(app.path().join("strata.json"), manifest.to_string()).unwrap();
+    // (round, publisher, seq) -> offset of every acknowledged publish.
+    let acked: Arc<Mutex<HashMap<(usize, usize, usize), u64>>> = Arc::default();
+    let mut up = Up::spawn(app.path(), &[]);
+    for round in 0..ROUNDS {
+        let api = addr_of(up.node_file().await["api"].as_str().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for p in 0..PUBLISHERS {
+            let (acked, count, stop) = (acked.clone(), count.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let Some(mut conn) = Conn::open(api).await else { return };
+                for seq in 0..PER_ROUND / PUBLISHERS {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let body = json!({ "body": format!("r{round}-p{p}-s{seq}") }).to_string();
+                    match conn.publish(api, body).await {
+                        Some(offset) => {
+                            acked.lock().unwrap().insert((round, p, seq), offset);
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                        None => return,
+                    }
+                }
+            }));
+        }
+        // Kill at a different point each round, mid-stream.
+        let kill_at = PER_ROUND / 4 + round * PER_ROUND / 5;
+        wait_until("publishes under way", Duration::from_secs(60), || {
+            count.load(Ordering::Relaxed) >= kill_at
+        })
+        .await;
+        signal(up.pid, libc::SIGKILL);
+        up.wait_exit(Duration::from_secs(10)).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+        let got = count.load(Ordering::Relaxed);
+        assert!(got < PER_ROUND, "the kill came mid-stream ({got} acknowledged)");
+        // Restart on the same files and read everything back.
+        let _ = std::fs::remove_file(app.path().join(".strata").join("node.json"));
+        up = Up::spawn(app.path(), &[]);
+        let api = addr_of(up.node_file().await["api"].as_str().unwrap());
+        let group = format!("check{round}");
+        let fetched = post(
+            api,
+            &format!("/v1/queues/crash/groups/{group}/fetch?max=all&max_bytes=1000000000"),
+            "",
+        )
+        .await;
+        assert_eq!(fetched.status, 200, "{}", fetched.text());
+        let stored: HashMap<u64, String> = fetched.json()["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["offset"].as_u64().unwrap(), m["body"].as_str().unwrap().to_string()))
+            .collect();
+        let acked = acked.lock().unwrap();
+        let missing: Vec<_> = acked
+            .iter()
+            .filter(|((r, p, s), offset)| stored.get(offset) != Some(&format!("r{r}-p{p}-s{s}")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} of {} acknowledged messages missing or changed, e.g. {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(5)]
+        );
+        // Each publisher's messages are stored in the order it published them.
+        for p in 0..PUBLISHERS {
+            let offsets: Vec<u64> = (0..PER_ROUND / PUBLISHERS)
+                .filter_map(|s| acked.get(&(round, p, s)).copied())
+                .collect();
+            assert!(offsets.windows(2).all(|w| w[0] < w[1]), "publisher {p} order kept");
+        }
+        let stats = get(api, "/v1/queues/crash").await.json();
+        assert_eq!(stats["corrupt"], 0, "{stats}");
+        eprintln!(
+            "round {round}: killed after {got} acknowledged publishes; {} stored in all, 0 acknowledged missing",
+            stored.len()
+        );
+    }
+    signal(up.pid, libc::SIGTERM);
+    up.wait_exit(Duration::from_secs(20)).await;
+}
