@@ -202,7 +202,9 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
     };
     let mut cut = compact(&[b"a", b"bb"]);
     cut.truncate(cut.len() - 1);
-    let cases: Vec<(Method, &str, Vec<u8>, Option<&str>, u16, &str)> = vec![
+    /// method, path, body, content type, status, what the error says
+    type Case<'a> = (Method, &'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             "/v1/queues/nope/messages",
@@ -388,7 +390,8 @@ async fn kill_9_during_concurrent_publishes_loses_no_acknowledged_message() {
     });
     std::fs::write(app.path().join("strata.json"), manifest.to_string()).unwrap();
     // (round, publisher, seq) -> offset of every acknowledged publish.
-    let acked: Arc<Mutex<HashMap<(usize, usize, usize), u64>>> = Arc::default();
+    type Acked = HashMap<(usize, usize, usize), u64>;
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let mut up = Up::spawn(app.path(), &[]);
     for round in 0..ROUNDS {
         let api = addr_of(up.node_file().await["api"].as_str().unwrap());
@@ -446,7 +449,7 @@ async fn kill_9_during_concurrent_publishes_loses_no_acknowledged_message() {
             .iter()
             .map(|m| (m["offset"].as_u64().unwrap(), m["body"].as_str().unwrap().to_string()))
             .collect();
-        let acked = acked.lock().unwrap();
+        let acked = acked.lock().unwrap().clone();
         let missing: Vec<_> = acked
             .iter()
             .filter(|((r, p, s), offset)| stored.get(offset) != Some(&format!("r{r}-p{p}-s{s}")))
