@@ -44,6 +44,7 @@ fn queue_error(e: QueueError) -> Response {
         QueueError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         QueueError::BadInput(_) => StatusCode::BAD_REQUEST,
         QueueError::NoReply(_) => StatusCode::GATEWAY_TIMEOUT,
+        QueueError::Duplicate(_) => StatusCode::CONFLICT,
         QueueError::Closed => StatusCode::SERVICE_UNAVAILABLE,
         QueueError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };

@@ -53,6 +53,8 @@ pub enum QueueError {
     NoInbox(String),
     #[error("no reply within {0} ms")]
     NoReply(u64),
+    #[error("a duplicate of the message at offset {0} (same dedupe id within the window): its reply went to the first publisher")]
+    Duplicate(u64),
     #[error("the queue is closed")]
     Closed,
     #[error("disk: {0}")]
@@ -192,6 +194,9 @@ impl Queues {
         self.inboxes().insert(inbox.clone(), tx);
         let result = async {
             let published = q.publish(vec![message]).await?.remove(0);
+            if published.duplicate {
+                return Err(QueueError::Duplicate(published.offset));
+            }
             match tokio::time::timeout(deadline, rx).await {
                 Ok(Ok(reply)) => Ok((published, reply)),
                 _ => Err(QueueError::NoReply(deadline.as_millis() as u64)),

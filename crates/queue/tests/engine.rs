@@ -553,3 +553,48 @@ async fn bad_input_is_refused_and_loses_nothing() {
     assert_eq!(got.len(), 1, "the refused batch stored nothing");
     assert_eq!(got[0].payload, &b"kept"[..]);
 }
+
+#[tokio::test]
+async fn interval_and_none_policies_keep_what_was_written_across_a_reopen() {
+    for fsync in [FsyncPolicy::Interval, FsyncPolicy::None] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = QueueSpec {
+            fsync,
+            fsync_interval_ms: 20,
+            ..spec()
+        };
+        {
+            let queues = open(dir.path(), s.clone());
+            publish_n(&queues, 50).await;
+            let q = queues.get("q").unwrap();
+            let got = q.fetch("g", fetch_all()).await.unwrap();
+            q.ack("g", &[0, 1, 2]).await.unwrap();
+            assert_eq!(got.len(), 50);
+            assert_eq!(q.stats().fsync, fsync.as_str());
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            queues.close();
+        }
+        let queues = open(dir.path(), s);
+        let q = queues.get("q").unwrap();
+        let got = q.fetch("g", fetch_all()).await.unwrap();
+        assert_eq!(got.len(), 47, "{fsync:?}");
+        assert_eq!(got[0].offset, 3);
+    }
+}
+
+#[tokio::test]
+async fn request_with_a_duplicate_dedupe_id_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let queues = open(dir.path(), spec());
+    let q = queues.get("q").unwrap();
+    let first = NewMessage {
+        payload: Bytes::from_static(b"order"),
+        dedupe_id: Some("o-1".into()),
+        ..NewMessage::default()
+    };
+    q.publish(vec![first.clone()]).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = queues.request("q", first, Duration::from_secs(10)).await.unwrap_err();
+    assert_eq!(err, QueueError::Duplicate(0));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
