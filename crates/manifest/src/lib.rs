@@ -55,6 +55,61 @@ pub struct Manifest {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub queues: BTreeMap<String, QueueSpec>,
+    /// The node's cache: where it speaks the Redis protocol, and its memory bound.
+    #[serde(default, deserialize_with = "de::object")]
+    pub cache: CacheSpec,
+    /// Read-through caches in front of store namespaces, by name.
+    #[serde(
+        default,
+        deserialize_with = "de::unique_objects",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub caches: BTreeMap<String, ReadThroughSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSpec {
+    /// Address of the Redis-protocol listener; None: no Redis port.
+    #[serde(default = "default_cache_listen", skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Memory the cache may hold (keys and values) before it evicts.
+    #[serde(default = "default_cache_max_memory_mb")]
+    pub max_memory_mb: u64,
+}
+
+fn default_cache_listen() -> Option<String> {
+    Some("127.0.0.1:6380".to_string())
+}
+fn default_cache_max_memory_mb() -> u64 {
+    256
+}
+
+impl Default for CacheSpec {
+    fn default() -> Self {
+        CacheSpec {
+            listen: default_cache_listen(),
+            max_memory_mb: default_cache_max_memory_mb(),
+        }
+    }
+}
+
+/// A cache in front of a store namespace: a miss loads from the store (one load per key
+/// however many ask), a value is fresh for `ttl_ms`, then served stale for up to
+/// `stale_ms` more while it is refreshed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadThroughSpec {
+    /// The store namespace (within the app) it reads.
+    pub namespace: String,
+    #[serde(default = "default_rt_ttl_ms")]
+    pub ttl_ms: u64,
+    #[serde(default)]
+    pub stale_ms: u64,
+}
+
+fn default_rt_ttl_ms() -> u64 {
+    60_000
 }
 
 /// When a queue's writes reach the disk; `Deserialize` is in `de`.

@@ -59,6 +59,7 @@ pub(crate) fn validate(m: &Manifest) -> Result<(), ManifestError> {
     for (name, spec) in &m.queues {
         check_queue(name, spec, &root.key("queues").key(name))?;
     }
+    check_cache(m, &root)?;
     check_route_conflicts(m)?;
     check_binding_cycles(m)
 }
@@ -204,6 +205,38 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath)
         ));
     }
     check_consumes(m, spec, path)
+}
+
+fn check_cache(m: &Manifest, root: &FieldPath) -> Result<(), ManifestError> {
+    if let Some(listen) = &m.cache.listen {
+        if listen.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                root.key("cache").key("listen"),
+                "a socket address such as 127.0.0.1:6380",
+                quoted(listen),
+            ));
+        }
+    }
+    positive(
+        root.key("cache").key("max_memory_mb"),
+        m.cache.max_memory_mb,
+        "megabytes",
+    )?;
+    for (name, spec) in &m.caches {
+        let path = root.key("caches").key(name);
+        if !is_queue_name(name) {
+            return Err(invalid(path, EXPECT_QUEUE_NAME, format!("the name {}", quoted(name))));
+        }
+        if !is_queue_name(&spec.namespace) {
+            return Err(invalid(
+                path.key("namespace"),
+                EXPECT_QUEUE_NAME,
+                quoted(&spec.namespace),
+            ));
+        }
+        positive(path.key("ttl_ms"), spec.ttl_ms, "milliseconds")?;
+    }
+    Ok(())
 }
 
 /// A queue or consumer group name: it names a directory, so a restricted alphabet.

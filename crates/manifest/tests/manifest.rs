@@ -697,7 +697,7 @@ fn unknown_fields_are_named_at_every_level() {
         (
             "service",
             Box::new(set("service", json!({}))),
-            &["strata", "app", "gateway", "services", "queues"],
+            &["strata", "app", "gateway", "services", "queues", "cache", "caches"],
         ),
         ("gateway.listn", Box::new(set("gateway.listn", json!(""))), &gateway),
         (

@@ -68,6 +68,8 @@ fn schema_properties_match_the_model() {
         ("/$defs/consumes/properties", &cart["consumes"]),
         ("/$defs/queue/properties", &m["queues"]["orders"]),
         ("/$defs/retention/properties", &m["queues"]["orders"]["retention"]),
+        ("/$defs/cache/properties", &m["cache"]),
+        ("/$defs/read_through/properties", &m["caches"]["history"]),
     ];
     for (pointer, value) in pairs {
         let properties = schema
@@ -101,7 +103,7 @@ fn schema_defaults_match_the_model() {
         "bare": {"run": ["x"]},
         "s": {"run": ["x"], "routes": [{"path": "/"}], "health": {"path": "/"}, "setup": {"run": ["x"]},
               "consumes": {"queue": "q", "group": "g", "path": "/"}}},
-        "queues": {"q": {}}});
+        "queues": {"q": {}}, "caches": {"c": {"namespace": "n"}}});
     let m = serde_json::to_value(parse_value(&minimal).expect("minimal")).expect("serialize");
     let s = &m["services"]["s"];
     let pairs = [
@@ -117,6 +119,8 @@ fn schema_defaults_match_the_model() {
         ("/$defs/consumes", &s["consumes"]),
         ("/$defs/queue", &m["queues"]["q"]),
         ("/$defs/retention", &m["queues"]["q"]["retention"]),
+        ("/$defs/cache", &m["cache"]),
+        ("/$defs/read_through", &m["caches"]["c"]),
     ];
     let mut checked = 0;
     for (pointer, value) in pairs {
