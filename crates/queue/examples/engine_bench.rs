@@ -92,6 +92,30 @@ async fn consume(queues: &Arc<Queues>, messages: usize) -> f64 {
     got as f64 / started.elapsed().as_secs_f64()
 }
 
+/// p50 of one publish waited for at a time, and of a raw fdatasync of a small write
+/// into a preallocated file beside it, in microseconds.
+async fn sequential_latency(queues: &Arc<Queues>, dir: &std::path::Path, n: usize) -> (f64, f64) {
+    use std::os::unix::fs::FileExt;
+    let q = queues.get("bench").unwrap();
+    let body = Bytes::from(vec![b'z'; 128]);
+    let mut publish = Vec::with_capacity(n);
+    let mut sync = Vec::with_capacity(n);
+    let file = std::fs::File::create(dir.join("floor")).unwrap();
+    file.set_len(0).unwrap();
+    file.write_all_at(&vec![0u8; n * 256 + 4096], 0).unwrap();
+    file.sync_all().unwrap();
+    for i in 0..n {
+        let t = Instant::now();
+        q.publish(vec![NewMessage::new(body.clone())]).await.unwrap();
+        publish.push(t.elapsed().as_secs_f64() * 1e6);
+        let t = Instant::now();
+        file.write_all_at(&[1u8; 153], (i * 256) as u64).unwrap();
+        file.sync_data().unwrap();
+        sync.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    (median(publish), median(sync))
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -101,6 +125,8 @@ async fn main() {
     for round in 1..=rounds {
         let dir = tempfile::tempdir().expect("temp dir");
         let queues = open(dir.path());
+        let (lat, floor) = sequential_latency(&queues, dir.path(), 2000).await;
+        println!("round {round}: one publish at a time p50 {lat:.0} us; raw fdatasync p50 {floor:.0} us");
         let c = concurrent_publish(&queues, 256, 40).await;
         let b = batched_publish(&queues, messages).await;
         let r = consume(&queues, messages).await;

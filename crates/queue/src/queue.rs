@@ -451,11 +451,14 @@ impl Queue {
         let max_record = self.max_record();
         let needs_disk = leases.iter().any(|l| matches!(l.at, Located::Disk { .. }));
         let raw: Vec<(u64, u32, io::Result<Bytes>)> = if needs_disk {
-            tokio::task::spawn_blocking(move || read_all(leases))
-                .await
-                .map_err(|e| QueueError::Io(format!("read task failed: {e}")))?
+            match read_all(&leases, true) {
+                Some(raw) => raw,
+                None => tokio::task::spawn_blocking(move || read_all(&leases, false).expect("blocking reads complete"))
+                    .await
+                    .map_err(|e| QueueError::Io(format!("read task failed: {e}")))?,
+            }
         } else {
-            read_all(leases)
+            read_all(&leases, true).expect("memory reads complete")
         };
         let mut out = Vec::with_capacity(raw.len());
         let mut bad = Vec::new();
@@ -716,8 +719,9 @@ fn locate(segments: &VecDeque<SegMeta>, cache: &VecDeque<Chunk>, offset: u64, sl
 }
 
 /// Reads leased records: from memory, or from disk with one read per run of records
-/// that lie back to back in one segment.
-fn read_all(leases: Vec<Lease>) -> Vec<(u64, u32, io::Result<Bytes>)> {
+/// that lie back to back in one segment. With `cached_only`, `None` when some record is
+/// not in the page cache (nothing waited for the disk).
+fn read_all(leases: &[Lease], cached_only: bool) -> Option<Vec<(u64, u32, io::Result<Bytes>)>> {
     let mut out = Vec::with_capacity(leases.len());
     let mut i = 0;
     while i < leases.len() {
@@ -743,7 +747,12 @@ fn read_all(leases: Vec<Lease>) -> Vec<(u64, u32, io::Result<Bytes>)> {
             end += u64::from(*l);
             j += 1;
         }
-        match segment::read(file, start, (end - start) as usize) {
+        let read = if cached_only {
+            segment::read_cached(file, start, (end - start) as usize).transpose()?
+        } else {
+            segment::read(file, start, (end - start) as usize)
+        };
+        match read {
             Ok(run) => {
                 for l in &leases[i..j] {
                     let Located::Disk { pos, len, .. } = &l.at else {
@@ -761,7 +770,7 @@ fn read_all(leases: Vec<Lease>) -> Vec<(u64, u32, io::Result<Bytes>)> {
         }
         i = j;
     }
-    out
+    Some(out)
 }
 
 /// The writer thread's own state: everything about where the next bytes go.

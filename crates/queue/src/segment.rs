@@ -240,6 +240,32 @@ fn zero_from(file: &File, from: u64, to: u64) -> io::Result<()> {
     file.sync_data()
 }
 
+/// Reads `len` bytes at `pos` only if they are all in the page cache: `preadv2` with
+/// `RWF_NOWAIT` never waits for the disk. `Ok(None)`: not (all) cached, read them on a
+/// blocking thread instead. This is what lets a fetch of recent-enough data stay on its
+/// runtime thread without breaking the rule that disk work never blocks the runtime.
+pub(crate) fn read_cached(file: &File, pos: u64, len: usize) -> io::Result<Option<Bytes>> {
+    use std::os::fd::AsRawFd;
+    let mut buf = vec![0u8; len];
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    // SAFETY: `iov` points at `buf`, which lives and is `len` bytes long for the call.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, pos as libc::off_t, libc::RWF_NOWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    if n as usize != len {
+        return Ok(None);
+    }
+    Ok(Some(Bytes::from(buf)))
+}
+
 /// Reads `len` bytes at `pos`.
 pub(crate) fn read(file: &File, pos: u64, len: usize) -> io::Result<Bytes> {
     let mut buf = vec![0u8; len];

@@ -1,0 +1,155 @@
+//! The JetStream half: a file-storage work-queue stream on one subject and a durable
+//! pull consumer, through async-nats.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::run::{RunConfig, RunResult, Until};
+
+const STREAM: &str = "BENCH";
+const SUBJECT: &str = "bench";
+const CONSUMER: &str = "bench";
+/// Messages per fetch when draining what the timed part of (c) left.
+const DRAIN_BATCH: usize = 1000;
+
+pub async fn run(url: &str, cfg: &RunConfig) -> Result<RunResult> {
+    let client = async_nats::connect(url)
+        .await
+        .with_context(|| format!("connect to nats-server at {url}"))?;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: STREAM.to_string(),
+            subjects: vec![SUBJECT.to_string()],
+            storage: stream::StorageType::File,
+            // Deleted once acknowledged, as a strata queue with one group.
+            retention: stream::RetentionPolicy::WorkQueue,
+            ..Default::default()
+        })
+        .await
+        .context("create the JetStream stream")?;
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            CONSUMER,
+            consumer::pull::Config {
+                durable_name: Some(CONSUMER.to_string()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await
+        .context("create the durable pull consumer")?;
+
+    let body = Bytes::from(vec![b'x'; cfg.size]);
+    let mut result = RunResult::default();
+    let mut published = 0u64;
+
+    for _ in 0..50 {
+        js.publish(SUBJECT, body.clone())
+            .await?
+            .await
+            .context("publish to JetStream")?;
+        published += 1;
+    }
+
+    // (a) one publisher, each publish waited for.
+    let deadline = Instant::now() + Duration::from_secs_f64(cfg.secs);
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        js.publish(SUBJECT, body.clone())
+            .await?
+            .await
+            .context("publish to JetStream")?;
+        result.latencies.push(t.elapsed());
+        published += 1;
+    }
+
+    // (b) async publish, `unacked` acks outstanding on the one connection.
+    let (n, time) = pipelined(
+        &js,
+        &body,
+        cfg.unacked,
+        Until::Elapsed(Duration::from_secs_f64(cfg.secs)),
+    )
+    .await?;
+    result.published = n;
+    result.publish_time = time;
+    published += n;
+    if published < cfg.consume {
+        pipelined(&js, &body, cfg.unacked, Until::Count(cfg.consume - published)).await?;
+    }
+
+    // (c) `consume` messages fetched `batch` at a time (no wait), each acked (JetStream
+    // acks are fire-and-forget); then the rest of the backlog, untimed.
+    let start = Instant::now();
+    result.consumed = consume(&consumer, cfg.batch, cfg.consume, cfg.size).await?;
+    client.flush().await.context("flush the acks to nats-server")?;
+    result.consume_time = start.elapsed();
+    consume(&consumer, DRAIN_BATCH, u64::MAX, cfg.size).await?;
+    client.flush().await.context("flush the acks to nats-server")?;
+    Ok(result)
+}
+
+/// Fetches up to `limit` messages, `batch` at a time, acking each; stops early when the
+/// consumer has nothing left. Returns how many were consumed.
+async fn consume(consumer: &consumer::PullConsumer, batch: usize, limit: u64, size: usize) -> Result<u64> {
+    let mut consumed = 0u64;
+    while consumed < limit {
+        let max = (limit - consumed).min(batch as u64) as usize;
+        let mut messages = consumer
+            .fetch()
+            .max_messages(max)
+            .messages()
+            .await
+            .context("fetch from JetStream")?;
+        let mut got = 0u64;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| anyhow::anyhow!("fetch from JetStream: {e}"))?;
+            if message.payload.len() != size {
+                bail!(
+                    "JetStream handed out {} bytes, {size} were published",
+                    message.payload.len()
+                );
+            }
+            message
+                .ack()
+                .await
+                .map_err(|e| anyhow::anyhow!("ack to JetStream: {e}"))?;
+            got += 1;
+        }
+        if got == 0 {
+            break;
+        }
+        consumed += got;
+    }
+    Ok(consumed)
+}
+
+async fn pipelined(js: &jetstream::Context, body: &Bytes, unacked: usize, until: Until) -> Result<(u64, Duration)> {
+    let mut outstanding = VecDeque::with_capacity(unacked);
+    let start = Instant::now();
+    let (mut sent, mut acked) = (0u64, 0u64);
+    while !until.done(sent, start.elapsed()) {
+        if outstanding.len() >= unacked {
+            let ack: jetstream::context::PublishAckFuture = outstanding.pop_front().expect("not empty");
+            ack.await.context("publish to JetStream")?;
+            acked += 1;
+        }
+        outstanding.push_back(
+            js.publish(SUBJECT, body.clone())
+                .await
+                .context("publish to JetStream")?,
+        );
+        sent += 1;
+    }
+    for ack in outstanding {
+        ack.await.context("publish to JetStream")?;
+        acked += 1;
+    }
+    Ok((acked, start.elapsed()))
+}

@@ -1,0 +1,142 @@
+//! queue-bench: strata queues against NATS JetStream, one measurement per invocation;
+//! `bench/queue.sh` runs it in rounds and asks it for the report. See README.md.
+//!
+//! Layout:
+//! - `run`: the settings and result of one run of one target.
+//! - `strata`, `jetstream`: phases (a), (b), (c) against each target.
+//! - `floor`: the floors under (a): one fdatasync, one HTTP round trip.
+//! - `measure`: percentiles, `RESULT` lines, the report (medians and ratios).
+
+mod floor;
+mod jetstream;
+mod measure;
+mod run;
+mod strata;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::measure::result_line;
+use crate::run::RunConfig;
+
+const USAGE: &str = "usage:
+  queue-bench strata    --api http://HOST:PORT [--queue bench] [RUN OPTIONS]
+  queue-bench jetstream --nats nats://HOST:PORT [RUN OPTIONS]
+  queue-bench fsync     --dir DIR [--secs 1] [--size 128] [--round N]
+  queue-bench health    --api http://HOST:PORT [--secs 1] [--wait 30] [--round N]
+  queue-bench report    RESULTS_FILE
+RUN OPTIONS: --round N --secs 3 --size 128 --unacked 256 --batch 100 --consume 200000
+             --in-flight N (strata's Producer only; default: the Producer's)
+Each measuring command prints one `RESULT TARGET ROUND key=value...` line on stdout.";
+
+struct Args {
+    positional: Vec<String>,
+    options: HashMap<String, String>,
+}
+
+impl Args {
+    fn parse(args: impl Iterator<Item = String>) -> Result<Args> {
+        let mut positional = Vec::new();
+        let mut options = HashMap::new();
+        let mut args = args.peekable();
+        while let Some(a) = args.next() {
+            if let Some(key) = a.strip_prefix("--") {
+                let value = args.next().with_context(|| format!("--{key} needs a value\n{USAGE}"))?;
+                options.insert(key.to_string(), value);
+            } else {
+                positional.push(a);
+            }
+        }
+        Ok(Args { positional, options })
+    }
+
+    fn string(&self, key: &str) -> Result<String> {
+        self.options
+            .get(key)
+            .cloned()
+            .with_context(|| format!("--{key} is required\n{USAGE}"))
+    }
+
+    fn num<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T> {
+        match self.options.get(key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| anyhow::anyhow!("--{key} {v:?} is not a number")),
+        }
+    }
+
+    fn run_config(&self) -> Result<RunConfig> {
+        Ok(RunConfig {
+            secs: self.num("secs", 3.0)?,
+            size: self.num("size", 128)?,
+            unacked: self.num("unacked", 256)?,
+            in_flight: self.num("in-flight", strata_client::ProducerConfig::default().max_in_flight)?,
+            batch: self.num("batch", 100)?,
+            consume: self.num("consume", 200_000)?,
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = real_main().await {
+        eprintln!("queue-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn real_main() -> Result<()> {
+    let args = Args::parse(std::env::args().skip(1))?;
+    let Some(command) = args.positional.first() else {
+        bail!("{USAGE}");
+    };
+    let round: u32 = args.num("round", 0)?;
+    match command.as_str() {
+        "strata" => {
+            let cfg = args.run_config()?;
+            let queue = args.options.get("queue").map_or("bench", String::as_str);
+            let mut r = strata::run(&args.string("api")?, queue, &cfg).await?;
+            eprintln!("[queue-bench] {}", r.summary("strata"));
+            println!("{}", r.line("strata", round));
+        }
+        "jetstream" => {
+            let cfg = args.run_config()?;
+            let mut r = jetstream::run(&args.string("nats")?, &cfg).await?;
+            eprintln!("[queue-bench] {}", r.summary("jetstream"));
+            println!("{}", r.line("jetstream", round));
+        }
+        "fsync" => {
+            let dir = PathBuf::from(args.string("dir")?);
+            let (secs, size) = (args.num("secs", 1.0)?, args.num("size", 128)?);
+            let mut lat = tokio::task::spawn_blocking(move || floor::fsync(&dir, size, secs)).await??;
+            let fields = [
+                ("p50_us", lat.percentile_us(50.0)),
+                ("p99_us", lat.percentile_us(99.0)),
+                ("n", lat.len() as f64),
+            ];
+            println!("{}", result_line("fsync", round, &fields));
+        }
+        "health" => {
+            let client = strata_client::Client::new(&args.string("api")?)?;
+            let wait = Duration::from_secs_f64(args.num("wait", 30.0)?);
+            let mut lat = floor::health(&client, args.num("secs", 1.0)?, wait).await?;
+            let fields = [
+                ("p50_us", lat.percentile_us(50.0)),
+                ("p99_us", lat.percentile_us(99.0)),
+                ("n", lat.len() as f64),
+            ];
+            println!("{}", result_line("health", round, &fields));
+        }
+        "report" => {
+            let file = args
+                .positional
+                .get(1)
+                .with_context(|| format!("report needs a file\n{USAGE}"))?;
+            measure::report(file)?;
+        }
+        other => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+    Ok(())
+}
