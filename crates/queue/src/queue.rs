@@ -1,10 +1,14 @@
 //! One queue: the shared index and groups (behind a mutex, never held across an await or
 //! a disk operation), and the writer thread that owns every write to its files.
 //!
-//! A publish goes to the writer over a channel; the writer takes everything waiting,
-//! encodes it into one buffer, writes it with one `pwrite` into the preallocated segment,
-//! syncs once (group commit), then makes the messages visible and answers every
-//! publisher. Reads of recent messages come from the writer's buffers kept in memory;
+//! A publish is queued in `Pipe`; whoever holds the `Writer` (the leader) takes
+//! everything waiting, encodes it into one buffer, writes it with one `pwrite` into the
+//! preallocated segment, syncs once (group commit), then makes the messages visible and
+//! answers every publisher. On a multi-thread runtime the publisher that finds the writer
+//! free leads itself, inside `block_in_place` (so its runtime thread is handed to other
+//! tasks while it waits for the disk): a lone publisher pays no thread hop. Others wait
+//! for the leader. The queue's thread leads on a current-thread runtime, syncs for
+//! `fsync: interval`, and flushes at close. Reads of recent messages come from the writer's buffers kept in memory;
 //! older ones are read from the segment files on tokio's blocking pool.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -12,7 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -93,8 +97,8 @@ pub struct QueueStats {
 
 pub struct Queue {
     pub(crate) shared: Arc<Shared>,
-    tx: mpsc::Sender<Write>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    pipe: Arc<Pipe>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     /// Where messages go after `max_deliveries`; None for a dead-letter queue itself.
     pub(crate) dlq: Option<Arc<Queue>>,
 }
@@ -133,6 +137,24 @@ struct Chunk {
     data: Bytes,
 }
 
+/// Writes waiting for a leader, and the writer state the leader holds.
+struct Pipe {
+    pending: Mutex<Pending>,
+    /// Wakes the queue's thread (current-thread runtimes, interval syncs, close).
+    wake: Condvar,
+    writer: Mutex<Writer>,
+}
+
+#[derive(Default)]
+struct Pending {
+    items: Vec<Write>,
+    closing: bool,
+}
+
+/// Fire-and-forget writes (delivery counts) wait for the next commit; past this many
+/// waiting, the caller commits them itself.
+const LOOSE_WRITES: usize = 64;
+
 enum Write {
     Publish {
         messages: Vec<NewMessage>,
@@ -142,7 +164,6 @@ enum Write {
         ops: Vec<Op>,
         done: Option<oneshot::Sender<Result<(), QueueError>>>,
     },
-    Close,
 }
 
 /// A leased message still to be read.
@@ -282,16 +303,20 @@ impl Queue {
             }),
             notify: Notify::new(),
         });
-        let (tx, rx) = mpsc::channel();
-        let thread_shared = shared.clone();
+        let pipe = Arc::new(Pipe {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            writer: Mutex::new(writer),
+        });
+        let (thread_shared, thread_pipe) = (shared.clone(), pipe.clone());
         let handle = std::thread::Builder::new()
             .name(format!("queue-{name}"))
-            .spawn(move || writer.run(&thread_shared, rx))
+            .spawn(move || run_thread(&thread_shared, &thread_pipe))
             .map_err(|e| io_err("start the writer thread", e))?;
         Ok(Queue {
             shared,
-            tx,
-            writer: Mutex::new(Some(handle)),
+            pipe,
+            thread: Mutex::new(Some(handle)),
             dlq,
         })
     }
@@ -332,10 +357,35 @@ impl Queue {
             return Ok(Vec::new());
         }
         let (done, rx) = oneshot::channel();
-        self.tx
-            .send(Write::Publish { messages, done })
-            .map_err(|_| QueueError::Closed)?;
+        self.submit(Write::Publish { messages, done }, true)?;
         rx.await.map_err(|_| QueueError::Closed)?
+    }
+
+    /// Queues a write; with `lead`, commits it (and whatever else waits) right here when
+    /// no other leader is at work and the runtime allows blocking in place.
+    fn submit(&self, write: Write, lead: bool) -> Result<(), QueueError> {
+        let waiting = {
+            let mut pending = lock(&self.pipe.pending);
+            if pending.closing {
+                return Err(QueueError::Closed);
+            }
+            pending.items.push(write);
+            pending.items.len()
+        };
+        if !lead && waiting <= LOOSE_WRITES {
+            return Ok(());
+        }
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !multi_thread {
+            self.pipe.wake.notify_one();
+            return Ok(());
+        }
+        // Busy writer: its leader takes this write before it lets go.
+        if let Some(writer) = try_lock(&self.pipe.writer) {
+            tokio::task::block_in_place(|| lead_commits(&self.shared, &self.pipe, writer));
+        }
+        Ok(())
     }
 
     /// Leases the next messages to `group` (created at the oldest stored message on its
@@ -442,7 +492,7 @@ impl Queue {
             });
         }
         if !ops.is_empty() {
-            let _ = self.tx.send(Write::State { ops, done: None });
+            let _ = self.submit(Write::State { ops, done: None }, false);
         }
         (leases, dead, next_expiry)
     }
@@ -623,9 +673,7 @@ impl Queue {
 
     async fn state(&self, ops: Vec<Op>) -> Result<(), QueueError> {
         let (done, rx) = oneshot::channel();
-        self.tx
-            .send(Write::State { ops, done: Some(done) })
-            .map_err(|_| QueueError::Closed)?;
+        self.submit(Write::State { ops, done: Some(done) }, true)?;
         rx.await.map_err(|_| QueueError::Closed)?
     }
 
@@ -651,8 +699,9 @@ impl Queue {
 
     /// Stops the writer after it has written and synced everything sent before.
     pub fn close(&self) {
-        let _ = self.tx.send(Write::Close);
-        if let Some(handle) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        lock(&self.pipe.pending).closing = true;
+        self.pipe.wake.notify_one();
+        if let Some(handle) = lock(&self.thread).take() {
             let _ = handle.join();
         }
     }
@@ -799,55 +848,110 @@ struct Written {
     first_ts: u64,
 }
 
-impl Writer {
-    fn run(mut self, shared: &Shared, rx: mpsc::Receiver<Write>) {
-        let spec = &shared.spec;
-        let interval = Duration::from_millis(spec.fsync_interval_ms);
-        loop {
-            let first = if spec.fsync == FsyncPolicy::Interval && self.dirty {
-                let left = interval.saturating_sub(self.last_sync.elapsed());
-                match rx.recv_timeout(left) {
-                    Ok(w) => Some(w),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => Some(Write::Close),
-                }
-            } else {
-                Some(rx.recv().unwrap_or(Write::Close))
-            };
-            let Some(first) = first else {
-                self.sync_interval(shared);
-                continue;
-            };
-            let mut batch = vec![first];
-            let mut bytes = 0;
-            while bytes < BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(w) => {
-                        if let Write::Publish { messages, .. } = &w {
-                            bytes += messages.iter().map(|m| m.payload.len()).sum::<usize>();
-                        }
-                        batch.push(w);
-                    }
-                    Err(_) => break,
-                }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
+/// Takes up to a group commit's worth of waiting writes.
+fn take_pending(pipe: &Pipe) -> Vec<Write> {
+    let mut pending = lock(&pipe.pending);
+    let mut bytes = 0;
+    let n = pending
+        .items
+        .iter()
+        .take_while(|w| {
+            let fits = bytes < BATCH_BYTES;
+            if let Write::Publish { messages, .. } = w {
+                bytes += messages.iter().map(|m| m.payload.len()).sum::<usize>();
             }
-            let closing = batch.iter().any(|w| matches!(w, Write::Close));
-            if let Err(e) = self.commit(shared, batch) {
+            fits
+        })
+        .count();
+    pending.items.drain(..n).collect()
+}
+
+/// Commits whatever waits, batch after batch, while holding the writer; after letting
+/// go, looks once more, so that a write queued while the writer was busy is never left
+/// behind.
+fn lead_commits<'a>(shared: &Shared, pipe: &'a Pipe, mut writer: MutexGuard<'a, Writer>) {
+    loop {
+        loop {
+            let batch = take_pending(pipe);
+            if batch.is_empty() {
+                break;
+            }
+            if let Err(e) = writer.commit(shared, batch) {
                 tracing::error!(queue = %shared.name, "write failed: {e}");
             }
-            if spec.fsync == FsyncPolicy::Interval && self.dirty && self.last_sync.elapsed() >= interval {
-                self.sync_interval(shared);
-            }
-            if closing {
-                if self.dirty {
-                    let _ = self.active.sync_data();
-                    let _ = self.state_file.sync_data();
+        }
+        if shared.spec.fsync == FsyncPolicy::Interval
+            && writer.dirty
+            && writer.last_sync.elapsed() >= Duration::from_millis(shared.spec.fsync_interval_ms)
+        {
+            writer.sync_interval(shared);
+        }
+        drop(writer);
+        if lock(&pipe.pending).items.is_empty() {
+            return;
+        }
+        writer = match try_lock(&pipe.writer) {
+            Some(w) => w,
+            // Another leader took over; it looks again before it lets go.
+            None => return,
+        };
+    }
+}
+
+/// The queue's own thread: leads when woken (current-thread runtimes), syncs every
+/// `fsync_interval_ms` under `fsync: interval`, and at close commits what is left and
+/// syncs.
+fn run_thread(shared: &Shared, pipe: &Pipe) {
+    let interval = Duration::from_millis(shared.spec.fsync_interval_ms);
+    loop {
+        let closing = {
+            let mut pending = lock(&pipe.pending);
+            while pending.items.is_empty() && !pending.closing {
+                if shared.spec.fsync == FsyncPolicy::Interval {
+                    let (p, timeout) = pipe
+                        .wake
+                        .wait_timeout(pending, interval)
+                        .unwrap_or_else(|e| e.into_inner());
+                    pending = p;
+                    if timeout.timed_out() {
+                        break;
+                    }
+                } else {
+                    pending = pipe.wake.wait(pending).unwrap_or_else(|e| e.into_inner());
                 }
-                return;
             }
+            pending.closing
+        };
+        lead_commits(shared, pipe, lock(&pipe.writer));
+        if closing {
+            let mut writer = lock(&pipe.writer);
+            let batch = take_pending(pipe);
+            if !batch.is_empty() {
+                let _ = writer.commit(shared, batch);
+            }
+            if writer.dirty {
+                writer.sync_interval(shared);
+            }
+            // Whatever is still queued is answered `Closed` when dropped.
+            lock(&pipe.pending).items.clear();
+            return;
         }
     }
+}
 
+impl Writer {
     fn sync_interval(&mut self, shared: &Shared) {
         if let Err(e) = self.active.sync_data().and_then(|_| self.state_file.sync_data()) {
             tracing::error!(queue = %shared.name, "interval sync failed: {e}");
@@ -940,7 +1044,6 @@ impl Writer {
                         state_done.push(done);
                     }
                 }
-                Write::Close => {}
             }
         }
         // Write the active segment's bytes (rolled ones were written in `roll`).

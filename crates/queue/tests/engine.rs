@@ -46,7 +46,8 @@ fn position(i: usize) -> u64 {
     (i * (8 + 17 + payload(0).len())) as u64
 }
 
-#[tokio::test]
+/// On a multi-thread runtime publishers lead their own commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_order_deletes_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -163,7 +164,8 @@ async fn long_poll_wakes_on_publish() {
     assert_eq!(got[0].payload, &b"wake"[..]);
 }
 
-#[tokio::test]
+/// On a multi-thread runtime publishers lead their own commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letter_after_max_deliveries() {
     let dir = tempfile::tempdir().unwrap();
     let queues = open(
@@ -258,7 +260,8 @@ async fn dedupe_within_the_window_even_across_restart() {
     assert_eq!((later.offset, later.duplicate), (1, false));
 }
 
-#[tokio::test]
+/// On a multi-thread runtime publishers lead their own commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_reply_round_trip_and_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let queues = Arc::new(open(dir.path(), spec()));
@@ -480,7 +483,8 @@ async fn consumed_segments_are_reclaimed_and_retention_drops_old_ones() {
     assert_eq!(got[0].offset, stats.first_offset);
 }
 
-#[tokio::test]
+/// On a multi-thread runtime publishers lead their own commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_publishers_keep_their_order() {
     let dir = tempfile::tempdir().unwrap();
     let queues = Arc::new(open(dir.path(), spec()));
