@@ -116,8 +116,21 @@ async fn sequential_latency(queues: &Arc<Queues>, dir: &std::path::Path, n: usiz
     (median(publish), median(sync))
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+/// `MULTI_THREAD=1` runs on a multi-thread runtime (as the node does), where publishers
+/// lead their own commits; by default a current-thread runtime, where the queue's thread does.
+fn main() {
+    let runtime = if std::env::var("MULTI_THREAD").is_ok_and(|v| v == "1") {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    };
+    runtime.expect("a runtime").block_on(run());
+}
+
+async fn run() {
     let mut args = std::env::args().skip(1);
     let messages: usize = args.next().map_or(1_000_000, |a| a.parse().expect("MESSAGES"));
     let rounds: usize = args.next().map_or(5, |a| a.parse().expect("ROUNDS"));
