@@ -226,7 +226,7 @@ print(" ".join(str(i["port"]) for i in ready))
 start_strata() {
     local dir=$1 service=$2 count=$3 ports="" deadline=$((SECONDS + READY_TIMEOUT))
     STRATA_DIR=$dir
-    (cd "$dir" && exec "$STRATA" up strata.json) >"$dir/strata.log" 2>&1 &
+    (cd "$dir" && exec "$STRATA" up strata.json --cache-listen 127.0.0.1:0) >"$dir/strata.log" 2>&1 &
     STRATA_PID=$!
     while :; do
         alive "$STRATA_PID" || { tail -n 30 "$dir/strata.log" >&2; die "strata up exited early (log above)"; }

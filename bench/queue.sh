@@ -171,7 +171,7 @@ start_strata() {
   "queues": { "bench": { "fsync": "$STRATA_FSYNC" } }
 }
 EOF
-    (cd "$WORK/app" && exec "$STRATA" up strata.json --listen 127.0.0.1:0 --api-listen 127.0.0.1:0) \
+    (cd "$WORK/app" && exec "$STRATA" up strata.json --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --cache-listen 127.0.0.1:0) \
         >"$WORK/strata.log" 2>&1 &
     STRATA_PID=$!
     local deadline=$((SECONDS + READY_TIMEOUT)) state=$WORK/app/.strata/node.json

@@ -11,6 +11,7 @@
 
 mod logs;
 pub mod queues;
+pub mod state;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,9 @@ pub struct NodeInfo {
     pub app: String,
     pub gateway: String,
     pub api: String,
+    /// Where the cache speaks the Redis protocol.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
     pub pid: u32,
 }
 
@@ -47,6 +51,8 @@ pub struct ApiState {
     pub queues: Arc<strata_queue::Queues>,
     /// Services that consume a queue by push: service -> (queue, group).
     pub consumers: HashMap<String, (String, String)>,
+    /// The store and the cache.
+    pub state: state::StateTier,
     pub shutdown: CancellationToken,
 }
 
@@ -63,6 +69,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/all/{service}", any(call_all_root))
         .route("/v1/all/{service}/{*path}", any(call_all))
         .merge(queues::routes())
+        .merge(state::routes())
         // Publishes of big batches; a single message is bounded by its queue.
         .layer(axum::extract::DefaultBodyLimit::max(QUEUE_BODY_LIMIT))
         .fallback(|req: Request| async move {

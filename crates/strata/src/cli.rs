@@ -42,6 +42,9 @@ pub enum Command {
         /// Address of the node API (STRATA_URL of instances).
         #[arg(long, default_value = "127.0.0.1:0")]
         api_listen: SocketAddr,
+        /// Listen here for the cache's Redis protocol instead of the manifest's cache.listen.
+        #[arg(long)]
+        cache_listen: Option<SocketAddr>,
         /// A failure-domain label of this node, KEY=VALUE (for placement.spread).
         #[arg(long = "label", value_parser = parse_label)]
         labels: Vec<(String, String)>,
@@ -89,6 +92,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The cache: figures per shard, or a drill.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Hits, misses, evictions, bytes and keys per shard; loads per read-through cache.
+    Stats,
+    /// Empty one shard, as if it had lost its data (read-through caches refill from the store).
+    DropShard { shard: usize },
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -105,6 +121,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             file,
             listen,
             api_listen,
+            cache_listen,
             labels,
             memory_mb,
             accelerators,
@@ -124,6 +141,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let mut config = NodeConfig::new(manifest, app_dir);
             config.gateway_listen = listen;
             config.api_listen = api_listen;
+            config.cache_listen = cache_listen;
             config.node = node;
             config.write_state_file = true;
             up(config).await
@@ -138,6 +156,22 @@ pub async fn run(cli: Cli) -> Result<()> {
                 manifest.services.len(),
                 manifest.services.keys().cloned().collect::<Vec<_>>().join(", ")
             );
+            Ok(())
+        }
+        Command::Cache { command } => {
+            let client = connect(&cli.api, &dir)?;
+            match command {
+                CacheCommand::Stats => {
+                    let body = expect_ok(client.call(Method::GET, "/v1/cache", None).await?)?;
+                    println!("{}", String::from_utf8_lossy(&body).trim_end());
+                }
+                CacheCommand::DropShard { shard } => {
+                    let path = format!("/v1/cache/shards/{shard}/drop");
+                    let body = expect_ok(client.call(Method::POST, &path, None).await?)?;
+                    let reply: serde_json::Value = serde_json::from_slice(&body).context("read drop reply")?;
+                    println!("shard {shard} dropped ({} keys)", reply["dropped_keys"]);
+                }
+            }
             Ok(())
         }
         Command::Queues { json } => {
@@ -338,6 +372,10 @@ async fn up(config: NodeConfig) -> Result<()> {
     }
     let gateway = node.gateway_addr;
     let api = node.api_addr;
+    let cache_note = node
+        .cache_addr
+        .map(|a| format!("; cache (Redis protocol) {a}"))
+        .unwrap_or_default();
     let app = node.app.clone();
     let (up_tx, mut up_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -360,7 +398,7 @@ async fn up(config: NodeConfig) -> Result<()> {
                     announced = true;
                     if up.is_ok() && !ready_shutdown.is_cancelled() {
                         println!(
-                            "strata: {app_name} is up: gateway http://{gateway}  (node API http://{api}; `strata ps`, Ctrl-C to stop)"
+                            "strata: {app_name} is up: gateway http://{gateway}  (node API http://{api}{cache_note}; `strata ps`, Ctrl-C to stop)"
                         );
                     }
                 }

@@ -37,6 +37,8 @@ pub struct NodeConfig {
     /// Overrides `gateway.listen` (tests use port 0).
     pub gateway_listen: Option<SocketAddr>,
     pub api_listen: SocketAddr,
+    /// Overrides `cache.listen`, the Redis-protocol port (tests use port 0).
+    pub cache_listen: Option<SocketAddr>,
     /// Where logs and scratch dirs go; default `app_dir/.strata`.
     pub state_dir: Option<PathBuf>,
     pub node: NodeResources,
@@ -51,6 +53,7 @@ impl NodeConfig {
             app_dir,
             gateway_listen: None,
             api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cache_listen: None,
             state_dir: None,
             node: NodeResources::detect(),
             write_state_file: false,
@@ -65,6 +68,10 @@ pub struct Node {
     pub app: Arc<AppService>,
     pub bus: Arc<Bus>,
     pub queues: Arc<strata_queue::Queues>,
+    pub store: Arc<strata_store::Store>,
+    pub cache: Arc<strata_cache::Cache>,
+    /// Where the cache speaks the Redis protocol, if anywhere.
+    pub cache_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     state_file: Option<PathBuf>,
@@ -102,6 +109,45 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         .context("open the queues")?
         .context("open the queues")?;
     let queues = Arc::new(queues);
+
+    let store_dir = state_dir.join("store");
+    let store = tokio::task::spawn_blocking(move || strata_store::Store::open(&store_dir))
+        .await
+        .context("open the store")?
+        .context("open the store")?;
+    let store = Arc::new(store);
+    let cache = Arc::new(strata_cache::Cache::new(strata_cache::CacheConfig {
+        max_bytes: manifest.cache.max_memory_mb << 20,
+        ..strata_cache::CacheConfig::default()
+    }));
+    let read_through = manifest
+        .caches
+        .iter()
+        .map(|(name, spec)| {
+            let loader = strata_api::state::StoreLoader {
+                store: store.clone(),
+                ns: strata_api::state::StateTier::store_ns(&manifest.app, &spec.namespace),
+                prefix: strata_api::state::StateTier::read_through_key(name, ""),
+            };
+            let rt = strata_cache::ReadThrough::new(
+                cache.clone(),
+                Arc::new(loader),
+                strata_cache::ReadThroughConfig {
+                    ttl: Duration::from_millis(spec.ttl_ms),
+                    stale: Duration::from_millis(spec.stale_ms),
+                    ..strata_cache::ReadThroughConfig::default()
+                },
+            );
+            (name.clone(), (spec.namespace.clone(), rt))
+        })
+        .collect();
+    let cache_listen = match config.cache_listen {
+        Some(addr) => Some(addr),
+        None => match &manifest.cache.listen {
+            Some(listen) => Some(listen.parse::<SocketAddr>().context("cache.listen is not an address")?),
+            None => None,
+        },
+    };
 
     let bus = Bus::new();
     let policies: HashMap<String, RelayPolicy> = manifest
@@ -148,6 +194,15 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         format!("listen on {gateway_listen} for the gateway (is another strata or server using it?)")
     })?;
     let gateway_addr = workers.addr;
+    let resp = match cache_listen {
+        Some(addr) => Some(
+            strata_cache::spawn_resp(addr, manifest.cache.threads as usize, cache.clone(), shutdown.clone()).with_context(|| {
+                format!("listen on {addr} for the cache's Redis protocol (is a Redis server using it? set cache.listen)")
+            })?,
+        ),
+        None => None,
+    };
+    let cache_addr = resp.as_ref().map(|r| r.addr);
     let app_name = manifest.app.clone();
     let consumers: Vec<(String, strata_manifest::ConsumesSpec)> = manifest
         .services
@@ -166,9 +221,10 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         shutdown.child_token(),
     )?);
     let info = NodeInfo {
-        app: app_name,
+        app: app_name.clone(),
         gateway: gateway_addr.to_string(),
         api: api_url,
+        cache: cache_addr.map(|a| a.to_string()),
         pid: std::process::id(),
     };
     let state = Arc::new(ApiState {
@@ -181,9 +237,23 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
             .iter()
             .map(|(s, c)| (s.clone(), (c.queue.clone(), c.group.clone())))
             .collect(),
+        state: strata_api::state::StateTier {
+            app: app_name.clone(),
+            store: store.clone(),
+            cache: cache.clone(),
+            read_through,
+        },
         shutdown: shutdown.clone(),
     });
     let mut tasks = Vec::new();
+    if let Some(resp) = resp {
+        tasks.push(tokio::spawn(resp.join()));
+    }
+    tasks.push(tokio::spawn(strata_cache::run_sweeper(
+        cache.clone(),
+        Duration::from_millis(100),
+        shutdown.clone(),
+    )));
     for (service, consumes) in consumers {
         let queue = queues.get(&consumes.queue).context("a consumed queue")?;
         tasks.push(tokio::spawn(push::run(
@@ -218,6 +288,9 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         app,
         bus,
         queues,
+        store,
+        cache,
+        cache_addr,
         _stop_on_drop: shutdown.clone().drop_guard(),
         shutdown,
         tasks,
@@ -240,8 +313,12 @@ impl Node {
             let _ = task.await;
         }
         // Every writer syncs what it was given, then stops.
-        let queues = self.queues.clone();
-        let _ = tokio::task::spawn_blocking(move || queues.close()).await;
+        let (queues, store) = (self.queues.clone(), self.store.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            queues.close();
+            store.close();
+        })
+        .await;
         if let Some(path) = self.state_file {
             let _ = std::fs::remove_file(path);
         }

@@ -106,6 +106,7 @@ impl App {
     pub fn config(&self, manifest: Manifest) -> NodeConfig {
         let mut config = NodeConfig::new(manifest, self.path().to_path_buf());
         config.gateway_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.cache_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config
     }
 
@@ -486,7 +487,7 @@ impl Up {
     pub fn spawn(dir: &Path, extra: &[&str]) -> Up {
         let out = std::fs::File::create(dir.join("up.out")).unwrap();
         let child = Command::new(STRATA)
-            .args(["up", "--listen", "127.0.0.1:0"])
+            .args(["up", "--listen", "127.0.0.1:0", "--cache-listen", "127.0.0.1:0"])
             .args(extra)
             .current_dir(dir)
             .stdin(Stdio::null())

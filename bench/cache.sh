@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# bench/cache.sh: strata's cache (RESP server) against redis-server, same machine, same run.
+#
+# Run from the repository root:   bash bench/cache.sh
+# Settings (environment):
+#   ROUNDS=5        rounds; each runs every server at both pipeline depths, the order of
+#                   the servers rotating between rounds
+#   N1=400000       requests per test at -P 1
+#   N16=2000000     requests per test at -P 16
+#   CONNS=50        redis-benchmark connections (-c)
+#   KEYSPACE=100000 random keys (-r)
+#   THREADS="0 1"   strata's RESP worker thread counts to measure, each as its own server
+#                   (0: one per core); every one is compared with redis-server
+#   STRATA=target/release/examples/resp_server   the server binary (built with cargo)
+#   KEEP=1          keep the work dir (raw CSV, logs)
+# See the cache section of bench/README.md for what is measured.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-5}
+N1=${N1:-400000}
+N16=${N16:-2000000}
+CONNS=${CONNS:-50}
+KEYSPACE=${KEYSPACE:-100000}
+THREADS=${THREADS:-0 1}
+STRATA=${STRATA:-target/release/examples/resp_server}
+KEEP=${KEEP:-}
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+# ------------------------------------------------------------------ tools
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=(sudo); fi
+
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "missing $*, and no apt-get to install it"
+    if ! compgen -G '/var/lib/apt/lists/*Packages*' >/dev/null; then
+        "${SUDO[@]}" apt-get update -qq
+    fi
+    if ! DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "$@" >/dev/null; then
+        "${SUDO[@]}" apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "$@" >/dev/null
+    fi
+}
+
+ensure_tools() {
+    local missing=()
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+}
+
+ensure_strata() {
+    if [ "$STRATA" = target/release/examples/resp_server ]; then
+        log "building the RESP server (cargo build --release -p strata-cache --example resp_server)"
+        cargo build --release -q -p strata-cache --example resp_server
+    fi
+    [ -x "$STRATA" ] || die "$STRATA is not an executable"
+}
+
+# ------------------------------------------------------------------ processes
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-cache-bench.XXXXXX")
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ -n "$KEEP" ]; then
+        log "work dir kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_ready() {
+    local port=$1 name=$2 i
+    for i in $(seq 1 100); do
+        if [ "$(redis-cli -h 127.0.0.1 -p "$port" PING 2>/dev/null)" = PONG ]; then return 0; fi
+        sleep 0.1
+    done
+    die "$name did not answer PING on port $port (see $WORK/$name.log)"
+}
+
+# ------------------------------------------------------------------ run
+
+ensure_tools
+ensure_strata
+
+REDIS_PORT=$(free_port)
+redis-server --save '' --appendonly no --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no \
+    >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+wait_ready "$REDIS_PORT" redis
+TARGETS=(redis)
+declare -A PORT=([redis]=$REDIS_PORT)
+for t in $THREADS; do
+    n=$t; [ "$n" = 0 ] && n=$(nproc)
+    name=strata-${n}t
+    [ -n "${PORT[$name]:-}" ] && continue
+    port=$(free_port)
+    "$STRATA" --port "$port" --threads "$n" >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    wait_ready "$port" "$name"
+    TARGETS+=("$name")
+    PORT[$name]=$port
+done
+log "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') and ${TARGETS[*]:1} (Nt: N RESP worker threads; shards = cores)"
+log "$(nproc) cores; $ROUNDS rounds; -c $CONNS -r $KEYSPACE; -P 1 -n $N1; -P 16 -n $N16"
+
+# run TARGET PORT PIPELINE N ROUND: one redis-benchmark run, appended to results.tsv
+run() {
+    local target=$1 port=$2 pipeline=$3 n=$4 round=$5
+    redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -c "$CONNS" -r "$KEYSPACE" -n "$n" -P "$pipeline" --csv \
+        >"$WORK/$target-P$pipeline-r$round.csv" 2>"$WORK/$target-P$pipeline-r$round.err" \
+        || die "redis-benchmark against $target failed (see $WORK)"
+    python3 - "$WORK/$target-P$pipeline-r$round.csv" "$target" "$pipeline" "$round" >>"$WORK/results.tsv" <<'EOF'
+import csv, sys
+path, target, pipeline, rnd = sys.argv[1:]
+for row in csv.DictReader(open(path)):
+    print("\t".join([rnd, target, pipeline, row["test"], row["rps"], row["p99_latency_ms"]]))
+EOF
+    tail -2 "$WORK/results.tsv" | awk -F'\t' '{printf "[bench] round %s  %-10s -P %-2s %-3s %12.0f req/s  p99 %6.3f ms\n", $1, $2, $3, $4, $5, $6}' >&2
+}
+
+log "warm-up"
+for target in "${TARGETS[@]}"; do
+    redis-benchmark -h 127.0.0.1 -p "${PORT[$target]}" -t set,get -c "$CONNS" -r "$KEYSPACE" -n 100000 -P 16 -q \
+        >/dev/null 2>&1
+done
+
+: >"$WORK/results.tsv"
+count=${#TARGETS[@]}
+for round in $(seq 1 "$ROUNDS"); do
+    # Rotate the order each round so no server always runs first (or right after another).
+    order=()
+    for i in $(seq 0 $((count - 1))); do order+=("${TARGETS[$(((i + round - 1) % count))]}"); done
+    for pipeline in 1 16; do
+        n=$N1; [ "$pipeline" = 16 ] && n=$N16
+        for target in "${order[@]}"; do
+            run "$target" "${PORT[$target]}" "$pipeline" "$n" "$round"
+        done
+    done
+done
+
+python3 - "$WORK/results.tsv" <<'EOF'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+fig = {}
+for rnd, target, pipeline, test, rps, p99 in rows:
+    fig.setdefault((target, pipeline, test), []).append((float(rps), float(p99)))
+targets = sorted({t for t, _, _ in fig if t != "redis"})
+print()
+print("medians over %d rounds (req/s; p99 in ms)" % len({r[0] for r in rows}))
+for target in targets:
+    print()
+    print("%-4s %-4s %12s %12s %6s %10s %10s %6s" % ("", "", "redis", target, "ratio", "redis p99", "p99", "ratio"))
+    worst_rps, worst_p99 = None, None
+    for pipeline in ("1", "16"):
+        for test in ("SET", "GET"):
+            r = fig.get(("redis", pipeline, test)); s = fig.get((target, pipeline, test))
+            if not r or not s:
+                continue
+            r_rps = statistics.median(x[0] for x in r); s_rps = statistics.median(x[0] for x in s)
+            r_p99 = statistics.median(x[1] for x in r); s_p99 = statistics.median(x[1] for x in s)
+            ratio = s_rps / r_rps
+            p99_ratio = s_p99 / r_p99 if r_p99 > 0 else float("nan")
+            worst_rps = ratio if worst_rps is None else min(worst_rps, ratio)
+            worst_p99 = p99_ratio if worst_p99 is None else max(worst_p99, p99_ratio)
+            print("%-4s %-4s %12.0f %12.0f %6.2f %10.3f %10.3f %6.2f" % ("-P" + pipeline, test, r_rps, s_rps, ratio, r_p99, s_p99, p99_ratio))
+    print("%s: lowest throughput ratio %.2f (target >= 1.00), highest p99 ratio %.2f (target <= 1.00)" % (target, worst_rps, worst_p99))
+print()
+print("ratio = strata / redis-server; throughput: higher is better; p99: lower is better")
+EOF

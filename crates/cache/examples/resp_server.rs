@@ -1,0 +1,70 @@
+//! Serves only the cache over the Redis protocol, for `bench/cache.sh` and for poking at
+//! it with redis-cli.
+//!
+//!     cargo run --release -p strata-cache --example resp_server -- --port 6390 [--threads N] [--max-bytes N] [--shards N]
+//!
+//! Stops on Ctrl-C or SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_cache::{run_sweeper, spawn_resp, Cache, CacheConfig};
+use tokio_util::sync::CancellationToken;
+
+fn main() {
+    let mut port: u16 = 6390;
+    let mut threads = 0usize;
+    let mut config = CacheConfig::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let number = || {
+            value
+                .parse::<u64>()
+                .unwrap_or_else(|_| usage(&format!("{flag} takes a number, not {value:?}")))
+        };
+        match flag.as_str() {
+            "--port" => port = number() as u16,
+            "--threads" => threads = number() as usize,
+            "--shards" => config.shards = number() as usize,
+            "--max-bytes" => config.max_bytes = number(),
+            _ => usage(&format!("unknown flag {flag}")),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async move {
+        let cache = Arc::new(Cache::new(config));
+        let token = CancellationToken::new();
+        let addr = ([0, 0, 0, 0], port).into();
+        let workers = match spawn_resp(addr, threads, cache.clone(), token.clone()) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("resp_server: cannot listen on port {port}: {e}");
+                std::process::exit(1);
+            }
+        };
+        println!(
+            "resp_server: listening on {} with {} shards",
+            workers.addr,
+            cache.shard_count()
+        );
+        let sweeper = tokio::spawn(run_sweeper(cache, Duration::from_millis(100), token.clone()));
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        token.cancel();
+        let _ = sweeper.await;
+        workers.join().await;
+    });
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("resp_server: {problem}\nusage: resp_server [--port 6390] [--threads N (0: one per core)] [--shards N] [--max-bytes N]");
+    std::process::exit(2);
+}

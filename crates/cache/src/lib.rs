@@ -1,0 +1,99 @@
+//! strata's cache: an in-memory key-value cache of byte strings, sharded by consistent
+//! hashing, with per-key TTLs, a memory bound with eviction, read-through in front of a
+//! store namespace, and a Redis protocol server. No HTTP in here: the node wires the
+//! cache to its API, manifest and CLI.
+//!
+//! # Layout
+//!
+//! - [`Cache`] (`cache`): the shards of one node and the operations on them (get, set
+//!   with conditions and expiry, delete, expire/persist/ttl, incr, append, flush,
+//!   [`Cache::drop_shard`], [`Cache::stats`]).
+//! - `shard`: one shard (a `Mutex<HashMap>`), its memory accounting, lazy and sampled
+//!   expiry, and eviction by sampling (approximate LRU: sample
+//!   [`CacheConfig::eviction_samples`] keys, evict the least recently used).
+//! - `stored`: keys and values as held in a shard (inline up to 23 bytes, else shared).
+//! - [`Ring`] (`ring`): the consistent-hash ring with virtual nodes mapping a key to its
+//!   [`ShardId`] (node name + shard number), so shards of other nodes can join later.
+//! - [`Clock`] (`clock`): monotonic and Unix time; [`SystemClock`], and [`ManualClock`]
+//!   for tests.
+//! - [`ReadThrough`] (`read_through`): a cache in front of a [`Loader`], with request
+//!   coalescing and serve-stale-while-refresh.
+//! - [`resp`]: the Redis protocol server ([`spawn_resp`]).
+//!
+//! # Using it
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use strata_cache::{Cache, CacheConfig, Expiry, ReadThrough, ReadThroughConfig, Loader, LoadFuture};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let cache = Arc::new(Cache::new(CacheConfig { max_bytes: 64 << 20, ..CacheConfig::default() }));
+//! cache.set(b"greeting", Bytes::from_static(b"hello"), Expiry::After(Duration::from_secs(30)));
+//! assert_eq!(cache.get(b"greeting").as_deref(), Some(&b"hello"[..]));
+//!
+//! // Read-through in front of a store namespace.
+//! struct Users;
+//! impl Loader for Users {
+//!     fn load<'a>(&'a self, key: &'a [u8]) -> LoadFuture<'a> {
+//!         Box::pin(async move { Ok(Some(Bytes::copy_from_slice(key))) })
+//!     }
+//! }
+//! let users = ReadThrough::new(
+//!     cache.clone(),
+//!     Arc::new(Users),
+//!     ReadThroughConfig { ttl: Duration::from_secs(60), stale: Duration::from_secs(30), ..Default::default() },
+//! );
+//! let _alice = users.get(b"user:alice").await;
+//!
+//! // The Redis protocol on its own port, one worker per core; expiry sweeping.
+//! let token = CancellationToken::new();
+//! let workers = strata_cache::spawn_resp("127.0.0.1:6380".parse().unwrap(), 0, cache.clone(), token.clone())?;
+//! tokio::spawn(strata_cache::run_sweeper(cache.clone(), Duration::from_millis(100), token.clone()));
+//! token.cancel();
+//! workers.join().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # What the node wires
+//!
+//! - One [`Cache`] per node (or per declared cache), built from the manifest's settings
+//!   ([`CacheConfig`]: shards, memory bound, ...), and a task running [`run_sweeper`]
+//!   (expired keys are otherwise removed only when touched or sampled by writes).
+//! - For a cache declared in front of a store namespace, a [`ReadThrough`] with a
+//!   [`Loader`] reading that namespace; call [`ReadThrough::invalidate`] after writes to
+//!   the store so a stale value is not served past the write.
+//! - `strata cache drop-shard N` → [`Cache::drop_shard`]; stats → [`Cache::stats`] (and
+//!   [`ReadThrough::stats`]).
+//! - The Redis port → [`spawn_resp`] / [`spawn_resp_with`]; [`RespWorkers::join`] after
+//!   cancelling the token. The RESP server serves the cache as plain Redis strings (no
+//!   read-through on that path).
+//!
+//! # Invariants
+//!
+//! - A shard's lock is held only for map work: time is read and values are allocated
+//!   before it is taken; nothing awaits while holding it.
+//! - Memory accounting (`bytes`) is key + value + [`ENTRY_OVERHEAD`] per entry, exact for
+//!   what the cache holds; each shard evicts to stay within `max_bytes / shards`.
+//! - Keys and values are copied out of request buffers, so a cached value never pins a
+//!   connection's buffer.
+
+mod cache;
+mod clock;
+mod read_through;
+pub mod resp;
+mod ring;
+mod shard;
+mod stored;
+
+pub use cache::{
+    run_sweeper, Cache, CacheConfig, CacheError, CacheStats, Condition, ExpireCondition, Expiry, SetOptions,
+    SetOutcome, Ttl, DEFAULT_MAX_BYTES,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use read_through::{LoadError, LoadFuture, Loader, ReadThrough, ReadThroughConfig, ReadThroughStats};
+pub use resp::{spawn_resp, spawn_resp_with, RespConfig, RespWorkers};
+pub use ring::{key_hash, Ring, ShardId, StableHasher, DEFAULT_VNODES};
+pub use shard::{ShardStats, ENTRY_OVERHEAD};

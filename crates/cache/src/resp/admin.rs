@@ -1,0 +1,420 @@
+//! Connection and server commands: HELLO, AUTH, CLIENT, INFO, COMMAND, CONFIG. Enough of
+//! each for client libraries' handshakes and for people poking with redis-cli.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use super::commands::{truncated, COMMANDS};
+use super::connection::Session;
+use super::parse::Args;
+use super::reply::Reply;
+use super::server::Shared;
+use crate::cache::parse_i64;
+
+/// The version reported to clients (INFO's `redis_version`, HELLO's `version`).
+pub const REDIS_VERSION: &str = "7.0.0-strata-compatible";
+
+pub(crate) fn hello(r: &mut Reply<'_>, session: &mut Session, args: Args<'_>) {
+    let mut proto = if session.resp3 { 3 } else { 2 };
+    let mut i = 1;
+    if args.len() > 1 {
+        match parse_i64(args.get(1)) {
+            None => return r.error("ERR Protocol version is not an integer or out of range"),
+            Some(2) => proto = 2,
+            Some(3) => proto = 3,
+            Some(_) => return r.error("NOPROTO unsupported protocol version"),
+        }
+        i = 2;
+    }
+    let mut name = None;
+    while i < args.len() {
+        let o = args.get(i);
+        if o.eq_ignore_ascii_case(b"auth") && i + 2 < args.len() {
+            if let Err(e) = check_auth(args.get(i + 1)) {
+                return r.error(e);
+            }
+            i += 3;
+        } else if o.eq_ignore_ascii_case(b"setname") && i + 1 < args.len() {
+            if let Err(e) = check_name(args.get(i + 1)) {
+                return r.error(e);
+            }
+            name = Some(args.get(i + 1).to_vec());
+            i += 2;
+        } else {
+            return r.error(&format!("ERR Syntax error in HELLO option '{}'", truncated(o, 128)));
+        }
+    }
+    if let Some(name) = name {
+        session.name = (!name.is_empty()).then_some(name);
+    }
+    session.resp3 = proto == 3;
+    r.resp3 = session.resp3;
+    r.map(7);
+    r.bulk(b"server");
+    r.bulk(b"redis");
+    r.bulk(b"version");
+    r.bulk(REDIS_VERSION.as_bytes());
+    r.bulk(b"proto");
+    r.int(proto);
+    r.bulk(b"id");
+    r.int(session.id as i64);
+    r.bulk(b"mode");
+    r.bulk(b"standalone");
+    r.bulk(b"role");
+    r.bulk(b"master");
+    r.bulk(b"modules");
+    r.array(0);
+}
+
+/// There are no passwords: the default user (nopass, as in a fresh Redis) may log in
+/// with any password; other users do not exist.
+fn check_auth(user: &[u8]) -> Result<(), &'static str> {
+    if user == b"default" {
+        Ok(())
+    } else {
+        Err("WRONGPASS invalid username-password pair or user is disabled.")
+    }
+}
+
+pub(crate) fn auth(r: &mut Reply<'_>, args: Args<'_>) {
+    match args.len() {
+        2 => r.error(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ),
+        3 => match check_auth(args.get(1)) {
+            Ok(()) => r.ok(),
+            Err(e) => r.error(e),
+        },
+        _ => r.error("ERR syntax error"),
+    }
+}
+
+fn check_name(name: &[u8]) -> Result<(), &'static str> {
+    if name.iter().all(|&c| (b'!'..=b'~').contains(&c)) {
+        Ok(())
+    } else {
+        Err("ERR Client names cannot contain spaces, newlines or special characters.")
+    }
+}
+
+pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &Shared, args: Args<'_>) {
+    let sub = args.get(1);
+    let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
+    if is(b"setname") && args.len() == 3 {
+        match check_name(args.get(2)) {
+            Ok(()) => {
+                let name = args.get(2);
+                session.name = (!name.is_empty()).then(|| name.to_vec());
+                r.ok();
+            }
+            Err(e) => r.error(e),
+        }
+    } else if is(b"getname") && args.len() == 2 {
+        r.bulk_or_null(session.name.as_deref());
+    } else if is(b"id") && args.len() == 2 {
+        r.int(session.id as i64);
+    } else if is(b"info") && args.len() == 2 {
+        let line = client_line(session, shared);
+        r.verbatim(&line);
+    } else if is(b"list") {
+        // Only this connection: the workers keep no registry of each other's clients.
+        let line = client_line(session, shared);
+        r.verbatim(&line);
+    } else if is(b"setinfo") && args.len() == 4 {
+        let attr = args.get(2);
+        if attr.eq_ignore_ascii_case(b"lib-name") {
+            session.lib_name = String::from_utf8_lossy(args.get(3)).into_owned();
+            r.ok();
+        } else if attr.eq_ignore_ascii_case(b"lib-ver") {
+            session.lib_ver = String::from_utf8_lossy(args.get(3)).into_owned();
+            r.ok();
+        } else {
+            r.error(&format!("ERR Unrecognized option '{}'", truncated(attr, 128)));
+        }
+    } else if (is(b"no-evict") || is(b"no-touch")) && args.len() == 3 {
+        r.ok();
+    } else if is(b"help") {
+        let lines = [
+            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GETNAME",
+            "    Return the name of the current connection.",
+            "ID",
+            "    Return the ID of the current connection.",
+            "INFO",
+            "    Return information about the current client connection.",
+            "LIST",
+            "    Return information about client connections (this one only).",
+            "SETINFO <option> <value>",
+            "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+            "SETNAME <name>",
+            "    Assign the name <name> to the current connection.",
+        ];
+        r.array(lines.len());
+        for l in lines {
+            r.simple(l);
+        }
+    } else {
+        subcommand_error(r, "CLIENT", args);
+    }
+}
+
+fn subcommand_error(r: &mut Reply<'_>, cmd: &str, args: Args<'_>) {
+    r.error(&format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {cmd} HELP.",
+        truncated(args.get(1), 128)
+    ));
+}
+
+fn client_line(session: &Session, shared: &Shared) -> String {
+    let age = session.created.elapsed().as_secs();
+    format!(
+        "id={} addr={} laddr={} fd=0 name={} age={age} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        session.id,
+        session.peer,
+        shared.server.addr(),
+        String::from_utf8_lossy(session.name.as_deref().unwrap_or_default()),
+        if session.resp3 { 3 } else { 2 },
+        session.lib_name,
+        session.lib_ver,
+    )
+}
+
+pub(crate) fn info(r: &mut Reply<'_>, shared: &Shared, args: Args<'_>) {
+    let wanted: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    let text = info_text(shared, &wanted);
+    r.verbatim(&text);
+}
+
+/// The INFO text: the sections asked for (all by default), Redis' field names.
+pub(crate) fn info_text(shared: &Shared, wanted: &[String]) -> String {
+    let all = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
+    let want = |s: &str| all || wanted.iter().any(|w| w == s);
+    let server = &shared.server;
+    let stats = shared.cache.stats();
+    let t = stats.total;
+    let uptime = server.started.elapsed().as_secs();
+    let mut s = String::new();
+    if want("server") {
+        let _ = write!(
+            s,
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nexecutable:strata\r\nio_threads_active:{}\r\n\r\n",
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            usize::BITS,
+            std::process::id(),
+            server.run_id,
+            server.addr().port(),
+            uptime / 86_400,
+            server.threads,
+        );
+    }
+    if want("clients") {
+        let _ = write!(
+            s,
+            "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n\r\n",
+            server.connected.load(Ordering::Relaxed)
+        );
+    }
+    if want("memory") {
+        let _ = write!(
+            s,
+            "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:allkeys-lru\r\n\r\n",
+            t.bytes,
+            human(t.bytes),
+            t.max_bytes,
+            human(t.max_bytes),
+        );
+    }
+    if want("persistence") {
+        s.push_str("# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\naof_enabled:0\r\n\r\n");
+    }
+    if want("stats") {
+        let _ = write!(
+            s,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nstrata_shard_drops:{}\r\n\r\n",
+            server.total_connections.load(Ordering::Relaxed),
+            server.total_commands(),
+            t.expired,
+            t.evictions,
+            t.hits,
+            t.misses,
+            t.drops,
+        );
+    }
+    if want("replication") {
+        s.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+    }
+    if want("shards") {
+        s.push_str("# Shards\r\n");
+        for (i, sh) in stats.shards.iter().enumerate() {
+            let _ = write!(
+                s,
+                "shard{i}:keys={},expires={},bytes={},max_bytes={},hits={},misses={},evicted={},expired={},drops={}\r\n",
+                sh.keys, sh.expires, sh.bytes, sh.max_bytes, sh.hits, sh.misses, sh.evictions, sh.expired, sh.drops
+            );
+        }
+        s.push_str("\r\n");
+    }
+    if want("keyspace") {
+        s.push_str("# Keyspace\r\n");
+        if t.keys > 0 {
+            let _ = write!(s, "db0:keys={},expires={},avg_ttl=0\r\n", t.keys, t.expires);
+        }
+    }
+    while s.ends_with("\r\n\r\n") {
+        s.truncate(s.len() - 2);
+    }
+    s
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.2}{}", UNITS[u])
+}
+
+pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
+    if args.len() == 1 {
+        return all_commands(r);
+    }
+    let sub = args.get(1);
+    let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
+    if is(b"count") && args.len() == 2 {
+        r.int(COMMANDS.len() as i64);
+    } else if is(b"info") {
+        if args.len() == 2 {
+            return all_commands(r);
+        }
+        r.array(args.len() - 2);
+        for i in 2..args.len() {
+            match super::commands::lookup(args.get(i)) {
+                Some(spec) => command_entry(r, spec),
+                None => r.null(),
+            }
+        }
+    } else if is(b"docs") {
+        // No documentation to give: clients fall back to their own hints.
+        r.map(0);
+    } else if is(b"list") {
+        r.array(COMMANDS.len());
+        for spec in COMMANDS {
+            r.bulk(spec.name.as_bytes());
+        }
+    } else {
+        subcommand_error(r, "COMMAND", args);
+    }
+}
+
+fn all_commands(r: &mut Reply<'_>) {
+    r.array(COMMANDS.len());
+    for spec in COMMANDS {
+        command_entry(r, spec);
+    }
+}
+
+fn command_entry(r: &mut Reply<'_>, spec: &super::commands::Spec) {
+    r.array(10);
+    r.bulk(spec.name.as_bytes());
+    r.int(spec.arity as i64);
+    r.set(spec.flags.len());
+    for f in spec.flags {
+        r.simple(f);
+    }
+    r.int(spec.first_key as i64);
+    r.int(spec.last_key as i64);
+    r.int(spec.step as i64);
+    r.set(0);
+    r.set(0);
+    r.array(0);
+    r.array(0);
+}
+
+pub(crate) fn config(r: &mut Reply<'_>, shared: &Shared, args: Args<'_>) {
+    let sub = args.get(1);
+    if sub.eq_ignore_ascii_case(b"get") && args.len() >= 3 {
+        let t = shared.cache.stats().total;
+        let params: [(&str, String); 8] = [
+            ("save", String::new()),
+            ("appendonly", "no".into()),
+            ("maxmemory", t.max_bytes.to_string()),
+            ("maxmemory-policy", "allkeys-lru".into()),
+            ("maxmemory-samples", shared.cache.config().eviction_samples.to_string()),
+            ("databases", "1".into()),
+            ("proto-max-bulk-len", shared.server.limits.max_bulk.to_string()),
+            ("port", shared.server.addr().port().to_string()),
+        ];
+        let matched: Vec<&(&str, String)> = params
+            .iter()
+            .filter(|(name, _)| {
+                args.iter()
+                    .skip(2)
+                    .any(|p| glob(&p.to_ascii_lowercase(), name.as_bytes()))
+            })
+            .collect();
+        r.map(matched.len());
+        for (name, value) in matched {
+            r.bulk(name.as_bytes());
+            r.bulk(value.as_bytes());
+        }
+    } else if sub.eq_ignore_ascii_case(b"set") && args.len() >= 4 {
+        r.error("ERR CONFIG SET is not supported: strata's cache is configured by the node");
+    } else if sub.eq_ignore_ascii_case(b"resetstat") && args.len() == 2 {
+        r.ok();
+    } else {
+        subcommand_error(r, "CONFIG", args);
+    }
+}
+
+/// Redis-style glob with `*` and `?` (enough for `CONFIG GET`), in O(pattern x text).
+fn glob(pattern: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    // Where the last `*` was, and the text position it currently stands for.
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == s[i]) {
+            p += 1;
+            i += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, i));
+            p += 1;
+        } else if let Some((sp, si)) = star {
+            p = sp + 1;
+            i = si + 1;
+            star = Some((sp, si + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn glob_matches() {
+        assert!(glob(b"*", b"save"));
+        assert!(glob(b"max*", b"maxmemory"));
+        assert!(glob(b"*memory*", b"maxmemory-policy"));
+        assert!(glob(b"s?ve", b"save"));
+        assert!(!glob(b"s?ve", b"sve"));
+        assert!(!glob(b"save", b"saves"));
+        assert!(glob(&[b'*'; 10_000], b"save"));
+        let mut p = vec![b'*'; 5_000];
+        p.push(b'x');
+        assert!(!glob(&p, b"maxmemory-policy"));
+    }
+}

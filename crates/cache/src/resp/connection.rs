@@ -1,0 +1,146 @@
+//! One client connection without the socket: bytes in, replies out. The server's
+//! connection loop drives it with reads and writes; tests and the fuzz target drive it
+//! directly.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::commands::{execute, Flow};
+use super::parse::Parser;
+use super::reply::Reply;
+use super::server::{RespConfig, Shared};
+use crate::cache::Cache;
+
+/// Replies past this size are handed out ([`Progress::Flush`]) before the rest of a
+/// batch is run.
+const FLUSH_AT: usize = 1 << 20;
+
+/// What [`Connection::process`] needs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Every complete command has run: write `out`, then read more.
+    NeedInput,
+    /// `out` is large: write it, then call `process` again with the same input.
+    Flush,
+    /// Write `out`, then close the connection (QUIT, or a protocol error).
+    Close,
+}
+
+/// A client connection's protocol state: parser, protocol version, name.
+pub struct Connection {
+    parser: Parser,
+    session: Session,
+    shared: Arc<Shared>,
+    /// The worker thread serving it (its slot in the per-worker counters).
+    worker: usize,
+}
+
+impl Connection {
+    pub(crate) fn new(shared: Arc<Shared>, peer: SocketAddr, worker: usize) -> Connection {
+        let session = Session {
+            id: shared.server.next_client_id.fetch_add(1, Ordering::Relaxed),
+            resp3: false,
+            name: None,
+            lib_name: String::new(),
+            lib_ver: String::new(),
+            peer,
+            created: Instant::now(),
+        };
+        Connection {
+            parser: Parser::new(shared.server.limits),
+            session,
+            shared,
+            worker,
+        }
+    }
+
+    /// A connection to `cache` that belongs to no server (for tests and fuzzing).
+    pub fn detached(cache: Arc<Cache>, config: &RespConfig) -> Connection {
+        let shared = Arc::new(Shared::new(cache, config, 1));
+        Connection::new(shared, SocketAddr::from(([127, 0, 0, 1], 0)), 0)
+    }
+
+    /// How many bytes of input the command being received needs in all (a hint for
+    /// reserving buffer space); 0 when unknown.
+    pub fn want(&self) -> usize {
+        self.parser.want()
+    }
+
+    /// Runs the complete commands at the start of `input`, removing them from it and
+    /// appending their replies to `out`.
+    pub fn process(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>) -> Progress {
+        let mut at = 0;
+        let mut commands = 0u64;
+        let mut progress = Progress::NeedInput;
+        loop {
+            match self.parser.parse(&input[at..]) {
+                Ok(Some(used)) => {
+                    let args = self.parser.args(&input[at..]);
+                    at += used;
+                    if !args.is_empty() {
+                        commands += 1;
+                        if execute(args, &mut self.session, &self.shared, out) == Flow::Close {
+                            progress = Progress::Close;
+                            break;
+                        }
+                    }
+                    if out.len() >= FLUSH_AT {
+                        progress = Progress::Flush;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    Reply {
+                        out,
+                        resp3: self.session.resp3,
+                    }
+                    .error(&format!("ERR {e}"));
+                    progress = Progress::Close;
+                    break;
+                }
+            }
+        }
+        if commands > 0 {
+            self.shared.server.commands[self.worker]
+                .0
+                .fetch_add(commands, Ordering::Relaxed);
+        }
+        if at == input.len() {
+            input.clear();
+        } else if at > 0 {
+            input.drain(..at);
+        }
+        if progress == Progress::NeedInput && input.len() > self.shared.server.max_query_bytes {
+            tracing::warn!(peer = %self.session.peer, bytes = input.len(), "cache client closed: query buffer over the limit");
+            Reply {
+                out,
+                resp3: self.session.resp3,
+            }
+            .error("ERR Protocol error: query buffer limit exceeded");
+            progress = Progress::Close;
+        }
+        progress
+    }
+}
+
+/// One connection's state.
+pub(crate) struct Session {
+    pub id: u64,
+    pub resp3: bool,
+    pub name: Option<Vec<u8>>,
+    pub lib_name: String,
+    pub lib_ver: String,
+    pub peer: SocketAddr,
+    pub created: Instant,
+}
+
+impl Session {
+    /// `RESET`: back to a fresh connection's state.
+    pub fn reset(&mut self) {
+        self.resp3 = false;
+        self.name = None;
+    }
+}

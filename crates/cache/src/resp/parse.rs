@@ -1,0 +1,436 @@
+//! The RESP request parser: multibulk (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`, what clients
+//! send) and inline commands (`PING\r\n`, what a person types into telnet), incremental
+//! and zero-copy.
+//!
+//! [`Parser::parse`] is given the unparsed bytes of a connection, starting at a
+//! command's first byte. It answers `Ok(Some(consumed))` with the arguments available
+//! through [`Parser::args`], `Ok(None)` when the command is not complete yet (it keeps
+//! what it has parsed, as offsets relative to the command's start, and resumes there on
+//! the next call), or a [`ProtocolError`], after which the connection must be closed
+//! because the stream can no longer be framed.
+//!
+//! The limits are Redis': a header line (`*N` / `$N`) or an inline command of at most
+//! 64 KiB, at most 1M arguments, and a bulk of at most `max_bulk` bytes.
+
+use std::ops::Range;
+
+/// Parser limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest bulk string (one argument), in bytes.
+    pub max_bulk: usize,
+    /// Most arguments in one command.
+    pub max_args: usize,
+    /// Longest inline command or header line, in bytes.
+    pub max_inline: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk: 64 << 20,
+            max_args: 1 << 20,
+            max_inline: 64 << 10,
+        }
+    }
+}
+
+/// Input that cannot be framed. `Display` is the text of Redis' reply (after `-ERR `).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("Protocol error: invalid multibulk length")]
+    MultibulkLength,
+    #[error("Protocol error: invalid bulk length")]
+    BulkLength,
+    #[error("Protocol error: expected '$', got '{}'", char::from(*.0))]
+    ExpectedDollar(u8),
+    #[error("Protocol error: expected CRLF after the bulk data")]
+    MissingCrlf,
+    #[error("Protocol error: too big mbulk count string")]
+    MultibulkLineTooLong,
+    #[error("Protocol error: too big bulk count string")]
+    BulkLineTooLong,
+    #[error("Protocol error: too big inline request")]
+    InlineTooLong,
+    #[error("Protocol error: unbalanced quotes in request")]
+    UnbalancedQuotes,
+}
+
+/// The arguments of the last parsed command.
+#[derive(Clone, Copy)]
+pub struct Args<'a> {
+    data: &'a [u8],
+    ranges: &'a [Range<usize>],
+}
+
+impl<'a> Args<'a> {
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Argument `i` (0 is the command name). Panics if out of range.
+    pub fn get(&self, i: usize) -> &'a [u8] {
+        &self.data[self.ranges[i].clone()]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.ranges.iter().map(|r| &self.data[r.clone()])
+    }
+}
+
+impl std::fmt::Debug for Args<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
+/// An incremental RESP request parser (one per connection).
+#[derive(Debug, Default)]
+pub struct Parser {
+    limits: Limits,
+    /// Argument ranges, relative to the command's start (or into `inline`).
+    ranges: Vec<Range<usize>>,
+    /// Inline commands: the unquoted arguments, back to back.
+    inline: Vec<u8>,
+    is_inline: bool,
+    /// A multibulk in progress: its argument count and where its next element starts.
+    partial: Option<(usize, usize)>,
+    /// Bytes (from the command's start) needed before the parse can progress.
+    want: usize,
+    /// How far (from the command's start) the line being received has been searched
+    /// for its end, so a line arriving byte by byte is not rescanned from its start.
+    scanned: usize,
+}
+
+impl Parser {
+    pub fn new(limits: Limits) -> Parser {
+        Parser {
+            limits,
+            ..Parser::default()
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// How many bytes from the command's start the parser needs to make progress (a
+    /// hint for reserving buffer space for a large bulk); 0 when unknown.
+    pub fn want(&self) -> usize {
+        self.want
+    }
+
+    /// Parses the command at the start of `buf` (see the module documentation).
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        let r = self.parse_command(buf);
+        if r.is_err() {
+            self.partial = None;
+            self.scanned = 0;
+            self.ranges.clear();
+        }
+        r
+    }
+
+    fn parse_command(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        self.want = 0;
+        if self.partial.is_none() {
+            let Some(&first) = buf.first() else {
+                return Ok(None);
+            };
+            if first != b'*' {
+                return self.parse_inline(buf);
+            }
+            self.is_inline = false;
+            self.ranges.clear();
+            let Some(end) = self.line_end(buf, 1, ProtocolError::MultibulkLineTooLong)? else {
+                return Ok(None);
+            };
+            let n = parse_len(&buf[1..end]).ok_or(ProtocolError::MultibulkLength)?;
+            if n > self.limits.max_args as i64 {
+                return Err(ProtocolError::MultibulkLength);
+            }
+            if n <= 0 {
+                // `*0` and `*-1`: nothing to run.
+                return Ok(Some(end + 2));
+            }
+            self.partial = Some((n as usize, end + 2));
+        }
+        let (argc, mut pos) = self.partial.expect("set above");
+        while self.ranges.len() < argc {
+            let Some(&c) = buf.get(pos) else {
+                self.partial = Some((argc, pos));
+                return Ok(None);
+            };
+            if c != b'$' {
+                return Err(ProtocolError::ExpectedDollar(c));
+            }
+            let end = match self.line_end(buf, pos + 1, ProtocolError::BulkLineTooLong) {
+                Ok(Some(end)) => end,
+                Ok(None) => {
+                    self.partial = Some((argc, pos));
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let len = match parse_len(&buf[pos + 1..end]) {
+                Some(n) if n >= 0 && n as u64 <= self.limits.max_bulk as u64 => n as usize,
+                _ => return Err(ProtocolError::BulkLength),
+            };
+            let start = end + 2;
+            let stop = start + len;
+            if buf.len() < stop + 2 {
+                self.partial = Some((argc, pos));
+                self.want = stop + 2;
+                return Ok(None);
+            }
+            if &buf[stop..stop + 2] != b"\r\n" {
+                return Err(ProtocolError::MissingCrlf);
+            }
+            self.ranges.push(start..stop);
+            pos = stop + 2;
+        }
+        self.partial = None;
+        Ok(Some(pos))
+    }
+
+    /// The arguments of the command the last `Ok(Some(_))` reported; `buf` must be the
+    /// slice that call was given.
+    pub fn args<'a>(&'a self, buf: &'a [u8]) -> Args<'a> {
+        Args {
+            data: if self.is_inline { &self.inline } else { buf },
+            ranges: &self.ranges,
+        }
+    }
+
+    /// Finds the `\r\n` ending the header line that starts at `from`: `Ok(Some(index of
+    /// '\r'))`, `Ok(None)` if not there yet, `too_long` past `max_inline` bytes.
+    fn line_end(&mut self, buf: &[u8], from: usize, too_long: ProtocolError) -> Result<Option<usize>, ProtocolError> {
+        let max = self.limits.max_inline;
+        let end = buf.len().min(from + max);
+        let start = self.scanned.clamp(from, end.max(from));
+        match buf[start.min(end)..end].iter().position(|&b| b == b'\r') {
+            Some(i) => {
+                let cr = start + i;
+                match buf.get(cr + 1) {
+                    Some(b'\n') => {
+                        self.scanned = 0;
+                        Ok(Some(cr))
+                    }
+                    Some(_) => Err(match too_long {
+                        ProtocolError::MultibulkLineTooLong => ProtocolError::MultibulkLength,
+                        _ => ProtocolError::BulkLength,
+                    }),
+                    None => {
+                        self.scanned = cr;
+                        Ok(None)
+                    }
+                }
+            }
+            None if buf.len() >= from + max => Err(too_long),
+            None => {
+                self.scanned = end;
+                Ok(None)
+            }
+        }
+    }
+
+    fn parse_inline(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        let limit = buf.len().min(self.limits.max_inline + 1);
+        let from = self.scanned.min(limit);
+        let Some(nl) = buf[from..limit].iter().position(|&b| b == b'\n').map(|i| from + i) else {
+            self.scanned = limit;
+            return if buf.len() > self.limits.max_inline {
+                Err(ProtocolError::InlineTooLong)
+            } else {
+                Ok(None)
+            };
+        };
+        self.scanned = 0;
+        let line = &buf[..nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        self.is_inline = true;
+        self.ranges.clear();
+        self.inline.clear();
+        split_args(line, &mut self.inline, &mut self.ranges)?;
+        if self.ranges.len() > self.limits.max_args {
+            return Err(ProtocolError::MultibulkLength);
+        }
+        Ok(Some(nl + 1))
+    }
+}
+
+/// A header's decimal length: optional '-', then digits; nothing else.
+fn parse_len(b: &[u8]) -> Option<i64> {
+    let (neg, digits) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (c - b'0') as i64;
+    }
+    Some(if neg { -n } else { n })
+}
+
+/// Splits an inline command like Redis' `sdssplitargs`: whitespace-separated words,
+/// "double quotes" with C escapes (`\n`, `\xHH`, ...), 'single quotes' with `\'`.
+fn split_args(line: &[u8], out: &mut Vec<u8>, ranges: &mut Vec<Range<usize>>) -> Result<(), ProtocolError> {
+    let mut i = 0;
+    loop {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= line.len() {
+            return Ok(());
+        }
+        let start = out.len();
+        let mut in_dq = false;
+        let mut in_sq = false;
+        loop {
+            if in_dq {
+                let Some(&c) = line.get(i) else {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                };
+                if c == b'\\'
+                    && i + 3 < line.len()
+                    && line[i + 1] == b'x'
+                    && hex(line[i + 2]).is_some()
+                    && hex(line[i + 3]).is_some()
+                {
+                    out.push(hex(line[i + 2]).unwrap_or(0) * 16 + hex(line[i + 3]).unwrap_or(0));
+                    i += 4;
+                } else if c == b'\\' && i + 1 < line.len() {
+                    out.push(match line[i + 1] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 8,
+                        b'a' => 7,
+                        other => other,
+                    });
+                    i += 2;
+                } else if c == b'"' {
+                    // The closing quote must be followed by a space or the end.
+                    if line.get(i + 1).is_some_and(|c| !c.is_ascii_whitespace()) {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    out.push(c);
+                    i += 1;
+                }
+            } else if in_sq {
+                let Some(&c) = line.get(i) else {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                };
+                if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
+                    out.push(b'\'');
+                    i += 2;
+                } else if c == b'\'' {
+                    if line.get(i + 1).is_some_and(|c| !c.is_ascii_whitespace()) {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    out.push(c);
+                    i += 1;
+                }
+            } else {
+                match line.get(i) {
+                    None => break,
+                    Some(c) if c.is_ascii_whitespace() => break,
+                    Some(b'"') => in_dq = true,
+                    Some(b'\'') => in_sq = true,
+                    Some(&c) => out.push(c),
+                }
+                i += 1;
+            }
+        }
+        ranges.push(start..out.len());
+    }
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(input: &[u8]) -> Result<Vec<Vec<String>>, ProtocolError> {
+        let mut p = Parser::new(Limits::default());
+        let mut at = 0;
+        let mut cmds = Vec::new();
+        while let Some(n) = p.parse(&input[at..])? {
+            let args = p.args(&input[at..]);
+            if !args.is_empty() {
+                cmds.push(args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect());
+            }
+            at += n;
+        }
+        Ok(cmds)
+    }
+
+    #[test]
+    fn multibulk_and_inline() {
+        let cmds = parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\nset a \"b c\\x41\" 'd\\'e'\n*0\r\n\r\n").unwrap();
+        assert_eq!(
+            cmds,
+            vec![vec!["GET", "k"], vec!["PING"], vec!["set", "a", "b cA", "d'e"]]
+        );
+    }
+
+    #[test]
+    fn resumes_across_every_split() {
+        let input = b"*3\r\n$3\r\nSET\r\n$5\r\nhello\r\n$11\r\nhello world\r\n";
+        for split in 0..input.len() {
+            let mut p = Parser::new(Limits::default());
+            assert_eq!(p.parse(&input[..split]).unwrap(), None, "split {split}");
+            let n = p.parse(input).unwrap().unwrap();
+            assert_eq!(n, input.len());
+            let args: Vec<&[u8]> = p.args(input).iter().collect();
+            assert_eq!(args, vec![&b"SET"[..], b"hello", b"hello world"]);
+        }
+    }
+
+    #[test]
+    fn errors_like_redis() {
+        assert_eq!(parse_all(b"*x\r\n"), Err(ProtocolError::MultibulkLength));
+        assert_eq!(parse_all(b"*2\r\n+3\r\n"), Err(ProtocolError::ExpectedDollar(b'+')));
+        assert_eq!(parse_all(b"*1\r\n$-1\r\n"), Err(ProtocolError::BulkLength));
+        assert_eq!(parse_all(b"*1\r\n$1\r\nab\r\n"), Err(ProtocolError::MissingCrlf));
+        assert_eq!(parse_all(b"*9999999\r\n"), Err(ProtocolError::MultibulkLength));
+        assert_eq!(parse_all(b"GET \"a\n"), Err(ProtocolError::UnbalancedQuotes));
+        assert_eq!(parse_all(&vec![b'a'; 70_000]), Err(ProtocolError::InlineTooLong));
+        let mut big = b"*1\r\n$".to_vec();
+        big.extend(std::iter::repeat_n(b'1', 70_000));
+        assert_eq!(parse_all(&big), Err(ProtocolError::BulkLineTooLong));
+        let mut p = Parser::new(Limits {
+            max_bulk: 10,
+            ..Limits::default()
+        });
+        assert_eq!(p.parse(b"*1\r\n$11\r\n"), Err(ProtocolError::BulkLength));
+    }
+
+    #[test]
+    fn wants_the_whole_bulk() {
+        let mut p = Parser::new(Limits::default());
+        assert_eq!(p.parse(b"*1\r\n$1000\r\nab").unwrap(), None);
+        assert_eq!(p.want(), 4 + 7 + 1000 + 2);
+    }
+}

@@ -1,0 +1,438 @@
+//! One shard: a map from key to entry under one mutex, its memory accounting, lazy and
+//! sampled expiry, and eviction by sampling (approximate LRU, as Redis does it).
+//!
+//! Every operation takes the current time from the caller (read before the lock) so the
+//! critical section is only map work. Keys are also kept in a dense list (`keys`, each
+//! entry knows its slot) so that a random key can be drawn in O(1) for eviction and
+//! expiry sampling.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::stored::Stored;
+
+/// No deadline.
+pub(crate) const NEVER: u64 = u64::MAX;
+
+/// Bytes charged per entry on top of its key and value: the map slot (key handle and
+/// entry), the key's handle in the dense list, and two heap allocation headers.
+pub const ENTRY_OVERHEAD: u64 = 112;
+
+/// Counters and gauges of one shard (or, summed, of a cache).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Keys held now (including expired ones not yet removed).
+    pub keys: u64,
+    /// Of those, keys with a deadline.
+    pub expires: u64,
+    /// Bytes charged: keys + values + [`ENTRY_OVERHEAD`] per entry.
+    pub bytes: u64,
+    /// The shard's memory bound (0: none).
+    pub max_bytes: u64,
+    /// Reads that found a live key.
+    pub hits: u64,
+    /// Reads that found none.
+    pub misses: u64,
+    /// Keys removed to stay under the memory bound.
+    pub evictions: u64,
+    /// Keys removed because their deadline passed.
+    pub expired: u64,
+    /// Times the shard was emptied by `drop_shard`.
+    pub drops: u64,
+}
+
+impl ShardStats {
+    pub(crate) fn add(&mut self, o: &ShardStats) {
+        self.keys += o.keys;
+        self.expires += o.expires;
+        self.bytes += o.bytes;
+        self.max_bytes += o.max_bytes;
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.evictions += o.evictions;
+        self.expired += o.expired;
+        self.drops += o.drops;
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub value: Stored,
+    /// Monotonic ms after which the entry is gone ([`NEVER`]: no deadline).
+    pub expires_at: u64,
+    /// Read-through: monotonic ms after which the value is stale ([`NEVER`]: always fresh).
+    pub fresh_until: u64,
+    /// Sliding expiry: each read moves `expires_at` to now + this (0: not sliding).
+    pub idle_ttl: u64,
+    /// Monotonic ms of the last read or write, for eviction.
+    last_access: u64,
+    /// Index of the key in `ShardState::keys`.
+    slot: u32,
+}
+
+/// The deadlines of a value being written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadlines {
+    pub expires_at: u64,
+    pub fresh_until: u64,
+    pub idle_ttl: u64,
+}
+
+impl Deadlines {
+    pub const NONE: Deadlines = Deadlines {
+        expires_at: NEVER,
+        fresh_until: NEVER,
+        idle_ttl: 0,
+    };
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Deleted,
+    Expired,
+    Evicted,
+}
+
+fn charge(key: usize, value: usize) -> u64 {
+    key as u64 + value as u64 + ENTRY_OVERHEAD
+}
+
+/// A shard, padded to its own cache lines so two shards' locks never share one.
+#[repr(align(128))]
+pub(crate) struct Shard {
+    state: Mutex<ShardState>,
+}
+
+impl Shard {
+    pub fn new(max_bytes: u64, samples: usize, seed: u64) -> Shard {
+        Shard {
+            state: Mutex::new(ShardState {
+                map: HashMap::new(),
+                keys: Vec::new(),
+                max_bytes,
+                samples: samples.max(1),
+                rng: seed | 1,
+                stats: ShardStats {
+                    max_bytes,
+                    ..ShardStats::default()
+                },
+            }),
+        }
+    }
+
+    /// Locks the shard. A panic while it was held cannot leave the map half-updated in a
+    /// way that matters more than a lost entry, so poisoning is ignored.
+    pub fn lock(&self) -> MutexGuard<'_, ShardState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub(crate) struct ShardState {
+    map: HashMap<Stored, Entry>,
+    keys: Vec<Stored>,
+    max_bytes: u64,
+    samples: usize,
+    rng: u64,
+    stats: ShardStats,
+}
+
+impl ShardState {
+    pub fn stats(&self) -> ShardStats {
+        ShardStats {
+            keys: self.map.len() as u64,
+            ..self.stats
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Counts a read's outcome.
+    pub fn count_read(&mut self, hit: bool) {
+        if hit {
+            self.stats.hits += 1;
+        } else {
+            self.stats.misses += 1;
+        }
+    }
+
+    /// Runs `f` on the live entry for `key` (removing it first if it has expired), after
+    /// marking it used and sliding its deadline. Accounting follows any change `f` makes
+    /// to the value's length.
+    pub fn with_live<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+        match self.map.get_mut(key) {
+            None => return None,
+            Some(e) if e.expires_at > now => {
+                e.last_access = now;
+                if e.idle_ttl > 0 {
+                    e.expires_at = now.saturating_add(e.idle_ttl);
+                }
+                let before = e.value.len();
+                let r = f(e);
+                let after = e.value.len();
+                if after != before {
+                    self.stats.bytes = self.stats.bytes + after as u64 - before as u64;
+                }
+                return Some(r);
+            }
+            Some(_) => {}
+        }
+        self.remove_with(key, Cause::Expired);
+        None
+    }
+
+    /// Like [`ShardState::with_live`] without touching recency or sliding deadlines
+    /// (TTL, EXISTS).
+    pub fn peek<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        match self.map.get(key) {
+            None => return None,
+            Some(e) if e.expires_at > now => return Some(f(e)),
+            Some(_) => {}
+        }
+        self.remove_with(key, Cause::Expired);
+        None
+    }
+
+    /// Sets a live entry's hard deadline (keeping the `expires` gauge right).
+    pub fn set_deadline(&mut self, key: &[u8], now: u64, expires_at: u64, idle_ttl: u64) -> bool {
+        let mut had = false;
+        let r = self.with_live(key, now, |e| {
+            had = e.expires_at != NEVER;
+            e.expires_at = expires_at;
+            e.idle_ttl = idle_ttl;
+        });
+        if r.is_some() {
+            let has = expires_at != NEVER;
+            if had && !has {
+                self.stats.expires -= 1;
+            } else if has && !had {
+                self.stats.expires += 1;
+            }
+        }
+        r.is_some()
+    }
+
+    /// Stores `value` under `key`, replacing any entry; returns the previous live value.
+    /// Evicts other keys afterwards if the shard is over its bound.
+    pub fn insert(&mut self, key: &[u8], value: Stored, d: Deadlines, now: u64) -> Option<Stored> {
+        let new_len = value.len();
+        let previous = if let Some(e) = self.map.get_mut(key) {
+            let was_live = e.expires_at > now;
+            let old_len = e.value.len();
+            let had_deadline = e.expires_at != NEVER;
+            let old = std::mem::replace(&mut e.value, value);
+            e.expires_at = d.expires_at;
+            e.fresh_until = d.fresh_until;
+            e.idle_ttl = d.idle_ttl;
+            e.last_access = now;
+            self.stats.bytes = self.stats.bytes + new_len as u64 - old_len as u64;
+            match (had_deadline, d.expires_at != NEVER) {
+                (true, false) => self.stats.expires -= 1,
+                (false, true) => self.stats.expires += 1,
+                _ => {}
+            }
+            if !was_live {
+                self.stats.expired += 1;
+            }
+            was_live.then_some(old)
+        } else {
+            let k = Stored::copy_from(key);
+            let slot = self.keys.len() as u32;
+            self.keys.push(k.clone());
+            self.map.insert(
+                k,
+                Entry {
+                    value,
+                    expires_at: d.expires_at,
+                    fresh_until: d.fresh_until,
+                    idle_ttl: d.idle_ttl,
+                    last_access: now,
+                    slot,
+                },
+            );
+            self.stats.bytes += charge(key.len(), new_len);
+            if d.expires_at != NEVER {
+                self.stats.expires += 1;
+            }
+            // Amortised active expiry: each new key pays for a look at one random key.
+            self.expire_sample(1, now);
+            None
+        };
+        self.evict(now, key);
+        previous
+    }
+
+    /// Removes `key` if live; returns its value.
+    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Stored> {
+        let live = match self.map.get(key) {
+            None => return None,
+            Some(e) => e.expires_at > now,
+        };
+        if live {
+            self.remove_with(key, Cause::Deleted)
+        } else {
+            self.remove_with(key, Cause::Expired);
+            None
+        }
+    }
+
+    /// Drops every entry; returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        let n = self.map.len();
+        self.map = HashMap::new();
+        self.keys = Vec::new();
+        self.stats.bytes = 0;
+        self.stats.expires = 0;
+        n
+    }
+
+    pub fn count_drop(&mut self) {
+        self.stats.drops += 1;
+    }
+
+    /// Looks at up to `samples` random keys and removes the expired ones; returns how
+    /// many were removed.
+    pub fn expire_sample(&mut self, samples: usize, now: u64) -> usize {
+        let mut removed = 0;
+        for _ in 0..samples {
+            if self.keys.is_empty() {
+                break;
+            }
+            let i = self.random_slot();
+            let expired = self.map.get(&self.keys[i]).is_some_and(|e| e.expires_at <= now);
+            if expired {
+                let k = self.keys[i].clone();
+                self.remove_with(k.as_slice(), Cause::Expired);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Evicts sampled least-recently-used keys (never `protect`) until the shard is
+    /// within its bound; expired keys met on the way are removed first.
+    fn evict(&mut self, now: u64, protect: &[u8]) {
+        if self.max_bytes == 0 {
+            return;
+        }
+        while self.stats.bytes > self.max_bytes && !self.keys.is_empty() {
+            let mut victim: Option<(usize, u64)> = None;
+            let mut expired: Option<usize> = None;
+            for _ in 0..self.samples {
+                let i = self.random_slot();
+                let k = &self.keys[i];
+                if k.as_slice() == protect {
+                    continue;
+                }
+                let e = &self.map[k];
+                if e.expires_at <= now {
+                    expired = Some(i);
+                    break;
+                }
+                if victim.is_none_or(|(_, at)| e.last_access < at) {
+                    victim = Some((i, e.last_access));
+                }
+            }
+            if let Some(i) = expired {
+                let k = self.keys[i].clone();
+                self.remove_with(k.as_slice(), Cause::Expired);
+            } else if let Some((i, _)) = victim {
+                let k = self.keys[i].clone();
+                self.remove_with(k.as_slice(), Cause::Evicted);
+            } else if self.keys.len() == 1 {
+                // Only the protected key is left: it stays, over the bound.
+                break;
+            }
+        }
+    }
+
+    fn remove_with(&mut self, key: &[u8], cause: Cause) -> Option<Stored> {
+        let e = self.map.remove(key)?;
+        let slot = e.slot as usize;
+        let k = self.keys.swap_remove(slot);
+        if let Some(moved) = self.keys.get(slot) {
+            if let Some(m) = self.map.get_mut(moved) {
+                m.slot = slot as u32;
+            }
+        }
+        self.stats.bytes -= charge(k.len(), e.value.len());
+        if e.expires_at != NEVER {
+            self.stats.expires -= 1;
+        }
+        match cause {
+            Cause::Deleted => {}
+            Cause::Expired => self.stats.expired += 1,
+            Cause::Evicted => self.stats.evictions += 1,
+        }
+        Some(e.value)
+    }
+
+    fn random_slot(&mut self) -> usize {
+        // xorshift64*: plenty for sampling.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as usize % self.keys.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(s: &mut ShardState, k: &str, v: &str, now: u64) {
+        s.insert(k.as_bytes(), Stored::copy_from(v.as_bytes()), Deadlines::NONE, now);
+    }
+
+    #[test]
+    fn accounting_follows_inserts_overwrites_and_removes() {
+        let shard = Shard::new(0, 5, 7);
+        let mut s = shard.lock();
+        put(&mut s, "a", "12345", 0);
+        assert_eq!(s.stats().bytes, charge(1, 5));
+        put(&mut s, "a", "1", 0);
+        assert_eq!(s.stats().bytes, charge(1, 1));
+        put(&mut s, "bb", "", 0);
+        assert_eq!(s.stats().bytes, charge(1, 1) + charge(2, 0));
+        assert!(s.remove(b"a", 0).is_some());
+        assert_eq!(s.stats().bytes, charge(2, 0));
+        assert_eq!(s.stats().keys, 1);
+        s.with_live(b"bb", 0, |e| e.value = Stored::copy_from(b"xyz"));
+        assert_eq!(s.stats().bytes, charge(2, 3));
+    }
+
+    #[test]
+    fn slots_stay_consistent_through_swap_removes() {
+        let shard = Shard::new(0, 5, 7);
+        let mut s = shard.lock();
+        for i in 0..100 {
+            put(&mut s, &format!("k{i}"), "v", 0);
+        }
+        for i in (0..100).step_by(3) {
+            assert!(s.remove(format!("k{i}").as_bytes(), 0).is_some());
+        }
+        for (i, k) in s.keys.iter().enumerate() {
+            assert_eq!(s.map[k].slot as usize, i);
+        }
+        assert_eq!(s.keys.len(), s.map.len());
+    }
+
+    #[test]
+    fn expired_entries_are_removed_on_access() {
+        let shard = Shard::new(0, 5, 7);
+        let mut s = shard.lock();
+        let d = Deadlines {
+            expires_at: 100,
+            ..Deadlines::NONE
+        };
+        s.insert(b"k", Stored::copy_from(b"v"), d, 0);
+        assert_eq!(s.stats().expires, 1);
+        assert!(s.with_live(b"k", 99, |_| ()).is_some());
+        assert!(s.with_live(b"k", 100, |_| ()).is_none());
+        let st = s.stats();
+        assert_eq!((st.keys, st.expires, st.expired, st.bytes), (0, 0, 1, 0));
+    }
+}

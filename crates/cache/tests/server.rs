@@ -1,0 +1,360 @@
+//! The RESP server over real sockets on port 0: every command, pipelining, RESP3,
+//! errors that keep the connection and errors that close it, shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{cmd, cmd_bytes, Server};
+use strata_cache::{CacheConfig, RespConfig};
+
+#[test]
+fn string_commands_answer_like_redis() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    c.check(&["PING"], "+PONG\r\n");
+    c.check(&["ping", "hi"], "$2\r\nhi\r\n");
+    c.check(&["ECHO", "hello"], "$5\r\nhello\r\n");
+    c.check(&["GET", "k"], "$-1\r\n");
+    c.check(&["SET", "k", "v"], "+OK\r\n");
+    c.check(&["GET", "k"], "$1\r\nv\r\n");
+    c.check(&["SET", "k", "w", "NX"], "$-1\r\n");
+    c.check(&["SET", "k", "w", "XX", "GET"], "$1\r\nv\r\n");
+    c.check(&["SET", "k2", "w", "XX"], "$-1\r\n");
+    c.check(&["SET", "k", "x", "NX", "XX"], "-ERR syntax error\r\n");
+    c.check(&["SET", "k", "x", "EX", "10", "PX", "100"], "-ERR syntax error\r\n");
+    c.check(
+        &["SET", "k", "x", "EX", "0"],
+        "-ERR invalid expire time in 'set' command\r\n",
+    );
+    c.check(
+        &["SET", "k", "x", "EX", "ten"],
+        "-ERR value is not an integer or out of range\r\n",
+    );
+    c.check(&["SET", "k", "x", "EX", "100"], "+OK\r\n");
+    c.check(&["TTL", "k"], ":100\r\n");
+    c.check(&["SET", "k", "y", "KEEPTTL"], "+OK\r\n");
+    c.check(&["TTL", "k"], ":100\r\n");
+    c.check(&["SET", "k", "z", "PX", "5000"], "+OK\r\n");
+    c.check(&["TTL", "k"], ":5\r\n");
+    c.check(&["PERSIST", "k"], ":1\r\n");
+    c.check(&["PERSIST", "k"], ":0\r\n");
+    c.check(&["TTL", "k"], ":-1\r\n");
+    c.check(&["TTL", "nope"], ":-2\r\n");
+    c.check(&["PTTL", "nope"], ":-2\r\n");
+    c.check(&["EXPIRE", "k", "50"], ":1\r\n");
+    c.check(&["EXPIRE", "k", "50", "NX"], ":0\r\n");
+    c.check(&["EXPIRE", "k", "60", "GT"], ":1\r\n");
+    c.check(
+        &["EXPIRE", "k", "60", "NX", "XX"],
+        "-ERR NX and XX, GT or LT options at the same time are not compatible\r\n",
+    );
+    c.check(&["EXPIRE", "nope", "50"], ":0\r\n");
+    c.check(&["PEXPIRE", "k", "100000"], ":1\r\n");
+    c.check(&["TTL", "k"], ":100\r\n");
+    c.check(&["EXPIRE", "k", "-1"], ":1\r\n");
+    c.check(&["EXISTS", "k"], ":0\r\n");
+    c.check(&["MSET", "a", "1", "b", "2"], "+OK\r\n");
+    c.check(
+        &["MSET", "a", "1", "b"],
+        "-ERR wrong number of arguments for 'mset' command\r\n",
+    );
+    c.check(&["MGET", "a", "nope", "b"], "*3\r\n$1\r\n1\r\n$-1\r\n$1\r\n2\r\n");
+    c.check(&["EXISTS", "a", "b", "a", "nope"], ":3\r\n");
+    c.check(&["INCR", "a"], ":2\r\n");
+    c.check(&["INCRBY", "a", "10"], ":12\r\n");
+    c.check(&["DECR", "a"], ":11\r\n");
+    c.check(&["DECRBY", "a", "20"], ":-9\r\n");
+    c.check(
+        &["INCRBY", "a", "x"],
+        "-ERR value is not an integer or out of range\r\n",
+    );
+    c.check(&["SET", "big", "9223372036854775807"], "+OK\r\n");
+    c.check(&["INCR", "big"], "-ERR increment or decrement would overflow\r\n");
+    c.check(&["INCR", "k2"], ":1\r\n");
+    c.check(&["SET", "s", "text"], "+OK\r\n");
+    c.check(&["INCR", "s"], "-ERR value is not an integer or out of range\r\n");
+    c.check(&["APPEND", "s", "book"], ":8\r\n");
+    c.check(&["STRLEN", "s"], ":8\r\n");
+    c.check(&["STRLEN", "nope"], ":0\r\n");
+    c.check(&["GETDEL", "s"], "$8\r\ntextbook\r\n");
+    c.check(&["GETDEL", "s"], "$-1\r\n");
+    c.check(&["SETNX", "n", "1"], ":1\r\n");
+    c.check(&["SETNX", "n", "2"], ":0\r\n");
+    c.check(&["GETSET", "n", "3"], "$1\r\n1\r\n");
+    c.check(&["SETEX", "e", "10", "v"], "+OK\r\n");
+    c.check(&["TTL", "e"], ":10\r\n");
+    c.check(
+        &["PSETEX", "e", "0", "v"],
+        "-ERR invalid expire time in 'psetex' command\r\n",
+    );
+    c.check(&["TYPE", "e"], "+string\r\n");
+    c.check(&["TYPE", "nope"], "+none\r\n");
+    c.check(&["DEL", "a", "b", "nope"], ":2\r\n");
+    c.check(&["UNLINK", "n"], ":1\r\n");
+    c.check(&["SELECT", "0"], "+OK\r\n");
+    c.check(&["SELECT", "1"], "-ERR DB index is out of range\r\n");
+    c.check(&["DBSIZE"], ":3\r\n");
+    c.check(&["FLUSHDB"], "+OK\r\n");
+    c.check(&["DBSIZE"], ":0\r\n");
+    c.check(&["FLUSHALL", "ASYNC"], "+OK\r\n");
+    c.check(&["CLIENT", "GETNAME"], "$-1\r\n");
+    c.check(&["CLIENT", "SETNAME", "worker-1"], "+OK\r\n");
+    c.check(&["CLIENT", "GETNAME"], "$8\r\nworker-1\r\n");
+    c.check(
+        &["CLIENT", "SETNAME", "bad name"],
+        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
+    );
+    c.check(&["CLIENT", "SETINFO", "LIB-NAME", "redis-py"], "+OK\r\n");
+    c.check(&["AUTH", "pw"], "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n");
+    c.check(&["QUIT"], "+OK\r\n");
+    assert!(c.closed());
+}
+
+#[test]
+fn unknown_commands_and_wrong_arity_keep_the_connection() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    c.check(
+        &["FOO", "bar", "baz"],
+        "-ERR unknown command 'FOO', with args beginning with: 'bar' 'baz' \r\n",
+    );
+    c.check(&["GET"], "-ERR wrong number of arguments for 'get' command\r\n");
+    c.check(
+        &["get", "a", "b"],
+        "-ERR wrong number of arguments for 'get' command\r\n",
+    );
+    c.check(
+        &["CLIENT", "FLY"],
+        "-ERR unknown subcommand or wrong number of arguments for 'FLY'. Try CLIENT HELP.\r\n",
+    );
+    c.check(&["PING"], "+PONG\r\n");
+}
+
+#[test]
+fn pipelined_commands_are_answered_in_order() {
+    let server = Server::start(2);
+    let mut c = server.client();
+    let mut batch = Vec::new();
+    let mut expected = String::new();
+    for i in 0..2000 {
+        batch.extend(cmd(&["SET", &format!("key:{i}"), &format!("v{i}")]));
+        expected.push_str("+OK\r\n");
+        batch.extend(cmd(&["GET", &format!("key:{i}")]));
+        expected.push_str(&format!("${}\r\nv{i}\r\n", format!("v{i}").len()));
+    }
+    // Split the batch at awkward places: the server must reassemble commands.
+    for chunk in batch.chunks(777) {
+        c.send(chunk);
+    }
+    let got = c.read_n(expected.len());
+    assert_eq!(String::from_utf8_lossy(&got), expected);
+    c.check(&["DBSIZE"], ":2000\r\n");
+}
+
+#[test]
+fn inline_commands_work() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    c.send(b"PING\r\nSET greeting \"hello world\"\r\nGET greeting\n\r\nEXISTS greeting\r\n");
+    let expected = "+PONG\r\n+OK\r\n$11\r\nhello world\r\n:1\r\n";
+    assert_eq!(String::from_utf8_lossy(&c.read_n(expected.len())), expected);
+}
+
+#[test]
+fn protocol_errors_are_answered_then_the_connection_closes() {
+    let server = Server::start(1);
+    for (input, reply) in [
+        (&b"*1\r\n$x\r\n"[..], "-ERR Protocol error: invalid bulk length\r\n"),
+        (
+            b"*2\r\n$3\r\nGET\r\n+k\r\n",
+            "-ERR Protocol error: expected '$', got '+'\r\n",
+        ),
+        (b"*abc\r\n", "-ERR Protocol error: invalid multibulk length\r\n"),
+        (
+            b"SET k \"unterminated\r\n",
+            "-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+    ] {
+        let mut c = server.client();
+        c.send(b"PING\r\n");
+        c.send(input);
+        let expected = format!("+PONG\r\n{reply}");
+        assert_eq!(String::from_utf8_lossy(&c.read_n(expected.len())), expected);
+        assert!(c.closed(), "closed after {input:?}");
+    }
+    // The server is still fine.
+    server.client().check(&["PING"], "+PONG\r\n");
+}
+
+#[test]
+fn hello_switches_protocol_versions() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    c.check(&["HELLO", "4"], "-NOPROTO unsupported protocol version\r\n");
+    c.check(
+        &["HELLO", "x"],
+        "-ERR Protocol version is not an integer or out of range\r\n",
+    );
+    c.send(&cmd(&["HELLO", "3", "AUTH", "default", "anything", "SETNAME", "me"]));
+    let hello = String::from_utf8(c.read_reply()).unwrap();
+    assert!(hello.starts_with("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"), "{hello}");
+    assert!(hello.contains("$5\r\nproto\r\n:3\r\n"), "{hello}");
+    c.check(&["GET", "nope"], "_\r\n");
+    c.check(&["CLIENT", "GETNAME"], "$2\r\nme\r\n");
+    c.send(&cmd(&["CONFIG", "GET", "save"]));
+    assert_eq!(c.read_reply(), b"%1\r\n$4\r\nsave\r\n$0\r\n\r\n");
+    c.send(&cmd(&["INFO", "server"]));
+    let info = String::from_utf8(c.read_reply()).unwrap();
+    assert!(info.starts_with('=') && info.contains("txt:# Server"), "{info}");
+    c.send(&cmd(&["HELLO", "2"]));
+    let hello = String::from_utf8(c.read_reply()).unwrap();
+    assert!(hello.starts_with("*14\r\n"), "{hello}");
+    c.check(&["GET", "nope"], "$-1\r\n");
+    c.check(
+        &["HELLO", "3", "AUTH", "someone", "pw"],
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+    );
+}
+
+#[test]
+fn info_has_the_sections_clients_read() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    c.check(&["SET", "a", "1", "EX", "100"], "+OK\r\n");
+    c.check(&["SET", "b", "2"], "+OK\r\n");
+    c.check(&["GET", "a"], "$1\r\n1\r\n");
+    c.check(&["GET", "zz"], "$-1\r\n");
+    c.send(&cmd(&["INFO"]));
+    let info = String::from_utf8(c.read_reply()).unwrap();
+    for needle in [
+        "# Server\r\n",
+        "redis_version:7.0.0-strata-compatible\r\n",
+        "# Clients\r\nconnected_clients:1\r\n",
+        "# Memory\r\nused_memory:",
+        "# Stats\r\n",
+        "keyspace_hits:1\r\n",
+        "keyspace_misses:1\r\n",
+        "evicted_keys:0\r\n",
+        "# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=0\r\n",
+        &format!("tcp_port:{}\r\n", server.addr.port()),
+    ] {
+        assert!(info.contains(needle), "INFO lacks {needle:?}:\n{info}");
+    }
+    c.send(&cmd(&["INFO", "keyspace"]));
+    let ks = String::from_utf8(c.read_reply()).unwrap();
+    assert!(!ks.contains("# Server") && ks.contains("# Keyspace"), "{ks}");
+    c.send(&cmd(&["INFO", "shards"]));
+    let shards = String::from_utf8(c.read_reply()).unwrap();
+    assert!(
+        shards.contains("shard0:keys=") && shards.contains("shard1:keys="),
+        "{shards}"
+    );
+}
+
+#[test]
+fn command_replies_enough_for_handshakes() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    c.send(&cmd(&["COMMAND", "COUNT"]));
+    let count = String::from_utf8(c.read_reply()).unwrap();
+    let n: usize = count.trim_start_matches(':').trim().parse().unwrap();
+    assert!(n >= 30, "{count}");
+    c.send(&cmd(&["COMMAND"]));
+    let all = c.read_reply();
+    assert!(all.starts_with(format!("*{n}\r\n*10\r\n$3\r\nget\r\n:2\r\n").as_bytes()));
+    c.send(&cmd(&["COMMAND", "INFO", "set", "nosuch"]));
+    let info = String::from_utf8(c.read_reply()).unwrap();
+    assert!(
+        info.starts_with("*2\r\n*10\r\n$3\r\nset\r\n:-3\r\n") && info.ends_with("$-1\r\n"),
+        "{info}"
+    );
+    c.check(&["COMMAND", "DOCS"], "*0\r\n");
+}
+
+#[test]
+fn large_values_arrive_in_pieces() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    let value: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let set = cmd_bytes(&[b"SET", b"big", &value]);
+    for chunk in set.chunks(65_000) {
+        c.send(chunk);
+    }
+    assert_eq!(c.read_n(5), b"+OK\r\n");
+    c.send(&cmd(&["GET", "big"]));
+    let reply = c.read_reply();
+    let header = b"$3000000\r\n";
+    assert_eq!(&reply[..header.len()], header);
+    assert_eq!(&reply[header.len()..reply.len() - 2], &value[..]);
+    c.check(&["STRLEN", "big"], ":3000000\r\n");
+}
+
+#[test]
+fn limits_close_the_connection_with_an_error() {
+    let config = RespConfig {
+        limits: strata_cache::resp::Limits {
+            max_bulk: 1000,
+            ..Default::default()
+        },
+        max_query_bytes: 4096,
+        ..RespConfig::default()
+    };
+    let server = Server::start_with(1, CacheConfig::default(), config);
+    let mut c = server.client();
+    c.send(b"*2\r\n$4\r\nECHO\r\n$1001\r\n");
+    let e = "-ERR Protocol error: invalid bulk length\r\n";
+    assert_eq!(String::from_utf8_lossy(&c.read_n(e.len())), e);
+    assert!(c.closed());
+    // Many small arguments past the query buffer limit.
+    let mut c = server.client();
+    let mut big = b"*100000\r\n".to_vec();
+    for _ in 0..2000 {
+        big.extend_from_slice(b"$1\r\nx\r\n");
+    }
+    c.send(&big);
+    let e = "-ERR Protocol error: query buffer limit exceeded\r\n";
+    assert_eq!(String::from_utf8_lossy(&c.read_n(e.len())), e);
+    assert!(c.closed());
+}
+
+#[test]
+fn many_connections_on_several_workers() {
+    let server = Server::start(2);
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let mut c = common::Client::connect(addr);
+                for i in 0..200 {
+                    let k = format!("t{t}:{i}");
+                    c.check(&["SET", &k, &k], "+OK\r\n");
+                    c.check(&["INCR", &format!("own:{t}")], &format!(":{}\r\n", i + 1));
+                    c.send(&cmd(&["INCR", "shared"]));
+                    assert_eq!(c.read_reply()[0], b':');
+                    c.check(&["GET", &k], &format!("${}\r\n{k}\r\n", k.len()));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a client thread failed");
+    }
+    let mut c = server.client();
+    c.check(&["GET", "shared"], "$4\r\n3200\r\n");
+    c.check(&["DBSIZE"], &format!(":{}\r\n", 16 * 200 + 16 + 1));
+}
+
+#[test]
+fn shutdown_stops_the_workers_and_closes_connections() {
+    let mut server = Server::start(2);
+    let mut c = server.client();
+    c.check(&["PING"], "+PONG\r\n");
+    server.stop();
+    assert!(c.closed());
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        std::net::TcpStream::connect(server.addr).is_err(),
+        "nothing listens after shutdown"
+    );
+}

@@ -1,0 +1,166 @@
+//! Blob body files, in `DIR/blobs/`.
+//!
+//! An upload streams into `tmp-TOKEN` (created new) on tokio's blocking pool, hashing as
+//! it goes; at the end the file is synced and renamed to `NAMEHASH-TOKEN`, where
+//! `NAMEHASH` is the start of the SHA-256 of the blob's table key and `TOKEN` is unique to
+//! the upload, so a new body never overwrites the one readers may have open. The rename
+//! is handed to the writer, which syncs the directory once for every blob in its batch
+//! before logging their metadata; a replaced or deleted body is removed by the applier
+//! once redb has the change. A file no committed metadata refers to is removed at open.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use crate::record::{hex, table_key};
+use crate::writer::{Done, Op, Write};
+use crate::{BlobMeta, Cond, StoreError};
+
+const TEMP_PREFIX: &str = "tmp-";
+
+/// What the async side of an upload hands to the blocking side.
+pub(crate) enum Chunk {
+    Data(Bytes),
+    /// The body ended: sync, rename and commit.
+    End,
+}
+
+/// Hands out file-name tokens unique to this store: the open time, then a counter.
+pub(crate) struct Tokens {
+    epoch: u64,
+    next: AtomicU64,
+}
+
+impl Tokens {
+    pub fn new() -> Tokens {
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Tokens {
+            epoch,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    pub fn next(&self) -> String {
+        format!("{:x}-{:x}", self.epoch, self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// One upload's blocking side: where it goes and whom to answer.
+pub(crate) struct Upload {
+    pub dir: PathBuf,
+    pub ns: String,
+    pub name: String,
+    pub content_type: String,
+    pub cond: Cond,
+    pub token: String,
+    pub writer: mpsc::Sender<Op>,
+    pub done: oneshot::Sender<Result<BlobMeta, StoreError>>,
+}
+
+/// Writes the chunks to a temporary file while hashing them; at `End`, syncs the file,
+/// renames it into place and sends the metadata to the writer, which answers `done`.
+/// When the chunks stop without `End` (the body failed or the caller went away), the
+/// temporary file is removed and nobody is answered. Runs on the blocking pool.
+pub(crate) fn ingest(up: Upload, mut chunks: tokio::sync::mpsc::Receiver<Chunk>) {
+    let temp = up.dir.join(format!("{TEMP_PREFIX}{}", up.token));
+    let written = (|| -> io::Result<Option<(u64, [u8; 32])>> {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        loop {
+            match chunks.blocking_recv() {
+                Some(Chunk::Data(b)) => {
+                    hasher.update(&b);
+                    file.write_all(&b)?;
+                    size += b.len() as u64;
+                }
+                Some(Chunk::End) => break,
+                None => return Ok(None),
+            }
+        }
+        file.sync_data()?;
+        Ok(Some((size, hasher.finalize().into())))
+    })();
+    // Let the async side see at once that nothing more is taken.
+    drop(chunks);
+    let (size, sha256) = match written {
+        Ok(Some(done)) => done,
+        Ok(None) => {
+            remove(&temp);
+            return;
+        }
+        Err(e) => {
+            remove(&temp);
+            let _ = up.done.send(Err(StoreError::Io(format!("write the blob body: {e}"))));
+            return;
+        }
+    };
+    let file = body_file_name(&up.ns, &up.name, &up.token);
+    if let Err(e) = fs::rename(&temp, up.dir.join(&file)) {
+        remove(&temp);
+        let _ = up
+            .done
+            .send(Err(StoreError::Io(format!("rename the blob body into place: {e}"))));
+        return;
+    }
+    let write = Write::PutBlob {
+        ns: up.ns,
+        name: up.name,
+        cond: up.cond,
+        content_type: up.content_type,
+        size,
+        sha256,
+        file: file.clone(),
+    };
+    if let Err(mpsc::SendError(Op::Write(_, Done::Blob(done)))) = up.writer.send(Op::Write(write, Done::Blob(up.done)))
+    {
+        remove(&up.dir.join(file));
+        let _ = done.send(Err(StoreError::Closed));
+    }
+}
+
+/// The file name of one body of blob `name` in `ns`.
+fn body_file_name(ns: &str, name: &str, token: &str) -> String {
+    let digest = Sha256::digest(table_key(ns, name));
+    format!("{}-{token}", hex(&digest[..16]))
+}
+
+/// Syncs the blobs directory, making renames into it durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Removes a body file; one already gone is fine.
+pub(crate) fn remove(path: &Path) {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(file = %path.display(), "could not remove a blob file: {e}"),
+    }
+}
+
+/// At open: removes every file in `dir` that `referenced` does not name (temporary files
+/// of cut-short uploads, bodies whose metadata never committed). Returns how many.
+pub(crate) fn clean(dir: &Path, referenced: &HashSet<String>) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let keep = name.to_str().is_some_and(|n| referenced.contains(n));
+        if !keep && entry.file_type()?.is_file() {
+            remove(&entry.path());
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
