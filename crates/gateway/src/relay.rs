@@ -76,6 +76,31 @@ enum Failure {
 
 /// Relays to ANY one member of `pool`.
 pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (Response<ResBody>, Outcome) {
+    any_from(pool, req, policy, Vec::new()).await
+}
+
+/// Like [`any`], passing over the members in `avoid` while another ready member is
+/// available (a redelivery should not go back to the member that just failed it).
+pub async fn any_avoiding(
+    pool: &Pool,
+    req: Request<ReqBody>,
+    policy: &RelayPolicy,
+    avoid: &[Arc<Member>],
+) -> (Response<ResBody>, Outcome) {
+    let others = pool
+        .members()
+        .iter()
+        .any(|m| !m.is_unavailable() && !avoid.iter().any(|a| Arc::ptr_eq(a, m)));
+    let seed = if others { avoid.to_vec() } else { Vec::new() };
+    any_from(pool, req, policy, seed).await
+}
+
+async fn any_from(
+    pool: &Pool,
+    req: Request<ReqBody>,
+    policy: &RelayPolicy,
+    mut tried: Vec<Arc<Member>>,
+) -> (Response<ResBody>, Outcome) {
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
     to_origin_form(&mut parts);
@@ -89,7 +114,7 @@ pub async fn any(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
     };
     let mut body = Some(body);
     let mut outcome = Outcome::default();
-    let mut tried: Vec<Arc<Member>> = Vec::new();
+    tried.reserve(2);
     let mut last: Option<(Arc<Member>, Failure)> = None;
     pool.budget.deposit();
     loop {

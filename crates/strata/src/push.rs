@@ -13,7 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, Method, Request};
 use http_body_util::{BodyExt, Limited};
-use strata_bus::Pool;
+use std::collections::HashMap;
+
+use strata_bus::{Member, Pool};
 use strata_gateway::relay;
 use strata_gateway::{RelayPolicy, ReqBody};
 use strata_manifest::ConsumesSpec;
@@ -36,6 +38,7 @@ pub(crate) async fn run(
     policy.deadline = policy.deadline.min(lease);
     policy.attempt_timeout = policy.attempt_timeout.min(policy.deadline);
     let consumes = Arc::new(consumes);
+    let failed_on: FailedOn = Arc::default();
     let mut ready = pool.watch_ready();
     let mut tasks = JoinSet::new();
     loop {
@@ -67,7 +70,14 @@ pub(crate) async fn run(
         match fetched {
             Ok(batch) if batch.is_empty() => {}
             Ok(batch) => {
-                tasks.spawn(deliver(queue.clone(), pool.clone(), consumes.clone(), policy, batch));
+                tasks.spawn(deliver(
+                    queue.clone(),
+                    pool.clone(),
+                    consumes.clone(),
+                    policy,
+                    batch,
+                    failed_on.clone(),
+                ));
             }
             Err(e) => {
                 tracing::error!(queue = %queue.name(), group = %consumes.group, "push fetch failed: {e}");
@@ -82,14 +92,29 @@ pub(crate) async fn run(
     tasks.abort_all();
 }
 
+/// The member that last failed each offset still to be delivered, so that its
+/// redelivery goes elsewhere when another member is ready.
+type FailedOn = Arc<std::sync::Mutex<HashMap<u64, Arc<Member>>>>;
+
 async fn deliver(
     queue: Arc<Queue>,
     pool: Arc<Pool>,
     consumes: Arc<ConsumesSpec>,
     policy: RelayPolicy,
     batch: Vec<Message>,
+    failed_on: FailedOn,
 ) {
     let offsets: Vec<u64> = batch.iter().map(|m| m.offset).collect();
+    let avoid: Vec<Arc<Member>> = {
+        let failed_on = failed_on.lock().unwrap_or_else(|e| e.into_inner());
+        let mut avoid: Vec<Arc<Member>> = Vec::new();
+        for m in offsets.iter().filter_map(|o| failed_on.get(o)) {
+            if !avoid.iter().any(|a| Arc::ptr_eq(a, m)) {
+                avoid.push(m.clone());
+            }
+        }
+        avoid
+    };
     let body = Bytes::from(strata_api::queues::messages_json(
         &batch,
         &[("queue", queue.name()), ("group", &consumes.group)],
@@ -103,7 +128,7 @@ async fn deliver(
         .header("x-strata-group", consumes.group.as_str())
         .body(ReqBody::Full(Some(body)))
         .expect("a valid request");
-    let (res, outcome) = relay::any(&pool, req, &policy).await;
+    let (res, outcome) = relay::any_avoiding(&pool, req, &policy, &avoid).await;
     let member = outcome.member.as_ref().map(|m| m.id.clone()).unwrap_or_default();
     let status = res.status();
     let failed: Vec<u64> = if status.is_success() {
@@ -119,6 +144,21 @@ async fn deliver(
         offsets.clone()
     };
     let done: Vec<u64> = offsets.iter().copied().filter(|o| !failed.contains(o)).collect();
+    {
+        let mut failed_on = failed_on.lock().unwrap_or_else(|e| e.into_inner());
+        for o in &done {
+            failed_on.remove(o);
+        }
+        if let Some(member) = &outcome.member {
+            for o in &failed {
+                failed_on.insert(*o, member.clone());
+            }
+        }
+        // Bounded: offsets that were dead-lettered or acked elsewhere are forgotten.
+        if failed_on.len() > 100_000 {
+            failed_on.clear();
+        }
+    }
     if !done.is_empty() {
         if let Err(e) = queue.ack(&consumes.group, &done).await {
             tracing::error!(queue = %queue.name(), "push ack failed: {e}");
