@@ -3,14 +3,19 @@
     STRATA_URL=http://127.0.0.1:7070 python3 -m unittest -v clients/python/test_strata_client.py
 
 Skipped when STRATA_URL is unset. crates/strata/tests/python_client.rs starts a node and
-runs them. Each test uses queues of its own (a fresh random suffix), so the tests are
-independent and can run against a node that has run them before. With
+runs them. Each test uses queues, keys and blobs of its own (a fresh random suffix), so
+the tests are independent and can run against a node that has run them before. With
 STRATA_TEST_CALL_SERVICE set to a service running the test member
-(crates/strata/tests/fixtures/member.py), call() is tested too.
+(crates/strata/tests/fixtures/member.py), call() is tested too. The read-through tests
+use the cache named by STRATA_TEST_CACHE, else the first one the node's manifest declares
+under `caches` (python_client.rs declares "hist" over namespace "history").
 """
+import hashlib
+import io
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -18,10 +23,12 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from strata_client import Client, Message, StrataError, parse_push  # noqa: E402
+from strata_client import (BlobStream, Client, ConflictError, Entry, Message,  # noqa: E402
+                           StrataError, parse_push)
 
 STRATA_URL = os.environ.get("STRATA_URL")
 CALL_SERVICE = os.environ.get("STRATA_TEST_CALL_SERVICE")
+READ_THROUGH = os.environ.get("STRATA_TEST_CACHE")
 
 
 NO_NODE = ("STRATA_URL is not set: these tests need a running strata node "
@@ -369,6 +376,330 @@ class Calls(LiveTest):
         self.assertIn("no-such-service", err.message)
 
 
+class StateTest(LiveTest):
+    """Gives each test a namespace and keys of its own."""
+
+    def setUp(self):
+        super().setUp()
+        self.suffix = uuid.uuid4().hex[:8]
+        self.ns = f"py-{self.suffix}"
+
+    def key(self, what="k"):
+        return f"{what}-{self.suffix}"
+
+
+class KeyValue(StateTest):
+    def test_put_get_delete_round_trip(self):
+        binary = bytes(range(256))
+        v1 = self.client.kv_put(self.ns, "bin", binary)
+        self.assertIsInstance(v1, int)
+        got = self.client.kv_get(self.ns, "bin")
+        self.assertIsInstance(got, Entry)
+        value, version = got  # unpacks as a tuple
+        self.assertEqual((value, version), (binary, v1))
+
+        v2 = self.client.kv_put(self.ns, "doc", {"items": [1, 2]})
+        self.assertGreater(v2, v1, "versions come from one counter: they strictly increase")
+        self.assertEqual(self.client.kv_get(self.ns, "doc").json(), {"items": [1, 2]})
+        self.client.kv_put(self.ns, "text", "héllo")
+        self.assertEqual(self.client.kv_get(self.ns, "text").text, "héllo")
+
+        self.assertTrue(self.client.kv_delete(self.ns, "bin"))
+        self.assertIsNone(self.client.kv_get(self.ns, "bin"), "gone once deleted")
+        self.assertFalse(self.client.kv_delete(self.ns, "bin"), "a second delete finds nothing")
+        self.assertIsNone(self.client.kv_get(self.ns, "never-written"))
+
+    def test_keys_with_slashes_and_spaces(self):
+        key = "carts/alice smith/ü?#&"
+        version = self.client.kv_put(self.ns, key, b"x")
+        self.assertEqual(self.client.kv_get(self.ns, key), (b"x", version))
+        self.assertEqual([i["key"] for i in self.client.kv_iter(self.ns)], [key])
+        self.assertTrue(self.client.kv_delete(self.ns, key))
+
+    def test_namespaces_are_apart(self):
+        other = self.ns + "-other"
+        self.client.kv_put(self.ns, "k", b"mine")
+        self.assertIsNone(self.client.kv_get(other, "k"))
+        self.client.kv_put(other, "k", b"theirs")
+        self.assertEqual(self.client.kv_get(self.ns, "k").value, b"mine")
+
+    def test_compare_and_set(self):
+        v1 = self.client.kv_put(self.ns, "counter", b"1")
+        v2 = self.client.kv_put(self.ns, "counter", b"2", if_version=v1)
+        self.assertGreater(v2, v1)
+        with self.assertRaises(ConflictError) as cm:
+            self.client.kv_put(self.ns, "counter", b"stale", if_version=v1)
+        err = cm.exception
+        self.assertIsInstance(err, StrataError)
+        self.assertEqual((err.status, err.current), (412, v2), err.message)
+        self.assertEqual(self.client.kv_get(self.ns, "counter"), (b"2", v2), "a failed CAS writes nothing")
+
+        with self.assertRaises(ConflictError) as cm:
+            self.client.kv_put(self.ns, "missing", b"x", if_version=v2)
+        self.assertIsNone(cm.exception.current, "no such key: current is None")
+        self.assertIsNone(self.client.kv_get(self.ns, "missing"))
+
+        with self.assertRaises(ConflictError) as cm:
+            self.client.kv_delete(self.ns, "counter", if_version=v1)
+        self.assertEqual(cm.exception.current, v2)
+        self.assertTrue(self.client.kv_delete(self.ns, "counter", if_version=v2))
+        with self.assertRaises(ValueError):
+            self.client.kv_put(self.ns, "counter", b"x", if_version=v2, if_absent=True)
+
+    def test_if_absent_creates_once(self):
+        v = self.client.kv_put(self.ns, "once", b"first", if_absent=True)
+        with self.assertRaises(ConflictError) as cm:
+            self.client.kv_put(self.ns, "once", b"second", if_absent=True)
+        self.assertEqual(cm.exception.current, v)
+        self.assertEqual(self.client.kv_get(self.ns, "once"), (b"first", v))
+
+    def test_concurrent_increments_with_cas_lose_nothing(self):
+        self.client.kv_put(self.ns, "n", b"0")
+        errors, conflicts = [], []
+
+        def bump(times):
+            try:
+                with Client(STRATA_URL) as c:
+                    for _ in range(times):
+                        while True:
+                            value, version = c.kv_get(self.ns, "n")
+                            try:
+                                c.kv_put(self.ns, "n", str(int(value) + 1), if_version=version)
+                                break
+                            except ConflictError:
+                                conflicts.append(1)
+            except Exception as e:  # reported by the test
+                errors.append(e)
+
+        threads = [threading.Thread(target=bump, args=(10,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        self.assertEqual(self.client.kv_get(self.ns, "n").value, b"40",
+                         f"every increment counted ({len(conflicts)} conflicts retried)")
+
+    def test_listing_in_pages(self):
+        keys = [f"item-{i:02d}" for i in range(25)]
+        for k in keys:
+            self.client.kv_put(self.ns, k, k.encode())
+        self.client.kv_put(self.ns, "other", b"not in the prefix")
+
+        pages, after = [], None
+        while True:
+            page = self.client.kv_list(self.ns, prefix="item-", after=after, limit=10)
+            pages.append([i["key"] for i in page["items"]])
+            after = page["next"]
+            if after is None:
+                break
+            self.assertLess(len(pages), 10, "the listing ends")
+        self.assertEqual([len(p) for p in pages], [10, 10, 5])
+        self.assertEqual(sum(pages, []), keys, "every key once, in byte order")
+        item = self.client.kv_list(self.ns, prefix="item-", limit=1)["items"][0]
+        self.assertEqual((item["key"], item["size"]), ("item-00", 7))
+        self.assertIsInstance(item["version"], int)
+        self.assertIsInstance(item["updated_ms"], int)
+
+        self.assertEqual([i["key"] for i in self.client.kv_iter(self.ns, prefix="item-", page_size=10)], keys)
+        self.assertEqual(len(list(self.client.kv_iter(self.ns))), 26)
+        self.assertEqual(list(self.client.kv_iter(self.ns, prefix="nothing")), [])
+
+    def test_bad_input_is_400(self):
+        self.assertError(400, self.client.kv_list, self.ns, limit=0)
+
+
+class Blobs(StateTest):
+    def test_streams_a_5_mib_file_both_ways(self):
+        body = os.urandom(5 << 20)
+        with tempfile.TemporaryFile() as f:
+            f.write(body)
+            f.seek(0)
+            meta = self.client.blob_put(self.ns, "big.bin", f, content_type="application/x-test")
+        digest = hashlib.sha256(body).hexdigest()
+        self.assertEqual((meta["size"], meta["etag"], meta["content_type"]),
+                         (len(body), digest, "application/x-test"))
+        self.assertIsInstance(meta["version"], int)
+
+        got_meta, data = self.client.blob_get(self.ns, "big.bin")
+        self.assertEqual(data, body)
+        self.assertEqual(got_meta, {"size": len(body), "etag": digest,
+                                    "content_type": "application/x-test", "version": meta["version"]})
+
+        h, sizes = hashlib.sha256(), []
+        with self.client.blob_open(self.ns, "big.bin") as stream:
+            self.assertIsInstance(stream, BlobStream)
+            self.assertEqual(stream.meta["etag"], digest)
+            for block in stream.chunks(1 << 20):
+                h.update(block)
+                sizes.append(len(block))
+        self.assertTrue(stream.closed)
+        self.assertEqual(h.hexdigest(), digest)
+        self.assertEqual(sum(sizes), len(body))
+        self.assertGreater(len(sizes), 1, "read in pieces")
+
+    def test_bodies_of_every_kind(self):
+        cases = {
+            "bytes": b"plain bytes",
+            "str": "text, sent as UTF-8: ü",
+            "bytesio": io.BytesIO(b"xx-from a seekable file object"),
+            "generator": (bytes([i]) * 1000 for i in range(50)),  # sent chunked
+            "unsized": Unsized(b"z" * 300_000),  # a file object of unknown size: chunked
+        }
+        cases["bytesio"].read(3)  # the body starts where the file is
+        expected = {
+            "bytes": b"plain bytes",
+            "str": "text, sent as UTF-8: ü".encode(),
+            "bytesio": b"from a seekable file object",
+            "generator": b"".join(bytes([i]) * 1000 for i in range(50)),
+            "unsized": b"z" * 300_000,
+        }
+        for name, data in cases.items():
+            meta = self.client.blob_put(self.ns, name, data)
+            want = expected[name]
+            self.assertEqual((meta["size"], meta["etag"]), (len(want), hashlib.sha256(want).hexdigest()), name)
+            self.assertEqual(meta["content_type"], "application/octet-stream")
+            self.assertEqual(self.client.blob_get(self.ns, name)[1], want, name)
+        with self.assertRaises(TypeError):
+            self.client.blob_put(self.ns, "text-file", io.StringIO("not binary"))
+
+    def test_replace_list_delete(self):
+        first = self.client.blob_put(self.ns, "a.txt", b"one", content_type="text/plain")
+        second = self.client.blob_put(self.ns, "a.txt", b"two", content_type="text/plain",
+                                      if_version=first["version"])
+        self.assertGreater(second["version"], first["version"])
+        with self.assertRaises(ConflictError) as cm:
+            self.client.blob_put(self.ns, "a.txt", b"three", if_absent=True)
+        self.assertEqual(cm.exception.current, second["version"])
+        self.assertEqual(self.client.blob_get(self.ns, "a.txt")[1], b"two")
+
+        for i in range(3):
+            self.client.blob_put(self.ns, f"dir/{i}.bin", bytes([i]) * i)
+        page = self.client.blob_list(self.ns, prefix="dir/", limit=2)
+        self.assertEqual([b["name"] for b in page["items"]], ["dir/0.bin", "dir/1.bin"])
+        self.assertEqual(page["items"][1]["etag"], hashlib.sha256(b"\x01").hexdigest())
+        rest = self.client.blob_list(self.ns, prefix="dir/", after=page["next"])
+        self.assertEqual([b["name"] for b in rest["items"]], ["dir/2.bin"])
+        self.assertIsNone(rest["next"])
+        self.assertEqual([b["name"] for b in self.client.blob_iter(self.ns)],
+                         ["a.txt", "dir/0.bin", "dir/1.bin", "dir/2.bin"])
+
+        self.assertTrue(self.client.blob_delete(self.ns, "a.txt"))
+        self.assertFalse(self.client.blob_delete(self.ns, "a.txt"))
+        self.assertIsNone(self.client.blob_get(self.ns, "a.txt"))
+        self.assertIsNone(self.client.blob_open(self.ns, "a.txt"))
+        self.assertEqual(self.client.kv_get(self.ns, "a.txt"), None, "blobs and values are apart")
+
+    def test_a_reader_keeps_the_body_it_opened(self):
+        old, new = b"o" * (2 << 20), b"n" * 1000
+        self.client.blob_put(self.ns, "swap", old)
+        with self.client.blob_open(self.ns, "swap") as stream:
+            first = stream.read(1000)
+            self.client.blob_put(self.ns, "swap", new)
+            rest = stream.read()
+        self.assertEqual(first + rest, old)
+        self.assertEqual(self.client.blob_get(self.ns, "swap")[1], new)
+
+    def test_a_dropped_connection_resends_only_what_can_be_rewound(self):
+        self.client.kv_put(self.ns, "warm", b"x")  # a kept-alive connection
+        self.client._conn.sock.shutdown(socket.SHUT_RDWR)  # as if the node had closed it
+        f = io.BytesIO(b"rewound and sent again")
+        self.assertEqual(self.client.blob_put(self.ns, "seekable", f)["size"], 22)
+        self.assertEqual(self.client.blob_get(self.ns, "seekable")[1], b"rewound and sent again")
+
+        self.client._conn.sock.shutdown(socket.SHUT_RDWR)
+        with self.assertRaises(OSError):
+            self.client.blob_put(self.ns, "unsized", Unsized(b"read once"))
+        self.assertIsNone(self.client.blob_get(self.ns, "unsized"), "nothing half-written")
+        self.assertEqual(self.client.kv_get(self.ns, "warm").value, b"x", "the next call reconnects")
+
+
+class Unsized:
+    """A binary file object that knows neither its size nor how to seek."""
+
+    def __init__(self, data):
+        self._f = io.BytesIO(data)
+
+    def read(self, n=-1):
+        return self._f.read(n)
+
+
+class Cache(StateTest):
+    def test_set_get_delete(self):
+        key = self.key("raw")
+        self.assertIsNone(self.client.cache_get(key))
+        self.client.cache_set(key, b"\x00value")
+        self.assertEqual(self.client.cache_get(key), b"\x00value")
+        self.client.cache_set(key, {"json": 1})
+        self.assertEqual(self.client.cache_get(key), b'{"json":1}')
+        self.assertTrue(self.client.cache_delete(key))
+        self.assertFalse(self.client.cache_delete(key))
+        self.assertIsNone(self.client.cache_get(key))
+
+    def test_ttl_expiry(self):
+        key, keep = self.key("ttl"), self.key("keep")
+        started = time.monotonic()
+        self.client.cache_set(key, "soon gone", ttl_ms=1000)
+        self.client.cache_set(keep, "stays")
+        self.assertEqual(self.client.cache_get(key), b"soon gone")
+        time.sleep(max(0.0, started + 1.2 - time.monotonic()))
+        self.assertIsNone(self.client.cache_get(key), "a key read after its TTL is gone")
+        self.assertEqual(self.client.cache_get(keep), b"stays", "no TTL: no expiry")
+        self.assertError(400, self.client.cache_set, key, "x", ttl_ms=0)
+
+    def test_stats_count_hits_and_misses(self):
+        key = self.key("stats")
+        before = self.client.cache_stats()
+        self.client.cache_set(key, b"v")
+        self.client.cache_get(key)
+        self.client.cache_get(self.key("absent"))
+        after = self.client.cache_stats()
+        self.assertGreaterEqual(after["total"]["hits"], before["total"]["hits"] + 1)
+        self.assertGreaterEqual(after["total"]["misses"], before["total"]["misses"] + 1)
+        self.assertTrue(after["shards"], "one entry per shard")
+        self.assertEqual(sum(s["keys"] for s in after["shards"]), after["total"]["keys"])
+
+
+class ReadThrough(StateTest):
+    def setUp(self):
+        super().setUp()
+        declared = self.client.cache_stats().get("read_through", {})
+        name = READ_THROUGH or next(iter(sorted(declared)), None)
+        if name is None:
+            self.skipTest("the node's manifest declares no read-through cache (`caches`)")
+        self.assertIn(name, declared, f"STRATA_TEST_CACHE={name} is declared")
+        self.cache, self.cache_ns = name, declared[name]["namespace"]
+
+    def loads(self):
+        return self.client.cache_stats()["read_through"][self.cache]["loads"]
+
+    def test_reads_through_and_sees_its_own_writes(self):
+        key = self.key("customer")
+        self.assertIsNone(self.client.cached(self.cache, key), "the store has no such key")
+        v1 = self.client.kv_put(self.cache_ns, key, {"orders": ["o-1"]})
+        loads = self.loads()
+        self.assertEqual(self.client.cached(self.cache, key), b'{"orders":["o-1"]}')
+        self.assertEqual(self.loads(), loads + 1, "a miss loads the key from the store")
+
+        self.client.kv_put(self.cache_ns, key, {"orders": ["o-1", "o-2"]}, if_version=v1)
+        self.assertEqual(self.client.cached(self.cache, key), b'{"orders":["o-1","o-2"]}',
+                         "a write through the node API drops the cached copy")
+        self.client.kv_delete(self.cache_ns, key)
+        self.assertIsNone(self.client.cached(self.cache, key), "and so does a delete")
+
+    def test_refills_after_a_shard_is_lost(self):
+        key = self.key("drill")
+        self.client.kv_put(self.cache_ns, key, b"durable")
+        self.assertEqual(self.client.cached(self.cache, key), b"durable")
+        for n in range(len(self.client.cache_stats()["shards"])):
+            self.client.cache_drop_shard(n)
+        self.assertEqual(self.client.cached(self.cache, key), b"durable", "loaded again from the store")
+
+    def test_an_unknown_cache_is_an_error_not_a_miss(self):
+        err = self.assertError(404, self.client.cached, "no-such-cache", "k")
+        self.assertIn("no-such-cache", err.message)
+
+
 class Offline(unittest.TestCase):
     """What needs no node."""
 
@@ -380,6 +711,18 @@ class Offline(unittest.TestCase):
         self.assertEqual((m3.queue, m3.group, m3.offset, m3.deliveries, m3.text, m3.reply_to),
                          ("orders", "fulfil", 3, 2, "a", "inbox:x"))
         self.assertEqual((m4.offset, m4.body, m4.reply_to), (4, b"\xff", None))
+
+    def test_conflict_error_is_a_strata_error(self):
+        err = ConflictError(412, "version moved", b"", current=7)
+        self.assertIsInstance(err, StrataError)
+        self.assertEqual((err.status, err.current), (412, 7))
+
+    def test_a_value_is_bytes_str_or_json(self):
+        c = Client("http://127.0.0.1:9")
+        with self.assertRaises(TypeError):
+            c.kv_put("ns", "k", 17)
+        with self.assertRaises(TypeError):
+            c.blob_put("ns", "b", 17)
 
     def test_url_is_required(self):
         saved = os.environ.pop("STRATA_URL", None)

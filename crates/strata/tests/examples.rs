@@ -1,7 +1,8 @@
 //! The examples in the repo run as written: the hello manifest (an unmodified
 //! Flask app installed by its setup step) and the shop, whose frontend composes the
 //! page from three other pools through the platform and places orders through a queue
-//! that its worker pool consumes by push.
+//! that its worker pool consumes by push; carts and purchase histories live in the
+//! store, and histories are read through a read-through cache.
 
 mod common;
 
@@ -144,8 +145,83 @@ async fn shop_composes_the_page_from_its_pools() {
         confirmation["offset"], order["offset"],
         "the worker saw the published message: {order}"
     );
-    // The worker's 2xx answer deleted the message for its group.
+
+    // The worker appended the order to bob's purchase history in the store (namespace
+    // `history`) before it replied, and the history service reads it through the
+    // read-through cache `history`: the write dropped any cached copy, so it shows at once.
     let api = node.api_addr;
+    let loads = |stats: &Reply| stats.json()["read_through"]["history"]["loads"].as_u64().unwrap();
+    let before = get(api, "/v1/cache").await;
+    assert_eq!(before.status, 200, "{}", before.text());
+    let history = get(gw, "/history?user=bob").await;
+    assert_eq!(history.status, 200, "{}", history.text());
+    let history = history.json();
+    assert!(
+        history["instance"].as_str().is_some_and(|i| i.starts_with("history-")),
+        "{history}"
+    );
+    assert_eq!(history["orders"][0]["order_id"], "test-order-1", "{history}");
+    assert_eq!(history["orders"][0]["total"], "178.00", "{history}");
+    assert_eq!(history["items"][0]["id"], "B0003", "{history}");
+    let after = get(api, "/v1/cache").await;
+    assert!(
+        loads(&after) > loads(&before),
+        "the history was read through the cache, which loaded it from the store: {} then {}",
+        before.text(),
+        after.text()
+    );
+    let stored = get(api, "/v1/kv/history/bob").await;
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    assert_eq!(stored.json()["orders"][0]["order_id"], "test-order-1");
+    let again = get(gw, "/history?user=bob").await;
+    assert_eq!(
+        again.json()["orders"],
+        history["orders"],
+        "a second read, the same history"
+    );
+
+    // A cart in the store (namespace `carts`): two adds, then a checkout orders its lines
+    // as one order, empties the cart, and the order shows in carol's history.
+    let added = post(gw, "/cart?format=json", "product=B0001&user=carol&qty=2").await;
+    assert_eq!(added.status, 200, "{}", added.text());
+    let added = post(gw, "/cart?format=json", "product=B0008&user=carol&qty=3").await;
+    assert_eq!(added.status, 200, "{}", added.text());
+    assert_eq!(
+        added.json()["items"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        added.text()
+    );
+    let cart = get(gw, "/cart?user=carol").await;
+    assert_eq!(cart.status, 200, "{}", cart.text());
+    assert_eq!(cart.json()["total"], "40.95", "2 x 12.99 + 3 x 4.99: {}", cart.text());
+    let stored = get(api, "/v1/kv/carts/carol").await;
+    assert_eq!(stored.status, 200, "the cart is in the store: {}", stored.text());
+    let checkout = post(gw, "/buy?format=json", "cart=1&user=carol&order_id=test-order-2").await;
+    assert_eq!(checkout.status, 200, "the checkout is confirmed: {}", checkout.text());
+    let checkout = checkout.json();
+    assert_eq!(checkout["confirmation"]["total"], "40.95", "{checkout}");
+    assert_eq!(checkout["cart_left"], serde_json::json!([]), "{checkout}");
+    let cart = get(gw, "/cart?user=carol").await;
+    assert_eq!(cart.json()["items"], serde_json::json!([]), "{}", cart.text());
+    let history = get(gw, "/history?user=carol").await;
+    assert_eq!(history.status, 200, "{}", history.text());
+    let history = history.json();
+    assert_eq!(history["orders"][0]["order_id"], "test-order-2", "{history}");
+    assert_eq!(
+        history["orders"][0]["items"].as_array().map(Vec::len),
+        Some(2),
+        "{history}"
+    );
+    let page = get(gw, "/?product=B0003&user=carol").await;
+    assert!(
+        page.text().contains("Bought before, carol") && page.text().contains("bought just now"),
+        "the page shows what carol bought: {}",
+        page.text()
+    );
+    assert!(page.text().contains("Your cart is empty"), "{}", page.text());
+
+    // The workers' 2xx answers deleted the messages for their group.
     wait_for_async(
         "the fulfil group to have nothing left",
         Duration::from_secs(10),

@@ -1,6 +1,7 @@
 //! The Python client (`clients/python`) against a live node: its unittest suite runs with
 //! `STRATA_URL` pointing at the node API of a node started here, which runs one test
-//! member (`echo`) so that calls are covered too.
+//! member (`echo`) so that calls are covered too, and declares a read-through cache
+//! (`hist`, over the store namespace `history`) for the cache tests.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The whole suite, with its long polls and lease expiries, takes seconds; allow for a
 /// busy machine.
@@ -18,10 +19,16 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(180);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_suite_passes_against_a_node() {
     let app = App::new();
-    let manifest = app.manifest(
-        json!({ "echo": app.member(json!({ "instances": { "min": 1, "max": 1 } })) }),
-        Value::Null,
-    );
+    let manifest = strata_manifest::parse(
+        &json!({
+            "strata": 1,
+            "app": "test",
+            "services": { "echo": app.member(json!({ "instances": { "min": 1, "max": 1 } })) },
+            "caches": { "hist": { "namespace": "history", "ttl_ms": 200, "stale_ms": 1000 } },
+        })
+        .to_string(),
+    )
+    .expect("a valid test manifest");
     let node = app.start(app.config(manifest)).await;
     wait_ready(&node, "echo", 1).await;
 
@@ -33,6 +40,7 @@ async fn python_client_suite_passes_against_a_node() {
         .current_dir(&root)
         .env("STRATA_URL", format!("http://{}", node.api_addr))
         .env("STRATA_TEST_CALL_SERVICE", "echo")
+        .env("STRATA_TEST_CACHE", "hist")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null())

@@ -2,8 +2,12 @@
 
 GET  /?product=B0001&user=alice              -> the HTML product page
 GET  /?product=B0001&user=alice&format=json  -> which instance served each part, as JSON
-POST /buy  product=B0001&user=alice&qty=2    -> places an order (HTML; JSON with ?format=json
-                                                or Accept: application/json)
+POST /buy  product=B0001&user=alice&qty=2    -> places an order for one product (HTML; JSON
+                                                with ?format=json or Accept: application/json)
+POST /buy  cart=1&user=alice                 -> places an order for the user's cart (checkout)
+POST /cart product=B0001&user=alice&qty=2    -> adds to the user's cart (HTML: back to the
+                                                product page; JSON: the cart)
+GET  /cart?user=alice                        -> the user's cart, as JSON
 GET  /healthz                                -> ok
 
 The page is put together from parallel calls made through the platform, by service
@@ -22,6 +26,15 @@ manifest's `files`) and waits up to SHOP_ORDER_WAIT_MS for the `worker` pool's r
 200 with the confirmation, or 202 when none came in time (the order is stored and will
 still be fulfilled). The order id comes from the page's form, so a form sent twice is
 one order: the queue drops a publish whose dedupe id it has seen.
+
+A cart lives in the platform's store, not in this instance (there are several, and any
+of them may serve the next request): the value of key USER in the namespace `carts`,
+{"items": [{"product", "qty"}]}. Two requests may change one cart at once, so every
+change is a compare-and-set: read the cart and its version, put the new cart only over
+that version, and read again on a ConflictError. A checkout publishes the cart's lines
+as one order, then takes what it ordered out of the cart (a compare-and-set again, so a
+product added meanwhile stays). The purchase history shown on the page comes from the
+`history` service, which reads what the workers wrote through a read-through cache.
 """
 import html
 import json
@@ -34,6 +47,7 @@ import urllib.error
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -42,6 +56,9 @@ STRATA_URL = os.environ.get("STRATA_URL", "").rstrip("/")
 TIMEOUT_S = float(os.environ.get("SHOP_CALL_TIMEOUT_S", "5"))
 IMAGE_SIDE = int(os.environ.get("SHOP_IMAGE_SIDE", "300"))
 ORDER_WAIT_MS = int(os.environ.get("SHOP_ORDER_WAIT_MS", "3000"))
+CARTS_NS = "carts"  # the store namespace of carts, one key per user
+MAX_LINES = 20  # products in one cart
+CAS_TRIES = 20
 USERS = ["alice", "bob", "carol", "guest"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -90,6 +107,89 @@ class Clients:
 
 
 CLIENTS = Clients()
+
+
+class CartError(Exception):
+    """A cart change that cannot be made (HTTP 400 with the message)."""
+
+
+def read_cart(client, user):
+    """The user's cart -> (lines [{"product", "qty"}], version; None when there is none)."""
+    got = client.kv_get(CARTS_NS, user)  # Entry(value, version), None: no such key
+    if got is None:
+        return [], None
+    return got.json().get("items", []), got.version
+
+
+def update_cart(user, change):
+    """Applies change(lines) -> new lines to the user's cart by compare-and-set, trying
+    again from a fresh read when another request changed the cart in between -> the
+    cart's new lines. An empty cart is deleted."""
+    client = CLIENTS.take()
+    try:
+        for _ in range(CAS_TRIES):
+            lines, version = read_cart(client, user)
+            new = change([dict(line) for line in lines])
+            try:
+                if not new:
+                    if version is not None:
+                        client.kv_delete(CARTS_NS, user, if_version=version)
+                elif version is None:
+                    client.kv_put(CARTS_NS, user, {"items": new}, if_absent=True)
+                else:
+                    client.kv_put(CARTS_NS, user, {"items": new}, if_version=version)
+                return new
+            except strata_client.ConflictError:
+                continue  # changed meanwhile: read it again
+        raise CartError("the cart kept changing; please try again")
+    finally:
+        CLIENTS.put(client)  # a client reconnects by itself after a failure
+
+
+def add_to_cart(user, product, qty):
+    def change(lines):
+        for line in lines:
+            if line["product"] == product:
+                line["qty"] = min(99, line["qty"] + qty)
+                return lines
+        if len(lines) >= MAX_LINES:
+            raise CartError(f"a cart holds up to {MAX_LINES} products")
+        return lines + [{"product": product, "qty": qty}]
+    return update_cart(user, change)
+
+
+def take_out_of_cart(user, ordered):
+    """Removes the ordered quantities ({product: qty}) from the cart -> the lines left."""
+    def change(lines):
+        left = []
+        for line in lines:
+            qty = line["qty"] - ordered.get(line["product"], 0)
+            if qty > 0:
+                left.append(dict(line, qty=qty))
+        return left
+    return update_cart(user, change)
+
+
+def cart_view(user):
+    """The user's cart for a page -> {"items": [{"id", "name", "price", "qty"}], "total",
+    "error"}."""
+    view = {"items": [], "total": "0.00", "error": None}
+    if not STRATA_URL:
+        return dict(view, error="STRATA_URL is not set")
+    client = CLIENTS.take()
+    try:
+        lines, _ = read_cart(client, user)
+    except Exception as e:  # the store is unavailable: the page renders without the cart
+        return dict(view, error=f"{type(e).__name__}: {e}")
+    finally:
+        CLIENTS.put(client)
+    total = Decimal(0)
+    for line in lines:
+        p = BY_ID.get(line["product"], {"id": line["product"], "name": line["product"], "price": "0"})
+        view["items"].append({"id": p["id"], "name": p["name"], "price": p["price"], "qty": line["qty"]})
+        total += Decimal(p["price"]) * line["qty"]
+    view["total"] = f"{total:.2f}"
+    return view
 
 
 class Part:
@@ -141,7 +241,8 @@ def compose(product, user):
                                        {"product": product, "user": user, "n": 4}),
         "history": POOL.submit(call, "history", "/history", {"user": user}),
     }
-    return {name: f.result() for name, f in futures.items()}
+    cart = POOL.submit(cart_view, user)
+    return {name: f.result() for name, f in futures.items()}, cart.result()
 
 
 def place_order(order):
@@ -174,22 +275,47 @@ def place_order(order):
     return code, doc
 
 
-def order_from(fields):
-    """The order in a POST /buy -> (order, None) or (None, what is wrong)."""
+def product_and_qty(fields):
+    """The product and quantity of a form -> (product, qty, None) or (None, None, what is wrong)."""
     product = fields.get("product", "")
     if product not in BY_ID:
-        return None, f"unknown product {product!r}"
+        return None, None, f"unknown product {product!r}"
     try:
         qty = int(fields.get("qty", "1"))
     except ValueError:
         qty = 0
     if not 1 <= qty <= 99:
-        return None, "qty must be a whole number from 1 to 99"
+        return None, None, "qty must be a whole number from 1 to 99"
+    return product, qty, None
+
+
+def order_from(fields):
+    """The order in a POST /buy -> (order, None) or (None, what is wrong): the form's
+    product, or with cart=1 the lines of the user's cart (read from the store)."""
     order_id = fields.get("order_id") or uuid.uuid4().hex
     if len(order_id) > 64:
         return None, "order_id is too long"
-    return {"order_id": order_id, "product": product, "qty": qty,
-            "user": fields.get("user") or "guest"}, None
+    user = fields.get("user") or "guest"
+    if fields.get("cart"):
+        if not STRATA_URL:
+            return None, "STRATA_URL is not set"
+        client = CLIENTS.take()
+        try:
+            lines, _ = read_cart(client, user)
+        finally:
+            CLIENTS.put(client)
+        if not lines:
+            return None, "the cart is empty"
+        return {"order_id": order_id, "items": lines, "user": user}, None
+    product, qty, problem = product_and_qty(fields)
+    if problem:
+        return None, problem
+    return {"order_id": order_id, "product": product, "qty": qty, "user": user}, None
+
+
+def order_lines(order):
+    """An order's lines [{"product", "qty"}], whether one product or a cart."""
+    return order.get("items") or [{"product": order["product"], "qty": order["qty"]}]
 
 
 # ---------------------------------------------------------------- HTML
@@ -212,6 +338,8 @@ ul.cards a{color:#007185;text-decoration:none}
 .down{background:#fff3cd;border:1px solid #ffe69c;padding:.6rem;border-radius:4px;color:#664d03}
 .buy button{background:#ffd814;border:1px solid #fcd200;border-radius:20px;padding:.4rem 1.4rem;cursor:pointer}
 .buy input{width:3.5rem}
+.buy button.cart{background:#ffa41c;border-color:#ff8f00}
+table.cart td{padding:.2rem .8rem .2rem 0}
 footer{max-width:62rem;margin:0 auto 2rem;font:12px ui-monospace,monospace;color:#555}
 """
 
@@ -243,7 +371,26 @@ def cards(items, user, extra):
     return "".join(out)
 
 
-def render(product, user, parts, started, request_id):
+def render_cart(cart, user):
+    if cart["error"]:
+        return ('<h2>Your cart</h2><p class="down">The cart is unavailable right now '
+                f'({esc(cart["error"])}); the rest of the page still works.</p>')
+    if not cart["items"]:
+        return "<h2>Your cart</h2><p>Your cart is empty.</p>"
+    rows = "".join(f'<tr><td><a href="{esc(link(it["id"], user))}">{esc(it["name"])}</a></td>'
+                   f'<td>{esc(it["qty"])} &times; ${esc(it["price"])}</td></tr>'
+                   for it in cart["items"])
+    return f"""<h2>Your cart</h2>
+<table class="cart">{rows}<tr><td><b>Total</b></td><td><b>${esc(cart["total"])}</b></td></tr></table>
+<form class="buy" method="post" action="/buy">
+<input type="hidden" name="cart" value="1">
+<input type="hidden" name="user" value="{esc(user)}">
+<input type="hidden" name="order_id" value="{uuid.uuid4().hex}">
+<button>Check out</button>
+</form>"""
+
+
+def render(product, user, parts, cart, started, request_id):
     p = BY_ID.get(product, {"id": product, "name": f"Unknown product {product}", "price": "?"})
     img, recs, hist = parts["images"], parts["recommendations"], parts["history"]
     users = " ".join(
@@ -260,12 +407,12 @@ def render(product, user, parts, started, request_id):
     else:
         recs_html = "<h2>Customers who bought this item also bought</h2>" + unavailable(recs)
     if hist.doc:
-        hist_html = (f'<h2>Your browsing history, {esc(user)} {served(hist)}</h2>'
+        hist_html = (f'<h2>Bought before, {esc(user)} {served(hist)}</h2>'
                      + (cards(hist.doc["items"], user,
-                              lambda it: f'<br><small>viewed {esc(it["viewed"])}</small>')
-                        if hist.doc["items"] else "<p>Nothing viewed yet.</p>"))
+                              lambda it: f'<br><small>bought {esc(it["bought"])}</small>')
+                        if hist.doc["items"] else "<p>No orders yet.</p>"))
     else:
-        hist_html = "<h2>Your browsing history</h2>" + unavailable(hist)
+        hist_html = "<h2>Bought before</h2>" + unavailable(hist)
     total = (time.perf_counter() - started) * 1000
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(p["name"])} - strata shop</title>
@@ -285,10 +432,12 @@ def render(product, user, parts, started, request_id):
 <input type="hidden" name="order_id" value="{uuid.uuid4().hex}">
 <label>Qty <input type="number" name="qty" value="1" min="1" max="99"></label>
 <button>Buy now</button>
+<button class="cart" formaction="/cart">Add to cart</button>
 </form>
 <p>Page composed by <span class="served">{esc(INSTANCE)}</span> in {total:.0f} ms</p>
 </div>
 </div>
+{render_cart(cart, user)}
 {recs_html}
 {hist_html}
 </main>
@@ -302,19 +451,22 @@ request-id={esc(request_id or "-")}</footer>
 
 def render_order(code, doc):
     order = doc["order"]
-    p = BY_ID.get(order["product"], {"name": order["product"], "price": "?"})
-    back = esc(link(order["product"], order["user"]))
+    lines = order_lines(order)
+    what = ", ".join(f'{esc(line["qty"])} &times; '
+                     f'{esc(BY_ID.get(line["product"], {"name": line["product"]})["name"])}'
+                     for line in lines)
+    back = esc(link(lines[0]["product"], order["user"]))
     c = doc.get("confirmation") or {}
     if code == 200:
         head = "Order confirmed"
-        text = (f'<p>{esc(order["qty"])} &times; {esc(p["name"])}, total '
+        text = (f'<p>{what}, total '
                 f'<span class="price" style="font-size:1rem">${esc(c.get("total", "?"))}</span>; '
                 f'ships {esc(c.get("ships", "soon"))}.</p>'
                 f'<p>Fulfilled by <span class="served">{esc(c.get("worker", "?"))}</span> '
                 f'from the queue (offset {esc(doc.get("offset"))}), confirmed in {doc["ms"]:.0f} ms.</p>')
     elif code == 202:
         head = "Order received"
-        text = f'<p>{esc(order["qty"])} &times; {esc(p["name"])}. {esc(doc["note"])}.</p>'
+        text = f'<p>{what}. {esc(doc["note"])}.</p>'
     elif code == 409:
         head = "Order not accepted"
         text = f'<p class="down">{esc(c.get("reason", doc["status"]))}</p>'
@@ -330,7 +482,7 @@ def render_order(code, doc):
 <h1>{head}</h1>
 {text}
 <p>Order <code>{esc(order["order_id"])}</code>, placed by <span class="served">{esc(INSTANCE)}</span>.</p>
-<p><a href="{back}">Back to the product</a></p>
+<p><a href="{back}">Back to the shop</a></p>
 </main>
 </body></html>
 """
@@ -356,6 +508,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def send_json(self, status, doc):
+        self.send(status, "application/json", json.dumps(doc).encode())
+
     def do_HEAD(self):
         self.do_GET()
 
@@ -365,24 +520,28 @@ class Handler(BaseHTTPRequestHandler):
             url = urlsplit(self.path)
             if url.path == "/healthz":
                 return self.send(200, "text/plain", b"ok\n")
+            q = parse_qs(url.query)
+            if url.path == "/cart":
+                user = q.get("user", ["alice"])[0] or "guest"
+                cart = cart_view(user)
+                return self.send_json(503 if cart["error"] else 200, dict(cart, user=user))
             if url.path not in ("/", "/index.html"):
                 return self.send(404, "text/plain", b"not found\n")
-            q = parse_qs(url.query)
             product = q.get("product", [CATALOG[0]["id"] if CATALOG else "B0001"])[0]
             user = q.get("user", ["alice"])[0]
-            parts = compose(product, user)
+            parts, cart = compose(product, user)
             if q.get("format", [""])[0] == "json":
                 doc = {"frontend": INSTANCE, "product": product, "user": user,
                        "ms": round((time.perf_counter() - started) * 1000, 1),
-                       "parts": {k: v.summary() for k, v in parts.items()}}
-                return self.send(200, "application/json", json.dumps(doc).encode())
-            page = render(product, user, parts, started, self.headers.get("X-Request-Id"))
+                       "parts": {k: v.summary() for k, v in parts.items()}, "cart": cart}
+                return self.send_json(200, doc)
+            page = render(product, user, parts, cart, started, self.headers.get("X-Request-Id"))
             return self.send(200, "text/html; charset=utf-8", page.encode())
 
     def do_POST(self):
         with self.server.tracker:
             url = urlsplit(self.path)
-            if url.path != "/buy":
+            if url.path not in ("/buy", "/cart"):
                 return self.send(404, "text/plain", b"not found\n")
             if "Content-Length" not in self.headers and self.headers.get("Transfer-Encoding"):
                 self.close_connection = True  # the unread body would be taken for the next request
@@ -400,15 +559,55 @@ class Handler(BaseHTTPRequestHandler):
             except (ValueError, AttributeError):
                 return self.send(400, "text/plain", b"the body is neither a form nor a JSON object\n")
             as_json = query.get("format") == "json" or "application/json" in self.headers.get("Accept", "")
-            order, problem = order_from(fields)
-            if order is None:
+
+            def refuse(code, problem):
                 if as_json:
-                    return self.send(400, "application/json", json.dumps({"error": problem}).encode())
-                return self.send(400, "text/plain", (problem + "\n").encode())
+                    return self.send_json(code, {"error": problem})
+                return self.send(code, "text/plain", (problem + "\n").encode())
+
+            if url.path == "/cart":
+                return self.add_to_cart(fields, as_json, refuse)
+            try:
+                order, problem = order_from(fields)
+            except (strata_client.StrataError, OSError, ValueError) as e:  # reading the cart
+                return refuse(503, f"the cart is unavailable right now ({type(e).__name__}: {e})")
+            if order is None:
+                return refuse(400, problem)
             code, doc = place_order(order)
+            if "items" in order and code in (200, 202):
+                # Ordered (or durably queued): take what was ordered out of the cart.
+                ordered = {}
+                for line in order["items"]:
+                    ordered[line["product"]] = ordered.get(line["product"], 0) + line["qty"]
+                try:
+                    doc["cart_left"] = take_out_of_cart(order["user"], ordered)
+                except (strata_client.StrataError, OSError, ValueError, CartError) as e:
+                    doc["cart_error"] = f"{type(e).__name__}: {e}"
             if as_json:
-                return self.send(code, "application/json", json.dumps(doc).encode())
+                return self.send_json(code, doc)
             return self.send(code, "text/html; charset=utf-8", render_order(code, doc).encode())
+
+    def add_to_cart(self, fields, as_json, refuse):
+        product, qty, problem = product_and_qty(fields)
+        if problem:
+            return refuse(400, problem)
+        if not STRATA_URL:
+            return refuse(503, "STRATA_URL is not set")
+        user = fields.get("user") or "guest"
+        try:
+            lines = add_to_cart(user, product, qty)
+        except CartError as e:
+            return refuse(400, str(e))
+        except (strata_client.StrataError, OSError, ValueError) as e:
+            return refuse(503, f"the cart is unavailable right now ({type(e).__name__}: {e})")
+        if as_json:
+            return self.send_json(200, {"user": user, "items": lines})
+        # Back to the product page, which shows the cart (POST, redirect, GET).
+        self.send_response(303)
+        self.send_header("Location", link(product, user))
+        self.send_header("Content-Length", "0")
+        self.send_header("X-Served-By", INSTANCE)
+        self.end_headers()
 
 
 class Tracker:

@@ -1,7 +1,8 @@
 """worker: fulfils the shop's orders from the `orders` queue. Python stdlib only.
 
 POST /orders  a batch of orders pushed by strata -> {"processed", "failed": [offsets]}
-GET  /stats   {"instance", "batches", "confirmed", "rejected", "failed", "replied"}
+GET  /stats   {"instance", "batches", "confirmed", "rejected", "failed", "replied",
+               "recorded", "conflicts"}
 GET  /healthz ok
 
 The worker has no route: nobody calls it. The manifest's `"consumes": {"queue": "orders",
@@ -18,6 +19,17 @@ an unknown product is answered "rejected" and deleted: trying again would not he
 Delivery is at least once, so an order may come twice (a lease that ran out, a worker
 that died mid-batch): fulfilment is keyed on the order id, and the outcome travels in
 the reply, never in the instance's memory, which vanishes when it stops.
+
+An order is one product (`product`, `qty`: "Buy now") or the lines of a cart (`items`:
+[{"product", "qty"}], the frontend's checkout). A confirmed order is appended to the
+customer's purchase history before the reply: the value of key USER in the store's
+namespace `history`, {"orders": [...]}, which the `history` service reads through the
+read-through cache declared in the manifest. Several workers may append to one customer's
+history at once, so the append is a compare-and-set: read the value and its version, put
+the new value only over that version (`if_version`), and on a ConflictError (another
+worker wrote in between) read again and retry. An order id already in the history is not
+appended again (a redelivered order); a history that could not be written sends the
+order back to the queue.
 """
 import json
 import os
@@ -33,6 +45,10 @@ INSTANCE = os.environ.get("STRATA_INSTANCE", "worker-local")
 STRATA_URL = os.environ.get("STRATA_URL", "").rstrip("/")
 WORK_MS = float(os.environ.get("SHOP_WORK_MS", "5"))
 MAX_BATCH_BYTES = 16 << 20
+MAX_LINES = 20  # lines of one order
+HISTORY_NS = "history"  # the store namespace of purchase histories, one key per customer
+HISTORY_KEEP = 50  # orders kept per customer, the latest
+CAS_TRIES = 20
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -61,7 +77,8 @@ import strata_client  # noqa: E402
 # One batch is in flight per instance at a time, so one kept-alive client will do.
 PLATFORM = strata_client.Client(STRATA_URL) if STRATA_URL else None
 
-STATS = {"batches": 0, "confirmed": 0, "rejected": 0, "failed": 0, "replied": 0}
+STATS = {"batches": 0, "confirmed": 0, "rejected": 0, "failed": 0, "replied": 0,
+         "recorded": 0, "conflicts": 0}
 STATS_LOCK = threading.Lock()
 
 
@@ -74,22 +91,73 @@ def log(msg):
     sys.stderr.write(f"{INSTANCE}: {msg}\n")
 
 
+def order_lines(order):
+    """The order's lines [(product, qty)] -> (lines, None) or (None, why it is rejected)."""
+    raw = order.get("items")
+    if raw is None:
+        raw = [{"product": order.get("product"), "qty": order.get("qty", 1)}]
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_LINES:
+        return None, f"an order has 1 to {MAX_LINES} lines"
+    lines = []
+    for line in raw:
+        product = BY_ID.get(line.get("product")) if isinstance(line, dict) else None
+        if product is None:
+            return None, "unknown product"
+        try:
+            qty = int(line.get("qty", 1))
+        except (TypeError, ValueError):
+            qty = 0
+        if not 1 <= qty <= 99:
+            return None, "quantity must be 1 to 99"
+        lines.append((product, qty))
+    return lines, None
+
+
 def fulfil(order, message):
     """The outcome of one order (a dict for the reply)."""
     outcome = {"order_id": order.get("order_id"), "worker": INSTANCE, "offset": message.offset,
                "deliveries": message.deliveries}
-    product = BY_ID.get(order.get("product"))
-    try:
-        qty = int(order.get("qty", 1))
-    except (TypeError, ValueError):
-        qty = 0
-    if product is None or not 1 <= qty <= 99:
-        reason = "unknown product" if product is None else "quantity must be 1 to 99"
+    lines, reason = order_lines(order)
+    if lines is None:
         return dict(outcome, status="rejected", reason=reason)
     time.sleep(WORK_MS / 1000)  # stand-in for the real work: stock, payment, shipping label
-    total = Decimal(product["price"]) * qty
-    return dict(outcome, status="confirmed", product=product["id"], name=product["name"],
-                qty=qty, total=f"{total:.2f}", ships="tomorrow")
+    items = [{"product": p["id"], "name": p["name"], "qty": qty, "price": p["price"],
+              "subtotal": f"{Decimal(p['price']) * qty:.2f}"} for p, qty in lines]
+    total = sum(Decimal(it["subtotal"]) for it in items)
+    outcome = dict(outcome, status="confirmed", items=items, total=f"{total:.2f}", ships="tomorrow")
+    if len(items) == 1:  # "Buy now": the one product on top as well
+        outcome.update(product=items[0]["product"], name=items[0]["name"], qty=items[0]["qty"])
+    return outcome
+
+
+def record_purchase(user, outcome, message):
+    """Appends a confirmed order to the customer's history in the store, by
+    compare-and-set; True once it is there (now or by an earlier delivery)."""
+    entry = {"order_id": outcome["order_id"], "items": outcome["items"], "total": outcome["total"],
+             "ordered_ms": message.timestamp_ms, "fulfilled_ms": int(time.time() * 1000),
+             "worker": INSTANCE}
+    for _ in range(CAS_TRIES):
+        current = PLATFORM.kv_get(HISTORY_NS, user)  # (value, version), None: no history yet
+        if current is None:
+            history, version = {"orders": []}, None
+        else:
+            history, version = json.loads(current.value), current.version
+        orders = history.get("orders", [])
+        if any(o.get("order_id") == entry["order_id"] for o in orders):
+            return True  # a redelivered order: recorded the first time
+        history["orders"] = (orders + [entry])[-HISTORY_KEEP:]
+        try:
+            if version is None:
+                PLATFORM.kv_put(HISTORY_NS, user, history, if_absent=True)
+            else:
+                PLATFORM.kv_put(HISTORY_NS, user, history, if_version=version)
+            count("recorded")
+            return True
+        except strata_client.ConflictError:
+            count("conflicts")  # another worker wrote in between: read it again
+    log(f"order {entry['order_id']}: the history of {user!r} kept changing; "
+        "the order goes back to the queue")
+    return False
 
 
 def handle(message):
@@ -103,6 +171,15 @@ def handle(message):
             "it goes back to the queue")
         return False
     outcome = fulfil(order, message)
+    if outcome["status"] == "confirmed" and PLATFORM is not None:
+        user = str(order.get("user") or "guest")
+        try:
+            if not record_purchase(user, outcome, message):
+                return False
+        except (strata_client.StrataError, OSError, ValueError, AttributeError) as e:
+            log(f"order {order.get('order_id')}: recording it in the history failed ({e}); "
+                "it goes back to the queue")
+            return False
     count(outcome["status"])
     if message.reply_to:
         if PLATFORM is None:
