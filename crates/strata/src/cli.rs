@@ -278,10 +278,11 @@ fn print_queues(reply: &serde_json::Value) {
             "{:<24} {:<9} {:>10} {:>12} {:>9} {:>8}",
             q["name"].as_str().unwrap_or("?"),
             q["fsync"].as_str().unwrap_or("?"),
-            q["messages"],
-            q["bytes"],
-            q["segments"],
-            q["corrupt"]
+            // serde_json's Display ignores widths: format the numbers as strings.
+            q["messages"].to_string(),
+            q["bytes"].to_string(),
+            q["segments"].to_string(),
+            q["corrupt"].to_string()
         );
         for g in q["groups"].as_array().into_iter().flatten() {
             println!(
