@@ -427,11 +427,20 @@ async fn cache_put(
     Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    if let Some(unknown) = params.keys().find(|k| *k != "ttl_ms") {
-        return bad(format!("unknown parameter {unknown:?}; a cache write takes ttl_ms"));
+    if let Some(unknown) = params.keys().find(|k| *k != "ttl_ms" && *k != "sliding") {
+        return bad(format!(
+            "unknown parameter {unknown:?}; a cache write takes ttl_ms and sliding"
+        ));
     }
+    let sliding = match params.get("sliding").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => return bad(format!("sliding must be true or false, not {other:?}")),
+    };
     let expiry = match params.get("ttl_ms").map(|v| v.parse::<u64>()) {
+        None if sliding => return bad("sliding needs ttl_ms: the idle time after which the key expires"),
         None => Expiry::Never,
+        Some(Ok(ms)) if ms > 0 && sliding => Expiry::Sliding(Duration::from_millis(ms)),
         Some(Ok(ms)) if ms > 0 => Expiry::After(Duration::from_millis(ms)),
         Some(_) => return bad("ttl_ms must be a whole number of milliseconds above 0"),
     };

@@ -119,6 +119,20 @@ async fn key_value_versions_compare_and_set_and_pages() {
         ),
         (Method::POST, "/v1/cache/shards/999/drop", vec![], 404, "no shard 999"),
         (Method::PUT, "/v1/cache/keys/k?ttl_ms=0", vec![], 400, "ttl_ms must be"),
+        (
+            Method::PUT,
+            "/v1/cache/keys/k?sliding=true",
+            vec![],
+            400,
+            "sliding needs ttl_ms",
+        ),
+        (
+            Method::PUT,
+            "/v1/cache/keys/k?ttl_ms=5&sliding=maybe",
+            vec![],
+            400,
+            "sliding must be",
+        ),
     ] {
         let mut req = request(method.clone(), api, path, "v");
         for (k, v) in &headers {
