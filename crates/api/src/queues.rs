@@ -22,6 +22,10 @@ use crate::{api_error, ApiState};
 
 /// Content type of the compact batch form.
 pub const COMPACT: &str = "application/x-strata-batch";
+/// Largest `max_bytes` of one fetch: one answer is built in memory.
+pub const MAX_FETCH_BYTES: usize = 64 << 20;
+/// Longest `lease_ms` of one fetch: a consumer that vanishes holds its messages that long.
+pub const MAX_LEASE_MS: u64 = 12 * 3600 * 1000;
 
 pub(crate) fn routes() -> Router<Arc<ApiState>> {
     Router::new()
@@ -363,12 +367,16 @@ async fn fetch(
     opts.wait = Duration::from_millis(wait.unwrap_or(0).min(300_000));
     match parse_param::<usize>(&params, "max_bytes", "a whole number of bytes") {
         Ok(Some(0)) => return bad("max_bytes must be at least 1"),
+        Ok(Some(n)) if n > MAX_FETCH_BYTES => {
+            return bad(format!("max_bytes must be at most {MAX_FETCH_BYTES} (64 MiB)"))
+        }
         Ok(Some(n)) => opts.max_bytes = n,
         Ok(None) => {}
         Err(e) => return bad(e),
     }
     match parse_param::<u64>(&params, "lease_ms", "a whole number of milliseconds") {
         Ok(Some(0)) => return bad("lease_ms must be at least 1"),
+        Ok(Some(n)) if n > MAX_LEASE_MS => return bad(format!("lease_ms must be at most {MAX_LEASE_MS} (12 hours)")),
         Ok(l) => opts.lease = l.map(Duration::from_millis),
         Err(e) => return bad(e),
     }

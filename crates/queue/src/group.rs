@@ -82,6 +82,10 @@ impl Group {
             deliveries: r.deliveries.into_iter().filter(|(o, _)| *o >= floor).collect(),
             dead_lettered: r.dead_lettered,
         };
+        // Past what was deleted before the restart, so the floor can move over it.
+        while g.done.contains(&g.next) {
+            g.next += 1;
+        }
         g.advance(&|_| false);
         g
     }

@@ -83,6 +83,9 @@ pub struct Queues {
     queues: RwLock<BTreeMap<String, Arc<Queue>>>,
     inboxes: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
     next_inbox: AtomicU64,
+    /// Held across "exists?" and the open, so that two creates of one queue do not both
+    /// open its directory.
+    creating: Mutex<()>,
     /// Makes inbox ids unguessable across restarts of the node.
     inbox_prefix: String,
 }
@@ -105,6 +108,7 @@ impl Queues {
             queues: RwLock::new(BTreeMap::new()),
             inboxes: Mutex::new(HashMap::new()),
             next_inbox: AtomicU64::new(1),
+            creating: Mutex::new(()),
             inbox_prefix: format!("{pid:x}{nanos:x}"),
         };
         let mut stored = BTreeMap::new();
@@ -136,6 +140,10 @@ impl Queues {
     /// `true` when it was created. Blocking: creates files.
     pub fn create(&self, name: &str, spec: QueueSpec) -> Result<(Arc<Queue>, bool), QueueError> {
         strata_manifest::check_queue(name, &spec).map_err(|e| QueueError::BadInput(e.to_string()))?;
+        if let Some(q) = self.read().get(name) {
+            return Ok((q.clone(), false));
+        }
+        let _creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(q) = self.read().get(name) {
             return Ok((q.clone(), false));
         }
@@ -192,6 +200,11 @@ impl Queues {
         message.reply_to = Some(inbox.clone());
         let (tx, rx) = oneshot::channel();
         self.inboxes().insert(inbox.clone(), tx);
+        // Removed however this ends, a dropped caller (client gone) included.
+        let _inbox = InboxGuard {
+            queues: self,
+            inbox: &inbox,
+        };
         let result = async {
             let published = q.publish(vec![message]).await?.remove(0);
             if published.duplicate {
@@ -203,7 +216,6 @@ impl Queues {
             }
         }
         .await;
-        self.inboxes().remove(&inbox);
         result
     }
 
@@ -243,6 +255,17 @@ impl Queues {
         for q in self.list() {
             q.close();
         }
+    }
+}
+
+struct InboxGuard<'a> {
+    queues: &'a Queues,
+    inbox: &'a str,
+}
+
+impl Drop for InboxGuard<'_> {
+    fn drop(&mut self) {
+        self.queues.inboxes().remove(self.inbox);
     }
 }
 

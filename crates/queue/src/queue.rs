@@ -35,8 +35,13 @@ use crate::QueueError;
 const CACHE_BYTES: usize = 32 << 20;
 /// Most bytes one group commit takes from the channel.
 const BATCH_BYTES: usize = 8 << 20;
-/// `groups.log` is rewritten as a snapshot past this size.
+/// `groups.log` is rewritten as a snapshot past this size (and twice the last snapshot).
 const STATE_COMPACT_BYTES: u64 = 4 << 20;
+/// How long a message on its way to the dead-letter queue is held from other fetches.
+const DEAD_LETTER_LEASE: Duration = Duration::from_secs(60);
+/// Batches one publisher commits for others before it hands leading to the queue's
+/// thread, so that its own answer is not held back without bound.
+const LEADER_ROUNDS: usize = 8;
 
 /// A message handed to a consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +198,9 @@ impl Queue {
     /// Opens (recovering) or creates the queue stored in `dir`. Blocking: disk work.
     pub(crate) fn open(name: &str, spec: QueueSpec, dir: &Path, dlq: Option<Arc<Queue>>) -> Result<Queue, QueueError> {
         fs::create_dir_all(dir).map_err(|e| io_err("create the queue directory", e))?;
-        let max_record = spec.max_message_bytes as usize + 4 * MAX_ATTR + 64;
+        // Records written under a larger max_message_bytes stay readable: only the segment
+        // bounds a record.
+        let max_record = spec.segment_bytes as usize;
         let recent_since = now_ms().saturating_sub(spec.dedupe_window_ms);
         let recovered = segment::recover(dir, max_record, recent_since).map_err(|e| io_err("read the segments", e))?;
         for c in &recovered.corrupt {
@@ -238,10 +245,10 @@ impl Queue {
                 replay.corrupt
             );
         }
+        // Append mode: every write lands at the end, whatever was there at open.
         let state_file = OpenOptions::new()
             .create(true)
-            .truncate(false)
-            .write(true)
+            .append(true)
             .open(&state_path)
             .map_err(|e| io_err("open groups.log", e))?;
         if replay.valid_len < state_bytes.len() {
@@ -252,7 +259,12 @@ impl Queue {
         }
         let mut groups = BTreeMap::new();
         let missing = |o: u64| slot_of(&segments, o).is_some_and(|s| s.len == 0);
-        for (gname, r) in replay.groups {
+        for (gname, mut r) in replay.groups {
+            // A power cut may keep group records of offsets the segments lost (fsync
+            // interval or none): offsets at the tail are reused and must not look done.
+            r.floor = r.floor.min(next_offset);
+            r.done.retain(|o| *o < next_offset);
+            r.deliveries.retain(|o, _| *o < next_offset);
             let mut g = Group::from_replay(r, first_offset);
             g.advance(&missing);
             groups.insert(gname, g);
@@ -272,6 +284,7 @@ impl Queue {
             dirty: false,
             last_sync: Instant::now(),
             failed: None,
+            snapshot_len: 0,
         };
         let mut writer = writer;
         for (id, offset, ts) in recovered.recent {
@@ -473,8 +486,9 @@ impl Queue {
             g.redeliver.remove(&offset);
             if max_deliveries > 0 && g.deliveries.get(&offset).copied().unwrap_or(0) >= max_deliveries {
                 // Held by a lease while it moves to the dead-letter queue, so that a
-                // cancelled fetch leaves it to be retried.
-                g.lease(offset, until);
+                // cancelled fetch leaves it to be retried; not the fetch's own lease, which a
+                // client may set short enough for a second fetch to move it again.
+                g.lease(offset, now + lease.max(DEAD_LETTER_LEASE));
                 dead.push(offset);
                 continue;
             }
@@ -555,7 +569,7 @@ impl Queue {
     }
 
     fn max_record(&self) -> usize {
-        self.shared.spec.max_message_bytes as usize + 4 * MAX_ATTR + 64
+        self.shared.spec.segment_bytes as usize
     }
 
     /// Moves messages that reached `max_deliveries` to the dead-letter queue, then marks
@@ -837,6 +851,8 @@ struct Writer {
     last_sync: Instant,
     /// Set when a write or sync failed: every later write is refused.
     failed: Option<String>,
+    /// Size of the last snapshot of `groups.log`.
+    snapshot_len: u64,
 }
 
 /// What one group commit wrote into one segment.
@@ -882,8 +898,17 @@ fn take_pending(pipe: &Pipe) -> Vec<Write> {
 /// go, looks once more, so that a write queued while the writer was busy is never left
 /// behind.
 fn lead_commits<'a>(shared: &Shared, pipe: &'a Pipe, mut writer: MutexGuard<'a, Writer>) {
+    let on_queue_thread = std::thread::current().name() == Some(&format!("queue-{}", shared.name));
+    let mut rounds = 0;
     loop {
         loop {
+            if !on_queue_thread && rounds >= LEADER_ROUNDS {
+                // Enough done for others: the queue's thread takes over.
+                drop(writer);
+                pipe.wake.notify_one();
+                return;
+            }
+            rounds += 1;
             let batch = take_pending(pipe);
             if batch.is_empty() {
                 break;
@@ -1137,7 +1162,7 @@ impl Writer {
                 tracing::warn!(queue = %shared.name, "remove {}: {e}", path.display());
             }
         }
-        if self.state_len > STATE_COMPACT_BYTES {
+        if self.state_len > STATE_COMPACT_BYTES.max(2 * self.snapshot_len) {
             if let Err(e) = self.compact_state(shared) {
                 tracing::error!(queue = %shared.name, "rewriting groups.log failed: {e}");
             }
@@ -1240,6 +1265,7 @@ impl Writer {
         segment::sync_dir(&shared.dir)?;
         self.state_file = OpenOptions::new().append(true).open(shared.dir.join("groups.log"))?;
         self.state_len = buf.len() as u64;
+        self.snapshot_len = self.state_len;
         Ok(())
     }
 }

@@ -144,7 +144,15 @@ pub(crate) fn recover(dir: &Path, max_record: usize, recent_since_ms: u64) -> io
                     index_record(&mut seg, &r, pos, used, recent_since_ms, &mut out.recent);
                     pos += used;
                 }
-                Decoded::End => break,
+                Decoded::End => {
+                    // A power cut can leave a later page of the last batch written and an
+                    // earlier one not: zero whatever follows the end, so that no stale
+                    // record can come back after new appends reuse its offsets.
+                    if last && buf[pos..].iter().any(|&b| b != 0) {
+                        zero_from(&seg.file, pos as u64, buf.len() as u64)?;
+                    }
+                    break;
+                }
                 found => {
                     let reason = match found {
                         Decoded::Bad(reason) => reason,

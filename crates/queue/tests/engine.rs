@@ -602,3 +602,65 @@ async fn request_with_a_duplicate_dedupe_id_is_refused_at_once() {
     assert_eq!(err, QueueError::Duplicate(0));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Every restart appends to groups.log: acks made after one restart survive the next.
+#[tokio::test]
+async fn acks_across_several_restarts_all_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let queues = open(dir.path(), spec());
+        publish_n(&queues, 40).await;
+        let q = queues.get("q").unwrap();
+        q.fetch("g", fetch_all()).await.unwrap();
+        q.ack("g", &(0..10).collect::<Vec<_>>()).await.unwrap();
+        queues.close();
+    }
+    for round in 1..=3u64 {
+        let queues = open(dir.path(), spec());
+        let q = queues.get("q").unwrap();
+        let got = q.fetch("g", fetch_all()).await.unwrap();
+        assert!(!got.is_empty(), "round {round}: {:?}", q.stats());
+        assert_eq!(got[0].offset, 10 * round, "round {round}: earlier acks kept");
+        assert_eq!(got.len() as u64, 40 - 10 * round);
+        let acks: Vec<u64> = (10 * round..10 * round + 10).collect();
+        q.ack("g", &acks).await.unwrap();
+        queues.close();
+    }
+    let queues = open(dir.path(), spec());
+    let q = queues.get("q").unwrap();
+    assert_eq!(q.stats().groups[0].floor, 40, "the floor moves over deletes at open");
+    assert!(q.fetch("g", fetch_all()).await.unwrap().is_empty());
+}
+
+/// Lowering max_message_bytes later refuses new large messages but keeps serving the
+/// stored ones.
+#[tokio::test]
+async fn stored_messages_outlive_a_lower_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = Bytes::from(vec![b'b'; 5000]);
+    {
+        let queues = open(dir.path(), spec());
+        let q = queues.get("q").unwrap();
+        q.publish(vec![NewMessage::new(big.clone()), NewMessage::new(big.clone())])
+            .await
+            .unwrap();
+        queues.close();
+    }
+    let queues = open(
+        dir.path(),
+        QueueSpec {
+            max_message_bytes: 100,
+            ..spec()
+        },
+    );
+    let q = queues.get("q").unwrap();
+    assert_eq!(q.stats().corrupt, 0);
+    assert_eq!(q.stats().next_offset, 2);
+    let got = q.fetch("g", fetch_all()).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|m| m.payload == big));
+    assert!(matches!(
+        q.publish(vec![NewMessage::new(big.clone())]).await,
+        Err(QueueError::TooLarge { .. })
+    ));
+}

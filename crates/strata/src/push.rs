@@ -132,11 +132,17 @@ async fn deliver(
     let member = outcome.member.as_ref().map(|m| m.id.clone()).unwrap_or_default();
     let status = res.status();
     let failed: Vec<u64> = if status.is_success() {
+        // A 2xx deletes the batch; only a readable `failed` list gives some back, and only
+        // offsets of this batch (others may be in flight elsewhere).
         match Limited::new(res.into_body(), 1 << 20).collect().await {
-            Ok(body) => failed_offsets(&body.to_bytes()),
+            Ok(body) => {
+                let mut failed = failed_offsets(&body.to_bytes());
+                failed.retain(|o| offsets.contains(o));
+                failed
+            }
             Err(e) => {
-                tracing::warn!(queue = %queue.name(), member, "push answer unreadable ({e}): batch given back");
-                offsets.clone()
+                tracing::warn!(queue = %queue.name(), member, "push answer body unreadable ({e}): batch taken as done");
+                Vec::new()
             }
         }
     } else {

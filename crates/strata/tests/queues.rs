@@ -451,7 +451,7 @@ async fn kill_9_during_concurrent_publishes_loses_no_acknowledged_message() {
         let group = format!("check{round}");
         let fetched = post(
             api,
-            &format!("/v1/queues/crash/groups/{group}/fetch?max=all&max_bytes=1000000000"),
+            &format!("/v1/queues/crash/groups/{group}/fetch?max=all&max_bytes=67108864"),
             "",
         )
         .await;
