@@ -38,6 +38,9 @@ pub(crate) struct Group {
     pub next: u64,
     /// Done at or above the floor.
     pub done: BTreeSet<u64>,
+    /// Deleted, but the delete is not durable yet: never handed out again, and not yet
+    /// under the floor (segments are reclaimed below the floor).
+    pub settling: BTreeSet<u64>,
     pub leased: OffsetMap<Instant>,
     pub expiry: BTreeSet<(Instant, u64)>,
     /// Given back (lease expired, nack), lowest first.
@@ -76,6 +79,7 @@ impl Group {
             floor,
             next: floor,
             done: r.done.into_iter().filter(|o| *o >= floor).collect(),
+            settling: BTreeSet::new(),
             leased: OffsetMap::default(),
             expiry: BTreeSet::new(),
             redeliver: BTreeSet::new(),
@@ -113,6 +117,7 @@ impl Group {
         self.floor = first;
         self.next = self.next.max(first);
         self.done = self.done.split_off(&first);
+        self.settling = self.settling.split_off(&first);
         self.redeliver = self.redeliver.split_off(&first);
         self.deliveries.retain(|o, _| *o >= first);
         let gone: Vec<u64> = self.leased.keys().copied().filter(|o| *o < first).collect();
@@ -159,6 +164,31 @@ impl Group {
         }
     }
 
+    /// Marks `offset` deleted but not yet durably so, if it was leased or waiting for
+    /// redelivery; false otherwise. [`Group::settled`] makes it done.
+    pub fn settle(&mut self, offset: u64) -> bool {
+        let was = self.unlease(offset) | self.redeliver.remove(&offset);
+        if was {
+            self.settling.insert(offset);
+            self.deliveries.remove(&offset);
+        }
+        was
+    }
+
+    /// The deletes of `offsets` are durable: they count as done.
+    pub fn settled(&mut self, offsets: &[u64]) {
+        for o in offsets {
+            if self.settling.remove(o) {
+                self.done.insert(*o);
+            }
+        }
+    }
+
+    /// Whether `offset` was deleted (durably or not yet).
+    pub fn is_done(&self, offset: u64) -> bool {
+        self.done.contains(&offset) || self.settling.contains(&offset)
+    }
+
     /// Marks `offset` done if it was leased or waiting for redelivery; false otherwise.
     pub fn finish(&mut self, offset: u64) -> bool {
         let was = self.unlease(offset) | self.redeliver.remove(&offset);
@@ -170,7 +200,7 @@ impl Group {
     }
 
     pub fn stats(&self, name: &str, tail: u64) -> GroupStats {
-        let done_ahead = self.done.len() as u64;
+        let done_ahead = (self.done.len() + self.settling.len()) as u64;
         let backlog = tail.saturating_sub(self.floor).saturating_sub(done_ahead);
         let leased = self.leased.len() as u64;
         GroupStats {

@@ -460,7 +460,7 @@ impl Queue {
             let offset = match g.redeliver.first() {
                 Some(&o) => o,
                 None => {
-                    while g.next < tail && g.done.contains(&g.next) {
+                    while g.next < tail && g.is_done(g.next) {
                         g.next += 1;
                     }
                     if g.next >= tail {
@@ -639,14 +639,11 @@ impl Queue {
         let acked: Vec<u64> = {
             let mut inner = self.shared.lock();
             let inner = &mut *inner;
-            let missing = missing_fn(&inner.segments);
             let g = inner
                 .groups
                 .get_mut(group)
                 .ok_or_else(|| QueueError::UnknownGroup(group.to_string()))?;
-            let acked: Vec<u64> = offsets.iter().copied().filter(|&o| g.finish(o)).collect();
-            g.advance(&missing);
-            acked
+            offsets.iter().copied().filter(|&o| g.settle(o)).collect()
         };
         let ignored = offsets.len() - acked.len();
         if acked.is_empty() {
@@ -655,9 +652,17 @@ impl Queue {
         let n = acked.len();
         self.state(vec![Op::Ack {
             group: group.to_string(),
-            offsets: acked,
+            offsets: acked.clone(),
         }])
         .await?;
+        // Durable now: the floor may move over them (and segments below it go).
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
+        let missing = missing_fn(&inner.segments);
+        if let Some(g) = inner.groups.get_mut(group) {
+            g.settled(&acked);
+            g.advance(&missing);
+        }
         Ok((n, ignored))
     }
 
