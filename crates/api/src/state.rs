@@ -465,6 +465,10 @@ async fn read_through_get(State(state): State<Arc<ApiState>>, Path((name, key)):
             ),
         );
     };
+    // The store's own check, so that a key it would refuse is a 400 here, not a failed load.
+    if let Err(e) = strata_store::check_key(&key) {
+        return store_error(e);
+    }
     match rt.get(StateTier::read_through_key(&name, &key).as_bytes()).await {
         Ok(Some(v)) => v.into_response(),
         Ok(None) => api_error(StatusCode::NOT_FOUND, format!("no key {key:?} in namespace {ns:?}")),

@@ -179,6 +179,13 @@ async fn read_through_loads_once_serves_writes_and_refills_a_dropped_shard() {
     put(api, "/v1/kv/history/c0", "order-0b", &[]).await;
     assert_eq!(get(api, "/v1/caches/hist/c0").await.text(), "order-0b");
     assert_eq!(get(api, "/v1/caches/hist/missing").await.status, 404);
+    let long = get(api, &format!("/v1/caches/hist/{}", "k".repeat(2000))).await;
+    assert_eq!(
+        long.status,
+        400,
+        "a key the store refuses is bad input: {}",
+        long.text()
+    );
 
     // Shard 0 gets amnesia; its keys load again, the others' do not.
     let before = get(api, "/v1/cache").await.json();
