@@ -526,8 +526,20 @@ impl Queue {
         };
         let mut out = Vec::with_capacity(raw.len());
         let mut bad = Vec::new();
+        // A record the disk fails to give back goes back to its group (to be tried again,
+        // and dead-lettered after max_deliveries); the rest of the batch is served.
+        let mut unreadable = Vec::new();
+        let mut last_error = None;
         for (offset, deliveries, bytes) in raw {
-            let bytes = bytes.map_err(|e| io_err("read a segment", e))?;
+            let bytes = match bytes {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(queue = %self.shared.name, offset, "reading a record failed: {e}");
+                    unreadable.push(offset);
+                    last_error = Some(e);
+                    continue;
+                }
+            };
             match decode(&bytes, max_record) {
                 Decoded::Record(r, _) if r.offset == offset => out.push(Message {
                     offset,
@@ -548,6 +560,22 @@ impl Queue {
                         "corrupt record ({reason}) found on read: not served, skipped for every group"
                     );
                     bad.push(offset);
+                }
+            }
+        }
+        if !unreadable.is_empty() {
+            let mut inner = self.shared.lock();
+            if let Some(g) = inner.groups.get_mut(group) {
+                for &o in &unreadable {
+                    if g.unlease(o) {
+                        g.redeliver.insert(o);
+                    }
+                }
+            }
+            drop(inner);
+            if out.is_empty() && bad.is_empty() {
+                if let Some(e) = last_error {
+                    return Err(io_err("read a segment", e));
                 }
             }
         }
@@ -830,9 +858,17 @@ fn read_all(leases: &[Lease], cached_only: bool) -> Option<Vec<(u64, u32, io::Re
                     out.push((l.offset, l.deliveries, Ok(run.slice(at..at + *len as usize))));
                 }
             }
-            Err(e) => {
+            Err(e) if j - i == 1 => {
+                let l = &leases[i];
+                out.push((l.offset, l.deliveries, Err(e)));
+            }
+            Err(_) => {
+                // One bad spot should not cost the whole run: read its records one by one.
                 for l in &leases[i..j] {
-                    out.push((l.offset, l.deliveries, Err(io::Error::new(e.kind(), e.to_string()))));
+                    let Located::Disk { pos, len, .. } = &l.at else {
+                        unreachable!()
+                    };
+                    out.push((l.offset, l.deliveries, segment::read(file, *pos, *len as usize)));
                 }
             }
         }

@@ -664,3 +664,30 @@ async fn stored_messages_outlive_a_lower_size_limit() {
         Err(QueueError::TooLarge { .. })
     ));
 }
+
+/// A record the disk cannot give back (here: the file cut short under an open queue)
+/// goes back to its group; the readable ones are served.
+#[tokio::test]
+async fn an_unreadable_record_does_not_hold_back_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let queues = open(dir.path(), spec());
+        publish_n(&queues, 10).await;
+        queues.close();
+    }
+    let queues = open(dir.path(), spec());
+    let q = queues.get("q").unwrap();
+    let seg = dir.path().join("q").join(format!("{:020}.log", 0));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(position(7))
+        .unwrap();
+    let got = q.fetch("g", fetch_all()).await.unwrap();
+    let offsets: Vec<u64> = got.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, [0, 1, 2, 3, 4, 5, 6]);
+    let stats = q.stats();
+    assert_eq!(stats.groups[0].unread, 3, "7, 8, 9 wait to be tried again: {stats:?}");
+    assert_eq!(stats.corrupt, 0, "an unreadable record is not declared corrupt");
+}
