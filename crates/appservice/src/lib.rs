@@ -137,9 +137,13 @@ impl AppService {
             .then(|| self.shared.state_dir.join("logs").join(service))
     }
 
-    /// Resolves once every service has a ready instance (or shutdown began).
+    /// Resolves once every service has a ready instance (or shutdown began); a service
+    /// that starts with none (scale from zero) does not count.
     pub async fn ready(&self) {
-        for name in self.services.keys() {
+        for (name, handle) in &self.services {
+            if handle.initial() == 0 {
+                continue;
+            }
             let mut ready = self.shared.bus.pool(name).watch_ready();
             tokio::select! {
                 _ = ready.wait_for(|n| *n > 0) => {}

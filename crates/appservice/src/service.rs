@@ -61,6 +61,11 @@ impl ServiceHandle {
         handle
     }
 
+    /// Instances launched at start.
+    pub fn initial(&self) -> u32 {
+        self.ctx.spec.instances.initial()
+    }
+
     pub fn scale(&self, count: u32) -> Result<()> {
         let bounds = &self.ctx.spec.instances;
         if count < bounds.min || count > bounds.max {

@@ -109,7 +109,17 @@ pub struct Pool {
     members: RwLock<Arc<[Arc<Member>]>>,
     ready: watch::Sender<usize>,
     pub budget: RetryBudget,
+    /// Scale from zero: callers finding no member hold the request and ask for one.
+    holds: std::sync::atomic::AtomicBool,
+    /// Requests held right now, waiting for a member.
+    held: std::sync::atomic::AtomicUsize,
+    demand: tokio::sync::Notify,
+    /// When the last request came (monotonic ms), for idle scale-down.
+    last_request_ms: std::sync::atomic::AtomicU64,
 }
+
+/// Most requests one pool holds while an instance starts; more get 503.
+pub const MAX_HELD: usize = 1024;
 
 /// How long a member a caller saw fail is passed over.
 pub const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(2);
@@ -152,7 +162,52 @@ impl Pool {
             members: RwLock::new(Arc::from(Vec::new())),
             ready: watch::channel(0).0,
             budget: RetryBudget::default(),
+            holds: Default::default(),
+            held: Default::default(),
+            demand: tokio::sync::Notify::new(),
+            last_request_ms: std::sync::atomic::AtomicU64::new(now_ms()),
         }
+    }
+
+    /// Lets callers hold a request while an instance starts (a service that may run
+    /// none), instead of answering at once that no member is ready.
+    pub fn set_scale_from_zero(&self, on: bool) {
+        self.holds.store(on, Ordering::Relaxed);
+    }
+
+    pub fn scales_from_zero(&self) -> bool {
+        self.holds.load(Ordering::Relaxed)
+    }
+
+    /// Takes a place among the held requests; None when [`MAX_HELD`] are held already.
+    pub fn hold(&self) -> Option<Held<'_>> {
+        let n = self.held.fetch_add(1, Ordering::Relaxed);
+        if n >= MAX_HELD {
+            self.held.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        self.demand.notify_one();
+        Some(Held(self))
+    }
+
+    /// Resolves when a caller asked for a member of an empty pool.
+    pub async fn demanded(&self) {
+        self.demand.notified().await
+    }
+
+    /// Requests held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Notes a request, for [`Pool::idle_for`].
+    pub fn touch(&self) {
+        self.last_request_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Time since the last request.
+    pub fn idle_for(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(now_ms().saturating_sub(self.last_request_ms.load(Ordering::Relaxed)))
     }
 
     /// Adds a ready member.
@@ -236,6 +291,15 @@ impl Pool {
                 Some(choice.clone())
             }
         }
+    }
+}
+
+/// A request held while an instance starts; dropping it lets another take its place.
+pub struct Held<'a>(&'a Pool);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

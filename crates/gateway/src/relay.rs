@@ -117,6 +117,7 @@ async fn any_from(
     tried.reserve(2);
     let mut last: Option<(Arc<Member>, Failure)> = None;
     pool.budget.deposit();
+    pool.touch();
     loop {
         if outcome.attempts > 0 {
             let may_reissue = match &last {
@@ -152,6 +153,19 @@ async fn any_from(
                     failed(pool, last, "no other member was left to try", request_id.as_ref()),
                     outcome,
                 );
+            }
+            // A service that may run no instance: hold the request while one starts.
+            if pool.scales_from_zero() && pool.members().is_empty() {
+                let Some(_held) = pool.hold() else {
+                    return (no_member(pool, request_id.as_ref()), outcome);
+                };
+                let mut ready = pool.watch_ready();
+                let waited = tokio::time::timeout(remaining, async { ready.wait_for(|n| *n > 0).await.is_ok() }).await;
+                match waited {
+                    Ok(true) => continue,
+                    Ok(false) => return (no_member(pool, request_id.as_ref()), outcome),
+                    Err(_) => return (deadline_exceeded(pool, policy, request_id.as_ref()), outcome),
+                }
             }
             return (no_member(pool, request_id.as_ref()), outcome);
         };

@@ -371,6 +371,14 @@ pub struct InstancesSpec {
     /// Instances launched at start; defaults to `min`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial: Option<u32>,
+    /// With `min: 0`, how long without a request before the last instance is stopped. A
+    /// request to a service with no instance is held at the gateway while one starts.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    300_000
 }
 
 fn one() -> u32 {
@@ -383,6 +391,7 @@ impl Default for InstancesSpec {
             min: 1,
             max: 1,
             initial: None,
+            idle_timeout_ms: default_idle_timeout_ms(),
         }
     }
 }

@@ -356,6 +356,7 @@ fn check_instances(spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestE
     if instances.max == 0 {
         return Err(invalid(path.key("max"), "at least 1", "0"));
     }
+    positive(path.key("idle_timeout_ms"), instances.idle_timeout_ms, "milliseconds")?;
     if instances.min > instances.max {
         return Err(invalid(
             path.key("min"),

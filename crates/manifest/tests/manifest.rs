@@ -703,7 +703,7 @@ fn unknown_fields_are_named_at_every_level() {
         (
             "services.web.instances.mn",
             Box::new(set("services.web.instances.mn", json!(1))),
-            &["min", "max", "initial"],
+            &["min", "max", "initial", "idle_timeout_ms"],
         ),
         (
             "services.web.routes[0].hots",

@@ -7,11 +7,13 @@
 //! - `cli`: the commands and their output.
 //! - `statefile`: `.strata/node.json`, how CLI commands find a running node.
 //! - `push`: delivers queue batches to the pools of services that `consumes` a queue.
+//! - `zero`: scale to zero and from zero for services with `instances.min: 0`.
 
 pub mod cli;
 pub mod client;
 mod push;
 pub mod statefile;
+mod zero;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -204,6 +206,13 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
     };
     let cache_addr = resp.as_ref().map(|r| r.addr);
     let app_name = manifest.app.clone();
+    // Services that may run no instance: scaled from zero on demand, to zero when idle.
+    let manifest_services_min0: Vec<(String, strata_manifest::InstancesSpec)> = manifest
+        .services
+        .iter()
+        .filter(|(_, spec)| spec.instances.min == 0)
+        .map(|(name, spec)| (name.clone(), spec.instances.clone()))
+        .collect();
     let consumers: Vec<(String, strata_manifest::ConsumesSpec)> = manifest
         .services
         .iter()
@@ -254,6 +263,14 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         Duration::from_millis(100),
         shutdown.clone(),
     )));
+    for (service, spec) in &manifest_services_min0 {
+        tasks.push(tokio::spawn(zero::run(
+            app.clone(),
+            bus.pool(service),
+            Duration::from_millis(spec.idle_timeout_ms),
+            shutdown.clone(),
+        )));
+    }
     for (service, consumes) in consumers {
         let queue = queues.get(&consumes.queue).context("a consumed queue")?;
         tasks.push(tokio::spawn(push::run(
