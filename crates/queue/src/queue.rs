@@ -396,7 +396,7 @@ impl Queue {
         }
         // Busy writer: its leader takes this write before it lets go.
         if let Some(writer) = try_lock(&self.pipe.writer) {
-            tokio::task::block_in_place(|| lead_commits(&self.shared, &self.pipe, writer));
+            tokio::task::block_in_place(|| lead_commits(&self.shared, &self.pipe, writer, Leader::Publisher));
         }
         Ok(())
     }
@@ -938,12 +938,19 @@ fn take_pending(pipe: &Pipe) -> Vec<Write> {
 /// Commits whatever waits, batch after batch, while holding the writer; after letting
 /// go, looks once more, so that a write queued while the writer was busy is never left
 /// behind.
-fn lead_commits<'a>(shared: &Shared, pipe: &'a Pipe, mut writer: MutexGuard<'a, Writer>) {
-    let on_queue_thread = std::thread::current().name() == Some(&format!("queue-{}", shared.name));
+/// Who commits: a publisher (which hands off after [`LEADER_ROUNDS`]) or the queue's
+/// own thread (which keeps going).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leader {
+    Publisher,
+    QueueThread,
+}
+
+fn lead_commits<'a>(shared: &Shared, pipe: &'a Pipe, mut writer: MutexGuard<'a, Writer>, leader: Leader) {
     let mut rounds = 0;
     loop {
         loop {
-            if !on_queue_thread && rounds >= LEADER_ROUNDS {
+            if leader == Leader::Publisher && rounds >= LEADER_ROUNDS {
                 // Enough done for others: the queue's thread takes over.
                 drop(writer);
                 pipe.wake.notify_one();
@@ -1000,7 +1007,7 @@ fn run_thread(shared: &Shared, pipe: &Pipe) {
             }
             pending.closing
         };
-        lead_commits(shared, pipe, lock(&pipe.writer));
+        lead_commits(shared, pipe, lock(&pipe.writer), Leader::QueueThread);
         if closing {
             let mut writer = lock(&pipe.writer);
             let batch = take_pending(pipe);
