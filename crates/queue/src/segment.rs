@@ -4,7 +4,7 @@
 //! left out of the index so that they are never served.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,19 +49,13 @@ const PREPARED: &str = "next-segment.tmp";
 /// append the metadata update that extending a file forces.
 pub(crate) fn prepare(dir: &Path, size: u64) -> io::Result<File> {
     let path = dir.join(PREPARED);
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
         .open(&path)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        file.write_all(&zeros[..n])?;
-        left -= n as u64;
-    }
+    zero_from(&file, 0, size)?;
     file.sync_all()?;
     Ok(file)
 }
