@@ -24,6 +24,14 @@ pub enum EventKind {
     CrashLoop,
     Stopped,
     Scaled,
+    /// An autoscaler decision, with its inputs and reason.
+    Autoscaled,
+    /// Requests shed at instances.max.
+    Shed,
+    /// An instance started for a pool at zero became ready.
+    ColdStart,
+    /// A function's trigger failed to deliver an event.
+    TriggerFailed,
 }
 
 /// Something the App Service did or saw, with the reason in words.

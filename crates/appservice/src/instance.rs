@@ -26,6 +26,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Exits in a row without a stable run before the slot is called a crash loop.
 const CRASH_LOOP_AFTER: u32 = 3;
 const READY_POLL: Duration = Duration::from_millis(20);
+/// For the first second of a start the check is repeated more often: a cold start from
+/// zero waits on it (a refused connect costs microseconds).
+const READY_POLL_EARLY: Duration = Duration::from_millis(2);
+const EARLY: Duration = Duration::from_secs(1);
 
 /// What every instance of one service shares.
 pub(crate) struct ServiceCtx {
@@ -293,7 +297,7 @@ async fn supervise(
                 tokio::select! {
                     exit = proc.child.wait() => return Supervised::Exited(exit_reason(exit)),
                     _ = stop.cancelled() => return Supervised::Stop(None),
-                    _ = tokio::time::sleep(READY_POLL) => {}
+                    _ = tokio::time::sleep(if started.elapsed() < EARLY { READY_POLL_EARLY } else { READY_POLL }) => {}
                 }
             }
         }

@@ -10,11 +10,13 @@
 //! - `setup`: the install step, skipped while its inputs are unchanged.
 //! - `capacity`: the node's memory and accelerators, reserved per instance.
 //! - `events`: what happened and why, for the CLI and `strata events`.
+//! - [`autoscale`]: the autoscaling policy (pure; the node's autoscaler task feeds it).
 //!
 //! Invariants: a ready instance is a member of its pool in the bus and nothing else is;
 //! every child process is in its own process group, registered with the guard while it
 //! lives; nothing here speaks HTTP beyond the one-line health probe.
 
+pub mod autoscale;
 mod capacity;
 mod events;
 mod guard;
@@ -27,7 +29,7 @@ mod status;
 
 pub use capacity::NodeResources;
 pub use events::{Event, EventKind};
-pub use status::{InstanceState, InstanceStatus, ServiceStatus};
+pub use status::{AutoscaleStatus, InstanceState, InstanceStatus, ServiceStatus};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -118,6 +120,19 @@ impl AppService {
             );
         };
         handle.scale(count)
+    }
+
+    /// Records what the autoscaler concluded for a service, shown by `snapshot`.
+    pub fn set_autoscale(&self, service: &str, status: AutoscaleStatus) {
+        if let Some(handle) = self.services.get(service) {
+            handle.set_autoscale(status);
+        }
+    }
+
+    /// Records an event from outside the App Service (the autoscaler, the function
+    /// triggers), with its reason.
+    pub fn record(&self, service: &str, kind: EventKind, message: String) {
+        self.shared.events.emit(service, None, kind, message);
     }
 
     /// Events from now on.

@@ -27,6 +27,7 @@ pub(crate) struct ServiceHandle {
     desired: watch::Sender<u32>,
     phase: Arc<Mutex<String>>,
     slots: Arc<Mutex<Vec<Slot>>>,
+    autoscale: Mutex<Option<crate::AutoscaleStatus>>,
 }
 
 impl ServiceHandle {
@@ -51,6 +52,7 @@ impl ServiceHandle {
             desired,
             phase: Arc::new(Mutex::new("pending".into())),
             slots: Arc::new(Mutex::new(Vec::new())),
+            autoscale: Mutex::new(None),
         };
         let phase = handle.phase.clone();
         let slots = handle.slots.clone();
@@ -80,6 +82,10 @@ impl ServiceHandle {
         Ok(())
     }
 
+    pub fn set_autoscale(&self, status: crate::AutoscaleStatus) {
+        *self.autoscale.lock().unwrap() = Some(status);
+    }
+
     pub fn snapshot(&self) -> ServiceStatus {
         let instances: Vec<InstanceStatus> = self
             .slots
@@ -102,6 +108,8 @@ impl ServiceHandle {
             min: self.ctx.spec.instances.min,
             max: self.ctx.spec.instances.max,
             ready: self.ctx.pool.members().len(),
+            function: self.ctx.spec.function.clone(),
+            autoscale: self.autoscale.lock().unwrap().clone(),
             instances,
         }
     }

@@ -68,5 +68,39 @@ pub struct ServiceStatus {
     pub min: u32,
     pub max: u32,
     pub ready: usize,
+    /// For a function: what triggers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// The autoscaler's view: its target and the signal and reason behind it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<AutoscaleStatus>,
     pub instances: Vec<InstanceStatus>,
+}
+
+/// What the autoscaler last concluded for a service, for `strata ps` and metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AutoscaleStatus {
+    pub target: u32,
+    /// `concurrency`, `backlog`, `latency`, `min` or `idle`.
+    pub signal: String,
+    pub reason: String,
+    /// Requests in flight (plus held) at the last sample.
+    pub inflight: u64,
+    /// Requests held at the gateway at the last sample.
+    pub held: u64,
+    /// Backlog of the consumed queue's group, for a consuming service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<u64>,
+    /// Mean latency of the requests answered lately (Little's law over the last second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Requests shed (503) at instances.max so far.
+    pub shed: u64,
+    /// Time from the first request to a pool at zero until an instance was ready, last time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_start_ms: Option<u64>,
+    /// Starts from zero so far.
+    pub cold_starts: u64,
+    /// Decisions taken so far.
+    pub decisions: u64,
 }

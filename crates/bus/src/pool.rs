@@ -113,7 +113,15 @@ pub struct Pool {
     holds: std::sync::atomic::AtomicBool,
     /// Requests held right now, waiting for a member.
     held: std::sync::atomic::AtomicUsize,
+    /// Wakes the autoscaler: a request held at zero, or a member past its concurrency
+    /// target. `signalled` keeps a burst of requests to one wake-up.
     demand: tokio::sync::Notify,
+    signalled: AtomicBool,
+    /// In flight on one member past which the autoscaler is woken; 0: not autoscaled.
+    saturation: AtomicUsize,
+    /// In flight on the chosen member at which a request is shed; 0: never.
+    shed_at: AtomicUsize,
+    shed: AtomicU64,
     /// When the last request came (monotonic ms), for idle scale-down.
     last_request_ms: std::sync::atomic::AtomicU64,
 }
@@ -165,6 +173,10 @@ impl Pool {
             holds: Default::default(),
             held: Default::default(),
             demand: tokio::sync::Notify::new(),
+            signalled: AtomicBool::new(false),
+            saturation: AtomicUsize::new(0),
+            shed_at: AtomicUsize::new(0),
+            shed: AtomicU64::new(0),
             last_request_ms: std::sync::atomic::AtomicU64::new(now_ms()),
         }
     }
@@ -186,13 +198,58 @@ impl Pool {
             self.held.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        self.demand.notify_one();
+        self.signal();
         Some(Held(self))
     }
 
-    /// Resolves when a caller asked for a member of an empty pool.
+    fn signal(&self) {
+        if !self.signalled.swap(true, Ordering::AcqRel) {
+            self.demand.notify_one();
+        }
+    }
+
+    /// Resolves when a caller asked for a member of an empty pool, or a member went past
+    /// the concurrency set by [`Pool::set_saturation`].
     pub async fn demanded(&self) {
-        self.demand.notified().await
+        self.demand.notified().await;
+        self.signalled.store(false, Ordering::Release);
+    }
+
+    /// Wake [`Pool::demanded`] when a member has more than `inflight` requests in flight
+    /// (0: never).
+    pub fn set_saturation(&self, inflight: usize) {
+        self.saturation.store(inflight, Ordering::Relaxed);
+    }
+
+    /// Called with a member's in-flight count once a request is counted on it.
+    #[inline]
+    pub fn note_inflight(&self, inflight: usize) {
+        let saturation = self.saturation.load(Ordering::Relaxed);
+        if saturation != 0 && inflight > saturation && !self.signalled.load(Ordering::Relaxed) {
+            self.signal();
+        }
+    }
+
+    /// Shed requests (503) whose chosen member has `inflight` in flight already; 0: never.
+    /// The autoscaler sets it while the pool is at its maximum size.
+    pub fn set_shed_at(&self, inflight: usize) {
+        self.shed_at.store(inflight, Ordering::Relaxed);
+    }
+
+    /// Whether a request to `member` is to be shed; counts it if so.
+    #[inline]
+    pub fn sheds(&self, member: &Member) -> bool {
+        let at = self.shed_at.load(Ordering::Relaxed);
+        if at != 0 && member.inflight() >= at {
+            self.shed.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Requests shed so far.
+    pub fn shed_count(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
     }
 
     /// Requests held now.
@@ -363,6 +420,42 @@ mod tests {
         let remaining = pool.pick(&[]).unwrap();
         assert!(!Arc::ptr_eq(&remaining, &first));
         assert!(pool.pick(&[remaining]).is_none());
+    }
+
+    #[test]
+    fn saturation_wakes_once_per_burst_and_shedding_follows_the_limit() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let pool = Pool::new("web");
+            let m = Member::new("web-1", addr(1));
+            pool.join(m.clone());
+            pool.note_inflight(100);
+            let quiet = tokio::time::timeout(std::time::Duration::from_millis(20), pool.demanded()).await;
+            assert!(quiet.is_err(), "not autoscaled: no wake-up");
+            pool.set_saturation(4);
+            pool.note_inflight(4);
+            let quiet = tokio::time::timeout(std::time::Duration::from_millis(20), pool.demanded()).await;
+            assert!(quiet.is_err(), "at the target, not past it");
+            for n in 5..50 {
+                pool.note_inflight(n);
+            }
+            pool.demanded().await;
+            let quiet = tokio::time::timeout(std::time::Duration::from_millis(20), pool.demanded()).await;
+            assert!(quiet.is_err(), "one wake-up for the burst");
+            pool.note_inflight(5);
+            pool.demanded().await;
+
+            let _guards: Vec<_> = (0..3).map(|_| m.begin()).collect();
+            assert!(!pool.sheds(&m), "shedding off");
+            pool.set_shed_at(3);
+            assert!(pool.sheds(&m));
+            pool.set_shed_at(4);
+            assert!(!pool.sheds(&m));
+            assert_eq!(pool.shed_count(), 1);
+        });
     }
 
     #[test]

@@ -169,11 +169,15 @@ async fn any_from(
             }
             return (no_member(pool, request_id.as_ref()), outcome);
         };
+        if outcome.attempts == 0 && pool.sheds(&member) {
+            return (shed(pool, request_id.as_ref()), outcome);
+        }
         outcome.attempts += 1;
         outcome.member = Some(member.clone());
         tried.push(member.clone());
         let upstream = upstream_of(&member);
         let guard = member.begin();
+        pool.note_inflight(member.inflight());
         let attempt_timeout = policy.attempt_timeout.min(remaining);
         let conn = match upstream.take() {
             Some(conn) => conn,
@@ -324,6 +328,22 @@ fn no_member(pool: &Pool, request_id: Option<&HeaderValue>) -> Response<ResBody>
         StatusCode::SERVICE_UNAVAILABLE,
         &pool.service,
         &format!("no ready instance of service {:?}", pool.service),
+        request_id,
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
+/// The pool is at its maximum size and the least loaded member found is at its limit.
+fn shed(pool: &Pool, request_id: Option<&HeaderValue>) -> Response<ResBody> {
+    let mut res = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &pool.service,
+        &format!(
+            "service {:?} is at its instances.max and every instance tried is at its limit (autoscale.max_inflight): load shed, retry later",
+            pool.service
+        ),
         request_id,
     );
     res.headers_mut()

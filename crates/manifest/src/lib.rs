@@ -9,6 +9,7 @@
 //!   and what was found; serde's errors are reworded into it.
 //! - `validate`: the checks serde cannot express (bounds, names, paths, routes, binding
 //!   cycles).
+//! - `cron`: [`Cron`], the five-field schedules of timer-triggered functions (UTC).
 //! - `de`: hand-written `Deserialize` impls: routes, setup steps and files (where
 //!   serde's `untagged` would name no field), call modes, structs written only as
 //!   objects, maps without duplicate keys.
@@ -18,6 +19,7 @@
 //!
 //! This crate knows nothing of processes or HTTP: it only says what is wanted.
 
+mod cron;
 mod de;
 mod error;
 mod validate;
@@ -27,6 +29,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use cron::Cron;
 pub use error::ManifestError;
 
 /// The only manifest version this build understands.
@@ -65,6 +68,14 @@ pub struct Manifest {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub caches: BTreeMap<String, ReadThroughSpec>,
+    /// Event handlers by name: programs started on demand when their trigger fires, kept
+    /// warm for a while and scaled like services (see [`FunctionSpec`]).
+    #[serde(
+        default,
+        deserialize_with = "de::unique_objects",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub functions: BTreeMap<String, FunctionSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -312,6 +323,269 @@ pub struct ServiceSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub consumes: Option<ConsumesSpec>,
+    /// Grow and shrink the pool between instances.min and instances.max with the load.
+    #[serde(
+        default,
+        deserialize_with = "de::optional_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub autoscale: Option<AutoscaleSpec>,
+    /// Set on the services [`Manifest::expanded`] makes of functions: what triggers it.
+    #[serde(skip)]
+    pub function: Option<String>,
+}
+
+/// How a pool follows its load. The autoscaler is driven by events (a member reaching
+/// its concurrency target, a request held at zero, a publish to a consumed queue) and
+/// samples every 100 ms while a pool has work. Its recommendation is the largest of
+/// in-flight / `concurrency`, backlog / `backlog` and (with `latency_ms`) the pool
+/// scaled by mean latency / `latency_ms`. A higher count is taken once recommended for
+/// the whole `up_window_ms`, a lower one once nothing higher was recommended for
+/// `down_window_ms`; a recommendation of at least twice the current count, or a backlog
+/// growing faster than the pool drains it, is overload and is taken at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscaleSpec {
+    /// Requests in flight per instance the pool is sized for.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// For a service that consumes a queue: unprocessed messages per instance.
+    #[serde(default = "default_backlog")]
+    pub backlog: u64,
+    /// Mean request latency above which the pool grows; None: latency is not a signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    #[serde(default = "default_up_window_ms")]
+    pub up_window_ms: u64,
+    #[serde(default = "default_down_window_ms")]
+    pub down_window_ms: u64,
+    /// Most instances one decision adds; 0: no bound.
+    #[serde(default)]
+    pub max_step_up: u32,
+    /// Most instances one decision removes; 0: no bound.
+    #[serde(default)]
+    pub max_step_down: u32,
+    /// Once the pool is at instances.max, requests in flight per instance past which more
+    /// are shed (503 with Retry-After). None: 4 x concurrency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_inflight: Option<u32>,
+}
+
+fn default_concurrency() -> u32 {
+    10
+}
+fn default_backlog() -> u64 {
+    100
+}
+fn default_up_window_ms() -> u64 {
+    1_000
+}
+fn default_down_window_ms() -> u64 {
+    30_000
+}
+
+impl Default for AutoscaleSpec {
+    fn default() -> Self {
+        AutoscaleSpec {
+            concurrency: default_concurrency(),
+            backlog: default_backlog(),
+            latency_ms: None,
+            up_window_ms: default_up_window_ms(),
+            down_window_ms: default_down_window_ms(),
+            max_step_up: 0,
+            max_step_down: 0,
+            max_inflight: None,
+        }
+    }
+}
+
+impl AutoscaleSpec {
+    /// In-flight requests per instance past which a pool at its max sheds.
+    pub fn shed_at(&self) -> u32 {
+        self.max_inflight.unwrap_or(self.concurrency.saturating_mul(4))
+    }
+}
+
+/// An event handler: a program serving HTTP on `$PORT` like any instance, started when
+/// its trigger fires (held while it starts), kept warm for `keep_warm_ms`, scaled up to
+/// `max_instances` with `concurrency` events per instance at a time. Each event is POSTed
+/// to `path` (an HTTP trigger routes requests as they are).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    pub run: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    #[serde(default, deserialize_with = "de::unique_keys")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "de::unique_keys")]
+    pub files: BTreeMap<String, FileSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<SetupSpec>,
+    #[serde(
+        default,
+        deserialize_with = "de::optional_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub health: Option<HealthSpec>,
+    #[serde(deserialize_with = "de::object")]
+    pub trigger: TriggerSpec,
+    /// Where events are POSTed.
+    #[serde(default = "default_function_path")]
+    pub path: String,
+    /// Events one instance handles at a time; more wait or go to another instance.
+    #[serde(default = "one")]
+    pub concurrency: u32,
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+    /// How long an instance stays up after its last event.
+    #[serde(default = "default_keep_warm_ms")]
+    pub keep_warm_ms: u64,
+    /// Deadline of one invocation; past it the event counts as failed.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_function_path() -> String {
+    "/".to_string()
+}
+fn default_max_instances() -> u32 {
+    4
+}
+fn default_keep_warm_ms() -> u64 {
+    60_000
+}
+
+/// What fires a function: exactly one of the fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// Messages of a queue, in batches, through a consumer group: a failed batch is
+    /// redelivered, then dead-lettered after the queue's max_deliveries.
+    #[serde(
+        default,
+        deserialize_with = "de::optional_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub queue: Option<QueueTrigger>,
+    /// Writes and deletes of store keys under a prefix of a namespace.
+    #[serde(
+        default,
+        deserialize_with = "de::optional_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub store: Option<StoreTrigger>,
+    /// A clock: every interval_ms, or on a cron schedule (UTC).
+    #[serde(
+        default,
+        deserialize_with = "de::optional_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timer: Option<TimerTrigger>,
+    /// Requests to a gateway route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<RouteSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueTrigger {
+    pub queue: String,
+    /// Consumer group; None: the function's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default = "default_function_batch")]
+    pub batch: u32,
+}
+
+fn default_function_batch() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreTrigger {
+    /// The store namespace (within the app) watched.
+    pub namespace: String,
+    /// Only keys starting with this fire.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerTrigger {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    /// Five fields (minute hour day-of-month month day-of-week) or @hourly and the like.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+}
+
+impl TriggerSpec {
+    /// The trigger in a few words, for `strata ps`.
+    pub fn describe(&self) -> String {
+        if let Some(q) = &self.queue {
+            format!("queue {}", q.queue)
+        } else if let Some(s) = &self.store {
+            format!("store {}/{}*", s.namespace, s.prefix)
+        } else if let Some(t) = &self.timer {
+            match (&t.interval_ms, &t.cron) {
+                (Some(ms), _) => format!("timer every {ms} ms"),
+                (None, Some(cron)) => format!("timer cron {cron}"),
+                (None, None) => "timer".to_string(),
+            }
+        } else if let Some(h) = &self.http {
+            format!("http {}", h.path())
+        } else {
+            "nothing".to_string()
+        }
+    }
+}
+
+impl FunctionSpec {
+    /// The service that runs this function (see [`Manifest::expanded`]).
+    pub fn service(&self, name: &str) -> ServiceSpec {
+        ServiceSpec {
+            run: self.run.clone(),
+            workdir: self.workdir.clone(),
+            env: self.env.clone(),
+            files: self.files.clone(),
+            setup: self.setup.clone(),
+            instances: InstancesSpec {
+                min: 0,
+                max: self.max_instances,
+                initial: None,
+                idle_timeout_ms: self.keep_warm_ms,
+            },
+            routes: self.trigger.http.iter().cloned().collect(),
+            health: self.health.clone(),
+            bindings: Vec::new(),
+            resources: ResourcesSpec::default(),
+            placement: PlacementSpec::default(),
+            relay: RelaySpec {
+                timeout_ms: self.timeout_ms,
+                attempt_timeout_ms: self.timeout_ms,
+                retries: 0,
+            },
+            stop_grace_ms: default_stop_grace_ms(),
+            consumes: self.trigger.queue.as_ref().map(|q| ConsumesSpec {
+                queue: q.queue.clone(),
+                group: q.group.clone().unwrap_or_else(|| name.to_string()),
+                batch: q.batch,
+                path: self.path.clone(),
+            }),
+            autoscale: Some(AutoscaleSpec {
+                concurrency: self.concurrency,
+                // A batch is one event: a pool is sized for `concurrency` batches each.
+                backlog: u64::from(self.concurrency) * u64::from(self.trigger.queue.as_ref().map_or(1, |q| q.batch)),
+                up_window_ms: 0,
+                max_inflight: Some(self.concurrency),
+                ..AutoscaleSpec::default()
+            }),
+            function: Some(self.trigger.describe()),
+        }
+    }
 }
 
 fn default_stop_grace_ms() -> u64 {
@@ -572,6 +846,17 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
 }
 
 impl Manifest {
+    /// The manifest with every function also written as the service that runs it:
+    /// instances.min 0 (started on demand, stopped after keep_warm_ms), autoscaled on
+    /// its concurrency, with a route for an HTTP trigger and consumes for a queue one.
+    pub fn expanded(&self) -> Manifest {
+        let mut m = self.clone();
+        for (name, f) in &self.functions {
+            m.services.insert(name.clone(), f.service(name));
+        }
+        m
+    }
+
     /// Services in an order where every service comes after the ones it binds to.
     ///
     /// Deterministic (ties broken by name). On a manifest that did not pass validation,

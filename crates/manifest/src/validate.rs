@@ -9,7 +9,10 @@ use std::net::SocketAddr;
 use std::path::{Component, Path};
 
 use crate::error::{quoted, FieldPath};
-use crate::{FileSpec, Manifest, ManifestError, QueueSpec, RouteSpec, ServiceSpec, SetupSpec, VERSION};
+use crate::{
+    AutoscaleSpec, FileSpec, FunctionSpec, Manifest, ManifestError, QueueSpec, RouteSpec, ServiceSpec, SetupSpec,
+    VERSION,
+};
 
 fn invalid(path: FieldPath, expected: impl Into<String>, found: impl Into<String>) -> ManifestError {
     ManifestError::Invalid {
@@ -60,7 +63,10 @@ pub(crate) fn validate(m: &Manifest) -> Result<(), ManifestError> {
         check_queue(name, spec, &root.key("queues").key(name))?;
     }
     check_cache(m, &root)?;
-    check_route_conflicts(m)?;
+    for (name, spec) in &m.functions {
+        check_function(m, name, spec, &root.key("functions").key(name))?;
+    }
+    check_route_conflicts(&m.expanded())?;
     check_binding_cycles(m)
 }
 
@@ -204,7 +210,131 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath)
             relay.attempt_timeout_ms.to_string(),
         ));
     }
-    check_consumes(m, spec, path)
+    check_consumes(m, spec, path)?;
+    if let Some(autoscale) = &spec.autoscale {
+        check_autoscale(autoscale, &path.key("autoscale"))?;
+    }
+    Ok(())
+}
+
+fn check_autoscale(a: &AutoscaleSpec, path: &FieldPath) -> Result<(), ManifestError> {
+    if a.concurrency == 0 {
+        return Err(invalid(path.key("concurrency"), "at least 1 request per instance", "0"));
+    }
+    if a.backlog == 0 {
+        return Err(invalid(path.key("backlog"), "at least 1 message per instance", "0"));
+    }
+    if let Some(ms) = a.latency_ms {
+        positive(path.key("latency_ms"), ms, "milliseconds")?;
+    }
+    positive(path.key("down_window_ms"), a.down_window_ms, "milliseconds")?;
+    if a.max_inflight == Some(0) {
+        return Err(invalid(
+            path.key("max_inflight"),
+            "at least 1 request per instance",
+            "0",
+        ));
+    }
+    Ok(())
+}
+
+fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath) -> Result<(), ManifestError> {
+    if m.services.contains_key(name) {
+        return Err(invalid(
+            path.clone(),
+            "a name no service uses (a function runs as a pool of its own name)",
+            format!("{}, also a service", quoted(name)),
+        ));
+    }
+    let trigger = &f.trigger;
+    let tpath = path.key("trigger");
+    let set: Vec<&str> = [
+        ("queue", trigger.queue.is_some()),
+        ("store", trigger.store.is_some()),
+        ("timer", trigger.timer.is_some()),
+        ("http", trigger.http.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, on)| on.then_some(k))
+    .collect();
+    if set.len() != 1 {
+        let found = if set.is_empty() {
+            "none of them".to_string()
+        } else {
+            set.join(" and ")
+        };
+        return Err(invalid(tpath, "exactly one of queue, store, timer or http", found));
+    }
+    if let Some(q) = &trigger.queue {
+        let qpath = tpath.key("queue");
+        if !m.queues.contains_key(&q.queue) {
+            let declared: Vec<&str> = m.queues.keys().map(String::as_str).collect();
+            return Err(invalid(
+                qpath.key("queue"),
+                format!("a queue declared under queues ({})", declared.join(", ")),
+                quoted(&q.queue),
+            ));
+        }
+        let group = q.group.as_deref().unwrap_or(name);
+        if !is_queue_name(group) {
+            return Err(invalid(qpath.key("group"), EXPECT_QUEUE_NAME, quoted(group)));
+        }
+        if !(1..=10_000).contains(&q.batch) {
+            return Err(invalid(
+                qpath.key("batch"),
+                "between 1 and 10000 messages",
+                q.batch.to_string(),
+            ));
+        }
+    }
+    if let Some(s) = &trigger.store {
+        if !is_queue_name(&s.namespace) {
+            return Err(invalid(
+                tpath.key("store").key("namespace"),
+                EXPECT_QUEUE_NAME,
+                quoted(&s.namespace),
+            ));
+        }
+    }
+    if let Some(t) = &trigger.timer {
+        let timer = tpath.key("timer");
+        match (t.interval_ms, &t.cron) {
+            (Some(ms), None) => positive(timer.key("interval_ms"), ms, "milliseconds")?,
+            (None, Some(cron)) => {
+                if let Err(e) = crate::cron::Cron::parse(cron) {
+                    return Err(invalid(
+                        timer.key("cron"),
+                        format!("a cron schedule such as \"*/5 * * * *\" ({e})"),
+                        quoted(cron),
+                    ));
+                }
+            }
+            (None, None) => return Err(invalid(timer, "one of interval_ms or cron", "neither")),
+            (Some(_), Some(_)) => return Err(invalid(timer, "one of interval_ms or cron", "both")),
+        }
+    }
+    if let Some(route) = &trigger.http {
+        let rpath = match route {
+            RouteSpec::Prefix(_) => tpath.key("http"),
+            RouteSpec::Full(_) => tpath.key("http").key("path"),
+        };
+        if !route.path().starts_with('/') {
+            return Err(invalid(rpath, "a path starting with /", quoted(route.path())));
+        }
+    }
+    if !f.path.starts_with('/') {
+        return Err(invalid(path.key("path"), "a path starting with /", quoted(&f.path)));
+    }
+    if f.concurrency == 0 {
+        return Err(invalid(path.key("concurrency"), "at least 1 event per instance", "0"));
+    }
+    if f.max_instances == 0 {
+        return Err(invalid(path.key("max_instances"), "at least 1", "0"));
+    }
+    positive(path.key("keep_warm_ms"), f.keep_warm_ms, "milliseconds")?;
+    positive(path.key("timeout_ms"), f.timeout_ms, "milliseconds")?;
+    // The rest (run, env, files, setup, health) is checked as the service it runs as.
+    check_service(m, name, &f.service(name), path)
 }
 
 fn check_cache(m: &Manifest, root: &FieldPath) -> Result<(), ManifestError> {
@@ -415,7 +545,10 @@ fn check_route_conflicts(m: &Manifest) -> Result<(), ManifestError> {
     let mut claimed: BTreeMap<(Option<String>, &str), FieldPath> = BTreeMap::new();
     for (name, spec) in &m.services {
         for (i, route) in spec.routes.iter().enumerate() {
-            let path = services.key(name).key("routes").index(i);
+            let path = match spec.function {
+                Some(_) => FieldPath::root().key("functions").key(name).key("trigger").key("http"),
+                None => services.key(name).key("routes").index(i),
+            };
             let key = (route.host().map(str::to_ascii_lowercase), route.path());
             if let Some(first) = claimed.get(&key) {
                 let on_host = route

@@ -679,6 +679,7 @@ fn unknown_fields_are_named_at_every_level() {
         "relay",
         "stop_grace_ms",
         "consumes",
+        "autoscale",
     ];
     let err = error_of(set("services.api.instancs", json!({"min": 2})));
     assert_unknown_field(err.clone(), "services.api.instancs", SERVICE);
@@ -697,7 +698,16 @@ fn unknown_fields_are_named_at_every_level() {
         (
             "service",
             Box::new(set("service", json!({}))),
-            &["strata", "app", "gateway", "services", "queues", "cache", "caches"],
+            &[
+                "strata",
+                "app",
+                "gateway",
+                "services",
+                "queues",
+                "cache",
+                "caches",
+                "functions",
+            ],
         ),
         ("gateway.listn", Box::new(set("gateway.listn", json!(""))), &gateway),
         (
@@ -888,4 +898,166 @@ fn queues_and_consumes_are_checked() {
     );
     let err = error_of(consumes(json!({"queue": "orders", "path": "/"})));
     assert!(err.to_string().contains("group"), "{err}");
+}
+
+#[test]
+fn autoscale_policy_is_checked_and_defaulted() {
+    let m = {
+        let mut v = hello();
+        v["services"]["api"]["autoscale"] = json!({});
+        parse_value(&v).expect("autoscale with defaults")
+    };
+    let a = m.services["api"].autoscale.clone().expect("autoscale");
+    assert_eq!(a, strata_manifest::AutoscaleSpec::default());
+    assert_eq!((a.concurrency, a.up_window_ms, a.down_window_ms), (10, 1_000, 30_000));
+    assert_eq!(a.shed_at(), 40, "4 x concurrency when max_inflight is absent");
+    accepted_with(set(
+        "services.api.autoscale",
+        json!({"concurrency": 4, "latency_ms": 200, "up_window_ms": 0, "max_step_up": 2, "max_inflight": 8}),
+    ));
+    invalid_at(
+        "services.api.autoscale.concurrency",
+        json!(0),
+        "at least 1 request per instance",
+        "0",
+    );
+    invalid_at(
+        "services.api.autoscale.backlog",
+        json!(0),
+        "at least 1 message per instance",
+        "0",
+    );
+    invalid_at(
+        "services.api.autoscale.down_window_ms",
+        json!(0),
+        "a number of milliseconds greater than 0",
+        "0",
+    );
+    invalid_at(
+        "services.api.autoscale.latency_ms",
+        json!(0),
+        "a number of milliseconds greater than 0",
+        "0",
+    );
+    invalid_at(
+        "services.api.autoscale.max_inflight",
+        json!(0),
+        "at least 1 request per instance",
+        "0",
+    );
+    let err = error_of(set("services.api.autoscale", json!({"concurency": 4})));
+    assert!(err.to_string().contains("concurency"), "{err}");
+    let err = error_of(set("services.api.autoscale.concurrency", json!("four")));
+    assert!(err.to_string().contains("services.api.autoscale.concurrency"), "{err}");
+}
+
+#[test]
+fn functions_are_checked_and_run_as_services() {
+    let with_functions = |f: Value| {
+        move |v: &mut Value| {
+            v["queues"] = json!({"jobs": {}});
+            v["functions"] = f;
+        }
+    };
+    let mut v = hello();
+    with_functions(json!({
+        "tick": {"run": ["./tick"], "trigger": {"timer": {"interval_ms": 500}}},
+        "nightly": {"run": ["./r"], "trigger": {"timer": {"cron": "30 2 * * mon-fri"}}},
+        "work": {"run": ["./w"], "trigger": {"queue": {"queue": "jobs"}}, "concurrency": 3, "max_instances": 2},
+        "thumb": {"run": ["./t"], "trigger": {"store": {"namespace": "images", "prefix": "in/"}}},
+        "hook": {"run": ["./h"], "trigger": {"http": "/hook"}, "keep_warm_ms": 5000},
+    }))(&mut v);
+    let m = parse_value(&v).expect("functions");
+    let x = m.expanded();
+    let work = &x.services["work"];
+    assert_eq!((work.instances.min, work.instances.max), (0, 2));
+    let c = work.consumes.as_ref().expect("a queue trigger consumes");
+    assert_eq!((c.queue.as_str(), c.group.as_str(), c.batch), ("jobs", "work", 10));
+    let a = work.autoscale.as_ref().expect("autoscaled");
+    assert_eq!((a.concurrency, a.max_inflight, a.backlog), (3, Some(3), 30));
+    assert_eq!(x.services["hook"].routes[0].path(), "/hook");
+    assert_eq!(x.services["hook"].instances.idle_timeout_ms, 5000);
+    assert_eq!(x.services["tick"].function.as_deref(), Some("timer every 500 ms"));
+    assert_eq!(x.services["thumb"].function.as_deref(), Some("store images/in/*"));
+    assert!(!m.services.contains_key("work"), "the manifest itself keeps them apart");
+
+    let bad = |f: Value, path: &str, expected: &str, found: &str| {
+        assert_invalid(error_of(with_functions(f)), path, expected, found);
+    };
+    bad(
+        json!({"f": {"run": ["x"], "trigger": {}}}),
+        "functions.f.trigger",
+        "exactly one of queue, store, timer or http",
+        "none of them",
+    );
+    bad(
+        json!({"f": {"run": ["x"], "trigger": {"http": "/a", "timer": {"interval_ms": 1}}}}),
+        "functions.f.trigger",
+        "exactly one of queue, store, timer or http",
+        "timer and http",
+    );
+    bad(
+        json!({"f": {"run": ["x"], "trigger": {"timer": {}}}}),
+        "functions.f.trigger.timer",
+        "one of interval_ms or cron",
+        "neither",
+    );
+    bad(
+        json!({"f": {"run": ["x"], "trigger": {"timer": {"interval_ms": 0}}}}),
+        "functions.f.trigger.timer.interval_ms",
+        "a number of milliseconds greater than 0",
+        "0",
+    );
+    let err = error_of(with_functions(
+        json!({"f": {"run": ["x"], "trigger": {"timer": {"cron": "61 * * * *"}}}}),
+    ));
+    let text = err.to_string();
+    assert!(
+        text.contains("functions.f.trigger.timer.cron") && text.contains("minute") && text.contains("61"),
+        "{text}"
+    );
+    bad(
+        json!({"f": {"run": ["x"], "trigger": {"queue": {"queue": "nope"}}}}),
+        "functions.f.trigger.queue.queue",
+        "a queue declared under queues (jobs)",
+        "\"nope\"",
+    );
+    bad(
+        json!({"f": {"run": ["x"], "trigger": {"store": {"namespace": "Bad NS"}}}}),
+        "functions.f.trigger.store.namespace",
+        "a name of at most 64 lowercase letters, digits, - and _, starting with a letter or digit",
+        "\"Bad NS\"",
+    );
+    bad(
+        json!({"f": {"run": ["x"], "trigger": {"http": "hook"}}}),
+        "functions.f.trigger.http",
+        "a path starting with /",
+        "\"hook\"",
+    );
+    bad(
+        json!({"f": {"run": ["x"], "trigger": {"http": "/a"}, "concurrency": 0}}),
+        "functions.f.concurrency",
+        "at least 1 event per instance",
+        "0",
+    );
+    bad(
+        json!({"f": {"run": [], "trigger": {"http": "/a"}}}),
+        "functions.f.run",
+        "a command: an array starting with the program name",
+        "an empty array",
+    );
+    bad(
+        json!({"api": {"run": ["x"], "trigger": {"http": "/a"}}}),
+        "functions.api",
+        "a name no service uses (a function runs as a pool of its own name)",
+        "\"api\", also a service",
+    );
+    let err = error_of(with_functions(
+        json!({"f": {"run": ["x"], "trigger": {"http": "/api"}}}),
+    ));
+    assert!(err.to_string().contains("already claimed"), "{err}");
+    let err = error_of(with_functions(
+        json!({"f": {"run": ["x"], "trigger": {"cron": "* * * * *"}}}),
+    ));
+    assert!(err.to_string().contains("functions.f.trigger"), "{err}");
 }

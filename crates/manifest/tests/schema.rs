@@ -70,6 +70,16 @@ fn schema_properties_match_the_model() {
         ("/$defs/retention/properties", &m["queues"]["orders"]["retention"]),
         ("/$defs/cache/properties", &m["cache"]),
         ("/$defs/read_through/properties", &m["caches"]["history"]),
+        ("/$defs/autoscale/properties", &cart["autoscale"]),
+        ("/$defs/function/properties", &m["functions"]["thumbnail"]),
+        (
+            "/$defs/trigger/properties/store/properties",
+            &m["functions"]["thumbnail"]["trigger"]["store"],
+        ),
+        (
+            "/$defs/trigger/properties/queue/properties",
+            &m["functions"]["fulfil"]["trigger"]["queue"],
+        ),
     ];
     for (pointer, value) in pairs {
         let properties = schema
@@ -102,8 +112,10 @@ fn schema_defaults_match_the_model() {
     let minimal = json!({"strata": 1, "app": "a", "services": {
         "bare": {"run": ["x"]},
         "s": {"run": ["x"], "routes": [{"path": "/"}], "health": {"path": "/"}, "setup": {"run": ["x"]},
-              "consumes": {"queue": "q", "group": "g", "path": "/"}}},
-        "queues": {"q": {}}, "caches": {"c": {"namespace": "n"}}});
+              "consumes": {"queue": "q", "group": "g", "path": "/"}, "autoscale": {}}},
+        "queues": {"q": {}}, "caches": {"c": {"namespace": "n"}},
+        "functions": {"f": {"run": ["x"], "trigger": {"store": {"namespace": "n"}}},
+                      "g": {"run": ["x"], "trigger": {"queue": {"queue": "q"}}}}});
     let m = serde_json::to_value(parse_value(&minimal).expect("minimal")).expect("serialize");
     let s = &m["services"]["s"];
     let pairs = [
@@ -121,6 +133,16 @@ fn schema_defaults_match_the_model() {
         ("/$defs/retention", &m["queues"]["q"]["retention"]),
         ("/$defs/cache", &m["cache"]),
         ("/$defs/read_through", &m["caches"]["c"]),
+        ("/$defs/autoscale", &s["autoscale"]),
+        ("/$defs/function", &m["functions"]["f"]),
+        (
+            "/$defs/trigger/properties/store",
+            &m["functions"]["f"]["trigger"]["store"],
+        ),
+        (
+            "/$defs/trigger/properties/queue",
+            &m["functions"]["g"]["trigger"]["queue"],
+        ),
     ];
     let mut checked = 0;
     for (pointer, value) in pairs {
@@ -222,6 +244,37 @@ fn schema_and_parser_agree_on_examples() {
     });
     edit("struct as array", &|v| {
         v["services"]["api"]["instances"] = json!([1, 4])
+    });
+    edit("autoscale", &|v| {
+        v["services"]["api"]["autoscale"] = json!({"concurrency": 4, "max_inflight": null})
+    });
+    edit("autoscale concurrency 0", &|v| {
+        v["services"]["api"]["autoscale"] = json!({"concurrency": 0})
+    });
+    edit("autoscale typo", &|v| {
+        v["services"]["api"]["autoscale"] = json!({"concurency": 4})
+    });
+    edit(
+        "function timer",
+        &|v| v["functions"] = json!({"tick": {"run": ["x"], "trigger": {"timer": {"interval_ms": 100}}}}),
+    );
+    edit(
+        "function http",
+        &|v| v["functions"] = json!({"hook": {"run": ["x"], "trigger": {"http": {"path": "/hook"}}, "concurrency": 2}}),
+    );
+    edit(
+        "function two triggers",
+        &|v| v["functions"] = json!({"f": {"run": ["x"], "trigger": {"http": "/h", "timer": {"interval_ms": 1}}}}),
+    );
+    edit("function no trigger", &|v| {
+        v["functions"] = json!({"f": {"run": ["x"], "trigger": {}}})
+    });
+    edit(
+        "function timer both",
+        &|v| v["functions"] = json!({"f": {"run": ["x"], "trigger": {"timer": {"interval_ms": 1, "cron": "@daily"}}}}),
+    );
+    edit("function bad name", &|v| {
+        v["functions"] = json!({"F": {"run": ["x"], "trigger": {"http": "/h"}}})
     });
     edit("nulls", &|v| {
         v["services"]["api"]["workdir"] = Value::Null;

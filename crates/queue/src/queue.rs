@@ -724,6 +724,11 @@ impl Queue {
         rx.await.map_err(|_| QueueError::Closed)?
     }
 
+    /// Resolves at the next publish, nack or lease expiry (what wakes long-polling fetches).
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.shared.notify.notified()
+    }
+
     pub fn stats(&self) -> QueueStats {
         let mut inner = self.shared.lock();
         let now = Instant::now();

@@ -319,6 +319,32 @@ fn print_ps(ps: &serde_json::Value) {
             svc["min"],
             svc["max"]
         );
+        if let Some(f) = svc["function"].as_str() {
+            println!("  function, triggered by {f}");
+        }
+        let scale = &svc["autoscale"];
+        if scale.is_object() {
+            let mut figures = format!("in flight {}", scale["inflight"]);
+            if let Some(b) = scale["backlog"].as_u64() {
+                figures.push_str(&format!(", backlog {b}"));
+            }
+            if let Some(l) = scale["latency_ms"].as_f64() {
+                figures.push_str(&format!(", latency {l:.1} ms"));
+            }
+            if let Some(c) = scale["cold_start_ms"].as_u64() {
+                figures.push_str(&format!(", last cold start {c} ms"));
+            }
+            if scale["shed"].as_u64().unwrap_or(0) > 0 {
+                figures.push_str(&format!(", shed {}", scale["shed"]));
+            }
+            println!(
+                "  autoscale: current {} target {} by {} ({figures}): {}",
+                svc["desired"],
+                scale["target"],
+                scale["signal"].as_str().unwrap_or("?"),
+                scale["reason"].as_str().unwrap_or("")
+            );
+        }
         let consumer = ps["consumers"]
             .as_array()
             .into_iter()

@@ -7,13 +7,17 @@
 //! - `cli`: the commands and their output.
 //! - `statefile`: `.strata/node.json`, how CLI commands find a running node.
 //! - `push`: delivers queue batches to the pools of services that `consumes` a queue.
-//! - `zero`: scale to zero and from zero for services with `instances.min: 0`.
+//! - `autoscale`: the autoscaler task of each autoscaled service (and of those that may
+//!   run none: scale from and to zero).
+//! - `functions`: the store and timer triggers of functions (a function runs as a service
+//!   with `instances.min` 0; its queue and HTTP triggers are push delivery and routes).
 
+mod autoscale;
 pub mod cli;
 pub mod client;
+mod functions;
 mod push;
 pub mod statefile;
-mod zero;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -83,7 +87,8 @@ pub struct Node {
 
 /// Wires a node and starts it; returns once its listeners are bound.
 pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Node> {
-    let manifest = config.manifest;
+    // Functions run as services of their own (instances.min 0, autoscaled).
+    let manifest = config.manifest.expanded();
     let app_dir = std::path::absolute(&config.app_dir).context("resolve the app dir")?;
     let state_dir = match config.state_dir {
         Some(dir) => std::path::absolute(dir).context("resolve the state dir")?,
@@ -206,13 +211,8 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
     };
     let cache_addr = resp.as_ref().map(|r| r.addr);
     let app_name = manifest.app.clone();
-    // Services that may run no instance: scaled from zero on demand, to zero when idle.
-    let manifest_services_min0: Vec<(String, strata_manifest::InstancesSpec)> = manifest
-        .services
-        .iter()
-        .filter(|(_, spec)| spec.instances.min == 0)
-        .map(|(name, spec)| (name.clone(), spec.instances.clone()))
-        .collect();
+    let specs = manifest.services.clone();
+    let functions = manifest.functions.clone();
     let consumers: Vec<(String, strata_manifest::ConsumesSpec)> = manifest
         .services
         .iter()
@@ -263,23 +263,58 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<No
         Duration::from_millis(100),
         shutdown.clone(),
     )));
-    for (service, spec) in &manifest_services_min0 {
-        tasks.push(tokio::spawn(zero::run(
-            app.clone(),
-            bus.pool(service),
-            Duration::from_millis(spec.idle_timeout_ms),
-            shutdown.clone(),
-        )));
+    for (service, spec) in &specs {
+        let queue = match &spec.consumes {
+            Some(c) => Some(queues.get(&c.queue).context("a consumed queue")?),
+            None => None,
+        };
+        if let Some(scaled) = autoscale::Scaled::of(service, spec, queue) {
+            tasks.push(tokio::spawn(autoscale::run(
+                app.clone(),
+                bus.pool(service),
+                scaled,
+                shutdown.clone(),
+            )));
+        }
     }
     for (service, consumes) in consumers {
         let queue = queues.get(&consumes.queue).context("a consumed queue")?;
+        // A function takes `concurrency` batches per instance; a service one.
+        let per_member = functions.get(&service).map_or(1, |f| f.concurrency as usize);
         tasks.push(tokio::spawn(push::run(
             queue,
             bus.pool(&service),
             consumes,
             policies[&service],
+            per_member,
             shutdown.clone(),
         )));
+    }
+    for (name, f) in &functions {
+        let target = functions::Target {
+            app: app.clone(),
+            function: name.clone(),
+            pool: bus.pool(name),
+            path: f.path.clone(),
+            policy: policies[name],
+            parallel: (f.max_instances as usize).saturating_mul(f.concurrency as usize),
+        };
+        if let Some(trigger) = &f.trigger.store {
+            let ns = strata_api::state::StateTier::store_ns(&app_name, &trigger.namespace);
+            tasks.push(tokio::spawn(functions::store(
+                target,
+                store.clone(),
+                trigger.clone(),
+                ns,
+                shutdown.clone(),
+            )));
+        } else if let Some(trigger) = &f.trigger.timer {
+            tasks.push(tokio::spawn(functions::timer(
+                target,
+                trigger.clone(),
+                shutdown.clone(),
+            )));
+        }
     }
     tasks.push(tokio::spawn(workers.join()));
     let api_shutdown = shutdown.clone();

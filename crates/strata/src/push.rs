@@ -1,6 +1,7 @@
 //! Push consumption: for a service that `consumes` a queue, fetch batches for its group
 //! and POST each to one ready instance through the bus (load-aware, like any relayed
-//! request), at most one batch in flight per ready instance.
+//! request), at most `per_member` batches in flight per ready instance (one for a
+//! service, a function's `concurrency` for a function).
 //!
 //! A 2xx answer deletes the batch, except the offsets it lists in `{"failed": [...]}`,
 //! which are given back. Any other answer, or none, gives the whole batch back for
@@ -32,6 +33,7 @@ pub(crate) async fn run(
     pool: Arc<Pool>,
     consumes: ConsumesSpec,
     mut policy: RelayPolicy,
+    per_member: usize,
     token: CancellationToken,
 ) {
     let lease = Duration::from_millis(queue.spec().lease_ms);
@@ -43,7 +45,7 @@ pub(crate) async fn run(
     let mut tasks = JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
-        let capacity = *ready.borrow_and_update();
+        let capacity = *ready.borrow_and_update() * per_member.max(1);
         if capacity == 0 {
             tokio::select! {
                 _ = ready.changed() => continue,

@@ -32,6 +32,28 @@ async fn a_request_to_a_service_at_zero_is_held_while_an_instance_starts() {
     assert_eq!(reply.json()["instance"], "lazy-1");
     eprintln!("first request answered after a cold start of {cold:?}");
     assert_eq!(service(&node, "lazy").desired, 1);
+    // The cold start is measured and shown per service, in ps and the metrics.
+    let scale = wait_for("the cold start reported", Duration::from_secs(5), || {
+        service(&node, "lazy").autoscale.filter(|a| a.cold_start_ms.is_some())
+    })
+    .await;
+    assert_eq!(scale.cold_starts, 1);
+    assert!(
+        scale.cold_start_ms.unwrap() <= cold.as_millis() as u64 + 1,
+        "{scale:?} vs {cold:?}"
+    );
+    let metrics = get(node.api_addr, "/v1/metrics").await.text();
+    assert!(
+        metrics.contains("strata_cold_start_ms{app=\"test\",service=\"lazy\"}"),
+        "{metrics}"
+    );
+    assert!(
+        node.app
+            .recent_events()
+            .iter()
+            .any(|e| e.service == "lazy" && e.message.contains("after the first request to a pool at zero")),
+        "the cold start is an event"
+    );
 
     // Idle past the timeout: back to zero.
     wait_until("the idle service scaled to zero", Duration::from_secs(20), || {

@@ -1,0 +1,574 @@
+//! The autoscaling policy: from samples of a pool's load to a target instance count and
+//! the reason for it. Pure: the time of each sample is passed in, so tests drive it on a
+//! made-up clock; the node's autoscaler task (`strata::autoscale`) feeds it samples as
+//! load events arrive and applies its decisions.
+//!
+//! The recommendation of one sample is the largest of
+//! - in-flight (plus held) requests / `concurrency`,
+//! - backlog / `backlog` (services that consume a queue),
+//! - with `latency_ms`, the ready count x mean latency / `latency_ms`.
+//!
+//! Recommendations are kept as a step function over time. A higher count is taken once
+//! it was recommended throughout the last `up_window_ms`; a lower one once nothing higher
+//! was recommended throughout the last `down_window_ms` (fast up, slow down; load that
+//! comes and goes faster than the down window keeps the pool where the peaks need it).
+//! Overload is taken at once: a recommendation of at least twice the current count
+//! (Knative's panic threshold), a backlog of at least one instance's worth that grows
+//! faster than the pool drains it, or any demand for a pool at zero. A pool with
+//! `instances.min` 0 goes to zero once idle for its idle timeout, whatever the windows.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::Serialize;
+use strata_manifest::AutoscaleSpec;
+
+/// The load of a pool at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    /// Time of the sample, from any fixed origin.
+    pub at: Duration,
+    /// The instance count wanted now (what the last decision set).
+    pub current: u32,
+    pub ready: u32,
+    /// Requests in flight on the members.
+    pub inflight: u64,
+    /// Requests held at the gateway waiting for an instance.
+    pub held: u64,
+    pub backlog: Option<Backlog>,
+    /// Mean latency of the requests answered lately, if any were.
+    pub latency: Option<Duration>,
+    /// Time since the last request.
+    pub idle_for: Duration,
+}
+
+/// The backlog of the consumer group a service drains.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Backlog {
+    /// Messages unread or leased.
+    pub messages: u64,
+    /// Messages published per second lately.
+    pub arriving_per_s: f64,
+    /// Messages processed per second lately.
+    pub draining_per_s: f64,
+}
+
+/// What drives the current target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signal {
+    Concurrency,
+    Backlog,
+    Latency,
+    /// instances.min, or one instance kept while not idle.
+    Min,
+    /// Idle past the idle timeout.
+    Idle,
+}
+
+impl Signal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Concurrency => "concurrency",
+            Signal::Backlog => "backlog",
+            Signal::Latency => "latency",
+            Signal::Min => "min",
+            Signal::Idle => "idle",
+        }
+    }
+}
+
+/// The policy's answer to one sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recommendation {
+    /// The instance count the pool should have now.
+    pub target: u32,
+    /// What this sample alone asks for.
+    pub wanted: u32,
+    pub signal: Signal,
+    /// The inputs and the rule that decided, in words.
+    pub reason: String,
+    /// The pool is at instances.max: past `max_inflight` per instance, load is shed.
+    pub at_max: bool,
+}
+
+/// One pool's autoscaling policy and the recommendations it has seen.
+#[derive(Debug)]
+pub struct Policy {
+    spec: AutoscaleSpec,
+    min: u32,
+    max: u32,
+    idle_timeout: Duration,
+    /// (time, recommendation), oldest first: the step function the windows look at.
+    history: VecDeque<(Duration, u32)>,
+    /// When the last step up and down were taken (bounded steps are paced).
+    last_up: Option<Duration>,
+    last_down: Option<Duration>,
+}
+
+/// Bounded steps down are at least this far apart.
+const DOWN_STEP_SPACING: Duration = Duration::from_secs(1);
+
+impl Policy {
+    pub fn new(spec: AutoscaleSpec, min: u32, max: u32, idle_timeout: Duration) -> Policy {
+        Policy {
+            spec,
+            min,
+            max,
+            idle_timeout,
+            history: VecDeque::new(),
+            last_up: None,
+            last_down: None,
+        }
+    }
+
+    pub fn spec(&self) -> &AutoscaleSpec {
+        &self.spec
+    }
+
+    /// The target for this sample. When it differs from `s.current`, the caller scales
+    /// to it and records the decision with its reason.
+    pub fn observe(&mut self, s: &Sample) -> Recommendation {
+        let demand = s.inflight + s.held;
+        let concurrency = u64::from(self.spec.concurrency.max(1));
+        let mut wanted = demand.div_ceil(concurrency) as u32;
+        let mut signal = Signal::Concurrency;
+        let mut why = format!(
+            "{demand} request(s) in flight{} over {} ready, target {} each: {wanted} needed",
+            if s.held > 0 {
+                format!(" ({} held)", s.held)
+            } else {
+                String::new()
+            },
+            s.ready,
+            self.spec.concurrency
+        );
+        let mut backlog_overload = false;
+        if let Some(b) = s.backlog {
+            let need = b.messages.div_ceil(self.spec.backlog.max(1)) as u32;
+            let growing = b.arriving_per_s > b.draining_per_s;
+            backlog_overload = growing && b.messages >= self.spec.backlog && s.current < self.max;
+            if need > wanted || (backlog_overload && need >= wanted) {
+                wanted = need;
+                signal = Signal::Backlog;
+                let drain = if b.draining_per_s > 0.0 {
+                    format!(
+                        "drained in {:.1} s at {:.0}/s",
+                        b.messages as f64 / b.draining_per_s,
+                        b.draining_per_s
+                    )
+                } else {
+                    "not draining".to_string()
+                };
+                why = format!(
+                    "backlog {} message(s), arriving {:.0}/s, {drain}, target {} each: {need} needed",
+                    b.messages, b.arriving_per_s, self.spec.backlog
+                );
+            }
+        }
+        if let (Some(target_ms), Some(latency)) = (self.spec.latency_ms, s.latency) {
+            let ratio = latency.as_secs_f64() * 1000.0 / target_ms as f64;
+            if ratio > 1.0 && demand > 0 && s.ready > 0 {
+                let need = (f64::from(s.ready) * ratio).ceil() as u32;
+                if need > wanted {
+                    wanted = need;
+                    signal = Signal::Latency;
+                    why = format!(
+                        "mean latency {} ms over {} ready, target {target_ms} ms: {need} needed",
+                        latency.as_millis(),
+                        s.ready
+                    );
+                }
+            }
+        }
+        let wanted = wanted.min(self.max);
+        self.remember(s.at, wanted);
+
+        let current = s.current;
+        let overload = wanted > current && (wanted >= current.saturating_mul(2) || current == 0);
+        let (mut target, rule) = if backlog_overload {
+            (
+                wanted.max(current + 1),
+                "overload (backlog growing faster than it drains), taken at once".to_string(),
+            )
+        } else if overload {
+            (
+                wanted,
+                "overload (at least twice the current count), taken at once".to_string(),
+            )
+        } else {
+            let up = self.lowest_since(s.at.saturating_sub(self.window(self.spec.up_window_ms)), current);
+            let down = self.highest_since(s.at.saturating_sub(self.window(self.spec.down_window_ms)), current);
+            if up > current {
+                (up, format!("needed throughout the last {} ms", self.spec.up_window_ms))
+            } else if down < current {
+                (
+                    down,
+                    format!("no more needed throughout the last {} ms", self.spec.down_window_ms),
+                )
+            } else {
+                (current, "unchanged".to_string())
+            }
+        };
+
+        // Bounded steps, paced: the next step up once the last one's instances are ready,
+        // the next step down a moment later.
+        if target > current && self.spec.max_step_up > 0 {
+            let settled = self.last_up.is_none() || s.ready >= current;
+            target = if settled {
+                target.min(current + self.spec.max_step_up)
+            } else {
+                current
+            };
+        }
+        if target < current && self.spec.max_step_down > 0 {
+            let settled = self.last_down.is_none_or(|t| s.at >= t + DOWN_STEP_SPACING);
+            target = if settled {
+                target.max(current.saturating_sub(self.spec.max_step_down))
+            } else {
+                current
+            };
+        }
+
+        // Never below min, nor below one while the pool is not idle; zero once idle.
+        let idle = demand == 0 && s.backlog.is_none_or(|b| b.messages == 0) && s.idle_for >= self.idle_timeout;
+        let floor = if self.min > 0 {
+            self.min
+        } else if idle {
+            0
+        } else {
+            u32::from(current > 0 || wanted > 0)
+        };
+        let mut reason = format!("{why}; {rule}");
+        if idle && self.min == 0 && target > 0 {
+            target = 0;
+            signal = Signal::Idle;
+            reason = format!(
+                "idle for {} ms (instances.idle_timeout_ms {}) with nothing in flight or queued",
+                s.idle_for.as_millis(),
+                self.idle_timeout.as_millis()
+            );
+        } else if target < floor {
+            target = floor;
+            signal = Signal::Min;
+            reason = if self.min > 0 {
+                format!("{why}; instances.min is {}", self.min)
+            } else {
+                format!(
+                    "{why}; one instance kept until idle for {} ms",
+                    self.idle_timeout.as_millis()
+                )
+            };
+        }
+        let target = target.min(self.max);
+        if target > current {
+            self.last_up = Some(s.at);
+        } else if target < current {
+            self.last_down = Some(s.at);
+        }
+        Recommendation {
+            target,
+            wanted,
+            signal,
+            reason,
+            at_max: target >= self.max,
+        }
+    }
+
+    fn window(&self, ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    fn remember(&mut self, at: Duration, wanted: u32) {
+        if self.history.back().is_none_or(|&(_, w)| w != wanted) {
+            self.history.push_back((at, wanted));
+        }
+        // Keep what the longer window needs, plus the value in effect at its start.
+        let keep = Duration::from_millis(self.spec.up_window_ms.max(self.spec.down_window_ms));
+        let start = at.saturating_sub(keep);
+        while self.history.len() > 1 && self.history[1].0 <= start {
+            self.history.pop_front();
+        }
+    }
+
+    /// The values of the step function over [since, now]; None when the history does not
+    /// reach back to `since` (too young to judge the window).
+    fn values_since(&self, since: Duration) -> Option<impl Iterator<Item = u32> + '_> {
+        let first = self.history.front()?;
+        if first.0 > since {
+            return None;
+        }
+        // The value in effect at `since`, and every later one.
+        let start = self.history.iter().rposition(|&(t, _)| t <= since).unwrap_or(0);
+        Some(self.history.iter().skip(start).map(|&(_, w)| w))
+    }
+
+    fn lowest_since(&self, since: Duration, otherwise: u32) -> u32 {
+        match self.values_since(since) {
+            Some(values) => values.min().unwrap_or(otherwise),
+            None => otherwise,
+        }
+    }
+
+    fn highest_since(&self, since: Duration, otherwise: u32) -> u32 {
+        match self.values_since(since) {
+            Some(values) => values.max().unwrap_or(otherwise),
+            None => otherwise,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(concurrency: u32) -> AutoscaleSpec {
+        AutoscaleSpec {
+            concurrency,
+            up_window_ms: 1_000,
+            down_window_ms: 30_000,
+            ..AutoscaleSpec::default()
+        }
+    }
+
+    /// A pool driven by the policy on a made-up clock, sampled every 100 ms.
+    struct Sim {
+        policy: Policy,
+        now: Duration,
+        current: u32,
+        decisions: Vec<(Duration, u32, u32, String)>,
+        last_request: Duration,
+    }
+
+    impl Sim {
+        fn new(spec: AutoscaleSpec, min: u32, max: u32, idle_ms: u64) -> Sim {
+            Sim {
+                policy: Policy::new(spec, min, max, Duration::from_millis(idle_ms)),
+                now: Duration::ZERO,
+                current: min,
+                decisions: Vec::new(),
+                last_request: Duration::ZERO,
+            }
+        }
+
+        /// Runs `ms` of time with this load; every instance is ready at once.
+        fn run(&mut self, ms: u64, inflight: u64, held: u64, backlog: Option<Backlog>) -> Recommendation {
+            let mut last = None;
+            for _ in 0..ms / 100 {
+                self.now += Duration::from_millis(100);
+                if inflight + held > 0 {
+                    self.last_request = self.now;
+                }
+                let r = self.policy.observe(&Sample {
+                    at: self.now,
+                    current: self.current,
+                    ready: self.current,
+                    inflight,
+                    held,
+                    backlog,
+                    latency: None,
+                    idle_for: self.now - self.last_request,
+                });
+                if r.target != self.current {
+                    self.decisions
+                        .push((self.now, self.current, r.target, r.reason.clone()));
+                    self.current = r.target;
+                }
+                last = Some(r);
+            }
+            last.expect("at least one sample")
+        }
+    }
+
+    #[test]
+    fn a_step_in_load_raises_the_target_within_the_up_window() {
+        let mut sim = Sim::new(spec(10), 1, 20, 300_000);
+        sim.run(5_000, 5, 0, None);
+        assert!(
+            sim.decisions.is_empty(),
+            "steady load under target: {:?}",
+            sim.decisions
+        );
+        // A step under the overload threshold: 3 instances, then 45 in flight (5 needed).
+        let mut sim = Sim::new(spec(10), 3, 20, 300_000);
+        sim.run(2_000, 20, 0, None);
+        let before = sim.now;
+        let r = sim.run(1_500, 45, 0, None);
+        assert_eq!(r.target, 5, "{}", r.reason);
+        let (at, from, to, why) = &sim.decisions[0];
+        assert_eq!((*from, *to), (3, 5));
+        let waited = *at - before;
+        assert!(
+            waited >= Duration::from_millis(1_000) && waited <= Duration::from_millis(1_100),
+            "taken after {waited:?}: {why}"
+        );
+        assert!(why.contains("needed throughout the last 1000 ms"), "{why}");
+    }
+
+    #[test]
+    fn overload_is_taken_at_once() {
+        let mut sim = Sim::new(spec(4), 1, 20, 300_000);
+        sim.run(1_000, 1, 0, None);
+        let before = sim.now;
+        let r = sim.run(100, 64, 0, None);
+        assert_eq!(r.target, 16, "{}", r.reason);
+        assert_eq!(sim.decisions[0].0 - before, Duration::from_millis(100));
+        assert!(sim.decisions[0].3.contains("overload"), "{}", sim.decisions[0].3);
+        assert!(
+            sim.decisions[0].3.contains("64 request(s) in flight"),
+            "{}",
+            sim.decisions[0].3
+        );
+    }
+
+    #[test]
+    fn idle_shrinks_the_pool_after_the_down_window_and_never_below_min() {
+        let mut sim = Sim::new(spec(4), 2, 20, 300_000);
+        sim.run(500, 40, 0, None);
+        assert_eq!(sim.current, 10);
+        // Load stops: nothing happens for the down window, then down to min.
+        sim.run(29_000, 0, 0, None);
+        assert_eq!(sim.current, 10, "too early: {:?}", sim.decisions);
+        sim.run(1_500, 0, 0, None);
+        assert_eq!(sim.current, 2, "{:?}", sim.decisions);
+        assert!(sim.decisions.last().unwrap().3.contains("instances.min is 2"));
+        sim.run(120_000, 0, 0, None);
+        assert_eq!(sim.current, 2, "never below min");
+    }
+
+    #[test]
+    fn min_zero_goes_to_zero_only_once_idle_for_the_idle_timeout() {
+        let mut sim = Sim::new(spec(4), 0, 5, 3_000);
+        sim.run(1_000, 0, 0, None);
+        assert_eq!(sim.current, 0, "nothing runs without demand");
+        // A held request at zero: one instance at once.
+        let r = sim.run(100, 0, 1, None);
+        assert_eq!(r.target, 1, "{}", r.reason);
+        sim.run(2_000, 1, 0, None);
+        sim.run(2_900, 0, 0, None);
+        assert_eq!(sim.current, 1, "kept until idle for 3 s");
+        sim.run(200, 0, 0, None);
+        assert_eq!(sim.current, 0);
+        let why = &sim.decisions.last().unwrap().3;
+        assert!(why.starts_with("idle for 3000 ms"), "{why}");
+    }
+
+    #[test]
+    fn oscillating_load_does_not_make_the_pool_oscillate() {
+        let mut sim = Sim::new(spec(10), 1, 20, 300_000);
+        for _ in 0..30 {
+            sim.run(2_000, 40, 0, None);
+            sim.run(2_000, 0, 0, None);
+        }
+        assert_eq!(sim.decisions.len(), 1, "one step up, then steady: {:?}", sim.decisions);
+        assert_eq!(sim.current, 4);
+        // And down once the oscillation stops for a whole window.
+        sim.run(31_000, 0, 0, None);
+        assert_eq!(sim.current, 1);
+        assert_eq!(sim.decisions.len(), 2);
+    }
+
+    #[test]
+    fn a_short_spike_under_the_overload_threshold_is_ignored() {
+        let mut sim = Sim::new(spec(10), 4, 20, 300_000);
+        sim.run(2_000, 30, 0, None);
+        sim.run(500, 60, 0, None); // 6 needed, less than 2 x 4, for half the up window
+        sim.run(2_000, 30, 0, None);
+        assert!(sim.decisions.is_empty(), "{:?}", sim.decisions);
+    }
+
+    #[test]
+    fn the_target_stops_at_max_and_says_so() {
+        let mut sim = Sim::new(spec(4), 1, 8, 300_000);
+        let r = sim.run(300, 100, 0, None);
+        assert_eq!(r.target, 8);
+        assert!(r.at_max, "at max: excess load is shed");
+        let r = sim.run(31_000, 4, 0, None);
+        assert_eq!(r.target, 1);
+        assert!(!r.at_max);
+    }
+
+    #[test]
+    fn bounded_steps_are_paced() {
+        let mut s = spec(4);
+        s.max_step_up = 2;
+        s.max_step_down = 1;
+        let mut sim = Sim::new(s, 1, 20, 300_000);
+        sim.run(100, 64, 0, None);
+        assert_eq!(sim.current, 3, "one step of 2");
+        sim.run(1_000, 64, 0, None);
+        assert!(
+            sim.current >= 9,
+            "steps continue as instances get ready: {}",
+            sim.current
+        );
+        sim.run(1_000, 64, 0, None);
+        assert_eq!(sim.current, 16);
+        assert!(sim.decisions.iter().all(|d| d.2 - d.1 <= 2), "{:?}", sim.decisions);
+        sim.run(31_000, 0, 0, None);
+        let downs: Vec<_> = sim.decisions.iter().filter(|d| d.2 < d.1).collect();
+        assert!(downs.iter().all(|d| d.1 - d.2 == 1), "{downs:?}");
+        for pair in downs.windows(2) {
+            assert!(pair[1].0 - pair[0].0 >= DOWN_STEP_SPACING, "{pair:?}");
+        }
+    }
+
+    #[test]
+    fn a_growing_backlog_scales_out_at_once_and_a_steady_one_by_its_target() {
+        let mut s = spec(4);
+        s.backlog = 100;
+        let mut sim = Sim::new(s, 1, 20, 300_000);
+        let growing = Backlog {
+            messages: 150,
+            arriving_per_s: 500.0,
+            draining_per_s: 100.0,
+        };
+        let r = sim.run(100, 0, 0, Some(growing));
+        assert_eq!(r.target, 2, "{}", r.reason);
+        assert_eq!(r.signal, Signal::Backlog);
+        assert!(r.reason.contains("drained in 1.5 s"), "{}", r.reason);
+        assert!(r.reason.contains("growing faster"), "{}", r.reason);
+        // A large backlog that drains: sized by its target after the up window.
+        let big = Backlog {
+            messages: 550,
+            arriving_per_s: 0.0,
+            draining_per_s: 300.0,
+        };
+        let r = sim.run(1_200, 0, 0, Some(big));
+        assert_eq!(r.target, 6, "{}", r.reason);
+        // A consuming pool at zero starts on any backlog.
+        let mut sim = Sim::new(spec(4), 0, 4, 60_000);
+        let r = sim.run(
+            100,
+            0,
+            0,
+            Some(Backlog {
+                messages: 1,
+                ..Backlog::default()
+            }),
+        );
+        assert_eq!(r.target, 1, "{}", r.reason);
+    }
+
+    #[test]
+    fn latency_over_its_target_grows_the_pool() {
+        let mut s = spec(100);
+        s.latency_ms = Some(100);
+        let mut policy = Policy::new(s, 2, 10, Duration::from_secs(300));
+        let mut r = None;
+        for i in 1..=15 {
+            r = Some(policy.observe(&Sample {
+                at: Duration::from_millis(i * 100),
+                current: 2,
+                ready: 2,
+                inflight: 20,
+                latency: Some(Duration::from_millis(250)),
+                ..Sample::default()
+            }));
+        }
+        let r = r.unwrap();
+        assert_eq!(r.target, 5, "{}", r.reason);
+        assert_eq!(r.signal, Signal::Latency);
+        assert!(r.reason.contains("mean latency 250 ms"), "{}", r.reason);
+    }
+}

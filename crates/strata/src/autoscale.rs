@@ -1,0 +1,287 @@
+//! The autoscaler task of one service: feeds the policy (`strata_appservice::autoscale`)
+//! samples of the pool's load and applies its decisions.
+//!
+//! Driven by events, not a polling period: it sleeps until a request is held at zero or
+//! a member goes past its concurrency target (both signalled by the pool from the request
+//! path), or a message is published to the queue the service consumes. While the pool has
+//! work (anything in flight, held or queued) it samples every 100 ms, which the policy's
+//! windows need; while idle, once a second for the down window and the idle timeout.
+//!
+//! It also keeps the pool's shedding limit (on only at instances.max), measures each start
+//! from zero (first held request to a ready instance), and records every decision, shed
+//! burst and cold start as an event with its inputs and reason.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_appservice::autoscale::{Backlog, Policy, Sample};
+use strata_appservice::{AppService, AutoscaleStatus, EventKind};
+use strata_bus::Pool;
+use strata_manifest::{AutoscaleSpec, ServiceSpec};
+use strata_queue::Queue;
+use tokio_util::sync::CancellationToken;
+
+/// Time between samples while the pool has work.
+const BUSY_TICK: Duration = Duration::from_millis(100);
+/// Time between samples while idle (down window, idle timeout).
+const IDLE_TICK: Duration = Duration::from_secs(1);
+/// Rates (arrivals, drain, throughput) are taken over this much of the recent past.
+const RATE_SPAN: Duration = Duration::from_secs(1);
+/// How long a start from zero may take before it is no longer reported as a cold start.
+const COLD_START_REPORT: Duration = Duration::from_secs(120);
+
+/// What the autoscaler of one service works from.
+pub(crate) struct Scaled {
+    pub service: String,
+    pub spec: AutoscaleSpec,
+    pub min: u32,
+    pub max: u32,
+    pub idle_timeout: Duration,
+    /// The queue and group the service consumes, if it does.
+    pub consumes: Option<(Arc<Queue>, String)>,
+}
+
+impl Scaled {
+    /// The services that are autoscaled: those with `autoscale`, and those that may run
+    /// no instance (scaled from and to zero with the default policy).
+    pub fn of(name: &str, spec: &ServiceSpec, queue: Option<Arc<Queue>>) -> Option<Scaled> {
+        if spec.autoscale.is_none() && spec.instances.min > 0 {
+            return None;
+        }
+        Some(Scaled {
+            service: name.to_string(),
+            spec: spec.autoscale.clone().unwrap_or_default(),
+            min: spec.instances.min,
+            max: spec.instances.max,
+            idle_timeout: Duration::from_millis(spec.instances.idle_timeout_ms),
+            consumes: queue.zip(spec.consumes.as_ref().map(|c| c.group.clone())),
+        })
+    }
+}
+
+/// One sample's raw figures, kept for rates over [`RATE_SPAN`].
+#[derive(Clone, Copy)]
+struct Point {
+    at: Instant,
+    served: u64,
+    inflight: u64,
+    published: u64,
+    backlog: u64,
+}
+
+pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, token: CancellationToken) {
+    let service = scaled.service.clone();
+    pool.set_scale_from_zero(scaled.min == 0);
+    pool.set_saturation(scaled.spec.concurrency as usize);
+    let shed_at = scaled.spec.shed_at() as usize;
+    let origin = Instant::now();
+    let mut policy = Policy::new(scaled.spec.clone(), scaled.min, scaled.max, scaled.idle_timeout);
+    let mut points: VecDeque<Point> = VecDeque::new();
+    // Served counts of members that left, so the pool's total never goes back.
+    let mut served_base = 0u64;
+    let mut last_members: Vec<(String, u64)> = Vec::new();
+    let mut decisions = 0u64;
+    let cold = Arc::new(ColdStarts::default());
+    let mut shed_reported = 0u64;
+    let mut shed_reported_at = Instant::now();
+    loop {
+        let now = Instant::now();
+        let current = desired(&app, &service);
+        let members = pool.members();
+        let inflight: u64 = members.iter().map(|m| m.inflight() as u64).sum();
+        // Served so far, counting members that have since left.
+        for (id, served) in &last_members {
+            if !members.iter().any(|m| &m.id == id) {
+                served_base += served;
+            }
+        }
+        last_members = members.iter().map(|m| (m.id.clone(), m.served())).collect();
+        let served = served_base + last_members.iter().map(|(_, s)| s).sum::<u64>();
+        let held = pool.held() as u64;
+        let (published, backlog) = match &scaled.consumes {
+            Some((queue, group)) => {
+                let stats = queue.stats();
+                // A group not made yet (its first fetch makes it) starts at the oldest message.
+                let backlog = stats
+                    .groups
+                    .iter()
+                    .find(|g| &g.name == group)
+                    .map_or(stats.messages, |g| g.backlog);
+                (stats.next_offset, Some(backlog))
+            }
+            None => (0, None),
+        };
+        let point = Point {
+            at: now,
+            served,
+            inflight,
+            published,
+            backlog: backlog.unwrap_or(0),
+        };
+        points.push_back(point);
+        while points.len() > 2 && now.duration_since(points[1].at) >= RATE_SPAN {
+            points.pop_front();
+        }
+        let base = points[0];
+        let span = now.duration_since(base.at).as_secs_f64();
+        let (backlog_sample, latency) = if span > 0.0 {
+            let arrived = published.saturating_sub(base.published);
+            let drained = (base.backlog + arrived).saturating_sub(point.backlog);
+            let answered = served.saturating_sub(base.served);
+            let mean_inflight = points.iter().map(|p| p.inflight as f64).sum::<f64>() / points.len() as f64;
+            // Little's law: mean time in the system = mean number in it / throughput.
+            let latency = (answered > 0).then(|| Duration::from_secs_f64(mean_inflight * span / answered as f64));
+            let backlog = backlog.map(|messages| Backlog {
+                messages,
+                arriving_per_s: arrived as f64 / span,
+                draining_per_s: drained as f64 / span,
+            });
+            (backlog, latency)
+        } else {
+            (
+                backlog.map(|messages| Backlog {
+                    messages,
+                    ..Backlog::default()
+                }),
+                None,
+            )
+        };
+        let sample = Sample {
+            at: now.duration_since(origin),
+            current,
+            ready: members.len() as u32,
+            inflight,
+            held,
+            backlog: backlog_sample,
+            latency,
+            idle_for: pool.idle_for(),
+        };
+        let r = policy.observe(&sample);
+        if r.target != current {
+            match app.scale(&service, r.target) {
+                Ok(()) => {
+                    decisions += 1;
+                    app.record(
+                        &service,
+                        EventKind::Autoscaled,
+                        format!("{current} -> {} ({}): {}", r.target, r.signal.as_str(), r.reason),
+                    );
+                    if current == 0 && r.target > 0 {
+                        cold.watch(&app, &pool, &service, now);
+                    }
+                }
+                Err(e) => tracing::warn!(service = %service, "autoscale to {} failed: {e:#}", r.target),
+            }
+        }
+        // Shed only once the pool is at its maximum and every instance is serving.
+        let full = r.at_max && members.len() as u32 >= scaled.max;
+        pool.set_shed_at(if full { shed_at } else { 0 });
+        let shed = pool.shed_count();
+        if shed > shed_reported && now.duration_since(shed_reported_at) >= Duration::from_secs(1) {
+            app.record(
+                &service,
+                EventKind::Shed,
+                format!(
+                    "{} request(s) shed with 503: at instances.max ({}) with {} in flight, {} per instance allowed (autoscale.max_inflight)",
+                    shed - shed_reported,
+                    scaled.max,
+                    inflight,
+                    shed_at
+                ),
+            );
+            shed_reported = shed;
+            shed_reported_at = now;
+        }
+        app.set_autoscale(
+            &service,
+            AutoscaleStatus {
+                target: r.target,
+                signal: r.signal.as_str().to_string(),
+                reason: r.reason,
+                inflight: inflight + held,
+                held,
+                backlog,
+                latency_ms: latency.map(|l| (l.as_secs_f64() * 1e5).round() / 100.0),
+                shed,
+                cold_start_ms: cold.last(),
+                cold_starts: cold.count.load(Ordering::Relaxed),
+                decisions,
+            },
+        );
+
+        let busy = inflight + held > 0
+            || backlog.unwrap_or(0) > 0
+            || r.target != members.len() as u32
+            || (scaled.min == 0 && r.target > 0);
+        if busy {
+            tokio::select! {
+                _ = tokio::time::sleep(BUSY_TICK) => {}
+                _ = pool.demanded() => {}
+                _ = token.cancelled() => return,
+            }
+        } else {
+            let published = async {
+                match &scaled.consumes {
+                    Some((queue, _)) => queue.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(IDLE_TICK) => {}
+                _ = pool.demanded() => {}
+                _ = published => {}
+                _ = token.cancelled() => return,
+            }
+        }
+    }
+}
+
+fn desired(app: &AppService, service: &str) -> u32 {
+    app.snapshot()
+        .into_iter()
+        .find(|s| s.name == service)
+        .map_or(0, |s| s.desired)
+}
+
+/// Starts from zero: how many, and how long the last one took to get a ready instance.
+#[derive(Default)]
+struct ColdStarts {
+    count: AtomicU64,
+    /// Milliseconds x 1000 of the last one; 0: none yet.
+    last_us: AtomicU64,
+}
+
+impl ColdStarts {
+    fn last(&self) -> Option<u64> {
+        match self.last_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(us.div_ceil(1000)),
+        }
+    }
+
+    /// Times the start from `since` to the pool's first ready member, in its own task so
+    /// that the figure is not rounded to the sampling tick.
+    fn watch(self: &Arc<Self>, app: &Arc<AppService>, pool: &Arc<Pool>, service: &str, since: Instant) {
+        let (me, app, pool, service) = (self.clone(), app.clone(), pool.clone(), service.to_string());
+        tokio::spawn(async move {
+            let mut ready = pool.watch_ready();
+            let became_ready = async { ready.wait_for(|n| *n > 0).await.is_ok() };
+            if let Ok(true) = tokio::time::timeout(COLD_START_REPORT, became_ready).await {
+                let took = since.elapsed();
+                me.count.fetch_add(1, Ordering::Relaxed);
+                me.last_us.store((took.as_micros() as u64).max(1), Ordering::Relaxed);
+                tracing::info!(service = %service, cold_start_ms = took.as_millis() as u64, "scaled from zero");
+                app.record(
+                    &service,
+                    EventKind::ColdStart,
+                    format!(
+                        "ready {:.1} ms after the first request to a pool at zero",
+                        took.as_secs_f64() * 1e3
+                    ),
+                );
+            }
+        });
+    }
+}

@@ -1,0 +1,141 @@
+//! The autoscaler with real processes: load scales a pool out at once and back in after
+//! the down window, every decision recorded with its reason; at instances.max excess
+//! load is shed with 503 and Retry-After; ps and the metrics show target, signal and
+//! cold starts.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_scales_the_pool_out_at_once_and_back_in_after_the_down_window() {
+    let app = App::new();
+    let manifest = app.manifest(
+        json!({ "web": app.member(json!({
+            "routes": ["/"],
+            "instances": { "min": 1, "max": 4 },
+            "autoscale": { "concurrency": 2, "down_window_ms": 1500 },
+        })) }),
+        serde_json::Value::Null,
+    );
+    let node = app.start(app.config(manifest)).await;
+    wait_ready(&node, "web", 1).await;
+
+    // 8 slow requests at once: 4 instances needed, twice the current count or more, so
+    // taken at once.
+    let step = Instant::now();
+    let gateway = node.gateway_addr;
+    let load: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(async move { get(gateway, "/sleep?ms=2500").await }))
+        .collect();
+    wait_ready(&node, "web", 4).await;
+    let took = step.elapsed();
+    eprintln!("4 instances ready {took:?} after the step");
+    let status = service(&node, "web");
+    let scale = status.autoscale.expect("autoscaled");
+    assert_eq!(scale.target, 4, "{scale:?}");
+    assert_eq!(scale.signal, "concurrency");
+    let decision = node
+        .app
+        .recent_events()
+        .into_iter()
+        .find(|e| e.service == "web" && e.message.starts_with("1 -> "))
+        .expect("the decision is an event");
+    assert!(
+        decision
+            .message
+            .contains("request(s) in flight over 1 ready, target 2 each")
+            && decision.message.contains("overload"),
+        "{}",
+        decision.message
+    );
+    for l in load {
+        assert_eq!(l.await.unwrap().status, 200);
+    }
+
+    // Idle: back to min once nothing more was needed for the down window.
+    wait_until("scaled back to 1", Duration::from_secs(20), || {
+        let s = service(&node, "web");
+        s.desired == 1 && s.ready == 1
+    })
+    .await;
+    let down = node
+        .app
+        .recent_events()
+        .into_iter()
+        .find(|e| e.service == "web" && e.message.starts_with("4 -> "))
+        .expect("the scale-in is an event");
+    assert!(
+        down.message.contains("no more needed throughout the last 1500 ms")
+            || down.message.contains("instances.min is 1"),
+        "{}",
+        down.message
+    );
+
+    // The metrics export the same figures.
+    let metrics = get(node.api_addr, "/v1/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(
+        text.contains("strata_instances_target{app=\"test\",service=\"web\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("strata_autoscale_decisions_total{app=\"test\",service=\"web\"}"),
+        "{text}"
+    );
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_max_excess_load_is_shed_with_retry_after() {
+    let app = App::new();
+    let manifest = app.manifest(
+        json!({ "web": app.member(json!({
+            "routes": ["/"],
+            "instances": { "min": 1, "max": 1 },
+            "autoscale": { "concurrency": 1, "max_inflight": 2 },
+        })) }),
+        serde_json::Value::Null,
+    );
+    let node = app.start(app.config(manifest)).await;
+    wait_ready(&node, "web", 1).await;
+    // The autoscaler turns shedding on once it sees the pool at max.
+    wait_for("the autoscaler's first sample", Duration::from_secs(5), || {
+        service(&node, "web").autoscale
+    })
+    .await;
+    let gateway = node.gateway_addr;
+    let slow: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { get(gateway, "/sleep?ms=1500").await }))
+        .collect();
+    wait_until("two requests in flight", Duration::from_secs(5), || {
+        ready_instances(&node, "web").iter().map(|i| i.inflight).sum::<usize>() == 2
+    })
+    .await;
+    let shed = get(gateway, "/now").await;
+    assert_eq!(shed.status, 503, "{}", shed.text());
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    assert!(shed.text().contains("instances.max"), "{}", shed.text());
+    for s in slow {
+        assert_eq!(s.await.unwrap().status, 200, "the requests within the limit are served");
+    }
+    assert_eq!(
+        get(gateway, "/after").await.status,
+        200,
+        "served again once under the limit"
+    );
+    wait_until("the shed recorded", Duration::from_secs(5), || {
+        service(&node, "web").autoscale.is_some_and(|a| a.shed == 1)
+            && node
+                .app
+                .recent_events()
+                .iter()
+                .any(|e| e.service == "web" && e.message.contains("1 request(s) shed"))
+    })
+    .await;
+    stop(node).await;
+}

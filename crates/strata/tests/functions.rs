@@ -1,0 +1,150 @@
+//! The function server: each trigger fires its handler, a real process started on demand
+//! (from zero) and kept warm: a timer, a store write under a prefix, a queue batch (a
+//! failed message redelivered, then dead-lettered) and an HTTP route.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use http::Method;
+use serde_json::{json, Value};
+
+const HANDLER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/handler.py");
+
+fn events(app: &App, function: &str) -> Vec<Value> {
+    app.records()
+        .into_iter()
+        .filter(|r| {
+            r["kind"] == "event"
+                && r["instance"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(&format!("{function}-"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_trigger_fires_its_handler() {
+    let app = App::new();
+    let handler = |trigger: Value| {
+        json!({
+            "run": ["python3", HANDLER],
+            "env": { "RECORD": app.record.display().to_string() },
+            "health": { "path": "/healthz" },
+            "trigger": trigger,
+            "path": "/event",
+            "keep_warm_ms": 60000,
+        })
+    };
+    let manifest = json!({
+        "strata": 1, "app": "test",
+        "services": { "web": app.member(json!({ "routes": ["/web"] })) },
+        "queues": { "jobs": { "max_deliveries": 2 } },
+        "functions": {
+            "tick": handler(json!({ "timer": { "interval_ms": 300 } })),
+            "thumb": handler(json!({ "store": { "namespace": "images", "prefix": "in-" } })),
+            "work": handler(json!({ "queue": { "queue": "jobs", "batch": 10 } })),
+            "hook": handler(json!({ "http": "/hook" })),
+        },
+    });
+    let manifest = strata_manifest::parse(&manifest.to_string()).expect("a valid manifest");
+    let node = app.start(app.config(manifest)).await;
+    for f in ["thumb", "work", "hook"] {
+        assert_eq!(service(&node, f).desired, 0, "{f} runs nothing before its first event");
+    }
+    assert_eq!(
+        service(&node, "thumb").function.as_deref(),
+        Some("store images/in-*"),
+        "ps names the trigger"
+    );
+
+    // Timer: fires every 300 ms, starting its handler from zero.
+    let ticks = wait_for("two timer firings", Duration::from_secs(20), || {
+        let e = events(&app, "tick");
+        (e.len() >= 2).then_some(e)
+    })
+    .await;
+    assert_eq!(ticks[0]["trigger"], "timer");
+    assert_eq!(ticks[0]["event"]["function"], "tick");
+    let (a, b) = (
+        ticks[0]["event"]["scheduled_ms"].as_u64().unwrap(),
+        ticks[1]["event"]["scheduled_ms"].as_u64().unwrap(),
+    );
+    assert!((b - a) % 300 == 0 && b > a, "scheduled on the interval: {a} {b}");
+
+    // HTTP: a route to a function at zero is held while it starts, then answered.
+    let reply = get(node.gateway_addr, "/hook/x").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["instance"], "hook-1");
+    assert_eq!(events(&app, "hook")[0]["path"], "/hook/x");
+
+    // Store: a write under the prefix fires; one outside it does not; a failing event is
+    // tried three times in all.
+    for key in ["out-b", "in-a", "in-fail"] {
+        let reply = send(
+            node.api_addr,
+            request(Method::PUT, node.api_addr, &format!("/v1/kv/images/{key}"), "v"),
+        )
+        .await
+        .expect("put");
+        assert!(reply.status.is_success(), "{}", reply.text());
+    }
+    let store_events = wait_for("the store events", Duration::from_secs(20), || {
+        let e = events(&app, "thumb");
+        (e.iter().filter(|e| e["event"]["key"] == "in-fail").count() >= 3 && e.len() >= 4).then_some(e)
+    })
+    .await;
+    let a = store_events
+        .iter()
+        .find(|e| e["event"]["key"] == "in-a")
+        .expect("in-a fired");
+    assert_eq!(a["trigger"], "store");
+    assert_eq!(a["event"]["namespace"], "images");
+    assert_eq!(a["event"]["deleted"], false);
+    assert!(a["event"]["version"].as_u64().unwrap() > 0);
+    assert!(
+        store_events.iter().all(|e| e["event"]["key"] != "out-b"),
+        "a key outside the prefix does not fire"
+    );
+    wait_until("the failed store event recorded", Duration::from_secs(10), || {
+        node.app
+            .recent_events()
+            .iter()
+            .any(|e| e.service == "thumb" && e.message.contains("in-fail") && e.message.contains("3 attempts"))
+    })
+    .await;
+
+    // Queue: a batch per event; a message its handler fails is redelivered, then
+    // dead-lettered after max_deliveries (2).
+    let reply = post(
+        node.api_addr,
+        "/v1/queues/jobs/messages",
+        json!({ "messages": [{ "body": "a" }, { "body": "fail" }, { "body": "b" }] }).to_string(),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let dlq = node.queues.get("jobs.dlq").expect("the dead-letter queue");
+    wait_until("the failing message dead-lettered", Duration::from_secs(30), || {
+        dlq.stats().messages == 1
+    })
+    .await;
+    let work = events(&app, "work");
+    let bodies: Vec<String> = work
+        .iter()
+        .flat_map(|e| e["event"]["messages"].as_array().cloned().unwrap_or_default())
+        .map(|m| m["body"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(bodies.iter().filter(|b| *b == "a").count(), 1, "{bodies:?}");
+    assert_eq!(bodies.iter().filter(|b| *b == "fail").count(), 2, "{bodies:?}");
+    let jobs = node.queues.get("jobs").unwrap();
+    wait_until("the work backlog drained", Duration::from_secs(10), || {
+        jobs.stats().groups.iter().all(|g| g.backlog == 0)
+    })
+    .await;
+    let status = service(&node, "work");
+    let scale = status.autoscale.expect("a function is autoscaled");
+    assert!(scale.cold_starts >= 1 && scale.cold_start_ms.is_some(), "{scale:?}");
+    stop(node).await;
+}
