@@ -14,7 +14,9 @@
 //! comes and goes faster than the down window keeps the pool where the peaks need it).
 //! Overload is taken at once: a recommendation of at least twice the current count
 //! (Knative's panic threshold), a backlog of at least one instance's worth that grows
-//! faster than the pool drains it, or any demand for a pool at zero. A pool with
+//! faster than the pool drains it, or any demand for a pool at zero; for an up window
+//! after an overload (at least 1 s) any higher count is taken at once too, so that a
+//! first reading taken mid-step does not leave the pool short. A pool with
 //! `instances.min` 0 goes to zero once idle for its idle timeout, whatever the windows.
 
 use std::collections::VecDeque;
@@ -104,6 +106,8 @@ pub struct Policy {
     /// When the last step up and down were taken (bounded steps are paced).
     last_up: Option<Duration>,
     last_down: Option<Duration>,
+    /// Set by an overload: until then, higher counts are taken at once.
+    panic_until: Option<Duration>,
 }
 
 /// Bounded steps down are at least this far apart.
@@ -119,6 +123,7 @@ impl Policy {
             history: VecDeque::new(),
             last_up: None,
             last_down: None,
+            panic_until: None,
         }
     }
 
@@ -186,6 +191,8 @@ impl Policy {
 
         let current = s.current;
         let overload = wanted > current && (wanted >= current.saturating_mul(2) || current == 0);
+        // Within an up window of an overload (panic), any higher count is taken at once.
+        let panicking = self.panic_until.is_some_and(|until| s.at < until);
         let (mut target, rule) = if backlog_overload {
             (
                 wanted.max(current + 1),
@@ -195,6 +202,14 @@ impl Policy {
             (
                 wanted,
                 "overload (at least twice the current count), taken at once".to_string(),
+            )
+        } else if panicking && wanted > current {
+            (
+                wanted,
+                format!(
+                    "still overloaded (within {} ms of an overload), taken at once",
+                    self.spec.up_window_ms.max(1_000)
+                ),
             )
         } else {
             let up = self.lowest_since(s.at.saturating_sub(self.window(self.spec.up_window_ms)), current);
@@ -261,6 +276,9 @@ impl Policy {
             };
         }
         let target = target.min(self.max);
+        if overload || backlog_overload {
+            self.panic_until = Some(s.at + self.window(self.spec.up_window_ms.max(1_000)));
+        }
         if target > current {
             self.last_up = Some(s.at);
         } else if target < current {
@@ -466,6 +484,31 @@ mod tests {
         sim.run(31_000, 0, 0, None);
         assert_eq!(sim.current, 1);
         assert_eq!(sim.decisions.len(), 2);
+    }
+
+    #[test]
+    fn after_an_overload_further_growth_is_taken_at_once() {
+        let mut sim = Sim::new(spec(4), 1, 20, 300_000);
+        sim.run(1_000, 1, 0, None);
+        // The first reading of a step catches it half way.
+        sim.run(100, 40, 0, None);
+        assert_eq!(sim.current, 10);
+        let before = sim.now;
+        sim.run(100, 64, 0, None);
+        assert_eq!(sim.current, 16, "{:?}", sim.decisions);
+        assert_eq!(sim.decisions[1].0 - before, Duration::from_millis(100));
+        assert!(
+            sim.decisions[1].3.contains("still overloaded"),
+            "{}",
+            sim.decisions[1].3
+        );
+        // Once the panic is over, growth waits for the up window again.
+        sim.run(5_000, 64, 0, None);
+        let before = sim.now;
+        sim.run(2_000, 72, 0, None);
+        let (at, from, to, _) = sim.decisions.last().unwrap().clone();
+        assert_eq!((from, to), (16, 18));
+        assert!(at - before >= Duration::from_millis(1_000), "{:?}", sim.decisions);
     }
 
     #[test]

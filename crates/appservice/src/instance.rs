@@ -28,7 +28,7 @@ const CRASH_LOOP_AFTER: u32 = 3;
 const READY_POLL: Duration = Duration::from_millis(20);
 /// For the first second of a start the check is repeated more often: a cold start from
 /// zero waits on it (a refused connect costs microseconds).
-const READY_POLL_EARLY: Duration = Duration::from_millis(2);
+const READY_POLL_EARLY: Duration = Duration::from_millis(1);
 const EARLY: Duration = Duration::from_secs(1);
 
 /// What every instance of one service shares.

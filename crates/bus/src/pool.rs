@@ -21,6 +21,15 @@ pub struct Member {
     suspect_until: AtomicU64,
     /// Where the transport keeps its per-member state (connection pool).
     transport: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// The pool's waiters for room, told when a request here ends (set on join).
+    room: OnceLock<Arc<Room>>,
+}
+
+/// Requests waiting at the gateway for a member with room, and their wake-up.
+#[derive(Default)]
+struct Room {
+    waiting: AtomicUsize,
+    notify: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Member {
@@ -43,6 +52,7 @@ impl Member {
             gone: AtomicBool::new(false),
             suspect_until: AtomicU64::new(0),
             transport: OnceLock::new(),
+            room: OnceLock::new(),
         })
     }
 
@@ -100,6 +110,11 @@ impl MemberGuard {
 impl Drop for MemberGuard {
     fn drop(&mut self) {
         self.member.inflight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(room) = self.member.room.get() {
+            if room.waiting.load(Ordering::Relaxed) > 0 {
+                room.notify.notify_one();
+            }
+        }
     }
 }
 
@@ -122,8 +137,24 @@ pub struct Pool {
     /// In flight on the chosen member at which a request is shed; 0: never.
     shed_at: AtomicUsize,
     shed: AtomicU64,
-    /// When the last request came (monotonic ms), for idle scale-down.
-    last_request_ms: std::sync::atomic::AtomicU64,
+    /// While instances are starting, a request whose chosen member is at the saturation
+    /// count waits here for room or a new member instead of queueing on that member.
+    buffering: AtomicBool,
+    room: Arc<Room>,
+    /// When the last request came (monotonic ms), for idle scale-down. On a cache line of
+    /// its own, away from the fields every request reads.
+    last_request_ms: Padded<AtomicU64>,
+}
+
+/// A value alone on its cache line (128 bytes: adjacent-line prefetch pairs lines).
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 /// Most requests one pool holds while an instance starts; more get 503.
@@ -177,7 +208,9 @@ impl Pool {
             saturation: AtomicUsize::new(0),
             shed_at: AtomicUsize::new(0),
             shed: AtomicU64::new(0),
-            last_request_ms: std::sync::atomic::AtomicU64::new(now_ms()),
+            buffering: AtomicBool::new(false),
+            room: Arc::default(),
+            last_request_ms: Padded(AtomicU64::new(now_ms())),
         }
     }
 
@@ -247,6 +280,55 @@ impl Pool {
         false
     }
 
+    /// While on (the autoscaler sets it while instances it asked for are starting), a
+    /// request whose chosen member has the saturation count in flight waits at the caller
+    /// ([`Pool::wait_for_room`]) rather than queueing on that member.
+    pub fn set_buffering(&self, on: bool) {
+        self.buffering.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether a request about to go to `member` should wait for room instead.
+    #[inline]
+    pub fn should_buffer(&self, member: &Member) -> bool {
+        if !self.buffering.load(Ordering::Relaxed) {
+            return false;
+        }
+        let saturation = self.saturation.load(Ordering::Relaxed);
+        saturation != 0 && member.inflight() >= saturation
+    }
+
+    /// Waits until a member has room under the saturation count, a member joins, or
+    /// `timeout` passes (a caller then picks again). Counts as held meanwhile.
+    pub async fn wait_for_room(&self, timeout: std::time::Duration) {
+        let Some(_held) = self.hold() else {
+            return;
+        };
+        self.room.waiting.fetch_add(1, Ordering::Relaxed);
+        struct Leave<'a>(&'a Room);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let _leave = Leave(&self.room);
+        let notified = self.room.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let saturation = self.saturation.load(Ordering::Relaxed);
+        let members = self.members();
+        if !self.buffering.load(Ordering::Relaxed)
+            || members.iter().any(|m| !m.is_unavailable() && m.inflight() < saturation)
+        {
+            return;
+        }
+        let mut ready = self.ready.subscribe();
+        tokio::select! {
+            _ = notified => {}
+            _ = ready.changed() => {}
+            _ = tokio::time::sleep(timeout.min(std::time::Duration::from_millis(100))) => {}
+        }
+    }
+
     /// Requests shed so far.
     pub fn shed_count(&self) -> u64 {
         self.shed.load(Ordering::Relaxed)
@@ -257,9 +339,15 @@ impl Pool {
         self.held.load(Ordering::Relaxed)
     }
 
-    /// Notes a request, for [`Pool::idle_for`].
+    /// Notes a request, for [`Pool::idle_for`]. Written at most once per 10 ms: every
+    /// gateway thread calls it, and a store per request would bounce its cache line
+    /// between cores.
+    #[inline]
     pub fn touch(&self) {
-        self.last_request_ms.store(now_ms(), Ordering::Relaxed);
+        let now = now_ms();
+        if now > self.last_request_ms.load(Ordering::Relaxed) + 10 {
+            self.last_request_ms.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Time since the last request.
@@ -269,6 +357,7 @@ impl Pool {
 
     /// Adds a ready member.
     pub fn join(&self, member: Arc<Member>) {
+        let _ = member.room.set(self.room.clone());
         let mut members = self.members.write().unwrap();
         let mut next: Vec<_> = members.iter().cloned().collect();
         next.push(member);

@@ -169,6 +169,11 @@ async fn any_from(
             }
             return (no_member(pool, request_id.as_ref()), outcome);
         };
+        if outcome.attempts == 0 && pool.should_buffer(&member) {
+            // Instances are starting and this one is full: wait for room or a new one.
+            pool.wait_for_room(remaining).await;
+            continue;
+        }
         if outcome.attempts == 0 && pool.sheds(&member) {
             return (shed(pool, request_id.as_ref()), outcome);
         }

@@ -66,7 +66,8 @@ impl Scaled {
 struct Point {
     at: Instant,
     served: u64,
-    inflight: u64,
+    /// In flight on the members plus held at the gateway.
+    demand: u64,
     published: u64,
     backlog: u64,
 }
@@ -116,7 +117,7 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
         let point = Point {
             at: now,
             served,
-            inflight,
+            demand: inflight + held,
             published,
             backlog: backlog.unwrap_or(0),
         };
@@ -130,9 +131,10 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
             let arrived = published.saturating_sub(base.published);
             let drained = (base.backlog + arrived).saturating_sub(point.backlog);
             let answered = served.saturating_sub(base.served);
-            let mean_inflight = points.iter().map(|p| p.inflight as f64).sum::<f64>() / points.len() as f64;
-            // Little's law: mean time in the system = mean number in it / throughput.
-            let latency = (answered > 0).then(|| Duration::from_secs_f64(mean_inflight * span / answered as f64));
+            let mean_demand = points.iter().map(|p| p.demand as f64).sum::<f64>() / points.len() as f64;
+            // Little's law: mean time in the system (held included) = mean number in it /
+            // throughput.
+            let latency = (answered > 0).then(|| Duration::from_secs_f64(mean_demand * span / answered as f64));
             let backlog = backlog.map(|messages| Backlog {
                 messages,
                 arriving_per_s: arrived as f64 / span,
@@ -148,11 +150,18 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
                 None,
             )
         };
+        // A closed-loop load makes the instantaneous count dip as replies turn around; the
+        // mean over the last second does not, and a step shows in the instantaneous one.
+        let mean_demand = points
+            .iter()
+            .map(|p| p.demand)
+            .sum::<u64>()
+            .div_ceil(points.len() as u64);
         let sample = Sample {
             at: now.duration_since(origin),
             current,
             ready: members.len() as u32,
-            inflight,
+            inflight: (inflight + held).max(mean_demand) - held,
             held,
             backlog: backlog_sample,
             latency,
@@ -175,6 +184,9 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
                 Err(e) => tracing::warn!(service = %service, "autoscale to {} failed: {e:#}", r.target),
             }
         }
+        // While instances asked for are starting, requests past the concurrency target
+        // wait at the gateway for room or a new instance, not in a full instance's queue.
+        pool.set_buffering(r.target as usize > members.len() && !members.is_empty());
         // Shed only once the pool is at its maximum and every instance is serving.
         let full = r.at_max && members.len() as u32 >= scaled.max;
         pool.set_shed_at(if full { shed_at } else { 0 });

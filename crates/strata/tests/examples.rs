@@ -179,6 +179,16 @@ async fn shop_composes_the_page_from_its_pools() {
         history["orders"],
         "a second read, the same history"
     );
+    // The `receipts` function, triggered by the store write of bob's history, started
+    // from zero and wrote his receipt summary.
+    let receipt = wait_for_async("bob's receipt", Duration::from_secs(20), || async move {
+        let r = get(api, "/v1/kv/receipts/bob").await;
+        (r.status == 200).then(|| r.json())
+    })
+    .await;
+    assert_eq!(receipt["orders"], 1, "{receipt}");
+    assert_eq!(receipt["last_order_id"], "test-order-1", "{receipt}");
+    assert_eq!(receipt["spent"], "178.00", "{receipt}");
 
     // A cart in the store (namespace `carts`): two adds, then a checkout orders its lines
     // as one order, empties the cart, and the order shows in carol's history.
