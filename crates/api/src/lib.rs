@@ -193,6 +193,12 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         &|s| scale(s).and_then(|a| a.backlog).map(|b| b as f64),
     );
     family(
+        "backlog_drain_seconds",
+        "gauge",
+        "Estimated time to drain the backlog at its recent drain rate.",
+        &|s| scale(s).and_then(|a| a.drain_s),
+    );
+    family(
         "latency_mean_ms",
         "gauge",
         "Mean latency of recent requests (Little's law over 1 s).",
@@ -201,8 +207,8 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     family(
         "served_total",
         "counter",
-        "Requests answered by the pool's current instances.",
-        &|s| Some(s.instances.iter().map(|i| i.served as f64).sum()),
+        "Requests relayed to the service's instances, stopped ones included.",
+        &|s| Some(s.served as f64),
     );
     family(
         "shed_total",
@@ -255,6 +261,14 @@ async fn scale(
         Ok(b) => b,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("expected {{\"instances\": N}}: {e}")),
     };
+    if state.app.is_autoscaled(&service) {
+        return api_error(
+            StatusCode::CONFLICT,
+            format!(
+                "service {service:?} is autoscaled (it has autoscale, or instances.min 0): its count follows its load and a count set by hand would be undone; change instances.min and instances.max in the manifest instead"
+            ),
+        );
+    }
     match state.app.scale(&service, body.instances) {
         Ok(()) => Json(serde_json::json!({ "service": service, "instances": body.instances })).into_response(),
         Err(e) => {

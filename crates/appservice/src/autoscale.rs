@@ -110,6 +110,8 @@ pub struct Policy {
     panic_until: Option<Duration>,
 }
 
+/// A bounded step up waits for the last one's instances at most this long.
+const STEP_SETTLE: Duration = Duration::from_secs(10);
 /// Bounded steps down are at least this far apart.
 const DOWN_STEP_SPACING: Duration = Duration::from_secs(1);
 
@@ -152,7 +154,10 @@ impl Policy {
         if let Some(b) = s.backlog {
             let need = b.messages.div_ceil(self.spec.backlog.max(1)) as u32;
             let growing = b.arriving_per_s > b.draining_per_s;
-            backlog_overload = growing && b.messages >= self.spec.backlog && s.current < self.max;
+            // One more instance per settled step: the drain cannot improve before the last
+            // step's instances are ready.
+            backlog_overload =
+                growing && b.messages >= self.spec.backlog && s.current < self.max && s.ready >= s.current;
             if need > wanted || (backlog_overload && need >= wanted) {
                 wanted = need;
                 signal = Signal::Backlog;
@@ -229,7 +234,10 @@ impl Policy {
         // Bounded steps, paced: the next step up once the last one's instances are ready,
         // the next step down a moment later.
         if target > current && self.spec.max_step_up > 0 {
-            let settled = self.last_up.is_none() || s.ready >= current;
+            // The last step's instances are ready, or are not coming soon (a crash loop).
+            let settled = self
+                .last_up
+                .is_none_or(|t| s.ready >= current || s.at >= t + STEP_SETTLE);
             target = if settled {
                 target.min(current + self.spec.max_step_up)
             } else {

@@ -122,6 +122,12 @@ impl AppService {
         handle.scale(count)
     }
 
+    /// Whether a service's count follows its load (it has `autoscale`, or may run none),
+    /// so that a count set by hand would be undone.
+    pub fn is_autoscaled(&self, service: &str) -> bool {
+        self.services.get(service).is_some_and(|h| h.is_autoscaled())
+    }
+
     /// Records what the autoscaler concluded for a service, shown by `snapshot`.
     pub fn set_autoscale(&self, service: &str, status: AutoscaleStatus) {
         if let Some(handle) = self.services.get(service) {

@@ -82,6 +82,10 @@ impl ServiceHandle {
         Ok(())
     }
 
+    pub fn is_autoscaled(&self) -> bool {
+        self.ctx.spec.autoscale.is_some() || self.ctx.spec.instances.min == 0
+    }
+
     pub fn set_autoscale(&self, status: crate::AutoscaleStatus) {
         *self.autoscale.lock().unwrap() = Some(status);
     }
@@ -108,6 +112,7 @@ impl ServiceHandle {
             min: self.ctx.spec.instances.min,
             max: self.ctx.spec.instances.max,
             ready: self.ctx.pool.members().len(),
+            served: self.ctx.pool.served_total(),
             function: self.ctx.spec.function.clone(),
             autoscale: self.autoscale.lock().unwrap().clone(),
             instances,

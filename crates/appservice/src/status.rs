@@ -68,6 +68,9 @@ pub struct ServiceStatus {
     pub min: u32,
     pub max: u32,
     pub ready: usize,
+    /// Requests relayed to the service's instances so far, instances that have stopped
+    /// included.
+    pub served: u64,
     /// For a function: what triggers it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
@@ -91,6 +94,10 @@ pub struct AutoscaleStatus {
     /// Backlog of the consumed queue's group, for a consuming service.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backlog: Option<u64>,
+    /// Estimated time to drain that backlog at the rate it drained over the last second
+    /// (None while nothing drains).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_s: Option<f64>,
     /// Mean latency of the requests answered lately (Little's law over the last second).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,

@@ -14,7 +14,7 @@ mod budget;
 mod pool;
 
 pub use budget::RetryBudget;
-pub use pool::{Held, Member, MemberGuard, Pool, MAX_HELD};
+pub use pool::{Held, Member, MemberGuard, Pool, Room, Shed, MAX_HELD};
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

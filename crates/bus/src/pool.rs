@@ -22,12 +22,31 @@ pub struct Member {
     /// Where the transport keeps its per-member state (connection pool).
     transport: OnceLock<Box<dyn Any + Send + Sync>>,
     /// The pool's waiters for room, told when a request here ends (set on join).
-    room: OnceLock<Arc<Room>>,
+    room: OnceLock<Arc<RoomWaiters>>,
+}
+
+/// What [`Pool::find_room`] found for a request whose chosen member is full.
+pub enum Room {
+    /// This member has room: send it there.
+    Use(Arc<Member>),
+    /// Waited for room: pick again.
+    Waited,
+    /// Send it to the chosen member anyway (not buffering, or too many held).
+    Send,
+}
+
+/// What [`Pool::sheds`] says of a request at the pool's maximum size.
+pub enum Shed {
+    No,
+    /// The chosen member is at the limit but this one is not.
+    Use(Arc<Member>),
+    /// Every member is at the limit: answer 503.
+    Yes,
 }
 
 /// Requests waiting at the gateway for a member with room, and their wake-up.
 #[derive(Default)]
-struct Room {
+struct RoomWaiters {
     waiting: AtomicUsize,
     notify: tokio::sync::Notify,
 }
@@ -109,9 +128,11 @@ impl MemberGuard {
 
 impl Drop for MemberGuard {
     fn drop(&mut self) {
-        self.member.inflight.fetch_sub(1, Ordering::Relaxed);
+        // SeqCst with the waiter's increment of `waiting` and read of `inflight`: either
+        // it sees this request gone, or this sees it waiting (store-buffer pattern).
+        self.member.inflight.fetch_sub(1, Ordering::SeqCst);
         if let Some(room) = self.member.room.get() {
-            if room.waiting.load(Ordering::Relaxed) > 0 {
+            if room.waiting.load(Ordering::SeqCst) > 0 {
                 room.notify.notify_one();
             }
         }
@@ -140,7 +161,9 @@ pub struct Pool {
     /// While instances are starting, a request whose chosen member is at the saturation
     /// count waits here for room or a new member instead of queueing on that member.
     buffering: AtomicBool,
-    room: Arc<Room>,
+    room: Arc<RoomWaiters>,
+    /// Requests answered by members that have left, for [`Pool::served_total`].
+    served_gone: AtomicU64,
     /// When the last request came (monotonic ms), for idle scale-down. On a cache line of
     /// its own, away from the fields every request reads.
     last_request_ms: Padded<AtomicU64>,
@@ -210,6 +233,7 @@ impl Pool {
             shed: AtomicU64::new(0),
             buffering: AtomicBool::new(false),
             room: Arc::default(),
+            served_gone: AtomicU64::new(0),
             last_request_ms: Padded(AtomicU64::new(now_ms())),
         }
     }
@@ -269,15 +293,36 @@ impl Pool {
         self.shed_at.store(inflight, Ordering::Relaxed);
     }
 
-    /// Whether a request to `member` is to be shed; counts it if so.
+    /// Whether a request about to go to `member` is to be shed. Only when the chosen
+    /// member is at the limit is every other one looked at: a request is shed when none
+    /// (but those in `tried`) has room, and moved to the least loaded one otherwise.
     #[inline]
-    pub fn sheds(&self, member: &Member) -> bool {
+    pub fn sheds(&self, member: &Arc<Member>, tried: &[Arc<Member>]) -> Shed {
         let at = self.shed_at.load(Ordering::Relaxed);
-        if at != 0 && member.inflight() >= at {
-            self.shed.fetch_add(1, Ordering::Relaxed);
-            return true;
+        if at == 0 || member.inflight() < at {
+            return Shed::No;
         }
-        false
+        match self.least_loaded_under(at, tried) {
+            Some(other) => Shed::Use(other),
+            None => {
+                self.shed.fetch_add(1, Ordering::Relaxed);
+                Shed::Yes
+            }
+        }
+    }
+
+    /// The least loaded available member with fewer than `limit` in flight, passing over
+    /// `tried`.
+    fn least_loaded_under(&self, limit: usize, tried: &[Arc<Member>]) -> Option<Arc<Member>> {
+        self.members
+            .read()
+            .unwrap()
+            .iter()
+            .filter(|m| !m.is_unavailable() && !tried.iter().any(|t| Arc::ptr_eq(t, m)))
+            .map(|m| (m.inflight.load(Ordering::SeqCst), m))
+            .filter(|(n, _)| *n < limit)
+            .min_by_key(|(n, _)| *n)
+            .map(|(_, m)| m.clone())
     }
 
     /// While on (the autoscaler sets it while instances it asked for are starting), a
@@ -297,29 +342,35 @@ impl Pool {
         saturation != 0 && member.inflight() >= saturation
     }
 
-    /// Waits until a member has room under the saturation count, a member joins, or
-    /// `timeout` passes (a caller then picks again). Counts as held meanwhile.
-    pub async fn wait_for_room(&self, timeout: std::time::Duration) {
+    /// For a request whose chosen member is full while buffering: another member with
+    /// room (not in `tried`), or a wait (counted as held) until one may have room, a member
+    /// joins, or 100 ms or `timeout` pass, after which the caller picks again. Never
+    /// returns [`Room::Waited`] without having waited, so a caller's loop cannot spin.
+    pub async fn find_room(&self, tried: &[Arc<Member>], timeout: std::time::Duration) -> Room {
+        let saturation = self.saturation.load(Ordering::Relaxed);
+        if let Some(m) = self.least_loaded_under(saturation, tried) {
+            return Room::Use(m);
+        }
+        if !self.buffering.load(Ordering::Relaxed) {
+            return Room::Send;
+        }
         let Some(_held) = self.hold() else {
-            return;
+            // Too many held already: queue on the member rather than hold without bound.
+            return Room::Send;
         };
-        self.room.waiting.fetch_add(1, Ordering::Relaxed);
-        struct Leave<'a>(&'a Room);
+        self.room.waiting.fetch_add(1, Ordering::SeqCst);
+        struct Leave<'a>(&'a RoomWaiters);
         impl Drop for Leave<'_> {
             fn drop(&mut self) {
-                self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+                self.0.waiting.fetch_sub(1, Ordering::SeqCst);
             }
         }
         let _leave = Leave(&self.room);
         let notified = self.room.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let saturation = self.saturation.load(Ordering::Relaxed);
-        let members = self.members();
-        if !self.buffering.load(Ordering::Relaxed)
-            || members.iter().any(|m| !m.is_unavailable() && m.inflight() < saturation)
-        {
-            return;
+        if let Some(m) = self.least_loaded_under(saturation, tried) {
+            return Room::Use(m);
         }
         let mut ready = self.ready.subscribe();
         tokio::select! {
@@ -327,6 +378,13 @@ impl Pool {
             _ = ready.changed() => {}
             _ = tokio::time::sleep(timeout.min(std::time::Duration::from_millis(100))) => {}
         }
+        Room::Waited
+    }
+
+    /// Requests relayed to the pool's members so far, those that have left included.
+    pub fn served_total(&self) -> u64 {
+        let current: u64 = self.members().iter().map(|m| m.served()).sum();
+        self.served_gone.load(Ordering::Relaxed) + current
     }
 
     /// Requests shed so far.
@@ -372,6 +430,7 @@ impl Pool {
         next.retain(|m| {
             if m.id == id {
                 m.gone.store(true, Ordering::Relaxed);
+                self.served_gone.fetch_add(m.served(), Ordering::Relaxed);
                 false
             } else {
                 true
@@ -538,12 +597,19 @@ mod tests {
             pool.demanded().await;
 
             let _guards: Vec<_> = (0..3).map(|_| m.begin()).collect();
-            assert!(!pool.sheds(&m), "shedding off");
+            assert!(matches!(pool.sheds(&m, &[]), Shed::No), "shedding off");
             pool.set_shed_at(3);
-            assert!(pool.sheds(&m));
+            assert!(matches!(pool.sheds(&m, &[]), Shed::Yes));
             pool.set_shed_at(4);
-            assert!(!pool.sheds(&m));
+            assert!(matches!(pool.sheds(&m, &[]), Shed::No));
             assert_eq!(pool.shed_count(), 1);
+            // A full member is passed over for one with room; shed only when none has.
+            pool.set_shed_at(3);
+            let idle = Member::new("web-2", addr(2));
+            pool.join(idle.clone());
+            assert!(matches!(pool.sheds(&m, &[]), Shed::Use(other) if Arc::ptr_eq(&other, &idle)));
+            assert!(matches!(pool.sheds(&m, std::slice::from_ref(&idle)), Shed::Yes));
+            assert_eq!(pool.shed_count(), 2);
         });
     }
 

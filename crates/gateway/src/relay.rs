@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
-use strata_bus::{Member, Pool};
+use strata_bus::{Member, Pool, Room, Shed};
 
 use crate::body::{ReqBody, ResBody};
 use crate::upstream::{Conn, SendError, Upstream};
@@ -147,7 +147,7 @@ async fn any_from(
         if remaining.is_zero() {
             return (deadline_exceeded(pool, policy, request_id.as_ref()), outcome);
         }
-        let Some(member) = pool.pick(&tried) else {
+        let Some(mut member) = pool.pick(&tried) else {
             if last.is_some() {
                 return (
                     failed(pool, last, "no other member was left to try", request_id.as_ref()),
@@ -170,12 +170,20 @@ async fn any_from(
             return (no_member(pool, request_id.as_ref()), outcome);
         };
         if outcome.attempts == 0 && pool.should_buffer(&member) {
-            // Instances are starting and this one is full: wait for room or a new one.
-            pool.wait_for_room(remaining).await;
-            continue;
+            // Instances are starting and this one is full: another with room, or wait for
+            // room or a new one, then pick again.
+            match pool.find_room(&tried, remaining).await {
+                Room::Use(other) => member = other,
+                Room::Waited => continue,
+                Room::Send => {}
+            }
         }
-        if outcome.attempts == 0 && pool.sheds(&member) {
-            return (shed(pool, request_id.as_ref()), outcome);
+        if outcome.attempts == 0 {
+            match pool.sheds(&member, &tried) {
+                Shed::No => {}
+                Shed::Use(other) => member = other,
+                Shed::Yes => return (shed(pool, request_id.as_ref()), outcome),
+            }
         }
         outcome.attempts += 1;
         outcome.member = Some(member.clone());

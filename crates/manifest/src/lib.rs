@@ -49,7 +49,8 @@ pub struct Manifest {
     pub app: String,
     #[serde(default, deserialize_with = "de::object")]
     pub gateway: GatewaySpec,
-    #[serde(deserialize_with = "de::unique_objects")]
+    /// May be empty when the app has functions.
+    #[serde(default, deserialize_with = "de::unique_objects")]
     pub services: BTreeMap<String, ServiceSpec>,
     /// Durable queues by name (see docs/queues.md).
     #[serde(

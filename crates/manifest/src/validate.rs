@@ -53,8 +53,12 @@ pub(crate) fn validate(m: &Manifest) -> Result<(), ManifestError> {
     }
     check_gateway(m, &root.key("gateway"))?;
     let services = root.key("services");
-    if m.services.is_empty() {
-        return Err(invalid(services, "at least one service", "an empty object"));
+    if m.services.is_empty() && m.functions.is_empty() {
+        return Err(invalid(
+            services,
+            "at least one service (or a function under functions)",
+            "none",
+        ));
     }
     for (name, spec) in &m.services {
         check_service(m, name, spec, &services.key(name))?;

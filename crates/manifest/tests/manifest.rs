@@ -315,7 +315,23 @@ fn app_name_must_be_lowercase_words() {
 
 #[test]
 fn services_must_not_be_empty() {
-    invalid_at("services", json!({}), "at least one service", "an empty object");
+    invalid_at(
+        "services",
+        json!({}),
+        "at least one service (or a function under functions)",
+        "none",
+    );
+    assert_invalid(
+        error_of(|v| remove(v, "services")),
+        "services",
+        "at least one service (or a function under functions)",
+        "none",
+    );
+    // An app of functions alone is an app.
+    accepted_with(|v| {
+        remove(v, "services");
+        v["functions"] = json!({"tick": {"run": ["x"], "trigger": {"timer": {"interval_ms": 1000}}}});
+    });
 }
 
 #[test]
@@ -758,7 +774,7 @@ fn unknown_fields_are_named_at_every_level() {
 
 #[test]
 fn missing_required_fields_are_named() {
-    for field in ["app", "services", "services.api.run"] {
+    for field in ["app", "services.api.run"] {
         assert_missing(error_of(|v| remove(v, field)), field);
     }
     let err = error_of(set("services.api.health", json!({"interval_ms": 5})));

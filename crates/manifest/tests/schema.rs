@@ -273,6 +273,14 @@ fn schema_and_parser_agree_on_examples() {
         "function timer both",
         &|v| v["functions"] = json!({"f": {"run": ["x"], "trigger": {"timer": {"interval_ms": 1, "cron": "@daily"}}}}),
     );
+    edit("functions only", &|v| {
+        v.as_object_mut().unwrap().remove("services");
+        v["functions"] = json!({"tick": {"run": ["x"], "trigger": {"timer": {"interval_ms": 100}}}})
+    });
+    edit("no services, empty functions", &|v| {
+        v.as_object_mut().unwrap().remove("services");
+        v["functions"] = json!({})
+    });
     edit("function bad name", &|v| {
         v["functions"] = json!({"F": {"run": ["x"], "trigger": {"http": "/h"}}})
     });

@@ -29,6 +29,8 @@ const BUSY_TICK: Duration = Duration::from_millis(100);
 const IDLE_TICK: Duration = Duration::from_secs(1);
 /// Rates (arrivals, drain, throughput) are taken over this much of the recent past.
 const RATE_SPAN: Duration = Duration::from_secs(1);
+/// How long after a step up requests may wait at the gateway for the new instances.
+const BUFFER_FOR: Duration = Duration::from_secs(5);
 /// How long a start from zero may take before it is no longer reported as a cold start.
 const COLD_START_REPORT: Duration = Duration::from_secs(120);
 
@@ -41,6 +43,9 @@ pub(crate) struct Scaled {
     pub idle_timeout: Duration,
     /// The queue and group the service consumes, if it does.
     pub consumes: Option<(Arc<Queue>, String)>,
+    /// Shed load at max: only for a service that declares `autoscale` (one that only
+    /// scales from zero keeps queueing as before).
+    pub sheds: bool,
 }
 
 impl Scaled {
@@ -57,6 +62,7 @@ impl Scaled {
             max: spec.instances.max,
             idle_timeout: Duration::from_millis(spec.instances.idle_timeout_ms),
             consumes: queue.zip(spec.consumes.as_ref().map(|c| c.group.clone())),
+            sheds: spec.autoscale.is_some(),
         })
     }
 }
@@ -76,31 +82,39 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
     let service = scaled.service.clone();
     pool.set_scale_from_zero(scaled.min == 0);
     pool.set_saturation(scaled.spec.concurrency as usize);
-    let shed_at = scaled.spec.shed_at() as usize;
+    let shed_at = if scaled.sheds {
+        scaled.spec.shed_at() as usize
+    } else {
+        0
+    };
     let origin = Instant::now();
     let mut policy = Policy::new(scaled.spec.clone(), scaled.min, scaled.max, scaled.idle_timeout);
     let mut points: VecDeque<Point> = VecDeque::new();
-    // Served counts of members that left, so the pool's total never goes back.
-    let mut served_base = 0u64;
-    let mut last_members: Vec<(String, u64)> = Vec::new();
     let mut decisions = 0u64;
+    // The last sample with anything in flight or held: a request running longer than the
+    // idle timeout keeps its instance.
+    let mut last_busy = Instant::now();
+    // When the last step up was taken: buffering at the gateway is bounded by it.
+    let mut stepped_up_at: Option<Instant> = None;
     let cold = Arc::new(ColdStarts::default());
     let mut shed_reported = 0u64;
     let mut shed_reported_at = Instant::now();
     loop {
+        // Registered before the queue is read, so that a publish after it wakes an idle wait.
+        let published_event = scaled.consumes.as_ref().map(|(queue, _)| {
+            let mut notified = Box::pin(queue.notified());
+            notified.as_mut().enable();
+            notified
+        });
         let now = Instant::now();
         let current = desired(&app, &service);
         let members = pool.members();
         let inflight: u64 = members.iter().map(|m| m.inflight() as u64).sum();
-        // Served so far, counting members that have since left.
-        for (id, served) in &last_members {
-            if !members.iter().any(|m| &m.id == id) {
-                served_base += served;
-            }
-        }
-        last_members = members.iter().map(|m| (m.id.clone(), m.served())).collect();
-        let served = served_base + last_members.iter().map(|(_, s)| s).sum::<u64>();
+        let served = pool.served_total();
         let held = pool.held() as u64;
+        if inflight + held > 0 {
+            last_busy = now;
+        }
         let (published, backlog) = match &scaled.consumes {
             Some((queue, group)) => {
                 let stats = queue.stats();
@@ -122,7 +136,7 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
             backlog: backlog.unwrap_or(0),
         };
         points.push_back(point);
-        while points.len() > 2 && now.duration_since(points[1].at) >= RATE_SPAN {
+        while points.len() > 2 && (now.duration_since(points[1].at) >= RATE_SPAN || points.len() > 64) {
             points.pop_front();
         }
         let base = points[0];
@@ -165,7 +179,7 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
             held,
             backlog: backlog_sample,
             latency,
-            idle_for: pool.idle_for(),
+            idle_for: pool.idle_for().min(now.duration_since(last_busy)),
         };
         let r = policy.observe(&sample);
         if r.target != current {
@@ -178,7 +192,10 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
                         format!("{current} -> {} ({}): {}", r.target, r.signal.as_str(), r.reason),
                     );
                     if current == 0 && r.target > 0 {
-                        cold.watch(&app, &pool, &service, now);
+                        cold.watch(&app, &pool, &service, now, &token);
+                    }
+                    if r.target > current {
+                        stepped_up_at = Some(now);
                     }
                 }
                 Err(e) => tracing::warn!(service = %service, "autoscale to {} failed: {e:#}", r.target),
@@ -186,7 +203,10 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
         }
         // While instances asked for are starting, requests past the concurrency target
         // wait at the gateway for room or a new instance, not in a full instance's queue.
-        pool.set_buffering(r.target as usize > members.len() && !members.is_empty());
+        // Bounded in time: instances that do not come (a crash loop, no capacity) must not
+        // turn the soft concurrency target into a hard cap on the ones that run.
+        let starting = stepped_up_at.is_some_and(|t| now.duration_since(t) < BUFFER_FOR);
+        pool.set_buffering(starting && r.target as usize > members.len() && !members.is_empty());
         // Shed only once the pool is at its maximum and every instance is serving.
         let full = r.at_max && members.len() as u32 >= scaled.max;
         pool.set_shed_at(if full { shed_at } else { 0 });
@@ -215,6 +235,9 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
                 inflight: inflight + held,
                 held,
                 backlog,
+                drain_s: backlog_sample
+                    .filter(|b| b.draining_per_s > 0.0)
+                    .map(|b| (b.messages as f64 / b.draining_per_s * 10.0).round() / 10.0),
                 latency_ms: latency.map(|l| (l.as_secs_f64() * 1e5).round() / 100.0),
                 shed,
                 cold_start_ms: cold.last(),
@@ -228,15 +251,18 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
             || r.target != members.len() as u32
             || (scaled.min == 0 && r.target > 0);
         if busy {
+            // The tick alone: a wake-up per saturating request would sample per request.
+            // A pool with no member still wakes at once for a held request.
+            let at_zero = members.is_empty();
             tokio::select! {
                 _ = tokio::time::sleep(BUSY_TICK) => {}
-                _ = pool.demanded() => {}
+                _ = pool.demanded(), if at_zero => {}
                 _ = token.cancelled() => return,
             }
         } else {
             let published = async {
-                match &scaled.consumes {
-                    Some((queue, _)) => queue.notified().await,
+                match published_event {
+                    Some(notified) => notified.await,
                     None => std::future::pending().await,
                 }
             };
@@ -275,12 +301,24 @@ impl ColdStarts {
 
     /// Times the start from `since` to the pool's first ready member, in its own task so
     /// that the figure is not rounded to the sampling tick.
-    fn watch(self: &Arc<Self>, app: &Arc<AppService>, pool: &Arc<Pool>, service: &str, since: Instant) {
+    fn watch(
+        self: &Arc<Self>,
+        app: &Arc<AppService>,
+        pool: &Arc<Pool>,
+        service: &str,
+        since: Instant,
+        token: &CancellationToken,
+    ) {
         let (me, app, pool, service) = (self.clone(), app.clone(), pool.clone(), service.to_string());
+        let token = token.clone();
         tokio::spawn(async move {
             let mut ready = pool.watch_ready();
             let became_ready = async { ready.wait_for(|n| *n > 0).await.is_ok() };
-            if let Ok(true) = tokio::time::timeout(COLD_START_REPORT, became_ready).await {
+            let waited = tokio::select! {
+                w = tokio::time::timeout(COLD_START_REPORT, became_ready) => w,
+                _ = token.cancelled() => return,
+            };
+            if let Ok(true) = waited {
                 let took = since.elapsed();
                 me.count.fetch_add(1, Ordering::Relaxed);
                 me.last_us.store((took.as_micros() as u64).max(1), Ordering::Relaxed);

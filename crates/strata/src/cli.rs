@@ -149,13 +149,19 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Validate { file } => {
             let file = dir.join(file);
             let manifest = strata_manifest::load(&file)?;
-            println!(
-                "{}: app {:?} is valid ({} service(s): {})",
-                file.display(),
-                manifest.app,
+            let mut what = format!(
+                "{} service(s): {}",
                 manifest.services.len(),
                 manifest.services.keys().cloned().collect::<Vec<_>>().join(", ")
             );
+            if !manifest.functions.is_empty() {
+                what.push_str(&format!(
+                    "; {} function(s): {}",
+                    manifest.functions.len(),
+                    manifest.functions.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            println!("{}: app {:?} is valid ({what})", file.display(), manifest.app);
             Ok(())
         }
         Command::Cache { command } => {
@@ -327,6 +333,9 @@ fn print_ps(ps: &serde_json::Value) {
             let mut figures = format!("in flight {}", scale["inflight"]);
             if let Some(b) = scale["backlog"].as_u64() {
                 figures.push_str(&format!(", backlog {b}"));
+                if let Some(d) = scale["drain_s"].as_f64() {
+                    figures.push_str(&format!(" (drained in ~{d} s)"));
+                }
             }
             if let Some(l) = scale["latency_ms"].as_f64() {
                 figures.push_str(&format!(", latency {l:.1} ms"));

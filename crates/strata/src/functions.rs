@@ -22,19 +22,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{header, Method, Request};
 use http_body_util::{BodyExt, Limited};
+use std::collections::VecDeque;
 use strata_appservice::{AppService, EventKind};
 use strata_bus::Pool;
 use strata_gateway::relay;
 use strata_gateway::{RelayPolicy, ReqBody};
 use strata_manifest::{Cron, StoreTrigger, TimerTrigger};
-use strata_store::{ChangeKind, Store};
-use tokio::sync::{broadcast, Semaphore};
+use strata_store::{Change, ChangeKind, Store};
+use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// Deliveries of one store event, the first included.
 pub(crate) const STORE_ATTEMPTS: u32 = 3;
 const RETRY_PAUSE: [Duration; 2] = [Duration::from_millis(200), Duration::from_secs(1)];
+/// Matching store changes kept while they wait for the handler; past it the oldest go.
+const MAX_PENDING: usize = 100_000;
 
 /// One function and where its events go.
 #[derive(Clone)]
@@ -58,10 +61,20 @@ pub(crate) async fn store(
 ) {
     let mut changes = store.subscribe();
     let slots = Arc::new(Semaphore::new(target.parallel.max(1)));
-    let tasks = TaskTracker::new();
+    let mut tasks = JoinSet::new();
+    // Matching changes not yet delivered: the feed is read on while deliveries wait for
+    // a slot (a cold start), so that it does not fall behind and drop changes.
+    let mut pending: VecDeque<Change> = VecDeque::new();
     loop {
+        while tasks.try_join_next().is_some() {}
         let change = tokio::select! {
             c = changes.recv() => c,
+            slot = slots.clone().acquire_owned(), if !pending.is_empty() => {
+                let slot = slot.expect("never closed");
+                let change = pending.pop_front().expect("not empty");
+                tasks.spawn(deliver_change(target.clone(), trigger.namespace.clone(), change, slot));
+                continue;
+            }
             _ = token.cancelled() => break,
         };
         let change = match change {
@@ -79,45 +92,59 @@ pub(crate) async fn store(
         if change.ns != ns || !change.key.starts_with(&trigger.prefix) {
             continue;
         }
-        let body = serde_json::json!({
-            "trigger": "store",
-            "namespace": trigger.namespace,
-            "key": change.key,
-            "kind": match change.kind { ChangeKind::Value => "value", ChangeKind::Blob => "blob" },
-            "version": change.version,
-            "deleted": change.deleted,
-        });
-        let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => s.expect("never closed"),
-            _ = token.cancelled() => break,
-        };
-        let target = target.clone();
-        tasks.spawn(async move {
-            let _slot = slot;
-            let what = format!("store change {}/{} v{}", body["namespace"], change.key, change.version);
-            let body = Bytes::from(body.to_string());
-            let mut last = String::new();
-            for attempt in 0..STORE_ATTEMPTS {
-                match post(&target, "store", body.clone()).await {
-                    Ok(()) => return,
-                    Err(e) => last = e,
-                }
-                if let Some(pause) = RETRY_PAUSE.get(attempt as usize) {
-                    tokio::time::sleep(*pause).await;
-                }
-            }
+        if pending.len() >= MAX_PENDING {
+            let dropped = pending.pop_front().expect("full");
             target.app.record(
                 &target.function,
                 EventKind::TriggerFailed,
-                format!("{what}: not handled after {STORE_ATTEMPTS} attempts (last: {last})"),
+                format!(
+                    "store change {}/{} v{} dropped: {MAX_PENDING} changes wait for the handler",
+                    trigger.namespace, dropped.key, dropped.version
+                ),
             );
-        });
+        }
+        pending.push_back(change);
     }
-    tasks.close();
-    tokio::select! {
-        _ = tasks.wait() => {}
-        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+    finish(tasks).await;
+}
+
+/// Delivers one store change, tried [`STORE_ATTEMPTS`] times in all.
+async fn deliver_change(target: Target, namespace: String, change: Change, _slot: OwnedSemaphorePermit) {
+    let body = serde_json::json!({
+        "trigger": "store",
+        "namespace": namespace,
+        "key": change.key,
+        "kind": match change.kind { ChangeKind::Value => "value", ChangeKind::Blob => "blob" },
+        "version": change.version,
+        "deleted": change.deleted,
+    });
+    let body = Bytes::from(body.to_string());
+    let mut last = String::new();
+    for attempt in 0..STORE_ATTEMPTS {
+        match post(&target, "store", body.clone()).await {
+            Ok(()) => return,
+            Err(e) => last = e,
+        }
+        if let Some(pause) = RETRY_PAUSE.get(attempt as usize) {
+            tokio::time::sleep(*pause).await;
+        }
     }
+    target.app.record(
+        &target.function,
+        EventKind::TriggerFailed,
+        format!(
+            "store change {namespace}/{} v{}: not handled after {STORE_ATTEMPTS} attempts (last: {last})",
+            change.key, change.version
+        ),
+    );
+}
+
+/// Gives the deliveries in flight a second to end, then aborts the rest.
+async fn finish(mut tasks: JoinSet<()>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 /// Fires `target` on the trigger's schedule.
@@ -125,34 +152,44 @@ pub(crate) async fn timer(target: Target, trigger: TimerTrigger, token: Cancella
     let cron = trigger.cron.as_deref().map(Cron::parse);
     let interval = trigger.interval_ms.map(Duration::from_millis);
     let slots = Arc::new(Semaphore::new(target.parallel.max(1)));
-    let mut next = match interval {
-        Some(every) => SystemTime::now() + every,
-        None => SystemTime::UNIX_EPOCH,
-    };
+    let mut tasks = JoinSet::new();
+    // Intervals run on the monotonic clock (a wall-clock step neither stalls nor bunches
+    // them); `scheduled_ms` is reported on the wall clock of the start. Cron times are
+    // wall-clock times, never the same one twice.
+    let (start, start_wall) = (tokio::time::Instant::now(), SystemTime::now());
+    let mut k: u32 = 0;
+    let mut last_cron: u64 = 0;
     loop {
-        let now = SystemTime::now();
-        if interval.is_none() {
-            let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-            let Some(Ok(cron)) = &cron else { return };
-            let Some(at) = cron.next_after(secs) else {
-                tracing::warn!(function = %target.function, "its cron schedule never fires again");
-                return;
-            };
-            next = UNIX_EPOCH + Duration::from_secs(at);
-        }
-        let wait = next.duration_since(now).unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = token.cancelled() => return,
-        }
-        let scheduled = next;
-        if let Some(every) = interval {
-            // The next firing keeps to the schedule; firings missed while late are skipped.
-            next += every;
-            let now = SystemTime::now();
-            while next <= now {
-                next += every;
+        while tasks.try_join_next().is_some() {}
+        let (deadline, scheduled) = match interval {
+            Some(every) => {
+                // Firings missed while late are skipped.
+                k += 1;
+                let now = tokio::time::Instant::now();
+                while start + every * k <= now {
+                    k += 1;
+                }
+                (start + every * k, start_wall + every * k)
             }
+            None => {
+                let now = SystemTime::now();
+                let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+                let Some(Ok(cron)) = &cron else { break };
+                let Some(at) = cron.next_after(secs.max(last_cron)) else {
+                    tracing::warn!(function = %target.function, "its cron schedule never fires again");
+                    break;
+                };
+                last_cron = at;
+                let at = UNIX_EPOCH + Duration::from_secs(at);
+                (
+                    tokio::time::Instant::now() + at.duration_since(now).unwrap_or_default(),
+                    at,
+                )
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = token.cancelled() => break,
         }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             target.app.record(
@@ -173,7 +210,7 @@ pub(crate) async fn timer(target: Target, trigger: TimerTrigger, token: Cancella
             "fired_ms": unix_ms(SystemTime::now()),
         });
         let target = target.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let _slot = slot;
             if let Err(e) = post(&target, "timer", Bytes::from(body.to_string())).await {
                 target.app.record(
@@ -184,6 +221,7 @@ pub(crate) async fn timer(target: Target, trigger: TimerTrigger, token: Cancella
             }
         });
     }
+    finish(tasks).await;
 }
 
 fn unix_ms(t: SystemTime) -> u64 {

@@ -75,6 +75,21 @@ async fn load_scales_the_pool_out_at_once_and_back_in_after_the_down_window() {
         down.message
     );
 
+    // A count set by hand would be undone: refused, with the reason.
+    let mut req = request(
+        http::Method::POST,
+        node.api_addr,
+        "/v1/services/web/scale",
+        r#"{"instances": 3}"#,
+    );
+    req.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let manual = send(node.api_addr, req).await.expect("scale");
+    assert_eq!(manual.status, 409, "{}", manual.text());
+    assert!(manual.text().contains("autoscaled"), "{}", manual.text());
+
     // The metrics export the same figures.
     let metrics = get(node.api_addr, "/v1/metrics").await;
     assert_eq!(metrics.status, 200);
