@@ -1,11 +1,12 @@
 //! The autoscaler task of one service: feeds the policy (`strata_appservice::autoscale`)
 //! samples of the pool's load and applies its decisions.
 //!
-//! Driven by events, not a polling period: it sleeps until a request is held at zero or
-//! a member goes past its concurrency target (both signalled by the pool from the request
+//! Driven by events, not a polling period: it wakes when a request is held at zero or a
+//! member goes past its concurrency target (both signalled by the pool from the request
 //! path), or a message is published to the queue the service consumes. While the pool has
-//! work (anything in flight, held or queued) it samples every 100 ms, which the policy's
-//! windows need; while idle, once a second for the down window and the idle timeout.
+//! work (anything in flight, held or queued) it also samples every 100 ms, which the
+//! policy's windows need, and event wake-ups are at least 20 ms apart; while idle, once
+//! a second for the down window and the idle timeout.
 //!
 //! It also keeps the pool's shedding limit (on only at instances.max), measures each start
 //! from zero (first held request to a ready instance), and records every decision, shed
@@ -25,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Time between samples while the pool has work.
 const BUSY_TICK: Duration = Duration::from_millis(100);
+/// Least time between two samples woken by load events while busy.
+const MIN_GAP: Duration = Duration::from_millis(20);
 /// Time between samples while idle (down window, idle timeout).
 const IDLE_TICK: Duration = Duration::from_secs(1);
 /// Rates (arrivals, drain, throughput) are taken over this much of the recent past.
@@ -251,12 +254,19 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
             || r.target != members.len() as u32
             || (scaled.min == 0 && r.target > 0);
         if busy {
-            // The tick alone: a wake-up per saturating request would sample per request.
-            // A pool with no member still wakes at once for a held request.
-            let at_zero = members.is_empty();
+            // A member past its concurrency still wakes the task at once, but samples are
+            // at least MIN_GAP apart: under sustained saturation every request signals.
             tokio::select! {
                 _ = tokio::time::sleep(BUSY_TICK) => {}
-                _ = pool.demanded(), if at_zero => {}
+                _ = pool.demanded() => {
+                    let since = now.elapsed();
+                    if since < MIN_GAP && !members.is_empty() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(MIN_GAP - since) => {}
+                            _ = token.cancelled() => return,
+                        }
+                    }
+                }
                 _ = token.cancelled() => return,
             }
         } else {
