@@ -271,7 +271,8 @@ impl Policy {
                 s.idle_for.as_millis(),
                 self.idle_timeout.as_millis()
             );
-        } else if target < floor {
+        } else if target < floor || (target == floor && wanted < floor && target > 0) {
+            // Held at the floor (or raised to it): the floor is what decides.
             target = floor;
             signal = Signal::Min;
             reason = if self.min > 0 {
