@@ -290,6 +290,36 @@ fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath) 
                 q.batch.to_string(),
             ));
         }
+        // One consumer group shared by two pools would split its messages between them.
+        let services = m.services.iter().filter_map(|(n, s)| {
+            let c = s.consumes.as_ref()?;
+            Some((format!("service {n:?}"), &c.queue, c.group.clone()))
+        });
+        let functions = m
+            .functions
+            .iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .filter_map(|(n, f)| {
+                let t = f.trigger.queue.as_ref()?;
+                Some((
+                    format!("function {n:?}"),
+                    &t.queue,
+                    t.group.clone().unwrap_or_else(|| n.clone()),
+                ))
+            });
+        if let Some((who, _, _)) = services
+            .chain(functions)
+            .find(|(_, queue, g)| **queue == q.queue && g == group)
+        {
+            return Err(invalid(
+                qpath.key("group"),
+                format!("a consumer group of {} no other pool consumes", q.queue),
+                format!(
+                    "{} (by default the function's name), also consumed by {who}",
+                    quoted(group)
+                ),
+            ));
+        }
     }
     if let Some(s) = &trigger.store {
         if !is_queue_name(&s.namespace) {

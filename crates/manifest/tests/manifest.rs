@@ -1068,6 +1068,16 @@ fn functions_are_checked_and_run_as_services() {
         "a name no service uses (a function runs as a pool of its own name)",
         "\"api\", also a service",
     );
+    let err = error_of(|v: &mut Value| {
+        v["queues"] = json!({"jobs": {}});
+        v["services"]["api"]["consumes"] = json!({"queue": "jobs", "group": "work", "path": "/"});
+        v["functions"] = json!({"work": {"run": ["x"], "trigger": {"queue": {"queue": "jobs"}}}});
+    });
+    let text = err.to_string();
+    assert!(
+        text.contains("functions.work.trigger.queue.group") && text.contains("also consumed by service \"api\""),
+        "{text}"
+    );
     let err = error_of(with_functions(
         json!({"f": {"run": ["x"], "trigger": {"http": "/api"}}}),
     ));

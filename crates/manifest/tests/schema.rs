@@ -115,7 +115,7 @@ fn schema_defaults_match_the_model() {
               "consumes": {"queue": "q", "group": "g", "path": "/"}, "autoscale": {}}},
         "queues": {"q": {}}, "caches": {"c": {"namespace": "n"}},
         "functions": {"f": {"run": ["x"], "trigger": {"store": {"namespace": "n"}}},
-                      "g": {"run": ["x"], "trigger": {"queue": {"queue": "q"}}}}});
+                      "h": {"run": ["x"], "trigger": {"queue": {"queue": "q"}}}}});
     let m = serde_json::to_value(parse_value(&minimal).expect("minimal")).expect("serialize");
     let s = &m["services"]["s"];
     let pairs = [
@@ -141,7 +141,7 @@ fn schema_defaults_match_the_model() {
         ),
         (
             "/$defs/trigger/properties/queue",
-            &m["functions"]["g"]["trigger"]["queue"],
+            &m["functions"]["h"]["trigger"]["queue"],
         ),
     ];
     let mut checked = 0;
