@@ -73,11 +73,11 @@ fn schema_properties_match_the_model() {
         ("/$defs/autoscale/properties", &cart["autoscale"]),
         ("/$defs/function/properties", &m["functions"]["thumbnail"]),
         (
-            "/$defs/trigger/properties/store/properties",
+            "/$defs/trigger/properties/store/anyOf/0/properties",
             &m["functions"]["thumbnail"]["trigger"]["store"],
         ),
         (
-            "/$defs/trigger/properties/queue/properties",
+            "/$defs/trigger/properties/queue/anyOf/0/properties",
             &m["functions"]["fulfil"]["trigger"]["queue"],
         ),
     ];
@@ -136,11 +136,11 @@ fn schema_defaults_match_the_model() {
         ("/$defs/autoscale", &s["autoscale"]),
         ("/$defs/function", &m["functions"]["f"]),
         (
-            "/$defs/trigger/properties/store",
+            "/$defs/trigger/properties/store/anyOf/0",
             &m["functions"]["f"]["trigger"]["store"],
         ),
         (
-            "/$defs/trigger/properties/queue",
+            "/$defs/trigger/properties/queue/anyOf/0",
             &m["functions"]["h"]["trigger"]["queue"],
         ),
     ];
@@ -280,6 +280,17 @@ fn schema_and_parser_agree_on_examples() {
     edit("no services, empty functions", &|v| {
         v.as_object_mut().unwrap().remove("services");
         v["functions"] = json!({})
+    });
+    edit(
+        "function trigger with nulls",
+        &|v| v["functions"] = json!({"f": {"run": ["x"], "trigger": {"http": "/h", "queue": null, "timer": null}}}),
+    );
+    edit(
+        "function timer with a null cron",
+        &|v| v["functions"] = json!({"f": {"run": ["x"], "trigger": {"timer": {"interval_ms": 5, "cron": null}}}}),
+    );
+    edit("function only null triggers", &|v| {
+        v["functions"] = json!({"f": {"run": ["x"], "trigger": {"http": null}}})
     });
     edit("function bad name", &|v| {
         v["functions"] = json!({"F": {"run": ["x"], "trigger": {"http": "/h"}}})
