@@ -129,10 +129,6 @@ impl Policy {
         }
     }
 
-    pub fn spec(&self) -> &AutoscaleSpec {
-        &self.spec
-    }
-
     /// The target for this sample. When it differs from `s.current`, the caller scales
     /// to it and records the decision with its reason.
     pub fn observe(&mut self, s: &Sample) -> Recommendation {
@@ -217,8 +213,14 @@ impl Policy {
                 ),
             )
         } else {
-            let up = self.lowest_since(s.at.saturating_sub(self.window(self.spec.up_window_ms)), current);
-            let down = self.highest_since(s.at.saturating_sub(self.window(self.spec.down_window_ms)), current);
+            let up = self.lowest_since(
+                s.at.saturating_sub(Duration::from_millis(self.spec.up_window_ms)),
+                current,
+            );
+            let down = self.highest_since(
+                s.at.saturating_sub(Duration::from_millis(self.spec.down_window_ms)),
+                current,
+            );
             if up > current {
                 (up, format!("needed throughout the last {} ms", self.spec.up_window_ms))
             } else if down < current {
@@ -286,7 +288,7 @@ impl Policy {
         }
         let target = target.min(self.max);
         if overload || backlog_overload {
-            self.panic_until = Some(s.at + self.window(self.spec.up_window_ms.max(1_000)));
+            self.panic_until = Some(s.at + Duration::from_millis(self.spec.up_window_ms.max(1_000)));
         }
         if target > current {
             self.last_up = Some(s.at);
@@ -300,10 +302,6 @@ impl Policy {
             reason,
             at_max: target >= self.max,
         }
-    }
-
-    fn window(&self, ms: u64) -> Duration {
-        Duration::from_millis(ms)
     }
 
     fn remember(&mut self, at: Duration, wanted: u32) {

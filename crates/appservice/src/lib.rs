@@ -122,6 +122,11 @@ impl AppService {
         handle.scale(count)
     }
 
+    /// The instance count a service is set to run (without building a whole snapshot).
+    pub fn desired(&self, service: &str) -> Option<u32> {
+        self.services.get(service).map(|h| h.desired())
+    }
+
     /// Whether a service's count follows its load (it has `autoscale`, or may run none),
     /// so that a count set by hand would be undone.
     pub fn is_autoscaled(&self, service: &str) -> bool {

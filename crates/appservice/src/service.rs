@@ -82,6 +82,10 @@ impl ServiceHandle {
         Ok(())
     }
 
+    pub fn desired(&self) -> u32 {
+        *self.desired.borrow()
+    }
+
     pub fn is_autoscaled(&self) -> bool {
         self.ctx.spec.autoscale.is_some() || self.ctx.spec.instances.min == 0
     }
@@ -108,7 +112,7 @@ impl ServiceHandle {
         ServiceStatus {
             name: self.ctx.name.clone(),
             state: self.phase.lock().unwrap().clone(),
-            desired: *self.desired.borrow(),
+            desired: self.desired(),
             min: self.ctx.spec.instances.min,
             max: self.ctx.spec.instances.max,
             ready: self.ctx.pool.members().len(),

@@ -110,7 +110,7 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
             notified
         });
         let now = Instant::now();
-        let current = desired(&app, &service);
+        let current = app.desired(&service).unwrap_or(0);
         let members = pool.members();
         let inflight: u64 = members.iter().map(|m| m.inflight() as u64).sum();
         let served = pool.served_total();
@@ -284,13 +284,6 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
             }
         }
     }
-}
-
-fn desired(app: &AppService, service: &str) -> u32 {
-    app.snapshot()
-        .into_iter()
-        .find(|s| s.name == service)
-        .map_or(0, |s| s.desired)
 }
 
 /// Starts from zero: how many, and how long the last one took to get a ready instance.
