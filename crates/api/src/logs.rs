@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::Frame;
@@ -18,7 +17,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
-use crate::{api_error, ApiState};
+use crate::{ApiError, NodeParts};
 
 #[derive(Deserialize)]
 pub(crate) struct LogQuery {
@@ -31,12 +30,12 @@ pub(crate) struct LogQuery {
 }
 
 pub(crate) async fn logs(
-    State(state): State<Arc<ApiState>>,
+    State(state): State<Arc<NodeParts>>,
     Path(service): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Response {
     let Some(dir) = state.app.log_dir(&service) else {
-        return api_error(StatusCode::NOT_FOUND, format!("no service named {service:?}"));
+        return ApiError::not_found(format!("no service named {service:?}")).into_response();
     };
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let shutdown = state.shutdown.clone();

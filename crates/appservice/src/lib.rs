@@ -35,12 +35,41 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use strata_bus::Bus;
 use strata_manifest::Manifest;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Who sets an instance count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleBy {
+    /// A person, through `strata scale` or the control API.
+    Hand,
+    /// The service's autoscaler.
+    Autoscaler,
+}
+
+/// Why an instance count was not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScaleError {
+    #[error("no service named {service:?} in app {app:?} (services: {})", services.join(", "))]
+    UnknownService {
+        service: String,
+        app: String,
+        services: Vec<String>,
+    },
+    #[error("{service} can run between {min} and {max} instances (instances.min and instances.max in the manifest); {count} is outside")]
+    OutOfRange {
+        service: String,
+        min: u32,
+        max: u32,
+        count: u32,
+    },
+    #[error("service {0:?} is autoscaled (it has autoscale, or instances.min 0): its count follows its load and a count set by hand would be undone; change instances.min and instances.max in the manifest instead")]
+    Autoscaled(String),
+}
 
 /// What the App Service needs to run one app on this node.
 pub struct AppConfig {
@@ -111,14 +140,19 @@ impl AppService {
     }
 
     /// Sets the number of instances of a service, within its manifest bounds.
-    pub fn scale(&self, service: &str, count: u32) -> Result<()> {
+    /// Sets a service's instance count. `by` says who asks: a count set by hand is
+    /// refused for a service whose count follows its load, since it would be undone.
+    pub fn scale(&self, service: &str, count: u32, by: ScaleBy) -> Result<(), ScaleError> {
         let Some(handle) = self.services.get(service) else {
-            bail!(
-                "no service named {service:?} in app {:?} (services: {})",
-                self.shared.app,
-                self.services.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
+            return Err(ScaleError::UnknownService {
+                service: service.to_string(),
+                app: self.shared.app.clone(),
+                services: self.services.keys().cloned().collect(),
+            });
         };
+        if by == ScaleBy::Hand && handle.is_autoscaled() {
+            return Err(ScaleError::Autoscaled(service.to_string()));
+        }
         handle.scale(count)
     }
 

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Result};
 use strata_manifest::ServiceSpec;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -68,15 +67,15 @@ impl ServiceHandle {
         self.ctx.spec.instances.initial()
     }
 
-    pub fn scale(&self, count: u32) -> Result<()> {
+    pub fn scale(&self, count: u32) -> Result<(), crate::ScaleError> {
         let bounds = &self.ctx.spec.instances;
         if count < bounds.min || count > bounds.max {
-            bail!(
-                "{} can run between {} and {} instances (instances.min and instances.max in the manifest); {count} is outside",
-                self.ctx.name,
-                bounds.min,
-                bounds.max
-            );
+            return Err(crate::ScaleError::OutOfRange {
+                service: self.ctx.name.clone(),
+                min: bounds.min,
+                max: bounds.max,
+                count,
+            });
         }
         self.desired.send_replace(count);
         Ok(())

@@ -5,20 +5,23 @@
 //!
 //! # Layout
 //!
-//! - [`Cache`] (`cache`): the shards of one node and the operations on them (get, set
-//!   with conditions and expiry, delete, expire/persist/ttl, incr, append, flush,
-//!   [`Cache::drop_shard`], [`Cache::stats`]).
-//! - `shard`: one shard (a `Mutex<HashMap>`), its memory accounting, lazy and sampled
-//!   expiry, and eviction by sampling (approximate LRU: sample
-//!   [`CacheConfig::eviction_samples`] keys, evict the least recently used).
-//! - `stored`: keys and values as held in a shard (inline up to 23 bytes, else shared).
-//! - [`Ring`] (`ring`): the consistent-hash ring with virtual nodes mapping a key to its
-//!   [`ShardId`] (node name + shard number), so shards of other nodes can join later.
+//! Bottom-up: each module uses only the ones above it (named in parentheses).
+//!
 //! - [`Clock`] (`clock`): monotonic and Unix time; [`SystemClock`], and [`ManualClock`]
 //!   for tests.
-//! - [`ReadThrough`] (`read_through`): a cache in front of a [`Loader`], with request
-//!   coalescing and serve-stale-while-refresh.
-//! - [`resp`]: the Redis protocol server ([`spawn_resp`]).
+//! - [`Ring`] (`ring`): the consistent-hash ring with virtual nodes mapping a key to its
+//!   [`ShardId`] (node name + shard number), so shards of other nodes can join later.
+//! - `stored`: keys and values as held in a shard (inline up to 23 bytes, else shared).
+//! - `shard` (stored): one shard (a `Mutex<HashMap>`), its memory accounting, lazy and
+//!   sampled expiry, and eviction by sampling (approximate LRU: sample
+//!   [`CacheConfig::eviction_samples`] keys, evict the least recently used).
+//! - [`Cache`] (`cache`; clock, ring, stored, shard): the shards of one node and the
+//!   operations on them (get, set with conditions and expiry, delete,
+//!   expire/persist/ttl, incr, append, flush, [`Cache::drop_shard`], [`Cache::stats`]).
+//! - [`ReadThrough`] (`read_through`; cache): a cache in front of a [`Loader`], with
+//!   request coalescing and serve-stale-while-refresh.
+//! - [`resp`] (cache, ring): the Redis protocol server ([`spawn_resp`]); its own modules
+//!   are ordered in its header.
 //!
 //! # Using it
 //!
@@ -93,7 +96,9 @@ pub use cache::{
     SetOutcome, Ttl, DEFAULT_MAX_BYTES,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use read_through::{LoadError, LoadFuture, Loader, ReadThrough, ReadThroughConfig, ReadThroughStats};
+pub use read_through::{
+    read_through_key, LoadError, LoadFuture, Loader, ReadThrough, ReadThroughConfig, ReadThroughStats,
+};
 pub use resp::{spawn_resp, spawn_resp_with, RespConfig, RespWorkers};
 pub use ring::{key_hash, Ring, ShardId, StableHasher, DEFAULT_VNODES};
 pub use shard::{ShardStats, ENTRY_OVERHEAD};

@@ -35,6 +35,11 @@ pub trait Loader: Send + Sync + 'static {
     fn load<'a>(&'a self, key: &'a [u8]) -> LoadFuture<'a>;
 }
 
+/// The cache key under which the read-through cache `name` keeps the store's `key`.
+pub fn read_through_key(name: &str, key: &str) -> String {
+    format!("rt:{name}:{key}")
+}
+
 /// Freshness of loaded values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadThroughConfig {

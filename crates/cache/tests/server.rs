@@ -108,7 +108,7 @@ fn string_commands_answer_like_redis() {
     c.check(&["CLIENT", "SETINFO", "LIB-NAME", "redis-py"], "+OK\r\n");
     c.check(&["AUTH", "pw"], "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n");
     c.check(&["QUIT"], "+OK\r\n");
-    assert!(c.closed());
+    c.assert_closed("after QUIT");
 }
 
 #[test]
@@ -181,7 +181,7 @@ fn protocol_errors_are_answered_then_the_connection_closes() {
         c.send(input);
         let expected = format!("+PONG\r\n{reply}");
         assert_eq!(String::from_utf8_lossy(&c.read_n(expected.len())), expected);
-        assert!(c.closed(), "closed after {input:?}");
+        c.assert_closed(&format!("after {:?}", String::from_utf8_lossy(input)));
     }
     // The server is still fine.
     server.client().check(&["PING"], "+PONG\r\n");
@@ -305,7 +305,7 @@ fn limits_close_the_connection_with_an_error() {
     c.send(b"*2\r\n$4\r\nECHO\r\n$1001\r\n");
     let e = "-ERR Protocol error: invalid bulk length\r\n";
     assert_eq!(String::from_utf8_lossy(&c.read_n(e.len())), e);
-    assert!(c.closed());
+    c.assert_closed("after a bulk over the limit");
     // Many small arguments past the query buffer limit.
     let mut c = server.client();
     let mut big = b"*100000\r\n".to_vec();
@@ -315,7 +315,7 @@ fn limits_close_the_connection_with_an_error() {
     c.send(&big);
     let e = "-ERR Protocol error: query buffer limit exceeded\r\n";
     assert_eq!(String::from_utf8_lossy(&c.read_n(e.len())), e);
-    assert!(c.closed());
+    c.assert_closed("after the query buffer went over the limit");
 }
 
 #[test]
@@ -351,7 +351,7 @@ fn shutdown_stops_the_workers_and_closes_connections() {
     let mut c = server.client();
     c.check(&["PING"], "+PONG\r\n");
     server.stop();
-    assert!(c.closed());
+    c.assert_closed("after the server stopped");
     std::thread::sleep(Duration::from_millis(50));
     assert!(
         std::net::TcpStream::connect(server.addr).is_err(),

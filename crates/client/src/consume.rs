@@ -4,11 +4,11 @@ use bytes::Bytes;
 use http::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::body::JsonBody;
 use crate::client::{parse, segment};
 use crate::compact::{self, CompactMessage};
 use crate::conn::Outgoing;
 use crate::{Client, Error};
+use strata_wire::JsonBody;
 
 /// A message leased to a group by a fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +159,7 @@ impl Client {
                 )));
             }
         }
-        compact::decode_fetch(&answer.body)
+        compact::decode_fetch(&answer.body).map_err(Error::from)
     }
 
     /// Deletes messages leased to `group` (any order).

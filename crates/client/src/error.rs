@@ -106,3 +106,10 @@ mod tests {
         assert_eq!(e.to_string(), "the node gave no reason (HTTP 500)");
     }
 }
+
+/// A malformed answer in one of the shared wire formats.
+impl From<strata_wire::WireError> for Error {
+    fn from(e: strata_wire::WireError) -> Error {
+        Error::Protocol(e.0)
+    }
+}

@@ -19,9 +19,9 @@
 //! after the request may have reached the node reports the error, and only the caller
 //! knows whether sending again (with a `dedupe_id`) is right.
 
-mod body;
 mod client;
-pub mod compact;
+/// The compact form of `docs/queues.md` (from `strata-wire`).
+pub use strata_wire::compact;
 mod conn;
 mod consume;
 mod error;

@@ -7,10 +7,10 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::body::JsonBody;
 use crate::client::{parse, segment};
 use crate::conn::Outgoing;
 use crate::{compact, Client, Error};
+use strata_wire::JsonBody;
 
 /// A message to publish with its optional attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -138,7 +138,7 @@ impl Client {
         let out = Outgoing {
             content_type: Some(compact::MEDIA_TYPE),
             accept: Some("application/json"),
-            body: compact::encode_batch(bodies)?,
+            body: compact::encode_batch(bodies).map_err(|e| Error::Invalid(e.0))?,
         };
         let answer = self.call(Method::POST, &path, out).await?;
         #[derive(Deserialize)]

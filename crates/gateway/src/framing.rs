@@ -31,20 +31,28 @@ pub enum Refusal {
 impl Refusal {
     /// The whole HTTP reply, connection closing.
     pub fn reply(self) -> Vec<u8> {
-        let (status, reason, message) = match self {
+        use strata_wire::{ErrorBody, ErrorCode};
+        let (status, reason, code, message) = match self {
             Refusal::AmbiguousLength => (
                 400,
                 "Bad Request",
+                ErrorCode::BadRequest,
                 "a request may not carry both Content-Length and Transfer-Encoding",
             ),
             Refusal::HeadTooLarge => (
                 431,
                 "Request Header Fields Too Large",
+                ErrorCode::HeadersTooLarge,
                 "request line and headers are over the gateway's limit",
             ),
-            Refusal::HeadTimeout => (408, "Request Timeout", "request headers not received in time"),
+            Refusal::HeadTimeout => (
+                408,
+                "Request Timeout",
+                ErrorCode::DeadlineExceeded,
+                "request headers not received in time",
+            ),
         };
-        let body = serde_json::json!({ "error": message, "status": status }).to_string();
+        let body = ErrorBody::new(status, code, message).to_json();
         format!(
             "HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()

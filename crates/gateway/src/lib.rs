@@ -12,20 +12,22 @@
 //!   oversized heads, answers 408 to slow heads, closes idle connections.
 //! - `coarse`: attempt timeouts without a timer operation per request.
 //! - `access`: the access log, written off the request path.
+//! - `config`: [`GatewayConfig`] and each service's [`RelayPolicy`] from the manifest.
 //!
 //! Invariant: the gateway keeps no state of its own between requests beyond idle
 //! connections; membership lives in the bus.
 
 mod access;
-pub mod base64;
 pub mod body;
 pub mod coarse;
+mod config;
 pub mod framing;
 pub mod relay;
 mod upstream;
 
 pub use access::AccessLog;
 pub use body::{ReqBody, ResBody};
+pub use config::relay_policies;
 pub use relay::{Outcome, RelayPolicy};
 pub use upstream::MAX_WORKERS;
 
@@ -42,6 +44,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use strata_bus::{Bus, Pool};
 use strata_manifest::CallMode;
+use strata_wire::ErrorCode;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -191,6 +194,7 @@ impl Gateway {
         if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
             let res = relay::error_response(
                 StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
                 "",
                 "a request may not carry both Content-Length and Transfer-Encoding",
                 Some(rid),
@@ -200,8 +204,13 @@ impl Gateway {
         let declared = match content_length(headers) {
             Ok(n) => n,
             Err(()) => {
-                let res =
-                    relay::error_response(StatusCode::BAD_REQUEST, "", "Content-Length is not a number", Some(rid));
+                let res = relay::error_response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadRequest,
+                    "",
+                    "Content-Length is not a number",
+                    Some(rid),
+                );
                 return (close(res), None, none);
             }
         };
@@ -209,6 +218,7 @@ impl Gateway {
             if len > limit {
                 let res = relay::error_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::PayloadTooLarge,
                     "",
                     &format!("request body of {len} bytes is over the limit of {limit} bytes"),
                     Some(rid),
@@ -219,6 +229,7 @@ impl Gateway {
         let Some(target) = self.route(&req) else {
             let res = relay::error_response(
                 StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
                 "",
                 &format!("no route for {}", req.uri().path()),
                 Some(rid),
@@ -292,15 +303,20 @@ where
             Ok(collected) => Ok(ReqBody::Full(Some(collected.to_bytes()))),
             Err(e) => {
                 let too_big = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
-                let (status, msg) = if too_big {
+                let (status, code, msg) = if too_big {
                     (
                         StatusCode::PAYLOAD_TOO_LARGE,
+                        ErrorCode::PayloadTooLarge,
                         format!("request body is over the limit of {cap} bytes"),
                     )
                 } else {
-                    (StatusCode::BAD_REQUEST, format!("could not read the request body: {e}"))
+                    (
+                        StatusCode::BAD_REQUEST,
+                        ErrorCode::ClientBody,
+                        format!("could not read the request body: {e}"),
+                    )
                 };
-                Err(close(relay::error_response(status, "", &msg, None)))
+                Err(close(relay::error_response(status, code, "", &msg, None)))
             }
         };
     }

@@ -10,6 +10,7 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use strata_bus::{Member, Pool, Room, Shed};
+use strata_wire::{ErrorBody, ErrorCode};
 
 use crate::body::{ReqBody, ResBody};
 use crate::upstream::{Conn, SendError, Upstream};
@@ -93,6 +94,64 @@ pub async fn any_avoiding(
         .any(|m| !m.is_unavailable() && !avoid.iter().any(|a| Arc::ptr_eq(a, m)));
     let seed = if others { avoid.to_vec() } else { Vec::new() };
     any_from(pool, req, policy, seed).await
+}
+
+/// An event or a batch POSTed as JSON through the bus to one member (push delivery,
+/// function triggers): never reissued once sent, since a POST is not idempotent.
+pub struct JsonPost<'a> {
+    /// The member-side path, for example `/jobs`.
+    pub path: &'a str,
+    /// Extra headers (`x-strata-queue`, `x-strata-trigger`, ...).
+    pub headers: &'a [(&'static str, &'a str)],
+    pub body: Bytes,
+    /// Most bytes of the answer read back; the rest is dropped.
+    pub answer_limit: usize,
+}
+
+/// What a member (or the relay itself) answered to a [`JsonPost`].
+pub struct JsonAnswer {
+    pub status: u16,
+    /// The answer's body (read whole, so the connection goes back to the idle list), or
+    /// why it could not be read.
+    pub body: Result<Bytes, String>,
+    /// The member that answered, if one did.
+    pub member: Option<Arc<Member>>,
+}
+
+/// POSTs `post` to ANY one member of `pool`, passing over `avoid` while another is ready.
+pub async fn post_json(pool: &Pool, post: JsonPost<'_>, policy: &RelayPolicy, avoid: &[Arc<Member>]) -> JsonAnswer {
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(post.path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, post.body.len());
+    for (name, value) in post.headers {
+        req = req.header(*name, *value);
+    }
+    let req = match req.body(ReqBody::Full(Some(post.body))) {
+        Ok(req) => req,
+        Err(e) => {
+            return JsonAnswer {
+                status: StatusCode::BAD_REQUEST.as_u16(),
+                body: Err(format!("cannot build POST {}: {e}", post.path)),
+                member: None,
+            }
+        }
+    };
+    let (res, outcome) = any_avoiding(pool, req, policy, avoid).await;
+    let status = res.status().as_u16();
+    let body = match http_body_util::Limited::new(res.into_body(), post.answer_limit)
+        .collect()
+        .await
+    {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) => Err(e.to_string()),
+    };
+    JsonAnswer {
+        status,
+        body,
+        member: outcome.member,
+    }
 }
 
 async fn any_from(
@@ -283,7 +342,12 @@ fn client_body_error(pool: &Pool, status: StatusCode, request_id: Option<&Header
     } else {
         "the request body broke off before its end"
     };
-    let mut res = error_response(status, &pool.service, what, request_id);
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ErrorCode::PayloadTooLarge
+    } else {
+        ErrorCode::ClientBody
+    };
+    let mut res = error_response(status, code, &pool.service, what, request_id);
     // The rest of the body was not read: the connection cannot carry another request.
     res.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -313,13 +377,15 @@ fn failed(
     let Some((member, failure)) = last else {
         return no_member(pool, request_id);
     };
-    let (status, what) = match failure {
+    let (status, code, what) = match failure {
         Failure::Unsent(e) => (
             StatusCode::BAD_GATEWAY,
+            ErrorCode::UpstreamFailed,
             format!("member {} failed before the request was sent: {e}", member.id),
         ),
         Failure::Broken(e) => (
             StatusCode::BAD_GATEWAY,
+            ErrorCode::UpstreamFailed,
             format!(
                 "member {} failed while handling the request ({e}); not reissued: {why_not_again}",
                 member.id
@@ -327,18 +393,20 @@ fn failed(
         ),
         Failure::Timeout => (
             StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::UpstreamTimeout,
             format!(
                 "member {} did not answer in time; not reissued: {why_not_again}",
                 member.id
             ),
         ),
     };
-    error_response(status, &pool.service, &what, request_id)
+    error_response(status, code, &pool.service, &what, request_id)
 }
 
 fn no_member(pool: &Pool, request_id: Option<&HeaderValue>) -> Response<ResBody> {
     let mut res = error_response(
         StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::NoMember,
         &pool.service,
         &format!("no ready instance of service {:?}", pool.service),
         request_id,
@@ -352,6 +420,7 @@ fn no_member(pool: &Pool, request_id: Option<&HeaderValue>) -> Response<ResBody>
 fn shed(pool: &Pool, request_id: Option<&HeaderValue>) -> Response<ResBody> {
     let mut res = error_response(
         StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Shed,
         &pool.service,
         &format!(
             "service {:?} is at its instances.max and every instance tried is at its limit (autoscale.max_inflight): load shed, retry later",
@@ -367,6 +436,7 @@ fn shed(pool: &Pool, request_id: Option<&HeaderValue>) -> Response<ResBody> {
 fn deadline_exceeded(pool: &Pool, policy: &RelayPolicy, request_id: Option<&HeaderValue>) -> Response<ResBody> {
     error_response(
         StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::DeadlineExceeded,
         &pool.service,
         &format!("deadline of {} ms exceeded", policy.deadline.as_millis()),
         request_id,
@@ -376,18 +446,19 @@ fn deadline_exceeded(pool: &Pool, policy: &RelayPolicy, request_id: Option<&Head
 /// A JSON error body naming the service and what went wrong.
 pub fn error_response(
     status: StatusCode,
+    code: ErrorCode,
     service: &str,
     message: &str,
     request_id: Option<&HeaderValue>,
 ) -> Response<ResBody> {
-    let mut body = serde_json::json!({ "error": message, "status": status.as_u16() });
+    let mut body = ErrorBody::new(status.as_u16(), code, message);
     if !service.is_empty() {
-        body["service"] = service.into();
+        body = body.with("service", service);
     }
     if let Some(id) = request_id.and_then(|v| v.to_str().ok()) {
-        body["request_id"] = id.into();
+        body = body.with("request_id", id);
     }
-    let mut res = Response::new(ResBody::full(format!("{body}\n")));
+    let mut res = Response::new(ResBody::full(body.to_json()));
     *res.status_mut() = status;
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -407,6 +478,7 @@ pub async fn all(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
     let ReqBody::Full(bytes) = body else {
         let res = error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
             &pool.service,
             "a broadcast request body must be small enough to hold (at most 1 MiB)",
             request_id.as_ref(),
@@ -441,7 +513,7 @@ pub async fn all(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
                 let mut entry = serde_json::json!({ "instance": id, "status": status.as_u16() });
                 match std::str::from_utf8(&body) {
                     Ok(text) => entry["body"] = text.into(),
-                    Err(_) => entry["body_base64"] = crate::base64::encode(&body).into(),
+                    Err(_) => entry["body_base64"] = strata_wire::base64::encode(&body).into(),
                 }
                 entry
             }

@@ -32,16 +32,72 @@ fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object().expect("an object").keys().cloned().collect()
 }
 
+/// The fields of all the objects, in one object.
+fn merged<'a>(objects: impl Iterator<Item = &'a Value>) -> Value {
+    let mut all = serde_json::Map::new();
+    for object in objects {
+        all.extend(object.as_object().expect("an object").clone());
+    }
+    Value::Object(all)
+}
+
+/// JSON pointers to every object the schema defines (`"type": "object"` with
+/// `properties`), wherever it stands: the root, `$defs`, a property, an array's items,
+/// a map's values or a branch of `anyOf`/`oneOf`/`allOf`. A branch that only constrains
+/// the object holding it (no `type`, like the "exactly one of" of a trigger) is not a
+/// definition of its own.
+fn object_definitions(schema: &Value) -> BTreeSet<String> {
+    fn walk(pointer: String, node: &Value, found: &mut BTreeSet<String>) {
+        let Some(node) = node.as_object() else {
+            return;
+        };
+        if node.get("type").and_then(Value::as_str) == Some("object") && node.contains_key("properties") {
+            found.insert(pointer.clone());
+        }
+        for (keyword, child) in node {
+            match keyword.as_str() {
+                "$defs" | "properties" => {
+                    for (name, schema) in child.as_object().into_iter().flatten() {
+                        let name = name.replace('~', "~0").replace('/', "~1");
+                        walk(format!("{pointer}/{keyword}/{name}"), schema, found);
+                    }
+                }
+                "anyOf" | "oneOf" | "allOf" | "prefixItems" => {
+                    for (i, schema) in child.as_array().into_iter().flatten().enumerate() {
+                        walk(format!("{pointer}/{keyword}/{i}"), schema, found);
+                    }
+                }
+                "items" | "additionalProperties" | "propertyNames" | "not" => {
+                    walk(format!("{pointer}/{keyword}"), child, found)
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut found = BTreeSet::new();
+    walk(String::new(), schema, &mut found);
+    found
+}
+
+/// The schema at `pointer` has a description, or is a branch of an `anyOf`/`oneOf` whose
+/// holder has one.
+fn described(schema: &Value, pointer: &str) -> bool {
+    let has = |pointer: &str| schema.pointer(pointer).and_then(|d| d.get("description")).is_some();
+    let mut parts = pointer.rsplitn(3, '/');
+    let branch = (parts.next(), parts.next(), parts.next());
+    has(pointer) || matches!(branch, (Some(_), Some("anyOf" | "oneOf"), Some(holder)) if has(holder))
+}
+
 #[test]
 fn schema_is_draft_2020_12_and_closed() {
     let schema = schema();
     assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
-    assert_eq!(schema["additionalProperties"], false);
-    for (name, def) in schema["$defs"].as_object().expect("$defs") {
-        if def.get("properties").is_some() {
-            assert_eq!(def["additionalProperties"], false, "$defs/{name} must be closed");
-            assert!(def.get("description").is_some(), "$defs/{name} lacks a description");
-        }
+    let definitions = object_definitions(&schema);
+    assert!(definitions.contains("/$defs/file/oneOf/0"), "{definitions:?}");
+    for pointer in &definitions {
+        let def = schema.pointer(pointer).expect("found by the walk");
+        assert_eq!(def["additionalProperties"], false, "{pointer:?} must be closed");
+        assert!(described(&schema, pointer), "{pointer:?} lacks a description");
     }
 }
 
@@ -50,42 +106,60 @@ fn schema_is_draft_2020_12_and_closed() {
 #[test]
 fn schema_properties_match_the_model() {
     let schema = schema();
-    let m = serde_json::to_value(parse_value(&full()).expect("full")).expect("serialize");
+    // The fixture's timer has a cron; `tick` has the other field of a timer.
+    let mut full = full();
+    full["functions"]["tick"] = json!({"run": ["./tick"], "trigger": {"timer": {"interval_ms": 1000}}});
+    let m = serde_json::to_value(parse_value(&full).expect("full")).expect("serialize");
     let cart = &m["services"]["cart"];
+    // A trigger and a timer serialize only the one field that is set: their fields are
+    // those of all the functions' triggers together.
+    let functions = m["functions"].as_object().expect("functions");
+    let triggers = merged(functions.values().map(|f| &f["trigger"]));
+    let timers = merged(functions.values().filter_map(|f| f["trigger"].get("timer")));
     let pairs = [
-        ("/properties", &m),
-        ("/$defs/gateway/properties", &m["gateway"]),
-        ("/$defs/service/properties", cart),
-        ("/$defs/instances/properties", &cart["instances"]),
-        ("/$defs/route/anyOf/1/properties", &cart["routes"][1]),
-        ("/$defs/health/properties", &cart["health"]),
-        ("/$defs/resources/properties", &cart["resources"]),
-        ("/$defs/placement/properties", &cart["placement"]),
-        ("/$defs/relay/properties", &cart["relay"]),
-        ("/$defs/setup/properties", &cart["setup"]),
-        ("/$defs/file/oneOf/0/properties", &cart["files"]["conf/cart.toml"]),
-        ("/$defs/file/oneOf/1/properties", &cart["files"]["data/seed.json"]),
-        ("/$defs/consumes/properties", &cart["consumes"]),
-        ("/$defs/queue/properties", &m["queues"]["orders"]),
-        ("/$defs/retention/properties", &m["queues"]["orders"]["retention"]),
-        ("/$defs/cache/properties", &m["cache"]),
-        ("/$defs/read_through/properties", &m["caches"]["history"]),
-        ("/$defs/autoscale/properties", &cart["autoscale"]),
-        ("/$defs/function/properties", &m["functions"]["thumbnail"]),
+        ("", &m),
+        ("/$defs/gateway", &m["gateway"]),
+        ("/$defs/service", cart),
+        ("/$defs/instances", &cart["instances"]),
+        ("/$defs/route/anyOf/1", &cart["routes"][1]),
+        ("/$defs/health", &cart["health"]),
+        ("/$defs/resources", &cart["resources"]),
+        ("/$defs/placement", &cart["placement"]),
+        ("/$defs/relay", &cart["relay"]),
+        ("/$defs/setup", &cart["setup"]),
+        ("/$defs/file/oneOf/0", &cart["files"]["conf/cart.toml"]),
+        ("/$defs/file/oneOf/1", &cart["files"]["data/seed.json"]),
+        ("/$defs/consumes", &cart["consumes"]),
+        ("/$defs/queue", &m["queues"]["orders"]),
+        ("/$defs/retention", &m["queues"]["orders"]["retention"]),
+        ("/$defs/cache", &m["cache"]),
+        ("/$defs/read_through", &m["caches"]["history"]),
+        ("/$defs/autoscale", &cart["autoscale"]),
+        ("/$defs/function", &m["functions"]["thumbnail"]),
         (
-            "/$defs/trigger/properties/store/anyOf/0/properties",
+            "/$defs/trigger/properties/store/anyOf/0",
             &m["functions"]["thumbnail"]["trigger"]["store"],
         ),
         (
-            "/$defs/trigger/properties/queue/anyOf/0/properties",
+            "/$defs/trigger/properties/queue/anyOf/0",
             &m["functions"]["fulfil"]["trigger"]["queue"],
         ),
+        ("/$defs/trigger", &triggers),
+        ("/$defs/trigger/properties/timer/anyOf/0", &timers),
     ];
+    // Pairs for every object the schema defines, so that a definition (an anyOf or
+    // oneOf branch too) cannot go unchecked.
+    let paired: BTreeSet<String> = pairs.iter().map(|(pointer, _)| pointer.to_string()).collect();
+    assert_eq!(
+        paired,
+        object_definitions(&schema),
+        "schema definitions without a model value"
+    );
     for (pointer, value) in pairs {
-        let properties = schema
+        let properties = &schema
             .pointer(pointer)
-            .unwrap_or_else(|| panic!("schema lacks {pointer}"));
-        assert_eq!(keys(properties), keys(value), "{pointer}");
+            .unwrap_or_else(|| panic!("schema lacks {pointer:?}"))["properties"];
+        assert_eq!(keys(properties), keys(value), "{pointer:?}");
         for (name, property) in properties.as_object().unwrap() {
             let described = property.get("description").is_some()
                 || property

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::state::Replayed;
+use crate::groups_log::ReplayedGroup;
 
 /// Offsets are already well spread integers: one multiply mixes them enough, where
 /// SipHash cost a measurable share of a fetch.
@@ -65,15 +65,15 @@ pub struct GroupStats {
 impl Group {
     pub fn new(start: u64) -> Group {
         Group::from_replay(
-            Replayed {
+            ReplayedGroup {
                 floor: start,
-                ..Replayed::default()
+                ..ReplayedGroup::default()
             },
             start,
         )
     }
 
-    pub fn from_replay(r: Replayed, first_offset: u64) -> Group {
+    pub fn from_replay(r: ReplayedGroup, first_offset: u64) -> Group {
         let floor = r.floor.max(first_offset);
         let mut g = Group {
             floor,

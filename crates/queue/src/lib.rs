@@ -2,23 +2,49 @@
 //! consumer groups, leases, dead letters, dedupe and replies. No HTTP in here; the node
 //! API (crate `strata-api`) maps it to routes. Guarantees are in `docs/queues.md`.
 //!
-//! Layout:
-//! - [`Queues`]: the registry of a node's queues under one directory, and the reply
-//!   inboxes (publish-and-wait).
-//! - [`Queue`] (`queue`): the index, the groups and the writer thread (group commit).
+//! Layout (each module depends only on those listed after it, and on this root for
+//! [`QueueError`]):
+//! - [`QueueBackend`] / [`QueueHandle`] (`backend`): the queue contract as traits, which
+//!   [`Queues`] and [`Queue`] implement; the node API and the node reach queues only
+//!   through them, so a second backend (JetStream) serves the same API.
+//! - [`Queues`] (here): the registry of a node's queues under one directory, and the
+//!   reply inboxes (publish-and-wait).
+//! - `fetch`: the read path, [`Queue::fetch`]: leasing offsets to a group, checking what
+//!   is read, long polls, moving messages to the dead-letter queue.
+//! - [`Queue`] (`queue`): open (recovery), publish, ack, nack, stats, close.
+//! - `read`: reading leased records from memory or from the segments (one read per run,
+//!   page-cache hits on the caller's thread, the rest on the blocking pool).
+//! - `leader`: who commits and when: the pipe of waiting writes, a publisher leading in
+//!   place or the queue's own thread, interval syncs, the flush at close.
+//! - `commit`: the `Writer` and one group commit: dedupe, offsets, one `pwrite` and one
+//!   sync per batch, segment roll, then visible and answered.
+//! - `retention`: segments every group is done with, or past the retention limits,
+//!   dropped after a commit.
+//! - `compact`: `groups.log` rewritten as a snapshot of the groups when it grows.
+//! - `index`: what publishers, fetchers and the writer share: where each offset's record
+//!   is, the recent writes kept in memory, the groups, behind one mutex.
 //! - `group`: one consumer group's position, leases and redeliveries.
+//! - `groups_log`: the `groups.log` file, the groups' durable state as a log of
+//!   operations: its format, replay and opening.
+//! - `segment`: preallocated segment files; recovery at open; reads.
 //! - `record`: the on-disk record of one message (length, CRC-32, fields).
-//! - `segment`: preallocated segment files; recovery at open.
-//! - `state`: `groups.log`, the groups' durable state.
 //!
 //! Invariant: a message is visible to consumers only once it is durable under the
 //! queue's fsync policy, and a publish is answered only then.
 
+mod backend;
+mod commit;
+mod compact;
+mod fetch;
 mod group;
+mod groups_log;
+mod index;
+mod leader;
 mod queue;
+mod read;
 mod record;
+mod retention;
 mod segment;
-mod state;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -31,8 +57,11 @@ use bytes::Bytes;
 use strata_manifest::QueueSpec;
 use tokio::sync::oneshot;
 
+pub use backend::{Changed, QueueBackend, QueueHandle};
+pub use commit::Published;
+pub use fetch::{FetchOptions, Message};
 pub use group::GroupStats;
-pub use queue::{FetchOptions, Message, Published, Queue, QueueStats};
+pub use queue::{Queue, QueueStats};
 pub use record::{NewMessage, MAX_ATTR};
 pub use segment::Corruption;
 
@@ -59,6 +88,13 @@ pub enum QueueError {
     Closed,
     #[error("disk: {0}")]
     Io(String),
+}
+
+impl QueueError {
+    /// A disk error while doing `what` (a verb phrase: "read groups.log").
+    pub(crate) fn io(what: &str, e: std::io::Error) -> QueueError {
+        QueueError::Io(format!("{what}: {e}"))
+    }
 }
 
 /// A reply handed to a publisher waiting in [`Queues::request`].

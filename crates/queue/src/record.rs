@@ -12,6 +12,8 @@
 //! ```
 //! All integers little-endian. A record is never split across segments.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub(crate) const HEADER: usize = 8;
@@ -19,6 +21,13 @@ pub(crate) const HEADER: usize = 8;
 const FIXED: usize = 17;
 /// Longest dedupe id, reply-to or correlation id.
 pub const MAX_ATTR: usize = 1024;
+
+/// The clock of `timestamp_ms`: milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 const F_DEDUPE: u8 = 1;
 const F_REPLY_TO: u8 = 2;

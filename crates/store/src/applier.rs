@@ -19,8 +19,7 @@ use redb::{Database, Durability};
 
 use crate::blob;
 use crate::overlay::Overlay;
-use crate::record::{encode_value, value_len, APPLIED, BLOBS, META, SEQ, VALUES, WAL_FILE, WAL_POS};
-use crate::store::db_err;
+use crate::record::{db_err, encode_value, value_len, APPLIED, BLOBS, META, SEQ, VALUES, WAL_FILE, WAL_POS};
 use crate::wal::{Effect, Wal};
 use crate::StoreError;
 

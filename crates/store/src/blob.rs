@@ -3,33 +3,31 @@
 //! An upload streams into `tmp-TOKEN` (created new) on tokio's blocking pool, hashing as
 //! it goes; at the end the file is synced and renamed to `NAMEHASH-TOKEN`, where
 //! `NAMEHASH` is the start of the SHA-256 of the blob's table key and `TOKEN` is unique to
-//! the upload, so a new body never overwrites the one readers may have open. The rename
-//! is handed to the writer, which syncs the directory once for every blob in its batch
-//! before logging their metadata; a replaced or deleted body is removed by the applier
-//! once redb has the change. A file no committed metadata refers to is removed at open.
+//! the upload, so a new body never overwrites the one readers may have open. The store
+//! then hands the body's metadata to the writer, which syncs the directory once for every
+//! blob in its batch (making the renames durable) before logging their metadata; a
+//! replaced or deleted body is removed by the applier once redb has the change. A file no
+//! committed metadata refers to is removed at open.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
 
 use crate::record::{hex, table_key};
-use crate::writer::{Done, Op, Write};
-use crate::{BlobMeta, Cond, StoreError};
+use crate::StoreError;
 
 const TEMP_PREFIX: &str = "tmp-";
 
 /// What the async side of an upload hands to the blocking side.
 pub(crate) enum Chunk {
     Data(Bytes),
-    /// The body ended: sync, rename and commit.
+    /// The body ended: sync and rename it.
     End,
 }
 
@@ -55,23 +53,28 @@ impl Tokens {
     }
 }
 
-/// One upload's blocking side: where it goes and whom to answer.
+/// Where one upload's body goes.
 pub(crate) struct Upload {
     pub dir: PathBuf,
     pub ns: String,
     pub name: String,
-    pub content_type: String,
-    pub cond: Cond,
     pub token: String,
-    pub writer: mpsc::Sender<Op>,
-    pub done: oneshot::Sender<Result<BlobMeta, StoreError>>,
 }
 
-/// Writes the chunks to a temporary file while hashing them; at `End`, syncs the file,
-/// renames it into place and sends the metadata to the writer, which answers `done`.
-/// When the chunks stop without `End` (the body failed or the caller went away), the
-/// temporary file is removed and nobody is answered. Runs on the blocking pool.
-pub(crate) fn ingest(up: Upload, mut chunks: tokio::sync::mpsc::Receiver<Chunk>) {
+/// A body written, synced and renamed into place, whose metadata is still to be
+/// committed.
+pub(crate) struct Body {
+    pub size: u64,
+    pub sha256: [u8; 32],
+    /// Its file name in the blobs directory.
+    pub file: String,
+}
+
+/// Writes the chunks to a temporary file while hashing them; at `End`, syncs the file
+/// and renames it into place. When the chunks stop without `End` (the body failed or the
+/// caller went away), the temporary file is removed and the answer is `None`. Runs on
+/// the blocking pool.
+pub(crate) fn ingest(up: &Upload, mut chunks: tokio::sync::mpsc::Receiver<Chunk>) -> Result<Option<Body>, StoreError> {
     let temp = up.dir.join(format!("{TEMP_PREFIX}{}", up.token));
     let written = (|| -> io::Result<Option<(u64, [u8; 32])>> {
         let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
@@ -97,36 +100,19 @@ pub(crate) fn ingest(up: Upload, mut chunks: tokio::sync::mpsc::Receiver<Chunk>)
         Ok(Some(done)) => done,
         Ok(None) => {
             remove(&temp);
-            return;
+            return Ok(None);
         }
         Err(e) => {
             remove(&temp);
-            let _ = up.done.send(Err(StoreError::Io(format!("write the blob body: {e}"))));
-            return;
+            return Err(StoreError::Io(format!("write the blob body: {e}")));
         }
     };
     let file = body_file_name(&up.ns, &up.name, &up.token);
     if let Err(e) = fs::rename(&temp, up.dir.join(&file)) {
         remove(&temp);
-        let _ = up
-            .done
-            .send(Err(StoreError::Io(format!("rename the blob body into place: {e}"))));
-        return;
+        return Err(StoreError::Io(format!("rename the blob body into place: {e}")));
     }
-    let write = Write::PutBlob {
-        ns: up.ns,
-        name: up.name,
-        cond: up.cond,
-        content_type: up.content_type,
-        size,
-        sha256,
-        file: file.clone(),
-    };
-    if let Err(mpsc::SendError(Op::Write(_, Done::Blob(done)))) = up.writer.send(Op::Write(write, Done::Blob(up.done)))
-    {
-        remove(&up.dir.join(file));
-        let _ = done.send(Err(StoreError::Closed));
-    }
+    Ok(Some(Body { size, sha256, file }))
 }
 
 /// The file name of one body of blob `name` in `ns`.

@@ -2,17 +2,27 @@
 //! prefix listing, and blobs streamed in and out, both namespaced (one namespace per app,
 //! or any name). No HTTP in here; the node API maps it to routes.
 //!
-//! Layout:
-//! - [`Store`] (`store`): open (with recovery), close, and the async calls below.
-//! - `writer`: the writer thread. It decides every write (conditions, versions), makes
-//!   each batch durable in the write-ahead log (group commit), publishes it, answers.
-//! - `wal`: the write-ahead log: two files taking turns, one record per batch.
-//! - `overlay`: logged effects not yet in redb, so reads see a write once it is answered.
-//! - `applier`: the applier thread, the only writer of redb: applies logged batches in
-//!   non-durable commits, checkpoints, and re-applies the log at open (`recover`).
-//! - `record`: the tables in the database file, their encodings, listing.
-//! - `blob`: blob body files (streaming in under a temporary name, the rename into
-//!   place, cleaning up after a crash).
+//! Layout, bottom-up: each module uses only the ones above it (named in parentheses).
+//! - This file, the crate root: the public vocabulary ([`StoreError`], [`Cond`],
+//!   [`Entry`], [`Page`], [`Change`], ...), the limits and the name checks. Every module
+//!   uses it; it uses no module (it only re-exports [`Store`] and its settings).
+//! - `record`: the tables in the database file, their encodings, database errors.
+//! - `overlay` (record): logged effects not yet in redb, so reads see a write once it is
+//!   answered.
+//! - `wal` (record): the write-ahead log: two files taking turns, one record per batch,
+//!   holding the batch's effects.
+//! - `blob` (record): blob body files (streaming in under a temporary name, the rename
+//!   into place, cleaning up after a crash).
+//! - `listing` (record, overlay): a listing page, merged from redb's table and the
+//!   overlay.
+//! - `applier` (record, overlay, wal, blob): the applier thread, the only writer of redb:
+//!   applies logged batches in non-durable commits, checkpoints, and re-applies the log at
+//!   open (`recover`).
+//! - `writer` (record, overlay, wal, blob, applier): the writer thread. It decides every
+//!   write (conditions, versions), makes each batch durable in the write-ahead log (group
+//!   commit), publishes it, answers.
+//! - [`Store`] (`store`; all of the above): open (with recovery), close, and the async
+//!   calls below.
 //!
 //! On disk: `DIR/store.redb` is a [redb](https://docs.rs/redb) database (values, blob
 //! metadata, the checkpoint), `DIR/wal/{0,1}.log` the write-ahead log, `DIR/blobs/` one
@@ -85,7 +95,9 @@
 //!   [`StoreError::Io`] to every later write until it is reopened (reads go on).
 
 mod applier;
+mod backend;
 mod blob;
+mod listing;
 mod overlay;
 mod record;
 mod store;
@@ -96,6 +108,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 pub use applier::{CHECKPOINT_BATCHES, CHECKPOINT_INTERVAL};
+pub use backend::{app_namespace, BlobBody, StoreBackend};
 pub use store::{Recovery, Store, StoreConfig, MAX_VALUE_LIMIT};
 
 /// Longest namespace, in bytes.

@@ -17,8 +17,9 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::applier::{self, Applier, Shared};
 use crate::blob::{self, Chunk, Tokens, Upload};
+use crate::listing::{self, list_bounds};
 use crate::overlay::{Maps, Overlay};
-use crate::record::{self, list_bounds, table_key, value_body, value_header, BlobRecord, BLOBS, META, VALUES};
+use crate::record::{db_err, table_key, value_body, value_header, BlobRecord, BLOBS, META, VALUES};
 use crate::writer::{self, Done, Op, Write, Writer};
 use crate::{
     check_key, check_namespace, BlobItem, BlobMeta, Change, Cond, Entry, ListItem, Page, StoreError, BLOB_CHUNK,
@@ -77,10 +78,6 @@ pub struct Store {
     closed: AtomicBool,
     changes: broadcast::Sender<Change>,
     tokens: Tokens,
-}
-
-pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Io(format!("database: {}", e.into()))
 }
 
 fn io_err(what: &str, e: std::io::Error) -> StoreError {
@@ -310,7 +307,7 @@ impl Store {
             move |maps| Maps::range(&maps.values, &start, &prefix_key).collect::<Vec<_>>(),
             move |pending, txn| {
                 let table = txn.open_table(VALUES).map_err(db_err)?;
-                record::list_values(&table, &ns, &prefix, after.as_deref(), limit, pending)
+                listing::list_values(&table, &ns, &prefix, after.as_deref(), limit, pending)
             },
         )
         .await
@@ -353,13 +350,10 @@ impl Store {
             dir: self.blobs.clone(),
             ns: ns.to_string(),
             name: name.to_string(),
-            content_type,
-            cond,
             token: self.tokens.next(),
-            writer: self.tx.clone(),
-            done,
         };
-        tokio::task::spawn_blocking(move || blob::ingest(upload, rx));
+        let writer = self.tx.clone();
+        tokio::task::spawn_blocking(move || ingest_and_commit(upload, rx, content_type, cond, writer, done));
         let mut buf = BytesMut::new();
         loop {
             buf.reserve(BLOB_CHUNK);
@@ -471,7 +465,7 @@ impl Store {
             move |maps| Maps::range(&maps.blobs, &start, &prefix_key).collect::<Vec<_>>(),
             move |pending, txn| {
                 let table = txn.open_table(BLOBS).map_err(db_err)?;
-                record::list_blobs(&table, &ns, &prefix, after.as_deref(), limit, pending)
+                listing::list_blobs(&table, &ns, &prefix, after.as_deref(), limit, pending)
             },
         )
         .await
@@ -516,6 +510,41 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Io(format!("a read task failed: {e}")))?
+    }
+}
+
+/// The blocking side of [`Store::put_blob`]: writes the body into its file
+/// ([`blob::ingest`]), then hands its metadata to the writer, which answers `done`. A body
+/// cut short answers nobody (the caller is gone or saw its own body fail).
+fn ingest_and_commit(
+    upload: Upload,
+    chunks: tokio::sync::mpsc::Receiver<Chunk>,
+    content_type: String,
+    cond: Cond,
+    writer: mpsc::Sender<Op>,
+    done: oneshot::Sender<Result<BlobMeta, StoreError>>,
+) {
+    let body = match blob::ingest(&upload, chunks) {
+        Ok(Some(body)) => body,
+        Ok(None) => return,
+        Err(e) => {
+            let _ = done.send(Err(e));
+            return;
+        }
+    };
+    let path = upload.dir.join(&body.file);
+    let write = Write::PutBlob {
+        ns: upload.ns,
+        name: upload.name,
+        cond,
+        content_type,
+        size: body.size,
+        sha256: body.sha256,
+        file: body.file,
+    };
+    if let Err(mpsc::SendError(Op::Write(_, Done::Blob(done)))) = writer.send(Op::Write(write, Done::Blob(done))) {
+        blob::remove(&path);
+        let _ = done.send(Err(StoreError::Closed));
     }
 }
 

@@ -26,8 +26,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::applier::{Logged, Shared, ToApplier};
 use crate::blob;
 use crate::overlay::{Maps, Overlay, Pending, PendingValue};
-use crate::record::{table_key, value_header, BlobRecord, BLOBS, VALUES};
-use crate::store::db_err;
+use crate::record::{db_err, table_key, value_header, BlobRecord, BLOBS, VALUES};
 use crate::wal::{self, Effect, Wal};
 use crate::{BlobMeta, Change, ChangeKind, Cond, StoreError, MAX_BATCH_BYTES, MAX_BATCH_WRITES};
 

@@ -52,6 +52,9 @@ fn run_writer(dir: &Path, round: u32) {
         .enable_all()
         .build()
         .unwrap();
+    // The test harness has printed `test NAME ... ` without a newline: end that line, or
+    // the first acknowledgement would be glued to it and go unchecked.
+    std::io::stdout().write_all(b"\n").unwrap();
     rt.block_on(async {
         let store = Arc::new(Store::open(dir).unwrap());
         let mut tasks = Vec::new();

@@ -10,7 +10,7 @@ use strata_appservice::{Event, NodeResources};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::ApiClient;
-use crate::{statefile, NodeConfig};
+use strata_node::{nodefile, Node, NodeConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -259,7 +259,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 fn connect(api: &Option<String>, dir: &Path) -> Result<ApiClient> {
     match api {
         Some(url) => ApiClient::new(url),
-        None => ApiClient::new(&statefile::read(&dir.join(".strata"))?.api),
+        None => ApiClient::new(&nodefile::read(&dir.join(".strata"))?.api),
     }
 }
 
@@ -392,7 +392,7 @@ fn print_ps(ps: &serde_json::Value) {
 async fn up(config: NodeConfig) -> Result<()> {
     let app_name = config.manifest.app.clone();
     let state_dir = config.app_dir.join(".strata");
-    if let Ok(running) = statefile::read(&state_dir) {
+    if let Ok(running) = nodefile::read(&state_dir) {
         bail!(
             "app {} is already running here (pid {}, gateway {}); stop it with `strata down` first",
             running.app,
@@ -401,7 +401,7 @@ async fn up(config: NodeConfig) -> Result<()> {
         );
     }
     let shutdown = CancellationToken::new();
-    let node = crate::start(config, shutdown.clone()).await?;
+    let node = Node::start(config, shutdown.clone()).await?;
     let mut events = node.app.subscribe();
     for e in node.app.recent_events() {
         print_event(&e);

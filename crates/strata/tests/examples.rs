@@ -40,11 +40,11 @@ fn example(name: &str) -> (tempfile::TempDir, strata_manifest::Manifest) {
     (dir, manifest)
 }
 
-async fn start_example(dir: &Path, manifest: strata_manifest::Manifest) -> strata::Node {
-    let mut config = strata::NodeConfig::new(manifest, dir.to_path_buf());
+async fn start_example(dir: &Path, manifest: strata_manifest::Manifest) -> strata_node::Node {
+    let mut config = strata_node::NodeConfig::new(manifest, dir.to_path_buf());
     config.gateway_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     config.cache_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    let node = strata::start(config, tokio_util::sync::CancellationToken::new())
+    let node = strata_node::Node::start(config, tokio_util::sync::CancellationToken::new())
         .await
         .expect("start the example");
     if tokio::time::timeout(SETUP_TIMEOUT, node.app.ready()).await.is_err() {

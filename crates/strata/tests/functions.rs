@@ -125,7 +125,7 @@ async fn every_trigger_fires_its_handler() {
     )
     .await;
     assert_eq!(reply.status, 201, "{}", reply.text());
-    let dlq = node.queues.get("jobs.dlq").expect("the dead-letter queue");
+    let dlq = node.backends.queues.get("jobs.dlq").expect("the dead-letter queue");
     wait_until("the failing message dead-lettered", Duration::from_secs(30), || {
         dlq.stats().messages == 1
     })
@@ -138,7 +138,7 @@ async fn every_trigger_fires_its_handler() {
         .collect();
     assert_eq!(bodies.iter().filter(|b| *b == "a").count(), 1, "{bodies:?}");
     assert_eq!(bodies.iter().filter(|b| *b == "fail").count(), 2, "{bodies:?}");
-    let jobs = node.queues.get("jobs").unwrap();
+    let jobs = node.backends.queues.get("jobs").unwrap();
     wait_until("the work backlog drained", Duration::from_secs(10), || {
         jobs.stats().groups.iter().all(|g| g.backlog == 0)
     })

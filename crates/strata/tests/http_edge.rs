@@ -15,7 +15,7 @@ const MAX_HEADER_BYTES: usize = 2048;
 const MAX_BODY_BYTES: usize = 1000;
 
 /// `web` at /app, `slow` at /slow with a 300 ms deadline, `down` at /down never ready.
-async fn edge_node(app: &App) -> strata::Node {
+async fn edge_node(app: &App) -> strata_node::Node {
     let never = app.path().join("never-healthy");
     std::fs::write(&never, "").unwrap();
     let services = json!({

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 
 /// A node running `count` test members of `web`, routed at `/`.
-async fn web_pool(app: &App, count: u32, extra: Value) -> strata::Node {
+async fn web_pool(app: &App, count: u32, extra: Value) -> strata_node::Node {
     let mut spec = json!({ "instances": { "min": count, "max": count }, "routes": ["/"] });
     for (k, v) in extra.as_object().unwrap() {
         spec[k] = v.clone();

@@ -4,11 +4,10 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use super::commands::{truncated, COMMANDS};
-use super::connection::Session;
 use super::parse::Args;
-use super::reply::Reply;
-use super::server::Shared;
+use super::reply::{truncated, Reply};
+use super::state::{Session, Shared};
+use super::table::{lookup, Spec, COMMANDS};
 use crate::cache::parse_i64;
 
 /// The version reported to clients (INFO's `redis_version`, HELLO's `version`).
@@ -299,7 +298,7 @@ pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
         }
         r.array(args.len() - 2);
         for i in 2..args.len() {
-            match super::commands::lookup(args.get(i)) {
+            match lookup(args.get(i)) {
                 Some(spec) => command_entry(r, spec),
                 None => r.null(),
             }
@@ -324,7 +323,7 @@ fn all_commands(r: &mut Reply<'_>) {
     }
 }
 
-fn command_entry(r: &mut Reply<'_>, spec: &super::commands::Spec) {
+fn command_entry(r: &mut Reply<'_>, spec: &Spec) {
     r.array(10);
     r.bulk(spec.name.as_bytes());
     r.int(spec.arity as i64);

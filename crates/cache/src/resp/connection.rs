@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::commands::{execute, Flow};
 use super::parse::Parser;
 use super::reply::Reply;
-use super::server::{RespConfig, Shared};
+use super::state::{RespConfig, Session, Shared};
 use crate::cache::Cache;
 
 /// Replies past this size are handed out ([`Progress::Flush`]) before the rest of a
@@ -123,24 +123,5 @@ impl Connection {
             progress = Progress::Close;
         }
         progress
-    }
-}
-
-/// One connection's state.
-pub(crate) struct Session {
-    pub id: u64,
-    pub resp3: bool,
-    pub name: Option<Vec<u8>>,
-    pub lib_name: String,
-    pub lib_ver: String,
-    pub peer: SocketAddr,
-    pub created: Instant,
-}
-
-impl Session {
-    /// `RESET`: back to a fresh connection's state.
-    pub fn reset(&mut self) {
-        self.resp3 = false;
-        self.name = None;
     }
 }

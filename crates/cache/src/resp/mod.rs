@@ -1,12 +1,20 @@
 //! The Redis protocol (RESP2, and RESP3 after `HELLO 3`) in front of a [`crate::Cache`].
 //!
+//! Modules, bottom-up: each uses only the ones above it (named in parentheses).
 //! - `parse`: the incremental request parser ([`Parser`], [`Limits`], [`ProtocolError`]).
 //! - `reply`: reply encoding for RESP2 and RESP3.
-//! - `commands`: the command table and the keyspace commands.
-//! - `admin`: HELLO, AUTH, CLIENT, INFO, COMMAND, CONFIG.
-//! - `connection`: one client's protocol state, without the socket ([`Connection`]).
-//! - `server`: [`spawn_resp`] (worker threads, one `SO_REUSEPORT` listener each) and the
-//!   connection loop.
+//! - `table`: the command table (names, arities, flags, key positions).
+//! - `state` (parse): what commands run against: the server's shared state, built from
+//!   [`RespConfig`], and one connection's session.
+//! - `admin` (parse, reply, table, state): HELLO, AUTH, CLIENT, INFO, COMMAND, CONFIG.
+//! - `commands` (parse, reply, table, state, admin): dispatch and the keyspace commands.
+//! - `connection` (parse, reply, state, commands): one client's protocol state, without
+//!   the socket ([`Connection`]).
+//! - `server` (state, connection): [`spawn_resp`] (worker threads, one `SO_REUSEPORT`
+//!   listener each) and the connection loop.
+//!
+//! Below all of them, outside `resp`: the crate's `cache` (and `ring`'s hasher, for the
+//! run id); nothing outside `resp` uses anything inside it but the re-exports below.
 
 mod admin;
 mod commands;
@@ -14,8 +22,11 @@ mod connection;
 mod parse;
 mod reply;
 mod server;
+mod state;
+mod table;
 
 pub use admin::REDIS_VERSION;
 pub use connection::{Connection, Progress};
 pub use parse::{Args, Limits, Parser, ProtocolError};
-pub use server::{spawn_resp, spawn_resp_with, RespConfig, RespWorkers};
+pub use server::{spawn_resp, spawn_resp_with, RespWorkers};
+pub use state::RespConfig;

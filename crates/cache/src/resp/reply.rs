@@ -119,6 +119,11 @@ pub fn push_int(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(&buf[i..]);
 }
 
+/// An argument as text in an error reply: at most `max` bytes of it, lossy UTF-8.
+pub(crate) fn truncated(b: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(max)]).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

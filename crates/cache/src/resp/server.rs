@@ -4,39 +4,17 @@
 //! replies to one buffer, one write per read. Pipelining costs nothing extra.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{Connection, Progress};
-use super::parse::Limits;
+use super::state::{RespConfig, Shared};
 use crate::cache::Cache;
-
-/// How the RESP server runs.
-#[derive(Debug, Clone)]
-pub struct RespConfig {
-    /// Worker threads (0: one per core).
-    pub threads: usize,
-    /// Parser limits (bulk size, argument count, inline length).
-    pub limits: Limits,
-    /// Most bytes a connection may have received and not yet run (Redis'
-    /// `client-query-buffer-limit`); past it the connection is closed.
-    pub max_query_bytes: usize,
-}
-
-impl Default for RespConfig {
-    fn default() -> Self {
-        RespConfig {
-            threads: 0,
-            limits: Limits::default(),
-            max_query_bytes: 256 << 20,
-        }
-    }
-}
 
 /// The running RESP server's threads.
 pub struct RespWorkers {
@@ -163,81 +141,6 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
-}
-
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let mut h = crate::ring::StableHasher::new();
-    std::hash::Hasher::write_u64(&mut h, nanos as u64 ^ std::process::id() as u64);
-    let a = std::hash::Hasher::finish(&h);
-    std::hash::Hasher::write_u64(&mut h, a);
-    format!(
-        "{a:016x}{:016x}{:08x}",
-        std::hash::Hasher::finish(&h),
-        std::process::id()
-    )
-}
-
-/// What every connection shares.
-pub(crate) struct Shared {
-    pub cache: Arc<Cache>,
-    pub server: ServerState,
-}
-
-pub(crate) struct ServerState {
-    /// Set once every worker is bound.
-    pub addr: std::sync::OnceLock<SocketAddr>,
-    pub threads: usize,
-    pub started: Instant,
-    pub run_id: String,
-    pub limits: Limits,
-    pub max_query_bytes: usize,
-    pub connected: AtomicU64,
-    pub total_connections: AtomicU64,
-    /// Commands run, one counter per worker so that workers never share a cache line.
-    pub commands: Box<[PerWorker]>,
-    pub next_client_id: AtomicU64,
-}
-
-impl Shared {
-    pub fn new(cache: Arc<Cache>, config: &RespConfig, threads: usize) -> Shared {
-        Shared {
-            cache,
-            server: ServerState {
-                addr: std::sync::OnceLock::new(),
-                threads,
-                started: Instant::now(),
-                run_id: run_id(),
-                limits: config.limits,
-                max_query_bytes: config.max_query_bytes.max(1024),
-                connected: AtomicU64::new(0),
-                total_connections: AtomicU64::new(0),
-                commands: (0..threads.max(1)).map(|_| PerWorker::default()).collect(),
-                next_client_id: AtomicU64::new(1),
-            },
-        }
-    }
-}
-
-/// A counter on its own cache line.
-#[derive(Default)]
-#[repr(align(128))]
-pub(crate) struct PerWorker(pub AtomicU64);
-
-impl ServerState {
-    pub fn total_commands(&self) -> u64 {
-        self.commands.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-            .get()
-            .copied()
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
-    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, worker: usize, token: CancellationToken) {

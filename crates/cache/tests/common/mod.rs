@@ -2,13 +2,16 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strata_cache::{spawn_resp_with, Cache, CacheConfig, RespConfig, RespWorkers};
 use tokio_util::sync::CancellationToken;
+
+/// How long [`Client::assert_closed`] waits for the server to close a connection.
+pub const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 
 pub struct Server {
     pub addr: SocketAddr,
@@ -144,10 +147,33 @@ impl Client {
         }
     }
 
-    /// True once the server has closed the connection (reads EOF).
-    pub fn closed(&mut self) -> bool {
+    /// Waits until the server closes the connection: end of file or a reset, within
+    /// [`CLOSE_WITHIN`]. Panics, saying which, if the server sends more bytes instead or
+    /// keeps the connection open and quiet.
+    pub fn assert_closed(&mut self, context: &str) {
+        let deadline = Instant::now() + CLOSE_WITHIN;
         let mut b = [0u8; 64];
-        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!("{context}: the server kept the connection open for {CLOSE_WITHIN:?} without closing it");
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            match self.stream.read(&mut b) {
+                Ok(0) => return,
+                Ok(n) => panic!(
+                    "{context}: the server sent {:?} instead of closing the connection",
+                    String::from_utf8_lossy(&b[..n])
+                ),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => panic!("{context}: reading while waiting for the server to close: {e}"),
+            }
+        }
     }
 }
 

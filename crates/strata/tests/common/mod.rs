@@ -15,9 +15,9 @@ use http::{HeaderMap, Method, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use strata::{Node, NodeConfig};
 use strata_appservice::{InstanceState, InstanceStatus, ServiceStatus};
 use strata_manifest::Manifest;
+use strata_node::{Node, NodeConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +114,9 @@ impl App {
     pub async fn start(&self, config: NodeConfig) -> Node {
         let shutdown = CancellationToken::new();
         self.stop_on_drop.lock().unwrap().push(shutdown.clone().drop_guard());
-        strata::start(config, shutdown).await.expect("start the node")
+        strata_node::Node::start(config, shutdown)
+            .await
+            .expect("start the node")
     }
 
     /// Every line of the record file.

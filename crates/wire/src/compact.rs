@@ -5,12 +5,12 @@
 //!   delivery count, a 4-byte big-endian length, then the payload.
 //!
 //! Decoding never panics: a truncated header or a length running past the end is an
-//! [`Error::Protocol`] naming the message and the byte where it went wrong. Decoded
+//! [`WireError`](crate::WireError) naming the message and the byte where it went wrong. Decoded
 //! payloads are slices of the answer's buffer, not copies.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::Error;
+use crate::WireError as Error;
 
 /// The media type of the compact form.
 pub const MEDIA_TYPE: &str = "application/x-strata-batch";
@@ -36,7 +36,7 @@ pub fn encode_batch<B: AsRef<[u8]>>(bodies: &[B]) -> Result<Bytes, Error> {
     for (i, body) in bodies.iter().enumerate() {
         let body = body.as_ref();
         let len = u32::try_from(body.len()).map_err(|_| {
-            Error::Invalid(format!(
+            Error(format!(
                 "message {i} is {} bytes, over the 4 GiB a compact batch can frame",
                 body.len()
             ))
@@ -68,7 +68,7 @@ pub fn encode_fetch(messages: &[CompactMessage]) -> Result<Bytes, Error> {
     let mut out = BytesMut::with_capacity(total);
     for m in messages {
         let len = u32::try_from(m.body.len()).map_err(|_| {
-            Error::Invalid(format!(
+            Error(format!(
                 "message {} is {} bytes, over the 4 GiB a compact answer can frame",
                 m.offset,
                 m.body.len()
@@ -116,7 +116,7 @@ fn read_u32(data: &[u8], at: usize, what: &str, index: usize, field: &str) -> Re
 fn payload_end(data: &[u8], start: usize, len: usize, what: &str, index: usize) -> Result<usize, Error> {
     let left = data.len() - start;
     if len > left {
-        return Err(Error::Protocol(format!(
+        return Err(Error(format!(
             "compact {what} is malformed: message {index} claims {len} payload bytes at byte {start}, but only {left} remain"
         )));
     }
@@ -124,7 +124,7 @@ fn payload_end(data: &[u8], start: usize, len: usize, what: &str, index: usize) 
 }
 
 fn truncated(what: &str, index: usize, at: usize, field: &str, left: usize) -> Error {
-    Error::Protocol(format!(
+    Error(format!(
         "compact {what} is truncated: message {index} at byte {at} needs a {field}, but only {left} byte(s) remain"
     ))
 }
@@ -178,7 +178,7 @@ mod tests {
 
     fn protocol_message(r: Result<impl std::fmt::Debug, Error>) -> String {
         match r {
-            Err(Error::Protocol(m)) => m,
+            Err(Error(m)) => m,
             other => panic!("expected a protocol error, got {other:?}"),
         }
     }

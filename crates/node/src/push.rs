@@ -11,16 +11,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{header, Method, Request};
-use http_body_util::{BodyExt, Limited};
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use strata_bus::{Member, Pool};
-use strata_gateway::relay;
-use strata_gateway::{RelayPolicy, ReqBody};
+use strata_gateway::relay::{self, JsonPost};
+use strata_gateway::RelayPolicy;
 use strata_manifest::ConsumesSpec;
-use strata_queue::{FetchOptions, Message, Queue};
+use strata_queue::{FetchOptions, Message, QueueHandle};
+use strata_wire::{messages_json, MessageOut};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 const FAILED_PAUSE: Duration = Duration::from_millis(250);
 
 pub(crate) async fn run(
-    queue: Arc<Queue>,
+    queue: Arc<dyn QueueHandle>,
     pool: Arc<Pool>,
     consumes: ConsumesSpec,
     mut policy: RelayPolicy,
@@ -99,7 +98,7 @@ pub(crate) async fn run(
 type FailedOn = Arc<std::sync::Mutex<HashMap<u64, Arc<Member>>>>;
 
 async fn deliver(
-    queue: Arc<Queue>,
+    queue: Arc<dyn QueueHandle>,
     pool: Arc<Pool>,
     consumes: Arc<ConsumesSpec>,
     policy: RelayPolicy,
@@ -117,28 +116,38 @@ async fn deliver(
         }
         avoid
     };
-    let body = Bytes::from(strata_api::queues::messages_json(
-        &batch,
+    let out: Vec<MessageOut> = batch
+        .iter()
+        .map(|m| {
+            let (reply_to, correlation_id) = (m.reply_to.as_deref(), m.correlation_id.as_deref());
+            MessageOut::new(
+                m.offset,
+                m.deliveries,
+                m.timestamp_ms,
+                &m.payload,
+                reply_to,
+                correlation_id,
+            )
+        })
+        .collect();
+    let body = Bytes::from(messages_json(
+        &out,
         &[("queue", queue.name()), ("group", &consumes.group)],
     ));
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(consumes.path.as_str())
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_LENGTH, body.len())
-        .header("x-strata-queue", queue.name())
-        .header("x-strata-group", consumes.group.as_str())
-        .body(ReqBody::Full(Some(body)))
-        .expect("a valid request");
-    let (res, outcome) = relay::any_avoiding(&pool, req, &policy, &avoid).await;
-    let member = outcome.member.as_ref().map(|m| m.id.clone()).unwrap_or_default();
-    let status = res.status();
-    let failed: Vec<u64> = if status.is_success() {
+    let post = JsonPost {
+        path: &consumes.path,
+        headers: &[("x-strata-queue", queue.name()), ("x-strata-group", &consumes.group)],
+        body,
+        answer_limit: 1 << 20,
+    };
+    let answer = relay::post_json(&pool, post, &policy, &avoid).await;
+    let member = answer.member.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+    let failed: Vec<u64> = if (200..300).contains(&answer.status) {
         // A 2xx deletes the batch; only a readable `failed` list gives some back, and only
         // offsets of this batch (others may be in flight elsewhere).
-        match Limited::new(res.into_body(), 1 << 20).collect().await {
+        match answer.body {
             Ok(body) => {
-                let mut failed = failed_offsets(&body.to_bytes());
+                let mut failed = failed_offsets(&body);
                 failed.retain(|o| offsets.contains(o));
                 failed
             }
@@ -148,7 +157,7 @@ async fn deliver(
             }
         }
     } else {
-        tracing::warn!(queue = %queue.name(), member, status = status.as_u16(), "push delivery failed: batch given back");
+        tracing::warn!(queue = %queue.name(), member, status = answer.status, "push delivery failed: batch given back");
         offsets.clone()
     };
     let done: Vec<u64> = offsets.iter().copied().filter(|o| !failed.contains(o)).collect();
@@ -157,7 +166,7 @@ async fn deliver(
         for o in &done {
             failed_on.remove(o);
         }
-        if let Some(member) = &outcome.member {
+        if let Some(member) = &answer.member {
             for o in &failed {
                 failed_on.insert(*o, member.clone());
             }
@@ -174,7 +183,7 @@ async fn deliver(
     }
     if !failed.is_empty() {
         tokio::time::sleep(FAILED_PAUSE).await;
-        let _ = queue.nack(&consumes.group, &failed);
+        let _ = queue.nack(&consumes.group, &failed).await;
     }
 }
 

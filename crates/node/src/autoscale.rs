@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_appservice::autoscale::{Backlog, Policy, Sample};
-use strata_appservice::{AppService, AutoscaleStatus, EventKind};
+use strata_appservice::{AppService, AutoscaleStatus, EventKind, ScaleBy};
 use strata_bus::Pool;
 use strata_manifest::{AutoscaleSpec, ServiceSpec};
-use strata_queue::Queue;
+use strata_queue::QueueHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Time between samples while the pool has work.
@@ -45,7 +45,7 @@ pub(crate) struct Scaled {
     pub max: u32,
     pub idle_timeout: Duration,
     /// The queue and group the service consumes, if it does.
-    pub consumes: Option<(Arc<Queue>, String)>,
+    pub consumes: Option<(Arc<dyn QueueHandle>, String)>,
     /// Shed load at max: only for a service that declares `autoscale` (one that only
     /// scales from zero keeps queueing as before).
     pub sheds: bool,
@@ -54,7 +54,7 @@ pub(crate) struct Scaled {
 impl Scaled {
     /// The services that are autoscaled: those with `autoscale`, and those that may run
     /// no instance (scaled from and to zero with the default policy).
-    pub fn of(name: &str, spec: &ServiceSpec, queue: Option<Arc<Queue>>) -> Option<Scaled> {
+    pub fn of(name: &str, spec: &ServiceSpec, queue: Option<Arc<dyn QueueHandle>>) -> Option<Scaled> {
         if spec.autoscale.is_none() && spec.instances.min > 0 {
             return None;
         }
@@ -104,11 +104,7 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
     let mut shed_reported_at = Instant::now();
     loop {
         // Registered before the queue is read, so that a publish after it wakes an idle wait.
-        let published_event = scaled.consumes.as_ref().map(|(queue, _)| {
-            let mut notified = Box::pin(queue.notified());
-            notified.as_mut().enable();
-            notified
-        });
+        let published_event = scaled.consumes.as_ref().map(|(queue, _)| queue.changed());
         let now = Instant::now();
         let current = app.desired(&service).unwrap_or(0);
         let members = pool.members();
@@ -186,7 +182,7 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
         };
         let r = policy.observe(&sample);
         if r.target != current {
-            match app.scale(&service, r.target) {
+            match app.scale(&service, r.target, ScaleBy::Autoscaler) {
                 Ok(()) => {
                     decisions += 1;
                     app.record(

@@ -19,16 +19,15 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::{header, Method, Request};
-use http_body_util::{BodyExt, Limited};
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 use strata_appservice::{AppService, EventKind};
 use strata_bus::Pool;
-use strata_gateway::relay;
-use strata_gateway::{RelayPolicy, ReqBody};
+use strata_gateway::relay::{self, JsonPost};
+use strata_gateway::RelayPolicy;
 use strata_manifest::{Cron, StoreTrigger, TimerTrigger};
-use strata_store::{Change, ChangeKind, Store};
+use strata_store::{Change, ChangeKind, StoreBackend};
 use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +53,7 @@ pub(crate) struct Target {
 /// Fires `target` for every change under the trigger's prefix.
 pub(crate) async fn store(
     target: Target,
-    store: Arc<Store>,
+    store: Arc<dyn StoreBackend>,
     trigger: StoreTrigger,
     ns: String,
     token: CancellationToken,
@@ -230,25 +229,22 @@ fn unix_ms(t: SystemTime) -> u64 {
 
 /// POSTs one event; Ok on a 2xx answer, else what went wrong.
 async fn post(target: &Target, trigger: &'static str, body: Bytes) -> Result<(), String> {
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(target.path.as_str())
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_LENGTH, body.len())
-        .header("x-strata-trigger", trigger)
-        .body(ReqBody::Full(Some(body)))
-        .expect("a valid request");
-    let (res, outcome) = relay::any(&target.pool, req, &target.policy).await;
-    let status = res.status();
-    // Read the answer whole so that the connection goes back to the member's idle list.
-    let text = match Limited::new(res.into_body(), 64 << 10).collect().await {
-        Ok(body) => String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    let post = JsonPost {
+        path: &target.path,
+        headers: &[("x-strata-trigger", trigger)],
+        body,
+        answer_limit: 64 << 10,
+    };
+    let answer = relay::post_json(&target.pool, post, &target.policy, &[]).await;
+    let status = answer.status;
+    let text = match answer.body {
+        Ok(body) => String::from_utf8_lossy(&body).into_owned(),
         Err(e) => format!("(answer unreadable: {e})"),
     };
-    if status.is_success() {
+    if (200..300).contains(&status) {
         return Ok(());
     }
-    let member = outcome
+    let member = answer
         .member
         .map(|m| m.id.clone())
         .unwrap_or_else(|| "no instance".into());

@@ -10,10 +10,56 @@
 //! Replay is idempotent except `Deliver`, which counts a delivery; a torn tail is cut off,
 //! a corrupt record is skipped and reported (its acks are lost: those messages are
 //! delivered again, which at-least-once allows).
+//!
+//! This module is the file: its format, its replay, and opening it at queue open.
+//! Appends are the writer's (`commit`); the snapshot rewrite is `compact`'s.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
 
 use bytes::{BufMut, BytesMut};
+
+use crate::QueueError;
+
+/// The file's name in the queue's directory.
+pub(crate) const FILE_NAME: &str = "groups.log";
+
+pub(crate) fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
+}
+
+/// Reads and replays the `groups.log` of the queue in `dir` (reporting corrupt records),
+/// cuts a torn tail off, and opens it for appends.
+pub(crate) fn open(dir: &Path, queue: &str) -> Result<(File, Replay), QueueError> {
+    let path = path(dir);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(QueueError::io("read groups.log", e)),
+    };
+    let replay = replay(&bytes);
+    if replay.corrupt > 0 {
+        tracing::error!(
+            queue,
+            "{} corrupt records in groups.log were skipped: their deletes are lost and those messages will be delivered again",
+            replay.corrupt
+        );
+    }
+    // Append mode: every write lands at the end, whatever was there at open.
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| QueueError::io("open groups.log", e))?;
+    if replay.valid_len < bytes.len() {
+        file.set_len(replay.valid_len as u64)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| QueueError::io("truncate groups.log", e))?;
+    }
+    Ok((file, replay))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -102,7 +148,7 @@ impl Op {
 
 /// One group's state as replayed from the log.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Replayed {
+pub(crate) struct ReplayedGroup {
     pub floor: u64,
     /// Done (acked or dead-lettered) at or above the floor.
     pub done: BTreeSet<u64>,
@@ -112,7 +158,7 @@ pub(crate) struct Replayed {
 }
 
 pub(crate) struct Replay {
-    pub groups: BTreeMap<String, Replayed>,
+    pub groups: BTreeMap<String, ReplayedGroup>,
     /// Bytes of intact records: where the next append goes.
     pub valid_len: usize,
     pub corrupt: usize,
@@ -163,12 +209,12 @@ fn intact(buf: &[u8], pos: usize) -> bool {
             .is_some_and(|b| crc32fast::hash(b) == crc && Op::decode(b).is_some())
 }
 
-fn apply(groups: &mut BTreeMap<String, Replayed>, op: Op) {
+fn apply(groups: &mut BTreeMap<String, ReplayedGroup>, op: Op) {
     match op {
         Op::Create { group, start } => {
-            groups.entry(group).or_insert_with(|| Replayed {
+            groups.entry(group).or_insert_with(|| ReplayedGroup {
                 floor: start,
-                ..Replayed::default()
+                ..ReplayedGroup::default()
             });
         }
         Op::Floor { group, floor } => {

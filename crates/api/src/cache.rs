@@ -1,0 +1,149 @@
+//! The cache on the node API: raw keys (`/v1/cache/keys/KEY`, with TTL or sliding
+//! expiry), stats, dropping a shard (drills), and the declared read-through caches over
+//! the store (`/v1/caches/NAME/KEY`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use strata_cache::{read_through_key, Expiry, ReadThrough};
+use strata_wire::ErrorCode;
+
+use crate::{ApiError, NodeParts};
+
+type Answer = Result<Response, ApiError>;
+
+/// The declared read-through caches: name -> (the app's store namespace it reads, cache).
+#[derive(Default)]
+pub struct ReadThroughCaches(pub HashMap<String, (String, Arc<ReadThrough>)>);
+
+impl ReadThroughCaches {
+    /// Drops the cached copies of `key` in every read-through cache over `ns`.
+    pub fn invalidate(&self, ns: &str, key: &str) {
+        for (name, (namespace, rt)) in &self.0 {
+            if namespace == ns {
+                rt.invalidate(read_through_key(name, key).as_bytes());
+            }
+        }
+    }
+}
+
+pub(crate) fn routes() -> Router<Arc<NodeParts>> {
+    Router::new()
+        .route("/v1/cache", get(cache_stats))
+        .route("/v1/cache/shards/{n}/drop", post(drop_shard))
+        .route(
+            "/v1/cache/keys/{*key}",
+            get(cache_get).put(cache_put).delete(cache_delete),
+        )
+        .route("/v1/caches/{name}/{*key}", get(read_through_get))
+}
+
+async fn cache_stats(State(state): State<Arc<NodeParts>>) -> Response {
+    let stats = state.cache.stats();
+    let shard = |s: &strata_cache::ShardStats| {
+        json!({
+            "keys": s.keys, "expires": s.expires, "bytes": s.bytes, "max_bytes": s.max_bytes,
+            "hits": s.hits, "misses": s.misses, "evictions": s.evictions, "expired": s.expired,
+        })
+    };
+    let mut caches = serde_json::Map::new();
+    for (name, (ns, rt)) in &state.read_through.0 {
+        let s = rt.stats();
+        caches.insert(
+            name.clone(),
+            json!({
+                "namespace": ns, "loads": s.loads, "coalesced": s.coalesced,
+                "stale_served": s.stale_served, "refreshes": s.refreshes, "load_errors": s.load_errors,
+            }),
+        );
+    }
+    Json(json!({
+        "total": shard(&stats.total),
+        "shards": stats.shards.iter().map(shard).collect::<Vec<_>>(),
+        "read_through": caches,
+    }))
+    .into_response()
+}
+
+async fn drop_shard(State(state): State<Arc<NodeParts>>, Path(n): Path<String>) -> Answer {
+    let Ok(n) = n.parse::<usize>() else {
+        return Err(ApiError::bad(format!("shard {n:?} is not a whole number")));
+    };
+    let keys = state
+        .cache
+        .drop_shard(n)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    Ok(Json(json!({ "shard": n, "dropped_keys": keys })).into_response())
+}
+
+async fn cache_get(State(state): State<Arc<NodeParts>>, Path(key): Path<String>) -> Answer {
+    match state.cache.get(key.as_bytes()) {
+        Some(v) => Ok(v.into_response()),
+        None => Err(ApiError::not_found(format!("no key {key:?} in the cache"))),
+    }
+}
+
+async fn cache_put(
+    State(state): State<Arc<NodeParts>>,
+    Path(key): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Answer {
+    if let Some(unknown) = params.keys().find(|k| *k != "ttl_ms" && *k != "sliding") {
+        return Err(ApiError::bad(format!(
+            "unknown parameter {unknown:?}; a cache write takes ttl_ms and sliding"
+        )));
+    }
+    let sliding = match params.get("sliding").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => return Err(ApiError::bad(format!("sliding must be true or false, not {other:?}"))),
+    };
+    let expiry = match params.get("ttl_ms").map(|v| v.parse::<u64>()) {
+        None if sliding => {
+            return Err(ApiError::bad(
+                "sliding needs ttl_ms: the idle time after which the key expires",
+            ))
+        }
+        None => Expiry::Never,
+        Some(Ok(ms)) if ms > 0 && sliding => Expiry::Sliding(Duration::from_millis(ms)),
+        Some(Ok(ms)) if ms > 0 => Expiry::After(Duration::from_millis(ms)),
+        Some(_) => return Err(ApiError::bad("ttl_ms must be a whole number of milliseconds above 0")),
+    };
+    state.cache.set(key.as_bytes(), body, expiry);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn cache_delete(State(state): State<Arc<NodeParts>>, Path(key): Path<String>) -> Response {
+    let deleted = state.cache.delete(key.as_bytes());
+    Json(json!({ "deleted": deleted })).into_response()
+}
+
+async fn read_through_get(State(state): State<Arc<NodeParts>>, Path((name, key)): Path<(String, String)>) -> Answer {
+    let Some((ns, rt)) = state.read_through.0.get(&name) else {
+        let declared: Vec<&str> = state.read_through.0.keys().map(String::as_str).collect();
+        return Err(ApiError::not_found(format!(
+            "no cache named {name:?} (declared under caches: {})",
+            declared.join(", ")
+        )));
+    };
+    // The store's own check, so that a key it would refuse is a 400 here, not a failed load.
+    strata_store::check_key(&key)?;
+    match rt.get(read_through_key(&name, &key).as_bytes()).await {
+        Ok(Some(v)) => Ok(v.into_response()),
+        Ok(None) => Err(ApiError::not_found(format!("no key {key:?} in namespace {ns:?}"))),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::Unavailable,
+            e.to_string(),
+        )),
+    }
+}

@@ -1,0 +1,104 @@
+//! Calls between services through the platform, by service name: `/v1/any/SERVICE/PATH`
+//! reaches one member (load-aware, reissued when safe), `/v1/all/SERVICE/PATH` every
+//! member once. The relay is the gateway's (`strata_gateway::relay`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use serde::Deserialize;
+use strata_gateway::relay;
+use strata_manifest::CallMode;
+
+use crate::{ApiError, NodeParts};
+
+pub(crate) fn routes() -> Router<Arc<NodeParts>> {
+    Router::new()
+        .route("/v1/any/{service}", any(call_any_root))
+        .route("/v1/any/{service}/{*path}", any(call_any))
+        .route("/v1/all/{service}", any(call_all_root))
+        .route("/v1/all/{service}/{*path}", any(call_all))
+}
+
+#[derive(Deserialize)]
+struct ServicePath {
+    service: String,
+    path: String,
+}
+
+async fn call_any_root(state: State<Arc<NodeParts>>, Path(service): Path<String>, req: Request) -> Response {
+    call(state, service, String::new(), req, CallMode::Any).await
+}
+
+async fn call_any(state: State<Arc<NodeParts>>, Path(p): Path<ServicePath>, req: Request) -> Response {
+    call(state, p.service, p.path, req, CallMode::Any).await
+}
+
+async fn call_all_root(state: State<Arc<NodeParts>>, Path(service): Path<String>, req: Request) -> Response {
+    call(state, service, String::new(), req, CallMode::All).await
+}
+
+async fn call_all(state: State<Arc<NodeParts>>, Path(p): Path<ServicePath>, req: Request) -> Response {
+    call(state, p.service, p.path, req, CallMode::All).await
+}
+
+/// Relays an instance's call to another service: `/v1/any/web/x?y` reaches `/x?y` on a
+/// member of `web`.
+async fn call(
+    State(state): State<Arc<NodeParts>>,
+    service: String,
+    path: String,
+    req: Request,
+    mode: CallMode,
+) -> Response {
+    let Some(policy) = state.policies.get(&service).copied() else {
+        return ApiError::not_found(format!(
+            "no service named {service:?} in app {:?} (services: {})",
+            state.info.app,
+            state.policies.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+        .into_response();
+    };
+    let pool = state.bus.pool(&service);
+    let (mut parts, body) = req.into_parts();
+    let target = match parts.uri.query() {
+        Some(q) => format!("/{path}?{q}"),
+        None => format!("/{path}"),
+    };
+    parts.uri = match target.parse() {
+        Ok(uri) => uri,
+        Err(e) => return ApiError::bad(format!("bad path {target:?}: {e}")).into_response(),
+    };
+    if !parts.headers.contains_key(relay::REQUEST_ID) {
+        // Calls between instances keep the caller's request id when it passes one on;
+        // others get one of their own.
+        static CALLS: AtomicU64 = AtomicU64::new(1);
+        let n = CALLS.fetch_add(1, Ordering::Relaxed);
+        if let Ok(v) = HeaderValue::from_str(&format!("call-{}-{n:x}", std::process::id())) {
+            parts.headers.insert(relay::REQUEST_ID, v);
+        }
+    }
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let hold_whole = matches!(mode, CallMode::All)
+        || http_body::Body::is_end_stream(&body)
+        || declared.is_some_and(|n| n <= strata_gateway::REPLAYABLE_BODY);
+    let body = match strata_gateway::body_for_relay(body, hold_whole, None, mode).await {
+        Ok(b) => b,
+        Err(res) => return res.map(Body::new),
+    };
+    let req = http::Request::from_parts(parts, body);
+    let (res, _) = match mode {
+        CallMode::Any => relay::any(&pool, req, &policy).await,
+        CallMode::All => relay::all(&pool, req, &policy).await,
+    };
+    res.map(Body::new)
+}

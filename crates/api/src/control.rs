@@ -1,0 +1,189 @@
+//! The control API the CLI uses: ps, metrics (Prometheus text), events, scale, down.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use strata_appservice::ScaleBy;
+
+use crate::{ApiError, NodeInfo, NodeParts};
+
+pub(crate) fn routes() -> Router<Arc<NodeParts>> {
+    Router::new()
+        .route("/v1/ps", get(ps))
+        .route("/v1/events", get(events))
+        .route("/v1/metrics", get(metrics))
+        .route("/v1/down", post(down))
+        .route("/v1/services/{service}/scale", post(scale))
+}
+
+#[derive(Serialize)]
+struct Ps {
+    #[serde(flatten)]
+    info: NodeInfo,
+    services: Vec<strata_appservice::ServiceStatus>,
+    /// The backlog of each service that consumes a queue.
+    consumers: Vec<Consumer>,
+}
+
+#[derive(Serialize)]
+struct Consumer {
+    service: String,
+    queue: String,
+    group: String,
+    #[serde(flatten)]
+    stats: Option<strata_queue::GroupStats>,
+}
+
+async fn ps(State(state): State<Arc<NodeParts>>) -> Json<Ps> {
+    let mut consumers: Vec<Consumer> = state
+        .consumers
+        .iter()
+        .map(|(service, (queue, group))| Consumer {
+            service: service.clone(),
+            queue: queue.clone(),
+            group: group.clone(),
+            stats: state
+                .queues
+                .get(queue)
+                .ok()
+                .and_then(|q| q.stats().groups.into_iter().find(|g| &g.name == group)),
+        })
+        .collect();
+    consumers.sort_by(|a, b| a.service.cmp(&b.service));
+    Json(Ps {
+        info: state.info.clone(),
+        services: state.app.snapshot(),
+        consumers,
+    })
+}
+
+/// The figures of `ps` in the Prometheus text format: per service the current, target
+/// and ready instance counts, in-flight and held requests, backlog, latency, shed
+/// requests and cold starts.
+async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
+    use std::fmt::Write;
+    let services = state.app.snapshot();
+    let mut out = String::new();
+    let mut family =
+        |name: &str, kind: &str, help: &str, value: &dyn Fn(&strata_appservice::ServiceStatus) -> Option<f64>| {
+            let _ = writeln!(out, "# HELP strata_{name} {help}\n# TYPE strata_{name} {kind}");
+            for s in &services {
+                if let Some(v) = value(s) {
+                    let _ = writeln!(
+                        out,
+                        "strata_{name}{{app=\"{}\",service=\"{}\"}} {v}",
+                        state.info.app, s.name
+                    );
+                }
+            }
+        };
+    let scale = |s: &strata_appservice::ServiceStatus| s.autoscale.clone();
+    family(
+        "instances_desired",
+        "gauge",
+        "Instances the service is set to run.",
+        &|s| Some(f64::from(s.desired)),
+    );
+    family("instances_ready", "gauge", "Instances ready and in the pool.", &|s| {
+        Some(s.ready as f64)
+    });
+    family(
+        "instances_target",
+        "gauge",
+        "The autoscaler's target instance count.",
+        &|s| scale(s).map(|a| f64::from(a.target)),
+    );
+    family(
+        "inflight_requests",
+        "gauge",
+        "Requests in flight on the pool's instances.",
+        &|s| Some(s.instances.iter().map(|i| i.inflight as f64).sum()),
+    );
+    family(
+        "held_requests",
+        "gauge",
+        "Requests held at the gateway while an instance starts.",
+        &|s| scale(s).map(|a| a.held as f64),
+    );
+    family(
+        "backlog_messages",
+        "gauge",
+        "Backlog of the consumed queue's group.",
+        &|s| scale(s).and_then(|a| a.backlog).map(|b| b as f64),
+    );
+    family(
+        "backlog_drain_seconds",
+        "gauge",
+        "Estimated time to drain the backlog at its recent drain rate.",
+        &|s| scale(s).and_then(|a| a.drain_s),
+    );
+    family(
+        "latency_mean_ms",
+        "gauge",
+        "Mean latency of recent requests (Little's law over 1 s).",
+        &|s| scale(s).and_then(|a| a.latency_ms),
+    );
+    family(
+        "served_total",
+        "counter",
+        "Requests relayed to the service's instances, stopped ones included.",
+        &|s| Some(s.served as f64),
+    );
+    family(
+        "shed_total",
+        "counter",
+        "Requests shed with 503 at instances.max.",
+        &|s| scale(s).map(|a| a.shed as f64),
+    );
+    family("cold_starts_total", "counter", "Starts from zero instances.", &|s| {
+        scale(s).map(|a| a.cold_starts as f64)
+    });
+    family(
+        "cold_start_ms",
+        "gauge",
+        "Time from the first request to a pool at zero until an instance was ready, last start.",
+        &|s| scale(s).and_then(|a| a.cold_start_ms).map(|c| c as f64),
+    );
+    family(
+        "autoscale_decisions_total",
+        "counter",
+        "Autoscaler decisions taken.",
+        &|s| scale(s).map(|a| a.decisions as f64),
+    );
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+async fn events(State(state): State<Arc<NodeParts>>) -> Json<Vec<strata_appservice::Event>> {
+    Json(state.app.recent_events())
+}
+
+async fn down(State(state): State<Arc<NodeParts>>) -> Response {
+    state.shutdown.cancel();
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "stopping": state.info.app })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ScaleBody {
+    instances: u32,
+}
+
+async fn scale(
+    State(state): State<Arc<NodeParts>>,
+    Path(service): Path<String>,
+    body: Result<Json<ScaleBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad(format!("expected {{\"instances\": N}}: {e}")))?;
+    state.app.scale(&service, body.instances, ScaleBy::Hand)?;
+    Ok(Json(
+        serde_json::json!({ "service": service, "instances": body.instances }),
+    ))
+}

@@ -1,0 +1,55 @@
+//! The gateway's settings from the manifest: its limits and timeouts, the relay policy
+//! of each service, and the routes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use strata_manifest::{Manifest, RelaySpec};
+
+use crate::{GatewayConfig, RelayPolicy, Route};
+
+impl From<&RelaySpec> for RelayPolicy {
+    fn from(spec: &RelaySpec) -> RelayPolicy {
+        RelayPolicy {
+            deadline: Duration::from_millis(spec.timeout_ms),
+            attempt_timeout: Duration::from_millis(spec.attempt_timeout_ms),
+            retries: spec.retries,
+        }
+    }
+}
+
+/// The relay policy of every service of `manifest` (functions expanded first).
+pub fn relay_policies(manifest: &Manifest) -> HashMap<String, RelayPolicy> {
+    manifest
+        .services
+        .iter()
+        .map(|(name, spec)| (name.clone(), RelayPolicy::from(&spec.relay)))
+        .collect()
+}
+
+impl From<&Manifest> for GatewayConfig {
+    /// Limits from `gateway`, one route per service route, each with its service's
+    /// relay policy.
+    fn from(manifest: &Manifest) -> GatewayConfig {
+        let routes = manifest
+            .services
+            .iter()
+            .flat_map(|(name, spec)| {
+                let policy = RelayPolicy::from(&spec.relay);
+                spec.routes.iter().map(move |r| Route {
+                    host: r.host().map(str::to_string),
+                    prefix: r.path().to_string(),
+                    service: name.clone(),
+                    mode: r.mode(),
+                    policy,
+                })
+            })
+            .collect();
+        GatewayConfig {
+            routes,
+            max_header_bytes: manifest.gateway.max_header_bytes,
+            max_body_bytes: manifest.gateway.max_body_bytes,
+            header_read_timeout: Duration::from_millis(manifest.gateway.header_read_timeout_ms),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The gateway, the first tier: its listener and request limits ([`GatewaySpec`]), the
+//! routes that send requests to a pool ([`RouteSpec`]) and how a request is relayed to
+//! its members ([`CallMode`], [`RelaySpec`]).
+
+use serde::{Deserialize, Serialize};
+
+/// Every field may be left out; [`Default`] holds the values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySpec {
+    /// Address the first tier listens on, `host:port`.
+    pub listen: String,
+    /// Largest request header block accepted; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Largest request body accepted; larger gets 413. None: unlimited (streamed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// A client that has not sent its whole header block by then gets 408 and a close.
+    pub header_read_timeout_ms: u64,
+}
+
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        GatewaySpec {
+            listen: "127.0.0.1:8080".to_string(),
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: None,
+            header_read_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A path string or a [`RouteFull`] object (see `de` for the hand-written `Deserialize`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum RouteSpec {
+    /// A path prefix.
+    Prefix(String),
+    Full(RouteFull),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFull {
+    /// Path prefix, starting with `/`.
+    pub path: String,
+    /// Only requests whose Host (without port) equals this match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `any` (one load-aware member, the default) or `all` (broadcast, replies gathered).
+    #[serde(default)]
+    pub mode: CallMode,
+}
+
+impl RouteSpec {
+    pub fn path(&self) -> &str {
+        match self {
+            RouteSpec::Prefix(p) => p,
+            RouteSpec::Full(f) => &f.path,
+        }
+    }
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            RouteSpec::Prefix(_) => None,
+            RouteSpec::Full(f) => f.host.as_deref(),
+        }
+    }
+    pub fn mode(&self) -> CallMode {
+        match self {
+            RouteSpec::Prefix(_) => CallMode::Any,
+            RouteSpec::Full(f) => f.mode,
+        }
+    }
+}
+
+/// How a routed request is relayed; `Deserialize` is in `de`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallMode {
+    #[default]
+    Any,
+    All,
+}
+
+/// A service's deadlines and retries at the gateway. Every field may be left out;
+/// [`Default`] holds the values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySpec {
+    /// Deadline of a relayed request, all attempts included; past it the client gets 504.
+    pub timeout_ms: u64,
+    /// One attempt that has not answered by then is abandoned (and reissued when safe).
+    pub attempt_timeout_ms: u64,
+    /// Reissues allowed per request, beyond the first attempt.
+    pub retries: u32,
+}
+
+impl Default for RelaySpec {
+    fn default() -> Self {
+        RelaySpec {
+            timeout_ms: 30_000,
+            attempt_timeout_ms: 10_000,
+            retries: 2,
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! A service (`services.NAME`): a pool of identical instances of one program, and the
+//! parts of its spec that say how an instance is launched ([`FileSpec`], [`SetupSpec`]),
+//! how many run ([`InstancesSpec`]), when one is healthy ([`HealthSpec`]), what it
+//! reserves and where it runs ([`ResourcesSpec`], [`PlacementSpec`]), and the queue it
+//! is fed from ([`ConsumesSpec`]). Its routes and relay settings are in `gateway`, its
+//! scaling policy in `autoscale`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{de, AutoscaleSpec, RelaySpec, RouteSpec};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// argv of the instance program; `${NAME}` expands from the instance env.
+    pub run: Vec<String>,
+    /// Working directory, relative to the manifest's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    #[serde(default, deserialize_with = "de::unique_keys")]
+    pub env: BTreeMap<String, String>,
+    /// Files placed into each instance's scratch dir: relative path -> content or source.
+    #[serde(default, deserialize_with = "de::unique_keys")]
+    pub files: BTreeMap<String, FileSpec>,
+    /// Install step run before the first launch, skipped while its inputs are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<SetupSpec>,
+    #[serde(default, deserialize_with = "de::object")]
+    pub instances: InstancesSpec,
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    #[serde(
+        default,
+        deserialize_with = "de::optional_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub health: Option<HealthSpec>,
+    /// Services that must have a ready instance before this one starts.
+    #[serde(default)]
+    pub bindings: Vec<String>,
+    #[serde(default, deserialize_with = "de::object")]
+    pub resources: ResourcesSpec,
+    #[serde(default, deserialize_with = "de::object")]
+    pub placement: PlacementSpec,
+    #[serde(default, deserialize_with = "de::object")]
+    pub relay: RelaySpec,
+    /// Time between SIGTERM and SIGKILL when an instance is stopped.
+    #[serde(default = "default_stop_grace_ms")]
+    pub stop_grace_ms: u64,
+    /// A queue whose messages strata delivers to the instances by push.
+    #[serde(
+        default,
+        deserialize_with = "de::optional_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub consumes: Option<ConsumesSpec>,
+    /// Grow and shrink the pool between instances.min and instances.max with the load.
+    #[serde(
+        default,
+        deserialize_with = "de::optional_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub autoscale: Option<AutoscaleSpec>,
+    /// Set on the services [`Manifest::expanded`](crate::Manifest::expanded) makes of
+    /// functions: what triggers it.
+    #[serde(skip)]
+    pub function: Option<String>,
+}
+
+pub(crate) fn default_stop_grace_ms() -> u64 {
+    5_000
+}
+
+/// Exactly one of `content` or `source` (see `de` for why `Deserialize` is hand-written).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum FileSpec {
+    /// Literal content; `${NAME}` expands from the instance env.
+    Content { content: String },
+    /// A file copied from the app, relative to the manifest's directory.
+    Source { source: String },
+}
+
+/// An argv array or a [`SetupFull`] object (see `de` for the hand-written `Deserialize`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SetupSpec {
+    /// Just the argv; the inputs are the argv, env and workdir.
+    Argv(Vec<String>),
+    /// argv plus files whose content also counts as input (for example requirements.txt).
+    Full(SetupFull),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupFull {
+    pub run: Vec<String>,
+    #[serde(default)]
+    pub inputs: Vec<String>,
+}
+
+impl SetupSpec {
+    pub fn argv(&self) -> &[String] {
+        match self {
+            SetupSpec::Argv(argv) => argv,
+            SetupSpec::Full(full) => &full.run,
+        }
+    }
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            SetupSpec::Argv(_) => &[],
+            SetupSpec::Full(full) => &full.inputs,
+        }
+    }
+}
+
+/// Bounds of the pool. Every field may be left out; [`Default`] holds the values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InstancesSpec {
+    pub min: u32,
+    pub max: u32,
+    /// Instances launched at start; defaults to `min`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial: Option<u32>,
+    /// With `min: 0`, how long without a request before the last instance is stopped. A
+    /// request to a service with no instance is held at the gateway while one starts.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for InstancesSpec {
+    fn default() -> Self {
+        InstancesSpec {
+            min: 1,
+            max: 1,
+            initial: None,
+            idle_timeout_ms: 300_000,
+        }
+    }
+}
+
+impl InstancesSpec {
+    pub fn initial(&self) -> u32 {
+        self.initial.unwrap_or(self.min)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// Path answered with 2xx when the instance is ready and alive.
+    pub path: String,
+    #[serde(default = "default_health_interval_ms")]
+    pub interval_ms: u64,
+    #[serde(default = "default_health_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive failed liveness checks before the instance is restarted.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// How long a starting instance may take to become ready before it is restarted.
+    #[serde(default = "default_start_timeout_ms")]
+    pub start_timeout_ms: u64,
+}
+
+fn default_health_interval_ms() -> u64 {
+    1_000
+}
+fn default_health_timeout_ms() -> u64 {
+    1_000
+}
+fn default_failure_threshold() -> u32 {
+    3
+}
+fn default_start_timeout_ms() -> u64 {
+    60_000
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourcesSpec {
+    /// Memory reserved per instance; an instance that does not fit is not launched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Accelerators (GPUs) reserved per instance.
+    pub accelerators: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlacementSpec {
+    /// Node label whose values the instances are spread over (for example `power`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<String>,
+}
+
+/// A service fed by push from a queue's consumer group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumesSpec {
+    pub queue: String,
+    pub group: String,
+    /// Most messages in one delivered batch.
+    #[serde(default = "default_batch")]
+    pub batch: u32,
+    /// Path the batches are POSTed to.
+    pub path: String,
+}
+
+fn default_batch() -> u32 {
+    100
+}

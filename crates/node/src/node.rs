@@ -1,0 +1,338 @@
+//! [`Node`]: one running node, built by [`Node::start`] from small constructors, one
+//! per subsystem, in the order they depend on each other: state dir, backends (queues,
+//! store), cache, bus and gateway, App Service, the tasks that are neither (autoscalers,
+//! push delivery, triggers), and last the node API.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use strata_api::{NodeInfo, NodeParts};
+use strata_appservice::{AppConfig, AppService, NodeResources};
+use strata_bus::Bus;
+use strata_gateway::{AccessLog, Gateway, GatewayConfig};
+use strata_manifest::Manifest;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{autoscale, nodefile, push, stateful, triggers, Backends};
+
+/// Everything a node needs to run one app.
+pub struct NodeConfig {
+    pub manifest: Manifest,
+    /// The manifest's directory; relative paths in the manifest start here.
+    pub app_dir: PathBuf,
+    /// Overrides `gateway.listen` (tests use port 0).
+    pub gateway_listen: Option<SocketAddr>,
+    pub api_listen: SocketAddr,
+    /// Overrides `cache.listen`, the Redis-protocol port (tests use port 0).
+    pub cache_listen: Option<SocketAddr>,
+    /// Where logs and scratch dirs go; default `app_dir/.strata`.
+    pub state_dir: Option<PathBuf>,
+    pub node: NodeResources,
+    /// Write `.strata/node.json` so CLI commands in the app dir find this node.
+    pub write_state_file: bool,
+    /// The queues and the store; None: the embedded engines under the state dir.
+    pub backends: Option<Backends>,
+}
+
+impl NodeConfig {
+    pub fn new(manifest: Manifest, app_dir: PathBuf) -> NodeConfig {
+        NodeConfig {
+            manifest,
+            app_dir,
+            gateway_listen: None,
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cache_listen: None,
+            state_dir: None,
+            node: NodeResources::detect(),
+            write_state_file: false,
+            backends: None,
+        }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    pub gateway_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub app: Arc<AppService>,
+    pub bus: Arc<Bus>,
+    pub backends: Backends,
+    pub cache: Arc<strata_cache::Cache>,
+    /// Where the cache speaks the Redis protocol, if anywhere.
+    pub cache_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    state_file: Option<PathBuf>,
+    /// A node dropped without `stop` still stops: its gateway threads end with it.
+    _stop_on_drop: tokio_util::sync::DropGuard,
+}
+
+impl Node {
+    /// Wires a node and starts it; returns once its listeners are bound.
+    pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Node> {
+        // Functions run as services of their own (instances.min 0, autoscaled).
+        let manifest = config.manifest.expanded();
+        let app_dir = std::path::absolute(&config.app_dir).context("resolve the app dir")?;
+        let state_dir = state_dir(&app_dir, config.state_dir)?;
+        let api_listener = TcpListener::bind(config.api_listen)
+            .await
+            .with_context(|| format!("listen on {} for the node API", config.api_listen))?;
+        let api_addr = api_listener.local_addr()?;
+        let api_url = format!("http://{api_addr}");
+
+        let backends = open_backends(config.backends, &state_dir, &manifest).await?;
+        let cache = stateful::cache(&manifest);
+        let read_through = stateful::read_through(&manifest, &cache, &backends.store);
+
+        let mut tasks = Vec::new();
+        let bus = Bus::new();
+        let gateway_addr = start_gateway(
+            &manifest,
+            config.gateway_listen,
+            &state_dir,
+            &bus,
+            &shutdown,
+            &mut tasks,
+        )?;
+        let cache_addr = start_cache(&manifest, config.cache_listen, &cache, &shutdown, &mut tasks)?;
+        let app = Arc::new(AppService::start(
+            AppConfig {
+                manifest: manifest.clone(),
+                app_dir,
+                state_dir: state_dir.clone(),
+                api_url: api_url.clone(),
+                node: config.node,
+            },
+            bus.clone(),
+            shutdown.child_token(),
+        )?);
+        start_tasks(&manifest, &app, &bus, &backends, &shutdown, &mut tasks)?;
+
+        let info = NodeInfo {
+            app: manifest.app.clone(),
+            gateway: gateway_addr.to_string(),
+            api: api_url,
+            cache: cache_addr.map(|a| a.to_string()),
+            pid: std::process::id(),
+        };
+        let parts = Arc::new(NodeParts {
+            info: info.clone(),
+            app: app.clone(),
+            bus: bus.clone(),
+            policies: strata_gateway::relay_policies(&manifest),
+            queues: backends.queues.clone(),
+            consumers: manifest
+                .services
+                .iter()
+                .filter_map(|(s, spec)| {
+                    spec.consumes
+                        .as_ref()
+                        .map(|c| (s.clone(), (c.queue.clone(), c.group.clone())))
+                })
+                .collect(),
+            store: backends.store.clone(),
+            cache: cache.clone(),
+            read_through,
+            shutdown: shutdown.clone(),
+        });
+        tasks.push(tokio::spawn(strata_api::serve(api_listener, parts, shutdown.clone())));
+        let state_file = if config.write_state_file {
+            let path = state_dir.join("node.json");
+            nodefile::write(&path, &info)?;
+            Some(path)
+        } else {
+            None
+        };
+        Ok(Node {
+            gateway_addr,
+            api_addr,
+            app,
+            bus,
+            backends,
+            cache,
+            cache_addr,
+            _stop_on_drop: shutdown.clone().drop_guard(),
+            shutdown,
+            tasks,
+            state_file,
+        })
+    }
+
+    /// Asks the node to stop.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits for shutdown, then stops every instance, task and listener, and closes the
+    /// backends after what they were given is durable.
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        // Instances drain while the gateway finishes the requests it has open.
+        self.app.stop().await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let backends = self.backends.clone();
+        let _ = tokio::task::spawn_blocking(move || backends.close()).await;
+        if let Some(path) = self.state_file {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Runs a node until `shutdown`.
+    pub async fn serve(config: NodeConfig, shutdown: CancellationToken) -> Result<()> {
+        let node = Node::start(config, shutdown).await?;
+        node.wait().await;
+        Ok(())
+    }
+}
+
+/// The state dir (logs, scratch dirs, queues, store), made if missing.
+fn state_dir(app_dir: &Path, configured: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = match configured {
+        Some(dir) => std::path::absolute(dir).context("resolve the state dir")?,
+        None => app_dir.join(".strata"),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("create state dir {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The given backends with the manifest's queues declared, or the embedded ones.
+async fn open_backends(given: Option<Backends>, state_dir: &Path, manifest: &Manifest) -> Result<Backends> {
+    match given {
+        Some(backends) => {
+            backends.declare(manifest).await?;
+            Ok(backends)
+        }
+        None => {
+            let (dir, manifest) = (state_dir.to_path_buf(), manifest.clone());
+            tokio::task::spawn_blocking(move || Backends::embedded(&dir, &manifest))
+                .await
+                .context("open the queues and the store")?
+        }
+    }
+}
+
+/// The first tier: one worker thread per core on the gateway address.
+fn start_gateway(
+    manifest: &Manifest,
+    listen: Option<SocketAddr>,
+    state_dir: &Path,
+    bus: &Arc<Bus>,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<SocketAddr> {
+    let listen: SocketAddr = match listen {
+        Some(addr) => addr,
+        None => manifest
+            .gateway
+            .listen
+            .parse()
+            .context("gateway.listen is not an address")?,
+    };
+    let access = AccessLog::open(&state_dir.join("logs").join("access.log"))?;
+    let gateway = Gateway::new(GatewayConfig::from(manifest), bus, Some(access));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(strata_gateway::MAX_WORKERS);
+    let workers = strata_gateway::spawn(listen, threads, gateway, shutdown.clone())
+        .with_context(|| format!("listen on {listen} for the gateway (is another strata or server using it?)"))?;
+    let addr = workers.addr;
+    tasks.push(tokio::spawn(workers.join()));
+    Ok(addr)
+}
+
+/// The cache's Redis-protocol port (when one is configured) and its expiry sweeper.
+fn start_cache(
+    manifest: &Manifest,
+    listen: Option<SocketAddr>,
+    cache: &Arc<strata_cache::Cache>,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<Option<SocketAddr>> {
+    tasks.push(tokio::spawn(strata_cache::run_sweeper(
+        cache.clone(),
+        Duration::from_millis(100),
+        shutdown.clone(),
+    )));
+    let listen = match (listen, &manifest.cache.listen) {
+        (Some(addr), _) => addr,
+        (None, Some(listen)) => listen.parse::<SocketAddr>().context("cache.listen is not an address")?,
+        (None, None) => return Ok(None),
+    };
+    let resp = strata_cache::spawn_resp(listen, manifest.cache.threads as usize, cache.clone(), shutdown.clone())
+        .with_context(|| {
+            format!("listen on {listen} for the cache's Redis protocol (is a Redis server using it? set cache.listen)")
+        })?;
+    let addr = resp.addr;
+    tasks.push(tokio::spawn(resp.join()));
+    Ok(Some(addr))
+}
+
+/// The tasks that are neither the first tier nor the App Service: an autoscaler per
+/// autoscaled service, push delivery per consuming service, a trigger per function
+/// with a store or timer trigger.
+fn start_tasks(
+    manifest: &Manifest,
+    app: &Arc<AppService>,
+    bus: &Arc<Bus>,
+    backends: &Backends,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<()> {
+    let policies = strata_gateway::relay_policies(manifest);
+    for (service, spec) in &manifest.services {
+        let queue = match &spec.consumes {
+            Some(c) => Some(backends.queues.get(&c.queue).context("a consumed queue")?),
+            None => None,
+        };
+        if let Some(scaled) = autoscale::Scaled::of(service, spec, queue.clone()) {
+            tasks.push(tokio::spawn(autoscale::run(
+                app.clone(),
+                bus.pool(service),
+                scaled,
+                shutdown.clone(),
+            )));
+        }
+        if let (Some(queue), Some(consumes)) = (queue, &spec.consumes) {
+            // A function takes `concurrency` batches per instance; a service one.
+            let per_member = manifest.functions.get(service).map_or(1, |f| f.concurrency as usize);
+            tasks.push(tokio::spawn(push::run(
+                queue,
+                bus.pool(service),
+                consumes.clone(),
+                policies[service],
+                per_member,
+                shutdown.clone(),
+            )));
+        }
+    }
+    for (name, f) in &manifest.functions {
+        let target = triggers::Target {
+            app: app.clone(),
+            function: name.clone(),
+            pool: bus.pool(name),
+            path: f.path.clone(),
+            policy: policies[name],
+            parallel: (f.max_instances as usize).saturating_mul(f.concurrency as usize),
+        };
+        if let Some(trigger) = &f.trigger.store {
+            let ns = strata_store::app_namespace(&manifest.app, &trigger.namespace);
+            tasks.push(tokio::spawn(triggers::store(
+                target,
+                backends.store.clone(),
+                trigger.clone(),
+                ns,
+                shutdown.clone(),
+            )));
+        } else if let Some(trigger) = &f.trigger.timer {
+            tasks.push(tokio::spawn(triggers::timer(target, trigger.clone(), shutdown.clone())));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! What a queue's publishers, fetchers and writer share: the in-memory index behind one
+//! mutex (never held across an await or a disk operation) — which segment holds each
+//! offset's record and where, the writer's recent buffers kept for reads, the offsets
+//! stored, the consumer groups — and the `Notify` that wakes long-polling fetches.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use strata_manifest::QueueSpec;
+use tokio::sync::Notify;
+
+use crate::group::Group;
+use crate::segment::{Segment, Slot};
+
+/// Recent writes kept in memory for reads, per queue.
+const CACHE_BYTES: usize = 32 << 20;
+
+pub(crate) struct Shared {
+    pub name: String,
+    pub spec: QueueSpec,
+    pub dir: PathBuf,
+    inner: Mutex<Inner>,
+    /// Woken when messages become visible or are given back.
+    pub notify: Notify,
+}
+
+pub(crate) struct Inner {
+    pub segments: VecDeque<SegMeta>,
+    pub first_offset: u64,
+    pub next_offset: u64,
+    pub groups: BTreeMap<String, Group>,
+    pub corrupt: u64,
+    pub cache: VecDeque<Chunk>,
+    pub cache_bytes: usize,
+}
+
+/// One segment as the index knows it.
+pub(crate) struct SegMeta {
+    pub base: u64,
+    pub file: Arc<File>,
+    pub index: Vec<Slot>,
+    pub written: u64,
+    pub last_timestamp_ms: u64,
+}
+
+/// Bytes the writer wrote at `pos` of segment `base`.
+pub(crate) struct Chunk {
+    pub base: u64,
+    pub pos: u64,
+    pub data: Bytes,
+}
+
+/// Where a record can be read from.
+#[derive(Clone)]
+pub(crate) enum Located {
+    Memory(Bytes),
+    Disk { file: Arc<File>, pos: u64, len: u32 },
+}
+
+impl Shared {
+    pub fn new(name: &str, spec: QueueSpec, dir: &Path, inner: Inner) -> Shared {
+        Shared {
+            name: name.to_string(),
+            spec,
+            dir: dir.to_path_buf(),
+            inner: Mutex::new(inner),
+            notify: Notify::new(),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl From<Segment> for SegMeta {
+    fn from(s: Segment) -> SegMeta {
+        SegMeta {
+            base: s.base,
+            file: s.file,
+            index: s.index,
+            written: s.written,
+            last_timestamp_ms: s.last_timestamp_ms,
+        }
+    }
+}
+
+impl Inner {
+    /// Makes `data`, which the writer wrote at `pos` of segment `base`, visible: indexes
+    /// `slots` (its records) and keeps the bytes for reads. Call [`Inner::trim_cache`]
+    /// after.
+    pub fn append(&mut self, base: u64, pos: u64, slots: &[Slot], data: Bytes, last_timestamp_ms: u64) {
+        let Some(seg) = self.segments.iter_mut().find(|s| s.base == base) else {
+            return;
+        };
+        seg.index.extend_from_slice(slots);
+        seg.written = pos + data.len() as u64;
+        seg.last_timestamp_ms = last_timestamp_ms;
+        self.cache_bytes += data.len();
+        self.cache.push_back(Chunk { base, pos, data });
+    }
+
+    /// Forgets the oldest kept writes past [`CACHE_BYTES`].
+    pub fn trim_cache(&mut self) {
+        while self.cache_bytes > CACHE_BYTES {
+            let Some(c) = self.cache.pop_front() else { break };
+            self.cache_bytes -= c.data.len();
+        }
+    }
+
+    /// Adds a fresh, empty segment starting at `base`.
+    pub fn add_segment(&mut self, base: u64, file: Arc<File>) {
+        self.segments.push_back(SegMeta {
+            base,
+            file,
+            index: Vec::new(),
+            written: 0,
+            last_timestamp_ms: 0,
+        });
+    }
+}
+
+fn seg_index(segments: &VecDeque<SegMeta>, offset: u64) -> Option<usize> {
+    let i = segments.partition_point(|s| s.base <= offset).checked_sub(1)?;
+    let s = &segments[i];
+    ((offset - s.base) < s.index.len() as u64).then_some(i)
+}
+
+/// Where `offset`'s record is; None when it is not stored.
+pub(crate) fn slot_of(segments: &VecDeque<SegMeta>, offset: u64) -> Option<Slot> {
+    let i = seg_index(segments, offset)?;
+    Some(segments[i].index[(offset - segments[i].base) as usize])
+}
+
+pub(crate) fn slot_mut(segments: &mut VecDeque<SegMeta>, offset: u64) -> Option<&mut Slot> {
+    let i = seg_index(segments, offset)?;
+    let base = segments[i].base;
+    segments[i].index.get_mut((offset - base) as usize)
+}
+
+/// Offsets below the first segment or with a corrupt record.
+pub(crate) fn missing_fn(segments: &VecDeque<SegMeta>) -> impl Fn(u64) -> bool + '_ {
+    move |o| match segments.front() {
+        Some(first) if o < first.base => true,
+        _ => slot_of(segments, o).is_some_and(|s| s.len == 0),
+    }
+}
+
+/// Where to read `offset`'s record (at `slot`) from: the kept writes if they hold all of
+/// it, else its segment.
+pub(crate) fn locate(segments: &VecDeque<SegMeta>, cache: &VecDeque<Chunk>, offset: u64, slot: Slot) -> Located {
+    let i = seg_index(segments, offset).expect("located offset is indexed");
+    let base = segments[i].base;
+    let pos = u64::from(slot.pos);
+    let c = cache.partition_point(|c| (c.base, c.pos) <= (base, pos));
+    if let Some(chunk) = c.checked_sub(1).map(|c| &cache[c]) {
+        if chunk.base == base && pos + u64::from(slot.len) <= chunk.pos + chunk.data.len() as u64 {
+            let at = (pos - chunk.pos) as usize;
+            return Located::Memory(chunk.data.slice(at..at + slot.len as usize));
+        }
+    }
+    Located::Disk {
+        file: segments[i].file.clone(),
+        pos,
+        len: slot.len,
+    }
+}

@@ -1,0 +1,59 @@
+//! Retention: after each commit, segments below every group's floor, and segments past
+//! the queue's retention limits (`max_bytes`, `max_age_s`), leave the index; their files
+//! are deleted once the commit is answered. The active segment always stays.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use strata_manifest::QueueSpec;
+
+use crate::index::Inner;
+use crate::record::now_ms;
+use crate::segment;
+
+/// Drops segments every group is done with, and segments past the retention limits, from
+/// the index; their paths go to `dropped`, for [`remove`].
+pub(crate) fn reclaim(inner: &mut Inner, spec: &QueueSpec, dir: &Path, active_base: u64, dropped: &mut Vec<PathBuf>) {
+    let min_floor = inner.groups.values().map(|g| g.floor).min();
+    let now = now_ms();
+    let mut total: u64 = inner.segments.iter().map(|s| s.written).sum();
+    let mut first_changed = false;
+    while inner.segments.len() > 1 {
+        let s = &inner.segments[0];
+        if s.base == active_base {
+            break;
+        }
+        let end = s.base + s.index.len() as u64;
+        let consumed = min_floor.is_some_and(|f| end <= f);
+        let too_big = spec.retention.max_bytes.is_some_and(|max| total > max);
+        let too_old = spec
+            .retention
+            .max_age_s
+            .is_some_and(|age| s.last_timestamp_ms + age * 1000 < now);
+        if !(consumed || too_big || too_old) {
+            break;
+        }
+        let s = inner.segments.pop_front().expect("front exists");
+        total -= s.written;
+        dropped.push(segment::segment_path(dir, s.base));
+        inner.cache.retain(|c| c.base != s.base);
+        inner.cache_bytes = inner.cache.iter().map(|c| c.data.len()).sum();
+        first_changed = true;
+    }
+    if first_changed {
+        let first = inner.segments.front().map_or(inner.next_offset, |s| s.base);
+        inner.first_offset = first;
+        for g in inner.groups.values_mut() {
+            g.clamp(first);
+        }
+    }
+}
+
+/// Deletes the files of segments [`reclaim`] dropped.
+pub(crate) fn remove(queue: &str, dropped: Vec<PathBuf>) {
+    for path in dropped {
+        if let Err(e) = fs::remove_file(&path) {
+            tracing::warn!(queue = %queue, "remove {}: {e}", path.display());
+        }
+    }
+}
