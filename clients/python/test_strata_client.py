@@ -6,12 +6,14 @@ Skipped when STRATA_URL is unset. crates/strata/tests/python_client.rs starts a 
 runs them. Each test uses queues, keys and blobs of its own (a fresh random suffix), so
 the tests are independent and can run against a node that has run them before. With
 STRATA_TEST_CALL_SERVICE set to a service running the test member
-(crates/strata/tests/fixtures/member.py), call() is tested too. The read-through tests
-use the cache named by STRATA_TEST_CACHE, else the first one the node's manifest declares
-under `caches` (python_client.rs declares "hist" over namespace "history").
+(crates/strata/tests/fixtures/member.py) on 2 or more ready instances, call() is tested
+too. The read-through tests use the cache named by STRATA_TEST_CACHE, else the first one
+the node's manifest declares under `caches` (python_client.rs declares "hist" over
+namespace "history"); they count its loads, so its ttl_ms must outlast a test.
 """
 import hashlib
 import io
+import json
 import os
 import socket
 import sys
@@ -366,10 +368,27 @@ class Calls(LiveTest):
         r = self.client.call(CALL_SERVICE, "/echo", method="POST", body={"a": 1})
         self.assertEqual((r.json()["method"], r.json()["body_bytes"]), ("POST", len(b'{"a": 1}')))
 
-    def test_call_all_asks_every_member(self):
-        replies = self.client.call(CALL_SERVICE, "/hello", mode="all").json()
+    def ready_members(self, service):
+        """The ids of the service's ready instances, from /v1/ps."""
+        ps = self.client._json("GET", "/v1/ps")
+        (svc,) = [s for s in ps["services"] if s["name"] == service]
+        return sorted(i["id"] for i in svc["instances"] if i["state"] == "ready")
+
+    def test_call_all_asks_every_member_once(self):
+        members = self.ready_members(CALL_SERVICE)
+        self.assertGreaterEqual(len(members), 2, f"{CALL_SERVICE} needs 2 or more ready members "
+                                                 f"to show each is asked once: {members}")
+        request_id = f"py-all-{uuid.uuid4().hex[:8]}"
+        replies = self.client.call(CALL_SERVICE, "/hello", mode="all",
+                                   headers={"X-Request-Id": request_id}).json()
         self.assertIsInstance(replies, list)
-        self.assertTrue(replies and all("instance" in r for r in replies), replies)
+        self.assertEqual(sorted(r["instance"] for r in replies), members,
+                         f"one reply from each ready member, none twice: {replies}")
+        for r in replies:
+            self.assertEqual(r["status"], 200, r)
+            seen = json.loads(r["body"])  # what the member itself says it answered
+            self.assertEqual((seen["instance"], seen["request_id"], seen["path"]),
+                             (r["instance"], request_id, "/hello"), r)
 
     def test_unknown_service_is_404(self):
         err = self.assertError(404, self.client.call, "no-such-service", "/")
@@ -690,10 +709,16 @@ class ReadThrough(StateTest):
     def test_refills_after_a_shard_is_lost(self):
         key = self.key("drill")
         self.client.kv_put(self.cache_ns, key, b"durable")
+        loads = self.loads()
         self.assertEqual(self.client.cached(self.cache, key), b"durable")
-        for n in range(len(self.client.cache_stats()["shards"])):
-            self.client.cache_drop_shard(n)
-        self.assertEqual(self.client.cached(self.cache, key), b"durable", "loaded again from the store")
+        self.assertEqual(self.loads(), loads + 1, "the first read loads the key from the store")
+        self.assertEqual(self.client.cached(self.cache, key), b"durable")
+        self.assertEqual(self.loads(), loads + 1, "the next read is served from the cache")
+        dropped = sum(self.client.cache_drop_shard(n)["dropped_keys"]
+                      for n in range(len(self.client.cache_stats()["shards"])))
+        self.assertGreaterEqual(dropped, 1, "the cached copy was in a dropped shard")
+        self.assertEqual(self.client.cached(self.cache, key), b"durable")
+        self.assertEqual(self.loads(), loads + 2, "with its shard gone, the key was loaded again from the store")
 
     def test_an_unknown_cache_is_an_error_not_a_miss(self):
         err = self.assertError(404, self.client.cached, "no-such-cache", "k")

@@ -17,7 +17,7 @@ use crate::events::EventKind;
 use crate::probe;
 use crate::process::{self, Launch, Process};
 use crate::status::{InstanceState, InstanceStatus};
-use crate::Shared;
+use crate::AppContext;
 
 /// A run this long resets the back-off: the instance is no longer crash-looping.
 const STABLE: Duration = Duration::from_secs(10);
@@ -49,7 +49,7 @@ enum RunEnd {
 }
 
 pub(crate) async fn run_slot(
-    shared: Arc<Shared>,
+    shared: Arc<AppContext>,
     ctx: Arc<ServiceCtx>,
     status: Arc<Mutex<InstanceStatus>>,
     stop: CancellationToken,
@@ -128,7 +128,7 @@ fn backoff(failures_in_row: u32) -> Duration {
 
 /// Waits until the instance's resources fit on the node; false when asked to stop first.
 async fn wait_for_capacity(
-    shared: &Shared,
+    shared: &AppContext,
     ctx: &ServiceCtx,
     id: &str,
     status: &Mutex<InstanceStatus>,
@@ -164,7 +164,7 @@ async fn wait_for_capacity(
 }
 
 async fn run_once(
-    shared: &Arc<Shared>,
+    shared: &Arc<AppContext>,
     ctx: &ServiceCtx,
     id: &str,
     launch_no: u64,
@@ -262,7 +262,7 @@ enum Supervised {
 
 #[allow(clippy::too_many_arguments)]
 async fn supervise(
-    shared: &Shared,
+    shared: &AppContext,
     ctx: &ServiceCtx,
     id: &str,
     proc: &mut Process,
@@ -361,7 +361,7 @@ async fn drain(member: &Member, grace: Duration) {
 }
 
 /// Places the instance's files and starts its process.
-fn launch(shared: &Shared, ctx: &ServiceCtx, id: &str, scratch: &Path) -> Result<(Process, SocketAddr)> {
+fn launch(shared: &AppContext, ctx: &ServiceCtx, id: &str, scratch: &Path) -> Result<(Process, SocketAddr)> {
     std::fs::create_dir_all(scratch).with_context(|| format!("create scratch dir {}", scratch.display()))?;
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -395,7 +395,13 @@ fn launch(shared: &Shared, ctx: &ServiceCtx, id: &str, scratch: &Path) -> Result
 }
 
 /// The instance contract's environment, then the manifest's `env` (which may use it).
-fn instance_env(shared: &Shared, ctx: &ServiceCtx, id: &str, port: u16, scratch: &Path) -> BTreeMap<String, String> {
+fn instance_env(
+    shared: &AppContext,
+    ctx: &ServiceCtx,
+    id: &str,
+    port: u16,
+    scratch: &Path,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
         ("PORT".to_string(), port.to_string()),
         ("STRATA_URL".to_string(), shared.api_url.clone()),

@@ -10,13 +10,11 @@
 //! - `setup`: the install step, skipped while its inputs are unchanged.
 //! - `capacity`: the node's memory and accelerators, reserved per instance.
 //! - `events`: what happened and why, for the CLI and `strata events`.
-//! - [`autoscale`]: the autoscaling policy (pure; the node's autoscaler task feeds it).
 //!
 //! Invariants: a ready instance is a member of its pool in the bus and nothing else is;
 //! every child process is in its own process group, registered with the guard while it
 //! lives; nothing here speaks HTTP beyond the one-line health probe.
 
-pub mod autoscale;
 mod capacity;
 mod events;
 mod guard;
@@ -83,8 +81,9 @@ pub struct AppConfig {
     pub node: NodeResources,
 }
 
-/// Shared by every task of the App Service.
-pub(crate) struct Shared {
+/// What every task of the App Service shares: the app, its dirs, the bus, capacity, the
+/// guard, the event log and the task tracker.
+pub(crate) struct AppContext {
     pub app: String,
     pub app_dir: PathBuf,
     pub state_dir: PathBuf,
@@ -98,7 +97,7 @@ pub(crate) struct Shared {
 
 /// A running app.
 pub struct AppService {
-    shared: Arc<Shared>,
+    shared: Arc<AppContext>,
     services: BTreeMap<String, service::ServiceHandle>,
     shutdown: CancellationToken,
 }
@@ -110,7 +109,7 @@ impl AppService {
         std::fs::create_dir_all(&logs).with_context(|| format!("create log dir {}", logs.display()))?;
         std::fs::create_dir_all(config.state_dir.join("run")).context("create scratch dir root")?;
         let guard = guard::Guard::spawn().context("start the orphan guard")?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(AppContext {
             app: config.manifest.app.clone(),
             app_dir: config.app_dir,
             state_dir: config.state_dir,

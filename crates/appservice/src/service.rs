@@ -13,7 +13,7 @@ use crate::events::EventKind;
 use crate::instance::{self, ServiceCtx};
 use crate::setup::{self, Setup};
 use crate::status::{InstanceStatus, ServiceStatus};
-use crate::Shared;
+use crate::AppContext;
 
 struct Slot {
     number: u32,
@@ -30,7 +30,7 @@ pub(crate) struct ServiceHandle {
 }
 
 impl ServiceHandle {
-    pub fn start(shared: &Arc<Shared>, name: String, spec: ServiceSpec, stop: CancellationToken) -> ServiceHandle {
+    pub fn start(shared: &Arc<AppContext>, name: String, spec: ServiceSpec, stop: CancellationToken) -> ServiceHandle {
         let workdir = match &spec.workdir {
             Some(dir) => shared.app_dir.join(dir),
             None => shared.app_dir.clone(),
@@ -124,7 +124,7 @@ impl ServiceHandle {
 }
 
 async fn supervise(
-    shared: Arc<Shared>,
+    shared: Arc<AppContext>,
     ctx: Arc<ServiceCtx>,
     phase: Arc<Mutex<String>>,
     slots: Arc<Mutex<Vec<Slot>>>,
@@ -198,7 +198,7 @@ async fn supervise(
 
 /// Starts or stops slots until `want` are running; the highest-numbered go first.
 fn reconcile(
-    shared: &Arc<Shared>,
+    shared: &Arc<AppContext>,
     ctx: &Arc<ServiceCtx>,
     slots: &Mutex<Vec<Slot>>,
     want: u32,
@@ -235,7 +235,7 @@ fn reconcile(
 }
 
 /// The environment of the setup step: the manifest's env with the app and service named.
-fn setup_env(shared: &Shared, ctx: &ServiceCtx) -> BTreeMap<String, String> {
+fn setup_env(shared: &AppContext, ctx: &ServiceCtx) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
         ("STRATA_APP".to_string(), shared.app.clone()),
         ("STRATA_SERVICE".to_string(), ctx.name.clone()),

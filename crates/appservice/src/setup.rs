@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::events::EventKind;
 use crate::process::{self, Launch};
-use crate::Shared;
+use crate::AppContext;
 
 pub(crate) struct Setup<'a> {
     pub service: &'a str,
@@ -21,7 +21,7 @@ pub(crate) struct Setup<'a> {
 }
 
 /// Runs the step unless its stamp says the same inputs already succeeded.
-pub(crate) async fn run(shared: &Shared, setup: Setup<'_>) -> Result<()> {
+pub(crate) async fn run(shared: &AppContext, setup: Setup<'_>) -> Result<()> {
     let stamp_path = shared.state_dir.join("setup").join(format!("{}.stamp", setup.service));
     let stamp = fingerprint(&setup, &shared.app_dir)?;
     if std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {

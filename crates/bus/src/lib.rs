@@ -2,19 +2,26 @@
 //!
 //! Layout:
 //! - [`Bus`]: the pools of one node, by service name.
-//! - [`Pool`]: the ready members of one service, with a watch on their count.
-//! - [`Member`]: one ready instance: its address, its in-flight count, and a slot
-//!   where the transport (the gateway) keeps its connections to it.
+//! - [`Pool`]: the ready members of one service, with a watch on their count, the
+//!   pick, and a wake-up for callers waiting for a member with room.
+//! - [`Member`]: one ready instance: its address, its in-flight and served counts, and
+//!   a slot where the transport (the gateway) keeps its connections to it.
+//! - [`Admission`]: the one interface through which the relay asks an autoscaled pool
+//!   whether and where a request goes (hold at zero, buffer, shed); implemented by
+//!   `strata_autoscale`, installed with [`Pool::set_admission`].
 //! - [`RetryBudget`]: bounds reissued requests to a fraction of first attempts.
 //!
-//! Invariant: this crate knows nothing of HTTP or of processes. The App Service
-//! adds and removes members; the gateway picks them and reports failures.
+//! Invariant: this crate knows nothing of HTTP or of processes, nor of autoscaling
+//! policy. The App Service adds and removes members; the gateway picks them, reports
+//! failures and asks the pool's admission.
 
+mod admission;
 mod budget;
 mod pool;
 
+pub use admission::{Admission, Held, Placement, Waiting};
 pub use budget::RetryBudget;
-pub use pool::{Held, Member, MemberGuard, Pool, Room, Shed, MAX_HELD};
+pub use pool::{Member, MemberGuard, Pool};
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

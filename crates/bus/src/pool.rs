@@ -3,10 +3,11 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::RetryBudget;
+use crate::{Admission, RetryBudget};
 
 /// One ready instance of a service, as the bus sees it.
 pub struct Member {
@@ -25,26 +26,7 @@ pub struct Member {
     room: OnceLock<Arc<RoomWaiters>>,
 }
 
-/// What [`Pool::find_room`] found for a request whose chosen member is full.
-pub enum Room {
-    /// This member has room: send it there.
-    Use(Arc<Member>),
-    /// Waited for room: pick again.
-    Waited,
-    /// Send it to the chosen member anyway (not buffering, or too many held).
-    Send,
-}
-
-/// What [`Pool::sheds`] says of a request at the pool's maximum size.
-pub enum Shed {
-    No,
-    /// The chosen member is at the limit but this one is not.
-    Use(Arc<Member>),
-    /// Every member is at the limit: answer 503.
-    Yes,
-}
-
-/// Requests waiting at the gateway for a member with room, and their wake-up.
+/// Callers waiting in [`Pool::until_room`], and their wake-up.
 #[derive(Default)]
 struct RoomWaiters {
     waiting: AtomicUsize,
@@ -145,46 +127,16 @@ pub struct Pool {
     members: RwLock<Arc<[Arc<Member>]>>,
     ready: watch::Sender<usize>,
     pub budget: RetryBudget,
-    /// Scale from zero: callers finding no member hold the request and ask for one.
-    holds: std::sync::atomic::AtomicBool,
-    /// Requests held right now, waiting for a member.
-    held: std::sync::atomic::AtomicUsize,
-    /// Wakes the autoscaler: a request held at zero, or a member past its concurrency
-    /// target. `signalled` keeps a burst of requests to one wake-up.
-    demand: tokio::sync::Notify,
-    signalled: AtomicBool,
-    /// In flight on one member past which the autoscaler is woken; 0: not autoscaled.
-    saturation: AtomicUsize,
-    /// In flight on the chosen member at which a request is shed; 0: never.
-    shed_at: AtomicUsize,
-    shed: AtomicU64,
-    /// While instances are starting, a request whose chosen member is at the saturation
-    /// count waits here for room or a new member instead of queueing on that member.
-    buffering: AtomicBool,
+    /// Decides about requests before they go to a member (an autoscaled service).
+    admission: OnceLock<Arc<dyn Admission>>,
+    /// Callers waiting for a member with room, woken as requests end.
     room: Arc<RoomWaiters>,
     /// Requests answered by members that have left, for [`Pool::served_total`].
     served_gone: AtomicU64,
-    /// When the last request came (monotonic ms), for idle scale-down. On a cache line of
-    /// its own, away from the fields every request reads.
-    last_request_ms: Padded<AtomicU64>,
 }
-
-/// A value alone on its cache line (128 bytes: adjacent-line prefetch pairs lines).
-#[repr(align(128))]
-struct Padded<T>(T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-/// Most requests one pool holds while an instance starts; more get 503.
-pub const MAX_HELD: usize = 1024;
 
 /// How long a member a caller saw fail is passed over.
-pub const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+pub const SUSPECT_FOR: Duration = Duration::from_secs(2);
 
 /// Milliseconds since the first call, from the monotonic clock.
 fn now_ms() -> u64 {
@@ -224,96 +176,27 @@ impl Pool {
             members: RwLock::new(Arc::from(Vec::new())),
             ready: watch::channel(0).0,
             budget: RetryBudget::default(),
-            holds: Default::default(),
-            held: Default::default(),
-            demand: tokio::sync::Notify::new(),
-            signalled: AtomicBool::new(false),
-            saturation: AtomicUsize::new(0),
-            shed_at: AtomicUsize::new(0),
-            shed: AtomicU64::new(0),
-            buffering: AtomicBool::new(false),
+            admission: OnceLock::new(),
             room: Arc::default(),
             served_gone: AtomicU64::new(0),
-            last_request_ms: Padded(AtomicU64::new(now_ms())),
         }
     }
 
-    /// Lets callers hold a request while an instance starts (a service that may run
-    /// none), instead of answering at once that no member is ready.
-    pub fn set_scale_from_zero(&self, on: bool) {
-        self.holds.store(on, Ordering::Relaxed);
+    /// Installs the pool's admission, before requests come. A pool has at most one: a
+    /// second is refused and handed back.
+    pub fn set_admission(&self, admission: Arc<dyn Admission>) -> Result<(), Arc<dyn Admission>> {
+        self.admission.set(admission)
     }
 
-    pub fn scales_from_zero(&self) -> bool {
-        self.holds.load(Ordering::Relaxed)
-    }
-
-    /// Takes a place among the held requests; None when [`MAX_HELD`] are held already.
-    pub fn hold(&self) -> Option<Held<'_>> {
-        let n = self.held.fetch_add(1, Ordering::Relaxed);
-        if n >= MAX_HELD {
-            self.held.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        self.signal();
-        Some(Held(self))
-    }
-
-    fn signal(&self) {
-        if !self.signalled.swap(true, Ordering::AcqRel) {
-            self.demand.notify_one();
-        }
-    }
-
-    /// Resolves when a caller asked for a member of an empty pool, or a member went past
-    /// the concurrency set by [`Pool::set_saturation`].
-    pub async fn demanded(&self) {
-        self.demand.notified().await;
-        self.signalled.store(false, Ordering::Release);
-    }
-
-    /// Wake [`Pool::demanded`] when a member has more than `inflight` requests in flight
-    /// (0: never).
-    pub fn set_saturation(&self, inflight: usize) {
-        self.saturation.store(inflight, Ordering::Relaxed);
-    }
-
-    /// Called with a member's in-flight count once a request is counted on it.
+    /// The pool's admission, if it has one (an autoscaled service).
     #[inline]
-    pub fn note_inflight(&self, inflight: usize) {
-        let saturation = self.saturation.load(Ordering::Relaxed);
-        if saturation != 0 && inflight > saturation && !self.signalled.load(Ordering::Relaxed) {
-            self.signal();
-        }
-    }
-
-    /// Shed requests (503) whose chosen member has `inflight` in flight already; 0: never.
-    /// The autoscaler sets it while the pool is at its maximum size.
-    pub fn set_shed_at(&self, inflight: usize) {
-        self.shed_at.store(inflight, Ordering::Relaxed);
-    }
-
-    /// Whether a request about to go to `member` is to be shed. Only when the chosen
-    /// member is at the limit is every other one looked at: a request is shed when none
-    /// (but those in `tried`) has room, and moved to the least loaded one otherwise.
-    #[inline]
-    pub fn sheds(&self, member: &Arc<Member>, tried: &[Arc<Member>]) -> Shed {
-        let at = self.shed_at.load(Ordering::Relaxed);
-        if at == 0 || member.inflight() < at {
-            return Shed::No;
-        }
-        match self.least_loaded_under(at, tried) {
-            Some(other) => Shed::Use(other),
-            None => {
-                self.shed.fetch_add(1, Ordering::Relaxed);
-                Shed::Yes
-            }
-        }
+    pub fn admission(&self) -> Option<&Arc<dyn Admission>> {
+        self.admission.get()
     }
 
     /// The least loaded available member with fewer than `limit` in flight, passing over
-    /// `tried`.
-    fn least_loaded_under(&self, limit: usize, tried: &[Arc<Member>]) -> Option<Arc<Member>> {
+    /// `tried`. Scans every member: for a request whose pick is full.
+    pub fn least_loaded_under(&self, limit: usize, tried: &[Arc<Member>]) -> Option<Arc<Member>> {
         self.members
             .read()
             .unwrap()
@@ -325,39 +208,13 @@ impl Pool {
             .map(|(_, m)| m.clone())
     }
 
-    /// While on (the autoscaler sets it while instances it asked for are starting), a
-    /// request whose chosen member has the saturation count in flight waits at the caller
-    /// ([`Pool::wait_for_room`]) rather than queueing on that member.
-    pub fn set_buffering(&self, on: bool) {
-        self.buffering.store(on, Ordering::Relaxed);
-    }
-
-    /// Whether a request about to go to `member` should wait for room instead.
-    #[inline]
-    pub fn should_buffer(&self, member: &Member) -> bool {
-        if !self.buffering.load(Ordering::Relaxed) {
-            return false;
-        }
-        let saturation = self.saturation.load(Ordering::Relaxed);
-        saturation != 0 && member.inflight() >= saturation
-    }
-
-    /// For a request whose chosen member is full while buffering: another member with
-    /// room (not in `tried`), or a wait (counted as held) until one may have room, a member
-    /// joins, or 100 ms or `timeout` pass, after which the caller picks again. Never
-    /// returns [`Room::Waited`] without having waited, so a caller's loop cannot spin.
-    pub async fn find_room(&self, tried: &[Arc<Member>], timeout: std::time::Duration) -> Room {
-        let saturation = self.saturation.load(Ordering::Relaxed);
-        if let Some(m) = self.least_loaded_under(saturation, tried) {
-            return Room::Use(m);
-        }
-        if !self.buffering.load(Ordering::Relaxed) {
-            return Room::Send;
-        }
-        let Some(_held) = self.hold() else {
-            // Too many held already: queue on the member rather than hold without bound.
-            return Room::Send;
-        };
+    /// Waits until a member may have room again: a request on a member ends, a member
+    /// joins or leaves, or `within` passes. `has_room` is asked once the wait is
+    /// registered, so that room freed just before is not missed; when it says yes, this
+    /// returns at once.
+    pub async fn until_room(&self, within: Duration, has_room: impl FnOnce() -> bool) {
+        // SeqCst with the guard's decrement of `inflight` and read of `waiting`: either
+        // `has_room` sees the request gone, or the guard sees this waiter.
         self.room.waiting.fetch_add(1, Ordering::SeqCst);
         struct Leave<'a>(&'a RoomWaiters);
         impl Drop for Leave<'_> {
@@ -369,48 +226,21 @@ impl Pool {
         let notified = self.room.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if let Some(m) = self.least_loaded_under(saturation, tried) {
-            return Room::Use(m);
+        if has_room() {
+            return;
         }
         let mut ready = self.ready.subscribe();
         tokio::select! {
             _ = notified => {}
             _ = ready.changed() => {}
-            _ = tokio::time::sleep(timeout.min(std::time::Duration::from_millis(100))) => {}
+            _ = tokio::time::sleep(within) => {}
         }
-        Room::Waited
     }
 
     /// Requests relayed to the pool's members so far, those that have left included.
     pub fn served_total(&self) -> u64 {
         let current: u64 = self.members().iter().map(|m| m.served()).sum();
         self.served_gone.load(Ordering::Relaxed) + current
-    }
-
-    /// Requests shed so far.
-    pub fn shed_count(&self) -> u64 {
-        self.shed.load(Ordering::Relaxed)
-    }
-
-    /// Requests held now.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
-    }
-
-    /// Notes a request, for [`Pool::idle_for`]. Written at most once per 10 ms: every
-    /// gateway thread calls it, and a store per request would bounce its cache line
-    /// between cores.
-    #[inline]
-    pub fn touch(&self) {
-        let now = now_ms();
-        if now > self.last_request_ms.load(Ordering::Relaxed) + 10 {
-            self.last_request_ms.store(now, Ordering::Relaxed);
-        }
-    }
-
-    /// Time since the last request.
-    pub fn idle_for(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(now_ms().saturating_sub(self.last_request_ms.load(Ordering::Relaxed)))
     }
 
     /// Adds a ready member.
@@ -499,15 +329,6 @@ impl Pool {
     }
 }
 
-/// A request held while an instance starts; dropping it lets another take its place.
-pub struct Held<'a>(&'a Pool);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.0.held.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,46 +392,86 @@ mod tests {
     }
 
     #[test]
-    fn saturation_wakes_once_per_burst_and_shedding_follows_the_limit() {
+    fn least_loaded_under_skips_full_tried_and_suspected_members() {
+        let pool = Pool::new("web");
+        let (a, b, c) = (
+            Member::new("web-1", addr(1)),
+            Member::new("web-2", addr(2)),
+            Member::new("web-3", addr(3)),
+        );
+        for m in [&a, &b, &c] {
+            pool.join(m.clone());
+        }
+        let _a: Vec<_> = (0..3).map(|_| a.begin()).collect();
+        let _b: Vec<_> = (0..1).map(|_| b.begin()).collect();
+        let _c: Vec<_> = (0..2).map(|_| c.begin()).collect();
+        assert!(Arc::ptr_eq(&pool.least_loaded_under(3, &[]).unwrap(), &b));
+        assert!(Arc::ptr_eq(
+            &pool.least_loaded_under(3, std::slice::from_ref(&b)).unwrap(),
+            &c
+        ));
+        pool.suspect(&c);
+        assert!(pool.least_loaded_under(3, std::slice::from_ref(&b)).is_none());
+        assert!(pool.least_loaded_under(1, &[]).is_none(), "none under the limit");
+    }
+
+    #[test]
+    fn a_request_ending_wakes_a_caller_waiting_for_room() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
+            .start_paused(true)
             .build()
             .unwrap();
         rt.block_on(async {
-            let pool = Pool::new("web");
+            let pool = Arc::new(Pool::new("web"));
             let m = Member::new("web-1", addr(1));
             pool.join(m.clone());
-            pool.note_inflight(100);
-            let quiet = tokio::time::timeout(std::time::Duration::from_millis(20), pool.demanded()).await;
-            assert!(quiet.is_err(), "not autoscaled: no wake-up");
-            pool.set_saturation(4);
-            pool.note_inflight(4);
-            let quiet = tokio::time::timeout(std::time::Duration::from_millis(20), pool.demanded()).await;
-            assert!(quiet.is_err(), "at the target, not past it");
-            for n in 5..50 {
-                pool.note_inflight(n);
-            }
-            pool.demanded().await;
-            let quiet = tokio::time::timeout(std::time::Duration::from_millis(20), pool.demanded()).await;
-            assert!(quiet.is_err(), "one wake-up for the burst");
-            pool.note_inflight(5);
-            pool.demanded().await;
-
-            let _guards: Vec<_> = (0..3).map(|_| m.begin()).collect();
-            assert!(matches!(pool.sheds(&m, &[]), Shed::No), "shedding off");
-            pool.set_shed_at(3);
-            assert!(matches!(pool.sheds(&m, &[]), Shed::Yes));
-            pool.set_shed_at(4);
-            assert!(matches!(pool.sheds(&m, &[]), Shed::No));
-            assert_eq!(pool.shed_count(), 1);
-            // A full member is passed over for one with room; shed only when none has.
-            pool.set_shed_at(3);
-            let idle = Member::new("web-2", addr(2));
-            pool.join(idle.clone());
-            assert!(matches!(pool.sheds(&m, &[]), Shed::Use(other) if Arc::ptr_eq(&other, &idle)));
-            assert!(matches!(pool.sheds(&m, std::slice::from_ref(&idle)), Shed::Yes));
-            assert_eq!(pool.shed_count(), 2);
+            let guard = m.begin();
+            // Room already: at once.
+            let t = tokio::time::Instant::now();
+            pool.until_room(Duration::from_secs(5), || true).await;
+            assert_eq!(t.elapsed(), Duration::ZERO);
+            // No room: until the request ends, not the whole wait.
+            let waiter = {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let t = tokio::time::Instant::now();
+                    pool.until_room(Duration::from_secs(5), || false).await;
+                    t.elapsed()
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(guard);
+            assert_eq!(waiter.await.unwrap(), Duration::from_millis(50));
+            // Nothing ends: a member joining ends the wait, and otherwise `within`.
+            let waiter = {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let t = tokio::time::Instant::now();
+                    pool.until_room(Duration::from_secs(5), || false).await;
+                    t.elapsed()
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            pool.join(Member::new("web-2", addr(2)));
+            assert_eq!(waiter.await.unwrap(), Duration::from_millis(30));
+            let t = tokio::time::Instant::now();
+            pool.until_room(Duration::from_millis(100), || false).await;
+            assert_eq!(t.elapsed(), Duration::from_millis(100));
         });
+    }
+
+    #[test]
+    fn served_total_keeps_the_counts_of_members_that_left() {
+        let pool = Pool::new("web");
+        let m = Member::new("web-1", addr(1));
+        pool.join(m.clone());
+        drop((0..3).map(|_| m.begin()).collect::<Vec<_>>());
+        pool.leave("web-1");
+        let n = Member::new("web-2", addr(2));
+        pool.join(n.clone());
+        drop(n.begin());
+        assert_eq!(pool.served_total(), 4);
     }
 
     #[test]

@@ -86,6 +86,13 @@ pub(crate) fn from_answer(status: u16, body: &[u8]) -> Error {
     Error::Api { status, message }
 }
 
+/// A malformed answer in one of the shared wire formats.
+impl From<strata_wire::WireError> for Error {
+    fn from(e: strata_wire::WireError) -> Error {
+        Error::Protocol(e.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,12 +111,5 @@ mod tests {
         assert_eq!(e.to_string(), "bad gateway (HTTP 502)");
         let e = from_answer(500, b"");
         assert_eq!(e.to_string(), "the node gave no reason (HTTP 500)");
-    }
-}
-
-/// A malformed answer in one of the shared wire formats.
-impl From<strata_wire::WireError> for Error {
-    fn from(e: strata_wire::WireError) -> Error {
-        Error::Protocol(e.0)
     }
 }

@@ -155,6 +155,11 @@ impl<F: Future> Future for Timeout<F> {
 mod tests {
     use super::*;
 
+    /// Polls `fut` once; true if it is still pending.
+    async fn pending_after_one_poll<F: Future>(mut fut: Pin<&mut F>) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending())).await
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn fires_on_the_ticker_and_deregisters() {
         let local = tokio::task::LocalSet::new();
@@ -163,15 +168,32 @@ mod tests {
                 let ticker = tokio::task::spawn_local(ticker());
                 tokio::task::yield_now().await;
                 let started = Instant::now();
-                let out = timeout(Duration::from_millis(60), std::future::pending::<()>()).await;
+                let limit = Duration::from_millis(60);
+                let mut pending = std::pin::pin!(timeout(limit, std::future::pending::<()>()));
+                // Waiting, it is one entry of the thread's list and holds no tokio timer:
+                // only the ticker can wake it.
+                assert!(pending_after_one_poll(pending.as_mut()).await);
+                assert_ne!(pending.id, 0, "registered");
+                assert!(pending.fallback.is_none(), "no tokio timer beside the ticker");
+                assert_eq!(ENTRIES.with(|e| e.borrow().len()), 1);
+                // No upper bound on when it fires beyond "it does" (a loaded machine may be
+                // late); the guard only keeps a broken ticker from hanging the test.
+                let out = tokio::time::timeout(Duration::from_secs(30), pending)
+                    .await
+                    .expect("the ticker woke the timeout");
                 assert!(out.is_err());
                 let took = started.elapsed();
-                assert!(took >= Duration::from_millis(60), "{took:?}");
-                assert!(took < Duration::from_millis(60) + TICK * 8, "{took:?}");
-                assert_eq!(ENTRIES.with(|e| e.borrow().len()), 0);
+                assert!(took >= limit, "fired before its deadline: {took:?}");
+                assert_eq!(ENTRIES.with(|e| e.borrow().len()), 0, "deregistered once fired");
                 let done = timeout(Duration::from_secs(5), async { 7 }).await;
                 assert_eq!(done.unwrap(), 7);
                 assert_eq!(ENTRIES.with(|e| e.borrow().len()), 0);
+                // One dropped while waiting leaves the list too.
+                let mut dropped = Box::pin(timeout(Duration::from_secs(5), std::future::pending::<()>()));
+                assert!(pending_after_one_poll(dropped.as_mut()).await);
+                assert_eq!(ENTRIES.with(|e| e.borrow().len()), 1);
+                drop(dropped);
+                assert_eq!(ENTRIES.with(|e| e.borrow().len()), 0, "deregistered when dropped");
                 ticker.abort();
             })
             .await;
@@ -179,8 +201,11 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn without_a_ticker_a_tokio_timer_is_used() {
-        let out = timeout(Duration::from_millis(30), std::future::pending::<()>()).await;
-        assert!(out.is_err());
+        let mut pending = std::pin::pin!(timeout(Duration::from_millis(30), std::future::pending::<()>()));
+        assert!(pending_after_one_poll(pending.as_mut()).await);
+        assert!(pending.fallback.is_some(), "a tokio timer");
+        assert_eq!(ENTRIES.with(|e| e.borrow().len()), 0, "not in the ticker's list");
+        assert!(pending.await.is_err());
         assert_eq!(ENTRIES.with(|e| e.borrow().len()), 0);
     }
 }

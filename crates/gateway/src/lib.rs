@@ -44,6 +44,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use strata_bus::{Bus, Pool};
 use strata_manifest::CallMode;
+pub use strata_os::listen::Workers;
+use strata_os::listen::{self, Listen, Worker};
 use strata_wire::ErrorCode;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -362,88 +364,35 @@ impl RequestIds {
     }
 }
 
-/// The gateway's worker threads, each with its own runtime and listening socket.
-pub struct Workers {
-    pub addr: SocketAddr,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Workers {
-    /// Waits until every worker has stopped (after shutdown).
-    pub async fn join(self) {
-        let threads = self.threads;
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        })
-        .await;
-    }
-}
-
-/// Starts `threads` gateway workers on `addr`, like nginx's worker processes: each
-/// thread runs a single-threaded runtime with its own `SO_REUSEPORT` socket on the same
-/// address, so the kernel spreads connections and a request never changes thread.
+/// Starts `threads` gateway workers on `addr` (at most [`MAX_WORKERS`]), like nginx's
+/// worker processes: each thread runs a single-threaded runtime with its own
+/// `SO_REUSEPORT` socket on the same address ([`strata_os::listen`]), so the kernel
+/// spreads connections and a request never changes thread.
 pub fn spawn(
     addr: SocketAddr,
     threads: usize,
     gateway: Arc<Gateway>,
     shutdown: CancellationToken,
 ) -> std::io::Result<Workers> {
-    let mut addr = addr;
-    let mut handles = Vec::new();
-    for n in 0..threads.max(1) {
-        let (bound_tx, bound_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
-        let gateway = gateway.clone();
-        let worker_shutdown = shutdown.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("strata-gateway-{n}"))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = bound_tx.send(Err(e));
-                        return;
-                    }
-                };
-                upstream::set_worker(n);
-                runtime.block_on(async move {
-                    let listener = match reuseport_listener(addr) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = bound_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = bound_tx.send(listener.local_addr());
-                    let ticker = tokio::spawn(coarse::ticker());
-                    serve(listener, gateway, worker_shutdown).await;
-                    ticker.abort();
-                });
-            })?;
-        match bound_rx.recv() {
-            Ok(Ok(bound)) => addr = bound,
-            Ok(Err(e)) => {
-                shutdown.cancel();
-                return Err(e);
-            }
-            Err(_) => return Err(std::io::Error::other("gateway worker died while starting")),
-        }
-        handles.push(handle);
+    if threads > MAX_WORKERS {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("at most {MAX_WORKERS} gateway workers, not {threads}"),
+        ));
     }
-    Ok(Workers { addr, threads: handles })
-}
-
-fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    let listen = Listen {
+        addr,
+        threads,
+        name: "gateway",
     };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
+    listen::spawn(listen, &shutdown, move |worker: Worker| {
+        upstream::set_worker(worker.index);
+        async move {
+            let ticker = tokio::spawn(coarse::ticker());
+            serve(worker.listener, gateway, worker.shutdown).await;
+            ticker.abort();
+        }
+    })
 }
 
 /// Accepts connections until `shutdown`, then lets open requests finish.
@@ -467,19 +416,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
         .max_header_list_size(gateway.config.max_header_bytes as u32);
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (stream, client) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(ok) => ok,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
+    listen::accept(listener, &shutdown, "gateway", |stream, client| {
         let io = framing::Guarded::new(
             stream,
             gateway.config.max_header_bytes,
@@ -502,8 +439,8 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
                 tracing::debug!(error = %e, %client, "client connection ended with an error");
             }
         });
-    }
-    drop(listener);
+    })
+    .await;
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(10)) => {

@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
-use strata_bus::{Member, Pool, Room, Shed};
+use strata_bus::{Held, Member, Placement, Pool};
 use strata_wire::{ErrorBody, ErrorCode};
 
 use crate::body::{ReqBody, ResBody};
@@ -176,7 +176,11 @@ async fn any_from(
     tried.reserve(2);
     let mut last: Option<(Arc<Member>, Failure)> = None;
     pool.budget.deposit();
-    pool.touch();
+    // An autoscaled pool's admission holds, buffers or sheds; without one, one read here.
+    let admission = pool.admission();
+    if let Some(admission) = admission {
+        admission.arrived();
+    }
     loop {
         if outcome.attempts > 0 {
             let may_reissue = match &last {
@@ -214,34 +218,27 @@ async fn any_from(
                 );
             }
             // A service that may run no instance: hold the request while one starts.
-            if pool.scales_from_zero() && pool.members().is_empty() {
-                let Some(_held) = pool.hold() else {
-                    return (no_member(pool, request_id.as_ref()), outcome);
-                };
-                let mut ready = pool.watch_ready();
-                let waited = tokio::time::timeout(remaining, async { ready.wait_for(|n| *n > 0).await.is_ok() }).await;
-                match waited {
-                    Ok(true) => continue,
-                    Ok(false) => return (no_member(pool, request_id.as_ref()), outcome),
-                    Err(_) => return (deadline_exceeded(pool, policy, request_id.as_ref()), outcome),
+            if let Some(admission) = admission.filter(|a| a.holds() && pool.members().is_empty()) {
+                match admission.hold(pool, remaining).await {
+                    Held::Ready => continue,
+                    Held::Full => return (no_member(pool, request_id.as_ref()), outcome),
+                    Held::Expired => return (deadline_exceeded(pool, policy, request_id.as_ref()), outcome),
                 }
             }
             return (no_member(pool, request_id.as_ref()), outcome);
         };
-        if outcome.attempts == 0 && pool.should_buffer(&member) {
-            // Instances are starting and this one is full: another with room, or wait for
-            // room or a new one, then pick again.
-            match pool.find_room(&tried, remaining).await {
-                Room::Use(other) => member = other,
-                Room::Waited => continue,
-                Room::Send => {}
-            }
-        }
-        if outcome.attempts == 0 {
-            match pool.sheds(&member, &tried) {
-                Shed::No => {}
-                Shed::Use(other) => member = other,
-                Shed::Yes => return (shed(pool, request_id.as_ref()), outcome),
+        if let Some(admission) = admission.filter(|_| outcome.attempts == 0) {
+            // When the pick is full: another member with room; or, while instances start,
+            // wait for room or a new member and pick again; or, at max, shed.
+            match admission.place(pool, &member, &tried) {
+                Placement::Send => {}
+                Placement::Use(other) => member = other,
+                Placement::Wait => {
+                    if admission.wait_for_room(pool, &tried, remaining).await {
+                        continue;
+                    }
+                }
+                Placement::Shed => return (shed(pool, request_id.as_ref()), outcome),
             }
         }
         outcome.attempts += 1;
@@ -249,7 +246,9 @@ async fn any_from(
         tried.push(member.clone());
         let upstream = upstream_of(&member);
         let guard = member.begin();
-        pool.note_inflight(member.inflight());
+        if let Some(admission) = admission {
+            admission.counted(member.inflight());
+        }
         let attempt_timeout = policy.attempt_timeout.min(remaining);
         let conn = match upstream.take() {
             Some(conn) => conn,

@@ -9,7 +9,6 @@
 //!   (embedded by default; a test or a cluster node passes its own).
 //! - `stateful`: the cache and its read-through caches over the store.
 //! - `push`: delivers queue batches to the pools of services that `consumes` a queue.
-//! - `autoscale`: the autoscaler task of each autoscaled service.
 //! - `triggers`: the store and timer triggers of functions (a function runs as a
 //!   service with `instances.min` 0; its queue and HTTP triggers are push delivery and
 //!   routes).
@@ -17,9 +16,9 @@
 //!
 //! Invariant: no HTTP here. The node API is `strata-api`, the first tier
 //! `strata-gateway`; this crate wires them to the domain crates and owns the tasks
-//! that are neither (push delivery, triggers, the autoscaler).
+//! that are neither (push delivery, triggers), and starts each autoscaled service's
+//! autoscaler from `strata-autoscale`.
 
-mod autoscale;
 mod backends;
 mod node;
 pub mod nodefile;

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{autoscale, nodefile, push, stateful, triggers, Backends};
+use crate::{nodefile, push, stateful, triggers, Backends};
 
 /// Everything a node needs to run one app.
 pub struct NodeConfig {
@@ -291,10 +291,17 @@ fn start_tasks(
             Some(c) => Some(backends.queues.get(&c.queue).context("a consumed queue")?),
             None => None,
         };
-        if let Some(scaled) = autoscale::Scaled::of(service, spec, queue.clone()) {
-            tasks.push(tokio::spawn(autoscale::run(
+        if let Some(scaled) = strata_autoscale::Scaled::of(service, spec, queue.clone()) {
+            // The admission goes on the pool before the first request can come.
+            let pool = bus.pool(service);
+            let admission = Arc::new(strata_autoscale::Admission::new(&scaled));
+            if pool.set_admission(admission.clone()).is_err() {
+                anyhow::bail!("service {service} has two autoscalers");
+            }
+            tasks.push(tokio::spawn(strata_autoscale::run(
                 app.clone(),
-                bus.pool(service),
+                pool,
+                admission,
                 scaled,
                 shutdown.clone(),
             )));

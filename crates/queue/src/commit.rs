@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use serde::Serialize;
 use strata_manifest::{FsyncPolicy, QueueSpec};
+use strata_os::clock::now_ms;
 use tokio::sync::oneshot;
 
 use crate::groups_log::Op;
-use crate::index::Shared;
-use crate::record::{now_ms, NewMessage};
+use crate::index::QueueCore;
+use crate::record::NewMessage;
 use crate::segment::{self, Segment, Slot};
 use crate::{compact, retention, QueueError};
 
@@ -120,7 +121,7 @@ impl Writer {
             && self.last_sync.elapsed() >= Duration::from_millis(spec.fsync_interval_ms)
     }
 
-    pub fn sync_interval(&mut self, shared: &Shared) {
+    pub fn sync_interval(&mut self, shared: &QueueCore) {
         if let Err(e) = self.active.sync_data().and_then(|_| self.groups_log.sync_data()) {
             tracing::error!(queue = %shared.name, "interval sync failed: {e}");
         }
@@ -129,7 +130,7 @@ impl Writer {
     }
 
     /// One group commit: encode, write, sync, publish, answer.
-    pub fn commit(&mut self, shared: &Shared, batch: Vec<Write>) -> io::Result<()> {
+    pub fn commit(&mut self, shared: &QueueCore, batch: Vec<Write>) -> io::Result<()> {
         if let Some(reason) = &self.failed {
             for w in batch {
                 match w {
@@ -295,7 +296,7 @@ impl Writer {
     }
 
     /// Writes what is pending for the active segment, then switches to a fresh one.
-    fn roll(&mut self, shared: &Shared, written: &mut [Written], to_sync: &mut Vec<Arc<File>>) -> io::Result<()> {
+    fn roll(&mut self, shared: &QueueCore, written: &mut [Written], to_sync: &mut Vec<Arc<File>>) -> io::Result<()> {
         if let Some(w) = written.last() {
             if w.base == self.active_base && !w.data.is_empty() {
                 self.active.write_all_at(&w.data, w.pos)?;
@@ -332,7 +333,7 @@ impl Writer {
     }
 
     /// Rewrites `groups.log` as a snapshot of the groups, atomically.
-    fn compact_groups_log(&mut self, shared: &Shared) -> io::Result<()> {
+    fn compact_groups_log(&mut self, shared: &QueueCore) -> io::Result<()> {
         let snapshot = compact::snapshot(&shared.lock().groups);
         self.groups_log = compact::rewrite(&shared.dir, &snapshot)?;
         self.groups_log_len = snapshot.len() as u64;

@@ -11,7 +11,6 @@ use bytes::BytesMut;
 
 use crate::group::Group;
 use crate::groups_log::{self, Op};
-use crate::segment;
 
 /// `groups.log` is rewritten as a snapshot past this size (and twice the last snapshot).
 const COMPACT_BYTES: u64 = 4 << 20;
@@ -70,6 +69,6 @@ pub(crate) fn rewrite(dir: &Path, snapshot: &[u8]) -> io::Result<File> {
     file.write_all(snapshot)?;
     file.sync_all()?;
     fs::rename(&tmp, groups_log::path(dir))?;
-    segment::sync_dir(dir)?;
+    strata_os::fs::sync_dir(dir)?;
     OpenOptions::new().append(true).open(groups_log::path(dir))
 }

@@ -18,7 +18,9 @@ use crate::segment::{Segment, Slot};
 /// Recent writes kept in memory for reads, per queue.
 const CACHE_BYTES: usize = 32 << 20;
 
-pub(crate) struct Shared {
+/// One queue's name, settings, directory and index: what its publishers, fetchers and
+/// writer share.
+pub(crate) struct QueueCore {
     pub name: String,
     pub spec: QueueSpec,
     pub dir: PathBuf,
@@ -60,9 +62,9 @@ pub(crate) enum Located {
     Disk { file: Arc<File>, pos: u64, len: u32 },
 }
 
-impl Shared {
-    pub fn new(name: &str, spec: QueueSpec, dir: &Path, inner: Inner) -> Shared {
-        Shared {
+impl QueueCore {
+    pub fn new(name: &str, spec: QueueSpec, dir: &Path, inner: Inner) -> QueueCore {
+        QueueCore {
             name: name.to_string(),
             spec,
             dir: dir.to_path_buf(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use strata_manifest::FsyncPolicy;
 
 use crate::commit::{Write, Writer};
-use crate::index::Shared;
+use crate::index::QueueCore;
 use crate::QueueError;
 
 /// Most bytes one group commit takes from the pipe.
@@ -57,7 +57,7 @@ impl Pipe {
 
     /// Queues a write; with `lead`, commits it (and whatever else waits) right here when
     /// no other leader is at work and the runtime allows blocking in place.
-    pub fn submit(&self, shared: &Shared, write: Write, lead: bool) -> Result<(), QueueError> {
+    pub fn submit(&self, shared: &QueueCore, write: Write, lead: bool) -> Result<(), QueueError> {
         let waiting = {
             let mut pending = lock(&self.pending);
             if pending.closing {
@@ -123,7 +123,7 @@ fn take_pending(pipe: &Pipe) -> Vec<Write> {
 /// Commits whatever waits, batch after batch, while holding the writer; after letting
 /// go, looks once more, so that a write queued while the writer was busy is never left
 /// behind.
-fn lead_commits<'a>(shared: &Shared, pipe: &'a Pipe, mut writer: MutexGuard<'a, Writer>, leader: Leader) {
+fn lead_commits<'a>(shared: &QueueCore, pipe: &'a Pipe, mut writer: MutexGuard<'a, Writer>, leader: Leader) {
     let mut rounds = 0;
     loop {
         loop {
@@ -160,7 +160,7 @@ fn lead_commits<'a>(shared: &Shared, pipe: &'a Pipe, mut writer: MutexGuard<'a, 
 /// The queue's own thread: leads when woken (current-thread runtimes), syncs every
 /// `fsync_interval_ms` under `fsync: interval`, and at close commits what is left and
 /// syncs.
-pub(crate) fn run_thread(shared: &Shared, pipe: &Pipe) {
+pub(crate) fn run_thread(shared: &QueueCore, pipe: &Pipe) {
     let interval = Duration::from_millis(shared.spec.fsync_interval_ms);
     loop {
         let closing = {

@@ -313,7 +313,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.sync_all()?;
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
+        strata_os::fs::sync_dir(dir)?;
     }
     Ok(())
 }

@@ -11,14 +11,15 @@ use std::time::Instant;
 
 use serde::Serialize;
 use strata_manifest::QueueSpec;
+use strata_os::clock::now_ms;
 use tokio::sync::oneshot;
 
 use crate::commit::{Published, Write, Writer};
 use crate::group::{Group, GroupStats};
 use crate::groups_log::{self, Op};
-use crate::index::{missing_fn, slot_of, Inner, SegMeta, Shared};
+use crate::index::{missing_fn, slot_of, Inner, QueueCore, SegMeta};
 use crate::leader::{self, Pipe};
-use crate::record::{now_ms, NewMessage, MAX_ATTR};
+use crate::record::{NewMessage, MAX_ATTR};
 use crate::segment::{self, Segment};
 use crate::QueueError;
 
@@ -37,7 +38,7 @@ pub struct QueueStats {
 }
 
 pub struct Queue {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<QueueCore>,
     pipe: Arc<Pipe>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Where messages go after `max_deliveries`; None for a dead-letter queue itself.
@@ -113,7 +114,7 @@ impl Queue {
             cache: VecDeque::new(),
             cache_bytes: 0,
         };
-        let shared = Arc::new(Shared::new(name, spec, dir, inner));
+        let shared = Arc::new(QueueCore::new(name, spec, dir, inner));
         let pipe = Arc::new(Pipe::new(writer));
         let (thread_shared, thread_pipe) = (shared.clone(), pipe.clone());
         let handle = std::thread::Builder::new()

@@ -5,14 +5,12 @@
 //! u32 crc      CRC-32 of the body
 //! body:
 //!   u64 offset
-//!   u64 timestamp_ms
+//!   u64 timestamp_ms  wall clock (`strata_os::clock::now_ms`)
 //!   u8  flags  bit 0 dedupe id, bit 1 reply-to, bit 2 correlation id
 //!   for each flag set, in that order: u16 length, bytes
 //!   payload    the rest of the body
 //! ```
 //! All integers little-endian. A record is never split across segments.
-
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -21,13 +19,6 @@ pub(crate) const HEADER: usize = 8;
 const FIXED: usize = 17;
 /// Longest dedupe id, reply-to or correlation id.
 pub const MAX_ATTR: usize = 1024;
-
-/// The clock of `timestamp_ms`: milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 const F_DEDUPE: u8 = 1;
 const F_REPLY_TO: u8 = 2;

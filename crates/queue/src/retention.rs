@@ -6,9 +6,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use strata_manifest::QueueSpec;
+use strata_os::clock::now_ms;
 
 use crate::index::Inner;
-use crate::record::now_ms;
 use crate::segment;
 
 /// Drops segments every group is done with, and segments past the retention limits, from

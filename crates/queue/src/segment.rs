@@ -64,7 +64,7 @@ pub(crate) fn prepare(dir: &Path, size: u64) -> io::Result<File> {
 pub(crate) fn install(dir: &Path, file: File, base: u64) -> io::Result<Segment> {
     let path = segment_path(dir, base);
     fs::rename(dir.join(PREPARED), &path)?;
-    sync_dir(dir)?;
+    strata_os::fs::sync_dir(dir)?;
     Ok(Segment {
         base,
         file: Arc::new(file),
@@ -73,10 +73,6 @@ pub(crate) fn install(dir: &Path, file: File, base: u64) -> io::Result<Segment> 
         first_timestamp_ms: 0,
         last_timestamp_ms: 0,
     })
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// A stretch of offsets whose records could not be read.

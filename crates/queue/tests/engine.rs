@@ -3,12 +3,11 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use strata_manifest::{FsyncPolicy, QueueSpec, RetentionSpec};
-use strata_queue::{FetchOptions, NewMessage, QueueError, Queues, Replied, Reply};
+use strata_queue::{FetchOptions, NewMessage, QueueError, Queues};
 
 fn spec() -> QueueSpec {
     QueueSpec {
@@ -87,126 +86,6 @@ async fn out_of_order_deletes_survive_a_restart() {
 }
 
 #[tokio::test]
-async fn groups_have_their_own_positions() {
-    let dir = tempfile::tempdir().unwrap();
-    let queues = open(dir.path(), spec());
-    publish_n(&queues, 3).await;
-    let q = queues.get("q").unwrap();
-    let a = q.fetch("a", fetch_all()).await.unwrap();
-    let b = q.fetch("b", fetch_all()).await.unwrap();
-    assert_eq!(a.len(), 3);
-    assert_eq!(b.len(), 3);
-    assert!(q.fetch("a", fetch_all()).await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn expired_lease_redelivers_with_its_count_and_nack_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let queues = open(dir.path(), spec());
-    publish_n(&queues, 2).await;
-    let q = queues.get("q").unwrap();
-    let short = FetchOptions {
-        max: 1,
-        lease: Some(Duration::from_millis(600)),
-        ..FetchOptions::default()
-    };
-    let first = q.fetch("g", short).await.unwrap();
-    assert_eq!((first[0].offset, first[0].deliveries), (0, 1));
-    let second = q.fetch("g", short).await.unwrap();
-    assert_eq!(second[0].offset, 1);
-    // Nothing more until the first lease runs out; a long poll wakes for it.
-    let started = std::time::Instant::now();
-    let again = q
-        .fetch(
-            "g",
-            FetchOptions {
-                wait: Duration::from_secs(5),
-                ..short
-            },
-        )
-        .await
-        .unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "woken by the expiry, not the end of the wait"
-    );
-    assert_eq!((again[0].offset, again[0].deliveries), (0, 2));
-    assert_eq!(q.nack("g", &[1, 7]).unwrap(), (1, 1));
-    let nacked = q.fetch("g", short).await.unwrap();
-    assert_eq!((nacked[0].offset, nacked[0].deliveries), (1, 2));
-}
-
-#[tokio::test]
-async fn long_poll_wakes_on_publish() {
-    let dir = tempfile::tempdir().unwrap();
-    let queues = Arc::new(open(dir.path(), spec()));
-    let q = queues.get("q").unwrap();
-    let waiter = tokio::spawn({
-        let q = q.clone();
-        async move {
-            q.fetch(
-                "g",
-                FetchOptions {
-                    wait: Duration::from_secs(10),
-                    ..FetchOptions::default()
-                },
-            )
-            .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    q.publish(vec![NewMessage::new(&b"wake"[..])]).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(3), waiter)
-        .await
-        .expect("woken")
-        .unwrap()
-        .unwrap();
-    assert_eq!(got[0].payload, &b"wake"[..]);
-}
-
-/// On a multi-thread runtime publishers lead their own commits.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letter_after_max_deliveries() {
-    let dir = tempfile::tempdir().unwrap();
-    let queues = open(
-        dir.path(),
-        QueueSpec {
-            max_deliveries: 2,
-            ..spec()
-        },
-    );
-    let q = queues.get("q").unwrap();
-    q.publish(vec![
-        NewMessage {
-            payload: Bytes::from_static(b"poison"),
-            correlation_id: Some("c-9".into()),
-            ..NewMessage::default()
-        },
-        NewMessage::new(&b"fine"[..]),
-    ])
-    .await
-    .unwrap();
-    let one = FetchOptions::default();
-    for round in 1..=2 {
-        let m = q.fetch("g", one).await.unwrap();
-        assert_eq!((m[0].offset, m[0].deliveries), (0, round));
-        q.nack("g", &[0]).unwrap();
-    }
-    // The third delivery would pass max_deliveries: it moves to q.dlq instead.
-    let m = q.fetch("g", one).await.unwrap();
-    assert_eq!(m[0].payload, &b"fine"[..]);
-    q.ack("g", &[1]).await.unwrap();
-    let stats = q.stats();
-    assert_eq!(stats.groups[0].dead_lettered, 1);
-    assert_eq!(stats.groups[0].backlog, 0);
-    let dlq = queues.get("q.dlq").unwrap();
-    let dead = dlq.fetch("inspect", fetch_all()).await.unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].payload, &b"poison"[..]);
-    assert_eq!(dead[0].correlation_id.as_deref(), Some("c-9"));
-}
-
-#[tokio::test]
 async fn dedupe_within_the_window_even_across_restart() {
     let dir = tempfile::tempdir().unwrap();
     let s = QueueSpec {
@@ -258,88 +137,6 @@ async fn dedupe_within_the_window_even_across_restart() {
     tokio::time::sleep(Duration::from_millis(120)).await;
     let later = q.publish(vec![with_id(b"a", "k")]).await.unwrap()[0];
     assert_eq!((later.offset, later.duplicate), (1, false));
-}
-
-/// On a multi-thread runtime publishers lead their own commits.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_reply_round_trip_and_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    let queues = Arc::new(open(dir.path(), spec()));
-    let consumer = tokio::spawn({
-        let queues = queues.clone();
-        async move {
-            let q = queues.get("q").unwrap();
-            let m = q
-                .fetch(
-                    "workers",
-                    FetchOptions {
-                        wait: Duration::from_secs(5),
-                        ..FetchOptions::default()
-                    },
-                )
-                .await
-                .unwrap()
-                .remove(0);
-            let reply = Reply {
-                correlation_id: m.correlation_id.clone(),
-                payload: Bytes::from(format!("done:{}", String::from_utf8_lossy(&m.payload))),
-            };
-            let to = m.reply_to.clone().expect("reply_to set");
-            assert_eq!(queues.reply(&to, reply).await.unwrap(), Replied::Inbox);
-            q.ack("workers", &[m.offset]).await.unwrap();
-            to
-        }
-    });
-    let (published, reply) = queues
-        .request("q", NewMessage::new(&b"job"[..]), Duration::from_secs(5))
-        .await
-        .expect("reply");
-    assert_eq!(published.offset, 0);
-    assert_eq!(reply.payload, &b"done:job"[..]);
-    assert!(reply.correlation_id.is_some());
-    let inbox = consumer.await.unwrap();
-    // The inbox is gone once answered.
-    let late = queues
-        .reply(
-            &inbox,
-            Reply {
-                correlation_id: None,
-                payload: Bytes::new(),
-            },
-        )
-        .await;
-    assert!(matches!(late, Err(QueueError::NoInbox(_))));
-    // Nobody answers: the deadline passes, the message stays published.
-    let err = queues
-        .request("q", NewMessage::new(&b"ignored"[..]), Duration::from_millis(100))
-        .await
-        .unwrap_err();
-    assert_eq!(err, QueueError::NoReply(100));
-    assert_eq!(queues.get("q").unwrap().stats().next_offset, 2);
-    // A reply to a queue is published there with its correlation id.
-    let replied = queues
-        .reply(
-            "queue:q",
-            Reply {
-                correlation_id: Some("c".into()),
-                payload: Bytes::from_static(b"r"),
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(replied, Replied::Queue(2));
-    assert!(matches!(
-        queues
-            .reply(
-                "elsewhere",
-                Reply {
-                    correlation_id: None,
-                    payload: Bytes::new()
-                }
-            )
-            .await,
-        Err(QueueError::BadInput(_))
-    ));
 }
 
 #[tokio::test]
@@ -481,81 +278,6 @@ async fn consumed_segments_are_reclaimed_and_retention_drops_old_ones() {
     assert!(stats.first_offset > 0);
     let got = q.fetch("late", FetchOptions::default()).await.unwrap();
     assert_eq!(got[0].offset, stats.first_offset);
-}
-
-/// On a multi-thread runtime publishers lead their own commits.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_publishers_keep_their_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let queues = Arc::new(open(dir.path(), spec()));
-    let mut tasks = Vec::new();
-    for p in 0..32 {
-        let q = queues.get("q").unwrap();
-        tasks.push(tokio::spawn(async move {
-            let mut offsets = Vec::new();
-            for i in 0..50 {
-                let m = NewMessage::new(Bytes::from(format!("{p}:{i}")));
-                offsets.push(q.publish(vec![m]).await.unwrap()[0].offset);
-            }
-            offsets
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        let offsets = t.await.unwrap();
-        assert!(offsets.windows(2).all(|w| w[0] < w[1]));
-        all.extend(offsets);
-    }
-    all.sort_unstable();
-    all.dedup();
-    assert_eq!(all.len(), 32 * 50);
-}
-
-#[tokio::test]
-async fn bad_input_is_refused_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let queues = open(
-        dir.path(),
-        QueueSpec {
-            max_message_bytes: 100,
-            fsync: FsyncPolicy::None,
-            ..spec()
-        },
-    );
-    let q = queues.get("q").unwrap();
-    q.publish(vec![NewMessage::new(&b"kept"[..])]).await.unwrap();
-    let err = q
-        .publish(vec![NewMessage::new(&b"ok"[..]), NewMessage::new(vec![0u8; 101])])
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err,
-        QueueError::TooLarge {
-            index: 1,
-            size: 101,
-            limit: 100
-        }
-    );
-    let err = q
-        .fetch(
-            "g",
-            FetchOptions {
-                max: 0,
-                ..FetchOptions::default()
-            },
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, QueueError::BadInput(_)));
-    assert!(matches!(q.ack("nobody", &[0]).await, Err(QueueError::UnknownGroup(_))));
-    assert!(matches!(queues.get("nope"), Err(QueueError::UnknownQueue(_))));
-    assert!(matches!(
-        queues.create("Bad Name", QueueSpec::default()),
-        Err(QueueError::BadInput(_))
-    ));
-    let got = q.fetch("g", fetch_all()).await.unwrap();
-    assert_eq!(got.len(), 1, "the refused batch stored nothing");
-    assert_eq!(got[0].payload, &b"kept"[..]);
 }
 
 #[tokio::test]

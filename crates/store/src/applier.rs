@@ -38,9 +38,10 @@ pub(crate) const WAL_FILE_BYTES: u64 = 64 << 20;
 /// catch up (the overlay holds them meanwhile).
 pub(crate) const APPLIER_BYTES: usize = 64 << 20;
 
-/// State the writer and the applier share.
+/// The hand-off from the writer to the applier: value bytes in flight between them, and
+/// the failure that stops every later write.
 #[derive(Default)]
-pub(crate) struct Shared {
+pub(crate) struct Handoff {
     /// Set when a write failed: every later write is refused until the store reopens.
     pub failed: Mutex<Option<String>>,
     /// Value bytes handed to the applier and not applied yet.
@@ -48,7 +49,7 @@ pub(crate) struct Shared {
     applied: Condvar,
 }
 
-impl Shared {
+impl Handoff {
     /// The writer: waits until `bytes` more fit under [`APPLIER_BYTES`] (or nothing is in
     /// flight, or the applier is gone), then counts them in.
     pub fn reserve(&self, bytes: usize, applier_alive: impl Fn() -> bool) {
@@ -107,7 +108,7 @@ pub(crate) enum ToApplier {
 pub(crate) struct Applier {
     pub db: Arc<Database>,
     pub blobs: PathBuf,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<Handoff>,
     pub overlay: Arc<Overlay>,
     /// The highest version applied.
     pub seq: u64,
@@ -232,7 +233,7 @@ impl Applier {
 }
 
 /// Gives the applied bytes back to the writer when dropped.
-struct Release<'a>(&'a Shared, usize);
+struct Release<'a>(&'a Handoff, usize);
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {

@@ -10,7 +10,7 @@
 //! committed metadata refers to is removed at open.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,11 +119,6 @@ pub(crate) fn ingest(up: &Upload, mut chunks: tokio::sync::mpsc::Receiver<Chunk>
 fn body_file_name(ns: &str, name: &str, token: &str) -> String {
     let digest = Sha256::digest(table_key(ns, name));
     format!("{}-{token}", hex(&digest[..16]))
-}
-
-/// Syncs the blobs directory, making renames into it durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Removes a body file; one already gone is fine.

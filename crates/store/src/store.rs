@@ -15,7 +15,7 @@ use redb::{Database, ReadTransaction, ReadableTable};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::applier::{self, Applier, Shared};
+use crate::applier::{self, Applier, Handoff};
 use crate::blob::{self, Chunk, Tokens, Upload};
 use crate::listing::{self, list_bounds};
 use crate::overlay::{Maps, Overlay};
@@ -139,10 +139,10 @@ impl Store {
         if created {
             // Make the new directory entries (database file, blobs dir) durable.
             for d in [dir, dir.parent().unwrap_or(dir)] {
-                blob::sync_dir(d).map_err(|e| io_err("sync the store directory", e))?;
+                strata_os::fs::sync_dir(d).map_err(|e| io_err("sync the store directory", e))?;
             }
         }
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Handoff::default());
         let overlay = Arc::new(Overlay::default());
         let (to_applier, applier_rx) = mpsc::sync_channel(APPLIER_QUEUE);
         let applier = Applier {

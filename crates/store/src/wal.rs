@@ -94,7 +94,7 @@ impl Wal {
         };
         let files = [open(0)?, open(1)?];
         let allocated = [files[0].metadata()?.len(), files[1].metadata()?.len()];
-        File::open(dir)?.sync_all()?;
+        strata_os::fs::sync_dir(dir)?;
         Ok(Wal {
             dir: dir.to_path_buf(),
             files,

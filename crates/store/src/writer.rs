@@ -17,13 +17,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use redb::{Database, ReadOnlyTable};
+use strata_os::clock::now_ms;
 use tokio::sync::{broadcast, oneshot};
 
-use crate::applier::{Logged, Shared, ToApplier};
+use crate::applier::{Handoff, Logged, ToApplier};
 use crate::blob;
 use crate::overlay::{Maps, Overlay, Pending, PendingValue};
 use crate::record::{db_err, table_key, value_header, BlobRecord, BLOBS, VALUES};
@@ -134,7 +134,7 @@ pub(crate) struct Writer {
     pub blobs: PathBuf,
     pub wal: Wal,
     pub overlay: Arc<Overlay>,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<Handoff>,
     pub applier: mpsc::SyncSender<ToApplier>,
     pub applier_thread: Option<JoinHandle<()>>,
     /// The last version handed out.
@@ -198,7 +198,7 @@ impl Writer {
         }
         // Make the renames of this batch's bodies durable before they are logged.
         if writes.iter().any(|w| w.blob_file().is_some()) {
-            if let Err(e) = blob::sync_dir(&self.blobs) {
+            if let Err(e) = strata_os::fs::sync_dir(&self.blobs) {
                 let e = StoreError::Io(format!("sync the blobs directory: {e}"));
                 let (mut kept, mut kept_dones) = (Vec::new(), Vec::new());
                 for (w, done) in writes.into_iter().zip(dones) {
@@ -530,10 +530,4 @@ pub(crate) fn check(cond: Cond, current: Option<u64>) -> Result<(), StoreError> 
         true => Ok(()),
         false => Err(StoreError::Conflict { current }),
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_store::{ChangeKind, Cond, Store, StoreConfig, StoreError};
+use strata_store::{Cond, Store, StoreConfig, StoreError};
 
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -20,68 +20,6 @@ fn open() -> (tempfile::TempDir, Store) {
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
-}
-
-#[tokio::test]
-async fn put_then_get_returns_value_and_version() {
-    let (_dir, store) = open();
-    assert_eq!(store.get("app", "k").await.unwrap(), None);
-    let v = store.put("app", "k", b("hello"), Cond::Any).await.unwrap();
-    let e = store.get("app", "k").await.unwrap().unwrap();
-    assert_eq!(e.value, b("hello"));
-    assert_eq!(e.version, v);
-    assert!(e.updated_ms > 1_600_000_000_000);
-}
-
-#[tokio::test]
-async fn compare_and_set_conflicts() {
-    let (_dir, store) = open();
-    let v1 = store.put("app", "k", b("1"), Cond::Absent).await.unwrap();
-
-    // Absent on an existing key.
-    let e = store.put("app", "k", b("x"), Cond::Absent).await.unwrap_err();
-    assert_eq!(e, StoreError::Conflict { current: Some(v1) });
-
-    // Version match, then the old version no longer matches.
-    let v2 = store.put("app", "k", b("2"), Cond::Version(v1)).await.unwrap();
-    assert!(v2 > v1);
-    let e = store.put("app", "k", b("x"), Cond::Version(v1)).await.unwrap_err();
-    assert_eq!(e, StoreError::Conflict { current: Some(v2) });
-
-    // Version on a missing key.
-    let e = store.put("app", "nope", b("x"), Cond::Version(v2)).await.unwrap_err();
-    assert_eq!(e, StoreError::Conflict { current: None });
-
-    // Delete with a stale version fails and deletes nothing; with the current one it works.
-    let e = store.delete("app", "k", Cond::Version(v1)).await.unwrap_err();
-    assert_eq!(e, StoreError::Conflict { current: Some(v2) });
-    assert_eq!(store.get("app", "k").await.unwrap().unwrap().value, b("2"));
-    assert!(store.delete("app", "k", Cond::Version(v2)).await.unwrap());
-    assert_eq!(store.get("app", "k").await.unwrap(), None);
-
-    // Deleting what is gone: Any answers false, Version is a conflict.
-    assert!(!store.delete("app", "k", Cond::Any).await.unwrap());
-    let e = store.delete("app", "k", Cond::Version(v2)).await.unwrap_err();
-    assert_eq!(e, StoreError::Conflict { current: None });
-
-    // Re-created after the delete: the version moved on, so a stale CAS cannot match.
-    let v3 = store.put("app", "k", b("3"), Cond::Absent).await.unwrap();
-    assert!(v3 > v2);
-    assert!(store.put("app", "k", b("x"), Cond::Version(v2)).await.is_err());
-}
-
-#[tokio::test]
-async fn versions_increase_per_key() {
-    let (_dir, store) = open();
-    let mut last = 0;
-    for i in 0..50 {
-        let v = store.put("app", "k", b(&i.to_string()), Cond::Any).await.unwrap();
-        assert!(v > last, "version {v} after {last}");
-        last = v;
-        // Other keys in between do not break the order.
-        store.put("app", &format!("other{i}"), b("x"), Cond::Any).await.unwrap();
-    }
-    assert_eq!(store.get("app", "k").await.unwrap().unwrap().version, last);
 }
 
 #[tokio::test]
@@ -113,116 +51,6 @@ async fn a_failed_condition_does_not_fail_the_rest_of_its_batch() {
             assert!(r.is_ok(), "{i}: {r:?}");
         }
     }
-}
-
-#[tokio::test]
-async fn only_one_of_racing_compare_and_sets_wins() {
-    let (_dir, store) = open();
-    let store = Arc::new(store);
-    let v0 = store.put("app", "counter", b("0"), Cond::Any).await.unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..32 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            store.put("app", "counter", b(&format!("{i}")), Cond::Version(v0)).await
-        }));
-    }
-    let mut won = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(_) => won += 1,
-            Err(StoreError::Conflict { current: Some(v) }) => assert!(v > v0),
-            Err(e) => panic!("{e}"),
-        }
-    }
-    assert_eq!(won, 1);
-}
-
-#[tokio::test]
-async fn listing_pages_through_a_prefix_with_a_cursor() {
-    let (_dir, store) = open();
-    for i in 0..57 {
-        store
-            .put("app", &format!("user/{i:03}"), b(&"x".repeat(i)), Cond::Any)
-            .await
-            .unwrap();
-    }
-    // Keys around the prefix, in this namespace and others, must not show up.
-    for k in ["user", "user.", "usea/1", "users/1", "zzz", "a"] {
-        store.put("app", k, b("no"), Cond::Any).await.unwrap();
-    }
-    store.put("app2", "user/000", b("other ns"), Cond::Any).await.unwrap();
-    store.put("ap", "puser/000", b("other ns"), Cond::Any).await.unwrap();
-
-    let mut seen = Vec::new();
-    let mut after: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let page = store.list("app", "user/", after.as_deref(), 10).await.unwrap();
-        pages += 1;
-        assert!(page.items.len() <= 10);
-        for item in &page.items {
-            let i: usize = item.key["user/".len()..].parse().unwrap();
-            assert_eq!(item.size, i as u64);
-            assert!(item.version > 0);
-        }
-        seen.extend(page.items.into_iter().map(|i| i.key));
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    assert_eq!(pages, 6, "57 keys in pages of 10");
-    let want: Vec<String> = (0..57).map(|i| format!("user/{i:03}")).collect();
-    assert_eq!(seen, want, "every key once, in order");
-
-    // A page that ends exactly at the last key says there is nothing more.
-    let page = store.list("app", "user/", Some("user/046"), 10).await.unwrap();
-    assert_eq!(page.items.len(), 10);
-    assert_eq!(page.next, None);
-
-    // No prefix: the whole namespace in byte order.
-    let all = store.list("app", "", None, 1000).await.unwrap();
-    assert_eq!(all.items.len(), 63);
-    assert_eq!(all.items[0].key, "a");
-    let keys: Vec<_> = all.items.iter().map(|i| i.key.clone()).collect();
-    let mut sorted = keys.clone();
-    sorted.sort();
-    assert_eq!(keys, sorted);
-
-    // A cursor before the prefix starts at the prefix; one past it gives nothing.
-    let page = store.list("app", "user/", Some("a"), 2).await.unwrap();
-    assert_eq!(page.items[0].key, "user/000");
-    let page = store.list("app", "user/", Some("v"), 2).await.unwrap();
-    assert!(page.items.is_empty() && page.next.is_none());
-
-    // Limits.
-    assert!(matches!(
-        store.list("app", "", None, 0).await,
-        Err(StoreError::BadInput(_))
-    ));
-    assert_eq!(store.list("app", "", None, 1_000_000).await.unwrap().items.len(), 63);
-}
-
-#[tokio::test]
-async fn namespaces_are_isolated() {
-    let (_dir, store) = open();
-    store.put("a", "k", b("in a"), Cond::Any).await.unwrap();
-    store.put("b", "k", b("in b"), Cond::Any).await.unwrap();
-    // A namespace that is a prefix of another, and keys that look like namespaces.
-    store.put("ab", "c", b("in ab"), Cond::Any).await.unwrap();
-    assert_eq!(store.get("a", "k").await.unwrap().unwrap().value, b("in a"));
-    assert_eq!(store.get("b", "k").await.unwrap().unwrap().value, b("in b"));
-    assert_eq!(store.get("a", "bc").await.unwrap(), None);
-    assert_eq!(store.list("a", "", None, 100).await.unwrap().items.len(), 1);
-    assert!(store.delete("a", "k", Cond::Any).await.unwrap());
-    assert_eq!(store.get("b", "k").await.unwrap().unwrap().value, b("in b"));
-    assert_eq!(
-        store.put("b", "k", b("x"), Cond::Absent).await.unwrap_err(),
-        StoreError::Conflict {
-            current: Some(store.get("b", "k").await.unwrap().unwrap().version)
-        }
-    );
 }
 
 #[tokio::test]
@@ -453,24 +281,6 @@ impl Drop for KillOnDrop {
 }
 
 #[tokio::test]
-async fn the_change_feed_sees_committed_changes_in_version_order() {
-    let (_dir, store) = open();
-    let mut rx = store.subscribe();
-    let v1 = store.put("app", "a", b("1"), Cond::Any).await.unwrap();
-    let _ = store.put("app", "a", b("x"), Cond::Absent).await; // conflict: no change
-    assert!(!store.delete("app", "missing", Cond::Any).await.unwrap()); // no change
-    assert!(store.delete("app", "a", Cond::Any).await.unwrap());
-    let c = rx.recv().await.unwrap();
-    assert_eq!(
-        (c.ns.as_str(), c.key.as_str(), c.kind, c.version, c.deleted),
-        ("app", "a", ChangeKind::Value, v1, false)
-    );
-    let c = rx.recv().await.unwrap();
-    assert!(c.deleted && c.version > v1);
-    assert!(rx.try_recv().is_err());
-}
-
-#[tokio::test]
 async fn writes_survive_reopen_and_close_refuses_calls() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
@@ -487,44 +297,6 @@ async fn writes_survive_reopen_and_close_refuses_calls() {
     let store = Store::open(dir.path()).unwrap();
     let e = store.get("app", "k").await.unwrap().unwrap();
     assert_eq!((e.value, e.version), (b("kept"), v));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_acknowledged_write_is_seen_by_every_later_read() {
-    // Writes are answered before the database has them (they are in the log and the
-    // overlay); reads must still see each one at once, while the applier catches up.
-    let (_dir, store) = open();
-    let store = Arc::new(store);
-    let mut tasks = Vec::new();
-    for t in 0..16 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let prefix = format!("t{t:02}/");
-            for i in 0..60usize {
-                let key = format!("{prefix}{i:03}");
-                let v = store.put("app", &key, b(&key), Cond::Absent).await.unwrap();
-                let e = store.get("app", &key).await.unwrap().expect("just written");
-                assert_eq!((e.version, e.value), (v, b(&key)));
-                let page = store.list("app", &prefix, None, 1000).await.unwrap();
-                // The keys kept so far (the even ones below i), and this one.
-                let kept = i.div_ceil(2);
-                assert_eq!(page.items.len(), kept + 1, "{key}");
-                assert_eq!(page.items.last().unwrap().key, key);
-                if i % 2 == 1 {
-                    // Every other key is deleted again: the listing must not show it.
-                    assert!(store.delete("app", &key, Cond::Version(v)).await.unwrap());
-                    assert_eq!(store.get("app", &key).await.unwrap(), None);
-                }
-                let page = store.list("app", &prefix, None, 1000).await.unwrap();
-                assert_eq!(page.items.len(), kept + 1 - i % 2, "{key}");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let all = store.list("app", "", None, 1000).await.unwrap();
-    assert_eq!(all.items.len(), 16 * 30);
 }
 
 #[tokio::test]

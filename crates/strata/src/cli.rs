@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use strata_appservice::{Event, NodeResources};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::ApiClient;
+use crate::control::ControlClient;
 use strata_node::{nodefile, Node, NodeConfig};
 
 #[derive(Parser, Debug)]
@@ -256,10 +256,10 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn connect(api: &Option<String>, dir: &Path) -> Result<ApiClient> {
+fn connect(api: &Option<String>, dir: &Path) -> Result<ControlClient> {
     match api {
-        Some(url) => ApiClient::new(url),
-        None => ApiClient::new(&nodefile::read(&dir.join(".strata"))?.api),
+        Some(url) => ControlClient::new(url),
+        None => ControlClient::new(&nodefile::read(&dir.join(".strata"))?.api),
     }
 }
 

@@ -1,3 +1,13 @@
+//! strata: a cloud in one binary. This crate is the command line and nothing else: a
+//! node is `strata-node`, its HTTP API `strata-api`.
+//!
+//! Layout:
+//! - `cli`: the commands and their output; `strata up` starts a [`strata_node::Node`].
+//! - `control`: the CLI's side of the node's control API (`ps`, `scale`, `logs`, `down`).
+
+mod cli;
+mod control;
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
@@ -5,7 +15,7 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = strata::cli::Cli::parse();
+    let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -13,7 +23,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(strata::cli::run(cli)) {
+    match runtime.block_on(cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("strata: {e:#}");

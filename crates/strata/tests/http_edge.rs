@@ -94,6 +94,61 @@ async fn malformed_requests_never_reach_a_member() {
     stop(node).await;
 }
 
+/// README, "What the first tier guarantees": "a bad request line, a NUL in a header: 400,
+/// never relayed". Each gets one reply, a 400, and then the close; nothing of it reaches
+/// a member, alone or pipelined behind a good request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_request_line_and_nul_in_a_header_get_400_and_are_never_relayed() {
+    let app = App::new();
+    let node = edge_node(&app).await;
+    let gw = node.gateway_addr;
+    let cases: [(&str, &[u8]); 5] = [
+        ("a request line of one word", b"GARBAGE\r\nHost: a\r\n\r\n"),
+        (
+            "a request line without a version",
+            b"GET /app/no-version\r\nHost: a\r\n\r\n",
+        ),
+        (
+            "a request line with a bad version",
+            b"GET /app/bad-version HTTP/1.x\r\nHost: a\r\n\r\n",
+        ),
+        (
+            "a NUL in a header value",
+            b"GET /app/nul-value HTTP/1.1\r\nHost: a\r\nX-Bad: a\0b\r\n\r\n",
+        ),
+        (
+            "a NUL in a header name",
+            b"GET /app/nul-name HTTP/1.1\r\nHost: a\r\nX-B\0d: a\r\n\r\n",
+        ),
+    ];
+    for (n, (what, bad)) in cases.iter().enumerate() {
+        let (text, closed) = raw(gw, bad).await;
+        assert_eq!(status_of(&text), Some(400), "{what}: {text:?}");
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{what}: one reply: {text:?}");
+        assert!(closed, "{what}: the connection is closed after the 400");
+
+        // Behind a good request on the same connection: that one is relayed and answered,
+        // the bad one answered 400.
+        let good = format!("GET /app/before-{n} HTTP/1.1\r\nHost: a\r\n\r\n");
+        let (text, closed) = raw(gw, &[good.as_bytes(), bad].concat()).await;
+        let statuses: Vec<Option<u16>> = text
+            .split("HTTP/1.1 ")
+            .skip(1)
+            .map(|r| r.get(..3)?.parse().ok())
+            .collect();
+        assert_eq!(statuses, [Some(200), Some(400)], "{what}, pipelined: {text:?}");
+        assert!(closed, "{what}, pipelined: the connection is closed after the 400");
+    }
+    let paths: Vec<String> = app
+        .requests()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap_or("").to_string())
+        .collect();
+    let before: Vec<String> = (0..cases.len()).map(|n| format!("/app/before-{n}")).collect();
+    assert_eq!(paths, before, "only the good requests reached a member");
+    stop(node).await;
+}
+
 /// Both Content-Length and Transfer-Encoding: what request smuggling needs. hyper drops the
 /// Content-Length before the gateway sees the request, so the gateway cannot answer 400;
 /// RFC 9112 section 6.3 allows the other answer, which is what this checks: the request is

@@ -1,7 +1,8 @@
 //! The Python client (`clients/python`) against a live node: its unittest suite runs with
-//! `STRATA_URL` pointing at the node API of a node started here, which runs one test
-//! member (`echo`) so that calls are covered too, and declares a read-through cache
-//! (`hist`, over the store namespace `history`) for the cache tests.
+//! `STRATA_URL` pointing at the node API of a node started here, which runs two test
+//! members (`echo`) so that calls are covered too (an ALL call must reach each once), and
+//! declares a read-through cache (`hist`, over the store namespace `history`, with a TTL
+//! no test outlasts, so that its load count moves only on a miss) for the cache tests.
 
 mod common;
 
@@ -23,14 +24,14 @@ async fn python_client_suite_passes_against_a_node() {
         &json!({
             "strata": 1,
             "app": "test",
-            "services": { "echo": app.member(json!({ "instances": { "min": 1, "max": 1 } })) },
-            "caches": { "hist": { "namespace": "history", "ttl_ms": 200, "stale_ms": 1000 } },
+            "services": { "echo": app.member(json!({ "instances": { "min": 2, "max": 2 } })) },
+            "caches": { "hist": { "namespace": "history", "ttl_ms": 600000, "stale_ms": 1000 } },
         })
         .to_string(),
     )
     .expect("a valid test manifest");
     let node = app.start(app.config(manifest)).await;
-    wait_ready(&node, "echo", 1).await;
+    wait_ready(&node, "echo", 2).await;
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let suite = "clients/python/test_strata_client.py";

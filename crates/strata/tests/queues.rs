@@ -117,24 +117,62 @@ async fn push_delivery_spreads_over_the_pool_and_deletes() {
     stop(node).await;
 }
 
+/// A 2xx answer listing some offsets of its batch in `{"failed": [...]}`: only those come
+/// back (with a raised delivery count); the rest of the batch is deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_offsets_of_a_batch_are_delivered_again() {
     let app = App::new();
+    // The consumer fails the odd offsets of each batch on their first delivery.
     let node = app
-        .start(app.config(consumer_manifest(&app, 1, json!({ "FAIL_FIRST": "1" }), json!({}))))
+        .start(app.config(consumer_manifest(&app, 1, json!({ "FAIL_ODD_FIRST": "1" }), json!({}))))
         .await;
     wait_ready(&node, "work", 1).await;
     let texts: Vec<String> = (0..10).map(|i| format!("job-{i}")).collect();
-    publish_texts(node.api_addr, "jobs", &texts).await;
-    wait_until("every job delivered twice", Duration::from_secs(20), || {
+    let offsets = publish_texts(node.api_addr, "jobs", &texts).await;
+    let odd = |o: &u64| o % 2 == 1;
+    wait_until("every failed job delivered again", Duration::from_secs(20), || {
         let d = deliveries(&app);
-        d.len() == 10 && d.values().all(|v| v.iter().any(|(_, n)| *n == 2))
+        d.len() == 10
+            && d.iter()
+                .filter(|(o, _)| odd(o))
+                .all(|(_, v)| v.iter().any(|(_, n)| *n == 2))
     })
     .await;
+    // Once the backlog is 0 every delivery is recorded: a member records a batch before
+    // it answers, and the group's backlog counts an offset until it is acknowledged.
     wait_for_async("backlog 0", Duration::from_secs(10), || async {
         (backlog(node.api_addr).await == Some(0)).then_some(())
     })
     .await;
+    let seen = deliveries(&app);
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<u64>>(),
+        offsets,
+        "every job delivered"
+    );
+    for (offset, d) in &seen {
+        let counts: Vec<u64> = d.iter().map(|(_, n)| *n).collect();
+        if odd(offset) {
+            assert_eq!(counts, [1, 2], "failed offset {offset}: delivered again, once: {d:?}");
+        } else {
+            assert_eq!(
+                counts,
+                [1],
+                "offset {offset} not failed: delivered once, then deleted: {d:?}"
+            );
+        }
+    }
+    // The failures were partial: some batch held offsets that failed and offsets that did not.
+    let mixed = app.records().iter().any(|r| {
+        let batch: Vec<u64> = r["batch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o.as_u64().unwrap())
+            .collect();
+        r["deliveries"] == 1 && batch.iter().any(odd) && !batch.iter().all(odd)
+    });
+    assert!(mixed, "a batch was partly failed: {:?}", app.records());
     stop(node).await;
 }
 
@@ -164,7 +202,7 @@ async fn expired_lease_is_delivered_to_another_member() {
             );
         })
     };
-    let seen = wait_for(
+    wait_until(
         "a hung batch delivered again elsewhere",
         Duration::from_secs(30),
         || {
@@ -176,18 +214,29 @@ async fn expired_lease_is_delivered_to_another_member() {
                 .collect();
             // Every hung message is delivered again, to the other member.
             let rescued = !hung.is_empty() && hung.iter().all(|o| d[o].iter().any(|(i, n)| i == "work-2" && *n >= 2));
-            (rescued && d.len() == 30).then_some(d)
+            rescued && d.len() == 30
         },
     )
     .await;
     watchdog.abort();
-    for (offset, d) in &seen {
-        assert!(!d.is_empty(), "offset {offset} delivered");
-    }
     wait_for_async("backlog 0", Duration::from_secs(20), || async {
         (backlog(node.api_addr).await == Some(0)).then_some(())
     })
     .await;
+    // Every job delivered (the hung ones again, to work-2, as waited for above); each
+    // delivery under a lease of its own, so the counts an offset was delivered with are
+    // 1, 2, ... (none repeated, none skipped).
+    let seen = deliveries(&app);
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<u64>>(),
+        (0..30).collect::<Vec<u64>>()
+    );
+    for (offset, d) in &seen {
+        let mut counts: Vec<u64> = d.iter().map(|(_, n)| *n).collect();
+        counts.sort_unstable();
+        let expected: Vec<u64> = (1..=counts.len() as u64).collect();
+        assert_eq!(counts, expected, "offset {offset}: one delivery per lease: {d:?}");
+    }
     stop(node).await;
 }
 
@@ -272,7 +321,7 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
             cut,
             Some("application/x-strata-batch"),
             400,
-            "runs past the end",
+            "claims 2 payload bytes at byte 9, but only 1 remain",
         ),
         (
             Method::POST,
@@ -356,8 +405,15 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
         }
         let reply = send(api, req).await.expect("an answer");
         assert_eq!(reply.status, status, "{method} {path}: {}", reply.text());
-        let error = reply.json()["error"].as_str().unwrap_or_default().to_string();
+        let body = reply.json();
+        let error = body["error"].as_str().unwrap_or_default().to_string();
         assert!(error.contains(says), "{method} {path}: {error:?} should say {says:?}");
+        // Every error body has the same shape, with a machine-readable code.
+        assert_eq!(body["status"], status, "{method} {path}: {body}");
+        assert!(
+            body["code"].as_str().is_some_and(|c| !c.is_empty()),
+            "{method} {path}: {body}"
+        );
     }
     // Only the one good message was stored.
     let fetched = post(api, "/v1/queues/jobs/groups/g/fetch?max=all", "").await.json();

@@ -1,5 +1,6 @@
 //! No instance outlives its node, however the node stops: every process group of every
-//! instance (the member, and a grandchild that ignores SIGTERM) is gone afterwards.
+//! instance (the member, and a grandchild that ignores SIGTERM) is gone afterwards, and so
+//! is the node's orphan guard.
 
 mod common;
 
@@ -39,9 +40,19 @@ async fn full_groups(pgids: Vec<i32>) -> KillGroupsOnDrop {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_stop_leaves_no_process_behind() {
     let app = App::new();
+    // The node runs in this process, so its guard is a child of this process: the one
+    // that was not there before the node started.
+    let before: Vec<i32> = orphan_guards(std::process::id() as i32).iter().map(|p| p.pid).collect();
     let node = app.start(app.config(app.manifest(services(&app), Value::Null))).await;
     let ready = wait_ready(&node, "web", 2).await;
-    let groups = full_groups(ready.iter().map(|i| i.pid.unwrap() as i32).collect()).await;
+    let mut groups = full_groups(ready.iter().map(|i| i.pid.unwrap() as i32).collect()).await;
+    let guard: Vec<ProcStat> = orphan_guards(std::process::id() as i32)
+        .into_iter()
+        .filter(|p| !before.contains(&p.pid))
+        .collect();
+    assert_eq!(guard.len(), 1, "the node started one orphan guard: {guard:?}");
+    // The guard leads a process group of its own: checked (and cleaned up) like the others.
+    groups.0.push(guard[0].pid);
     stop(node).await;
     wait_groups_gone(&groups.0, GONE_TIMEOUT).await;
 }
@@ -54,7 +65,7 @@ async fn up_and_ready(app: &App) -> (Up, KillGroupsOnDrop, i32) {
     let api = addr_of(node["api"].as_str().unwrap());
     let ps = up.wait_ready(api, 2).await;
     let groups = full_groups(pids_in_ps(&ps)).await;
-    let guard: Vec<ProcStat> = children(up.pid).into_iter().filter(|p| p.comm == "sh").collect();
+    let guard = orphan_guards(up.pid);
     assert_eq!(guard.len(), 1, "one orphan guard: {guard:?}");
     (up, groups, guard[0].pid)
 }

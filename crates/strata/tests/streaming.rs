@@ -102,11 +102,14 @@ async fn a_large_upload_streams_through_the_binary_in_bounded_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_upload_outlasts_the_attempt_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Ample for a member to answer a request once it is written, even on a busy machine;
+    // the upload below goes on for twice as long after the attempt began.
+    const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
     let app = App::new();
     let services = json!({
         "web": app.member(json!({
             "routes": ["/"],
-            "relay": { "timeout_ms": 20000, "attempt_timeout_ms": 300 },
+            "relay": { "timeout_ms": 60000, "attempt_timeout_ms": ATTEMPT_TIMEOUT.as_millis() as u64 },
         })),
     });
     let node = app.start(app.config(app.manifest(services, Value::Null))).await;
@@ -117,26 +120,39 @@ async fn a_slow_upload_outlasts_the_attempt_timeout() {
         .await
         .unwrap();
     let piece = vec![b'x'; 16 * 1024];
-    let pieces = 8;
-    for _ in 0..pieces {
-        stream
-            .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
-            .await
-            .unwrap();
-        stream.write_all(&piece).await.unwrap();
-        stream.write_all(b"\r\n").await.unwrap();
-        // 8 x 150 ms: four times the attempt timeout in all.
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+    chunk.extend_from_slice(&piece);
+    chunk.extend_from_slice(b"\r\n");
+    stream.write_all(&chunk).await.unwrap();
+    // The attempt is under way once the member has the request head (it records it then).
+    wait_until("the request head reached the member", READY_TIMEOUT, || {
+        app.requests().iter().any(|r| r["path"] == "/count")
+    })
+    .await;
+    let attempt_began = std::time::Instant::now();
+    let mut pieces = 1;
+    // A pause only makes the upload longer, so a slow machine cannot make this pass.
+    while attempt_began.elapsed() < ATTEMPT_TIMEOUT * 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(&chunk).await.unwrap();
+        pieces += 1;
     }
     stream.write_all(b"0\r\n\r\n").await.unwrap();
     let mut reply = String::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut reply))
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_string(&mut reply))
         .await
         .expect("a reply")
         .unwrap();
     assert_eq!(status_of(&reply), Some(200), "{reply}");
     let body: Value = serde_json::from_str(body_of(&reply).trim()).unwrap_or_else(|e| panic!("{e}: {reply}"));
     assert_eq!(body["bytes"], (pieces * piece.len()) as u64, "{reply}");
+    let attempts = app.requests();
+    assert_eq!(
+        attempts.len(),
+        1,
+        "one attempt, not timed out and reissued: {attempts:?}"
+    );
+    assert_eq!(attempts[0]["attempt"], "1");
     stop(node).await;
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::parse::Args;
 use super::reply::{truncated, Reply};
-use super::state::{Session, Shared};
+use super::state::{ConnectionContext, Session};
 use super::table::{lookup, Spec, COMMANDS};
 use crate::cache::parse_i64;
 
@@ -96,7 +96,7 @@ fn check_name(name: &[u8]) -> Result<(), &'static str> {
     }
 }
 
-pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &Shared, args: Args<'_>) {
+pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext, args: Args<'_>) {
     let sub = args.get(1);
     let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
     if is(b"setname") && args.len() == 3 {
@@ -164,7 +164,7 @@ fn subcommand_error(r: &mut Reply<'_>, cmd: &str, args: Args<'_>) {
     ));
 }
 
-fn client_line(session: &Session, shared: &Shared) -> String {
+fn client_line(session: &Session, shared: &ConnectionContext) -> String {
     let age = session.created.elapsed().as_secs();
     format!(
         "id={} addr={} laddr={} fd=0 name={} age={age} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
@@ -178,7 +178,7 @@ fn client_line(session: &Session, shared: &Shared) -> String {
     )
 }
 
-pub(crate) fn info(r: &mut Reply<'_>, shared: &Shared, args: Args<'_>) {
+pub(crate) fn info(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'_>) {
     let wanted: Vec<String> = args
         .iter()
         .skip(1)
@@ -189,7 +189,7 @@ pub(crate) fn info(r: &mut Reply<'_>, shared: &Shared, args: Args<'_>) {
 }
 
 /// The INFO text: the sections asked for (all by default), Redis' field names.
-pub(crate) fn info_text(shared: &Shared, wanted: &[String]) -> String {
+pub(crate) fn info_text(shared: &ConnectionContext, wanted: &[String]) -> String {
     let all = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
     let want = |s: &str| all || wanted.iter().any(|w| w == s);
     let server = &shared.server;
@@ -340,7 +340,7 @@ fn command_entry(r: &mut Reply<'_>, spec: &Spec) {
     r.array(0);
 }
 
-pub(crate) fn config(r: &mut Reply<'_>, shared: &Shared, args: Args<'_>) {
+pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'_>) {
     let sub = args.get(1);
     if sub.eq_ignore_ascii_case(b"get") && args.len() >= 3 {
         let t = shared.cache.stats().total;

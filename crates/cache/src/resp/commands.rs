@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::admin;
 use super::parse::Args;
 use super::reply::{truncated, Reply};
-use super::state::{Session, Shared};
+use super::state::{ConnectionContext, Session};
 use super::table::{lookup, Cmd};
 use crate::cache::{parse_i64, CacheError, Condition, ExpireCondition, Expiry, SetOptions, Ttl};
 
@@ -25,7 +25,7 @@ const NOT_INT: &str = "ERR value is not an integer or out of range";
 const SYNTAX: &str = "ERR syntax error";
 
 /// Runs one command, appending its reply.
-pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Shared, out: &mut Vec<u8>) -> Flow {
+pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &ConnectionContext, out: &mut Vec<u8>) -> Flow {
     let mut r = Reply {
         out,
         resp3: session.resp3,
@@ -201,7 +201,7 @@ pub(crate) fn unknown_command(r: &mut Reply<'_>, args: Args<'_>) {
     r.error(&msg);
 }
 
-fn set(r: &mut Reply<'_>, shared: &Shared, args: Args<'_>) {
+fn set(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'_>) {
     let mut opts = SetOptions::default();
     let mut get = false;
     let mut expiry_given = false;
@@ -266,7 +266,7 @@ fn expire_unit(o: &[u8]) -> Option<(i64, bool)> {
     }
 }
 
-fn incr(r: &mut Reply<'_>, shared: &Shared, key: &[u8], delta: i64) {
+fn incr(r: &mut Reply<'_>, shared: &ConnectionContext, key: &[u8], delta: i64) {
     match shared.cache.incr_by(key, delta) {
         Ok(n) => r.int(n),
         Err(CacheError::Overflow) => r.error("ERR increment or decrement would overflow"),
@@ -274,7 +274,7 @@ fn incr(r: &mut Reply<'_>, shared: &Shared, key: &[u8], delta: i64) {
     }
 }
 
-fn expire(r: &mut Reply<'_>, shared: &Shared, args: Args<'_>, name: &str, unit: i64, absolute: bool) {
+fn expire(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'_>, name: &str, unit: i64, absolute: bool) {
     let Some(n) = parse_i64(args.get(2)) else {
         return r.error(NOT_INT);
     };

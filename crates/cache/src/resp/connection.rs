@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::commands::{execute, Flow};
 use super::parse::Parser;
 use super::reply::Reply;
-use super::state::{RespConfig, Session, Shared};
+use super::state::{ConnectionContext, RespConfig, Session};
 use crate::cache::Cache;
 
 /// Replies past this size are handed out ([`Progress::Flush`]) before the rest of a
@@ -32,13 +32,13 @@ pub enum Progress {
 pub struct Connection {
     parser: Parser,
     session: Session,
-    shared: Arc<Shared>,
+    shared: Arc<ConnectionContext>,
     /// The worker thread serving it (its slot in the per-worker counters).
     worker: usize,
 }
 
 impl Connection {
-    pub(crate) fn new(shared: Arc<Shared>, peer: SocketAddr, worker: usize) -> Connection {
+    pub(crate) fn new(shared: Arc<ConnectionContext>, peer: SocketAddr, worker: usize) -> Connection {
         let session = Session {
             id: shared.server.next_client_id.fetch_add(1, Ordering::Relaxed),
             resp3: false,
@@ -58,7 +58,7 @@ impl Connection {
 
     /// A connection to `cache` that belongs to no server (for tests and fuzzing).
     pub fn detached(cache: Arc<Cache>, config: &RespConfig) -> Connection {
-        let shared = Arc::new(Shared::new(cache, config, 1));
+        let shared = Arc::new(ConnectionContext::new(cache, config, 1));
         Connection::new(shared, SocketAddr::from(([127, 0, 0, 1], 0)), 0)
     }
 

@@ -1,5 +1,5 @@
 //! What the commands run against: the state every connection of a server shares
-//! ([`Shared`]: the cache, the settings from [`RespConfig`], counters for INFO) and one
+//! ([`ConnectionContext`]: the cache, the settings from [`RespConfig`], counters for INFO) and one
 //! connection's own ([`Session`]).
 
 use std::net::SocketAddr;
@@ -34,7 +34,7 @@ impl Default for RespConfig {
 }
 
 /// What every connection shares.
-pub(crate) struct Shared {
+pub(crate) struct ConnectionContext {
     pub cache: Arc<Cache>,
     pub server: ServerState,
 }
@@ -54,9 +54,9 @@ pub(crate) struct ServerState {
     pub next_client_id: AtomicU64,
 }
 
-impl Shared {
-    pub fn new(cache: Arc<Cache>, config: &RespConfig, threads: usize) -> Shared {
-        Shared {
+impl ConnectionContext {
+    pub fn new(cache: Arc<Cache>, config: &RespConfig, threads: usize) -> ConnectionContext {
+        ConnectionContext {
             cache,
             server: ServerState {
                 addr: std::sync::OnceLock::new(),

@@ -1,4 +1,5 @@
-//! A small HTTP/1.1 client for the node API, used by the CLI.
+//! [`ControlClient`]: the CLI's side of the node's control API (ps, scale, logs, events,
+//! down), a small HTTP/1.1 client. Instances and programs use `strata-client` instead.
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -8,20 +9,20 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-pub struct ApiClient {
+pub struct ControlClient {
     /// `host:port` of the node API.
     authority: String,
 }
 
-impl ApiClient {
+impl ControlClient {
     /// `base` is the API URL, for example `http://127.0.0.1:4000`.
-    pub fn new(base: &str) -> Result<ApiClient> {
+    pub fn new(base: &str) -> Result<ControlClient> {
         let uri: http::Uri = base.parse().with_context(|| format!("{base:?} is not a URL"))?;
         let authority = uri
             .authority()
             .with_context(|| format!("{base:?} has no host:port"))?
             .to_string();
-        Ok(ApiClient { authority })
+        Ok(ControlClient { authority })
     }
 
     async fn send(

@@ -1,7 +1,7 @@
 //! The autoscaling policy: from samples of a pool's load to a target instance count and
 //! the reason for it. Pure: the time of each sample is passed in, so tests drive it on a
-//! made-up clock; the node's autoscaler task (`strata::autoscale`) feeds it samples as
-//! load events arrive and applies its decisions.
+//! made-up clock; the autoscaler task ([`crate::run`]) feeds it samples as load events
+//! arrive and applies its decisions.
 //!
 //! The recommendation of one sample is the largest of
 //! - in-flight (plus held) requests / `concurrency`,
@@ -555,11 +555,21 @@ mod tests {
         sim.run(1_000, 64, 0, None);
         assert_eq!(sim.current, 16);
         assert!(sim.decisions.iter().all(|d| d.2 - d.1 <= 2), "{:?}", sim.decisions);
-        sim.run(31_000, 0, 0, None);
+        // Load stops: after the down window, one instance at a time, a second apart, all
+        // the way down to min (15 steps from 16 to 1).
+        let stopped = sim.now;
+        sim.run(50_000, 0, 0, None);
+        assert_eq!(sim.current, 1, "{:?}", sim.decisions);
         let downs: Vec<_> = sim.decisions.iter().filter(|d| d.2 < d.1).collect();
+        assert_eq!(downs.len(), 15, "{downs:?}");
         assert!(downs.iter().all(|d| d.1 - d.2 == 1), "{downs:?}");
+        assert!(downs[0].0 - stopped >= Duration::from_secs(30), "{downs:?}");
         for pair in downs.windows(2) {
-            assert!(pair[1].0 - pair[0].0 >= DOWN_STEP_SPACING, "{pair:?}");
+            let gap = pair[1].0 - pair[0].0;
+            assert!(
+                gap >= DOWN_STEP_SPACING && gap < DOWN_STEP_SPACING + Duration::from_millis(200),
+                "steps down {gap:?} apart: {pair:?}"
+            );
         }
     }
 

@@ -1,14 +1,16 @@
-//! The autoscaler task of one service: feeds the policy (`strata_appservice::autoscale`)
-//! samples of the pool's load and applies its decisions.
+//! The autoscaler task of one service: feeds the policy ([`crate::policy`]) samples of
+//! the pool's load and applies its decisions.
 //!
 //! Driven by events, not a polling period: it wakes when a request is held at zero or a
-//! member goes past its concurrency target (both signalled by the pool from the request
-//! path), or a message is published to the queue the service consumes. While the pool has
+//! member goes past its concurrency target (both signalled by the service's
+//! [`Admission`] from the request path), or a message is published to the queue the
+//! service consumes. While the pool has
 //! work (anything in flight, held or queued) it also samples every 100 ms, which the
 //! policy's windows need, and event wake-ups are at least 20 ms apart; while idle, once
 //! a second for the down window and the idle timeout.
 //!
-//! It also keeps the pool's shedding limit (on only at instances.max), measures each start
+//! It also sets the admission's modes (buffering while instances it asked for start,
+//! shedding only at instances.max), measures each start
 //! from zero (first held request to a ready instance), and records every decision, shed
 //! burst and cold start as an event with its inputs and reason.
 
@@ -17,12 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strata_appservice::autoscale::{Backlog, Policy, Sample};
 use strata_appservice::{AppService, AutoscaleStatus, EventKind, ScaleBy};
 use strata_bus::Pool;
 use strata_manifest::{AutoscaleSpec, ServiceSpec};
 use strata_queue::QueueHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::policy::{Backlog, Policy, Sample};
+use crate::Admission;
 
 /// Time between samples while the pool has work.
 const BUSY_TICK: Duration = Duration::from_millis(100);
@@ -38,7 +42,7 @@ const BUFFER_FOR: Duration = Duration::from_secs(5);
 const COLD_START_REPORT: Duration = Duration::from_secs(120);
 
 /// What the autoscaler of one service works from.
-pub(crate) struct Scaled {
+pub struct Scaled {
     pub service: String,
     pub spec: AutoscaleSpec,
     pub min: u32,
@@ -81,10 +85,16 @@ struct Point {
     backlog: u64,
 }
 
-pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, token: CancellationToken) {
+/// Runs the autoscaler of one service until `token` is cancelled. `admission` is the
+/// one installed on `pool` (made from the same `scaled`).
+pub async fn run(
+    app: Arc<AppService>,
+    pool: Arc<Pool>,
+    admission: Arc<Admission>,
+    scaled: Scaled,
+    token: CancellationToken,
+) {
     let service = scaled.service.clone();
-    pool.set_scale_from_zero(scaled.min == 0);
-    pool.set_saturation(scaled.spec.concurrency as usize);
     let shed_at = if scaled.sheds {
         scaled.spec.shed_at() as usize
     } else {
@@ -110,7 +120,7 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
         let members = pool.members();
         let inflight: u64 = members.iter().map(|m| m.inflight() as u64).sum();
         let served = pool.served_total();
-        let held = pool.held() as u64;
+        let held = admission.held() as u64;
         if inflight + held > 0 {
             last_busy = now;
         }
@@ -178,7 +188,7 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
             held,
             backlog: backlog_sample,
             latency,
-            idle_for: pool.idle_for().min(now.duration_since(last_busy)),
+            idle_for: admission.idle_for().min(now.duration_since(last_busy)),
         };
         let r = policy.observe(&sample);
         if r.target != current {
@@ -205,11 +215,11 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
         // Bounded in time: instances that do not come (a crash loop, no capacity) must not
         // turn the soft concurrency target into a hard cap on the ones that run.
         let starting = stepped_up_at.is_some_and(|t| now.duration_since(t) < BUFFER_FOR);
-        pool.set_buffering(starting && r.target as usize > members.len() && !members.is_empty());
+        admission.set_buffering(starting && r.target as usize > members.len() && !members.is_empty());
         // Shed only once the pool is at its maximum and every instance is serving.
         let full = r.at_max && members.len() as u32 >= scaled.max;
-        pool.set_shed_at(if full { shed_at } else { 0 });
-        let shed = pool.shed_count();
+        admission.set_shed_at(if full { shed_at } else { 0 });
+        let shed = admission.shed_count();
         if shed > shed_reported && now.duration_since(shed_reported_at) >= Duration::from_secs(1) {
             app.record(
                 &service,
@@ -254,7 +264,7 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
             // at least MIN_GAP apart: under sustained saturation every request signals.
             tokio::select! {
                 _ = tokio::time::sleep(BUSY_TICK) => {}
-                _ = pool.demanded() => {
+                _ = admission.demanded() => {
                     let since = now.elapsed();
                     if since < MIN_GAP && !members.is_empty() {
                         tokio::select! {
@@ -274,7 +284,7 @@ pub(crate) async fn run(app: Arc<AppService>, pool: Arc<Pool>, scaled: Scaled, t
             };
             tokio::select! {
                 _ = tokio::time::sleep(IDLE_TICK) => {}
-                _ = pool.demanded() => {}
+                _ = admission.demanded() => {}
                 _ = published => {}
                 _ = token.cancelled() => return,
             }

@@ -1,0 +1,17 @@
+//! What strata asks of the operating system, in one place so that every crate asks the
+//! same way.
+//!
+//! Layout:
+//! - [`listen`]: per-core servers: N worker threads, each a current-thread tokio runtime
+//!   with its own `SO_REUSEPORT` socket on one address, a shared shutdown token, one
+//!   handle to join them; and the accept loop the workers run. Used by the gateway and
+//!   the cache's Redis protocol server.
+//! - [`fs`]: making renames durable ([`fs::sync_dir`]). Used by the queue and the store.
+//! - [`clock`]: the wall clock in milliseconds ([`clock::now_ms`]), the time stored in
+//!   queue records and store writes.
+//!
+//! Invariant: this crate depends on no other strata crate and knows nothing of HTTP.
+
+pub mod clock;
+pub mod fs;
+pub mod listen;

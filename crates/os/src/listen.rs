@@ -1,0 +1,247 @@
+//! Per-core servers, like nginx's worker processes: N threads, each a current-thread
+//! tokio runtime with its own `SO_REUSEPORT` socket on the same address, so the kernel
+//! spreads connections over the threads and a connection, with every task it wakes,
+//! stays on one thread.
+//!
+//! [`spawn`] binds and starts the workers and hands each its [`Worker`] part; the
+//! caller's serving function usually runs [`accept`] with its own per-connection
+//! closure. Both are generic, so a connection costs what a hand-written accept loop costs.
+//!
+//! `SO_REUSEPORT` is set through `tokio::net::TcpSocket`, so this needs neither `libc`
+//! nor `socket2`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Where the workers listen and how many there are.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    /// The address every worker binds. With port 0 the first worker takes a free port
+    /// and the others bind that one.
+    pub addr: SocketAddr,
+    /// How many worker threads; 0 counts as 1.
+    pub threads: usize,
+    /// Names the server: its threads are `strata-{name}-{n}`, and errors and log lines
+    /// say it.
+    pub name: &'static str,
+}
+
+/// One worker's share, handed to the serving function on the worker's own thread,
+/// inside its runtime.
+pub struct Worker {
+    /// Which worker this is, `0..threads`.
+    pub index: usize,
+    /// This worker's own socket on the shared address.
+    pub listener: TcpListener,
+    /// The token given to [`spawn`]: the worker should stop serving once it is cancelled.
+    pub shutdown: CancellationToken,
+}
+
+/// The running workers.
+pub struct Workers {
+    /// The address they listen on (the real port when asked for port 0).
+    pub addr: SocketAddr,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Waits until every worker has stopped (after the shutdown token is cancelled).
+    /// Connections still open are closed when their worker stops.
+    pub async fn join(self) {
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+
+    /// [`Workers::join`] for callers outside a runtime.
+    pub fn join_blocking(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts `listen.threads` workers, each running `serve(worker)` on a current-thread
+/// runtime of its own until that future ends; then the runtime is dropped, and with it
+/// the tasks still on it (their sockets close).
+///
+/// Returns once every worker is listening. If one cannot start (no thread, no runtime,
+/// the address cannot be bound), cancels `shutdown`, so that those already started
+/// stop, and returns the error.
+pub fn spawn<F, Fut>(listen: Listen, shutdown: &CancellationToken, serve: F) -> io::Result<Workers>
+where
+    F: FnOnce(Worker) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let Listen {
+        mut addr,
+        threads,
+        name,
+    } = listen;
+    let threads = threads.max(1);
+    let mut handles = Vec::with_capacity(threads);
+    for index in 0..threads {
+        match start_worker(index, addr, name, shutdown.clone(), serve.clone()) {
+            Ok((bound, handle)) => {
+                addr = bound;
+                handles.push(handle);
+            }
+            Err(e) => {
+                shutdown.cancel();
+                return Err(e);
+            }
+        }
+    }
+    Ok(Workers { addr, threads: handles })
+}
+
+/// Accepts connections on `listener` until `shutdown` is cancelled, handing each to
+/// `serve` with `TCP_NODELAY` set; then drops the listener, so no connection is taken
+/// after, and returns. A failed accept (out of file descriptors and the like) is logged
+/// and retried 10 ms later instead of spinning.
+pub async fn accept<F>(listener: TcpListener, shutdown: &CancellationToken, name: &str, mut serve: F)
+where
+    F: FnMut(TcpStream, SocketAddr),
+{
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(ok) => ok,
+                Err(e) => {
+                    tracing::warn!(server = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        serve(stream, peer);
+    }
+}
+
+/// Starts worker `index` and waits until it listens; returns the address it bound.
+fn start_worker<F, Fut>(
+    index: usize,
+    addr: SocketAddr,
+    name: &'static str,
+    shutdown: CancellationToken,
+    serve: F,
+) -> io::Result<(SocketAddr, JoinHandle<()>)>
+where
+    F: FnOnce(Worker) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let (bound_tx, bound_rx) = mpsc::channel::<io::Result<SocketAddr>>();
+    let handle = std::thread::Builder::new()
+        .name(format!("strata-{name}-{index}"))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = bound_tx.send(Err(e));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let listener = match reuseport_listener(addr) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = bound_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = bound_tx.send(listener.local_addr());
+                serve(Worker {
+                    index,
+                    listener,
+                    shutdown,
+                })
+                .await;
+            });
+        })?;
+    match bound_rx.recv() {
+        Ok(Ok(bound)) => Ok((bound, handle)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(io::Error::other(format!("{name} worker {index} died while starting"))),
+    }
+}
+
+fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// Each connection is answered with the index of the worker that took it.
+    fn spawn_echo_index(addr: SocketAddr, threads: usize, shutdown: &CancellationToken) -> io::Result<Workers> {
+        let listen = Listen {
+            addr,
+            threads,
+            name: "test",
+        };
+        spawn(listen, shutdown, |worker: Worker| async move {
+            let index = worker.index as u8;
+            accept(worker.listener, &worker.shutdown, "test", |mut stream, _| {
+                tokio::spawn(async move {
+                    let _ = stream.write_all(&[index]).await;
+                });
+            })
+            .await;
+        })
+    }
+
+    #[test]
+    fn workers_share_the_port_the_first_got_and_stop_on_shutdown() {
+        let shutdown = CancellationToken::new();
+        let workers = spawn_echo_index("127.0.0.1:0".parse().unwrap(), 3, &shutdown).unwrap();
+        assert_ne!(workers.addr.port(), 0);
+        for _ in 0..30 {
+            let mut conn = std::net::TcpStream::connect(workers.addr).unwrap();
+            let mut index = Vec::new();
+            conn.read_to_end(&mut index).unwrap();
+            assert!(matches!(index[..], [i] if i < 3), "answered {index:?}");
+        }
+        let addr = workers.addr;
+        shutdown.cancel();
+        workers.join_blocking();
+        let refused = std::net::TcpStream::connect(addr).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn an_address_that_cannot_be_bound_fails_the_start_and_cancels() {
+        let shutdown = CancellationToken::new();
+        // 192.0.2.0/24 is reserved for documentation: never a local address.
+        let err = spawn_echo_index("192.0.2.1:0".parse().unwrap(), 2, &shutdown)
+            .err()
+            .expect("binding a foreign address fails");
+        assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable);
+        assert!(shutdown.is_cancelled());
+    }
+}

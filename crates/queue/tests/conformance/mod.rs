@@ -1,0 +1,363 @@
+//! The queue contract (`docs/queues.md`) as a conformance suite: every check takes an
+//! [`Open`] that makes a fresh backend with one queue `q` of a given spec, so the same
+//! checks run against the embedded engine (`tests/conformance_embedded.rs`) and against
+//! any other implementation of [`QueueBackend`] (a JetStream test includes this file with
+//! `#[path]`). What only one backend can show (files, restarts, corruption) is tested
+//! beside that backend, not here.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_manifest::{FsyncPolicy, QueueSpec};
+use strata_queue::{FetchOptions, NewMessage, QueueBackend, QueueError, Replied, Reply};
+
+/// Makes a fresh backend whose queue `q` has `spec`; what it returns keeps the backend's
+/// resources (temp dirs, servers) alive.
+pub trait Open: Sync {
+    fn open(&self, spec: QueueSpec) -> Pin<Box<dyn Future<Output = Arc<dyn QueueBackend>> + Send + '_>>;
+}
+
+/// Every check, by name, for a runner that wants them all.
+pub const CHECKS: [&str; 8] = [
+    "groups_have_their_own_positions",
+    "expired_lease_redelivers_with_its_count_and_nack_at_once",
+    "long_poll_wakes_on_publish",
+    "dead_letter_after_max_deliveries",
+    "dedupe_within_the_window",
+    "request_reply_round_trip_and_deadline",
+    "concurrent_publishers_keep_their_order",
+    "bad_input_is_refused_and_loses_nothing",
+];
+
+pub fn spec() -> QueueSpec {
+    QueueSpec {
+        segment_bytes: 1 << 20,
+        max_message_bytes: 64 << 10,
+        ..QueueSpec::default()
+    }
+}
+
+fn payload(i: usize) -> Bytes {
+    Bytes::from(format!("message-{i:06}"))
+}
+
+fn fetch_all() -> FetchOptions {
+    FetchOptions {
+        max: usize::MAX,
+        max_bytes: usize::MAX,
+        ..FetchOptions::default()
+    }
+}
+
+async fn publish_n(queues: &Arc<dyn QueueBackend>, n: usize) {
+    let q = queues.get("q").unwrap();
+    let msgs = (0..n).map(|i| NewMessage::new(payload(i))).collect();
+    let published = q.publish(msgs).await.expect("publish");
+    assert_eq!(published.len(), n);
+}
+
+pub async fn dedupe_within_the_window(open: &dyn Open) {
+    let with_id = |body: &'static [u8], id: &str| NewMessage {
+        payload: Bytes::from_static(body),
+        dedupe_id: Some(id.into()),
+        ..NewMessage::default()
+    };
+    let queues = open
+        .open(QueueSpec {
+            dedupe_window_ms: 60_000,
+            ..spec()
+        })
+        .await;
+    let q = queues.get("q").unwrap();
+    let a = q.publish(vec![with_id(b"a", "order-1")]).await.unwrap()[0];
+    assert!(!a.duplicate);
+    // A duplicate later, and a duplicate within one batch.
+    let b = q
+        .publish(vec![
+            with_id(b"a again", "order-1"),
+            with_id(b"x", "order-2"),
+            with_id(b"x", "order-2"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(b[0].offset, a.offset);
+    assert!(b[0].duplicate);
+    assert!(!b[1].duplicate);
+    assert_eq!((b[2].offset, b[2].duplicate), (b[1].offset, true));
+    assert_eq!(q.stats().next_offset, 2, "duplicates store nothing");
+
+    // Past the window the same id is a new message.
+    let queues = open
+        .open(QueueSpec {
+            dedupe_window_ms: 50,
+            ..spec()
+        })
+        .await;
+    let q = queues.get("q").unwrap();
+    q.publish(vec![with_id(b"a", "k")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let later = q.publish(vec![with_id(b"a", "k")]).await.unwrap()[0];
+    assert_eq!((later.offset, later.duplicate), (1, false));
+}
+
+pub async fn groups_have_their_own_positions(open: &dyn Open) {
+    let queues = open.open(spec()).await;
+    publish_n(&queues, 3).await;
+    let q = queues.get("q").unwrap();
+    let a = q.fetch("a", fetch_all()).await.unwrap();
+    let b = q.fetch("b", fetch_all()).await.unwrap();
+    assert_eq!(a.len(), 3);
+    assert_eq!(b.len(), 3);
+    assert!(q.fetch("a", fetch_all()).await.unwrap().is_empty());
+}
+
+pub async fn expired_lease_redelivers_with_its_count_and_nack_at_once(open: &dyn Open) {
+    let queues = open.open(spec()).await;
+    publish_n(&queues, 2).await;
+    let q = queues.get("q").unwrap();
+    let short = FetchOptions {
+        max: 1,
+        lease: Some(Duration::from_millis(600)),
+        ..FetchOptions::default()
+    };
+    let first = q.fetch("g", short).await.unwrap();
+    assert_eq!((first[0].offset, first[0].deliveries), (0, 1));
+    let second = q.fetch("g", short).await.unwrap();
+    assert_eq!(second[0].offset, 1);
+    // Nothing more until the first lease runs out; a long poll wakes for it.
+    let started = std::time::Instant::now();
+    let again = q
+        .fetch(
+            "g",
+            FetchOptions {
+                wait: Duration::from_secs(5),
+                ..short
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "woken by the expiry, not the end of the wait"
+    );
+    assert_eq!((again[0].offset, again[0].deliveries), (0, 2));
+    assert_eq!(q.nack("g", &[1, 7]).await.unwrap(), (1, 1));
+    let nacked = q.fetch("g", short).await.unwrap();
+    assert_eq!((nacked[0].offset, nacked[0].deliveries), (1, 2));
+}
+
+pub async fn long_poll_wakes_on_publish(open: &dyn Open) {
+    let queues = open.open(spec()).await;
+    let q = queues.get("q").unwrap();
+    let waiter = tokio::spawn({
+        let q = q.clone();
+        async move {
+            q.fetch(
+                "g",
+                FetchOptions {
+                    wait: Duration::from_secs(10),
+                    ..FetchOptions::default()
+                },
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    q.publish(vec![NewMessage::new(&b"wake"[..])]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(3), waiter)
+        .await
+        .expect("woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got[0].payload, &b"wake"[..]);
+}
+
+pub async fn dead_letter_after_max_deliveries(open: &dyn Open) {
+    let queues = open
+        .open(QueueSpec {
+            max_deliveries: 2,
+            ..spec()
+        })
+        .await;
+    let q = queues.get("q").unwrap();
+    q.publish(vec![
+        NewMessage {
+            payload: Bytes::from_static(b"poison"),
+            correlation_id: Some("c-9".into()),
+            ..NewMessage::default()
+        },
+        NewMessage::new(&b"fine"[..]),
+    ])
+    .await
+    .unwrap();
+    let one = FetchOptions::default();
+    for round in 1..=2 {
+        let m = q.fetch("g", one).await.unwrap();
+        assert_eq!((m[0].offset, m[0].deliveries), (0, round));
+        q.nack("g", &[0]).await.unwrap();
+    }
+    // The third delivery would pass max_deliveries: it moves to q.dlq instead.
+    let m = q.fetch("g", one).await.unwrap();
+    assert_eq!(m[0].payload, &b"fine"[..]);
+    q.ack("g", &[1]).await.unwrap();
+    let stats = q.stats();
+    assert_eq!(stats.groups[0].dead_lettered, 1);
+    assert_eq!(stats.groups[0].backlog, 0);
+    let dlq = queues.get("q.dlq").unwrap();
+    let dead = dlq.fetch("inspect", fetch_all()).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, &b"poison"[..]);
+    assert_eq!(dead[0].correlation_id.as_deref(), Some("c-9"));
+}
+
+pub async fn request_reply_round_trip_and_deadline(open: &dyn Open) {
+    let queues = open.open(spec()).await;
+    let consumer = tokio::spawn({
+        let queues = queues.clone();
+        async move {
+            let q = queues.get("q").unwrap();
+            let m = q
+                .fetch(
+                    "workers",
+                    FetchOptions {
+                        wait: Duration::from_secs(5),
+                        ..FetchOptions::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .remove(0);
+            let reply = Reply {
+                correlation_id: m.correlation_id.clone(),
+                payload: Bytes::from(format!("done:{}", String::from_utf8_lossy(&m.payload))),
+            };
+            let to = m.reply_to.clone().expect("reply_to set");
+            assert_eq!(queues.reply(&to, reply).await.unwrap(), Replied::Inbox);
+            q.ack("workers", &[m.offset]).await.unwrap();
+            to
+        }
+    });
+    let (published, reply) = queues
+        .request("q", NewMessage::new(&b"job"[..]), Duration::from_secs(5))
+        .await
+        .expect("reply");
+    assert_eq!(published.offset, 0);
+    assert_eq!(reply.payload, &b"done:job"[..]);
+    assert!(reply.correlation_id.is_some());
+    let inbox = consumer.await.unwrap();
+    // The inbox is gone once answered.
+    let late = queues
+        .reply(
+            &inbox,
+            Reply {
+                correlation_id: None,
+                payload: Bytes::new(),
+            },
+        )
+        .await;
+    assert!(matches!(late, Err(QueueError::NoInbox(_))));
+    // Nobody answers: the deadline passes, the message stays published.
+    let err = queues
+        .request("q", NewMessage::new(&b"ignored"[..]), Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert_eq!(err, QueueError::NoReply(100));
+    assert_eq!(queues.get("q").unwrap().stats().next_offset, 2);
+    // A reply to a queue is published there with its correlation id.
+    let replied = queues
+        .reply(
+            "queue:q",
+            Reply {
+                correlation_id: Some("c".into()),
+                payload: Bytes::from_static(b"r"),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(replied, Replied::Queue(2));
+    assert!(matches!(
+        queues
+            .reply(
+                "elsewhere",
+                Reply {
+                    correlation_id: None,
+                    payload: Bytes::new()
+                }
+            )
+            .await,
+        Err(QueueError::BadInput(_))
+    ));
+}
+
+pub async fn concurrent_publishers_keep_their_order(open: &dyn Open) {
+    let queues = open.open(spec()).await;
+    let mut tasks = Vec::new();
+    for p in 0..32 {
+        let q = queues.get("q").unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut offsets = Vec::new();
+            for i in 0..50 {
+                let m = NewMessage::new(Bytes::from(format!("{p}:{i}")));
+                offsets.push(q.publish(vec![m]).await.unwrap()[0].offset);
+            }
+            offsets
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let offsets = t.await.unwrap();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+        all.extend(offsets);
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 32 * 50);
+}
+
+pub async fn bad_input_is_refused_and_loses_nothing(open: &dyn Open) {
+    let queues = open
+        .open(QueueSpec {
+            max_message_bytes: 100,
+            fsync: FsyncPolicy::None,
+            ..spec()
+        })
+        .await;
+    let q = queues.get("q").unwrap();
+    q.publish(vec![NewMessage::new(&b"kept"[..])]).await.unwrap();
+    let err = q
+        .publish(vec![NewMessage::new(&b"ok"[..]), NewMessage::new(vec![0u8; 101])])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        QueueError::TooLarge {
+            index: 1,
+            size: 101,
+            limit: 100
+        }
+    );
+    let err = q
+        .fetch(
+            "g",
+            FetchOptions {
+                max: 0,
+                ..FetchOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueueError::BadInput(_)));
+    assert!(matches!(q.ack("nobody", &[0]).await, Err(QueueError::UnknownGroup(_))));
+    assert!(matches!(queues.get("nope"), Err(QueueError::UnknownQueue(_))));
+    assert!(matches!(
+        queues.create("Bad Name", QueueSpec::default()).await,
+        Err(QueueError::BadInput(_))
+    ));
+    let got = q.fetch("g", fetch_all()).await.unwrap();
+    assert_eq!(got.len(), 1, "the refused batch stored nothing");
+    assert_eq!(got[0].payload, &b"kept"[..]);
+}
