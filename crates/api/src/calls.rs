@@ -88,17 +88,7 @@ async fn call(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let hold_whole = matches!(mode, CallMode::All)
-        || http_body::Body::is_end_stream(&body)
-        || declared.is_some_and(|n| n <= strata_gateway::REPLAYABLE_BODY);
-    let body = match strata_gateway::body_for_relay(body, hold_whole, None, mode).await {
-        Ok(b) => b,
-        Err(res) => return res.map(Body::new),
-    };
     let req = http::Request::from_parts(parts, body);
-    let (res, _) = match mode {
-        CallMode::Any => relay::any(&pool, req, &policy).await,
-        CallMode::All => relay::all(&pool, req, &policy).await,
-    };
+    let (res, _) = strata_gateway::relay_client_request(&pool, req, declared, None, mode, &policy).await;
     res.map(Body::new)
 }

@@ -22,7 +22,7 @@ pub struct AccessLog {
 }
 
 struct Inner {
-    /// One buffer per gateway worker (by its idle-list slot), shared only with the
+    /// One buffer per gateway worker (by its worker slot), shared only with the
     /// background writer.
     bufs: Vec<Mutex<Vec<u8>>>,
     /// Opened for appending: each `write` lands whole at the end, from any thread.
@@ -59,7 +59,7 @@ impl AccessLog {
             .open(path)
             .with_context(|| format!("open access log {}", path.display()))?;
         let inner = Arc::new(Inner {
-            bufs: (0..crate::upstream::SLOTS).map(|_| Mutex::new(Vec::new())).collect(),
+            bufs: (0..crate::worker::SLOTS).map(|_| Mutex::new(Vec::new())).collect(),
             file,
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
@@ -78,7 +78,7 @@ impl AccessLog {
 
     /// Adds one line made of `parts` (a newline is appended).
     pub fn line(&self, parts: &[&[u8]]) {
-        let mut buf = self.inner.bufs[crate::upstream::slot()].lock().unwrap();
+        let mut buf = self.inner.bufs[crate::worker::slot()].lock().unwrap();
         if buf.capacity() == 0 {
             buf.reserve(BUFFER + 1024);
         }
@@ -152,21 +152,6 @@ fn civil(secs: u64) -> [u8; 20] {
     out
 }
 
-/// Decimal digits of `n`, without the formatting machinery.
-pub fn decimal(n: u64, out: &mut [u8; 20]) -> &[u8] {
-    let mut i = out.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        out[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &out[i..]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,14 +166,6 @@ mod tests {
         assert_eq!(stamp.len(), 24);
         assert_eq!(stamp[23], b'Z');
         assert_eq!(stamp[19], b'.');
-    }
-
-    #[test]
-    fn decimal_digits() {
-        let mut buf = [0u8; 20];
-        assert_eq!(decimal(0, &mut buf), b"0");
-        assert_eq!(decimal(1234, &mut buf), b"1234");
-        assert_eq!(decimal(u64::MAX, &mut buf), u64::MAX.to_string().as_bytes());
     }
 
     #[test]

@@ -1,35 +1,57 @@
 //! The first tier: HTTP/1.1 and h2c ingress that relays requests to service pools.
 //!
-//! Layout:
-//! - [`Gateway`]: routes (path prefix, optional host) to pools, limits, access log.
-//! - [`serve`]: the accept loop, with graceful shutdown and the 408 answer to clients
-//!   that are too slow sending their headers.
-//! - [`relay`]: ANY and ALL calls to a pool, reissue rules, deadlines; also used by the
-//!   platform API for instance-to-instance calls.
-//! - `upstream`: keep-alive connections to members, kept per member.
-//! - `body`: request and response bodies as they stream through.
-//! - `framing`: follows HTTP/1.1 framing ahead of hyper: refuses ambiguous lengths and
+//! # Layout
+//!
+//! Bottom-up: each module uses only the ones above it (named in parentheses).
+//! - `worker`: which gateway worker thread the code runs on, each with a slot of its own
+//!   in the tables kept per thread; at most [`MAX_WORKERS`].
+//! - `digits`: numbers as decimal text, without the formatting machinery.
+//! - [`coarse`]: attempt timeouts without a timer operation per request.
+//! - [`framing`]: follows HTTP/1.1 framing ahead of hyper: refuses ambiguous lengths and
 //!   oversized heads, answers 408 to slow heads, closes idle connections.
-//! - `coarse`: attempt timeouts without a timer operation per request.
-//! - `access`: the access log, written off the request path.
-//! - `config`: [`GatewayConfig`] and each service's [`RelayPolicy`] from the manifest.
+//! - `access` (worker): the access log ([`AccessLog`]), buffered per worker thread and
+//!   written off the request path.
+//! - [`request_body`]: [`ReqBody`], a request body on its way to a member, held whole
+//!   (so that it can be sent again) or streamed.
+//! - `upstream` (worker, digits, coarse, request_body): our HTTP/1.1 client to members:
+//!   keep-alive connections kept per member and thread, the request written and the
+//!   reply head read inline, the reply body streamed; its own modules are ordered in its
+//!   header.
+//! - [`response_body`] (upstream): [`ResBody`], a member's reply streaming to the client,
+//!   or one the gateway wrote itself.
+//! - [`relay`] (request_body, upstream, response_body): ANY and ALL calls to a pool,
+//!   reissue rules, deadlines; also used by the platform API for instance-to-instance
+//!   calls.
+//! - `config` (relay): the manifest read into each service's [`RelayPolicy`]
+//!   ([`relay_policies`]) and into the crate root's [`GatewayConfig`] and [`Route`]s.
+//! - This file, above them all: [`Gateway`] (routes by path prefix and optional host to
+//!   pools, limits, the access-log line); [`relay_client_request`] (a client's request
+//!   relayed to a pool, for the gateway and the node API alike); [`serve`] (the accept
+//!   loop, with graceful shutdown, each client socket wrapped in [`framing::Guarded`]);
+//!   [`spawn`] (one worker thread per core, each with its own `SO_REUSEPORT` socket,
+//!   through strata-os's `listen::spawn`), which returns [`Workers`], re-exported from
+//!   strata-os.
 //!
 //! Invariant: the gateway keeps no state of its own between requests beyond idle
 //! connections; membership lives in the bus.
 
 mod access;
-pub mod body;
 pub mod coarse;
 mod config;
+mod digits;
 pub mod framing;
 pub mod relay;
+pub mod request_body;
+pub mod response_body;
 mod upstream;
+mod worker;
 
 pub use access::AccessLog;
-pub use body::{ReqBody, ResBody};
 pub use config::relay_policies;
 pub use relay::{Outcome, RelayPolicy};
-pub use upstream::MAX_WORKERS;
+pub use request_body::ReqBody;
+pub use response_body::ResBody;
+pub use worker::MAX_WORKERS;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,7 +177,7 @@ impl Gateway {
             let mut reached = [0u8; 20];
             // One member's id, or `all:N` for a broadcast that reached N members.
             let (member_prefix, member): (&[u8], &[u8]) = match (&outcome.member, outcome.broadcast) {
-                (_, Some(n)) => (b"all:", access::decimal(n as u64, &mut reached)),
+                (_, Some(n)) => (b"all:", digits::decimal(n as u64, &mut reached)),
                 (Some(m), None) => (b"", m.id.as_bytes()),
                 (None, None) => (b"", b"-"),
             };
@@ -171,14 +193,14 @@ impl Gateway {
                 b" ",
                 res.status().as_str().as_bytes(),
                 b" ",
-                access::decimal(started.elapsed().as_micros() as u64, &mut micros),
+                digits::decimal(started.elapsed().as_micros() as u64, &mut micros),
                 b"us service=",
                 service.as_bytes(),
                 b" member=",
                 member_prefix,
                 member,
                 b" attempts=",
-                access::decimal(outcome.attempts as u64, &mut attempts),
+                digits::decimal(outcome.attempts as u64, &mut attempts),
                 b" rid=",
                 request_id.as_bytes(),
             ]);
@@ -238,27 +260,15 @@ impl Gateway {
             );
             return (res, None, none);
         };
-        let mode = target.route.mode;
-        let (parts, incoming) = req.into_parts();
-        let hold_whole = match mode {
-            CallMode::All => true,
-            CallMode::Any => incoming_is_small(&incoming, declared),
-        };
-        let body = if http_body::Body::is_end_stream(&incoming) {
-            ReqBody::empty()
-        } else {
-            // Boxed: reading a body is the less common path, and its state would
-            // otherwise make every request's future larger.
-            match Box::pin(body_for_relay(incoming, hold_whole, self.config.max_body_bytes, mode)).await {
-                Ok(body) => body,
-                Err(res) => return (res, Some(target), none),
-            }
-        };
-        let req = Request::from_parts(parts, body);
-        let (res, outcome) = match mode {
-            CallMode::Any => relay::any(&target.pool, req, &target.route.policy).await,
-            CallMode::All => Box::pin(relay::all(&target.pool, req, &target.route.policy)).await,
-        };
+        let (res, outcome) = relay_client_request(
+            &target.pool,
+            req,
+            declared,
+            self.config.max_body_bytes,
+            target.route.mode,
+            &target.route.policy,
+        )
+        .await;
         (res, Some(target), outcome)
     }
 }
@@ -276,14 +286,43 @@ fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
     }
 }
 
-/// A body that is absent or declared small is held whole so it can be reissued.
-fn incoming_is_small(incoming: &Incoming, declared: Option<u64>) -> bool {
-    use http_body::Body;
-    incoming.is_end_stream() || declared.is_some_and(|n| n <= REPLAYABLE_BODY)
+/// Relays a client's request to `pool` in `mode`, for the gateway and for calls between
+/// instances through the node API alike. A body that is absent, declared small
+/// (`declared` at most [`REPLAYABLE_BODY`]) or broadcast is held whole so that it can be
+/// sent again; a larger one streams through within `limit`.
+pub async fn relay_client_request<B>(
+    pool: &Pool,
+    req: Request<B>,
+    declared: Option<u64>,
+    limit: Option<u64>,
+    mode: CallMode,
+    policy: &RelayPolicy,
+) -> (Response<ResBody>, Outcome)
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<request_body::BoxError>,
+{
+    let (parts, incoming) = req.into_parts();
+    let body = if incoming.is_end_stream() {
+        ReqBody::empty()
+    } else {
+        let hold_whole = matches!(mode, CallMode::All) || declared.is_some_and(|n| n <= REPLAYABLE_BODY);
+        // Boxed: reading a body is the less common path, and its state would otherwise
+        // make every request's future larger.
+        match Box::pin(body_for_relay(incoming, hold_whole, limit, mode)).await {
+            Ok(body) => body,
+            Err(res) => return (res, Outcome::default()),
+        }
+    };
+    let req = Request::from_parts(parts, body);
+    match mode {
+        CallMode::Any => relay::any(pool, req, policy).await,
+        CallMode::All => Box::pin(relay::all(pool, req, policy)).await,
+    }
 }
 
 /// Turns the client's body into the relay's: held whole, or streamed within the limit.
-pub async fn body_for_relay<B>(
+async fn body_for_relay<B>(
     incoming: B,
     hold_whole: bool,
     limit: Option<u64>,
@@ -291,7 +330,7 @@ pub async fn body_for_relay<B>(
 ) -> Result<ReqBody, Response<ResBody>>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<body::BoxError>,
+    B::Error: Into<request_body::BoxError>,
 {
     if incoming.is_end_stream() {
         return Ok(ReqBody::empty());
@@ -386,7 +425,7 @@ pub fn spawn(
         name: "gateway",
     };
     listen::spawn(listen, &shutdown, move |worker: Worker| {
-        upstream::set_worker(worker.index);
+        worker::set_worker(worker.index);
         async move {
             let ticker = tokio::spawn(coarse::ticker());
             serve(worker.listener, gateway, worker.shutdown).await;

@@ -12,7 +12,8 @@ use http_body_util::BodyExt;
 use strata_bus::{Held, Member, Placement, Pool};
 use strata_wire::{ErrorBody, ErrorCode};
 
-use crate::body::{ReqBody, ResBody};
+use crate::request_body::ReqBody;
+use crate::response_body::ResBody;
 use crate::upstream::{Conn, SendError, Upstream};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -327,7 +328,7 @@ async fn any_from(
 
 /// A relay failed because the client's streamed body did (not the member): 413 when the
 /// body ran over the gateway's limit, 400 when it broke off.
-fn client_body_status(e: &crate::body::BoxError) -> StatusCode {
+fn client_body_status(e: &crate::request_body::BoxError) -> StatusCode {
     if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
         StatusCode::PAYLOAD_TOO_LARGE
     } else {

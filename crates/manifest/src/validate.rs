@@ -101,11 +101,48 @@ fn check_gateway(m: &Manifest, path: &FieldPath) -> Result<(), ManifestError> {
     )
 }
 
+/// `value` within `min..=max`, named with its unit; the bounds keep every arithmetic on
+/// configured numbers (ms to a deadline, s to ms) far from overflow.
+fn within(path: FieldPath, value: u64, min: u64, max: u64, unit: &str) -> Result<(), ManifestError> {
+    if !(min..=max).contains(&value) {
+        return Err(invalid(
+            path,
+            format!("between {min} and {max} {unit}"),
+            value.to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Longest lease, fsync interval: 12 hours.
+const MAX_QUEUE_MS: u64 = 12 * 3600 * 1000;
+/// Longest dedupe window: 7 days.
+const MAX_DEDUPE_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Longest retention: 100 years.
+const MAX_RETENTION_S: u64 = 100 * 365 * 24 * 3600;
+/// Largest retention by size: 1 PiB.
+const MAX_RETENTION_BYTES: u64 = 1 << 50;
+/// Most deliveries before dead-lettering (0: never).
+const MAX_DELIVERIES: u32 = 1_000_000;
+
+/// Most instances of one service on a node: each is a process with a port and files.
+const MAX_INSTANCES: u32 = 10_000;
+
+/// Longest duration in milliseconds any setting takes: 30 days.
+const MAX_SETTING_MS: u64 = 30 * 24 * 3600 * 1000;
+/// Most memory one setting names: 16 TiB.
+const MAX_MEMORY_MB: u64 = 16 << 20;
+
+/// Greater than 0, and for durations and memory within a sane bound.
 fn positive(path: FieldPath, value: u64, unit: &str) -> Result<(), ManifestError> {
     if value == 0 {
         return Err(invalid(path, format!("a number of {unit} greater than 0"), "0"));
     }
-    Ok(())
+    match unit {
+        "milliseconds" => within(path, value, 1, MAX_SETTING_MS, unit),
+        "megabytes" => within(path, value, 1, MAX_MEMORY_MB, unit),
+        _ => Ok(()),
+    }
 }
 
 fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestError> {
@@ -362,8 +399,12 @@ fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath) 
     if f.concurrency == 0 {
         return Err(invalid(path.key("concurrency"), "at least 1 event per instance", "0"));
     }
-    if f.max_instances == 0 {
-        return Err(invalid(path.key("max_instances"), "at least 1", "0"));
+    if f.max_instances == 0 || f.max_instances > MAX_INSTANCES {
+        return Err(invalid(
+            path.key("max_instances"),
+            format!("between 1 and {MAX_INSTANCES}"),
+            f.max_instances.to_string(),
+        ));
     }
     positive(path.key("keep_warm_ms"), f.keep_warm_ms, "milliseconds")?;
     positive(path.key("timeout_ms"), f.timeout_ms, "milliseconds")?;
@@ -425,8 +466,28 @@ pub(crate) fn check_queue(name: &str, spec: &QueueSpec, path: &FieldPath) -> Res
             format!("the name {}", quoted(name)),
         ));
     }
-    positive(path.key("fsync_interval_ms"), spec.fsync_interval_ms, "milliseconds")?;
-    positive(path.key("lease_ms"), spec.lease_ms, "milliseconds")?;
+    within(
+        path.key("fsync_interval_ms"),
+        spec.fsync_interval_ms,
+        1,
+        MAX_QUEUE_MS,
+        "milliseconds",
+    )?;
+    within(path.key("lease_ms"), spec.lease_ms, 1, MAX_QUEUE_MS, "milliseconds")?;
+    within(
+        path.key("dedupe_window_ms"),
+        spec.dedupe_window_ms,
+        0,
+        MAX_DEDUPE_MS,
+        "milliseconds",
+    )?;
+    within(
+        path.key("max_deliveries"),
+        u64::from(spec.max_deliveries),
+        0,
+        u64::from(MAX_DELIVERIES),
+        "deliveries",
+    )?;
     if !(64 << 10..=1 << 30).contains(&spec.segment_bytes) {
         return Err(invalid(
             path.key("segment_bytes"),
@@ -444,10 +505,10 @@ pub(crate) fn check_queue(name: &str, spec: &QueueSpec, path: &FieldPath) -> Res
     }
     let retention = path.key("retention");
     if let Some(bytes) = spec.retention.max_bytes {
-        positive(retention.key("max_bytes"), bytes, "bytes")?;
+        within(retention.key("max_bytes"), bytes, 1, MAX_RETENTION_BYTES, "bytes")?;
     }
     if let Some(age) = spec.retention.max_age_s {
-        positive(retention.key("max_age_s"), age, "seconds")?;
+        within(retention.key("max_age_s"), age, 1, MAX_RETENTION_S, "seconds")?;
     }
     Ok(())
 }
@@ -517,8 +578,12 @@ fn check_relative(path: FieldPath, value: &str) -> Result<(), ManifestError> {
 
 fn check_instances(spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestError> {
     let instances = &spec.instances;
-    if instances.max == 0 {
-        return Err(invalid(path.key("max"), "at least 1", "0"));
+    if instances.max == 0 || instances.max > MAX_INSTANCES {
+        return Err(invalid(
+            path.key("max"),
+            format!("between 1 and {MAX_INSTANCES}"),
+            instances.max.to_string(),
+        ));
     }
     positive(path.key("idle_timeout_ms"), instances.idle_timeout_ms, "milliseconds")?;
     if instances.min > instances.max {

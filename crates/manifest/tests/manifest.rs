@@ -370,7 +370,7 @@ fn instance_bounds_are_checked() {
     assert_invalid(
         err(json!({"min": 0, "max": 0})),
         &format!("{path}.max"),
-        "at least 1",
+        "between 1 and 10000",
         "0",
     );
     let min = format!("{path}.min");
@@ -877,8 +877,46 @@ fn queues_and_consumes_are_checked() {
     assert_invalid(
         error_of(with_queue("queues.orders.lease_ms", json!(0))),
         "queues.orders.lease_ms",
-        "a number of milliseconds greater than 0",
+        "between 1 and 43200000 milliseconds",
         "0",
+    );
+    // Numbers large enough to overflow arithmetic on them are refused, each naming its
+    // bound (a huge max_age_s once wrapped to "expired" and deleted unread messages).
+    for (field, value, expected) in [
+        (
+            "queues.orders.retention",
+            json!({"max_age_s": u64::MAX}),
+            "between 1 and 3153600000 seconds",
+        ),
+        (
+            "queues.orders.retention",
+            json!({"max_bytes": u64::MAX}),
+            "between 1 and 1125899906842624 bytes",
+        ),
+        (
+            "queues.orders.dedupe_window_ms",
+            json!(u64::MAX),
+            "between 0 and 604800000 milliseconds",
+        ),
+        (
+            "queues.orders.fsync_interval_ms",
+            json!(u64::MAX),
+            "between 1 and 43200000 milliseconds",
+        ),
+        (
+            "queues.orders.max_deliveries",
+            json!(u32::MAX),
+            "between 0 and 1000000 deliveries",
+        ),
+    ] {
+        let err = error_of(with_queue(field, value));
+        assert!(err.to_string().contains(expected), "{field}: {err}");
+    }
+    invalid_at(
+        "services.web.instances.max",
+        json!(1_000_000),
+        "between 1 and 10000",
+        "1000000",
     );
     assert_invalid(
         error_of(|v| v["queues"] = json!({"Orders!": {}})),

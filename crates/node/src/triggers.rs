@@ -122,7 +122,7 @@ async fn deliver_change(target: Target, namespace: String, change: Change, _slot
     for attempt in 0..STORE_ATTEMPTS {
         match post(&target, "store", body.clone()).await {
             Ok(()) => return,
-            Err(e) => last = e,
+            Err(e) => last = e.to_string(),
         }
         if let Some(pause) = RETRY_PAUSE.get(attempt as usize) {
             tokio::time::sleep(*pause).await;
@@ -227,8 +227,19 @@ fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
-/// POSTs one event; Ok on a 2xx answer, else what went wrong.
-async fn post(target: &Target, trigger: &'static str, body: Bytes) -> Result<(), String> {
+/// A firing that the function did not take: who answered what.
+#[derive(Debug, thiserror::Error)]
+#[error("{member} answered {status}: {answer}")]
+struct Refused {
+    /// The instance that answered, or "no instance".
+    member: String,
+    status: u16,
+    /// The start of the answer, for the event log.
+    answer: String,
+}
+
+/// POSTs one event; Ok on a 2xx answer, else who answered what.
+async fn post(target: &Target, trigger: &'static str, body: Bytes) -> Result<(), Refused> {
     let post = JsonPost {
         path: &target.path,
         headers: &[("x-strata-trigger", trigger)],
@@ -248,8 +259,9 @@ async fn post(target: &Target, trigger: &'static str, body: Bytes) -> Result<(),
         .member
         .map(|m| m.id.clone())
         .unwrap_or_else(|| "no instance".into());
-    Err(format!(
-        "{member} answered {status}: {}",
-        text.trim().chars().take(200).collect::<String>()
-    ))
+    Err(Refused {
+        member,
+        status,
+        answer: text.trim().chars().take(200).collect(),
+    })
 }

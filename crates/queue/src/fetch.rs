@@ -168,7 +168,6 @@ impl Queue {
     /// Reads the records of `leases` and checks each (CRC, offset): a corrupt one is not
     /// served and is done for every group.
     async fn read_leases(&self, group: &str, leases: Vec<Lease>) -> Result<Vec<Message>, QueueError> {
-        let max_record = self.max_record();
         let raw = read::read(leases).await?;
         let mut out = Vec::with_capacity(raw.len());
         let mut bad = Vec::new();
@@ -186,7 +185,10 @@ impl Queue {
                     continue;
                 }
             };
-            match decode(&bytes, max_record) {
+            // The bytes read are exactly the slot: the record may be as long as they are
+            // (a record written under a larger segment size stays readable).
+            let whole = bytes.len();
+            match decode(&bytes, whole) {
                 Decoded::Record(r, _) if r.offset == offset => out.push(Message {
                     offset,
                     deliveries,
@@ -240,10 +242,6 @@ impl Queue {
             }
         }
         Ok(out)
-    }
-
-    fn max_record(&self) -> usize {
-        self.shared.spec.segment_bytes as usize
     }
 
     /// Moves messages that reached `max_deliveries` to the dead-letter queue, then marks

@@ -49,12 +49,10 @@ impl Queue {
     /// Opens (recovering) or creates the queue stored in `dir`. Blocking: disk work.
     pub(crate) fn open(name: &str, spec: QueueSpec, dir: &Path, dlq: Option<Arc<Queue>>) -> Result<Queue, QueueError> {
         fs::create_dir_all(dir).map_err(|e| QueueError::io("create the queue directory", e))?;
-        // Records written under a larger max_message_bytes stay readable: only the segment
-        // bounds a record.
-        let max_record = spec.segment_bytes as usize;
+        // Records written under a larger max_message_bytes or segment_bytes stay readable:
+        // only the segment file a record is in bounds it.
         let recent_since = now_ms().saturating_sub(spec.dedupe_window_ms);
-        let recovered =
-            segment::recover(dir, max_record, recent_since).map_err(|e| QueueError::io("read the segments", e))?;
+        let recovered = segment::recover(dir, recent_since).map_err(|e| QueueError::io("read the segments", e))?;
         for c in &recovered.corrupt {
             tracing::error!(
                 queue = name,

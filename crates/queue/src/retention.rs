@@ -29,7 +29,7 @@ pub(crate) fn reclaim(inner: &mut Inner, spec: &QueueSpec, dir: &Path, active_ba
         let too_old = spec
             .retention
             .max_age_s
-            .is_some_and(|age| s.last_timestamp_ms + age * 1000 < now);
+            .is_some_and(|age| s.last_timestamp_ms.saturating_add(age.saturating_mul(1000)) < now);
         if !(consumed || too_big || too_old) {
             break;
         }

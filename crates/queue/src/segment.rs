@@ -96,7 +96,18 @@ pub(crate) struct Recovered {
 }
 
 /// Opens and scans every segment of a queue directory.
-pub(crate) fn recover(dir: &Path, max_record: usize, recent_since_ms: u64) -> io::Result<Recovered> {
+///
+/// Where a segment stops decoding (a zeroed or damaged header, a bad checksum, a record
+/// out of order), the scan looks on for the next intact record before deciding what it
+/// found. Only zeros after it: the end of the written part. An intact record later on:
+/// the stretch in between is lost, reported as a [`Corruption`] and never served, and
+/// every record after it is kept — no byte before an intact record is ever zeroed, since
+/// it may hold acknowledged messages (a torn last commit may so keep messages whose
+/// publisher was never answered: at least once, never lost). Garbage with no intact
+/// record after it, at the end of the last segment, is a torn tail: it is zeroed and
+/// reported as `truncated`. A record may be as long as its segment file: the current
+/// `segment_bytes` setting plays no part.
+pub(crate) fn recover(dir: &Path, recent_since_ms: u64) -> io::Result<Recovered> {
     let _ = fs::remove_file(dir.join(PREPARED));
     let mut bases = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -117,6 +128,7 @@ pub(crate) fn recover(dir: &Path, max_record: usize, recent_since_ms: u64) -> io
         let path = segment_path(dir, base);
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let buf = Bytes::from(fs::read(&path)?);
+        let max_record = buf.len();
         let mut seg = Segment {
             base,
             file: Arc::new(file),
@@ -129,63 +141,58 @@ pub(crate) fn recover(dir: &Path, max_record: usize, recent_since_ms: u64) -> io
         let mut pos = 0usize;
         loop {
             let expected = seg.next_offset();
-            match decode(&buf.slice(pos..), max_record) {
+            let reason = match decode(&buf.slice(pos..), max_record) {
                 Decoded::Record(r, used) if r.offset == expected => {
                     index_record(&mut seg, &r, pos, used, recent_since_ms, &mut out.recent);
                     pos += used;
+                    continue;
                 }
-                Decoded::End => {
-                    // A power cut can leave a later page of the last batch written and an
-                    // earlier one not: zero whatever follows the end, so that no stale
-                    // record can come back after new appends reuse its offsets.
-                    if last && buf[pos..].iter().any(|&b| b != 0) {
-                        zero_from(&seg.file, pos as u64, buf.len() as u64)?;
-                    }
+                Decoded::End if buf[pos..].iter().all(|&b| b == 0) => break,
+                Decoded::End => "a zeroed record header",
+                Decoded::Bad(reason) => reason,
+                Decoded::Record(..) => "a record out of order",
+            };
+            match resync(&buf, pos + 1, expected, max_record) {
+                Some((next_pos, next_offset)) => {
+                    out.corrupt.push(Corruption {
+                        segment: path.clone(),
+                        position: pos as u64,
+                        from: expected,
+                        to: next_offset,
+                        reason: reason.to_string(),
+                    });
+                    seg.index.extend((expected..next_offset).map(|_| Slot {
+                        pos: pos as u32,
+                        len: 0,
+                    }));
+                    pos = next_pos;
+                }
+                None if last => {
+                    // A torn tail: zero it so that no stale byte after the next appends
+                    // can ever look like a record.
+                    zero_from(&seg.file, pos as u64, buf.len() as u64)?;
+                    out.truncated = Some((pos as u64, reason));
                     break;
                 }
-                found => {
-                    let reason = match found {
-                        Decoded::Bad(reason) => reason,
-                        _ => "a record out of order",
-                    };
-                    match resync(&buf, pos + 1, expected, max_record) {
-                        Some((next_pos, next_offset)) => {
-                            out.corrupt.push(Corruption {
-                                segment: path.clone(),
-                                position: pos as u64,
-                                from: expected,
-                                to: next_offset,
-                                reason: reason.to_string(),
-                            });
-                            seg.index.extend((expected..next_offset).map(|_| Slot {
-                                pos: pos as u32,
-                                len: 0,
-                            }));
-                            pos = next_pos;
-                        }
-                        None if last => {
-                            // A torn tail: zero it so that no stale byte after the next
-                            // appends can ever look like a record.
-                            zero_from(&seg.file, pos as u64, buf.len() as u64)?;
-                            out.truncated = Some((pos as u64, reason));
-                            break;
-                        }
-                        None => {
-                            let next_base = bases[i + 1];
-                            out.corrupt.push(Corruption {
-                                segment: path.clone(),
-                                position: pos as u64,
-                                from: expected,
-                                to: next_base,
-                                reason: reason.to_string(),
-                            });
-                            seg.index.extend((expected..next_base).map(|_| Slot {
-                                pos: pos as u32,
-                                len: 0,
-                            }));
-                            break;
-                        }
-                    }
+                None if bases[i + 1] <= expected => {
+                    // Stray bytes after the end of a segment that was rolled: every offset
+                    // of this segment was found.
+                    break;
+                }
+                None => {
+                    let next_base = bases[i + 1];
+                    out.corrupt.push(Corruption {
+                        segment: path.clone(),
+                        position: pos as u64,
+                        from: expected,
+                        to: next_base,
+                        reason: reason.to_string(),
+                    });
+                    seg.index.extend((expected..next_base).map(|_| Slot {
+                        pos: pos as u32,
+                        len: 0,
+                    }));
+                    break;
                 }
             }
         }
@@ -219,12 +226,31 @@ fn index_record(
 }
 
 /// The next position at or after `from` that holds an intact record of an offset after
-/// `expected`, with that offset.
+/// `expected`, with that offset. Runs of zeros are skipped quickly: a record's first
+/// non-zero byte is within its 8-byte header.
 fn resync(buf: &Bytes, from: usize, expected: u64, max_record: usize) -> Option<(usize, u64)> {
-    (from..buf.len().saturating_sub(HEADER)).find_map(|pos| match decode(&buf.slice(pos..), max_record) {
-        Decoded::Record(r, _) if r.offset > expected => Some((pos, r.offset)),
-        _ => None,
-    })
+    let end = buf.len().saturating_sub(HEADER);
+    let mut pos = from;
+    while pos < end {
+        if buf[pos] == 0 {
+            // Jump to 7 bytes before the next non-zero byte (a header may start with zeros).
+            match buf[pos..].iter().position(|&b| b != 0) {
+                Some(n) if n > HEADER => {
+                    pos += n - (HEADER - 1);
+                    continue;
+                }
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        if let Decoded::Record(r, _) = decode(&buf.slice(pos..), max_record) {
+            if r.offset > expected {
+                return Some((pos, r.offset));
+            }
+        }
+        pos += 1;
+    }
+    None
 }
 
 fn zero_from(file: &File, from: u64, to: u64) -> io::Result<()> {

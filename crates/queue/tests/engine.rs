@@ -387,6 +387,89 @@ async fn stored_messages_outlive_a_lower_size_limit() {
     ));
 }
 
+/// A record header zeroed in the middle of a segment (bit rot, a bad sector) once made
+/// recovery take it for the end of the log: every later record was zeroed and its
+/// offsets handed out again. Only the damaged record may be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zeroed_header_mid_segment_loses_only_that_record() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let queues = open(dir.path(), spec());
+        // Several commits, so the damage is followed by later ones.
+        let q = queues.get("q").unwrap();
+        for k in 0..4 {
+            let msgs = (25 * k..25 * (k + 1)).map(|i| NewMessage::new(payload(i))).collect();
+            q.publish(msgs).await.unwrap();
+        }
+        queues.close();
+    }
+    let seg = dir.path().join("q").join(format!("{:020}.log", 0));
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&seg).unwrap();
+    // The 8-byte header (length and checksum) of record 40, zeroed.
+    file.write_all_at(&[0u8; 8], position(40)).unwrap();
+    drop(file);
+    let queues = open(dir.path(), spec());
+    let q = queues.get("q").unwrap();
+    let stats = q.stats();
+    assert_eq!(stats.next_offset, 100, "records after the damage are kept: {stats:?}");
+    assert_eq!(stats.corrupt, 1, "the damaged record is reported: {stats:?}");
+    let got = q.fetch("g", fetch_all()).await.unwrap();
+    let offsets: Vec<u64> = got.iter().map(|m| m.offset).collect();
+    assert_eq!(got.len(), 99);
+    assert!(!offsets.contains(&40));
+    for m in &got {
+        assert_eq!(m.payload, payload(m.offset as usize), "offset {}", m.offset);
+    }
+    // A new publish takes a new offset: none of the kept ones is handed out again.
+    let next = q.publish(vec![NewMessage::new(&b"new"[..])]).await.unwrap()[0];
+    assert_eq!(next.offset, 100);
+    queues.close();
+    drop(queues);
+    // The repair holds across another open.
+    let queues = open(dir.path(), spec());
+    let q = queues.get("q").unwrap();
+    assert_eq!(q.stats().next_offset, 101);
+    assert_eq!(q.fetch("h", fetch_all()).await.unwrap().len(), 100);
+}
+
+/// Lowering `segment_bytes` once made records written under the old size read as torn,
+/// and they were zeroed. A record is bounded by the segment file it is in.
+#[tokio::test]
+async fn lowering_segment_bytes_keeps_records_written_under_the_old_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = Bytes::from(vec![b'b'; 200 << 10]);
+    {
+        let queues = open(
+            dir.path(),
+            QueueSpec {
+                segment_bytes: 1 << 20,
+                max_message_bytes: 512 << 10,
+                ..spec()
+            },
+        );
+        let q = queues.get("q").unwrap();
+        q.publish(vec![NewMessage::new(big.clone()), NewMessage::new(&b"small"[..])])
+            .await
+            .unwrap();
+        queues.close();
+    }
+    let queues = open(
+        dir.path(),
+        QueueSpec {
+            segment_bytes: 64 << 10,
+            max_message_bytes: 1024,
+            ..spec()
+        },
+    );
+    let q = queues.get("q").unwrap();
+    let stats = q.stats();
+    assert_eq!((stats.next_offset, stats.corrupt), (2, 0), "{stats:?}");
+    let got = q.fetch("g", fetch_all()).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].payload, big);
+    assert_eq!(got[1].payload, &b"small"[..]);
+}
+
 /// A record the disk cannot give back (here: the file cut short under an open queue)
 /// goes back to its group; the readable ones are served.
 #[tokio::test]

@@ -1,0 +1,50 @@
+//! The response body on its way to the client: a member's reply streaming through, or
+//! one the gateway wrote itself.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::upstream::UpBody;
+
+/// A response body on its way to the client: a member's streamed reply, or one the
+/// gateway wrote itself (errors, gathered replies).
+pub enum ResBody {
+    Full(Option<Bytes>),
+    Relayed(UpBody),
+}
+
+impl ResBody {
+    pub fn full(bytes: impl Into<Bytes>) -> ResBody {
+        ResBody::Full(Some(bytes.into()))
+    }
+}
+
+impl Body for ResBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            ResBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResBody::Relayed(r) => Pin::new(r).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResBody::Full(data) => data.is_none(),
+            ResBody::Relayed(r) => r.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResBody::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            ResBody::Full(None) => SizeHint::with_exact(0),
+            ResBody::Relayed(r) => r.size_hint(),
+        }
+    }
+}
