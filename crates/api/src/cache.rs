@@ -20,14 +20,20 @@ use crate::{ApiError, NodeParts};
 
 type Answer = Result<Response, ApiError>;
 
-/// The declared read-through caches: name -> (the app's store namespace it reads, cache).
-#[derive(Default)]
-pub struct ReadThroughCaches(pub HashMap<String, (String, Arc<ReadThrough>)>);
+/// The declared read-through caches over the store. Their entries live in a cache of
+/// their own, not in the raw keyspace that the Redis port and `/v1/cache/keys` reach, so
+/// no raw write can replace what a read-through cache serves.
+pub struct ReadThroughCaches {
+    /// name -> (the app's store namespace it reads, its read-through cache).
+    pub by_name: HashMap<String, (String, Arc<ReadThrough>)>,
+    /// The cache that holds every read-through entry.
+    pub cache: Arc<strata_cache::Cache>,
+}
 
 impl ReadThroughCaches {
     /// Drops the cached copies of `key` in every read-through cache over `ns`.
     pub fn invalidate(&self, ns: &str, key: &str) {
-        for (name, (namespace, rt)) in &self.0 {
+        for (name, (namespace, rt)) in &self.by_name {
             if namespace == ns {
                 rt.invalidate(read_through_key(name, key).as_bytes());
             }
@@ -55,7 +61,7 @@ async fn cache_stats(State(state): State<Arc<NodeParts>>) -> Response {
         })
     };
     let mut caches = serde_json::Map::new();
-    for (name, (ns, rt)) in &state.read_through.0 {
+    for (name, (ns, rt)) in &state.read_through.by_name {
         let s = rt.stats();
         caches.insert(
             name.clone(),
@@ -65,10 +71,13 @@ async fn cache_stats(State(state): State<Arc<NodeParts>>) -> Response {
             }),
         );
     }
+    let rt_stats = state.read_through.cache.stats();
     Json(json!({
         "total": shard(&stats.total),
         "shards": stats.shards.iter().map(shard).collect::<Vec<_>>(),
         "read_through": caches,
+        "read_through_total": shard(&rt_stats.total),
+        "read_through_shards": rt_stats.shards.iter().map(shard).collect::<Vec<_>>(),
     }))
     .into_response()
 }
@@ -77,11 +86,14 @@ async fn drop_shard(State(state): State<Arc<NodeParts>>, Path(n): Path<String>) 
     let Ok(n) = n.parse::<usize>() else {
         return Err(ApiError::bad(format!("shard {n:?} is not a whole number")));
     };
-    let keys = state
+    // A drill: the shard loses its data in the raw keyspace and in the read-through
+    // caches alike.
+    let raw = state
         .cache
         .drop_shard(n)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
-    Ok(Json(json!({ "shard": n, "dropped_keys": keys })).into_response())
+    let read_through = state.read_through.cache.drop_shard(n).unwrap_or(0);
+    Ok(Json(json!({ "shard": n, "dropped_keys": raw + read_through })).into_response())
 }
 
 async fn cache_get(State(state): State<Arc<NodeParts>>, Path(key): Path<String>) -> Answer {
@@ -128,8 +140,8 @@ async fn cache_delete(State(state): State<Arc<NodeParts>>, Path(key): Path<Strin
 }
 
 async fn read_through_get(State(state): State<Arc<NodeParts>>, Path((name, key)): Path<(String, String)>) -> Answer {
-    let Some((ns, rt)) = state.read_through.0.get(&name) else {
-        let declared: Vec<&str> = state.read_through.0.keys().map(String::as_str).collect();
+    let Some((ns, rt)) = state.read_through.by_name.get(&name) else {
+        let declared: Vec<&str> = state.read_through.by_name.keys().map(String::as_str).collect();
         return Err(ApiError::not_found(format!(
             "no cache named {name:?} (declared under caches: {})",
             declared.join(", ")

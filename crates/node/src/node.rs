@@ -87,7 +87,7 @@ impl Node {
 
         let backends = open_backends(config.backends, &state_dir, &manifest).await?;
         let cache = stateful::cache(&manifest);
-        let read_through = stateful::read_through(&manifest, &cache, &backends.store);
+        let read_through = stateful::read_through(&manifest, &backends.store);
 
         let mut tasks = Vec::new();
         let bus = Bus::new();
@@ -100,6 +100,11 @@ impl Node {
             &mut tasks,
         )?;
         let cache_addr = start_cache(&manifest, config.cache_listen, &cache, &shutdown, &mut tasks)?;
+        tasks.push(tokio::spawn(strata_cache::run_sweeper(
+            read_through.cache.clone(),
+            Duration::from_millis(100),
+            shutdown.clone(),
+        )));
         let app = Arc::new(AppService::start(
             AppConfig {
                 manifest: manifest.clone(),

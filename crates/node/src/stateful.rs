@@ -17,12 +17,10 @@ pub(crate) fn cache(manifest: &Manifest) -> Arc<Cache> {
     }))
 }
 
-/// One read-through cache per declared cache, over `store`.
-pub(crate) fn read_through(
-    manifest: &Manifest,
-    cache: &Arc<Cache>,
-    store: &Arc<dyn StoreBackend>,
-) -> ReadThroughCaches {
+/// One read-through cache per declared cache, over `store`, all in a cache of their own
+/// (bounded by `cache.max_memory_mb` too), apart from the raw keyspace.
+pub(crate) fn read_through(manifest: &Manifest, store: &Arc<dyn StoreBackend>) -> ReadThroughCaches {
+    let cache = self::cache(manifest);
     let caches = manifest
         .caches
         .iter()
@@ -44,7 +42,7 @@ pub(crate) fn read_through(
             (name.clone(), (spec.namespace.clone(), rt))
         })
         .collect();
-    ReadThroughCaches(caches)
+    ReadThroughCaches { by_name: caches, cache }
 }
 
 /// Loads a read-through cache's misses from its store namespace.

@@ -30,9 +30,9 @@ pub(crate) fn path(dir: &Path) -> PathBuf {
     dir.join(FILE_NAME)
 }
 
-/// Reads and replays the `groups.log` of the queue in `dir` (reporting corrupt records),
-/// cuts a torn tail off, and opens it for appends.
-pub(crate) fn open(dir: &Path, queue: &str) -> Result<(File, Replay), QueueError> {
+/// Reads and replays the `groups.log` of the queue in `dir`, cuts a torn tail off, and
+/// opens it for appends. Every repair is logged as a warning and listed in `repairs`.
+pub(crate) fn open(dir: &Path, queue: &str, repairs: &mut Vec<String>) -> Result<(File, Replay), QueueError> {
     let path = path(dir);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
@@ -41,11 +41,21 @@ pub(crate) fn open(dir: &Path, queue: &str) -> Result<(File, Replay), QueueError
     };
     let replay = replay(&bytes);
     if replay.corrupt > 0 {
-        tracing::error!(
-            queue,
-            "{} corrupt records in groups.log were skipped: their deletes are lost and those messages will be delivered again",
+        let what = format!(
+            "groups.log: {} corrupt records skipped; their deletes are lost and those messages will be delivered again",
             replay.corrupt
         );
+        tracing::error!(queue, "{what}");
+        repairs.push(what);
+    }
+    if replay.valid_len < bytes.len() {
+        let what = format!(
+            "groups.log: a torn tail of {} bytes cut at byte {}; the group operations in it (deletes, delivery counts) were never synced, so those messages may be delivered again",
+            bytes.len() - replay.valid_len,
+            replay.valid_len
+        );
+        tracing::warn!(queue, "{what}");
+        repairs.push(what);
     }
     // Append mode: every write lands at the end, whatever was there at open.
     let file = OpenOptions::new()

@@ -35,6 +35,8 @@ pub(crate) struct Inner {
     pub next_offset: u64,
     pub groups: BTreeMap<String, Group>,
     pub corrupt: u64,
+    /// What opening the queue found damaged and repaired, in words (for `queues`/stats).
+    pub repairs: Vec<String>,
     pub cache: VecDeque<Chunk>,
     pub cache_bytes: usize,
 }

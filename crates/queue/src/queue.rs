@@ -34,6 +34,9 @@ pub struct QueueStats {
     pub segments: usize,
     /// Offsets whose records were found corrupt and are never served.
     pub corrupt: u64,
+    /// What opening the queue found damaged and repaired, in words; empty normally.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<String>,
     pub groups: Vec<GroupStats>,
 }
 
@@ -53,23 +56,23 @@ impl Queue {
         // only the segment file a record is in bounds it.
         let recent_since = now_ms().saturating_sub(spec.dedupe_window_ms);
         let recovered = segment::recover(dir, recent_since).map_err(|e| QueueError::io("read the segments", e))?;
+        let mut repairs = Vec::new();
         for c in &recovered.corrupt {
-            tracing::error!(
-                queue = name,
-                segment = %c.segment.display(),
-                position = c.position,
-                "corrupt record ({}): offsets {}..{} are lost and will not be served",
+            let what = format!(
+                "{} at byte {}: {}; offsets {}..{} are lost and never served",
+                c.segment.file_name().unwrap_or_default().to_string_lossy(),
+                c.position,
                 c.reason,
                 c.from,
                 c.to
             );
+            tracing::error!(queue = name, "corrupt record: {what}");
+            repairs.push(what);
         }
         if let Some((pos, reason)) = recovered.truncated {
-            tracing::warn!(
-                queue = name,
-                position = pos,
-                "torn tail ({reason}) cut off the last segment"
-            );
+            let what = format!("a torn tail ({reason}) cut off the last segment at byte {pos} (a write cut short by a crash, never acknowledged, or damage to the last record)");
+            tracing::warn!(queue = name, "{what}");
+            repairs.push(what);
         }
         let mut segments = recovered.segments;
         if segments.is_empty() {
@@ -81,7 +84,7 @@ impl Queue {
         let first_offset = segments[0].base;
         let next_offset = segments.last().map_or(0, Segment::next_offset);
 
-        let (groups_log, replay) = groups_log::open(dir, name)?;
+        let (groups_log, replay) = groups_log::open(dir, name, &mut repairs)?;
         let writer = Writer::new(
             segments.last().expect("a segment"),
             next_offset,
@@ -109,6 +112,7 @@ impl Queue {
             next_offset,
             groups,
             corrupt,
+            repairs,
             cache: VecDeque::new(),
             cache_bytes: 0,
         };
@@ -258,6 +262,7 @@ impl Queue {
             bytes: inner.segments.iter().map(|s| s.written).sum(),
             segments: inner.segments.len(),
             corrupt: inner.corrupt,
+            repairs: inner.repairs.clone(),
             groups: inner.groups.iter().map(|(n, g)| g.stats(n, tail)).collect(),
         }
     }

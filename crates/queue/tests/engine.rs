@@ -156,6 +156,11 @@ async fn torn_tail_is_cut_and_writing_goes_on() {
     let q = queues.get("q").unwrap();
     assert_eq!(q.stats().next_offset, 60);
     assert_eq!(q.stats().corrupt, 0);
+    let repairs = q.stats().repairs;
+    assert!(
+        repairs.len() == 1 && repairs[0].contains("torn tail"),
+        "the cut is reported: {repairs:?}"
+    );
     let next = q.publish(vec![NewMessage::new(&b"after"[..])]).await.unwrap()[0];
     assert_eq!(next.offset, 60);
     let got = q.fetch("g", fetch_all()).await.unwrap();
@@ -413,6 +418,12 @@ async fn a_zeroed_header_mid_segment_loses_only_that_record() {
     let stats = q.stats();
     assert_eq!(stats.next_offset, 100, "records after the damage are kept: {stats:?}");
     assert_eq!(stats.corrupt, 1, "the damaged record is reported: {stats:?}");
+    assert_eq!(stats.repairs.len(), 1, "{stats:?}");
+    assert!(
+        stats.repairs[0].contains("offsets 40..41 are lost"),
+        "the repair says what was lost: {:?}",
+        stats.repairs
+    );
     let got = q.fetch("g", fetch_all()).await.unwrap();
     let offsets: Vec<u64> = got.iter().map(|m| m.offset).collect();
     assert_eq!(got.len(), 99);

@@ -323,6 +323,8 @@ pub(crate) struct Recovered {
     pub batch: u64,
     /// Batches re-applied.
     pub replayed: usize,
+    /// Batch ids lost to damage in the log: (first lost, first after).
+    pub lost: Vec<(u64, u64)>,
 }
 
 /// Opens the log in `wal_dir` and re-applies what it holds after the last checkpoint,
@@ -336,15 +338,25 @@ pub(crate) fn recover(db: &Database, wal_dir: &Path) -> Result<Recovered, StoreE
     };
     let mut wal = Wal::open(wal_dir, file, pos, WAL_FILE_BYTES)
         .map_err(|e| StoreError::Io(format!("open the write-ahead log: {e}")))?;
-    let batches = wal
+    let read = wal
         .read_after(file, pos, applied)
         .map_err(|e| StoreError::Io(format!("read the write-ahead log: {e}")))?;
+    for (from, to, at) in &read.lost {
+        tracing::error!(
+            wal_file = file,
+            position = at,
+            "the write-ahead log is damaged: batches {from}..{to} are lost (their writes were acknowledged); the batches after them are re-applied"
+        );
+    }
+    let lost: Vec<(u64, u64)> = read.lost.iter().map(|&(from, to, _)| (from, to)).collect();
+    let batches = read.batches;
     let Some(last) = batches.last() else {
         return Ok(Recovered {
             wal,
             seq,
             batch: applied,
             replayed: 0,
+            lost,
         });
     };
     let batch = last.id;
@@ -363,5 +375,6 @@ pub(crate) fn recover(db: &Database, wal_dir: &Path) -> Result<Recovered, StoreE
         seq,
         batch,
         replayed: batches.len(),
+        lost,
     })
 }

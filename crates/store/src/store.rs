@@ -57,12 +57,15 @@ impl Default for StoreConfig {
 }
 
 /// What [`Store::open`] found and repaired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Recovery {
     /// Batches of the write-ahead log re-applied to the database (0 after a clean close).
     pub replayed_batches: usize,
     /// Blob files removed: temporary files of cut-short uploads, bodies never committed.
     pub removed_files: usize,
+    /// Batch ids of the write-ahead log lost to damage, (first lost, first after): their
+    /// writes had been acknowledged. Empty unless the log was damaged.
+    pub lost_batches: Vec<(u64, u64)>,
 }
 
 /// A store in one directory. Share it behind an `Arc`; dropping it (or [`Store::close`])
@@ -184,6 +187,7 @@ impl Store {
             recovery: Recovery {
                 replayed_batches: recovered.replayed,
                 removed_files: removed,
+                lost_batches: recovered.lost.clone(),
             },
             blobs,
             config,
@@ -197,7 +201,7 @@ impl Store {
 
     /// What opening found and repaired.
     pub fn recovery(&self) -> Recovery {
-        self.recovery
+        self.recovery.clone()
     }
 
     /// Stops the writer after it committed everything sent before, and the applier after

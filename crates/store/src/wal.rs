@@ -40,6 +40,14 @@ pub(crate) struct Wal {
     file_limit: u64,
 }
 
+/// What open read back from the log: the batches to re-apply, in order, and the
+/// stretches of batch ids lost to damage (first lost id, first id after, byte position).
+#[derive(Default)]
+pub(crate) struct ReadBack {
+    pub batches: Vec<Batch>,
+    pub lost: Vec<(u64, u64, u64)>,
+}
+
 /// One batch read back from the log.
 pub(crate) struct Batch {
     pub id: u64,
@@ -150,26 +158,71 @@ impl Wal {
 
     /// The batches after `applied`, read from `file` at `pos` on; also sets the append
     /// position to the end of the last one.
-    pub fn read_after(&mut self, file: usize, pos: u64, applied: u64) -> io::Result<Vec<Batch>> {
+    /// Reads the batches after `applied`, from `pos` of `file` on. Where a record is
+    /// damaged, the rest of the file is searched for a later batch of this log (an id
+    /// above the one expected: older records of a reused file have lower ids); if one is
+    /// found, the damaged batches are reported in `lost` and reading goes on there, so
+    /// that acknowledged batches after damage are neither dropped nor overwritten.
+    pub fn read_after(&mut self, file: usize, pos: u64, applied: u64) -> io::Result<ReadBack> {
         let data = fs::read(self.dir.join(format!("{}.log", file.min(1))))?;
-        let mut batches = Vec::new();
+        let mut out = ReadBack::default();
         let mut at = pos as usize;
         let mut expect = applied + 1;
-        while let Some((body, len)) = record_at(&data, at) {
-            let Some(batch) = decode_batch(body) else {
-                break;
-            };
-            if batch.id != expect {
-                break;
+        loop {
+            while let Some((body, len)) = record_at(&data, at) {
+                let Some(batch) = decode_batch(body) else {
+                    break;
+                };
+                if batch.id != expect {
+                    break;
+                }
+                expect += 1;
+                at += len;
+                out.batches.push(batch);
             }
-            expect += 1;
-            at += len;
-            batches.push(batch);
+            match later_batch(&data, at, expect) {
+                Some((next, id)) => {
+                    if id > expect {
+                        out.lost.push((expect, id, at as u64));
+                    }
+                    expect = id;
+                    at = next;
+                }
+                None => break,
+            }
         }
         self.active = file.min(1);
         self.pos = at as u64;
-        Ok(batches)
+        Ok(out)
     }
+}
+
+/// The position and id of the first intact batch record after `from` whose id is
+/// `expect` or above. Runs of zeros are skipped quickly: a record's first non-zero byte
+/// is within its 8-byte header.
+fn later_batch(data: &[u8], from: usize, expect: u64) -> Option<(usize, u64)> {
+    let mut at = from;
+    while at + RECORD_HEADER <= data.len() {
+        if data[at] == 0 {
+            match data[at..].iter().position(|&b| b != 0) {
+                Some(n) if n > RECORD_HEADER => {
+                    at += n - (RECORD_HEADER - 1);
+                    continue;
+                }
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        if at > from {
+            if let Some(batch) = record_at(data, at).and_then(|(body, _)| decode_batch(body)) {
+                if batch.id >= expect {
+                    return Some((at, batch.id));
+                }
+            }
+        }
+        at += 1;
+    }
+    None
 }
 
 /// The body of the record at `at` and the record's whole length, if one is intact there.
@@ -369,20 +422,34 @@ mod tests {
         wal.append(&encode_batch(1, &es)).unwrap();
 
         let mut again = Wal::open(dir.path(), 0, 0, 1 << 20).unwrap();
-        let batches = again.read_after(0, 0, 0).unwrap();
+        let batches = again.read_after(0, 0, 0).unwrap().batches;
         assert_eq!(batches.iter().map(|b| b.id).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(batches[0].effects, es[..2]);
         assert_eq!(batches[2].effects, es);
         assert_eq!(again.position(), end);
-        // Only what comes after `applied`.
-        assert_eq!(again.read_after(0, 0, 2).unwrap().len(), 0, "batch 1 is not 3: stop");
+        // Only what comes after `applied`: older batches are passed over, nothing is lost.
+        let after = again.read_after(0, 0, 2).unwrap();
+        assert_eq!(after.batches.iter().map(|b| b.id).collect::<Vec<_>>(), [3]);
+        assert!(after.lost.is_empty());
+        assert_eq!(again.position(), end);
 
-        // A damaged byte ends the log there.
+        // A damaged byte loses its batch only: the later one is read and the loss reported.
         let path = dir.path().join("0.log");
         let mut data = fs::read(&path).unwrap();
         let first_len = encode_batch(1, &es[..2]).len();
         data[first_len + 20] ^= 1;
         fs::write(&path, &data).unwrap();
-        assert_eq!(again.read_after(0, 0, 0).unwrap().len(), 1);
+        let damaged = again.read_after(0, 0, 0).unwrap();
+        assert_eq!(damaged.batches.iter().map(|b| b.id).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(damaged.lost, [(2, 3, first_len as u64)]);
+        assert_eq!(again.position(), end, "appends go on after the last batch, not over it");
+
+        // A damaged last batch: nothing intact follows, the log ends before it.
+        let second_len = encode_batch(2, &es[..3]).len();
+        data[first_len + second_len + 20] ^= 1;
+        fs::write(&path, &data).unwrap();
+        let torn = again.read_after(0, 0, 0).unwrap();
+        assert_eq!(torn.batches.iter().map(|b| b.id).collect::<Vec<_>>(), [1]);
+        assert_eq!(torn.lost, []);
     }
 }

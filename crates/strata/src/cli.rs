@@ -290,6 +290,9 @@ fn print_queues(reply: &serde_json::Value) {
             q["segments"].to_string(),
             q["corrupt"].to_string()
         );
+        for repair in q["repairs"].as_array().into_iter().flatten() {
+            println!("  repaired at open: {}", repair.as_str().unwrap_or("?"));
+        }
         for g in q["groups"].as_array().into_iter().flatten() {
             println!(
                 "  group {:<16} backlog {} (unread {}, leased {}), dead-lettered {}, next to delete {}",

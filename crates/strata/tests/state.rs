@@ -189,7 +189,7 @@ async fn read_through_loads_once_serves_writes_and_refills_a_dropped_shard() {
 
     // Shard 0 gets amnesia; its keys load again, the others' do not.
     let before = get(api, "/v1/cache").await.json();
-    let in_shard0 = before["shards"][0]["keys"].as_u64().unwrap();
+    let in_shard0 = before["read_through_shards"][0]["keys"].as_u64().unwrap();
     assert!(in_shard0 > 0, "shard 0 holds some keys: {before}");
     let dropped = send(api, request(Method::POST, api, "/v1/cache/shards/0/drop", ""))
         .await
@@ -206,6 +206,30 @@ async fn read_through_loads_once_serves_writes_and_refills_a_dropped_shard() {
     }
     let refilled = loads(&get(api, "/v1/cache").await.json()) - loads(&before);
     assert_eq!(refilled, in_shard0, "exactly the dropped keys were loaded again");
+    stop(node).await;
+}
+
+/// Read-through entries once shared the raw keyspace (`rt:NAME:KEY`): a raw write there
+/// replaced what the read-through cache served, past its TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_cache_write_cannot_replace_a_read_through_value() {
+    let app = App::new();
+    let caches = json!({ "prices": { "namespace": "catalog", "ttl_ms": 60000 } });
+    let node = app.start(app.config(manifest(caches))).await;
+    let api = node.api_addr;
+    put(api, "/v1/kv/catalog/price", "10", &[]).await;
+    assert_eq!(get(api, "/v1/caches/prices/price").await.text(), "10");
+    // The raw keyspace is what the Redis port serves too.
+    for raw in ["/v1/cache/keys/rt:prices:price", "/v1/cache/keys/price"] {
+        let r = put(api, raw, "0", &[]).await;
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
+    assert_eq!(
+        get(api, "/v1/caches/prices/price").await.text(),
+        "10",
+        "the read-through value is the store's"
+    );
+    assert_eq!(get(api, "/v1/cache/keys/rt:prices:price").await.text(), "0");
     stop(node).await;
 }
 
