@@ -167,22 +167,27 @@ mod tests {
             .run_until(async {
                 let ticker = tokio::task::spawn_local(ticker());
                 tokio::task::yield_now().await;
-                let started = Instant::now();
                 let limit = Duration::from_millis(60);
-                let mut pending = std::pin::pin!(timeout(limit, std::future::pending::<()>()));
-                // Waiting, it is one entry of the thread's list and holds no tokio timer:
-                // only the ticker can wake it.
-                assert!(pending_after_one_poll(pending.as_mut()).await);
-                assert_ne!(pending.id, 0, "registered");
-                assert!(pending.fallback.is_none(), "no tokio timer beside the ticker");
-                assert_eq!(ENTRIES.with(|e| e.borrow().len()), 1);
+                // In a task of its own, so that nothing but its own waker polls it again
+                // (the LocalSet re-polls `run_until`'s future whenever the ticker runs).
+                let waiting = tokio::task::spawn_local(async move {
+                    let started = Instant::now();
+                    let mut pending = std::pin::pin!(timeout(limit, std::future::pending::<()>()));
+                    // Waiting, it is one entry of the thread's list and holds no tokio
+                    // timer: only the ticker can wake it.
+                    assert!(pending_after_one_poll(pending.as_mut()).await);
+                    assert_ne!(pending.id, 0, "registered");
+                    assert!(pending.fallback.is_none(), "no tokio timer beside the ticker");
+                    assert_eq!(ENTRIES.with(|e| e.borrow().len()), 1);
+                    (pending.await.is_err(), started.elapsed())
+                });
                 // No upper bound on when it fires beyond "it does" (a loaded machine may be
                 // late); the guard only keeps a broken ticker from hanging the test.
-                let out = tokio::time::timeout(Duration::from_secs(30), pending)
+                let (elapsed, took) = tokio::time::timeout(Duration::from_secs(30), waiting)
                     .await
-                    .expect("the ticker woke the timeout");
-                assert!(out.is_err());
-                let took = started.elapsed();
+                    .expect("the ticker woke the timeout")
+                    .expect("the waiting task");
+                assert!(elapsed, "it ended by its deadline");
                 assert!(took >= limit, "fired before its deadline: {took:?}");
                 assert_eq!(ENTRIES.with(|e| e.borrow().len()), 0, "deregistered once fired");
                 let done = timeout(Duration::from_secs(5), async { 7 }).await;

@@ -5,10 +5,29 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 use serde_json::json;
+
+/// Requests to `/hold?until=GATE` are answered once the gate file exists: load that lasts
+/// exactly as long as the test needs it, however slow the machine.
+struct Gate(std::path::PathBuf);
+
+impl Gate {
+    fn new(app: &App) -> Gate {
+        Gate(app.path().join("release"))
+    }
+
+    fn path(&self) -> String {
+        format!("/hold?until={}", self.0.display())
+    }
+
+    /// Lets every held request (and every later one) be answered.
+    fn release(&self) {
+        std::fs::write(&self.0, "").expect("create the gate file");
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_scales_the_pool_out_at_once_and_back_in_after_the_down_window() {
@@ -18,18 +37,24 @@ async fn load_scales_the_pool_out_at_once_and_back_in_after_the_down_window() {
             "routes": ["/"],
             "instances": { "min": 1, "max": 4 },
             "autoscale": { "concurrency": 2, "down_window_ms": 1500 },
+            // Held requests are neither timed out nor reissued while the pool grows.
+            "relay": { "timeout_ms": 120000, "attempt_timeout_ms": 120000 },
         })) }),
         serde_json::Value::Null,
     );
     let node = app.start(app.config(manifest)).await;
     wait_ready(&node, "web", 1).await;
 
-    // 8 slow requests at once: 4 instances needed, twice the current count or more, so
-    // taken at once.
+    // 8 requests held at once: 4 instances needed, twice the current count or more, so
+    // taken at once. They stay in flight until the 4 are ready, however long that takes.
+    let gate = Gate::new(&app);
     let step = Instant::now();
     let gateway = node.gateway_addr;
     let load: Vec<_> = (0..8)
-        .map(|_| tokio::spawn(async move { get(gateway, "/sleep?ms=2500").await }))
+        .map(|_| {
+            let path = gate.path();
+            tokio::spawn(async move { get(gateway, &path).await })
+        })
         .collect();
     wait_ready(&node, "web", 4).await;
     let took = step.elapsed();
@@ -52,12 +77,16 @@ async fn load_scales_the_pool_out_at_once_and_back_in_after_the_down_window() {
         "{}",
         decision.message
     );
+    // The load ends now: nothing is in flight after it.
+    let load_ended = SystemTime::now();
+    assert!(decision.at <= load_ended, "scaled out while the load ran");
+    gate.release();
     for l in load {
         assert_eq!(l.await.unwrap().status, 200);
     }
 
     // Idle: back to min once nothing more was needed for the down window.
-    wait_until("scaled back to 1", Duration::from_secs(20), || {
+    wait_until("scaled back to 1", Duration::from_secs(60), || {
         let s = service(&node, "web");
         s.desired == 1 && s.ready == 1
     })
@@ -73,6 +102,13 @@ async fn load_scales_the_pool_out_at_once_and_back_in_after_the_down_window() {
             || down.message.contains("instances.min is 1"),
         "{}",
         down.message
+    );
+    // Not before the down window had passed since the load ended (a lower bound only).
+    let after_load = down.at.duration_since(load_ended).unwrap_or_default();
+    eprintln!("scaled in {after_load:?} after the load ended");
+    assert!(
+        after_load >= Duration::from_millis(1500),
+        "scaled in {after_load:?} after the load ended, within the 1500 ms down window"
     );
 
     // A count set by hand would be undone: refused, with the reason.
@@ -119,15 +155,20 @@ async fn at_max_excess_load_is_shed_with_retry_after() {
     let node = app.start(app.config(manifest)).await;
     wait_ready(&node, "web", 1).await;
     // The autoscaler turns shedding on once it sees the pool at max.
-    wait_for("the autoscaler's first sample", Duration::from_secs(5), || {
+    wait_for("the autoscaler's first sample", Duration::from_secs(20), || {
         service(&node, "web").autoscale
     })
     .await;
+    // Two requests held in flight (max_inflight) until the excess one has been answered.
+    let gate = Gate::new(&app);
     let gateway = node.gateway_addr;
     let slow: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(async move { get(gateway, "/sleep?ms=1500").await }))
+        .map(|_| {
+            let path = gate.path();
+            tokio::spawn(async move { get(gateway, &path).await })
+        })
         .collect();
-    wait_until("two requests in flight", Duration::from_secs(5), || {
+    wait_until("two requests in flight", Duration::from_secs(20), || {
         ready_instances(&node, "web").iter().map(|i| i.inflight).sum::<usize>() == 2
     })
     .await;
@@ -135,6 +176,11 @@ async fn at_max_excess_load_is_shed_with_retry_after() {
     assert_eq!(shed.status, 503, "{}", shed.text());
     assert_eq!(shed.header("retry-after"), Some("1"));
     assert!(shed.text().contains("instances.max"), "{}", shed.text());
+    assert!(
+        slow.iter().all(|s| !s.is_finished()),
+        "the excess request came while both were held"
+    );
+    gate.release();
     for s in slow {
         assert_eq!(s.await.unwrap().status, 200, "the requests within the limit are served");
     }
@@ -143,7 +189,7 @@ async fn at_max_excess_load_is_shed_with_retry_after() {
         200,
         "served again once under the limit"
     );
-    wait_until("the shed recorded", Duration::from_secs(5), || {
+    wait_until("the shed recorded", Duration::from_secs(20), || {
         service(&node, "web").autoscale.is_some_and(|a| a.shed == 1)
             && node
                 .app
