@@ -28,6 +28,9 @@ struct Ps {
     services: Vec<strata_appservice::ServiceStatus>,
     /// The backlog of each service that consumes a queue.
     consumers: Vec<Consumer>,
+    /// What is out of service and why (a queue or the store whose files could not be
+    /// opened); empty when all is well.
+    failures: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -55,10 +58,20 @@ async fn ps(State(state): State<Arc<NodeParts>>) -> Json<Ps> {
         })
         .collect();
     consumers.sort_by(|a, b| a.service.cmp(&b.service));
+    let mut failures: Vec<String> = state
+        .queues
+        .failures()
+        .into_iter()
+        .map(|(name, reason)| format!("queue {name:?} is out of service: {reason}"))
+        .collect();
+    if let Some(reason) = state.store.failure() {
+        failures.push(format!("the store is out of service: {reason}"));
+    }
     Json(Ps {
         info: state.info.clone(),
         services: state.app.snapshot(),
         consumers,
+        failures,
     })
 }
 

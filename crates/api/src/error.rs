@@ -71,7 +71,7 @@ impl From<QueueError> for ApiError {
             QueueError::BadInput(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
             QueueError::NoReply(_) => (StatusCode::GATEWAY_TIMEOUT, ErrorCode::NoReply),
             QueueError::Duplicate(_) => (StatusCode::CONFLICT, ErrorCode::Duplicate),
-            QueueError::Closed => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            QueueError::Closed | QueueError::Failed { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             QueueError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         };
         ApiError::new(status, code, e.to_string())
@@ -91,7 +91,9 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, e.to_string())
             }
             StoreError::BadInput(_) | StoreError::Body(_) => ApiError::bad(e.to_string()),
-            StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e.to_string()),
+            StoreError::Closed | StoreError::Failed(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e.to_string())
+            }
             StoreError::Io(_) => ApiError::internal(e.to_string()),
         }
     }

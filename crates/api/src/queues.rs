@@ -52,7 +52,12 @@ type Answer = Result<Response, ApiError>;
 
 async fn list(State(state): State<Arc<NodeParts>>) -> Response {
     let stats: Vec<_> = queues(&state).list().iter().map(|q| q.stats()).collect();
-    Json(json!({ "queues": stats, "backend": queues(&state).kind() })).into_response()
+    let failed: Vec<_> = queues(&state)
+        .failures()
+        .into_iter()
+        .map(|(name, reason)| json!({ "name": name, "reason": reason }))
+        .collect();
+    Json(json!({ "queues": stats, "failed": failed, "backend": queues(&state).kind() })).into_response()
 }
 
 async fn stats(State(state): State<Arc<NodeParts>>, Path(name): Path<String>) -> Answer {

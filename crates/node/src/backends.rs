@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use strata_manifest::Manifest;
 use strata_queue::{QueueBackend, Queues};
-use strata_store::{Store, StoreBackend};
+use strata_store::{FailedStore, Store, StoreBackend};
 
 /// The durable parts of a node: its queues and its store.
 #[derive(Clone)]
@@ -19,13 +19,30 @@ pub struct Backends {
 
 impl Backends {
     /// The embedded engines under `state_dir` (`queues/`, `store/`), with the manifest's
-    /// declared queues created. Blocking: recovery reads the files.
+    /// declared queues created. Blocking: recovery reads the files. A queue or a store
+    /// whose files cannot be opened does not stop the node: it is out of service with
+    /// the reason (queue calls answer 503, `strata queues` lists it; the store answers
+    /// 503 and `ps` says why), and everything else serves.
     pub fn embedded(state_dir: &Path, manifest: &Manifest) -> Result<Backends> {
         let queues = Queues::open(&state_dir.join("queues"), &manifest.queues).context("open the queues")?;
-        let store = Store::open(&state_dir.join("store")).context("open the store")?;
+        let store_dir = state_dir.join("store");
+        // redb has been seen to panic on a truncated file: a panic is a failure too.
+        let opened = std::panic::catch_unwind(|| Store::open(&store_dir));
+        let store: Arc<dyn StoreBackend> = match opened {
+            Ok(Ok(store)) => Arc::new(store),
+            Ok(Err(e)) => failed_store(format!("{} could not be opened: {e}", store_dir.display())),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "a panic".into());
+                failed_store(format!("{} could not be opened: {what}", store_dir.display()))
+            }
+        };
         Ok(Backends {
             queues: Arc::new(queues),
-            store: Arc::new(store),
+            store,
         })
     }
 
@@ -45,4 +62,9 @@ impl Backends {
         self.queues.close();
         self.store.close();
     }
+}
+
+fn failed_store(reason: String) -> Arc<dyn StoreBackend> {
+    tracing::error!("the store is out of service: {reason}");
+    Arc::new(FailedStore::new(reason))
 }

@@ -48,6 +48,11 @@ pub trait QueueBackend: Send + Sync + 'static {
     /// Every queue, dead-letter queues included, by name.
     fn list(&self) -> Vec<Arc<dyn QueueHandle>>;
 
+    /// Queues that could not be opened and are out of service, with the reason.
+    fn failures(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Publishes `message` with a fresh inbox as its reply-to and waits up to `deadline`
     /// for the reply. The message stays published if no reply comes.
     async fn request(
@@ -102,6 +107,10 @@ impl QueueBackend for Queues {
 
     fn get(&self, name: &str) -> Result<Arc<dyn QueueHandle>, QueueError> {
         Queues::get(self, name).map(|q| q as Arc<dyn QueueHandle>)
+    }
+
+    fn failures(&self) -> Vec<(String, String)> {
+        Queues::failures(self)
     }
 
     fn list(&self) -> Vec<Arc<dyn QueueHandle>> {

@@ -86,6 +86,10 @@ pub enum QueueError {
     Duplicate(u64),
     #[error("the queue is closed")]
     Closed,
+    /// The queue's files could not be opened at start: it serves nothing until repaired;
+    /// every other queue works.
+    #[error("queue {queue:?} is out of service: {reason} (the node's log has the details; move its directory aside to start it empty)")]
+    Failed { queue: String, reason: String },
     #[error("disk: {0}")]
     Io(String),
 }
@@ -124,6 +128,8 @@ pub struct Queues {
     creating: Mutex<()>,
     /// Makes inbox ids unguessable across restarts of the node.
     inbox_prefix: String,
+    /// Queues whose files could not be opened, with the reason: out of service.
+    failed: RwLock<BTreeMap<String, String>>,
 }
 
 fn spec_path(dir: &Path) -> PathBuf {
@@ -146,6 +152,7 @@ impl Queues {
             next_inbox: AtomicU64::new(1),
             creating: Mutex::new(()),
             inbox_prefix: format!("{pid:x}{nanos:x}"),
+            failed: RwLock::new(BTreeMap::new()),
         };
         let mut stored = BTreeMap::new();
         for entry in fs::read_dir(dir).map_err(|e| QueueError::Io(format!("list {}: {e}", dir.display())))? {
@@ -157,17 +164,27 @@ impl Queues {
                 continue;
             }
             let spec = match fs::read(spec_path(&entry.path())) {
-                Ok(text) => serde_json::from_slice(&text)
-                    .map_err(|e| QueueError::Io(format!("{}: {e}", spec_path(&entry.path()).display())))?,
-                Err(_) => QueueSpec::default(),
+                Ok(text) => {
+                    serde_json::from_slice(&text).map_err(|e| format!("its queue.json is not valid settings ({e})"))
+                }
+                Err(_) => Ok(QueueSpec::default()),
             };
             stored.insert(name, spec);
         }
         for (name, spec) in declared {
-            stored.insert(name.clone(), spec.clone());
+            stored.insert(name.clone(), Ok(spec.clone()));
         }
+        // One damaged queue never stops the others: it is reported and out of service.
         for (name, spec) in stored {
-            queues.create(&name, spec)?;
+            let opened = spec.and_then(|spec| queues.create(&name, spec).map(drop).map_err(|e| e.to_string()));
+            if let Err(reason) = opened {
+                tracing::error!(queue = %name, "the queue could not be opened and is out of service: {reason}");
+                queues
+                    .failed
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name, reason);
+            }
         }
         Ok(queues)
     }
@@ -209,10 +226,22 @@ impl Queues {
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Queue>, QueueError> {
-        self.read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| QueueError::UnknownQueue(name.to_string()))
+        if let Some(q) = self.read().get(name) {
+            return Ok(q.clone());
+        }
+        match self.failed.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            Some(reason) => Err(QueueError::Failed {
+                queue: name.to_string(),
+                reason: reason.clone(),
+            }),
+            None => Err(QueueError::UnknownQueue(name.to_string())),
+        }
+    }
+
+    /// Queues that could not be opened, with the reason.
+    pub fn failures(&self) -> Vec<(String, String)> {
+        let failed = self.failed.read().unwrap_or_else(|e| e.into_inner());
+        failed.iter().map(|(n, r)| (n.clone(), r.clone())).collect()
     }
 
     pub fn list(&self) -> Vec<Arc<Queue>> {

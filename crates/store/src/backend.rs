@@ -60,6 +60,69 @@ pub trait StoreBackend: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<Change>;
     /// Stops after every acknowledged write is where a reopen finds it. Blocking.
     fn close(&self);
+
+    /// Why the store is out of service, if it is.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A store that could not be opened: every call answers [`StoreError::Failed`] with the
+/// reason, so that the node starts and everything else serves.
+pub struct FailedStore {
+    reason: String,
+    changes: broadcast::Sender<Change>,
+}
+
+impl FailedStore {
+    pub fn new(reason: impl Into<String>) -> FailedStore {
+        FailedStore {
+            reason: reason.into(),
+            changes: broadcast::channel(1).0,
+        }
+    }
+
+    fn err(&self) -> StoreError {
+        StoreError::Failed(self.reason.clone())
+    }
+}
+
+#[async_trait]
+impl StoreBackend for FailedStore {
+    fn kind(&self) -> &'static str {
+        "failed"
+    }
+    async fn get(&self, _: &str, _: &str) -> Result<Option<Entry>, StoreError> {
+        Err(self.err())
+    }
+    async fn put(&self, _: &str, _: &str, _: Bytes, _: Cond) -> Result<u64, StoreError> {
+        Err(self.err())
+    }
+    async fn delete(&self, _: &str, _: &str, _: Cond) -> Result<bool, StoreError> {
+        Err(self.err())
+    }
+    async fn list(&self, _: &str, _: &str, _: Option<&str>, _: usize) -> Result<Page<ListItem>, StoreError> {
+        Err(self.err())
+    }
+    async fn put_blob(&self, _: &str, _: &str, _: &str, _: BlobBody, _: Cond) -> Result<BlobMeta, StoreError> {
+        Err(self.err())
+    }
+    async fn get_blob(&self, _: &str, _: &str) -> Result<Option<(BlobMeta, BlobBody)>, StoreError> {
+        Err(self.err())
+    }
+    async fn delete_blob(&self, _: &str, _: &str, _: Cond) -> Result<bool, StoreError> {
+        Err(self.err())
+    }
+    async fn list_blobs(&self, _: &str, _: &str, _: Option<&str>, _: usize) -> Result<Page<BlobItem>, StoreError> {
+        Err(self.err())
+    }
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+    fn close(&self) {}
+    fn failure(&self) -> Option<String> {
+        Some(self.reason.clone())
+    }
 }
 
 #[async_trait]

@@ -108,7 +108,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 pub use applier::{CHECKPOINT_BATCHES, CHECKPOINT_INTERVAL};
-pub use backend::{app_namespace, BlobBody, StoreBackend};
+pub use backend::{app_namespace, BlobBody, FailedStore, StoreBackend};
 pub use store::{Recovery, Store, StoreConfig, MAX_VALUE_LIMIT};
 
 /// Longest namespace, in bytes.
@@ -142,6 +142,12 @@ pub enum StoreError {
     Body(String),
     #[error("the store is closed")]
     Closed,
+    /// The store's files could not be opened at start: it serves nothing until repaired;
+    /// the rest of the node works.
+    #[error(
+        "the store is out of service: {0} (the node's log has the details; move .strata/store aside to start it empty)"
+    )]
+    Failed(String),
     /// The disk or the database failed. After a failed log write or database commit the
     /// store refuses every later write until it is reopened.
     #[error("disk: {0}")]

@@ -279,6 +279,13 @@ fn print_queues(reply: &serde_json::Value) {
         "{:<24} {:<9} {:>10} {:>12} {:>9} {:>8}",
         "QUEUE", "FSYNC", "MESSAGES", "BYTES", "SEGMENTS", "CORRUPT"
     );
+    for f in reply["failed"].as_array().into_iter().flatten() {
+        println!(
+            "{:<24} OUT OF SERVICE: {}",
+            f["name"].as_str().unwrap_or("?"),
+            f["reason"].as_str().unwrap_or("?")
+        );
+    }
     for q in reply["queues"].as_array().into_iter().flatten() {
         println!(
             "{:<24} {:<9} {:>10} {:>12} {:>9} {:>8}",
@@ -314,6 +321,9 @@ fn print_ps(ps: &serde_json::Value) {
         ps["gateway"].as_str().unwrap_or("?"),
         ps["api"].as_str().unwrap_or("?")
     );
+    for failure in ps["failures"].as_array().into_iter().flatten() {
+        println!("OUT OF SERVICE: {}", failure.as_str().unwrap_or("?"));
+    }
     println!(
         "{:<20} {:<12} {:>7} {:>6} {:>8} {:>8} {:>8}  DETAIL",
         "INSTANCE", "STATE", "PID", "PORT", "RESTARTS", "INFLIGHT", "SERVED"
