@@ -75,6 +75,12 @@ pub struct Node {
 impl Node {
     /// Wires a node and starts it; returns once its listeners are bound.
     pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Node> {
+        // Sockets and files run out at the default soft limit long before the machine does.
+        match strata_os::limits::raise_open_files() {
+            Ok((before, after)) if after > before => tracing::debug!(before, after, "raised the open-files limit"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not raise the open-files limit: {e}"),
+        }
         // Functions run as services of their own (instances.min 0, autoscaled).
         let manifest = config.manifest.expanded();
         let app_dir = std::path::absolute(&config.app_dir).context("resolve the app dir")?;

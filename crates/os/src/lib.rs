@@ -7,6 +7,7 @@
 //!   handle to join them; and the accept loop the workers run. Used by the gateway and
 //!   the cache's Redis protocol server.
 //! - [`fs`]: making renames durable ([`fs::sync_dir`]). Used by the queue and the store.
+//! - [`limits`]: raising the soft limit of open files to the hard one.
 //! - [`clock`]: the wall clock in milliseconds ([`clock::now_ms`]), the time stored in
 //!   queue records and store writes.
 //!
@@ -14,4 +15,5 @@
 
 pub mod clock;
 pub mod fs;
+pub mod limits;
 pub mod listen;
