@@ -48,12 +48,8 @@ print("ok")
 
 #[test]
 fn python_redis_client_works_unchanged() {
-    let has_module = Command::new("python3")
-        .args(["-c", "import redis"])
-        .output()
-        .map(|o| o.status.success());
-    if !matches!(has_module, Ok(true)) {
-        eprintln!("skipped: python3 with the redis package is not installed (python3 -m pip install redis)");
+    let has = strata_testkit::python_module("redis", "python3 -m pip install redis");
+    if !strata_testkit::needs("python_redis_client_works_unchanged", has) {
         return;
     }
     let server = common::Server::start(2);

@@ -402,7 +402,7 @@ for case in data["cases"]:
     let mut child = match child {
         Ok(child) => child,
         Err(err) => {
-            eprintln!("skipping schema_and_parser_agree_on_examples: cannot run python3: {err}");
+            strata_testkit::needs("schema_and_parser_agree_on_examples", Err(format!("python3 ({err})")));
             return;
         }
     };
@@ -420,7 +420,7 @@ for case in data["cases"]:
         String::from_utf8_lossy(&out.stderr)
     );
     if let Some(reason) = stdout.strip_prefix("SKIP ") {
-        eprintln!("skipping schema_and_parser_agree_on_examples: {}", reason.trim());
+        strata_testkit::needs("schema_and_parser_agree_on_examples", Err(reason.trim().to_string()));
         return;
     }
     let verdicts: Vec<&str> = stdout.lines().collect();

@@ -371,12 +371,8 @@ async fn read_until_close_or_body(stream: &mut tokio::net::TcpStream) -> (String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cli_works_against_the_node() {
-    if std::process::Command::new("redis-cli")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: redis-cli is not installed (apt-get install redis-tools)");
+    let has = strata_testkit::program("redis-cli", "apt-get install redis-tools");
+    if !strata_testkit::needs("redis_cli_works_against_the_node", has) {
         return;
     }
     let app = App::new();
