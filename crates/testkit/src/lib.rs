@@ -5,7 +5,8 @@
 //! test harness's capture of passing tests' output), so a run without the tool never
 //! looks like a full pass.
 //!
-//! Used as a dev-dependency only.
+//! Used as a dev-dependency only. Its own test `tests/architecture.rs` checks the crate
+//! dependency rules of ARCHITECTURE.md against every `Cargo.toml`.
 
 use std::io::Write;
 
