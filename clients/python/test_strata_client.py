@@ -1,7 +1,8 @@
-"""Tests of strata_client against a live node: STRATA_URL=http://127.0.0.1:PORT.
+"""Tests of strata_client's sync Client against a live node: STRATA_URL=http://127.0.0.1:PORT.
 
     STRATA_URL=http://127.0.0.1:7070 python3 -m unittest -v clients/python/test_strata_client.py
 
+They import the installed package, else the one beside this file (the source tree).
 Skipped when STRATA_URL is unset. crates/strata/tests/python_client.rs starts a node and
 runs them. Each test uses queues, keys and blobs of its own (a fresh random suffix), so
 the tests are independent and can run against a node that has run them before. With
@@ -23,12 +24,19 @@ import time
 import unittest
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+try:
+    import strata_client
+except ImportError:  # not installed: the package beside this file, in the source tree
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import strata_client
 
 from strata_client import (BlobStream, Client, ConflictError, Entry, Message,  # noqa: E402
                            StrataError, parse_push)
 
 STRATA_URL = os.environ.get("STRATA_URL")
+# Where the package must have been imported from (python_client.rs installs it there
+# with pip): the tests then check the installed package, not the source tree.
+INSTALLED_AT = os.environ.get("STRATA_TEST_CLIENT_INSTALLED_AT")
 CALL_SERVICE = os.environ.get("STRATA_TEST_CALL_SERVICE")
 READ_THROUGH = os.environ.get("STRATA_TEST_CACHE")
 
@@ -45,12 +53,15 @@ class LiveTest(unittest.TestCase):
         self.client = Client(STRATA_URL, timeout=15)
         self.addCleanup(self.client.close)
 
-    def assertError(self, status, fn, *args, **kwargs):
+    def assertError(self, status, fn, *args, code=None, **kwargs):
         with self.assertRaises(StrataError) as cm:
             fn(*args, **kwargs)
         err = cm.exception
         self.assertEqual(err.status, status, f"expected {status}, got {err.status}: {err.message}")
         self.assertTrue(err.message, "the error carries the server's message")
+        self.assertTrue(err.code, f"the error carries the body's code: {err.body!r}")
+        if code is not None:
+            self.assertEqual(err.code, code, err.message)
         return err
 
 
@@ -295,7 +306,7 @@ class Replies(QueueTest):
     def test_request_without_a_consumer_times_out_and_stays_published(self):
         queue, group = self.new_queue(), self.name("g")
         started = time.monotonic()
-        self.assertError(504, self.client.request, queue, "anyone?", timeout_ms=300)
+        self.assertError(504, self.client.request, queue, "anyone?", timeout_ms=300, code="no_reply")
         self.assertLess(time.monotonic() - started, 10)
         (m,) = self.client.fetch(queue, group)
         self.assertEqual(m.body, b"anyone?")
@@ -319,15 +330,17 @@ class Replies(QueueTest):
 class Errors(QueueTest):
     def test_unknown_queue_is_404(self):
         missing = self.name("missing")
-        self.assertError(404, self.client.stats, missing)
-        self.assertError(404, self.client.publish, missing, "x")
+        err = self.assertError(404, self.client.stats, missing, code="not_found")
+        self.assertIn(str(err.status), str(err))
+        self.assertIn("not_found", str(err))
+        self.assertError(404, self.client.publish, missing, "x", code="not_found")
         self.assertError(404, self.client.fetch, missing, "g")
         self.assertError(404, self.client.ack, missing, "g", [0])
 
     def test_bad_max_is_400(self):
         queue = self.new_queue()
         self.client.publish(queue, "x")
-        self.assertError(400, self.client.fetch, queue, "g", max=0)
+        self.assertError(400, self.client.fetch, queue, "g", max=0, code="bad_request")
         self.assertError(400, self.client.fetch, queue, "g", max=-1)
         self.assertError(400, self.client.fetch, queue, "g", max="lots")
 
@@ -347,7 +360,7 @@ class Errors(QueueTest):
     def test_a_body_over_max_message_bytes_is_413(self):
         queue, group = self.new_queue(max_message_bytes=16), self.name("g")
         self.assertEqual(self.client.publish(queue, b"x" * 16).offset, self.client.stats(queue)["first_offset"])
-        self.assertError(413, self.client.publish, queue, b"x" * 17)
+        self.assertError(413, self.client.publish, queue, b"x" * 17, code="payload_too_large")
         self.assertError(413, self.client.publish_batch, queue, ["ok", "y" * 100])
         self.assertEqual([m.body for m in self.client.fetch(queue, group, max="all")], [b"x" * 16],
                          "a refused batch stores none of its messages")
@@ -391,7 +404,7 @@ class Calls(LiveTest):
                              (r["instance"], request_id, "/hello"), r)
 
     def test_unknown_service_is_404(self):
-        err = self.assertError(404, self.client.call, "no-such-service", "/")
+        err = self.assertError(404, self.client.call, "no-such-service", "/", code="not_found")
         self.assertIn("no-such-service", err.message)
 
 
@@ -450,7 +463,7 @@ class KeyValue(StateTest):
             self.client.kv_put(self.ns, "counter", b"stale", if_version=v1)
         err = cm.exception
         self.assertIsInstance(err, StrataError)
-        self.assertEqual((err.status, err.current), (412, v2), err.message)
+        self.assertEqual((err.status, err.code, err.current), (412, "condition_failed", v2), err.message)
         self.assertEqual(self.client.kv_get(self.ns, "counter"), (b"2", v2), "a failed CAS writes nothing")
 
         with self.assertRaises(ConflictError) as cm:
@@ -748,6 +761,25 @@ class Offline(unittest.TestCase):
             c.kv_put("ns", "k", 17)
         with self.assertRaises(TypeError):
             c.blob_put("ns", "b", 17)
+
+    def test_error_code_from_the_body(self):
+        body = b'{"error": "no queue named \\"x\\"", "status": 404, "code": "not_found"}'
+        err = strata_client.errors.error_from_answer(404, body)
+        self.assertEqual((type(err), err.status, err.code, err.message),
+                         (StrataError, 404, "not_found", 'no queue named "x"'))
+        plain = strata_client.errors.error_from_answer(502, b"upstream fell over")
+        self.assertEqual((plain.code, plain.message), (None, "upstream fell over"), "no JSON body: no code")
+        conflict = strata_client.errors.error_from_answer(
+            412, b'{"error": "moved", "status": 412, "code": "condition_failed", "current": 9}')
+        self.assertIsInstance(conflict, ConflictError)
+        self.assertEqual((conflict.code, conflict.current), ("condition_failed", 9))
+
+    def test_the_package_is_typed(self):
+        here = os.path.dirname(strata_client.__file__)
+        self.assertTrue(os.path.exists(os.path.join(here, "py.typed")), f"py.typed is in {here}")
+        if INSTALLED_AT:
+            self.assertEqual(os.path.realpath(os.path.dirname(here)), os.path.realpath(INSTALLED_AT),
+                             "the tests import the package pip installed, not the source tree")
 
     def test_url_is_required(self):
         saved = os.environ.pop("STRATA_URL", None)

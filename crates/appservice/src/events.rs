@@ -18,8 +18,12 @@ pub enum EventKind {
     WaitingForBindings,
     Unschedulable,
     Launched,
+    /// A starting instance is not ready yet after a while: what its check found.
+    NotReady,
     Ready,
     Exited,
+    /// The last lines an instance printed before it exited or was given up on.
+    Output,
     Unhealthy,
     CrashLoop,
     Stopped,

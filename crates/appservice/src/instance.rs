@@ -30,6 +30,14 @@ const READY_POLL: Duration = Duration::from_millis(20);
 /// zero waits on it (a refused connect costs microseconds).
 const READY_POLL_EARLY: Duration = Duration::from_millis(1);
 const EARLY: Duration = Duration::from_secs(1);
+/// A starting instance not ready after this long is reported (event and `ps` detail)
+/// with what its check found, for example that nothing listens on its `$PORT`; it is
+/// still waited for up to `health.start_timeout_ms`, since slow starters exist (with a
+/// start timeout this short or shorter, the timeout's own message says it). Kept beside
+/// the health settings' defaults used in [`supervise`].
+const NOT_READY_REPORT: Duration = Duration::from_secs(5);
+/// Lines of an instance's output shown when it fails to start or exits.
+const OUTPUT_LINES: usize = 20;
 
 /// What every instance of one service shares.
 pub(crate) struct ServiceCtx {
@@ -45,7 +53,13 @@ enum RunEnd {
     /// Asked to stop; stopped.
     Stopped,
     /// Exited, failed its checks, or never became ready.
-    Failed { reason: String, ran: Duration },
+    Failed {
+        reason: String,
+        ran: Duration,
+        /// The last lines it printed, when it exited or never became ready (empty when
+        /// it printed nothing, or was killed for failing its liveness checks).
+        output: Vec<String>,
+    },
 }
 
 pub(crate) async fn run_slot(
@@ -57,6 +71,8 @@ pub(crate) async fn run_slot(
     let id = status.lock().unwrap().id.clone();
     let mut failures_in_row: u32 = 0;
     let mut launches: u64 = 0;
+    // The output last shown in an event: a crash loop printing the same is not repeated.
+    let mut shown_output: Vec<String> = Vec::new();
     loop {
         if stop.is_cancelled() {
             break;
@@ -67,9 +83,9 @@ pub(crate) async fn run_slot(
         launches += 1;
         let end = run_once(&shared, &ctx, &id, launches, &status, &stop).await;
         shared.capacity.release(ctx.demand);
-        let (reason, ran) = match end {
+        let (reason, ran, output) = match end {
             RunEnd::Stopped => break,
-            RunEnd::Failed { reason, ran } => (reason, ran),
+            RunEnd::Failed { reason, ran, output } => (reason, ran, output),
         };
         if ran >= STABLE {
             failures_in_row = 0;
@@ -89,11 +105,16 @@ pub(crate) async fn run_slot(
             } else {
                 InstanceState::Backoff
             };
+            let said = match output.iter().rev().find(|l| !l.trim().is_empty()) {
+                Some(line) => format!(", its last line: {}", line.trim()),
+                None => String::new(),
+            };
             s.detail = Some(format!(
-                "{reason}; {} exit(s) in a row; next launch in {:.1}s",
+                "{reason}{said}; {} exit(s) in a row; next launch in {:.1}s",
                 failures_in_row,
                 delay.as_secs_f64()
             ));
+            s.last_output = output.clone();
         }
         let (kind, what) = if crash_loop {
             (EventKind::CrashLoop, "crash loop")
@@ -110,6 +131,22 @@ pub(crate) async fn run_slot(
                 delay.as_secs_f64()
             ),
         );
+        if !output.is_empty() && (failures_in_row == 1 || output != shown_output) {
+            let log = shared.log_path(&ctx.name, &id);
+            let shown = log.strip_prefix(&shared.app_dir).unwrap_or(&log);
+            shared.events.emit(
+                &ctx.name,
+                Some(&id),
+                EventKind::Output,
+                format!(
+                    "its last {} line(s) of output ({}):\n{}",
+                    output.len(),
+                    shown.display(),
+                    output.join("\n")
+                ),
+            );
+            shown_output = output;
+        }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stop.cancelled() => break,
@@ -174,13 +211,14 @@ async fn run_once(
     let started = Instant::now();
     let scratch = shared.state_dir.join("run").join(format!("{id}.{launch_no}"));
     let launched = launch(shared, ctx, id, &scratch);
-    let (mut proc, addr) = match launched {
+    let (mut proc, addr, log) = match launched {
         Ok(ok) => ok,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&scratch);
             return RunEnd::Failed {
                 reason: format!("could not launch: {e:#}"),
                 ran: started.elapsed(),
+                output: Vec::new(),
             };
         }
     };
@@ -235,6 +273,16 @@ async fn run_once(
             RunEnd::Failed {
                 reason,
                 ran: started.elapsed(),
+                output: log.last_lines(OUTPUT_LINES).await,
+            }
+        }
+        Supervised::NeverReady(reason) => {
+            process::signal_group(proc.pid, libc::SIGKILL);
+            let _ = proc.child.wait().await;
+            RunEnd::Failed {
+                reason,
+                ran: started.elapsed(),
+                output: log.last_lines(OUTPUT_LINES).await,
             }
         }
         Supervised::Kill(reason) => {
@@ -243,6 +291,7 @@ async fn run_once(
             RunEnd::Failed {
                 reason,
                 ran: started.elapsed(),
+                output: Vec::new(),
             }
         }
     };
@@ -256,7 +305,9 @@ enum Supervised {
     Stop(Option<Arc<Member>>),
     /// The process exited on its own.
     Exited(String),
-    /// The process is to be killed: it failed its checks.
+    /// The process is to be killed: it was not ready within the start timeout.
+    NeverReady(String),
+    /// The process is to be killed: it failed its liveness checks.
     Kill(String),
 }
 
@@ -278,21 +329,35 @@ async fn supervise(
     let interval = Duration::from_millis(health.map_or(1_000, |h| h.interval_ms));
     let threshold = health.map_or(3, |h| h.failure_threshold);
 
-    // Readiness: poll until the check passes.
+    // Readiness: poll until the check passes; say why it does not after a while.
+    let mut reported = false;
     loop {
         tokio::select! {
             exit = proc.child.wait() => return Supervised::Exited(exit_reason(exit)),
             _ = stop.cancelled() => return Supervised::Stop(None),
-            ok = probe::check(addr, path, check_timeout) => {
-                if ok {
+            outcome = probe::check(addr, path, check_timeout) => {
+                if outcome.passed() {
                     break;
                 }
-                if started.elapsed() > start_timeout {
-                    return Supervised::Kill(format!(
-                        "not ready after {}s (health check {} failing)",
-                        start_timeout.as_secs(),
-                        path.unwrap_or("port accept")
+                let waited = started.elapsed();
+                if waited > start_timeout {
+                    let why = not_ready_why(&outcome, addr, path, check_timeout, proc.pid).await;
+                    return Supervised::NeverReady(format!(
+                        "not ready after {}s (health.start_timeout_ms): {why}",
+                        start_timeout.as_secs_f64()
                     ));
+                }
+                if !reported && NOT_READY_REPORT < start_timeout && waited >= NOT_READY_REPORT {
+                    reported = true;
+                    let why = not_ready_why(&outcome, addr, path, check_timeout, proc.pid).await;
+                    let wait = format!("waiting up to {}s in all (health.start_timeout_ms)", start_timeout.as_secs_f64());
+                    status.lock().unwrap().detail = Some(format!("{why}; {wait}"));
+                    shared.events.emit(
+                        &ctx.name,
+                        Some(id),
+                        EventKind::NotReady,
+                        format!("not ready after {:.0}s: {why}; still {wait}", waited.as_secs_f64()),
+                    );
                 }
                 tokio::select! {
                     exit = proc.child.wait() => return Supervised::Exited(exit_reason(exit)),
@@ -327,7 +392,7 @@ async fn supervise(
             exit = proc.child.wait() => return Supervised::Exited(exit_reason(exit)),
             _ = stop.cancelled() => return Supervised::Stop(Some(member)),
             _ = tick.tick() => {
-                if probe::check(addr, path, check_timeout).await {
+                if probe::check(addr, path, check_timeout).await.passed() {
                     failed_checks = 0;
                 } else {
                     failed_checks += 1;
@@ -342,6 +407,44 @@ async fn supervise(
                 }
             }
         }
+    }
+}
+
+/// Why a starting instance is not ready, in words, with what to do when it is the
+/// instance contract it misses: nothing on `$PORT` (and where it listens instead).
+async fn not_ready_why(
+    outcome: &probe::Outcome,
+    addr: SocketAddr,
+    path: Option<&str>,
+    check_timeout: Duration,
+    pgid: u32,
+) -> String {
+    let port = addr.port();
+    let check = match path {
+        Some(path) => format!("GET {path}"),
+        None => format!("a connection to port {port}"),
+    };
+    match outcome {
+        probe::Outcome::Refused => {
+            let elsewhere = tokio::task::spawn_blocking(move || strata_os::sockets::listening_in_group(pgid))
+                .await
+                .unwrap_or_default();
+            let mut why = format!(
+                "nothing listens on its port {port}: an instance must serve HTTP on 127.0.0.1:$PORT (it was started with PORT={port})"
+            );
+            if !elsewhere.is_empty() {
+                let list = elsewhere.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+                why.push_str(&format!("; it listens on {list} instead"));
+            }
+            why
+        }
+        probe::Outcome::Status(code) => format!("{check} answered {code}, not 2xx (health.path)"),
+        probe::Outcome::NoReply => format!("port {port} accepts, but {check} got no HTTP reply"),
+        probe::Outcome::TimedOut => format!(
+            "{check} got no answer within {} ms (health.timeout_ms)",
+            check_timeout.as_millis()
+        ),
+        probe::Outcome::Passed => "ready".to_string(),
     }
 }
 
@@ -361,7 +464,12 @@ async fn drain(member: &Member, grace: Duration) {
 }
 
 /// Places the instance's files and starts its process.
-fn launch(shared: &AppContext, ctx: &ServiceCtx, id: &str, scratch: &Path) -> Result<(Process, SocketAddr)> {
+fn launch(
+    shared: &AppContext,
+    ctx: &ServiceCtx,
+    id: &str,
+    scratch: &Path,
+) -> Result<(Process, SocketAddr, process::RunLog)> {
     std::fs::create_dir_all(scratch).with_context(|| format!("create scratch dir {}", scratch.display()))?;
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -382,16 +490,17 @@ fn launch(shared: &AppContext, ctx: &ServiceCtx, id: &str, scratch: &Path) -> Re
         }
     }
     let argv: Vec<String> = ctx.spec.run.iter().map(|a| process::expand(a, &env)).collect();
-    let log_dir = shared.state_dir.join("logs").join(&ctx.name);
-    std::fs::create_dir_all(&log_dir).context("create log dir")?;
-    let log = log_dir.join(format!("{id}.log"));
-    let proc = process::launch(Launch {
+    let log = shared.log_path(&ctx.name, id);
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).context("create log dir")?;
+    }
+    let (proc, run_log) = process::launch(Launch {
         argv: &argv,
         workdir: &ctx.workdir,
         env: &env,
         log: &log,
     })?;
-    Ok((proc, addr))
+    Ok((proc, addr, run_log))
 }
 
 /// The instance contract's environment, then the manifest's `env` (which may use it).

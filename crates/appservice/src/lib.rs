@@ -6,14 +6,17 @@
 //! - `instance`: the life of one instance slot: place, launch, ready, live, restart.
 //! - `process`: the process driver (own process group, signals, exit status).
 //! - `guard`: a watchdog process that kills every instance if strata itself dies.
-//! - `probe`: readiness and liveness checks (health path or port accept).
+//! - `probe`: readiness and liveness checks (health path or port accept), as a
+//!   well-behaved client: one request with `Connection: close`, the reply read whole, a
+//!   clean close; the outcome says why a check failed.
 //! - `setup`: the install step, skipped while its inputs are unchanged.
 //! - `capacity`: the node's memory and accelerators, reserved per instance.
 //! - `events`: what happened and why, for the CLI and `strata events`.
 //!
 //! Invariants: a ready instance is a member of its pool in the bus and nothing else is;
 //! every child process is in its own process group, registered with the guard while it
-//! lives; nothing here speaks HTTP beyond the one-line health probe.
+//! lives; nothing here speaks HTTP beyond the health probe (one GET, its reply read to
+//! its end).
 
 mod capacity;
 mod events;
@@ -93,6 +96,17 @@ pub(crate) struct AppContext {
     pub guard: guard::Guard,
     pub events: events::EventLog,
     pub tracker: TaskTracker,
+}
+
+impl AppContext {
+    /// Where an instance's stdout and stderr go: `logs/SERVICE/INSTANCE.log` in the
+    /// state dir, appended to by every run.
+    pub fn log_path(&self, service: &str, instance: &str) -> PathBuf {
+        self.state_dir
+            .join("logs")
+            .join(service)
+            .join(format!("{instance}.log"))
+    }
 }
 
 /// A running app.

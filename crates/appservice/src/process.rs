@@ -1,7 +1,8 @@
 //! The process driver: an instance is a child process in its own process group.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -20,13 +21,65 @@ pub(crate) struct Process {
     pub pid: u32,
 }
 
+/// Where one run's output went: its log file, from the length it had at launch.
+pub(crate) struct RunLog {
+    path: PathBuf,
+    start: u64,
+}
+
+/// At most this much of a run's output is read for its last lines.
+const TAIL_BYTES: u64 = 16 * 1024;
+/// Longer lines are cut to this many characters.
+const LINE_CHARS: usize = 300;
+
+impl RunLog {
+    /// The last `n` lines this run wrote, oldest first (read on the blocking pool).
+    pub(crate) async fn last_lines(&self, n: usize) -> Vec<String> {
+        let (path, start) = (self.path.clone(), self.start);
+        tokio::task::spawn_blocking(move || last_lines(&path, start, n).unwrap_or_default())
+            .await
+            .unwrap_or_default()
+    }
+}
+
+fn last_lines(path: &Path, start: u64, n: usize) -> std::io::Result<Vec<String>> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let from = start.max(len.saturating_sub(TAIL_BYTES));
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::new();
+    file.take(len - from.min(len)).read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if from > start && !lines.is_empty() {
+        // The read began inside a line.
+        lines.remove(0);
+    }
+    let keep = lines.len().saturating_sub(n);
+    Ok(lines[keep..]
+        .iter()
+        .map(|line| {
+            let line = line.trim_end_matches('\r');
+            if line.chars().count() > LINE_CHARS {
+                line.chars().take(LINE_CHARS - 1).collect::<String>() + "…"
+            } else {
+                line.to_string()
+            }
+        })
+        .collect())
+}
+
 /// Starts the program in a new process group with stdout and stderr appended to `log`.
-pub(crate) fn launch(spec: Launch<'_>) -> Result<Process> {
+pub(crate) fn launch(spec: Launch<'_>) -> Result<(Process, RunLog)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(spec.log)
         .with_context(|| format!("open log file {}", spec.log.display()))?;
+    let run_log = RunLog {
+        path: spec.log.to_path_buf(),
+        start: log.metadata().map(|m| m.len()).unwrap_or(0),
+    };
     let log_err = log.try_clone().context("duplicate log file handle")?;
     let (program, args) = spec.argv.split_first().context("run is empty")?;
     let child = Command::new(program)
@@ -41,7 +94,7 @@ pub(crate) fn launch(spec: Launch<'_>) -> Result<Process> {
         .spawn()
         .with_context(|| format!("start {program:?} in {}", spec.workdir.display()))?;
     let pid = child.id().context("child exited before its pid was read")?;
-    Ok(Process { child, pid })
+    Ok((Process { child, pid }, run_log))
 }
 
 /// Sends `signal` to the whole process group.
@@ -118,6 +171,31 @@ pub(crate) fn expand(text: &str, env: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_lines_are_those_of_this_run_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web-1.log");
+        std::fs::write(&path, "earlier run\n").unwrap();
+        let start = std::fs::metadata(&path).unwrap().len();
+        let mut text = String::new();
+        for i in 0..30 {
+            text.push_str(&format!("line {i}\r\n"));
+        }
+        text.push_str(&"x".repeat(1000));
+        std::fs::write(&path, format!("earlier run\n{text}")).unwrap();
+        let lines = last_lines(&path, start, 5).unwrap();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[0], "line 26");
+        assert!(lines[4].ends_with('…') && lines[4].chars().count() == LINE_CHARS);
+        assert_eq!(
+            last_lines(&path, start + text.len() as u64, 5).unwrap(),
+            Vec::<String>::new()
+        );
+        // A long run's output: only its end is read, and the cut line left out.
+        std::fs::write(&path, "y".repeat(40_000) + "\nlast\n").unwrap();
+        assert_eq!(last_lines(&path, 0, 20).unwrap(), vec!["last".to_string()]);
+    }
 
     #[test]
     fn expands_known_names_and_leaves_unterminated_text() {

@@ -44,7 +44,7 @@ pub(crate) async fn run(shared: &AppContext, setup: Setup<'_>) -> Result<()> {
         format!("setup: {}", setup.argv.join(" ")),
     );
     let started = Instant::now();
-    let mut proc = process::launch(Launch {
+    let (mut proc, _) = process::launch(Launch {
         argv: setup.argv,
         workdir: setup.workdir,
         env: setup.env,

@@ -35,6 +35,10 @@ pub struct InstanceStatus {
     pub last_exit: Option<String>,
     /// Why it is in this state, in words.
     pub detail: Option<String>,
+    /// The last lines (at most 20, oldest first) the instance printed in the run that
+    /// ended as `last_exit` says, when that run exited or never became ready.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub last_output: Vec<String>,
     /// Value of the service's spread label on the node it runs on.
     pub domain: Option<String>,
     #[serde(skip)]
@@ -53,6 +57,7 @@ impl InstanceStatus {
             served: 0,
             last_exit: None,
             detail: None,
+            last_output: Vec::new(),
             domain: None,
             member: None,
         }

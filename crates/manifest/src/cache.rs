@@ -7,7 +7,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheSpec {
-    /// Address of the Redis-protocol listener; None: no Redis port.
+    /// Address of the Redis-protocol listener; None (the default): no Redis port. Opt-in,
+    /// so that two apps on one machine never share a cache by default: a fixed default
+    /// port would make the second app's node take the first's (each node claims its
+    /// addresses, so it would refuse to start instead). The cache is reachable through
+    /// the node API either way.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
     /// Memory the cache may hold (keys and values) before it evicts.
@@ -20,7 +24,7 @@ pub struct CacheSpec {
 impl Default for CacheSpec {
     fn default() -> Self {
         CacheSpec {
-            listen: Some("127.0.0.1:6380".to_string()),
+            listen: None,
             max_memory_mb: 256,
             threads: 1,
         }

@@ -414,10 +414,18 @@ fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath) 
 
 fn check_cache(m: &Manifest, root: &FieldPath) -> Result<(), ManifestError> {
     if let Some(listen) = &m.cache.listen {
-        if listen.parse::<SocketAddr>().is_err() {
+        let Ok(addr) = listen.parse::<SocketAddr>() else {
             return Err(invalid(
                 root.key("cache").key("listen"),
                 "a socket address such as 127.0.0.1:6380",
+                quoted(listen),
+            ));
+        };
+        // Both are claimed by the node: the second would be refused at start.
+        if addr.port() != 0 && m.gateway.listen.parse::<SocketAddr>().ok() == Some(addr) {
+            return Err(invalid(
+                root.key("cache").key("listen"),
+                "an address other than gateway.listen",
                 quoted(listen),
             ));
         }

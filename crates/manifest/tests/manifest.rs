@@ -509,6 +509,26 @@ fn gateway_is_checked() {
 }
 
 #[test]
+fn cache_port_is_opt_in_and_checked() {
+    // No Redis port unless asked for: two apps side by side never share one.
+    let m = parse_value(&hello()).expect("hello");
+    assert_eq!(m.cache.listen, None);
+    let m = parse(r#"{"strata": 1, "app": "a", "services": {"s": {"run": ["x"]}}, "cache": {"max_memory_mb": 8}}"#)
+        .expect("cache without listen");
+    assert_eq!(m.cache.listen, None);
+    accepted_with(set("cache.listen", json!("127.0.0.1:6380")));
+    accepted_with(set("cache.listen", Value::Null));
+    let socket = "a socket address such as 127.0.0.1:6380";
+    invalid_at("cache.listen", json!("6380"), socket, "\"6380\"");
+    invalid_at(
+        "cache.listen",
+        json!("127.0.0.1:8080"),
+        "an address other than gateway.listen",
+        "\"127.0.0.1:8080\"",
+    );
+}
+
+#[test]
 fn relay_timeouts_are_checked() {
     let ms = "a number of milliseconds greater than 0";
     invalid_at("services.api.relay.timeout_ms", json!(0), ms, "0");

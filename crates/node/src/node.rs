@@ -251,8 +251,14 @@ fn start_gateway(
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(strata_gateway::MAX_WORKERS);
-    let workers = strata_gateway::spawn(listen, threads, gateway, shutdown.clone())
-        .with_context(|| format!("listen on {listen} for the gateway (is another strata or server using it?)"))?;
+    let workers = strata_gateway::spawn(listen, threads, gateway, shutdown.clone()).map_err(|e| {
+        cannot_listen(
+            e,
+            "the gateway",
+            listen,
+            "gateway.listen in the manifest, or `strata up --listen ADDR`",
+        )
+    })?;
     let addr = workers.addr;
     tasks.push(tokio::spawn(workers.join()));
     Ok(addr)
@@ -277,12 +283,27 @@ fn start_cache(
         (None, None) => return Ok(None),
     };
     let resp = strata_cache::spawn_resp(listen, manifest.cache.threads as usize, cache.clone(), shutdown.clone())
-        .with_context(|| {
-            format!("listen on {listen} for the cache's Redis protocol (is a Redis server using it? set cache.listen)")
+        .map_err(|e| {
+            cannot_listen(
+                e,
+                "the cache's Redis protocol",
+                listen,
+                "cache.listen in the manifest (or leave it out: no Redis port), or `strata up --cache-listen ADDR`",
+            )
         })?;
     let addr = resp.addr;
     tasks.push(tokio::spawn(resp.join()));
     Ok(Some(addr))
+}
+
+/// Why `what` could not listen on `addr`, and what to do: an address in use names its
+/// holder (the node's listeners claim their address: `strata_os::claim`).
+fn cannot_listen(e: std::io::Error, what: &str, addr: SocketAddr, setting: &str) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        anyhow::anyhow!("{what} cannot listen: {e}; stop that process, or choose another address ({setting})")
+    } else {
+        anyhow::Error::new(e).context(format!("listen on {addr} for {what} ({setting})"))
+    }
 }
 
 /// The tasks that are neither the first tier nor the App Service: an autoscaler per

@@ -6,6 +6,11 @@
 //!   with its own `SO_REUSEPORT` socket on one address, a shared shutdown token, one
 //!   handle to join them; and the accept loop the workers run. Used by the gateway and
 //!   the cache's Redis protocol server.
+//! - [`claim`]: an address for one server alone: a lock file per address and a probe
+//!   bind without `SO_REUSEPORT`, so a second server on a busy address is refused with
+//!   its holder named. [`listen::spawn`] claims before its workers bind.
+//! - [`sockets`]: who listens where, from `/proc`: the holders of an address, the
+//!   addresses a process group listens on.
 //! - [`fs`]: making renames durable ([`fs::sync_dir`]). Used by the queue and the store.
 //! - [`limits`]: raising the soft limit of open files to the hard one.
 //! - [`clock`]: the wall clock in milliseconds ([`clock::now_ms`]), the time stored in
@@ -13,7 +18,10 @@
 //!
 //! Invariant: this crate depends on no other strata crate and knows nothing of HTTP.
 
+pub mod claim;
 pub mod clock;
+pub mod disk;
 pub mod fs;
 pub mod limits;
 pub mod listen;
+pub mod sockets;

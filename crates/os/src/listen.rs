@@ -7,8 +7,13 @@
 //! caller's serving function usually runs [`accept`] with its own per-connection
 //! closure. Both are generic, so a connection costs what a hand-written accept loop costs.
 //!
-//! `SO_REUSEPORT` is set through `tokio::net::TcpSocket`, so this needs neither `libc`
-//! nor `socket2`.
+//! The address belongs to one [`spawn`] alone: before its workers bind, it is claimed
+//! ([`crate::claim`]), so a second server on the same address (another node, or any
+//! other process, `SO_REUSEPORT` or not) is refused at start with the holder named,
+//! instead of the kernel splitting connections between the two. The claim is given up
+//! when the workers have stopped.
+//!
+//! `SO_REUSEPORT` is set through `tokio::net::TcpSocket`, so this needs no `socket2`.
 
 use std::future::Future;
 use std::io;
@@ -20,11 +25,13 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::claim::{self, Claim};
+
 /// Where the workers listen and how many there are.
 #[derive(Debug, Clone, Copy)]
 pub struct Listen {
-    /// The address every worker binds. With port 0 the first worker takes a free port
-    /// and the others bind that one.
+    /// The address every worker binds. With port 0 a free port is picked and every
+    /// worker binds that one.
     pub addr: SocketAddr,
     /// How many worker threads; 0 counts as 1.
     pub threads: usize,
@@ -49,17 +56,20 @@ pub struct Workers {
     /// The address they listen on (the real port when asked for port 0).
     pub addr: SocketAddr,
     threads: Vec<JoinHandle<()>>,
+    /// Held while the workers run; dropped (the address given up) after they stopped.
+    claim: Claim,
 }
 
 impl Workers {
     /// Waits until every worker has stopped (after the shutdown token is cancelled).
     /// Connections still open are closed when their worker stops.
     pub async fn join(self) {
-        let threads = self.threads;
+        let Workers { threads, claim, .. } = self;
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
             }
+            drop(claim);
         })
         .await;
     }
@@ -69,6 +79,7 @@ impl Workers {
         for t in self.threads {
             let _ = t.join();
         }
+        drop(self.claim);
     }
 }
 
@@ -76,34 +87,40 @@ impl Workers {
 /// runtime of its own until that future ends; then the runtime is dropped, and with it
 /// the tasks still on it (their sockets close).
 ///
-/// Returns once every worker is listening. If one cannot start (no thread, no runtime,
-/// the address cannot be bound), cancels `shutdown`, so that those already started
-/// stop, and returns the error.
+/// Returns once every worker is listening. If the address is in use, the error (kind
+/// [`io::ErrorKind::AddrInUse`]) names its holder where `/proc` shows it. If a worker
+/// cannot start (no thread, no runtime, the address cannot be bound), cancels
+/// `shutdown`, so that those already started stop, and returns the error.
 pub fn spawn<F, Fut>(listen: Listen, shutdown: &CancellationToken, serve: F) -> io::Result<Workers>
 where
     F: FnOnce(Worker) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()>,
 {
-    let Listen {
-        mut addr,
-        threads,
-        name,
-    } = listen;
+    let Listen { addr, threads, name } = listen;
+    let claim = match claim::claim(addr) {
+        Ok(claim) => claim,
+        Err(e) => {
+            shutdown.cancel();
+            return Err(e);
+        }
+    };
+    let addr = claim.addr;
     let threads = threads.max(1);
     let mut handles = Vec::with_capacity(threads);
     for index in 0..threads {
         match start_worker(index, addr, name, shutdown.clone(), serve.clone()) {
-            Ok((bound, handle)) => {
-                addr = bound;
-                handles.push(handle);
-            }
+            Ok(handle) => handles.push(handle),
             Err(e) => {
                 shutdown.cancel();
                 return Err(e);
             }
         }
     }
-    Ok(Workers { addr, threads: handles })
+    Ok(Workers {
+        addr,
+        threads: handles,
+        claim,
+    })
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled, handing each to
@@ -131,19 +148,19 @@ where
     }
 }
 
-/// Starts worker `index` and waits until it listens; returns the address it bound.
+/// Starts worker `index` and waits until it listens.
 fn start_worker<F, Fut>(
     index: usize,
     addr: SocketAddr,
     name: &'static str,
     shutdown: CancellationToken,
     serve: F,
-) -> io::Result<(SocketAddr, JoinHandle<()>)>
+) -> io::Result<JoinHandle<()>>
 where
     F: FnOnce(Worker) -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
-    let (bound_tx, bound_rx) = mpsc::channel::<io::Result<SocketAddr>>();
+    let (bound_tx, bound_rx) = mpsc::channel::<io::Result<()>>();
     let handle = std::thread::Builder::new()
         .name(format!("strata-{name}-{index}"))
         .spawn(move || {
@@ -162,7 +179,7 @@ where
                         return;
                     }
                 };
-                let _ = bound_tx.send(listener.local_addr());
+                let _ = bound_tx.send(Ok(()));
                 serve(Worker {
                     index,
                     listener,
@@ -172,7 +189,7 @@ where
             });
         })?;
     match bound_rx.recv() {
-        Ok(Ok(bound)) => Ok((bound, handle)),
+        Ok(Ok(())) => Ok(handle),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(io::Error::other(format!("{name} worker {index} died while starting"))),
     }
@@ -232,6 +249,44 @@ mod tests {
         workers.join_blocking();
         let refused = std::net::TcpStream::connect(addr).unwrap_err();
         assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn a_second_server_on_the_address_is_refused_and_the_first_keeps_every_connection() {
+        let first_down = CancellationToken::new();
+        let first = spawn_echo_index("127.0.0.1:0".parse().unwrap(), 2, &first_down).unwrap();
+        // Asked for by address, as a second node with the same gateway.listen would.
+        let second_down = CancellationToken::new();
+        let err = spawn_echo_index(first.addr, 2, &second_down)
+            .err()
+            .expect("the address is taken");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(
+            err.to_string()
+                .contains(&format!("in use by pid {}", std::process::id())),
+            "{err}"
+        );
+        assert!(second_down.is_cancelled());
+        assert!(!first_down.is_cancelled());
+        for _ in 0..10 {
+            let mut conn = std::net::TcpStream::connect(first.addr).unwrap();
+            let mut index = Vec::new();
+            conn.read_to_end(&mut index).unwrap();
+            assert!(matches!(index[..], [i] if i < 2), "answered {index:?}");
+        }
+        // Once the first has stopped, the address is free again, and now claimed by
+        // address (with its lock file): a third is refused by the lock.
+        let addr = first.addr;
+        first_down.cancel();
+        first.join_blocking();
+        let again_down = CancellationToken::new();
+        let again = spawn_echo_index(addr, 1, &again_down).unwrap();
+        let err = spawn_echo_index(addr, 1, &CancellationToken::new())
+            .err()
+            .expect("the address is taken");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        again_down.cancel();
+        again.join_blocking();
     }
 
     #[test]

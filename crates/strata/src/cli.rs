@@ -55,6 +55,21 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         accelerators: u32,
     },
+    /// Look at an app's folder and write a strata.json for it, explaining each guess.
+    Init {
+        /// The app's folder.
+        #[arg(default_value = ".", value_name = "DIR")]
+        path: PathBuf,
+        /// Take every guess without asking (an existing strata.json is still kept unless --force).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Replace an existing strata.json.
+        #[arg(long)]
+        force: bool,
+        /// Print the manifest instead of writing it (the explanations go to stderr).
+        #[arg(long)]
+        stdout: bool,
+    },
     /// Check a manifest and say exactly what is wrong with it.
     Validate {
         #[arg(default_value = "strata.json")]
@@ -145,6 +160,23 @@ pub async fn run(cli: Cli) -> Result<()> {
             config.node = node;
             config.write_state_file = true;
             up(config).await
+        }
+        Command::Init {
+            path,
+            yes,
+            force,
+            stdout,
+        } => {
+            let options = crate::init::InitOptions {
+                dir: dir.join(path),
+                yes,
+                force,
+                stdout,
+            };
+            // It reads files and may ask on the terminal: off the async workers.
+            tokio::task::spawn_blocking(move || crate::init::run(options))
+                .await
+                .context("run strata init")?
         }
         Command::Validate { file } => {
             let file = dir.join(file);
@@ -315,8 +347,12 @@ fn print_queues(reply: &serde_json::Value) {
 }
 
 fn print_ps(ps: &serde_json::Value) {
+    let cache = ps["cache"]
+        .as_str()
+        .map(|c| format!("  cache redis://{c}"))
+        .unwrap_or_default();
     println!(
-        "app {}  gateway http://{}  api {}",
+        "app {}  gateway http://{}  api {}{cache}",
         ps["app"].as_str().unwrap_or("?"),
         ps["gateway"].as_str().unwrap_or("?"),
         ps["api"].as_str().unwrap_or("?")

@@ -4,9 +4,11 @@
 //! Layout:
 //! - `cli`: the commands and their output; `strata up` starts a [`strata_node::Node`].
 //! - `control`: the CLI's side of the node's control API (`ps`, `scale`, `logs`, `down`).
+//! - `init`: `strata init`, a first strata.json guessed from an app's folder, each guess explained.
 
 mod cli;
 mod control;
+mod init;
 
 use clap::Parser;
 

@@ -72,7 +72,7 @@ fn crates_depend_only_on_what_the_architecture_allows() {
         ("strata-queue", &["manifest", "os"]),
         ("strata-store", &["os"]),
         ("strata-cache", &["os"]),
-        ("strata-appservice", &["manifest", "bus"]),
+        ("strata-appservice", &["manifest", "bus", "os"]),
         ("strata-autoscale", &["appservice", "bus", "manifest", "queue"]),
         ("strata-gateway", &["bus", "manifest", "os", "wire"]),
         (

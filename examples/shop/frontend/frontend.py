@@ -1,4 +1,4 @@
-"""frontend: composes the product page from three other services. Python stdlib only.
+"""frontend: composes the product page from three other services. Python stdlib and strata_client.
 
 GET  /?product=B0001&user=alice              -> the HTML product page
 GET  /?product=B0001&user=alice&format=json  -> which instance served each part, as JSON
@@ -21,8 +21,8 @@ A part whose call fails or times out is left out of the page with a note; the pa
 itself still renders (graceful degradation, as on the real thing).
 
 An order goes through the durable queue `orders` rather than a call: POST /buy publishes
-it with the Python client (strata_client.py, placed into the scratch dir by the
-manifest's `files`) and waits up to SHOP_ORDER_WAIT_MS for the `worker` pool's reply:
+it with the Python client (the package clients/python, installed into .deps by the
+manifest's setup step) and waits up to SHOP_ORDER_WAIT_MS for the `worker` pool's reply:
 200 with the confirmation, or 202 when none came in time (the order is stored and will
 still be fulfilled). The order id comes from the page's form, so a form sent twice is
 one order: the queue drops a publish whose dedupe id it has seen.
@@ -84,7 +84,8 @@ def load_catalog():
 CATALOG = load_catalog()
 BY_ID = {p["id"]: p for p in CATALOG}
 
-sys.path.insert(0, scratch_or_shop("strata_client.py") or HERE)
+# The package clients/python, which the manifest's setup step installs into .deps (on
+# PYTHONPATH); run by hand: PYTHONPATH=../../../clients/python.
 import strata_client  # noqa: E402
 
 
@@ -260,10 +261,14 @@ def place_order(order):
         code = 200 if doc["status"] == "confirmed" else 409
     except strata_client.StrataError as e:
         CLIENTS.put(client)
-        if e.status == 504:
+        if e.code == "no_reply":
             # Published and durable, but no worker answered in time: it will be fulfilled.
             doc.update(status="accepted", note=f"no confirmation within {ORDER_WAIT_MS} ms; "
                                                "the order is queued and will be fulfilled")
+            code = 202
+        elif e.code == "duplicate":
+            # The same form sent again: the queue already holds this order (dedupe id).
+            doc.update(status="accepted", note="this order was already placed; it is queued once")
             code = 202
         else:
             doc.update(status="unavailable", error=f"HTTP {e.status}: {e.message}")

@@ -1,4 +1,4 @@
-"""history: a customer's purchase history. Python stdlib only.
+"""history: a customer's purchase history. Python stdlib and strata_client.
 
 GET /history?user=alice -> {"instance", "user", "orders": [...], "items": [{"id", "name",
                             "price", "bought", "order_id"}]}
@@ -53,7 +53,8 @@ def load_catalog():
 CATALOG = load_catalog()
 BY_ID = {p["id"]: p for p in CATALOG}
 
-sys.path.insert(0, scratch_or_shop("strata_client.py") or HERE)
+# The package clients/python, which the manifest's setup step installs into .deps (on
+# PYTHONPATH); run by hand: PYTHONPATH=../../../clients/python.
 import strata_client  # noqa: E402
 
 

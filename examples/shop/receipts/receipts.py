@@ -1,4 +1,4 @@
-"""receipts: a function, not a service. Python stdlib only.
+"""receipts: a function, not a service. Python stdlib and strata_client.
 
 The manifest declares it under `functions` with a store trigger on the namespace
 `history`: whenever a customer's purchase history is written (the worker appends each
@@ -21,14 +21,9 @@ import sys
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-# The manifest's `files` places strata_client.py into the scratch dir ($TMPDIR); run by
-# hand, the shop's own copy is one directory up.
-HERE = os.path.dirname(os.path.abspath(__file__))
-for d in (os.environ.get("TMPDIR", ""), os.path.join(HERE, "..")):
-    if d and os.path.exists(os.path.join(d, "strata_client.py")):
-        sys.path.insert(0, d)
-        break
-import strata_client  # noqa: E402
+# The package clients/python, which the manifest's setup step installs into .deps (on
+# PYTHONPATH); run by hand: PYTHONPATH=../../../clients/python.
+import strata_client
 
 PLATFORM = strata_client.Client(os.environ["STRATA_URL"])
 

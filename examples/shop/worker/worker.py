@@ -1,4 +1,4 @@
-"""worker: fulfils the shop's orders from the `orders` queue. Python stdlib only.
+"""worker: fulfils the shop's orders from the `orders` queue. Python stdlib and strata_client.
 
 POST /orders  a batch of orders pushed by strata -> {"processed", "failed": [offsets]}
 GET  /stats   {"instance", "batches", "confirmed", "rejected", "failed", "replied",
@@ -71,7 +71,8 @@ def load_catalog():
 CATALOG = load_catalog()
 BY_ID = {p["id"]: p for p in CATALOG}
 
-sys.path.insert(0, scratch_or_shop("strata_client.py") or HERE)
+# The package clients/python, which the manifest's setup step installs into .deps (on
+# PYTHONPATH); run by hand: PYTHONPATH=../../../clients/python.
 import strata_client  # noqa: E402
 
 # One batch is in flight per instance at a time, so one kept-alive client will do.
@@ -189,7 +190,7 @@ def handle(message):
             PLATFORM.reply(message, outcome)
             count("replied")
         except strata_client.StrataError as e:
-            if e.status != 404:  # 404: the buyer stopped waiting; the order stands
+            if e.code != "not_found":  # the buyer stopped waiting; the order stands
                 log(f"order {order.get('order_id')}: reply failed ({e}); it goes back to the queue")
                 return False
         except OSError as e:

@@ -1,0 +1,869 @@
+//! [`FaultDisk`]: a [`Disk`] in memory, for tests, that fails the way disks and kernels do.
+//!
+//! It keeps, per file, what is synced and what is only written (the writes since the last
+//! good sync, in order), and per directory which names are synced; a test can then:
+//! - **cut the power** ([`FaultDisk::power_cut`], or [`FaultDisk::power_cut_after`] a
+//!   number of changes, which lands the cut inside whatever the engine is doing): every
+//!   write, new name, rename and removal not yet synced is dropped, every handle of the
+//!   machine before the cut fails from then on with `EIO` (its threads are dead), and
+//!   [`FaultDisk::restart`] gives a handle on the disk as the next boot finds it.
+//!   [`FaultDisk::power_cut_torn`] keeps a random part of the unsynced writes instead of
+//!   none (what a disk that wrote some of its cache before the power went leaves);
+//! - **fail an fsync** with `EIO` ([`FaultDisk::fail_sync`]), the Linux way: of the writes
+//!   it was to cover, some may have reached the disk, the others never will though they
+//!   stay readable, and the next sync succeeds (a failing directory sync may or may not
+//!   have made its names durable);
+//! - return **short reads** ([`FaultDisk::short_reads`]);
+//! - **flip bits**: on the way out of a read, once ([`FaultDisk::flip_on_read`]), or in the
+//!   stored bytes for good ([`FaultDisk::flip_bit`]).
+//!
+//! Every random choice comes from the seed given to [`FaultDisk::new`]. Paths are names
+//! only: nothing is read or written under them on the real file system. Everything under
+//! the root given to `new` is simulated; the root and its parents always exist.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{Disk, DiskFile, Open};
+
+/// A simulated disk; clones share it. See the module docs.
+#[derive(Clone)]
+pub struct FaultDisk {
+    shared: Arc<Mutex<State>>,
+    /// The boot this handle belongs to: after a power cut, every call through a handle of
+    /// an earlier boot fails with `EIO`.
+    boot: u64,
+}
+
+/// One open file of a [`FaultDisk`].
+pub struct FaultFile {
+    shared: Arc<Mutex<State>>,
+    boot: u64,
+    ino: u64,
+    handle: u64,
+}
+
+/// What the disk did so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub writes: u64,
+    pub syncs: u64,
+    pub power_cuts: u64,
+    pub failed_syncs: u64,
+    pub short_reads: u64,
+    pub flipped_reads: u64,
+}
+
+struct State {
+    root: PathBuf,
+    boot: u64,
+    /// The names as the running machine sees them.
+    names: BTreeMap<PathBuf, Node>,
+    /// The names as a boot after a power cut would find them.
+    durable: BTreeMap<PathBuf, Node>,
+    /// By inode number: ordered, so that a torn cut's choices follow the seed.
+    inodes: BTreeMap<u64, Inode>,
+    next_ino: u64,
+    next_handle: u64,
+    rng: u64,
+    /// Changes still allowed before the armed power cut, and whether it is torn.
+    cut_after: Option<(u64, bool)>,
+    /// (syncs still allowed, the end of the path) before the armed failing sync.
+    fail_sync: Option<(u64, PathBuf)>,
+    short_reads: u32,
+    flip_on_read: u32,
+    counts: FaultCounts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    Dir,
+    File(u64),
+}
+
+#[derive(Default)]
+struct Inode {
+    /// What reads see.
+    data: Vec<u8>,
+    /// What the platter holds: the contents as of the last good sync.
+    synced: Vec<u8>,
+    /// Changes since then that a good sync would make durable, in order.
+    unsynced: Vec<Change>,
+    /// The handle holding the lock.
+    lock: Option<u64>,
+}
+
+enum Change {
+    Write { pos: u64, bytes: Vec<u8> },
+    SetLen(u64),
+}
+
+impl Change {
+    fn apply(&self, data: &mut Vec<u8>) {
+        match self {
+            Change::Write { pos, bytes } => write_into(data, *pos, bytes),
+            Change::SetLen(len) => data.resize(*len as usize, 0),
+        }
+    }
+}
+
+fn write_into(data: &mut Vec<u8>, pos: u64, bytes: &[u8]) {
+    let end = pos as usize + bytes.len();
+    if data.len() < end {
+        data.resize(end, 0);
+    }
+    data[pos as usize..end].copy_from_slice(bytes);
+}
+
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(libc::EIO)
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{} does not exist", path.display()))
+}
+
+impl State {
+    fn random(&mut self) -> u64 {
+        // splitmix64
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn one_in(&mut self, n: u32) -> bool {
+        n > 0 && self.random() % u64::from(n) == 0
+    }
+
+    /// Fails when `boot` is over (the power was cut since).
+    fn live(&self, boot: u64) -> io::Result<()> {
+        if boot == self.boot {
+            Ok(())
+        } else {
+            Err(eio())
+        }
+    }
+
+    /// A change to the disk by a handle of `boot`: counts towards the armed power cut,
+    /// which happens instead of the change.
+    fn change(&mut self, boot: u64) -> io::Result<()> {
+        self.live(boot)?;
+        match self.cut_after {
+            Some((0, torn)) => {
+                self.cut(torn);
+                Err(eio())
+            }
+            Some((n, torn)) => {
+                self.cut_after = Some((n - 1, torn));
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The root and its parents: directories that always exist and are durable.
+    fn implicit(&self, dir: &Path) -> bool {
+        self.root.starts_with(dir)
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        self.implicit(path) || self.names.get(path) == Some(&Node::Dir)
+    }
+
+    fn check_inside(&self, path: &Path) -> io::Result<()> {
+        if path.starts_with(&self.root) && path != self.root {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{} is outside the simulated disk's root", path.display()),
+            ))
+        }
+    }
+
+    fn file(&self, path: &Path) -> io::Result<u64> {
+        match self.names.get(path) {
+            Some(Node::File(ino)) => Ok(*ino),
+            Some(Node::Dir) => Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                format!("{} is a directory", path.display()),
+            )),
+            None => Err(not_found(path)),
+        }
+    }
+
+    fn parent_exists(&self, path: &Path) -> io::Result<()> {
+        match path.parent() {
+            Some(parent) if self.is_dir(parent) => Ok(()),
+            _ => Err(not_found(path)),
+        }
+    }
+
+    fn inode(&mut self, ino: u64) -> io::Result<&mut Inode> {
+        // An inode of this boot is never dropped while a handle of this boot is open.
+        self.inodes.get_mut(&ino).ok_or_else(eio)
+    }
+
+    /// The power goes: the names and contents become what was synced (plus, `torn`, a
+    /// random part of what was not), and every handle of this boot is dead.
+    fn cut(&mut self, torn: bool) {
+        let mut names = BTreeMap::new();
+        // Parents sort before their children: a name survives if its parent did.
+        for (path, node) in &self.durable {
+            let parent_kept = path
+                .parent()
+                .is_some_and(|p| self.implicit(p) || names.get(p) == Some(&Node::Dir));
+            if parent_kept {
+                names.insert(path.clone(), *node);
+            }
+        }
+        let reachable: HashSet<u64> = names
+            .values()
+            .filter_map(|n| match n {
+                Node::File(ino) => Some(*ino),
+                Node::Dir => None,
+            })
+            .collect();
+        let mut inodes = std::mem::take(&mut self.inodes);
+        inodes.retain(|ino, _| reachable.contains(ino));
+        for inode in inodes.values_mut() {
+            let mut data = std::mem::take(&mut inode.synced);
+            for change in std::mem::take(&mut inode.unsynced) {
+                if torn && self.random() % 2 == 0 {
+                    change.apply(&mut data);
+                }
+            }
+            inode.synced = data.clone();
+            inode.data = data;
+            inode.lock = None;
+        }
+        self.inodes = inodes;
+        self.durable = names.clone();
+        self.names = names;
+        self.boot += 1;
+        self.cut_after = None;
+        self.fail_sync = None;
+        self.counts.power_cuts += 1;
+    }
+
+    /// Whether this sync is the one armed to fail (`paths`: the names it covers).
+    fn sync_fails(&mut self, paths: &[&Path]) -> bool {
+        let Some((left, part)) = &mut self.fail_sync else {
+            return false;
+        };
+        if !paths.iter().any(|p| p.ends_with(&*part)) {
+            return false;
+        }
+        if *left > 0 {
+            *left -= 1;
+            return false;
+        }
+        self.fail_sync = None;
+        self.counts.failed_syncs += 1;
+        true
+    }
+
+    fn names_of(&self, ino: u64) -> Vec<&Path> {
+        self.names
+            .iter()
+            .filter(|(_, n)| **n == Node::File(ino))
+            .map(|(p, _)| p.as_path())
+            .collect()
+    }
+}
+
+impl FaultDisk {
+    /// An empty disk whose root directory is `root`; its random choices follow `seed`.
+    pub fn new(root: &Path, seed: u64) -> FaultDisk {
+        let state = State {
+            root: root.to_path_buf(),
+            boot: 0,
+            names: BTreeMap::new(),
+            durable: BTreeMap::new(),
+            inodes: BTreeMap::new(),
+            next_ino: 1,
+            next_handle: 1,
+            rng: seed,
+            cut_after: None,
+            fail_sync: None,
+            short_reads: 0,
+            flip_on_read: 0,
+            counts: FaultCounts::default(),
+        };
+        FaultDisk {
+            shared: Arc::new(Mutex::new(state)),
+            boot: 0,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Cuts the power now: what was not synced is lost; every handle (this one too, its
+    /// clones and their files) fails from now on. Take [`FaultDisk::restart`] next.
+    pub fn power_cut(&self) {
+        self.state().cut(false);
+    }
+
+    /// Like [`FaultDisk::power_cut`], but each write not yet synced is kept or lost at
+    /// random, in no particular order: a torn state.
+    pub fn power_cut_torn(&self) {
+        self.state().cut(true);
+    }
+
+    /// Arms a power cut: after `changes` more changes (writes, syncs, truncations, new
+    /// names, renames, removals), the next one cuts the power instead of happening.
+    pub fn power_cut_after(&self, changes: u64) {
+        self.state().cut_after = Some((changes, false));
+    }
+
+    /// [`FaultDisk::power_cut_after`], the cut torn as in [`FaultDisk::power_cut_torn`].
+    pub fn torn_power_cut_after(&self, changes: u64) {
+        self.state().cut_after = Some((changes, true));
+    }
+
+    /// Whether the power was cut since this handle's boot.
+    pub fn is_cut(&self) -> bool {
+        self.state().boot != self.boot
+    }
+
+    /// A handle on the disk as the machine finds it now (after a power cut: the next boot).
+    pub fn restart(&self) -> FaultDisk {
+        FaultDisk {
+            shared: self.shared.clone(),
+            boot: self.state().boot,
+        }
+    }
+
+    /// Arms a failing sync: after `after` more syncs (of files or directories) whose path
+    /// ends with `path_end` (whole components: `"groups.log"`, `"q/groups.log"`; `""` for
+    /// any), the next one fails with `EIO`. Of the writes a failing file sync was to cover,
+    /// each either reached the disk or never will (chosen at random), though all stay
+    /// readable until the power is cut; a failing directory sync made its names durable,
+    /// or none of them.
+    pub fn fail_sync(&self, after: u64, path_end: &str) {
+        self.state().fail_sync = Some((after, PathBuf::from(path_end)));
+    }
+
+    /// Whether an armed failing sync is still to come.
+    pub fn sync_failure_armed(&self) -> bool {
+        self.state().fail_sync.is_some()
+    }
+
+    /// Disarms the power cut and the failing sync still to come, if any.
+    pub fn disarm(&self) {
+        let mut state = self.state();
+        state.cut_after = None;
+        state.fail_sync = None;
+    }
+
+    /// One read in `one_in` (0: none) returns fewer bytes than asked.
+    pub fn short_reads(&self, one_in: u32) {
+        self.state().short_reads = one_in;
+    }
+
+    /// One read in `one_in` (0: none) comes back with one bit flipped; the stored bytes
+    /// stay right.
+    pub fn flip_on_read(&self, one_in: u32) {
+        self.state().flip_on_read = one_in;
+    }
+
+    /// Flips bit `bit` (counted from the file's start) of the file at `path`, for good,
+    /// as damage to the medium would.
+    pub fn flip_bit(&self, path: &Path, bit: u64) -> io::Result<()> {
+        let mut state = self.state();
+        let ino = state.file(path)?;
+        let inode = state.inode(ino)?;
+        let (at, mask) = ((bit / 8) as usize, 1u8 << (bit % 8));
+        if at >= inode.data.len() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "past the end of the file"));
+        }
+        inode.data[at] ^= mask;
+        if let Some(b) = inode.synced.get_mut(at) {
+            *b ^= mask;
+        }
+        for change in &mut inode.unsynced {
+            if let Change::Write { pos, bytes } = change {
+                if let Some(b) = (at as u64).checked_sub(*pos).and_then(|i| bytes.get_mut(i as usize)) {
+                    *b ^= mask;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every file with its size, by path.
+    pub fn files(&self) -> Vec<(PathBuf, u64)> {
+        let state = self.state();
+        state
+            .names
+            .iter()
+            .filter_map(|(p, n)| match n {
+                Node::File(ino) => Some((p.clone(), state.inodes.get(ino).map_or(0, |i| i.data.len() as u64))),
+                Node::Dir => None,
+            })
+            .collect()
+    }
+
+    /// Bytes written to the file at `path` and not synced yet.
+    pub fn unsynced_bytes(&self, path: &Path) -> io::Result<u64> {
+        let mut state = self.state();
+        let ino = state.file(path)?;
+        let inode = state.inode(ino)?;
+        Ok(inode
+            .unsynced
+            .iter()
+            .map(|c| match c {
+                Change::Write { bytes, .. } => bytes.len() as u64,
+                Change::SetLen(_) => 0,
+            })
+            .sum())
+    }
+
+    pub fn counts(&self) -> FaultCounts {
+        self.state().counts
+    }
+}
+
+impl std::fmt::Debug for FaultDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state();
+        f.debug_struct("FaultDisk")
+            .field("root", &state.root)
+            .field("boot", &self.boot)
+            .field("counts", &state.counts)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for FaultFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultFile")
+            .field("ino", &self.ino)
+            .field("boot", &self.boot)
+            .finish()
+    }
+}
+
+impl Disk for FaultDisk {
+    type File = FaultFile;
+
+    fn open(&self, path: &Path, how: Open) -> io::Result<FaultFile> {
+        let mut state = self.state();
+        state.live(self.boot)?;
+        state.check_inside(path)?;
+        state.parent_exists(path)?;
+        let ino = match (state.file(path), how) {
+            (Ok(ino), Open::Existing | Open::Create) => ino,
+            (Ok(ino), Open::Truncate) => {
+                state.change(self.boot)?;
+                let inode = state.inode(ino)?;
+                inode.data.clear();
+                inode.unsynced.push(Change::SetLen(0));
+                ino
+            }
+            (Err(e), Open::Existing) => return Err(e),
+            (Err(e), _) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            (Err(_), Open::Create | Open::Truncate) => {
+                state.change(self.boot)?;
+                let ino = state.next_ino;
+                state.next_ino += 1;
+                state.inodes.insert(ino, Inode::default());
+                state.names.insert(path.to_path_buf(), Node::File(ino));
+                ino
+            }
+        };
+        let handle = state.next_handle;
+        state.next_handle += 1;
+        Ok(FaultFile {
+            shared: self.shared.clone(),
+            boot: self.boot,
+            ino,
+            handle,
+        })
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        let state = self.state();
+        state.live(self.boot)?;
+        if !state.is_dir(dir) {
+            return Err(not_found(dir));
+        }
+        Ok(state
+            .names
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+            .collect())
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.live(self.boot)?;
+        if state.implicit(dir) {
+            return Ok(());
+        }
+        state.check_inside(dir)?;
+        let missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| !state.is_dir(a))
+            .map(Path::to_path_buf)
+            .collect();
+        for d in missing.into_iter().rev() {
+            if state.names.contains_key(&d) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} is a file", d.display()),
+                ));
+            }
+            state.change(self.boot)?;
+            state.names.insert(d, Node::Dir);
+        }
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.live(self.boot)?;
+        state.check_inside(to)?;
+        let ino = state.file(from)?;
+        state.parent_exists(to)?;
+        if state.names.get(to) == Some(&Node::Dir) {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                format!("{} is a directory", to.display()),
+            ));
+        }
+        state.change(self.boot)?;
+        state.names.remove(from);
+        state.names.insert(to.to_path_buf(), Node::File(ino));
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.live(self.boot)?;
+        state.file(path)?;
+        state.change(self.boot)?;
+        state.names.remove(path);
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.live(self.boot)?;
+        if !state.is_dir(dir) {
+            return Err(not_found(dir));
+        }
+        state.change(self.boot)?;
+        state.counts.syncs += 1;
+        // A failing sync may have written the directory before it failed, or not.
+        let failed = state.sync_fails(&[dir]);
+        if failed && state.random() % 2 == 0 {
+            return Err(eio());
+        }
+        if state.implicit(dir) && dir != state.root {
+            return if failed { Err(eio()) } else { Ok(()) };
+        }
+        let State { names, durable, .. } = &mut *state;
+        durable.retain(|p, _| p.parent() != Some(dir));
+        for (p, n) in names.iter() {
+            if p.parent() == Some(dir) {
+                durable.insert(p.clone(), *n);
+            }
+        }
+        if failed {
+            return Err(eio());
+        }
+        Ok(())
+    }
+}
+
+impl FaultFile {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl DiskFile for FaultFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        let mut state = self.state();
+        state.live(self.boot)?;
+        let inode = state.inode(self.ino)?;
+        let start = (pos as usize).min(inode.data.len());
+        let mut n = (inode.data.len() - start).min(buf.len());
+        buf[..n].copy_from_slice(&inode.data[start..start + n]);
+        let (short, flip) = (state.short_reads, state.flip_on_read);
+        if n > 1 && state.one_in(short) {
+            n = 1 + (state.random() % (n as u64 - 1)) as usize;
+            state.counts.short_reads += 1;
+        }
+        if n > 0 && state.one_in(flip) {
+            let bit = state.random() % (n as u64 * 8);
+            buf[(bit / 8) as usize] ^= 1 << (bit % 8);
+            state.counts.flipped_reads += 1;
+        }
+        Ok(n)
+    }
+
+    fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
+        let mut state = self.state();
+        state.change(self.boot)?;
+        state.counts.writes += 1;
+        let inode = state.inode(self.ino)?;
+        write_into(&mut inode.data, pos, buf);
+        inode.unsynced.push(Change::Write {
+            pos,
+            bytes: buf.to_vec(),
+        });
+        Ok(buf.len())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut state = self.state();
+        state.change(self.boot)?;
+        state.counts.syncs += 1;
+        let fails = match state.fail_sync {
+            Some(_) => {
+                let names: Vec<PathBuf> = state.names_of(self.ino).into_iter().map(Path::to_path_buf).collect();
+                let names: Vec<&Path> = names.iter().map(PathBuf::as_path).collect();
+                state.sync_fails(&names)
+            }
+            None => false,
+        };
+        if fails {
+            // Some pages may have been written before the error; the kernel marks the
+            // others clean: what they held never reaches the disk.
+            let changes = std::mem::take(&mut state.inode(self.ino)?.unsynced);
+            let kept: Vec<Change> = changes.into_iter().filter(|_| state.random() % 2 == 0).collect();
+            let inode = state.inode(self.ino)?;
+            for change in kept {
+                change.apply(&mut inode.synced);
+            }
+            return Err(eio());
+        }
+        let inode = state.inode(self.ino)?;
+        let Inode { synced, unsynced, .. } = inode;
+        for change in unsynced.drain(..) {
+            change.apply(synced);
+        }
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut state = self.state();
+        state.change(self.boot)?;
+        let inode = state.inode(self.ino)?;
+        inode.data.resize(len as usize, 0);
+        inode.unsynced.push(Change::SetLen(len));
+        Ok(())
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        let mut state = self.state();
+        state.live(self.boot)?;
+        Ok(state.inode(self.ino)?.data.len() as u64)
+    }
+
+    fn try_lock_exclusive(&self) -> io::Result<()> {
+        let mut state = self.state();
+        state.live(self.boot)?;
+        let inode = state.inode(self.ino)?;
+        match inode.lock {
+            Some(h) if h != self.handle => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "another handle holds the file's lock",
+            )),
+            _ => {
+                inode.lock = Some(self.handle);
+                Ok(())
+            }
+        }
+    }
+
+    fn read_cached(&self, buf: &mut [u8], pos: u64) -> io::Result<bool> {
+        Ok(self.read_at(buf, pos)? == buf.len())
+    }
+}
+
+impl Drop for FaultFile {
+    fn drop(&mut self) {
+        let mut state = self.state();
+        if state.boot != self.boot {
+            return;
+        }
+        if let Some(inode) = state.inodes.get_mut(&self.ino) {
+            if inode.lock == Some(self.handle) {
+                inode.lock = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        PathBuf::from("/sim")
+    }
+
+    fn read_all(disk: &FaultDisk, path: &Path) -> Vec<u8> {
+        disk.read(path).unwrap()
+    }
+
+    #[test]
+    fn a_power_cut_keeps_what_was_synced_only() {
+        let disk = FaultDisk::new(&root(), 1);
+        let dir = root().join("q");
+        disk.create_dir_all(&dir).unwrap();
+        disk.sync_dir(&root()).unwrap();
+        let path = dir.join("a.log");
+        let f = disk.open(&path, Open::Create).unwrap();
+        disk.sync_dir(&dir).unwrap();
+        f.write_all_at(b"synced", 0).unwrap();
+        f.sync_data().unwrap();
+        f.write_all_at(b"-lost", 6).unwrap();
+        assert_eq!(read_all(&disk, &path), b"synced-lost");
+        assert_eq!(disk.unsynced_bytes(&path).unwrap(), 5);
+        // A name created and not synced, and a rename not synced.
+        disk.open(&dir.join("new"), Open::Create).unwrap();
+        disk.rename(&path, &dir.join("b.log")).unwrap();
+
+        disk.power_cut();
+        assert!(disk.is_cut());
+        assert_eq!(f.write_at(b"x", 0).unwrap_err().raw_os_error(), Some(libc::EIO));
+        assert_eq!(disk.list(&dir).unwrap_err().raw_os_error(), Some(libc::EIO));
+        let disk = disk.restart();
+        assert!(!disk.is_cut());
+        assert_eq!(disk.list(&dir).unwrap(), [OsString::from("a.log")]);
+        assert_eq!(read_all(&disk, &path), b"synced");
+        assert_eq!(disk.counts().power_cuts, 1);
+    }
+
+    #[test]
+    fn a_directory_not_synced_in_its_parent_is_lost_with_its_files() {
+        let disk = FaultDisk::new(&root(), 1);
+        let dir = root().join("q");
+        disk.create_dir_all(&dir).unwrap();
+        let f = disk.open(&dir.join("a"), Open::Create).unwrap();
+        f.write_all_at(b"data", 0).unwrap();
+        f.sync_data().unwrap();
+        disk.sync_dir(&dir).unwrap();
+        disk.power_cut();
+        let disk = disk.restart();
+        assert!(disk.list(&root()).unwrap().is_empty());
+        assert_eq!(disk.open(&dir.join("a"), Open::Existing).unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_failed_sync_loses_its_writes_even_if_the_next_sync_succeeds() {
+        let disk = FaultDisk::new(&root(), 1);
+        let path = root().join("wal");
+        let f = disk.open(&path, Open::Create).unwrap();
+        disk.sync_dir(&root()).unwrap();
+        f.write_all_at(b"one", 0).unwrap();
+        f.sync_data().unwrap();
+        disk.fail_sync(0, "wal");
+        let two: Vec<u8> = (1..=32).collect();
+        for (i, b) in two.iter().enumerate() {
+            f.write_all_at(&[*b], 3 + i as u64).unwrap();
+        }
+        assert_eq!(f.sync_data().unwrap_err().raw_os_error(), Some(libc::EIO));
+        assert!(!disk.sync_failure_armed());
+        // Still readable, and a retry "succeeds"...
+        assert_eq!(read_all(&disk, &path)[3..], two[..]);
+        f.sync_data().unwrap();
+        // ...but the power cut shows that only some of it was made durable.
+        disk.power_cut();
+        let disk = disk.restart();
+        let after = read_all(&disk, &path);
+        assert_eq!(&after[..3], b"one");
+        let kept = after[3..].iter().zip(&two).filter(|(a, b)| a == b).count();
+        assert!(after[3..].iter().zip(&two).all(|(a, b)| a == b || *a == 0));
+        assert!(kept < two.len(), "some of the writes were lost");
+        assert_eq!(disk.counts().failed_syncs, 1);
+    }
+
+    #[test]
+    fn an_armed_power_cut_lands_on_the_nth_change() {
+        let disk = FaultDisk::new(&root(), 1);
+        let f = disk.open(&root().join("f"), Open::Create).unwrap();
+        disk.sync_dir(&root()).unwrap();
+        disk.power_cut_after(2);
+        f.write_all_at(b"a", 0).unwrap();
+        f.sync_data().unwrap();
+        assert!(f.write_all_at(b"b", 1).is_err());
+        assert!(disk.is_cut());
+        let disk = disk.restart();
+        assert_eq!(read_all(&disk, &root().join("f")), b"a");
+    }
+
+    #[test]
+    fn a_torn_cut_keeps_some_unsynced_writes() {
+        let disk = FaultDisk::new(&root(), 7);
+        let f = disk.open(&root().join("f"), Open::Create).unwrap();
+        disk.sync_dir(&root()).unwrap();
+        for i in 0..64u8 {
+            f.write_all_at(&[i + 1], u64::from(i)).unwrap();
+        }
+        disk.power_cut_torn();
+        let disk = disk.restart();
+        let data = read_all(&disk, &root().join("f"));
+        let kept = data.iter().filter(|&&b| b != 0).count();
+        assert!(kept > 0 && kept < 64, "kept {kept} of 64");
+        for (i, &b) in data.iter().enumerate() {
+            assert!(b == 0 || b == i as u8 + 1);
+        }
+    }
+
+    #[test]
+    fn short_reads_and_flipped_bits() {
+        let disk = FaultDisk::new(&root(), 3);
+        let path = root().join("f");
+        let f = disk.open(&path, Open::Create).unwrap();
+        let data: Vec<u8> = (0..=255).collect();
+        f.write_all_at(&data, 0).unwrap();
+        disk.short_reads(1);
+        let mut buf = vec![0; 256];
+        let n = f.read_at(&mut buf, 0).unwrap();
+        assert!(n < 256 && buf[..n] == data[..n]);
+        // The provided loop reads all the same.
+        f.read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(buf, data);
+        disk.short_reads(0);
+        disk.flip_on_read(1);
+        f.read_exact_at(&mut buf, 0).unwrap();
+        let flipped: u32 = buf.iter().zip(&data).map(|(a, b)| (a ^ b).count_ones()).sum();
+        assert_eq!(flipped, 1);
+        disk.flip_on_read(0);
+        assert_eq!(read_all(&disk, &path), data, "the stored bytes are intact");
+        disk.flip_bit(&path, 8 * 10 + 3).unwrap();
+        assert_eq!(read_all(&disk, &path)[10], 10 ^ 8);
+    }
+
+    #[test]
+    fn locks_are_held_per_handle_until_dropped() {
+        let disk = FaultDisk::new(&root(), 1);
+        let a = disk.open(&root().join("db"), Open::Create).unwrap();
+        let b = disk.open(&root().join("db"), Open::Existing).unwrap();
+        a.try_lock_exclusive().unwrap();
+        assert_eq!(b.try_lock_exclusive().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        drop(a);
+        b.try_lock_exclusive().unwrap();
+    }
+
+    #[test]
+    fn paths_outside_the_root_are_refused() {
+        let disk = FaultDisk::new(&root(), 1);
+        assert!(disk.open(Path::new("/elsewhere/f"), Open::Create).is_err());
+        disk.create_dir_all(&root()).unwrap();
+        disk.sync_dir(Path::new("/")).unwrap();
+    }
+}
