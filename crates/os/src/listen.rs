@@ -131,18 +131,25 @@ pub async fn accept<F>(listener: TcpListener, shutdown: &CancellationToken, name
 where
     F: FnMut(TcpStream, SocketAddr),
 {
+    // Out of file descriptors (or another failure that repeats): back off from 10 ms up
+    // to 1 s, and say so once per episode with how many accepts failed, not once per try.
+    let mut backoff = AcceptBackoff::default();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(ok) => ok,
                 Err(e) => {
-                    tracing::warn!(server = name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    let pause = backoff.failed(name, &e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
                     continue;
                 }
             },
             _ = shutdown.cancelled() => return,
         };
+        backoff.recovered(name);
         let _ = stream.set_nodelay(true);
         serve(stream, peer);
     }
@@ -298,5 +305,50 @@ mod tests {
             .expect("binding a foreign address fails");
         assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable);
         assert!(shutdown.is_cancelled());
+    }
+}
+
+/// Failed accepts in a row: how long to pause, and what to log.
+#[derive(Default)]
+struct AcceptBackoff {
+    failures: u64,
+}
+
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+impl AcceptBackoff {
+    /// Records a failed accept; the pause before the next try doubles each time.
+    fn failed(&mut self, name: &str, e: &io::Error) -> Duration {
+        if self.failures == 0 {
+            tracing::warn!(server = name, error = %e, "accept failed; backing off (up to 1 s between tries) until it works again");
+        }
+        self.failures += 1;
+        ACCEPT_PAUSE_MIN
+            .saturating_mul(1 << self.failures.min(8).saturating_sub(1) as u32)
+            .min(ACCEPT_PAUSE_MAX)
+    }
+
+    /// An accept worked: report the episode, if there was one.
+    fn recovered(&mut self, name: &str) {
+        if self.failures > 0 {
+            tracing::warn!(server = name, failed = self.failures, "accepting connections again");
+            self.failures = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_back_off_to_a_second_and_reset() {
+        let mut b = AcceptBackoff::default();
+        let e = io::Error::from_raw_os_error(24); // EMFILE
+        let pauses: Vec<u64> = (0..10).map(|_| b.failed("t", &e).as_millis() as u64).collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        b.recovered("t");
+        assert_eq!(b.failed("t", &e), ACCEPT_PAUSE_MIN);
     }
 }
