@@ -209,7 +209,13 @@ async fn run_once(
     stop: &CancellationToken,
 ) -> RunEnd {
     let started = Instant::now();
-    let scratch = shared.state_dir.join("run").join(format!("{id}.{launch_no}"));
+    // Unique per incarnation of the node (its pid) and per launch: a new instance is
+    // never handed a predecessor's files, even after a kill -9 of the node.
+    let scratch = shared
+        .state_dir
+        .join("run")
+        .join(std::process::id().to_string())
+        .join(format!("{id}.{launch_no}"));
     let launched = launch(shared, ctx, id, &scratch);
     let (mut proc, addr, log) = match launched {
         Ok(ok) => ok,

@@ -121,7 +121,9 @@ impl AppService {
     pub fn start(config: AppConfig, bus: Arc<Bus>, shutdown: CancellationToken) -> Result<AppService> {
         let logs = config.state_dir.join("logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("create log dir {}", logs.display()))?;
-        std::fs::create_dir_all(config.state_dir.join("run")).context("create scratch dir root")?;
+        let run = config.state_dir.join("run");
+        std::fs::create_dir_all(&run).context("create scratch dir root")?;
+        clear_stale_scratch(&run);
         let guard = guard::Guard::spawn().context("start the orphan guard")?;
         let shared = Arc::new(AppContext {
             app: config.manifest.app.clone(),
@@ -231,5 +233,31 @@ impl AppService {
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
         self.shared.guard.close();
+    }
+}
+
+/// Removes the scratch dirs left under `run/` by nodes that are no longer running (a node
+/// killed with SIGKILL leaves its instances' dirs): one dir per node pid, kept only while
+/// that pid is alive; anything else there (the old flat layout) is removed too.
+fn clear_stale_scratch(run: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(run) else {
+        return;
+    };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid: Option<u32> = name.to_str().and_then(|n| n.parse().ok());
+        let live = pid.is_some_and(|p| p != me && std::path::Path::new(&format!("/proc/{p}")).exists());
+        if !live {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                tracing::warn!(path = %path.display(), "could not remove a stale scratch dir: {e}");
+            }
+        }
     }
 }
