@@ -182,6 +182,10 @@ EOF
         fi
         if [ -s "$state" ]; then
             API=$(sed -n 's/^ *"api": *"\([^"]*\)".*/\1/p' "$state" | head -n1)
+            # The node API answers only with a token: the bench client reads STRATA_TOKEN.
+            local token
+            token="$(dirname "$state")/control.token"
+            [ -s "$token" ] && export STRATA_TOKEN="$(cat "$token")"
             [ -n "$API" ] && return 0
         fi
         [ "$SECONDS" -lt "$deadline" ] || { tail -n 20 "$WORK/strata.log" >&2; return 1; }

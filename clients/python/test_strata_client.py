@@ -13,6 +13,7 @@ the node's manifest declares under `caches` (python_client.rs declares "hist" ov
 namespace "history"); they count its loads, so its ttl_ms must outlast a test.
 """
 import hashlib
+import http.server
 import io
 import json
 import os
@@ -336,6 +337,11 @@ class Errors(QueueTest):
         self.assertError(404, self.client.publish, missing, "x", code="not_found")
         self.assertError(404, self.client.fetch, missing, "g")
         self.assertError(404, self.client.ack, missing, "g", [0])
+
+    def test_a_token_the_node_did_not_give_out_is_401(self):
+        with Client(STRATA_URL, timeout=15, token="0" * 64) as stranger:
+            err = self.assertError(401, stranger.stats, self.name("q"), code="unauthorized")
+        self.assertIn("token", err.message)
 
     def test_bad_max_is_400(self):
         queue = self.new_queue()
@@ -780,6 +786,48 @@ class Offline(unittest.TestCase):
         if INSTALLED_AT:
             self.assertEqual(os.path.realpath(os.path.dirname(here)), os.path.realpath(INSTALLED_AT),
                              "the tests import the package pip installed, not the source tree")
+
+    def test_the_token_goes_with_every_call(self):
+        seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                seen.append((self.headers.get("Authorization"), self.headers.get("X-Strata-Token")))
+                body = b'{"name": "q"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        saved = os.environ.get("STRATA_TOKEN")
+        try:
+            with Client(url, token="t0k") as c:
+                c.stats("q")
+                c.call("web", "/x", headers={"Authorization": "Basic dXNlcg=="})
+            os.environ["STRATA_TOKEN"] = "from-env"
+            with Client(url) as c:
+                c.stats("q")
+            del os.environ["STRATA_TOKEN"]
+            with Client(url) as c:
+                c.stats("q")
+        finally:
+            server.shutdown()
+            server.server_close()
+            if saved is not None:
+                os.environ["STRATA_TOKEN"] = saved
+        self.assertEqual(seen, [("Bearer t0k", None),
+                                ("Basic dXNlcg==", "t0k"),  # the call's own Authorization goes on
+                                ("Bearer from-env", None),
+                                (None, None)])
 
     def test_url_is_required(self):
         saved = os.environ.pop("STRATA_URL", None)

@@ -228,6 +228,10 @@ class Replies(LiveTest):
 
 
 class Errors(LiveTest):
+    async def test_a_token_the_node_did_not_give_out_is_401(self):
+        async with AsyncClient(STRATA_URL, timeout=15, token="0" * 64) as stranger:
+            await self.assertError(401, "unauthorized", stranger.stats(self.name("q")))
+
     async def test_codes(self):
         missing = self.name("missing")
         err = await self.assertError(404, "not_found", self.client.stats(missing))
@@ -450,6 +454,7 @@ class ScriptedNode:
     def __init__(self, answer):
         self.answer = answer
         self.requests = []
+        self.headers = []  # the headers of each request (lower-case names), in order
         self.closed = []
         self.conns = 0
 
@@ -486,6 +491,7 @@ class ScriptedNode:
                     body = b"".join(chunks)
                 n += 1
                 self.requests.append((conn_no, method, target, body))
+                self.headers.append(headers)
                 out = self.answer(conn_no, n, method, target, body)
                 if asyncio.iscoroutine(out):
                     out = await out
@@ -525,6 +531,19 @@ class Offline(unittest.IsolatedAsyncioTestCase):
         self.assertEqual([(r[0], r[1], r[2]) for r in node.requests], [(1, "GET", "/a"), (1, "POST", "/b")],
                          "both on the first connection")
         self.assertEqual(node.requests[1][3], b'{"x":1}')
+
+    async def test_the_token_goes_with_every_call(self):
+        async with ScriptedNode(lambda *a: ok_json({"name": "q"})) as node:
+            async with AsyncClient(node.url, token="t0k") as c:
+                await c.stats("q")
+                await c.call("web", "/x", headers={"Authorization": "Basic dXNlcg=="})
+            async with AsyncClient(node.url) as c:
+                await c.stats("q")
+        seen = [(h.get("authorization"), h.get("x-strata-token")) for h in node.headers]
+        expected_default = ("Bearer " + os.environ["STRATA_TOKEN"]) if os.environ.get("STRATA_TOKEN") else None
+        self.assertEqual(seen, [("Bearer t0k", None),
+                                ("Basic dXNlcg==", "t0k"),  # the call's own Authorization goes on
+                                (expected_default, None)])
 
     async def test_a_body_up_to_the_close(self):
         async with ScriptedNode(lambda *a: b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it") as node:

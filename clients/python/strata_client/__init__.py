@@ -2,7 +2,7 @@
 
     from strata_client import Client, StrataError
 
-    c = Client()                                  # base URL from $STRATA_URL
+    c = Client()                                  # base URL from $STRATA_URL, token from $STRATA_TOKEN
     c.create_queue("orders", lease_ms=10000)
     c.publish("orders", {"item": "B0001"}, dedupe_id="order-17")
     for m in c.fetch("orders", "billing", max=100, wait_ms=1000):
@@ -22,6 +22,12 @@ asyncio streams itself:
 
     async with AsyncClient() as c:
         await c.publish("orders", "hello")
+
+Every call carries the token (`Authorization: Bearer`, or `X-Strata-Token` when a call
+passes an Authorization of its own on to the called service): strata gives each instance
+its service's in $STRATA_TOKEN, which reaches what the service's manifest entry declares
+(docs/access.md); a call beyond it raises StrataError 403 (code "forbidden"), one
+without a valid token 401 ("unauthorized").
 
 Errors the node answers raise StrataError (`status`, `code`, `message`), a failed
 compare-and-set its subclass ConflictError (`current`); network failures raise OSError.

@@ -42,6 +42,25 @@ def node_url(url: Optional[str]) -> NodeURL:
                    parts.path.rstrip("/"))
 
 
+def node_token(token: Optional[str]) -> Optional[str]:
+    """The token the node API wants, `token` or else $STRATA_TOKEN (strata gives each
+    instance its service's); None when neither is set."""
+    return token or os.environ.get("STRATA_TOKEN") or None
+
+
+def with_token(token: Optional[str], headers: Mapping[str, str]) -> Dict[str, str]:
+    """`headers` with the token added: as `Authorization: Bearer TOKEN`, or as
+    `X-Strata-Token` when the headers carry an Authorization of the app's own (a call
+    passing a user's credentials on to the called service)."""
+    out = dict(headers)
+    if token:
+        if any(k.lower() == "authorization" for k in out):
+            out["X-Strata-Token"] = token
+        else:
+            out["Authorization"] = f"Bearer {token}"
+    return out
+
+
 def quote(part: object) -> str:
     """One path segment: every reserved character escaped, "/" included."""
     return urllib.parse.quote(str(part), safe="")

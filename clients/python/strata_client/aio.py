@@ -24,7 +24,7 @@ from typing import (IO, Any, AsyncIterable, AsyncIterator, Awaitable, Callable, 
 from . import _api
 from ._api import Answer, BatchItem, BlobMeta, Exchange
 from ._http11 import BodyReader, Connection, Dropped, OutBody, RequestBody
-from ._wire import BLOCK, JSON, Body, file_span, node_url, not_a_blob
+from ._wire import BLOCK, JSON, Body, file_span, node_token, node_url, not_a_blob, with_token
 from .models import BatchPublished, Entry, Message, Published, Reply, Response
 
 T = TypeVar("T")
@@ -41,18 +41,21 @@ class AsyncClient:
     """The platform API of one node, for asyncio: queues, replies, calls to services,
     the store (key-value and blobs) and the cache; every method of `Client`, awaited.
 
-    `url` defaults to $STRATA_URL; `timeout` (seconds) bounds each call, on top of any
+    `url` defaults to $STRATA_URL and `token` to $STRATA_TOKEN (sent with every call as
+    `Authorization: Bearer`); `timeout` (seconds) bounds each call, on top of any
     wait the call asks the node for (`wait_ms`, `timeout_ms`), and a call past it raises
     TimeoutError. Up to `max_connections` calls are in flight at once, each on its own
     kept-alive connection. A client belongs to the event loop that uses it; used from
     another loop, it starts afresh there.
     """
 
-    def __init__(self, url: Optional[str] = None, timeout: float = 30.0, max_connections: int = 10) -> None:
+    def __init__(self, url: Optional[str] = None, timeout: float = 30.0, max_connections: int = 10,
+                 token: Optional[str] = None) -> None:
         if max_connections < 1:
             raise ValueError("max_connections is 1 or more")
         node = node_url(url)
         self.url = node.url
+        self._token = node_token(token)
         self.timeout = timeout
         self.max_connections = max_connections
         self._prefix = node.prefix
@@ -119,6 +122,7 @@ class AsyncClient:
         with a dedupe_id is safe to send twice) when `resendable`; `body(attempt)` gives
         the body for each attempt (rewound for the second)."""
         target = self._prefix + path
+        headers = with_token(self._token, headers)
         async with self._pool():
             for attempt in (1, 2):
                 conn = self._take_idle()
@@ -282,7 +286,8 @@ class AsyncClient:
         conn: Optional[Connection] = None
         try:
             conn = await _within(self._connect(), self.timeout, "GET", exchange.path)
-            status, headers = await _within(conn.request("GET", self._prefix + exchange.path, exchange.headers, None),
+            status, headers = await _within(conn.request("GET", self._prefix + exchange.path,
+                                                          with_token(self._token, exchange.headers), None),
                                             self.timeout, "GET", exchange.path)
             assert conn.body is not None
             if status != 200:

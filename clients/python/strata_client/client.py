@@ -10,7 +10,7 @@ from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, Mapping, 
 
 from . import _api
 from ._api import Answer, BatchItem, BlobMeta, Exchange
-from ._wire import BLOCK, JSON, Body, file_span, node_url, not_a_blob
+from ._wire import BLOCK, JSON, Body, file_span, node_token, node_url, not_a_blob, with_token
 from .models import BatchPublished, Entry, Message, Published, Reply, Response
 
 T = TypeVar("T")
@@ -27,15 +27,18 @@ class Client:
     """The platform API of one node: queues, replies, calls to services, the store
     (key-value and blobs) and the cache.
 
-    `url` defaults to $STRATA_URL; `timeout` (seconds) bounds each call, on top of any
+    `url` defaults to $STRATA_URL and `token` to $STRATA_TOKEN (sent with every call as
+    `Authorization: Bearer`; strata gives each instance its service's, and the CLI's is
+    in the app's .strata/control.token); `timeout` (seconds) bounds each call, on top of any
     wait the call asks the node for (`wait_ms`, `timeout_ms`). One kept-alive
     connection: calls from several threads take turns on it, so give each thread its
     own Client to run them in parallel.
     """
 
-    def __init__(self, url: Optional[str] = None, timeout: float = 30.0) -> None:
+    def __init__(self, url: Optional[str] = None, timeout: float = 30.0, token: Optional[str] = None) -> None:
         node = node_url(url)
         self.url = node.url
+        self._token = node_token(token)
         self.timeout = timeout
         self._prefix = node.prefix
         self._conn_class: Type[http.client.HTTPConnection] = (
@@ -73,6 +76,7 @@ class Client:
         again only when `rewind` (not None) can put it back to its start."""
         hdrs = {"Accept": "application/json"}
         hdrs.update(headers or {})
+        hdrs = with_token(self._token, hdrs)
         timeout = self.timeout if timeout is None else timeout
         with self._lock:
             for attempt in (1, 2):
@@ -249,7 +253,7 @@ class Client:
         exchange = _api.blob_open(ns, name)
         conn = self._connection()
         try:
-            conn.request("GET", self._prefix + exchange.path, headers=exchange.headers)
+            conn.request("GET", self._prefix + exchange.path, headers=with_token(self._token, exchange.headers))
             resp = conn.getresponse()
             headers = {k.lower(): v for k, v in resp.getheaders()}
             if resp.status != 200:

@@ -1,6 +1,7 @@
 """Errors the node answers. Its error body is `{"error", "status", "code"}`: `code` is
 stable and meant for programs ("not_found", "bad_request", "payload_too_large",
-"duplicate", "no_reply", "condition_failed", "unavailable", "internal", ...), `error`
+"duplicate", "no_reply", "condition_failed", "unavailable", "internal", "unauthorized"
+(no token, or a stale one), "forbidden" (beyond the service's access), ...), `error`
 is meant for people and may change. Network failures are OSError, not these."""
 from __future__ import annotations
 

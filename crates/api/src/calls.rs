@@ -66,6 +66,7 @@ async fn call(
     };
     let pool = state.bus.pool(&service);
     let (mut parts, body) = req.into_parts();
+    crate::access::strip_token(&mut parts.headers);
     let target = match parts.uri.query() {
         Some(q) => format!("/{path}?{q}"),
         None => format!("/{path}"),

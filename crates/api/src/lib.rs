@@ -5,7 +5,10 @@
 //! ([`NodeParts`]), which `strata-node` assembles.
 //!
 //! Layout:
-//! - [`router`] / [`serve`]: every route, over a [`NodeParts`].
+//! - [`router`] / [`serve`]: every route, over a [`NodeParts`], behind the access check.
+//! - [`access`]: [`Access`], who may call what: the `Host` check, tokens (the CLI's
+//!   control token, one per service), each route's right, JSON media types
+//!   (docs/access.md).
 //! - [`error`]: [`ApiError`], the one mapping of domain errors to HTTP statuses and the
 //!   shared error body (`error`, `status`, `code`).
 //! - `control`: ps, metrics, events, scale, down.
@@ -18,6 +21,7 @@
 //! Invariant: the queues and the store are reached only through their backend traits
 //! (`QueueBackend`, `StoreBackend`), so any backend serves the same API.
 
+pub mod access;
 mod cache;
 mod calls;
 mod control;
@@ -26,6 +30,7 @@ mod logs;
 pub mod queues;
 mod store;
 
+pub use access::{Access, Caller};
 pub use cache::ReadThroughCaches;
 pub use error::ApiError;
 
@@ -71,6 +76,8 @@ pub struct NodeParts {
     pub cache: Arc<strata_cache::Cache>,
     /// The declared read-through caches over the store.
     pub read_through: ReadThroughCaches,
+    /// Who may call what (checked before every route).
+    pub access: Access,
     pub shutdown: CancellationToken,
 }
 
@@ -93,6 +100,8 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
             ))
             .into_response()
         })
+        // Outermost, so that it runs before everything, the fallback included.
+        .layer(axum::middleware::from_fn_with_state(parts.clone(), access::check))
         .with_state(parts)
 }
 

@@ -11,14 +11,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use strata_manifest::QueueSpec;
 use strata_queue::{FetchOptions, Message, NewMessage, QueueBackend, QueueHandle, Replied, Reply};
 use strata_wire::{compact, messages_json, CompactMessage, JsonBody, MessageOut};
 
-use crate::{ApiError, NodeParts};
+use crate::{ApiError, Caller, NodeParts};
 
 /// Largest `max_bytes` of one fetch: one answer is built in memory.
 pub const MAX_FETCH_BYTES: usize = 64 << 20;
@@ -359,8 +359,12 @@ struct ReplyIn {
     body_base64: Option<String>,
 }
 
-async fn reply(State(state): State<Arc<NodeParts>>, body: Bytes) -> Answer {
+async fn reply(State(state): State<Arc<NodeParts>>, Extension(caller): Extension<Caller>, body: Bytes) -> Answer {
     let r: ReplyIn = serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("reply: {e}")))?;
+    // A reply into a queue is a publish there (a dead-letter queue included).
+    if let Some(queue) = r.reply_to.strip_prefix("queue:") {
+        caller.may_publish(queue)?;
+    }
     let payload = JsonBody {
         body: r.body,
         body_base64: r.body_base64,

@@ -525,6 +525,13 @@ fn instance_env(
         ("STRATA_INSTANCE".to_string(), id.to_string()),
         ("TMPDIR".to_string(), scratch.display().to_string()),
     ]);
+    if let Some(token) = shared.tokens.get(&ctx.name) {
+        env.insert("STRATA_TOKEN".to_string(), token.clone());
+    }
+    // The node's own control token, when it came from its environment, is not passed on.
+    if std::env::var_os("STRATA_CONTROL_TOKEN").is_some() {
+        env.insert("STRATA_CONTROL_TOKEN".to_string(), String::new());
+    }
     for (key, value) in &ctx.spec.env {
         let value = process::expand(value, &env);
         env.insert(key.clone(), value);

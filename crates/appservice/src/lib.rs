@@ -81,6 +81,9 @@ pub struct AppConfig {
     pub state_dir: PathBuf,
     /// `STRATA_URL` given to instances: the platform API of this node.
     pub api_url: String,
+    /// `STRATA_TOKEN` given to each service's instances: service -> its token for the
+    /// platform API (a service without one gets none).
+    pub tokens: BTreeMap<String, String>,
     pub node: NodeResources,
 }
 
@@ -91,6 +94,7 @@ pub(crate) struct AppContext {
     pub app_dir: PathBuf,
     pub state_dir: PathBuf,
     pub api_url: String,
+    pub tokens: BTreeMap<String, String>,
     pub bus: Arc<Bus>,
     pub capacity: capacity::Capacity,
     pub guard: guard::Guard,
@@ -130,6 +134,7 @@ impl AppService {
             app_dir: config.app_dir,
             state_dir: config.state_dir,
             api_url: config.api_url,
+            tokens: config.tokens,
             bus,
             capacity: capacity::Capacity::new(config.node),
             guard,

@@ -72,7 +72,9 @@
 //!   [`ReadThrough::stats`]).
 //! - The Redis port → [`spawn_resp`] / [`spawn_resp_with`]; [`RespWorkers::join`] after
 //!   cancelling the token. The RESP server serves the cache as plain Redis strings (no
-//!   read-through on that path).
+//!   read-through on that path). Its bounds come from [`RespConfig`]: connections
+//!   (`maxclients`), idle and slow-command timeouts, each query buffer and all of them
+//!   together; the defaults hold without any setting.
 //!
 //! # Invariants
 //!
@@ -82,6 +84,9 @@
 //!   what the cache holds; each shard evicts to stay within `max_bytes / shards`.
 //! - Keys and values are copied out of request buffers, so a cached value never pins a
 //!   connection's buffer.
+//! - Every connection to the Redis port is bounded in count, in time (idle, and a
+//!   command being received) and in the bytes it holds unrun, and so are all of them
+//!   together; none of it costs a timer or a clock read per command.
 
 mod cache;
 mod clock;

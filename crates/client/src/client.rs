@@ -26,8 +26,17 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// `base` is the node API URL, for example `http://127.0.0.1:4000` (what instances
-    /// find in `$STRATA_URL`). Nothing is connected until the first call.
+    /// find in `$STRATA_URL`). Every call carries the token of `$STRATA_TOKEN` (what
+    /// strata gives each instance) when it is set, as the Python client does;
+    /// [`Client::with_token`] gives another. Nothing is connected until the first call.
     pub fn new(base: &str) -> Result<Client, Error> {
+        let token = std::env::var("STRATA_TOKEN").ok().filter(|t| !t.is_empty());
+        Client::with_token(base, token.as_deref())
+    }
+
+    /// [`Client::new`] with this token (None: none), whatever the environment says: the
+    /// control token of `.strata/control.token` for a tool, or a service's.
+    pub fn with_token(base: &str, token: Option<&str>) -> Result<Client, Error> {
         let bad = |reason: &str| Error::Url {
             url: base.to_string(),
             reason: reason.to_string(),
@@ -45,11 +54,12 @@ impl Client {
             return Err(bad("no port"));
         }
         Ok(Client {
-            conns: Conns::new(authority.to_string())?,
+            conns: Conns::new(authority.to_string(), token)?,
         })
     }
 
-    /// The node API of `$STRATA_URL`, as set for every instance.
+    /// The node API of `$STRATA_URL` with the token of `$STRATA_TOKEN`, as set for
+    /// every instance.
     pub fn from_env() -> Result<Client, Error> {
         match std::env::var("STRATA_URL") {
             Ok(url) => Client::new(&url),

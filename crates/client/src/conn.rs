@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, HOST};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -27,6 +27,8 @@ pub(crate) struct Conns {
     /// `host:port` of the node API.
     authority: String,
     host: HeaderValue,
+    /// `Bearer TOKEN`, sent with every request when there is a token.
+    auth: Option<HeaderValue>,
     idle: Mutex<Vec<Sender>>,
 }
 
@@ -46,14 +48,24 @@ pub(crate) struct Outgoing {
 }
 
 impl Conns {
-    pub fn new(authority: String) -> Result<Arc<Conns>, Error> {
+    pub fn new(authority: String, token: Option<&str>) -> Result<Arc<Conns>, Error> {
         let host = HeaderValue::from_str(&authority).map_err(|e| Error::Url {
             url: authority.clone(),
             reason: e.to_string(),
         })?;
+        let auth = match token {
+            Some(token) => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| Error::Invalid("the token has characters a header cannot carry".to_string()))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
         Ok(Arc::new(Conns {
             authority,
             host,
+            auth,
             idle: Mutex::new(Vec::new()),
         }))
     }
@@ -104,6 +116,9 @@ impl Conns {
             .method(method.clone())
             .uri(path)
             .header(HOST, self.host.clone());
+        if let Some(auth) = &self.auth {
+            b = b.header(AUTHORIZATION, auth.clone());
+        }
         if let Some(ct) = out.content_type {
             b = b.header(CONTENT_TYPE, ct);
         }

@@ -51,6 +51,17 @@ impl Error {
         self.status() == Some(404)
     }
 
+    /// 401: no token, or one the node did not give out (`$STRATA_TOKEN` unset, or from a
+    /// node that has since restarted).
+    pub fn is_unauthorized(&self) -> bool {
+        self.status() == Some(401)
+    }
+
+    /// 403: the token does not reach this (the service's `access` in the manifest).
+    pub fn is_forbidden(&self) -> bool {
+        self.status() == Some(403)
+    }
+
     /// 504: [`Client::request`](crate::Client::request) saw no reply before its deadline
     /// (the message itself stays published).
     pub fn is_timeout(&self) -> bool {

@@ -2,7 +2,8 @@
 //! (`docs/queues.md`), for instances (through `$STRATA_URL`), tools and benchmarks.
 //!
 //! Layout:
-//! - `client`: [`Client`], the node API's address and its kept-alive connections.
+//! - `client`: [`Client`], the node API's address, its token (`$STRATA_TOKEN`, sent as
+//!   `Authorization: Bearer`) and its kept-alive connections.
 //! - `publish`: [`Client::publish`] (one JSON message), [`Client::publish_batch`]
 //!   (compact), [`Client::publish_json_batch`], [`Client::request`]
 //!   (publish-and-wait for a reply), [`Client::reply`].

@@ -38,6 +38,8 @@ struct Fake {
     publish_delay: Mutex<Duration>,
     /// Answer one request per connection, then drop it when the next one arrives.
     one_request_per_connection: bool,
+    /// The Authorization header of each request, in arrival order ("" when none).
+    authorizations: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -87,6 +89,7 @@ impl Fake {
     }
 
     async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        self.authorizations.lock().unwrap().push(header(&req, "authorization"));
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
@@ -535,4 +538,20 @@ async fn producer_offsets_match_what_was_stored() {
         let stored = fake.messages.lock().unwrap()[offset as usize].body.clone();
         assert_eq!(stored, Bytes::from(format!("m{i}")));
     }
+}
+
+#[tokio::test]
+async fn every_call_carries_the_token() {
+    let (fake, addr) = serve(Fake::default()).await;
+    let url = format!("http://{addr}");
+    let with = Client::with_token(&url, Some("0123abcd")).unwrap();
+    with.health().await.unwrap();
+    with.stats("orders").await.unwrap();
+    Client::with_token(&url, None).unwrap().health().await.unwrap();
+    assert_eq!(
+        *fake.authorizations.lock().unwrap(),
+        ["Bearer 0123abcd", "Bearer 0123abcd", ""],
+        "the token on every request of a client that has one, none otherwise"
+    );
+    assert!(Client::with_token(&url, Some("bad\ntoken")).is_err());
 }

@@ -19,6 +19,22 @@ pub struct CacheSpec {
     /// Threads serving the Redis protocol; 0: one per core. One by default: on a machine
     /// whose cores the clients share, a second thread measured worse p99 at no gain.
     pub threads: u32,
+    /// A Redis connection with no command under way for this long is closed (Redis'
+    /// `timeout`); 0: never.
+    pub idle_timeout_ms: u64,
+    /// A command must arrive whole within this long of its first bytes (plus a second
+    /// per MiB received), else the client gets an error and is closed; 0: never.
+    pub command_timeout_ms: u64,
+    /// Most Redis connections open at once (Redis' `maxclients`); one more gets an
+    /// error and is closed.
+    pub max_clients: u32,
+    /// Most bytes one connection may have sent and not yet had run (Redis'
+    /// `client-query-buffer-limit`); past it the connection gets an error and is closed.
+    /// A value (one argument) may be up to half of it.
+    pub max_query_buffer_mb: u64,
+    /// Most bytes the query buffers of all connections may hold together (as Redis'
+    /// `maxmemory-clients`); a connection that would take them past it is closed.
+    pub max_query_buffers_total_mb: u64,
 }
 
 impl Default for CacheSpec {
@@ -27,6 +43,11 @@ impl Default for CacheSpec {
             listen: None,
             max_memory_mb: 256,
             threads: 1,
+            idle_timeout_ms: 300_000,
+            command_timeout_ms: 10_000,
+            max_clients: 10_000,
+            max_query_buffer_mb: 64,
+            max_query_buffers_total_mb: 256,
         }
     }
 }

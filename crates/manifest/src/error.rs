@@ -6,6 +6,9 @@
 //! `services.api.files["conf/app.toml"]`); then it says what was expected and what was
 //! found, in the manifest's words ("a whole number", "an object"), not Rust's ("u32",
 //! "struct ServiceSpec").
+//!
+//! [`step_over`] takes the value an error is about out of the manifest's JSON, so that
+//! `parse_all` can read on and find the next problem.
 
 use std::fmt;
 
@@ -343,4 +346,107 @@ impl From<FieldPath> for String {
     fn from(path: FieldPath) -> String {
         path.to_string()
     }
+}
+
+/// One step of a field path: an object key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The steps of a path as [`FieldPath`] writes it (`a.b[0]["x y"]`); None for text it
+/// would not write, or the root.
+fn steps(path: &str) -> Option<Vec<Step>> {
+    let is_plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut out = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(inner) = rest.strip_prefix('[') {
+            if inner.starts_with('"') {
+                let mut strings = serde_json::Deserializer::from_str(inner).into_iter::<String>();
+                let key = strings.next()?.ok()?;
+                let end = strings.byte_offset();
+                out.push(Step::Key(key));
+                rest = inner[end..].strip_prefix(']')?;
+            } else {
+                let (digits, tail) = inner.split_once(']')?;
+                out.push(Step::Index(digits.parse().ok()?));
+                rest = tail;
+            }
+        } else {
+            let body = if out.is_empty() { rest } else { rest.strip_prefix('.')? };
+            let end = body.find(|c: char| !is_plain(c)).unwrap_or(body.len());
+            if end == 0 {
+                return None;
+            }
+            out.push(Step::Key(body[..end].to_string()));
+            rest = &body[end..];
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn path_of(steps: &[Step]) -> FieldPath {
+    steps.iter().fold(FieldPath::root(), |path, step| match step {
+        Step::Key(key) => path.key(key),
+        Step::Index(i) => path.index(*i),
+    })
+}
+
+/// What [`step_over`] took out of the manifest.
+#[derive(Debug)]
+pub(crate) struct SteppedOver {
+    /// The path of the value taken out.
+    pub removed: String,
+    /// Paths whose checks could now judge defaults rather than the text.
+    pub unchecked: Vec<String>,
+}
+
+/// Takes out of `manifest` (its JSON) the value `problem` is about, so that reading it
+/// again goes past this problem: an unknown key, a value of the wrong type (a wrong item
+/// of an array takes the whole array with it: removing the item alone would renumber
+/// the ones after it). None for a problem that cannot be stepped over (a syntax error,
+/// a missing field, a path not found in the JSON).
+pub(crate) fn step_over(problem: &ManifestError, manifest: &mut serde_json::Value) -> Option<SteppedOver> {
+    let (path, changes_defaults) = match problem {
+        ManifestError::UnknownField { path, .. } => (path, false),
+        ManifestError::Invalid { path, .. } | ManifestError::Serde { path, .. } => (path, true),
+        // The JSON holds one of the two already: reading it again finds the next problem.
+        ManifestError::DuplicateKey { path } => {
+            return Some(SteppedOver {
+                removed: path.clone(),
+                unchecked: Vec::new(),
+            })
+        }
+        _ => return None,
+    };
+    let mut steps = steps(path)?;
+    let whole_array = changes_defaults && matches!(steps.last(), Some(Step::Index(_)));
+    while changes_defaults && matches!(steps.last(), Some(Step::Index(_))) {
+        steps.pop();
+    }
+    let (last, parent) = steps.split_last()?;
+    let Step::Key(key) = last else {
+        return None;
+    };
+    let mut object = &mut *manifest;
+    for step in parent {
+        object = match step {
+            Step::Key(k) => object.get_mut(k.as_str())?,
+            Step::Index(i) => object.get_mut(*i)?,
+        };
+    }
+    object.as_object_mut()?.remove(key.as_str())?;
+    let removed = path_of(&steps).to_string();
+    let unchecked = if !changes_defaults {
+        Vec::new()
+    } else if whole_array || parent.is_empty() {
+        vec![removed.clone()]
+    } else {
+        // An object's fields are checked against each other (min against max): the
+        // default that replaced a wrong value could be blamed on its neighbours.
+        vec![path_of(parent).to_string()]
+    };
+    Some(SteppedOver { removed, unchecked })
 }

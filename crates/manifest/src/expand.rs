@@ -3,8 +3,8 @@
 
 use crate::service::default_stop_grace_ms;
 use crate::{
-    AutoscaleSpec, ConsumesSpec, FunctionSpec, InstancesSpec, Manifest, PlacementSpec, RelaySpec, ResourcesSpec,
-    ServiceSpec,
+    AccessSpec, AutoscaleSpec, ConsumesSpec, FunctionSpec, InstancesSpec, Manifest, PlacementSpec, RelaySpec,
+    ResourcesSpec, ServiceSpec,
 };
 
 impl Manifest {
@@ -38,6 +38,7 @@ impl FunctionSpec {
             routes: self.trigger.http.iter().cloned().collect(),
             health: self.health.clone(),
             bindings: Vec::new(),
+            access: self.access_with_trigger(),
             resources: ResourcesSpec::default(),
             placement: PlacementSpec::default(),
             relay: RelaySpec {
@@ -61,6 +62,23 @@ impl FunctionSpec {
                 ..AutoscaleSpec::default()
             }),
             function: Some(self.trigger.describe()),
+        }
+    }
+}
+
+impl FunctionSpec {
+    /// Its access, with a store trigger's namespace (which it is made to read) in it.
+    fn access_with_trigger(&self) -> AccessSpec {
+        match (&self.access, &self.trigger.store) {
+            // (A namespace that is not a name is reported at the trigger, not here.)
+            (AccessSpec::Declared(list), Some(store))
+                if !list.namespaces.contains(&store.namespace) && crate::is_queue_name(&store.namespace) =>
+            {
+                let mut list = list.clone();
+                list.namespaces.push(store.namespace.clone());
+                AccessSpec::Declared(list)
+            }
+            (access, _) => access.clone(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{de, FileSpec, HealthSpec, RelaySpec, RouteSpec, SetupSpec};
+use crate::{de, AccessSpec, FileSpec, HealthSpec, RelaySpec, RouteSpec, SetupSpec};
 
 /// An event handler: a program serving HTTP on `$PORT` like any instance, started when
 /// its trigger fires (held while it starts), kept warm for `keep_warm_ms`, scaled up to
@@ -47,6 +47,10 @@ pub struct FunctionSpec {
     /// relayed request's.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// What its token (`$STRATA_TOKEN`) reaches through the platform API, as a
+    /// service's; a store trigger's namespace is always included.
+    #[serde(default)]
+    pub access: AccessSpec,
 }
 
 fn default_path() -> String {

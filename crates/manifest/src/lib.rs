@@ -2,8 +2,11 @@
 //!
 //! Layout:
 //! - this file: [`Manifest`], the root of the model (version 1, unknown fields
-//!   rejected); [`parse`] and [`load`], JSON text to a validated manifest; and
+//!   rejected); [`parse`] and [`load`], JSON text to a validated manifest (or the first
+//!   problem); [`parse_all`] and [`load_all`], the same with every problem found; and
 //!   [`Manifest::start_order`].
+//! - `access`: [`AccessSpec`], what a service's token reaches through the platform
+//!   API, and [`Reach`] ([`Manifest::reach`]), those rights derived from the manifest.
 //! - `service`: [`ServiceSpec`], a pool of identical instances, and its parts: files,
 //!   setup step, instance bounds, health check, resources, placement, consumed queue.
 //! - `gateway`: [`GatewaySpec`], the first tier's listener and limits; [`RouteSpec`],
@@ -18,7 +21,7 @@
 //! - `error`: [`ManifestError`], whose messages name the field path, what was expected
 //!   and what was found; serde's errors are reworded into it.
 //! - `validate`: the checks serde cannot express (bounds, names, paths, routes, binding
-//!   cycles).
+//!   cycles), every problem or the first.
 //! - `cron`: [`Cron`], the five-field schedules of timer-triggered functions (UTC).
 //! - `de`: hand-written `Deserialize` impls: routes, setup steps and files (where
 //!   serde's `untagged` would name no field), call modes, structs written only as
@@ -33,6 +36,7 @@
 //!
 //! This crate knows nothing of processes or HTTP: it only says what is wanted.
 
+mod access;
 mod autoscale;
 mod cache;
 mod cron;
@@ -50,6 +54,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use access::{AccessList, AccessSpec, Reach};
 pub use autoscale::AutoscaleSpec;
 pub use cache::{CacheSpec, ReadThroughSpec};
 pub use cron::Cron;
@@ -109,8 +114,80 @@ pub struct Manifest {
     pub functions: BTreeMap<String, FunctionSpec>,
 }
 
-/// Parses and validates manifest text.
+/// Parses and validates manifest text; the first problem found (the first of
+/// [`parse_all`]'s).
 pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+    let manifest = deserialize(text)?;
+    validate::validate(&manifest)?;
+    Ok(manifest)
+}
+
+/// Most problems [`parse_all`] steps over that serde found (each costs a parse).
+const MAX_MODEL_PROBLEMS: usize = 50;
+
+/// Parses and validates manifest text, reporting every problem it can find, in the order
+/// found; the first is the one [`parse`] reports.
+///
+/// serde stops at the first problem in the text: a key the model does not have, or a value
+/// of the wrong type, is then taken out and the text read again, up to
+/// [`MAX_MODEL_PROBLEMS`] times, so that one run names each typo and each wrong value. A
+/// syntax error, a missing field or a manifest of another version ends the search. Once
+/// the text reads, the checks of `validate` run on it, except inside an object a wrong
+/// value was taken out of (its default there could make a problem that is not in the
+/// text).
+pub fn parse_all(text: &str) -> Result<Manifest, Vec<ManifestError>> {
+    let mut problems = Vec::new();
+    let mut value: Option<serde_json::Value> = None;
+    let mut removed: Vec<String> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
+    let mut current = std::borrow::Cow::Borrowed(text);
+    for _ in 0..=MAX_MODEL_PROBLEMS {
+        let problem = match deserialize(&current) {
+            Ok(manifest) => {
+                let inside = |path: &str, of: &str| {
+                    path == of || path.strip_prefix(of).is_some_and(|r| r.starts_with(['.', '[']))
+                };
+                problems.extend(validate::validate_all(&manifest).into_iter().filter(|p| {
+                    let at = p.path().unwrap_or_default();
+                    !skipped.iter().any(|s| inside(&at, s))
+                }));
+                return if problems.is_empty() {
+                    Ok(manifest)
+                } else {
+                    Err(problems)
+                };
+            }
+            Err(problem) => problem,
+        };
+        // A field taken out for its wrong value is now missing: that is the same problem.
+        if !problem.path().is_some_and(|p| removed.contains(&p)) {
+            problems.push(problem.clone());
+        }
+        // Nothing else can be judged against a model this build does not know.
+        if validate::version_error(&current).is_some() {
+            break;
+        }
+        let value = match &mut value {
+            Some(v) => v,
+            None => match serde_json::from_str(text) {
+                Ok(v) => value.insert(v),
+                Err(_) => break,
+            },
+        };
+        match error::step_over(&problem, value) {
+            Some(stepped) => {
+                removed.push(stepped.removed);
+                skipped.extend(stepped.unchecked);
+            }
+            None => break,
+        }
+        current = std::borrow::Cow::Owned(value.to_string());
+    }
+    Err(problems)
+}
+
+/// JSON text to a manifest, no checks beyond serde's.
+fn deserialize(text: &str) -> Result<Manifest, ManifestError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let manifest: Manifest = match serde_path_to_error::deserialize(&mut de) {
         Ok(de::Object(manifest)) => manifest,
@@ -122,7 +199,6 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     };
     // Text after the closing brace is a syntax error too.
     de.end().map_err(ManifestError::from_json)?;
-    validate::validate(&manifest)?;
     Ok(manifest)
 }
 
@@ -134,11 +210,20 @@ pub fn check_queue(name: &str, spec: &QueueSpec) -> Result<(), ManifestError> {
 
 /// Reads, parses and validates a manifest file.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Read {
+    parse(&read(path)?)
+}
+
+/// Reads, parses and validates a manifest file, reporting every problem found
+/// ([`parse_all`]).
+pub fn load_all(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
+    parse_all(&read(path).map_err(|e| vec![e])?)
+}
+
+fn read(path: &Path) -> Result<String, ManifestError> {
+    std::fs::read_to_string(path).map_err(|e| ManifestError::Read {
         path: path.display().to_string(),
         reason: e.to_string(),
-    })?;
-    parse(&text)
+    })
 }
 
 impl Manifest {

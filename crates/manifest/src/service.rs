@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{de, AutoscaleSpec, RelaySpec, RouteSpec};
+use crate::{de, AccessSpec, AutoscaleSpec, RelaySpec, RouteSpec};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +40,10 @@ pub struct ServiceSpec {
     /// Services that must have a ready instance before this one starts.
     #[serde(default)]
     pub bindings: Vec<String>,
+    /// What its token (`$STRATA_TOKEN`) reaches through the platform API beyond what
+    /// this spec implies: `"app"`, or lists of names (see [`AccessSpec`]).
+    #[serde(default)]
+    pub access: AccessSpec,
     #[serde(default, deserialize_with = "de::object")]
     pub resources: ResourcesSpec,
     #[serde(default, deserialize_with = "de::object")]

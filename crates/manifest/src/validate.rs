@@ -1,8 +1,11 @@
 //! The checks serde cannot express: names, bounds, paths, routes, bindings.
 //!
-//! [`validate`] stops at the first problem; the checks run in a fixed order (top-level
-//! fields, then each service by name, then routes across services, then binding
-//! cycles), so the same manifest always gets the same error.
+//! [`validate_all`] reports every problem it finds, [`validate`] the first of them; the
+//! checks run in a fixed order (top-level fields, then each service by name, then routes
+//! across services, then binding cycles), so the same manifest always gets the same
+//! errors in the same order. A check whose input another check rejected is skipped where
+//! it would only repeat that problem in other words (a `min` compared with a `max` that
+//! is not a number of instances, a function's `max_instances` again as its service's).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -38,67 +41,111 @@ fn version_mismatch(found: u64) -> ManifestError {
     )
 }
 
+/// The problems found so far, in the order the checks ran.
+#[derive(Debug, Default)]
+pub(crate) struct Problems(Vec<ManifestError>);
+
+impl Problems {
+    fn add(&mut self, problem: ManifestError) {
+        self.0.push(problem);
+    }
+
+    /// Adds the problem of a check that can find only one; true when it found none.
+    fn check(&mut self, result: Result<(), ManifestError>) -> bool {
+        match result {
+            Ok(()) => true,
+            Err(problem) => {
+                self.0.push(problem);
+                false
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn first(self) -> Result<(), ManifestError> {
+        self.0.into_iter().next().map_or(Ok(()), Err)
+    }
+}
+
 /// The checks serde cannot express; the first problem found, in a fixed order.
 pub(crate) fn validate(m: &Manifest) -> Result<(), ManifestError> {
+    let mut problems = Problems::default();
+    check_manifest(m, &mut problems);
+    problems.first()
+}
+
+/// The checks serde cannot express; every problem found, in a fixed order (the first is
+/// the one [`validate`] reports).
+pub(crate) fn validate_all(m: &Manifest) -> Vec<ManifestError> {
+    let mut problems = Problems::default();
+    check_manifest(m, &mut problems);
+    problems.0
+}
+
+fn check_manifest(m: &Manifest, p: &mut Problems) {
     let root = FieldPath::root();
     if m.strata != VERSION {
-        return Err(version_mismatch(u64::from(m.strata)));
+        // Nothing else can be judged against a model this build does not know.
+        return p.add(version_mismatch(u64::from(m.strata)));
     }
     if m.app.is_empty() || !m.app.chars().all(is_name_char) {
-        return Err(invalid(
+        p.add(invalid(
             root.key("app"),
             "an app name of lowercase letters, digits and -",
             quoted(&m.app),
         ));
     }
-    check_gateway(m, &root.key("gateway"))?;
+    check_gateway(m, &root.key("gateway"), p);
     let services = root.key("services");
     if m.services.is_empty() && m.functions.is_empty() {
-        return Err(invalid(
-            services,
+        p.add(invalid(
+            services.clone(),
             "at least one service (or a function under functions)",
             "none",
         ));
     }
     for (name, spec) in &m.services {
-        check_service(m, name, spec, &services.key(name))?;
+        check_service(m, name, spec, &services.key(name), p);
     }
     for (name, spec) in &m.queues {
-        check_queue(name, spec, &root.key("queues").key(name))?;
+        check_queue_into(name, spec, &root.key("queues").key(name), p);
     }
-    check_cache(m, &root)?;
+    check_cache(m, &root, p);
     for (name, spec) in &m.functions {
-        check_function(m, name, spec, &root.key("functions").key(name))?;
+        check_function(m, name, spec, &root.key("functions").key(name), p);
     }
-    check_route_conflicts(&m.expanded())?;
-    check_binding_cycles(m)
+    check_route_conflicts(&m.expanded(), p);
+    p.check(check_binding_cycles(m));
 }
 
 fn is_name_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
 }
 
-fn check_gateway(m: &Manifest, path: &FieldPath) -> Result<(), ManifestError> {
+fn check_gateway(m: &Manifest, path: &FieldPath, p: &mut Problems) {
     let gateway = &m.gateway;
     if gateway.listen.parse::<SocketAddr>().is_err() {
-        return Err(invalid(
+        p.add(invalid(
             path.key("listen"),
             "a socket address such as 127.0.0.1:8080 or [::1]:8080",
             quoted(&gateway.listen),
         ));
     }
     if gateway.max_header_bytes < 1024 {
-        return Err(invalid(
+        p.add(invalid(
             path.key("max_header_bytes"),
             "at least 1024 bytes",
             gateway.max_header_bytes.to_string(),
         ));
     }
-    positive(
+    p.check(positive(
         path.key("header_read_timeout_ms"),
         gateway.header_read_timeout_ms,
         "milliseconds",
-    )
+    ));
 }
 
 /// `value` within `min..=max`, named with its unit; the bounds keep every arithmetic on
@@ -145,21 +192,21 @@ fn positive(path: FieldPath, value: u64, unit: &str) -> Result<(), ManifestError
     }
 }
 
-fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestError> {
+fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath, p: &mut Problems) {
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) || !name.chars().all(is_name_char) {
-        return Err(invalid(
+        p.add(invalid(
             path.clone(),
             "a service name of lowercase letters, digits and -, starting with a letter",
             format!("the name {}", quoted(name)),
         ));
     }
-    check_argv(&path.key("run"), &spec.run)?;
+    p.check(check_argv(&path.key("run"), &spec.run));
     if let Some(workdir) = &spec.workdir {
-        check_relative(path.key("workdir"), workdir)?;
+        p.check(check_relative(path.key("workdir"), workdir));
     }
     for key in spec.env.keys() {
         if key.is_empty() || key.contains(['=', '\0']) {
-            return Err(invalid(
+            p.add(invalid(
                 path.key("env").key(key),
                 "an environment variable name, not empty and without = or NUL",
                 quoted(key),
@@ -168,9 +215,9 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath)
     }
     for (file, source) in &spec.files {
         let file_path = path.key("files").key(file);
-        check_relative(file_path.clone(), file)?;
+        p.check(check_relative(file_path.clone(), file));
         if let FileSpec::Source { source } = source {
-            check_relative(file_path.key("source"), source)?;
+            p.check(check_relative(file_path.key("source"), source));
         }
     }
     if let Some(setup) = &spec.setup {
@@ -179,23 +226,23 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath)
             SetupSpec::Argv(_) => (setup_path.clone(), setup_path.key("inputs")),
             SetupSpec::Full(_) => (setup_path.key("run"), setup_path.key("inputs")),
         };
-        check_argv(&argv_path, setup.argv())?;
+        p.check(check_argv(&argv_path, setup.argv()));
         for (i, input) in setup.inputs().iter().enumerate() {
-            check_relative(inputs_path.index(i), input)?;
+            p.check(check_relative(inputs_path.index(i), input));
         }
     }
-    check_instances(spec, &path.key("instances"))?;
+    check_instances(spec, &path.key("instances"), p);
     for (i, route) in spec.routes.iter().enumerate() {
         let route_path = match route {
             RouteSpec::Prefix(_) => path.key("routes").index(i),
             RouteSpec::Full(_) => path.key("routes").index(i).key("path"),
         };
         if !route.path().starts_with('/') {
-            return Err(invalid(route_path, "a path starting with /", quoted(route.path())));
+            p.add(invalid(route_path, "a path starting with /", quoted(route.path())));
         }
         if let Some(host) = route.host() {
             if host.is_empty() || host.contains(['/', ':', ' ']) {
-                return Err(invalid(
+                p.add(invalid(
                     path.key("routes").index(i).key("host"),
                     "a host name without port or path, such as example.com",
                     quoted(host),
@@ -206,30 +253,41 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath)
     if let Some(health) = &spec.health {
         let health_path = path.key("health");
         if !health.path.starts_with('/') {
-            return Err(invalid(
+            p.add(invalid(
                 health_path.key("path"),
                 "a path starting with /",
                 quoted(&health.path),
             ));
         }
-        positive(health_path.key("interval_ms"), health.interval_ms, "milliseconds")?;
-        positive(health_path.key("timeout_ms"), health.timeout_ms, "milliseconds")?;
-        positive(
+        p.check(positive(
+            health_path.key("interval_ms"),
+            health.interval_ms,
+            "milliseconds",
+        ));
+        p.check(positive(
+            health_path.key("timeout_ms"),
+            health.timeout_ms,
+            "milliseconds",
+        ));
+        p.check(positive(
             health_path.key("start_timeout_ms"),
             health.start_timeout_ms,
             "milliseconds",
-        )?;
+        ));
         if health.failure_threshold == 0 {
-            return Err(invalid(health_path.key("failure_threshold"), "at least 1", "0"));
+            p.add(invalid(health_path.key("failure_threshold"), "at least 1", "0"));
         }
     }
-    check_bindings(m, name, spec, &path.key("bindings"))?;
+    check_bindings(m, name, spec, &path.key("bindings"), p);
+    for problem in crate::access::check(m, &spec.access, &path.key("access")) {
+        p.add(problem);
+    }
     if let Some(memory_mb) = spec.resources.memory_mb {
-        positive(path.key("resources").key("memory_mb"), memory_mb, "megabytes")?;
+        p.check(positive(path.key("resources").key("memory_mb"), memory_mb, "megabytes"));
     }
     if let Some(spread) = &spec.placement.spread {
         if spread.trim().is_empty() {
-            return Err(invalid(
+            p.add(invalid(
                 path.key("placement").key("spread"),
                 "a node label name such as power",
                 quoted(spread),
@@ -238,50 +296,49 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath)
     }
     let relay = &spec.relay;
     let relay_path = path.key("relay");
-    positive(relay_path.key("timeout_ms"), relay.timeout_ms, "milliseconds")?;
-    positive(
+    let timeout_ok = p.check(positive(relay_path.key("timeout_ms"), relay.timeout_ms, "milliseconds"));
+    let attempt_ok = p.check(positive(
         relay_path.key("attempt_timeout_ms"),
         relay.attempt_timeout_ms,
         "milliseconds",
-    )?;
-    if relay.attempt_timeout_ms > relay.timeout_ms {
-        return Err(invalid(
+    ));
+    if timeout_ok && attempt_ok && relay.attempt_timeout_ms > relay.timeout_ms {
+        p.add(invalid(
             relay_path.key("attempt_timeout_ms"),
             format!("at most relay.timeout_ms ({})", relay.timeout_ms),
             relay.attempt_timeout_ms.to_string(),
         ));
     }
-    check_consumes(m, spec, path)?;
+    check_consumes(m, spec, path, p);
     if let Some(autoscale) = &spec.autoscale {
-        check_autoscale(autoscale, &path.key("autoscale"))?;
+        check_autoscale(autoscale, &path.key("autoscale"), p);
     }
-    Ok(())
 }
 
-fn check_autoscale(a: &AutoscaleSpec, path: &FieldPath) -> Result<(), ManifestError> {
+fn check_autoscale(a: &AutoscaleSpec, path: &FieldPath, p: &mut Problems) {
     if a.concurrency == 0 {
-        return Err(invalid(path.key("concurrency"), "at least 1 request per instance", "0"));
+        p.add(invalid(path.key("concurrency"), "at least 1 request per instance", "0"));
     }
     if a.backlog == 0 {
-        return Err(invalid(path.key("backlog"), "at least 1 message per instance", "0"));
+        p.add(invalid(path.key("backlog"), "at least 1 message per instance", "0"));
     }
     if let Some(ms) = a.latency_ms {
-        positive(path.key("latency_ms"), ms, "milliseconds")?;
+        p.check(positive(path.key("latency_ms"), ms, "milliseconds"));
     }
-    positive(path.key("down_window_ms"), a.down_window_ms, "milliseconds")?;
+    p.check(positive(path.key("down_window_ms"), a.down_window_ms, "milliseconds"));
     if a.max_inflight == Some(0) {
-        return Err(invalid(
+        p.add(invalid(
             path.key("max_inflight"),
             "at least 1 request per instance",
             "0",
         ));
     }
-    Ok(())
 }
 
-fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath) -> Result<(), ManifestError> {
+fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath, p: &mut Problems) {
+    let before = p.len();
     if m.services.contains_key(name) {
-        return Err(invalid(
+        p.add(invalid(
             path.clone(),
             "a name no service uses (a function runs as a pool of its own name)",
             format!("{}, also a service", quoted(name)),
@@ -304,13 +361,17 @@ fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath) 
         } else {
             set.join(" and ")
         };
-        return Err(invalid(tpath, "exactly one of queue, store, timer or http", found));
+        p.add(invalid(
+            tpath.clone(),
+            "exactly one of queue, store, timer or http",
+            found,
+        ));
     }
     if let Some(q) = &trigger.queue {
         let qpath = tpath.key("queue");
         if !m.queues.contains_key(&q.queue) {
             let declared: Vec<&str> = m.queues.keys().map(String::as_str).collect();
-            return Err(invalid(
+            p.add(invalid(
                 qpath.key("queue"),
                 format!("a queue declared under queues ({})", declared.join(", ")),
                 quoted(&q.queue),
@@ -318,10 +379,10 @@ fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath) 
         }
         let group = q.group.as_deref().unwrap_or(name);
         if !is_queue_name(group) {
-            return Err(invalid(qpath.key("group"), EXPECT_QUEUE_NAME, quoted(group)));
+            p.add(invalid(qpath.key("group"), EXPECT_QUEUE_NAME, quoted(group)));
         }
         if !(1..=10_000).contains(&q.batch) {
-            return Err(invalid(
+            p.add(invalid(
                 qpath.key("batch"),
                 "between 1 and 10000 messages",
                 q.batch.to_string(),
@@ -348,7 +409,7 @@ fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath) 
             .chain(functions)
             .find(|(_, queue, g)| **queue == q.queue && g == group)
         {
-            return Err(invalid(
+            p.add(invalid(
                 qpath.key("group"),
                 format!("a consumer group of {} no other pool consumes", q.queue),
                 format!(
@@ -360,7 +421,7 @@ fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath) 
     }
     if let Some(s) = &trigger.store {
         if !is_queue_name(&s.namespace) {
-            return Err(invalid(
+            p.add(invalid(
                 tpath.key("store").key("namespace"),
                 EXPECT_QUEUE_NAME,
                 quoted(&s.namespace),
@@ -370,18 +431,20 @@ fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath) 
     if let Some(t) = &trigger.timer {
         let timer = tpath.key("timer");
         match (t.interval_ms, &t.cron) {
-            (Some(ms), None) => positive(timer.key("interval_ms"), ms, "milliseconds")?,
+            (Some(ms), None) => {
+                p.check(positive(timer.key("interval_ms"), ms, "milliseconds"));
+            }
             (None, Some(cron)) => {
                 if let Err(e) = crate::cron::Cron::parse(cron) {
-                    return Err(invalid(
+                    p.add(invalid(
                         timer.key("cron"),
                         format!("a cron schedule such as \"*/5 * * * *\" ({e})"),
                         quoted(cron),
                     ));
                 }
             }
-            (None, None) => return Err(invalid(timer, "one of interval_ms or cron", "neither")),
-            (Some(_), Some(_)) => return Err(invalid(timer, "one of interval_ms or cron", "both")),
+            (None, None) => p.add(invalid(timer, "one of interval_ms or cron", "neither")),
+            (Some(_), Some(_)) => p.add(invalid(timer, "one of interval_ms or cron", "both")),
         }
     }
     if let Some(route) = &trigger.http {
@@ -390,66 +453,99 @@ fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath) 
             RouteSpec::Full(_) => tpath.key("http").key("path"),
         };
         if !route.path().starts_with('/') {
-            return Err(invalid(rpath, "a path starting with /", quoted(route.path())));
+            p.add(invalid(rpath, "a path starting with /", quoted(route.path())));
         }
     }
     if !f.path.starts_with('/') {
-        return Err(invalid(path.key("path"), "a path starting with /", quoted(&f.path)));
+        p.add(invalid(path.key("path"), "a path starting with /", quoted(&f.path)));
     }
     if f.concurrency == 0 {
-        return Err(invalid(path.key("concurrency"), "at least 1 event per instance", "0"));
+        p.add(invalid(path.key("concurrency"), "at least 1 event per instance", "0"));
     }
     if f.max_instances == 0 || f.max_instances > MAX_INSTANCES {
-        return Err(invalid(
+        p.add(invalid(
             path.key("max_instances"),
             format!("between 1 and {MAX_INSTANCES}"),
             f.max_instances.to_string(),
         ));
     }
-    positive(path.key("keep_warm_ms"), f.keep_warm_ms, "milliseconds")?;
-    positive(path.key("timeout_ms"), f.timeout_ms, "milliseconds")?;
+    p.check(positive(path.key("keep_warm_ms"), f.keep_warm_ms, "milliseconds"));
+    p.check(positive(path.key("timeout_ms"), f.timeout_ms, "milliseconds"));
     // The rest (run, env, files, setup, health) is checked as the service it runs as.
-    check_service(m, name, &f.service(name), path)
+    // Its instances and relay are max_instances, keep_warm_ms and timeout_ms again: once
+    // those were reported above, the service's words for them would only repeat them.
+    let mut as_service = Problems::default();
+    check_service(m, name, &f.service(name), path, &mut as_service);
+    let reported = p.len() > before;
+    let repeats = [path.key("instances").to_string(), path.key("relay").to_string()];
+    for problem in as_service.0 {
+        let at = problem.path().unwrap_or_default();
+        if !(reported && repeats.iter().any(|r| at.starts_with(r.as_str()))) {
+            p.add(problem);
+        }
+    }
 }
 
-fn check_cache(m: &Manifest, root: &FieldPath) -> Result<(), ManifestError> {
+fn check_cache(m: &Manifest, root: &FieldPath, p: &mut Problems) {
     if let Some(listen) = &m.cache.listen {
-        let Ok(addr) = listen.parse::<SocketAddr>() else {
-            return Err(invalid(
+        match listen.parse::<SocketAddr>() {
+            Err(_) => p.add(invalid(
                 root.key("cache").key("listen"),
                 "a socket address such as 127.0.0.1:6380",
                 quoted(listen),
-            ));
-        };
-        // Both are claimed by the node: the second would be refused at start.
-        if addr.port() != 0 && m.gateway.listen.parse::<SocketAddr>().ok() == Some(addr) {
-            return Err(invalid(
-                root.key("cache").key("listen"),
-                "an address other than gateway.listen",
-                quoted(listen),
-            ));
+            )),
+            // Both are claimed by the node: the second would be refused at start.
+            Ok(addr) if addr.port() != 0 && m.gateway.listen.parse::<SocketAddr>().ok() == Some(addr) => {
+                p.add(invalid(
+                    root.key("cache").key("listen"),
+                    "an address other than gateway.listen",
+                    quoted(listen),
+                ));
+            }
+            Ok(_) => {}
         }
     }
-    positive(
+    p.check(positive(
         root.key("cache").key("max_memory_mb"),
         m.cache.max_memory_mb,
         "megabytes",
-    )?;
+    ));
+    let cache = root.key("cache");
+    p.check(within(
+        cache.key("max_clients"),
+        u64::from(m.cache.max_clients),
+        1,
+        1_000_000,
+        "connections",
+    ));
+    p.check(positive(
+        cache.key("max_query_buffer_mb"),
+        m.cache.max_query_buffer_mb,
+        "megabytes",
+    ));
+    p.check(positive(
+        cache.key("max_query_buffers_total_mb"),
+        m.cache.max_query_buffers_total_mb,
+        "megabytes",
+    ));
     for (name, spec) in &m.caches {
         let path = root.key("caches").key(name);
         if !is_queue_name(name) {
-            return Err(invalid(path, EXPECT_QUEUE_NAME, format!("the name {}", quoted(name))));
+            p.add(invalid(
+                path.clone(),
+                EXPECT_QUEUE_NAME,
+                format!("the name {}", quoted(name)),
+            ));
         }
         if !is_queue_name(&spec.namespace) {
-            return Err(invalid(
+            p.add(invalid(
                 path.key("namespace"),
                 EXPECT_QUEUE_NAME,
                 quoted(&spec.namespace),
             ));
         }
-        positive(path.key("ttl_ms"), spec.ttl_ms, "milliseconds")?;
+        p.check(positive(path.key("ttl_ms"), spec.ttl_ms, "milliseconds"));
     }
-    Ok(())
 }
 
 /// A queue or consumer group name: it names a directory, so a restricted alphabet.
@@ -465,65 +561,85 @@ pub fn is_queue_name(name: &str) -> bool {
 pub(crate) const EXPECT_QUEUE_NAME: &str =
     "a name of at most 64 lowercase letters, digits, - and _, starting with a letter or digit";
 
-/// The checks of one queue declaration; the node API uses them for queues created at run time.
+/// The checks of one queue declaration; the node API uses them for queues created at run
+/// time. The first problem found.
 pub(crate) fn check_queue(name: &str, spec: &QueueSpec, path: &FieldPath) -> Result<(), ManifestError> {
+    let mut problems = Problems::default();
+    check_queue_into(name, spec, path, &mut problems);
+    problems.first()
+}
+
+fn check_queue_into(name: &str, spec: &QueueSpec, path: &FieldPath, p: &mut Problems) {
     if !is_queue_name(name) {
-        return Err(invalid(
+        p.add(invalid(
             path.clone(),
             EXPECT_QUEUE_NAME,
             format!("the name {}", quoted(name)),
         ));
     }
-    within(
+    p.check(within(
         path.key("fsync_interval_ms"),
         spec.fsync_interval_ms,
         1,
         MAX_QUEUE_MS,
         "milliseconds",
-    )?;
-    within(path.key("lease_ms"), spec.lease_ms, 1, MAX_QUEUE_MS, "milliseconds")?;
-    within(
+    ));
+    p.check(within(
+        path.key("lease_ms"),
+        spec.lease_ms,
+        1,
+        MAX_QUEUE_MS,
+        "milliseconds",
+    ));
+    p.check(within(
         path.key("dedupe_window_ms"),
         spec.dedupe_window_ms,
         0,
         MAX_DEDUPE_MS,
         "milliseconds",
-    )?;
-    within(
+    ));
+    p.check(within(
         path.key("max_deliveries"),
         u64::from(spec.max_deliveries),
         0,
         u64::from(MAX_DELIVERIES),
         "deliveries",
-    )?;
+    ));
     if !(64 << 10..=1 << 30).contains(&spec.segment_bytes) {
-        return Err(invalid(
+        p.add(invalid(
             path.key("segment_bytes"),
             "between 65536 and 1073741824 bytes",
             spec.segment_bytes.to_string(),
         ));
-    }
-    let most = spec.segment_bytes - 4096;
-    if spec.max_message_bytes == 0 || spec.max_message_bytes > most {
-        return Err(invalid(
-            path.key("max_message_bytes"),
-            format!("between 1 and segment_bytes - 4096 ({most}) bytes"),
-            spec.max_message_bytes.to_string(),
-        ));
+    } else {
+        // Bounded by a segment's size, so only once that size is one.
+        let most = spec.segment_bytes - 4096;
+        if spec.max_message_bytes == 0 || spec.max_message_bytes > most {
+            p.add(invalid(
+                path.key("max_message_bytes"),
+                format!("between 1 and segment_bytes - 4096 ({most}) bytes"),
+                spec.max_message_bytes.to_string(),
+            ));
+        }
     }
     let retention = path.key("retention");
     if let Some(bytes) = spec.retention.max_bytes {
-        within(retention.key("max_bytes"), bytes, 1, MAX_RETENTION_BYTES, "bytes")?;
+        p.check(within(
+            retention.key("max_bytes"),
+            bytes,
+            1,
+            MAX_RETENTION_BYTES,
+            "bytes",
+        ));
     }
     if let Some(age) = spec.retention.max_age_s {
-        within(retention.key("max_age_s"), age, 1, MAX_RETENTION_S, "seconds")?;
+        p.check(within(retention.key("max_age_s"), age, 1, MAX_RETENTION_S, "seconds"));
     }
-    Ok(())
 }
 
-fn check_consumes(m: &Manifest, spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestError> {
+fn check_consumes(m: &Manifest, spec: &ServiceSpec, path: &FieldPath, p: &mut Problems) {
     let Some(consumes) = &spec.consumes else {
-        return Ok(());
+        return;
     };
     let path = path.key("consumes");
     if !m.queues.contains_key(&consumes.queue) {
@@ -533,26 +649,25 @@ fn check_consumes(m: &Manifest, spec: &ServiceSpec, path: &FieldPath) -> Result<
         } else {
             format!("a queue declared under queues ({})", declared.join(", "))
         };
-        return Err(invalid(path.key("queue"), expected, quoted(&consumes.queue)));
+        p.add(invalid(path.key("queue"), expected, quoted(&consumes.queue)));
     }
     if !is_queue_name(&consumes.group) {
-        return Err(invalid(path.key("group"), EXPECT_QUEUE_NAME, quoted(&consumes.group)));
+        p.add(invalid(path.key("group"), EXPECT_QUEUE_NAME, quoted(&consumes.group)));
     }
     if !(1..=10_000).contains(&consumes.batch) {
-        return Err(invalid(
+        p.add(invalid(
             path.key("batch"),
             "between 1 and 10000 messages",
             consumes.batch.to_string(),
         ));
     }
     if !consumes.path.starts_with('/') {
-        return Err(invalid(
+        p.add(invalid(
             path.key("path"),
             "a path starting with /",
             quoted(&consumes.path),
         ));
     }
-    Ok(())
 }
 
 fn check_argv(path: &FieldPath, argv: &[String]) -> Result<(), ManifestError> {
@@ -584,18 +699,26 @@ fn check_relative(path: FieldPath, value: &str) -> Result<(), ManifestError> {
     Ok(())
 }
 
-fn check_instances(spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestError> {
+fn check_instances(spec: &ServiceSpec, path: &FieldPath, p: &mut Problems) {
     let instances = &spec.instances;
-    if instances.max == 0 || instances.max > MAX_INSTANCES {
-        return Err(invalid(
+    let max_ok = instances.max != 0 && instances.max <= MAX_INSTANCES;
+    if !max_ok {
+        p.add(invalid(
             path.key("max"),
             format!("between 1 and {MAX_INSTANCES}"),
             instances.max.to_string(),
         ));
     }
-    positive(path.key("idle_timeout_ms"), instances.idle_timeout_ms, "milliseconds")?;
+    p.check(positive(
+        path.key("idle_timeout_ms"),
+        instances.idle_timeout_ms,
+        "milliseconds",
+    ));
+    if !max_ok {
+        return;
+    }
     if instances.min > instances.max {
-        return Err(invalid(
+        p.add(invalid(
             path.key("min"),
             format!("at most instances.max ({})", instances.max),
             instances.min.to_string(),
@@ -603,7 +726,7 @@ fn check_instances(spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestE
     }
     if let Some(initial) = instances.initial {
         if initial < instances.min || initial > instances.max {
-            return Err(invalid(
+            p.add(invalid(
                 path.key("initial"),
                 format!(
                     "a number from instances.min ({}) to instances.max ({})",
@@ -613,41 +736,37 @@ fn check_instances(spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestE
             ));
         }
     }
-    Ok(())
 }
 
-fn check_bindings(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath) -> Result<(), ManifestError> {
+fn check_bindings(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath, p: &mut Problems) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, binding) in spec.bindings.iter().enumerate() {
         if binding == name {
-            return Err(invalid(
+            p.add(invalid(
                 path.index(i),
                 "the name of another service",
                 format!("{}, the service itself", quoted(binding)),
             ));
-        }
-        if !m.services.contains_key(binding) {
+        } else if !m.services.contains_key(binding) {
             let names: Vec<String> = m.services.keys().filter(|s| *s != name).cloned().collect();
             let expected = if names.is_empty() {
                 "no bindings: this is the only service".to_string()
             } else {
                 format!("the name of a service in this manifest ({})", names.join(", "))
             };
-            return Err(invalid(path.index(i), expected, quoted(binding)));
-        }
-        if let Some(first) = seen.insert(binding, i) {
-            return Err(invalid(
+            p.add(invalid(path.index(i), expected, quoted(binding)));
+        } else if let Some(first) = seen.insert(binding, i) {
+            p.add(invalid(
                 path.index(i),
                 "each service named once",
                 format!("{} again (also at bindings[{first}])", quoted(binding)),
             ));
         }
     }
-    Ok(())
 }
 
 /// No two routes, in one service or across services, with the same host and path.
-fn check_route_conflicts(m: &Manifest) -> Result<(), ManifestError> {
+fn check_route_conflicts(m: &Manifest, p: &mut Problems) {
     let services = FieldPath::root().key("services");
     let mut claimed: BTreeMap<(Option<String>, &str), FieldPath> = BTreeMap::new();
     for (name, spec) in &m.services {
@@ -662,16 +781,16 @@ fn check_route_conflicts(m: &Manifest) -> Result<(), ManifestError> {
                     .host()
                     .map(|h| format!(" on host {}", quoted(h)))
                     .unwrap_or_default();
-                return Err(invalid(
+                p.add(invalid(
                     path,
                     "a route no other route claims",
                     format!("{}{on_host}, already claimed by {first}", quoted(route.path())),
                 ));
+            } else {
+                claimed.insert(key, path);
             }
-            claimed.insert(key, path);
         }
     }
-    Ok(())
 }
 
 /// Depth-first search over bindings; the first cycle found, in name order.

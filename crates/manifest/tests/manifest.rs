@@ -529,6 +529,26 @@ fn cache_port_is_opt_in_and_checked() {
 }
 
 #[test]
+fn cache_port_bounds_have_defaults_and_can_be_set() {
+    let c = parse_value(&hello()).expect("hello").cache;
+    let bounds = |c: &strata_manifest::CacheSpec| {
+        (
+            c.idle_timeout_ms,
+            c.command_timeout_ms,
+            c.max_clients,
+            c.max_query_buffer_mb,
+            c.max_query_buffers_total_mb,
+        )
+    };
+    assert_eq!(bounds(&c), (300_000, 10_000, 10_000, 64, 256));
+    let mut v = hello();
+    v["cache"] = json!({"idle_timeout_ms": 0, "command_timeout_ms": 2000, "max_clients": 50,
+                        "max_query_buffer_mb": 8, "max_query_buffers_total_mb": 32});
+    let c = parse_value(&v).expect("cache bounds set").cache;
+    assert_eq!(bounds(&c), (0, 2000, 50, 8, 32));
+}
+
+#[test]
 fn relay_timeouts_are_checked() {
     let ms = "a number of milliseconds greater than 0";
     invalid_at("services.api.relay.timeout_ms", json!(0), ms, "0");
@@ -710,6 +730,7 @@ fn unknown_fields_are_named_at_every_level() {
         "routes",
         "health",
         "bindings",
+        "access",
         "resources",
         "placement",
         "relay",

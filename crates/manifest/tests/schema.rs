@@ -135,6 +135,7 @@ fn schema_properties_match_the_model() {
         ("/$defs/cache", &m["cache"]),
         ("/$defs/read_through", &m["caches"]["history"]),
         ("/$defs/autoscale", &cart["autoscale"]),
+        ("/$defs/access", &cart["access"]),
         ("/$defs/function", &m["functions"]["thumbnail"]),
         (
             "/$defs/trigger/properties/store/anyOf/0",
@@ -186,7 +187,7 @@ fn schema_defaults_match_the_model() {
     let minimal = json!({"strata": 1, "app": "a", "services": {
         "bare": {"run": ["x"]},
         "s": {"run": ["x"], "routes": [{"path": "/"}], "health": {"path": "/"}, "setup": {"run": ["x"]},
-              "consumes": {"queue": "q", "group": "g", "path": "/"}, "autoscale": {}}},
+              "consumes": {"queue": "q", "group": "g", "path": "/"}, "autoscale": {}, "access": {}}},
         "queues": {"q": {}}, "caches": {"c": {"namespace": "n"}},
         "functions": {"f": {"run": ["x"], "trigger": {"store": {"namespace": "n"}}},
                       "h": {"run": ["x"], "trigger": {"queue": {"queue": "q"}}}}});
@@ -208,6 +209,7 @@ fn schema_defaults_match_the_model() {
         ("/$defs/cache", &m["cache"]),
         ("/$defs/read_through", &m["caches"]["c"]),
         ("/$defs/autoscale", &s["autoscale"]),
+        ("/$defs/access", &s["access"]),
         ("/$defs/function", &m["functions"]["f"]),
         (
             "/$defs/trigger/properties/store/anyOf/0",
@@ -368,6 +370,19 @@ fn schema_and_parser_agree_on_examples() {
     });
     edit("function bad name", &|v| {
         v["functions"] = json!({"F": {"run": ["x"], "trigger": {"http": "/h"}}})
+    });
+    edit("access app", &|v| v["services"]["api"]["access"] = json!("app"));
+    edit("access lists", &|v| {
+        v["services"]["api"]["access"] = json!({"calls": ["web"], "namespaces": ["notes"], "cache_keys": true})
+    });
+    edit("access other string", &|v| {
+        v["services"]["api"]["access"] = json!("all")
+    });
+    edit("access typo", &|v| {
+        v["services"]["api"]["access"] = json!({"publish": ["q"]})
+    });
+    edit("access bad namespace", &|v| {
+        v["services"]["api"]["access"] = json!({"namespaces": ["Notes"]})
     });
     edit("nulls", &|v| {
         v["services"]["api"]["workdir"] = Value::Null;

@@ -3,6 +3,7 @@
 //! store), cache, bus and gateway, App Service, the tasks that are neither (autoscalers,
 //! push delivery, triggers), and last the node API.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +38,10 @@ pub struct NodeConfig {
     pub write_state_file: bool,
     /// The queues and the store; None: the embedded engines under the state dir.
     pub backends: Option<Backends>,
+    /// The node API's control token (the CLI's: every route), written to
+    /// `.strata/control.token`; None: a random one. Required to listen on an address
+    /// other than loopback. `new` takes it from `$STRATA_CONTROL_TOKEN`.
+    pub control_token: Option<String>,
 }
 
 impl NodeConfig {
@@ -51,6 +56,7 @@ impl NodeConfig {
             node: NodeResources::detect(),
             write_state_file: false,
             backends: None,
+            control_token: std::env::var("STRATA_CONTROL_TOKEN").ok().filter(|t| !t.is_empty()),
         }
     }
 }
@@ -65,9 +71,11 @@ pub struct Node {
     pub cache: Arc<strata_cache::Cache>,
     /// Where the cache speaks the Redis protocol, if anywhere.
     pub cache_addr: Option<SocketAddr>,
+    control_token: String,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     state_file: Option<PathBuf>,
+    token_file: PathBuf,
     /// A node dropped without `stop` still stops: its gateway threads end with it.
     _stop_on_drop: tokio_util::sync::DropGuard,
 }
@@ -84,6 +92,7 @@ impl Node {
         // Functions run as services of their own (instances.min 0, autoscaled).
         let manifest = config.manifest.expanded();
         let app_dir = std::path::absolute(&config.app_dir).context("resolve the app dir")?;
+        let control_token = control_token(config.control_token, config.api_listen)?;
         let state_dir = state_dir(&app_dir, config.state_dir)?;
         let api_listener = TcpListener::bind(config.api_listen)
             .await
@@ -111,12 +120,19 @@ impl Node {
             Duration::from_millis(100),
             shutdown.clone(),
         )));
+        // One token per service (a function is one), handed to its instances.
+        let tokens = manifest
+            .services
+            .keys()
+            .map(|s| Ok((s.clone(), random_token()?)))
+            .collect::<Result<BTreeMap<String, String>>>()?;
         let app = Arc::new(AppService::start(
             AppConfig {
                 manifest: manifest.clone(),
                 app_dir,
                 state_dir: state_dir.clone(),
                 api_url: api_url.clone(),
+                tokens: tokens.clone(),
                 node: config.node,
             },
             bus.clone(),
@@ -149,9 +165,11 @@ impl Node {
             store: backends.store.clone(),
             cache: cache.clone(),
             read_through,
+            access: strata_api::Access::new(&control_token, &tokens, &manifest, api_addr),
             shutdown: shutdown.clone(),
         });
         tasks.push(tokio::spawn(strata_api::serve(api_listener, parts, shutdown.clone())));
+        let token_file = nodefile::write_token(&state_dir, &control_token)?;
         let state_file = if config.write_state_file {
             let path = state_dir.join("node.json");
             nodefile::write(&path, &info)?;
@@ -167,11 +185,18 @@ impl Node {
             backends,
             cache,
             cache_addr,
+            control_token,
+            token_file,
             _stop_on_drop: shutdown.clone().drop_guard(),
             shutdown,
             tasks,
             state_file,
         })
+    }
+
+    /// The node API's control token (also in `.strata/control.token`).
+    pub fn control_token(&self) -> &str {
+        &self.control_token
     }
 
     /// Asks the node to stop.
@@ -191,8 +216,9 @@ impl Node {
         let backends = self.backends.clone();
         let _ = tokio::task::spawn_blocking(move || backends.close()).await;
         if let Some(path) = self.state_file {
-            let _ = std::fs::remove_file(path);
+            nodefile::remove(&path);
         }
+        let _ = std::fs::remove_file(self.token_file);
     }
 
     /// Runs a node until `shutdown`.
@@ -203,14 +229,57 @@ impl Node {
     }
 }
 
-/// The state dir (logs, scratch dirs, queues, store), made if missing.
+/// The state dir (logs, scratch dirs, queues, store, the control token), made if
+/// missing, the owner's alone (0700): nothing under it is reachable by other users,
+/// whatever the modes of the files the subsystems create in it.
 fn state_dir(app_dir: &Path, configured: Option<PathBuf>) -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = match configured {
         Some(dir) => std::path::absolute(dir).context("resolve the state dir")?,
         None => app_dir.join(".strata"),
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("create state dir {}", dir.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("create state dir {}", dir.display()))?;
+    // One made by an older strata, or by hand, is narrowed.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("make state dir {} the owner's alone", dir.display()))?;
     Ok(dir)
+}
+
+/// The control token: the configured one, else 32 random bytes. A node API on an
+/// address other than loopback needs one configured: a token made here is in a local
+/// file only, and an API open to the network must not be one setting away from open.
+fn control_token(configured: Option<String>, api_listen: SocketAddr) -> Result<String> {
+    match configured {
+        Some(token) => {
+            if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                anyhow::bail!(
+                    "STRATA_CONTROL_TOKEN must be at least 32 visible characters without spaces \
+                     (make one with: head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n')"
+                );
+            }
+            Ok(token)
+        }
+        None if !api_listen.ip().is_loopback() => anyhow::bail!(
+            "the node API would listen on {api_listen}, beyond this machine, without a control token \
+             configured; set STRATA_CONTROL_TOKEN (32 random bytes in hex) for the node and for the CLI \
+             that calls it, or keep the API on loopback (--api-listen 127.0.0.1:PORT)"
+        ),
+        None => random_token(),
+    }
+}
+
+/// 32 bytes from the kernel's random source, in hex.
+fn random_token() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("read /dev/urandom for a token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The given backends with the manifest's queues declared, or the embedded ones.
@@ -282,15 +351,30 @@ fn start_cache(
         (None, Some(listen)) => listen.parse::<SocketAddr>().context("cache.listen is not an address")?,
         (None, None) => return Ok(None),
     };
-    let resp = strata_cache::spawn_resp(listen, manifest.cache.threads as usize, cache.clone(), shutdown.clone())
-        .map_err(|e| {
-            cannot_listen(
-                e,
-                "the cache's Redis protocol",
-                listen,
-                "cache.listen in the manifest (or leave it out: no Redis port), or `strata up --cache-listen ADDR`",
-            )
-        })?;
+    let spec = &manifest.cache;
+    let ms = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
+    let query_buffer = usize::try_from(spec.max_query_buffer_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    let config = strata_cache::RespConfig {
+        threads: spec.threads as usize,
+        limits: strata_cache::resp::Limits {
+            max_bulk: query_buffer / 2,
+            ..Default::default()
+        },
+        max_query_bytes: query_buffer,
+        max_query_bytes_total: usize::try_from(spec.max_query_buffers_total_mb.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
+        max_clients: spec.max_clients as usize,
+        idle_timeout: ms(spec.idle_timeout_ms),
+        command_timeout: ms(spec.command_timeout_ms),
+    };
+    let resp = strata_cache::spawn_resp_with(listen, config, cache.clone(), shutdown.clone()).map_err(|e| {
+        cannot_listen(
+            e,
+            "the cache's Redis protocol",
+            listen,
+            "cache.listen in the manifest (or leave it out: no Redis port), or `strata up --cache-listen ADDR`",
+        )
+    })?;
     let addr = resp.addr;
     tasks.push(tokio::spawn(resp.join()));
     Ok(Some(addr))

@@ -179,10 +179,10 @@ impl StoreBackend for CountingStore {
 }
 
 /// One HTTP/1.1 exchange on a fresh connection: (status, body).
-async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+async fn call(addr: SocketAddr, token: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: node\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -225,30 +225,31 @@ async fn the_node_api_reaches_queues_and_store_only_through_the_given_backends()
     let shutdown = CancellationToken::new();
     let node = Node::start(config, shutdown.clone()).await.expect("start the node");
     let api = node.api_addr;
+    let token = node.control_token().to_string();
 
     // The manifest's queue was declared on the given backend.
-    let (status, body) = call(api, "GET", "/v1/queues", "").await;
+    let (status, body) = call(api, &token, "GET", "/v1/queues", "").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""backend":"counting""#), "{body}");
     assert!(body.contains(r#""name":"jobs""#), "{body}");
 
-    let (status, body) = call(api, "POST", "/v1/queues/jobs/messages", r#"{"body": "hello"}"#).await;
+    let (status, body) = call(api, &token, "POST", "/v1/queues/jobs/messages", r#"{"body": "hello"}"#).await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = call(api, "POST", "/v1/queues/jobs/groups/g/fetch", "").await;
+    let (status, body) = call(api, &token, "POST", "/v1/queues/jobs/groups/g/fetch", "").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""body":"hello""#), "{body}");
     assert_eq!(calls.publishes.load(Ordering::Relaxed), 1);
     assert_eq!(calls.fetches.load(Ordering::Relaxed), 1);
 
-    let (status, body) = call(api, "PUT", "/v1/kv/ns/k", "v").await;
+    let (status, body) = call(api, &token, "PUT", "/v1/kv/ns/k", "v").await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = call(api, "GET", "/v1/kv/ns/k", "").await;
+    let (status, body) = call(api, &token, "GET", "/v1/kv/ns/k", "").await;
     assert_eq!((status, body.as_str()), (200, "v"));
     assert_eq!(calls.puts.load(Ordering::Relaxed), 1);
     assert_eq!(calls.gets.load(Ordering::Relaxed), 1);
 
     // Errors keep the one body shape.
-    let (status, body) = call(api, "GET", "/v1/kv/ns/missing", "").await;
+    let (status, body) = call(api, &token, "GET", "/v1/kv/ns/missing", "").await;
     assert_eq!(status, 404);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(

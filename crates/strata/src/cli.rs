@@ -1,29 +1,41 @@
-//! The `strata` commands.
+//! The `strata` commands: their flags and help ([`Cli`]), and what each one does
+//! ([`run`]). Which node a command talks to is `locate`; the tables it prints, `tables`;
+//! progress on a terminal, `progress`; output that survives a closed pipe, `out`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use http::{Method, StatusCode};
-use strata_appservice::{Event, NodeResources};
+use serde_json::Value;
+use strata_appservice::NodeResources;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::ControlClient;
+use crate::progress::{Narrator, Spinner};
+use crate::{locate, out, tables};
 use strata_node::{nodefile, Node, NodeConfig};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "strata",
     version,
-    about = "A cloud in one binary: gateway, bus, App Service."
+    about = "A cloud in one binary: gateway, bus, App Service.",
+    long_about = "A cloud in one binary: gateway, bus, App Service, queues, store and cache, \
+                  run from one strata.json.\n\n\
+                  Start an app with `strata up` in its directory. The other commands find its node \
+                  there (.strata/node.json), in -C DIR, or, run anywhere else, the one node running \
+                  (`strata ls` lists them)."
 )]
 pub struct Cli {
-    /// The node API to talk to (default: the one `strata up` wrote into ./.strata/node.json).
-    #[arg(long, global = true)]
+    /// The node API to talk to, for example http://127.0.0.1:4000 (default: the node of the
+    /// app in -C DIR or here, else the only node running).
+    #[arg(long, global = true, value_name = "URL")]
     pub api: Option<String>,
     /// The app's directory, where its strata.json and .strata/ are (default: the current one).
-    #[arg(long, short = 'C', global = true)]
+    #[arg(long, short = 'C', global = true, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -36,23 +48,23 @@ pub enum Command {
         /// The app manifest.
         #[arg(default_value = "strata.json")]
         file: PathBuf,
-        /// Listen here instead of the manifest's gateway.listen.
-        #[arg(long)]
+        /// Listen here instead of the manifest's gateway.listen, for example 127.0.0.1:9090.
+        #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
         /// Address of the node API (STRATA_URL of instances).
-        #[arg(long, default_value = "127.0.0.1:0")]
+        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
         api_listen: SocketAddr,
         /// Listen here for the cache's Redis protocol instead of the manifest's cache.listen.
-        #[arg(long)]
+        #[arg(long, value_name = "ADDR")]
         cache_listen: Option<SocketAddr>,
         /// A failure-domain label of this node, KEY=VALUE (for placement.spread).
-        #[arg(long = "label", value_parser = parse_label)]
+        #[arg(long = "label", value_parser = parse_label, value_name = "KEY=VALUE")]
         labels: Vec<(String, String)>,
         /// Memory offered to instances, in MB (default: the machine's).
-        #[arg(long)]
+        #[arg(long, value_name = "MB")]
         memory_mb: Option<u64>,
         /// Accelerators offered to instances.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_name = "N")]
         accelerators: u32,
     },
     /// Look at an app's folder and write a strata.json for it, explaining each guess.
@@ -70,44 +82,79 @@ pub enum Command {
         #[arg(long)]
         stdout: bool,
     },
-    /// Check a manifest and say exactly what is wrong with it.
+    /// Check a manifest and list every problem in it.
+    ///
+    /// Each problem names the field path, what was expected and what was found; the exit
+    /// status is 1 when there is one.
     Validate {
+        /// The app manifest.
         #[arg(default_value = "strata.json")]
         file: PathBuf,
     },
-    /// Services and instances of the running app.
-    Ps {
+    /// The running nodes of this user: app, pid, addresses and directory.
+    ///
+    /// Commands run outside an app's directory use the only one, or say to pick one with
+    /// -C DIR.
+    Ls {
+        /// Print the list as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Output of a service's instances.
+    /// Services and instances of the running app.
+    ///
+    /// Per instance: state, pid, port, restarts, requests in flight and served; per
+    /// autoscaled service: current and target count, signal, reason, last cold start.
+    Ps {
+        /// Print the node API's JSON (GET /v1/ps) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Output of a service's instances (or of its setup step).
     Logs {
+        /// The service (or function) name.
         service: String,
         /// Keep printing as the logs grow.
         #[arg(short, long)]
         follow: bool,
         /// Only this instance (for example web-2).
-        #[arg(long)]
+        #[arg(long, value_name = "ID")]
         instance: Option<String>,
         /// The setup step's log.
         #[arg(long)]
         setup: bool,
     },
     /// Set the number of instances of a service.
-    Scale { service: String, instances: u32 },
-    /// Stop the running app.
-    Down,
-    /// What the App Service did and why.
+    ///
+    /// Within its instances.min..max. An autoscaled service is sized by its autoscaler and
+    /// refuses this: change its instances.min and max (or autoscale) in strata.json instead.
+    Scale {
+        /// The service name.
+        service: String,
+        /// How many instances it should run.
+        instances: u32,
+    },
+    /// Stop the running app, and wait until it has.
+    ///
+    /// Drain, SIGTERM, grace, SIGKILL: returns once the node and every instance have exited
+    /// (or says which still run after --timeout).
+    Down {
+        /// How long to wait for every process to exit before saying which still run.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        timeout: u64,
+    },
+    /// What the App Service and the autoscalers did, and why.
     Events {
+        /// Print the node API's JSON (GET /v1/events) instead of lines.
         #[arg(long)]
         json: bool,
     },
-    /// The queues: messages, fsync policy, and each consumer group's backlog.
+    /// The queues: messages stored, fsync policy, and each consumer group's backlog.
     Queues {
+        /// Print the node API's JSON (GET /v1/queues) instead of the table.
         #[arg(long)]
         json: bool,
     },
-    /// The cache: figures per shard, or a drill.
+    /// The cache: figures per shard and per read-through cache, or a drill.
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
@@ -116,10 +163,20 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum CacheCommand {
-    /// Hits, misses, evictions, bytes and keys per shard; loads per read-through cache.
-    Stats,
+    /// The cache's figures, per shard and per read-through cache.
+    ///
+    /// Keys, bytes, hits, misses, evictions and expired keys per shard; loads, coalesced
+    /// misses, stale reads, refreshes and load errors per read-through cache.
+    Stats {
+        /// Print the node API's JSON (GET /v1/cache) instead of the tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Empty one shard, as if it had lost its data (read-through caches refill from the store).
-    DropShard { shard: usize },
+    DropShard {
+        /// The shard's number, as `strata cache stats` lists them.
+        shard: usize,
+    },
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -131,6 +188,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 
 pub async fn run(cli: Cli) -> Result<()> {
     let dir = cli.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let connect = || connect(cli.api.as_deref(), cli.dir.as_deref());
     match cli.command {
         Command::Up {
             file,
@@ -142,7 +200,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             accelerators,
         } => {
             let file = dir.join(file);
-            let manifest = strata_manifest::load(&file)?;
+            let manifest = load(&file)?;
             let app_dir = file
                 .parent()
                 .map(Path::to_path_buf)
@@ -178,59 +236,41 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .context("run strata init")?
         }
-        Command::Validate { file } => {
-            let file = dir.join(file);
-            let manifest = strata_manifest::load(&file)?;
-            let mut what = format!(
-                "{} service(s): {}",
-                manifest.services.len(),
-                manifest.services.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
-            if !manifest.functions.is_empty() {
-                what.push_str(&format!(
-                    "; {} function(s): {}",
-                    manifest.functions.len(),
-                    manifest.functions.keys().cloned().collect::<Vec<_>>().join(", ")
-                ));
+        Command::Validate { file } => validate(&dir.join(file)),
+        Command::Ls { json } => {
+            let nodes = nodefile::registered();
+            if json {
+                out::line(serde_json::to_string_pretty(&nodes)?)?;
+            } else {
+                out::stdout(|out| tables::nodes(out, &nodes))?;
             }
-            println!("{}: app {:?} is valid ({what})", file.display(), manifest.app);
             Ok(())
         }
         Command::Cache { command } => {
-            let client = connect(&cli.api, &dir)?;
+            let (client, _) = connect()?;
             match command {
-                CacheCommand::Stats => {
+                CacheCommand::Stats { json } => {
                     let body = expect_ok(client.call(Method::GET, "/v1/cache", None).await?)?;
-                    println!("{}", String::from_utf8_lossy(&body).trim_end());
+                    print_json_or(json, &body, tables::cache_stats)?;
                 }
                 CacheCommand::DropShard { shard } => {
                     let path = format!("/v1/cache/shards/{shard}/drop");
                     let body = expect_ok(client.call(Method::POST, &path, None).await?)?;
-                    let reply: serde_json::Value = serde_json::from_slice(&body).context("read drop reply")?;
-                    println!("shard {shard} dropped ({} keys)", reply["dropped_keys"]);
+                    let reply: Value = serde_json::from_slice(&body).context("read drop reply")?;
+                    out::line(format!("shard {shard} dropped ({} keys)", reply["dropped_keys"]))?;
                 }
             }
             Ok(())
         }
         Command::Queues { json } => {
-            let client = connect(&cli.api, &dir)?;
+            let (client, _) = connect()?;
             let body = expect_ok(client.call(Method::GET, "/v1/queues", None).await?)?;
-            if json {
-                println!("{}", String::from_utf8_lossy(&body).trim_end());
-            } else {
-                print_queues(&serde_json::from_slice(&body).context("read queues reply")?);
-            }
-            Ok(())
+            print_json_or(json, &body, tables::queues)
         }
         Command::Ps { json } => {
-            let client = connect(&cli.api, &dir)?;
+            let (client, _) = connect()?;
             let body = expect_ok(client.call(Method::GET, "/v1/ps", None).await?)?;
-            if json {
-                println!("{}", String::from_utf8_lossy(&body).trim_end());
-            } else {
-                print_ps(&serde_json::from_slice(&body).context("read ps reply")?);
-            }
-            Ok(())
+            print_json_or(json, &body, tables::ps)
         }
         Command::Logs {
             service,
@@ -238,7 +278,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             instance,
             setup,
         } => {
-            let client = connect(&cli.api, &dir)?;
+            let (client, _) = connect()?;
             let mut path = format!("/v1/services/{service}/logs?follow={follow}&setup={setup}");
             if let Some(id) = instance {
                 path.push_str(&format!("&instance={id}"));
@@ -250,190 +290,154 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Scale { service, instances } => {
-            let client = connect(&cli.api, &dir)?;
+            let (client, _) = connect()?;
             let body = serde_json::json!({ "instances": instances });
             expect_ok(
                 client
                     .call(Method::POST, &format!("/v1/services/{service}/scale"), Some(body))
                     .await?,
             )?;
-            println!("{service}: scaling to {instances} instance(s)");
+            out::line(format!("{service}: scaling to {instances} instance(s)"))?;
             Ok(())
         }
-        Command::Down => {
-            let client = connect(&cli.api, &dir)?;
-            expect_ok(client.call(Method::POST, "/v1/down", None).await?)?;
-            println!("stopping");
-            Ok(())
+        Command::Down { timeout } => {
+            let (client, pid) = connect()?;
+            down(&client, pid, Duration::from_secs(timeout)).await
         }
         Command::Events { json } => {
-            let client = connect(&cli.api, &dir)?;
+            let (client, _) = connect()?;
             let body = expect_ok(client.call(Method::GET, "/v1/events", None).await?)?;
-            if json {
-                println!("{}", String::from_utf8_lossy(&body).trim_end());
-            } else {
-                let events: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
-                for e in events {
-                    println!(
-                        "{} {:<12} {:<20} {}",
-                        time_of_day(e["at"].as_u64().unwrap_or(0)),
-                        e["instance"].as_str().or(e["service"].as_str()).unwrap_or("-"),
-                        e["kind"].as_str().unwrap_or("-"),
-                        e["message"].as_str().unwrap_or("")
-                    );
-                }
-            }
-            Ok(())
+            print_json_or(json, &body, |out, events: &Value| {
+                tables::events(out, events.as_array().map(Vec::as_slice).unwrap_or_default())
+            })
         }
     }
 }
 
-fn connect(api: &Option<String>, dir: &Path) -> Result<ControlClient> {
-    match api {
-        Some(url) => ControlClient::new(url),
-        None => ControlClient::new(&nodefile::read(&dir.join(".strata"))?.api),
+/// The node API client of the node the command talks to (see `locate`), and the node's
+/// pid when known.
+fn connect(api: Option<&str>, dir: Option<&Path>) -> Result<(ControlClient, Option<u32>)> {
+    let node = locate::node(api, dir)?;
+    if let Some(note) = &node.note {
+        if out::interactive_stderr() {
+            eprintln!("{note}");
+        }
     }
+    Ok((ControlClient::new(&node.api)?, node.pid))
 }
 
 fn expect_ok((status, body): (StatusCode, bytes::Bytes)) -> Result<bytes::Bytes> {
     if status.is_success() {
         return Ok(body);
     }
-    let message = serde_json::from_slice::<serde_json::Value>(&body)
+    let message = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
     bail!("{message}")
 }
 
-fn print_queues(reply: &serde_json::Value) {
-    println!(
-        "{:<24} {:<9} {:>10} {:>12} {:>9} {:>8}",
-        "QUEUE", "FSYNC", "MESSAGES", "BYTES", "SEGMENTS", "CORRUPT"
-    );
-    for f in reply["failed"].as_array().into_iter().flatten() {
-        println!(
-            "{:<24} OUT OF SERVICE: {}",
-            f["name"].as_str().unwrap_or("?"),
-            f["reason"].as_str().unwrap_or("?")
-        );
+/// The node API's JSON as it came (`--json`), or the table `print` makes of it.
+fn print_json_or(
+    json: bool,
+    body: &[u8],
+    print: impl FnOnce(&mut dyn std::io::Write, &Value) -> std::io::Result<()>,
+) -> Result<()> {
+    if json {
+        out::line(String::from_utf8_lossy(body).trim_end())?;
+    } else {
+        let reply: Value = serde_json::from_slice(body).context("read the node API reply")?;
+        out::stdout(|out| print(out, &reply))?;
     }
-    for q in reply["queues"].as_array().into_iter().flatten() {
-        println!(
-            "{:<24} {:<9} {:>10} {:>12} {:>9} {:>8}",
-            q["name"].as_str().unwrap_or("?"),
-            q["fsync"].as_str().unwrap_or("?"),
-            // serde_json's Display ignores widths: format the numbers as strings.
-            q["messages"].to_string(),
-            q["bytes"].to_string(),
-            q["segments"].to_string(),
-            q["corrupt"].to_string()
-        );
-        for repair in q["repairs"].as_array().into_iter().flatten() {
-            println!("  repaired at open: {}", repair.as_str().unwrap_or("?"));
-        }
-        for g in q["groups"].as_array().into_iter().flatten() {
-            println!(
-                "  group {:<16} backlog {} (unread {}, leased {}), dead-lettered {}, next to delete {}",
-                g["name"].as_str().unwrap_or("?"),
-                g["backlog"],
-                g["unread"],
-                g["leased"],
-                g["dead_lettered"],
-                g["floor"]
-            );
-        }
-    }
+    Ok(())
 }
 
-fn print_ps(ps: &serde_json::Value) {
-    let cache = ps["cache"]
-        .as_str()
-        .map(|c| format!("  cache redis://{c}"))
-        .unwrap_or_default();
-    println!(
-        "app {}  gateway http://{}  api {}{cache}",
-        ps["app"].as_str().unwrap_or("?"),
-        ps["gateway"].as_str().unwrap_or("?"),
-        ps["api"].as_str().unwrap_or("?")
-    );
-    for failure in ps["failures"].as_array().into_iter().flatten() {
-        println!("OUT OF SERVICE: {}", failure.as_str().unwrap_or("?"));
+/// Reads and checks a manifest; the error lists every problem found, one per line.
+fn load(file: &Path) -> Result<strata_manifest::Manifest> {
+    let problems = match strata_manifest::load_all(file) {
+        Ok(manifest) => return Ok(manifest),
+        Err(problems) => problems,
+    };
+    if let [read @ strata_manifest::ManifestError::Read { .. }] = problems.as_slice() {
+        bail!("{read}");
     }
-    println!(
-        "{:<20} {:<12} {:>7} {:>6} {:>8} {:>8} {:>8}  DETAIL",
-        "INSTANCE", "STATE", "PID", "PORT", "RESTARTS", "INFLIGHT", "SERVED"
+    let mut text = match problems.len() {
+        1 => format!("{} is not valid:", file.display()),
+        n => format!("{} is not valid ({n} problems):", file.display()),
+    };
+    for p in &problems {
+        text.push_str(&format!("\n  {p}"));
+    }
+    bail!("{text}")
+}
+
+/// `strata validate`: every problem of the manifest (the error), or what it holds.
+fn validate(file: &Path) -> Result<()> {
+    let manifest = load(file)?;
+    let mut what = format!(
+        "{} service(s): {}",
+        manifest.services.len(),
+        manifest.services.keys().cloned().collect::<Vec<_>>().join(", ")
     );
+    if !manifest.functions.is_empty() {
+        what.push_str(&format!(
+            "; {} function(s): {}",
+            manifest.functions.len(),
+            manifest.functions.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    out::line(format!("{}: app {:?} is valid ({what})", file.display(), manifest.app))?;
+    Ok(())
+}
+
+/// How often `strata down` looks whether the processes are gone.
+const DOWN_POLL: Duration = Duration::from_millis(100);
+
+/// `strata down`: asks the node to stop, then waits until the node's process and every
+/// instance's have exited.
+async fn down(client: &ControlClient, node_pid: Option<u32>, timeout: Duration) -> Result<()> {
+    // Which processes must be gone: the node's and its instances', as ps lists them.
+    let ps: Value = match client.call(Method::GET, "/v1/ps", None).await {
+        Ok((status, body)) if status.is_success() => serde_json::from_slice(&body).unwrap_or_default(),
+        _ => Value::Null,
+    };
+    let mut waiting: Vec<(u32, String)> = Vec::new();
+    if let Some(pid) = node_pid.or_else(|| ps["pid"].as_u64().map(|p| p as u32)) {
+        waiting.push((pid, "the node".to_string()));
+    }
     for svc in ps["services"].as_array().into_iter().flatten() {
-        println!(
-            "{} ({}; {} of {} ready; min {} max {})",
-            svc["name"].as_str().unwrap_or("?"),
-            svc["state"].as_str().unwrap_or("?"),
-            svc["ready"],
-            svc["desired"],
-            svc["min"],
-            svc["max"]
-        );
-        if let Some(f) = svc["function"].as_str() {
-            println!("  function, triggered by {f}");
-        }
-        let scale = &svc["autoscale"];
-        if scale.is_object() {
-            let mut figures = format!("in flight {}", scale["inflight"]);
-            if let Some(b) = scale["backlog"].as_u64() {
-                figures.push_str(&format!(", backlog {b}"));
-                if let Some(d) = scale["drain_s"].as_f64() {
-                    figures.push_str(&format!(" (drained in ~{d} s)"));
-                }
-            }
-            if let Some(l) = scale["latency_ms"].as_f64() {
-                figures.push_str(&format!(", latency {l:.1} ms"));
-            }
-            if let Some(c) = scale["cold_start_ms"].as_u64() {
-                figures.push_str(&format!(", last cold start {c} ms"));
-            }
-            if scale["shed"].as_u64().unwrap_or(0) > 0 {
-                figures.push_str(&format!(", shed {}", scale["shed"]));
-            }
-            println!(
-                "  autoscale: current {} target {} by {} ({figures}): {}",
-                svc["desired"],
-                scale["target"],
-                scale["signal"].as_str().unwrap_or("?"),
-                scale["reason"].as_str().unwrap_or("")
-            );
-        }
-        let consumer = ps["consumers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["service"] == svc["name"]);
-        if let Some(c) = consumer {
-            println!(
-                "  consumes {}/{}: backlog {} (unread {}, leased {})",
-                c["queue"].as_str().unwrap_or("?"),
-                c["group"].as_str().unwrap_or("?"),
-                c["backlog"],
-                c["unread"],
-                c["leased"]
-            );
-        }
         for inst in svc["instances"].as_array().into_iter().flatten() {
-            let opt = |v: &serde_json::Value| if v.is_null() { "-".to_string() } else { v.to_string() };
-            let num = |v: &serde_json::Value| v.to_string();
-            let detail = inst["detail"].as_str().or(inst["last_exit"].as_str()).unwrap_or("");
-            println!(
-                "  {:<18} {:<12} {:>7} {:>6} {:>8} {:>8} {:>8}  {}",
-                inst["id"].as_str().unwrap_or("?"),
-                inst["state"].as_str().unwrap_or("?"),
-                opt(&inst["pid"]),
-                opt(&inst["port"]),
-                num(&inst["restarts"]),
-                num(&inst["inflight"]),
-                num(&inst["served"]),
-                detail
+            if let Some(pid) = inst["pid"].as_u64() {
+                waiting.push((pid as u32, inst["id"].as_str().unwrap_or("an instance").to_string()));
+            }
+        }
+    }
+    expect_ok(client.call(Method::POST, "/v1/down", None).await?)?;
+    out::line("stopping")?;
+    let started = Instant::now();
+    let spinner = Spinner::new(out::interactive_stderr(), "stopping");
+    loop {
+        waiting.retain(|(pid, _)| nodefile::alive(*pid));
+        if waiting.is_empty() {
+            spinner.done(format!("stopped in {:.1} s", started.elapsed().as_secs_f64()));
+            return Ok(());
+        }
+        let left = waiting
+            .iter()
+            .map(|(pid, who)| format!("{who} (pid {pid})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if started.elapsed() >= timeout {
+            spinner.clear();
+            bail!(
+                "the app has not stopped after {} s; still running: {left}. \
+                 It may still be draining: `strata ps` shows it, `strata down --timeout SECONDS` waits longer, \
+                 `kill PID` stops a process",
+                timeout.as_secs()
             );
         }
+        spinner.set(format!("stopping: waiting for {left}"));
+        tokio::time::sleep(DOWN_POLL).await;
     }
 }
 
@@ -451,9 +455,10 @@ async fn up(config: NodeConfig) -> Result<()> {
     }
     let shutdown = CancellationToken::new();
     let node = Node::start(config, shutdown.clone()).await?;
+    let mut narrator = Narrator::new(state_dir, out::interactive());
     let mut events = node.app.subscribe();
     for e in node.app.recent_events() {
-        print_event(&e);
+        narrator.event(&e).await;
     }
     let gateway = node.gateway_addr;
     let api = node.api_addr;
@@ -467,28 +472,38 @@ async fn up(config: NodeConfig) -> Result<()> {
         app.ready().await;
         let _ = up_tx.send(());
     });
-    // One task prints, so that "is up" comes after the events that made it so.
+    // One task prints, so that "is up" comes after the events that made it so, and the
+    // events of the shutdown after "stopping".
     let ready_shutdown = shutdown.clone();
+    let stopped = CancellationToken::new();
+    let narrated = stopped.clone();
     let narrate = tokio::spawn(async move {
-        let mut announced = false;
+        let (mut announced, mut stopping) = (false, false);
         loop {
             tokio::select! {
                 biased;
                 event = events.recv() => match event {
-                    Ok(e) => print_event(&e),
+                    Ok(e) => narrator.event(&e).await,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => break,
                 },
                 up = &mut up_rx, if !announced => {
                     announced = true;
                     if up.is_ok() && !ready_shutdown.is_cancelled() {
-                        println!(
+                        narrator.say(&format!(
                             "strata: {app_name} is up: gateway http://{gateway}  (node API http://{api}{cache_note}; `strata ps`, Ctrl-C to stop)"
-                        );
+                        ));
                     }
                 }
+                _ = ready_shutdown.cancelled(), if !stopping => {
+                    stopping = true;
+                    narrator.finish().await;
+                    narrator.say("strata: stopping (draining requests, then SIGTERM to every instance)");
+                }
+                _ = narrated.cancelled() => break,
             }
         }
+        narrator.finish().await;
     });
     let signal_shutdown = shutdown.clone();
     tokio::spawn(async move {
@@ -500,33 +515,9 @@ async fn up(config: NodeConfig) -> Result<()> {
         }
         signal_shutdown.cancel();
     });
-    shutdown.cancelled().await;
-    println!("strata: stopping (draining requests, then SIGTERM to every instance)");
     node.wait().await;
-    narrate.abort();
-    println!("strata: stopped");
+    stopped.cancel();
+    let _ = narrate.await;
+    let _ = out::line("strata: stopped");
     Ok(())
-}
-
-/// `HH:MM:SS.mmm` (UTC) of a Unix time in milliseconds.
-fn time_of_day(ms: u64) -> String {
-    let secs = ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60,
-        ms % 1000
-    )
-}
-
-fn print_event(e: &Event) {
-    let who = e.instance.as_deref().unwrap_or(&e.service);
-    for (i, line) in e.message.lines().enumerate() {
-        if i == 0 {
-            println!("[{who}] {line}");
-        } else {
-            println!("[{who}]   {line}");
-        }
-    }
 }

@@ -12,6 +12,8 @@ use tokio::net::TcpStream;
 pub struct ControlClient {
     /// `host:port` of the node API.
     authority: String,
+    /// The node's control token, sent as `Authorization: Bearer` ([`control_token`]).
+    token: Option<String>,
 }
 
 impl ControlClient {
@@ -22,7 +24,10 @@ impl ControlClient {
             .authority()
             .with_context(|| format!("{base:?} has no host:port"))?
             .to_string();
-        Ok(ControlClient { authority })
+        Ok(ControlClient {
+            authority,
+            token: control_token(base),
+        })
     }
 
     async fn send(
@@ -39,12 +44,15 @@ impl ControlClient {
             .context("talk to the node API")?;
         tokio::spawn(conn);
         let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header(http::header::HOST, &self.authority)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))?;
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(token) = &self.token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req.body(Full::new(body))?;
         sender.send_request(req).await.context("call the node API")
     }
 
@@ -79,4 +87,16 @@ impl ControlClient {
         }
         Ok(status)
     }
+}
+
+/// The control token for the node API at `base`: `$STRATA_CONTROL_TOKEN`, else the token
+/// file of the running node with that API (found through the user's registry of running
+/// nodes, so `-C DIR` and `--api URL` both work from anywhere), else
+/// `./.strata/control.token`. None: the node will answer 401, saying where to look.
+fn control_token(base: &str) -> Option<String> {
+    if let Some(token) = std::env::var("STRATA_CONTROL_TOKEN").ok().filter(|t| !t.is_empty()) {
+        return Some(token);
+    }
+    strata_node::nodefile::token_for_api(base)
+        .or_else(|| strata_node::nodefile::read_token(std::path::Path::new(".strata")))
 }

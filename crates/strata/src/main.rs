@@ -5,10 +5,19 @@
 //! - `cli`: the commands and their output; `strata up` starts a [`strata_node::Node`].
 //! - `control`: the CLI's side of the node's control API (`ps`, `scale`, `logs`, `down`).
 //! - `init`: `strata init`, a first strata.json guessed from an app's folder, each guess explained.
+//! - `locate`: which node a command talks to (`--api`, `-C DIR`, the current directory,
+//!   or the user's registry of running nodes that `strata ls` lists).
+//! - `tables`: what `ps`, `queues`, `cache stats`, `events` and `ls` print for a person.
+//! - `progress`: spinners and streamed setup output on a terminal, plain lines elsewhere.
+//! - `out`: output that ends quietly, with status 0, when its reader goes away.
 
 mod cli;
 mod control;
 mod init;
+mod locate;
+mod out;
+mod progress;
+mod tables;
 
 use clap::Parser;
 
@@ -27,6 +36,8 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `strata ps --json | head -1`: the reader has what it wanted.
+        Err(e) if out::is_closed_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("strata: {e:#}");
             std::process::ExitCode::FAILURE

@@ -58,6 +58,7 @@ async fn start_example(dir: &Path, manifest: strata_manifest::Manifest) -> strat
     let node = strata_node::Node::start(config, tokio_util::sync::CancellationToken::new())
         .await
         .expect("start the example");
+    trust(&node);
     if tokio::time::timeout(SETUP_TIMEOUT, node.app.ready()).await.is_err() {
         let events: Vec<String> = node
             .app

@@ -25,7 +25,10 @@ async fn stale_scratch_dirs_are_cleared_and_never_handed_to_a_new_instance() {
     assert!(!flat.exists(), "the old layout's dirs are removed");
     let mine = run.join(std::process::id().to_string()).join("web-1.1");
     assert!(mine.is_dir(), "the instance's scratch dir is under this node's pid");
-    assert!(!mine.join("left-behind").exists(), "a new instance starts with an empty scratch dir");
+    assert!(
+        !mine.join("left-behind").exists(),
+        "a new instance starts with an empty scratch dir"
+    );
     stop(node).await;
     assert!(!mine.exists(), "the scratch dir is removed when the instance stops");
 }

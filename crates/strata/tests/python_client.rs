@@ -58,7 +58,10 @@ async fn python_client_suite_passes_against_a_node() {
         cmd.env("PYTHONPATH", site.path())
             .env("STRATA_TEST_CLIENT_INSTALLED_AT", site.path());
     }
+    // The suites act as the operator: the control token reaches every queue, namespace
+    // and service (a service's token reaches what its manifest entry declares).
     cmd.env("STRATA_URL", format!("http://{}", node.api_addr))
+        .env("STRATA_TOKEN", node.control_token())
         .env("STRATA_TEST_CALL_SERVICE", "echo")
         .env("STRATA_TEST_CACHE", "hist")
         .env("PYTHONDONTWRITEBYTECODE", "1")

@@ -274,7 +274,8 @@ async fn a_200_mib_blob_streams_through_the_binary_with_bounded_memory() {
     // Upload: head, then the body in 1 MiB pieces, hashed as it goes.
     let mut stream = tokio::net::TcpStream::connect(api).await.unwrap();
     let head = format!(
-        "PUT /v1/blobs/media/big.bin HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/x-test\r\nContent-Length: {SIZE}\r\n\r\n"
+        "PUT /v1/blobs/media/big.bin HTTP/1.1\r\nHost: {api}\r\n{}Content-Type: application/x-test\r\nContent-Length: {SIZE}\r\n\r\n",
+        auth_line(api)
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut hasher = Sha256::new();
@@ -295,7 +296,10 @@ async fn a_200_mib_blob_streams_through_the_binary_with_bounded_memory() {
 
     // Download: stream it back, hashing as it arrives.
     let mut stream = tokio::net::TcpStream::connect(api).await.unwrap();
-    let req = format!("GET /v1/blobs/media/big.bin HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "GET /v1/blobs/media/big.bin HTTP/1.1\r\nHost: {api}\r\n{}Connection: close\r\n\r\n",
+        auth_line(api)
+    );
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut hasher = Sha256::new();
     let mut head: Option<Vec<u8>> = None;

@@ -10,6 +10,17 @@ use serde::Serialize;
 pub enum ErrorCode {
     /// The request is malformed or names something invalid.
     BadRequest,
+    /// No token, or one the node does not know (401): the node API wants
+    /// `Authorization: Bearer TOKEN`.
+    Unauthorized,
+    /// The token is valid but does not allow this call (403): a service's token reaches
+    /// only what its manifest entry declares.
+    Forbidden,
+    /// A JSON endpoint was sent a body of another media type (415).
+    UnsupportedMediaType,
+    /// The `Host` header names none of the node's own names (421): DNS rebinding, or a
+    /// proxy in the way.
+    MisdirectedRequest,
     /// The route, service, queue, group, key or blob does not exist.
     NotFound,
     /// The body is over a limit.
@@ -48,6 +59,10 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::MisdirectedRequest => "misdirected_request",
             ErrorCode::NotFound => "not_found",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::HeadersTooLarge => "headers_too_large",

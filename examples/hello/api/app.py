@@ -32,7 +32,10 @@ def hello():
 def web():
     """Calls the bound `web` service through the platform, by name, never by address."""
     url = os.environ["STRATA_URL"].rstrip("/") + "/v1/any/web/index.html"
-    with urllib.request.urlopen(url, timeout=5) as resp:
+    # The platform answers only callers with this service's token.
+    token = os.environ.get("STRATA_TOKEN", "")
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
         body = resp.read()
     return jsonify(
         instance=os.environ.get("STRATA_INSTANCE"),

@@ -221,7 +221,11 @@ def call(service, path, params):
         if not STRATA_URL:
             raise RuntimeError("STRATA_URL is not set")
         url = f"{STRATA_URL}/v1/any/{quote(service)}{path}?{urlencode(params)}"
-        req = urllib.request.Request(url, headers={"Accept": "application/json"})
+        # The platform answers only callers with this service's token ($STRATA_TOKEN).
+        token = os.environ.get("STRATA_TOKEN", "")
+        req = urllib.request.Request(
+            url, headers={"Accept": "application/json", "Authorization": f"Bearer {token}"}
+        )
         with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
             part.status = resp.status
             part.doc = json.loads(resp.read())

@@ -193,6 +193,7 @@ pub(crate) fn info_text(shared: &ConnectionContext, wanted: &[String]) -> String
     let all = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
     let want = |s: &str| all || wanted.iter().any(|w| w == s);
     let server = &shared.server;
+    let closed = &server.closed;
     let stats = shared.cache.stats();
     let t = stats.total;
     let uptime = server.started.elapsed().as_secs();
@@ -214,18 +215,21 @@ pub(crate) fn info_text(shared: &ConnectionContext, wanted: &[String]) -> String
     if want("clients") {
         let _ = write!(
             s,
-            "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n\r\n",
-            server.connected.load(Ordering::Relaxed)
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
+            server.connected.load(Ordering::Relaxed),
+            server.max_clients,
         );
     }
     if want("memory") {
         let _ = write!(
             s,
-            "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:allkeys-lru\r\n\r\n",
+            "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:allkeys-lru\r\nmem_clients_normal:{}\r\nmaxmemory_clients:{}\r\n\r\n",
             t.bytes,
             human(t.bytes),
             t.max_bytes,
             human(t.max_bytes),
+            server.client_memory.held(),
+            server.client_memory.max(),
         );
     }
     if want("persistence") {
@@ -234,14 +238,19 @@ pub(crate) fn info_text(shared: &ConnectionContext, wanted: &[String]) -> String
     if want("stats") {
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nstrata_shard_drops:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nevicted_clients:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nstrata_shard_drops:{}\r\nstrata_idle_disconnections:{}\r\nstrata_slow_command_disconnections:{}\r\n\r\n",
             server.total_connections.load(Ordering::Relaxed),
             server.total_commands(),
+            closed.max_clients.load(Ordering::Relaxed),
             t.expired,
             t.evictions,
+            closed.evicted.load(Ordering::Relaxed),
+            closed.query_buffer_limit.load(Ordering::Relaxed),
             t.hits,
             t.misses,
             t.drops,
+            closed.idle.load(Ordering::Relaxed),
+            closed.slow_command.load(Ordering::Relaxed),
         );
     }
     if want("replication") {
@@ -344,15 +353,28 @@ pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'
     let sub = args.get(1);
     if sub.eq_ignore_ascii_case(b"get") && args.len() >= 3 {
         let t = shared.cache.stats().total;
-        let params: [(&str, String); 8] = [
+        let server = &shared.server;
+        let params: [(&str, String); 12] = [
             ("save", String::new()),
             ("appendonly", "no".into()),
             ("maxmemory", t.max_bytes.to_string()),
             ("maxmemory-policy", "allkeys-lru".into()),
             ("maxmemory-samples", shared.cache.config().eviction_samples.to_string()),
             ("databases", "1".into()),
-            ("proto-max-bulk-len", shared.server.limits.max_bulk.to_string()),
-            ("port", shared.server.addr().port().to_string()),
+            ("proto-max-bulk-len", server.limits.max_bulk.to_string()),
+            ("port", server.addr().port().to_string()),
+            // Whole seconds, as Redis has it (0: never), rounded up.
+            (
+                "timeout",
+                server
+                    .timeouts
+                    .idle
+                    .map_or(0, |t| t.as_secs_f64().ceil() as u64)
+                    .to_string(),
+            ),
+            ("maxclients", server.max_clients.to_string()),
+            ("client-query-buffer-limit", server.max_query_bytes.to_string()),
+            ("maxmemory-clients", server.client_memory.max().to_string()),
         ];
         let matched: Vec<&(&str, String)> = params
             .iter()

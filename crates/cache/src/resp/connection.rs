@@ -114,14 +114,61 @@ impl Connection {
             input.drain(..at);
         }
         if progress == Progress::NeedInput && input.len() > self.shared.server.max_query_bytes {
-            tracing::warn!(peer = %self.session.peer, bytes = input.len(), "cache client closed: query buffer over the limit");
-            Reply {
-                out,
-                resp3: self.session.resp3,
-            }
-            .error("ERR Protocol error: query buffer limit exceeded");
+            self.over_query_buffer_limit(input.len(), out);
             progress = Progress::Close;
         }
         progress
+    }
+
+    /// The command being received cannot be held: appends the error to `out`, counts
+    /// it; the connection is to be closed.
+    pub(crate) fn over_query_buffer_limit(&self, bytes: usize, out: &mut Vec<u8>) {
+        let server = &self.shared.server;
+        server.closed.query_buffer_limit.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(peer = %self.session.peer, bytes, limit = server.max_query_bytes, "cache client closed: query buffer over the limit");
+        Reply {
+            out,
+            resp3: self.session.resp3,
+        }
+        .error("ERR Protocol error: query buffer limit exceeded");
+    }
+
+    /// The connection's query buffer would take the server's query buffers past their
+    /// bound: appends the error to `out`, counts it; the connection is to be closed.
+    pub(crate) fn evicted(&self, out: &mut Vec<u8>) {
+        let server = &self.shared.server;
+        server.closed.evicted.fetch_add(1, Ordering::Relaxed);
+        let max = server.client_memory.max();
+        tracing::warn!(peer = %self.session.peer, held = server.client_memory.held(), max, "cache client closed: the query buffers of all clients are at their bound");
+        Reply {
+            out,
+            resp3: self.session.resp3,
+        }
+        .error(&format!(
+            "ERR client evicted: the query buffers of all clients would exceed maxmemory-clients ({max} bytes)"
+        ));
+    }
+
+    /// A command did not arrive whole in time: appends the error to `out`, counts it;
+    /// the connection is to be closed.
+    pub(crate) fn too_slow(&self, out: &mut Vec<u8>) {
+        let server = &self.shared.server;
+        server.closed.slow_command.fetch_add(1, Ordering::Relaxed);
+        let limit = server.timeouts.command.unwrap_or_default();
+        tracing::debug!(peer = %self.session.peer, ?limit, "cache client closed: a command did not arrive whole in time");
+        Reply {
+            out,
+            resp3: self.session.resp3,
+        }
+        .error(&format!(
+            "ERR timeout: the command was still incomplete {limit:?} after its first bytes arrived"
+        ));
+    }
+
+    /// Nothing under way for the idle timeout: counts it; the connection is closed
+    /// quietly, as Redis does (an error would read as the reply to a client's next command).
+    pub(crate) fn idle(&self) {
+        self.shared.server.closed.idle.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(peer = %self.session.peer, "cache client closed: idle");
     }
 }

@@ -4,14 +4,17 @@
 //! - `parse`: the incremental request parser ([`Parser`], [`Limits`], [`ProtocolError`]).
 //! - `reply`: reply encoding for RESP2 and RESP3.
 //! - `table`: the command table (names, arities, flags, key positions).
-//! - `state` (parse): what commands run against: the server's shared state, built from
-//!   [`RespConfig`], and one connection's session.
+//! - `timeouts`: the idle and slow-command timeouts, kept by a sweep per worker thread.
+//! - `query_buffer`: a connection's query buffer, bounded alone and with all the others.
+//! - `state` (parse, timeouts, query_buffer): what commands run against: the server's
+//!   shared state, built from [`RespConfig`], and one connection's session.
 //! - `admin` (parse, reply, table, state): HELLO, AUTH, CLIENT, INFO, COMMAND, CONFIG.
 //! - `commands` (parse, reply, table, state, admin): dispatch and the keyspace commands.
 //! - `connection` (parse, reply, state, commands): one client's protocol state, without
 //!   the socket ([`Connection`]).
-//! - `server` (state, connection): [`spawn_resp`] (worker threads, one `SO_REUSEPORT`
-//!   listener each) and the connection loop.
+//! - `server` (timeouts, query_buffer, state, connection): [`spawn_resp`] (worker
+//!   threads, one `SO_REUSEPORT` listener each, admitting at most `max_clients`) and the
+//!   connection loop.
 //!
 //! Below all of them, outside `resp`: the crate's `cache` (and `ring`'s hasher, for the
 //! run id); nothing outside `resp` uses anything inside it but the re-exports below.
@@ -20,10 +23,12 @@ mod admin;
 mod commands;
 mod connection;
 mod parse;
+mod query_buffer;
 mod reply;
 mod server;
 mod state;
 mod table;
+mod timeouts;
 
 pub use admin::REDIS_VERSION;
 pub use connection::{Connection, Progress};

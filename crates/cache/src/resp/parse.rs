@@ -17,7 +17,9 @@ use std::ops::Range;
 /// Parser limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest bulk string (one argument), in bytes.
+    /// Largest bulk string (one argument), in bytes: 32 MiB by default, half of a
+    /// connection's query buffer limit (`RespConfig::max_query_bytes`), as Redis'
+    /// `proto-max-bulk-len` is half of its `client-query-buffer-limit`.
     pub max_bulk: usize,
     /// Most arguments in one command.
     pub max_args: usize,
@@ -28,7 +30,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_bulk: 64 << 20,
+            max_bulk: 32 << 20,
             max_args: 1 << 20,
             max_inline: 64 << 10,
         }

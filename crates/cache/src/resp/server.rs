@@ -1,7 +1,13 @@
 //! The RESP server: worker threads like the gateway's ([`strata_os::listen`]: one
 //! current-thread tokio runtime per thread, each with its own `SO_REUSEPORT` listener, so
-//! a connection never changes thread), and the connection loop: read, run every complete command, append the
-//! replies to one buffer, one write per read. Pipelining costs nothing extra.
+//! a connection never changes thread), and the connection loop: read, run every complete
+//! command, append the replies to one buffer, one write per read. Pipelining costs
+//! nothing extra.
+//!
+//! Every connection is bounded: at most `max_clients` are admitted; each one's query
+//! buffer is bounded, and so are all of theirs together (`query_buffer`); a connection
+//! idle too long, or too slow to send a command, is closed by its worker's sweep
+//! (`timeouts`), which costs the loop no clock read and no timer per command.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -14,7 +20,9 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{Connection, Progress};
+use super::query_buffer::{OverLimit, QueryBuffer, READ_CHUNK};
 use super::state::{ConnectionContext, RespConfig};
+use super::timeouts::{self, Expired, Watch};
 use crate::cache::Cache;
 
 /// The running RESP server's threads; [`RespWorkers::join`] (or `join_blocking` outside
@@ -74,29 +82,74 @@ async fn accept_loop(worker: Worker, shared: Arc<ConnectionContext>) {
         listener,
         shutdown,
     } = worker;
-    listen::accept(listener, &shutdown, "resp", |stream, peer| {
-        let shared = shared.clone();
+    let accept = listen::accept(listener, &shutdown, "resp", |stream, peer| {
+        let Some(admitted) = Admitted::new(&shared) else {
+            tokio::spawn(refuse(stream, peer, shared.clone()));
+            return;
+        };
+        shared.server.total_connections.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            shared.server.connected.fetch_add(1, Ordering::Relaxed);
-            shared.server.total_connections.fetch_add(1, Ordering::Relaxed);
-            let _guard = Connected(&shared);
-            if let Err(e) = serve_connection(stream, peer, index, &shared).await {
+            let shared = &admitted.0;
+            if let Err(e) = serve_connection(stream, peer, index, shared).await {
                 tracing::debug!(error = %e, %peer, "cache client connection ended with an error");
             }
         });
-    })
-    .await;
+    });
+    // The sweep never ends: the worker serves until `accept` does.
+    tokio::select! {
+        _ = accept => {}
+        _ = timeouts::sweep(shared.server.timeouts) => {}
+    }
 }
 
-struct Connected<'a>(&'a ConnectionContext);
+/// One of the `max_clients` places, taken at accept and given back when the connection ends.
+struct Admitted(Arc<ConnectionContext>);
 
-impl Drop for Connected<'_> {
+impl Admitted {
+    fn new(shared: &Arc<ConnectionContext>) -> Option<Admitted> {
+        let server = &shared.server;
+        if server.connected.fetch_add(1, Ordering::Relaxed) >= server.max_clients {
+            server.connected.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Admitted(shared.clone()))
+    }
+}
+
+impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.server.connected.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-const READ_CHUNK: usize = 16 << 10;
+/// A connection past `max_clients`: Redis' error, then closed.
+async fn refuse(mut stream: TcpStream, peer: SocketAddr, shared: Arc<ConnectionContext>) {
+    let server = &shared.server;
+    if server.closed.max_clients.fetch_add(1, Ordering::Relaxed) == 0 {
+        tracing::warn!(%peer, max_clients = server.max_clients, "cache client refused: max number of clients reached (said once; INFO's rejected_connections counts them)");
+    }
+    let reply = stream.write_all(b"-ERR max number of clients reached\r\n");
+    if matches!(tokio::time::timeout(REFUSAL_LINGER, reply).await, Ok(Ok(()))) {
+        let _ = stream.shutdown().await;
+        linger(&mut stream, REFUSAL_LINGER).await;
+    }
+}
+
+/// How long a refused connection is given to take its error.
+const REFUSAL_LINGER: Duration = Duration::from_millis(250);
+
+/// Why a reply could not be written.
+enum Ended {
+    Io(std::io::Error),
+    /// The client took nothing of it for the idle timeout.
+    Stalled,
+}
+
+impl From<std::io::Error> for Ended {
+    fn from(e: std::io::Error) -> Ended {
+        Ended::Io(e)
+    }
+}
 
 async fn serve_connection(
     mut stream: TcpStream,
@@ -104,51 +157,117 @@ async fn serve_connection(
     worker: usize,
     shared: &Arc<ConnectionContext>,
 ) -> std::io::Result<()> {
+    let server = &shared.server;
     let mut conn = Connection::new(shared.clone(), peer, worker);
-    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let watch = Watch::register(&server.timeouts);
+    let mut input = QueryBuffer::new(&server.client_memory, server.max_query_bytes);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     loop {
-        // Room for the next read: a chunk, or more of a large bulk being received (at most
-        // doubling per read, so a bare header cannot make us reserve its whole length).
-        let want = conn
-            .want()
-            .saturating_sub(input.len())
-            .min(input.capacity().max(1 << 20));
-        input.reserve(want.max(READ_CHUNK / 4));
-        if stream.read_buf(&mut input).await? == 0 {
+        if let Err(over) = input.make_room(conn.want()) {
+            match over {
+                OverLimit::Connection => conn.over_query_buffer_limit(input.bytes.len(), &mut out),
+                OverLimit::Server => conn.evicted(&mut out),
+            }
+            drop(input);
+            return close_with(stream, &out).await;
+        }
+        let read = match watch.until_expired(stream.read_buf(&mut input.bytes)).await {
+            Ok(read) => read?,
+            Err(expired) => {
+                drop(input);
+                return match expired {
+                    Expired::Idle => {
+                        conn.idle();
+                        let _ = stream.shutdown().await;
+                        Ok(())
+                    }
+                    Expired::SlowCommand => {
+                        conn.too_slow(&mut out);
+                        close_with(stream, &out).await
+                    }
+                };
+            }
+        };
+        if read == 0 {
             return Ok(());
         }
         loop {
-            let progress = conn.process(&mut input, &mut out);
+            let before = input.bytes.len();
+            let progress = conn.process(&mut input.bytes, &mut out);
+            watch.received(input.bytes.len() < before, input.bytes.len());
             if !out.is_empty() {
-                stream.write_all(&out).await?;
-                out.clear();
+                match write_out(&mut stream, &out, &watch).await {
+                    Ok(()) => out.clear(),
+                    Err(Ended::Io(e)) => return Err(e),
+                    Err(Ended::Stalled) => {
+                        conn.idle();
+                        return Ok(());
+                    }
+                }
             }
             match progress {
                 Progress::NeedInput => break,
                 Progress::Flush => continue,
                 Progress::Close => {
+                    drop(input);
                     let _ = stream.shutdown().await;
-                    linger(&mut stream).await;
+                    linger(&mut stream, LINGER).await;
                     return Ok(());
                 }
             }
         }
         // A burst of large commands should not pin memory for the connection's lifetime.
-        if input.is_empty() && input.capacity() > 4 * READ_CHUNK {
-            input = Vec::with_capacity(READ_CHUNK);
-        }
+        input.shrink(conn.want());
         if out.capacity() > 4 * READ_CHUNK {
             out = Vec::with_capacity(READ_CHUNK);
         }
     }
 }
 
-/// After our last reply (QUIT, a protocol error): reads and drops what the client had
-/// already sent, until it closes (at most 1 MiB or 1 s). Closing a socket with unread
-/// input makes the kernel reset the connection, and the client could lose the reply
-/// that says why it is being closed.
-async fn linger(stream: &mut TcpStream) {
+/// Writes `out` whole. Nearly always the socket takes it at once; if not, the client is
+/// not reading, and the idle timeout counts from the last part it took.
+async fn write_out(stream: &mut TcpStream, out: &[u8], watch: &Watch) -> Result<(), Ended> {
+    let mut at = match stream.try_write(out) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e.into()),
+    };
+    if at == out.len() {
+        return Ok(());
+    }
+    watch.writing(true);
+    while at < out.len() {
+        let n = watch
+            .until_expired(stream.write(&out[at..]))
+            .await
+            .map_err(|_| Ended::Stalled)??;
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+        }
+        at += n;
+        watch.wrote();
+    }
+    watch.writing(false);
+    Ok(())
+}
+
+/// Writes the last reply, `out` (an error saying why), as far as the socket takes it at
+/// once (the client may not be reading), and closes the connection.
+async fn close_with(mut stream: TcpStream, out: &[u8]) -> std::io::Result<()> {
+    let _ = stream.try_write(out);
+    let _ = stream.shutdown().await;
+    linger(&mut stream, LINGER).await;
+    Ok(())
+}
+
+/// How long [`linger`] waits after a connection's last reply.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// After our last reply (QUIT, a protocol error, a bound): reads and drops what the
+/// client had already sent, until it closes (at most 1 MiB or `limit`). Closing a socket
+/// with unread input makes the kernel reset the connection, and the client could lose
+/// the reply that says why it is being closed.
+async fn linger(stream: &mut TcpStream, limit: Duration) {
     let drain = async {
         let mut sink = [0u8; 8192];
         let mut total = 0;
@@ -159,5 +278,5 @@ async fn linger(stream: &mut TcpStream) {
             }
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    let _ = tokio::time::timeout(limit, drain).await;
 }

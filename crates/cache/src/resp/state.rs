@@ -5,22 +5,42 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::parse::Limits;
+use super::query_buffer::ClientMemory;
+use super::timeouts::Timeouts;
 use crate::cache::Cache;
 use crate::ring::StableHasher;
 
-/// How the RESP server runs.
+/// How the RESP server runs, and what bounds each connection and all of them. The
+/// defaults bound a node's Redis port without getting in a normal client's way.
 #[derive(Debug, Clone)]
 pub struct RespConfig {
     /// Worker threads (0: one per core).
     pub threads: usize,
     /// Parser limits (bulk size, argument count, inline length).
     pub limits: Limits,
-    /// Most bytes a connection may have received and not yet run (Redis'
-    /// `client-query-buffer-limit`); past it the connection is closed.
+    /// Most bytes a connection may have received and not yet run, 64 MiB (Redis'
+    /// `client-query-buffer-limit`); past it the connection gets an error and is closed.
+    /// Keep it above `limits.max_bulk`, so that the largest value fits.
     pub max_query_bytes: usize,
+    /// Most bytes the query buffers of all connections may hold together, 256 MiB (as
+    /// Redis' `maxmemory-clients`, for query buffers): a connection whose buffer would
+    /// have to grow past it gets an error and is closed (`evicted_clients` in INFO).
+    /// Each connection's first 16 KiB read buffer counts, but is always granted.
+    pub max_query_bytes_total: usize,
+    /// Most connections open at once, 10,000 (Redis' `maxclients`); one more gets
+    /// `-ERR max number of clients reached` and is closed.
+    pub max_clients: usize,
+    /// A connection with nothing under way for this long is closed, quietly, as Redis'
+    /// `timeout` does; 300 s. None: never.
+    pub idle_timeout: Option<Duration>,
+    /// A command must arrive whole within this long of its first bytes (plus a second
+    /// per MiB received, for large values on slow links), else the client gets an error
+    /// and the connection is closed: a slowloris client holds nothing for long; 10 s.
+    /// None: never.
+    pub command_timeout: Option<Duration>,
 }
 
 impl Default for RespConfig {
@@ -28,7 +48,11 @@ impl Default for RespConfig {
         RespConfig {
             threads: 0,
             limits: Limits::default(),
-            max_query_bytes: 256 << 20,
+            max_query_bytes: 64 << 20,
+            max_query_bytes_total: 256 << 20,
+            max_clients: 10_000,
+            idle_timeout: Some(Duration::from_secs(300)),
+            command_timeout: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -47,8 +71,14 @@ pub(crate) struct ServerState {
     pub run_id: String,
     pub limits: Limits,
     pub max_query_bytes: usize,
+    pub max_clients: u64,
+    pub timeouts: Timeouts,
+    /// The bytes held by all connections' query buffers, and their bound.
+    pub client_memory: ClientMemory,
     pub connected: AtomicU64,
     pub total_connections: AtomicU64,
+    /// Events that close connections, for INFO (rare: counters shared by the workers).
+    pub closed: Closed,
     /// Commands run, one counter per worker so that workers never share a cache line.
     pub commands: Box<[PerWorker]>,
     pub next_client_id: AtomicU64,
@@ -65,13 +95,35 @@ impl ConnectionContext {
                 run_id: run_id(),
                 limits: config.limits,
                 max_query_bytes: config.max_query_bytes.max(1024),
+                max_clients: config.max_clients.max(1) as u64,
+                timeouts: Timeouts {
+                    idle: config.idle_timeout.filter(|t| !t.is_zero()),
+                    command: config.command_timeout.filter(|t| !t.is_zero()),
+                },
+                client_memory: ClientMemory::new(config.max_query_bytes_total),
                 connected: AtomicU64::new(0),
                 total_connections: AtomicU64::new(0),
+                closed: Closed::default(),
                 commands: (0..threads.max(1)).map(|_| PerWorker::default()).collect(),
                 next_client_id: AtomicU64::new(1),
             },
         }
     }
+}
+
+/// Connections refused or closed by the server's bounds.
+#[derive(Default)]
+pub(crate) struct Closed {
+    /// Refused at accept: `max_clients` were open (Redis' `rejected_connections`).
+    pub max_clients: AtomicU64,
+    /// Past `max_query_bytes_total` (Redis' `evicted_clients`).
+    pub evicted: AtomicU64,
+    /// Past `max_query_bytes` (Redis' `client_query_buffer_limit_disconnections`).
+    pub query_buffer_limit: AtomicU64,
+    /// Idle for `idle_timeout`.
+    pub idle: AtomicU64,
+    /// A command not whole within `command_timeout`.
+    pub slow_command: AtomicU64,
 }
 
 /// A counter on its own cache line.

@@ -110,13 +110,15 @@ impl App {
         config
     }
 
-    /// Starts a node in this process.
+    /// Starts a node in this process; the HTTP helpers send its control token.
     pub async fn start(&self, config: NodeConfig) -> Node {
         let shutdown = CancellationToken::new();
         self.stop_on_drop.lock().unwrap().push(shutdown.clone().drop_guard());
-        strata_node::Node::start(config, shutdown)
+        let node = strata_node::Node::start(config, shutdown)
             .await
-            .expect("start the node")
+            .expect("start the node");
+        trust(&node);
+        node
     }
 
     /// Every line of the record file.
@@ -227,6 +229,48 @@ where
 }
 
 // ---------------------------------------------------------------------------------------
+// The node API's control tokens
+// ---------------------------------------------------------------------------------------
+
+/// The control token of each node API address a test started (or found), which the
+/// HTTP helpers and `strata --api` send: the tests act as the node's operator.
+static TOKENS: std::sync::Mutex<Vec<(SocketAddr, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// The HTTP helpers send this node's control token to its API.
+pub fn trust(node: &Node) {
+    remember_token(node.api_addr, node.control_token());
+}
+
+pub fn remember_token(api: SocketAddr, token: &str) {
+    let mut tokens = TOKENS.lock().unwrap();
+    tokens.retain(|(a, _)| *a != api);
+    tokens.push((api, token.to_string()));
+}
+
+/// The control token of the node API at `addr`, if a test started that node.
+pub fn token_of(addr: SocketAddr) -> Option<String> {
+    TOKENS
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(a, _)| *a == addr)
+        .map(|(_, t)| t.clone())
+}
+
+/// `Authorization: Bearer TOKEN\r\n` for a request written by hand to a node API (empty
+/// when the test did not start that node).
+pub fn auth_line(api: SocketAddr) -> String {
+    token_of(api).map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"))
+}
+
+/// Routes of the node API whose bodies are bytes, not JSON.
+fn raw_body_route(path: &str) -> bool {
+    ["/v1/kv/", "/v1/blobs/", "/v1/cache/keys/", "/v1/any/", "/v1/all/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
+// ---------------------------------------------------------------------------------------
 // HTTP
 // ---------------------------------------------------------------------------------------
 
@@ -280,14 +324,22 @@ async fn read_reply(res: hyper::Response<hyper::body::Incoming>) -> Result<Reply
     })
 }
 
-/// A request with a small body (or none).
+/// A request with a small body (or none). To a node API a test started, it carries the
+/// node's control token, and a body for a JSON endpoint says it is JSON (a test may
+/// replace either header).
 pub fn request(method: Method, addr: SocketAddr, path: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
-    Request::builder()
+    let body = body.into();
+    let mut req = Request::builder()
         .method(method)
         .uri(path)
-        .header(http::header::HOST, addr.to_string())
-        .body(Full::new(body.into()))
-        .unwrap()
+        .header(http::header::HOST, addr.to_string());
+    if let Some(token) = token_of(addr) {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        if !body.is_empty() && !raw_body_route(path) {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+    }
+    req.body(Full::new(body)).unwrap()
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Reply {
@@ -480,10 +532,19 @@ pub async fn wait_groups_gone(groups: &[i32], timeout: Duration) {
 // The strata binary
 // ---------------------------------------------------------------------------------------
 
-/// `strata ARGS` run in `dir`, with the output captured.
+/// `strata ARGS` run in `dir`, with the output captured. Given `--api URL` of a node a
+/// test started, it gets that node's control token in `$STRATA_CONTROL_TOKEN`, as an
+/// operator elsewhere would; otherwise it finds the token itself.
 pub async fn strata(dir: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = tokio::process::Command::new(STRATA);
     cmd.args(args).current_dir(dir).stdin(Stdio::null()).kill_on_drop(true);
+    let api = args.iter().position(|a| *a == "--api").and_then(|i| args.get(i + 1));
+    if let Some(token) = api
+        .and_then(|url| url.trim_start_matches("http://").parse().ok())
+        .and_then(token_of)
+    {
+        cmd.env("STRATA_CONTROL_TOKEN", token);
+    }
     tokio::time::timeout(Duration::from_secs(30), cmd.output())
         .await
         .unwrap_or_else(|_| panic!("strata {args:?} did not finish within 30s"))
@@ -524,13 +585,18 @@ impl Up {
         std::fs::read_to_string(self.dir.join("up.out")).unwrap_or_default()
     }
 
-    /// The node file `strata up` writes once it listens.
+    /// The node file `strata up` writes once it listens; the HTTP helpers then send the
+    /// node's control token (from `.strata/control.token`, written before it).
     pub async fn node_file(&mut self) -> Value {
         let path = self.dir.join(".strata").join("node.json");
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(text) = std::fs::read_to_string(&path) {
                 if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    let token = strata_node::nodefile::read_token(&self.dir.join(".strata"));
+                    if let (Some(api), Some(token)) = (v["api"].as_str(), token) {
+                        remember_token(addr_of(api), &token);
+                    }
                     return v;
                 }
             }

@@ -1,0 +1,350 @@
+//! What `ps`, `queues`, `cache stats`, `events` and `ls` print for a person: tables read
+//! from the node API's JSON (`--json` prints that JSON instead, for programs). Every
+//! function writes to `out` and returns its error, so a closed pipe ends the command
+//! quietly (see `out`).
+
+use std::io::{self, Write};
+
+use serde_json::Value;
+use strata_node::nodefile::Registered;
+
+/// A JSON value for a table cell: the number or text, `-` when absent. serde_json's
+/// Display ignores widths, so cells are formatted as strings.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `strata queues`.
+pub fn queues(out: &mut dyn Write, reply: &Value) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<24} {:<9} {:>9} {:>9} {:>12} {:>9} {:>8}",
+        "QUEUE", "FSYNC", "STORED", "BACKLOG", "BYTES", "SEGMENTS", "CORRUPT"
+    )?;
+    for f in reply["failed"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "{:<24} OUT OF SERVICE: {}",
+            f["name"].as_str().unwrap_or("?"),
+            f["reason"].as_str().unwrap_or("?")
+        )?;
+    }
+    let queues = reply["queues"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for q in queues {
+        let groups = q["groups"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let backlog = groups.iter().filter_map(|g| g["backlog"].as_u64()).max();
+        writeln!(
+            out,
+            "{:<24} {:<9} {:>9} {:>9} {:>12} {:>9} {:>8}",
+            q["name"].as_str().unwrap_or("?"),
+            q["fsync"].as_str().unwrap_or("?"),
+            cell(&q["messages"]),
+            backlog.map_or("-".to_string(), |b| b.to_string()),
+            cell(&q["bytes"]),
+            cell(&q["segments"]),
+            cell(&q["corrupt"])
+        )?;
+        for repair in q["repairs"].as_array().into_iter().flatten() {
+            writeln!(out, "  repaired at open: {}", repair.as_str().unwrap_or("?"))?;
+        }
+        for g in groups {
+            writeln!(
+                out,
+                "  group {:<16} backlog {} (unread {}, leased {}), dead-lettered {}, next to delete {}",
+                g["name"].as_str().unwrap_or("?"),
+                g["backlog"],
+                g["unread"],
+                g["leased"],
+                g["dead_lettered"],
+                g["floor"]
+            )?;
+        }
+    }
+    if !queues.is_empty() {
+        writeln!(
+            out,
+            "STORED: messages on disk, deleted ones included until their segment is reclaimed; \
+             BACKLOG: what is left to do, the largest of its groups' (unread + leased)"
+        )?;
+    }
+    Ok(())
+}
+
+/// `strata cache stats`: the node's cache per shard, then the read-through caches.
+pub fn cache_stats(out: &mut dyn Write, reply: &Value) -> io::Result<()> {
+    let row = |out: &mut dyn Write, name: &str, s: &Value| {
+        writeln!(
+            out,
+            "{name:<14} {:>9} {:>12} {:>10} {:>10} {:>10} {:>9}",
+            cell(&s["keys"]),
+            cell(&s["bytes"]),
+            cell(&s["hits"]),
+            cell(&s["misses"]),
+            cell(&s["evictions"]),
+            cell(&s["expired"])
+        )
+    };
+    writeln!(out, "cache (the Redis port's keys and /v1/cache/keys), per shard:")?;
+    writeln!(
+        out,
+        "{:<14} {:>9} {:>12} {:>10} {:>10} {:>10} {:>9}",
+        "SHARD", "KEYS", "BYTES", "HITS", "MISSES", "EVICTIONS", "EXPIRED"
+    )?;
+    for (i, shard) in reply["shards"].as_array().into_iter().flatten().enumerate() {
+        row(out, &i.to_string(), shard)?;
+    }
+    row(out, "total", &reply["total"])?;
+    let max = reply["total"]["max_bytes"].as_u64().unwrap_or(0);
+    if max > 0 {
+        writeln!(
+            out,
+            "memory bound: {max} bytes (least recently used keys are evicted past it)"
+        )?;
+    }
+    let caches = reply["read_through"].as_object();
+    writeln!(out)?;
+    let Some(caches) = caches.filter(|c| !c.is_empty()) else {
+        writeln!(out, "read-through caches: none declared (`caches` in strata.json)")?;
+        return Ok(());
+    };
+    writeln!(out, "read-through caches (/v1/caches/NAME/KEY, loaded from the store):")?;
+    writeln!(
+        out,
+        "{:<14} {:<14} {:>9} {:>10} {:>13} {:>10} {:>12}",
+        "CACHE", "NAMESPACE", "LOADS", "COALESCED", "STALE SERVED", "REFRESHES", "LOAD ERRORS"
+    )?;
+    for (name, c) in caches {
+        writeln!(
+            out,
+            "{name:<14} {:<14} {:>9} {:>10} {:>13} {:>10} {:>12}",
+            cell(&c["namespace"]),
+            cell(&c["loads"]),
+            cell(&c["coalesced"]),
+            cell(&c["stale_served"]),
+            cell(&c["refreshes"]),
+            cell(&c["load_errors"])
+        )?;
+    }
+    let all = &reply["read_through_total"];
+    writeln!(
+        out,
+        "their entries: keys {}, bytes {}, hits {}, misses {}, evictions {}, expired {}",
+        cell(&all["keys"]),
+        cell(&all["bytes"]),
+        cell(&all["hits"]),
+        cell(&all["misses"]),
+        cell(&all["evictions"]),
+        cell(&all["expired"])
+    )?;
+    writeln!(
+        out,
+        "LOADS: misses and refreshes that read the store; COALESCED: misses that waited for a load \
+         already running; STALE SERVED: reads answered past ttl_ms, within stale_ms"
+    )
+}
+
+/// `strata events`.
+pub fn events(out: &mut dyn Write, events: &[Value]) -> io::Result<()> {
+    for e in events {
+        writeln!(
+            out,
+            "{} {:<12} {:<20} {}",
+            time_of_day(e["at"].as_u64().unwrap_or(0)),
+            e["instance"].as_str().or(e["service"].as_str()).unwrap_or("-"),
+            e["kind"].as_str().unwrap_or("-"),
+            e["message"].as_str().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+/// `strata ls`.
+pub fn nodes(out: &mut dyn Write, nodes: &[Registered]) -> io::Result<()> {
+    if nodes.is_empty() {
+        return writeln!(
+            out,
+            "no strata node is running; `strata up` in an app's directory starts one"
+        );
+    }
+    writeln!(out, "{:<16} {:>8}  {:<26} {:<26} DIR", "APP", "PID", "GATEWAY", "API")?;
+    for n in nodes {
+        writeln!(
+            out,
+            "{:<16} {:>8}  {:<26} {:<26} {}",
+            n.app,
+            n.pid,
+            format!("http://{}", n.gateway),
+            n.api,
+            n.dir.display()
+        )?;
+    }
+    Ok(())
+}
+
+/// `HH:MM:SS.mmm` (UTC) of a Unix time in milliseconds.
+pub fn time_of_day(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+        ms % 1000
+    )
+}
+
+/// `strata ps`.
+pub fn ps(out: &mut dyn Write, ps: &Value) -> io::Result<()> {
+    let cache = ps["cache"]
+        .as_str()
+        .map(|c| format!("  cache redis://{c}"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "app {}  gateway http://{}  api {}{cache}",
+        ps["app"].as_str().unwrap_or("?"),
+        ps["gateway"].as_str().unwrap_or("?"),
+        ps["api"].as_str().unwrap_or("?")
+    )?;
+    for failure in ps["failures"].as_array().into_iter().flatten() {
+        writeln!(out, "OUT OF SERVICE: {}", failure.as_str().unwrap_or("?"))?;
+    }
+    writeln!(
+        out,
+        "{:<20} {:<12} {:>7} {:>6} {:>8} {:>8} {:>8}  DETAIL",
+        "INSTANCE", "STATE", "PID", "PORT", "RESTARTS", "INFLIGHT", "SERVED"
+    )?;
+    for svc in ps["services"].as_array().into_iter().flatten() {
+        service(out, ps, svc)?;
+    }
+    Ok(())
+}
+
+fn service(out: &mut dyn Write, ps: &Value, svc: &Value) -> io::Result<()> {
+    writeln!(
+        out,
+        "{} ({}; {} of {} ready; min {} max {})",
+        svc["name"].as_str().unwrap_or("?"),
+        svc["state"].as_str().unwrap_or("?"),
+        svc["ready"],
+        svc["desired"],
+        svc["min"],
+        svc["max"]
+    )?;
+    if let Some(f) = svc["function"].as_str() {
+        writeln!(out, "  function, triggered by {f}")?;
+    }
+    let scale = &svc["autoscale"];
+    if scale.is_object() {
+        let mut figures = format!("in flight {}", scale["inflight"]);
+        if let Some(b) = scale["backlog"].as_u64() {
+            figures.push_str(&format!(", backlog {b}"));
+            if let Some(d) = scale["drain_s"].as_f64() {
+                figures.push_str(&format!(" (drained in ~{d} s)"));
+            }
+        }
+        if let Some(l) = scale["latency_ms"].as_f64() {
+            figures.push_str(&format!(", latency {l:.1} ms"));
+        }
+        if let Some(c) = scale["cold_start_ms"].as_u64() {
+            figures.push_str(&format!(", last cold start {c} ms"));
+        }
+        if scale["shed"].as_u64().unwrap_or(0) > 0 {
+            figures.push_str(&format!(", shed {}", scale["shed"]));
+        }
+        writeln!(
+            out,
+            "  autoscale: current {} target {} by {} ({figures}): {}",
+            svc["desired"],
+            scale["target"],
+            scale["signal"].as_str().unwrap_or("?"),
+            scale["reason"].as_str().unwrap_or("")
+        )?;
+    }
+    let consumer = ps["consumers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["service"] == svc["name"]);
+    if let Some(c) = consumer {
+        writeln!(
+            out,
+            "  consumes {}/{}: backlog {} (unread {}, leased {})",
+            c["queue"].as_str().unwrap_or("?"),
+            c["group"].as_str().unwrap_or("?"),
+            c["backlog"],
+            c["unread"],
+            c["leased"]
+        )?;
+    }
+    for inst in svc["instances"].as_array().into_iter().flatten() {
+        let detail = inst["detail"].as_str().or(inst["last_exit"].as_str()).unwrap_or("");
+        writeln!(
+            out,
+            "  {:<18} {:<12} {:>7} {:>6} {:>8} {:>8} {:>8}  {}",
+            inst["id"].as_str().unwrap_or("?"),
+            inst["state"].as_str().unwrap_or("?"),
+            cell(&inst["pid"]),
+            cell(&inst["port"]),
+            cell(&inst["restarts"]),
+            cell(&inst["inflight"]),
+            cell(&inst["served"]),
+            detail
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> String {
+        let mut buf = Vec::new();
+        write(&mut buf).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn queues_name_stored_and_backlog_apart() {
+        let reply = json!({"queues": [{"name": "orders", "fsync": "always", "messages": 2, "bytes": 336,
+            "segments": 1, "corrupt": 0,
+            "groups": [{"name": "fulfil", "floor": 2, "unread": 0, "leased": 0, "backlog": 0, "dead_lettered": 0}]}]});
+        let t = text(|out| queues(out, &reply));
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].contains("STORED") && lines[0].contains("BACKLOG"), "{t}");
+        let row: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(row[..4], ["orders", "always", "2", "0"], "{t}");
+        assert!(t.contains("group fulfil"), "{t}");
+        assert!(t.contains("STORED: messages on disk"), "{t}");
+    }
+
+    #[test]
+    fn cache_stats_is_a_table_per_shard_and_per_read_through_cache() {
+        let shard = json!({"keys": 3, "expires": 0, "bytes": 300, "max_bytes": 1000, "hits": 7, "misses": 2,
+            "evictions": 1, "expired": 0});
+        let reply = json!({"total": shard, "shards": [shard, shard], "read_through_total": shard,
+            "read_through": {"history": {"namespace": "history", "loads": 4, "coalesced": 1,
+            "stale_served": 2, "refreshes": 3, "load_errors": 0}}});
+        let t = text(|out| cache_stats(out, &reply));
+        assert!(
+            t.contains("SHARD") && t.contains("EVICTIONS") && t.contains("EXPIRED"),
+            "{t}"
+        );
+        let rows = |first: &str| t.lines().filter(|l| l.split_whitespace().next() == Some(first)).count();
+        assert_eq!((rows("0"), rows("1"), rows("total")), (1, 1, 1), "{t}");
+        assert!(t.contains("their entries: keys 3, bytes 300, hits 7"), "{t}");
+        let history: Vec<&str> = t
+            .lines()
+            .find(|l| l.starts_with("history"))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert_eq!(history, ["history", "history", "4", "1", "2", "3", "0"], "{t}");
+    }
+}
