@@ -24,7 +24,9 @@
 //! The last row is the Linux behaviour behind PostgreSQL's "fsyncgate": a failed
 //! `fsync` may leave the unsynced pages marked clean, so a second `fsync` succeeds without
 //! them. A caller whose sync failed must not acknowledge, nor retry and then acknowledge:
-//! it must stop taking writes until it is restarted and has re-read what is on disk.
+//! it must stop taking writes until it is restarted and has re-read what is on disk — and
+//! re-read it from the disk, not from those pages, which a restarted process would
+//! otherwise still be served: [`DiskFile::forget_cached`] at open.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -98,6 +100,13 @@ pub trait DiskFile: Send + Sync + 'static {
 
     /// The file's size in bytes.
     fn size(&self) -> io::Result<u64>;
+
+    /// Drops the copy of the file the page cache holds, except what is still to be
+    /// written, so that later reads come from the device. Call it when opening a file to
+    /// recover from it: after a failed sync the kernel keeps the pages it could not write,
+    /// marked clean, and a process reading them would build on data the disk does not
+    /// have (and never will).
+    fn forget_cached(&self) -> io::Result<()>;
 
     /// Takes an exclusive lock on the file, held until this handle is dropped;
     /// `WouldBlock` when another handle holds it.
@@ -211,6 +220,17 @@ impl DiskFile for File {
         Ok(self.metadata()?.len())
     }
 
+    /// `posix_fadvise(POSIX_FADV_DONTNEED)`: clean pages leave the page cache (dirty ones
+    /// stay; pages whose writeback failed are clean).
+    fn forget_cached(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an advice on a descriptor this `File` owns; no memory is passed.
+        match unsafe { libc::posix_fadvise(self.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) } {
+            0 => Ok(()),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+
     fn try_lock_exclusive(&self) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a descriptor this `File` owns; no memory is passed.
@@ -265,11 +285,15 @@ mod tests {
         let sub = dir.path().join("a/b");
         disk.create_dir_all(&sub).unwrap();
         let path = sub.join("f");
-        assert_eq!(disk.open(&path, Open::Existing).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            disk.open(&path, Open::Existing).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
         let f = disk.open(&path, Open::Create).unwrap();
         f.write_all_at(b"hello", 3).unwrap();
         f.sync_data().unwrap();
         assert_eq!(f.size().unwrap(), 8);
+        f.forget_cached().unwrap();
         assert_eq!(disk.read(&path).unwrap(), b"\0\0\0hello");
         let mut buf = [0u8; 5];
         f.read_exact_at(&mut buf, 3).unwrap();
@@ -278,7 +302,10 @@ mod tests {
         assert!(f.read_cached(&mut buf, 3).unwrap());
         f.try_lock_exclusive().unwrap();
         let other = disk.open(&path, Open::Create).unwrap();
-        assert_eq!(other.try_lock_exclusive().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            other.try_lock_exclusive().unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
         drop(f);
         other.try_lock_exclusive().unwrap();
         disk.rename(&path, &sub.join("g")).unwrap();

@@ -75,6 +75,10 @@ struct State {
     fail_sync: Option<(u64, PathBuf)>,
     short_reads: u32,
     flip_on_read: u32,
+    /// Reads still to come back with a bit flipped, whatever `flip_on_read` says.
+    flip_next_reads: u32,
+    /// The paths whose sync was made to fail, in order.
+    failed_syncs: Vec<PathBuf>,
     counts: FaultCounts,
 }
 
@@ -137,7 +141,7 @@ impl State {
     }
 
     fn one_in(&mut self, n: u32) -> bool {
-        n > 0 && self.random() % u64::from(n) == 0
+        n > 0 && self.random().is_multiple_of(u64::from(n))
     }
 
     /// Fails when `boot` is over (the power was cut since).
@@ -234,7 +238,7 @@ impl State {
         for inode in inodes.values_mut() {
             let mut data = std::mem::take(&mut inode.synced);
             for change in std::mem::take(&mut inode.unsynced) {
-                if torn && self.random() % 2 == 0 {
+                if torn && self.random().is_multiple_of(2) {
                     change.apply(&mut data);
                 }
             }
@@ -265,6 +269,7 @@ impl State {
         }
         self.fail_sync = None;
         self.counts.failed_syncs += 1;
+        self.failed_syncs.extend(paths.first().map(|p| p.to_path_buf()));
         true
     }
 
@@ -293,6 +298,8 @@ impl FaultDisk {
             fail_sync: None,
             short_reads: 0,
             flip_on_read: 0,
+            flip_next_reads: 0,
+            failed_syncs: Vec::new(),
             counts: FaultCounts::default(),
         };
         FaultDisk {
@@ -374,6 +381,12 @@ impl FaultDisk {
         self.state().flip_on_read = one_in;
     }
 
+    /// The next `reads` reads come back with one bit flipped each; the stored bytes stay
+    /// right.
+    pub fn flip_next_reads(&self, reads: u32) {
+        self.state().flip_next_reads = reads;
+    }
+
     /// Flips bit `bit` (counted from the file's start) of the file at `path`, for good,
     /// as damage to the medium would.
     pub fn flip_bit(&self, path: &Path, bit: u64) -> io::Result<()> {
@@ -424,6 +437,11 @@ impl FaultDisk {
                 Change::SetLen(_) => 0,
             })
             .sum())
+    }
+
+    /// The paths whose sync was made to fail so far, in order.
+    pub fn failed_sync_paths(&self) -> Vec<PathBuf> {
+        self.state().failed_syncs.clone()
     }
 
     pub fn counts(&self) -> FaultCounts {
@@ -565,7 +583,7 @@ impl Disk for FaultDisk {
         state.counts.syncs += 1;
         // A failing sync may have written the directory before it failed, or not.
         let failed = state.sync_fails(&[dir]);
-        if failed && state.random() % 2 == 0 {
+        if failed && state.random().is_multiple_of(2) {
             return Err(eio());
         }
         if state.implicit(dir) && dir != state.root {
@@ -604,7 +622,9 @@ impl DiskFile for FaultFile {
             n = 1 + (state.random() % (n as u64 - 1)) as usize;
             state.counts.short_reads += 1;
         }
-        if n > 0 && state.one_in(flip) {
+        let flip_this = state.flip_next_reads > 0 || state.one_in(flip);
+        if n > 0 && flip_this {
+            state.flip_next_reads = state.flip_next_reads.saturating_sub(1);
             let bit = state.random() % (n as u64 * 8);
             buf[(bit / 8) as usize] ^= 1 << (bit % 8);
             state.counts.flipped_reads += 1;
@@ -641,7 +661,10 @@ impl DiskFile for FaultFile {
             // Some pages may have been written before the error; the kernel marks the
             // others clean: what they held never reaches the disk.
             let changes = std::mem::take(&mut state.inode(self.ino)?.unsynced);
-            let kept: Vec<Change> = changes.into_iter().filter(|_| state.random() % 2 == 0).collect();
+            let kept: Vec<Change> = changes
+                .into_iter()
+                .filter(|_| state.random().is_multiple_of(2))
+                .collect();
             let inode = state.inode(self.ino)?;
             for change in kept {
                 change.apply(&mut inode.synced);
@@ -669,6 +692,20 @@ impl DiskFile for FaultFile {
         let mut state = self.state();
         state.live(self.boot)?;
         Ok(state.inode(self.ino)?.data.len() as u64)
+    }
+
+    /// What is read from now on is what the disk holds, plus what is still to be written:
+    /// the writes a failed sync dropped are gone.
+    fn forget_cached(&self) -> io::Result<()> {
+        let mut state = self.state();
+        state.live(self.boot)?;
+        let inode = state.inode(self.ino)?;
+        let mut data = inode.synced.clone();
+        for change in &inode.unsynced {
+            change.apply(&mut data);
+        }
+        inode.data = data;
+        Ok(())
     }
 
     fn try_lock_exclusive(&self) -> io::Result<()> {
@@ -759,7 +796,10 @@ mod tests {
         disk.power_cut();
         let disk = disk.restart();
         assert!(disk.list(&root()).unwrap().is_empty());
-        assert_eq!(disk.open(&dir.join("a"), Open::Existing).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            disk.open(&dir.join("a"), Open::Existing).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     #[test]
@@ -780,10 +820,16 @@ mod tests {
         // Still readable, and a retry "succeeds"...
         assert_eq!(read_all(&disk, &path)[3..], two[..]);
         f.sync_data().unwrap();
+        // ...and what the disk has is not what was read: forgetting the cache shows it.
+        let cached = read_all(&disk, &path);
+        f.forget_cached().unwrap();
+        let on_disk = read_all(&disk, &path);
+        assert_ne!(cached, on_disk);
         // ...but the power cut shows that only some of it was made durable.
         disk.power_cut();
         let disk = disk.restart();
         let after = read_all(&disk, &path);
+        assert_eq!(after, on_disk);
         assert_eq!(&after[..3], b"one");
         let kept = after[3..].iter().zip(&two).filter(|(a, b)| a == b).count();
         assert!(after[3..].iter().zip(&two).all(|(a, b)| a == b || *a == 0));

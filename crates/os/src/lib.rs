@@ -11,6 +11,9 @@
 //!   its holder named. [`listen::spawn`] claims before its workers bind.
 //! - [`sockets`]: who listens where, from `/proc`: the holders of an address, the
 //!   addresses a process group listens on.
+//! - [`disk`]: the files the queue and the store write, behind a trait: `OsDisk` (std's
+//!   files, no indirection) and, for tests, a fault-injecting disk (power cuts that drop
+//!   unsynced writes, failed fsyncs, short reads, flipped bits).
 //! - [`fs`]: making renames durable ([`fs::sync_dir`]). Used by the queue and the store.
 //! - [`limits`]: raising the soft limit of open files to the hard one.
 //! - [`clock`]: the wall clock in milliseconds ([`clock::now_ms`]), the time stored in

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use strata_manifest::QueueSpec;
+use strata_os::disk::Disk;
 
 use crate::{FetchOptions, Message, NewMessage, Published, Queue, QueueError, QueueStats, Queues, Replied, Reply};
 
@@ -87,7 +88,7 @@ pub trait QueueHandle: Send + Sync + 'static {
 }
 
 #[async_trait]
-impl QueueBackend for Queues {
+impl<D: Disk> QueueBackend for Queues<D> {
     fn kind(&self) -> &'static str {
         "embedded"
     }
@@ -139,7 +140,7 @@ impl QueueBackend for Queues {
 }
 
 #[async_trait]
-impl QueueHandle for Queue {
+impl<D: Disk> QueueHandle for Queue<D> {
     fn name(&self) -> &str {
         Queue::name(self)
     }

@@ -7,9 +7,7 @@
 //! writer, and compact `groups.log` when it is due (`compact`).
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::File;
-use std::io::{self, Write as _};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,6 +16,7 @@ use bytes::BytesMut;
 use serde::Serialize;
 use strata_manifest::{FsyncPolicy, QueueSpec};
 use strata_os::clock::now_ms;
+use strata_os::disk::{Disk, DiskFile};
 use tokio::sync::oneshot;
 
 use crate::groups_log::Op;
@@ -48,13 +47,13 @@ pub(crate) enum Write {
 }
 
 /// The writer's own state: everything about where the next bytes go.
-pub(crate) struct Writer {
-    active: Arc<File>,
+pub(crate) struct Writer<D: Disk> {
+    active: Arc<D::File>,
     active_base: u64,
     pos: u64,
     next_offset: u64,
-    prepared: Option<JoinHandle<io::Result<File>>>,
-    groups_log: File,
+    prepared: Option<JoinHandle<io::Result<D::File>>>,
+    groups_log: D::File,
     groups_log_len: u64,
     dedupe: HashMap<String, u64>,
     dedupe_order: VecDeque<(u64, String)>,
@@ -66,6 +65,17 @@ pub(crate) struct Writer {
     snapshot_len: u64,
 }
 
+impl<D: Disk> Drop for Writer<D> {
+    /// Waits for the segment being prepared, so that no thread of a closed queue still
+    /// writes in its directory (a queue opened there next could be preparing the same
+    /// file name).
+    fn drop(&mut self) {
+        if let Some(prepared) = self.prepared.take() {
+            let _ = prepared.join();
+        }
+    }
+}
+
 /// What one group commit wrote into one segment.
 struct Written {
     base: u64,
@@ -75,17 +85,17 @@ struct Written {
     first_ts: u64,
 }
 
-impl Writer {
+impl<D: Disk> Writer<D> {
     /// A writer appending to `active` (the last segment, recovered), from `next_offset`,
     /// and to `groups_log` (opened for appends, `groups_log_len` bytes long). `recent`:
     /// (dedupe id, offset, timestamp) of the records within the dedupe window.
     pub fn new(
-        active: &Segment,
+        active: &Segment<D>,
         next_offset: u64,
-        groups_log: File,
+        groups_log: D::File,
         groups_log_len: u64,
         recent: Vec<(String, u64, u64)>,
-    ) -> Writer {
+    ) -> Writer<D> {
         let mut writer = Writer {
             active: active.file.clone(),
             active_base: active.base,
@@ -121,16 +131,20 @@ impl Writer {
             && self.last_sync.elapsed() >= Duration::from_millis(spec.fsync_interval_ms)
     }
 
-    pub fn sync_interval(&mut self, shared: &QueueCore) {
+    /// The sync of `fsync: interval` (and at close). A failure loses what it was to
+    /// cover for good (a later sync would succeed without it): the queue refuses writes.
+    pub fn sync_interval(&mut self, shared: &QueueCore<D>) {
         if let Err(e) = self.active.sync_data().and_then(|_| self.groups_log.sync_data()) {
-            tracing::error!(queue = %shared.name, "interval sync failed: {e}");
+            let reason = format!("sync: {e}; the queue refuses writes until strata restarts");
+            tracing::error!(queue = %shared.name, "interval sync failed: {reason}");
+            self.failed.get_or_insert(reason);
         }
         self.dirty = false;
         self.last_sync = Instant::now();
     }
 
     /// One group commit: encode, write, sync, publish, answer.
-    pub fn commit(&mut self, shared: &QueueCore, batch: Vec<Write>) -> io::Result<()> {
+    pub fn commit(&mut self, shared: &QueueCore<D>, batch: Vec<Write>) -> io::Result<()> {
         if let Some(reason) = &self.failed {
             for w in batch {
                 match w {
@@ -145,10 +159,12 @@ impl Writer {
         let ts = now_ms();
         self.expire_dedupe(ts, spec.dedupe_window_ms);
         let mut written: Vec<Written> = Vec::new();
-        let mut to_sync: Vec<Arc<File>> = Vec::new();
+        let mut to_sync: Vec<Arc<D::File>> = Vec::new();
         let mut log_buf = BytesMut::new();
         let mut publish_done = Vec::new();
         let mut log_done = Vec::new();
+        // Deletes in this batch, by group: done once durable.
+        let mut deletes: Vec<(String, Vec<u64>)> = Vec::new();
         let mut failure: Option<String> = None;
         for w in batch {
             match w {
@@ -211,6 +227,11 @@ impl Writer {
                     }
                     if let Some(done) = done {
                         log_done.push(done);
+                        for op in ops {
+                            if let Op::Ack { group, offsets } = op {
+                                deletes.push((group, offsets));
+                            }
+                        }
                     }
                 }
             }
@@ -230,7 +251,7 @@ impl Writer {
             }
         }
         if failure.is_none() && !log_buf.is_empty() {
-            match self.groups_log.write_all(&log_buf) {
+            match self.groups_log.write_all_at(&log_buf, self.groups_log_len) {
                 Ok(()) => self.groups_log_len += log_buf.len() as u64,
                 Err(e) => failure = Some(format!("write groups.log: {e}")),
             }
@@ -275,6 +296,13 @@ impl Writer {
             }
             inner.trim_cache();
             inner.next_offset = self.next_offset;
+            // Done here, not when the deleter wakes: a snapshot of the groups (`compact`,
+            // below) must hold every delete logged before it.
+            for (group, offsets) in &deletes {
+                if let Some(g) = inner.groups.get_mut(group) {
+                    g.settled(offsets);
+                }
+            }
             retention::reclaim(&mut inner, spec, &shared.dir, self.active_base, &mut dropped);
         }
         if published {
@@ -286,17 +314,20 @@ impl Writer {
         for done in log_done {
             let _ = done.send(Ok(()));
         }
-        retention::remove(&shared.name, dropped);
-        if compact::due(self.groups_log_len, self.snapshot_len) {
-            if let Err(e) = self.compact_groups_log(shared) {
-                tracing::error!(queue = %shared.name, "rewriting groups.log failed: {e}");
-            }
+        retention::remove(&shared.disk, &shared.name, dropped);
+        if compact::due(self.groups_log_len, self.snapshot_len, shared.compact_bytes) {
+            self.compact_groups_log(shared);
         }
         Ok(())
     }
 
     /// Writes what is pending for the active segment, then switches to a fresh one.
-    fn roll(&mut self, shared: &QueueCore, written: &mut [Written], to_sync: &mut Vec<Arc<File>>) -> io::Result<()> {
+    fn roll(
+        &mut self,
+        shared: &QueueCore<D>,
+        written: &mut [Written],
+        to_sync: &mut Vec<Arc<D::File>>,
+    ) -> io::Result<()> {
         if let Some(w) = written.last() {
             if w.base == self.active_base && !w.data.is_empty() {
                 self.active.write_all_at(&w.data, w.pos)?;
@@ -308,17 +339,17 @@ impl Writer {
             Some(handle) => handle
                 .join()
                 .map_err(|_| io::Error::other("segment preparation panicked"))??,
-            None => segment::prepare(&shared.dir, shared.spec.segment_bytes)?,
+            None => segment::prepare(&shared.disk, &shared.dir, shared.spec.segment_bytes)?,
         };
-        let seg = segment::install(&shared.dir, file, self.next_offset)?;
+        let seg = segment::install(&shared.disk, &shared.dir, file, self.next_offset)?;
         self.active = seg.file.clone();
         self.active_base = seg.base;
         self.pos = 0;
         shared.lock().add_segment(seg.base, seg.file);
         // Prepare the one after in the background.
-        let dir = shared.dir.clone();
+        let (disk, dir) = (shared.disk.clone(), shared.dir.clone());
         let size = shared.spec.segment_bytes;
-        self.prepared = Some(std::thread::spawn(move || segment::prepare(&dir, size)));
+        self.prepared = Some(std::thread::spawn(move || segment::prepare(&disk, &dir, size)));
         Ok(())
     }
 
@@ -332,12 +363,28 @@ impl Writer {
         }
     }
 
-    /// Rewrites `groups.log` as a snapshot of the groups, atomically.
-    fn compact_groups_log(&mut self, shared: &QueueCore) -> io::Result<()> {
+    /// Rewrites `groups.log` as a snapshot of the groups, atomically. A failure before
+    /// the rename leaves the log as it was (the next commit tries again); after it, the
+    /// queue refuses writes.
+    fn compact_groups_log(&mut self, shared: &QueueCore<D>) {
         let snapshot = compact::snapshot(&shared.lock().groups);
-        self.groups_log = compact::rewrite(&shared.dir, &snapshot)?;
+        let file = match compact::rewrite(&shared.disk, &shared.dir, &snapshot) {
+            Ok(file) => file,
+            Err(compact::Failed::Before(e)) => {
+                tracing::error!(queue = %shared.name, "rewriting groups.log failed, the log goes on as it was: {e}");
+                return;
+            }
+            Err(compact::Failed::Renamed(file, e)) => {
+                let reason = format!(
+                    "sync the queue directory after rewriting groups.log: {e}; the queue refuses writes until strata restarts"
+                );
+                tracing::error!(queue = %shared.name, "{reason}");
+                self.failed = Some(reason);
+                file
+            }
+        };
+        self.groups_log = file;
         self.groups_log_len = snapshot.len() as u64;
         self.snapshot_len = self.groups_log_len;
-        Ok(())
     }
 }

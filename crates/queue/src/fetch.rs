@@ -6,14 +6,16 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use strata_os::disk::Disk;
 
 use crate::commit::Write;
 use crate::group::Group;
 use crate::groups_log::Op;
-use crate::index::{locate, missing_fn, slot_mut, slot_of};
+use crate::index::{locate, missing_fn, on_disk, slot_mut, slot_of};
 use crate::queue::Queue;
 use crate::read::{self, Lease};
-use crate::record::{decode, Decoded, NewMessage};
+use crate::record::{decode, Decoded, NewMessage, Record};
+use crate::segment;
 use crate::QueueError;
 
 /// How long a message on its way to the dead-letter queue is held from other fetches.
@@ -54,7 +56,7 @@ impl Default for FetchOptions {
     }
 }
 
-impl Queue {
+impl<D: Disk> Queue<D> {
     /// Leases the next messages to `group` (created at the oldest stored message on its
     /// first fetch), waiting up to `opts.wait` for one.
     pub async fn fetch(&self, group: &str, opts: FetchOptions) -> Result<Vec<Message>, QueueError> {
@@ -86,7 +88,7 @@ impl Queue {
     }
 
     /// The synchronous part of a fetch: lease what is pending, under the lock.
-    fn take(&self, group: &str, opts: &FetchOptions, lease: Duration) -> (Vec<Lease>, Vec<u64>, Option<Instant>) {
+    fn take(&self, group: &str, opts: &FetchOptions, lease: Duration) -> (Vec<Lease<D>>, Vec<u64>, Option<Instant>) {
         let max_deliveries = self.shared.spec.max_deliveries;
         let mut ops = Vec::new();
         let mut guard = self.shared.lock();
@@ -167,7 +169,7 @@ impl Queue {
 
     /// Reads the records of `leases` and checks each (CRC, offset): a corrupt one is not
     /// served and is done for every group.
-    async fn read_leases(&self, group: &str, leases: Vec<Lease>) -> Result<Vec<Message>, QueueError> {
+    async fn read_leases(&self, group: &str, leases: Vec<Lease<D>>) -> Result<Vec<Message>, QueueError> {
         let raw = read::read(leases).await?;
         let mut out = Vec::with_capacity(raw.len());
         let mut bad = Vec::new();
@@ -188,8 +190,14 @@ impl Queue {
             // The bytes read are exactly the slot: the record may be as long as they are
             // (a record written under a larger segment size stays readable).
             let whole = bytes.len();
-            match decode(&bytes, whole) {
-                Decoded::Record(r, _) if r.offset == offset => out.push(Message {
+            let decoded = match decode(&bytes, whole) {
+                Decoded::Record(r, _) if r.offset == offset => Ok(r),
+                // The damage may have been on the way (a bit flipped in memory or on the
+                // bus), not on the disk: read it once more before giving up on it.
+                other => self.read_again(offset).await.ok_or(other),
+            };
+            match decoded {
+                Ok(r) => out.push(Message {
                     offset,
                     deliveries,
                     timestamp_ms: r.timestamp_ms,
@@ -197,7 +205,7 @@ impl Queue {
                     correlation_id: r.correlation_id,
                     payload: r.payload,
                 }),
-                other => {
+                Err(other) => {
                     let reason = match other {
                         Decoded::Bad(reason) => reason,
                         _ => "a record of another offset",
@@ -244,11 +252,25 @@ impl Queue {
         Ok(out)
     }
 
+    /// `offset`'s record read again from its segment file (on the blocking pool), if it is
+    /// intact this time.
+    async fn read_again(&self, offset: u64) -> Option<Record> {
+        let (file, pos, len) = on_disk(&self.shared.lock().segments, offset)?;
+        let bytes = tokio::task::spawn_blocking(move || segment::read(&*file, pos, len as usize))
+            .await
+            .ok()?
+            .ok()?;
+        match decode(&bytes, bytes.len()) {
+            Decoded::Record(r, _) if r.offset == offset => Some(r),
+            _ => None,
+        }
+    }
+
     /// Moves messages that reached `max_deliveries` to the dead-letter queue, then marks
     /// them done for the group. A failure leaves them leased, to be retried on expiry.
     async fn dead_letter(&self, group: &str, offsets: Vec<u64>) {
         let Some(dlq) = &self.dlq else { return };
-        let leases: Vec<Lease> = {
+        let leases: Vec<Lease<D>> = {
             let inner = self.shared.lock();
             offsets
                 .iter()

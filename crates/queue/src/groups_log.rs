@@ -15,11 +15,10 @@
 //! Appends are the writer's (`commit`); the snapshot rewrite is `compact`'s.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io;
 use std::path::{Path, PathBuf};
 
 use bytes::{BufMut, BytesMut};
+use strata_os::disk::{Disk, DiskFile, Open};
 
 use crate::QueueError;
 
@@ -31,14 +30,27 @@ pub(crate) fn path(dir: &Path) -> PathBuf {
 }
 
 /// Reads and replays the `groups.log` of the queue in `dir`, cuts a torn tail off, and
-/// opens it for appends. Every repair is logged as a warning and listed in `repairs`.
-pub(crate) fn open(dir: &Path, queue: &str, repairs: &mut Vec<String>) -> Result<(File, Replay), QueueError> {
+/// opens it for appends (at [`Replay::valid_len`]). Every repair is logged as a warning
+/// and listed in `repairs`.
+pub(crate) fn open<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    queue: &str,
+    repairs: &mut Vec<String>,
+) -> Result<(D::File, Replay), QueueError> {
     let path = path(dir);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(QueueError::io("read groups.log", e)),
-    };
+    let file = disk
+        .open(&path, Open::Create)
+        .map_err(|e| QueueError::io("open groups.log", e))?;
+    // What the disk holds, not pages a failed sync left in the cache.
+    let bytes = file
+        .forget_cached()
+        .and_then(|()| {
+            let mut bytes = vec![0u8; file.size()? as usize];
+            file.read_exact_at(&mut bytes, 0)?;
+            Ok(bytes)
+        })
+        .map_err(|e| QueueError::io("read groups.log", e))?;
     let replay = replay(&bytes);
     if replay.corrupt > 0 {
         let what = format!(
@@ -57,15 +69,13 @@ pub(crate) fn open(dir: &Path, queue: &str, repairs: &mut Vec<String>) -> Result
         tracing::warn!(queue, "{what}");
         repairs.push(what);
     }
-    // Append mode: every write lands at the end, whatever was there at open.
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| QueueError::io("open groups.log", e))?;
+    if bytes.is_empty() {
+        // A new file: its name must be durable before any delete logged in it is answered.
+        disk.sync_dir(dir).map_err(|e| QueueError::io("create groups.log", e))?;
+    }
     if replay.valid_len < bytes.len() {
         file.set_len(replay.valid_len as u64)
-            .and_then(|_| file.sync_all())
+            .and_then(|_| file.sync_data())
             .map_err(|e| QueueError::io("truncate groups.log", e))?;
     }
     Ok((file, replay))

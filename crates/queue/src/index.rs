@@ -4,33 +4,37 @@
 //! stored, the consumer groups — and the `Notify` that wakes long-polling fetches.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use strata_manifest::QueueSpec;
+use strata_os::disk::Disk;
 use tokio::sync::Notify;
 
 use crate::group::Group;
 use crate::segment::{Segment, Slot};
+use crate::QueuesConfig;
 
 /// Recent writes kept in memory for reads, per queue.
 const CACHE_BYTES: usize = 32 << 20;
 
-/// One queue's name, settings, directory and index: what its publishers, fetchers and
-/// writer share.
-pub(crate) struct QueueCore {
+/// One queue's name, settings, directory, disk and index: what its publishers, fetchers
+/// and writer share.
+pub(crate) struct QueueCore<D: Disk> {
     pub name: String,
     pub spec: QueueSpec,
     pub dir: PathBuf,
-    inner: Mutex<Inner>,
+    pub disk: D,
+    /// `groups.log` is rewritten as a snapshot past this size (see `compact`).
+    pub compact_bytes: u64,
+    inner: Mutex<Inner<D>>,
     /// Woken when messages become visible or are given back.
     pub notify: Notify,
 }
 
-pub(crate) struct Inner {
-    pub segments: VecDeque<SegMeta>,
+pub(crate) struct Inner<D: Disk> {
+    pub segments: VecDeque<SegMeta<D>>,
     pub first_offset: u64,
     pub next_offset: u64,
     pub groups: BTreeMap<String, Group>,
@@ -42,9 +46,9 @@ pub(crate) struct Inner {
 }
 
 /// One segment as the index knows it.
-pub(crate) struct SegMeta {
+pub(crate) struct SegMeta<D: Disk> {
     pub base: u64,
-    pub file: Arc<File>,
+    pub file: Arc<D::File>,
     pub index: Vec<Slot>,
     pub written: u64,
     pub last_timestamp_ms: u64,
@@ -58,30 +62,31 @@ pub(crate) struct Chunk {
 }
 
 /// Where a record can be read from.
-#[derive(Clone)]
-pub(crate) enum Located {
+pub(crate) enum Located<D: Disk> {
     Memory(Bytes),
-    Disk { file: Arc<File>, pos: u64, len: u32 },
+    Disk { file: Arc<D::File>, pos: u64, len: u32 },
 }
 
-impl QueueCore {
-    pub fn new(name: &str, spec: QueueSpec, dir: &Path, inner: Inner) -> QueueCore {
+impl<D: Disk> QueueCore<D> {
+    pub fn new(name: &str, spec: QueueSpec, dir: &Path, config: &QueuesConfig<D>, inner: Inner<D>) -> QueueCore<D> {
         QueueCore {
             name: name.to_string(),
             spec,
             dir: dir.to_path_buf(),
+            disk: config.disk.clone(),
+            compact_bytes: config.compact_bytes,
             inner: Mutex::new(inner),
             notify: Notify::new(),
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub fn lock(&self) -> MutexGuard<'_, Inner<D>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl From<Segment> for SegMeta {
-    fn from(s: Segment) -> SegMeta {
+impl<D: Disk> From<Segment<D>> for SegMeta<D> {
+    fn from(s: Segment<D>) -> SegMeta<D> {
         SegMeta {
             base: s.base,
             file: s.file,
@@ -92,7 +97,7 @@ impl From<Segment> for SegMeta {
     }
 }
 
-impl Inner {
+impl<D: Disk> Inner<D> {
     /// Makes `data`, which the writer wrote at `pos` of segment `base`, visible: indexes
     /// `slots` (its records) and keeps the bytes for reads. Call [`Inner::trim_cache`]
     /// after.
@@ -116,7 +121,7 @@ impl Inner {
     }
 
     /// Adds a fresh, empty segment starting at `base`.
-    pub fn add_segment(&mut self, base: u64, file: Arc<File>) {
+    pub fn add_segment(&mut self, base: u64, file: Arc<D::File>) {
         self.segments.push_back(SegMeta {
             base,
             file,
@@ -127,35 +132,48 @@ impl Inner {
     }
 }
 
-fn seg_index(segments: &VecDeque<SegMeta>, offset: u64) -> Option<usize> {
+fn seg_index<D: Disk>(segments: &VecDeque<SegMeta<D>>, offset: u64) -> Option<usize> {
     let i = segments.partition_point(|s| s.base <= offset).checked_sub(1)?;
     let s = &segments[i];
     ((offset - s.base) < s.index.len() as u64).then_some(i)
 }
 
 /// Where `offset`'s record is; None when it is not stored.
-pub(crate) fn slot_of(segments: &VecDeque<SegMeta>, offset: u64) -> Option<Slot> {
+pub(crate) fn slot_of<D: Disk>(segments: &VecDeque<SegMeta<D>>, offset: u64) -> Option<Slot> {
     let i = seg_index(segments, offset)?;
     Some(segments[i].index[(offset - segments[i].base) as usize])
 }
 
-pub(crate) fn slot_mut(segments: &mut VecDeque<SegMeta>, offset: u64) -> Option<&mut Slot> {
+pub(crate) fn slot_mut<D: Disk>(segments: &mut VecDeque<SegMeta<D>>, offset: u64) -> Option<&mut Slot> {
     let i = seg_index(segments, offset)?;
     let base = segments[i].base;
     segments[i].index.get_mut((offset - base) as usize)
 }
 
 /// Offsets below the first segment or with a corrupt record.
-pub(crate) fn missing_fn(segments: &VecDeque<SegMeta>) -> impl Fn(u64) -> bool + '_ {
+pub(crate) fn missing_fn<D: Disk>(segments: &VecDeque<SegMeta<D>>) -> impl Fn(u64) -> bool + '_ {
     move |o| match segments.front() {
         Some(first) if o < first.base => true,
         _ => slot_of(segments, o).is_some_and(|s| s.len == 0),
     }
 }
 
+/// Where `offset`'s record is in its segment file: (file, position, length); None when
+/// it is not stored or was found corrupt.
+pub(crate) fn on_disk<D: Disk>(segments: &VecDeque<SegMeta<D>>, offset: u64) -> Option<(Arc<D::File>, u64, u32)> {
+    let i = seg_index(segments, offset)?;
+    let slot = segments[i].index[(offset - segments[i].base) as usize];
+    (slot.len > 0).then(|| (segments[i].file.clone(), u64::from(slot.pos), slot.len))
+}
+
 /// Where to read `offset`'s record (at `slot`) from: the kept writes if they hold all of
 /// it, else its segment.
-pub(crate) fn locate(segments: &VecDeque<SegMeta>, cache: &VecDeque<Chunk>, offset: u64, slot: Slot) -> Located {
+pub(crate) fn locate<D: Disk>(
+    segments: &VecDeque<SegMeta<D>>,
+    cache: &VecDeque<Chunk>,
+    offset: u64,
+    slot: Slot,
+) -> Located<D> {
     let i = seg_index(segments, offset).expect("located offset is indexed");
     let base = segments[i].base;
     let pos = u64::from(slot.pos);

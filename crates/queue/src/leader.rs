@@ -10,6 +10,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use strata_manifest::FsyncPolicy;
+use strata_os::disk::Disk;
 
 use crate::commit::{Write, Writer};
 use crate::index::QueueCore;
@@ -25,11 +26,11 @@ const LEADER_ROUNDS: usize = 8;
 const LOOSE_WRITES: usize = 64;
 
 /// Writes waiting for a leader, and the writer state the leader holds.
-pub(crate) struct Pipe {
+pub(crate) struct Pipe<D: Disk> {
     pending: Mutex<Pending>,
     /// Wakes the queue's thread (current-thread runtimes, interval syncs, close).
     wake: Condvar,
-    writer: Mutex<Writer>,
+    writer: Mutex<Writer<D>>,
 }
 
 #[derive(Default)]
@@ -46,8 +47,8 @@ enum Leader {
     QueueThread,
 }
 
-impl Pipe {
-    pub fn new(writer: Writer) -> Pipe {
+impl<D: Disk> Pipe<D> {
+    pub fn new(writer: Writer<D>) -> Pipe<D> {
         Pipe {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
@@ -57,7 +58,7 @@ impl Pipe {
 
     /// Queues a write; with `lead`, commits it (and whatever else waits) right here when
     /// no other leader is at work and the runtime allows blocking in place.
-    pub fn submit(&self, shared: &QueueCore, write: Write, lead: bool) -> Result<(), QueueError> {
+    pub fn submit(&self, shared: &QueueCore<D>, write: Write, lead: bool) -> Result<(), QueueError> {
         let waiting = {
             let mut pending = lock(&self.pending);
             if pending.closing {
@@ -103,7 +104,7 @@ fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 }
 
 /// Takes up to a group commit's worth of waiting writes.
-fn take_pending(pipe: &Pipe) -> Vec<Write> {
+fn take_pending<D: Disk>(pipe: &Pipe<D>) -> Vec<Write> {
     let mut pending = lock(&pipe.pending);
     let mut bytes = 0;
     let n = pending
@@ -123,7 +124,12 @@ fn take_pending(pipe: &Pipe) -> Vec<Write> {
 /// Commits whatever waits, batch after batch, while holding the writer; after letting
 /// go, looks once more, so that a write queued while the writer was busy is never left
 /// behind.
-fn lead_commits<'a>(shared: &QueueCore, pipe: &'a Pipe, mut writer: MutexGuard<'a, Writer>, leader: Leader) {
+fn lead_commits<'a, D: Disk>(
+    shared: &QueueCore<D>,
+    pipe: &'a Pipe<D>,
+    mut writer: MutexGuard<'a, Writer<D>>,
+    leader: Leader,
+) {
     let mut rounds = 0;
     loop {
         loop {
@@ -160,7 +166,7 @@ fn lead_commits<'a>(shared: &QueueCore, pipe: &'a Pipe, mut writer: MutexGuard<'
 /// The queue's own thread: leads when woken (current-thread runtimes), syncs every
 /// `fsync_interval_ms` under `fsync: interval`, and at close commits what is left and
 /// syncs.
-pub(crate) fn run_thread(shared: &QueueCore, pipe: &Pipe) {
+pub(crate) fn run_thread<D: Disk>(shared: &QueueCore<D>, pipe: &Pipe<D>) {
     let interval = Duration::from_millis(shared.spec.fsync_interval_ms);
     loop {
         let closing = {

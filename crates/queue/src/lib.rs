@@ -8,7 +8,11 @@
 //!   [`Queues`] and [`Queue`] implement; the node API and the node reach queues only
 //!   through them, so a second backend (JetStream) serves the same API.
 //! - [`Queues`] (here): the registry of a node's queues under one directory, and the
-//!   reply inboxes (publish-and-wait).
+//!   reply inboxes (publish-and-wait); [`QueuesConfig`]: which disk and tuning.
+//!   Every file and directory operation goes through a [`strata_os::disk::Disk`]: the
+//!   real file system by default ([`OsDisk`], the type parameter's default, so no call is
+//!   dynamic), or in tests one that cuts the power and fails syncs
+//!   (`tests/power_cut.rs`).
 //! - `fetch`: the read path, [`Queue::fetch`]: leasing offsets to a group, checking what
 //!   is read, long polls, moving messages to the dead-letter queue.
 //! - [`Queue`] (`queue`): open (recovery), publish, ack, nack, stats, close.
@@ -29,8 +33,14 @@
 //! - `segment`: preallocated segment files; recovery at open; reads.
 //! - `record`: the on-disk record of one message (length, CRC-32, fields).
 //!
-//! Invariant: a message is visible to consumers only once it is durable under the
-//! queue's fsync policy, and a publish is answered only then.
+//! Invariants: a message is visible to consumers only once it is durable under the
+//! queue's fsync policy, and a publish is answered only then. A delete is done (and in a
+//! `groups.log` snapshot) from the commit that made it durable. A new file or directory
+//! is answered for only once its directory is synced. After a failed write or sync
+//! (including a failed sync at `fsync: interval`, or of the directory after a
+//! `groups.log` rewrite) the queue refuses every write until it is reopened, saying why:
+//! a failed `fsync` may have dropped the data it was to cover, and a later one would
+//! succeed without it.
 
 mod backend;
 mod commit;
@@ -47,7 +57,6 @@ mod retention;
 mod segment;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -55,6 +64,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata_manifest::QueueSpec;
+use strata_os::disk::{Disk, DiskFile, Open, OsDisk};
 use tokio::sync::oneshot;
 
 pub use backend::{Changed, QueueBackend, QueueHandle};
@@ -117,10 +127,39 @@ pub enum Replied {
     Queue(u64),
 }
 
-/// A node's queues, each in `dir/NAME`, with its dead-letter queue in `dir/NAME.dlq`.
-pub struct Queues {
+/// How [`Queues::open_with`] keeps the queues: on which disk, and what tests tune lower.
+#[derive(Debug, Clone)]
+pub struct QueuesConfig<D: Disk = OsDisk> {
+    /// Where the files are: the real file system ([`OsDisk`]), or in tests one that fails
+    /// on demand ([`strata_os::disk::FaultDisk`]).
+    pub disk: D,
+    /// `groups.log` is rewritten as a snapshot of the groups past this many bytes (and
+    /// twice its last snapshot). 4 MiB.
+    pub compact_bytes: u64,
+}
+
+impl<D: Disk> QueuesConfig<D> {
+    /// The default settings, on `disk`.
+    pub fn on(disk: D) -> QueuesConfig<D> {
+        QueuesConfig {
+            disk,
+            compact_bytes: compact::COMPACT_BYTES,
+        }
+    }
+}
+
+impl Default for QueuesConfig {
+    fn default() -> Self {
+        QueuesConfig::on(OsDisk)
+    }
+}
+
+/// A node's queues, each in `dir/NAME`, with its dead-letter queue in `dir/NAME.dlq`, on
+/// the disk `D` (the real file system unless a test gives another).
+pub struct Queues<D: Disk = OsDisk> {
     dir: PathBuf,
-    queues: RwLock<BTreeMap<String, Arc<Queue>>>,
+    config: QueuesConfig<D>,
+    queues: RwLock<BTreeMap<String, Arc<Queue<D>>>>,
     inboxes: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
     next_inbox: AtomicU64,
     /// Held across "exists?" and the open, so that two creates of one queue do not both
@@ -140,13 +179,26 @@ impl Queues {
     /// Opens every queue stored under `dir` and creates the `declared` ones that are not.
     /// A declared spec replaces a stored one. Blocking: recovery reads the segments.
     pub fn open(dir: &Path, declared: &BTreeMap<String, QueueSpec>) -> Result<Queues, QueueError> {
-        fs::create_dir_all(dir).map_err(|e| QueueError::Io(format!("create {}: {e}", dir.display())))?;
+        Queues::open_with(dir, declared, QueuesConfig::default())
+    }
+}
+
+impl<D: Disk> Queues<D> {
+    /// [`Queues::open`] with settings: on another disk (tests), or tuned.
+    pub fn open_with(
+        dir: &Path,
+        declared: &BTreeMap<String, QueueSpec>,
+        config: QueuesConfig<D>,
+    ) -> Result<Queues<D>, QueueError> {
+        let disk = config.disk.clone();
+        create_dir_durably(&disk, dir).map_err(|e| QueueError::Io(format!("create {}: {e}", dir.display())))?;
         let pid = std::process::id();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let queues = Queues {
             dir: dir.to_path_buf(),
+            config,
             queues: RwLock::new(BTreeMap::new()),
             inboxes: Mutex::new(HashMap::new()),
             next_inbox: AtomicU64::new(1),
@@ -155,15 +207,17 @@ impl Queues {
             failed: RwLock::new(BTreeMap::new()),
         };
         let mut stored = BTreeMap::new();
-        for entry in fs::read_dir(dir).map_err(|e| QueueError::Io(format!("list {}: {e}", dir.display())))? {
-            let entry = entry.map_err(|e| QueueError::Io(e.to_string()))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+        for name in disk
+            .list(dir)
+            .map_err(|e| QueueError::Io(format!("list {}: {e}", dir.display())))?
+        {
+            let Some(name) = name.to_str().map(str::to_string) else {
                 continue;
             };
             if name.ends_with(DLQ_SUFFIX) || !strata_manifest::is_queue_name(&name) {
                 continue;
             }
-            let spec = match fs::read(spec_path(&entry.path())) {
+            let spec = match disk.read(&spec_path(&dir.join(&name))) {
                 Ok(text) => {
                     serde_json::from_slice(&text).map_err(|e| format!("its queue.json is not valid settings ({e})"))
                 }
@@ -186,12 +240,15 @@ impl Queues {
                     .insert(name, reason);
             }
         }
+        // Queue directories an earlier run created, then crashed before syncing their names.
+        disk.sync_dir(dir)
+            .map_err(|e| QueueError::Io(format!("sync {}: {e}", dir.display())))?;
         Ok(queues)
     }
 
     /// Creates a queue (and its dead-letter queue), or returns the existing one.
     /// `true` when it was created. Blocking: creates files.
-    pub fn create(&self, name: &str, spec: QueueSpec) -> Result<(Arc<Queue>, bool), QueueError> {
+    pub fn create(&self, name: &str, spec: QueueSpec) -> Result<(Arc<Queue<D>>, bool), QueueError> {
         strata_manifest::check_queue(name, &spec).map_err(|e| QueueError::BadInput(e.to_string()))?;
         if let Some(q) = self.read().get(name) {
             return Ok((q.clone(), false));
@@ -200,18 +257,22 @@ impl Queues {
         if let Some(q) = self.read().get(name) {
             return Ok((q.clone(), false));
         }
+        let disk = &self.config.disk;
         let dir = self.dir.join(name);
-        fs::create_dir_all(&dir).map_err(|e| QueueError::Io(format!("create {}: {e}", dir.display())))?;
-        let text = serde_json::to_vec_pretty(&spec).expect("a spec serializes");
-        write_atomic(&spec_path(&dir), &text).map_err(|e| QueueError::Io(format!("write queue.json: {e}")))?;
         let dlq_name = format!("{name}{DLQ_SUFFIX}");
+        let dlq_dir = self.dir.join(&dlq_name);
+        for d in [&dir, &dlq_dir] {
+            create_dir_durably(disk, d).map_err(|e| QueueError::Io(format!("create {}: {e}", d.display())))?;
+        }
+        let text = serde_json::to_vec_pretty(&spec).expect("a spec serializes");
+        write_atomic(disk, &spec_path(&dir), &text).map_err(|e| QueueError::Io(format!("write queue.json: {e}")))?;
         let dlq_spec = QueueSpec {
             max_deliveries: 0,
             retention: Default::default(),
             ..spec.clone()
         };
-        let dlq = Arc::new(Queue::open(&dlq_name, dlq_spec, &self.dir.join(&dlq_name), None)?);
-        let queue = Arc::new(Queue::open(name, spec, &dir, Some(dlq.clone()))?);
+        let dlq = Arc::new(Queue::open(&dlq_name, dlq_spec, &dlq_dir, None, &self.config)?);
+        let queue = Arc::new(Queue::open(name, spec, &dir, Some(dlq.clone()), &self.config)?);
         let mut queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
         if let Some(q) = queues.get(name) {
             return Ok((q.clone(), false));
@@ -221,11 +282,11 @@ impl Queues {
         Ok((queue, true))
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Queue>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Queue<D>>>> {
         self.queues.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn get(&self, name: &str) -> Result<Arc<Queue>, QueueError> {
+    pub fn get(&self, name: &str) -> Result<Arc<Queue<D>>, QueueError> {
         if let Some(q) = self.read().get(name) {
             return Ok(q.clone());
         }
@@ -244,7 +305,7 @@ impl Queues {
         failed.iter().map(|(n, r)| (n.clone(), r.clone())).collect()
     }
 
-    pub fn list(&self) -> Vec<Arc<Queue>> {
+    pub fn list(&self) -> Vec<Arc<Queue<D>>> {
         self.read().values().cloned().collect()
     }
 
@@ -323,26 +384,36 @@ impl Queues {
     }
 }
 
-struct InboxGuard<'a> {
-    queues: &'a Queues,
+struct InboxGuard<'a, D: Disk> {
+    queues: &'a Queues<D>,
     inbox: &'a str,
 }
 
-impl Drop for InboxGuard<'_> {
+impl<D: Disk> Drop for InboxGuard<'_, D> {
     fn drop(&mut self) {
         self.queues.inboxes().remove(self.inbox);
     }
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+fn write_atomic<D: Disk>(disk: &D, path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)?;
+    let f = disk.open(&tmp, Open::Truncate)?;
+    f.write_all_at(data, 0)?;
+    f.sync_data()?;
+    disk.rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
-        strata_os::fs::sync_dir(dir)?;
+        disk.sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` and its missing parents so that they survive a power cut: the parent
+/// of each new directory is synced.
+fn create_dir_durably<D: Disk>(disk: &D, dir: &Path) -> std::io::Result<()> {
+    let missing = dir.ancestors().take_while(|d| disk.list(d).is_err()).count();
+    disk.create_dir_all(dir)?;
+    for parent in dir.ancestors().skip(1).take(missing) {
+        disk.sync_dir(parent)?;
     }
     Ok(())
 }

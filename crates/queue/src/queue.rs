@@ -3,7 +3,6 @@
 //! `index`; the writes go through `leader` to the writer (`commit`).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -12,6 +11,7 @@ use std::time::Instant;
 use serde::Serialize;
 use strata_manifest::QueueSpec;
 use strata_os::clock::now_ms;
+use strata_os::disk::{Disk, OsDisk};
 use tokio::sync::oneshot;
 
 use crate::commit::{Published, Write, Writer};
@@ -21,7 +21,7 @@ use crate::index::{missing_fn, slot_of, Inner, QueueCore, SegMeta};
 use crate::leader::{self, Pipe};
 use crate::record::{NewMessage, MAX_ATTR};
 use crate::segment::{self, Segment};
-use crate::QueueError;
+use crate::{QueueError, QueuesConfig};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct QueueStats {
@@ -40,22 +40,31 @@ pub struct QueueStats {
     pub groups: Vec<GroupStats>,
 }
 
-pub struct Queue {
-    pub(crate) shared: Arc<QueueCore>,
-    pipe: Arc<Pipe>,
+/// One queue, on the disk `D` (the real file system unless a test gives another).
+pub struct Queue<D: Disk = OsDisk> {
+    pub(crate) shared: Arc<QueueCore<D>>,
+    pipe: Arc<Pipe<D>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Where messages go after `max_deliveries`; None for a dead-letter queue itself.
-    pub(crate) dlq: Option<Arc<Queue>>,
+    pub(crate) dlq: Option<Arc<Queue<D>>>,
 }
 
-impl Queue {
-    /// Opens (recovering) or creates the queue stored in `dir`. Blocking: disk work.
-    pub(crate) fn open(name: &str, spec: QueueSpec, dir: &Path, dlq: Option<Arc<Queue>>) -> Result<Queue, QueueError> {
-        fs::create_dir_all(dir).map_err(|e| QueueError::io("create the queue directory", e))?;
+impl<D: Disk> Queue<D> {
+    /// Opens (recovering) or creates the queue stored in `dir`, a directory that exists
+    /// durably. Blocking: disk work.
+    pub(crate) fn open(
+        name: &str,
+        spec: QueueSpec,
+        dir: &Path,
+        dlq: Option<Arc<Queue<D>>>,
+        config: &QueuesConfig<D>,
+    ) -> Result<Queue<D>, QueueError> {
+        let disk = &config.disk;
         // Records written under a larger max_message_bytes or segment_bytes stay readable:
         // only the segment file a record is in bounds it.
         let recent_since = now_ms().saturating_sub(spec.dedupe_window_ms);
-        let recovered = segment::recover(dir, recent_since).map_err(|e| QueueError::io("read the segments", e))?;
+        let recovered =
+            segment::recover(disk, dir, recent_since).map_err(|e| QueueError::io("read the segments", e))?;
         let mut repairs = Vec::new();
         for c in &recovered.corrupt {
             let what = format!(
@@ -76,15 +85,15 @@ impl Queue {
         }
         let mut segments = recovered.segments;
         if segments.is_empty() {
-            let file =
-                segment::prepare(dir, spec.segment_bytes).map_err(|e| QueueError::io("preallocate a segment", e))?;
-            segments.push(segment::install(dir, file, 0).map_err(|e| QueueError::io("install a segment", e))?);
+            let file = segment::prepare(disk, dir, spec.segment_bytes)
+                .map_err(|e| QueueError::io("preallocate a segment", e))?;
+            segments.push(segment::install(disk, dir, file, 0).map_err(|e| QueueError::io("install a segment", e))?);
         }
         let corrupt: u64 = recovered.corrupt.iter().map(|c| c.to - c.from).sum();
         let first_offset = segments[0].base;
         let next_offset = segments.last().map_or(0, Segment::next_offset);
 
-        let (groups_log, replay) = groups_log::open(dir, name, &mut repairs)?;
+        let (groups_log, replay) = groups_log::open(disk, dir, name, &mut repairs)?;
         let writer = Writer::new(
             segments.last().expect("a segment"),
             next_offset,
@@ -92,7 +101,7 @@ impl Queue {
             replay.valid_len as u64,
             recovered.recent,
         );
-        let segments: VecDeque<SegMeta> = segments.into_iter().map(SegMeta::from).collect();
+        let segments: VecDeque<SegMeta<D>> = segments.into_iter().map(SegMeta::from).collect();
         let mut groups = BTreeMap::new();
         let missing = |o: u64| slot_of(&segments, o).is_some_and(|s| s.len == 0);
         for (gname, mut r) in replay.groups {
@@ -116,7 +125,7 @@ impl Queue {
             cache: VecDeque::new(),
             cache_bytes: 0,
         };
-        let shared = Arc::new(QueueCore::new(name, spec, dir, inner));
+        let shared = Arc::new(QueueCore::new(name, spec, dir, config, inner));
         let pipe = Arc::new(Pipe::new(writer));
         let (thread_shared, thread_pipe) = (shared.clone(), pipe.clone());
         let handle = std::thread::Builder::new()
@@ -199,12 +208,12 @@ impl Queue {
             offsets: acked.clone(),
         }])
         .await?;
-        // Durable now: the floor may move over them (and segments below it go).
+        // Durable now, and done (the writer marked them): the floor may move over them
+        // (and segments below it go).
         let mut inner = self.shared.lock();
         let inner = &mut *inner;
         let missing = missing_fn(&inner.segments);
         if let Some(g) = inner.groups.get_mut(group) {
-            g.settled(&acked);
             g.advance(&missing);
         }
         Ok((n, ignored))
@@ -278,7 +287,7 @@ impl Queue {
     }
 }
 
-impl Drop for Queue {
+impl<D: Disk> Drop for Queue<D> {
     fn drop(&mut self) {
         self.close();
     }

@@ -7,21 +7,22 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use strata_os::disk::Disk;
 
 use crate::index::Located;
 use crate::segment;
 use crate::QueueError;
 
 /// A leased message still to be read.
-pub(crate) struct Lease {
+pub(crate) struct Lease<D: Disk> {
     pub offset: u64,
     pub deliveries: u32,
-    pub at: Located,
+    pub at: Located<D>,
 }
 
 /// Reads the records of `leases`, in order: (offset, deliveries, its bytes or the error
 /// reading them). Fails only when the blocking read task does.
-pub(crate) async fn read(leases: Vec<Lease>) -> Result<Vec<(u64, u32, io::Result<Bytes>)>, QueueError> {
+pub(crate) async fn read<D: Disk>(leases: Vec<Lease<D>>) -> Result<Vec<(u64, u32, io::Result<Bytes>)>, QueueError> {
     let needs_disk = leases.iter().any(|l| matches!(l.at, Located::Disk { .. }));
     Ok(if needs_disk {
         match read_all(&leases, true) {
@@ -38,7 +39,7 @@ pub(crate) async fn read(leases: Vec<Lease>) -> Result<Vec<(u64, u32, io::Result
 /// Reads leased records: from memory, or from disk with one read per run of records
 /// that lie back to back in one segment. With `cached_only`, `None` when some record is
 /// not in the page cache (nothing waited for the disk).
-fn read_all(leases: &[Lease], cached_only: bool) -> Option<Vec<(u64, u32, io::Result<Bytes>)>> {
+fn read_all<D: Disk>(leases: &[Lease<D>], cached_only: bool) -> Option<Vec<(u64, u32, io::Result<Bytes>)>> {
     let mut out = Vec::with_capacity(leases.len());
     let mut i = 0;
     while i < leases.len() {
@@ -65,9 +66,9 @@ fn read_all(leases: &[Lease], cached_only: bool) -> Option<Vec<(u64, u32, io::Re
             j += 1;
         }
         let read = if cached_only {
-            segment::read_cached(file, start, (end - start) as usize).transpose()?
+            segment::read_cached(&**file, start, (end - start) as usize).transpose()?
         } else {
-            segment::read(file, start, (end - start) as usize)
+            segment::read(&**file, start, (end - start) as usize)
         };
         match read {
             Ok(run) => {
@@ -89,7 +90,7 @@ fn read_all(leases: &[Lease], cached_only: bool) -> Option<Vec<(u64, u32, io::Re
                     let Located::Disk { pos, len, .. } = &l.at else {
                         unreachable!()
                     };
-                    out.push((l.offset, l.deliveries, segment::read(file, *pos, *len as usize)));
+                    out.push((l.offset, l.deliveries, segment::read(&**file, *pos, *len as usize)));
                 }
             }
         }

@@ -16,7 +16,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 pub(crate) const HEADER: usize = 8;
 /// offset + timestamp + flags.
-const FIXED: usize = 17;
+pub(crate) const FIXED: usize = 17;
 /// Longest dedupe id, reply-to or correlation id.
 pub const MAX_ATTR: usize = 1024;
 

@@ -2,18 +2,24 @@
 //! the queue's retention limits (`max_bytes`, `max_age_s`), leave the index; their files
 //! are deleted once the commit is answered. The active segment always stays.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use strata_manifest::QueueSpec;
 use strata_os::clock::now_ms;
+use strata_os::disk::Disk;
 
 use crate::index::Inner;
 use crate::segment;
 
 /// Drops segments every group is done with, and segments past the retention limits, from
 /// the index; their paths go to `dropped`, for [`remove`].
-pub(crate) fn reclaim(inner: &mut Inner, spec: &QueueSpec, dir: &Path, active_base: u64, dropped: &mut Vec<PathBuf>) {
+pub(crate) fn reclaim<D: Disk>(
+    inner: &mut Inner<D>,
+    spec: &QueueSpec,
+    dir: &Path,
+    active_base: u64,
+    dropped: &mut Vec<PathBuf>,
+) {
     let min_floor = inner.groups.values().map(|g| g.floor).min();
     let now = now_ms();
     let mut total: u64 = inner.segments.iter().map(|s| s.written).sum();
@@ -50,9 +56,9 @@ pub(crate) fn reclaim(inner: &mut Inner, spec: &QueueSpec, dir: &Path, active_ba
 }
 
 /// Deletes the files of segments [`reclaim`] dropped.
-pub(crate) fn remove(queue: &str, dropped: Vec<PathBuf>) {
+pub(crate) fn remove<D: Disk>(disk: &D, queue: &str, dropped: Vec<PathBuf>) {
     for path in dropped {
-        if let Err(e) = fs::remove_file(&path) {
+        if let Err(e) = disk.remove_file(&path) {
             tracing::warn!(queue = %queue, "remove {}: {e}", path.display());
         }
     }

@@ -3,15 +3,14 @@
 //! a torn tail of the last segment is zeroed, corrupt records elsewhere are reported and
 //! left out of the index so that they are never served.
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use strata_os::disk::{Disk, DiskFile, Open};
 
-use crate::record::{decode, Decoded, Record, HEADER};
+use crate::record::{decode, Decoded, Record, FIXED, HEADER};
 
 /// Where one offset's record is: position and length in its segment; length 0 marks an
 /// offset whose record was found corrupt.
@@ -21,9 +20,9 @@ pub(crate) struct Slot {
     pub len: u32,
 }
 
-pub(crate) struct Segment {
+pub(crate) struct Segment<D: Disk> {
     pub base: u64,
-    pub file: Arc<File>,
+    pub file: Arc<D::File>,
     /// Entry `i` is offset `base + i`.
     pub index: Vec<Slot>,
     /// End of the written part.
@@ -32,7 +31,7 @@ pub(crate) struct Segment {
     pub last_timestamp_ms: u64,
 }
 
-impl Segment {
+impl<D: Disk> Segment<D> {
     pub fn next_offset(&self) -> u64 {
         self.base + self.index.len() as u64
     }
@@ -47,24 +46,17 @@ const PREPARED: &str = "next-segment.tmp";
 /// Writes a zero-filled file of `size` bytes next to the segments, synced, ready to be
 /// renamed into place by [`install`]. Writing into preallocated zeros spares each later
 /// append the metadata update that extending a file forces.
-pub(crate) fn prepare(dir: &Path, size: u64) -> io::Result<File> {
-    let path = dir.join(PREPARED);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)?;
+pub(crate) fn prepare<D: Disk>(disk: &D, dir: &Path, size: u64) -> io::Result<D::File> {
+    let file = disk.open(&dir.join(PREPARED), Open::Truncate)?;
     zero_from(&file, 0, size)?;
-    file.sync_all()?;
     Ok(file)
 }
 
 /// Renames a prepared file into place as the segment starting at `base`.
-pub(crate) fn install(dir: &Path, file: File, base: u64) -> io::Result<Segment> {
+pub(crate) fn install<D: Disk>(disk: &D, dir: &Path, file: D::File, base: u64) -> io::Result<Segment<D>> {
     let path = segment_path(dir, base);
-    fs::rename(dir.join(PREPARED), &path)?;
-    strata_os::fs::sync_dir(dir)?;
+    disk.rename(&dir.join(PREPARED), &path)?;
+    disk.sync_dir(dir)?;
     Ok(Segment {
         base,
         file: Arc::new(file),
@@ -86,8 +78,8 @@ pub struct Corruption {
     pub reason: String,
 }
 
-pub(crate) struct Recovered {
-    pub segments: Vec<Segment>,
+pub(crate) struct Recovered<D: Disk> {
+    pub segments: Vec<Segment<D>>,
     pub corrupt: Vec<Corruption>,
     /// Records of the recent past, for rebuilding the dedupe window.
     pub recent: Vec<(String, u64, u64)>,
@@ -107,11 +99,10 @@ pub(crate) struct Recovered {
 /// record after it, at the end of the last segment, is a torn tail: it is zeroed and
 /// reported as `truncated`. A record may be as long as its segment file: the current
 /// `segment_bytes` setting plays no part.
-pub(crate) fn recover(dir: &Path, recent_since_ms: u64) -> io::Result<Recovered> {
-    let _ = fs::remove_file(dir.join(PREPARED));
+pub(crate) fn recover<D: Disk>(disk: &D, dir: &Path, recent_since_ms: u64) -> io::Result<Recovered<D>> {
+    let _ = disk.remove_file(&dir.join(PREPARED));
     let mut bases = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
+    for name in disk.list(dir)? {
         let Some(name) = name.to_str() else { continue };
         if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse::<u64>().ok()) {
             bases.push(base);
@@ -126,8 +117,10 @@ pub(crate) fn recover(dir: &Path, recent_since_ms: u64) -> io::Result<Recovered>
     };
     for (i, &base) in bases.iter().enumerate() {
         let path = segment_path(dir, base);
-        let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let buf = Bytes::from(fs::read(&path)?);
+        let file = disk.open(&path, Open::Existing)?;
+        // What the disk holds, not pages a failed sync left in the cache.
+        file.forget_cached()?;
+        let buf = Bytes::from(read_whole(&file)?);
         let max_record = buf.len();
         let mut seg = Segment {
             base,
@@ -170,7 +163,7 @@ pub(crate) fn recover(dir: &Path, recent_since_ms: u64) -> io::Result<Recovered>
                 None if last => {
                     // A torn tail: zero it so that no stale byte after the next appends
                     // can ever look like a record.
-                    zero_from(&seg.file, pos as u64, buf.len() as u64)?;
+                    zero_from(&*seg.file, pos as u64, buf.len() as u64)?;
                     out.truncated = Some((pos as u64, reason));
                     break;
                 }
@@ -202,8 +195,8 @@ pub(crate) fn recover(dir: &Path, recent_since_ms: u64) -> io::Result<Recovered>
     Ok(out)
 }
 
-fn index_record(
-    seg: &mut Segment,
+fn index_record<D: Disk>(
+    seg: &mut Segment<D>,
     r: &Record,
     pos: usize,
     used: usize,
@@ -243,9 +236,11 @@ fn resync(buf: &Bytes, from: usize, expected: u64, max_record: usize) -> Option<
                 None => return None,
             }
         }
-        if let Decoded::Record(r, _) = decode(&buf.slice(pos..), max_record) {
-            if r.offset > expected {
-                return Some((pos, r.offset));
+        if plausible_offset(buf, pos, expected) {
+            if let Decoded::Record(r, _) = decode(&buf.slice(pos..), max_record) {
+                if r.offset > expected {
+                    return Some((pos, r.offset));
+                }
             }
         }
         pos += 1;
@@ -253,7 +248,30 @@ fn resync(buf: &Bytes, from: usize, expected: u64, max_record: usize) -> Option<
     None
 }
 
-fn zero_from(file: &File, from: u64, to: u64) -> io::Result<()> {
+/// Whether a record at `pos` would hold an offset after `expected`, and no further past
+/// it than records could fit in `buf`, read without checking the record: the scan passes
+/// over payload bytes (offsets far off) without a CRC over a length read from them, which
+/// inside a large payload made resynchronising take seconds.
+fn plausible_offset(buf: &[u8], pos: usize, expected: u64) -> bool {
+    /// A record's header and fixed fields: no record takes less.
+    const LEAST_RECORD: u64 = (HEADER + FIXED) as u64;
+    let Some(offset) = buf
+        .get(pos + HEADER..pos + HEADER + 8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    else {
+        return false;
+    };
+    offset > expected && offset - expected <= buf.len() as u64 / LEAST_RECORD
+}
+
+/// The whole of an open file.
+fn read_whole<F: DiskFile>(file: &F) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; file.size()? as usize];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}
+
+fn zero_from<F: DiskFile>(file: &F, from: u64, to: u64) -> io::Result<()> {
     let zeros = vec![0u8; 1 << 20];
     let mut at = from;
     while at < to {
@@ -264,34 +282,17 @@ fn zero_from(file: &File, from: u64, to: u64) -> io::Result<()> {
     file.sync_data()
 }
 
-/// Reads `len` bytes at `pos` only if they are all in the page cache: `preadv2` with
-/// `RWF_NOWAIT` never waits for the disk. `Ok(None)`: not (all) cached, read them on a
+/// Reads `len` bytes at `pos` only if they are all in the page cache (`preadv2` with
+/// `RWF_NOWAIT` never waits for the disk). `Ok(None)`: not (all) cached, read them on a
 /// blocking thread instead. This is what lets a fetch of recent-enough data stay on its
 /// runtime thread without breaking the rule that disk work never blocks the runtime.
-pub(crate) fn read_cached(file: &File, pos: u64, len: usize) -> io::Result<Option<Bytes>> {
-    use std::os::fd::AsRawFd;
+pub(crate) fn read_cached<F: DiskFile>(file: &F, pos: u64, len: usize) -> io::Result<Option<Bytes>> {
     let mut buf = vec![0u8; len];
-    let iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: len,
-    };
-    // SAFETY: `iov` points at `buf`, which lives and is `len` bytes long for the call.
-    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, pos as libc::off_t, libc::RWF_NOWAIT) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(None),
-            _ => Err(e),
-        };
-    }
-    if n as usize != len {
-        return Ok(None);
-    }
-    Ok(Some(Bytes::from(buf)))
+    Ok(file.read_cached(&mut buf, pos)?.then(|| Bytes::from(buf)))
 }
 
 /// Reads `len` bytes at `pos`.
-pub(crate) fn read(file: &File, pos: u64, len: usize) -> io::Result<Bytes> {
+pub(crate) fn read<F: DiskFile>(file: &F, pos: u64, len: usize) -> io::Result<Bytes> {
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, pos)?;
     Ok(Bytes::from(buf))

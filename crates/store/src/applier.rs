@@ -16,6 +16,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use redb::{Database, Durability};
+use strata_os::disk::Disk;
 
 use crate::blob;
 use crate::overlay::Overlay;
@@ -31,7 +32,8 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 const APPLY_DELAY: Duration = Duration::from_millis(5);
 /// Most logged batches in one redb commit.
 const APPLY_MAX_BATCHES: usize = 256;
-/// Size of a log file before the log moves to the other one.
+/// Size of a log file before the log moves to the other one (the default of
+/// [`crate::StoreConfig::wal_file_bytes`]).
 pub(crate) const WAL_FILE_BYTES: u64 = 64 << 20;
 
 /// Value bytes the writer may hand to the applier before it waits for the applier to
@@ -315,8 +317,8 @@ fn write_checkpoint<'a>(
 }
 
 /// What open found in the log.
-pub(crate) struct Recovered {
-    pub wal: Wal,
+pub(crate) struct Recovered<D: Disk> {
+    pub wal: Wal<D>,
     /// The last version handed out.
     pub seq: u64,
     /// The last batch logged.
@@ -325,18 +327,26 @@ pub(crate) struct Recovered {
     pub replayed: usize,
     /// Batch ids lost to damage in the log: (first lost, first after).
     pub lost: Vec<(u64, u64)>,
+    /// The log ended in a record that is not intact.
+    pub torn: bool,
 }
 
-/// Opens the log in `wal_dir` and re-applies what it holds after the last checkpoint,
-/// in one durable commit that is also the new checkpoint. Blocking.
-pub(crate) fn recover(db: &Database, wal_dir: &Path) -> Result<Recovered, StoreError> {
+/// Opens the log in `wal_dir` (files of `wal_file_bytes`) and re-applies what it holds
+/// after the last checkpoint, in one durable commit that is also the new checkpoint.
+/// Blocking.
+pub(crate) fn recover<D: Disk>(
+    db: &Database,
+    disk: &D,
+    wal_dir: &Path,
+    wal_file_bytes: u64,
+) -> Result<Recovered<D>, StoreError> {
     let (seq, applied, file, pos) = {
         let txn = db.begin_read().map_err(db_err)?;
         let meta = txn.open_table(META).map_err(db_err)?;
         let get = |k: &str| -> Result<u64, StoreError> { Ok(meta.get(k).map_err(db_err)?.map_or(0, |g| g.value())) };
         (get(SEQ)?, get(APPLIED)?, get(WAL_FILE)? as usize, get(WAL_POS)?)
     };
-    let mut wal = Wal::open(wal_dir, file, pos, WAL_FILE_BYTES)
+    let mut wal = Wal::open(disk, wal_dir, file, pos, wal_file_bytes)
         .map_err(|e| StoreError::Io(format!("open the write-ahead log: {e}")))?;
     let read = wal
         .read_after(file, pos, applied)
@@ -348,7 +358,15 @@ pub(crate) fn recover(db: &Database, wal_dir: &Path) -> Result<Recovered, StoreE
             "the write-ahead log is damaged: batches {from}..{to} are lost (their writes were acknowledged); the batches after them are re-applied"
         );
     }
+    if let Some(at) = read.torn_at {
+        tracing::warn!(
+            wal_file = file,
+            position = at,
+            "the write-ahead log ends in a damaged record: a write cut short by a crash (never acknowledged), or damage to the last batch (whose writes were acknowledged and are lost)"
+        );
+    }
     let lost: Vec<(u64, u64)> = read.lost.iter().map(|&(from, to, _)| (from, to)).collect();
+    let torn = read.torn_at.is_some();
     let batches = read.batches;
     let Some(last) = batches.last() else {
         return Ok(Recovered {
@@ -357,6 +375,7 @@ pub(crate) fn recover(db: &Database, wal_dir: &Path) -> Result<Recovered, StoreE
             batch: applied,
             replayed: 0,
             lost,
+            torn,
         });
     };
     let batch = last.id;
@@ -376,5 +395,6 @@ pub(crate) fn recover(db: &Database, wal_dir: &Path) -> Result<Recovered, StoreE
         batch,
         replayed: batches.len(),
         lost,
+        torn,
     })
 }

@@ -9,6 +9,8 @@
 //! - `record`: the tables in the database file, their encodings, database errors.
 //! - `overlay` (record): logged effects not yet in redb, so reads see a write once it is
 //!   answered.
+//! - `db_file` (record): `store.redb` on the store's disk: redb's storage backend over a
+//!   [`strata_os::disk::DiskFile`], locked against a second opener.
 //! - `wal` (record): the write-ahead log: two files taking turns, one record per batch,
 //!   holding the batch's effects.
 //! - `blob` (record): blob body files (streaming in under a temporary name, the rename
@@ -26,7 +28,9 @@
 //!
 //! On disk: `DIR/store.redb` is a [redb](https://docs.rs/redb) database (values, blob
 //! metadata, the checkpoint), `DIR/wal/{0,1}.log` the write-ahead log, `DIR/blobs/` one
-//! file per blob body.
+//! file per blob body. The database and the log go through a [`strata_os::disk::Disk`]
+//! ([`Store::open_on`]): the real file system by default, or in tests one that cuts the
+//! power and fails syncs (`tests/power_cut.rs`); blob bodies are always real files.
 //!
 //! # Why a log in front of redb
 //!
@@ -45,7 +49,7 @@
 //!
 //! | call | blocks on | answered when |
 //! |---|---|---|
-//! | [`Store::open`], [`Store::close`] | the calling thread (disk) | opened and recovered / closed and checkpointed |
+//! | [`Store::open`] (and `open_with`, `open_on`), [`Store::close`] | the calling thread (disk) | opened and recovered / closed and checkpointed |
 //! | [`Store::get`], [`Store::list`], [`Store::head_blob`], [`Store::list_blobs`] | blocking pool | read |
 //! | [`Store::put`], [`Store::delete`], [`Store::delete_blob`] | writer thread | durable (or refused: conflict) |
 //! | [`Store::put_blob`] | reads the body on the caller's task, writes it on the blocking pool | body and metadata durable |
@@ -91,12 +95,22 @@
 //!   re-applied from the last checkpoint ([`Store::recovery`] says how much), and blob
 //!   files no committed metadata refers to (the temporary file of an upload cut short, a
 //!   body renamed into place whose metadata never committed) are removed.
-//! - **Failures.** After a failed log write or database commit the store answers
-//!   [`StoreError::Io`] to every later write until it is reopened (reads go on).
+//! - **Failures.** After a failed log write or sync, or database commit, the store
+//!   answers [`StoreError::Io`] to every later write until it is reopened (reads go on,
+//!   and never show the failed write). It never retries a failed `fdatasync`: one that
+//!   failed may have dropped the data it was to cover, and a second would succeed
+//!   without it.
+//! - **Versions after a crash.** A version answered for a write is never handed out
+//!   again, even after a power cut; one handed out for a write that was not answered may
+//!   be.
+//! - **Damage.** A damaged batch of the log is skipped and reported
+//!   ([`Recovery::lost_batches`]); a damaged last batch cannot be told from a write cut
+//!   short by a crash, and is reported as [`Recovery::torn_tail`].
 
 mod applier;
 mod backend;
 mod blob;
+mod db_file;
 mod listing;
 mod overlay;
 mod record;

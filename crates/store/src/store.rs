@@ -12,11 +12,13 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use redb::{Database, ReadTransaction, ReadableTable};
+use strata_os::disk::{Disk, OsDisk};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::applier::{self, Applier, Handoff};
+use crate::applier::{self, Applier, Handoff, WAL_FILE_BYTES};
 use crate::blob::{self, Chunk, Tokens, Upload};
+use crate::db_file;
 use crate::listing::{self, list_bounds};
 use crate::overlay::{Maps, Overlay};
 use crate::record::{db_err, table_key, value_body, value_header, BlobRecord, BLOBS, META, VALUES};
@@ -44,6 +46,9 @@ pub struct StoreConfig {
     pub cache_bytes: usize,
     /// Changes a `subscribe` receiver may fall behind before it lags (4096).
     pub change_capacity: usize,
+    /// Size of a write-ahead log file before the log moves to the other one, after a
+    /// checkpoint (64 MiB).
+    pub wal_file_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -52,6 +57,7 @@ impl Default for StoreConfig {
             max_value_bytes: 16 << 20,
             cache_bytes: 64 << 20,
             change_capacity: 4096,
+            wal_file_bytes: WAL_FILE_BYTES,
         }
     }
 }
@@ -66,6 +72,10 @@ pub struct Recovery {
     /// Batch ids of the write-ahead log lost to damage, (first lost, first after): their
     /// writes had been acknowledged. Empty unless the log was damaged.
     pub lost_batches: Vec<(u64, u64)>,
+    /// The log ended in a record that is not intact: a write cut short by a crash (never
+    /// acknowledged), or damage to the last batch (whose writes were acknowledged and are
+    /// lost); the two cannot be told apart.
+    pub torn_tail: bool,
 }
 
 /// A store in one directory. Share it behind an `Arc`; dropping it (or [`Store::close`])
@@ -96,24 +106,23 @@ impl Store {
 
     /// [`Store::open`] with settings.
     pub fn open_with(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        Store::open_on(dir, config, OsDisk)
+    }
+
+    /// [`Store::open_with`] with the database and the write-ahead log on `disk` (a test's
+    /// fault-injecting disk). Blob bodies are always files of the real file system, under
+    /// `dir/blobs`.
+    pub fn open_on<D: Disk>(dir: &Path, config: StoreConfig, disk: D) -> Result<Store, StoreError> {
         if config.max_value_bytes > MAX_VALUE_LIMIT {
             return Err(StoreError::BadInput(format!(
                 "max_value_bytes is at most {MAX_VALUE_LIMIT}"
             )));
         }
         let blobs = dir.join("blobs");
-        let created = !dir.join("store.redb").exists();
-        fs::create_dir_all(&blobs).map_err(|e| io_err("create the store directory", e))?;
-        let db = redb::Builder::new()
-            .set_cache_size(config.cache_bytes)
-            .create(dir.join("store.redb"))
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Io(format!(
-                    "{} is already open (by this process or another one)",
-                    dir.display()
-                )),
-                e => db_err(e),
-            })?;
+        disk.create_dir_all(dir)
+            .and_then(|()| fs::create_dir_all(&blobs))
+            .map_err(|e| io_err("create the store directory", e))?;
+        let db = db_file::open(&disk, &dir.join("store.redb"), config.cache_bytes)?;
         let db = Arc::new(db);
         // Create the tables on first open.
         (|| -> Result<(), StoreError> {
@@ -123,7 +132,7 @@ impl Store {
             txn.open_table(META).map_err(db_err)?;
             txn.commit().map_err(db_err)
         })()?;
-        let recovered = applier::recover(&db, &dir.join("wal"))?;
+        let recovered = applier::recover(&db, &disk, &dir.join("wal"), config.wal_file_bytes)?;
         // The body files in use, once the log is re-applied.
         let referenced = (|| -> Result<HashSet<String>, StoreError> {
             let txn = db.begin_read().map_err(db_err)?;
@@ -139,11 +148,11 @@ impl Store {
         if removed > 0 {
             tracing::info!(dir = %dir.display(), removed, "removed blob files left by an interrupted write");
         }
-        if created {
-            // Make the new directory entries (database file, blobs dir) durable.
-            for d in [dir, dir.parent().unwrap_or(dir)] {
-                strata_os::fs::sync_dir(d).map_err(|e| io_err("sync the store directory", e))?;
-            }
+        // Make the directory entries (database file, log and blobs dirs, the store's own)
+        // durable: on every open, not only the first, since a first open may have been
+        // cut short by a crash after creating them.
+        for d in [dir, dir.parent().unwrap_or(dir)] {
+            disk.sync_dir(d).map_err(|e| io_err("sync the store directory", e))?;
         }
         let shared = Arc::new(Handoff::default());
         let overlay = Arc::new(Overlay::default());
@@ -188,6 +197,7 @@ impl Store {
                 replayed_batches: recovered.replayed,
                 removed_files: removed,
                 lost_batches: recovered.lost.clone(),
+                torn_tail: recovered.torn,
             },
             blobs,
             config,

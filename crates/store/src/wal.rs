@@ -17,12 +17,11 @@
 //! | effects`; an effect is `kind u8 | table key | version u64 | ...` (see `Effect`). Reading stops at a zero length, a bad CRC, a truncated record
 //! or a batch id that is not the next one (an older record of a reused file).
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
+use strata_os::disk::{Disk, DiskFile, Open};
 
 use crate::record::BlobRecord;
 
@@ -30,9 +29,8 @@ use crate::record::BlobRecord;
 const GROW_STEP: u64 = 4 << 20;
 const RECORD_HEADER: usize = 8;
 
-pub(crate) struct Wal {
-    dir: PathBuf,
-    files: [File; 2],
+pub(crate) struct Wal<D: Disk> {
+    files: [D::File; 2],
     /// Bytes of each file already zero-filled (or written).
     allocated: [u64; 2],
     active: usize,
@@ -46,6 +44,10 @@ pub(crate) struct Wal {
 pub(crate) struct ReadBack {
     pub batches: Vec<Batch>,
     pub lost: Vec<(u64, u64, u64)>,
+    /// Where the log ends in a record that is not intact (not zeros, not an older
+    /// record of a reused file): a write cut short by a crash, or damage to the last
+    /// batch.
+    pub torn_at: Option<u64>,
 }
 
 /// One batch read back from the log.
@@ -88,23 +90,19 @@ impl Effect {
     }
 }
 
-impl Wal {
-    /// Opens (creating) the two log files in `dir`, to go on at `active`/`pos`.
-    pub fn open(dir: &Path, active: usize, pos: u64, file_limit: u64) -> io::Result<Wal> {
-        fs::create_dir_all(dir)?;
-        let open = |i: usize| {
-            OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(dir.join(format!("{i}.log")))
-        };
+impl<D: Disk> Wal<D> {
+    /// Opens (creating) the two log files in `dir` on `disk`, to go on at `active`/`pos`.
+    pub fn open(disk: &D, dir: &Path, active: usize, pos: u64, file_limit: u64) -> io::Result<Wal<D>> {
+        disk.create_dir_all(dir)?;
+        let open = |i: usize| disk.open(&dir.join(format!("{i}.log")), Open::Create);
         let files = [open(0)?, open(1)?];
-        let allocated = [files[0].metadata()?.len(), files[1].metadata()?.len()];
-        strata_os::fs::sync_dir(dir)?;
+        // What the disk holds, not pages a failed sync left in the cache.
+        for f in &files {
+            f.forget_cached()?;
+        }
+        let allocated = [files[0].size()?, files[1].size()?];
+        disk.sync_dir(dir)?;
         Ok(Wal {
-            dir: dir.to_path_buf(),
             files,
             allocated,
             active: active.min(1),
@@ -164,7 +162,9 @@ impl Wal {
     /// found, the damaged batches are reported in `lost` and reading goes on there, so
     /// that acknowledged batches after damage are neither dropped nor overwritten.
     pub fn read_after(&mut self, file: usize, pos: u64, applied: u64) -> io::Result<ReadBack> {
-        let data = fs::read(self.dir.join(format!("{}.log", file.min(1))))?;
+        let log = &self.files[file.min(1)];
+        let mut data = vec![0u8; log.size()? as usize];
+        log.read_exact_at(&mut data, 0)?;
         let mut out = ReadBack::default();
         let mut at = pos as usize;
         let mut expect = applied + 1;
@@ -188,7 +188,13 @@ impl Wal {
                     expect = id;
                     at = next;
                 }
-                None => break,
+                None => {
+                    let header = data.get(at..at + RECORD_HEADER).unwrap_or(&[]);
+                    if header.iter().any(|&b| b != 0) && record_at(&data, at).is_none() {
+                        out.torn_at = Some(at as u64);
+                    }
+                    break;
+                }
             }
         }
         self.active = file.min(1);
@@ -213,7 +219,7 @@ fn later_batch(data: &[u8], from: usize, expect: u64) -> Option<(usize, u64)> {
                 None => return None,
             }
         }
-        if at > from {
+        if at > from && plausible_id(data, at, expect) {
             if let Some(batch) = record_at(data, at).and_then(|(body, _)| decode_batch(body)) {
                 if batch.id >= expect {
                     return Some((at, batch.id));
@@ -223,6 +229,24 @@ fn later_batch(data: &[u8], from: usize, expect: u64) -> Option<(usize, u64)> {
         at += 1;
     }
     None
+}
+
+/// Whether a record at `at` would hold a batch id from `expect` to as far above it as
+/// batches could fit in `data`, read without checking the record. This lets the scan for
+/// a later batch pass over records of an older lap of a reused file (lower ids) and over
+/// bytes of values (ids far off) without a CRC over a length read from them: measured
+/// on 16 MiB of old records holding random 128-byte values, 36 s with the CRCs, against
+/// one pass without.
+fn plausible_id(data: &[u8], at: usize, expect: u64) -> bool {
+    /// A record's header and its batch's id and count: no batch takes less.
+    const LEAST_RECORD: u64 = RECORD_HEADER as u64 + 12;
+    let Some(id) = data
+        .get(at + RECORD_HEADER..at + RECORD_HEADER + 8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    else {
+        return false;
+    };
+    id >= expect && id - expect <= data.len() as u64 / LEAST_RECORD
 }
 
 /// The body of the record at `at` and the record's whole length, if one is intact there.
@@ -373,6 +397,10 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
+    use strata_os::disk::OsDisk;
+
     use super::*;
 
     fn effects() -> Vec<Effect> {
@@ -412,7 +440,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_reading_stops_at_a_gap_or_damage() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path(), 0, 0, 1 << 20).unwrap();
+        let mut wal = Wal::open(&OsDisk, dir.path(), 0, 0, 1 << 20).unwrap();
         let es = effects();
         for id in 1..=3 {
             wal.append(&encode_batch(id, &es[..id as usize + 1])).unwrap();
@@ -421,7 +449,7 @@ mod tests {
         // An older record after the end (as in a reused file): not the next id.
         wal.append(&encode_batch(1, &es)).unwrap();
 
-        let mut again = Wal::open(dir.path(), 0, 0, 1 << 20).unwrap();
+        let mut again = Wal::open(&OsDisk, dir.path(), 0, 0, 1 << 20).unwrap();
         let batches = again.read_after(0, 0, 0).unwrap().batches;
         assert_eq!(batches.iter().map(|b| b.id).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(batches[0].effects, es[..2]);
@@ -451,5 +479,35 @@ mod tests {
         let torn = again.read_after(0, 0, 0).unwrap();
         assert_eq!(torn.batches.iter().map(|b| b.id).collect::<Vec<_>>(), [1]);
         assert_eq!(torn.lost, []);
+        assert_eq!(torn.torn_at, Some(first_len as u64));
+        assert_eq!(damaged.torn_at, None);
+    }
+
+    /// Records of an older lap of a reused file, holding random values, are passed over,
+    /// and a later batch after them is found.
+    #[test]
+    fn the_search_for_a_later_batch_passes_over_old_records() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut random = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        };
+        let mut data = Vec::new();
+        for id in 1..2000u64 {
+            let e = Effect::Value {
+                key: format!("app\0key{id}").into_bytes(),
+                version: id,
+                updated_ms: 1_700_000_000_000,
+                value: Some(Bytes::from((0..128).map(|_| random()).collect::<Vec<u8>>())),
+            };
+            data.extend_from_slice(&encode_batch(id, &[e]));
+        }
+        assert_eq!(later_batch(&data, 0, 5000), None);
+        let at = data.len();
+        data.extend_from_slice(&encode_batch(5003, &effects()));
+        data.resize(data.len() + 4096, 0);
+        assert_eq!(later_batch(&data, 0, 5000), Some((at, 5003)));
     }
 }

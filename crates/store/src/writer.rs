@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use redb::{Database, ReadOnlyTable};
 use strata_os::clock::now_ms;
+use strata_os::disk::Disk;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::applier::{Handoff, Logged, ToApplier};
@@ -129,10 +130,10 @@ struct Decided {
     replaced_files: Vec<String>,
 }
 
-pub(crate) struct Writer {
+pub(crate) struct Writer<D: Disk> {
     pub db: Arc<Database>,
     pub blobs: PathBuf,
-    pub wal: Wal,
+    pub wal: Wal<D>,
     pub overlay: Arc<Overlay>,
     pub shared: Arc<Handoff>,
     pub applier: mpsc::SyncSender<ToApplier>,
@@ -144,7 +145,7 @@ pub(crate) struct Writer {
     pub changes: broadcast::Sender<Change>,
 }
 
-impl Writer {
+impl<D: Disk> Writer<D> {
     pub fn run(mut self, rx: mpsc::Receiver<Op>) {
         let mut carried: Option<Op> = None;
         loop {
