@@ -11,6 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Component, Path};
 
+mod queue;
+
+pub use queue::is_queue_name;
+use queue::{check_consumes, check_queue_into};
+pub(crate) use queue::{check_queue, EXPECT_QUEUE_NAME};
+
 use crate::error::{quoted, FieldPath};
 use crate::{
     AutoscaleSpec, FileSpec, FunctionSpec, Manifest, ManifestError, QueueSpec, RouteSpec, ServiceSpec, SetupSpec,
@@ -160,17 +166,6 @@ fn within(path: FieldPath, value: u64, min: u64, max: u64, unit: &str) -> Result
     }
     Ok(())
 }
-
-/// Longest lease, fsync interval: 12 hours.
-const MAX_QUEUE_MS: u64 = 12 * 3600 * 1000;
-/// Longest dedupe window: 7 days.
-const MAX_DEDUPE_MS: u64 = 7 * 24 * 3600 * 1000;
-/// Longest retention: 100 years.
-const MAX_RETENTION_S: u64 = 100 * 365 * 24 * 3600;
-/// Largest retention by size: 1 PiB.
-const MAX_RETENTION_BYTES: u64 = 1 << 50;
-/// Most deliveries before dead-lettering (0: never).
-const MAX_DELIVERIES: u32 = 1_000_000;
 
 /// Most instances of one service on a node: each is a process with a port and files.
 const MAX_INSTANCES: u32 = 10_000;
@@ -545,128 +540,6 @@ fn check_cache(m: &Manifest, root: &FieldPath, p: &mut Problems) {
             ));
         }
         p.check(positive(path.key("ttl_ms"), spec.ttl_ms, "milliseconds"));
-    }
-}
-
-/// A queue or consumer group name: it names a directory, so a restricted alphabet.
-pub fn is_queue_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
-pub(crate) const EXPECT_QUEUE_NAME: &str =
-    "a name of at most 64 lowercase letters, digits, - and _, starting with a letter or digit";
-
-/// The checks of one queue declaration; the node API uses them for queues created at run
-/// time. The first problem found.
-pub(crate) fn check_queue(name: &str, spec: &QueueSpec, path: &FieldPath) -> Result<(), ManifestError> {
-    let mut problems = Problems::default();
-    check_queue_into(name, spec, path, &mut problems);
-    problems.first()
-}
-
-fn check_queue_into(name: &str, spec: &QueueSpec, path: &FieldPath, p: &mut Problems) {
-    if !is_queue_name(name) {
-        p.add(invalid(
-            path.clone(),
-            EXPECT_QUEUE_NAME,
-            format!("the name {}", quoted(name)),
-        ));
-    }
-    p.check(within(
-        path.key("fsync_interval_ms"),
-        spec.fsync_interval_ms,
-        1,
-        MAX_QUEUE_MS,
-        "milliseconds",
-    ));
-    p.check(within(
-        path.key("lease_ms"),
-        spec.lease_ms,
-        1,
-        MAX_QUEUE_MS,
-        "milliseconds",
-    ));
-    p.check(within(
-        path.key("dedupe_window_ms"),
-        spec.dedupe_window_ms,
-        0,
-        MAX_DEDUPE_MS,
-        "milliseconds",
-    ));
-    p.check(within(
-        path.key("max_deliveries"),
-        u64::from(spec.max_deliveries),
-        0,
-        u64::from(MAX_DELIVERIES),
-        "deliveries",
-    ));
-    if !(64 << 10..=1 << 30).contains(&spec.segment_bytes) {
-        p.add(invalid(
-            path.key("segment_bytes"),
-            "between 65536 and 1073741824 bytes",
-            spec.segment_bytes.to_string(),
-        ));
-    } else {
-        // Bounded by a segment's size, so only once that size is one.
-        let most = spec.segment_bytes - 4096;
-        if spec.max_message_bytes == 0 || spec.max_message_bytes > most {
-            p.add(invalid(
-                path.key("max_message_bytes"),
-                format!("between 1 and segment_bytes - 4096 ({most}) bytes"),
-                spec.max_message_bytes.to_string(),
-            ));
-        }
-    }
-    let retention = path.key("retention");
-    if let Some(bytes) = spec.retention.max_bytes {
-        p.check(within(
-            retention.key("max_bytes"),
-            bytes,
-            1,
-            MAX_RETENTION_BYTES,
-            "bytes",
-        ));
-    }
-    if let Some(age) = spec.retention.max_age_s {
-        p.check(within(retention.key("max_age_s"), age, 1, MAX_RETENTION_S, "seconds"));
-    }
-}
-
-fn check_consumes(m: &Manifest, spec: &ServiceSpec, path: &FieldPath, p: &mut Problems) {
-    let Some(consumes) = &spec.consumes else {
-        return;
-    };
-    let path = path.key("consumes");
-    if !m.queues.contains_key(&consumes.queue) {
-        let declared: Vec<&str> = m.queues.keys().map(String::as_str).collect();
-        let expected = if declared.is_empty() {
-            "a queue declared under queues (none is)".to_string()
-        } else {
-            format!("a queue declared under queues ({})", declared.join(", "))
-        };
-        p.add(invalid(path.key("queue"), expected, quoted(&consumes.queue)));
-    }
-    if !is_queue_name(&consumes.group) {
-        p.add(invalid(path.key("group"), EXPECT_QUEUE_NAME, quoted(&consumes.group)));
-    }
-    if !(1..=10_000).contains(&consumes.batch) {
-        p.add(invalid(
-            path.key("batch"),
-            "between 1 and 10000 messages",
-            consumes.batch.to_string(),
-        ));
-    }
-    if !consumes.path.starts_with('/') {
-        p.add(invalid(
-            path.key("path"),
-            "a path starting with /",
-            quoted(&consumes.path),
-        ));
     }
 }
 

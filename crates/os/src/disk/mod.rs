@@ -34,7 +34,6 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-#[path = "disk_fault.rs"]
 mod fault;
 
 pub use fault::{FaultDisk, FaultFile};
