@@ -75,22 +75,11 @@ impl User {
     /// `strata up` of the app in `dir` (its gateway on port 0), registered in this
     /// user's registry; output to `dir/up.out`.
     fn up(&self, dir: &Path) -> Up {
-        let out = std::fs::File::create(dir.join("up.out")).unwrap();
-        let child = Command::new(STRATA)
-            .args(["up", "--listen", "127.0.0.1:0"])
-            .current_dir(dir)
-            .env("XDG_RUNTIME_DIR", self.runtime.path())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawn strata up");
-        let pid = child.id() as i32;
-        Up {
-            child,
-            pid,
-            dir: dir.to_path_buf(),
-        }
+        Up::spawn_with(
+            dir,
+            &["--listen", "127.0.0.1:0"],
+            &[("XDG_RUNTIME_DIR", self.runtime.path())],
+        )
     }
 }
 

@@ -14,7 +14,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -24,22 +23,7 @@ use tokio::net::TcpStream;
 
 /// `strata up ARGS` in `dir`, stdout and stderr to `dir/up.out`.
 fn up(dir: &Path, args: &[&str]) -> Up {
-    let out = std::fs::File::create(dir.join("up.out")).unwrap();
-    let child = Command::new(STRATA)
-        .arg("up")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("spawn strata up");
-    let pid = child.id() as i32;
-    Up {
-        child,
-        pid,
-        dir: dir.to_path_buf(),
-    }
+    Up::spawn_with(dir, args, &[])
 }
 
 /// `N` different ports free now (the kernel's picks, let go again).

@@ -562,10 +562,18 @@ pub struct Up {
 impl Up {
     /// Runs `strata up --listen 127.0.0.1:0` in `dir`; output goes to `dir/up.out`.
     pub fn spawn(dir: &Path, extra: &[&str]) -> Up {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--cache-listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Up::spawn_with(dir, &args, &[])
+    }
+
+    /// Runs `strata up ARGS` in `dir` with `env` added; output goes to `dir/up.out`.
+    pub fn spawn_with(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Up {
         let out = std::fs::File::create(dir.join("up.out")).unwrap();
         let child = Command::new(STRATA)
-            .args(["up", "--listen", "127.0.0.1:0", "--cache-listen", "127.0.0.1:0"])
-            .args(extra)
+            .arg("up")
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
