@@ -86,7 +86,9 @@ async fn out_of_order_deletes_survive_a_restart() {
 }
 
 #[tokio::test]
-async fn dedupe_within_the_window_even_across_restart() {
+async fn dedupe_ids_survive_a_restart() {
+    // What dedupe does within one run is the conformance suite's; here, that the window
+    // is rebuilt from the segments at open.
     let dir = tempfile::tempdir().unwrap();
     let s = QueueSpec {
         dedupe_window_ms: 60_000,
@@ -100,43 +102,27 @@ async fn dedupe_within_the_window_even_across_restart() {
     {
         let queues = open(dir.path(), s.clone());
         let q = queues.get("q").unwrap();
-        let a = q.publish(vec![with_id(b"a", "order-1")]).await.unwrap()[0];
-        assert!(!a.duplicate);
-        // A duplicate later, and a duplicate within one batch.
-        let b = q
-            .publish(vec![
-                with_id(b"a again", "order-1"),
-                with_id(b"x", "order-2"),
-                with_id(b"x", "order-2"),
-            ])
+        let first = q
+            .publish(vec![with_id(b"a", "order-1"), with_id(b"x", "order-2")])
             .await
             .unwrap();
-        assert_eq!(b[0].offset, a.offset);
-        assert!(b[0].duplicate);
-        assert!(!b[1].duplicate);
-        assert_eq!((b[2].offset, b[2].duplicate), (b[1].offset, true));
-        assert_eq!(q.stats().next_offset, 2, "duplicates store nothing");
+        assert_eq!(
+            first.iter().map(|p| (p.offset, p.duplicate)).collect::<Vec<_>>(),
+            [(0, false), (1, false)]
+        );
         queues.close();
     }
     let queues = open(dir.path(), s);
     let q = queues.get("q").unwrap();
-    let again = q.publish(vec![with_id(b"a", "order-1")]).await.unwrap()[0];
-    assert_eq!((again.offset, again.duplicate), (0, true));
-
-    // Past the window the same id is a new message.
-    let dir2 = tempfile::tempdir().unwrap();
-    let queues = open(
-        dir2.path(),
-        QueueSpec {
-            dedupe_window_ms: 50,
-            ..spec()
-        },
+    let again = q
+        .publish(vec![with_id(b"a", "order-1"), with_id(b"x", "order-2")])
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|p| (p.offset, p.duplicate)).collect::<Vec<_>>(),
+        [(0, true), (1, true)]
     );
-    let q = queues.get("q").unwrap();
-    q.publish(vec![with_id(b"a", "k")]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(120)).await;
-    let later = q.publish(vec![with_id(b"a", "k")]).await.unwrap()[0];
-    assert_eq!((later.offset, later.duplicate), (1, false));
+    assert_eq!(q.stats().next_offset, 2, "duplicates store nothing");
 }
 
 #[tokio::test]
