@@ -36,6 +36,8 @@ pub enum EventKind {
     ColdStart,
     /// A function's trigger failed to deliver an event.
     TriggerFailed,
+    /// The cluster's scheduler changed this service's placement, with its reason.
+    Placed,
 }
 
 /// Something the App Service did or saw, with the reason in words.

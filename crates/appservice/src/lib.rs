@@ -50,6 +50,9 @@ pub enum ScaleBy {
     Hand,
     /// The service's autoscaler.
     Autoscaler,
+    /// The cluster's placement: this node's share of the service's instances, which may
+    /// be below `instances.min` (the other instances run on other nodes) or zero.
+    Placement,
 }
 
 /// Why an instance count was not set.
@@ -172,6 +175,10 @@ impl AppService {
         };
         if by == ScaleBy::Hand && handle.is_autoscaled() {
             return Err(ScaleError::Autoscaled(service.to_string()));
+        }
+        if by == ScaleBy::Placement {
+            handle.place(count);
+            return Ok(());
         }
         handle.scale(count)
     }

@@ -81,6 +81,12 @@ impl ServiceHandle {
         Ok(())
     }
 
+    /// Sets the count the cluster's placement gave this node, whatever the manifest's
+    /// per-app bounds (they bound the whole app, not one node's share).
+    pub fn place(&self, count: u32) {
+        self.desired.send_replace(count);
+    }
+
     pub fn desired(&self) -> u32 {
         *self.desired.borrow()
     }

@@ -12,6 +12,8 @@
 //! - `triggers`: the store and timer triggers of functions (a function runs as a
 //!   service with `instances.min` 0; its queue and HTTP triggers are push delivery and
 //!   routes).
+//! - [`cluster`]: a cluster node (`strata node --nats`): heartbeat, the scheduler when it
+//!   holds the lease, and its share of every deployed app, each app a [`Node`].
 //! - `nodefile`: `.strata/node.json`, how CLI commands find a running node.
 //!
 //! Invariant: no HTTP here. The node API is `strata-api`, the first tier
@@ -20,6 +22,7 @@
 //! autoscaler from `strata-autoscale`.
 
 mod backends;
+pub mod cluster;
 mod node;
 pub mod nodefile;
 mod push;

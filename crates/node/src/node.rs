@@ -42,6 +42,9 @@ pub struct NodeConfig {
     /// `.strata/control.token`; None: a random one. Required to listen on an address
     /// other than loopback. `new` takes it from `$STRATA_CONTROL_TOKEN`.
     pub control_token: Option<String>,
+    /// The cluster's placement sets the instance counts (`ScaleBy::Placement`): no
+    /// autoscaler runs on this node.
+    pub placed: bool,
 }
 
 impl NodeConfig {
@@ -57,6 +60,7 @@ impl NodeConfig {
             write_state_file: false,
             backends: None,
             control_token: std::env::var("STRATA_CONTROL_TOKEN").ok().filter(|t| !t.is_empty()),
+            placed: false,
         }
     }
 }
@@ -138,7 +142,7 @@ impl Node {
             bus.clone(),
             shutdown.child_token(),
         )?);
-        start_tasks(&manifest, &app, &bus, &backends, &shutdown, &mut tasks)?;
+        start_tasks(&manifest, config.placed, &app, &bus, &backends, &shutdown, &mut tasks)?;
 
         let info = NodeInfo {
             app: manifest.app.clone(),
@@ -395,6 +399,7 @@ fn cannot_listen(e: std::io::Error, what: &str, addr: SocketAddr, setting: &str)
 /// with a store or timer trigger.
 fn start_tasks(
     manifest: &Manifest,
+    placed: bool,
     app: &Arc<AppService>,
     bus: &Arc<Bus>,
     backends: &Backends,
@@ -407,7 +412,8 @@ fn start_tasks(
             Some(c) => Some(backends.queues.get(&c.queue).context("a consumed queue")?),
             None => None,
         };
-        if let Some(scaled) = strata_autoscale::Scaled::of(service, spec, queue.clone()) {
+        let scaled = strata_autoscale::Scaled::of(service, spec, queue.clone()).filter(|_| !placed);
+        if let Some(scaled) = scaled {
             // The admission goes on the pool before the first request can come.
             let pool = bus.pool(service);
             let admission = Arc::new(strata_autoscale::Admission::new(&scaled));

@@ -43,6 +43,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    #[command(flatten)]
+    Cluster(crate::cluster::ClusterCommand),
     /// Run an app in the foreground until Ctrl-C or `strata down`.
     Up {
         /// The app manifest.
@@ -190,6 +192,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let dir = cli.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let connect = || connect(cli.api.as_deref(), cli.dir.as_deref());
     match cli.command {
+        Command::Cluster(command) => crate::cluster::run(command).await,
         Command::Up {
             file,
             listen,

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - `cli`: the commands and their output; `strata up` starts a [`strata_node::Node`].
+//! - `cluster`: `strata node`, `nodes`, `deploy`, `undeploy`: a cluster over NATS.
 //! - `control`: the CLI's side of the node's control API (`ps`, `scale`, `logs`, `down`).
 //! - `init`: `strata init`, a first strata.json guessed from an app's folder, each guess explained.
 //! - `locate`: which node a command talks to (`--api`, `-C DIR`, the current directory,
@@ -12,6 +13,7 @@
 //! - `out`: output that ends quietly, with status 0, when its reader goes away.
 
 mod cli;
+mod cluster;
 mod control;
 mod init;
 mod locate;

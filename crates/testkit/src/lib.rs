@@ -8,6 +8,8 @@
 //! Used as a dev-dependency only. Its own test `tests/architecture.rs` checks the crate
 //! dependency rules of ARCHITECTURE.md against every `Cargo.toml`.
 
+pub mod nats;
+
 use std::io::Write;
 
 /// Whether a test that needs `what` may go on: `Ok(())` when it is there; when it is

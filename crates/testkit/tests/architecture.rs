@@ -64,7 +64,7 @@ fn crates_depend_only_on_what_the_architecture_allows() {
             .filter_map(|d| d.strip_prefix("strata-").map(str::to_string))
             .collect()
     };
-    let rules: [(&str, &[&str]); 12] = [
+    let rules: [(&str, &[&str]); 13] = [
         ("strata-manifest", &[]),
         ("strata-os", &[]),
         ("strata-wire", &[]),
@@ -83,12 +83,14 @@ fn crates_depend_only_on_what_the_architecture_allows() {
                 "cache",
                 "gateway",
                 "manifest",
+                "os",
                 "queue",
                 "store",
                 "wire",
             ],
         ),
         ("strata-client", &["wire"]),
+        ("strata-cluster", &["bus", "manifest"]),
     ];
     for (name, allowed) in rules {
         for dep in strata(name) {

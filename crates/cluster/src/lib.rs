@@ -1,0 +1,47 @@
+//! The cluster: several strata nodes that share one NATS cluster with JetStream. strata
+//! writes no consensus, election or replication of its own: agreement is a
+//! compare-and-set on a JetStream KV revision, durability is JetStream's.
+//!
+//! Layout:
+//! - [`Nats`]: the connection and the buckets every node shares (`nats`).
+//! - [`membership`]: each node's record (capacity, labels, load, gateways) with a
+//!   heartbeat, and who is alive as seen from here (silent for [`DEAD_AFTER`]: dead).
+//! - [`lease`]: the scheduler's lease (one holder at a time, renewed, taken over when it
+//!   lapses).
+//! - [`placement`]: the scheduler's pure decision: which node runs how many instances
+//!   of each service (fit, spread, least loaded, stable).
+//! - [`bundle`]: an app's files, stored by content digest in the object store, fetched
+//!   and verified once per digest per node.
+//! - [`members`]: the bus across nodes: each node publishes its ready members (behind a
+//!   TCP forwarder on its cluster address, since instances listen on loopback) and joins
+//!   every other node's into its own pools.
+//!
+//! Invariant: nothing here runs an app; `strata-node`'s cluster agent does, reading the
+//! placement and reconciling its own share.
+
+pub mod bundle;
+pub mod lease;
+pub mod members;
+pub mod membership;
+mod nats;
+pub mod placement;
+
+pub use membership::{Membership, NodeRecord, DEAD_AFTER};
+pub use nats::{keys, AppRecord, Nats};
+
+/// Milliseconds since the Unix epoch (wall clock: for records other nodes read).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Whether `name` can be a node, app, service or instance name inside a KV key: letters,
+/// digits, `-` and `_` (a `.` separates key segments, and `/` marks a remote member).
+pub fn is_key_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

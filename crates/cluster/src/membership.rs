@@ -1,0 +1,180 @@
+//! Who is in the cluster: each node puts its [`NodeRecord`] in the nodes bucket every
+//! [`HEARTBEAT`]; every node watches the bucket and takes a node silent for
+//! [`DEAD_AFTER`] for dead.
+//!
+//! Why 3 s: a heartbeat a second, so death is three missed heartbeats. A put takes well
+//! under a millisecond on a healthy cluster, so a live node misses three only when it is
+//! stalled for seconds (on a loaded 2-core machine a scheduling stall of a second has been
+//! seen; three is the margin), and 3 s of detection leaves 2 s of the 5 s re-placement
+//! target for placing and starting. Liveness is judged by when a record *arrived here*,
+//! not by the clock of the node that wrote it, so clock skew between machines does not
+//! matter.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::Nats;
+
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+pub const DEAD_AFTER: Duration = Duration::from_secs(3);
+
+/// What a node says about itself on every heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub name: String,
+    /// Failure-domain and other labels (`power=A`), for `placement.spread`.
+    pub labels: BTreeMap<String, String>,
+    /// Memory offered to instances, MB.
+    pub memory_mb: u64,
+    pub accelerators: u32,
+    /// Memory and accelerators reserved by the instances placed here.
+    pub used_memory_mb: u64,
+    pub used_accelerators: u32,
+    /// Instances placed here and instances ready here.
+    pub instances: u32,
+    pub ready: u32,
+    /// The address other nodes reach this node's forwarders on.
+    pub addr: String,
+    /// Each app's gateway on this node: app -> address.
+    pub gateways: BTreeMap<String, String>,
+    /// Wall-clock time of this heartbeat (shown, never used to judge liveness).
+    pub heartbeat_ms: u64,
+    pub started_ms: u64,
+}
+
+/// A record and when it last arrived here.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub record: NodeRecord,
+    pub at: Instant,
+}
+
+impl Seen {
+    pub fn is_live(&self) -> bool {
+        self.at.elapsed() < DEAD_AFTER
+    }
+}
+
+/// The nodes as seen from here, kept up to date by [`Membership::watch`].
+#[derive(Clone)]
+pub struct Membership {
+    seen: Arc<watch::Sender<BTreeMap<String, Seen>>>,
+}
+
+impl Default for Membership {
+    fn default() -> Self {
+        Membership {
+            seen: Arc::new(watch::channel(BTreeMap::new()).0),
+        }
+    }
+}
+
+impl Membership {
+    /// Nodes heard from within [`DEAD_AFTER`].
+    pub fn live(&self) -> Vec<NodeRecord> {
+        self.seen
+            .borrow()
+            .values()
+            .filter(|s| s.is_live())
+            .map(|s| s.record.clone())
+            .collect()
+    }
+
+    /// Every node heard from since this node started, live or not.
+    pub fn all(&self) -> Vec<Seen> {
+        self.seen.borrow().values().cloned().collect()
+    }
+
+    pub fn is_live(&self, node: &str) -> bool {
+        self.seen.borrow().get(node).is_some_and(Seen::is_live)
+    }
+
+    /// Changes whenever a record arrives.
+    pub fn changed(&self) -> watch::Receiver<BTreeMap<String, Seen>> {
+        self.seen.subscribe()
+    }
+
+    /// Follows the nodes bucket until `shutdown`, resubscribing after a lost connection.
+    pub async fn watch(self, nats: Nats, shutdown: CancellationToken) {
+        loop {
+            let watch = tokio::select! {
+                w = nats.nodes.watch_all() => w,
+                _ = shutdown.cancelled() => return,
+            };
+            let mut watch = match watch {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!("watch the node records: {e}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            };
+            loop {
+                let entry = tokio::select! {
+                    e = watch.next() => e,
+                    _ = shutdown.cancelled() => return,
+                };
+                let Some(Ok(entry)) = entry else { break };
+                if entry.operation != async_nats::jetstream::kv::Operation::Put {
+                    self.seen.send_modify(|m| {
+                        m.remove(&entry.key);
+                    });
+                    continue;
+                }
+                match serde_json::from_slice::<NodeRecord>(&entry.value) {
+                    // A record from before this node started says nothing of now: only
+                    // ones younger than DEAD_AFTER count as heard.
+                    Ok(record) => {
+                        let age = Duration::from_millis(crate::now_ms().saturating_sub(record.heartbeat_ms));
+                        let at = Instant::now()
+                            .checked_sub(age.min(DEAD_AFTER * 2))
+                            .unwrap_or_else(Instant::now);
+                        self.seen.send_modify(|m| {
+                            m.insert(entry.key.clone(), Seen { record, at });
+                        });
+                    }
+                    Err(e) => tracing::warn!(node = entry.key, "unreadable node record: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Puts `record()` every [`HEARTBEAT`] until `shutdown`, then deletes it. `connected`
+/// says whether the last put reached the cluster.
+pub async fn heartbeat(
+    nats: Nats,
+    record: impl Fn() -> NodeRecord,
+    connected: Arc<Mutex<Option<String>>>,
+    shutdown: CancellationToken,
+) {
+    let name = record().name;
+    loop {
+        let mut r = record();
+        r.heartbeat_ms = crate::now_ms();
+        let outcome = put(&nats, &r).await;
+        *connected.lock().unwrap() = outcome.err().map(|e| format!("{e:#}"));
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    if let Err(e) = nats.nodes.delete(&name).await {
+        tracing::debug!("remove this node's record: {e}");
+    }
+}
+
+async fn put(nats: &Nats, record: &NodeRecord) -> Result<()> {
+    let body = serde_json::to_vec(record)?;
+    tokio::time::timeout(HEARTBEAT, nats.nodes.put(&record.name, body.into())).await??;
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! [`Nats`]: one connection to the NATS cluster and the JetStream buckets the nodes
+//! share. Every bucket is file-backed and replicated on up to three servers.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use async_nats::jetstream::{self, kv, object_store};
+use serde::{Deserialize, Serialize};
+
+/// Node records, put on every heartbeat; old records of dead nodes age out.
+pub const NODES: &str = "strata_nodes";
+/// The scheduler's lease: one key, renewed every second, gone after three.
+pub const LEASE: &str = "strata_lease";
+/// Deployed apps: app -> [`AppRecord`].
+pub const APPS: &str = "strata_apps";
+/// The scheduler's placement: app -> `placement::AppPlacement`.
+pub const PLACEMENT: &str = "strata_placement";
+/// Ready members: `APP.SERVICE.NODE.INSTANCE` -> `members::MemberRecord`.
+pub const MEMBERS: &str = "strata_members";
+/// App bundles and their files, by content digest.
+pub const BUNDLES: &str = "strata_bundles";
+
+/// How long the lease lives without a renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+
+/// A deployed app, as `strata deploy` writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub app: String,
+    /// Content digest of its bundle (`bundle::BundleIndex`), `sha256:...`.
+    pub digest: String,
+    /// The manifest, as JSON text (also in the bundle), so the scheduler need not fetch it.
+    pub manifest: String,
+    pub deployed_ms: u64,
+}
+
+/// The connection and the shared buckets.
+#[derive(Clone)]
+pub struct Nats {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub nodes: kv::Store,
+    pub lease: kv::Store,
+    pub apps: kv::Store,
+    pub placement: kv::Store,
+    pub members: kv::Store,
+    pub bundles: object_store::ObjectStore,
+    /// Replicas of each bucket: one per server given, at most three.
+    pub replicas: usize,
+}
+
+impl Nats {
+    /// Connects to the servers in `urls` (comma-separated) and opens (or creates) the
+    /// buckets, retrying for up to 30 s while JetStream elects its leaders.
+    pub async fn connect(urls: &str) -> Result<Nats> {
+        let servers: Vec<String> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        if servers.is_empty() {
+            bail!("--nats needs at least one server URL, for example nats://127.0.0.1:4222");
+        }
+        let replicas = servers.len().min(3);
+        let client = async_nats::ConnectOptions::new()
+            .name("strata")
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .connect(servers.as_slice())
+            .await
+            .with_context(|| format!("connect to NATS at {urls}"))?;
+        let js = jetstream::new(client.clone());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match Self::open(client.clone(), js.clone(), replicas).await {
+                Ok(nats) => return Ok(nats),
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!("JetStream not ready yet: {e:#}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.context(format!("open the cluster's JetStream buckets at {urls}"))),
+            }
+        }
+    }
+
+    async fn open(client: async_nats::Client, js: jetstream::Context, replicas: usize) -> Result<Nats> {
+        let kv = |bucket: &str, max_age: Duration| kv::Config {
+            bucket: bucket.to_string(),
+            history: 1,
+            max_age,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        let nodes = ensure_kv(&js, kv(NODES, Duration::from_secs(60))).await?;
+        let lease = ensure_kv(&js, kv(LEASE, LEASE_TTL)).await?;
+        let apps = ensure_kv(&js, kv(APPS, Duration::ZERO)).await?;
+        let placement = ensure_kv(&js, kv(PLACEMENT, Duration::ZERO)).await?;
+        let members = ensure_kv(&js, kv(MEMBERS, Duration::ZERO)).await?;
+        let bundles = match js.get_object_store(BUNDLES).await {
+            Ok(store) => store,
+            Err(_) => {
+                let config = object_store::Config {
+                    bucket: BUNDLES.to_string(),
+                    storage: jetstream::stream::StorageType::File,
+                    num_replicas: replicas,
+                    ..Default::default()
+                };
+                match js.create_object_store(config).await {
+                    Ok(store) => store,
+                    // Another node created it first.
+                    Err(e) => js
+                        .get_object_store(BUNDLES)
+                        .await
+                        .map_err(|_| anyhow::anyhow!("create object store {BUNDLES}: {e}"))?,
+                }
+            }
+        };
+        Ok(Nats {
+            client,
+            js,
+            nodes,
+            lease,
+            apps,
+            placement,
+            members,
+            bundles,
+            replicas,
+        })
+    }
+
+    /// Every deployed app.
+    pub async fn apps(&self) -> Result<Vec<AppRecord>> {
+        let mut out = Vec::new();
+        for key in keys(&self.apps).await? {
+            if let Some(value) = self.apps.get(&key).await.context("read a deployed app")? {
+                match serde_json::from_slice::<AppRecord>(&value) {
+                    Ok(record) => out.push(record),
+                    Err(e) => tracing::warn!(app = key, "unreadable app record: {e}"),
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Every key of a bucket.
+pub async fn keys(store: &kv::Store) -> Result<Vec<String>> {
+    use futures_util::TryStreamExt;
+    let keys = store.keys().await.context("list keys")?;
+    keys.try_collect().await.context("list keys")
+}
+
+async fn ensure_kv(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store> {
+    if let Ok(store) = js.get_key_value(&config.bucket).await {
+        return Ok(store);
+    }
+    let bucket = config.bucket.clone();
+    match js.create_key_value(config).await {
+        Ok(store) => Ok(store),
+        Err(e) => js
+            .get_key_value(&bucket)
+            .await
+            .map_err(|_| anyhow::anyhow!("create key-value bucket {bucket}: {e}")),
+    }
+}

@@ -1,0 +1,503 @@
+//! A cluster node (`strata node --nats URLS`): joins the NATS cluster, says who it is on
+//! a heartbeat, takes its turn at scheduling when it holds the lease, and runs its own
+//! share of every deployed app. Each app runs as a [`Node`] (gateway, node API, App
+//! Service, embedded queues and store under this node's data dir) whose instance counts
+//! come from the placement (`ScaleBy::Placement`), with the app's members on other nodes
+//! joined into its pools (`strata_cluster::members`), so any node's gateway answers any
+//! route of any app.
+//!
+//! Reconcile: the placement bucket is watched; on every change and every second this
+//! node starts the apps it lacks (fetching their bundle once per digest), sets each
+//! service to its share, and stops the apps no longer deployed. A node cut off from
+//! NATS keeps serving its local members and says so; when it is back it reconciles to
+//! the placement it then reads, which stops what was moved away while it was gone.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use futures_util::StreamExt;
+use strata_appservice::{EventKind, NodeResources, ScaleBy};
+use strata_cluster::placement::{self, AppPlacement, Want};
+use strata_cluster::{lease, members, membership, Membership, Nats, NodeRecord};
+use strata_manifest::Manifest;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Node, NodeConfig};
+
+/// How a cluster node is started.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// NATS server URLs, comma-separated.
+    pub nats: String,
+    /// This node's name: letters, digits, `-`, `_`; unique in the cluster.
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Memory offered to instances, MB (default: the machine's).
+    pub memory_mb: Option<u64>,
+    pub accelerators: u32,
+    /// Bundles, each app's state (logs, queues, store) and scratch dirs go here.
+    pub data_dir: PathBuf,
+    /// The address other nodes and clients reach this node at: gateways, Redis ports and
+    /// the forwarders to its members listen here.
+    pub listen: IpAddr,
+    /// The gateways' port: None, each app's `gateway.listen` port; Some(0), any free one
+    /// (several nodes on one address, as in tests).
+    pub gateway_port: Option<u16>,
+}
+
+/// One app running here.
+struct Running {
+    digest: String,
+    /// The manifest as this node runs it (functions expanded, counts from the placement).
+    manifest: Manifest,
+    node: Node,
+    stop: CancellationToken,
+    placement: AppPlacement,
+}
+
+/// What the heartbeat reports: kept by the reconcile loop.
+#[derive(Default)]
+struct Status {
+    gateways: BTreeMap<String, String>,
+    instances: u32,
+    used_memory_mb: u64,
+    used_accelerators: u32,
+    apps: BTreeMap<String, Arc<strata_appservice::AppService>>,
+}
+
+/// Runs a cluster node until `shutdown`.
+pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<()> {
+    if !strata_cluster::is_key_safe(&config.name) {
+        bail!(
+            "node name {:?}: use letters, digits, '-' and '_' only (it is part of keys in the cluster's buckets)",
+            config.name
+        );
+    }
+    let nats = Nats::connect(&config.nats).await?;
+    if let Ok(Some(_)) = nats.nodes.get(&config.name).await {
+        // A record younger than the dead-after time means a live node of that name.
+        let other = nats.nodes.get(&config.name).await.ok().flatten();
+        if let Some(r) = other.and_then(|v| serde_json::from_slice::<NodeRecord>(&v).ok()) {
+            let age = strata_cluster::now_ms().saturating_sub(r.heartbeat_ms);
+            if age < strata_cluster::DEAD_AFTER.as_millis() as u64 {
+                bail!(
+                    "a node named {:?} is already in the cluster (heartbeat {age} ms ago from {}); give this one another --name",
+                    config.name,
+                    r.addr
+                );
+            }
+        }
+    }
+    members::clear_own(&nats, &config.name).await;
+    let resources = NodeResources::detect();
+    let memory_mb = config.memory_mb.unwrap_or(resources.memory_mb);
+    let mut tasks = Vec::new();
+    let membership = Membership::default();
+    tasks.push(tokio::spawn(
+        membership.clone().watch(nats.clone(), shutdown.child_token()),
+    ));
+
+    let status = Arc::new(Mutex::new(Status::default()));
+    let connected = Arc::new(Mutex::new(None));
+    let started_ms = strata_cluster::now_ms();
+    let record = {
+        let (config, status) = (config.clone(), status.clone());
+        move || {
+            let s = status.lock().unwrap();
+            let ready = s
+                .apps
+                .values()
+                .flat_map(|a| a.snapshot())
+                .flat_map(|svc| svc.instances)
+                .filter(|i| i.state == strata_appservice::InstanceState::Ready)
+                .count() as u32;
+            NodeRecord {
+                name: config.name.clone(),
+                labels: config.labels.clone(),
+                memory_mb,
+                accelerators: config.accelerators,
+                used_memory_mb: s.used_memory_mb,
+                used_accelerators: s.used_accelerators,
+                instances: s.instances,
+                ready,
+                addr: config.listen.to_string(),
+                gateways: s.gateways.clone(),
+                heartbeat_ms: 0,
+                started_ms,
+            }
+        }
+    };
+    tasks.push(tokio::spawn(membership::heartbeat(
+        nats.clone(),
+        record,
+        connected.clone(),
+        shutdown.child_token(),
+    )));
+    let (held_tx, held) = watch::channel(false);
+    tasks.push(tokio::spawn(lease::run(
+        nats.lease.clone(),
+        config.name.clone(),
+        held_tx,
+        shutdown.child_token(),
+    )));
+    tasks.push(tokio::spawn(schedule(
+        nats.clone(),
+        membership.clone(),
+        held,
+        shutdown.child_token(),
+    )));
+
+    let result = reconcile_loop(&config, &nats, &membership, &status, &connected, &shutdown).await;
+    shutdown.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    result
+}
+
+async fn reconcile_loop(
+    config: &ClusterConfig,
+    nats: &Nats,
+    membership: &Membership,
+    status: &Arc<Mutex<Status>>,
+    connected: &Arc<Mutex<Option<String>>>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let mut desired: BTreeMap<String, AppPlacement> = BTreeMap::new();
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    let mut watch = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        if watch.is_none() {
+            match nats.placement.watch_all().await {
+                Ok(w) => watch = Some(w),
+                Err(e) => tracing::warn!("watch the placement: {e}"),
+            }
+        }
+        tokio::select! {
+            entry = async { watch.as_mut().expect("set").next().await }, if watch.is_some() => {
+                match entry {
+                    Some(Ok(entry)) => {
+                        if entry.operation == async_nats::jetstream::kv::Operation::Put {
+                            match serde_json::from_slice::<AppPlacement>(&entry.value) {
+                                Ok(p) => { desired.insert(entry.key.clone(), p); }
+                                Err(e) => tracing::warn!(app = entry.key, "unreadable placement: {e}"),
+                            }
+                        } else {
+                            desired.remove(&entry.key);
+                        }
+                    }
+                    _ => watch = None,
+                }
+            }
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => break,
+        }
+        if let Some(why) = connected.lock().unwrap().clone() {
+            // Cut off: keep serving what runs here; reconcile again once back.
+            tracing::debug!("not reconciling while cut off from the cluster: {why}");
+            continue;
+        }
+        reconcile(config, nats, membership, &desired, &mut running, status, shutdown).await;
+    }
+    for (app, r) in running {
+        stop_app(&app, r).await;
+    }
+    Ok(())
+}
+
+async fn reconcile(
+    config: &ClusterConfig,
+    nats: &Nats,
+    membership: &Membership,
+    desired: &BTreeMap<String, AppPlacement>,
+    running: &mut BTreeMap<String, Running>,
+    status: &Arc<Mutex<Status>>,
+    shutdown: &CancellationToken,
+) {
+    let gone: Vec<String> = running
+        .iter()
+        .filter(|(app, r)| desired.get(*app).is_none_or(|p| p.digest != r.digest))
+        .map(|(app, _)| app.clone())
+        .collect();
+    for app in gone {
+        let r = running.remove(&app).expect("listed");
+        status.lock().unwrap().apps.remove(&app);
+        stop_app(&app, r).await;
+    }
+    for (app, placement) in desired {
+        if !running.contains_key(app) {
+            match start_app(config, nats, membership, app, placement, shutdown).await {
+                Ok(r) => {
+                    let mut s = status.lock().unwrap();
+                    s.gateways.insert(app.clone(), r.node.gateway_addr.to_string());
+                    s.apps.insert(app.clone(), r.node.app.clone());
+                    running.insert(app.clone(), r);
+                }
+                Err(e) => {
+                    tracing::error!(app, "cannot run app here: {e:#}");
+                    continue;
+                }
+            }
+        }
+        let r = running.get_mut(app).expect("running");
+        for service in placement.services.keys() {
+            let share = placement.share(service, &config.name);
+            let before = r.placement.share(service, &config.name);
+            if r.node.app.desired(service) != Some(share) {
+                if let Err(e) = r.node.app.scale(service, share, ScaleBy::Placement) {
+                    tracing::warn!(app, service, "apply the placement: {e}");
+                }
+            }
+            if share != before || r.placement.services.get(service) != placement.services.get(service) {
+                r.node.app.record(
+                    service,
+                    EventKind::Placed,
+                    format!(
+                        "{} here (was {before}); cluster-wide {}",
+                        share,
+                        describe(placement, service)
+                    ),
+                );
+            }
+            if let Some(u) = placement.unplaced.get(service) {
+                if r.placement.unplaced.get(service) != Some(u) {
+                    r.node.app.record(
+                        service,
+                        EventKind::Unschedulable,
+                        format!("{} instance(s) fit on no node: {}", u.count, u.reason),
+                    );
+                }
+            }
+        }
+        r.placement = placement.clone();
+    }
+    let mut s = status.lock().unwrap();
+    s.gateways.retain(|app, _| running.contains_key(app));
+    s.instances = running
+        .values()
+        .flat_map(|r| r.placement.services.values())
+        .map(|nodes| nodes.get(&config.name).copied().unwrap_or(0))
+        .sum();
+    let (mut memory, mut accelerators) = (0, 0);
+    for r in running.values() {
+        for (service, spec) in &r.manifest.services {
+            let n = r.placement.share(service, &config.name) as u64;
+            memory += n * spec.resources.memory_mb.unwrap_or(0);
+            accelerators += n as u32 * spec.resources.accelerators;
+        }
+    }
+    s.used_memory_mb = memory;
+    s.used_accelerators = accelerators;
+}
+
+fn describe(p: &AppPlacement, service: &str) -> String {
+    let nodes = p.services.get(service).cloned().unwrap_or_default();
+    let parts: Vec<String> = nodes
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(node, n)| format!("{node}: {n}"))
+        .collect();
+    let mut out = if parts.is_empty() {
+        "none placed".to_string()
+    } else {
+        parts.join(", ")
+    };
+    if let Some(u) = p.unplaced.get(service) {
+        out.push_str(&format!("; {} unplaced ({})", u.count, u.reason));
+    }
+    out
+}
+
+async fn start_app(
+    config: &ClusterConfig,
+    nats: &Nats,
+    membership: &Membership,
+    app: &str,
+    placement: &AppPlacement,
+    shutdown: &CancellationToken,
+) -> Result<Running> {
+    let cache = config.data_dir.join("bundles");
+    std::fs::create_dir_all(&cache)?;
+    let (dir, index) = strata_cluster::bundle::fetch(&nats.bundles, &placement.digest, &cache).await?;
+    let mut manifest = strata_manifest::load(&dir.join(&index.manifest))
+        .map_err(|e| anyhow::anyhow!("the manifest of bundle {}: {e}", placement.digest))?
+        .expanded();
+    for (service, spec) in manifest.services.iter_mut() {
+        let share = placement.share(service, &config.name);
+        spec.instances.initial = Some(share);
+        spec.instances.min = spec.instances.min.min(share);
+        spec.instances.max = spec.instances.max.max(share);
+    }
+    let gateway_port = match config.gateway_port {
+        Some(port) => port,
+        None => manifest
+            .gateway
+            .listen
+            .parse::<SocketAddr>()
+            .context("gateway.listen is not an address")?
+            .port(),
+    };
+    let mut node_config = NodeConfig::new(manifest.clone(), dir);
+    node_config.gateway_listen = Some(SocketAddr::new(config.listen, gateway_port));
+    node_config.cache_listen = manifest
+        .cache
+        .listen
+        .as_ref()
+        .map(|_| SocketAddr::new(config.listen, 0));
+    node_config.state_dir = Some(config.data_dir.join("apps").join(app));
+    node_config.placed = true;
+    node_config.node = NodeResources {
+        memory_mb: config.memory_mb.unwrap_or(NodeResources::detect().memory_mb),
+        accelerators: config.accelerators,
+        labels: config.labels.clone(),
+    };
+    let stop = shutdown.child_token();
+    let node = Node::start(node_config, stop.clone()).await?;
+    let services: Vec<String> = manifest.services.keys().cloned().collect();
+    tokio::spawn(members::publish(
+        nats.clone(),
+        app.to_string(),
+        config.name.clone(),
+        config.listen,
+        node.bus.clone(),
+        services,
+        stop.child_token(),
+    ));
+    tokio::spawn(members::join_remote(
+        nats.clone(),
+        app.to_string(),
+        config.name.clone(),
+        node.bus.clone(),
+        membership.clone(),
+        stop.child_token(),
+    ));
+    tracing::info!(app, digest = placement.digest, gateway = %node.gateway_addr, "running app");
+    Ok(Running {
+        digest: placement.digest.clone(),
+        manifest,
+        node,
+        stop,
+        placement: AppPlacement::default(),
+    })
+}
+
+async fn stop_app(app: &str, r: Running) {
+    tracing::info!(app, digest = r.digest, "stopping app");
+    r.stop.cancel();
+    r.node.wait().await;
+}
+
+/// While this node holds the lease: places every deployed app on the live nodes and
+/// writes what changed, four times a second.
+async fn schedule(nats: Nats, membership: Membership, mut held: watch::Receiver<bool>, shutdown: CancellationToken) {
+    let mut last: Option<BTreeMap<String, AppPlacement>> = None;
+    loop {
+        if !*held.borrow() {
+            last = None;
+            tokio::select! {
+                _ = held.changed() => continue,
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        if let Err(e) = schedule_once(&nats, &membership, &mut last).await {
+            tracing::warn!("schedule: {e:#}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn schedule_once(
+    nats: &Nats,
+    membership: &Membership,
+    last: &mut Option<BTreeMap<String, AppPlacement>>,
+) -> Result<()> {
+    if last.is_none() {
+        // Taking over: start from what the previous holder wrote.
+        let mut before = BTreeMap::new();
+        for key in strata_cluster::keys(&nats.placement).await? {
+            if let Some(v) = nats.placement.get(&key).await? {
+                if let Ok(p) = serde_json::from_slice::<AppPlacement>(&v) {
+                    before.insert(key, p);
+                }
+            }
+        }
+        *last = Some(before);
+    }
+    let previous = last.as_mut().expect("set");
+    let apps = nats.apps().await?;
+    let mut wants = Vec::new();
+    let mut digests = BTreeMap::new();
+    for app in &apps {
+        let manifest = match strata_manifest::parse(&app.manifest) {
+            Ok(m) => m.expanded(),
+            Err(e) => {
+                tracing::warn!(app = app.app, "deployed manifest does not parse: {e}");
+                continue;
+            }
+        };
+        digests.insert(app.app.clone(), app.digest.clone());
+        for (service, spec) in &manifest.services {
+            wants.push(Want {
+                app: app.app.clone(),
+                service: service.clone(),
+                count: spec.instances.initial(),
+                memory_mb: spec.resources.memory_mb.unwrap_or(0),
+                accelerators: spec.resources.accelerators,
+                spread: spec.placement.spread.clone(),
+            });
+        }
+    }
+    let live = membership.live();
+    let placed = placement::place(&live, &wants, previous);
+    for (app, mut p) in placed {
+        p.digest = digests[&app].clone();
+        if previous.get(&app) == Some(&p) {
+            continue;
+        }
+        let why = reason(previous.get(&app), &p, &live);
+        nats.placement
+            .put(&app, serde_json::to_vec(&p)?.into())
+            .await
+            .context("write the placement")?;
+        tracing::info!(app, "placed: {why}");
+        previous.insert(app, p);
+    }
+    let undeployed: Vec<String> = previous.keys().filter(|a| !digests.contains_key(*a)).cloned().collect();
+    for app in undeployed {
+        nats.placement
+            .delete(&app)
+            .await
+            .context("remove an undeployed app's placement")?;
+        tracing::info!(app, "undeployed: its instances stop");
+        previous.remove(&app);
+    }
+    Ok(())
+}
+
+fn reason(before: Option<&AppPlacement>, after: &AppPlacement, live: &[NodeRecord]) -> String {
+    let Some(before) = before else {
+        return format!("deployed, on {} live node(s)", live.len());
+    };
+    if before.digest != after.digest {
+        return format!("new bundle {}", after.digest);
+    }
+    let gone: Vec<&String> = before
+        .services
+        .values()
+        .flat_map(|n| n.keys())
+        .filter(|n| !live.iter().any(|l| &&l.name == n))
+        .collect();
+    if !gone.is_empty() {
+        return format!("node(s) {gone:?} dead: their instances placed again");
+    }
+    "capacity or nodes changed".to_string()
+}

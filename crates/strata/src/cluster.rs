@@ -1,0 +1,253 @@
+//! The cluster commands: `strata node` (join a NATS cluster and run this node's share),
+//! `strata nodes` (who is in it), `strata deploy` / `strata undeploy` (what it runs).
+//! They talk to NATS directly (`--nats`, or `$STRATA_NATS`), not to a node's API.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use strata_cluster::{AppRecord, Nats};
+use tokio_util::sync::CancellationToken;
+
+use crate::out;
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Join a cluster: run this machine's share of every deployed app.
+    ///
+    /// The node announces its capacity and labels on a heartbeat (silent for 3 s: dead),
+    /// schedules when it holds the lease, and runs a gateway for every app, so any node
+    /// answers any route.
+    Node {
+        /// NATS server URLs, comma-separated (default: $STRATA_NATS).
+        #[arg(long, env = "STRATA_NATS", value_name = "URLS")]
+        nats: String,
+        /// This node's name, unique in the cluster (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Labels, KEY=VALUE,... (for placement.spread: power=A,zone=1).
+        #[arg(long, value_name = "K=V,...", default_value = "")]
+        labels: String,
+        /// Memory offered to instances, in MB (default: the machine's).
+        #[arg(long, value_name = "MB")]
+        memory_mb: Option<u64>,
+        /// Accelerators offered to instances.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        accelerators: u32,
+        /// Where bundles and each app's state go.
+        #[arg(long, default_value = ".strata-node", value_name = "DIR")]
+        data: PathBuf,
+        /// The address other nodes and clients reach this node at; with :0, gateways listen
+        /// on any free port (several nodes on one address) instead of each app's
+        /// gateway.listen port.
+        #[arg(long, default_value = "127.0.0.1", value_name = "IP[:0]")]
+        listen: String,
+    },
+    /// The nodes of a cluster: labels, capacity, load and last heartbeat.
+    Nodes {
+        #[arg(long, env = "STRATA_NATS", value_name = "URLS")]
+        nats: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ship an app to a cluster: its files by content digest, then its placement.
+    ///
+    /// Deploying a changed app again moves its instances to the new bundle.
+    Deploy {
+        /// The app manifest.
+        #[arg(default_value = "strata.json")]
+        file: PathBuf,
+        #[arg(long, env = "STRATA_NATS", value_name = "URLS")]
+        nats: String,
+    },
+    /// Stop an app everywhere in a cluster.
+    Undeploy {
+        app: String,
+        #[arg(long, env = "STRATA_NATS", value_name = "URLS")]
+        nats: String,
+    },
+}
+
+pub async fn run(command: ClusterCommand) -> Result<()> {
+    match command {
+        ClusterCommand::Node {
+            nats,
+            name,
+            labels,
+            memory_mb,
+            accelerators,
+            data,
+            listen,
+        } => {
+            let name = match name {
+                Some(n) => n,
+                None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().replace('.', "-"))
+                    .context("no --name, and the host name is unreadable")?,
+            };
+            let (ip, any_port) = match listen.strip_suffix(":0") {
+                Some(ip) => (ip, true),
+                None => (listen.as_str(), false),
+            };
+            let listen: IpAddr = ip
+                .parse()
+                .with_context(|| format!("--listen {listen:?}: expected an IP address, optionally with :0"))?;
+            let config = strata_node::cluster::ClusterConfig {
+                nats,
+                name,
+                labels: parse_labels(&labels)?,
+                memory_mb,
+                accelerators,
+                data_dir: std::path::absolute(data)?,
+                listen,
+                gateway_port: any_port.then_some(0),
+            };
+            let shutdown = CancellationToken::new();
+            let on_signal = shutdown.clone();
+            tokio::spawn(async move {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                }
+                on_signal.cancel();
+            });
+            eprintln!("strata node {}: joining the cluster at {}", config.name, config.nats);
+            strata_node::cluster::run(config, shutdown).await
+        }
+        ClusterCommand::Nodes { nats, json } => {
+            let nats = Nats::connect(&nats).await?;
+            let mut nodes = Vec::new();
+            for key in strata_cluster::keys(&nats.nodes).await? {
+                if let Some(v) = nats.nodes.get(&key).await? {
+                    if let Ok(r) = serde_json::from_slice::<strata_cluster::NodeRecord>(&v) {
+                        nodes.push(r);
+                    }
+                }
+            }
+            let scheduler = strata_cluster::lease::holder(&nats.lease).await;
+            let mut apps = BTreeMap::new();
+            for key in strata_cluster::keys(&nats.placement).await? {
+                if let Some(v) = nats.placement.get(&key).await? {
+                    if let Ok(p) = serde_json::from_slice::<strata_cluster::placement::AppPlacement>(&v) {
+                        apps.insert(key, p);
+                    }
+                }
+            }
+            if json {
+                let body = serde_json::json!({ "nodes": nodes, "scheduler": scheduler, "apps": apps });
+                return Ok(out::line(serde_json::to_string_pretty(&body)?)?);
+            }
+            let now = strata_cluster::now_ms();
+            Ok(out::stdout(|o| {
+                writeln!(
+                    o,
+                    "{:<12} {:<16} {:<22} {:>10} {:>10} {:>9} {:>6} {:>9}",
+                    "NODE", "ADDR", "LABELS", "MEMORY", "FREE", "ACCEL", "INST", "HEARD"
+                )?;
+                for n in &nodes {
+                    let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let age = now.saturating_sub(n.heartbeat_ms);
+                    let heard = if age < strata_cluster::DEAD_AFTER.as_millis() as u64 {
+                        format!("{:.1}s ago", age as f64 / 1000.0)
+                    } else {
+                        format!("DEAD {}s", age / 1000)
+                    };
+                    let mark = if scheduler.as_deref() == Some(n.name.as_str()) {
+                        "*"
+                    } else {
+                        ""
+                    };
+                    writeln!(
+                        o,
+                        "{:<12} {:<16} {:<22} {:>8}MB {:>8}MB {:>4}/{:<4} {:>3}/{:<2} {:>9}",
+                        format!("{}{mark}", n.name),
+                        n.addr,
+                        labels.join(","),
+                        n.memory_mb,
+                        n.memory_mb.saturating_sub(n.used_memory_mb),
+                        n.accelerators.saturating_sub(n.used_accelerators),
+                        n.accelerators,
+                        n.ready,
+                        n.instances,
+                        heard
+                    )?;
+                }
+                if nodes.is_empty() {
+                    writeln!(o, "(no node has joined)")?;
+                } else {
+                    writeln!(o, "* holds the scheduler's lease; INST is ready/placed")?;
+                }
+                for (app, p) in &apps {
+                    for (service, nodes) in &p.services {
+                        let on: Vec<String> = nodes
+                            .iter()
+                            .filter(|(_, n)| **n > 0)
+                            .map(|(node, n)| format!("{node}:{n}"))
+                            .collect();
+                        writeln!(
+                            o,
+                            "{app}/{service}: {}",
+                            if on.is_empty() {
+                                "none".to_string()
+                            } else {
+                                on.join(" ")
+                            }
+                        )?;
+                    }
+                    for (service, u) in &p.unplaced {
+                        writeln!(o, "{app}/{service}: {} unplaced: {}", u.count, u.reason)?;
+                    }
+                }
+                Ok(())
+            })?)
+        }
+        ClusterCommand::Deploy { file, nats } => {
+            let manifest = strata_manifest::load(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(&file)?;
+            let nats = Nats::connect(&nats).await?;
+            if !strata_cluster::is_key_safe(&manifest.app) {
+                bail!(
+                    "app name {:?}: a cluster needs letters, digits, '-' and '_' only",
+                    manifest.app
+                );
+            }
+            let digest = strata_cluster::bundle::upload(&nats.bundles, &manifest.app, &file).await?;
+            let record = AppRecord {
+                app: manifest.app.clone(),
+                digest: digest.clone(),
+                manifest: text,
+                deployed_ms: strata_cluster::now_ms(),
+            };
+            nats.apps
+                .put(&manifest.app, serde_json::to_vec(&record)?.into())
+                .await
+                .context("record the deployment")?;
+            out::line(format!("deployed {} as {digest}", manifest.app))?;
+            Ok(())
+        }
+        ClusterCommand::Undeploy { app, nats } => {
+            let nats = Nats::connect(&nats).await?;
+            if nats.apps.get(&app).await?.is_none() {
+                bail!("no app named {app:?} is deployed");
+            }
+            nats.apps.delete(&app).await.context("remove the deployment")?;
+            out::line(format!("undeployed {app}: its instances stop on every node"))?;
+            Ok(())
+        }
+    }
+}
+
+fn parse_labels(text: &str) -> Result<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            bail!("--labels: expected KEY=VALUE,..., found {part:?}");
+        };
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(labels)
+}

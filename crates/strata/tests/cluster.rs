@@ -1,0 +1,326 @@
+//! The cluster over NATS, end to end: real nats-server processes (three, clustered, with
+//! JetStream), real `strata node` processes, a real deploy, kill -9 of nodes and of a
+//! NATS server.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{get, Client, STRATA};
+use serde_json::{json, Value};
+use strata_testkit::nats::{nats_server, NatsCluster};
+
+struct ClusterNode {
+    child: Child,
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        // SIGTERM first, so the node stops its instances; SIGKILL if it lingers.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_node(dir: &Path, urls: &str, name: &str, power: &str) -> ClusterNode {
+    let data = dir.join(format!("node-{name}"));
+    std::fs::create_dir_all(&data).unwrap();
+    let out = std::fs::File::create(dir.join(format!("node-{name}.out"))).unwrap();
+    let child = Command::new(STRATA)
+        .args(["node", "--nats", urls, "--name", name, "--listen", "127.0.0.1:0"])
+        .arg("--labels")
+        .arg(format!("power={power}"))
+        .args(["--memory-mb", "4000"])
+        .arg("--data")
+        .arg(&data)
+        .env("STRATA_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn strata node");
+    ClusterNode { child }
+}
+
+fn strata(args: &[&str]) -> std::process::Output {
+    Command::new(STRATA).args(args).output().expect("run strata")
+}
+
+fn nodes_json(urls: &str) -> Value {
+    let out = strata(&["nodes", "--json", "--nats", urls]);
+    assert!(
+        out.status.success(),
+        "strata nodes: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("nodes --json is JSON")
+}
+
+/// An app dir with the test member copied in (so it travels in the bundle).
+fn write_app(dir: &Path, record: &Path, services: Value) -> PathBuf {
+    let app = dir.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(common::MEMBER, app.join("member.py")).unwrap();
+    let mut services = services;
+    for spec in services.as_object_mut().unwrap().values_mut() {
+        spec["run"] = json!(["python3", "member.py"]);
+        spec["env"] = json!({ "RECORD": record.display().to_string() });
+        spec["health"] = json!({ "path": "/healthz", "interval_ms": 200, "timeout_ms": 1000 });
+        spec["stop_grace_ms"] = json!(2000);
+    }
+    let manifest = json!({ "strata": 1, "app": "test", "services": services });
+    let path = app.join("strata.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    path
+}
+
+/// Waits until `check(nodes --json)` holds; returns how long it took.
+fn wait_for(urls: &str, what: &str, within: Duration, check: impl Fn(&Value) -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let v = nodes_json(urls);
+        if check(&v) {
+            return start.elapsed();
+        }
+        if start.elapsed() > within {
+            let mut logs = String::new();
+            let dir = std::path::Path::new(urls_dir(urls));
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().ends_with(".out") {
+                    let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                    logs.push_str(&format!(
+                        "\n--- {}\n{}",
+                        entry.path().display(),
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    ));
+                }
+            }
+            panic!("{what} did not happen within {within:?}: {v:#}{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The test's dir, remembered per cluster (for the node logs in a failure message).
+fn urls_dir(urls: &str) -> &'static str {
+    DIRS.lock().unwrap().get(urls).copied().unwrap_or("/nonexistent")
+}
+
+static DIRS: std::sync::Mutex<BTreeMap<String, &'static str>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn ready_on(v: &Value, node: &str) -> u64 {
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node)
+        .map_or(0, |n| n["ready"].as_u64().unwrap())
+}
+
+fn placed(v: &Value, service: &str) -> BTreeMap<String, u64> {
+    v["apps"]["test"]["services"][service]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn gateway_of(v: &Value, node: &str) -> SocketAddr {
+    let n = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node)
+        .expect("node listed");
+    n["gateways"]["test"]
+        .as_str()
+        .expect("a gateway for the app")
+        .parse()
+        .unwrap()
+}
+
+fn scheduler(v: &Value) -> Option<String> {
+    v["scheduler"].as_str().map(String::from)
+}
+
+fn records(record: &Path) -> Vec<Value> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_dead_nats_server() {
+    if !strata_testkit::needs("cluster", nats_server()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = NatsCluster::start(dir.path(), 3);
+    let urls = nats.urls();
+    DIRS.lock().unwrap().insert(
+        urls.clone(),
+        Box::leak(dir.path().display().to_string().into_boxed_str()),
+    );
+    let record = dir.path().join("record.jsonl");
+    let manifest = write_app(
+        dir.path(),
+        &record,
+        json!({
+            "web": {
+                "instances": { "min": 3, "max": 3 },
+                "placement": { "spread": "power" },
+                "routes": [{ "path": "/" }, { "path": "/everyone", "mode": "all" }],
+            },
+            "huge": {
+                "instances": { "min": 2, "max": 2 },
+                "resources": { "memory_mb": 100000 },
+                "routes": [{ "path": "/huge" }],
+            },
+        }),
+    );
+    let mut nodes: BTreeMap<String, ClusterNode> = [("a", "A"), ("b", "B"), ("c", "C")]
+        .into_iter()
+        .map(|(n, p)| (n.to_string(), start_node(dir.path(), &urls, n, p)))
+        .collect();
+    let out = strata(&["deploy", manifest.to_str().unwrap(), "--nats", &urls]);
+    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sha256:"));
+
+    // One web instance per power domain, each ready; huge fits nowhere and says why.
+    wait_for(&urls, "one ready web instance per node", Duration::from_secs(60), |v| {
+        ["a", "b", "c"].iter().all(|n| ready_on(v, n) == 1)
+    });
+    let v = nodes_json(&urls);
+    assert_eq!(
+        placed(&v, "web"),
+        [("a".into(), 1), ("b".into(), 1), ("c".into(), 1)].into()
+    );
+    let unplaced = &v["apps"]["test"]["unplaced"]["huge"];
+    assert_eq!(unplaced["count"], 2, "{v:#}");
+    assert!(unplaced["reason"].as_str().unwrap().contains("100000 MB"), "{unplaced}");
+    let table = strata(&["nodes", "--nats", &urls]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("test/huge: 2 unplaced"), "{table}");
+
+    // ALL through node a's gateway reaches the member on every node exactly once.
+    let gw_a = gateway_of(&v, "a");
+    let mut req = common::request(http::Method::GET, gw_a, "/everyone/x", bytes::Bytes::new());
+    req.headers_mut().insert("x-request-id", "all-across".parse().unwrap());
+    let reply = common::send(gw_a, req).await.unwrap();
+    assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
+    let gathered = reply.json();
+    assert_eq!(gathered.as_array().unwrap().len(), 3, "{gathered:#}");
+    let seen: Vec<i64> = records(&record)
+        .iter()
+        .filter(|r| r["request_id"] == "all-across")
+        .map(|r| r["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(
+        seen.iter().collect::<BTreeSet<_>>().len(),
+        3,
+        "three members, once each: {seen:?}"
+    );
+
+    // 2,000 idempotent requests through a's gateway; node b is killed with SIGKILL after
+    // the first 300. None fails, and b's instance is placed again elsewhere.
+    let (at_300, reached_300) = tokio::sync::oneshot::channel();
+    let load = tokio::spawn(async move {
+        let mut at_300 = Some(at_300);
+        let mut failed = Vec::new();
+        let mut client = Client::connect(gw_a).await;
+        for i in 0..2000 {
+            let reply = match client.get("/n").await {
+                Ok(r) => r,
+                Err(_) => {
+                    client = Client::connect(gw_a).await;
+                    match client.get("/n").await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            failed.push(format!("{i}: {e}"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            if reply.status != http::StatusCode::OK {
+                failed.push(format!("{i}: {} {}", reply.status, reply.text()));
+            }
+            if i == 300 {
+                let _ = at_300.take().expect("once").send(());
+            }
+        }
+        failed
+    });
+    reached_300.await.unwrap();
+    let mut b = nodes.remove("b").unwrap();
+    b.child.kill().unwrap();
+    let killed = Instant::now();
+    let _ = b.child.wait();
+    std::mem::forget(b);
+    let failed = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of 2000 requests failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let urls2 = urls.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(&urls2, "b's instance ready elsewhere", Duration::from_secs(30), |v| {
+            ready_on(v, "a") + ready_on(v, "c") == 3 && !placed(v, "web").contains_key("b")
+        })
+    })
+    .await
+    .unwrap();
+    eprintln!("node b killed -> its instance ready elsewhere: {:?}", killed.elapsed());
+
+    // Kill the scheduler's node: the lease moves to the survivor, which places again.
+    let holder = scheduler(&nodes_json(&urls)).expect("a scheduler");
+    let survivor = if holder == "a" { "c" } else { "a" }.to_string();
+    let mut dead = nodes.remove(&holder).unwrap();
+    dead.child.kill().unwrap();
+    let _ = dead.child.wait();
+    std::mem::forget(dead);
+    let (urls2, s2) = (urls.clone(), survivor.clone());
+    tokio::task::spawn_blocking(move || {
+        wait_for(
+            &urls2,
+            "the lease moved and web placed again",
+            Duration::from_secs(30),
+            |v| scheduler(v).as_deref() == Some(s2.as_str()) && ready_on(v, &s2) == 3,
+        )
+    })
+    .await
+    .unwrap();
+
+    // Kill one NATS server: the survivor keeps serving and the cluster keeps answering.
+    nats.kill(1);
+    let gw = gateway_of(&nodes_json(&urls), &survivor);
+    for i in 0..200 {
+        let reply = get(gw, "/after-nats-loss").await;
+        assert_eq!(reply.status, http::StatusCode::OK, "request {i}: {}", reply.text());
+    }
+    let v = nodes_json(&urls);
+    assert_eq!(ready_on(&v, &survivor), 3, "{v:#}");
+    drop(nodes);
+}

