@@ -149,19 +149,32 @@ pub async fn upload(
         if store.info(&name).await.is_ok() {
             continue;
         }
-        let mut f = tokio::fs::File::open(&sources[&file.path]).await?;
-        store
-            .put(name.as_str(), &mut f)
-            .await
-            .map_err(|e| anyhow::anyhow!("store {} in the cluster: {e}", file.path))?;
+        let bytes = tokio::fs::read(&sources[&file.path]).await?;
+        put(store, &name, &bytes).await.with_context(|| format!("store {} in the cluster", file.path))?;
     }
     let bytes = serde_json::to_vec(&index)?;
     let digest = BundleIndex::digest(&bytes);
-    store
-        .put(format!("bundle/{digest}").as_str(), &mut bytes.as_slice())
+    put(store, &format!("bundle/{digest}"), &bytes)
         .await
-        .map_err(|e| anyhow::anyhow!("store the bundle index: {e}"))?;
+        .context("store the bundle index")?;
     Ok(digest)
+}
+
+/// Puts one object, retrying for a few seconds: a stream just created on a cluster
+/// answers "no stream found" until its replicas have elected a leader.
+async fn put(store: &async_nats::jetstream::object_store::ObjectStore, name: &str, bytes: &[u8]) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match store.put(name, &mut &bytes[..]).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tries < 50 => {
+                tracing::debug!("put {name}: {e}; retrying");
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(anyhow::anyhow!("{e}")),
+        }
+    }
 }
 
 /// The bundle `digest`, fetched into `cache/DIGEST/` unless it is there already; returns

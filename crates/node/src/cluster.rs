@@ -172,6 +172,7 @@ async fn reconcile_loop(
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut watch = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut resync = 0u64;
     loop {
         if watch.is_none() {
             match nats.placement.watch_all().await {
@@ -195,7 +196,17 @@ async fn reconcile_loop(
                     _ => watch = None,
                 }
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                // The watch is the fast path; a full read every few seconds is the safety
+                // net (a watch made while JetStream was still electing can stay silent).
+                resync += 1;
+                if resync % 5 == 1 {
+                    match read_placement(nats).await {
+                        Ok(all) => desired = all,
+                        Err(e) => tracing::debug!("read the placement: {e:#}"),
+                    }
+                }
+            }
             _ = shutdown.cancelled() => break,
         }
         if let Some(why) = connected.lock().unwrap().clone() {
@@ -209,6 +220,22 @@ async fn reconcile_loop(
         stop_app(&app, r).await;
     }
     Ok(())
+}
+
+/// Every app's placement, read whole.
+async fn read_placement(nats: &Nats) -> Result<BTreeMap<String, AppPlacement>> {
+    let mut out = BTreeMap::new();
+    for key in strata_cluster::keys(&nats.placement).await? {
+        if let Some(v) = nats.placement.get(&key).await? {
+            match serde_json::from_slice::<AppPlacement>(&v) {
+                Ok(p) => {
+                    out.insert(key, p);
+                }
+                Err(e) => tracing::warn!(app = key, "unreadable placement: {e}"),
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn reconcile(
@@ -422,15 +449,7 @@ async fn schedule_once(
 ) -> Result<()> {
     if last.is_none() {
         // Taking over: start from what the previous holder wrote.
-        let mut before = BTreeMap::new();
-        for key in strata_cluster::keys(&nats.placement).await? {
-            if let Some(v) = nats.placement.get(&key).await? {
-                if let Ok(p) = serde_json::from_slice::<AppPlacement>(&v) {
-                    before.insert(key, p);
-                }
-            }
-        }
-        *last = Some(before);
+        *last = Some(read_placement(nats).await?);
     }
     let previous = last.as_mut().expect("set");
     let apps = nats.apps().await?;
