@@ -213,7 +213,9 @@ fn route<'a>(template: Option<&str>, method: &Method, params: &'a [(&'a str, &'a
         Some("/v1/any/{service}" | "/v1/any/{service}/{*path}" | "/v1/all/{service}" | "/v1/all/{service}/{*path}") => {
             (Need::Call(param("service")), Body::Any)
         }
-        Some("/v1/queues/{queue}") if method != Method::PUT => (Need::Stats(param("queue")), Body::Json),
+        Some("/v1/queues/{queue}") if method != Method::PUT && method != Method::DELETE => {
+            (Need::Stats(param("queue")), Body::Json)
+        }
         Some("/v1/queues/{queue}/messages") => (Need::Publish(param("queue")), Body::JsonOrCompact),
         Some(
             "/v1/queues/{queue}/groups/{group}/fetch"
@@ -228,8 +230,8 @@ fn route<'a>(template: Option<&str>, method: &Method, params: &'a [(&'a str, &'a
         }
         Some("/v1/cache/keys/{*key}") => (Need::CacheKeys, Body::Any),
         Some("/v1/caches/{name}/{*key}") => (Need::Cache(param("name")), Body::Any),
-        // ps, events, metrics, down, scale, logs, queue list and create, cache stats and
-        // drills, and whatever route comes next.
+        // ps, events, metrics, down, scale, logs, queue list, create and delete, cache
+        // stats and drills, and whatever route comes next.
         Some(_) => (Need::Control, Body::Json),
     }
 }
@@ -483,6 +485,10 @@ mod tests {
             Method::PUT,
             &[("queue", "orders")]
         ));
+        // Deleting a queue is the control token's, even for the queue's own publisher.
+        let orders = [("queue", "orders")];
+        assert!(!allowed(&a, web, "/v1/queues/{queue}", Method::DELETE, &orders));
+        assert!(allowed(&a, "control", "/v1/queues/{queue}", Method::DELETE, &orders));
         assert!(allowed(
             &a,
             web,

@@ -71,7 +71,10 @@ impl From<QueueError> for ApiError {
             QueueError::BadInput(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
             QueueError::NoReply(_) => (StatusCode::GATEWAY_TIMEOUT, ErrorCode::NoReply),
             QueueError::Duplicate(_) => (StatusCode::CONFLICT, ErrorCode::Duplicate),
-            QueueError::Closed | QueueError::Failed { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            QueueError::Closed | QueueError::Failed { .. } | QueueError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
+            QueueError::Declared(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
             QueueError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         };
         ApiError::new(status, code, e.to_string())
@@ -87,7 +90,7 @@ impl From<StoreError> for ApiError {
                 e.to_string(),
             )
             .with("current", current),
-            StoreError::TooLarge { .. } => {
+            StoreError::TooLarge { .. } | StoreError::BlobTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, e.to_string())
             }
             StoreError::BadInput(_) | StoreError::Body(_) => ApiError::bad(e.to_string()),
@@ -144,6 +147,13 @@ mod tests {
             (QueueError::NoReply(5).into(), 504, "no_reply"),
             (QueueError::Duplicate(3).into(), 409, "duplicate"),
             (QueueError::Closed.into(), 503, "unavailable"),
+            (
+                QueueError::Unavailable("could not roll".into()).into(),
+                503,
+                "unavailable",
+            ),
+            (QueueError::Declared("q".into()).into(), 409, "conflict"),
+            (StoreError::BlobTooLarge { limit: 5 }.into(), 413, "payload_too_large"),
             (
                 StoreError::Conflict { current: Some(4) }.into(),
                 412,

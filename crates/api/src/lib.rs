@@ -13,7 +13,8 @@
 //!   shared error body (`error`, `status`, `code`).
 //! - `control`: ps, metrics, events, scale, down.
 //! - `calls`: `/v1/any/...` and `/v1/all/...`, through the gateway's relay.
-//! - `queues`: the queue routes (contract: `docs/queues.md`).
+//! - `queues`: the queue routes (contract: `docs/queues.md`); `queue_delete`:
+//!   `DELETE /v1/queues/NAME`.
 //! - `store`: key-value and blobs (contract: `docs/state.md`).
 //! - `cache`: the cache, raw and read-through.
 //! - `logs`: streams instance logs, optionally following them.
@@ -27,6 +28,7 @@ mod calls;
 mod control;
 pub mod error;
 mod logs;
+mod queue_delete;
 pub mod queues;
 mod store;
 
@@ -88,6 +90,7 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
         .merge(control::routes())
         .merge(calls::routes())
         .merge(queues::routes())
+        .merge(queue_delete::routes())
         .merge(store::routes())
         .merge(cache::routes())
         // Publishes of big batches; a single message is bounded by its queue.

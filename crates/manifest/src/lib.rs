@@ -12,7 +12,9 @@
 //! - `gateway`: [`GatewaySpec`], the first tier's listener and limits; [`RouteSpec`],
 //!   [`CallMode`] and [`RelaySpec`], how requests reach a service.
 //! - `autoscale`: [`AutoscaleSpec`], how a pool follows its load.
-//! - `queue`: [`QueueSpec`], durable queues: fsync policy, segments, leases, retention.
+//! - `queue`: [`QueueSpec`], durable queues: fsync policy, segments, leases, retention;
+//!   [`QueueLimitsSpec`], the node-wide bounds on queues (count, disk, API segments).
+//! - `store`: [`StoreSpec`], the store's limits (the largest blob).
 //! - `cache`: [`CacheSpec`], the node's Redis-protocol cache, and [`ReadThroughSpec`],
 //!   caches in front of store namespaces.
 //! - `function`: [`FunctionSpec`], event handlers, and [`TriggerSpec`], what fires them.
@@ -47,6 +49,7 @@ mod function;
 mod gateway;
 mod queue;
 mod service;
+mod store;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,10 +64,11 @@ pub use cron::Cron;
 pub use error::ManifestError;
 pub use function::{FunctionSpec, QueueTrigger, StoreTrigger, TimerTrigger, TriggerSpec};
 pub use gateway::{CallMode, GatewaySpec, RelaySpec, RouteFull, RouteSpec};
-pub use queue::{FsyncPolicy, QueueSpec, RetentionSpec};
+pub use queue::{FsyncPolicy, QueueLimitsSpec, QueueSpec, RetentionSpec};
 pub use service::{
     ConsumesSpec, FileSpec, HealthSpec, InstancesSpec, PlacementSpec, ResourcesSpec, ServiceSpec, SetupFull, SetupSpec,
 };
+pub use store::StoreSpec;
 pub use validate::is_queue_name;
 
 /// The only manifest version this build understands.
@@ -94,6 +98,12 @@ pub struct Manifest {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub queues: BTreeMap<String, QueueSpec>,
+    /// Node-wide bounds on the queues: count, disk, segments of queues made at run time.
+    #[serde(default, deserialize_with = "de::object")]
+    pub queue_limits: QueueLimitsSpec,
+    /// The store's limits.
+    #[serde(default, deserialize_with = "de::object")]
+    pub store: StoreSpec,
     /// The node's cache: where it speaks the Redis protocol, and its memory bound.
     #[serde(default, deserialize_with = "de::object")]
     pub cache: CacheSpec,

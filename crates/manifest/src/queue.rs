@@ -74,3 +74,34 @@ pub struct RetentionSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_age_s: Option<u64>,
 }
+
+/// Node-wide bounds on the queues (`queue_limits`): how many there may be, how much disk
+/// their segments may take, and how large a segment a queue created through the node API
+/// may have. Every field may be left out; [`Default`] holds the values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueLimitsSpec {
+    /// Most queues on the node, declared or created through the node API (dead-letter
+    /// queues not counted). A create past it is refused; queues already stored stay.
+    pub max_queues: u32,
+    /// Most bytes the queues' segment files may take on disk together, each counted at
+    /// its preallocated size (dead-letter queues included). None: no bound. A publish
+    /// that needs a new segment past it is refused (503) and nothing stored is dropped to
+    /// make room; consumers deleting messages free whole segments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_total_bytes: Option<u64>,
+    /// Largest `segment_bytes` of a queue created through the node API (a create asks
+    /// for two such files: the queue's and its dead-letter queue's). Declared queues are
+    /// bounded by the manifest's own checks (1 GiB).
+    pub max_segment_bytes: u64,
+}
+
+impl Default for QueueLimitsSpec {
+    fn default() -> Self {
+        QueueLimitsSpec {
+            max_queues: 1000,
+            max_total_bytes: None,
+            max_segment_bytes: 16 << 20,
+        }
+    }
+}

@@ -12,9 +12,10 @@ use std::net::SocketAddr;
 use std::path::{Component, Path};
 
 mod queue;
+mod store;
 
 pub use queue::is_queue_name;
-use queue::{check_consumes, check_queue_into};
+use queue::{check_consumes, check_queues};
 pub(crate) use queue::{check_queue, EXPECT_QUEUE_NAME};
 
 use crate::error::{quoted, FieldPath};
@@ -116,10 +117,9 @@ fn check_manifest(m: &Manifest, p: &mut Problems) {
     for (name, spec) in &m.services {
         check_service(m, name, spec, &services.key(name), p);
     }
-    for (name, spec) in &m.queues {
-        check_queue_into(name, spec, &root.key("queues").key(name), p);
-    }
+    check_queues(m, &root, p);
     check_cache(m, &root, p);
+    store::check_store(&m.store, &root.key("store"), p);
     for (name, spec) in &m.functions {
         check_function(m, name, spec, &root.key("functions").key(name), p);
     }

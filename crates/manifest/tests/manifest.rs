@@ -761,6 +761,8 @@ fn unknown_fields_are_named_at_every_level() {
                 "gateway",
                 "services",
                 "queues",
+                "queue_limits",
+                "store",
                 "cache",
                 "caches",
                 "functions",

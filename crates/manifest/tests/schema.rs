@@ -132,6 +132,8 @@ fn schema_properties_match_the_model() {
         ("/$defs/consumes", &cart["consumes"]),
         ("/$defs/queue", &m["queues"]["orders"]),
         ("/$defs/retention", &m["queues"]["orders"]["retention"]),
+        ("/$defs/queue_limits", &m["queue_limits"]),
+        ("/$defs/store", &m["store"]),
         ("/$defs/cache", &m["cache"]),
         ("/$defs/read_through", &m["caches"]["history"]),
         ("/$defs/autoscale", &cart["autoscale"]),
@@ -206,6 +208,8 @@ fn schema_defaults_match_the_model() {
         ("/$defs/consumes", &s["consumes"]),
         ("/$defs/queue", &m["queues"]["q"]),
         ("/$defs/retention", &m["queues"]["q"]["retention"]),
+        ("/$defs/queue_limits", &m["queue_limits"]),
+        ("/$defs/store", &m["store"]),
         ("/$defs/cache", &m["cache"]),
         ("/$defs/read_through", &m["caches"]["c"]),
         ("/$defs/autoscale", &s["autoscale"]),
@@ -383,6 +387,22 @@ fn schema_and_parser_agree_on_examples() {
     });
     edit("access bad namespace", &|v| {
         v["services"]["api"]["access"] = json!({"namespaces": ["Notes"]})
+    });
+    edit("queue limits", &|v| {
+        v["queue_limits"] = json!({"max_queues": 10, "max_total_bytes": 1048576, "max_segment_bytes": 65536});
+        v["store"] = json!({"max_blob_bytes": 1024})
+    });
+    edit("queue limits null total", &|v| {
+        v["queue_limits"] = json!({"max_total_bytes": null})
+    });
+    edit("max_queues 0", &|v| v["queue_limits"] = json!({"max_queues": 0}));
+    edit("api segments too small", &|v| {
+        v["queue_limits"] = json!({"max_segment_bytes": 4096})
+    });
+    edit("queue limits typo", &|v| v["queue_limits"] = json!({"max_queue": 5}));
+    edit("blob cap 0", &|v| v["store"] = json!({"max_blob_bytes": 0}));
+    edit("blob cap over 16 TiB", &|v| {
+        v["store"] = json!({"max_blob_bytes": 17592186044417u64})
     });
     edit("nulls", &|v| {
         v["services"]["api"]["workdir"] = Value::Null;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use strata_manifest::Manifest;
-use strata_queue::{QueueBackend, Queues};
-use strata_store::{FailedStore, Store, StoreBackend};
+use strata_queue::{QueueBackend, Queues, QueuesConfig};
+use strata_store::{FailedStore, Store, StoreBackend, StoreConfig};
 
 /// The durable parts of a node: its queues and its store.
 #[derive(Clone)]
@@ -19,15 +19,25 @@ pub struct Backends {
 
 impl Backends {
     /// The embedded engines under `state_dir` (`queues/`, `store/`), with the manifest's
-    /// declared queues created. Blocking: recovery reads the files. A queue or a store
+    /// declared queues created and its bounds (`queue_limits`, `store`) applied. Blocking:
+    /// recovery reads the files. A queue or a store
     /// whose files cannot be opened does not stop the node: it is out of service with
     /// the reason (queue calls answer 503, `strata queues` lists it; the store answers
     /// 503 and `ps` says why), and everything else serves.
     pub fn embedded(state_dir: &Path, manifest: &Manifest) -> Result<Backends> {
-        let queues = Queues::open(&state_dir.join("queues"), &manifest.queues).context("open the queues")?;
+        let queues_config = QueuesConfig {
+            limits: manifest.queue_limits.clone(),
+            ..QueuesConfig::default()
+        };
+        let queues =
+            Queues::open_with(&state_dir.join("queues"), &manifest.queues, queues_config).context("open the queues")?;
         let store_dir = state_dir.join("store");
+        let store_config = StoreConfig {
+            max_blob_bytes: manifest.store.max_blob_bytes,
+            ..StoreConfig::default()
+        };
         // redb has been seen to panic on a truncated file: a panic is a failure too.
-        let opened = std::panic::catch_unwind(|| Store::open(&store_dir));
+        let opened = std::panic::catch_unwind(|| Store::open_with(&store_dir, store_config));
         let store: Arc<dyn StoreBackend> = match opened {
             Ok(Ok(store)) => Arc::new(store),
             Ok(Err(e)) => failed_store(format!("{} could not be opened: {e}", store_dir.display())),

@@ -6,6 +6,7 @@
 //! | call | answered when |
 //! |---|---|
 //! | [`QueueBackend::create`] | the queue (and its dead-letter queue) exists durably |
+//! | [`QueueBackend::delete`] | the queue and its dead-letter queue are gone durably (their waiters ended) |
 //! | [`QueueBackend::get`], [`QueueBackend::list`] | looked up |
 //! | [`QueueHandle::publish`] | every message is durable under the queue's fsync policy and visible |
 //! | [`QueueHandle::fetch`] | messages are leased to the group (or the long poll ran out) |
@@ -17,7 +18,10 @@
 //! Guarantees every implementation keeps: at-least-once delivery to each group; a
 //! message is never visible before it is durable; a lease that runs out puts its
 //! messages back with their delivery count; after `max_deliveries` a message goes to
-//! `NAME.dlq`; a dedupe id seen within the window stores nothing.
+//! `NAME.dlq`; a dedupe id seen within the window stores nothing. A publish refused for
+//! now ([`QueueError::Unavailable`]: no new segment could be made, a node bound reached)
+//! stored nothing and took no offset; the queue stays in service. A queue the manifest
+//! declares is never deleted through the backend ([`QueueError::Declared`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -52,6 +56,19 @@ pub trait QueueBackend: Send + Sync + 'static {
     /// Queues that could not be opened and are out of service, with the reason.
     fn failures(&self) -> Vec<(String, String)> {
         Vec::new()
+    }
+
+    /// Deletes queue `name` with its dead-letter queue and every message, durably: later
+    /// calls on it get [`QueueError::UnknownQueue`], and so do fetches waiting on it. A
+    /// queue out of service is deleted too. Refused: a queue the manifest declares
+    /// ([`QueueError::Declared`]; it is the manifest's), a dead-letter queue on its own
+    /// ([`QueueError::BadInput`]). A backend that cannot delete says so
+    /// ([`QueueError::Unavailable`]).
+    async fn delete(&self, name: &str) -> Result<(), QueueError> {
+        Err(QueueError::Unavailable(format!(
+            "the {} queue backend cannot delete queue {name:?}",
+            self.kind()
+        )))
     }
 
     /// Publishes `message` with a fresh inbox as its reply-to and waits up to `deadline`
@@ -104,6 +121,17 @@ impl<D: Disk> QueueBackend for Queues<D> {
             Queues::create(self, name, spec)?
         };
         Ok((queue as Arc<dyn QueueHandle>, created))
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), QueueError> {
+        // Disk work and joining writer threads: the runtime thread is handed over.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(|| Queues::delete(self, name))
+        } else {
+            Queues::delete(self, name)
+        }
     }
 
     fn get(&self, name: &str) -> Result<Arc<dyn QueueHandle>, QueueError> {

@@ -1,10 +1,18 @@
 //! One group commit, done by the [`Writer`] (the writer state, which only the leader of
 //! the moment holds; see `leader`): take a batch of writes, drop dedupe duplicates,
-//! assign offsets, encode every message into one buffer, write it with one `pwrite` into
-//! the preallocated segment (rolling to a segment prepared in the background when full),
-//! append the batch's `groups.log` operations, sync once under `fsync: always`, then
-//! make the messages visible in the index, reclaim segments (`retention`), answer every
-//! writer, and compact `groups.log` when it is due (`compact`).
+//! assign offsets, encode every message into one buffer per segment (a [`Plan`], in
+//! memory only), install the new segments the plan needs (prepared in the background
+//! when possible), write each buffer with one `pwrite`, append the batch's `groups.log`
+//! operations, sync once under `fsync: always`, then take the plan's offsets and dedupe
+//! ids for good, make the messages visible in the index, reclaim segments
+//! (`retention`), answer every writer, and compact `groups.log` when it is due
+//! (`compact`).
+//!
+//! A roll that cannot get its new segment (out of file descriptors, disk full, the
+//! queues' disk bound) is transient: the plan is dropped before anything of it reached a
+//! file, so no offset and no dedupe id of the batch was taken; its publishers get
+//! [`QueueError::Unavailable`] and the next batch tries again. A failed write or sync of
+//! data stays fatal (the queue refuses writes until restarted, see the crate's docs).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -25,6 +33,9 @@ use crate::record::NewMessage;
 use crate::segment::{self, Segment, Slot};
 use crate::{compact, retention, QueueError};
 
+/// The sender of one publish's answer.
+type PublishDone = oneshot::Sender<Result<Vec<Published>, QueueError>>;
+
 /// The answer to one published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Published {
@@ -37,7 +48,7 @@ pub struct Published {
 pub(crate) enum Write {
     Publish {
         messages: Vec<NewMessage>,
-        done: oneshot::Sender<Result<Vec<Published>, QueueError>>,
+        done: PublishDone,
     },
     /// Operations for `groups.log`; with `done`, answered once synced.
     GroupsLog {
@@ -76,13 +87,47 @@ impl<D: Disk> Drop for Writer<D> {
     }
 }
 
-/// What one group commit wrote into one segment.
+/// What one group commit writes into one segment.
 struct Written {
     base: u64,
     pos: u64,
     data: BytesMut,
     slots: Vec<Slot>,
     first_ts: u64,
+}
+
+/// A batch's publishes encoded, in memory only: nothing of it is on disk, and none of
+/// its offsets or dedupe ids is taken, until [`Writer::commit`] makes it so.
+struct Plan {
+    /// One per segment written, in order; every chunk after one on the active segment
+    /// starts a new segment at its `base`.
+    chunks: Vec<Written>,
+    /// The offset after the last message of the plan.
+    next_offset: u64,
+    /// Dedupe ids of the plan's messages, for the window once committed.
+    ids: Vec<(String, u64)>,
+    /// Each publish's answers, with its sender.
+    answers: Vec<(Vec<Published>, PublishDone)>,
+}
+
+impl Plan {
+    /// Bases of the new segments the plan writes into.
+    fn new_bases(&self, active_base: u64) -> Vec<u64> {
+        self.chunks
+            .iter()
+            .filter(|c| c.base != active_base)
+            .map(|c| c.base)
+            .collect()
+    }
+}
+
+/// The groups.log part of a batch.
+#[derive(Default)]
+struct LogPart {
+    buf: BytesMut,
+    done: Vec<oneshot::Sender<Result<(), QueueError>>>,
+    /// Deletes by group: done once durable.
+    deletes: Vec<(String, Vec<u64>)>,
 }
 
 impl<D: Disk> Writer<D> {
@@ -143,7 +188,15 @@ impl<D: Disk> Writer<D> {
         self.last_sync = Instant::now();
     }
 
-    /// One group commit: encode, write, sync, publish, answer.
+    /// Waits for the segment being prepared in the background, so that no thread of a
+    /// closed queue still writes in its directory.
+    pub fn finish(&mut self) {
+        if let Some(prepared) = self.prepared.take() {
+            let _ = prepared.join();
+        }
+    }
+
+    /// One group commit: encode, get the new segments, write, sync, publish, answer.
     pub fn commit(&mut self, shared: &QueueCore<D>, batch: Vec<Write>) -> io::Result<()> {
         if let Some(reason) = &self.failed {
             for w in batch {
@@ -158,108 +211,73 @@ impl<D: Disk> Writer<D> {
         let spec = &shared.spec;
         let ts = now_ms();
         self.expire_dedupe(ts, spec.dedupe_window_ms);
-        let mut written: Vec<Written> = Vec::new();
-        let mut to_sync: Vec<Arc<D::File>> = Vec::new();
-        let mut log_buf = BytesMut::new();
-        let mut publish_done = Vec::new();
-        let mut log_done = Vec::new();
-        // Deletes in this batch, by group: done once durable.
-        let mut deletes: Vec<(String, Vec<u64>)> = Vec::new();
-        let mut failure: Option<String> = None;
+        let mut publishes = Vec::new();
+        let mut log = LogPart::default();
         for w in batch {
             match w {
-                Write::Publish { messages, done } => {
-                    let mut answers = Vec::with_capacity(messages.len());
-                    let mut batch_ids: HashMap<&str, u64> = HashMap::new();
-                    for m in &messages {
-                        if let Some(id) = &m.dedupe_id {
-                            if let Some(&offset) = self.dedupe.get(id).or_else(|| batch_ids.get(id.as_str())) {
-                                answers.push(Published {
-                                    offset,
-                                    duplicate: true,
-                                });
-                                continue;
-                            }
-                        }
-                        let len = m.encoded_len() as u64;
-                        let pending = written.last().map_or(0, |w| w.data.len() as u64);
-                        if self.pos + pending + len > spec.segment_bytes {
-                            if let Err(e) = self.roll(shared, &mut written, &mut to_sync) {
-                                failure = Some(format!("roll to a new segment: {e}"));
-                                break;
-                            }
-                        }
-                        if written.last().is_none_or(|w| w.base != self.active_base) {
-                            written.push(Written {
-                                base: self.active_base,
-                                pos: self.pos,
-                                data: BytesMut::with_capacity(64 << 10),
-                                slots: Vec::new(),
-                                first_ts: ts,
-                            });
-                        }
-                        let w = written.last_mut().expect("a written chunk");
-                        let at = w.pos + w.data.len() as u64;
-                        let offset = self.next_offset;
-                        m.encode(offset, ts, &mut w.data);
-                        w.slots.push(Slot {
-                            pos: at as u32,
-                            len: len as u32,
-                        });
-                        self.next_offset += 1;
-                        if let Some(id) = &m.dedupe_id {
-                            batch_ids.insert(id, offset);
-                        }
-                        answers.push(Published {
-                            offset,
-                            duplicate: false,
-                        });
-                    }
-                    for (id, offset) in batch_ids {
-                        self.dedupe.insert(id.to_string(), offset);
-                        self.dedupe_order.push_back((ts, id.to_string()));
-                    }
-                    publish_done.push((answers, done));
-                }
+                Write::Publish { messages, done } => publishes.push((messages, done)),
                 Write::GroupsLog { ops, done } => {
                     for op in &ops {
-                        op.encode(&mut log_buf);
+                        op.encode(&mut log.buf);
                     }
                     if let Some(done) = done {
-                        log_done.push(done);
+                        log.done.push(done);
                         for op in ops {
                             if let Op::Ack { group, offsets } = op {
-                                deletes.push((group, offsets));
+                                log.deletes.push((group, offsets));
                             }
                         }
                     }
                 }
             }
         }
-        // Write the active segment's bytes (rolled ones were written in `roll`).
-        if failure.is_none() {
-            if let Some(w) = written.last() {
-                if w.base == self.active_base && !w.data.is_empty() {
-                    match self.active.write_all_at(&w.data, w.pos) {
-                        Ok(()) => {
-                            self.pos = w.pos + w.data.len() as u64;
-                            to_sync.push(self.active.clone());
-                        }
-                        Err(e) => failure = Some(format!("write the segment: {e}")),
-                    }
-                }
-            }
+        let mut plan = self.plan(spec, ts, publishes);
+        let new_bases = plan.new_bases(self.active_base);
+        if !new_bases.is_empty() {
+            // Segments every group is done with go before new ones are asked for: under
+            // the disk bound they are the room.
+            let mut dropped = Vec::new();
+            retention::reclaim(&mut shared.lock(), spec, &shared.dir, self.active_base, &mut dropped);
+            retention::remove(shared, dropped);
         }
-        if failure.is_none() && !log_buf.is_empty() {
-            match self.groups_log.write_all_at(&log_buf, self.groups_log_len) {
-                Ok(()) => self.groups_log_len += log_buf.len() as u64,
+        let new_segments = match self.new_segments(shared, &new_bases) {
+            Ok(segments) => segments,
+            Err(reason) => {
+                // Nothing of the plan reached a file and none of its offsets or dedupe ids
+                // was taken: its publishers are refused, the rest of the batch goes on.
+                let reason =
+                    format!("could not roll to a new segment: {reason}; nothing of this publish was stored, try again");
+                tracing::warn!(queue = %shared.name, "{reason}");
+                for (_, done) in plan.answers.drain(..) {
+                    let _ = done.send(Err(QueueError::Unavailable(reason.clone())));
+                }
+                plan = self.plan(spec, ts, Vec::new());
+                Vec::new()
+            }
+        };
+        let mut failure = None;
+        let mut to_sync: Vec<Arc<D::File>> = Vec::new();
+        for chunk in plan.chunks.iter().filter(|c| !c.data.is_empty()) {
+            let file = match new_segments.iter().find(|s| s.base == chunk.base) {
+                Some(seg) => seg.file.clone(),
+                None => self.active.clone(),
+            };
+            if let Err(e) = file.write_all_at(&chunk.data, chunk.pos) {
+                failure = Some(format!("write the segment: {e}"));
+                break;
+            }
+            to_sync.push(file);
+        }
+        if failure.is_none() && !log.buf.is_empty() {
+            match self.groups_log.write_all_at(&log.buf, self.groups_log_len) {
+                Ok(()) => self.groups_log_len += log.buf.len() as u64,
                 Err(e) => failure = Some(format!("write groups.log: {e}")),
             }
         }
         // Delivery counts ride along unsynced: losing one to a power cut only means one
         // delivery more before dead-lettering. Deletes are synced before they are answered.
-        let log_waited = !log_done.is_empty();
-        if failure.is_none() && (!to_sync.is_empty() || !log_buf.is_empty()) {
+        let log_waited = !log.done.is_empty();
+        if failure.is_none() && (!to_sync.is_empty() || !log.buf.is_empty()) {
             match spec.fsync {
                 FsyncPolicy::Always => {
                     let mut synced = to_sync.iter().try_for_each(|f| f.sync_data());
@@ -278,27 +296,44 @@ impl<D: Disk> Writer<D> {
             // queue takes no more writes; a restart recovers it from the segments.
             let reason = format!("{reason}; the queue refuses writes until strata restarts");
             self.failed = Some(reason.clone());
-            for (_, done) in publish_done {
+            for (_, done) in plan.answers {
                 let _ = done.send(Err(QueueError::Io(reason.clone())));
             }
-            for done in log_done {
+            for done in log.done {
                 let _ = done.send(Err(QueueError::Io(reason.clone())));
             }
             return Err(io::Error::other(reason));
         }
-        // Durable: make visible, then answer.
-        let published = written.iter().any(|w| !w.slots.is_empty());
+        // Durable: the plan's offsets and dedupe ids are taken, its messages visible, then
+        // answered.
+        self.next_offset = plan.next_offset;
+        for (id, offset) in plan.ids {
+            self.dedupe.insert(id.clone(), offset);
+            self.dedupe_order.push_back((ts, id));
+        }
+        let rolled = !new_segments.is_empty();
+        if let Some(last) = new_segments.last() {
+            self.active = last.file.clone();
+            self.active_base = last.base;
+        }
+        if let Some(last) = plan.chunks.last() {
+            self.pos = last.pos + last.data.len() as u64;
+        }
+        let published = plan.chunks.iter().any(|w| !w.slots.is_empty());
         let mut dropped = Vec::new();
         {
             let mut inner = shared.lock();
-            for w in written {
+            for seg in new_segments {
+                inner.add_segment(seg.base, seg.file, seg.size);
+            }
+            for w in plan.chunks {
                 inner.append(w.base, w.pos, &w.slots, w.data.freeze(), w.first_ts);
             }
             inner.trim_cache();
             inner.next_offset = self.next_offset;
             // Done here, not when the deleter wakes: a snapshot of the groups (`compact`,
             // below) must hold every delete logged before it.
-            for (group, offsets) in &deletes {
+            for (group, offsets) in &log.deletes {
                 if let Some(g) = inner.groups.get_mut(group) {
                     g.settled(offsets);
                 }
@@ -308,49 +343,167 @@ impl<D: Disk> Writer<D> {
         if published {
             shared.notify.notify_waiters();
         }
-        for (answers, done) in publish_done {
+        for (answers, done) in plan.answers {
             let _ = done.send(Ok(answers));
         }
-        for done in log_done {
+        for done in log.done {
             let _ = done.send(Ok(()));
         }
-        retention::remove(&shared.disk, &shared.name, dropped);
+        retention::remove(shared, dropped);
+        if rolled && self.prepared.is_none() {
+            self.prepare_next(shared);
+        }
         if compact::due(self.groups_log_len, self.snapshot_len, shared.compact_bytes) {
             self.compact_groups_log(shared);
         }
         Ok(())
     }
 
-    /// Writes what is pending for the active segment, then switches to a fresh one.
-    fn roll(
-        &mut self,
-        shared: &QueueCore<D>,
-        written: &mut [Written],
-        to_sync: &mut Vec<Arc<D::File>>,
-    ) -> io::Result<()> {
-        if let Some(w) = written.last() {
-            if w.base == self.active_base && !w.data.is_empty() {
-                self.active.write_all_at(&w.data, w.pos)?;
-                self.pos = w.pos + w.data.len() as u64;
-                to_sync.push(self.active.clone());
+    /// Encodes `publishes` after what the writer holds: dedupe duplicates answered with
+    /// the first offset, offsets assigned, one chunk per segment, a new segment wherever
+    /// the next record does not fit. Changes nothing of the writer.
+    fn plan(&self, spec: &QueueSpec, ts: u64, publishes: Vec<(Vec<NewMessage>, PublishDone)>) -> Plan {
+        let mut plan = Plan {
+            chunks: Vec::new(),
+            next_offset: self.next_offset,
+            ids: Vec::new(),
+            answers: Vec::with_capacity(publishes.len()),
+        };
+        // Where the next record goes: (segment base, position).
+        let (mut base, mut at) = (self.active_base, self.pos);
+        let mut seen: HashMap<String, u64> = HashMap::new();
+        for (messages, done) in publishes {
+            let mut answers = Vec::with_capacity(messages.len());
+            for m in &messages {
+                if let Some(id) = &m.dedupe_id {
+                    if let Some(&offset) = self.dedupe.get(id).or_else(|| seen.get(id)) {
+                        answers.push(Published {
+                            offset,
+                            duplicate: true,
+                        });
+                        continue;
+                    }
+                }
+                let len = m.encoded_len() as u64;
+                if at + len > spec.segment_bytes && at > 0 {
+                    // A new segment, starting at this record.
+                    base = plan.next_offset;
+                    at = 0;
+                }
+                if plan.chunks.last().is_none_or(|w| w.base != base) {
+                    plan.chunks.push(Written {
+                        base,
+                        pos: at,
+                        data: BytesMut::with_capacity(64 << 10),
+                        slots: Vec::new(),
+                        first_ts: ts,
+                    });
+                }
+                let w = plan.chunks.last_mut().expect("a chunk");
+                let offset = plan.next_offset;
+                m.encode(offset, ts, &mut w.data);
+                w.slots.push(Slot {
+                    pos: at as u32,
+                    len: len as u32,
+                });
+                at += len;
+                plan.next_offset += 1;
+                if let Some(id) = &m.dedupe_id {
+                    seen.insert(id.clone(), offset);
+                    plan.ids.push((id.clone(), offset));
+                }
+                answers.push(Published {
+                    offset,
+                    duplicate: false,
+                });
+            }
+            plan.answers.push((answers, done));
+        }
+        plan
+    }
+
+    /// Installs a new segment at each of `bases`: the one prepared in the background,
+    /// else one prepared now (within the disk budget). On a failure, what was installed
+    /// is taken back and nothing is left: the reason, for the refused publishers.
+    fn new_segments(&mut self, shared: &QueueCore<D>, bases: &[u64]) -> Result<Vec<Segment<D>>, String> {
+        let mut installed: Vec<Segment<D>> = Vec::new();
+        let size = shared.spec.segment_bytes;
+        for &base in bases {
+            let step = self.take_prepared(shared).and_then(|file| {
+                segment::install(&shared.disk, &shared.dir, file, base, size).map_err(|e| {
+                    segment::discard_prepared(&shared.disk, &shared.dir);
+                    shared.release(size);
+                    format!("install segment {base}: {e}")
+                })
+            });
+            match step {
+                Ok(seg) => installed.push(seg),
+                Err(reason) => {
+                    let bases: Vec<u64> = installed.iter().map(|s| s.base).collect();
+                    drop(installed);
+                    if !bases.is_empty() {
+                        match segment::uninstall(&shared.disk, &shared.dir, &bases) {
+                            Ok(()) => bases.iter().for_each(|_| shared.release(size)),
+                            Err(e) => {
+                                // An empty segment may stay on disk: open drops such
+                                // strays, but this run cannot be sure of its directory.
+                                let fatal = format!(
+                                    "{reason}; taking back the segments installed before failed too ({e}); the \
+                                     queue refuses writes until strata restarts"
+                                );
+                                self.failed = Some(fatal.clone());
+                                return Err(fatal);
+                            }
+                        }
+                    }
+                    return Err(reason);
+                }
             }
         }
-        let file = match self.prepared.take() {
-            Some(handle) => handle
-                .join()
-                .map_err(|_| io::Error::other("segment preparation panicked"))??,
-            None => segment::prepare(&shared.disk, &shared.dir, shared.spec.segment_bytes)?,
-        };
-        let seg = segment::install(&shared.disk, &shared.dir, file, self.next_offset)?;
-        self.active = seg.file.clone();
-        self.active_base = seg.base;
-        self.pos = 0;
-        shared.lock().add_segment(seg.base, seg.file);
-        // Prepare the one after in the background.
-        let (disk, dir) = (shared.disk.clone(), shared.dir.clone());
+        Ok(installed)
+    }
+
+    /// The next segment file, ready to be installed: the one prepared in the background
+    /// if that worked, else one prepared now.
+    fn take_prepared(&mut self, shared: &QueueCore<D>) -> Result<D::File, String> {
         let size = shared.spec.segment_bytes;
-        self.prepared = Some(std::thread::spawn(move || segment::prepare(&disk, &dir, size)));
-        Ok(())
+        if let Some(handle) = self.prepared.take() {
+            match handle.join() {
+                Ok(Ok(file)) => return Ok(file),
+                Ok(Err(e)) => {
+                    tracing::warn!(queue = %shared.name, "preparing the next segment failed, trying again: {e}")
+                }
+                Err(_) => tracing::warn!(queue = %shared.name, "preparing the next segment panicked, trying again"),
+            }
+            segment::discard_prepared(&shared.disk, &shared.dir);
+            shared.release(size);
+        }
+        shared.reserve(size)?;
+        segment::prepare(&shared.disk, &shared.dir, size).map_err(|e| {
+            segment::discard_prepared(&shared.disk, &shared.dir);
+            shared.release(size);
+            format!("prepare a segment file: {e}")
+        })
+    }
+
+    /// Prepares the segment after the active one in the background, when the disk budget
+    /// has room for it (else the next roll prepares it itself, or says why it cannot).
+    fn prepare_next(&mut self, shared: &QueueCore<D>) {
+        let size = shared.spec.segment_bytes;
+        if shared.reserve(size).is_err() {
+            return;
+        }
+        let (disk, dir) = (shared.disk.clone(), shared.dir.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("queue-{}-prepare", shared.name))
+            .spawn(move || segment::prepare(&disk, &dir, size));
+        match spawned {
+            Ok(handle) => self.prepared = Some(handle),
+            Err(e) => {
+                shared.release(size);
+                tracing::warn!(queue = %shared.name, "could not start preparing the next segment: {e}");
+            }
+        }
     }
 
     fn expire_dedupe(&mut self, now: u64, window: u64) {

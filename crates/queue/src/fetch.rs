@@ -69,6 +69,10 @@ impl<D: Disk> Queue<D> {
             let notified = self.shared.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // A deleted queue ends its waiting fetches.
+            if self.shared.is_deleted() {
+                return Err(QueueError::UnknownQueue(self.shared.name.clone()));
+            }
             let (leases, dead, next_expiry) = self.take(group, &opts, lease);
             if !dead.is_empty() {
                 self.dead_letter(group, dead).await;

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use strata_os::disk::Disk;
 use tokio::sync::Notify;
 
 use crate::group::Group;
+use crate::limits::DiskBudget;
 use crate::segment::{Segment, Slot};
 use crate::QueuesConfig;
 
@@ -29,8 +31,15 @@ pub(crate) struct QueueCore<D: Disk> {
     /// `groups.log` is rewritten as a snapshot past this size (see `compact`).
     pub compact_bytes: u64,
     inner: Mutex<Inner<D>>,
-    /// Woken when messages become visible or are given back.
+    /// Woken when messages become visible or are given back, and when the queue is
+    /// deleted.
     pub notify: Notify,
+    /// The node's count of segment bytes on disk, against its bound.
+    budget: Arc<DiskBudget>,
+    /// What this queue's segment files take of it.
+    charged: AtomicU64,
+    /// Set when the queue is deleted: waiting fetches end.
+    deleted: AtomicBool,
 }
 
 pub(crate) struct Inner<D: Disk> {
@@ -51,6 +60,8 @@ pub(crate) struct SegMeta<D: Disk> {
     pub file: Arc<D::File>,
     pub index: Vec<Slot>,
     pub written: u64,
+    /// The file's size: what it takes on disk.
+    pub size: u64,
     pub last_timestamp_ms: u64,
 }
 
@@ -68,7 +79,16 @@ pub(crate) enum Located<D: Disk> {
 }
 
 impl<D: Disk> QueueCore<D> {
-    pub fn new(name: &str, spec: QueueSpec, dir: &Path, config: &QueuesConfig<D>, inner: Inner<D>) -> QueueCore<D> {
+    /// A queue whose segment files, `charged` bytes, are already counted in `budget`.
+    pub fn new(
+        name: &str,
+        spec: QueueSpec,
+        dir: &Path,
+        config: &QueuesConfig<D>,
+        inner: Inner<D>,
+        budget: Arc<DiskBudget>,
+        charged: u64,
+    ) -> QueueCore<D> {
         QueueCore {
             name: name.to_string(),
             spec,
@@ -77,11 +97,51 @@ impl<D: Disk> QueueCore<D> {
             compact_bytes: config.compact_bytes,
             inner: Mutex::new(inner),
             notify: Notify::new(),
+            budget,
+            charged: AtomicU64::new(charged),
+            deleted: AtomicBool::new(false),
         }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Inner<D>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `bytes` of the node's segment budget for a new segment file, or says why not.
+    pub fn reserve(&self, bytes: u64) -> Result<(), String> {
+        self.budget.reserve(bytes)?;
+        self.charged.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Gives back what a segment file took, once it is deleted (or was never made).
+    pub fn release(&self, bytes: u64) {
+        let _ = self
+            .charged
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some(c.saturating_sub(bytes)));
+        self.budget.release(bytes);
+    }
+
+    /// The queue is being deleted: later writes are refused, and waiting fetches are
+    /// woken to end.
+    pub fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Gives back everything this queue's files took of the budget: they are gone (or
+    /// the queue never started).
+    pub fn release_all(&self) {
+        self.budget.release(self.charged.swap(0, Ordering::AcqRel));
+    }
+
+    /// What this queue's segment files take of the budget.
+    pub fn charged(&self) -> u64 {
+        self.charged.load(Ordering::Relaxed)
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
     }
 }
 
@@ -92,6 +152,7 @@ impl<D: Disk> From<Segment<D>> for SegMeta<D> {
             file: s.file,
             index: s.index,
             written: s.written,
+            size: s.size,
             last_timestamp_ms: s.last_timestamp_ms,
         }
     }
@@ -120,13 +181,14 @@ impl<D: Disk> Inner<D> {
         }
     }
 
-    /// Adds a fresh, empty segment starting at `base`.
-    pub fn add_segment(&mut self, base: u64, file: Arc<D::File>) {
+    /// Adds a fresh, empty segment file of `size` bytes starting at `base`.
+    pub fn add_segment(&mut self, base: u64, file: Arc<D::File>, size: u64) {
         self.segments.push_back(SegMeta {
             base,
             file,
             index: Vec::new(),
             written: 0,
+            size,
             last_timestamp_ms: 0,
         });
     }

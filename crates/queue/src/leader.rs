@@ -197,6 +197,7 @@ pub(crate) fn run_thread<D: Disk>(shared: &QueueCore<D>, pipe: &Pipe<D>) {
             if writer.dirty() {
                 writer.sync_interval(shared);
             }
+            writer.finish();
             // Whatever is still queued is answered `Closed` when dropped.
             lock(&pipe.pending).items.clear();
             return;

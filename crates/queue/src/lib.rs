@@ -8,7 +8,11 @@
 //!   [`Queues`] and [`Queue`] implement; the node API and the node reach queues only
 //!   through them, so a second backend (JetStream) serves the same API.
 //! - [`Queues`] (here): the registry of a node's queues under one directory, and the
-//!   reply inboxes (publish-and-wait); [`QueuesConfig`]: which disk and tuning.
+//!   reply inboxes (publish-and-wait); [`QueuesConfig`]: which disk, tuning and bounds.
+//! - `delete`: [`Queues::delete`], a queue and its dead-letter queue removed durably
+//!   (renamed to a tombstone, then removed; tombstones a crash left are cleared at open).
+//! - `limits`: the node-wide bounds (`queue_limits` in the manifest): the disk budget
+//!   every segment file is counted against before it is made.
 //!   Every file and directory operation goes through a [`strata_os::disk::Disk`]: the
 //!   real file system by default ([`OsDisk`], the type parameter's default, so no call is
 //!   dynamic), or in tests one that cuts the power and fails syncs
@@ -34,7 +38,9 @@
 //! - `record`: the on-disk record of one message (length, CRC-32, fields).
 //!
 //! Invariants: a message is visible to consumers only once it is durable under the
-//! queue's fsync policy, and a publish is answered only then. A delete is done (and in a
+//! queue's fsync policy, and a publish is answered only then. A publish refused because
+//! no new segment could be made (out of file descriptors, disk full, the disk bound)
+//! took no offset and stored nothing; the queue stays in service. A delete is done (and in a
 //! `groups.log` snapshot) from the commit that made it durable. A new file or directory
 //! is answered for only once its directory is synced. After a failed write or sync
 //! (including a failed sync at `fsync: interval`, or of the directory after a
@@ -45,25 +51,27 @@
 mod backend;
 mod commit;
 mod compact;
+mod delete;
 mod fetch;
 mod group;
 mod groups_log;
 mod index;
 mod leader;
+mod limits;
 mod queue;
 mod read;
 mod record;
 mod retention;
 mod segment;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_manifest::QueueSpec;
+use strata_manifest::{QueueLimitsSpec, QueueSpec};
 use strata_os::disk::{Disk, DiskFile, Open, OsDisk};
 use tokio::sync::oneshot;
 
@@ -96,6 +104,15 @@ pub enum QueueError {
     Duplicate(u64),
     #[error("the queue is closed")]
     Closed,
+    /// Refused for now, nothing stored: a new segment could not be made (out of file
+    /// descriptors, disk full), or a node-wide bound (`queue_limits`) is reached. The
+    /// message says which; the same call may succeed once the cause is gone.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The queue is declared in the manifest, which owns it: it cannot be deleted
+    /// through the API.
+    #[error("queue {0:?} is declared in the manifest, which owns it: remove it from the manifest to delete it (its files stay until deleted by hand)")]
+    Declared(String),
     /// The queue's files could not be opened at start: it serves nothing until repaired;
     /// every other queue works.
     #[error("queue {queue:?} is out of service: {reason} (the node's log has the details; move its directory aside to start it empty)")]
@@ -136,6 +153,9 @@ pub struct QueuesConfig<D: Disk = OsDisk> {
     /// `groups.log` is rewritten as a snapshot of the groups past this many bytes (and
     /// twice its last snapshot). 4 MiB.
     pub compact_bytes: u64,
+    /// Node-wide bounds: how many queues, their segments' disk, the largest segment of a
+    /// queue created through [`Queues::create`] that the manifest does not declare.
+    pub limits: QueueLimitsSpec,
 }
 
 impl<D: Disk> QueuesConfig<D> {
@@ -144,6 +164,7 @@ impl<D: Disk> QueuesConfig<D> {
         QueuesConfig {
             disk,
             compact_bytes: compact::COMPACT_BYTES,
+            limits: QueueLimitsSpec::default(),
         }
     }
 }
@@ -169,6 +190,10 @@ pub struct Queues<D: Disk = OsDisk> {
     inbox_prefix: String,
     /// Queues whose files could not be opened, with the reason: out of service.
     failed: RwLock<BTreeMap<String, String>>,
+    /// The queues the manifest declares: not bounded by `limits`, never deleted.
+    declared: BTreeSet<String>,
+    /// Every segment file's bytes, against `limits.max_total_bytes`.
+    budget: Arc<limits::DiskBudget>,
 }
 
 fn spec_path(dir: &Path) -> PathBuf {
@@ -177,7 +202,8 @@ fn spec_path(dir: &Path) -> PathBuf {
 
 impl Queues {
     /// Opens every queue stored under `dir` and creates the `declared` ones that are not.
-    /// A declared spec replaces a stored one. Blocking: recovery reads the segments.
+    /// A declared spec replaces a stored one. Tombstones of deletes a crash cut short are
+    /// cleared. Blocking: recovery reads the segments.
     pub fn open(dir: &Path, declared: &BTreeMap<String, QueueSpec>) -> Result<Queues, QueueError> {
         Queues::open_with(dir, declared, QueuesConfig::default())
     }
@@ -192,6 +218,8 @@ impl<D: Disk> Queues<D> {
     ) -> Result<Queues<D>, QueueError> {
         let disk = config.disk.clone();
         create_dir_durably(&disk, dir).map_err(|e| QueueError::Io(format!("create {}: {e}", dir.display())))?;
+        delete::clear_tombstones(&disk, dir);
+        let budget = Arc::new(limits::DiskBudget::new(config.limits.max_total_bytes));
         let pid = std::process::id();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -205,6 +233,8 @@ impl<D: Disk> Queues<D> {
             creating: Mutex::new(()),
             inbox_prefix: format!("{pid:x}{nanos:x}"),
             failed: RwLock::new(BTreeMap::new()),
+            declared: declared.keys().cloned().collect(),
+            budget,
         };
         let mut stored = BTreeMap::new();
         for name in disk
@@ -230,7 +260,12 @@ impl<D: Disk> Queues<D> {
         }
         // One damaged queue never stops the others: it is reported and out of service.
         for (name, spec) in stored {
-            let opened = spec.and_then(|spec| queues.create(&name, spec).map(drop).map_err(|e| e.to_string()));
+            let opened = spec.and_then(|spec| {
+                queues
+                    .create_with(&name, spec, Bounds::Stored)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            });
             if let Err(reason) = opened {
                 tracing::error!(queue = %name, "the queue could not be opened and is out of service: {reason}");
                 queues
@@ -247,8 +282,21 @@ impl<D: Disk> Queues<D> {
     }
 
     /// Creates a queue (and its dead-letter queue), or returns the existing one.
-    /// `true` when it was created. Blocking: creates files.
+    /// `true` when it was created. A queue the manifest does not declare is held to the
+    /// node's bounds (`queue_limits`): how many queues, its `segment_bytes`, the disk its
+    /// two first segments take; past one it is refused ([`QueueError::Unavailable`],
+    /// [`QueueError::BadInput`] for the segment size) and nothing is left behind.
+    /// Blocking: creates files.
     pub fn create(&self, name: &str, spec: QueueSpec) -> Result<(Arc<Queue<D>>, bool), QueueError> {
+        let bounds = if self.declared.contains(name) {
+            Bounds::Stored
+        } else {
+            Bounds::New
+        };
+        self.create_with(name, spec, bounds)
+    }
+
+    fn create_with(&self, name: &str, spec: QueueSpec, bounds: Bounds) -> Result<(Arc<Queue<D>>, bool), QueueError> {
         strata_manifest::check_queue(name, &spec).map_err(|e| QueueError::BadInput(e.to_string()))?;
         if let Some(q) = self.read().get(name) {
             return Ok((q.clone(), false));
@@ -261,25 +309,110 @@ impl<D: Disk> Queues<D> {
         let dir = self.dir.join(name);
         let dlq_name = format!("{name}{DLQ_SUFFIX}");
         let dlq_dir = self.dir.join(&dlq_name);
-        for d in [&dir, &dlq_dir] {
-            create_dir_durably(disk, d).map_err(|e| QueueError::Io(format!("create {}: {e}", d.display())))?;
-        }
-        let text = serde_json::to_vec_pretty(&spec).expect("a spec serializes");
-        write_atomic(disk, &spec_path(&dir), &text).map_err(|e| QueueError::Io(format!("write queue.json: {e}")))?;
-        let dlq_spec = QueueSpec {
-            max_deliveries: 0,
-            retention: Default::default(),
-            ..spec.clone()
+        // Two segment files, the queue's and its dead-letter queue's, held while they are
+        // made (opening charges what it finds).
+        let reserved = match bounds {
+            Bounds::New => self.check_bounds(name, &spec)?,
+            Bounds::Stored => 0,
         };
-        let dlq = Arc::new(Queue::open(&dlq_name, dlq_spec, &dlq_dir, None, &self.config)?);
-        let queue = Arc::new(Queue::open(name, spec, &dir, Some(dlq.clone()), &self.config)?);
+        let fresh = bounds == Bounds::New && disk.list(&dir).is_err() && disk.list(&dlq_dir).is_err();
+        let made = self.make(name, spec, (&dir, &dlq_dir, &dlq_name));
+        self.budget.release(reserved);
+        let queue = match made {
+            Ok(queue) => queue,
+            Err(e) => {
+                if fresh {
+                    // Nothing of a queue that could not be made stays behind.
+                    delete::remove_durably(disk, &self.dir, &[&dir, &dlq_dir]);
+                }
+                return Err(e);
+            }
+        };
         let mut queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
         if let Some(q) = queues.get(name) {
             return Ok((q.clone(), false));
         }
         queues.insert(name.to_string(), queue.clone());
-        queues.insert(dlq_name, dlq);
+        if let Some(dlq) = &queue.dlq {
+            queues.insert(dlq_name, dlq.clone());
+        }
         Ok((queue, true))
+    }
+
+    /// Checks a new queue against the node's bounds and reserves its first two segments'
+    /// bytes: how many it reserved.
+    fn check_bounds(&self, name: &str, spec: &QueueSpec) -> Result<u64, QueueError> {
+        let limits = &self.config.limits;
+        if spec.segment_bytes > limits.max_segment_bytes {
+            return Err(QueueError::BadInput(format!(
+                "queues.{name}.segment_bytes: {} is over queue_limits.max_segment_bytes ({}), the largest segment \
+                 of a queue created through the node API: ask for less, or declare the queue in the manifest",
+                spec.segment_bytes, limits.max_segment_bytes
+            )));
+        }
+        let count = self.count_except(name);
+        if count >= u64::from(limits.max_queues) {
+            return Err(QueueError::Unavailable(format!(
+                "could not create queue {name:?}: the node has {count} queues, its bound queue_limits.max_queues \
+                 ({}): delete one (DELETE /v1/queues/NAME) or raise the bound in the manifest",
+                limits.max_queues
+            )));
+        }
+        let bytes = spec.segment_bytes.saturating_mul(2);
+        self.budget
+            .reserve(bytes)
+            .map_err(|reason| QueueError::Unavailable(format!("could not create queue {name:?}: {reason}")))?;
+        Ok(bytes)
+    }
+
+    /// How many queues the node holds (dead-letter queues not counted, those out of
+    /// service counted), `name` left out.
+    fn count_except(&self, name: &str) -> u64 {
+        let queues = self.read();
+        let failed = self.failed.read().unwrap_or_else(|e| e.into_inner());
+        let open = queues.keys().filter(|n| !n.ends_with(DLQ_SUFFIX) && *n != name);
+        let out = failed.keys().filter(|n| *n != name && !queues.contains_key(*n));
+        (open.count() + out.count()) as u64
+    }
+
+    /// Makes (or opens) the directories, `queue.json` and the two queues: the queue,
+    /// holding its dead-letter queue.
+    fn make(
+        &self,
+        name: &str,
+        spec: QueueSpec,
+        (dir, dlq_dir, dlq_name): (&Path, &Path, &str),
+    ) -> Result<Arc<Queue<D>>, QueueError> {
+        let disk = &self.config.disk;
+        for d in [dir, dlq_dir] {
+            create_dir_durably(disk, d).map_err(|e| QueueError::Io(format!("create {}: {e}", d.display())))?;
+        }
+        let text = serde_json::to_vec_pretty(&spec).expect("a spec serializes");
+        write_atomic(disk, &spec_path(dir), &text).map_err(|e| QueueError::Io(format!("write queue.json: {e}")))?;
+        let dlq_spec = QueueSpec {
+            max_deliveries: 0,
+            retention: Default::default(),
+            ..spec.clone()
+        };
+        let dlq = Arc::new(Queue::open(
+            dlq_name,
+            dlq_spec,
+            dlq_dir,
+            None,
+            &self.config,
+            &self.budget,
+        )?);
+        let queue = Queue::open(name, spec, dir, Some(dlq.clone()), &self.config, &self.budget).inspect_err(|_| {
+            dlq.close();
+            dlq.shared.release_all();
+        })?;
+        Ok(Arc::new(queue))
+    }
+
+    /// The bytes every queue's segment files take together (what
+    /// `queue_limits.max_total_bytes` bounds).
+    pub fn disk_bytes(&self) -> u64 {
+        self.budget.used()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Queue<D>>>> {
@@ -382,6 +515,15 @@ impl<D: Disk> Queues<D> {
             q.close();
         }
     }
+}
+
+/// Whether a create is held to the node's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bounds {
+    /// A queue stored or declared: opened whatever the bounds (nothing stored is refused).
+    Stored,
+    /// A queue made at run time through [`Queues::create`].
+    New,
 }
 
 struct InboxGuard<'a, D: Disk> {

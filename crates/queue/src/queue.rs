@@ -19,6 +19,7 @@ use crate::group::{Group, GroupStats};
 use crate::groups_log::{self, Op};
 use crate::index::{missing_fn, slot_of, Inner, QueueCore, SegMeta};
 use crate::leader::{self, Pipe};
+use crate::limits::DiskBudget;
 use crate::record::{NewMessage, MAX_ATTR};
 use crate::segment::{self, Segment};
 use crate::{QueueError, QueuesConfig};
@@ -31,6 +32,9 @@ pub struct QueueStats {
     pub next_offset: u64,
     pub messages: u64,
     pub bytes: u64,
+    /// What its segment files take on disk (preallocated, the next one included when it
+    /// is prepared ahead): what counts against `queue_limits.max_total_bytes`.
+    pub disk_bytes: u64,
     pub segments: usize,
     /// Offsets whose records were found corrupt and are never served.
     pub corrupt: u64,
@@ -51,13 +55,15 @@ pub struct Queue<D: Disk = OsDisk> {
 
 impl<D: Disk> Queue<D> {
     /// Opens (recovering) or creates the queue stored in `dir`, a directory that exists
-    /// durably. Blocking: disk work.
+    /// durably. Its segment files are counted in `budget`, whatever its bound: what is
+    /// stored is never refused. Blocking: disk work.
     pub(crate) fn open(
         name: &str,
         spec: QueueSpec,
         dir: &Path,
         dlq: Option<Arc<Queue<D>>>,
         config: &QueuesConfig<D>,
+        budget: &Arc<DiskBudget>,
     ) -> Result<Queue<D>, QueueError> {
         let disk = &config.disk;
         // Records written under a larger max_message_bytes or segment_bytes stay readable:
@@ -87,8 +93,12 @@ impl<D: Disk> Queue<D> {
         if segments.is_empty() {
             let file = segment::prepare(disk, dir, spec.segment_bytes)
                 .map_err(|e| QueueError::io("preallocate a segment", e))?;
-            segments.push(segment::install(disk, dir, file, 0).map_err(|e| QueueError::io("install a segment", e))?);
+            segments.push(
+                segment::install(disk, dir, file, 0, spec.segment_bytes)
+                    .map_err(|e| QueueError::io("install a segment", e))?,
+            );
         }
+        let charged: u64 = segments.iter().map(|s| s.size).sum();
         let corrupt: u64 = recovered.corrupt.iter().map(|c| c.to - c.from).sum();
         let first_offset = segments[0].base;
         let next_offset = segments.last().map_or(0, Segment::next_offset);
@@ -125,13 +135,18 @@ impl<D: Disk> Queue<D> {
             cache: VecDeque::new(),
             cache_bytes: 0,
         };
-        let shared = Arc::new(QueueCore::new(name, spec, dir, config, inner));
+        budget.charge(charged);
+        let shared = Arc::new(QueueCore::new(name, spec, dir, config, inner, budget.clone(), charged));
         let pipe = Arc::new(Pipe::new(writer));
         let (thread_shared, thread_pipe) = (shared.clone(), pipe.clone());
         let handle = std::thread::Builder::new()
             .name(format!("queue-{name}"))
             .spawn(move || leader::run_thread(&thread_shared, &thread_pipe))
-            .map_err(|e| QueueError::io("start the writer thread", e))?;
+            .map_err(|e| {
+                // What it took of the budget goes back.
+                shared.release_all();
+                QueueError::io("start the writer thread", e)
+            })?;
         Ok(Queue {
             shared,
             pipe,
@@ -183,6 +198,9 @@ impl<D: Disk> Queue<D> {
     /// Queues a write; with `lead`, commits it (and whatever else waits) right here when
     /// no other leader is at work and the runtime allows blocking in place.
     pub(crate) fn submit(&self, write: Write, lead: bool) -> Result<(), QueueError> {
+        if self.shared.is_deleted() {
+            return Err(QueueError::UnknownQueue(self.shared.name.clone()));
+        }
         self.pipe.submit(&self.shared, write, lead)
     }
 
@@ -269,6 +287,7 @@ impl<D: Disk> Queue<D> {
             next_offset: tail,
             messages: tail - inner.first_offset,
             bytes: inner.segments.iter().map(|s| s.written).sum(),
+            disk_bytes: self.shared.charged(),
             segments: inner.segments.len(),
             corrupt: inner.corrupt,
             repairs: inner.repairs.clone(),

@@ -8,17 +8,17 @@ use strata_manifest::QueueSpec;
 use strata_os::clock::now_ms;
 use strata_os::disk::Disk;
 
-use crate::index::Inner;
+use crate::index::{Inner, QueueCore};
 use crate::segment;
 
 /// Drops segments every group is done with, and segments past the retention limits, from
-/// the index; their paths go to `dropped`, for [`remove`].
+/// the index; their paths and sizes go to `dropped`, for [`remove`].
 pub(crate) fn reclaim<D: Disk>(
     inner: &mut Inner<D>,
     spec: &QueueSpec,
     dir: &Path,
     active_base: u64,
-    dropped: &mut Vec<PathBuf>,
+    dropped: &mut Vec<(PathBuf, u64)>,
 ) {
     let min_floor = inner.groups.values().map(|g| g.floor).min();
     let now = now_ms();
@@ -41,7 +41,7 @@ pub(crate) fn reclaim<D: Disk>(
         }
         let s = inner.segments.pop_front().expect("front exists");
         total -= s.written;
-        dropped.push(segment::segment_path(dir, s.base));
+        dropped.push((segment::segment_path(dir, s.base), s.size));
         inner.cache.retain(|c| c.base != s.base);
         inner.cache_bytes = inner.cache.iter().map(|c| c.data.len()).sum();
         first_changed = true;
@@ -55,11 +55,13 @@ pub(crate) fn reclaim<D: Disk>(
     }
 }
 
-/// Deletes the files of segments [`reclaim`] dropped.
-pub(crate) fn remove<D: Disk>(disk: &D, queue: &str, dropped: Vec<PathBuf>) {
-    for path in dropped {
-        if let Err(e) = disk.remove_file(&path) {
-            tracing::warn!(queue = %queue, "remove {}: {e}", path.display());
+/// Deletes the files of segments [`reclaim`] dropped; what they took of the disk budget
+/// goes back.
+pub(crate) fn remove<D: Disk>(shared: &QueueCore<D>, dropped: Vec<(PathBuf, u64)>) {
+    for (path, size) in dropped {
+        match shared.disk.remove_file(&path) {
+            Ok(()) => shared.release(size),
+            Err(e) => tracing::warn!(queue = %shared.name, "remove {}: {e}", path.display()),
         }
     }
 }

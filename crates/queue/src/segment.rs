@@ -27,6 +27,8 @@ pub(crate) struct Segment<D: Disk> {
     pub index: Vec<Slot>,
     /// End of the written part.
     pub written: u64,
+    /// The file's size (preallocated): what it takes on disk.
+    pub size: u64,
     pub first_timestamp_ms: u64,
     pub last_timestamp_ms: u64,
 }
@@ -52,19 +54,44 @@ pub(crate) fn prepare<D: Disk>(disk: &D, dir: &Path, size: u64) -> io::Result<D:
     Ok(file)
 }
 
-/// Renames a prepared file into place as the segment starting at `base`.
-pub(crate) fn install<D: Disk>(disk: &D, dir: &Path, file: D::File, base: u64) -> io::Result<Segment<D>> {
+/// Removes a prepared file that will not be installed (what a failed preparation left).
+pub(crate) fn discard_prepared<D: Disk>(disk: &D, dir: &Path) {
+    let _ = disk.remove_file(&dir.join(PREPARED));
+}
+
+/// Renames a prepared file of `size` bytes into place as the segment starting at `base`,
+/// durably. When the directory cannot be synced, the new name is taken back (see
+/// [`uninstall`]) before the error is returned.
+pub(crate) fn install<D: Disk>(disk: &D, dir: &Path, file: D::File, base: u64, size: u64) -> io::Result<Segment<D>> {
     let path = segment_path(dir, base);
     disk.rename(&dir.join(PREPARED), &path)?;
-    disk.sync_dir(dir)?;
+    if let Err(e) = disk.sync_dir(dir) {
+        return Err(match uninstall(disk, dir, &[base]) {
+            Ok(()) => e,
+            Err(undo) => io::Error::new(undo.kind(), format!("{e}, then taking the new segment back: {undo}")),
+        });
+    }
     Ok(Segment {
         base,
         file: Arc::new(file),
         index: Vec::new(),
         written: 0,
+        size,
         first_timestamp_ms: 0,
         last_timestamp_ms: 0,
     })
+}
+
+/// Removes installed segments that never held a record, durably (the directory synced):
+/// an empty segment left behind would make open restart the offsets at its base.
+pub(crate) fn uninstall<D: Disk>(disk: &D, dir: &Path, bases: &[u64]) -> io::Result<()> {
+    for &base in bases {
+        match disk.remove_file(&segment_path(dir, base)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    disk.sync_dir(dir)
 }
 
 /// A stretch of offsets whose records could not be read.
@@ -127,6 +154,7 @@ pub(crate) fn recover<D: Disk>(disk: &D, dir: &Path, recent_since_ms: u64) -> io
             file: Arc::new(file),
             index: Vec::new(),
             written: 0,
+            size: buf.len() as u64,
             first_timestamp_ms: 0,
             last_timestamp_ms: 0,
         };
@@ -192,7 +220,31 @@ pub(crate) fn recover<D: Disk>(disk: &D, dir: &Path, recent_since_ms: u64) -> io
         seg.written = pos as u64;
         out.segments.push(seg);
     }
+    drop_stray_segments(disk, dir, &mut out.segments)?;
     Ok(out)
+}
+
+/// Drops empty segments whose base is below the end of the segment before them: a
+/// segment installed for a roll that failed and was taken back, whose removal a crash
+/// kept from the disk. Left in place it would make the queue restart its offsets at its
+/// base, handing out offsets again.
+fn drop_stray_segments<D: Disk>(disk: &D, dir: &Path, segments: &mut Vec<Segment<D>>) -> io::Result<()> {
+    let mut end = 0;
+    let mut stray = Vec::new();
+    segments.retain(|s| {
+        let keep = !(s.index.is_empty() && s.base < end);
+        if keep {
+            end = s.next_offset();
+        } else {
+            stray.push(s.base);
+        }
+        keep
+    });
+    if !stray.is_empty() {
+        tracing::warn!(dir = %dir.display(), ?stray, "removing empty segments left by a roll that was taken back");
+        uninstall(disk, dir, &stray)?;
+    }
+    Ok(())
 }
 
 fn index_record<D: Disk>(

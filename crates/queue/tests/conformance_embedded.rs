@@ -55,4 +55,5 @@ checks!(
     request_reply_round_trip_and_deadline,
     concurrent_publishers_keep_their_order,
     bad_input_is_refused_and_loses_nothing,
+    delete_ends_a_queue_and_spares_declared_ones,
 );

@@ -82,9 +82,10 @@
 //!   [`StoreConfig::change_capacity`] changes gets `RecvError::Lagged` and must re-read;
 //!   nothing is replayed after a restart.
 //! - **Blobs** stream in and out without holding a whole body in memory (chunks of
-//!   [`BLOB_CHUNK`] bytes, a few in flight). The ETag is the hex SHA-256 of the body. A
-//!   reader that opened a blob keeps reading the body it opened even if the blob is
-//!   replaced or deleted meanwhile.
+//!   [`BLOB_CHUNK`] bytes, a few in flight), up to [`StoreConfig::max_blob_bytes`] (5 GiB
+//!   by default; a longer body is refused while it streams and leaves nothing). The ETag
+//!   is the hex SHA-256 of the body. A reader that opened a blob keeps reading the body it
+//!   opened even if the blob is replaced or deleted meanwhile.
 //! - **Async runtime.** No call does disk work or long CPU work on the async runtime:
 //!   writes wait on the writer thread; reads (`get`, `list`, `get_blob`, ...) run on
 //!   tokio's blocking pool (a read is usually a lookup in the overlay or redb's page
@@ -148,6 +149,10 @@ pub enum StoreError {
     Conflict { current: Option<u64> },
     #[error("the value is {size} bytes, over the limit of {limit}")]
     TooLarge { size: u64, limit: u64 },
+    /// A blob body went past the store's limit while it streamed in; nothing of it was
+    /// kept.
+    #[error("the blob is over the store's limit of {limit} bytes (store.max_blob_bytes in the manifest); nothing of it was kept")]
+    BlobTooLarge { limit: u64 },
     /// A namespace, key, name, prefix, content type or limit that is not allowed.
     #[error("{0}")]
     BadInput(String),

@@ -49,6 +49,10 @@ pub struct StoreConfig {
     /// Size of a write-ahead log file before the log moves to the other one, after a
     /// checkpoint (64 MiB).
     pub wal_file_bytes: u64,
+    /// Largest blob body `put_blob` takes (5 GiB; `store.max_blob_bytes` in the
+    /// manifest). An upload going past it is refused while it streams
+    /// ([`StoreError::BlobTooLarge`]) and nothing of it is kept.
+    pub max_blob_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -58,6 +62,7 @@ impl Default for StoreConfig {
             cache_bytes: 64 << 20,
             change_capacity: 4096,
             wal_file_bytes: WAL_FILE_BYTES,
+            max_blob_bytes: 5 << 30,
         }
     }
 }
@@ -333,7 +338,9 @@ impl Store {
     /// body, to fail early, and for good by the writer); answers its metadata once the
     /// body and the metadata are durable. Memory stays bounded (a few chunks of
     /// [`BLOB_CHUNK`] bytes) whatever the size. An empty `content_type` is stored as
-    /// `application/octet-stream`.
+    /// `application/octet-stream`. A body longer than [`StoreConfig::max_blob_bytes`] is
+    /// refused as soon as it passes it ([`StoreError::BlobTooLarge`]): nothing of it is
+    /// kept, and the temporary file is gone when the error is returned.
     ///
     /// Dropping the future before the body ended writes nothing (the temporary file is
     /// removed); once the body ended, the write goes ahead even if the future is dropped.
@@ -368,6 +375,8 @@ impl Store {
         };
         let writer = self.tx.clone();
         tokio::task::spawn_blocking(move || ingest_and_commit(upload, rx, content_type, cond, writer, done));
+        let limit = self.config.max_blob_bytes;
+        let mut total = 0u64;
         let mut buf = BytesMut::new();
         loop {
             buf.reserve(BLOB_CHUNK);
@@ -381,6 +390,14 @@ impl Store {
                 if n == 0 {
                     ended = true;
                     break;
+                }
+                total += n as u64;
+                if total > limit {
+                    // Abandoned: the blocking side removes what it wrote, then drops its
+                    // answer, which is what is waited for here.
+                    drop(chunks);
+                    let _ = answer.await;
+                    return Err(StoreError::BlobTooLarge { limit });
                 }
             }
             // A failed send means the blocking side stopped on a disk error: its answer

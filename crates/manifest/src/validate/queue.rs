@@ -12,6 +12,11 @@ const MAX_RETENTION_S: u64 = 100 * 365 * 24 * 3600;
 const MAX_RETENTION_BYTES: u64 = 1 << 50;
 /// Most deliveries before dead-lettering (0: never).
 const MAX_DELIVERIES: u32 = 1_000_000;
+/// Most queues a node may be allowed.
+const MAX_QUEUES: u64 = 100_000;
+/// Smallest and largest segment file.
+const MIN_SEGMENT: u64 = 64 << 10;
+const MAX_SEGMENT: u64 = 1 << 30;
 
 /// A queue or consumer group name: it names a directory, so a restricted alphabet.
 pub fn is_queue_name(name: &str) -> bool {
@@ -70,7 +75,7 @@ pub(super) fn check_queue_into(name: &str, spec: &QueueSpec, path: &FieldPath, p
         u64::from(MAX_DELIVERIES),
         "deliveries",
     ));
-    if !(64 << 10..=1 << 30).contains(&spec.segment_bytes) {
+    if !(MIN_SEGMENT..=MAX_SEGMENT).contains(&spec.segment_bytes) {
         p.add(invalid(
             path.key("segment_bytes"),
             "between 65536 and 1073741824 bytes",
@@ -99,6 +104,52 @@ pub(super) fn check_queue_into(name: &str, spec: &QueueSpec, path: &FieldPath, p
     }
     if let Some(age) = spec.retention.max_age_s {
         p.check(within(retention.key("max_age_s"), age, 1, MAX_RETENTION_S, "seconds"));
+    }
+}
+
+/// Every declared queue, and the node-wide bounds (`queue_limits`) with what the
+/// declared queues need of them.
+pub(super) fn check_queues(m: &Manifest, root: &FieldPath, p: &mut Problems) {
+    for (name, spec) in &m.queues {
+        check_queue_into(name, spec, &root.key("queues").key(name), p);
+    }
+    let limits = &m.queue_limits;
+    let path = root.key("queue_limits");
+    let count_ok = p.check(within(
+        path.key("max_queues"),
+        u64::from(limits.max_queues),
+        1,
+        MAX_QUEUES,
+        "queues",
+    ));
+    if count_ok && m.queues.len() as u64 > u64::from(limits.max_queues) {
+        p.add(invalid(
+            root.key("queues"),
+            format!("at most queue_limits.max_queues ({}) queues", limits.max_queues),
+            format!("{} queues", m.queues.len()),
+        ));
+    }
+    if !(MIN_SEGMENT..=MAX_SEGMENT).contains(&limits.max_segment_bytes) {
+        p.add(invalid(
+            path.key("max_segment_bytes"),
+            format!("between {MIN_SEGMENT} and {MAX_SEGMENT} bytes"),
+            limits.max_segment_bytes.to_string(),
+        ));
+    }
+    if let Some(total) = limits.max_total_bytes {
+        // Each queue and its dead-letter queue hold one preallocated segment at least.
+        let declared: u64 = m.queues.values().map(|q| q.segment_bytes.saturating_mul(2)).sum();
+        let least = declared.max(2 * MIN_SEGMENT);
+        if !(least..=MAX_RETENTION_BYTES).contains(&total) {
+            p.add(invalid(
+                path.key("max_total_bytes"),
+                format!(
+                    "between {least} and {MAX_RETENTION_BYTES} bytes (at least two segments, the queue's and its \
+                     dead-letter queue's, for each declared queue)"
+                ),
+                total.to_string(),
+            ));
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //!   it was to cover, some may have reached the disk, the others never will though they
 //!   stay readable, and the next sync succeeds (a failing directory sync may or may not
 //!   have made its names durable);
+//! - **fail an open** with an error such as `EMFILE` or `ENOSPC` ([`FaultDisk::fail_opens`]);
 //! - return **short reads** ([`FaultDisk::short_reads`]);
 //! - **flip bits**: on the way out of a read, once ([`FaultDisk::flip_on_read`]), or in the
 //!   stored bytes for good ([`FaultDisk::flip_bit`]).
@@ -79,6 +80,12 @@ struct State {
     flip_next_reads: u32,
     /// The paths whose sync was made to fail, in order.
     failed_syncs: Vec<PathBuf>,
+    /// (opens still to fail, the end of the path, the error number) of
+    /// [`FaultDisk::fail_opens`].
+    fail_open: Option<(u32, PathBuf, i32)>,
+    /// Directories renamed since the directory holding their new name was last synced:
+    /// (from, to). A power cut puts them back under their old name.
+    dir_renames: Vec<(PathBuf, PathBuf)>,
     counts: FaultCounts,
 }
 
@@ -148,6 +155,8 @@ impl FaultDisk {
             flip_on_read: 0,
             flip_next_reads: 0,
             failed_syncs: Vec::new(),
+            fail_open: None,
+            dir_renames: Vec::new(),
             counts: FaultCounts::default(),
         };
         FaultDisk {
@@ -204,6 +213,13 @@ impl FaultDisk {
     /// or none of them.
     pub fn fail_sync(&self, after: u64, path_end: &str) {
         self.state().fail_sync = Some((after, PathBuf::from(path_end)));
+    }
+
+    /// The next `times` opens of a path ending with `path_end` (whole components; `""`
+    /// for any) fail with the error number `errno` (`libc::EMFILE`: out of file
+    /// descriptors, `libc::ENOSPC`: no space to create the file) and change nothing.
+    pub fn fail_opens(&self, times: u32, path_end: &str, errno: i32) {
+        self.state().fail_open = (times > 0).then(|| (times, PathBuf::from(path_end), errno));
     }
 
     /// Whether an armed failing sync is still to come.
@@ -324,6 +340,9 @@ impl Disk for FaultDisk {
         let mut state = self.state();
         state.live(self.boot)?;
         state.check_inside(path)?;
+        if let Some(errno) = state.open_fails(path) {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
         state.parent_exists(path)?;
         let ino = match (state.file(path), how) {
             (Ok(ino), Open::Existing | Open::Create) => ino,
@@ -398,6 +417,9 @@ impl Disk for FaultDisk {
         let mut state = self.state();
         state.live(self.boot)?;
         state.check_inside(to)?;
+        if state.names.get(from) == Some(&Node::Dir) {
+            return state.rename_dir(self.boot, from, to);
+        }
         let ino = state.file(from)?;
         state.parent_exists(to)?;
         if state.names.get(to) == Some(&Node::Dir) {
@@ -421,6 +443,24 @@ impl Disk for FaultDisk {
         Ok(())
     }
 
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.live(self.boot)?;
+        state.check_inside(dir)?;
+        if state.names.get(dir) != Some(&Node::Dir) {
+            return Err(not_found(dir));
+        }
+        if state.names.keys().any(|p| p.parent() == Some(dir)) {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("{} is not empty", dir.display()),
+            ));
+        }
+        state.change(self.boot)?;
+        state.names.remove(dir);
+        Ok(())
+    }
+
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.state();
         state.live(self.boot)?;
@@ -437,6 +477,8 @@ impl Disk for FaultDisk {
         if state.implicit(dir) && dir != state.root {
             return if failed { Err(eio()) } else { Ok(()) };
         }
+        // Renames into this directory are durable now.
+        state.dir_renames.retain(|(_, to)| to.parent() != Some(dir));
         let State { names, durable, .. } = &mut *state;
         durable.retain(|p, _| p.parent() != Some(dir));
         for (p, n) in names.iter() {

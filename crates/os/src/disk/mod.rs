@@ -72,10 +72,14 @@ pub trait Disk: Clone + Send + Sync + 'static {
     /// after [`Disk::sync_dir`] of its parent.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
 
-    /// Renames a file, replacing `to` if it exists.
+    /// Renames a file, replacing `to` if it exists; or a directory, with what it holds,
+    /// to a name not in use. Durable once the directory holding `to` is synced.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
 
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+
+    /// Removes an empty directory; durable once its parent is synced.
+    fn remove_dir(&self, dir: &Path) -> io::Result<()>;
 
     /// Makes the names in `dir` (files created, renamed or removed there) durable.
     /// Syncing a file makes its contents durable, not its name.
@@ -188,6 +192,10 @@ impl Disk for OsDisk {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
+    }
+
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        fs::remove_dir(dir)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -313,5 +321,8 @@ mod tests {
         assert_eq!(disk.open(&sub.join("g"), Open::Truncate).unwrap().size().unwrap(), 0);
         disk.remove_file(&sub.join("g")).unwrap();
         assert!(disk.list(&sub).unwrap().is_empty());
+        disk.rename(&sub, &dir.path().join("a/c")).unwrap();
+        disk.remove_dir(&dir.path().join("a/c")).unwrap();
+        assert!(disk.list(&dir.path().join("a")).unwrap().is_empty());
     }
 }

@@ -22,7 +22,7 @@ pub trait Open: Sync {
 }
 
 /// Every check, by name, for a runner that wants them all.
-pub const CHECKS: [&str; 8] = [
+pub const CHECKS: [&str; 9] = [
     "groups_have_their_own_positions",
     "expired_lease_redelivers_with_its_count_and_nack_at_once",
     "long_poll_wakes_on_publish",
@@ -31,6 +31,7 @@ pub const CHECKS: [&str; 8] = [
     "request_reply_round_trip_and_deadline",
     "concurrent_publishers_keep_their_order",
     "bad_input_is_refused_and_loses_nothing",
+    "delete_ends_a_queue_and_spares_declared_ones",
 ];
 
 pub fn spec() -> QueueSpec {
@@ -360,4 +361,46 @@ pub async fn bad_input_is_refused_and_loses_nothing(open: &dyn Open) {
     let got = q.fetch("g", fetch_all()).await.unwrap();
     assert_eq!(got.len(), 1, "the refused batch stored nothing");
     assert_eq!(got[0].payload, &b"kept"[..]);
+}
+
+/// `q` is declared (the factory opens the backend with it): the manifest's, never
+/// deleted. A queue created at run time is deleted with its dead-letter queue and every
+/// message; a fetch waiting on it ends; its name can be used again, empty.
+pub async fn delete_ends_a_queue_and_spares_declared_ones(open: &dyn Open) {
+    let queues = open.open(spec()).await;
+    assert_eq!(queues.delete("q").await, Err(QueueError::Declared("q".into())));
+    assert!(matches!(queues.delete("q.dlq").await, Err(QueueError::BadInput(_))));
+    assert!(queues.get("q").is_ok());
+    let (temp, created) = queues.create("temp", spec()).await.unwrap();
+    assert!(created);
+    temp.publish(vec![NewMessage::new(&b"doomed"[..])]).await.unwrap();
+    temp.fetch("g", fetch_all()).await.unwrap();
+    let waiter = {
+        let temp = temp.clone();
+        tokio::spawn(async move {
+            temp.fetch(
+                "g",
+                FetchOptions {
+                    wait: Duration::from_secs(300),
+                    ..FetchOptions::default()
+                },
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    queues.delete("temp").await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("the waiting fetch ends")
+        .unwrap();
+    assert!(matches!(ended, Err(QueueError::UnknownQueue(_))), "{ended:?}");
+    assert!(matches!(queues.get("temp"), Err(QueueError::UnknownQueue(_))));
+    assert!(matches!(queues.get("temp.dlq"), Err(QueueError::UnknownQueue(_))));
+    assert!(!queues.list().iter().any(|q| q.name().starts_with("temp")));
+    assert!(matches!(queues.delete("temp").await, Err(QueueError::UnknownQueue(_))));
+    let (again, created) = queues.create("temp", spec()).await.unwrap();
+    assert!(created);
+    assert!(again.fetch("g", fetch_all()).await.unwrap().is_empty());
+    assert!(queues.get("q").is_ok(), "the declared queue is untouched");
 }

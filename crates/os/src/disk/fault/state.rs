@@ -88,6 +88,11 @@ impl State {
     /// The power goes: the names and contents become what was synced (plus, `torn`, a
     /// random part of what was not), and every handle of this boot is dead.
     pub(super) fn cut(&mut self, torn: bool) {
+        // A directory renamed and not made durable under its new name is found under its
+        // old one, with what it holds.
+        for (from, to) in std::mem::take(&mut self.dir_renames).into_iter().rev() {
+            rekey(&mut self.durable, &to, &from, false);
+        }
         let mut names = BTreeMap::new();
         // Parents sort before their children: a name survives if its parent did.
         for (path, node) in &self.durable {
@@ -127,6 +132,45 @@ impl State {
         self.counts.power_cuts += 1;
     }
 
+    /// Renames directory `from`, and every name under it, to `to` (which must not
+    /// exist). What the directory holds keeps its durability (it belongs to the
+    /// directory, not to its name); the new name itself is durable once its parent is
+    /// synced.
+    pub(super) fn rename_dir(&mut self, boot: u64, from: &Path, to: &Path) -> io::Result<()> {
+        self.parent_exists(to)?;
+        if to.starts_with(from) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is inside {}", to.display(), from.display()),
+            ));
+        }
+        if self.names.contains_key(to) || self.implicit(to) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", to.display()),
+            ));
+        }
+        self.change(boot)?;
+        rekey(&mut self.names, from, to, true);
+        rekey(&mut self.durable, from, to, false);
+        self.dir_renames.push((from.to_path_buf(), to.to_path_buf()));
+        Ok(())
+    }
+
+    /// Whether this open is one armed to fail, and with which error number.
+    pub(super) fn open_fails(&mut self, path: &Path) -> Option<i32> {
+        let (left, end, errno) = self.fail_open.as_mut()?;
+        if !path.ends_with(&*end) {
+            return None;
+        }
+        let errno = *errno;
+        *left -= 1;
+        if *left == 0 {
+            self.fail_open = None;
+        }
+        Some(errno)
+    }
+
     /// Whether this sync is the one armed to fail (`paths`: the names it covers).
     pub(super) fn sync_fails(&mut self, paths: &[&Path]) -> bool {
         let Some((left, part)) = &mut self.fail_sync else {
@@ -151,5 +195,25 @@ impl State {
             .filter(|(_, n)| **n == Node::File(ino))
             .map(|(p, _)| p.as_path())
             .collect()
+    }
+}
+
+/// Moves every name under `from` to the same place under `to`; with `itself`, `from`'s
+/// own entry too.
+fn rekey(names: &mut BTreeMap<PathBuf, Node>, from: &Path, to: &Path, itself: bool) {
+    let moved: Vec<PathBuf> = names
+        .keys()
+        .filter(|p| p.starts_with(from) && (itself || *p != from))
+        .cloned()
+        .collect();
+    for old in moved {
+        let node = names.remove(&old).expect("listed");
+        let rest = old.strip_prefix(from).expect("under from");
+        let new = if rest.as_os_str().is_empty() {
+            to.to_path_buf()
+        } else {
+            to.join(rest)
+        };
+        names.insert(new, node);
     }
 }

@@ -166,3 +166,56 @@ fn paths_outside_the_root_are_refused() {
     disk.create_dir_all(&root()).unwrap();
     disk.sync_dir(Path::new("/")).unwrap();
 }
+
+#[test]
+fn an_armed_open_fails_with_its_error_and_changes_nothing() {
+    let disk = FaultDisk::new(&root(), 1);
+    let dir = root().join("q");
+    disk.create_dir_all(&dir).unwrap();
+    disk.fail_opens(2, "next.tmp", libc::EMFILE);
+    // Other paths open as usual.
+    disk.open(&dir.join("a"), Open::Create).unwrap();
+    for _ in 0..2 {
+        let e = disk.open(&dir.join("next.tmp"), Open::Truncate).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+    }
+    assert_eq!(disk.list(&dir).unwrap(), [OsString::from("a")]);
+    disk.open(&dir.join("next.tmp"), Open::Truncate).unwrap();
+}
+
+#[test]
+fn a_directory_renamed_keeps_its_files_and_is_durable_once_its_parent_is_synced() {
+    let disk = FaultDisk::new(&root(), 1);
+    let dir = root().join("q");
+    disk.create_dir_all(&dir).unwrap();
+    disk.sync_dir(&root()).unwrap();
+    let f = disk.open(&dir.join("a"), Open::Create).unwrap();
+    f.write_all_at(b"data", 0).unwrap();
+    f.sync_data().unwrap();
+    disk.sync_dir(&dir).unwrap();
+    let moved = root().join(".gone");
+    disk.rename(&dir, &moved).unwrap();
+    assert_eq!(read_all(&disk, &moved.join("a")), b"data");
+    assert!(disk.list(&dir).is_err());
+    // Not synced: the cut finds it under its old name, files and all.
+    disk.power_cut();
+    let disk = disk.restart();
+    assert_eq!(read_all(&disk, &dir.join("a")), b"data");
+    disk.rename(&dir, &moved).unwrap();
+    disk.sync_dir(&root()).unwrap();
+    disk.power_cut();
+    let disk = disk.restart();
+    assert_eq!(disk.list(&root()).unwrap(), [OsString::from(".gone")]);
+    assert_eq!(read_all(&disk, &moved.join("a")), b"data");
+    // Removed: only once empty, and for good once the parent is synced.
+    assert_eq!(
+        disk.remove_dir(&moved).unwrap_err().kind(),
+        io::ErrorKind::DirectoryNotEmpty
+    );
+    disk.remove_file(&moved.join("a")).unwrap();
+    disk.remove_dir(&moved).unwrap();
+    disk.sync_dir(&root()).unwrap();
+    disk.power_cut();
+    let disk = disk.restart();
+    assert!(disk.list(&root()).unwrap().is_empty());
+}
