@@ -216,7 +216,7 @@ async fn run_once(
         .join("run")
         .join(std::process::id().to_string())
         .join(format!("{id}.{launch_no}"));
-    let launched = launch(shared, ctx, id, &scratch);
+    let launched = launch(shared, ctx, id, launch_no, &scratch);
     let (mut proc, addr, log) = match launched {
         Ok(ok) => ok,
         Err(e) => {
@@ -228,11 +228,10 @@ async fn run_once(
             };
         }
     };
-    shared.guard.watch(proc.pid);
     {
         let mut s = status.lock().unwrap();
         s.state = InstanceState::Starting;
-        s.pid = Some(proc.pid);
+        s.pid = Some(proc.program_pid);
         s.port = Some(addr.port());
         s.detail = None;
         s.domain = ctx.spec.placement.spread.as_ref().map(|label| {
@@ -249,7 +248,7 @@ async fn run_once(
         &ctx.name,
         Some(id),
         EventKind::Launched,
-        format!("launched pid {} on port {}", proc.pid, addr.port()),
+        format!("launched pid {} on port {}", proc.program_pid, addr.port()),
     );
     let end = supervise(shared, ctx, id, &mut proc, addr, status, stop, started).await;
     ctx.pool.leave(id);
@@ -274,8 +273,8 @@ async fn run_once(
             RunEnd::Stopped
         }
         Supervised::Exited(reason) => {
-            // The leader is gone; anything it left in its group goes too.
-            process::signal_group(proc.pid, libc::SIGKILL);
+            // The leader is gone; anything it left (in its group or not) goes too.
+            proc.clear().await;
             RunEnd::Failed {
                 reason,
                 ran: started.elapsed(),
@@ -283,8 +282,7 @@ async fn run_once(
             }
         }
         Supervised::NeverReady(reason) => {
-            process::signal_group(proc.pid, libc::SIGKILL);
-            let _ = proc.child.wait().await;
+            proc.kill_and_clear().await;
             RunEnd::Failed {
                 reason,
                 ran: started.elapsed(),
@@ -292,8 +290,7 @@ async fn run_once(
             }
         }
         Supervised::Kill(reason) => {
-            process::signal_group(proc.pid, libc::SIGKILL);
-            let _ = proc.child.wait().await;
+            proc.kill_and_clear().await;
             RunEnd::Failed {
                 reason,
                 ran: started.elapsed(),
@@ -301,7 +298,6 @@ async fn run_once(
             }
         }
     };
-    shared.guard.forget(proc.pid);
     let _ = std::fs::remove_dir_all(&scratch);
     end
 }
@@ -474,6 +470,7 @@ fn launch(
     shared: &AppContext,
     ctx: &ServiceCtx,
     id: &str,
+    launch_no: u64,
     scratch: &Path,
 ) -> Result<(Process, SocketAddr, process::RunLog)> {
     std::fs::create_dir_all(scratch).with_context(|| format!("create scratch dir {}", scratch.display()))?;
@@ -500,12 +497,16 @@ fn launch(
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).context("create log dir")?;
     }
-    let (proc, run_log) = process::launch(Launch {
-        argv: &argv,
-        workdir: &ctx.workdir,
-        env: &env,
-        log: &log,
-    })?;
+    let (proc, run_log) = process::launch(
+        &shared.guard,
+        Launch {
+            name: &format!("{id}.{launch_no}"),
+            argv: &argv,
+            workdir: &ctx.workdir,
+            env: &env,
+            log: &log,
+        },
+    )?;
     Ok((proc, addr, run_log))
 }
 

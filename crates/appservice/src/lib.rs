@@ -5,7 +5,8 @@
 //! - `service`: one supervisor per service: setup step, bindings, desired count.
 //! - `instance`: the life of one instance slot: place, launch, ready, live, restart.
 //! - `process`: the process driver (own process group, signals, exit status).
-//! - `guard`: a watchdog process that kills every instance if strata itself dies.
+//! - `guard`: containment of every process an instance starts (a cgroup per launch, or
+//!   a subreaper shim), and the orphan guard that kills them all if strata itself dies.
 //! - `probe`: readiness and liveness checks (health path or port accept), as a
 //!   well-behaved client: one request with `Connection: close`, the reply read whole, a
 //!   clean close; the outcome says why a check failed.
@@ -14,9 +15,9 @@
 //! - `events`: what happened and why, for the CLI and `strata events`.
 //!
 //! Invariants: a ready instance is a member of its pool in the bus and nothing else is;
-//! every child process is in its own process group, registered with the guard while it
-//! lives; nothing here speaks HTTP beyond the health probe (one GET, its reply read to
-//! its end).
+//! every child process is in its own process group and, with all it starts, in its
+//! container from before its first instruction; nothing here speaks HTTP beyond the
+//! health probe (one GET, its reply read to its end).
 
 mod capacity;
 mod events;

@@ -1,4 +1,5 @@
-//! The process driver: an instance is a child process in its own process group.
+//! The process driver: an instance is a child process in its own process group, held
+//! with everything it starts in a container (`guard`: a cgroup, or a subreaper shim).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -9,16 +10,76 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::process::{Child, Command};
 
+use crate::guard::{Container, Guard};
+
+/// After the whole tree was killed, the leader is waited for at most this long before
+/// it is sent SIGKILL itself (a shim that does not end its tree).
+const KILLED_WAIT: Duration = Duration::from_secs(10);
+
 pub(crate) struct Launch<'a> {
+    /// What runs, for the container's name: an instance id with its launch number, or a
+    /// setup step.
+    pub name: &'a str,
     pub argv: &'a [String],
     pub workdir: &'a Path,
     pub env: &'a BTreeMap<String, String>,
     pub log: &'a Path,
 }
 
+/// A launched process: the leader of its process group, in its container.
 pub(crate) struct Process {
     pub child: Child,
+    /// The spawned process: the leader of the group (the shim, under a shim).
     pub pid: u32,
+    /// The program's own pid, as `ps` shows it (under a shim, the shim's child).
+    pub program_pid: u32,
+    container: Container,
+    /// Whether the container was emptied and removed.
+    cleared: bool,
+}
+
+impl Process {
+    /// Kills the program and everything it started, now; its end is still to be waited
+    /// for.
+    pub fn kill(&mut self) {
+        let running = matches!(self.child.try_wait(), Ok(None));
+        self.container.kill(self.pid, running);
+    }
+
+    /// Kills the whole tree and waits for the leader to end; then [`Process::clear`].
+    pub async fn kill_and_clear(&mut self) -> Option<ExitStatus> {
+        self.kill();
+        let status = match tokio::time::timeout(KILLED_WAIT, self.child.wait()).await {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                tracing::warn!(pid = self.pid, "a killed instance did not end; sending it SIGKILL");
+                let _ = self.child.start_kill();
+                self.child.wait().await.ok()
+            }
+        };
+        self.clear().await;
+        status
+    }
+
+    /// Once the leader has ended: kills whatever it left, waits until nothing of its tree
+    /// is left, and removes its container.
+    pub async fn clear(&mut self) {
+        self.container.clear().await;
+        if matches!(self.container, Container::Shim) {
+            // A shim killed from outside leaves its program behind; its process group
+            // still finds it.
+            signal_group(self.pid, libc::SIGKILL);
+        }
+        self.cleared = true;
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if !self.cleared {
+            self.kill();
+        }
+    }
 }
 
 /// Where one run's output went: its log file, from the length it had at launch.
@@ -69,8 +130,9 @@ fn last_lines(path: &Path, start: u64, n: usize) -> std::io::Result<Vec<String>>
         .collect())
 }
 
-/// Starts the program in a new process group with stdout and stderr appended to `log`.
-pub(crate) fn launch(spec: Launch<'_>) -> Result<(Process, RunLog)> {
+/// Starts the program in a new process group, contained by `guard`, with stdout and
+/// stderr appended to `log`.
+pub(crate) fn launch(guard: &Guard, spec: Launch<'_>) -> Result<(Process, RunLog)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -82,19 +144,38 @@ pub(crate) fn launch(spec: Launch<'_>) -> Result<(Process, RunLog)> {
     };
     let log_err = log.try_clone().context("duplicate log file handle")?;
     let (program, args) = spec.argv.split_first().context("run is empty")?;
-    let child = Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .current_dir(spec.workdir)
         .envs(spec.env)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
-        .process_group(0)
-        .kill_on_drop(true)
+        .process_group(0);
+    let container = guard.contain(&mut cmd, spec.name)?;
+    let spawned = cmd
         .spawn()
-        .with_context(|| format!("start {program:?} in {}", spec.workdir.display()))?;
+        .with_context(|| format!("start {program:?} in {}", spec.workdir.display()));
+    let child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            container.discard();
+            return Err(e);
+        }
+    };
     let pid = child.id().context("child exited before its pid was read")?;
-    Ok((Process { child, pid }, run_log))
+    let program_pid = match container {
+        Container::Shim => strata_os::contain::shim::program_of(pid).unwrap_or(pid),
+        Container::Cgroup(_) => pid,
+    };
+    let process = Process {
+        child,
+        pid,
+        program_pid,
+        container,
+        cleared: false,
+    };
+    Ok((process, run_log))
 }
 
 /// Sends `signal` to the whole process group.
@@ -105,19 +186,20 @@ pub(crate) fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
-/// SIGTERM to the group, then SIGKILL after `grace` if the leader is still running; then
-/// SIGKILL to the group again so no child of the instance is left behind.
+/// SIGTERM to the group, then, after `grace` if the leader is still running, the whole
+/// tree is killed; then anything of the instance left (a daemon it started) is killed
+/// and its container removed.
 pub(crate) async fn stop(process: &mut Process, grace: Duration) -> Option<ExitStatus> {
-    signal_group(process.pid, libc::SIGTERM);
-    let status = match tokio::time::timeout(grace, process.child.wait()).await {
-        Ok(status) => status.ok(),
-        Err(_) => {
-            signal_group(process.pid, libc::SIGKILL);
-            process.child.wait().await.ok()
+    if matches!(process.child.try_wait(), Ok(None)) {
+        signal_group(process.pid, libc::SIGTERM);
+    }
+    match tokio::time::timeout(grace, process.child.wait()).await {
+        Ok(status) => {
+            process.clear().await;
+            status.ok()
         }
-    };
-    signal_group(process.pid, libc::SIGKILL);
-    status
+        Err(_) => process.kill_and_clear().await,
+    }
 }
 
 /// Says how a process ended, in words.

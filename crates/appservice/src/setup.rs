@@ -44,13 +44,16 @@ pub(crate) async fn run(shared: &AppContext, setup: Setup<'_>) -> Result<()> {
         format!("setup: {}", setup.argv.join(" ")),
     );
     let started = Instant::now();
-    let (mut proc, _) = process::launch(Launch {
-        argv: setup.argv,
-        workdir: setup.workdir,
-        env: setup.env,
-        log: &log,
-    })?;
-    shared.guard.watch(proc.pid);
+    let (mut proc, _) = process::launch(
+        &shared.guard,
+        Launch {
+            name: &format!("{}.setup", setup.service),
+            argv: setup.argv,
+            workdir: setup.workdir,
+            env: setup.env,
+            log: &log,
+        },
+    )?;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.tick().await;
     let status = loop {
@@ -64,8 +67,8 @@ pub(crate) async fn run(shared: &AppContext, setup: Setup<'_>) -> Result<()> {
             ),
         }
     };
-    process::signal_group(proc.pid, libc::SIGKILL);
-    shared.guard.forget(proc.pid);
+    // Whatever the step left running (a daemon it started) ends with it.
+    proc.clear().await;
     let status = status.context("wait for setup")?;
     if !status.success() {
         let tail = tail(&log, 10);

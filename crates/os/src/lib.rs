@@ -9,6 +9,9 @@
 //! - [`claim`]: an address for one server alone: a lock file per address and a probe
 //!   bind without `SO_REUSEPORT`, so a second server on a busy address is refused with
 //!   its holder named. [`listen::spawn`] claims before its workers bind.
+//! - [`contain`]: keeping a child and every process it starts together so that none
+//!   outlives it: a cgroup v2 per child (`cgroup.kill`) where the machine allows, else a
+//!   subreaper shim with a parent-death signal. Used by the App Service's process driver.
 //! - [`sockets`]: who listens where, from `/proc`: the holders of an address, the
 //!   addresses a process group listens on.
 //! - [`disk`]: the files the queue and the store write, behind a trait: `OsDisk` (std's
@@ -23,6 +26,7 @@
 
 pub mod claim;
 pub mod clock;
+pub mod contain;
 pub mod disk;
 pub mod fs;
 pub mod limits;

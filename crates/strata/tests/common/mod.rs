@@ -477,16 +477,16 @@ pub fn children(pid: i32) -> Vec<ProcStat> {
         .collect()
 }
 
-/// Live orphan guards started by `parent`: the `/bin/sh` loop of
-/// `crates/appservice/src/guard.rs`, a child in a process group of its own, told of every
-/// instance group on its stdin.
+/// Live orphan guards started by `parent`: the `/bin/sh` script of
+/// `crates/appservice/src/guard.rs` (with cgroup containment), a child in a process group
+/// of its own, holding a pipe from the node.
 pub fn orphan_guards(parent: i32) -> Vec<ProcStat> {
     children(parent)
         .into_iter()
         .filter(|p| p.comm == "sh" && p.pgrp == p.pid)
         .filter(|p| {
             std::fs::read(format!("/proc/{}/cmdline", p.pid))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("while read -r op id"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("# strata orphan guard"))
         })
         .collect()
 }
