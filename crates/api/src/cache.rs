@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -107,7 +107,8 @@ async fn cache_put(
     State(state): State<Arc<NodeParts>>,
     Path(key): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Answer {
     if let Some(unknown) = params.keys().find(|k| *k != "ttl_ms" && *k != "sliding") {
         return Err(ApiError::bad(format!(
@@ -130,7 +131,8 @@ async fn cache_put(
         Some(Ok(ms)) if ms > 0 => Expiry::After(Duration::from_millis(ms)),
         Some(_) => return Err(ApiError::bad("ttl_ms must be a whole number of milliseconds above 0")),
     };
-    state.cache.set(key.as_bytes(), body, expiry);
+    let value = crate::body::read(&headers, body, crate::body::CACHE_VALUE, "a cache value").await?;
+    state.cache.set(key.as_bytes(), value, expiry);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -185,6 +186,7 @@ async fn down(State(state): State<Arc<NodeParts>>) -> Response {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ScaleBody {
     instances: u32,
 }
@@ -192,9 +194,17 @@ struct ScaleBody {
 async fn scale(
     State(state): State<Arc<NodeParts>>,
     Path(service): Path<String>,
-    body: Result<Json<ScaleBody>, axum::extract::rejection::JsonRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad(format!("expected {{\"instances\": N}}: {e}")))?;
+    let body: ScaleBody = crate::body::json(
+        &headers,
+        body,
+        crate::body::CONTROL,
+        "a scale request",
+        r#"{"instances": N}"#,
+    )
+    .await?;
     state.app.scale(&service, body.instances, ScaleBy::Hand)?;
     Ok(Json(
         serde_json::json!({ "service": service, "instances": body.instances }),

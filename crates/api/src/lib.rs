@@ -6,6 +6,11 @@
 //!
 //! Layout:
 //! - [`router`] / [`serve`]: every route, over a [`NodeParts`], behind the access check.
+//! - `server` (conn): how the API is served: the accept loop, the connection cap
+//!   ([`ServerConfig`]), a lingering close; `conn`: one connection's head, idle, body and
+//!   write timers, which never cut a request in flight (a long poll, followed logs).
+//! - `body`: each route's body limit (413 naming it), and JSON read straight into the
+//!   route's typed struct, refused at the first byte that shows it cannot become one.
 //! - [`access`]: [`Access`], who may call what: the `Host` check, tokens (the CLI's
 //!   control token, one per service), each route's right, JSON media types
 //!   (docs/access.md).
@@ -23,18 +28,22 @@
 //! (`QueueBackend`, `StoreBackend`), so any backend serves the same API.
 
 pub mod access;
+pub mod body;
 mod cache;
 mod calls;
+mod conn;
 mod control;
 pub mod error;
 mod logs;
 mod queue_delete;
 pub mod queues;
+mod server;
 mod store;
 
 pub use access::{Access, Caller};
 pub use cache::ReadThroughCaches;
 pub use error::ApiError;
+pub use server::ServerConfig;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,8 +102,7 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
         .merge(queue_delete::routes())
         .merge(store::routes())
         .merge(cache::routes())
-        // Publishes of big batches; a single message is bounded by its queue.
-        .layer(axum::extract::DefaultBodyLimit::max(QUEUE_BODY_LIMIT))
+        // Each route reads its body itself, bounded by its own limit (`body`).
         .fallback(|req: Request| async move {
             ApiError::not_found(format!(
                 "no API route {} {}; see /v1/ps, /v1/any/SERVICE/PATH, /v1/all/SERVICE/PATH",
@@ -108,15 +116,8 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
         .with_state(parts)
 }
 
-/// Serves the API on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, parts: Arc<NodeParts>, shutdown: CancellationToken) {
-    if let Err(e) = axum::serve(listener, router(parts))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!(error = %e, "node API stopped");
-    }
+/// Serves the API on `listener` until `shutdown`: HTTP/1.1, each connection under the
+/// head and idle timers and the connection cap of `config` (module `server`).
+pub async fn serve(listener: TcpListener, parts: Arc<NodeParts>, config: ServerConfig, shutdown: CancellationToken) {
+    server::serve(listener, router(parts), config, shutdown).await;
 }
-
-/// Largest request body the queue routes read.
-pub const QUEUE_BODY_LIMIT: usize = 64 << 20;

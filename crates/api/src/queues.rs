@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use strata_manifest::QueueSpec;
 use strata_queue::{FetchOptions, Message, NewMessage, QueueBackend, QueueHandle, Replied, Reply};
 use strata_wire::{compact, messages_json, CompactMessage, JsonBody, MessageOut};
 
-use crate::{ApiError, Caller, NodeParts};
+use crate::{body, ApiError, Caller, NodeParts};
 
 /// Largest `max_bytes` of one fetch: one answer is built in memory.
 pub const MAX_FETCH_BYTES: usize = 64 << 20;
@@ -64,18 +64,17 @@ async fn stats(State(state): State<Arc<NodeParts>>, Path(name): Path<String>) ->
     Ok(Json(queue(&state, &name)?.stats()).into_response())
 }
 
-async fn create(State(state): State<Arc<NodeParts>>, Path(queue): Path<String>, body: Bytes) -> Answer {
+async fn create(
+    State(state): State<Arc<NodeParts>>,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let body = body::read(&headers, body, body::CONTROL, "a queue's settings").await?;
     let spec: QueueSpec = if body.iter().all(u8::is_ascii_whitespace) {
         QueueSpec::default()
     } else {
-        let mut de = serde_json::Deserializer::from_slice(&body);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            ApiError::bad(format!(
-                "queue settings: {}: {} (see docs/queues.md)",
-                e.path(),
-                e.inner()
-            ))
-        })?
+        body::parse(&body, "the queue settings of docs/queues.md, or nothing")?
     };
     Ok(match queues(&state).create(&queue, spec).await? {
         (q, true) => (StatusCode::CREATED, Json(q.stats())).into_response(),
@@ -83,9 +82,45 @@ async fn create(State(state): State<Arc<NodeParts>>, Path(queue): Path<String>, 
     })
 }
 
-/// A message as JSON carries it.
+/// A publish as JSON carries it: one message, or a batch (`messages` and nothing else).
+/// Parsed as one struct, so that neither form is buffered as a JSON value first.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PublishIn {
+    messages: Option<Vec<MessageIn>>,
+    body: Option<String>,
+    body_base64: Option<String>,
+    dedupe_id: Option<String>,
+    reply_to: Option<String>,
+    correlation_id: Option<String>,
+}
+
+const PUBLISH_SHAPE: &str = r#"{"body": "..."} or {"messages": [{"body": "..."}, ...]} (docs/queues.md)"#;
+
+impl PublishIn {
+    /// The one message, when this is not a batch.
+    fn message(self) -> MessageIn {
+        MessageIn {
+            body: self.body,
+            body_base64: self.body_base64,
+            dedupe_id: self.dedupe_id,
+            reply_to: self.reply_to,
+            correlation_id: self.correlation_id,
+        }
+    }
+
+    fn has_message_fields(&self) -> bool {
+        self.body.is_some()
+            || self.body_base64.is_some()
+            || self.dedupe_id.is_some()
+            || self.reply_to.is_some()
+            || self.correlation_id.is_some()
+    }
+}
+
+/// A message as JSON carries it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a message, {\"body\": \"...\"}")]
 struct MessageIn {
     body: Option<String>,
     body_base64: Option<String>,
@@ -94,8 +129,7 @@ struct MessageIn {
     correlation_id: Option<String>,
 }
 
-fn message_in(value: serde_json::Value, what: &str) -> Result<NewMessage, ApiError> {
-    let m: MessageIn = serde_json::from_value(value).map_err(|e| ApiError::bad(format!("{what}: {e}")))?;
+fn message_in(m: MessageIn, what: &str) -> Result<NewMessage, ApiError> {
     Ok(NewMessage {
         payload: JsonBody {
             body: m.body,
@@ -120,7 +154,7 @@ async fn publish(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Answer {
     let q = queue(&state, &name)?;
     let wait_reply = match params.get("wait_reply_ms").map(|v| v.parse::<u64>()) {
@@ -137,12 +171,15 @@ async fn publish(
             "unknown parameter {unknown:?}; publish takes wait_reply_ms"
         )));
     }
+    let limit = body::publish_limit(q.spec().max_message_bytes);
+    let what = format!("a publish to queue {name:?}");
     if is_compact(&headers, header::CONTENT_TYPE) {
         if wait_reply.is_some() {
             return Err(ApiError::bad(
                 "wait_reply_ms takes one JSON message, not a compact batch",
             ));
         }
+        let body = body::read(&headers, body, limit, &what).await?;
         let messages = compact::decode_batch(&body)
             .map_err(|e| ApiError::bad(format!("compact batch: {e}")))?
             .into_iter()
@@ -152,27 +189,18 @@ async fn publish(
         let offsets: Vec<u64> = published.iter().map(|p| p.offset).collect();
         return Ok((StatusCode::CREATED, Json(json!({ "offsets": offsets }))).into_response());
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("body is not JSON: {e}")))?;
-    let items = match value {
-        serde_json::Value::Object(mut map) if map.contains_key("messages") => {
-            if map.len() > 1 {
-                return Err(ApiError::bad("a batch is {\"messages\": [...]} and nothing else"));
-            }
-            match map.remove("messages") {
-                Some(serde_json::Value::Array(items)) => items,
-                _ => return Err(ApiError::bad("messages must be an array of messages")),
-            }
+    let mut publish: PublishIn = body::json(&headers, body, limit, &what, PUBLISH_SHAPE).await?;
+    let Some(items) = publish.messages.take() else {
+        let message = message_in(publish.message(), "message")?;
+        if let Some(deadline) = wait_reply {
+            return request(&state, &name, message, deadline).await;
         }
-        other => {
-            let message = message_in(other, "message")?;
-            if let Some(deadline) = wait_reply {
-                return request(&state, &name, message, deadline).await;
-            }
-            let p = q.publish(vec![message]).await?;
-            return Ok((StatusCode::CREATED, Json(p[0])).into_response());
-        }
+        let p = q.publish(vec![message]).await?;
+        return Ok((StatusCode::CREATED, Json(p[0])).into_response());
     };
+    if publish.has_message_fields() {
+        return Err(ApiError::bad("a batch is {\"messages\": [...]} and nothing else"));
+    }
     if wait_reply.is_some() {
         return Err(ApiError::bad("wait_reply_ms takes one message, not a batch"));
     }
@@ -317,20 +345,29 @@ struct Offsets {
     offsets: Vec<u64>,
 }
 
-fn offsets_of(body: &[u8]) -> Result<Vec<u64>, ApiError> {
-    serde_json::from_slice::<Offsets>(body)
-        .map(|o| o.offsets)
-        .map_err(|e| ApiError::bad(format!("expected {{\"offsets\": [whole numbers]}}: {e}")))
+async fn offsets_of(headers: &HeaderMap, body: Body, what: &str) -> Result<Vec<u64>, ApiError> {
+    let o: Offsets = body::json(headers, body, body::OFFSETS, what, r#"{"offsets": [whole numbers]}"#).await?;
+    Ok(o.offsets)
 }
 
-async fn ack(State(state): State<Arc<NodeParts>>, Path((name, group)): Path<(String, String)>, body: Bytes) -> Answer {
-    let offsets = offsets_of(&body)?;
+async fn ack(
+    State(state): State<Arc<NodeParts>>,
+    Path((name, group)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let offsets = offsets_of(&headers, body, "an ack").await?;
     let (acked, ignored) = queue(&state, &name)?.ack(&group, &offsets).await?;
     Ok(Json(json!({ "acked": acked, "ignored": ignored })).into_response())
 }
 
-async fn nack(State(state): State<Arc<NodeParts>>, Path((name, group)): Path<(String, String)>, body: Bytes) -> Answer {
-    let offsets = offsets_of(&body)?;
+async fn nack(
+    State(state): State<Arc<NodeParts>>,
+    Path((name, group)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let offsets = offsets_of(&headers, body, "a nack").await?;
     let (nacked, ignored) = queue(&state, &name)?.nack(&group, &offsets).await?;
     Ok(Json(json!({ "nacked": nacked, "ignored": ignored })).into_response())
 }
@@ -359,8 +396,20 @@ struct ReplyIn {
     body_base64: Option<String>,
 }
 
-async fn reply(State(state): State<Arc<NodeParts>>, Extension(caller): Extension<Caller>, body: Bytes) -> Answer {
-    let r: ReplyIn = serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("reply: {e}")))?;
+async fn reply(
+    State(state): State<Arc<NodeParts>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let r: ReplyIn = body::json(
+        &headers,
+        body,
+        body::PUBLISH_BATCH,
+        "a reply",
+        r#"{"reply_to": "...", "body": "...", "correlation_id": "..."}"#,
+    )
+    .await?;
     // A reply into a queue is a publish there (a dead-letter queue included).
     if let Some(queue) = r.reply_to.strip_prefix("queue:") {
         caller.may_publish(queue)?;

@@ -120,10 +120,11 @@ async fn put_key(
     State(state): State<Arc<NodeParts>>,
     Path((ns, key)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Answer {
     let cond = condition(&headers)?;
-    let version = state.store.put(&ns_of(&state, &ns), &key, body, cond).await?;
+    let value = crate::body::read(&headers, body, crate::body::KV_VALUE, "a store value").await?;
+    let version = state.store.put(&ns_of(&state, &ns), &key, value, cond).await?;
     state.read_through.invalidate(&ns, &key);
     Ok((
         StatusCode::CREATED,

@@ -105,6 +105,12 @@ impl Framer {
         self.state == State::Head && !self.buf.is_empty()
     }
 
+    /// True between requests: the last one was read whole and nothing of the next has
+    /// arrived. Neither this nor [`Framer::mid_head`]: inside a body.
+    pub fn between(&self) -> bool {
+        self.state == State::Head && self.buf.is_empty()
+    }
+
     /// Takes bytes the client sent, in order. A refusal comes with how many of these
     /// bytes belong to the messages before the refused one (they may still be served).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), (Refusal, usize)> {

@@ -42,6 +42,8 @@ pub struct NodeConfig {
     /// `.strata/control.token`; None: a random one. Required to listen on an address
     /// other than loopback. `new` takes it from `$STRATA_CONTROL_TOKEN`.
     pub control_token: Option<String>,
+    /// The node API's connection cap and head and idle timers.
+    pub api_server: strata_api::ServerConfig,
     /// The cluster's placement sets the instance counts (`ScaleBy::Placement`): no
     /// autoscaler runs on this node.
     pub placed: bool,
@@ -60,6 +62,7 @@ impl NodeConfig {
             write_state_file: false,
             backends: None,
             control_token: std::env::var("STRATA_CONTROL_TOKEN").ok().filter(|t| !t.is_empty()),
+            api_server: strata_api::ServerConfig::default(),
             placed: false,
         }
     }
@@ -172,7 +175,12 @@ impl Node {
             access: strata_api::Access::new(&control_token, &tokens, &manifest, api_addr),
             shutdown: shutdown.clone(),
         });
-        tasks.push(tokio::spawn(strata_api::serve(api_listener, parts, shutdown.clone())));
+        tasks.push(tokio::spawn(strata_api::serve(
+            api_listener,
+            parts,
+            config.api_server,
+            shutdown.clone(),
+        )));
         let token_file = nodefile::write_token(&state_dir, &control_token)?;
         let state_file = if config.write_state_file {
             let path = state_dir.join("node.json");

@@ -1,0 +1,324 @@
+//! Serving the node API: the accept loop (`strata_os::listen::accept`, which backs off
+//! when accepts fail, as when out of file descriptors), a cap on open connections, each
+//! connection served by hyper's HTTP/1.1 over an [`ApiConn`] (head, idle, body and write
+//! timers, see `conn`), the router of [`crate::router`], and a lingering close.
+//!
+//! - **The cap.** Past [`ServerConfig::max_connections`] a new connection is accepted,
+//!   answered `503` with `Retry-After: 1` and the shared error body naming the limit, and
+//!   closed. A client sees why (and when to try again) instead of a reset or a connect
+//!   that hangs in the backlog; the Redis port does the same with its error line. At most
+//!   [`MAX_REFUSING`] such answers are under way at once; past that a connection is
+//!   closed at once.
+//! - **Lingering close.** A route may answer before reading the whole body (413 on a
+//!   declared length, 400 on a body that already shows it is not what the route takes).
+//!   Closing a socket with unread input makes the kernel send a reset, which can destroy
+//!   the answer before the client reads it, so the server first ends its side and then
+//!   reads and drops what still comes, for at most [`LINGER`] (like nginx's
+//!   `lingering_close`).
+//! - **Shutdown.** No connection is accepted after the token is cancelled; idle ones
+//!   close, requests in flight get [`GRACE`] to finish.
+//!
+//! HTTP/1.1 only: the clients of the node API (the CLI, the Python and Rust clients,
+//! curl) speak it, and every connection stays under the timers above.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use strata_wire::{ErrorBody, ErrorCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::conn::{ApiConn, Busy, InFlight, Timeouts};
+
+/// The node API's connection limits and timers.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// A request line and headers must arrive within this of their first byte: 408.
+    pub header_timeout: Duration,
+    /// A kept-alive connection with no request in flight is closed after this.
+    pub idle_timeout: Duration,
+    /// Open connections at most; past it, 503 and closed.
+    pub max_connections: usize,
+    /// Request line and headers at most: 431.
+    pub max_head_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    /// The gateway's timers (10 s for a head, 75 s idle), 4096 connections, 64 KiB heads.
+    fn default() -> ServerConfig {
+        ServerConfig {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: strata_gateway::IDLE_TIMEOUT,
+            max_connections: 4096,
+            max_head_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Refusals at the cap under way at once; past it, a connection is closed at once.
+pub const MAX_REFUSING: usize = 64;
+/// How long a closed connection's input is still read and dropped (lingering close).
+pub const LINGER: Duration = Duration::from_secs(2);
+/// A lingering close ends sooner when nothing comes for this long.
+const LINGER_QUIET: Duration = Duration::from_millis(500);
+/// Requests in flight at shutdown get this long to finish.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown` (see the module).
+pub async fn serve(listener: TcpListener, router: Router, config: ServerConfig, shutdown: CancellationToken) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.keep_alive(true)
+        // `ApiConn` keeps the head timer and answers 408 itself.
+        .header_read_timeout(None)
+        // A client that goes away during a long poll ends the request.
+        .half_close(false)
+        .max_buf_size(config.max_head_bytes.max(8192) + 4096);
+    let shared = Arc::new(Shared {
+        http,
+        router: TowerToHyperService::new(router),
+        timeouts: Timeouts {
+            head: config.header_timeout,
+            idle: config.idle_timeout,
+            max_head: config.max_head_bytes,
+        },
+        max_connections: config.max_connections,
+        open: AtomicUsize::new(0),
+        refusing: AtomicUsize::new(0),
+        refused: AtomicU64::new(0),
+        shutdown: shutdown.clone(),
+        stop_now: CancellationToken::new(),
+    });
+    let tracker = TaskTracker::new();
+    strata_os::listen::accept(listener, &shutdown, "api", |stream, peer| {
+        match Admitted::new(&shared) {
+            Some(admitted) => {
+                tracker.spawn(connection(stream, peer, admitted));
+            }
+            None => {
+                if let Some(refusing) = Refusing::new(&shared) {
+                    tracker.spawn(refuse(stream, peer, refusing));
+                }
+            }
+        }
+    })
+    .await;
+    tracker.close();
+    if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("node API: requests in flight did not finish within 10s of shutdown");
+        shared.stop_now.cancel();
+        tracker.wait().await;
+    }
+}
+
+struct Shared {
+    http: hyper::server::conn::http1::Builder,
+    router: TowerToHyperService<Router>,
+    timeouts: Timeouts,
+    max_connections: usize,
+    /// Connections admitted and not yet closed.
+    open: AtomicUsize,
+    /// Refusals under way.
+    refusing: AtomicUsize,
+    /// Connections refused at the cap since start.
+    refused: AtomicU64,
+    shutdown: CancellationToken,
+    /// Cancelled when the grace after shutdown is over.
+    stop_now: CancellationToken,
+}
+
+/// One of the `max_connections` places, taken at accept and given back at close.
+struct Admitted(Arc<Shared>);
+
+impl Admitted {
+    fn new(shared: &Arc<Shared>) -> Option<Admitted> {
+        if shared.open.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
+            shared.open.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Admitted(shared.clone()))
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One of the [`MAX_REFUSING`] refusals under way.
+struct Refusing(Arc<Shared>);
+
+impl Refusing {
+    fn new(shared: &Arc<Shared>) -> Option<Refusing> {
+        // Said at the 1st, 10th, 100th... refusal, not once per connection.
+        let refused = shared.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if is_power_of_ten(refused) {
+            tracing::warn!(
+                max_connections = shared.max_connections,
+                refused,
+                "node API: connections refused, as many are open as its limit allows"
+            );
+        }
+        if shared.refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
+            shared.refusing.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Refusing(shared.clone()))
+    }
+}
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        self.0.refusing.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
+    }
+    n == 1
+}
+
+/// Serves one connection until it ends, then closes it lingering.
+async fn connection(stream: TcpStream, peer: SocketAddr, admitted: Admitted) {
+    let shared = &admitted.0;
+    let in_flight = Arc::new(InFlight::default());
+    let io = ApiConn::new(stream, shared.timeouts, in_flight.clone());
+    let service = Tracked {
+        router: shared.router.clone(),
+        in_flight,
+    };
+    let mut conn = shared.http.serve_connection(TokioIo::new(io), service);
+    let mut graceful = false;
+    let ended = loop {
+        tokio::select! {
+            ended = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break ended,
+            _ = shared.shutdown.cancelled(), if !graceful => {
+                graceful = true;
+                Pin::new(&mut conn).graceful_shutdown();
+            }
+            _ = shared.stop_now.cancelled() => return,
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, %peer, "node API connection ended with an error");
+    }
+    let stream = conn.into_parts().io.into_inner().into_stream();
+    linger(stream, &shared.stop_now).await;
+}
+
+/// The answer past the connection cap: 503, the shared error body, closed.
+async fn refuse(mut stream: TcpStream, peer: SocketAddr, refusing: Refusing) {
+    let limit = refusing.0.max_connections;
+    let body = ErrorBody::new(
+        503,
+        ErrorCode::Unavailable,
+        format!("the node API has {limit} connections open, its limit; close idle ones, or try again"),
+    )
+    .with("limit", limit)
+    .to_json();
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    match tokio::time::timeout(LINGER_QUIET, stream.write_all(reply.as_bytes())).await {
+        Ok(Ok(())) => linger(stream, &refusing.0.stop_now).await,
+        _ => tracing::debug!(%peer, "node API: a refused client did not take its 503"),
+    }
+}
+
+/// Ends our side, then reads and drops what the client still sends until it closes,
+/// goes quiet, or [`LINGER`] passes; then the socket closes without a reset.
+async fn linger(mut stream: TcpStream, stop_now: &CancellationToken) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let until = Instant::now() + LINGER;
+    let mut sink = vec![0u8; 16 << 10];
+    loop {
+        let quiet = (Instant::now() + LINGER_QUIET).min(until);
+        tokio::select! {
+            read = tokio::time::timeout_at(quiet, stream.read(&mut sink)) => match read {
+                Ok(Ok(n)) if n > 0 => continue,
+                _ => return,
+            },
+            _ = stop_now.cancelled() => return,
+        }
+    }
+}
+
+/// The router as hyper's service, each request counted in flight until its reply body
+/// is done (what keeps the idle timer off during a long poll).
+#[derive(Clone)]
+struct Tracked {
+    router: TowerToHyperService<Router>,
+    in_flight: Arc<InFlight>,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for Tracked {
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = Answer;
+
+    fn call(&self, req: Request<Incoming>) -> Answer {
+        let busy = self.in_flight.begin();
+        let answer = hyper::service::Service::call(&self.router, req);
+        Box::pin(async move {
+            let res = answer.await?;
+            Ok(res.map(|body| Body::new(TrackedBody { body, _busy: busy })))
+        })
+    }
+}
+
+/// A reply body that holds its request's place in flight until it is done or dropped.
+struct TrackedBody {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn refusals_are_said_at_powers_of_ten() {
+        let said: Vec<u64> = (1..=2000).filter(|&n| super::is_power_of_ten(n)).collect();
+        assert_eq!(said, [1, 10, 100, 1000]);
+    }
+}
