@@ -61,6 +61,7 @@ mod limits;
 mod queue;
 mod read;
 mod record;
+pub mod repair;
 mod retention;
 mod segment;
 

@@ -115,6 +115,7 @@ mod db_file;
 mod listing;
 mod overlay;
 mod record;
+pub mod repair;
 mod store;
 mod wal;
 mod writer;

@@ -27,7 +27,7 @@ use crate::record::BlobRecord;
 
 /// Files grow by this many zeroed bytes at a time.
 const GROW_STEP: u64 = 4 << 20;
-const RECORD_HEADER: usize = 8;
+pub(crate) const RECORD_HEADER: usize = 8;
 
 pub(crate) struct Wal<D: Disk> {
     files: [D::File; 2],
@@ -250,7 +250,7 @@ fn plausible_id(data: &[u8], at: usize, expect: u64) -> bool {
 }
 
 /// The body of the record at `at` and the record's whole length, if one is intact there.
-fn record_at(data: &[u8], at: usize) -> Option<(&[u8], usize)> {
+pub(crate) fn record_at(data: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let header = data.get(at..at + RECORD_HEADER)?;
     let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
@@ -278,7 +278,7 @@ pub(crate) fn encode_batch(id: u64, effects: &[Effect]) -> Vec<u8> {
     out
 }
 
-fn decode_batch(body: &[u8]) -> Option<Batch> {
+pub(crate) fn decode_batch(body: &[u8]) -> Option<Batch> {
     let mut r = Reader { b: body };
     let id = r.u64()?;
     let count = r.u32()? as usize;

@@ -161,6 +161,29 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Salvage what can be read of damaged queues and a damaged store (the node must be stopped).
+    ///
+    /// Checks every queue and the store (or only those named) and, where something is
+    /// damaged, keeps every intact record (at its offset), key and blob, writes clean files,
+    /// and moves the damaged ones to .strata/damaged/TIME/. The exit status is 1 when
+    /// something was lost (with --dry-run: would be). See docs/repair.md.
+    Repair {
+        /// The state directory (default: .strata in -C DIR or in the current directory).
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Only this queue, with its dead-letter queue (repeat for more).
+        #[arg(long = "queue", value_name = "NAME")]
+        queues: Vec<String>,
+        /// Only the store (with --queue: those queues and the store).
+        #[arg(long)]
+        store: bool,
+        /// Report what a repair would do, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -306,6 +329,25 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Down { timeout } => {
             let (client, pid) = connect()?;
             down(&client, pid, Duration::from_secs(timeout)).await
+        }
+        Command::Repair {
+            state,
+            queues,
+            store,
+            dry_run,
+            json,
+        } => {
+            let args = crate::repair::RepairArgs {
+                state: state.unwrap_or_else(|| dir.join(".strata")),
+                queues,
+                store,
+                dry_run,
+                json,
+            };
+            // It reads and writes files: off the async workers.
+            tokio::task::spawn_blocking(move || crate::repair::run(args))
+                .await
+                .context("run strata repair")?
         }
         Command::Events { json } => {
             let (client, _) = connect()?;

@@ -10,6 +10,7 @@
 //!   or the user's registry of running nodes that `strata ls` lists).
 //! - `tables`: what `ps`, `queues`, `cache stats`, `events` and `ls` print for a person.
 //! - `progress`: spinners and streamed setup output on a terminal, plain lines elsewhere.
+//! - `repair`: `strata repair`, damaged queues and store salvaged, with no node running.
 //! - `out`: output that ends quietly, with status 0, when its reader goes away.
 
 mod cli;
@@ -19,6 +20,7 @@ mod init;
 mod locate;
 mod out;
 mod progress;
+mod repair;
 mod tables;
 
 use clap::Parser;
