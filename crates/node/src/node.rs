@@ -90,6 +90,16 @@ pub struct Node {
 impl Node {
     /// Wires a node and starts it; returns once its listeners are bound.
     pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Node> {
+        // A start that fails half way stops what it already started (gateway threads,
+        // instances, tasks): otherwise they keep the process from exiting.
+        let started = Self::start_parts(config, shutdown.clone()).await;
+        if started.is_err() {
+            shutdown.cancel();
+        }
+        started
+    }
+
+    async fn start_parts(config: NodeConfig, shutdown: CancellationToken) -> Result<Node> {
         // Sockets and files run out at the default soft limit long before the machine does.
         match strata_os::limits::raise_open_files() {
             Ok((before, after)) if after > before => tracing::debug!(before, after, "raised the open-files limit"),

@@ -296,18 +296,25 @@ async fn strata_down_ends_every_descendant_with_subreaper_shims() {
 async fn an_unknown_containment_is_refused_by_name() {
     let app = App::new();
     app.write_manifest(daemonizing(&app, &app.path().join("pids"), 1, false), Value::Null);
-    let up = Up::spawn_with(
+    let mut up = Up::spawn_with(
         app.path(),
         &["--listen", "127.0.0.1:0"],
         &env_of(&[("STRATA_CONTAINMENT", "jail")]),
     );
-    // Only the message is checked: a node whose start fails after its gateway started
-    // does not exit yet (the lead knows); dropping `up` kills it.
-    wait_until("strata up to refuse the containment", Duration::from_secs(30), || {
-        let out = up.output();
-        out.contains("STRATA_CONTAINMENT=\"jail\"") && out.contains("cgroup, subreaper or auto")
-    })
-    .await;
+    // The start fails after the gateway started: what it started stops and strata exits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = up.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "strata up did not exit:\n{}", up.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "strata up refused the setting with {status}");
+    let out = up.output();
+    assert!(
+        out.contains("STRATA_CONTAINMENT=\"jail\"") && out.contains("cgroup, subreaper or auto"),
+        "{out}"
+    );
     assert!(!app.path().join("pids").exists(), "no instance was started");
-    drop(up);
 }
