@@ -20,6 +20,9 @@ pub struct Member {
     gone: AtomicBool,
     /// Not chosen until this time (ms since [`epoch`]), after a caller saw it fail.
     suspect_until: AtomicU64,
+    /// On another node (reached through that node's forwarder): on a tie in load the
+    /// pick prefers a member on this node.
+    remote: bool,
     /// Where the transport keeps its per-member state (connection pool).
     transport: OnceLock<Box<dyn Any + Send + Sync>>,
     /// The pool's waiters for room, told when a request here ends (set on join).
@@ -45,9 +48,24 @@ impl std::fmt::Debug for Member {
 
 impl Member {
     pub fn new(id: impl Into<String>, addr: SocketAddr) -> Arc<Member> {
+        Self::with_place(id.into(), addr, false)
+    }
+
+    /// A member running on another node, reached at `addr` (that node's forwarder).
+    pub fn new_remote(id: impl Into<String>, addr: SocketAddr) -> Arc<Member> {
+        Self::with_place(id.into(), addr, true)
+    }
+
+    /// Whether the member runs on another node.
+    pub fn is_remote(&self) -> bool {
+        self.remote
+    }
+
+    fn with_place(id: String, addr: SocketAddr, remote: bool) -> Arc<Member> {
         Arc::new(Member {
-            id: id.into(),
+            id,
             addr,
+            remote,
             inflight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             gone: AtomicBool::new(false),
@@ -290,7 +308,8 @@ impl Pool {
     }
 
     /// Chooses one member for a request: the less loaded of two picked at random
-    /// (power of two choices), skipping members already tried for this request.
+    /// (power of two choices; on a tie, one on this node over one on another), skipping
+    /// members already tried for this request.
     pub fn pick(&self, tried: &[Arc<Member>]) -> Option<Arc<Member>> {
         let members = self.members.read().unwrap();
         let eligible = |m: &Arc<Member>| !m.is_unavailable() && !tried.iter().any(|t| Arc::ptr_eq(t, m));
@@ -307,7 +326,8 @@ impl Pool {
                 let (ma, mb) = (&members[a], &members[b]);
                 let choice = match (eligible(ma), eligible(mb)) {
                     (true, true) => {
-                        if mb.inflight() < ma.inflight() {
+                        let (la, lb) = (ma.inflight(), mb.inflight());
+                        if lb < la || (lb == la && ma.remote && !mb.remote) {
                             mb
                         } else {
                             ma
@@ -332,6 +352,20 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_equal_load_a_local_member_is_preferred_to_a_remote_one() {
+        let pool = Pool::new("web");
+        pool.join(Member::new_remote("b/web-1", addr(1)));
+        pool.join(Member::new("web-1", addr(2)));
+        for _ in 0..200 {
+            assert_eq!(pool.pick(&[]).unwrap().id, "web-1");
+        }
+        // Busier, the local member loses to the idle remote one.
+        let local = pool.members().iter().find(|m| !m.is_remote()).unwrap().clone();
+        let _busy = local.begin();
+        assert!((0..50).any(|_| pool.pick(&[]).unwrap().id == "b/web-1"));
+    }
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))

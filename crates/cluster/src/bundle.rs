@@ -150,7 +150,9 @@ pub async fn upload(
             continue;
         }
         let bytes = tokio::fs::read(&sources[&file.path]).await?;
-        put(store, &name, &bytes).await.with_context(|| format!("store {} in the cluster", file.path))?;
+        put(store, &name, &bytes)
+            .await
+            .with_context(|| format!("store {} in the cluster", file.path))?;
     }
     let bytes = serde_json::to_vec(&index)?;
     let digest = BundleIndex::digest(&bytes);

@@ -54,7 +54,7 @@ pub async fn publish(
         let mut now = BTreeMap::new();
         for service in &services {
             for m in bus.pool(service).members().iter() {
-                if !m.id.contains('/') {
+                if !m.is_remote() {
                     now.insert(key(&app, service, &node, &m.id), (service.clone(), m.clone()));
                 }
             }
@@ -193,7 +193,7 @@ fn sync(
     });
     for ((service, id), addr) in want {
         if joined.insert((service.clone(), id.clone())) {
-            bus.pool(&service).join(Member::new(id, addr));
+            bus.pool(&service).join(Member::new_remote(id, addr));
         }
     }
 }
