@@ -34,12 +34,28 @@ impl Drop for ClusterNode {
     }
 }
 
+/// The cluster tests start many processes: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn start_node(dir: &Path, urls: &str, name: &str, power: &str) -> ClusterNode {
+    start_node_in(dir, urls, name, power, None, "127.0.0.1:0")
+}
+
+/// A node, in network namespace `netns` when given, reached at `listen`.
+fn start_node_in(dir: &Path, urls: &str, name: &str, power: &str, netns: Option<&str>, listen: &str) -> ClusterNode {
     let data = dir.join(format!("node-{name}"));
     std::fs::create_dir_all(&data).unwrap();
     let out = std::fs::File::create(dir.join(format!("node-{name}.out"))).unwrap();
-    let child = Command::new(STRATA)
-        .args(["node", "--nats", urls, "--name", name, "--listen", "127.0.0.1:0"])
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, STRATA]);
+            c
+        }
+        None => Command::new(STRATA),
+    };
+    let child = command
+        .args(["node", "--nats", urls, "--name", name, "--listen", listen])
         .arg("--labels")
         .arg(format!("power={power}"))
         .args(["--memory-mb", "4000"])
@@ -173,6 +189,7 @@ async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_de
     if !strata_testkit::needs("cluster", nats_server()) {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nats = NatsCluster::start(dir.path(), 3);
     let urls = nats.urls();
@@ -323,4 +340,139 @@ async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_de
     let v = nodes_json(&urls);
     assert_eq!(ready_on(&v, &survivor), 3, "{v:#}");
     drop(nodes);
+}
+
+/// A network namespace joined to this one by a veth pair: this side `10.231.N.1`, the
+/// namespace's side `10.231.N.2`. Removed on drop.
+struct Netns {
+    name: String,
+    veth: String,
+    here: String,
+    there: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl Netns {
+    fn create() -> Result<Netns, String> {
+        let n = std::process::id() % 250;
+        let name = format!("strata-t{}", std::process::id());
+        let veth = format!("stv{n}a");
+        let peer = format!("stv{n}b");
+        let (here, there) = (format!("10.231.{n}.1"), format!("10.231.{n}.2"));
+        let ns = Netns { name: name.clone(), veth: veth.clone(), here: here.clone(), there: there.clone() };
+        ip(&["netns", "add", &name])?;
+        ip(&["link", "add", &veth, "type", "veth", "peer", "name", &peer])?;
+        ip(&["link", "set", &peer, "netns", &name])?;
+        ip(&["addr", "add", &format!("{here}/24"), "dev", &veth])?;
+        ip(&["link", "set", &veth, "up"])?;
+        ip(&["netns", "exec", &name, "ip", "addr", "add", &format!("{there}/24"), "dev", &peer])?;
+        ip(&["netns", "exec", &name, "ip", "link", "set", &peer, "up"])?;
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Cuts (or restores) the link between the namespace and this side.
+    fn link(&self, up: bool) {
+        ip(&["link", "set", &self.veth, if up { "up" } else { "down" }]).unwrap();
+    }
+
+    /// GET `url` from inside the namespace; the status, or None when nothing answered.
+    fn get(&self, url: &str) -> Option<u16> {
+        let code = format!(
+            "import urllib.request,sys\ntry:\n print(urllib.request.urlopen('{url}', timeout=5).status)\nexcept Exception as e:\n print(getattr(e, 'code', 0))"
+        );
+        let out = Command::new("ip").args(["netns", "exec", &self.name, "python3", "-c", &code]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|c| *c != 0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.veth]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_keeps_serving_and_gives_back_what_was_moved_when_it_returns() {
+    if !strata_testkit::needs("cluster partition", nats_server()) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let netns = Netns::create();
+    if !strata_testkit::needs("cluster partition", netns.as_ref().map(|_| ()).map_err(|e| format!("network namespaces (root, iproute2): {e}"))) {
+        return;
+    }
+    let netns = netns.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsCluster::start_on(dir.path(), 3, &netns.here);
+    let urls = nats.urls();
+    DIRS.lock()
+        .unwrap()
+        .insert(urls.clone(), Box::leak(dir.path().display().to_string().into_boxed_str()));
+    let record = dir.path().join("record.jsonl");
+    let manifest = write_app(
+        dir.path(),
+        &record,
+        json!({
+            "web": {
+                "instances": { "min": 2, "max": 2 },
+                "placement": { "spread": "power" },
+                "routes": [{ "path": "/" }],
+            },
+        }),
+    );
+    // Node a on its own address in the namespace; node b on this side of the link.
+    let _a = start_node_in(dir.path(), &urls, "a", "A", Some(&netns.name), &format!("{}:0", netns.there));
+    let _b = start_node_in(dir.path(), &urls, "b", "B", None, &format!("{}:0", netns.here));
+    let urls2 = urls.clone();
+    tokio::task::spawn_blocking(move || wait_for(&urls2, "both nodes", Duration::from_secs(60), |v| v["nodes"].as_array().unwrap().len() == 2))
+        .await
+        .unwrap();
+    let out = strata(&["deploy", manifest.to_str().unwrap(), "--nats", &urls]);
+    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+    let urls2 = urls.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(&urls2, "one web instance per node", Duration::from_secs(60), |v| ready_on(v, "a") == 1 && ready_on(v, "b") == 1)
+    })
+    .await
+    .unwrap();
+    let gw_a = gateway_of(&nodes_json(&urls), "a");
+    assert_eq!(netns.get(&format!("http://{gw_a}/x")), Some(200));
+
+    // Cut a off: b takes over a's share; a keeps serving its own member to its clients.
+    netns.link(false);
+    let urls2 = urls.clone();
+    let moved = tokio::task::spawn_blocking(move || {
+        wait_for(&urls2, "a's instance placed on b", Duration::from_secs(30), |v| {
+            placed(v, "web") == [("b".to_string(), 2)].into() && ready_on(v, "b") == 2
+        })
+    })
+    .await
+    .unwrap();
+    eprintln!("cut off -> a's share ready on b: {moved:?}");
+    for i in 0..20 {
+        assert_eq!(netns.get(&format!("http://{gw_a}/still-{i}")), Some(200), "a serves its local member while cut off");
+    }
+
+    // Back: a reconciles to the placement and stops what moved away; nothing runs twice.
+    netns.link(true);
+    let urls2 = urls.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(&urls2, "a gave back its instance", Duration::from_secs(30), |v| {
+            ready_on(v, "a") == 0 && ready_on(v, "b") == 2 && v["nodes"].as_array().unwrap().iter().any(|n| n["name"] == "a")
+        })
+    })
+    .await
+    .unwrap();
+    // And a's gateway now reaches b's members.
+    assert_eq!(netns.get(&format!("http://{gw_a}/after")), Some(200));
 }

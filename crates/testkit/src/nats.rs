@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 /// One nats-server of a [`NatsCluster`].
 struct Server {
+    host: String,
     client_port: u16,
     config: PathBuf,
     child: Option<Child>,
@@ -39,6 +40,12 @@ impl NatsCluster {
     /// Starts `n` servers under `dir` and waits until each accepts clients and JetStream
     /// has a meta leader (a first request would otherwise fail with "no responders").
     pub fn start(dir: &Path, n: usize) -> NatsCluster {
+        Self::start_on(dir, n, "127.0.0.1")
+    }
+
+    /// As [`start`](Self::start), with the client ports on `host` (an address of this
+    /// machine, for tests whose nodes live in network namespaces).
+    pub fn start_on(dir: &Path, n: usize, host: &str) -> NatsCluster {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let routes: Vec<String> = ports
             .iter()
@@ -58,12 +65,13 @@ impl NatsCluster {
                 String::new()
             };
             let text = format!(
-                "server_name: n{i}\nlisten: 127.0.0.1:{client}\n\
+                "server_name: n{i}\nlisten: {host}:{client}\n\
                  jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n{cluster}",
                 store.display()
             );
             std::fs::write(&config, text).unwrap();
             servers.push(Server {
+                host: host.to_string(),
                 client_port: *client,
                 config,
                 child: None,
@@ -81,7 +89,7 @@ impl NatsCluster {
     pub fn urls(&self) -> String {
         self.servers
             .iter()
-            .map(|s| format!("nats://127.0.0.1:{}", s.client_port))
+            .map(|s| format!("nats://{}:{}", s.host, s.client_port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -112,7 +120,7 @@ impl NatsCluster {
         for s in &self.servers {
             // Accepting clients is what can be checked without a NATS client; JetStream
             // elects its meta leader a moment later, which strata's own start retries.
-            while std::net::TcpStream::connect(("127.0.0.1", s.client_port)).is_err() {
+            while std::net::TcpStream::connect((s.host.as_str(), s.client_port)).is_err() {
                 assert!(Instant::now() < deadline, "nats-server did not start");
                 std::thread::sleep(Duration::from_millis(20));
             }
