@@ -27,6 +27,13 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let payload = bytes::Bytes::from(vec![b'x'; size]);
+    // The responder's interest reaches the server a moment after its flush on a busy
+    // machine: wait until a request is answered before timing any.
+    let ready = Instant::now();
+    while requester.request("strata.bench.rtt", payload.clone()).await.is_err() {
+        anyhow::ensure!(ready.elapsed() < Duration::from_secs(10), "no responder after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut times: Vec<Duration> = Vec::with_capacity(n);
     for i in 0..n + 200 {
         let start = Instant::now();

@@ -3,7 +3,8 @@
 //! runs. Rules, in order:
 //! 1. An instance goes only where it fits (memory and accelerators left on the node).
 //! 2. Instances already placed on a live node stay there (a node's death moves only
-//!    its own share; nothing else restarts).
+//!    its own share; nothing else restarts), except that with a spread label a value
+//!    keeps at most its even share, rounded up: a node of a new value gets its part.
 //! 3. A new instance goes to the value of the service's `placement.spread` label with the
 //!    fewest of its instances (so values differ by at most one while every value has
 //!    room), then to the node with the fewest of its instances, then the least loaded
@@ -99,15 +100,30 @@ pub fn place(
         let app = out.entry(want.app.clone()).or_default();
         let placed = app.services.entry(want.service.clone()).or_default();
         let mut left = want.count;
+        // With a spread label, a value keeps at most its even share (rounded up), so a
+        // node of a new value (or one back from the dead) gets its part: skew at most one.
+        let values: std::collections::BTreeSet<Option<&String>> = match &want.spread {
+            Some(label) => rooms.iter().map(|r| r.labels.get(label)).collect(),
+            None => Default::default(),
+        };
+        let cap = if values.is_empty() {
+            u32::MAX
+        } else {
+            want.count.div_ceil(values.len() as u32)
+        };
+        let mut kept_in: BTreeMap<Option<String>, u32> = BTreeMap::new();
         if let Some(before) = previous.get(&want.app).and_then(|p| p.services.get(&want.service)) {
             for (node, &n) in before {
                 let Some(room) = rooms.iter_mut().find(|r| &r.name == node) else {
                     continue;
                 };
+                let value = want.spread.as_ref().and_then(|l| room.labels.get(l).cloned());
                 for _ in 0..n {
-                    if left == 0 || !room.fits(want) {
+                    let in_value = kept_in.entry(value.clone()).or_default();
+                    if left == 0 || !room.fits(want) || *in_value >= cap {
                         break;
                     }
+                    *in_value += 1;
                     room.take(want);
                     *placed.entry(node.clone()).or_default() += 1;
                     left -= 1;
@@ -248,9 +264,26 @@ mod tests {
         assert_eq!(web.values().sum::<u32>(), 3);
         assert!(web.get("a").copied().unwrap_or(0) >= 1 && web.get("c").copied().unwrap_or(0) >= 1);
         assert!(!web.contains_key("b"));
-        // And when it comes back nothing moves.
+        // When it comes back it gets its share again (spread), and only the extra
+        // instance moves.
         let third = place(&nodes, &[want("web", 3, 100, true)], &second);
-        assert_eq!(&third["shop"].services["web"], web);
+        let back = &third["shop"].services["web"];
+        assert_eq!(back.values().copied().collect::<Vec<_>>(), vec![1, 1, 1], "{back:?}");
+    }
+
+    #[test]
+    fn a_node_of_a_new_spread_value_gets_its_share() {
+        // Deployed while only a and b were alive; then c (power C) joins.
+        let nodes = [node("a", "A", 1000), node("b", "B", 1000), node("c", "C", 1000)];
+        let before = place(&nodes[..2], &[want("web", 3, 100, true)], &BTreeMap::new());
+        assert_eq!(before["shop"].services["web"].values().sum::<u32>(), 3);
+        let after = place(&nodes, &[want("web", 3, 100, true)], &before);
+        let web = &after["shop"].services["web"];
+        assert_eq!(web.values().copied().collect::<Vec<_>>(), vec![1, 1, 1], "{web:?}");
+        // Without a spread label nothing moves.
+        let before = place(&nodes[..2], &[want("web", 3, 100, false)], &BTreeMap::new());
+        let after = place(&nodes, &[want("web", 3, 100, false)], &before);
+        assert_eq!(after["shop"].services["web"], before["shop"].services["web"]);
     }
 
     #[test]

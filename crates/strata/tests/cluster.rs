@@ -218,6 +218,7 @@ async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_de
         .into_iter()
         .map(|(n, p)| (n.to_string(), start_node(dir.path(), &urls, n, p)))
         .collect();
+    // Deployed before every node is known, the placement spreads once they are.
     let out = strata(&["deploy", manifest.to_str().unwrap(), "--nats", &urls]);
     assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("sha256:"));
@@ -356,7 +357,11 @@ fn ip(args: &[&str]) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -367,13 +372,28 @@ impl Netns {
         let veth = format!("stv{n}a");
         let peer = format!("stv{n}b");
         let (here, there) = (format!("10.231.{n}.1"), format!("10.231.{n}.2"));
-        let ns = Netns { name: name.clone(), veth: veth.clone(), here: here.clone(), there: there.clone() };
+        let ns = Netns {
+            name: name.clone(),
+            veth: veth.clone(),
+            here: here.clone(),
+            there: there.clone(),
+        };
         ip(&["netns", "add", &name])?;
         ip(&["link", "add", &veth, "type", "veth", "peer", "name", &peer])?;
         ip(&["link", "set", &peer, "netns", &name])?;
         ip(&["addr", "add", &format!("{here}/24"), "dev", &veth])?;
         ip(&["link", "set", &veth, "up"])?;
-        ip(&["netns", "exec", &name, "ip", "addr", "add", &format!("{there}/24"), "dev", &peer])?;
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{there}/24"),
+            "dev",
+            &peer,
+        ])?;
         ip(&["netns", "exec", &name, "ip", "link", "set", &peer, "up"])?;
         ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"])?;
         Ok(ns)
@@ -389,8 +409,15 @@ impl Netns {
         let code = format!(
             "import urllib.request,sys\ntry:\n print(urllib.request.urlopen('{url}', timeout=5).status)\nexcept Exception as e:\n print(getattr(e, 'code', 0))"
         );
-        let out = Command::new("ip").args(["netns", "exec", &self.name, "python3", "-c", &code]).output().ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|c| *c != 0)
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "python3", "-c", &code])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .ok()
+            .filter(|c| *c != 0)
     }
 }
 
@@ -408,16 +435,23 @@ async fn a_node_cut_off_keeps_serving_and_gives_back_what_was_moved_when_it_retu
     }
     let _one = ONE_AT_A_TIME.lock().await;
     let netns = Netns::create();
-    if !strata_testkit::needs("cluster partition", netns.as_ref().map(|_| ()).map_err(|e| format!("network namespaces (root, iproute2): {e}"))) {
+    if !strata_testkit::needs(
+        "cluster partition",
+        netns
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| format!("network namespaces (root, iproute2): {e}")),
+    ) {
         return;
     }
     let netns = netns.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsCluster::start_on(dir.path(), 3, &netns.here);
     let urls = nats.urls();
-    DIRS.lock()
-        .unwrap()
-        .insert(urls.clone(), Box::leak(dir.path().display().to_string().into_boxed_str()));
+    DIRS.lock().unwrap().insert(
+        urls.clone(),
+        Box::leak(dir.path().display().to_string().into_boxed_str()),
+    );
     let record = dir.path().join("record.jsonl");
     let manifest = write_app(
         dir.path(),
@@ -431,17 +465,30 @@ async fn a_node_cut_off_keeps_serving_and_gives_back_what_was_moved_when_it_retu
         }),
     );
     // Node a on its own address in the namespace; node b on this side of the link.
-    let _a = start_node_in(dir.path(), &urls, "a", "A", Some(&netns.name), &format!("{}:0", netns.there));
+    let _a = start_node_in(
+        dir.path(),
+        &urls,
+        "a",
+        "A",
+        Some(&netns.name),
+        &format!("{}:0", netns.there),
+    );
     let _b = start_node_in(dir.path(), &urls, "b", "B", None, &format!("{}:0", netns.here));
     let urls2 = urls.clone();
-    tokio::task::spawn_blocking(move || wait_for(&urls2, "both nodes", Duration::from_secs(60), |v| v["nodes"].as_array().unwrap().len() == 2))
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        wait_for(&urls2, "both nodes", Duration::from_secs(60), |v| {
+            v["nodes"].as_array().unwrap().len() == 2
+        })
+    })
+    .await
+    .unwrap();
     let out = strata(&["deploy", manifest.to_str().unwrap(), "--nats", &urls]);
     assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
     let urls2 = urls.clone();
     tokio::task::spawn_blocking(move || {
-        wait_for(&urls2, "one web instance per node", Duration::from_secs(60), |v| ready_on(v, "a") == 1 && ready_on(v, "b") == 1)
+        wait_for(&urls2, "one web instance per node", Duration::from_secs(60), |v| {
+            ready_on(v, "a") == 1 && ready_on(v, "b") == 1
+        })
     })
     .await
     .unwrap();
@@ -460,7 +507,11 @@ async fn a_node_cut_off_keeps_serving_and_gives_back_what_was_moved_when_it_retu
     .unwrap();
     eprintln!("cut off -> a's share ready on b: {moved:?}");
     for i in 0..20 {
-        assert_eq!(netns.get(&format!("http://{gw_a}/still-{i}")), Some(200), "a serves its local member while cut off");
+        assert_eq!(
+            netns.get(&format!("http://{gw_a}/still-{i}")),
+            Some(200),
+            "a serves its local member while cut off"
+        );
     }
 
     // Back: a reconciles to the placement and stops what moved away; nothing runs twice.
@@ -468,7 +519,9 @@ async fn a_node_cut_off_keeps_serving_and_gives_back_what_was_moved_when_it_retu
     let urls2 = urls.clone();
     tokio::task::spawn_blocking(move || {
         wait_for(&urls2, "a gave back its instance", Duration::from_secs(30), |v| {
-            ready_on(v, "a") == 0 && ready_on(v, "b") == 2 && v["nodes"].as_array().unwrap().iter().any(|n| n["name"] == "a")
+            ready_on(v, "a") == 0
+                && ready_on(v, "b") == 2
+                && v["nodes"].as_array().unwrap().iter().any(|n| n["name"] == "a")
         })
     })
     .await
