@@ -307,7 +307,11 @@ async fn an_unknown_containment_is_refused_by_name() {
         if let Some(status) = up.child.try_wait().unwrap() {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "strata up did not exit:\n{}", up.output());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "strata up did not exit:\n{}",
+            up.output()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(!status.success(), "strata up refused the setting with {status}");
