@@ -27,10 +27,23 @@ fn up(dir: &Path, args: &[&str]) -> Up {
 }
 
 /// `N` different ports free now (the kernel's picks, let go again).
+/// Ports that are free now, taken below the kernel's ephemeral range (32768 and up here):
+/// a port the kernel hands out for `:0` could be given to another test's node between
+/// this check and the node that is meant to take it.
 fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    let mut held: Vec<std::net::TcpListener> = Vec::new();
+    let mut n = seed;
+    while held.len() < N {
+        n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let port = 20_000 + (n >> 33) as u16 % 12_000;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
     std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
