@@ -77,7 +77,14 @@ pub(crate) struct Body {
 pub(crate) fn ingest(up: &Upload, mut chunks: tokio::sync::mpsc::Receiver<Chunk>) -> Result<Option<Body>, StoreError> {
     let temp = up.dir.join(format!("{TEMP_PREFIX}{}", up.token));
     let written = (|| -> io::Result<Option<(u64, [u8; 32])>> {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)?
+        };
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         loop {

@@ -160,8 +160,10 @@ impl Disk for OsDisk {
     type File = File;
 
     fn open(&self, path: &Path, how: Open) -> io::Result<File> {
+        use std::os::unix::fs::OpenOptionsExt;
         let mut options = OpenOptions::new();
-        options.read(true).write(true);
+        // Data files are the owner's alone, whatever the umask (applies when created).
+        options.read(true).write(true).mode(0o600);
         match how {
             Open::Existing => {}
             Open::Create => {
@@ -183,7 +185,8 @@ impl Disk for OsDisk {
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
