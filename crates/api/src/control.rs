@@ -68,6 +68,7 @@ async fn ps(State(state): State<Arc<NodeParts>>) -> Json<Ps> {
     if let Some(reason) = state.store.failure() {
         failures.push(format!("the store is out of service: {reason}"));
     }
+    failures.extend(state.store.repairs());
     Json(Ps {
         info: state.info.clone(),
         services: state.app.snapshot(),

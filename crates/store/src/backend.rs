@@ -65,6 +65,12 @@ pub trait StoreBackend: Send + Sync + 'static {
     fn failure(&self) -> Option<String> {
         None
     }
+
+    /// What the store lost and repaired when it opened, in words (empty when nothing):
+    /// shown by `ps` while the node runs, beside the warning in its log.
+    fn repairs(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A store that could not be opened: every call answers [`StoreError::Failed`] with the
@@ -190,6 +196,10 @@ impl StoreBackend for Store {
 
     fn close(&self) {
         Store::close(self)
+    }
+
+    fn repairs(&self) -> Vec<String> {
+        self.recovery().describe()
     }
 }
 

@@ -83,6 +83,29 @@ pub struct Recovery {
     pub torn_tail: bool,
 }
 
+impl Recovery {
+    /// What was lost and repaired at open, one sentence each (empty when nothing was).
+    pub fn describe(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .lost_batches
+            .iter()
+            .map(|(first, after)| {
+                format!(
+                    "the store's write-ahead log was damaged: batches {first}..{} (acknowledged writes) were lost at open",
+                    after.saturating_sub(1)
+                )
+            })
+            .collect();
+        if self.torn_tail {
+            out.push(
+                "the store's write-ahead log ended in a torn batch at open: a write cut short by a crash, or damage to the last acknowledged one"
+                    .to_string(),
+            );
+        }
+        out
+    }
+}
+
 /// A store in one directory. Share it behind an `Arc`; dropping it (or [`Store::close`])
 /// stops its threads after everything sent before is durable and checkpointed.
 pub struct Store {

@@ -744,6 +744,8 @@ async fn flips(seed: u64) {
     };
     let recovery = store.recovery();
     let reported = !recovery.lost_batches.is_empty() || recovery.torn_tail;
+    // What `ps` shows says so too.
+    assert_eq!(reported, !recovery.describe().is_empty(), "{recovery:?}");
     for (key, (version, op)) in &acked {
         match store.get(NS, key).await {
             Err(_) => {} // reported
