@@ -135,6 +135,11 @@ fn urls_dir(urls: &str) -> &'static str {
     DIRS.lock().unwrap().get(urls).copied().unwrap_or("/nonexistent")
 }
 
+fn remember_dir(urls: &str, dir: &Path) {
+    let dir: &'static str = Box::leak(dir.display().to_string().into_boxed_str());
+    DIRS.lock().unwrap().insert(urls.to_string(), dir);
+}
+
 static DIRS: std::sync::Mutex<BTreeMap<String, &'static str>> = std::sync::Mutex::new(BTreeMap::new());
 
 fn ready_on(v: &Value, node: &str) -> u64 {
@@ -193,10 +198,7 @@ async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_de
     let dir = tempfile::tempdir().unwrap();
     let mut nats = NatsCluster::start(dir.path(), 3);
     let urls = nats.urls();
-    DIRS.lock().unwrap().insert(
-        urls.clone(),
-        Box::leak(dir.path().display().to_string().into_boxed_str()),
-    );
+    remember_dir(&urls, dir.path());
     let record = dir.path().join("record.jsonl");
     let manifest = write_app(
         dir.path(),
@@ -463,10 +465,7 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsCluster::start_on(dir.path(), 3, &netns.here);
     let urls = nats.urls();
-    DIRS.lock().unwrap().insert(
-        urls.clone(),
-        Box::leak(dir.path().display().to_string().into_boxed_str()),
-    );
+    remember_dir(&urls, dir.path());
     let record = dir.path().join("record.jsonl");
     let manifest = write_app(
         dir.path(),
