@@ -141,6 +141,7 @@ pub async fn join_remote(
             }
         };
         let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut ticks = 0u64;
         loop {
             tokio::select! {
                 entry = watch.next() => {
@@ -160,7 +161,17 @@ pub async fn join_remote(
                         known.remove(&entry.key);
                     }
                 }
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    // The watch is the fast path; a full read every 2 s is the safety net
+                    // (a watch made while JetStream was still electing can stay silent).
+                    ticks += 1;
+                    if ticks % 10 == 1 {
+                        match read_all(&nats, &prefix, &me).await {
+                            Ok(all) => known = all,
+                            Err(e) => tracing::debug!("read the cluster's members: {e:#}"),
+                        }
+                    }
+                }
                 _ = shutdown.cancelled() => break 'watch,
             }
             sync(&bus, &known, &membership, &mut joined);
@@ -169,6 +180,24 @@ pub async fn join_remote(
     for (service, id) in joined {
         bus.pool(&service).leave(&id);
     }
+}
+
+/// Every member of other nodes under `prefix` (one app), read whole.
+async fn read_all(nats: &Nats, prefix: &str, me: &str) -> anyhow::Result<BTreeMap<String, MemberRecord>> {
+    let mut out = BTreeMap::new();
+    for key in crate::nats::keys(&nats.members).await? {
+        if !key.starts_with(prefix) {
+            continue;
+        }
+        if let Some(value) = nats.members.get(&key).await? {
+            if let Ok(r) = serde_json::from_slice::<MemberRecord>(&value) {
+                if r.node != me {
+                    out.insert(key, r);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Makes the pools hold exactly the known members of live nodes.

@@ -101,51 +101,75 @@ impl Membership {
         self.seen.subscribe()
     }
 
-    /// Follows the nodes bucket until `shutdown`, resubscribing after a lost connection.
+    /// Follows the nodes bucket until `shutdown`, resubscribing after a lost connection,
+    /// and reads it whole every second as well (a watch made while JetStream was still
+    /// electing can stay silent).
     pub async fn watch(self, nats: Nats, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        let mut watch = None;
         loop {
-            let watch = tokio::select! {
-                w = nats.nodes.watch_all() => w,
-                _ = shutdown.cancelled() => return,
-            };
-            let mut watch = match watch {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::warn!("watch the node records: {e}");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
-            };
-            loop {
-                let entry = tokio::select! {
-                    e = watch.next() => e,
-                    _ = shutdown.cancelled() => return,
-                };
-                let Some(Ok(entry)) = entry else { break };
-                if entry.operation != async_nats::jetstream::kv::Operation::Put {
-                    self.seen.send_modify(|m| {
-                        m.remove(&entry.key);
-                    });
-                    continue;
-                }
-                match serde_json::from_slice::<NodeRecord>(&entry.value) {
-                    // A record from before this node started says nothing of now: only
-                    // ones younger than DEAD_AFTER count as heard.
-                    Ok(record) => {
-                        let age = Duration::from_millis(crate::now_ms().saturating_sub(record.heartbeat_ms));
-                        let at = Instant::now()
-                            .checked_sub(age.min(DEAD_AFTER * 2))
-                            .unwrap_or_else(Instant::now);
-                        self.seen.send_modify(|m| {
-                            m.insert(entry.key.clone(), Seen { record, at });
-                        });
-                    }
-                    Err(e) => tracing::warn!(node = entry.key, "unreadable node record: {e}"),
+            if watch.is_none() {
+                match nats.nodes.watch_all().await {
+                    Ok(w) => watch = Some(w),
+                    Err(e) => tracing::warn!("watch the node records: {e}"),
                 }
             }
+            tokio::select! {
+                entry = async { watch.as_mut().expect("set").next().await }, if watch.is_some() => {
+                    match entry {
+                        Some(Ok(entry)) if entry.operation == async_nats::jetstream::kv::Operation::Put => {
+                            self.heard(&entry.key, &entry.value);
+                        }
+                        Some(Ok(entry)) => self.seen.send_modify(|m| {
+                            m.remove(&entry.key);
+                        }),
+                        _ => watch = None,
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Ok(keys) = crate::nats::keys(&nats.nodes).await {
+                        for key in keys {
+                            if let Ok(Some(value)) = nats.nodes.get(&key).await {
+                                self.heard(&key, &value);
+                            }
+                        }
+                    }
+                }
+                _ = shutdown.cancelled() => return,
+            }
         }
+    }
+
+    /// A record read from the bucket. A heartbeat newer than the last one seen counts
+    /// as heard now (arrival, whatever the writer's clock says); the first record seen
+    /// of a node is aged by its own timestamp (a record from before this node started
+    /// says nothing of now); the same heartbeat read again changes nothing.
+    fn heard(&self, key: &str, value: &[u8]) {
+        let record = match serde_json::from_slice::<NodeRecord>(value) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(node = key, "unreadable node record: {e}");
+                return;
+            }
+        };
+        self.seen.send_if_modified(|m| match m.get_mut(key) {
+            Some(seen) if seen.record.heartbeat_ms == record.heartbeat_ms => false,
+            Some(seen) => {
+                *seen = Seen {
+                    at: Instant::now(),
+                    record,
+                };
+                true
+            }
+            None => {
+                let age = Duration::from_millis(crate::now_ms().saturating_sub(record.heartbeat_ms));
+                let at = Instant::now()
+                    .checked_sub(age.min(DEAD_AFTER * 2))
+                    .unwrap_or_else(Instant::now);
+                m.insert(key.to_string(), Seen { record, at });
+                true
+            }
+        });
     }
 }
 
