@@ -7,13 +7,13 @@
 //!   answered `503` with `Retry-After: 1` and the shared error body naming the limit, and
 //!   closed. A client sees why (and when to try again) instead of a reset or a connect
 //!   that hangs in the backlog; the Redis port does the same with its error line. At most
-//!   [`MAX_REFUSING`] such answers are under way at once; past that a connection is
+//!   [`strata_os::cap::MAX_REFUSING`] such answers are under way at once; past that a connection is
 //!   closed at once.
 //! - **Lingering close.** A route may answer before reading the whole body (413 on a
 //!   declared length, 400 on a body that already shows it is not what the route takes).
 //!   Closing a socket with unread input makes the kernel send a reset, which can destroy
 //!   the answer before the client reads it, so the server first ends its side and then
-//!   reads and drops what still comes, for at most [`LINGER`] (like nginx's
+//!   reads and drops what still comes, for at most [`strata_os::cap::LINGER`] (like nginx's
 //!   `lingering_close`).
 //! - **Shutdown.** No connection is accepted after the token is cancelled; idle ones
 //!   close, requests in flight get [`GRACE`] to finish.
@@ -24,7 +24,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,10 +35,9 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use strata_os::cap::{self, linger, Admission, ConnCap, Slot};
 use strata_wire::{ErrorBody, ErrorCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -70,12 +68,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// Refusals at the cap under way at once; past it, a connection is closed at once.
-pub const MAX_REFUSING: usize = 64;
-/// How long a closed connection's input is still read and dropped (lingering close).
-pub const LINGER: Duration = Duration::from_secs(2);
-/// A lingering close ends sooner when nothing comes for this long.
-const LINGER_QUIET: Duration = Duration::from_millis(500);
 /// Requests in flight at shutdown get this long to finish.
 pub const GRACE: Duration = Duration::from_secs(10);
 
@@ -96,25 +88,19 @@ pub async fn serve(listener: TcpListener, router: Router, config: ServerConfig, 
             idle: config.idle_timeout,
             max_head: config.max_head_bytes,
         },
-        max_connections: config.max_connections,
-        open: AtomicUsize::new(0),
-        refusing: AtomicUsize::new(0),
-        refused: AtomicU64::new(0),
+        cap: ConnCap::new("node API", config.max_connections),
         shutdown: shutdown.clone(),
         stop_now: CancellationToken::new(),
     });
     let tracker = TaskTracker::new();
-    strata_os::listen::accept(listener, &shutdown, "api", |stream, peer| {
-        match Admitted::new(&shared) {
-            Some(admitted) => {
-                tracker.spawn(connection(stream, peer, admitted));
-            }
-            None => {
-                if let Some(refusing) = Refusing::new(&shared) {
-                    tracker.spawn(refuse(stream, peer, refusing));
-                }
-            }
+    strata_os::listen::accept(listener, &shutdown, "api", |stream, peer| match shared.cap.admit() {
+        Admission::Admitted(slot) => {
+            tracker.spawn(connection(stream, peer, shared.clone(), slot));
         }
+        Admission::Refuse(slot) => {
+            tracker.spawn(refuse(stream, shared.clone(), slot));
+        }
+        Admission::Close => {}
     })
     .await;
     tracker.close();
@@ -129,75 +115,14 @@ struct Shared {
     http: hyper::server::conn::http1::Builder,
     router: TowerToHyperService<Router>,
     timeouts: Timeouts,
-    max_connections: usize,
-    /// Connections admitted and not yet closed.
-    open: AtomicUsize,
-    /// Refusals under way.
-    refusing: AtomicUsize,
-    /// Connections refused at the cap since start.
-    refused: AtomicU64,
+    cap: Arc<ConnCap>,
     shutdown: CancellationToken,
     /// Cancelled when the grace after shutdown is over.
     stop_now: CancellationToken,
 }
 
-/// One of the `max_connections` places, taken at accept and given back at close.
-struct Admitted(Arc<Shared>);
-
-impl Admitted {
-    fn new(shared: &Arc<Shared>) -> Option<Admitted> {
-        if shared.open.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
-            shared.open.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Admitted(shared.clone()))
-    }
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// One of the [`MAX_REFUSING`] refusals under way.
-struct Refusing(Arc<Shared>);
-
-impl Refusing {
-    fn new(shared: &Arc<Shared>) -> Option<Refusing> {
-        // Said at the 1st, 10th, 100th... refusal, not once per connection.
-        let refused = shared.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        if is_power_of_ten(refused) {
-            tracing::warn!(
-                max_connections = shared.max_connections,
-                refused,
-                "node API: connections refused, as many are open as its limit allows"
-            );
-        }
-        if shared.refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
-            shared.refusing.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Refusing(shared.clone()))
-    }
-}
-
-impl Drop for Refusing {
-    fn drop(&mut self) {
-        self.0.refusing.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-fn is_power_of_ten(mut n: u64) -> bool {
-    while n >= 10 && n.is_multiple_of(10) {
-        n /= 10;
-    }
-    n == 1
-}
-
 /// Serves one connection until it ends, then closes it lingering.
-async fn connection(stream: TcpStream, peer: SocketAddr, admitted: Admitted) {
-    let shared = &admitted.0;
+async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, _slot: Slot) {
     let in_flight = Arc::new(InFlight::default());
     let io = ApiConn::new(stream, shared.timeouts, in_flight.clone());
     let service = Tracked {
@@ -224,8 +149,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, admitted: Admitted) {
 }
 
 /// The answer past the connection cap: 503, the shared error body, closed.
-async fn refuse(mut stream: TcpStream, peer: SocketAddr, refusing: Refusing) {
-    let limit = refusing.0.max_connections;
+async fn refuse(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
+    let limit = shared.cap.max();
     let body = ErrorBody::new(
         503,
         ErrorCode::Unavailable,
@@ -237,30 +162,7 @@ async fn refuse(mut stream: TcpStream, peer: SocketAddr, refusing: Refusing) {
         "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
-    match tokio::time::timeout(LINGER_QUIET, stream.write_all(reply.as_bytes())).await {
-        Ok(Ok(())) => linger(stream, &refusing.0.stop_now).await,
-        _ => tracing::debug!(%peer, "node API: a refused client did not take its 503"),
-    }
-}
-
-/// Ends our side, then reads and drops what the client still sends until it closes,
-/// goes quiet, or [`LINGER`] passes; then the socket closes without a reset.
-async fn linger(mut stream: TcpStream, stop_now: &CancellationToken) {
-    if stream.shutdown().await.is_err() {
-        return;
-    }
-    let until = Instant::now() + LINGER;
-    let mut sink = vec![0u8; 16 << 10];
-    loop {
-        let quiet = (Instant::now() + LINGER_QUIET).min(until);
-        tokio::select! {
-            read = tokio::time::timeout_at(quiet, stream.read(&mut sink)) => match read {
-                Ok(Ok(n)) if n > 0 => continue,
-                _ => return,
-            },
-            _ = stop_now.cancelled() => return,
-        }
-    }
+    cap::refuse(stream, reply.as_bytes(), &shared.stop_now).await;
 }
 
 /// The router as hyper's service, each request counted in flight until its reply body
@@ -311,14 +213,5 @@ impl http_body::Body for TrackedBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn refusals_are_said_at_powers_of_ten() {
-        let said: Vec<u64> = (1..=2000).filter(|&n| super::is_power_of_ten(n)).collect();
-        assert_eq!(said, [1, 10, 100, 1000]);
     }
 }

@@ -50,6 +50,7 @@ impl From<&Manifest> for GatewayConfig {
             max_header_bytes: manifest.gateway.max_header_bytes,
             max_body_bytes: manifest.gateway.max_body_bytes,
             header_read_timeout: Duration::from_millis(manifest.gateway.header_read_timeout_ms),
+            max_connections: manifest.gateway.max_connections,
         }
     }
 }

@@ -27,7 +27,9 @@
 //! - This file, above them all: [`Gateway`] (routes by path prefix and optional host to
 //!   pools, limits, the access-log line); [`relay_client_request`] (a client's request
 //!   relayed to a pool, for the gateway and the node API alike); [`serve`] (the accept
-//!   loop, with graceful shutdown, each client socket wrapped in [`framing::Guarded`]);
+//!   loop, with the connection cap of `strata_os::cap` (past `max_connections`: 503,
+//!   `Retry-After: 1`, closed lingering) and graceful shutdown, each client socket
+//!   wrapped in [`framing::Guarded`]);
 //!   [`spawn`] (one worker thread per core, each with its own `SO_REUSEPORT` socket,
 //!   through strata-os's `listen::spawn`), which returns [`Workers`], re-exported from
 //!   strata-os.
@@ -66,6 +68,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use strata_bus::{Bus, Pool};
 use strata_manifest::CallMode;
+use strata_os::cap::{self, Admission, ConnCap};
 pub use strata_os::listen::Workers;
 use strata_os::listen::{self, Listen, Worker};
 use strata_wire::ErrorCode;
@@ -113,6 +116,8 @@ pub struct GatewayConfig {
     pub max_header_bytes: usize,
     pub max_body_bytes: Option<u64>,
     pub header_read_timeout: Duration,
+    /// Client connections open at once over all workers; past it, 503 and closed.
+    pub max_connections: usize,
 }
 
 struct RoutePool {
@@ -126,6 +131,10 @@ pub struct Gateway {
     config: GatewayConfig,
     access: Option<AccessLog>,
     ids: RequestIds,
+    /// The connection cap, shared by every worker.
+    cap: Arc<ConnCap>,
+    /// The answer past the cap, written once.
+    refusal: Bytes,
 }
 
 impl Gateway {
@@ -140,11 +149,25 @@ impl Gateway {
             .collect();
         // Host-specific routes first, then the longest prefix.
         routes.sort_by_key(|r| (r.route.host.is_none(), std::cmp::Reverse(r.route.prefix.len())));
+        let limit = config.max_connections;
+        let body = strata_wire::ErrorBody::new(
+            503,
+            ErrorCode::Unavailable,
+            format!("the gateway has {limit} connections open, its limit (gateway.max_connections); try again"),
+        )
+        .with("limit", limit)
+        .to_json();
+        let refusal = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
         Arc::new(Gateway {
             routes,
+            cap: ConnCap::new("gateway", config.max_connections),
             config,
             access,
             ids: RequestIds::new(),
+            refusal: Bytes::from(refusal),
         })
     }
 
@@ -455,7 +478,21 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
         .max_header_list_size(gateway.config.max_header_bytes as u32);
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stop_now = CancellationToken::new();
     listen::accept(listener, &shutdown, "gateway", |stream, client| {
+        let slot = match gateway.cap.admit() {
+            Admission::Admitted(slot) => slot,
+            Admission::Refuse(slot) => {
+                let answer = gateway.refusal.clone();
+                let stop_now = stop_now.clone();
+                tokio::spawn(async move {
+                    cap::refuse(stream, &answer, &stop_now).await;
+                    drop(slot);
+                });
+                return;
+            }
+            Admission::Close => return,
+        };
         let io = framing::Guarded::new(
             stream,
             gateway.config.max_header_bytes,
@@ -477,6 +514,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %client, "client connection ended with an error");
             }
+            drop(slot);
         });
     })
     .await;
@@ -486,4 +524,5 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
             tracing::warn!("gateway: open connections did not finish within 10s of shutdown");
         }
     }
+    stop_now.cancel();
 }

@@ -17,7 +17,16 @@ pub struct GatewaySpec {
     pub max_body_bytes: Option<u64>,
     /// A client that has not sent its whole header block by then gets 408 and a close.
     pub header_read_timeout_ms: u64,
+    /// Client connections open at once, over all the gateway's workers; one more is
+    /// answered 503 with `Retry-After: 1` and closed.
+    pub max_connections: usize,
 }
+
+/// The gateway's connection cap unless the manifest says: room for many kept-alive
+/// clients, well under the open-file limit strata raises itself to.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// The highest connection cap a manifest may set.
+pub const MAX_MAX_CONNECTIONS: usize = 1_000_000;
 
 impl Default for GatewaySpec {
     fn default() -> Self {
@@ -26,6 +35,7 @@ impl Default for GatewaySpec {
             max_header_bytes: 16 * 1024,
             max_body_bytes: None,
             header_read_timeout_ms: 10_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

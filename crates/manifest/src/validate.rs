@@ -147,6 +147,13 @@ fn check_gateway(m: &Manifest, path: &FieldPath, p: &mut Problems) {
             gateway.max_header_bytes.to_string(),
         ));
     }
+    p.check(within(
+        path.key("max_connections"),
+        gateway.max_connections as u64,
+        1,
+        crate::gateway::MAX_MAX_CONNECTIONS as u64,
+        "connections",
+    ));
     p.check(positive(
         path.key("header_read_timeout_ms"),
         gateway.header_read_timeout_ms,

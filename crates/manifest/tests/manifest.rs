@@ -506,6 +506,10 @@ fn gateway_is_checked() {
     accepted_with(set("gateway.listen", json!("[::]:0")));
     invalid_at("gateway.max_header_bytes", json!(100), "at least 1024 bytes", "100");
     invalid_at("gateway.header_read_timeout_ms", json!(0), "greater than 0", "0");
+    let bounds = "between 1 and 1000000 connections";
+    invalid_at("gateway.max_connections", json!(0), bounds, "0");
+    invalid_at("gateway.max_connections", json!(1_000_001), bounds, "1000001");
+    accepted_with(set("gateway.max_connections", json!(1)));
 }
 
 #[test]
@@ -743,7 +747,13 @@ fn unknown_fields_are_named_at_every_level() {
     let start = "services.api.instancs: unknown field; expected one of run, workdir, env, ";
     assert!(err.to_string().starts_with(start), "{err}");
 
-    let gateway = ["listen", "max_header_bytes", "max_body_bytes", "header_read_timeout_ms"];
+    let gateway = [
+        "listen",
+        "max_header_bytes",
+        "max_body_bytes",
+        "header_read_timeout_ms",
+        "max_connections",
+    ];
     let health = [
         "path",
         "interval_ms",

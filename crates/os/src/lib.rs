@@ -6,6 +6,9 @@
 //!   with its own `SO_REUSEPORT` socket on one address, a shared shutdown token, one
 //!   handle to join them; and the accept loop the workers run. Used by the gateway and
 //!   the cache's Redis protocol server.
+//! - [`cap`]: a cap on a listener's open connections (shared by its workers) with a
+//!   bounded number of refusals under way, and the lingering close. Used by the gateway
+//!   and the node API.
 //! - [`claim`]: an address for one server alone: a lock file per address and a probe
 //!   bind without `SO_REUSEPORT`, so a second server on a busy address is refused with
 //!   its holder named. [`listen::spawn`] claims before its workers bind.
@@ -24,6 +27,7 @@
 //!
 //! Invariant: this crate depends on no other strata crate and knows nothing of HTTP.
 
+pub mod cap;
 pub mod claim;
 pub mod clock;
 pub mod contain;

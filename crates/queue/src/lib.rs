@@ -116,7 +116,7 @@ pub enum QueueError {
     Declared(String),
     /// The queue's files could not be opened at start: it serves nothing until repaired;
     /// every other queue works.
-    #[error("queue {queue:?} is out of service: {reason} (the node's log has the details; move its directory aside to start it empty)")]
+    #[error("queue {queue:?} is out of service: {reason} (the node's log has the details; stop the node and run `strata repair --queue {queue}` to salvage what can be read)")]
     Failed { queue: String, reason: String },
     #[error("disk: {0}")]
     Io(String),

@@ -165,7 +165,7 @@ pub enum StoreError {
     /// The store's files could not be opened at start: it serves nothing until repaired;
     /// the rest of the node works.
     #[error(
-        "the store is out of service: {0} (the node's log has the details; move .strata/store aside to start it empty)"
+        "the store is out of service: {0} (the node's log has the details; stop the node and run `strata repair --store` to salvage what can be read)"
     )]
     Failed(String),
     /// The disk or the database failed. After a failed log write or database commit the

@@ -371,3 +371,49 @@ async fn unknown_route_empty_pool_and_missed_deadline_are_clear_errors() {
     assert_eq!(sent, 1, "a POST that timed out is not sent again");
     stop(node).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_gateway_cap_get_503_naming_it() {
+    let app = App::new();
+    let services = json!({ "web": app.member(json!({ "routes": ["/app"] })) });
+    let gateway = json!({ "max_connections": 3 });
+    let node = app.start(app.config(app.manifest(services, gateway))).await;
+    wait_ready(&node, "web", 1).await;
+    let gw = node.gateway_addr;
+    let request = b"GET /app/held HTTP/1.1\r\nHost: a\r\n\r\n";
+
+    // Three kept-alive connections, each answered, held open (over every worker).
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(gw).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await.unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert_eq!(status_of(&text), Some(200), "{text:?}");
+        open.push(stream);
+    }
+    let (text, closed) = raw(gw, request).await;
+    assert!(closed, "a refused connection is closed: {text:?}");
+    assert_eq!(status_of(&text), Some(503), "{text:?}");
+    assert!(text.to_ascii_lowercase().contains("retry-after: 1"), "{text:?}");
+    let body: Value = serde_json::from_str(body_of(&text)).unwrap();
+    assert_eq!(
+        (body["code"].as_str(), body["limit"].as_u64()),
+        (Some("unavailable"), Some(3))
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("gateway.max_connections"),
+        "{body}"
+    );
+
+    // A place given back is taken again.
+    drop(open.pop());
+    wait_for_async("a freed place to be taken", Duration::from_secs(10), || async {
+        let (text, _) = raw(gw, b"GET /app/again HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+        (status_of(&text) == Some(200)).then_some(())
+    })
+    .await;
+    drop(open);
+    stop(node).await;
+}

@@ -3,14 +3,51 @@
 //! ([`ClientMemory`], as Redis' `maxmemory-clients` bounds its clients' memory): a
 //! connection whose buffer would have to grow past either bound is closed instead.
 //!
-//! What is counted is each buffer's capacity, the memory it holds; it changes only when
-//! a buffer grows for a large command or shrinks after one, so a stream of small
-//! commands never touches the shared counter.
+//! What is counted is each buffer's capacity, the memory it holds; it changes when a
+//! buffer grows for a large command or shrinks after one, and when a connection with
+//! nothing pending gives its buffer back.
+//!
+//! A connection with nothing pending holds no buffer at all, as Redis frees an idle
+//! client's query buffer: its read and reply buffers go back to its worker thread's
+//! spare list ([`take_chunk`], [`give_chunk`]) once a batch is run and answered, and the
+//! next connection with input takes one from there. Ten thousand idle clients then cost
+//! their sockets and tasks, not 32 KiB each.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A connection's read buffer to start with (and to go back to after a large command).
 pub(crate) const READ_CHUNK: usize = 16 << 10;
+
+/// Spare buffers kept per worker thread.
+const SPARE_MAX: usize = 64;
+
+thread_local! {
+    /// Buffers given back by this thread's connections with nothing pending.
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer of at least [`READ_CHUNK`], from the thread's spares if there is one.
+pub(crate) fn take_chunk() -> Vec<u8> {
+    SPARE
+        .with(|spare| spare.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK))
+}
+
+/// Gives `buf` back to the thread's spares (a buffer that grew for a large command is
+/// freed instead).
+pub(crate) fn give_chunk(mut buf: Vec<u8>) {
+    if !(READ_CHUNK..=4 * READ_CHUNK).contains(&buf.capacity()) {
+        return;
+    }
+    buf.clear();
+    SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARE_MAX {
+            spare.push(buf);
+        }
+    });
+}
 
 /// The bytes held by the query buffers of all of a server's connections, and their bound.
 #[derive(Debug)]
@@ -74,17 +111,24 @@ pub(crate) struct QueryBuffer<'a> {
 }
 
 impl<'a> QueryBuffer<'a> {
-    /// A first read's worth, always granted: the bound applies to growth, so that every
-    /// admitted connection can send small commands.
+    /// No buffer yet: [`QueryBuffer::make_room`] takes one when input arrives.
     pub fn new(memory: &'a ClientMemory, limit: usize) -> QueryBuffer<'a> {
-        let bytes = Vec::with_capacity(READ_CHUNK);
-        memory.take(bytes.capacity());
         QueryBuffer {
-            counted: bytes.capacity(),
-            bytes,
+            bytes: Vec::new(),
+            counted: 0,
             memory,
             limit,
         }
+    }
+
+    /// Gives the buffer back when it holds nothing unrun (see the module).
+    pub fn release(&mut self) {
+        if !self.bytes.is_empty() || self.bytes.capacity() == 0 {
+            return;
+        }
+        give_chunk(std::mem::take(&mut self.bytes));
+        self.memory.give_back(self.counted);
+        self.counted = 0;
     }
 
     /// Room for the next read. `want` is how many bytes the command at the buffer's
@@ -95,6 +139,13 @@ impl<'a> QueryBuffer<'a> {
         if want > self.limit {
             // That command can never be held.
             return Err(OverLimit::Connection);
+        }
+        if self.bytes.capacity() == 0 {
+            // A first read's worth is always granted: the bound applies to growth, so
+            // that every admitted connection can send small commands.
+            self.bytes = take_chunk();
+            self.counted = self.bytes.capacity();
+            self.memory.take(self.counted);
         }
         let len = self.bytes.len();
         let capacity = self.bytes.capacity();
@@ -141,6 +192,9 @@ impl<'a> QueryBuffer<'a> {
 impl Drop for QueryBuffer<'_> {
     fn drop(&mut self) {
         self.memory.give_back(self.counted);
+        if self.bytes.is_empty() {
+            give_chunk(std::mem::take(&mut self.bytes));
+        }
     }
 }
 
@@ -152,9 +206,15 @@ mod tests {
     fn grows_toward_the_command_and_counts_what_it_holds() {
         let memory = ClientMemory::new(usize::MAX);
         let mut q = QueryBuffer::new(&memory, 64 << 20);
-        assert_eq!(memory.held(), READ_CHUNK);
+        assert_eq!((memory.held(), q.bytes.capacity()), (0, 0), "nothing until input");
         q.make_room(0).unwrap();
-        assert_eq!(q.bytes.capacity(), READ_CHUNK, "room enough already");
+        assert_eq!(memory.held(), q.bytes.capacity());
+        assert!(q.bytes.capacity() >= READ_CHUNK);
+        q.bytes.clear();
+        q.release();
+        assert_eq!((memory.held(), q.bytes.capacity()), (0, 0), "given back when empty");
+        q.make_room(0).unwrap();
+        assert_eq!(q.bytes.capacity(), READ_CHUNK, "a spare, room enough already");
         // A 10 MB bulk announced: the buffer doubles per read, up to the command exactly.
         let want = 10_000_000;
         q.bytes.resize(READ_CHUNK, b'x');
@@ -189,7 +249,9 @@ mod tests {
         let memory = ClientMemory::new(3 * READ_CHUNK);
         let mut a = QueryBuffer::new(&memory, 1 << 20);
         assert_eq!(a.make_room((1 << 20) + 1), Err(OverLimit::Connection));
+        a.make_room(0).unwrap();
         let mut b = QueryBuffer::new(&memory, 1 << 20);
+        b.make_room(0).unwrap();
         // `a` grows to 32 KiB: 48 KiB in all, the bound.
         a.bytes.resize(READ_CHUNK, b'x');
         a.make_room(2 * READ_CHUNK).unwrap();

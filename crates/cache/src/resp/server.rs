@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{Connection, Progress};
-use super::query_buffer::{OverLimit, QueryBuffer, READ_CHUNK};
+use super::query_buffer::{give_chunk, take_chunk, OverLimit, QueryBuffer, READ_CHUNK};
 use super::state::{ConnectionContext, RespConfig};
 use super::timeouts::{self, Expired, Watch};
 use crate::cache::Cache;
@@ -161,18 +161,12 @@ async fn serve_connection(
     let mut conn = Connection::new(shared.clone(), peer, worker);
     let watch = Watch::register(&server.timeouts);
     let mut input = QueryBuffer::new(&server.client_memory, server.max_query_bytes);
-    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    // Both buffers are taken when input arrives and given back once it is run and
+    // answered (`query_buffer`): a connection with nothing pending holds neither.
+    let mut out: Vec<u8> = Vec::new();
     loop {
-        if let Err(over) = input.make_room(conn.want()) {
-            match over {
-                OverLimit::Connection => conn.over_query_buffer_limit(input.bytes.len(), &mut out),
-                OverLimit::Server => conn.evicted(&mut out),
-            }
-            drop(input);
-            return close_with(stream, &out).await;
-        }
-        let read = match watch.until_expired(stream.read_buf(&mut input.bytes)).await {
-            Ok(read) => read?,
+        match watch.until_expired(stream.readable()).await {
+            Ok(ready) => ready?,
             Err(expired) => {
                 drop(input);
                 return match expired {
@@ -187,9 +181,28 @@ async fn serve_connection(
                     }
                 };
             }
+        }
+        if let Err(over) = input.make_room(conn.want()) {
+            match over {
+                OverLimit::Connection => conn.over_query_buffer_limit(input.bytes.len(), &mut out),
+                OverLimit::Server => conn.evicted(&mut out),
+            }
+            drop(input);
+            return close_with(stream, &out).await;
+        }
+        let read = match stream.try_read_buf(&mut input.bytes) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                input.release();
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         if read == 0 {
             return Ok(());
+        }
+        if out.capacity() == 0 {
+            out = take_chunk();
         }
         loop {
             let before = input.bytes.len();
@@ -218,8 +231,11 @@ async fn serve_connection(
         }
         // A burst of large commands should not pin memory for the connection's lifetime.
         input.shrink(conn.want());
-        if out.capacity() > 4 * READ_CHUNK {
-            out = Vec::with_capacity(READ_CHUNK);
+        if input.bytes.is_empty() {
+            input.release();
+            give_chunk(std::mem::take(&mut out));
+        } else if out.capacity() > 4 * READ_CHUNK {
+            out = take_chunk();
         }
     }
 }
