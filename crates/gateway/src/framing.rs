@@ -73,9 +73,13 @@ enum State {
     ChunkData(u64),
     /// Skipping trailer lines until an empty one; `line` bytes into the current line.
     Trailers { line: usize },
-    /// No longer following (HTTP/2, or a head hyper will refuse anyway). strata answers
-    /// no upgrade, so a request asking for one is framed like any other.
+    /// No longer following (HTTP/2, or a head hyper will refuse anyway).
     Off,
+    /// After a bodiless GET asking to switch protocols (WebSocket): what follows is the
+    /// tunnel's bytes if the member agrees; if it does not, the gateway closes the
+    /// connection after its answer, so nothing after the head is ever taken for a
+    /// request. Idle for [`TUNNEL_IDLE`] (no byte either way): closed.
+    Tunnel,
 }
 
 /// Follows message boundaries of the requests on one connection.
@@ -124,7 +128,7 @@ impl Framer {
         let total = bytes.len();
         while !bytes.is_empty() {
             match self.state {
-                State::Off => return Ok(()),
+                State::Off | State::Tunnel => return Ok(()),
                 State::Head => {
                     if self.buf.is_empty() {
                         *head_start = total - bytes.len();
@@ -255,6 +259,7 @@ fn next_after_head(head: &[u8]) -> Result<State, Refusal> {
     }
     let mut length: Option<Option<u64>> = None;
     let mut chunked: Option<bool> = None;
+    let (mut upgrade, mut connection_upgrade) = (false, false);
     for line in lines {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -266,7 +271,16 @@ fn next_after_head(head: &[u8]) -> Result<State, Refusal> {
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             let last = value.rsplit(|&b| b == b',').next().map(trim).unwrap_or_default();
             chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade = !value.is_empty();
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            connection_upgrade |= value
+                .split(|&b| b == b',')
+                .any(|token| trim(token).eq_ignore_ascii_case(b"upgrade"));
         }
+    }
+    if upgrade && connection_upgrade && request_line.starts_with(b"GET ") && length.is_none() && chunked.is_none() {
+        return Ok(State::Tunnel);
     }
     match (length, chunked) {
         (Some(_), Some(_)) => Err(Refusal::AmbiguousLength),
@@ -321,6 +335,9 @@ pub struct Guarded {
     write_stall: Option<Pin<Box<Sleep>>>,
 }
 
+/// A switched connection (WebSocket) with no byte either way for this long is closed;
+/// WebSocket peers ping more often than this (the `websockets` package every 20 s).
+pub const TUNNEL_IDLE: Duration = Duration::from_secs(300);
 /// A client that sends nothing of a body it started for this long is cut off.
 pub const BODY_IDLE: Duration = Duration::from_secs(60);
 /// A client that takes nothing of a reply for this long is cut off.
@@ -373,7 +390,7 @@ impl Guarded {
 
     /// A reply going out: the idle time of a kept-alive connection counts from here.
     fn touch(&mut self) {
-        if self.between() {
+        if self.between() || self.framer.state == State::Tunnel {
             self.since = Instant::now();
         }
     }
@@ -392,6 +409,8 @@ impl Guarded {
             (self.idle_timeout, Expired::Idle)
         } else if self.framer.state == State::Off {
             return None;
+        } else if self.framer.state == State::Tunnel {
+            (TUNNEL_IDLE, Expired::Idle)
         } else {
             // Inside a body that hyper is waiting for.
             (BODY_IDLE, Expired::Body)
@@ -447,7 +466,7 @@ impl AsyncRead for Guarded {
                     this.served = true;
                 }
                 if !this.between() && !this.framer.mid_head() && this.framer.state != State::Off {
-                    // A body is arriving: its idle time counts from here.
+                    // A body (or a tunnel's bytes) is arriving: its idle time counts from here.
                     this.since = Instant::now();
                 }
                 Poll::Ready(Ok(()))
@@ -530,6 +549,26 @@ mod tests {
             GET /z HTTP/1.1\r\n\r\n";
         assert_eq!(verdict(stream), Ok(true), "ends between requests");
         assert_eq!(verdict(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(false), "mid head");
+    }
+
+    #[test]
+    fn an_upgrade_request_switches_to_the_tunnel_and_only_a_bodiless_get_does() {
+        let ws = b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n";
+        let mut framer = Framer::new(1024);
+        // What follows the head is the tunnel's, even bytes that look like a refusable head.
+        let mut stream = ws.to_vec();
+        stream.extend_from_slice(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(feed_all(&mut framer, &stream, 5), Ok(()));
+        assert_eq!(framer.state, State::Tunnel);
+        for not in [
+            // No Connection: upgrade, no Upgrade, a body, not a GET: framed as usual.
+            &b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nConnection: upgrade\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+        ] {
+            assert_eq!(verdict(not), Ok(true), "{}", String::from_utf8_lossy(not));
+        }
     }
 
     #[test]

@@ -194,7 +194,12 @@ impl Gateway {
         };
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let (res, route, outcome) = self.dispatch(req, &request_id).await;
+        let (res, route, outcome) = if relay::tunnel::wants_upgrade(&req) {
+            let (res, route, outcome) = self.switch(req, &request_id).await;
+            (relay::tunnel::closing(res), route, outcome)
+        } else {
+            self.dispatch(req, &request_id).await
+        };
         if let Some(log) = &self.access {
             let service = route.map_or("-", |r| r.route.service.as_str());
             let mut reached = [0u8; 20];
@@ -229,6 +234,37 @@ impl Gateway {
             ]);
         }
         res
+    }
+
+    /// A request to switch protocols (WebSocket): relayed to one member, joined to it
+    /// on 101 (`relay::tunnel`).
+    async fn switch(
+        &self,
+        req: Request<Incoming>,
+        rid: &HeaderValue,
+    ) -> (Response<ResBody>, Option<&RoutePool>, Outcome) {
+        let Some(target) = self.route(&req) else {
+            let res = relay::error_response(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "",
+                &format!("no route for {}", req.uri().path()),
+                Some(rid),
+            );
+            return (res, None, Outcome::default());
+        };
+        if target.route.mode == CallMode::All {
+            let res = relay::error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                &target.route.service,
+                "a route that calls ALL members cannot switch protocols",
+                Some(rid),
+            );
+            return (res, Some(target), Outcome::default());
+        }
+        let (res, outcome) = relay::tunnel::relay(&target.pool, req, &target.route.policy).await;
+        (res, Some(target), outcome)
     }
 
     async fn dispatch(
@@ -508,7 +544,9 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
             async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, &client_text).await) }
         });
         let builder = builder.clone();
-        let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

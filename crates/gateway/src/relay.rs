@@ -16,6 +16,8 @@ use crate::request_body::ReqBody;
 use crate::response_body::ResBody;
 use crate::upstream::{Conn, SendError, Upstream};
 
+pub mod tunnel;
+
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Which attempt this is, from 1; a member sees 2 or more on a reissued request.
 pub const ATTEMPT: HeaderName = HeaderName::from_static("x-strata-attempt");

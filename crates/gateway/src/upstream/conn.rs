@@ -44,6 +44,18 @@ pub enum SendError {
     TimedOut,
 }
 
+/// What a member answered to a request to switch protocols.
+pub enum Upgrade {
+    /// 101: the socket is the tunnel's now; `early` is what came after the head.
+    Switched {
+        res: Response<()>,
+        stream: TcpStream,
+        early: bytes::Bytes,
+    },
+    /// Any other reply, with its body to relay.
+    Refused(Response<()>, Pending),
+}
+
 impl Conn {
     /// Opens a connection; an error here means no byte of a request was sent.
     pub async fn connect(addr: SocketAddr) -> io::Result<Conn> {
@@ -119,7 +131,7 @@ impl Conn {
                 return Err((SendError::Broken(e), None));
             }
         }
-        match crate::coarse::timeout(reply_timeout, self.read_head(&method)).await {
+        match crate::coarse::timeout(reply_timeout, self.read_head(&method, false)).await {
             Ok(Ok((res, framing, keep_alive))) => {
                 let pending = Pending {
                     conn: self,
@@ -130,6 +142,46 @@ impl Conn {
             }
             Ok(Err(e)) => Err((SendError::Broken(e), None)),
             Err(_) => Err((SendError::TimedOut, None)),
+        }
+    }
+
+    /// Sends a bodiless request asking to switch protocols (WebSocket; its `Upgrade` and
+    /// `Connection: upgrade` are in `parts`) and reads the reply head within
+    /// `reply_timeout`. A 101 hands back the socket and what the member sent after the
+    /// head, the start of the new protocol; any other reply is relayed as from
+    /// [`Conn::send`], and its connection is not used again.
+    pub async fn send_upgrade(
+        mut self,
+        parts: &Parts,
+        reply_timeout: std::time::Duration,
+    ) -> Result<Upgrade, SendError> {
+        self.write_head(parts, &ReqBody::Full(None));
+        let head = std::mem::take(&mut self.wbuf);
+        let mut written = 0;
+        let sent = write_all_vectored(&mut self.stream, &head, &[], &mut written).await;
+        if let Err(e) = sent {
+            return Err(if written > 0 {
+                SendError::Broken(e)
+            } else {
+                SendError::Unsent(e)
+            });
+        }
+        match crate::coarse::timeout(reply_timeout, self.read_head(&parts.method, true)).await {
+            Ok(Ok((res, _, _))) if res.status() == http::StatusCode::SWITCHING_PROTOCOLS => Ok(Upgrade::Switched {
+                res,
+                stream: self.stream,
+                early: self.rbuf.freeze(),
+            }),
+            Ok(Ok((res, framing, _))) => Ok(Upgrade::Refused(
+                res,
+                Pending {
+                    conn: self,
+                    framing,
+                    keep_alive: false,
+                },
+            )),
+            Ok(Err(e)) => Err(SendError::Broken(e)),
+            Err(_) => Err(SendError::TimedOut),
         }
     }
 
@@ -205,10 +257,10 @@ impl Conn {
     }
 
     /// Reads until a whole reply head is in; skips interim (1xx) replies.
-    async fn read_head(&mut self, method: &Method) -> io::Result<(Response<()>, BodyFraming, bool)> {
+    async fn read_head(&mut self, method: &Method, upgrade: bool) -> io::Result<(Response<()>, BodyFraming, bool)> {
         loop {
             if !self.rbuf.is_empty() {
-                if let Some(parsed) = parse_head(&mut self.rbuf, method)? {
+                if let Some(parsed) = parse_head(&mut self.rbuf, method, upgrade)? {
                     return Ok(parsed);
                 }
             }

@@ -12,9 +12,12 @@ pub(super) const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 
 /// Parses a reply head at the front of `rbuf`, consuming it. None: not complete yet.
+/// `upgrade`: the request asked to switch protocols, so a 101 is its answer (with no
+/// body: what follows is the new protocol's).
 pub(super) fn parse_head(
     rbuf: &mut BytesMut,
     method: &Method,
+    upgrade: bool,
 ) -> io::Result<Option<(Response<()>, BodyFraming, bool)>> {
     let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{what} from the member"));
     loop {
@@ -51,11 +54,10 @@ pub(super) fn parse_head(
                 parsed.headers.len(),
             )
         };
-        if code == 101 {
-            // strata never asks a member to switch protocols.
+        if code == 101 && !upgrade {
             return Err(invalid("an unrequested 101 Switching Protocols"));
         }
-        if (100..200).contains(&code) {
+        if (100..200).contains(&code) && code != 101 {
             // An interim reply (100 Continue, 103 Early Hints): the real one follows.
             rbuf.advance(len);
             continue;
@@ -165,7 +167,7 @@ mod tests {
 
     fn head(text: &str) -> io::Result<Option<(Response<()>, BodyFraming, bool)>> {
         let mut buf = BytesMut::from(text.as_bytes());
-        parse_head(&mut buf, &Method::GET)
+        parse_head(&mut buf, &Method::GET, false)
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! Modules, bottom-up: each uses only the ones above it (named in parentheses).
 //! - `head`: parses a reply head and says how its body is framed (`BodyFraming`).
 //! - `conn` (head): one connection ([`Conn`]): writes a request, reads the reply head,
-//!   and hands back the reply whose body is still to come (`Pending`).
+//!   and hands back the reply whose body is still to come (`Pending`); or, for a
+//!   request to switch protocols, the socket itself once the member agreed ([`Upgrade`]).
 //! - `idle` (conn): the idle connections to one member, per thread ([`Upstream`]).
 //! - `body` (head, conn, idle): the reply body as it streams, chunked decoding included
 //!   ([`UpBody`]); it gives the connection back to [`Upstream`] when it ends as framed.
@@ -28,5 +29,5 @@ mod head;
 mod idle;
 
 pub use body::UpBody;
-pub use conn::{Conn, SendError};
+pub use conn::{Conn, SendError, Upgrade};
 pub use idle::Upstream;

@@ -1,0 +1,211 @@
+//! HTTP/1.1 Upgrade (WebSocket) through the gateway: the handshake goes to ANY one
+//! member, like a request, and once it answers `101 Switching Protocols` the client's
+//! connection and a fresh connection to the member are joined and bytes flow both ways
+//! as they come, never buffered past one read.
+//!
+//! - **Load.** The tunnel counts as a request in flight on its member for as long as it
+//!   lasts, so the pick and the autoscaler see open WebSockets.
+//! - **Limits.** A tunnel with no byte either way for [`TUNNEL_IDLE`] is closed (the
+//!   client side's timer, `framing`), and any tunnel after [`TUNNEL_MAX`].
+//! - **Drain.** When the member leaves its pool (stopping, or failed), its tunnels get
+//!   [`DRAIN_GRACE`] to finish (the member's own shutdown closes them with a proper
+//!   WebSocket close), then they are cut.
+//! - **Refusal.** A member that answers anything but 101 has its answer relayed and the
+//!   client connection closed after it: the bytes after an upgrade request are never
+//!   taken for another request (`framing`'s tunnel state).
+//!
+//! The handshake is a bodiless GET, safe to send again: a member that cannot be reached
+//! or fails before answering is replaced by another, up to `relay.retries`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use strata_bus::{Member, MemberGuard, Pool};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+pub use crate::framing::TUNNEL_IDLE;
+
+use super::{
+    attempt_value, deadline_exceeded, failed, no_member, strip_hop_by_hop, to_origin_form, upstream_of, Failure,
+    Outcome, RelayPolicy, ATTEMPT, REQUEST_ID, SERVED_BY,
+};
+use crate::response_body::ResBody;
+use crate::upstream::{Conn, SendError, Upgrade};
+
+/// The longest a tunnel lasts, however busy.
+pub const TUNNEL_MAX: Duration = Duration::from_secs(24 * 3600);
+/// How long a tunnel to a member that left its pool may go on, to close itself.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
+/// How long the client has to take the 101 before the tunnel is given up.
+const SWITCH_WAIT: Duration = Duration::from_secs(10);
+
+/// A GET asking to switch protocols, with no body: the same test `framing` makes of the
+/// raw head, so the two agree on what becomes a tunnel.
+pub fn wants_upgrade<B>(req: &Request<B>) -> bool {
+    let headers = req.headers();
+    req.version() == http::Version::HTTP_11
+        && req.method() == http::Method::GET
+        && headers.get(header::UPGRADE).is_some_and(|v| !v.is_empty())
+        && headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
+        && !headers.contains_key(header::CONTENT_LENGTH)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+}
+
+/// Relays the handshake of `req` to one member of `pool`; on 101, joins the two
+/// connections in a task of its own and answers the client's 101.
+pub async fn relay(pool: &Pool, mut req: Request<Incoming>, policy: &RelayPolicy) -> (Response<ResBody>, Outcome) {
+    let started = Instant::now();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (mut parts, _) = req.into_parts();
+    let protocol = parts.headers.get(header::UPGRADE).cloned();
+    to_origin_form(&mut parts);
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = protocol {
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    let request_id = parts.headers.get(REQUEST_ID).cloned();
+    let mut outcome = Outcome::default();
+    let mut tried: Vec<Arc<Member>> = Vec::new();
+    let mut last: Option<(Arc<Member>, Failure)> = None;
+    loop {
+        let remaining = policy.deadline.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return (deadline_exceeded(pool, policy, request_id.as_ref()), outcome);
+        }
+        if outcome.attempts > policy.retries {
+            return (
+                failed(
+                    pool,
+                    last,
+                    "relay.retries reissues were already made",
+                    request_id.as_ref(),
+                ),
+                outcome,
+            );
+        }
+        let Some(member) = pool.pick(&tried) else {
+            return match last {
+                Some(_) => (
+                    failed(pool, last, "no other member was left to try", request_id.as_ref()),
+                    outcome,
+                ),
+                None => (no_member(pool, request_id.as_ref()), outcome),
+            };
+        };
+        outcome.attempts += 1;
+        outcome.member = Some(member.clone());
+        tried.push(member.clone());
+        let guard = member.begin();
+        let attempt_timeout = policy.attempt_timeout.min(remaining);
+        let conn = match tokio::time::timeout(attempt_timeout, Conn::connect(member.addr)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                pool.suspect(&member);
+                last = Some((member, Failure::Unsent(format!("could not connect: {e}"))));
+                continue;
+            }
+            Err(_) => {
+                pool.suspect(&member);
+                last = Some((member, Failure::Unsent("could not connect in time".into())));
+                continue;
+            }
+        };
+        parts.headers.insert(ATTEMPT, attempt_value(outcome.attempts));
+        let served_by = upstream_of(&member).served_by.clone();
+        match conn.send_upgrade(&parts, attempt_timeout).await {
+            Ok(Upgrade::Switched { res, stream, early }) => {
+                let (mut head, ()) = res.into_parts();
+                if let Some(id) = &request_id {
+                    head.headers.insert(REQUEST_ID, id.clone());
+                }
+                head.headers.insert(SERVED_BY, served_by);
+                tokio::spawn(join(on_upgrade, stream, early, guard));
+                return (Response::from_parts(head, ResBody::Full(None)), outcome);
+            }
+            Ok(Upgrade::Refused(res, pending)) => {
+                let (mut head, ()) = res.into_parts();
+                strip_hop_by_hop(&mut head.headers);
+                if let Some(id) = &request_id {
+                    head.headers.insert(REQUEST_ID, id.clone());
+                }
+                head.headers.insert(SERVED_BY, served_by);
+                let body = ResBody::Relayed(pending.into_body(upstream_of(&member), guard));
+                return (Response::from_parts(head, body), outcome);
+            }
+            Err(SendError::Unsent(e)) => {
+                pool.suspect(&member);
+                last = Some((member, Failure::Unsent(e.to_string())));
+            }
+            Err(SendError::Broken(e)) => {
+                pool.suspect(&member);
+                last = Some((member, Failure::Broken(e.to_string())));
+            }
+            Err(SendError::TimedOut) => last = Some((member, Failure::Timeout)),
+            Err(SendError::ClientBody(_)) => unreachable!("a handshake has no body"),
+        }
+    }
+}
+
+/// Joins the client's switched connection and the member's until either ends, the
+/// tunnel reaches [`TUNNEL_MAX`], or its member has been gone for [`DRAIN_GRACE`].
+/// `guard` keeps the tunnel counted on its member.
+async fn join(on_upgrade: OnUpgrade, mut member: TcpStream, early: Bytes, guard: MemberGuard) {
+    let upgraded = match tokio::time::timeout(SWITCH_WAIT, on_upgrade).await {
+        Ok(Ok(upgraded)) => upgraded,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, member = guard.member().id, "the client's connection did not switch");
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut client = TokioIo::new(upgraded);
+    if !early.is_empty() && client.write_all(&early).await.is_err() {
+        return;
+    }
+    tokio::select! {
+        ended = tokio::io::copy_bidirectional(&mut client, &mut member) => {
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, member = guard.member().id, "a tunnel ended with an error");
+            }
+        }
+        _ = tokio::time::sleep(TUNNEL_MAX) => {}
+        _ = drained(guard.member()) => {}
+    }
+}
+
+/// Resolves [`DRAIN_GRACE`] after `member` left its pool.
+async fn drained(member: &Member) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if member.is_gone() {
+            tokio::time::sleep(DRAIN_GRACE).await;
+            return;
+        }
+    }
+}
+
+/// The answer to an upgrade request that is not switched: the connection closes after
+/// it, since the client may already be sending the new protocol.
+pub fn closing(mut res: Response<ResBody>) -> Response<ResBody> {
+    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}

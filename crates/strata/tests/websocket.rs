@@ -1,0 +1,160 @@
+//! WebSocket through the gateway (HTTP/1.1 Upgrade), with the `websockets` package
+//! (PyPI) as an unmodified member and as the client: the handshake goes to one member,
+//! then bytes flow both ways; a killed member closes only its own connections; the open
+//! connections count as load on their members; a member that does not switch has its
+//! answer relayed and the connection closed.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const WS_ECHO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ws_echo.py");
+const WS_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ws_client.py");
+
+/// A node with `ws` (two `websockets` echo members) at /ws and the HTTP test member at /app.
+async fn ws_node(app: &App) -> strata_node::Node {
+    let services = json!({
+        "ws": {
+            "run": ["python3", WS_ECHO],
+            "instances": { "initial": 2, "min": 2, "max": 2 },
+            "routes": ["/ws"],
+            "stop_grace_ms": 2000,
+        },
+        "web": app.member(json!({ "routes": ["/app"] })),
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    wait_ready(&node, "ws", 2).await;
+    wait_ready(&node, "web", 1).await;
+    node
+}
+
+fn url(node: &strata_node::Node) -> String {
+    format!("ws://{}/ws/chat", node.gateway_addr)
+}
+
+/// Reads one JSON line from the client.
+fn line(out: &mut impl BufRead) -> Value {
+    let mut text = String::new();
+    out.read_line(&mut text).expect("read the client");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("client said {text:?}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_websockets_exchange_a_thousand_messages_each() {
+    let app = App::new();
+    let node = ws_node(&app).await;
+    let url = url(&node);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args([WS_CLIENT, "echo", &url, "100", "1000"])
+            .output()
+            .expect("run the websockets client")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(result["failed"], json!([]), "{result}");
+    assert_eq!(result["ok"], 100, "{result}");
+    let members = result["members"].as_object().unwrap();
+    assert_eq!(members.len(), 2, "both members took connections: {result}");
+    assert_eq!(members.values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 100);
+    // Every tunnel ended with its connection: nothing counted in flight any more.
+    wait_until("the tunnels to end", Duration::from_secs(10), || {
+        ready_instances(&node, "ws").iter().all(|i| i.inflight == 0)
+    })
+    .await;
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_member_closes_only_its_connections_and_open_ones_count_as_load() {
+    let app = App::new();
+    let node = ws_node(&app).await;
+    let mut client = Command::new("python3")
+        .args([WS_CLIENT, "hold", &url(&node), "20"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the websockets client");
+    let mut to = client.stdin.take().unwrap();
+    let mut from = BufReader::new(client.stdout.take().unwrap());
+    let opened: Vec<String> = serde_json::from_value(line(&mut from)["open"].clone()).unwrap();
+    assert_eq!(opened.len(), 20);
+
+    // Each open connection is a request in flight on its member: the pick sees them.
+    let instances = ready_instances(&node, "ws");
+    for instance in &instances {
+        let here = opened.iter().filter(|m| **m == instance.id).count();
+        assert!(here > 0, "load-aware picks spread 20 connections: {opened:?}");
+        assert_eq!(instance.inflight, here, "{}: {opened:?}", instance.id);
+    }
+
+    // Kill one member: its connections end, the other's keep echoing.
+    let victim = &instances[0];
+    signal(victim.pid.unwrap() as i32, libc::SIGKILL);
+    let want = json!(opened.iter().map(|m| *m != victim.id).collect::<Vec<bool>>());
+    let alive = wait_for_async(
+        "the killed member's connections to close",
+        Duration::from_secs(15),
+        || {
+            writeln!(to, "check").unwrap();
+            let alive = line(&mut from)["alive"].clone();
+            let done = alive == want;
+            async move { done.then_some(alive) }
+        },
+    )
+    .await;
+    assert_eq!(alive.as_array().unwrap().len(), 20);
+
+    // A new connection goes to a member that is there.
+    writeln!(to, "new").unwrap();
+    let new = line(&mut from)["new"].as_str().unwrap().to_string();
+    assert!(!new.is_empty() && new != "?", "{new}");
+    drop(to);
+    let _ = client.wait();
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_does_not_switch_is_relayed_and_the_connection_closed() {
+    let app = App::new();
+    let node = ws_node(&app).await;
+    let (text, closed) = raw(
+        node.gateway_addr,
+        b"GET /app/ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\
+          GET /app/smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&text), Some(200), "{text:?}");
+    assert!(closed, "closed after a refused upgrade: {text:?}");
+    assert_eq!(
+        text.matches("HTTP/1.1 ").count(),
+        1,
+        "the bytes after it are not a request: {text:?}"
+    );
+    let paths: Vec<String> = app
+        .requests()
+        .iter()
+        .filter_map(|r| r["path"].as_str().map(String::from))
+        .collect();
+    assert!(!paths.iter().any(|p| p.contains("smuggled")), "{paths:?}");
+    // No route: 404 and closed too.
+    let (text, closed) = raw(
+        node.gateway_addr,
+        b"GET /nowhere HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await;
+    assert_eq!((status_of(&text), closed), (Some(404), true), "{text:?}");
+    stop(node).await;
+}
