@@ -12,9 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use serde::Deserialize;
-use strata_gateway::relay;
+use strata_gateway::relay::{self, tunnel, RelayPolicy};
 use strata_manifest::CallMode;
 
+use crate::server::Switch;
 use crate::{ApiError, NodeParts};
 
 pub(crate) fn routes() -> Router<Arc<NodeParts>> {
@@ -90,6 +91,32 @@ async fn call(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let req = http::Request::from_parts(parts, body);
+    if tunnel::wants_upgrade(&req) {
+        return switch(&pool, req, mode, &policy).await;
+    }
     let (res, _) = strata_gateway::relay_client_request(&pool, req, declared, None, mode, &policy).await;
     res.map(Body::new)
+}
+
+/// A call asking to switch protocols (WebSocket): the handshake goes to one member; on
+/// 101 the member's side of the tunnel waits in the connection's [`Switch`] until hyper
+/// lets go of the socket; any other answer closes the connection after it.
+async fn switch(pool: &strata_bus::Pool, req: http::Request<Body>, mode: CallMode, policy: &RelayPolicy) -> Response {
+    let refused = |why: &str| {
+        let mut res = ApiError::bad(why).into_response();
+        res.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        res
+    };
+    if mode == CallMode::All {
+        return refused("a call to ALL members cannot switch protocols");
+    }
+    let Some(slot) = req.extensions().get::<Switch>().cloned() else {
+        return refused("this connection cannot switch protocols");
+    };
+    let (res, _, tunnel) = tunnel::handshake(pool, req, policy).await;
+    if let Some(tunnel) = tunnel {
+        slot.put(tunnel);
+    }
+    tunnel::closing(res).map(Body::new)
 }

@@ -9,6 +9,7 @@
 //! | between requests, none in flight | `idle` from the last reply | closed quietly |
 //! | between requests, one in flight (a long poll, followed logs) | none | — |
 //! | reading a body | [`BODY_IDLE`] from its last byte | closed |
+//! | switched (WebSocket through `/v1/any`) | [`TUNNEL_IDLE`] from the last byte either way | closed |
 //! | writing to a client that takes nothing | [`WRITE_STALL`] | closed |
 //!
 //! Unlike the gateway's `framing::Guarded`, it knows which requests are in flight
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use strata_gateway::framing::{Framer, Refusal};
+use strata_gateway::framing::{Framer, Refusal, TUNNEL_IDLE};
 use strata_wire::{ErrorBody, ErrorCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -137,7 +138,10 @@ impl ApiConn {
     /// While waiting for the client: has the deadline of what the connection is doing
     /// passed? Arms the timer only as far as needed.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Option<Expired> {
-        let (limit, what) = if self.framer.mid_head() {
+        let (limit, what) = if self.framer.in_tunnel() {
+            // Switched (WebSocket through `/v1/any`): no byte either way for this long.
+            (TUNNEL_IDLE, Expired::Idle)
+        } else if self.framer.mid_head() {
             (self.timeouts.head, Expired::Head)
         } else if self.framer.between() {
             if self.in_flight.busy() && self.in_flight.wake_when_done(cx) {
@@ -187,7 +191,7 @@ impl ApiConn {
 
     /// A reply going out: the idle time of a kept-alive connection counts from here.
     fn touch(&mut self) {
-        if self.framer.between() {
+        if self.framer.between() || self.framer.in_tunnel() {
             self.since = Instant::now();
         }
     }

@@ -35,6 +35,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use strata_gateway::relay::tunnel::{self, Tunnel};
 use strata_os::cap::{self, linger, Admission, ConnCap, Slot};
 use strata_wire::{ErrorBody, ErrorCode};
 use tokio::net::{TcpListener, TcpStream};
@@ -125,9 +126,11 @@ struct Shared {
 async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, _slot: Slot) {
     let in_flight = Arc::new(InFlight::default());
     let io = ApiConn::new(stream, shared.timeouts, in_flight.clone());
+    let switch = Switch::default();
     let service = Tracked {
         router: shared.router.clone(),
         in_flight,
+        switch: switch.clone(),
     };
     let mut conn = shared.http.serve_connection(TokioIo::new(io), service);
     let mut graceful = false;
@@ -144,8 +147,18 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, _s
     if let Err(e) = ended {
         tracing::debug!(error = %e, %peer, "node API connection ended with an error");
     }
-    let stream = conn.into_parts().io.into_inner().into_stream();
-    linger(stream, &shared.stop_now).await;
+    let parts = conn.into_parts();
+    if let Some(tunnel) = switch.take() {
+        // A call through `/v1/any` switched protocols (WebSocket): hyper is done with
+        // the connection, which now joins the member's (`relay::tunnel`).
+        let io = parts.io.into_inner();
+        tokio::select! {
+            _ = tunnel.run(io, parts.read_buf) => {}
+            _ = shared.stop_now.cancelled() => {}
+        }
+        return;
+    }
+    linger(parts.io.into_inner().into_stream(), &shared.stop_now).await;
 }
 
 /// The answer past the connection cap: 503, the shared error body, closed.
@@ -171,6 +184,23 @@ async fn refuse(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
 struct Tracked {
     router: TowerToHyperService<Router>,
     in_flight: Arc<InFlight>,
+    /// Handed to a request that asks to switch protocols (in its extensions).
+    switch: Switch,
+}
+
+/// Where a call through `/v1/any` that switched protocols leaves the member's side of
+/// its tunnel, for the connection to join once hyper lets go of the socket.
+#[derive(Clone, Default)]
+pub(crate) struct Switch(Arc<std::sync::Mutex<Option<Tunnel>>>);
+
+impl Switch {
+    pub fn put(&self, tunnel: Tunnel) {
+        *self.0.lock().expect("switch slot") = Some(tunnel);
+    }
+
+    fn take(&self) -> Option<Tunnel> {
+        self.0.lock().expect("switch slot").take()
+    }
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send>>;
@@ -180,7 +210,10 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     type Error = std::convert::Infallible;
     type Future = Answer;
 
-    fn call(&self, req: Request<Incoming>) -> Answer {
+    fn call(&self, mut req: Request<Incoming>) -> Answer {
+        if tunnel::wants_upgrade(&req) {
+            req.extensions_mut().insert(self.switch.clone());
+        }
         let busy = self.in_flight.begin();
         let answer = hyper::service::Service::call(&self.router, req);
         Box::pin(async move {

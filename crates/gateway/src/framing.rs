@@ -109,6 +109,11 @@ impl Framer {
         self.state == State::Head && !self.buf.is_empty()
     }
 
+    /// True after a request to switch protocols: what follows is not HTTP any more.
+    pub fn in_tunnel(&self) -> bool {
+        self.state == State::Tunnel
+    }
+
     /// True between requests: the last one was read whole and nothing of the next has
     /// arrived. Neither this nor [`Framer::mid_head`]: inside a body.
     pub fn between(&self) -> bool {

@@ -1,4 +1,5 @@
-//! WebSocket through the gateway (HTTP/1.1 Upgrade), with the `websockets` package
+//! WebSocket through the gateway and through the node API's `/v1/any/SERVICE` (what
+//! `$STRATA_URL` reaches; HTTP/1.1 Upgrade), with the `websockets` package
 //! (PyPI) as an unmodified member and as the client: the handshake goes to one member,
 //! then bytes flow both ways; a killed member closes only its own connections; the open
 //! connections count as load on their members; a member that does not switch has its
@@ -123,6 +124,48 @@ async fn a_killed_member_closes_only_its_connections_and_open_ones_count_as_load
     assert!(!new.is_empty() && new != "?", "{new}");
     drop(to);
     let _ = client.wait();
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_through_the_node_api_by_service_name() {
+    let app = App::new();
+    let node = ws_node(&app).await;
+    let url = format!("ws://{}/v1/any/ws/chat", node.api_addr);
+    let token = node.control_token().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args([WS_CLIENT, "echo", &url, "10", "200"])
+            .env("WS_TOKEN", token)
+            .output()
+            .expect("run the websockets client")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        (result["ok"].as_u64(), &result["failed"]),
+        (Some(10), &json!([])),
+        "{result}"
+    );
+    wait_until("the tunnels to end", Duration::from_secs(10), || {
+        ready_instances(&node, "ws").iter().all(|i| i.inflight == 0)
+    })
+    .await;
+    // A refused upgrade through the API closes its connection too.
+    let head = format!(
+        "GET /v1/any/web/ws HTTP/1.1\r\nHost: {}\r\n{}Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        node.api_addr,
+        auth_line(node.api_addr)
+    );
+    let (text, closed) = raw(node.api_addr, head.as_bytes()).await;
+    assert_eq!((status_of(&text), closed), (Some(200), true), "{text:?}");
     stop(node).await;
 }
 

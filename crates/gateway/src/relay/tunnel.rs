@@ -24,10 +24,9 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use strata_bus::{Member, MemberGuard, Pool};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use crate::framing::TUNNEL_IDLE;
@@ -62,11 +61,41 @@ pub fn wants_upgrade<B>(req: &Request<B>) -> bool {
         && !headers.contains_key(header::TRANSFER_ENCODING)
 }
 
-/// Relays the handshake of `req` to one member of `pool`; on 101, joins the two
-/// connections in a task of its own and answers the client's 101.
+/// The member's side of a switched connection: its socket, what it sent after its 101,
+/// and its count in flight, until [`Tunnel::run`] joins it to the client's side.
+pub struct Tunnel {
+    member: TcpStream,
+    early: Bytes,
+    guard: MemberGuard,
+}
+
+/// Relays the handshake of `req` (the gateway's client connection) to one member of
+/// `pool`; on 101, joins the two connections in a task of its own once hyper hands the
+/// client's over, and answers the client's 101.
 pub async fn relay(pool: &Pool, mut req: Request<Incoming>, policy: &RelayPolicy) -> (Response<ResBody>, Outcome) {
-    let started = Instant::now();
     let on_upgrade = hyper::upgrade::on(&mut req);
+    let (res, outcome, tunnel) = handshake(pool, req, policy).await;
+    if let Some(tunnel) = tunnel {
+        tokio::spawn(async move {
+            match tokio::time::timeout(SWITCH_WAIT, on_upgrade).await {
+                Ok(Ok(upgraded)) => tunnel.run(TokioIo::new(upgraded), Bytes::new()).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "the client's connection did not switch"),
+                Err(_) => tracing::debug!("the client's connection did not switch in time"),
+            }
+        });
+    }
+    (res, outcome)
+}
+
+/// Relays the handshake of `req` to one member of `pool`: the answer for the client,
+/// and on 101 the member's side of the tunnel, for the caller to join to the client's
+/// connection once it has switched.
+pub async fn handshake<B>(
+    pool: &Pool,
+    req: Request<B>,
+    policy: &RelayPolicy,
+) -> (Response<ResBody>, Outcome, Option<Tunnel>) {
+    let started = Instant::now();
     let (mut parts, _) = req.into_parts();
     let protocol = parts.headers.get(header::UPGRADE).cloned();
     to_origin_form(&mut parts);
@@ -84,7 +113,7 @@ pub async fn relay(pool: &Pool, mut req: Request<Incoming>, policy: &RelayPolicy
     loop {
         let remaining = policy.deadline.saturating_sub(started.elapsed());
         if remaining.is_zero() {
-            return (deadline_exceeded(pool, policy, request_id.as_ref()), outcome);
+            return (deadline_exceeded(pool, policy, request_id.as_ref()), outcome, None);
         }
         if outcome.attempts > policy.retries {
             return (
@@ -95,6 +124,7 @@ pub async fn relay(pool: &Pool, mut req: Request<Incoming>, policy: &RelayPolicy
                     request_id.as_ref(),
                 ),
                 outcome,
+                None,
             );
         }
         let Some(member) = pool.pick(&tried) else {
@@ -102,8 +132,9 @@ pub async fn relay(pool: &Pool, mut req: Request<Incoming>, policy: &RelayPolicy
                 Some(_) => (
                     failed(pool, last, "no other member was left to try", request_id.as_ref()),
                     outcome,
+                    None,
                 ),
-                None => (no_member(pool, request_id.as_ref()), outcome),
+                None => (no_member(pool, request_id.as_ref()), outcome, None),
             };
         };
         outcome.attempts += 1;
@@ -133,8 +164,12 @@ pub async fn relay(pool: &Pool, mut req: Request<Incoming>, policy: &RelayPolicy
                     head.headers.insert(REQUEST_ID, id.clone());
                 }
                 head.headers.insert(SERVED_BY, served_by);
-                tokio::spawn(join(on_upgrade, stream, early, guard));
-                return (Response::from_parts(head, ResBody::Full(None)), outcome);
+                let tunnel = Tunnel {
+                    member: stream,
+                    early,
+                    guard,
+                };
+                return (Response::from_parts(head, ResBody::Full(None)), outcome, Some(tunnel));
             }
             Ok(Upgrade::Refused(res, pending)) => {
                 let (mut head, ()) = res.into_parts();
@@ -144,7 +179,7 @@ pub async fn relay(pool: &Pool, mut req: Request<Incoming>, policy: &RelayPolicy
                 }
                 head.headers.insert(SERVED_BY, served_by);
                 let body = ResBody::Relayed(pending.into_body(upstream_of(&member), guard));
-                return (Response::from_parts(head, body), outcome);
+                return (Response::from_parts(head, body), outcome, None);
             }
             Err(SendError::Unsent(e)) => {
                 pool.suspect(&member);
@@ -160,30 +195,27 @@ pub async fn relay(pool: &Pool, mut req: Request<Incoming>, policy: &RelayPolicy
     }
 }
 
-/// Joins the client's switched connection and the member's until either ends, the
-/// tunnel reaches [`TUNNEL_MAX`], or its member has been gone for [`DRAIN_GRACE`].
-/// `guard` keeps the tunnel counted on its member.
-async fn join(on_upgrade: OnUpgrade, mut member: TcpStream, early: Bytes, guard: MemberGuard) {
-    let upgraded = match tokio::time::timeout(SWITCH_WAIT, on_upgrade).await {
-        Ok(Ok(upgraded)) => upgraded,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, member = guard.member().id, "the client's connection did not switch");
+impl Tunnel {
+    /// Joins `client` (switched; `client_early` is what it sent past its handshake that
+    /// was already read) to the member until either ends, the tunnel reaches
+    /// [`TUNNEL_MAX`], or its member has been gone for [`DRAIN_GRACE`].
+    pub async fn run<C: AsyncRead + AsyncWrite + Unpin>(mut self, mut client: C, client_early: Bytes) {
+        let member_id = self.guard.member().id.clone();
+        if !self.early.is_empty() && client.write_all(&self.early).await.is_err() {
             return;
         }
-        Err(_) => return,
-    };
-    let mut client = TokioIo::new(upgraded);
-    if !early.is_empty() && client.write_all(&early).await.is_err() {
-        return;
-    }
-    tokio::select! {
-        ended = tokio::io::copy_bidirectional(&mut client, &mut member) => {
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, member = guard.member().id, "a tunnel ended with an error");
-            }
+        if !client_early.is_empty() && self.member.write_all(&client_early).await.is_err() {
+            return;
         }
-        _ = tokio::time::sleep(TUNNEL_MAX) => {}
-        _ = drained(guard.member()) => {}
+        tokio::select! {
+            ended = tokio::io::copy_bidirectional(&mut client, &mut self.member) => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, member = member_id, "a tunnel ended with an error");
+                }
+            }
+            _ = tokio::time::sleep(TUNNEL_MAX) => {}
+            _ = drained(self.guard.member()) => {}
+        }
     }
 }
 
