@@ -32,6 +32,27 @@ struct Ps {
     /// What is out of service and why (a queue or the store whose files could not be
     /// opened); empty when all is well.
     failures: Vec<String>,
+    /// Routes with a fallback: their stored responses and what they served.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    route_caches: Vec<RouteCache>,
+}
+
+#[derive(Serialize)]
+struct RouteCache {
+    service: String,
+    route: String,
+    #[serde(flatten)]
+    stats: strata_gateway::fallback::FallbackStats,
+}
+
+fn route_caches(state: &NodeParts) -> Vec<RouteCache> {
+    state.gateway.as_ref().map_or_else(Vec::new, |gateway| {
+        gateway
+            .fallback_stats()
+            .into_iter()
+            .map(|(service, route, stats)| RouteCache { service, route, stats })
+            .collect()
+    })
 }
 
 #[derive(Serialize)]
@@ -74,6 +95,7 @@ async fn ps(State(state): State<Arc<NodeParts>>) -> Json<Ps> {
         services: state.app.snapshot(),
         consumers,
         failures,
+        route_caches: route_caches(&state),
     })
 }
 
@@ -170,6 +192,58 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
         "Autoscaler decisions taken.",
         &|s| scale(s).map(|a| a.decisions as f64),
     );
+    let caches = route_caches(&state);
+    type Figure = fn(&strata_gateway::fallback::FallbackStats) -> u64;
+    let cache_families: [(&str, &str, &str, Figure); 6] = [
+        (
+            "route_cache_hits_total",
+            "counter",
+            "Fresh answers from a route's stored responses, without calling a member.",
+            |s| s.hits,
+        ),
+        (
+            "route_cache_stale_total",
+            "counter",
+            "Stored responses served stale because the service could not answer.",
+            |s| s.stale,
+        ),
+        (
+            "route_cache_revalidated_total",
+            "counter",
+            "Stored responses made fresh again by a member's 304.",
+            |s| s.revalidated,
+        ),
+        (
+            "route_fallback_total",
+            "counter",
+            "A route's fixed answers served because the service could not answer.",
+            |s| s.fixed,
+        ),
+        ("route_cache_entries", "gauge", "Responses a route has stored.", |s| {
+            s.entries as u64
+        }),
+        (
+            "route_cache_bytes",
+            "gauge",
+            "Bytes of a route's stored responses.",
+            |s| s.bytes as u64,
+        ),
+    ];
+    if !caches.is_empty() {
+        for (name, kind, help, value) in cache_families {
+            let _ = writeln!(out, "# HELP strata_{name} {help}\n# TYPE strata_{name} {kind}");
+            for c in &caches {
+                let _ = writeln!(
+                    out,
+                    "strata_{name}{{app=\"{}\",service=\"{}\",route=\"{}\"}} {}",
+                    state.info.app,
+                    c.service,
+                    c.route,
+                    value(&c.stats)
+                );
+            }
+        }
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 

@@ -90,6 +90,8 @@ pub struct NodeParts {
     /// Who may call what (checked before every route).
     pub access: Access,
     pub shutdown: CancellationToken,
+    /// The node's first tier (for its routes' fallback figures).
+    pub gateway: Option<Arc<strata_gateway::Gateway>>,
 }
 
 pub fn router(parts: Arc<NodeParts>) -> Router {

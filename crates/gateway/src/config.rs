@@ -2,10 +2,12 @@
 //! of each service, and the routes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use strata_manifest::{Manifest, RelaySpec};
 
+use crate::fallback::Fallback;
 use crate::{GatewayConfig, RelayPolicy, Route};
 
 impl From<&RelaySpec> for RelayPolicy {
@@ -42,6 +44,7 @@ impl From<&Manifest> for GatewayConfig {
                     service: name.clone(),
                     mode: r.mode(),
                     policy,
+                    fallback: r.fallback().map(|spec| Arc::new(Fallback::new(spec))),
                 })
             })
             .collect();

@@ -41,6 +41,7 @@ mod access;
 pub mod coarse;
 mod config;
 mod digits;
+pub mod fallback;
 pub mod framing;
 pub mod relay;
 pub mod request_body;
@@ -61,6 +62,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use fallback::{Fallback, FallbackStats, Lookup};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -92,6 +94,14 @@ pub struct Route {
     pub service: String,
     pub mode: CallMode,
     pub policy: RelayPolicy,
+    /// What the route answers when its service cannot (`fallback`).
+    pub fallback: Option<Arc<Fallback>>,
+}
+
+impl std::fmt::Debug for Fallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fallback").field("stats", &self.stats()).finish()
+    }
 }
 
 impl Route {
@@ -169,6 +179,17 @@ impl Gateway {
             ids: RequestIds::new(),
             refusal: Bytes::from(refusal),
         })
+    }
+
+    /// The figures of every route with a fallback: (service, path prefix, figures).
+    pub fn fallback_stats(&self) -> Vec<(String, String, FallbackStats)> {
+        self.routes
+            .iter()
+            .filter_map(|r| {
+                let fallback = r.route.fallback.as_ref()?;
+                Some((r.route.service.clone(), r.route.prefix.clone(), fallback.stats()))
+            })
+            .collect()
     }
 
     fn route(&self, req: &Request<Incoming>) -> Option<&RoutePool> {
@@ -319,6 +340,28 @@ impl Gateway {
             );
             return (res, None, none);
         };
+        let Some(fallback) = &target.route.fallback else {
+            let (res, outcome) = relay_client_request(
+                &target.pool,
+                req,
+                declared,
+                self.config.max_body_bytes,
+                target.route.mode,
+                &target.route.policy,
+            )
+            .await;
+            return (res, Some(target), outcome);
+        };
+        let (key, revalidating) = match fallback.lookup(&req) {
+            Lookup::Fresh(res) => return (res, Some(target), none),
+            Lookup::Relay { key, revalidate } => (Some(key), revalidate),
+            Lookup::Bypass => (None, None),
+        };
+        let mut req = req;
+        let asked = req.headers().clone();
+        if let Some(etag) = &revalidating {
+            req.headers_mut().insert(header::IF_NONE_MATCH, etag.clone());
+        }
         let (res, outcome) = relay_client_request(
             &target.pool,
             req,
@@ -328,6 +371,10 @@ impl Gateway {
             &target.route.policy,
         )
         .await;
+        let res = match key {
+            Some(key) => fallback.after(&asked, key, revalidating.is_some(), res),
+            None => fallback.after_uncached(res),
+        };
         (res, Some(target), outcome)
     }
 }

@@ -14,6 +14,8 @@ use crate::upstream::UpBody;
 pub enum ResBody {
     Full(Option<Bytes>),
     Relayed(UpBody),
+    /// A reply streaming to the client while the route's fallback keeps a copy.
+    Teed(Box<crate::fallback::Tee>),
 }
 
 impl ResBody {
@@ -30,6 +32,7 @@ impl Body for ResBody {
         match self.get_mut() {
             ResBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResBody::Relayed(r) => Pin::new(r).poll_frame(cx),
+            ResBody::Teed(t) => Pin::new(&mut **t).poll_frame(cx),
         }
     }
 
@@ -37,6 +40,7 @@ impl Body for ResBody {
         match self {
             ResBody::Full(data) => data.is_none(),
             ResBody::Relayed(r) => r.is_end_stream(),
+            ResBody::Teed(t) => t.is_end_stream(),
         }
     }
 
@@ -45,6 +49,7 @@ impl Body for ResBody {
             ResBody::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             ResBody::Full(None) => SizeHint::with_exact(0),
             ResBody::Relayed(r) => r.size_hint(),
+            ResBody::Teed(t) => t.size_hint(),
         }
     }
 }

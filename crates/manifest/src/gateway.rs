@@ -60,7 +60,49 @@ pub struct RouteFull {
     /// `any` (one load-aware member, the default) or `all` (broadcast, replies gathered).
     #[serde(default)]
     pub mode: CallMode,
+    /// What the route answers when no member can: stored responses (stale-if-error)
+    /// and a fixed answer. None: errors pass through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackSpec>,
 }
+
+/// A route's answers for when its service cannot answer (RFC 5861's stale-if-error,
+/// then a fixed body). See docs/gateway-cache.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackSpec {
+    /// Cacheable GET responses are stored (and fresh ones served without calling a
+    /// member); when no member answers, a stored response up to this many seconds past
+    /// its freshness is served, marked `X-Strata-Stale: true`. 0: nothing is stored.
+    #[serde(default)]
+    pub stale_if_error_s: u64,
+    /// Bound of the stored responses of this route, bytes of headers and bodies.
+    #[serde(default = "default_cache_bytes")]
+    pub cache_bytes: u64,
+    /// The status of the fixed answer for what has no stored response (absent: the
+    /// error passes through).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The fixed answer's body.
+    #[serde(default)]
+    pub body: String,
+    /// The fixed answer's Content-Type.
+    #[serde(default = "default_fallback_type")]
+    pub content_type: String,
+}
+
+fn default_cache_bytes() -> u64 {
+    16 << 20
+}
+
+fn default_fallback_type() -> String {
+    "text/plain; charset=utf-8".to_string()
+}
+
+/// The largest `fallback.cache_bytes`.
+pub const MAX_CACHE_BYTES: u64 = 1 << 30;
+/// The longest `fallback.stale_if_error_s`: 30 days.
+pub const MAX_STALE_IF_ERROR_S: u64 = 30 * 24 * 3600;
 
 impl RouteSpec {
     pub fn path(&self) -> &str {
@@ -79,6 +121,12 @@ impl RouteSpec {
         match self {
             RouteSpec::Prefix(_) => CallMode::Any,
             RouteSpec::Full(f) => f.mode,
+        }
+    }
+    pub fn fallback(&self) -> Option<&FallbackSpec> {
+        match self {
+            RouteSpec::Prefix(_) => None,
+            RouteSpec::Full(f) => f.fallback.as_ref(),
         }
     }
 }

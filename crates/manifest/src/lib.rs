@@ -63,7 +63,7 @@ pub use cache::{CacheSpec, ReadThroughSpec};
 pub use cron::Cron;
 pub use error::ManifestError;
 pub use function::{FunctionSpec, QueueTrigger, StoreTrigger, TimerTrigger, TriggerSpec};
-pub use gateway::{CallMode, GatewaySpec, RelaySpec, RouteFull, RouteSpec};
+pub use gateway::{CallMode, FallbackSpec, GatewaySpec, RelaySpec, RouteFull, RouteSpec};
 pub use queue::{FsyncPolicy, QueueLimitsSpec, QueueSpec, RetentionSpec};
 pub use service::{
     ConsumesSpec, FileSpec, HealthSpec, InstancesSpec, PlacementSpec, ResourcesSpec, ServiceSpec, SetupFull, SetupSpec,

@@ -20,8 +20,8 @@ pub(crate) use queue::{check_queue, EXPECT_QUEUE_NAME};
 
 use crate::error::{quoted, FieldPath};
 use crate::{
-    AutoscaleSpec, FileSpec, FunctionSpec, Manifest, ManifestError, QueueSpec, RouteSpec, ServiceSpec, SetupSpec,
-    VERSION,
+    AutoscaleSpec, CallMode, FileSpec, FunctionSpec, Manifest, ManifestError, QueueSpec, RouteSpec, ServiceSpec,
+    SetupSpec, VERSION,
 };
 
 fn invalid(path: FieldPath, expected: impl Into<String>, found: impl Into<String>) -> ManifestError {
@@ -248,6 +248,47 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
                     path.key("routes").index(i).key("host"),
                     "a host name without port or path, such as example.com",
                     quoted(host),
+                ));
+            }
+        }
+        if let Some(fallback) = route.fallback() {
+            let at = path.key("routes").index(i).key("fallback");
+            if route.mode() == CallMode::All {
+                p.add(invalid(
+                    at.clone(),
+                    "no fallback on a route of mode all",
+                    "a fallback".to_string(),
+                ));
+            }
+            p.check(within(
+                at.key("stale_if_error_s"),
+                fallback.stale_if_error_s,
+                0,
+                crate::gateway::MAX_STALE_IF_ERROR_S,
+                "seconds",
+            ));
+            p.check(within(
+                at.key("cache_bytes"),
+                fallback.cache_bytes,
+                4096,
+                crate::gateway::MAX_CACHE_BYTES,
+                "bytes",
+            ));
+            if let Some(status) = fallback.status {
+                p.check(within(at.key("status"), status as u64, 200, 599, "(an HTTP status)"));
+            }
+            if fallback.body.len() > 1 << 20 {
+                p.add(invalid(
+                    at.key("body"),
+                    "at most 1 MiB",
+                    format!("{} bytes", fallback.body.len()),
+                ));
+            }
+            if fallback.content_type.is_empty() || fallback.content_type.chars().any(|c| c.is_control()) {
+                p.add(invalid(
+                    at.key("content_type"),
+                    "a media type such as text/plain",
+                    quoted(&fallback.content_type),
                 ));
             }
         }

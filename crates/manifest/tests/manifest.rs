@@ -513,6 +513,32 @@ fn gateway_is_checked() {
 }
 
 #[test]
+fn route_fallbacks_are_checked() {
+    let route = |fallback: Value| json!([{ "path": "/api", "fallback": fallback }]);
+    accepted_with(set(
+        "services.api.routes",
+        route(json!({"stale_if_error_s": 60, "status": 503, "body": "later"})),
+    ));
+    let at = |field: &str| format!("services.api.routes[0].fallback.{field}");
+    for (field, value, expected) in [
+        ("stale_if_error_s", json!(2592001), "between 0 and 2592000 seconds"),
+        ("cache_bytes", json!(10), "between 4096 and 1073741824 bytes"),
+        ("status", json!(99), "between 200 and 599"),
+        ("content_type", json!("text/\nplain"), "a media type"),
+    ] {
+        let err = error_of(set("services.api.routes", route(json!({ field: value }))));
+        assert_invalid(err, &at(field), expected, "");
+    }
+    let err = error_of(set("services.api.routes", route(json!({"stale": 5}))));
+    assert!(err.to_string().contains("unknown field"), "{err}");
+    let err = error_of(set(
+        "services.api.routes",
+        json!([{ "path": "/api", "mode": "all", "fallback": {"status": 503} }]),
+    ));
+    assert!(err.to_string().contains("no fallback on a route of mode all"), "{err}");
+}
+
+#[test]
 fn cache_port_is_opt_in_and_checked() {
     // No Redis port unless asked for: two apps side by side never share one.
     let m = parse_value(&hello()).expect("hello");
@@ -787,7 +813,7 @@ fn unknown_fields_are_named_at_every_level() {
         (
             "services.web.routes[0].hots",
             Box::new(set("services.web.routes[0]", json!({"path": "/", "hots": "x"}))),
-            &["path", "host", "mode"],
+            &["path", "host", "mode", "fallback"],
         ),
         (
             "services.web.health.paht",

@@ -121,7 +121,11 @@ fn schema_properties_match_the_model() {
         ("/$defs/gateway", &m["gateway"]),
         ("/$defs/service", cart),
         ("/$defs/instances", &cart["instances"]),
-        ("/$defs/route/anyOf/1", &cart["routes"][1]),
+        ("/$defs/route/anyOf/1", &cart["routes"][2]),
+        (
+            "/$defs/route/anyOf/1/properties/fallback",
+            &cart["routes"][2]["fallback"],
+        ),
         ("/$defs/health", &cart["health"]),
         ("/$defs/resources", &cart["resources"]),
         ("/$defs/placement", &cart["placement"]),

@@ -123,7 +123,7 @@ impl Node {
 
         let mut tasks = Vec::new();
         let bus = Bus::new();
-        let gateway_addr = start_gateway(
+        let (gateway_addr, gateway) = start_gateway(
             &manifest,
             config.gateway_listen,
             &state_dir,
@@ -184,6 +184,7 @@ impl Node {
             read_through,
             access: strata_api::Access::new(&control_token, &tokens, &manifest, api_addr),
             shutdown: shutdown.clone(),
+            gateway: Some(gateway),
         });
         tasks.push(tokio::spawn(strata_api::serve(
             api_listener,
@@ -328,7 +329,7 @@ fn start_gateway(
     bus: &Arc<Bus>,
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> Result<SocketAddr> {
+) -> Result<(SocketAddr, Arc<Gateway>)> {
     let listen: SocketAddr = match listen {
         Some(addr) => addr,
         None => manifest
@@ -342,7 +343,7 @@ fn start_gateway(
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(strata_gateway::MAX_WORKERS);
-    let workers = strata_gateway::spawn(listen, threads, gateway, shutdown.clone()).map_err(|e| {
+    let workers = strata_gateway::spawn(listen, threads, gateway.clone(), shutdown.clone()).map_err(|e| {
         cannot_listen(
             e,
             "the gateway",
@@ -352,7 +353,7 @@ fn start_gateway(
     })?;
     let addr = workers.addr;
     tasks.push(tokio::spawn(workers.join()));
-    Ok(addr)
+    Ok((addr, gateway))
 }
 
 /// The cache's Redis-protocol port (when one is configured) and its expiry sweeper.

@@ -1,0 +1,590 @@
+//! A route's answers for when its service cannot answer (`routes[].fallback` in the
+//! manifest): stored responses served stale within a bound (RFC 5861 stale-if-error),
+//! then a fixed answer.
+//!
+//! The store is a small shared HTTP cache (an RFC 9111 subset) of one route:
+//!
+//! - **What is stored:** the `200` answer to a `GET` without `Authorization`, whose
+//!   `Cache-Control` has neither `no-store` nor `private`, whose `Vary` is not `*`, and
+//!   whose body, read whole as it streams to the client, fits an entry (an eighth of the
+//!   route's `cache_bytes`, at most 8 MiB). Its freshness is `s-maxage`, else `max-age`
+//!   (0 without either: stored only to be served stale).
+//! - **Fresh hits** are answered from the store without calling a member, with `Age`;
+//!   a request with `Cache-Control: no-cache` or `no-store` always goes to a member.
+//! - **Revalidation:** a stored response past its freshness that has an `ETag` is asked
+//!   for with `If-None-Match` (unless the client sent a condition of its own); a `304`
+//!   makes it fresh again and the client gets the stored `200`.
+//! - **Stale-if-error:** when the relay answers 5xx (no ready member, every attempt
+//!   failed, the deadline passed, or a member's own 5xx) and a stored response for the
+//!   request is at most `stale_if_error_s` past its freshness, that response is served,
+//!   marked `X-Strata-Stale: true` (and counted). Past the bound it is never served.
+//! - **Fixed answer:** with `status` set, a 5xx that has no usable stored response is
+//!   replaced by that status and body, marked `X-Strata-Fallback: true`.
+//! - **Vary:** one entry per host and path (query included); it records the request
+//!   headers its `Vary` names, and a request with other values misses (and replaces it).
+//! - **Bound:** the route's entries together stay within `cache_bytes` (heads and
+//!   bodies); the least recently used go first.
+//!
+//! Only routes with a fallback pay anything: the lookup is one lock of the route's map.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use serde::Serialize;
+use strata_manifest::FallbackSpec;
+
+use crate::response_body::ResBody;
+
+/// Marks a stored response served because the service could not answer.
+pub const STALE: HeaderName = HeaderName::from_static("x-strata-stale");
+/// Marks the route's fixed answer.
+pub const FALLBACK: HeaderName = HeaderName::from_static("x-strata-fallback");
+/// Says how the store took part: `hit`, `revalidated`, `stale`, `miss`.
+pub const CACHE: HeaderName = HeaderName::from_static("x-strata-cache");
+
+const MAX_ENTRY: usize = 8 << 20;
+
+/// One route's fallback: its store and its fixed answer.
+pub struct Fallback {
+    stale_if_error: Duration,
+    store: Option<Mutex<Store>>,
+    max_entry: usize,
+    fixed: Option<(StatusCode, Bytes, HeaderValue)>,
+    stats: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    revalidated: AtomicU64,
+    stale: AtomicU64,
+    fixed: AtomicU64,
+    stored: AtomicU64,
+}
+
+/// A route's figures, for `ps` and the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FallbackStats {
+    pub entries: usize,
+    pub bytes: usize,
+    pub max_bytes: usize,
+    /// Fresh answers from the store, without calling a member.
+    pub hits: u64,
+    pub misses: u64,
+    /// Stored responses made fresh again by a member's 304.
+    pub revalidated: u64,
+    /// Stored responses served because the service could not answer.
+    pub stale: u64,
+    /// Fixed answers served.
+    pub fixed: u64,
+    pub stored: u64,
+}
+
+struct Store {
+    entries: HashMap<String, Entry>,
+    /// Entries by last use, oldest first.
+    by_use: BTreeMap<u64, String>,
+    tick: u64,
+    bytes: usize,
+    max: usize,
+}
+
+#[derive(Clone)]
+struct Entry {
+    headers: HeaderMap,
+    body: Bytes,
+    stored: Instant,
+    fresh: Duration,
+    vary: Vec<(HeaderName, Option<HeaderValue>)>,
+    size: usize,
+    used: u64,
+}
+
+/// What the store has for a request, before it is relayed.
+pub enum Lookup {
+    /// Answer this, without calling a member.
+    Fresh(Response<ResBody>),
+    /// Relay the request; `key` names the entry to store or fall back on, and
+    /// `revalidate` the ETag to ask about with `If-None-Match`.
+    Relay {
+        key: String,
+        revalidate: Option<HeaderValue>,
+    },
+    /// Not for the store (not a GET, or the client's headers keep it out).
+    Bypass,
+}
+
+impl Fallback {
+    pub fn new(spec: &FallbackSpec) -> Fallback {
+        let max = spec.cache_bytes.min(usize::MAX as u64) as usize;
+        let store = (spec.stale_if_error_s > 0).then(|| {
+            Mutex::new(Store {
+                entries: HashMap::new(),
+                by_use: BTreeMap::new(),
+                tick: 0,
+                bytes: 0,
+                max,
+            })
+        });
+        let fixed = spec.status.and_then(|status| {
+            let status = StatusCode::from_u16(status).ok()?;
+            let content_type = HeaderValue::from_str(&spec.content_type).ok()?;
+            Some((status, Bytes::from(spec.body.clone()), content_type))
+        });
+        Fallback {
+            stale_if_error: Duration::from_secs(spec.stale_if_error_s),
+            store,
+            max_entry: (max / 8).clamp(1, MAX_ENTRY),
+            fixed,
+            stats: Counters::default(),
+        }
+    }
+
+    pub fn stats(&self) -> FallbackStats {
+        let (entries, bytes, max_bytes) = match &self.store {
+            Some(store) => {
+                let store = store.lock().expect("fallback store");
+                (store.entries.len(), store.bytes, store.max)
+            }
+            None => (0, 0, 0),
+        };
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        FallbackStats {
+            entries,
+            bytes,
+            max_bytes,
+            hits: n(&self.stats.hits),
+            misses: n(&self.stats.misses),
+            revalidated: n(&self.stats.revalidated),
+            stale: n(&self.stats.stale),
+            fixed: n(&self.stats.fixed),
+            stored: n(&self.stats.stored),
+        }
+    }
+
+    /// Looks `req` up before it is relayed.
+    pub fn lookup<B>(&self, req: &Request<B>) -> Lookup {
+        let Some(store) = &self.store else {
+            return Lookup::Bypass;
+        };
+        if req.method() != Method::GET || req.headers().contains_key(header::AUTHORIZATION) {
+            return Lookup::Bypass;
+        }
+        let key = key_of(req);
+        let client_bypass = directives(req.headers())
+            .any(|(name, _)| name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store"));
+        let client_conditional =
+            req.headers().contains_key(header::IF_NONE_MATCH) || req.headers().contains_key(header::IF_MODIFIED_SINCE);
+        let mut store = store.lock().expect("fallback store");
+        let Some(entry) = store.get(&key, req.headers()) else {
+            drop(store);
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Relay { key, revalidate: None };
+        };
+        let age = entry.stored.elapsed();
+        if age < entry.fresh && !client_bypass {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Fresh(answer(&entry, "hit", false));
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let revalidate = (!client_conditional)
+            .then(|| entry.headers.get(header::ETAG).cloned())
+            .flatten();
+        Lookup::Relay { key, revalidate }
+    }
+
+    /// After the relay of a request the store does not take (not a GET, or one with
+    /// `Authorization`): only the fixed answer may replace a 5xx.
+    pub fn after_uncached(&self, res: Response<ResBody>) -> Response<ResBody> {
+        if res.status().is_server_error() {
+            if let Some(fixed) = self.fixed_answer() {
+                return fixed;
+            }
+        }
+        res
+    }
+
+    fn fixed_answer(&self) -> Option<Response<ResBody>> {
+        let (status, body, content_type) = self.fixed.as_ref()?;
+        self.stats.fixed.fetch_add(1, Ordering::Relaxed);
+        let mut fixed = Response::new(ResBody::Full(Some(body.clone())));
+        *fixed.status_mut() = *status;
+        let headers = fixed.headers_mut();
+        headers.insert(header::CONTENT_TYPE, content_type.clone());
+        headers.insert(FALLBACK, HeaderValue::from_static("true"));
+        Some(fixed)
+    }
+
+    /// After the relay: the response for the client, storing, revalidating or replacing
+    /// what the member (or the relay) answered.
+    pub fn after(
+        self: &Arc<Self>,
+        req_headers: &HeaderMap,
+        key: String,
+        revalidating: bool,
+        res: Response<ResBody>,
+    ) -> Response<ResBody> {
+        let status = res.status();
+        if status == StatusCode::NOT_MODIFIED && revalidating {
+            if let Some(store) = &self.store {
+                let mut store = store.lock().expect("fallback store");
+                if let Some(entry) = store.refresh(&key, res.headers()) {
+                    self.stats.revalidated.fetch_add(1, Ordering::Relaxed);
+                    return answer(&entry, "revalidated", false);
+                }
+            }
+            return res;
+        }
+        if status.is_server_error() {
+            if let Some(store) = &self.store {
+                let store = store.lock().expect("fallback store");
+                if let Some(entry) = store.peek(&key, req_headers) {
+                    if entry.stored.elapsed() <= entry.fresh + self.stale_if_error {
+                        drop(store);
+                        self.stats.stale.fetch_add(1, Ordering::Relaxed);
+                        return answer(&entry, "stale", true);
+                    }
+                }
+            }
+            return self.fixed_answer().unwrap_or(res);
+        }
+        if status != StatusCode::OK || self.store.is_none() {
+            return res;
+        }
+        let Some(fresh) = storable(res.headers()) else {
+            return res;
+        };
+        let vary = match vary_of(res.headers(), req_headers) {
+            Some(vary) => vary,
+            None => return res,
+        };
+        if res
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|n| n > self.max_entry)
+        {
+            return res;
+        }
+        let (parts, body) = res.into_parts();
+        let tee = Tee {
+            body,
+            kept: BytesMut::new(),
+            limit: self.max_entry,
+            done: Some(Pending {
+                key,
+                headers: parts.headers.clone(),
+                fresh,
+                vary,
+            }),
+            into: self.clone(),
+        };
+        Response::from_parts(parts, ResBody::Teed(Box::new(tee)))
+    }
+
+    fn insert(&self, pending: Pending, body: Bytes) {
+        let Some(store) = &self.store else { return };
+        let size = body.len()
+            + pending
+                .headers
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                .sum::<usize>()
+            + pending.key.len();
+        let mut store = store.lock().expect("fallback store");
+        if size > store.max {
+            return;
+        }
+        store.remove(&pending.key);
+        while store.bytes + size > store.max {
+            let Some((_, oldest)) = store.by_use.pop_first() else {
+                break;
+            };
+            if let Some(gone) = store.entries.remove(&oldest) {
+                store.bytes -= gone.size;
+            }
+        }
+        store.tick += 1;
+        let used = store.tick;
+        store.by_use.insert(used, pending.key.clone());
+        store.bytes += size;
+        store.entries.insert(
+            pending.key,
+            Entry {
+                headers: pending.headers,
+                body,
+                stored: Instant::now(),
+                fresh: pending.fresh,
+                vary: pending.vary,
+                size,
+                used,
+            },
+        );
+        self.stats.stored.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Store {
+    /// The entry for `key` if the request's headers match its Vary; marks it used.
+    fn get(&mut self, key: &str, req: &HeaderMap) -> Option<Entry> {
+        let entry = self.entries.get_mut(key)?;
+        if !entry.vary.iter().all(|(name, value)| req.get(name) == value.as_ref()) {
+            return None;
+        }
+        self.tick += 1;
+        self.by_use.remove(&entry.used);
+        entry.used = self.tick;
+        self.by_use.insert(self.tick, key.to_string());
+        Some(entry.clone())
+    }
+
+    fn peek(&self, key: &str, req: &HeaderMap) -> Option<Entry> {
+        let entry = self.entries.get(key)?;
+        entry
+            .vary
+            .iter()
+            .all(|(name, value)| req.get(name) == value.as_ref())
+            .then(|| entry.clone())
+    }
+
+    /// A 304 for `key`: fresh again from now, with the 304's freshness if it has one.
+    fn refresh(&mut self, key: &str, headers: &HeaderMap) -> Option<Entry> {
+        let entry = self.entries.get_mut(key)?;
+        entry.stored = Instant::now();
+        if let Some(fresh) = storable(headers) {
+            if headers.contains_key(header::CACHE_CONTROL) {
+                entry.fresh = fresh;
+            }
+        }
+        Some(entry.clone())
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(gone) = self.entries.remove(key) {
+            self.by_use.remove(&gone.used);
+            self.bytes -= gone.size;
+        }
+    }
+}
+
+/// The stored response as an answer: its headers with `Age` and the cache marker.
+fn answer(entry: &Entry, how: &'static str, stale: bool) -> Response<ResBody> {
+    let mut res = Response::new(ResBody::Full(Some(entry.body.clone())));
+    *res.headers_mut() = entry.headers.clone();
+    let headers = res.headers_mut();
+    headers.insert(header::AGE, HeaderValue::from(entry.stored.elapsed().as_secs()));
+    headers.insert(CACHE, HeaderValue::from_static(how));
+    if stale {
+        headers.insert(STALE, HeaderValue::from_static("true"));
+    }
+    res
+}
+
+/// `host` + NUL + path and query.
+fn key_of<B>(req: &Request<B>) -> String {
+    let host = req
+        .uri()
+        .host()
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("");
+    let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    format!("{}\0{pq}", host.to_ascii_lowercase())
+}
+
+/// The `Cache-Control` directives of `headers`, as (name, value).
+fn directives(headers: &HeaderMap) -> impl Iterator<Item = (&str, Option<&str>)> {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| {
+            let d = d.trim();
+            match d.split_once('=') {
+                Some((name, value)) => (name.trim(), Some(value.trim().trim_matches('"'))),
+                None => (d, None),
+            }
+        })
+}
+
+/// A response the store may keep: its freshness, or None.
+fn storable(headers: &HeaderMap) -> Option<Duration> {
+    let (mut max_age, mut s_maxage) = (None, None);
+    for (name, value) in directives(headers) {
+        if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("private") {
+            return None;
+        }
+        let secs = || value.and_then(|v| v.parse::<u64>().ok());
+        if name.eq_ignore_ascii_case("max-age") {
+            max_age = secs();
+        } else if name.eq_ignore_ascii_case("s-maxage") {
+            s_maxage = secs();
+        }
+    }
+    let secs = s_maxage.or(max_age).unwrap_or(0).min(365 * 24 * 3600);
+    Some(Duration::from_secs(secs))
+}
+
+/// The request headers the response's `Vary` names, with their values; None for `*`.
+fn vary_of(res: &HeaderMap, req: &HeaderMap) -> Option<Vec<(HeaderName, Option<HeaderValue>)>> {
+    let mut out = Vec::new();
+    for value in res.get_all(header::VARY) {
+        for name in value.to_str().ok()?.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "*" {
+                return None;
+            }
+            let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+            let value = req.get(&name).cloned();
+            out.push((name, value));
+        }
+    }
+    Some(out)
+}
+
+/// What to store once a body has streamed whole.
+struct Pending {
+    key: String,
+    headers: HeaderMap,
+    fresh: Duration,
+    vary: Vec<(HeaderName, Option<HeaderValue>)>,
+}
+
+/// A response body streaming to the client that keeps a copy, stored when it ends
+/// whole within the entry limit.
+pub struct Tee {
+    body: ResBody,
+    kept: BytesMut,
+    limit: usize,
+    /// Taken when the body ended (stored) or went past the limit (not stored).
+    done: Option<Pending>,
+    into: Arc<Fallback>,
+}
+
+impl Tee {
+    /// The body ended whole: store the copy.
+    fn finish(&mut self) {
+        if let Some(pending) = self.done.take() {
+            self.into.insert(pending, std::mem::take(&mut self.kept).freeze());
+        }
+    }
+}
+
+impl Body for Tee {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(_)) = (frame.data_ref(), &this.done) {
+                    if this.kept.len() + data.len() > this.limit {
+                        this.done = None;
+                        this.kept = BytesMut::new();
+                    } else {
+                        this.kept.extend_from_slice(data);
+                    }
+                }
+                // hyper stops polling a body of known length once it has all of it:
+                // the end is seen here, not only as `None`.
+                if this.body.is_end_stream() {
+                    this.finish();
+                }
+            }
+            Poll::Ready(None) => this.finish(),
+            Poll::Ready(Some(Err(_))) => this.done = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn freshness_and_what_may_be_stored() {
+        let f = |pairs: &[(&str, &str)]| storable(&headers(pairs));
+        assert_eq!(f(&[("cache-control", "max-age=60")]), Some(Duration::from_secs(60)));
+        assert_eq!(
+            f(&[("cache-control", "public, max-age=60, s-maxage=5")]),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(f(&[]), Some(Duration::ZERO), "stored only to be served stale");
+        assert_eq!(f(&[("cache-control", "no-store")]), None);
+        assert_eq!(
+            f(&[("cache-control", "max-age=60"), ("cache-control", "private")]),
+            None
+        );
+        assert_eq!(f(&[("cache-control", "max-age=banana")]), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn vary_records_the_request_values_and_star_is_never_stored() {
+        let req = headers(&[("accept-language", "fr")]);
+        let vary = vary_of(&headers(&[("vary", "Accept-Language, Accept")]), &req).unwrap();
+        assert_eq!(vary.len(), 2);
+        assert_eq!(vary[0].1, Some(HeaderValue::from_static("fr")));
+        assert_eq!(vary[1].1, None);
+        assert!(vary_of(&headers(&[("vary", "*")]), &req).is_none());
+    }
+
+    #[test]
+    fn the_least_recently_used_go_first_within_the_bound() {
+        let spec = FallbackSpec {
+            stale_if_error_s: 60,
+            cache_bytes: 4096,
+            status: None,
+            body: String::new(),
+            content_type: "text/plain".into(),
+        };
+        let fb = Fallback::new(&spec);
+        let pending = |key: &str| Pending {
+            key: key.to_string(),
+            headers: HeaderMap::new(),
+            fresh: Duration::from_secs(60),
+            vary: Vec::new(),
+        };
+        for key in ["a", "b", "c"] {
+            fb.insert(pending(key), Bytes::from(vec![b'x'; 1500]));
+        }
+        let stats = fb.stats();
+        assert_eq!((stats.entries, stats.stored), (2, 3));
+        assert!(stats.bytes <= 4096);
+        let store = fb.store.as_ref().unwrap().lock().unwrap();
+        assert!(!store.entries.contains_key("a") && store.entries.contains_key("c"));
+    }
+}
