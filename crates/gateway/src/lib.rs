@@ -215,7 +215,9 @@ impl Gateway {
         };
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let (res, route, outcome) = if relay::tunnel::wants_upgrade(&req) {
+        let (res, route, outcome) = if relay::grpc::is_grpc(&req) {
+            self.call_grpc(req, &request_id).await
+        } else if relay::tunnel::wants_upgrade(&req) {
             let (res, route, outcome) = self.switch(req, &request_id).await;
             (relay::tunnel::closing(res), route, outcome)
         } else {
@@ -255,6 +257,24 @@ impl Gateway {
             ]);
         }
         res
+    }
+
+    /// A gRPC call: to one member over HTTP/2 (`relay::grpc`); strata's own failures as
+    /// gRPC statuses.
+    async fn call_grpc(
+        &self,
+        req: Request<Incoming>,
+        _rid: &HeaderValue,
+    ) -> (Response<ResBody>, Option<&RoutePool>, Outcome) {
+        let Some(target) = self.route(&req) else {
+            let res = relay::grpc::status_response(
+                relay::grpc::GrpcStatus::Unimplemented,
+                &format!("no route for {}", req.uri().path()),
+            );
+            return (res, None, Outcome::default());
+        };
+        let (res, outcome) = relay::grpc::relay(&target.pool, req, &target.route.policy).await;
+        (res, Some(target), outcome)
     }
 
     /// A request to switch protocols (WebSocket): relayed to one member, joined to it

@@ -16,6 +16,7 @@ use crate::request_body::ReqBody;
 use crate::response_body::ResBody;
 use crate::upstream::{Conn, SendError, Upstream};
 
+pub mod grpc;
 pub mod tunnel;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -16,6 +16,9 @@ pub enum ResBody {
     Relayed(UpBody),
     /// A reply streaming to the client while the route's fallback keeps a copy.
     Teed(Box<crate::fallback::Tee>),
+    /// A member's HTTP/2 reply (gRPC), trailers included; the guard keeps the call
+    /// counted on its member until the body ends.
+    H2(hyper::body::Incoming, strata_bus::MemberGuard),
 }
 
 impl ResBody {
@@ -33,6 +36,7 @@ impl Body for ResBody {
             ResBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResBody::Relayed(r) => Pin::new(r).poll_frame(cx),
             ResBody::Teed(t) => Pin::new(&mut **t).poll_frame(cx),
+            ResBody::H2(body, _) => Pin::new(body).poll_frame(cx).map_err(std::io::Error::other),
         }
     }
 
@@ -41,6 +45,7 @@ impl Body for ResBody {
             ResBody::Full(data) => data.is_none(),
             ResBody::Relayed(r) => r.is_end_stream(),
             ResBody::Teed(t) => t.is_end_stream(),
+            ResBody::H2(body, _) => body.is_end_stream(),
         }
     }
 
@@ -50,6 +55,7 @@ impl Body for ResBody {
             ResBody::Full(None) => SizeHint::with_exact(0),
             ResBody::Relayed(r) => r.size_hint(),
             ResBody::Teed(t) => t.size_hint(),
+            ResBody::H2(body, _) => body.size_hint(),
         }
     }
 }

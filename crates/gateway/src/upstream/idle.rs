@@ -16,6 +16,8 @@ pub struct Upstream {
     idle: [Mutex<Vec<Conn>>; SLOTS],
     /// The member's id as a header value, made once.
     pub served_by: HeaderValue,
+    /// HTTP/2 connections for gRPC calls.
+    pub h2: super::h2::H2Conns,
 }
 
 impl Upstream {
@@ -23,6 +25,7 @@ impl Upstream {
         Upstream {
             idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
             served_by: HeaderValue::from_str(member_id).unwrap_or(HeaderValue::from_static("-")),
+            h2: super::h2::H2Conns::default(),
         }
     }
 

@@ -16,6 +16,8 @@
 //!   and hands back the reply whose body is still to come (`Pending`); or, for a
 //!   request to switch protocols, the socket itself once the member agreed ([`Upgrade`]).
 //! - `idle` (conn): the idle connections to one member, per thread ([`Upstream`]).
+//! - `h2`: HTTP/2 (h2c) connections to a member for gRPC, one per thread, multiplexed
+//!   (`H2Conns`, kept in the member's [`Upstream`]).
 //! - `body` (head, conn, idle): the reply body as it streams, chunked decoding included
 //!   ([`UpBody`]); it gives the connection back to [`Upstream`] when it ends as framed.
 //!
@@ -25,9 +27,11 @@
 
 mod body;
 mod conn;
+mod h2;
 mod head;
 mod idle;
 
 pub use body::UpBody;
 pub use conn::{Conn, SendError, Upgrade};
+pub use h2::H2Body;
 pub use idle::Upstream;

@@ -1,0 +1,224 @@
+//! gRPC through the bus: a call (HTTP/2, `content-type: application/grpc...`) goes to ANY
+//! one member of the route's pool over HTTP/2 (h2c) and streams both ways, trailers
+//! included, with HTTP/2 flow control end to end (hyper's streams on both sides; nothing
+//! is buffered here). Unary and the three streaming kinds are the same code.
+//!
+//! - **Deadline:** `grpc-timeout` from the client (capped by the service's
+//!   `relay.timeout_ms`) bounds the wait for the member's reply head; the member sees the
+//!   remaining time in `grpc-timeout` and ends the call itself, as gRPC servers do.
+//! - **strata's own failures** are trailers-only responses with gRPC statuses: no ready
+//!   member → `UNAVAILABLE` (14), no reply head in time → `DEADLINE_EXCEEDED` (4), the
+//!   member's connection failed → `UNAVAILABLE`, no route → `UNIMPLEMENTED` (12).
+//! - **Reissue:** only when nothing of the call reached a member (it could not be
+//!   reached, or refused the stream before reading it), to another member, up to
+//!   `relay.retries`: a call is never executed twice.
+//! - **Load:** a call counts as in flight on its member until its reply body (and
+//!   trailers) ends, so long streams weigh on the pick like open WebSockets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use strata_bus::{Member, Pool};
+
+use super::{upstream_of, Outcome, RelayPolicy, SERVED_BY};
+use crate::response_body::ResBody;
+use crate::upstream::H2Body;
+
+/// gRPC's status codes that strata itself answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcStatus {
+    DeadlineExceeded = 4,
+    Unimplemented = 12,
+    Unavailable = 14,
+}
+
+/// A gRPC call: HTTP/2 with a gRPC content type.
+pub fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.version() == http::Version::HTTP_2
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+pub fn parse_timeout(value: &[u8]) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b"H" => Duration::from_secs(n * 3600),
+        b"M" => Duration::from_secs(n * 60),
+        b"S" => Duration::from_secs(n),
+        b"m" => Duration::from_millis(n),
+        b"u" => Duration::from_micros(n),
+        b"n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// A trailers-only response carrying `status` and `message`.
+pub fn status_response(status: GrpcStatus, message: &str) -> Response<ResBody> {
+    let mut res = Response::new(ResBody::Full(None));
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(status as u32));
+    // grpc-message is percent-encoded; keep to what needs no encoding.
+    let text: String = message
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .collect::<String>()
+        .replace('%', "%25");
+    if let Ok(text) = HeaderValue::from_str(&text) {
+        headers.insert("grpc-message", text);
+    }
+    res
+}
+
+/// Relays a gRPC call to ANY one member of `pool` (see the module).
+pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) -> (Response<ResBody>, Outcome) {
+    let started = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    let deadline = parts
+        .headers
+        .get("grpc-timeout")
+        .and_then(|v| parse_timeout(v.as_bytes()))
+        .map_or(policy.deadline, |t| t.min(policy.deadline));
+    // Connection-specific headers may not travel over HTTP/2; `te: trailers` may.
+    for name in [header::CONNECTION, header::UPGRADE, header::TRANSFER_ENCODING] {
+        parts.headers.remove(name);
+    }
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_string();
+    let mut body: Option<H2Body> = Some(body.map_err(|e| Box::new(e) as _).boxed_unsync());
+    let mut outcome = Outcome::default();
+    let mut tried: Vec<Arc<Member>> = Vec::new();
+    let mut why = String::from("no ready instance");
+    loop {
+        let remaining = deadline.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return (
+                status_response(
+                    GrpcStatus::DeadlineExceeded,
+                    "the deadline passed before a member answered",
+                ),
+                outcome,
+            );
+        }
+        if outcome.attempts > policy.retries {
+            return (status_response(GrpcStatus::Unavailable, &why), outcome);
+        }
+        let Some(member) = pool.pick(&tried) else {
+            let message = if outcome.attempts == 0 {
+                format!("no ready instance of service {:?}", pool.service)
+            } else {
+                why
+            };
+            return (status_response(GrpcStatus::Unavailable, &message), outcome);
+        };
+        outcome.attempts += 1;
+        outcome.member = Some(member.clone());
+        tried.push(member.clone());
+        let guard = member.begin();
+        let upstream = upstream_of(&member);
+        let attempt = policy.attempt_timeout.min(remaining);
+        let mut sender = match tokio::time::timeout(attempt, upstream.h2.sender(member.addr)).await {
+            Ok(Ok(sender)) => sender,
+            Ok(Err(e)) => {
+                pool.suspect(&member);
+                why = format!("member {} could not be reached: {e}", member.id);
+                continue;
+            }
+            Err(_) => {
+                pool.suspect(&member);
+                why = format!("member {} could not be reached in time", member.id);
+                continue;
+            }
+        };
+        if sender.ready().await.is_err() {
+            why = format!("member {}'s connection closed", member.id);
+            continue;
+        }
+        let mut head = parts.clone();
+        head.uri = Uri::builder()
+            .scheme("http")
+            .authority(member.addr.to_string())
+            .path_and_query(path.as_str())
+            .build()
+            .unwrap_or_else(|_| Uri::from_static("/"));
+        head.headers.insert(
+            "grpc-timeout",
+            HeaderValue::from_str(&format!("{}m", remaining.as_millis().max(1))).expect("digits"),
+        );
+        let req = Request::from_parts(head, body.take().expect("sent at most once"));
+        match tokio::time::timeout(remaining, sender.try_send_request(req)).await {
+            Ok(Ok(res)) => {
+                let (mut head, body) = res.into_parts();
+                head.headers.insert(SERVED_BY, upstream.served_by.clone());
+                if head.status != StatusCode::OK && !head.headers.contains_key("grpc-status") {
+                    // Not a gRPC reply: say so in gRPC terms.
+                    let message = format!("member {} answered HTTP {}", member.id, head.status);
+                    return (status_response(GrpcStatus::Unavailable, &message), outcome);
+                }
+                return (Response::from_parts(head, ResBody::H2(body, guard)), outcome);
+            }
+            Ok(Err(mut e)) => {
+                pool.suspect(&member);
+                match e.take_message() {
+                    // Never sent: the call goes to another member.
+                    Some(unsent) => {
+                        why = format!("member {} could not take the call: {}", member.id, e.error());
+                        body = Some(unsent.into_body());
+                        continue;
+                    }
+                    None => {
+                        why = format!("member {} failed during the call: {}", member.id, e.error());
+                        return (status_response(GrpcStatus::Unavailable, &why), outcome);
+                    }
+                }
+            }
+            Err(_) => {
+                return (
+                    status_response(
+                        GrpcStatus::DeadlineExceeded,
+                        &format!("member {} did not answer within the deadline", member.id),
+                    ),
+                    outcome,
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts() {
+        assert_eq!(parse_timeout(b"100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_timeout(b"2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_timeout(b"99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in [&b""[..], b"m", b"123456789m", b"10x", b"-1S", b"1.5S"] {
+            assert_eq!(parse_timeout(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn strata_failures_are_trailers_only_grpc_statuses() {
+        let res = status_response(GrpcStatus::Unavailable, "no ready instance of service \"x\"\n100%");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["grpc-status"], "14");
+        assert_eq!(res.headers()["content-type"], "application/grpc");
+        assert_eq!(
+            res.headers()["grpc-message"],
+            "no ready instance of service \"x\"?100%25"
+        );
+    }
+}
