@@ -15,6 +15,8 @@
 //! - [`members`]: the bus across nodes: each node publishes its ready members (behind a
 //!   TCP forwarder on its cluster address, since instances listen on loopback) and joins
 //!   every other node's into its own pools.
+//! - [`state`]: the store ([`strata_store::StoreBackend`]) in JetStream KV and object
+//!   store buckets ([`JetStreamStore`]), so that it survives losing a machine.
 //!
 //! Invariant: nothing here runs an app; `strata-node`'s cluster agent does, reading the
 //! placement and reconciling its own share.
@@ -25,9 +27,11 @@ pub mod members;
 pub mod membership;
 mod nats;
 pub mod placement;
+pub mod state;
 
 pub use membership::{Membership, NodeRecord, DEAD_AFTER};
 pub use nats::{keys, AppRecord, Nats};
+pub use state::{JetStreamStore, JetStreamStoreConfig};
 
 /// Milliseconds since the Unix epoch (wall clock: for records other nodes read).
 pub fn now_ms() -> u64 {

@@ -2,10 +2,19 @@
 //! loopback ports, routed to each other, each with its own store dir. The config has the
 //! same shape as `cluster/nats-cluster.sh` writes for the example and the benchmarks.
 //! Dropping the cluster kills every server.
+//!
+//! A cluster that is never dropped (held in a `static`, shared by a whole test binary)
+//! or a test binary that dies without unwinding (killed, aborted) must not leave servers
+//! behind either: every server joins one process group, anchored by an idle `sleep`,
+//! and a watchdog `sh` holding a pipe from this process kills that group (and removes
+//! the cluster's own dir, for [`NatsCluster::start_for_process`]) when the pipe closes,
+//! which the kernel does when this process ends, however it ends.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One nats-server of a [`NatsCluster`].
@@ -19,6 +28,60 @@ struct Server {
 /// Three (or `n`) nats-servers with JetStream, clustered on loopback.
 pub struct NatsCluster {
     servers: Vec<Server>,
+    watchdog: Watchdog,
+}
+
+/// Kills the servers' process group when this process ends (see the module docs).
+struct Watchdog {
+    /// The idle process whose pid is the servers' process group id.
+    anchor: Child,
+    /// Its `sh`; closing `pipe` sets it off.
+    sh: Child,
+    pipe: Option<ChildStdin>,
+}
+
+impl Watchdog {
+    /// Starts the anchor and the watchdog; `remove` is a dir it removes after the kill.
+    fn start(remove: Option<&Path>) -> Watchdog {
+        let anchor = Command::new("sleep")
+            .arg("1000000000")
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start the process-group anchor (sleep)");
+        let remove = remove.map(|d| d.display().to_string()).unwrap_or_default();
+        // $0: the group, $1: the dir to remove (or empty).
+        let mut sh = Command::new("sh")
+            .args([
+                "-c",
+                r#"cat >/dev/null; kill -9 -$0; [ -n "$1" ] && sleep 0.2 && rm -rf "$1"; exit 0"#,
+            ])
+            .arg(anchor.id().to_string())
+            .arg(remove)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            // Out of this process's group, so a Ctrl-C that ends the tests does not
+            // end the watchdog before it has done its job.
+            .process_group(0)
+            .spawn()
+            .expect("start the nats-server watchdog (sh)");
+        let pipe = sh.stdin.take();
+        Watchdog { anchor, sh, pipe }
+    }
+
+    fn group(&self) -> i32 {
+        self.anchor.id() as i32
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // The watchdog kills the group (only the anchor by now) and removes the dir.
+        drop(self.pipe.take());
+        let _ = self.sh.wait();
+        let _ = self.anchor.kill();
+        let _ = self.anchor.wait();
+    }
 }
 
 /// `Ok(())` when a nats-server with JetStream clustering (2.10 or later) is on the PATH.
@@ -43,9 +106,27 @@ impl NatsCluster {
         Self::start_on(dir, n, "127.0.0.1")
     }
 
+    /// A cluster for a whole test binary, to hold in a `static` (which is never
+    /// dropped): its dir is made under the system's temp dir, and the servers and the
+    /// dir go when the process exits, however it exits.
+    pub fn start_for_process(n: usize) -> NatsCluster {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "strata-nats-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create the cluster's dir");
+        Self::start_with(&dir, n, "127.0.0.1", Watchdog::start(Some(&dir)))
+    }
+
     /// As [`start`](Self::start), with the client ports on `host` (an address of this
     /// machine, for tests whose nodes live in network namespaces).
     pub fn start_on(dir: &Path, n: usize, host: &str) -> NatsCluster {
+        Self::start_with(dir, n, host, Watchdog::start(None))
+    }
+
+    fn start_with(dir: &Path, n: usize, host: &str, watchdog: Watchdog) -> NatsCluster {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let routes: Vec<String> = ports
             .iter()
@@ -77,7 +158,7 @@ impl NatsCluster {
                 child: None,
             });
         }
-        let mut cluster = NatsCluster { servers };
+        let mut cluster = NatsCluster { servers, watchdog };
         for i in 0..n {
             cluster.restart(i);
         }
@@ -104,12 +185,14 @@ impl NatsCluster {
 
     /// Starts server `i` again (after [`kill`](Self::kill)) on the same ports and store.
     pub fn restart(&mut self, i: usize) {
+        let group = self.watchdog.group();
         let server = &mut self.servers[i];
         let child = Command::new("nats-server")
             .arg("-c")
             .arg(&server.config)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(group)
             .spawn()
             .expect("start nats-server");
         server.child = Some(child);
