@@ -87,7 +87,11 @@
 //! - **Change feed.** One task per store watches both KV buckets from the open on and
 //!   hands each change (a value or a blob, its revision, deleted or not) to every
 //!   subscriber, in revision order per bucket. In memory only, like the embedded
-//!   store's: a subscriber more than `change_capacity` behind gets `Lagged`.
+//!   store's: a subscriber more than `change_capacity` behind gets `Lagged`. With
+//!   [`JetStreamStoreConfig::shared_feed`] the stores opened with one name share a
+//!   durable pull consumer per bucket instead: each change reaches one of them (the
+//!   others never see it), acknowledged once handed to the subscribers, and changes
+//!   made while none was open wait for the next (a cluster's store triggers).
 //! - **Limits** are the embedded store's: namespaces, keys and content types are checked
 //!   by the same rules; a value is at most `max_value_bytes` and at most what a NATS
 //!   message may carry (the servers' `max_payload`, 1 MiB by default, less room for
@@ -139,6 +143,34 @@ const HEADER_ROOM: usize = 1024;
 /// Entries a listing page reads at once.
 const READ_AHEAD: usize = 16;
 
+/// The durable consumer `name` on `store`'s stream, from the changes made after it was
+/// first created on; its messages.
+async fn shared_consumer(
+    store: &kv::Store,
+    name: &str,
+) -> anyhow::Result<async_nats::jetstream::consumer::pull::Stream> {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    let consumer = store
+        .stream
+        .get_or_create_consumer(
+            name,
+            pull::Config {
+                durable_name: Some(name.to_string()),
+                deliver_policy: DeliverPolicy::New,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                filter_subject: format!("{}>", store.prefix),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("the shared change feed {name}"))?;
+    consumer
+        .messages()
+        .await
+        .with_context(|| format!("read the shared change feed {name}"))
+}
+
 /// Settings of a [`JetStreamStore`]; `Default` gives the values in the field docs.
 #[derive(Debug, Clone)]
 pub struct JetStreamStoreConfig {
@@ -156,6 +188,11 @@ pub struct JetStreamStoreConfig {
     /// How old an object no metadata refers to must be for the sweep at open to remove
     /// it (10 min).
     pub sweep_age: Duration,
+    /// None: the change feed hands every change to every store (a watch each). A name:
+    /// every store opened with that name shares one durable feed, and each change goes
+    /// to one of them (how a cluster fires a store trigger once, on one node, and keeps
+    /// the changes made while no node was listening). Letters, digits, `-`, `_`.
+    pub shared_feed: Option<String>,
 }
 
 impl Default for JetStreamStoreConfig {
@@ -167,6 +204,7 @@ impl Default for JetStreamStoreConfig {
             change_capacity: embedded.change_capacity,
             reader_grace: Duration::from_secs(60),
             sweep_age: Duration::from_secs(600),
+            shared_feed: None,
         }
     }
 }
@@ -223,6 +261,11 @@ impl JetStreamStore {
             objects_stream,
             CHUNK_BYTES.min(max_payload.saturating_sub(HEADER_ROOM)).max(1),
         );
+        if let Some(name) = &config.shared_feed {
+            if !crate::is_key_safe(name) {
+                bail!("a shared feed's name is letters, digits, '-' and '_', not {name:?}");
+            }
+        }
         // The watches start here: every change from now on reaches the feed.
         let watched = |store: &kv::Store, kind| {
             let store = store.clone();
@@ -237,8 +280,18 @@ impl JetStreamStore {
                 })
             }
         };
-        let values_watch = watched(&values, ChangeKind::Value).await?;
-        let metas_watch = watched(&metas, ChangeKind::Blob).await?;
+        let source = match &config.shared_feed {
+            None => feed::Source::Watch {
+                values: Box::new(watched(&values, ChangeKind::Value).await?),
+                metas: Box::new(watched(&metas, ChangeKind::Blob).await?),
+            },
+            Some(name) => feed::Source::Shared(Box::new(feed::Shared {
+                values: shared_consumer(&values, &format!("{name}_values")).await?,
+                metas: shared_consumer(&metas, &format!("{name}_blobs")).await?,
+                values_prefix: values.prefix.clone(),
+                metas_prefix: metas.prefix.clone(),
+            })),
+        };
         let (changes, _) = broadcast::channel(config.change_capacity.max(1));
         let (doomed, doomed_rx) = mpsc::unbounded_channel();
         let store = JetStreamStore {
@@ -264,8 +317,7 @@ impl JetStreamStore {
             ),
         }
         let feed = feed::Feed {
-            values: values_watch,
-            metas: metas_watch,
+            source,
             changes,
             objects,
             doomed: doomed_rx,

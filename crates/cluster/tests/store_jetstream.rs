@@ -245,3 +245,59 @@ async fn the_sweep_at_open_removes_the_body_of_an_upload_cut_short() {
     reader.read_to_end(&mut data).await.unwrap();
     assert_eq!((data, meta.content_type.as_str()), (kept, "text/plain"));
 }
+
+/// Stores sharing a feed (one per node of a cluster): each change reaches exactly one of
+/// them, and changes made while none is open wait for the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_feed_hands_each_change_to_one_store() {
+    let js = connect().await;
+    let prefix = fresh_prefix();
+    let shared = JetStreamStoreConfig {
+        shared_feed: Some(format!("{prefix}-triggers")),
+        ..JetStreamStoreConfig::default()
+    };
+    let a = open(&js, &prefix, shared.clone()).await;
+    let b = open(&js, &prefix, shared.clone()).await;
+    let (mut ra, mut rb) = (a.subscribe(), b.subscribe());
+    let writer = open(&js, &prefix, JetStreamStoreConfig::default()).await;
+    for i in 0..200 {
+        writer
+            .put("app/ns", &format!("k{i}"), Bytes::from("v"), Cond::Any)
+            .await
+            .unwrap();
+    }
+    writer
+        .put_blob("app/ns", "blob", "", body_of(b"x"), Cond::Any)
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.values().map(|v: &Vec<char>| v.len()).sum::<usize>() < 201 {
+        let (who, change) = tokio::select! {
+            c = ra.recv() => ('a', c.unwrap()),
+            c = rb.recv() => ('b', c.unwrap()),
+            _ = tokio::time::sleep_until(deadline) => panic!("only {} changes arrived", seen.len()),
+        };
+        seen.entry((change.key, change.version))
+            .or_insert_with(Vec::new)
+            .push(who);
+    }
+    assert_eq!(seen.len(), 201, "every change once");
+    assert!(seen.values().all(|v| v.len() == 1), "no change twice");
+    // Nothing more arrives.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(ra.try_recv().is_err() && rb.try_recv().is_err());
+
+    // With no store of the feed open, a change waits for the next one.
+    a.close();
+    b.close();
+    drop((a, b));
+    writer.delete("app/ns", "k0", Cond::Any).await.unwrap();
+    let c = open(&js, &prefix, shared).await;
+    let mut rc = c.subscribe();
+    let change = tokio::time::timeout(Duration::from_secs(20), rc.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((change.key.as_str(), change.deleted), ("k0", true));
+}

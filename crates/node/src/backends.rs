@@ -25,12 +25,7 @@ impl Backends {
     /// the reason (queue calls answer 503, `strata queues` lists it; the store answers
     /// 503 and `ps` says why), and everything else serves.
     pub fn embedded(state_dir: &Path, manifest: &Manifest) -> Result<Backends> {
-        let queues_config = QueuesConfig {
-            limits: manifest.queue_limits.clone(),
-            ..QueuesConfig::default()
-        };
-        let queues =
-            Queues::open_with(&state_dir.join("queues"), &manifest.queues, queues_config).context("open the queues")?;
+        let queues = embedded_queues(state_dir, manifest)?;
         let store_dir = state_dir.join("store");
         let store_config = StoreConfig {
             max_blob_bytes: manifest.store.max_blob_bytes,
@@ -50,8 +45,14 @@ impl Backends {
                 failed_store(format!("{} could not be opened: {what}", store_dir.display()))
             }
         };
+        Ok(Backends { queues, store })
+    }
+
+    /// The embedded queues under `state_dir` with a store kept elsewhere (a cluster
+    /// node's JetStream store). Blocking, as [`Backends::embedded`].
+    pub fn with_store(state_dir: &Path, manifest: &Manifest, store: Arc<dyn StoreBackend>) -> Result<Backends> {
         Ok(Backends {
-            queues: Arc::new(queues),
+            queues: embedded_queues(state_dir, manifest)?,
             store,
         })
     }
@@ -72,6 +73,16 @@ impl Backends {
         self.queues.close();
         self.store.close();
     }
+}
+
+fn embedded_queues(state_dir: &Path, manifest: &Manifest) -> Result<Arc<dyn QueueBackend>> {
+    let queues_config = QueuesConfig {
+        limits: manifest.queue_limits.clone(),
+        ..QueuesConfig::default()
+    };
+    let queues =
+        Queues::open_with(&state_dir.join("queues"), &manifest.queues, queues_config).context("open the queues")?;
+    Ok(Arc::new(queues))
 }
 
 fn failed_store(reason: String) -> Arc<dyn StoreBackend> {

@@ -22,12 +22,15 @@ use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use strata_appservice::{EventKind, NodeResources, ScaleBy};
 use strata_cluster::placement::{self, AppPlacement, Want};
-use strata_cluster::{lease, members, membership, Membership, Nats, NodeRecord};
+use strata_cluster::{lease, members, membership, JetStreamStore, JetStreamStoreConfig, Membership, Nats, NodeRecord};
 use strata_manifest::Manifest;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Node, NodeConfig};
+use crate::{Backends, Node, NodeConfig};
+
+/// The buckets of the cluster's store: `strata_state_kv`, `_blobmeta`, `_blobs`.
+const STATE_PREFIX: &str = "strata_state";
 
 /// How a cluster node is started.
 #[derive(Debug, Clone)]
@@ -377,8 +380,28 @@ async fn start_app(
         .listen
         .as_ref()
         .map(|_| SocketAddr::new(config.listen, 0));
-    node_config.state_dir = Some(config.data_dir.join("apps").join(app));
+    let state_dir = config.data_dir.join("apps").join(app);
+    node_config.state_dir = Some(state_dir.clone());
     node_config.placed = true;
+    // The store is the cluster's (JetStream), shared by every node; a store trigger's
+    // changes are shared too, so that each fires once, on one node of the app.
+    let store_triggers = manifest.functions.values().any(|f| f.trigger.store.is_some());
+    let store_config = JetStreamStoreConfig {
+        max_blob_bytes: manifest.store.max_blob_bytes,
+        shared_feed: store_triggers.then(|| format!("triggers-{app}")),
+        ..JetStreamStoreConfig::default()
+    };
+    let store = JetStreamStore::open(&nats.js, STATE_PREFIX, nats.replicas, store_config)
+        .await
+        .context("open the cluster's store")?;
+    let backends = {
+        let manifest = manifest.clone();
+        let store: Arc<dyn strata_store::StoreBackend> = Arc::new(store);
+        tokio::task::spawn_blocking(move || Backends::with_store(&state_dir, &manifest, store))
+            .await
+            .context("open the queues")??
+    };
+    node_config.backends = Some(backends);
     node_config.node = NodeResources {
         memory_mb: config.memory_mb.unwrap_or(NodeResources::detect().memory_mb),
         accelerators: config.accelerators,

@@ -164,13 +164,17 @@ fn placed(v: &Value, service: &str) -> BTreeMap<String, u64> {
 }
 
 fn gateway_of(v: &Value, node: &str) -> SocketAddr {
+    gateway_of_app(v, node, "test")
+}
+
+fn gateway_of_app(v: &Value, node: &str, app: &str) -> SocketAddr {
     let n = v["nodes"]
         .as_array()
         .unwrap()
         .iter()
         .find(|n| n["name"] == node)
         .expect("node listed");
-    n["gateways"]["test"]
+    n["gateways"][app]
         .as_str()
         .expect("a gateway for the app")
         .parse()
@@ -543,4 +547,84 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
     .unwrap();
     // And a's gateway now reaches b's members.
     assert_eq!(netns.get(&format!("http://{gw_a}/after")), Some(200));
+}
+
+/// The store is the cluster's (JetStream): what an instance on one node writes, an
+/// instance on another reads, and it outlives the node that wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_the_cluster_s_and_outlives_the_node_that_wrote() {
+    if !strata_testkit::needs("cluster", nats_server()) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsCluster::start(dir.path(), 3);
+    let urls = nats.urls();
+    remember_dir(&urls, dir.path());
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kv_member.py"),
+        app.join("kv_member.py"),
+    )
+    .unwrap();
+    let manifest = json!({
+        "strata": 1,
+        "app": "kvtest",
+        "services": {
+            "kv": {
+                "run": ["python3", "kv_member.py"],
+                "instances": { "min": 3, "max": 3 },
+                "placement": { "spread": "power" },
+                "routes": ["/"],
+                "health": { "path": "/healthz", "interval_ms": 200 },
+                "access": { "namespaces": ["data"] },
+            },
+        },
+    });
+    let path = app.join("strata.json");
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let mut nodes: BTreeMap<String, ClusterNode> = [("a", "A"), ("b", "B"), ("c", "C")]
+        .into_iter()
+        .map(|(n, p)| (n.to_string(), start_node(dir.path(), &urls, n, p)))
+        .collect();
+    let out = strata(&["deploy", path.to_str().unwrap(), "--nats", &urls]);
+    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+    let urls2 = urls.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(&urls2, "one ready kv instance per node", Duration::from_secs(60), |v| {
+            ["a", "b", "c"].iter().all(|n| ready_on(v, n) == 1)
+        })
+    })
+    .await
+    .unwrap();
+    let v = nodes_json(&urls);
+    let (gw_b, gw_c) = (gateway_of_app(&v, "b", "kvtest"), gateway_of_app(&v, "c", "kvtest"));
+
+    // Written through b's gateway (its own instance first), read through c's.
+    for i in 0..40 {
+        let reply = get(gw_b, &format!("/put/k{i}/v{i}")).await;
+        assert_eq!(reply.status, http::StatusCode::OK, "put {i}: {}", reply.text());
+    }
+    let read_all = |gw: SocketAddr| async move {
+        let mut served_by = BTreeSet::new();
+        for i in 0..40 {
+            let reply = get(gw, &format!("/get/k{i}")).await;
+            assert_eq!(reply.status, http::StatusCode::OK, "get {i}: {}", reply.text());
+            let body = reply.json();
+            assert_eq!(body["value"], format!("v{i}"), "{body}");
+            served_by.insert(body["instance"].as_str().unwrap().to_string());
+        }
+        served_by
+    };
+    read_all(gw_c).await;
+
+    // The node that wrote dies: nothing of what it wrote is lost.
+    let mut b = nodes.remove("b").unwrap();
+    b.child.kill().unwrap();
+    let _ = b.child.wait();
+    std::mem::forget(b);
+    read_all(gw_c).await;
+    drop(nodes);
+    drop(nats);
 }

@@ -5,6 +5,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::kv::{self, Operation, Watch};
 use futures_util::StreamExt;
 use strata_store::{Change, ChangeKind};
@@ -27,9 +29,25 @@ pub(crate) struct Watched {
     pub last: u64,
 }
 
+/// A feed shared by every store opened with the same name: each change goes to one of
+/// them (a durable pull consumer per bucket), and is acknowledged once handed on.
+pub(crate) struct Shared {
+    pub values: pull::Stream,
+    pub metas: pull::Stream,
+    pub values_prefix: String,
+    pub metas_prefix: String,
+}
+
+/// Where the changes come from.
+pub(crate) enum Source {
+    /// Every change, to every store (watches).
+    Watch { values: Box<Watched>, metas: Box<Watched> },
+    /// Each change to one store of those sharing the feed.
+    Shared(Box<Shared>),
+}
+
 pub(crate) struct Feed {
-    pub values: Watched,
-    pub metas: Watched,
+    pub source: Source,
     pub changes: broadcast::Sender<Change>,
     pub objects: Objects,
     /// Objects of replaced or deleted blobs, to remove after `grace`.
@@ -43,10 +61,25 @@ impl Feed {
         let mut due: VecDeque<(Instant, String)> = VecDeque::new();
         loop {
             let next_due = due.front().map(|(at, _)| *at);
+            let next = async {
+                match &mut self.source {
+                    Source::Watch { values, metas } => tokio::select! {
+                        entry = values.watch.next() => values.handle(entry, &self.changes, &self.cancel).await,
+                        entry = metas.watch.next() => metas.handle(entry, &self.changes, &self.cancel).await,
+                    },
+                    Source::Shared(shared) => tokio::select! {
+                        message = shared.values.next() => {
+                            handle_shared(message, &shared.values_prefix, ChangeKind::Value, &self.changes).await
+                        }
+                        message = shared.metas.next() => {
+                            handle_shared(message, &shared.metas_prefix, ChangeKind::Blob, &self.changes).await
+                        }
+                    },
+                }
+            };
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
-                entry = self.values.watch.next() => self.values.handle(entry, &self.changes, &self.cancel).await,
-                entry = self.metas.watch.next() => self.metas.handle(entry, &self.changes, &self.cancel).await,
+                () = next => {}
                 Some(object) = self.doomed.recv() => due.push_back((Instant::now() + self.grace, object)),
                 _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
                     let (_, object) = due.pop_front().expect("a due removal");
@@ -56,6 +89,48 @@ impl Feed {
                 }
             }
         }
+    }
+}
+
+/// One message of a shared feed: handed on as a change once the store has a subscriber,
+/// then acknowledged (so that no other store of the feed gets it).
+async fn handle_shared(
+    message: Option<Result<jetstream::Message, pull::MessagesError>>,
+    prefix: &str,
+    kind: ChangeKind,
+    changes: &broadcast::Sender<Change>,
+) {
+    let message = match message {
+        Some(Ok(message)) => message,
+        Some(Err(e)) => {
+            tracing::debug!("the store's shared change feed: {e}");
+            tokio::time::sleep(REWATCH_PAUSE).await;
+            return;
+        }
+        // The consumer's stream ended: nothing more until the store is opened again.
+        None => return std::future::pending().await,
+    };
+    let version = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+    let deleted = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("KV-Operation"))
+        .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
+    if let Some((ns, key)) = message.subject.as_str().strip_prefix(prefix).and_then(keys::split) {
+        // Held (unacknowledged) until someone listens: a change is never handed to no one.
+        while changes.receiver_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = changes.send(Change {
+            ns,
+            key,
+            kind,
+            version,
+            deleted,
+        });
+    }
+    if let Err(e) = message.ack().await {
+        tracing::debug!("could not acknowledge a change of the shared feed: {e}");
     }
 }
 
