@@ -1,11 +1,14 @@
 //! A real NATS cluster for tests: three `nats-server` processes with JetStream on
 //! loopback ports, routed to each other, each with its own store dir. The config has the
 //! same shape as `cluster/nats-cluster.sh` writes for the example and the benchmarks.
-//! Dropping the cluster kills every server.
+//! Dropping the cluster kills every server; so does the end of the test process however
+//! it ends (a cluster kept in a `static`, whose `Drop` never runs, or a killed test
+//! binary): a watchdog shell waits on a pipe only this process holds and, when it closes,
+//! kills the servers by the pid files they write.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// One nats-server of a [`NatsCluster`].
@@ -13,12 +16,17 @@ struct Server {
     host: String,
     client_port: u16,
     config: PathBuf,
+    /// Where the server writes its pid (`pid_file`), for the watchdog.
+    pid_file: PathBuf,
     child: Option<Child>,
 }
 
 /// Three (or `n`) nats-servers with JetStream, clustered on loopback.
 pub struct NatsCluster {
     servers: Vec<Server>,
+    /// The watchdog and the write end of its pipe: closed (this process gone), it kills
+    /// every server whose pid file is still there.
+    watchdog: Option<(Child, ChildStdin)>,
 }
 
 /// `Ok(())` when a nats-server with JetStream clustering (2.10 or later) is on the PATH.
@@ -56,6 +64,7 @@ impl NatsCluster {
             let store = dir.join(format!("nats-{i}"));
             std::fs::create_dir_all(&store).unwrap();
             let config = dir.join(format!("nats-{i}.conf"));
+            let pid_file = dir.join(format!("nats-{i}.pid"));
             let cluster = if n > 1 {
                 format!(
                     "cluster {{\n  name: strata\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n",
@@ -65,8 +74,9 @@ impl NatsCluster {
                 String::new()
             };
             let text = format!(
-                "server_name: n{i}\nlisten: {host}:{client}\n\
+                "server_name: n{i}\nlisten: {host}:{client}\npid_file: \"{}\"\n\
                  jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n{cluster}",
+                pid_file.display(),
                 store.display()
             );
             std::fs::write(&config, text).unwrap();
@@ -74,10 +84,14 @@ impl NatsCluster {
                 host: host.to_string(),
                 client_port: *client,
                 config,
+                pid_file,
                 child: None,
             });
         }
-        let mut cluster = NatsCluster { servers };
+        let mut cluster = NatsCluster {
+            servers,
+            watchdog: Some(watchdog(dir)),
+        };
         for i in 0..n {
             cluster.restart(i);
         }
@@ -99,6 +113,8 @@ impl NatsCluster {
         if let Some(mut child) = self.servers[i].child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            // Its pid may be reused: the watchdog must not find it.
+            let _ = std::fs::remove_file(&self.servers[i].pid_file);
         }
     }
 
@@ -133,5 +149,29 @@ impl Drop for NatsCluster {
         for i in 0..self.servers.len() {
             self.kill(i);
         }
+        if let Some((mut child, stdin)) = self.watchdog.take() {
+            // Its pipe closed, the watchdog finds no pid file left and exits.
+            drop(stdin);
+            let _ = child.wait();
+        }
     }
+}
+
+/// A shell that waits for the end of its stdin, a pipe whose write end only this
+/// process holds (Rust opens pipes close-on-exec, so the servers do not inherit it), then
+/// kills every server whose pid file is still in `dir`: when the test process ends, by
+/// any means, its servers go too.
+fn watchdog(dir: &Path) -> (Child, ChildStdin) {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"read _; for f in "$1"/nats-*.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")"; done; exit 0"#)
+        .arg("nats-watchdog")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the nats-server watchdog (sh)");
+    let stdin = child.stdin.take().expect("the watchdog's stdin is piped");
+    (child, stdin)
 }
