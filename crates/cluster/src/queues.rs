@@ -18,8 +18,8 @@
 //! Layout:
 //! - [`JetStreamQueues`] (here): the table of queues, create and delete, request and
 //!   reply over core NATS inboxes, the background tasks.
-//! - `handle`: one queue ([`QueueHandle`]): publish, fetch (with dead-lettering), ack and
-//!   nack by offset, the figures behind `stats()`.
+//! - `handle`: one queue ([`QueueHandle`]) and the figures behind `stats()`; its
+//!   `publish`, `fetch` (with dead-lettering) and `settle` (ack and nack by offset).
 //! - `pull`: one pull request, giving back what arrives after its fetch was cancelled.
 //! - `leases`: what this node handed out (ack subjects by offset, leases of a fetch's
 //!   own length), and the task that keeps those leases.
@@ -171,6 +171,12 @@ impl Shared {
         }
     }
 
+    /// Whether the stream of queue `name` (or dead-letter queue) exists: false only when
+    /// JetStream says it is not there.
+    pub(crate) async fn stream_exists(&self, name: &str) -> Result<bool, QueueError> {
+        stream_exists(&self.core, name).await
+    }
+
     /// Puts the handles of a queue just made into the table (or finds those a refresh put
     /// there meanwhile).
     fn install(&self, name: &str, spec: QueueSpec) -> Arc<JsQueue> {
@@ -184,6 +190,19 @@ impl Shared {
         self.failed_mut().remove(name);
         self.version.fetch_add(1, Ordering::SeqCst);
         queue
+    }
+}
+
+/// Whether the stream of queue `name` exists: false only when JetStream says so.
+pub(crate) async fn stream_exists(core: &Core, name: &str) -> Result<bool, QueueError> {
+    let subject = format!("STREAM.INFO.{}", core.names.stream(name));
+    let response: Result<jetstream::response::Response<serde_json::Value>, _> =
+        core.js.request(subject, &serde_json::json!({})).await;
+    match response {
+        Ok(jetstream::response::Response::Ok(_)) => Ok(true),
+        Ok(jetstream::response::Response::Err { error }) if error.error_code() == STREAM_NOT_FOUND => Ok(false),
+        Ok(jetstream::response::Response::Err { error }) => Err(QueueError::Unavailable(error.to_string())),
+        Err(e) => Err(QueueError::Unavailable(e.to_string())),
     }
 }
 
@@ -451,7 +470,7 @@ impl QueueBackend for JetStreamQueues {
             let core = &self.shared.core;
             let mut headers = HeaderMap::new();
             if let Some(c) = &reply.correlation_id {
-                headers.insert(CORRELATION_ID, c.as_str());
+                headers.insert(CORRELATION_ID, names::encode_value(c).as_str());
             }
             for attempt in 0..INBOX_ATTEMPTS {
                 let request = async_nats::Request::new()
@@ -466,6 +485,14 @@ impl QueueBackend for JetStreamQueues {
                         }
                     }
                     Err(e) if e.kind() == RequestErrorKind::TimedOut => break,
+                    Err(e) if e.kind() == RequestErrorKind::MaxPayloadExceeded => {
+                        let max_payload = core.client.server_info().max_payload as u64;
+                        return Err(QueueError::TooLarge {
+                            index: 0,
+                            size: reply.payload.len() as u64,
+                            limit: max_payload.saturating_sub(1024),
+                        });
+                    }
                     Err(e) => return Err(QueueError::Unavailable(format!("send a reply: {e}"))),
                 }
             }

@@ -148,12 +148,17 @@ async fn an_offset_handed_out_by_one_node_is_settled_on_another() {
     let (b, _nb) = node(&prefix, &declared).await;
     let qa = a.get("jobs").unwrap();
     let qb = b.get("jobs").unwrap();
-    let msgs = (0..4)
+    let mut msgs: Vec<NewMessage> = (0..4)
         .map(|i| NewMessage::new(Bytes::from(format!("job-{i}"))))
         .collect();
+    // Attributes are any text; a header is one line of visible ASCII.
+    msgs[0].correlation_id = Some("line\r\nInjected: yes ü 100%".into());
+    msgs[0].reply_to = Some("queue:jobs".into());
     qa.publish(msgs).await.unwrap();
     let got = qa.fetch("g", all()).await.unwrap();
     assert_eq!(got.iter().map(|m| m.offset).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    assert_eq!(got[0].correlation_id.as_deref(), Some("line\r\nInjected: yes ü 100%"));
+    assert_eq!(got[0].reply_to.as_deref(), Some("queue:jobs"));
 
     assert_eq!(
         qb.ack("g", &[0, 9]).await.unwrap(),

@@ -175,3 +175,52 @@ fn watchdog(dir: &Path) -> (Child, ChildStdin) {
     let stdin = child.stdin.take().expect("the watchdog's stdin is piped");
     (child, stdin)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHILD: &str = "STRATA_TESTKIT_WATCHDOG_CHILD";
+
+    /// A test process that starts a server and exits without dropping its cluster (as a
+    /// `static` never is) leaves no server behind.
+    #[test]
+    fn servers_die_with_the_test_process_that_started_them() {
+        if !crate::needs("servers_die_with_the_test_process_that_started_them", nats_server()) {
+            return;
+        }
+        if let Ok(dir) = std::env::var(CHILD) {
+            let cluster = NatsCluster::start(Path::new(&dir), 1);
+            std::mem::forget(cluster);
+            std::process::exit(0);
+        }
+        let dir = std::env::temp_dir().join(format!("strata-watchdog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "nats::tests::servers_die_with_the_test_process_that_started_them",
+            ])
+            .env(CHILD, &dir)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let pid: u32 = std::fs::read_to_string(dir.join("nats-0.pid"))
+            .expect("the server wrote its pid")
+            .trim()
+            .parse()
+            .unwrap();
+        // Gone, or a zombie waiting for init to reap it.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive() {
+            assert!(Instant::now() < deadline, "nats-server {pid} outlived the test process");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -172,8 +172,9 @@ pub(crate) fn headers(message: &NewMessage, dedupe: bool) -> (Option<HeaderMap>,
     let mut len = 12;
     for (name, value) in attrs {
         if let Some(value) = value {
-            headers.insert(name, value.as_str());
+            let value = encode_value(value);
             len += name.len() + 4 + value.len();
+            headers.insert(name, value.as_str());
         }
     }
     if headers.is_empty() {
@@ -183,9 +184,48 @@ pub(crate) fn headers(message: &NewMessage, dedupe: bool) -> (Option<HeaderMap>,
     }
 }
 
-/// A header's value as text.
+/// A header's value as text (as [`encode_value`] wrote it).
 pub(crate) fn header(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
-    headers?.get(name).map(|v| v.as_str().to_string())
+    headers?.get(name).map(|v| decode_value(v.as_str()))
+}
+
+/// An attribute as a header value: a message's attributes are any text, a header value
+/// is one line of visible ASCII (trimmed by the parser), so `%`, spaces, control
+/// characters and every byte past ASCII are written `%XX`.
+pub(crate) fn encode_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if (0x21..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The text [`encode_value`] wrote.
+pub(crate) fn decode_value(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What the ack subject of a delivery says (`$JS.ACK.<stream>.<consumer>.<delivered>.
@@ -245,6 +285,16 @@ mod tests {
         assert_eq!(parse_ack_subject("_INBOX.x.y"), None);
         let rebuilt = rebuilt_ack_subject("s_q_a", "g", 12, 40);
         assert_eq!(parse_ack_subject(&rebuilt).unwrap().stream_seq, 12);
+    }
+
+    #[test]
+    fn any_attribute_survives_a_header() {
+        for value in ["c-1", "with space", "line\r\nInjected: yes", "100%", "ünïcode ✓", " x "] {
+            let encoded = encode_value(value);
+            assert!(encoded.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{encoded}");
+            assert_eq!(decode_value(&encoded), value);
+        }
+        assert_eq!(encode_value("order-17"), "order-17");
     }
 
     #[test]

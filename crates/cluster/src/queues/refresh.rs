@@ -31,6 +31,12 @@ struct StreamPage {
     streams: Option<Vec<stream::Info>>,
 }
 
+/// The streams of a prefix as listed (one whose leader is being elected may be left
+/// out: the listing's `missing`).
+pub(crate) struct Listing {
+    pub streams: BTreeMap<String, stream::Info>,
+}
+
 #[derive(Deserialize)]
 struct ConsumerPage {
     total: usize,
@@ -72,8 +78,10 @@ pub(crate) async fn tick(shared: &Shared) -> anyhow::Result<()> {
         .iter()
         .map(|(name, q)| (name.clone(), q.local_changes()))
         .collect();
-    let streams = list_streams(shared).await?;
-    apply_listing(shared, version, &streams);
+    let listing = list_streams(shared).await?;
+    let gone = confirm_gone(shared, &listing).await;
+    apply_listing(shared, version, &listing.streams, &gone);
+    let streams = listing.streams;
     let handles: Vec<Arc<JsQueue>> = shared.table().values().cloned().collect();
     for q in handles {
         let Some(info) = streams.get(&q.name) else {
@@ -88,7 +96,7 @@ pub(crate) async fn tick(shared: &Shared) -> anyhow::Result<()> {
 }
 
 /// Every stream of this backend's prefix, by queue name.
-async fn list_streams(shared: &Shared) -> anyhow::Result<BTreeMap<String, stream::Info>> {
+async fn list_streams(shared: &Shared) -> anyhow::Result<Listing> {
     let core = &shared.core;
     let filter = core.names.all_queues();
     let mut out = BTreeMap::new();
@@ -116,7 +124,7 @@ async fn list_streams(shared: &Shared) -> anyhow::Result<BTreeMap<String, stream
         }
         seen += n;
         if n == 0 || seen >= page.total {
-            return Ok(out);
+            return Ok(Listing { streams: out });
         }
     }
 }
@@ -131,24 +139,38 @@ pub(crate) fn spec_of(info: &stream::Info) -> Result<QueueSpec, String> {
     serde_json::from_str(text).map_err(|e| format!("its stream's strata.spec is not valid settings ({e})"))
 }
 
-/// Adds the queues created elsewhere and drops those deleted elsewhere, unless this
-/// backend created or deleted one since the listing began (then the listing may be
+/// The queues of the table the listing lacks whose stream JetStream says is not there:
+/// a stream whose leader is being elected is left out of a listing, or its info fails,
+/// and is not gone.
+async fn confirm_gone(shared: &Shared, listing: &Listing) -> Vec<String> {
+    let absent: Vec<String> = shared
+        .table()
+        .keys()
+        .filter(|name| !listing.streams.contains_key(*name))
+        .cloned()
+        .collect();
+    let mut gone = Vec::new();
+    for name in absent {
+        if matches!(shared.stream_exists(&name).await, Ok(false)) {
+            gone.push(name);
+        }
+    }
+    gone
+}
+
+/// Adds the queues created elsewhere and drops those deleted elsewhere (`gone`), unless
+/// this backend created or deleted one since the listing began (then the listing may be
 /// older than the table; the next one is not).
-fn apply_listing(shared: &Shared, version: u64, streams: &BTreeMap<String, stream::Info>) {
+fn apply_listing(shared: &Shared, version: u64, streams: &BTreeMap<String, stream::Info>, gone: &[String]) {
     let mut table = shared.table_mut();
     if shared.version.load(Ordering::SeqCst) != version {
         return;
     }
-    let gone: Vec<String> = table
-        .keys()
-        .filter(|name| !streams.contains_key(*name))
-        .cloned()
-        .collect();
     for name in gone {
-        if let Some(q) = table.remove(&name) {
+        if let Some(q) = table.remove(name) {
             tracing::info!(queue = %name, "the queue was deleted (seen on JetStream)");
             q.gone.cancel();
-            shared.core.leases.forget_queue(&name);
+            shared.core.leases.forget_queue(name);
         }
     }
     for (name, info) in streams {
