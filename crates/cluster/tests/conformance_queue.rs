@@ -272,3 +272,54 @@ async fn a_fetch_lease_longer_than_the_queues_is_kept() {
         "back when its own lease ended, at {at:?}"
     );
 }
+
+/// A publish on one node wakes `changed()` on another (announced over core NATS, well
+/// before the next refresh), and a dead letter moved by one node is counted on every
+/// node (its group's dead letters in the dead-letter queue's stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_and_dead_letters_are_seen_on_every_node() {
+    if !have_nats() {
+        return;
+    }
+    let prefix = fresh_prefix();
+    let declared = BTreeMap::from([(
+        "q".to_string(),
+        QueueSpec {
+            max_deliveries: 1,
+            ..spec(30_000)
+        },
+    )]);
+    let (a, _na) = node(&prefix, &declared).await;
+    let (b, _nb) = node(&prefix, &declared).await;
+    let qa = a.get("q").unwrap();
+    let qb = b.get("q").unwrap();
+    let woken = qb.changed();
+    let started = tokio::time::Instant::now();
+    qa.publish(vec![NewMessage::new(&b"poison"[..])]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), woken)
+        .await
+        .expect("B's changed() resolves");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "woken by the announcement, not a refresh: {:?}",
+        started.elapsed()
+    );
+
+    assert_eq!(qa.fetch("g", all()).await.unwrap().len(), 1);
+    qa.nack("g", &[0]).await.unwrap();
+    assert!(
+        qa.fetch("g", all()).await.unwrap().is_empty(),
+        "moved to q.dlq on its second delivery"
+    );
+    let dead_on_b = || {
+        qb.stats()
+            .groups
+            .iter()
+            .any(|g| g.name == "g" && g.dead_lettered == 1 && g.backlog == 0)
+    };
+    eventually("B counts the dead letter", dead_on_b).await;
+    let dlq = b.get("q.dlq").unwrap();
+    eventually("B sees it in q.dlq", || dlq.stats().next_offset == 1).await;
+    let dead = dlq.fetch("inspect", all()).await.unwrap();
+    assert_eq!(dead[0].payload, &b"poison"[..]);
+}
