@@ -15,6 +15,9 @@
 //! - [`members`]: the bus across nodes: each node publishes its ready members (behind a
 //!   TCP forwarder on its cluster address, since instances listen on loopback) and joins
 //!   every other node's into its own pools.
+//! - [`queues`]: the queues on JetStream ([`JetStreamQueues`], a
+//!   `strata_queue::QueueBackend`): a stream per queue and per dead-letter queue, a
+//!   durable pull consumer per group.
 //! - [`state`]: the store ([`strata_store::StoreBackend`]) in JetStream KV and object
 //!   store buckets ([`JetStreamStore`]), so that it survives losing a machine.
 //!
@@ -27,10 +30,12 @@ pub mod members;
 pub mod membership;
 mod nats;
 pub mod placement;
+pub mod queues;
 pub mod state;
 
 pub use membership::{Membership, NodeRecord, DEAD_AFTER};
 pub use nats::{keys, AppRecord, Nats};
+pub use queues::JetStreamQueues;
 pub use state::{JetStreamStore, JetStreamStoreConfig};
 
 /// Milliseconds since the Unix epoch (wall clock: for records other nodes read).

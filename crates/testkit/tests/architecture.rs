@@ -90,7 +90,7 @@ fn crates_depend_only_on_what_the_architecture_allows() {
             ],
         ),
         ("strata-client", &["wire"]),
-        ("strata-cluster", &["bus", "manifest", "store"]),
+        ("strata-cluster", &["bus", "manifest", "queue", "store"]),
     ];
     for (name, allowed) in rules {
         for dep in strata(name) {
