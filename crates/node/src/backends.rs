@@ -48,15 +48,6 @@ impl Backends {
         Ok(Backends { queues, store })
     }
 
-    /// The embedded queues under `state_dir` with a store kept elsewhere (a cluster
-    /// node's JetStream store). Blocking, as [`Backends::embedded`].
-    pub fn with_store(state_dir: &Path, manifest: &Manifest, store: Arc<dyn StoreBackend>) -> Result<Backends> {
-        Ok(Backends {
-            queues: embedded_queues(state_dir, manifest)?,
-            store,
-        })
-    }
-
     /// Declares the manifest's queues on backends opened elsewhere.
     pub async fn declare(&self, manifest: &Manifest) -> Result<()> {
         for (name, spec) in &manifest.queues {

@@ -22,7 +22,9 @@ use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use strata_appservice::{EventKind, NodeResources, ScaleBy};
 use strata_cluster::placement::{self, AppPlacement, Want};
-use strata_cluster::{lease, members, membership, JetStreamStore, JetStreamStoreConfig, Membership, Nats, NodeRecord};
+use strata_cluster::{
+    lease, members, membership, JetStreamQueues, JetStreamStore, JetStreamStoreConfig, Membership, Nats, NodeRecord,
+};
 use strata_manifest::Manifest;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -380,8 +382,7 @@ async fn start_app(
         .listen
         .as_ref()
         .map(|_| SocketAddr::new(config.listen, 0));
-    let state_dir = config.data_dir.join("apps").join(app);
-    node_config.state_dir = Some(state_dir.clone());
+    node_config.state_dir = Some(config.data_dir.join("apps").join(app));
     node_config.placed = true;
     // The store is the cluster's (JetStream), shared by every node; a store trigger's
     // changes are shared too, so that each fires once, on one node of the app.
@@ -394,14 +395,15 @@ async fn start_app(
     let store = JetStreamStore::open(&nats.js, STATE_PREFIX, nats.replicas, store_config)
         .await
         .context("open the cluster's store")?;
-    let backends = {
-        let manifest = manifest.clone();
-        let store: Arc<dyn strata_store::StoreBackend> = Arc::new(store);
-        tokio::task::spawn_blocking(move || Backends::with_store(&state_dir, &manifest, store))
-            .await
-            .context("open the queues")??
-    };
-    node_config.backends = Some(backends);
+    // So are the queues: a stream per queue (`strata_APP_q_NAME`), groups as durable
+    // consumers, so that a message published through one node is fetched through any.
+    let queues = JetStreamQueues::open(nats.js.clone(), &format!("strata_{app}"), nats.replicas, &manifest.queues)
+        .await
+        .context("open the cluster's queues")?;
+    node_config.backends = Some(Backends {
+        queues: Arc::new(queues),
+        store: Arc::new(store),
+    });
     node_config.node = NodeResources {
         memory_mb: config.memory_mb.unwrap_or(NodeResources::detect().memory_mb),
         accelerators: config.accelerators,

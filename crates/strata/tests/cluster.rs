@@ -549,8 +549,9 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
     assert_eq!(netns.get(&format!("http://{gw_a}/after")), Some(200));
 }
 
-/// The store is the cluster's (JetStream): what an instance on one node writes, an
-/// instance on another reads, and it outlives the node that wrote it.
+/// The store and the queues are the cluster's (JetStream): what an instance on one node
+/// writes or publishes, an instance on another reads or takes, and it outlives the node
+/// that wrote it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_is_the_cluster_s_and_outlives_the_node_that_wrote() {
     if !strata_testkit::needs("cluster", nats_server()) {
@@ -578,9 +579,10 @@ async fn the_store_is_the_cluster_s_and_outlives_the_node_that_wrote() {
                 "placement": { "spread": "power" },
                 "routes": ["/"],
                 "health": { "path": "/healthz", "interval_ms": 200 },
-                "access": { "namespaces": ["data"] },
+                "access": { "namespaces": ["data"], "publishes": ["jobs"], "fetches": ["jobs"] },
             },
         },
+        "queues": { "jobs": {} },
     });
     let path = app.join("strata.json");
     std::fs::write(&path, manifest.to_string()).unwrap();
@@ -618,6 +620,24 @@ async fn the_store_is_the_cluster_s_and_outlives_the_node_that_wrote() {
         served_by
     };
     read_all(gw_c).await;
+    // Queued through b's gateway, taken through c's: each message once.
+    for i in 0..30 {
+        let reply = get(gw_b, &format!("/pub/m{i}")).await;
+        assert_eq!(reply.status, http::StatusCode::OK, "pub {i}: {}", reply.text());
+    }
+    let mut taken = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while taken.len() < 30 && Instant::now() < deadline {
+        let reply = get(gw_c, "/take").await;
+        assert_eq!(reply.status, http::StatusCode::OK, "take: {}", reply.text());
+        for body in reply.json()["bodies"].as_array().unwrap() {
+            taken.push(body.as_str().unwrap().to_string());
+        }
+    }
+    taken.sort();
+    let mut want: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();
+    want.sort();
+    assert_eq!(taken, want, "every message once");
 
     // The node that wrote dies: nothing of what it wrote is lost.
     let mut b = nodes.remove("b").unwrap();
