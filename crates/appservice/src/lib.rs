@@ -174,18 +174,21 @@ impl AppService {
             .services
             .values()
             .any(|s| s.driver == strata_manifest::Driver::Oci);
-        let oci_shared = shared.clone();
-        shared.tracker.spawn(async move {
-            if containers {
-                // Chosen while the services run their setup steps; a failure is
-                // reported by the launches that need it.
+        if containers {
+            // The driver starts (runtime chosen, leftovers deleted) while the services
+            // run their setup steps; a failure is reported by the launches that need it.
+            let oci_shared = shared.clone();
+            shared.tracker.spawn(async move {
                 if let Err(e) = oci_shared.oci().await {
                     tracing::warn!("the oci driver cannot run containers: {e:#}");
                 }
-            } else {
-                oci::sweep_leftovers(&oci_shared.state_dir).await;
-            }
-        });
+            });
+        } else if oci::left_behind(&shared.state_dir) {
+            let state_dir = shared.state_dir.clone();
+            shared
+                .tracker
+                .spawn(async move { oci::sweep_leftovers(&state_dir).await });
+        }
         let mut services = BTreeMap::new();
         for name in config.manifest.start_order() {
             let spec = config.manifest.services[&name].clone();

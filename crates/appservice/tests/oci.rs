@@ -322,6 +322,7 @@ async fn a_host_image_container_sees_only_itself_and_writes_only_its_scratch() {
         runtime.starts_with("runc ") || runtime.starts_with("crun "),
         "{runtime}"
     );
+    println!("runtime: {runtime}");
     let prefix = container_prefix(&dir.path().join(".strata"));
     assert_eq!(containers(&prefix), [format!("{prefix}web-1.1")]);
 
@@ -442,20 +443,34 @@ fn a_killed_owner_leaves_no_container_and_a_leftover_is_removed_at_start() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    // A leftover with the node's prefix, running, is gone once a node started there.
-    let leftover = format!("{prefix}leftover");
-    run_detached(dir.path(), &leftover);
-    assert_eq!(containers(&prefix), std::slice::from_ref(&leftover));
-    let leftover_pid = container_pid(&leftover);
+    // A leftover with the node's prefix, running (as if the guard had been killed too),
+    // is gone once a node started there: a node without containers deletes it because
+    // the dead node recorded its runtime; a node with containers before its first.
+    let marker = state_dir.join("oci-runtime");
+    assert!(marker.exists(), "the killed owner's runtime is not recorded");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let app = start(dir.path(), web(json!({})));
-        ready(&app).await;
-        assert_eq!(containers(&prefix), [format!("{prefix}web-1.1")]);
-        assert!(!alive(leftover_pid), "the leftover's process survived");
-        app.stop().await;
-    });
-    assert_eq!(containers(&prefix), Vec::<String>::new());
+    for driver in ["process", "oci"] {
+        let leftover = format!("{prefix}leftover-{driver}");
+        run_detached(dir.path(), &leftover);
+        assert_eq!(containers(&prefix), std::slice::from_ref(&leftover));
+        let leftover_pid = container_pid(&leftover);
+        rt.block_on(async {
+            let image = if driver == "oci" { json!("host") } else { Value::Null };
+            let app = start(dir.path(), web(json!({"driver": driver, "image": image})));
+            ready(&app).await;
+            if driver == "oci" {
+                assert_eq!(containers(&prefix), [format!("{prefix}web-1.1")]);
+            }
+            let until = Instant::now() + Duration::from_secs(20);
+            while containers(&prefix).contains(&leftover) || alive(leftover_pid) {
+                assert!(Instant::now() < until, "the leftover survived a {driver} node's start");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            app.stop().await;
+        });
+        assert_eq!(containers(&prefix), Vec::<String>::new());
+        assert!(!marker.exists(), "a node that stopped cleanly left {}", marker.display());
+    }
 }
 
 /// The owner's side: runs the app, says "ready", and waits to be killed.

@@ -20,7 +20,8 @@
 //! the pipe closes (the node stopped, or died even by SIGKILL) it lists the runtime's
 //! containers and deletes every one with the node's prefix. A container the guard could
 //! not delete (it was killed too) is found the same way and deleted when a node starts
-//! on that state dir again, before it runs any container.
+//! on that state dir again, before it runs any container (a node without containers
+//! does it when the dead one's runtime is still recorded in the state dir).
 
 mod bundle;
 mod memory;
@@ -60,6 +61,10 @@ while read -r _; do :; done
 done
 "#;
 
+/// Where a node that runs containers records its runtime's path while it runs, in its
+/// state dir.
+const RUNTIME_FILE: &str = "oci-runtime";
+
 /// The prefix of the ids of the containers of a node whose state dir is `state_dir`:
 /// `strata-` and 8 hex digits of a hash of the dir's path, then `-`.
 pub fn container_prefix(state_dir: &Path) -> String {
@@ -80,6 +85,8 @@ pub(crate) struct Oci {
     image: bundle::HostImage,
     memory: memory::MemoryCgroups,
     prefix: String,
+    /// [`RUNTIME_FILE`] in the state dir.
+    marker: PathBuf,
     guard_stdin: Mutex<Option<ChildStdin>>,
     guard: tokio::sync::Mutex<Option<Child>>,
 }
@@ -109,51 +116,44 @@ pub(crate) struct ContainerLaunch<'a> {
 
 impl Oci {
     /// Chooses the runtime (see `runtime`), deletes the containers a node that is gone
-    /// left on this state dir, and starts the container guard.
+    /// left on this state dir, and starts the container guard. Records the runtime in
+    /// the state dir ([`RUNTIME_FILE`]) until [`Oci::close`], so that a node started
+    /// there later without containers still deletes what this one leaves if it dies.
     pub async fn start(state_dir: &Path) -> Result<Oci> {
+        // SAFETY: geteuid has no preconditions and touches no memory.
+        if unsafe { libc::geteuid() } != 0 {
+            anyhow::bail!(
+                "the oci driver runs containers as root only so far (rootless containers, in a user namespace of their own, are not done yet): start strata as root, or use \"driver\": \"process\""
+            );
+        }
         let prefix = container_prefix(state_dir);
         let image = bundle::HostImage::detect();
-        let probes = state_dir.join("run").join(format!("oci-probe-{}", std::process::id()));
-        let probe_image = image.clone();
-        let probe_prefix = prefix.clone();
-        let make_probe = move |runtime: &str| -> Result<(PathBuf, String)> {
-            let dir = probes.join(runtime);
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-            let id = format!("{probe_prefix}probe-{runtime}");
-            let argv = ["true".to_string()];
-            let env = BTreeMap::new();
-            bundle::write(
-                &dir,
-                &probe_image,
-                &bundle::BundleSpec {
-                    hostname: "probe",
-                    argv: &argv,
-                    env: &env,
-                    workdir: Path::new("/usr"),
-                    masked: &[],
-                    files: &[],
-                    user: strata_manifest::NOBODY,
-                    memory_mb: Some(64),
-                    cpus: Some(0.5),
-                    pids: 16,
-                    cgroup: &id,
-                },
-            )?;
-            Ok((dir, id))
+        let probes = state_dir
+            .join("run")
+            .join(std::process::id().to_string())
+            .join("oci-probe");
+        let make_probe = {
+            let (probes, image, prefix) = (probes.clone(), image.clone(), prefix.clone());
+            move |runtime: &str| -> Result<(PathBuf, String)> {
+                probe_bundle(&probes.join(runtime), &image, &prefix, runtime)
+            }
         };
-        let runtime = runtime::Runtime::detect(make_probe).await?;
-        let _ = std::fs::remove_dir_all(state_dir.join("run").join(format!("oci-probe-{}", std::process::id())));
+        let runtime = runtime::Runtime::detect(make_probe).await;
+        let _ = std::fs::remove_dir_all(&probes);
+        let runtime = runtime?;
         tracing::info!(runtime = %runtime.describe(), prefix, "containers run with {}", runtime.name);
         let oci = Oci {
             runtime: Arc::new(runtime),
             image,
             memory: memory::MemoryCgroups::detect(),
             prefix,
+            marker: state_dir.join(RUNTIME_FILE),
             guard_stdin: Mutex::new(None),
             guard: tokio::sync::Mutex::new(None),
         };
         sweep(&oci.runtime, &oci.prefix).await;
+        std::fs::write(&oci.marker, oci.runtime.path.as_os_str().as_encoded_bytes())
+            .with_context(|| format!("write {}", oci.marker.display()))?;
         let mut guard = Command::new("/bin/sh")
             .arg("-c")
             .arg(GUARD)
@@ -237,9 +237,40 @@ impl Oci {
     pub async fn close(&self) {
         drop(self.guard_stdin.lock().unwrap().take());
         if let Some(mut guard) = self.guard.lock().await.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(30), guard.wait()).await;
+            if let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(30), guard.wait()).await {
+                if status.success() {
+                    let _ = std::fs::remove_file(&self.marker);
+                }
+            }
         }
     }
+}
+
+/// A bundle for a runtime's probe: `/bin/true` with limits, as an instance is run.
+fn probe_bundle(dir: &Path, image: &bundle::HostImage, prefix: &str, runtime: &str) -> Result<(PathBuf, String)> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let id = format!("{prefix}probe-{runtime}");
+    let argv = ["true".to_string()];
+    let env = BTreeMap::new();
+    bundle::write(
+        dir,
+        image,
+        &bundle::BundleSpec {
+            hostname: "probe",
+            argv: &argv,
+            env: &env,
+            workdir: Path::new("/usr"),
+            masked: &[],
+            files: &[],
+            user: strata_manifest::NOBODY,
+            memory_mb: Some(64),
+            cpus: Some(0.5),
+            pids: 16,
+            cgroup: &id,
+        },
+    )?;
+    Ok((dir.to_path_buf(), id))
 }
 
 /// Deletes the containers whose ids start with `prefix`: left by a node that is gone.
@@ -259,21 +290,31 @@ async fn sweep(runtime: &runtime::Runtime, prefix: &str) {
     }
 }
 
-/// Deletes what a node that is gone left on `state_dir`, where a runtime is installed;
-/// for a node that runs no container (one that does sweeps as it starts the driver).
+/// Whether a node that ran containers on `state_dir` did not stop cleanly (its runtime
+/// is still recorded there).
+pub(crate) fn left_behind(state_dir: &Path) -> bool {
+    state_dir.join(RUNTIME_FILE).exists()
+}
+
+/// For a node that runs no container: deletes what a node that ran some on
+/// `state_dir` and died left there, with the runtime it recorded ([`RUNTIME_FILE`]).
 pub(crate) async fn sweep_leftovers(state_dir: &Path) {
-    let prefix = container_prefix(state_dir);
-    for name in runtime::PREFERRED {
-        if let Some(path) = runtime::find_program(name) {
-            let runtime = runtime::Runtime {
-                name: name.to_string(),
-                path,
-                version: String::new(),
-                passed_over: None,
-            };
-            sweep(&runtime, &prefix).await;
-        }
-    }
+    let marker = state_dir.join(RUNTIME_FILE);
+    let Ok(path) = std::fs::read(&marker) else {
+        return;
+    };
+    let path = PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(path));
+    let runtime = runtime::Runtime {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path,
+        version: String::new(),
+        passed_over: None,
+    };
+    sweep(&runtime, &container_prefix(state_dir)).await;
+    let _ = std::fs::remove_file(&marker);
 }
 
 /// A launched container.
