@@ -378,7 +378,7 @@ async fn memory_over_the_limit_is_reported_as_oom_and_restarted() {
     assert_eq!(oom.instance.as_deref(), Some("web-1"));
     assert!(
         oom.message
-            .starts_with("oom: the kernel killed it over its memory limit (resources.memory_mb: 64)"),
+            .starts_with("oom: the kernel killed it for memory over its limit (resources.memory_mb: 64)"),
         "{}",
         oom.message
     );
@@ -469,7 +469,11 @@ fn a_killed_owner_leaves_no_container_and_a_leftover_is_removed_at_start() {
             app.stop().await;
         });
         assert_eq!(containers(&prefix), Vec::<String>::new());
-        assert!(!marker.exists(), "a node that stopped cleanly left {}", marker.display());
+        assert!(
+            !marker.exists(),
+            "a node that stopped cleanly left {}",
+            marker.display()
+        );
     }
 }
 

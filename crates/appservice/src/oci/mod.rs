@@ -346,11 +346,11 @@ impl Container {
         let kills = self.memory.oom_kills(&self.id).unwrap_or(0);
         if kills > 0 {
             let limit = match self.memory_mb {
-                Some(mb) => format!("over its memory limit (resources.memory_mb: {mb})"),
+                Some(mb) => format!("for memory over its limit (resources.memory_mb: {mb})"),
                 None => "for memory".to_string(),
             };
             return Ok(Ended {
-                reason: format!("oom: the kernel killed it {limit}; it {}", describe(&status)),
+                reason: format!("oom: the kernel killed it {limit}; its end: {}", describe(&status)),
                 oom: true,
             });
         }
