@@ -33,7 +33,7 @@ impl Launched {
     pub fn group(&self) -> u32 {
         match self {
             Launched::Process(p) => p.pid,
-            Launched::Container(c) => c.runtime_pid,
+            Launched::Container(c) => c.pid,
         }
     }
 

@@ -391,6 +391,26 @@ async fn memory_over_the_limit_is_reported_as_oom_and_restarted() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_not_on_its_port_is_reported_with_where_it_listens() {
+    if !runtime_here("a_container_not_on_its_port_is_reported_with_where_it_listens") {
+        return;
+    }
+    let dir = app_dir();
+    let app = start(
+        dir.path(),
+        web(json!({"run": ["python3", "-m", "http.server", "--bind", "127.0.0.1", "0"], "health": null})),
+    );
+    let not_ready = event(&app, EventKind::NotReady, 0).await;
+    assert!(
+        not_ready.message.contains("nothing listens on its port")
+            && not_ready.message.contains("it listens on 127.0.0.1:"),
+        "{}",
+        not_ready.message
+    );
+    app.stop().await;
+}
+
 /// A killed node's containers go with it (the container guard deletes them), and a
 /// container its guard did not delete (made here by hand, with the node's prefix) is
 /// deleted when a node starts on the same state dir, before its first container.

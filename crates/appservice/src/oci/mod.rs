@@ -206,7 +206,6 @@ impl Oci {
         let runtime_pid = child.id().context("the runtime exited before its pid was read")?;
         let mut container = Container {
             pid: runtime_pid,
-            runtime_pid,
             id,
             runtime: self.runtime.clone(),
             memory: self.memory.clone(),
@@ -319,12 +318,10 @@ pub(crate) async fn sweep_leftovers(state_dir: &Path) {
 
 /// A launched container.
 pub(crate) struct Container {
-    /// The container's first process (strata's init) as the host sees it; the runtime's
-    /// pid until the runtime wrote it.
+    /// The container's first process (strata's init) as the host sees it, the leader of
+    /// the session and process group of everything in the container; the runtime's pid
+    /// until the runtime wrote it.
     pub pid: u32,
-    /// The runtime's `run`: the leader of the process group the container's processes
-    /// are in.
-    pub runtime_pid: u32,
     id: String,
     runtime: Arc<runtime::Runtime>,
     memory: memory::MemoryCgroups,
