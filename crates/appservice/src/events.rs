@@ -22,6 +22,9 @@ pub enum EventKind {
     NotReady,
     Ready,
     Exited,
+    /// The kernel killed an instance (a container) for memory over its limit; an
+    /// `exited` or `crash-loop` event follows, as for any exit.
+    Oom,
     /// The last lines an instance printed before it exited or was given up on.
     Output,
     Unhealthy,

@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use strata_bus::{Member, Pool};
-use strata_manifest::{FileSpec, ServiceSpec};
+use strata_manifest::{Driver, FileSpec, ServiceSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::capacity::Demand;
+use crate::driver::{Ended, Launched};
 use crate::events::EventKind;
+use crate::oci::{self, ContainerLaunch};
 use crate::probe;
-use crate::process::{self, Launch, Process};
+use crate::process::{self, Launch};
 use crate::status::{InstanceState, InstanceStatus};
 use crate::AppContext;
 
@@ -55,6 +57,8 @@ enum RunEnd {
     /// Exited, failed its checks, or never became ready.
     Failed {
         reason: String,
+        /// The kernel killed it for memory over its limit.
+        oom: bool,
         ran: Duration,
         /// The last lines it printed, when it exited or never became ready (empty when
         /// it printed nothing, or was killed for failing its liveness checks).
@@ -83,9 +87,14 @@ pub(crate) async fn run_slot(
         launches += 1;
         let end = run_once(&shared, &ctx, &id, launches, &status, &stop).await;
         shared.capacity.release(ctx.demand);
-        let (reason, ran, output) = match end {
+        let (reason, oom, ran, output) = match end {
             RunEnd::Stopped => break,
-            RunEnd::Failed { reason, ran, output } => (reason, ran, output),
+            RunEnd::Failed {
+                reason,
+                oom,
+                ran,
+                output,
+            } => (reason, oom, ran, output),
         };
         if ran >= STABLE {
             failures_in_row = 0;
@@ -100,6 +109,9 @@ pub(crate) async fn run_slot(
             s.port = None;
             s.member = None;
             s.last_exit = Some(reason.clone());
+            if oom {
+                s.oom_kills += 1;
+            }
             s.state = if crash_loop {
                 InstanceState::CrashLoop
             } else {
@@ -115,6 +127,9 @@ pub(crate) async fn run_slot(
                 delay.as_secs_f64()
             ));
             s.last_output = output.clone();
+        }
+        if oom {
+            shared.events.emit(&ctx.name, Some(&id), EventKind::Oom, reason.clone());
         }
         let (kind, what) = if crash_loop {
             (EventKind::CrashLoop, "crash loop")
@@ -216,24 +231,27 @@ async fn run_once(
         .join("run")
         .join(std::process::id().to_string())
         .join(format!("{id}.{launch_no}"));
-    let launched = launch(shared, ctx, id, launch_no, &scratch);
+    let launched = launch(shared, ctx, id, launch_no, &scratch).await;
     let (mut proc, addr, log) = match launched {
         Ok(ok) => ok,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&scratch);
             return RunEnd::Failed {
                 reason: format!("could not launch: {e:#}"),
+                oom: false,
                 ran: started.elapsed(),
                 output: Vec::new(),
             };
         }
     };
+    let runtime = proc.runtime();
     {
         let mut s = status.lock().unwrap();
         s.state = InstanceState::Starting;
-        s.pid = Some(proc.program_pid);
+        s.pid = Some(proc.pid());
         s.port = Some(addr.port());
         s.detail = None;
+        s.runtime = runtime.clone();
         s.domain = ctx.spec.placement.spread.as_ref().map(|label| {
             shared
                 .capacity
@@ -244,11 +262,15 @@ async fn run_once(
                 .unwrap_or_else(|| "unlabelled".into())
         });
     }
+    let container = match &runtime {
+        Some(runtime) => format!(" in a container ({runtime})"),
+        None => String::new(),
+    };
     shared.events.emit(
         &ctx.name,
         Some(id),
         EventKind::Launched,
-        format!("launched pid {} on port {}", proc.program_pid, addr.port()),
+        format!("launched pid {} on port {}{container}", proc.pid(), addr.port()),
     );
     let end = supervise(shared, ctx, id, &mut proc, addr, status, stop, started).await;
     ctx.pool.leave(id);
@@ -260,23 +282,21 @@ async fn run_once(
             if let Some(member) = member {
                 drain(&member, grace).await;
             }
-            let how = process::stop(&mut proc, grace).await;
+            let how = proc.stop(grace).await;
             shared.events.emit(
                 &ctx.name,
                 Some(id),
                 EventKind::Stopped,
-                format!(
-                    "stopped ({})",
-                    how.map(|s| process::describe(&s)).unwrap_or_else(|| "gone".into())
-                ),
+                format!("stopped ({})", how.unwrap_or_else(|| "gone".into())),
             );
             RunEnd::Stopped
         }
-        Supervised::Exited(reason) => {
+        Supervised::Exited(Ended { reason, oom }) => {
             // The leader is gone; anything it left (in its group or not) goes too.
             proc.clear().await;
             RunEnd::Failed {
                 reason,
+                oom,
                 ran: started.elapsed(),
                 output: log.last_lines(OUTPUT_LINES).await,
             }
@@ -285,6 +305,7 @@ async fn run_once(
             proc.kill_and_clear().await;
             RunEnd::Failed {
                 reason,
+                oom: false,
                 ran: started.elapsed(),
                 output: log.last_lines(OUTPUT_LINES).await,
             }
@@ -293,6 +314,7 @@ async fn run_once(
             proc.kill_and_clear().await;
             RunEnd::Failed {
                 reason,
+                oom: false,
                 ran: started.elapsed(),
                 output: Vec::new(),
             }
@@ -306,7 +328,7 @@ enum Supervised {
     /// Asked to stop; the member (if it was ready) is to be drained first.
     Stop(Option<Arc<Member>>),
     /// The process exited on its own.
-    Exited(String),
+    Exited(Ended),
     /// The process is to be killed: it was not ready within the start timeout.
     NeverReady(String),
     /// The process is to be killed: it failed its liveness checks.
@@ -318,7 +340,7 @@ async fn supervise(
     shared: &AppContext,
     ctx: &ServiceCtx,
     id: &str,
-    proc: &mut Process,
+    proc: &mut Launched,
     addr: SocketAddr,
     status: &Mutex<InstanceStatus>,
     stop: &CancellationToken,
@@ -335,7 +357,7 @@ async fn supervise(
     let mut reported = false;
     loop {
         tokio::select! {
-            exit = proc.child.wait() => return Supervised::Exited(exit_reason(exit)),
+            exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
             _ = stop.cancelled() => return Supervised::Stop(None),
             outcome = probe::check(addr, path, check_timeout) => {
                 if outcome.passed() {
@@ -343,7 +365,7 @@ async fn supervise(
                 }
                 let waited = started.elapsed();
                 if waited > start_timeout {
-                    let why = not_ready_why(&outcome, addr, path, check_timeout, proc.pid).await;
+                    let why = not_ready_why(&outcome, addr, path, check_timeout, proc.group()).await;
                     return Supervised::NeverReady(format!(
                         "not ready after {}s (health.start_timeout_ms): {why}",
                         start_timeout.as_secs_f64()
@@ -351,7 +373,7 @@ async fn supervise(
                 }
                 if !reported && NOT_READY_REPORT < start_timeout && waited >= NOT_READY_REPORT {
                     reported = true;
-                    let why = not_ready_why(&outcome, addr, path, check_timeout, proc.pid).await;
+                    let why = not_ready_why(&outcome, addr, path, check_timeout, proc.group()).await;
                     let wait = format!("waiting up to {}s in all (health.start_timeout_ms)", start_timeout.as_secs_f64());
                     status.lock().unwrap().detail = Some(format!("{why}; {wait}"));
                     shared.events.emit(
@@ -362,7 +384,7 @@ async fn supervise(
                     );
                 }
                 tokio::select! {
-                    exit = proc.child.wait() => return Supervised::Exited(exit_reason(exit)),
+                    exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
                     _ = stop.cancelled() => return Supervised::Stop(None),
                     _ = tokio::time::sleep(if started.elapsed() < EARLY { READY_POLL_EARLY } else { READY_POLL }) => {}
                 }
@@ -391,7 +413,7 @@ async fn supervise(
     tick.tick().await;
     loop {
         tokio::select! {
-            exit = proc.child.wait() => return Supervised::Exited(exit_reason(exit)),
+            exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
             _ = stop.cancelled() => return Supervised::Stop(Some(member)),
             _ = tick.tick() => {
                 if probe::check(addr, path, check_timeout).await.passed() {
@@ -450,11 +472,11 @@ async fn not_ready_why(
     }
 }
 
-fn exit_reason(exit: std::io::Result<std::process::ExitStatus>) -> String {
-    match exit {
-        Ok(status) => process::describe(&status),
-        Err(e) => format!("lost track of the process: {e}"),
-    }
+fn exit_reason(exit: std::io::Result<Ended>) -> Ended {
+    exit.unwrap_or_else(|e| Ended {
+        reason: format!("lost track of the process: {e}"),
+        oom: false,
+    })
 }
 
 /// Waits for the requests in flight on a member that left its pool, at most `grace`.
@@ -465,20 +487,30 @@ async fn drain(member: &Member, grace: Duration) {
     }
 }
 
-/// Places the instance's files and starts its process.
-fn launch(
+/// Places the instance's files and starts it with its service's driver.
+async fn launch(
     shared: &AppContext,
     ctx: &ServiceCtx,
     id: &str,
     launch_no: u64,
     scratch: &Path,
-) -> Result<(Process, SocketAddr, process::RunLog)> {
+) -> Result<(Launched, SocketAddr, process::RunLog)> {
     std::fs::create_dir_all(scratch).with_context(|| format!("create scratch dir {}", scratch.display()))?;
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let env = instance_env(shared, ctx, id, port, scratch);
+    let container = ctx.spec.driver == Driver::Oci;
+    // A container sees its scratch as a tmpfs of its own; the files are written beside
+    // its bundle on the host and bound into it.
+    let seen_scratch = if container { Path::new(oci::SCRATCH) } else { scratch };
+    let files_dir = if container {
+        scratch.join("files")
+    } else {
+        scratch.to_path_buf()
+    };
+    let env = instance_env(shared, ctx, id, port, seen_scratch, container);
+    let mut files = Vec::new();
     for (rel, file) in &ctx.spec.files {
-        let target = scratch.join(rel);
+        let target = files_dir.join(rel);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("create dir for file {rel}"))?;
         }
@@ -491,32 +523,60 @@ fn launch(
                     .with_context(|| format!("copy {source} to {rel}"))?;
             }
         }
+        files.push((rel.clone(), target));
     }
     let argv: Vec<String> = ctx.spec.run.iter().map(|a| process::expand(a, &env)).collect();
     let log = shared.log_path(&ctx.name, id);
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).context("create log dir")?;
     }
+    let name = format!("{id}.{launch_no}");
+    if container {
+        let oci = shared.oci().await?;
+        let resources = &ctx.spec.resources;
+        let (running, run_log) = oci
+            .launch(ContainerLaunch {
+                name: &name,
+                hostname: id,
+                argv: &argv,
+                env: &env,
+                workdir: &ctx.workdir,
+                state_dir: &shared.state_dir,
+                log: &log,
+                bundle: scratch,
+                files: &files,
+                user: ctx.spec.user_ids(),
+                memory_mb: resources.memory_mb,
+                cpus: resources.cpus,
+                pids: resources.pids.unwrap_or(strata_manifest::DEFAULT_PIDS),
+            })
+            .await?;
+        return Ok((Launched::Container(running), addr, run_log));
+    }
     let (proc, run_log) = process::launch(
         &shared.guard,
         Launch {
-            name: &format!("{id}.{launch_no}"),
+            name: &name,
             argv: &argv,
             workdir: &ctx.workdir,
             env: &env,
             log: &log,
         },
     )?;
-    Ok((proc, addr, run_log))
+    Ok((Launched::Process(proc), addr, run_log))
 }
 
 /// The instance contract's environment, then the manifest's `env` (which may use it).
+/// `scratch` is the scratch dir as the program sees it. A container gets this and
+/// nothing else (a process inherits the node's environment besides), so it is also
+/// given a `PATH` and, in its scratch, a `HOME`.
 fn instance_env(
     shared: &AppContext,
     ctx: &ServiceCtx,
     id: &str,
     port: u16,
     scratch: &Path,
+    container: bool,
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
         ("PORT".to_string(), port.to_string()),
@@ -526,11 +586,15 @@ fn instance_env(
         ("STRATA_INSTANCE".to_string(), id.to_string()),
         ("TMPDIR".to_string(), scratch.display().to_string()),
     ]);
+    if container {
+        env.insert("PATH".to_string(), oci::PATH.to_string());
+        env.insert("HOME".to_string(), scratch.display().to_string());
+    }
     if let Some(token) = shared.tokens.get(&ctx.name) {
         env.insert("STRATA_TOKEN".to_string(), token.clone());
     }
     // The node's own control token, when it came from its environment, is not passed on.
-    if std::env::var_os("STRATA_CONTROL_TOKEN").is_some() {
+    if !container && std::env::var_os("STRATA_CONTROL_TOKEN").is_some() {
         env.insert("STRATA_CONTROL_TOKEN".to_string(), String::new());
     }
     for (key, value) in &ctx.spec.env {

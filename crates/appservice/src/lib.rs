@@ -4,7 +4,12 @@
 //! - [`AppService`]: the handle of a running app: snapshot, scale, events, stop.
 //! - `service`: one supervisor per service: setup step, bindings, desired count.
 //! - `instance`: the life of one instance slot: place, launch, ready, live, restart.
+//! - `driver`: a launched instance, whichever driver launched it ([`Driver`]): what
+//!   `instance` waits for, stops and kills.
 //! - `process`: the process driver (own process group, signals, exit status).
+//! - `oci`: the OCI driver: a container per launch on an OCI runtime (crun where it
+//!   works, else runc), its bundle (the `host` image, isolation, seccomp, limits), OOM
+//!   kills, and the container guard that deletes a dead node's containers.
 //! - `guard`: containment of every process an instance starts (a cgroup per launch, or
 //!   a subreaper shim), and the orphan guard that kills them all if strata itself dies.
 //! - `probe`: readiness and liveness checks (health path or port accept), as a
@@ -16,13 +21,18 @@
 //!
 //! Invariants: a ready instance is a member of its pool in the bus and nothing else is;
 //! every child process is in its own process group and, with all it starts, in its
-//! container from before its first instruction; nothing here speaks HTTP beyond the
-//! health probe (one GET, its reply read to its end).
+//! container from before its first instruction (for the oci driver, the OCI container
+//! itself: its pid namespace and cgroup); nothing here speaks HTTP beyond the health
+//! probe (one GET, its reply read to its end).
+//!
+//! [`Driver`]: strata_manifest::Driver
 
 mod capacity;
+mod driver;
 mod events;
 mod guard;
 mod instance;
+mod oci;
 mod probe;
 mod process;
 mod service;
@@ -31,6 +41,7 @@ mod status;
 
 pub use capacity::NodeResources;
 pub use events::{Event, EventKind};
+pub use oci::{container_prefix, RUNTIME_ENV};
 pub use status::{AutoscaleStatus, InstanceState, InstanceStatus, ServiceStatus};
 
 use std::collections::BTreeMap;
@@ -104,6 +115,9 @@ pub(crate) struct AppContext {
     pub guard: guard::Guard,
     pub events: events::EventLog,
     pub tracker: TaskTracker,
+    /// The OCI driver's node state, made when the first container is wanted (a failed
+    /// attempt, such as no runtime installed, is tried again at the next launch).
+    pub oci: tokio::sync::OnceCell<Arc<oci::Oci>>,
 }
 
 impl AppContext {
@@ -114,6 +128,15 @@ impl AppContext {
             .join("logs")
             .join(service)
             .join(format!("{instance}.log"))
+    }
+
+    /// The OCI driver, started (runtime chosen, leftovers removed, guard running) on
+    /// first use.
+    pub async fn oci(&self) -> Result<Arc<oci::Oci>> {
+        self.oci
+            .get_or_try_init(|| async { oci::Oci::start(&self.state_dir).await.map(Arc::new) })
+            .await
+            .cloned()
     }
 }
 
@@ -144,7 +167,28 @@ impl AppService {
             guard,
             events: events::EventLog::new(),
             tracker: TaskTracker::new(),
+            oci: tokio::sync::OnceCell::new(),
         });
+        let containers = config
+            .manifest
+            .services
+            .values()
+            .any(|s| s.driver == strata_manifest::Driver::Oci);
+        if containers {
+            // The driver starts (runtime chosen, leftovers deleted) while the services
+            // run their setup steps; a failure is reported by the launches that need it.
+            let oci_shared = shared.clone();
+            shared.tracker.spawn(async move {
+                if let Err(e) = oci_shared.oci().await {
+                    tracing::warn!("the oci driver cannot run containers: {e:#}");
+                }
+            });
+        } else if oci::left_behind(&shared.state_dir) {
+            let state_dir = shared.state_dir.clone();
+            shared
+                .tracker
+                .spawn(async move { oci::sweep_leftovers(&state_dir).await });
+        }
         let mut services = BTreeMap::new();
         for name in config.manifest.start_order() {
             let spec = config.manifest.services[&name].clone();
@@ -245,6 +289,9 @@ impl AppService {
         self.shutdown.cancel();
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
+        if let Some(oci) = self.shared.oci.get() {
+            oci.close().await;
+        }
         self.shared.guard.close();
     }
 }

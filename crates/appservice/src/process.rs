@@ -133,16 +133,7 @@ fn last_lines(path: &Path, start: u64, n: usize) -> std::io::Result<Vec<String>>
 /// Starts the program in a new process group, contained by `guard`, with stdout and
 /// stderr appended to `log`.
 pub(crate) fn launch(guard: &Guard, spec: Launch<'_>) -> Result<(Process, RunLog)> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(spec.log)
-        .with_context(|| format!("open log file {}", spec.log.display()))?;
-    let run_log = RunLog {
-        path: spec.log.to_path_buf(),
-        start: log.metadata().map(|m| m.len()).unwrap_or(0),
-    };
-    let log_err = log.try_clone().context("duplicate log file handle")?;
+    let (log, log_err, run_log) = open_log(spec.log)?;
     let (program, args) = spec.argv.split_first().context("run is empty")?;
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -176,6 +167,22 @@ pub(crate) fn launch(guard: &Guard, spec: Launch<'_>) -> Result<(Process, RunLog
         cleared: false,
     };
     Ok((process, run_log))
+}
+
+/// Opens a run's log for appending: one handle for stdout, one for stderr, and where
+/// this run's output starts.
+pub(crate) fn open_log(path: &Path) -> Result<(std::fs::File, std::fs::File, RunLog)> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("open log file {}", path.display()))?;
+    let run_log = RunLog {
+        path: path.to_path_buf(),
+        start: log.metadata().map(|m| m.len()).unwrap_or(0),
+    };
+    let log_err = log.try_clone().context("duplicate log file handle")?;
+    Ok((log, log_err, run_log))
 }
 
 /// Sends `signal` to the whole process group.
@@ -212,7 +219,7 @@ pub(crate) fn describe(status: &ExitStatus) -> String {
     }
 }
 
-fn signal_name(sig: i32) -> &'static str {
+pub(crate) fn signal_name(sig: i32) -> &'static str {
     match sig {
         libc::SIGKILL => " (SIGKILL)",
         libc::SIGTERM => " (SIGTERM)",

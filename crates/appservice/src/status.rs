@@ -41,6 +41,14 @@ pub struct InstanceStatus {
     pub last_output: Vec<String>,
     /// Value of the service's spread label on the node it runs on.
     pub domain: Option<String>,
+    /// For a container: the OCI runtime that runs it, with its version (and why a
+    /// preferred runtime was passed over), for example `runc 1.1.5+ds1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Runs the kernel ended for memory over the instance's limit (its `last_exit`
+    /// then starts with `oom`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub oom_kills: u32,
     #[serde(skip)]
     pub member: Option<Arc<Member>>,
 }
@@ -59,9 +67,15 @@ impl InstanceStatus {
             detail: None,
             last_output: Vec::new(),
             domain: None,
+            runtime: None,
+            oom_kills: 0,
             member: None,
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -13,8 +13,9 @@
 //! - [`Object`]: the derived impls also accept a struct written as an array of its
 //!   field values in order (`"instances": [1, 4]`); the manifest and its JSON Schema
 //!   allow only objects;
-//! - [`CallMode`]: serde_json reports a number where an enum is expected as a syntax
-//!   error ("expected value"), which would blame valid JSON.
+//! - [`CallMode`], [`Driver`] and the fsync policy: serde_json reports a number where
+//!   an enum is expected as a syntax error ("expected value"), which would blame valid
+//!   JSON.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,7 +25,7 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{Error, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use crate::{CallMode, FileSpec, FsyncPolicy, RouteFull, RouteSpec, SetupFull, SetupSpec};
+use crate::{CallMode, Driver, FileSpec, FsyncPolicy, RouteFull, RouteSpec, SetupFull, SetupSpec};
 
 /// Expected-value wording shared with the JSON Schema descriptions.
 pub(crate) const EXPECT_ROUTE: &str = "a path string or a route object";
@@ -124,6 +125,27 @@ impl<'de> Deserialize<'de> for CallMode {
             }
         }
         deserializer.deserialize_str(ModeVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Driver {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const DRIVERS: &[&str] = &["process", "oci"];
+        struct DriverVisitor;
+        impl Visitor<'_> for DriverVisitor {
+            type Value = Driver;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("one of process, oci")
+            }
+            fn visit_str<E: Error>(self, driver: &str) -> Result<Driver, E> {
+                match driver {
+                    "process" => Ok(Driver::Process),
+                    "oci" => Ok(Driver::Oci),
+                    other => Err(E::unknown_variant(other, DRIVERS)),
+                }
+            }
+        }
+        deserializer.deserialize_str(DriverVisitor)
     }
 }
 

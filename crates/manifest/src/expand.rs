@@ -3,7 +3,7 @@
 
 use crate::service::default_stop_grace_ms;
 use crate::{
-    AccessSpec, AutoscaleSpec, ConsumesSpec, FunctionSpec, InstancesSpec, Manifest, PlacementSpec, RelaySpec,
+    AccessSpec, AutoscaleSpec, ConsumesSpec, Driver, FunctionSpec, InstancesSpec, Manifest, PlacementSpec, RelaySpec,
     ResourcesSpec, ServiceSpec,
 };
 
@@ -61,6 +61,9 @@ impl FunctionSpec {
                 max_inflight: Some(self.concurrency),
                 ..AutoscaleSpec::default()
             }),
+            driver: Driver::Process,
+            image: None,
+            user: None,
             function: Some(self.trigger.describe()),
         }
     }

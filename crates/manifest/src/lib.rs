@@ -8,7 +8,8 @@
 //! - `access`: [`AccessSpec`], what a service's token reaches through the platform
 //!   API, and [`Reach`] ([`Manifest::reach`]), those rights derived from the manifest.
 //! - `service`: [`ServiceSpec`], a pool of identical instances, and its parts: files,
-//!   setup step, instance bounds, health check, resources, placement, consumed queue.
+//!   setup step, instance bounds, health check, resources, placement, consumed queue,
+//!   and its [`Driver`] (a process, or an OCI container with its image and user).
 //! - `gateway`: [`GatewaySpec`], the first tier's listener and limits; [`RouteSpec`],
 //!   [`CallMode`] and [`RelaySpec`], how requests reach a service.
 //! - `autoscale`: [`AutoscaleSpec`], how a pool follows its load.
@@ -66,7 +67,8 @@ pub use function::{FunctionSpec, QueueTrigger, StoreTrigger, TimerTrigger, Trigg
 pub use gateway::{CallMode, FallbackSpec, GatewaySpec, RelaySpec, RouteFull, RouteSpec};
 pub use queue::{FsyncPolicy, QueueLimitsSpec, QueueSpec, RetentionSpec};
 pub use service::{
-    ConsumesSpec, FileSpec, HealthSpec, InstancesSpec, PlacementSpec, ResourcesSpec, ServiceSpec, SetupFull, SetupSpec,
+    ConsumesSpec, Driver, FileSpec, HealthSpec, InstancesSpec, PlacementSpec, ResourcesSpec, ServiceSpec, SetupFull,
+    SetupSpec, DEFAULT_PIDS, HOST_IMAGE, NOBODY,
 };
 pub use store::StoreSpec;
 pub use validate::is_queue_name;

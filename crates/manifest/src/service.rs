@@ -1,9 +1,10 @@
 //! A service (`services.NAME`): a pool of identical instances of one program, and the
 //! parts of its spec that say how an instance is launched ([`FileSpec`], [`SetupSpec`]),
 //! how many run ([`InstancesSpec`]), when one is healthy ([`HealthSpec`]), what it
-//! reserves and where it runs ([`ResourcesSpec`], [`PlacementSpec`]), and the queue it
-//! is fed from ([`ConsumesSpec`]). Its routes and relay settings are in `gateway`, its
-//! scaling policy in `autoscale`.
+//! reserves and where it runs ([`ResourcesSpec`], [`PlacementSpec`]), the queue it
+//! is fed from ([`ConsumesSpec`]), and what runs an instance ([`Driver`]: a process, or
+//! a container with an image and a user). Its routes and relay settings are in
+//! `gateway`, its scaling policy in `autoscale`.
 
 use std::collections::BTreeMap;
 
@@ -67,6 +68,17 @@ pub struct ServiceSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub autoscale: Option<AutoscaleSpec>,
+    /// What runs an instance: a process of the node's (the default) or an OCI container.
+    #[serde(default)]
+    pub driver: Driver,
+    /// With the `oci` driver, the container's image: only [`HOST_IMAGE`] so far (also
+    /// what it is when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// With the `oci` driver, who the program runs as: `UID` or `UID:GID`, numbers
+    /// ([`ServiceSpec::user_ids`]); left out, [`NOBODY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// Set on the services [`Manifest::expanded`](crate::Manifest::expanded) makes of
     /// functions: what triggers it.
     #[serde(skip)]
@@ -75,6 +87,53 @@ pub struct ServiceSpec {
 
 pub(crate) fn default_stop_grace_ms() -> u64 {
     5_000
+}
+
+/// What runs a service's instances; `Deserialize` is in `de`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// A child process of the node, in its own process group.
+    #[default]
+    Process,
+    /// A container run by an OCI runtime (runc or crun).
+    Oci,
+}
+
+/// The image that is a read-only view of the host's own system directories.
+pub const HOST_IMAGE: &str = "host";
+/// The user and group a container's program runs as unless the service names one
+/// (`nobody` and `nogroup` on Debian).
+pub const NOBODY: (u32, u32) = (65534, 65534);
+/// The most processes a container holds unless `resources.pids` says otherwise.
+pub const DEFAULT_PIDS: u64 = 1024;
+
+impl ServiceSpec {
+    /// The user and group ids a container's program runs as: `user`, or [`NOBODY`]. A
+    /// `user` validation refused reads as [`NOBODY`] too.
+    pub fn user_ids(&self) -> (u32, u32) {
+        self.user.as_deref().and_then(parse_user).unwrap_or(NOBODY)
+    }
+
+    /// The container's image: `image`, or [`HOST_IMAGE`].
+    pub fn image(&self) -> &str {
+        self.image.as_deref().unwrap_or(HOST_IMAGE)
+    }
+}
+
+/// `UID` or `UID:GID` (a lone `UID` is its own group, as Docker's `--user` takes it),
+/// each below 2^32 - 1 (which means "no id" to the kernel).
+pub(crate) fn parse_user(text: &str) -> Option<(u32, u32)> {
+    let id = |s: &str| -> Option<u32> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse::<u32>().ok().filter(|&n| n != u32::MAX)
+    };
+    match text.split_once(':') {
+        Some((uid, gid)) => Some((id(uid)?, id(gid)?)),
+        None => id(text).map(|uid| (uid, uid)),
+    }
 }
 
 /// Exactly one of `content` or `source` (see `de` for why `Deserialize` is hand-written).
@@ -185,10 +244,19 @@ fn default_start_timeout_ms() -> u64 {
 #[serde(default, deny_unknown_fields)]
 pub struct ResourcesSpec {
     /// Memory reserved per instance; an instance that does not fit is not launched.
+    /// With the `oci` driver it is also the container's hard memory limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
     /// Accelerators (GPUs) reserved per instance.
     pub accelerators: u32,
+    /// With the `oci` driver, the CPU time a container may use, in CPUs (1.5: one and
+    /// a half CPUs' worth per period); left out, no quota.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// With the `oci` driver, the most processes and threads a container holds; left
+    /// out, [`DEFAULT_PIDS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

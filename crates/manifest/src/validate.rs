@@ -19,9 +19,10 @@ use queue::{check_consumes, check_queues};
 pub(crate) use queue::{check_queue, EXPECT_QUEUE_NAME};
 
 use crate::error::{quoted, FieldPath};
+use crate::service::parse_user;
 use crate::{
-    AutoscaleSpec, CallMode, FileSpec, FunctionSpec, Manifest, ManifestError, QueueSpec, RouteSpec, ServiceSpec,
-    SetupSpec, VERSION,
+    AutoscaleSpec, CallMode, Driver, FileSpec, FunctionSpec, Manifest, ManifestError, QueueSpec, RouteSpec,
+    ServiceSpec, SetupSpec, HOST_IMAGE, VERSION,
 };
 
 fn invalid(path: FieldPath, expected: impl Into<String>, found: impl Into<String>) -> ManifestError {
@@ -328,6 +329,7 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
     if let Some(memory_mb) = spec.resources.memory_mb {
         p.check(positive(path.key("resources").key("memory_mb"), memory_mb, "megabytes"));
     }
+    check_driver(spec, path, p);
     if let Some(spread) = &spec.placement.spread {
         if spread.trim().is_empty() {
             p.add(invalid(
@@ -355,6 +357,76 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
     check_consumes(m, spec, path, p);
     if let Some(autoscale) = &spec.autoscale {
         check_autoscale(autoscale, &path.key("autoscale"), p);
+    }
+}
+
+/// The fewest and most CPUs a quota names (a hundredth of a CPU is 1 ms per 100 ms
+/// period, the least a CPU quota takes).
+const MIN_CPUS: f64 = 0.01;
+const MAX_CPUS: f64 = 1024.0;
+/// The most processes a pids limit names: the kernel's own ceiling on `pid_max`.
+const MAX_PIDS: u64 = 1 << 22;
+
+/// The driver and what only a container has: an image, a user, CPU and pids limits.
+fn check_driver(spec: &ServiceSpec, path: &FieldPath, p: &mut Problems) {
+    let resources = path.key("resources");
+    if let Some(cpus) = spec.resources.cpus {
+        if !(MIN_CPUS..=MAX_CPUS).contains(&cpus) {
+            p.add(invalid(
+                resources.key("cpus"),
+                format!("between {MIN_CPUS} and {MAX_CPUS} CPUs"),
+                format!("the number {cpus}"),
+            ));
+        }
+    }
+    if let Some(pids) = spec.resources.pids {
+        p.check(within(resources.key("pids"), pids, 1, MAX_PIDS, "processes"));
+    }
+    match spec.driver {
+        Driver::Oci => {
+            if let Some(image) = spec.image.as_deref().filter(|i| *i != HOST_IMAGE) {
+                p.add(invalid(
+                    path.key("image"),
+                    format!(
+                        "{HOST_IMAGE:?}, the only image the oci driver runs so far (the host's own /usr, /lib, /bin, /sbin and /etc, read-only; OCI image layouts and archives are not supported yet)"
+                    ),
+                    quoted(image),
+                ));
+            }
+            if let Some(user) = spec.user.as_deref().filter(|u| parse_user(u).is_none()) {
+                p.add(invalid(
+                    path.key("user"),
+                    "a user id, or user and group ids, as numbers below 4294967295: 1000 or 1000:1000",
+                    quoted(user),
+                ));
+            }
+        }
+        Driver::Process => {
+            // What only a container has, asked of a process.
+            let oci_only = [
+                (path.key("image"), "no image", spec.image.as_deref().map(quoted)),
+                (path.key("user"), "no user", spec.user.as_deref().map(quoted)),
+                (
+                    resources.key("cpus"),
+                    "no CPU limit",
+                    spec.resources.cpus.map(|c| format!("the number {c}")),
+                ),
+                (
+                    resources.key("pids"),
+                    "no pids limit",
+                    spec.resources.pids.map(|n| format!("the number {n}")),
+                ),
+            ];
+            for (field, what, found) in oci_only {
+                if let Some(found) = found {
+                    p.add(invalid(
+                        field,
+                        format!("{what} with the process driver (only a container has one: set \"driver\": \"oci\")"),
+                        found,
+                    ));
+                }
+            }
+        }
     }
 }
 

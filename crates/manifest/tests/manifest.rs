@@ -2,7 +2,7 @@
 //! (The JSON Schema's agreement with the model is checked in `schema.rs`.)
 
 use serde_json::{json, Value};
-use strata_manifest::{parse, CallMode, FileSpec, Manifest, ManifestError, RouteSpec, SetupSpec};
+use strata_manifest::{parse, CallMode, Driver, FileSpec, Manifest, ManifestError, RouteSpec, SetupSpec, NOBODY};
 
 /// The example from the design brief; it must be accepted exactly as written.
 const HELLO: &str = include_str!("fixtures/hello.json");
@@ -165,6 +165,11 @@ fn every_field_set_parses() {
         Some(vec!["requirements.txt".to_string()])
     );
     assert_eq!(cart.relay.retries, 4);
+    assert_eq!(
+        (cart.driver, cart.image(), cart.user_ids()),
+        (Driver::Oci, "host", (1000, 1000))
+    );
+    assert_eq!((cart.resources.cpus, cart.resources.pids), (Some(1.5), Some(256)));
 }
 
 #[test]
@@ -178,6 +183,7 @@ fn minimal_manifest_gets_defaults() {
         (s.relay.timeout_ms, s.relay.attempt_timeout_ms, s.relay.retries),
         (30_000, 10_000, 2)
     );
+    assert_eq!((s.driver, s.image(), s.user_ids()), (Driver::Process, "host", NOBODY));
 }
 
 #[test]
@@ -647,6 +653,84 @@ fn resources_and_placement_are_checked() {
 }
 
 #[test]
+fn the_oci_driver_takes_the_host_image_a_user_and_limits() {
+    let oci = |v: &mut Value| v["services"]["api"]["driver"] = json!("oci");
+    let m = parse_value(&{
+        let mut v = hello();
+        oci(&mut v);
+        v["services"]["api"]["image"] = json!("host");
+        v["services"]["api"]["user"] = json!("1000");
+        v["services"]["api"]["resources"] = json!({"memory_mb": 64, "cpus": 0.5, "pids": 64});
+        v
+    })
+    .expect("an oci service");
+    let api = &m.services["api"];
+    assert_eq!((api.driver, api.user_ids()), (Driver::Oci, (1000, 1000)));
+    assert_eq!((api.resources.cpus, api.resources.pids), (Some(0.5), Some(64)));
+
+    // Any image but host is refused, saying what is supported.
+    let err = error_of(|v| {
+        oci(v);
+        v["services"]["api"]["image"] = json!("busybox");
+    });
+    assert_invalid(
+        err.clone(),
+        "services.api.image",
+        "\"host\", the only image",
+        "\"busybox\"",
+    );
+    assert!(err.to_string().contains("not supported yet"), "{err}");
+    let driver = "one of process, oci";
+    invalid_at("services.api.driver", json!("docker"), driver, "\"docker\"");
+    invalid_at("services.api.driver", json!(1), driver, "the number 1");
+    let user = "a user id, or user and group ids, as numbers";
+    for bad in ["nobody", "1000:", ":1000", "-1", "4294967295", "1:2:3", ""] {
+        let err = error_of(|v| {
+            oci(v);
+            v["services"]["api"]["user"] = json!(bad);
+        });
+        assert_eq!(err.path().as_deref(), Some("services.api.user"), "{bad:?}: {err}");
+        assert!(err.to_string().contains(user), "{err}");
+    }
+    let cpus = "between 0.01 and 1024 CPUs";
+    let err = error_of(|v| {
+        oci(v);
+        v["services"]["api"]["resources"]["cpus"] = json!(0.001);
+    });
+    assert_invalid(err, "services.api.resources.cpus", cpus, "the number 0.001");
+    let err = error_of(|v| {
+        oci(v);
+        v["services"]["api"]["resources"]["cpus"] = json!(2000);
+    });
+    assert_invalid(err, "services.api.resources.cpus", cpus, "2000");
+    let err = error_of(|v| {
+        oci(v);
+        v["services"]["api"]["resources"]["pids"] = json!(0);
+    });
+    assert_invalid(
+        err,
+        "services.api.resources.pids",
+        "between 1 and 4194304 processes",
+        "0",
+    );
+}
+
+#[test]
+fn a_process_has_no_image_user_or_limits() {
+    let only = "with the process driver (only a container has one: set \"driver\": \"oci\")";
+    let cases = [
+        ("services.api.image", json!("host"), "\"host\""),
+        ("services.api.user", json!("1000"), "\"1000\""),
+        ("services.api.resources.cpus", json!(1), "the number 1"),
+        ("services.api.resources.pids", json!(10), "the number 10"),
+    ];
+    for (path, value, found) in cases {
+        let err = error_of(set(path, value));
+        assert_invalid(err, path, only, found);
+    }
+}
+
+#[test]
 fn first_error_is_reported_in_a_fixed_order() {
     // Top-level fields come first, then services by name.
     let err = error_of(|v| {
@@ -767,6 +851,9 @@ fn unknown_fields_are_named_at_every_level() {
         "stop_grace_ms",
         "consumes",
         "autoscale",
+        "driver",
+        "image",
+        "user",
     ];
     let err = error_of(set("services.api.instancs", json!({"min": 2})));
     assert_unknown_field(err.clone(), "services.api.instancs", SERVICE);
@@ -823,7 +910,7 @@ fn unknown_fields_are_named_at_every_level() {
         (
             "services.api.resources.memory",
             Box::new(set("services.api.resources.memory", json!(1))),
-            &["memory_mb", "accelerators"],
+            &["memory_mb", "accelerators", "cpus", "pids"],
         ),
         (
             "services.api.placement.spred",

@@ -408,6 +408,30 @@ fn schema_and_parser_agree_on_examples() {
     edit("blob cap over 16 TiB", &|v| {
         v["store"] = json!({"max_blob_bytes": 17592186044417u64})
     });
+    edit("oci host", &|v| {
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["image"] = json!("host");
+        v["services"]["api"]["user"] = json!("1000:100");
+        v["services"]["api"]["resources"] = json!({"memory_mb": 64, "cpus": 0.5, "pids": 100});
+    });
+    edit("oci defaults", &|v| v["services"]["api"]["driver"] = json!("oci"));
+    edit("driver docker", &|v| v["services"]["api"]["driver"] = json!("docker"));
+    edit("oci image busybox", &|v| {
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["image"] = json!("busybox");
+    });
+    edit("oci user name", &|v| {
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["user"] = json!("nobody");
+    });
+    edit("cpus too small", &|v| {
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["resources"]["cpus"] = json!(0.001);
+    });
+    edit("pids 0", &|v| {
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["resources"]["pids"] = json!(0);
+    });
     edit("nulls", &|v| {
         v["services"]["api"]["workdir"] = Value::Null;
         v["services"]["api"]["health"] = Value::Null;

@@ -295,6 +295,10 @@ fn service(out: &mut dyn Write, ps: &Value, svc: &Value) -> io::Result<()> {
             cell(&inst["served"]),
             detail
         )?;
+        // A container: the OCI runtime that runs it (and why a preferred one is not).
+        if let Some(runtime) = inst["runtime"].as_str() {
+            writeln!(out, "  {:<18} container on {runtime}", "")?;
+        }
     }
     Ok(())
 }
@@ -322,6 +326,23 @@ mod tests {
         assert_eq!(row[..4], ["orders", "always", "2", "0"], "{t}");
         assert!(t.contains("group fulfil"), "{t}");
         assert!(t.contains("STORED: messages on disk"), "{t}");
+    }
+
+    #[test]
+    fn a_container_instance_names_its_runtime() {
+        let reply = json!({"app": "a", "gateway": "127.0.0.1:8080", "api": "127.0.0.1:1", "services": [
+            {"name": "web", "state": "running", "ready": 1, "desired": 2, "min": 1, "max": 2, "served": 0,
+             "instances": [
+                {"id": "web-1", "state": "ready", "pid": 7, "port": 9000, "restarts": 1, "inflight": 0, "served": 3,
+                 "last_exit": "oom: the kernel killed it for memory over its limit", "runtime": "runc 1.1.5+ds1"},
+                {"id": "web-2", "state": "ready", "pid": 8, "port": 9001, "restarts": 0, "inflight": 0, "served": 0}]}]});
+        let t = text(|out| ps(out, &reply));
+        let lines: Vec<&str> = t.lines().collect();
+        let web1 = lines.iter().position(|l| l.trim_start().starts_with("web-1")).unwrap();
+        assert!(lines[web1].contains("oom: the kernel killed it"), "{t}");
+        assert_eq!(lines[web1 + 1].trim(), "container on runc 1.1.5+ds1", "{t}");
+        assert!(lines[web1 + 2].trim_start().starts_with("web-2"), "{t}");
+        assert_eq!(t.matches("container on").count(), 1, "{t}");
     }
 
     #[test]
