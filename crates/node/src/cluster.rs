@@ -153,6 +153,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
     tasks.push(tokio::spawn(schedule(
         nats.clone(),
         membership.clone(),
+        config.name.clone(),
         held,
         shutdown.child_token(),
     )));
@@ -397,9 +398,14 @@ async fn start_app(
         .context("open the cluster's store")?;
     // So are the queues: a stream per queue (`strata_APP_q_NAME`), groups as durable
     // consumers, so that a message published through one node is fetched through any.
-    let queues = JetStreamQueues::open(nats.js.clone(), &format!("strata_{app}"), nats.replicas, &manifest.queues)
-        .await
-        .context("open the cluster's queues")?;
+    let queues = JetStreamQueues::open(
+        nats.js.clone(),
+        &format!("strata_{app}"),
+        nats.replicas,
+        &manifest.queues,
+    )
+    .await
+    .context("open the cluster's queues")?;
     node_config.backends = Some(Backends {
         queues: Arc::new(queues),
         store: Arc::new(store),
@@ -447,7 +453,13 @@ async fn stop_app(app: &str, r: Running) {
 
 /// While this node holds the lease: places every deployed app on the live nodes and
 /// writes what changed, four times a second.
-async fn schedule(nats: Nats, membership: Membership, mut held: watch::Receiver<bool>, shutdown: CancellationToken) {
+async fn schedule(
+    nats: Nats,
+    membership: Membership,
+    me: String,
+    mut held: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+) {
     let mut last: Option<BTreeMap<String, AppPlacement>> = None;
     loop {
         if !*held.borrow() {
@@ -457,7 +469,13 @@ async fn schedule(nats: Nats, membership: Membership, mut held: watch::Receiver<
                 _ = shutdown.cancelled() => return,
             }
         }
-        if let Err(e) = schedule_once(&nats, &membership, &mut last).await {
+        // A holder that does not see its own heartbeat arrive is cut off (or its NATS
+        // server just died and it is reconnecting): its view of who is live is stale, and
+        // placing from it would move every instance off the nodes it cannot hear,
+        // itself included. It waits; the lease ages out if it stays cut off.
+        if !membership.is_live(&me) {
+            tracing::debug!("schedule: this node's own heartbeat is not arriving; not placing");
+        } else if let Err(e) = schedule_once(&nats, &membership, &mut last).await {
             tracing::warn!("schedule: {e:#}");
         }
         tokio::select! {
