@@ -285,13 +285,7 @@ impl Gateway {
         rid: &HeaderValue,
     ) -> (Response<ResBody>, Option<&RoutePool>, Outcome) {
         let Some(target) = self.route(&req) else {
-            let res = relay::error_response(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                "",
-                &format!("no route for {}", req.uri().path()),
-                Some(rid),
-            );
+            let res = no_route(&req, rid);
             return (res, None, Outcome::default());
         };
         if target.route.mode == CallMode::All {
@@ -351,13 +345,7 @@ impl Gateway {
             }
         }
         let Some(target) = self.route(&req) else {
-            let res = relay::error_response(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                "",
-                &format!("no route for {}", req.uri().path()),
-                Some(rid),
-            );
+            let res = no_route(&req, rid);
             return (res, None, none);
         };
         let Some(fallback) = &target.route.fallback else {
@@ -397,6 +385,17 @@ impl Gateway {
         };
         (res, Some(target), outcome)
     }
+}
+
+/// 404: no route matches the request's host and path.
+fn no_route<B>(req: &Request<B>, rid: &HeaderValue) -> Response<ResBody> {
+    relay::error_response(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "",
+        &format!("no route for {}", req.uri().path()),
+        Some(rid),
+    )
 }
 
 fn close(mut res: Response<ResBody>) -> Response<ResBody> {

@@ -38,6 +38,27 @@ fn url(node: &strata_node::Node) -> String {
     format!("ws://{}/ws/chat", node.gateway_addr)
 }
 
+/// Runs the client's `echo` mode: `connections` at once, `messages` each; its report.
+async fn echo(url: String, connections: u32, messages: u32, token: Option<String>) -> Value {
+    let out = tokio::task::spawn_blocking(move || {
+        let mut command = Command::new("python3");
+        command.args([WS_CLIENT, "echo", &url, &connections.to_string(), &messages.to_string()]);
+        if let Some(token) = token {
+            command.env("WS_TOKEN", token);
+        }
+        command.output().expect("run the websockets client")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
 /// Reads one JSON line from the client.
 fn line(out: &mut impl BufRead) -> Value {
     let mut text = String::new();
@@ -49,22 +70,7 @@ fn line(out: &mut impl BufRead) -> Value {
 async fn a_hundred_websockets_exchange_a_thousand_messages_each() {
     let app = App::new();
     let node = ws_node(&app).await;
-    let url = url(&node);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args([WS_CLIENT, "echo", &url, "100", "1000"])
-            .output()
-            .expect("run the websockets client")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let result = echo(url(&node), 100, 1000, None).await;
     assert_eq!(result["failed"], json!([]), "{result}");
     assert_eq!(result["ok"], 100, "{result}");
     let members = result["members"].as_object().unwrap();
@@ -132,23 +138,7 @@ async fn websockets_through_the_node_api_by_service_name() {
     let app = App::new();
     let node = ws_node(&app).await;
     let url = format!("ws://{}/v1/any/ws/chat", node.api_addr);
-    let token = node.control_token().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args([WS_CLIENT, "echo", &url, "10", "200"])
-            .env("WS_TOKEN", token)
-            .output()
-            .expect("run the websockets client")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let result = echo(url, 10, 200, Some(node.control_token().to_string())).await;
     assert_eq!(
         (result["ok"].as_u64(), &result["failed"]),
         (Some(10), &json!([])),

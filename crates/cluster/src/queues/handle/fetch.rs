@@ -15,6 +15,9 @@ use crate::queues::leases::{Keep, Key};
 use crate::queues::names::{self, CORRELATION_ID, REPLY_TO};
 use crate::queues::pull::{pull, Ended, PullError};
 
+/// How long a fetch asks again while no server serves its group's consumer.
+const LEADER_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Most messages asked for in one pull request.
 const PULL_BATCH: usize = 1000;
 
@@ -96,14 +99,23 @@ impl JsQueue {
         wait: Option<Duration>,
         lease: Duration,
     ) -> Result<(Vec<Message>, usize, Ended), QueueError> {
-        let (raw, ended) = match pull(&self.core.client, consumer, batch, max_bytes, wait, &self.gone).await {
-            Ok(got) => got,
-            Err(PullError::Gone) => return Err(QueueError::UnknownQueue(self.name.clone())),
-            Err(PullError::Unavailable(why)) => {
-                return Err(QueueError::Unavailable(format!(
-                    "fetch from queue {:?} on JetStream: {why}",
-                    self.name
-                )))
+        // A consumer just made (a group's first fetch), or one whose server just died,
+        // has no leader for a moment: no server answers its pulls. Asked again for a few
+        // seconds before the fetch is refused.
+        let patience = tokio::time::Instant::now() + LEADER_PATIENCE;
+        let (raw, ended) = loop {
+            match pull(&self.core.client, consumer, batch, max_bytes, wait, &self.gone).await {
+                Ok(got) => break got,
+                Err(PullError::Gone) => return Err(QueueError::UnknownQueue(self.name.clone())),
+                Err(PullError::Unavailable(_)) if tokio::time::Instant::now() < patience => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(PullError::Unavailable(why)) => {
+                    return Err(QueueError::Unavailable(format!(
+                        "fetch from queue {:?} on JetStream: {why}",
+                        self.name
+                    )))
+                }
             }
         };
         let now = Instant::now();
