@@ -1,13 +1,20 @@
 //! One shard: a map from key to entry under one mutex, its memory accounting, lazy and
-//! sampled expiry, and eviction by sampling (approximate LRU, as Redis does it).
+//! sampled expiry, eviction by sampling (approximate LRU, as Redis does it), and the
+//! connections WATCHing its keys.
 //!
 //! Every operation takes the current time from the caller (read before the lock) so the
 //! critical section is only map work. Keys are also kept in a dense list (`keys`, each
 //! entry knows its slot) so that a random key can be drawn in O(1) for eviction and
 //! expiry sampling.
+//!
+//! Every change to a key goes through [`ShardState::insert`], [`ShardState::modify`],
+//! [`ShardState::set_deadline`], `remove_with` (deletion, expiry, eviction) or
+//! [`ShardState::clear`]; each of them marks the key's watchers dirty. While nobody
+//! watches a key of the shard that costs one test of an empty map.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::stored::Stored;
 
@@ -70,6 +77,19 @@ pub(crate) struct Entry {
     slot: u32,
 }
 
+/// One connection's WATCH: marked dirty when any key it watches changes (written,
+/// deleted, expired, evicted or flushed), so that its EXEC runs nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Watcher {
+    dirty: AtomicBool,
+}
+
+impl Watcher {
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+}
+
 /// The deadlines of a value being written.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadlines {
@@ -116,6 +136,7 @@ impl Shard {
                     max_bytes,
                     ..ShardStats::default()
                 },
+                watched: HashMap::new(),
             }),
         }
     }
@@ -134,6 +155,8 @@ pub(crate) struct ShardState {
     samples: usize,
     rng: u64,
     stats: ShardStats,
+    /// The connections watching keys of this shard (present or not), by key.
+    watched: HashMap<Stored, Vec<Arc<Watcher>>>,
 }
 
 impl ShardState {
@@ -158,9 +181,28 @@ impl ShardState {
     }
 
     /// Runs `f` on the live entry for `key` (removing it first if it has expired), after
-    /// marking it used and sliding its deadline. Accounting follows any change `f` makes
-    /// to the value's length.
-    pub fn with_live<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+    /// marking it used and sliding its deadline.
+    pub fn with_live<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        match self.map.get_mut(key) {
+            None => return None,
+            Some(e) if e.expires_at > now => {
+                e.last_access = now;
+                if e.idle_ttl > 0 {
+                    e.expires_at = now.saturating_add(e.idle_ttl);
+                }
+                return Some(f(e));
+            }
+            Some(_) => {}
+        }
+        self.remove_with(key, Cause::Expired);
+        None
+    }
+
+    /// Like [`ShardState::with_live`], for `f` to change the entry: `f` answers its
+    /// result and whether it changed anything (then the key's watchers are marked).
+    /// Accounting follows any change to the value's length; a deadline `f` sets or
+    /// clears must be set with [`ShardState::set_deadline`] instead.
+    pub fn modify<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&mut Entry) -> (R, bool)) -> Option<R> {
         match self.map.get_mut(key) {
             None => return None,
             Some(e) if e.expires_at > now => {
@@ -169,10 +211,13 @@ impl ShardState {
                     e.expires_at = now.saturating_add(e.idle_ttl);
                 }
                 let before = e.value.len();
-                let r = f(e);
+                let (r, changed) = f(e);
                 let after = e.value.len();
                 if after != before {
                     self.stats.bytes = self.stats.bytes + after as u64 - before as u64;
+                }
+                if changed {
+                    self.touch(key);
                 }
                 return Some(r);
             }
@@ -197,10 +242,11 @@ impl ShardState {
     /// Sets a live entry's hard deadline (keeping the `expires` gauge right).
     pub fn set_deadline(&mut self, key: &[u8], now: u64, expires_at: u64, idle_ttl: u64) -> bool {
         let mut had = false;
-        let r = self.with_live(key, now, |e| {
+        let r = self.modify(key, now, |e| {
             had = e.expires_at != NEVER;
             e.expires_at = expires_at;
             e.idle_ttl = idle_ttl;
+            ((), true)
         });
         if r.is_some() {
             let has = expires_at != NEVER;
@@ -217,6 +263,7 @@ impl ShardState {
     /// Evicts other keys afterwards if the shard is over its bound.
     pub fn insert(&mut self, key: &[u8], value: Stored, d: Deadlines, now: u64) -> Option<Stored> {
         let new_len = value.len();
+        self.touch(key);
         let previous = if let Some(e) = self.map.get_mut(key) {
             let was_live = e.expires_at > now;
             let old_len = e.value.len();
@@ -279,6 +326,11 @@ impl ShardState {
 
     /// Drops every entry; returns how many there were.
     pub fn clear(&mut self) -> usize {
+        for (key, watchers) in &self.watched {
+            if self.map.contains_key(key) {
+                watchers.iter().for_each(|w| w.dirty.store(true, Ordering::Release));
+            }
+        }
         let n = self.map.len();
         self.map = HashMap::new();
         self.keys = Vec::new();
@@ -349,6 +401,7 @@ impl ShardState {
 
     fn remove_with(&mut self, key: &[u8], cause: Cause) -> Option<Stored> {
         let e = self.map.remove(key)?;
+        self.touch(key);
         let slot = e.slot as usize;
         let k = self.keys.swap_remove(slot);
         if let Some(moved) = self.keys.get(slot) {
@@ -368,14 +421,63 @@ impl ShardState {
         Some(e.value)
     }
 
-    fn random_slot(&mut self) -> usize {
+    /// Marks the watchers of `key` dirty.
+    fn touch(&self, key: &[u8]) {
+        if self.watched.is_empty() {
+            return;
+        }
+        if let Some(watchers) = self.watched.get(key) {
+            watchers.iter().for_each(|w| w.dirty.store(true, Ordering::Release));
+        }
+    }
+
+    /// WATCH `key` for `watcher`: from now on any change to it marks `watcher` dirty.
+    /// An expired entry is removed first (it is already gone, as far as WATCH goes);
+    /// answers whether the key is live, so that EXEC can tell that it expired since.
+    pub fn watch(&mut self, key: &[u8], now: u64, watcher: &Arc<Watcher>) -> bool {
+        let live = self.peek(key, now, |_| ()).is_some();
+        match self.watched.get_mut(key) {
+            Some(list) => list.push(watcher.clone()),
+            None => {
+                self.watched.insert(Stored::copy_from(key), vec![watcher.clone()]);
+            }
+        }
+        live
+    }
+
+    /// Stops `watcher` watching `key`.
+    pub fn unwatch(&mut self, key: &[u8], watcher: &Arc<Watcher>) {
+        if let Some(list) = self.watched.get_mut(key) {
+            list.retain(|w| !Arc::ptr_eq(w, watcher));
+            if list.is_empty() {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// Keys of this shard being watched, counted once per watcher.
+    pub fn watched_keys(&self) -> usize {
+        self.watched.values().map(Vec::len).sum()
+    }
+
+    /// Whether `key` is held but past its deadline (a watched key that was live at
+    /// WATCH and has expired since, without being removed yet).
+    pub fn is_expired(&self, key: &[u8], now: u64) -> bool {
+        self.map.get(key).is_some_and(|e| e.expires_at <= now)
+    }
+
+    fn next_random(&mut self) -> u64 {
         // xorshift64*: plenty for sampling.
         let mut x = self.rng;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         self.rng = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as usize % self.keys.len()
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn random_slot(&mut self) -> usize {
+        (self.next_random() >> 32) as usize % self.keys.len()
     }
 }
 
@@ -400,7 +502,10 @@ mod tests {
         assert!(s.remove(b"a", 0).is_some());
         assert_eq!(s.stats().bytes, charge(2, 0));
         assert_eq!(s.stats().keys, 1);
-        s.with_live(b"bb", 0, |e| e.value = Stored::copy_from(b"xyz"));
+        s.modify(b"bb", 0, |e| {
+            e.value = Stored::copy_from(b"xyz");
+            ((), true)
+        });
         assert_eq!(s.stats().bytes, charge(2, 3));
     }
 
@@ -418,6 +523,56 @@ mod tests {
             assert_eq!(s.map[k].slot as usize, i);
         }
         assert_eq!(s.keys.len(), s.map.len());
+    }
+
+    #[test]
+    fn watchers_are_marked_by_every_kind_of_change() {
+        let shard = Shard::new(0, 5, 7);
+        let mut s = shard.lock();
+        type Change = Box<dyn Fn(&mut ShardState)>;
+        let changes: Vec<(&str, Change)> = vec![
+            ("insert", Box::new(|s| put(s, "k", "new", 0))),
+            ("remove", Box::new(|s| assert!(s.remove(b"k", 0).is_some()))),
+            ("clear", Box::new(|s| assert_eq!(s.clear(), 2))),
+            ("deadline", Box::new(|s| assert!(s.set_deadline(b"k", 0, 100, 0)))),
+            (
+                "modify",
+                Box::new(|s| assert!(s.modify(b"k", 0, |e| ((), e.value.len() == 1)).is_some())),
+            ),
+            (
+                "expiry",
+                Box::new(|s| assert!(s.remove_with(b"k", Cause::Expired).is_some())),
+            ),
+        ];
+        for (name, change) in changes {
+            s.clear();
+            put(&mut s, "k", "v", 0);
+            put(&mut s, "other", "v", 0);
+            let w = Arc::new(Watcher::default());
+            assert!(s.watch(b"k", 0, &w));
+            put(&mut s, "other", "w", 0);
+            assert!(s.with_live(b"k", 0, |_| ()).is_some());
+            assert!(!w.is_dirty(), "{name}: other keys and reads change nothing");
+            change(&mut s);
+            assert!(w.is_dirty(), "{name} marks the watcher");
+            s.unwatch(b"k", &w);
+            assert!(s.watched.is_empty());
+        }
+        // A flush marks only watchers of keys that were there.
+        let w = Arc::new(Watcher::default());
+        assert!(!s.watch(b"absent", 0, &w));
+        s.clear();
+        assert!(!w.is_dirty());
+        // A key already expired when watched is gone: its removal is no change.
+        let d = Deadlines {
+            expires_at: 5,
+            ..Deadlines::NONE
+        };
+        s.insert(b"e", Stored::copy_from(b"v"), d, 0);
+        let w = Arc::new(Watcher::default());
+        assert!(!s.watch(b"e", 10, &w), "expired: not live");
+        s.clear();
+        assert!(!w.is_dirty());
     }
 
     #[test]

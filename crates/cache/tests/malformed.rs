@@ -204,8 +204,19 @@ fn valid_inputs() -> Vec<Vec<u8>> {
         common::cmd(&["CLIENT", "SETNAME", "x"]),
     ]
     .concat();
+    let transaction = [
+        common::cmd(&["WATCH", "k", "n"]),
+        common::cmd(&["MULTI"]),
+        common::cmd(&["SET", "k", "v", "PX", "100"]),
+        common::cmd(&["INCRBY", "n", "15"]),
+        common::cmd(&["APPEND", "k", "xy"]),
+        common::cmd(&["EXEC"]),
+        common::cmd(&["EXPIRE", "k", "10", "GT", "XX"]),
+    ]
+    .concat();
     vec![
         pipeline,
+        transaction,
         b"PING\r\nSET \"a b\" 'c\\'d' EX 5\r\nGET \"a\\x20b\"\r\nECHO \"\\n\\t\"\r\n".to_vec(),
         b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123456789\r\n*2\r\n$6\r\nGETDEL\r\n$1\r\nk\r\n".to_vec(),
     ]

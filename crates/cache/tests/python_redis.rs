@@ -1,6 +1,7 @@
 //! Python's `redis` package (redis-py) against the RESP server, RESP2 and RESP3,
-//! including its pipelines. Skipped, with the reason printed, when python3 or the
-//! package is missing (`python3 -m pip install redis`).
+//! including its pipelines and transactions (WATCH retry loops included).
+//! Skipped, with the reason printed, when python3 or the package is missing
+//! (`python3 -m pip install redis`); failed under `CI=true`.
 
 mod common;
 
@@ -45,6 +46,95 @@ for protocol in (2, 3):
     r.close()
 print("ok")
 "#;
+
+/// redis-py's transactions (its default `pipeline()`) and a WATCH retry loop against a
+/// concurrent writer.
+const TRANSACTIONS: &str = r#"
+import sys, threading, redis
+port = int(sys.argv[1])
+for protocol in (2, 3):
+    r = redis.Redis(host="127.0.0.1", port=port, protocol=protocol)
+    r.flushdb()
+    with r.pipeline() as p:
+        p.set("a", 1).incr("a").get("a").mset({"b": "1", "c": "2"}).mget("a", "b", "c")
+        assert p.execute() == [True, 2, b"2", True, [b"2", b"1", b"2"]]
+    # A queued command the server refuses: the whole transaction is discarded.
+    p = r.pipeline()
+    p.set("x", 1)
+    p.execute_command("NOSUCHCOMMAND")
+    try:
+        p.execute()
+        raise SystemExit("EXECABORT did not raise")
+    except redis.exceptions.ExecAbortError:
+        pass
+    except redis.ResponseError as e:
+        assert "EXECABORT" in str(e) or "unknown command" in str(e), e
+    assert r.get("x") is None
+    # A runtime error is one reply among the others.
+    p = r.pipeline()
+    p.set("s", "text").incr("s").get("s")
+    out = p.execute(raise_on_error=False)
+    assert out[0] is True and isinstance(out[1], redis.ResponseError) and out[2] == b"text", out
+
+    # WATCH: a retry loop against a writer incrementing the same key.
+    r.set("balance", 0)
+    stop = threading.Event()
+    writes = [0]
+    def writer():
+        w = redis.Redis(host="127.0.0.1", port=port, protocol=protocol)
+        while not stop.is_set():
+            w.incr("balance")
+            writes[0] += 1
+        w.close()
+    t = threading.Thread(target=writer)
+    t.start()
+    retries = 0
+    for _ in range(300):
+        with r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch("balance")
+                    v = int(pipe.get("balance"))
+                    pipe.multi()
+                    pipe.set("balance", v + 1)
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    retries += 1
+    stop.set()
+    t.join()
+    assert int(r.get("balance")) == writes[0] + 300, (r.get("balance"), writes[0])
+    # The helper that wraps the same loop.
+    def add_ten(pipe):
+        v = int(pipe.get("balance"))
+        pipe.multi()
+        pipe.set("balance", v + 10)
+    r.transaction(add_ten, "balance")
+    assert int(r.get("balance")) == writes[0] + 310
+
+    r.close()
+print("ok")
+"#;
+
+#[test]
+fn python_redis_transactions_and_watch() {
+    let has = strata_testkit::python_module("redis", "python3 -m pip install redis");
+    if !strata_testkit::needs("python_redis_transactions_and_watch", has) {
+        return;
+    }
+    let server = common::Server::start(2);
+    let out = Command::new("python3")
+        .args(["-c", TRANSACTIONS, &server.addr.port().to_string()])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "redis-py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
 
 #[test]
 fn python_redis_client_works_unchanged() {

@@ -8,7 +8,8 @@ use super::parse::Args;
 use super::reply::{truncated, Reply};
 use super::state::{ConnectionContext, Session};
 use super::table::{lookup, Spec, COMMANDS};
-use crate::cache::parse_i64;
+use crate::cache::{parse_i64, CacheStats};
+use crate::keyspace::Keyspace;
 
 /// The version reported to clients (INFO's `redis_version`, HELLO's `version`).
 pub const REDIS_VERSION: &str = "7.0.0-strata-compatible";
@@ -178,23 +179,24 @@ fn client_line(session: &Session, shared: &ConnectionContext) -> String {
     )
 }
 
-pub(crate) fn info(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'_>) {
+/// INFO; the keyspace holds every shard (for the figures).
+pub(crate) fn info(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Keyspace<'_>, args: Args<'_>) {
     let wanted: Vec<String> = args
         .iter()
         .skip(1)
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
-    let text = info_text(shared, &wanted);
+    let stats = CacheStats::from_shards(ks.stats());
+    let text = info_text(shared, &stats, &wanted);
     r.verbatim(&text);
 }
 
 /// The INFO text: the sections asked for (all by default), Redis' field names.
-pub(crate) fn info_text(shared: &ConnectionContext, wanted: &[String]) -> String {
+pub(crate) fn info_text(shared: &ConnectionContext, stats: &CacheStats, wanted: &[String]) -> String {
     let all = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
     let want = |s: &str| all || wanted.iter().any(|w| w == s);
     let server = &shared.server;
     let closed = &server.closed;
-    let stats = shared.cache.stats();
     let t = stats.total;
     let uptime = server.started.elapsed().as_secs();
     let mut s = String::new();
@@ -349,10 +351,11 @@ fn command_entry(r: &mut Reply<'_>, spec: &Spec) {
     r.array(0);
 }
 
-pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'_>) {
+/// CONFIG; the keyspace holds every shard (for the figures).
+pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Keyspace<'_>, args: Args<'_>) {
     let sub = args.get(1);
     if sub.eq_ignore_ascii_case(b"get") && args.len() >= 3 {
-        let t = shared.cache.stats().total;
+        let t = CacheStats::from_shards(ks.stats()).total;
         let server = &shared.server;
         let params: [(&str, String); 12] = [
             ("save", String::new()),
