@@ -12,11 +12,13 @@
 //! - [`Ring`] (`ring`): the consistent-hash ring with virtual nodes mapping a key to its
 //!   [`ShardId`] (node name + shard number), so shards of other nodes can join later.
 //! - `stored`: keys and values as held in a shard (inline up to 23 bytes, else shared).
+//! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET).
+//! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
 //! - `shard` (stored): one shard (a `Mutex<HashMap>`), its memory accounting, lazy and
 //!   sampled expiry, eviction by sampling (approximate LRU: sample
-//!   [`CacheConfig::eviction_samples`] keys, evict the least recently used), and the
-//!   connections WATCHing its keys.
-//! - `keyspace` (clock, ring, stored, shard): every operation on
+//!   [`CacheConfig::eviction_samples`] keys, evict the least recently used), the
+//!   connections WATCHing its keys, and SCAN's walk over it.
+//! - `keyspace` (clock, ring, stored, glob, long_double, shard): every operation on
 //!   keys, locking one shard per operation or holding several at once (multi-key
 //!   commands and transactions are atomic: its header says how).
 //! - [`Cache`] (`cache`; keyspace and the above): the shards of one node and the public
@@ -96,7 +98,9 @@
 
 mod cache;
 mod clock;
+mod glob;
 mod keyspace;
+mod long_double;
 mod read_through;
 pub mod resp;
 mod ring;

@@ -4,10 +4,11 @@
 //!
 //! Every operation takes the current time from the caller (read before the lock) so the
 //! critical section is only map work. Keys are also kept in a dense list (`keys`, each
-//! entry knows its slot) so that a random key can be drawn in O(1) for eviction and
-//! expiry sampling.
+//! entry knows its slot) so that a random key can be drawn in O(1) for eviction, expiry
+//! sampling and RANDOMKEY, and so that SCAN can walk the shard with a cursor (see
+//! [`ShardState::scan`]).
 //!
-//! Every change to a key goes through [`ShardState::insert`], [`ShardState::modify`],
+//! Every change to a key goes through [`ShardState::insert_as`], [`ShardState::modify`],
 //! [`ShardState::set_deadline`], `remove_with` (deletion, expiry, eviction) or
 //! [`ShardState::clear`]; each of them marks the key's watchers dirty. While nobody
 //! watches a key of the shard that costs one test of an empty map.
@@ -65,16 +66,45 @@ impl ShardStats {
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub value: Stored,
+    /// How Redis would hold the value (OBJECT ENCODING).
+    pub encoding: Encoding,
     /// Monotonic ms after which the entry is gone ([`NEVER`]: no deadline).
     pub expires_at: u64,
     /// Read-through: monotonic ms after which the value is stale ([`NEVER`]: always fresh).
     pub fresh_until: u64,
     /// Sliding expiry: each read moves `expires_at` to now + this (0: not sliding).
     pub idle_ttl: u64,
-    /// Monotonic ms of the last read or write, for eviction.
-    last_access: u64,
+    /// Monotonic ms of the last read or write, for eviction (and OBJECT IDLETIME).
+    pub last_access: u64,
     /// Index of the key in `ShardState::keys`.
     slot: u32,
+}
+
+/// How Redis would hold a value, for OBJECT ENCODING: Redis decides it when a value is
+/// written whole and keeps it while the value changes in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// Written whole (SET, MSET, INCR, APPEND to a new key, ...): `int`, `embstr` or
+    /// `raw` by its bytes, as Redis' `tryObjectEncoding` decides.
+    Whole,
+    /// Written whole by INCRBYFLOAT: `embstr` or `raw` by its length, never `int`.
+    Float,
+    /// Changed in place (APPEND, SETRANGE, SETBIT): `raw`.
+    Raw,
+}
+
+impl Encoding {
+    /// The name OBJECT ENCODING gives a value held so.
+    pub fn name(self, value: &[u8]) -> &'static str {
+        /// Redis' `OBJ_ENCODING_EMBSTR_SIZE_LIMIT`.
+        const EMBSTR_MAX: usize = 44;
+        match self {
+            Encoding::Raw => "raw",
+            Encoding::Whole if value.len() <= 20 && crate::cache::parse_i64(value).is_some() => "int",
+            _ if value.len() <= EMBSTR_MAX => "embstr",
+            _ => "raw",
+        }
+    }
 }
 
 /// One connection's WATCH: marked dirty when any key it watches changes (written,
@@ -262,6 +292,18 @@ impl ShardState {
     /// Stores `value` under `key`, replacing any entry; returns the previous live value.
     /// Evicts other keys afterwards if the shard is over its bound.
     pub fn insert(&mut self, key: &[u8], value: Stored, d: Deadlines, now: u64) -> Option<Stored> {
+        self.insert_as(key, value, d, now, Encoding::Whole)
+    }
+
+    /// [`ShardState::insert`] with the encoding OBJECT ENCODING is to report.
+    pub fn insert_as(
+        &mut self,
+        key: &[u8],
+        value: Stored,
+        d: Deadlines,
+        now: u64,
+        encoding: Encoding,
+    ) -> Option<Stored> {
         let new_len = value.len();
         self.touch(key);
         let previous = if let Some(e) = self.map.get_mut(key) {
@@ -269,6 +311,7 @@ impl ShardState {
             let old_len = e.value.len();
             let had_deadline = e.expires_at != NEVER;
             let old = std::mem::replace(&mut e.value, value);
+            e.encoding = encoding;
             e.expires_at = d.expires_at;
             e.fresh_until = d.fresh_until;
             e.idle_ttl = d.idle_ttl;
@@ -291,6 +334,7 @@ impl ShardState {
                 k,
                 Entry {
                     value,
+                    encoding,
                     expires_at: d.expires_at,
                     fresh_until: d.fresh_until,
                     idle_ttl: d.idle_ttl,
@@ -466,6 +510,63 @@ impl ShardState {
         self.map.get(key).is_some_and(|e| e.expires_at <= now)
     }
 
+    /// One step of SCAN in this shard: visits the slots of the dense key list below
+    /// `end`, downwards, at most `budget` of them, calling `f` with each live key
+    /// (expired ones met are removed). Returns where the next step goes on from (0: the
+    /// shard is done) and how many slots were visited.
+    ///
+    /// Why a key present for a whole scan is seen at least once, whatever happens
+    /// between the steps: a scan starts a shard at the length of its list, so such a
+    /// key then sits below the cursor; keys only ever move down the list (a removal
+    /// moves the last key into the hole, a new key goes to the end), so it stays below
+    /// the cursor until a step passes over it and reports it. A key moved down from
+    /// above the cursor may be reported twice, and keys added during the scan may or may
+    /// not be: both are allowed, as in Redis.
+    pub fn scan(&mut self, end: usize, budget: usize, now: u64, mut f: impl FnMut(&[u8])) -> (usize, usize) {
+        let hi = end.min(self.keys.len());
+        let lo = hi.saturating_sub(budget);
+        let mut i = hi;
+        while i > lo {
+            i -= 1;
+            let k = &self.keys[i];
+            if self.map.get(k).is_some_and(|e| e.expires_at <= now) {
+                // The last key moves into slot i: it comes from above, already visited.
+                let k = k.clone();
+                self.remove_with(k.as_slice(), Cause::Expired);
+            } else {
+                f(self.keys[i].as_slice());
+            }
+        }
+        (lo, hi - lo)
+    }
+
+    /// Calls `f` with every live key (KEYS).
+    pub fn live_keys(&self, now: u64, mut f: impl FnMut(&[u8])) {
+        for k in &self.keys {
+            if self.map.get(k).is_some_and(|e| e.expires_at > now) {
+                f(k.as_slice());
+            }
+        }
+    }
+
+    /// A random live key (RANDOMKEY), removing the expired keys drawn on the way.
+    pub fn random_live(&mut self, now: u64) -> Option<Stored> {
+        while !self.keys.is_empty() {
+            let i = self.random_slot();
+            let k = self.keys[i].clone();
+            if self.map.get(&k).is_some_and(|e| e.expires_at > now) {
+                return Some(k);
+            }
+            self.remove_with(k.as_slice(), Cause::Expired);
+        }
+        None
+    }
+
+    /// A random number (for choosing a shard by its size).
+    pub fn random(&mut self) -> u64 {
+        self.next_random()
+    }
+
     fn next_random(&mut self) -> u64 {
         // xorshift64*: plenty for sampling.
         let mut x = self.rng;
@@ -523,6 +624,90 @@ mod tests {
             assert_eq!(s.map[k].slot as usize, i);
         }
         assert_eq!(s.keys.len(), s.map.len());
+    }
+
+    /// SCAN's guarantee under every kind of change between its steps: random inserts,
+    /// deletions, expiries and evictions-like removals of other keys, in random order
+    /// with random step sizes. Every key present throughout is seen.
+    #[test]
+    fn a_scan_sees_every_key_present_throughout() {
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for round in 0..200 {
+            let shard = Shard::new(0, 5, round + 1);
+            let mut s = shard.lock();
+            let stable: Vec<String> = (0..next(300)).map(|i| format!("stable{i}")).collect();
+            let mut volatile: Vec<String> = Vec::new();
+            for k in &stable {
+                put(&mut s, k, "v", 0);
+                if next(2) == 0 {
+                    let v = format!("volatile{}", volatile.len());
+                    put(&mut s, &v, "v", 0);
+                    volatile.push(v);
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            let mut end = s.len();
+            let mut fresh = 0;
+            loop {
+                // Some changes to keys that are not stable.
+                for _ in 0..next(6) {
+                    match next(3) {
+                        0 => {
+                            let v = format!("new{fresh}");
+                            fresh += 1;
+                            put(&mut s, &v, "v", 0);
+                            volatile.push(v);
+                        }
+                        1 if !volatile.is_empty() => {
+                            let v = volatile.swap_remove(next(volatile.len() as u64) as usize);
+                            s.remove(v.as_bytes(), 0);
+                        }
+                        _ if !volatile.is_empty() => {
+                            // Expires, found by the sampler or by a read.
+                            let v = volatile.swap_remove(next(volatile.len() as u64) as usize);
+                            s.remove_with(v.as_bytes(), Cause::Expired);
+                        }
+                        _ => {}
+                    }
+                }
+                let budget = 1 + next(10) as usize;
+                let (at, _) = s.scan(end, budget, 0, |k| {
+                    seen.insert(String::from_utf8(k.to_vec()).unwrap());
+                });
+                if at == 0 {
+                    break;
+                }
+                end = at;
+            }
+            for k in &stable {
+                assert!(seen.contains(k), "round {round}: {k} present throughout and never seen");
+            }
+        }
+    }
+
+    #[test]
+    fn scan_skips_and_removes_expired_keys() {
+        let shard = Shard::new(0, 5, 7);
+        let mut s = shard.lock();
+        for i in 0..10 {
+            let d = Deadlines {
+                expires_at: if i % 2 == 0 { 5 } else { NEVER },
+                ..Deadlines::NONE
+            };
+            s.insert(format!("k{i}").as_bytes(), Stored::copy_from(b"v"), d, 0);
+        }
+        let mut seen = Vec::new();
+        let end = s.len();
+        let (at, visited) = s.scan(end, 100, 10, |k| seen.push(k.to_vec()));
+        assert_eq!((at, visited), (0, 10));
+        assert_eq!(seen.len(), 5);
+        assert_eq!(s.len(), 5, "the expired keys met were removed");
     }
 
     #[test]

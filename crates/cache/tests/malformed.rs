@@ -207,11 +207,17 @@ fn valid_inputs() -> Vec<Vec<u8>> {
     let transaction = [
         common::cmd(&["WATCH", "k", "n"]),
         common::cmd(&["MULTI"]),
-        common::cmd(&["SET", "k", "v", "PX", "100"]),
-        common::cmd(&["INCRBY", "n", "15"]),
-        common::cmd(&["APPEND", "k", "xy"]),
+        common::cmd(&["GETEX", "k", "PX", "100"]),
+        common::cmd(&["INCRBYFLOAT", "n", "1.5"]),
+        common::cmd(&["SETRANGE", "k", "3", "xy"]),
+        common::cmd(&["SETBIT", "b", "9", "1"]),
+        common::cmd(&["BITCOUNT", "b", "0", "-1", "BIT"]),
         common::cmd(&["EXEC"]),
-        common::cmd(&["EXPIRE", "k", "10", "GT", "XX"]),
+        common::cmd(&["SCAN", "0", "MATCH", "k*", "COUNT", "5"]),
+        common::cmd(&["COPY", "k", "j", "REPLACE"]),
+        common::cmd(&["RENAME", "j", "i"]),
+        common::cmd(&["OBJECT", "ENCODING", "i"]),
+        common::cmd(&["EXPIRE", "i", "10", "GT", "XX"]),
     ]
     .concat();
     vec![

@@ -6,8 +6,8 @@
 //! A keyspace either locks the shard of each operation for that operation only (what a
 //! single-key command needs: one lock, as before transactions existed), or holds a set
 //! of shards, locked once in ascending shard order, until it is dropped. A command whose
-//! keys may live on several shards (MGET, MSET, DEL, ...) and a keyspace-wide one
-//! (FLUSHDB, DBSIZE) holds all the shards it touches for its whole run,
+//! keys may live on several shards (MGET, MSET, DEL, RENAME, ...) and a keyspace-wide one
+//! (KEYS, FLUSHDB, DBSIZE, RANDOMKEY) holds all the shards it touches for its whole run,
 //! and so does EXEC for the shards of every queued command and every watched key. That
 //! is two-phase locking: every command, and every transaction, is atomic and serialisable
 //! with respect to all others, and since every holder takes its locks in the same order
@@ -23,9 +23,9 @@
 //! Time is read once, when the keyspace is made, before any lock is taken: all the
 //! commands of a transaction see the same "now", as they would if they ran in no time.
 //!
-//! Here: the type, its locking, reads, whole-value writes, deadlines; `values`: the
-//! operations that change a value in place (INCR, APPEND); `whole`: those on every
-//! shard (FLUSHDB, DBSIZE, INFO's figures) and WATCH.
+//! Here: the type, its locking, reads, whole-value writes, deadlines, RENAME and COPY;
+//! `values`: the operations that change a value in place (INCR, APPEND, SETRANGE,
+//! SETBIT, ...); `whole`: those on every shard (KEYS, SCAN, FLUSHDB, ...) and WATCH.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::MutexGuard;
@@ -66,6 +66,18 @@ impl ShardSet {
     }
 }
 
+/// Which deadline GETEX sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GetEx {
+    /// None: GETEX is GET.
+    Keep,
+    /// Clear it (`PERSIST`).
+    Persist,
+    /// This Unix time in ms (`EX`, `PX`, `EXAT`, `PXAT`, converted); one not in the
+    /// future deletes the key.
+    AtUnixMs(i64),
+}
+
 /// EXPIRE's conditions (Redis 7's `NX`, `XX`, `GT`, `LT`; `XX` combines with `GT` or
 /// `LT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,9 +88,30 @@ pub(crate) struct ExpireFlags {
     pub lt: bool,
 }
 
+/// A key's deadline as an absolute time (EXPIRETIME).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    Missing,
+    Persistent,
+    AtUnixMs(u64),
+}
+
+/// Why INCRBYFLOAT refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FloatError {
+    /// The key's value is not a number.
+    NotAFloat,
+    /// The sum is infinite or not a number.
+    NotFinite,
+}
+
 /// A value would grow past the largest allowed (`proto-max-bulk-len`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooLong;
+
+/// RENAME of a key that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NoSuchKey;
 
 /// The keys of a cache as one command sees them (see the module documentation).
 pub(crate) struct Keyspace<'a> {
@@ -153,6 +186,10 @@ impl<'a> Keyspace<'a> {
         if self.held.is_none() {
             self.hold(&ShardSet::all(self.cache.shard_count()));
         }
+    }
+
+    pub fn cache(&self) -> &'a Cache {
+        self.cache
     }
 
     /// The Unix time in ms at [`Keyspace::now`].
@@ -256,6 +293,25 @@ impl<'a> Keyspace<'a> {
         }
     }
 
+    /// `key`'s deadline as a Unix time (EXPIRETIME).
+    pub fn deadline(&mut self, key: &[u8]) -> Deadline {
+        let now = self.now;
+        let unix_now = self.unix_ms();
+        match self.shard(key).peek(key, now, |e| e.expires_at) {
+            None => Deadline::Missing,
+            Some(NEVER) => Deadline::Persistent,
+            Some(at) => Deadline::AtUnixMs(unix_now + (at - now)),
+        }
+    }
+
+    /// What OBJECT reports of `key`: its encoding's name and its idle time in ms.
+    pub fn object(&mut self, key: &[u8]) -> Option<(&'static str, u64)> {
+        let now = self.now;
+        self.shard(key).peek(key, now, |e| {
+            (e.encoding.name(e.value.as_slice()), now.saturating_sub(e.last_access))
+        })
+    }
+
     // ------------------------------------------------------------------ writes
 
     /// Stores `value` under `key` if `options.condition` holds.
@@ -310,6 +366,19 @@ impl<'a> Keyspace<'a> {
         self.shard(key).insert(key, Stored::from_bytes(value), d, now);
     }
 
+    /// MSETNX: stores every pair if none of the keys exists; whether it did. The
+    /// keyspace must hold the keys' shards.
+    pub fn set_all_if_none_exist<'k>(&mut self, pairs: &[(&'k [u8], &'k [u8])]) -> bool {
+        if pairs.iter().any(|(k, _)| self.exists(k)) {
+            return false;
+        }
+        let now = self.now;
+        for (k, v) in pairs {
+            self.shard(k).insert(k, Stored::copy_from(v), Deadlines::NONE, now);
+        }
+        true
+    }
+
     /// Removes `key`; true if it existed.
     pub fn delete(&mut self, key: &[u8]) -> bool {
         let now = self.now;
@@ -323,6 +392,36 @@ impl<'a> Keyspace<'a> {
         let v = s.remove(key, now);
         s.count_read(v.is_some());
         v.map(|v| v.to_bytes())
+    }
+
+    /// GETEX: the value of `key`, after changing its deadline as `change` says. `change`
+    /// is only looked at when the key exists (Redis validates the expiry after finding
+    /// the key).
+    pub fn get_ex<E>(&mut self, key: &[u8], change: Result<GetEx, E>) -> Result<Option<Bytes>, E> {
+        let now = self.now;
+        let unix_now = self.unix_ms() as i64;
+        let mut s = self.shard(key);
+        let Some(value) = s.with_live(key, now, |e| e.value.to_bytes()) else {
+            s.count_read(false);
+            return Ok(None);
+        };
+        s.count_read(true);
+        match change? {
+            GetEx::Keep => {}
+            GetEx::Persist => {
+                if s.peek(key, now, |e| e.expires_at != NEVER) == Some(true) {
+                    s.set_deadline(key, now, NEVER, 0);
+                }
+            }
+            GetEx::AtUnixMs(at) if at <= unix_now => {
+                s.remove(key, now);
+            }
+            GetEx::AtUnixMs(at) => {
+                let at = now.saturating_add((at - unix_now) as u64).min(NEVER - 1);
+                s.set_deadline(key, now, at, 0);
+            }
+        }
+        Ok(Some(value))
     }
 
     /// Sets `key`'s deadline to the Unix time `when` (ms, may be in the past: the key is
@@ -393,6 +492,57 @@ impl<'a> Keyspace<'a> {
             Some(at) if at != NEVER => s.set_deadline(key, now, NEVER, 0),
             _ => false,
         }
+    }
+
+    /// RENAME (RENAMENX when `nx`): moves `from`'s value and deadline to `to`, replacing
+    /// it (unless `nx`); whether it moved. The keyspace must hold both keys' shards.
+    pub fn rename(&mut self, from: &[u8], to: &[u8], nx: bool) -> Result<bool, NoSuchKey> {
+        let now = self.now;
+        let Some((expires_at, idle_ttl, encoding)) = self
+            .shard(from)
+            .peek(from, now, |e| (e.expires_at, e.idle_ttl, e.encoding))
+        else {
+            return Err(NoSuchKey);
+        };
+        if from == to {
+            return Ok(!nx);
+        }
+        if nx && self.exists(to) {
+            return Ok(false);
+        }
+        // Held since the peek above, so still there.
+        let Some(value) = self.shard(from).remove(from, now) else {
+            return Err(NoSuchKey);
+        };
+        let d = Deadlines {
+            expires_at,
+            idle_ttl,
+            ..Deadlines::NONE
+        };
+        self.shard(to).insert_as(to, value, d, now, encoding);
+        Ok(true)
+    }
+
+    /// COPY: copies `from`'s value and deadline to `to` unless `to` exists (replacing it
+    /// with `replace`); whether it copied. The keyspace must hold both keys' shards.
+    pub fn copy(&mut self, from: &[u8], to: &[u8], replace: bool) -> bool {
+        let now = self.now;
+        let Some((value, expires_at, idle_ttl, encoding)) = self
+            .shard(from)
+            .peek(from, now, |e| (e.value.clone(), e.expires_at, e.idle_ttl, e.encoding))
+        else {
+            return false;
+        };
+        if !replace && self.exists(to) {
+            return false;
+        }
+        let d = Deadlines {
+            expires_at,
+            idle_ttl,
+            ..Deadlines::NONE
+        };
+        self.shard(to).insert_as(to, value, d, now, encoding);
+        true
     }
 }
 

@@ -1,11 +1,12 @@
-//! The keyspace operations on every shard (DBSIZE, FLUSHDB, INFO's figures) and
-//! WATCH's registrations. Those that need every shard at
+//! The keyspace operations on every shard (DBSIZE, FLUSHDB, INFO's figures, KEYS,
+//! RANDOMKEY, SCAN's steps) and WATCH's registrations. Those that need every shard at
 //! once say so: the command holds them all.
 
 use std::sync::Arc;
 
 use super::Keyspace;
 use crate::shard::{ShardStats, Watcher};
+use crate::stored::Stored;
 
 impl Keyspace<'_> {
     /// Keys held (including expired ones not yet removed, as Redis' DBSIZE).
@@ -26,6 +27,66 @@ impl Keyspace<'_> {
         (0..self.cache.shard_count())
             .map(|i| self.shard_at(i).stats())
             .collect()
+    }
+
+    /// Every live key matching `pattern` (KEYS), shard after shard. The keyspace must
+    /// hold every shard.
+    pub fn keys_matching(&mut self, pattern: &[u8]) -> Vec<Vec<u8>> {
+        let now = self.now;
+        let all = pattern == b"*";
+        let mut out = Vec::new();
+        for i in 0..self.cache.shard_count() {
+            self.shard_at(i).live_keys(now, |k| {
+                if all || crate::glob::matches(pattern, k, false) {
+                    out.push(k.to_vec());
+                }
+            });
+        }
+        out
+    }
+
+    /// A random live key. The keyspace must hold every shard.
+    pub fn random_key(&mut self) -> Option<Stored> {
+        let now = self.now;
+        let n = self.cache.shard_count();
+        loop {
+            let sizes: Vec<usize> = (0..n).map(|i| self.shard_at(i).len()).collect();
+            let total: usize = sizes.iter().sum();
+            if total == 0 {
+                return None;
+            }
+            let mut pick = (self.shard_at(0).random() % total as u64) as usize;
+            let shard = sizes
+                .iter()
+                .position(|&len| {
+                    if pick < len {
+                        true
+                    } else {
+                        pick -= len;
+                        false
+                    }
+                })
+                .expect("pick < total");
+            if let Some(k) = self.shard_at(shard).random_live(now) {
+                return Some(k);
+            }
+        }
+    }
+
+    /// One step of SCAN (see [`ShardState::scan`]): visits up to `budget` slots of
+    /// shard `shard` below `end` (`None`: from the top), calling `f` with each live key.
+    /// Returns where the shard's next step starts (0: done) and the slots visited.
+    pub fn scan_shard(
+        &mut self,
+        shard: usize,
+        end: Option<usize>,
+        budget: usize,
+        f: impl FnMut(&[u8]),
+    ) -> (usize, usize) {
+        let now = self.now;
+        let mut s = self.shard_at(shard);
+        let end = end.unwrap_or_else(|| s.len());
+        s.scan(end, budget, now, f)
     }
 
     // ------------------------------------------------------------------ WATCH

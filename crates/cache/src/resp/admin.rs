@@ -9,6 +9,7 @@ use super::reply::{truncated, Reply};
 use super::state::{ConnectionContext, Session};
 use super::table::{lookup, Spec, COMMANDS};
 use crate::cache::{parse_i64, CacheStats};
+use crate::glob;
 use crate::keyspace::Keyspace;
 
 /// The version reported to clients (INFO's `redis_version`, HELLO's `version`).
@@ -381,11 +382,7 @@ pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Key
         ];
         let matched: Vec<&(&str, String)> = params
             .iter()
-            .filter(|(name, _)| {
-                args.iter()
-                    .skip(2)
-                    .any(|p| glob(&p.to_ascii_lowercase(), name.as_bytes()))
-            })
+            .filter(|(name, _)| args.iter().skip(2).any(|p| glob::matches(p, name.as_bytes(), true)))
             .collect();
         r.map(matched.len());
         for (name, value) in matched {
@@ -398,47 +395,5 @@ pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Key
         r.ok();
     } else {
         subcommand_error(r, "CONFIG", args);
-    }
-}
-
-/// Redis-style glob with `*` and `?` (enough for `CONFIG GET`), in O(pattern x text).
-fn glob(pattern: &[u8], s: &[u8]) -> bool {
-    let (mut p, mut i) = (0, 0);
-    // Where the last `*` was, and the text position it currently stands for.
-    let mut star: Option<(usize, usize)> = None;
-    while i < s.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == s[i]) {
-            p += 1;
-            i += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, i));
-            p += 1;
-        } else if let Some((sp, si)) = star {
-            p = sp + 1;
-            i = si + 1;
-            star = Some((sp, si + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn glob_matches() {
-        assert!(glob(b"*", b"save"));
-        assert!(glob(b"max*", b"maxmemory"));
-        assert!(glob(b"*memory*", b"maxmemory-policy"));
-        assert!(glob(b"s?ve", b"save"));
-        assert!(!glob(b"s?ve", b"sve"));
-        assert!(!glob(b"save", b"saves"));
-        assert!(glob(&[b'*'; 10_000], b"save"));
-        let mut p = vec![b'*'; 5_000];
-        p.push(b'x');
-        assert!(!glob(&p, b"maxmemory-policy"));
     }
 }

@@ -51,6 +51,14 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
         }
         return Flow::Continue;
     }
+    if spec.cmd == Cmd::Object {
+        // A container command: its subcommand is checked as its arity is.
+        if let Err(e) = keys::object_subcommand(args) {
+            r.error(&e);
+            session.tx.refuse();
+            return Flow::Continue;
+        }
+    }
     if session.tx.in_multi() && !spec.cmd.runs_inside_multi() {
         queue(&mut r, session, shared, spec, args);
         return Flow::Continue;
@@ -180,6 +188,7 @@ pub(crate) fn run(
             }
         }
         Cmd::Mset => strings::mset(r, ks, args),
+        Cmd::Msetnx => strings::msetnx(r, ks, args),
         Cmd::Incr => strings::incr(r, ks, args.get(1), 1),
         Cmd::Decr => strings::incr(r, ks, args.get(1), -1),
         Cmd::Incrby => match parse_i64(args.get(2)) {
@@ -191,10 +200,17 @@ pub(crate) fn run(
             Some(d) => strings::incr(r, ks, args.get(1), -d),
             None => r.error(NOT_INT),
         },
+        Cmd::Incrbyfloat => strings::incr_by_float(r, ks, args),
         Cmd::Append => strings::append(r, ks, args, max),
         Cmd::Strlen => ks.get_with(args.get(1), |v| r.int(v.map_or(0, <[u8]>::len) as i64)),
         Cmd::Getdel => r.bulk_or_null(ks.get_del(args.get(1)).as_deref()),
+        Cmd::Getex => strings::getex(r, ks, args),
         Cmd::Getset => strings::getset(r, ks, args),
+        Cmd::Getrange => strings::getrange(r, ks, args),
+        Cmd::Setrange => strings::setrange(r, ks, args, max),
+        Cmd::Setbit => strings::setbit(r, ks, args, max),
+        Cmd::Getbit => strings::getbit(r, ks, args, max),
+        Cmd::Bitcount => strings::bitcount(r, ks, args),
         Cmd::Setnx => strings::setnx(r, ks, args),
         Cmd::Setex => strings::setex(r, ks, args, "setex", 1000),
         Cmd::Psetex => strings::setex(r, ks, args, "psetex", 1),
@@ -206,8 +222,17 @@ pub(crate) fn run(
         Cmd::Pexpireat => keys::expire(r, ks, args, "pexpireat", 1, false),
         Cmd::Ttl => keys::ttl(r, ks, args, false),
         Cmd::Pttl => keys::ttl(r, ks, args, true),
+        Cmd::Expiretime => keys::expire_time(r, ks, args, false),
+        Cmd::Pexpiretime => keys::expire_time(r, ks, args, true),
         Cmd::Persist => r.int(ks.persist(args.get(1)) as i64),
         Cmd::Type => r.simple(if ks.exists(args.get(1)) { "string" } else { "none" }),
+        Cmd::Keys => keys::keys(r, ks, args),
+        Cmd::Scan => keys::scan(r, ks, args),
+        Cmd::Rename => keys::rename(r, ks, args, false),
+        Cmd::Renamenx => keys::rename(r, ks, args, true),
+        Cmd::Copy => keys::copy(r, ks, args),
+        Cmd::Randomkey => r.bulk_or_null(ks.random_key().as_ref().map(|k| k.as_slice())),
+        Cmd::Object => keys::object(r, ks, args),
         Cmd::Dbsize => r.int(ks.len() as i64),
         Cmd::Flushdb => keys::flushdb(r, ks, args),
         Cmd::Unwatch => {

@@ -11,8 +11,10 @@
 //! - `state` (parse, timeouts, query_buffer, transaction): what commands run against: the
 //!   server's shared state, built from [`RespConfig`], and one connection's session.
 //! - `admin` (parse, reply, table, state): HELLO, AUTH, CLIENT, INFO, COMMAND, CONFIG.
-//! - `strings` (parse, reply): the string commands (SET family, MSET, INCR, APPEND).
-//! - `keys` (parse, reply): the keyspace commands (DEL, EXPIRE family, FLUSHDB).
+//! - `strings` (parse, reply): the string commands (SET family, GETEX, INCRBYFLOAT,
+//!   GETRANGE, SETRANGE, SETBIT, BITCOUNT, ...).
+//! - `keys` (parse, reply): the keyspace commands (DEL, EXPIRE family, KEYS, SCAN,
+//!   RENAME, COPY, OBJECT, ...).
 //! - `commands` (all of the above): dispatch, MULTI/EXEC/DISCARD/WATCH/UNWATCH.
 //! - `connection` (parse, reply, state, commands): one client's protocol state, without
 //!   the socket ([`Connection`]).
@@ -21,7 +23,7 @@
 //!   connection loop.
 //!
 //! Below all of them, outside `resp`: the crate's `keyspace` (every command runs against
-//! one), `cache` (and `ring`'s hasher, for the run id); nothing
+//! one), `cache`, `glob`, `long_double` (and `ring`'s hasher, for the run id); nothing
 //! outside `resp` uses anything inside it but the re-exports below.
 
 mod admin;

@@ -22,18 +22,35 @@ pub(crate) enum Cmd {
     Persist,
     Mget,
     Mset,
+    Msetnx,
     Incr,
     Incrby,
+    Incrbyfloat,
     Decr,
     Decrby,
     Append,
     Strlen,
     Getdel,
+    Getex,
     Getset,
+    Getrange,
+    Setrange,
+    Setbit,
+    Getbit,
+    Bitcount,
     Setnx,
     Setex,
     Psetex,
+    Expiretime,
+    Pexpiretime,
     Type,
+    Keys,
+    Scan,
+    Rename,
+    Renamenx,
+    Copy,
+    Randomkey,
+    Object,
     Multi,
     Exec,
     Discard,
@@ -68,7 +85,10 @@ impl Cmd {
     /// Whether the command reads or changes the whole keyspace (or every shard's
     /// figures): it holds every shard while it runs.
     fn touches_every_shard(self) -> bool {
-        matches!(self, Cmd::Dbsize | Cmd::Flushdb | Cmd::Info | Cmd::Config)
+        matches!(
+            self,
+            Cmd::Keys | Cmd::Scan | Cmd::Randomkey | Cmd::Dbsize | Cmd::Flushdb | Cmd::Info | Cmd::Config
+        )
     }
 }
 
@@ -91,10 +111,14 @@ impl Spec {
         (self.arity > 0 && n == self.arity) || (self.arity < 0 && n >= -self.arity)
     }
 
-    /// The positions of the command's keys in `args` (Redis' first/last/step).
+    /// The positions of the command's keys in `args` (Redis' first/last/step; OBJECT's
+    /// subcommands take their key second).
     pub fn key_positions(&self, args: Args<'_>) -> impl Iterator<Item = usize> {
         let n = args.len() as i32;
-        let (first, last, step) = (self.first_key, self.last_key, self.step);
+        let (first, last, step) = match self.cmd {
+            Cmd::Object => (2, 2, 1),
+            _ => (self.first_key, self.last_key, self.step),
+        };
         let last = if last < 0 { n + last } else { last.min(n - 1) };
         let range = if first <= 0 || step <= 0 || first > last {
             0..0
@@ -123,6 +147,7 @@ impl Spec {
     }
 }
 
+const R: &[&str] = &["readonly"];
 const RF: &[&str] = &["readonly", "fast"];
 const W: &[&str] = &["write"];
 const WD: &[&str] = &["write", "denyoom"];
@@ -173,10 +198,21 @@ pub(crate) static COMMANDS: &[Spec] = &[
     spec!("append", Append, 3, WDF, 1, 1, 1),
     spec!("strlen", Strlen, 2, RF, 1, 1, 1),
     spec!("getdel", Getdel, 2, WF, 1, 1, 1),
+    spec!("getex", Getex, -2, WF, 1, 1, 1),
     spec!("getset", Getset, 3, WDF, 1, 1, 1),
     spec!("setnx", Setnx, 3, WDF, 1, 1, 1),
     spec!("setex", Setex, 4, WD, 1, 1, 1),
     spec!("psetex", Psetex, 4, WD, 1, 1, 1),
+    spec!("msetnx", Msetnx, -3, WD, 1, -1, 2),
+    spec!("incrbyfloat", Incrbyfloat, 3, WDF, 1, 1, 1),
+    spec!("getrange", Getrange, 4, R, 1, 1, 1),
+    spec!("substr", Getrange, 4, R, 1, 1, 1),
+    spec!("setrange", Setrange, 4, WD, 1, 1, 1),
+    spec!("setbit", Setbit, 4, WD, 1, 1, 1),
+    spec!("getbit", Getbit, 3, RF, 1, 1, 1),
+    spec!("bitcount", Bitcount, -2, R, 1, 1, 1),
+    spec!("expiretime", Expiretime, 2, RF, 1, 1, 1),
+    spec!("pexpiretime", Pexpiretime, 2, RF, 1, 1, 1),
     spec!("type", Type, 2, RF, 1, 1, 1),
     spec!("multi", Multi, 1, TX, 0, 0, 0),
     spec!(
@@ -191,6 +227,13 @@ pub(crate) static COMMANDS: &[Spec] = &[
     spec!("discard", Discard, 1, TX, 0, 0, 0),
     spec!("watch", Watch, -2, TX, 1, -1, 1),
     spec!("unwatch", Unwatch, 1, TX, 0, 0, 0),
+    spec!("scan", Scan, -2, R, 0, 0, 0),
+    spec!("keys", Keys, 2, R, 0, 0, 0),
+    spec!("rename", Rename, 3, W, 1, 2, 1),
+    spec!("renamenx", Renamenx, 3, WF, 1, 2, 1),
+    spec!("copy", Copy, -3, WD, 1, 2, 1),
+    spec!("randomkey", Randomkey, 1, R, 0, 0, 0),
+    spec!("object", Object, -2, CONTAINER, 0, 0, 0),
     spec!("ping", Ping, -1, &["fast"], 0, 0, 0),
     spec!("echo", Echo, 2, LSF, 0, 0, 0),
     spec!("select", Select, 2, LSF, 0, 0, 0),
