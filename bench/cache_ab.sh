@@ -15,7 +15,9 @@
 #   DEPTHS="1 16" pipeline depths (-P)
 #   THREADS=1    the servers' worker threads (the node's default is 1)
 #   KEYSPACE=    redis-benchmark -r (empty: one key, as redis-benchmark does by default)
-# Prints requests/s per round, then per test the medians and the ratio B/A.
+# Prints requests/s and the server's CPU time per request (user + system, from
+# /proc/PID/stat: steadier than throughput when other work shares the cores) per round,
+# then per test the medians and the ratios B/A.
 set -euo pipefail
 
 A=${1:?usage: bench/cache_ab.sh A_BINARY B_BINARY}
@@ -47,8 +49,13 @@ start() { # binary port (not in a subshell: PIDS must keep the process for the t
 
 PORT_A=$(free_port)
 start "$A" "$PORT_A"
+PID_A=${PIDS[-1]}
 PORT_B=$(free_port)
 start "$B" "$PORT_B"
+PID_B=${PIDS[-1]}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
 OUT=$(mktemp)
 RANGE=()
 [ -n "$KEYSPACE" ] && RANGE=(-r "$KEYSPACE")
@@ -59,27 +66,34 @@ for round in $(seq "$ROUNDS"); do
     for depth in $DEPTHS; do
         for which in $order; do
             port=$PORT_A
-            [ "$which" = B ] && port=$PORT_B
-            redis-benchmark -p "$port" -t set,get -n "$N" -c "$CONNS" -P "$depth" "${RANGE[@]}" --csv 2>/dev/null |
-                tail -n +2 | tr -d '"' | while IFS=, read -r test rps _; do
-                    echo "$round $which P$depth $test $rps" | tee -a "$OUT"
-                done
+            pid=$PID_A
+            [ "$which" = B ] && port=$PORT_B && pid=$PID_B
+            for test in set get; do
+                before=$(cpu_ticks "$pid")
+                rps=$(redis-benchmark -p "$port" -t "$test" -n "$N" -c "$CONNS" -P "$depth" "${RANGE[@]}" --csv 2>/dev/null |
+                    tail -n +2 | tr -d '"' | cut -d, -f2)
+                after=$(cpu_ticks "$pid")
+                us=$(python3 -c "print(round(($after - $before) * 1e6 / $TICK / $N, 2))")
+                echo "$round $which P$depth ${test^^} $rps $us" | tee -a "$OUT"
+            done
         done
     done
 done
 
 echo
-echo "medians over $ROUNDS rounds (requests/s), B/A:"
+echo "medians over $ROUNDS rounds: requests/s and server CPU us per request; ratios B/A"
 python3 - "$OUT" <<'EOF'
 import statistics, sys, collections
-runs = collections.defaultdict(list)
+rps = collections.defaultdict(list)
+cpu = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    _, which, depth, test, rps = line.split()
-    runs[(depth, test, which)].append(float(rps))
-for depth, test in sorted({(d, t) for d, t, _ in runs}):
-    a = statistics.median(runs[(depth, test, "A")])
-    b = statistics.median(runs[(depth, test, "B")])
-    print(f"  {depth:>3} {test:<4} A {a:>10.0f}  B {b:>10.0f}  B/A {b / a:.3f}   "
-          f"(A {sorted(runs[(depth, test, 'A')])}, B {sorted(runs[(depth, test, 'B')])})")
+    _, which, depth, test, r, us = line.split()
+    rps[(depth, test, which)].append(float(r))
+    cpu[(depth, test, which)].append(float(us))
+for depth, test in sorted({(d, t) for d, t, _ in rps}):
+    ra, rb = (statistics.median(rps[(depth, test, w)]) for w in "AB")
+    ca, cb = (statistics.median(cpu[(depth, test, w)]) for w in "AB")
+    print(f"  {depth:>3} {test:<4} req/s A {ra:>9.0f} B {rb:>9.0f} B/A {rb / ra:.3f}   "
+          f"cpu us/req A {ca:5.2f} B {cb:5.2f} B/A {cb / ca:.3f}")
 EOF
 rm -f "$OUT"
