@@ -1,14 +1,16 @@
-//! [`Cache`]: the shards of one node behind a consistent-hash ring, and the operations
-//! on them (the Redis string commands' semantics, in Rust types).
+//! [`Cache`]: the shards of one node behind a consistent-hash ring, and its public
+//! operations (each one a [`Keyspace`] operation locking one shard, or all of them for
+//! the whole-cache ones).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::clock::{Clock, SystemClock};
+use crate::keyspace::{ExpireFlags, Keyspace};
 use crate::ring::{key_hash, Ring, ShardId, DEFAULT_VNODES};
-use crate::shard::{Deadlines, Shard, ShardStats, NEVER};
+use crate::shard::{Shard, ShardStats};
 use crate::stored::Stored;
 
 /// Default memory bound of a cache (all shards together).
@@ -231,35 +233,24 @@ impl Cache {
         self.ring.nodes()[node].shard as usize
     }
 
-    fn shard(&self, key: &[u8]) -> &Shard {
-        &self.shards[self.shard_of(key)]
+    pub(crate) fn shards(&self) -> &[Shard] {
+        &self.shards
     }
 
-    fn now(&self) -> u64 {
-        self.clock.now_ms()
+    /// A keyspace whose operations each lock their own shard.
+    pub(crate) fn keyspace(&self) -> Keyspace<'_> {
+        Keyspace::new(self)
     }
 
     /// The value of `key`, if it is live (counts a hit or a miss).
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
-        let now = self.now();
-        let mut s = self.shard(key).lock();
-        let v = s.with_live(key, now, |e| e.value.to_bytes());
-        s.count_read(v.is_some());
-        v
+        self.keyspace().get(key)
     }
 
     /// Calls `f` with the value of `key` while the shard is locked, to copy it out without
     /// touching its reference count (counts a hit or a miss). `f` must be quick.
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
-        let now = self.now();
-        let mut s = self.shard(key).lock();
-        let mut f = Some(f);
-        let r = s.with_live(key, now, |e| (f.take().expect("called once"))(Some(e.value.as_slice())));
-        s.count_read(r.is_some());
-        match r {
-            Some(r) => r,
-            None => (f.take().expect("not called yet"))(None),
-        }
+        self.keyspace().get_with(key, f)
     }
 
     /// Stores `value` under `key`.
@@ -276,101 +267,27 @@ impl Cache {
 
     /// Stores `value` under `key` if `options.condition` holds.
     pub fn set_with(&self, key: &[u8], value: Bytes, options: SetOptions) -> SetOutcome {
-        self.store(key, Stored::from_bytes(value), options)
-    }
-
-    /// [`Cache::set_with`] copying the value from a slice (the RESP server's path: one
-    /// copy, none at all for short values, which are kept inline).
-    pub(crate) fn set_slice(&self, key: &[u8], value: &[u8], options: SetOptions) -> SetOutcome {
-        self.store(key, Stored::copy_from(value), options)
-    }
-
-    fn store(&self, key: &[u8], value: Stored, options: SetOptions) -> SetOutcome {
-        let now = self.now();
-        let unix_now = match options.expiry {
-            Expiry::AtUnixMs(_) => self.clock.unix_ms(),
-            _ => 0,
-        };
-        let fixed = |expiry: Expiry| match expiry {
-            Expiry::Never | Expiry::Keep => Deadlines::NONE,
-            Expiry::After(ttl) => Deadlines {
-                expires_at: deadline(now, ttl),
-                ..Deadlines::NONE
-            },
-            Expiry::Sliding(ttl) => Deadlines {
-                expires_at: deadline(now, ttl),
-                idle_ttl: ms(ttl).max(1),
-                ..Deadlines::NONE
-            },
-            Expiry::AtUnixMs(at) => Deadlines {
-                expires_at: now.saturating_add(at.saturating_sub(unix_now)),
-                ..Deadlines::NONE
-            },
-        };
-        let mut s = self.shard(key).lock();
-        if options.condition == Condition::Always && options.expiry != Expiry::Keep {
-            // The common SET: one map lookup (two for a new key).
-            let previous = s.insert(key, value, fixed(options.expiry), now);
-            // Freed after the lock is released.
-            drop(s);
-            return SetOutcome {
-                stored: true,
-                previous: previous.map(|p| p.to_bytes()),
-            };
-        }
-        let current = s.peek(key, now, |e| (e.value.to_bytes(), e.expires_at, e.idle_ttl));
-        let allowed = match options.condition {
-            Condition::Always => true,
-            Condition::IfAbsent => current.is_none(),
-            Condition::IfPresent => current.is_some(),
-        };
-        let previous = current.as_ref().map(|c| c.0.clone());
-        if !allowed {
-            return SetOutcome {
-                stored: false,
-                previous,
-            };
-        }
-        let d = match (options.expiry, current) {
-            (Expiry::Keep, Some((_, expires_at, idle_ttl))) => Deadlines {
-                expires_at,
-                idle_ttl,
-                ..Deadlines::NONE
-            },
-            (expiry, _) => fixed(expiry),
-        };
-        s.insert(key, value, d, now);
-        SetOutcome { stored: true, previous }
+        self.keyspace().set(key, Stored::from_bytes(value), options)
     }
 
     /// Removes `key`; true if it existed.
     pub fn delete(&self, key: &[u8]) -> bool {
-        let now = self.now();
-        self.shard(key).lock().remove(key, now).is_some()
+        self.keyspace().delete(key)
     }
 
     /// Removes `key` and returns its value (counts a hit or a miss).
     pub fn get_del(&self, key: &[u8]) -> Option<Bytes> {
-        let now = self.now();
-        let mut s = self.shard(key).lock();
-        let v = s.remove(key, now);
-        s.count_read(v.is_some());
-        v.map(|v| v.to_bytes())
+        self.keyspace().get_del(key)
     }
 
     /// Whether `key` exists (does not count as a read for recency).
     pub fn exists(&self, key: &[u8]) -> bool {
-        let now = self.now();
-        self.shard(key).lock().peek(key, now, |_| ()).is_some()
+        self.keyspace().exists(key)
     }
 
     /// Length of the value of `key` (0 when missing).
     pub fn strlen(&self, key: &[u8]) -> usize {
-        let now = self.now();
-        self.shard(key)
-            .lock()
-            .with_live(key, now, |e| e.value.len())
-            .unwrap_or(0)
+        self.keyspace().get_with(key, |v| v.map_or(0, <[u8]>::len))
     }
 
     /// Sets `key` to expire after `ttl` (a zero `ttl` deletes it); false if no such key.
@@ -382,118 +299,68 @@ impl Cache {
     /// failed. `expiry` may be `After`, `Sliding` or `AtUnixMs`; a deadline not in the
     /// future deletes the key (and counts as set). `Never` is [`Cache::persist`].
     pub fn expire_with(&self, key: &[u8], expiry: Expiry, condition: ExpireCondition) -> bool {
-        let now = self.now();
-        let (at, idle) = match expiry {
-            Expiry::Never => return self.persist(key),
-            Expiry::Keep => return self.exists(key),
-            Expiry::After(ttl) => (deadline(now, ttl), 0),
-            Expiry::Sliding(ttl) => (deadline(now, ttl), ms(ttl).max(1)),
-            Expiry::AtUnixMs(at) => {
-                let unix_now = self.clock.unix_ms();
-                (
-                    if at <= unix_now {
-                        now
-                    } else {
-                        now.saturating_add(at - unix_now)
-                    },
-                    0,
-                )
-            }
+        let flags = match condition {
+            ExpireCondition::Always => ExpireFlags::default(),
+            ExpireCondition::IfNone => ExpireFlags {
+                nx: true,
+                ..ExpireFlags::default()
+            },
+            ExpireCondition::IfSome => ExpireFlags {
+                xx: true,
+                ..ExpireFlags::default()
+            },
+            ExpireCondition::IfLater => ExpireFlags {
+                gt: true,
+                ..ExpireFlags::default()
+            },
+            ExpireCondition::IfEarlier => ExpireFlags {
+                lt: true,
+                ..ExpireFlags::default()
+            },
         };
-        let mut s = self.shard(key).lock();
-        let Some(current) = s.peek(key, now, |e| e.expires_at) else {
-            return false;
-        };
-        let ok = match condition {
-            ExpireCondition::Always => true,
-            ExpireCondition::IfNone => current == NEVER,
-            ExpireCondition::IfSome => current != NEVER,
-            ExpireCondition::IfLater => current != NEVER && at > current,
-            ExpireCondition::IfEarlier => at < current,
-        };
-        if !ok {
-            return false;
-        }
-        if at <= now {
-            s.remove(key, now);
-            return true;
-        }
-        s.set_deadline(key, now, at, idle)
+        self.keyspace().expire_with(key, expiry, flags)
     }
 
     /// Clears `key`'s deadline; true if it had one.
     pub fn persist(&self, key: &[u8]) -> bool {
-        let now = self.now();
-        let mut s = self.shard(key).lock();
-        match s.peek(key, now, |e| e.expires_at) {
-            Some(at) if at != NEVER => s.set_deadline(key, now, NEVER, 0),
-            _ => false,
-        }
+        self.keyspace().persist(key)
     }
 
     /// `key`'s remaining time to live.
     pub fn ttl(&self, key: &[u8]) -> Ttl {
-        let now = self.now();
-        match self.shard(key).lock().peek(key, now, |e| e.expires_at) {
-            None => Ttl::Missing,
-            Some(NEVER) => Ttl::Persistent,
-            Some(at) => Ttl::Remaining(Duration::from_millis(at - now)),
-        }
+        self.keyspace().ttl(key)
     }
 
     /// Adds `delta` to the integer in `key` (missing counts as 0); keeps its deadline.
     pub fn incr_by(&self, key: &[u8], delta: i64) -> Result<i64, CacheError> {
-        let now = self.now();
-        let mut s = self.shard(key).lock();
-        let r = s.with_live(key, now, |e| {
-            let n = parse_i64(e.value.as_slice()).ok_or(CacheError::NotAnInteger)?;
-            let n = n.checked_add(delta).ok_or(CacheError::Overflow)?;
-            e.value = Stored::from_i64(n);
-            Ok(n)
-        });
-        match r {
-            Some(r) => r,
-            None => {
-                s.insert(key, Stored::from_i64(delta), Deadlines::NONE, now);
-                Ok(delta)
-            }
-        }
+        self.keyspace().incr_by(key, delta)
     }
 
     /// Appends `data` to `key`'s value (creating it); returns the new length.
     pub fn append(&self, key: &[u8], data: &[u8]) -> usize {
-        let now = self.now();
-        let mut s = self.shard(key).lock();
-        let r = s.with_live(key, now, |e| {
-            let mut v = BytesMut::with_capacity(e.value.len() + data.len());
-            v.extend_from_slice(e.value.as_slice());
-            v.extend_from_slice(data);
-            e.value = Stored::from_bytes(v.freeze());
-            e.value.len()
-        });
-        match r {
-            Some(n) => n,
-            None => {
-                s.insert(key, Stored::copy_from(data), Deadlines::NONE, now);
-                data.len()
-            }
-        }
+        self.keyspace()
+            .append(key, data, usize::MAX)
+            .expect("no bound on the length")
     }
 
     /// Keys held (including expired ones not yet removed, as Redis' DBSIZE).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.keyspace().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Removes every key of every shard.
+    /// Keys WATCHed by the Redis port's connections (each key counted once per
+    /// connection watching it).
+    pub fn watched_keys(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().watched_keys()).sum()
+    }
+
+    /// Removes every key of every shard, all at once.
     pub fn flush(&self) {
-        for s in self.shards.iter() {
-            s.lock().clear();
-        }
+        self.keyspace().flush();
     }
 
     /// Empties shard `n` as if its memory were lost (for tests and drills); returns how
@@ -514,7 +381,7 @@ impl Cache {
     /// shard while more than a quarter of its sample had expired (Redis' active expiry).
     /// Returns how many keys were removed.
     pub fn sweep_expired(&self, samples: usize) -> usize {
-        let now = self.now();
+        let now = self.clock.now_ms();
         let mut removed = 0;
         for s in self.shards.iter() {
             for _ in 0..16 {
@@ -530,21 +397,12 @@ impl Cache {
 
     /// Per-shard and total counters.
     pub fn stats(&self) -> CacheStats {
-        let shards: Vec<ShardStats> = self.shards.iter().map(|s| s.lock().stats()).collect();
-        let mut total = ShardStats::default();
-        for s in &shards {
-            total.add(s);
-        }
-        CacheStats { shards, total }
+        CacheStats::from_shards(self.keyspace().stats())
     }
 
     /// Read-through lookup: the value and whether it is still fresh (counts hit/miss).
     pub(crate) fn lookup(&self, key: &[u8]) -> Lookup {
-        let now = self.now();
-        let mut s = self.shard(key).lock();
-        let r = s.with_live(key, now, |e| (e.value.to_bytes(), e.fresh_until > now));
-        s.count_read(r.is_some());
-        match r {
+        match self.keyspace().get_fresh(key) {
             Some((v, true)) => Lookup::Fresh(v),
             Some((v, false)) => Lookup::Stale(v),
             None => Lookup::Miss,
@@ -553,14 +411,17 @@ impl Cache {
 
     /// Stores a loaded value, fresh for `ttl` and then servable stale for `stale` more.
     pub(crate) fn put_loaded(&self, key: &[u8], value: Bytes, ttl: Duration, stale: Duration) {
-        let now = self.now();
-        let fresh_until = deadline(now, ttl);
-        let d = Deadlines {
-            expires_at: deadline(fresh_until, stale),
-            fresh_until,
-            idle_ttl: 0,
-        };
-        self.shard(key).lock().insert(key, Stored::from_bytes(value), d, now);
+        self.keyspace().put_loaded(key, value, ttl, stale);
+    }
+}
+
+impl CacheStats {
+    pub(crate) fn from_shards(shards: Vec<ShardStats>) -> CacheStats {
+        let mut total = ShardStats::default();
+        for s in &shards {
+            total.add(s);
+        }
+        CacheStats { shards, total }
     }
 }
 
@@ -574,15 +435,6 @@ pub async fn run_sweeper(cache: Arc<Cache>, every: Duration, token: tokio_util::
             _ = token.cancelled() => return,
         }
     }
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1)
-}
-
-fn deadline(now: u64, ttl: Duration) -> u64 {
-    // NEVER is reserved for "no deadline".
-    now.saturating_add(ms(ttl)).min(NEVER - 1)
 }
 
 /// Parses a Redis integer: optional '-', digits, no spaces or '+', no leading zeros.

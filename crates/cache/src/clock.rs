@@ -1,30 +1,58 @@
 //! Time as the cache sees it: monotonic milliseconds for TTLs and recency, and the Unix
-//! time for the absolute expiries of the Redis protocol (`EXAT`, `PXAT`).
+//! time for the absolute expiries of the Redis protocol (`EXAT`, `PXAT`, EXPIRETIME).
+//!
+//! Deadlines are kept on the monotonic clock. The Unix time is the monotonic time plus
+//! an offset that changes only when the wall clock is stepped (by more than a second),
+//! so that an absolute deadline converted in and out again is the same to the
+//! millisecond (`PEXPIREAT k T` then `PEXPIRETIME k` answers `T`), which two clocks
+//! read separately would not guarantee.
 //!
 //! Tests inject a [`ManualClock`] and move it forward by hand; nothing in the crate
 //! sleeps to let a key expire.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of time for the cache.
 pub trait Clock: Send + Sync + 'static {
     /// Milliseconds since an arbitrary origin; never goes backwards.
     fn now_ms(&self) -> u64;
-    /// Milliseconds since the Unix epoch (wall-clock time).
-    fn unix_ms(&self) -> u64;
+    /// Milliseconds since the Unix epoch (wall-clock time) at the monotonic time
+    /// `now_ms`, which is now or a moment ago.
+    fn unix_at(&self, now_ms: u64) -> u64;
+    /// Milliseconds since the Unix epoch now.
+    fn unix_ms(&self) -> u64 {
+        self.unix_at(self.now_ms())
+    }
 }
 
-/// The real clock: [`Instant`] for `now_ms`, [`SystemTime`] for `unix_ms`.
+/// The real clock: [`Instant`] for `now_ms`; `unix_ms` follows [`SystemTime`] through
+/// an offset from it (see the module documentation).
 #[derive(Debug)]
 pub struct SystemClock {
     origin: Instant,
+    /// Unix ms minus monotonic ms.
+    offset: AtomicI64,
 }
+
+/// How far the wall clock may drift from the monotonic one before the offset follows.
+const RESYNC_MS: i64 = 1_000;
 
 impl SystemClock {
     pub fn new() -> SystemClock {
-        SystemClock { origin: Instant::now() }
+        let origin = Instant::now();
+        SystemClock {
+            origin,
+            offset: AtomicI64::new(wall_ms() - origin.elapsed().as_millis() as i64),
+        }
     }
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Default for SystemClock {
@@ -38,11 +66,16 @@ impl Clock for SystemClock {
         self.origin.elapsed().as_millis() as u64
     }
 
-    fn unix_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+    fn unix_at(&self, now_ms: u64) -> u64 {
+        let mut offset = self.offset.load(Ordering::Relaxed);
+        let wall = wall_ms();
+        let drift = wall - (now_ms as i64 + offset);
+        // `now_ms` may be a moment old: only a step of the wall clock moves the offset.
+        if !(-RESYNC_MS..=RESYNC_MS).contains(&drift) {
+            offset = wall - self.now_ms() as i64;
+            self.offset.store(offset, Ordering::Relaxed);
+        }
+        (now_ms as i64 + offset).max(0) as u64
     }
 }
 
@@ -88,7 +121,7 @@ impl Clock for ManualClock {
         self.now.load(Ordering::SeqCst)
     }
 
-    fn unix_ms(&self) -> u64 {
-        self.unix_base + self.now_ms()
+    fn unix_at(&self, now_ms: u64) -> u64 {
+        self.unix_base + now_ms
     }
 }

@@ -12,10 +12,16 @@
 //! - [`Ring`] (`ring`): the consistent-hash ring with virtual nodes mapping a key to its
 //!   [`ShardId`] (node name + shard number), so shards of other nodes can join later.
 //! - `stored`: keys and values as held in a shard (inline up to 23 bytes, else shared).
+//! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET).
+//! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
 //! - `shard` (stored): one shard (a `Mutex<HashMap>`), its memory accounting, lazy and
-//!   sampled expiry, and eviction by sampling (approximate LRU: sample
-//!   [`CacheConfig::eviction_samples`] keys, evict the least recently used).
-//! - [`Cache`] (`cache`; clock, ring, stored, shard): the shards of one node and the
+//!   sampled expiry, eviction by sampling (approximate LRU: sample
+//!   [`CacheConfig::eviction_samples`] keys, evict the least recently used), the
+//!   connections WATCHing its keys, and SCAN's walk over it.
+//! - `keyspace` (clock, ring, stored, glob, long_double, shard): every operation on
+//!   keys, locking one shard per operation or holding several at once (multi-key
+//!   commands and transactions are atomic: its header says how).
+//! - [`Cache`] (`cache`; keyspace and the above): the shards of one node and the public
 //!   operations on them (get, set with conditions and expiry, delete,
 //!   expire/persist/ttl, incr, append, flush, [`Cache::drop_shard`], [`Cache::stats`]).
 //! - [`ReadThrough`] (`read_through`; cache): a cache in front of a [`Loader`], with
@@ -80,6 +86,8 @@
 //!
 //! - A shard's lock is held only for map work: time is read and values are allocated
 //!   before it is taken; nothing awaits while holding it.
+//! - Shard locks are taken one at a time, or several in ascending shard order and held
+//!   together (a multi-key command, EXEC): never out of order, so never a deadlock.
 //! - Memory accounting (`bytes`) is key + value + [`ENTRY_OVERHEAD`] per entry, exact for
 //!   what the cache holds; each shard evicts to stay within `max_bytes / shards`.
 //! - Keys and values are copied out of request buffers, so a cached value never pins a
@@ -90,6 +98,9 @@
 
 mod cache;
 mod clock;
+mod glob;
+mod keyspace;
+mod long_double;
 mod read_through;
 pub mod resp;
 mod ring;

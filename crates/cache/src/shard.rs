@@ -1,13 +1,21 @@
 //! One shard: a map from key to entry under one mutex, its memory accounting, lazy and
-//! sampled expiry, and eviction by sampling (approximate LRU, as Redis does it).
+//! sampled expiry, eviction by sampling (approximate LRU, as Redis does it), and the
+//! connections WATCHing its keys.
 //!
 //! Every operation takes the current time from the caller (read before the lock) so the
 //! critical section is only map work. Keys are also kept in a dense list (`keys`, each
-//! entry knows its slot) so that a random key can be drawn in O(1) for eviction and
-//! expiry sampling.
+//! entry knows its slot) so that a random key can be drawn in O(1) for eviction, expiry
+//! sampling and RANDOMKEY, and so that SCAN can walk the shard with a cursor (see
+//! [`ShardState::scan`]).
+//!
+//! Every change to a key goes through [`ShardState::insert_as`], [`ShardState::modify`],
+//! [`ShardState::set_deadline`], `remove_with` (deletion, expiry, eviction) or
+//! [`ShardState::clear`]; each of them marks the key's watchers dirty. While nobody
+//! watches a key of the shard that costs one test of an empty map.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::stored::Stored;
 
@@ -58,16 +66,58 @@ impl ShardStats {
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub value: Stored,
+    /// How Redis would hold the value (OBJECT ENCODING).
+    pub encoding: Encoding,
     /// Monotonic ms after which the entry is gone ([`NEVER`]: no deadline).
     pub expires_at: u64,
     /// Read-through: monotonic ms after which the value is stale ([`NEVER`]: always fresh).
     pub fresh_until: u64,
     /// Sliding expiry: each read moves `expires_at` to now + this (0: not sliding).
     pub idle_ttl: u64,
-    /// Monotonic ms of the last read or write, for eviction.
-    last_access: u64,
+    /// Monotonic ms of the last read or write, for eviction (and OBJECT IDLETIME).
+    pub last_access: u64,
     /// Index of the key in `ShardState::keys`.
     slot: u32,
+}
+
+/// How Redis would hold a value, for OBJECT ENCODING: Redis decides it when a value is
+/// written whole and keeps it while the value changes in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// Written whole (SET, MSET, INCR, APPEND to a new key, ...): `int`, `embstr` or
+    /// `raw` by its bytes, as Redis' `tryObjectEncoding` decides.
+    Whole,
+    /// Written whole by INCRBYFLOAT: `embstr` or `raw` by its length, never `int`.
+    Float,
+    /// Changed in place (APPEND, SETRANGE, SETBIT): `raw`.
+    Raw,
+}
+
+impl Encoding {
+    /// The name OBJECT ENCODING gives a value held so.
+    pub fn name(self, value: &[u8]) -> &'static str {
+        /// Redis' `OBJ_ENCODING_EMBSTR_SIZE_LIMIT`.
+        const EMBSTR_MAX: usize = 44;
+        match self {
+            Encoding::Raw => "raw",
+            Encoding::Whole if value.len() <= 20 && crate::cache::parse_i64(value).is_some() => "int",
+            _ if value.len() <= EMBSTR_MAX => "embstr",
+            _ => "raw",
+        }
+    }
+}
+
+/// One connection's WATCH: marked dirty when any key it watches changes (written,
+/// deleted, expired, evicted or flushed), so that its EXEC runs nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Watcher {
+    dirty: AtomicBool,
+}
+
+impl Watcher {
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
 }
 
 /// The deadlines of a value being written.
@@ -116,6 +166,7 @@ impl Shard {
                     max_bytes,
                     ..ShardStats::default()
                 },
+                watched: HashMap::new(),
             }),
         }
     }
@@ -134,6 +185,8 @@ pub(crate) struct ShardState {
     samples: usize,
     rng: u64,
     stats: ShardStats,
+    /// The connections watching keys of this shard (present or not), by key.
+    watched: HashMap<Stored, Vec<Arc<Watcher>>>,
 }
 
 impl ShardState {
@@ -158,9 +211,28 @@ impl ShardState {
     }
 
     /// Runs `f` on the live entry for `key` (removing it first if it has expired), after
-    /// marking it used and sliding its deadline. Accounting follows any change `f` makes
-    /// to the value's length.
-    pub fn with_live<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+    /// marking it used and sliding its deadline.
+    pub fn with_live<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        match self.map.get_mut(key) {
+            None => return None,
+            Some(e) if e.expires_at > now => {
+                e.last_access = now;
+                if e.idle_ttl > 0 {
+                    e.expires_at = now.saturating_add(e.idle_ttl);
+                }
+                return Some(f(e));
+            }
+            Some(_) => {}
+        }
+        self.remove_with(key, Cause::Expired);
+        None
+    }
+
+    /// Like [`ShardState::with_live`], for `f` to change the entry: `f` answers its
+    /// result and whether it changed anything (then the key's watchers are marked).
+    /// Accounting follows any change to the value's length; a deadline `f` sets or
+    /// clears must be set with [`ShardState::set_deadline`] instead.
+    pub fn modify<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&mut Entry) -> (R, bool)) -> Option<R> {
         match self.map.get_mut(key) {
             None => return None,
             Some(e) if e.expires_at > now => {
@@ -169,10 +241,13 @@ impl ShardState {
                     e.expires_at = now.saturating_add(e.idle_ttl);
                 }
                 let before = e.value.len();
-                let r = f(e);
+                let (r, changed) = f(e);
                 let after = e.value.len();
                 if after != before {
                     self.stats.bytes = self.stats.bytes + after as u64 - before as u64;
+                }
+                if changed {
+                    self.touch(key);
                 }
                 return Some(r);
             }
@@ -197,10 +272,11 @@ impl ShardState {
     /// Sets a live entry's hard deadline (keeping the `expires` gauge right).
     pub fn set_deadline(&mut self, key: &[u8], now: u64, expires_at: u64, idle_ttl: u64) -> bool {
         let mut had = false;
-        let r = self.with_live(key, now, |e| {
+        let r = self.modify(key, now, |e| {
             had = e.expires_at != NEVER;
             e.expires_at = expires_at;
             e.idle_ttl = idle_ttl;
+            ((), true)
         });
         if r.is_some() {
             let has = expires_at != NEVER;
@@ -216,12 +292,26 @@ impl ShardState {
     /// Stores `value` under `key`, replacing any entry; returns the previous live value.
     /// Evicts other keys afterwards if the shard is over its bound.
     pub fn insert(&mut self, key: &[u8], value: Stored, d: Deadlines, now: u64) -> Option<Stored> {
+        self.insert_as(key, value, d, now, Encoding::Whole)
+    }
+
+    /// [`ShardState::insert`] with the encoding OBJECT ENCODING is to report.
+    pub fn insert_as(
+        &mut self,
+        key: &[u8],
+        value: Stored,
+        d: Deadlines,
+        now: u64,
+        encoding: Encoding,
+    ) -> Option<Stored> {
         let new_len = value.len();
+        self.touch(key);
         let previous = if let Some(e) = self.map.get_mut(key) {
             let was_live = e.expires_at > now;
             let old_len = e.value.len();
             let had_deadline = e.expires_at != NEVER;
             let old = std::mem::replace(&mut e.value, value);
+            e.encoding = encoding;
             e.expires_at = d.expires_at;
             e.fresh_until = d.fresh_until;
             e.idle_ttl = d.idle_ttl;
@@ -244,6 +334,7 @@ impl ShardState {
                 k,
                 Entry {
                     value,
+                    encoding,
                     expires_at: d.expires_at,
                     fresh_until: d.fresh_until,
                     idle_ttl: d.idle_ttl,
@@ -279,6 +370,11 @@ impl ShardState {
 
     /// Drops every entry; returns how many there were.
     pub fn clear(&mut self) -> usize {
+        for (key, watchers) in &self.watched {
+            if self.map.contains_key(key) {
+                watchers.iter().for_each(|w| w.dirty.store(true, Ordering::Release));
+            }
+        }
         let n = self.map.len();
         self.map = HashMap::new();
         self.keys = Vec::new();
@@ -349,6 +445,7 @@ impl ShardState {
 
     fn remove_with(&mut self, key: &[u8], cause: Cause) -> Option<Stored> {
         let e = self.map.remove(key)?;
+        self.touch(key);
         let slot = e.slot as usize;
         let k = self.keys.swap_remove(slot);
         if let Some(moved) = self.keys.get(slot) {
@@ -368,14 +465,120 @@ impl ShardState {
         Some(e.value)
     }
 
-    fn random_slot(&mut self) -> usize {
+    /// Marks the watchers of `key` dirty.
+    fn touch(&self, key: &[u8]) {
+        if self.watched.is_empty() {
+            return;
+        }
+        if let Some(watchers) = self.watched.get(key) {
+            watchers.iter().for_each(|w| w.dirty.store(true, Ordering::Release));
+        }
+    }
+
+    /// WATCH `key` for `watcher`: from now on any change to it marks `watcher` dirty.
+    /// An expired entry is removed first (it is already gone, as far as WATCH goes);
+    /// answers whether the key is live, so that EXEC can tell that it expired since.
+    pub fn watch(&mut self, key: &[u8], now: u64, watcher: &Arc<Watcher>) -> bool {
+        let live = self.peek(key, now, |_| ()).is_some();
+        match self.watched.get_mut(key) {
+            Some(list) => list.push(watcher.clone()),
+            None => {
+                self.watched.insert(Stored::copy_from(key), vec![watcher.clone()]);
+            }
+        }
+        live
+    }
+
+    /// Stops `watcher` watching `key`.
+    pub fn unwatch(&mut self, key: &[u8], watcher: &Arc<Watcher>) {
+        if let Some(list) = self.watched.get_mut(key) {
+            list.retain(|w| !Arc::ptr_eq(w, watcher));
+            if list.is_empty() {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// Keys of this shard being watched, counted once per watcher.
+    pub fn watched_keys(&self) -> usize {
+        self.watched.values().map(Vec::len).sum()
+    }
+
+    /// Whether `key` is held but past its deadline (a watched key that was live at
+    /// WATCH and has expired since, without being removed yet).
+    pub fn is_expired(&self, key: &[u8], now: u64) -> bool {
+        self.map.get(key).is_some_and(|e| e.expires_at <= now)
+    }
+
+    /// One step of SCAN in this shard: visits the slots of the dense key list below
+    /// `end`, downwards, at most `budget` of them, calling `f` with each live key
+    /// (expired ones met are removed). Returns where the next step goes on from (0: the
+    /// shard is done) and how many slots were visited.
+    ///
+    /// Why a key present for a whole scan is seen at least once, whatever happens
+    /// between the steps: a scan starts a shard at the length of its list, so such a
+    /// key then sits below the cursor; keys only ever move down the list (a removal
+    /// moves the last key into the hole, a new key goes to the end), so it stays below
+    /// the cursor until a step passes over it and reports it. A key moved down from
+    /// above the cursor may be reported twice, and keys added during the scan may or may
+    /// not be: both are allowed, as in Redis.
+    pub fn scan(&mut self, end: usize, budget: usize, now: u64, mut f: impl FnMut(&[u8])) -> (usize, usize) {
+        let hi = end.min(self.keys.len());
+        let lo = hi.saturating_sub(budget);
+        let mut i = hi;
+        while i > lo {
+            i -= 1;
+            let k = &self.keys[i];
+            if self.map.get(k).is_some_and(|e| e.expires_at <= now) {
+                // The last key moves into slot i: it comes from above, already visited.
+                let k = k.clone();
+                self.remove_with(k.as_slice(), Cause::Expired);
+            } else {
+                f(self.keys[i].as_slice());
+            }
+        }
+        (lo, hi - lo)
+    }
+
+    /// Calls `f` with every live key (KEYS).
+    pub fn live_keys(&self, now: u64, mut f: impl FnMut(&[u8])) {
+        for k in &self.keys {
+            if self.map.get(k).is_some_and(|e| e.expires_at > now) {
+                f(k.as_slice());
+            }
+        }
+    }
+
+    /// A random live key (RANDOMKEY), removing the expired keys drawn on the way.
+    pub fn random_live(&mut self, now: u64) -> Option<Stored> {
+        while !self.keys.is_empty() {
+            let i = self.random_slot();
+            let k = self.keys[i].clone();
+            if self.map.get(&k).is_some_and(|e| e.expires_at > now) {
+                return Some(k);
+            }
+            self.remove_with(k.as_slice(), Cause::Expired);
+        }
+        None
+    }
+
+    /// A random number (for choosing a shard by its size).
+    pub fn random(&mut self) -> u64 {
+        self.next_random()
+    }
+
+    fn next_random(&mut self) -> u64 {
         // xorshift64*: plenty for sampling.
         let mut x = self.rng;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         self.rng = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as usize % self.keys.len()
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn random_slot(&mut self) -> usize {
+        (self.next_random() >> 32) as usize % self.keys.len()
     }
 }
 
@@ -400,7 +603,10 @@ mod tests {
         assert!(s.remove(b"a", 0).is_some());
         assert_eq!(s.stats().bytes, charge(2, 0));
         assert_eq!(s.stats().keys, 1);
-        s.with_live(b"bb", 0, |e| e.value = Stored::copy_from(b"xyz"));
+        s.modify(b"bb", 0, |e| {
+            e.value = Stored::copy_from(b"xyz");
+            ((), true)
+        });
         assert_eq!(s.stats().bytes, charge(2, 3));
     }
 
@@ -418,6 +624,140 @@ mod tests {
             assert_eq!(s.map[k].slot as usize, i);
         }
         assert_eq!(s.keys.len(), s.map.len());
+    }
+
+    /// SCAN's guarantee under every kind of change between its steps: random inserts,
+    /// deletions, expiries and evictions-like removals of other keys, in random order
+    /// with random step sizes. Every key present throughout is seen.
+    #[test]
+    fn a_scan_sees_every_key_present_throughout() {
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for round in 0..200 {
+            let shard = Shard::new(0, 5, round + 1);
+            let mut s = shard.lock();
+            let stable: Vec<String> = (0..next(300)).map(|i| format!("stable{i}")).collect();
+            let mut volatile: Vec<String> = Vec::new();
+            for k in &stable {
+                put(&mut s, k, "v", 0);
+                if next(2) == 0 {
+                    let v = format!("volatile{}", volatile.len());
+                    put(&mut s, &v, "v", 0);
+                    volatile.push(v);
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            let mut end = s.len();
+            let mut fresh = 0;
+            loop {
+                // Some changes to keys that are not stable.
+                for _ in 0..next(6) {
+                    match next(3) {
+                        0 => {
+                            let v = format!("new{fresh}");
+                            fresh += 1;
+                            put(&mut s, &v, "v", 0);
+                            volatile.push(v);
+                        }
+                        1 if !volatile.is_empty() => {
+                            let v = volatile.swap_remove(next(volatile.len() as u64) as usize);
+                            s.remove(v.as_bytes(), 0);
+                        }
+                        _ if !volatile.is_empty() => {
+                            // Expires, found by the sampler or by a read.
+                            let v = volatile.swap_remove(next(volatile.len() as u64) as usize);
+                            s.remove_with(v.as_bytes(), Cause::Expired);
+                        }
+                        _ => {}
+                    }
+                }
+                let budget = 1 + next(10) as usize;
+                let (at, _) = s.scan(end, budget, 0, |k| {
+                    seen.insert(String::from_utf8(k.to_vec()).unwrap());
+                });
+                if at == 0 {
+                    break;
+                }
+                end = at;
+            }
+            for k in &stable {
+                assert!(seen.contains(k), "round {round}: {k} present throughout and never seen");
+            }
+        }
+    }
+
+    #[test]
+    fn scan_skips_and_removes_expired_keys() {
+        let shard = Shard::new(0, 5, 7);
+        let mut s = shard.lock();
+        for i in 0..10 {
+            let d = Deadlines {
+                expires_at: if i % 2 == 0 { 5 } else { NEVER },
+                ..Deadlines::NONE
+            };
+            s.insert(format!("k{i}").as_bytes(), Stored::copy_from(b"v"), d, 0);
+        }
+        let mut seen = Vec::new();
+        let end = s.len();
+        let (at, visited) = s.scan(end, 100, 10, |k| seen.push(k.to_vec()));
+        assert_eq!((at, visited), (0, 10));
+        assert_eq!(seen.len(), 5);
+        assert_eq!(s.len(), 5, "the expired keys met were removed");
+    }
+
+    #[test]
+    fn watchers_are_marked_by_every_kind_of_change() {
+        let shard = Shard::new(0, 5, 7);
+        let mut s = shard.lock();
+        type Change = Box<dyn Fn(&mut ShardState)>;
+        let changes: Vec<(&str, Change)> = vec![
+            ("insert", Box::new(|s| put(s, "k", "new", 0))),
+            ("remove", Box::new(|s| assert!(s.remove(b"k", 0).is_some()))),
+            ("clear", Box::new(|s| assert_eq!(s.clear(), 2))),
+            ("deadline", Box::new(|s| assert!(s.set_deadline(b"k", 0, 100, 0)))),
+            (
+                "modify",
+                Box::new(|s| assert!(s.modify(b"k", 0, |e| ((), e.value.len() == 1)).is_some())),
+            ),
+            (
+                "expiry",
+                Box::new(|s| assert!(s.remove_with(b"k", Cause::Expired).is_some())),
+            ),
+        ];
+        for (name, change) in changes {
+            s.clear();
+            put(&mut s, "k", "v", 0);
+            put(&mut s, "other", "v", 0);
+            let w = Arc::new(Watcher::default());
+            assert!(s.watch(b"k", 0, &w));
+            put(&mut s, "other", "w", 0);
+            assert!(s.with_live(b"k", 0, |_| ()).is_some());
+            assert!(!w.is_dirty(), "{name}: other keys and reads change nothing");
+            change(&mut s);
+            assert!(w.is_dirty(), "{name} marks the watcher");
+            s.unwatch(b"k", &w);
+            assert!(s.watched.is_empty());
+        }
+        // A flush marks only watchers of keys that were there.
+        let w = Arc::new(Watcher::default());
+        assert!(!s.watch(b"absent", 0, &w));
+        s.clear();
+        assert!(!w.is_dirty());
+        // A key already expired when watched is gone: its removal is no change.
+        let d = Deadlines {
+            expires_at: 5,
+            ..Deadlines::NONE
+        };
+        s.insert(b"e", Stored::copy_from(b"v"), d, 0);
+        let w = Arc::new(Watcher::default());
+        assert!(!s.watch(b"e", 10, &w), "expired: not live");
+        s.clear();
+        assert!(!w.is_dirty());
     }
 
     #[test]

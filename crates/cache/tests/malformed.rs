@@ -204,8 +204,25 @@ fn valid_inputs() -> Vec<Vec<u8>> {
         common::cmd(&["CLIENT", "SETNAME", "x"]),
     ]
     .concat();
+    let transaction = [
+        common::cmd(&["WATCH", "k", "n"]),
+        common::cmd(&["MULTI"]),
+        common::cmd(&["GETEX", "k", "PX", "100"]),
+        common::cmd(&["INCRBYFLOAT", "n", "1.5"]),
+        common::cmd(&["SETRANGE", "k", "3", "xy"]),
+        common::cmd(&["SETBIT", "b", "9", "1"]),
+        common::cmd(&["BITCOUNT", "b", "0", "-1", "BIT"]),
+        common::cmd(&["EXEC"]),
+        common::cmd(&["SCAN", "0", "MATCH", "k*", "COUNT", "5"]),
+        common::cmd(&["COPY", "k", "j", "REPLACE"]),
+        common::cmd(&["RENAME", "j", "i"]),
+        common::cmd(&["OBJECT", "ENCODING", "i"]),
+        common::cmd(&["EXPIRE", "i", "10", "GT", "XX"]),
+    ]
+    .concat();
     vec![
         pipeline,
+        transaction,
         b"PING\r\nSET \"a b\" 'c\\'d' EX 5\r\nGET \"a\\x20b\"\r\nECHO \"\\n\\t\"\r\n".to_vec(),
         b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123456789\r\n*2\r\n$6\r\nGETDEL\r\n$1\r\nk\r\n".to_vec(),
     ]

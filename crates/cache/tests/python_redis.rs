@@ -1,6 +1,7 @@
 //! Python's `redis` package (redis-py) against the RESP server, RESP2 and RESP3,
-//! including its pipelines. Skipped, with the reason printed, when python3 or the
-//! package is missing (`python3 -m pip install redis`).
+//! including its pipelines, transactions (WATCH retry loops included) and `scan_iter`.
+//! Skipped, with the reason printed, when python3 or the package is missing
+//! (`python3 -m pip install redis`); failed under `CI=true`.
 
 mod common;
 
@@ -45,6 +46,127 @@ for protocol in (2, 3):
     r.close()
 print("ok")
 "#;
+
+/// redis-py's transactions (its default `pipeline()`), a WATCH retry loop against a
+/// concurrent writer, and `scan_iter` over 10,000 keys while another thread adds and
+/// deletes keys: every key present throughout the scan is seen.
+const TRANSACTIONS_AND_SCAN: &str = r#"
+import random, sys, threading, redis
+port = int(sys.argv[1])
+for protocol in (2, 3):
+    r = redis.Redis(host="127.0.0.1", port=port, protocol=protocol)
+    r.flushdb()
+    with r.pipeline() as p:
+        p.set("a", 1).incr("a").incrbyfloat("a", 0.5).get("a").mset({"b": "1", "c": "2"}).mget("a", "b", "c")
+        assert p.execute() == [True, 2, 2.5, b"2.5", True, [b"2.5", b"1", b"2"]]
+    # A queued command the server refuses: the whole transaction is discarded.
+    p = r.pipeline()
+    p.set("x", 1)
+    p.execute_command("NOSUCHCOMMAND")
+    try:
+        p.execute()
+        raise SystemExit("EXECABORT did not raise")
+    except redis.exceptions.ExecAbortError:
+        pass
+    except redis.ResponseError as e:
+        assert "EXECABORT" in str(e) or "unknown command" in str(e), e
+    assert r.get("x") is None
+    # A runtime error is one reply among the others.
+    p = r.pipeline()
+    p.set("s", "text").incr("s").get("s")
+    out = p.execute(raise_on_error=False)
+    assert out[0] is True and isinstance(out[1], redis.ResponseError) and out[2] == b"text", out
+
+    # WATCH: a retry loop against a writer incrementing the same key.
+    r.set("balance", 0)
+    stop = threading.Event()
+    writes = [0]
+    def writer():
+        w = redis.Redis(host="127.0.0.1", port=port, protocol=protocol)
+        while not stop.is_set():
+            w.incr("balance")
+            writes[0] += 1
+        w.close()
+    t = threading.Thread(target=writer)
+    t.start()
+    retries = 0
+    for _ in range(300):
+        with r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch("balance")
+                    v = int(pipe.get("balance"))
+                    pipe.multi()
+                    pipe.set("balance", v + 1)
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    retries += 1
+    stop.set()
+    t.join()
+    assert int(r.get("balance")) == writes[0] + 300, (r.get("balance"), writes[0])
+    # The helper that wraps the same loop.
+    def add_ten(pipe):
+        v = int(pipe.get("balance"))
+        pipe.multi()
+        pipe.set("balance", v + 10)
+    r.transaction(add_ten, "balance")
+    assert int(r.get("balance")) == writes[0] + 310
+
+    # scan_iter over 10,000 keys while another connection deletes keys stored among
+    # them (so that keys move inside the server) and adds new ones.
+    r.flushdb()
+    with r.pipeline(transaction=False) as p:
+        for i in range(10000):
+            p.set("stable:%d" % i, i)
+            p.set("doomed:%d" % i, i)
+        p.execute()
+    doomed = ["doomed:%d" % i for i in range(10000)]
+    random.Random(protocol).shuffle(doomed)
+    stop = threading.Event()
+    def churn():
+        w = redis.Redis(host="127.0.0.1", port=port, protocol=protocol)
+        i = 0
+        while not stop.is_set() and i < len(doomed):
+            w.delete(doomed[i])
+            w.set("new:%d" % i, i)
+            i += 1
+        w.close()
+    t = threading.Thread(target=churn)
+    t.start()
+    seen = set()
+    for k in r.scan_iter(count=50):
+        seen.add(k)
+    stop.set()
+    t.join()
+    stable = {b"stable:%d" % i for i in range(10000)}
+    missing = stable - seen
+    assert not missing, "%d stable keys never returned, e.g. %r" % (len(missing), sorted(missing)[:5])
+    assert set(r.scan_iter(match="stable:99*", count=1000)) == {k for k in stable if k.startswith(b"stable:99")}
+    assert len(list(r.scan_iter(_type="string", count=1000))) == r.dbsize()
+    r.close()
+print("ok")
+"#;
+
+#[test]
+fn python_redis_transactions_watch_and_scan() {
+    let has = strata_testkit::python_module("redis", "python3 -m pip install redis");
+    if !strata_testkit::needs("python_redis_transactions_watch_and_scan", has) {
+        return;
+    }
+    let server = common::Server::start(2);
+    let out = Command::new("python3")
+        .args(["-c", TRANSACTIONS_AND_SCAN, &server.addr.port().to_string()])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "redis-py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
 
 #[test]
 fn python_redis_client_works_unchanged() {

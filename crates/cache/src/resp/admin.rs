@@ -8,7 +8,9 @@ use super::parse::Args;
 use super::reply::{truncated, Reply};
 use super::state::{ConnectionContext, Session};
 use super::table::{lookup, Spec, COMMANDS};
-use crate::cache::parse_i64;
+use crate::cache::{parse_i64, CacheStats};
+use crate::glob;
+use crate::keyspace::Keyspace;
 
 /// The version reported to clients (INFO's `redis_version`, HELLO's `version`).
 pub const REDIS_VERSION: &str = "7.0.0-strata-compatible";
@@ -178,23 +180,24 @@ fn client_line(session: &Session, shared: &ConnectionContext) -> String {
     )
 }
 
-pub(crate) fn info(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'_>) {
+/// INFO; the keyspace holds every shard (for the figures).
+pub(crate) fn info(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Keyspace<'_>, args: Args<'_>) {
     let wanted: Vec<String> = args
         .iter()
         .skip(1)
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
-    let text = info_text(shared, &wanted);
+    let stats = CacheStats::from_shards(ks.stats());
+    let text = info_text(shared, &stats, &wanted);
     r.verbatim(&text);
 }
 
 /// The INFO text: the sections asked for (all by default), Redis' field names.
-pub(crate) fn info_text(shared: &ConnectionContext, wanted: &[String]) -> String {
+pub(crate) fn info_text(shared: &ConnectionContext, stats: &CacheStats, wanted: &[String]) -> String {
     let all = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
     let want = |s: &str| all || wanted.iter().any(|w| w == s);
     let server = &shared.server;
     let closed = &server.closed;
-    let stats = shared.cache.stats();
     let t = stats.total;
     let uptime = server.started.elapsed().as_secs();
     let mut s = String::new();
@@ -349,10 +352,11 @@ fn command_entry(r: &mut Reply<'_>, spec: &Spec) {
     r.array(0);
 }
 
-pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'_>) {
+/// CONFIG; the keyspace holds every shard (for the figures).
+pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Keyspace<'_>, args: Args<'_>) {
     let sub = args.get(1);
     if sub.eq_ignore_ascii_case(b"get") && args.len() >= 3 {
-        let t = shared.cache.stats().total;
+        let t = CacheStats::from_shards(ks.stats()).total;
         let server = &shared.server;
         let params: [(&str, String); 12] = [
             ("save", String::new()),
@@ -378,11 +382,7 @@ pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'
         ];
         let matched: Vec<&(&str, String)> = params
             .iter()
-            .filter(|(name, _)| {
-                args.iter()
-                    .skip(2)
-                    .any(|p| glob(&p.to_ascii_lowercase(), name.as_bytes()))
-            })
+            .filter(|(name, _)| args.iter().skip(2).any(|p| glob::matches(p, name.as_bytes(), true)))
             .collect();
         r.map(matched.len());
         for (name, value) in matched {
@@ -395,47 +395,5 @@ pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'
         r.ok();
     } else {
         subcommand_error(r, "CONFIG", args);
-    }
-}
-
-/// Redis-style glob with `*` and `?` (enough for `CONFIG GET`), in O(pattern x text).
-fn glob(pattern: &[u8], s: &[u8]) -> bool {
-    let (mut p, mut i) = (0, 0);
-    // Where the last `*` was, and the text position it currently stands for.
-    let mut star: Option<(usize, usize)> = None;
-    while i < s.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == s[i]) {
-            p += 1;
-            i += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, i));
-            p += 1;
-        } else if let Some((sp, si)) = star {
-            p = sp + 1;
-            i = si + 1;
-            star = Some((sp, si + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn glob_matches() {
-        assert!(glob(b"*", b"save"));
-        assert!(glob(b"max*", b"maxmemory"));
-        assert!(glob(b"*memory*", b"maxmemory-policy"));
-        assert!(glob(b"s?ve", b"save"));
-        assert!(!glob(b"s?ve", b"sve"));
-        assert!(!glob(b"save", b"saves"));
-        assert!(glob(&[b'*'; 10_000], b"save"));
-        let mut p = vec![b'*'; 5_000];
-        p.push(b'x');
-        assert!(!glob(&p, b"maxmemory-policy"));
     }
 }

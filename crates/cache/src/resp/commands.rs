@@ -1,17 +1,21 @@
-//! Dispatch ([`execute`]: look the command up in the table, check its arity, run it)
-//! and the keyspace commands (GET, SET, EXPIRE, INCR, ...). The connection and server
-//! commands (HELLO, CLIENT, INFO, COMMAND, CONFIG) are in `admin`.
+//! Dispatch ([`execute`]: look the command up in the table, check its arity, queue it
+//! inside MULTI or run it) and the transaction commands (MULTI, EXEC, DISCARD, WATCH,
+//! UNWATCH). The commands themselves are in `strings` (values), `keys` (the keyspace)
+//! and `admin` (the connection and the server); [`run`] calls them with a [`Keyspace`]:
+//! its own for a command run alone, EXEC's for a queued one.
 //!
 //! Errors say what Redis says, word for word where clients or people match on them.
 
-use std::time::Duration;
-
 use super::admin;
+use super::keys;
 use super::parse::Args;
-use super::reply::{truncated, Reply};
+use super::reply::{truncated, Reply, NOT_INT};
 use super::state::{ConnectionContext, Session};
-use super::table::{lookup, Cmd};
-use crate::cache::{parse_i64, CacheError, Condition, ExpireCondition, Expiry, SetOptions, Ttl};
+use super::strings;
+use super::table::{lookup, Cmd, Spec};
+use super::transaction::Queue;
+use crate::cache::parse_i64;
+use crate::keyspace::{Keyspace, ShardSet};
 
 /// What the connection does after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,10 +25,9 @@ pub(crate) enum Flow {
     Close,
 }
 
-const NOT_INT: &str = "ERR value is not an integer or out of range";
-const SYNTAX: &str = "ERR syntax error";
+const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
 
-/// Runs one command, appending its reply.
+/// Runs one command (or queues it, inside MULTI), appending its reply.
 pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &ConnectionContext, out: &mut Vec<u8>) -> Flow {
     let mut r = Reply {
         out,
@@ -32,107 +35,214 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
     };
     let Some(spec) = lookup(args.get(0)) else {
         unknown_command(&mut r, args);
+        session.tx.refuse();
         return Flow::Continue;
     };
-    let n = args.len() as i32;
-    if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
-        r.error(&format!("ERR wrong number of arguments for '{}' command", spec.name));
+    if !spec.arity_ok(args.len()) {
+        let why = format!("wrong number of arguments for '{}' command", spec.name);
+        if spec.cmd == Cmd::Exec {
+            // Redis answers a refused EXEC by discarding any transaction and the
+            // watches, saying why.
+            end_transaction(session, shared);
+            r.error(&format!("EXECABORT Transaction discarded because of: {why}"));
+        } else {
+            session.tx.refuse();
+            r.error(&format!("ERR {why}"));
+        }
+        return Flow::Continue;
+    }
+    if spec.cmd == Cmd::Object {
+        // A container command: its subcommand is checked as its arity is.
+        if let Err(e) = keys::object_subcommand(args) {
+            r.error(&e);
+            session.tx.refuse();
+            return Flow::Continue;
+        }
+    }
+    if session.tx.in_multi() && !spec.cmd.runs_inside_multi() {
+        queue(&mut r, session, shared, spec, args);
         return Flow::Continue;
     }
     let cache = &*shared.cache;
     match spec.cmd {
-        Cmd::Get => cache.get_with(args.get(1), |v| r.bulk_or_null(v)),
-        Cmd::Set => set(&mut r, shared, args),
-        Cmd::Mget => {
-            r.array(args.len() - 1);
-            for i in 1..args.len() {
-                cache.get_with(args.get(i), |v| r.bulk_or_null(v));
+        Cmd::Multi => {
+            if session.tx.in_multi() {
+                r.error("ERR MULTI calls can not be nested");
+            } else {
+                session.tx.begin();
+                r.ok();
             }
         }
-        Cmd::Mset => {
-            if args.len().is_multiple_of(2) {
-                r.error("ERR wrong number of arguments for 'mset' command");
+        Cmd::Exec => exec(&mut r, session, shared),
+        Cmd::Discard => match session.tx.take_queue() {
+            None => r.error("ERR DISCARD without MULTI"),
+            Some(q) => {
+                shared.server.client_memory.give_back(q.counted);
+                session.tx.unwatch(&mut Keyspace::new(cache));
+                r.ok();
+            }
+        },
+        Cmd::Watch => {
+            if session.tx.in_multi() {
+                r.error("ERR WATCH inside MULTI is not allowed");
             } else {
-                for i in (1..args.len()).step_by(2) {
-                    cache.set_slice(args.get(i), args.get(i + 1), SetOptions::default());
+                let mut ks = Keyspace::new(cache);
+                for i in 1..args.len() {
+                    session.tx.watch(&mut ks, args.get(i));
                 }
                 r.ok();
             }
         }
-        Cmd::Incr => incr(&mut r, shared, args.get(1), 1),
-        Cmd::Decr => incr(&mut r, shared, args.get(1), -1),
+        _ => {
+            let mut ks = Keyspace::new(cache);
+            if spec.holds_shards() {
+                let mut set = ShardSet::new(cache.shard_count());
+                spec.shards(args, cache, &mut set);
+                ks.hold(&set);
+            }
+            return run(spec, args, session, shared, &mut ks, &mut r);
+        }
+    }
+    Flow::Continue
+}
+
+/// Ends the connection's transaction and watches (RESET, and a connection closing).
+pub(crate) fn end_transaction(session: &mut Session, shared: &ConnectionContext) {
+    if let Some(q) = session.tx.take_queue() {
+        shared.server.client_memory.give_back(q.counted);
+    }
+    session.tx.unwatch(&mut Keyspace::new(&shared.cache));
+}
+
+/// Queues a command inside MULTI (`+QUEUED`). The queue counts against the connection's
+/// query buffer limit and the server's bound on all query buffers, as the commands would
+/// if they had not been run yet: past either, the command is refused and EXEC will
+/// answer EXECABORT.
+fn queue(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext, spec: &'static Spec, args: Args<'_>) {
+    let server = &shared.server;
+    let q = session.tx.queue_mut().expect("inside MULTI");
+    let cost = Queue::cost(args);
+    if q.counted + cost > server.max_query_bytes || !server.client_memory.try_take(cost) {
+        q.failed = true;
+        return r.error(&format!(
+            "ERR the transaction's queued commands would take more than the query buffer limit ({} bytes for this client, {} for all): it is discarded",
+            server.max_query_bytes,
+            server.client_memory.max()
+        ));
+    }
+    q.counted += cost;
+    q.push(spec, args);
+    r.simple("QUEUED");
+}
+
+/// EXEC: runs the queue holding every shard its commands and the watched keys touch,
+/// unless a command was refused while queueing (EXECABORT) or a watched key changed
+/// (a null array).
+fn exec(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext) {
+    let cache = &*shared.cache;
+    let Some(queue) = session.tx.take_queue() else {
+        return r.error("ERR EXEC without MULTI");
+    };
+    shared.server.client_memory.give_back(queue.counted);
+    if queue.failed {
+        session.tx.unwatch(&mut Keyspace::new(cache));
+        return r.error(EXECABORT);
+    }
+    let mut set = ShardSet::new(cache.shard_count());
+    for i in 0..queue.len() {
+        let (spec, args) = queue.get(i);
+        spec.shards(args, cache, &mut set);
+    }
+    session.tx.watched_shards(&mut set);
+    let mut ks = Keyspace::holding(cache, &set);
+    if session.tx.changed(&mut ks) {
+        r.null_array();
+    } else {
+        r.array(queue.len());
+        for i in 0..queue.len() {
+            let (spec, args) = queue.get(i);
+            // QUIT is never queued: nothing inside a transaction closes the connection.
+            let _ = run(spec, args, session, shared, &mut ks, r);
+        }
+    }
+    session.tx.unwatch(&mut ks);
+}
+
+/// Runs one command against `ks`, appending its reply.
+pub(crate) fn run(
+    spec: &Spec,
+    args: Args<'_>,
+    session: &mut Session,
+    shared: &ConnectionContext,
+    ks: &mut Keyspace<'_>,
+    r: &mut Reply<'_>,
+) -> Flow {
+    let max = shared.server.limits.max_bulk;
+    match spec.cmd {
+        Cmd::Get => ks.get_with(args.get(1), |v| r.bulk_or_null(v)),
+        Cmd::Set => strings::set(r, ks, args),
+        Cmd::Mget => {
+            r.array(args.len() - 1);
+            for i in 1..args.len() {
+                ks.get_with(args.get(i), |v| r.bulk_or_null(v));
+            }
+        }
+        Cmd::Mset => strings::mset(r, ks, args),
+        Cmd::Msetnx => strings::msetnx(r, ks, args),
+        Cmd::Incr => strings::incr(r, ks, args.get(1), 1),
+        Cmd::Decr => strings::incr(r, ks, args.get(1), -1),
         Cmd::Incrby => match parse_i64(args.get(2)) {
-            Some(d) => incr(&mut r, shared, args.get(1), d),
+            Some(d) => strings::incr(r, ks, args.get(1), d),
             None => r.error(NOT_INT),
         },
         Cmd::Decrby => match parse_i64(args.get(2)) {
             Some(i64::MIN) => r.error("ERR decrement would overflow"),
-            Some(d) => incr(&mut r, shared, args.get(1), -d),
+            Some(d) => strings::incr(r, ks, args.get(1), -d),
             None => r.error(NOT_INT),
         },
-        Cmd::Del => {
-            let n = (1..args.len()).filter(|&i| cache.delete(args.get(i))).count();
-            r.int(n as i64);
+        Cmd::Incrbyfloat => strings::incr_by_float(r, ks, args),
+        Cmd::Append => strings::append(r, ks, args, max),
+        Cmd::Strlen => ks.get_with(args.get(1), |v| r.int(v.map_or(0, <[u8]>::len) as i64)),
+        Cmd::Getdel => r.bulk_or_null(ks.get_del(args.get(1)).as_deref()),
+        Cmd::Getex => strings::getex(r, ks, args),
+        Cmd::Getset => strings::getset(r, ks, args),
+        Cmd::Getrange => strings::getrange(r, ks, args),
+        Cmd::Setrange => strings::setrange(r, ks, args, max),
+        Cmd::Setbit => strings::setbit(r, ks, args, max),
+        Cmd::Getbit => strings::getbit(r, ks, args, max),
+        Cmd::Bitcount => strings::bitcount(r, ks, args),
+        Cmd::Setnx => strings::setnx(r, ks, args),
+        Cmd::Setex => strings::setex(r, ks, args, "setex", 1000),
+        Cmd::Psetex => strings::setex(r, ks, args, "psetex", 1),
+        Cmd::Del => keys::del(r, ks, args),
+        Cmd::Exists => keys::exists(r, ks, args),
+        Cmd::Expire => keys::expire(r, ks, args, "expire", 1000, true),
+        Cmd::Pexpire => keys::expire(r, ks, args, "pexpire", 1, true),
+        Cmd::Expireat => keys::expire(r, ks, args, "expireat", 1000, false),
+        Cmd::Pexpireat => keys::expire(r, ks, args, "pexpireat", 1, false),
+        Cmd::Ttl => keys::ttl(r, ks, args, false),
+        Cmd::Pttl => keys::ttl(r, ks, args, true),
+        Cmd::Expiretime => keys::expire_time(r, ks, args, false),
+        Cmd::Pexpiretime => keys::expire_time(r, ks, args, true),
+        Cmd::Persist => r.int(ks.persist(args.get(1)) as i64),
+        Cmd::Type => r.simple(if ks.exists(args.get(1)) { "string" } else { "none" }),
+        Cmd::Keys => keys::keys(r, ks, args),
+        Cmd::Scan => keys::scan(r, ks, args),
+        Cmd::Rename => keys::rename(r, ks, args, false),
+        Cmd::Renamenx => keys::rename(r, ks, args, true),
+        Cmd::Copy => keys::copy(r, ks, args),
+        Cmd::Randomkey => r.bulk_or_null(ks.random_key().as_ref().map(|k| k.as_slice())),
+        Cmd::Object => keys::object(r, ks, args),
+        Cmd::Dbsize => r.int(ks.len() as i64),
+        Cmd::Flushdb => keys::flushdb(r, ks, args),
+        Cmd::Unwatch => {
+            session.tx.unwatch(ks);
+            r.ok();
         }
-        Cmd::Exists => {
-            let n = (1..args.len()).filter(|&i| cache.exists(args.get(i))).count();
-            r.int(n as i64);
+        Cmd::Multi | Cmd::Exec | Cmd::Discard | Cmd::Watch => {
+            // Run by `execute`, never queued.
+            r.error(&format!("ERR {} is not allowed here", spec.name));
         }
-        Cmd::Expire => expire(&mut r, shared, args, "expire", 1000, false),
-        Cmd::Pexpire => expire(&mut r, shared, args, "pexpire", 1, false),
-        Cmd::Expireat => expire(&mut r, shared, args, "expireat", 1000, true),
-        Cmd::Pexpireat => expire(&mut r, shared, args, "pexpireat", 1, true),
-        Cmd::Ttl | Cmd::Pttl => match cache.ttl(args.get(1)) {
-            Ttl::Missing => r.int(-2),
-            Ttl::Persistent => r.int(-1),
-            Ttl::Remaining(d) => {
-                let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-                r.int(if spec.cmd == Cmd::Pttl {
-                    ms
-                } else {
-                    ms.saturating_add(500) / 1000
-                })
-            }
-        },
-        Cmd::Persist => r.int(cache.persist(args.get(1)) as i64),
-        Cmd::Append => r.int(cache.append(args.get(1), args.get(2)) as i64),
-        Cmd::Strlen => r.int(cache.strlen(args.get(1)) as i64),
-        Cmd::Getdel => r.bulk_or_null(cache.get_del(args.get(1)).as_deref()),
-        Cmd::Getset => {
-            let prev = cache.set_slice(args.get(1), args.get(2), SetOptions::default());
-            r.bulk_or_null(prev.previous.as_deref());
-        }
-        Cmd::Setnx => {
-            let opts = SetOptions {
-                expiry: Expiry::Never,
-                condition: Condition::IfAbsent,
-            };
-            let done = cache.set_slice(args.get(1), args.get(2), opts);
-            r.int(done.stored as i64);
-        }
-        Cmd::Setex | Cmd::Psetex => {
-            let name = if spec.cmd == Cmd::Setex { "setex" } else { "psetex" };
-            let unit = if spec.cmd == Cmd::Setex { 1000 } else { 1 };
-            match parse_i64(args.get(2)) {
-                None => r.error(NOT_INT),
-                Some(t) => match t.checked_mul(unit).filter(|&ms| t > 0 && ms > 0) {
-                    None => r.error(&format!("ERR invalid expire time in '{name}' command")),
-                    Some(ms) => {
-                        let expiry = Expiry::After(Duration::from_millis(ms as u64));
-                        cache.set_slice(
-                            args.get(1),
-                            args.get(3),
-                            SetOptions {
-                                expiry,
-                                condition: Condition::Always,
-                            },
-                        );
-                        r.ok();
-                    }
-                },
-            }
-        }
-        Cmd::Type => r.simple(if cache.exists(args.get(1)) { "string" } else { "none" }),
         Cmd::Ping => match args.len() {
             1 => r.simple("PONG"),
             2 => r.bulk(args.get(1)),
@@ -144,33 +254,25 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
             Some(_) => r.error("ERR DB index is out of range"),
             None => r.error(NOT_INT),
         },
-        Cmd::Dbsize => r.int(cache.len() as i64),
-        Cmd::Flushdb => {
-            let ok = (2..args.len()).all(|i| {
-                let a = args.get(i);
-                a.eq_ignore_ascii_case(b"async") || a.eq_ignore_ascii_case(b"sync")
-            });
-            if ok && args.len() <= 3 {
-                cache.flush();
-                r.ok();
-            } else {
-                r.error(SYNTAX);
-            }
-        }
         Cmd::Quit => {
             r.ok();
             return Flow::Close;
         }
-        Cmd::Info => admin::info(&mut r, shared, args),
-        Cmd::Command => admin::command(&mut r, args),
-        Cmd::Client => admin::client(&mut r, session, shared, args),
+        Cmd::Info => admin::info(r, shared, ks, args),
+        Cmd::Command => admin::command(r, args),
+        Cmd::Client => admin::client(r, session, shared, args),
         Cmd::Reset => {
+            if let Some(q) = session.tx.take_queue() {
+                shared.server.client_memory.give_back(q.counted);
+            }
+            session.tx.unwatch(ks);
             session.reset();
+            r.resp3 = false;
             r.simple("RESET");
         }
-        Cmd::Hello => admin::hello(&mut r, session, args),
-        Cmd::Auth => admin::auth(&mut r, args),
-        Cmd::Config => admin::config(&mut r, shared, args),
+        Cmd::Hello => admin::hello(r, session, args),
+        Cmd::Auth => admin::auth(r, args),
+        Cmd::Config => admin::config(r, shared, ks, args),
         Cmd::Time => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -199,120 +301,4 @@ pub(crate) fn unknown_command(r: &mut Reply<'_>, args: Args<'_>) {
         msg.push_str(&format!("'{a}' "));
     }
     r.error(&msg);
-}
-
-fn set(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'_>) {
-    let mut opts = SetOptions::default();
-    let mut get = false;
-    let mut expiry_given = false;
-    let mut keepttl = false;
-    let mut i = 3;
-    while i < args.len() {
-        let o = args.get(i);
-        let next = (i + 1 < args.len()).then(|| args.get(i + 1));
-        if o.eq_ignore_ascii_case(b"nx") && opts.condition != Condition::IfPresent {
-            opts.condition = Condition::IfAbsent;
-        } else if o.eq_ignore_ascii_case(b"xx") && opts.condition != Condition::IfAbsent {
-            opts.condition = Condition::IfPresent;
-        } else if o.eq_ignore_ascii_case(b"get") {
-            get = true;
-        } else if o.eq_ignore_ascii_case(b"keepttl") && !expiry_given {
-            keepttl = true;
-            opts.expiry = Expiry::Keep;
-        } else if let (Some(unit), Some(v)) = (expire_unit(o), next) {
-            if expiry_given || keepttl {
-                return r.error(SYNTAX);
-            }
-            expiry_given = true;
-            let Some(n) = parse_i64(v) else {
-                return r.error(NOT_INT);
-            };
-            let Some(ms) = n.checked_mul(unit.0).filter(|&ms| n > 0 && ms > 0) else {
-                return r.error("ERR invalid expire time in 'set' command");
-            };
-            opts.expiry = if unit.1 {
-                Expiry::AtUnixMs(ms as u64)
-            } else {
-                Expiry::After(Duration::from_millis(ms as u64))
-            };
-            i += 1;
-        } else {
-            return r.error(SYNTAX);
-        }
-        i += 1;
-    }
-    let done = shared.cache.set_slice(args.get(1), args.get(2), opts);
-    if get {
-        r.bulk_or_null(done.previous.as_deref());
-    } else if done.stored {
-        r.ok();
-    } else {
-        r.null();
-    }
-}
-
-/// `EX`/`PX`/`EXAT`/`PXAT`: (milliseconds per unit, absolute).
-fn expire_unit(o: &[u8]) -> Option<(i64, bool)> {
-    if o.eq_ignore_ascii_case(b"ex") {
-        Some((1000, false))
-    } else if o.eq_ignore_ascii_case(b"px") {
-        Some((1, false))
-    } else if o.eq_ignore_ascii_case(b"exat") {
-        Some((1000, true))
-    } else if o.eq_ignore_ascii_case(b"pxat") {
-        Some((1, true))
-    } else {
-        None
-    }
-}
-
-fn incr(r: &mut Reply<'_>, shared: &ConnectionContext, key: &[u8], delta: i64) {
-    match shared.cache.incr_by(key, delta) {
-        Ok(n) => r.int(n),
-        Err(CacheError::Overflow) => r.error("ERR increment or decrement would overflow"),
-        Err(_) => r.error(NOT_INT),
-    }
-}
-
-fn expire(r: &mut Reply<'_>, shared: &ConnectionContext, args: Args<'_>, name: &str, unit: i64, absolute: bool) {
-    let Some(n) = parse_i64(args.get(2)) else {
-        return r.error(NOT_INT);
-    };
-    let mut cond = ExpireCondition::Always;
-    for i in 3..args.len() {
-        let o = args.get(i);
-        let c = if o.eq_ignore_ascii_case(b"nx") {
-            ExpireCondition::IfNone
-        } else if o.eq_ignore_ascii_case(b"xx") {
-            ExpireCondition::IfSome
-        } else if o.eq_ignore_ascii_case(b"gt") {
-            ExpireCondition::IfLater
-        } else if o.eq_ignore_ascii_case(b"lt") {
-            ExpireCondition::IfEarlier
-        } else {
-            return r.error(&format!("ERR Unsupported option {}", truncated(o, 128)));
-        };
-        if cond != ExpireCondition::Always && cond != c {
-            let gt_lt = matches!(
-                (cond, c),
-                (ExpireCondition::IfLater, ExpireCondition::IfEarlier)
-                    | (ExpireCondition::IfEarlier, ExpireCondition::IfLater)
-            );
-            return r.error(if gt_lt {
-                "ERR GT and LT options at the same time are not compatible"
-            } else {
-                "ERR NX and XX, GT or LT options at the same time are not compatible"
-            });
-        }
-        cond = c;
-    }
-    let Some(ms) = n.checked_mul(unit) else {
-        return r.error(&format!("ERR invalid expire time in '{name}' command"));
-    };
-    let expiry = if absolute {
-        Expiry::AtUnixMs(ms.max(0) as u64)
-    } else {
-        Expiry::After(Duration::from_millis(ms.max(0) as u64))
-    };
-    r.int(shared.cache.expire_with(args.get(1), expiry, cond) as i64);
 }

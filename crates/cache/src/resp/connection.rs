@@ -47,6 +47,7 @@ impl Connection {
             lib_ver: String::new(),
             peer,
             created: Instant::now(),
+            tx: Default::default(),
         };
         Connection {
             parser: Parser::new(shared.server.limits),
@@ -165,10 +166,21 @@ impl Connection {
         ));
     }
 
+    /// The connection is over: its transaction and its watches end with it.
+    fn end_transaction(&mut self) {
+        super::commands::end_transaction(&mut self.session, &self.shared);
+    }
+
     /// Nothing under way for the idle timeout: counts it; the connection is closed
     /// quietly, as Redis does (an error would read as the reply to a client's next command).
     pub(crate) fn idle(&self) {
         self.shared.server.closed.idle.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(peer = %self.session.peer, "cache client closed: idle");
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.end_transaction();
     }
 }

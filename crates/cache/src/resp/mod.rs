@@ -3,32 +3,42 @@
 //! Modules, bottom-up: each uses only the ones above it (named in parentheses).
 //! - `parse`: the incremental request parser ([`Parser`], [`Limits`], [`ProtocolError`]).
 //! - `reply`: reply encoding for RESP2 and RESP3.
-//! - `table`: the command table (names, arities, flags, key positions).
+//! - `table` (parse): the command table (names, arities, flags, key positions, and so
+//!   which shards a command holds).
 //! - `timeouts`: the idle and slow-command timeouts, kept by a sweep per worker thread.
 //! - `query_buffer`: a connection's query buffer, bounded alone and with all the others.
-//! - `state` (parse, timeouts, query_buffer): what commands run against: the server's
-//!   shared state, built from [`RespConfig`], and one connection's session.
+//! - `transaction` (parse, table): a connection's MULTI queue and WATCHed keys.
+//! - `state` (parse, timeouts, query_buffer, transaction): what commands run against: the
+//!   server's shared state, built from [`RespConfig`], and one connection's session.
 //! - `admin` (parse, reply, table, state): HELLO, AUTH, CLIENT, INFO, COMMAND, CONFIG.
-//! - `commands` (parse, reply, table, state, admin): dispatch and the keyspace commands.
+//! - `strings` (parse, reply): the string commands (SET family, GETEX, INCRBYFLOAT,
+//!   GETRANGE, SETRANGE, SETBIT, BITCOUNT, ...).
+//! - `keys` (parse, reply): the keyspace commands (DEL, EXPIRE family, KEYS, SCAN,
+//!   RENAME, COPY, OBJECT, ...).
+//! - `commands` (all of the above): dispatch, MULTI/EXEC/DISCARD/WATCH/UNWATCH.
 //! - `connection` (parse, reply, state, commands): one client's protocol state, without
 //!   the socket ([`Connection`]).
 //! - `server` (timeouts, query_buffer, state, connection): [`spawn_resp`] (worker
 //!   threads, one `SO_REUSEPORT` listener each, admitting at most `max_clients`) and the
 //!   connection loop.
 //!
-//! Below all of them, outside `resp`: the crate's `cache` (and `ring`'s hasher, for the
-//! run id); nothing outside `resp` uses anything inside it but the re-exports below.
+//! Below all of them, outside `resp`: the crate's `keyspace` (every command runs against
+//! one), `cache`, `glob`, `long_double` (and `ring`'s hasher, for the run id); nothing
+//! outside `resp` uses anything inside it but the re-exports below.
 
 mod admin;
 mod commands;
 mod connection;
+mod keys;
 mod parse;
 mod query_buffer;
 mod reply;
 mod server;
 mod state;
+mod strings;
 mod table;
 mod timeouts;
+mod transaction;
 
 pub use admin::REDIS_VERSION;
 pub use connection::{Connection, Progress};

@@ -66,6 +66,11 @@ pub struct Args<'a> {
 }
 
 impl<'a> Args<'a> {
+    /// Arguments held elsewhere: `ranges` index into `data`.
+    pub(crate) fn new(data: &'a [u8], ranges: &'a [Range<usize>]) -> Args<'a> {
+        Args { data, ranges }
+    }
+
     pub fn len(&self) -> usize {
         self.ranges.len()
     }

@@ -73,7 +73,7 @@ impl ClientMemory {
     }
 
     /// Takes `bytes` more if the total stays within the bound.
-    fn try_take(&self, bytes: usize) -> bool {
+    pub(crate) fn try_take(&self, bytes: usize) -> bool {
         let before = self.held.fetch_add(bytes, Ordering::Relaxed);
         if before.saturating_add(bytes) > self.max {
             self.held.fetch_sub(bytes, Ordering::Relaxed);
@@ -86,7 +86,7 @@ impl ClientMemory {
         self.held.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    fn give_back(&self, bytes: usize) {
+    pub(crate) fn give_back(&self, bytes: usize) {
         self.held.fetch_sub(bytes, Ordering::Relaxed);
     }
 }

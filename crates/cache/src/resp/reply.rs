@@ -2,6 +2,10 @@
 //! connection by `HELLO`). Only the types whose encoding differs between the two know
 //! the protocol version: nulls, maps and verbatim strings.
 
+/// Errors several commands answer, word for word as Redis.
+pub(crate) const NOT_INT: &str = "ERR value is not an integer or out of range";
+pub(crate) const SYNTAX: &str = "ERR syntax error";
+
 /// A connection's output buffer and protocol version.
 pub struct Reply<'a> {
     pub out: &'a mut Vec<u8>,
@@ -54,6 +58,12 @@ impl Reply<'_> {
     pub fn null(&mut self) {
         self.out
             .extend_from_slice(if self.resp3 { b"_\r\n" } else { b"$-1\r\n" });
+    }
+
+    /// The null array (RESP2 `*-1`, RESP3 `_`): EXEC when a watched key changed.
+    pub fn null_array(&mut self) {
+        self.out
+            .extend_from_slice(if self.resp3 { b"_\r\n" } else { b"*-1\r\n" });
     }
 
     pub fn array(&mut self, len: usize) {
@@ -119,8 +129,10 @@ pub fn push_int(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// An argument as text in an error reply: at most `max` bytes of it, lossy UTF-8.
+/// An argument as text in an error reply, as Redis' C formatting shows it: up to its
+/// first NUL byte, at most `max` bytes of that, lossy UTF-8.
 pub(crate) fn truncated(b: &[u8], max: usize) -> String {
+    let b = &b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())];
     String::from_utf8_lossy(&b[..b.len().min(max)]).into_owned()
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::parse::Limits;
 use super::query_buffer::ClientMemory;
 use super::timeouts::Timeouts;
+use super::transaction::Transaction;
 use crate::cache::Cache;
 use crate::ring::StableHasher;
 
@@ -169,10 +170,13 @@ pub(crate) struct Session {
     pub lib_ver: String,
     pub peer: SocketAddr,
     pub created: Instant,
+    /// MULTI's queue and the WATCHed keys.
+    pub tx: Transaction,
 }
 
 impl Session {
-    /// `RESET`: back to a fresh connection's state.
+    /// `RESET`: back to a fresh connection's state (the caller ends any transaction and
+    /// watch first: that needs the cache).
     pub fn reset(&mut self) {
         self.resp3 = false;
         self.name = None;

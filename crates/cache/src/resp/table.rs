@@ -1,5 +1,11 @@
-//! The command table: every command's name, arity, flags and key positions. It drives
-//! dispatch and the arity check (`commands`) and `COMMAND`'s reply (`admin`).
+//! The command table: every command's name, arity, flags and key positions, as Redis
+//! 7.0 declares them (`COMMAND INFO`). It drives dispatch and the arity check
+//! (`commands`), `COMMAND`'s reply (`admin`), and which shards a command holds while it
+//! runs or EXEC locks for it ([`Spec::shards`]).
+
+use super::parse::Args;
+use crate::keyspace::ShardSet;
+use crate::Cache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cmd {
@@ -16,18 +22,40 @@ pub(crate) enum Cmd {
     Persist,
     Mget,
     Mset,
+    Msetnx,
     Incr,
     Incrby,
+    Incrbyfloat,
     Decr,
     Decrby,
     Append,
     Strlen,
     Getdel,
+    Getex,
     Getset,
+    Getrange,
+    Setrange,
+    Setbit,
+    Getbit,
+    Bitcount,
     Setnx,
     Setex,
     Psetex,
+    Expiretime,
+    Pexpiretime,
     Type,
+    Keys,
+    Scan,
+    Rename,
+    Renamenx,
+    Copy,
+    Randomkey,
+    Object,
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
     Ping,
     Echo,
     Select,
@@ -44,6 +72,26 @@ pub(crate) enum Cmd {
     Time,
 }
 
+impl Cmd {
+    /// Whether the command runs at once inside MULTI rather than being queued (Redis:
+    /// EXEC, DISCARD, MULTI, WATCH, QUIT and RESET).
+    pub fn runs_inside_multi(self) -> bool {
+        matches!(
+            self,
+            Cmd::Exec | Cmd::Discard | Cmd::Multi | Cmd::Watch | Cmd::Quit | Cmd::Reset
+        )
+    }
+
+    /// Whether the command reads or changes the whole keyspace (or every shard's
+    /// figures): it holds every shard while it runs.
+    fn touches_every_shard(self) -> bool {
+        matches!(
+            self,
+            Cmd::Keys | Cmd::Scan | Cmd::Randomkey | Cmd::Dbsize | Cmd::Flushdb | Cmd::Info | Cmd::Config
+        )
+    }
+}
+
 /// One command's entry: its name, arity (Redis' convention: `n` exactly n arguments
 /// including the name, `-n` at least n), flags and key positions.
 pub(crate) struct Spec {
@@ -56,10 +104,62 @@ pub(crate) struct Spec {
     pub step: i32,
 }
 
-const W: &[&str] = &["write", "denyoom"];
-const R: &[&str] = &["readonly", "fast"];
+impl Spec {
+    /// Whether `n` arguments (the name included) fit the arity.
+    pub fn arity_ok(&self, n: usize) -> bool {
+        let n = n as i32;
+        (self.arity > 0 && n == self.arity) || (self.arity < 0 && n >= -self.arity)
+    }
+
+    /// The positions of the command's keys in `args` (Redis' first/last/step; OBJECT's
+    /// subcommands take their key second).
+    pub fn key_positions(&self, args: Args<'_>) -> impl Iterator<Item = usize> {
+        let n = args.len() as i32;
+        let (first, last, step) = match self.cmd {
+            Cmd::Object => (2, 2, 1),
+            _ => (self.first_key, self.last_key, self.step),
+        };
+        let last = if last < 0 { n + last } else { last.min(n - 1) };
+        let range = if first <= 0 || step <= 0 || first > last {
+            0..0
+        } else {
+            first as usize..last as usize + 1
+        };
+        range.step_by(step.max(1) as usize)
+    }
+
+    /// Adds the shards the command touches to `set`: its keys' shards, or all of them.
+    pub fn shards(&self, args: Args<'_>, cache: &Cache, set: &mut ShardSet) {
+        if self.cmd.touches_every_shard() {
+            set.insert_all();
+            return;
+        }
+        for i in self.key_positions(args) {
+            set.insert(cache.shard_of(args.get(i)));
+        }
+    }
+
+    /// Whether the command must hold its shards for its whole run: several keys (which
+    /// may live on several shards), or the whole keyspace. Single-key commands are one
+    /// keyspace operation each, which locks its shard by itself.
+    pub fn holds_shards(&self) -> bool {
+        self.cmd.touches_every_shard() || self.step > 0 && (self.last_key < 0 || self.last_key > self.first_key)
+    }
+}
+
+const R: &[&str] = &["readonly"];
+const RF: &[&str] = &["readonly", "fast"];
+const W: &[&str] = &["write"];
+const WD: &[&str] = &["write", "denyoom"];
 const WF: &[&str] = &["write", "fast"];
-const S: &[&str] = &["fast", "stale", "loading"];
+const WDF: &[&str] = &["write", "denyoom", "fast"];
+const LSF: &[&str] = &["loading", "stale", "fast"];
+/// MULTI, DISCARD, WATCH, UNWATCH.
+const TX: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
+/// QUIT, RESET, HELLO, AUTH.
+const CONN: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"];
+/// Commands with subcommands: their flags are their subcommands'.
+const CONTAINER: &[&str] = &[];
 
 macro_rules! spec {
     ($name:literal, $cmd:ident, $arity:literal, $flags:expr, $first:literal, $last:literal, $step:literal) => {
@@ -77,47 +177,78 @@ macro_rules! spec {
 
 /// Every command, the hottest first (dispatch scans the table).
 pub(crate) static COMMANDS: &[Spec] = &[
-    spec!("get", Get, 2, R, 1, 1, 1),
-    spec!("set", Set, -3, W, 1, 1, 1),
-    spec!("mget", Mget, -2, R, 1, -1, 1),
-    spec!("mset", Mset, -3, W, 1, -1, 2),
-    spec!("incr", Incr, 2, W, 1, 1, 1),
-    spec!("del", Del, -2, &["write"], 1, -1, 1),
+    spec!("get", Get, 2, RF, 1, 1, 1),
+    spec!("set", Set, -3, WD, 1, 1, 1),
+    spec!("mget", Mget, -2, RF, 1, -1, 1),
+    spec!("mset", Mset, -3, WD, 1, -1, 2),
+    spec!("incr", Incr, 2, WDF, 1, 1, 1),
+    spec!("del", Del, -2, W, 1, -1, 1),
     spec!("unlink", Del, -2, WF, 1, -1, 1),
-    spec!("exists", Exists, -2, R, 1, -1, 1),
+    spec!("exists", Exists, -2, RF, 1, -1, 1),
     spec!("expire", Expire, -3, WF, 1, 1, 1),
     spec!("pexpire", Pexpire, -3, WF, 1, 1, 1),
     spec!("expireat", Expireat, -3, WF, 1, 1, 1),
     spec!("pexpireat", Pexpireat, -3, WF, 1, 1, 1),
-    spec!("ttl", Ttl, 2, R, 1, 1, 1),
-    spec!("pttl", Pttl, 2, R, 1, 1, 1),
+    spec!("ttl", Ttl, 2, RF, 1, 1, 1),
+    spec!("pttl", Pttl, 2, RF, 1, 1, 1),
     spec!("persist", Persist, 2, WF, 1, 1, 1),
-    spec!("incrby", Incrby, 3, W, 1, 1, 1),
-    spec!("decr", Decr, 2, W, 1, 1, 1),
-    spec!("decrby", Decrby, 3, W, 1, 1, 1),
-    spec!("append", Append, 3, W, 1, 1, 1),
-    spec!("strlen", Strlen, 2, R, 1, 1, 1),
+    spec!("incrby", Incrby, 3, WDF, 1, 1, 1),
+    spec!("decr", Decr, 2, WDF, 1, 1, 1),
+    spec!("decrby", Decrby, 3, WDF, 1, 1, 1),
+    spec!("append", Append, 3, WDF, 1, 1, 1),
+    spec!("strlen", Strlen, 2, RF, 1, 1, 1),
     spec!("getdel", Getdel, 2, WF, 1, 1, 1),
-    spec!("getset", Getset, 3, W, 1, 1, 1),
-    spec!("setnx", Setnx, 3, W, 1, 1, 1),
-    spec!("setex", Setex, 4, W, 1, 1, 1),
-    spec!("psetex", Psetex, 4, W, 1, 1, 1),
-    spec!("type", Type, 2, R, 1, 1, 1),
-    spec!("ping", Ping, -1, S, 0, 0, 0),
-    spec!("echo", Echo, 2, S, 0, 0, 0),
-    spec!("select", Select, 2, S, 0, 0, 0),
-    spec!("info", Info, -1, &["stale", "loading"], 0, 0, 0),
-    spec!("dbsize", Dbsize, 1, R, 0, 0, 0),
-    spec!("flushdb", Flushdb, -1, &["write"], 0, 0, 0),
-    spec!("flushall", Flushdb, -1, &["write"], 0, 0, 0),
-    spec!("command", Command, -1, &["stale", "loading"], 0, 0, 0),
-    spec!("client", Client, -2, &["stale", "loading"], 0, 0, 0),
-    spec!("quit", Quit, -1, &["fast", "stale", "loading", "allow_busy"], 0, 0, 0),
-    spec!("reset", Reset, 1, S, 0, 0, 0),
-    spec!("hello", Hello, -1, S, 0, 0, 0),
-    spec!("auth", Auth, -2, S, 0, 0, 0),
-    spec!("config", Config, -2, &["admin", "stale", "loading"], 0, 0, 0),
-    spec!("time", Time, 1, S, 0, 0, 0),
+    spec!("getex", Getex, -2, WF, 1, 1, 1),
+    spec!("getset", Getset, 3, WDF, 1, 1, 1),
+    spec!("setnx", Setnx, 3, WDF, 1, 1, 1),
+    spec!("setex", Setex, 4, WD, 1, 1, 1),
+    spec!("psetex", Psetex, 4, WD, 1, 1, 1),
+    spec!("msetnx", Msetnx, -3, WD, 1, -1, 2),
+    spec!("incrbyfloat", Incrbyfloat, 3, WDF, 1, 1, 1),
+    spec!("getrange", Getrange, 4, R, 1, 1, 1),
+    spec!("substr", Getrange, 4, R, 1, 1, 1),
+    spec!("setrange", Setrange, 4, WD, 1, 1, 1),
+    spec!("setbit", Setbit, 4, WD, 1, 1, 1),
+    spec!("getbit", Getbit, 3, RF, 1, 1, 1),
+    spec!("bitcount", Bitcount, -2, R, 1, 1, 1),
+    spec!("expiretime", Expiretime, 2, RF, 1, 1, 1),
+    spec!("pexpiretime", Pexpiretime, 2, RF, 1, 1, 1),
+    spec!("type", Type, 2, RF, 1, 1, 1),
+    spec!("multi", Multi, 1, TX, 0, 0, 0),
+    spec!(
+        "exec",
+        Exec,
+        1,
+        &["noscript", "loading", "stale", "skip_slowlog"],
+        0,
+        0,
+        0
+    ),
+    spec!("discard", Discard, 1, TX, 0, 0, 0),
+    spec!("watch", Watch, -2, TX, 1, -1, 1),
+    spec!("unwatch", Unwatch, 1, TX, 0, 0, 0),
+    spec!("scan", Scan, -2, R, 0, 0, 0),
+    spec!("keys", Keys, 2, R, 0, 0, 0),
+    spec!("rename", Rename, 3, W, 1, 2, 1),
+    spec!("renamenx", Renamenx, 3, WF, 1, 2, 1),
+    spec!("copy", Copy, -3, WD, 1, 2, 1),
+    spec!("randomkey", Randomkey, 1, R, 0, 0, 0),
+    spec!("object", Object, -2, CONTAINER, 0, 0, 0),
+    spec!("ping", Ping, -1, &["fast"], 0, 0, 0),
+    spec!("echo", Echo, 2, LSF, 0, 0, 0),
+    spec!("select", Select, 2, LSF, 0, 0, 0),
+    spec!("info", Info, -1, &["loading", "stale"], 0, 0, 0),
+    spec!("dbsize", Dbsize, 1, RF, 0, 0, 0),
+    spec!("flushdb", Flushdb, -1, W, 0, 0, 0),
+    spec!("flushall", Flushdb, -1, W, 0, 0, 0),
+    spec!("command", Command, -1, &["loading", "stale"], 0, 0, 0),
+    spec!("client", Client, -2, CONTAINER, 0, 0, 0),
+    spec!("quit", Quit, -1, CONN, 0, 0, 0),
+    spec!("reset", Reset, 1, CONN, 0, 0, 0),
+    spec!("hello", Hello, -1, CONN, 0, 0, 0),
+    spec!("auth", Auth, -2, CONN, 0, 0, 0),
+    spec!("config", Config, -2, CONTAINER, 0, 0, 0),
+    spec!("time", Time, 1, LSF, 0, 0, 0),
 ];
 
 pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
