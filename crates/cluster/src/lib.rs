@@ -15,6 +15,7 @@
 //! - [`members`]: the bus across nodes: each node publishes its ready members (behind a
 //!   TCP forwarder on its cluster address, since instances listen on loopback) and joins
 //!   every other node's into its own pools.
+//! - [`firings`]: timer firings claimed in a KV bucket, so that each fires on one node.
 //! - [`queues`]: the queues on JetStream ([`JetStreamQueues`], a
 //!   `strata_queue::QueueBackend`): a stream per queue and per dead-letter queue, a
 //!   durable pull consumer per group.
@@ -25,6 +26,7 @@
 //! placement and reconciling its own share.
 
 pub mod bundle;
+pub mod firings;
 pub mod lease;
 pub mod members;
 pub mod membership;

@@ -17,6 +17,9 @@ pub const APPS: &str = "strata_apps";
 pub const PLACEMENT: &str = "strata_placement";
 /// Ready members: `APP.SERVICE.NODE.INSTANCE` -> `members::MemberRecord`.
 pub const MEMBERS: &str = "strata_members";
+/// Claimed timer firings: `APP.FUNCTION.SCHEDULED_MS` -> the node that fires it
+/// (`firings`); keys age out after `firings::FIRINGS_TTL`.
+pub const FIRINGS: &str = "strata_timer_firings";
 /// App bundles and their files, by content digest.
 pub const BUNDLES: &str = "strata_bundles";
 
@@ -44,6 +47,7 @@ pub struct Nats {
     pub apps: kv::Store,
     pub placement: kv::Store,
     pub members: kv::Store,
+    pub firings: kv::Store,
     pub bundles: object_store::ObjectStore,
     /// Replicas of each bucket: one per server given, at most three.
     pub replicas: usize,
@@ -98,6 +102,7 @@ impl Nats {
         let apps = ensure_kv(&js, kv(APPS, Duration::ZERO)).await?;
         let placement = ensure_kv(&js, kv(PLACEMENT, Duration::ZERO)).await?;
         let members = ensure_kv(&js, kv(MEMBERS, Duration::ZERO)).await?;
+        let firings = ensure_kv(&js, kv(FIRINGS, crate::firings::FIRINGS_TTL)).await?;
         let bundles = match js.get_object_store(BUNDLES).await {
             Ok(store) => store,
             Err(_) => {
@@ -125,6 +130,7 @@ impl Nats {
             apps,
             placement,
             members,
+            firings,
             bundles,
             replicas,
         })

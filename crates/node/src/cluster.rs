@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use strata_appservice::{EventKind, NodeResources, ScaleBy};
+use strata_cluster::firings::Firings;
 use strata_cluster::placement::{self, AppPlacement, Want};
 use strata_cluster::{
     lease, members, membership, JetStreamQueues, JetStreamStore, JetStreamStoreConfig, Membership, Nats, NodeRecord,
@@ -29,7 +30,7 @@ use strata_manifest::Manifest;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Backends, Node, NodeConfig};
+use crate::{Backends, FiringClaims, Node, NodeConfig};
 
 /// The buckets of the cluster's store: `strata_state_kv`, `_blobmeta`, `_blobs`.
 const STATE_PREFIX: &str = "strata_state";
@@ -410,6 +411,13 @@ async fn start_app(
         queues: Arc::new(queues),
         store: Arc::new(store),
     });
+    // Every node runs the app's timers; each firing is claimed in the cluster first, so
+    // that one node fires it.
+    let timers = manifest.functions.values().any(|f| f.trigger.timer.is_some());
+    if timers {
+        let firings = Firings::new(nats.firings.clone(), app, &config.name);
+        node_config.firing_claims = Some(Arc::new(firings));
+    }
     node_config.node = NodeResources {
         memory_mb: config.memory_mb.unwrap_or(NodeResources::detect().memory_mb),
         accelerators: config.accelerators,
@@ -443,6 +451,20 @@ async fn start_app(
         stop,
         placement: AppPlacement::default(),
     })
+}
+
+impl FiringClaims for Firings {
+    fn claim<'a>(
+        &'a self,
+        function: &'a str,
+        scheduled_ms: u64,
+    ) -> futures_util::future::BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            Firings::claim(self, function, scheduled_ms)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
 }
 
 async fn stop_app(app: &str, r: Running) {

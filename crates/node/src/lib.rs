@@ -11,7 +11,7 @@
 //! - `push`: delivers queue batches to the pools of services that `consumes` a queue.
 //! - `triggers`: the store and timer triggers of functions (a function runs as a
 //!   service with `instances.min` 0; its queue and HTTP triggers are push delivery and
-//!   routes).
+//!   routes), and [`FiringClaims`], how a cluster fires each timer firing on one node.
 //! - [`cluster`]: a cluster node (`strata node --nats`): heartbeat, the scheduler when it
 //!   holds the lease, and its share of every deployed app, each app a [`Node`].
 //! - `nodefile`: `.strata/node.json`, how CLI commands find a running node.
@@ -31,3 +31,4 @@ mod triggers;
 
 pub use backends::Backends;
 pub use node::{Node, NodeConfig};
+pub use triggers::FiringClaims;

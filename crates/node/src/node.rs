@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{nodefile, push, stateful, triggers, Backends};
+use crate::{nodefile, push, stateful, triggers, Backends, FiringClaims};
 
 /// Everything a node needs to run one app.
 pub struct NodeConfig {
@@ -47,6 +47,9 @@ pub struct NodeConfig {
     /// The cluster's placement sets the instance counts (`ScaleBy::Placement`): no
     /// autoscaler runs on this node.
     pub placed: bool,
+    /// Other nodes run this app too: each timer firing is claimed here first and fired
+    /// only if won, on a schedule aligned on the Unix epoch. None: fire every firing.
+    pub firing_claims: Option<Arc<dyn FiringClaims>>,
 }
 
 impl NodeConfig {
@@ -64,6 +67,7 @@ impl NodeConfig {
             control_token: std::env::var("STRATA_CONTROL_TOKEN").ok().filter(|t| !t.is_empty()),
             api_server: strata_api::ServerConfig::default(),
             placed: false,
+            firing_claims: None,
         }
     }
 }
@@ -155,7 +159,11 @@ impl Node {
             bus.clone(),
             shutdown.child_token(),
         )?);
-        start_tasks(&manifest, config.placed, &app, &bus, &backends, &shutdown, &mut tasks)?;
+        let role = ClusterRole {
+            placed: config.placed,
+            firing_claims: config.firing_claims,
+        };
+        start_tasks(&manifest, &role, &app, &bus, &backends, &shutdown, &mut tasks)?;
 
         let info = NodeInfo {
             app: manifest.app.clone(),
@@ -416,9 +424,15 @@ fn cannot_listen(e: std::io::Error, what: &str, addr: SocketAddr, setting: &str)
 /// The tasks that are neither the first tier nor the App Service: an autoscaler per
 /// autoscaled service, push delivery per consuming service, a trigger per function
 /// with a store or timer trigger.
+/// What a cluster node's share of an app does differently (see [`NodeConfig`]).
+struct ClusterRole {
+    placed: bool,
+    firing_claims: Option<Arc<dyn FiringClaims>>,
+}
+
 fn start_tasks(
     manifest: &Manifest,
-    placed: bool,
+    role: &ClusterRole,
     app: &Arc<AppService>,
     bus: &Arc<Bus>,
     backends: &Backends,
@@ -431,7 +445,7 @@ fn start_tasks(
             Some(c) => Some(backends.queues.get(&c.queue).context("a consumed queue")?),
             None => None,
         };
-        let scaled = strata_autoscale::Scaled::of(service, spec, queue.clone()).filter(|_| !placed);
+        let scaled = strata_autoscale::Scaled::of(service, spec, queue.clone()).filter(|_| !role.placed);
         if let Some(scaled) = scaled {
             // The admission goes on the pool before the first request can come.
             let pool = bus.pool(service);
@@ -479,7 +493,12 @@ fn start_tasks(
                 shutdown.clone(),
             )));
         } else if let Some(trigger) = &f.trigger.timer {
-            tasks.push(tokio::spawn(triggers::timer(target, trigger.clone(), shutdown.clone())));
+            tasks.push(tokio::spawn(triggers::timer(
+                target,
+                trigger.clone(),
+                role.firing_claims.clone(),
+                shutdown.clone(),
+            )));
         }
     }
     Ok(())

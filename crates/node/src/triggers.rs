@@ -15,6 +15,11 @@
 //! - timer: `{"trigger": "timer", "function", "scheduled_ms", "fired_ms"}` every
 //!   `interval_ms` or on each cron time (UTC). A failed firing is recorded, not retried:
 //!   the next firing is the next chance. A firing due while the node was down is skipped.
+//!   In a cluster every node runs the task, so each firing is first claimed
+//!   ([`FiringClaims`], the cluster's KV bucket): the node that wins fires it, the others
+//!   skip it, and a node that cannot claim does not fire (at most once). Interval
+//!   firings are then aligned on the Unix epoch, so that every node names a firing by
+//!   the same `scheduled_ms`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use strata_appservice::{AppService, EventKind};
 use strata_bus::Pool;
 use strata_gateway::relay::{self, JsonPost};
@@ -146,21 +152,47 @@ async fn finish(mut tasks: JoinSet<()>) {
     .await;
 }
 
-/// Fires `target` on the trigger's schedule.
-pub(crate) async fn timer(target: Target, trigger: TimerTrigger, token: CancellationToken) {
+/// Who fires a timer firing when several nodes run the same function (a cluster): one
+/// of them, chosen by a claim that only one can win. None on a single node.
+pub trait FiringClaims: Send + Sync {
+    /// Ok(true): this node fires `function`'s firing of `scheduled_ms`; Ok(false):
+    /// another node does; Err(why): the claim could not be made, so nobody here fires it.
+    fn claim<'a>(&'a self, function: &'a str, scheduled_ms: u64) -> BoxFuture<'a, Result<bool, String>>;
+}
+
+/// Fires `target` on the trigger's schedule; with `claims`, only the firings this node
+/// wins, on a schedule aligned on the Unix epoch.
+pub(crate) async fn timer(
+    target: Target,
+    trigger: TimerTrigger,
+    claims: Option<Arc<dyn FiringClaims>>,
+    token: CancellationToken,
+) {
     let cron = trigger.cron.as_deref().map(Cron::parse);
-    let interval = trigger.interval_ms.map(Duration::from_millis);
+    let interval = trigger.interval_ms.map(|ms| Duration::from_millis(ms.max(1)));
     let slots = Arc::new(Semaphore::new(target.parallel.max(1)));
     let mut tasks = JoinSet::new();
     // Intervals run on the monotonic clock (a wall-clock step neither stalls nor bunches
     // them); `scheduled_ms` is reported on the wall clock of the start. Cron times are
-    // wall-clock times, never the same one twice.
+    // wall-clock times, never the same one twice. In a cluster, intervals are wall-clock
+    // times too (multiples of the interval since the epoch), the same on every node.
     let (start, start_wall) = (tokio::time::Instant::now(), SystemTime::now());
     let mut k: u32 = 0;
     let mut last_cron: u64 = 0;
+    let mut last_aligned: u64 = 0;
     loop {
         while tasks.try_join_next().is_some() {}
         let (deadline, scheduled) = match interval {
+            Some(every) if claims.is_some() => {
+                // Firings missed while late are skipped; none is scheduled twice.
+                let now = unix_ms(SystemTime::now());
+                let at = next_aligned(now, every.as_millis() as u64, last_aligned);
+                last_aligned = at;
+                (
+                    tokio::time::Instant::now() + Duration::from_millis(at - now),
+                    UNIX_EPOCH + Duration::from_millis(at),
+                )
+            }
             Some(every) => {
                 // Firings missed while late are skipped.
                 k += 1;
@@ -208,9 +240,23 @@ pub(crate) async fn timer(target: Target, trigger: TimerTrigger, token: Cancella
             "scheduled_ms": unix_ms(scheduled),
             "fired_ms": unix_ms(SystemTime::now()),
         });
-        let target = target.clone();
+        let (target, claims) = (target.clone(), claims.clone());
         tasks.spawn(async move {
             let _slot = slot;
+            if let Some(claims) = claims {
+                match claims.claim(&target.function, unix_ms(scheduled)).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(why) => {
+                        target.app.record(
+                            &target.function,
+                            EventKind::TriggerFailed,
+                            format!("timer firing of {} not fired: {why}", unix_ms(scheduled)),
+                        );
+                        return;
+                    }
+                }
+            }
             if let Err(e) = post(&target, "timer", Bytes::from(body.to_string())).await {
                 target.app.record(
                     &target.function,
@@ -221,6 +267,13 @@ pub(crate) async fn timer(target: Target, trigger: TimerTrigger, token: Cancella
         });
     }
     finish(tasks).await;
+}
+
+/// The first multiple of `every_ms` after both `now_ms` and `last_ms` (the firing
+/// scheduled before, so that a timer woken early does not schedule it again).
+fn next_aligned(now_ms: u64, every_ms: u64, last_ms: u64) -> u64 {
+    let every_ms = every_ms.max(1);
+    (now_ms.max(last_ms) / every_ms + 1) * every_ms
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -264,4 +317,20 @@ async fn post(target: &Target, trigger: &'static str, body: Bytes) -> Result<(),
         status,
         answer: text.trim().chars().take(200).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_aligned;
+
+    #[test]
+    fn aligned_firings_are_the_next_multiple_of_the_interval_once_each() {
+        assert_eq!(next_aligned(1_000, 500, 0), 1_500);
+        assert_eq!(next_aligned(1_001, 500, 0), 1_500);
+        assert_eq!(next_aligned(1_499, 500, 0), 1_500);
+        // Woken a little early by the wall clock: the same firing is not scheduled again.
+        assert_eq!(next_aligned(1_499, 500, 1_500), 2_000);
+        // Late by several intervals: the missed ones are skipped.
+        assert_eq!(next_aligned(3_200, 500, 1_500), 3_500);
+    }
 }
