@@ -281,6 +281,10 @@ async fn reconcile(
         }
         let r = running.get_mut(app).expect("running");
         for service in placement.services.keys() {
+            if r.manifest.functions.contains_key(service) {
+                // Placed at zero; each node's autoscaler starts it when its events come.
+                continue;
+            }
             let share = placement.share(service, &config.name);
             let before = r.placement.share(service, &config.name);
             if r.node.app.desired(service) != Some(share) {

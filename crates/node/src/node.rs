@@ -445,7 +445,10 @@ fn start_tasks(
             Some(c) => Some(backends.queues.get(&c.queue).context("a consumed queue")?),
             None => None,
         };
-        let scaled = strata_autoscale::Scaled::of(service, spec, queue.clone()).filter(|_| !role.placed);
+        // A placed service's count is its share of the placement; a function's (placed
+        // at zero) follows its events on each node, started from zero where they arrive.
+        let is_function = manifest.functions.contains_key(service);
+        let scaled = strata_autoscale::Scaled::of(service, spec, queue.clone()).filter(|_| !role.placed || is_function);
         if let Some(scaled) = scaled {
             // The admission goes on the pool before the first request can come.
             let pool = bus.pool(service);

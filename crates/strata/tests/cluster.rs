@@ -551,7 +551,8 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
 
 /// The store and the queues are the cluster's (JetStream): what an instance on one node
 /// writes or publishes, an instance on another reads or takes, and it outlives the node
-/// that wrote it.
+/// that wrote it. A timer function, run by every node, fires once per firing in the
+/// cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_is_the_cluster_s_and_outlives_the_node_that_wrote() {
     if !strata_testkit::needs("cluster", nats_server()) {
@@ -638,6 +639,56 @@ async fn the_store_is_the_cluster_s_and_outlives_the_node_that_wrote() {
     let mut want: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();
     want.sort();
     assert_eq!(taken, want, "every message once");
+
+    // A timer function (its own app, so that its instances do not count in the ready
+    // kv instances above): every node runs the timer; each firing is claimed in the
+    // cluster, so it is handled once, on the node that won it (started from zero there).
+    let tick_app = dir.path().join("ticks");
+    std::fs::create_dir_all(&tick_app).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/handler.py"),
+        tick_app.join("handler.py"),
+    )
+    .unwrap();
+    let ticks = dir.path().join("ticks.jsonl");
+    let manifest = json!({
+        "strata": 1,
+        "app": "ticks",
+        "functions": {
+            "tick": {
+                "run": ["python3", "handler.py"],
+                "env": { "RECORD": ticks.display().to_string() },
+                "health": { "path": "/healthz" },
+                "trigger": { "timer": { "interval_ms": 500 } },
+                "path": "/event",
+                "keep_warm_ms": 60000,
+            },
+        },
+    });
+    let path = tick_app.join("strata.json");
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let out = strata(&["deploy", path.to_str().unwrap(), "--nats", &urls]);
+    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+    let scheduled = |ticks: &Path| -> Vec<u64> {
+        records(ticks)
+            .iter()
+            .filter(|r| r["kind"] == "event" && r["trigger"] == "timer")
+            .map(|r| r["event"]["scheduled_ms"].as_u64().unwrap())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scheduled(&ticks).len() < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "8 timer firings within 30 s: {:?}",
+            scheduled(&ticks)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fired = scheduled(&ticks);
+    let once: BTreeSet<u64> = fired.iter().copied().collect();
+    assert_eq!(once.len(), fired.len(), "each firing once in the cluster: {fired:?}");
+    assert!(once.iter().all(|ms| ms % 500 == 0), "aligned on the interval: {once:?}");
 
     // The node that wrote dies: nothing of what it wrote is lost.
     let mut b = nodes.remove("b").unwrap();
