@@ -19,7 +19,8 @@
 //!   ([`FiringClaims`], the cluster's KV bucket): the node that wins fires it, the others
 //!   skip it, and a node that cannot claim does not fire (at most once). Interval
 //!   firings are then aligned on the Unix epoch, so that every node names a firing by
-//!   the same `scheduled_ms`.
+//!   the same `scheduled_ms`. A node whose own firings are all still running skips
+//!   without claiming, so that another node may fire that time.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -169,7 +170,7 @@ pub(crate) async fn timer(
     token: CancellationToken,
 ) {
     let cron = trigger.cron.as_deref().map(Cron::parse);
-    let interval = trigger.interval_ms.map(|ms| Duration::from_millis(ms.max(1)));
+    let interval = trigger.interval_ms.map(Duration::from_millis);
     let slots = Arc::new(Semaphore::new(target.parallel.max(1)));
     let mut tasks = JoinSet::new();
     // Intervals run on the monotonic clock (a wall-clock step neither stalls nor bunches
