@@ -12,9 +12,11 @@
 //! - [`Ring`] (`ring`): the consistent-hash ring with virtual nodes mapping a key to its
 //!   [`ShardId`] (node name + shard number), so shards of other nodes can join later.
 //! - `stored`: keys and values as held in a shard (inline up to 23 bytes, else shared).
+//! - `hash` (stored): a Redis hash as a shard holds it (fields in Redis' listpack
+//!   order while Redis would keep a listpack).
 //! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET).
 //! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
-//! - `shard` (stored): one shard (a `Mutex<HashMap>`), its memory accounting, lazy and
+//! - `shard` (stored, hash): one shard (a `Mutex<HashMap>`), its memory accounting, lazy and
 //!   sampled expiry, eviction by sampling (approximate LRU: sample
 //!   [`CacheConfig::eviction_samples`] keys, evict the least recently used), the
 //!   connections WATCHing its keys, and SCAN's walk over it.
@@ -99,6 +101,7 @@
 mod cache;
 mod clock;
 mod glob;
+mod hash;
 mod keyspace;
 mod long_double;
 mod read_through;
