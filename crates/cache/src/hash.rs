@@ -4,7 +4,7 @@
 //!
 //! Redis 7.0 holds a small hash as a listpack (fields in insertion order, a deleted
 //! field closes its gap) and converts it for good to a hash table once it has more than
-//! `hash-max-listpack-entries` (128) fields or a field or value longer than
+//! `hash-max-listpack-entries` (512, its built-in default) fields or a field or value longer than
 //! `hash-max-listpack-value` (64 bytes). Here the fields are one vector in that same
 //! order while the hash would be a listpack, so HGETALL, HKEYS, HVALS and HSCAN answer
 //! what Redis answers; once it would be a hash table, a removal moves the last field
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use crate::stored::Stored;
 
 /// Redis' `hash-max-listpack-entries`.
-pub(crate) const LISTPACK_MAX_ENTRIES: usize = 128;
+pub(crate) const LISTPACK_MAX_ENTRIES: usize = 512;
 /// Redis' `hash-max-listpack-value`.
 pub(crate) const LISTPACK_MAX_VALUE: usize = 64;
 

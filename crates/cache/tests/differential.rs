@@ -22,6 +22,8 @@
 //! `STRATA_DIFF_SEED=N` replays one random walk; `STRATA_DIFF_STEPS=N` makes it longer.
 
 mod common;
+#[path = "differential/hashes.rs"]
+mod hashes;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -208,6 +210,26 @@ impl Both {
                 exists == Value::Int(1)
             }
             ("keys", Value::Array(a), Value::Array(b)) => sorted(a) == sorted(b),
+            ("hgetall" | "hkeys" | "hvals", Value::Array(a), Value::Array(b)) => {
+                let pairs = if name == "hgetall" { 2 } else { 1 };
+                let table = self.strata_only(&[b"OBJECT".to_vec(), b"ENCODING".to_vec(), args[1].clone()]);
+                table == Value::Bulk(b"hashtable".to_vec()) && sorted_chunks(a, pairs) == sorted_chunks(b, pairs)
+            }
+            ("hrandfield", Value::Bulk(_), Value::Bulk(f)) => {
+                let exists = self.strata_only(&[b"HEXISTS".to_vec(), args[1].clone(), f.clone()]);
+                exists == Value::Int(1)
+            }
+            ("hrandfield", Value::Array(a), Value::Array(b)) => {
+                let count: i64 = String::from_utf8_lossy(&args[2]).parse().unwrap_or(0);
+                let len = self.strata_only(&[b"HLEN".to_vec(), args[1].clone()]);
+                // The whole hash: in a hash table's order, so compared as a set.
+                let mut whole = || {
+                    let table = self.strata_only(&[b"OBJECT".to_vec(), b"ENCODING".to_vec(), args[1].clone()]);
+                    let pairs = if args.len() == 4 && matches!(a.first(), Some(Value::Bulk(_))) { 2 } else { 1 };
+                    table == Value::Bulk(b"hashtable".to_vec()) && sorted_chunks(a, pairs) == sorted_chunks(b, pairs)
+                };
+                a.len() == b.len() && (count < 0 || count < int_or_zero(&len) || whole())
+            }
             ("scan", Value::Array(a), Value::Array(b)) => a.len() == 2 && b.len() == 2,
             ("ttl" | "expiretime", Value::Int(a), Value::Int(b)) => *a >= 0 && *b >= 0 && (a - b).abs() <= 1,
             ("pttl" | "pexpiretime", Value::Int(a), Value::Int(b)) => *a >= 0 && *b >= 0 && (a - b).abs() <= 250,
@@ -244,11 +266,20 @@ impl Both {
     /// A whole SCAN with these options on each server: the sets of keys must be equal
     /// (and errors the same).
     fn full_scan(&mut self, options: &[Vec<u8>]) {
+        self.full_scan_of(&[b"SCAN".to_vec()], options)
+    }
+
+    /// A whole scan (`command`: SCAN, or HSCAN and its key) with these options on each
+    /// server: the sets of what they found must be equal (and errors the same). For
+    /// HSCAN each item is a field and its value.
+    fn full_scan_of(&mut self, command: &[Vec<u8>], options: &[Vec<u8>]) {
+        let pairs = command.len() > 1;
         let scan = |c: &mut Client| -> Result<BTreeSet<Vec<u8>>, Vec<u8>> {
             let mut cursor = b"0".to_vec();
             let mut keys = BTreeSet::new();
             for _ in 0..100_000 {
-                let mut args = vec![b"SCAN".to_vec(), cursor.clone()];
+                let mut args = command.to_vec();
+                args.push(cursor.clone());
                 args.extend(options.iter().cloned());
                 let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
                 c.send(&cmd_bytes(&refs));
@@ -259,11 +290,16 @@ impl Both {
                 let (Value::Bulk(next), Value::Array(found)) = (&parts[0], &parts[1]) else {
                     panic!("a SCAN reply that is not [cursor, keys]: {}", show(&raw));
                 };
-                for k in found {
-                    let Value::Bulk(k) = k else {
-                        panic!("a key that is not a bulk string")
-                    };
-                    keys.insert(k.clone());
+                for k in found.chunks(if pairs { 2 } else { 1 }) {
+                    let mut item = Vec::new();
+                    for part in k {
+                        let Value::Bulk(part) = part else {
+                            panic!("a key that is not a bulk string")
+                        };
+                        item.extend_from_slice(part);
+                        item.push(0xff);
+                    }
+                    keys.insert(item);
                 }
                 if next == b"0" {
                     return Ok(keys);
@@ -274,7 +310,8 @@ impl Both {
         };
         let r = scan(&mut self.redis);
         let s = scan(&mut self.strata);
-        let mut args = vec![b"SCAN(full)".to_vec()];
+        let mut args = command.to_vec();
+        args[0].extend_from_slice(b"(full)");
         args.extend(options.iter().cloned());
         if self.log.len() >= 40 {
             self.log.remove(0);
@@ -297,6 +334,20 @@ impl Both {
                 "full scans found different keys",
             );
         }
+    }
+}
+
+/// `v` cut into chunks of `n` (field and value pairs), sorted.
+fn sorted_chunks(v: &[Value], n: usize) -> Vec<Vec<Value>> {
+    let mut c: Vec<Vec<Value>> = v.chunks(n).map(<[Value]>::to_vec).collect();
+    c.sort_by_key(|x| format!("{x:?}"));
+    c
+}
+
+fn int_or_zero(v: &Value) -> i64 {
+    match v {
+        Value::Int(n) => *n,
+        _ => 0,
     }
 }
 

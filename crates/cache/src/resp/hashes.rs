@@ -17,7 +17,7 @@ use crate::stored::Stored;
 
 /// HSET and HMSET (`name`): field value pairs.
 pub(crate) fn hset(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, name: &str) {
-    if args.len().is_multiple_of(2) {
+    if !args.len().is_multiple_of(2) {
         return r.error(&format!("ERR wrong number of arguments for '{name}' command"));
     }
     let added = ks.hash_write(args.get(1), |h| {

@@ -219,6 +219,10 @@ pub(crate) fn incr(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, key: &[u8], delta: 
 pub(crate) fn incr_by_float(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     const NOT_FLOAT: &str = "ERR value is not a valid float";
     let Some(by) = long_double::parse(args.get(2)) else {
+        // Redis checks the key's type before it parses the increment.
+        if ks.type_name(args.get(1)) == "hash" {
+            return r.error(WRONGTYPE);
+        }
         return r.error(NOT_FLOAT);
     };
     match ks.incr_by_float(args.get(1), by) {
