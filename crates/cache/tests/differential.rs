@@ -158,6 +158,8 @@ struct Both {
     /// The last commands, for the failure message.
     log: Vec<String>,
     seed: Option<u64>,
+    /// The commands queued since MULTI (for EXEC's looser comparisons).
+    queued: Option<Vec<Vec<Vec<u8>>>>,
 }
 
 impl Both {
@@ -167,6 +169,7 @@ impl Both {
             strata: Client::connect(strata.addr),
             log: Vec::new(),
             seed: None,
+            queued: None,
         }
     }
 
@@ -181,6 +184,11 @@ impl Both {
             self.log.remove(0);
         }
         self.log.push(format!("{} -> {}", show_args(args), show(&r)));
+        match (&r[..], &mut self.queued) {
+            (b"+OK\r\n", None) if args[0].eq_ignore_ascii_case(b"multi") => self.queued = Some(Vec::new()),
+            (b"+QUEUED\r\n", Some(q)) => q.push(args.to_vec()),
+            _ => {}
+        }
         (r, s)
     }
 
@@ -198,6 +206,11 @@ impl Both {
     /// Sends to both; the replies must be the same, but for the documented differences.
     fn same_args(&mut self, args: &[Vec<u8>]) -> Value {
         let (r, s) = self.send(args);
+        let queued = if args[0].eq_ignore_ascii_case(b"exec") || args[0].eq_ignore_ascii_case(b"discard") {
+            self.queued.take()
+        } else {
+            None
+        };
         if r == s {
             return parse(&r);
         }
@@ -210,10 +223,27 @@ impl Both {
                 exists == Value::Int(1)
             }
             ("keys", Value::Array(a), Value::Array(b)) => sorted(a) == sorted(b),
+            // Inside EXEC: a hash table's listing, in its order (see below; HRANDFIELD is
+            // queued only with a count that lists the whole hash).
+            ("exec", Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+                let queued = queued.unwrap_or_default();
+                a.iter().zip(b).enumerate().all(|(i, (x, y))| {
+                    let name = queued.get(i).map(|c| String::from_utf8_lossy(&c[0]).to_ascii_lowercase());
+                    let pairs = if name.as_deref() == Some("hgetall") { 2 } else { 1 };
+                    x == y
+                        || matches!(name.as_deref(), Some("hgetall" | "hkeys" | "hvals" | "hrandfield"))
+                            && matches!((x, y), (Value::Array(x), Value::Array(y))
+                                if sorted_chunks(x, pairs) == sorted_chunks(y, pairs))
+                })
+            }
             ("hgetall" | "hkeys" | "hvals", Value::Array(a), Value::Array(b)) => {
                 let pairs = if name == "hgetall" { 2 } else { 1 };
                 let table = self.strata_only(&[b"OBJECT".to_vec(), b"ENCODING".to_vec(), args[1].clone()]);
                 table == Value::Bulk(b"hashtable".to_vec()) && sorted_chunks(a, pairs) == sorted_chunks(b, pairs)
+            }
+            ("hscan", Value::Array(a), Value::Array(b)) => {
+                let table = self.strata_only(&[b"OBJECT".to_vec(), b"ENCODING".to_vec(), args[1].clone()]);
+                table == Value::Bulk(b"hashtable".to_vec()) && a.len() == 2 && b.len() == 2
             }
             ("hrandfield", Value::Bulk(_), Value::Bulk(f)) => {
                 let exists = self.strata_only(&[b"HEXISTS".to_vec(), args[1].clone(), f.clone()]);
@@ -1091,6 +1121,23 @@ impl Gen {
         }
     }
 
+    /// A hash field: a few names, sometimes one too long for a listpack.
+    fn field(&mut self) -> Vec<u8> {
+        if self.chance(2) {
+            return b"F".repeat(65);
+        }
+        let f = self.pick(&["f0", "f1", "f2", "f3", "k1", "", "f\u{0}", "7"]);
+        f.as_bytes().to_vec()
+    }
+
+    /// A hash value: as a string's, sometimes too long for a listpack.
+    fn hash_value(&mut self) -> Vec<u8> {
+        if self.chance(2) {
+            return b"v".repeat(65);
+        }
+        self.value()
+    }
+
     fn pattern(&mut self) -> Vec<u8> {
         let p = self.pick(&[
             "*", "k*", "k?", "k[0-2]", "k[^1]", "*\\*", "\\[b\\]", "[[]b]", "?", "*k*", "a*", "[a-k]*", "", "k\\",
@@ -1155,7 +1202,7 @@ impl Gen {
         let s = |x: &str| x.as_bytes().to_vec();
         let k = self.key();
         loop {
-            let c: Vec<Vec<u8>> = match self.below(46) {
+            let c: Vec<Vec<u8>> = match self.below(62) {
                 0 => vec![s("GET"), k.clone()],
                 1 | 2 => {
                     let mut c = vec![s("SET"), k.clone(), self.value()];
@@ -1341,6 +1388,62 @@ impl Gen {
                     c
                 }
                 42..=45 => vec![s("GET"), k.clone()],
+                46..=48 => {
+                    let mut c = vec![s(self.pick(&["HSET", "HSET", "HMSET"])), k.clone()];
+                    for _ in 0..1 + self.below(3) {
+                        c.push(self.field());
+                        c.push(self.hash_value());
+                    }
+                    if self.chance(5) {
+                        c.pop();
+                    }
+                    c
+                }
+                49 => vec![s("HSETNX"), k.clone(), self.field(), self.hash_value()],
+                50 | 51 => vec![s("HGET"), k.clone(), self.field()],
+                52 => {
+                    let mut c = vec![s(self.pick(&["HMGET", "HDEL", "HDEL"])), k.clone()];
+                    for _ in 0..1 + self.below(3) {
+                        c.push(self.field());
+                    }
+                    c
+                }
+                53 => vec![s(self.pick(&["HEXISTS", "HSTRLEN"])), k.clone(), self.field()],
+                54 => vec![s(self.pick(&["HLEN", "HKEYS", "HVALS"])), k.clone()],
+                55 => vec![s("HGETALL"), k.clone()],
+                56 => vec![s("HINCRBY"), k.clone(), self.field(), s(&self.int())],
+                57 => vec![s("HINCRBYFLOAT"), k.clone(), self.field(), s(&self.float())],
+                58 => {
+                    // Only what does not depend on chance inside transactions: no count,
+                    // or one at least the hash's size.
+                    let mut c = vec![s("HRANDFIELD"), k.clone()];
+                    match self.below(4) {
+                        _ if in_tx => c.push(s(self.pick(&["50", "0", "x"]))),
+                        0 => {}
+                        1 => c.push(s(&self.int())),
+                        2 => c.extend([s(&self.int()), s(self.pick(&["WITHVALUES", "withvalues", "FOO"]))]),
+                        _ => c.extend([s("100"), s("WITHVALUES")]),
+                    }
+                    c
+                }
+                59 if !in_tx => {
+                    let mut c = vec![s("HSCAN"), k.clone(), s(self.pick(&["0", "0", "0", "1", "x"]))];
+                    if self.chance(40) {
+                        c.extend([s("MATCH"), self.pattern()]);
+                    }
+                    if self.chance(30) {
+                        c.extend([s("COUNT"), s(self.pick(&["1", "100", "0", "x"]))]);
+                    }
+                    // A listpack comes whole; a hash table's steps are compared as a
+                    // full scan instead.
+                    if !in_tx && self.chance(30) {
+                        c[0] = s("HSCAN(full)");
+                        c.remove(2);
+                    }
+                    c
+                }
+                60 => vec![s(self.pick(&["TYPE", "OBJECT"])), k.clone()],
+                61 => vec![s("OBJECT"), s("ENCODING"), k.clone()],
                 _ => continue,
             };
             return c;
@@ -1394,6 +1497,8 @@ fn random_walk(test: &str, resp3: bool, default_seed: u64) {
             let c = g.command(false);
             if c[0] == b"SCAN(full)" {
                 a.full_scan(&c[1..]);
+            } else if c[0] == b"HSCAN(full)" {
+                a.full_scan_of(&[b"HSCAN".to_vec(), c[1].clone()], &c[2..]);
             } else {
                 a.same_args(&c);
             }
