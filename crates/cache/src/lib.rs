@@ -1,4 +1,5 @@
-//! strata's cache: an in-memory key-value cache of byte strings, sharded by consistent
+//! strata's cache: an in-memory key-value cache of byte strings (and, through the Redis
+//! port, Redis hashes), sharded by consistent
 //! hashing, with per-key TTLs, a memory bound with eviction, read-through in front of a
 //! store namespace, and a Redis protocol server. No HTTP in here: the node wires the
 //! cache to its API, manifest and CLI.
@@ -79,8 +80,8 @@
 //! - `strata cache drop-shard N` → [`Cache::drop_shard`]; stats → [`Cache::stats`] (and
 //!   [`ReadThrough::stats`]).
 //! - The Redis port → [`spawn_resp`] / [`spawn_resp_with`]; [`RespWorkers::join`] after
-//!   cancelling the token. The RESP server serves the cache as plain Redis strings (no
-//!   read-through on that path). Its bounds come from [`RespConfig`]: connections
+//!   cancelling the token. The RESP server serves the cache as Redis strings and hashes
+//!   (no read-through on that path); the string operations here see a hash as no string. Its bounds come from [`RespConfig`]: connections
 //!   (`maxclients`), idle and slow-command timeouts, each query buffer and all of them
 //!   together; the defaults hold without any setting.
 //!
@@ -90,8 +91,9 @@
 //!   before it is taken; nothing awaits while holding it.
 //! - Shard locks are taken one at a time, or several in ascending shard order and held
 //!   together (a multi-key command, EXEC): never out of order, so never a deadlock.
-//! - Memory accounting (`bytes`) is key + value + [`ENTRY_OVERHEAD`] per entry, exact for
-//!   what the cache holds; each shard evicts to stay within `max_bytes / shards`.
+//! - Memory accounting (`bytes`) is key + value + [`ENTRY_OVERHEAD`] per entry (a hash's
+//!   value: its fields and values + a fixed overhead per field), exact for what the
+//!   cache holds; each shard evicts to stay within `max_bytes / shards`.
 //! - Keys and values are copied out of request buffers, so a cached value never pins a
 //!   connection's buffer.
 //! - Every connection to the Redis port is bounded in count, in time (idle, and a

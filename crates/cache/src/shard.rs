@@ -341,14 +341,7 @@ impl ShardState {
     }
 
     /// [`ShardState::insert`] with the encoding OBJECT ENCODING is to report.
-    pub fn insert_as(
-        &mut self,
-        key: &[u8],
-        value: Value,
-        d: Deadlines,
-        now: u64,
-        encoding: Encoding,
-    ) -> Option<Value> {
+    pub fn insert_as(&mut self, key: &[u8], value: Value, d: Deadlines, now: u64, encoding: Encoding) -> Option<Value> {
         let new_len = value.charge();
         self.touch(key);
         let previous = if let Some(e) = self.map.get_mut(key) {

@@ -1,8 +1,12 @@
 //! strata's Redis port against a real `redis-server` (Debian's, 7.0): the same commands
 //! to both, the replies compared byte for byte. Hand-written sequences for each command's
 //! edge cases and errors (transactions with WATCH across two connections included), then
-//! a seeded random walk over the string and key commands on a small key space, alone and
-//! inside MULTI/EXEC, in RESP2 and RESP3.
+//! a seeded random walk over the string, hash and key commands on a small key space, alone
+//! and inside MULTI/EXEC, in RESP2 and RESP3. The hash commands' hand-written sequences
+//! are in `differential/hashes.rs`.
+//!
+//! The parser has no new paths for hashes (they are ordinary commands), so
+//! `tests/malformed.rs` has no hash case of its own.
 //!
 //! Where Redis' answer is random or depends on the moment, and only there, the comparison
 //! is looser (each a documented difference, see docs/state.md):
@@ -12,7 +16,15 @@
 //! - KEYS: the same keys, in any order;
 //! - TTL, PTTL, EXPIRETIME, PEXPIRETIME of relative deadlines: the two servers set and
 //!   read them a moment apart (within a second, or 250 ms);
-//! - OBJECT IDLETIME (within 2 s) and OBJECT REFCOUNT (Redis shares small integers).
+//! - OBJECT IDLETIME (within 2 s) and OBJECT REFCOUNT (Redis shares small integers);
+//! - HGETALL, HKEYS, HVALS and HRANDFIELD listing the whole hash, of a hash strata
+//!   reports as `hashtable` (more than 512 fields, or one longer than 64 bytes): the same
+//!   fields and values in any order, also inside EXEC's array (a listpack's order is
+//!   compared exactly);
+//! - HRANDFIELD drawing at random (no count, a negative count, or one below the hash's
+//!   size): a field that exists, or as many as Redis answered;
+//! - HSCAN of a `hashtable` hash: cursors differ; a full scan's set of fields and values
+//!   is compared instead.
 //!
 //! redis-server runs with `--databases 1` (strata has one database) and
 //! `--proto-max-bulk-len 32mb` (strata's default largest value), so that SELECT, COPY DB,
@@ -228,7 +240,9 @@ impl Both {
             ("exec", Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
                 let queued = queued.unwrap_or_default();
                 a.iter().zip(b).enumerate().all(|(i, (x, y))| {
-                    let name = queued.get(i).map(|c| String::from_utf8_lossy(&c[0]).to_ascii_lowercase());
+                    let name = queued
+                        .get(i)
+                        .map(|c| String::from_utf8_lossy(&c[0]).to_ascii_lowercase());
                     let pairs = if name.as_deref() == Some("hgetall") { 2 } else { 1 };
                     x == y
                         || matches!(name.as_deref(), Some("hgetall" | "hkeys" | "hvals" | "hrandfield"))
@@ -255,7 +269,11 @@ impl Both {
                 // The whole hash: in a hash table's order, so compared as a set.
                 let mut whole = || {
                     let table = self.strata_only(&[b"OBJECT".to_vec(), b"ENCODING".to_vec(), args[1].clone()]);
-                    let pairs = if args.len() == 4 && matches!(a.first(), Some(Value::Bulk(_))) { 2 } else { 1 };
+                    let pairs = if args.len() == 4 && matches!(a.first(), Some(Value::Bulk(_))) {
+                        2
+                    } else {
+                        1
+                    };
                     table == Value::Bulk(b"hashtable".to_vec()) && sorted_chunks(a, pairs) == sorted_chunks(b, pairs)
                 };
                 a.len() == b.len() && (count < 0 || count < int_or_zero(&len) || whole())
@@ -1383,7 +1401,7 @@ impl Gen {
                         c.extend([s("COUNT"), s(self.pick(&["1", "2", "5", "100", "0", "x"]))]);
                     }
                     if self.chance(20) {
-                        c.extend([s("TYPE"), s(self.pick(&["string", "list", "STRING"]))]);
+                        c.extend([s("TYPE"), s(self.pick(&["string", "list", "STRING", "hash"]))]);
                     }
                     c
                 }

@@ -304,7 +304,9 @@ impl<'a> Keyspace<'a> {
     /// TYPE's answer for `key` (`none`: no such key).
     pub fn type_name(&mut self, key: &[u8]) -> &'static str {
         let now = self.now;
-        self.shard(key).peek(key, now, |e| e.value.type_name()).unwrap_or("none")
+        self.shard(key)
+            .peek(key, now, |e| e.value.type_name())
+            .unwrap_or("none")
     }
 
     /// The value of `key` and whether it is still fresh (read-through; counts a hit or a

@@ -7,8 +7,8 @@
 
 use super::keys::parse_cursor;
 use super::parse::Args;
-use super::strings::or_wrongtype;
 use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
+use super::strings::or_wrongtype;
 use crate::cache::parse_i64;
 use crate::hash::HashValue;
 use crate::keyspace::{Keyspace, WrongType};
@@ -202,7 +202,8 @@ pub(crate) fn hrandfield(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_
     let count = match parse_i64(args.get(2)) {
         None => return r.error(NOT_INT),
         Some(i64::MIN) => {
-            return r.error("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807")
+            return r
+                .error("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807")
         }
         Some(n) => n,
     };
@@ -220,7 +221,9 @@ pub(crate) fn hrandfield(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_
             return r.array(0);
         };
         let mut picks = Picks(seed);
-        let n = count.unsigned_abs().min(if count > 0 { h.len() as u64 } else { u64::MAX }) as usize;
+        let n = count
+            .unsigned_abs()
+            .min(if count > 0 { h.len() as u64 } else { u64::MAX }) as usize;
         let chosen: Vec<usize> = if count < 0 {
             (0..n).map(|_| picks.below(h.len())).collect()
         } else if n == h.len() {

@@ -120,7 +120,11 @@ pub(crate) fn set(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     } else {
         Condition::Always
     };
-    let (key, value, options) = (args.get(1), Stored::copy_from(args.get(2)), SetOptions { expiry, condition });
+    let (key, value, options) = (
+        args.get(1),
+        Stored::copy_from(args.get(2)),
+        SetOptions { expiry, condition },
+    );
     let done = if o.get {
         match ks.set_get(key, value, options) {
             Ok(done) => done,
