@@ -211,7 +211,7 @@ pub(crate) fn hrandfield(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_
     if args.len() > 4 || (with_values && !args.get(3).eq_ignore_ascii_case(b"withvalues")) {
         return r.error(SYNTAX);
     }
-    if with_values && (count < -(i64::MAX / 2) || count > i64::MAX / 2) {
+    if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
         return r.error("ERR value is out of range");
     }
     let seed = ks.random_for(key) | 1;
