@@ -17,11 +17,12 @@
 //!   order while Redis would keep a listpack).
 //! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET).
 //! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
-//! - `shard` (stored, hash): one shard (a `Mutex<HashMap>`), its memory accounting, lazy and
+//! - `value` (stored, hash): a key's value, a string or a hash, and its charge.
+//! - `shard` (stored, value): one shard (a `Mutex<HashMap>`), its memory accounting, lazy and
 //!   sampled expiry, eviction by sampling (approximate LRU: sample
 //!   [`CacheConfig::eviction_samples`] keys, evict the least recently used), the
 //!   connections WATCHing its keys, and SCAN's walk over it.
-//! - `keyspace` (clock, ring, stored, glob, long_double, shard): every operation on
+//! - `keyspace` (clock, ring, stored, hash, value, glob, long_double, shard): every operation on
 //!   keys, locking one shard per operation or holding several at once (multi-key
 //!   commands and transactions are atomic: its header says how).
 //! - [`Cache`] (`cache`; keyspace and the above): the shards of one node and the public
@@ -111,6 +112,7 @@ pub mod resp;
 mod ring;
 mod shard;
 mod stored;
+mod value;
 
 pub use cache::{
     run_sweeper, Cache, CacheConfig, CacheError, CacheStats, Condition, ExpireCondition, Expiry, SetOptions,

@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::hash::HashValue;
 use crate::stored::Stored;
+use crate::value::Value;
 
 /// No deadline.
 pub(crate) const NEVER: u64 = u64::MAX;
@@ -61,45 +61,6 @@ impl ShardStats {
         self.evictions += o.evictions;
         self.expired += o.expired;
         self.drops += o.drops;
-    }
-}
-
-/// A key's value: a string, or a hash.
-#[derive(Debug, Clone)]
-pub(crate) enum Value {
-    Str(Stored),
-    Hash(Box<HashValue>),
-}
-
-impl Value {
-    /// Bytes charged for the value.
-    pub fn charge(&self) -> usize {
-        match self {
-            Value::Str(s) => s.len(),
-            Value::Hash(h) => h.bytes(),
-        }
-    }
-
-    /// The string, if it is one.
-    pub fn str(&self) -> Option<&Stored> {
-        match self {
-            Value::Str(s) => Some(s),
-            Value::Hash(_) => None,
-        }
-    }
-
-    /// TYPE's answer.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Value::Str(_) => "string",
-            Value::Hash(_) => "hash",
-        }
-    }
-}
-
-impl From<Stored> for Value {
-    fn from(s: Stored) -> Value {
-        Value::Str(s)
     }
 }
 
@@ -270,8 +231,9 @@ impl ShardState {
 
     /// Like [`ShardState::with_live`], for `f` to change the entry: `f` answers its
     /// result and whether it changed anything (then the key's watchers are marked).
-    /// Accounting follows any change to the value's length; a deadline `f` sets or
-    /// clears must be set with [`ShardState::set_deadline`] instead.
+    /// Accounting follows any change to the value's charge, and a value that grew may
+    /// evict other keys; a deadline `f` sets or clears must be set with
+    /// [`ShardState::set_deadline`] instead.
     pub fn modify<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&mut Entry) -> (R, bool)) -> Option<R> {
         match self.map.get_mut(key) {
             None => return None,

@@ -6,7 +6,8 @@
 
 use super::{Keyspace, WrongType};
 use crate::hash::HashValue;
-use crate::shard::{Deadlines, Encoding, Value};
+use crate::shard::{Deadlines, Encoding};
+use crate::value::Value;
 
 impl Keyspace<'_> {
     /// Calls `f` with `key`'s hash (`None`: no such key) while its shard is locked

@@ -34,8 +34,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::cache::{Cache, Condition, Expiry, SetOptions, SetOutcome, Ttl};
-use crate::shard::{Deadlines, ShardState, Value, NEVER};
+use crate::shard::{Deadlines, ShardState, NEVER};
 use crate::stored::Stored;
+use crate::value::Value;
 
 mod hashes;
 mod values;

@@ -7,8 +7,9 @@ use bytes::{Bytes, BytesMut};
 use super::{FloatError, Keyspace, StringError, WrongType};
 use crate::cache::{parse_i64, CacheError};
 use crate::long_double::{self, LongDouble};
-use crate::shard::{Deadlines, Encoding, Value};
+use crate::shard::{Deadlines, Encoding};
 use crate::stored::Stored;
+use crate::value::Value;
 
 /// The string in `v`, or [`WrongType`] for another type.
 fn string(v: &Value) -> Result<&Stored, WrongType> {

@@ -296,20 +296,17 @@ pub(crate) fn hscan(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
             };
             (hi.saturating_sub(count), hi)
         };
-        let found: Vec<usize> = (lo..hi)
-            .rev()
-            .filter(|&i| pattern.is_none_or(|p| crate::glob::matches(p, h.at(i).0.as_slice(), false)))
-            .collect();
+        let matching = |i: &usize| pattern.is_none_or(|p| crate::glob::matches(p, h.at(*i).0.as_slice(), false));
+        // A listpack in its order; a table's step from the top down.
+        let found: Vec<usize> = if h.encoding() == "listpack" {
+            (lo..hi).filter(matching).collect()
+        } else {
+            (lo..hi).rev().filter(matching).collect()
+        };
         r.array(2);
         r.bulk(lo.to_string().as_bytes());
         r.array(found.len() * 2);
-        // A listpack in its order; a table's step from the top down.
-        let order: Box<dyn Iterator<Item = &usize>> = if h.encoding() == "listpack" {
-            Box::new(found.iter().rev())
-        } else {
-            Box::new(found.iter())
-        };
-        for &i in order {
+        for i in found {
             let (f, v) = h.at(i);
             r.bulk(f.as_slice());
             r.bulk(v.as_slice());
