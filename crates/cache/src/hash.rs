@@ -4,11 +4,12 @@
 //!
 //! Redis 7.0 holds a small hash as a listpack (fields in insertion order, a deleted
 //! field closes its gap) and converts it for good to a hash table once it has more than
-//! `hash-max-listpack-entries` (512, its built-in default) fields or a field or value longer than
-//! `hash-max-listpack-value` (64 bytes). Here the fields are one vector in that same
-//! order while the hash would be a listpack, so HGETALL, HKEYS, HVALS and HSCAN answer
-//! what Redis answers; once it would be a hash table, a removal moves the last field
-//! into the gap (O(1)) and the order is as meaningless as Redis' own.
+//! `hash-max-listpack-entries` fields (512, the built-in default; Redis' sample
+//! `redis.conf` sets 128) or a field or value longer than `hash-max-listpack-value`
+//! (64 bytes). Here the fields are one vector in that same order while the hash would
+//! be a listpack, so HGETALL, HKEYS, HVALS and HSCAN answer what Redis answers; once it
+//! would be a hash table, a removal moves the last field into the gap (O(1)) and the
+//! order is as meaningless as Redis' own.
 
 use std::collections::HashMap;
 

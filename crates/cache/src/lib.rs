@@ -18,13 +18,13 @@
 //! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET).
 //! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
 //! - `value` (stored, hash): a key's value, a string or a hash, and its charge.
-//! - `shard` (stored, value): one shard (a `Mutex<HashMap>`), its memory accounting, lazy and
-//!   sampled expiry, eviction by sampling (approximate LRU: sample
+//! - `shard` (stored, value): one shard (a `Mutex<HashMap>`), its memory accounting,
+//!   lazy and sampled expiry, eviction by sampling (approximate LRU: sample
 //!   [`CacheConfig::eviction_samples`] keys, evict the least recently used), the
 //!   connections WATCHing its keys, and SCAN's walk over it.
-//! - `keyspace` (clock, ring, stored, hash, value, glob, long_double, shard): every operation on
-//!   keys, locking one shard per operation or holding several at once (multi-key
-//!   commands and transactions are atomic: its header says how).
+//! - `keyspace` (clock, ring, stored, hash, value, glob, long_double, shard): every
+//!   operation on keys, locking one shard per operation or holding several at once
+//!   (multi-key commands and transactions are atomic: its header says how).
 //! - [`Cache`] (`cache`; keyspace and the above): the shards of one node and the public
 //!   operations on them (get, set with conditions and expiry, delete,
 //!   expire/persist/ttl, incr, append, flush, [`Cache::drop_shard`], [`Cache::stats`]).
@@ -82,9 +82,10 @@
 //!   [`ReadThrough::stats`]).
 //! - The Redis port → [`spawn_resp`] / [`spawn_resp_with`]; [`RespWorkers::join`] after
 //!   cancelling the token. The RESP server serves the cache as Redis strings and hashes
-//!   (no read-through on that path); the string operations here see a hash as no string. Its bounds come from [`RespConfig`]: connections
-//!   (`maxclients`), idle and slow-command timeouts, each query buffer and all of them
-//!   together; the defaults hold without any setting.
+//!   (no read-through on that path); the string operations here see a hash as no
+//!   string. Its bounds come from [`RespConfig`]: connections (`maxclients`), idle and
+//!   slow-command timeouts, each query buffer and all of them together; the defaults
+//!   hold without any setting.
 //!
 //! # Invariants
 //!
