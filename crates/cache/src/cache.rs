@@ -52,6 +52,9 @@ pub enum CacheError {
     NotAnInteger,
     #[error("increment or decrement would overflow")]
     Overflow,
+    /// The key holds a hash (written through the Redis port), not a string.
+    #[error("the key holds a hash, not a string")]
+    WrongType,
 }
 
 /// When a written value expires.
@@ -242,7 +245,9 @@ impl Cache {
         Keyspace::new(self)
     }
 
-    /// The value of `key`, if it is live (counts a hit or a miss).
+    /// The value of `key`, if it is live (counts a hit or a miss). A key holding a hash
+    /// (written through the Redis port) is no string: `None`, as a missing key; the
+    /// writes here replace it, and the in-place changes refuse it.
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
         self.keyspace().get(key)
     }
@@ -275,9 +280,9 @@ impl Cache {
         self.keyspace().delete(key)
     }
 
-    /// Removes `key` and returns its value (counts a hit or a miss).
+    /// Removes `key` and returns its value (counts a hit or a miss); a hash stays.
     pub fn get_del(&self, key: &[u8]) -> Option<Bytes> {
-        self.keyspace().get_del(key)
+        self.keyspace().get_del(key).unwrap_or_default()
     }
 
     /// Whether `key` exists (does not count as a read for recency).
@@ -336,11 +341,12 @@ impl Cache {
         self.keyspace().incr_by(key, delta)
     }
 
-    /// Appends `data` to `key`'s value (creating it); returns the new length.
-    pub fn append(&self, key: &[u8], data: &[u8]) -> usize {
+    /// Appends `data` to `key`'s value (creating it); returns the new length, or
+    /// [`CacheError::WrongType`] if the key holds a hash.
+    pub fn append(&self, key: &[u8], data: &[u8]) -> Result<usize, CacheError> {
         self.keyspace()
             .append(key, data, usize::MAX)
-            .expect("no bound on the length")
+            .map_err(|_| CacheError::WrongType)
     }
 
     /// Keys held (including expired ones not yet removed, as Redis' DBSIZE).

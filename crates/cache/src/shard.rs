@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::stored::Stored;
+use crate::value::Value;
 
 /// No deadline.
 pub(crate) const NEVER: u64 = u64::MAX;
@@ -65,8 +66,8 @@ impl ShardStats {
 
 #[derive(Debug)]
 pub(crate) struct Entry {
-    pub value: Stored,
-    /// How Redis would hold the value (OBJECT ENCODING).
+    pub value: Value,
+    /// How Redis would hold the value if a string (OBJECT ENCODING).
     pub encoding: Encoding,
     /// Monotonic ms after which the entry is gone ([`NEVER`]: no deadline).
     pub expires_at: u64,
@@ -230,8 +231,9 @@ impl ShardState {
 
     /// Like [`ShardState::with_live`], for `f` to change the entry: `f` answers its
     /// result and whether it changed anything (then the key's watchers are marked).
-    /// Accounting follows any change to the value's length; a deadline `f` sets or
-    /// clears must be set with [`ShardState::set_deadline`] instead.
+    /// Accounting follows any change to the value's charge, and a value that grew may
+    /// evict other keys; a deadline `f` sets or clears must be set with
+    /// [`ShardState::set_deadline`] instead.
     pub fn modify<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&mut Entry) -> (R, bool)) -> Option<R> {
         match self.map.get_mut(key) {
             None => return None,
@@ -240,14 +242,19 @@ impl ShardState {
                 if e.idle_ttl > 0 {
                     e.expires_at = now.saturating_add(e.idle_ttl);
                 }
-                let before = e.value.len();
+                let before = e.value.charge();
                 let (r, changed) = f(e);
-                let after = e.value.len();
+                let after = e.value.charge();
                 if after != before {
                     self.stats.bytes = self.stats.bytes + after as u64 - before as u64;
                 }
                 if changed {
                     self.touch(key);
+                }
+                if after > before {
+                    // A value grown in place (APPEND, HSET, ...) counts against the
+                    // bound as a new one does.
+                    self.evict(now, key);
                 }
                 return Some(r);
             }
@@ -291,24 +298,17 @@ impl ShardState {
 
     /// Stores `value` under `key`, replacing any entry; returns the previous live value.
     /// Evicts other keys afterwards if the shard is over its bound.
-    pub fn insert(&mut self, key: &[u8], value: Stored, d: Deadlines, now: u64) -> Option<Stored> {
-        self.insert_as(key, value, d, now, Encoding::Whole)
+    pub fn insert(&mut self, key: &[u8], value: Stored, d: Deadlines, now: u64) -> Option<Value> {
+        self.insert_as(key, Value::Str(value), d, now, Encoding::Whole)
     }
 
     /// [`ShardState::insert`] with the encoding OBJECT ENCODING is to report.
-    pub fn insert_as(
-        &mut self,
-        key: &[u8],
-        value: Stored,
-        d: Deadlines,
-        now: u64,
-        encoding: Encoding,
-    ) -> Option<Stored> {
-        let new_len = value.len();
+    pub fn insert_as(&mut self, key: &[u8], value: Value, d: Deadlines, now: u64, encoding: Encoding) -> Option<Value> {
+        let new_len = value.charge();
         self.touch(key);
         let previous = if let Some(e) = self.map.get_mut(key) {
             let was_live = e.expires_at > now;
-            let old_len = e.value.len();
+            let old_len = e.value.charge();
             let had_deadline = e.expires_at != NEVER;
             let old = std::mem::replace(&mut e.value, value);
             e.encoding = encoding;
@@ -355,7 +355,7 @@ impl ShardState {
     }
 
     /// Removes `key` if live; returns its value.
-    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Stored> {
+    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Value> {
         let live = match self.map.get(key) {
             None => return None,
             Some(e) => e.expires_at > now,
@@ -443,7 +443,7 @@ impl ShardState {
         }
     }
 
-    fn remove_with(&mut self, key: &[u8], cause: Cause) -> Option<Stored> {
+    fn remove_with(&mut self, key: &[u8], cause: Cause) -> Option<Value> {
         let e = self.map.remove(key)?;
         self.touch(key);
         let slot = e.slot as usize;
@@ -453,7 +453,7 @@ impl ShardState {
                 m.slot = slot as u32;
             }
         }
-        self.stats.bytes -= charge(k.len(), e.value.len());
+        self.stats.bytes -= charge(k.len(), e.value.charge());
         if e.expires_at != NEVER {
             self.stats.expires -= 1;
         }
@@ -604,7 +604,7 @@ mod tests {
         assert_eq!(s.stats().bytes, charge(2, 0));
         assert_eq!(s.stats().keys, 1);
         s.modify(b"bb", 0, |e| {
-            e.value = Stored::copy_from(b"xyz");
+            e.value = Stored::copy_from(b"xyz").into();
             ((), true)
         });
         assert_eq!(s.stats().bytes, charge(2, 3));
@@ -722,7 +722,7 @@ mod tests {
             ("deadline", Box::new(|s| assert!(s.set_deadline(b"k", 0, 100, 0)))),
             (
                 "modify",
-                Box::new(|s| assert!(s.modify(b"k", 0, |e| ((), e.value.len() == 1)).is_some())),
+                Box::new(|s| assert!(s.modify(b"k", 0, |e| ((), e.value.charge() == 1)).is_some())),
             ),
             (
                 "expiry",

@@ -125,8 +125,8 @@ fn incr_append_strlen_getdel() {
     assert_eq!(c.incr_by(b"s", 1), Err(CacheError::NotAnInteger));
     c.set(b"s", b(" 1"), Expiry::Never);
     assert_eq!(c.incr_by(b"s", 1), Err(CacheError::NotAnInteger));
-    assert_eq!(c.append(b"a", b"hello"), 5);
-    assert_eq!(c.append(b"a", b" world"), 11);
+    assert_eq!(c.append(b"a", b"hello"), Ok(5));
+    assert_eq!(c.append(b"a", b" world"), Ok(11));
     assert_eq!(c.strlen(b"a"), 11);
     assert_eq!(c.get_del(b"a"), Some(b("hello world")));
     assert_eq!(c.get_del(b"a"), None);
@@ -267,7 +267,7 @@ fn concurrent_writers_keep_accounting_exact() {
                             c.delete(k.as_bytes());
                         }
                         1 => {
-                            c.append(k.as_bytes(), b"ab");
+                            c.append(k.as_bytes(), b"ab").expect("only strings here");
                         }
                         _ => c.set(k.as_bytes(), Bytes::from(vec![b'v'; i % 50]), Expiry::Never),
                     }

@@ -1,8 +1,12 @@
 //! strata's Redis port against a real `redis-server` (Debian's, 7.0): the same commands
 //! to both, the replies compared byte for byte. Hand-written sequences for each command's
 //! edge cases and errors (transactions with WATCH across two connections included), then
-//! a seeded random walk over the string and key commands on a small key space, alone and
-//! inside MULTI/EXEC, in RESP2 and RESP3.
+//! a seeded random walk over the string, hash and key commands on a small key space, alone
+//! and inside MULTI/EXEC, in RESP2 and RESP3. The hash commands' hand-written sequences
+//! are in `differential/hashes.rs`.
+//!
+//! The parser has no new paths for hashes (they are ordinary commands), so
+//! `tests/malformed.rs` has no hash case of its own.
 //!
 //! Where Redis' answer is random or depends on the moment, and only there, the comparison
 //! is looser (each a documented difference, see docs/state.md):
@@ -12,7 +16,15 @@
 //! - KEYS: the same keys, in any order;
 //! - TTL, PTTL, EXPIRETIME, PEXPIRETIME of relative deadlines: the two servers set and
 //!   read them a moment apart (within a second, or 250 ms);
-//! - OBJECT IDLETIME (within 2 s) and OBJECT REFCOUNT (Redis shares small integers).
+//! - OBJECT IDLETIME (within 2 s) and OBJECT REFCOUNT (Redis shares small integers);
+//! - HGETALL, HKEYS, HVALS and HRANDFIELD listing the whole hash, of a hash strata
+//!   reports as `hashtable` (more than 512 fields, or one longer than 64 bytes): the same
+//!   fields and values in any order, also inside EXEC's array (a listpack's order is
+//!   compared exactly);
+//! - HRANDFIELD drawing at random (no count, a negative count, or one below the hash's
+//!   size): a field that exists, or as many as Redis answered;
+//! - HSCAN of a `hashtable` hash: cursors differ; a full scan's set of fields and values
+//!   is compared instead.
 //!
 //! redis-server runs with `--databases 1` (strata has one database) and
 //! `--proto-max-bulk-len 32mb` (strata's default largest value), so that SELECT, COPY DB,
@@ -22,6 +34,8 @@
 //! `STRATA_DIFF_SEED=N` replays one random walk; `STRATA_DIFF_STEPS=N` makes it longer.
 
 mod common;
+#[path = "differential/hashes.rs"]
+mod hashes;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -156,6 +170,8 @@ struct Both {
     /// The last commands, for the failure message.
     log: Vec<String>,
     seed: Option<u64>,
+    /// The commands queued since MULTI (for EXEC's looser comparisons).
+    queued: Option<Vec<Vec<Vec<u8>>>>,
 }
 
 impl Both {
@@ -165,6 +181,7 @@ impl Both {
             strata: Client::connect(strata.addr),
             log: Vec::new(),
             seed: None,
+            queued: None,
         }
     }
 
@@ -179,6 +196,11 @@ impl Both {
             self.log.remove(0);
         }
         self.log.push(format!("{} -> {}", show_args(args), show(&r)));
+        match (&r[..], &mut self.queued) {
+            (b"+OK\r\n", None) if args[0].eq_ignore_ascii_case(b"multi") => self.queued = Some(Vec::new()),
+            (b"+QUEUED\r\n", Some(q)) => q.push(args.to_vec()),
+            _ => {}
+        }
         (r, s)
     }
 
@@ -196,6 +218,11 @@ impl Both {
     /// Sends to both; the replies must be the same, but for the documented differences.
     fn same_args(&mut self, args: &[Vec<u8>]) -> Value {
         let (r, s) = self.send(args);
+        let queued = if args[0].eq_ignore_ascii_case(b"exec") || args[0].eq_ignore_ascii_case(b"discard") {
+            self.queued.take()
+        } else {
+            None
+        };
         if r == s {
             return parse(&r);
         }
@@ -208,6 +235,49 @@ impl Both {
                 exists == Value::Int(1)
             }
             ("keys", Value::Array(a), Value::Array(b)) => sorted(a) == sorted(b),
+            // Inside EXEC: a hash table's listing, in its order (see below; HRANDFIELD is
+            // queued only with a count that lists the whole hash).
+            ("exec", Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+                let queued = queued.unwrap_or_default();
+                a.iter().zip(b).enumerate().all(|(i, (x, y))| {
+                    let name = queued
+                        .get(i)
+                        .map(|c| String::from_utf8_lossy(&c[0]).to_ascii_lowercase());
+                    let pairs = if name.as_deref() == Some("hgetall") { 2 } else { 1 };
+                    x == y
+                        || matches!(name.as_deref(), Some("hgetall" | "hkeys" | "hvals" | "hrandfield"))
+                            && matches!((x, y), (Value::Array(x), Value::Array(y))
+                                if sorted_chunks(x, pairs) == sorted_chunks(y, pairs))
+                })
+            }
+            ("hgetall" | "hkeys" | "hvals", Value::Array(a), Value::Array(b)) => {
+                let pairs = if name == "hgetall" { 2 } else { 1 };
+                let table = self.strata_only(&[b"OBJECT".to_vec(), b"ENCODING".to_vec(), args[1].clone()]);
+                table == Value::Bulk(b"hashtable".to_vec()) && sorted_chunks(a, pairs) == sorted_chunks(b, pairs)
+            }
+            ("hscan", Value::Array(a), Value::Array(b)) => {
+                let table = self.strata_only(&[b"OBJECT".to_vec(), b"ENCODING".to_vec(), args[1].clone()]);
+                table == Value::Bulk(b"hashtable".to_vec()) && a.len() == 2 && b.len() == 2
+            }
+            ("hrandfield", Value::Bulk(_), Value::Bulk(f)) => {
+                let exists = self.strata_only(&[b"HEXISTS".to_vec(), args[1].clone(), f.clone()]);
+                exists == Value::Int(1)
+            }
+            ("hrandfield", Value::Array(a), Value::Array(b)) => {
+                let count: i64 = String::from_utf8_lossy(&args[2]).parse().unwrap_or(0);
+                let len = self.strata_only(&[b"HLEN".to_vec(), args[1].clone()]);
+                // The whole hash: in a hash table's order, so compared as a set.
+                let mut whole = || {
+                    let table = self.strata_only(&[b"OBJECT".to_vec(), b"ENCODING".to_vec(), args[1].clone()]);
+                    let pairs = if args.len() == 4 && matches!(a.first(), Some(Value::Bulk(_))) {
+                        2
+                    } else {
+                        1
+                    };
+                    table == Value::Bulk(b"hashtable".to_vec()) && sorted_chunks(a, pairs) == sorted_chunks(b, pairs)
+                };
+                a.len() == b.len() && (count < 0 || count < int_or_zero(&len) || whole())
+            }
             ("scan", Value::Array(a), Value::Array(b)) => a.len() == 2 && b.len() == 2,
             ("ttl" | "expiretime", Value::Int(a), Value::Int(b)) => *a >= 0 && *b >= 0 && (a - b).abs() <= 1,
             ("pttl" | "pexpiretime", Value::Int(a), Value::Int(b)) => *a >= 0 && *b >= 0 && (a - b).abs() <= 250,
@@ -244,11 +314,20 @@ impl Both {
     /// A whole SCAN with these options on each server: the sets of keys must be equal
     /// (and errors the same).
     fn full_scan(&mut self, options: &[Vec<u8>]) {
+        self.full_scan_of(&[b"SCAN".to_vec()], options)
+    }
+
+    /// A whole scan (`command`: SCAN, or HSCAN and its key) with these options on each
+    /// server: the sets of what they found must be equal (and errors the same). For
+    /// HSCAN each item is a field and its value.
+    fn full_scan_of(&mut self, command: &[Vec<u8>], options: &[Vec<u8>]) {
+        let pairs = command.len() > 1;
         let scan = |c: &mut Client| -> Result<BTreeSet<Vec<u8>>, Vec<u8>> {
             let mut cursor = b"0".to_vec();
             let mut keys = BTreeSet::new();
             for _ in 0..100_000 {
-                let mut args = vec![b"SCAN".to_vec(), cursor.clone()];
+                let mut args = command.to_vec();
+                args.push(cursor.clone());
                 args.extend(options.iter().cloned());
                 let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
                 c.send(&cmd_bytes(&refs));
@@ -259,11 +338,16 @@ impl Both {
                 let (Value::Bulk(next), Value::Array(found)) = (&parts[0], &parts[1]) else {
                     panic!("a SCAN reply that is not [cursor, keys]: {}", show(&raw));
                 };
-                for k in found {
-                    let Value::Bulk(k) = k else {
-                        panic!("a key that is not a bulk string")
-                    };
-                    keys.insert(k.clone());
+                for k in found.chunks(if pairs { 2 } else { 1 }) {
+                    let mut item = Vec::new();
+                    for part in k {
+                        let Value::Bulk(part) = part else {
+                            panic!("a key that is not a bulk string")
+                        };
+                        item.extend_from_slice(part);
+                        item.push(0xff);
+                    }
+                    keys.insert(item);
                 }
                 if next == b"0" {
                     return Ok(keys);
@@ -274,7 +358,8 @@ impl Both {
         };
         let r = scan(&mut self.redis);
         let s = scan(&mut self.strata);
-        let mut args = vec![b"SCAN(full)".to_vec()];
+        let mut args = command.to_vec();
+        args[0].extend_from_slice(b"(full)");
         args.extend(options.iter().cloned());
         if self.log.len() >= 40 {
             self.log.remove(0);
@@ -297,6 +382,20 @@ impl Both {
                 "full scans found different keys",
             );
         }
+    }
+}
+
+/// `v` cut into chunks of `n` (field and value pairs), sorted.
+fn sorted_chunks(v: &[Value], n: usize) -> Vec<Vec<Value>> {
+    let mut c: Vec<Vec<Value>> = v.chunks(n).map(<[Value]>::to_vec).collect();
+    c.sort_by_key(|x| format!("{x:?}"));
+    c
+}
+
+fn int_or_zero(v: &Value) -> i64 {
+    match v {
+        Value::Int(n) => *n,
+        _ => 0,
     }
 }
 
@@ -1040,6 +1139,23 @@ impl Gen {
         }
     }
 
+    /// A hash field: a few names, sometimes one too long for a listpack.
+    fn field(&mut self) -> Vec<u8> {
+        if self.chance(2) {
+            return b"F".repeat(65);
+        }
+        let f = self.pick(&["f0", "f1", "f2", "f3", "k1", "", "f\u{0}", "7"]);
+        f.as_bytes().to_vec()
+    }
+
+    /// A hash value: as a string's, sometimes too long for a listpack.
+    fn hash_value(&mut self) -> Vec<u8> {
+        if self.chance(2) {
+            return b"v".repeat(65);
+        }
+        self.value()
+    }
+
     fn pattern(&mut self) -> Vec<u8> {
         let p = self.pick(&[
             "*", "k*", "k?", "k[0-2]", "k[^1]", "*\\*", "\\[b\\]", "[[]b]", "?", "*k*", "a*", "[a-k]*", "", "k\\",
@@ -1104,7 +1220,7 @@ impl Gen {
         let s = |x: &str| x.as_bytes().to_vec();
         let k = self.key();
         loop {
-            let c: Vec<Vec<u8>> = match self.below(46) {
+            let c: Vec<Vec<u8>> = match self.below(62) {
                 0 => vec![s("GET"), k.clone()],
                 1 | 2 => {
                     let mut c = vec![s("SET"), k.clone(), self.value()];
@@ -1285,11 +1401,67 @@ impl Gen {
                         c.extend([s("COUNT"), s(self.pick(&["1", "2", "5", "100", "0", "x"]))]);
                     }
                     if self.chance(20) {
-                        c.extend([s("TYPE"), s(self.pick(&["string", "list", "STRING"]))]);
+                        c.extend([s("TYPE"), s(self.pick(&["string", "list", "STRING", "hash"]))]);
                     }
                     c
                 }
                 42..=45 => vec![s("GET"), k.clone()],
+                46..=48 => {
+                    let mut c = vec![s(self.pick(&["HSET", "HSET", "HMSET"])), k.clone()];
+                    for _ in 0..1 + self.below(3) {
+                        c.push(self.field());
+                        c.push(self.hash_value());
+                    }
+                    if self.chance(5) {
+                        c.pop();
+                    }
+                    c
+                }
+                49 => vec![s("HSETNX"), k.clone(), self.field(), self.hash_value()],
+                50 | 51 => vec![s("HGET"), k.clone(), self.field()],
+                52 => {
+                    let mut c = vec![s(self.pick(&["HMGET", "HDEL", "HDEL"])), k.clone()];
+                    for _ in 0..1 + self.below(3) {
+                        c.push(self.field());
+                    }
+                    c
+                }
+                53 => vec![s(self.pick(&["HEXISTS", "HSTRLEN"])), k.clone(), self.field()],
+                54 => vec![s(self.pick(&["HLEN", "HKEYS", "HVALS"])), k.clone()],
+                55 => vec![s("HGETALL"), k.clone()],
+                56 => vec![s("HINCRBY"), k.clone(), self.field(), s(&self.int())],
+                57 => vec![s("HINCRBYFLOAT"), k.clone(), self.field(), s(&self.float())],
+                58 => {
+                    // Only what does not depend on chance inside transactions: no count,
+                    // or one at least the hash's size.
+                    let mut c = vec![s("HRANDFIELD"), k.clone()];
+                    match self.below(4) {
+                        _ if in_tx => c.push(s(self.pick(&["50", "0", "x"]))),
+                        0 => {}
+                        1 => c.push(s(&self.int())),
+                        2 => c.extend([s(&self.int()), s(self.pick(&["WITHVALUES", "withvalues", "FOO"]))]),
+                        _ => c.extend([s("100"), s("WITHVALUES")]),
+                    }
+                    c
+                }
+                59 if !in_tx => {
+                    let mut c = vec![s("HSCAN"), k.clone(), s(self.pick(&["0", "0", "0", "1", "x"]))];
+                    if self.chance(40) {
+                        c.extend([s("MATCH"), self.pattern()]);
+                    }
+                    if self.chance(30) {
+                        c.extend([s("COUNT"), s(self.pick(&["1", "100", "0", "x"]))]);
+                    }
+                    // A listpack comes whole; a hash table's steps are compared as a
+                    // full scan instead.
+                    if !in_tx && self.chance(30) {
+                        c[0] = s("HSCAN(full)");
+                        c.remove(2);
+                    }
+                    c
+                }
+                60 => vec![s(self.pick(&["TYPE", "OBJECT"])), k.clone()],
+                61 => vec![s("OBJECT"), s("ENCODING"), k.clone()],
                 _ => continue,
             };
             return c;
@@ -1343,6 +1515,8 @@ fn random_walk(test: &str, resp3: bool, default_seed: u64) {
             let c = g.command(false);
             if c[0] == b"SCAN(full)" {
                 a.full_scan(&c[1..]);
+            } else if c[0] == b"HSCAN(full)" {
+                a.full_scan_of(&[b"HSCAN".to_vec(), c[1].clone()], &c[2..]);
             } else {
                 a.same_args(&c);
             }

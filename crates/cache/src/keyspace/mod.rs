@@ -25,7 +25,8 @@
 //!
 //! Here: the type, its locking, reads, whole-value writes, deadlines, RENAME and COPY;
 //! `values`: the operations that change a value in place (INCR, APPEND, SETRANGE,
-//! SETBIT, ...); `whole`: those on every shard (KEYS, SCAN, FLUSHDB, ...) and WATCH.
+//! SETBIT, ...); `hashes`: reads and writes of hashes; `whole`: those on every shard
+//! (KEYS, SCAN, FLUSHDB, ...) and WATCH.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::MutexGuard;
@@ -36,7 +37,9 @@ use bytes::Bytes;
 use crate::cache::{Cache, Condition, Expiry, SetOptions, SetOutcome, Ttl};
 use crate::shard::{Deadlines, ShardState, NEVER};
 use crate::stored::Stored;
+use crate::value::Value;
 
+mod hashes;
 mod values;
 mod whole;
 
@@ -103,15 +106,34 @@ pub(crate) enum FloatError {
     NotAFloat,
     /// The sum is infinite or not a number.
     NotFinite,
+    /// The key holds another type.
+    WrongType,
 }
 
-/// A value would grow past the largest allowed (`proto-max-bulk-len`).
+/// Why APPEND or SETRANGE refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TooLong;
+pub(crate) enum StringError {
+    /// The value would grow past the largest allowed (`proto-max-bulk-len`).
+    TooLong,
+    /// The key holds another type.
+    WrongType,
+}
+
+/// The key holds a value of another type than the command works on (Redis'
+/// WRONGTYPE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WrongType;
 
 /// RENAME of a key that does not exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NoSuchKey;
+
+/// What a write does to a key holding another type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnOtherType {
+    Replace,
+    Refuse,
+}
 
 /// The keys of a cache as one command sees them (see the module documentation).
 pub(crate) struct Keyspace<'a> {
@@ -248,23 +270,45 @@ impl<'a> Keyspace<'a> {
     pub fn get(&mut self, key: &[u8]) -> Option<Bytes> {
         let now = self.now;
         let mut s = self.shard(key);
-        let v = s.with_live(key, now, |e| e.value.to_bytes());
+        let v = s.with_live(key, now, |e| e.value.str().map(Stored::to_bytes)).flatten();
         s.count_read(v.is_some());
         v
     }
 
     /// Calls `f` with the value of `key` while its shard is locked, to copy it out
     /// without touching its reference count (counts a hit or a miss). `f` must be quick.
+    /// A key holding another type than a string is `None` to `f` (MGET).
     pub fn get_with<R>(&mut self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        let mut f = Some(f);
+        match self.get_str_with(key, |v| (f.take().expect("called once"))(v)) {
+            Ok(r) => r,
+            Err(WrongType) => (f.take().expect("not called yet"))(None),
+        }
+    }
+
+    /// [`Keyspace::get_with`] for a command that works on strings only: a key holding
+    /// another type is an error, and `f` is not called.
+    pub fn get_str_with<R>(&mut self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R, WrongType> {
         let now = self.now;
         let mut s = self.shard(key);
         let mut f = Some(f);
-        let r = s.with_live(key, now, |e| (f.take().expect("called once"))(Some(e.value.as_slice())));
+        let r = s.with_live(key, now, |e| match &e.value {
+            Value::Str(v) => Ok((f.take().expect("called once"))(Some(v.as_slice()))),
+            Value::Hash(_) => Err(WrongType),
+        });
         s.count_read(r.is_some());
         match r {
             Some(r) => r,
-            None => (f.take().expect("not called yet"))(None),
+            None => Ok((f.take().expect("not called yet"))(None)),
         }
+    }
+
+    /// TYPE's answer for `key` (`none`: no such key).
+    pub fn type_name(&mut self, key: &[u8]) -> &'static str {
+        let now = self.now;
+        self.shard(key)
+            .peek(key, now, |e| e.value.type_name())
+            .unwrap_or("none")
     }
 
     /// The value of `key` and whether it is still fresh (read-through; counts a hit or a
@@ -272,7 +316,9 @@ impl<'a> Keyspace<'a> {
     pub fn get_fresh(&mut self, key: &[u8]) -> Option<(Bytes, bool)> {
         let now = self.now;
         let mut s = self.shard(key);
-        let r = s.with_live(key, now, |e| (e.value.to_bytes(), e.fresh_until > now));
+        let r = s
+            .with_live(key, now, |e| Some((e.value.str()?.to_bytes(), e.fresh_until > now)))
+            .flatten();
         s.count_read(r.is_some());
         r
     }
@@ -308,39 +354,68 @@ impl<'a> Keyspace<'a> {
     pub fn object(&mut self, key: &[u8]) -> Option<(&'static str, u64)> {
         let now = self.now;
         self.shard(key).peek(key, now, |e| {
-            (e.encoding.name(e.value.as_slice()), now.saturating_sub(e.last_access))
+            let name = match &e.value {
+                Value::Str(v) => e.encoding.name(v.as_slice()),
+                Value::Hash(h) => h.encoding(),
+            };
+            (name, now.saturating_sub(e.last_access))
         })
     }
 
     // ------------------------------------------------------------------ writes
 
-    /// Stores `value` under `key` if `options.condition` holds.
+    /// Stores `value` under `key` if `options.condition` holds, replacing a value of
+    /// any type (`previous`: the string it replaced).
     pub fn set(&mut self, key: &[u8], value: Stored, options: SetOptions) -> SetOutcome {
+        match self.set_as(key, value, options, OnOtherType::Replace) {
+            Ok(done) => done,
+            Err(WrongType) => unreachable!("a value of another type is replaced"),
+        }
+    }
+
+    /// SET ... GET and GETSET: [`Keyspace::set`], refusing (and writing nothing) when
+    /// `key` holds another type than a string.
+    pub fn set_get(&mut self, key: &[u8], value: Stored, options: SetOptions) -> Result<SetOutcome, WrongType> {
+        self.set_as(key, value, options, OnOtherType::Refuse)
+    }
+
+    fn set_as(
+        &mut self,
+        key: &[u8],
+        value: Stored,
+        options: SetOptions,
+        other: OnOtherType,
+    ) -> Result<SetOutcome, WrongType> {
         let now = self.now;
         let fixed = self.deadlines(options.expiry);
         let mut s = self.shard(key);
+        if other == OnOtherType::Refuse && s.peek(key, now, |e| e.value.str().is_none()) == Some(true) {
+            return Err(WrongType);
+        }
         if options.condition == Condition::Always && options.expiry != Expiry::Keep {
             // The common SET: one map lookup (two for a new key).
             let previous = s.insert(key, value, fixed, now);
             // Freed after the lock is released.
             drop(s);
-            return SetOutcome {
+            return Ok(SetOutcome {
                 stored: true,
-                previous: previous.map(|p| p.to_bytes()),
-            };
+                previous: previous.as_ref().and_then(Value::str).map(Stored::to_bytes),
+            });
         }
-        let current = s.peek(key, now, |e| (e.value.to_bytes(), e.expires_at, e.idle_ttl));
+        let current = s.peek(key, now, |e| {
+            (e.value.str().map(Stored::to_bytes), e.expires_at, e.idle_ttl)
+        });
         let allowed = match options.condition {
             Condition::Always => true,
             Condition::IfAbsent => current.is_none(),
             Condition::IfPresent => current.is_some(),
         };
-        let previous = current.as_ref().map(|c| c.0.clone());
+        let previous = current.as_ref().and_then(|c| c.0.clone());
         if !allowed {
-            return SetOutcome {
+            return Ok(SetOutcome {
                 stored: false,
                 previous,
-            };
+            });
         }
         let d = match (options.expiry, current) {
             (Expiry::Keep, Some((_, expires_at, idle_ttl))) => Deadlines {
@@ -351,7 +426,7 @@ impl<'a> Keyspace<'a> {
             _ => fixed,
         };
         s.insert(key, value, d, now);
-        SetOutcome { stored: true, previous }
+        Ok(SetOutcome { stored: true, previous })
     }
 
     /// Stores a loaded value, fresh for `ttl` and then servable stale for `stale` more.
@@ -385,26 +460,31 @@ impl<'a> Keyspace<'a> {
         self.shard(key).remove(key, now).is_some()
     }
 
-    /// Removes `key` and returns its value (counts a hit or a miss).
-    pub fn get_del(&mut self, key: &[u8]) -> Option<Bytes> {
+    /// Removes `key` and returns its value (counts a hit or a miss); a key holding
+    /// another type than a string stays.
+    pub fn get_del(&mut self, key: &[u8]) -> Result<Option<Bytes>, WrongType> {
         let now = self.now;
         let mut s = self.shard(key);
+        if s.peek(key, now, |e| e.value.str().is_none()) == Some(true) {
+            return Err(WrongType);
+        }
         let v = s.remove(key, now);
         s.count_read(v.is_some());
-        v.map(|v| v.to_bytes())
+        Ok(v.as_ref().and_then(Value::str).map(Stored::to_bytes))
     }
 
     /// GETEX: the value of `key`, after changing its deadline as `change` says. `change`
     /// is only looked at when the key exists (Redis validates the expiry after finding
     /// the key).
-    pub fn get_ex<E>(&mut self, key: &[u8], change: Result<GetEx, E>) -> Result<Option<Bytes>, E> {
+    pub fn get_ex<E: From<WrongType>>(&mut self, key: &[u8], change: Result<GetEx, E>) -> Result<Option<Bytes>, E> {
         let now = self.now;
         let unix_now = self.unix_ms() as i64;
         let mut s = self.shard(key);
-        let Some(value) = s.with_live(key, now, |e| e.value.to_bytes()) else {
+        let Some(value) = s.with_live(key, now, |e| e.value.str().map(Stored::to_bytes)) else {
             s.count_read(false);
             return Ok(None);
         };
+        let value = value.ok_or(WrongType)?;
         s.count_read(true);
         match change? {
             GetEx::Keep => {}

@@ -1,15 +1,16 @@
 //! Dispatch ([`execute`]: look the command up in the table, check its arity, queue it
 //! inside MULTI or run it) and the transaction commands (MULTI, EXEC, DISCARD, WATCH,
-//! UNWATCH). The commands themselves are in `strings` (values), `keys` (the keyspace)
-//! and `admin` (the connection and the server); [`run`] calls them with a [`Keyspace`]:
-//! its own for a command run alone, EXEC's for a queued one.
+//! UNWATCH). The commands themselves are in `strings` (values), `hashes`, `keys` (the
+//! keyspace) and `admin` (the connection and the server); [`run`] calls them with a
+//! [`Keyspace`]: its own for a command run alone, EXEC's for a queued one.
 //!
 //! Errors say what Redis says, word for word where clients or people match on them.
 
 use super::admin;
+use super::hashes::{self, Listing};
 use super::keys;
 use super::parse::Args;
-use super::reply::{truncated, Reply, NOT_INT};
+use super::reply::{truncated, Reply, NOT_INT, WRONGTYPE};
 use super::state::{ConnectionContext, Session};
 use super::strings;
 use super::table::{lookup, Cmd, Spec};
@@ -179,7 +180,10 @@ pub(crate) fn run(
 ) -> Flow {
     let max = shared.server.limits.max_bulk;
     match spec.cmd {
-        Cmd::Get => ks.get_with(args.get(1), |v| r.bulk_or_null(v)),
+        Cmd::Get => {
+            let done = ks.get_str_with(args.get(1), |v| r.bulk_or_null(v));
+            strings::or_wrongtype(r, done);
+        }
         Cmd::Set => strings::set(r, ks, args),
         Cmd::Mget => {
             r.array(args.len() - 1);
@@ -202,8 +206,14 @@ pub(crate) fn run(
         },
         Cmd::Incrbyfloat => strings::incr_by_float(r, ks, args),
         Cmd::Append => strings::append(r, ks, args, max),
-        Cmd::Strlen => ks.get_with(args.get(1), |v| r.int(v.map_or(0, <[u8]>::len) as i64)),
-        Cmd::Getdel => r.bulk_or_null(ks.get_del(args.get(1)).as_deref()),
+        Cmd::Strlen => {
+            let done = ks.get_str_with(args.get(1), |v| r.int(v.map_or(0, <[u8]>::len) as i64));
+            strings::or_wrongtype(r, done);
+        }
+        Cmd::Getdel => match ks.get_del(args.get(1)) {
+            Ok(v) => r.bulk_or_null(v.as_deref()),
+            Err(_) => r.error(WRONGTYPE),
+        },
         Cmd::Getex => strings::getex(r, ks, args),
         Cmd::Getset => strings::getset(r, ks, args),
         Cmd::Getrange => strings::getrange(r, ks, args),
@@ -225,7 +235,27 @@ pub(crate) fn run(
         Cmd::Expiretime => keys::expire_time(r, ks, args, false),
         Cmd::Pexpiretime => keys::expire_time(r, ks, args, true),
         Cmd::Persist => r.int(ks.persist(args.get(1)) as i64),
-        Cmd::Type => r.simple(if ks.exists(args.get(1)) { "string" } else { "none" }),
+        Cmd::Type => r.simple(ks.type_name(args.get(1))),
+        Cmd::Hset => hashes::hset(r, ks, args, "hset"),
+        Cmd::Hmset => hashes::hset(r, ks, args, "hmset"),
+        Cmd::Hsetnx => hashes::hsetnx(r, ks, args),
+        Cmd::Hget => hashes::hget(r, ks, args),
+        Cmd::Hmget => hashes::hmget(r, ks, args),
+        Cmd::Hdel => hashes::hdel(r, ks, args),
+        Cmd::Hlen => hashes::hint(r, ks, args.get(1), |h| h.map_or(0, |h| h.len() as i64)),
+        Cmd::Hexists => hashes::hint(r, ks, args.get(1), |h| {
+            h.is_some_and(|h| h.get(args.get(2)).is_some()) as i64
+        }),
+        Cmd::Hstrlen => hashes::hint(r, ks, args.get(1), |h| {
+            h.and_then(|h| h.get(args.get(2))).map_or(0, |v| v.len() as i64)
+        }),
+        Cmd::Hkeys => hashes::hgetall(r, ks, args.get(1), Listing::Fields),
+        Cmd::Hvals => hashes::hgetall(r, ks, args.get(1), Listing::Values),
+        Cmd::Hgetall => hashes::hgetall(r, ks, args.get(1), Listing::Both),
+        Cmd::Hincrby => hashes::hincrby(r, ks, args),
+        Cmd::Hincrbyfloat => hashes::hincrbyfloat(r, ks, args),
+        Cmd::Hrandfield => hashes::hrandfield(r, ks, args),
+        Cmd::Hscan => hashes::hscan(r, ks, args),
         Cmd::Keys => keys::keys(r, ks, args),
         Cmd::Scan => keys::scan(r, ks, args),
         Cmd::Rename => keys::rename(r, ks, args, false),

@@ -99,7 +99,7 @@ const POSITION_BITS: u32 = 48;
 
 /// A cursor as Redis reads one (C's `strtoul`: an optional sign, digits, nothing after;
 /// the empty string is 0; a leading space or an overflow is an error).
-fn parse_cursor(arg: &[u8]) -> Option<u64> {
+pub(crate) fn parse_cursor(arg: &[u8]) -> Option<u64> {
     // The argument as C sees it: up to its first NUL.
     let arg = &arg[..arg.iter().position(|&b| b == 0).unwrap_or(arg.len())];
     if arg.is_empty() {
@@ -129,7 +129,7 @@ pub(crate) fn scan(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     };
     let mut count: i64 = 10;
     let mut pattern: Option<&[u8]> = None;
-    let mut type_ok = true;
+    let mut type_filter: Option<&[u8]> = None;
     let mut i = 2;
     while i < args.len() {
         let o = args.get(i);
@@ -144,8 +144,7 @@ pub(crate) fn scan(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
             let p = args.get(i + 1);
             pattern = (p != b"*").then_some(p);
         } else if o.eq_ignore_ascii_case(b"type") && has_value {
-            // Every key here is a string.
-            type_ok = args.get(i + 1).eq_ignore_ascii_case(b"string");
+            type_filter = Some(args.get(i + 1));
         } else {
             return r.error(SYNTAX);
         }
@@ -162,7 +161,7 @@ pub(crate) fn scan(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
             break 0;
         }
         let (at, visited) = ks.scan_shard(shard, end, budget, |k| {
-            if type_ok && pattern.is_none_or(|p| crate::glob::matches(p, k, false)) {
+            if pattern.is_none_or(|p| crate::glob::matches(p, k, false)) {
                 found.push(k.to_vec());
             }
         });
@@ -181,6 +180,10 @@ pub(crate) fn scan(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
             };
         }
     };
+    if let Some(t) = type_filter {
+        // The keyspace holds every shard: the types are those the walk saw.
+        found.retain(|k| t.eq_ignore_ascii_case(ks.type_name(k).as_bytes()));
+    }
     r.array(2);
     r.bulk(next.to_string().as_bytes());
     r.array(found.len());

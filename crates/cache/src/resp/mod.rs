@@ -15,6 +15,8 @@
 //!   GETRANGE, SETRANGE, SETBIT, BITCOUNT, ...).
 //! - `keys` (parse, reply): the keyspace commands (DEL, EXPIRE family, KEYS, SCAN,
 //!   RENAME, COPY, OBJECT, ...).
+//! - `hashes` (parse, reply, strings, keys): the hash commands (HSET, HGETALL,
+//!   HINCRBY, HSCAN, ...).
 //! - `commands` (all of the above): dispatch, MULTI/EXEC/DISCARD/WATCH/UNWATCH.
 //! - `connection` (parse, reply, state, commands): one client's protocol state, without
 //!   the socket ([`Connection`]).
@@ -29,6 +31,7 @@
 mod admin;
 mod commands;
 mod connection;
+mod hashes;
 mod keys;
 mod parse;
 mod query_buffer;

@@ -5,6 +5,13 @@
 /// Errors several commands answer, word for word as Redis.
 pub(crate) const NOT_INT: &str = "ERR value is not an integer or out of range";
 pub(crate) const SYNTAX: &str = "ERR syntax error";
+pub(crate) const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+impl From<crate::keyspace::WrongType> for String {
+    fn from(_: crate::keyspace::WrongType) -> String {
+        WRONGTYPE.to_string()
+    }
+}
 
 /// A connection's output buffer and protocol version.
 pub struct Reply<'a> {

@@ -4,9 +4,9 @@
 //! one keyspace operation, or several on shards the keyspace holds.
 
 use super::parse::Args;
-use super::reply::{Reply, NOT_INT, SYNTAX};
+use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
 use crate::cache::{parse_i64, CacheError, Condition, Expiry, SetOptions};
-use crate::keyspace::{FloatError, GetEx, Keyspace, TooLong};
+use crate::keyspace::{FloatError, GetEx, Keyspace, StringError, WrongType};
 use crate::long_double;
 use crate::stored::Stored;
 
@@ -120,11 +120,19 @@ pub(crate) fn set(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     } else {
         Condition::Always
     };
-    let done = ks.set(
+    let (key, value, options) = (
         args.get(1),
         Stored::copy_from(args.get(2)),
         SetOptions { expiry, condition },
     );
+    let done = if o.get {
+        match ks.set_get(key, value, options) {
+            Ok(done) => done,
+            Err(WrongType) => return r.error(WRONGTYPE),
+        }
+    } else {
+        ks.set(key, value, options)
+    };
     if o.get {
         r.bulk_or_null(done.previous.as_deref());
     } else if done.stored {
@@ -159,8 +167,10 @@ pub(crate) fn setnx(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
 }
 
 pub(crate) fn getset(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
-    let done = ks.set(args.get(1), Stored::copy_from(args.get(2)), SetOptions::default());
-    r.bulk_or_null(done.previous.as_deref());
+    match ks.set_get(args.get(1), Stored::copy_from(args.get(2)), SetOptions::default()) {
+        Ok(done) => r.bulk_or_null(done.previous.as_deref()),
+        Err(WrongType) => r.error(WRONGTYPE),
+    }
 }
 
 /// MSET; the keyspace holds the keys' shards.
@@ -205,6 +215,7 @@ pub(crate) fn incr(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, key: &[u8], delta: 
     match ks.incr_by(key, delta) {
         Ok(n) => r.int(n),
         Err(CacheError::Overflow) => r.error("ERR increment or decrement would overflow"),
+        Err(CacheError::WrongType) => r.error(WRONGTYPE),
         Err(_) => r.error(NOT_INT),
     }
 }
@@ -212,19 +223,24 @@ pub(crate) fn incr(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, key: &[u8], delta: 
 pub(crate) fn incr_by_float(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     const NOT_FLOAT: &str = "ERR value is not a valid float";
     let Some(by) = long_double::parse(args.get(2)) else {
+        // Redis checks the key's type before it parses the increment.
+        if ks.type_name(args.get(1)) == "hash" {
+            return r.error(WRONGTYPE);
+        }
         return r.error(NOT_FLOAT);
     };
     match ks.incr_by_float(args.get(1), by) {
         Ok(v) => r.bulk(v.as_slice()),
         Err(FloatError::NotAFloat) => r.error(NOT_FLOAT),
         Err(FloatError::NotFinite) => r.error("ERR increment would produce NaN or Infinity"),
+        Err(FloatError::WrongType) => r.error(WRONGTYPE),
     }
 }
 
 pub(crate) fn append(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, max: usize) {
     match ks.append(args.get(1), args.get(2), max) {
         Ok(n) => r.int(n as i64),
-        Err(TooLong) => r.error(TOO_LONG),
+        Err(e) => string_error(r, e),
     }
 }
 
@@ -255,7 +271,8 @@ pub(crate) fn getrange(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>)
     let (Some(start), Some(end)) = (parse_i64(args.get(2)), parse_i64(args.get(3))) else {
         return r.error(NOT_INT);
     };
-    ks.get_with(args.get(1), |v| r.bulk(range(v.unwrap_or_default(), start, end)));
+    let done = ks.get_str_with(args.get(1), |v| r.bulk(range(v.unwrap_or_default(), start, end)));
+    or_wrongtype(r, done);
 }
 
 pub(crate) fn setrange(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, max: usize) {
@@ -267,7 +284,7 @@ pub(crate) fn setrange(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>,
     }
     match ks.set_range(args.get(1), offset as usize, args.get(3), max) {
         Ok(n) => r.int(n as i64),
-        Err(TooLong) => r.error(TOO_LONG),
+        Err(e) => string_error(r, e),
     }
 }
 
@@ -288,7 +305,10 @@ pub(crate) fn setbit(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, m
         Some(v @ (0 | 1)) => v == 1,
         _ => return r.error("ERR bit is not an integer or out of range"),
     };
-    r.int(ks.set_bit(args.get(1), offset, on) as i64);
+    match ks.set_bit(args.get(1), offset, on) {
+        Ok(old) => r.int(old as i64),
+        Err(WrongType) => r.error(WRONGTYPE),
+    }
 }
 
 pub(crate) fn getbit(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, max: usize) {
@@ -298,22 +318,38 @@ pub(crate) fn getbit(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, m
     };
     let byte = (offset >> 3) as usize;
     let mask = 1u8 << (7 - (offset & 7));
-    ks.get_with(args.get(1), |v| {
+    let done = ks.get_str_with(args.get(1), |v| {
         let set = v.and_then(|v| v.get(byte)).is_some_and(|b| b & mask != 0);
         r.int(set as i64);
     });
+    or_wrongtype(r, done);
 }
 
 /// BITCOUNT key [start end [BYTE|BIT]]: as Redis, the key is looked up first (a missing
 /// key counts 0 whatever the other arguments), then the range is parsed.
 pub(crate) fn bitcount(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
-    ks.get_with(args.get(1), |v| match v {
+    let done = ks.get_str_with(args.get(1), |v| match v {
         None => r.int(0),
         Some(v) => match count_bits(v, args) {
             Ok(n) => r.int(n),
             Err(e) => r.error(e),
         },
     });
+    or_wrongtype(r, done);
+}
+
+/// Answers WRONGTYPE for a key of another type.
+pub(crate) fn or_wrongtype(r: &mut Reply<'_>, done: Result<(), WrongType>) {
+    if done.is_err() {
+        r.error(WRONGTYPE);
+    }
+}
+
+fn string_error(r: &mut Reply<'_>, e: StringError) {
+    match e {
+        StringError::TooLong => r.error(TOO_LONG),
+        StringError::WrongType => r.error(WRONGTYPE),
+    }
 }
 
 fn count_bits(v: &[u8], args: Args<'_>) -> Result<i64, &'static str> {
