@@ -47,6 +47,7 @@ async fn a_request_to_a_service_at_zero_is_held_while_an_instance_starts() {
         metrics.contains("strata_cold_start_ms{app=\"test\",service=\"lazy\"}"),
         "{metrics}"
     );
+    relayed_requests_are_counted_and_timed(&node).await;
     assert!(
         node.app
             .recent_events()
@@ -65,4 +66,90 @@ async fn a_request_to_a_service_at_zero_is_held_while_an_instance_starts() {
     let reply = get(node.gateway_addr, "/again").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     stop(node).await;
+}
+
+/// The relay's figures in `/v1/metrics`, read by Prometheus's own parser: after the cold
+/// start's request, 5 more answered 200, 2 answered 404 and 1 answered 500 by the member.
+async fn relayed_requests_are_counted_and_timed(node: &strata_node::Node) {
+    let has = strata_testkit::python_module("prometheus_client", "python3 -m pip install prometheus_client");
+    if !strata_testkit::needs("relayed_requests_are_counted_and_timed", has) {
+        return;
+    }
+    for (path, status, times) in [
+        ("/hello", 200, 5),
+        ("/cached?status=404", 404, 2),
+        ("/cached?status=500", 500, 1),
+    ] {
+        for _ in 0..times {
+            assert_eq!(get(node.gateway_addr, path).await.status, status, "{path}");
+        }
+    }
+    let metrics = get(node.api_addr, "/v1/metrics").await.text();
+    let families = parse_prometheus(&metrics);
+    let samples = |family: &str| -> Vec<(String, serde_json::Value, f64)> {
+        let family = &families[family];
+        family["samples"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no family {family} in\n{metrics}"))
+            .iter()
+            .filter(|s| s[1]["service"] == "lazy" && s[1]["app"] == "test")
+            .map(|s| (s[0].as_str().unwrap().to_string(), s[1].clone(), s[2].as_f64().unwrap()))
+            .collect()
+    };
+    assert_eq!(families["strata_request_duration_seconds"]["type"], "histogram");
+    let histogram = samples("strata_request_duration_seconds");
+    let count = histogram
+        .iter()
+        .find(|s| s.0 == "strata_request_duration_seconds_count")
+        .map(|s| s.2);
+    assert_eq!(count, Some(9.0), "{metrics}");
+    let buckets: Vec<(String, f64)> = histogram
+        .iter()
+        .filter(|s| s.0 == "strata_request_duration_seconds_bucket")
+        .map(|s| (s.1["le"].as_str().unwrap().to_string(), s.2))
+        .collect();
+    assert_eq!(buckets.len(), 15, "{metrics}");
+    assert_eq!(buckets.last().unwrap(), &("+Inf".to_string(), 9.0));
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "cumulative buckets: {buckets:?}"
+    );
+    let bounds: Vec<f64> = buckets[..14].iter().map(|b| b.0.parse().unwrap()).collect();
+    assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{bounds:?}");
+    let sum = histogram.iter().find(|s| s.0.ends_with("_sum")).unwrap().2;
+    assert!(sum > 0.0, "{metrics}");
+    assert_eq!(families["strata_requests"]["type"], "counter");
+    let by_code = |code: &str| {
+        samples("strata_requests")
+            .iter()
+            .find(|s| s.0 == "strata_requests_total" && s.1["code"] == code)
+            .map(|s| s.2)
+    };
+    assert_eq!(by_code("2xx"), Some(6.0), "{metrics}");
+    assert_eq!(by_code("3xx"), Some(0.0), "{metrics}");
+    assert_eq!(by_code("4xx"), Some(2.0), "{metrics}");
+    assert_eq!(by_code("5xx"), Some(1.0), "{metrics}");
+}
+
+/// Every family of a Prometheus text exposition as `{name: {"type", "samples": [[name,
+/// labels, value]]}}`, parsed by the `prometheus_client` package (which fails on text
+/// that breaks the format).
+fn parse_prometheus(text: &str) -> serde_json::Value {
+    use std::io::Write;
+    const PARSE: &str = "import json, sys\nfrom prometheus_client.parser import text_string_to_metric_families\nout = {f.name: {'type': f.type, 'samples': [[s.name, s.labels, s.value] for s in f.samples]} for f in text_string_to_metric_families(sys.stdin.read())}\nprint(json.dumps(out))";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse the metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the parser's JSON")
 }
