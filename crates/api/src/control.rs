@@ -202,6 +202,16 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
         })
         .collect();
     crate::prometheus::relay_families(&mut out, &state.info.app, &relayed);
+    // Queues kept in files of their own (JetStream syncs on its servers).
+    let fsyncs: Vec<_> = state
+        .queues
+        .list()
+        .iter()
+        .map(|q| q.stats())
+        .filter(|s| s.fsync != "jetstream")
+        .map(|s| (s.name, s.fsync_time))
+        .collect();
+    crate::prometheus::fsync_family(&mut out, &state.info.app, &fsyncs);
     let caches = route_caches(&state);
     type Figure = fn(&strata_gateway::fallback::FallbackStats) -> u64;
     let cache_families: [(&str, &str, &str, Figure); 6] = [

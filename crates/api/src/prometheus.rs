@@ -4,8 +4,9 @@
 
 use std::fmt::Write;
 
-use strata_gateway::metrics::{RelaySnapshot, BUCKETS};
+use strata_gateway::metrics::RelaySnapshot;
 use strata_gateway::NoAnswer;
+use strata_os::histogram::{HistogramSnapshot, BOUNDS};
 
 /// A label value as the text format wants it: `\`, `"` and newline escaped.
 pub(crate) fn escape(value: &str) -> std::borrow::Cow<'_, str> {
@@ -59,21 +60,39 @@ pub(crate) fn relay_families(out: &mut String, app: &str, services: &[(String, R
         "# HELP strata_request_duration_seconds Time from a request's arrival at the relay (gateway or /v1/any, /v1/all) until the member's reply head was back, or until the relay answered itself.\n# TYPE strata_request_duration_seconds histogram"
     );
     for (service, s) in services {
-        let service = escape(service);
-        for (le, n) in BUCKETS.iter().zip(&s.cumulative) {
-            let _ = writeln!(
-                out,
-                "strata_request_duration_seconds_bucket{{app=\"{app}\",service=\"{service}\",le=\"{le}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "strata_request_duration_seconds_bucket{{app=\"{app}\",service=\"{service}\",le=\"+Inf\"}} {}\nstrata_request_duration_seconds_sum{{app=\"{app}\",service=\"{service}\"}} {}\nstrata_request_duration_seconds_count{{app=\"{app}\",service=\"{service}\"}} {}",
-            s.count(),
-            s.sum_seconds,
-            s.count()
-        );
+        let labels = format!("app=\"{app}\",service=\"{}\"", escape(service));
+        histogram(out, "strata_request_duration_seconds", &labels, &s.latency);
     }
+}
+
+/// `strata_queue_fsync_duration_seconds` for each queue with a file of its own.
+pub(crate) fn fsync_family(out: &mut String, app: &str, queues: &[(String, HistogramSnapshot)]) {
+    if queues.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP strata_queue_fsync_duration_seconds Time to make one committed batch of a queue durable (fdatasync of its files), with fsync \"always\" or at each interval.\n# TYPE strata_queue_fsync_duration_seconds histogram"
+    );
+    let app = escape(app);
+    for (queue, h) in queues {
+        let labels = format!("app=\"{app}\",queue=\"{}\"", escape(queue));
+        histogram(out, "strata_queue_fsync_duration_seconds", &labels, h);
+    }
+}
+
+/// The `_bucket`, `_sum` and `_count` lines of one histogram.
+fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
+    for (le, n) in BOUNDS.iter().zip(&h.cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{{labels},le=\"+Inf\"}} {}\n{name}_sum{{{labels}}} {}\n{name}_count{{{labels}}} {}",
+        h.count(),
+        h.sum_seconds(),
+        h.count()
+    );
 }
 
 #[cfg(test)]

@@ -8,16 +8,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use strata_bus::Pool;
-
-/// Upper bounds of the latency buckets, in seconds (Prometheus `le`), beside `+Inf`.
-pub const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-/// The same bounds in microseconds, compared on the request path.
-const BUCKETS_US: [u64; 14] = [
-    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
-    10_000_000,
-];
+use strata_os::histogram::{Histogram, HistogramSnapshot};
 
 /// Why no member's reply head came back to a relayed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +57,7 @@ const CLASSES: usize = 5;
 #[derive(Default)]
 pub struct RelayStats {
     replies: [AtomicU64; CLASSES + NoAnswer::ALL.len()],
-    /// Requests per latency bucket (not cumulative), the last past every bound (`+Inf`).
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_us: AtomicU64,
+    latency: Histogram,
 }
 
 impl RelayStats {
@@ -87,26 +76,16 @@ impl RelayStats {
             None => (status.as_u16() / 100).clamp(1, 5) as usize - 1,
         };
         self.replies[slot].fetch_add(1, Ordering::Relaxed);
-        let us = took.as_micros().min(u64::MAX as u128) as u64;
-        let bucket = BUCKETS_US.iter().position(|&le| us <= le).unwrap_or(BUCKETS_US.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.latency.record(took);
     }
 
     /// A copy of the figures, for reading.
     pub fn snapshot(&self) -> RelaySnapshot {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut cumulative = [0u64; BUCKETS.len() + 1];
-        let mut total = 0;
-        for (c, b) in cumulative.iter_mut().zip(&self.buckets) {
-            total += load(b);
-            *c = total;
-        }
         RelaySnapshot {
             classes: std::array::from_fn(|i| load(&self.replies[i])),
             unanswered: std::array::from_fn(|i| load(&self.replies[CLASSES + i])),
-            cumulative,
-            sum_seconds: load(&self.sum_us) as f64 / 1e6,
+            latency: self.latency.snapshot(),
         }
     }
 }
@@ -118,15 +97,7 @@ pub struct RelaySnapshot {
     pub classes: [u64; CLASSES],
     /// Requests that got no reply, in the order of [`NoAnswer::ALL`].
     pub unanswered: [u64; NoAnswer::ALL.len()],
-    /// Requests at or under each of [`BUCKETS`], then all of them (`+Inf`, the count).
-    pub cumulative: [u64; BUCKETS.len() + 1],
-    pub sum_seconds: f64,
-}
-
-impl RelaySnapshot {
-    pub fn count(&self) -> u64 {
-        self.cumulative[BUCKETS.len()]
-    }
+    pub latency: HistogramSnapshot,
 }
 
 #[cfg(test)]
@@ -134,7 +105,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classes_reasons_and_cumulative_buckets() {
+    fn classes_and_reasons() {
         let stats = RelayStats::default();
         stats.record(StatusCode::OK, None, Duration::from_micros(300));
         stats.record(StatusCode::NOT_FOUND, None, Duration::from_micros(1_000));
@@ -142,10 +113,6 @@ mod tests {
         let s = stats.snapshot();
         assert_eq!(s.classes, [0, 1, 0, 1, 0]);
         assert_eq!(s.unanswered[NoAnswer::Failed as usize], 1);
-        assert_eq!(s.cumulative[0], 1);
-        assert_eq!(s.cumulative[1], 2, "a bound is inclusive");
-        assert_eq!(s.cumulative[BUCKETS.len() - 1], 2);
-        assert_eq!(s.count(), 3);
-        assert!((s.sum_seconds - 11.0013).abs() < 1e-9);
+        assert_eq!(s.latency.count(), 3);
     }
 }

@@ -69,7 +69,8 @@ async fn a_request_to_a_service_at_zero_is_held_while_an_instance_starts() {
 }
 
 /// The relay's figures in `/v1/metrics`, read by Prometheus's own parser: after the cold
-/// start's request, 5 more answered 200, 2 answered 404 and 1 answered 500 by the member.
+/// start's request, 5 more answered 200, 2 answered 404 and 1 answered 500 by the member;
+/// and a queue's fsync times after 3 publishes.
 async fn relayed_requests_are_counted_and_timed(node: &strata_node::Node) {
     let has = strata_testkit::python_module("prometheus_client", "python3 -m pip install prometheus_client");
     if !strata_testkit::needs("relayed_requests_are_counted_and_timed", has) {
@@ -84,40 +85,70 @@ async fn relayed_requests_are_counted_and_timed(node: &strata_node::Node) {
             assert_eq!(get(node.gateway_addr, path).await.status, status, "{path}");
         }
     }
+    // A queue with `fsync: always` (the default) syncs each published batch.
+    let (jobs, _) = node
+        .backends
+        .queues
+        .create("jobs", strata_manifest::QueueSpec::default())
+        .await
+        .expect("create a queue");
+    for n in 0..3 {
+        jobs.publish(vec![strata_queue::NewMessage::new(format!("job {n}"))])
+            .await
+            .expect("publish");
+    }
     let metrics = get(node.api_addr, "/v1/metrics").await.text();
     let families = parse_prometheus(&metrics);
-    let samples = |family: &str| -> Vec<(String, serde_json::Value, f64)> {
+    let labelled = |family: &str, label: &str, value: &str| -> Vec<(String, serde_json::Value, f64)> {
         let family = &families[family];
         family["samples"]
             .as_array()
             .unwrap_or_else(|| panic!("no family {family} in\n{metrics}"))
             .iter()
-            .filter(|s| s[1]["service"] == "lazy" && s[1]["app"] == "test")
+            .filter(|s| s[1][label] == value && s[1]["app"] == "test")
             .map(|s| (s[0].as_str().unwrap().to_string(), s[1].clone(), s[2].as_f64().unwrap()))
             .collect()
     };
-    assert_eq!(families["strata_request_duration_seconds"]["type"], "histogram");
-    let histogram = samples("strata_request_duration_seconds");
-    let count = histogram
-        .iter()
-        .find(|s| s.0 == "strata_request_duration_seconds_count")
-        .map(|s| s.2);
-    assert_eq!(count, Some(9.0), "{metrics}");
-    let buckets: Vec<(String, f64)> = histogram
-        .iter()
-        .filter(|s| s.0 == "strata_request_duration_seconds_bucket")
-        .map(|s| (s.1["le"].as_str().unwrap().to_string(), s.2))
-        .collect();
-    assert_eq!(buckets.len(), 15, "{metrics}");
-    assert_eq!(buckets.last().unwrap(), &("+Inf".to_string(), 9.0));
-    assert!(
-        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
-        "cumulative buckets: {buckets:?}"
+    let samples = |family: &str| labelled(family, "service", "lazy");
+    // A histogram's buckets are cumulative over rising bounds, end at +Inf with the
+    // count, and the sum is positive; answers the count.
+    let histogram = |name: &str, samples: Vec<(String, serde_json::Value, f64)>| -> f64 {
+        assert_eq!(families[name]["type"], "histogram", "{name}");
+        let count = samples
+            .iter()
+            .find(|s| s.0 == format!("{name}_count"))
+            .unwrap_or_else(|| panic!("no {name}_count in\n{metrics}"))
+            .2;
+        let buckets: Vec<(String, f64)> = samples
+            .iter()
+            .filter(|s| s.0 == format!("{name}_bucket"))
+            .map(|s| (s.1["le"].as_str().unwrap().to_string(), s.2))
+            .collect();
+        assert!(buckets.len() > 10, "{metrics}");
+        assert_eq!(buckets.last().unwrap(), &("+Inf".to_string(), count), "{name}");
+        assert!(
+            buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{name}: cumulative buckets: {buckets:?}"
+        );
+        let bounds: Vec<f64> = buckets[..buckets.len() - 1]
+            .iter()
+            .map(|b| b.0.parse().unwrap())
+            .collect();
+        assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{bounds:?}");
+        let sum = samples.iter().find(|s| s.0 == format!("{name}_sum")).unwrap().2;
+        assert!(sum > 0.0, "{name}: {metrics}");
+        count
+    };
+    let relayed = histogram(
+        "strata_request_duration_seconds",
+        samples("strata_request_duration_seconds"),
     );
-    let bounds: Vec<f64> = buckets[..14].iter().map(|b| b.0.parse().unwrap()).collect();
-    assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{bounds:?}");
-    let sum = histogram.iter().find(|s| s.0.ends_with("_sum")).unwrap().2;
-    assert!(sum > 0.0, "{metrics}");
+    assert_eq!(relayed, 9.0, "{metrics}");
+    let fsyncs = histogram(
+        "strata_queue_fsync_duration_seconds",
+        labelled("strata_queue_fsync_duration_seconds", "queue", "jobs"),
+    );
+    assert!(fsyncs >= 3.0, "one sync per published batch: {metrics}");
     assert_eq!(families["strata_requests"]["type"], "counter");
     let by_code = |code: &str| {
         samples("strata_requests")
