@@ -1,4 +1,5 @@
-//! The control API the CLI uses: ps, metrics (Prometheus text), events, scale, down.
+//! The control API the CLI uses: ps, metrics (Prometheus text, with `prometheus`),
+//! events, scale, down.
 
 use std::sync::Arc;
 
@@ -105,6 +106,7 @@ async fn ps(State(state): State<Arc<NodeParts>>) -> Json<Ps> {
 async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
     use std::fmt::Write;
     let services = state.app.snapshot();
+    let app = crate::prometheus::escape(&state.info.app);
     let mut out = String::new();
     let mut family =
         |name: &str, kind: &str, help: &str, value: &dyn Fn(&strata_appservice::ServiceStatus) -> Option<f64>| {
@@ -113,8 +115,8 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
                 if let Some(v) = value(s) {
                     let _ = writeln!(
                         out,
-                        "strata_{name}{{app=\"{}\",service=\"{}\"}} {v}",
-                        state.info.app, s.name
+                        "strata_{name}{{app=\"{app}\",service=\"{}\"}} {v}",
+                        crate::prometheus::escape(&s.name)
                     );
                 }
             }
@@ -192,6 +194,24 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
         "Autoscaler decisions taken.",
         &|s| scale(s).map(|a| a.decisions as f64),
     );
+    let relayed: Vec<_> = services
+        .iter()
+        .map(|s| {
+            let figures = strata_gateway::RelayStats::of(&state.bus.pool(&s.name)).snapshot();
+            (s.name.clone(), figures)
+        })
+        .collect();
+    crate::prometheus::relay_families(&mut out, &state.info.app, &relayed);
+    // Queues kept in files of their own (JetStream syncs on its servers).
+    let fsyncs: Vec<_> = state
+        .queues
+        .list()
+        .iter()
+        .map(|q| q.stats())
+        .filter(|s| s.fsync != "jetstream")
+        .map(|s| (s.name, s.fsync_time))
+        .collect();
+    crate::prometheus::fsync_family(&mut out, &state.info.app, &fsyncs);
     let caches = route_caches(&state);
     type Figure = fn(&strata_gateway::fallback::FallbackStats) -> u64;
     let cache_families: [(&str, &str, &str, Figure); 6] = [
@@ -235,10 +255,9 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
             for c in &caches {
                 let _ = writeln!(
                     out,
-                    "strata_{name}{{app=\"{}\",service=\"{}\",route=\"{}\"}} {}",
-                    state.info.app,
-                    c.service,
-                    c.route,
+                    "strata_{name}{{app=\"{app}\",service=\"{}\",route=\"{}\"}} {}",
+                    crate::prometheus::escape(&c.service),
+                    crate::prometheus::escape(&c.route),
                     value(&c.stats)
                 );
             }

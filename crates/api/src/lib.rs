@@ -16,7 +16,8 @@
 //!   (docs/access.md).
 //! - [`error`]: [`ApiError`], the one mapping of domain errors to HTTP statuses and the
 //!   shared error body (`error`, `status`, `code`).
-//! - `control`: ps, metrics, events, scale, down.
+//! - `control` (prometheus): ps, metrics, events, scale, down; `prometheus`: label values
+//!   escaped, and the families of relayed requests (by status class, a latency histogram).
 //! - `calls`: `/v1/any/...` and `/v1/all/...`, through the gateway's relay.
 //! - `queues`: the queue routes (contract: `docs/queues.md`); `queue_delete`:
 //!   `DELETE /v1/queues/NAME`.
@@ -35,6 +36,7 @@ mod conn;
 mod control;
 pub mod error;
 mod logs;
+mod prometheus;
 mod queue_delete;
 pub mod queues;
 mod server;

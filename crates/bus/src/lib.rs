@@ -3,7 +3,8 @@
 //! Layout:
 //! - [`Bus`]: the pools of one node, by service name.
 //! - [`Pool`]: the ready members of one service, with a watch on their count, the
-//!   pick, and a wake-up for callers waiting for a member with room.
+//!   pick, a wake-up for callers waiting for a member with room, and a slot where the
+//!   transport keeps its figures of the pool's requests.
 //! - [`Member`]: one ready instance: its address, its in-flight and served counts, and
 //!   a slot where the transport (the gateway) keeps its connections to it.
 //! - [`Admission`]: the one interface through which the relay asks an autoscaled pool

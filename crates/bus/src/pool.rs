@@ -151,6 +151,8 @@ pub struct Pool {
     room: Arc<RoomWaiters>,
     /// Requests answered by members that have left, for [`Pool::served_total`].
     served_gone: AtomicU64,
+    /// Where the transport keeps its per-pool state (the gateway's request figures).
+    transport: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 /// How long a member a caller saw fail is passed over.
@@ -197,6 +199,7 @@ impl Pool {
             admission: OnceLock::new(),
             room: Arc::default(),
             served_gone: AtomicU64::new(0),
+            transport: OnceLock::new(),
         }
     }
 
@@ -204,6 +207,15 @@ impl Pool {
     /// second is refused and handed back.
     pub fn set_admission(&self, admission: Arc<dyn Admission>) -> Result<(), Arc<dyn Admission>> {
         self.admission.set(admission)
+    }
+
+    /// The transport's state for this pool, made on first use.
+    #[inline]
+    pub fn transport<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> &T {
+        self.transport
+            .get_or_init(|| Box::new(init()))
+            .downcast_ref::<T>()
+            .expect("one transport type per pool")
     }
 
     /// The pool's admission, if it has one (an autoscaled service).

@@ -19,7 +19,9 @@
 //!   header.
 //! - [`response_body`] (upstream): [`ResBody`], a member's reply streaming to the client,
 //!   or one the gateway wrote itself.
-//! - [`relay`] (request_body, upstream, response_body): ANY and ALL calls to a pool,
+//! - [`metrics`]: [`RelayStats`], the figures of a pool's relayed requests (replies by
+//!   status class, failures by reason, a latency histogram), kept in the pool's slot.
+//! - [`relay`] (metrics, request_body, upstream, response_body): ANY and ALL calls to a pool,
 //!   reissue rules, deadlines; also used by the platform API for instance-to-instance
 //!   calls.
 //! - `config` (relay): the manifest read into each service's [`RelayPolicy`]
@@ -35,7 +37,8 @@
 //!   strata-os.
 //!
 //! Invariant: the gateway keeps no state of its own between requests beyond idle
-//! connections; membership lives in the bus.
+//! connections, route caches and counters (the request figures are kept in each pool's
+//! transport slot); membership lives in the bus.
 
 mod access;
 pub mod coarse;
@@ -43,6 +46,7 @@ mod config;
 mod digits;
 pub mod fallback;
 pub mod framing;
+pub mod metrics;
 pub mod relay;
 pub mod request_body;
 pub mod response_body;
@@ -51,6 +55,7 @@ mod worker;
 
 pub use access::AccessLog;
 pub use config::relay_policies;
+pub use metrics::{NoAnswer, RelayStats};
 pub use relay::{Outcome, RelayPolicy};
 pub use request_body::ReqBody;
 pub use response_body::ResBody;
@@ -414,8 +419,28 @@ fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
 /// Relays a client's request to `pool` in `mode`, for the gateway and for calls between
 /// instances through the node API alike. A body that is absent, declared small
 /// (`declared` at most [`REPLAYABLE_BODY`]) or broadcast is held whole so that it can be
-/// sent again; a larger one streams through within `limit`.
+/// sent again; a larger one streams through within `limit`. Counted in the pool's
+/// [`RelayStats`]: its status class, and the time from here until the reply head is back.
 pub async fn relay_client_request<B>(
+    pool: &Pool,
+    req: Request<B>,
+    declared: Option<u64>,
+    limit: Option<u64>,
+    mode: CallMode,
+    policy: &RelayPolicy,
+) -> (Response<ResBody>, Outcome)
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<request_body::BoxError>,
+{
+    let arrived = Instant::now();
+    let stats = RelayStats::of(pool);
+    let (res, outcome) = relay_to_pool(pool, req, declared, limit, mode, policy).await;
+    stats.record(res.status(), outcome.unanswered, arrived.elapsed());
+    (res, outcome)
+}
+
+async fn relay_to_pool<B>(
     pool: &Pool,
     req: Request<B>,
     declared: Option<u64>,
@@ -436,7 +461,7 @@ where
         // make every request's future larger.
         match Box::pin(body_for_relay(incoming, hold_whole, limit, mode)).await {
             Ok(body) => body,
-            Err(res) => return (res, Outcome::default()),
+            Err(res) => return (res, Outcome::default().unanswered(NoAnswer::ClientBody)),
         }
     };
     let req = Request::from_parts(parts, body);

@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use strata_bus::{Held, Member, Placement, Pool};
 use strata_wire::{ErrorBody, ErrorCode};
 
+use crate::metrics::NoAnswer;
 use crate::request_body::ReqBody;
 use crate::response_body::ResBody;
 use crate::upstream::{Conn, SendError, Upstream};
@@ -55,6 +56,15 @@ pub struct Outcome {
     /// How many members a broadcast reached.
     pub broadcast: Option<usize>,
     pub attempts: u32,
+    /// Why no member's reply came back, when the relay answered itself.
+    pub unanswered: Option<NoAnswer>,
+}
+
+impl Outcome {
+    pub(crate) fn unanswered(mut self, why: NoAnswer) -> Self {
+        self.unanswered = Some(why);
+        self
+    }
 }
 
 /// GET, HEAD, PUT, DELETE, OPTIONS and TRACE may be sent twice; anything carrying an
@@ -207,29 +217,50 @@ async fn any_from(
                 None
             };
             if let Some(why_not) = why_not {
-                return (failed(pool, last, why_not, request_id.as_ref()), outcome);
+                let why = no_answer(&last);
+                return (
+                    failed(pool, last, why_not, request_id.as_ref()),
+                    outcome.unanswered(why),
+                );
             }
         }
         let remaining = policy.deadline.saturating_sub(started.elapsed());
         if remaining.is_zero() {
-            return (deadline_exceeded(pool, policy, request_id.as_ref()), outcome);
+            return (
+                deadline_exceeded(pool, policy, request_id.as_ref()),
+                outcome.unanswered(NoAnswer::Deadline),
+            );
         }
         let Some(mut member) = pool.pick(&tried) else {
             if last.is_some() {
+                let why = no_answer(&last);
                 return (
                     failed(pool, last, "no other member was left to try", request_id.as_ref()),
-                    outcome,
+                    outcome.unanswered(why),
                 );
             }
             // A service that may run no instance: hold the request while one starts.
             if let Some(admission) = admission.filter(|a| a.holds() && pool.members().is_empty()) {
                 match admission.hold(pool, remaining).await {
                     Held::Ready => continue,
-                    Held::Full => return (no_member(pool, request_id.as_ref()), outcome),
-                    Held::Expired => return (deadline_exceeded(pool, policy, request_id.as_ref()), outcome),
+                    Held::Full => {
+                        return (
+                            no_member(pool, request_id.as_ref()),
+                            outcome.unanswered(NoAnswer::NoMember),
+                        )
+                    }
+                    Held::Expired => {
+                        return (
+                            deadline_exceeded(pool, policy, request_id.as_ref()),
+                            outcome.unanswered(NoAnswer::Deadline),
+                        )
+                    }
                 }
             }
-            return (no_member(pool, request_id.as_ref()), outcome);
+            return (
+                no_member(pool, request_id.as_ref()),
+                outcome.unanswered(NoAnswer::NoMember),
+            );
         };
         if let Some(admission) = admission.filter(|_| outcome.attempts == 0) {
             // When the pick is full: another member with room; or, while instances start,
@@ -242,7 +273,7 @@ async fn any_from(
                         continue;
                     }
                 }
-                Placement::Shed => return (shed(pool, request_id.as_ref()), outcome),
+                Placement::Shed => return (shed(pool, request_id.as_ref()), outcome.unanswered(NoAnswer::Shed)),
             }
         }
         outcome.attempts += 1;
@@ -296,7 +327,7 @@ async fn any_from(
                 // again.
                 return (
                     client_body_error(pool, client_body_status(&e), request_id.as_ref()),
-                    outcome,
+                    outcome.unanswered(NoAnswer::ClientBody),
                 );
             }
             Err((SendError::Unsent(e), back)) => {
@@ -326,6 +357,15 @@ async fn any_from(
             }
             Err((SendError::TimedOut, _)) => last = Some((member, Failure::Timeout)),
         }
+    }
+}
+
+/// Why the last attempt got no reply, for the figures.
+fn no_answer(last: &Option<(Arc<Member>, Failure)>) -> NoAnswer {
+    match last {
+        None => NoAnswer::NoMember,
+        Some((_, Failure::Timeout)) => NoAnswer::Timeout,
+        Some((_, Failure::Unsent(_) | Failure::Broken(_))) => NoAnswer::Failed,
     }
 }
 
@@ -486,11 +526,14 @@ pub async fn all(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
             "a broadcast request body must be small enough to hold (at most 1 MiB)",
             request_id.as_ref(),
         );
-        return (res, Outcome::default());
+        return (res, Outcome::default().unanswered(NoAnswer::ClientBody));
     };
     let members: Vec<Arc<Member>> = pool.members().iter().filter(|m| !m.is_gone()).cloned().collect();
     if members.is_empty() {
-        return (no_member(pool, request_id.as_ref()), Outcome::default());
+        return (
+            no_member(pool, request_id.as_ref()),
+            Outcome::default().unanswered(NoAnswer::NoMember),
+        );
     }
     let timeout = policy.attempt_timeout.min(policy.deadline);
     let mut tasks = tokio::task::JoinSet::new();
@@ -530,6 +573,7 @@ pub async fn all(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
         member: None,
         broadcast: Some(replies.len()),
         attempts: 1,
+        unanswered: None,
     };
     let mut res = Response::new(ResBody::full(format!("{}\n", serde_json::Value::Array(replies))));
     res.headers_mut()

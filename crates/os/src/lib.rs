@@ -24,6 +24,8 @@
 //! - [`limits`]: raising the soft limit of open files to the hard one.
 //! - [`clock`]: the wall clock in milliseconds ([`clock::now_ms`]), the time stored in
 //!   queue records and store writes.
+//! - [`histogram`]: durations counted in fixed buckets of relaxed atomics (the gateway's
+//!   request latency, the queue's fsyncs), read cumulative for `/v1/metrics`.
 //!
 //! Invariant: this crate depends on no other strata crate and knows nothing of HTTP.
 
@@ -33,6 +35,7 @@ pub mod clock;
 pub mod contain;
 pub mod disk;
 pub mod fs;
+pub mod histogram;
 pub mod limits;
 pub mod listen;
 pub mod sockets;

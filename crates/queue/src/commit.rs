@@ -179,7 +179,10 @@ impl<D: Disk> Writer<D> {
     /// The sync of `fsync: interval` (and at close). A failure loses what it was to
     /// cover for good (a later sync would succeed without it): the queue refuses writes.
     pub fn sync_interval(&mut self, shared: &QueueCore<D>) {
-        if let Err(e) = self.active.sync_data().and_then(|_| self.groups_log.sync_data()) {
+        let started = Instant::now();
+        let synced = self.active.sync_data().and_then(|_| self.groups_log.sync_data());
+        shared.fsync_time.record(started.elapsed());
+        if let Err(e) = synced {
             let reason = format!("sync: {e}; the queue refuses writes until strata restarts");
             tracing::error!(queue = %shared.name, "interval sync failed: {reason}");
             self.failed.get_or_insert(reason);
@@ -280,10 +283,12 @@ impl<D: Disk> Writer<D> {
         if failure.is_none() && (!to_sync.is_empty() || !log.buf.is_empty()) {
             match spec.fsync {
                 FsyncPolicy::Always => {
+                    let started = Instant::now();
                     let mut synced = to_sync.iter().try_for_each(|f| f.sync_data());
                     if synced.is_ok() && log_waited {
                         synced = self.groups_log.sync_data();
                     }
+                    shared.fsync_time.record(started.elapsed());
                     if let Err(e) = synced {
                         failure = Some(format!("sync: {e}"));
                     }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use strata_os::histogram::Histogram;
 
 use bytes::Bytes;
 use strata_manifest::QueueSpec;
@@ -40,6 +41,8 @@ pub(crate) struct QueueCore<D: Disk> {
     charged: AtomicU64,
     /// Set when the queue is deleted: waiting fetches end.
     deleted: AtomicBool,
+    /// How long each sync of a committed batch (or of an interval) took.
+    pub fsync_time: Histogram,
 }
 
 pub(crate) struct Inner<D: Disk> {
@@ -100,6 +103,7 @@ impl<D: Disk> QueueCore<D> {
             budget,
             charged: AtomicU64::new(charged),
             deleted: AtomicBool::new(false),
+            fsync_time: Histogram::default(),
         }
     }
 

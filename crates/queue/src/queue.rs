@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
+use strata_os::histogram::HistogramSnapshot;
 
 use serde::Serialize;
 use strata_manifest::QueueSpec;
@@ -42,6 +43,10 @@ pub struct QueueStats {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repairs: Vec<String>,
     pub groups: Vec<GroupStats>,
+    /// How long its syncs took (for `/v1/metrics`); empty where the backend syncs
+    /// elsewhere (JetStream).
+    #[serde(skip)]
+    pub fsync_time: HistogramSnapshot,
 }
 
 /// One queue, on the disk `D` (the real file system unless a test gives another).
@@ -292,6 +297,7 @@ impl<D: Disk> Queue<D> {
             corrupt: inner.corrupt,
             repairs: inner.repairs.clone(),
             groups: inner.groups.iter().map(|(n, g)| g.stats(n, tail)).collect(),
+            fsync_time: self.shared.fsync_time.snapshot(),
         }
     }
 

@@ -47,6 +47,7 @@ async fn a_request_to_a_service_at_zero_is_held_while_an_instance_starts() {
         metrics.contains("strata_cold_start_ms{app=\"test\",service=\"lazy\"}"),
         "{metrics}"
     );
+    relayed_requests_are_counted_and_timed(&node).await;
     assert!(
         node.app
             .recent_events()
@@ -65,4 +66,121 @@ async fn a_request_to_a_service_at_zero_is_held_while_an_instance_starts() {
     let reply = get(node.gateway_addr, "/again").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     stop(node).await;
+}
+
+/// The relay's figures in `/v1/metrics`, read by Prometheus's own parser: after the cold
+/// start's request, 5 more answered 200, 2 answered 404 and 1 answered 500 by the member;
+/// and a queue's fsync times after 3 publishes.
+async fn relayed_requests_are_counted_and_timed(node: &strata_node::Node) {
+    let has = strata_testkit::python_module("prometheus_client", "python3 -m pip install prometheus_client");
+    if !strata_testkit::needs("relayed_requests_are_counted_and_timed", has) {
+        return;
+    }
+    for (path, status, times) in [
+        ("/hello", 200, 5),
+        ("/cached?status=404", 404, 2),
+        ("/cached?status=500", 500, 1),
+    ] {
+        for _ in 0..times {
+            assert_eq!(get(node.gateway_addr, path).await.status, status, "{path}");
+        }
+    }
+    // A queue with `fsync: always` (the default) syncs each published batch.
+    let (jobs, _) = node
+        .backends
+        .queues
+        .create("jobs", strata_manifest::QueueSpec::default())
+        .await
+        .expect("create a queue");
+    for n in 0..3 {
+        jobs.publish(vec![strata_queue::NewMessage::new(format!("job {n}"))])
+            .await
+            .expect("publish");
+    }
+    let metrics = get(node.api_addr, "/v1/metrics").await.text();
+    let families = parse_prometheus(&metrics);
+    let labelled = |family: &str, label: &str, value: &str| -> Vec<(String, serde_json::Value, f64)> {
+        let family = &families[family];
+        family["samples"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no family {family} in\n{metrics}"))
+            .iter()
+            .filter(|s| s[1][label] == value && s[1]["app"] == "test")
+            .map(|s| (s[0].as_str().unwrap().to_string(), s[1].clone(), s[2].as_f64().unwrap()))
+            .collect()
+    };
+    let samples = |family: &str| labelled(family, "service", "lazy");
+    // A histogram's buckets are cumulative over rising bounds, end at +Inf with the
+    // count, and the sum is positive; answers the count.
+    let histogram = |name: &str, samples: Vec<(String, serde_json::Value, f64)>| -> f64 {
+        assert_eq!(families[name]["type"], "histogram", "{name}");
+        let count = samples
+            .iter()
+            .find(|s| s.0 == format!("{name}_count"))
+            .unwrap_or_else(|| panic!("no {name}_count in\n{metrics}"))
+            .2;
+        let buckets: Vec<(String, f64)> = samples
+            .iter()
+            .filter(|s| s.0 == format!("{name}_bucket"))
+            .map(|s| (s.1["le"].as_str().unwrap().to_string(), s.2))
+            .collect();
+        assert!(buckets.len() > 10, "{metrics}");
+        assert_eq!(buckets.last().unwrap(), &("+Inf".to_string(), count), "{name}");
+        assert!(
+            buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{name}: cumulative buckets: {buckets:?}"
+        );
+        let bounds: Vec<f64> = buckets[..buckets.len() - 1]
+            .iter()
+            .map(|b| b.0.parse().unwrap())
+            .collect();
+        assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{bounds:?}");
+        let sum = samples.iter().find(|s| s.0 == format!("{name}_sum")).unwrap().2;
+        assert!(sum > 0.0, "{name}: {metrics}");
+        count
+    };
+    let relayed = histogram(
+        "strata_request_duration_seconds",
+        samples("strata_request_duration_seconds"),
+    );
+    assert_eq!(relayed, 9.0, "{metrics}");
+    let fsyncs = histogram(
+        "strata_queue_fsync_duration_seconds",
+        labelled("strata_queue_fsync_duration_seconds", "queue", "jobs"),
+    );
+    assert!(fsyncs >= 3.0, "one sync per published batch: {metrics}");
+    assert_eq!(families["strata_requests"]["type"], "counter");
+    let by_code = |code: &str| {
+        samples("strata_requests")
+            .iter()
+            .find(|s| s.0 == "strata_requests_total" && s.1["code"] == code)
+            .map(|s| s.2)
+    };
+    assert_eq!(by_code("2xx"), Some(6.0), "{metrics}");
+    assert_eq!(by_code("3xx"), Some(0.0), "{metrics}");
+    assert_eq!(by_code("4xx"), Some(2.0), "{metrics}");
+    assert_eq!(by_code("5xx"), Some(1.0), "{metrics}");
+}
+
+/// Every family of a Prometheus text exposition as `{name: {"type", "samples": [[name,
+/// labels, value]]}}`, parsed by the `prometheus_client` package (which fails on text
+/// that breaks the format).
+fn parse_prometheus(text: &str) -> serde_json::Value {
+    use std::io::Write;
+    const PARSE: &str = "import json, sys\nfrom prometheus_client.parser import text_string_to_metric_families\nout = {f.name: {'type': f.type, 'samples': [[s.name, s.labels, s.value] for s in f.samples]} for f in text_string_to_metric_families(sys.stdin.read())}\nprint(json.dumps(out))";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse the metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the parser's JSON")
 }

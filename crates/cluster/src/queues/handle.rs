@@ -311,6 +311,7 @@ impl QueueHandle for JsQueue {
                     dead_lettered: g.dead_lettered,
                 })
                 .collect(),
+            fsync_time: Default::default(),
         }
     }
 

@@ -1,0 +1,118 @@
+//! Figures of the requests relayed to a pool: replies by status class, failures with no
+//! answer by reason, and a latency histogram. Kept in the pool's transport slot, found
+//! with the pool each request already holds; recorded with relaxed atomic additions (no
+//! lock, no allocation, no lookup by name) and read by the node API's `/v1/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::StatusCode;
+use strata_bus::Pool;
+use strata_os::histogram::{Histogram, HistogramSnapshot};
+
+/// Why no member's reply head came back to a relayed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoAnswer {
+    /// No ready member (503).
+    NoMember,
+    /// Shed at `instances.max` (503).
+    Shed,
+    /// The request's deadline passed (504).
+    Deadline,
+    /// The member failed before or while handling it, and it was not reissued (502).
+    Failed,
+    /// The member did not answer within the attempt timeout (504).
+    Timeout,
+    /// The client's body broke off or ran over the limit (400, 413).
+    ClientBody,
+}
+
+impl NoAnswer {
+    pub const ALL: [NoAnswer; 6] = [
+        NoAnswer::NoMember,
+        NoAnswer::Shed,
+        NoAnswer::Deadline,
+        NoAnswer::Failed,
+        NoAnswer::Timeout,
+        NoAnswer::ClientBody,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            NoAnswer::NoMember => "no_member",
+            NoAnswer::Shed => "shed",
+            NoAnswer::Deadline => "deadline",
+            NoAnswer::Failed => "failed",
+            NoAnswer::Timeout => "timeout",
+            NoAnswer::ClientBody => "client_body",
+        }
+    }
+}
+
+/// Status classes 1xx to 5xx, then one slot per [`NoAnswer`].
+const CLASSES: usize = 5;
+
+/// One pool's figures.
+#[derive(Default)]
+pub struct RelayStats {
+    replies: [AtomicU64; CLASSES + NoAnswer::ALL.len()],
+    latency: Histogram,
+}
+
+impl RelayStats {
+    /// The figures of `pool`, made on first use.
+    #[inline]
+    pub fn of(pool: &Pool) -> &RelayStats {
+        pool.transport(RelayStats::default)
+    }
+
+    /// Counts one relayed request: the member's status (`None`: why none came back)
+    /// and the time from its arrival until the reply head was back.
+    #[inline]
+    pub fn record(&self, status: StatusCode, unanswered: Option<NoAnswer>, took: Duration) {
+        let slot = match unanswered {
+            Some(why) => CLASSES + why as usize,
+            None => (status.as_u16() / 100).clamp(1, 5) as usize - 1,
+        };
+        self.replies[slot].fetch_add(1, Ordering::Relaxed);
+        self.latency.record(took);
+    }
+
+    /// A copy of the figures, for reading.
+    pub fn snapshot(&self) -> RelaySnapshot {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RelaySnapshot {
+            classes: std::array::from_fn(|i| load(&self.replies[i])),
+            unanswered: std::array::from_fn(|i| load(&self.replies[CLASSES + i])),
+            latency: self.latency.snapshot(),
+        }
+    }
+}
+
+/// One pool's figures at one moment.
+#[derive(Debug, Clone)]
+pub struct RelaySnapshot {
+    /// Replies of status class 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub classes: [u64; CLASSES],
+    /// Requests that got no reply, in the order of [`NoAnswer::ALL`].
+    pub unanswered: [u64; NoAnswer::ALL.len()],
+    pub latency: HistogramSnapshot,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_and_reasons() {
+        let stats = RelayStats::default();
+        stats.record(StatusCode::OK, None, Duration::from_micros(300));
+        stats.record(StatusCode::NOT_FOUND, None, Duration::from_micros(1_000));
+        stats.record(StatusCode::BAD_GATEWAY, Some(NoAnswer::Failed), Duration::from_secs(11));
+        let s = stats.snapshot();
+        assert_eq!(s.classes, [0, 1, 0, 1, 0]);
+        assert_eq!(s.unanswered[NoAnswer::Failed as usize], 1);
+        assert_eq!(s.latency.count(), 3);
+    }
+}
