@@ -84,8 +84,15 @@ fn redis_server(test: &str) -> Option<RedisServer> {
             if let Ok(Some(_)) = server.child.try_wait() {
                 break; // the port was taken after all: try another
             }
-            if TcpStream::connect(server.addr).is_ok() {
-                let mut c = Client::connect(server.addr);
+            // One connection, kept: a probe then a second connect once met "connection
+            // refused" in CI. A connect to a port nobody listens on yet can also meet
+            // itself (TCP simultaneous open when the kernel picks the same port as the
+            // source), so a connection whose two ends are one address is no server.
+            let probe = TcpStream::connect(server.addr)
+                .ok()
+                .filter(|s| s.local_addr().ok() != Some(server.addr));
+            if let Some(stream) = probe {
+                let mut c = Client::from_stream(stream);
                 c.send(&cmd_bytes(&[b"PING"]));
                 if c.read_reply() == b"+PONG\r\n" {
                     return Some(server);
