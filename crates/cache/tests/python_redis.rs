@@ -51,7 +51,7 @@ print("ok")
 /// concurrent writer, and `scan_iter` over 10,000 keys while another thread adds and
 /// deletes keys: every key present throughout the scan is seen.
 const TRANSACTIONS_AND_SCAN: &str = r#"
-import random, sys, threading, redis
+import random, sys, threading, time, redis
 port = int(sys.argv[1])
 for protocol in (2, 3):
     r = redis.Redis(host="127.0.0.1", port=port, protocol=protocol)
@@ -86,6 +86,9 @@ for protocol in (2, 3):
         while not stop.is_set():
             w.incr("balance")
             writes[0] += 1
+            # A pause between writes: with none, the writer wins nearly every race
+            # against the watcher's four round trips and the loop ran for minutes in CI.
+            time.sleep(0.0005)
         w.close()
     t = threading.Thread(target=writer)
     t.start()
