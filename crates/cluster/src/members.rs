@@ -37,17 +37,30 @@ fn key(app: &str, service: &str, node: &str, instance: &str) -> String {
 /// How often local pools are compared with what was published.
 const SCAN: Duration = Duration::from_millis(100);
 
-/// Publishes the ready local members of `app`'s `services` (found in `bus`) until
-/// `shutdown`, each behind a forwarder on `ip`; removes them all at the end.
-pub async fn publish(
-    nats: Nats,
-    app: String,
-    node: String,
-    ip: IpAddr,
-    bus: Arc<Bus>,
-    services: Vec<String>,
-    shutdown: CancellationToken,
-) {
+/// Whose members [`publish`] publishes.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    pub app: String,
+    pub node: String,
+    /// The app's version on this node (a short bundle digest): each member is published
+    /// as `INSTANCE-VERSION`, since while a node rolls an app over its old and new
+    /// versions both run instances named `web-1`, and each must own its own keys.
+    pub version: String,
+    /// The forwarders listen here.
+    pub ip: IpAddr,
+    pub services: Vec<String>,
+}
+
+/// Publishes the ready local members of the publisher's services (found in `bus`) until
+/// `shutdown`, each behind a forwarder; removes them all at the end.
+pub async fn publish(nats: Nats, publisher: Publisher, bus: Arc<Bus>, shutdown: CancellationToken) {
+    let Publisher {
+        app,
+        node,
+        version,
+        ip,
+        services,
+    } = publisher;
     // key -> (the forwarder's stop, whether the put reached the cluster)
     let mut published: BTreeMap<String, (CancellationToken, MemberRecord, bool)> = BTreeMap::new();
     loop {
@@ -55,7 +68,9 @@ pub async fn publish(
         for service in &services {
             for m in bus.pool(service).members().iter() {
                 if !m.is_remote() {
-                    now.insert(key(&app, service, &node, &m.id), (service.clone(), m.clone()));
+                    let instance = format!("{}-{version}", m.id);
+                    let k = key(&app, service, &node, &instance);
+                    now.insert(k, (service.clone(), instance, m.clone()));
                 }
             }
         }
@@ -67,14 +82,14 @@ pub async fn publish(
                 tracing::debug!(key = k, "unpublish a member: {e}");
             }
         }
-        for (k, (service, member)) in now {
+        for (k, (service, instance, member)) in now {
             if !published.contains_key(&k) {
                 match forward(ip, member.addr, shutdown.child_token()).await {
                     Ok((addr, stop)) => {
                         let record = MemberRecord {
                             node: node.clone(),
                             service,
-                            instance: member.id.clone(),
+                            instance,
                             addr,
                         };
                         published.insert(k.clone(), (stop, record, false));

@@ -26,6 +26,8 @@
 //!   calls.
 //! - `config` (relay): the manifest read into each service's [`RelayPolicy`]
 //!   ([`relay_policies`]) and into the crate root's [`GatewayConfig`] and [`Route`]s.
+//! - `slot`: [`GatewaySlot`], the gateway a set of workers serves, replaceable while
+//!   they run (a cluster node's rolling update), and each connection's view of it.
 //! - This file, above them all: [`Gateway`] (routes by path prefix and optional host to
 //!   pools, limits, the access-log line); [`relay_client_request`] (a client's request
 //!   relayed to a pool, for the gateway and the node API alike); [`serve`] (the accept
@@ -50,6 +52,7 @@ pub mod metrics;
 pub mod relay;
 pub mod request_body;
 pub mod response_body;
+mod slot;
 mod upstream;
 mod worker;
 
@@ -59,6 +62,7 @@ pub use metrics::{NoAnswer, RelayStats};
 pub use relay::{Outcome, RelayPolicy};
 pub use request_body::ReqBody;
 pub use response_body::ResBody;
+pub use slot::GatewaySlot;
 pub use worker::MAX_WORKERS;
 
 use std::net::SocketAddr;
@@ -563,6 +567,18 @@ pub fn spawn(
     gateway: Arc<Gateway>,
     shutdown: CancellationToken,
 ) -> std::io::Result<Workers> {
+    spawn_slot(addr, threads, GatewaySlot::with(gateway), shutdown)
+}
+
+/// [`spawn`] serving whatever gateway `slot` holds (requests follow it when it is
+/// replaced; see [`GatewaySlot`]). With an empty slot the workers bind now and accept
+/// once a gateway is put in.
+pub fn spawn_slot(
+    addr: SocketAddr,
+    threads: usize,
+    slot: Arc<GatewaySlot>,
+    shutdown: CancellationToken,
+) -> std::io::Result<Workers> {
     if threads > MAX_WORKERS {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -578,7 +594,7 @@ pub fn spawn(
         worker::set_worker(worker.index);
         async move {
             let ticker = tokio::spawn(coarse::ticker());
-            serve(worker.listener, gateway, worker.shutdown).await;
+            serve_slot(worker.listener, slot, worker.shutdown).await;
             ticker.abort();
         }
     })
@@ -586,6 +602,15 @@ pub fn spawn(
 
 /// Accepts connections until `shutdown`, then lets open requests finish.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    serve_slot(listener, GatewaySlot::with(gateway), shutdown).await
+}
+
+/// [`serve`] for whatever gateway `slot` holds: nothing is accepted before it holds one.
+pub async fn serve_slot(listener: TcpListener, slot: Arc<GatewaySlot>, shutdown: CancellationToken) {
+    let gateway = tokio::select! {
+        gateway = slot.filled() => gateway,
+        _ = shutdown.cancelled() => return,
+    };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -607,14 +632,16 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let stop_now = CancellationToken::new();
     listen::accept(listener, &shutdown, "gateway", |stream, client| {
-        let slot = match gateway.cap.admit() {
-            Admission::Admitted(slot) => slot,
-            Admission::Refuse(slot) => {
+        // The slot's gateway now: its cap admits the connection, its limits frame it.
+        let Some(gateway) = slot.current() else { return };
+        let admitted = match gateway.cap.admit() {
+            Admission::Admitted(admitted) => admitted,
+            Admission::Refuse(admitted) => {
                 let answer = gateway.refusal.clone();
                 let stop_now = stop_now.clone();
                 tokio::spawn(async move {
                     cap::refuse(stream, &answer, &stop_now).await;
-                    drop(slot);
+                    drop(admitted);
                 });
                 return;
             }
@@ -626,11 +653,11 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
             gateway.config.header_read_timeout,
             IDLE_TIMEOUT,
         );
-        let gateway = gateway.clone();
+        let pinned = Arc::new(slot.pin(gateway));
         // Written once per connection, for the access log.
         let client_text: Arc<str> = client.to_string().into();
         let service = hyper::service::service_fn(move |req| {
-            let gateway = gateway.clone();
+            let gateway = pinned.get();
             let client_text = client_text.clone();
             async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, &client_text).await) }
         });
@@ -643,7 +670,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %client, "client connection ended with an error");
             }
-            drop(slot);
+            drop(admitted);
         });
     })
     .await;

@@ -11,6 +11,12 @@
 //! service to its share, and stops the apps no longer deployed. A node cut off from
 //! NATS keeps serving its local members and says so; when it is back it reconciles to
 //! the placement it then reads, which stops what was moved away while it was gone.
+//!
+//! A new version of a running app (another bundle digest) rolls over on each node: the
+//! new version starts beside the old one (its own state dir, its members published
+//! under their own keys) on the same gateway workers, and once its share here is ready
+//! and each of its pools has a member somewhere, its gateway is put in the workers'
+//! slot and the old version stops; requests already under way finish on the old one.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +32,7 @@ use strata_cluster::placement::{self, AppPlacement, Want};
 use strata_cluster::{
     lease, members, membership, JetStreamQueues, JetStreamStore, JetStreamStoreConfig, Membership, Nats, NodeRecord,
 };
+use strata_gateway::GatewaySlot;
 use strata_manifest::Manifest;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -64,6 +71,10 @@ struct Running {
     node: Node,
     stop: CancellationToken,
     placement: AppPlacement,
+    /// The gateway workers, shared with the next version while the app rolls over.
+    gateway: Arc<AppGateway>,
+    /// This version's own state dir (`DATA/apps/APP/VERSION`).
+    state_dir: PathBuf,
 }
 
 /// What the heartbeat reports: kept by the reconcile loop.
@@ -255,9 +266,9 @@ async fn reconcile(
     shutdown: &CancellationToken,
 ) {
     let gone: Vec<String> = running
-        .iter()
-        .filter(|(app, r)| desired.get(*app).is_none_or(|p| p.digest != r.digest))
-        .map(|(app, _)| app.clone())
+        .keys()
+        .filter(|app| !desired.contains_key(*app))
+        .cloned()
         .collect();
     for app in gone {
         let r = running.remove(&app).expect("listed");
@@ -265,8 +276,27 @@ async fn reconcile(
         stop_app(&app, r).await;
     }
     for (app, placement) in desired {
+        let rolled = match running.get(app) {
+            None => None,
+            Some(r) if r.digest == placement.digest => None,
+            Some(r) => Some(r.gateway.clone()),
+        };
+        if let Some(gateway) = rolled {
+            // A new version: it starts beside the old one, on the same gateway workers,
+            // and takes over once ready (a rolling update: no request refused).
+            match start_app(config, nats, membership, app, placement, Some(gateway), shutdown).await {
+                Ok(new) => {
+                    let old = running.remove(app).expect("running");
+                    roll_over(app, old, new, placement, &config.name, running, status, shutdown).await;
+                }
+                Err(e) => {
+                    tracing::error!(app, "cannot run the new version here, the old one keeps running: {e:#}");
+                    continue;
+                }
+            }
+        }
         if !running.contains_key(app) {
-            match start_app(config, nats, membership, app, placement, shutdown).await {
+            match start_app(config, nats, membership, app, placement, None, shutdown).await {
                 Ok(r) => {
                     let mut s = status.lock().unwrap();
                     s.gateways.insert(app.clone(), r.node.gateway_addr.to_string());
@@ -334,6 +364,101 @@ async fn reconcile(
     s.used_accelerators = accelerators;
 }
 
+/// How long a new version may take to be ready before it takes over anyway (its
+/// instances keep starting under the usual restart policy; an event says so).
+const ROLL_READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// Rolls `app` over from `old` to `new` (started beside it on the same gateway
+/// workers): waits until every service of the new version has its share of this node
+/// ready and a member to send to (here or on another node), puts the new gateway in
+/// the workers' slot, then stops the old version, whose open requests finish on its
+/// own gateway while its instances drain.
+#[allow(clippy::too_many_arguments)]
+async fn roll_over(
+    app: &str,
+    old: Running,
+    mut new: Running,
+    placement: &AppPlacement,
+    me: &str,
+    running: &mut BTreeMap<String, Running>,
+    status: &Arc<Mutex<Status>>,
+    shutdown: &CancellationToken,
+) {
+    let started = tokio::time::Instant::now();
+    let waited = tokio::select! {
+        ready = tokio::time::timeout(ROLL_READY_WITHIN, ready_to_serve(&new, placement, me)) => ready.is_ok(),
+        _ = shutdown.cancelled() => false,
+    };
+    for service in placement
+        .services
+        .keys()
+        .filter(|s| !new.manifest.functions.contains_key(*s))
+    {
+        let message = if waited {
+            format!(
+                "rolled over to bundle {} here: the new version served after {} ms, the old one stops",
+                placement.digest,
+                started.elapsed().as_millis()
+            )
+        } else {
+            format!(
+                "rolled over to bundle {} here: the new version was not all ready within {} s; it serves anyway",
+                placement.digest,
+                ROLL_READY_WITHIN.as_secs()
+            )
+        };
+        new.node.app.record(service, EventKind::Placed, message);
+    }
+    let shared = Arc::ptr_eq(&old.gateway, &new.gateway);
+    if shared {
+        old.gateway.slot.set(new.node.gateway.clone());
+    }
+    new.placement = placement.clone();
+    {
+        let mut s = status.lock().unwrap();
+        s.apps.insert(app.to_string(), new.node.app.clone());
+        s.gateways.insert(app.to_string(), new.node.gateway_addr.to_string());
+    }
+    running.insert(app.to_string(), new);
+    let old_dir = old.state_dir.clone();
+    if shared {
+        // The workers now belong to the new version; the old one must not stop them.
+        stop_version(app, old).await;
+    } else {
+        stop_app(app, old).await;
+    }
+    if let Err(e) = std::fs::remove_dir_all(&old_dir) {
+        tracing::debug!(app, dir = %old_dir.display(), "remove the old version's state dir: {e}");
+    }
+}
+
+/// True once every (non-function) service of `r` has its share of this node ready and
+/// its pool a member somewhere, checked every 100 ms.
+async fn ready_to_serve(r: &Running, placement: &AppPlacement, me: &str) {
+    loop {
+        let snapshot = r.node.app.snapshot();
+        let ready = placement
+            .services
+            .keys()
+            .filter(|s| !r.manifest.functions.contains_key(*s))
+            .all(|service| {
+                let share = placement.share(service, me) as usize;
+                let here = snapshot
+                    .iter()
+                    .filter(|svc| &svc.name == service)
+                    .flat_map(|svc| &svc.instances)
+                    .filter(|i| i.state == strata_appservice::InstanceState::Ready)
+                    .count();
+                let placed: u32 = placement.services.get(service).map_or(0, |n| n.values().sum());
+                here >= share && (placed == 0 || !r.node.bus.pool(service).members().is_empty())
+            });
+        if ready {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn describe(p: &AppPlacement, service: &str) -> String {
     let nodes = p.services.get(service).cloned().unwrap_or_default();
     let parts: Vec<String> = nodes
@@ -358,6 +483,7 @@ async fn start_app(
     membership: &Membership,
     app: &str,
     placement: &AppPlacement,
+    gateway: Option<Arc<AppGateway>>,
     shutdown: &CancellationToken,
 ) -> Result<Running> {
     let cache = config.data_dir.join("bundles");
@@ -381,14 +507,20 @@ async fn start_app(
             .context("gateway.listen is not an address")?
             .port(),
     };
+    // The gateway workers of the version running now, if they listen where this one
+    // should (a new version that moves the gateway's port gets workers of its own).
+    let shared = gateway.filter(|g| config.gateway_port.is_some() || g.addr.port() == gateway_port);
     let mut node_config = NodeConfig::new(manifest.clone(), dir);
-    node_config.gateway_listen = Some(SocketAddr::new(config.listen, gateway_port));
     node_config.cache_listen = manifest
         .cache
         .listen
         .as_ref()
         .map(|_| SocketAddr::new(config.listen, 0));
-    node_config.state_dir = Some(config.data_dir.join("apps").join(app));
+    // A directory per version: while a node rolls over, two versions of the app run
+    // side by side, each with its instances' logs, scratch dirs and container ids.
+    let version = version_of(&placement.digest);
+    let state_dir = config.data_dir.join("apps").join(app).join(&version);
+    node_config.state_dir = Some(state_dir.clone());
     node_config.placed = true;
     // The store is the cluster's (JetStream), shared by every node; a store trigger's
     // changes are shared too, so that each fires once, on one node of the app.
@@ -427,16 +559,35 @@ async fn start_app(
         accelerators: config.accelerators,
         labels: config.labels.clone(),
     };
+    let gateway = match shared {
+        Some(g) => g,
+        None => AppGateway::spawn(SocketAddr::new(config.listen, gateway_port), shutdown)?,
+    };
+    node_config.gateway_listen = Some(gateway.addr);
+    node_config.gateway_slot = Some(gateway.slot.clone());
     let stop = shutdown.child_token();
-    let node = Node::start(node_config, stop.clone()).await?;
+    let node = match Node::start(node_config, stop.clone()).await {
+        Ok(node) => node,
+        Err(e) => {
+            if gateway.slot.current().is_none() {
+                // Workers made for this version alone, with nothing to serve.
+                gateway.stop().await;
+            }
+            return Err(e);
+        }
+    };
     let services: Vec<String> = manifest.services.keys().cloned().collect();
+    let publisher = members::Publisher {
+        app: app.to_string(),
+        node: config.name.clone(),
+        version,
+        ip: config.listen,
+        services,
+    };
     tokio::spawn(members::publish(
         nats.clone(),
-        app.to_string(),
-        config.name.clone(),
-        config.listen,
+        publisher,
         node.bus.clone(),
-        services,
         stop.child_token(),
     ));
     tokio::spawn(members::join_remote(
@@ -454,7 +605,52 @@ async fn start_app(
         node,
         stop,
         placement: AppPlacement::default(),
+        gateway,
+        state_dir,
     })
+}
+
+/// The short form of a bundle digest that names a version's state dir and its
+/// members' keys: the first 12 hex digits.
+fn version_of(digest: &str) -> String {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    hex.chars().take(12).collect()
+}
+
+/// An app's gateway workers on this node, kept across the app's versions.
+struct AppGateway {
+    addr: SocketAddr,
+    slot: Arc<GatewaySlot>,
+    stop: CancellationToken,
+    workers: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl AppGateway {
+    /// Binds `addr` (one worker per core) with nothing to serve yet.
+    fn spawn(addr: SocketAddr, shutdown: &CancellationToken) -> Result<Arc<AppGateway>> {
+        let slot = GatewaySlot::empty();
+        let stop = shutdown.child_token();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(strata_gateway::MAX_WORKERS);
+        let workers = strata_gateway::spawn_slot(addr, threads, slot.clone(), stop.clone())
+            .with_context(|| format!("listen on {addr} for the app's gateway"))?;
+        Ok(Arc::new(AppGateway {
+            addr: workers.addr,
+            slot,
+            stop,
+            workers: Mutex::new(Some(tokio::spawn(workers.join()))),
+        }))
+    }
+
+    /// Stops the workers once their open requests are done.
+    async fn stop(&self) {
+        self.stop.cancel();
+        let workers = self.workers.lock().unwrap().take();
+        if let Some(workers) = workers {
+            let _ = workers.await;
+        }
+    }
 }
 
 impl FiringClaims for Firings {
@@ -471,7 +667,15 @@ impl FiringClaims for Firings {
     }
 }
 
+/// Stops an app that no longer runs here: its version, then its gateway workers.
 async fn stop_app(app: &str, r: Running) {
+    let gateway = r.gateway.clone();
+    stop_version(app, r).await;
+    gateway.stop().await;
+}
+
+/// Stops one version of an app (instances, node API, tasks); not the gateway workers.
+async fn stop_version(app: &str, r: Running) {
     tracing::info!(app, digest = r.digest, "stopping app");
     r.stop.cancel();
     r.node.wait().await;

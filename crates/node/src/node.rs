@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use strata_api::{NodeInfo, NodeParts};
 use strata_appservice::{AppConfig, AppService, NodeResources};
 use strata_bus::Bus;
-use strata_gateway::{AccessLog, Gateway, GatewayConfig};
+use strata_gateway::{AccessLog, Gateway, GatewayConfig, GatewaySlot};
 use strata_manifest::Manifest;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -50,6 +50,11 @@ pub struct NodeConfig {
     /// Other nodes run this app too: each timer firing is claimed here first and fired
     /// only if won, on a schedule aligned on the Unix epoch. None: fire every firing.
     pub firing_claims: Option<Arc<dyn FiringClaims>>,
+    /// Gateway workers that outlive this node (a cluster node's, kept across versions
+    /// of the app), already listening on `gateway_listen`: the node makes its gateway
+    /// and puts it in the slot only if the slot is empty; whoever owns the workers swaps
+    /// it in otherwise ([`Node::gateway`]). None: the node runs its own workers.
+    pub gateway_slot: Option<Arc<GatewaySlot>>,
 }
 
 impl NodeConfig {
@@ -68,6 +73,7 @@ impl NodeConfig {
             api_server: strata_api::ServerConfig::default(),
             placed: false,
             firing_claims: None,
+            gateway_slot: None,
         }
     }
 }
@@ -75,6 +81,8 @@ impl NodeConfig {
 /// A running node.
 pub struct Node {
     pub gateway_addr: SocketAddr,
+    /// The first tier's routes and limits for this app, as its workers serve them.
+    pub gateway: Arc<Gateway>,
     pub api_addr: SocketAddr,
     pub app: Arc<AppService>,
     pub bus: Arc<Bus>,
@@ -130,6 +138,7 @@ impl Node {
         let (gateway_addr, gateway) = start_gateway(
             &manifest,
             config.gateway_listen,
+            config.gateway_slot,
             &state_dir,
             &bus,
             &shutdown,
@@ -192,7 +201,7 @@ impl Node {
             read_through,
             access: strata_api::Access::new(&control_token, &tokens, &manifest, api_addr),
             shutdown: shutdown.clone(),
-            gateway: Some(gateway),
+            gateway: Some(gateway.clone()),
         });
         tasks.push(tokio::spawn(strata_api::serve(
             api_listener,
@@ -210,6 +219,7 @@ impl Node {
         };
         Ok(Node {
             gateway_addr,
+            gateway,
             api_addr,
             app,
             bus,
@@ -329,10 +339,12 @@ async fn open_backends(given: Option<Backends>, state_dir: &Path, manifest: &Man
     }
 }
 
-/// The first tier: one worker thread per core on the gateway address.
+/// The first tier: one worker thread per core on the gateway address, or the workers
+/// of a given slot.
 fn start_gateway(
     manifest: &Manifest,
     listen: Option<SocketAddr>,
+    slot: Option<Arc<GatewaySlot>>,
     state_dir: &Path,
     bus: &Arc<Bus>,
     shutdown: &CancellationToken,
@@ -348,6 +360,10 @@ fn start_gateway(
     };
     let access = AccessLog::open(&state_dir.join("logs").join("access.log"))?;
     let gateway = Gateway::new(GatewayConfig::from(manifest), bus, Some(access));
+    if let Some(slot) = slot {
+        slot.set_if_empty(gateway.clone());
+        return Ok((listen, gateway));
+    }
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(strata_gateway::MAX_WORKERS);

@@ -280,6 +280,83 @@ async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_de
         "three members, once each: {seen:?}"
     );
 
+    // A changed bundle rolls over on every node while requests keep coming through a's
+    // gateway on one kept-alive connection: none fails, none is refused, and in the end
+    // only new instances answer.
+    let old_pids: BTreeSet<i64> = records(&record)
+        .iter()
+        .filter(|r| r["kind"] == "start")
+        .map(|r| r["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(old_pids.len(), 3, "{old_pids:?}");
+    let mut changed: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    changed["services"]["web"]["env"]["VERSION"] = json!("2");
+    std::fs::write(&manifest, serde_json::to_string_pretty(&changed).unwrap()).unwrap();
+    let (rolled_tx, mut rolled) = tokio::sync::oneshot::channel::<()>();
+    let old = old_pids.clone();
+    let load = tokio::spawn(async move {
+        let old_pids = old;
+        let (mut ok, mut failed, mut new_pids) = (0u32, Vec::new(), BTreeSet::new());
+        let mut client = Client::connect(gw_a).await;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        // Until the roll is done and 200 more after it.
+        let mut after = 0;
+        while after < 200 && Instant::now() < deadline {
+            match client.get("/n").await {
+                Ok(reply) if reply.status == http::StatusCode::OK => {
+                    ok += 1;
+                    let pid = reply.json()["pid"].as_i64().unwrap();
+                    if !old_pids.contains(&pid) {
+                        new_pids.insert(pid);
+                    }
+                }
+                Ok(reply) => failed.push(format!("{ok}: {} {}", reply.status, reply.text())),
+                Err(e) => {
+                    failed.push(format!("{ok}: {e}"));
+                    client = Client::connect(gw_a).await;
+                }
+            }
+            if rolled.try_recv().is_ok() || after > 0 {
+                after += 1;
+            }
+        }
+        (ok, failed, new_pids)
+    });
+    let out = strata(&["deploy", manifest.to_str().unwrap(), "--nats", &urls]);
+    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+    let (urls2, record2, old2) = (urls.clone(), record.clone(), old_pids.clone());
+    let rolled_in = tokio::task::spawn_blocking(move || {
+        wait_for(&urls2, "every node rolled over", Duration::from_secs(60), |v| {
+            // Six members started (three old, three new), the old three gone.
+            let started = records(&record2).iter().filter(|r| r["kind"] == "start").count();
+            let old_gone = old2.iter().all(|pid| unsafe { libc::kill(*pid as i32, 0) } != 0);
+            started == 6 && old_gone && ["a", "b", "c"].iter().all(|n| ready_on(v, n) == 1)
+        })
+    })
+    .await
+    .unwrap();
+    let _ = rolled_tx.send(());
+    let (ok, failed, new_pids) = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} requests failed during the roll-over ({ok} answered): {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    eprintln!("rolled over in {rolled_in:?}; {ok} requests answered, none failed");
+    let answering: BTreeSet<i64> = {
+        let mut pids = BTreeSet::new();
+        for _ in 0..60 {
+            pids.insert(get(gw_a, "/n").await.json()["pid"].as_i64().unwrap());
+        }
+        pids
+    };
+    assert!(
+        answering.is_disjoint(&old_pids),
+        "old instances still answer: {answering:?}"
+    );
+    assert!(!new_pids.is_empty());
+
     // 2,000 idempotent requests through a's gateway; node b is killed with SIGKILL after
     // the first 300. None fails, and b's instance is placed again elsewhere.
     let (at_300, reached_300) = tokio::sync::oneshot::channel();
