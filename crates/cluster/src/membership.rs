@@ -47,6 +47,24 @@ pub struct NodeRecord {
     /// Wall-clock time of this heartbeat (shown, never used to judge liveness).
     pub heartbeat_ms: u64,
     pub started_ms: u64,
+    /// Per `APP/SERVICE`: what this node's gateway has in flight to the service and has
+    /// had answered; the scheduler sizes autoscaled services from the sum over the live
+    /// nodes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub load: BTreeMap<String, ServiceLoad>,
+}
+
+/// One node's load on one service, as its heartbeat reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLoad {
+    /// Requests this node's gateway (and node API) has in flight to the service's
+    /// members, on any node.
+    pub inflight: u64,
+    /// Replies this node has had from the service since the app started here (a count
+    /// that only grows, while the app runs).
+    pub served: u64,
+    /// The service's ready members on this node.
+    pub ready: u32,
 }
 
 /// A record and when it last arrived here.

@@ -43,6 +43,10 @@ pub struct AppPlacement {
     pub services: BTreeMap<String, BTreeMap<String, u32>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unplaced: BTreeMap<String, Unplaced>,
+    /// The scheduler's last autoscaling decision per autoscaled service (`"1 -> 3
+    /// (concurrency): ..."`), which each node records as an event.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub autoscaled: BTreeMap<String, String>,
 }
 
 impl AppPlacement {

@@ -30,13 +30,15 @@ use strata_appservice::{EventKind, NodeResources, ScaleBy};
 use strata_cluster::firings::Firings;
 use strata_cluster::placement::{self, AppPlacement, Want};
 use strata_cluster::{
-    lease, members, membership, JetStreamQueues, JetStreamStore, JetStreamStoreConfig, Membership, Nats, NodeRecord,
+    lease, members, membership, membership::ServiceLoad, JetStreamQueues, JetStreamStore, JetStreamStoreConfig,
+    Membership, Nats, NodeRecord,
 };
 use strata_gateway::GatewaySlot;
 use strata_manifest::Manifest;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster_scale::{self, ClusterScaler};
 use crate::{Backends, FiringClaims, Node, NodeConfig};
 
 /// The buckets of the cluster's store: `strata_state_kv`, `_blobmeta`, `_blobs`.
@@ -85,6 +87,42 @@ struct Status {
     used_memory_mb: u64,
     used_accelerators: u32,
     apps: BTreeMap<String, Arc<strata_appservice::AppService>>,
+    /// Each app's bus and services, for the load in the heartbeat.
+    buses: BTreeMap<String, (Arc<strata_bus::Bus>, Vec<String>)>,
+}
+
+impl Status {
+    /// Shows `r` as what runs of `app` here.
+    fn show(&mut self, app: &str, r: &Running) {
+        self.gateways.insert(app.to_string(), r.node.gateway_addr.to_string());
+        self.apps.insert(app.to_string(), r.node.app.clone());
+        let services = r.manifest.services.keys().cloned().collect();
+        self.buses.insert(app.to_string(), (r.node.bus.clone(), services));
+    }
+
+    fn forget(&mut self, app: &str) {
+        self.gateways.remove(app);
+        self.apps.remove(app);
+        self.buses.remove(app);
+    }
+
+    /// Per `APP/SERVICE`: in flight, answered, ready here.
+    fn load(&self) -> BTreeMap<String, ServiceLoad> {
+        let mut out = BTreeMap::new();
+        for (app, (bus, services)) in &self.buses {
+            for service in services {
+                let pool = bus.pool(service);
+                let members = pool.members();
+                let load = ServiceLoad {
+                    inflight: members.iter().map(|m| m.inflight() as u64).sum(),
+                    served: pool.served_total(),
+                    ready: members.iter().filter(|m| !m.is_remote()).count() as u32,
+                };
+                out.insert(format!("{app}/{service}"), load);
+            }
+        }
+        out
+    }
 }
 
 /// Runs a cluster node until `shutdown`.
@@ -146,6 +184,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
                 gateways: s.gateways.clone(),
                 heartbeat_ms: 0,
                 started_ms,
+                load: s.load(),
             }
         }
     };
@@ -272,7 +311,7 @@ async fn reconcile(
         .collect();
     for app in gone {
         let r = running.remove(&app).expect("listed");
-        status.lock().unwrap().apps.remove(&app);
+        status.lock().unwrap().forget(&app);
         stop_app(&app, r).await;
     }
     for (app, placement) in desired {
@@ -298,9 +337,7 @@ async fn reconcile(
         if !running.contains_key(app) {
             match start_app(config, nats, membership, app, placement, None, shutdown).await {
                 Ok(r) => {
-                    let mut s = status.lock().unwrap();
-                    s.gateways.insert(app.clone(), r.node.gateway_addr.to_string());
-                    s.apps.insert(app.clone(), r.node.app.clone());
+                    status.lock().unwrap().show(app, &r);
                     running.insert(app.clone(), r);
                 }
                 Err(e) => {
@@ -332,6 +369,13 @@ async fn reconcile(
                         describe(placement, service)
                     ),
                 );
+            }
+            if let Some(why) = placement.autoscaled.get(service) {
+                if r.placement.autoscaled.get(service) != Some(why) {
+                    r.node
+                        .app
+                        .record(service, EventKind::Autoscaled, format!("cluster-wide {why}"));
+                }
             }
             if let Some(u) = placement.unplaced.get(service) {
                 if r.placement.unplaced.get(service) != Some(u) {
@@ -414,11 +458,7 @@ async fn roll_over(
         old.gateway.slot.set(new.node.gateway.clone());
     }
     new.placement = placement.clone();
-    {
-        let mut s = status.lock().unwrap();
-        s.apps.insert(app.to_string(), new.node.app.clone());
-        s.gateways.insert(app.to_string(), new.node.gateway_addr.to_string());
-    }
+    status.lock().unwrap().show(app, &new);
     running.insert(app.to_string(), new);
     let old_dir = old.state_dir.clone();
     if shared {
@@ -691,9 +731,11 @@ async fn schedule(
     shutdown: CancellationToken,
 ) {
     let mut last: Option<BTreeMap<String, AppPlacement>> = None;
+    let mut scaler = ClusterScaler::default();
     loop {
         if !*held.borrow() {
             last = None;
+            scaler = ClusterScaler::default();
             tokio::select! {
                 _ = held.changed() => continue,
                 _ = shutdown.cancelled() => return,
@@ -705,7 +747,7 @@ async fn schedule(
         // itself included. It waits; the lease ages out if it stays cut off.
         if !membership.is_live(&me) {
             tracing::debug!("schedule: this node's own heartbeat is not arriving; not placing");
-        } else if let Err(e) = schedule_once(&nats, &membership, &mut last).await {
+        } else if let Err(e) = schedule_once(&nats, &membership, &mut last, &mut scaler).await {
             tracing::warn!("schedule: {e:#}");
         }
         tokio::select! {
@@ -719,6 +761,7 @@ async fn schedule_once(
     nats: &Nats,
     membership: &Membership,
     last: &mut Option<BTreeMap<String, AppPlacement>>,
+    scaler: &mut ClusterScaler,
 ) -> Result<()> {
     if last.is_none() {
         // Taking over: start from what the previous holder wrote.
@@ -726,8 +769,10 @@ async fn schedule_once(
     }
     let previous = last.as_mut().expect("set");
     let apps = nats.apps().await?;
+    let live = membership.live();
     let mut wants = Vec::new();
     let mut digests = BTreeMap::new();
+    let mut decisions: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for app in &apps {
         let manifest = match strata_manifest::parse(&app.manifest) {
             Ok(m) => m.expanded(),
@@ -738,20 +783,43 @@ async fn schedule_once(
         };
         digests.insert(app.app.clone(), app.digest.clone());
         for (service, spec) in &manifest.services {
+            let mut count = spec.instances.initial();
+            if cluster_scale::is_autoscaled(spec, manifest.functions.contains_key(service)) {
+                let placed = previous
+                    .get(&app.app)
+                    .and_then(|p| p.services.get(service))
+                    .map(|nodes| nodes.values().sum::<u32>());
+                let (target, why) = scaler.decide(&app.app, service, spec, &live, placed);
+                count = target;
+                let said = decisions.entry(app.app.clone()).or_default();
+                match why {
+                    Some(why) => {
+                        tracing::info!(app = app.app, service, "autoscaled: {why}");
+                        said.insert(service.clone(), why);
+                    }
+                    None => {
+                        // The last decision stays on show until the next one.
+                        if let Some(before) = previous.get(&app.app).and_then(|p| p.autoscaled.get(service)) {
+                            said.insert(service.clone(), before.clone());
+                        }
+                    }
+                }
+            }
             wants.push(Want {
                 app: app.app.clone(),
                 service: service.clone(),
-                count: spec.instances.initial(),
+                count,
                 memory_mb: spec.resources.memory_mb.unwrap_or(0),
                 accelerators: spec.resources.accelerators,
                 spread: spec.placement.spread.clone(),
             });
         }
     }
-    let live = membership.live();
+    scaler.retain_apps(&digests);
     let placed = placement::place(&live, &wants, previous);
     for (app, mut p) in placed {
         p.digest = digests[&app].clone();
+        p.autoscaled = decisions.remove(&app).unwrap_or_default();
         if previous.get(&app) == Some(&p) {
             continue;
         }
@@ -781,6 +849,9 @@ fn reason(before: Option<&AppPlacement>, after: &AppPlacement, live: &[NodeRecor
     };
     if before.digest != after.digest {
         return format!("new bundle {}", after.digest);
+    }
+    if before.autoscaled != after.autoscaled {
+        return "autoscaled".to_string();
     }
     let gone: Vec<&String> = before
         .services

@@ -14,6 +14,8 @@
 //!   routes), and [`FiringClaims`], how a cluster fires each timer firing on one node.
 //! - [`cluster`]: a cluster node (`strata node --nats`): heartbeat, the scheduler when it
 //!   holds the lease, and its share of every deployed app, each app a [`Node`].
+//! - `cluster_scale`: the scheduler's autoscalers, sizing autoscaled services from the
+//!   load in every node's heartbeat with `strata-autoscale`'s policy.
 //! - `nodefile`: `.strata/node.json`, how CLI commands find a running node.
 //!
 //! Invariant: no HTTP here. The node API is `strata-api`, the first tier
@@ -23,6 +25,7 @@
 
 mod backends;
 pub mod cluster;
+mod cluster_scale;
 mod node;
 pub mod nodefile;
 mod push;

@@ -767,6 +767,83 @@ async fn the_store_is_the_cluster_s_and_outlives_the_node_that_wrote() {
     assert_eq!(once.len(), fired.len(), "each firing once in the cluster: {fired:?}");
     assert!(once.iter().all(|ms| ms % 500 == 0), "aligned on the interval: {once:?}");
 
+    // An autoscaled service is sized by the scheduler from every node's load: slow
+    // requests through two gateways grow it past its minimum; once they stop it shrinks
+    // back.
+    let elastic = dir.path().join("elastic");
+    std::fs::create_dir_all(&elastic).unwrap();
+    std::fs::copy(common::MEMBER, elastic.join("member.py")).unwrap();
+    let manifest = json!({
+        "strata": 1,
+        "app": "elastic",
+        "services": {
+            "busy": {
+                "run": ["python3", "member.py"],
+                "env": { "RECORD": dir.path().join("elastic.jsonl").display().to_string() },
+                "health": { "path": "/healthz", "interval_ms": 200 },
+                "instances": { "min": 1, "max": 3 },
+                "autoscale": { "concurrency": 1, "up_window_ms": 500, "down_window_ms": 1500 },
+                "routes": ["/"],
+            },
+        },
+    });
+    let path = elastic.join("strata.json");
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let out = strata(&["deploy", path.to_str().unwrap(), "--nats", &urls]);
+    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+    let busy_placed = |v: &Value| -> u64 {
+        v["apps"]["elastic"]["services"]["busy"]
+            .as_object()
+            .map_or(0, |m| m.values().map(|n| n.as_u64().unwrap()).sum())
+    };
+    let urls2 = urls.clone();
+    let v = tokio::task::spawn_blocking(move || {
+        wait_for(&urls2, "elastic deployed", Duration::from_secs(30), |v| {
+            busy_placed(v) == 1
+                && v["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|n| n["gateways"]["elastic"].is_string())
+        });
+        nodes_json(&urls2)
+    })
+    .await
+    .unwrap();
+    let gateways = [gateway_of_app(&v, "b", "elastic"), gateway_of_app(&v, "c", "elastic")];
+    let stop_load = tokio_util::sync::CancellationToken::new();
+    let mut load = Vec::new();
+    for i in 0..4 {
+        let (gw, stop) = (gateways[i % 2], stop_load.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let reply = get(gw, "/sleep?ms=300").await;
+                assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
+            }
+        }));
+    }
+    let urls2 = urls.clone();
+    let grown = tokio::task::spawn_blocking(move || {
+        wait_for(&urls2, "busy grown to 3", Duration::from_secs(30), |v| {
+            busy_placed(v) == 3
+        })
+    })
+    .await
+    .unwrap();
+    stop_load.cancel();
+    for task in load {
+        task.await.unwrap();
+    }
+    let urls2 = urls.clone();
+    let shrunk = tokio::task::spawn_blocking(move || {
+        wait_for(&urls2, "busy back to 1", Duration::from_secs(30), |v| {
+            busy_placed(v) == 1
+        })
+    })
+    .await
+    .unwrap();
+    eprintln!("autoscaled across the cluster: up to 3 in {grown:?}, back to 1 in {shrunk:?}");
+
     // The node that wrote dies: nothing of what it wrote is lost.
     let mut b = nodes.remove("b").unwrap();
     b.child.kill().unwrap();

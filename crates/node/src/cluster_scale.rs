@@ -1,0 +1,198 @@
+//! Autoscaling in a cluster: the scheduler (the node holding the lease) sizes each
+//! autoscaled service from the load every live node reports in its heartbeat, with the
+//! same [`Policy`] a single node uses, and places the count it decides. One decider per
+//! service, so nodes never scale against each other.
+//!
+//! The sample is the single-node one, summed over the cluster: requests in flight (each
+//! node's gateway counts what it sent to the service's members on any node, so the sum
+//! counts each request once), ready members, and latency by Little's law from the
+//! replies answered over the last second. Figures arrive with the heartbeat (every
+//! second), so a decision lags the load by up to a second more than on one node.
+//!
+//! Not here (each a documented difference, docs/cluster.md): a cluster-autoscaled
+//! service keeps at least one instance (a request that finds no member is answered
+//! 503 at once; no gateway holds it for an instance to start), requests are not shed at
+//! `instances.max`, and a queue's backlog is not a signal.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use strata_autoscale::{Policy, Sample};
+use strata_cluster::NodeRecord;
+use strata_manifest::ServiceSpec;
+
+/// Replies answered are counted over this span for the latency figure.
+const RATE_SPAN: Duration = Duration::from_secs(1);
+
+/// The scheduler's autoscalers, one per autoscaled service; made afresh when a node
+/// takes the lease (the first decisions start from the placement it reads).
+#[derive(Default)]
+pub(crate) struct ClusterScaler {
+    services: BTreeMap<(String, String), Scaler>,
+    origin: Option<Instant>,
+}
+
+struct Scaler {
+    policy: Policy,
+    /// The spec the policy was made from: a redeploy that changes it starts over.
+    spec: ServiceSpec,
+    points: VecDeque<Point>,
+    last_busy: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Point {
+    at: Instant,
+    served: u64,
+    demand: u64,
+}
+
+/// A service the cluster autoscales: one with an `autoscale` section that is not a
+/// function (a function starts from zero on each node where its events arrive).
+pub(crate) fn is_autoscaled(spec: &ServiceSpec, is_function: bool) -> bool {
+    spec.autoscale.is_some() && !is_function
+}
+
+impl ClusterScaler {
+    /// The count to place for `app`'s autoscaled `service` now, and the decision in words
+    /// when it changed. `current` is the count placed now (None: not placed yet).
+    pub fn decide(
+        &mut self,
+        app: &str,
+        service: &str,
+        spec: &ServiceSpec,
+        live: &[NodeRecord],
+        current: Option<u32>,
+    ) -> (u32, Option<String>) {
+        let now = Instant::now();
+        let origin = *self.origin.get_or_insert(now);
+        let min = spec.instances.min.max(1);
+        let max = spec.instances.max.max(min);
+        let key = (app.to_string(), service.to_string());
+        if self.services.get(&key).is_some_and(|s| &s.spec != spec) {
+            self.services.remove(&key);
+        }
+        let scaler = self.services.entry(key).or_insert_with(|| Scaler {
+            policy: Policy::new(
+                spec.autoscale.clone().unwrap_or_default(),
+                min,
+                max,
+                Duration::from_millis(spec.instances.idle_timeout_ms),
+            ),
+            spec: spec.clone(),
+            points: VecDeque::new(),
+            last_busy: now,
+        });
+        let current = current.unwrap_or_else(|| spec.instances.initial()).clamp(min, max);
+        let name = format!("{app}/{service}");
+        let (mut inflight, mut served, mut ready) = (0u64, 0u64, 0u32);
+        for load in live.iter().filter_map(|n| n.load.get(&name)) {
+            inflight += load.inflight;
+            served += load.served;
+            ready += load.ready;
+        }
+        let point = Point {
+            at: now,
+            served,
+            demand: inflight,
+        };
+        let points = &mut scaler.points;
+        points.push_back(point);
+        while points.len() > 2 && (now.duration_since(points[1].at) >= RATE_SPAN || points.len() > 64) {
+            points.pop_front();
+        }
+        let base = points[0];
+        let span = now.duration_since(base.at).as_secs_f64();
+        // A node that stopped reporting takes its count with it: the sum may go down.
+        let answered = served.saturating_sub(base.served);
+        if inflight > 0 || answered > 0 {
+            scaler.last_busy = now;
+        }
+        let mean_demand = points.iter().map(|p| p.demand as f64).sum::<f64>() / points.len() as f64;
+        let latency =
+            (span > 0.0 && answered > 0).then(|| Duration::from_secs_f64(mean_demand * span / answered as f64));
+        let sample = Sample {
+            at: now.duration_since(origin),
+            current,
+            ready,
+            inflight: inflight.max(mean_demand.ceil() as u64),
+            held: 0,
+            backlog: None,
+            latency,
+            idle_for: now.duration_since(scaler.last_busy),
+        };
+        let r = scaler.policy.observe(&sample);
+        if r.target == current {
+            return (current, None);
+        }
+        let why = format!("{current} -> {} ({}): {}", r.target, r.signal.as_str(), r.reason);
+        (r.target, Some(why))
+    }
+
+    /// Forgets the services of apps no longer deployed.
+    pub fn retain_apps(&mut self, deployed: &BTreeMap<String, String>) {
+        self.services.retain(|(app, _), _| deployed.contains_key(app));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_cluster::membership::ServiceLoad;
+    use strata_manifest::AutoscaleSpec;
+
+    use super::*;
+
+    fn spec() -> ServiceSpec {
+        let mut spec: ServiceSpec = serde_json::from_value(serde_json::json!({
+            "run": ["true"],
+            "instances": { "min": 1, "max": 4 },
+        }))
+        .unwrap();
+        spec.autoscale = Some(AutoscaleSpec {
+            concurrency: 2,
+            up_window_ms: 0,
+            down_window_ms: 0,
+            ..AutoscaleSpec::default()
+        });
+        spec
+    }
+
+    fn node(name: &str, inflight: u64, served: u64) -> NodeRecord {
+        NodeRecord {
+            name: name.into(),
+            load: [(
+                "shop/web".to_string(),
+                ServiceLoad {
+                    inflight,
+                    served,
+                    ready: 1,
+                },
+            )]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_load_of_every_node_is_summed_and_sized_by_the_policy() {
+        let mut scaler = ClusterScaler::default();
+        let spec = spec();
+        // 3 + 3 in flight over two gateways, 2 per instance: 3 instances.
+        let live = [node("a", 3, 10), node("b", 3, 10)];
+        let (count, why) = scaler.decide("shop", "web", &spec, &live, Some(1));
+        assert_eq!(count, 3, "{why:?}");
+        assert!(why.unwrap().starts_with("1 -> 3 (concurrency)"));
+        // Past the max: capped.
+        let live = [node("a", 20, 20), node("b", 20, 20)];
+        assert_eq!(scaler.decide("shop", "web", &spec, &live, Some(3)).0, 4);
+        // Nothing in flight, nothing answered: back to the min (never below 1).
+        let live = [node("a", 0, 20), node("b", 0, 20)];
+        let mut count = 4;
+        for _ in 0..70 {
+            count = scaler.decide("shop", "web", &spec, &live, Some(count)).0;
+        }
+        assert_eq!(count, 1);
+        // An unchanged count says nothing.
+        assert_eq!(scaler.decide("shop", "web", &spec, &live, Some(1)), (1, None));
+    }
+}
