@@ -111,6 +111,7 @@ mod long_double;
 mod read_through;
 pub mod resp;
 mod ring;
+mod set;
 mod shard;
 mod stored;
 mod value;
