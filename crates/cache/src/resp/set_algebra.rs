@@ -1,5 +1,5 @@
-//! The set commands on several keys: SINTER (and SMEMBERS, SINTER of one key, as in
-//! Redis 7.0), SINTERCARD, SUNION, SDIFF, their *STORE forms, and SMOVE. The keyspace
+//! The set commands on several keys: SINTER (and SMEMBERS, which is SINTER of one key
+//! in Redis 7.0), SINTERCARD, SUNION, SDIFF, their *STORE forms, and SMOVE. The keyspace
 //! holds every key's shard for the whole command (the table lists their keys; SINTERCARD's
 //! come after its count), so each is atomic; they are made of several keyspace reads and
 //! writes of sets.
@@ -124,7 +124,18 @@ fn keys_from(args: Args<'_>, first: usize) -> Vec<&[u8]> {
     (first..args.len()).map(|i| args.get(i)).collect()
 }
 
-/// SINTER key [key ...], and SMEMBERS key.
+/// SMEMBERS key: SINTER of one key, in one read.
+pub(crate) fn smembers(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
+    let done = ks.set_read(args.get(1), |s| match s {
+        None => r.set(0),
+        Some(s) => reply_members(r, s.len(), s.iter()),
+    });
+    if done.is_err() {
+        r.error(WRONGTYPE);
+    }
+}
+
+/// SINTER key [key ...].
 pub(crate) fn sinter(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     match intersection(ks, &keys_from(args, 1)) {
         Ok(found) => reply_members(r, found.len(), found.iter()),
