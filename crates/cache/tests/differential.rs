@@ -1414,7 +1414,7 @@ impl Gen {
                         c.extend([s("COUNT"), s(self.pick(&["1", "2", "5", "100", "0", "x"]))]);
                     }
                     if self.chance(20) {
-                        c.extend([s("TYPE"), s(self.pick(&["string", "list", "STRING", "hash"]))]);
+                        c.extend([s("TYPE"), s(self.pick(&["string", "list", "STRING", "hash", "set"]))]);
                     }
                     c
                 }
