@@ -15,8 +15,8 @@
 //! - `stored`: keys and values as held in a shard (inline up to 23 bytes, else shared).
 //! - `hash` (stored): a Redis hash as a shard holds it (fields in Redis' listpack
 //!   order while Redis would keep a listpack).
-//! - `set` (stored): a Redis set as a shard holds it (sorted while Redis would keep an
-//!   intset).
+//! - `set` (stored; and `cache`'s integer parsing, as `shard` uses it): a Redis set as
+//!   a shard holds it (sorted while Redis would keep an intset).
 //! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET).
 //! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
 //! - `value` (stored, hash, set): a key's value, a string, a hash or a set, and its
