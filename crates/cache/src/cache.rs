@@ -52,8 +52,8 @@ pub enum CacheError {
     NotAnInteger,
     #[error("increment or decrement would overflow")]
     Overflow,
-    /// The key holds a hash (written through the Redis port), not a string.
-    #[error("the key holds a hash, not a string")]
+    /// The key holds a hash or a set (written through the Redis port), not a string.
+    #[error("the key holds a hash or a set, not a string")]
     WrongType,
 }
 
@@ -342,7 +342,7 @@ impl Cache {
     }
 
     /// Appends `data` to `key`'s value (creating it); returns the new length, or
-    /// [`CacheError::WrongType`] if the key holds a hash.
+    /// [`CacheError::WrongType`] if the key holds a hash or a set.
     pub fn append(&self, key: &[u8], data: &[u8]) -> Result<usize, CacheError> {
         self.keyspace()
             .append(key, data, usize::MAX)

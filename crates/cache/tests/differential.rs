@@ -1,12 +1,14 @@
 //! strata's Redis port against a real `redis-server` (Debian's, 7.0): the same commands
 //! to both, the replies compared byte for byte. Hand-written sequences for each command's
 //! edge cases and errors (transactions with WATCH across two connections included), then
-//! a seeded random walk over the string, hash and key commands on a small key space, alone
-//! and inside MULTI/EXEC, in RESP2 and RESP3. The hash commands' hand-written sequences
-//! are in `differential/hashes.rs`.
+//! a seeded random walk over the string, hash, set and key commands on a small key space,
+//! alone and inside MULTI/EXEC, in RESP2 and RESP3. The hash commands' hand-written
+//! sequences are in `differential/hashes.rs`, the set commands' in `differential/sets.rs`
+//! (with how set replies are compared where Redis draws at random or lists a hash
+//! table).
 //!
-//! The parser has no new paths for hashes (they are ordinary commands), so
-//! `tests/malformed.rs` has no hash case of its own.
+//! The parser has no new paths for hashes or sets (they are ordinary commands), so
+//! `tests/malformed.rs` has no case of its own for them.
 //!
 //! Where Redis' answer is random or depends on the moment, and only there, the comparison
 //! is looser (each a documented difference, see docs/state.md):
@@ -36,6 +38,8 @@
 mod common;
 #[path = "differential/hashes.rs"]
 mod hashes;
+#[path = "differential/sets.rs"]
+mod sets;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -255,6 +259,7 @@ impl Both {
                         || matches!(name.as_deref(), Some("hgetall" | "hkeys" | "hvals" | "hrandfield"))
                             && matches!((x, y), (Value::Array(x), Value::Array(y))
                                 if sorted_chunks(x, pairs) == sorted_chunks(y, pairs))
+                        || sets::same_in_exec(name.as_deref(), x, y)
                 })
             }
             ("hgetall" | "hkeys" | "hvals", Value::Array(a), Value::Array(b)) => {
@@ -293,6 +298,8 @@ impl Both {
                 Some("refcount") => true,
                 _ => false,
             },
+            // The same reply type (a RESP3 set is no array) before a looser look.
+            _ if sets::is_loose(&name) && r.first() == s.first() => sets::loosely_same(self, args, &rv, &sv),
             _ => false,
         };
         if !ok {
@@ -324,11 +331,11 @@ impl Both {
         self.full_scan_of(&[b"SCAN".to_vec()], options)
     }
 
-    /// A whole scan (`command`: SCAN, or HSCAN and its key) with these options on each
-    /// server: the sets of what they found must be equal (and errors the same). For
-    /// HSCAN each item is a field and its value.
+    /// A whole scan (`command`: SCAN, or HSCAN or SSCAN and its key) with these options
+    /// on each server: the sets of what they found must be equal (and errors the same).
+    /// For HSCAN each item is a field and its value.
     fn full_scan_of(&mut self, command: &[Vec<u8>], options: &[Vec<u8>]) {
-        let pairs = command.len() > 1;
+        let pairs = command[0] == b"HSCAN";
         let scan = |c: &mut Client| -> Result<BTreeSet<Vec<u8>>, Vec<u8>> {
             let mut cursor = b"0".to_vec();
             let mut keys = BTreeSet::new();
@@ -1227,7 +1234,7 @@ impl Gen {
         let s = |x: &str| x.as_bytes().to_vec();
         let k = self.key();
         loop {
-            let c: Vec<Vec<u8>> = match self.below(62) {
+            let c: Vec<Vec<u8>> = match self.below(62 + sets::WALK_KINDS) {
                 0 => vec![s("GET"), k.clone()],
                 1 | 2 => {
                     let mut c = vec![s("SET"), k.clone(), self.value()];
@@ -1408,7 +1415,7 @@ impl Gen {
                         c.extend([s("COUNT"), s(self.pick(&["1", "2", "5", "100", "0", "x"]))]);
                     }
                     if self.chance(20) {
-                        c.extend([s("TYPE"), s(self.pick(&["string", "list", "STRING", "hash"]))]);
+                        c.extend([s("TYPE"), s(self.pick(&["string", "list", "STRING", "hash", "set"]))]);
                     }
                     c
                 }
@@ -1469,6 +1476,10 @@ impl Gen {
                 }
                 60 => vec![s(self.pick(&["TYPE", "OBJECT"])), k.clone()],
                 61 => vec![s("OBJECT"), s("ENCODING"), k.clone()],
+                n @ 62.. => match sets::command(self, in_tx, &k, n - 62) {
+                    Some(c) => c,
+                    None => continue,
+                },
                 _ => continue,
             };
             return c;
@@ -1524,6 +1535,8 @@ fn random_walk(test: &str, resp3: bool, default_seed: u64) {
                 a.full_scan(&c[1..]);
             } else if c[0] == b"HSCAN(full)" {
                 a.full_scan_of(&[b"HSCAN".to_vec(), c[1].clone()], &c[2..]);
+            } else if c[0] == b"SSCAN(full)" {
+                a.full_scan_of(&[b"SSCAN".to_vec(), c[1].clone()], &c[2..]);
             } else {
                 a.same_args(&c);
             }

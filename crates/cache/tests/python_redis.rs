@@ -37,6 +37,18 @@ for protocol in (2, 3):
     assert info["redis_version"] == "7.0.0-strata-compatible", info
     assert "db0" in info and info["db0"]["keys"] >= 500, info
     assert "keyspace_hits" in r.info("stats")
+    # Sets: a transaction of set commands, SSCAN through a hash-table set.
+    with r.pipeline() as p:
+        p.sadd("s", 3, 1, 2, "x").srem("s", "x").smembers("s").sismember("s", 1).sinter("s", "s").scard("s")
+        out = p.execute()
+    members = {b"1", b"2", b"3"}
+    assert out[:2] == [4, 1] and out[2] == members and out[3] in (1, True) and out[4] == members and out[5] == 3, out
+    big = ["m%d" % i for i in range(1000)]
+    assert r.sadd("big", *big) == 1000
+    assert set(r.sscan_iter("big", count=50)) == {m.encode() for m in big}
+    assert set(r.sscan_iter("big", match="m1*")) == {m.encode() for m in big if m.startswith("m1")}
+    assert r.smove("s", "t", 1) in (1, True) and r.smembers("t") == {b"1"}
+    assert set(r.spop("s", 5)) == {b"2", b"3"} and r.exists("s") == 0
     try:
         r.execute_command("NOSUCH", "x")
         raise SystemExit("an unknown command did not raise")

@@ -1,5 +1,6 @@
 //! MULTI/EXEC/WATCH over real sockets, under concurrency: a transaction's effects are
-//! never seen half done, whatever shards its keys are on; WATCH retry loops lose no
+//! never seen half done, whatever shards its keys are on, and neither are a multi-key
+//! set command's (SMOVE against SUNION, SINTERCARD); WATCH retry loops lose no
 //! update; every command can be queued and EXEC'd without blocking; the queue is
 //! bounded. (The replies themselves are checked against redis-server in
 //! `differential.rs`.)
@@ -119,6 +120,69 @@ fn a_transaction_is_never_seen_half_done() {
 }
 
 #[test]
+fn set_commands_across_shards_are_never_seen_half_done() {
+    let server = Server::start_with(
+        2,
+        CacheConfig {
+            shards: 4,
+            ..CacheConfig::default()
+        },
+        RespConfig::default(),
+    );
+    let (a, b) = keys_on_two_shards(&server);
+    let members: Vec<String> = (1..=20).map(|i| i.to_string()).collect();
+    let mut c = server.client();
+    let mut sadd = vec!["SADD", a.as_str()];
+    sadd.extend(members.iter().map(String::as_str));
+    c.check(&sadd, ":20\r\n");
+    let stop = Arc::new(AtomicBool::new(false));
+    // Members move between the two sets one SMOVE at a time, both ways, while a reader
+    // looks at both sets at once 1,000 times.
+    let mut movers = Vec::new();
+    for w in 0..2 {
+        let (addr, a, b, stop) = (server.addr, a.clone(), b.clone(), stop.clone());
+        let (from, to) = if w == 0 { (a, b) } else { (b, a) };
+        movers.push(thread::spawn(move || {
+            let mut c = Client::connect(addr);
+            let mut moves = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let m = (1 + moves % 20).to_string();
+                c.send(&cmd(&["SMOVE", &from, &to, &m]));
+                let reply = c.read_reply();
+                assert!(
+                    reply == b":0\r\n" || reply == b":1\r\n",
+                    "{}",
+                    String::from_utf8_lossy(&reply)
+                );
+                moves += 1;
+            }
+            moves
+        }));
+    }
+    let mut c = Client::connect(server.addr);
+    for _ in 0..1000 {
+        c.send(&cmd(&["SUNION", &a, &b]));
+        let reply = c.read_reply();
+        assert!(
+            reply.starts_with(b"*20\r\n"),
+            "a member was seen in neither set: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        c.check(&["SINTERCARD", "2", &a, &b], ":0\r\n");
+        c.check(&["MULTI"], "+OK\r\n");
+        c.check(&["SCARD", &a], "+QUEUED\r\n");
+        c.check(&["SCARD", &b], "+QUEUED\r\n");
+        c.send(&cmd(&["EXEC"]));
+        let seen = ints(&c.read_reply());
+        assert_eq!(seen[0] + seen[1], 20, "a transaction saw an SMOVE half done: {seen:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for m in movers {
+        assert!(m.join().unwrap() > 0);
+    }
+}
+
+#[test]
 fn watch_retry_loops_lose_no_update() {
     let server = Server::start(2);
     let mut threads = Vec::new();
@@ -225,6 +289,25 @@ fn every_command_can_run_inside_a_transaction() {
         &["HRANDFIELD", "h", "2"],
         &["HSCAN", "h", "0"],
         &["TYPE", "h"],
+        &["SADD", "s", "1", "2", "a"],
+        &["SADD", "s2", "2", "3"],
+        &["SREM", "s", "a"],
+        &["SMEMBERS", "s"],
+        &["SISMEMBER", "s", "1"],
+        &["SMISMEMBER", "s", "1", "9"],
+        &["SCARD", "s"],
+        &["SRANDMEMBER", "s", "-2"],
+        &["SINTER", "s", "s2"],
+        &["SUNION", "s", "s2"],
+        &["SDIFF", "s", "s2"],
+        &["SINTERSTORE", "s3", "s", "s2"],
+        &["SUNIONSTORE", "s3", "s", "s2"],
+        &["SDIFFSTORE", "s3", "s", "s2"],
+        &["SINTERCARD", "2", "s", "s2", "LIMIT", "1"],
+        &["SMOVE", "s", "s2", "1"],
+        &["SSCAN", "s2", "0"],
+        &["SPOP", "s3", "1"],
+        &["TYPE", "s"],
         &["UNWATCH"],
         &["PING"],
         &["ECHO", "hi"],

@@ -25,8 +25,8 @@
 //!
 //! Here: the type, its locking, reads, whole-value writes, deadlines, RENAME and COPY;
 //! `values`: the operations that change a value in place (INCR, APPEND, SETRANGE,
-//! SETBIT, ...); `hashes`: reads and writes of hashes; `whole`: those on every shard
-//! (KEYS, SCAN, FLUSHDB, ...) and WATCH.
+//! SETBIT, ...); `hashes`: reads and writes of hashes; `sets`: of sets; `whole`: those
+//! on every shard (KEYS, SCAN, FLUSHDB, ...) and WATCH.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::MutexGuard;
@@ -40,6 +40,7 @@ use crate::stored::Stored;
 use crate::value::Value;
 
 mod hashes;
+mod sets;
 mod values;
 mod whole;
 
@@ -294,7 +295,7 @@ impl<'a> Keyspace<'a> {
         let mut f = Some(f);
         let r = s.with_live(key, now, |e| match &e.value {
             Value::Str(v) => Ok((f.take().expect("called once"))(Some(v.as_slice()))),
-            Value::Hash(_) => Err(WrongType),
+            Value::Hash(_) | Value::Set(_) => Err(WrongType),
         });
         s.count_read(r.is_some());
         match r {
@@ -357,6 +358,7 @@ impl<'a> Keyspace<'a> {
             let name = match &e.value {
                 Value::Str(v) => e.encoding.name(v.as_slice()),
                 Value::Hash(h) => h.encoding(),
+                Value::Set(s) => s.encoding(),
             };
             (name, now.saturating_sub(e.last_access))
         })

@@ -1,6 +1,7 @@
 //! Dispatch ([`execute`]: look the command up in the table, check its arity, queue it
 //! inside MULTI or run it) and the transaction commands (MULTI, EXEC, DISCARD, WATCH,
-//! UNWATCH). The commands themselves are in `strings` (values), `hashes`, `keys` (the
+//! UNWATCH). The commands themselves are in `strings` (values), `hashes`, `sets` and
+//! `set_algebra`, `keys` (the
 //! keyspace) and `admin` (the connection and the server); [`run`] calls them with a
 //! [`Keyspace`]: its own for a command run alone, EXEC's for a queued one.
 //!
@@ -11,6 +12,8 @@ use super::hashes::{self, Listing};
 use super::keys;
 use super::parse::Args;
 use super::reply::{truncated, Reply, NOT_INT, WRONGTYPE};
+use super::set_algebra::{self, SetOp};
+use super::sets;
 use super::state::{ConnectionContext, Session};
 use super::strings;
 use super::table::{lookup, Cmd, Spec};
@@ -256,6 +259,23 @@ pub(crate) fn run(
         Cmd::Hincrbyfloat => hashes::hincrbyfloat(r, ks, args),
         Cmd::Hrandfield => hashes::hrandfield(r, ks, args),
         Cmd::Hscan => hashes::hscan(r, ks, args),
+        Cmd::Sadd => sets::sadd(r, ks, args),
+        Cmd::Srem => sets::srem(r, ks, args),
+        Cmd::Sismember => sets::sismember(r, ks, args),
+        Cmd::Smismember => sets::smismember(r, ks, args),
+        Cmd::Scard => sets::scard(r, ks, args),
+        Cmd::Spop => sets::spop(r, ks, args),
+        Cmd::Srandmember => sets::srandmember(r, ks, args),
+        Cmd::Sscan => sets::sscan(r, ks, args),
+        Cmd::Smembers => set_algebra::smembers(r, ks, args),
+        Cmd::Sinter => set_algebra::sinter(r, ks, args),
+        Cmd::Sinterstore => set_algebra::sinterstore(r, ks, args),
+        Cmd::Sintercard => set_algebra::sintercard(r, ks, args),
+        Cmd::Sunion => set_algebra::sunion_or_diff(r, ks, args, SetOp::Union, false),
+        Cmd::Sdiff => set_algebra::sunion_or_diff(r, ks, args, SetOp::Diff, false),
+        Cmd::Sunionstore => set_algebra::sunion_or_diff(r, ks, args, SetOp::Union, true),
+        Cmd::Sdiffstore => set_algebra::sunion_or_diff(r, ks, args, SetOp::Diff, true),
+        Cmd::Smove => set_algebra::smove(r, ks, args),
         Cmd::Keys => keys::keys(r, ks, args),
         Cmd::Scan => keys::scan(r, ks, args),
         Cmd::Rename => keys::rename(r, ks, args, false),

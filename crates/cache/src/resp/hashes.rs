@@ -175,11 +175,12 @@ pub(crate) fn hincrbyfloat(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<
     }
 }
 
-/// A tiny generator for HRANDFIELD's picks, seeded from the shard's.
-struct Picks(u64);
+/// A tiny generator for HRANDFIELD's (and SPOP's, SRANDMEMBER's) picks, seeded from
+/// the shard's.
+pub(crate) struct Picks(pub u64);
 
 impl Picks {
-    fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

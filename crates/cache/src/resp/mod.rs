@@ -17,6 +17,10 @@
 //!   RENAME, COPY, OBJECT, ...).
 //! - `hashes` (parse, reply, strings, keys): the hash commands (HSET, HGETALL,
 //!   HINCRBY, HSCAN, ...).
+//! - `sets` (parse, reply, strings, keys, hashes): the set commands on one key (SADD,
+//!   SPOP, SRANDMEMBER, SSCAN, ...).
+//! - `set_algebra` (parse, reply, sets): the set commands on several keys (SINTER and
+//!   SMEMBERS, SUNION, SDIFF, their *STORE forms, SINTERCARD, SMOVE).
 //! - `commands` (all of the above): dispatch, MULTI/EXEC/DISCARD/WATCH/UNWATCH.
 //! - `connection` (parse, reply, state, commands): one client's protocol state, without
 //!   the socket ([`Connection`]).
@@ -37,6 +41,8 @@ mod parse;
 mod query_buffer;
 mod reply;
 mod server;
+mod set_algebra;
+mod sets;
 mod state;
 mod strings;
 mod table;

@@ -86,6 +86,23 @@ pub(crate) enum Cmd {
     Hincrbyfloat,
     Hrandfield,
     Hscan,
+    Sadd,
+    Srem,
+    Smembers,
+    Sismember,
+    Smismember,
+    Scard,
+    Spop,
+    Srandmember,
+    Sinter,
+    Sunion,
+    Sdiff,
+    Sinterstore,
+    Sunionstore,
+    Sdiffstore,
+    Sintercard,
+    Smove,
+    Sscan,
 }
 
 impl Cmd {
@@ -128,11 +145,15 @@ impl Spec {
     }
 
     /// The positions of the command's keys in `args` (Redis' first/last/step; OBJECT's
-    /// subcommands take their key second).
+    /// subcommands take their key second; SINTERCARD's keys follow their count).
     pub fn key_positions(&self, args: Args<'_>) -> impl Iterator<Item = usize> {
         let n = args.len() as i32;
         let (first, last, step) = match self.cmd {
             Cmd::Object => (2, 2, 1),
+            Cmd::Sintercard => match crate::cache::parse_i64(args.get(1)) {
+                Some(k) if k >= 1 => (2, k.min(n as i64) as i32 + 1, 1),
+                _ => (0, 0, 0),
+            },
             _ => (self.first_key, self.last_key, self.step),
         };
         let last = if last < 0 { n + last } else { last.min(n - 1) };
@@ -159,7 +180,9 @@ impl Spec {
     /// may live on several shards), or the whole keyspace. Single-key commands are one
     /// keyspace operation each, which locks its shard by itself.
     pub fn holds_shards(&self) -> bool {
-        self.cmd.touches_every_shard() || self.step > 0 && (self.last_key < 0 || self.last_key > self.first_key)
+        self.cmd.touches_every_shard()
+            || self.cmd == Cmd::Sintercard
+            || self.step > 0 && (self.last_key < 0 || self.last_key > self.first_key)
     }
 }
 
@@ -281,6 +304,23 @@ pub(crate) static COMMANDS: &[Spec] = &[
     spec!("hincrbyfloat", Hincrbyfloat, 4, WDF, 1, 1, 1),
     spec!("hrandfield", Hrandfield, -2, R, 1, 1, 1),
     spec!("hscan", Hscan, -3, R, 1, 1, 1),
+    spec!("sadd", Sadd, -3, WDF, 1, 1, 1),
+    spec!("srem", Srem, -3, WF, 1, 1, 1),
+    spec!("smembers", Smembers, 2, R, 1, 1, 1),
+    spec!("sismember", Sismember, 3, RF, 1, 1, 1),
+    spec!("smismember", Smismember, -3, RF, 1, 1, 1),
+    spec!("scard", Scard, 2, RF, 1, 1, 1),
+    spec!("spop", Spop, -2, WF, 1, 1, 1),
+    spec!("srandmember", Srandmember, -2, R, 1, 1, 1),
+    spec!("sinter", Sinter, -2, R, 1, -1, 1),
+    spec!("sunion", Sunion, -2, R, 1, -1, 1),
+    spec!("sdiff", Sdiff, -2, R, 1, -1, 1),
+    spec!("sinterstore", Sinterstore, -3, WD, 1, -1, 1),
+    spec!("sunionstore", Sunionstore, -3, WD, 1, -1, 1),
+    spec!("sdiffstore", Sdiffstore, -3, WD, 1, -1, 1),
+    spec!("sintercard", Sintercard, -3, &["readonly", "movablekeys"], 0, 0, 0),
+    spec!("smove", Smove, 4, WF, 1, 2, 1),
+    spec!("sscan", Sscan, -3, R, 1, 1, 1),
 ];
 
 pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
