@@ -65,6 +65,13 @@ pub struct ServiceLoad {
     pub served: u64,
     /// The service's ready members on this node.
     pub ready: u32,
+    /// For a service that consumes a queue: its group's messages unread or leased (the
+    /// queue is the cluster's, so every node reports the same figure, a moment apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<u64>,
+    /// For a service that consumes a queue: the queue's next offset (publishes so far).
+    #[serde(default)]
+    pub published: u64,
 }
 
 /// A record and when it last arrived here.

@@ -88,7 +88,13 @@ struct Status {
     used_accelerators: u32,
     apps: BTreeMap<String, Arc<strata_appservice::AppService>>,
     /// Each app's bus and services, for the load in the heartbeat.
-    buses: BTreeMap<String, (Arc<strata_bus::Bus>, Vec<String>)>,
+    buses: BTreeMap<String, (Arc<strata_bus::Bus>, Vec<LoadSource>)>,
+}
+
+/// A service whose load the heartbeat reports, with the queue group it drains.
+struct LoadSource {
+    service: String,
+    consumes: Option<(Arc<dyn strata_queue::QueueHandle>, String)>,
 }
 
 impl Status {
@@ -96,7 +102,18 @@ impl Status {
     fn show(&mut self, app: &str, r: &Running) {
         self.gateways.insert(app.to_string(), r.node.gateway_addr.to_string());
         self.apps.insert(app.to_string(), r.node.app.clone());
-        let services = r.manifest.services.keys().cloned().collect();
+        let services = r
+            .manifest
+            .services
+            .iter()
+            .map(|(service, spec)| LoadSource {
+                service: service.clone(),
+                consumes: spec.consumes.as_ref().and_then(|c| {
+                    let queue = r.node.backends.queues.get(&c.queue).ok()?;
+                    Some((queue, c.group.clone()))
+                }),
+            })
+            .collect();
         self.buses.insert(app.to_string(), (r.node.bus.clone(), services));
     }
 
@@ -110,15 +127,27 @@ impl Status {
     fn load(&self) -> BTreeMap<String, ServiceLoad> {
         let mut out = BTreeMap::new();
         for (app, (bus, services)) in &self.buses {
-            for service in services {
-                let pool = bus.pool(service);
+            for source in services {
+                let pool = bus.pool(&source.service);
                 let members = pool.members();
-                let load = ServiceLoad {
+                let mut load = ServiceLoad {
                     inflight: members.iter().map(|m| m.inflight() as u64).sum(),
                     served: pool.served_total(),
                     ready: members.iter().filter(|m| !m.is_remote()).count() as u32,
+                    ..ServiceLoad::default()
                 };
-                out.insert(format!("{app}/{service}"), load);
+                if let Some((queue, group)) = &source.consumes {
+                    let stats = queue.stats();
+                    // A group not made yet (its first fetch makes it) starts at the oldest.
+                    let backlog = stats
+                        .groups
+                        .iter()
+                        .find(|g| &g.name == group)
+                        .map_or(stats.messages, |g| g.backlog);
+                    load.backlog = Some(backlog);
+                    load.published = stats.next_offset;
+                }
+                out.insert(format!("{app}/{}", source.service), load);
             }
         }
         out

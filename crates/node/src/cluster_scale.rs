@@ -5,18 +5,21 @@
 //!
 //! The sample is the single-node one, summed over the cluster: requests in flight (each
 //! node's gateway counts what it sent to the service's members on any node, so the sum
-//! counts each request once), ready members, and latency by Little's law from the
-//! replies answered over the last second. Figures arrive with the heartbeat (every
+//! counts each request once), ready members, latency by Little's law from the replies
+//! answered over the last second, and for a queue consumer its group's backlog with
+//! the rates it is published and drained at (the queue is the cluster's: every node
+//! reports the same figures, a moment apart; the largest is taken). Figures arrive with the heartbeat (every
 //! second), so a decision lags the load by up to a second more than on one node.
 //!
 //! Not here (each a documented difference, docs/cluster.md): a cluster-autoscaled
 //! service keeps at least one instance (a request that finds no member is answered
-//! 503 at once; no gateway holds it for an instance to start), requests are not shed at
-//! `instances.max`, and a queue's backlog is not a signal.
+//! 503 at once; no gateway holds it for an instance to start), and requests are not
+//! shed at `instances.max`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use strata_autoscale::policy::Backlog;
 use strata_autoscale::{Policy, Sample};
 use strata_cluster::NodeRecord;
 use strata_manifest::ServiceSpec;
@@ -45,6 +48,8 @@ struct Point {
     at: Instant,
     served: u64,
     demand: u64,
+    published: u64,
+    backlog: u64,
 }
 
 /// A service the cluster autoscales: one with an `autoscale` section that is not a
@@ -86,15 +91,23 @@ impl ClusterScaler {
         let current = current.unwrap_or_else(|| spec.instances.initial()).clamp(min, max);
         let name = format!("{app}/{service}");
         let (mut inflight, mut served, mut ready) = (0u64, 0u64, 0u32);
+        // The queue is the cluster's: every node reports it; the freshest is the largest.
+        let (mut backlog, mut published) = (None::<u64>, 0u64);
         for load in live.iter().filter_map(|n| n.load.get(&name)) {
             inflight += load.inflight;
             served += load.served;
             ready += load.ready;
+            if let Some(b) = load.backlog {
+                backlog = Some(backlog.map_or(b, |was: u64| was.max(b)));
+            }
+            published = published.max(load.published);
         }
         let point = Point {
             at: now,
             served,
             demand: inflight,
+            published,
+            backlog: backlog.unwrap_or(0),
         };
         let points = &mut scaler.points;
         points.push_back(point);
@@ -111,13 +124,26 @@ impl ClusterScaler {
         let mean_demand = points.iter().map(|p| p.demand as f64).sum::<f64>() / points.len() as f64;
         let latency =
             (span > 0.0 && answered > 0).then(|| Duration::from_secs_f64(mean_demand * span / answered as f64));
+        let backlog = backlog.map(|messages| {
+            let arrived = published.saturating_sub(base.published);
+            let drained = (base.backlog + arrived).saturating_sub(messages);
+            let per_s = |n: u64| if span > 0.0 { n as f64 / span } else { 0.0 };
+            Backlog {
+                messages,
+                arriving_per_s: per_s(arrived),
+                draining_per_s: per_s(drained),
+            }
+        });
+        if backlog.is_some_and(|b| b.messages > 0) {
+            scaler.last_busy = now;
+        }
         let sample = Sample {
             at: now.duration_since(origin),
             current,
             ready,
             inflight: inflight.max(mean_demand.ceil() as u64),
             held: 0,
-            backlog: None,
+            backlog,
             latency,
             idle_for: now.duration_since(scaler.last_busy),
         };
@@ -166,6 +192,7 @@ mod tests {
                     inflight,
                     served,
                     ready: 1,
+                    ..ServiceLoad::default()
                 },
             )]
             .into(),
@@ -194,5 +221,24 @@ mod tests {
         assert_eq!(count, 1);
         // An unchanged count says nothing.
         assert_eq!(scaler.decide("shop", "web", &spec, &live, Some(1)), (1, None));
+    }
+
+    #[test]
+    fn a_queue_consumer_is_sized_by_its_group_s_backlog_as_every_node_reports_it() {
+        let mut scaler = ClusterScaler::default();
+        let mut spec = spec();
+        spec.autoscale.as_mut().unwrap().backlog = 10;
+        let consumer = |name: &str, backlog: u64| {
+            let mut n = node(name, 0, 0);
+            let load = n.load.get_mut("shop/web").unwrap();
+            load.backlog = Some(backlog);
+            load.published = 100;
+            n
+        };
+        // 30 messages waiting (one node's figure a moment older), 10 per instance: 3.
+        let live = [consumer("a", 30), consumer("b", 28)];
+        let (count, why) = scaler.decide("shop", "web", &spec, &live, Some(1));
+        assert_eq!(count, 3, "{why:?}");
+        assert!(why.unwrap().contains("(backlog)"));
     }
 }
