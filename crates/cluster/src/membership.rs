@@ -52,6 +52,29 @@ pub struct NodeRecord {
     /// nodes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub load: BTreeMap<String, ServiceLoad>,
+    /// Every instance running here (`strata ps --nats`), at most [`MAX_LISTED`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub running: Vec<RunningInstance>,
+}
+
+/// The most instances one heartbeat lists (a heartbeat stays a few tens of kB).
+pub const MAX_LISTED: usize = 500;
+
+/// An instance as `strata ps --nats` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningInstance {
+    pub app: String,
+    pub service: String,
+    pub id: String,
+    /// `starting`, `ready`, `unhealthy`, `backoff`, ... (the node's `ps` states).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub inflight: u64,
+    pub served: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// One node's load on one service, as its heartbeat reports it.

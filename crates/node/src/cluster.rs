@@ -30,8 +30,9 @@ use strata_appservice::{EventKind, NodeResources, ScaleBy};
 use strata_cluster::firings::Firings;
 use strata_cluster::placement::{self, AppPlacement, Want};
 use strata_cluster::{
-    lease, members, membership, membership::ServiceLoad, JetStreamQueues, JetStreamStore, JetStreamStoreConfig,
-    Membership, Nats, NodeRecord,
+    lease, members, membership,
+    membership::{RunningInstance, ServiceLoad},
+    JetStreamQueues, JetStreamStore, JetStreamStoreConfig, Membership, Nats, NodeRecord,
 };
 use strata_gateway::GatewaySlot;
 use strata_manifest::Manifest;
@@ -89,6 +90,25 @@ struct Status {
     apps: BTreeMap<String, Arc<strata_appservice::AppService>>,
     /// Each app's bus and services, for the load in the heartbeat.
     buses: BTreeMap<String, (Arc<strata_bus::Bus>, Vec<LoadSource>)>,
+}
+
+/// An instance as the heartbeat lists it.
+fn listed(app: &str, service: &str, i: &strata_appservice::InstanceStatus) -> RunningInstance {
+    let state = serde_json::to_value(i.state)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    RunningInstance {
+        app: app.to_string(),
+        service: service.to_string(),
+        id: i.id.clone(),
+        state,
+        pid: i.pid,
+        restarts: i.restarts,
+        inflight: i.inflight as u64,
+        served: i.served,
+        detail: i.detail.clone(),
+    }
 }
 
 /// A service whose load the heartbeat reports, with the queue group it drains.
@@ -193,13 +213,20 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
         let (config, status) = (config.clone(), status.clone());
         move || {
             let s = status.lock().unwrap();
-            let ready = s
-                .apps
-                .values()
-                .flat_map(|a| a.snapshot())
-                .flat_map(|svc| svc.instances)
-                .filter(|i| i.state == strata_appservice::InstanceState::Ready)
-                .count() as u32;
+            let mut running = Vec::new();
+            let mut ready = 0;
+            for (app, a) in &s.apps {
+                for svc in a.snapshot() {
+                    for i in svc.instances {
+                        if i.state == strata_appservice::InstanceState::Ready {
+                            ready += 1;
+                        }
+                        if running.len() < membership::MAX_LISTED {
+                            running.push(listed(app, &svc.name, &i));
+                        }
+                    }
+                }
+            }
             NodeRecord {
                 name: config.name.clone(),
                 labels: config.labels.clone(),
@@ -214,6 +241,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
                 heartbeat_ms: 0,
                 started_ms,
                 load: s.load(),
+                running,
             }
         }
     };

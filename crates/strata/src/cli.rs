@@ -110,6 +110,10 @@ pub enum Command {
         /// Print the node API's JSON (GET /v1/ps) instead of the table.
         #[arg(long)]
         json: bool,
+        /// A cluster's NATS URLs: every instance on every live node, with its node
+        /// (from the nodes' heartbeats), instead of this app dir's node.
+        #[arg(long, value_name = "URLS")]
+        nats: Option<String>,
     },
     /// Output of a service's instances (or of its setup step).
     Logs {
@@ -293,7 +297,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             let body = expect_ok(client.call(Method::GET, "/v1/queues", None).await?)?;
             print_json_or(json, &body, tables::queues)
         }
-        Command::Ps { json } => {
+        Command::Ps { json, nats: Some(nats) } => crate::cluster::ps(&nats, json).await,
+        Command::Ps { json, nats: None } => {
             let (client, _) = connect()?;
             let body = expect_ok(client.call(Method::GET, "/v1/ps", None).await?)?;
             print_json_or(json, &body, tables::ps)

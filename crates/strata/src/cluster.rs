@@ -120,14 +120,7 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
         }
         ClusterCommand::Nodes { nats, json } => {
             let nats = Nats::connect(&nats).await?;
-            let mut nodes = Vec::new();
-            for key in strata_cluster::keys(&nats.nodes).await? {
-                if let Some(v) = nats.nodes.get(&key).await? {
-                    if let Ok(r) = serde_json::from_slice::<strata_cluster::NodeRecord>(&v) {
-                        nodes.push(r);
-                    }
-                }
-            }
+            let nodes = read_nodes(&nats).await?;
             let scheduler = strata_cluster::lease::holder(&nats.lease).await;
             let mut apps = BTreeMap::new();
             for key in strata_cluster::keys(&nats.placement).await? {
@@ -250,4 +243,69 @@ fn parse_labels(text: &str) -> Result<BTreeMap<String, String>> {
         labels.insert(k.to_string(), v.to_string());
     }
     Ok(labels)
+}
+
+/// Every node record in the cluster, dead ones included, by name.
+async fn read_nodes(nats: &Nats) -> Result<Vec<strata_cluster::NodeRecord>> {
+    let mut nodes = Vec::new();
+    for key in strata_cluster::keys(&nats.nodes).await? {
+        if let Some(v) = nats.nodes.get(&key).await? {
+            if let Ok(r) = serde_json::from_slice::<strata_cluster::NodeRecord>(&v) {
+                nodes.push(r);
+            }
+        }
+    }
+    Ok(nodes)
+}
+
+/// `strata ps --nats URLS`: every instance on every live node, with its node, from the
+/// nodes' heartbeats (at most a second old).
+pub async fn ps(nats: &str, json: bool) -> Result<()> {
+    let nats = Nats::connect(nats).await?;
+    let now = strata_cluster::now_ms();
+    let mut instances = Vec::new();
+    for node in read_nodes(&nats).await? {
+        if now.saturating_sub(node.heartbeat_ms) >= strata_cluster::DEAD_AFTER.as_millis() as u64 {
+            continue;
+        }
+        for i in node.running {
+            instances.push((node.name.clone(), i));
+        }
+    }
+    instances.sort_by(|(na, a), (nb, b)| (&a.app, &a.service, na, &a.id).cmp(&(&b.app, &b.service, nb, &b.id)));
+    if json {
+        let list: Vec<serde_json::Value> = instances
+            .iter()
+            .map(|(node, i)| {
+                let mut v = serde_json::to_value(i).expect("serializable");
+                v["node"] = serde_json::Value::String(node.clone());
+                v
+            })
+            .collect();
+        let body = serde_json::json!({ "instances": list });
+        return Ok(out::line(serde_json::to_string_pretty(&body)?)?);
+    }
+    Ok(out::stdout(|o| {
+        writeln!(
+            o,
+            "{:<12} {:<24} {:<12} {:<12} {:>7} {:>8} {:>8} {:>8}  DETAIL",
+            "APP", "SERVICE/INSTANCE", "NODE", "STATE", "PID", "RESTARTS", "INFLIGHT", "SERVED"
+        )?;
+        for (node, i) in &instances {
+            writeln!(
+                o,
+                "{:<12} {:<24} {:<12} {:<12} {:>7} {:>8} {:>8} {:>8}  {}",
+                i.app,
+                format!("{}/{}", i.service, i.id),
+                node,
+                i.state,
+                i.pid.map_or("-".to_string(), |p| p.to_string()),
+                i.restarts,
+                i.inflight,
+                i.served,
+                i.detail.as_deref().unwrap_or("")
+            )?;
+        }
+        Ok(())
+    })?)
 }
