@@ -102,11 +102,13 @@
 //!   command being received) and in the bytes it holds unrun, and so are all of them
 //!   together; none of it costs a timer or a clock read per command.
 
+mod blocking;
 mod cache;
 mod clock;
 mod glob;
 mod hash;
 mod keyspace;
+mod list;
 mod long_double;
 mod read_through;
 pub mod resp;

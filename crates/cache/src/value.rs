@@ -1,14 +1,16 @@
-//! [`Value`]: a key's value as a shard holds it, a string or a Redis hash, and what
+//! [`Value`]: a key's value as a shard holds it, a string, a Redis hash or a list, and what
 //! memory accounting charges for it.
 
 use crate::hash::HashValue;
+use crate::list::ListValue;
 use crate::stored::Stored;
 
-/// A key's value: a string, or a hash.
+/// A key's value: a string, a hash or a list.
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
     Str(Stored),
     Hash(Box<HashValue>),
+    List(Box<ListValue>),
 }
 
 impl Value {
@@ -17,6 +19,7 @@ impl Value {
         match self {
             Value::Str(s) => s.len(),
             Value::Hash(h) => h.bytes(),
+            Value::List(l) => l.bytes(),
         }
     }
 
@@ -24,7 +27,7 @@ impl Value {
     pub fn str(&self) -> Option<&Stored> {
         match self {
             Value::Str(s) => Some(s),
-            Value::Hash(_) => None,
+            Value::Hash(_) | Value::List(_) => None,
         }
     }
 
@@ -33,6 +36,7 @@ impl Value {
         match self {
             Value::Str(_) => "string",
             Value::Hash(_) => "hash",
+            Value::List(_) => "list",
         }
     }
 }

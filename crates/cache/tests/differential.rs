@@ -36,6 +36,8 @@
 mod common;
 #[path = "differential/hashes.rs"]
 mod hashes;
+#[path = "differential/lists.rs"]
+mod lists;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -25,7 +25,8 @@
 //!
 //! Here: the type, its locking, reads, whole-value writes, deadlines, RENAME and COPY;
 //! `values`: the operations that change a value in place (INCR, APPEND, SETRANGE,
-//! SETBIT, ...); `hashes`: reads and writes of hashes; `whole`: those on every shard
+//! SETBIT, ...); `hashes`: reads and writes of hashes; `lists`: of lists (and the
+//! signal to blocked clients); `whole`: those on every shard
 //! (KEYS, SCAN, FLUSHDB, ...) and WATCH.
 
 use std::ops::{Deref, DerefMut};
@@ -40,6 +41,7 @@ use crate::stored::Stored;
 use crate::value::Value;
 
 mod hashes;
+mod lists;
 mod values;
 mod whole;
 
@@ -294,7 +296,7 @@ impl<'a> Keyspace<'a> {
         let mut f = Some(f);
         let r = s.with_live(key, now, |e| match &e.value {
             Value::Str(v) => Ok((f.take().expect("called once"))(Some(v.as_slice()))),
-            Value::Hash(_) => Err(WrongType),
+            Value::Hash(_) | Value::List(_) => Err(WrongType),
         });
         s.count_read(r.is_some());
         match r {
@@ -357,6 +359,7 @@ impl<'a> Keyspace<'a> {
             let name = match &e.value {
                 Value::Str(v) => e.encoding.name(v.as_slice()),
                 Value::Hash(h) => h.encoding(),
+                Value::List(l) => l.encoding(),
             };
             (name, now.saturating_sub(e.last_access))
         })
@@ -599,7 +602,9 @@ impl<'a> Keyspace<'a> {
             idle_ttl,
             ..Deadlines::NONE
         };
+        let added = list_len(&value);
         self.shard(to).insert_as(to, value, d, now, encoding);
+        self.cache.waiters().signal(to, added);
         Ok(true)
     }
 
@@ -621,8 +626,18 @@ impl<'a> Keyspace<'a> {
             idle_ttl,
             ..Deadlines::NONE
         };
+        let added = list_len(&value);
         self.shard(to).insert_as(to, value, d, now, encoding);
+        self.cache.waiters().signal(to, added);
         true
+    }
+}
+
+/// The elements a value brings to a key clients may be blocked on (RENAME, COPY).
+fn list_len(v: &Value) -> usize {
+    match v {
+        Value::List(l) => l.len(),
+        _ => 0,
     }
 }
 

@@ -224,7 +224,7 @@ pub(crate) fn incr_by_float(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args
     const NOT_FLOAT: &str = "ERR value is not a valid float";
     let Some(by) = long_double::parse(args.get(2)) else {
         // Redis checks the key's type before it parses the increment.
-        if ks.type_name(args.get(1)) == "hash" {
+        if matches!(ks.type_name(args.get(1)), "hash" | "list") {
             return r.error(WRONGTYPE);
         }
         return r.error(NOT_FLOAT);

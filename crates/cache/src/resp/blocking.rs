@@ -1,0 +1,260 @@
+//! The blocking list commands: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP. Each first
+//! does what its non-blocking form does, holding its keys' shards; finding every key
+//! empty, it registers a [`Waiter`] on them before releasing the shards, and the
+//! connection waits ([`Blocked`]) for a signal, its timeout, or the client going away.
+//! A signal makes it try again (and register again, at the back of the queue, if
+//! another client took the elements first); a timeout answers a null array; a client
+//! that disconnects is taken off every key (and, if it had been picked for elements it
+//! did not take, the next waiter is woken for them). Inside MULTI the commands run as
+//! their non-blocking forms ([`run_once`]). See `crate::blocking` for why no wake-up
+//! and no element is ever lost.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::lists::{move_one, mpop_args, pop_first, reply_key_and_items};
+use super::parse::Args;
+use super::reply::{Reply, SYNTAX, WRONGTYPE};
+use super::table::{Cmd, Spec};
+use crate::blocking::Waiter;
+use crate::cache::Cache;
+use crate::keyspace::{Keyspace, ShardSet, WrongType};
+use crate::list::End;
+use crate::long_double;
+
+/// A blocking command's arguments, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Blocking {
+    /// How long to wait; None: for ever.
+    timeout: Option<Duration>,
+    /// The positions of the keys it waits on.
+    keys: Range<usize>,
+    from: End,
+    to: End,
+    count: usize,
+}
+
+/// Redis' reading of a timeout in seconds: a float (as `strtold` reads it), to whole
+/// milliseconds rounding up; 0 (or what rounds to 0) is for ever. Values too large for
+/// Redis' milliseconds counter turn negative there, and so are refused as negative.
+fn timeout(arg: &[u8]) -> Result<Option<Duration>, &'static str> {
+    let secs = long_double::parse(arg)
+        .ok_or("ERR timeout is not a float or out of range")?
+        .to_f64();
+    let ms = (secs * 1000.0).ceil();
+    // 2^63 ms: past Redis' `long long`.
+    if !(0.0..9.223_372_036_854_776e18).contains(&ms) {
+        return Err("ERR timeout is negative");
+    }
+    Ok((ms > 0.0).then(|| Duration::from_millis(ms as u64)))
+}
+
+/// Checks a blocking command's arguments in Redis' order.
+pub(crate) fn check(cmd: Cmd, args: Args<'_>) -> Result<Blocking, &'static str> {
+    let n = args.len();
+    let b = |timeout, keys, from, to, count| Blocking {
+        timeout,
+        keys,
+        from,
+        to,
+        count,
+    };
+    Ok(match cmd {
+        Cmd::Blpop => b(timeout(args.get(n - 1))?, 1..n - 1, End::Left, End::Left, 1),
+        Cmd::Brpop => b(timeout(args.get(n - 1))?, 1..n - 1, End::Right, End::Right, 1),
+        Cmd::Brpoplpush => b(timeout(args.get(3))?, 1..2, End::Right, End::Left, 1),
+        Cmd::Blmove => {
+            let (Some(from), Some(to)) = (End::parse(args.get(3)), End::parse(args.get(4))) else {
+                return Err(SYNTAX);
+            };
+            b(timeout(args.get(5))?, 1..2, from, to, 1)
+        }
+        Cmd::Blmpop => {
+            let t = timeout(args.get(1))?;
+            let (keys, end, count) = mpop_args(args, 2)?;
+            b(t, keys, end, end, count)
+        }
+        _ => unreachable!("not a blocking command"),
+    })
+}
+
+/// Does what the non-blocking form does; true if it answered (elements, or an error),
+/// false if every key was empty (nothing written).
+fn attempt(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, cmd: Cmd, args: Args<'_>, b: &Blocking) -> bool {
+    let keys = b.keys.clone().map(|i| args.get(i));
+    let done = match cmd {
+        Cmd::Blpop | Cmd::Brpop => pop_first(ks, keys, b.from, 1).map(|popped| {
+            popped.map(|(key, items)| {
+                r.array(2);
+                r.bulk(key);
+                r.bulk(items[0].as_slice());
+            })
+        }),
+        Cmd::Blmpop => pop_first(ks, keys, b.from, b.count)
+            .map(|popped| popped.map(|(key, items)| reply_key_and_items(r, key, &items))),
+        _ => move_one(ks, args.get(1), args.get(2), b.from, b.to).map(|v| v.map(|v| r.bulk(v.as_slice()))),
+    };
+    match done {
+        Ok(answered) => answered.is_some(),
+        Err(WrongType) => {
+            r.error(WRONGTYPE);
+            true
+        }
+    }
+}
+
+/// Inside a transaction: the non-blocking form (an empty result is null, as Redis
+/// answers a blocking command that may not block).
+pub(crate) fn run_once(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, cmd: Cmd, args: Args<'_>) {
+    let b = match check(cmd, args) {
+        Ok(b) => b,
+        Err(e) => return r.error(e),
+    };
+    if !attempt(r, ks, cmd, args, &b) {
+        match cmd {
+            Cmd::Blmove | Cmd::Brpoplpush => r.null(),
+            _ => r.null_array(),
+        }
+    }
+}
+
+/// A connection blocked in a command: the command (copied out of the input), its
+/// waiter, registered on its keys, and its deadline. Dropped, it leaves the keys.
+pub(crate) struct Blocked {
+    cache: Arc<Cache>,
+    spec: &'static Spec,
+    bytes: Vec<u8>,
+    ranges: Vec<Range<usize>>,
+    checked: Blocking,
+    waiter: Arc<Waiter>,
+    deadline: Option<Instant>,
+}
+
+impl Blocked {
+    /// Runs a blocking command outside a transaction: answers it (into `r`) and
+    /// returns None, or registers it and returns the connection's wait.
+    pub fn start(r: &mut Reply<'_>, cache: &Arc<Cache>, spec: &'static Spec, args: Args<'_>) -> Option<Blocked> {
+        let checked = match check(spec.cmd, args) {
+            Ok(b) => b,
+            Err(e) => {
+                r.error(e);
+                return None;
+            }
+        };
+        let mut set = ShardSet::new(cache.shard_count());
+        spec.shards(args, cache, &mut set);
+        let mut ks = Keyspace::holding(cache, &set);
+        if attempt(r, &mut ks, spec.cmd, args, &checked) {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        let mut ranges = Vec::new();
+        for a in args.iter() {
+            let at = bytes.len();
+            bytes.extend_from_slice(a);
+            ranges.push(at..bytes.len());
+        }
+        let deadline = checked.timeout.and_then(|t| Instant::now().checked_add(t));
+        let blocked = Blocked {
+            cache: cache.clone(),
+            spec,
+            bytes,
+            ranges,
+            checked,
+            waiter: Arc::new(Waiter::default()),
+            deadline,
+        };
+        // Still holding the shards: a push after this sees the registration.
+        cache.waiters().register(blocked.keys(), &blocked.waiter);
+        cache.waiters().count_client(true);
+        drop(ks);
+        Some(blocked)
+    }
+
+    fn args(&self) -> Args<'_> {
+        Args::new(&self.bytes, &self.ranges)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.checked.keys.clone().map(|i| &self.bytes[self.ranges[i].clone()])
+    }
+
+    /// What the connection waits on: the waiter's signal, and the deadline.
+    pub fn wait(&self) -> (Arc<Waiter>, Option<Instant>) {
+        (self.waiter.clone(), self.deadline)
+    }
+
+    /// After a signal: tries again. True if it answered; false if the keys were empty
+    /// again (another client was first), and it is registered again.
+    pub fn retry(&mut self, r: &mut Reply<'_>) -> bool {
+        let cache = self.cache.clone();
+        cache.waiters().deregister(self.keys(), &self.waiter);
+        self.waiter.rearm();
+        let mut set = ShardSet::new(cache.shard_count());
+        self.spec.shards(self.args(), &cache, &mut set);
+        let mut ks = Keyspace::holding(&cache, &set);
+        if attempt(r, &mut ks, self.spec.cmd, self.args(), &self.checked) {
+            return true;
+        }
+        cache.waiters().register(self.keys(), &self.waiter);
+        false
+    }
+
+    /// The deadline passed: takes elements it was signalled for in the meantime, if
+    /// any; else answers a null array.
+    pub fn time_out(&mut self, r: &mut Reply<'_>) {
+        let cache = self.cache.clone();
+        cache.waiters().deregister(self.keys(), &self.waiter);
+        if self.waiter.was_woken() {
+            self.waiter.rearm();
+            let mut set = ShardSet::new(cache.shard_count());
+            self.spec.shards(self.args(), &cache, &mut set);
+            let mut ks = Keyspace::holding(&cache, &set);
+            if attempt(r, &mut ks, self.spec.cmd, self.args(), &self.checked) {
+                return;
+            }
+        }
+        r.null_array();
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        let waiters = self.cache.waiters();
+        waiters.count_client(false);
+        waiters.deregister(self.keys(), &self.waiter);
+        if self.waiter.was_woken() {
+            // Picked for elements it will not take: the next waiter takes them.
+            for key in self.keys() {
+                waiters.signal(key, 1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_read_as_redis_reads_them() {
+        let ms = |s: &str| timeout(s.as_bytes()).map(|t| t.map(|d| d.as_millis() as u64));
+        assert_eq!(ms("0"), Ok(None));
+        assert_eq!(ms("-0.0001"), Ok(None), "rounds up to 0: for ever");
+        assert_eq!(ms("0.1"), Ok(Some(100)));
+        assert_eq!(ms("0.0001"), Ok(Some(1)));
+        assert_eq!(ms("1e-4000"), Ok(Some(1)));
+        assert_eq!(ms("2"), Ok(Some(2000)));
+        assert_eq!(ms("0x10"), Ok(Some(16000)));
+        assert_eq!(ms("1000000000.5"), Ok(Some(1_000_000_000_500)));
+        for negative in ["-1", "inf", "-inf", "1e300"] {
+            assert_eq!(ms(negative), Err("ERR timeout is negative"), "{negative}");
+        }
+        for bad in ["x", "", " 1", "nan", "1 "] {
+            assert_eq!(ms(bad), Err("ERR timeout is not a float or out of range"), "{bad}");
+        }
+    }
+}
