@@ -6,12 +6,15 @@
 //! a list ([`Waiters::signal`]: a push, LMOVE's destination, RENAME and COPY of a list,
 //! the same inside EXEC) runs with the key's shard held too, after the elements are in.
 //! So a waiter either saw the elements or is registered before the signal looks: no
-//! wake-up is lost. A signal of `n` new elements wakes the first `n` waiters of the key
-//! that are not woken already, in the order they registered (first blocked, first
-//! served), and takes them off the key; a woken waiter takes itself off its other keys
-//! and runs its pop again. If another client took the elements first it finds the lists
-//! empty and registers again, at the back: no element is lost or handed out twice,
-//! since every pop is one locked keyspace operation.
+//! wake-up is lost. A signal of `n` new elements makes sure the first `n` waiters of
+//! the key are woken, in the order they registered (first blocked, first served: one
+//! woken before and yet to look counts, it will take the first element). A woken
+//! waiter runs its pop again holding its keys' shards: it re-arms first; if it got
+//! elements it leaves every queue and passes the baton, signalling each of its keys
+//! that still holds elements, before releasing them. If another client took the
+//! elements first it finds the lists empty and waits on in its place. So while a list
+//! with waiters holds elements, one of its waiters is awake; no element is lost or
+//! handed out twice, since every pop is one locked keyspace operation.
 //!
 //! The lock order is a shard (or several, ascending), then the registry: the registry
 //! never takes a shard lock. A command that adds elements while nobody is blocked pays
@@ -106,25 +109,20 @@ impl Waiters {
         }
     }
 
-    /// `n` elements were added to the list at `key` (its shard is held): wakes up to
-    /// `n` of its waiters, the longest waiting first.
+    /// `n` elements were added to the list at `key` (its shard is held): makes sure the
+    /// first `n` of its waiters are woken, the longest waiting first (one woken already
+    /// and yet to look counts: it will take an element). They keep their places until
+    /// they leave: one that finds nothing waits on where it was.
     pub fn signal(&self, key: &[u8], n: usize) {
         if self.count.load(Ordering::Relaxed) == 0 || n == 0 {
             return;
         }
-        let mut queues = self.queues();
-        let Some(q) = queues.get_mut(key) else { return };
-        let mut left = n;
-        while left > 0 {
-            let Some(w) = q.pop_front() else { break };
-            self.count.fetch_sub(1, Ordering::Relaxed);
+        let queues = self.queues();
+        let Some(q) = queues.get(key) else { return };
+        for w in q.iter().take(n) {
             if !w.woken.swap(true, Ordering::AcqRel) {
                 w.notify.notify_one();
-                left -= 1;
             }
-        }
-        if q.is_empty() {
-            queues.remove(key);
         }
     }
 
@@ -151,14 +149,22 @@ mod tests {
         assert_eq!(ws.registered(), 4);
         ws.signal(b"j", 1);
         assert!(a.was_woken() && !b.was_woken());
-        // `a` is still queued on k, but woken already: the next signal skips it.
+        // `a` is first on k, woken already: it counts for one element.
         ws.signal(b"k", 1);
+        assert!(!b.was_woken());
+        ws.signal(b"k", 2);
+        assert!(b.was_woken() && !c.was_woken());
+        // `b` found nothing: re-armed, it is still second in line.
+        b.rearm();
+        ws.signal(b"k", 2);
         assert!(b.was_woken() && !c.was_woken());
         ws.deregister([&b"k"[..], b"j"].into_iter(), &a);
+        ws.deregister([&b"k"[..]].into_iter(), &b);
         assert_eq!(ws.registered(), 1);
         ws.signal(b"nobody", 5);
         ws.signal(b"k", 5);
         assert!(c.was_woken());
+        ws.deregister([&b"k"[..]].into_iter(), &c);
         assert_eq!(ws.registered(), 0);
         assert!(ws.queues().is_empty());
     }

@@ -28,6 +28,17 @@ impl Keyspace<'_> {
         }
     }
 
+    /// The length of `key`'s list (0: none, or another type), not counted as a read.
+    pub fn list_len(&mut self, key: &[u8]) -> usize {
+        let now = self.now;
+        self.shard(key)
+            .peek(key, now, |e| match &e.value {
+                Value::List(l) => l.len(),
+                _ => 0,
+            })
+            .unwrap_or(0)
+    }
+
     /// Calls `f` to change `key`'s list, an empty one if there is no such key; `f`
     /// answers its result and whether it changed the list. A new list is stored only
     /// if `f` left elements in it; a list `f` leaves empty is removed. Keeps the key's

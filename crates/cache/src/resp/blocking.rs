@@ -2,8 +2,8 @@
 //! does what its non-blocking form does, holding its keys' shards; finding every key
 //! empty, it registers a [`Waiter`] on them before releasing the shards, and the
 //! connection waits ([`Blocked`]) for a signal, its timeout, or the client going away.
-//! A signal makes it try again (and register again, at the back of the queue, if
-//! another client took the elements first); a timeout answers a null array; a client
+//! A signal makes it try again (and wait on in its place in the queue if another
+//! client took the elements first); a timeout answers a null array; a client
 //! that disconnects is taken off every key (and, if it had been picked for elements it
 //! did not take, the next waiter is woken for them). Inside MULTI the commands run as
 //! their non-blocking forms ([`run_once`]). See `crate::blocking` for why no wake-up
@@ -187,36 +187,46 @@ impl Blocked {
         (self.waiter.clone(), self.deadline)
     }
 
-    /// After a signal: tries again. True if it answered; false if the keys were empty
-    /// again (another client was first), and it is registered again.
+    /// After a signal: tries again. True if it answered (and left every key); false if
+    /// the keys were empty again (another client was first): it waits on, in its place.
     pub fn retry(&mut self, r: &mut Reply<'_>) -> bool {
         let cache = self.cache.clone();
-        cache.waiters().deregister(self.keys(), &self.waiter);
-        self.waiter.rearm();
         let mut set = ShardSet::new(cache.shard_count());
         self.spec.shards(self.args(), &cache, &mut set);
         let mut ks = Keyspace::holding(&cache, &set);
+        // With the keys' shards held, no signal for them comes in between.
+        self.waiter.rearm();
         if attempt(r, &mut ks, self.spec.cmd, self.args(), &self.checked) {
+            self.leave(&mut ks);
             return true;
         }
-        cache.waiters().register(self.keys(), &self.waiter);
         false
+    }
+
+    /// Answered after a signal: leaves every key's queue, and passes the baton for
+    /// what is left (a signal it was counted for may have been for more).
+    fn leave(&self, ks: &mut Keyspace<'_>) {
+        let waiters = self.cache.waiters();
+        waiters.deregister(self.keys(), &self.waiter);
+        for key in self.keys() {
+            waiters.signal(key, ks.list_len(key));
+        }
     }
 
     /// The deadline passed: takes elements it was signalled for in the meantime, if
     /// any; else answers a null array.
     pub fn time_out(&mut self, r: &mut Reply<'_>) {
         let cache = self.cache.clone();
-        cache.waiters().deregister(self.keys(), &self.waiter);
+        let mut set = ShardSet::new(cache.shard_count());
+        self.spec.shards(self.args(), &cache, &mut set);
+        let mut ks = Keyspace::holding(&cache, &set);
         if self.waiter.was_woken() {
             self.waiter.rearm();
-            let mut set = ShardSet::new(cache.shard_count());
-            self.spec.shards(self.args(), &cache, &mut set);
-            let mut ks = Keyspace::holding(&cache, &set);
             if attempt(r, &mut ks, self.spec.cmd, self.args(), &self.checked) {
-                return;
+                return self.leave(&mut ks);
             }
         }
+        cache.waiters().deregister(self.keys(), &self.waiter);
         r.null_array();
     }
 }
@@ -227,7 +237,7 @@ impl Drop for Blocked {
         waiters.count_client(false);
         waiters.deregister(self.keys(), &self.waiter);
         if self.waiter.was_woken() {
-            // Picked for elements it will not take: the next waiter takes them.
+            // Counted for an element it will not take: the next waiter takes it.
             for key in self.keys() {
                 waiters.signal(key, 1);
             }
