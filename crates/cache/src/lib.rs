@@ -1,5 +1,5 @@
 //! strata's cache: an in-memory key-value cache of byte strings (and, through the Redis
-//! port, Redis hashes), sharded by consistent
+//! port, Redis hashes and lists), sharded by consistent
 //! hashing, with per-key TTLs, a memory bound with eviction, read-through in front of a
 //! store namespace, and a Redis protocol server. No HTTP in here: the node wires the
 //! cache to its API, manifest and CLI.
@@ -15,14 +15,21 @@
 //! - `stored`: keys and values as held in a shard (inline up to 23 bytes, else shared).
 //! - `hash` (stored): a Redis hash as a shard holds it (fields in Redis' listpack
 //!   order while Redis would keep a listpack).
+//! - `list` (stored): a Redis list as a shard holds it (a deque, its charge kept exact;
+//!   OBJECT ENCODING `quicklist`, as Redis 7.0 answers for every list).
 //! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET).
 //! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
-//! - `value` (stored, hash): a key's value, a string or a hash, and its charge.
+//! - `value` (stored, hash, list): a key's value, a string, a hash or a list, and its
+//!   charge.
+//! - `blocking`: the Redis port's clients blocked on list keys (BLPOP & co.), by key,
+//!   first blocked first served, across worker threads; its header says why no wake-up
+//!   and no element is lost.
 //! - `shard` (stored, value): one shard (a `Mutex<HashMap>`), its memory accounting,
 //!   lazy and sampled expiry, eviction by sampling (approximate LRU: sample
 //!   [`CacheConfig::eviction_samples`] keys, evict the least recently used), the
 //!   connections WATCHing its keys, and SCAN's walk over it.
-//! - `keyspace` (clock, ring, stored, hash, value, glob, long_double, shard): every
+//! - `keyspace` (clock, ring, stored, hash, list, value, blocking, glob, long_double,
+//!   shard): every
 //!   operation on keys, locking one shard per operation or holding several at once
 //!   (multi-key commands and transactions are atomic: its header says how).
 //! - [`Cache`] (`cache`; keyspace and the above): the shards of one node and the public
@@ -81,9 +88,9 @@
 //! - `strata cache drop-shard N` → [`Cache::drop_shard`]; stats → [`Cache::stats`] (and
 //!   [`ReadThrough::stats`]).
 //! - The Redis port → [`spawn_resp`] / [`spawn_resp_with`]; [`RespWorkers::join`] after
-//!   cancelling the token. The RESP server serves the cache as Redis strings and hashes
-//!   (no read-through on that path); the string operations here see a hash as no
-//!   string. Its bounds come from [`RespConfig`]: connections (`maxclients`), idle and
+//!   cancelling the token. The RESP server serves the cache as Redis strings, hashes
+//!   and lists (no read-through on that path); the string operations here see a hash or
+//!   a list as no string. Its bounds come from [`RespConfig`]: connections (`maxclients`), idle and
 //!   slow-command timeouts, each query buffer and all of them together; the defaults
 //!   hold without any setting.
 //!
@@ -94,13 +101,17 @@
 //! - Shard locks are taken one at a time, or several in ascending shard order and held
 //!   together (a multi-key command, EXEC): never out of order, so never a deadlock.
 //! - Memory accounting (`bytes`) is key + value + [`ENTRY_OVERHEAD`] per entry (a hash's
-//!   value: its fields and values + a fixed overhead per field), exact for what the
-//!   cache holds; each shard evicts to stay within `max_bytes / shards`.
+//!   value: its fields and values + a fixed overhead per field; a list's: its elements
+//!   + a fixed overhead per element), exact for what the cache holds; each shard evicts to stay within `max_bytes / shards`.
 //! - Keys and values are copied out of request buffers, so a cached value never pins a
 //!   connection's buffer.
 //! - Every connection to the Redis port is bounded in count, in time (idle, and a
 //!   command being received) and in the bytes it holds unrun, and so are all of them
 //!   together; none of it costs a timer or a clock read per command.
+//! - A blocked client (BLPOP & co.) is registered on its keys while it holds their
+//!   shards, and every write adding list elements signals while holding the key's shard:
+//!   no wake-up is lost. A command that adds elements while nobody waits pays one
+//!   relaxed atomic load for it.
 
 mod blocking;
 mod cache;

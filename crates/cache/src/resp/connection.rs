@@ -29,10 +29,10 @@ pub enum Progress {
     Flush,
     /// Write `out`, then close the connection (QUIT, or a protocol error).
     Close,
-    /// A blocking command (BLPOP, ...) found nothing and waits: write `out`, then wait
-    /// for [`Connection::blocked_on`]'s signal or deadline and call
-    /// [`Connection::retry_blocked`] or [`Connection::time_out_blocked`]; the input
-    /// after it is run once it is answered.
+    /// A blocking command (BLPOP, ...) found nothing and waits: write `out`; the
+    /// server then waits for elements, the command's deadline or the client (the input
+    /// after the command is run once it is answered). A connection driven without the
+    /// server (tests, fuzzing) stops here.
     Blocked,
 }
 
