@@ -46,36 +46,6 @@ impl LongDouble {
     pub fn is_finite(self) -> bool {
         matches!(self, LongDouble::Finite { .. })
     }
-
-    /// The nearest `f64` (a value too small for one is the smallest, keeping its sign
-    /// and its being nonzero: a blocking timeout of 1e-4000 s is 1 ms in Redis).
-    pub fn to_f64(self) -> f64 {
-        match self {
-            LongDouble::Nan => f64::NAN,
-            LongDouble::Inf { neg } => {
-                if neg {
-                    f64::NEG_INFINITY
-                } else {
-                    f64::INFINITY
-                }
-            }
-            LongDouble::Finite { neg, mant, exp } => {
-                // In two steps, so that neither power alone underflows or overflows
-                // early.
-                let half = (exp / 2).clamp(-4000, 4000) as i32;
-                let rest = (exp - exp / 2).clamp(-4000, 4000) as i32;
-                let mut v = mant as f64 * 2f64.powi(half) * 2f64.powi(rest);
-                if v == 0.0 && mant != 0 {
-                    v = f64::from_bits(1);
-                }
-                if neg {
-                    -v
-                } else {
-                    v
-                }
-            }
-        }
-    }
 }
 
 /// Parses `s` as Redis' `string2ld` does: all of it, no leading space, no NaN, nothing

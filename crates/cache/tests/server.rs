@@ -455,6 +455,14 @@ fn blocked_clients_are_served_in_order_and_none_loses_its_place_for_nothing() {
         );
     }
     pusher.check(&["EXISTS", "fifo"], ":0\r\n");
+    // Timeouts too far for the clock wait for ever, and are served like any other.
+    for timeout in ["100000000", "9223372036854775"] {
+        let mut far = server.client();
+        far.send(&cmd(&["BRPOP", "far", timeout]));
+        blocked(&mut pusher, 1);
+        pusher.check(&["LPUSH", "far", "x"], ":1\r\n");
+        assert_eq!(far.read_reply(), b"*2\r\n$3\r\nfar\r\n$1\r\nx\r\n");
+    }
     // A timeout while nothing comes; RESP3's null.
     let mut c = server.client();
     c.send(&cmd(&["HELLO", "3"]));

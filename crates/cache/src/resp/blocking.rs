@@ -23,7 +23,7 @@ use crate::blocking::Waiter;
 use crate::cache::Cache;
 use crate::keyspace::{Keyspace, ShardSet, WrongType};
 use crate::list::End;
-use crate::long_double;
+use crate::long_double::{self, LongDouble};
 
 /// A blocking command's arguments, checked.
 #[derive(Debug, Clone)]
@@ -37,19 +37,58 @@ pub(crate) struct Blocking {
     count: usize,
 }
 
-/// Redis' reading of a timeout in seconds: a float (as `strtold` reads it), to whole
-/// milliseconds rounding up; 0 (or what rounds to 0) is for ever. Values too large for
-/// Redis' milliseconds counter turn negative there, and so are refused as negative.
+/// Redis' reading of a timeout in seconds: a float (as `strtold` reads it), times
+/// 1000 in the same extended precision (rounded to 64 significant bits, to nearest,
+/// ties to even), rounded up to whole milliseconds; 0 (or what rounds up to 0) is for
+/// ever. Values too large for Redis' `long long` milliseconds turn negative there, and
+/// so are refused as negative (infinities included).
 fn timeout(arg: &[u8]) -> Result<Option<Duration>, &'static str> {
-    let secs = long_double::parse(arg)
-        .ok_or("ERR timeout is not a float or out of range")?
-        .to_f64();
-    let ms = (secs * 1000.0).ceil();
-    // 2^63 ms: past Redis' `long long`.
-    if !(0.0..9.223_372_036_854_776e18).contains(&ms) {
-        return Err("ERR timeout is negative");
+    const NEGATIVE: &str = "ERR timeout is negative";
+    let v = long_double::parse(arg).ok_or("ERR timeout is not a float or out of range")?;
+    let LongDouble::Finite { neg, mant, exp } = v else {
+        return Err(NEGATIVE);
+    };
+    // The product mant * 1000 * 2^exp, rounded to 64 significant bits.
+    let (mut n, mut exp) = (mant as u128 * 1000, exp);
+    let bits = 128 - n.leading_zeros() as i64;
+    if bits > 64 {
+        let drop = (bits - 64) as u32;
+        let rest = n & ((1u128 << drop) - 1);
+        let half = 1u128 << (drop - 1);
+        n >>= drop;
+        exp += drop as i64;
+        if rest > half || (rest == half && n & 1 == 1) {
+            n += 1;
+            if n >> 64 != 0 {
+                n >>= 1;
+                exp += 1;
+            }
+        }
     }
-    Ok((ms > 0.0).then(|| Duration::from_millis(ms as u64)))
+    // Its floor, and whether it has a fraction.
+    let (floor, fraction) = if n == 0 {
+        (0, false)
+    } else if exp >= 0 {
+        if exp >= 64 {
+            return Err(NEGATIVE);
+        }
+        (n << exp, false)
+    } else if -exp >= 128 {
+        (0, true)
+    } else {
+        let shift = (-exp) as u32;
+        (n >> shift, n & ((1u128 << shift) - 1) != 0)
+    };
+    // ceil(-x) is -floor(x): 0 (for ever) below one millisecond.
+    let ms = if neg {
+        floor.wrapping_neg() as i128
+    } else {
+        (floor + fraction as u128) as i128
+    };
+    if neg && floor > 0 || ms > i64::MAX as i128 {
+        return Err(NEGATIVE);
+    }
+    Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
 }
 
 /// Checks a blocking command's arguments in Redis' order.
@@ -260,7 +299,23 @@ mod tests {
         assert_eq!(ms("2"), Ok(Some(2000)));
         assert_eq!(ms("0x10"), Ok(Some(16000)));
         assert_eq!(ms("1000000000.5"), Ok(Some(1_000_000_000_500)));
-        for negative in ["-1", "inf", "-inf", "1e300"] {
+        assert_eq!(ms("9223372036854775"), Ok(Some(9_223_372_036_854_775_000)));
+        assert_eq!(ms("9223372036854775.807"), Ok(Some(9_223_372_036_854_775_807)));
+        assert_eq!(ms("-0"), Ok(None));
+        assert_eq!(
+            ms("-0.001"),
+            Ok(None),
+            "1000 x 0.001 is just below 1 in Redis' precision"
+        );
+        for negative in [
+            "-1",
+            "-0.002",
+            "-0.0011",
+            "inf",
+            "-inf",
+            "1e300",
+            "9223372036854775.808",
+        ] {
             assert_eq!(ms(negative), Err("ERR timeout is negative"), "{negative}");
         }
         for bad in ["x", "", " 1", "nan", "1 "] {

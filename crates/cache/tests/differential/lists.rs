@@ -365,6 +365,27 @@ fn blocking_commands_answer_as_redis() {
         ] {
             a.same(cmd);
         }
+        // Timeouts read as Redis reads them (a string key answers at once what passed).
+        a.same(&["SET", "str", "v"]);
+        for t in [
+            "0.1",
+            "-0.001",
+            "-0.002",
+            "-0",
+            "1e-4000",
+            "-1e-4000",
+            "0x10",
+            "9223372036854775.807",
+            "9223372036854775.808",
+            "92233720368547758",
+            "1e18",
+            "+5",
+            "5.",
+            ".5",
+            "1e",
+        ] {
+            a.same(&["BLPOP", "str", t]);
+        }
         // Timeouts: a null array.
         for cmd in [
             &["BLPOP", "q", "0.1"][..],
