@@ -21,10 +21,10 @@
 //! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
 //! - `value` (stored, hash, list): a key's value, a string, a hash or a list, and its
 //!   charge.
-//! - `blocking`: the Redis port's clients blocked on list keys (BLPOP & co.), by key,
-//!   first blocked first served, across worker threads; its header says why no wake-up
-//!   and no element is lost.
-//! - `shard` (stored, value): one shard (a `Mutex<HashMap>`), its memory accounting,
+//! - `blocking` (stored): the Redis port's clients blocked on list keys (BLPOP & co.),
+//!   by key in each shard, first blocked first served, across worker threads; its
+//!   header says why no wake-up and no element is lost.
+//! - `shard` (stored, value, blocking): one shard (a `Mutex<HashMap>`), its memory accounting,
 //!   lazy and sampled expiry, eviction by sampling (approximate LRU: sample
 //!   [`CacheConfig::eviction_samples`] keys, evict the least recently used), the
 //!   connections WATCHing its keys, and SCAN's walk over it.
@@ -108,10 +108,10 @@
 //! - Every connection to the Redis port is bounded in count, in time (idle, and a
 //!   command being received) and in the bytes it holds unrun, and so are all of them
 //!   together; none of it costs a timer or a clock read per command.
-//! - A blocked client (BLPOP & co.) is registered on its keys while it holds their
-//!   shards, and every write adding list elements signals while holding the key's shard:
-//!   no wake-up is lost. A command that adds elements while nobody waits pays one
-//!   relaxed atomic load for it.
+//! - A blocked client (BLPOP & co.) is registered on its keys in their shards while it
+//!   holds them, and every write adding list elements signals under the key's shard
+//!   lock: no wake-up is lost, and no other lock is taken. A write to a shard nobody
+//!   waits on pays one test of an empty map for it.
 
 mod blocking;
 mod cache;

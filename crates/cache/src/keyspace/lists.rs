@@ -5,7 +5,10 @@
 //! a list left empty is removed, as Redis removes it. A write that adds elements
 //! signals the clients blocked on the key (`blocking`) before its shard is released.
 
+use std::sync::Arc;
+
 use super::{Keyspace, WrongType};
+use crate::blocking::Waiter;
 use crate::list::ListValue;
 use crate::shard::{Deadlines, Encoding};
 use crate::value::Value;
@@ -39,13 +42,27 @@ impl Keyspace<'_> {
             .unwrap_or(0)
     }
 
+    /// Registers a blocked client on `key` (`blocking`).
+    pub fn block(&mut self, key: &[u8], waiter: &Arc<Waiter>) {
+        self.shard(key).blocked.register(key, waiter);
+    }
+
+    /// Takes a blocked client off `key`.
+    pub fn unblock(&mut self, key: &[u8], waiter: &Arc<Waiter>) {
+        self.shard(key).blocked.deregister(key, waiter);
+    }
+
+    /// `n` elements are in the list at `key` for its blocked clients.
+    pub fn signal_blocked(&mut self, key: &[u8], n: usize) {
+        self.shard(key).blocked.signal(key, n);
+    }
+
     /// Calls `f` to change `key`'s list, an empty one if there is no such key; `f`
     /// answers its result and whether it changed the list. A new list is stored only
     /// if `f` left elements in it; a list `f` leaves empty is removed. Keeps the key's
     /// deadline. A key holding another type is [`WrongType`], and `f` is not called.
     pub fn list_write<R>(&mut self, key: &[u8], f: impl FnOnce(&mut ListValue) -> (R, bool)) -> Result<R, WrongType> {
         let now = self.now;
-        let waiters = self.cache.waiters();
         let mut s = self.shard(key);
         let mut f = Some(f);
         let r = s.modify(key, now, |e| match &mut e.value {
@@ -62,7 +79,7 @@ impl Keyspace<'_> {
                 if len == 0 {
                     s.remove(key, now);
                 } else if len > before {
-                    waiters.signal(key, len - before);
+                    s.blocked.signal(key, len - before);
                 }
                 Ok(r)
             }
@@ -72,7 +89,7 @@ impl Keyspace<'_> {
                 let len = l.len();
                 if len > 0 {
                     s.insert_as(key, Value::List(Box::new(l)), Deadlines::NONE, now, Encoding::Whole);
-                    waiters.signal(key, len);
+                    s.blocked.signal(key, len);
                 }
                 Ok(r)
             }
@@ -164,27 +181,30 @@ mod tests {
     #[test]
     fn pushes_renames_and_copies_signal_blocked_clients() {
         let c = cache(0);
-        let w = std::sync::Arc::new(crate::blocking::Waiter::default());
         let keys = [&b"a"[..], b"b", b"c"];
-        c.waiters().register(keys.into_iter(), &w);
+        let blocked = |ks: &mut Keyspace<'_>| {
+            let w = Arc::new(Waiter::default());
+            keys.iter().for_each(|k| ks.block(k, &w));
+            w
+        };
         let mut ks = Keyspace::new(&c);
+        let w = blocked(&mut ks);
         ks.list_write(b"x", |l| push(l, "1")).unwrap();
         assert!(!w.was_woken(), "another key");
         ks.list_write(b"a", |l| push(l, "1")).unwrap();
         assert!(w.was_woken());
-        c.waiters().deregister(keys.into_iter(), &w);
+        keys.iter().for_each(|k| ks.unblock(k, &w));
         for change in ["rename", "copy"] {
-            let w = std::sync::Arc::new(crate::blocking::Waiter::default());
-            c.waiters().register(keys.into_iter(), &w);
             let mut ks = Keyspace::holding(&c, &crate::keyspace::ShardSet::all(1));
+            let w = blocked(&mut ks);
             if change == "rename" {
                 ks.rename(b"x", b"b", false).unwrap();
             } else {
                 ks.copy(b"a", b"c", false);
             }
             assert!(w.was_woken(), "{change}");
-            c.waiters().deregister(keys.into_iter(), &w);
+            keys.iter().for_each(|k| ks.unblock(k, &w));
         }
-        assert_eq!(c.waiters().registered(), 0);
+        assert_eq!(c.shards()[0].lock().blocked.registered(), 0);
     }
 }

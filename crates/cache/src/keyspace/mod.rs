@@ -603,8 +603,9 @@ impl<'a> Keyspace<'a> {
             ..Deadlines::NONE
         };
         let added = list_len(&value);
-        self.shard(to).insert_as(to, value, d, now, encoding);
-        self.cache.waiters().signal(to, added);
+        let mut s = self.shard(to);
+        s.insert_as(to, value, d, now, encoding);
+        s.blocked.signal(to, added);
         Ok(true)
     }
 
@@ -627,8 +628,9 @@ impl<'a> Keyspace<'a> {
             ..Deadlines::NONE
         };
         let added = list_len(&value);
-        self.shard(to).insert_as(to, value, d, now, encoding);
-        self.cache.waiters().signal(to, added);
+        let mut s = self.shard(to);
+        s.insert_as(to, value, d, now, encoding);
+        s.blocked.signal(to, added);
         true
     }
 }

@@ -170,6 +170,8 @@ pub(crate) struct Blocked {
     checked: Blocking,
     waiter: Arc<Waiter>,
     deadline: Option<Instant>,
+    /// Still registered on its keys.
+    registered: bool,
 }
 
 impl Blocked {
@@ -205,9 +207,10 @@ impl Blocked {
             checked,
             waiter: Arc::new(Waiter::default()),
             deadline,
+            registered: true,
         };
         // Still holding the shards: a push after this sees the registration.
-        cache.waiters().register(blocked.keys(), &blocked.waiter);
+        blocked.keys().for_each(|key| ks.block(key, &blocked.waiter));
         cache.waiters().count_client(true);
         drop(ks);
         Some(blocked)
@@ -243,13 +246,15 @@ impl Blocked {
     }
 
     /// Answered after a signal: leaves every key's queue, and passes the baton for
-    /// what is left (a signal it was counted for may have been for more).
-    fn leave(&self, ks: &mut Keyspace<'_>) {
-        let waiters = self.cache.waiters();
-        waiters.deregister(self.keys(), &self.waiter);
+    /// what is left (a signal it was counted for may have been for more). `ks` holds
+    /// the keys' shards.
+    fn leave(&mut self, ks: &mut Keyspace<'_>) {
+        self.keys().for_each(|key| ks.unblock(key, &self.waiter));
         for key in self.keys() {
-            waiters.signal(key, ks.list_len(key));
+            let left = ks.list_len(key);
+            ks.signal_blocked(key, left);
         }
+        self.registered = false;
     }
 
     /// The deadline passed: takes elements it was signalled for in the meantime, if
@@ -265,21 +270,25 @@ impl Blocked {
                 return self.leave(&mut ks);
             }
         }
-        cache.waiters().deregister(self.keys(), &self.waiter);
+        self.keys().for_each(|key| ks.unblock(key, &self.waiter));
+        self.registered = false;
         r.null_array();
     }
 }
 
 impl Drop for Blocked {
     fn drop(&mut self) {
-        let waiters = self.cache.waiters();
-        waiters.count_client(false);
-        waiters.deregister(self.keys(), &self.waiter);
+        self.cache.waiters().count_client(false);
+        if !self.registered {
+            return;
+        }
+        // The client left while waiting: one key at a time, each its shard's lock.
+        let cache = self.cache.clone();
+        let mut ks = Keyspace::new(&cache);
+        self.keys().for_each(|key| ks.unblock(key, &self.waiter));
         if self.waiter.was_woken() {
             // Counted for an element it will not take: the next waiter takes it.
-            for key in self.keys() {
-                waiters.signal(key, 1);
-            }
+            self.keys().for_each(|key| ks.signal_blocked(key, 1));
         }
     }
 }

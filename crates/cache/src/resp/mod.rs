@@ -20,8 +20,8 @@
 //! - `lists` (parse, reply, strings): the list commands that never wait (LPUSH, LRANGE,
 //!   LPOS, LMOVE, LMPOP, ...).
 //! - `blocking` (parse, reply, table, lists): BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP:
-//!   their first try, and a blocked connection's wait (`Blocked`) on the cache's
-//!   registry of waiters.
+//!   their first try, and a blocked connection's wait (`Blocked`), registered in its
+//!   keys' shards.
 //! - `commands` (all of the above): dispatch, MULTI/EXEC/DISCARD/WATCH/UNWATCH.
 //! - `connection` (parse, reply, state, commands, blocking): one client's protocol
 //!   state, without the socket ([`Connection`]).
