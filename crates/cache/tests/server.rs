@@ -501,3 +501,24 @@ fn blocked_clients_are_served_in_order_and_none_loses_its_place_for_nothing() {
     c.check(&["BLPOP", "fifo", "0.1"], "_\r\n");
     assert!(started.elapsed() >= Duration::from_millis(100));
 }
+
+/// The idle timeout does not close a blocked client (as in Redis), and counts again
+/// from its answer.
+#[test]
+fn a_blocked_client_is_not_idle() {
+    let server = Server::start_with(
+        1,
+        CacheConfig {
+            shards: 2,
+            ..CacheConfig::default()
+        },
+        RespConfig {
+            idle_timeout: Some(Duration::from_millis(200)),
+            ..RespConfig::default()
+        },
+    );
+    let mut c = server.client();
+    c.check(&["BLPOP", "nothing", "0.6"], "*-1\r\n");
+    c.check(&["PING"], "+PONG\r\n");
+    c.assert_closed("idle after its answer");
+}
