@@ -6,8 +6,8 @@
 //! hand-written sequences are in `differential/hashes.rs`, the list commands' (the
 //! blocking ones with several connections) in `differential/lists.rs`.
 //!
-//! The parser has no new paths for hashes (they are ordinary commands), so
-//! `tests/malformed.rs` has no hash case of its own.
+//! The parser has no new paths for hashes or lists (they are ordinary commands), so
+//! `tests/malformed.rs` has no hash or list case of its own.
 //!
 //! Where Redis' answer is random or depends on the moment, and only there, the comparison
 //! is looser (each a documented difference, see docs/state.md):

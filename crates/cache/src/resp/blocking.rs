@@ -296,6 +296,108 @@ impl Drop for Blocked {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::CacheConfig;
+    use crate::resp::table::lookup;
+
+    /// Runs `f` with `words` as a command's arguments.
+    fn with_args<R>(words: &[&str], f: impl FnOnce(Args<'_>) -> R) -> R {
+        let mut bytes = Vec::new();
+        let mut ranges = Vec::new();
+        for w in words {
+            let at = bytes.len();
+            bytes.extend_from_slice(w.as_bytes());
+            ranges.push(at..bytes.len());
+        }
+        f(Args::new(&bytes, &ranges))
+    }
+
+    fn start(cache: &Arc<Cache>, words: &[&str], out: &mut Vec<u8>) -> Option<Blocked> {
+        with_args(words, |args| {
+            let spec = lookup(args.get(0)).unwrap();
+            Blocked::start(&mut Reply { out, resp3: false }, cache, spec, args)
+        })
+    }
+
+    fn push(cache: &Cache, key: &str, items: &[&str]) {
+        Keyspace::new(cache)
+            .list_write(key.as_bytes(), |l| {
+                items
+                    .iter()
+                    .for_each(|i| l.push(End::Right, crate::stored::Stored::copy_from(i.as_bytes())));
+                ((), true)
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_blocked_command_is_woken_by_a_push_and_keeps_its_place_when_beaten() {
+        let cache = Arc::new(Cache::new(CacheConfig {
+            shards: 4,
+            ..CacheConfig::default()
+        }));
+        let mut out = Vec::new();
+        let mut first = start(&cache, &["BLPOP", "a", "b", "0"], &mut out).expect("blocks");
+        let mut second = start(&cache, &["BRPOP", "b", "5"], &mut out).expect("blocks");
+        assert!(out.is_empty());
+        assert_eq!(cache.waiters().clients(), 2);
+        assert!(
+            second.wait().1.is_some() && first.wait().1.is_none(),
+            "0 waits for ever"
+        );
+        // One element on b: the first blocked is woken, not the second.
+        push(&cache, "b", &["x"]);
+        assert!(first.waiter.was_woken() && !second.waiter.was_woken());
+        // Another client takes it first: the first waits on, still first.
+        with_args(&["LPOP", "b"], |args| {
+            let mut r = Reply {
+                out: &mut out,
+                resp3: false,
+            };
+            super::super::lists::pop(&mut r, &mut Keyspace::new(&cache), args, End::Left);
+        });
+        out.clear();
+        assert!(!first.retry(&mut Reply {
+            out: &mut out,
+            resp3: false
+        }));
+        assert!(out.is_empty());
+        push(&cache, "b", &["y", "z"]);
+        assert!(first.waiter.was_woken() && second.waiter.was_woken());
+        assert!(first.retry(&mut Reply {
+            out: &mut out,
+            resp3: false
+        }));
+        assert_eq!(out, b"*2\r\n$1\r\nb\r\n$1\r\ny\r\n");
+        out.clear();
+        drop(first);
+        // The second, at its deadline, takes what it was woken for.
+        second.time_out(&mut Reply {
+            out: &mut out,
+            resp3: false,
+        });
+        assert_eq!(out, b"*2\r\n$1\r\nb\r\n$1\r\nz\r\n");
+        out.clear();
+        drop(second);
+        assert_eq!(cache.waiters().clients(), 0);
+        // Woken for an element and gone: the next waiter is woken for it.
+        let gone = start(&cache, &["BLPOP", "c", "0"], &mut out).expect("blocks");
+        let next = start(&cache, &["BLPOP", "c", "0"], &mut out).expect("blocks");
+        push(&cache, "c", &["e"]);
+        assert!(gone.waiter.was_woken() && !next.waiter.was_woken());
+        drop(gone);
+        assert!(next.waiter.was_woken());
+        // Timed out without a signal: a null array, and nothing left registered.
+        let mut late = start(&cache, &["BLMOVE", "d", "e", "LEFT", "RIGHT", "1"], &mut out).expect("blocks");
+        late.time_out(&mut Reply {
+            out: &mut out,
+            resp3: true,
+        });
+        assert_eq!(out, b"_\r\n");
+        drop((late, next));
+        for shard in cache.shards() {
+            assert_eq!(shard.lock().blocked.registered(), 0);
+        }
+    }
 
     #[test]
     fn timeouts_read_as_redis_reads_them() {
