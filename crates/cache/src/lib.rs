@@ -101,8 +101,9 @@
 //! - Shard locks are taken one at a time, or several in ascending shard order and held
 //!   together (a multi-key command, EXEC): never out of order, so never a deadlock.
 //! - Memory accounting (`bytes`) is key + value + [`ENTRY_OVERHEAD`] per entry (a hash's
-//!   value: its fields and values + a fixed overhead per field; a list's: its elements
-//!   + a fixed overhead per element), exact for what the cache holds; each shard evicts to stay within `max_bytes / shards`.
+//!   value: its fields and values and a fixed overhead per field; a list's: its
+//!   elements and a fixed overhead per element), exact for what the cache holds; each
+//!   shard evicts to stay within `max_bytes / shards`.
 //! - Keys and values are copied out of request buffers, so a cached value never pins a
 //!   connection's buffer.
 //! - Every connection to the Redis port is bounded in count, in time (idle, and a

@@ -1,8 +1,10 @@
 //! Dispatch ([`execute`]: look the command up in the table, check its arity, queue it
 //! inside MULTI or run it) and the transaction commands (MULTI, EXEC, DISCARD, WATCH,
 //! UNWATCH). The commands themselves are in `strings` (values), `hashes`, `lists`,
-//! `blocking` (the list commands that wait), `keys` (the keyspace) and `admin` (the connection and the server); [`run`] calls them with a
-//! [`Keyspace`]: its own for a command run alone, EXEC's for a queued one.
+//! `blocking` (the list commands that wait), `keys` (the keyspace) and `admin` (the
+//! connection and the server); [`run`] calls them with a [`Keyspace`]: its own for a
+//! command run alone, EXEC's for a queued one. A blocking command run alone is handed
+//! back to the connection ([`Flow::Block`]), which may have to wait.
 //!
 //! Errors say what Redis says, word for word where clients or people match on them.
 
