@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::blocking::Waiters;
 use crate::clock::{Clock, SystemClock};
 use crate::keyspace::{ExpireFlags, Keyspace};
 use crate::ring::{key_hash, Ring, ShardId, DEFAULT_VNODES};
@@ -52,8 +53,9 @@ pub enum CacheError {
     NotAnInteger,
     #[error("increment or decrement would overflow")]
     Overflow,
-    /// The key holds a hash or a set (written through the Redis port), not a string.
-    #[error("the key holds a hash or a set, not a string")]
+    /// The key holds a hash, a set or a list (written through the Redis port), not a
+    /// string.
+    #[error("the key holds a hash, a set or a list, not a string")]
     WrongType,
 }
 
@@ -155,6 +157,8 @@ pub struct Cache {
     ring: Ring<ShardId>,
     clock: Arc<dyn Clock>,
     config: CacheConfig,
+    /// The Redis port's clients blocked on list keys.
+    waiters: Waiters,
 }
 
 impl std::fmt::Debug for Cache {
@@ -203,6 +207,7 @@ impl Cache {
             ring,
             clock,
             config,
+            waiters: Waiters::default(),
         }
     }
 
@@ -238,6 +243,11 @@ impl Cache {
 
     pub(crate) fn shards(&self) -> &[Shard] {
         &self.shards
+    }
+
+    /// The clients blocked on list keys.
+    pub(crate) fn waiters(&self) -> &Waiters {
+        &self.waiters
     }
 
     /// A keyspace whose operations each lock their own shard.

@@ -1,5 +1,5 @@
 //! strata's cache: an in-memory key-value cache of byte strings (and, through the Redis
-//! port, Redis hashes and sets), sharded by consistent
+//! port, Redis hashes, sets and lists), sharded by consistent
 //! hashing, with per-key TTLs, a memory bound with eviction, read-through in front of a
 //! store namespace, and a Redis protocol server. No HTTP in here: the node wires the
 //! cache to its API, manifest and CLI.
@@ -19,13 +19,19 @@
 //!   a shard holds it (sorted while Redis would keep an intset).
 //! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET).
 //! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
-//! - `value` (stored, hash, set): a key's value, a string, a hash or a set, and its
-//!   charge.
-//! - `shard` (stored, value): one shard (a `Mutex<HashMap>`), its memory accounting,
+//! - `list` (stored): a Redis list as a shard holds it (a deque, its charge kept exact;
+//!   OBJECT ENCODING `quicklist`, as Redis 7.0 answers for every list).
+//! - `value` (stored, hash, set, list): a key's value, a string, a hash, a set or a
+//!   list, and its charge.
+//! - `blocking` (stored): the Redis port's clients blocked on list keys (BLPOP & co.),
+//!   by key in each shard, first blocked first served, across worker threads; its
+//!   header says why no wake-up and no element is lost.
+//! - `shard` (stored, value, blocking): one shard (a `Mutex<HashMap>`), its memory accounting,
 //!   lazy and sampled expiry, eviction by sampling (approximate LRU: sample
 //!   [`CacheConfig::eviction_samples`] keys, evict the least recently used), the
 //!   connections WATCHing its keys, and SCAN's walk over it.
-//! - `keyspace` (clock, ring, stored, hash, set, value, glob, long_double, shard): every
+//! - `keyspace` (clock, ring, stored, hash, list, value, blocking, glob, long_double,
+//!   shard): every
 //!   operation on keys, locking one shard per operation or holding several at once
 //!   (multi-key commands and transactions are atomic: its header says how).
 //! - [`Cache`] (`cache`; keyspace and the above): the shards of one node and the public
@@ -85,10 +91,10 @@
 //!   [`ReadThrough::stats`]).
 //! - The Redis port → [`spawn_resp`] / [`spawn_resp_with`]; [`RespWorkers::join`] after
 //!   cancelling the token. The RESP server serves the cache as Redis strings, hashes
-//!   and sets (no read-through on that path); the string operations here see a hash or
-//!   a set as no string. Its bounds come from [`RespConfig`]: connections
-//!   (`maxclients`), idle and slow-command timeouts, each query buffer and all of them
-//!   together; the defaults hold without any setting.
+//!   sets and lists (no read-through on that path); the string operations here see a
+//!   hash, a set or a list as no string. Its bounds come from [`RespConfig`]:
+//!   connections (`maxclients`), idle and slow-command timeouts, each query buffer and
+//!   all of them together; the defaults hold without any setting.
 //!
 //! # Invariants
 //!
@@ -98,19 +104,26 @@
 //!   together (a multi-key command, EXEC): never out of order, so never a deadlock.
 //! - Memory accounting (`bytes`) is key + value + [`ENTRY_OVERHEAD`] per entry (a hash's
 //!   value: its fields and values + a fixed overhead per field; a set's: its members +
-//!   a fixed overhead per member, by encoding), exact for what the cache holds; each
+//!   a fixed overhead per member, by encoding; a list's: its elements and a fixed
+//!   overhead per element), exact for what the cache holds; each
 //!   shard evicts to stay within `max_bytes / shards`.
 //! - Keys and values are copied out of request buffers, so a cached value never pins a
 //!   connection's buffer.
 //! - Every connection to the Redis port is bounded in count, in time (idle, and a
 //!   command being received) and in the bytes it holds unrun, and so are all of them
 //!   together; none of it costs a timer or a clock read per command.
+//! - A blocked client (BLPOP & co.) is registered on its keys in their shards while it
+//!   holds them, and every write adding list elements signals under the key's shard
+//!   lock: no wake-up is lost, and no other lock is taken. A write to a shard nobody
+//!   waits on pays one test of an empty map for it.
 
+mod blocking;
 mod cache;
 mod clock;
 mod glob;
 mod hash;
 mod keyspace;
+mod list;
 mod long_double;
 mod read_through;
 pub mod resp;

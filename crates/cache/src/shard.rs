@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::blocking::ShardWaiters;
 use crate::stored::Stored;
 use crate::value::Value;
 
@@ -168,6 +169,7 @@ impl Shard {
                     ..ShardStats::default()
                 },
                 watched: HashMap::new(),
+                blocked: ShardWaiters::default(),
             }),
         }
     }
@@ -188,6 +190,8 @@ pub(crate) struct ShardState {
     stats: ShardStats,
     /// The connections watching keys of this shard (present or not), by key.
     watched: HashMap<Stored, Vec<Arc<Watcher>>>,
+    /// The clients blocked on keys of this shard (`blocking`).
+    pub blocked: ShardWaiters,
 }
 
 impl ShardState {

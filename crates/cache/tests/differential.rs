@@ -1,14 +1,15 @@
 //! strata's Redis port against a real `redis-server` (Debian's, 7.0): the same commands
 //! to both, the replies compared byte for byte. Hand-written sequences for each command's
 //! edge cases and errors (transactions with WATCH across two connections included), then
-//! a seeded random walk over the string, hash, set and key commands on a small key space,
-//! alone and inside MULTI/EXEC, in RESP2 and RESP3. The hash commands' hand-written
-//! sequences are in `differential/hashes.rs`, the set commands' in `differential/sets.rs`
-//! (with how set replies are compared where Redis draws at random or lists a hash
-//! table).
+//! a seeded random walk over the string, hash, set, list and key commands on a small key
+//! space, alone and inside MULTI/EXEC, in RESP2 and RESP3. The hash commands'
+//! hand-written sequences are in `differential/hashes.rs`, the set commands' in
+//! `differential/sets.rs` (with how set replies are compared where Redis draws at
+//! random or lists a hash table), the list commands' (the blocking ones with several
+//! connections) in `differential/lists.rs`.
 //!
-//! The parser has no new paths for hashes or sets (they are ordinary commands), so
-//! `tests/malformed.rs` has no case of its own for them.
+//! The parser has no new paths for hashes, sets or lists (they are ordinary commands),
+//! so `tests/malformed.rs` has no case of its own for them.
 //!
 //! Where Redis' answer is random or depends on the moment, and only there, the comparison
 //! is looser (each a documented difference, see docs/state.md):
@@ -38,6 +39,8 @@
 mod common;
 #[path = "differential/hashes.rs"]
 mod hashes;
+#[path = "differential/lists.rs"]
+mod lists;
 #[path = "differential/sets.rs"]
 mod sets;
 
@@ -1170,6 +1173,22 @@ impl Gen {
         self.value()
     }
 
+    /// A list element: a few values, so that LREM, LPOS and LINSERT find them.
+    fn element(&mut self) -> Vec<u8> {
+        if self.chance(20) {
+            return self.value();
+        }
+        self.pick(&["a", "b", "c", "1", ""]).as_bytes().to_vec()
+    }
+
+    /// A list index or count: mostly small, sometimes not one.
+    fn index(&mut self) -> String {
+        if self.chance(5) {
+            return self.int();
+        }
+        (self.below(12) as i64 - 5).to_string()
+    }
+
     fn pattern(&mut self) -> Vec<u8> {
         let p = self.pick(&[
             "*", "k*", "k?", "k[0-2]", "k[^1]", "*\\*", "\\[b\\]", "[[]b]", "?", "*k*", "a*", "[a-k]*", "", "k\\",
@@ -1234,7 +1253,7 @@ impl Gen {
         let s = |x: &str| x.as_bytes().to_vec();
         let k = self.key();
         loop {
-            let c: Vec<Vec<u8>> = match self.below(62 + sets::WALK_KINDS) {
+            let c: Vec<Vec<u8>> = match self.below(76 + sets::WALK_KINDS) {
                 0 => vec![s("GET"), k.clone()],
                 1 | 2 => {
                     let mut c = vec![s("SET"), k.clone(), self.value()];
@@ -1476,7 +1495,87 @@ impl Gen {
                 }
                 60 => vec![s(self.pick(&["TYPE", "OBJECT"])), k.clone()],
                 61 => vec![s("OBJECT"), s("ENCODING"), k.clone()],
-                n @ 62.. => match sets::command(self, in_tx, &k, n - 62) {
+                62 | 63 => {
+                    let mut c = vec![
+                        s(self.pick(&["LPUSH", "RPUSH", "RPUSH", "LPUSHX", "RPUSHX"])),
+                        k.clone(),
+                    ];
+                    for _ in 0..1 + self.below(3) {
+                        c.push(self.element());
+                    }
+                    c
+                }
+                64 => {
+                    let mut c = vec![s(self.pick(&["LPOP", "RPOP"])), k.clone()];
+                    if self.chance(40) {
+                        c.push(s(&self.index()));
+                    }
+                    c
+                }
+                65 => vec![s("LRANGE"), k.clone(), s(&self.index()), s(&self.index())],
+                66 => vec![s(self.pick(&["LINDEX", "LLEN"])), k.clone(), s(&self.index())],
+                67 => vec![s("LSET"), k.clone(), s(&self.index()), self.element()],
+                68 => vec![s("LREM"), k.clone(), s(&self.index()), self.element()],
+                69 => vec![s("LTRIM"), k.clone(), s(&self.index()), s(&self.index())],
+                70 => vec![
+                    s("LINSERT"),
+                    k.clone(),
+                    s(self.pick(&["BEFORE", "AFTER", "after", "MIDDLE"])),
+                    self.element(),
+                    self.element(),
+                ],
+                71 => {
+                    let mut c = vec![s("LPOS"), k.clone(), self.element()];
+                    for _ in 0..self.below(3) {
+                        c.push(s(self.pick(&["RANK", "COUNT", "MAXLEN", "rank", "FOO"])));
+                        c.push(s(&self.index()));
+                    }
+                    c
+                }
+                72 => {
+                    if self.chance(30) {
+                        vec![s("RPOPLPUSH"), k.clone(), self.key()]
+                    } else {
+                        let end = |g: &mut Gen| s(g.pick(&["LEFT", "RIGHT", "right", "UP"]));
+                        vec![s("LMOVE"), k.clone(), self.key(), end(self), end(self)]
+                    }
+                }
+                73 => {
+                    let n = self.below(4);
+                    let mut c = vec![s("LMPOP"), s(&n.to_string())];
+                    for _ in 0..n {
+                        c.push(self.key());
+                    }
+                    c.push(s(self.pick(&["LEFT", "RIGHT", "MIDDLE"])));
+                    if self.chance(40) {
+                        c.extend([s("COUNT"), s(&self.index())]);
+                    }
+                    c
+                }
+                // Blocking: inside a transaction as the non-blocking forms; alone, with a
+                // short timeout (or a bad one).
+                74 | 75 if in_tx || self.chance(30) => {
+                    // Never 0: a command made for a transaction may also run alone (the
+                    // other connection's write before EXEC).
+                    let t = s(self.pick(&["0.01", "0.01", "x", "-1"]));
+                    match self.below(5) {
+                        0 => vec![s("BLPOP"), k.clone(), self.key(), t],
+                        1 => vec![s("BRPOP"), k.clone(), t],
+                        2 => vec![s("BRPOPLPUSH"), k.clone(), self.key(), t],
+                        3 => vec![s("BLMOVE"), k.clone(), self.key(), s("LEFT"), s("RIGHT"), t],
+                        _ => vec![
+                            s("BLMPOP"),
+                            t,
+                            s("2"),
+                            k.clone(),
+                            self.key(),
+                            s("RIGHT"),
+                            s("COUNT"),
+                            s("2"),
+                        ],
+                    }
+                }
+                n @ 76.. => match sets::command(self, in_tx, &k, n - 76) {
                     Some(c) => c,
                     None => continue,
                 },

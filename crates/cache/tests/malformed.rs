@@ -58,6 +58,7 @@ fn run(input: &[u8], chunk: usize) -> (Vec<u8>, bool) {
                 Progress::NeedInput => break,
                 Progress::Flush => continue,
                 Progress::Close => return (out, true),
+                Progress::Blocked => return (out, false),
             }
         }
     }

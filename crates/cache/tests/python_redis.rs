@@ -1,5 +1,6 @@
 //! Python's `redis` package (redis-py) against the RESP server, RESP2 and RESP3,
-//! including its pipelines, transactions (WATCH retry loops included) and `scan_iter`.
+//! including its pipelines, transactions (WATCH retry loops included), `scan_iter`, and
+//! lists (a pipeline, BLPOP timing out and served by another client).
 //! Skipped, with the reason printed, when python3 or the package is missing
 //! (`python3 -m pip install redis`); failed under `CI=true`.
 
@@ -8,7 +9,7 @@ mod common;
 use std::process::Command;
 
 const SCRIPT: &str = r#"
-import sys, redis
+import sys, threading, redis
 port = int(sys.argv[1])
 for protocol in (2, 3):
     r = redis.Redis(host="127.0.0.1", port=port, protocol=protocol, client_name="py-%d" % protocol)
@@ -55,6 +56,18 @@ for protocol in (2, 3):
     except redis.ResponseError as e:
         assert "unknown command" in str(e)
     assert r.ping() is True, "the connection survived the error"
+    # Lists: a pipeline, the blocking pops (timed out, and served by another client).
+    p = r.pipeline(transaction=False)
+    p.rpush("l", "a", "b", "c").lpush("l", "z").lrange("l", 0, -1).lpos("l", "b").llen("l")
+    assert p.execute() == [3, 4, [b"z", b"a", b"b", b"c"], 2, 4]
+    assert r.lmpop(2, "none", "l", direction="RIGHT", count=2) == [b"l", [b"c", b"b"]]
+    assert r.blpop(["empty"], timeout=0.1) is None
+    assert r.brpoplpush("l", "l2", timeout=1) == b"a"
+    pusher = redis.Redis(host="127.0.0.1", port=port, protocol=protocol)
+    threading.Timer(0.05, lambda: pusher.rpush("q", "job")).start()
+    got = r.blpop(["q0", "q"], timeout=5)
+    assert list(got) == [b"q", b"job"], got
+    pusher.close()
     r.close()
 print("ok")
 "#;

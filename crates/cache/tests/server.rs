@@ -358,3 +358,167 @@ fn shutdown_stops_the_workers_and_closes_connections() {
         "nothing listens after shutdown"
     );
 }
+
+/// The element of a `*2 key element` BRPOP reply (None: a timeout).
+fn popped(reply: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(reply).to_string();
+    if text == "*-1\r\n" {
+        return None;
+    }
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert_eq!(lines[0], "*2", "{text:?}");
+    Some(lines[4].to_string())
+}
+
+/// Waits until `n` clients are blocked.
+fn blocked(c: &mut common::Client, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        c.send(&cmd(&["INFO", "clients"]));
+        if String::from_utf8_lossy(&c.read_reply()).contains(&format!("blocked_clients:{n}\r\n")) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never {n} blocked clients");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Work queues across worker threads: 4 consumers in BRPOP (on several workers), two
+/// producers LPUSHing 1,000 items each one by one, and a client RPOPping without
+/// blocking meanwhile (so woken consumers often find the list empty again): every item
+/// is received exactly once.
+#[test]
+fn blocked_consumers_on_several_workers_receive_every_item_once() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let server = Server::start(4);
+    let consumers: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let mut c = common::Client::connect(addr);
+                let mut got = Vec::new();
+                loop {
+                    c.send(&cmd(&["BRPOP", "queue", "other", "5"]));
+                    match popped(&c.read_reply()).expect("an item within 5 s") {
+                        item if item == "stop" => return got,
+                        item => got.push(item),
+                    }
+                }
+            })
+        })
+        .collect();
+    let producing = std::sync::Arc::new(AtomicBool::new(true));
+    let stealer = {
+        let (addr, producing) = (server.addr, producing.clone());
+        std::thread::spawn(move || {
+            let mut c = common::Client::connect(addr);
+            let mut got = Vec::new();
+            while producing.load(Ordering::Relaxed) {
+                c.send(&cmd(&["RPOP", "queue"]));
+                let reply = String::from_utf8_lossy(&c.read_reply()).to_string();
+                if reply != "$-1\r\n" {
+                    got.push(reply.split("\r\n").nth(1).expect("a bulk string").to_string());
+                }
+            }
+            got
+        })
+    };
+    let mut producer = server.client();
+    blocked(&mut producer, 4);
+    let producers: Vec<_> = (0..2)
+        .map(|p| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let mut c = common::Client::connect(addr);
+                for i in 0..1000 {
+                    c.send(&cmd(&["LPUSH", "queue", &format!("item{p}:{i}")]));
+                    assert_eq!(c.read_reply()[0], b':');
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().expect("a producer failed");
+    }
+    producing.store(false, Ordering::Relaxed);
+    let mut all: Vec<String> = stealer.join().expect("the stealer failed");
+    for _ in 0..4 {
+        producer.send(&cmd(&["LPUSH", "queue", "stop"]));
+        assert_eq!(producer.read_reply()[0], b':');
+    }
+    for c in consumers {
+        let got = c.join().expect("a consumer failed");
+        all.extend(got);
+    }
+    let distinct: std::collections::BTreeSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 2000, "no item lost or duplicated");
+    assert_eq!(distinct.len(), 2000, "no item received twice");
+    producer.check(&["EXISTS", "queue"], ":0\r\n");
+    blocked(&mut producer, 0);
+}
+
+/// Blocked clients are served first blocked, first served; one woken for an element
+/// another client took first goes back to waiting.
+#[test]
+fn blocked_clients_are_served_in_order_and_none_loses_its_place_for_nothing() {
+    let server = Server::start(2);
+    let mut pusher = server.client();
+    let mut waiters: Vec<common::Client> = Vec::new();
+    for i in 0..3 {
+        let mut c = server.client();
+        c.send(&cmd(&["BLPOP", "fifo", "0"]));
+        blocked(&mut pusher, i + 1);
+        waiters.push(c);
+    }
+    // Pushed and taken within one transaction: the waiters are woken and wait on.
+    pusher.check(&["MULTI"], "+OK\r\n");
+    pusher.check(&["RPUSH", "fifo", "gone"], "+QUEUED\r\n");
+    pusher.check(&["LPOP", "fifo"], "+QUEUED\r\n");
+    pusher.check(&["EXEC"], "*2\r\n:1\r\n$4\r\ngone\r\n");
+    blocked(&mut pusher, 3);
+    for (i, w) in waiters.iter_mut().enumerate() {
+        pusher.check(&["RPUSH", "fifo", &format!("e{i}")], ":1\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&w.read_reply()),
+            format!("*2\r\n$4\r\nfifo\r\n$2\r\ne{i}\r\n"),
+            "waiter {i}"
+        );
+    }
+    pusher.check(&["EXISTS", "fifo"], ":0\r\n");
+    // Timeouts too far for the clock wait for ever, and are served like any other.
+    for timeout in ["100000000", "9223372036854775"] {
+        let mut far = server.client();
+        far.send(&cmd(&["BRPOP", "far", timeout]));
+        blocked(&mut pusher, 1);
+        pusher.check(&["LPUSH", "far", "x"], ":1\r\n");
+        assert_eq!(far.read_reply(), b"*2\r\n$3\r\nfar\r\n$1\r\nx\r\n");
+    }
+    // A timeout while nothing comes; RESP3's null.
+    let mut c = server.client();
+    c.send(&cmd(&["HELLO", "3"]));
+    let _ = c.read_reply();
+    let started = std::time::Instant::now();
+    c.check(&["BLPOP", "fifo", "0.1"], "_\r\n");
+    assert!(started.elapsed() >= Duration::from_millis(100));
+}
+
+/// The idle timeout does not close a blocked client (as in Redis), and counts again
+/// from its answer.
+#[test]
+fn a_blocked_client_is_not_idle() {
+    let server = Server::start_with(
+        1,
+        CacheConfig {
+            shards: 2,
+            ..CacheConfig::default()
+        },
+        RespConfig {
+            idle_timeout: Some(Duration::from_millis(200)),
+            ..RespConfig::default()
+        },
+    );
+    let mut c = server.client();
+    c.check(&["BLPOP", "nothing", "0.6"], "*-1\r\n");
+    c.check(&["PING"], "+PONG\r\n");
+    c.assert_closed("idle after its answer");
+}

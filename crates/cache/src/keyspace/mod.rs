@@ -25,8 +25,9 @@
 //!
 //! Here: the type, its locking, reads, whole-value writes, deadlines, RENAME and COPY;
 //! `values`: the operations that change a value in place (INCR, APPEND, SETRANGE,
-//! SETBIT, ...); `hashes`: reads and writes of hashes; `sets`: of sets; `whole`: those
-//! on every shard (KEYS, SCAN, FLUSHDB, ...) and WATCH.
+//! SETBIT, ...); `hashes`: reads and writes of hashes; `sets`: of sets; `lists`: of
+//! lists (and the signal to blocked clients); `whole`: those on every shard (KEYS,
+//! SCAN, FLUSHDB, ...) and WATCH.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::MutexGuard;
@@ -40,6 +41,7 @@ use crate::stored::Stored;
 use crate::value::Value;
 
 mod hashes;
+mod lists;
 mod sets;
 mod values;
 mod whole;
@@ -295,7 +297,7 @@ impl<'a> Keyspace<'a> {
         let mut f = Some(f);
         let r = s.with_live(key, now, |e| match &e.value {
             Value::Str(v) => Ok((f.take().expect("called once"))(Some(v.as_slice()))),
-            Value::Hash(_) | Value::Set(_) => Err(WrongType),
+            Value::Hash(_) | Value::Set(_) | Value::List(_) => Err(WrongType),
         });
         s.count_read(r.is_some());
         match r {
@@ -359,6 +361,7 @@ impl<'a> Keyspace<'a> {
                 Value::Str(v) => e.encoding.name(v.as_slice()),
                 Value::Hash(h) => h.encoding(),
                 Value::Set(s) => s.encoding(),
+                Value::List(l) => l.encoding(),
             };
             (name, now.saturating_sub(e.last_access))
         })
@@ -601,7 +604,10 @@ impl<'a> Keyspace<'a> {
             idle_ttl,
             ..Deadlines::NONE
         };
-        self.shard(to).insert_as(to, value, d, now, encoding);
+        let added = list_len(&value);
+        let mut s = self.shard(to);
+        s.insert_as(to, value, d, now, encoding);
+        s.blocked.signal(to, added);
         Ok(true)
     }
 
@@ -623,8 +629,19 @@ impl<'a> Keyspace<'a> {
             idle_ttl,
             ..Deadlines::NONE
         };
-        self.shard(to).insert_as(to, value, d, now, encoding);
+        let added = list_len(&value);
+        let mut s = self.shard(to);
+        s.insert_as(to, value, d, now, encoding);
+        s.blocked.signal(to, added);
         true
+    }
+}
+
+/// The elements a value brings to a key clients may be blocked on (RENAME, COPY).
+fn list_len(v: &Value) -> usize {
+    match v {
+        Value::List(l) => l.len(),
+        _ => 0,
     }
 }
 

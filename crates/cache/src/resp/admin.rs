@@ -218,9 +218,10 @@ pub(crate) fn info_text(shared: &ConnectionContext, stats: &CacheStats, wanted: 
     if want("clients") {
         let _ = write!(
             s,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
             server.connected.load(Ordering::Relaxed),
             server.max_clients,
+            shared.cache.waiters().clients(),
         );
     }
     if want("memory") {

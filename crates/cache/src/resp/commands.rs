@@ -1,15 +1,19 @@
 //! Dispatch ([`execute`]: look the command up in the table, check its arity, queue it
 //! inside MULTI or run it) and the transaction commands (MULTI, EXEC, DISCARD, WATCH,
 //! UNWATCH). The commands themselves are in `strings` (values), `hashes`, `sets` and
-//! `set_algebra`, `keys` (the
-//! keyspace) and `admin` (the connection and the server); [`run`] calls them with a
-//! [`Keyspace`]: its own for a command run alone, EXEC's for a queued one.
+//! `set_algebra`, `lists`,
+//! `blocking` (the list commands that wait), `keys` (the keyspace) and `admin` (the
+//! connection and the server); [`run`] calls them with a [`Keyspace`]: its own for a
+//! command run alone, EXEC's for a queued one. A blocking command run alone is handed
+//! back to the connection ([`Flow::Block`]), which may have to wait.
 //!
 //! Errors say what Redis says, word for word where clients or people match on them.
 
 use super::admin;
+use super::blocking;
 use super::hashes::{self, Listing};
 use super::keys;
+use super::lists;
 use super::parse::Args;
 use super::reply::{truncated, Reply, NOT_INT, WRONGTYPE};
 use super::set_algebra::{self, SetOp};
@@ -20,6 +24,7 @@ use super::table::{lookup, Cmd, Spec};
 use super::transaction::Queue;
 use crate::cache::parse_i64;
 use crate::keyspace::{Keyspace, ShardSet};
+use crate::list::End;
 
 /// What the connection does after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +32,9 @@ pub(crate) enum Flow {
     Continue,
     /// Write what is buffered, then close (QUIT).
     Close,
+    /// A blocking command outside a transaction, not run: the connection runs it
+    /// (`blocking::Blocked::start`), as it may have to wait.
+    Block,
 }
 
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
@@ -97,6 +105,7 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
                 r.ok();
             }
         }
+        cmd if cmd.is_blocking() => return Flow::Block,
         _ => {
             let mut ks = Keyspace::new(cache);
             if spec.holds_shards() {
@@ -276,6 +285,27 @@ pub(crate) fn run(
         Cmd::Sunionstore => set_algebra::sunion_or_diff(r, ks, args, SetOp::Union, true),
         Cmd::Sdiffstore => set_algebra::sunion_or_diff(r, ks, args, SetOp::Diff, true),
         Cmd::Smove => set_algebra::smove(r, ks, args),
+        Cmd::Lpush => lists::push(r, ks, args, End::Left, false),
+        Cmd::Rpush => lists::push(r, ks, args, End::Right, false),
+        Cmd::Lpushx => lists::push(r, ks, args, End::Left, true),
+        Cmd::Rpushx => lists::push(r, ks, args, End::Right, true),
+        Cmd::Lpop => lists::pop(r, ks, args, End::Left),
+        Cmd::Rpop => lists::pop(r, ks, args, End::Right),
+        Cmd::Lrange => lists::lrange(r, ks, args),
+        Cmd::Lindex => lists::lindex(r, ks, args),
+        Cmd::Lset => lists::lset(r, ks, args),
+        Cmd::Llen => lists::llen(r, ks, args),
+        Cmd::Lrem => lists::lrem(r, ks, args),
+        Cmd::Ltrim => lists::ltrim(r, ks, args),
+        Cmd::Linsert => lists::linsert(r, ks, args),
+        Cmd::Lpos => lists::lpos(r, ks, args),
+        Cmd::Lmove => lists::lmove(r, ks, args, None),
+        Cmd::Rpoplpush => lists::lmove(r, ks, args, Some((End::Right, End::Left))),
+        Cmd::Lmpop => lists::lmpop(r, ks, args),
+        // Inside EXEC: as their non-blocking forms.
+        Cmd::Blpop | Cmd::Brpop | Cmd::Blmove | Cmd::Brpoplpush | Cmd::Blmpop => {
+            blocking::run_once(r, ks, spec.cmd, args)
+        }
         Cmd::Keys => keys::keys(r, ks, args),
         Cmd::Scan => keys::scan(r, ks, args),
         Cmd::Rename => keys::rename(r, ks, args, false),

@@ -7,10 +7,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::blocking::Blocked;
 use super::commands::{execute, Flow};
 use super::parse::Parser;
 use super::reply::Reply;
 use super::state::{ConnectionContext, RespConfig, Session};
+use super::table::lookup;
+use crate::blocking::Waiter;
 use crate::cache::Cache;
 
 /// Replies past this size are handed out ([`Progress::Flush`]) before the rest of a
@@ -26,6 +29,11 @@ pub enum Progress {
     Flush,
     /// Write `out`, then close the connection (QUIT, or a protocol error).
     Close,
+    /// A blocking command (BLPOP, ...) found nothing and waits: write `out`; the
+    /// server then waits for elements, the command's deadline or the client (the input
+    /// after the command is run once it is answered). A connection driven without the
+    /// server (tests, fuzzing) stops here.
+    Blocked,
 }
 
 /// A client connection's protocol state: parser, protocol version, name.
@@ -35,6 +43,8 @@ pub struct Connection {
     shared: Arc<ConnectionContext>,
     /// The worker thread serving it (its slot in the per-worker counters).
     worker: usize,
+    /// The blocking command it waits in, if any.
+    blocked: Option<Blocked>,
 }
 
 impl Connection {
@@ -54,6 +64,7 @@ impl Connection {
             session,
             shared,
             worker,
+            blocked: None,
         }
     }
 
@@ -82,9 +93,24 @@ impl Connection {
                     at += used;
                     if !args.is_empty() {
                         commands += 1;
-                        if execute(args, &mut self.session, &self.shared, out) == Flow::Close {
-                            progress = Progress::Close;
-                            break;
+                        match execute(args, &mut self.session, &self.shared, out) {
+                            Flow::Continue => {}
+                            Flow::Close => {
+                                progress = Progress::Close;
+                                break;
+                            }
+                            Flow::Block => {
+                                let spec = lookup(args.get(0)).expect("a known command");
+                                let mut r = Reply {
+                                    out,
+                                    resp3: self.session.resp3,
+                                };
+                                if let Some(b) = Blocked::start(&mut r, &self.shared.cache, spec, args) {
+                                    self.blocked = Some(b);
+                                    progress = Progress::Blocked;
+                                    break;
+                                }
+                            }
                         }
                     }
                     if out.len() >= FLUSH_AT {
@@ -119,6 +145,35 @@ impl Connection {
             progress = Progress::Close;
         }
         progress
+    }
+
+    /// What a blocked connection waits for: a signal, and the deadline (None: none).
+    pub(crate) fn blocked_on(&self) -> Option<(Arc<Waiter>, Option<tokio::time::Instant>)> {
+        self.blocked.as_ref().map(Blocked::wait)
+    }
+
+    /// After a signal: tries the blocked command again; true if it was answered (into
+    /// `out`), false if it waits on.
+    pub(crate) fn retry_blocked(&mut self, out: &mut Vec<u8>) -> bool {
+        let mut r = Reply {
+            out,
+            resp3: self.session.resp3,
+        };
+        let answered = self.blocked.as_mut().is_none_or(|b| b.retry(&mut r));
+        if answered {
+            self.blocked = None;
+        }
+        answered
+    }
+
+    /// The blocked command's deadline passed: answers it (into `out`).
+    pub(crate) fn time_out_blocked(&mut self, out: &mut Vec<u8>) {
+        if let Some(mut b) = self.blocked.take() {
+            b.time_out(&mut Reply {
+                out,
+                resp3: self.session.resp3,
+            });
+        }
     }
 
     /// The command being received cannot be held: appends the error to `out`, counts

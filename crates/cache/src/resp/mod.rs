@@ -21,9 +21,14 @@
 //!   SPOP, SRANDMEMBER, SSCAN, ...).
 //! - `set_algebra` (parse, reply, sets): the set commands on several keys (SINTER and
 //!   SMEMBERS, SUNION, SDIFF, their *STORE forms, SINTERCARD, SMOVE).
+//! - `lists` (parse, reply, strings): the list commands that never wait (LPUSH, LRANGE,
+//!   LPOS, LMOVE, LMPOP, ...).
+//! - `blocking` (parse, reply, table, lists): BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP:
+//!   their first try, and a blocked connection's wait (`Blocked`), registered in its
+//!   keys' shards.
 //! - `commands` (all of the above): dispatch, MULTI/EXEC/DISCARD/WATCH/UNWATCH.
-//! - `connection` (parse, reply, state, commands): one client's protocol state, without
-//!   the socket ([`Connection`]).
+//! - `connection` (parse, reply, state, commands, blocking): one client's protocol
+//!   state, without the socket ([`Connection`]).
 //! - `server` (timeouts, query_buffer, state, connection): [`spawn_resp`] (worker
 //!   threads, one `SO_REUSEPORT` listener each, admitting at most `max_clients`) and the
 //!   connection loop.
@@ -33,10 +38,12 @@
 //! outside `resp` uses anything inside it but the re-exports below.
 
 mod admin;
+mod blocking;
 mod commands;
 mod connection;
 mod hashes;
 mod keys;
+mod lists;
 mod parse;
 mod query_buffer;
 mod reply;

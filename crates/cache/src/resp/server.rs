@@ -221,6 +221,24 @@ async fn serve_connection(
             match progress {
                 Progress::NeedInput => break,
                 Progress::Flush => continue,
+                Progress::Blocked => {
+                    match wait_blocked(&mut conn, &mut stream, &mut input, &mut out).await? {
+                        Unblocked::Answered => {
+                            // The command is done: no idle time counts from before it.
+                            watch.received(true, input.bytes.len());
+                            continue;
+                        }
+                        Unblocked::Closed => return Ok(()),
+                        Unblocked::Over(over) => {
+                            match over {
+                                OverLimit::Connection => conn.over_query_buffer_limit(input.bytes.len(), &mut out),
+                                OverLimit::Server => conn.evicted(&mut out),
+                            }
+                            drop(input);
+                            return close_with(stream, &out).await;
+                        }
+                    }
+                }
                 Progress::Close => {
                     drop(input);
                     let _ = stream.shutdown().await;
@@ -238,6 +256,60 @@ async fn serve_connection(
             out = take_chunk();
         }
     }
+}
+
+/// How a blocked connection's wait ended.
+enum Unblocked {
+    /// The command was answered (into `out`).
+    Answered,
+    /// The client went away.
+    Closed,
+    /// What the client sent meanwhile is past a bound.
+    Over(OverLimit),
+}
+
+/// Waits while the connection is blocked in a command (BLPOP, ...): for a signal that
+/// elements came (then it tries again), its deadline, or the client. What the client
+/// sends meanwhile is read and kept (bounded as always) to run after the answer, as
+/// Redis does; the idle timeout does not apply to a blocked client, as in Redis.
+async fn wait_blocked(
+    conn: &mut Connection,
+    stream: &mut TcpStream,
+    input: &mut QueryBuffer<'_>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<Unblocked> {
+    while let Some((waiter, deadline)) = conn.blocked_on() {
+        let expired = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = waiter.woken() => {
+                if conn.retry_blocked(out) {
+                    return Ok(Unblocked::Answered);
+                }
+            }
+            () = expired => {
+                conn.time_out_blocked(out);
+                return Ok(Unblocked::Answered);
+            }
+            ready = stream.readable() => {
+                ready?;
+                if let Err(over) = input.make_room(conn.want()) {
+                    return Ok(Unblocked::Over(over));
+                }
+                match stream.try_read_buf(&mut input.bytes) {
+                    Ok(0) => return Ok(Unblocked::Closed),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(Unblocked::Answered)
 }
 
 /// Writes `out` whole. Nearly always the socket takes it at once; if not, the client is

@@ -103,6 +103,28 @@ pub(crate) enum Cmd {
     Sintercard,
     Smove,
     Sscan,
+    Lpush,
+    Rpush,
+    Lpushx,
+    Rpushx,
+    Lpop,
+    Rpop,
+    Lrange,
+    Lindex,
+    Lset,
+    Llen,
+    Lrem,
+    Ltrim,
+    Linsert,
+    Lpos,
+    Lmove,
+    Rpoplpush,
+    Lmpop,
+    Blpop,
+    Brpop,
+    Blmove,
+    Brpoplpush,
+    Blmpop,
 }
 
 impl Cmd {
@@ -112,6 +134,14 @@ impl Cmd {
         matches!(
             self,
             Cmd::Exec | Cmd::Discard | Cmd::Multi | Cmd::Watch | Cmd::Quit | Cmd::Reset
+        )
+    }
+
+    /// Whether the command may wait for elements (outside a transaction).
+    pub fn is_blocking(self) -> bool {
+        matches!(
+            self,
+            Cmd::Blpop | Cmd::Brpop | Cmd::Blmove | Cmd::Brpoplpush | Cmd::Blmpop
         )
     }
 
@@ -145,15 +175,22 @@ impl Spec {
     }
 
     /// The positions of the command's keys in `args` (Redis' first/last/step; OBJECT's
-    /// subcommands take their key second; SINTERCARD's keys follow their count).
+    /// subcommands take their key second; SINTERCARD's keys follow their count, and
+    /// LMPOP and BLMPOP count theirs, as `movablekeys` says).
     pub fn key_positions(&self, args: Args<'_>) -> impl Iterator<Item = usize> {
         let n = args.len() as i32;
+        let counted = |at: i32| match crate::cache::parse_i64(args.get(at as usize)) {
+            Some(k) if k >= 1 && k < n as i64 - at as i64 => (at + 1, at + k as i32, 1),
+            _ => (0, 0, 0),
+        };
         let (first, last, step) = match self.cmd {
             Cmd::Object => (2, 2, 1),
             Cmd::Sintercard => match crate::cache::parse_i64(args.get(1)) {
                 Some(k) if k >= 1 => (2, k.min(n as i64) as i32 + 1, 1),
                 _ => (0, 0, 0),
             },
+            Cmd::Lmpop if n > 1 => counted(1),
+            Cmd::Blmpop if n > 2 => counted(2),
             _ => (self.first_key, self.last_key, self.step),
         };
         let last = if last < 0 { n + last } else { last.min(n - 1) };
@@ -182,6 +219,7 @@ impl Spec {
     pub fn holds_shards(&self) -> bool {
         self.cmd.touches_every_shard()
             || self.cmd == Cmd::Sintercard
+            || matches!(self.cmd, Cmd::Lmpop | Cmd::Blmpop)
             || self.step > 0 && (self.last_key < 0 || self.last_key > self.first_key)
     }
 }
@@ -197,6 +235,10 @@ const LSF: &[&str] = &["loading", "stale", "fast"];
 const TX: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 /// QUIT, RESET, HELLO, AUTH.
 const CONN: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"];
+/// BLPOP, BRPOP.
+const BLOCKING: &[&str] = &["write", "noscript", "blocking"];
+/// BLMOVE, BRPOPLPUSH.
+const BLOCKING_D: &[&str] = &["write", "denyoom", "noscript", "blocking"];
 /// Commands with subcommands: their flags are their subcommands'.
 const CONTAINER: &[&str] = &[];
 
@@ -321,6 +363,28 @@ pub(crate) static COMMANDS: &[Spec] = &[
     spec!("sintercard", Sintercard, -3, &["readonly", "movablekeys"], 0, 0, 0),
     spec!("smove", Smove, 4, WF, 1, 2, 1),
     spec!("sscan", Sscan, -3, R, 1, 1, 1),
+    spec!("lpush", Lpush, -3, WDF, 1, 1, 1),
+    spec!("rpush", Rpush, -3, WDF, 1, 1, 1),
+    spec!("lpushx", Lpushx, -3, WDF, 1, 1, 1),
+    spec!("rpushx", Rpushx, -3, WDF, 1, 1, 1),
+    spec!("lpop", Lpop, -2, WF, 1, 1, 1),
+    spec!("rpop", Rpop, -2, WF, 1, 1, 1),
+    spec!("lrange", Lrange, 4, R, 1, 1, 1),
+    spec!("lindex", Lindex, 3, R, 1, 1, 1),
+    spec!("lset", Lset, 4, WD, 1, 1, 1),
+    spec!("llen", Llen, 2, RF, 1, 1, 1),
+    spec!("lrem", Lrem, 4, W, 1, 1, 1),
+    spec!("ltrim", Ltrim, 4, W, 1, 1, 1),
+    spec!("linsert", Linsert, 5, WD, 1, 1, 1),
+    spec!("lpos", Lpos, -3, R, 1, 1, 1),
+    spec!("lmove", Lmove, 5, WD, 1, 2, 1),
+    spec!("rpoplpush", Rpoplpush, 3, WD, 1, 2, 1),
+    spec!("lmpop", Lmpop, -4, &["write", "movablekeys"], 0, 0, 0),
+    spec!("blpop", Blpop, -3, BLOCKING, 1, -2, 1),
+    spec!("brpop", Brpop, -3, BLOCKING, 1, -2, 1),
+    spec!("blmove", Blmove, 6, BLOCKING_D, 1, 2, 1),
+    spec!("brpoplpush", Brpoplpush, 4, BLOCKING_D, 1, 2, 1),
+    spec!("blmpop", Blmpop, -5, &["write", "blocking", "movablekeys"], 0, 0, 0),
 ];
 
 pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {

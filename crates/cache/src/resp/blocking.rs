@@ -1,0 +1,436 @@
+//! The blocking list commands: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP. Each first
+//! does what its non-blocking form does, holding its keys' shards; finding every key
+//! empty, it registers a [`Waiter`] on them before releasing the shards, and the
+//! connection waits ([`Blocked`]) for a signal, its timeout, or the client going away.
+//! A signal makes it try again (and wait on in its place in the queue if another
+//! client took the elements first); a timeout answers a null array; a client
+//! that disconnects is taken off every key (and, if it had been picked for elements it
+//! did not take, the next waiter is woken for them). Inside MULTI the commands run as
+//! their non-blocking forms ([`run_once`]). See `crate::blocking` for why no wake-up
+//! and no element is ever lost.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::lists::{move_one, mpop_args, pop_first, reply_key_and_items};
+use super::parse::Args;
+use super::reply::{Reply, SYNTAX, WRONGTYPE};
+use super::table::{Cmd, Spec};
+use crate::blocking::Waiter;
+use crate::cache::Cache;
+use crate::keyspace::{Keyspace, ShardSet, WrongType};
+use crate::list::End;
+use crate::long_double::{self, LongDouble};
+
+/// A blocking command's arguments, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Blocking {
+    /// How long to wait; None: for ever.
+    timeout: Option<Duration>,
+    /// The positions of the keys it waits on.
+    keys: Range<usize>,
+    from: End,
+    to: End,
+    count: usize,
+}
+
+/// Redis' reading of a timeout in seconds: a float (as `strtold` reads it), times
+/// 1000 in the same extended precision (rounded to 64 significant bits, to nearest,
+/// ties to even), rounded up to whole milliseconds; 0 (or what rounds up to 0) is for
+/// ever. Values too large for Redis' `long long` milliseconds turn negative there, and
+/// so are refused as negative (infinities included).
+fn timeout(arg: &[u8]) -> Result<Option<Duration>, &'static str> {
+    const NEGATIVE: &str = "ERR timeout is negative";
+    let v = long_double::parse(arg).ok_or("ERR timeout is not a float or out of range")?;
+    let LongDouble::Finite { neg, mant, exp } = v else {
+        return Err(NEGATIVE);
+    };
+    // The product mant * 1000 * 2^exp, rounded to 64 significant bits.
+    let (mut n, mut exp) = (mant as u128 * 1000, exp);
+    let bits = 128 - n.leading_zeros() as i64;
+    if bits > 64 {
+        let drop = (bits - 64) as u32;
+        let rest = n & ((1u128 << drop) - 1);
+        let half = 1u128 << (drop - 1);
+        n >>= drop;
+        exp += drop as i64;
+        if rest > half || (rest == half && n & 1 == 1) {
+            n += 1;
+            if n >> 64 != 0 {
+                n >>= 1;
+                exp += 1;
+            }
+        }
+    }
+    // Its floor, and whether it has a fraction.
+    let (floor, fraction) = if n == 0 {
+        (0, false)
+    } else if exp >= 0 {
+        if exp >= 64 {
+            return Err(NEGATIVE);
+        }
+        (n << exp, false)
+    } else if -exp >= 128 {
+        (0, true)
+    } else {
+        let shift = (-exp) as u32;
+        (n >> shift, n & ((1u128 << shift) - 1) != 0)
+    };
+    // ceil(-x) is -floor(x): 0 (for ever) below one millisecond.
+    let ms = if neg {
+        floor.wrapping_neg() as i128
+    } else {
+        (floor + fraction as u128) as i128
+    };
+    if neg && floor > 0 || ms > i64::MAX as i128 {
+        return Err(NEGATIVE);
+    }
+    Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
+}
+
+/// Checks a blocking command's arguments in Redis' order.
+pub(crate) fn check(cmd: Cmd, args: Args<'_>) -> Result<Blocking, &'static str> {
+    let n = args.len();
+    let b = |timeout, keys, from, to, count| Blocking {
+        timeout,
+        keys,
+        from,
+        to,
+        count,
+    };
+    Ok(match cmd {
+        Cmd::Blpop => b(timeout(args.get(n - 1))?, 1..n - 1, End::Left, End::Left, 1),
+        Cmd::Brpop => b(timeout(args.get(n - 1))?, 1..n - 1, End::Right, End::Right, 1),
+        Cmd::Brpoplpush => b(timeout(args.get(3))?, 1..2, End::Right, End::Left, 1),
+        Cmd::Blmove => {
+            let (Some(from), Some(to)) = (End::parse(args.get(3)), End::parse(args.get(4))) else {
+                return Err(SYNTAX);
+            };
+            b(timeout(args.get(5))?, 1..2, from, to, 1)
+        }
+        Cmd::Blmpop => {
+            let t = timeout(args.get(1))?;
+            let (keys, end, count) = mpop_args(args, 2)?;
+            b(t, keys, end, end, count)
+        }
+        _ => unreachable!("not a blocking command"),
+    })
+}
+
+/// Does what the non-blocking form does; true if it answered (elements, or an error),
+/// false if every key was empty (nothing written).
+fn attempt(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, cmd: Cmd, args: Args<'_>, b: &Blocking) -> bool {
+    let keys = b.keys.clone().map(|i| args.get(i));
+    let done = match cmd {
+        Cmd::Blpop | Cmd::Brpop => pop_first(ks, keys, b.from, 1).map(|popped| {
+            popped.map(|(key, items)| {
+                r.array(2);
+                r.bulk(key);
+                r.bulk(items[0].as_slice());
+            })
+        }),
+        Cmd::Blmpop => pop_first(ks, keys, b.from, b.count)
+            .map(|popped| popped.map(|(key, items)| reply_key_and_items(r, key, &items))),
+        _ => move_one(ks, args.get(1), args.get(2), b.from, b.to).map(|v| v.map(|v| r.bulk(v.as_slice()))),
+    };
+    match done {
+        Ok(answered) => answered.is_some(),
+        Err(WrongType) => {
+            r.error(WRONGTYPE);
+            true
+        }
+    }
+}
+
+/// Inside a transaction: the non-blocking form (an empty result is null, as Redis
+/// answers a blocking command that may not block).
+pub(crate) fn run_once(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, cmd: Cmd, args: Args<'_>) {
+    let b = match check(cmd, args) {
+        Ok(b) => b,
+        Err(e) => return r.error(e),
+    };
+    if !attempt(r, ks, cmd, args, &b) {
+        match cmd {
+            Cmd::Blmove | Cmd::Brpoplpush => r.null(),
+            _ => r.null_array(),
+        }
+    }
+}
+
+/// A connection blocked in a command: the command (copied out of the input), its
+/// waiter, registered on its keys, and its deadline. Dropped, it leaves the keys.
+pub(crate) struct Blocked {
+    cache: Arc<Cache>,
+    spec: &'static Spec,
+    bytes: Vec<u8>,
+    ranges: Vec<Range<usize>>,
+    checked: Blocking,
+    waiter: Arc<Waiter>,
+    deadline: Option<Instant>,
+    /// Still registered on its keys.
+    registered: bool,
+}
+
+impl Blocked {
+    /// Runs a blocking command outside a transaction: answers it (into `r`) and
+    /// returns None, or registers it and returns the connection's wait.
+    pub fn start(r: &mut Reply<'_>, cache: &Arc<Cache>, spec: &'static Spec, args: Args<'_>) -> Option<Blocked> {
+        let checked = match check(spec.cmd, args) {
+            Ok(b) => b,
+            Err(e) => {
+                r.error(e);
+                return None;
+            }
+        };
+        let mut set = ShardSet::new(cache.shard_count());
+        spec.shards(args, cache, &mut set);
+        let mut ks = Keyspace::holding(cache, &set);
+        if attempt(r, &mut ks, spec.cmd, args, &checked) {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        let mut ranges = Vec::new();
+        for a in args.iter() {
+            let at = bytes.len();
+            bytes.extend_from_slice(a);
+            ranges.push(at..bytes.len());
+        }
+        let deadline = checked.timeout.and_then(|t| Instant::now().checked_add(t));
+        let blocked = Blocked {
+            cache: cache.clone(),
+            spec,
+            bytes,
+            ranges,
+            checked,
+            waiter: Arc::new(Waiter::default()),
+            deadline,
+            registered: true,
+        };
+        // Still holding the shards: a push after this sees the registration.
+        blocked.keys().for_each(|key| ks.block(key, &blocked.waiter));
+        cache.waiters().count_client(true);
+        drop(ks);
+        Some(blocked)
+    }
+
+    fn args(&self) -> Args<'_> {
+        Args::new(&self.bytes, &self.ranges)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.checked.keys.clone().map(|i| &self.bytes[self.ranges[i].clone()])
+    }
+
+    /// What the connection waits on: the waiter's signal, and the deadline.
+    pub fn wait(&self) -> (Arc<Waiter>, Option<Instant>) {
+        (self.waiter.clone(), self.deadline)
+    }
+
+    /// After a signal: tries again. True if it answered (and left every key); false if
+    /// the keys were empty again (another client was first): it waits on, in its place.
+    pub fn retry(&mut self, r: &mut Reply<'_>) -> bool {
+        let cache = self.cache.clone();
+        let mut set = ShardSet::new(cache.shard_count());
+        self.spec.shards(self.args(), &cache, &mut set);
+        let mut ks = Keyspace::holding(&cache, &set);
+        // With the keys' shards held, no signal for them comes in between.
+        self.waiter.rearm();
+        if attempt(r, &mut ks, self.spec.cmd, self.args(), &self.checked) {
+            self.leave(&mut ks);
+            return true;
+        }
+        false
+    }
+
+    /// Answered after a signal: leaves every key's queue, and passes the baton for
+    /// what is left (a signal it was counted for may have been for more). `ks` holds
+    /// the keys' shards.
+    fn leave(&mut self, ks: &mut Keyspace<'_>) {
+        self.keys().for_each(|key| ks.unblock(key, &self.waiter));
+        for key in self.keys() {
+            let left = ks.list_len(key);
+            ks.signal_blocked(key, left);
+        }
+        self.registered = false;
+    }
+
+    /// The deadline passed: takes elements it was signalled for in the meantime, if
+    /// any; else answers a null array.
+    pub fn time_out(&mut self, r: &mut Reply<'_>) {
+        let cache = self.cache.clone();
+        let mut set = ShardSet::new(cache.shard_count());
+        self.spec.shards(self.args(), &cache, &mut set);
+        let mut ks = Keyspace::holding(&cache, &set);
+        if self.waiter.was_woken() {
+            self.waiter.rearm();
+            if attempt(r, &mut ks, self.spec.cmd, self.args(), &self.checked) {
+                return self.leave(&mut ks);
+            }
+        }
+        self.keys().for_each(|key| ks.unblock(key, &self.waiter));
+        self.registered = false;
+        r.null_array();
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        self.cache.waiters().count_client(false);
+        if !self.registered {
+            return;
+        }
+        // The client left while waiting: one key at a time, each its shard's lock.
+        let cache = self.cache.clone();
+        let mut ks = Keyspace::new(&cache);
+        self.keys().for_each(|key| ks.unblock(key, &self.waiter));
+        if self.waiter.was_woken() {
+            // Counted for an element it will not take: the next waiter takes it.
+            self.keys().for_each(|key| ks.signal_blocked(key, 1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheConfig;
+    use crate::resp::table::lookup;
+
+    /// Runs `f` with `words` as a command's arguments.
+    fn with_args<R>(words: &[&str], f: impl FnOnce(Args<'_>) -> R) -> R {
+        let mut bytes = Vec::new();
+        let mut ranges = Vec::new();
+        for w in words {
+            let at = bytes.len();
+            bytes.extend_from_slice(w.as_bytes());
+            ranges.push(at..bytes.len());
+        }
+        f(Args::new(&bytes, &ranges))
+    }
+
+    fn start(cache: &Arc<Cache>, words: &[&str], out: &mut Vec<u8>) -> Option<Blocked> {
+        with_args(words, |args| {
+            let spec = lookup(args.get(0)).unwrap();
+            Blocked::start(&mut Reply { out, resp3: false }, cache, spec, args)
+        })
+    }
+
+    fn push(cache: &Cache, key: &str, items: &[&str]) {
+        Keyspace::new(cache)
+            .list_write(key.as_bytes(), |l| {
+                items
+                    .iter()
+                    .for_each(|i| l.push(End::Right, crate::stored::Stored::copy_from(i.as_bytes())));
+                ((), true)
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_blocked_command_is_woken_by_a_push_and_keeps_its_place_when_beaten() {
+        let cache = Arc::new(Cache::new(CacheConfig {
+            shards: 4,
+            ..CacheConfig::default()
+        }));
+        let mut out = Vec::new();
+        let mut first = start(&cache, &["BLPOP", "a", "b", "0"], &mut out).expect("blocks");
+        let mut second = start(&cache, &["BRPOP", "b", "5"], &mut out).expect("blocks");
+        assert!(out.is_empty());
+        assert_eq!(cache.waiters().clients(), 2);
+        assert!(
+            second.wait().1.is_some() && first.wait().1.is_none(),
+            "0 waits for ever"
+        );
+        // One element on b: the first blocked is woken, not the second.
+        push(&cache, "b", &["x"]);
+        assert!(first.waiter.was_woken() && !second.waiter.was_woken());
+        // Another client takes it first: the first waits on, still first.
+        with_args(&["LPOP", "b"], |args| {
+            let mut r = Reply {
+                out: &mut out,
+                resp3: false,
+            };
+            super::super::lists::pop(&mut r, &mut Keyspace::new(&cache), args, End::Left);
+        });
+        out.clear();
+        assert!(!first.retry(&mut Reply {
+            out: &mut out,
+            resp3: false
+        }));
+        assert!(out.is_empty());
+        push(&cache, "b", &["y", "z"]);
+        assert!(first.waiter.was_woken() && second.waiter.was_woken());
+        assert!(first.retry(&mut Reply {
+            out: &mut out,
+            resp3: false
+        }));
+        assert_eq!(out, b"*2\r\n$1\r\nb\r\n$1\r\ny\r\n");
+        out.clear();
+        drop(first);
+        // The second, at its deadline, takes what it was woken for.
+        second.time_out(&mut Reply {
+            out: &mut out,
+            resp3: false,
+        });
+        assert_eq!(out, b"*2\r\n$1\r\nb\r\n$1\r\nz\r\n");
+        out.clear();
+        drop(second);
+        assert_eq!(cache.waiters().clients(), 0);
+        // Woken for an element and gone: the next waiter is woken for it.
+        let gone = start(&cache, &["BLPOP", "c", "0"], &mut out).expect("blocks");
+        let next = start(&cache, &["BLPOP", "c", "0"], &mut out).expect("blocks");
+        push(&cache, "c", &["e"]);
+        assert!(gone.waiter.was_woken() && !next.waiter.was_woken());
+        drop(gone);
+        assert!(next.waiter.was_woken());
+        // Timed out without a signal: a null array, and nothing left registered.
+        let mut late = start(&cache, &["BLMOVE", "d", "e", "LEFT", "RIGHT", "1"], &mut out).expect("blocks");
+        late.time_out(&mut Reply {
+            out: &mut out,
+            resp3: true,
+        });
+        assert_eq!(out, b"_\r\n");
+        drop((late, next));
+        for shard in cache.shards() {
+            assert_eq!(shard.lock().blocked.registered(), 0);
+        }
+    }
+
+    #[test]
+    fn timeouts_read_as_redis_reads_them() {
+        let ms = |s: &str| timeout(s.as_bytes()).map(|t| t.map(|d| d.as_millis() as u64));
+        assert_eq!(ms("0"), Ok(None));
+        assert_eq!(ms("-0.0001"), Ok(None), "rounds up to 0: for ever");
+        assert_eq!(ms("0.1"), Ok(Some(100)));
+        assert_eq!(ms("0.0001"), Ok(Some(1)));
+        assert_eq!(ms("1e-4000"), Ok(Some(1)));
+        assert_eq!(ms("2"), Ok(Some(2000)));
+        assert_eq!(ms("0x10"), Ok(Some(16000)));
+        assert_eq!(ms("1000000000.5"), Ok(Some(1_000_000_000_500)));
+        assert_eq!(ms("9223372036854775"), Ok(Some(9_223_372_036_854_775_000)));
+        assert_eq!(ms("9223372036854775.807"), Ok(Some(9_223_372_036_854_775_807)));
+        assert_eq!(ms("-0"), Ok(None));
+        assert_eq!(
+            ms("-0.001"),
+            Ok(None),
+            "1000 x 0.001 is just below 1 in Redis' precision"
+        );
+        for negative in [
+            "-1",
+            "-0.002",
+            "-0.0011",
+            "inf",
+            "-inf",
+            "1e300",
+            "9223372036854775.808",
+        ] {
+            assert_eq!(ms(negative), Err("ERR timeout is negative"), "{negative}");
+        }
+        for bad in ["x", "", " 1", "nan", "1 "] {
+            assert_eq!(ms(bad), Err("ERR timeout is not a float or out of range"), "{bad}");
+        }
+    }
+}
