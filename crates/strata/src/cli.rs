@@ -160,6 +160,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Container images in this machine's image store: import, list.
+    Image {
+        #[command(subcommand)]
+        command: crate::images::ImageCommand,
+    },
     /// The cache: figures per shard and per read-through cache, or a drill.
     Cache {
         #[command(subcommand)]
@@ -220,6 +225,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let connect = || connect(cli.api.as_deref(), cli.dir.as_deref());
     match cli.command {
         Command::Cluster(command) => crate::cluster::run(command).await,
+        Command::Image { command } => crate::images::run(command).await,
         Command::Up {
             file,
             listen,

@@ -16,6 +16,7 @@
 mod cli;
 mod cluster;
 mod control;
+mod images;
 mod init;
 mod locate;
 mod out;

@@ -122,3 +122,88 @@ async fn ps_scale_and_logs_talk_to_the_running_node() {
     assert!(!out.status.success());
     stop(node).await;
 }
+
+/// A one-layer OCI image layout, written by Python's standard library (so that this
+/// test checks strata against a layout it did not write itself); `media_type` is the
+/// layer's.
+fn python_layout(dir: &std::path::Path, media_type: &str) {
+    let script = r#"
+import hashlib, io, json, os, sys, tarfile
+out, media = sys.argv[1], sys.argv[2]
+os.makedirs(out + "/blobs/sha256", exist_ok=True)
+def blob(data, mt):
+    d = hashlib.sha256(data).hexdigest()
+    open(out + "/blobs/sha256/" + d, "wb").write(data)
+    return {"mediaType": mt, "digest": "sha256:" + d, "size": len(data)}
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    body = b"hello\n"
+    info = tarfile.TarInfo("etc/greeting")
+    info.size = len(body)
+    t.addfile(info, io.BytesIO(body))
+layer = buf.getvalue()
+config = json.dumps({"os": "linux", "architecture": "amd64", "config": {"Env": ["A=1"]},
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()
+manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": blob(config, "application/vnd.oci.image.config.v1+json"),
+    "layers": [blob(layer, media)]}).encode()
+desc = blob(manifest, "application/vnd.oci.image.manifest.v1+json")
+desc["annotations"] = {"org.opencontainers.image.ref.name": "tiny"}
+json.dump({"schemaVersion": 2, "manifests": [desc]}, open(out + "/index.json", "w"))
+open(out + "/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .arg(media_type)
+        .status()
+        .expect("python3");
+    assert!(status.success());
+}
+
+#[test]
+fn image_import_and_ls_keep_an_image_by_digest_and_refuse_an_unknown_layer_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let image = |args: &[&str]| {
+        std::process::Command::new(STRATA)
+            .arg("image")
+            .args(args)
+            .env("STRATA_IMAGES", &store)
+            .output()
+            .expect("run strata image")
+    };
+    let good = dir.path().join("tiny");
+    python_layout(&good, "application/vnd.oci.image.layer.v1.tar");
+    let out = image(&["import", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("sha256:") && stdout(&out).contains("tiny"),
+        "{}",
+        stdout(&out)
+    );
+    let digest = stdout(&out).split_whitespace().next().unwrap().to_string();
+    let out = image(&["ls", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["images"][0]["digest"], digest.as_str(), "{listed:#}");
+    assert_eq!(listed["images"][0]["env"], json!(["A=1"]));
+    let rootfs = store.join("rootfs").join(digest.trim_start_matches("sha256:"));
+    assert_eq!(std::fs::read(rootfs.join("etc/greeting")).unwrap(), b"hello\n");
+
+    let odd = dir.path().join("odd");
+    python_layout(&odd, "application/vnd.example.layer.v1.tar+lz4");
+    let out = image(&["import", odd.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown layer media type \"application/vnd.example.layer.v1.tar+lz4\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = image(&["ls", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        listed["images"].as_array().unwrap().len(),
+        1,
+        "nothing of the refused one kept"
+    );
+}
