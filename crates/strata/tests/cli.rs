@@ -162,7 +162,7 @@ open(out + "/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
 }
 
 #[test]
-fn image_import_and_ls_keep_an_image_by_digest_and_refuse_an_unknown_layer_type() {
+fn image_import_and_ls_keep_images_by_digest_and_refuse_a_lying_or_unknown_layer() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let image = |args: &[&str]| {
@@ -190,6 +190,50 @@ fn image_import_and_ls_keep_an_image_by_digest_and_refuse_an_unknown_layer_type(
     let rootfs = store.join("rootfs").join(digest.trim_start_matches("sha256:"));
     assert_eq!(std::fs::read(rootfs.join("etc/greeting")).unwrap(), b"hello\n");
 
+    // A `docker save` archive (the legacy layout: manifest.json, the config and the layer
+    // as files), its layer checked against the config's diff_ids.
+    let docker = |name: &str, diff_id_of: &str| {
+        let script = r#"
+import hashlib, io, json, sys, tarfile
+out, lie = sys.argv[1], sys.argv[2] == "lie"
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    body = b"from docker\n"
+    info = tarfile.TarInfo("etc/greeting")
+    info.size = len(body)
+    t.addfile(info, io.BytesIO(body))
+layer = buf.getvalue()
+diff_id = hashlib.sha256(b"not the layer" if lie else layer).hexdigest()
+config = json.dumps({"os": "linux", "architecture": "amd64", "config": {"Env": ["B=2"]},
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff_id]}}).encode()
+cfg_name = hashlib.sha256(config).hexdigest() + ".json"
+with tarfile.open(out, mode="w") as t:
+    for name, data in [(cfg_name, config), ("abc/layer.tar", layer),
+                       ("manifest.json", json.dumps([{"Config": cfg_name, "RepoTags": ["tiny:docker"],
+                                                      "Layers": ["abc/layer.tar"]}]).encode())]:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+"#;
+        let path = dir.path().join(name);
+        let status = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&path)
+            .arg(diff_id_of)
+            .status()
+            .expect("python3");
+        assert!(status.success());
+        path
+    };
+    let saved = docker("saved.tar", "layer");
+    let out = image(&["import", saved.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("tiny:docker"), "{}", stdout(&out));
+    let lying = docker("lying.tar", "lie");
+    let out = image(&["import", lying.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("digest mismatch"), "{}", stderr(&out));
+
     let odd = dir.path().join("odd");
     python_layout(&odd, "application/vnd.example.layer.v1.tar+lz4");
     let out = image(&["import", odd.to_str().unwrap()]);
@@ -203,7 +247,7 @@ fn image_import_and_ls_keep_an_image_by_digest_and_refuse_an_unknown_layer_type(
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         listed["images"].as_array().unwrap().len(),
-        1,
-        "nothing of the refused one kept"
+        2,
+        "the layout and the docker archive; nothing of the refused ones"
     );
 }
