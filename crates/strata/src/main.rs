@@ -23,6 +23,7 @@ mod out;
 mod progress;
 mod repair;
 mod tables;
+mod top;
 
 use clap::Parser;
 

@@ -102,6 +102,33 @@ async fn ps_scale_and_logs_talk_to_the_running_node() {
     assert!(stderr(&out).contains("no service named \"nope\""), "{}", stderr(&out));
     assert_eq!(service(&node, "web").desired, 3);
 
+    // top --once: one frame, with the requests flowing through the gateway meanwhile.
+    let gateway = node.gateway_addr;
+    let load = tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            assert_eq!(get(gateway, "/").await.status, http::StatusCode::OK);
+        }
+    });
+    let out = strata(app.path(), &["top", "--once", "--every", "1"]).await;
+    load.await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let frame = stdout(&out);
+    for id in ["web-1", "web-2", "web-3"] {
+        assert!(frame.contains(id), "{frame}");
+    }
+    let row: Vec<&str> = frame
+        .lines()
+        .find(|l| l.contains("3/3"))
+        .unwrap_or_else(|| panic!("no web row: {frame}"))
+        .split(|c: char| c == '│' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
+    assert_eq!(&row[..3], ["web", "running", "3/3"], "{frame}");
+    let per_s: f64 = row[3].parse().unwrap_or_else(|_| panic!("REQ/S in {row:?}"));
+    assert!(per_s > 0.0, "requests flowed: {frame}");
+    assert!(row[5].parse::<f64>().is_ok(), "a p50 while requests flow: {frame}");
+
     // logs: the members' output, line by line, named by instance.
     let out = strata(app.path(), &["logs", "web"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
