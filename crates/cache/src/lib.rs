@@ -119,6 +119,7 @@ mod set;
 mod shard;
 mod stored;
 mod value;
+mod zset;
 
 pub use cache::{
     run_sweeper, Cache, CacheConfig, CacheError, CacheStats, Condition, ExpireCondition, Expiry, SetOptions,

@@ -1,16 +1,18 @@
-//! [`Value`]: a key's value as a shard holds it, a string, a Redis hash or a Redis set,
+//! [`Value`]: a key's value as a shard holds it, a string, a Redis hash, set or sorted set,
 //! and what memory accounting charges for it.
 
 use crate::hash::HashValue;
 use crate::set::SetValue;
 use crate::stored::Stored;
+use crate::zset::ZsetValue;
 
-/// A key's value: a string, a hash or a set.
+/// A key's value: a string, a hash, a set or a sorted set.
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
     Str(Stored),
     Hash(Box<HashValue>),
     Set(Box<SetValue>),
+    Zset(Box<ZsetValue>),
 }
 
 impl Value {
@@ -20,6 +22,7 @@ impl Value {
             Value::Str(s) => s.len(),
             Value::Hash(h) => h.bytes(),
             Value::Set(s) => s.bytes(),
+            Value::Zset(z) => z.bytes(),
         }
     }
 
@@ -27,7 +30,7 @@ impl Value {
     pub fn str(&self) -> Option<&Stored> {
         match self {
             Value::Str(s) => Some(s),
-            Value::Hash(_) | Value::Set(_) => None,
+            _ => None,
         }
     }
 
@@ -37,6 +40,7 @@ impl Value {
             Value::Str(_) => "string",
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
+            Value::Zset(_) => "zset",
         }
     }
 }

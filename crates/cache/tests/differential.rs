@@ -40,6 +40,8 @@ mod common;
 mod hashes;
 #[path = "differential/sets.rs"]
 mod sets;
+#[path = "differential/zsets.rs"]
+mod zsets;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -300,6 +302,7 @@ impl Both {
             },
             // The same reply type (a RESP3 set is no array) before a looser look.
             _ if sets::is_loose(&name) && r.first() == s.first() => sets::loosely_same(self, args, &rv, &sv),
+            _ if zsets::is_loose(&name) => zsets::loosely_same(self, args, &rv, &sv),
             _ => false,
         };
         if !ok {
@@ -335,7 +338,7 @@ impl Both {
     /// on each server: the sets of what they found must be equal (and errors the same).
     /// For HSCAN each item is a field and its value.
     fn full_scan_of(&mut self, command: &[Vec<u8>], options: &[Vec<u8>]) {
-        let pairs = command[0] == b"HSCAN";
+        let pairs = command[0] == b"HSCAN" || command[0] == b"ZSCAN";
         let scan = |c: &mut Client| -> Result<BTreeSet<Vec<u8>>, Vec<u8>> {
             let mut cursor = b"0".to_vec();
             let mut keys = BTreeSet::new();
@@ -1234,7 +1237,7 @@ impl Gen {
         let s = |x: &str| x.as_bytes().to_vec();
         let k = self.key();
         loop {
-            let c: Vec<Vec<u8>> = match self.below(62 + sets::WALK_KINDS) {
+            let c: Vec<Vec<u8>> = match self.below(62 + sets::WALK_KINDS + zsets::WALK_KINDS) {
                 0 => vec![s("GET"), k.clone()],
                 1 | 2 => {
                     let mut c = vec![s("SET"), k.clone(), self.value()];
@@ -1476,7 +1479,11 @@ impl Gen {
                 }
                 60 => vec![s(self.pick(&["TYPE", "OBJECT"])), k.clone()],
                 61 => vec![s("OBJECT"), s("ENCODING"), k.clone()],
-                n @ 62.. => match sets::command(self, in_tx, &k, n - 62) {
+                n @ 62.. if n < 62 + sets::WALK_KINDS => match sets::command(self, in_tx, &k, n - 62) {
+                    Some(c) => c,
+                    None => continue,
+                },
+                n @ 62.. => match zsets::command(self, in_tx, &k, n - 62 - sets::WALK_KINDS) {
                     Some(c) => c,
                     None => continue,
                 },
@@ -1537,6 +1544,8 @@ fn random_walk(test: &str, resp3: bool, default_seed: u64) {
                 a.full_scan_of(&[b"HSCAN".to_vec(), c[1].clone()], &c[2..]);
             } else if c[0] == b"SSCAN(full)" {
                 a.full_scan_of(&[b"SSCAN".to_vec(), c[1].clone()], &c[2..]);
+            } else if c[0] == b"ZSCAN(full)" {
+                a.full_scan_of(&[b"ZSCAN".to_vec(), c[1].clone()], &c[2..]);
             } else {
                 a.same_args(&c);
             }

@@ -25,7 +25,8 @@
 //!
 //! Here: the type, its locking, reads, whole-value writes, deadlines, RENAME and COPY;
 //! `values`: the operations that change a value in place (INCR, APPEND, SETRANGE,
-//! SETBIT, ...); `hashes`: reads and writes of hashes; `sets`: of sets; `whole`: those
+//! SETBIT, ...); `hashes`: reads and writes of hashes; `sets`: of sets; `zsets`: of
+//! sorted sets; `whole`: those
 //! on every shard (KEYS, SCAN, FLUSHDB, ...) and WATCH.
 
 use std::ops::{Deref, DerefMut};
@@ -43,6 +44,7 @@ mod hashes;
 mod sets;
 mod values;
 mod whole;
+mod zsets;
 
 /// A set of shards, by number.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -295,7 +297,7 @@ impl<'a> Keyspace<'a> {
         let mut f = Some(f);
         let r = s.with_live(key, now, |e| match &e.value {
             Value::Str(v) => Ok((f.take().expect("called once"))(Some(v.as_slice()))),
-            Value::Hash(_) | Value::Set(_) => Err(WrongType),
+            _ => Err(WrongType),
         });
         s.count_read(r.is_some());
         match r {
@@ -359,6 +361,7 @@ impl<'a> Keyspace<'a> {
                 Value::Str(v) => e.encoding.name(v.as_slice()),
                 Value::Hash(h) => h.encoding(),
                 Value::Set(s) => s.encoding(),
+                Value::Zset(z) => z.encoding(),
             };
             (name, now.saturating_sub(e.last_access))
         })

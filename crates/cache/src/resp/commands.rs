@@ -1,7 +1,7 @@
 //! Dispatch ([`execute`]: look the command up in the table, check its arity, queue it
 //! inside MULTI or run it) and the transaction commands (MULTI, EXEC, DISCARD, WATCH,
 //! UNWATCH). The commands themselves are in `strings` (values), `hashes`, `sets` and
-//! `set_algebra`, `keys` (the
+//! `set_algebra`, `zsets` and `zranges`, `keys` (the
 //! keyspace) and `admin` (the connection and the server); [`run`] calls them with a
 //! [`Keyspace`]: its own for a command run alone, EXEC's for a queued one.
 //!
@@ -18,6 +18,8 @@ use super::state::{ConnectionContext, Session};
 use super::strings;
 use super::table::{lookup, Cmd, Spec};
 use super::transaction::Queue;
+use super::zranges::{self, By, Form};
+use super::zsets;
 use crate::cache::parse_i64;
 use crate::keyspace::{Keyspace, ShardSet};
 
@@ -276,6 +278,93 @@ pub(crate) fn run(
         Cmd::Sunionstore => set_algebra::sunion_or_diff(r, ks, args, SetOp::Union, true),
         Cmd::Sdiffstore => set_algebra::sunion_or_diff(r, ks, args, SetOp::Diff, true),
         Cmd::Smove => set_algebra::smove(r, ks, args),
+        Cmd::Zadd => zsets::zadd(r, ks, args, false),
+        Cmd::Zincrby => zsets::zadd(r, ks, args, true),
+        Cmd::Zrem => zsets::zrem(r, ks, args),
+        Cmd::Zcard => zsets::zcard(r, ks, args),
+        Cmd::Zscore => zsets::zscore(r, ks, args),
+        Cmd::Zmscore => zsets::zmscore(r, ks, args),
+        Cmd::Zrank => zsets::zrank(r, ks, args, false),
+        Cmd::Zrevrank => zsets::zrank(r, ks, args, true),
+        Cmd::Zcount => zsets::zcount(r, ks, args),
+        Cmd::Zlexcount => zsets::zlexcount(r, ks, args),
+        Cmd::Zpopmin => zsets::zpop(r, ks, args, false),
+        Cmd::Zpopmax => zsets::zpop(r, ks, args, true),
+        Cmd::Zremrangebyrank => zsets::zremrange(r, ks, args, "rank"),
+        Cmd::Zremrangebyscore => zsets::zremrange(r, ks, args, "score"),
+        Cmd::Zremrangebylex => zsets::zremrange(r, ks, args, "lex"),
+        Cmd::Zrandmember => zsets::zrandmember(r, ks, args),
+        Cmd::Zscan => zsets::zscan(r, ks, args),
+        Cmd::Zrange => zranges::zrange(
+            r,
+            ks,
+            args,
+            Form {
+                by: None,
+                rev: None,
+                store: false,
+            },
+        ),
+        Cmd::Zrangestore => zranges::zrange(
+            r,
+            ks,
+            args,
+            Form {
+                by: None,
+                rev: None,
+                store: true,
+            },
+        ),
+        Cmd::Zrevrange => zranges::zrange(
+            r,
+            ks,
+            args,
+            Form {
+                by: Some(By::Rank),
+                rev: Some(true),
+                store: false,
+            },
+        ),
+        Cmd::Zrangebyscore => zranges::zrange(
+            r,
+            ks,
+            args,
+            Form {
+                by: Some(By::Score),
+                rev: Some(false),
+                store: false,
+            },
+        ),
+        Cmd::Zrevrangebyscore => zranges::zrange(
+            r,
+            ks,
+            args,
+            Form {
+                by: Some(By::Score),
+                rev: Some(true),
+                store: false,
+            },
+        ),
+        Cmd::Zrangebylex => zranges::zrange(
+            r,
+            ks,
+            args,
+            Form {
+                by: Some(By::Lex),
+                rev: Some(false),
+                store: false,
+            },
+        ),
+        Cmd::Zrevrangebylex => zranges::zrange(
+            r,
+            ks,
+            args,
+            Form {
+                by: Some(By::Lex),
+                rev: Some(true),
+                store: false,
+            },
+        ),
         Cmd::Keys => keys::keys(r, ks, args),
         Cmd::Scan => keys::scan(r, ks, args),
         Cmd::Rename => keys::rename(r, ks, args, false),

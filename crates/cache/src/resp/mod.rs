@@ -21,6 +21,10 @@
 //!   SPOP, SRANDMEMBER, SSCAN, ...).
 //! - `set_algebra` (parse, reply, sets): the set commands on several keys (SINTER and
 //!   SMEMBERS, SUNION, SDIFF, their *STORE forms, SINTERCARD, SMOVE).
+//! - `zsets` (parse, reply, strings, keys, hashes): the sorted set commands on one key
+//!   but the ranges (ZADD, ZINCRBY, ZPOPMIN, ZRANDMEMBER, ZSCAN, ...).
+//! - `zranges` (parse, reply, zsets): ZRANGE in all its forms (BYSCORE, BYLEX, REV,
+//!   LIMIT; ZREVRANGE, ZRANGEBYSCORE, ZRANGEBYLEX, ...) and ZRANGESTORE.
 //! - `commands` (all of the above): dispatch, MULTI/EXEC/DISCARD/WATCH/UNWATCH.
 //! - `connection` (parse, reply, state, commands): one client's protocol state, without
 //!   the socket ([`Connection`]).
@@ -48,6 +52,8 @@ mod strings;
 mod table;
 mod timeouts;
 mod transaction;
+mod zranges;
+mod zsets;
 
 pub use admin::REDIS_VERSION;
 pub use connection::{Connection, Progress};
