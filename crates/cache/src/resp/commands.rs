@@ -1,7 +1,7 @@
 //! Dispatch ([`execute`]: look the command up in the table, check its arity, queue it
 //! inside MULTI or run it) and the transaction commands (MULTI, EXEC, DISCARD, WATCH,
 //! UNWATCH). The commands themselves are in `strings` (values), `hashes`, `sets` and
-//! `set_algebra`, `zsets` and `zranges`, `keys` (the
+//! `set_algebra`, `zsets`, `zranges` and `zset_algebra`, `keys` (the
 //! keyspace) and `admin` (the connection and the server); [`run`] calls them with a
 //! [`Keyspace`]: its own for a command run alone, EXEC's for a queued one.
 //!
@@ -19,6 +19,7 @@ use super::strings;
 use super::table::{lookup, Cmd, Spec};
 use super::transaction::Queue;
 use super::zranges::{self, By, Form};
+use super::zset_algebra::{self, Output, ZsetOp};
 use super::zsets;
 use crate::cache::parse_i64;
 use crate::keyspace::{Keyspace, ShardSet};
@@ -365,6 +366,13 @@ pub(crate) fn run(
                 store: false,
             },
         ),
+        Cmd::Zunionstore => zset_algebra::zset_op(r, ks, args, ZsetOp::Union, Output::Store),
+        Cmd::Zinterstore => zset_algebra::zset_op(r, ks, args, ZsetOp::Inter, Output::Store),
+        Cmd::Zdiffstore => zset_algebra::zset_op(r, ks, args, ZsetOp::Diff, Output::Store),
+        Cmd::Zunion => zset_algebra::zset_op(r, ks, args, ZsetOp::Union, Output::Reply),
+        Cmd::Zinter => zset_algebra::zset_op(r, ks, args, ZsetOp::Inter, Output::Reply),
+        Cmd::Zdiff => zset_algebra::zset_op(r, ks, args, ZsetOp::Diff, Output::Reply),
+        Cmd::Zintercard => zset_algebra::zset_op(r, ks, args, ZsetOp::Inter, Output::Cardinality),
         Cmd::Keys => keys::keys(r, ks, args),
         Cmd::Scan => keys::scan(r, ks, args),
         Cmd::Rename => keys::rename(r, ks, args, false),

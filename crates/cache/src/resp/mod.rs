@@ -25,6 +25,8 @@
 //!   but the ranges (ZADD, ZINCRBY, ZPOPMIN, ZRANDMEMBER, ZSCAN, ...).
 //! - `zranges` (parse, reply, zsets): ZRANGE in all its forms (BYSCORE, BYLEX, REV,
 //!   LIMIT; ZREVRANGE, ZRANGEBYSCORE, ZRANGEBYLEX, ...) and ZRANGESTORE.
+//! - `zset_algebra` (parse, reply, zranges): the sorted set commands on several keys
+//!   (ZUNION, ZINTER, ZDIFF, their *STORE forms, ZINTERCARD; WEIGHTS, AGGREGATE).
 //! - `commands` (all of the above): dispatch, MULTI/EXEC/DISCARD/WATCH/UNWATCH.
 //! - `connection` (parse, reply, state, commands): one client's protocol state, without
 //!   the socket ([`Connection`]).
@@ -53,6 +55,7 @@ mod table;
 mod timeouts;
 mod transaction;
 mod zranges;
+mod zset_algebra;
 mod zsets;
 
 pub use admin::REDIS_VERSION;

@@ -127,6 +127,13 @@ pub(crate) enum Cmd {
     Zrevrangebyscore,
     Zrangebylex,
     Zrevrangebylex,
+    Zunionstore,
+    Zinterstore,
+    Zdiffstore,
+    Zunion,
+    Zinter,
+    Zdiff,
+    Zintercard,
 }
 
 impl Cmd {
@@ -169,15 +176,28 @@ impl Spec {
     }
 
     /// The positions of the command's keys in `args` (Redis' first/last/step; OBJECT's
-    /// subcommands take their key second; SINTERCARD's keys follow their count).
+    /// subcommands take their key second; SINTERCARD's keys follow their count, and so do
+    /// ZUNION's, ZINTER's, ZDIFF's, ZINTERCARD's and, after their destination, the *STORE
+    /// forms').
     pub fn key_positions(&self, args: Args<'_>) -> impl Iterator<Item = usize> {
         let n = args.len() as i32;
+        // The sorted set *STORE commands' destination, besides their keys.
+        let mut also = None;
         let (first, last, step) = match self.cmd {
             Cmd::Object => (2, 2, 1),
-            Cmd::Sintercard => match crate::cache::parse_i64(args.get(1)) {
-                Some(k) if k >= 1 => (2, k.min(n as i64) as i32 + 1, 1),
-                _ => (0, 0, 0),
-            },
+            Cmd::Sintercard | Cmd::Zunion | Cmd::Zinter | Cmd::Zdiff | Cmd::Zintercard => {
+                match crate::cache::parse_i64(args.get(1)) {
+                    Some(k) if k >= 1 => (2, k.min(n as i64) as i32 + 1, 1),
+                    _ => (0, 0, 0),
+                }
+            }
+            Cmd::Zunionstore | Cmd::Zinterstore | Cmd::Zdiffstore => {
+                also = Some(1);
+                match crate::cache::parse_i64(args.get(2)) {
+                    Some(k) if k >= 1 => (3, k.min(n as i64) as i32 + 2, 1),
+                    _ => (0, 0, 0),
+                }
+            }
             _ => (self.first_key, self.last_key, self.step),
         };
         let last = if last < 0 { n + last } else { last.min(n - 1) };
@@ -186,7 +206,7 @@ impl Spec {
         } else {
             first as usize..last as usize + 1
         };
-        range.step_by(step.max(1) as usize)
+        range.step_by(step.max(1) as usize).chain(also)
     }
 
     /// Adds the shards the command touches to `set`: its keys' shards, or all of them.
@@ -206,6 +226,16 @@ impl Spec {
     pub fn holds_shards(&self) -> bool {
         self.cmd.touches_every_shard()
             || self.cmd == Cmd::Sintercard
+            || matches!(
+                self.cmd,
+                Cmd::Zunion
+                    | Cmd::Zinter
+                    | Cmd::Zdiff
+                    | Cmd::Zintercard
+                    | Cmd::Zunionstore
+                    | Cmd::Zinterstore
+                    | Cmd::Zdiffstore
+            )
             || self.step > 0 && (self.last_key < 0 || self.last_key > self.first_key)
     }
 }
@@ -369,6 +399,37 @@ pub(crate) static COMMANDS: &[Spec] = &[
     spec!("zrevrangebyscore", Zrevrangebyscore, -4, R, 1, 1, 1),
     spec!("zrangebylex", Zrangebylex, -4, R, 1, 1, 1),
     spec!("zrevrangebylex", Zrevrangebylex, -4, R, 1, 1, 1),
+    spec!(
+        "zunionstore",
+        Zunionstore,
+        -4,
+        &["write", "denyoom", "movablekeys"],
+        1,
+        1,
+        1
+    ),
+    spec!(
+        "zinterstore",
+        Zinterstore,
+        -4,
+        &["write", "denyoom", "movablekeys"],
+        1,
+        1,
+        1
+    ),
+    spec!(
+        "zdiffstore",
+        Zdiffstore,
+        -4,
+        &["write", "denyoom", "movablekeys"],
+        1,
+        1,
+        1
+    ),
+    spec!("zunion", Zunion, -3, &["readonly", "movablekeys"], 0, 0, 0),
+    spec!("zinter", Zinter, -3, &["readonly", "movablekeys"], 0, 0, 0),
+    spec!("zdiff", Zdiff, -3, &["readonly", "movablekeys"], 0, 0, 0),
+    spec!("zintercard", Zintercard, -3, &["readonly", "movablekeys"], 0, 0, 0),
 ];
 
 pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
