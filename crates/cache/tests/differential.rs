@@ -1,14 +1,14 @@
 //! strata's Redis port against a real `redis-server` (Debian's, 7.0): the same commands
 //! to both, the replies compared byte for byte. Hand-written sequences for each command's
 //! edge cases and errors (transactions with WATCH across two connections included), then
-//! a seeded random walk over the string, hash, set and key commands on a small key space,
-//! alone and inside MULTI/EXEC, in RESP2 and RESP3. The hash commands' hand-written
+//! a seeded random walk over the string, hash, set, sorted set and key commands on a
+//! small key space, alone and inside MULTI/EXEC, in RESP2 and RESP3. The hash commands' hand-written
 //! sequences are in `differential/hashes.rs`, the set commands' in `differential/sets.rs`
 //! (with how set replies are compared where Redis draws at random or lists a hash
-//! table).
+//! table), the sorted set commands' in `differential/zsets.rs` (likewise).
 //!
-//! The parser has no new paths for hashes or sets (they are ordinary commands), so
-//! `tests/malformed.rs` has no case of its own for them.
+//! The parser has no new paths for hashes, sets or sorted sets (they are ordinary
+//! commands), so `tests/malformed.rs` has no case of its own for them.
 //!
 //! Where Redis' answer is random or depends on the moment, and only there, the comparison
 //! is looser (each a documented difference, see docs/state.md):
@@ -1418,7 +1418,10 @@ impl Gen {
                         c.extend([s("COUNT"), s(self.pick(&["1", "2", "5", "100", "0", "x"]))]);
                     }
                     if self.chance(20) {
-                        c.extend([s("TYPE"), s(self.pick(&["string", "list", "STRING", "hash", "set"]))]);
+                        c.extend([
+                            s("TYPE"),
+                            s(self.pick(&["string", "list", "STRING", "hash", "set", "zset"])),
+                        ]);
                     }
                     c
                 }
