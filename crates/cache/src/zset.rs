@@ -449,6 +449,10 @@ pub(crate) fn parse_score(b: &[u8]) -> Option<f64> {
             f64::INFINITY
         });
     }
+    if let Some((v, underflow)) = parse_hex(body.as_bytes()) {
+        // ERANGE: overflow to infinity or underflow to zero.
+        return (!underflow && v.is_finite()).then_some(if s.starts_with('-') { -v } else { v });
+    }
     // Rust's parser takes what strtod takes in decimal but the words above and hex.
     if !body.bytes().next().is_some_and(|c| c.is_ascii_digit() || c == b'.') {
         return None;
@@ -466,6 +470,94 @@ pub(crate) fn parse_score(b: &[u8]) -> Option<f64> {
         return None; // ERANGE: underflow to zero
     }
     Some(v)
+}
+
+/// `strtod`'s hexadecimal form without its sign (`0x1.8p3`, `0X10`, `0x.8`), all of
+/// `b`: the value correctly rounded (to nearest, ties to even; infinite past the
+/// largest double) and whether a nonzero value rounded to 0. None: no such form.
+fn parse_hex(b: &[u8]) -> Option<(f64, bool)> {
+    let b = b.strip_prefix(b"0x").or_else(|| b.strip_prefix(b"0X"))?;
+    // The value is mant * 2^exp, plus something nonzero below it when `sticky`.
+    let (mut mant, mut exp, mut sticky) = (0u64, 0i64, false);
+    let (mut digits, mut point, mut i) = (0, false, 0);
+    while i < b.len() {
+        let c = b[i];
+        if c == b'.' && !point {
+            point = true;
+        } else if let Some(d) = (c as char).to_digit(16) {
+            digits += 1;
+            if mant >> 56 == 0 {
+                mant = mant << 4 | d as u64;
+                exp -= 4 * point as i64;
+            } else {
+                sticky |= d != 0;
+                exp += 4 * !point as i64;
+            }
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    if digits == 0 {
+        return None;
+    }
+    if i < b.len() {
+        if b[i] | 0x20 != b'p' {
+            return None;
+        }
+        let rest = &b[i + 1..];
+        let (neg, ds) = match rest.first() {
+            Some(b'-') => (true, &rest[1..]),
+            Some(b'+') => (false, &rest[1..]),
+            _ => (false, rest),
+        };
+        if ds.is_empty() || !ds.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let e = ds.iter().fold(0i64, |e, d| (e * 10 + (d - b'0') as i64).min(1 << 20));
+        exp += if neg { -e } else { e };
+    }
+    if mant == 0 {
+        return Some((0.0, false));
+    }
+    let top = 63 - mant.leading_zeros() as i64;
+    if top + exp > 1023 {
+        return Some((f64::INFINITY, false));
+    }
+    // Significant bits a double keeps at this magnitude (fewer when subnormal).
+    let keep = if top + exp >= -1022 {
+        53
+    } else {
+        53 - (-1022 - (top + exp))
+    };
+    let shift = top + 1 - keep;
+    let (q, e) = if shift <= 0 {
+        (mant as u128, exp)
+    } else if shift > 100 {
+        (0, exp + shift)
+    } else {
+        let m = mant as u128;
+        let dropped = m & ((1u128 << shift) - 1);
+        let half = 1u128 << (shift - 1);
+        let q = m >> shift;
+        let up = dropped > half || (dropped == half && (sticky || q & 1 == 1));
+        (q + up as u128, exp + shift)
+    };
+    if q == 0 {
+        return Some((0.0, true));
+    }
+    let pow2 = |k: i64| f64::from_bits(((k + 1023) as u64) << 52);
+    let v = if e >= -1022 {
+        if e > 1023 {
+            f64::INFINITY
+        } else {
+            q as f64 * pow2(e)
+        }
+    } else {
+        // Exact: the result is representable (a subnormal), and so is every step.
+        q as f64 * pow2(e + 1074) * f64::from_bits(1)
+    };
+    Some((v, false))
 }
 
 fn is_c_space(c: u8) -> bool {
@@ -492,6 +584,9 @@ fn parse_bound(b: &[u8]) -> Option<(f64, bool)> {
     let neg = s.starts_with('-');
     if lower == "inf" || lower == "infinity" {
         return Some((if neg { f64::NEG_INFINITY } else { f64::INFINITY }, ex));
+    }
+    if let Some((v, _)) = parse_hex(body.as_bytes()) {
+        return Some((if neg { -v } else { v }, ex));
     }
     if !body.bytes().next().is_some_and(|c| c.is_ascii_digit() || c == b'.') {
         return None;
@@ -607,6 +702,31 @@ mod tests {
         ] {
             assert_eq!(parse_score(t.as_bytes()), v, "{t}");
         }
+        for (t, v) in [
+            ("0x10", Some(16.0)),
+            ("-0X1.8p1", Some(-3.0)),
+            ("0x.8", Some(0.5)),
+            ("0x1p-1074", Some(f64::from_bits(1))),
+            ("0x1.8p-1075", Some(f64::from_bits(1))),
+            ("0x1p-1075", None),
+            ("0x1p1024", None),
+            ("0x1.fffffffffffff8p1023", None),
+            ("0x1.fffffffffffffp1023", Some(f64::MAX)),
+            ("0x1.00000000000008p0", Some(1.0)),
+            ("0x1.000000000000081p0", Some(1.0 + f64::EPSILON)),
+            (
+                "0x123456789abcdef0123p-40",
+                Some(0x123456789abcdef0123u128 as f64 / (1u64 << 40) as f64),
+            ),
+            ("0x", None),
+            ("0xp1", None),
+            ("0x1p", None),
+            ("0x1g", None),
+        ] {
+            assert_eq!(parse_score(t.as_bytes()), v, "{t}");
+        }
+        assert_eq!(parse_bound(b"(0x10"), Some((16.0, true)));
+        assert_eq!(parse_bound(b"0x1p9999"), Some((f64::INFINITY, false)));
         assert_eq!(parse_bound(b"(1"), Some((1.0, true)));
         assert_eq!(parse_bound(b""), Some((0.0, false)));
         assert_eq!(parse_bound(b" 2"), Some((2.0, false)));

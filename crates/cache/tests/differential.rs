@@ -5,7 +5,8 @@
 //! small key space, alone and inside MULTI/EXEC, in RESP2 and RESP3. The hash commands' hand-written
 //! sequences are in `differential/hashes.rs`, the set commands' in `differential/sets.rs`
 //! (with how set replies are compared where Redis draws at random or lists a hash
-//! table), the sorted set commands' in `differential/zsets.rs` (likewise).
+//! table), the sorted set commands' in `differential/zsets.rs` (likewise) and
+//! `differential/zset_algebra.rs`.
 //!
 //! The parser has no new paths for hashes, sets or sorted sets (they are ordinary
 //! commands), so `tests/malformed.rs` has no case of its own for them.
@@ -40,6 +41,8 @@ mod common;
 mod hashes;
 #[path = "differential/sets.rs"]
 mod sets;
+#[path = "differential/zset_algebra.rs"]
+mod zset_algebra;
 #[path = "differential/zsets.rs"]
 mod zsets;
 
