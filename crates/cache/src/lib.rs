@@ -17,9 +17,11 @@
 //!   order while Redis would keep a listpack).
 //! - `set` (stored; and `cache`'s integer parsing, as `shard` uses it): a Redis set as
 //!   a shard holds it (sorted while Redis would keep an intset).
-//! - `zset` (stored): a Redis sorted set as a shard holds it (a tree ordered by score
-//!   and member beside a member → score map; listpack or skiplist as Redis 7.0 would
-//!   report), and scores parsed and printed as Redis does.
+//! - `score`: a sorted set's scores parsed and printed as Redis does (`strtod`'s forms,
+//!   `%.17g`).
+//! - `zset` (stored, score): a Redis sorted set as a shard holds it (a tree ordered by
+//!   score and member beside a member → score map; listpack or skiplist as Redis 7.0
+//!   would report).
 //! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET).
 //! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
 //! - `value` (stored, hash, set, zset): a key's value, a string, a hash, a set or a
@@ -120,6 +122,7 @@ mod long_double;
 mod read_through;
 pub mod resp;
 mod ring;
+mod score;
 mod set;
 mod shard;
 mod stored;

@@ -104,7 +104,7 @@ impl Reply<'_> {
     /// A double (a sorted set's score): RESP3 `,`, RESP2 a bulk string; as Redis'
     /// `addReplyDouble` prints it (`%.17g`, `inf`, `-inf`).
     pub fn double(&mut self, v: f64) {
-        let text = crate::zset::format_score(v);
+        let text = crate::score::format_score(v);
         if self.resp3 {
             self.out.push(b',');
             self.out.extend_from_slice(text.as_bytes());

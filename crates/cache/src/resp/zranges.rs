@@ -12,7 +12,7 @@ use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
 use super::zsets::{rank_range, LEX_RANGE, SCORE_RANGE};
 use crate::cache::parse_i64;
 use crate::keyspace::{Keyspace, WrongType};
-use crate::zset::{Entry, LexRange, ScoreRange, ZsetValue};
+use crate::zset::{AddFlags, Entry, LexRange, ScoreRange, ZsetValue, LISTPACK_MAX_ENTRIES};
 
 /// How a range is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,8 +105,18 @@ pub(crate) fn zrange(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, f
         Ok(found) => found,
     };
     if form.store {
+        // Added one by one in the order found, to a listpack unless a rank range is
+        // known to be longer (Redis' `zrangeResultBeginStore`): what is added before a
+        // conversion to a skiplist went through the listpack (`-0` became `0`).
         let found = found.unwrap_or_default();
-        let z = ZsetValue::collect(found.into_iter().map(|e| (e.score, e.member)));
+        let mut z = if by == By::Rank && found.len() > LISTPACK_MAX_ENTRIES {
+            ZsetValue::skiplist()
+        } else {
+            ZsetValue::default()
+        };
+        for e in &found {
+            z.add(e.score, e.member.as_slice(), AddFlags::default());
+        }
         return r.int(ks.zset_store(args.get(1), z) as i64);
     }
     let found = found.unwrap_or_default();

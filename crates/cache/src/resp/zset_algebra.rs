@@ -16,9 +16,10 @@ use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
 use super::zranges::reply_entries;
 use crate::cache::parse_i64;
 use crate::keyspace::{Keyspace, WrongType};
+use crate::score::parse_score;
 use crate::set::SetValue;
 use crate::stored::Stored;
-use crate::zset::{parse_score, Entry, ZsetValue};
+use crate::zset::{Entry, ZsetValue};
 
 /// Which of ZUNION, ZINTER, ZDIFF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

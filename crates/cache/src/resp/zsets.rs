@@ -17,7 +17,8 @@ use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
 use super::strings::or_wrongtype;
 use crate::cache::parse_i64;
 use crate::keyspace::{Keyspace, WrongType};
-use crate::zset::{format_score, listpack_score, parse_score, AddFlags, Added, Entry, LexRange, ScoreRange, ZsetValue};
+use crate::score::{format_score, listpack_score, parse_score};
+use crate::zset::{AddFlags, Added, Entry, LexRange, ScoreRange, ZsetValue};
 
 pub(crate) const NOT_FLOAT: &str = "ERR value is not a valid float";
 pub(crate) const SCORE_RANGE: &str = "ERR min or max is not a float";

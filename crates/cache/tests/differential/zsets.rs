@@ -457,6 +457,52 @@ fn zset_writes_touch_watched_keys_as_redis() {
     a.same(&["EXEC"]);
 }
 
+/// The walk's sorted set commands over skiplists: every key the walk uses starts with a
+/// member longer than 64 bytes. No lex command: over a skiplist of different scores
+/// Redis' answer depends on its nodes' random levels (see the header).
+#[test]
+fn random_zset_commands_over_skiplists_answer_as_redis() {
+    let Some((redis, strata)) = setup("random_zset_commands_over_skiplists_answer_as_redis") else {
+        return;
+    };
+    let seed = std::env::var("STRATA_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_2507u64);
+    let mut g = Gen(seed | 1);
+    let mut b = Both::connect(&redis, &strata);
+    b.seed = Some(seed);
+    let long = "L".repeat(70);
+    for resp3 in [false, true] {
+        if resp3 {
+            b.both(&["HELLO", "3"]);
+        }
+        b.same(&["FLUSHALL"]);
+        for k in ["k0", "k1", "k2", "k3", "k4", "k5", "a*", "[b]", "", "k\u{0}"] {
+            b.same(&["ZADD", k, "1.5", &long]);
+            b.same(&["OBJECT", "ENCODING", k]);
+        }
+        let mut step = 0;
+        while step < 1500 {
+            let k = g.key();
+            let kind = g.below(WALK_KINDS);
+            let Some(c) = command(&mut g, false, &k, kind) else {
+                continue;
+            };
+            let lex = |a: &[u8]| a.eq_ignore_ascii_case(b"bylex") || a.to_ascii_uppercase().ends_with(b"BYLEX");
+            if kind == 9 || c.iter().any(|a| lex(a)) || c[0] == b"ZLEXCOUNT" {
+                continue;
+            }
+            if c[0] == b"ZSCAN(full)" {
+                b.full_scan_of(&[b"ZSCAN".to_vec(), c[1].clone()], &c[2..]);
+            } else {
+                b.same_args(&c);
+            }
+            step += 1;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------- comparisons
 
 /// Whether `name` (lowercase) is a sorted set command whose replies [`loosely_same`]
