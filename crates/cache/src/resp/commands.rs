@@ -18,9 +18,9 @@ use super::state::{ConnectionContext, Session};
 use super::strings;
 use super::table::{lookup, Cmd, Spec};
 use super::transaction::Queue;
-use super::zranges::{self, By, Form};
+use super::zranges::{self, Form};
 use super::zset_algebra::{self, Output, ZsetOp};
-use super::zsets;
+use super::zsets::{self, By};
 use crate::cache::parse_i64;
 use crate::keyspace::{Keyspace, ShardSet};
 
@@ -291,81 +291,18 @@ pub(crate) fn run(
         Cmd::Zlexcount => zsets::zlexcount(r, ks, args),
         Cmd::Zpopmin => zsets::zpop(r, ks, args, false),
         Cmd::Zpopmax => zsets::zpop(r, ks, args, true),
-        Cmd::Zremrangebyrank => zsets::zremrange(r, ks, args, "rank"),
-        Cmd::Zremrangebyscore => zsets::zremrange(r, ks, args, "score"),
-        Cmd::Zremrangebylex => zsets::zremrange(r, ks, args, "lex"),
+        Cmd::Zremrangebyrank => zsets::zremrange(r, ks, args, By::Rank),
+        Cmd::Zremrangebyscore => zsets::zremrange(r, ks, args, By::Score),
+        Cmd::Zremrangebylex => zsets::zremrange(r, ks, args, By::Lex),
         Cmd::Zrandmember => zsets::zrandmember(r, ks, args),
         Cmd::Zscan => zsets::zscan(r, ks, args),
-        Cmd::Zrange => zranges::zrange(
-            r,
-            ks,
-            args,
-            Form {
-                by: None,
-                rev: None,
-                store: false,
-            },
-        ),
-        Cmd::Zrangestore => zranges::zrange(
-            r,
-            ks,
-            args,
-            Form {
-                by: None,
-                rev: None,
-                store: true,
-            },
-        ),
-        Cmd::Zrevrange => zranges::zrange(
-            r,
-            ks,
-            args,
-            Form {
-                by: Some(By::Rank),
-                rev: Some(true),
-                store: false,
-            },
-        ),
-        Cmd::Zrangebyscore => zranges::zrange(
-            r,
-            ks,
-            args,
-            Form {
-                by: Some(By::Score),
-                rev: Some(false),
-                store: false,
-            },
-        ),
-        Cmd::Zrevrangebyscore => zranges::zrange(
-            r,
-            ks,
-            args,
-            Form {
-                by: Some(By::Score),
-                rev: Some(true),
-                store: false,
-            },
-        ),
-        Cmd::Zrangebylex => zranges::zrange(
-            r,
-            ks,
-            args,
-            Form {
-                by: Some(By::Lex),
-                rev: Some(false),
-                store: false,
-            },
-        ),
-        Cmd::Zrevrangebylex => zranges::zrange(
-            r,
-            ks,
-            args,
-            Form {
-                by: Some(By::Lex),
-                rev: Some(true),
-                store: false,
-            },
-        ),
+        Cmd::Zrange => zranges::zrange(r, ks, args, Form::ZRANGE),
+        Cmd::Zrangestore => zranges::zrange(r, ks, args, Form::ZRANGESTORE),
+        Cmd::Zrevrange => zranges::zrange(r, ks, args, Form::fixed(By::Rank, true)),
+        Cmd::Zrangebyscore => zranges::zrange(r, ks, args, Form::fixed(By::Score, false)),
+        Cmd::Zrevrangebyscore => zranges::zrange(r, ks, args, Form::fixed(By::Score, true)),
+        Cmd::Zrangebylex => zranges::zrange(r, ks, args, Form::fixed(By::Lex, false)),
+        Cmd::Zrevrangebylex => zranges::zrange(r, ks, args, Form::fixed(By::Lex, true)),
         Cmd::Zunionstore => zset_algebra::zset_op(r, ks, args, ZsetOp::Union, Output::Store),
         Cmd::Zinterstore => zset_algebra::zset_op(r, ks, args, ZsetOp::Inter, Output::Store),
         Cmd::Zdiffstore => zset_algebra::zset_op(r, ks, args, ZsetOp::Diff, Output::Store),

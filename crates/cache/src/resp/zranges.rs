@@ -9,18 +9,10 @@
 
 use super::parse::Args;
 use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
-use super::zsets::{rank_range, LEX_RANGE, SCORE_RANGE};
+use super::zsets::{rank_range, By, LEX_RANGE, SCORE_RANGE};
 use crate::cache::parse_i64;
 use crate::keyspace::{Keyspace, WrongType};
 use crate::zset::{AddFlags, Entry, LexRange, ScoreRange, ZsetValue, LISTPACK_MAX_ENTRIES};
-
-/// How a range is given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum By {
-    Rank,
-    Score,
-    Lex,
-}
 
 /// Which ZRANGE form: the range kind and direction a command fixes (None: its options
 /// choose, as ZRANGE's and ZRANGESTORE's do).
@@ -30,6 +22,31 @@ pub(crate) struct Form {
     pub rev: Option<bool>,
     /// ZRANGESTORE: the destination first, no WITHSCORES.
     pub store: bool,
+}
+
+impl Form {
+    /// ZRANGE: its options choose.
+    pub const ZRANGE: Form = Form {
+        by: None,
+        rev: None,
+        store: false,
+    };
+    /// ZRANGESTORE: its options choose.
+    pub const ZRANGESTORE: Form = Form {
+        by: None,
+        rev: None,
+        store: true,
+    };
+
+    /// An older form that fixes the range's kind and direction (ZREVRANGE,
+    /// ZRANGEBYSCORE, ZREVRANGEBYLEX, ...).
+    pub const fn fixed(by: By, rev: bool) -> Form {
+        Form {
+            by: Some(by),
+            rev: Some(rev),
+            store: false,
+        }
+    }
 }
 
 enum Range {

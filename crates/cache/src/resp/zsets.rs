@@ -216,26 +216,34 @@ pub(crate) fn zpop(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, max
     }
 }
 
+/// How a range is given (ZREMRANGEBY*, ZRANGE's forms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum By {
+    Rank,
+    Score,
+    Lex,
+}
+
 /// What ZREMRANGEBY* removes.
-pub(crate) enum RemoveRange {
+enum RemoveRange {
     Rank(i64, i64),
     Score(ScoreRange),
     Lex(LexRange),
 }
 
-/// ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX (`kind`: "rank", "score", "lex").
-pub(crate) fn zremrange(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, kind: &str) {
+/// ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX.
+pub(crate) fn zremrange(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, by: By) {
     let (a, b) = (args.get(2), args.get(3));
-    let range = match kind {
-        "rank" => match (parse_i64(a), parse_i64(b)) {
+    let range = match by {
+        By::Rank => match (parse_i64(a), parse_i64(b)) {
             (Some(s), Some(e)) => RemoveRange::Rank(s, e),
             _ => return r.error(NOT_INT),
         },
-        "score" => match ScoreRange::parse(a, b) {
+        By::Score => match ScoreRange::parse(a, b) {
             Some(s) => RemoveRange::Score(s),
             None => return r.error(SCORE_RANGE),
         },
-        _ => match LexRange::parse(a, b) {
+        By::Lex => match LexRange::parse(a, b) {
             Some(l) => RemoveRange::Lex(l),
             None => return r.error(LEX_RANGE),
         },
