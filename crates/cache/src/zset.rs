@@ -1,5 +1,5 @@
-//! [`ZsetValue`]: a Redis sorted set as a shard holds it, its scores as Redis parses
-//! and prints them, and the encoding Redis would report (OBJECT ENCODING).
+//! [`ZsetValue`]: a Redis sorted set as a shard holds it, its ranges (by score, by
+//! lex), and the encoding Redis would report (OBJECT ENCODING).
 //!
 //! The members are kept twice: in a [`BTreeSet`] ordered by (score, member bytes), the
 //! order of Redis' listpack and skiplist alike, and in a [`HashMap`] from member to
@@ -9,8 +9,9 @@
 //! rule; a stored result (ZRANGESTORE, ZUNIONSTORE, ...) is a listpack again if it fits.
 //! Both encodings answer in the same order, so the representation is the same for both.
 //!
-//! Scores are `f64`s, never NaN (parsed and printed in `score`). Two scores compare as C compares doubles (`-0` equals
-//! `0`), so a tie orders by member bytes, as Redis does.
+//! Scores are `f64`s, never NaN (parsed and printed in `score`). Two scores compare as
+//! C compares doubles (`-0` equals `0`), so a tie orders by member bytes, as Redis
+//! does. A listpack holds `-0` as `0` (Redis writes it as text and reads back 0).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};

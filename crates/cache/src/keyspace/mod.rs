@@ -26,8 +26,7 @@
 //! Here: the type, its locking, reads, whole-value writes, deadlines, RENAME and COPY;
 //! `values`: the operations that change a value in place (INCR, APPEND, SETRANGE,
 //! SETBIT, ...); `hashes`: reads and writes of hashes; `sets`: of sets; `zsets`: of
-//! sorted sets; `whole`: those
-//! on every shard (KEYS, SCAN, FLUSHDB, ...) and WATCH.
+//! sorted sets; `whole`: those on every shard (KEYS, SCAN, FLUSHDB, ...) and WATCH.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::MutexGuard;

@@ -1,9 +1,10 @@
 //! The keyspace operations on sorted sets, as `sets` has them for sets: reads
-//! ([`Keyspace::zset_read`]), a write in place ([`Keyspace::zset_write`]) and a whole new value ([`Keyspace::zset_store`]:
-//! ZRANGESTORE, ZUNIONSTORE, ...). Each is one lock of the key's shard, or uses the shard
-//! the keyspace holds (a command on several keys holds them all). A write goes through
-//! the shard's `modify`, `insert_as` or `remove`, so it is charged, may evict, and marks
-//! the key's watchers; a sorted set left empty is removed, as Redis removes it.
+//! ([`Keyspace::zset_read`]), a write in place ([`Keyspace::zset_write`]) and a whole
+//! new value ([`Keyspace::zset_store`]: ZRANGESTORE, ZUNIONSTORE, ...). Each is one lock
+//! of the key's shard, or uses the shard the keyspace holds (a command on several keys
+//! holds them all). A write goes through the shard's `modify`, `insert_as` or `remove`,
+//! so it is charged, may evict, and marks the key's watchers; a sorted set left empty is
+//! removed, as Redis removes it.
 
 use super::{Keyspace, WrongType};
 use crate::shard::{Deadlines, Encoding};
@@ -30,8 +31,8 @@ impl Keyspace<'_> {
 
     /// Calls `f` to change `key`'s sorted set, an empty one if there is no such key; `f`
     /// answers its result and whether it changed the set (then the key's watchers are
-    /// marked). A new sorted set is stored only if `f` left members in it; a sorted set `f` leaves
-    /// empty is removed. Keeps the key's deadline. A key holding another type is
+    /// marked). A new sorted set is stored only if `f` left members in it; one `f`
+    /// leaves empty is removed. Keeps the key's deadline. A key holding another type is
     /// [`WrongType`], and `f` is not called.
     pub fn zset_write<R>(&mut self, key: &[u8], f: impl FnOnce(&mut ZsetValue) -> (R, bool)) -> Result<R, WrongType> {
         let now = self.now;
