@@ -3,10 +3,12 @@
 #
 # Run from the repository root:   bash bench/cache.sh
 # Settings (environment):
-#   ROUNDS=5        rounds; each runs every server at both pipeline depths, the order of
+#   ROUNDS=3        rounds; each runs every server at both pipeline depths, the order of
 #                   the servers rotating between rounds
-#   N1=400000       requests per test at -P 1
-#   N16=2000000     requests per test at -P 16
+#   TESTS=set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,lrange_100,mset
+#                   redis-benchmark's -t (issue 13's list: every data type)
+#   N1=100000       requests per test at -P 1
+#   N16=500000      requests per test at -P 16
 #   CONNS=50        redis-benchmark connections (-c)
 #   KEYSPACE=100000 random keys (-r)
 #   THREADS="0 1"   strata's RESP worker thread counts to measure, each as its own server
@@ -16,9 +18,10 @@
 # See the cache section of bench/README.md for what is measured.
 set -euo pipefail
 
-ROUNDS=${ROUNDS:-5}
-N1=${N1:-400000}
-N16=${N16:-2000000}
+ROUNDS=${ROUNDS:-3}
+TESTS=${TESTS:-set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,lrange_100,mset}
+N1=${N1:-100000}
+N16=${N16:-500000}
 CONNS=${CONNS:-50}
 KEYSPACE=${KEYSPACE:-100000}
 THREADS=${THREADS:-0 1}
@@ -127,7 +130,7 @@ log "$(nproc) cores; $ROUNDS rounds; -c $CONNS -r $KEYSPACE; -P 1 -n $N1; -P 16 
 # run TARGET PORT PIPELINE N ROUND: one redis-benchmark run, appended to results.tsv
 run() {
     local target=$1 port=$2 pipeline=$3 n=$4 round=$5
-    redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -c "$CONNS" -r "$KEYSPACE" -n "$n" -P "$pipeline" --csv \
+    redis-benchmark -h 127.0.0.1 -p "$port" -t "$TESTS" -c "$CONNS" -r "$KEYSPACE" -n "$n" -P "$pipeline" --csv \
         >"$WORK/$target-P$pipeline-r$round.csv" 2>"$WORK/$target-P$pipeline-r$round.err" \
         || die "redis-benchmark against $target failed (see $WORK)"
     python3 - "$WORK/$target-P$pipeline-r$round.csv" "$target" "$pipeline" "$round" >>"$WORK/results.tsv" <<'EOF'
@@ -136,7 +139,7 @@ path, target, pipeline, rnd = sys.argv[1:]
 for row in csv.DictReader(open(path)):
     print("\t".join([rnd, target, pipeline, row["test"], row["rps"], row["p99_latency_ms"]]))
 EOF
-    tail -2 "$WORK/results.tsv" | awk -F'\t' '{printf "[bench] round %s  %-10s -P %-2s %-3s %12.0f req/s  p99 %6.3f ms\n", $1, $2, $3, $4, $5, $6}' >&2
+    grep -P "^$round\t$target\t$pipeline\t" "$WORK/results.tsv" | awk -F'\t' '{printf "[bench] round %s  %-10s -P %-2s %-3s %12.0f req/s  p99 %6.3f ms\n", $1, $2, $3, $4, $5, $6}' >&2
 }
 
 log "warm-up"
@@ -163,17 +166,20 @@ python3 - "$WORK/results.tsv" <<'EOF'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 fig = {}
+tests = []
 for rnd, target, pipeline, test, rps, p99 in rows:
     fig.setdefault((target, pipeline, test), []).append((float(rps), float(p99)))
+    if test not in tests:
+        tests.append(test)
 targets = sorted({t for t, _, _ in fig if t != "redis"})
 print()
 print("medians over %d rounds (req/s; p99 in ms)" % len({r[0] for r in rows}))
 for target in targets:
     print()
-    print("%-4s %-4s %12s %12s %6s %10s %10s %6s" % ("", "", "redis", target, "ratio", "redis p99", "p99", "ratio"))
+    print("%-4s %-36s %12s %12s %6s %10s %10s %6s" % ("", "", "redis", target, "ratio", "redis p99", "p99", "ratio"))
     worst_rps, worst_p99 = None, None
     for pipeline in ("1", "16"):
-        for test in ("SET", "GET"):
+        for test in tests:
             r = fig.get(("redis", pipeline, test)); s = fig.get((target, pipeline, test))
             if not r or not s:
                 continue
@@ -183,7 +189,7 @@ for target in targets:
             p99_ratio = s_p99 / r_p99 if r_p99 > 0 else float("nan")
             worst_rps = ratio if worst_rps is None else min(worst_rps, ratio)
             worst_p99 = p99_ratio if worst_p99 is None else max(worst_p99, p99_ratio)
-            print("%-4s %-4s %12.0f %12.0f %6.2f %10.3f %10.3f %6.2f" % ("-P" + pipeline, test, r_rps, s_rps, ratio, r_p99, s_p99, p99_ratio))
+            print("%-4s %-36s %12.0f %12.0f %6.2f %10.3f %10.3f %6.2f" % ("-P" + pipeline, test, r_rps, s_rps, ratio, r_p99, s_p99, p99_ratio))
     print("%s: lowest throughput ratio %.2f (target >= 1.00), highest p99 ratio %.2f (target <= 1.00)" % (target, worst_rps, worst_p99))
 print()
 print("ratio = strata / redis-server; throughput: higher is better; p99: lower is better")

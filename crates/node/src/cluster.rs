@@ -221,7 +221,9 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
                         if i.state == strata_appservice::InstanceState::Ready {
                             ready += 1;
                         }
-                        if running.len() < membership::MAX_LISTED {
+                        // A stopped slot is history (`strata events` has it), not an instance.
+                        let stopped = i.state == strata_appservice::InstanceState::Stopped;
+                        if !stopped && running.len() < membership::MAX_LISTED {
                             running.push(listed(app, &svc.name, &i));
                         }
                     }
