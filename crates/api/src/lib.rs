@@ -24,6 +24,8 @@
 //! - `store`: key-value and blobs (contract: `docs/state.md`).
 //! - `cache`: the cache, raw and read-through.
 //! - `logs`: streams instance logs, optionally following them.
+//! - [`openapi`]: `GET /v1/openapi.json`, the OpenAPI 3.1 description of every route
+//!   (`crates/api/openapi.json`, held equal to the routers by a test).
 //!
 //! Invariant: the queues and the store are reached only through their backend traits
 //! (`QueueBackend`, `StoreBackend`), so any backend serves the same API.
@@ -36,6 +38,7 @@ mod conn;
 mod control;
 pub mod error;
 mod logs;
+pub mod openapi;
 mod prometheus;
 mod queue_delete;
 pub mod queues;
@@ -106,6 +109,7 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
         .merge(queue_delete::routes())
         .merge(store::routes())
         .merge(cache::routes())
+        .merge(openapi::routes())
         // Each route reads its body itself, bounded by its own limit (`body`).
         .fallback(|req: Request| async move {
             ApiError::not_found(format!(

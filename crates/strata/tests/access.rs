@@ -399,3 +399,119 @@ async fn an_api_beyond_loopback_needs_a_configured_token() {
     );
     stop(node).await;
 }
+
+/// The node API agrees with its OpenAPI description (`crates/api/openapi.json`, served at
+/// `/v1/openapi.json` without a token): schemathesis generates requests for every
+/// operation from it, valid and not, and checks that no answer is a 5xx and that every
+/// answer's status, media type, headers and body are what the description says. Left
+/// out: `POST /v1/down` (stops the node), `POST /v1/cache/shards/{n}/drop` (a drill that
+/// empties the cache) and `GET /v1/services/{service}/logs` (`follow=true` never ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_api_agrees_with_its_openapi_description() {
+    let has = strata_testkit::program("st", "python3 -m pip install schemathesis");
+    if !strata_testkit::needs("the_node_api_agrees_with_its_openapi_description", has) {
+        return;
+    }
+    let app = App::new();
+    // Something behind every route: queues, a namespace and a read-through cache over
+    // it, a service to call (at one instance: a scale to any other count is refused).
+    let m = json!({
+        "strata": 1, "app": "test",
+        "queues": { "orders": {} },
+        "caches": { "carts": { "namespace": "carts", "ttl_ms": 60000 } },
+        "services": {
+            "web": app.member(json!({ "routes": ["/"], "instances": { "min": 1, "max": 1 },
+                                      "access": { "publishes": ["orders"], "namespaces": ["carts"] } })),
+        }
+    });
+    let manifest = strata_manifest::parse(&m.to_string()).expect("a valid manifest");
+    let node = app.start(app.config(manifest)).await;
+    let api = node.api_addr;
+    let host = api.to_string();
+    wait_ready(&node, "web", 1).await;
+
+    // The description needs no token; the Host check applies.
+    let (status, doc) = call(api, Method::GET, "/v1/openapi.json", &[("host", &host)], "").await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_error(
+        call(api, Method::GET, "/v1/openapi.json", &[("host", "evil.example:80")], "").await,
+        421,
+        "misdirected_request",
+    );
+
+    let control = format!("Bearer {}", node.control_token());
+    let (status, _) = call(
+        api,
+        Method::POST,
+        "/v1/queues/orders/messages",
+        &[
+            ("host", &host),
+            ("authorization", &control),
+            ("content-type", "application/json"),
+        ],
+        r#"{"body": "one"}"#,
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // A fetch or a publish-and-wait waits as long as it is asked to: the run asks for no
+    // wait, so that each request is answered at once. A publish-and-wait that nobody
+    // answers is a 504 by contract (no_reply); a call to a service answers what its
+    // member answers (the test member has no PATCH: 501).
+    let config = app.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[operations]]
+include-name = "POST /v1/queues/{queue}/groups/{group}/fetch"
+parameters = { "query.wait_ms" = 0 }
+
+[[operations]]
+include-name = "POST /v1/queues/{queue}/messages"
+parameters = { "query.wait_reply_ms" = 1 }
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "504"]
+
+[[operations]]
+include-tag = "calls"
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "501"]
+"#,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let run = tokio::process::Command::new("st")
+        .arg("--config-file")
+        .arg(&config)
+        .args(["--no-color", "run"])
+        .arg(format!("http://{api}/v1/openapi.json"))
+        .args(["--header", &format!("Authorization: {control}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
+        ])
+        .args(["--max-examples", "10", "--seed", "1", "--workers", "2", "--request-timeout", "10"])
+        .args(["--suppress-health-check", "all"])
+        .args(["--exclude-path", "/v1/down"])
+        .args(["--exclude-path", "/v1/cache/shards/{n}/drop"])
+        .args(["--exclude-path", "/v1/services/{service}/logs"])
+        .current_dir(app.path())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(240), run)
+        .await
+        .expect("schemathesis finished within 240 s")
+        .expect("run schemathesis");
+    let took = started.elapsed();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "schemathesis found disagreements ({:?}):\n{text}",
+        out.status
+    );
+    eprintln!("schemathesis agreed in {took:?}:\n{text}");
+    stop(node).await;
+}
