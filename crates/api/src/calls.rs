@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use strata_gateway::relay::{self, tunnel, RelayPolicy};
 use strata_manifest::CallMode;
 
+use crate::extract::Path;
 use crate::server::Switch;
 use crate::{ApiError, NodeParts};
 

@@ -35,8 +35,8 @@ mod tests {
 
     use super::*;
 
-    /// The methods a handler of `any(...)` is described with.
-    const ANY: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+    /// The methods a handler of `any(...)` is described with: all that OpenAPI names.
+    const ANY: [&str; 8] = ["get", "put", "post", "delete", "patch", "head", "options", "trace"];
 
     /// (method, path template) of every `.route(` call in the crate's sources, read from
     /// the sources themselves: `Router` does not list its routes.

@@ -23,6 +23,8 @@ pub enum ErrorCode {
     MisdirectedRequest,
     /// The route, service, queue, group, key or blob does not exist.
     NotFound,
+    /// The route exists but not with this method (405, with `Allow`).
+    MethodNotAllowed,
     /// The body is over a limit.
     PayloadTooLarge,
     /// A header block over the limit.
@@ -64,6 +66,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::MisdirectedRequest => "misdirected_request",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::Conflict => "conflict",
