@@ -160,6 +160,12 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         let error = &doc["components"]["schemas"]["Error"];
         assert_eq!(error["required"], serde_json::json!(["error", "status", "code"]));
+        let codes: Vec<&str> = strata_wire::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            error["properties"]["code"]["enum"],
+            serde_json::json!(codes),
+            "the codes of strata_wire::ErrorCode"
+        );
         let schemes = &doc["components"]["securitySchemes"];
         assert_eq!(schemes["bearer"]["scheme"], "bearer");
         let header = schemes["strataToken"]["name"].as_str().unwrap_or("");
