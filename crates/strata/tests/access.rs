@@ -462,6 +462,8 @@ async fn the_node_api_agrees_with_its_openapi_description() {
         .expect("the node API answers");
     assert_eq!(reply.header("allow"), Some("GET,HEAD"), "{}", reply.text());
     assert_error((reply.status, reply.json()), 405, "method_not_allowed");
+
+    // A message in the queue, for the run's fetches.
     let (status, _) = call(
         api,
         Method::POST,
@@ -477,11 +479,11 @@ async fn the_node_api_agrees_with_its_openapi_description() {
     assert_eq!(status, 201);
 
     // A fetch or a publish-and-wait waits as long as it is asked to, and followed logs
-    // never end: the run asks for no wait, so that each request is answered at once. A publish-and-wait that nobody
-    // answers is a 504 by contract (no_reply); a call to a service answers what its
-    // member answers (the test member has no PATCH: 501). Not run: schemathesis's
-    // `unsupported_method`, since a call relays every method (QUERY too) to the member;
-    // the 405 of the other routes is checked below.
+    // never end: the run asks for no wait, so that each request is answered at once. A
+    // publish-and-wait that nobody answers is a 504 by contract (no_reply); a call to a
+    // service answers what its member answers (the test member has no PATCH: 501). Not
+    // run: schemathesis's `unsupported_method`, since a call relays every method (QUERY
+    // too) to the member; the 405 of the other routes is checked above.
     let config = app.path().join("schemathesis.toml");
     std::fs::write(
         &config,
