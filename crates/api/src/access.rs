@@ -8,7 +8,8 @@
 //!    carries an `Authorization` of the app's own) that the node gave out: 401 otherwise.
 //!    The control token (the CLI's, `.strata/control.token`) may do everything; a
 //!    service's (`$STRATA_TOKEN` of its instances) what its manifest entry reaches
-//!    ([`strata_manifest::Reach`]);
+//!    ([`strata_manifest::Reach`]). One route needs none: `GET /v1/openapi.json`, the
+//!    description of the API, the same for every node;
 //! 3. the route's right ([`Need`], from the route's template and its path parameters):
 //!    403 when the token lacks it. A route without a rule here is the control token's;
 //! 4. a body sent to a JSON endpoint must say so (`application/json`, or the compact
@@ -248,6 +249,11 @@ pub(crate) async fn check(
     if let Err(e) = access.hosts.check(&req) {
         return e.into_response();
     }
+    let template = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    if template == Some(crate::openapi::PATH) {
+        // The description of the API: the same for every node, no secret in it.
+        return next.run(req).await;
+    }
     let caller = match token_of(req.headers()) {
         None => {
             return unauthorized(
@@ -267,7 +273,6 @@ pub(crate) async fn check(
         },
     };
     let params: Vec<(&str, &str)> = params.as_ref().map_or_else(|_| Vec::new(), |p| p.iter().collect());
-    let template = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
     let (need, body) = route(template, req.method(), &params);
     if let Err(e) = caller.allows(&need) {
         return e.into_response();

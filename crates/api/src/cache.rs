@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +16,7 @@ use serde_json::json;
 use strata_cache::{read_through_key, Expiry, ReadThrough};
 use strata_wire::ErrorCode;
 
+use crate::extract::{Path, Query};
 use crate::{ApiError, NodeParts};
 
 type Answer = Result<Response, ApiError>;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use strata_gateway::relay::{self, tunnel, RelayPolicy};
 use strata_manifest::CallMode;
 
+use crate::extract::Path;
 use crate::server::Switch;
 use crate::{ApiError, NodeParts};
 
@@ -29,34 +30,34 @@ pub(crate) fn routes() -> Router<Arc<NodeParts>> {
 #[derive(Deserialize)]
 struct ServicePath {
     service: String,
-    path: String,
 }
 
 async fn call_any_root(state: State<Arc<NodeParts>>, Path(service): Path<String>, req: Request) -> Response {
-    call(state, service, String::new(), req, CallMode::Any).await
+    call(state, service, req, CallMode::Any).await
 }
 
 async fn call_any(state: State<Arc<NodeParts>>, Path(p): Path<ServicePath>, req: Request) -> Response {
-    call(state, p.service, p.path, req, CallMode::Any).await
+    call(state, p.service, req, CallMode::Any).await
 }
 
 async fn call_all_root(state: State<Arc<NodeParts>>, Path(service): Path<String>, req: Request) -> Response {
-    call(state, service, String::new(), req, CallMode::All).await
+    call(state, service, req, CallMode::All).await
 }
 
 async fn call_all(state: State<Arc<NodeParts>>, Path(p): Path<ServicePath>, req: Request) -> Response {
-    call(state, p.service, p.path, req, CallMode::All).await
+    call(state, p.service, req, CallMode::All).await
+}
+
+/// The member's path of a call: what follows `/v1/MODE/SERVICE/` in the request's path
+/// as it was sent, percent-encoding kept. (The `{*path}` parameter is decoded: `a%20b`
+/// would become `a b`, not a path, and `a%3Fb` would become a query.)
+fn member_path(raw: &str) -> &str {
+    raw.splitn(5, '/').nth(4).unwrap_or("")
 }
 
 /// Relays an instance's call to another service: `/v1/any/web/x?y` reaches `/x?y` on a
-/// member of `web`.
-async fn call(
-    State(state): State<Arc<NodeParts>>,
-    service: String,
-    path: String,
-    req: Request,
-    mode: CallMode,
-) -> Response {
+/// member of `web`, the path as it was sent.
+async fn call(State(state): State<Arc<NodeParts>>, service: String, req: Request, mode: CallMode) -> Response {
     let Some(policy) = state.policies.get(&service).copied() else {
         return ApiError::not_found(format!(
             "no service named {service:?} in app {:?} (services: {})",
@@ -68,6 +69,7 @@ async fn call(
     let pool = state.bus.pool(&service);
     let (mut parts, body) = req.into_parts();
     crate::access::strip_token(&mut parts.headers);
+    let path = member_path(parts.uri.path());
     let target = match parts.uri.query() {
         Some(q) => format!("/{path}?{q}"),
         None => format!("/{path}"),
@@ -119,4 +121,18 @@ async fn switch(pool: &strata_bus::Pool, req: http::Request<Body>, mode: CallMod
         slot.put(tunnel);
     }
     tunnel::closing(res).map(Body::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::member_path;
+
+    #[test]
+    fn the_member_path_is_the_rest_of_the_path_as_sent() {
+        assert_eq!(member_path("/v1/any/web"), "");
+        assert_eq!(member_path("/v1/any/web/"), "");
+        assert_eq!(member_path("/v1/all/web/a/b.html"), "a/b.html");
+        assert_eq!(member_path("/v1/any/web/a%20b%3Fc/%2F"), "a%20b%3Fc/%2F");
+        assert_eq!(member_path("/v1/any/w%65b/x"), "x");
+    }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use strata_appservice::ScaleBy;
 
+use crate::extract::Path;
 use crate::{ApiError, NodeInfo, NodeParts};
 
 pub(crate) fn routes() -> Router<Arc<NodeParts>> {

@@ -14,6 +14,8 @@
 //! - [`access`]: [`Access`], who may call what: the `Host` check, tokens (the CLI's
 //!   control token, one per service), each route's right, JSON media types
 //!   (docs/access.md).
+//! - `extract`: the routes' `Path` and `Query`, axum's with their refusals in the
+//!   shared error body.
 //! - [`error`]: [`ApiError`], the one mapping of domain errors to HTTP statuses and the
 //!   shared error body (`error`, `status`, `code`).
 //! - `control` (prometheus): ps, metrics, events, scale, down; `prometheus`: label values
@@ -24,6 +26,8 @@
 //! - `store`: key-value and blobs (contract: `docs/state.md`).
 //! - `cache`: the cache, raw and read-through.
 //! - `logs`: streams instance logs, optionally following them.
+//! - [`openapi`]: `GET /v1/openapi.json`, the OpenAPI 3.1 description of every route
+//!   (`crates/api/openapi.json`, held equal to the routers by a test).
 //!
 //! Invariant: the queues and the store are reached only through their backend traits
 //! (`QueueBackend`, `StoreBackend`), so any backend serves the same API.
@@ -35,7 +39,9 @@ mod calls;
 mod conn;
 mod control;
 pub mod error;
+mod extract;
 mod logs;
+pub mod openapi;
 mod prometheus;
 mod queue_delete;
 pub mod queues;
@@ -106,6 +112,20 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
         .merge(queue_delete::routes())
         .merge(store::routes())
         .merge(cache::routes())
+        .merge(openapi::routes())
+        // After every route: it applies to those registered before it. axum adds `Allow`.
+        .method_not_allowed_fallback(|req: Request| async move {
+            ApiError::new(
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                strata_wire::ErrorCode::MethodNotAllowed,
+                format!(
+                    "{} {} is not a route: the Allow header lists the methods it takes",
+                    req.method(),
+                    req.uri().path()
+                ),
+            )
+            .into_response()
+        })
         // Each route reads its body itself, bounded by its own limit (`body`).
         .fallback(|req: Request| async move {
             ApiError::not_found(format!(

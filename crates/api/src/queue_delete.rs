@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::delete;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::extract::Path;
 use crate::{ApiError, NodeParts};
 
 pub(crate) fn routes() -> Router<Arc<NodeParts>> {

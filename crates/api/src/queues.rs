@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -18,6 +18,7 @@ use strata_manifest::QueueSpec;
 use strata_queue::{FetchOptions, Message, NewMessage, QueueBackend, QueueHandle, Replied, Reply};
 use strata_wire::{compact, messages_json, CompactMessage, JsonBody, MessageOut};
 
+use crate::extract::{Path, Query};
 use crate::{body, ApiError, Caller, NodeParts};
 
 /// Largest `max_bytes` of one fetch: one answer is built in memory.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,6 +17,7 @@ use serde_json::json;
 use strata_store::{app_namespace, Cond};
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::extract::{Path, Query};
 use crate::{ApiError, NodeParts};
 
 type Answer = Result<Response, ApiError>;

@@ -399,3 +399,150 @@ async fn an_api_beyond_loopback_needs_a_configured_token() {
     );
     stop(node).await;
 }
+
+/// The node API agrees with its OpenAPI description (`crates/api/openapi.json`, served at
+/// `/v1/openapi.json` without a token): schemathesis generates requests for every
+/// operation from it, valid and not, and checks that no answer is a 5xx and that every
+/// answer's status, media type, headers and body are what the description says. Left
+/// out: `POST /v1/down` (stops the node), `POST /v1/cache/shards/{n}/drop` (a drill that
+/// empties the cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_api_agrees_with_its_openapi_description() {
+    let has = strata_testkit::program("st", "python3 -m pip install schemathesis");
+    if !strata_testkit::needs("the_node_api_agrees_with_its_openapi_description", has) {
+        return;
+    }
+    let app = App::new();
+    // Something behind every route: queues, a namespace and a read-through cache over
+    // it, a service to call (at one instance: a scale to any other count is refused).
+    let m = json!({
+        "strata": 1, "app": "test",
+        "queues": { "orders": {} },
+        "caches": { "carts": { "namespace": "carts", "ttl_ms": 60000 } },
+        "services": {
+            "web": app.member(json!({ "routes": ["/"], "instances": { "min": 1, "max": 1 },
+                                      "access": { "publishes": ["orders"], "namespaces": ["carts"] } })),
+        }
+    });
+    let manifest = strata_manifest::parse(&m.to_string()).expect("a valid manifest");
+    let node = app.start(app.config(manifest)).await;
+    let api = node.api_addr;
+    let host = api.to_string();
+    wait_ready(&node, "web", 1).await;
+
+    // The description needs no token; the Host check applies.
+    let (status, doc) = call(api, Method::GET, "/v1/openapi.json", &[("host", &host)], "").await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_error(
+        call(api, Method::GET, "/v1/openapi.json", &[("host", "evil.example:80")], "").await,
+        421,
+        "misdirected_request",
+    );
+
+    let control = format!("Bearer {}", node.control_token());
+    // What schemathesis found. axum's own refusals of a path or a query were plain
+    // text, not the shared error body the description promises.
+    let auth = [("host", host.as_str()), ("authorization", control.as_str())];
+    for path in [
+        "/v1/queues/%FF",
+        "/v1/services/web/logs?follow=maybe",
+        "/v1/kv/carts/%C3%28",
+    ] {
+        assert_error(call(api, Method::GET, path, &auth, "").await, 400, "bad_request");
+    }
+    // A call's path reaches the member as it was sent: `%20` was decoded to a space
+    // (400, not a path) and `%3F` to a query.
+    let reply = get(api, "/v1/any/web/a%20b%3Fc?x=1").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["path"], "/a%20b%3Fc?x=1");
+    // And a method a route does not take: 405 with Allow, and the shared body.
+    let reply = send(api, request(Method::PATCH, api, "/v1/ps", ""))
+        .await
+        .expect("the node API answers");
+    assert_eq!(reply.header("allow"), Some("GET,HEAD"), "{}", reply.text());
+    assert_error((reply.status, reply.json()), 405, "method_not_allowed");
+
+    // A message in the queue, for the run's fetches.
+    let (status, _) = call(
+        api,
+        Method::POST,
+        "/v1/queues/orders/messages",
+        &[
+            ("host", &host),
+            ("authorization", &control),
+            ("content-type", "application/json"),
+        ],
+        r#"{"body": "one"}"#,
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // A fetch or a publish-and-wait waits as long as it is asked to, and followed logs
+    // never end: the run asks for no wait, so that each request is answered at once. A
+    // publish-and-wait that nobody answers is a 504 by contract (no_reply); a call to a
+    // service answers what its member answers (the test member has no PATCH: 501). Not
+    // run: schemathesis's `unsupported_method`, since a call relays every method (QUERY
+    // too) to the member; the 405 of the other routes is checked above.
+    let config = app.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[operations]]
+include-name = "POST /v1/queues/{queue}/groups/{group}/fetch"
+parameters = { "query.wait_ms" = 0 }
+
+[[operations]]
+include-name = "POST /v1/queues/{queue}/messages"
+parameters = { "query.wait_reply_ms" = 1 }
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "504"]
+
+[[operations]]
+include-name = "GET /v1/services/{service}/logs"
+parameters = { "query.follow" = "false" }
+
+[[operations]]
+include-tag = "calls"
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "501"]
+"#,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let run = tokio::process::Command::new("st")
+        .arg("--config-file")
+        .arg(&config)
+        .args(["--no-color", "run"])
+        .arg(format!("http://{api}/v1/openapi.json"))
+        // The token in both of its headers, so that no generated X-Strata-Token (the
+        // description's second scheme) replaces it.
+        .args(["--header", &format!("Authorization: {control}")])
+        .args(["--header", &format!("X-Strata-Token: {}", node.control_token())])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,allow_header_conformance",
+        ])
+        .args(["--max-examples", "20", "--seed", "1", "--workers", "2", "--request-timeout", "10"])
+        .args(["--suppress-health-check", "all"])
+        .args(["--exclude-path", "/v1/down"])
+        .args(["--exclude-path", "/v1/cache/shards/{n}/drop"])
+        .current_dir(app.path())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(240), run)
+        .await
+        .expect("schemathesis finished within 240 s")
+        .expect("run schemathesis");
+    let took = started.elapsed();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "schemathesis found disagreements ({:?}):\n{text}",
+        out.status
+    );
+    eprintln!("schemathesis agreed in {took:?}:\n{text}");
+    stop(node).await;
+}

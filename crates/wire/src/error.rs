@@ -23,6 +23,8 @@ pub enum ErrorCode {
     MisdirectedRequest,
     /// The route, service, queue, group, key or blob does not exist.
     NotFound,
+    /// The route exists but not with this method (405, with `Allow`).
+    MethodNotAllowed,
     /// The body is over a limit.
     PayloadTooLarge,
     /// A header block over the limit.
@@ -56,6 +58,33 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order above: the `code` enum of the node API's OpenAPI
+    /// description is held equal to it (`strata_api::openapi`).
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::MisdirectedRequest,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::HeadersTooLarge,
+        ErrorCode::Conflict,
+        ErrorCode::ConditionFailed,
+        ErrorCode::Duplicate,
+        ErrorCode::Unprocessable,
+        ErrorCode::NoMember,
+        ErrorCode::Shed,
+        ErrorCode::DeadlineExceeded,
+        ErrorCode::NoReply,
+        ErrorCode::UpstreamFailed,
+        ErrorCode::UpstreamTimeout,
+        ErrorCode::ClientBody,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
@@ -64,6 +93,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::MisdirectedRequest => "misdirected_request",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::Conflict => "conflict",
@@ -120,6 +150,12 @@ impl ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_each_code_once() {
+        let codes: std::collections::BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(codes.len(), ErrorCode::ALL.len());
+    }
 
     #[test]
     fn body_has_error_status_code_and_detail() {
