@@ -125,6 +125,7 @@ mod hash;
 mod keyspace;
 mod list;
 mod long_double;
+mod pubsub;
 mod read_through;
 pub mod resp;
 mod ring;

@@ -413,6 +413,7 @@ fn start_cache(
         max_clients: spec.max_clients as usize,
         idle_timeout: ms(spec.idle_timeout_ms),
         command_timeout: ms(spec.command_timeout_ms),
+        password: None,
     };
     let resp = strata_cache::spawn_resp_with(listen, config, cache.clone(), shutdown.clone()).map_err(|e| {
         cannot_listen(

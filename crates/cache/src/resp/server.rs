@@ -8,6 +8,10 @@
 //! buffer is bounded, and so are all of theirs together (`query_buffer`); a connection
 //! idle too long, or too slow to send a command, is closed by its worker's sweep
 //! (`timeouts`), which costs the loop no clock read and no timer per command.
+//!
+//! A connection with subscriptions also waits on its mailbox, and writes the messages
+//! that come into it; the idle timeout spares it, as Redis' spares pub/sub clients. Its
+//! mailbox is bounded (`crate::pubsub`); past the bound the connection is closed.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -165,8 +169,47 @@ async fn serve_connection(
     // answered (`query_buffer`): a connection with nothing pending holds neither.
     let mut out: Vec<u8> = Vec::new();
     loop {
-        match watch.until_expired(stream.readable()).await {
-            Ok(ready) => ready?,
+        let mailbox = conn.mailbox();
+        let event = async {
+            match &mailbox {
+                None => Event::Readable(stream.readable().await),
+                Some(mailbox) => tokio::select! {
+                    ready = stream.readable() => Event::Readable(ready),
+                    () = mailbox.woken() => Event::Messages,
+                },
+            }
+        };
+        match watch.until_expired(event).await {
+            Ok(Event::Readable(ready)) => ready?,
+            Ok(Event::Messages) => {
+                if out.capacity() == 0 {
+                    out = take_chunk();
+                }
+                if !conn.write_messages(&mut out) {
+                    drop(input);
+                    let _ = stream.shutdown().await;
+                    return Ok(());
+                }
+                if !out.is_empty() {
+                    match write_out(&mut stream, &out, &watch).await {
+                        Ok(()) => out.clear(),
+                        Err(Ended::Io(e)) => return Err(e),
+                        Err(Ended::Stalled) => {
+                            conn.idle();
+                            return Ok(());
+                        }
+                    }
+                }
+                if input.bytes.is_empty() {
+                    give_chunk(std::mem::take(&mut out));
+                }
+                continue;
+            }
+            Err(Expired::Idle) if mailbox.is_some() => {
+                // Redis' `timeout` spares pub/sub clients: they wait for messages.
+                watch.wrote();
+                continue;
+            }
             Err(expired) => {
                 drop(input);
                 return match expired {
@@ -256,6 +299,13 @@ async fn serve_connection(
             out = take_chunk();
         }
     }
+}
+
+/// What a connection waiting for its client was woken by.
+enum Event {
+    Readable(std::io::Result<()>),
+    /// Messages came into its mailbox.
+    Messages,
 }
 
 /// How a blocked connection's wait ended.
