@@ -90,20 +90,42 @@ impl Subscriber {
         self.notify.notified().await
     }
 
+    /// Whether messages wait (or the mailbox overflowed): the connection has something
+    /// to do without waiting for a wake-up (one may have been taken while it wrote).
+    pub fn has_pending(&self) -> bool {
+        self.overflowed() || !self.queue.lock().unwrap_or_else(|e| e.into_inner()).messages.is_empty()
+    }
+
     /// Whether its mailbox went past the limit: the connection is to be closed.
     pub fn overflowed(&self) -> bool {
         self.overflowed.load(Ordering::Acquire)
     }
 
-    /// Takes every message waiting, oldest first, passing each to `f`.
-    pub fn drain(&self, mut f: impl FnMut(Message)) {
+    /// Takes the messages waiting, oldest first, passing each to `f`: all of them, or
+    /// (`budget`) as many as fit in about that many bytes, at least one.
+    pub fn drain(&self, budget: Option<usize>, mut f: impl FnMut(Message)) {
         let messages = {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             if q.messages.is_empty() {
                 return;
             }
-            q.bytes = 0;
-            std::mem::take(&mut q.messages)
+            match budget {
+                Some(budget) if q.bytes > budget => {
+                    let mut taken = VecDeque::new();
+                    let mut bytes = 0;
+                    while bytes < budget {
+                        let Some(m) = q.messages.pop_front() else { break };
+                        bytes += m.charge();
+                        taken.push_back(m);
+                    }
+                    q.bytes -= bytes;
+                    taken
+                }
+                _ => {
+                    q.bytes = 0;
+                    std::mem::take(&mut q.messages)
+                }
+            }
         };
         messages.into_iter().for_each(&mut f);
     }
@@ -292,7 +314,7 @@ mod tests {
 
     fn drained(s: &Subscriber) -> Vec<(Option<Bytes>, Bytes, Bytes)> {
         let mut v = Vec::new();
-        s.drain(|m| v.push((m.pattern, m.channel, m.payload)));
+        s.drain(None, |m| v.push((m.pattern, m.channel, m.payload)));
         v
     }
 
@@ -338,6 +360,14 @@ mod tests {
         }
         assert!(!a.overflowed());
         assert!(a.pending() <= 1000);
+        // A budget takes the oldest, at least one.
+        let mut first = 0;
+        a.drain(Some(1), |_| first += 1);
+        assert_eq!(first, 1);
+        assert_eq!(a.pending(), 8 * (MESSAGE_OVERHEAD + 1 + 50));
+        let mut three = 0;
+        a.drain(Some(2 * (MESSAGE_OVERHEAD + 1 + 50) + 1), |_| three += 1);
+        assert_eq!(three, 3);
         for _ in 0..20 {
             ps.publish(b"c", &[0; 50]);
         }

@@ -51,7 +51,7 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
         resp3: session.resp3,
     };
     // Messages that came before this command go out before its reply.
-    if !session.subs.write_pending(&mut r) {
+    if !session.subs.write_pending(&mut r, None) {
         over_output_limit(session, shared);
         return Flow::Close;
     }
@@ -407,7 +407,7 @@ pub(crate) fn run(
             let receivers = shared.server.pubsub.publish(args.get(1), args.get(2));
             // A connection publishing to itself gets the message before the reply, as
             // from Redis.
-            session.subs.write_pending(r);
+            session.subs.write_pending(r, None);
             r.int(receivers as i64);
         }
         Cmd::Pubsub => pubsub::pubsub(r, &shared.server.pubsub, args),

@@ -184,14 +184,15 @@ impl Connection {
         self.session.subs.mailbox().cloned()
     }
 
-    /// Appends the messages waiting in the mailbox to `out`; false if the mailbox went
-    /// past its bound (counted: the connection is to be closed, without a reply).
+    /// Appends messages waiting in the mailbox to `out` (about [`FLUSH_AT`] bytes of
+    /// them: the rest stay counted in the mailbox); false if the mailbox went past its
+    /// bound (counted: the connection is to be closed, without a reply).
     pub(crate) fn write_messages(&mut self, out: &mut Vec<u8>) -> bool {
         let mut r = Reply {
             out,
             resp3: self.session.resp3,
         };
-        let ok = self.session.subs.write_pending(&mut r);
+        let ok = self.session.subs.write_pending(&mut r, Some(FLUSH_AT));
         if !ok {
             super::commands::over_output_limit(&self.session, &self.shared);
         }

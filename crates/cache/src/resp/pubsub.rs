@@ -60,16 +60,16 @@ impl Subscriptions {
         self.mailbox.get_or_insert_with(Default::default).clone()
     }
 
-    /// Writes the messages waiting in the mailbox; false if it overflowed (the
-    /// connection is to be closed).
-    pub fn write_pending(&self, r: &mut Reply<'_>) -> bool {
+    /// Writes the messages waiting in the mailbox (all, or about `budget` bytes of them);
+    /// false if it overflowed (the connection is to be closed).
+    pub fn write_pending(&self, r: &mut Reply<'_>, budget: Option<usize>) -> bool {
         let Some(mailbox) = &self.mailbox else {
             return true;
         };
         if mailbox.overflowed() {
             return false;
         }
-        mailbox.drain(|m| message(r, &m));
+        mailbox.drain(budget, |m| message(r, &m));
         true
     }
 
@@ -84,7 +84,7 @@ impl Subscriptions {
         for p in self.patterns.drain(..) {
             ps.punsubscribe(&p, mailbox);
         }
-        mailbox.drain(|_| {});
+        mailbox.drain(None, |_| {});
     }
 }
 
@@ -151,7 +151,7 @@ pub(crate) fn unsubscribe(r: &mut Reply<'_>, subs: &mut Subscriptions, ps: &PubS
             if let Some(mailbox) = &subs.mailbox {
                 ps.unsubscribe(&name, mailbox);
             }
-            subs.write_pending(r);
+            subs.write_pending(r, None);
         }
         confirm(r, b"unsubscribe", Some(&name), subs.count());
     }
@@ -173,7 +173,7 @@ pub(crate) fn punsubscribe(r: &mut Reply<'_>, subs: &mut Subscriptions, ps: &Pub
             if let Some(mailbox) = &subs.mailbox {
                 ps.punsubscribe(&name, mailbox);
             }
-            subs.write_pending(r);
+            subs.write_pending(r, None);
         }
         confirm(r, b"punsubscribe", Some(&name), subs.count());
     }

@@ -28,6 +28,7 @@ use super::query_buffer::{give_chunk, take_chunk, OverLimit, QueryBuffer, READ_C
 use super::state::{ConnectionContext, RespConfig};
 use super::timeouts::{self, Expired, Watch};
 use crate::cache::Cache;
+use crate::pubsub::Subscriber;
 
 /// The running RESP server's threads; [`RespWorkers::join`] (or `join_blocking` outside
 /// a runtime) waits for them after the token is cancelled. Open connections are closed
@@ -147,6 +148,8 @@ enum Ended {
     Io(std::io::Error),
     /// The client took nothing of it for the idle timeout.
     Stalled,
+    /// The client's mailbox went past its bound meanwhile.
+    Overflowed,
 }
 
 impl From<std::io::Error> for Ended {
@@ -173,6 +176,7 @@ async fn serve_connection(
         let event = async {
             match &mailbox {
                 None => Event::Readable(stream.readable().await),
+                Some(mailbox) if mailbox.has_pending() => Event::Messages,
                 Some(mailbox) => tokio::select! {
                     ready = stream.readable() => Event::Readable(ready),
                     () = mailbox.woken() => Event::Messages,
@@ -191,11 +195,15 @@ async fn serve_connection(
                     return Ok(());
                 }
                 if !out.is_empty() {
-                    match write_out(&mut stream, &out, &watch).await {
+                    match write_out(&mut stream, &out, &watch, mailbox.as_deref()).await {
                         Ok(()) => out.clear(),
                         Err(Ended::Io(e)) => return Err(e),
                         Err(Ended::Stalled) => {
                             conn.idle();
+                            return Ok(());
+                        }
+                        Err(Ended::Overflowed) => {
+                            conn.write_messages(&mut out);
                             return Ok(());
                         }
                     }
@@ -252,11 +260,17 @@ async fn serve_connection(
             let progress = conn.process(&mut input.bytes, &mut out);
             watch.received(input.bytes.len() < before, input.bytes.len());
             if !out.is_empty() {
-                match write_out(&mut stream, &out, &watch).await {
+                let mailbox = conn.mailbox();
+                match write_out(&mut stream, &out, &watch, mailbox.as_deref()).await {
                     Ok(()) => out.clear(),
                     Err(Ended::Io(e)) => return Err(e),
                     Err(Ended::Stalled) => {
                         conn.idle();
+                        return Ok(());
+                    }
+                    Err(Ended::Overflowed) => {
+                        // Counts and logs it.
+                        conn.write_messages(&mut out);
                         return Ok(());
                     }
                 }
@@ -363,8 +377,14 @@ async fn wait_blocked(
 }
 
 /// Writes `out` whole. Nearly always the socket takes it at once; if not, the client is
-/// not reading, and the idle timeout counts from the last part it took.
-async fn write_out(stream: &mut TcpStream, out: &[u8], watch: &Watch) -> Result<(), Ended> {
+/// not reading, and the idle timeout counts from the last part it took. A subscriber's
+/// write also ends when its mailbox (`mailbox`) overflows meanwhile.
+async fn write_out(
+    stream: &mut TcpStream,
+    out: &[u8],
+    watch: &Watch,
+    mailbox: Option<&Subscriber>,
+) -> Result<(), Ended> {
     let mut at = match stream.try_write(out) {
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
@@ -375,10 +395,23 @@ async fn write_out(stream: &mut TcpStream, out: &[u8], watch: &Watch) -> Result<
     }
     watch.writing(true);
     while at < out.len() {
-        let n = watch
-            .until_expired(stream.write(&out[at..]))
-            .await
-            .map_err(|_| Ended::Stalled)??;
+        let write = async {
+            match mailbox {
+                None => Some(stream.write(&out[at..]).await),
+                Some(mailbox) => tokio::select! {
+                    n = stream.write(&out[at..]) => Some(n),
+                    () = mailbox.woken(), if !mailbox.overflowed() => None,
+                },
+            }
+        };
+        let written = watch.until_expired(write).await.map_err(|_| Ended::Stalled)?;
+        let Some(n) = written else {
+            if mailbox.is_some_and(Subscriber::overflowed) {
+                return Err(Ended::Overflowed);
+            }
+            continue;
+        };
+        let n = n?;
         if n == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
         }
