@@ -90,6 +90,8 @@ impl Connection {
         let mut commands = 0u64;
         let mut progress = Progress::NeedInput;
         loop {
+            // AUTH may have succeeded (or RESET logged out) in the command before.
+            self.parser.set_unauthenticated(!self.session.authenticated);
             match self.parser.parse(&input[at..]) {
                 Ok(Some(used)) => {
                     let args = self.parser.args(&input[at..]);

@@ -294,6 +294,17 @@ fn auth_answers_as_redis() {
     ] {
         b.same(c);
     }
+    // Before AUTH, commands are held to 10 arguments of 16 KiB (a protocol error that
+    // closes the connection), as in Redis; after it, not.
+    let many: Vec<Vec<u8>> = std::iter::once(b"DEL".to_vec())
+        .chain((0..10).map(|i| format!("k{i}").into_bytes()))
+        .collect();
+    let long = vec![b"GET".to_vec(), vec![b'x'; 16385]];
+    let fits = vec![b"GET".to_vec(), vec![b'x'; 16384]];
+    for args in [&many, &long, &fits] {
+        let mut c = Both::connect(&redis, &strata);
+        c.same_args(args);
+    }
     let mut h = Both::connect(&redis, &strata);
     h.same(&["GET", "k"]);
     // The map's version and id differ: HELLO's reply is not compared, what follows is.
@@ -302,4 +313,6 @@ fn auth_answers_as_redis() {
     h.same(&["CLIENT", "GETNAME"]);
     h.same(&["AUTH", "default", "wrong"]);
     h.same(&["GET", "k"]);
+    h.same_args(&many);
+    h.same_args(&long);
 }
