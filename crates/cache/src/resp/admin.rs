@@ -203,11 +203,12 @@ fn subcommand_error(r: &mut Reply<'_>, cmd: &str, args: Args<'_>) {
 fn client_line(session: &Session, shared: &ConnectionContext) -> String {
     let age = session.created.elapsed().as_secs();
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={age} idle=0 flags=N db=0 sub={} psub={} ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=0 name={} age={age} idle=0 flags={} db=0 sub={} psub={} ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
         session.id,
         session.peer,
         shared.server.addr(),
         String::from_utf8_lossy(session.name.as_deref().unwrap_or_default()),
+        if session.subs.active() { "P" } else { "N" },
         session.subs.channel_count(),
         session.subs.pattern_count(),
         if session.resp3 { 3 } else { 2 },
