@@ -333,7 +333,8 @@ enum Unblocked {
 }
 
 /// Waits while the connection is blocked in a command (BLPOP, ...): for a signal that
-/// elements came (then it tries again), its deadline, or the client. What the client
+/// elements came (then it tries again), its deadline, or the client; a RESP3
+/// subscriber's messages are written meanwhile. What the client
 /// sends meanwhile is read and kept (bounded as always) to run after the answer, as
 /// Redis does; the idle timeout does not apply to a blocked client, as in Redis.
 async fn wait_blocked(
@@ -349,7 +350,34 @@ async fn wait_blocked(
                 None => std::future::pending().await,
             }
         };
+        // A RESP3 subscriber gets its messages while it waits: up to a chunk of them
+        // held in `out` (before the answer) while the socket does not take them, the
+        // rest left in its bounded mailbox.
+        let mailbox = conn.mailbox();
+        let messages = async {
+            match &mailbox {
+                Some(m) if out.len() < BLOCKED_OUT_CHUNK => m.woken().await,
+                _ => std::future::pending().await,
+            }
+        };
+        let writable = async {
+            if out.is_empty() {
+                std::future::pending().await
+            } else {
+                stream.writable().await
+            }
+        };
         tokio::select! {
+            () = messages => {
+                if !conn.write_messages(out) {
+                    return Ok(Unblocked::Closed);
+                }
+                flush_some(stream, out)?;
+            }
+            ready = writable => {
+                ready?;
+                flush_some(stream, out)?;
+            }
             () = waiter.woken() => {
                 if conn.retry_blocked(out) {
                     return Ok(Unblocked::Answered);
@@ -374,6 +402,22 @@ async fn wait_blocked(
         }
     }
     Ok(Unblocked::Answered)
+}
+
+/// How much of a blocked subscriber's messages waits in its output buffer while the
+/// client does not read them.
+const BLOCKED_OUT_CHUNK: usize = 1 << 20;
+
+/// Writes what the socket takes of `out` now, and keeps the rest.
+fn flush_some(stream: &TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+    match stream.try_write(out) {
+        Ok(n) => {
+            out.drain(..n);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes `out` whole. Nearly always the socket takes it at once; if not, the client is

@@ -237,6 +237,31 @@ fn resp3_subscribers_run_any_command() {
     sub.same(&["PING"]);
     same_n(&mut sub, &["UNSUBSCRIBE"], 1);
     sub.same(&["GET", "k"]);
+    // Blocked in BLPOP, a RESP3 subscriber still receives its messages.
+    sub.both(&["HELLO", "3"]);
+    same_n(&mut sub, &["SUBSCRIBE", "c"], 1);
+    send(&mut sub, &["BLPOP", "list", "0"]);
+    // A push held back until the answer fails here rather than hanging.
+    sub.strata
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (r, s) = publisher.send(&[b"INFO".to_vec(), b"clients".to_vec()]);
+        let blocked = |raw: &[u8]| String::from_utf8_lossy(raw).contains("blocked_clients:1\r\n");
+        if blocked(&r) && blocked(&s) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never blocked");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    publisher.same(&["PUBLISH", "c", "while blocked"]);
+    read_same(&mut sub, 1, "a push while blocked");
+    publisher.same(&["RPUSH", "list", "x"]);
+    read_same(&mut sub, 1, "BLPOP's answer");
+    same_n(&mut sub, &["UNSUBSCRIBE"], 1);
+    sub.same(&["GET", "k"]);
 }
 
 #[test]
