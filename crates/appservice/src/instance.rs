@@ -533,6 +533,21 @@ async fn launch(
     let name = format!("{id}.{launch_no}");
     if container {
         let oci = shared.oci().await?;
+        let image = shared.image(&ctx.spec).await?;
+        let mut env = env;
+        if let Some(image) = &image {
+            // The image's environment, under the instance contract's and the manifest's
+            // (its PATH over the default one, unless the manifest sets PATH).
+            for pair in &image.image.env {
+                if let Some((k, v)) = pair.split_once('=') {
+                    let default_path = k == "PATH" && !ctx.spec.env.contains_key("PATH");
+                    let ours = env.contains_key(k) && !default_path;
+                    if !ours {
+                        env.insert(k.to_string(), v.to_string());
+                    }
+                }
+            }
+        }
         let resources = &ctx.spec.resources;
         let (running, run_log) = oci
             .launch(ContainerLaunch {
@@ -544,6 +559,7 @@ async fn launch(
                 state_dir: &shared.state_dir,
                 log: &log,
                 bundle: scratch,
+                root: image.as_ref().map(|i| i.rootfs.as_path()),
                 files: &files,
                 user: ctx.spec.user_ids(),
                 memory_mb: resources.memory_mb,

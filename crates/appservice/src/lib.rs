@@ -10,6 +10,8 @@
 //! - `oci`: the OCI driver: a container per launch on an OCI runtime (crun where it
 //!   works, else runc), its bundle (the `host` image, isolation, seccomp, limits), OOM
 //!   kills, and the container guard that deletes a dead node's containers.
+//! - [`image`]: container images (OCI layouts and archives, `docker save` archives)
+//!   imported into the node's image store, verified and unpacked layer by layer.
 //! - `guard`: containment of every process an instance starts (a cgroup per launch, or
 //!   a subreaper shim), and the orphan guard that kills them all if strata itself dies.
 //! - `probe`: readiness and liveness checks (health path or port accept), as a
@@ -31,6 +33,7 @@ mod capacity;
 mod driver;
 mod events;
 mod guard;
+pub mod image;
 mod instance;
 mod oci;
 mod probe;
@@ -118,6 +121,8 @@ pub(crate) struct AppContext {
     /// The OCI driver's node state, made when the first container is wanted (a failed
     /// attempt, such as no runtime installed, is tried again at the next launch).
     pub oci: tokio::sync::OnceCell<Arc<oci::Oci>>,
+    /// The images the app's containers run, resolved (imported, unpacked) once each.
+    pub images: tokio::sync::Mutex<BTreeMap<String, Arc<image::Resolved>>>,
 }
 
 impl AppContext {
@@ -137,6 +142,35 @@ impl AppContext {
             .get_or_try_init(|| async { oci::Oci::start(&self.state_dir).await.map(Arc::new) })
             .await
             .cloned()
+    }
+
+    /// The image a container service runs: None for the `host` image, else the image
+    /// the manifest names, imported into the node's image store on first use (a bad one
+    /// is an error here, before any container is made). A failed import is tried again
+    /// at the next launch.
+    pub async fn image(&self, spec: &strata_manifest::ServiceSpec) -> Result<Option<Arc<image::Resolved>>> {
+        let name = spec.image();
+        if name == strata_manifest::HOST_IMAGE {
+            return Ok(None);
+        }
+        let mut images = self.images.lock().await;
+        if let Some(found) = images.get(name) {
+            return Ok(Some(found.clone()));
+        }
+        let (name_owned, base) = (name.to_string(), self.app_dir.clone());
+        let resolved = tokio::task::spawn_blocking(move || -> Result<image::Resolved> {
+            let store = image::ImageStore::open_default()?;
+            let image = store.resolve(&name_owned, &base)?;
+            Ok(image::Resolved {
+                rootfs: store.rootfs(&image),
+                image,
+            })
+        })
+        .await
+        .context("import the image")??;
+        let resolved = Arc::new(resolved);
+        images.insert(name.to_string(), resolved.clone());
+        Ok(Some(resolved))
     }
 }
 
@@ -168,6 +202,7 @@ impl AppService {
             events: events::EventLog::new(),
             tracker: TaskTracker::new(),
             oci: tokio::sync::OnceCell::new(),
+            images: tokio::sync::Mutex::new(BTreeMap::new()),
         });
         let containers = config
             .manifest

@@ -1,5 +1,5 @@
 //! strata's cache: an in-memory key-value cache of byte strings (and, through the Redis
-//! port, Redis hashes, sets and lists), sharded by consistent
+//! port, Redis hashes, sets, lists and sorted sets), sharded by consistent
 //! hashing, with per-key TTLs, a memory bound with eviction, read-through in front of a
 //! store namespace, and a Redis protocol server. No HTTP in here: the node wires the
 //! cache to its API, manifest and CLI.
@@ -17,6 +17,11 @@
 //!   order while Redis would keep a listpack).
 //! - `set` (stored; and `cache`'s integer parsing, as `shard` uses it): a Redis set as
 //!   a shard holds it (sorted while Redis would keep an intset).
+//! - `score`: a sorted set's scores parsed and printed as Redis does (`strtod`'s forms,
+//!   `%.17g`).
+//! - `zset` (stored, score): a Redis sorted set as a shard holds it (a tree ordered by
+//!   score and member beside a member → score map; listpack or skiplist as Redis 7.0
+//!   would report).
 //! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET, pub/sub patterns).
 //! - `pubsub` (glob): the Redis port's channel and pattern subscriptions across worker
 //!   threads, and each subscriber's mailbox (bounded: past 32 MiB the subscriber is
@@ -24,19 +29,19 @@
 //! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
 //! - `list` (stored): a Redis list as a shard holds it (a deque, its charge kept exact;
 //!   OBJECT ENCODING `quicklist`, as Redis 7.0 answers for every list).
-//! - `value` (stored, hash, set, list): a key's value, a string, a hash, a set or a
-//!   list, and its charge.
+//! - `value` (stored, hash, set, list, zset): a key's value, a string, a hash, a set, a
+//!   list or a sorted set, and its charge.
 //! - `blocking` (stored): the Redis port's clients blocked on list keys (BLPOP & co.),
 //!   by key in each shard, first blocked first served, across worker threads; its
 //!   header says why no wake-up and no element is lost.
-//! - `shard` (stored, value, blocking): one shard (a `Mutex<HashMap>`), its memory accounting,
-//!   lazy and sampled expiry, eviction by sampling (approximate LRU: sample
+//! - `shard` (stored, value, blocking): one shard (a `Mutex<HashMap>`), its memory
+//!   accounting, lazy and sampled expiry, eviction by sampling (approximate LRU: sample
 //!   [`CacheConfig::eviction_samples`] keys, evict the least recently used), the
 //!   connections WATCHing its keys, and SCAN's walk over it.
-//! - `keyspace` (clock, ring, stored, hash, list, value, blocking, glob, long_double,
-//!   shard): every
-//!   operation on keys, locking one shard per operation or holding several at once
-//!   (multi-key commands and transactions are atomic: its header says how).
+//! - `keyspace` (clock, ring, stored, hash, set, list, zset, value, blocking, glob,
+//!   long_double, shard): every operation on keys, locking one shard per operation or
+//!   holding several at once (multi-key commands and transactions are atomic: its
+//!   header says how).
 //! - [`Cache`] (`cache`; keyspace and the above): the shards of one node and the public
 //!   operations on them (get, set with conditions and expiry, delete,
 //!   expire/persist/ttl, incr, append, flush, [`Cache::drop_shard`], [`Cache::stats`]).
@@ -93,9 +98,9 @@
 //! - `strata cache drop-shard N` → [`Cache::drop_shard`]; stats → [`Cache::stats`] (and
 //!   [`ReadThrough::stats`]).
 //! - The Redis port → [`spawn_resp`] / [`spawn_resp_with`]; [`RespWorkers::join`] after
-//!   cancelling the token. The RESP server serves the cache as Redis strings, hashes
-//!   sets and lists (no read-through on that path); the string operations here see a
-//!   hash, a set or a list as no string. Its bounds come from [`RespConfig`]:
+//!   cancelling the token. The RESP server serves the cache as Redis strings, hashes,
+//!   sets, lists and sorted sets (no read-through on that path); the string operations
+//!   here see any of the others as no string. Its bounds come from [`RespConfig`]:
 //!   connections (`maxclients`), idle and slow-command timeouts, each query buffer and
 //!   all of them together; the defaults hold without any setting. Its password
 //!   ([`RespConfig::password`], Redis' `requirepass`) is the node's to choose: the node
@@ -110,7 +115,8 @@
 //! - Memory accounting (`bytes`) is key + value + [`ENTRY_OVERHEAD`] per entry (a hash's
 //!   value: its fields and values + a fixed overhead per field; a set's: its members +
 //!   a fixed overhead per member, by encoding; a list's: its elements and a fixed
-//!   overhead per element), exact for what the cache holds; each
+//!   overhead per element; a sorted set's: its members + a fixed overhead per member),
+//!   exact for what the cache holds; each
 //!   shard evicts to stay within `max_bytes / shards`.
 //! - Keys and values are copied out of request buffers, so a cached value never pins a
 //!   connection's buffer.
@@ -137,10 +143,12 @@ mod pubsub;
 mod read_through;
 pub mod resp;
 mod ring;
+mod score;
 mod set;
 mod shard;
 mod stored;
 mod value;
+mod zset;
 
 pub use cache::{
     run_sweeper, Cache, CacheConfig, CacheError, CacheStats, Condition, ExpireCondition, Expiry, SetOptions,

@@ -1,18 +1,20 @@
-//! [`Value`]: a key's value as a shard holds it, a string, a Redis hash, set or list,
-//! and what memory accounting charges for it.
+//! [`Value`]: a key's value as a shard holds it, a string, a Redis hash, set, list or
+//! sorted set, and what memory accounting charges for it.
 
 use crate::hash::HashValue;
 use crate::list::ListValue;
 use crate::set::SetValue;
 use crate::stored::Stored;
+use crate::zset::ZsetValue;
 
-/// A key's value: a string, a hash, a set or a list.
+/// A key's value: a string, a hash, a set, a list or a sorted set.
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
     Str(Stored),
     Hash(Box<HashValue>),
     Set(Box<SetValue>),
     List(Box<ListValue>),
+    Zset(Box<ZsetValue>),
 }
 
 impl Value {
@@ -23,6 +25,7 @@ impl Value {
             Value::Hash(h) => h.bytes(),
             Value::Set(s) => s.bytes(),
             Value::List(l) => l.bytes(),
+            Value::Zset(z) => z.bytes(),
         }
     }
 
@@ -30,7 +33,7 @@ impl Value {
     pub fn str(&self) -> Option<&Stored> {
         match self {
             Value::Str(s) => Some(s),
-            Value::Hash(_) | Value::Set(_) | Value::List(_) => None,
+            _ => None,
         }
     }
 
@@ -41,6 +44,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::List(_) => "list",
+            Value::Zset(_) => "zset",
         }
     }
 }

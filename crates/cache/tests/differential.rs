@@ -1,16 +1,18 @@
 //! strata's Redis port against a real `redis-server` (Debian's, 7.0): the same commands
 //! to both, the replies compared byte for byte. Hand-written sequences for each command's
 //! edge cases and errors (transactions with WATCH across two connections included), then
-//! a seeded random walk over the string, hash, set, list and key commands on a small key
-//! space, alone and inside MULTI/EXEC, in RESP2 and RESP3. The hash commands'
-//! hand-written sequences are in `differential/hashes.rs`, the set commands' in
-//! `differential/sets.rs` (with how set replies are compared where Redis draws at
+//! a seeded random walk over the string, hash, set, list, sorted set and key commands
+//! on a small key space, alone and inside MULTI/EXEC, in RESP2 and RESP3. The hash
+//! commands' hand-written sequences are in `differential/hashes.rs`, the set commands'
+//! in `differential/sets.rs` (with how set replies are compared where Redis draws at
 //! random or lists a hash table), the list commands' (the blocking ones with several
-//! connections) in `differential/lists.rs`, pub/sub's (several connections, RESP2 and
-//! RESP3) and AUTH's (against `--requirepass`) in `differential/pubsub.rs`.
+//! connections) in `differential/lists.rs`, the sorted set commands' in
+//! `differential/zsets.rs` (likewise) and `differential/zset_algebra.rs`, pub/sub's
+//! (several connections, RESP2 and RESP3) and AUTH's (against `--requirepass`) in
+//! `differential/pubsub.rs`.
 //!
-//! The parser has no new paths for hashes, sets or lists (they are ordinary commands),
-//! so `tests/malformed.rs` has no case of its own for them.
+//! The parser has no new paths for these types (they are ordinary commands), so
+//! `tests/malformed.rs` has no case of its own for them.
 //!
 //! Where Redis' answer is random or depends on the moment, and only there, the comparison
 //! is looser (each a documented difference, see docs/state.md):
@@ -46,6 +48,10 @@ mod lists;
 mod pubsub;
 #[path = "differential/sets.rs"]
 mod sets;
+#[path = "differential/zset_algebra.rs"]
+mod zset_algebra;
+#[path = "differential/zsets.rs"]
+mod zsets;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -313,6 +319,7 @@ impl Both {
             },
             // The same reply type (a RESP3 set is no array) before a looser look.
             _ if sets::is_loose(&name) && r.first() == s.first() => sets::loosely_same(self, args, &rv, &sv),
+            _ if zsets::is_loose(&name) => zsets::loosely_same(self, args, &rv, &sv),
             _ => false,
         };
         if !ok {
@@ -348,7 +355,7 @@ impl Both {
     /// on each server: the sets of what they found must be equal (and errors the same).
     /// For HSCAN each item is a field and its value.
     fn full_scan_of(&mut self, command: &[Vec<u8>], options: &[Vec<u8>]) {
-        let pairs = command[0] == b"HSCAN";
+        let pairs = command[0] == b"HSCAN" || command[0] == b"ZSCAN";
         let scan = |c: &mut Client| -> Result<BTreeSet<Vec<u8>>, Vec<u8>> {
             let mut cursor = b"0".to_vec();
             let mut keys = BTreeSet::new();
@@ -1263,7 +1270,7 @@ impl Gen {
         let s = |x: &str| x.as_bytes().to_vec();
         let k = self.key();
         loop {
-            let c: Vec<Vec<u8>> = match self.below(76 + sets::WALK_KINDS) {
+            let c: Vec<Vec<u8>> = match self.below(76 + sets::WALK_KINDS + zsets::WALK_KINDS) {
                 0 => vec![s("GET"), k.clone()],
                 1 | 2 => {
                     let mut c = vec![s("SET"), k.clone(), self.value()];
@@ -1444,7 +1451,10 @@ impl Gen {
                         c.extend([s("COUNT"), s(self.pick(&["1", "2", "5", "100", "0", "x"]))]);
                     }
                     if self.chance(20) {
-                        c.extend([s("TYPE"), s(self.pick(&["string", "list", "STRING", "hash", "set"]))]);
+                        c.extend([
+                            s("TYPE"),
+                            s(self.pick(&["string", "list", "STRING", "hash", "set", "zset"])),
+                        ]);
                     }
                     c
                 }
@@ -1585,7 +1595,11 @@ impl Gen {
                         ],
                     }
                 }
-                n @ 76.. => match sets::command(self, in_tx, &k, n - 76) {
+                n @ 76.. if n < 76 + sets::WALK_KINDS => match sets::command(self, in_tx, &k, n - 76) {
+                    Some(c) => c,
+                    None => continue,
+                },
+                n @ 76.. => match zsets::command(self, in_tx, &k, n - 76 - sets::WALK_KINDS) {
                     Some(c) => c,
                     None => continue,
                 },
@@ -1646,6 +1660,8 @@ fn random_walk(test: &str, resp3: bool, default_seed: u64) {
                 a.full_scan_of(&[b"HSCAN".to_vec(), c[1].clone()], &c[2..]);
             } else if c[0] == b"SSCAN(full)" {
                 a.full_scan_of(&[b"SSCAN".to_vec(), c[1].clone()], &c[2..]);
+            } else if c[0] == b"ZSCAN(full)" {
+                a.full_scan_of(&[b"ZSCAN".to_vec(), c[1].clone()], &c[2..]);
             } else {
                 a.same_args(&c);
             }

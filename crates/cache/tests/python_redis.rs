@@ -51,6 +51,20 @@ for protocol in (2, 3):
     assert set(r.sscan_iter("big", match="m1*")) == {m.encode() for m in big if m.startswith("m1")}
     assert r.smove("s", "t", 1) in (1, True) and r.smembers("t") == {b"1"}
     assert set(r.spop("s", 5)) == {b"2", b"3"} and r.exists("s") == 0
+    # Sorted sets: ZADD and ZRANGE WITHSCORES in a pipeline (scores come back floats,
+    # RESP2 bulk strings and RESP3 doubles alike), ZSCAN through a skiplist.
+    with r.pipeline() as p:
+        p.zadd("z", {"a": 1, "b": 2.5, "c": float("-inf")}).zincrby("z", 0.1, "a")
+        p.zrange("z", 0, -1, withscores=True).zscore("z", "b").zrangebyscore("z", "(1", "+inf")
+        out = p.execute()
+    assert out[0] == 3 and out[1] == 1.1 and out[3] == 2.5 and out[4] == [b"a", b"b"], out
+    assert [tuple(x) for x in out[2]] == [(b"c", float("-inf")), (b"a", 1.1), (b"b", 2.5)], out
+    assert r.zadd("z", {"a": 5}, gt=True, ch=True) == 1
+    assert r.zpopmax("z") in ([(b"a", 5.0)], [b"a", 5.0])  # RESP3: redis-py leaves it flat
+    assert r.zunionstore("zu", {"z": 2, "s": 1}) == 2 and r.zscore("zu", "b") == 5.0
+    zbig = {"m%d" % i: i for i in range(300)}
+    assert r.zadd("zbig", zbig) == 300
+    assert dict(r.zscan_iter("zbig", count=20)) == {k.encode(): float(v) for k, v in zbig.items()}
     try:
         r.execute_command("NOSUCH", "x")
         raise SystemExit("an unknown command did not raise")

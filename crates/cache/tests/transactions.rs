@@ -1,6 +1,7 @@
 //! MULTI/EXEC/WATCH over real sockets, under concurrency: a transaction's effects are
 //! never seen half done, whatever shards its keys are on, and neither are a multi-key
-//! set command's (SMOVE against SUNION, SINTERCARD); WATCH retry loops lose no
+//! set command's (SMOVE against SUNION, SINTERCARD) or sorted set command's (ZUNION,
+//! ZINTERCARD, ZUNIONSTORE against transactions); WATCH retry loops lose no
 //! update; every command can be queued and EXEC'd without blocking; the queue is
 //! bounded. (The replies themselves are checked against redis-server in
 //! `differential.rs`.)
@@ -183,6 +184,71 @@ fn set_commands_across_shards_are_never_seen_half_done() {
 }
 
 #[test]
+fn zset_commands_across_shards_see_transactions_whole() {
+    let server = Server::start_with(
+        2,
+        CacheConfig {
+            shards: 4,
+            ..CacheConfig::default()
+        },
+        RespConfig::default(),
+    );
+    let (a, b) = keys_on_two_shards(&server);
+    let mut c = server.client();
+    let mut zadd = vec!["ZADD".to_string(), a.clone()];
+    for i in 1..=20 {
+        zadd.extend([i.to_string(), format!("m{i}")]);
+    }
+    let zadd: Vec<&str> = zadd.iter().map(String::as_str).collect();
+    c.check(&zadd, ":20\r\n");
+    let stop = Arc::new(AtomicBool::new(false));
+    // Members move between the two sorted sets in transactions (ZREM from one, ZADD to
+    // the other), both ways, while a reader looks at both at once with ZUNION,
+    // ZINTERCARD and ZUNIONSTORE 2,000 times each.
+    let mut movers = Vec::new();
+    for w in 0..2 {
+        let (addr, a, b, stop) = (server.addr, a.clone(), b.clone(), stop.clone());
+        let (from, to) = if w == 0 { (a, b) } else { (b, a) };
+        movers.push(thread::spawn(move || {
+            let mut c = Client::connect(addr);
+            let mut moves = 0;
+            while !stop.load(Ordering::Relaxed) {
+                // Each member is in exactly one of the two at every moment: when it is
+                // not in `from`, ZREM does nothing and ZADD only sets its score in `to`.
+                let i = 1 + moves % 20;
+                let m = format!("m{i}");
+                let mut batch = cmd(&["MULTI"]);
+                batch.extend(cmd(&["ZREM", &from, &m]));
+                batch.extend(cmd(&["ZADD", &to, &i.to_string(), &m]));
+                batch.extend(cmd(&["EXEC"]));
+                c.send(&batch);
+                for _ in 0..4 {
+                    c.read_reply();
+                }
+                moves += 1;
+            }
+            moves
+        }));
+    }
+    let mut c = Client::connect(server.addr);
+    for _ in 0..2000 {
+        c.send(&cmd(&["ZUNION", "2", &a, &b]));
+        let reply = c.read_reply();
+        assert!(
+            reply.starts_with(b"*20\r\n"),
+            "a member was seen in neither or both: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        c.check(&["ZINTERCARD", "2", &a, &b], ":0\r\n");
+        c.check(&["ZUNIONSTORE", "u", "2", &a, &b], ":20\r\n");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for m in movers {
+        assert!(m.join().unwrap() > 0);
+    }
+}
+
+#[test]
 fn watch_retry_loops_lose_no_update() {
     let server = Server::start(2);
     let mut threads = Vec::new();
@@ -337,6 +403,38 @@ fn every_command_can_run_inside_a_transaction() {
         &["PUBSUB", "NUMSUB", "ch"],
         &["UNSUBSCRIBE"],
         &["PUNSUBSCRIBE"],
+        &["ZADD", "zs", "1", "a", "2", "b", "3", "c"],
+        &["ZINCRBY", "zs", "1.5", "a"],
+        &["ZREM", "zs", "c"],
+        &["ZCARD", "zs"],
+        &["ZSCORE", "zs", "a"],
+        &["ZMSCORE", "zs", "a", "x"],
+        &["ZRANK", "zs", "a"],
+        &["ZREVRANK", "zs", "a"],
+        &["ZCOUNT", "zs", "-inf", "+inf"],
+        &["ZLEXCOUNT", "zs", "-", "+"],
+        &["ZRANGE", "zs", "0", "-1", "WITHSCORES"],
+        &["ZREVRANGE", "zs", "0", "-1"],
+        &["ZRANGEBYSCORE", "zs", "(1", "inf"],
+        &["ZREVRANGEBYSCORE", "zs", "inf", "(1"],
+        &["ZRANGEBYLEX", "zs", "-", "+"],
+        &["ZREVRANGEBYLEX", "zs", "+", "-"],
+        &["ZRANGESTORE", "zs2", "zs", "0", "-1"],
+        &["ZRANDMEMBER", "zs", "-2"],
+        &["ZSCAN", "zs", "0"],
+        &["ZPOPMIN", "zs2"],
+        &["ZPOPMAX", "zs2"],
+        &["ZREMRANGEBYRANK", "zs", "0", "0"],
+        &["ZREMRANGEBYSCORE", "zs", "-inf", "0"],
+        &["ZREMRANGEBYLEX", "zs", "-", "(a"],
+        &["ZUNION", "2", "zs", "s", "WITHSCORES"],
+        &["ZINTER", "2", "zs", "s2"],
+        &["ZDIFF", "2", "zs", "s2"],
+        &["ZUNIONSTORE", "zs3", "2", "zs", "s", "WEIGHTS", "1", "2"],
+        &["ZINTERSTORE", "zs3", "2", "zs", "zs", "AGGREGATE", "MAX"],
+        &["ZDIFFSTORE", "zs3", "2", "zs", "s"],
+        &["ZINTERCARD", "2", "zs", "zs3", "LIMIT", "1"],
+        &["TYPE", "zs"],
         &["UNWATCH"],
         &["PING"],
         &["ECHO", "hi"],

@@ -71,8 +71,9 @@ pub struct ServiceSpec {
     /// What runs an instance: a process of the node's (the default) or an OCI container.
     #[serde(default)]
     pub driver: Driver,
-    /// With the `oci` driver, the container's image: only [`HOST_IMAGE`] so far (also
-    /// what it is when left out).
+    /// With the `oci` driver, the container's image: [`HOST_IMAGE`] (also what it is
+    /// when left out), a path (`./`, `../` or `/`) to an OCI image layout or an archive,
+    /// or the `sha256:` digest of an imported image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// With the `oci` driver, who the program runs as: `UID` or `UID:GID`, numbers

@@ -367,6 +367,18 @@ const MAX_CPUS: f64 = 1024.0;
 /// The most processes a pids limit names: the kernel's own ceiling on `pid_max`.
 const MAX_PIDS: u64 = 1 << 22;
 
+/// What `image` may name: the host image, a path to a layout or archive, or the digest
+/// of an imported image (checked for being there when the service starts).
+fn is_image_name(image: &str) -> bool {
+    if image == HOST_IMAGE {
+        return true;
+    }
+    if let Some(hex) = image.strip_prefix("sha256:") {
+        return (12..=64).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    }
+    image.starts_with("./") || image.starts_with("../") || image.starts_with('/')
+}
+
 /// The driver and what only a container has: an image, a user, CPU and pids limits.
 fn check_driver(spec: &ServiceSpec, path: &FieldPath, p: &mut Problems) {
     let resources = path.key("resources");
@@ -384,11 +396,11 @@ fn check_driver(spec: &ServiceSpec, path: &FieldPath, p: &mut Problems) {
     }
     match spec.driver {
         Driver::Oci => {
-            if let Some(image) = spec.image.as_deref().filter(|i| *i != HOST_IMAGE) {
+            if let Some(image) = spec.image.as_deref().filter(|i| !is_image_name(i)) {
                 p.add(invalid(
                     path.key("image"),
                     format!(
-                        "{HOST_IMAGE:?}, the only image the oci driver runs so far (the host's own /usr, /lib, /bin, /sbin and /etc, read-only; OCI image layouts and archives are not supported yet)"
+                        "{HOST_IMAGE:?} (the host's own /usr, /lib, /bin, /sbin and /etc, read-only), a path starting with ./ ../ or / to an OCI image layout or an OCI or docker save archive, or the sha256: digest of an image imported with `strata image import` (images are not pulled from registries)"
                     ),
                     quoted(image),
                 ));

@@ -680,18 +680,13 @@ fn the_oci_driver_takes_the_host_image_a_user_and_limits() {
     assert_eq!((api.driver, api.user_ids()), (Driver::Oci, (1000, 1000)));
     assert_eq!((api.resources.cpus, api.resources.pids), (Some(0.5), Some(64)));
 
-    // Any image but host is refused, saying what is supported.
+    // A registry name is refused, saying what an image may be.
     let err = error_of(|v| {
         oci(v);
         v["services"]["api"]["image"] = json!("busybox");
     });
-    assert_invalid(
-        err.clone(),
-        "services.api.image",
-        "\"host\", the only image",
-        "\"busybox\"",
-    );
-    assert!(err.to_string().contains("not supported yet"), "{err}");
+    assert_invalid(err.clone(), "services.api.image", "\"host\"", "\"busybox\"");
+    assert!(err.to_string().contains("not pulled from registries"), "{err}");
     let driver = "one of process, oci";
     invalid_at("services.api.driver", json!("docker"), driver, "\"docker\"");
     invalid_at("services.api.driver", json!(1), driver, "the number 1");

@@ -160,6 +160,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The node's live picture: services (requests per second, latency percentiles, in
+    /// flight, autoscaler target), instances, queues and events, every second.
+    Top {
+        /// Print one frame as text (after two samples a second apart) and exit.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 1.0)]
+        every: f64,
+    },
+    /// Container images in this machine's image store: import, list.
+    Image {
+        #[command(subcommand)]
+        command: crate::images::ImageCommand,
+    },
     /// The cache: figures per shard and per read-through cache, or a drill.
     Cache {
         #[command(subcommand)]
@@ -220,6 +235,12 @@ pub async fn run(cli: Cli) -> Result<()> {
     let connect = || connect(cli.api.as_deref(), cli.dir.as_deref());
     match cli.command {
         Command::Cluster(command) => crate::cluster::run(command).await,
+        Command::Image { command } => crate::images::run(command).await,
+        Command::Top { once, every } => {
+            let (client, _) = connect()?;
+            let every = std::time::Duration::try_from_secs_f64(every.clamp(0.1, 3600.0))?;
+            crate::top::run(client, once, every).await
+        }
         Command::Up {
             file,
             listen,

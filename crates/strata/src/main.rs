@@ -16,12 +16,14 @@
 mod cli;
 mod cluster;
 mod control;
+mod images;
 mod init;
 mod locate;
 mod out;
 mod progress;
 mod repair;
 mod tables;
+mod top;
 
 use clap::Parser;
 

@@ -102,6 +102,33 @@ async fn ps_scale_and_logs_talk_to_the_running_node() {
     assert!(stderr(&out).contains("no service named \"nope\""), "{}", stderr(&out));
     assert_eq!(service(&node, "web").desired, 3);
 
+    // top --once: one frame, with the requests flowing through the gateway meanwhile.
+    let gateway = node.gateway_addr;
+    let load = tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            assert_eq!(get(gateway, "/").await.status, http::StatusCode::OK);
+        }
+    });
+    let out = strata(app.path(), &["top", "--once", "--every", "1"]).await;
+    load.await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let frame = stdout(&out);
+    for id in ["web-1", "web-2", "web-3"] {
+        assert!(frame.contains(id), "{frame}");
+    }
+    let row: Vec<&str> = frame
+        .lines()
+        .find(|l| l.contains("3/3"))
+        .unwrap_or_else(|| panic!("no web row: {frame}"))
+        .split(|c: char| c == '│' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
+    assert_eq!(&row[..3], ["web", "running", "3/3"], "{frame}");
+    let per_s: f64 = row[3].parse().unwrap_or_else(|_| panic!("REQ/S in {row:?}"));
+    assert!(per_s > 0.0, "requests flowed: {frame}");
+    assert!(row[5].parse::<f64>().is_ok(), "a p50 while requests flow: {frame}");
+
     // logs: the members' output, line by line, named by instance.
     let out = strata(app.path(), &["logs", "web"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -121,4 +148,133 @@ async fn ps_scale_and_logs_talk_to_the_running_node() {
     let out = strata(app.path(), &["logs", "nope"]).await;
     assert!(!out.status.success());
     stop(node).await;
+}
+
+/// A one-layer OCI image layout, written by Python's standard library (so that this
+/// test checks strata against a layout it did not write itself); `media_type` is the
+/// layer's.
+fn python_layout(dir: &std::path::Path, media_type: &str) {
+    let script = r#"
+import hashlib, io, json, os, sys, tarfile
+out, media = sys.argv[1], sys.argv[2]
+os.makedirs(out + "/blobs/sha256", exist_ok=True)
+def blob(data, mt):
+    d = hashlib.sha256(data).hexdigest()
+    open(out + "/blobs/sha256/" + d, "wb").write(data)
+    return {"mediaType": mt, "digest": "sha256:" + d, "size": len(data)}
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    body = b"hello\n"
+    info = tarfile.TarInfo("etc/greeting")
+    info.size = len(body)
+    t.addfile(info, io.BytesIO(body))
+layer = buf.getvalue()
+config = json.dumps({"os": "linux", "architecture": "amd64", "config": {"Env": ["A=1"]},
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()
+manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": blob(config, "application/vnd.oci.image.config.v1+json"),
+    "layers": [blob(layer, media)]}).encode()
+desc = blob(manifest, "application/vnd.oci.image.manifest.v1+json")
+desc["annotations"] = {"org.opencontainers.image.ref.name": "tiny"}
+json.dump({"schemaVersion": 2, "manifests": [desc]}, open(out + "/index.json", "w"))
+open(out + "/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .arg(media_type)
+        .status()
+        .expect("python3");
+    assert!(status.success());
+}
+
+#[test]
+fn image_import_and_ls_keep_images_by_digest_and_refuse_a_lying_or_unknown_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let image = |args: &[&str]| {
+        std::process::Command::new(STRATA)
+            .arg("image")
+            .args(args)
+            .env("STRATA_IMAGES", &store)
+            .output()
+            .expect("run strata image")
+    };
+    let good = dir.path().join("tiny");
+    python_layout(&good, "application/vnd.oci.image.layer.v1.tar");
+    let out = image(&["import", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("sha256:") && stdout(&out).contains("tiny"),
+        "{}",
+        stdout(&out)
+    );
+    let digest = stdout(&out).split_whitespace().next().unwrap().to_string();
+    let out = image(&["ls", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["images"][0]["digest"], digest.as_str(), "{listed:#}");
+    assert_eq!(listed["images"][0]["env"], json!(["A=1"]));
+    let rootfs = store.join("rootfs").join(digest.trim_start_matches("sha256:"));
+    assert_eq!(std::fs::read(rootfs.join("etc/greeting")).unwrap(), b"hello\n");
+
+    // A `docker save` archive (the legacy layout: manifest.json, the config and the layer
+    // as files), its layer checked against the config's diff_ids.
+    let docker = |name: &str, diff_id_of: &str| {
+        let script = r#"
+import hashlib, io, json, sys, tarfile
+out, lie = sys.argv[1], sys.argv[2] == "lie"
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    body = b"from docker\n"
+    info = tarfile.TarInfo("etc/greeting")
+    info.size = len(body)
+    t.addfile(info, io.BytesIO(body))
+layer = buf.getvalue()
+diff_id = hashlib.sha256(b"not the layer" if lie else layer).hexdigest()
+config = json.dumps({"os": "linux", "architecture": "amd64", "config": {"Env": ["B=2"]},
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff_id]}}).encode()
+cfg_name = hashlib.sha256(config).hexdigest() + ".json"
+with tarfile.open(out, mode="w") as t:
+    for name, data in [(cfg_name, config), ("abc/layer.tar", layer),
+                       ("manifest.json", json.dumps([{"Config": cfg_name, "RepoTags": ["tiny:docker"],
+                                                      "Layers": ["abc/layer.tar"]}]).encode())]:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+"#;
+        let path = dir.path().join(name);
+        let status = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&path)
+            .arg(diff_id_of)
+            .status()
+            .expect("python3");
+        assert!(status.success());
+        path
+    };
+    let saved = docker("saved.tar", "layer");
+    let out = image(&["import", saved.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("tiny:docker"), "{}", stdout(&out));
+    let lying = docker("lying.tar", "lie");
+    let out = image(&["import", lying.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("digest mismatch"), "{}", stderr(&out));
+
+    let odd = dir.path().join("odd");
+    python_layout(&odd, "application/vnd.example.layer.v1.tar+lz4");
+    let out = image(&["import", odd.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown layer media type \"application/vnd.example.layer.v1.tar+lz4\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = image(&["ls", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        listed["images"].as_array().unwrap().len(),
+        2,
+        "the layout and the docker archive; nothing of the refused ones"
+    );
 }

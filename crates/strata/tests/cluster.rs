@@ -839,6 +839,15 @@ async fn the_store_is_the_cluster_s_and_outlives_the_node_that_wrote() {
     .await
     .unwrap();
     let gateways = [gateway_of_app(&v, "b", "elastic"), gateway_of_app(&v, "c", "elastic")];
+    // Both gateways reach the one instance before the load starts (its member is
+    // published to the other nodes once ready).
+    for gw in gateways {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while get(gw, "/sleep?ms=1").await.status != http::StatusCode::OK {
+            assert!(Instant::now() < deadline, "busy never answered through {gw}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let stop_load = tokio_util::sync::CancellationToken::new();
     let mut load = Vec::new();
     for i in 0..4 {

@@ -133,6 +133,9 @@ pub(crate) struct BundleSpec<'a> {
     pub env: &'a BTreeMap<String, String>,
     /// Bound read-only at its own path; the program starts in it.
     pub workdir: &'a Path,
+    /// An image's root filesystem (read-only, shared by every container of the image);
+    /// None: the `host` image (an empty root with the host's directories bound in).
+    pub root: Option<&'a Path>,
     /// Paths hidden besides [`MASKED`] (the state dir inside the workdir).
     pub masked: &'a [PathBuf],
     /// Files bound read-only into the scratch: (path below the scratch, host file).
@@ -147,6 +150,14 @@ pub(crate) struct BundleSpec<'a> {
 
 /// Makes `bundle/rootfs` (with the image's links) and writes `bundle/config.json`.
 pub(crate) fn write(bundle: &Path, image: &HostImage, spec: &BundleSpec<'_>) -> Result<()> {
+    let config = config(image, spec)?;
+    let path = bundle.join("config.json");
+    if spec.root.is_some() {
+        config
+            .save(&path)
+            .with_context(|| format!("write {}", path.display()))?;
+        return Ok(());
+    }
     let rootfs = bundle.join("rootfs");
     std::fs::create_dir_all(&rootfs).with_context(|| format!("create {}", rootfs.display()))?;
     for (name, target) in &image.links {
@@ -157,8 +168,6 @@ pub(crate) fn write(bundle: &Path, image: &HostImage, spec: &BundleSpec<'_>) -> 
             }
         }
     }
-    let config = config(image, spec)?;
-    let path = bundle.join("config.json");
     config
         .save(&path)
         .with_context(|| format!("write {}", path.display()))?;
@@ -239,7 +248,12 @@ pub(crate) fn config(image: &HostImage, spec: &BundleSpec<'_>) -> Result<Spec> {
 
     Ok(SpecBuilder::default()
         .version("1.0.2")
-        .root(RootBuilder::default().path("rootfs").readonly(true).build()?)
+        .root(
+            RootBuilder::default()
+                .path(spec.root.unwrap_or(Path::new("rootfs")))
+                .readonly(true)
+                .build()?,
+        )
         .hostname(spec.hostname)
         .mounts(mounts(image, spec)?)
         .process(process)
@@ -298,8 +312,10 @@ fn mounts(image: &HostImage, spec: &BundleSpec<'_>) -> Result<Vec<Mount>> {
             &["nosuid", "noexec", "nodev", "relatime", "ro"],
         )?,
     ];
-    for dir in &image.binds {
-        mounts.push(bind_ro(dir, dir)?);
+    if spec.root.is_none() {
+        for dir in &image.binds {
+            mounts.push(bind_ro(dir, dir)?);
+        }
     }
     let scratch_mb = spec.memory_mb.unwrap_or(SCRATCH_DEFAULT_MB);
     mounts.push(mount(
@@ -346,6 +362,7 @@ mod tests {
             argv,
             env,
             workdir: Path::new("/srv/app"),
+            root: None,
             masked,
             files,
             user: (65534, 65534),

@@ -106,6 +106,8 @@ pub(crate) struct ContainerLaunch<'a> {
     pub log: &'a Path,
     /// An empty directory of the launch's own, for the bundle.
     pub bundle: &'a Path,
+    /// The image's root filesystem; None: the `host` image.
+    pub root: Option<&'a Path>,
     /// The manifest's files, written on the host: (path below the scratch, host file).
     pub files: &'a [(String, PathBuf)],
     pub user: (u32, u32),
@@ -187,6 +189,7 @@ impl Oci {
                 argv: l.argv,
                 env: l.env,
                 workdir: l.workdir,
+                root: l.root,
                 masked: &masked,
                 files: l.files,
                 user: l.user,
@@ -260,6 +263,7 @@ fn probe_bundle(dir: &Path, image: &bundle::HostImage, prefix: &str, runtime: &s
             argv: &argv,
             env: &env,
             workdir: Path::new("/usr"),
+            root: None,
             masked: &[],
             files: &[],
             user: strata_manifest::NOBODY,

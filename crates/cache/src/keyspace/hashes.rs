@@ -18,7 +18,7 @@ impl Keyspace<'_> {
         let mut f = Some(f);
         let r = s.with_live(key, now, |e| match &e.value {
             Value::Hash(h) => Ok((f.take().expect("called once"))(Some(h))),
-            Value::Str(_) | Value::Set(_) | Value::List(_) => Err(WrongType),
+            _ => Err(WrongType),
         });
         s.count_read(r.is_some());
         match r {
@@ -40,7 +40,7 @@ impl Keyspace<'_> {
                 let (r, changed) = (f.take().expect("called once"))(h);
                 (Ok((r, h.is_empty())), changed)
             }
-            Value::Str(_) | Value::Set(_) | Value::List(_) => (Err(WrongType), false),
+            _ => (Err(WrongType), false),
         });
         match r {
             Some(Err(WrongType)) => Err(WrongType),

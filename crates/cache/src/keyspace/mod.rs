@@ -26,8 +26,8 @@
 //! Here: the type, its locking, reads, whole-value writes, deadlines, RENAME and COPY;
 //! `values`: the operations that change a value in place (INCR, APPEND, SETRANGE,
 //! SETBIT, ...); `hashes`: reads and writes of hashes; `sets`: of sets; `lists`: of
-//! lists (and the signal to blocked clients); `whole`: those on every shard (KEYS,
-//! SCAN, FLUSHDB, ...) and WATCH.
+//! lists (and the signal to blocked clients); `zsets`: of sorted sets; `whole`: those
+//! on every shard (KEYS, SCAN, FLUSHDB, ...) and WATCH.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::MutexGuard;
@@ -45,6 +45,7 @@ mod lists;
 mod sets;
 mod values;
 mod whole;
+mod zsets;
 
 /// A set of shards, by number.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -297,7 +298,7 @@ impl<'a> Keyspace<'a> {
         let mut f = Some(f);
         let r = s.with_live(key, now, |e| match &e.value {
             Value::Str(v) => Ok((f.take().expect("called once"))(Some(v.as_slice()))),
-            Value::Hash(_) | Value::Set(_) | Value::List(_) => Err(WrongType),
+            _ => Err(WrongType),
         });
         s.count_read(r.is_some());
         match r {
@@ -362,6 +363,7 @@ impl<'a> Keyspace<'a> {
                 Value::Hash(h) => h.encoding(),
                 Value::Set(s) => s.encoding(),
                 Value::List(l) => l.encoding(),
+                Value::Zset(z) => z.encoding(),
             };
             (name, now.saturating_sub(e.last_access))
         })

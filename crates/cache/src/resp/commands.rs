@@ -1,10 +1,10 @@
 //! Dispatch ([`execute`]: look the command up in the table, check its arity, queue it
 //! inside MULTI or run it) and the transaction commands (MULTI, EXEC, DISCARD, WATCH,
 //! UNWATCH). The commands themselves are in `strings` (values), `hashes`, `sets` and
-//! `set_algebra`, `lists`,
-//! `blocking` (the list commands that wait), `keys` (the keyspace), `pubsub`
-//! (publish/subscribe) and `admin` (the connection and the server); [`run`] calls them with a [`Keyspace`]: its own for a
-//! command run alone, EXEC's for a queued one. A blocking command run alone is handed
+//! `set_algebra`, `lists`, `blocking` (the list commands that wait), `zsets`, `zranges`
+//! and `zset_algebra`, `keys` (the keyspace), `pubsub` (publish/subscribe) and `admin`
+//! (the connection and the server); [`run`] calls them with a [`Keyspace`]: its own for
+//! a command run alone, EXEC's for a queued one. A blocking command run alone is handed
 //! back to the connection ([`Flow::Block`]), which may have to wait.
 //!
 //! Before a command runs: NOAUTH while a password is set and AUTH has not succeeded
@@ -27,6 +27,9 @@ use super::state::{ConnectionContext, Session};
 use super::strings;
 use super::table::{lookup, Cmd, Spec};
 use super::transaction::Queue;
+use super::zranges::{self, Form};
+use super::zset_algebra::{self, Output, ZsetOp};
+use super::zsets::{self, By};
 use crate::cache::parse_i64;
 use crate::keyspace::{Keyspace, ShardSet};
 use crate::list::End;
@@ -351,6 +354,37 @@ pub(crate) fn run(
         Cmd::Blpop | Cmd::Brpop | Cmd::Blmove | Cmd::Brpoplpush | Cmd::Blmpop => {
             blocking::run_once(r, ks, spec.cmd, args)
         }
+        Cmd::Zadd => zsets::zadd(r, ks, args, false),
+        Cmd::Zincrby => zsets::zadd(r, ks, args, true),
+        Cmd::Zrem => zsets::zrem(r, ks, args),
+        Cmd::Zcard => zsets::zcard(r, ks, args),
+        Cmd::Zscore => zsets::zscore(r, ks, args),
+        Cmd::Zmscore => zsets::zmscore(r, ks, args),
+        Cmd::Zrank => zsets::zrank(r, ks, args, false),
+        Cmd::Zrevrank => zsets::zrank(r, ks, args, true),
+        Cmd::Zcount => zsets::zcount(r, ks, args),
+        Cmd::Zlexcount => zsets::zlexcount(r, ks, args),
+        Cmd::Zpopmin => zsets::zpop(r, ks, args, false),
+        Cmd::Zpopmax => zsets::zpop(r, ks, args, true),
+        Cmd::Zremrangebyrank => zsets::zremrange(r, ks, args, By::Rank),
+        Cmd::Zremrangebyscore => zsets::zremrange(r, ks, args, By::Score),
+        Cmd::Zremrangebylex => zsets::zremrange(r, ks, args, By::Lex),
+        Cmd::Zrandmember => zsets::zrandmember(r, ks, args),
+        Cmd::Zscan => zsets::zscan(r, ks, args),
+        Cmd::Zrange => zranges::zrange(r, ks, args, Form::ZRANGE),
+        Cmd::Zrangestore => zranges::zrange(r, ks, args, Form::ZRANGESTORE),
+        Cmd::Zrevrange => zranges::zrange(r, ks, args, Form::fixed(By::Rank, true)),
+        Cmd::Zrangebyscore => zranges::zrange(r, ks, args, Form::fixed(By::Score, false)),
+        Cmd::Zrevrangebyscore => zranges::zrange(r, ks, args, Form::fixed(By::Score, true)),
+        Cmd::Zrangebylex => zranges::zrange(r, ks, args, Form::fixed(By::Lex, false)),
+        Cmd::Zrevrangebylex => zranges::zrange(r, ks, args, Form::fixed(By::Lex, true)),
+        Cmd::Zunionstore => zset_algebra::zset_op(r, ks, args, ZsetOp::Union, Output::Store),
+        Cmd::Zinterstore => zset_algebra::zset_op(r, ks, args, ZsetOp::Inter, Output::Store),
+        Cmd::Zdiffstore => zset_algebra::zset_op(r, ks, args, ZsetOp::Diff, Output::Store),
+        Cmd::Zunion => zset_algebra::zset_op(r, ks, args, ZsetOp::Union, Output::Reply),
+        Cmd::Zinter => zset_algebra::zset_op(r, ks, args, ZsetOp::Inter, Output::Reply),
+        Cmd::Zdiff => zset_algebra::zset_op(r, ks, args, ZsetOp::Diff, Output::Reply),
+        Cmd::Zintercard => zset_algebra::zset_op(r, ks, args, ZsetOp::Inter, Output::Cardinality),
         Cmd::Keys => keys::keys(r, ks, args),
         Cmd::Scan => keys::scan(r, ks, args),
         Cmd::Rename => keys::rename(r, ks, args, false),

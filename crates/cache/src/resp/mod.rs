@@ -31,6 +31,12 @@
 //! - `blocking` (parse, reply, table, lists): BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP:
 //!   their first try, and a blocked connection's wait (`Blocked`), registered in its
 //!   keys' shards.
+//! - `zsets` (parse, reply, strings, keys, hashes): the sorted set commands on one key
+//!   but the ranges (ZADD, ZINCRBY, ZPOPMIN, ZRANDMEMBER, ZSCAN, ...).
+//! - `zranges` (parse, reply, zsets): ZRANGE in all its forms (BYSCORE, BYLEX, REV,
+//!   LIMIT; ZREVRANGE, ZRANGEBYSCORE, ZRANGEBYLEX, ...) and ZRANGESTORE.
+//! - `zset_algebra` (parse, reply, zranges): the sorted set commands on several keys
+//!   (ZUNION, ZINTER, ZDIFF, their *STORE forms, ZINTERCARD; WEIGHTS, AGGREGATE).
 //! - `commands` (all of the above): dispatch, MULTI/EXEC/DISCARD/WATCH/UNWATCH.
 //! - `connection` (parse, reply, state, commands, blocking): one client's protocol
 //!   state, without the socket ([`Connection`]).
@@ -61,6 +67,9 @@ mod strings;
 mod table;
 mod timeouts;
 mod transaction;
+mod zranges;
+mod zset_algebra;
+mod zsets;
 
 pub use admin::REDIS_VERSION;
 pub use connection::{Connection, Progress};

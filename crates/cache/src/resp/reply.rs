@@ -108,6 +108,19 @@ impl Reply<'_> {
         }
     }
 
+    /// A double (a sorted set's score): RESP3 `,`, RESP2 a bulk string; as Redis'
+    /// `addReplyDouble` prints it (`%.17g`, `inf`, `-inf`).
+    pub fn double(&mut self, v: f64) {
+        let text = crate::score::format_score(v);
+        if self.resp3 {
+            self.out.push(b',');
+            self.out.extend_from_slice(text.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        } else {
+            self.bulk(text.as_bytes());
+        }
+    }
+
     /// Text for people (INFO, CLIENT INFO): RESP3 verbatim `txt`, RESP2 bulk.
     pub fn verbatim(&mut self, text: &str) {
         if self.resp3 {

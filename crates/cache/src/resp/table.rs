@@ -131,6 +131,37 @@ pub(crate) enum Cmd {
     Punsubscribe,
     Publish,
     Pubsub,
+    Zadd,
+    Zincrby,
+    Zrem,
+    Zcard,
+    Zscore,
+    Zmscore,
+    Zrank,
+    Zrevrank,
+    Zcount,
+    Zlexcount,
+    Zpopmin,
+    Zpopmax,
+    Zremrangebyrank,
+    Zremrangebyscore,
+    Zremrangebylex,
+    Zrandmember,
+    Zscan,
+    Zrange,
+    Zrangestore,
+    Zrevrange,
+    Zrangebyscore,
+    Zrevrangebyscore,
+    Zrangebylex,
+    Zrevrangebylex,
+    Zunionstore,
+    Zinterstore,
+    Zdiffstore,
+    Zunion,
+    Zinter,
+    Zdiff,
+    Zintercard,
 }
 
 impl Cmd {
@@ -181,20 +212,32 @@ impl Spec {
     }
 
     /// The positions of the command's keys in `args` (Redis' first/last/step; OBJECT's
-    /// subcommands take their key second; SINTERCARD's keys follow their count, and
-    /// LMPOP and BLMPOP count theirs, as `movablekeys` says).
+    /// subcommands take their key second; SINTERCARD's keys follow their count, and so do
+    /// ZUNION's, ZINTER's, ZDIFF's, ZINTERCARD's and, after their destination, the *STORE
+    /// forms'; LMPOP and BLMPOP count theirs, as `movablekeys` says).
     pub fn key_positions(&self, args: Args<'_>) -> impl Iterator<Item = usize> {
         let n = args.len() as i32;
         let counted = |at: i32| match crate::cache::parse_i64(args.get(at as usize)) {
             Some(k) if k >= 1 && k < n as i64 - at as i64 => (at + 1, at + k as i32, 1),
             _ => (0, 0, 0),
         };
+        // The sorted set *STORE commands' destination, besides their keys.
+        let mut also = None;
         let (first, last, step) = match self.cmd {
             Cmd::Object => (2, 2, 1),
-            Cmd::Sintercard => match crate::cache::parse_i64(args.get(1)) {
-                Some(k) if k >= 1 => (2, k.min(n as i64) as i32 + 1, 1),
-                _ => (0, 0, 0),
-            },
+            Cmd::Sintercard | Cmd::Zunion | Cmd::Zinter | Cmd::Zdiff | Cmd::Zintercard => {
+                match crate::cache::parse_i64(args.get(1)) {
+                    Some(k) if k >= 1 => (2, k.min(n as i64) as i32 + 1, 1),
+                    _ => (0, 0, 0),
+                }
+            }
+            Cmd::Zunionstore | Cmd::Zinterstore | Cmd::Zdiffstore => {
+                also = Some(1);
+                match crate::cache::parse_i64(args.get(2)) {
+                    Some(k) if k >= 1 => (3, k.min(n as i64) as i32 + 2, 1),
+                    _ => (0, 0, 0),
+                }
+            }
             Cmd::Lmpop if n > 1 => counted(1),
             Cmd::Blmpop if n > 2 => counted(2),
             _ => (self.first_key, self.last_key, self.step),
@@ -205,7 +248,7 @@ impl Spec {
         } else {
             first as usize..last as usize + 1
         };
-        range.step_by(step.max(1) as usize)
+        range.step_by(step.max(1) as usize).chain(also)
     }
 
     /// Adds the shards the command touches to `set`: its keys' shards, or all of them.
@@ -226,6 +269,16 @@ impl Spec {
         self.cmd.touches_every_shard()
             || self.cmd == Cmd::Sintercard
             || matches!(self.cmd, Cmd::Lmpop | Cmd::Blmpop)
+            || matches!(
+                self.cmd,
+                Cmd::Zunion
+                    | Cmd::Zinter
+                    | Cmd::Zdiff
+                    | Cmd::Zintercard
+                    | Cmd::Zunionstore
+                    | Cmd::Zinterstore
+                    | Cmd::Zdiffstore
+            )
             || self.step > 0 && (self.last_key < 0 || self.last_key > self.first_key)
     }
 }
@@ -399,6 +452,61 @@ pub(crate) static COMMANDS: &[Spec] = &[
     spec!("punsubscribe", Punsubscribe, -1, PUBSUB, 0, 0, 0),
     spec!("publish", Publish, 3, &["pubsub", "loading", "stale", "fast"], 0, 0, 0),
     spec!("pubsub", Pubsub, -2, CONTAINER, 0, 0, 0),
+    spec!("zadd", Zadd, -4, WDF, 1, 1, 1),
+    spec!("zincrby", Zincrby, 4, WDF, 1, 1, 1),
+    spec!("zrem", Zrem, -3, WF, 1, 1, 1),
+    spec!("zcard", Zcard, 2, RF, 1, 1, 1),
+    spec!("zscore", Zscore, 3, RF, 1, 1, 1),
+    spec!("zmscore", Zmscore, -3, RF, 1, 1, 1),
+    spec!("zrank", Zrank, 3, RF, 1, 1, 1),
+    spec!("zrevrank", Zrevrank, 3, RF, 1, 1, 1),
+    spec!("zcount", Zcount, 4, RF, 1, 1, 1),
+    spec!("zlexcount", Zlexcount, 4, RF, 1, 1, 1),
+    spec!("zpopmin", Zpopmin, -2, WF, 1, 1, 1),
+    spec!("zpopmax", Zpopmax, -2, WF, 1, 1, 1),
+    spec!("zremrangebyrank", Zremrangebyrank, 4, W, 1, 1, 1),
+    spec!("zremrangebyscore", Zremrangebyscore, 4, W, 1, 1, 1),
+    spec!("zremrangebylex", Zremrangebylex, 4, W, 1, 1, 1),
+    spec!("zrandmember", Zrandmember, -2, R, 1, 1, 1),
+    spec!("zscan", Zscan, -3, R, 1, 1, 1),
+    spec!("zrange", Zrange, -4, R, 1, 1, 1),
+    spec!("zrangestore", Zrangestore, -5, WD, 1, 2, 1),
+    spec!("zrevrange", Zrevrange, -4, R, 1, 1, 1),
+    spec!("zrangebyscore", Zrangebyscore, -4, R, 1, 1, 1),
+    spec!("zrevrangebyscore", Zrevrangebyscore, -4, R, 1, 1, 1),
+    spec!("zrangebylex", Zrangebylex, -4, R, 1, 1, 1),
+    spec!("zrevrangebylex", Zrevrangebylex, -4, R, 1, 1, 1),
+    spec!(
+        "zunionstore",
+        Zunionstore,
+        -4,
+        &["write", "denyoom", "movablekeys"],
+        1,
+        1,
+        1
+    ),
+    spec!(
+        "zinterstore",
+        Zinterstore,
+        -4,
+        &["write", "denyoom", "movablekeys"],
+        1,
+        1,
+        1
+    ),
+    spec!(
+        "zdiffstore",
+        Zdiffstore,
+        -4,
+        &["write", "denyoom", "movablekeys"],
+        1,
+        1,
+        1
+    ),
+    spec!("zunion", Zunion, -3, &["readonly", "movablekeys"], 0, 0, 0),
+    spec!("zinter", Zinter, -3, &["readonly", "movablekeys"], 0, 0, 0),
+    spec!("zdiff", Zdiff, -3, &["readonly", "movablekeys"], 0, 0, 0),
+    spec!("zintercard", Zintercard, -3, &["readonly", "movablekeys"], 0, 0, 0),
 ];
 
 pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
