@@ -22,7 +22,10 @@
 //! - `zset` (stored, score): a Redis sorted set as a shard holds it (a tree ordered by
 //!   score and member beside a member → score map; listpack or skiplist as Redis 7.0
 //!   would report).
-//! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET).
+//! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET, pub/sub patterns).
+//! - `pubsub` (glob): the Redis port's channel and pattern subscriptions across worker
+//!   threads, and each subscriber's mailbox (bounded: past 32 MiB the subscriber is
+//!   closed); a publisher never waits for a subscriber.
 //! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
 //! - `list` (stored): a Redis list as a shard holds it (a deque, its charge kept exact;
 //!   OBJECT ENCODING `quicklist`, as Redis 7.0 answers for every list).
@@ -99,7 +102,9 @@
 //!   sets, lists and sorted sets (no read-through on that path); the string operations
 //!   here see any of the others as no string. Its bounds come from [`RespConfig`]:
 //!   connections (`maxclients`), idle and slow-command timeouts, each query buffer and
-//!   all of them together; the defaults hold without any setting.
+//!   all of them together; the defaults hold without any setting. Its password
+//!   ([`RespConfig::password`], Redis' `requirepass`) is the node's to choose: the node
+//!   keeps a port without one on loopback.
 //!
 //! # Invariants
 //!
@@ -122,6 +127,9 @@
 //!   holds them, and every write adding list elements signals under the key's shard
 //!   lock: no wake-up is lost, and no other lock is taken. A write to a shard nobody
 //!   waits on pays one test of an empty map for it.
+//! - A PUBLISH never waits for a subscriber: it appends to each receiver's mailbox under
+//!   that mailbox's own lock and wakes it. Each mailbox is bounded, so a slow subscriber
+//!   costs at most 32 MiB before it is closed.
 
 mod blocking;
 mod cache;
@@ -131,6 +139,7 @@ mod hash;
 mod keyspace;
 mod list;
 mod long_double;
+mod pubsub;
 mod read_through;
 pub mod resp;
 mod ring;

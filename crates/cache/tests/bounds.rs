@@ -74,6 +74,9 @@ fn an_idle_connection_is_closed_quietly_and_a_busy_one_is_not() {
     );
     let mut idle = server.client();
     idle.check(&["PING"], "+PONG\r\n");
+    // A subscriber waits for messages, not for commands: spared, as by Redis' `timeout`.
+    let mut subscriber = server.client();
+    subscriber.check(&["SUBSCRIBE", "c"], "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
     let mut busy = server.client();
     // Busy for four idle periods: a command every 50 ms keeps it open.
     let started = Instant::now();
@@ -85,6 +88,11 @@ fn an_idle_connection_is_closed_quietly_and_a_busy_one_is_not() {
     // either: a pooled client would read an error as the reply to its next command).
     idle.assert_closed("after the idle timeout");
     busy.check(&["PING"], "+PONG\r\n");
+    busy.check(&["PUBLISH", "c", "still here"], ":1\r\n");
+    assert_eq!(
+        subscriber.read_reply(),
+        b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$10\r\nstill here\r\n"
+    );
     assert!(info(&mut busy, "strata_idle_disconnections") >= 1);
     let mut config = server.client();
     config.send(&cmd(&["CONFIG", "GET", "timeout"]));

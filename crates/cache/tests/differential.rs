@@ -7,7 +7,9 @@
 //! in `differential/sets.rs` (with how set replies are compared where Redis draws at
 //! random or lists a hash table), the list commands' (the blocking ones with several
 //! connections) in `differential/lists.rs`, the sorted set commands' in
-//! `differential/zsets.rs` (likewise) and `differential/zset_algebra.rs`.
+//! `differential/zsets.rs` (likewise) and `differential/zset_algebra.rs`, pub/sub's
+//! (several connections, RESP2 and RESP3) and AUTH's (against `--requirepass`) in
+//! `differential/pubsub.rs`.
 //!
 //! The parser has no new paths for these types (they are ordinary commands), so
 //! `tests/malformed.rs` has no case of its own for them.
@@ -42,6 +44,8 @@ mod common;
 mod hashes;
 #[path = "differential/lists.rs"]
 mod lists;
+#[path = "differential/pubsub.rs"]
+mod pubsub;
 #[path = "differential/sets.rs"]
 mod sets;
 #[path = "differential/zset_algebra.rs"]
@@ -73,6 +77,11 @@ impl Drop for RedisServer {
 /// Starts `redis-server` on a free port (chosen by binding port 0 first: redis-server
 /// refuses `--port 0`), or None when it is not installed (and not under CI).
 fn redis_server(test: &str) -> Option<RedisServer> {
+    redis_server_with(test, &[])
+}
+
+/// [`redis_server`] with more arguments (`--requirepass`, ...).
+fn redis_server_with(test: &str, extra: &[&str]) -> Option<RedisServer> {
     let has = strata_testkit::program("redis-server", "apt-get install redis-server");
     if !strata_testkit::needs(test, has) {
         return None;
@@ -83,6 +92,7 @@ fn redis_server(test: &str) -> Option<RedisServer> {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--databases", "1"])
             .args(["--proto-max-bulk-len", "33554432", "--logfile", ""])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -106,7 +116,8 @@ fn redis_server(test: &str) -> Option<RedisServer> {
             if let Some(stream) = probe {
                 let mut c = Client::from_stream(stream);
                 c.send(&cmd_bytes(&[b"PING"]));
-                if c.read_reply() == b"+PONG\r\n" {
+                let reply = c.read_reply();
+                if reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH") {
                     return Some(server);
                 }
             }

@@ -276,3 +276,58 @@ fn the_server_survives_the_corpus_over_sockets() {
         server.client().check(&["PING"], "+PONG\r\n");
     }
 }
+
+/// The parser's bounds for a client that has yet to AUTH (10 arguments, 16 KiB each,
+/// as Redis 7.0), in pieces of every size; after AUTH they no longer apply.
+#[test]
+fn unauthenticated_clients_are_held_to_small_commands() {
+    let connection = || {
+        let cache = Arc::new(Cache::new(CacheConfig::default()));
+        let config = RespConfig {
+            password: Some("0123456789abcdef".into()),
+            ..RespConfig::default()
+        };
+        Connection::detached(cache, &config)
+    };
+    let args: Vec<String> = (0..11).map(|i| format!("k{i}")).collect();
+    let mut many = vec!["DEL"];
+    many.extend(args.iter().map(String::as_str));
+    let long = "x".repeat(16385);
+    let cases = [
+        (
+            common::cmd(&many),
+            "-ERR Protocol error: unauthenticated multibulk length\r\n",
+        ),
+        (
+            common::cmd(&["GET", &long]),
+            "-ERR Protocol error: unauthenticated bulk length\r\n",
+        ),
+    ];
+    for (input, reply) in &cases {
+        for chunk in [usize::MAX, 1, 5, 100] {
+            let mut conn = connection();
+            let (mut buf, mut out) = (Vec::new(), Vec::new());
+            let mut closed = false;
+            for piece in input.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                if conn.process(&mut buf, &mut out) == Progress::Close {
+                    closed = true;
+                    break;
+                }
+            }
+            assert!(closed, "chunk {chunk}");
+            assert_eq!(String::from_utf8_lossy(&out), *reply, "chunk {chunk}");
+        }
+        // Authenticated first (in the same read): the command runs.
+        let mut conn = connection();
+        let mut buf = common::cmd(&["AUTH", "0123456789abcdef"]);
+        buf.extend_from_slice(input);
+        let mut out = Vec::new();
+        assert_eq!(conn.process(&mut buf, &mut out), Progress::NeedInput);
+        assert!(
+            out.starts_with(b"+OK\r\n") && !out.starts_with(b"+OK\r\n-"),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}

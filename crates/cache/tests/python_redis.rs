@@ -1,6 +1,7 @@
 //! Python's `redis` package (redis-py) against the RESP server, RESP2 and RESP3,
 //! including its pipelines, transactions (WATCH retry loops included), `scan_iter`, and
-//! lists (a pipeline, BLPOP timing out and served by another client).
+//! lists (a pipeline, BLPOP timing out and served by another client), pub/sub
+//! (`pubsub()`) and a password (`Redis(password=...)`).
 //! Skipped, with the reason printed, when python3 or the package is missing
 //! (`python3 -m pip install redis`); failed under `CI=true`.
 
@@ -189,6 +190,92 @@ for protocol in (2, 3):
     r.close()
 print("ok")
 "#;
+
+/// redis-py against a server with a password: `Redis(password=...)`, the errors without
+/// it or with a wrong one, and `pubsub()`: subscribe, psubscribe, get_message, a
+/// message handler, unsubscribe, in RESP2 and RESP3.
+const PUBSUB_AND_PASSWORD: &str = r#"
+import sys, time, redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+port, password = int(sys.argv[1]), sys.argv[2]
+for protocol in (2, 3):
+    for wrong in (None, "not-the-password"):
+        try:
+            # No retries: redis-py retries a refused handshake for seconds otherwise.
+            redis.Redis(host="127.0.0.1", port=port, protocol=protocol, password=wrong, retry=Retry(NoBackoff(), 0)).ping()
+            raise SystemExit("no error with password %r" % wrong)
+        except redis.AuthenticationError:
+            pass
+    r = redis.Redis(host="127.0.0.1", port=port, protocol=protocol, password=password)
+    assert r.ping() is True
+    assert r.set("k", "v") is True and r.get("k") == b"v"
+    p = r.pubsub()
+    p.subscribe("news")
+    m = p.get_message(timeout=2)
+    assert m["type"] == "subscribe" and m["channel"] == b"news" and m["data"] == 1, m
+    p.psubscribe("ne*")
+    m = p.get_message(timeout=2)
+    assert m["type"] == "psubscribe" and m["data"] == 2, m
+    assert r.publish("news", "hello") == 2
+    assert r.pubsub_numsub("news") == [(b"news", 1)]
+    assert r.pubsub_numpat() == 1
+    assert r.pubsub_channels() == [b"news"]
+    m = p.get_message(timeout=2)
+    assert m["type"] == "message" and m["channel"] == b"news" and m["data"] == b"hello", m
+    m = p.get_message(timeout=2)
+    assert m["type"] == "pmessage" and m["pattern"] == b"ne*" and m["data"] == b"hello", m
+    got = []
+    p.subscribe(**{"alerts": lambda m: got.append(m["data"])})
+    p.get_message(timeout=2)
+    for i in range(100):
+        assert r.publish("alerts", str(i)) == 1
+    deadline = time.time() + 5
+    while len(got) < 100 and time.time() < deadline:
+        p.get_message(timeout=0.1)
+    assert got == [str(i).encode() for i in range(100)], got
+    p.unsubscribe()
+    p.punsubscribe()
+    kinds = set()
+    for _ in range(3):
+        kinds.add(p.get_message(timeout=2)["type"])
+    assert kinds == {"unsubscribe", "punsubscribe"}, kinds
+    assert r.publish("news", "nobody") == 0
+    p.close()
+    r.close()
+print("ok")
+"#;
+
+#[test]
+fn python_redis_pubsub_and_password() {
+    let has = strata_testkit::python_module("redis", "python3 -m pip install redis");
+    if !strata_testkit::needs("python_redis_pubsub_and_password", has) {
+        return;
+    }
+    let password = "a-password-for-redis-py";
+    let server = common::Server::start_with(
+        2,
+        strata_cache::CacheConfig {
+            shards: 2,
+            ..Default::default()
+        },
+        strata_cache::RespConfig {
+            password: Some(password.into()),
+            ..Default::default()
+        },
+    );
+    let out = Command::new("python3")
+        .args(["-c", PUBSUB_AND_PASSWORD, &server.addr.port().to_string(), password])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "redis-py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
 
 #[test]
 fn python_redis_transactions_watch_and_scan() {

@@ -522,3 +522,113 @@ fn a_blocked_client_is_not_idle() {
     c.check(&["PING"], "+PONG\r\n");
     c.assert_closed("idle after its answer");
 }
+
+/// Reads one pub/sub message (RESP2 array or RESP3 push) and gives its payload.
+fn payload(c: &mut common::Client) -> String {
+    let reply = String::from_utf8_lossy(&c.read_reply()).to_string();
+    let parts: Vec<&str> = reply.split("\r\n").collect();
+    assert!(
+        parts[2] == "message" || parts[2] == "pmessage",
+        "not a message: {reply:?}"
+    );
+    parts[parts.len() - 2].to_string()
+}
+
+#[test]
+fn published_messages_reach_subscribers_on_every_worker_once_and_in_order() {
+    // Eight subscribers over 4 workers (SO_REUSEPORT spreads connections: all on one
+    // worker is a 1-in-16,384 chance), channel and pattern, RESP2 and RESP3.
+    let server = Server::start(4);
+    let mut subscribers: Vec<common::Client> = (0..8)
+        .map(|i| {
+            let mut c = server.client();
+            if i % 3 == 2 {
+                c.send(&cmd(&["HELLO", "3"]));
+                c.read_reply();
+            }
+            let (kind, name) = if i % 2 == 0 {
+                ("SUBSCRIBE", "news")
+            } else {
+                ("PSUBSCRIBE", "ne*")
+            };
+            c.send(&cmd(&[kind, name]));
+            let confirm = String::from_utf8_lossy(&c.read_reply()).to_string();
+            assert!(confirm.ends_with(":1\r\n"), "{confirm:?}");
+            c
+        })
+        .collect();
+    let mut publisher = server.client();
+    publisher.check(&["PUBSUB", "NUMSUB", "news"], "*2\r\n$4\r\nnews\r\n:4\r\n");
+    publisher.check(&["PUBSUB", "NUMPAT"], ":1\r\n");
+    // Pipelined, in batches, while the subscribers' sockets fill.
+    for batch in 0..10 {
+        let mut bytes = Vec::new();
+        for i in 0..100 {
+            let n = (batch * 100 + i).to_string();
+            bytes.extend_from_slice(&cmd(&["PUBLISH", "news", &n]));
+        }
+        publisher.send(&bytes);
+        for _ in 0..100 {
+            assert_eq!(publisher.read_reply(), b":8\r\n");
+        }
+    }
+    for (i, s) in subscribers.iter_mut().enumerate() {
+        for n in 0..1000 {
+            assert_eq!(payload(s), n.to_string(), "subscriber {i}");
+        }
+    }
+    // Nothing more: a PING answers next.
+    for s in subscribers.iter_mut() {
+        s.send(&cmd(&["PING"]));
+        let pong = s.read_reply();
+        assert!(
+            pong == b"*2\r\n$4\r\npong\r\n$0\r\n\r\n" || pong == b"+PONG\r\n",
+            "{pong:?}"
+        );
+    }
+    drop(subscribers);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        publisher.send(&cmd(&["PUBLISH", "news", "gone"]));
+        if publisher.read_reply() == b":0\r\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "closed subscribers still receive");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_is_closed_past_the_output_bound() {
+    let server = Server::start(2);
+    let mut slow = server.client();
+    slow.check(&["SUBSCRIBE", "c"], "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
+    let mut publisher = server.client();
+    let payload = "x".repeat(1 << 20);
+    // 64 MiB: past the 32 MiB bound plus what the sockets hold. The publisher is never
+    // held up by the slow subscriber.
+    let started = std::time::Instant::now();
+    for _ in 0..64 {
+        publisher.send(&cmd(&["PUBLISH", "c", &payload]));
+        let n = publisher.read_reply();
+        assert!(n == b":1\r\n" || n == b":0\r\n", "{n:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        publisher.send(&cmd(&["INFO", "stats"]));
+        let info = String::from_utf8_lossy(&publisher.read_reply()).to_string();
+        if info.contains("client_output_buffer_limit_disconnections:1\r\n") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never closed: {info}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    publisher.check(&["PUBSUB", "NUMSUB", "c"], "*2\r\n$1\r\nc\r\n:0\r\n");
+    // What the client reads now is whole messages, then the end.
+    slow.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sink = Vec::new();
+    use std::io::Read;
+    let _ = slow.stream.read_to_end(&mut sink);
+    assert!(sink.len() < 40 << 20, "{} bytes", sink.len());
+}

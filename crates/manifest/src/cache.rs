@@ -35,7 +35,16 @@ pub struct CacheSpec {
     /// Most bytes the query buffers of all connections may hold together (as Redis'
     /// `maxmemory-clients`); a connection that would take them past it is closed.
     pub max_query_buffers_total_mb: u64,
+    /// The password Redis clients give (`AUTH password`, Redis' `requirepass`), at least
+    /// 16 characters; `$STRATA_CACHE_PASSWORD` overrides it (keep it out of the file
+    /// that way). None (the default): no password, and then `listen` must be a loopback
+    /// address: the node refuses to start otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
+
+/// The shortest password the Redis port accepts (`cache.password`).
+pub const MIN_CACHE_PASSWORD_CHARS: usize = 16;
 
 impl Default for CacheSpec {
     fn default() -> Self {
@@ -48,6 +57,7 @@ impl Default for CacheSpec {
             max_clients: 10_000,
             max_query_buffer_mb: 64,
             max_query_buffers_total_mb: 256,
+            password: None,
         }
     }
 }

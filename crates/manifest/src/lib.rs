@@ -60,7 +60,7 @@ use serde::{Deserialize, Serialize};
 
 pub use access::{AccessList, AccessSpec, Reach};
 pub use autoscale::AutoscaleSpec;
-pub use cache::{CacheSpec, ReadThroughSpec};
+pub use cache::{CacheSpec, ReadThroughSpec, MIN_CACHE_PASSWORD_CHARS};
 pub use cron::Cron;
 pub use error::ManifestError;
 pub use function::{FunctionSpec, QueueTrigger, StoreTrigger, TimerTrigger, TriggerSpec};

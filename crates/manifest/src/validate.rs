@@ -655,6 +655,16 @@ fn check_cache(m: &Manifest, root: &FieldPath, p: &mut Problems) {
         m.cache.max_query_buffers_total_mb,
         "megabytes",
     ));
+    if let Some(password) = &m.cache.password {
+        let chars = password.chars().count();
+        if chars < crate::cache::MIN_CACHE_PASSWORD_CHARS {
+            p.add(invalid(
+                cache.key("password"),
+                "a password of at least 16 characters (such as `openssl rand -hex 16` prints)",
+                format!("one of {chars} characters"),
+            ));
+        }
+    }
     for (name, spec) in &m.caches {
         let path = root.key("caches").key(name);
         if !is_queue_name(name) {

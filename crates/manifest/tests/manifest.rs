@@ -565,6 +565,18 @@ fn cache_port_is_opt_in_and_checked() {
 }
 
 #[test]
+fn cache_password_is_optional_and_long() {
+    assert_eq!(parse_value(&hello()).expect("hello").cache.password, None);
+    accepted_with(set("cache.password", json!("0123456789abcdef")));
+    invalid_at(
+        "cache.password",
+        json!("hunter2"),
+        "a password of at least 16 characters (such as `openssl rand -hex 16` prints)",
+        "one of 7 characters",
+    );
+}
+
+#[test]
 fn cache_port_bounds_have_defaults_and_can_be_set() {
     let c = parse_value(&hello()).expect("hello").cache;
     let bounds = |c: &strata_manifest::CacheSpec| {

@@ -42,6 +42,9 @@ pub struct NodeConfig {
     /// `.strata/control.token`; None: a random one. Required to listen on an address
     /// other than loopback. `new` takes it from `$STRATA_CONTROL_TOKEN`.
     pub control_token: Option<String>,
+    /// The Redis port's password, overriding the manifest's `cache.password`. `new`
+    /// takes it from `$STRATA_CACHE_PASSWORD`.
+    pub cache_password: Option<String>,
     /// The node API's connection cap and head and idle timers.
     pub api_server: strata_api::ServerConfig,
     /// The cluster's placement sets the instance counts (`ScaleBy::Placement`): no
@@ -70,6 +73,7 @@ impl NodeConfig {
             write_state_file: false,
             backends: None,
             control_token: std::env::var("STRATA_CONTROL_TOKEN").ok().filter(|t| !t.is_empty()),
+            cache_password: std::env::var("STRATA_CACHE_PASSWORD").ok().filter(|p| !p.is_empty()),
             api_server: strata_api::ServerConfig::default(),
             placed: false,
             firing_claims: None,
@@ -144,7 +148,14 @@ impl Node {
             &shutdown,
             &mut tasks,
         )?;
-        let cache_addr = start_cache(&manifest, config.cache_listen, &cache, &shutdown, &mut tasks)?;
+        let cache_addr = start_cache(
+            &manifest,
+            config.cache_listen,
+            config.cache_password.clone(),
+            &cache,
+            &shutdown,
+            &mut tasks,
+        )?;
         tasks.push(tokio::spawn(strata_cache::run_sweeper(
             read_through.cache.clone(),
             Duration::from_millis(100),
@@ -380,10 +391,30 @@ fn start_gateway(
     Ok((addr, gateway))
 }
 
+/// The Redis port's password: `$STRATA_CACHE_PASSWORD` (`from_env`) over the manifest's
+/// `cache.password`. Refused: one shorter than 16 characters, and none at all on an
+/// address other than loopback (anyone who can reach the port could read and write the
+/// cache).
+fn cache_password(manifest: Option<&str>, from_env: Option<String>, listen: SocketAddr) -> Result<Option<String>> {
+    let min = strata_manifest::MIN_CACHE_PASSWORD_CHARS;
+    let password = from_env.or_else(|| manifest.map(str::to_string));
+    match &password {
+        Some(p) if p.chars().count() < min => anyhow::bail!(
+            "the cache password (cache.password, or $STRATA_CACHE_PASSWORD) has {} characters: use at least {min}, such as `openssl rand -hex 16` prints",
+            p.chars().count()
+        ),
+        None if !listen.ip().is_loopback() => anyhow::bail!(
+            "cache.listen is {listen}, not a loopback address, and the Redis port has no password: set cache.password (or $STRATA_CACHE_PASSWORD) to one of at least {min} characters, or set cache.listen to a loopback address such as 127.0.0.1:6380"
+        ),
+        _ => Ok(password),
+    }
+}
+
 /// The cache's Redis-protocol port (when one is configured) and its expiry sweeper.
 fn start_cache(
     manifest: &Manifest,
     listen: Option<SocketAddr>,
+    password: Option<String>,
     cache: &Arc<strata_cache::Cache>,
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
@@ -399,6 +430,7 @@ fn start_cache(
         (None, None) => return Ok(None),
     };
     let spec = &manifest.cache;
+    let password = cache_password(spec.password.as_deref(), password, listen)?;
     let ms = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
     let query_buffer = usize::try_from(spec.max_query_buffer_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
     let config = strata_cache::RespConfig {
@@ -413,6 +445,7 @@ fn start_cache(
         max_clients: spec.max_clients as usize,
         idle_timeout: ms(spec.idle_timeout_ms),
         command_timeout: ms(spec.command_timeout_ms),
+        password,
     };
     let resp = strata_cache::spawn_resp_with(listen, config, cache.clone(), shutdown.clone()).map_err(|e| {
         cannot_listen(
@@ -521,4 +554,37 @@ fn start_tasks(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redis_port_off_loopback_needs_a_password() {
+        let loopback: SocketAddr = "127.0.0.1:6380".parse().unwrap();
+        let anywhere: SocketAddr = "0.0.0.0:6380".parse().unwrap();
+        let good = "0123456789abcdef";
+        assert_eq!(cache_password(None, None, loopback).unwrap(), None);
+        let refused = cache_password(None, None, anywhere).unwrap_err().to_string();
+        assert!(
+            refused.contains("cache.listen") && refused.contains("cache.password") && refused.contains("0.0.0.0:6380"),
+            "{refused}"
+        );
+        assert!(cache_password(None, None, "[::]:6380".parse().unwrap()).is_err());
+        assert!(cache_password(None, None, "[::1]:6380".parse().unwrap()).is_ok());
+        assert_eq!(
+            cache_password(Some(good), None, anywhere).unwrap().as_deref(),
+            Some(good)
+        );
+        // The environment's wins over the manifest's.
+        let from_env = cache_password(Some(good), Some("fedcba9876543210".into()), anywhere).unwrap();
+        assert_eq!(from_env.as_deref(), Some("fedcba9876543210"));
+        let short = cache_password(Some("short"), None, loopback).unwrap_err().to_string();
+        assert!(
+            short.contains("at least 16") && short.contains("5 characters"),
+            "{short}"
+        );
+        assert!(cache_password(Some(good), Some("too short".into()), loopback).is_err());
+    }
 }

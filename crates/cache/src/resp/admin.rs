@@ -1,5 +1,7 @@
 //! Connection and server commands: HELLO, AUTH, CLIENT, INFO, COMMAND, CONFIG. Enough of
-//! each for client libraries' handshakes and for people poking with redis-cli.
+//! each for client libraries' handshakes and for people poking with redis-cli. AUTH (and
+//! HELLO's AUTH) check the default user's password when one is set
+//! ([`super::RespConfig::password`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -15,7 +17,9 @@ use crate::keyspace::Keyspace;
 /// The version reported to clients (INFO's `redis_version`, HELLO's `version`).
 pub const REDIS_VERSION: &str = "7.0.0-strata-compatible";
 
-pub(crate) fn hello(r: &mut Reply<'_>, session: &mut Session, args: Args<'_>) {
+/// HELLO [protover [AUTH username password] [SETNAME clientname]]: options checked
+/// first, then the credentials, then (authenticated) the name and protocol, as Redis 7.0.
+pub(crate) fn hello(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext, args: Args<'_>) {
     let mut proto = if session.resp3 { 3 } else { 2 };
     let mut i = 1;
     if args.len() > 1 {
@@ -28,25 +32,35 @@ pub(crate) fn hello(r: &mut Reply<'_>, session: &mut Session, args: Args<'_>) {
         i = 2;
     }
     let mut name = None;
+    let mut credentials = None;
     while i < args.len() {
         let o = args.get(i);
         if o.eq_ignore_ascii_case(b"auth") && i + 2 < args.len() {
-            if let Err(e) = check_auth(args.get(i + 1)) {
-                return r.error(e);
-            }
+            credentials = Some((args.get(i + 1), args.get(i + 2)));
             i += 3;
         } else if o.eq_ignore_ascii_case(b"setname") && i + 1 < args.len() {
-            if let Err(e) = check_name(args.get(i + 1)) {
-                return r.error(e);
-            }
-            name = Some(args.get(i + 1).to_vec());
+            name = Some(args.get(i + 1));
             i += 2;
         } else {
             return r.error(&format!("ERR Syntax error in HELLO option '{}'", truncated(o, 128)));
         }
     }
+    if let Some((user, password)) = credentials {
+        if let Err(e) = check_auth(shared, user, password) {
+            return r.error(e);
+        }
+        session.authenticated = true;
+    }
+    if !session.authenticated {
+        return r.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
     if let Some(name) = name {
-        session.name = (!name.is_empty()).then_some(name);
+        if let Err(e) = check_name(name) {
+            return r.error(e);
+        }
+    }
+    if let Some(name) = name {
+        session.name = (!name.is_empty()).then(|| name.to_vec());
     }
     session.resp3 = proto == 3;
     r.resp3 = session.resp3;
@@ -67,26 +81,46 @@ pub(crate) fn hello(r: &mut Reply<'_>, session: &mut Session, args: Args<'_>) {
     r.array(0);
 }
 
-/// There are no passwords: the default user (nopass, as in a fresh Redis) may log in
-/// with any password; other users do not exist.
-fn check_auth(user: &[u8]) -> Result<(), &'static str> {
-    if user == b"default" {
+/// There is one user, `default`. Without a password set it is Redis' `nopass` user (any
+/// password logs in, as in a fresh Redis); with one, only that password does. Other
+/// users do not exist.
+fn check_auth(shared: &ConnectionContext, user: &[u8], password: &[u8]) -> Result<(), &'static str> {
+    const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+    let matches = match &shared.server.password {
+        None => true,
+        Some(p) => constant_time_eq(p, password),
+    };
+    if user == b"default" && matches {
         Ok(())
     } else {
-        Err("WRONGPASS invalid username-password pair or user is disabled.")
+        Err(WRONGPASS)
     }
 }
 
-pub(crate) fn auth(r: &mut Reply<'_>, args: Args<'_>) {
-    match args.len() {
-        2 => r.error(
-            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        ),
-        3 => match check_auth(args.get(1)) {
-            Ok(()) => r.ok(),
-            Err(e) => r.error(e),
-        },
-        _ => r.error("ERR syntax error"),
+/// Compares without stopping at the first difference, so that the time taken tells an
+/// attacker nothing about how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// AUTH [username] password.
+pub(crate) fn auth(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext, args: Args<'_>) {
+    let checked = match args.len() {
+        2 if shared.server.password.is_none() => {
+            return r.error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            )
+        }
+        2 => check_auth(shared, b"default", args.get(1)),
+        3 => check_auth(shared, args.get(1), args.get(2)),
+        _ => return r.error("ERR syntax error"),
+    };
+    match checked {
+        Ok(()) => {
+            session.authenticated = true;
+            r.ok();
+        }
+        Err(e) => r.error(e),
     }
 }
 
@@ -169,11 +203,14 @@ fn subcommand_error(r: &mut Reply<'_>, cmd: &str, args: Args<'_>) {
 fn client_line(session: &Session, shared: &ConnectionContext) -> String {
     let age = session.created.elapsed().as_secs();
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={age} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=0 name={} age={age} idle=0 flags={} db=0 sub={} psub={} ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
         session.id,
         session.peer,
         shared.server.addr(),
         String::from_utf8_lossy(session.name.as_deref().unwrap_or_default()),
+        if session.subs.active() { "P" } else { "N" },
+        session.subs.channel_count(),
+        session.subs.pattern_count(),
         if session.resp3 { 3 } else { 2 },
         session.lib_name,
         session.lib_ver,
@@ -242,7 +279,7 @@ pub(crate) fn info_text(shared: &ConnectionContext, stats: &CacheStats, wanted: 
     if want("stats") {
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nevicted_clients:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nstrata_shard_drops:{}\r\nstrata_idle_disconnections:{}\r\nstrata_slow_command_disconnections:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nevicted_clients:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nstrata_shard_drops:{}\r\nstrata_idle_disconnections:{}\r\nstrata_slow_command_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\r\n",
             server.total_connections.load(Ordering::Relaxed),
             server.total_commands(),
             closed.max_clients.load(Ordering::Relaxed),
@@ -255,6 +292,9 @@ pub(crate) fn info_text(shared: &ConnectionContext, stats: &CacheStats, wanted: 
             t.drops,
             closed.idle.load(Ordering::Relaxed),
             closed.slow_command.load(Ordering::Relaxed),
+            closed.output_limit.load(Ordering::Relaxed),
+            server.pubsub.channel_count(),
+            server.pubsub.numpat(),
         );
     }
     if want("replication") {

@@ -2,10 +2,14 @@
 //! inside MULTI or run it) and the transaction commands (MULTI, EXEC, DISCARD, WATCH,
 //! UNWATCH). The commands themselves are in `strings` (values), `hashes`, `sets` and
 //! `set_algebra`, `lists`, `blocking` (the list commands that wait), `zsets`, `zranges`
-//! and `zset_algebra`, `keys` (the keyspace) and `admin` (the connection and the
-//! server); [`run`] calls them with a [`Keyspace`]: its own for a command run alone,
-//! EXEC's for a queued one. A blocking command run alone is handed back to the
-//! connection ([`Flow::Block`]), which may have to wait.
+//! and `zset_algebra`, `keys` (the keyspace), `pubsub` (publish/subscribe) and `admin`
+//! (the connection and the server); [`run`] calls them with a [`Keyspace`]: its own for
+//! a command run alone, EXEC's for a queued one. A blocking command run alone is handed
+//! back to the connection ([`Flow::Block`]), which may have to wait.
+//!
+//! Before a command runs: NOAUTH while a password is set and AUTH has not succeeded
+//! (after the unknown-command and arity checks, as Redis), and the pub/sub context's
+//! refusal for a RESP2 connection with subscriptions.
 //!
 //! Errors say what Redis says, word for word where clients or people match on them.
 
@@ -15,6 +19,7 @@ use super::hashes::{self, Listing};
 use super::keys;
 use super::lists;
 use super::parse::Args;
+use super::pubsub;
 use super::reply::{truncated, Reply, NOT_INT, WRONGTYPE};
 use super::set_algebra::{self, SetOp};
 use super::sets;
@@ -48,6 +53,11 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
         out,
         resp3: session.resp3,
     };
+    // Messages that came before this command go out before its reply.
+    if !session.subs.write_pending(&mut r, None) {
+        over_output_limit(session, shared);
+        return Flow::Close;
+    }
     let Some(spec) = lookup(args.get(0)) else {
         unknown_command(&mut r, args);
         session.tx.refuse();
@@ -65,6 +75,16 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
             r.error(&format!("ERR {why}"));
         }
         return Flow::Continue;
+    }
+    if !session.authenticated && !spec.flags.contains(&"no_auth") {
+        refuse(&mut r, session, shared, spec, "NOAUTH Authentication required.");
+        return Flow::Continue;
+    }
+    if !session.resp3 && session.subs.active() {
+        if let Some(e) = pubsub::refused_while_subscribed(spec.cmd, args, spec.name) {
+            refuse(&mut r, session, shared, spec, &e);
+            return Flow::Continue;
+        }
     }
     if spec.cmd == Cmd::Object {
         // A container command: its subcommand is checked as its arity is.
@@ -120,6 +140,31 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
         }
     }
     Flow::Continue
+}
+
+/// The connection's mailbox went past its bound: counts it and says so; the connection
+/// is closed without a reply, as Redis closes a client past its output buffer limit.
+pub(crate) fn over_output_limit(session: &Session, shared: &ConnectionContext) {
+    shared
+        .server
+        .closed
+        .output_limit
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(peer = %session.peer, limit = crate::pubsub::MAILBOX_LIMIT, "cache client closed: a subscriber's pending messages went past the pub/sub output limit");
+}
+
+/// A command refused before it runs: its error, and the transaction fails (EXEC
+/// itself answers EXECABORT, giving the reason, and ends the transaction), as Redis'
+/// `rejectCommand`.
+fn refuse(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext, spec: &Spec, msg: &str) {
+    if spec.cmd == Cmd::Exec {
+        end_transaction(session, shared);
+        let why = msg.strip_prefix("ERR ").unwrap_or(msg);
+        r.error(&format!("EXECABORT Transaction discarded because of: {why}"));
+    } else {
+        session.tx.refuse();
+        r.error(msg);
+    }
 }
 
 /// Ends the connection's transaction and watches (RESET, and a connection closing).
@@ -357,6 +402,7 @@ pub(crate) fn run(
             // Run by `execute`, never queued.
             r.error(&format!("ERR {} is not allowed here", spec.name));
         }
+        Cmd::Ping if args.len() <= 2 && !r.resp3 && session.subs.active() => pubsub::ping(r, args),
         Cmd::Ping => match args.len() {
             1 => r.simple("PONG"),
             2 => r.bulk(args.get(1)),
@@ -380,12 +426,25 @@ pub(crate) fn run(
                 shared.server.client_memory.give_back(q.counted);
             }
             session.tx.unwatch(ks);
-            session.reset();
+            session.subs.end(&shared.server.pubsub);
+            session.reset(&shared.server);
             r.resp3 = false;
             r.simple("RESET");
         }
-        Cmd::Hello => admin::hello(r, session, args),
-        Cmd::Auth => admin::auth(r, args),
+        Cmd::Hello => admin::hello(r, session, shared, args),
+        Cmd::Auth => admin::auth(r, session, shared, args),
+        Cmd::Subscribe => pubsub::subscribe(r, &mut session.subs, &shared.server.pubsub, args),
+        Cmd::Unsubscribe => pubsub::unsubscribe(r, &mut session.subs, &shared.server.pubsub, args),
+        Cmd::Psubscribe => pubsub::psubscribe(r, &mut session.subs, &shared.server.pubsub, args),
+        Cmd::Punsubscribe => pubsub::punsubscribe(r, &mut session.subs, &shared.server.pubsub, args),
+        Cmd::Publish => {
+            let receivers = shared.server.pubsub.publish(args.get(1), args.get(2));
+            // A connection publishing to itself gets the message before the reply, as
+            // from Redis.
+            session.subs.write_pending(r, None);
+            r.int(receivers as i64);
+        }
+        Cmd::Pubsub => pubsub::pubsub(r, &shared.server.pubsub, args),
         Cmd::Config => admin::config(r, shared, ks, args),
         Cmd::Time => {
             let now = std::time::SystemTime::now()

@@ -15,6 +15,7 @@ use super::state::{ConnectionContext, RespConfig, Session};
 use super::table::lookup;
 use crate::blocking::Waiter;
 use crate::cache::Cache;
+use crate::pubsub::Subscriber;
 
 /// Replies past this size are handed out ([`Progress::Flush`]) before the rest of a
 /// batch is run.
@@ -58,6 +59,8 @@ impl Connection {
             peer,
             created: Instant::now(),
             tx: Default::default(),
+            subs: Default::default(),
+            authenticated: shared.server.password.is_none(),
         };
         Connection {
             parser: Parser::new(shared.server.limits),
@@ -87,6 +90,8 @@ impl Connection {
         let mut commands = 0u64;
         let mut progress = Progress::NeedInput;
         loop {
+            // AUTH may have succeeded (or RESET logged out) in the command before.
+            self.parser.set_unauthenticated(!self.session.authenticated);
             match self.parser.parse(&input[at..]) {
                 Ok(Some(used)) => {
                     let args = self.parser.args(&input[at..]);
@@ -176,6 +181,26 @@ impl Connection {
         }
     }
 
+    /// The mailbox to wait on while the connection has subscriptions.
+    pub(crate) fn mailbox(&self) -> Option<Arc<Subscriber>> {
+        self.session.subs.mailbox().cloned()
+    }
+
+    /// Appends messages waiting in the mailbox to `out` (about [`FLUSH_AT`] bytes of
+    /// them: the rest stay counted in the mailbox); false if the mailbox went past its
+    /// bound (counted: the connection is to be closed, without a reply).
+    pub(crate) fn write_messages(&mut self, out: &mut Vec<u8>) -> bool {
+        let mut r = Reply {
+            out,
+            resp3: self.session.resp3,
+        };
+        let ok = self.session.subs.write_pending(&mut r, Some(FLUSH_AT));
+        if !ok {
+            super::commands::over_output_limit(&self.session, &self.shared);
+        }
+        ok
+    }
+
     /// The command being received cannot be held: appends the error to `out`, counts
     /// it; the connection is to be closed.
     pub(crate) fn over_query_buffer_limit(&self, bytes: usize, out: &mut Vec<u8>) {
@@ -237,5 +262,6 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.end_transaction();
+        self.session.subs.end(&self.shared.server.pubsub);
     }
 }

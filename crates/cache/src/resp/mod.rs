@@ -8,9 +8,14 @@
 //! - `timeouts`: the idle and slow-command timeouts, kept by a sweep per worker thread.
 //! - `query_buffer`: a connection's query buffer, bounded alone and with all the others.
 //! - `transaction` (parse, table): a connection's MULTI queue and WATCHed keys.
-//! - `state` (parse, timeouts, query_buffer, transaction): what commands run against: the
-//!   server's shared state, built from [`RespConfig`], and one connection's session.
-//! - `admin` (parse, reply, table, state): HELLO, AUTH, CLIENT, INFO, COMMAND, CONFIG.
+//! - `pubsub` (parse, reply, table): SUBSCRIBE, PSUBSCRIBE, their UNSUBSCRIBEs,
+//!   PUBLISH, PUBSUB, and a connection's subscriptions and mailbox (the registry is the
+//!   crate's `pubsub`).
+//! - `state` (parse, timeouts, query_buffer, transaction, pubsub): what commands run
+//!   against: the server's shared state, built from [`RespConfig`] (the pub/sub
+//!   registry and the password among it), and one connection's session.
+//! - `admin` (parse, reply, table, state): HELLO, AUTH (the password), CLIENT, INFO,
+//!   COMMAND, CONFIG.
 //! - `strings` (parse, reply): the string commands (SET family, GETEX, INCRBYFLOAT,
 //!   GETRANGE, SETRANGE, SETBIT, BITCOUNT, ...).
 //! - `keys` (parse, reply): the keyspace commands (DEL, EXPIRE family, KEYS, SCAN,
@@ -37,10 +42,10 @@
 //!   state, without the socket ([`Connection`]).
 //! - `server` (timeouts, query_buffer, state, connection): [`spawn_resp`] (worker
 //!   threads, one `SO_REUSEPORT` listener each, admitting at most `max_clients`) and the
-//!   connection loop.
+//!   connection loop (which also waits on a subscribed connection's mailbox).
 //!
 //! Below all of them, outside `resp`: the crate's `keyspace` (every command runs against
-//! one), `cache`, `glob`, `long_double` (and `ring`'s hasher, for the run id); nothing
+//! one), `cache`, `glob`, `long_double`, `pubsub` (and `ring`'s hasher, for the run id); nothing
 //! outside `resp` uses anything inside it but the re-exports below.
 
 mod admin;
@@ -51,6 +56,7 @@ mod hashes;
 mod keys;
 mod lists;
 mod parse;
+mod pubsub;
 mod query_buffer;
 mod reply;
 mod server;

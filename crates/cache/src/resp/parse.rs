@@ -56,7 +56,19 @@ pub enum ProtocolError {
     InlineTooLong,
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+    /// More than [`UNAUTHENTICATED_MAX_ARGS`] arguments before AUTH.
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// A bulk longer than [`UNAUTHENTICATED_MAX_BULK`] before AUTH.
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
 }
+
+/// Most arguments a command of a client that has yet to AUTH may have (Redis 7.0's
+/// bound, so that nobody can make the server hold much without the password).
+pub const UNAUTHENTICATED_MAX_ARGS: i64 = 10;
+/// Longest argument a client that has yet to AUTH may send (Redis 7.0's bound).
+pub const UNAUTHENTICATED_MAX_BULK: i64 = 16384;
 
 /// The arguments of the last parsed command.
 #[derive(Clone, Copy)]
@@ -113,6 +125,9 @@ pub struct Parser {
     /// How far (from the command's start) the line being received has been searched
     /// for its end, so a line arriving byte by byte is not rescanned from its start.
     scanned: usize,
+    /// The client has yet to AUTH: multibulk commands are held to Redis' small bounds
+    /// for such clients.
+    unauthenticated: bool,
 }
 
 impl Parser {
@@ -125,6 +140,13 @@ impl Parser {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Whether the client has yet to AUTH (then a multibulk command may have at most
+    /// [`UNAUTHENTICATED_MAX_ARGS`] arguments of at most [`UNAUTHENTICATED_MAX_BULK`]
+    /// bytes each, as in Redis).
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
     }
 
     /// How many bytes from the command's start the parser needs to make progress (a
@@ -162,6 +184,9 @@ impl Parser {
             if n > self.limits.max_args as i64 {
                 return Err(ProtocolError::MultibulkLength);
             }
+            if self.unauthenticated && n > UNAUTHENTICATED_MAX_ARGS {
+                return Err(ProtocolError::UnauthenticatedMultibulkLength);
+            }
             if n <= 0 {
                 // `*0` and `*-1`: nothing to run.
                 return Ok(Some(end + 2));
@@ -186,6 +211,13 @@ impl Parser {
                 Err(e) => return Err(e),
             };
             let len = match parse_len(&buf[pos + 1..end]) {
+                Some(n)
+                    if n > UNAUTHENTICATED_MAX_BULK
+                        && self.unauthenticated
+                        && n as u64 <= self.limits.max_bulk as u64 =>
+                {
+                    return Err(ProtocolError::UnauthenticatedBulkLength)
+                }
                 Some(n) if n >= 0 && n as u64 <= self.limits.max_bulk as u64 => n as usize,
                 _ => return Err(ProtocolError::BulkLength),
             };

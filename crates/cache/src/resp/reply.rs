@@ -79,6 +79,13 @@ impl Reply<'_> {
         self.out.extend_from_slice(b"\r\n");
     }
 
+    /// A push frame of `len` elements (pub/sub messages; RESP2: an array).
+    pub fn push(&mut self, len: usize) {
+        self.out.push(if self.resp3 { b'>' } else { b'*' });
+        push_int(self.out, len as i64);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
     /// A map of `len` pairs (RESP2: a flat array of `2 * len`).
     pub fn map(&mut self, len: usize) {
         if self.resp3 {

@@ -8,6 +8,10 @@
 //! buffer is bounded, and so are all of theirs together (`query_buffer`); a connection
 //! idle too long, or too slow to send a command, is closed by its worker's sweep
 //! (`timeouts`), which costs the loop no clock read and no timer per command.
+//!
+//! A connection with subscriptions also waits on its mailbox, and writes the messages
+//! that come into it; the idle timeout spares it, as Redis' spares pub/sub clients. Its
+//! mailbox is bounded (`crate::pubsub`); past the bound the connection is closed.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -24,6 +28,7 @@ use super::query_buffer::{give_chunk, take_chunk, OverLimit, QueryBuffer, READ_C
 use super::state::{ConnectionContext, RespConfig};
 use super::timeouts::{self, Expired, Watch};
 use crate::cache::Cache;
+use crate::pubsub::Subscriber;
 
 /// The running RESP server's threads; [`RespWorkers::join`] (or `join_blocking` outside
 /// a runtime) waits for them after the token is cancelled. Open connections are closed
@@ -143,6 +148,8 @@ enum Ended {
     Io(std::io::Error),
     /// The client took nothing of it for the idle timeout.
     Stalled,
+    /// The client's mailbox went past its bound meanwhile.
+    Overflowed,
 }
 
 impl From<std::io::Error> for Ended {
@@ -165,8 +172,52 @@ async fn serve_connection(
     // answered (`query_buffer`): a connection with nothing pending holds neither.
     let mut out: Vec<u8> = Vec::new();
     loop {
-        match watch.until_expired(stream.readable()).await {
-            Ok(ready) => ready?,
+        let mailbox = conn.mailbox();
+        let event = async {
+            match &mailbox {
+                None => Event::Readable(stream.readable().await),
+                Some(mailbox) if mailbox.has_pending() => Event::Messages,
+                Some(mailbox) => tokio::select! {
+                    ready = stream.readable() => Event::Readable(ready),
+                    () = mailbox.woken() => Event::Messages,
+                },
+            }
+        };
+        match watch.until_expired(event).await {
+            Ok(Event::Readable(ready)) => ready?,
+            Ok(Event::Messages) => {
+                if out.capacity() == 0 {
+                    out = take_chunk();
+                }
+                if !conn.write_messages(&mut out) {
+                    drop(input);
+                    let _ = stream.shutdown().await;
+                    return Ok(());
+                }
+                if !out.is_empty() {
+                    match write_out(&mut stream, &out, &watch, mailbox.as_deref()).await {
+                        Ok(()) => out.clear(),
+                        Err(Ended::Io(e)) => return Err(e),
+                        Err(Ended::Stalled) => {
+                            conn.idle();
+                            return Ok(());
+                        }
+                        Err(Ended::Overflowed) => {
+                            conn.write_messages(&mut out);
+                            return Ok(());
+                        }
+                    }
+                }
+                if input.bytes.is_empty() {
+                    give_chunk(std::mem::take(&mut out));
+                }
+                continue;
+            }
+            Err(Expired::Idle) if mailbox.is_some() => {
+                // Redis' `timeout` spares pub/sub clients: they wait for messages.
+                watch.wrote();
+                continue;
+            }
             Err(expired) => {
                 drop(input);
                 return match expired {
@@ -209,11 +260,17 @@ async fn serve_connection(
             let progress = conn.process(&mut input.bytes, &mut out);
             watch.received(input.bytes.len() < before, input.bytes.len());
             if !out.is_empty() {
-                match write_out(&mut stream, &out, &watch).await {
+                let mailbox = conn.mailbox();
+                match write_out(&mut stream, &out, &watch, mailbox.as_deref()).await {
                     Ok(()) => out.clear(),
                     Err(Ended::Io(e)) => return Err(e),
                     Err(Ended::Stalled) => {
                         conn.idle();
+                        return Ok(());
+                    }
+                    Err(Ended::Overflowed) => {
+                        // Counts and logs it.
+                        conn.write_messages(&mut out);
                         return Ok(());
                     }
                 }
@@ -258,6 +315,13 @@ async fn serve_connection(
     }
 }
 
+/// What a connection waiting for its client was woken by.
+enum Event {
+    Readable(std::io::Result<()>),
+    /// Messages came into its mailbox.
+    Messages,
+}
+
 /// How a blocked connection's wait ended.
 enum Unblocked {
     /// The command was answered (into `out`).
@@ -269,7 +333,8 @@ enum Unblocked {
 }
 
 /// Waits while the connection is blocked in a command (BLPOP, ...): for a signal that
-/// elements came (then it tries again), its deadline, or the client. What the client
+/// elements came (then it tries again), its deadline, or the client; a RESP3
+/// subscriber's messages are written meanwhile. What the client
 /// sends meanwhile is read and kept (bounded as always) to run after the answer, as
 /// Redis does; the idle timeout does not apply to a blocked client, as in Redis.
 async fn wait_blocked(
@@ -285,7 +350,34 @@ async fn wait_blocked(
                 None => std::future::pending().await,
             }
         };
+        // A RESP3 subscriber gets its messages while it waits: up to a chunk of them
+        // held in `out` (before the answer) while the socket does not take them, the
+        // rest left in its bounded mailbox.
+        let mailbox = conn.mailbox();
+        let messages = async {
+            match &mailbox {
+                Some(m) if out.len() < BLOCKED_OUT_CHUNK => m.woken().await,
+                _ => std::future::pending().await,
+            }
+        };
+        let writable = async {
+            if out.is_empty() {
+                std::future::pending().await
+            } else {
+                stream.writable().await
+            }
+        };
         tokio::select! {
+            () = messages => {
+                if !conn.write_messages(out) {
+                    return Ok(Unblocked::Closed);
+                }
+                flush_some(stream, out)?;
+            }
+            ready = writable => {
+                ready?;
+                flush_some(stream, out)?;
+            }
             () = waiter.woken() => {
                 if conn.retry_blocked(out) {
                     return Ok(Unblocked::Answered);
@@ -312,9 +404,31 @@ async fn wait_blocked(
     Ok(Unblocked::Answered)
 }
 
+/// How much of a blocked subscriber's messages waits in its output buffer while the
+/// client does not read them.
+const BLOCKED_OUT_CHUNK: usize = 1 << 20;
+
+/// Writes what the socket takes of `out` now, and keeps the rest.
+fn flush_some(stream: &TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+    match stream.try_write(out) {
+        Ok(n) => {
+            out.drain(..n);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Writes `out` whole. Nearly always the socket takes it at once; if not, the client is
-/// not reading, and the idle timeout counts from the last part it took.
-async fn write_out(stream: &mut TcpStream, out: &[u8], watch: &Watch) -> Result<(), Ended> {
+/// not reading, and the idle timeout counts from the last part it took. A subscriber's
+/// write also ends when its mailbox (`mailbox`) overflows meanwhile.
+async fn write_out(
+    stream: &mut TcpStream,
+    out: &[u8],
+    watch: &Watch,
+    mailbox: Option<&Subscriber>,
+) -> Result<(), Ended> {
     let mut at = match stream.try_write(out) {
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
@@ -325,10 +439,23 @@ async fn write_out(stream: &mut TcpStream, out: &[u8], watch: &Watch) -> Result<
     }
     watch.writing(true);
     while at < out.len() {
-        let n = watch
-            .until_expired(stream.write(&out[at..]))
-            .await
-            .map_err(|_| Ended::Stalled)??;
+        let write = async {
+            match mailbox {
+                None => Some(stream.write(&out[at..]).await),
+                Some(mailbox) => tokio::select! {
+                    n = stream.write(&out[at..]) => Some(n),
+                    () = mailbox.woken(), if !mailbox.overflowed() => None,
+                },
+            }
+        };
+        let written = watch.until_expired(write).await.map_err(|_| Ended::Stalled)?;
+        let Some(n) = written else {
+            if mailbox.is_some_and(Subscriber::overflowed) {
+                return Err(Ended::Overflowed);
+            }
+            continue;
+        };
+        let n = n?;
         if n == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
         }

@@ -1,6 +1,6 @@
 //! What the commands run against: the state every connection of a server shares
-//! ([`ConnectionContext`]: the cache, the settings from [`RespConfig`], counters for INFO) and one
-//! connection's own ([`Session`]).
+//! ([`ConnectionContext`]: the cache, the settings from [`RespConfig`], the pub/sub
+//! registry, counters for INFO) and one connection's own ([`Session`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,15 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::parse::Limits;
+use super::pubsub::Subscriptions;
 use super::query_buffer::ClientMemory;
 use super::timeouts::Timeouts;
 use super::transaction::Transaction;
 use crate::cache::Cache;
+use crate::pubsub::PubSub;
 use crate::ring::StableHasher;
 
 /// How the RESP server runs, and what bounds each connection and all of them. The
 /// defaults bound a node's Redis port without getting in a normal client's way.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RespConfig {
     /// Worker threads (0: one per core).
     pub threads: usize,
@@ -42,6 +44,27 @@ pub struct RespConfig {
     /// and the connection is closed: a slowloris client holds nothing for long; 10 s.
     /// None: never.
     pub command_timeout: Option<Duration>,
+    /// The default user's password (Redis' `requirepass`): when set, a connection runs
+    /// nothing but AUTH, HELLO (with AUTH), QUIT and RESET until `AUTH password`,
+    /// `AUTH default password` or `HELLO 3 AUTH default password` succeeds. None: no
+    /// password, every connection is authenticated (and the node keeps the port on
+    /// loopback).
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RespConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RespConfig")
+            .field("threads", &self.threads)
+            .field("limits", &self.limits)
+            .field("max_query_bytes", &self.max_query_bytes)
+            .field("max_query_bytes_total", &self.max_query_bytes_total)
+            .field("max_clients", &self.max_clients)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for RespConfig {
@@ -54,6 +77,7 @@ impl Default for RespConfig {
             max_clients: 10_000,
             idle_timeout: Some(Duration::from_secs(300)),
             command_timeout: Some(Duration::from_secs(10)),
+            password: None,
         }
     }
 }
@@ -83,6 +107,10 @@ pub(crate) struct ServerState {
     /// Commands run, one counter per worker so that workers never share a cache line.
     pub commands: Box<[PerWorker]>,
     pub next_client_id: AtomicU64,
+    /// Every channel and pattern subscription, across the workers.
+    pub pubsub: PubSub,
+    /// The password AUTH wants (None: none).
+    pub password: Option<Vec<u8>>,
 }
 
 impl ConnectionContext {
@@ -107,6 +135,8 @@ impl ConnectionContext {
                 closed: Closed::default(),
                 commands: (0..threads.max(1)).map(|_| PerWorker::default()).collect(),
                 next_client_id: AtomicU64::new(1),
+                pubsub: PubSub::default(),
+                password: config.password.as_ref().map(|p| p.as_bytes().to_vec()),
             },
         }
     }
@@ -125,6 +155,9 @@ pub(crate) struct Closed {
     pub idle: AtomicU64,
     /// A command not whole within `command_timeout`.
     pub slow_command: AtomicU64,
+    /// A subscriber's mailbox past its bound (Redis'
+    /// `client_output_buffer_limit_disconnections`).
+    pub output_limit: AtomicU64,
 }
 
 /// A counter on its own cache line.
@@ -172,13 +205,19 @@ pub(crate) struct Session {
     pub created: Instant,
     /// MULTI's queue and the WATCHed keys.
     pub tx: Transaction,
+    /// Channels and patterns subscribed, and the mailbox.
+    pub subs: Subscriptions,
+    /// Whether AUTH succeeded, or no password is set.
+    pub authenticated: bool,
 }
 
 impl Session {
-    /// `RESET`: back to a fresh connection's state (the caller ends any transaction and
-    /// watch first: that needs the cache).
-    pub fn reset(&mut self) {
+    /// `RESET`: back to a fresh connection's state, authenticated only if no password
+    /// is set (the caller ends any transaction, watch and subscription first: that needs
+    /// the cache and the server).
+    pub fn reset(&mut self, server: &ServerState) {
         self.resp3 = false;
         self.name = None;
+        self.authenticated = server.password.is_none();
     }
 }

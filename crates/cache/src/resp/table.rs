@@ -125,6 +125,12 @@ pub(crate) enum Cmd {
     Blmove,
     Brpoplpush,
     Blmpop,
+    Subscribe,
+    Unsubscribe,
+    Psubscribe,
+    Punsubscribe,
+    Publish,
+    Pubsub,
     Zadd,
     Zincrby,
     Zrem,
@@ -292,6 +298,8 @@ const CONN: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth", "allo
 const BLOCKING: &[&str] = &["write", "noscript", "blocking"];
 /// BLMOVE, BRPOPLPUSH.
 const BLOCKING_D: &[&str] = &["write", "denyoom", "noscript", "blocking"];
+/// SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE.
+const PUBSUB: &[&str] = &["pubsub", "noscript", "loading", "stale"];
 /// Commands with subcommands: their flags are their subcommands'.
 const CONTAINER: &[&str] = &[];
 
@@ -438,6 +446,12 @@ pub(crate) static COMMANDS: &[Spec] = &[
     spec!("blmove", Blmove, 6, BLOCKING_D, 1, 2, 1),
     spec!("brpoplpush", Brpoplpush, 4, BLOCKING_D, 1, 2, 1),
     spec!("blmpop", Blmpop, -5, &["write", "blocking", "movablekeys"], 0, 0, 0),
+    spec!("subscribe", Subscribe, -2, PUBSUB, 0, 0, 0),
+    spec!("unsubscribe", Unsubscribe, -1, PUBSUB, 0, 0, 0),
+    spec!("psubscribe", Psubscribe, -2, PUBSUB, 0, 0, 0),
+    spec!("punsubscribe", Punsubscribe, -1, PUBSUB, 0, 0, 0),
+    spec!("publish", Publish, 3, &["pubsub", "loading", "stale", "fast"], 0, 0, 0),
+    spec!("pubsub", Pubsub, -2, CONTAINER, 0, 0, 0),
     spec!("zadd", Zadd, -4, WDF, 1, 1, 1),
     spec!("zincrby", Zincrby, 4, WDF, 1, 1, 1),
     spec!("zrem", Zrem, -3, WF, 1, 1, 1),
