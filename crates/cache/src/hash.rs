@@ -43,10 +43,6 @@ impl HashValue {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Bytes charged for the fields and values.
     pub fn bytes(&self) -> usize {
         self.bytes

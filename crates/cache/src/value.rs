@@ -54,3 +54,43 @@ impl From<Stored> for Value {
         Value::Str(s)
     }
 }
+
+/// A Redis collection as a [`Value`] holds it (a hash, a set, a list, a sorted set):
+/// what the keyspace's typed reads and writes (`keyspace::typed`) need of each.
+pub(crate) trait Collection: Default {
+    fn of(v: &Value) -> Option<&Self>;
+    fn of_mut(v: &mut Value) -> Option<&mut Self>;
+    fn into_value(self) -> Value;
+    /// Fields, members or elements: a collection left with none is removed.
+    fn count(&self) -> usize;
+}
+
+macro_rules! collection {
+    ($ty:ty, $variant:ident) => {
+        impl Collection for $ty {
+            fn of(v: &Value) -> Option<&Self> {
+                match v {
+                    Value::$variant(c) => Some(c),
+                    _ => None,
+                }
+            }
+            fn of_mut(v: &mut Value) -> Option<&mut Self> {
+                match v {
+                    Value::$variant(c) => Some(c),
+                    _ => None,
+                }
+            }
+            fn into_value(self) -> Value {
+                Value::$variant(Box::new(self))
+            }
+            fn count(&self) -> usize {
+                self.len()
+            }
+        }
+    };
+}
+
+collection!(HashValue, Hash);
+collection!(SetValue, Set);
+collection!(ListValue, List);
+collection!(ZsetValue, Zset);

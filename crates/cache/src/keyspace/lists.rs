@@ -10,25 +10,14 @@ use std::sync::Arc;
 use super::{Keyspace, WrongType};
 use crate::blocking::Waiter;
 use crate::list::ListValue;
-use crate::shard::{Deadlines, Encoding};
+
 use crate::value::Value;
 
 impl Keyspace<'_> {
     /// Calls `f` with `key`'s list (`None`: no such key) while its shard is locked
     /// (counts a hit or a miss); a key holding another type is [`WrongType`].
     pub fn list_read<R>(&mut self, key: &[u8], f: impl FnOnce(Option<&ListValue>) -> R) -> Result<R, WrongType> {
-        let now = self.now;
-        let mut s = self.shard(key);
-        let mut f = Some(f);
-        let r = s.with_live(key, now, |e| match &e.value {
-            Value::List(l) => Ok((f.take().expect("called once"))(Some(l))),
-            _ => Err(WrongType),
-        });
-        s.count_read(r.is_some());
-        match r {
-            Some(r) => r,
-            None => Ok((f.take().expect("not called yet"))(None)),
-        }
+        self.typed_read(key, f)
     }
 
     /// The length of `key`'s list (0: none, or another type), not counted as a read.
@@ -62,38 +51,7 @@ impl Keyspace<'_> {
     /// if `f` left elements in it; a list `f` leaves empty is removed. Keeps the key's
     /// deadline. A key holding another type is [`WrongType`], and `f` is not called.
     pub fn list_write<R>(&mut self, key: &[u8], f: impl FnOnce(&mut ListValue) -> (R, bool)) -> Result<R, WrongType> {
-        let now = self.now;
-        let mut s = self.shard(key);
-        let mut f = Some(f);
-        let r = s.modify(key, now, |e| match &mut e.value {
-            Value::List(l) => {
-                let before = l.len();
-                let (r, changed) = (f.take().expect("called once"))(l);
-                (Ok((r, l.len(), before)), changed)
-            }
-            _ => (Err(WrongType), false),
-        });
-        match r {
-            Some(Err(WrongType)) => Err(WrongType),
-            Some(Ok((r, len, before))) => {
-                if len == 0 {
-                    s.remove(key, now);
-                } else if len > before {
-                    s.blocked.signal(key, len - before);
-                }
-                Ok(r)
-            }
-            None => {
-                let mut l = ListValue::default();
-                let (r, _) = (f.take().expect("not called yet"))(&mut l);
-                let len = l.len();
-                if len > 0 {
-                    s.insert_as(key, Value::List(Box::new(l)), Deadlines::NONE, now, Encoding::Whole);
-                    s.blocked.signal(key, len);
-                }
-                Ok(r)
-            }
-        }
+        self.typed_write(key, f, |s, key, n| s.blocked.signal(key, n))
     }
 }
 

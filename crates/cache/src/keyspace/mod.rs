@@ -25,7 +25,8 @@
 //!
 //! Here: the type, its locking, reads, whole-value writes, deadlines, RENAME and COPY;
 //! `values`: the operations that change a value in place (INCR, APPEND, SETRANGE,
-//! SETBIT, ...); `hashes`: reads and writes of hashes; `sets`: of sets; `lists`: of
+//! SETBIT, ...); `typed`: the read and write every collection type's commands make;
+//! `hashes`: reads and writes of hashes; `sets`: of sets; `lists`: of
 //! lists (and the signal to blocked clients); `zsets`: of sorted sets; `whole`: those
 //! on every shard (KEYS, SCAN, FLUSHDB, ...) and WATCH.
 
@@ -43,6 +44,7 @@ use crate::value::Value;
 mod hashes;
 mod lists;
 mod sets;
+mod typed;
 mod values;
 mod whole;
 mod zsets;

@@ -7,7 +7,7 @@
 //! charged, may evict, and marks the key's watchers; a set left empty is removed, as Redis
 //! removes it.
 
-use super::{Keyspace, WrongType};
+use super::{typed, Keyspace, WrongType};
 use crate::set::SetValue;
 use crate::shard::{Deadlines, Encoding};
 use crate::value::Value;
@@ -16,18 +16,7 @@ impl Keyspace<'_> {
     /// Calls `f` with `key`'s set (`None`: no such key) while its shard is locked
     /// (counts a hit or a miss); a key holding another type is [`WrongType`].
     pub fn set_read<R>(&mut self, key: &[u8], f: impl FnOnce(Option<&SetValue>) -> R) -> Result<R, WrongType> {
-        let now = self.now;
-        let mut s = self.shard(key);
-        let mut f = Some(f);
-        let r = s.with_live(key, now, |e| match &e.value {
-            Value::Set(set) => Ok((f.take().expect("called once"))(Some(set))),
-            _ => Err(WrongType),
-        });
-        s.count_read(r.is_some());
-        match r {
-            Some(r) => r,
-            None => Ok((f.take().expect("not called yet"))(None)),
-        }
+        self.typed_read(key, f)
     }
 
     /// [`Keyspace::set_read`] as a write command looks a key up: no read counted, no
@@ -51,33 +40,7 @@ impl Keyspace<'_> {
     /// empty is removed. Keeps the key's deadline. A key holding another type is
     /// [`WrongType`], and `f` is not called.
     pub fn set_write<R>(&mut self, key: &[u8], f: impl FnOnce(&mut SetValue) -> (R, bool)) -> Result<R, WrongType> {
-        let now = self.now;
-        let mut s = self.shard(key);
-        let mut f = Some(f);
-        let r = s.modify(key, now, |e| match &mut e.value {
-            Value::Set(set) => {
-                let (r, changed) = (f.take().expect("called once"))(set);
-                (Ok((r, set.is_empty())), changed)
-            }
-            _ => (Err(WrongType), false),
-        });
-        match r {
-            Some(Err(WrongType)) => Err(WrongType),
-            Some(Ok((r, empty))) => {
-                if empty {
-                    s.remove(key, now);
-                }
-                Ok(r)
-            }
-            None => {
-                let mut set = SetValue::default();
-                let (r, _) = (f.take().expect("not called yet"))(&mut set);
-                if !set.is_empty() {
-                    s.insert_as(key, Value::Set(Box::new(set)), Deadlines::NONE, now, Encoding::Whole);
-                }
-                Ok(r)
-            }
-        }
+        self.typed_write(key, f, typed::nobody_waits)
     }
 
     /// Stores `set` under `key` whatever `key` held, without a deadline (Redis'

@@ -6,7 +6,7 @@
 //! so it is charged, may evict, and marks the key's watchers; a sorted set left empty is
 //! removed, as Redis removes it.
 
-use super::{Keyspace, WrongType};
+use super::{typed, Keyspace, WrongType};
 use crate::shard::{Deadlines, Encoding};
 use crate::value::Value;
 use crate::zset::ZsetValue;
@@ -15,18 +15,7 @@ impl Keyspace<'_> {
     /// Calls `f` with `key`'s sorted set (`None`: no such key) while its shard is locked
     /// (counts a hit or a miss); a key holding another type is [`WrongType`].
     pub fn zset_read<R>(&mut self, key: &[u8], f: impl FnOnce(Option<&ZsetValue>) -> R) -> Result<R, WrongType> {
-        let now = self.now;
-        let mut s = self.shard(key);
-        let mut f = Some(f);
-        let r = s.with_live(key, now, |e| match &e.value {
-            Value::Zset(z) => Ok((f.take().expect("called once"))(Some(z))),
-            _ => Err(WrongType),
-        });
-        s.count_read(r.is_some());
-        match r {
-            Some(r) => r,
-            None => Ok((f.take().expect("not called yet"))(None)),
-        }
+        self.typed_read(key, f)
     }
 
     /// Calls `f` to change `key`'s sorted set, an empty one if there is no such key; `f`
@@ -35,33 +24,7 @@ impl Keyspace<'_> {
     /// leaves empty is removed. Keeps the key's deadline. A key holding another type is
     /// [`WrongType`], and `f` is not called.
     pub fn zset_write<R>(&mut self, key: &[u8], f: impl FnOnce(&mut ZsetValue) -> (R, bool)) -> Result<R, WrongType> {
-        let now = self.now;
-        let mut s = self.shard(key);
-        let mut f = Some(f);
-        let r = s.modify(key, now, |e| match &mut e.value {
-            Value::Zset(z) => {
-                let (r, changed) = (f.take().expect("called once"))(z);
-                (Ok((r, z.is_empty())), changed)
-            }
-            _ => (Err(WrongType), false),
-        });
-        match r {
-            Some(Err(WrongType)) => Err(WrongType),
-            Some(Ok((r, empty))) => {
-                if empty {
-                    s.remove(key, now);
-                }
-                Ok(r)
-            }
-            None => {
-                let mut z = ZsetValue::default();
-                let (r, _) = (f.take().expect("not called yet"))(&mut z);
-                if !z.is_empty() {
-                    s.insert_as(key, Value::Zset(Box::new(z)), Deadlines::NONE, now, Encoding::Whole);
-                }
-                Ok(r)
-            }
-        }
+        self.typed_write(key, f, typed::nobody_waits)
     }
 
     /// Stores `z` under `key` whatever `key` held, without a deadline (Redis'
