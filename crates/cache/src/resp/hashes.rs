@@ -5,7 +5,7 @@
 //! [`Keyspace::hash_write`]); replies are written while the shard is locked, which
 //! copies the fields out once.
 
-use super::keys::parse_cursor;
+use super::keys::{collection_scan_options, parse_cursor};
 use super::parse::Args;
 use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
 use super::strings::or_wrongtype;
@@ -268,26 +268,10 @@ pub(crate) fn hscan(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
             r.bulk(b"0");
             return r.array(0);
         };
-        let mut count: usize = 10;
-        let mut pattern: Option<&[u8]> = None;
-        let mut i = 3;
-        while i < args.len() {
-            let o = args.get(i);
-            let has_value = i + 1 < args.len();
-            if o.eq_ignore_ascii_case(b"count") && has_value {
-                match parse_i64(args.get(i + 1)) {
-                    None => return r.error(NOT_INT),
-                    Some(n) if n < 1 => return r.error(SYNTAX),
-                    Some(n) => count = usize::try_from(n).unwrap_or(usize::MAX),
-                }
-            } else if o.eq_ignore_ascii_case(b"match") && has_value {
-                let p = args.get(i + 1);
-                pattern = (p != b"*").then_some(p);
-            } else {
-                return r.error(SYNTAX);
-            }
-            i += 2;
-        }
+        let (count, pattern) = match collection_scan_options(args) {
+            Ok(options) => options,
+            Err(e) => return r.error(e),
+        };
         let (lo, hi) = if h.encoding() == "listpack" {
             (0, h.len())
         } else {

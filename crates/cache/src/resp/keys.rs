@@ -97,6 +97,33 @@ pub(crate) fn keys(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
 /// starts at shard 0 and, returned, means the scan is over.
 const POSITION_BITS: u32 = 48;
 
+/// The options of HSCAN, SSCAN and ZSCAN after their cursor: (COUNT, default 10; MATCH,
+/// where `*` is no pattern), or the error Redis answers (in its order: a bad COUNT
+/// value, then a COUNT below 1 or an unknown option, as a syntax error).
+pub(crate) fn collection_scan_options<'a>(args: Args<'a>) -> Result<(usize, Option<&'a [u8]>), &'static str> {
+    let mut count: usize = 10;
+    let mut pattern: Option<&'a [u8]> = None;
+    let mut i = 3;
+    while i < args.len() {
+        let o = args.get(i);
+        let has_value = i + 1 < args.len();
+        if o.eq_ignore_ascii_case(b"count") && has_value {
+            match parse_i64(args.get(i + 1)) {
+                None => return Err(NOT_INT),
+                Some(n) if n < 1 => return Err(SYNTAX),
+                Some(n) => count = usize::try_from(n).unwrap_or(usize::MAX),
+            }
+        } else if o.eq_ignore_ascii_case(b"match") && has_value {
+            let p = args.get(i + 1);
+            pattern = (p != b"*").then_some(p);
+        } else {
+            return Err(SYNTAX);
+        }
+        i += 2;
+    }
+    Ok((count, pattern))
+}
+
 /// A cursor as Redis reads one (C's `strtoul`: an optional sign, digits, nothing after;
 /// the empty string is 0; a leading space or an overflow is an error).
 pub(crate) fn parse_cursor(arg: &[u8]) -> Option<u64> {
