@@ -111,6 +111,19 @@ async fn wait_launches(pids: &Path, count: usize) -> Vec<Launch> {
     .await
 }
 
+/// [`wait_launches`] of launches still running: on a loaded machine a launch may have
+/// failed its first checks and been replaced (its pid dir stays).
+async fn wait_running_launches(pids: &Path, count: usize) -> Vec<Launch> {
+    wait_for(&format!("{count} running launches"), READY_TIMEOUT, || {
+        let all: Vec<Launch> = launches(pids)
+            .into_iter()
+            .filter(|l| proc_stat(l.program).is_some())
+            .collect();
+        (all.len() >= count).then_some(all)
+    })
+    .await
+}
+
 /// Checks that the sleepers run and escaped the program's process group and session
 /// (what a process-group kill misses), and that each launch was contained from its
 /// first instruction; returns the containment used.
@@ -237,7 +250,7 @@ async fn up_with(app: &App, env: &[(&str, &Path)]) -> (Up, Vec<Launch>) {
     let node = up.node_file().await;
     let api = addr_of(node["api"].as_str().unwrap());
     up.wait_ready(api, 2).await;
-    let launches = wait_launches(&pids, 2).await;
+    let launches = wait_running_launches(&pids, 2).await;
     (up, launches)
 }
 
