@@ -13,9 +13,10 @@
 //!   service with `instances.min` 0; its queue and HTTP triggers are push delivery and
 //!   routes), and [`FiringClaims`], how a cluster fires each timer firing on one node.
 //! - [`cluster`]: a cluster node (`strata node --nats`): heartbeat, the scheduler when it
-//!   holds the lease, and its share of every deployed app, each app a [`Node`].
-//! - `cluster_scale`: the scheduler's autoscalers, sizing autoscaled services from the
-//!   load in every node's heartbeat with `strata-autoscale`'s policy.
+//!   holds the lease (`cluster::schedule`, with `cluster::scale`: the autoscalers that
+//!   size autoscaled services from the load in every node's heartbeat), and its share of
+//!   every deployed app, each app a [`Node`], rolled over to a new version without a
+//!   refused request.
 //! - `nodefile`: `.strata/node.json`, how CLI commands find a running node.
 //!
 //! Invariant: no HTTP here. The node API is `strata-api`, the first tier
@@ -25,7 +26,6 @@
 
 mod backends;
 pub mod cluster;
-mod cluster_scale;
 mod node;
 pub mod nodefile;
 mod push;

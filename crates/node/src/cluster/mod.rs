@@ -28,19 +28,23 @@ use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use strata_appservice::{EventKind, NodeResources, ScaleBy};
 use strata_cluster::firings::Firings;
-use strata_cluster::placement::{self, AppPlacement, Want};
+use strata_cluster::placement::AppPlacement;
 use strata_cluster::{
     lease, members, membership,
     membership::{RunningInstance, ServiceLoad},
     JetStreamQueues, JetStreamStore, JetStreamStoreConfig, Membership, Nats, NodeRecord,
 };
-use strata_gateway::GatewaySlot;
 use strata_manifest::Manifest;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster_scale::{self, ClusterScaler};
 use crate::{Backends, FiringClaims, Node, NodeConfig};
+
+mod rollover;
+mod scale;
+mod schedule;
+
+use rollover::{roll_over, version_of, AppGateway};
 
 /// The buckets of the cluster's store: `strata_state_kv`, `_blobmeta`, `_blobs`.
 const STATE_PREFIX: &str = "strata_state";
@@ -260,7 +264,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
         held_tx,
         shutdown.child_token(),
     )));
-    tasks.push(tokio::spawn(schedule(
+    tasks.push(tokio::spawn(schedule::schedule(
         nats.clone(),
         membership.clone(),
         config.name.clone(),
@@ -339,7 +343,7 @@ async fn reconcile_loop(
 }
 
 /// Every app's placement, read whole.
-async fn read_placement(nats: &Nats) -> Result<BTreeMap<String, AppPlacement>> {
+pub(super) async fn read_placement(nats: &Nats) -> Result<BTreeMap<String, AppPlacement>> {
     let mut out = BTreeMap::new();
     for key in strata_cluster::keys(&nats.placement).await? {
         if let Some(v) = nats.placement.get(&key).await? {
@@ -465,97 +469,6 @@ async fn reconcile(
     }
     s.used_memory_mb = memory;
     s.used_accelerators = accelerators;
-}
-
-/// How long a new version may take to be ready before it takes over anyway (its
-/// instances keep starting under the usual restart policy; an event says so).
-const ROLL_READY_WITHIN: Duration = Duration::from_secs(60);
-
-/// Rolls `app` over from `old` to `new` (started beside it on the same gateway
-/// workers): waits until every service of the new version has its share of this node
-/// ready and a member to send to (here or on another node), puts the new gateway in
-/// the workers' slot, then stops the old version, whose open requests finish on its
-/// own gateway while its instances drain.
-#[allow(clippy::too_many_arguments)]
-async fn roll_over(
-    app: &str,
-    old: Running,
-    mut new: Running,
-    placement: &AppPlacement,
-    me: &str,
-    running: &mut BTreeMap<String, Running>,
-    status: &Arc<Mutex<Status>>,
-    shutdown: &CancellationToken,
-) {
-    let started = tokio::time::Instant::now();
-    let waited = tokio::select! {
-        ready = tokio::time::timeout(ROLL_READY_WITHIN, ready_to_serve(&new, placement, me)) => ready.is_ok(),
-        _ = shutdown.cancelled() => false,
-    };
-    for service in placement
-        .services
-        .keys()
-        .filter(|s| !new.manifest.functions.contains_key(*s))
-    {
-        let message = if waited {
-            format!(
-                "rolled over to bundle {} here: the new version served after {} ms, the old one stops",
-                placement.digest,
-                started.elapsed().as_millis()
-            )
-        } else {
-            format!(
-                "rolled over to bundle {} here: the new version was not all ready within {} s; it serves anyway",
-                placement.digest,
-                ROLL_READY_WITHIN.as_secs()
-            )
-        };
-        new.node.app.record(service, EventKind::Placed, message);
-    }
-    let shared = Arc::ptr_eq(&old.gateway, &new.gateway);
-    if shared {
-        old.gateway.slot.set(new.node.gateway.clone());
-    }
-    new.placement = placement.clone();
-    status.lock().unwrap().show(app, &new);
-    running.insert(app.to_string(), new);
-    let old_dir = old.state_dir.clone();
-    if shared {
-        // The workers now belong to the new version; the old one must not stop them.
-        stop_version(app, old).await;
-    } else {
-        stop_app(app, old).await;
-    }
-    if let Err(e) = std::fs::remove_dir_all(&old_dir) {
-        tracing::debug!(app, dir = %old_dir.display(), "remove the old version's state dir: {e}");
-    }
-}
-
-/// True once every (non-function) service of `r` has its share of this node ready and
-/// its pool a member somewhere, checked every 100 ms.
-async fn ready_to_serve(r: &Running, placement: &AppPlacement, me: &str) {
-    loop {
-        let snapshot = r.node.app.snapshot();
-        let ready = placement
-            .services
-            .keys()
-            .filter(|s| !r.manifest.functions.contains_key(*s))
-            .all(|service| {
-                let share = placement.share(service, me) as usize;
-                let here = snapshot
-                    .iter()
-                    .filter(|svc| &svc.name == service)
-                    .flat_map(|svc| &svc.instances)
-                    .filter(|i| i.state == strata_appservice::InstanceState::Ready)
-                    .count();
-                let placed: u32 = placement.services.get(service).map_or(0, |n| n.values().sum());
-                here >= share && (placed == 0 || !r.node.bus.pool(service).members().is_empty())
-            });
-        if ready {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn describe(p: &AppPlacement, service: &str) -> String {
@@ -709,49 +622,6 @@ async fn start_app(
     })
 }
 
-/// The short form of a bundle digest that names a version's state dir and its
-/// members' keys: the first 12 hex digits.
-fn version_of(digest: &str) -> String {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    hex.chars().take(12).collect()
-}
-
-/// An app's gateway workers on this node, kept across the app's versions.
-struct AppGateway {
-    addr: SocketAddr,
-    slot: Arc<GatewaySlot>,
-    stop: CancellationToken,
-    workers: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-impl AppGateway {
-    /// Binds `addr` (one worker per core) with nothing to serve yet.
-    fn spawn(addr: SocketAddr, shutdown: &CancellationToken) -> Result<Arc<AppGateway>> {
-        let slot = GatewaySlot::empty();
-        let stop = shutdown.child_token();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(strata_gateway::MAX_WORKERS);
-        let workers = strata_gateway::spawn_slot(addr, threads, slot.clone(), stop.clone())
-            .with_context(|| format!("listen on {addr} for the app's gateway"))?;
-        Ok(Arc::new(AppGateway {
-            addr: workers.addr,
-            slot,
-            stop,
-            workers: Mutex::new(Some(tokio::spawn(workers.join()))),
-        }))
-    }
-
-    /// Stops the workers once their open requests are done.
-    async fn stop(&self) {
-        self.stop.cancel();
-        let workers = self.workers.lock().unwrap().take();
-        if let Some(workers) = workers {
-            let _ = workers.await;
-        }
-    }
-}
-
 impl FiringClaims for Firings {
     fn claim<'a>(
         &'a self,
@@ -778,148 +648,4 @@ async fn stop_version(app: &str, r: Running) {
     tracing::info!(app, digest = r.digest, "stopping app");
     r.stop.cancel();
     r.node.wait().await;
-}
-
-/// While this node holds the lease: places every deployed app on the live nodes and
-/// writes what changed, four times a second.
-async fn schedule(
-    nats: Nats,
-    membership: Membership,
-    me: String,
-    mut held: watch::Receiver<bool>,
-    shutdown: CancellationToken,
-) {
-    let mut last: Option<BTreeMap<String, AppPlacement>> = None;
-    let mut scaler = ClusterScaler::default();
-    loop {
-        if !*held.borrow() {
-            last = None;
-            scaler = ClusterScaler::default();
-            tokio::select! {
-                _ = held.changed() => continue,
-                _ = shutdown.cancelled() => return,
-            }
-        }
-        // A holder that does not see its own heartbeat arrive is cut off (or its NATS
-        // server just died and it is reconnecting): its view of who is live is stale, and
-        // placing from it would move every instance off the nodes it cannot hear,
-        // itself included. It waits; the lease ages out if it stays cut off.
-        if !membership.is_live(&me) {
-            tracing::debug!("schedule: this node's own heartbeat is not arriving; not placing");
-        } else if let Err(e) = schedule_once(&nats, &membership, &mut last, &mut scaler).await {
-            tracing::warn!("schedule: {e:#}");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
-}
-
-async fn schedule_once(
-    nats: &Nats,
-    membership: &Membership,
-    last: &mut Option<BTreeMap<String, AppPlacement>>,
-    scaler: &mut ClusterScaler,
-) -> Result<()> {
-    if last.is_none() {
-        // Taking over: start from what the previous holder wrote.
-        *last = Some(read_placement(nats).await?);
-    }
-    let previous = last.as_mut().expect("set");
-    let apps = nats.apps().await?;
-    let live = membership.live();
-    let mut wants = Vec::new();
-    let mut digests = BTreeMap::new();
-    let mut decisions: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for app in &apps {
-        let manifest = match strata_manifest::parse(&app.manifest) {
-            Ok(m) => m.expanded(),
-            Err(e) => {
-                tracing::warn!(app = app.app, "deployed manifest does not parse: {e}");
-                continue;
-            }
-        };
-        digests.insert(app.app.clone(), app.digest.clone());
-        for (service, spec) in &manifest.services {
-            let mut count = spec.instances.initial();
-            if cluster_scale::is_autoscaled(spec, manifest.functions.contains_key(service)) {
-                let placed = previous
-                    .get(&app.app)
-                    .and_then(|p| p.services.get(service))
-                    .map(|nodes| nodes.values().sum::<u32>());
-                let (target, why) = scaler.decide(&app.app, service, spec, &live, placed);
-                count = target;
-                let said = decisions.entry(app.app.clone()).or_default();
-                match why {
-                    Some(why) => {
-                        tracing::info!(app = app.app, service, "autoscaled: {why}");
-                        said.insert(service.clone(), why);
-                    }
-                    None => {
-                        // The last decision stays on show until the next one.
-                        if let Some(before) = previous.get(&app.app).and_then(|p| p.autoscaled.get(service)) {
-                            said.insert(service.clone(), before.clone());
-                        }
-                    }
-                }
-            }
-            wants.push(Want {
-                app: app.app.clone(),
-                service: service.clone(),
-                count,
-                memory_mb: spec.resources.memory_mb.unwrap_or(0),
-                accelerators: spec.resources.accelerators,
-                spread: spec.placement.spread.clone(),
-            });
-        }
-    }
-    scaler.retain_apps(&digests);
-    let placed = placement::place(&live, &wants, previous);
-    for (app, mut p) in placed {
-        p.digest = digests[&app].clone();
-        p.autoscaled = decisions.remove(&app).unwrap_or_default();
-        if previous.get(&app) == Some(&p) {
-            continue;
-        }
-        let why = reason(previous.get(&app), &p, &live);
-        nats.placement
-            .put(&app, serde_json::to_vec(&p)?.into())
-            .await
-            .context("write the placement")?;
-        tracing::info!(app, "placed: {why}");
-        previous.insert(app, p);
-    }
-    let undeployed: Vec<String> = previous.keys().filter(|a| !digests.contains_key(*a)).cloned().collect();
-    for app in undeployed {
-        nats.placement
-            .delete(&app)
-            .await
-            .context("remove an undeployed app's placement")?;
-        tracing::info!(app, "undeployed: its instances stop");
-        previous.remove(&app);
-    }
-    Ok(())
-}
-
-fn reason(before: Option<&AppPlacement>, after: &AppPlacement, live: &[NodeRecord]) -> String {
-    let Some(before) = before else {
-        return format!("deployed, on {} live node(s)", live.len());
-    };
-    if before.digest != after.digest {
-        return format!("new bundle {}", after.digest);
-    }
-    if before.autoscaled != after.autoscaled {
-        return "autoscaled".to_string();
-    }
-    let gone: Vec<&String> = before
-        .services
-        .values()
-        .flat_map(|n| n.keys())
-        .filter(|n| !live.iter().any(|l| &&l.name == n))
-        .collect();
-    if !gone.is_empty() {
-        return format!("node(s) {gone:?} dead: their instances placed again");
-    }
-    "capacity or nodes changed".to_string()
 }
