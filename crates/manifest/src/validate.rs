@@ -11,8 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Component, Path};
 
+mod cache;
+mod driver;
 mod queue;
 mod store;
+
+use cache::check_cache;
+use driver::check_driver;
 
 pub use queue::is_queue_name;
 use queue::{check_consumes, check_queues};
@@ -360,88 +365,6 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
     }
 }
 
-/// The fewest and most CPUs a quota names (a hundredth of a CPU is 1 ms per 100 ms
-/// period, the least a CPU quota takes).
-const MIN_CPUS: f64 = 0.01;
-const MAX_CPUS: f64 = 1024.0;
-/// The most processes a pids limit names: the kernel's own ceiling on `pid_max`.
-const MAX_PIDS: u64 = 1 << 22;
-
-/// What `image` may name: the host image, a path to a layout or archive, or the digest
-/// of an imported image (checked for being there when the service starts).
-fn is_image_name(image: &str) -> bool {
-    if image == HOST_IMAGE {
-        return true;
-    }
-    if let Some(hex) = image.strip_prefix("sha256:") {
-        return (12..=64).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    }
-    image.starts_with("./") || image.starts_with("../") || image.starts_with('/')
-}
-
-/// The driver and what only a container has: an image, a user, CPU and pids limits.
-fn check_driver(spec: &ServiceSpec, path: &FieldPath, p: &mut Problems) {
-    let resources = path.key("resources");
-    if let Some(cpus) = spec.resources.cpus {
-        if !(MIN_CPUS..=MAX_CPUS).contains(&cpus) {
-            p.add(invalid(
-                resources.key("cpus"),
-                format!("between {MIN_CPUS} and {MAX_CPUS} CPUs"),
-                format!("the number {cpus}"),
-            ));
-        }
-    }
-    if let Some(pids) = spec.resources.pids {
-        p.check(within(resources.key("pids"), pids, 1, MAX_PIDS, "processes"));
-    }
-    match spec.driver {
-        Driver::Oci => {
-            if let Some(image) = spec.image.as_deref().filter(|i| !is_image_name(i)) {
-                p.add(invalid(
-                    path.key("image"),
-                    format!(
-                        "{HOST_IMAGE:?} (the host's own /usr, /lib, /bin, /sbin and /etc, read-only), a path starting with ./ ../ or / to an OCI image layout or an OCI or docker save archive, or the sha256: digest of an image imported with `strata image import` (images are not pulled from registries)"
-                    ),
-                    quoted(image),
-                ));
-            }
-            if let Some(user) = spec.user.as_deref().filter(|u| parse_user(u).is_none()) {
-                p.add(invalid(
-                    path.key("user"),
-                    "a user id, or user and group ids, as numbers below 4294967295: 1000 or 1000:1000",
-                    quoted(user),
-                ));
-            }
-        }
-        Driver::Process => {
-            // What only a container has, asked of a process.
-            let oci_only = [
-                (path.key("image"), "no image", spec.image.as_deref().map(quoted)),
-                (path.key("user"), "no user", spec.user.as_deref().map(quoted)),
-                (
-                    resources.key("cpus"),
-                    "no CPU limit",
-                    spec.resources.cpus.map(|c| format!("the number {c}")),
-                ),
-                (
-                    resources.key("pids"),
-                    "no pids limit",
-                    spec.resources.pids.map(|n| format!("the number {n}")),
-                ),
-            ];
-            for (field, what, found) in oci_only {
-                if let Some(found) = found {
-                    p.add(invalid(
-                        field,
-                        format!("{what} with the process driver (only a container has one: set \"driver\": \"oci\")"),
-                        found,
-                    ));
-                }
-            }
-        }
-    }
-}
-
 fn check_autoscale(a: &AutoscaleSpec, path: &FieldPath, p: &mut Problems) {
     if a.concurrency == 0 {
         p.add(invalid(path.key("concurrency"), "at least 1 request per instance", "0"));
@@ -610,78 +533,6 @@ fn check_function(m: &Manifest, name: &str, f: &FunctionSpec, path: &FieldPath, 
         if !(reported && repeats.iter().any(|r| at.starts_with(r.as_str()))) {
             p.add(problem);
         }
-    }
-}
-
-fn check_cache(m: &Manifest, root: &FieldPath, p: &mut Problems) {
-    if let Some(listen) = &m.cache.listen {
-        match listen.parse::<SocketAddr>() {
-            Err(_) => p.add(invalid(
-                root.key("cache").key("listen"),
-                "a socket address such as 127.0.0.1:6380",
-                quoted(listen),
-            )),
-            // Both are claimed by the node: the second would be refused at start.
-            Ok(addr) if addr.port() != 0 && m.gateway.listen.parse::<SocketAddr>().ok() == Some(addr) => {
-                p.add(invalid(
-                    root.key("cache").key("listen"),
-                    "an address other than gateway.listen",
-                    quoted(listen),
-                ));
-            }
-            Ok(_) => {}
-        }
-    }
-    p.check(positive(
-        root.key("cache").key("max_memory_mb"),
-        m.cache.max_memory_mb,
-        "megabytes",
-    ));
-    let cache = root.key("cache");
-    p.check(within(
-        cache.key("max_clients"),
-        u64::from(m.cache.max_clients),
-        1,
-        1_000_000,
-        "connections",
-    ));
-    p.check(positive(
-        cache.key("max_query_buffer_mb"),
-        m.cache.max_query_buffer_mb,
-        "megabytes",
-    ));
-    p.check(positive(
-        cache.key("max_query_buffers_total_mb"),
-        m.cache.max_query_buffers_total_mb,
-        "megabytes",
-    ));
-    if let Some(password) = &m.cache.password {
-        let chars = password.chars().count();
-        if chars < crate::cache::MIN_CACHE_PASSWORD_CHARS {
-            p.add(invalid(
-                cache.key("password"),
-                "a password of at least 16 characters (such as `openssl rand -hex 16` prints)",
-                format!("one of {chars} characters"),
-            ));
-        }
-    }
-    for (name, spec) in &m.caches {
-        let path = root.key("caches").key(name);
-        if !is_queue_name(name) {
-            p.add(invalid(
-                path.clone(),
-                EXPECT_QUEUE_NAME,
-                format!("the name {}", quoted(name)),
-            ));
-        }
-        if !is_queue_name(&spec.namespace) {
-            p.add(invalid(
-                path.key("namespace"),
-                EXPECT_QUEUE_NAME,
-                quoted(&spec.namespace),
-            ));
-        }
-        p.check(positive(path.key("ttl_ms"), spec.ttl_ms, "milliseconds"));
     }
 }
 
