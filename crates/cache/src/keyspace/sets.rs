@@ -9,7 +9,6 @@
 
 use super::{typed, Keyspace, WrongType};
 use crate::set::SetValue;
-use crate::shard::{Deadlines, Encoding};
 use crate::value::Value;
 
 impl Keyspace<'_> {
@@ -46,18 +45,7 @@ impl Keyspace<'_> {
     /// Stores `set` under `key` whatever `key` held, without a deadline (Redis'
     /// `setKey`), or removes `key` if `set` is empty; answers the set's size.
     pub fn set_store(&mut self, key: &[u8], set: SetValue) -> usize {
-        let now = self.now;
-        let len = set.len();
-        let mut s = self.shard(key);
-        let old = if len == 0 {
-            s.remove(key, now)
-        } else {
-            s.insert_as(key, Value::Set(Box::new(set)), Deadlines::NONE, now, Encoding::Whole)
-        };
-        // Freed after the lock is released.
-        drop(s);
-        drop(old);
-        len
+        self.typed_store(key, set)
     }
 }
 

@@ -77,5 +77,24 @@ impl Keyspace<'_> {
     }
 }
 
+impl Keyspace<'_> {
+    /// Stores `value` under `key` whatever `key` held, without a deadline (Redis'
+    /// `setKey`, as the *STORE commands do), or removes `key` if `value` is empty;
+    /// answers its size. What it replaced is freed after the lock is released.
+    pub(crate) fn typed_store<T: Collection>(&mut self, key: &[u8], value: T) -> usize {
+        let now = self.now;
+        let len = value.count();
+        let mut s = self.shard(key);
+        let old = if len == 0 {
+            s.remove(key, now)
+        } else {
+            s.insert_as(key, value.into_value(), Deadlines::NONE, now, Encoding::Whole)
+        };
+        drop(s);
+        drop(old);
+        len
+    }
+}
+
 /// For [`Keyspace::typed_write`] of a type nobody waits on.
 pub(crate) fn nobody_waits(_: &mut ShardState, _: &[u8], _: usize) {}

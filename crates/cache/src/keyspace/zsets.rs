@@ -7,8 +7,6 @@
 //! removed, as Redis removes it.
 
 use super::{typed, Keyspace, WrongType};
-use crate::shard::{Deadlines, Encoding};
-use crate::value::Value;
 use crate::zset::ZsetValue;
 
 impl Keyspace<'_> {
@@ -30,18 +28,7 @@ impl Keyspace<'_> {
     /// Stores `z` under `key` whatever `key` held, without a deadline (Redis'
     /// `setKey`), or removes `key` if `z` is empty; answers its size.
     pub fn zset_store(&mut self, key: &[u8], z: ZsetValue) -> usize {
-        let now = self.now;
-        let len = z.len();
-        let mut s = self.shard(key);
-        let old = if len == 0 {
-            s.remove(key, now)
-        } else {
-            s.insert_as(key, Value::Zset(Box::new(z)), Deadlines::NONE, now, Encoding::Whole)
-        };
-        // Freed after the lock is released.
-        drop(s);
-        drop(old);
-        len
+        self.typed_store(key, z)
     }
 }
 
