@@ -31,6 +31,7 @@ use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use strata_gateway::relay::grpc::GrpcStatus;
 use strata_manifest::{Manifest, Reach};
 use strata_wire::{compact, ErrorCode};
 
@@ -101,6 +102,35 @@ impl Access {
     fn caller(&self, token: &str) -> Option<&Caller> {
         self.tokens.get(token)
     }
+
+    /// The caller of a gRPC call on the node API (`grpc`): the `:authority` must name
+    /// the node and the metadata carry a token it gave out, as for HTTP.
+    pub(crate) fn grpc_caller<B>(&self, req: &http::Request<B>) -> Result<Caller, (GrpcStatus, String)> {
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers().get(header::HOST).and_then(|v| v.to_str().ok()));
+        if !authority.is_some_and(|a| self.hosts.allows(a)) {
+            return Err((
+                GrpcStatus::PermissionDenied,
+                format!("{authority:?} is not this node's address (the node API answers only to its own names)"),
+            ));
+        }
+        let Some(token) = token_of(req.headers()) else {
+            return Err((
+                GrpcStatus::Unauthenticated,
+                "no token: send the metadata authorization: Bearer $STRATA_TOKEN".to_string(),
+            ));
+        };
+        match self.caller(token) {
+            Some(caller) => Ok(caller.clone()),
+            None => Err((
+                GrpcStatus::Unauthenticated,
+                "the token is not one this node gave out (tokens are made anew at each start of a node)".to_string(),
+            )),
+        }
+    }
 }
 
 impl Caller {
@@ -109,7 +139,7 @@ impl Caller {
         self.allows(&Need::Publish(queue))
     }
 
-    fn allows(&self, need: &Need<'_>) -> Result<(), ApiError> {
+    pub(crate) fn allows(&self, need: &Need<'_>) -> Result<(), ApiError> {
         let grant = match self {
             Caller::Control => return Ok(()),
             Caller::Service(grant) => grant,
@@ -162,7 +192,7 @@ fn unauthorized(message: &str) -> ApiError {
 
 /// The right a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Need<'a> {
+pub(crate) enum Need<'a> {
     /// Any token of this node.
     Token,
     /// The control token.

@@ -58,7 +58,7 @@ fn member_path(raw: &str) -> &str {
 /// Relays an instance's call to another service: `/v1/any/web/x?y` reaches `/x?y` on a
 /// member of `web`, the path as it was sent.
 async fn call(State(state): State<Arc<NodeParts>>, service: String, req: Request, mode: CallMode) -> Response {
-    let Some(policy) = state.policies.get(&service).copied() else {
+    let Some(policy) = state.policies.get(&service).cloned() else {
         return ApiError::not_found(format!(
             "no service named {service:?} in app {:?} (services: {})",
             state.info.app,

@@ -21,6 +21,8 @@
 //! - `control` (prometheus): ps, metrics, events, scale, down; `prometheus`: label values
 //!   escaped, and the families of relayed requests (by status class, a latency histogram).
 //! - `calls`: `/v1/any/...` and `/v1/all/...`, through the gateway's relay.
+//! - `grpc`: gRPC calls by service name on the same port (h2c, told apart by HTTP/2's
+//!   preface), through the gateway's gRPC relay.
 //! - `queues`: the queue routes (contract: `docs/queues.md`); `queue_delete`:
 //!   `DELETE /v1/queues/NAME`.
 //! - `store`: key-value and blobs (contract: `docs/state.md`).
@@ -40,6 +42,7 @@ mod conn;
 mod control;
 pub mod error;
 mod extract;
+mod grpc;
 mod logs;
 pub mod openapi;
 mod prometheus;
@@ -88,6 +91,8 @@ pub struct NodeParts {
     pub bus: Arc<Bus>,
     /// Relay policy of each service, from its manifest.
     pub policies: HashMap<String, RelayPolicy>,
+    /// gRPC service (`package.Service`) -> the service whose `grpc` names it.
+    pub grpc: HashMap<String, String>,
     pub queues: Arc<dyn QueueBackend>,
     /// Services that consume a queue by push: service -> (queue, group).
     pub consumers: HashMap<String, (String, String)>,
@@ -143,5 +148,5 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
 /// Serves the API on `listener` until `shutdown`: HTTP/1.1, each connection under the
 /// head and idle timers and the connection cap of `config` (module `server`).
 pub async fn serve(listener: TcpListener, parts: Arc<NodeParts>, config: ServerConfig, shutdown: CancellationToken) {
-    server::serve(listener, router(parts), config, shutdown).await;
+    server::serve(listener, router(parts.clone()), parts, config, shutdown).await;
 }

@@ -32,6 +32,11 @@ pub struct ServiceSpec {
     pub instances: InstancesSpec,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// gRPC services (`package.Service`) the pool serves: a call to
+    /// `/package.Service/Method` at the gateway or through `$STRATA_URL` goes to one of
+    /// its members.
+    #[serde(default)]
+    pub grpc: Vec<String>,
     #[serde(
         default,
         deserialize_with = "de::optional_object",
@@ -214,8 +219,14 @@ impl InstancesSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthSpec {
-    /// Path answered with 2xx when the instance is ready and alive.
+    /// Path answered with 2xx when the instance is ready and alive; empty when the
+    /// check is gRPC's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// Check with the gRPC health protocol instead (`grpc.health.v1.Health/Check`):
+    /// the service name asked about, `""` for the server as a whole.
+    #[serde(default)]
+    pub grpc: Option<String>,
     #[serde(default = "default_health_interval_ms")]
     pub interval_ms: u64,
     #[serde(default = "default_health_timeout_ms")]

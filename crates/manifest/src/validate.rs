@@ -13,11 +13,13 @@ use std::path::{Component, Path};
 
 mod cache;
 mod driver;
+mod grpc;
 mod queue;
 mod store;
 
 use cache::check_cache;
 use driver::check_driver;
+use grpc::check_grpc;
 
 pub use queue::is_queue_name;
 use queue::{check_consumes, check_queues};
@@ -299,9 +301,10 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
             }
         }
     }
+    check_grpc(spec, path, p);
     if let Some(health) = &spec.health {
         let health_path = path.key("health");
-        if !health.path.starts_with('/') {
+        if !health.path.is_empty() && !health.path.starts_with('/') {
             p.add(invalid(
                 health_path.key("path"),
                 "a path starting with /",
@@ -635,6 +638,7 @@ fn check_bindings(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath
 fn check_route_conflicts(m: &Manifest, p: &mut Problems) {
     let services = FieldPath::root().key("services");
     let mut claimed: BTreeMap<(Option<String>, &str), FieldPath> = BTreeMap::new();
+    let mut grpc_claimed: BTreeMap<String, FieldPath> = BTreeMap::new();
     for (name, spec) in &m.services {
         for (i, route) in spec.routes.iter().enumerate() {
             let path = match spec.function {
@@ -654,6 +658,30 @@ fn check_route_conflicts(m: &Manifest, p: &mut Problems) {
                 ));
             } else {
                 claimed.insert(key, path);
+            }
+        }
+    }
+    // A gRPC service name claims `/package.Service/` on every host.
+    for (name, spec) in &m.services {
+        for (i, grpc) in spec.grpc.iter().enumerate() {
+            let prefix = format!("/{grpc}/");
+            let path = services.key(name).key("grpc").index(i);
+            let clash = claimed
+                .iter()
+                .find(|((_, p), _)| *p == prefix)
+                .map(|(_, at)| at.clone());
+            if let Some(first) = clash.or_else(|| grpc_claimed.get(&prefix).cloned()) {
+                p.add(invalid(
+                    path,
+                    "a gRPC service no route or other service claims",
+                    format!(
+                        "{} (the prefix {} of its calls), already claimed by {first}",
+                        quoted(grpc),
+                        quoted(&prefix)
+                    ),
+                ));
+            } else {
+                grpc_claimed.insert(prefix, path);
             }
         }
     }

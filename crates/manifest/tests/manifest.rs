@@ -849,6 +849,7 @@ fn unknown_fields_are_named_at_every_level() {
         "setup",
         "instances",
         "routes",
+        "grpc",
         "health",
         "bindings",
         "access",
@@ -876,6 +877,7 @@ fn unknown_fields_are_named_at_every_level() {
     ];
     let health = [
         "path",
+        "grpc",
         "interval_ms",
         "timeout_ms",
         "failure_threshold",
@@ -927,7 +929,7 @@ fn unknown_fields_are_named_at_every_level() {
         (
             "services.api.relay.timeout",
             Box::new(set("services.api.relay.timeout", json!(1))),
-            &["timeout_ms", "attempt_timeout_ms", "retries"],
+            &["timeout_ms", "attempt_timeout_ms", "retries", "idempotent"],
         ),
         (
             "services.api.setup.rn",
@@ -950,8 +952,15 @@ fn missing_required_fields_are_named() {
     for field in ["app", "services.api.run"] {
         assert_missing(error_of(|v| remove(v, field)), field);
     }
+    // A health check is an HTTP path or the gRPC health protocol: neither is named.
     let err = error_of(set("services.api.health", json!({"interval_ms": 5})));
-    assert_missing(err, "services.api.health.path");
+    assert!(
+        err.to_string()
+            .starts_with("services.api.health.path: expected a path starting with / (or grpc"),
+        "{err}"
+    );
+    let err = error_of(set("services.api.health", json!({"path": "/h", "grpc": ""})));
+    assert!(err.to_string().contains("not both"), "{err}");
 }
 
 #[test]

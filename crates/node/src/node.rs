@@ -197,6 +197,11 @@ impl Node {
             app: app.clone(),
             bus: bus.clone(),
             policies: strata_gateway::relay_policies(&manifest),
+            grpc: manifest
+                .services
+                .iter()
+                .flat_map(|(s, spec)| spec.grpc.iter().map(move |g| (g.clone(), s.clone())))
+                .collect(),
             queues: backends.queues.clone(),
             consumers: manifest
                 .services
@@ -520,7 +525,7 @@ fn start_tasks(
                 queue,
                 bus.pool(service),
                 consumes.clone(),
-                policies[service],
+                policies[service].clone(),
                 per_member,
                 shutdown.clone(),
             )));
@@ -532,7 +537,7 @@ fn start_tasks(
             function: name.clone(),
             pool: bus.pool(name),
             path: f.path.clone(),
-            policy: policies[name],
+            policy: policies[name].clone(),
             parallel: (f.max_instances as usize).saturating_mul(f.concurrency as usize),
         };
         if let Some(trigger) = &f.trigger.store {
