@@ -17,6 +17,7 @@ const MEMBER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_m
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_client.py");
 const CALLER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_caller.py");
 const WORK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_work_client.py");
+const BIDI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_bidi_reconnect.py");
 
 async fn run_client(addr: std::net::SocketAddr) -> Value {
     run_python(vec![CLIENT.to_string(), addr.to_string()]).await
@@ -243,4 +244,50 @@ async fn a_killed_member_s_other_calls_fail_and_never_run_twice() {
         "never a second execution: {executions:?}"
     );
     assert_eq!(executions.len(), 20, "{executions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bidi_stream_outlives_its_member_s_replacement_by_reconnecting() {
+    use tokio::io::AsyncBufReadExt;
+    let app = App::new();
+    let services = json!({
+        "echo": {
+            "run": ["python3", MEMBER],
+            "grpc": ["test.Echo"],
+            "stop_grace_ms": 1000,
+        },
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    let first = wait_ready(&node, "echo", 1).await;
+    let mut client = tokio::process::Command::new("python3")
+        .args([BIDI, &node.gateway_addr.to_string(), "400"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the grpcio client");
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let progress = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the stream flows")
+        .unwrap();
+    assert_eq!(progress.as_deref(), Some("progress 50"));
+    signal(first[0].pid.unwrap() as i32, libc::SIGKILL);
+    let last = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the client ends")
+        .unwrap()
+        .expect("a JSON line");
+    let got: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(got["echoed"], json!(400), "{got}");
+    let codes = got["codes"].as_array().unwrap();
+    // The broken stream ends UNAVAILABLE (not INTERNAL), which clients reconnect on; so
+    // do the calls made while no member is ready.
+    assert!(!codes.is_empty(), "{got}");
+    assert!(codes.iter().all(|c| c == "UNAVAILABLE"), "{got}");
+    assert!(
+        service(&node, "echo").instances[0].restarts >= 1,
+        "the member was replaced"
+    );
+    let _ = client.wait().await;
+    stop(node).await;
 }

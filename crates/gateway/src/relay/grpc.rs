@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use strata_bus::{Held, Member, Placement, Pool};
 
 use super::{upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, SERVED_BY};
-use crate::response_body::ResBody;
+use crate::response_body::{H2End, ResBody};
 use crate::upstream::H2Body;
 
 mod replay;
@@ -272,7 +272,10 @@ pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) ->
                     let message = format!("member {} answered HTTP {}", member.id, head.status);
                     return (status_response(GrpcStatus::Unavailable, &message), outcome);
                 }
-                return (Response::from_parts(head, ResBody::H2(body, guard)), outcome);
+                return (
+                    Response::from_parts(head, ResBody::H2(body, guard, H2End::Streaming)),
+                    outcome,
+                );
             }
             Ok(Err(mut e)) => {
                 pool.suspect(&member);
