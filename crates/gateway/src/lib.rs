@@ -376,6 +376,7 @@ impl Gateway {
         };
         let mut req = req;
         let asked = req.headers().clone();
+        let head = req.method() == http::Method::HEAD;
         if let Some(etag) = &revalidating {
             req.headers_mut().insert(header::IF_NONE_MATCH, etag.clone());
         }
@@ -389,7 +390,7 @@ impl Gateway {
         )
         .await;
         let res = match key {
-            Some(key) => fallback.after(&asked, key, revalidating.is_some(), res),
+            Some(key) => fallback.after(&asked, key, revalidating.is_some(), head, res),
             None => fallback.after_uncached(res),
         };
         (res, Some(target), outcome)
