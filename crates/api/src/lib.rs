@@ -105,6 +105,8 @@ pub struct NodeParts {
     pub shutdown: CancellationToken,
     /// The node's first tier (for its routes' fallback figures).
     pub gateway: Option<Arc<strata_gateway::Gateway>>,
+    /// Recent spans: the gateway's and the calls through this API (`/v1/traces`).
+    pub traces: Arc<strata_gateway::trace::Traces>,
 }
 
 pub fn router(parts: Arc<NodeParts>) -> Router {

@@ -64,6 +64,7 @@ impl From<&Manifest> for GatewayConfig {
             .collect();
         GatewayConfig {
             routes,
+            traces: crate::trace::Traces::new(),
             max_header_bytes: manifest.gateway.max_header_bytes,
             max_body_bytes: manifest.gateway.max_body_bytes,
             header_read_timeout: Duration::from_millis(manifest.gateway.header_read_timeout_ms),

@@ -218,6 +218,7 @@ impl Node {
             access: strata_api::Access::new(&control_token, &tokens, &manifest, api_addr),
             shutdown: shutdown.clone(),
             gateway: Some(gateway.clone()),
+            traces: gateway.traces(),
         });
         tasks.push(tokio::spawn(strata_api::serve(
             api_listener,
