@@ -177,7 +177,33 @@ function snapshot(s) {
   drawCharts(s);
   drawQueues(s.queues);
   drawCache(s.cache);
-  if (s.ps.failures.length) problem(s.ps.failures.join("\n"));
+  problem(s.ps.failures.length ? s.ps.failures.join("\n") : null);
+}
+
+// ---- tables -------------------------------------------------------------------------
+
+// Puts `rows` in `body`, keeping the rows already there (their cells replaced only where
+// they changed), so that a row under the pointer is not swapped while it is clicked.
+function patch(body, rows) {
+  rows.forEach((row, i) => {
+    const old = body.rows[i];
+    if (!old || old.dataset.key !== row.dataset.key) {
+      if (old) old.replaceWith(row);
+      else body.append(row);
+      return;
+    }
+    for (const a of [...old.attributes]) if (!row.hasAttribute(a.name)) old.removeAttribute(a.name);
+    for (const a of [...row.attributes]) if (old.getAttribute(a.name) !== a.value) old.setAttribute(a.name, a.value);
+    // The new row's cells move into the old one: count and list them first.
+    const cells = [...row.cells];
+    cells.forEach((cell, j) => {
+      const was = old.cells[j];
+      if (!was) old.append(cell);
+      else if (was.outerHTML !== cell.outerHTML) was.replaceWith(cell);
+    });
+    while (old.cells.length > cells.length) old.lastElementChild.remove();
+  });
+  while (body.rows.length > rows.length) body.lastElementChild.remove();
 }
 
 // ---- services and instances ---------------------------------------------------------
@@ -188,7 +214,8 @@ function drawServices(ps) {
   for (const svc of ps.services) {
     const a = svc.autoscale;
     const scaler = a ? "target " + a.target + " (" + a.signal + "): " + a.reason : "";
-    rows.push(el("tr", { class: "service", "data-service": svc.name, "data-state": svc.state },
+    rows.push(el("tr", { class: "service", "data-key": "s:" + svc.name, "data-service": svc.name,
+      "data-state": svc.state },
       el("td", {}, svc.name + (svc.function ? " (function, " + svc.function + ")" : "")),
       el("td", {}, el("span", { class: "state " + svc.state.split(":")[0] }, svc.state)),
       el("td", {}, svc.ready + " / " + svc.desired + "  (" + svc.min + "–" + svc.max + ")"),
@@ -199,7 +226,7 @@ function drawServices(ps) {
     for (const i of svc.instances) {
       const selected = view.selected && view.selected.instance === i.id;
       const row = el("tr", {
-        class: "instance" + (selected ? " selected" : ""), "data-instance": i.id,
+        class: "instance" + (selected ? " selected" : ""), "data-key": "i:" + i.id, "data-instance": i.id,
         "data-service": svc.name, "data-state": i.state, "data-pid": i.pid,
       },
         el("td", {}, i.id),
@@ -210,7 +237,6 @@ function drawServices(ps) {
         el("td", {}, i.inflight),
         el("td", {}, i.served),
         el("td", { class: "detail" }, [i.detail, i.last_exit].filter(Boolean).join("; ")));
-      row.addEventListener("click", () => followLog(svc.name, i.id));
       rows.push(row);
       if (i.domain) {
         if (!domains.has(i.domain)) domains.set(i.domain, []);
@@ -218,7 +244,7 @@ function drawServices(ps) {
       }
     }
   }
-  $("services").tBodies[0].replaceChildren(...rows);
+  patch($("services").tBodies[0], rows);
   // In a cluster, instances carry the label value of the node they run on.
   const placement = $("placement");
   placement.hidden = domains.size === 0;
@@ -248,8 +274,14 @@ function canvas(fig, index) {
   return c;
 }
 
+// A canvas drawn at the size it is shown at, so that lines and text stay sharp.
+function fit(c) {
+  if (c.clientWidth > 0 && c.width !== c.clientWidth) c.width = c.clientWidth;
+}
+
 // Lines of `points[k]` for each k of `keys`, on one scale from 0 to the largest value.
 function plot(c, points, keys) {
+  fit(c);
   const g = c.getContext("2d");
   const w = c.width;
   const h = c.height;
@@ -311,11 +343,11 @@ function drawQueues(queues) {
   const rows = [];
   const box = $("backlog-charts");
   for (const q of queues.queues || []) {
-    rows.push(el("tr", { class: "queue", "data-queue": q.name },
+    rows.push(el("tr", { class: "queue", "data-key": "q:" + q.name, "data-queue": q.name },
       el("td", {}, q.name), el("td", {}, q.messages), el("td", {}, q.bytes),
       el("td"), el("td"), el("td"), el("td")));
     for (const g of q.groups) {
-      rows.push(el("tr", { class: "group", "data-group": g.name },
+      rows.push(el("tr", { class: "group", "data-key": "g:" + q.name + "/" + g.name, "data-group": g.name },
         el("td", {}, g.name), el("td"), el("td"), el("td", {}, g.unread), el("td", {}, g.leased),
         el("td", {}, g.backlog), el("td", {}, g.dead_lettered)));
       const key = q.name + "/" + g.name;
@@ -326,20 +358,20 @@ function drawQueues(queues) {
     }
   }
   for (const f of queues.failed || []) {
-    rows.push(el("tr", { class: "queue" }, el("td", {}, f.name),
+    rows.push(el("tr", { class: "queue", "data-key": "f:" + f.name }, el("td", {}, f.name),
       el("td", { class: "detail", colspan: 6 }, "out of service: " + f.reason)));
   }
-  $("queues").tBodies[0].replaceChildren(...rows);
+  patch($("queues").tBodies[0], rows);
 }
 
 function drawCache(cache) {
-  const row = (name, s) => el("tr", { "data-shard": name }, el("td", {}, name), el("td", {}, s.keys),
+  const row = (name, s) => el("tr", { "data-key": "c:" + name, "data-shard": name }, el("td", {}, name), el("td", {}, s.keys),
     el("td", {}, s.bytes + (s.max_bytes ? " of " + s.max_bytes : "")), el("td", {}, s.hits),
     el("td", {}, s.misses), el("td", {}, s.evictions), el("td", {}, s.expired));
   const rows = (cache.shards || []).map((s, i) => row(String(i), s));
   if (cache.total) rows.push(row("all", cache.total));
   if (cache.read_through_total) rows.push(row("read-through", cache.read_through_total));
-  $("cache").tBodies[0].replaceChildren(...rows);
+  patch($("cache").tBodies[0], rows);
 }
 
 // ---- events -------------------------------------------------------------------------
@@ -373,6 +405,7 @@ function drawEvents() {
   const now = Date.now();
   const recent = view.events.filter((e) => e.at > now - TIMELINE_MS);
   const services = [...new Set(recent.map((e) => e.service))].sort();
+  fit(c);
   c.height = Math.max(40, 16 * services.length + 18);
   g.clearRect(0, 0, c.width, c.height);
   g.font = "11px system-ui, sans-serif";
@@ -428,4 +461,8 @@ async function followLog(service, instance) {
   }
 }
 
+$("services").tBodies[0].addEventListener("click", (ev) => {
+  const row = ev.target.closest("tr.instance");
+  if (row) followLog(row.dataset.service, row.dataset.instance);
+});
 connect();
