@@ -3,7 +3,17 @@
 // framework and nothing fetched from elsewhere: the node serves this file itself.
 "use strict";
 
-const token = new URLSearchParams(location.hash.slice(1)).get("token");
+// The control token, from the address's fragment (never sent to a server). It is kept
+// for this tab only (a reload finds it) and taken out of the address bar, so that the
+// address shown, bookmarked or shared does not carry it.
+const token = (() => {
+  const given = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (given) {
+    sessionStorage.setItem("strata-token", given);
+    history.replaceState(null, "", location.pathname);
+  }
+  return given || sessionStorage.getItem("strata-token");
+})();
 const KEPT = 120; // points per chart: two minutes at one snapshot a second
 const TIMELINE_MS = 10 * 60 * 1000;
 

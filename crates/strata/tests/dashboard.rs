@@ -1,7 +1,8 @@
 //! The dashboard (`/ui`, docs/dashboard.md) in a real browser: `strata up` runs the
 //! example shop and prints the dashboard's address; Debian's Chromium, headless and
 //! driven by Playwright for Python (`fixtures/dashboard.py`), loads it and sees every
-//! service and instance, a request chart move while load runs through the gateway, an
+//! service and instance (and, once it took the token out of its address, again after a
+//! reload), a request chart move while load runs through the gateway, an
 //! instance's row change after the test SIGKILLs it (and its exit on the timeline), an
 //! instance's log followed; then saves a screenshot that it decodes and finds not blank.
 //! The page itself needs no token, its data does.
