@@ -187,6 +187,7 @@ function snapshot(s) {
   drawCharts(s);
   drawQueues(s.queues);
   drawCache(s.cache);
+  drawTimeline();
   problem(s.ps.failures.length ? s.ps.failures.join("\n") : null);
 }
 
@@ -409,7 +410,12 @@ function drawEvents() {
       el("span", { class: "kind" }, e.kind),
       e.service + (e.instance ? " " + e.instance : "") + ": " + e.message));
   $("events").replaceChildren(...list);
-  // The timeline: one row per service, the last ten minutes, a tick per event.
+  drawTimeline();
+}
+
+// The timeline: one row per service, the last ten minutes, a tick per event. Drawn at
+// each event and each snapshot, so that it moves on while nothing happens.
+function drawTimeline() {
   const c = $("timeline");
   const g = c.getContext("2d");
   const now = Date.now();
