@@ -8,8 +8,9 @@
 //!    carries an `Authorization` of the app's own) that the node gave out: 401 otherwise.
 //!    The control token (the CLI's, `.strata/control.token`) may do everything; a
 //!    service's (`$STRATA_TOKEN` of its instances) what its manifest entry reaches
-//!    ([`strata_manifest::Reach`]). One route needs none: `GET /v1/openapi.json`, the
-//!    description of the API, the same for every node;
+//!    ([`strata_manifest::Reach`]). Two need none: `GET /v1/openapi.json`, the
+//!    description of the API, the same for every node, and the dashboard's page
+//!    (`GET /ui`, `GET /ui/FILE`), which holds no data;
 //! 3. the route's right ([`Need`], from the route's template and its path parameters):
 //!    403 when the token lacks it. A route without a rule here is the control token's;
 //! 4. a body sent to a JSON endpoint must say so (`application/json`, or the compact
@@ -280,8 +281,9 @@ pub(crate) async fn check(
         return e.into_response();
     }
     let template = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-    if template == Some(crate::openapi::PATH) {
-        // The description of the API: the same for every node, no secret in it.
+    if template == Some(crate::openapi::PATH) || crate::dashboard::is_page(template) {
+        // The description of the API and the dashboard's page: the same for every node,
+        // no secret in them (the page calls the API with the token of its URL fragment).
         return next.run(req).await;
     }
     let caller = match token_of(req.headers()) {

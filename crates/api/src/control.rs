@@ -26,10 +26,10 @@ pub(crate) fn routes() -> Router<Arc<NodeParts>> {
 }
 
 #[derive(Serialize)]
-struct Ps {
+pub(crate) struct Ps {
     #[serde(flatten)]
     info: NodeInfo,
-    services: Vec<strata_appservice::ServiceStatus>,
+    pub(crate) services: Vec<strata_appservice::ServiceStatus>,
     /// The backlog of each service that consumes a queue.
     consumers: Vec<Consumer>,
     /// What is out of service and why (a queue or the store whose files could not be
@@ -68,6 +68,11 @@ struct Consumer {
 }
 
 async fn ps(State(state): State<Arc<NodeParts>>) -> Json<Ps> {
+    Json(ps_of(&state))
+}
+
+/// What `GET /v1/ps` answers (the dashboard's stream sends it too).
+pub(crate) fn ps_of(state: &NodeParts) -> Ps {
     let mut consumers: Vec<Consumer> = state
         .consumers
         .iter()
@@ -93,13 +98,13 @@ async fn ps(State(state): State<Arc<NodeParts>>) -> Json<Ps> {
         failures.push(format!("the store is out of service: {reason}"));
     }
     failures.extend(state.store.repairs());
-    Json(Ps {
+    Ps {
         info: state.info.clone(),
         services: state.app.snapshot(),
         consumers,
         failures,
-        route_caches: route_caches(&state),
-    })
+        route_caches: route_caches(state),
+    }
 }
 
 /// The figures of `ps` in the Prometheus text format: per service the current, target

@@ -28,6 +28,8 @@
 //! - `store`: key-value and blobs (contract: `docs/state.md`).
 //! - `cache`: the cache, raw and read-through.
 //! - `logs`: streams instance logs, optionally following them.
+//! - `dashboard`: `GET /ui`, the live dashboard (a page compiled in, no token needed to
+//!   load it), and `GET /v1/stream`, the server-sent events it reads (docs/dashboard.md).
 //! - [`openapi`]: `GET /v1/openapi.json`, the OpenAPI 3.1 description of every route
 //!   (`crates/api/openapi.json`, held equal to the routers by a test).
 //!
@@ -40,6 +42,7 @@ mod cache;
 mod calls;
 mod conn;
 mod control;
+mod dashboard;
 pub mod error;
 mod extract;
 mod grpc;
@@ -120,6 +123,7 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
         .merge(store::routes())
         .merge(cache::routes())
         .merge(openapi::routes())
+        .merge(dashboard::routes())
         // After every route: it applies to those registered before it. axum adds `Allow`.
         .method_not_allowed_fallback(|req: Request| async move {
             ApiError::new(

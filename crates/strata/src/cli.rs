@@ -557,6 +557,9 @@ async fn up(config: NodeConfig) -> Result<()> {
         .cache_addr
         .map(|a| format!("; cache (Redis protocol) {a}"))
         .unwrap_or_default();
+    // The dashboard's address carries the control token in its fragment, which the
+    // browser keeps to itself (docs/dashboard.md).
+    let dashboard = format!("http://{api}/ui#token={}", node.control_token());
     let app = node.app.clone();
     let (up_tx, mut up_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -584,6 +587,7 @@ async fn up(config: NodeConfig) -> Result<()> {
                         narrator.say(&format!(
                             "strata: {app_name} is up: gateway http://{gateway}  (node API http://{api}{cache_note}; `strata ps`, Ctrl-C to stop)"
                         ));
+                        narrator.say(&format!("strata: dashboard {dashboard}"));
                     }
                 }
                 _ = ready_shutdown.cancelled(), if !stopping => {
