@@ -5,7 +5,8 @@
 # Settings (environment):
 #   ROUNDS=5          rounds; each round runs every target once, in a rotating order
 #   DURATION=8        seconds per wrk run (-t1 -c$CONNS) through the gateway
-#   CONNS=50          connections of those runs
+#   CONNS=8           connections of those runs (busybox httpd listens with a backlog
+#                     of 9: more connections overflow it, and SYN retries add 1 s p99s)
 #   INSTANCES=50      containerised instances for the RSS figure (0: skip)
 #   STRATA=target/release/strata   the binary (built with cargo when missing)
 #   KEEP=1            keep the work dir (image, bundles, logs, raw output)
@@ -14,7 +15,7 @@ set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-8}
-CONNS=${CONNS:-50}
+CONNS=${CONNS:-8}
 INSTANCES=${INSTANCES:-50}
 STRATA=${STRATA:-target/release/strata}
 READY_TIMEOUT=${READY_TIMEOUT:-180}
