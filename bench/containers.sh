@@ -7,6 +7,7 @@
 #   DURATION=8        seconds per wrk run (-t1 -c$CONNS) through the gateway
 #   CONNS=8           connections of those runs (busybox httpd listens with a backlog
 #                     of 9: more connections overflow it, and SYN retries add 1 s p99s)
+#   SETTLE=1          seconds of pause before each start-to-ready measurement
 #   INSTANCES=50      containerised instances for the RSS figure (0: skip)
 #   STRATA=target/release/strata   the binary (built with cargo when missing)
 #   KEEP=1            keep the work dir (image, bundles, logs, raw output)
@@ -16,6 +17,7 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-8}
 CONNS=${CONNS:-8}
+SETTLE=${SETTLE:-1}
 INSTANCES=${INSTANCES:-50}
 STRATA=${STRATA:-target/release/strata}
 READY_TIMEOUT=${READY_TIMEOUT:-180}
@@ -290,6 +292,7 @@ n=${#TARGETS[@]}
 for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < n; i++)); do
         t=${TARGETS[$(((i + r - 1) % n))]}
+        sleep "$SETTLE" # what the previous target left to do (podman's cleanup) is done
         ms=$("start_$t" "$r")
         [ -n "$ms" ] || { log "start $t round $r: failed (see $WORK/$t.log with KEEP=1)"; continue; }
         echo "$t $r $ms" >>"$STARTS"
