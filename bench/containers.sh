@@ -254,7 +254,7 @@ start_strata() {
 import json, os, sys
 doc = json.load(sys.stdin)
 events = doc["events"] if isinstance(doc, dict) else doc
-ready = [e for e in events if e.get("kind") == "ready" and e.get("instance") == "box-2"
+ready = [e for e in events if e.get("kind") == "ready" and e.get("service") == "box"
          and e.get("at", 0) >= int(os.environ["SINCE"])]
 print(ready[-1]["message"].split()[2])')
     scale box 1
@@ -312,20 +312,32 @@ end
 EOF
 LOADS=$WORK/loads.txt
 : >"$LOADS"
-declare -A URL=([container]="http://127.0.0.1:$GW_PORT/c/hello" [process]="http://127.0.0.1:$GW_PORT/p/hello")
-for t in container process; do
+# the ready member of each service now (scaling down may have stopped box-1)
+ready_port() {
+    ps_json | SERVICE=$1 "$PYTHON" -c '
+import json, os, sys
+doc = json.load(sys.stdin)
+print([i["port"] for s in doc["services"] if s["name"] == os.environ["SERVICE"]
+       for i in s["instances"] if i["state"] == "ready"][0])'
+}
+BOX_PORT=$(ready_port box)
+PROC_PORT=$(ready_port proc)
+# through the gateway, and straight to each member (where the difference comes from)
+declare -A URL=([container]="http://127.0.0.1:$GW_PORT/c/hello" [process]="http://127.0.0.1:$GW_PORT/p/hello"
+    [container-direct]="http://127.0.0.1:$BOX_PORT/c/hello" [process-direct]="http://127.0.0.1:$PROC_PORT/p/hello")
+ORDER=(container process container-direct process-direct)
+for t in "${ORDER[@]}"; do
     curl -fsS "${URL[$t]}" >/dev/null 2>&1 || "$PYTHON" -c "import urllib.request; urllib.request.urlopen('${URL[$t]}')" \
         || die "${URL[$t]} does not answer"
     wrk -t1 -c"$CONNS" -d2s "${URL[$t]}" >/dev/null 2>&1 || true
 done
-ORDER=(container process)
 for ((r = 1; r <= ROUNDS; r++)); do
-    for ((i = 0; i < 2; i++)); do
-        t=${ORDER[$(((i + r - 1) % 2))]}
+    for ((i = 0; i < 4; i++)); do
+        t=${ORDER[$(((i + r - 1) % 4))]}
         line=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/report.lua" "${URL[$t]}" 2>&1 | grep '^WRK_RESULT' || true)
         [ -n "$line" ] || die "wrk against ${URL[$t]} printed no result"
         echo "$t $r ${line#WRK_RESULT }" >>"$LOADS"
-        log "$(printf 'load  %-9s round %s: %s' "$t" "$r" "${line#WRK_RESULT }")"
+        log "$(printf 'load  %-16s round %s: %s' "$t" "$r" "${line#WRK_RESULT }")"
     done
 done
 
@@ -333,19 +345,34 @@ done
 
 RSS1=$(rss_kb "$STRATA_PID")
 RSSN=""
+RUNC_RSS=""
 if [ "$INSTANCES" -gt 0 ]; then
     log "scaling box to $INSTANCES containers"
     scale box "$INSTANCES"
     wait_ready box "$INSTANCES"
     sleep 1
     RSSN=$(rss_kb "$STRATA_PID")
+    # the runtimes strata keeps in the foreground, one `runc run` per container
+    RUNC_RSS=$(PARENT=$STRATA_PID "$PYTHON" -c '
+import os
+total = n = 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        st = open(f"/proc/{pid}/status").read()
+    except OSError:
+        continue
+    f = dict(l.split(":", 1) for l in st.splitlines() if ":" in l)
+    if f.get("PPid", "").strip() == os.environ["PARENT"] and f.get("Name", "").strip() == "runc":
+        n += 1
+        total += int(f.get("VmRSS", "0 kB").split()[0])
+print(n, total)')
     scale box 1
 fi
 
 # ------------------------------------------------------------------ report
 
 RUNC_VERSION=$("$RUNC" --version | head -n 1)
-STARTS=$STARTS LOADS=$LOADS ROUNDS=$ROUNDS CONNS=$CONNS RSS1=$RSS1 RSSN=$RSSN INSTANCES=$INSTANCES \
+STARTS=$STARTS LOADS=$LOADS ROUNDS=$ROUNDS CONNS=$CONNS RSS1=$RSS1 RSSN=$RSSN RUNC_RSS=$RUNC_RSS INSTANCES=$INSTANCES \
     PODMAN_WHY=$PODMAN_WHY RUNC_VERSION=$RUNC_VERSION "$PYTHON" - <<'PY'
 import os, statistics
 e = os.environ
@@ -373,19 +400,25 @@ s, r = med(starts["strata"]), med(starts["runc"])
 print(f"  strata/runc:   {s / r:.2f}   (target <= 1.2)")
 if "podman" in starts:
     print(f"  strata/podman: {s / med(starts['podman']):.2f}   (lower is better)")
-print(f"throughput through the gateway, wrk -t1 -c{e['CONNS']}: busybox httpd as a container and as a process")
-for t in ("container", "process"):
+print(f"throughput, wrk -t1 -c{e['CONNS']}: busybox httpd as a container and as a process, through the gateway and direct")
+for t in ("container", "process", "container-direct", "process-direct"):
     v = loads[t]
     errs = sum(x["errors"] for x in v)
-    print(f"  {t:<9} {med([x['rps'] for x in v]):9.0f} req/s   p50 {med([x['p50'] for x in v]):.0f} us"
+    print(f"  {t:<16} {med([x['rps'] for x in v]):9.0f} req/s   p50 {med([x['p50'] for x in v]):.0f} us"
           f"   p99 {med([x['p99'] for x in v]):.0f} us   errors {errs:.0f}")
 ratio = med([x["rps"] for x in loads["container"]]) / med([x["rps"] for x in loads["process"]])
 print(f"  container/process: {ratio:.2f}   (target >= 0.95)")
+direct = med([x["rps"] for x in loads["container-direct"]]) / med([x["rps"] for x in loads["process-direct"]])
+print(f"  container/process straight to the member, no gateway: {direct:.2f}")
 print(f"strata's RSS: {int(e['RSS1']) / 1024:.1f} MiB with 1 container + 1 process instance", end="")
 if e.get("RSSN"):
     n = int(e["INSTANCES"])
     print(f", {int(e['RSSN']) / 1024:.1f} MiB with {n} containers"
           f" ({(int(e['RSSN']) - int(e['RSS1'])) / max(n - 1, 1):.0f} kB per added container)")
+    if e.get("RUNC_RSS"):
+        k, kb = map(int, e["RUNC_RSS"].split())
+        print(f"  besides: {k} `runc run` processes (one per container, strata's children) hold {kb / 1024:.1f} MiB"
+              f" ({kb / max(k, 1) / 1024:.1f} MiB each)")
 else:
     print()
 PY
