@@ -16,8 +16,8 @@ use crate::{de, AccessSpec, AutoscaleSpec, RelaySpec, RouteSpec};
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     /// argv of the instance program; `${NAME}` expands from the instance env. Left out
-    /// (empty) only with the `oci` driver and an image: the image's `Entrypoint` and
-    /// `Cmd` then (see [`ServiceSpec::runs_image_command`]).
+    /// (empty) only with the `oci` driver and an image other than [`HOST_IMAGE`]: the
+    /// image's `Entrypoint` and `Cmd` run then (checked where the image is read).
     #[serde(default)]
     pub run: Vec<String>,
     /// Working directory, relative to the manifest's directory.
@@ -127,12 +127,6 @@ impl ServiceSpec {
     /// The container's image: `image`, or [`HOST_IMAGE`].
     pub fn image(&self) -> &str {
         self.image.as_deref().unwrap_or(HOST_IMAGE)
-    }
-
-    /// Whether an instance runs what its image's config says (`Entrypoint` and `Cmd`):
-    /// a container of an image other than [`HOST_IMAGE`] with no `run`.
-    pub fn runs_image_command(&self) -> bool {
-        self.run.is_empty() && self.may_leave_out_run()
     }
 
     /// Whether `run` may be left out: a container of an image other than the host's,
