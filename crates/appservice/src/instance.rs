@@ -546,20 +546,38 @@ async fn launch(
                 }
             }
         }
+        // What the image's config says, where the manifest does not (`image::config`).
+        let (argv, user, cwd, init) = match &image {
+            Some(image) => (
+                crate::image::config::command(&ctx.name, ctx.spec.image(), &image.image, &argv)?,
+                match ctx.spec.user {
+                    Some(_) => ctx.spec.user_ids(),
+                    None => crate::image::config::user(&ctx.name, ctx.spec.image(), &image.image, &image.rootfs)?,
+                },
+                match (&ctx.spec.workdir, image.cwd()) {
+                    (None, Some(dir)) => PathBuf::from(dir),
+                    _ => ctx.workdir.clone(),
+                },
+                image.shell,
+            ),
+            None => (argv, ctx.spec.user_ids(), ctx.workdir.clone(), true),
+        };
         let resources = &ctx.spec.resources;
         let (running, run_log) = oci
             .launch(ContainerLaunch {
                 name: &name,
                 hostname: id,
                 argv: &argv,
+                init,
                 env: &env,
                 workdir: &ctx.workdir,
+                cwd: &cwd,
                 state_dir: &shared.state_dir,
                 log: &log,
                 bundle: scratch,
                 root: image.as_ref().map(|i| i.rootfs.as_path()),
                 files: &files,
-                user: ctx.spec.user_ids(),
+                user,
                 memory_mb: resources.memory_mb,
                 cpus: resources.cpus,
                 pids: resources.pids.unwrap_or(strata_manifest::DEFAULT_PIDS),

@@ -15,7 +15,10 @@ use crate::{de, AccessSpec, AutoscaleSpec, RelaySpec, RouteSpec};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
-    /// argv of the instance program; `${NAME}` expands from the instance env.
+    /// argv of the instance program; `${NAME}` expands from the instance env. Left out
+    /// (empty) only with the `oci` driver and an image other than [`HOST_IMAGE`]: the
+    /// image's `Entrypoint` and `Cmd` run then (checked where the image is read).
+    #[serde(default)]
     pub run: Vec<String>,
     /// Working directory, relative to the manifest's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +127,12 @@ impl ServiceSpec {
     /// The container's image: `image`, or [`HOST_IMAGE`].
     pub fn image(&self) -> &str {
         self.image.as_deref().unwrap_or(HOST_IMAGE)
+    }
+
+    /// Whether `run` may be left out: a container of an image other than the host's,
+    /// whose config may say what to run (checked where the image is read).
+    pub(crate) fn may_leave_out_run(&self) -> bool {
+        self.driver == Driver::Oci && self.image() != HOST_IMAGE
     }
 }
 

@@ -210,7 +210,18 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
             format!("the name {}", quoted(name)),
         ));
     }
-    p.check(check_argv(&path.key("run"), &spec.run));
+    if spec.run.is_empty() {
+        // Left out or empty: the image's command, where there is an image to say one.
+        if !spec.may_leave_out_run() {
+            p.add(invalid(
+                path.key("run"),
+                "a command: an array starting with the program name (only a service with \"driver\": \"oci\" and an image may leave it out, to run the image's Entrypoint and Cmd)",
+                "an empty array, or no run at all",
+            ));
+        }
+    } else {
+        p.check(check_argv(&path.key("run"), &spec.run));
+    }
     if let Some(workdir) = &spec.workdir {
         p.check(check_relative(path.key("workdir"), workdir));
     }

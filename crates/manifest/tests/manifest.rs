@@ -949,9 +949,20 @@ fn unknown_fields_are_named_at_every_level() {
 
 #[test]
 fn missing_required_fields_are_named() {
-    for field in ["app", "services.api.run"] {
-        assert_missing(error_of(|v| remove(v, field)), field);
-    }
+    assert_missing(error_of(|v| remove(v, "app")), "app");
+    // `run` may be left out by a container with an image (its Entrypoint and Cmd run),
+    // so it is not missing but invalid elsewhere.
+    assert_invalid(
+        error_of(|v| remove(v, "services.api.run")),
+        "services.api.run",
+        "only a service with \"driver\": \"oci\" and an image may leave it out",
+        "no run at all",
+    );
+    accepted_with(|v| {
+        remove(v, "services.api.run");
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["image"] = json!("./image.tar");
+    });
     // A health check is an HTTP path or the gRPC health protocol: neither is named.
     let err = error_of(set("services.api.health", json!({"interval_ms": 5})));
     assert!(

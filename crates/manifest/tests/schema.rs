@@ -348,6 +348,21 @@ fn schema_and_parser_agree_on_examples() {
         v["services"]["api"]["bindings"] = json!(["web", "web"])
     });
     edit("setup string", &|v| v["services"]["api"]["setup"] = json!("pip"));
+    edit("no run", &|v| {
+        v["services"]["api"].as_object_mut().unwrap().remove("run");
+    });
+    edit("no run, oci host image", &|v| {
+        let api = v["services"]["api"].as_object_mut().unwrap();
+        api.remove("run");
+        api.insert("driver".into(), json!("oci"));
+        api.insert("image".into(), json!("host"));
+    });
+    edit("no run, oci image", &|v| {
+        let api = v["services"]["api"].as_object_mut().unwrap();
+        api.remove("run");
+        api.insert("driver".into(), json!("oci"));
+        api.insert("image".into(), json!("./busybox.tar"));
+    });
     edit("setup object", &|v| {
         v["services"]["api"]["setup"] = json!({"run": ["pip"], "inputs": ["r.txt"]})
     });
