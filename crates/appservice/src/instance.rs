@@ -359,7 +359,7 @@ async fn supervise(
         tokio::select! {
             exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
             _ = stop.cancelled() => return Supervised::Stop(None),
-            outcome = probe::run(addr, path, check_timeout) => {
+            outcome = probe::run(addr, path, check_timeout, shared.grpc_probe.as_ref()) => {
                 if outcome.passed() {
                     break;
                 }
@@ -416,7 +416,7 @@ async fn supervise(
             exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
             _ = stop.cancelled() => return Supervised::Stop(Some(member)),
             _ = tick.tick() => {
-                if probe::run(addr, path, check_timeout).await.passed() {
+                if probe::run(addr, path, check_timeout, shared.grpc_probe.as_ref()).await.passed() {
                     failed_checks = 0;
                 } else {
                     failed_checks += 1;

@@ -45,6 +45,7 @@ mod status;
 pub use capacity::NodeResources;
 pub use events::{Event, EventKind};
 pub use oci::{container_prefix, RUNTIME_ENV};
+pub use probe::{GrpcProbe, Outcome as ProbeOutcome};
 pub use status::{AutoscaleStatus, InstanceState, InstanceStatus, ServiceStatus};
 
 use std::collections::BTreeMap;
@@ -103,6 +104,9 @@ pub struct AppConfig {
     /// platform API (a service without one gets none).
     pub tokens: BTreeMap<String, String>,
     pub node: NodeResources,
+    /// The gRPC health check (`health.grpc`), from a crate that speaks HTTP/2; None:
+    /// such a check fails, saying so.
+    pub grpc_probe: Option<GrpcProbe>,
 }
 
 /// What every task of the App Service shares: the app, its dirs, the bus, capacity, the
@@ -113,6 +117,7 @@ pub(crate) struct AppContext {
     pub state_dir: PathBuf,
     pub api_url: String,
     pub tokens: BTreeMap<String, String>,
+    pub grpc_probe: Option<GrpcProbe>,
     pub bus: Arc<Bus>,
     pub capacity: capacity::Capacity,
     pub guard: guard::Guard,
@@ -193,6 +198,7 @@ impl AppService {
             state_dir: config.state_dir,
             api_url: config.api_url,
             tokens: config.tokens,
+            grpc_probe: config.grpc_probe,
             bus,
             capacity: capacity::Capacity::new(config.node),
             guard,

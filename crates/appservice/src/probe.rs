@@ -9,14 +9,19 @@
 //! `ConnectionResetError` traceback for it.
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-mod grpc;
+/// The gRPC health check, which the node supplies (`AppConfig::grpc_probe`): the App
+/// Service speaks no HTTP/2 itself.
+pub type GrpcProbe = Arc<dyn Fn(SocketAddr, String) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
 
 /// What a check asks of an instance (`health` in the manifest).
 #[derive(Debug, Clone, Copy)]
@@ -51,13 +56,16 @@ impl<'a> Check<'a> {
 }
 
 /// Checks the instance at `addr` once, within `timeout`.
-pub(crate) async fn run(addr: SocketAddr, what: Check<'_>, timeout: Duration) -> Outcome {
+pub(crate) async fn run(addr: SocketAddr, what: Check<'_>, timeout: Duration, grpc: Option<&GrpcProbe>) -> Outcome {
     match what {
         Check::Port => check(addr, None, timeout).await,
         Check::Http(path) => check(addr, Some(path), timeout).await,
-        Check::Grpc(service) => tokio::time::timeout(timeout, grpc::check(addr, service))
-            .await
-            .unwrap_or(Outcome::TimedOut),
+        Check::Grpc(service) => match grpc {
+            Some(probe) => tokio::time::timeout(timeout, probe(addr, service.to_string()))
+                .await
+                .unwrap_or(Outcome::TimedOut),
+            None => Outcome::Grpc("cannot be made: this App Service was given no gRPC health check".to_string()),
+        },
     }
 }
 
@@ -66,7 +74,7 @@ const MAX_HEAD: usize = 16 * 1024;
 
 /// How one check went.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     /// The port accepted (no health path), or the path answered 2xx.
     Passed,
     /// Nothing listens on the port: the connection was refused.
@@ -82,7 +90,7 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    pub(crate) fn passed(&self) -> bool {
+    pub fn passed(&self) -> bool {
         *self == Outcome::Passed
     }
 }

@@ -48,6 +48,7 @@ mod config;
 mod digits;
 pub mod fallback;
 pub mod framing;
+pub mod health;
 pub mod metrics;
 pub mod relay;
 pub mod request_body;

@@ -175,6 +175,7 @@ impl Node {
                 api_url: api_url.clone(),
                 tokens: tokens.clone(),
                 node: config.node,
+                grpc_probe: Some(grpc_probe()),
             },
             bus.clone(),
             shutdown.child_token(),
@@ -560,6 +561,24 @@ fn start_tasks(
         }
     }
     Ok(())
+}
+
+/// The gRPC health check of `health.grpc` (the gateway's HTTP/2 client), in the App
+/// Service's terms.
+fn grpc_probe() -> strata_appservice::GrpcProbe {
+    use strata_appservice::ProbeOutcome;
+    use strata_gateway::health::{check_grpc, GrpcHealth};
+    Arc::new(|addr, service| {
+        Box::pin(async move {
+            match check_grpc(addr, &service).await {
+                GrpcHealth::Serving => ProbeOutcome::Passed,
+                GrpcHealth::Refused => ProbeOutcome::Refused,
+                GrpcHealth::NoReply => ProbeOutcome::NoReply,
+                GrpcHealth::Status(code) => ProbeOutcome::Status(code),
+                GrpcHealth::Answered(what) => ProbeOutcome::Grpc(what),
+            }
+        })
+    })
 }
 
 #[cfg(test)]

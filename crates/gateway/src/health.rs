@@ -2,7 +2,8 @@
 //! declares `health.grpc`: one unary call over h2c with the service name asked about,
 //! passed when the reply's status is `SERVING`. The two messages are hand-encoded: the
 //! request is field 1 (string `service`), the reply field 1 (enum `status`), too small
-//! to want a protobuf crate.
+//! to want a protobuf crate. It lives here, with the crate's other HTTP/2 client, and
+//! the node hands it to the App Service's probe (which speaks no HTTP/2 itself).
 
 use std::net::SocketAddr;
 
@@ -12,23 +13,36 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-use super::Outcome;
+/// How one gRPC health check went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrpcHealth {
+    /// It answered `SERVING`.
+    Serving,
+    /// Nothing listens on the port.
+    Refused,
+    /// No HTTP/2 reply (the connection failed or closed, or the reply was not gRPC).
+    NoReply,
+    /// An HTTP status other than 2xx.
+    Status(u16),
+    /// Anything else it answered, in words (`NOT_SERVING`, a gRPC error status, ...).
+    Answered(String),
+}
 
 /// `HealthCheckResponse.ServingStatus.SERVING`.
 const SERVING: u64 = 1;
 
 /// One check of `service` ("" for the server as a whole) on the member at `addr`; the
 /// caller bounds it with the check's timeout.
-pub(super) async fn check(addr: SocketAddr, service: &str) -> Outcome {
+pub async fn check_grpc(addr: SocketAddr, service: &str) -> GrpcHealth {
     let stream = match TcpStream::connect(addr).await {
         Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Outcome::Refused,
-        Err(_) => return Outcome::NoReply,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return GrpcHealth::Refused,
+        Err(_) => return GrpcHealth::NoReply,
     };
     let Ok((mut sender, conn)) =
         hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(TokioExecutor::new(), TokioIo::new(stream)).await
     else {
-        return Outcome::NoReply;
+        return GrpcHealth::NoReply;
     };
     let conn = tokio::spawn(conn);
     let outcome = call(&mut sender, addr, service).await;
@@ -42,7 +56,7 @@ async fn call(
     sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
     addr: SocketAddr,
     service: &str,
-) -> Outcome {
+) -> GrpcHealth {
     let req = Request::post(format!("http://{addr}/grpc.health.v1.Health/Check"))
         .header(header::CONTENT_TYPE, "application/grpc")
         .header(header::TE, "trailers")
@@ -50,14 +64,14 @@ async fn call(
         .body(Full::new(request(service)))
         .expect("a well-formed request");
     let Ok(res) = sender.send_request(req).await else {
-        return Outcome::NoReply;
+        return GrpcHealth::NoReply;
     };
     if !res.status().is_success() {
-        return Outcome::Status(res.status().as_u16());
+        return GrpcHealth::Status(res.status().as_u16());
     }
     let head_status = res.headers().get("grpc-status").cloned();
     let Ok(collected) = res.into_body().collect().await else {
-        return Outcome::NoReply;
+        return GrpcHealth::NoReply;
     };
     let status = collected
         .trailers()
@@ -72,14 +86,14 @@ async fn call(
                 "5" => format!(" (NOT_FOUND: the health service does not know {service:?})"),
                 _ => String::new(),
             };
-            return Outcome::Grpc(format!("answered grpc-status {code}{what}"));
+            return GrpcHealth::Answered(format!("answered grpc-status {code}{what}"));
         }
-        None => return Outcome::Grpc("answered without a grpc-status".to_string()),
+        None => return GrpcHealth::Answered("answered without a grpc-status".to_string()),
     }
     match serving_status(collected.to_bytes()) {
-        Some(SERVING) => Outcome::Passed,
-        Some(other) => Outcome::Grpc(format!("answered {}", status_name(other))),
-        None => Outcome::Grpc("answered a message that is not a HealthCheckResponse".to_string()),
+        Some(SERVING) => GrpcHealth::Serving,
+        Some(other) => GrpcHealth::Answered(format!("answered {}", status_name(other))),
+        None => GrpcHealth::Answered("answered a message that is not a HealthCheckResponse".to_string()),
     }
 }
 
