@@ -351,9 +351,14 @@ pub(crate) fn run(
         Cmd::Rpoplpush => lists::lmove(r, ks, args, Some((End::Right, End::Left))),
         Cmd::Lmpop => lists::lmpop(r, ks, args),
         // Inside EXEC: as their non-blocking forms.
-        Cmd::Blpop | Cmd::Brpop | Cmd::Blmove | Cmd::Brpoplpush | Cmd::Blmpop => {
-            blocking::run_once(r, ks, spec.cmd, args)
-        }
+        Cmd::Blpop
+        | Cmd::Brpop
+        | Cmd::Blmove
+        | Cmd::Brpoplpush
+        | Cmd::Blmpop
+        | Cmd::Bzpopmin
+        | Cmd::Bzpopmax
+        | Cmd::Bzmpop => blocking::run_once(r, ks, spec.cmd, args),
         Cmd::Zadd => zsets::zadd(r, ks, args, false),
         Cmd::Zincrby => zsets::zadd(r, ks, args, true),
         Cmd::Zrem => zsets::zrem(r, ks, args),
@@ -366,6 +371,7 @@ pub(crate) fn run(
         Cmd::Zlexcount => zsets::zlexcount(r, ks, args),
         Cmd::Zpopmin => zsets::zpop(r, ks, args, false),
         Cmd::Zpopmax => zsets::zpop(r, ks, args, true),
+        Cmd::Zmpop => zsets::zmpop(r, ks, args),
         Cmd::Zremrangebyrank => zsets::zremrange(r, ks, args, By::Rank),
         Cmd::Zremrangebyscore => zsets::zremrange(r, ks, args, By::Score),
         Cmd::Zremrangebylex => zsets::zremrange(r, ks, args, By::Lex),
