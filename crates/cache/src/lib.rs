@@ -31,7 +31,7 @@
 //!   OBJECT ENCODING `quicklist`, as Redis 7.0 answers for every list).
 //! - `value` (stored, hash, set, list, zset): a key's value, a string, a hash, a set, a
 //!   list or a sorted set, and its charge.
-//! - `blocking` (stored): the Redis port's clients blocked on list keys (BLPOP & co.),
+//! - `blocking` (stored): the Redis port's clients blocked on list and sorted set keys (BLPOP, BZPOPMIN & co.),
 //!   by key in each shard, first blocked first served, across worker threads; its
 //!   header says why no wake-up and no element is lost.
 //! - `shard` (stored, value, blocking): one shard (a `Mutex<HashMap>`), its memory
