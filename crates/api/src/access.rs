@@ -231,6 +231,8 @@ fn route<'a>(template: Option<&str>, method: &Method, params: &'a [(&'a str, &'a
         }
         Some("/v1/cache/keys/{*key}") => (Need::CacheKeys, Body::Any),
         Some("/v1/caches/{name}/{*key}") => (Need::Cache(param("name")), Body::Any),
+        // A topic takes any token, as the Redis port's PUBLISH takes any client.
+        Some("/v1/topics/{topic}") => (Need::Token, Body::Any),
         // ps, events, metrics, down, scale, logs, queue list, create and delete, cache
         // stats and drills, and whatever route comes next.
         Some(_) => (Need::Control, Body::Json),

@@ -25,6 +25,8 @@
 //!   `DELETE /v1/queues/NAME`.
 //! - `store`: key-value and blobs (contract: `docs/state.md`).
 //! - `cache`: the cache, raw and read-through.
+//! - `topics`: `POST /v1/topics/NAME`, a publish on the cache's pub/sub (the bus's
+//!   topics).
 //! - `logs`: streams instance logs, optionally following them.
 //! - [`openapi`]: `GET /v1/openapi.json`, the OpenAPI 3.1 description of every route
 //!   (`crates/api/openapi.json`, held equal to the routers by a test).
@@ -47,6 +49,7 @@ mod queue_delete;
 pub mod queues;
 mod server;
 mod store;
+mod topics;
 
 pub use access::{Access, Caller};
 pub use cache::ReadThroughCaches;
@@ -112,6 +115,7 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
         .merge(queue_delete::routes())
         .merge(store::routes())
         .merge(cache::routes())
+        .merge(topics::routes())
         .merge(openapi::routes())
         // After every route: it applies to those registered before it. axum adds `Allow`.
         .method_not_allowed_fallback(|req: Request| async move {
