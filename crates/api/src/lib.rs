@@ -25,8 +25,9 @@
 //!   `DELETE /v1/queues/NAME`.
 //! - `store`: key-value and blobs (contract: `docs/state.md`).
 //! - `cache`: the cache, raw and read-through.
-//! - `topics`: `POST /v1/topics/NAME`, a publish on the cache's pub/sub (the bus's
-//!   topics).
+//! - [`topics`]: `POST /v1/topics/NAME`, a publish on the cache's pub/sub (the bus's
+//!   topics), and [`topics::deliver`], one message POSTed to a subscribing service's
+//!   members through the relay (the node's delivery task calls it).
 //! - `logs`: streams instance logs, optionally following them.
 //! - [`openapi`]: `GET /v1/openapi.json`, the OpenAPI 3.1 description of every route
 //!   (`crates/api/openapi.json`, held equal to the routers by a test).
@@ -49,7 +50,7 @@ mod queue_delete;
 pub mod queues;
 mod server;
 mod store;
-mod topics;
+pub mod topics;
 
 pub use access::{Access, Caller};
 pub use cache::ReadThroughCaches;

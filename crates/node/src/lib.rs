@@ -21,12 +21,11 @@
 //!   refused request.
 //! - `nodefile`: `.strata/node.json`, how CLI commands find a running node.
 //!
-//! Invariant: no HTTP served here. The node API is `strata-api`, the first tier
+//! Invariant: no HTTP here. The node API is `strata-api`, the first tier
 //! `strata-gateway`; this crate wires them to the domain crates and owns the tasks
 //! that are neither (push delivery, topic delivery, triggers), and starts each
-//! autoscaled service's autoscaler from `strata-autoscale`. The one HTTP request
-//! built here is a topic message's POST (`topics`), handed to the gateway's relay as
-//! it is (push and triggers use the relay's JSON POST, which sets a JSON type).
+//! autoscaled service's autoscaler from `strata-autoscale` (a topic message's POST is
+//! made by `strata_api::topics::deliver`).
 
 mod backends;
 pub mod cluster;
