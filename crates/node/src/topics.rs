@@ -8,9 +8,9 @@
 //! (`application/octet-stream`), with `X-Strata-Topic: NAME`.
 //!
 //! At most once, as Redis' pub/sub: a delivery that gets no 2xx (or finds no member) is
-//! counted as failed and dropped, never retried. Bounded: at most [`IN_FLIGHT`]
-//! deliveries of a subscription run at once; while they are all busy, messages wait in
-//! the subscription's mailbox (`TopicBound`: 1024 messages, 8 MiB), and past that new
+//! counted as failed and dropped, never retried. Bounded: at most [`PER_MEMBER`]
+//! deliveries per ready member run at once (`in_flight`); while they are all busy,
+//! messages wait in the subscription's mailbox (`TopicBound`: 1024 messages, 8 MiB), and past that new
 //! ones are dropped and counted. The figures (delivered, failed, dropped) are the
 //! cache's (`Cache::topic_stats`), shown on `/v1/metrics`.
 //!
@@ -24,13 +24,23 @@ use bytes::Bytes;
 use strata_bus::Pool;
 use strata_cache::{Cache, TopicBound, TopicSubscription};
 use strata_gateway::RelayPolicy;
-use strata_manifest::SubscribesSpec;
-use tokio::sync::Semaphore;
+use strata_manifest::{CallMode, SubscribesSpec};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Deliveries of one subscription in flight at once.
-pub(crate) const IN_FLIGHT: usize = 64;
+/// Deliveries in flight per ready member (ANY), or broadcasts in flight (ALL).
+pub(crate) const PER_MEMBER: usize = 4;
+
+/// How many deliveries of a subscription may run at once with `ready` members: in
+/// `any` mode [`PER_MEMBER`] per ready member (one while none is: the relay holds it
+/// while an instance starts), in `all` mode [`PER_MEMBER`] broadcasts, so that each
+/// member has at most that many of the subscription's messages at a time.
+fn in_flight(mode: CallMode, ready: usize) -> usize {
+    match mode {
+        CallMode::Any => PER_MEMBER * ready.max(1),
+        CallMode::All => PER_MEMBER,
+    }
+}
 
 /// Delivers `spec`'s topic to `service`'s pool until `token` is cancelled.
 pub(crate) async fn run(
@@ -43,23 +53,26 @@ pub(crate) async fn run(
 ) {
     let subscription = Arc::new(cache.subscribe_topic(&spec.topic, &service, TopicBound::default()));
     let spec = Arc::new(spec);
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut ready = pool.watch_ready();
     let mut tasks = JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
-        // A slot first: while every delivery is busy, messages wait in the mailbox,
-        // which bounds them.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
-            _ = token.cancelled() => break,
-        };
+        // Room first: while every delivery is busy, messages wait in the mailbox, which
+        // bounds them.
+        if tasks.len() >= in_flight(spec.mode, *ready.borrow_and_update()) {
+            tokio::select! {
+                _ = tasks.join_next() => {}
+                _ = ready.changed() => {}
+                _ = token.cancelled() => break,
+            }
+            continue;
+        }
         let message = tokio::select! {
             m = subscription.next() => m,
             _ = token.cancelled() => break,
         };
         let (pool, spec, subscription) = (pool.clone(), spec.clone(), subscription.clone());
         tasks.spawn(async move {
-            let _slot = slot;
             deliver(&pool, &spec, &subscription, message, &policy).await;
         });
     }

@@ -172,3 +172,65 @@ async fn a_message_on_either_side_reaches_every_kind_of_subscriber() {
     assert_eq!(reply.status, 413, "{}", reply.text());
     stop(node).await;
 }
+
+/// A subscriber whose one instance holds every delivery: 4 deliveries wait on it (4 per
+/// ready instance), 1024 messages wait in its mailbox, and the rest are dropped and counted; once it lets go,
+/// everything not dropped is delivered, and nothing is delivered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_is_bounded_and_its_drops_counted() {
+    let app = App::new();
+    let gate = app.path().join("release");
+    let services = json!({
+        "slow": app.member(json!({
+            "instances": { "min": 1, "max": 1 },
+            "relay": { "timeout_ms": 60000, "attempt_timeout_ms": 60000 },
+            "subscribes": {
+                "topic": "flood",
+                "path": format!("/hold?until={}", gate.display()),
+                "mode": "any",
+            },
+        })),
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    wait_ready(&node, "slow", 1).await;
+    const SENT: u64 = 1100;
+    let publish = |i: u64| async move {
+        let reply = post(node.api_addr, "/v1/topics/flood", format!("m{i}")).await;
+        assert_eq!(reply.json(), json!({ "receivers": 1 }));
+    };
+    let held = |app: &App| {
+        app.requests()
+            .into_iter()
+            .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/hold")))
+            .count()
+    };
+    // The first 4 fill the deliveries in flight; the rest wait, then are dropped.
+    for i in 0..4 {
+        publish(i).await;
+    }
+    wait_until("4 deliveries held", Duration::from_secs(20), || held(&app) == 4).await;
+    for i in 4..SENT {
+        publish(i).await;
+    }
+    let count = |text: &str, outcome: &str| -> u64 {
+        let prefix =
+            format!(r#"strata_topic_messages_total{{app="test",service="slow",topic="flood",outcome="{outcome}"}} "#);
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {outcome} count in:\n{text}"))
+    };
+    let metrics = get(node.api_addr, "/v1/metrics").await.text();
+    let dropped = count(&metrics, "dropped");
+    assert_eq!(dropped, SENT - 4 - 1024, "4 in flight, 1024 waiting, the rest dropped");
+    std::fs::write(&gate, b"").unwrap();
+    let metrics = wait_for_async("every message held delivered", Duration::from_secs(60), || async {
+        let text = get(node.api_addr, "/v1/metrics").await.text();
+        (count(&text, "delivered") + count(&text, "failed") == 4 + 1024).then_some(text)
+    })
+    .await;
+    assert_eq!(count(&metrics, "failed"), 0);
+    assert_eq!(count(&metrics, "dropped"), dropped);
+    assert_eq!(held(&app), 4 + 1024, "each message not dropped reached the member once");
+    stop(node).await;
+}
