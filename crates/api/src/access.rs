@@ -443,6 +443,20 @@ mod tests {
     fn each_route_needs_its_right() {
         let a = access();
         let web = "token-of-web";
+        // A topic is open to any token, its body any bytes.
+        for token in [web, "token-of-api", "control"] {
+            assert!(allowed(
+                &a,
+                token,
+                "/v1/topics/{topic}",
+                Method::POST,
+                &[("topic", "news")]
+            ));
+        }
+        assert_eq!(
+            route(Some("/v1/topics/{topic}"), &Method::POST, &[("topic", "news")]).1,
+            Body::Any
+        );
         assert!(allowed(
             &a,
             web,
