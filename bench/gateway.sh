@@ -14,6 +14,10 @@
 #   KEEP=1            keep the work dir (configs, logs, raw wrk output) for inspection
 #   PROXY_LOG=buffered  the nginx proxy's access log: "buffered" (a line per request,
 #                     64 KiB buffer, like strata's own access log) or "off"
+#   CACHE=1           the response cache at a 100 % hit rate: the upstream answers with
+#                     Cache-Control: max-age=3600, strata's route has a fallback (its
+#                     store answers fresh hits), nginx has proxy_cache; every measured
+#                     request is a hit on both (checked before the rounds)
 # See bench/README.md for what is measured.
 set -euo pipefail
 
@@ -28,6 +32,7 @@ STRATA=${STRATA:-target/release/strata}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 KEEP=${KEEP:-}
 PROXY_LOG=${PROXY_LOG:-buffered}
+CACHE=${CACHE:-}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -170,7 +175,7 @@ http {
     keepalive_timeout 75s;
     server {
         listen 127.0.0.1:${PORT};
-        location / { default_type text/plain; return 200 '"'"'hello'"'"'; }
+        location / { default_type text/plain; ${CACHE_HEADER} return 200 '"'"'hello'"'"'; }
     }
 }
 '
@@ -178,8 +183,9 @@ http {
 # write_manifest DIR APP GATEWAY_PORT SERVICE COUNT DAEMON_DIRECTIVES [python]
 write_manifest() {
     mkdir -p "$1"
+    local conf=${UPSTREAM_CONF//'${CACHE_HEADER}'/${CACHE:+add_header Cache-Control \"max-age=3600\";}}
     APP=$2 GW_PORT=$3 SERVICE=$4 COUNT=$5 GDIRECTIVES=$6 KIND=${7:-nginx} \
-        NGINX_BIN="$NGINX" CONF="$UPSTREAM_CONF" "$PYTHON" - >"$1/strata.json" <<'PY'
+        NGINX_BIN="$NGINX" CONF="$conf" CACHE="$CACHE" "$PYTHON" - >"$1/strata.json" <<'PY'
 import json, os
 e = os.environ
 n = int(e["COUNT"])
@@ -188,7 +194,10 @@ if e["KIND"] == "python":
 else:
     svc = {"run": [e["NGINX_BIN"], "-c", "${TMPDIR}/nginx.conf", "-g", e["GDIRECTIVES"]],
            "files": {"nginx.conf": {"content": e["CONF"]}}}
-svc.update({"instances": {"min": n, "max": n}, "routes": ["/"], "health": {"path": "/"}})
+route = "/"
+if e["CACHE"]:
+    route = {"path": "/", "fallback": {"stale_if_error_s": 60}}
+svc.update({"instances": {"min": n, "max": n}, "routes": [route], "health": {"path": "/"}})
 doc = {"strata": 1, "app": e["APP"],
        "gateway": {"listen": "127.0.0.1:" + e["GW_PORT"]},
        "services": {e["SERVICE"]: svc}}
@@ -249,7 +258,16 @@ start_proxy() {
     else
         PROXY_ACCESS_LOG="access_log $dir/access.log combined buffer=64k flush=1s;"
     fi
+    local cache_path="" cache_use="" cache_user=""
+    if [ -n "$CACHE" ]; then
+        cache_path="proxy_cache_path $dir/cache keys_zone=responses:10m max_size=64m;"
+        # the workers write the cache files: as root, they run as root (else as nobody,
+        # who cannot write into the private work dir)
+        [ "$(id -u)" -eq 0 ] && cache_user="user root;"
+        cache_use="proxy_cache responses; proxy_cache_valid 200 1h; proxy_cache_use_stale error timeout http_502 http_503 http_504; add_header X-Cache-Status \$upstream_cache_status;"
+    fi
     cat >"$dir/nginx.conf" <<EOF
+$cache_user
 worker_processes auto;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
@@ -263,6 +281,7 @@ http {
     scgi_temp_path $dir/scgi;
     keepalive_requests 1000000;
     keepalive_timeout 75s;
+    $cache_path
     upstream member {
         server 127.0.0.1:$upstream_port;
         keepalive 64;
@@ -274,6 +293,7 @@ http {
             proxy_pass http://member;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            $cache_use
         }
     }
 }
@@ -323,7 +343,7 @@ run_wrk() {
 }
 
 report() {
-    RESULTS=$RESULTS ROUNDS=$ROUNDS CONNS=$CONNS PROXY_LOG=$PROXY_LOG "$PYTHON" - <<'PY'
+    RESULTS=$RESULTS ROUNDS=$ROUNDS CONNS=$CONNS PROXY_LOG=$PROXY_LOG CACHE=$CACHE "$PYTHON" - <<'PY'
 import os, statistics, sys
 rows = {}
 for line in open(os.environ["RESULTS"]):
@@ -343,6 +363,8 @@ def med_diff(a, b, mode, key):
 conns = os.environ["CONNS"]
 targets = [("direct", "upstream, no proxy"), ("nginx", "nginx reverse proxy"), ("strata", "strata gateway")]
 print()
+if os.environ.get("CACHE"):
+    print("\nresponse cache at a 100 % hit rate: strata's route store against nginx proxy_cache")
 print(f"medians of {os.environ['ROUNDS']} rounds; latencies in microseconds; "
       f"nginx proxy access log: {os.environ.get('PROXY_LOG', 'buffered')} (strata: buffered, always on)")
 hdr = f"{'target':<8} {'req/s c' + conns:>12} {'p50 c' + conns:>10} {'p99 c' + conns:>10} {'p50 c1':>9} {'p99 c1':>9} {'errors':>7}  what"
@@ -398,6 +420,19 @@ declare -A URL=(
     [strata]="http://127.0.0.1:$GW_PORT/"
 )
 for t in direct nginx strata; do wait_http "${URL[$t]}"; done
+if [ -n "$CACHE" ]; then
+    # Every measured request must be a hit: the second GET of each proxy says so.
+    for t in nginx strata; do
+        URL=${URL[$t]} "$PYTHON" -c '
+import os, sys, urllib.request
+for _ in range(2):
+    with urllib.request.urlopen(os.environ["URL"], timeout=2) as r:
+        how = r.headers.get("x-strata-cache") or r.headers.get("x-cache-status")
+sys.exit(0 if how and how.lower() == "hit" else 1)
+' || die "$t does not answer from its cache"
+    done
+    log "both proxies answer from their response caches (hit)"
+fi
 
 sleep 1
 IDLE_RSS=$(rss_kb "$STRATA_PID")

@@ -8,8 +8,9 @@
 //!    carries an `Authorization` of the app's own) that the node gave out: 401 otherwise.
 //!    The control token (the CLI's, `.strata/control.token`) may do everything; a
 //!    service's (`$STRATA_TOKEN` of its instances) what its manifest entry reaches
-//!    ([`strata_manifest::Reach`]). One route needs none: `GET /v1/openapi.json`, the
-//!    description of the API, the same for every node;
+//!    ([`strata_manifest::Reach`]). Two need none: `GET /v1/openapi.json`, the
+//!    description of the API, the same for every node, and the dashboard's page
+//!    (`GET /ui`, `GET /ui/FILE`), which holds no data;
 //! 3. the route's right ([`Need`], from the route's template and its path parameters):
 //!    403 when the token lacks it. A route without a rule here is the control token's;
 //! 4. a body sent to a JSON endpoint must say so (`application/json`, or the compact
@@ -31,6 +32,7 @@ use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use strata_gateway::relay::grpc::GrpcStatus;
 use strata_manifest::{Manifest, Reach};
 use strata_wire::{compact, ErrorCode};
 
@@ -101,6 +103,35 @@ impl Access {
     fn caller(&self, token: &str) -> Option<&Caller> {
         self.tokens.get(token)
     }
+
+    /// The caller of a gRPC call on the node API (`grpc`): the `:authority` must name
+    /// the node and the metadata carry a token it gave out, as for HTTP.
+    pub(crate) fn grpc_caller<B>(&self, req: &http::Request<B>) -> Result<Caller, (GrpcStatus, String)> {
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers().get(header::HOST).and_then(|v| v.to_str().ok()));
+        if !authority.is_some_and(|a| self.hosts.allows(a)) {
+            return Err((
+                GrpcStatus::PermissionDenied,
+                format!("{authority:?} is not this node's address (the node API answers only to its own names)"),
+            ));
+        }
+        let Some(token) = token_of(req.headers()) else {
+            return Err((
+                GrpcStatus::Unauthenticated,
+                "no token: send the metadata authorization: Bearer $STRATA_TOKEN".to_string(),
+            ));
+        };
+        match self.caller(token) {
+            Some(caller) => Ok(caller.clone()),
+            None => Err((
+                GrpcStatus::Unauthenticated,
+                "the token is not one this node gave out (tokens are made anew at each start of a node)".to_string(),
+            )),
+        }
+    }
 }
 
 impl Caller {
@@ -109,7 +140,7 @@ impl Caller {
         self.allows(&Need::Publish(queue))
     }
 
-    fn allows(&self, need: &Need<'_>) -> Result<(), ApiError> {
+    pub(crate) fn allows(&self, need: &Need<'_>) -> Result<(), ApiError> {
         let grant = match self {
             Caller::Control => return Ok(()),
             Caller::Service(grant) => grant,
@@ -162,7 +193,7 @@ fn unauthorized(message: &str) -> ApiError {
 
 /// The right a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Need<'a> {
+pub(crate) enum Need<'a> {
     /// Any token of this node.
     Token,
     /// The control token.
@@ -252,8 +283,9 @@ pub(crate) async fn check(
         return e.into_response();
     }
     let template = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-    if template == Some(crate::openapi::PATH) {
-        // The description of the API: the same for every node, no secret in it.
+    if template == Some(crate::openapi::PATH) || crate::dashboard::is_page(template) {
+        // The description of the API and the dashboard's page: the same for every node,
+        // no secret in them (the page calls the API with the token of its URL fragment).
         return next.run(req).await;
     }
     let caller = match token_of(req.headers()) {

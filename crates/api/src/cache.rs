@@ -54,6 +54,11 @@ pub(crate) fn routes() -> Router<Arc<NodeParts>> {
 }
 
 async fn cache_stats(State(state): State<Arc<NodeParts>>) -> Response {
+    Json(stats_of(&state)).into_response()
+}
+
+/// What `GET /v1/cache` answers (the dashboard's stream sends it too).
+pub(crate) fn stats_of(state: &NodeParts) -> serde_json::Value {
     let stats = state.cache.stats();
     let shard = |s: &strata_cache::ShardStats| {
         json!({
@@ -73,14 +78,13 @@ async fn cache_stats(State(state): State<Arc<NodeParts>>) -> Response {
         );
     }
     let rt_stats = state.read_through.cache.stats();
-    Json(json!({
+    json!({
         "total": shard(&stats.total),
         "shards": stats.shards.iter().map(shard).collect::<Vec<_>>(),
         "read_through": caches,
         "read_through_total": shard(&rt_stats.total),
         "read_through_shards": rt_stats.shards.iter().map(shard).collect::<Vec<_>>(),
-    }))
-    .into_response()
+    })
 }
 
 async fn drop_shard(State(state): State<Arc<NodeParts>>, Path(n): Path<String>) -> Answer {

@@ -13,6 +13,7 @@ use axum::routing::any;
 use axum::Router;
 use serde::Deserialize;
 use strata_gateway::relay::{self, tunnel, RelayPolicy};
+use strata_gateway::trace;
 use strata_manifest::CallMode;
 
 use crate::extract::Path;
@@ -58,7 +59,7 @@ fn member_path(raw: &str) -> &str {
 /// Relays an instance's call to another service: `/v1/any/web/x?y` reaches `/x?y` on a
 /// member of `web`, the path as it was sent.
 async fn call(State(state): State<Arc<NodeParts>>, service: String, req: Request, mode: CallMode) -> Response {
-    let Some(policy) = state.policies.get(&service).copied() else {
+    let Some(policy) = state.policies.get(&service).cloned() else {
         return ApiError::not_found(format!(
             "no service named {service:?} in app {:?} (services: {})",
             state.info.app,
@@ -92,11 +93,36 @@ async fn call(State(state): State<Arc<NodeParts>>, service: String, req: Request
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // The call is a span of the caller's trace when it passes its `traceparent` on.
+    let (started, start_us) = (std::time::Instant::now(), trace::now_us());
+    let context = trace::Context::of(&parts.headers);
+    let span_id = trace::random();
+    parts.headers.insert(trace::TRACEPARENT, context.header(span_id));
+    let (method, uri, request_id) = (
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.headers.get(relay::REQUEST_ID).cloned(),
+    );
     let req = http::Request::from_parts(parts, body);
     if tunnel::wants_upgrade(&req) {
         return switch(&pool, req, mode, &policy).await;
     }
-    let (res, _) = strata_gateway::relay_client_request(&pool, req, declared, None, mode, &policy).await;
+    let (res, outcome) = strata_gateway::relay_client_request(&pool, req, declared, None, mode, &policy).await;
+    state.traces.record(trace::Span {
+        context,
+        span_id,
+        kind: trace::Kind::Call,
+        service: Arc::from(service.as_str()),
+        method,
+        path: uri,
+        request_id,
+        member: outcome.member,
+        attempts: outcome.attempts,
+        unanswered: outcome.unanswered,
+        status: res.status().as_u16(),
+        start_us,
+        duration_us: started.elapsed().as_micros() as u64,
+    });
     res.map(Body::new)
 }
 

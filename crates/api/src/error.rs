@@ -25,6 +25,11 @@ impl ApiError {
     }
 
     /// A malformed request: 400.
+    /// What went wrong, in words (the body's `error`).
+    pub fn message(&self) -> &str {
+        &self.body.error
+    }
+
     pub fn bad(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }

@@ -21,6 +21,8 @@
 //! - `control` (prometheus): ps, metrics, events, scale, down; `prometheus`: label values
 //!   escaped, and the families of relayed requests (by status class, a latency histogram).
 //! - `calls`: `/v1/any/...` and `/v1/all/...`, through the gateway's relay.
+//! - `grpc`: gRPC calls by service name on the same port (h2c, told apart by HTTP/2's
+//!   preface), through the gateway's gRPC relay.
 //! - `queues`: the queue routes (contract: `docs/queues.md`); `queue_delete`:
 //!   `DELETE /v1/queues/NAME`.
 //! - `store`: key-value and blobs (contract: `docs/state.md`).
@@ -29,6 +31,8 @@
 //!   topics), and [`topics::deliver`], one message POSTed to a subscribing service's
 //!   members through the relay (the node's delivery task calls it).
 //! - `logs`: streams instance logs, optionally following them.
+//! - `dashboard`: `GET /ui`, the live dashboard (a page compiled in, no token needed to
+//!   load it), and `GET /v1/stream`, the server-sent events it reads (docs/dashboard.md).
 //! - [`openapi`]: `GET /v1/openapi.json`, the OpenAPI 3.1 description of every route
 //!   (`crates/api/openapi.json`, held equal to the routers by a test).
 //!
@@ -41,8 +45,10 @@ mod cache;
 mod calls;
 mod conn;
 mod control;
+mod dashboard;
 pub mod error;
 mod extract;
+mod grpc;
 mod logs;
 pub mod openapi;
 mod prometheus;
@@ -92,6 +98,8 @@ pub struct NodeParts {
     pub bus: Arc<Bus>,
     /// Relay policy of each service, from its manifest.
     pub policies: HashMap<String, RelayPolicy>,
+    /// gRPC service (`package.Service`) -> the service whose `grpc` names it.
+    pub grpc: HashMap<String, String>,
     pub queues: Arc<dyn QueueBackend>,
     /// Services that consume a queue by push: service -> (queue, group).
     pub consumers: HashMap<String, (String, String)>,
@@ -104,6 +112,8 @@ pub struct NodeParts {
     pub shutdown: CancellationToken,
     /// The node's first tier (for its routes' fallback figures).
     pub gateway: Option<Arc<strata_gateway::Gateway>>,
+    /// Recent spans: the gateway's and the calls through this API (`/v1/traces`).
+    pub traces: Arc<strata_gateway::trace::Traces>,
 }
 
 pub fn router(parts: Arc<NodeParts>) -> Router {
@@ -118,6 +128,7 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
         .merge(cache::routes())
         .merge(topics::routes())
         .merge(openapi::routes())
+        .merge(dashboard::routes())
         // After every route: it applies to those registered before it. axum adds `Allow`.
         .method_not_allowed_fallback(|req: Request| async move {
             ApiError::new(
@@ -148,5 +159,5 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
 /// Serves the API on `listener` until `shutdown`: HTTP/1.1, each connection under the
 /// head and idle timers and the connection cap of `config` (module `server`).
 pub async fn serve(listener: TcpListener, parts: Arc<NodeParts>, config: ServerConfig, shutdown: CancellationToken) {
-    server::serve(listener, router(parts), config, shutdown).await;
+    server::serve(listener, router(parts.clone()), parts, config, shutdown).await;
 }

@@ -128,8 +128,10 @@ fn prefix_lines(label: &str, chunk: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
+/// A reply body of the chunks a task sends, ended when the task drops its sender (the
+/// followed logs here, the dashboard's stream).
+pub(crate) struct ChannelBody {
+    pub(crate) rx: mpsc::Receiver<Bytes>,
 }
 
 impl http_body::Body for ChannelBody {

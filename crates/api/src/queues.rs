@@ -52,13 +52,18 @@ fn queue(state: &NodeParts, name: &str) -> Result<Arc<dyn QueueHandle>, ApiError
 type Answer = Result<Response, ApiError>;
 
 async fn list(State(state): State<Arc<NodeParts>>) -> Response {
-    let stats: Vec<_> = queues(&state).list().iter().map(|q| q.stats()).collect();
-    let failed: Vec<_> = queues(&state)
+    Json(list_of(&state)).into_response()
+}
+
+/// What `GET /v1/queues` answers (the dashboard's stream sends it too).
+pub(crate) fn list_of(state: &NodeParts) -> serde_json::Value {
+    let stats: Vec<_> = queues(state).list().iter().map(|q| q.stats()).collect();
+    let failed: Vec<_> = queues(state)
         .failures()
         .into_iter()
         .map(|(name, reason)| json!({ "name": name, "reason": reason }))
         .collect();
-    Json(json!({ "queues": stats, "failed": failed, "backend": queues(&state).kind() })).into_response()
+    json!({ "queues": stats, "failed": failed, "backend": queues(state).kind() })
 }
 
 async fn stats(State(state): State<Arc<NodeParts>>, Path(name): Path<String>) -> Answer {

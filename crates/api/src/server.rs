@@ -18,8 +18,9 @@
 //! - **Shutdown.** No connection is accepted after the token is cancelled; idle ones
 //!   close, requests in flight get [`GRACE`] to finish.
 //!
-//! HTTP/1.1 only: the clients of the node API (the CLI, the Python and Rust clients,
-//! curl) speak it, and every connection stays under the timers above.
+//! HTTP/1.1, which the clients of the node API (the CLI, the Python and Rust clients,
+//! curl) speak, every connection under the timers above; and h2c for gRPC calls only
+//! (`grpc`), a connection that opens with HTTP/2's preface.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::conn::{ApiConn, Busy, InFlight, Timeouts};
+use crate::NodeParts;
 
 /// The node API's connection limits and timers.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +75,13 @@ impl Default for ServerConfig {
 pub const GRACE: Duration = Duration::from_secs(10);
 
 /// Serves `router` on `listener` until `shutdown` (see the module).
-pub async fn serve(listener: TcpListener, router: Router, config: ServerConfig, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    parts: Arc<NodeParts>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.keep_alive(true)
         // `ApiConn` keeps the head timer and answers 408 itself.
@@ -92,6 +100,7 @@ pub async fn serve(listener: TcpListener, router: Router, config: ServerConfig, 
         cap: ConnCap::new("node API", config.max_connections),
         shutdown: shutdown.clone(),
         stop_now: CancellationToken::new(),
+        parts,
     });
     let tracker = TaskTracker::new();
     strata_os::listen::accept(listener, &shutdown, "api", |stream, peer| match shared.cap.admit() {
@@ -120,10 +129,17 @@ struct Shared {
     shutdown: CancellationToken,
     /// Cancelled when the grace after shutdown is over.
     stop_now: CancellationToken,
+    /// For gRPC calls (`grpc`).
+    parts: Arc<NodeParts>,
 }
 
 /// Serves one connection until it ends, then closes it lingering.
 async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, _slot: Slot) {
+    if crate::grpc::is_h2(&stream, shared.timeouts.head).await {
+        let (shutdown, stop_now) = (shared.shutdown.clone(), shared.stop_now.clone());
+        crate::grpc::serve(stream, peer, shared.parts.clone(), shutdown, stop_now).await;
+        return;
+    }
     let in_flight = Arc::new(InFlight::default());
     let io = ApiConn::new(stream, shared.timeouts, in_flight.clone());
     let switch = Switch::default();

@@ -347,7 +347,7 @@ async fn supervise(
     started: Instant,
 ) -> Supervised {
     let health = ctx.spec.health.as_ref();
-    let path = health.map(|h| h.path.as_str());
+    let path = probe::Check::of(health);
     let check_timeout = Duration::from_millis(health.map_or(1_000, |h| h.timeout_ms));
     let start_timeout = Duration::from_millis(health.map_or(60_000, |h| h.start_timeout_ms));
     let interval = Duration::from_millis(health.map_or(1_000, |h| h.interval_ms));
@@ -359,7 +359,7 @@ async fn supervise(
         tokio::select! {
             exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
             _ = stop.cancelled() => return Supervised::Stop(None),
-            outcome = probe::check(addr, path, check_timeout) => {
+            outcome = probe::run(addr, path, check_timeout) => {
                 if outcome.passed() {
                     break;
                 }
@@ -416,14 +416,14 @@ async fn supervise(
             exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
             _ = stop.cancelled() => return Supervised::Stop(Some(member)),
             _ = tick.tick() => {
-                if probe::check(addr, path, check_timeout).await.passed() {
+                if probe::run(addr, path, check_timeout).await.passed() {
                     failed_checks = 0;
                 } else {
                     failed_checks += 1;
                     if failed_checks >= threshold {
                         let reason = format!(
                             "failed {failed_checks} health checks in a row ({})",
-                            path.unwrap_or("port accept")
+                            path.describe(addr.port())
                         );
                         shared.events.emit(&ctx.name, Some(id), EventKind::Unhealthy, reason.clone());
                         return Supervised::Kill(reason);
@@ -439,15 +439,12 @@ async fn supervise(
 async fn not_ready_why(
     outcome: &probe::Outcome,
     addr: SocketAddr,
-    path: Option<&str>,
+    path: probe::Check<'_>,
     check_timeout: Duration,
     pgid: u32,
 ) -> String {
     let port = addr.port();
-    let check = match path {
-        Some(path) => format!("GET {path}"),
-        None => format!("a connection to port {port}"),
-    };
+    let check = path.describe(port);
     match outcome {
         probe::Outcome::Refused => {
             let elsewhere = tokio::task::spawn_blocking(move || strata_os::sockets::listening_in_group(pgid))
@@ -462,8 +459,9 @@ async fn not_ready_why(
             }
             why
         }
-        probe::Outcome::Status(code) => format!("{check} answered {code}, not 2xx (health.path)"),
-        probe::Outcome::NoReply => format!("port {port} accepts, but {check} got no HTTP reply"),
+        probe::Outcome::Status(code) => format!("{check} answered {code}, not 2xx (health)"),
+        probe::Outcome::NoReply => format!("port {port} accepts, but {check} got no reply"),
+        probe::Outcome::Grpc(what) => format!("{check} {what}, not SERVING (health.grpc)"),
         probe::Outcome::TimedOut => format!(
             "{check} got no answer within {} ms (health.timeout_ms)",
             check_timeout.as_millis()
@@ -548,20 +546,38 @@ async fn launch(
                 }
             }
         }
+        // What the image's config says, where the manifest does not (`image::config`).
+        let (argv, user, cwd, init) = match &image {
+            Some(image) => (
+                crate::image::config::command(&ctx.name, ctx.spec.image(), &image.image, &argv)?,
+                match ctx.spec.user {
+                    Some(_) => ctx.spec.user_ids(),
+                    None => crate::image::config::user(&ctx.name, ctx.spec.image(), &image.image, &image.rootfs)?,
+                },
+                match (&ctx.spec.workdir, image.cwd()) {
+                    (None, Some(dir)) => PathBuf::from(dir),
+                    _ => ctx.workdir.clone(),
+                },
+                image.shell,
+            ),
+            None => (argv, ctx.spec.user_ids(), ctx.workdir.clone(), true),
+        };
         let resources = &ctx.spec.resources;
         let (running, run_log) = oci
             .launch(ContainerLaunch {
                 name: &name,
                 hostname: id,
                 argv: &argv,
+                init,
                 env: &env,
                 workdir: &ctx.workdir,
+                cwd: &cwd,
                 state_dir: &shared.state_dir,
                 log: &log,
                 bundle: scratch,
                 root: image.as_ref().map(|i| i.rootfs.as_path()),
                 files: &files,
-                user: ctx.spec.user_ids(),
+                user,
                 memory_mb: resources.memory_mb,
                 cpus: resources.cpus,
                 pids: resources.pids.unwrap_or(strata_manifest::DEFAULT_PIDS),

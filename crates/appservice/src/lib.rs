@@ -161,10 +161,7 @@ impl AppContext {
         let resolved = tokio::task::spawn_blocking(move || -> Result<image::Resolved> {
             let store = image::ImageStore::open_default()?;
             let image = store.resolve(&name_owned, &base)?;
-            Ok(image::Resolved {
-                rootfs: store.rootfs(&image),
-                image,
-            })
+            image::Resolved::of(&store, image)
         })
         .await
         .context("import the image")??;

@@ -1,4 +1,5 @@
-//! Readiness and liveness checks: a GET of the health path, or a port that accepts.
+//! Readiness and liveness checks: a GET of the health path, a port that accepts, or the
+//! gRPC health protocol (`grpc`).
 //!
 //! The check is a well-behaved HTTP/1.1 client, because the instance's server sees
 //! every one: a complete request with `Connection: close`, the whole reply read (to its
@@ -14,6 +15,51 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+mod grpc;
+
+/// What a check asks of an instance (`health` in the manifest).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Check<'a> {
+    /// That its port accepts a connection (no `health`).
+    Port,
+    /// That a GET of this path answers 2xx.
+    Http(&'a str),
+    /// That `grpc.health.v1.Health/Check` of this service answers SERVING.
+    Grpc(&'a str),
+}
+
+impl<'a> Check<'a> {
+    pub(crate) fn of(health: Option<&'a strata_manifest::HealthSpec>) -> Check<'a> {
+        match health {
+            None => Check::Port,
+            Some(h) => match &h.grpc {
+                Some(service) => Check::Grpc(service),
+                None => Check::Http(&h.path),
+            },
+        }
+    }
+
+    /// The check in words, for events and `ps`.
+    pub(crate) fn describe(&self, port: u16) -> String {
+        match self {
+            Check::Port => format!("a connection to port {port}"),
+            Check::Http(path) => format!("GET {path}"),
+            Check::Grpc(service) => format!("the gRPC health check of {service:?}"),
+        }
+    }
+}
+
+/// Checks the instance at `addr` once, within `timeout`.
+pub(crate) async fn run(addr: SocketAddr, what: Check<'_>, timeout: Duration) -> Outcome {
+    match what {
+        Check::Port => check(addr, None, timeout).await,
+        Check::Http(path) => check(addr, Some(path), timeout).await,
+        Check::Grpc(service) => tokio::time::timeout(timeout, grpc::check(addr, service))
+            .await
+            .unwrap_or(Outcome::TimedOut),
+    }
+}
 
 /// The largest reply head read; a longer one fails the check.
 const MAX_HEAD: usize = 16 * 1024;
@@ -31,6 +77,8 @@ pub(crate) enum Outcome {
     NoReply,
     /// No answer within the check's timeout.
     TimedOut,
+    /// The gRPC health check did not answer SERVING: what it answered.
+    Grpc(String),
 }
 
 impl Outcome {
@@ -47,6 +95,7 @@ impl fmt::Display for Outcome {
             Outcome::Status(code) => write!(f, "answered {code}"),
             Outcome::NoReply => write!(f, "closed without an HTTP reply"),
             Outcome::TimedOut => write!(f, "no answer in time"),
+            Outcome::Grpc(what) => write!(f, "{what}"),
         }
     }
 }

@@ -583,58 +583,9 @@ fn a_registry_name_is_refused_saying_what_an_image_may_be() {
 
 // ------------------------------------------------------------------ images
 
-/// A file in the layer being built: its path, mode, and contents or link target.
-enum Item<'a> {
-    Dir(&'a str),
-    File(&'a str, u32, Vec<u8>),
-    Link(&'a str, &'a str),
-}
-
-fn layer_tar(items: &[Item<'_>]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for item in items {
-        let mut h = tar::Header::new_gnu();
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1);
-        match item {
-            Item::Dir(p) => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_size(0);
-                b.append_data(&mut h, p, &[][..]).unwrap();
-            }
-            Item::File(p, mode, body) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(*mode);
-                h.set_size(body.len() as u64);
-                b.append_data(&mut h, p, &body[..]).unwrap();
-            }
-            Item::Link(p, target) => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_mode(0o777);
-                h.set_size(0);
-                b.append_link(&mut h, p, target).unwrap();
-            }
-        }
-    }
-    b.into_inner().unwrap()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(bytes);
-    format!("sha256:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>())
-}
-
-/// Writes `bytes` as a blob of the layout at `dir`; returns its descriptor.
-fn put_blob(dir: &Path, media_type: &str, bytes: &[u8]) -> Value {
-    let digest = sha256(bytes);
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
-    json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
-}
+#[path = "support/image.rs"]
+mod image;
+use image::{layer_tar, write_layout, Item};
 
 /// An OCI image layout of busybox serving `/www`: a gzipped lower layer with
 /// `www/old.txt`, and a plain upper layer whose whiteout removes it and adds
@@ -653,36 +604,12 @@ fn busybox_layout(dir: &Path) {
         Item::File("www/.wh.old.txt", 0o644, Vec::new()),
         Item::File("www/new.txt", 0o644, b"new from the upper layer\n".to_vec()),
     ]);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&lower).unwrap();
-    let lower_gz = gz.finish().unwrap();
-    let config = json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/bin", "GREETING=from-image"], "WorkingDir": "/www"},
-        "rootfs": {"type": "layers", "diff_ids": [sha256(&lower), sha256(&upper)]},
-    });
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": put_blob(dir, "application/vnd.oci.image.config.v1+json", config.to_string().as_bytes()),
-        "layers": [
-            put_blob(dir, "application/vnd.oci.image.layer.v1.tar+gzip", &lower_gz),
-            put_blob(dir, "application/vnd.oci.image.layer.v1.tar", &upper),
-        ],
-    });
-    let mut desc = put_blob(
+    write_layout(
         dir,
-        "application/vnd.oci.image.manifest.v1+json",
-        manifest.to_string().as_bytes(),
+        &[(lower, true), (upper, false)],
+        json!({"Env": ["PATH=/bin", "GREETING=from-image"], "WorkingDir": "/www"}),
+        "busybox-test",
     );
-    desc["annotations"] = json!({"org.opencontainers.image.ref.name": "busybox-test"});
-    desc["platform"] = json!({"os": "linux", "architecture": "amd64"});
-    std::fs::write(
-        dir.join("index.json"),
-        json!({"schemaVersion": 2, "manifests": [desc]}).to_string(),
-    )
-    .unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
 }
 
 /// GET `path` from 127.0.0.1:`port`: (status, body).

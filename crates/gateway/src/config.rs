@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_manifest::{Manifest, RelaySpec};
+use strata_manifest::{CallMode, Manifest, RelaySpec};
 
 use crate::fallback::Fallback;
 use crate::{GatewayConfig, RelayPolicy, Route};
@@ -16,6 +16,7 @@ impl From<&RelaySpec> for RelayPolicy {
             deadline: Duration::from_millis(spec.timeout_ms),
             attempt_timeout: Duration::from_millis(spec.attempt_timeout_ms),
             retries: spec.retries,
+            grpc_idempotent: Arc::from(spec.idempotent.clone()),
         }
     }
 }
@@ -38,18 +39,32 @@ impl From<&Manifest> for GatewayConfig {
             .iter()
             .flat_map(|(name, spec)| {
                 let policy = RelayPolicy::from(&spec.relay);
-                spec.routes.iter().map(move |r| Route {
-                    host: r.host().map(str::to_string),
-                    prefix: r.path().to_string(),
+                let routes = spec.routes.iter().map({
+                    let policy = policy.clone();
+                    move |r| Route {
+                        host: r.host().map(str::to_string),
+                        prefix: r.path().to_string(),
+                        service: name.clone(),
+                        mode: r.mode(),
+                        policy: policy.clone(),
+                        fallback: r.fallback().map(|spec| Arc::new(Fallback::new(spec))),
+                    }
+                });
+                // A gRPC service name is a route of its calls' prefix, on every host.
+                let grpc = spec.grpc.iter().map(move |g| Route {
+                    host: None,
+                    prefix: format!("/{g}/"),
                     service: name.clone(),
-                    mode: r.mode(),
-                    policy,
-                    fallback: r.fallback().map(|spec| Arc::new(Fallback::new(spec))),
-                })
+                    mode: CallMode::Any,
+                    policy: policy.clone(),
+                    fallback: None,
+                });
+                routes.chain(grpc)
             })
             .collect();
         GatewayConfig {
             routes,
+            traces: crate::trace::Traces::new(),
             max_header_bytes: manifest.gateway.max_header_bytes,
             max_body_bytes: manifest.gateway.max_body_bytes,
             header_read_timeout: Duration::from_millis(manifest.gateway.header_read_timeout_ms),

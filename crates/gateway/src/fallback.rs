@@ -7,8 +7,8 @@
 //! - **What is stored:** the `200` answer to a `GET` without `Authorization`, whose
 //!   `Cache-Control` has neither `no-store` nor `private`, whose `Vary` is not `*`, and
 //!   whose body, read whole as it streams to the client, fits an entry (an eighth of the
-//!   route's `cache_bytes`, at most 8 MiB). Its freshness is `s-maxage`, else `max-age`
-//!   (0 without either: stored only to be served stale).
+//!   route's `cache_bytes`, at most 8 MiB). Its freshness is `s-maxage`, else `max-age`,
+//!   else `Expires` minus `Date` (0 without any: stored only to be served stale).
 //! - **Fresh hits** are answered from the store without calling a member, with `Age`;
 //!   a request with `Cache-Control: no-cache` or `no-store` always goes to a member.
 //! - **Revalidation:** a stored response past its freshness that has an `ETag` is asked
@@ -18,6 +18,12 @@
 //!   failed, the deadline passed, or a member's own 5xx) and a stored response for the
 //!   request is at most `stale_if_error_s` past its freshness, that response is served,
 //!   marked `X-Strata-Stale: true` (and counted). Past the bound it is never served.
+//!   The response has its say (RFC 9111 4.2.4, RFC 5861): its own `stale-if-error=N`
+//!   directive bounds it to N seconds (never past the route's bound); without one,
+//!   `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache` forbid serving it
+//!   stale at all.
+//! - **HEAD** is answered from a stored GET response (its head, no body) when fresh, and
+//!   when stale on error; a HEAD's own answer is never stored.
 //! - **Fixed answer:** with `status` set, a 5xx that has no usable stored response is
 //!   replaced by that status and body, marked `X-Strata-Fallback: true`.
 //! - **Vary:** one entry per host and path (query included); it records the request
@@ -104,6 +110,8 @@ struct Entry {
     body: Bytes,
     stored: Instant,
     fresh: Duration,
+    /// How long past `fresh` it may be served on error; None: never.
+    stale: Option<Duration>,
     vary: Vec<(HeaderName, Option<HeaderValue>)>,
     size: usize,
     used: u64,
@@ -176,7 +184,8 @@ impl Fallback {
         let Some(store) = &self.store else {
             return Lookup::Bypass;
         };
-        if req.method() != Method::GET || req.headers().contains_key(header::AUTHORIZATION) {
+        let head = req.method() == Method::HEAD;
+        if (req.method() != Method::GET && !head) || req.headers().contains_key(header::AUTHORIZATION) {
             return Lookup::Bypass;
         }
         let key = key_of(req);
@@ -193,10 +202,10 @@ impl Fallback {
         let age = entry.stored.elapsed();
         if age < entry.fresh && !client_bypass {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Lookup::Fresh(answer(&entry, "hit", false));
+            return Lookup::Fresh(answer(&entry, "hit", false, head));
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let revalidate = (!client_conditional)
+        let revalidate = (!client_conditional && !head)
             .then(|| entry.headers.get(header::ETAG).cloned())
             .flatten();
         Lookup::Relay { key, revalidate }
@@ -226,20 +235,22 @@ impl Fallback {
 
     /// After the relay: the response for the client, storing, revalidating or replacing
     /// what the member (or the relay) answered.
+    /// `head`: the request was a HEAD (answered from a stored GET, never stored).
     pub fn after(
         self: &Arc<Self>,
         req_headers: &HeaderMap,
         key: String,
         revalidating: bool,
+        head: bool,
         res: Response<ResBody>,
     ) -> Response<ResBody> {
         let status = res.status();
         if status == StatusCode::NOT_MODIFIED && revalidating {
             if let Some(store) = &self.store {
                 let mut store = store.lock().expect("fallback store");
-                if let Some(entry) = store.refresh(&key, res.headers()) {
+                if let Some(entry) = store.refresh(&key, res.headers(), self.stale_if_error) {
                     self.stats.revalidated.fetch_add(1, Ordering::Relaxed);
-                    return answer(&entry, "revalidated", false);
+                    return answer(&entry, "revalidated", false, head);
                 }
             }
             return res;
@@ -248,19 +259,22 @@ impl Fallback {
             if let Some(store) = &self.store {
                 let store = store.lock().expect("fallback store");
                 if let Some(entry) = store.peek(&key, req_headers) {
-                    if entry.stored.elapsed() <= entry.fresh + self.stale_if_error {
+                    if entry
+                        .stale
+                        .is_some_and(|stale| entry.stored.elapsed() <= entry.fresh + stale)
+                    {
                         drop(store);
                         self.stats.stale.fetch_add(1, Ordering::Relaxed);
-                        return answer(&entry, "stale", true);
+                        return answer(&entry, "stale", true, head);
                     }
                 }
             }
             return self.fixed_answer().unwrap_or(res);
         }
-        if status != StatusCode::OK || self.store.is_none() {
+        if status != StatusCode::OK || self.store.is_none() || head {
             return res;
         }
-        let Some(fresh) = storable(res.headers()) else {
+        let Some(Freshness { fresh, stale }) = storable(res.headers(), self.stale_if_error) else {
             return res;
         };
         let vary = match vary_of(res.headers(), req_headers) {
@@ -284,6 +298,7 @@ impl Fallback {
                 key,
                 headers: parts.headers.clone(),
                 fresh,
+                stale,
                 vary,
             }),
             into: self.clone(),
@@ -324,6 +339,7 @@ impl Fallback {
                 body,
                 stored: Instant::now(),
                 fresh: pending.fresh,
+                stale: pending.stale,
                 vary: pending.vary,
                 size,
                 used,
@@ -357,12 +373,13 @@ impl Store {
     }
 
     /// A 304 for `key`: fresh again from now, with the 304's freshness if it has one.
-    fn refresh(&mut self, key: &str, headers: &HeaderMap) -> Option<Entry> {
+    fn refresh(&mut self, key: &str, headers: &HeaderMap, route_stale: Duration) -> Option<Entry> {
         let entry = self.entries.get_mut(key)?;
         entry.stored = Instant::now();
-        if let Some(fresh) = storable(headers) {
-            if headers.contains_key(header::CACHE_CONTROL) {
+        if headers.contains_key(header::CACHE_CONTROL) || headers.contains_key(header::EXPIRES) {
+            if let Some(Freshness { fresh, stale }) = storable(headers, route_stale) {
                 entry.fresh = fresh;
+                entry.stale = stale;
             }
         }
         Some(entry.clone())
@@ -377,8 +394,9 @@ impl Store {
 }
 
 /// The stored response as an answer: its headers with `Age` and the cache marker.
-fn answer(entry: &Entry, how: &'static str, stale: bool) -> Response<ResBody> {
-    let mut res = Response::new(ResBody::Full(Some(entry.body.clone())));
+fn answer(entry: &Entry, how: &'static str, stale: bool, head: bool) -> Response<ResBody> {
+    let body = if head { None } else { Some(entry.body.clone()) };
+    let mut res = Response::new(ResBody::Full(body));
     *res.headers_mut() = entry.headers.clone();
     let headers = res.headers_mut();
     headers.insert(header::AGE, HeaderValue::from(entry.stored.elapsed().as_secs()));
@@ -416,22 +434,64 @@ fn directives(headers: &HeaderMap) -> impl Iterator<Item = (&str, Option<&str>)>
         })
 }
 
-/// A response the store may keep: its freshness, or None.
-fn storable(headers: &HeaderMap) -> Option<Duration> {
-    let (mut max_age, mut s_maxage) = (None, None);
+/// How long a stored response is fresh, and how long past that it may be served on
+/// error (None: never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Freshness {
+    fresh: Duration,
+    stale: Option<Duration>,
+}
+
+/// A response the store may keep: its freshness and its stale bound under the route's
+/// `route_stale`, or None (see the module).
+fn storable(headers: &HeaderMap, route_stale: Duration) -> Option<Freshness> {
+    let (mut max_age, mut s_maxage, mut stale_if_error, mut forbids_stale) = (None, None, None, false);
     for (name, value) in directives(headers) {
-        if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("private") {
+        let is = |d: &str| name.eq_ignore_ascii_case(d);
+        if is("no-store") || is("private") {
             return None;
         }
         let secs = || value.and_then(|v| v.parse::<u64>().ok());
-        if name.eq_ignore_ascii_case("max-age") {
+        if is("max-age") {
             max_age = secs();
-        } else if name.eq_ignore_ascii_case("s-maxage") {
+        } else if is("s-maxage") {
             s_maxage = secs();
+            forbids_stale = true;
+        } else if is("stale-if-error") {
+            stale_if_error = secs();
+        } else if is("must-revalidate") || is("proxy-revalidate") || is("no-cache") {
+            forbids_stale = true;
         }
     }
-    let secs = s_maxage.or(max_age).unwrap_or(0).min(365 * 24 * 3600);
-    Some(Duration::from_secs(secs))
+    let secs = s_maxage
+        .or(max_age)
+        .map(Duration::from_secs)
+        .unwrap_or_else(|| expires(headers));
+    let stale = match stale_if_error {
+        Some(n) => Some(Duration::from_secs(n).min(route_stale)),
+        None if forbids_stale => None,
+        None => Some(route_stale),
+    };
+    Some(Freshness {
+        fresh: secs.min(Duration::from_secs(365 * 24 * 3600)),
+        stale,
+    })
+}
+
+/// Freshness from `Expires` (RFC 9111 4.2.1): its time minus the response's `Date` (or
+/// now); an invalid or past one is already stale.
+fn expires(headers: &HeaderMap) -> Duration {
+    let date = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+    };
+    let Some(expires) = date(header::EXPIRES) else {
+        return Duration::ZERO;
+    };
+    let now = date(header::DATE).unwrap_or_else(std::time::SystemTime::now);
+    expires.duration_since(now).unwrap_or(Duration::ZERO)
 }
 
 /// The request headers the response's `Vary` names, with their values; None for `*`.
@@ -455,6 +515,7 @@ struct Pending {
     key: String,
     headers: HeaderMap,
     fresh: Duration,
+    stale: Option<Duration>,
     vary: Vec<(HeaderName, Option<HeaderValue>)>,
 }
 
@@ -537,7 +598,8 @@ mod tests {
 
     #[test]
     fn freshness_and_what_may_be_stored() {
-        let f = |pairs: &[(&str, &str)]| storable(&headers(pairs));
+        let route = Duration::from_secs(300);
+        let f = |pairs: &[(&str, &str)]| storable(&headers(pairs), route).map(|f| f.fresh);
         assert_eq!(f(&[("cache-control", "max-age=60")]), Some(Duration::from_secs(60)));
         assert_eq!(
             f(&[("cache-control", "public, max-age=60, s-maxage=5")]),
@@ -550,6 +612,51 @@ mod tests {
             None
         );
         assert_eq!(f(&[("cache-control", "max-age=banana")]), Some(Duration::ZERO));
+        // Expires, against the response's Date; max-age wins over it; a bad one is stale.
+        let date = "Thu, 03 Dec 2026 10:00:00 GMT";
+        assert_eq!(
+            f(&[("date", date), ("expires", "Thu, 03 Dec 2026 10:01:30 GMT")]),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            f(&[
+                ("date", date),
+                ("expires", "Thu, 03 Dec 2026 10:01:30 GMT"),
+                ("cache-control", "max-age=5")
+            ]),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(f(&[("date", date), ("expires", "0")]), Some(Duration::ZERO));
+        assert_eq!(
+            f(&[("date", date), ("expires", "Thu, 03 Dec 2026 09:00:00 GMT")]),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn the_response_bounds_or_forbids_serving_it_stale() {
+        let route = Duration::from_secs(300);
+        let stale = |cc: &str| storable(&headers(&[("cache-control", cc)]), route).unwrap().stale;
+        assert_eq!(stale("max-age=60"), Some(route), "the route's bound");
+        assert_eq!(stale("max-age=60, stale-if-error=30"), Some(Duration::from_secs(30)));
+        assert_eq!(
+            stale("max-age=60, stale-if-error=9000"),
+            Some(route),
+            "never past the route's"
+        );
+        for forbids in [
+            "max-age=60, must-revalidate",
+            "proxy-revalidate",
+            "s-maxage=5",
+            "no-cache",
+        ] {
+            assert_eq!(stale(forbids), None, "{forbids}");
+        }
+        assert_eq!(
+            stale("max-age=60, must-revalidate, stale-if-error=20"),
+            Some(Duration::from_secs(20)),
+            "an explicit stale-if-error permits it"
+        );
     }
 
     #[test]
@@ -576,6 +683,7 @@ mod tests {
             key: key.to_string(),
             headers: HeaderMap::new(),
             fresh: Duration::from_secs(60),
+            stale: None,
             vary: Vec::new(),
         };
         for key in ["a", "b", "c"] {

@@ -53,6 +53,7 @@ pub mod relay;
 pub mod request_body;
 pub mod response_body;
 mod slot;
+pub mod trace;
 mod upstream;
 mod worker;
 
@@ -132,6 +133,8 @@ impl Route {
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub routes: Vec<Route>,
+    /// Where the gateway's spans are kept (shared with the node API's).
+    pub traces: Arc<trace::Traces>,
     pub max_header_bytes: usize,
     pub max_body_bytes: Option<u64>,
     pub header_read_timeout: Duration,
@@ -142,6 +145,8 @@ pub struct GatewayConfig {
 struct RoutePool {
     route: Route,
     pool: Arc<Pool>,
+    /// The route's service, for its spans without an allocation.
+    service: Arc<str>,
 }
 
 /// The first tier of one node.
@@ -164,6 +169,7 @@ impl Gateway {
             .map(|route| RoutePool {
                 route: route.clone(),
                 pool: bus.pool(&route.service),
+                service: Arc::from(route.service.as_str()),
             })
             .collect();
         // Host-specific routes first, then the longest prefix.
@@ -188,6 +194,11 @@ impl Gateway {
             ids: RequestIds::new(),
             refusal: Bytes::from(refusal),
         })
+    }
+
+    /// The spans this gateway (and the node API beside it) keeps.
+    pub fn traces(&self) -> Arc<trace::Traces> {
+        self.config.traces.clone()
     }
 
     /// The figures of every route with a fallback: (service, path prefix, figures).
@@ -224,6 +235,10 @@ impl Gateway {
         };
         let method = req.method().clone();
         let uri = req.uri().clone();
+        let start_us = trace::now_us();
+        let context = trace::Context::of(req.headers());
+        let span_id = trace::random();
+        req.headers_mut().insert(trace::TRACEPARENT, context.header(span_id));
         let (res, route, outcome) = if relay::grpc::is_grpc(&req) {
             self.call_grpc(req, &request_id).await
         } else if relay::tunnel::wants_upgrade(&req) {
@@ -265,6 +280,21 @@ impl Gateway {
                 request_id.as_bytes(),
             ]);
         }
+        self.config.traces.record(trace::Span {
+            context,
+            span_id,
+            kind: trace::Kind::Gateway,
+            service: route.map_or_else(|| Arc::from("-"), |r| r.service.clone()),
+            method,
+            path: uri,
+            status: res.status().as_u16(),
+            request_id: Some(request_id),
+            member: outcome.member,
+            attempts: outcome.attempts,
+            unanswered: outcome.unanswered,
+            start_us,
+            duration_us: started.elapsed().as_micros() as u64,
+        });
         res
     }
 
@@ -376,6 +406,7 @@ impl Gateway {
         };
         let mut req = req;
         let asked = req.headers().clone();
+        let head = req.method() == http::Method::HEAD;
         if let Some(etag) = &revalidating {
             req.headers_mut().insert(header::IF_NONE_MATCH, etag.clone());
         }
@@ -389,7 +420,7 @@ impl Gateway {
         )
         .await;
         let res = match key {
-            Some(key) => fallback.after(&asked, key, revalidating.is_some(), res),
+            Some(key) => fallback.after(&asked, key, revalidating.is_some(), head, res),
             None => fallback.after_uncached(res),
         };
         (res, Some(target), outcome)

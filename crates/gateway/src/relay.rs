@@ -31,11 +31,24 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 pub const SERVED_BY: HeaderName = HeaderName::from_static("x-strata-instance");
 
 /// How long a relayed request may take and how often it may be reissued.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RelayPolicy {
     pub deadline: Duration,
     pub attempt_timeout: Duration,
     pub retries: u32,
+    /// gRPC methods that may run twice (`relay.idempotent`: `package.Service/Method` or
+    /// `package.Service/*`).
+    pub grpc_idempotent: Arc<[String]>,
+}
+
+impl RelayPolicy {
+    /// Is the gRPC method `package.Service/Method` one that may run twice?
+    pub fn grpc_idempotent(&self, method: &str) -> bool {
+        self.grpc_idempotent.iter().any(|m| match m.strip_suffix("/*") {
+            Some(service) => method.strip_prefix(service).is_some_and(|rest| rest.starts_with('/')),
+            None => m == method,
+        })
+    }
 }
 
 impl Default for RelayPolicy {
@@ -44,6 +57,7 @@ impl Default for RelayPolicy {
             deadline: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(10),
             retries: 2,
+            grpc_idempotent: Arc::from(Vec::new()),
         }
     }
 }

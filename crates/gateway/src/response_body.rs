@@ -17,8 +17,32 @@ pub enum ResBody {
     /// A reply streaming to the client while the route's fallback keeps a copy.
     Teed(Box<crate::fallback::Tee>),
     /// A member's HTTP/2 reply (gRPC), trailers included; the guard keeps the call
-    /// counted on its member until the body ends.
-    H2(hyper::body::Incoming, strata_bus::MemberGuard),
+    /// counted on its member until the body ends. A reply the member breaks off (it
+    /// died, or reset the stream) ends with `grpc-status: 14` (UNAVAILABLE) trailers, the
+    /// status a gRPC client reconnects on, instead of a reset (which it reads as INTERNAL).
+    H2(hyper::body::Incoming, strata_bus::MemberGuard, H2End),
+}
+
+/// Whether a gRPC reply has ended (after the trailers strata wrote for a broken one).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum H2End {
+    #[default]
+    Streaming,
+    Ended,
+}
+
+fn broken_off(e: &hyper::Error) -> http::HeaderMap {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
+    let message = format!("the member failed during the call: {e}")
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .collect::<String>()
+        .replace('%', "%25");
+    if let Ok(value) = http::HeaderValue::from_str(&message) {
+        trailers.insert("grpc-message", value);
+    }
+    trailers
 }
 
 impl ResBody {
@@ -36,7 +60,14 @@ impl Body for ResBody {
             ResBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResBody::Relayed(r) => Pin::new(r).poll_frame(cx),
             ResBody::Teed(t) => Pin::new(&mut **t).poll_frame(cx),
-            ResBody::H2(body, _) => Pin::new(body).poll_frame(cx).map_err(std::io::Error::other),
+            ResBody::H2(_, _, H2End::Ended) => Poll::Ready(None),
+            ResBody::H2(body, _, end) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => {
+                    *end = H2End::Ended;
+                    Poll::Ready(Some(Ok(Frame::trailers(broken_off(&e)))))
+                }
+                other => other.map_err(std::io::Error::other),
+            },
         }
     }
 
@@ -45,7 +76,8 @@ impl Body for ResBody {
             ResBody::Full(data) => data.is_none(),
             ResBody::Relayed(r) => r.is_end_stream(),
             ResBody::Teed(t) => t.is_end_stream(),
-            ResBody::H2(body, _) => body.is_end_stream(),
+            ResBody::H2(_, _, H2End::Ended) => true,
+            ResBody::H2(body, _, _) => body.is_end_stream(),
         }
     }
 
@@ -55,7 +87,7 @@ impl Body for ResBody {
             ResBody::Full(None) => SizeHint::with_exact(0),
             ResBody::Relayed(r) => r.size_hint(),
             ResBody::Teed(t) => t.size_hint(),
-            ResBody::H2(body, _) => body.size_hint(),
+            ResBody::H2(body, _, _) => body.size_hint(),
         }
     }
 }

@@ -110,6 +110,7 @@ mod tests {
     fn gateway() -> Arc<Gateway> {
         let config = GatewayConfig {
             routes: Vec::new(),
+            traces: crate::trace::Traces::new(),
             max_header_bytes: 8192,
             max_body_bytes: None,
             header_read_timeout: std::time::Duration::from_secs(1),

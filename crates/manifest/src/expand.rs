@@ -36,6 +36,7 @@ impl FunctionSpec {
                 idle_timeout_ms: self.keep_warm_ms,
             },
             routes: self.trigger.http.iter().cloned().collect(),
+            grpc: Vec::new(),
             health: self.health.clone(),
             bindings: Vec::new(),
             access: self.access_with_trigger(),
@@ -45,6 +46,7 @@ impl FunctionSpec {
                 timeout_ms: self.timeout_ms,
                 attempt_timeout_ms: self.timeout_ms,
                 retries: 0,
+                idempotent: Vec::new(),
             },
             stop_grace_ms: default_stop_grace_ms(),
             consumes: self.trigger.queue.as_ref().map(|q| ConsumesSpec {

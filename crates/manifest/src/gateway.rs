@@ -151,6 +151,10 @@ pub struct RelaySpec {
     pub attempt_timeout_ms: u64,
     /// Reissues allowed per request, beyond the first attempt.
     pub retries: u32,
+    /// gRPC methods that may run twice (`package.Service/Method`, or
+    /// `package.Service/*` for all of a service's): a call to one is reissued after it
+    /// was sent, as an idempotent HTTP request is. Any other call only while unsent.
+    pub idempotent: Vec<String>,
 }
 
 impl Default for RelaySpec {
@@ -159,6 +163,7 @@ impl Default for RelaySpec {
             timeout_ms: 30_000,
             attempt_timeout_ms: 10_000,
             retries: 2,
+            idempotent: Vec::new(),
         }
     }
 }

@@ -16,7 +16,10 @@ use crate::{de, AccessSpec, AutoscaleSpec, RelaySpec, RouteSpec};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
-    /// argv of the instance program; `${NAME}` expands from the instance env.
+    /// argv of the instance program; `${NAME}` expands from the instance env. Left out
+    /// (empty) only with the `oci` driver and an image other than [`HOST_IMAGE`]: the
+    /// image's `Entrypoint` and `Cmd` run then (checked where the image is read).
+    #[serde(default)]
     pub run: Vec<String>,
     /// Working directory, relative to the manifest's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,6 +36,11 @@ pub struct ServiceSpec {
     pub instances: InstancesSpec,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// gRPC services (`package.Service`) the pool serves: a call to
+    /// `/package.Service/Method` at the gateway or through `$STRATA_URL` goes to one of
+    /// its members.
+    #[serde(default)]
+    pub grpc: Vec<String>,
     #[serde(
         default,
         deserialize_with = "de::optional_object",
@@ -128,6 +136,12 @@ impl ServiceSpec {
     pub fn image(&self) -> &str {
         self.image.as_deref().unwrap_or(HOST_IMAGE)
     }
+
+    /// Whether `run` may be left out: a container of an image other than the host's,
+    /// whose config may say what to run (checked where the image is read).
+    pub(crate) fn may_leave_out_run(&self) -> bool {
+        self.driver == Driver::Oci && self.image() != HOST_IMAGE
+    }
 }
 
 /// `UID` or `UID:GID` (a lone `UID` is its own group, as Docker's `--user` takes it),
@@ -222,8 +236,14 @@ impl InstancesSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthSpec {
-    /// Path answered with 2xx when the instance is ready and alive.
+    /// Path answered with 2xx when the instance is ready and alive; empty when the
+    /// check is gRPC's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// Check with the gRPC health protocol instead (`grpc.health.v1.Health/Check`):
+    /// the service name asked about, `""` for the server as a whole.
+    #[serde(default)]
+    pub grpc: Option<String>,
     #[serde(default = "default_health_interval_ms")]
     pub interval_ms: u64,
     #[serde(default = "default_health_timeout_ms")]

@@ -13,12 +13,14 @@ use std::path::{Component, Path};
 
 mod cache;
 mod driver;
+mod grpc;
 mod queue;
 mod store;
 mod topics;
 
 use cache::check_cache;
 use driver::check_driver;
+use grpc::check_grpc;
 
 pub use queue::is_queue_name;
 use queue::{check_consumes, check_queues};
@@ -209,7 +211,18 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
             format!("the name {}", quoted(name)),
         ));
     }
-    p.check(check_argv(&path.key("run"), &spec.run));
+    if spec.run.is_empty() {
+        // Left out or empty: the image's command, where there is an image to say one.
+        if !spec.may_leave_out_run() {
+            p.add(invalid(
+                path.key("run"),
+                "a command: an array starting with the program name (only a service with \"driver\": \"oci\" and an image may leave it out, to run the image's Entrypoint and Cmd)",
+                "an empty array, or no run at all",
+            ));
+        }
+    } else {
+        p.check(check_argv(&path.key("run"), &spec.run));
+    }
     if let Some(workdir) = &spec.workdir {
         p.check(check_relative(path.key("workdir"), workdir));
     }
@@ -300,9 +313,10 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
             }
         }
     }
+    check_grpc(spec, path, p);
     if let Some(health) = &spec.health {
         let health_path = path.key("health");
-        if !health.path.starts_with('/') {
+        if !health.path.is_empty() && !health.path.starts_with('/') {
             p.add(invalid(
                 health_path.key("path"),
                 "a path starting with /",
@@ -637,6 +651,7 @@ fn check_bindings(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath
 fn check_route_conflicts(m: &Manifest, p: &mut Problems) {
     let services = FieldPath::root().key("services");
     let mut claimed: BTreeMap<(Option<String>, &str), FieldPath> = BTreeMap::new();
+    let mut grpc_claimed: BTreeMap<String, FieldPath> = BTreeMap::new();
     for (name, spec) in &m.services {
         for (i, route) in spec.routes.iter().enumerate() {
             let path = match spec.function {
@@ -656,6 +671,30 @@ fn check_route_conflicts(m: &Manifest, p: &mut Problems) {
                 ));
             } else {
                 claimed.insert(key, path);
+            }
+        }
+    }
+    // A gRPC service name claims `/package.Service/` on every host.
+    for (name, spec) in &m.services {
+        for (i, grpc) in spec.grpc.iter().enumerate() {
+            let prefix = format!("/{grpc}/");
+            let path = services.key(name).key("grpc").index(i);
+            let clash = claimed
+                .iter()
+                .find(|((_, p), _)| *p == prefix)
+                .map(|(_, at)| at.clone());
+            if let Some(first) = clash.or_else(|| grpc_claimed.get(&prefix).cloned()) {
+                p.add(invalid(
+                    path,
+                    "a gRPC service no route or other service claims",
+                    format!(
+                        "{} (the prefix {} of its calls), already claimed by {first}",
+                        quoted(grpc),
+                        quoted(&prefix)
+                    ),
+                ));
+            } else {
+                grpc_claimed.insert(prefix, path);
             }
         }
     }

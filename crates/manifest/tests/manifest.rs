@@ -849,6 +849,7 @@ fn unknown_fields_are_named_at_every_level() {
         "setup",
         "instances",
         "routes",
+        "grpc",
         "health",
         "bindings",
         "access",
@@ -877,6 +878,7 @@ fn unknown_fields_are_named_at_every_level() {
     ];
     let health = [
         "path",
+        "grpc",
         "interval_ms",
         "timeout_ms",
         "failure_threshold",
@@ -928,7 +930,7 @@ fn unknown_fields_are_named_at_every_level() {
         (
             "services.api.relay.timeout",
             Box::new(set("services.api.relay.timeout", json!(1))),
-            &["timeout_ms", "attempt_timeout_ms", "retries"],
+            &["timeout_ms", "attempt_timeout_ms", "retries", "idempotent"],
         ),
         (
             "services.api.setup.rn",
@@ -948,11 +950,29 @@ fn unknown_fields_are_named_at_every_level() {
 
 #[test]
 fn missing_required_fields_are_named() {
-    for field in ["app", "services.api.run"] {
-        assert_missing(error_of(|v| remove(v, field)), field);
-    }
+    assert_missing(error_of(|v| remove(v, "app")), "app");
+    // `run` may be left out by a container with an image (its Entrypoint and Cmd run),
+    // so it is not missing but invalid elsewhere.
+    assert_invalid(
+        error_of(|v| remove(v, "services.api.run")),
+        "services.api.run",
+        "only a service with \"driver\": \"oci\" and an image may leave it out",
+        "no run at all",
+    );
+    accepted_with(|v| {
+        remove(v, "services.api.run");
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["image"] = json!("./image.tar");
+    });
+    // A health check is an HTTP path or the gRPC health protocol: neither is named.
     let err = error_of(set("services.api.health", json!({"interval_ms": 5})));
-    assert_missing(err, "services.api.health.path");
+    assert!(
+        err.to_string()
+            .starts_with("services.api.health.path: expected a path starting with / (or grpc"),
+        "{err}"
+    );
+    let err = error_of(set("services.api.health", json!({"path": "/h", "grpc": ""})));
+    assert!(err.to_string().contains("not both"), "{err}");
 }
 
 #[test]

@@ -329,6 +329,31 @@ fn schema_and_parser_agree_on_examples() {
     edit("health path", &|v| {
         v["services"]["api"]["health"]["path"] = json!("healthz")
     });
+    edit("grpc service", &|v| {
+        v["services"]["api"]["grpc"] = json!(["test.Echo", "Other"])
+    });
+    edit("grpc bad service", &|v| {
+        v["services"]["api"]["grpc"] = json!(["test..Echo"])
+    });
+    edit("grpc service with slash", &|v| {
+        v["services"]["api"]["grpc"] = json!(["test/Echo"])
+    });
+    edit("grpc idempotent", &|v| {
+        v["services"]["api"]["relay"] = json!({"idempotent": ["test.Echo/Get", "test.Echo/*"]})
+    });
+    edit("grpc idempotent without method", &|v| {
+        v["services"]["api"]["relay"] = json!({"idempotent": ["test.Echo"]})
+    });
+    edit("grpc health", &|v| v["services"]["api"]["health"] = json!({"grpc": ""}));
+    edit("grpc health named", &|v| {
+        v["services"]["api"]["health"] = json!({"grpc": "test.Echo"})
+    });
+    edit("grpc health bad name", &|v| {
+        v["services"]["api"]["health"] = json!({"grpc": "a b"})
+    });
+    edit("health neither", &|v| {
+        v["services"]["api"]["health"] = json!({"interval_ms": 100})
+    });
     edit("health interval 0", &|v| {
         v["services"]["api"]["health"]["interval_ms"] = json!(0)
     });
@@ -357,6 +382,21 @@ fn schema_and_parser_agree_on_examples() {
         v["services"]["api"]["bindings"] = json!(["web", "web"])
     });
     edit("setup string", &|v| v["services"]["api"]["setup"] = json!("pip"));
+    edit("no run", &|v| {
+        v["services"]["api"].as_object_mut().unwrap().remove("run");
+    });
+    edit("no run, oci host image", &|v| {
+        let api = v["services"]["api"].as_object_mut().unwrap();
+        api.remove("run");
+        api.insert("driver".into(), json!("oci"));
+        api.insert("image".into(), json!("host"));
+    });
+    edit("no run, oci image", &|v| {
+        let api = v["services"]["api"].as_object_mut().unwrap();
+        api.remove("run");
+        api.insert("driver".into(), json!("oci"));
+        api.insert("image".into(), json!("./busybox.tar"));
+    });
     edit("setup object", &|v| {
         v["services"]["api"]["setup"] = json!({"run": ["pip"], "inputs": ["r.txt"]})
     });

@@ -198,6 +198,11 @@ impl Node {
             app: app.clone(),
             bus: bus.clone(),
             policies: strata_gateway::relay_policies(&manifest),
+            grpc: manifest
+                .services
+                .iter()
+                .flat_map(|(s, spec)| spec.grpc.iter().map(move |g| (g.clone(), s.clone())))
+                .collect(),
             queues: backends.queues.clone(),
             consumers: manifest
                 .services
@@ -214,6 +219,7 @@ impl Node {
             access: strata_api::Access::new(&control_token, &tokens, &manifest, api_addr),
             shutdown: shutdown.clone(),
             gateway: Some(gateway.clone()),
+            traces: gateway.traces(),
         });
         tasks.push(tokio::spawn(strata_api::serve(
             api_listener,
@@ -521,7 +527,7 @@ fn start_tasks(
                 queue,
                 bus.pool(service),
                 consumes.clone(),
-                policies[service],
+                policies[service].clone(),
                 per_member,
                 shutdown.clone(),
             )));
@@ -533,7 +539,7 @@ fn start_tasks(
             function: name.clone(),
             pool: bus.pool(name),
             path: f.path.clone(),
-            policy: policies[name],
+            policy: policies[name].clone(),
             parallel: (f.max_instances as usize).saturating_mul(f.concurrency as usize),
         };
         if let Some(trigger) = &f.trigger.store {
@@ -573,7 +579,7 @@ fn start_topics(
                 bus.pool(service),
                 service.clone(),
                 subscription.clone(),
-                policies[service],
+                policies[service].clone(),
                 shutdown.clone(),
             )));
         }

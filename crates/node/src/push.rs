@@ -75,7 +75,7 @@ pub(crate) async fn run(
                     queue.clone(),
                     pool.clone(),
                     consumes.clone(),
-                    policy,
+                    policy.clone(),
                     batch,
                     failed_on.clone(),
                 ));

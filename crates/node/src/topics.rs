@@ -53,6 +53,7 @@ pub(crate) async fn run(
 ) {
     let subscription = Arc::new(cache.subscribe_topic(&spec.topic, &service, TopicBound::default()));
     let spec = Arc::new(spec);
+    let policy = Arc::new(policy);
     let mut ready = pool.watch_ready();
     let mut tasks = JoinSet::new();
     loop {
@@ -71,7 +72,7 @@ pub(crate) async fn run(
             m = subscription.next() => m,
             _ = token.cancelled() => break,
         };
-        let (pool, spec, subscription) = (pool.clone(), spec.clone(), subscription.clone());
+        let (pool, spec, subscription, policy) = (pool.clone(), spec.clone(), subscription.clone(), policy.clone());
         tasks.spawn(async move {
             deliver(&pool, &spec, &subscription, message, &policy).await;
         });

@@ -154,6 +154,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One request's trace: the gateway's relay and the calls it led to through the
+    /// node API, as a tree (or the newest traces when no id is given).
+    Trace {
+        /// A request id (`X-Request-Id` of the answer) or a trace id (32 hex digits).
+        id: Option<String>,
+        /// Print the node API's JSON (GET /v1/traces) instead of the tree.
+        #[arg(long)]
+        json: bool,
+    },
     /// The queues: messages stored, fsync policy, and each consumer group's backlog.
     Queues {
         /// Print the node API's JSON (GET /v1/queues) instead of the table.
@@ -375,6 +384,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .context("run strata repair")?
         }
+        Command::Trace { id, json } => {
+            let (client, _) = connect()?;
+            let path = match &id {
+                Some(id) => format!("/v1/traces?id={}", percent_encode(id)),
+                None => "/v1/traces?limit=10".to_string(),
+            };
+            let body = expect_ok(client.call(Method::GET, &path, None).await?)?;
+            print_json_or(json, &body, |out, traces: &Value| {
+                tables::traces(out, traces.as_array().map(Vec::as_slice).unwrap_or_default())
+            })
+        }
         Command::Events { json } => {
             let (client, _) = connect()?;
             let body = expect_ok(client.call(Method::GET, "/v1/events", None).await?)?;
@@ -537,6 +557,9 @@ async fn up(config: NodeConfig) -> Result<()> {
         .cache_addr
         .map(|a| format!("; cache (Redis protocol) {a}"))
         .unwrap_or_default();
+    // The dashboard's address carries the control token in its fragment, which the
+    // browser keeps to itself (docs/dashboard.md).
+    let dashboard = format!("http://{api}/ui#token={}", node.control_token());
     let app = node.app.clone();
     let (up_tx, mut up_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -564,6 +587,7 @@ async fn up(config: NodeConfig) -> Result<()> {
                         narrator.say(&format!(
                             "strata: {app_name} is up: gateway http://{gateway}  (node API http://{api}{cache_note}; `strata ps`, Ctrl-C to stop)"
                         ));
+                        narrator.say(&format!("strata: dashboard {dashboard}"));
                     }
                 }
                 _ = ready_shutdown.cancelled(), if !stopping => {
@@ -591,4 +615,14 @@ async fn up(config: NodeConfig) -> Result<()> {
     let _ = narrate.await;
     let _ = out::line("strata: stopped");
     Ok(())
+}
+
+/// A query value with everything but unreserved characters percent-encoded.
+fn percent_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

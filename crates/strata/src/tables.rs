@@ -162,6 +162,58 @@ pub fn events(out: &mut dyn Write, events: &[Value]) -> io::Result<()> {
     Ok(())
 }
 
+/// `strata trace`: each trace's spans as a tree under their parents, with the time
+/// each started after the first and how long it took.
+pub fn traces(out: &mut dyn Write, traces: &[Value]) -> io::Result<()> {
+    if traces.is_empty() {
+        return writeln!(out, "no traces kept yet: requests through the gateway make them");
+    }
+    for trace in traces {
+        writeln!(out, "trace {}", trace["trace_id"].as_str().unwrap_or("-"))?;
+        let spans = trace["spans"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let t0 = spans.iter().filter_map(|s| s["start_us"].as_u64()).min().unwrap_or(0);
+        let ids: Vec<&str> = spans.iter().filter_map(|s| s["span_id"].as_str()).collect();
+        // Roots: no parent, or a parent this node did not record (the client's own).
+        let mut stack: Vec<(&Value, usize)> = spans
+            .iter()
+            .rev()
+            .filter(|s| !s["parent_id"].as_str().is_some_and(|p| ids.contains(&p)))
+            .map(|s| (s, 0))
+            .collect();
+        while let Some((span, depth)) = stack.pop() {
+            let ms = |us: u64| us as f64 / 1000.0;
+            writeln!(
+                out,
+                "{:indent$}{:<7} {:<12} {} {} -> {} {}  +{:.1} ms  {:.1} ms{}",
+                "",
+                span["kind"].as_str().unwrap_or("-"),
+                span["service"].as_str().unwrap_or("-"),
+                span["method"].as_str().unwrap_or("-"),
+                span["path"].as_str().unwrap_or("-"),
+                span["member"].as_str().unwrap_or("-"),
+                span["status"],
+                ms(span["start_us"].as_u64().unwrap_or(t0).saturating_sub(t0)),
+                ms(span["duration_us"].as_u64().unwrap_or(0)),
+                match span["unanswered"].as_str() {
+                    Some(why) => format!("  ({why}, {} attempts)", span["attempts"]),
+                    None if span["attempts"].as_u64().unwrap_or(0) > 1 => format!("  ({} attempts)", span["attempts"]),
+                    None => String::new(),
+                },
+                indent = 2 + depth * 2,
+            )?;
+            let id = span["span_id"].as_str();
+            for child in spans
+                .iter()
+                .rev()
+                .filter(|c| c["parent_id"].as_str() == id && id.is_some())
+            {
+                stack.push((child, depth + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `strata ls`.
 pub fn nodes(out: &mut dyn Write, nodes: &[Registered]) -> io::Result<()> {
     if nodes.is_empty() {

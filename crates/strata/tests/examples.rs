@@ -5,51 +5,20 @@
 //! store, and histories are read through a read-through cache. The shop's Python
 //! services use the client package `clients/python`, which their setup steps install
 //! with pip from its place in the repo (`../../../clients/python`), so an example is run
-//! from a copy of the repo's layout: `examples/NAME` beside `clients/python`.
+//! from a copy of the repo's layout: `examples/NAME` beside `clients/python`
+//! (`common::example`).
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use common::example::example;
 use common::*;
 
 /// Setup steps install Flask from PyPI, and the client package (building it fetches its
 /// build backend): allow for a slow first install.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(240);
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if [".strata", ".deps", "__pycache__", ".mypy_cache", "build", "dist"]
-            .iter()
-            .any(|skip| name == *skip)
-        {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// A copy of `examples/NAME` and `clients/python`, laid out as in the repo → (the
-/// temp dir holding both, the example's dir in it, its manifest).
-fn example(name: &str) -> (tempfile::TempDir, PathBuf, strata_manifest::Manifest) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = tempfile::Builder::new().prefix("strata-example-").tempdir().unwrap();
-    let app = dir.path().join("examples").join(name);
-    copy_dir(&root.join("examples").join(name), &app);
-    copy_dir(&root.join("clients/python"), &dir.path().join("clients/python"));
-    let manifest =
-        strata_manifest::load(&app.join("strata.json")).unwrap_or_else(|e| panic!("examples/{name}/strata.json: {e}"));
-    (dir, app, manifest)
-}
 
 async fn start_example(dir: &Path, manifest: strata_manifest::Manifest) -> strata_node::Node {
     let mut config = strata_node::NodeConfig::new(manifest, dir.to_path_buf());

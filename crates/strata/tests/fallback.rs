@@ -1,7 +1,9 @@
 //! A route's fallback (`routes[].fallback`): cacheable GET responses stored and fresh
 //! ones served without calling a member, revalidated with the member's ETag, served
 //! stale (`X-Strata-Stale: true`) within the bound when no member answers and never
-//! after it, and the fixed answer for what has nothing stored.
+//! after it (nor at all when the response says must-revalidate; within its own
+//! stale-if-error when it has one), HEAD answered from a stored GET, and the fixed
+//! answer for what has nothing stored.
 
 mod common;
 
@@ -67,6 +69,16 @@ async fn fresh_responses_are_served_without_a_member_and_stale_ones_revalidated(
     assert!(second.header("age").is_some());
     assert_eq!(second.body, first.body);
     assert_eq!(seen(&app, fresh), 1);
+    // A HEAD is answered from the stored GET: its head, no body.
+    let head = send(gw, request(Method::HEAD, gw, fresh, "")).await.unwrap();
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.header("x-strata-cache"), Some("hit"));
+    assert_eq!(
+        head.header("content-length"),
+        Some(first.body.len().to_string().as_str())
+    );
+    assert!(head.body.is_empty());
+    assert_eq!(seen(&app, fresh), 1);
     // The client's no-cache goes to the member.
     let asked = get_with(&node, fresh, &[("cache-control", "no-cache")]).await;
     assert_eq!(asked.header("x-strata-cache"), None);
@@ -118,6 +130,11 @@ async fn with_no_member_stored_responses_are_served_stale_within_the_bound_then_
     let stored = "/app/cached?cc=max-age%3D0";
     let first = get(gw, stored).await;
     assert_eq!(first.status, StatusCode::OK);
+    // must-revalidate forbids serving it stale; its own stale-if-error=1 bounds it to 1 s.
+    let must = "/app/cached?cc=max-age%3D0%2C%20must-revalidate";
+    assert_eq!(get(gw, must).await.status, StatusCode::OK);
+    let short = "/app/cached?cc=max-age%3D0%2C%20stale-if-error%3D1";
+    assert_eq!(get(gw, short).await.status, StatusCode::OK);
 
     // The only member goes unhealthy: the pool is empty.
     std::fs::write(&never, "").unwrap();
@@ -129,13 +146,22 @@ async fn with_no_member_stored_responses_are_served_stale_within_the_bound_then_
     assert_eq!(stale.status, StatusCode::OK, "{}", stale.text());
     assert_eq!(stale.header("x-strata-stale"), Some("true"));
     assert_eq!(stale.body, first.body);
+    let head = send(gw, request(Method::HEAD, gw, stored, "")).await.unwrap();
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.header("x-strata-stale"), Some("true"));
+    assert!(head.body.is_empty());
+    let forbidden = get(gw, must).await;
+    assert_eq!(forbidden.header("x-strata-stale"), None);
+    assert_eq!(forbidden.header("x-strata-fallback"), Some("true"));
     // Nothing stored for this one: the fixed answer.
     let other = get(gw, "/app/never-stored").await;
     assert_eq!(other.status, StatusCode::OK);
     assert_eq!(other.header("x-strata-fallback"), Some("true"));
     assert_eq!(other.text(), "offline copy");
 
-    // Past the bound the stored response is never served.
+    // Past its own 1 s, the short one is not served; past the route's bound, none is.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(get(gw, short).await.header("x-strata-fallback"), Some("true"));
     tokio::time::sleep(Duration::from_secs(STALE_S) + Duration::from_millis(300)).await;
     let late = get(gw, stored).await;
     assert_eq!(late.header("x-strata-stale"), None);

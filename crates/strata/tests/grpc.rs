@@ -1,7 +1,10 @@
 //! gRPC through the gateway by service name: an unmodified `grpcio` server as the pool
 //! member and `grpcio` as the client, over HTTP/2 both ways with trailers kept: unary,
 //! server-, client- and bidirectional streaming; deadlines honoured; strata's own
-//! failures (no member, no route) answered as gRPC statuses.
+//! failures (no member, no route) answered as gRPC statuses. Routed by the manifest's
+//! `grpc` names, at the gateway and through `$STRATA_URL` from another service's
+//! instance; members checked with the gRPC health protocol; a member killed during
+//! calls: reissued when the method is marked idempotent, never executed twice when not.
 
 mod common;
 
@@ -12,11 +15,18 @@ use serde_json::{json, Value};
 
 const MEMBER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_member.py");
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_client.py");
+const CALLER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_caller.py");
+const WORK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_work_client.py");
+const BIDI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_bidi_reconnect.py");
 
 async fn run_client(addr: std::net::SocketAddr) -> Value {
+    run_python(vec![CLIENT.to_string(), addr.to_string()]).await
+}
+
+async fn run_python(args: Vec<String>) -> Value {
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
-            .args([CLIENT, &addr.to_string()])
+            .args(&args)
             .output()
             .expect("run the grpcio client")
     })
@@ -85,5 +95,199 @@ async fn strata_s_own_failures_are_grpc_statuses() {
         first["details"].as_str().unwrap().contains("no ready instance"),
         "{got}"
     );
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_names_route_calls_at_the_gateway_and_through_strata_url() {
+    let app = App::new();
+    let services = json!({
+        // No route: the gRPC service name is what routes its calls.
+        "echo": {
+            "run": ["python3", MEMBER],
+            "instances": { "initial": 2, "min": 2, "max": 2 },
+            "grpc": ["test.Echo"],
+            "env": { "GRPC_HEALTH": "SERVING" },
+            "health": { "grpc": "test.Echo", "interval_ms": 200 },
+            "stop_grace_ms": 1000,
+        },
+        "other": {
+            "run": ["python3", MEMBER],
+            "grpc": ["test.Other"],
+            "stop_grace_ms": 1000,
+        },
+        // Serves NOT_SERVING: never ready, and ps says why.
+        "sick": {
+            "run": ["python3", MEMBER],
+            "env": { "GRPC_HEALTH": "NOT_SERVING" },
+            "health": { "grpc": "", "interval_ms": 100 },
+            "stop_grace_ms": 1000,
+        },
+        "caller": {
+            "run": ["python3", CALLER],
+            "routes": ["/calls"],
+            "bindings": ["echo"],
+        },
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    wait_ready(&node, "echo", 2).await;
+    wait_ready(&node, "other", 1).await;
+    wait_ready(&node, "caller", 1).await;
+
+    // At the gateway, by name.
+    let got = run_client(node.gateway_addr).await;
+    assert_eq!(got["unary"].as_array().unwrap().len(), 20, "{got}");
+    assert!(got["unary"].as_array().unwrap().iter().all(Value::is_string), "{got}");
+    assert_eq!(got["bidi"], json!(1000), "{got}");
+
+    // Through $STRATA_URL, from the caller's instance, with its token.
+    let reply = get(node.gateway_addr, "/calls").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let calls = reply.json();
+    let unary = calls["unary"].as_array().unwrap();
+    assert_eq!(unary.len(), 20, "{calls}");
+    for (i, answer) in unary.iter().enumerate() {
+        let answer = answer.as_str().unwrap_or_else(|| panic!("call {i} failed: {calls}"));
+        assert!(answer.ends_with(&format!(":hi-{i}")), "{answer}");
+    }
+    assert_eq!(calls["bidi"], json!(200), "{calls}");
+    // A service it has no binding to, a name nobody serves, a call without a token.
+    assert_eq!(calls["denied"]["code"], "PERMISSION_DENIED", "{calls}");
+    assert!(
+        calls["denied"]["details"].as_str().unwrap().contains("\"other\""),
+        "{calls}"
+    );
+    assert_eq!(calls["unknown"]["code"], "UNIMPLEMENTED", "{calls}");
+    assert!(
+        calls["unknown"]["details"].as_str().unwrap().contains("test.Echo"),
+        "{calls}"
+    );
+    assert_eq!(calls["no_token"]["code"], "UNAUTHENTICATED", "{calls}");
+
+    // The gRPC health check: NOT_SERVING keeps an instance out of its pool.
+    let detail = wait_for("sick's not-ready detail", std::time::Duration::from_secs(20), || {
+        service(&node, "sick").instances.first().and_then(|i| i.detail.clone())
+    })
+    .await;
+    assert!(detail.contains("NOT_SERVING"), "{detail}");
+    assert!(ready_instances(&node, "sick").is_empty());
+    assert!(node.bus.pool("sick").members().is_empty());
+    stop(node).await;
+}
+
+/// Kills one of two members while 20 calls of /test.Echo/Work (1.5 s each) run through
+/// the gateway; `idempotent` marks the method so in the manifest. Returns the answers
+/// and each call's executions (how many times its ID was logged by a member).
+async fn kill_during_calls(idempotent: bool) -> (Vec<Value>, std::collections::BTreeMap<String, usize>) {
+    let app = App::new();
+    let log = app.path().join("executions.log");
+    let relay = if idempotent {
+        json!({ "idempotent": ["test.Echo/Work"] })
+    } else {
+        json!({})
+    };
+    let services = json!({
+        "work": {
+            "run": ["python3", MEMBER],
+            "instances": { "initial": 2, "min": 2, "max": 2 },
+            "grpc": ["test.Echo"],
+            "env": { "EXEC_LOG": log.to_str().unwrap() },
+            "relay": relay,
+            "stop_grace_ms": 1000,
+        },
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    let members = wait_ready(&node, "work", 2).await;
+    let client = tokio::spawn(run_python(vec![
+        WORK.to_string(),
+        node.gateway_addr.to_string(),
+        "20".to_string(),
+        "1500".to_string(),
+    ]));
+    let executions = |log: &std::path::Path| std::fs::read_to_string(log).unwrap_or_default().lines().count();
+    wait_until("20 calls under way", std::time::Duration::from_secs(20), || {
+        executions(&log) >= 20
+    })
+    .await;
+    let victim = members[0].pid.expect("a pid") as i32;
+    signal(victim, libc::SIGKILL);
+    let got = client.await.unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for id in std::fs::read_to_string(&log).unwrap().lines() {
+        *counts.entry(id.to_string()).or_insert(0) += 1;
+    }
+    stop(node).await;
+    (got["answers"].as_array().unwrap().clone(), counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_member_s_idempotent_calls_are_reissued() {
+    let (answers, executions) = kill_during_calls(true).await;
+    let failed: Vec<&Value> = answers.iter().filter(|a| !a.is_string()).collect();
+    assert!(failed.is_empty(), "0 failed calls, got {failed:?}");
+    // Some calls were under way on the killed member: those ran twice.
+    assert!(executions.values().any(|&n| n == 2), "{executions:?}");
+    assert_eq!(executions.len(), 20, "{executions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_member_s_other_calls_fail_and_never_run_twice() {
+    let (answers, executions) = kill_during_calls(false).await;
+    let failed: Vec<&Value> = answers.iter().filter(|a| !a.is_string()).collect();
+    assert!(!failed.is_empty(), "calls on the killed member fail: {answers:?}");
+    for f in &failed {
+        assert_eq!(f["code"], "UNAVAILABLE", "{f}");
+        assert!(f["details"].as_str().unwrap().contains("not idempotent"), "{f}");
+    }
+    assert!(
+        executions.values().all(|&n| n == 1),
+        "never a second execution: {executions:?}"
+    );
+    assert_eq!(executions.len(), 20, "{executions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bidi_stream_outlives_its_member_s_replacement_by_reconnecting() {
+    use tokio::io::AsyncBufReadExt;
+    let app = App::new();
+    let services = json!({
+        "echo": {
+            "run": ["python3", MEMBER],
+            "grpc": ["test.Echo"],
+            "stop_grace_ms": 1000,
+        },
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    let first = wait_ready(&node, "echo", 1).await;
+    let mut client = tokio::process::Command::new("python3")
+        .args([BIDI, &node.gateway_addr.to_string(), "400"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the grpcio client");
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let progress = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the stream flows")
+        .unwrap();
+    assert_eq!(progress.as_deref(), Some("progress 50"));
+    signal(first[0].pid.unwrap() as i32, libc::SIGKILL);
+    let last = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the client ends")
+        .unwrap()
+        .expect("a JSON line");
+    let got: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(got["echoed"], json!(400), "{got}");
+    let codes = got["codes"].as_array().unwrap();
+    // The broken stream ends UNAVAILABLE (not INTERNAL), which clients reconnect on; so
+    // do the calls made while no member is ready.
+    assert!(!codes.is_empty(), "{got}");
+    assert!(codes.iter().all(|c| c == "UNAVAILABLE"), "{got}");
+    assert!(
+        service(&node, "echo").instances[0].restarts >= 1,
+        "the member was replaced"
+    );
+    let _ = client.wait().await;
     stop(node).await;
 }

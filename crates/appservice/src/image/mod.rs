@@ -6,6 +6,8 @@
 //! - `source`: reading an image where it is: the index or `manifest.json`, the image
 //!   manifest and config, the layers' descriptors, each blob verified.
 //! - `unpack`: applying a layer to a root filesystem, whiteouts honoured.
+//! - `config`: what the image's config (`Entrypoint`, `Cmd`, `User`, `WorkingDir`)
+//!   makes of a container launch, beside the manifest.
 //!
 //! The store (`$STRATA_IMAGES`, else `$XDG_DATA_HOME/strata/images`, else
 //! `~/.local/share/strata/images`):
@@ -21,6 +23,7 @@
 //! compression not supported) is an error naming what and where, and nothing of it is
 //! recorded.
 
+pub mod config;
 mod source;
 mod unpack;
 
@@ -55,6 +58,11 @@ pub struct Image {
     pub entrypoint: Vec<String>,
     #[serde(default)]
     pub cmd: Vec<String>,
+    /// From the image config: who the program runs as (`NAME`, `UID`, with `:GROUP` or
+    /// `:GID`), unless the manifest says (see `config::user`). Images imported before
+    /// strata read it have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// When it was imported, ms since the Unix epoch.
     pub imported_ms: u64,
 }
@@ -64,6 +72,23 @@ pub struct Image {
 pub struct Resolved {
     pub image: Image,
     pub rootfs: PathBuf,
+    /// Whether the image has `/bin/sh` for strata's init ([`config::has_shell`]).
+    pub shell: bool,
+}
+
+impl Resolved {
+    /// The image `image` of `store`, ready to run: its `WorkingDir` made if a layer did
+    /// not make it, its shell looked for.
+    pub fn of(store: &ImageStore, image: Image) -> Result<Resolved> {
+        let rootfs = store.rootfs(&image);
+        config::prepare(&rootfs, &image)
+            .with_context(|| format!("make the image's WorkingDir in {}", rootfs.display()))?;
+        Ok(Resolved {
+            shell: config::has_shell(&rootfs),
+            rootfs,
+            image,
+        })
+    }
 }
 
 /// Imports run one at a time in a process (two services naming the same image wait for
@@ -205,6 +230,7 @@ impl ImageStore {
                 std::fs::create_dir_all(&d)?;
             }
         }
+        // (`/tmp` is given the mode 1777 when the image is run: `config::prepare`.)
         let _ = std::fs::remove_dir_all(&rootfs);
         std::fs::rename(&unpacking, &rootfs)
             .with_context(|| format!("move the root filesystem to {}", rootfs.display()))?;
@@ -221,6 +247,7 @@ impl ImageStore {
             working_dir: found.config.working_dir,
             entrypoint: found.config.entrypoint,
             cmd: found.config.cmd,
+            user: found.config.user,
             imported_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),

@@ -37,6 +37,8 @@ pub(super) struct RunConfig {
     pub entrypoint: Vec<String>,
     #[serde(rename = "Cmd", default)]
     pub cmd: Vec<String>,
+    #[serde(rename = "User", default)]
+    pub user: Option<String>,
 }
 
 /// An image found and verified.

@@ -53,7 +53,10 @@ const CPU_PERIOD_US: u64 = 100_000;
 /// The pid-1 of a container: passes TERM, INT and HUP to the program (a program that is
 /// pid 1 of its namespace is sent no signal it has no handler for, so a program that
 /// relies on the default action of SIGTERM would never stop), waits for it, and exits
-/// with its status. It is `/bin/sh` of the image, as Docker's `--init` is tini.
+/// with its status. It is `/bin/sh` of the image, as Docker's `--init` is tini; an
+/// image without one runs its program as the first process (as `docker run` without
+/// `--init` does), which then must handle SIGTERM itself or be killed after the grace
+/// period.
 pub(crate) const INIT: &str = r#"trap 'kill -TERM "$c" 2>/dev/null' TERM
 trap 'kill -INT "$c" 2>/dev/null' INT
 trap 'kill -HUP "$c" 2>/dev/null' HUP
@@ -128,11 +131,16 @@ impl HostImage {
 /// One launch's container, as `config.json` says it.
 pub(crate) struct BundleSpec<'a> {
     pub hostname: &'a str,
-    /// The program's argv (run under [`INIT`]).
+    /// The program's argv (run under [`INIT`] where `init`).
     pub argv: &'a [String],
+    /// Whether [`INIT`] is the first process, with the image's `/bin/sh`; false for an
+    /// image without one, whose program is then the first process itself.
+    pub init: bool,
     pub env: &'a BTreeMap<String, String>,
-    /// Bound read-only at its own path; the program starts in it.
+    /// Bound read-only at its own path.
     pub workdir: &'a Path,
+    /// Where the program starts: the workdir, or the image's `WorkingDir`.
+    pub cwd: &'a Path,
     /// An image's root filesystem (read-only, shared by every container of the image);
     /// None: the `host` image (an empty root with the host's directories bound in).
     pub root: Option<&'a Path>,
@@ -181,12 +189,10 @@ pub(crate) fn config(image: &HostImage, spec: &BundleSpec<'_>) -> Result<Spec> {
         env.push(format!("PATH={PATH}"));
     }
     env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
-    let mut args = vec![
-        "/bin/sh".to_string(),
-        "-c".to_string(),
-        INIT.to_string(),
-        "strata-init".to_string(),
-    ];
+    let mut args = Vec::new();
+    if spec.init {
+        args.extend(["/bin/sh", "-c", INIT, "strata-init"].map(str::to_string));
+    }
     args.extend(spec.argv.iter().cloned());
     let no_capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(Capabilities::new())
@@ -201,7 +207,7 @@ pub(crate) fn config(image: &HostImage, spec: &BundleSpec<'_>) -> Result<Spec> {
         .user(UserBuilder::default().uid(spec.user.0).gid(spec.user.1).build()?)
         .args(args)
         .env(env)
-        .cwd(spec.workdir)
+        .cwd(spec.cwd)
         .capabilities(no_capabilities)
         .rlimits(vec![PosixRlimitBuilder::default()
             .typ(PosixRlimitType::RlimitNofile)
@@ -360,8 +366,10 @@ mod tests {
         BundleSpec {
             hostname: "web-1",
             argv,
+            init: true,
             env,
             workdir: Path::new("/srv/app"),
+            cwd: Path::new("/srv/app"),
             root: None,
             masked,
             files,
@@ -398,6 +406,15 @@ mod tests {
         assert_eq!(process["args"][0], "/bin/sh");
         assert_eq!(process["args"][4], "python3");
         assert_eq!(process["cwd"], "/srv/app");
+        // An image without a shell: the program is the first process.
+        let no_init = BundleSpec {
+            init: false,
+            cwd: Path::new("/www"),
+            ..spec(&env, &argv, &files, &masked)
+        };
+        let bare = serde_json::to_value(super::config(&image, &no_init).unwrap()).unwrap();
+        assert_eq!(bare["process"]["args"], serde_json::json!(["python3", "app.py"]));
+        assert_eq!(bare["process"]["cwd"], "/www");
         let env: Vec<&str> = process["env"]
             .as_array()
             .unwrap()

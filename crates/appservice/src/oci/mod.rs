@@ -11,7 +11,7 @@
 //! process group of its own, with the instance's log as its stdout and stderr; it stays
 //! the container's parent and exits as the program does. Its `--pid-file` gives the
 //! container's first process (strata's init, [`bundle::INIT`], whose child is the
-//! program). A stop is `kill TERM`, then `kill KILL` after the grace period; an ended
+//! program; the program itself in an image without `/bin/sh`). A stop is `kill TERM`, then `kill KILL` after the grace period; an ended
 //! container is kept (`--keep`) until its OOM count was read, then `delete --force`d.
 //!
 //! No orphans: a container's id is `strata-HASH-INSTANCE.LAUNCH`, HASH from the node's
@@ -99,8 +99,12 @@ pub(crate) struct ContainerLaunch<'a> {
     /// The instance id: the container's hostname.
     pub hostname: &'a str,
     pub argv: &'a [String],
+    /// Whether strata's init (the image's `/bin/sh`) is the first process.
+    pub init: bool,
     pub env: &'a BTreeMap<String, String>,
     pub workdir: &'a Path,
+    /// Where the program starts.
+    pub cwd: &'a Path,
     /// The node's state dir: masked where it lies inside the workdir.
     pub state_dir: &'a Path,
     pub log: &'a Path,
@@ -187,8 +191,10 @@ impl Oci {
             &bundle::BundleSpec {
                 hostname: l.hostname,
                 argv: l.argv,
+                init: l.init,
                 env: l.env,
                 workdir: l.workdir,
+                cwd: l.cwd,
                 root: l.root,
                 masked: &masked,
                 files: l.files,
@@ -261,8 +267,10 @@ fn probe_bundle(dir: &Path, image: &bundle::HostImage, prefix: &str, runtime: &s
         &bundle::BundleSpec {
             hostname: "probe",
             argv: &argv,
+            init: true,
             env: &env,
             workdir: Path::new("/usr"),
+            cwd: Path::new("/usr"),
             root: None,
             masked: &[],
             files: &[],

@@ -22,18 +22,25 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use strata_bus::{Member, Pool};
+use strata_bus::{Held, Member, Placement, Pool};
 
-use super::{upstream_of, Outcome, RelayPolicy, SERVED_BY};
-use crate::response_body::ResBody;
+use super::{upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, SERVED_BY};
+use crate::response_body::{H2End, ResBody};
 use crate::upstream::H2Body;
+
+mod replay;
+
+use replay::Replay;
 
 /// gRPC's status codes that strata itself answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrpcStatus {
     DeadlineExceeded = 4,
+    PermissionDenied = 7,
+    ResourceExhausted = 8,
     Unimplemented = 12,
     Unavailable = 14,
+    Unauthenticated = 16,
 }
 
 /// A gRPC call: HTTP/2 with a gRPC content type.
@@ -81,6 +88,24 @@ pub fn status_response(status: GrpcStatus, message: &str) -> Response<ResBody> {
     res
 }
 
+/// What a call's attempts send: the client's stream as it is, or (for an idempotent
+/// method) a [`Replay`] that a reissue can send again.
+enum CallBody {
+    Once(Option<H2Body>),
+    Replay(Replay),
+}
+
+impl CallBody {
+    /// The body of the next attempt; None when the call cannot be sent again.
+    fn next(&mut self, first: bool) -> Option<H2Body> {
+        match self {
+            CallBody::Once(body) => body.take(),
+            CallBody::Replay(replay) if first => Some(replay.again().boxed_unsync()),
+            CallBody::Replay(replay) => replay.replayable().then(|| replay.again().boxed_unsync()),
+        }
+    }
+}
+
 /// Relays a gRPC call to ANY one member of `pool` (see the module).
 pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) -> (Response<ResBody>, Outcome) {
     let started = Instant::now();
@@ -95,36 +120,111 @@ pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) ->
         parts.headers.remove(name);
     }
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_string();
-    let mut body: Option<H2Body> = Some(body.map_err(|e| Box::new(e) as _).boxed_unsync());
+    let idempotent =
+        policy.grpc_idempotent(parts.uri.path().trim_start_matches('/')) || parts.headers.contains_key(IDEMPOTENCY_KEY);
+    let mut body = if idempotent {
+        CallBody::Replay(Replay::new(body))
+    } else {
+        CallBody::Once(Some(body.map_err(|e| Box::new(e) as _).boxed_unsync()))
+    };
     let mut outcome = Outcome::default();
     let mut tried: Vec<Arc<Member>> = Vec::new();
     let mut why = String::from("no ready instance");
+    pool.budget.deposit();
+    let admission = pool.admission();
+    if let Some(admission) = admission {
+        admission.arrived();
+    }
+    // Whether the last attempt may have reached its member: a reissue then needs an
+    // idempotent method, a call that can be sent again and a token of the retry budget.
+    let mut sent = false;
     loop {
         let remaining = deadline.saturating_sub(started.elapsed());
         if remaining.is_zero() {
-            return (
-                status_response(
-                    GrpcStatus::DeadlineExceeded,
-                    "the deadline passed before a member answered",
-                ),
-                outcome,
+            let res = status_response(
+                GrpcStatus::DeadlineExceeded,
+                "the deadline passed before a member answered",
             );
+            return (res, outcome.unanswered(NoAnswer::Deadline));
         }
         if outcome.attempts > policy.retries {
-            return (status_response(GrpcStatus::Unavailable, &why), outcome);
+            let why = format!("{why}; not reissued: relay.retries reissues were already made");
+            return (
+                status_response(GrpcStatus::Unavailable, &why),
+                outcome.unanswered(NoAnswer::Failed),
+            );
         }
-        let Some(member) = pool.pick(&tried) else {
-            let message = if outcome.attempts == 0 {
-                format!("no ready instance of service {:?}", pool.service)
-            } else {
-                why
-            };
-            return (status_response(GrpcStatus::Unavailable, &message), outcome);
+        if sent && !pool.budget.withdraw() {
+            let why = format!("{why}; not reissued: the pool's retry budget is spent");
+            return (
+                status_response(GrpcStatus::Unavailable, &why),
+                outcome.unanswered(NoAnswer::Failed),
+            );
+        }
+        let Some(mut member) = pool.pick(&tried) else {
+            if outcome.attempts > 0 {
+                let why = format!("{why}; no other member was left to try");
+                return (
+                    status_response(GrpcStatus::Unavailable, &why),
+                    outcome.unanswered(NoAnswer::Failed),
+                );
+            }
+            // A service that may run no instance: hold the call while one starts.
+            if let Some(admission) = admission.filter(|a| a.holds() && pool.members().is_empty()) {
+                match admission.hold(pool, remaining).await {
+                    Held::Ready => continue,
+                    Held::Full => {}
+                    Held::Expired => {
+                        let res = status_response(
+                            GrpcStatus::DeadlineExceeded,
+                            &format!(
+                                "no instance of service {:?} was ready within the deadline",
+                                pool.service
+                            ),
+                        );
+                        return (res, outcome.unanswered(NoAnswer::Deadline));
+                    }
+                }
+            }
+            let message = format!("no ready instance of service {:?}", pool.service);
+            return (
+                status_response(GrpcStatus::Unavailable, &message),
+                outcome.unanswered(NoAnswer::NoMember),
+            );
+        };
+        if let Some(admission) = admission.filter(|_| outcome.attempts == 0) {
+            match admission.place(pool, &member, &tried) {
+                Placement::Send => {}
+                Placement::Use(other) => member = other,
+                Placement::Wait => {
+                    if admission.wait_for_room(pool, &tried, remaining).await {
+                        continue;
+                    }
+                }
+                Placement::Shed => {
+                    let message = format!(
+                        "service {:?} is at its maximum size and every instance is at its limit; try again",
+                        pool.service
+                    );
+                    let res = status_response(GrpcStatus::ResourceExhausted, &message);
+                    return (res, outcome.unanswered(NoAnswer::Shed));
+                }
+            }
+        }
+        let Some(attempt_body) = body.next(outcome.attempts == 0) else {
+            let why = format!("{why}; not reissued: more than 1 MiB of it was sent, which is not kept");
+            return (
+                status_response(GrpcStatus::Unavailable, &why),
+                outcome.unanswered(NoAnswer::Failed),
+            );
         };
         outcome.attempts += 1;
         outcome.member = Some(member.clone());
         tried.push(member.clone());
         let guard = member.begin();
+        if let Some(admission) = admission {
+            admission.counted(member.inflight());
+        }
         let upstream = upstream_of(&member);
         let attempt = policy.attempt_timeout.min(remaining);
         let mut sender = match tokio::time::timeout(attempt, upstream.h2.sender(member.addr)).await {
@@ -132,16 +232,22 @@ pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) ->
             Ok(Err(e)) => {
                 pool.suspect(&member);
                 why = format!("member {} could not be reached: {e}", member.id);
+                body.unsent(attempt_body);
+                sent = false;
                 continue;
             }
             Err(_) => {
                 pool.suspect(&member);
                 why = format!("member {} could not be reached in time", member.id);
+                body.unsent(attempt_body);
+                sent = false;
                 continue;
             }
         };
         if sender.ready().await.is_err() {
             why = format!("member {}'s connection closed", member.id);
+            body.unsent(attempt_body);
+            sent = false;
             continue;
         }
         let mut head = parts.clone();
@@ -155,7 +261,8 @@ pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) ->
             "grpc-timeout",
             HeaderValue::from_str(&format!("{}m", remaining.as_millis().max(1))).expect("digits"),
         );
-        let req = Request::from_parts(head, body.take().expect("sent at most once"));
+        head.headers.insert(ATTEMPT, HeaderValue::from(outcome.attempts));
+        let req = Request::from_parts(head, attempt_body);
         match tokio::time::timeout(remaining, sender.try_send_request(req)).await {
             Ok(Ok(res)) => {
                 let (mut head, body) = res.into_parts();
@@ -165,7 +272,10 @@ pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) ->
                     let message = format!("member {} answered HTTP {}", member.id, head.status);
                     return (status_response(GrpcStatus::Unavailable, &message), outcome);
                 }
-                return (Response::from_parts(head, ResBody::H2(body, guard)), outcome);
+                return (
+                    Response::from_parts(head, ResBody::H2(body, guard, H2End::Streaming)),
+                    outcome,
+                );
             }
             Ok(Err(mut e)) => {
                 pool.suspect(&member);
@@ -173,24 +283,43 @@ pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) ->
                     // Never sent: the call goes to another member.
                     Some(unsent) => {
                         why = format!("member {} could not take the call: {}", member.id, e.error());
-                        body = Some(unsent.into_body());
-                        continue;
+                        body.unsent(unsent.into_body());
+                        sent = false;
+                    }
+                    None if idempotent => {
+                        why = format!("member {} failed during the call: {}", member.id, e.error());
+                        sent = true;
                     }
                     None => {
-                        why = format!("member {} failed during the call: {}", member.id, e.error());
-                        return (status_response(GrpcStatus::Unavailable, &why), outcome);
+                        why = format!(
+                            "member {} failed during the call: {}; not reissued: the method is not idempotent (relay.idempotent)",
+                            member.id,
+                            e.error()
+                        );
+                        return (
+                            status_response(GrpcStatus::Unavailable, &why),
+                            outcome.unanswered(NoAnswer::Failed),
+                        );
                     }
                 }
             }
             Err(_) => {
-                return (
-                    status_response(
-                        GrpcStatus::DeadlineExceeded,
-                        &format!("member {} did not answer within the deadline", member.id),
-                    ),
-                    outcome,
+                let res = status_response(
+                    GrpcStatus::DeadlineExceeded,
+                    &format!("member {} did not answer within the deadline", member.id),
                 );
+                return (res, outcome.unanswered(NoAnswer::Deadline));
             }
+        }
+    }
+}
+
+impl CallBody {
+    /// Takes back a body that never left: the next attempt sends it (a replay makes a
+    /// fresh one anyway).
+    fn unsent(&mut self, body: H2Body) {
+        if let CallBody::Once(slot) = self {
+            *slot = Some(body);
         }
     }
 }

@@ -4,6 +4,8 @@
 //! Every test file uses part of this module only.
 #![allow(dead_code)]
 
+pub mod example;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,352 @@
+//! Traces (W3C Trace Context): every request through the gateway, and every call an
+//! instance makes through the node API (`$STRATA_URL/v1/any|all`), is a span of a trace.
+//!
+//! - **Context.** A request's `traceparent` (`00-TRACEID-PARENTID-FLAGS`) is taken when
+//!   it is well formed; otherwise a trace starts here (a random trace id). The span gets
+//!   an id of its own and the request goes on with `traceparent` naming it as the
+//!   parent, so a member that passes the header on (as OpenTelemetry's instrumentations
+//!   do) links its own calls into the same trace; `tracestate` travels unchanged.
+//! - **Spans** say what strata did: the gateway's relay (route's service, the member
+//!   that answered, attempts, why no member answered when none did, status) and a call
+//!   through the node API, with the request id, wall-clock start and duration.
+//! - **Kept in memory:** the last [`PER_SHARD`] spans of each gateway worker (and of the
+//!   other threads together) in a ring each, so recording is one uncontended lock and
+//!   no allocation; `/v1/traces` and `strata trace ID` read them. Nothing is exported
+//!   (no OTLP yet).
+//!
+//! Cost per request: a header lookup and parse, one random number, 55 bytes of hex
+//! written into the forwarded header, one clock read and one push into the ring.
+
+use std::cell::Cell;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
+use strata_bus::Member;
+
+use crate::metrics::NoAnswer;
+use crate::worker::{self, SLOTS};
+
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Spans kept per shard (a gateway worker's, or the shared one of other threads).
+pub const PER_SHARD: usize = 2048;
+
+/// The trace a request belongs to, from its `traceparent` or new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    pub trace_id: u128,
+    /// The caller's span, 0 when the trace starts here.
+    pub parent: u64,
+    pub flags: u8,
+}
+
+impl Context {
+    /// The context of a request: its `traceparent` when well formed (version 00, ids
+    /// not all zero, lowercase hex), else a new trace, sampled.
+    pub fn of(headers: &HeaderMap) -> Context {
+        headers
+            .get(TRACEPARENT)
+            .and_then(|v| parse(v.as_bytes()))
+            .unwrap_or_else(|| Context {
+                trace_id: (u128::from(random()) << 64) | u128::from(random()),
+                parent: 0,
+                flags: 1,
+            })
+    }
+
+    /// `traceparent` for what this span calls: the trace, `span` as the parent.
+    pub fn header(&self, span: u64) -> HeaderValue {
+        let mut buf = [0u8; 55];
+        buf[..3].copy_from_slice(b"00-");
+        hex(self.trace_id, &mut buf[3..35]);
+        buf[35] = b'-';
+        hex(u128::from(span), &mut buf[36..52]);
+        buf[52] = b'-';
+        hex(u128::from(self.flags), &mut buf[53..55]);
+        HeaderValue::from_bytes(&buf).expect("hex is a valid header value")
+    }
+}
+
+/// `00-<32 hex>-<16 hex>-<2 hex>`; a higher version may carry more after a `-`.
+fn parse(v: &[u8]) -> Option<Context> {
+    if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' || (v.len() > 55 && v[55] != b'-') {
+        return None;
+    }
+    let version = unhex(&v[..2])?;
+    if version == 0xff || (version == 0 && v.len() != 55) {
+        return None;
+    }
+    let trace_id = unhex(&v[3..35])?;
+    let parent = unhex(&v[36..52])? as u64;
+    let flags = unhex(&v[53..55])? as u8;
+    (trace_id != 0 && parent != 0).then_some(Context {
+        trace_id,
+        parent,
+        flags,
+    })
+}
+
+fn unhex(s: &[u8]) -> Option<u128> {
+    s.iter().try_fold(0u128, |n, &b| {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        Some((n << 4) | u128::from(d))
+    })
+}
+
+fn hex(v: u128, out: &mut [u8]) {
+    for (i, b) in out.iter_mut().rev().enumerate() {
+        *b = b"0123456789abcdef"[((v >> (4 * i)) & 0xf) as usize];
+    }
+}
+
+/// A random non-zero u64 (wyrand, per thread, seeded from the clock and the thread).
+pub fn random() -> u64 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+            let here = &t as *const u64 as u64;
+            t ^ here.rotate_left(32) ^ u64::from(std::process::id())
+        });
+    }
+    STATE.with(|s| loop {
+        let state = s.get().wrapping_add(0xa076_1d64_78bd_642f);
+        s.set(state);
+        let m = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
+        let r = ((m >> 64) ^ m) as u64;
+        if r != 0 {
+            return r;
+        }
+    })
+}
+
+/// What a span was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A client's request relayed by the gateway.
+    Gateway,
+    /// An instance's call to another service through the node API.
+    Call,
+}
+
+/// One span, as recorded.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub context: Context,
+    pub span_id: u64,
+    pub kind: Kind,
+    pub service: Arc<str>,
+    pub method: http::Method,
+    pub path: http::Uri,
+    pub request_id: Option<HeaderValue>,
+    pub member: Option<Arc<Member>>,
+    pub attempts: u32,
+    pub unanswered: Option<NoAnswer>,
+    pub status: u16,
+    pub start_us: u64,
+    pub duration_us: u64,
+}
+
+/// Wall-clock microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The rings of recent spans, one per gateway worker and one for other threads.
+pub struct Traces {
+    shards: Vec<Mutex<Ring>>,
+}
+
+struct Ring {
+    spans: Vec<Span>,
+    next: usize,
+}
+
+impl Default for Traces {
+    fn default() -> Self {
+        Traces {
+            shards: (0..SLOTS)
+                .map(|_| {
+                    Mutex::new(Ring {
+                        spans: Vec::new(),
+                        next: 0,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Traces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Traces").field("shards", &self.shards.len()).finish()
+    }
+}
+
+impl Traces {
+    pub fn new() -> Arc<Traces> {
+        Arc::new(Traces::default())
+    }
+
+    pub fn record(&self, span: Span) {
+        let mut ring = self.shards[worker::slot()].lock().expect("trace ring");
+        if ring.spans.len() < PER_SHARD {
+            ring.spans.push(span);
+        } else {
+            let at = ring.next;
+            ring.spans[at] = span;
+        }
+        ring.next = (ring.next + 1) % PER_SHARD;
+    }
+
+    /// Every kept span, oldest first.
+    pub fn spans(&self) -> Vec<Span> {
+        let mut all: Vec<Span> = Vec::new();
+        for shard in &self.shards {
+            all.extend(shard.lock().expect("trace ring").spans.iter().cloned());
+        }
+        all.sort_by_key(|s| s.start_us);
+        all
+    }
+
+    /// The traces of the last `limit` root-most spans, or the one trace that holds
+    /// `id` (a trace id in hex, or a request id), as JSON-ready views, newest first.
+    pub fn traces(&self, id: Option<&str>, limit: usize) -> Vec<TraceView> {
+        let spans = self.spans();
+        let wanted: Vec<u128> = match id {
+            Some(id) => {
+                let by_trace = (id.len() == 32).then(|| unhex(id.as_bytes())).flatten();
+                let found = spans
+                    .iter()
+                    .find(|s| Some(s.context.trace_id) == by_trace || s.request_id.as_ref().is_some_and(|r| r == id));
+                found.map(|s| s.context.trace_id).into_iter().collect()
+            }
+            None => {
+                let mut ids: Vec<u128> = Vec::new();
+                for s in spans.iter().rev() {
+                    if !ids.contains(&s.context.trace_id) {
+                        ids.push(s.context.trace_id);
+                        if ids.len() == limit {
+                            break;
+                        }
+                    }
+                }
+                ids
+            }
+        };
+        wanted
+            .into_iter()
+            .map(|trace_id| {
+                let mut hex_id = [0u8; 32];
+                hex(trace_id, &mut hex_id);
+                TraceView {
+                    trace_id: String::from_utf8_lossy(&hex_id).into_owned(),
+                    spans: spans
+                        .iter()
+                        .filter(|s| s.context.trace_id == trace_id)
+                        .map(SpanView::of)
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// One trace as `/v1/traces` shows it: its spans in start order.
+#[derive(Debug, Serialize)]
+pub struct TraceView {
+    pub trace_id: String,
+    pub spans: Vec<SpanView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SpanView {
+    pub span_id: String,
+    /// The span this one was called from (another service's request, or the client's
+    /// own span); absent for a trace's first span.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    pub kind: Kind,
+    pub service: String,
+    pub method: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    pub attempts: u32,
+    /// Why no member's answer came back, when none did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unanswered: Option<String>,
+    pub status: u16,
+    pub start_us: u64,
+    pub duration_us: u64,
+}
+
+impl SpanView {
+    fn of(s: &Span) -> SpanView {
+        let id = |v: u64| {
+            let mut buf = [0u8; 16];
+            hex(u128::from(v), &mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        };
+        SpanView {
+            span_id: id(s.span_id),
+            parent_id: (s.context.parent != 0).then(|| id(s.context.parent)),
+            kind: s.kind,
+            service: s.service.to_string(),
+            method: s.method.to_string(),
+            path: s.path.path().to_string(),
+            request_id: s.request_id.as_ref().and_then(|r| r.to_str().ok()).map(str::to_string),
+            member: s.member.as_ref().map(|m| m.id.clone()),
+            attempts: s.attempts,
+            unanswered: s.unanswered.map(|u| format!("{u:?}").to_lowercase()),
+            status: s.status,
+            start_us: s.start_us,
+            duration_us: s.duration_us,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_bad_ones_start_a_trace() {
+        let mut h = HeaderMap::new();
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        h.insert(TRACEPARENT, HeaderValue::from_static(good));
+        let c = Context::of(&h);
+        assert_eq!(c.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!(c.parent, 0x00f067aa0ba902b7);
+        assert_eq!(c.header(0x00f067aa0ba902b7).to_str().unwrap(), good);
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(parse(bad.as_bytes()), None, "{bad:?}");
+        }
+        // A later version may carry more fields.
+        let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra";
+        assert!(parse(later.as_bytes()).is_some());
+        h.insert(TRACEPARENT, HeaderValue::from_static("garbage"));
+        let fresh = Context::of(&h);
+        assert_ne!(fresh.trace_id, 0);
+        assert_eq!(fresh.parent, 0);
+    }
+}
