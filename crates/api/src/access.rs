@@ -262,6 +262,8 @@ fn route<'a>(template: Option<&str>, method: &Method, params: &'a [(&'a str, &'a
         }
         Some("/v1/cache/keys/{*key}") => (Need::CacheKeys, Body::Any),
         Some("/v1/caches/{name}/{*key}") => (Need::Cache(param("name")), Body::Any),
+        // A topic takes any token, as the Redis port's PUBLISH takes any client.
+        Some("/v1/topics/{topic}") => (Need::Token, Body::Any),
         // ps, events, metrics, down, scale, logs, queue list, create and delete, cache
         // stats and drills, and whatever route comes next.
         Some(_) => (Need::Control, Body::Json),
@@ -473,6 +475,20 @@ mod tests {
     fn each_route_needs_its_right() {
         let a = access();
         let web = "token-of-web";
+        // A topic is open to any token, its body any bytes.
+        for token in [web, "token-of-api", "control"] {
+            assert!(allowed(
+                &a,
+                token,
+                "/v1/topics/{topic}",
+                Method::POST,
+                &[("topic", "news")]
+            ));
+        }
+        assert_eq!(
+            route(Some("/v1/topics/{topic}"), &Method::POST, &[("topic", "news")]).1,
+            Body::Any
+        );
         assert!(allowed(
             &a,
             web,

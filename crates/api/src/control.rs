@@ -219,6 +219,7 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
         .map(|s| (s.name, s.fsync_time))
         .collect();
     crate::prometheus::fsync_family(&mut out, &state.info.app, &fsyncs);
+    crate::prometheus::topic_family(&mut out, &state.info.app, &state.cache.topic_stats());
     let caches = route_caches(&state);
     type Figure = fn(&strata_gateway::fallback::FallbackStats) -> u64;
     let cache_families: [(&str, &str, &str, Figure); 6] = [

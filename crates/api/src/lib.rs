@@ -27,6 +27,9 @@
 //!   `DELETE /v1/queues/NAME`.
 //! - `store`: key-value and blobs (contract: `docs/state.md`).
 //! - `cache`: the cache, raw and read-through.
+//! - [`topics`]: `POST /v1/topics/NAME`, a publish on the cache's pub/sub (the bus's
+//!   topics), and [`topics::deliver`], one message POSTed to a subscribing service's
+//!   members through the relay (the node's delivery task calls it).
 //! - `logs`: streams instance logs, optionally following them.
 //! - `dashboard`: `GET /ui`, the live dashboard (a page compiled in, no token needed to
 //!   load it), and `GET /v1/stream`, the server-sent events it reads (docs/dashboard.md).
@@ -53,6 +56,7 @@ mod queue_delete;
 pub mod queues;
 mod server;
 mod store;
+pub mod topics;
 
 pub use access::{Access, Caller};
 pub use cache::ReadThroughCaches;
@@ -122,6 +126,7 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
         .merge(queue_delete::routes())
         .merge(store::routes())
         .merge(cache::routes())
+        .merge(topics::routes())
         .merge(openapi::routes())
         .merge(dashboard::routes())
         // After every route: it applies to those registered before it. axum adds `Allow`.

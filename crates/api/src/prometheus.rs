@@ -1,6 +1,6 @@
 //! Pieces of the Prometheus text format (version 0.0.4) for `/v1/metrics`: label values
 //! escaped, and the families of relayed requests (a counter by status class and a
-//! latency histogram) written from the gateway's per-pool figures.
+//! latency histogram) written from the gateway's per-pool figures, and topic deliveries.
 
 use std::fmt::Write;
 
@@ -78,6 +78,30 @@ pub(crate) fn fsync_family(out: &mut String, app: &str, queues: &[(String, Histo
     for (queue, h) in queues {
         let labels = format!("app=\"{app}\",queue=\"{}\"", escape(queue));
         histogram(out, "strata_queue_fsync_duration_seconds", &labels, h);
+    }
+}
+
+/// `strata_topic_messages_total`: each service subscription's messages, by outcome
+/// (delivered: a 2xx; failed: no 2xx or no instance, dropped; dropped: its mailbox
+/// was full). In `all` mode, one per instance reached.
+pub(crate) fn topic_family(out: &mut String, app: &str, subscribers: &[strata_cache::TopicStats]) {
+    if subscribers.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP strata_topic_messages_total Messages of a topic for a subscribing service, by outcome: delivered (a 2xx), failed (no 2xx, or no instance: dropped, never retried), dropped (the subscription already held 1024 messages or 8 MiB).\n# TYPE strata_topic_messages_total counter"
+    );
+    let app = escape(app);
+    for s in subscribers {
+        let labels = format!(
+            "app=\"{app}\",service=\"{}\",topic=\"{}\"",
+            escape(&s.subscriber),
+            escape(&s.topic)
+        );
+        for (outcome, n) in [("delivered", s.delivered), ("failed", s.failed), ("dropped", s.dropped)] {
+            let _ = writeln!(out, "strata_topic_messages_total{{{labels},outcome=\"{outcome}\"}} {n}");
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The Redis port's clients blocked on list keys (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH,
-//! BLMPOP), across every worker thread: each shard holds the [`Waiter`]s on its keys
+//! BLMPOP) and on sorted set keys (BZPOPMIN, BZPOPMAX, BZMPOP), across every worker
+//! thread: each shard holds the [`Waiter`]s on its keys
 //! ([`ShardWaiters`], under the shard's lock, as it holds the connections WATCHing
 //! them), and the cache counts the blocked clients ([`Waiters`], for INFO).
 //!
@@ -8,8 +9,10 @@
 //! a list ([`ShardWaiters::signal`]: a push, LMOVE's destination, RENAME and COPY of a
 //! list, the same inside EXEC) signals with the key's shard still held, after the
 //! elements are in. So a waiter either saw the elements or is registered before the
-//! signal looks: no wake-up is lost, and no other lock is involved. A signal of `n` new
-//! elements makes sure the first `n` waiters of the key are woken, in the order they
+//! signal looks: no wake-up is lost, and no other lock is involved. A waiter waits for
+//! one [`Kind`] of value (as Redis' blocked clients do: a list's waiter is not woken
+//! by a sorted set appearing under its key). A signal of `n` new elements of a kind
+//! makes sure the first `n` waiters of that kind on the key are woken, in the order they
 //! registered (first blocked, first served: one woken before and yet to look counts, it
 //! will take the first element). A woken waiter runs its pop again holding its keys'
 //! shards: it re-arms first; if it got elements it leaves every queue and passes the
@@ -30,14 +33,31 @@ use tokio::sync::Notify;
 
 use crate::stored::Stored;
 
+/// The type of value a blocked client waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    List,
+    Zset,
+}
+
 /// One blocked client.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Waiter {
+    kind: Kind,
     notify: Notify,
     woken: AtomicBool,
 }
 
 impl Waiter {
+    /// A client that waits for elements of a `kind` of value.
+    pub fn new(kind: Kind) -> Waiter {
+        Waiter {
+            kind,
+            notify: Notify::new(),
+            woken: AtomicBool::new(false),
+        }
+    }
+
     /// Waits for a signal (one that came since the registration counts, even if it came
     /// before this call).
     pub async fn woken(&self) {
@@ -83,15 +103,16 @@ impl ShardWaiters {
         }
     }
 
-    /// `n` elements were added to the list at `key`: makes sure the first `n` of its
-    /// waiters are woken, the longest waiting first (one woken already and yet to look
-    /// counts: it will take an element). They keep their places until they leave.
-    pub fn signal(&self, key: &[u8], n: usize) {
+    /// `n` elements were added to the `kind` of value at `key`: makes sure the first
+    /// `n` of its waiters for that kind are woken, the longest waiting first (one woken
+    /// already and yet to look counts: it will take an element). They keep their places
+    /// until they leave.
+    pub fn signal(&self, key: &[u8], n: usize, kind: Kind) {
         if self.queues.is_empty() || n == 0 {
             return;
         }
         let Some(q) = self.queues.get(key) else { return };
-        for w in q.iter().take(n) {
+        for w in q.iter().filter(|w| w.kind == kind).take(n) {
             if !w.woken.swap(true, Ordering::AcqRel) {
                 w.notify.notify_one();
             }
@@ -134,32 +155,37 @@ mod tests {
     #[test]
     fn a_signal_wakes_the_first_waiters_once_each() {
         let mut ws = ShardWaiters::default();
-        let a = Arc::new(Waiter::default());
-        let b = Arc::new(Waiter::default());
-        let c = Arc::new(Waiter::default());
+        let a = Arc::new(Waiter::new(Kind::List));
+        let b = Arc::new(Waiter::new(Kind::List));
+        let c = Arc::new(Waiter::new(Kind::List));
         ws.register(b"k", &a);
         ws.register(b"j", &a);
         ws.register(b"k", &b);
         ws.register(b"k", &c);
         ws.register(b"k", &c);
         assert_eq!(ws.registered(), 4);
-        ws.signal(b"j", 1);
+        ws.signal(b"j", 1, Kind::List);
         assert!(a.was_woken() && !b.was_woken());
         // `a` is first on k, woken already: it counts for one element.
-        ws.signal(b"k", 1);
+        ws.signal(b"k", 1, Kind::List);
         assert!(!b.was_woken());
-        ws.signal(b"k", 2);
+        ws.signal(b"k", 2, Kind::List);
         assert!(b.was_woken() && !c.was_woken());
         // `b` found nothing: re-armed, it is still second in line.
         b.rearm();
-        ws.signal(b"k", 2);
+        ws.signal(b"k", 2, Kind::List);
         assert!(b.was_woken() && !c.was_woken());
         ws.deregister(b"k", &a);
         ws.deregister(b"j", &a);
         ws.deregister(b"k", &b);
         assert_eq!(ws.registered(), 1);
-        ws.signal(b"nobody", 5);
-        ws.signal(b"k", 5);
+        ws.signal(b"nobody", 5, Kind::List);
+        let z = Arc::new(Waiter::new(Kind::Zset));
+        ws.register(b"k", &z);
+        ws.signal(b"k", 5, Kind::Zset);
+        assert!(z.was_woken() && !c.was_woken(), "a signal wakes its kind only");
+        ws.deregister(b"k", &z);
+        ws.signal(b"k", 5, Kind::List);
         assert!(c.was_woken());
         ws.deregister(b"k", &c);
         assert_eq!(ws.registered(), 0);

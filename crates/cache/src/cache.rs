@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::blocking::Waiters;
 use crate::clock::{Clock, SystemClock};
 use crate::keyspace::{ExpireFlags, Keyspace};
+use crate::pubsub::PubSub;
 use crate::ring::{key_hash, Ring, ShardId, DEFAULT_VNODES};
 use crate::shard::{Shard, ShardStats};
 use crate::stored::Stored;
@@ -157,8 +158,13 @@ pub struct Cache {
     ring: Ring<ShardId>,
     clock: Arc<dyn Clock>,
     config: CacheConfig,
-    /// The Redis port's clients blocked on list keys.
+    /// The Redis port's clients blocked on list and sorted set keys.
     waiters: Waiters,
+    /// Every channel and pattern subscription: the Redis port's connections' and the
+    /// platform's subscribers (`topics`).
+    pubsub: PubSub,
+    /// The platform's subscribers, for their figures.
+    pub(crate) topic_subscribers: std::sync::Mutex<Vec<Arc<crate::topics::Registered>>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -208,7 +214,14 @@ impl Cache {
             clock,
             config,
             waiters: Waiters::default(),
+            pubsub: PubSub::default(),
+            topic_subscribers: Default::default(),
         }
+    }
+
+    /// Every channel and pattern subscription of the Redis port and the platform.
+    pub(crate) fn pubsub(&self) -> &PubSub {
+        &self.pubsub
     }
 
     pub fn config(&self) -> &CacheConfig {

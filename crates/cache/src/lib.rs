@@ -23,15 +23,20 @@
 //!   score and member beside a member → score map; listpack or skiplist as Redis 7.0
 //!   would report).
 //! - `glob`: Redis' glob patterns (KEYS, SCAN's MATCH, CONFIG GET, pub/sub patterns).
-//! - `pubsub` (glob): the Redis port's channel and pattern subscriptions across worker
-//!   threads, and each subscriber's mailbox (bounded: past 32 MiB the subscriber is
-//!   closed); a publisher never waits for a subscriber.
+//! - `pubsub` (glob): the channel and pattern subscriptions across worker threads (one
+//!   registry per [`Cache`]), and each subscriber's mailbox (bounded: past 32 MiB a
+//!   Redis connection is closed; a platform subscriber drops past its own bound); a
+//!   publisher never waits for a subscriber.
+//! - `topics` (pubsub, cache): the platform's topics on the same registry:
+//!   [`Cache::publish`], [`Cache::subscribe_topic`] ([`TopicSubscription`]) and
+//!   [`Cache::topic_stats`].
 //! - `long_double`: the x87 extended precision INCRBYFLOAT computes in.
 //! - `list` (stored): a Redis list as a shard holds it (a deque, its charge kept exact;
 //!   OBJECT ENCODING `quicklist`, as Redis 7.0 answers for every list).
 //! - `value` (stored, hash, set, list, zset): a key's value, a string, a hash, a set, a
 //!   list or a sorted set, and its charge.
-//! - `blocking` (stored): the Redis port's clients blocked on list keys (BLPOP & co.),
+//! - `blocking` (stored): the Redis port's clients blocked on list and sorted set keys
+//!   (BLPOP, BZPOPMIN & co.),
 //!   by key in each shard, first blocked first served, across worker threads; its
 //!   header says why no wake-up and no element is lost.
 //! - `shard` (stored, value, blocking): one shard (a `Mutex<HashMap>`), its memory
@@ -147,6 +152,7 @@ mod score;
 mod set;
 mod shard;
 mod stored;
+mod topics;
 mod value;
 mod zset;
 
@@ -161,3 +167,4 @@ pub use read_through::{
 pub use resp::{spawn_resp, spawn_resp_with, RespConfig, RespWorkers};
 pub use ring::{key_hash, Ring, ShardId, StableHasher, DEFAULT_VNODES};
 pub use shard::{ShardStats, ENTRY_OVERHEAD};
+pub use topics::{TopicBound, TopicStats, TopicSubscription};

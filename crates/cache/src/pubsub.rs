@@ -14,10 +14,13 @@
 //! [`MAILBOX_LIMIT`] bytes (Redis' `client-output-buffer-limit pubsub` hard limit,
 //! 32 MiB) takes no more messages and is marked overflowed; its connection is closed
 //! when it next wakes (Redis closes such a client too). Redis' soft limit (8 MiB for
-//! 60 s) is not kept.
+//! 60 s) is not kept. A platform subscriber (a service's `subscribes`, see `topics`)
+//! has no connection to close: its mailbox has a bound of its own
+//! ([`Subscriber::dropping`]), past which a new message is dropped and counted, and the
+//! messages already in it stay.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -48,12 +51,17 @@ impl Message {
     }
 }
 
-/// A subscribed connection's mailbox.
+/// A subscriber's mailbox: a Redis connection's, or a platform subscriber's.
 #[derive(Debug, Default)]
 pub(crate) struct Subscriber {
     queue: Mutex<Mailbox>,
     notify: Notify,
     overflowed: AtomicBool,
+    /// A platform subscriber's bound (messages, bytes): past it a message is dropped.
+    /// None: a connection's, closed past the registry's limit.
+    drops_past: Option<(usize, usize)>,
+    /// Messages dropped at the bound.
+    dropped: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -63,8 +71,23 @@ struct Mailbox {
 }
 
 impl Subscriber {
+    /// A platform subscriber: its mailbox holds at most `messages` messages and `bytes`
+    /// bytes; a message past either is dropped and counted ([`Subscriber::dropped`]).
+    pub fn dropping(messages: usize, bytes: usize) -> Subscriber {
+        Subscriber {
+            drops_past: Some((messages.max(1), bytes)),
+            ..Subscriber::default()
+        }
+    }
+
+    /// Messages dropped at a platform subscriber's bound.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     /// Appends `m` unless the mailbox is over [`MAILBOX_LIMIT`] (then marks it
-    /// overflowed); wakes the connection.
+    /// overflowed), or, for a platform subscriber, over its own bound (then drops `m`);
+    /// wakes the connection.
     fn deliver(&self, m: Message, limit: usize) {
         if self.overflowed.load(Ordering::Relaxed) {
             return;
@@ -72,7 +95,14 @@ impl Subscriber {
         let charge = m.charge();
         {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.bytes + charge > limit {
+            if let Some((messages, bytes)) = self.drops_past {
+                if q.messages.len() >= messages || q.bytes + charge > bytes {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                q.bytes += charge;
+                q.messages.push_back(m);
+            } else if q.bytes + charge > limit {
                 self.overflowed.store(true, Ordering::Release);
                 q.messages.clear();
                 q.bytes = 0;
@@ -348,6 +378,34 @@ mod tests {
         assert!(ps.channels(None).is_empty());
         assert_eq!(ps.numpat(), 0);
         assert_eq!(ps.subscriptions.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_platform_subscriber_drops_past_its_bound_and_keeps_what_it_has() {
+        let ps = PubSub::default();
+        let a = Arc::new(Subscriber::dropping(3, 1 << 20));
+        ps.subscribe(&Bytes::from_static(b"t"), &a);
+        for i in 0..5u8 {
+            assert_eq!(ps.publish(b"t", &[i]), 1, "a drop still counts as a receiver");
+        }
+        assert!(!a.overflowed());
+        assert_eq!(a.dropped(), 2);
+        let got: Vec<Bytes> = drained(&a).into_iter().map(|m| m.2).collect();
+        assert_eq!(
+            got,
+            vec![
+                Bytes::from_static(&[0]),
+                Bytes::from_static(&[1]),
+                Bytes::from_static(&[2])
+            ]
+        );
+        // By bytes too.
+        let b = Arc::new(Subscriber::dropping(100, 2 * (MESSAGE_OVERHEAD + 1 + 10)));
+        ps.subscribe(&Bytes::from_static(b"t"), &b);
+        for _ in 0..3 {
+            ps.publish(b"t", &[0; 10]);
+        }
+        assert_eq!((b.dropped(), drained(&b).len()), (1, 2));
     }
 
     #[test]

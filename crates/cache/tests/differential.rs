@@ -7,7 +7,8 @@
 //! in `differential/sets.rs` (with how set replies are compared where Redis draws at
 //! random or lists a hash table), the list commands' (the blocking ones with several
 //! connections) in `differential/lists.rs`, the sorted set commands' in
-//! `differential/zsets.rs` (likewise) and `differential/zset_algebra.rs`, pub/sub's
+//! `differential/zsets.rs` (likewise), `differential/zset_algebra.rs` and (ZMPOP and the
+//! blocking pops, with several connections) `differential/zset_blocking.rs`, pub/sub's
 //! (several connections, RESP2 and RESP3) and AUTH's (against `--requirepass`) in
 //! `differential/pubsub.rs`.
 //!
@@ -50,6 +51,8 @@ mod pubsub;
 mod sets;
 #[path = "differential/zset_algebra.rs"]
 mod zset_algebra;
+#[path = "differential/zset_blocking.rs"]
+mod zset_blocking;
 #[path = "differential/zsets.rs"]
 mod zsets;
 

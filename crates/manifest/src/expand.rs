@@ -55,6 +55,7 @@ impl FunctionSpec {
                 batch: q.batch,
                 path: self.path.clone(),
             }),
+            subscribes: Vec::new(),
             autoscale: Some(AutoscaleSpec {
                 concurrency: self.concurrency,
                 // A batch is one event: a pool is sized for `concurrency` batches each.

@@ -19,6 +19,8 @@
 //! - `cache`: [`CacheSpec`], the node's Redis-protocol cache, and [`ReadThroughSpec`],
 //!   caches in front of store namespaces.
 //! - `function`: [`FunctionSpec`], event handlers, and [`TriggerSpec`], what fires them.
+//! - `subscribes`: [`SubscribesSpec`], a service's subscriptions to topics (one object
+//!   or a list).
 //! - `expand`: [`Manifest::expanded`], every function written as the service that runs
 //!   it.
 //! - `error`: [`ManifestError`], whose messages name the field path, what was expected
@@ -51,6 +53,7 @@ mod gateway;
 mod queue;
 mod service;
 mod store;
+mod subscribes;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -71,6 +74,7 @@ pub use service::{
     SetupSpec, DEFAULT_PIDS, HOST_IMAGE, NOBODY,
 };
 pub use store::StoreSpec;
+pub use subscribes::SubscribesSpec;
 pub use validate::is_queue_name;
 
 /// The only manifest version this build understands.

@@ -2,7 +2,8 @@
 //! parts of its spec that say how an instance is launched ([`FileSpec`], [`SetupSpec`]),
 //! how many run ([`InstancesSpec`]), when one is healthy ([`HealthSpec`]), what it
 //! reserves and where it runs ([`ResourcesSpec`], [`PlacementSpec`]), the queue it
-//! is fed from ([`ConsumesSpec`]), and what runs an instance ([`Driver`]: a process, or
+//! is fed from ([`ConsumesSpec`]), the topics it subscribes to (`subscribes`), and what
+//! runs an instance ([`Driver`]: a process, or
 //! a container with an image and a user). Its routes and relay settings are in
 //! `gateway`, its scaling policy in `autoscale`.
 
@@ -69,6 +70,13 @@ pub struct ServiceSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub consumes: Option<ConsumesSpec>,
+    /// Topics whose messages strata POSTs to the instances (one object or a list).
+    #[serde(
+        default,
+        deserialize_with = "crate::subscribes::one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub subscribes: Vec<crate::SubscribesSpec>,
     /// Grow and shrink the pool between instances.min and instances.max with the load.
     #[serde(
         default,

@@ -16,6 +16,7 @@ mod driver;
 mod grpc;
 mod queue;
 mod store;
+mod topics;
 
 use cache::check_cache;
 use driver::check_driver;
@@ -374,6 +375,7 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
         ));
     }
     check_consumes(m, spec, path, p);
+    topics::check_subscribes(spec, path, p);
     if let Some(autoscale) = &spec.autoscale {
         check_autoscale(autoscale, &path.key("autoscale"), p);
     }

@@ -160,3 +160,49 @@ fn a_function_s_limits_are_reported_once() {
     let all = parse_all(&v.to_string()).unwrap_err();
     assert!(matches!(&all[0], ManifestError::Invalid { path, .. } if path == "functions.f.max_instances"));
 }
+
+#[test]
+fn a_services_subscriptions_are_checked_each_by_its_path() {
+    let mut v = hello();
+    v["services"]["web"]["subscribes"] = json!([
+        {"topic": "", "path": "/a"},
+        {"topic": "t", "path": "no-slash"},
+        {"topic": "t", "path": "/t", "mode": "any"},
+        {"topic": "t", "path": "/t"},
+    ]);
+    let found = problems(&v.to_string());
+    assert_lines(
+        &found,
+        &[
+            "services.web.subscribes[0].topic: expected a topic name of 1 to 256 bytes without control characters, found an empty string",
+            "services.web.subscribes[1].path: expected a path starting with /, found \"no-slash\"",
+            "services.web.subscribes[3]: expected a subscription not already made by subscribes[2]",
+        ],
+    );
+    // One object is a list of one; serde's errors name the service and the field.
+    v["services"]["web"]["subscribes"] = json!({"topic": "t", "path": "/t"});
+    let m = parse(&v.to_string()).expect("one subscription");
+    assert_eq!(m.services["web"].subscribes.len(), 1);
+    assert_eq!(m.services["web"].subscribes[0].mode, strata_manifest::CallMode::All);
+    for (bad, want) in [
+        (
+            json!({"topic": "t", "path": "/t", "mode": "some"}),
+            "services.web.subscribes.mode",
+        ),
+        (
+            json!([{"topic": "t", "path": "/t", "mode": "both"}]),
+            "services.web.subscribes[0].mode",
+        ),
+        (
+            json!({"topic": "t", "path": "/t", "mdoe": "any"}),
+            "services.web.subscribes",
+        ),
+        (json!({"path": "/t"}), "services.web.subscribes"),
+        (json!("t"), "services.web.subscribes"),
+        (json!([["t", "/t"]]), "services.web.subscribes[0]"),
+    ] {
+        v["services"]["web"]["subscribes"] = bad.clone();
+        let e = parse(&v.to_string()).expect_err("refused").to_string();
+        assert!(e.starts_with(want), "{bad}: {e}");
+    }
+}

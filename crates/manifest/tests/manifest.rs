@@ -858,6 +858,7 @@ fn unknown_fields_are_named_at_every_level() {
         "relay",
         "stop_grace_ms",
         "consumes",
+        "subscribes",
         "autoscale",
         "driver",
         "image",

@@ -134,6 +134,7 @@ fn schema_properties_match_the_model() {
         ("/$defs/file/oneOf/0", &cart["files"]["conf/cart.toml"]),
         ("/$defs/file/oneOf/1", &cart["files"]["data/seed.json"]),
         ("/$defs/consumes", &cart["consumes"]),
+        ("/$defs/subscribes", &cart["subscribes"][0]),
         ("/$defs/queue", &m["queues"]["orders"]),
         ("/$defs/retention", &m["queues"]["orders"]["retention"]),
         ("/$defs/queue_limits", &m["queue_limits"]),
@@ -193,7 +194,8 @@ fn schema_defaults_match_the_model() {
     let minimal = json!({"strata": 1, "app": "a", "services": {
         "bare": {"run": ["x"]},
         "s": {"run": ["x"], "routes": [{"path": "/"}], "health": {"path": "/"}, "setup": {"run": ["x"]},
-              "consumes": {"queue": "q", "group": "g", "path": "/"}, "autoscale": {}, "access": {}}},
+              "consumes": {"queue": "q", "group": "g", "path": "/"}, "autoscale": {}, "access": {},
+              "subscribes": {"topic": "t", "path": "/"}}},
         "queues": {"q": {}}, "caches": {"c": {"namespace": "n"}},
         "functions": {"f": {"run": ["x"], "trigger": {"store": {"namespace": "n"}}},
                       "h": {"run": ["x"], "trigger": {"queue": {"queue": "q"}}}}});
@@ -210,6 +212,7 @@ fn schema_defaults_match_the_model() {
         ("/$defs/relay", &s["relay"]),
         ("/$defs/setup", &s["setup"]),
         ("/$defs/consumes", &s["consumes"]),
+        ("/$defs/subscribes", &s["subscribes"][0]),
         ("/$defs/queue", &m["queues"]["q"]),
         ("/$defs/retention", &m["queues"]["q"]["retention"]),
         ("/$defs/queue_limits", &m["queue_limits"]),
@@ -291,6 +294,37 @@ fn schema_and_parser_agree_on_examples() {
     });
     edit("route mode", &|v| {
         v["services"]["api"]["routes"] = json!([{"path": "/a", "mode": "some"}])
+    });
+    edit("subscribes one", &|v| {
+        v["services"]["api"]["subscribes"] = json!({"topic": "t", "path": "/t"})
+    });
+    edit(
+        "subscribes list",
+        &|v| {
+            v["services"]["api"]["subscribes"] =
+                json!([{"topic": "t", "path": "/t", "mode": "any"}, {"topic": "u", "path": "/u", "mode": "all"}])
+        },
+    );
+    edit("subscribes empty topic", &|v| {
+        v["services"]["api"]["subscribes"] = json!({"topic": "", "path": "/t"})
+    });
+    edit("subscribes control in topic", &|v| {
+        v["services"]["api"]["subscribes"] = json!({"topic": "a\nb", "path": "/t"})
+    });
+    edit("subscribes path", &|v| {
+        v["services"]["api"]["subscribes"] = json!({"topic": "t", "path": "t"})
+    });
+    edit("subscribes mode", &|v| {
+        v["services"]["api"]["subscribes"] = json!([{"topic": "t", "path": "/t", "mode": "some"}])
+    });
+    edit("subscribes typo", &|v| {
+        v["services"]["api"]["subscribes"] = json!({"topic": "t", "path": "/t", "mdoe": "any"})
+    });
+    edit("subscribes string", &|v| {
+        v["services"]["api"]["subscribes"] = json!("t")
+    });
+    edit("subscribes without path", &|v| {
+        v["services"]["api"]["subscribes"] = json!({"topic": "t"})
     });
     edit("health path", &|v| {
         v["services"]["api"]["health"]["path"] = json!("healthz")

@@ -9,6 +9,8 @@
 //!   (embedded by default; a test or a cluster node passes its own).
 //! - `stateful`: the cache and its read-through caches over the store.
 //! - `push`: delivers queue batches to the pools of services that `consumes` a queue.
+//! - `topics`: delivers the messages of topics to the pools of services that
+//!   `subscribes` to them (ANY or ALL members, at most once, bounded).
 //! - `triggers`: the store and timer triggers of functions (a function runs as a
 //!   service with `instances.min` 0; its queue and HTTP triggers are push delivery and
 //!   routes), and [`FiringClaims`], how a cluster fires each timer firing on one node.
@@ -21,8 +23,9 @@
 //!
 //! Invariant: no HTTP here. The node API is `strata-api`, the first tier
 //! `strata-gateway`; this crate wires them to the domain crates and owns the tasks
-//! that are neither (push delivery, triggers), and starts each autoscaled service's
-//! autoscaler from `strata-autoscale`.
+//! that are neither (push delivery, topic delivery, triggers), and starts each
+//! autoscaled service's autoscaler from `strata-autoscale` (a topic message's POST is
+//! made by `strata_api::topics::deliver`).
 
 mod backends;
 pub mod cluster;
@@ -30,6 +33,7 @@ mod node;
 pub mod nodefile;
 mod push;
 mod stateful;
+mod topics;
 mod triggers;
 
 pub use backends::Backends;

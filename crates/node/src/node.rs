@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{nodefile, push, stateful, triggers, Backends, FiringClaims};
+use crate::{nodefile, push, stateful, topics, triggers, Backends, FiringClaims};
 
 /// Everything a node needs to run one app.
 pub struct NodeConfig {
@@ -185,6 +185,7 @@ impl Node {
             firing_claims: config.firing_claims,
         };
         start_tasks(&manifest, &role, &app, &bus, &backends, &shutdown, &mut tasks)?;
+        start_topics(&manifest, &bus, &cache, &shutdown, &mut tasks);
 
         let info = NodeInfo {
             app: manifest.app.clone(),
@@ -579,6 +580,29 @@ fn grpc_probe() -> strata_appservice::GrpcProbe {
             }
         })
     })
+}
+
+/// A delivery task per subscription of a service to a topic (`subscribes`).
+fn start_topics(
+    manifest: &Manifest,
+    bus: &Arc<Bus>,
+    cache: &Arc<strata_cache::Cache>,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) {
+    let policies = strata_gateway::relay_policies(manifest);
+    for (service, spec) in &manifest.services {
+        for subscription in &spec.subscribes {
+            tasks.push(tokio::spawn(topics::run(
+                cache.clone(),
+                bus.pool(service),
+                service.clone(),
+                subscription.clone(),
+                policies[service].clone(),
+                shutdown.clone(),
+            )));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::{Keyspace, WrongType};
-use crate::blocking::Waiter;
+use crate::blocking::{Kind, Waiter};
 use crate::list::ListValue;
 
 use crate::value::Value;
@@ -20,12 +20,14 @@ impl Keyspace<'_> {
         self.typed_read(key, f)
     }
 
-    /// The length of `key`'s list (0: none, or another type), not counted as a read.
-    pub fn list_len(&mut self, key: &[u8]) -> usize {
+    /// The elements of `kind` at `key` (0: none, or another type), not counted as a
+    /// read: what its blocked clients of that kind may take.
+    pub fn waitable_len(&mut self, key: &[u8], kind: Kind) -> usize {
         let now = self.now;
         self.shard(key)
-            .peek(key, now, |e| match &e.value {
-                Value::List(l) => l.len(),
+            .peek(key, now, |e| match (&e.value, kind) {
+                (Value::List(l), Kind::List) => l.len(),
+                (Value::Zset(z), Kind::Zset) => z.len(),
                 _ => 0,
             })
             .unwrap_or(0)
@@ -41,9 +43,9 @@ impl Keyspace<'_> {
         self.shard(key).blocked.deregister(key, waiter);
     }
 
-    /// `n` elements are in the list at `key` for its blocked clients.
-    pub fn signal_blocked(&mut self, key: &[u8], n: usize) {
-        self.shard(key).blocked.signal(key, n);
+    /// `n` elements of `kind` are at `key` for its blocked clients.
+    pub fn signal_blocked(&mut self, key: &[u8], n: usize, kind: Kind) {
+        self.shard(key).blocked.signal(key, n, kind);
     }
 
     /// Calls `f` to change `key`'s list, an empty one if there is no such key; `f`
@@ -51,7 +53,7 @@ impl Keyspace<'_> {
     /// if `f` left elements in it; a list `f` leaves empty is removed. Keeps the key's
     /// deadline. A key holding another type is [`WrongType`], and `f` is not called.
     pub fn list_write<R>(&mut self, key: &[u8], f: impl FnOnce(&mut ListValue) -> (R, bool)) -> Result<R, WrongType> {
-        self.typed_write(key, f, |s, key, n| s.blocked.signal(key, n))
+        self.typed_write(key, f, |s, key, n| s.blocked.signal(key, n, Kind::List))
     }
 }
 
@@ -141,7 +143,7 @@ mod tests {
         let c = cache(0);
         let keys = [&b"a"[..], b"b", b"c"];
         let blocked = |ks: &mut Keyspace<'_>| {
-            let w = Arc::new(Waiter::default());
+            let w = Arc::new(Waiter::new(Kind::List));
             keys.iter().for_each(|k| ks.block(k, &w));
             w
         };

@@ -608,10 +608,12 @@ impl<'a> Keyspace<'a> {
             idle_ttl,
             ..Deadlines::NONE
         };
-        let added = list_len(&value);
+        let added = waited_for(&value);
         let mut s = self.shard(to);
         s.insert_as(to, value, d, now, encoding);
-        s.blocked.signal(to, added);
+        if let Some((kind, n)) = added {
+            s.blocked.signal(to, n, kind);
+        }
         Ok(true)
     }
 
@@ -633,19 +635,22 @@ impl<'a> Keyspace<'a> {
             idle_ttl,
             ..Deadlines::NONE
         };
-        let added = list_len(&value);
+        let added = waited_for(&value);
         let mut s = self.shard(to);
         s.insert_as(to, value, d, now, encoding);
-        s.blocked.signal(to, added);
+        if let Some((kind, n)) = added {
+            s.blocked.signal(to, n, kind);
+        }
         true
     }
 }
 
 /// The elements a value brings to a key clients may be blocked on (RENAME, COPY).
-fn list_len(v: &Value) -> usize {
+fn waited_for(v: &Value) -> Option<(crate::blocking::Kind, usize)> {
     match v {
-        Value::List(l) => l.len(),
-        _ => 0,
+        Value::List(l) => Some((crate::blocking::Kind::List, l.len())),
+        Value::Zset(z) => Some((crate::blocking::Kind::Zset, z.len())),
+        _ => None,
     }
 }
 

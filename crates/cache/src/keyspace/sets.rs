@@ -45,7 +45,7 @@ impl Keyspace<'_> {
     /// Stores `set` under `key` whatever `key` held, without a deadline (Redis'
     /// `setKey`), or removes `key` if `set` is empty; answers the set's size.
     pub fn set_store(&mut self, key: &[u8], set: SetValue) -> usize {
-        self.typed_store(key, set)
+        self.typed_store(key, set, typed::nobody_waits)
     }
 }
 

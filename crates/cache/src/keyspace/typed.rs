@@ -80,15 +80,23 @@ impl Keyspace<'_> {
 impl Keyspace<'_> {
     /// Stores `value` under `key` whatever `key` held, without a deadline (Redis'
     /// `setKey`, as the *STORE commands do), or removes `key` if `value` is empty;
-    /// answers its size. What it replaced is freed after the lock is released.
-    pub(crate) fn typed_store<T: Collection>(&mut self, key: &[u8], value: T) -> usize {
+    /// answers its size. What it replaced is freed after the lock is released. `grown`
+    /// is told, under the shard's lock, how many elements the key now holds.
+    pub(crate) fn typed_store<T: Collection>(
+        &mut self,
+        key: &[u8],
+        value: T,
+        grown: impl FnOnce(&mut ShardState, &[u8], usize),
+    ) -> usize {
         let now = self.now;
         let len = value.count();
         let mut s = self.shard(key);
         let old = if len == 0 {
             s.remove(key, now)
         } else {
-            s.insert_as(key, value.into_value(), Deadlines::NONE, now, Encoding::Whole)
+            let old = s.insert_as(key, value.into_value(), Deadlines::NONE, now, Encoding::Whole);
+            grown(&mut s, key, len);
+            old
         };
         drop(s);
         drop(old);

@@ -4,9 +4,11 @@
 //! of the key's shard, or uses the shard the keyspace holds (a command on several keys
 //! holds them all). A write goes through the shard's `modify`, `insert_as` or `remove`,
 //! so it is charged, may evict, and marks the key's watchers; a sorted set left empty is
-//! removed, as Redis removes it.
+//! removed, as Redis removes it. A write that adds members signals the clients blocked
+//! on the key (BZPOPMIN & co., `blocking`) before its shard is released.
 
-use super::{typed, Keyspace, WrongType};
+use super::{Keyspace, WrongType};
+use crate::blocking::Kind;
 use crate::zset::ZsetValue;
 
 impl Keyspace<'_> {
@@ -22,13 +24,13 @@ impl Keyspace<'_> {
     /// leaves empty is removed. Keeps the key's deadline. A key holding another type is
     /// [`WrongType`], and `f` is not called.
     pub fn zset_write<R>(&mut self, key: &[u8], f: impl FnOnce(&mut ZsetValue) -> (R, bool)) -> Result<R, WrongType> {
-        self.typed_write(key, f, typed::nobody_waits)
+        self.typed_write(key, f, |s, key, n| s.blocked.signal(key, n, Kind::Zset))
     }
 
     /// Stores `z` under `key` whatever `key` held, without a deadline (Redis'
     /// `setKey`), or removes `key` if `z` is empty; answers its size.
     pub fn zset_store(&mut self, key: &[u8], z: ZsetValue) -> usize {
-        self.typed_store(key, z)
+        self.typed_store(key, z, |s, key, n| s.blocked.signal(key, n, Kind::Zset))
     }
 }
 

@@ -293,8 +293,8 @@ pub(crate) fn info_text(shared: &ConnectionContext, stats: &CacheStats, wanted: 
             closed.idle.load(Ordering::Relaxed),
             closed.slow_command.load(Ordering::Relaxed),
             closed.output_limit.load(Ordering::Relaxed),
-            server.pubsub.channel_count(),
-            server.pubsub.numpat(),
+            shared.cache.pubsub().channel_count(),
+            shared.cache.pubsub().numpat(),
         );
     }
     if want("replication") {

@@ -1,4 +1,5 @@
-//! The blocking list commands: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP. Each first
+//! The blocking commands: on lists BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP; on sorted
+//! sets BZPOPMIN, BZPOPMAX, BZMPOP. Each first
 //! does what its non-blocking form does, holding its keys' shards; finding every key
 //! empty, it registers a [`Waiter`] on them before releasing the shards, and the
 //! connection waits ([`Blocked`]) for a signal, its timeout, or the client going away.
@@ -19,7 +20,8 @@ use super::lists::{move_one, mpop_args, pop_first, reply_key_and_items};
 use super::parse::Args;
 use super::reply::{Reply, SYNTAX, WRONGTYPE};
 use super::table::{Cmd, Spec};
-use crate::blocking::Waiter;
+use super::zsets::{min_or_max, reply_key_and_members, reply_key_member_score, zpop_first};
+use crate::blocking::{Kind, Waiter};
 use crate::cache::Cache;
 use crate::keyspace::{Keyspace, ShardSet, WrongType};
 use crate::list::End;
@@ -34,7 +36,19 @@ pub(crate) struct Blocking {
     keys: Range<usize>,
     from: End,
     to: End,
+    /// The sorted set commands': pop the highest.
+    max: bool,
     count: usize,
+}
+
+impl Blocking {
+    /// What the command waits for.
+    fn kind(&self, cmd: Cmd) -> Kind {
+        match cmd {
+            Cmd::Bzpopmin | Cmd::Bzpopmax | Cmd::Bzmpop => Kind::Zset,
+            _ => Kind::List,
+        }
+    }
 }
 
 /// Redis' reading of a timeout in seconds: a float (as `strtold` reads it), times
@@ -99,7 +113,12 @@ pub(crate) fn check(cmd: Cmd, args: Args<'_>) -> Result<Blocking, &'static str> 
         keys,
         from,
         to,
+        max: false,
         count,
+    };
+    let z = |timeout, keys, max, count| Blocking {
+        max,
+        ..b(timeout, keys, End::Left, End::Left, count)
     };
     Ok(match cmd {
         Cmd::Blpop => b(timeout(args.get(n - 1))?, 1..n - 1, End::Left, End::Left, 1),
@@ -113,8 +132,15 @@ pub(crate) fn check(cmd: Cmd, args: Args<'_>) -> Result<Blocking, &'static str> 
         }
         Cmd::Blmpop => {
             let t = timeout(args.get(1))?;
-            let (keys, end, count) = mpop_args(args, 2)?;
+            let (keys, end, count) = mpop_args(args, 2, End::parse)?;
             b(t, keys, end, end, count)
+        }
+        Cmd::Bzpopmin => z(timeout(args.get(n - 1))?, 1..n - 1, false, 1),
+        Cmd::Bzpopmax => z(timeout(args.get(n - 1))?, 1..n - 1, true, 1),
+        Cmd::Bzmpop => {
+            let t = timeout(args.get(1))?;
+            let (keys, max, count) = mpop_args(args, 2, min_or_max)?;
+            z(t, keys, max, count)
         }
         _ => unreachable!("not a blocking command"),
     })
@@ -134,6 +160,10 @@ fn attempt(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, cmd: Cmd, args: Args<'_>, b
         }),
         Cmd::Blmpop => pop_first(ks, keys, b.from, b.count)
             .map(|popped| popped.map(|(key, items)| reply_key_and_items(r, key, &items))),
+        Cmd::Bzpopmin | Cmd::Bzpopmax => zpop_first(ks, keys, b.max, 1)
+            .map(|popped| popped.map(|(key, members)| reply_key_member_score(r, key, &members[0]))),
+        Cmd::Bzmpop => zpop_first(ks, keys, b.max, b.count)
+            .map(|popped| popped.map(|(key, members)| reply_key_and_members(r, key, &members))),
         _ => move_one(ks, args.get(1), args.get(2), b.from, b.to).map(|v| v.map(|v| r.bulk(v.as_slice()))),
     };
     match done {
@@ -199,13 +229,14 @@ impl Blocked {
             ranges.push(at..bytes.len());
         }
         let deadline = checked.timeout.and_then(|t| Instant::now().checked_add(t));
+        let waiter = Arc::new(Waiter::new(checked.kind(spec.cmd)));
         let blocked = Blocked {
             cache: cache.clone(),
             spec,
             bytes,
             ranges,
             checked,
-            waiter: Arc::new(Waiter::default()),
+            waiter,
             deadline,
             registered: true,
         };
@@ -250,9 +281,10 @@ impl Blocked {
     /// the keys' shards.
     fn leave(&mut self, ks: &mut Keyspace<'_>) {
         self.keys().for_each(|key| ks.unblock(key, &self.waiter));
+        let kind = self.checked.kind(self.spec.cmd);
         for key in self.keys() {
-            let left = ks.list_len(key);
-            ks.signal_blocked(key, left);
+            let left = ks.waitable_len(key, kind);
+            ks.signal_blocked(key, left, kind);
         }
         self.registered = false;
     }
@@ -288,7 +320,8 @@ impl Drop for Blocked {
         self.keys().for_each(|key| ks.unblock(key, &self.waiter));
         if self.waiter.was_woken() {
             // Counted for an element it will not take: the next waiter takes it.
-            self.keys().for_each(|key| ks.signal_blocked(key, 1));
+            let kind = self.checked.kind(self.spec.cmd);
+            self.keys().for_each(|key| ks.signal_blocked(key, 1, kind));
         }
     }
 }

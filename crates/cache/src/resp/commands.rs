@@ -351,9 +351,14 @@ pub(crate) fn run(
         Cmd::Rpoplpush => lists::lmove(r, ks, args, Some((End::Right, End::Left))),
         Cmd::Lmpop => lists::lmpop(r, ks, args),
         // Inside EXEC: as their non-blocking forms.
-        Cmd::Blpop | Cmd::Brpop | Cmd::Blmove | Cmd::Brpoplpush | Cmd::Blmpop => {
-            blocking::run_once(r, ks, spec.cmd, args)
-        }
+        Cmd::Blpop
+        | Cmd::Brpop
+        | Cmd::Blmove
+        | Cmd::Brpoplpush
+        | Cmd::Blmpop
+        | Cmd::Bzpopmin
+        | Cmd::Bzpopmax
+        | Cmd::Bzmpop => blocking::run_once(r, ks, spec.cmd, args),
         Cmd::Zadd => zsets::zadd(r, ks, args, false),
         Cmd::Zincrby => zsets::zadd(r, ks, args, true),
         Cmd::Zrem => zsets::zrem(r, ks, args),
@@ -366,6 +371,7 @@ pub(crate) fn run(
         Cmd::Zlexcount => zsets::zlexcount(r, ks, args),
         Cmd::Zpopmin => zsets::zpop(r, ks, args, false),
         Cmd::Zpopmax => zsets::zpop(r, ks, args, true),
+        Cmd::Zmpop => zsets::zmpop(r, ks, args),
         Cmd::Zremrangebyrank => zsets::zremrange(r, ks, args, By::Rank),
         Cmd::Zremrangebyscore => zsets::zremrange(r, ks, args, By::Score),
         Cmd::Zremrangebylex => zsets::zremrange(r, ks, args, By::Lex),
@@ -426,25 +432,25 @@ pub(crate) fn run(
                 shared.server.client_memory.give_back(q.counted);
             }
             session.tx.unwatch(ks);
-            session.subs.end(&shared.server.pubsub);
+            session.subs.end(shared.cache.pubsub());
             session.reset(&shared.server);
             r.resp3 = false;
             r.simple("RESET");
         }
         Cmd::Hello => admin::hello(r, session, shared, args),
         Cmd::Auth => admin::auth(r, session, shared, args),
-        Cmd::Subscribe => pubsub::subscribe(r, &mut session.subs, &shared.server.pubsub, args),
-        Cmd::Unsubscribe => pubsub::unsubscribe(r, &mut session.subs, &shared.server.pubsub, args),
-        Cmd::Psubscribe => pubsub::psubscribe(r, &mut session.subs, &shared.server.pubsub, args),
-        Cmd::Punsubscribe => pubsub::punsubscribe(r, &mut session.subs, &shared.server.pubsub, args),
+        Cmd::Subscribe => pubsub::subscribe(r, &mut session.subs, shared.cache.pubsub(), args),
+        Cmd::Unsubscribe => pubsub::unsubscribe(r, &mut session.subs, shared.cache.pubsub(), args),
+        Cmd::Psubscribe => pubsub::psubscribe(r, &mut session.subs, shared.cache.pubsub(), args),
+        Cmd::Punsubscribe => pubsub::punsubscribe(r, &mut session.subs, shared.cache.pubsub(), args),
         Cmd::Publish => {
-            let receivers = shared.server.pubsub.publish(args.get(1), args.get(2));
+            let receivers = shared.cache.pubsub().publish(args.get(1), args.get(2));
             // A connection publishing to itself gets the message before the reply, as
             // from Redis.
             session.subs.write_pending(r, None);
             r.int(receivers as i64);
         }
-        Cmd::Pubsub => pubsub::pubsub(r, &shared.server.pubsub, args),
+        Cmd::Pubsub => pubsub::pubsub(r, shared.cache.pubsub(), args),
         Cmd::Config => admin::config(r, shared, ks, args),
         Cmd::Time => {
             let now = std::time::SystemTime::now()

@@ -262,6 +262,6 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.end_transaction();
-        self.session.subs.end(&self.shared.server.pubsub);
+        self.session.subs.end(self.shared.cache.pubsub());
     }
 }

@@ -325,9 +325,14 @@ pub(crate) fn pop_first<'k>(
     Ok(None)
 }
 
-/// LMPOP's and BLMPOP's arguments after the timeout: the keys' positions, the end and
-/// the count, or the error Redis answers. `at`: the position of numkeys.
-pub(crate) fn mpop_args(args: Args<'_>, at: usize) -> Result<(std::ops::Range<usize>, End, usize), &'static str> {
+/// LMPOP's and BLMPOP's (and ZMPOP's and BZMPOP's) arguments after the timeout: the
+/// keys' positions, the side (`side` reads LEFT|RIGHT, or MIN|MAX) and the count, or
+/// the error Redis answers. `at`: the position of numkeys.
+pub(crate) fn mpop_args<S>(
+    args: Args<'_>,
+    at: usize,
+    side: fn(&[u8]) -> Option<S>,
+) -> Result<(std::ops::Range<usize>, S, usize), &'static str> {
     let numkeys = match parse_i64(args.get(at)) {
         Some(n) if n >= 1 => n as usize,
         _ => return Err("ERR numkeys should be greater than 0"),
@@ -336,7 +341,7 @@ pub(crate) fn mpop_args(args: Args<'_>, at: usize) -> Result<(std::ops::Range<us
         Some(w) if w < args.len() => w,
         _ => return Err(SYNTAX),
     };
-    let end = End::parse(args.get(where_at)).ok_or(SYNTAX)?;
+    let end = side(args.get(where_at)).ok_or(SYNTAX)?;
     let mut count = None;
     let mut j = where_at + 1;
     while j < args.len() {
@@ -363,7 +368,7 @@ pub(crate) fn reply_key_and_items(r: &mut Reply<'_>, key: &[u8], items: &[Stored
 }
 
 pub(crate) fn lmpop(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
-    let (keys, end, count) = match mpop_args(args, 1) {
+    let (keys, end, count) = match mpop_args(args, 1, End::parse) {
         Ok(a) => a,
         Err(e) => return r.error(e),
     };

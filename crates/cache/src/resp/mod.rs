@@ -28,7 +28,8 @@
 //!   SMEMBERS, SUNION, SDIFF, their *STORE forms, SINTERCARD, SMOVE).
 //! - `lists` (parse, reply, strings): the list commands that never wait (LPUSH, LRANGE,
 //!   LPOS, LMOVE, LMPOP, ...).
-//! - `blocking` (parse, reply, table, lists): BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP:
+//! - `blocking` (parse, reply, table, lists, zsets): BLPOP, BRPOP, BLMOVE, BRPOPLPUSH,
+//!   BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP:
 //!   their first try, and a blocked connection's wait (`Blocked`), registered in its
 //!   keys' shards.
 //! - `zsets` (parse, reply, strings, keys, hashes): the sorted set commands on one key

@@ -13,7 +13,6 @@ use super::query_buffer::ClientMemory;
 use super::timeouts::Timeouts;
 use super::transaction::Transaction;
 use crate::cache::Cache;
-use crate::pubsub::PubSub;
 use crate::ring::StableHasher;
 
 /// How the RESP server runs, and what bounds each connection and all of them. The
@@ -107,8 +106,6 @@ pub(crate) struct ServerState {
     /// Commands run, one counter per worker so that workers never share a cache line.
     pub commands: Box<[PerWorker]>,
     pub next_client_id: AtomicU64,
-    /// Every channel and pattern subscription, across the workers.
-    pub pubsub: PubSub,
     /// The password AUTH wants (None: none).
     pub password: Option<Vec<u8>>,
 }
@@ -135,7 +132,6 @@ impl ConnectionContext {
                 closed: Closed::default(),
                 commands: (0..threads.max(1)).map(|_| PerWorker::default()).collect(),
                 next_client_id: AtomicU64::new(1),
-                pubsub: PubSub::default(),
                 password: config.password.as_ref().map(|p| p.as_bytes().to_vec()),
             },
         }

@@ -125,6 +125,9 @@ pub(crate) enum Cmd {
     Blmove,
     Brpoplpush,
     Blmpop,
+    Bzpopmin,
+    Bzpopmax,
+    Bzmpop,
     Subscribe,
     Unsubscribe,
     Psubscribe,
@@ -143,6 +146,7 @@ pub(crate) enum Cmd {
     Zlexcount,
     Zpopmin,
     Zpopmax,
+    Zmpop,
     Zremrangebyrank,
     Zremrangebyscore,
     Zremrangebylex,
@@ -178,7 +182,14 @@ impl Cmd {
     pub fn is_blocking(self) -> bool {
         matches!(
             self,
-            Cmd::Blpop | Cmd::Brpop | Cmd::Blmove | Cmd::Brpoplpush | Cmd::Blmpop
+            Cmd::Blpop
+                | Cmd::Brpop
+                | Cmd::Blmove
+                | Cmd::Brpoplpush
+                | Cmd::Blmpop
+                | Cmd::Bzpopmin
+                | Cmd::Bzpopmax
+                | Cmd::Bzmpop
         )
     }
 
@@ -238,8 +249,8 @@ impl Spec {
                     _ => (0, 0, 0),
                 }
             }
-            Cmd::Lmpop if n > 1 => counted(1),
-            Cmd::Blmpop if n > 2 => counted(2),
+            Cmd::Lmpop | Cmd::Zmpop if n > 1 => counted(1),
+            Cmd::Blmpop | Cmd::Bzmpop if n > 2 => counted(2),
             _ => (self.first_key, self.last_key, self.step),
         };
         let last = if last < 0 { n + last } else { last.min(n - 1) };
@@ -268,7 +279,7 @@ impl Spec {
     pub fn holds_shards(&self) -> bool {
         self.cmd.touches_every_shard()
             || self.cmd == Cmd::Sintercard
-            || matches!(self.cmd, Cmd::Lmpop | Cmd::Blmpop)
+            || matches!(self.cmd, Cmd::Lmpop | Cmd::Blmpop | Cmd::Zmpop | Cmd::Bzmpop)
             || matches!(
                 self.cmd,
                 Cmd::Zunion
@@ -298,6 +309,8 @@ const CONN: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth", "allo
 const BLOCKING: &[&str] = &["write", "noscript", "blocking"];
 /// BLMOVE, BRPOPLPUSH.
 const BLOCKING_D: &[&str] = &["write", "denyoom", "noscript", "blocking"];
+/// BZPOPMIN, BZPOPMAX.
+const BLOCKING_F: &[&str] = &["write", "noscript", "fast", "blocking"];
 /// SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE.
 const PUBSUB: &[&str] = &["pubsub", "noscript", "loading", "stale"];
 /// Commands with subcommands: their flags are their subcommands'.
@@ -464,6 +477,10 @@ pub(crate) static COMMANDS: &[Spec] = &[
     spec!("zlexcount", Zlexcount, 4, RF, 1, 1, 1),
     spec!("zpopmin", Zpopmin, -2, WF, 1, 1, 1),
     spec!("zpopmax", Zpopmax, -2, WF, 1, 1, 1),
+    spec!("zmpop", Zmpop, -4, &["write", "movablekeys"], 0, 0, 0),
+    spec!("bzpopmin", Bzpopmin, -3, BLOCKING_F, 1, -2, 1),
+    spec!("bzpopmax", Bzpopmax, -3, BLOCKING_F, 1, -2, 1),
+    spec!("bzmpop", Bzmpop, -5, &["write", "blocking", "movablekeys"], 0, 0, 0),
     spec!("zremrangebyrank", Zremrangebyrank, 4, W, 1, 1, 1),
     spec!("zremrangebyscore", Zremrangebyscore, 4, W, 1, 1, 1),
     spec!("zremrangebylex", Zremrangebylex, 4, W, 1, 1, 1),

@@ -1,6 +1,7 @@
 //! The sorted set commands on one key but the ranges (those are in `zranges`): ZADD,
 //! ZINCRBY, ZREM, ZCARD, ZSCORE, ZMSCORE, ZRANK, ZREVRANK, ZCOUNT, ZLEXCOUNT, ZPOPMIN,
-//! ZPOPMAX, ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX, ZRANDMEMBER, ZSCAN. Each
+//! ZPOPMAX, ZMPOP (and the pops BZPOPMIN, BZPOPMAX and BZMPOP make, see `blocking`),
+//! ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX, ZRANDMEMBER, ZSCAN. Each
 //! checks its arguments in Redis 7.0's order (so that the same bad command gets the
 //! same error), then makes one keyspace read or write of the sorted set
 //! ([`Keyspace::zset_read`], [`Keyspace::zset_write`]); replies are written while the
@@ -12,6 +13,7 @@
 
 use super::hashes::Picks;
 use super::keys::{collection_scan_options, parse_cursor};
+use super::lists::mpop_args;
 use super::parse::Args;
 use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
 use super::strings::or_wrongtype;
@@ -213,6 +215,76 @@ pub(crate) fn zpop(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, max
                 r.double(e.score);
             }
         }
+    }
+}
+
+/// `MIN` or `MAX` (true), any case.
+pub(crate) fn min_or_max(arg: &[u8]) -> Option<bool> {
+    if arg.eq_ignore_ascii_case(b"min") {
+        Some(false)
+    } else if arg.eq_ignore_ascii_case(b"max") {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// A key and the members popped from it.
+pub(crate) type ZPopped<'k> = (&'k [u8], Vec<Entry>);
+
+/// Pops up to `count` members (the lowest, or the highest with `max`) from the first
+/// of `keys` that has any, as Redis' `genericZpopCommand` walks them: a missing key is
+/// passed over, a key of another type before the first non-empty one is [`WrongType`].
+pub(crate) fn zpop_first<'k>(
+    ks: &mut Keyspace<'_>,
+    keys: impl Iterator<Item = &'k [u8]>,
+    max: bool,
+    count: usize,
+) -> Result<Option<ZPopped<'k>>, WrongType> {
+    for key in keys {
+        let popped = ks.zset_write(key, |z| {
+            let out: Vec<Entry> = (0..count.min(z.len())).filter_map(|_| z.pop(max)).collect();
+            let changed = !out.is_empty();
+            (out, changed)
+        })?;
+        if !popped.is_empty() {
+            return Ok(Some((key, popped)));
+        }
+    }
+    Ok(None)
+}
+
+/// The reply of ZMPOP and BZMPOP: the key, and its members as pairs of member and
+/// score.
+pub(crate) fn reply_key_and_members(r: &mut Reply<'_>, key: &[u8], members: &[Entry]) {
+    r.array(2);
+    r.bulk(key);
+    r.array(members.len());
+    for e in members {
+        r.array(2);
+        r.bulk(e.member.as_slice());
+        r.double(e.score);
+    }
+}
+
+/// The reply of BZPOPMIN and BZPOPMAX: one flat array of key, member and score.
+pub(crate) fn reply_key_member_score(r: &mut Reply<'_>, key: &[u8], e: &Entry) {
+    r.array(3);
+    r.bulk(key);
+    r.bulk(e.member.as_slice());
+    r.double(e.score);
+}
+
+/// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count].
+pub(crate) fn zmpop(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
+    let (keys, max, count) = match mpop_args(args, 1, min_or_max) {
+        Ok(a) => a,
+        Err(e) => return r.error(e),
+    };
+    match zpop_first(ks, keys.map(|i| args.get(i)), max, count) {
+        Ok(Some((key, members))) => reply_key_and_members(r, key, &members),
+        Ok(None) => r.null_array(),
+        Err(WrongType) => r.error(WRONGTYPE),
     }
 }
 

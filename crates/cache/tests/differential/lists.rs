@@ -289,7 +289,7 @@ fn lists_answer_as_redis() {
 }
 
 /// Sends `args` to both servers on this pair of connections without reading a reply.
-fn send_both(b: &mut Both, args: &[&str]) {
+pub(super) fn send_both(b: &mut Both, args: &[&str]) {
     let refs: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
     let c = cmd_bytes(&refs);
     b.redis.send(&c);
@@ -297,14 +297,14 @@ fn send_both(b: &mut Both, args: &[&str]) {
 }
 
 /// Reads one reply from each server; they must be the same.
-fn read_same(b: &mut Both, what: &str) -> Vec<u8> {
+pub(super) fn read_same(b: &mut Both, what: &str) -> Vec<u8> {
     let (r, s) = (b.redis.read_reply(), b.strata.read_reply());
     assert_eq!(show(&s), show(&r), "{what}");
     r
 }
 
 /// Waits until each server has `n` blocked clients.
-fn blocked_clients(b: &mut Both, n: usize) {
+pub(super) fn blocked_clients(b: &mut Both, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(5);
     let want = format!("blocked_clients:{n}\r\n");
     loop {

@@ -724,13 +724,32 @@ pub(super) fn command(g: &mut Gen, in_tx: bool, k: &[u8], kind: usize) -> Option
             }
             c
         }
-        12 => {
-            let mut c = vec![s(g.pick(&["ZPOPMIN", "ZPOPMAX"])), k];
-            if g.chance(60) {
-                c.push(s(g.pick(&["0", "1", "2", "10", "-1", "x"])));
+        12 => match g.below(4) {
+            0 | 1 => {
+                let mut c = vec![s(g.pick(&["ZPOPMIN", "ZPOPMAX"])), k];
+                if g.chance(60) {
+                    c.push(s(g.pick(&["0", "1", "2", "10", "-1", "x"])));
+                }
+                c
             }
-            c
-        }
+            // ZMPOP, and the blocking pops with a short timeout (never 0: a command made
+            // for a transaction may also run alone) or a bad one.
+            2 => {
+                let mut c = vec![s("ZMPOP"), s("2"), k, g.key(), s(g.pick(&["MIN", "MAX", "max", "MID"]))];
+                if g.chance(50) {
+                    c.extend([s("COUNT"), s(g.pick(&["1", "2", "10", "0", "x"]))]);
+                }
+                c
+            }
+            _ => {
+                let t = s(g.pick(&["0.01", "0.01", "x", "-1"]));
+                match g.below(3) {
+                    0 => vec![s("BZPOPMIN"), k, g.key(), t],
+                    1 => vec![s("BZPOPMAX"), k, t],
+                    _ => vec![s("BZMPOP"), t, s("2"), k, g.key(), s("MAX"), s("COUNT"), s("2")],
+                }
+            }
+        },
         13 => {
             let name = g.pick(&["ZREMRANGEBYRANK", "ZREMRANGEBYSCORE", "ZCOUNT", "ZREMRANGEBYLEX"]);
             let mut c = vec![s(name), k];
