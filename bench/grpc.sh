@@ -1,0 +1,465 @@
+#!/usr/bin/env bash
+# bench/grpc.sh: gRPC unary and bidi streaming through strata's gateway against nginx
+# (grpc_pass) and HAProxy (mode http, h2 both sides), and straight to the member, same
+# member process, same run (issue 16). Two members in turn: a tonic echo server (fast,
+# so the proxies are what is measured) and the grpcio member of strata's tests.
+#
+# Run from anywhere:   bash bench/grpc.sh
+# Settings (environment):
+#   ROUNDS=3          rounds; each round runs every target once, in a rotating order
+#   DURATION=5        seconds per run
+#   CONNS=50          client connections (h2c), each running STREAMS closed loops
+#   STREAMS=1         calls in flight (unary) or open streams (bidi) per connection
+#   SIZE=64           bytes per message
+#   MEMBERS="tonic grpcio"   which members, in this order
+#   MODES="unary bidi"       which kinds of call
+#   WARMUP=1          seconds of warm-up per target and mode before the first round
+#   STRATA=$CARGO_TARGET_DIR/release/strata   the binary (built with cargo when missing)
+#   GRPC_BENCH=...    the load client and tonic member (default: built from bench/grpc)
+#   PROXY_LOG=buffered  nginx's access log: "buffered" (a line per call, 64 KiB buffer,
+#                     like strata's) or "off"; HAProxy logs nothing (no syslog here)
+#   READY_TIMEOUT=60  seconds for the member to become ready
+#   KEEP=1            keep the work dir (configs, logs, raw JSON lines) for inspection
+# See bench/README.md for what is measured.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+CONNS=${CONNS:-50}
+STREAMS=${STREAMS:-1}
+SIZE=${SIZE:-64}
+MEMBERS=${MEMBERS:-tonic grpcio}
+MODES=${MODES:-unary bidi}
+WARMUP=${WARMUP:-1}
+STRATA=${STRATA:-$TARGET_DIR/release/strata}
+GRPC_BENCH=${GRPC_BENCH:-}
+PROXY_LOG=${PROXY_LOG:-buffered}
+READY_TIMEOUT=${READY_TIMEOUT:-60}
+KEEP=${KEEP:-}
+GRPCIO_MEMBER=$ROOT/crates/strata/tests/fixtures/grpc_member.py
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+# ------------------------------------------------------------------ tools
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=(sudo); fi
+
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "missing $*, and no apt-get to install it"
+    # update first when the package lists are empty, and once more if an install fails
+    if ! compgen -G '/var/lib/apt/lists/*Packages*' >/dev/null; then
+        "${SUDO[@]}" apt-get update -qq
+    fi
+    if ! DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "$@" >/dev/null; then
+        "${SUDO[@]}" apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "$@" >/dev/null
+    fi
+}
+
+ensure_tools() {
+    local missing=()
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    if [[ " $MEMBERS " == *" grpcio "* ]] && ! python3 -c 'import grpc' 2>/dev/null; then
+        missing+=(python3-grpcio)
+    fi
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+    NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+    HAPROXY=$(command -v haproxy 2>/dev/null || echo /usr/sbin/haproxy)
+    PYTHON=$(command -v python3)
+}
+
+ensure_binaries() {
+    if [ ! -x "$STRATA" ]; then
+        log "$STRATA not found: building it (cargo build --release -p strata)"
+        cargo build --release -p strata
+    fi
+    [ -x "$STRATA" ] || die "$STRATA is not an executable"
+    STRATA=$(cd "$(dirname "$STRATA")" && pwd)/$(basename "$STRATA")
+    if [ -z "$GRPC_BENCH" ]; then
+        log "building the load client and tonic member (cargo build --release in bench/grpc)"
+        cargo build --release --manifest-path bench/grpc/Cargo.toml
+        GRPC_BENCH=${CARGO_TARGET_DIR:-bench/grpc/target}/release/grpc-bench
+    fi
+    [ -x "$GRPC_BENCH" ] || die "$GRPC_BENCH is not an executable"
+    GRPC_BENCH=$(cd "$(dirname "$GRPC_BENCH")" && pwd)/$(basename "$GRPC_BENCH")
+}
+
+# ------------------------------------------------------------------ process bookkeeping
+
+WORK=""
+STRATA_PID=""
+STRATA_DIR=""
+NGINX_PID=""
+HAPROXY_PID=""
+MEMBER_PID=""
+MEMBER_COMM=""
+
+# true while PID runs (a zombie, or a reused pid of something else, does not count)
+alive() {
+    local pid=$1 state
+    [ -n "$pid" ] && [ -r "/proc/$pid/status" ] || return 1
+    state=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# waits up to $2 seconds for PID $1 to end
+wait_gone() {
+    local pid=$1 deadline=$((SECONDS + $2))
+    while alive "$pid"; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.1
+    done
+}
+
+stop_pid() {
+    local pid=$1
+    alive "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_gone "$pid" 10 || { kill -KILL "$pid" 2>/dev/null || true; wait_gone "$pid" 5 || true; }
+    wait "$pid" 2>/dev/null || true
+}
+
+stop_strata() {
+    [ -n "$STRATA_PID" ] || return 0
+    if alive "$STRATA_PID"; then
+        (cd "$STRATA_DIR" && timeout 30 "$STRATA" down >/dev/null 2>&1) || true
+        wait_gone "$STRATA_PID" 30 || true
+        stop_pid "$STRATA_PID"
+    fi
+    wait "$STRATA_PID" 2>/dev/null || true
+    STRATA_PID=""
+    # safety net: the member strata reported, if it still runs the same program
+    if [ -n "$MEMBER_PID" ] && alive "$MEMBER_PID" &&
+        [ "$(cat "/proc/$MEMBER_PID/comm" 2>/dev/null)" = "$MEMBER_COMM" ]; then
+        log "member pid $MEMBER_PID outlived strata: stopping it"
+        stop_pid "$MEMBER_PID"
+    fi
+    MEMBER_PID=""
+}
+
+stop_proxies() {
+    [ -n "$NGINX_PID" ] && stop_pid "$NGINX_PID"
+    [ -n "$HAPROXY_PID" ] && stop_pid "$HAPROXY_PID"
+    NGINX_PID=""
+    HAPROXY_PID=""
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_proxies
+    stop_strata
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ -n "$KEEP" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# ------------------------------------------------------------------ strata and its member
+
+# write_manifest DIR GATEWAY_PORT KIND: one service, the member, claiming test.Echo
+write_manifest() {
+    mkdir -p "$1"
+    GW_PORT=$2 KIND=$3 GRPC_BENCH="$GRPC_BENCH" PYTHON_BIN="$PYTHON" MEMBER_PY="$GRPCIO_MEMBER" \
+        "$PYTHON" - >"$1/strata.json" <<'PY'
+import json, os
+e = os.environ
+run = [e["GRPC_BENCH"], "member"] if e["KIND"] == "tonic" else [e["PYTHON_BIN"], e["MEMBER_PY"]]
+doc = {"strata": 1, "app": "bench-grpc",
+       "gateway": {"listen": "127.0.0.1:" + e["GW_PORT"]},
+       "services": {"echo": {"run": run,
+                             "instances": {"min": 1, "max": 1},
+                             "grpc": ["test.Echo"]}}}
+print(json.dumps(doc, indent=2))
+PY
+}
+
+# member_ready DIR: prints "PORT PID" of the ready member, fails while there is none
+member_ready() {
+    local json
+    json=$(cd "$1" && "$STRATA" ps --json 2>/dev/null) || return 1
+    "$PYTHON" -c '
+import json, sys
+doc = json.loads(sys.stdin.read())
+ready = [i for s in doc.get("services", []) if s.get("name") == "echo"
+         for i in s.get("instances", []) if i.get("state") == "ready"]
+if not ready:
+    sys.exit(1)
+print(ready[0]["port"], ready[0].get("pid") or "")
+' <<<"$json"
+}
+
+start_strata() {
+    local dir=$1 found="" deadline=$((SECONDS + READY_TIMEOUT))
+    STRATA_DIR=$dir
+    (cd "$dir" && exec "$STRATA" up strata.json --cache-listen 127.0.0.1:0) >"$dir/strata.log" 2>&1 &
+    STRATA_PID=$!
+    while :; do
+        alive "$STRATA_PID" || { tail -n 30 "$dir/strata.log" >&2; die "strata up exited early (log above)"; }
+        if found=$(member_ready "$dir"); then break; fi
+        [ "$SECONDS" -lt "$deadline" ] || { tail -n 30 "$dir/strata.log" >&2; die "the echo member was not ready after ${READY_TIMEOUT}s"; }
+        sleep 0.2
+    done
+    MEMBER_PORT=${found%% *}
+    MEMBER_PID=${found#* }
+    MEMBER_COMM=$(cat "/proc/$MEMBER_PID/comm" 2>/dev/null || true)
+}
+
+# ------------------------------------------------------------------ the peers
+
+start_nginx() {
+    local dir=$1 listen_port=$2 upstream_port=$3 access_log
+    mkdir -p "$dir"
+    if [ "$PROXY_LOG" = off ]; then
+        access_log="access_log off;"
+    else
+        access_log="access_log $dir/access.log combined buffer=64k flush=1s;"
+    fi
+    # nginx 1.22 (Debian 12): h2c by `listen ... http2` (`http2 on;` is 1.25.1+);
+    # keepalive_requests also bounds the calls per client HTTP/2 connection
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    $access_log
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    upstream member {
+        server 127.0.0.1:$upstream_port;
+        keepalive 128;
+        keepalive_requests 1000000;
+        keepalive_timeout 300s;
+    }
+    server {
+        listen 127.0.0.1:$listen_port http2 reuseport;
+        location / {
+            grpc_pass grpc://member;
+            grpc_read_timeout 300s;
+            grpc_send_timeout 300s;
+        }
+    }
+}
+EOF
+    "$NGINX" -t -q -e "$dir/error.log" -c "$dir/nginx.conf" || die "nginx config rejected (see $dir/error.log)"
+    "$NGINX" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;' &
+    NGINX_PID=$!
+}
+
+start_haproxy() {
+    local dir=$1 listen_port=$2 upstream_port=$3
+    mkdir -p "$dir"
+    # one process, a thread per core (HAProxy's default), h2 on both sides
+    cat >"$dir/haproxy.cfg" <<EOF
+global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+frontend grpc_in
+    bind 127.0.0.1:$listen_port proto h2
+    default_backend member
+backend member
+    server s1 127.0.0.1:$upstream_port proto h2
+EOF
+    "$HAPROXY" -c -q -f "$dir/haproxy.cfg" || die "haproxy config rejected ($dir/haproxy.cfg)"
+    "$HAPROXY" -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
+    HAPROXY_PID=$!
+}
+
+# ------------------------------------------------------------------ measuring
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# cpu_ticks PID...: user + system ticks of these processes, summed
+cpu_ticks() {
+    local pid sum=0 t
+    for pid in "$@"; do
+        t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        sum=$((sum + t))
+    done
+    echo "$sum"
+}
+
+# the processes that relay for a target: nginx's master and workers, haproxy, strata
+proxy_pids() {
+    case $1 in
+    # shellcheck disable=SC2046  # one pid per word
+    nginx) echo "$NGINX_PID" $(ps -o pid= --ppid "$NGINX_PID") ;;
+    haproxy) echo "$HAPROXY_PID" ;;
+    strata) echo "$STRATA_PID" ;;
+    *) ;;
+    esac
+}
+
+# wait_grpc TARGET: until unary calls and a bidi stream go through it
+wait_grpc() {
+    local target=$1 deadline=$((SECONDS + 20)) out mode
+    for mode in unary bidi; do
+        while :; do
+            out=$("$GRPC_BENCH" load "$target" "$mode" 1 0.3 "$SIZE" 2>/dev/null || true)
+            case $out in *'"errors": 0}'*) [[ $out != *'"messages": 0,'* ]] && break ;; esac
+            [ "$SECONDS" -lt "$deadline" ] || die "$target does not answer $mode calls (last: $out)"
+            sleep 0.2
+        done
+    done
+}
+
+# run_load MEMBER NAME TARGET MODE ROUND: one load run, with the CPU time the proxy and
+# the member spent during it
+run_load() {
+    local kind=$1 name=$2 target=$3 mode=$4 round=$5 err out pids proxy0 member0 proxy1 member1
+    pids=$(proxy_pids "$name")
+    err="$WORK/raw/$kind.$name.$mode.$round.err"
+    # shellcheck disable=SC2086
+    proxy0=$(cpu_ticks $pids)
+    member0=$(cpu_ticks "$MEMBER_PID")
+    out=$("$GRPC_BENCH" load "$target" "$mode" "$CONNS" "$DURATION" "$SIZE" "$STREAMS" 2>"$err") ||
+        { cat "$err" >&2; die "grpc-bench load against $name ($target) failed"; }
+    # shellcheck disable=SC2086
+    proxy1=$(cpu_ticks $pids)
+    member1=$(cpu_ticks "$MEMBER_PID")
+    printf '%s %s %s %s %s %s %s\n' "$kind" "$name" "$mode" "$round" \
+        "$((proxy1 - proxy0))" "$((member1 - member0))" "$out" >>"$RESULTS"
+    log "$(printf '%-6s %-7s %-5s round %s: %s' "$kind" "$name" "$mode" "$round" "$out")"
+}
+
+report() {
+    RESULTS=$RESULTS ROUNDS=$ROUNDS CONNS=$CONNS STREAMS=$STREAMS SIZE=$SIZE CLK_TCK=$CLK_TCK \
+        PROXY_LOG=$PROXY_LOG "$PYTHON" - <<'PY'
+import json, os, statistics
+tck = int(os.environ["CLK_TCK"])
+rows = {}
+order = []
+for line in open(os.environ["RESULTS"]):
+    kind, name, mode, rnd, proxy_ticks, member_ticks, doc = line.split(" ", 6)
+    d = json.loads(doc)
+    msgs = max(d["messages"], 1)
+    d["proxy_us"] = int(proxy_ticks) / tck * 1e6 / msgs
+    d["member_us"] = int(member_ticks) / tck * 1e6 / msgs
+    rows.setdefault((kind, mode, name), {})[int(rnd)] = d
+    if (kind, mode) not in order:
+        order.append((kind, mode))
+
+def med(kind, mode, name, key):
+    vals = [r[key] for r in rows.get((kind, mode, name), {}).values()]
+    return statistics.median(vals) if vals else float("nan")
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+print()
+print(f"medians of {os.environ['ROUNDS']} rounds; {os.environ['CONNS']} connections x "
+      f"{os.environ['STREAMS']} closed loop(s); {os.environ['SIZE']}-byte messages; latencies in "
+      f"microseconds; cpu: the proxy's CPU time per call or message (nginx: all its processes); "
+      f"nginx access log: {os.environ['PROXY_LOG']}, HAProxy: none, strata: its own")
+targets = [("direct", "the member, no proxy"), ("nginx", "nginx grpc_pass"),
+           ("haproxy", "HAProxy, h2 both sides"), ("strata", "strata gateway")]
+for kind, mode in order:
+    unit = "calls/s" if mode == "unary" else "msg/s"
+    print()
+    print(f"== {kind} member, {mode}")
+    hdr = (f"{'target':<8} {unit:>9} {'p50':>7} {'p99':>7} {'cpu us':>7} {'member us':>9} "
+           f"{'errors':>6}  what")
+    print(hdr)
+    print("-" * len(hdr))
+    for t, what in targets:
+        if (kind, mode, t) not in rows:
+            continue
+        errs = sum(r["errors"] for r in rows[(kind, mode, t)].values())
+        cpu = f"{med(kind, mode, t, 'proxy_us'):.1f}" if t != "direct" else "-"
+        print(f"{t:<8} {med(kind, mode, t, 'per_s'):>9.0f} {med(kind, mode, t, 'p50_us'):>7.0f} "
+              f"{med(kind, mode, t, 'p99_us'):>7.0f} {cpu:>7} {med(kind, mode, t, 'member_us'):>9.1f} "
+              f"{errs:>6}  {what}")
+    s = med(kind, mode, "strata", "per_s")
+    for peer in ("nginx", "haproxy", "direct"):
+        print(f"strata/{peer:<7}  throughput {ratio(s, med(kind, mode, peer, 'per_s')):.2f}   "
+              f"p99 {ratio(med(kind, mode, 'strata', 'p99_us'), med(kind, mode, peer, 'p99_us')):.2f}"
+              + (f"   cpu {ratio(med(kind, mode, 'strata', 'proxy_us'), med(kind, mode, peer, 'proxy_us')):.2f}"
+                 if peer != "direct" else ""))
+    best_name = max(("nginx", "haproxy"), key=lambda p: med(kind, mode, p, "per_s"))
+    r = ratio(s, med(kind, mode, best_name, "per_s"))
+    print(f"target (throughput >= 1.0x the better peer, {best_name}): {r:.2f}, "
+          f"{'met' if r >= 1.0 else 'NOT met'}")
+PY
+}
+
+# ------------------------------------------------------------------ main
+
+ensure_tools
+ensure_binaries
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-grpc.XXXXXX")
+mkdir -p "$WORK/raw"
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+
+log "strata: $STRATA"
+log "grpc-bench: $GRPC_BENCH"
+log "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'), haproxy: $("$HAPROXY" -v | head -n1 | awk '{print $3}')"
+log "work dir: $WORK"
+log "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+for kind in $MEMBERS; do
+    case $kind in tonic | grpcio) ;; *) die "MEMBERS: unknown member $kind (tonic, grpcio)" ;; esac
+    GW_PORT=$(free_port)
+    NGINX_PORT=$(free_port)
+    HAPROXY_PORT=$(free_port)
+    write_manifest "$WORK/$kind/app" "$GW_PORT" "$kind"
+    start_strata "$WORK/$kind/app"
+    [ -n "$MEMBER_PID" ] || die "strata ps --json gave no pid for the member"
+    # nginx and HAProxy go to the very member process strata runs: the same member for all
+    start_nginx "$WORK/$kind/nginx" "$NGINX_PORT" "$MEMBER_PORT"
+    start_haproxy "$WORK/$kind/haproxy" "$HAPROXY_PORT" "$MEMBER_PORT"
+    log "$kind member on 127.0.0.1:$MEMBER_PORT (pid $MEMBER_PID); strata :$GW_PORT, nginx :$NGINX_PORT, haproxy :$HAPROXY_PORT"
+    declare -A TARGET=(
+        [direct]="127.0.0.1:$MEMBER_PORT"
+        [nginx]="127.0.0.1:$NGINX_PORT"
+        [haproxy]="127.0.0.1:$HAPROXY_PORT"
+        [strata]="127.0.0.1:$GW_PORT"
+    )
+    for t in direct nginx haproxy strata; do wait_grpc "${TARGET[$t]}"; done
+    ORDER=(direct nginx haproxy strata)
+    for mode in $MODES; do
+        if [ "$WARMUP" != 0 ]; then
+            for t in "${ORDER[@]}"; do
+                "$GRPC_BENCH" load "${TARGET[$t]}" "$mode" "$CONNS" "$WARMUP" "$SIZE" "$STREAMS" >/dev/null 2>&1 || true
+            done
+        fi
+        for ((r = 1; r <= ROUNDS; r++)); do
+            for ((i = 0; i < ${#ORDER[@]}; i++)); do
+                t=${ORDER[$(((i + r - 1) % ${#ORDER[@]}))]}
+                run_load "$kind" "$t" "${TARGET[$t]}" "$mode" "$r"
+            done
+        done
+    done
+    stop_proxies
+    stop_strata
+    unset TARGET
+done
+
+report
