@@ -313,7 +313,8 @@ impl Gateway {
             );
             return (res, None, Outcome::default());
         };
-        let (res, outcome) = relay::grpc::relay(&target.pool, req, &target.route.policy).await;
+        // Boxed: the relay's state would otherwise be inline in every request's future.
+        let (res, outcome) = Box::pin(relay::grpc::relay(&target.pool, req, &target.route.policy)).await;
         (res, Some(target), outcome)
     }
 

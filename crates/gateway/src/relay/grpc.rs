@@ -227,7 +227,15 @@ pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) ->
         }
         let upstream = upstream_of(&member);
         let attempt = policy.attempt_timeout.min(remaining);
-        let mut sender = match tokio::time::timeout(attempt, upstream.h2.sender(member.addr)).await {
+        // An open connection is taken as it is; only a new one is made under a timer.
+        let cached = upstream.h2.cached();
+        let connecting = async {
+            match cached {
+                Some(sender) => Ok(Ok(sender)),
+                None => tokio::time::timeout(attempt, upstream.h2.sender(member.addr)).await,
+            }
+        };
+        let mut sender = match connecting.await {
             Ok(Ok(sender)) => sender,
             Ok(Err(e)) => {
                 pool.suspect(&member);
@@ -257,10 +265,11 @@ pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) ->
             .path_and_query(path.as_str())
             .build()
             .unwrap_or_else(|_| Uri::from_static("/"));
-        head.headers.insert(
-            "grpc-timeout",
-            HeaderValue::from_str(&format!("{}m", remaining.as_millis().max(1))).expect("digits"),
-        );
+        // Never indexed: its value differs from call to call, and an HPACK table entry
+        // per call would push out the headers that do repeat.
+        let mut timeout = HeaderValue::from_str(&format!("{}m", remaining.as_millis().max(1))).expect("digits");
+        timeout.set_sensitive(true);
+        head.headers.insert("grpc-timeout", timeout);
         head.headers.insert(ATTEMPT, HeaderValue::from(outcome.attempts));
         let req = Request::from_parts(head, attempt_body);
         match tokio::time::timeout(remaining, sender.try_send_request(req)).await {

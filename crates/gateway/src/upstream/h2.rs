@@ -31,13 +31,17 @@ impl Default for H2Conns {
 }
 
 impl H2Conns {
+    /// This thread's open connection to the member, if it has one (no await, no timer).
+    pub fn cached(&self) -> Option<SendRequest<H2Body>> {
+        let senders = self.senders[slot()].lock().unwrap();
+        senders.as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
     /// This thread's connection to the member at `addr`, made if there is none open.
     /// An error here means nothing was sent.
     pub async fn sender(&self, addr: SocketAddr) -> io::Result<SendRequest<H2Body>> {
-        if let Some(sender) = self.senders[slot()].lock().unwrap().as_ref() {
-            if !sender.is_closed() {
-                return Ok(sender.clone());
-            }
+        if let Some(sender) = self.cached() {
+            return Ok(sender);
         }
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
