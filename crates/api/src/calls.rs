@@ -97,7 +97,9 @@ async fn call(State(state): State<Arc<NodeParts>>, service: String, req: Request
     let (started, start_us) = (std::time::Instant::now(), trace::now_us());
     let context = trace::Context::of(&parts.headers);
     let span_id = trace::random();
-    parts.headers.insert(trace::TRACEPARENT, context.header(span_id));
+    if trace::enabled() {
+        parts.headers.insert(trace::TRACEPARENT, context.header(span_id));
+    }
     let (method, uri, request_id) = (
         parts.method.clone(),
         parts.uri.clone(),
@@ -108,6 +110,9 @@ async fn call(State(state): State<Arc<NodeParts>>, service: String, req: Request
         return switch(&pool, req, mode, &policy).await;
     }
     let (res, outcome) = strata_gateway::relay_client_request(&pool, req, declared, None, mode, &policy).await;
+    if !trace::enabled() {
+        return res.map(Body::new);
+    }
     state.traces.record(trace::Span {
         context,
         span_id,

@@ -236,10 +236,12 @@ impl Gateway {
         };
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let start_us = trace::now_us();
-        let context = trace::Context::of(req.headers());
-        let span_id = trace::random();
-        req.headers_mut().insert(trace::TRACEPARENT, context.header(span_id));
+        let traced = trace::enabled().then(|| {
+            let context = trace::Context::of(req.headers());
+            let span_id = trace::random();
+            req.headers_mut().insert(trace::TRACEPARENT, context.header(span_id));
+            (context, span_id, trace::now_us())
+        });
         let (res, route, outcome) = if relay::grpc::is_grpc(&req) {
             self.call_grpc(req, &request_id).await
         } else if relay::tunnel::wants_upgrade(&req) {
@@ -281,21 +283,23 @@ impl Gateway {
                 request_id.as_bytes(),
             ]);
         }
-        self.config.traces.record(trace::Span {
-            context,
-            span_id,
-            kind: trace::Kind::Gateway,
-            service: route.map_or_else(|| Arc::from("-"), |r| r.service.clone()),
-            method,
-            path: uri,
-            status: res.status().as_u16(),
-            request_id: Some(request_id),
-            member: outcome.member,
-            attempts: outcome.attempts,
-            unanswered: outcome.unanswered,
-            start_us,
-            duration_us: started.elapsed().as_micros() as u64,
-        });
+        if let Some((context, span_id, start_us)) = traced {
+            self.config.traces.record(trace::Span {
+                context,
+                span_id,
+                kind: trace::Kind::Gateway,
+                service: route.map_or_else(|| Arc::from("-"), |r| r.service.clone()),
+                method,
+                path: uri,
+                status: res.status().as_u16(),
+                request_id: Some(request_id),
+                member: outcome.member,
+                attempts: outcome.attempts,
+                unanswered: outcome.unanswered,
+                start_us,
+                duration_us: started.elapsed().as_micros() as u64,
+            });
+        }
         res
     }
 

@@ -16,6 +16,8 @@
 //!
 //! Cost per request: a header lookup and parse, one random number, 55 bytes of hex
 //! written into the forwarded header, one clock read and one push into the ring.
+//! `STRATA_TRACES=off` in the node's environment turns it off (no span, no header), for
+//! measuring that cost.
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,12 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Spans kept per shard (a gateway worker's, or the shared one of other threads).
 pub const PER_SHARD: usize = 2048;
+
+/// Whether spans are recorded: unless `STRATA_TRACES=off` (read once).
+pub fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("STRATA_TRACES").map_or(true, |v| v != "off"))
+}
 
 /// The trace a request belongs to, from its `traceparent` or new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
