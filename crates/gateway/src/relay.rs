@@ -413,7 +413,9 @@ fn client_body_error(pool: &Pool, status: StatusCode, request_id: Option<&Header
 
 /// The member's connection pool, kept in its transport slot.
 fn upstream_of(member: &Member) -> Arc<Upstream> {
-    member.transport(|| Arc::new(Upstream::new(&member.id))).clone()
+    member
+        .transport(|| Arc::new(Upstream::new(&member.id, member.addr)))
+        .clone()
 }
 
 fn attempt_value(n: u32) -> HeaderValue {

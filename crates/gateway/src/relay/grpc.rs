@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -119,9 +120,16 @@ pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) ->
     for name in [header::CONNECTION, header::UPGRADE, header::TRANSFER_ENCODING] {
         parts.headers.remove(name);
     }
-    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_string();
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let idempotent =
         policy.grpc_idempotent(parts.uri.path().trim_start_matches('/')) || parts.headers.contains_key(IDEMPOTENCY_KEY);
+    // The head: cloned for each attempt of a call that may be sent again, else moved
+    // into its one send (and taken back if that send never left).
+    let mut parts = Some(parts);
     let mut body = if idempotent {
         CallBody::Replay(Replay::new(body))
     } else {
@@ -258,13 +266,15 @@ pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) ->
             sent = false;
             continue;
         }
-        let mut head = parts.clone();
-        head.uri = Uri::builder()
-            .scheme("http")
-            .authority(member.addr.to_string())
-            .path_and_query(path.as_str())
-            .build()
-            .unwrap_or_else(|_| Uri::from_static("/"));
+        let mut head = match &body {
+            CallBody::Replay(_) => parts.clone().expect("the head is kept"),
+            CallBody::Once(_) => parts.take().expect("the head is back after an unsent attempt"),
+        };
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(upstream.authority.clone());
+        uri.path_and_query = Some(path.clone());
+        head.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
         // Never indexed: its value differs from call to call, and an HPACK table entry
         // per call would push out the headers that do repeat.
         let mut timeout = HeaderValue::from_str(&format!("{}m", remaining.as_millis().max(1))).expect("digits");
@@ -292,7 +302,9 @@ pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) ->
                     // Never sent: the call goes to another member.
                     Some(unsent) => {
                         why = format!("member {} could not take the call: {}", member.id, e.error());
-                        body.unsent(unsent.into_body());
+                        let (head, unsent) = unsent.into_parts();
+                        parts.get_or_insert(head);
+                        body.unsent(unsent);
                         sent = false;
                     }
                     None if idempotent => {

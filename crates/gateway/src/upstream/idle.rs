@@ -18,14 +18,20 @@ pub struct Upstream {
     pub served_by: HeaderValue,
     /// HTTP/2 connections for gRPC calls.
     pub h2: super::h2::H2Conns,
+    /// The member's address as a URI authority, made once (gRPC calls' `:authority`).
+    pub authority: http::uri::Authority,
 }
 
 impl Upstream {
-    pub fn new(member_id: &str) -> Upstream {
+    pub fn new(member_id: &str, addr: std::net::SocketAddr) -> Upstream {
         Upstream {
             idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
             served_by: HeaderValue::from_str(member_id).unwrap_or(HeaderValue::from_static("-")),
             h2: super::h2::H2Conns::default(),
+            authority: addr
+                .to_string()
+                .parse()
+                .unwrap_or_else(|_| http::uri::Authority::from_static("member")),
         }
     }
 
