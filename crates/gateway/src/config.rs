@@ -8,7 +8,39 @@ use std::time::Duration;
 use strata_manifest::{CallMode, Manifest, RelaySpec};
 
 use crate::fallback::Fallback;
-use crate::{GatewayConfig, RelayPolicy, Route};
+use crate::{GatewayConfig, Route};
+
+/// How long a relayed request may take and how often it may be reissued.
+#[derive(Debug, Clone)]
+pub struct RelayPolicy {
+    pub deadline: Duration,
+    pub attempt_timeout: Duration,
+    pub retries: u32,
+    /// gRPC methods that may run twice (`relay.idempotent`: `package.Service/Method` or
+    /// `package.Service/*`).
+    pub grpc_idempotent: Arc<[String]>,
+}
+
+impl RelayPolicy {
+    /// Is the gRPC method `package.Service/Method` one that may run twice?
+    pub fn grpc_idempotent(&self, method: &str) -> bool {
+        self.grpc_idempotent.iter().any(|m| match m.strip_suffix("/*") {
+            Some(service) => method.strip_prefix(service).is_some_and(|rest| rest.starts_with('/')),
+            None => m == method,
+        })
+    }
+}
+
+impl Default for RelayPolicy {
+    fn default() -> Self {
+        RelayPolicy {
+            deadline: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(10),
+            retries: 2,
+            grpc_idempotent: Arc::from(Vec::new()),
+        }
+    }
+}
 
 impl From<&RelaySpec> for RelayPolicy {
     fn from(spec: &RelaySpec) -> RelayPolicy {

@@ -52,6 +52,7 @@ pub mod health;
 pub mod metrics;
 pub mod relay;
 pub mod request_body;
+mod request_id;
 pub mod response_body;
 mod slot;
 pub mod trace;
@@ -68,7 +69,6 @@ pub use slot::GatewaySlot;
 pub use worker::MAX_WORKERS;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use request_id::RequestIds;
 use strata_bus::{Bus, Pool};
 use strata_manifest::CallMode;
 use strata_os::cap::{self, Admission, ConnCap};
@@ -557,41 +558,6 @@ where
         None => incoming.map_err(Into::into).boxed_unsync(),
     };
     Ok(ReqBody::Stream(stream))
-}
-
-/// Request ids: a random node prefix and a counter.
-struct RequestIds {
-    prefix: u64,
-    next: AtomicU64,
-}
-
-impl RequestIds {
-    fn new() -> RequestIds {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        RequestIds {
-            prefix: (t ^ (std::process::id() as u64).rotate_left(40)) & 0xffff_ffff,
-            next: AtomicU64::new(1),
-        }
-    }
-
-    fn next(&self) -> HeaderValue {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        // `pppppppp-nnnn…`: hex digits written straight into one buffer.
-        let mut buf = [0u8; 25];
-        let hex = |v: u64, out: &mut [u8]| {
-            for (i, b) in out.iter_mut().rev().enumerate() {
-                *b = b"0123456789abcdef"[((v >> (4 * i)) & 0xf) as usize];
-            }
-        };
-        hex(self.prefix, &mut buf[..8]);
-        buf[8] = b'-';
-        let digits = (16 - (n.leading_zeros() / 4) as usize).max(1);
-        hex(n, &mut buf[9..9 + digits]);
-        HeaderValue::from_bytes(&buf[..9 + digits]).expect("hex is a valid header value")
-    }
 }
 
 /// Starts `threads` gateway workers on `addr` (at most [`MAX_WORKERS`]), like nginx's

@@ -2,7 +2,7 @@
 //! member when that is safe) or ALL (every ready member once, replies gathered).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -30,37 +30,7 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 /// The instance that answered, on every relayed response.
 pub const SERVED_BY: HeaderName = HeaderName::from_static("x-strata-instance");
 
-/// How long a relayed request may take and how often it may be reissued.
-#[derive(Debug, Clone)]
-pub struct RelayPolicy {
-    pub deadline: Duration,
-    pub attempt_timeout: Duration,
-    pub retries: u32,
-    /// gRPC methods that may run twice (`relay.idempotent`: `package.Service/Method` or
-    /// `package.Service/*`).
-    pub grpc_idempotent: Arc<[String]>,
-}
-
-impl RelayPolicy {
-    /// Is the gRPC method `package.Service/Method` one that may run twice?
-    pub fn grpc_idempotent(&self, method: &str) -> bool {
-        self.grpc_idempotent.iter().any(|m| match m.strip_suffix("/*") {
-            Some(service) => method.strip_prefix(service).is_some_and(|rest| rest.starts_with('/')),
-            None => m == method,
-        })
-    }
-}
-
-impl Default for RelayPolicy {
-    fn default() -> Self {
-        RelayPolicy {
-            deadline: Duration::from_secs(30),
-            attempt_timeout: Duration::from_secs(10),
-            retries: 2,
-            grpc_idempotent: Arc::from(Vec::new()),
-        }
-    }
-}
+pub use crate::config::RelayPolicy;
 
 /// What happened to a relayed request, for the access log.
 #[derive(Debug, Default, Clone)]
