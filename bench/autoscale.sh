@@ -28,6 +28,8 @@
 #   KEEP=1              keep the work dir (manifest, strata log, raw JSON lines)
 # See bench/README.md for what is measured.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 SLEEP_MS=${SLEEP_MS:-50}
@@ -56,13 +58,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=$ROOT/bench/autoscale
 BENCH=$BENCH_DIR/target/release/autoscale-bench
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
 # ------------------------------------------------------------------ tools
 
-SUDO=()
-if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=(sudo); fi
 
 apt_install() {
     command -v apt-get >/dev/null 2>&1 || die "missing $*, and no apt-get to install it"

@@ -17,6 +17,8 @@
 #   KEEP=1          keep the work dir (raw CSV, logs)
 # See the cache section of bench/README.md for what is measured.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 TESTS=${TESTS:-set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,lrange_100,mset}
@@ -28,13 +30,9 @@ THREADS=${THREADS:-0 1}
 STRATA=${STRATA:-target/release/examples/resp_server}
 KEEP=${KEEP:-}
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
 # ------------------------------------------------------------------ tools
 
-SUDO=()
-if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=(sudo); fi
 
 apt_install() {
     command -v apt-get >/dev/null 2>&1 || die "missing $*, and no apt-get to install it"

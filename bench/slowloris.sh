@@ -47,6 +47,8 @@
 #   KEEP=1            keep the work dir (manifest, strata log, wrk output, holder reports)
 # See bench/README.md.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-20}
@@ -69,8 +71,6 @@ KEEP=${KEEP:-}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HOLDER=$ROOT/bench/tools/conn_holder.py
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
 for p in $PORTS; do
     case $p in gateway | api | redis) ;; *) die "PORTS: '$p' is not one of gateway, api, redis" ;; esac
@@ -86,8 +86,6 @@ done
 
 # ------------------------------------------------------------------ tools
 
-SUDO=()
-if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=(sudo); fi
 
 apt_install() {
     command -v apt-get >/dev/null 2>&1 || die "missing $*, and no apt-get to install it"
@@ -138,13 +136,6 @@ HOLDER_PID=""
 SAMPLER_PID=""
 INSTANCE_PIDS_FILE=""
 
-# true while PID runs (a zombie, or a reused pid of something else, does not count)
-alive() {
-    local pid=$1 state
-    [ -n "$pid" ] && [ -r "/proc/$pid/status" ] || return 1
-    state=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || return 1
-    [ -n "$state" ] && [ "$state" != Z ]
-}
 
 wait_gone() {
     local pid=$1 deadline=$((SECONDS + $2))

@@ -17,6 +17,8 @@
 #   KEEP=1            keep the work dir (configs, logs, raw JSON lines) for inspection
 # See bench/README.md for what is measured.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$(dirname "$0")/.."
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -31,25 +33,10 @@ WS_BENCH=${WS_BENCH:-}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 KEEP=${KEEP:-}
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
 # ------------------------------------------------------------------ tools
 
-SUDO=()
-if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=(sudo); fi
 
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "missing $*, and no apt-get to install it"
-    # update first when the package lists are empty, and once more if an install fails
-    if ! compgen -G '/var/lib/apt/lists/*Packages*' >/dev/null; then
-        "${SUDO[@]}" apt-get update -qq
-    fi
-    if ! DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "$@" >/dev/null; then
-        "${SUDO[@]}" apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "$@" >/dev/null
-    fi
-}
 
 ensure_tools() {
     local missing=()
@@ -89,30 +76,8 @@ STRATA_DIR=""
 PROXY_PID=""
 MEMBER_PID=""
 
-# true while PID runs (a zombie, or a reused pid of something else, does not count)
-alive() {
-    local pid=$1 state
-    [ -n "$pid" ] && [ -r "/proc/$pid/status" ] || return 1
-    state=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || return 1
-    [ -n "$state" ] && [ "$state" != Z ]
-}
 
-# waits up to $2 seconds for PID $1 to end
-wait_gone() {
-    local pid=$1 deadline=$((SECONDS + $2))
-    while alive "$pid"; do
-        [ "$SECONDS" -lt "$deadline" ] || return 1
-        sleep 0.1
-    done
-}
 
-stop_pid() {
-    local pid=$1
-    alive "$pid" || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    wait_gone "$pid" 10 || { kill -KILL "$pid" 2>/dev/null || true; wait_gone "$pid" 5 || true; }
-    wait "$pid" 2>/dev/null || true
-}
 
 stop_strata() {
     [ -n "$STRATA_PID" ] || return 0
