@@ -18,6 +18,8 @@ use strata_manifest::QueueSpec;
 use strata_queue::{FetchOptions, Message, NewMessage, QueueBackend, QueueHandle, Replied, Reply};
 use strata_wire::{compact, messages_json, CompactMessage, JsonBody, MessageOut};
 
+use strata_gateway::{relay, trace};
+
 use crate::extract::{Path, Query};
 use crate::{body, ApiError, Caller, NodeParts};
 
@@ -145,6 +147,7 @@ fn message_in(m: MessageIn, what: &str) -> Result<NewMessage, ApiError> {
         dedupe_id: m.dedupe_id,
         reply_to: m.reply_to,
         correlation_id: m.correlation_id,
+        traceparent: None,
     })
 }
 
@@ -161,8 +164,57 @@ async fn publish(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
+) -> Response {
+    // A publisher that passes its `traceparent` gets a publish span in its trace, and
+    // the messages carry the span on to their delivery; an untraced publish costs nothing.
+    let passed = trace::enabled()
+        .then(|| headers.get(trace::TRACEPARENT))
+        .flatten()
+        .and_then(|v| trace::Context::passed(v.as_bytes()));
+    let Some(context) = passed else {
+        return publish_messages(&state, &name, &params, &headers, body, None)
+            .await
+            .into_response();
+    };
+    let (started, start_us) = (std::time::Instant::now(), trace::now_us());
+    let span_id = trace::random();
+    let traceparent = context.header(span_id);
+    let traceparent = traceparent.to_str().expect("a traceparent is ASCII");
+    let res = publish_messages(&state, &name, &params, &headers, body, Some(traceparent))
+        .await
+        .into_response();
+    state.traces.record(trace::Span {
+        context,
+        span_id,
+        kind: trace::Kind::Publish,
+        service: Arc::from(name.as_str()),
+        method: http::Method::POST,
+        path: http::Uri::try_from(format!("/v1/queues/{name}/messages")).unwrap_or_default(),
+        request_id: headers.get(relay::REQUEST_ID).cloned(),
+        member: None,
+        attempts: 0,
+        unanswered: None,
+        status: res.status().as_u16(),
+        start_us,
+        duration_us: started.elapsed().as_micros() as u64,
+    });
+    res
+}
+
+/// A publish: `traceparent` (the publish span's) goes into every message.
+async fn publish_messages(
+    state: &NodeParts,
+    name: &str,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+    traceparent: Option<&str>,
 ) -> Answer {
-    let q = queue(&state, &name)?;
+    let traced = |mut m: NewMessage| {
+        m.traceparent = traceparent.map(str::to_string);
+        m
+    };
+    let q = queue(state, name)?;
     let wait_reply = match params.get("wait_reply_ms").map(|v| v.parse::<u64>()) {
         None => None,
         Some(Ok(ms)) if ms > 0 => Some(Duration::from_millis(ms)),
@@ -179,27 +231,27 @@ async fn publish(
     }
     let limit = body::publish_limit(q.spec().max_message_bytes);
     let what = format!("a publish to queue {name:?}");
-    if is_compact(&headers, header::CONTENT_TYPE) {
+    if is_compact(headers, header::CONTENT_TYPE) {
         if wait_reply.is_some() {
             return Err(ApiError::bad(
                 "wait_reply_ms takes one JSON message, not a compact batch",
             ));
         }
-        let body = body::read(&headers, body, limit, &what).await?;
+        let body = body::read(headers, body, limit, &what).await?;
         let messages = compact::decode_batch(&body)
             .map_err(|e| ApiError::bad(format!("compact batch: {e}")))?
             .into_iter()
-            .map(NewMessage::new)
+            .map(|payload| traced(NewMessage::new(payload)))
             .collect();
         let published = q.publish(messages).await?;
         let offsets: Vec<u64> = published.iter().map(|p| p.offset).collect();
         return Ok((StatusCode::CREATED, Json(json!({ "offsets": offsets }))).into_response());
     }
-    let mut publish: PublishIn = body::json(&headers, body, limit, &what, PUBLISH_SHAPE).await?;
+    let mut publish: PublishIn = body::json(headers, body, limit, &what, PUBLISH_SHAPE).await?;
     let Some(items) = publish.messages.take() else {
-        let message = message_in(publish.message(), "message")?;
+        let message = traced(message_in(publish.message(), "message")?);
         if let Some(deadline) = wait_reply {
-            return request(&state, &name, message, deadline).await;
+            return request(state, name, message, deadline).await;
         }
         let p = q.publish(vec![message]).await?;
         return Ok((StatusCode::CREATED, Json(p[0])).into_response());
@@ -213,7 +265,7 @@ async fn publish(
     let messages = items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| message_in(item, &format!("messages[{i}]")))
+        .map(|(i, item)| message_in(item, &format!("messages[{i}]")).map(traced))
         .collect::<Result<Vec<_>, _>>()?;
     let published = q.publish(messages).await?;
     let offsets: Vec<u64> = published.iter().map(|p| p.offset).collect();
@@ -248,6 +300,7 @@ pub fn messages_out(messages: &[Message]) -> Vec<MessageOut<'_>> {
                 reply_to,
                 correlation_id,
             )
+            .traced(m.traceparent.as_deref())
         })
         .collect()
 }

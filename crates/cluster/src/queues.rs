@@ -506,6 +506,7 @@ impl QueueBackend for JetStreamQueues {
                     dedupe_id: None,
                     reply_to: None,
                     correlation_id: reply.correlation_id,
+                    traceparent: None,
                 }])
                 .await?;
             return Ok(Replied::Queue(published[0].offset));

@@ -64,6 +64,14 @@ impl Context {
             })
     }
 
+    /// The context a caller passed in its `traceparent`, if well formed: unlike [`of`],
+    /// no trace is started (a publish or delivery that nobody traced stays untraced).
+    ///
+    /// [`of`]: Context::of
+    pub fn passed(traceparent: &[u8]) -> Option<Context> {
+        parse(traceparent)
+    }
+
     /// `traceparent` for what this span calls: the trace, `span` as the parent.
     pub fn header(&self, span: u64) -> HeaderValue {
         let mut buf = [0u8; 55];
@@ -141,6 +149,11 @@ pub enum Kind {
     Gateway,
     /// An instance's call to another service through the node API.
     Call,
+    /// A traced publish to a queue through the node API (`service` is the queue).
+    Publish,
+    /// A push delivery of queued messages to a consuming service (or a function's
+    /// queue trigger); one span per trace among the batch's messages.
+    Deliver,
 }
 
 /// One span, as recorded.
@@ -159,6 +172,68 @@ pub struct Span {
     pub status: u16,
     pub start_us: u64,
     pub duration_us: u64,
+}
+
+/// A push delivery of a batch of queued messages, as a span of each trace among the
+/// messages' publishers' (one span id, recorded once per trace): each message is handed
+/// its own `traceparent` with the delivery as parent.
+pub struct Delivery {
+    span_id: u64,
+    contexts: Vec<Option<Context>>,
+    started: std::time::Instant,
+    start_us: u64,
+}
+
+impl Delivery {
+    /// Starts the delivery of messages whose publishers passed these `traceparent`s.
+    pub fn start<'a>(traceparents: impl Iterator<Item = Option<&'a str>>) -> Delivery {
+        let on = enabled();
+        Delivery {
+            span_id: random(),
+            contexts: traceparents
+                .map(|t| t.filter(|_| on).and_then(|t| Context::passed(t.as_bytes())))
+                .collect(),
+            started: std::time::Instant::now(),
+            start_us: now_us(),
+        }
+    }
+
+    /// The `traceparent` message `i` continues its trace with, if it was traced.
+    pub fn traceparent(&self, i: usize) -> Option<HeaderValue> {
+        self.contexts.get(i).copied().flatten().map(|c| c.header(self.span_id))
+    }
+
+    /// The `traceparent` of the delivery's request: the first traced message's.
+    pub fn first(&self) -> Option<HeaderValue> {
+        self.contexts.iter().flatten().next().map(|c| c.header(self.span_id))
+    }
+
+    /// Records the finished delivery of `service`'s `path`, as `member` answered it.
+    pub fn record(self, traces: &Traces, service: &Arc<str>, path: &str, member: Option<Arc<Member>>, status: u16) {
+        let duration_us = self.started.elapsed().as_micros() as u64;
+        let mut recorded: Vec<u128> = Vec::new();
+        for context in self.contexts.into_iter().flatten() {
+            if recorded.contains(&context.trace_id) {
+                continue;
+            }
+            recorded.push(context.trace_id);
+            traces.record(Span {
+                context,
+                span_id: self.span_id,
+                kind: Kind::Deliver,
+                service: service.clone(),
+                method: http::Method::POST,
+                path: http::Uri::try_from(path).unwrap_or_default(),
+                request_id: None,
+                member: member.clone(),
+                attempts: 1,
+                unanswered: None,
+                status,
+                start_us: self.start_us,
+                duration_us,
+            });
+        }
+    }
 }
 
 /// Wall-clock microseconds since the Unix epoch.

@@ -183,6 +183,7 @@ impl Node {
         let role = ClusterRole {
             placed: config.placed,
             firing_claims: config.firing_claims,
+            traces: gateway.traces(),
         };
         start_tasks(&manifest, &role, &app, &bus, &backends, &shutdown, &mut tasks)?;
         start_topics(&manifest, &bus, &cache, &shutdown, &mut tasks);
@@ -478,15 +479,18 @@ fn cannot_listen(e: std::io::Error, what: &str, addr: SocketAddr, setting: &str)
     }
 }
 
-/// The tasks that are neither the first tier nor the App Service: an autoscaler per
-/// autoscaled service, push delivery per consuming service, a trigger per function
-/// with a store or timer trigger.
-/// What a cluster node's share of an app does differently (see [`NodeConfig`]).
+/// What a cluster node's share of an app does differently (see [`NodeConfig`]), and the
+/// spans its tasks record.
 struct ClusterRole {
     placed: bool,
     firing_claims: Option<Arc<dyn FiringClaims>>,
+    /// The gateway's spans, where push deliveries record theirs.
+    traces: Arc<strata_gateway::trace::Traces>,
 }
 
+/// The tasks that are neither the first tier nor the App Service: an autoscaler per
+/// autoscaled service, push delivery per consuming service, a trigger per function
+/// with a store or timer trigger.
 fn start_tasks(
     manifest: &Manifest,
     role: &ClusterRole,
@@ -524,14 +528,16 @@ fn start_tasks(
         if let (Some(queue), Some(consumes)) = (queue, &spec.consumes) {
             // A function takes `concurrency` batches per instance; a service one.
             let per_member = manifest.functions.get(service).map_or(1, |f| f.concurrency as usize);
-            tasks.push(tokio::spawn(push::run(
+            let push = push::Push {
                 queue,
-                bus.pool(service),
-                consumes.clone(),
-                policies[service].clone(),
+                service: Arc::from(service.as_str()),
+                pool: bus.pool(service),
+                consumes: consumes.clone(),
+                policy: policies[service].clone(),
                 per_member,
-                shutdown.clone(),
-            )));
+                traces: role.traces.clone(),
+            };
+            tasks.push(tokio::spawn(push::run(push, shutdown.clone())));
         }
     }
     for (name, f) in &manifest.functions {

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use strata_bus::{Member, Pool};
 use strata_gateway::relay::{self, JsonPost};
+use strata_gateway::trace::{self, Traces};
 use strata_gateway::RelayPolicy;
 use strata_manifest::ConsumesSpec;
 use strata_queue::{FetchOptions, Message, QueueHandle};
@@ -27,14 +28,30 @@ use tokio_util::sync::CancellationToken;
 /// hammered in a tight loop.
 const FAILED_PAUSE: Duration = Duration::from_millis(250);
 
-pub(crate) async fn run(
-    queue: Arc<dyn QueueHandle>,
-    pool: Arc<Pool>,
-    consumes: ConsumesSpec,
-    mut policy: RelayPolicy,
-    per_member: usize,
-    token: CancellationToken,
-) {
+/// One consuming service's push delivery.
+pub(crate) struct Push {
+    pub queue: Arc<dyn QueueHandle>,
+    /// The consuming service (or function), as spans name it.
+    pub service: Arc<str>,
+    pub pool: Arc<Pool>,
+    pub consumes: ConsumesSpec,
+    pub policy: RelayPolicy,
+    /// Batches in flight per ready member.
+    pub per_member: usize,
+    /// Where a delivery of traced messages records its span.
+    pub traces: Arc<Traces>,
+}
+
+pub(crate) async fn run(push: Push, token: CancellationToken) {
+    let Push {
+        queue,
+        service,
+        pool,
+        consumes,
+        mut policy,
+        per_member,
+        traces,
+    } = push;
     let lease = Duration::from_millis(queue.spec().lease_ms);
     policy.deadline = policy.deadline.min(lease);
     policy.attempt_timeout = policy.attempt_timeout.min(policy.deadline);
@@ -71,14 +88,15 @@ pub(crate) async fn run(
         match fetched {
             Ok(batch) if batch.is_empty() => {}
             Ok(batch) => {
-                tasks.spawn(deliver(
-                    queue.clone(),
-                    pool.clone(),
-                    consumes.clone(),
-                    policy.clone(),
-                    batch,
-                    failed_on.clone(),
-                ));
+                let to = Target {
+                    queue: queue.clone(),
+                    service: service.clone(),
+                    pool: pool.clone(),
+                    consumes: consumes.clone(),
+                    policy: policy.clone(),
+                    traces: traces.clone(),
+                };
+                tasks.spawn(deliver(to, batch, failed_on.clone()));
             }
             Err(e) => {
                 tracing::error!(queue = %queue.name(), group = %consumes.group, "push fetch failed: {e}");
@@ -97,14 +115,25 @@ pub(crate) async fn run(
 /// redelivery goes elsewhere when another member is ready.
 type FailedOn = Arc<std::sync::Mutex<HashMap<u64, Arc<Member>>>>;
 
-async fn deliver(
+/// Where one batch goes.
+struct Target {
     queue: Arc<dyn QueueHandle>,
+    service: Arc<str>,
     pool: Arc<Pool>,
     consumes: Arc<ConsumesSpec>,
     policy: RelayPolicy,
-    batch: Vec<Message>,
-    failed_on: FailedOn,
-) {
+    traces: Arc<Traces>,
+}
+
+async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn) {
+    let Target {
+        queue,
+        service,
+        pool,
+        consumes,
+        policy,
+        traces,
+    } = to;
     let offsets: Vec<u64> = batch.iter().map(|m| m.offset).collect();
     let avoid: Vec<Arc<Member>> = {
         let failed_on = failed_on.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,9 +145,13 @@ async fn deliver(
         }
         avoid
     };
+    // A message whose publish was traced is delivered as a span of its trace.
+    let delivery = trace::Delivery::start(batch.iter().map(|m| m.traceparent.as_deref()));
+    let traceparents: Vec<_> = (0..batch.len()).map(|i| delivery.traceparent(i)).collect();
     let out: Vec<MessageOut> = batch
         .iter()
-        .map(|m| {
+        .zip(&traceparents)
+        .map(|(m, traceparent)| {
             let (reply_to, correlation_id) = (m.reply_to.as_deref(), m.correlation_id.as_deref());
             MessageOut::new(
                 m.offset,
@@ -128,19 +161,29 @@ async fn deliver(
                 reply_to,
                 correlation_id,
             )
+            .traced(traceparent.as_ref().and_then(|t| t.to_str().ok()))
         })
         .collect();
     let body = Bytes::from(messages_json(
         &out,
         &[("queue", queue.name()), ("group", &consumes.group)],
     ));
+    let first = delivery.first();
+    let mut headers = vec![
+        ("x-strata-queue", queue.name()),
+        ("x-strata-group", consumes.group.as_str()),
+    ];
+    if let Some(first) = first.as_ref().and_then(|t| t.to_str().ok()) {
+        headers.push(("traceparent", first));
+    }
     let post = JsonPost {
         path: &consumes.path,
-        headers: &[("x-strata-queue", queue.name()), ("x-strata-group", &consumes.group)],
+        headers: &headers,
         body,
         answer_limit: 1 << 20,
     };
     let answer = relay::post_json(&pool, post, &policy, &avoid).await;
+    delivery.record(&traces, &service, &consumes.path, answer.member.clone(), answer.status);
     let member = answer.member.as_ref().map(|m| m.id.clone()).unwrap_or_default();
     let failed: Vec<u64> = if (200..300).contains(&answer.status) {
         // A 2xx deletes the batch; only a readable `failed` list gives some back, and only

@@ -30,6 +30,8 @@ pub struct Message {
     pub timestamp_ms: u64,
     pub reply_to: Option<String>,
     pub correlation_id: Option<String>,
+    /// The publisher's W3C `traceparent`, when the publish was traced.
+    pub traceparent: Option<String>,
     pub payload: Bytes,
 }
 
@@ -207,6 +209,7 @@ impl<D: Disk> Queue<D> {
                     timestamp_ms: r.timestamp_ms,
                     reply_to: r.reply_to,
                     correlation_id: r.correlation_id,
+                    traceparent: r.traceparent,
                     payload: r.payload,
                 }),
                 Err(other) => {
@@ -303,6 +306,7 @@ impl<D: Disk> Queue<D> {
                 dedupe_id: None,
                 reply_to: m.reply_to,
                 correlation_id: m.correlation_id,
+                traceparent: m.traceparent,
             })
             .collect();
         if let Err(e) = dlq.publish(copies).await {

@@ -501,6 +501,7 @@ impl<D: Disk> Queues<D> {
                     dedupe_id: None,
                     reply_to: None,
                     correlation_id: reply.correlation_id,
+                    traceparent: None,
                 }])
                 .await?;
             return Ok(Replied::Queue(published[0].offset));

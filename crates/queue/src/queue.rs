@@ -184,6 +184,7 @@ impl<D: Disk> Queue<D> {
                 ("dedupe_id", &m.dedupe_id),
                 ("reply_to", &m.reply_to),
                 ("correlation_id", &m.correlation_id),
+                ("traceparent", &m.traceparent),
             ] {
                 if attr.as_ref().is_some_and(|a| a.len() > MAX_ATTR || a.is_empty()) {
                     return Err(QueueError::BadInput(format!(

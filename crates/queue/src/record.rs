@@ -6,7 +6,8 @@
 //! body:
 //!   u64 offset
 //!   u64 timestamp_ms  wall clock (`strata_os::clock::now_ms`)
-//!   u8  flags  bit 0 dedupe id, bit 1 reply-to, bit 2 correlation id
+//!   u8  flags  bit 0 dedupe id, bit 1 reply-to, bit 2 correlation id, bit 3 the
+//!              publisher's W3C `traceparent` (so delivery continues its trace)
 //!   for each flag set, in that order: u16 length, bytes
 //!   payload    the rest of the body
 //! ```
@@ -17,12 +18,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub(crate) const HEADER: usize = 8;
 /// offset + timestamp + flags.
 pub(crate) const FIXED: usize = 17;
-/// Longest dedupe id, reply-to or correlation id.
+/// Longest dedupe id, reply-to, correlation id or traceparent.
 pub const MAX_ATTR: usize = 1024;
 
 const F_DEDUPE: u8 = 1;
 const F_REPLY_TO: u8 = 2;
 const F_CORRELATION: u8 = 4;
+const F_TRACE: u8 = 8;
 
 /// A message as a publisher hands it in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +33,8 @@ pub struct NewMessage {
     pub dedupe_id: Option<String>,
     pub reply_to: Option<String>,
     pub correlation_id: Option<String>,
+    /// The W3C `traceparent` of the span that published it, when it was traced.
+    pub traceparent: Option<String>,
 }
 
 impl NewMessage {
@@ -41,11 +45,12 @@ impl NewMessage {
         }
     }
 
-    fn attrs(&self) -> [(u8, Option<&String>); 3] {
+    fn attrs(&self) -> [(u8, Option<&String>); 4] {
         [
             (F_DEDUPE, self.dedupe_id.as_ref()),
             (F_REPLY_TO, self.reply_to.as_ref()),
             (F_CORRELATION, self.correlation_id.as_ref()),
+            (F_TRACE, self.traceparent.as_ref()),
         ]
     }
 
@@ -89,6 +94,7 @@ pub struct Record {
     pub dedupe_id: Option<String>,
     pub reply_to: Option<String>,
     pub correlation_id: Option<String>,
+    pub traceparent: Option<String>,
     pub payload: Bytes,
 }
 
@@ -142,7 +148,7 @@ fn parse_body(body: &Bytes) -> Option<Record> {
     let offset = u64::from_le_bytes(body[0..8].try_into().ok()?);
     let timestamp_ms = u64::from_le_bytes(body[8..16].try_into().ok()?);
     let flags = body[16];
-    if flags & !(F_DEDUPE | F_REPLY_TO | F_CORRELATION) != 0 {
+    if flags & !(F_DEDUPE | F_REPLY_TO | F_CORRELATION | F_TRACE) != 0 {
         return None;
     }
     let mut at = FIXED;
@@ -158,12 +164,14 @@ fn parse_body(body: &Bytes) -> Option<Record> {
     let dedupe_id = attr(F_DEDUPE)?;
     let reply_to = attr(F_REPLY_TO)?;
     let correlation_id = attr(F_CORRELATION)?;
+    let traceparent = attr(F_TRACE)?;
     Some(Record {
         offset,
         timestamp_ms,
         dedupe_id,
         reply_to,
         correlation_id,
+        traceparent,
         payload: body.slice(at..),
     })
 }
@@ -187,6 +195,7 @@ mod tests {
             dedupe_id: Some("d-1".into()),
             reply_to: None,
             correlation_id: Some("c".into()),
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         };
         for (m, offset) in [(&plain, 0), (&full, u64::MAX)] {
             let bytes = encoded(m, offset);
@@ -200,6 +209,7 @@ mod tests {
             assert_eq!(r.dedupe_id, m.dedupe_id);
             assert_eq!(r.reply_to, m.reply_to);
             assert_eq!(r.correlation_id, m.correlation_id);
+            assert_eq!(r.traceparent, m.traceparent);
         }
     }
 
@@ -216,6 +226,7 @@ mod tests {
             dedupe_id: Some("id".into()),
             reply_to: Some("inbox:1".into()),
             correlation_id: None,
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         };
         let good = encoded(&m, 7);
         for byte in 0..good.len() {

@@ -2,7 +2,9 @@
 //! second service through `$STRATA_URL`, passing its `traceparent` on, gives one trace
 //! whose spans link gateway -> call, each naming the member that answered; the client's
 //! own `traceparent` is the gateway span's parent; `/v1/traces` finds the trace by its
-//! id or by the request id.
+//! id or by the request id. A message published with the trace's `traceparent` and
+//! pushed to a consuming service continues the same trace: publish -> deliver -> the
+//! consumer's own call.
 
 mod common;
 
@@ -72,5 +74,99 @@ async fn a_request_and_the_call_it_makes_are_one_trace() {
     assert_eq!(newest[0]["spans"].as_array().unwrap().len(), 2, "{newest}");
     let missing = get(node.api_addr, "/v1/traces?id=nothing-like-it").await;
     assert_eq!(missing.status, 404);
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_message_and_its_delivery_join_the_trace() {
+    let app = App::new();
+    let manifest = json!({
+        "strata": 1,
+        "app": "test",
+        "queues": { "jobs": {} },
+        "services": {
+            "front": {
+                "run": ["python3", MEMBER],
+                "routes": ["/publish"],
+                "bindings": ["back"],
+                "access": { "publishes": ["jobs"] }
+            },
+            "back": { "run": ["python3", MEMBER] },
+            "worker": {
+                "run": ["python3", MEMBER],
+                "bindings": ["back"],
+                "consumes": { "queue": "jobs", "group": "workers", "path": "/jobs" }
+            }
+        }
+    });
+    let manifest = strata_manifest::parse(&manifest.to_string()).expect("a valid manifest");
+    let node = app.start(app.config(manifest)).await;
+    for service in ["front", "back", "worker"] {
+        wait_ready(&node, service, 1).await;
+    }
+
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let mut req = request(Method::GET, node.gateway_addr, "/publish", "");
+    req.headers_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-b7ad6b7169203331-01").parse().unwrap(),
+    );
+    let reply = send(node.gateway_addr, req).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // gateway -> call (front to back), publish -> deliver (to worker) -> call (worker
+    // to back): five spans once the worker's call is recorded.
+    let mut spans: Vec<Value> = Vec::new();
+    for _ in 0..200 {
+        let traces = get(node.api_addr, &format!("/v1/traces?id={trace_id}")).await.json();
+        spans = traces[0]["spans"].as_array().cloned().unwrap_or_default();
+        if spans.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let kinds: Vec<&str> = spans.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["gateway", "call", "publish", "deliver", "call"], "{spans:#?}");
+    let (gateway, publish, deliver, consumer_call) = (&spans[0], &spans[2], &spans[3], &spans[4]);
+    assert_eq!(publish["service"], "jobs");
+    assert_eq!(publish["status"], 201);
+    assert_eq!(
+        publish["parent_id"], gateway["span_id"],
+        "front published under the gateway's span, as it was given"
+    );
+    assert_eq!(deliver["service"], "worker");
+    assert_eq!(deliver["path"], "/jobs");
+    assert_eq!(deliver["member"], "worker-1");
+    assert_eq!(deliver["status"], 200);
+    assert_eq!(deliver["parent_id"], publish["span_id"], "delivery follows the publish");
+    assert_eq!(consumer_call["service"], "back");
+    assert_eq!(
+        consumer_call["parent_id"], deliver["span_id"],
+        "the consumer continued the message's traceparent"
+    );
+
+    // A publish without traceparent is not traced, and its message carries none.
+    let before = get(node.api_addr, "/v1/traces?limit=100").await.json();
+    let published = post(node.api_addr, "/v1/queues/jobs/messages", r#"{"body": "plain"}"#).await;
+    assert_eq!(published.status, 201, "{}", published.text());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let after = get(node.api_addr, "/v1/traces?limit=100").await.json();
+    // (The worker's call for it starts a trace of its own, as any untraced call does.)
+    let queue_spans = |v: &Value| -> usize {
+        let spans = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|t| t["spans"].as_array().unwrap().iter());
+        spans
+            .filter(|s| s["kind"] == "publish" || s["kind"] == "deliver")
+            .count()
+    };
+    assert_eq!(queue_spans(&before), 2, "{before:#}");
+    assert_eq!(
+        queue_spans(&after),
+        2,
+        "an untraced publish or delivery records no span: {after:#}"
+    );
     stop(node).await;
 }

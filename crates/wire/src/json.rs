@@ -68,6 +68,9 @@ pub struct MessageOut<'a> {
     pub reply_to: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<&'a str>,
+    /// W3C `traceparent` to continue the publisher's trace with, when it was traced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<&'a str>,
 }
 
 impl<'a> MessageOut<'a> {
@@ -86,7 +89,13 @@ impl<'a> MessageOut<'a> {
             body: JsonBody::from_bytes(payload),
             reply_to,
             correlation_id,
+            traceparent: None,
         }
+    }
+
+    /// The message with the `traceparent` its consumer continues the trace with.
+    pub fn traced(self, traceparent: Option<&'a str>) -> MessageOut<'a> {
+        MessageOut { traceparent, ..self }
     }
 }
 

@@ -21,9 +21,11 @@ pub(crate) const META_SPEC: &str = "strata.spec";
 pub(crate) const REPLY_TO: &str = "Strata-Reply-To";
 pub(crate) const CORRELATION_ID: &str = "Strata-Correlation-Id";
 pub(crate) const MSG_ID: &str = "Nats-Msg-Id";
+/// The publisher's W3C trace context, under the name W3C gives it.
+pub(crate) const TRACEPARENT: &str = "traceparent";
 
 /// Room for headers above `max_message_bytes` in a stream's `max_msg_size` (which counts
-/// headers too): the three attributes at their largest (1 KiB each) and their names.
+/// headers too): the four attributes at their largest (1 KiB each) and their names.
 pub(crate) const HEADER_ROOM: u64 = 8 << 10;
 
 /// The shortest dedupe window JetStream takes.
@@ -166,6 +168,7 @@ pub(crate) fn headers(message: &NewMessage, dedupe: bool) -> (Option<HeaderMap>,
         (MSG_ID, dedupe_id),
         (REPLY_TO, message.reply_to.as_ref()),
         (CORRELATION_ID, message.correlation_id.as_ref()),
+        (TRACEPARENT, message.traceparent.as_ref()),
     ];
     let mut headers = HeaderMap::new();
     // "NATS/1.0\r\n", each "Name: value\r\n", the closing "\r\n".

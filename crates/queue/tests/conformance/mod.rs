@@ -189,6 +189,7 @@ pub async fn dead_letter_after_max_deliveries(open: &dyn Open) {
         NewMessage {
             payload: Bytes::from_static(b"poison"),
             correlation_id: Some("c-9".into()),
+            traceparent: Some(TRACEPARENT.into()),
             ..NewMessage::default()
         },
         NewMessage::new(&b"fine"[..]),
@@ -199,6 +200,11 @@ pub async fn dead_letter_after_max_deliveries(open: &dyn Open) {
     for round in 1..=2 {
         let m = q.fetch("g", one).await.unwrap();
         assert_eq!((m[0].offset, m[0].deliveries), (0, round));
+        assert_eq!(
+            m[0].traceparent.as_deref(),
+            Some(TRACEPARENT),
+            "the publisher's trace travels"
+        );
         q.nack("g", &[0]).await.unwrap();
     }
     // The third delivery would pass max_deliveries: it moves to q.dlq instead.
@@ -213,7 +219,10 @@ pub async fn dead_letter_after_max_deliveries(open: &dyn Open) {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].payload, &b"poison"[..]);
     assert_eq!(dead[0].correlation_id.as_deref(), Some("c-9"));
+    assert_eq!(dead[0].traceparent.as_deref(), Some(TRACEPARENT));
 }
+
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
 pub async fn request_reply_round_trip_and_deadline(open: &dyn Open) {
     let queues = open.open(spec()).await;

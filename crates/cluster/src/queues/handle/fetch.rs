@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{settle_one, JsQueue};
 use crate::queues::leases::{Keep, Key};
-use crate::queues::names::{self, CORRELATION_ID, REPLY_TO};
+use crate::queues::names::{self, CORRELATION_ID, REPLY_TO, TRACEPARENT};
 use crate::queues::pull::{pull, Ended, PullError};
 
 /// How long a fetch asks again while no server serves its group's consumer.
@@ -161,6 +161,7 @@ impl JsQueue {
                 timestamp_ms: d.timestamp_ns / 1_000_000,
                 reply_to: names::header(headers, REPLY_TO),
                 correlation_id: names::header(headers, CORRELATION_ID),
+                traceparent: names::header(headers, TRACEPARENT),
                 payload: m.payload,
             });
         }
@@ -175,7 +176,7 @@ impl JsQueue {
         let Some(dlq) = &self.dlq else { return false };
         let mut headers = HeaderMap::new();
         headers.insert(names::MSG_ID, format!("dead-{group}-{seq}").as_str());
-        for name in [REPLY_TO, CORRELATION_ID] {
+        for name in [REPLY_TO, CORRELATION_ID, TRACEPARENT] {
             // Copied as stored (encoded).
             if let Some(v) = m.headers.as_ref().and_then(|h| h.get(name)) {
                 headers.insert(name, v.as_str());
