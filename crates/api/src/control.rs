@@ -219,6 +219,13 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
         .map(|s| (s.name, s.fsync_time))
         .collect();
     crate::prometheus::fsync_family(&mut out, &state.info.app, &fsyncs);
+    crate::prometheus::instance_families(&mut out, &state.info.app, &services);
+    let queues: Vec<_> = state.queues.list().iter().map(|q| q.stats()).collect();
+    crate::prometheus::queue_families(&mut out, &state.info.app, &queues);
+    crate::prometheus::cache_families(&mut out, &state.info.app, &state.cache.stats());
+    if let Some(figures) = state.store.figures() {
+        crate::prometheus::store_families(&mut out, &state.info.app, &figures);
+    }
     crate::prometheus::topic_family(&mut out, &state.info.app, &state.cache.topic_stats());
     let caches = route_caches(&state);
     type Figure = fn(&strata_gateway::fallback::FallbackStats) -> u64;

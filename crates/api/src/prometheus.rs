@@ -1,6 +1,7 @@
 //! Pieces of the Prometheus text format (version 0.0.4) for `/v1/metrics`: label values
 //! escaped, and the families of relayed requests (a counter by status class and a
-//! latency histogram) written from the gateway's per-pool figures, and topic deliveries.
+//! latency histogram) written from the gateway's per-pool figures, topic deliveries,
+//! instances by state, queues and their groups, the cache's shards and the store.
 
 use std::fmt::Write;
 
@@ -103,6 +104,225 @@ pub(crate) fn topic_family(out: &mut String, app: &str, subscribers: &[strata_ca
             let _ = writeln!(out, "strata_topic_messages_total{{{labels},outcome=\"{outcome}\"}} {n}");
         }
     }
+}
+
+/// `# HELP` and `# TYPE` of one family.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// `strata_instances` by state, restarts and OOM kills, for each service.
+pub(crate) fn instance_families(out: &mut String, app: &str, services: &[strata_appservice::ServiceStatus]) {
+    use strata_appservice::InstanceState as S;
+    const STATES: [S; 7] = [
+        S::Unschedulable,
+        S::Starting,
+        S::Ready,
+        S::Backoff,
+        S::CrashLoop,
+        S::Stopping,
+        S::Stopped,
+    ];
+    let app = escape(app);
+    header(
+        out,
+        "strata_instances",
+        "gauge",
+        "Instances of the service on this node, by state (as ps shows them).",
+    );
+    for s in services {
+        let service = escape(&s.name);
+        for state in STATES {
+            let n = s.instances.iter().filter(|i| i.state == state).count();
+            let label = serde_json::to_value(state).ok();
+            let label = label.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+            let _ = writeln!(
+                out,
+                "strata_instances{{app=\"{app}\",service=\"{service}\",state=\"{label}\"}} {n}"
+            );
+        }
+    }
+    type Figure = fn(&strata_appservice::InstanceStatus) -> u64;
+    let counters: [(&str, &str, Figure); 2] = [
+        (
+            "strata_instance_restarts_total",
+            "Launches again after an exit or a failed check, summed over the service's current instance slots.",
+            |i| u64::from(i.restarts),
+        ),
+        (
+            "strata_instance_oom_kills_total",
+            "Instances killed for going over their memory limit, summed over the service's current instance slots.",
+            |i| u64::from(i.oom_kills),
+        ),
+    ];
+    for (name, help, figure) in counters {
+        header(out, name, "counter", help);
+        for s in services {
+            let n: u64 = s.instances.iter().map(figure).sum();
+            let _ = writeln!(out, "{name}{{app=\"{app}\",service=\"{}\"}} {n}", escape(&s.name));
+        }
+    }
+}
+
+/// Each queue's stored messages, bytes and published count, and each group's backlog,
+/// leased messages, floor and dead letters.
+pub(crate) fn queue_families(out: &mut String, app: &str, queues: &[strata_queue::QueueStats]) {
+    if queues.is_empty() {
+        return;
+    }
+    let app = escape(app);
+    type Figure = fn(&strata_queue::QueueStats) -> u64;
+    let per_queue: [(&str, &str, &str, Figure); 4] = [
+        (
+            "strata_queue_messages",
+            "gauge",
+            "Messages the queue holds (retention removes them, consumption does not).",
+            |q| q.messages,
+        ),
+        ("strata_queue_bytes", "gauge", "Payload bytes the queue holds.", |q| {
+            q.bytes
+        }),
+        (
+            "strata_queue_published_total",
+            "counter",
+            "Messages ever published to the queue (its next offset).",
+            |q| q.next_offset,
+        ),
+        (
+            "strata_queue_corrupt_records_total",
+            "counter",
+            "Damaged records found in the queue's files and skipped.",
+            |q| q.corrupt,
+        ),
+    ];
+    for (name, kind, help, figure) in per_queue {
+        header(out, name, kind, help);
+        for q in queues {
+            let _ = writeln!(
+                out,
+                "{name}{{app=\"{app}\",queue=\"{}\"}} {}",
+                escape(&q.name),
+                figure(q)
+            );
+        }
+    }
+    type GroupFigure = fn(&strata_queue::GroupStats) -> u64;
+    let per_group: [(&str, &str, &str, GroupFigure); 4] = [
+        (
+            "strata_queue_group_backlog",
+            "gauge",
+            "Messages the group has not finished: unread plus leased.",
+            |g| g.backlog,
+        ),
+        (
+            "strata_queue_group_leased",
+            "gauge",
+            "Messages handed to the group's consumers and not yet acked or nacked.",
+            |g| g.leased,
+        ),
+        (
+            "strata_queue_group_floor_offset",
+            "gauge",
+            "The offset below which every message is done for the group; its rate is the group's consumption rate.",
+            |g| g.floor,
+        ),
+        (
+            "strata_queue_group_dead_lettered_total",
+            "counter",
+            "Messages moved to the dead-letter queue after max_deliveries.",
+            |g| g.dead_lettered,
+        ),
+    ];
+    for (name, kind, help, figure) in per_group {
+        header(out, name, kind, help);
+        for q in queues {
+            for g in &q.groups {
+                let _ = writeln!(
+                    out,
+                    "{name}{{app=\"{app}\",queue=\"{}\",group=\"{}\"}} {}",
+                    escape(&q.name),
+                    escape(&g.name),
+                    figure(g)
+                );
+            }
+        }
+    }
+}
+
+/// The cache's figures per shard.
+pub(crate) fn cache_families(out: &mut String, app: &str, cache: &strata_cache::CacheStats) {
+    let app = escape(app);
+    type Figure = fn(&strata_cache::ShardStats) -> u64;
+    let families: [(&str, &str, &str, Figure); 7] = [
+        ("strata_cache_keys", "gauge", "Keys the shard holds.", |s| s.keys),
+        (
+            "strata_cache_bytes",
+            "gauge",
+            "Bytes the shard is charged: keys, values and a fixed overhead per entry.",
+            |s| s.bytes,
+        ),
+        (
+            "strata_cache_max_bytes",
+            "gauge",
+            "The shard's memory bound (0: none).",
+            |s| s.max_bytes,
+        ),
+        (
+            "strata_cache_hits_total",
+            "counter",
+            "Reads that found a live key.",
+            |s| s.hits,
+        ),
+        ("strata_cache_misses_total", "counter", "Reads that found none.", |s| {
+            s.misses
+        }),
+        (
+            "strata_cache_evictions_total",
+            "counter",
+            "Keys removed to stay under the memory bound.",
+            |s| s.evictions,
+        ),
+        (
+            "strata_cache_expired_total",
+            "counter",
+            "Keys removed because their deadline passed.",
+            |s| s.expired,
+        ),
+    ];
+    for (name, kind, help, figure) in families {
+        header(out, name, kind, help);
+        for (i, shard) in cache.shards.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{app=\"{app}\",shard=\"{i}\"}} {}", figure(shard));
+        }
+    }
+}
+
+/// The store's operations by kind and its group commits' times.
+pub(crate) fn store_families(out: &mut String, app: &str, figures: &strata_store::StoreFigures) {
+    let app = escape(app);
+    header(
+        out,
+        "strata_store_operations_total",
+        "counter",
+        "Store operations: writes once durable (a failed condition counts), reads once asked.",
+    );
+    let writes = strata_store::WRITE_KINDS.iter().zip(figures.writes);
+    let reads = strata_store::READ_KINDS.iter().zip(figures.reads);
+    for (op, n) in writes.chain(reads) {
+        let _ = writeln!(out, "strata_store_operations_total{{app=\"{app}\",op=\"{op}\"}} {n}");
+    }
+    header(
+        out,
+        "strata_store_commit_duration_seconds",
+        "histogram",
+        "Time to make one group commit of the store durable: the log's write and fdatasync.",
+    );
+    histogram(
+        out,
+        "strata_store_commit_duration_seconds",
+        &format!("app=\"{app}\""),
+        &figures.commit_time,
+    );
 }
 
 /// The `_bucket`, `_sum` and `_count` lines of one histogram.

@@ -66,6 +66,12 @@ pub trait StoreBackend: Send + Sync + 'static {
         None
     }
 
+    /// Its operations and commit times, where it keeps them (the embedded store does;
+    /// JetStream's servers keep their own).
+    fn figures(&self) -> Option<crate::StoreFigures> {
+        None
+    }
+
     /// What the store lost and repaired when it opened, in words (empty when nothing):
     /// shown by `ps` while the node runs, beside the warning in its log.
     fn repairs(&self) -> Vec<String> {
@@ -200,6 +206,10 @@ impl StoreBackend for Store {
 
     fn repairs(&self) -> Vec<String> {
         self.recovery().describe()
+    }
+
+    fn figures(&self) -> Option<crate::StoreFigures> {
+        Some(Store::figures(self))
     }
 }
 

@@ -112,6 +112,7 @@ mod applier;
 mod backend;
 mod blob;
 mod db_file;
+mod figures;
 mod listing;
 mod overlay;
 mod record;
@@ -125,6 +126,7 @@ use serde::Serialize;
 
 pub use applier::{CHECKPOINT_BATCHES, CHECKPOINT_INTERVAL};
 pub use backend::{app_namespace, BlobBody, FailedStore, StoreBackend};
+pub use figures::{StoreFigures, READ_KINDS, WRITE_KINDS};
 pub use store::{Recovery, Store, StoreConfig, MAX_VALUE_LIMIT};
 
 /// Longest namespace, in bytes.

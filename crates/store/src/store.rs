@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::applier::{self, Applier, Handoff, WAL_FILE_BYTES};
 use crate::blob::{self, Chunk, Tokens, Upload};
 use crate::db_file;
+use crate::figures::{Figures, StoreFigures};
 use crate::listing::{self, list_bounds};
 use crate::overlay::{Maps, Overlay};
 use crate::record::{db_err, table_key, value_body, value_header, BlobRecord, BLOBS, META, VALUES};
@@ -119,6 +120,7 @@ pub struct Store {
     closed: AtomicBool,
     changes: broadcast::Sender<Change>,
     tokens: Tokens,
+    figures: Arc<Figures>,
 }
 
 fn io_err(what: &str, e: std::io::Error) -> StoreError {
@@ -201,6 +203,7 @@ impl Store {
             .spawn(move || applier.run(applier_rx))
             .map_err(|e| io_err("start the applier thread", e))?;
         let (changes, _) = broadcast::channel(config.change_capacity.max(1));
+        let figures = Arc::new(Figures::default());
         let writer = Writer {
             db: db.clone(),
             blobs: blobs.clone(),
@@ -212,6 +215,7 @@ impl Store {
             seq: recovered.seq,
             next_batch: recovered.batch + 1,
             changes: changes.clone(),
+            figures: figures.clone(),
         };
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -234,7 +238,13 @@ impl Store {
             closed: AtomicBool::new(false),
             changes,
             tokens: Tokens::new(),
+            figures,
         })
+    }
+
+    /// Its writes, reads and commit times since it opened.
+    pub fn figures(&self) -> StoreFigures {
+        self.figures.snapshot()
     }
 
     /// What opening found and repaired.
@@ -265,6 +275,7 @@ impl Store {
     pub async fn get(&self, ns: &str, key: &str) -> Result<Option<Entry>, StoreError> {
         check_namespace(ns)?;
         check_key(key)?;
+        self.figures.read(0);
         let k = table_key(ns, key);
         self.read(
             move |maps| maps.values.get(&k).cloned().ok_or(k),
@@ -344,6 +355,7 @@ impl Store {
         limit: usize,
     ) -> Result<Page<ListItem>, StoreError> {
         let (ns, prefix, after, limit) = list_args(ns, prefix, after, limit)?;
+        self.figures.read(1);
         let (start, _, prefix_key) = list_bounds(&ns, &prefix, after.as_deref());
         self.read(
             move |maps| Maps::range(&maps.values, &start, &prefix_key).collect::<Vec<_>>(),
@@ -444,6 +456,7 @@ impl Store {
     pub async fn get_blob(&self, ns: &str, name: &str) -> Result<Option<(BlobMeta, tokio::fs::File)>, StoreError> {
         check_namespace(ns)?;
         check_key(name)?;
+        self.figures.read(2);
         let k = table_key(ns, name);
         // The read snapshot keeps the metadata, not the file: a writer that replaced or
         // deleted the blob after the snapshot may have removed that body already. Another
@@ -514,6 +527,7 @@ impl Store {
         limit: usize,
     ) -> Result<Page<BlobItem>, StoreError> {
         let (ns, prefix, after, limit) = list_args(ns, prefix, after, limit)?;
+        self.figures.read(3);
         let (start, _, prefix_key) = list_bounds(&ns, &prefix, after.as_deref());
         self.read(
             move |maps| Maps::range(&maps.blobs, &start, &prefix_key).collect::<Vec<_>>(),

@@ -26,6 +26,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::applier::{Handoff, Logged, ToApplier};
 use crate::blob;
+use crate::figures::Figures;
 use crate::overlay::{Maps, Overlay, Pending, PendingValue};
 use crate::record::{db_err, table_key, value_header, BlobRecord, BLOBS, VALUES};
 use crate::wal::{self, Effect, Wal};
@@ -110,6 +111,16 @@ impl Write {
         }
     }
 
+    /// Its index in [`crate::WRITE_KINDS`].
+    fn kind(&self) -> usize {
+        match self {
+            Write::Put { .. } => 0,
+            Write::Delete { .. } => 1,
+            Write::PutBlob { .. } => 2,
+            Write::DeleteBlob { .. } => 3,
+        }
+    }
+
     fn blob_file(&self) -> Option<&str> {
         match self {
             Write::PutBlob { file, .. } => Some(file),
@@ -143,6 +154,7 @@ pub(crate) struct Writer<D: Disk> {
     /// The id of the next batch.
     pub next_batch: u64,
     pub changes: broadcast::Sender<Change>,
+    pub figures: Arc<Figures>,
 }
 
 impl<D: Disk> Writer<D> {
@@ -244,6 +256,7 @@ impl<D: Disk> Writer<D> {
                 return self.refuse(writes, dones, e, true);
             }
         }
+        let appending = std::time::Instant::now();
         if let Err(e) = self.wal.append(&record) {
             let e = StoreError::Io(format!("write the write-ahead log: {e}"));
             self.shared.fail("writing the log failed", &e);
@@ -252,6 +265,10 @@ impl<D: Disk> Writer<D> {
             return self.refuse(writes, dones, e, false);
         }
         // Durable.
+        self.figures.committed(appending.elapsed());
+        for w in &writes {
+            self.figures.wrote(w.kind());
+        }
         self.seq = seq;
         let id = self.next_batch;
         self.next_batch += 1;

@@ -97,6 +97,32 @@ async fn relayed_requests_are_counted_and_timed(node: &strata_node::Node) {
             .await
             .expect("publish");
     }
+    // One message leased to group g; two store writes and a read; a cache key.
+    let leased = jobs
+        .fetch("g", strata_queue::FetchOptions::default())
+        .await
+        .expect("fetch");
+    assert_eq!(leased.len(), 1);
+    let store = &node.backends.store;
+    for v in ["1", "2"] {
+        store
+            .put("test.ns", "k", v.into(), strata_store::Cond::Any)
+            .await
+            .expect("put");
+    }
+    store.get("test.ns", "k").await.expect("get");
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut resp = tokio::net::TcpStream::connect(node.cache_addr.expect("a Redis port"))
+            .await
+            .unwrap();
+        resp.write_all(b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n")
+            .await
+            .unwrap();
+        let mut ok = [0u8; 5];
+        resp.read_exact(&mut ok).await.unwrap();
+        assert_eq!(&ok, b"+OK\r\n");
+    }
     let metrics = get(node.api_addr, "/v1/metrics").await.text();
     let families = parse_prometheus(&metrics);
     let labelled = |family: &str, label: &str, value: &str| -> Vec<(String, serde_json::Value, f64)> {
@@ -160,6 +186,71 @@ async fn relayed_requests_are_counted_and_timed(node: &strata_node::Node) {
     assert_eq!(by_code("3xx"), Some(0.0), "{metrics}");
     assert_eq!(by_code("4xx"), Some(2.0), "{metrics}");
     assert_eq!(by_code("5xx"), Some(1.0), "{metrics}");
+
+    // Instances by state, queues and groups, the cache's shards, the store.
+    let one = |family: &str, name: &str, labels: &[(&str, &str)]| -> f64 {
+        let found: Vec<f64> = families[family]["samples"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no family {family} in\n{metrics}"))
+            .iter()
+            .filter(|s| s[0] == name && s[1]["app"] == "test" && labels.iter().all(|(k, v)| s[1][*k] == *v))
+            .map(|s| s[2].as_f64().unwrap())
+            .collect();
+        assert_eq!(found.len(), 1, "{name} {labels:?} in\n{metrics}");
+        found[0]
+    };
+    assert_eq!(families["strata_instances"]["type"], "gauge");
+    let ready = one(
+        "strata_instances",
+        "strata_instances",
+        &[("service", "lazy"), ("state", "ready")],
+    );
+    assert_eq!(ready, 1.0, "{metrics}");
+    let backoff = one(
+        "strata_instances",
+        "strata_instances",
+        &[("service", "lazy"), ("state", "backoff")],
+    );
+    assert_eq!(backoff, 0.0);
+    let restarts = ("strata_instance_restarts", "strata_instance_restarts_total");
+    assert_eq!(one(restarts.0, restarts.1, &[("service", "lazy")]), 0.0);
+    let jobs = [("queue", "jobs")];
+    assert_eq!(
+        one("strata_queue_published", "strata_queue_published_total", &jobs),
+        3.0
+    );
+    assert_eq!(one("strata_queue_messages", "strata_queue_messages", &jobs), 3.0);
+    let group = [("queue", "jobs"), ("group", "g")];
+    assert_eq!(
+        one("strata_queue_group_backlog", "strata_queue_group_backlog", &group),
+        3.0
+    );
+    assert_eq!(
+        one("strata_queue_group_leased", "strata_queue_group_leased", &group),
+        1.0
+    );
+    let keys: f64 = families["strata_cache_keys"]["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s[1]["app"] == "test")
+        .map(|s| s[2].as_f64().unwrap())
+        .sum();
+    assert_eq!(keys, 1.0, "{metrics}");
+    let op = |op: &str| {
+        one(
+            "strata_store_operations",
+            "strata_store_operations_total",
+            &[("op", op)],
+        )
+    };
+    assert_eq!((op("put"), op("get"), op("delete")), (2.0, 1.0, 0.0), "{metrics}");
+    let store_commits = labelled("strata_store_commit_duration_seconds", "app", "test");
+    let commits = histogram("strata_store_commit_duration_seconds", store_commits);
+    assert!(
+        (1.0..=2.0).contains(&commits),
+        "two puts, one or two group commits: {metrics}"
+    );
 }
 
 /// Every family of a Prometheus text exposition as `{name: {"type", "samples": [[name,
