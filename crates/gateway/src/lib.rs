@@ -50,6 +50,7 @@ pub mod fallback;
 pub mod framing;
 pub mod health;
 pub mod metrics;
+pub mod otlp;
 pub mod relay;
 pub mod request_body;
 mod request_id;

@@ -11,8 +11,8 @@
 //!   through the node API, with the request id, wall-clock start and duration.
 //! - **Kept in memory:** the last [`PER_SHARD`] spans of each gateway worker (and of the
 //!   other threads together) in a ring each, so recording is one uncontended lock and
-//!   no allocation; `/v1/traces` and `strata trace ID` read them. Nothing is exported
-//!   (no OTLP yet).
+//!   no allocation; `/v1/traces` and `strata trace ID` read them. With `--otlp URL`
+//!   each is also handed to the exporter (`crate::otlp`) through a bounded channel.
 //!
 //! Cost per request: a header lookup and parse, one random number, 55 bytes of hex
 //! written into the forwarded header, one clock read and one push into the ring.
@@ -20,12 +20,14 @@
 //! measuring that cost.
 
 use std::cell::Cell;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use strata_bus::Member;
+use tokio::sync::mpsc;
 
 use crate::metrics::NoAnswer;
 use crate::worker::{self, SLOTS};
@@ -243,9 +245,13 @@ pub fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// The rings of recent spans, one per gateway worker and one for other threads.
+/// The rings of recent spans, one per gateway worker and one for other threads, and
+/// the exporter's channel when spans are exported (`crate::otlp`).
 pub struct Traces {
     shards: Vec<Mutex<Ring>>,
+    export: OnceLock<mpsc::Sender<Span>>,
+    /// Spans the exporter had no room for.
+    dropped: AtomicU64,
 }
 
 struct Ring {
@@ -264,6 +270,8 @@ impl Default for Traces {
                     })
                 })
                 .collect(),
+            export: OnceLock::new(),
+            dropped: AtomicU64::new(0),
         }
     }
 }
@@ -280,6 +288,11 @@ impl Traces {
     }
 
     pub fn record(&self, span: Span) {
+        if let Some(export) = self.export.get() {
+            if export.try_send(span.clone()).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let mut ring = self.shards[worker::slot()].lock().expect("trace ring");
         if ring.spans.len() < PER_SHARD {
             ring.spans.push(span);
@@ -288,6 +301,22 @@ impl Traces {
             ring.spans[at] = span;
         }
         ring.next = (ring.next + 1) % PER_SHARD;
+    }
+
+    /// From now on every recorded span is also sent to the receiver this answers (the
+    /// exporter's), while it has room for `capacity`; one exporter per `Traces` (a
+    /// second call gets a receiver that is already closed).
+    pub fn export(&self, capacity: usize) -> mpsc::Receiver<Span> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        match self.export.set(tx) {
+            Ok(()) => rx,
+            Err(_) => mpsc::channel(1).1,
+        }
+    }
+
+    /// Spans the exporter had no room for.
+    pub fn export_dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Every kept span, oldest first.
@@ -372,6 +401,20 @@ pub struct SpanView {
     pub status: u16,
     pub start_us: u64,
     pub duration_us: u64,
+}
+
+impl Span {
+    /// As `/v1/traces` shows it.
+    pub fn view(&self) -> SpanView {
+        SpanView::of(self)
+    }
+
+    /// The trace id, 32 hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        let mut buf = [0u8; 32];
+        hex(self.context.trace_id, &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
 }
 
 impl SpanView {

@@ -38,4 +38,6 @@ mod triggers;
 
 pub use backends::Backends;
 pub use node::{Node, NodeConfig};
+/// The OTLP exporter of spans (`--otlp`), for the CLI.
+pub use strata_gateway::otlp;
 pub use triggers::FiringClaims;

@@ -58,6 +58,9 @@ pub struct NodeConfig {
     /// and puts it in the slot only if the slot is empty; whoever owns the workers swaps
     /// it in otherwise ([`Node::gateway`]). None: the node runs its own workers.
     pub gateway_slot: Option<Arc<GatewaySlot>>,
+    /// Export every span over OTLP/HTTP to this endpoint (`--otlp`), and the resource's
+    /// `service.instance.id` (a cluster node's name).
+    pub otlp: Option<(strata_gateway::otlp::Endpoint, Option<String>)>,
 }
 
 impl NodeConfig {
@@ -78,6 +81,7 @@ impl NodeConfig {
             placed: false,
             firing_claims: None,
             gateway_slot: None,
+            otlp: None,
         }
     }
 }
@@ -156,6 +160,18 @@ impl Node {
             &shutdown,
             &mut tasks,
         )?;
+        if let Some((endpoint, node)) = config.otlp.clone() {
+            let resource = strata_gateway::otlp::Resource {
+                app: manifest.app.clone(),
+                node,
+            };
+            tasks.push(tokio::spawn(strata_gateway::otlp::run(
+                gateway.traces(),
+                endpoint,
+                resource,
+                shutdown.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(strata_cache::run_sweeper(
             read_through.cache.clone(),
             Duration::from_millis(100),

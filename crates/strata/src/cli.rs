@@ -68,6 +68,10 @@ pub enum Command {
         /// Accelerators offered to instances.
         #[arg(long, default_value_t = 0, value_name = "N")]
         accelerators: u32,
+        /// Export every span over OTLP/HTTP (JSON) to this endpoint: the traces go to
+        /// URL/v1/traces (default: $OTEL_EXPORTER_OTLP_ENDPOINT; docs/traces.md).
+        #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL", value_parser = crate::cluster::parse_otlp)]
+        otlp: Option<strata_node::otlp::Endpoint>,
     },
     /// Look at an app's folder and write a strata.json for it, explaining each guess.
     Init {
@@ -258,6 +262,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             labels,
             memory_mb,
             accelerators,
+            otlp,
         } => {
             let file = dir.join(file);
             let manifest = load(&file)?;
@@ -277,6 +282,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             config.cache_listen = cache_listen;
             config.node = node;
             config.write_state_file = true;
+            config.otlp = otlp.map(|e| (e, None));
             up(config).await
         }
         Command::Init {

@@ -44,6 +44,10 @@ pub enum ClusterCommand {
         /// gateway.listen port.
         #[arg(long, default_value = "127.0.0.1", value_name = "IP[:0]")]
         listen: String,
+        /// Export every span over OTLP/HTTP (JSON) to this endpoint: the traces go to
+        /// URL/v1/traces (default: $OTEL_EXPORTER_OTLP_ENDPOINT; docs/traces.md).
+        #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL", value_parser = parse_otlp)]
+        otlp: Option<strata_node::otlp::Endpoint>,
     },
     /// The nodes of a cluster: labels, capacity, load and last heartbeat.
     Nodes {
@@ -81,6 +85,7 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
             accelerators,
             data,
             listen,
+            otlp,
         } => {
             let name = match name {
                 Some(n) => n,
@@ -104,6 +109,7 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
                 data_dir: std::path::absolute(data)?,
                 listen,
                 gateway_port: any_port.then_some(0),
+                otlp,
             };
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
@@ -308,4 +314,9 @@ pub async fn ps(nats: &str, json: bool) -> Result<()> {
         }
         Ok(())
     })?)
+}
+
+/// `--otlp URL`: an OTLP/HTTP endpoint.
+pub(crate) fn parse_otlp(url: &str) -> Result<strata_node::otlp::Endpoint, String> {
+    strata_node::otlp::Endpoint::parse(url)
 }

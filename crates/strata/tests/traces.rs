@@ -170,3 +170,92 @@ async fn a_published_message_and_its_delivery_join_the_trace() {
     );
     stop(node).await;
 }
+
+const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/otlp_receiver.py");
+
+/// With an OTLP endpoint, the spans of a trace reach the collector as an OTLP/HTTP JSON
+/// export: ids in hex, the parent link, SERVER and CLIENT kinds, the resource's names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp() {
+    use tokio::io::AsyncBufReadExt;
+    let app = App::new();
+    let received = app.path().join("otlp.jsonl");
+    let mut receiver = tokio::process::Command::new("python3")
+        .args([RECEIVER, received.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the OTLP receiver");
+    let mut port = String::new();
+    tokio::io::BufReader::new(receiver.stdout.take().unwrap())
+        .read_line(&mut port)
+        .await
+        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", port.trim());
+
+    let services = json!({
+        "front": { "run": ["python3", MEMBER], "routes": ["/front"], "bindings": ["back"] },
+        "back": { "run": ["python3", MEMBER] },
+    });
+    let mut config = app.config(app.manifest(services, Value::Null));
+    config.otlp = Some((strata_node::otlp::Endpoint::parse(&endpoint).unwrap(), None));
+    let node = app.start(config).await;
+    wait_ready(&node, "front", 1).await;
+    wait_ready(&node, "back", 1).await;
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let mut req = request(Method::GET, node.gateway_addr, "/front", "");
+    req.headers_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-10f067aa0ba902b8-01").parse().unwrap(),
+    );
+    assert_eq!(send(node.gateway_addr, req).await.unwrap().status, 200);
+
+    // Within the exporter's second (and a margin), both spans arrive.
+    let mut spans: Vec<Value> = Vec::new();
+    let mut resource = Value::Null;
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&received).unwrap_or_default();
+        spans.clear();
+        for line in text.lines() {
+            let export: Value = serde_json::from_str(line).unwrap();
+            for rs in export["resourceSpans"].as_array().unwrap() {
+                for ss in rs["scopeSpans"].as_array().unwrap() {
+                    for span in ss["spans"].as_array().unwrap() {
+                        if span["traceId"] == trace_id {
+                            resource = rs["resource"].clone();
+                            spans.push(span.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if spans.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    spans.sort_by_key(|s| s["kind"].as_u64());
+    let (server, client) = (&spans[0], &spans[1]);
+    assert_eq!(server["kind"], 2, "the gateway's span is SERVER");
+    assert_eq!(server["name"], "GET /front");
+    assert_eq!(server["parentSpanId"], "10f067aa0ba902b8");
+    assert_eq!(client["kind"], 3, "the call's span is CLIENT");
+    assert_eq!(client["parentSpanId"], server["spanId"]);
+    assert_eq!(server["spanId"].as_str().unwrap().len(), 16);
+    let start: u128 = server["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    let end: u128 = server["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    assert!(end >= start && start > 1_600_000_000_000_000_000, "{server}");
+    let attribute = |span: &Value, key: &str| -> Value {
+        let found = span["attributes"].as_array().unwrap().iter().find(|a| a["key"] == key);
+        found.map(|a| a["value"].clone()).unwrap_or(Value::Null)
+    };
+    assert_eq!(attribute(server, "strata.member"), json!({"stringValue": "front-1"}));
+    assert_eq!(
+        attribute(server, "http.response.status_code"),
+        json!({"intValue": "200"})
+    );
+    assert_eq!(attribute(&resource, "service.name"), json!({"stringValue": "strata"}));
+    assert_eq!(attribute(&resource, "strata.app"), json!({"stringValue": "test"}));
+    stop(node).await;
+}

@@ -68,6 +68,8 @@ pub struct ClusterConfig {
     /// The gateways' port: None, each app's `gateway.listen` port; Some(0), any free one
     /// (several nodes on one address, as in tests).
     pub gateway_port: Option<u16>,
+    /// Export every app's spans over OTLP/HTTP to this endpoint (`--otlp`).
+    pub otlp: Option<strata_gateway::otlp::Endpoint>,
 }
 
 /// One app running here.
@@ -523,6 +525,7 @@ async fn start_app(
     // should (a new version that moves the gateway's port gets workers of its own).
     let shared = gateway.filter(|g| config.gateway_port.is_some() || g.addr.port() == gateway_port);
     let mut node_config = NodeConfig::new(manifest.clone(), dir);
+    node_config.otlp = config.otlp.clone().map(|e| (e, Some(config.name.clone())));
     node_config.cache_listen = manifest
         .cache
         .listen
