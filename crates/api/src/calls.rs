@@ -113,7 +113,7 @@ async fn call(State(state): State<Arc<NodeParts>>, service: String, req: Request
     if !trace::enabled() {
         return res.map(Body::new);
     }
-    state.traces.record(trace::Span {
+    let span = trace::Span {
         context,
         span_id,
         kind: trace::Kind::Call,
@@ -127,7 +127,9 @@ async fn call(State(state): State<Arc<NodeParts>>, service: String, req: Request
         status: res.status().as_u16(),
         start_us,
         duration_us: started.elapsed().as_micros() as u64,
-    });
+        reason: None,
+    };
+    state.traces.record_relay(span, &outcome.failed);
     res.map(Body::new)
 }
 

@@ -197,6 +197,7 @@ async fn publish(
         status: res.status().as_u16(),
         start_us,
         duration_us: started.elapsed().as_micros() as u64,
+        reason: None,
     });
     res
 }

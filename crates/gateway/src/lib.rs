@@ -286,7 +286,7 @@ impl Gateway {
             ]);
         }
         if let Some((context, span_id, start_us)) = traced {
-            self.config.traces.record(trace::Span {
+            let span = trace::Span {
                 context,
                 span_id,
                 kind: trace::Kind::Gateway,
@@ -300,7 +300,9 @@ impl Gateway {
                 unanswered: outcome.unanswered,
                 start_us,
                 duration_us: started.elapsed().as_micros() as u64,
-            });
+                reason: None,
+            };
+            self.config.traces.record_relay(span, &outcome.failed);
         }
         res
     }

@@ -216,6 +216,7 @@ fn span_json(s: &Span) -> Value {
         Kind::Call => (3, format!("{} {}", s.method, s.path.path())),
         Kind::Publish => (4, format!("{} publish", s.service)),
         Kind::Deliver => (5, format!("{} process", s.service)),
+        Kind::Attempt => (3, format!("attempt {} {} {}", s.attempts, s.method, s.path.path())),
     };
     let view = s.view();
     let mut attributes = vec![
@@ -235,8 +236,12 @@ fn span_json(s: &Span) -> Value {
     if let Some(why) = &view.unanswered {
         attributes.push(attr("strata.unanswered", json!(why)));
     }
-    // STATUS_CODE_ERROR 2 when strata or the member failed the request; else UNSET 0.
-    let failed = s.status >= 500 || s.unanswered.is_some();
+    if let Some(why) = &s.reason {
+        attributes.push(attr("strata.reason", json!(why)));
+    }
+    // STATUS_CODE_ERROR 2 when strata or the member failed the request (or the
+    // attempt); else UNSET 0.
+    let failed = s.status >= 500 || s.unanswered.is_some() || s.reason.is_some();
     let mut span = json!({
         "traceId": s.trace_id_hex(),
         "spanId": view.span_id,

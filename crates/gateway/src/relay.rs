@@ -42,6 +42,20 @@ pub struct Outcome {
     pub attempts: u32,
     /// Why no member's reply came back, when the relay answered itself.
     pub unanswered: Option<NoAnswer>,
+    /// The attempts that got no reply, in order (empty unless one failed): traces show
+    /// them as spans of their own.
+    pub failed: Vec<FailedAttempt>,
+}
+
+/// An attempt that got no reply.
+#[derive(Debug, Clone)]
+pub struct FailedAttempt {
+    pub member: Arc<Member>,
+    /// Why, in words.
+    pub why: String,
+    /// When it started and ended, in microseconds from the relay's start.
+    pub from_us: u64,
+    pub to_us: u64,
 }
 
 impl Outcome {
@@ -180,6 +194,17 @@ async fn any_from(
         admission.arrived();
     }
     loop {
+        if outcome.attempts as usize > outcome.failed.len() {
+            // The attempt just made failed: kept for the trace.
+            if let Some((member, failure)) = &last {
+                outcome.failed.push(FailedAttempt {
+                    member: member.clone(),
+                    why: failure.describe(),
+                    from_us: outcome.failed.last().map_or(0, |f| f.to_us),
+                    to_us: started.elapsed().as_micros() as u64,
+                });
+            }
+        }
         if outcome.attempts > 0 {
             let may_reissue = match &last {
                 Some((_, Failure::Unsent(_))) => true,
@@ -340,6 +365,16 @@ async fn any_from(
                 last = Some((member, Failure::Broken(e.to_string())));
             }
             Err((SendError::TimedOut, _)) => last = Some((member, Failure::Timeout)),
+        }
+    }
+}
+
+impl Failure {
+    fn describe(&self) -> String {
+        match self {
+            Failure::Unsent(e) => e.clone(),
+            Failure::Broken(e) => format!("the connection broke off: {e}"),
+            Failure::Timeout => "no reply within the attempt timeout".to_string(),
         }
     }
 }
@@ -560,6 +595,7 @@ pub async fn all(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
         broadcast: Some(replies.len()),
         attempts: 1,
         unanswered: None,
+        failed: Vec::new(),
     };
     let mut res = Response::new(ResBody::full(format!("{}\n", serde_json::Value::Array(replies))));
     res.headers_mut()

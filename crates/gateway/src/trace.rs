@@ -156,6 +156,9 @@ pub enum Kind {
     /// A push delivery of queued messages to a consuming service (or a function's
     /// queue trigger); one span per trace among the batch's messages.
     Deliver,
+    /// One attempt of a relayed request that was reissued: a child of the relay's span
+    /// (`gateway` or `call`), with the member tried and why it gave no reply.
+    Attempt,
 }
 
 /// One span, as recorded.
@@ -174,6 +177,8 @@ pub struct Span {
     pub status: u16,
     pub start_us: u64,
     pub duration_us: u64,
+    /// Why an attempt got no reply, in words.
+    pub reason: Option<String>,
 }
 
 /// A push delivery of a batch of queued messages, as a span of each trace among the
@@ -233,6 +238,7 @@ impl Delivery {
                 status,
                 start_us: self.start_us,
                 duration_us,
+                reason: None,
             });
         }
     }
@@ -301,6 +307,48 @@ impl Traces {
             ring.spans[at] = span;
         }
         ring.next = (ring.next + 1) % PER_SHARD;
+    }
+
+    /// Records a relay's span and, when an attempt failed, a child span per attempt: each
+    /// failed one with its member and why, and the one that answered (if one did).
+    pub fn record_relay(&self, span: Span, failed: &[crate::relay::FailedAttempt]) {
+        if !failed.is_empty() {
+            let child = Context {
+                parent: span.span_id,
+                ..span.context
+            };
+            let attempt = |n: usize, member: Option<Arc<Member>>, from_us: u64, to_us: u64| Span {
+                context: child,
+                span_id: random(),
+                kind: Kind::Attempt,
+                service: span.service.clone(),
+                method: span.method.clone(),
+                path: span.path.clone(),
+                request_id: span.request_id.clone(),
+                member,
+                attempts: n as u32 + 1,
+                unanswered: None,
+                status: 0,
+                start_us: span.start_us + from_us,
+                duration_us: to_us.saturating_sub(from_us),
+                reason: None,
+            };
+            for (n, f) in failed.iter().enumerate() {
+                self.record(Span {
+                    reason: Some(f.why.clone()),
+                    ..attempt(n, Some(f.member.clone()), f.from_us, f.to_us)
+                });
+            }
+            let answered = span.unanswered.is_none() && span.attempts as usize > failed.len();
+            if answered {
+                let from_us = failed.last().map_or(0, |f| f.to_us);
+                self.record(Span {
+                    status: span.status,
+                    ..attempt(failed.len(), span.member.clone(), from_us, span.duration_us)
+                });
+            }
+        }
+        self.record(span);
     }
 
     /// From now on every recorded span is also sent to the receiver this answers (the
@@ -401,6 +449,9 @@ pub struct SpanView {
     pub status: u16,
     pub start_us: u64,
     pub duration_us: u64,
+    /// Why an attempt got no reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Span {
@@ -438,6 +489,7 @@ impl SpanView {
             status: s.status,
             start_us: s.start_us,
             duration_us: s.duration_us,
+            reason: s.reason.clone(),
         }
     }
 }

@@ -194,10 +194,13 @@ pub fn traces(out: &mut dyn Write, traces: &[Value]) -> io::Result<()> {
                 span["status"],
                 ms(span["start_us"].as_u64().unwrap_or(t0).saturating_sub(t0)),
                 ms(span["duration_us"].as_u64().unwrap_or(0)),
-                match span["unanswered"].as_str() {
-                    Some(why) => format!("  ({why}, {} attempts)", span["attempts"]),
-                    None if span["attempts"].as_u64().unwrap_or(0) > 1 => format!("  ({} attempts)", span["attempts"]),
-                    None => String::new(),
+                match (span["unanswered"].as_str(), span["reason"].as_str()) {
+                    (_, Some(reason)) => format!("  (no reply: {reason})"),
+                    (Some(why), None) => format!("  ({why}, {} attempts)", span["attempts"]),
+                    (None, None) if span["kind"] != "attempt" && span["attempts"].as_u64().unwrap_or(0) > 1 => {
+                        format!("  ({} attempts)", span["attempts"])
+                    }
+                    (None, None) => String::new(),
                 },
                 indent = 2 + depth * 2,
             )?;

@@ -245,6 +245,23 @@ async fn post_to_a_dying_member_is_not_reissued_unless_idempotency_key() {
     );
     assert_eq!(attempts[1]["instance"], answer["instance"]);
     assert!(attempts.iter().all(|a| a["idempotency_key"] == "order-2"));
+
+    // The trace shows each attempt under the relay's span: the first with the member
+    // that died and why, the second with the member that answered.
+    let trace = get(node.api_addr, "/v1/traces?id=post-keyed").await.json();
+    let spans = trace[0]["spans"].as_array().unwrap();
+    let relay = spans.iter().find(|s| s["kind"] == "gateway").expect("the relay's span");
+    assert_eq!(relay["attempts"], 2);
+    let tries: Vec<&serde_json::Value> = spans.iter().filter(|s| s["kind"] == "attempt").collect();
+    assert_eq!(tries.len(), 2, "{trace:#}");
+    assert!(tries.iter().all(|t| t["parent_id"] == relay["span_id"]));
+    assert_eq!(tries[0]["member"], attempts[0]["instance"]);
+    let why = tries[0]["reason"].as_str().expect("why the first attempt failed");
+    assert!(why.contains("broke off"), "{why}");
+    assert_eq!(tries[1]["member"], answer["instance"]);
+    assert_eq!(tries[1]["status"], 200);
+    assert!(tries[1].get("reason").is_none(), "{trace:#}");
+    assert!(tries[0]["start_us"].as_u64() <= tries[1]["start_us"].as_u64());
     stop(node).await;
 }
 
