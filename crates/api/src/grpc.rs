@@ -30,24 +30,6 @@ use tokio_util::sync::CancellationToken;
 use crate::access::{self, Need};
 use crate::NodeParts;
 
-/// Whether the connection opens with HTTP/2's preface (`PRI * HTTP/2.0`): peeks at the
-/// first three bytes, waiting for them at most `within`.
-pub(crate) async fn is_h2(stream: &TcpStream, within: Duration) -> bool {
-    let peek = async {
-        let mut first = [0u8; 3];
-        loop {
-            match stream.peek(&mut first).await {
-                Ok(n) if n >= 3 => return &first == b"PRI",
-                Ok(0) | Err(_) => return false,
-                Ok(n) if first[..n] != b"PRI"[..n] => return false,
-                // A byte or two of what may be a preface: wait for the rest.
-                Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
-            }
-        }
-    };
-    tokio::time::timeout(within, peek).await.unwrap_or(false)
-}
-
 /// Serves one h2c connection of gRPC calls until it ends or `shutdown` (then its calls
 /// get `grace` to finish).
 pub(crate) async fn serve(

@@ -135,7 +135,7 @@ struct Shared {
 
 /// Serves one connection until it ends, then closes it lingering.
 async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, _slot: Slot) {
-    if crate::grpc::is_h2(&stream, shared.timeouts.head).await {
+    if strata_gateway::framing::opens_h2(&stream, shared.timeouts.head).await {
         let (shutdown, stop_now) = (shared.shutdown.clone(), shared.stop_now.clone());
         crate::grpc::serve(stream, peer, shared.parts.clone(), shutdown, stop_now).await;
         return;

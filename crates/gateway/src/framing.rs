@@ -318,6 +318,25 @@ fn parse_chunk_size(line: &[u8]) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
+/// Whether the connection opens with HTTP/2's preface (`PRI * HTTP/2.0`, which no
+/// HTTP/1 request can start with): peeks at the first three bytes, waiting for them at
+/// most `within`; false when they do not come.
+pub async fn opens_h2(stream: &TcpStream, within: Duration) -> bool {
+    let peek = async {
+        let mut first = [0u8; 3];
+        loop {
+            match stream.peek(&mut first).await {
+                Ok(n) if n >= 3 => return &first == b"PRI",
+                Ok(0) | Err(_) => return false,
+                Ok(n) if first[..n] != b"PRI"[..n] => return false,
+                // A byte or two of what may be a preface: wait for the rest.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    };
+    tokio::time::timeout(within, peek).await.unwrap_or(false)
+}
+
 /// A client socket with its framing followed and two timers kept: the head of a request
 /// must arrive within `head_timeout` of its first byte (else 408), and a connection with
 /// no request under way closes after `idle_timeout`. The timer is armed lazily: a
@@ -362,6 +381,12 @@ impl Guarded {
             served: false,
             write_stall: None,
         }
+    }
+
+    /// Whether the client opens with HTTP/2's preface (see [`opens_h2`]), waiting for
+    /// its first bytes at most `within`.
+    pub async fn opens_h2(&self, within: Duration) -> bool {
+        opens_h2(&self.stream, within).await
     }
 
     fn refuse(&mut self, why: Refusal) -> io::Error {
