@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use strata_bus::{Member, Pool};
-use strata_manifest::{Driver, FileSpec, ServiceSpec};
+use strata_manifest::{Driver, FileSpec, Network, ServiceSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::capacity::Demand;
@@ -270,7 +270,10 @@ async fn run_once(
         &ctx.name,
         Some(id),
         EventKind::Launched,
-        format!("launched pid {} on port {}{container}", proc.pid(), addr.port()),
+        match addr.ip().is_loopback() {
+            true => format!("launched pid {} on port {}{container}", proc.pid(), addr.port()),
+            false => format!("launched pid {} at {addr}{container}", proc.pid()),
+        },
     );
     let end = supervise(shared, ctx, id, &mut proc, addr, status, stop, started).await;
     ctx.pool.leave(id);
@@ -450,9 +453,16 @@ async fn not_ready_why(
             let elsewhere = tokio::task::spawn_blocking(move || strata_os::sockets::listening_in_group(pgid))
                 .await
                 .unwrap_or_default();
-            let mut why = format!(
-                "nothing listens on its port {port}: an instance must serve HTTP on 127.0.0.1:$PORT (it was started with PORT={port})"
-            );
+            let mut why = if addr.ip().is_loopback() {
+                format!(
+                    "nothing listens on its port {port}: an instance must serve HTTP on 127.0.0.1:$PORT (it was started with PORT={port})"
+                )
+            } else {
+                format!(
+                    "nothing listens on its port {port} at {}: an instance on a private network must serve HTTP on 0.0.0.0:$PORT, not on its own loopback (it was started with PORT={port})",
+                    addr.ip()
+                )
+            };
             if !elsewhere.is_empty() {
                 let list = elsewhere.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
                 why.push_str(&format!("; it listens on {list} instead"));
@@ -581,8 +591,12 @@ async fn launch(
                 memory_mb: resources.memory_mb,
                 cpus: resources.cpus,
                 pids: resources.pids.unwrap_or(strata_manifest::DEFAULT_PIDS),
+                private: (ctx.spec.network == Network::Private)
+                    .then(|| (shared.app.as_str(), api_addr(&shared.api_url))),
             })
             .await?;
+        // On a private network the instance is reached at its own address.
+        let addr = running.address().map_or(addr, |ip| SocketAddr::from((ip, port)));
         return Ok((Launched::Container(running), addr, run_log));
     }
     let (proc, run_log) = process::launch(
@@ -634,6 +648,11 @@ fn instance_env(
         env.insert(key.clone(), value);
     }
     env
+}
+
+/// The node API's address in a `http://ADDR` URL; None for a name.
+fn api_addr(url: &str) -> Option<SocketAddr> {
+    url.strip_prefix("http://")?.trim_end_matches('/').parse().ok()
 }
 
 /// A port the kernel says is free now.

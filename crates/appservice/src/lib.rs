@@ -9,7 +9,8 @@
 //! - `process`: the process driver (own process group, signals, exit status).
 //! - `oci`: the OCI driver: a container per launch on an OCI runtime (crun where it
 //!   works, else runc), its bundle (the `host` image, isolation, seccomp, limits), OOM
-//!   kills, and the container guard that deletes a dead node's containers.
+//!   kills, an app's private network (a namespace per launch on the app's bridge), and
+//!   the container guard that deletes a dead node's containers and networks.
 //! - [`image`]: container images (OCI layouts and archives, `docker save` archives)
 //!   imported into the node's image store, verified and unpacked layer by layer.
 //! - `guard`: containment of every process an instance starts (a cgroup per launch, or

@@ -13,7 +13,7 @@
 //! - [`Object`]: the derived impls also accept a struct written as an array of its
 //!   field values in order (`"instances": [1, 4]`); the manifest and its JSON Schema
 //!   allow only objects;
-//! - [`CallMode`], [`Driver`] and the fsync policy: serde_json reports a number where
+//! - [`CallMode`], [`Driver`], [`Network`] and the fsync policy: serde_json reports a number where
 //!   an enum is expected as a syntax error ("expected value"), which would blame valid
 //!   JSON.
 
@@ -25,7 +25,7 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{Error, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use crate::{CallMode, Driver, FileSpec, FsyncPolicy, RouteFull, RouteSpec, SetupFull, SetupSpec};
+use crate::{CallMode, Driver, FileSpec, FsyncPolicy, Network, RouteFull, RouteSpec, SetupFull, SetupSpec};
 
 /// Expected-value wording shared with the JSON Schema descriptions.
 pub(crate) const EXPECT_ROUTE: &str = "a path string or a route object";
@@ -146,6 +146,27 @@ impl<'de> Deserialize<'de> for Driver {
             }
         }
         deserializer.deserialize_str(DriverVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const NETWORKS: &[&str] = &["host", "private"];
+        struct NetworkVisitor;
+        impl Visitor<'_> for NetworkVisitor {
+            type Value = Network;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("one of host, private")
+            }
+            fn visit_str<E: Error>(self, network: &str) -> Result<Network, E> {
+                match network {
+                    "host" => Ok(Network::Host),
+                    "private" => Ok(Network::Private),
+                    other => Err(E::unknown_variant(other, NETWORKS)),
+                }
+            }
+        }
+        deserializer.deserialize_str(NetworkVisitor)
     }
 }
 

@@ -3,8 +3,8 @@
 
 use crate::service::default_stop_grace_ms;
 use crate::{
-    AccessSpec, AutoscaleSpec, ConsumesSpec, Driver, FunctionSpec, InstancesSpec, Manifest, PlacementSpec, RelaySpec,
-    ResourcesSpec, ServiceSpec,
+    AccessSpec, AutoscaleSpec, ConsumesSpec, Driver, FunctionSpec, InstancesSpec, Manifest, Network, PlacementSpec,
+    RelaySpec, ResourcesSpec, ServiceSpec,
 };
 
 impl Manifest {
@@ -67,6 +67,7 @@ impl FunctionSpec {
             driver: Driver::Process,
             image: None,
             user: None,
+            network: Network::Host,
             function: Some(self.trigger.describe()),
         }
     }

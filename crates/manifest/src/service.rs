@@ -96,6 +96,10 @@ pub struct ServiceSpec {
     /// ([`ServiceSpec::user_ids`]); left out, [`NOBODY`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// With the `oci` driver, the network its containers are on: the node's own
+    /// ([`Network::Host`], the default) or the app's private network.
+    #[serde(default)]
+    pub network: Network,
     /// Set on the services [`Manifest::expanded`](crate::Manifest::expanded) makes of
     /// functions: what triggers it.
     #[serde(skip)]
@@ -115,6 +119,19 @@ pub enum Driver {
     Process,
     /// A container run by an OCI runtime (runc or crun).
     Oci,
+}
+
+/// The network a service's containers are on; `Deserialize` is in `de`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The node's own network namespace: the instance listens on the node's loopback,
+    /// as a process instance does.
+    #[default]
+    Host,
+    /// A network namespace per instance on the app's own bridge: the app's private
+    /// instances reach each other and the node, not other apps' instances.
+    Private,
 }
 
 /// The image that is a read-only view of the host's own system directories.

@@ -31,7 +31,7 @@ use routes::check_route_conflicts;
 use crate::error::{quoted, FieldPath};
 use crate::service::parse_user;
 use crate::{
-    AutoscaleSpec, CallMode, Driver, FileSpec, FunctionSpec, Manifest, ManifestError, QueueSpec, RouteSpec,
+    AutoscaleSpec, CallMode, Driver, FileSpec, FunctionSpec, Manifest, ManifestError, Network, QueueSpec, RouteSpec,
     ServiceSpec, SetupSpec, HOST_IMAGE, VERSION,
 };
 

@@ -2,7 +2,9 @@
 //! (The JSON Schema's agreement with the model is checked in `schema.rs`.)
 
 use serde_json::{json, Value};
-use strata_manifest::{parse, CallMode, Driver, FileSpec, Manifest, ManifestError, RouteSpec, SetupSpec, NOBODY};
+use strata_manifest::{
+    parse, CallMode, Driver, FileSpec, Manifest, ManifestError, Network, RouteSpec, SetupSpec, NOBODY,
+};
 
 /// The example from the design brief; it must be accepted exactly as written.
 const HELLO: &str = include_str!("fixtures/hello.json");
@@ -723,11 +725,53 @@ fn the_oci_driver_takes_the_host_image_a_user_and_limits() {
 }
 
 #[test]
+fn an_oci_service_may_ask_for_the_apps_private_network() {
+    let m = parse_value(&{
+        let mut v = hello();
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["network"] = json!("private");
+        v
+    })
+    .expect("an oci service on a private network");
+    assert_eq!(m.services["api"].network, Network::Private);
+    let host = parse_value(&{
+        let mut v = hello();
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["network"] = json!("host");
+        v
+    })
+    .expect("an oci service on the host's network");
+    assert_eq!(host.services["api"].network, Network::Host);
+    assert_eq!(parse_value(&hello()).unwrap().services["api"].network, Network::Host);
+
+    let networks = "one of host, private";
+    invalid_at("services.api.network", json!("bridge"), networks, "\"bridge\"");
+    invalid_at("services.api.network", json!("Private"), networks, "\"Private\"");
+    invalid_at("services.api.network", json!(true), networks, "true");
+    invalid_at(
+        "services.api.network",
+        json!({"mode": "private"}),
+        networks,
+        "an object",
+    );
+    // Left as a process: refused, saying only a container has one.
+    let err = error_of(set("services.api.network", json!("private")));
+    assert_invalid(
+        err.clone(),
+        "services.api.network",
+        "no private network with the process driver",
+        "\"private\"",
+    );
+    assert!(err.to_string().contains("set \"driver\": \"oci\""), "{err}");
+}
+
+#[test]
 fn a_process_has_no_image_user_or_limits() {
     let only = "with the process driver (only a container has one: set \"driver\": \"oci\")";
     let cases = [
         ("services.api.image", json!("host"), "\"host\""),
         ("services.api.user", json!("1000"), "\"1000\""),
+        ("services.api.network", json!("private"), "\"private\""),
         ("services.api.resources.cpus", json!(1), "the number 1"),
         ("services.api.resources.pids", json!(10), "the number 10"),
     ];
@@ -863,6 +907,7 @@ fn unknown_fields_are_named_at_every_level() {
         "driver",
         "image",
         "user",
+        "network",
     ];
     let err = error_of(set("services.api.instancs", json!({"min": 2})));
     assert_unknown_field(err.clone(), "services.api.instancs", SERVICE);

@@ -489,6 +489,14 @@ fn schema_and_parser_agree_on_examples() {
         v["services"]["api"]["resources"] = json!({"memory_mb": 64, "cpus": 0.5, "pids": 100});
     });
     edit("oci defaults", &|v| v["services"]["api"]["driver"] = json!("oci"));
+    edit("oci private network", &|v| {
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["network"] = json!("private");
+    });
+    edit("network bridge", &|v| {
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["network"] = json!("bridge");
+    });
     edit("driver docker", &|v| v["services"]["api"]["driver"] = json!("docker"));
     edit("oci image busybox", &|v| {
         v["services"]["api"]["driver"] = json!("oci");

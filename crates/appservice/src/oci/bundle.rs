@@ -17,7 +17,8 @@
 //!   `/sys` paths masked or read-only as Docker does.
 //!
 //! Isolation: own pid, mount, ipc and uts namespaces (the network namespace is the
-//! host's, as a process instance shares the node's loopback); no capabilities in any
+//! host's, as a process instance shares the node's loopback, or, on a private
+//! network, the one `network` made for the launch); no capabilities in any
 //! set; `noNewPrivileges`; the seccomp profile of `seccomp`; a non-root user unless the
 //! service names one. Limits: memory (with no swap beyond it), CPU quota, pids.
 
@@ -154,6 +155,12 @@ pub(crate) struct BundleSpec<'a> {
     pub pids: u64,
     /// The container's cgroup, relative to the runtime's own.
     pub cgroup: &'a str,
+    /// A network namespace of its own (`/run/netns/...`) on its app's private network;
+    /// None: the host's.
+    pub netns: Option<&'a Path>,
+    /// A file bound read-only over `/etc/resolv.conf` where the root has that file as a
+    /// regular file (on a private network, which reaches no name server).
+    pub resolv_conf: Option<&'a Path>,
 }
 
 /// Makes `bundle/rootfs` (with the image's links) and writes `bundle/config.json`.
@@ -232,7 +239,7 @@ pub(crate) fn config(image: &HostImage, spec: &BundleSpec<'_>) -> Result<Spec> {
         let quota = ((cpus * CPU_PERIOD_US as f64).round() as i64).max(1_000);
         resources = resources.cpu(LinuxCpuBuilder::default().quota(quota).period(CPU_PERIOD_US).build()?);
     }
-    let namespaces = [
+    let mut namespaces = [
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Uts,
@@ -241,6 +248,14 @@ pub(crate) fn config(image: &HostImage, spec: &BundleSpec<'_>) -> Result<Spec> {
     .into_iter()
     .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
     .collect::<Result<Vec<_>, _>>()?;
+    if let Some(netns) = spec.netns {
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(netns)
+                .build()?,
+        );
+    }
     let mut masked: Vec<String> = MASKED.iter().map(|p| p.to_string()).collect();
     masked.extend(spec.masked.iter().map(|p| p.display().to_string()));
     let linux = LinuxBuilder::default()
@@ -335,6 +350,12 @@ fn mounts(image: &HostImage, spec: &BundleSpec<'_>) -> Result<Vec<Mount>> {
     for (rel, source) in spec.files {
         mounts.push(bind_ro(&Path::new(SCRATCH).join(rel), source)?);
     }
+    if let Some(source) = spec.resolv_conf {
+        let target = spec.root.unwrap_or(Path::new("/")).join("etc/resolv.conf");
+        if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_file()) {
+            mounts.push(bind_ro(Path::new("/etc/resolv.conf"), source)?);
+        }
+    }
     Ok(mounts)
 }
 
@@ -378,6 +399,8 @@ mod tests {
             cpus: Some(0.5),
             pids: 1024,
             cgroup: "strata-0a1b2c3d-web-1.1",
+            netns: None,
+            resolv_conf: None,
         }
     }
 
@@ -415,6 +438,16 @@ mod tests {
         let bare = serde_json::to_value(super::config(&image, &no_init).unwrap()).unwrap();
         assert_eq!(bare["process"]["args"], serde_json::json!(["python3", "app.py"]));
         assert_eq!(bare["process"]["cwd"], "/www");
+        // On a private network: the namespace made for the launch, by its path.
+        let private = BundleSpec {
+            netns: Some(Path::new("/run/netns/strata-0a1b2c3d-web-1.1")),
+            ..spec(&env, &argv, &files, &masked)
+        };
+        let private = serde_json::to_value(super::config(&image, &private).unwrap()).unwrap();
+        assert_eq!(
+            private["linux"]["namespaces"][4],
+            serde_json::json!({"type": "network", "path": "/run/netns/strata-0a1b2c3d-web-1.1"})
+        );
         let env: Vec<&str> = process["env"]
             .as_array()
             .unwrap()

@@ -6,6 +6,8 @@
 //!   limits).
 //! - `seccomp`: the default seccomp profile.
 //! - `memory`: the container's OOM-kill counter.
+//! - `network`: the private network of an app (`"network": "private"`): a bridge per
+//!   app, a network namespace and veth per launch, the `$STRATA_URL` forwarder.
 //!
 //! The life of a container: the runtime's `run` is started in the foreground, in a
 //! process group of its own, with the instance's log as its stdout and stderr; it stays
@@ -21,10 +23,13 @@
 //! containers and deletes every one with the node's prefix. A container the guard could
 //! not delete (it was killed too) is found the same way and deleted when a node starts
 //! on that state dir again, before it runs any container (a node without containers
-//! does it when the dead one's runtime is still recorded in the state dir).
+//! does it when the dead one's runtime is still recorded in the state dir). The guard
+//! and that sweep delete the node's network namespaces, veths, bridges and rules too
+//! ([`network::SWEEP`]).
 
 mod bundle;
 mod memory;
+mod network;
 mod runtime;
 mod seccomp;
 
@@ -51,7 +56,7 @@ const KILLED_WAIT: Duration = Duration::from_secs(10);
 const CREATE_WAIT: Duration = Duration::from_secs(30);
 
 /// The container guard's script: `$1` is the runtime, `$2` the node's prefix. It runs
-/// nothing while the node runs. Its first line names it.
+/// nothing while the node runs. Its first line names it. [`network::SWEEP`] follows it.
 const GUARD: &str = r#"# strata container guard
 while read -r _; do :; done
 "$1" list -q 2>/dev/null | while read -r id; do
@@ -59,6 +64,7 @@ while read -r _; do :; done
     "$2"*) "$1" delete --force "$id" >/dev/null 2>&1 ;;
   esac
 done
+p="$2"
 "#;
 
 /// Where a node that runs containers records its runtime's path while it runs, in its
@@ -89,6 +95,8 @@ pub(crate) struct Oci {
     marker: PathBuf,
     guard_stdin: Mutex<Option<ChildStdin>>,
     guard: tokio::sync::Mutex<Option<Child>>,
+    /// The app's private network, made for its first container that asks for it.
+    network: tokio::sync::OnceCell<Arc<network::AppNetwork>>,
 }
 
 /// One container launch.
@@ -118,6 +126,9 @@ pub(crate) struct ContainerLaunch<'a> {
     pub memory_mb: Option<u64>,
     pub cpus: Option<f64>,
     pub pids: u64,
+    /// Some for a container on its app's private network: the app's name and the
+    /// node API's address (forwarded into the namespace where it is on loopback).
+    pub private: Option<(&'a str, Option<std::net::SocketAddr>)>,
 }
 
 impl Oci {
@@ -156,13 +167,15 @@ impl Oci {
             marker: state_dir.join(RUNTIME_FILE),
             guard_stdin: Mutex::new(None),
             guard: tokio::sync::Mutex::new(None),
+            network: tokio::sync::OnceCell::new(),
         };
         sweep(&oci.runtime, &oci.prefix).await;
+        network::sweep(&oci.prefix).await;
         std::fs::write(&oci.marker, oci.runtime.path.as_os_str().as_encoded_bytes())
             .with_context(|| format!("write {}", oci.marker.display()))?;
         let mut guard = Command::new("/bin/sh")
             .arg("-c")
-            .arg(GUARD)
+            .arg(format!("{GUARD}{}", network::SWEEP))
             .arg("strata-container-guard")
             .arg(&oci.runtime.path)
             .arg(&oci.prefix)
@@ -181,6 +194,22 @@ impl Oci {
     /// has made it (or ended).
     pub async fn launch(&self, l: ContainerLaunch<'_>) -> Result<(Container, RunLog)> {
         let id = format!("{}{}", self.prefix, l.name);
+        let attachment = match l.private {
+            Some((app, api)) => {
+                let network = self
+                    .network
+                    .get_or_try_init(|| async { network::AppNetwork::create(&self.prefix, app).await.map(Arc::new) })
+                    .await?;
+                Some(network.attach(&id, api).await?)
+            }
+            None => None,
+        };
+        let netns = attachment.as_ref().map(|a| a.netns_path());
+        let resolv_conf = l.bundle.join("resolv.conf");
+        if attachment.is_some() {
+            std::fs::write(&resolv_conf, network::RESOLV_CONF)
+                .with_context(|| format!("write {}", resolv_conf.display()))?;
+        }
         let masked: Vec<PathBuf> = [l.state_dir.to_path_buf()]
             .into_iter()
             .filter(|s| s.starts_with(l.workdir) && s != l.workdir)
@@ -203,6 +232,8 @@ impl Oci {
                 cpus: l.cpus,
                 pids: l.pids,
                 cgroup: &id,
+                netns: netns.as_deref(),
+                resolv_conf: attachment.as_ref().map(|_| resolv_conf.as_path()),
             },
         )?;
         let (out, err, run_log) = process::open_log(l.log)?;
@@ -220,6 +251,7 @@ impl Oci {
             memory: self.memory.clone(),
             memory_mb: l.memory_mb,
             child,
+            network: attachment,
             cleared: false,
         };
         // The container's first process, once the runtime has made it; a runtime that
@@ -242,7 +274,11 @@ impl Oci {
     }
 
     /// Ends the container guard once every container was stopped: it deletes any left.
+    /// The app's private network goes first.
     pub async fn close(&self) {
+        if let Some(network) = self.network.get() {
+            network.remove().await;
+        }
         drop(self.guard_stdin.lock().unwrap().take());
         if let Some(mut guard) = self.guard.lock().await.take() {
             if let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(30), guard.wait()).await {
@@ -279,6 +315,8 @@ fn probe_bundle(dir: &Path, image: &bundle::HostImage, prefix: &str, runtime: &s
             cpus: Some(0.5),
             pids: 16,
             cgroup: &id,
+            netns: None,
+            resolv_conf: None,
         },
     )?;
     Ok((dir.to_path_buf(), id))
@@ -324,7 +362,9 @@ pub(crate) async fn sweep_leftovers(state_dir: &Path) {
         version: String::new(),
         passed_over: None,
     };
-    sweep(&runtime, &container_prefix(state_dir)).await;
+    let prefix = container_prefix(state_dir);
+    sweep(&runtime, &prefix).await;
+    network::sweep(&prefix).await;
     let _ = std::fs::remove_file(&marker);
 }
 
@@ -339,6 +379,8 @@ pub(crate) struct Container {
     memory: memory::MemoryCgroups,
     memory_mb: Option<u64>,
     child: Child,
+    /// Its namespace on the app's private network, removed once it is deleted.
+    network: Option<network::Attachment>,
     cleared: bool,
 }
 
@@ -346,6 +388,11 @@ impl Container {
     /// What `ps` shows as its runtime.
     pub fn runtime(&self) -> String {
         self.runtime.describe()
+    }
+
+    /// Its address on its app's private network; None on the node's network.
+    pub fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.network.as_ref().map(|n| n.address)
     }
 
     /// Waits for the program to end, and says how, OOM kills included (read before
@@ -419,6 +466,9 @@ impl Container {
                 container = self.id,
                 "could not delete a container (the container guard deletes it when the node stops): {why}"
             );
+        }
+        if let Some(network) = self.network.take() {
+            network.remove().await;
         }
         self.cleared = true;
     }

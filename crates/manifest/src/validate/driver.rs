@@ -1,5 +1,5 @@
 //! The checks of what runs an instance: the driver, and what only a container has (an
-//! image, a user, CPU and pids limits).
+//! image, a user, a private network, CPU and pids limits).
 
 use super::*;
 
@@ -22,7 +22,8 @@ fn is_image_name(image: &str) -> bool {
     image.starts_with("./") || image.starts_with("../") || image.starts_with('/')
 }
 
-/// The driver and what only a container has: an image, a user, CPU and pids limits.
+/// The driver and what only a container has: an image, a user, a private network, CPU
+/// and pids limits.
 pub(super) fn check_driver(spec: &ServiceSpec, path: &FieldPath, p: &mut Problems) {
     let resources = path.key("resources");
     if let Some(cpus) = spec.resources.cpus {
@@ -61,6 +62,11 @@ pub(super) fn check_driver(spec: &ServiceSpec, path: &FieldPath, p: &mut Problem
             let oci_only = [
                 (path.key("image"), "no image", spec.image.as_deref().map(quoted)),
                 (path.key("user"), "no user", spec.user.as_deref().map(quoted)),
+                (
+                    path.key("network"),
+                    "no private network",
+                    (spec.network == Network::Private).then(|| quoted("private")),
+                ),
                 (
                     resources.key("cpus"),
                     "no CPU limit",
