@@ -115,42 +115,60 @@ pub(crate) struct AppNetwork {
 
 impl AppNetwork {
     /// Makes the app's bridge (replacing one of the same name, left behind) on a free
-    /// subnet.
+    /// subnet. A subnet another node took at the same moment (seen once the address is
+    /// on the bridge) is given up for the next free one.
     pub async fn create(prefix: &str, app: &str) -> Result<AppNetwork> {
         let bridge = format!("sb{}{:05x}", node_hash(prefix), fnv(app.as_bytes()) & 0xf_ffff);
         let _ = ip(&["link", "delete", &bridge], None).await;
-        let taken = taken_networks().await?;
-        let subnet = free_subnet(fnv(bridge.as_bytes()), &taken)
-            .with_context(|| format!("no free /24 in 10.128.0.0/9 for the private network of app {app:?}"))?;
-        let net = AppNetwork {
-            bridge,
-            subnet,
-            prefix: prefix.to_string(),
-            used: Mutex::new(BTreeSet::new()),
-        };
-        let gateway = net.gateway();
-        let made = async {
-            ip(&["link", "add", &net.bridge, "type", "bridge"], None).await?;
-            ip(&["addr", "add", &format!("{gateway}/24"), "dev", &net.bridge], None).await?;
-            net.isolate()?;
-            let pref = RULE_PRIORITY.to_string();
-            ip(
-                &["-4", "rule", "add", "iif", &net.bridge, "pref", &pref, "prohibit"],
-                None,
-            )
-            .await?;
-            ip(&["link", "set", &net.bridge, "up"], None).await
+        let mut passed_over = Vec::new();
+        for _ in 0..8 {
+            let mut taken = taken_networks().await?;
+            taken.extend_from_slice(&passed_over);
+            let subnet = free_subnet(fnv(bridge.as_bytes()), &taken)
+                .with_context(|| format!("no free /24 in 10.128.0.0/9 for the private network of app {app:?}"))?;
+            let net = AppNetwork {
+                bridge: bridge.clone(),
+                subnet,
+                prefix: prefix.to_string(),
+                used: Mutex::new(BTreeSet::new()),
+            };
+            match net.make().await {
+                Ok(true) => {
+                    tracing::info!(bridge = net.bridge, gateway = %net.gateway(), "app {app:?} has a private network on 10.{}.{}.0/24", subnet[1], subnet[2]);
+                    return Ok(net);
+                }
+                Ok(false) => {
+                    net.remove().await;
+                    passed_over.push((Ipv4Addr::new(subnet[0], subnet[1], subnet[2], 0), 24));
+                }
+                Err(why) => {
+                    net.remove().await;
+                    return Err(why.context(format!("make the bridge {bridge} of app {app:?}'s private network")));
+                }
+            }
         }
-        .await;
-        if let Err(why) = made {
-            net.remove().await;
-            return Err(why.context(format!(
-                "make the bridge {} of app {app:?}'s private network",
-                net.bridge
-            )));
+        bail!("could not find a /24 for app {app:?}'s private network that no other interface took meanwhile")
+    }
+
+    /// Makes the bridge, isolated, with the gateway's address, and says whether its
+    /// subnet is still its own (no other interface has an address in it).
+    async fn make(&self) -> Result<bool> {
+        let gateway = self.gateway();
+        ip(&["link", "add", &self.bridge, "type", "bridge"], None).await?;
+        ip(&["addr", "add", &format!("{gateway}/24"), "dev", &self.bridge], None).await?;
+        let addrs = ip_output(&["-4", "-o", "addr", "show"]).await?;
+        if shared_subnet(&addrs, &self.bridge, self.subnet) {
+            return Ok(false);
         }
-        tracing::info!(bridge = net.bridge, %gateway, "app {app:?} has a private network on 10.{}.{}.0/24", net.subnet[1], net.subnet[2]);
-        Ok(net)
+        self.isolate()?;
+        let pref = RULE_PRIORITY.to_string();
+        ip(
+            &["-4", "rule", "add", "iif", &self.bridge, "pref", &pref, "prohibit"],
+            None,
+        )
+        .await?;
+        ip(&["link", "set", &self.bridge, "up"], None).await?;
+        Ok(true)
     }
 
     /// The instances' gateway: the bridge's own address, the node.
@@ -225,7 +243,9 @@ impl Attachment {
 
     async fn make(&mut self, api: Option<SocketAddr>) -> Result<()> {
         let (ns, veth, net) = (&self.netns, &self.veth, &self.network);
-        let _ = ip(&["netns", "delete", ns], None).await;
+        if self.netns_path().exists() {
+            let _ = ip(&["netns", "delete", ns], None).await;
+        }
         ip(&["netns", "add", ns], None).await?;
         let host_side = format!(
             "link add {veth} type veth peer name eth0 netns {ns}\nlink set dev {veth} master {} up\n",
@@ -345,6 +365,17 @@ async fn taken_networks() -> Result<Vec<(Ipv4Addr, u8)>> {
     Ok(taken.into_iter().filter(|&(_, len)| len > 0).collect())
 }
 
+/// Whether an interface other than `bridge` has an address in `subnet`'s /24, in the
+/// output of `ip -4 -o addr show` (`4: eth0    inet 192.0.2.2/24 brd ...`).
+fn shared_subnet(addrs: &str, bridge: &str, subnet: [u8; 3]) -> bool {
+    addrs.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        let name = words.nth(1).unwrap_or("");
+        let addr = words.skip_while(|w| *w != "inet").nth(1).and_then(parse_network);
+        name != bridge && addr.is_some_and(|(a, _)| a.octets()[..3] == subnet)
+    })
+}
+
 /// `a.b.c.d/len` or `a.b.c.d` (a /32).
 fn parse_network(word: &str) -> Option<(Ipv4Addr, u8)> {
     let (addr, len) = word.split_once('/').unwrap_or((word, "32"));
@@ -458,6 +489,15 @@ mod tests {
         assert_eq!(free_subnet((1 << 15) - 1, &[]), Some([10, 255, 255]));
         assert_eq!(free_subnet(1 << 15, &[]), Some([10, 128, 0]));
         assert_eq!(free_subnet(0, &[(Ipv4Addr::new(10, 0, 0, 0), 8)]), None);
+    }
+
+    #[test]
+    fn a_subnet_another_interface_took_meanwhile_is_seen() {
+        let addrs = "1: lo    inet 127.0.0.1/8 scope host lo\n\
+                     7: sbaaaaaaaa00001    inet 10.130.4.1/24 scope global sbaaaaaaaa00001\n";
+        assert!(!shared_subnet(addrs, "sbaaaaaaaa00001", [10, 130, 4]));
+        assert!(shared_subnet(addrs, "sbbbbbbbbb00002", [10, 130, 4]));
+        assert!(!shared_subnet(addrs, "sbbbbbbbbb00002", [10, 130, 5]));
     }
 
     #[test]
