@@ -2,11 +2,13 @@
 //! two apps, each on its own private network, run by `AppService` as a node runs them.
 //! Members of one app reach each other and the node; a member of one app cannot
 //! connect to another app's instance; `$STRATA_URL` (the node API on loopback) works
-//! from inside; nothing of the networks is left after a stop, after a SIGKILL of the
-//! node, or when a node starts where a dead one left some.
+//! from inside; an image's container runs there with the private network's
+//! `/etc/resolv.conf`; nothing of the networks is left after a stop, after a SIGKILL of
+//! the node, or when a node starts where a dead one left some.
 //!
-//! These tests need runc, `ip` (iproute2) and root; under `CI=true` a missing one fails
-//! them (`.ci/run` installs them), elsewhere they say SKIPPED.
+//! These tests need runc, `ip` (iproute2) and root (and busybox-static for the image);
+//! under `CI=true` a missing one fails them (`.ci/run` installs them), elsewhere they
+//! say SKIPPED.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,6 +21,10 @@ use serde_json::{json, Value};
 use strata_appservice::{container_prefix, AppConfig, AppService, EventKind, InstanceState, NodeResources};
 use strata_bus::Bus;
 use tokio_util::sync::CancellationToken;
+
+#[path = "support/image.rs"]
+mod image;
+use image::{layer_tar, write_layout, Item};
 
 /// The instance program: serves on every address of its namespace: `/healthz`,
 /// `/connect?to=IP:PORT` (a TCP connect with a 1 s timeout: `connected` or why not)
@@ -115,8 +121,6 @@ fn app_dir() -> tempfile::TempDir {
 /// Starts app `app` with one private-network service `web` of `instances` instances;
 /// `api` is the node API's address given as `$STRATA_URL`.
 fn start(dir: &Path, app: &str, instances: u32, api: SocketAddr) -> AppService {
-    let state_dir = dir.join(".strata");
-    std::fs::create_dir_all(&state_dir).unwrap();
     let web = json!({
         "run": ["python3", "app.py"],
         "driver": "oci",
@@ -124,6 +128,13 @@ fn start(dir: &Path, app: &str, instances: u32, api: SocketAddr) -> AppService {
         "instances": {"min": instances, "max": instances},
         "health": {"path": "/healthz", "interval_ms": 200, "timeout_ms": 2000},
     });
+    start_service(dir, app, web, api)
+}
+
+/// Starts app `app` with the one service `web`.
+fn start_service(dir: &Path, app: &str, web: Value, api: SocketAddr) -> AppService {
+    let state_dir = dir.join(".strata");
+    std::fs::create_dir_all(&state_dir).unwrap();
     let text = json!({"strata": 1, "app": app, "services": {"web": web}}).to_string();
     let config = AppConfig {
         grpc_probe: None,
@@ -303,6 +314,60 @@ async fn a_private_network_app_reaches_its_own_and_the_node_but_not_another_app(
     for prefix in prefixes {
         assert_eq!(network_of(&prefix), Vec::<String>::new(), "left after a stop");
     }
+}
+
+/// An image's container on a private network: busybox's httpd (which listens on every
+/// address) is reached at its namespace address, and the image's own
+/// `/etc/resolv.conf` is replaced by the private network's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_runs_on_a_private_network_with_its_name_server_replaced() {
+    let test = "an_image_runs_on_a_private_network_with_its_name_server_replaced";
+    let busybox = strata_testkit::program("busybox", "apt-get install busybox-static");
+    if !here(test) || !strata_testkit::needs(test, busybox) {
+        return;
+    }
+    let dir = app_dir();
+    let layer = layer_tar(&[
+        Item::Dir("bin"),
+        Item::File("bin/busybox", 0o755, std::fs::read("/usr/bin/busybox").unwrap()),
+        Item::Link("bin/sh", "busybox"),
+        Item::Dir("etc"),
+        Item::File("etc/resolv.conf", 0o644, b"nameserver 192.0.2.53\n".to_vec()),
+    ]);
+    write_layout(
+        &dir.path().join("box"),
+        &[(layer, true)],
+        json!({"Env": ["PATH=/bin"]}),
+        "box",
+    );
+    let cmd =
+        "mkdir -p /tmp/www && cat /etc/resolv.conf > /tmp/www/resolv && exec busybox httpd -f -p \"$PORT\" -h /tmp/www";
+    let web = json!({
+        "run": ["/bin/sh", "-c", cmd],
+        "driver": "oci", "image": "./box", "network": "private",
+        "health": {"path": "/resolv", "interval_ms": 200, "timeout_ms": 2000},
+    });
+    let app = start_service(dir.path(), "delta", web, node_api());
+    let member = ready_members(&app, 1).await[0];
+    assert!(!member.ip().is_loopback(), "{member}");
+    let resolv = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect_timeout(&member, Duration::from_secs(5)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(s, "GET /resolv HTTP/1.0\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        reply
+    })
+    .await
+    .unwrap();
+    assert!(resolv.starts_with("HTTP/1.1 200"), "{resolv}");
+    assert!(
+        resolv.contains("nameserver 127.0.0.1") && !resolv.contains("192.0.2.53"),
+        "{resolv}"
+    );
+    app.stop().await;
+    let prefix = container_prefix(&dir.path().join(".strata"));
+    assert_eq!(network_of(&prefix), Vec::<String>::new(), "left after a stop");
 }
 
 /// A killed node's networks go with it (the container guard deletes them), and a
