@@ -107,6 +107,7 @@ pub(crate) async fn run_slot(
             s.restarts += 1;
             s.pid = None;
             s.port = None;
+            s.address = None;
             s.member = None;
             s.last_exit = Some(reason.clone());
             if oom {
@@ -250,6 +251,7 @@ async fn run_once(
         s.state = InstanceState::Starting;
         s.pid = Some(proc.pid());
         s.port = Some(addr.port());
+        s.address = (!addr.ip().is_loopback()).then_some(addr.ip());
         s.detail = None;
         s.runtime = runtime.clone();
         s.domain = ctx.spec.placement.spread.as_ref().map(|label| {

@@ -28,6 +28,10 @@ pub struct InstanceStatus {
     pub state: InstanceState,
     pub pid: Option<u32>,
     pub port: Option<u16>,
+    /// A container on its app's private network: its address there (where `port` is
+    /// reached); None on the node's own network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::IpAddr>,
     pub restarts: u32,
     pub inflight: usize,
     pub served: u64,
@@ -60,6 +64,7 @@ impl InstanceStatus {
             state: InstanceState::Starting,
             pid: None,
             port: None,
+            address: None,
             restarts: 0,
             inflight: 0,
             served: 0,

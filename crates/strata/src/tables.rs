@@ -350,9 +350,14 @@ fn service(out: &mut dyn Write, ps: &Value, svc: &Value) -> io::Result<()> {
             cell(&inst["served"]),
             detail
         )?;
-        // A container: the OCI runtime that runs it (and why a preferred one is not).
+        // A container: the OCI runtime that runs it (and why a preferred one is not),
+        // and its address on a private network.
         if let Some(runtime) = inst["runtime"].as_str() {
-            writeln!(out, "  {:<18} container on {runtime}", "")?;
+            let at = match inst["address"].as_str() {
+                Some(address) => format!(", at {address} on the app's private network"),
+                None => String::new(),
+            };
+            writeln!(out, "  {:<18} container on {runtime}{at}", "")?;
         }
     }
     Ok(())
@@ -398,6 +403,14 @@ mod tests {
         assert_eq!(lines[web1 + 1].trim(), "container on runc 1.1.5+ds1", "{t}");
         assert!(lines[web1 + 2].trim_start().starts_with("web-2"), "{t}");
         assert_eq!(t.matches("container on").count(), 1, "{t}");
+
+        let mut private = reply.clone();
+        private["services"][0]["instances"][0]["address"] = json!("10.140.8.2");
+        let t = text(|out| ps(out, &private));
+        assert!(
+            t.contains("container on runc 1.1.5+ds1, at 10.140.8.2 on the app's private network"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -176,6 +176,8 @@ async fn private_members_are_reached_through_the_gateway_and_the_api_but_not_fro
     let addr = |i: &strata_appservice::InstanceStatus| -> SocketAddr { i.member.as_ref().unwrap().addr };
     let (web_addr, api_addr, foreign_addr) = (addr(&web), addr(&api), addr(&foreign));
     assert!(!web_addr.ip().is_loopback(), "{web_addr}");
+    // `ps` says where it is.
+    assert_eq!(web.address, Some(web_addr.ip()));
 
     // Through the gateway, to the container at its namespace address.
     let reply = get(node.gateway_addr, "/who").await;
