@@ -79,6 +79,14 @@ const OWNER_DIR: &str = "STRATA_NET_TEST_OWNER_DIR";
 const OWNER_READY: &str = "owner: app ready";
 const OWNER_TEST: &str = "a_killed_node_leaves_no_network_and_a_leftover_is_removed_at_start";
 
+/// The `ip` program: on the PATH, or in Debian's sbin directories.
+fn ip() -> std::path::PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|d| d.join("ip"))
+        .find(|p| p.is_file())
+        .expect("ip (iproute2)")
+}
 /// Whether runc, `ip` and root are here; under CI a missing one fails the test.
 fn here(test: &str) -> bool {
     let runc = strata_testkit::program("runc", "apt-get install runc").or_else(|why| {
@@ -226,7 +234,7 @@ fn node_api() -> SocketAddr {
 fn network_of(prefix: &str) -> Vec<String> {
     let hash = prefix.trim_start_matches("strata-").trim_end_matches('-');
     let run =
-        |args: &[&str]| String::from_utf8_lossy(&Command::new("ip").args(args).output().unwrap().stdout).into_owned();
+        |args: &[&str]| String::from_utf8_lossy(&Command::new(ip()).args(args).output().unwrap().stdout).into_owned();
     let mut found = Vec::new();
     for line in run(&["netns", "list"]).lines() {
         if line.starts_with(prefix) {
@@ -431,7 +439,7 @@ fn a_killed_node_leaves_no_network_and_a_leftover_is_removed_at_start() {
         vec!["link", "add", leftover_bridge.as_str(), "type", "bridge"],
     ] {
         assert!(
-            Command::new("ip").args(&args).status().unwrap().success(),
+            Command::new(ip()).args(&args).status().unwrap().success(),
             "ip {args:?}"
         );
     }

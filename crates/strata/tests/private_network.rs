@@ -68,6 +68,14 @@ class Handler(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
 "#;
 
+/// The `ip` program: on the PATH, or in Debian's sbin directories.
+fn ip() -> std::path::PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|d| d.join("ip"))
+        .find(|p| p.is_file())
+        .expect("ip (iproute2)")
+}
 fn here(test: &str) -> bool {
     let runc = strata_testkit::program("runc", "apt-get install runc").or_else(|why| {
         if Path::new("/usr/sbin/runc").exists() {
@@ -143,7 +151,7 @@ fn manifest(app: &str, services: Value) -> strata_manifest::Manifest {
 /// The namespaces `ip netns list` shows for the node on `dir`.
 fn namespaces(dir: &Path) -> Vec<String> {
     let prefix = strata_appservice::container_prefix(&dir.join(".strata"));
-    let out = std::process::Command::new("ip")
+    let out = std::process::Command::new(ip())
         .args(["netns", "list"])
         .output()
         .unwrap();

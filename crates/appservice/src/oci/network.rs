@@ -49,7 +49,8 @@ const NETNS_DIR: &str = "/run/netns";
 
 /// The shell that deletes the namespaces, links and rules of the node whose container
 /// prefix is `$p` (`strata-HASH-`): run by the container guard and at a node's start.
-pub(crate) const SWEEP: &str = r#"h=${p#strata-}; h=${h%-}
+pub(crate) const SWEEP: &str = r#"PATH="$PATH:/usr/sbin:/sbin"
+h=${p#strata-}; h=${h%-}
 ip netns list 2>/dev/null | while read -r ns _; do
   case "$ns" in "$p"*) ip netns delete "$ns" >/dev/null 2>&1 ;; esac
 done
@@ -293,7 +294,7 @@ impl Drop for Attachment {
         self.release();
         std::thread::spawn(move || {
             for args in [vec!["link", "delete", &veth], vec!["netns", "delete", &ns]] {
-                let _ = std::process::Command::new("ip")
+                let _ = std::process::Command::new(ip_program())
                     .args(args)
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -304,11 +305,19 @@ impl Drop for Attachment {
     }
 }
 
+/// The `ip` program: on the PATH, or where Debian puts it (`/usr/sbin`, `/sbin`),
+/// which a PATH without the sbin directories misses.
+fn ip_program() -> PathBuf {
+    static IP: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    IP.get_or_init(|| super::runtime::find_program("ip").unwrap_or_else(|| PathBuf::from("ip")))
+        .clone()
+}
+
 /// Runs `ip ARGS`, with `stdin` as its input (for `-batch -`); its error output is the
 /// error.
 async fn ip(args: &[&str], stdin: Option<&str>) -> Result<()> {
     use tokio::io::AsyncWriteExt;
-    let mut cmd = tokio::process::Command::new("ip");
+    let mut cmd = tokio::process::Command::new(ip_program());
     cmd.args(args)
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::null())
@@ -337,7 +346,7 @@ async fn ip(args: &[&str], stdin: Option<&str>) -> Result<()> {
 
 /// Output of `ip ARGS`.
 async fn ip_output(args: &[&str]) -> Result<String> {
-    let out = tokio::process::Command::new("ip")
+    let out = tokio::process::Command::new(ip_program())
         .args(args)
         .stdin(Stdio::null())
         .output()
