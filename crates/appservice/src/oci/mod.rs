@@ -75,13 +75,18 @@ const RUNTIME_FILE: &str = "oci-runtime";
 /// `strata-` and 8 hex digits of a hash of the dir's path, then `-`.
 pub fn container_prefix(state_dir: &Path) -> String {
     let path = state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
-    // FNV-1a: stable across builds and platforms, which `DefaultHasher` is not.
+    let hash = fnv(path.as_os_str().as_encoded_bytes());
+    format!("strata-{:08x}-", (hash >> 32) as u32 ^ hash as u32)
+}
+
+/// FNV-1a: stable across builds and platforms, which `DefaultHasher` is not.
+fn fnv(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in path.as_os_str().as_encoded_bytes() {
+    for byte in bytes {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("strata-{:08x}-", (hash >> 32) as u32 ^ hash as u32)
+    hash
 }
 
 /// What a node keeps for its containers: the runtime, the image, the id prefix and the

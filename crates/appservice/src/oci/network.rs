@@ -40,6 +40,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::fnv;
+
 /// The priority of the `prohibit` rule of every app bridge: after `local` (0), before
 /// `main` (32766).
 const RULE_PRIORITY: u32 = 1000;
@@ -91,16 +93,6 @@ pub(crate) async fn sweep(prefix: &str) {
 /// The `HASH` of a container prefix `strata-HASH-`.
 fn node_hash(prefix: &str) -> &str {
     prefix.trim_start_matches("strata-").trim_end_matches('-')
-}
-
-/// FNV-1a, stable across builds.
-fn fnv(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 /// One app's private network on this node: its bridge and subnet.
