@@ -324,6 +324,41 @@ async fn a_private_network_app_reaches_its_own_and_the_node_but_not_another_app(
     }
 }
 
+/// A program that listens on its own loopback is not reached on a private network, and
+/// the event says to listen on every address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_instance_on_its_loopback_is_told_to_listen_on_every_address() {
+    let test = "a_private_instance_on_its_loopback_is_told_to_listen_on_every_address";
+    if !here(test) {
+        return;
+    }
+    let dir = app_dir();
+    let web = json!({
+        "run": ["python3", "-m", "http.server", "--bind", "127.0.0.1", "${PORT}"],
+        "driver": "oci", "network": "private",
+        "health": {"path": "/", "interval_ms": 200, "timeout_ms": 500, "start_timeout_ms": 3000},
+    });
+    let app = start_service(dir.path(), "epsilon", web, node_api());
+    let until = Instant::now() + Duration::from_secs(60);
+    let exited = loop {
+        if let Some(e) = app.recent_events().into_iter().find(|e| e.kind == EventKind::Exited) {
+            break e;
+        }
+        assert!(Instant::now() < until, "no exited event: {:#?}", app.recent_events());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        exited.message.contains("nothing listens on its port")
+            && exited.message.contains(" at 10.")
+            && exited
+                .message
+                .contains("must serve HTTP on 0.0.0.0:$PORT, not on its own loopback"),
+        "{}",
+        exited.message
+    );
+    app.stop().await;
+}
+
 /// An image's container on a private network: busybox's httpd (which listens on every
 /// address) is reached at its namespace address, and the image's own
 /// `/etc/resolv.conf` is replaced by the private network's.
