@@ -562,8 +562,10 @@ async fn launch(
         let (argv, user, cwd, init) = match &image {
             Some(image) => (
                 crate::image::config::command(&ctx.name, ctx.spec.image(), &image.image, &argv)?,
-                match ctx.spec.user {
-                    Some(_) => ctx.spec.user_ids(),
+                match &ctx.spec.user {
+                    Some(text) => {
+                        crate::image::config::manifest_user(&ctx.name, text, &image.rootfs, ctx.spec.image())?
+                    }
                     None => crate::image::config::user(&ctx.name, ctx.spec.image(), &image.image, &image.rootfs)?,
                 },
                 match (&ctx.spec.workdir, image.cwd()) {
@@ -572,7 +574,14 @@ async fn launch(
                 },
                 image.shell,
             ),
-            None => (argv, ctx.spec.user_ids(), ctx.workdir.clone(), true),
+            // The host image: names are the host's own.
+            None => {
+                let user = match &ctx.spec.user {
+                    Some(text) => crate::image::config::manifest_user(&ctx.name, text, Path::new("/"), "host")?,
+                    None => strata_manifest::NOBODY,
+                };
+                (argv, user, ctx.workdir.clone(), true)
+            }
         };
         let resources = &ctx.spec.resources;
         let (running, run_log) = oci

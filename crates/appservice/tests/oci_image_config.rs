@@ -195,6 +195,45 @@ async fn with_no_run_the_image_runs_its_command_with_its_env_workdir_and_named_u
     let app_path = dir.path().canonicalize().unwrap();
     assert_eq!(body, format!("4321\n77\n{}\nfrom-image kept web\n", app_path.display()));
     app.stop().await;
+
+    // The manifest's `user` by name, looked up in the image (and root by name too: the
+    // manifest may ask for it).
+    let app = start(
+        dir.path(),
+        json!({
+            "driver": "oci", "image": "./configured", "user": "app:root",
+            "health": {"path": "/info.txt", "interval_ms": 100, "timeout_ms": 2000},
+        }),
+    );
+    let port = ready_port(&app, dir.path()).await;
+    let (_, body) = fetch(port, "/info.txt").await;
+    assert!(body.starts_with("1234\n0\n"), "{body:?}");
+    app.stop().await;
+
+    // A name the image does not have: no launch, and why, in the instance's detail.
+    let app = start(
+        dir.path(),
+        json!({
+            "driver": "oci", "image": "./configured", "user": "ghost",
+            "health": {"path": "/info.txt", "interval_ms": 100, "timeout_ms": 2000},
+        }),
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    let why = loop {
+        let snapshot = app.snapshot();
+        let instance = snapshot[0].instances.first().cloned();
+        let text = instance
+            .map(|i| format!("{} {}", i.detail.unwrap_or_default(), i.last_exit.unwrap_or_default()))
+            .unwrap_or_default();
+        if text.contains("ghost") {
+            break text;
+        }
+        assert!(Instant::now() < until, "no word of the unknown user: {snapshot:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(why.contains("no user \"ghost\" in the image's /etc/passwd"), "{why}");
+    assert_ne!(app.snapshot()[0].instances[0].state, InstanceState::Ready);
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,8 +92,9 @@ pub struct ServiceSpec {
     /// or the `sha256:` digest of an imported image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// With the `oci` driver, who the program runs as: `UID` or `UID:GID`, numbers
-    /// ([`ServiceSpec::user_ids`]); left out, [`NOBODY`].
+    /// With the `oci` driver, who the program runs as: `USER` or `USER:GROUP`, each a
+    /// number or a name looked up in the image when the container starts (numbers:
+    /// [`ServiceSpec::user_ids`]); left out, the image's `User`, else [`NOBODY`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// With the `oci` driver, the network its containers are on: the node's own
@@ -143,8 +144,9 @@ pub const NOBODY: (u32, u32) = (65534, 65534);
 pub const DEFAULT_PIDS: u64 = 1024;
 
 impl ServiceSpec {
-    /// The user and group ids a container's program runs as: `user`, or [`NOBODY`]. A
-    /// `user` validation refused reads as [`NOBODY`] too.
+    /// The user and group ids of a numeric `user`, else [`NOBODY`] (a `user` with names
+    /// is resolved in the image when the container starts; one validation refused
+    /// reads as [`NOBODY`] too).
     pub fn user_ids(&self) -> (u32, u32) {
         self.user.as_deref().and_then(parse_user).unwrap_or(NOBODY)
     }
@@ -158,6 +160,26 @@ impl ServiceSpec {
     /// whose config may say what to run (checked where the image is read).
     pub(crate) fn may_leave_out_run(&self) -> bool {
         self.driver == Driver::Oci && self.image() != HOST_IMAGE
+    }
+}
+
+/// Whether `text` is a `user` the manifest takes: `USER` or `USER:GROUP`, each a number
+/// below 2^32 - 1 or a name as `useradd` takes it (a letter or `_` first, then letters,
+/// digits, `_`, `-` or `.`, at most 32, an optional `$` last).
+pub(crate) fn is_user(text: &str) -> bool {
+    let part = |s: &str| -> bool {
+        let name = s.strip_suffix('$').unwrap_or(s);
+        let numeric = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let named = (1..=32).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'));
+        named || (numeric && s.parse::<u32>().is_ok_and(|n| n != u32::MAX))
+    };
+    match text.split_once(':') {
+        Some((user, group)) => part(user) && part(group),
+        None => part(text),
     }
 }
 

@@ -29,7 +29,7 @@ pub(crate) use queue::{check_queue, EXPECT_QUEUE_NAME};
 use routes::check_route_conflicts;
 
 use crate::error::{quoted, FieldPath};
-use crate::service::parse_user;
+use crate::service::is_user;
 use crate::{
     AutoscaleSpec, CallMode, Driver, FileSpec, FunctionSpec, Manifest, ManifestError, Network, QueueSpec, RouteSpec,
     ServiceSpec, SetupSpec, HOST_IMAGE, VERSION,

@@ -692,8 +692,36 @@ fn the_oci_driver_takes_the_host_image_a_user_and_limits() {
     let driver = "one of process, oci";
     invalid_at("services.api.driver", json!("docker"), driver, "\"docker\"");
     invalid_at("services.api.driver", json!(1), driver, "the number 1");
-    let user = "a user id, or user and group ids, as numbers";
-    for bad in ["nobody", "1000:", ":1000", "-1", "4294967295", "1:2:3", ""] {
+    // Names are taken (looked up in the image when the container starts).
+    for good in [
+        "nobody",
+        "www-data",
+        "app:staff",
+        "1000:staff",
+        "_svc$",
+        "app.user:1000",
+    ] {
+        let m = parse_value(&{
+            let mut v = hello();
+            oci(&mut v);
+            v["services"]["api"]["user"] = json!(good);
+            v
+        });
+        assert!(m.is_ok(), "{good:?}: {m:?}");
+    }
+    let user = "a user, or a user and a group, each a number below 4294967295 or a name";
+    for bad in [
+        "Nobody",
+        "1000:",
+        ":1000",
+        "-1",
+        "4294967295",
+        "1:2:3",
+        "",
+        "a b",
+        "9x",
+        &"a".repeat(33),
+    ] {
         let err = error_of(|v| {
             oci(v);
             v["services"]["api"]["user"] = json!(bad);

@@ -5,7 +5,8 @@
 //!   the whole argv for every driver and image, and there is no other field to replace
 //!   an `Entrypoint` with); without one, `Entrypoint` then `Cmd`, as `docker run IMAGE`
 //!   runs them; an image with neither and no `run` is an error naming both;
-//! - the user ([`user`]): the manifest's `user` when it has one; else the config's
+//! - the user ([`user`]): the manifest's `user` when it has one ([`manifest_user`],
+//!   names looked up in the image as the config's are); else the config's
 //!   `User` (`NAME` or `UID`, and optionally `:GROUP` or `:GID`), names looked up in
 //!   the image's own `/etc/passwd` and `/etc/group`; root there, or no `User`, means
 //!   the non-root default ([`NOBODY`]): only the manifest can ask for root;
@@ -51,15 +52,36 @@ pub fn user(service: &str, name: &str, image: &Image, rootfs: &Path) -> Result<(
     let Some(text) = image.user.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
         return Ok(NOBODY);
     };
-    let (user, group) = match text.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (text, None),
-    };
-    let fail = |what: String| -> anyhow::Error {
+    let (uid, gid) = ids(text, rootfs).map_err(|what| {
         anyhow::anyhow!(
             "services.{service}: image {name} ({}): its config's User {text:?}: {what}; give the service a numeric \"user\"",
             short(&image.digest)
         )
+    })?;
+    if uid == 0 {
+        // Root in an image is the common case of an image that never thought about it;
+        // a container runs as root only where the manifest says so.
+        return Ok(NOBODY);
+    }
+    Ok((uid, gid))
+}
+
+/// Who a container runs as when the manifest names a `user` (`UID`, `NAME`, and
+/// optionally `:GID` or `:GROUP`): numbers as they are, names looked up in `rootfs`
+/// (the image's root filesystem, or `/` for the host image). Root is whatever the
+/// manifest asks for.
+pub fn manifest_user(service: &str, text: &str, rootfs: &Path, image: &str) -> Result<(u32, u32)> {
+    ids(text, rootfs).map_err(|what| {
+        anyhow::anyhow!("services.{service}.user {text:?}: {what} (image {image}); give a name it has, or numbers")
+    })
+}
+
+/// `USER[:GROUP]`, each a number or a name in `rootfs`'s `/etc/passwd` and
+/// `/etc/group`; without a group, the user's primary group, else the uid as its own.
+fn ids(text: &str, rootfs: &Path) -> std::result::Result<(u32, u32), String> {
+    let (user, group) = match text.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (text, None),
     };
     let passwd = read_inside(rootfs, "/etc/passwd");
     let entries = |file: &Option<String>| -> Vec<(String, u32, Option<u32>)> {
@@ -78,8 +100,8 @@ pub fn user(service: &str, name: &str, image: &Image, rootfs: &Path) -> Result<(
         Some(uid) => (uid, users.iter().find(|u| u.1 == uid).and_then(|u| u.2)),
         None => match users.iter().find(|u| u.0 == user) {
             Some(u) => (u.1, u.2),
-            None if passwd.is_none() => return Err(fail("the image has no /etc/passwd to find the name in".into())),
-            None => return Err(fail(format!("no user {user:?} in the image's /etc/passwd"))),
+            None if passwd.is_none() => return Err("the image has no /etc/passwd to find the name in".into()),
+            None => return Err(format!("no user {user:?} in the image's /etc/passwd")),
         },
     };
     let gid = match group.filter(|g| !g.is_empty()) {
@@ -90,19 +112,12 @@ pub fn user(service: &str, name: &str, image: &Image, rootfs: &Path) -> Result<(
                 let file = read_inside(rootfs, "/etc/group");
                 match entries(&file).iter().find(|e| e.0 == g) {
                     Some(e) => e.1,
-                    None if file.is_none() => {
-                        return Err(fail("the image has no /etc/group to find the group in".into()))
-                    }
-                    None => return Err(fail(format!("no group {g:?} in the image's /etc/group"))),
+                    None if file.is_none() => return Err("the image has no /etc/group to find the group in".into()),
+                    None => return Err(format!("no group {g:?} in the image's /etc/group")),
                 }
             }
         },
     };
-    if uid == 0 {
-        // Root in an image is the common case of an image that never thought about it;
-        // a container runs as root only where the manifest says so.
-        return Ok(NOBODY);
-    }
     Ok((uid, gid))
 }
 

@@ -49,10 +49,10 @@ pub(super) fn check_driver(spec: &ServiceSpec, path: &FieldPath, p: &mut Problem
                     quoted(image),
                 ));
             }
-            if let Some(user) = spec.user.as_deref().filter(|u| parse_user(u).is_none()) {
+            if let Some(user) = spec.user.as_deref().filter(|u| !is_user(u)) {
                 p.add(invalid(
                     path.key("user"),
-                    "a user id, or user and group ids, as numbers below 4294967295: 1000 or 1000:1000",
+                    "a user, or a user and a group, each a number below 4294967295 or a name in the image (lowercase letters, digits, _ - .): 1000, 1000:1000, www-data or app:staff",
                     quoted(user),
                 ));
             }
