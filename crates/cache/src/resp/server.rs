@@ -241,7 +241,7 @@ async fn serve_connection(
             drop(input);
             return close_with(stream, &out).await;
         }
-        let read = match stream.try_read_buf(&mut input.bytes) {
+        let read = match read_some(&stream, &mut input.bytes) {
             Ok(read) => read,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 input.release();
@@ -309,9 +309,44 @@ async fn serve_connection(
         if input.bytes.is_empty() {
             input.release();
             give_chunk(std::mem::take(&mut out));
-        } else if out.capacity() > 4 * READ_CHUNK {
-            out = take_chunk();
+        } else {
+            if out.capacity() > 4 * READ_CHUNK {
+                out = take_chunk();
+            }
+            // A command that will never fit is refused now, not after more of it comes
+            // (the read above may have cleared readiness: nothing more may come).
+            if let Err(over) = input.make_room(conn.want()) {
+                match over {
+                    OverLimit::Connection => conn.over_query_buffer_limit(input.bytes.len(), &mut out),
+                    OverLimit::Server => conn.evicted(&mut out),
+                }
+                drop(input);
+                return close_with(stream, &out).await;
+            }
         }
+    }
+}
+
+/// Reads what the socket holds into `buf`. A read that leaves room in `buf` took all
+/// the kernel had, so the socket's readiness is cleared then and there: the next wait
+/// is for new bytes, without the read that would only have said "nothing yet"
+/// (`EAGAIN`), one system call per request saved, as Redis' level-triggered loop saves
+/// it. Safe: tokio clears readiness only if no readiness event came after the one this
+/// read was made under, and never clears the peer's end of stream.
+fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let mut drained = None;
+    let read = stream.try_io(tokio::io::Interest::READABLE, || {
+        let n = stream.try_read_buf(buf)?;
+        if n > 0 && n < room {
+            drained = Some(n);
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (read, drained) {
+        (_, Some(n)) => Ok(n),
+        (read, None) => read,
     }
 }
 
