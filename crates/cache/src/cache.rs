@@ -406,6 +406,13 @@ impl Cache {
         Ok(dropped)
     }
 
+    /// Removes every key `keep` refuses, one shard at a time (each held only for its
+    /// own walk); returns how many were removed. A ring change drops with it the keys
+    /// this node no longer owns, or did not own before (`NodeRing`).
+    pub fn retain(&self, keep: impl Fn(&[u8]) -> bool) -> usize {
+        self.shards.iter().map(|s| s.lock().retain(&keep)).sum()
+    }
+
     /// Removes expired keys found among `samples` random keys of each shard, repeating a
     /// shard while more than a quarter of its sample had expired (Redis' active expiry).
     /// Returns how many keys were removed.

@@ -50,9 +50,11 @@
 //! - [`Cache`] (`cache`; keyspace and the above): the shards of one node and the public
 //!   operations on them (get, set with conditions and expiry, delete,
 //!   expire/persist/ttl, incr, append, flush, [`Cache::drop_shard`], [`Cache::stats`]).
+//! - [`NodeRing`] (`node_ring`; cache, ring): in a cluster, the ring over the nodes
+//!   that decides which node owns a key, and the amnesia rule at each of its changes.
 //! - [`ReadThrough`] (`read_through`; cache): a cache in front of a [`Loader`], with
 //!   request coalescing and serve-stale-while-refresh.
-//! - [`resp`] (cache, ring): the Redis protocol server ([`spawn_resp`]); its own modules
+//! - [`resp`] (cache, ring, node_ring): the Redis protocol server ([`spawn_resp`]); its own modules
 //!   are ordered in its header.
 //!
 //! # Using it
@@ -144,6 +146,7 @@ mod hash;
 mod keyspace;
 mod list;
 mod long_double;
+mod node_ring;
 mod pubsub;
 mod read_through;
 pub mod resp;
@@ -161,6 +164,7 @@ pub use cache::{
     SetOutcome, Ttl, DEFAULT_MAX_BYTES,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use node_ring::{NodeRing, Owner, RingNode, RingView};
 pub use read_through::{
     read_through_key, LoadError, LoadFuture, Loader, ReadThrough, ReadThroughConfig, ReadThroughStats,
 };

@@ -92,6 +92,24 @@ impl<N: Hash + Eq + Clone> Ring<N> {
         &self.nodes
     }
 
+    /// Each node's share of the ring (of the key space), in the order of
+    /// [`Ring::nodes`]; they sum to 1 (all zero on an empty ring).
+    pub fn shares(&self) -> Vec<f64> {
+        let mut owned = vec![0u128; self.nodes.len()];
+        let n = self.points.len();
+        for (i, &(p, node)) in self.points.iter().enumerate() {
+            // A point owns the hashes after its predecessor, up to and including itself.
+            let prev = self.points[(i + n - 1) % n].0;
+            let span = if n == 1 {
+                1u128 << 64
+            } else {
+                p.wrapping_sub(prev) as u128
+            };
+            owned[node as usize] += span;
+        }
+        owned.into_iter().map(|o| o as f64 / (1u128 << 64) as f64).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -278,6 +296,26 @@ mod tests {
         assert!(ring.remove(&shard("b", 0)));
         let after: Vec<ShardId> = keys.iter().map(|k| ring.owner(k.as_bytes()).unwrap().clone()).collect();
         assert_eq!(before, after, "removing the node restores the old owners");
+    }
+
+    #[test]
+    fn shares_sum_to_one_and_match_the_keys_owned() {
+        let mut ring = Ring::new(DEFAULT_VNODES);
+        for n in ["a", "b", "c"] {
+            ring.add(n.to_string());
+        }
+        let shares = ring.shares();
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{shares:?}");
+        let mut counts = [0usize; 3];
+        for i in 0..30_000 {
+            counts[ring.owner_index(format!("k{i}").as_bytes()).unwrap()] += 1;
+        }
+        for (c, s) in counts.iter().zip(&shares) {
+            assert!((*c as f64 / 30_000.0 - s).abs() < 0.02, "{counts:?} {shares:?}");
+        }
+        let mut one = Ring::new(4);
+        one.add("x".to_string());
+        assert_eq!(one.shares(), [1.0]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::blocking::Blocked;
 use super::commands::{execute, Flow};
+use super::forward::{self, Forwards, Route, PEER_NAME_PREFIX};
 use super::parse::Parser;
 use super::reply::Reply;
 use super::state::{ConnectionContext, RespConfig, Session};
@@ -46,6 +47,8 @@ pub struct Connection {
     worker: usize,
     /// The blocking command it waits in, if any.
     blocked: Option<Blocked>,
+    /// In a cluster: the batch's commands that other nodes run (`forward`).
+    forwards: Forwards,
 }
 
 impl Connection {
@@ -68,6 +71,7 @@ impl Connection {
             shared,
             worker,
             blocked: None,
+            forwards: Forwards::default(),
         }
     }
 
@@ -84,18 +88,54 @@ impl Connection {
     }
 
     /// Runs the complete commands at the start of `input`, removing them from it and
-    /// appending their replies to `out`.
+    /// appending their replies to `out`. In a cluster, the commands other nodes own are
+    /// queued instead ([`Connection::has_forwards`]): the server forwards them before it
+    /// writes `out`.
     pub fn process(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>) -> Progress {
         let mut at = 0;
         let mut commands = 0u64;
         let mut progress = Progress::NeedInput;
+        // A single node pays this one test per batch; a cluster node alone on its ring,
+        // or a peer's connection (one hop only), one more.
+        let routing = match &self.shared.ring {
+            Some((ring, _)) if !self.is_peer() => Some(ring.view()).filter(|v| !v.is_solo()),
+            _ => None,
+        };
         loop {
             // AUTH may have succeeded (or RESET logged out) in the command before.
             self.parser.set_unauthenticated(!self.session.authenticated);
             match self.parser.parse(&input[at..]) {
                 Ok(Some(used)) => {
                     let args = self.parser.args(&input[at..]);
+                    let start = at;
                     at += used;
+                    let route = match &routing {
+                        Some(view) if !args.is_empty() => forward::route(view, args, &self.session),
+                        _ => Route::Here,
+                    };
+                    match route {
+                        Route::Here => {}
+                        Route::Peer(node) => {
+                            let view = routing.as_ref().expect("routed");
+                            self.forwards.add(view, node, &input[start..at], out.len());
+                            commands += 1;
+                            if out.len() + self.forwards.queued_bytes() >= FLUSH_AT {
+                                progress = Progress::Flush;
+                                break;
+                            }
+                            continue;
+                        }
+                        Route::Refuse(e) => {
+                            self.session.tx.refuse();
+                            Reply {
+                                out,
+                                resp3: self.session.resp3,
+                            }
+                            .error(&e);
+                            commands += 1;
+                            continue;
+                        }
+                    }
                     if !args.is_empty() {
                         commands += 1;
                         match execute(args, &mut self.session, &self.shared, out) {
@@ -150,6 +190,31 @@ impl Connection {
             progress = Progress::Close;
         }
         progress
+    }
+
+    /// Whether the batch just processed has commands for other nodes: then
+    /// [`Connection::forward`] before writing its replies.
+    pub(crate) fn has_forwards(&self) -> bool {
+        !self.forwards.is_empty()
+    }
+
+    /// Forwards the batch's commands that other nodes own and puts their replies in
+    /// their places in `out`.
+    pub(crate) async fn forward(&mut self, out: &mut Vec<u8>) {
+        let shared = self.shared.clone();
+        let Some((_, hello)) = &shared.ring else {
+            return;
+        };
+        let resp3 = self.session.resp3;
+        self.forwards.run(out, resp3, &hello[resp3 as usize]).await;
+    }
+
+    /// Whether this is another node's connection, forwarding to this one.
+    fn is_peer(&self) -> bool {
+        self.session
+            .name
+            .as_deref()
+            .is_some_and(|n| n.starts_with(PEER_NAME_PREFIX))
     }
 
     /// What a blocked connection waits for: a signal, and the deadline (None: none).

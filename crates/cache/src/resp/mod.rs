@@ -2,6 +2,7 @@
 //!
 //! Modules, bottom-up: each uses only the ones above it (named in parentheses).
 //! - `parse`: the incremental request parser ([`Parser`], [`Limits`], [`ProtocolError`]).
+//! - `frame`: where one reply ends in a peer node's bytes (the reply framer).
 //! - `reply`: reply encoding for RESP2 and RESP3.
 //! - `table` (parse): the command table (names, arities, flags, key positions, and so
 //!   which shards a command holds).
@@ -39,7 +40,10 @@
 //! - `zset_algebra` (parse, reply, zranges): the sorted set commands on several keys
 //!   (ZUNION, ZINTER, ZDIFF, their *STORE forms, ZINTERCARD; WEIGHTS, AGGREGATE).
 //! - `commands` (all of the above): dispatch, MULTI/EXEC/DISCARD/WATCH/UNWATCH.
-//! - `connection` (parse, reply, state, commands, blocking): one client's protocol
+//! - `forward` (frame, parse, reply, table, state): in a cluster, which node runs a
+//!   command ([`crate::NodeRing`]), and the forwarding of a batch's commands to their
+//!   owners over pooled peer connections, their replies put back in command order.
+//! - `connection` (parse, reply, state, commands, blocking, forward): one client's protocol
 //!   state, without the socket ([`Connection`]).
 //! - `server` (timeouts, query_buffer, state, connection): [`spawn_resp`] (worker
 //!   threads, one `SO_REUSEPORT` listener each, admitting at most `max_clients`) and the
@@ -53,6 +57,8 @@ mod admin;
 mod blocking;
 mod commands;
 mod connection;
+mod forward;
+mod frame;
 mod hashes;
 mod keys;
 mod lists;

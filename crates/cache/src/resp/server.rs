@@ -259,6 +259,9 @@ async fn serve_connection(
             let before = input.bytes.len();
             let progress = conn.process(&mut input.bytes, &mut out);
             watch.received(input.bytes.len() < before, input.bytes.len());
+            if conn.has_forwards() {
+                conn.forward(&mut out).await;
+            }
             if !out.is_empty() {
                 let mailbox = conn.mailbox();
                 match write_out(&mut stream, &out, &watch, mailbox.as_deref()).await {

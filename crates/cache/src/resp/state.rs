@@ -13,6 +13,7 @@ use super::query_buffer::ClientMemory;
 use super::timeouts::Timeouts;
 use super::transaction::Transaction;
 use crate::cache::Cache;
+use crate::node_ring::NodeRing;
 use crate::ring::StableHasher;
 
 /// How the RESP server runs, and what bounds each connection and all of them. The
@@ -49,6 +50,10 @@ pub struct RespConfig {
     /// password, every connection is authenticated (and the node keeps the port on
     /// loopback).
     pub password: Option<String>,
+    /// In a cluster, the cache ring over the nodes: a command whose keys another node
+    /// owns is forwarded to it (`forward`), and the peers are reached with `password`.
+    /// None: a single node, every key served here (nothing is checked per command).
+    pub ring: Option<Arc<NodeRing>>,
 }
 
 impl std::fmt::Debug for RespConfig {
@@ -62,6 +67,7 @@ impl std::fmt::Debug for RespConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ring", &self.ring)
             .finish()
     }
 }
@@ -77,6 +83,7 @@ impl Default for RespConfig {
             idle_timeout: Some(Duration::from_secs(300)),
             command_timeout: Some(Duration::from_secs(10)),
             password: None,
+            ring: None,
         }
     }
 }
@@ -85,6 +92,8 @@ impl Default for RespConfig {
 pub(crate) struct ConnectionContext {
     pub cache: Arc<Cache>,
     pub server: ServerState,
+    /// The cluster's cache ring, and what opens a connection to a peer (RESP2, RESP3).
+    pub ring: Option<(Arc<NodeRing>, [Vec<u8>; 2])>,
 }
 
 pub(crate) struct ServerState {
@@ -112,8 +121,14 @@ pub(crate) struct ServerState {
 
 impl ConnectionContext {
     pub fn new(cache: Arc<Cache>, config: &RespConfig, threads: usize) -> ConnectionContext {
+        let ring = config.ring.as_ref().map(|ring| {
+            let password = config.password.as_deref().map(str::as_bytes);
+            let hello = [false, true].map(|resp3| super::forward::hello_command(resp3, password, ring.me()));
+            (ring.clone(), hello)
+        });
         ConnectionContext {
             cache,
+            ring,
             server: ServerState {
                 addr: std::sync::OnceLock::new(),
                 threads,

@@ -195,7 +195,7 @@ impl Cmd {
 
     /// Whether the command reads or changes the whole keyspace (or every shard's
     /// figures): it holds every shard while it runs.
-    fn touches_every_shard(self) -> bool {
+    pub fn touches_every_shard(self) -> bool {
         matches!(
             self,
             Cmd::Keys | Cmd::Scan | Cmd::Randomkey | Cmd::Dbsize | Cmd::Flushdb | Cmd::Info | Cmd::Config

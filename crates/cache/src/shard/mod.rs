@@ -389,6 +389,21 @@ impl ShardState {
         n
     }
 
+    /// Removes every key `keep` refuses (as deleted, its watchers told); returns how
+    /// many were removed.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) -> usize {
+        let mut removed = 0;
+        // From the end: removing slot i moves the last key, already looked at, into it.
+        for i in (0..self.keys.len()).rev() {
+            if !keep(self.keys[i].as_slice()) {
+                let k = self.keys[i].clone();
+                self.remove_with(k.as_slice(), Cause::Deleted);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     pub fn count_drop(&mut self) {
         self.stats.drops += 1;
     }
