@@ -78,7 +78,18 @@ pub(crate) fn stats_of(state: &NodeParts) -> serde_json::Value {
         );
     }
     let rt_stats = state.read_through.cache.stats();
+    let ring = state.cache_ring.as_ref().map(|ring| {
+        let view = ring.view();
+        json!({
+            "me": ring.me(),
+            "member": view.is_member(),
+            "nodes": view.nodes().iter().map(|n| json!({
+                "name": n.name, "addr": n.addr.to_string(), "share": n.share,
+            })).collect::<Vec<_>>(),
+        })
+    });
     json!({
+        "ring": ring,
         "total": shard(&stats.total),
         "shards": stats.shards.iter().map(shard).collect::<Vec<_>>(),
         "read_through": caches,

@@ -105,6 +105,8 @@ pub struct NodeParts {
     pub consumers: HashMap<String, (String, String)>,
     pub store: Arc<dyn StoreBackend>,
     pub cache: Arc<strata_cache::Cache>,
+    /// In a cluster, the cache ring over the nodes (`GET /v1/cache` shows it).
+    pub cache_ring: Option<Arc<strata_cache::NodeRing>>,
     /// The declared read-through caches over the store.
     pub read_through: ReadThroughCaches,
     /// Who may call what (checked before every route).

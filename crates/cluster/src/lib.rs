@@ -35,7 +35,7 @@ pub mod placement;
 pub mod queues;
 pub mod state;
 
-pub use membership::{Membership, NodeRecord, DEAD_AFTER};
+pub use membership::{CacheRecord, Membership, NodeRecord, DEAD_AFTER};
 pub use nats::{keys, AppRecord, Nats};
 pub use queues::JetStreamQueues;
 pub use state::{JetStreamStore, JetStreamStoreConfig};

@@ -55,6 +55,22 @@ pub struct NodeRecord {
     /// Every instance running here (`strata ps --nats`), at most [`MAX_LISTED`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub running: Vec<RunningInstance>,
+    /// Each app's cache on this node (an app with a Redis port, `cache.listen`): app ->
+    /// its Redis port and what its shards hold. The live nodes listed for an app make
+    /// its cache ring (`strata cache stats --nats`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub caches: BTreeMap<String, CacheRecord>,
+}
+
+/// One app's cache on one node, as its heartbeat reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    /// Its Redis port, where the other nodes forward the keys this one owns.
+    pub addr: String,
+    /// Keys held, per shard of this node.
+    pub shards: Vec<u64>,
+    /// Bytes held (keys, values and overhead), all shards.
+    pub bytes: u64,
 }
 
 /// The most instances one heartbeat lists (a heartbeat stays a few tens of kB).

@@ -53,6 +53,9 @@ pub struct NodeConfig {
     /// Other nodes run this app too: each timer firing is claimed here first and fired
     /// only if won, on a schedule aligned on the Unix epoch. None: fire every firing.
     pub firing_claims: Option<Arc<dyn FiringClaims>>,
+    /// In a cluster, the cache ring over the nodes running this app: the Redis port
+    /// forwards a command whose keys another node owns. None: every key is served here.
+    pub cache_ring: Option<Arc<strata_cache::NodeRing>>,
     /// Gateway workers that outlive this node (a cluster node's, kept across versions
     /// of the app), already listening on `gateway_listen`: the node makes its gateway
     /// and puts it in the slot only if the slot is empty; whoever owns the workers swaps
@@ -80,6 +83,7 @@ impl NodeConfig {
             api_server: strata_api::ServerConfig::default(),
             placed: false,
             firing_claims: None,
+            cache_ring: None,
             gateway_slot: None,
             otlp: None,
         }
@@ -156,6 +160,7 @@ impl Node {
             &manifest,
             config.cache_listen,
             config.cache_password.clone(),
+            config.cache_ring.clone(),
             &cache,
             &shutdown,
             &mut tasks,
@@ -233,6 +238,7 @@ impl Node {
                 .collect(),
             store: backends.store.clone(),
             cache: cache.clone(),
+            cache_ring: config.cache_ring,
             read_through,
             access: strata_api::Access::new(&control_token, &tokens, &manifest, api_addr),
             shutdown: shutdown.clone(),
@@ -440,6 +446,7 @@ fn start_cache(
     manifest: &Manifest,
     listen: Option<SocketAddr>,
     password: Option<String>,
+    ring: Option<Arc<strata_cache::NodeRing>>,
     cache: &Arc<strata_cache::Cache>,
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
@@ -471,6 +478,7 @@ fn start_cache(
         idle_timeout: ms(spec.idle_timeout_ms),
         command_timeout: ms(spec.command_timeout_ms),
         password,
+        ring,
     };
     let resp = strata_cache::spawn_resp_with(listen, config, cache.clone(), shutdown.clone()).map_err(|e| {
         cannot_listen(

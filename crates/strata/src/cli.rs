@@ -228,6 +228,11 @@ pub enum CacheCommand {
         /// Print the node API's JSON (GET /v1/cache) instead of the tables.
         #[arg(long)]
         json: bool,
+        /// A cluster's NATS URLs: each app's cache ring instead, its live nodes with
+        /// their Redis ports, share of the keys and keys per shard (from the nodes'
+        /// heartbeats, at most a second old).
+        #[arg(long, value_name = "URLS")]
+        nats: Option<String>,
     },
     /// Empty one shard, as if it had lost its data (read-through caches refill from the store).
     DropShard {
@@ -312,10 +317,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Cache {
+            command: CacheCommand::Stats { json, nats: Some(nats) },
+        } => crate::cluster::cache_stats(&nats, json).await,
         Command::Cache { command } => {
             let (client, _) = connect()?;
             match command {
-                CacheCommand::Stats { json } => {
+                CacheCommand::Stats { json, .. } => {
                     let body = expect_ok(client.call(Method::GET, "/v1/cache", None).await?)?;
                     print_json_or(json, &body, tables::cache_stats)?;
                 }

@@ -320,3 +320,84 @@ pub async fn ps(nats: &str, json: bool) -> Result<()> {
 pub(crate) fn parse_otlp(url: &str) -> Result<strata_node::otlp::Endpoint, String> {
     strata_node::otlp::Endpoint::parse(url)
 }
+
+/// `strata cache stats --nats URLS`: each app's cache ring, from the live nodes'
+/// heartbeats: the nodes on it, each one's Redis port, share of the keys (by the same
+/// ring the nodes compute), and keys per shard.
+pub async fn cache_stats(nats: &str, json: bool) -> Result<()> {
+    let nats = Nats::connect(nats).await?;
+    let now = strata_cluster::now_ms();
+    let mut rings: BTreeMap<String, Vec<(String, strata_cluster::CacheRecord)>> = BTreeMap::new();
+    for node in read_nodes(&nats).await? {
+        if now.saturating_sub(node.heartbeat_ms) >= strata_cluster::DEAD_AFTER.as_millis() as u64 {
+            continue;
+        }
+        for (app, cache) in node.caches {
+            rings.entry(app).or_default().push((node.name.clone(), cache));
+        }
+    }
+    let mut apps = serde_json::Map::new();
+    for (app, nodes) in &rings {
+        let mut ring = strata_cache::Ring::new(strata_cache::DEFAULT_VNODES);
+        for (name, _) in nodes {
+            ring.add(name.clone());
+        }
+        let shares = ring.shares();
+        let list: Vec<serde_json::Value> = nodes
+            .iter()
+            .map(|(name, c)| {
+                let share = ring.nodes().iter().position(|n| n == name).map_or(0.0, |i| shares[i]);
+                serde_json::json!({
+                    "node": name, "addr": c.addr, "share": share,
+                    "keys": c.shards.iter().sum::<u64>(), "bytes": c.bytes, "shards": c.shards,
+                })
+            })
+            .collect();
+        apps.insert(app.clone(), serde_json::json!({ "nodes": list }));
+    }
+    if json {
+        let body = serde_json::json!({ "apps": apps });
+        return Ok(out::line(serde_json::to_string_pretty(&body)?)?);
+    }
+    Ok(out::stdout(|o| {
+        if apps.is_empty() {
+            writeln!(
+                o,
+                "no live node runs a cache with a Redis port (cache.listen in strata.json)"
+            )?;
+        }
+        for (app, ring) in &apps {
+            let nodes = ring["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
+            writeln!(o, "app {app}: a cache ring of {} node(s)", nodes.len())?;
+            writeln!(
+                o,
+                "{:<12} {:<22} {:>6} {:>9} {:>12}  KEYS PER SHARD",
+                "NODE", "REDIS PORT", "SHARE", "KEYS", "BYTES"
+            )?;
+            for n in nodes {
+                let shards: Vec<String> = n["shards"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(i, k)| format!("{i}:{k}"))
+                    .collect();
+                writeln!(
+                    o,
+                    "{:<12} {:<22} {:>5.1}% {:>9} {:>12}  {}",
+                    n["node"].as_str().unwrap_or("?"),
+                    n["addr"].as_str().unwrap_or("?"),
+                    n["share"].as_f64().unwrap_or(0.0) * 100.0,
+                    n["keys"],
+                    n["bytes"],
+                    shards.join(" ")
+                )?;
+            }
+        }
+        writeln!(
+            o,
+            "SHARE: the part of the keys the node owns; any node's Redis port serves every key, forwarding to its owner"
+        )?;
+        Ok(())
+    })?)
+}

@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Backends, FiringClaims, Node, NodeConfig};
 
+mod cache_ring;
 mod rollover;
 mod scale;
 mod schedule;
@@ -96,6 +97,8 @@ struct Status {
     apps: BTreeMap<String, Arc<strata_appservice::AppService>>,
     /// Each app's bus and services, for the load in the heartbeat.
     buses: BTreeMap<String, (Arc<strata_bus::Bus>, Vec<LoadSource>)>,
+    /// Each app's cache with a Redis port here, for its ring and its figures.
+    caches: BTreeMap<String, (SocketAddr, Arc<strata_cache::Cache>)>,
 }
 
 /// An instance as the heartbeat lists it.
@@ -141,12 +144,30 @@ impl Status {
             })
             .collect();
         self.buses.insert(app.to_string(), (r.node.bus.clone(), services));
+        match r.node.cache_addr {
+            Some(addr) => self.caches.insert(app.to_string(), (addr, r.node.cache.clone())),
+            None => self.caches.remove(app),
+        };
     }
 
     fn forget(&mut self, app: &str) {
         self.gateways.remove(app);
         self.apps.remove(app);
         self.buses.remove(app);
+        self.caches.remove(app);
+    }
+
+    /// Each app's cache here: its Redis port and what its shards hold.
+    fn caches(&self) -> BTreeMap<String, strata_cluster::CacheRecord> {
+        let record = |(addr, cache): &(SocketAddr, Arc<strata_cache::Cache>)| {
+            let stats = cache.stats();
+            strata_cluster::CacheRecord {
+                addr: addr.to_string(),
+                shards: stats.shards.iter().map(|s| s.keys).collect(),
+                bytes: stats.total.bytes,
+            }
+        };
+        self.caches.iter().map(|(app, c)| (app.clone(), record(c))).collect()
     }
 
     /// Per `APP/SERVICE`: in flight, answered, ready here.
@@ -250,6 +271,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
                 started_ms,
                 load: s.load(),
                 running,
+                caches: s.caches(),
             }
         }
     };
@@ -531,6 +553,11 @@ async fn start_app(
         .listen
         .as_ref()
         .map(|_| SocketAddr::new(config.listen, 0));
+    // Its keys spread over every node running the app's cache (`cache_ring`).
+    let ring = node_config
+        .cache_listen
+        .map(|_| strata_cache::NodeRing::new(&config.name));
+    node_config.cache_ring = ring.clone();
     // A directory per version: while a node rolls over, two versions of the app run
     // side by side, each with its instances' logs, scratch dirs and container ids.
     let version = version_of(&placement.digest);
@@ -613,6 +640,15 @@ async fn start_app(
         membership.clone(),
         stop.child_token(),
     ));
+    if let Some(ring) = ring {
+        tokio::spawn(cache_ring::follow(
+            membership.clone(),
+            app.to_string(),
+            ring,
+            node.cache.clone(),
+            stop.child_token(),
+        ));
+    }
     tracing::info!(app, digest = placement.digest, gateway = %node.gateway_addr, "running app");
     Ok(Running {
         digest: placement.digest.clone(),
