@@ -53,6 +53,10 @@ pub struct NodeConfig {
     /// Other nodes run this app too: each timer firing is claimed here first and fired
     /// only if won, on a schedule aligned on the Unix epoch. None: fire every firing.
     pub firing_claims: Option<Arc<dyn FiringClaims>>,
+    /// A store whose change feed brings every write, whichever node made it: the
+    /// read-through copies of changed keys are dropped from it (a cluster's; None: only
+    /// the writes through this node's API drop them).
+    pub store_changes: Option<Arc<dyn strata_store::StoreBackend>>,
     /// In a cluster, the cache ring over the nodes running this app: the Redis port
     /// forwards a command whose keys another node owns. None: every key is served here.
     pub cache_ring: Option<Arc<strata_cache::NodeRing>>,
@@ -84,6 +88,7 @@ impl NodeConfig {
             placed: false,
             firing_claims: None,
             cache_ring: None,
+            store_changes: None,
             gateway_slot: None,
             otlp: None,
         }
@@ -100,6 +105,8 @@ pub struct Node {
     pub bus: Arc<Bus>,
     pub backends: Backends,
     pub cache: Arc<strata_cache::Cache>,
+    /// The read-through caches' entries (a cluster node forgets them on rejoining).
+    pub read_through_cache: Arc<strata_cache::Cache>,
     /// Where the cache speaks the Redis protocol, if anywhere.
     pub cache_addr: Option<SocketAddr>,
     control_token: String,
@@ -144,8 +151,17 @@ impl Node {
         let backends = open_backends(config.backends, &state_dir, &manifest).await?;
         let cache = stateful::cache(&manifest);
         let read_through = stateful::read_through(&manifest, &backends.store);
+        let read_through_cache = read_through.cache.clone();
 
         let mut tasks = Vec::new();
+        if let Some(store) = &config.store_changes {
+            tasks.extend(stateful::invalidate_on_changes(
+                &manifest,
+                &read_through,
+                store,
+                &shutdown,
+            ));
+        }
         let bus = Bus::new();
         let (gateway_addr, gateway) = start_gateway(
             &manifest,
@@ -267,6 +283,7 @@ impl Node {
             bus,
             backends,
             cache,
+            read_through_cache,
             cache_addr,
             control_token,
             token_file,

@@ -370,6 +370,23 @@ async fn the_cache_ring_spans_every_node_forgets_a_dead_node_s_keys_and_a_return
     for i in 0..100 {
         assert_eq!(a.call(&["SET", &format!("k{i}"), &format!("w{i}")]), "+OK");
     }
+    // Written through a, the store's change feed drops b's read-through copies too.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for i in 0..10 {
+        loop {
+            let reply = get(gateways["b"], &format!("/cached/users/user{i}")).await;
+            assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
+            if reply.json()["value"] == format!("new{i}") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "b still serves {} for user{i}",
+                reply.json()["value"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     // c returns: back on the ring, it serves no value older than the store's, and no
     // key of the ranges it takes back holds an old value anywhere.

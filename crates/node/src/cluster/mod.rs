@@ -572,9 +572,12 @@ async fn start_app(
         shared_feed: store_triggers.then(|| format!("triggers-{app}")),
         ..JetStreamStoreConfig::default()
     };
-    let store = JetStreamStore::open(&nats.js, STATE_PREFIX, nats.replicas, store_config)
-        .await
-        .context("open the cluster's store")?;
+    let store: Arc<dyn strata_store::StoreBackend> = Arc::new(
+        JetStreamStore::open(&nats.js, STATE_PREFIX, nats.replicas, store_config)
+            .await
+            .context("open the cluster's store")?,
+    );
+    node_config.store_changes = cache_ring::store_changes(nats, &manifest, &store, store_triggers).await?;
     // So are the queues: a stream per queue (`strata_APP_q_NAME`), groups as durable
     // consumers, so that a message published through one node is fetched through any.
     let queues = JetStreamQueues::open(
@@ -587,7 +590,7 @@ async fn start_app(
     .context("open the cluster's queues")?;
     node_config.backends = Some(Backends {
         queues: Arc::new(queues),
-        store: Arc::new(store),
+        store,
     });
     // Every node runs the app's timers; each firing is claimed in the cluster first, so
     // that one node fires it.
@@ -641,11 +644,15 @@ async fn start_app(
         stop.child_token(),
     ));
     if let Some(ring) = ring {
+        let caches = cache_ring::Caches {
+            keys: node.cache.clone(),
+            read_through: node.read_through_cache.clone(),
+        };
         tokio::spawn(cache_ring::follow(
             membership.clone(),
             app.to_string(),
             ring,
-            node.cache.clone(),
+            caches,
             stop.child_token(),
         ));
     }
