@@ -1,6 +1,8 @@
 //! The cache on the node API: raw keys (`/v1/cache/keys/KEY`, with TTL or sliding
 //! expiry), stats, dropping a shard (drills), and the declared read-through caches over
-//! the store (`/v1/caches/NAME/KEY`).
+//! the store (`/v1/caches/NAME/KEY`). In a cluster a raw key another node owns is read,
+//! written or deleted on that node, over its Redis port ([`on_owner`]), as the Redis
+//! port itself does.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -112,7 +114,51 @@ async fn drop_shard(State(state): State<Arc<NodeParts>>, Path(n): Path<String>) 
     Ok(Json(json!({ "shard": n, "dropped_keys": raw + read_through })).into_response())
 }
 
+/// The node that owns `key` on the cluster's cache ring, when it is another one: the
+/// command `args` is run there, and its reply (RESP2) returned.
+async fn on_owner(state: &NodeParts, key: &str, args: &[&[u8]]) -> Option<Result<Vec<u8>, ApiError>> {
+    let ring = state.cache_ring.as_ref()?;
+    let view = ring.view();
+    let strata_cache::Owner::Peer(peer) = view.owner(key.as_bytes()) else {
+        return None;
+    };
+    let reply = strata_cache::call_peer(ring, &view, peer, args).await;
+    if reply.first() == Some(&b'-') {
+        let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
+        let status = if text.starts_with("TRYAGAIN") {
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+        } else {
+            (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable)
+        };
+        return Some(Err(ApiError::new(status.0, status.1, text)));
+    }
+    Some(Ok(reply))
+}
+
+/// Whether another node of the cluster owns `key`.
+fn owned_elsewhere(state: &NodeParts, key: &str) -> bool {
+    state
+        .cache_ring
+        .as_ref()
+        .is_some_and(|ring| ring.view().owner(key.as_bytes()) != strata_cache::Owner::Here)
+}
+
+/// A RESP2 bulk string's data (None: a null reply, or not a bulk string).
+fn bulk_data(reply: &[u8]) -> Option<&[u8]> {
+    let rest = reply.strip_prefix(b"$")?;
+    let end = rest.iter().position(|&b| b == b'\r')?;
+    let n: usize = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    rest.get(end + 2..end + 2 + n)
+}
+
 async fn cache_get(State(state): State<Arc<NodeParts>>, Path(key): Path<String>) -> Answer {
+    if let Some(reply) = on_owner(&state, &key, &[b"GET", key.as_bytes()]).await {
+        let reply = reply?;
+        return match bulk_data(&reply) {
+            Some(v) => Ok(bytes::Bytes::copy_from_slice(v).into_response()),
+            None => Err(ApiError::not_found(format!("no key {key:?} in the cache"))),
+        };
+    }
     match state.cache.get(key.as_bytes()) {
         Some(v) => Ok(v.into_response()),
         None => Err(ApiError::not_found(format!("no key {key:?} in the cache"))),
@@ -148,13 +194,36 @@ async fn cache_put(
         Some(_) => return Err(ApiError::bad("ttl_ms must be a whole number of milliseconds above 0")),
     };
     let value = crate::body::read(&headers, body, crate::body::CACHE_VALUE, "a cache value").await?;
+    if state.cache_ring.is_some() {
+        let ms = match expiry {
+            Expiry::After(d) => Some(d.as_millis().to_string()),
+            _ => None,
+        };
+        let mut args: Vec<&[u8]> = vec![b"SET", key.as_bytes(), &value];
+        if let Some(ms) = &ms {
+            args.extend([&b"PX"[..], ms.as_bytes()]);
+        }
+        if matches!(expiry, Expiry::Sliding(_)) && owned_elsewhere(&state, &key) {
+            return Err(ApiError::bad(
+                "sliding expiry is kept by the node that holds the key, and another node of the cluster owns this one: use ttl_ms without sliding",
+            ));
+        }
+        if let Some(reply) = on_owner(&state, &key, &args).await {
+            reply?;
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+    }
     state.cache.set(key.as_bytes(), value, expiry);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn cache_delete(State(state): State<Arc<NodeParts>>, Path(key): Path<String>) -> Response {
+async fn cache_delete(State(state): State<Arc<NodeParts>>, Path(key): Path<String>) -> Answer {
+    if let Some(reply) = on_owner(&state, &key, &[b"DEL", key.as_bytes()]).await {
+        let deleted = reply? != b":0\r\n";
+        return Ok(Json(json!({ "deleted": deleted })).into_response());
+    }
     let deleted = state.cache.delete(key.as_bytes());
-    Json(json!({ "deleted": deleted })).into_response()
+    Ok(Json(json!({ "deleted": deleted })).into_response())
 }
 
 async fn read_through_get(State(state): State<Arc<NodeParts>>, Path((name, key)): Path<(String, String)>) -> Answer {

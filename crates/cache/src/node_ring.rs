@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::cache::Cache;
 use crate::ring::{Ring, DEFAULT_VNODES};
@@ -29,6 +29,9 @@ pub struct NodeRing {
     view: RwLock<Arc<RingView>>,
     /// Bumped at every change, so a reader can tell its view is old without a lock.
     epoch: AtomicU64,
+    /// The password of the peers' Redis ports: this node's own (set by its Redis
+    /// server; every node of a cluster runs the app with the same one).
+    password: OnceLock<Option<String>>,
 }
 
 impl std::fmt::Debug for NodeRing {
@@ -147,7 +150,20 @@ impl NodeRing {
             me: me.into(),
             view: RwLock::new(Arc::new(RingView::outside())),
             epoch: AtomicU64::new(0),
+            password: OnceLock::new(),
         })
+    }
+
+    /// Sets the peers' password (the first call wins: one Redis server per ring).
+    pub(crate) fn set_password(&self, password: Option<&str>) {
+        let _ = self.password.set(password.map(str::to_string));
+    }
+
+    /// What opens a connection to a peer's Redis port (HELLO, the password, the name
+    /// that marks it a peer's), in RESP3 or RESP2.
+    pub(crate) fn hello(&self, resp3: bool) -> Vec<u8> {
+        let password = self.password.get().cloned().flatten();
+        crate::resp::hello_command(resp3, password.as_deref().map(str::as_bytes), &self.me)
     }
 
     /// This node's name.

@@ -186,7 +186,7 @@ async fn the_cache_ring_spans_every_node_forgets_a_dead_node_s_keys_and_a_return
                 "placement": { "spread": "power" },
                 "routes": ["/"],
                 "health": { "path": "/healthz", "interval_ms": 200 },
-                "access": { "namespaces": ["data"] },
+                "access": { "namespaces": ["data"], "cache_keys": true },
             },
         },
         "cache": { "listen": "127.0.0.1:6379" },
@@ -293,8 +293,6 @@ async fn the_cache_ring_spans_every_node_forgets_a_dead_node_s_keys_and_a_return
     assert!(table.contains("app ringtest: a cache ring of 3 node(s)"), "{table}");
     assert!(table.contains("KEYS PER SHARD"), "{table}");
 
-    // A read-through cache in front of the store: written through a gateway, read
-    // through every node.
     let gateways: BTreeMap<String, SocketAddr> = strata_json(&["nodes", "--json", "--nats", &urls])["nodes"]
         .as_array()
         .unwrap()
@@ -306,6 +304,27 @@ async fn the_cache_ring_spans_every_node_forgets_a_dead_node_s_keys_and_a_return
             )
         })
         .collect();
+    // The node API's raw keys are the ring's too: a key set through a's Redis port is
+    // read through every node's instance, and one put through b's is read through c's
+    // Redis port.
+    for gw in gateways.values() {
+        for i in (0..100).step_by(9) {
+            let reply = get(*gw, &format!("/raw/k{i}")).await;
+            assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
+            assert_eq!(reply.json()["value"], format!("v{i}"));
+        }
+    }
+    for i in 0..10 {
+        let reply = get(gateways["b"], &format!("/rawset/api{i}/x{i}")).await;
+        assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
+    }
+    let mut c = Redis::connect(addrs["c"]);
+    for i in 0..10 {
+        assert_eq!(c.call(&["GET", &format!("api{i}")]), format!("x{i}"));
+    }
+
+    // A read-through cache in front of the store: written through a gateway, read
+    // through every node.
     for i in 0..20 {
         let reply = get(gateways["a"], &format!("/put/user{i}/old{i}")).await;
         assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());

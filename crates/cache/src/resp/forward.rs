@@ -33,7 +33,7 @@ use super::parse::Args;
 use super::reply::Reply;
 use super::state::Session;
 use super::table::{lookup, Cmd};
-use crate::node_ring::{Owner, RingView};
+use crate::node_ring::{NodeRing, Owner, RingView};
 
 /// How a peer connection names itself (and so is never forwarded from).
 pub(crate) const PEER_NAME_PREFIX: &[u8] = b"strata-peer:";
@@ -221,6 +221,26 @@ impl Forwards {
         self.peers.clear();
         self.slots.clear();
     }
+}
+
+/// Runs one command, `args`, on ring node `peer` of `view` (for callers other than the
+/// Redis port: the node API's raw keys) and returns its reply as RESP2 bytes; a node
+/// that cannot be reached answers `-TRYAGAIN`.
+pub async fn call_peer(ring: &NodeRing, view: &RingView, peer: usize, args: &[&[u8]]) -> Vec<u8> {
+    let mut command = Vec::new();
+    let mut r = Reply {
+        out: &mut command,
+        resp3: false,
+    };
+    r.array(args.len());
+    for a in args {
+        r.bulk(a);
+    }
+    let mut forwards = Forwards::default();
+    forwards.add(view, peer, &command, 0);
+    let mut out = Vec::new();
+    forwards.run(&mut out, false, &ring.hello(false)).await;
+    out
 }
 
 /// What opens a peer connection: HELLO with the protocol, the password and the name

@@ -80,6 +80,8 @@ mod zsets;
 
 pub use admin::REDIS_VERSION;
 pub use connection::{Connection, Progress};
+pub use forward::call_peer;
+pub(crate) use forward::hello_command;
 pub use parse::{Args, Limits, Parser, ProtocolError};
 pub use server::{spawn_resp, spawn_resp_with, RespWorkers};
 pub use state::RespConfig;

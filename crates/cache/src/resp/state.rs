@@ -122,9 +122,8 @@ pub(crate) struct ServerState {
 impl ConnectionContext {
     pub fn new(cache: Arc<Cache>, config: &RespConfig, threads: usize) -> ConnectionContext {
         let ring = config.ring.as_ref().map(|ring| {
-            let password = config.password.as_deref().map(str::as_bytes);
-            let hello = [false, true].map(|resp3| super::forward::hello_command(resp3, password, ring.me()));
-            (ring.clone(), hello)
+            ring.set_password(config.password.as_deref());
+            (ring.clone(), [ring.hello(false), ring.hello(true)])
         });
         ConnectionContext {
             cache,
