@@ -112,6 +112,10 @@
 //!   all of them together; the defaults hold without any setting. Its password
 //!   ([`RespConfig::password`], Redis' `requirepass`) is the node's to choose: the node
 //!   keeps a port without one on loopback.
+//! - In a cluster, a [`NodeRing`] per cache ([`RespConfig::ring`]), set by the node to
+//!   the live nodes running the cache ([`NodeRing::set`], which applies the amnesia
+//!   rule); the Redis port then forwards each command to its keys' owner, and
+//!   [`call_peer`] does it for other callers (the node API's raw keys).
 //!
 //! # Invariants
 //!
@@ -137,6 +141,9 @@
 //! - A PUBLISH never waits for a subscriber: it appends to each receiver's mailbox under
 //!   that mailbox's own lock and wakes it. Each mailbox is bounded, so a slow subscriber
 //!   costs at most 32 MiB before it is closed.
+//! - Forwarding is one hop: a connection from a peer (named `strata-peer:NODE`) runs
+//!   everything where it arrives. A single node (no [`RespConfig::ring`]) pays one
+//!   `Option` test per batch of commands for the cluster's existence.
 
 mod blocking;
 mod cache;

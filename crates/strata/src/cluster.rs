@@ -1,5 +1,7 @@
 //! The cluster commands: `strata node` (join a NATS cluster and run this node's share),
-//! `strata nodes` (who is in it), `strata deploy` / `strata undeploy` (what it runs).
+//! `strata nodes` (who is in it), `strata deploy` / `strata undeploy` (what it runs),
+//! `strata ps --nats` and `strata cache stats --nats` (what runs where, each app's
+//! cache ring).
 //! They talk to NATS directly (`--nats`, or `$STRATA_NATS`), not to a node's API.
 
 use std::collections::BTreeMap;
