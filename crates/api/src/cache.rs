@@ -90,14 +90,18 @@ pub(crate) fn stats_of(state: &NodeParts) -> serde_json::Value {
             })).collect::<Vec<_>>(),
         })
     });
-    json!({
-        "ring": ring,
+    let mut body = json!({
         "total": shard(&stats.total),
         "shards": stats.shards.iter().map(shard).collect::<Vec<_>>(),
         "read_through": caches,
         "read_through_total": shard(&rt_stats.total),
         "read_through_shards": rt_stats.shards.iter().map(shard).collect::<Vec<_>>(),
-    })
+    });
+    // Only in a cluster: this node's view of the cache ring.
+    if let Some(ring) = ring {
+        body["ring"] = ring;
+    }
+    body
 }
 
 async fn drop_shard(State(state): State<Arc<NodeParts>>, Path(n): Path<String>) -> Answer {
