@@ -112,6 +112,11 @@ impl RingView {
         (&self.ring.nodes()[i], self.addrs[i])
     }
 
+    /// Whether `addr` is the Redis port of a node on the ring.
+    pub fn has_addr(&self, addr: SocketAddr) -> bool {
+        self.addrs.contains(&addr)
+    }
+
     /// Every node of the ring with its share of the keys, by name.
     pub fn nodes(&self) -> Vec<RingNode> {
         let shares = self.ring.shares();

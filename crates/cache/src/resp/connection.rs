@@ -202,11 +202,12 @@ impl Connection {
     /// their places in `out`.
     pub(crate) async fn forward(&mut self, out: &mut Vec<u8>) {
         let shared = self.shared.clone();
-        let Some((_, hello)) = &shared.ring else {
+        let Some((ring, hello)) = &shared.ring else {
             return;
         };
         let resp3 = self.session.resp3;
-        self.forwards.run(out, resp3, &hello[resp3 as usize]).await;
+        let view = ring.view();
+        self.forwards.run(out, resp3, &hello[resp3 as usize], &view).await;
     }
 
     /// Whether this is another node's connection, forwarding to this one.

@@ -152,8 +152,10 @@ impl Forwards {
     }
 
     /// Sends every peer its commands, reads their replies, and puts each in its place
-    /// in `out`. `hello` is what opens a new peer connection (`hello_command`).
-    pub async fn run(&mut self, out: &mut Vec<u8>, resp3: bool, hello: &[u8]) {
+    /// in `out`. `hello` is what opens a new peer connection (`hello_command`); the
+    /// pooled connections to nodes no longer on `view` are closed.
+    pub async fn run(&mut self, out: &mut Vec<u8>, resp3: bool, hello: &[u8], view: &RingView) {
+        POOL.with(|p| p.borrow_mut().retain(|(addr, _), _| view.has_addr(*addr)));
         let mut conns = Vec::with_capacity(self.peers.len());
         for p in self.peers.iter_mut() {
             let conn = match send(p, resp3, hello, true).await {
@@ -239,7 +241,7 @@ pub async fn call_peer(ring: &NodeRing, view: &RingView, peer: usize, args: &[&[
     let mut forwards = Forwards::default();
     forwards.add(view, peer, &command, 0);
     let mut out = Vec::new();
-    forwards.run(&mut out, false, &ring.hello(false)).await;
+    forwards.run(&mut out, false, &ring.hello(false), view).await;
     out
 }
 

@@ -100,7 +100,12 @@ pub(super) async fn follow(
             last = Some(nodes);
         }
         tokio::select! {
-            _ = changed.changed() => {}
+            heard = changed.changed() => {
+                if heard.is_err() {
+                    // The membership is gone: the node is stopping.
+                    return;
+                }
+            }
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
