@@ -201,3 +201,36 @@ fn an_owner_that_cannot_be_reached_is_answered_with_tryagain_and_the_rest_runs()
     a.check(&["GET", &there], "$-1\r\n");
     a.check(&["GET", &here], "$1\r\n2\r\n");
 }
+
+#[test]
+fn a_forwarded_command_runs_where_it_arrives_even_if_that_node_sees_another_owner() {
+    // a and b disagree for a moment (b has heard of a node z that a has not): what a
+    // forwards to b runs on b, never sent on (one hop).
+    let nodes = start(&["a", "b"]);
+    let z: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let b_view: BTreeMap<String, SocketAddr> = [
+        ("a".to_string(), nodes[0].server.addr),
+        ("b".to_string(), nodes[1].server.addr),
+        ("z".to_string(), z),
+    ]
+    .into();
+    nodes[1].ring.set(&b_view, &nodes[1].server.cache);
+    let (va, vb) = (nodes[0].ring.view(), nodes[1].ring.view());
+    let key = (0..)
+        .map(|i| format!("key{i}"))
+        .find(|k| {
+            let to_b = matches!(va.owner(k.as_bytes()), Owner::Peer(p) if &**va.node(p).0 == "b");
+            let b_sees_z = matches!(vb.owner(k.as_bytes()), Owner::Peer(p) if &**vb.node(p).0 == "z");
+            to_b && b_sees_z
+        })
+        .unwrap();
+    let mut a = client(&nodes[0]);
+    a.check(&["SET", &key, "here"], "+OK\r\n");
+    assert!(nodes[1].server.cache.exists(key.as_bytes()), "run on b");
+    a.check(&["GET", &key], "$4\r\nhere\r\n");
+    // b's own clients go to z, which does not answer.
+    let mut b = client(&nodes[1]);
+    b.send(&cmd(&["GET", &key]));
+    let err = String::from_utf8(b.read_reply()).unwrap();
+    assert!(err.starts_with("-TRYAGAIN cache node z"), "{err}");
+}
