@@ -3,18 +3,27 @@
 //!
 //!     cargo run --release -p strata-cache --example resp_server -- --port 6390 [--threads N] [--max-bytes N] [--shards N]
 //!
+//! With `--ring NAME=PORT,NAME=PORT,... --name NAME` it is node NAME of a cache ring
+//! over those nodes (each one this example on its port, on loopback), forwarding the
+//! keys the others own: what a cluster's Redis port does, without the cluster.
+//!
 //! Stops on Ctrl-C or SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_cache::{run_sweeper, spawn_resp, Cache, CacheConfig};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use strata_cache::{run_sweeper, spawn_resp_with, Cache, CacheConfig, NodeRing, RespConfig};
 use tokio_util::sync::CancellationToken;
 
 fn main() {
     let mut port: u16 = 6390;
     let mut threads = 0usize;
     let mut config = CacheConfig::default();
+    let mut ring_nodes: BTreeMap<String, SocketAddr> = BTreeMap::new();
+    let mut name = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
@@ -28,6 +37,18 @@ fn main() {
             "--threads" => threads = number() as usize,
             "--shards" => config.shards = number() as usize,
             "--max-bytes" => config.max_bytes = number(),
+            "--name" => name = Some(value.clone()),
+            "--ring" => {
+                for node in value.split(',') {
+                    let Some((n, p)) = node.split_once('=') else {
+                        usage(&format!("--ring takes NAME=PORT,..., not {value:?}"));
+                    };
+                    let p: u16 = p
+                        .parse()
+                        .unwrap_or_else(|_| usage(&format!("--ring: {p:?} is no port")));
+                    ring_nodes.insert(n.to_string(), SocketAddr::from(([127, 0, 0, 1], p)));
+                }
+            }
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
@@ -39,7 +60,19 @@ fn main() {
         let cache = Arc::new(Cache::new(config));
         let token = CancellationToken::new();
         let addr = ([0, 0, 0, 0], port).into();
-        let workers = match spawn_resp(addr, threads, cache.clone(), token.clone()) {
+        let ring = (!ring_nodes.is_empty()).then(|| {
+            let name = name.unwrap_or_else(|| usage("--ring needs --name"));
+            NodeRing::new(&name)
+        });
+        if let Some(ring) = &ring {
+            ring.set(&ring_nodes, &cache);
+        }
+        let resp = RespConfig {
+            threads,
+            ring,
+            ..RespConfig::default()
+        };
+        let workers = match spawn_resp_with(addr, resp, cache.clone(), token.clone()) {
             Ok(w) => w,
             Err(e) => {
                 eprintln!("resp_server: cannot listen on port {port}: {e}");
@@ -65,6 +98,6 @@ fn main() {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("resp_server: {problem}\nusage: resp_server [--port 6390] [--threads N (0: one per core)] [--shards N] [--max-bytes N]");
+    eprintln!("resp_server: {problem}\nusage: resp_server [--port 6390] [--threads N (0: one per core)] [--shards N] [--max-bytes N] [--ring NAME=PORT,... --name NAME]");
     std::process::exit(2);
 }
