@@ -143,7 +143,8 @@
 //!   costs at most 32 MiB before it is closed.
 //! - Forwarding is one hop: a connection from a peer (named `strata-peer:NODE`) runs
 //!   everything where it arrives. A single node (no [`RespConfig::ring`]) pays one
-//!   `Option` test per batch of commands for the cluster's existence.
+//!   `Option` test per batch of commands and one per command for the cluster's
+//!   existence.
 
 mod blocking;
 mod cache;
