@@ -96,8 +96,8 @@ impl Connection {
         let mut commands = 0u64;
         let mut progress = Progress::NeedInput;
         // A single node pays this one test per batch (and one per command, of `routing`);
-        // a cluster node alone on its ring, or a peer's connection (one hop only), takes
-        // the ring's view once per batch and routes nothing.
+        // a cluster node alone on its ring takes the ring's view once per batch and
+        // routes nothing, nor does a peer's connection (one hop only).
         let routing = match &self.shared.ring {
             Some((ring, _)) if !self.is_peer() => Some(ring.view()).filter(|v| !v.is_solo()),
             _ => None,
