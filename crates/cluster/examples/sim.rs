@@ -845,7 +845,8 @@ async fn consumers(nats: &Nats) -> serde_json::Value {
 }
 
 /// Waits until the scheduler has written every app with all its instances placed (and,
-/// after a death, none on the dead node), and every live node has read those values.
+/// after a death, none on the dead node), and every live node has read those values
+/// (or later ones).
 /// Returns both times, in seconds since `t0`, and how many nodes had not read them
 /// when `deadline` came (then the second time is the deadline's).
 async fn wait_placed(
@@ -858,6 +859,7 @@ async fn wait_placed(
 ) -> Result<(f64, f64, usize)> {
     let dead_name = dead.map(node_name);
     let mut written_s = None;
+    let mut target: Option<BTreeMap<String, u64>> = None;
     loop {
         if Instant::now() > deadline && written_s.is_none() {
             let w = written.lock().unwrap();
@@ -868,7 +870,10 @@ async fn wait_placed(
                 w.last_error.as_deref().unwrap_or("none")
             );
         }
-        let target: Option<BTreeMap<String, u64>> = {
+        // The revisions of the first complete placement: nodes flapping under load make
+        // the scheduler write again and again, and a node that has read this one has
+        // its share (later revisions are other changes).
+        if target.is_none() {
             let w = written.lock().unwrap();
             let complete = w.placement.len() == s.apps
                 && w.placement.values().all(|p| {
@@ -878,9 +883,9 @@ async fn wait_placed(
                         .is_some_and(|d| p.services.values().any(|n| n.contains_key(d)));
                     placed as u64 == s.instances / s.apps as u64 && !on_dead
                 });
-            complete.then(|| w.rev.clone())
-        };
-        if let Some(target) = target {
+            target = complete.then(|| w.rev.clone());
+        }
+        if let Some(target) = &target {
             let w = *written_s.get_or_insert_with(|| t0.elapsed().as_secs_f64());
             let behind = nodes
                 .iter()
