@@ -17,31 +17,44 @@ const CONSUMER: &str = "bench";
 /// Messages per fetch when draining what the timed part of (c) left.
 const DRAIN_BATCH: usize = 1000;
 
-pub async fn run(url: &str, cfg: &RunConfig) -> Result<RunResult> {
+/// `replicas`: None, a stream of one replica with work-queue retention (bench/queue.sh,
+/// against one nats-server); Some(n), the settings strata's queues on JetStream use
+/// (`strata_cluster::queues`: limits retention, discard old, n replicas, a durable pull
+/// consumer with no limit on deliveries or unacknowledged messages), for
+/// bench/queue_cluster.sh against the 3-server cluster.
+pub async fn run(url: &str, cfg: &RunConfig, replicas: Option<usize>) -> Result<RunResult> {
     let client = async_nats::connect(url)
         .await
         .with_context(|| format!("connect to nats-server at {url}"))?;
     let js = jetstream::new(client.clone());
+    let mut stream_config = stream::Config {
+        name: STREAM.to_string(),
+        subjects: vec![SUBJECT.to_string()],
+        storage: stream::StorageType::File,
+        // Deleted once acknowledged, as a strata queue with one group.
+        retention: stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    };
+    let mut consumer_config = consumer::pull::Config {
+        durable_name: Some(CONSUMER.to_string()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ..Default::default()
+    };
+    if let Some(n) = replicas {
+        stream_config.retention = stream::RetentionPolicy::Limits;
+        stream_config.discard = stream::DiscardPolicy::Old;
+        stream_config.num_replicas = n;
+        consumer_config.deliver_policy = consumer::DeliverPolicy::All;
+        consumer_config.ack_wait = Duration::from_secs(30);
+        consumer_config.max_deliver = -1;
+        consumer_config.max_ack_pending = -1;
+    }
     let stream = js
-        .get_or_create_stream(stream::Config {
-            name: STREAM.to_string(),
-            subjects: vec![SUBJECT.to_string()],
-            storage: stream::StorageType::File,
-            // Deleted once acknowledged, as a strata queue with one group.
-            retention: stream::RetentionPolicy::WorkQueue,
-            ..Default::default()
-        })
+        .get_or_create_stream(stream_config)
         .await
         .context("create the JetStream stream")?;
     let consumer: consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            CONSUMER,
-            consumer::pull::Config {
-                durable_name: Some(CONSUMER.to_string()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ..Default::default()
-            },
-        )
+        .get_or_create_consumer(CONSUMER, consumer_config)
         .await
         .context("create the durable pull consumer")?;
 

@@ -24,7 +24,8 @@ use crate::run::RunConfig;
 
 const USAGE: &str = "usage:
   queue-bench strata    --api http://HOST:PORT [--queue bench] [RUN OPTIONS]
-  queue-bench jetstream --nats nats://HOST:PORT [RUN OPTIONS]
+  queue-bench jetstream --nats nats://HOST:PORT [--replicas N] [RUN OPTIONS]
+                        (--replicas: strata's stream settings, N replicas; see jetstream.rs)
   queue-bench fsync     --dir DIR [--secs 1] [--size 128] [--round N]
   queue-bench health    --api http://HOST:PORT [--secs 1] [--wait 30] [--round N]
   queue-bench report    RESULTS_FILE
@@ -103,7 +104,12 @@ async fn real_main() -> Result<()> {
         }
         "jetstream" => {
             let cfg = args.run_config()?;
-            let mut r = jetstream::run(&args.string("nats")?, &cfg).await?;
+            let replicas = args
+                .options
+                .get("replicas")
+                .map(|_| args.num("replicas", 1))
+                .transpose()?;
+            let mut r = jetstream::run(&args.string("nats")?, &cfg, replicas).await?;
             eprintln!("[queue-bench] {}", r.summary("jetstream"));
             println!("{}", r.line("jetstream", round));
         }

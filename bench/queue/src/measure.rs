@@ -150,6 +150,16 @@ pub fn report(path: &str) -> Result<()> {
             lat - sync - rtt
         );
     }
+    if let (Some(lat), Some(js), Some(rtt)) = (
+        median(&rows, "strata", "lat_p50_us"),
+        median(&rows, "jetstream", "lat_p50_us"),
+        median(&rows, "health", "p50_us"),
+    ) {
+        println!(
+            "  strata (a) p50 {lat:.0} us is {:.0} us more than JetStream's p50 plus one round trip (issue 11's target: at most 50)",
+            lat - js - rtt
+        );
+    }
     Ok(())
 }
 

