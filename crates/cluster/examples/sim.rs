@@ -221,6 +221,8 @@ impl SimNode {
             started_ms: self.started_ms,
             load,
             running,
+            // The simulated apps declare no cache (`cache.listen`).
+            caches: BTreeMap::new(),
         }
     }
 }
