@@ -109,7 +109,15 @@ async fn schedule_once(
         }
     }
     scaler.retain_apps(&digests);
-    let placed = placement::place(&live, &wants, previous);
+    // Placing is CPU work that grows with instances x nodes (seconds at a thousand
+    // nodes, bench/sim.sh): off the async workers, so heartbeats and watches go on.
+    let (nodes, before) = (live.clone(), previous.clone());
+    let placed = tokio::task::spawn_blocking(move || placement::place(&nodes, &wants, &before))
+        .await
+        .context("placing")?;
+    // Every changed app's placement is written at once, not one after another: a dead
+    // node's share of many apps is placed again in one round trip.
+    let mut changed = Vec::new();
     for (app, mut p) in placed {
         p.digest = digests[&app].clone();
         p.autoscaled = decisions.remove(&app).unwrap_or_default();
@@ -117,12 +125,22 @@ async fn schedule_once(
             continue;
         }
         let why = reason(previous.get(&app), &p, &live);
-        nats.placement
-            .put(&app, serde_json::to_vec(&p)?.into())
-            .await
-            .context("write the placement")?;
-        tracing::info!(app, "placed: {why}");
-        previous.insert(app, p);
+        let value = serde_json::to_vec(&p)?;
+        changed.push((app, p, why, value));
+    }
+    let writes = changed
+        .iter()
+        .map(|(app, _, _, value)| nats.placement.put(app.as_str(), value.clone().into()));
+    let written = futures_util::future::join_all(writes).await;
+    for ((app, p, why, _), result) in changed.into_iter().zip(written) {
+        match result {
+            Ok(_) => {
+                tracing::info!(app, "placed: {why}");
+                previous.insert(app, p);
+            }
+            // Not remembered as written: the next round tries it again.
+            Err(e) => tracing::warn!(app, "write the placement: {e}"),
+        }
     }
     let undeployed: Vec<String> = previous.keys().filter(|a| !digests.contains_key(*a)).cloned().collect();
     for app in undeployed {
