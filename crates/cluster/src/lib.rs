@@ -36,7 +36,7 @@ pub mod queues;
 pub mod state;
 
 pub use membership::{CacheRecord, Membership, NodeRecord, DEAD_AFTER};
-pub use nats::{keys, AppRecord, Nats};
+pub use nats::{keys, AppRecord, Nats, BUCKET_CONSUMERS, NODES, PLACEMENT};
 pub use queues::JetStreamQueues;
 pub use state::{JetStreamStore, JetStreamStoreConfig};
 

@@ -158,16 +158,39 @@ pub async fn keys(store: &kv::Store) -> Result<Vec<String>> {
     keys.try_collect().await.context("list keys")
 }
 
+/// Consumers a shared bucket's stream may have: every node's watches and key listings
+/// are consumers of it, and nats-server 2.15 gives a stream 1,000 unless it says
+/// otherwise (reached at about 100 nodes in bench/sim.sh).
+pub const BUCKET_CONSUMERS: i32 = 1_000_000;
+
 async fn ensure_kv(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store> {
-    if let Ok(store) = js.get_key_value(&config.bucket).await {
-        return Ok(store);
-    }
     let bucket = config.bucket.clone();
-    match js.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        Err(e) => js
-            .get_key_value(&bucket)
-            .await
-            .map_err(|_| anyhow::anyhow!("create key-value bucket {bucket}: {e}")),
+    let store = match js.get_key_value(&bucket).await {
+        Ok(store) => store,
+        Err(_) => match js.create_key_value(config).await {
+            Ok(store) => store,
+            Err(e) => js
+                .get_key_value(&bucket)
+                .await
+                .map_err(|_| anyhow::anyhow!("create key-value bucket {bucket}: {e}"))?,
+        },
+    };
+    raise_consumer_limit(js, &format!("KV_{bucket}")).await;
+    Ok(store)
+}
+
+/// Raises `stream`'s consumer limit to [`BUCKET_CONSUMERS`] where it is lower. A server
+/// that cannot change it (before 2.12) keeps its own: logged, not fatal.
+async fn raise_consumer_limit(js: &jetstream::Context, stream: &str) {
+    let raised = async {
+        let mut info = js.get_stream(stream).await?.info().await?.config.clone();
+        if info.max_consumers > 0 && info.max_consumers < BUCKET_CONSUMERS {
+            info.max_consumers = BUCKET_CONSUMERS;
+            js.update_stream(info).await?;
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    };
+    if let Err(e) = raised.await {
+        tracing::warn!(stream, "could not raise the consumer limit of the bucket's stream: {e}");
     }
 }
