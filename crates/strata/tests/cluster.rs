@@ -10,65 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cluster::{start_node, start_node_in, ClusterNode};
 use common::{get, Client, STRATA};
 use serde_json::{json, Value};
 use strata_testkit::nats::{nats_server, NatsCluster};
 
-struct ClusterNode {
-    child: Child,
-}
-
-impl Drop for ClusterNode {
-    fn drop(&mut self) {
-        // SIGTERM first, so the node stops its instances; SIGKILL if it lingers.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The cluster tests start many processes: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn start_node(dir: &Path, urls: &str, name: &str, power: &str) -> ClusterNode {
-    start_node_in(dir, urls, name, power, None, "127.0.0.1:0")
-}
-
-/// A node, in network namespace `netns` when given, reached at `listen`.
-fn start_node_in(dir: &Path, urls: &str, name: &str, power: &str, netns: Option<&str>, listen: &str) -> ClusterNode {
-    let data = dir.join(format!("node-{name}"));
-    std::fs::create_dir_all(&data).unwrap();
-    let out = std::fs::File::create(dir.join(format!("node-{name}.out"))).unwrap();
-    let mut command = match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, STRATA]);
-            c
-        }
-        None => Command::new(STRATA),
-    };
-    let child = command
-        .args(["node", "--nats", urls, "--name", name, "--listen", listen])
-        .arg("--labels")
-        .arg(format!("power={power}"))
-        .args(["--memory-mb", "4000"])
-        .arg("--data")
-        .arg(&data)
-        .env("STRATA_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("spawn strata node");
-    ClusterNode { child }
-}
 
 fn strata(args: &[&str]) -> std::process::Output {
     Command::new(STRATA).args(args).output().expect("run strata")

@@ -11,58 +11,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cluster::{start_node, ClusterNode};
 use common::{get, STRATA};
 use serde_json::{json, Value};
 use strata_testkit::nats::{nats_server, NatsCluster};
-
-struct ClusterNode {
-    child: Child,
-}
-
-impl ClusterNode {
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ClusterNode {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.kill9();
-    }
-}
-
-fn start_node(dir: &Path, urls: &str, name: &str, power: &str) -> ClusterNode {
-    let data = dir.join(format!("node-{name}"));
-    std::fs::create_dir_all(&data).unwrap();
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(format!("node-{name}.out")))
-        .unwrap();
-    let child = Command::new(STRATA)
-        .args(["node", "--nats", urls, "--name", name, "--listen", "127.0.0.1:0"])
-        .arg("--labels")
-        .arg(format!("power={power}"))
-        .args(["--memory-mb", "4000"])
-        .arg("--data")
-        .arg(&data)
-        .env("STRATA_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("spawn strata node");
-    ClusterNode { child }
-}
 
 fn strata_json(args: &[&str]) -> Value {
     let out = Command::new(STRATA).args(args).output().expect("run strata");

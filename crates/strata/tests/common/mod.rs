@@ -4,6 +4,7 @@
 //! Every test file uses part of this module only.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod example;
 
 use std::future::Future;

@@ -1,0 +1,80 @@
+//! `strata node` processes for the cluster tests (`cluster.rs`, `cluster_cache.rs`):
+//! started against a NATS cluster with a name, a power label and a data dir under the
+//! test's dir, output appended to `node-NAME.out` there (a restarted node keeps adding
+//! to it); SIGTERM then SIGKILL when dropped.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::STRATA;
+
+pub struct ClusterNode {
+    pub child: Child,
+}
+
+impl ClusterNode {
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        // SIGTERM first, so the node stops its instances; SIGKILL if it lingers.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+    }
+}
+
+pub fn start_node(dir: &Path, urls: &str, name: &str, power: &str) -> ClusterNode {
+    start_node_in(dir, urls, name, power, None, "127.0.0.1:0")
+}
+
+/// A node, in network namespace `netns` when given, reached at `listen`.
+pub fn start_node_in(
+    dir: &Path,
+    urls: &str,
+    name: &str,
+    power: &str,
+    netns: Option<&str>,
+    listen: &str,
+) -> ClusterNode {
+    let data = dir.join(format!("node-{name}"));
+    std::fs::create_dir_all(&data).unwrap();
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("node-{name}.out")))
+        .unwrap();
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, STRATA]);
+            c
+        }
+        None => Command::new(STRATA),
+    };
+    let child = command
+        .args(["node", "--nats", urls, "--name", name, "--listen", listen])
+        .arg("--labels")
+        .arg(format!("power={power}"))
+        .args(["--memory-mb", "4000"])
+        .arg("--data")
+        .arg(&data)
+        .env("STRATA_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn strata node");
+    ClusterNode { child }
+}
