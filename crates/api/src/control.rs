@@ -201,11 +201,17 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
         "Autoscaler decisions taken.",
         &|s| scale(s).map(|a| a.decisions as f64),
     );
+    // HTTP for every service; gRPC and WebSocket once a service had one.
     let relayed: Vec<_> = services
         .iter()
-        .map(|s| {
-            let figures = strata_gateway::RelayStats::of(&state.bus.pool(&s.name)).snapshot();
-            (s.name.clone(), figures)
+        .flat_map(|s| {
+            let pool = state.bus.pool(&s.name);
+            let stats = strata_gateway::RelayStats::of(&pool);
+            let figures = strata_gateway::Protocol::ALL.map(|p| (p, stats.snapshot_of(p)));
+            figures.into_iter().filter_map(|(p, figures)| {
+                (p == strata_gateway::Protocol::Http || figures.latency.count() > 0)
+                    .then(|| (s.name.clone(), p, figures))
+            })
         })
         .collect();
     crate::prometheus::relay_families(&mut out, &state.info.app, &relayed);

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use strata_gateway::metrics::RelaySnapshot;
-use strata_gateway::NoAnswer;
+use strata_gateway::{NoAnswer, Protocol};
 use strata_os::histogram::{HistogramSnapshot, BOUNDS};
 
 /// A label value as the text format wants it: `\`, `"` and newline escaped.
@@ -26,31 +26,32 @@ pub(crate) fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-/// `strata_requests_total` and `strata_request_duration_seconds` for each service.
-pub(crate) fn relay_families(out: &mut String, app: &str, services: &[(String, RelaySnapshot)]) {
+/// `strata_requests_total` and `strata_request_duration_seconds` for each service and
+/// protocol.
+pub(crate) fn relay_families(out: &mut String, app: &str, services: &[(String, Protocol, RelaySnapshot)]) {
     let app = escape(app);
     let _ = writeln!(
         out,
-        "# HELP strata_requests_total Requests relayed to the service by the gateway and by the node API's /v1/any and /v1/all, by the status class of the member's reply; code=\"none\" when no member replied, by reason.\n# TYPE strata_requests_total counter"
+        "# HELP strata_requests_total Requests relayed to the service by the gateway and by the node API's /v1/any and /v1/all, by protocol (http, grpc, websocket) and the status class of the member's reply head; code=\"none\" when no member replied, by reason.\n# TYPE strata_requests_total counter"
     );
-    for (service, s) in services {
-        let service = escape(service);
+    for (service, protocol, s) in services {
+        let labels = format!(
+            "app=\"{app}\",service=\"{}\",protocol=\"{}\"",
+            escape(service),
+            protocol.label()
+        );
         for (i, n) in s.classes.iter().enumerate() {
-            // 1xx only once there is one (a switch of protocols is relayed elsewhere).
+            // 1xx only once there is one (a WebSocket's 101).
             if i == 0 && *n == 0 {
                 continue;
             }
-            let _ = writeln!(
-                out,
-                "strata_requests_total{{app=\"{app}\",service=\"{service}\",code=\"{}xx\"}} {n}",
-                i + 1
-            );
+            let _ = writeln!(out, "strata_requests_total{{{labels},code=\"{}xx\"}} {n}", i + 1);
         }
         for (why, n) in NoAnswer::ALL.iter().zip(s.unanswered) {
             if n > 0 {
                 let _ = writeln!(
                     out,
-                    "strata_requests_total{{app=\"{app}\",service=\"{service}\",code=\"none\",reason=\"{}\"}} {n}",
+                    "strata_requests_total{{{labels},code=\"none\",reason=\"{}\"}} {n}",
                     why.label()
                 );
             }
@@ -58,10 +59,14 @@ pub(crate) fn relay_families(out: &mut String, app: &str, services: &[(String, R
     }
     let _ = writeln!(
         out,
-        "# HELP strata_request_duration_seconds Time from a request's arrival at the relay (gateway or /v1/any, /v1/all) until the member's reply head was back, or until the relay answered itself.\n# TYPE strata_request_duration_seconds histogram"
+        "# HELP strata_request_duration_seconds Time from a request's arrival at the relay (gateway or /v1/any, /v1/all) until the member's reply head was back (a WebSocket's: its handshake), or until the relay answered itself.\n# TYPE strata_request_duration_seconds histogram"
     );
-    for (service, s) in services {
-        let labels = format!("app=\"{app}\",service=\"{}\"", escape(service));
+    for (service, protocol, s) in services {
+        let labels = format!(
+            "app=\"{app}\",service=\"{}\",protocol=\"{}\"",
+            escape(service),
+            protocol.label()
+        );
         histogram(out, "strata_request_duration_seconds", &labels, &s.latency);
     }
 }
@@ -162,6 +167,21 @@ pub(crate) fn instance_families(out: &mut String, app: &str, services: &[strata_
             let _ = writeln!(out, "{name}{{app=\"{app}\",service=\"{}\"}} {n}", escape(&s.name));
         }
     }
+    let name = "strata_instance_start_duration_seconds";
+    header(
+        out,
+        name,
+        "histogram",
+        "Time from an instance's launch to its first passed readiness check: what a cold start (a scale from zero) costs before the first request is relayed.",
+    );
+    for s in services {
+        histogram(
+            out,
+            name,
+            &format!("app=\"{app}\",service=\"{}\"", escape(&s.name)),
+            &s.start_time,
+        );
+    }
 }
 
 /// Each queue's stored messages, bytes and published count, and each group's backlog,
@@ -207,7 +227,7 @@ pub(crate) fn queue_families(out: &mut String, app: &str, queues: &[strata_queue
         }
     }
     type GroupFigure = fn(&strata_queue::GroupStats) -> u64;
-    let per_group: [(&str, &str, &str, GroupFigure); 4] = [
+    let per_group: [(&str, &str, &str, GroupFigure); 5] = [
         (
             "strata_queue_group_backlog",
             "gauge",
@@ -232,6 +252,12 @@ pub(crate) fn queue_families(out: &mut String, app: &str, queues: &[strata_queue
             "Messages moved to the dead-letter queue after max_deliveries.",
             |g| g.dead_lettered,
         ),
+        (
+            "strata_queue_group_acked_total",
+            "counter",
+            "Messages acked (deleted) by the group's consumers since the queue opened; on JetStream, those acked through this node.",
+            |g| g.acked,
+        ),
     ];
     for (name, kind, help, figure) in per_group {
         header(out, name, kind, help);
@@ -246,6 +272,27 @@ pub(crate) fn queue_families(out: &mut String, app: &str, queues: &[strata_queue
                 );
             }
         }
+    }
+    // Not on JetStream: its server keeps the ack waits and counts no expiries.
+    let expiries = queues
+        .iter()
+        .flat_map(|q| q.groups.iter().filter_map(move |g| Some((q, g, g.lease_expiries?))));
+    let mut expiries = expiries.peekable();
+    if expiries.peek().is_some() {
+        header(
+            out,
+            "strata_queue_group_lease_expiries_total",
+            "counter",
+            "Leases that ran out before an ack or nack (the message is delivered again), since the queue opened.",
+        );
+    }
+    for (q, g, n) in expiries {
+        let _ = writeln!(
+            out,
+            "strata_queue_group_lease_expiries_total{{app=\"{app}\",queue=\"{}\",group=\"{}\"}} {n}",
+            escape(&q.name),
+            escape(&g.name)
+        );
     }
 }
 
@@ -315,7 +362,7 @@ pub(crate) fn store_families(out: &mut String, app: &str, figures: &strata_store
         out,
         "strata_store_commit_duration_seconds",
         "histogram",
-        "Time to make one group commit of the store durable: the log's write and fdatasync.",
+        "Time to make one group commit of the store durable: the log's write and fdatasync (on JetStream: each write, until its stream's replicas acknowledged it).",
     );
     histogram(
         out,

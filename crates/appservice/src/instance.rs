@@ -48,6 +48,8 @@ pub(crate) struct ServiceCtx {
     pub workdir: PathBuf,
     pub demand: Demand,
     pub pool: Arc<Pool>,
+    /// From each launch to its first passed readiness check (a cold start's cost).
+    pub start_time: strata_os::histogram::Histogram,
 }
 
 /// How one run of an instance ended.
@@ -403,11 +405,13 @@ async fn supervise(
         s.member = Some(member.clone());
         s.detail = None;
     }
+    let took = started.elapsed();
+    ctx.start_time.record(took);
     shared.events.emit(
         &ctx.name,
         Some(id),
         EventKind::Ready,
-        format!("ready in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0),
+        format!("ready in {:.0} ms", took.as_secs_f64() * 1000.0),
     );
     ctx.pool.join(member.clone());
 

@@ -44,6 +44,7 @@ impl ServiceHandle {
             name,
             workdir,
             spec,
+            start_time: Default::default(),
         });
         let (desired, desired_rx) = watch::channel(ctx.spec.instances.initial());
         let handle = ServiceHandle {
@@ -125,6 +126,7 @@ impl ServiceHandle {
             function: self.ctx.spec.function.clone(),
             autoscale: self.autoscale.lock().unwrap().clone(),
             instances,
+            start_time: self.ctx.start_time.snapshot(),
         }
     }
 }

@@ -102,6 +102,9 @@ pub struct ServiceStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub autoscale: Option<AutoscaleStatus>,
     pub instances: Vec<InstanceStatus>,
+    /// Launch to ready of each start so far (for `/v1/metrics`, not in `ps`).
+    #[serde(skip)]
+    pub start_time: strata_os::histogram::HistogramSnapshot,
 }
 
 /// What the autoscaler last concluded for a service, for `strata ps` and metrics.

@@ -35,6 +35,11 @@ pub struct GroupStats {
     /// unread + leased: what the autoscaler reads.
     pub backlog: u64,
     pub dead_lettered: u64,
+    /// Acked by the group's consumers since the queue opened (on JetStream: through the
+    /// node asked).
+    pub acked: u64,
+    /// Leases that ran out; `None` on JetStream.
+    pub lease_expiries: Option<u64>,
 }
 
 impl Client {

@@ -63,7 +63,7 @@ mod worker;
 
 pub use access::AccessLog;
 pub use config::relay_policies;
-pub use metrics::{NoAnswer, RelayStats};
+pub use metrics::{NoAnswer, Protocol, RelayStats};
 pub use relay::{Outcome, RelayPolicy};
 pub use request_body::ReqBody;
 pub use response_body::ResBody;

@@ -53,11 +53,42 @@ impl NoAnswer {
 /// Status classes 1xx to 5xx, then one slot per [`NoAnswer`].
 const CLASSES: usize = 5;
 
-/// One pool's figures.
+/// What a relayed request spoke: the request families' `protocol` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP requests (HTTP/1.1 or HTTP/2), the gateway's and `/v1/any`, `/v1/all`.
+    Http,
+    /// gRPC calls: the class is the reply head's HTTP status (a member's grpc-status in
+    /// trailers is not read); strata's own failures count as no answer, by reason.
+    Grpc,
+    /// WebSocket (and other) protocol switches: 101 counts as 1xx; the time is the
+    /// handshake's.
+    WebSocket,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Http, Protocol::Grpc, Protocol::WebSocket];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+            Protocol::WebSocket => "websocket",
+        }
+    }
+}
+
+/// One protocol's figures of one pool.
 #[derive(Default)]
-pub struct RelayStats {
+struct Family {
     replies: [AtomicU64; CLASSES + NoAnswer::ALL.len()],
     latency: Histogram,
+}
+
+/// One pool's figures, per [`Protocol`].
+#[derive(Default)]
+pub struct RelayStats {
+    by: [Family; Protocol::ALL.len()],
 }
 
 impl RelayStats {
@@ -67,30 +98,43 @@ impl RelayStats {
         pool.transport(RelayStats::default)
     }
 
-    /// Counts one relayed request: the member's status (`None`: why none came back)
-    /// and the time from its arrival until the reply head was back.
+    /// Counts one relayed HTTP request: the member's status (`None`: why none came
+    /// back) and the time from its arrival until the reply head was back.
     #[inline]
     pub fn record(&self, status: StatusCode, unanswered: Option<NoAnswer>, took: Duration) {
+        self.record_as(Protocol::Http, status, unanswered, took);
+    }
+
+    /// [`record`](RelayStats::record) for a request of `protocol`.
+    #[inline]
+    pub fn record_as(&self, protocol: Protocol, status: StatusCode, unanswered: Option<NoAnswer>, took: Duration) {
+        let family = &self.by[protocol as usize];
         let slot = match unanswered {
             Some(why) => CLASSES + why as usize,
             None => (status.as_u16() / 100).clamp(1, 5) as usize - 1,
         };
-        self.replies[slot].fetch_add(1, Ordering::Relaxed);
-        self.latency.record(took);
+        family.replies[slot].fetch_add(1, Ordering::Relaxed);
+        family.latency.record(took);
     }
 
-    /// A copy of the figures, for reading.
+    /// A copy of the HTTP figures, for reading.
     pub fn snapshot(&self) -> RelaySnapshot {
+        self.snapshot_of(Protocol::Http)
+    }
+
+    /// A copy of `protocol`'s figures.
+    pub fn snapshot_of(&self, protocol: Protocol) -> RelaySnapshot {
+        let family = &self.by[protocol as usize];
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         RelaySnapshot {
-            classes: std::array::from_fn(|i| load(&self.replies[i])),
-            unanswered: std::array::from_fn(|i| load(&self.replies[CLASSES + i])),
-            latency: self.latency.snapshot(),
+            classes: std::array::from_fn(|i| load(&family.replies[i])),
+            unanswered: std::array::from_fn(|i| load(&family.replies[CLASSES + i])),
+            latency: family.latency.snapshot(),
         }
     }
 }
 
-/// One pool's figures at one moment.
+/// One pool's figures (of one protocol) at one moment.
 #[derive(Debug, Clone)]
 pub struct RelaySnapshot {
     /// Replies of status class 1xx, 2xx, 3xx, 4xx, 5xx.
@@ -114,5 +158,13 @@ mod tests {
         assert_eq!(s.classes, [0, 1, 0, 1, 0]);
         assert_eq!(s.unanswered[NoAnswer::Failed as usize], 1);
         assert_eq!(s.latency.count(), 3);
+        stats.record_as(
+            Protocol::WebSocket,
+            StatusCode::SWITCHING_PROTOCOLS,
+            None,
+            Duration::from_micros(900),
+        );
+        assert_eq!(stats.snapshot_of(Protocol::WebSocket).classes, [1, 0, 0, 0, 0]);
+        assert_eq!(stats.snapshot().latency.count(), 3, "apart from HTTP's");
     }
 }

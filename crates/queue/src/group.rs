@@ -47,6 +47,10 @@ pub(crate) struct Group {
     pub redeliver: BTreeSet<u64>,
     pub deliveries: OffsetMap<u32>,
     pub dead_lettered: u64,
+    /// Leases that ran out before an ack or nack, since the queue opened.
+    pub lease_expiries: u64,
+    /// Messages acked (deleted) by the group's consumers, since the queue opened.
+    pub acked: u64,
 }
 
 /// A group's figures, for `strata queues`, `strata ps` and the autoscaler.
@@ -60,6 +64,13 @@ pub struct GroupStats {
     /// unread + leased.
     pub backlog: u64,
     pub dead_lettered: u64,
+    /// Messages acked by the group's consumers since the queue opened (on JetStream:
+    /// through this node).
+    pub acked: u64,
+    /// Leases that ran out before an ack or nack since the queue opened; absent on
+    /// JetStream, whose server keeps ack waits and counts no expiries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expiries: Option<u64>,
 }
 
 impl Group {
@@ -85,6 +96,8 @@ impl Group {
             redeliver: BTreeSet::new(),
             deliveries: r.deliveries.into_iter().filter(|(o, _)| *o >= floor).collect(),
             dead_lettered: r.dead_lettered,
+            lease_expiries: 0,
+            acked: 0,
         };
         // Past what was deleted before the restart, so the floor can move over it.
         while g.done.contains(&g.next) {
@@ -138,6 +151,7 @@ impl Group {
             self.redeliver.insert(offset);
             n += 1;
         }
+        self.lease_expiries += n as u64;
         n
     }
 
@@ -210,6 +224,8 @@ impl Group {
             leased,
             backlog,
             dead_lettered: self.dead_lettered,
+            acked: self.acked,
+            lease_expiries: Some(self.lease_expiries),
         }
     }
 }

@@ -238,6 +238,7 @@ impl<D: Disk> Queue<D> {
         let inner = &mut *inner;
         let missing = missing_fn(&inner.segments);
         if let Some(g) = inner.groups.get_mut(group) {
+            g.acked += n as u64;
             g.advance(&missing);
         }
         Ok((n, ignored))

@@ -67,7 +67,7 @@ pub trait StoreBackend: Send + Sync + 'static {
     }
 
     /// Its operations and commit times, where it keeps them (the embedded store does;
-    /// JetStream's servers keep their own).
+    /// a JetStream store is wrapped in [`crate::Counted`] for them).
     fn figures(&self) -> Option<crate::StoreFigures> {
         None
     }

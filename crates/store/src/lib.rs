@@ -111,6 +111,7 @@
 mod applier;
 mod backend;
 mod blob;
+mod counted;
 mod db_file;
 mod figures;
 mod listing;
@@ -126,6 +127,7 @@ use serde::Serialize;
 
 pub use applier::{CHECKPOINT_BATCHES, CHECKPOINT_INTERVAL};
 pub use backend::{app_namespace, BlobBody, FailedStore, StoreBackend};
+pub use counted::Counted;
 pub use figures::{StoreFigures, READ_KINDS, WRITE_KINDS};
 pub use store::{Recovery, Store, StoreConfig, MAX_VALUE_LIMIT};
 

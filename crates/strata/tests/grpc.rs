@@ -73,6 +73,16 @@ async fn every_kind_of_grpc_call_goes_through_the_gateway() {
     assert_eq!(got["bidi"], json!(1000));
     assert_eq!(got["deadline"]["code"], "DEADLINE_EXCEEDED", "{got}");
     assert_eq!(got["unknown"]["code"], "UNIMPLEMENTED", "{got}");
+    // Counted apart from HTTP: 20 unary calls, 3 streams, the deadline's and the unknown
+    // method's calls all got a reply head.
+    let metrics = get(node.api_addr, "/v1/metrics").await.text();
+    let calls = metric(&metrics, "service=\"echo\",protocol=\"grpc\",code=\"2xx\"}");
+    assert!(calls >= 23.0, "{calls}: {metrics}");
+    let timed = metric(
+        &metrics,
+        "strata_request_duration_seconds_count{app=\"test\",service=\"echo\",protocol=\"grpc\"}",
+    );
+    assert!(timed >= calls, "{metrics}");
     stop(node).await;
 }
 

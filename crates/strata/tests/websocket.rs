@@ -76,6 +76,9 @@ async fn a_hundred_websockets_exchange_a_thousand_messages_each() {
     let members = result["members"].as_object().unwrap();
     assert_eq!(members.len(), 2, "both members took connections: {result}");
     assert_eq!(members.values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 100);
+    let metrics = get(node.api_addr, "/v1/metrics").await.text();
+    let switched = metric(&metrics, "service=\"ws\",protocol=\"websocket\",code=\"1xx\"}");
+    assert_eq!(switched, 100.0, "one 101 per connection: {metrics}");
     // Every tunnel ended with its connection: nothing counted in flight any more.
     wait_until("the tunnels to end", Duration::from_secs(10), || {
         ready_instances(&node, "ws").iter().all(|i| i.inflight == 0)

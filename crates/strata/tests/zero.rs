@@ -103,6 +103,13 @@ async fn relayed_requests_are_counted_and_timed(node: &strata_node::Node) {
         .await
         .expect("fetch");
     assert_eq!(leased.len(), 1);
+    // Acked, and one more leased: one done, one leased, one unread.
+    assert_eq!(jobs.ack("g", &[leased[0].offset]).await.expect("ack"), (1, 0));
+    let leased = jobs
+        .fetch("g", strata_queue::FetchOptions::default())
+        .await
+        .expect("fetch");
+    assert_eq!(leased.len(), 1);
     let store = &node.backends.store;
     for v in ["1", "2"] {
         store
@@ -214,6 +221,11 @@ async fn relayed_requests_are_counted_and_timed(node: &strata_node::Node) {
     assert_eq!(backoff, 0.0);
     let restarts = ("strata_instance_restarts", "strata_instance_restarts_total");
     assert_eq!(one(restarts.0, restarts.1, &[("service", "lazy")]), 0.0);
+    let starts = histogram(
+        "strata_instance_start_duration_seconds",
+        samples("strata_instance_start_duration_seconds"),
+    );
+    assert_eq!(starts, 1.0, "the one cold start: {metrics}");
     let jobs = [("queue", "jobs")];
     assert_eq!(
         one("strata_queue_published", "strata_queue_published_total", &jobs),
@@ -223,7 +235,19 @@ async fn relayed_requests_are_counted_and_timed(node: &strata_node::Node) {
     let group = [("queue", "jobs"), ("group", "g")];
     assert_eq!(
         one("strata_queue_group_backlog", "strata_queue_group_backlog", &group),
-        3.0
+        2.0
+    );
+    assert_eq!(
+        one("strata_queue_group_acked", "strata_queue_group_acked_total", &group),
+        1.0
+    );
+    assert_eq!(
+        one(
+            "strata_queue_group_lease_expiries",
+            "strata_queue_group_lease_expiries_total",
+            &group
+        ),
+        0.0
     );
     assert_eq!(
         one("strata_queue_group_leased", "strata_queue_group_leased", &group),

@@ -94,6 +94,8 @@ pub(crate) struct JsQueue {
     /// The dead-letter queue's (first, last) sequence when its dead letters were last
     /// counted.
     dead_seen: Mutex<Option<(u64, u64)>>,
+    /// Messages acked per group through this node, since it opened the queue.
+    acked: Mutex<HashMap<String, u64>>,
     notify: Notify,
     /// Cancelled when the queue is deleted (here or seen gone from JetStream): its waiting
     /// fetches end.
@@ -101,6 +103,12 @@ pub(crate) struct JsQueue {
 }
 
 impl JsQueue {
+    /// Counts `n` messages acked for `group` through this node.
+    pub(super) fn count_acked(&self, group: &str, n: usize) {
+        let mut acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        *acked.entry(group.to_string()).or_default() += n as u64;
+    }
+
     pub fn new(core: Arc<Core>, name: &str, spec: QueueSpec, dlq: Option<Arc<JsQueue>>) -> JsQueue {
         JsQueue {
             name: name.to_string(),
@@ -113,6 +121,7 @@ impl JsQueue {
             figures: Mutex::new(Figures::default()),
             local: AtomicU64::new(0),
             dead_seen: Mutex::new(None),
+            acked: Mutex::new(HashMap::new()),
             notify: Notify::new(),
             gone: CancellationToken::new(),
         }
@@ -288,6 +297,7 @@ impl QueueHandle for JsQueue {
 
     fn stats(&self) -> QueueStats {
         let f = self.figures().clone();
+        let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
         QueueStats {
             name: self.name.clone(),
             fsync: "jetstream",
@@ -309,6 +319,8 @@ impl QueueHandle for JsQueue {
                     leased: g.leased,
                     backlog: g.unread + g.leased,
                     dead_lettered: g.dead_lettered,
+                    acked: acked.get(name).copied().unwrap_or(0),
+                    lease_expiries: None,
                 })
                 .collect(),
             fsync_time: Default::default(),

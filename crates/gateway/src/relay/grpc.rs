@@ -26,6 +26,7 @@ use hyper::body::Incoming;
 use strata_bus::{Held, Member, Placement, Pool};
 
 use super::{upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, SERVED_BY};
+use crate::metrics::{Protocol, RelayStats};
 use crate::response_body::{H2End, ResBody};
 use crate::upstream::H2Body;
 
@@ -107,9 +108,21 @@ impl CallBody {
     }
 }
 
-/// Relays a gRPC call to ANY one member of `pool` (see the module).
+/// Relays a gRPC call to ANY one member of `pool` (see the module), counted in the
+/// pool's [`RelayStats`] as [`Protocol::Grpc`].
 pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) -> (Response<ResBody>, Outcome) {
     let started = Instant::now();
+    let (res, outcome) = relay_call(pool, req, policy, started).await;
+    RelayStats::of(pool).record_as(Protocol::Grpc, res.status(), outcome.unanswered, started.elapsed());
+    (res, outcome)
+}
+
+async fn relay_call(
+    pool: &Pool,
+    req: Request<Incoming>,
+    policy: &RelayPolicy,
+    started: Instant,
+) -> (Response<ResBody>, Outcome) {
     let (mut parts, body) = req.into_parts();
     let deadline = parts
         .headers

@@ -35,6 +35,7 @@ use super::{
     attempt_value, deadline_exceeded, failed, no_member, strip_hop_by_hop, to_origin_form, upstream_of, Failure,
     Outcome, RelayPolicy, ATTEMPT, REQUEST_ID, SERVED_BY,
 };
+use crate::metrics::{Protocol, RelayStats};
 use crate::response_body::ResBody;
 use crate::upstream::{Conn, SendError, Upgrade};
 
@@ -96,6 +97,17 @@ pub async fn handshake<B>(
     policy: &RelayPolicy,
 ) -> (Response<ResBody>, Outcome, Option<Tunnel>) {
     let started = Instant::now();
+    let (res, outcome, tunnel) = switch(pool, req, policy, started).await;
+    RelayStats::of(pool).record_as(Protocol::WebSocket, res.status(), outcome.unanswered, started.elapsed());
+    (res, outcome, tunnel)
+}
+
+async fn switch<B>(
+    pool: &Pool,
+    req: Request<B>,
+    policy: &RelayPolicy,
+    started: Instant,
+) -> (Response<ResBody>, Outcome, Option<Tunnel>) {
     let (mut parts, _) = req.into_parts();
     let protocol = parts.headers.get(header::UPGRADE).cloned();
     to_origin_form(&mut parts);

@@ -572,11 +572,11 @@ async fn start_app(
         shared_feed: store_triggers.then(|| format!("triggers-{app}")),
         ..JetStreamStoreConfig::default()
     };
-    let store: Arc<dyn strata_store::StoreBackend> = Arc::new(
+    let store: Arc<dyn strata_store::StoreBackend> = Arc::new(strata_store::Counted::new(
         JetStreamStore::open(&nats.js, STATE_PREFIX, nats.replicas, store_config)
             .await
             .context("open the cluster's store")?,
-    );
+    ));
     node_config.store_changes = cache_ring::store_changes(nats, &manifest, &store, store_triggers).await?;
     // So are the queues: a stream per queue (`strata_APP_q_NAME`), groups as durable
     // consumers, so that a message published through one node is fetched through any.

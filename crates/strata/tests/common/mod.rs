@@ -682,3 +682,15 @@ pub fn pids_in_ps(ps: &Value) -> Vec<i32> {
         .map(|p| p as i32)
         .collect()
 }
+
+/// The value of the one sample of `/v1/metrics` text whose name and labels contain
+/// `needle` (e.g. `service="echo",protocol="grpc",code="2xx"}`); panics if not exactly one.
+pub fn metric(text: &str, needle: &str) -> f64 {
+    let found: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(needle))
+        .collect();
+    assert_eq!(found.len(), 1, "one sample with {needle} in\n{text}");
+    let value = found[0].rsplit(' ').next().unwrap();
+    value.parse().unwrap_or_else(|_| panic!("a number in {:?}", found[0]))
+}

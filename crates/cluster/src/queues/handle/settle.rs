@@ -121,6 +121,9 @@ impl JsQueue {
             )));
         }
         if done > 0 {
+            if matches!(how, Settle::Ack) {
+                self.count_acked(group, done);
+            }
             self.refresh_group(group).await;
             if matches!(how, Settle::Nak) {
                 self.notify.notify_waiters();
