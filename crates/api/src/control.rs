@@ -38,6 +38,10 @@ pub(crate) struct Ps {
     /// Routes with a fallback: their stored responses and what they served.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     route_caches: Vec<RouteCache>,
+    /// Where the store's data is, in words (a cluster's: each bucket's copies); absent
+    /// for the embedded store, in this node's files.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    store_placement: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -104,6 +108,7 @@ pub(crate) fn ps_of(state: &NodeParts) -> Ps {
         consumers,
         failures,
         route_caches: route_caches(state),
+        store_placement: state.store.placement(),
     }
 }
 

@@ -194,3 +194,35 @@ async fn raise_consumer_limit(js: &jetstream::Context, stream: &str) {
         tracing::warn!(stream, "could not raise the consumer limit of the bucket's stream: {e}");
     }
 }
+
+/// Where a stream's copies are, as its info reports them: the leader first.
+pub fn replicas_of(info: &jetstream::stream::Info) -> strata_queue::Replicas {
+    let wanted = info.config.num_replicas.max(1);
+    let Some(cluster) = &info.cluster else {
+        return strata_queue::Replicas {
+            wanted,
+            ..Default::default()
+        };
+    };
+    let mut servers: Vec<strata_queue::Copy> = cluster
+        .leader
+        .iter()
+        .map(|leader| strata_queue::Copy {
+            server: leader.clone(),
+            current: true,
+            offline: false,
+            lag: 0,
+        })
+        .collect();
+    servers.extend(cluster.replicas.iter().map(|peer| strata_queue::Copy {
+        server: peer.name.clone(),
+        current: peer.current,
+        offline: peer.offline,
+        lag: peer.lag.unwrap_or(0),
+    }));
+    strata_queue::Replicas {
+        wanted,
+        leader: cluster.leader.clone(),
+        servers,
+    }
+}

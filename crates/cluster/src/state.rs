@@ -113,7 +113,7 @@ mod scan;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -224,7 +224,12 @@ pub struct JetStreamStore {
     closed: AtomicBool,
     cancel: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Each bucket's copies in words, refreshed every [`PLACEMENT_EVERY`].
+    placement: Arc<Mutex<Vec<String>>>,
 }
+
+/// How often a store reads where its buckets' copies are (for `ps`).
+const PLACEMENT_EVERY: Duration = Duration::from_secs(5);
 
 impl JetStreamStore {
     /// Opens (creating them if need be) the buckets `{prefix}_kv`, `{prefix}_blobmeta`
@@ -307,6 +312,7 @@ impl JetStreamStore {
             closed: AtomicBool::new(false),
             cancel: CancellationToken::new(),
             task: Mutex::new(None),
+            placement: Arc::new(Mutex::new(Vec::new())),
         };
         match store.sweep(config.sweep_age).await {
             Ok(0) => {}
@@ -325,6 +331,17 @@ impl JetStreamStore {
             cancel: store.cancel.clone(),
         };
         *store.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(tokio::spawn(feed.run()));
+        let streams = [
+            store.values.stream_name.clone(),
+            store.metas.stream_name.clone(),
+            format!("OBJ_{objects_bucket}"),
+        ];
+        tokio::spawn(follow_placement(
+            js.clone(),
+            streams,
+            store.placement.clone(),
+            store.cancel.clone(),
+        ));
         Ok(store)
     }
 
@@ -628,12 +645,40 @@ impl StoreBackend for JetStreamStore {
         }
     }
 
+    fn placement(&self) -> Vec<String> {
+        self.placement.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn failure(&self) -> Option<String> {
         match self.client.connection_state() {
             async_nats::connection::State::Connected => None,
             _ => {
                 Some("NATS is unreachable: this node is connected to no server of the cluster (it keeps trying)".into())
             }
+        }
+    }
+}
+
+/// Keeps `placement` set to where each of `streams`' copies are, until `cancel`.
+async fn follow_placement(
+    js: jetstream::Context,
+    streams: [String; 3],
+    placement: Arc<Mutex<Vec<String>>>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let mut lines = Vec::new();
+        for name in &streams {
+            let line = match js.get_stream(name).await {
+                Ok(stream) => crate::nats::replicas_of(stream.cached_info()).describe(),
+                Err(e) => format!("unknown ({e})"),
+            };
+            lines.push(format!("store bucket {name}: {line}"));
+        }
+        *placement.lock().unwrap_or_else(|e| e.into_inner()) = lines;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(PLACEMENT_EVERY) => {}
         }
     }
 }

@@ -323,3 +323,32 @@ async fn publishes_and_dead_letters_are_seen_on_every_node() {
     let dead = dlq.fetch("inspect", all()).await.unwrap();
     assert_eq!(dead[0].payload, &b"poison"[..]);
 }
+
+/// Where a queue's copies are shows in its stats (`strata queues`): three servers of
+/// the cluster, one of them the leader, each named once; the embedded queue has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_s_stats_name_the_servers_holding_its_copies() {
+    if !have_nats() {
+        return;
+    }
+    let (queues, _nats) = node(&fresh_prefix(), &BTreeMap::from([("q".to_string(), spec(30_000))])).await;
+    let q = queues.get("q").unwrap();
+    q.publish(vec![NewMessage::new("one")]).await.unwrap();
+    eventually("the queue's copies to be read", || {
+        q.stats()
+            .replicas
+            .is_some_and(|r| r.servers.len() == 3 && r.servers.iter().all(|c| c.current))
+    })
+    .await;
+    let r = q.stats().replicas.unwrap();
+    assert_eq!(r.wanted, 3);
+    let leader = r.leader.clone().expect("a leader");
+    assert_eq!(r.servers[0].server, leader, "the leader first: {r:?}");
+    let names: std::collections::BTreeSet<&str> = r.servers.iter().map(|c| c.server.as_str()).collect();
+    assert_eq!(names.len(), 3, "three distinct servers: {r:?}");
+    assert!(
+        r.describe().starts_with(&format!("3 copies: {leader} (leader), ")),
+        "{}",
+        r.describe()
+    );
+}

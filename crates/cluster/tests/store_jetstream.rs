@@ -301,3 +301,32 @@ async fn a_shared_feed_hands_each_change_to_one_store() {
         .unwrap();
     assert_eq!((change.key.as_str(), change.deleted), ("k0", true));
 }
+
+/// `ps` says where the store's data is: each of its three buckets' streams with its
+/// three copies, the leader named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_names_the_servers_holding_each_bucket() {
+    needs_nats!("the_store_names_the_servers_holding_each_bucket");
+    let js = connect().await;
+    let prefix = fresh_prefix();
+    let store = open(&js, &prefix, JetStreamStoreConfig::default()).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let placement = loop {
+        let lines = store.placement();
+        if lines.len() == 3 && lines.iter().all(|l| l.contains("3 copies: ") && l.contains("(leader)")) {
+            break lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "three buckets with three copies each: {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (line, stream) in placement.iter().zip([
+        format!("KV_{prefix}_kv"),
+        format!("KV_{prefix}_blobmeta"),
+        format!("OBJ_{prefix}_blobs"),
+    ]) {
+        assert!(line.starts_with(&format!("store bucket {stream}: ")), "{line}");
+    }
+}

@@ -62,6 +62,7 @@ mod queue;
 mod read;
 mod record;
 pub mod repair;
+mod replicas;
 mod retention;
 mod segment;
 
@@ -82,6 +83,7 @@ pub use fetch::{FetchOptions, Message};
 pub use group::GroupStats;
 pub use queue::{Queue, QueueStats};
 pub use record::{NewMessage, MAX_ATTR};
+pub use replicas::{Copy, Replicas};
 pub use segment::Corruption;
 
 /// Suffix of a queue's dead-letter queue.

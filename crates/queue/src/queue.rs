@@ -43,6 +43,10 @@ pub struct QueueStats {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repairs: Vec<String>,
     pub groups: Vec<GroupStats>,
+    /// Where its copies are (JetStream: the servers holding its stream); none for an
+    /// embedded queue, held in this node's files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<crate::Replicas>,
     /// How long its syncs took (for `/v1/metrics`); empty where the backend syncs
     /// elsewhere (JetStream).
     #[serde(skip)]
@@ -299,6 +303,7 @@ impl<D: Disk> Queue<D> {
             corrupt: inner.corrupt,
             repairs: inner.repairs.clone(),
             groups: inner.groups.iter().map(|(n, g)| g.stats(n, tail)).collect(),
+            replicas: None,
             fsync_time: self.shared.fsync_time.snapshot(),
         }
     }

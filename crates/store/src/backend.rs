@@ -77,6 +77,12 @@ pub trait StoreBackend: Send + Sync + 'static {
     fn repairs(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Where its data is, a line per part in words, for `ps` (the embedded store: this
+    /// node's files; JetStream's: each bucket's copies on the NATS servers).
+    fn placement(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A store that could not be opened: every call answers [`StoreError::Failed`] with the

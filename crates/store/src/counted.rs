@@ -130,4 +130,8 @@ impl<B: StoreBackend> StoreBackend for Counted<B> {
     fn repairs(&self) -> Vec<String> {
         self.inner.repairs()
     }
+
+    fn placement(&self) -> Vec<String> {
+        self.inner.placement()
+    }
 }

@@ -51,6 +51,9 @@ pub fn queues(out: &mut dyn Write, reply: &Value) -> io::Result<()> {
         for repair in q["repairs"].as_array().into_iter().flatten() {
             writeln!(out, "  repaired at open: {}", repair.as_str().unwrap_or("?"))?;
         }
+        if let Ok(r) = serde_json::from_value::<strata_queue::Replicas>(q["replicas"].clone()) {
+            writeln!(out, "  {}", r.describe())?;
+        }
         for g in groups {
             writeln!(
                 out,
@@ -268,6 +271,9 @@ pub fn ps(out: &mut dyn Write, ps: &Value) -> io::Result<()> {
     for failure in ps["failures"].as_array().into_iter().flatten() {
         writeln!(out, "OUT OF SERVICE: {}", failure.as_str().unwrap_or("?"))?;
     }
+    for line in ps["store_placement"].as_array().into_iter().flatten() {
+        writeln!(out, "{}", line.as_str().unwrap_or("?"))?;
+    }
     writeln!(
         out,
         "{:<20} {:<12} {:>7} {:>6} {:>8} {:>8} {:>8}  DETAIL",
@@ -386,6 +392,17 @@ mod tests {
         assert_eq!(row[..4], ["orders", "always", "2", "0"], "{t}");
         assert!(t.contains("group fulfil"), "{t}");
         assert!(t.contains("STORED: messages on disk"), "{t}");
+        assert!(!t.contains("cop"), "an embedded queue has no copies to show: {t}");
+
+        let mut replicated = reply.clone();
+        replicated["queues"][0]["replicas"] = json!({"wanted": 3, "leader": "n2", "servers": [
+            {"server": "n2", "current": true, "offline": false, "lag": 0},
+            {"server": "n1", "current": false, "offline": false, "lag": 7}]});
+        let t = text(|out| queues(out, &replicated));
+        assert!(
+            t.contains("  2 copies: n2 (leader), n1 (behind by 7 operations); 3 asked for"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub(crate) struct Figures {
     pub messages: u64,
     pub bytes: u64,
     pub groups: BTreeMap<String, GroupFigures>,
+    /// Where the stream's copies are, at the last refresh.
+    pub replicas: Option<strata_queue::Replicas>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,6 +154,7 @@ impl JsQueue {
         if self.local.load(Ordering::SeqCst) != local {
             figures = Figures {
                 next_offset: figures.next_offset,
+                replicas: figures.replicas,
                 ..f.clone()
             };
         }
@@ -323,6 +326,7 @@ impl QueueHandle for JsQueue {
                     lease_expiries: None,
                 })
                 .collect(),
+            replicas: f.replicas.clone(),
             fsync_time: Default::default(),
         }
     }

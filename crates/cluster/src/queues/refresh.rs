@@ -240,6 +240,7 @@ async fn refresh_queue(
             messages: state.messages,
             bytes: state.bytes,
             groups,
+            replicas: Some(crate::nats::replicas_of(info)),
         },
         local,
     );
