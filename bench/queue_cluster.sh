@@ -11,7 +11,10 @@
 #
 # Settings: ROUNDS, SECS, SIZE, UNACKED, BATCH, CONSUME, FLOOR_SECS as in bench/queue.sh;
 # NODES (1 or more strata nodes; the bench talks to the first), STRATA (binary; default
-# cargo build --release -p strata), KEEP=1 keeps the work dir.
+# cargo build --release -p strata), KEEP=1 keeps the work dir; ACKS=confirmed makes the
+# direct side wait for the server to confirm each fetched batch's acks (as strata's ack
+# answers only once JetStream confirmed them) instead of sending them fire-and-forget
+# (ACKS=sent, the default).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -27,6 +30,7 @@ FLOOR_SECS=${FLOOR_SECS:-1}
 NODES=${NODES:-1}
 STRATA=${STRATA:-}
 KEEP=${KEEP:-}
+ACKS=${ACKS:-sent}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BENCH=${CARGO_TARGET_DIR:-$ROOT/bench/queue/target}/release/queue-bench
 
@@ -111,7 +115,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
             "$BENCH" strata --api "$API" --queue bench --round "$r" "${RUN_OPTS[@]}" >>"$RESULTS" 2>"$WORK/err" \
                 || { cat "$WORK/err" >&2; die "strata round $r failed"; }
         else
-            "$BENCH" jetstream --nats "$NATS1" --replicas 3 --round "$r" "${RUN_OPTS[@]}" >>"$RESULTS" 2>"$WORK/err" \
+            "$BENCH" jetstream --nats "$NATS1" --replicas 3 --acks "$ACKS" --round "$r" "${RUN_OPTS[@]}" >>"$RESULTS" 2>"$WORK/err" \
                 || { cat "$WORK/err" >&2; die "JetStream round $r failed"; }
         fi
         log "$(sed -n 's/^\[queue-bench\] //p' "$WORK/err") (round $r)"
@@ -124,5 +128,5 @@ log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "queue bench on the cluster: $ROUNDS rounds, ${SECS}s per timed phase, $SIZE-byte messages, $(nproc) CPUs"
 echo "both targets: the same 3-server NATS cluster (JetStream file storage, replicas 3, sync_interval: always);"
-echo "strata: $NODES node(s), the queue through its HTTP API; JetStream: async-nats to $NATS1"
+echo "strata: $NODES node(s), the queue through its HTTP API; JetStream: async-nats to $NATS1 (acks $ACKS)"
 "$BENCH" report "$RESULTS"

@@ -22,7 +22,7 @@ const DRAIN_BATCH: usize = 1000;
 /// (`strata_cluster::queues`: limits retention, discard old, n replicas, a durable pull
 /// consumer with no limit on deliveries or unacknowledged messages), for
 /// bench/queue_cluster.sh against the 3-server cluster.
-pub async fn run(url: &str, cfg: &RunConfig, replicas: Option<usize>) -> Result<RunResult> {
+pub async fn run(url: &str, cfg: &RunConfig, replicas: Option<usize>, confirmed: bool) -> Result<RunResult> {
     let client = async_nats::connect(url)
         .await
         .with_context(|| format!("connect to nats-server at {url}"))?;
@@ -98,19 +98,27 @@ pub async fn run(url: &str, cfg: &RunConfig, replicas: Option<usize>) -> Result<
     }
 
     // (c) `consume` messages fetched `batch` at a time (no wait), each acked (JetStream
-    // acks are fire-and-forget); then the rest of the backlog, untimed.
+    // acks are fire-and-forget, unless `confirmed`: then each batch's acks are confirmed
+    // by the server, concurrently, before the next fetch); then the rest of the backlog,
+    // untimed.
     let start = Instant::now();
-    result.consumed = consume(&consumer, cfg.batch, cfg.consume, cfg.size).await?;
+    result.consumed = consume(&consumer, cfg.batch, cfg.consume, cfg.size, confirmed).await?;
     client.flush().await.context("flush the acks to nats-server")?;
     result.consume_time = start.elapsed();
-    consume(&consumer, DRAIN_BATCH, u64::MAX, cfg.size).await?;
+    consume(&consumer, DRAIN_BATCH, u64::MAX, cfg.size, false).await?;
     client.flush().await.context("flush the acks to nats-server")?;
     Ok(result)
 }
 
 /// Fetches up to `limit` messages, `batch` at a time, acking each; stops early when the
 /// consumer has nothing left. Returns how many were consumed.
-async fn consume(consumer: &consumer::PullConsumer, batch: usize, limit: u64, size: usize) -> Result<u64> {
+async fn consume(
+    consumer: &consumer::PullConsumer,
+    batch: usize,
+    limit: u64,
+    size: usize,
+    confirmed: bool,
+) -> Result<u64> {
     let mut consumed = 0u64;
     while consumed < limit {
         let max = (limit - consumed).min(batch as u64) as usize;
@@ -121,6 +129,7 @@ async fn consume(consumer: &consumer::PullConsumer, batch: usize, limit: u64, si
             .await
             .context("fetch from JetStream")?;
         let mut got = 0u64;
+        let mut to_confirm = Vec::new();
         while let Some(message) = messages.next().await {
             let message = message.map_err(|e| anyhow::anyhow!("fetch from JetStream: {e}"))?;
             if message.payload.len() != size {
@@ -129,11 +138,18 @@ async fn consume(consumer: &consumer::PullConsumer, batch: usize, limit: u64, si
                     message.payload.len()
                 );
             }
-            message
-                .ack()
-                .await
-                .map_err(|e| anyhow::anyhow!("ack to JetStream: {e}"))?;
+            if confirmed {
+                to_confirm.push(message);
+            } else {
+                message
+                    .ack()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("ack to JetStream: {e}"))?;
+            }
             got += 1;
+        }
+        for confirmed in futures::future::join_all(to_confirm.iter().map(|m| m.double_ack())).await {
+            confirmed.map_err(|e| anyhow::anyhow!("confirmed ack to JetStream: {e}"))?;
         }
         if got == 0 {
             break;

@@ -24,8 +24,11 @@ use crate::run::RunConfig;
 
 const USAGE: &str = "usage:
   queue-bench strata    --api http://HOST:PORT [--queue bench] [RUN OPTIONS]
-  queue-bench jetstream --nats nats://HOST:PORT [--replicas N] [RUN OPTIONS]
-                        (--replicas: strata's stream settings, N replicas; see jetstream.rs)
+  queue-bench jetstream --nats nats://HOST:PORT [--replicas N] [--acks sent|confirmed] [RUN OPTIONS]
+                        (--replicas: strata's stream settings, N replicas; see jetstream.rs;
+                        --acks confirmed: each fetched batch's acks confirmed by the server
+                        before the next fetch, as strata's ack answers only once they are;
+                        sent, the default: fire-and-forget acks)
   queue-bench fsync     --dir DIR [--secs 1] [--size 128] [--round N]
   queue-bench health    --api http://HOST:PORT [--secs 1] [--wait 30] [--round N]
   queue-bench report    RESULTS_FILE
@@ -109,7 +112,12 @@ async fn real_main() -> Result<()> {
                 .get("replicas")
                 .map(|_| args.num("replicas", 1))
                 .transpose()?;
-            let mut r = jetstream::run(&args.string("nats")?, &cfg, replicas).await?;
+            let confirmed = match args.options.get("acks").map(String::as_str) {
+                None | Some("sent") => false,
+                Some("confirmed") => true,
+                Some(other) => bail!("--acks is sent or confirmed, not {other:?}\n{USAGE}"),
+            };
+            let mut r = jetstream::run(&args.string("nats")?, &cfg, replicas, confirmed).await?;
             eprintln!("[queue-bench] {}", r.summary("jetstream"));
             println!("{}", r.line("jetstream", round));
         }

@@ -198,7 +198,9 @@ impl JsQueue {
                 .await;
         }
         if let Some(g) = self.figures_mut().groups.get_mut(group) {
+            // Taken from the group's pending messages and never leased: done for it.
             g.dead_lettered += 1;
+            g.unread = g.unread.saturating_sub(1);
         }
         tracing::warn!(queue = %self.name, group, offset = seq - 1, "moved to {}", dlq.name);
         true

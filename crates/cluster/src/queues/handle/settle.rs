@@ -10,7 +10,7 @@ use bytes::Bytes;
 use strata_queue::QueueError;
 use tokio::time::Instant;
 
-use super::{GroupFigures, JsQueue};
+use super::JsQueue;
 use crate::queues::leases::{Key, Known};
 use crate::queues::names;
 
@@ -121,27 +121,23 @@ impl JsQueue {
             )));
         }
         if done > 0 {
-            if matches!(how, Settle::Ack) {
-                self.count_acked(group, done);
+            // The figures move here, as a fetch moves them, rather than by asking the
+            // consumer (a round trip more per ack); the next refresh reads the server's.
+            let mut f = self.figures_mut();
+            if let Some(g) = f.groups.get_mut(group) {
+                let n = done as u64;
+                g.leased = g.leased.saturating_sub(n);
+                if matches!(how, Settle::Nak) {
+                    g.unread += n;
+                }
             }
-            self.refresh_group(group).await;
-            if matches!(how, Settle::Nak) {
-                self.notify.notify_waiters();
+            drop(f);
+            match how {
+                Settle::Ack => self.count_acked(group, done),
+                Settle::Nak => self.notify.notify_waiters(),
             }
         }
         Ok((done, ignored))
-    }
-
-    /// Reads `group`'s figures from its consumer now (after an ack, so that the backlog a
-    /// caller reads next is current).
-    async fn refresh_group(&self, group: &str) {
-        if let Ok(info) = self.consumer_info(group).await {
-            let mut f = self.figures_mut();
-            let first = f.first_offset;
-            let dead = f.groups.get(group).map_or(0, |g| g.dead_lettered);
-            f.groups
-                .insert(group.to_string(), GroupFigures::from_consumer(&info, first, dead));
-        }
     }
 }
 
