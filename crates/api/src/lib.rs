@@ -30,6 +30,10 @@
 //! - [`topics`]: `POST /v1/topics/NAME`, a publish on the cache's pub/sub (the bus's
 //!   topics), and [`topics::deliver`], one message POSTed to a subscribing service's
 //!   members through the relay (the node's delivery task calls it).
+//! - `traced`: the span of a traced fetch, ack, nack, reply, store or cache call (one
+//!   middleware; only for a caller that passes `traceparent`).
+//! - `traces`: `GET /v1/traces`, the spans this node keeps and, in a cluster, those the
+//!   other nodes keep of one trace ([`TracePeers`]).
 //! - `logs`: streams instance logs, optionally following them.
 //! - `dashboard`: `GET /ui`, the live dashboard (a page compiled in, no token needed to
 //!   load it), and `GET /v1/stream`, the server-sent events it reads (docs/dashboard.md).
@@ -57,11 +61,14 @@ pub mod queues;
 mod server;
 mod store;
 pub mod topics;
+mod traced;
+mod traces;
 
 pub use access::{Access, Caller};
 pub use cache::ReadThroughCaches;
 pub use error::ApiError;
 pub use server::ServerConfig;
+pub use traces::{Gathered, TracePeers};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -116,6 +123,8 @@ pub struct NodeParts {
     pub gateway: Option<Arc<strata_gateway::Gateway>>,
     /// Recent spans: the gateway's and the calls through this API (`/v1/traces`).
     pub traces: Arc<strata_gateway::trace::Traces>,
+    /// In a cluster, the other nodes running this app, asked for their spans of a trace.
+    pub trace_peers: Option<Arc<dyn TracePeers>>,
 }
 
 pub fn router(parts: Arc<NodeParts>) -> Router {
@@ -129,6 +138,7 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
         .merge(store::routes())
         .merge(cache::routes())
         .merge(topics::routes())
+        .merge(traces::routes())
         .merge(openapi::routes())
         .merge(dashboard::routes())
         // After every route: it applies to those registered before it. axum adds `Allow`.
@@ -153,6 +163,9 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
             ))
             .into_response()
         })
+        // A traced queue, store or cache call's span: inside the access check, so a
+        // refused call records none.
+        .layer(axum::middleware::from_fn_with_state(parts.clone(), traced::span))
         // Outermost, so that it runs before everything, the fallback included.
         .layer(axum::middleware::from_fn_with_state(parts.clone(), access::check))
         .with_state(parts)
