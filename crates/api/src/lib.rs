@@ -30,8 +30,8 @@
 //! - [`topics`]: `POST /v1/topics/NAME`, a publish on the cache's pub/sub (the bus's
 //!   topics), and [`topics::deliver`], one message POSTed to a subscribing service's
 //!   members through the relay (the node's delivery task calls it).
-//! - `traced`: the span of a traced fetch, ack, nack, reply, store or cache call (one
-//!   middleware; only for a caller that passes `traceparent`).
+//! - `traced`: the span of a traced fetch, ack, nack, reply, store or cache call (a
+//!   middleware on those routes; only for a caller that passes `traceparent`).
 //! - `traces`: `GET /v1/traces`, the spans this node keeps and, in a cluster, those the
 //!   other nodes keep of one trace ([`TracePeers`]).
 //! - `logs`: streams instance logs, optionally following them.
@@ -128,15 +128,18 @@ pub struct NodeParts {
 }
 
 pub fn router(parts: Arc<NodeParts>) -> Router {
+    let traced = || axum::middleware::from_fn_with_state(parts.clone(), traced::span);
     Router::new()
         .route("/v1/health", get(|| async { "ok\n" }))
         .route("/v1/services/{service}/logs", get(logs::logs))
         .merge(control::routes())
         .merge(calls::routes())
-        .merge(queues::routes())
+        // A traced queue, store or cache call's span (on those routes only; inside the
+        // access check, so a refused call records none).
+        .merge(queues::routes().route_layer(traced()))
         .merge(queue_delete::routes())
-        .merge(store::routes())
-        .merge(cache::routes())
+        .merge(store::routes().route_layer(traced()))
+        .merge(cache::routes().route_layer(traced()))
         .merge(topics::routes())
         .merge(traces::routes())
         .merge(openapi::routes())
@@ -163,9 +166,6 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
             ))
             .into_response()
         })
-        // A traced queue, store or cache call's span: inside the access check, so a
-        // refused call records none.
-        .layer(axum::middleware::from_fn_with_state(parts.clone(), traced::span))
         // Outermost, so that it runs before everything, the fallback included.
         .layer(axum::middleware::from_fn_with_state(parts.clone(), access::check))
         .with_state(parts)

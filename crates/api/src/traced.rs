@@ -11,11 +11,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use axum::RequestExt;
 use strata_gateway::{relay, trace};
 
 use crate::NodeParts;
@@ -46,13 +46,9 @@ fn kind_of<'a>(template: &str, method: &Method, params: &[(&'a str, &'a str)]) -
     })
 }
 
-/// The middleware: the route's span, when the caller passed a `traceparent`.
-pub(crate) async fn span(
-    State(state): State<Arc<NodeParts>>,
-    params: Result<RawPathParams, RawPathParamsRejection>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// The middleware (on the queue, store and cache routes only): the route's span, when
+/// the caller passed a `traceparent`. An untraced call costs the header lookup.
+pub(crate) async fn span(State(state): State<Arc<NodeParts>>, mut req: Request, next: Next) -> Response {
     let passed = trace::enabled()
         .then(|| req.headers().get(trace::TRACEPARENT))
         .flatten()
@@ -60,8 +56,9 @@ pub(crate) async fn span(
     let Some(context) = passed else {
         return next.run(req).await;
     };
+    let params = req.extract_parts::<RawPathParams>().await.ok();
     let template = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-    let params: Vec<(&str, &str)> = params.as_ref().map_or_else(|_| Vec::new(), |p| p.iter().collect());
+    let params: Vec<(&str, &str)> = params.as_ref().map_or_else(Vec::new, |p| p.iter().collect());
     let Some((kind, service)) = template.and_then(|t| kind_of(t, req.method(), &params)) else {
         return next.run(req).await;
     };

@@ -298,4 +298,52 @@ mod tests {
         let why = Endpoint::parse("https://c:4318").unwrap_err();
         assert!(why.contains("plain http://"), "{why}");
     }
+
+    #[test]
+    fn platform_spans_are_named_by_their_queue_namespace_or_cache_and_operation() {
+        use crate::trace::{Context, Kind};
+        let span = |kind: Kind, service: &str, method: http::Method, path: &'static str| {
+            let context = Context::fresh();
+            span_json(&Span::of(kind, context, 7, service, method, Uri::from_static(path)))
+        };
+        let named = |v: Value| (v["kind"].as_u64().unwrap(), v["name"].as_str().unwrap().to_string());
+        let get = || Method::GET;
+        assert_eq!(
+            named(span(
+                Kind::Fetch,
+                "jobs",
+                Method::POST,
+                "/v1/queues/jobs/groups/g/fetch"
+            )),
+            (3, "jobs receive".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Ack, "jobs", Method::POST, "/v1/queues/jobs/groups/g/ack")),
+            (3, "jobs ack".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Reply, "replies", Method::POST, "/v1/reply")),
+            (4, "replies reply".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Store, "data", Method::PUT, "/v1/kv/data/k1")),
+            (3, "data kv put".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Store, "data", get(), "/v1/blobs/data/a/b")),
+            (3, "data blob get".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Store, "data", get(), "/v1/kv/data")),
+            (3, "data kv list".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Cache, "users", get(), "/v1/caches/users/k1")),
+            (3, "users cache get".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Trigger, "tick", Method::POST, "/tick")),
+            (4, "tick trigger".to_string())
+        );
+    }
 }

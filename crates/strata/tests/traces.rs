@@ -311,7 +311,8 @@ async fn a_member_s_queue_store_and_cache_calls_are_spans_of_its_trace() {
 
 /// A timer's firing starts a trace: a `trigger` span (the function, the instance that
 /// answered, a request id naming the firing), and the function's own call through
-/// `$STRATA_URL` with the `traceparent` it was handed is that span's child.
+/// `$STRATA_URL` with the `traceparent` it was handed is that span's child. A store
+/// write's trigger does the same (a trace of its own, named by the write's version).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_firing_is_a_trace_the_function_s_calls_join() {
     let app = App::new();
@@ -322,6 +323,13 @@ async fn a_timer_firing_is_a_trace_the_function_s_calls_join() {
             "tick": {
                 "run": ["python3", MEMBER],
                 "trigger": { "timer": { "interval_ms": 300 } },
+                "path": "/tick",
+                "keep_warm_ms": 60000,
+                "access": { "namespaces": ["data"] }
+            },
+            "onput": {
+                "run": ["python3", MEMBER],
+                "trigger": { "store": { "namespace": "data", "prefix": "in/" } },
                 "path": "/tick",
                 "keep_warm_ms": 60000,
                 "access": { "namespaces": ["data"] }
@@ -349,6 +357,10 @@ async fn a_timer_firing_is_a_trace_the_function_s_calls_join() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let (trigger, call) = found.expect("a timer firing whose function called the store, within 15 s");
+    assert!(
+        trigger["request_id"].as_str().unwrap().starts_with("timer-tick-"),
+        "{trigger}"
+    );
     assert_eq!(trigger["service"], "tick");
     assert_eq!(trigger["path"], "/tick");
     assert!(
@@ -373,6 +385,40 @@ async fn a_timer_firing_is_a_trace_the_function_s_calls_join() {
     let spans = by_rid[0]["spans"].as_array().unwrap();
     assert_eq!(spans.len(), 2, "{by_rid:#}");
     assert_eq!(by_rid[0]["spans"][0]["span_id"], trigger["span_id"]);
+
+    // A write under the store trigger's prefix: the function's trace, by its request id.
+    let put = send(
+        node.api_addr,
+        request(Method::PUT, node.api_addr, "/v1/kv/data/in/x", "x"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(put.status, 201, "{}", put.text());
+    let version = put.json()["version"].as_u64().unwrap();
+    let request_id = format!("store-onput-{version}");
+    let mut spans: Vec<Value> = Vec::new();
+    for _ in 0..300 {
+        let traces = get(node.api_addr, &format!("/v1/traces?id={request_id}")).await;
+        if traces.status == 200 {
+            spans = traces.json()[0]["spans"].as_array().cloned().unwrap_or_default();
+            if spans.len() >= 2 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        spans.len(),
+        2,
+        "the store trigger's span and its function's call: {spans:#?}"
+    );
+    let (trigger, call) = (&spans[0], &spans[1]);
+    assert_eq!(trigger["kind"], "trigger");
+    assert_eq!(trigger["service"], "onput");
+    assert_eq!(trigger["status"], 200);
+    assert!(trigger.get("parent_id").is_none(), "{trigger}");
+    assert_eq!(call["kind"], "store");
+    assert_eq!(call["parent_id"], trigger["span_id"]);
     stop(node).await;
 }
 
