@@ -6,8 +6,8 @@
 //!
 //! The span says the route's queue, namespace or cache (`service`), the method and
 //! path, the caller's request id, the status, and the time until the answer's head (a
-//! blob read's body streams on after it). Calls and publishes record their own spans
-//! (they hand a `traceparent` on); so does nothing else here.
+//! blob read's body streams on after it). Calls and publishes are not traced here:
+//! they record their own spans, since they hand a `traceparent` on.
 
 use std::sync::Arc;
 
