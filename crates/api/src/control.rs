@@ -12,14 +12,13 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use strata_appservice::ScaleBy;
 
-use crate::extract::{Path, Query};
+use crate::extract::Path;
 use crate::{ApiError, NodeInfo, NodeParts};
 
 pub(crate) fn routes() -> Router<Arc<NodeParts>> {
     Router::new()
         .route("/v1/ps", get(ps))
         .route("/v1/events", get(events))
-        .route("/v1/traces", get(traces))
         .route("/v1/metrics", get(metrics))
         .route("/v1/down", post(down))
         .route("/v1/services/{service}/scale", post(scale))
@@ -294,32 +293,6 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
 
 async fn events(State(state): State<Arc<NodeParts>>) -> Json<Vec<strata_appservice::Event>> {
     Json(state.app.recent_events())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TracesQuery {
-    /// A trace id (32 hex digits) or a request id: that one trace.
-    id: Option<String>,
-    /// The newest traces, at most this many (default 20, at most 1000).
-    limit: Option<usize>,
-}
-
-/// Recent traces from the spans this node keeps (`strata_gateway::trace`): the newest
-/// ones, or the one that holds `id` (404 when no kept span has it).
-async fn traces(
-    State(state): State<Arc<NodeParts>>,
-    Query(q): Query<TracesQuery>,
-) -> Result<Json<Vec<strata_gateway::trace::TraceView>>, ApiError> {
-    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
-    let found = state.traces.traces(q.id.as_deref(), limit);
-    if let (Some(id), true) = (&q.id, found.is_empty()) {
-        return Err(ApiError::not_found(format!(
-            "no kept span has trace or request id {id:?} (a node keeps the last {} spans of each gateway thread)",
-            strata_gateway::trace::PER_SHARD
-        )));
-    }
-    Ok(Json(found))
 }
 
 async fn down(State(state): State<Arc<NodeParts>>) -> Response {

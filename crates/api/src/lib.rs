@@ -30,6 +30,10 @@
 //! - [`topics`]: `POST /v1/topics/NAME`, a publish on the cache's pub/sub (the bus's
 //!   topics), and [`topics::deliver`], one message POSTed to a subscribing service's
 //!   members through the relay (the node's delivery task calls it).
+//! - `traced`: the span of a traced fetch, ack, nack, reply, store or cache call (a
+//!   middleware on those routes; only for a caller that passes `traceparent`).
+//! - `traces`: `GET /v1/traces`, the spans this node keeps and, in a cluster, those the
+//!   other nodes keep of one trace ([`TracePeers`]).
 //! - `logs`: streams instance logs, optionally following them.
 //! - `dashboard`: `GET /ui`, the live dashboard (a page compiled in, no token needed to
 //!   load it), and `GET /v1/stream`, the server-sent events it reads (docs/dashboard.md).
@@ -57,11 +61,14 @@ pub mod queues;
 mod server;
 mod store;
 pub mod topics;
+mod traced;
+mod traces;
 
 pub use access::{Access, Caller};
 pub use cache::ReadThroughCaches;
 pub use error::ApiError;
 pub use server::ServerConfig;
+pub use traces::{Gathered, TracePeers};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -116,19 +123,25 @@ pub struct NodeParts {
     pub gateway: Option<Arc<strata_gateway::Gateway>>,
     /// Recent spans: the gateway's and the calls through this API (`/v1/traces`).
     pub traces: Arc<strata_gateway::trace::Traces>,
+    /// In a cluster, the other nodes running this app, asked for their spans of a trace.
+    pub trace_peers: Option<Arc<dyn TracePeers>>,
 }
 
 pub fn router(parts: Arc<NodeParts>) -> Router {
+    let traced = || axum::middleware::from_fn_with_state(parts.clone(), traced::span);
     Router::new()
         .route("/v1/health", get(|| async { "ok\n" }))
         .route("/v1/services/{service}/logs", get(logs::logs))
         .merge(control::routes())
         .merge(calls::routes())
-        .merge(queues::routes())
+        // A traced queue, store or cache call's span (on those routes only; inside the
+        // access check, so a refused call records none).
+        .merge(queues::routes().route_layer(traced()))
         .merge(queue_delete::routes())
-        .merge(store::routes())
-        .merge(cache::routes())
+        .merge(store::routes().route_layer(traced()))
+        .merge(cache::routes().route_layer(traced()))
         .merge(topics::routes())
+        .merge(traces::routes())
         .merge(openapi::routes())
         .merge(dashboard::routes())
         // After every route: it applies to those registered before it. axum adds `Allow`.

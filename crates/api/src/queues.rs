@@ -471,9 +471,14 @@ async fn reply(
     )
     .await?;
     // A reply into a queue is a publish there (a dead-letter queue included).
-    if let Some(queue) = r.reply_to.strip_prefix("queue:") {
+    let queue = r.reply_to.strip_prefix("queue:");
+    if let Some(queue) = queue {
         caller.may_publish(queue)?;
     }
+    // A traced reply's span names where it went (`traced`).
+    let named = headers
+        .contains_key(trace::TRACEPARENT)
+        .then(|| crate::traced::Service(Arc::from(queue.unwrap_or("inbox"))));
     let payload = JsonBody {
         body: r.body,
         body_base64: r.body_base64,
@@ -483,8 +488,13 @@ async fn reply(
         correlation_id: r.correlation_id,
         payload,
     };
-    Ok(match queues(&state).reply(&r.reply_to, reply).await? {
-        Replied::Inbox => (StatusCode::ACCEPTED, Json(json!({ "delivered": "inbox" }))).into_response(),
-        Replied::Queue(offset) => (StatusCode::CREATED, Json(json!({ "offset": offset }))).into_response(),
-    })
+    let mut res = match queues(&state).reply(&r.reply_to, reply).await {
+        Ok(Replied::Inbox) => (StatusCode::ACCEPTED, Json(json!({ "delivered": "inbox" }))).into_response(),
+        Ok(Replied::Queue(offset)) => (StatusCode::CREATED, Json(json!({ "offset": offset }))).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    };
+    if let Some(named) = named {
+        res.extensions_mut().insert(named);
+    }
+    Ok(res)
 }

@@ -223,6 +223,7 @@ impl SimNode {
             running,
             // The simulated apps declare no cache (`cache.listen`).
             caches: BTreeMap::new(),
+            apis: BTreeMap::new(),
         }
     }
 }

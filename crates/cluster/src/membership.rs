@@ -60,6 +60,11 @@ pub struct NodeRecord {
     /// its cache ring (`strata cache stats --nats`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub caches: BTreeMap<String, CacheRecord>,
+    /// Each app's node API on this node: app -> URL (on loopback: for the operator of
+    /// this machine, with the app's control token; `/v1/traces` there gathers a trace
+    /// from every node).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub apis: BTreeMap<String, String>,
 }
 
 /// One app's cache on one node, as its heartbeat reports it.

@@ -210,13 +210,24 @@ pub fn request_json(resource: &Value, spans: &[Span]) -> Vec<u8> {
 }
 
 fn span_json(s: &Span) -> Value {
-    // OTLP's SpanKind: SERVER 2, CLIENT 3, PRODUCER 4, CONSUMER 5.
+    // OTLP's SpanKind: SERVER 2, CLIENT 3, PRODUCER 4, CONSUMER 5. Names are low in
+    // cardinality (a queue, namespace or cache and the operation, never a key), as
+    // OpenTelemetry's messaging and database conventions name them.
     let (kind, name) = match s.kind {
         Kind::Gateway => (2, format!("{} {}", s.method, s.path.path())),
         Kind::Call => (3, format!("{} {}", s.method, s.path.path())),
         Kind::Publish => (4, format!("{} publish", s.service)),
         Kind::Deliver => (5, format!("{} process", s.service)),
         Kind::Attempt => (3, format!("attempt {} {} {}", s.attempts, s.method, s.path.path())),
+        // A pull (receive) and its settlement are the consumer's calls: CLIENT.
+        Kind::Fetch => (3, format!("{} receive", s.service)),
+        Kind::Ack => (3, format!("{} ack", s.service)),
+        Kind::Nack => (3, format!("{} nack", s.service)),
+        Kind::Reply => (4, format!("{} reply", s.service)),
+        Kind::Store => (3, format!("{} {}", s.service, store_operation(s))),
+        Kind::Cache => (3, format!("{} cache {}", s.service, s.method.as_str().to_lowercase())),
+        // The platform sends the function an event: the trace's first span.
+        Kind::Trigger => (4, format!("{} trigger", s.service)),
     };
     let view = s.view();
     let mut attributes = vec![
@@ -258,6 +269,19 @@ fn span_json(s: &Span) -> Value {
     span
 }
 
+/// `kv get`, `blob put`, `kv list`, ... of a store call's path and method.
+fn store_operation(s: &Span) -> String {
+    let path = s.path.path();
+    let what = if path.starts_with("/v1/blobs") { "blob" } else { "kv" };
+    // `/v1/kv/NS` lists; `/v1/kv/NS/KEY` reads, writes or deletes one.
+    let listing = path.split('/').filter(|p| !p.is_empty()).count() <= 3;
+    let op = match (&s.method, listing) {
+        (_, true) => "list".to_string(),
+        (m, false) => m.as_str().to_lowercase(),
+    };
+    format!("{what} {op}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +297,53 @@ mod tests {
         }
         let why = Endpoint::parse("https://c:4318").unwrap_err();
         assert!(why.contains("plain http://"), "{why}");
+    }
+
+    #[test]
+    fn platform_spans_are_named_by_their_queue_namespace_or_cache_and_operation() {
+        use crate::trace::{Context, Kind};
+        let span = |kind: Kind, service: &str, method: http::Method, path: &'static str| {
+            let context = Context::fresh();
+            span_json(&Span::of(kind, context, 7, service, method, Uri::from_static(path)))
+        };
+        let named = |v: Value| (v["kind"].as_u64().unwrap(), v["name"].as_str().unwrap().to_string());
+        let get = || Method::GET;
+        assert_eq!(
+            named(span(
+                Kind::Fetch,
+                "jobs",
+                Method::POST,
+                "/v1/queues/jobs/groups/g/fetch"
+            )),
+            (3, "jobs receive".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Ack, "jobs", Method::POST, "/v1/queues/jobs/groups/g/ack")),
+            (3, "jobs ack".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Reply, "replies", Method::POST, "/v1/reply")),
+            (4, "replies reply".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Store, "data", Method::PUT, "/v1/kv/data/k1")),
+            (3, "data kv put".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Store, "data", get(), "/v1/blobs/data/a/b")),
+            (3, "data blob get".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Store, "data", get(), "/v1/kv/data")),
+            (3, "data kv list".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Cache, "users", get(), "/v1/caches/users/k1")),
+            (3, "users cache get".to_string())
+        );
+        assert_eq!(
+            named(span(Kind::Trigger, "tick", Method::POST, "/tick")),
+            (4, "tick trigger".to_string())
+        );
     }
 }

@@ -8,7 +8,10 @@
 //!   do) links its own calls into the same trace; `tracestate` travels unchanged.
 //! - **Spans** say what strata did: the gateway's relay (route's service, the member
 //!   that answered, attempts, why no member answered when none did, status) and a call
-//!   through the node API, with the request id, wall-clock start and duration.
+//!   through the node API, with the request id, wall-clock start and duration; a traced
+//!   publish, fetch, ack, nack or reply, store or cache call through the node API (only
+//!   when the caller passed a `traceparent`: [`Context::passed`]); a push delivery
+//!   ([`Delivery`]) and a function's store or timer trigger ([`Kind::Trigger`]).
 //! - **Kept in memory:** the last [`PER_SHARD`] spans of each gateway worker (and of the
 //!   other threads together) in a ring each, so recording is one uncontended lock and
 //!   no allocation; `/v1/traces` and `strata trace ID` read them. With `--otlp URL`
@@ -25,7 +28,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use strata_bus::Member;
 use tokio::sync::mpsc;
 
@@ -59,11 +62,16 @@ impl Context {
         headers
             .get(TRACEPARENT)
             .and_then(|v| parse(v.as_bytes()))
-            .unwrap_or_else(|| Context {
-                trace_id: (u128::from(random()) << 64) | u128::from(random()),
-                parent: 0,
-                flags: 1,
-            })
+            .unwrap_or_else(Context::fresh)
+    }
+
+    /// A new trace, sampled, starting here.
+    pub fn fresh() -> Context {
+        Context {
+            trace_id: (u128::from(random()) << 64) | u128::from(random()),
+            parent: 0,
+            flags: 1,
+        }
     }
 
     /// The context a caller passed in its `traceparent`, if well formed: unlike [`of`],
@@ -144,7 +152,7 @@ pub fn random() -> u64 {
 }
 
 /// What a span was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A client's request relayed by the gateway.
@@ -159,6 +167,24 @@ pub enum Kind {
     /// One attempt of a relayed request that was reissued: a child of the relay's span
     /// (`gateway` or `call`), with the member tried and why it gave no reply.
     Attempt,
+    /// A traced fetch from a queue through the node API (`service` is the queue).
+    Fetch,
+    /// A traced ack through the node API (`.../ack`, or the delete of one message).
+    Ack,
+    /// A traced nack through the node API.
+    Nack,
+    /// A traced reply through `/v1/reply` (`service` is the queue replied into, or
+    /// `inbox`).
+    Reply,
+    /// A traced key-value or blob call through the node API (`service` is the
+    /// namespace).
+    Store,
+    /// A traced cache read or write through the node API (`service` is the read-through
+    /// cache, or `keys` for the raw keys).
+    Cache,
+    /// A function invoked by a store or timer trigger (`service` is the function; its
+    /// request id says which trigger): the first span of a trace of its own.
+    Trigger,
 }
 
 /// One span, as recorded.
@@ -179,6 +205,52 @@ pub struct Span {
     pub duration_us: u64,
     /// Why an attempt got no reply, in words.
     pub reason: Option<String>,
+}
+
+impl Span {
+    /// A span of the platform's own work (a queue, store or cache call, a trigger): no
+    /// member, no attempt, status 0 and no duration until they are set.
+    pub fn of(
+        kind: Kind,
+        context: Context,
+        span_id: u64,
+        service: &str,
+        method: http::Method,
+        path: http::Uri,
+    ) -> Span {
+        Span {
+            context,
+            span_id,
+            kind,
+            service: Arc::from(service),
+            method,
+            path,
+            request_id: None,
+            member: None,
+            attempts: 0,
+            unanswered: None,
+            status: 0,
+            start_us: now_us(),
+            duration_us: 0,
+            reason: None,
+        }
+    }
+
+    /// The span of a function's invocation by a store or timer trigger: POST to its
+    /// `path`, the first span of a new trace.
+    pub fn trigger(function: &str, path: &str, request_id: &str) -> Span {
+        let path = http::Uri::try_from(path).unwrap_or_default();
+        let mut span = Span::of(
+            Kind::Trigger,
+            Context::fresh(),
+            random(),
+            function,
+            http::Method::POST,
+            path,
+        );
+        span.request_id = HeaderValue::from_str(request_id).ok();
+        span
+    }
 }
 
 /// A push delivery of a batch of queued messages, as a span of each trace among the
@@ -414,6 +486,7 @@ impl Traces {
                         .filter(|s| s.context.trace_id == trace_id)
                         .map(SpanView::of)
                         .collect(),
+                    missing_nodes: Vec::new(),
                 }
             })
             .collect()
@@ -421,14 +494,21 @@ impl Traces {
 }
 
 /// One trace as `/v1/traces` shows it: its spans in start order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct TraceView {
     pub trace_id: String,
     pub spans: Vec<SpanView>,
+    /// In a cluster: the nodes that did not say within the time allowed which spans of
+    /// the trace they keep (their spans, if any, are missing here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_nodes: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpanView {
+    /// In a cluster: the node that recorded the span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub span_id: String,
     /// The span this one was called from (another service's request, or the client's
     /// own span); absent for a trace's first span.
@@ -476,6 +556,7 @@ impl SpanView {
             String::from_utf8_lossy(&buf).into_owned()
         };
         SpanView {
+            node: None,
             span_id: id(s.span_id),
             parent_id: (s.context.parent != 0).then(|| id(s.context.parent)),
             kind: s.kind,

@@ -68,6 +68,9 @@ pub struct NodeConfig {
     /// Export every span over OTLP/HTTP to this endpoint (`--otlp`), and the resource's
     /// `service.instance.id` (a cluster node's name).
     pub otlp: Option<(strata_gateway::otlp::Endpoint, Option<String>)>,
+    /// In a cluster, the other nodes running this app: `/v1/traces?id=` gathers their
+    /// spans of the trace too. None: this node's spans only.
+    pub trace_peers: Option<Arc<dyn strata_api::TracePeers>>,
 }
 
 impl NodeConfig {
@@ -91,6 +94,7 @@ impl NodeConfig {
             store_changes: None,
             gateway_slot: None,
             otlp: None,
+            trace_peers: None,
         }
     }
 }
@@ -260,6 +264,7 @@ impl Node {
             shutdown: shutdown.clone(),
             gateway: Some(gateway.clone()),
             traces: gateway.traces(),
+            trace_peers: config.trace_peers,
         });
         tasks.push(tokio::spawn(strata_api::serve(
             api_listener,
@@ -525,7 +530,7 @@ fn cannot_listen(e: std::io::Error, what: &str, addr: SocketAddr, setting: &str)
 struct ClusterRole {
     placed: bool,
     firing_claims: Option<Arc<dyn FiringClaims>>,
-    /// The gateway's spans, where push deliveries record theirs.
+    /// The gateway's spans, where push deliveries and triggers record theirs.
     traces: Arc<strata_gateway::trace::Traces>,
 }
 
@@ -589,6 +594,7 @@ fn start_tasks(
             path: f.path.clone(),
             policy: policies[name].clone(),
             parallel: (f.max_instances as usize).saturating_mul(f.concurrency as usize),
+            traces: role.traces.clone(),
         };
         if let Some(trigger) = &f.trigger.store {
             let ns = strata_store::app_namespace(&manifest.app, &trigger.namespace);

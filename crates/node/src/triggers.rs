@@ -21,6 +21,14 @@
 //!   firings are then aligned on the Unix epoch, so that every node names a firing by
 //!   the same `scheduled_ms`. A node whose own firings are all still running skips
 //!   without claiming, so that another node may fire that time.
+//!
+//! Each event is the first span of a trace of its own (`trigger`, with the function,
+//! the member that answered, the attempts and the status), and the POST carries its
+//! `traceparent` and a request id (`timer-FUNCTION-SCHEDULED_MS`,
+//! `store-FUNCTION-VERSION`), so the function's own calls through `$STRATA_URL` join
+//! that trace when it passes the header on. A store event does not continue the trace
+//! of the write that caused it: the store's change feed carries no trace context (it
+//! would take a `traceparent` through `StoreBackend::put` and both backends' records).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,6 +40,7 @@ use futures_util::future::BoxFuture;
 use strata_appservice::{AppService, EventKind};
 use strata_bus::Pool;
 use strata_gateway::relay::{self, JsonPost};
+use strata_gateway::trace::{self, Traces};
 use strata_gateway::RelayPolicy;
 use strata_manifest::{Cron, StoreTrigger, TimerTrigger};
 use strata_store::{Change, ChangeKind, StoreBackend};
@@ -55,6 +64,8 @@ pub(crate) struct Target {
     pub policy: RelayPolicy,
     /// Deliveries in flight at once: instances.max x concurrency.
     pub parallel: usize,
+    /// Where each event's span goes.
+    pub traces: Arc<Traces>,
 }
 
 /// Fires `target` for every change under the trigger's prefix.
@@ -126,15 +137,17 @@ async fn deliver_change(target: Target, namespace: String, change: Change, _slot
     });
     let body = Bytes::from(body.to_string());
     let mut last = String::new();
+    let mut span = Invocation::start(&target, format!("store-{}-{}", target.function, change.version));
     for attempt in 0..STORE_ATTEMPTS {
-        match post(&target, "store", body.clone()).await {
-            Ok(()) => return,
+        match post(&target, "store", &mut span, body.clone()).await {
+            Ok(()) => return span.record(&target),
             Err(e) => last = e.to_string(),
         }
         if let Some(pause) = RETRY_PAUSE.get(attempt as usize) {
             tokio::time::sleep(*pause).await;
         }
     }
+    span.record(&target);
     target.app.record(
         &target.function,
         EventKind::TriggerFailed,
@@ -258,7 +271,10 @@ pub(crate) async fn timer(
                     }
                 }
             }
-            if let Err(e) = post(&target, "timer", Bytes::from(body.to_string())).await {
+            let mut span = Invocation::start(&target, format!("timer-{}-{}", target.function, unix_ms(scheduled)));
+            let posted = post(&target, "timer", &mut span, Bytes::from(body.to_string())).await;
+            span.record(&target);
+            if let Err(e) = posted {
                 target.app.record(
                     &target.function,
                     EventKind::TriggerFailed,
@@ -292,16 +308,61 @@ struct Refused {
     answer: String,
 }
 
+/// One event's invocation of the function: its request id and, while tracing is on,
+/// its span, the first of a trace of its own.
+struct Invocation {
+    request_id: String,
+    span: Option<trace::Span>,
+    started: std::time::Instant,
+}
+
+impl Invocation {
+    fn start(target: &Target, request_id: String) -> Invocation {
+        let span = trace::enabled().then(|| trace::Span::trigger(&target.function, &target.path, &request_id));
+        Invocation {
+            request_id,
+            span,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The `traceparent` the function is handed: its trace, this span the parent.
+    fn traceparent(&self) -> Option<String> {
+        let span = self.span.as_ref()?;
+        span.context.header(span.span_id).to_str().ok().map(str::to_string)
+    }
+
+    fn record(self, target: &Target) {
+        if let Some(mut span) = self.span {
+            span.duration_us = self.started.elapsed().as_micros() as u64;
+            target.traces.record(span);
+        }
+    }
+}
+
 /// POSTs one event; Ok on a 2xx answer, else who answered what.
-async fn post(target: &Target, trigger: &'static str, body: Bytes) -> Result<(), Refused> {
+async fn post(target: &Target, trigger: &'static str, span: &mut Invocation, body: Bytes) -> Result<(), Refused> {
+    let traceparent = span.traceparent();
+    let mut headers = vec![
+        ("x-strata-trigger", trigger),
+        ("x-request-id", span.request_id.as_str()),
+    ];
+    if let Some(t) = &traceparent {
+        headers.push(("traceparent", t.as_str()));
+    }
     let post = JsonPost {
         path: &target.path,
-        headers: &[("x-strata-trigger", trigger)],
+        headers: &headers,
         body,
         answer_limit: 64 << 10,
     };
     let answer = relay::post_json(&target.pool, post, &target.policy, &[]).await;
     let status = answer.status;
+    if let Some(s) = span.span.as_mut() {
+        s.attempts += 1;
+        s.status = status;
+        s.member = answer.member.clone();
+    }
     let text = match answer.body {
         Ok(body) => String::from_utf8_lossy(&body).into_owned(),
         Err(e) => format!("(answer unreadable: {e})"),

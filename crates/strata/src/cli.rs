@@ -159,7 +159,8 @@ pub enum Command {
         json: bool,
     },
     /// One request's trace: the gateway's relay and the calls it led to through the
-    /// node API, as a tree (or the newest traces when no id is given).
+    /// node API (services, queues, store, cache), as a tree (or the newest traces when
+    /// no id is given). On a cluster node, the trace's spans from every node.
     Trace {
         /// A request id (`X-Request-Id` of the answer) or a trace id (32 hex digits).
         id: Option<String>,

@@ -173,6 +173,14 @@ pub fn traces(out: &mut dyn Write, traces: &[Value]) -> io::Result<()> {
     }
     for trace in traces {
         writeln!(out, "trace {}", trace["trace_id"].as_str().unwrap_or("-"))?;
+        if let Some(missing) = trace["missing_nodes"].as_array().filter(|m| !m.is_empty()) {
+            let names: Vec<&str> = missing.iter().filter_map(Value::as_str).collect();
+            writeln!(
+                out,
+                "  (nodes {} did not answer in time: their spans, if any, are not shown)",
+                names.join(", ")
+            )?;
+        }
         let spans = trace["spans"].as_array().map(Vec::as_slice).unwrap_or_default();
         let t0 = spans.iter().filter_map(|s| s["start_us"].as_u64()).min().unwrap_or(0);
         let ids: Vec<&str> = spans.iter().filter_map(|s| s["span_id"].as_str()).collect();
@@ -185,15 +193,22 @@ pub fn traces(out: &mut dyn Write, traces: &[Value]) -> io::Result<()> {
             .collect();
         while let Some((span, depth)) = stack.pop() {
             let ms = |us: u64| us as f64 / 1000.0;
+            // The member that answered (the platform's own spans, a queue's, the
+            // store's, the cache's, have none), and in a cluster the node that recorded it.
+            let member = match span["member"].as_str() {
+                Some(member) => format!(" -> {member}"),
+                None if span.get("unanswered").is_some() => " -> -".to_string(),
+                None => String::new(),
+            };
+            let node = span["node"].as_str().map(|n| format!("  @{n}")).unwrap_or_default();
             writeln!(
                 out,
-                "{:indent$}{:<7} {:<12} {} {} -> {} {}  +{:.1} ms  {:.1} ms{}",
+                "{:indent$}{:<7} {:<12} {} {}{member} {}  +{:.1} ms  {:.1} ms{}{node}",
                 "",
                 span["kind"].as_str().unwrap_or("-"),
                 span["service"].as_str().unwrap_or("-"),
                 span["method"].as_str().unwrap_or("-"),
                 span["path"].as_str().unwrap_or("-"),
-                span["member"].as_str().unwrap_or("-"),
                 span["status"],
                 ms(span["start_us"].as_u64().unwrap_or(t0).saturating_sub(t0)),
                 ms(span["duration_us"].as_u64().unwrap_or(0)),
@@ -452,5 +467,30 @@ mod tests {
             .split_whitespace()
             .collect();
         assert_eq!(history, ["history", "history", "4", "1", "2", "3", "0"], "{t}");
+    }
+
+    #[test]
+    fn a_trace_is_a_tree_naming_members_nodes_and_the_nodes_that_did_not_answer() {
+        let trace = json!({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "missing_nodes": ["c"], "spans": [
+            {"node": "a", "span_id": "01", "kind": "gateway", "service": "front", "method": "GET",
+             "path": "/front", "member": "front-1", "attempts": 1, "status": 200, "start_us": 1000, "duration_us": 4000},
+            {"node": "b", "span_id": "02", "parent_id": "01", "kind": "fetch", "service": "jobs", "method": "POST",
+             "path": "/v1/queues/jobs/groups/g/fetch", "attempts": 0, "status": 200, "start_us": 2000, "duration_us": 500},
+        ]});
+        let t = text(|out| traces(out, &[trace]));
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "trace 4bf92f3577b34da6a3ce929d0e0e4736", "{t}");
+        assert!(lines[1].contains("nodes c did not answer"), "{t}");
+        assert!(
+            lines[2].starts_with("  gateway front") && lines[2].contains("/front -> front-1 200"),
+            "{t}"
+        );
+        assert!(lines[2].ends_with("@a"), "{t}");
+        // A child, indented; the platform's own span names no member.
+        assert!(lines[3].starts_with("    fetch   jobs"), "{t}");
+        assert!(
+            lines[3].contains("/fetch 200  +1.0 ms  0.5 ms") && lines[3].ends_with("@b"),
+            "{t}"
+        );
     }
 }

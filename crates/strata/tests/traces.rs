@@ -4,7 +4,8 @@
 //! own `traceparent` is the gateway span's parent; `/v1/traces` finds the trace by its
 //! id or by the request id. A message published with the trace's `traceparent` and
 //! pushed to a consuming service continues the same trace: publish -> deliver -> the
-//! consumer's own call.
+//! consumer's own call. A member's traced fetch, reply, ack, store and cache calls are
+//! spans of its trace; a timer firing starts a trace the function's calls join.
 
 mod common;
 
@@ -168,6 +169,256 @@ async fn a_published_message_and_its_delivery_join_the_trace() {
         2,
         "an untraced publish or delivery records no span: {after:#}"
     );
+    stop(node).await;
+}
+
+/// The spans of trace `trace_id` once there are at least `n` of them.
+async fn spans_of(node: &strata_node::Node, trace_id: &str, n: usize) -> Vec<Value> {
+    let mut spans: Vec<Value> = Vec::new();
+    for _ in 0..200 {
+        let traces = get(node.api_addr, &format!("/v1/traces?id={trace_id}")).await;
+        if traces.status == 200 {
+            spans = traces.json()[0]["spans"].as_array().cloned().unwrap_or_default();
+            if spans.len() >= n {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    spans
+}
+
+/// Every kept span of the node's newest traces.
+async fn all_spans(node: &strata_node::Node) -> Vec<Value> {
+    let traces = get(node.api_addr, "/v1/traces?limit=1000").await.json();
+    traces
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["spans"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// A member that fetches, replies, acks, and calls the store and a read-through cache
+/// through `$STRATA_URL` with its request's `traceparent` has a span for each, in its
+/// trace, under the gateway's span; the same calls without `traceparent` record none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_s_queue_store_and_cache_calls_are_spans_of_its_trace() {
+    let app = App::new();
+    let manifest = json!({
+        "strata": 1,
+        "app": "test",
+        "queues": { "jobs": {}, "replies": {} },
+        "caches": { "users": { "namespace": "data", "ttl_ms": 60000 } },
+        "services": {
+            "front": {
+                "run": ["python3", MEMBER],
+                "routes": ["/state"],
+                "access": {
+                    "publishes": ["jobs", "replies"],
+                    "fetches": ["jobs"],
+                    "namespaces": ["data"],
+                    "caches": ["users"]
+                }
+            }
+        }
+    });
+    let manifest = strata_manifest::parse(&manifest.to_string()).expect("a valid manifest");
+    let node = app.start(app.config(manifest)).await;
+    wait_ready(&node, "front", 1).await;
+
+    let trace_id = "1bf92f3577b34da6a3ce929d0e0e4731";
+    let mut req = request(Method::GET, node.gateway_addr, "/state", "");
+    req.headers_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-20f067aa0ba902b9-01").parse().unwrap(),
+    );
+    let reply = send(node.gateway_addr, req).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json(),
+        json!([201, 200, 201, 200, 201, 200, 201, 200]),
+        "each call the member made succeeded"
+    );
+
+    let spans = spans_of(&node, trace_id, 9).await;
+    let kinds: Vec<&str> = spans.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["gateway", "publish", "fetch", "reply", "ack", "store", "store", "store", "cache"],
+        "{spans:#?}"
+    );
+    let gateway = &spans[0];
+    for span in &spans[1..] {
+        assert_eq!(
+            span["parent_id"], gateway["span_id"],
+            "each call is a child of the request the member served: {span}"
+        );
+        assert!(span.get("member").is_none(), "{span}");
+        assert!(span["start_us"].as_u64() >= gateway["start_us"].as_u64(), "{span}");
+    }
+    let seen: Vec<(&str, &str, &str, u64)> = spans[2..]
+        .iter()
+        .map(|s| {
+            (
+                s["service"].as_str().unwrap(),
+                s["method"].as_str().unwrap(),
+                s["path"].as_str().unwrap(),
+                s["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("jobs", "POST", "/v1/queues/jobs/groups/g/fetch", 200),
+            ("replies", "POST", "/v1/reply", 201),
+            ("jobs", "POST", "/v1/queues/jobs/groups/g/ack", 200),
+            ("data", "PUT", "/v1/kv/data/k1", 201),
+            ("data", "GET", "/v1/kv/data/k1", 200),
+            ("data", "PUT", "/v1/blobs/data/b1", 201),
+            ("users", "GET", "/v1/caches/users/k1", 200),
+        ]
+    );
+
+    // The same calls without traceparent (the operator's, here) record nothing.
+    let state_spans = |spans: &[Value]| {
+        spans
+            .iter()
+            .filter(|s| ["fetch", "ack", "reply", "store", "cache"].contains(&s["kind"].as_str().unwrap()))
+            .count()
+    };
+    let before = state_spans(&all_spans(&node).await);
+    assert_eq!(before, 7);
+    let put = send(
+        node.api_addr,
+        request(Method::PUT, node.api_addr, "/v1/kv/data/k2", "v2"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(get(node.api_addr, "/v1/kv/data/k2").await.status, 200);
+    assert_eq!(get(node.api_addr, "/v1/caches/users/k2").await.status, 200);
+    let fetched = post(node.api_addr, "/v1/queues/jobs/groups/g/fetch?max=1", "").await;
+    assert_eq!(fetched.status, 200, "{}", fetched.text());
+    assert_eq!(
+        state_spans(&all_spans(&node).await),
+        before,
+        "an untraced call records no span"
+    );
+    stop(node).await;
+}
+
+/// A timer's firing starts a trace: a `trigger` span (the function, the instance that
+/// answered, a request id naming the firing), and the function's own call through
+/// `$STRATA_URL` with the `traceparent` it was handed is that span's child. A store
+/// write's trigger does the same (a trace of its own, named by the write's version).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_firing_is_a_trace_the_function_s_calls_join() {
+    let app = App::new();
+    let manifest = json!({
+        "strata": 1,
+        "app": "test",
+        "functions": {
+            "tick": {
+                "run": ["python3", MEMBER],
+                "trigger": { "timer": { "interval_ms": 300 } },
+                "path": "/tick",
+                "keep_warm_ms": 60000,
+                "access": { "namespaces": ["data"] }
+            },
+            "onput": {
+                "run": ["python3", MEMBER],
+                "trigger": { "store": { "namespace": "data", "prefix": "in/" } },
+                "path": "/tick",
+                "keep_warm_ms": 60000,
+                "access": { "namespaces": ["data"] }
+            }
+        }
+    });
+    let manifest = strata_manifest::parse(&manifest.to_string()).expect("a valid manifest");
+    let node = app.start(app.config(manifest)).await;
+
+    // A firing the function answered: its trigger span has a child, the store call.
+    let mut found: Option<(Value, Value)> = None;
+    for _ in 0..300 {
+        let spans = all_spans(&node).await;
+        let answered = spans
+            .iter()
+            .filter(|s| s["kind"] == "trigger" && s["status"] == 200)
+            .find_map(|t| {
+                let child = spans.iter().find(|c| c["parent_id"] == t["span_id"])?;
+                Some((t.clone(), child.clone()))
+            });
+        if answered.is_some() {
+            found = answered;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (trigger, call) = found.expect("a timer firing whose function called the store, within 15 s");
+    assert!(
+        trigger["request_id"].as_str().unwrap().starts_with("timer-tick-"),
+        "{trigger}"
+    );
+    assert_eq!(trigger["service"], "tick");
+    assert_eq!(trigger["path"], "/tick");
+    assert!(
+        trigger.get("parent_id").is_none(),
+        "a timer starts its trace: {trigger}"
+    );
+    assert_eq!(trigger["member"], "tick-1");
+    assert!(trigger["attempts"].as_u64() >= Some(1), "{trigger}");
+    let request_id = trigger["request_id"].as_str().unwrap();
+    assert!(request_id.starts_with("timer-tick-"), "{request_id}");
+    let scheduled: u64 = request_id["timer-tick-".len()..].parse().unwrap();
+    assert!(
+        scheduled > 1_600_000_000_000,
+        "the firing's scheduled time: {request_id}"
+    );
+    assert_eq!(call["kind"], "store");
+    assert_eq!(call["service"], "data");
+    assert_eq!(call["path"], "/v1/kv/data/tick");
+    assert_eq!(call["status"], 201);
+    // One trace: found by the firing's request id too.
+    let by_rid = get(node.api_addr, &format!("/v1/traces?id={request_id}")).await.json();
+    let spans = by_rid[0]["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 2, "{by_rid:#}");
+    assert_eq!(by_rid[0]["spans"][0]["span_id"], trigger["span_id"]);
+
+    // A write under the store trigger's prefix: the function's trace, by its request id.
+    let put = send(
+        node.api_addr,
+        request(Method::PUT, node.api_addr, "/v1/kv/data/in/x", "x"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(put.status, 201, "{}", put.text());
+    let version = put.json()["version"].as_u64().unwrap();
+    let request_id = format!("store-onput-{version}");
+    let mut spans: Vec<Value> = Vec::new();
+    for _ in 0..300 {
+        let traces = get(node.api_addr, &format!("/v1/traces?id={request_id}")).await;
+        if traces.status == 200 {
+            spans = traces.json()[0]["spans"].as_array().cloned().unwrap_or_default();
+            if spans.len() >= 2 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        spans.len(),
+        2,
+        "the store trigger's span and its function's call: {spans:#?}"
+    );
+    let (trigger, call) = (&spans[0], &spans[1]);
+    assert_eq!(trigger["kind"], "trigger");
+    assert_eq!(trigger["service"], "onput");
+    assert_eq!(trigger["status"], 200);
+    assert!(trigger.get("parent_id").is_none(), "{trigger}");
+    assert_eq!(call["kind"], "store");
+    assert_eq!(call["parent_id"], trigger["span_id"]);
     stop(node).await;
 }
 

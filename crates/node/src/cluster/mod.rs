@@ -44,6 +44,7 @@ mod cache_ring;
 mod rollover;
 mod scale;
 mod schedule;
+mod traces;
 
 use rollover::{roll_over, version_of, AppGateway};
 
@@ -91,6 +92,8 @@ struct Running {
 #[derive(Default)]
 struct Status {
     gateways: BTreeMap<String, String>,
+    /// Each app's node API here.
+    apis: BTreeMap<String, String>,
     instances: u32,
     used_memory_mb: u64,
     used_accelerators: u32,
@@ -130,6 +133,7 @@ impl Status {
     /// Shows `r` as what runs of `app` here.
     fn show(&mut self, app: &str, r: &Running) {
         self.gateways.insert(app.to_string(), r.node.gateway_addr.to_string());
+        self.apis.insert(app.to_string(), format!("http://{}", r.node.api_addr));
         self.apps.insert(app.to_string(), r.node.app.clone());
         let services = r
             .manifest
@@ -152,6 +156,7 @@ impl Status {
 
     fn forget(&mut self, app: &str) {
         self.gateways.remove(app);
+        self.apis.remove(app);
         self.apps.remove(app);
         self.buses.remove(app);
         self.caches.remove(app);
@@ -272,6 +277,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
                 load: s.load(),
                 running,
                 caches: s.caches(),
+                apis: s.apis.clone(),
             }
         }
     };
@@ -478,6 +484,7 @@ async fn reconcile(
     }
     let mut s = status.lock().unwrap();
     s.gateways.retain(|app, _| running.contains_key(app));
+    s.apis.retain(|app, _| running.contains_key(app));
     s.instances = running
         .values()
         .flat_map(|r| r.placement.services.values())
@@ -608,6 +615,13 @@ async fn start_app(
         Some(g) => g,
         None => AppGateway::spawn(SocketAddr::new(config.listen, gateway_port), shutdown)?,
     };
+    // `/v1/traces?id=` here gathers the trace's spans from the other nodes too.
+    node_config.trace_peers = Some(Arc::new(traces::Peers {
+        nats: nats.clone(),
+        app: app.to_string(),
+        me: config.name.clone(),
+        membership: membership.clone(),
+    }));
     node_config.gateway_listen = Some(gateway.addr);
     node_config.gateway_slot = Some(gateway.slot.clone());
     let stop = shutdown.child_token();
@@ -633,6 +647,13 @@ async fn start_app(
         nats.clone(),
         publisher,
         node.bus.clone(),
+        stop.child_token(),
+    ));
+    tokio::spawn(traces::answer(
+        nats.clone(),
+        app.to_string(),
+        config.name.clone(),
+        node.gateway.traces(),
         stop.child_token(),
     ));
     tokio::spawn(members::join_remote(
