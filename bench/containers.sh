@@ -34,6 +34,7 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need+=(runc)
 [ -x /usr/bin/busybox ] || need+=(busybox-static)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 if [ "${#need[@]}" -gt 0 ]; then
     log "installing ${need[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -133,6 +134,29 @@ os.makedirs(os.path.join(work, "www", "p"))
 open(os.path.join(work, "www", "healthz"), "w").write("ok\n")
 open(os.path.join(work, "www", "p", "hello"), "w").write("hello\n")
 PY
+# nginx, a server that keeps its processes (one worker, keep-alive), as the second
+# member pair: the same binary and configuration in a container of the `host` image and
+# as a process. Every path it writes is under its prefix in $TMPDIR (the container's
+# scratch, or the process instance's own directory).
+mkdir -p "$WORK/app/ngx"
+cat >"$WORK/app/ngx/nginx.conf.tmpl" <<'CONF'
+worker_processes 1;
+pid nginx.pid;
+error_log stderr;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path body; proxy_temp_path proxy; fastcgi_temp_path fastcgi;
+    uwsgi_temp_path uwsgi; scgi_temp_path scgi;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location = /healthz { return 200 "ok\n"; }
+        location / { return 200 "hello\n"; }
+    }
+}
+CONF
+NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+NGX_RUN="d=\$TMPDIR/ngx-\$PORT && mkdir -p \$d && sed s/@PORT@/\$PORT/ nginx.conf.tmpl > \$d/nginx.conf && exec $NGINX -e stderr -p \$d/ -c \$d/nginx.conf -g 'daemon off;'"
 chmod -R a+rX "$WORK"
 export STRATA_IMAGES=$WORK/images
 
@@ -150,7 +174,14 @@ cat >"$WORK/app/strata.json" <<EOF
           "stop_grace_ms": 1000},
   "proc": {"run": ["/usr/bin/busybox", "httpd", "-f", "-p", "\${PORT}", "-h", "$WORK/www"],
            "instances": {"min": 1, "max": $((INSTANCES > 2 ? INSTANCES : 2))},
-           "routes": ["/p/"], "health": {"path": "/healthz", "interval_ms": 10}}}}
+           "routes": ["/p/"], "health": {"path": "/healthz", "interval_ms": 10}},
+  "ngxbox": {"run": ["/bin/sh", "-c", "$NGX_RUN"], "workdir": "ngx",
+             "driver": "oci", "image": "host",
+             "routes": ["/nc/"], "health": {"path": "/healthz", "interval_ms": 10},
+             "stop_grace_ms": 1000},
+  "ngxproc": {"run": ["/bin/sh", "-c", "$NGX_RUN"], "workdir": "ngx",
+              "routes": ["/np/"], "health": {"path": "/healthz", "interval_ms": 10},
+              "stop_grace_ms": 1000}}}
 EOF
 
 ps_json() { (cd "$WORK/app" && "$STRATA" ps --json 2>/dev/null); }
@@ -185,6 +216,8 @@ log "strata: $STRATA; work dir: $WORK"
 STRATA_PID=$!
 wait_ready box 1
 wait_ready proc 1
+wait_ready ngxbox 1
+wait_ready ngxproc 1
 
 # ------------------------------------------------------------------ start to ready
 
@@ -212,7 +245,7 @@ PY
 
 # The bundle strata wrote for box-1 is copied once; each hand run gets its own cgroup
 # and port in it.
-BUNDLE_SRC=$(find "$WORK/app/.strata/run" -name config.json -path '*box-1*' | head -n 1)
+BUNDLE_SRC=$(find "$WORK/app/.strata/run" -name config.json -path '*/box-1.*' | head -n 1)
 [ -n "$BUNDLE_SRC" ] || die "no bundle of box-1 under $WORK/app/.strata/run"
 BOX1_PORT=$(ps_json | "$PYTHON" -c '
 import json, sys
@@ -322,18 +355,20 @@ print([i["port"] for s in doc["services"] if s["name"] == os.environ["SERVICE"]
 }
 BOX_PORT=$(ready_port box)
 PROC_PORT=$(ready_port proc)
-# through the gateway, and straight to each member (where the difference comes from)
+# through the gateway, and straight to each member (where the difference comes from);
+# nginx's pair through the gateway
 declare -A URL=([container]="http://127.0.0.1:$GW_PORT/c/hello" [process]="http://127.0.0.1:$GW_PORT/p/hello"
-    [container-direct]="http://127.0.0.1:$BOX_PORT/c/hello" [process-direct]="http://127.0.0.1:$PROC_PORT/p/hello")
-ORDER=(container process container-direct process-direct)
+    [container-direct]="http://127.0.0.1:$BOX_PORT/c/hello" [process-direct]="http://127.0.0.1:$PROC_PORT/p/hello"
+    [nginx-container]="http://127.0.0.1:$GW_PORT/nc/hello" [nginx-process]="http://127.0.0.1:$GW_PORT/np/hello")
+ORDER=(container process container-direct process-direct nginx-container nginx-process)
 for t in "${ORDER[@]}"; do
     curl -fsS "${URL[$t]}" >/dev/null 2>&1 || "$PYTHON" -c "import urllib.request; urllib.request.urlopen('${URL[$t]}')" \
         || die "${URL[$t]} does not answer"
     wrk -t1 -c"$CONNS" -d2s "${URL[$t]}" >/dev/null 2>&1 || true
 done
 for ((r = 1; r <= ROUNDS; r++)); do
-    for ((i = 0; i < 4; i++)); do
-        t=${ORDER[$(((i + r - 1) % 4))]}
+    for ((i = 0; i < ${#ORDER[@]}; i++)); do
+        t=${ORDER[$(((i + r - 1) % ${#ORDER[@]}))]}
         line=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/report.lua" "${URL[$t]}" 2>&1 | grep '^WRK_RESULT' || true)
         [ -n "$line" ] || die "wrk against ${URL[$t]} printed no result"
         echo "$t $r ${line#WRK_RESULT }" >>"$LOADS"
@@ -410,6 +445,14 @@ ratio = med([x["rps"] for x in loads["container"]]) / med([x["rps"] for x in loa
 print(f"  container/process: {ratio:.2f}   (target >= 0.95)")
 direct = med([x["rps"] for x in loads["container-direct"]]) / med([x["rps"] for x in loads["process-direct"]])
 print(f"  container/process straight to the member, no gateway: {direct:.2f}")
+print(f"throughput, wrk -t1 -c{e['CONNS']}: nginx (one worker, keep-alive) in a container of the host image and as a process, through the gateway")
+for t in ("nginx-container", "nginx-process"):
+    v = loads[t]
+    errs = sum(x["errors"] for x in v)
+    print(f"  {t:<16} {med([x['rps'] for x in v]):9.0f} req/s   p50 {med([x['p50'] for x in v]):.0f} us"
+          f"   p99 {med([x['p99'] for x in v]):.0f} us   errors {errs:.0f}")
+ngx = med([x["rps"] for x in loads["nginx-container"]]) / med([x["rps"] for x in loads["nginx-process"]])
+print(f"  container/process (nginx): {ngx:.2f}   (target >= 0.95)")
 print(f"strata's RSS: {int(e['RSS1']) / 1024:.1f} MiB with 1 container + 1 process instance", end="")
 if e.get("RSSN"):
     n = int(e["INSTANCES"])
