@@ -34,12 +34,15 @@ pub(crate) fn relay_families(out: &mut String, app: &str, services: &[(String, P
         out,
         "# HELP strata_requests_total Requests relayed to the service by the gateway and by the node API's /v1/any and /v1/all, by protocol (http, grpc, websocket) and the status class of the member's reply head; code=\"none\" when no member replied, by reason.\n# TYPE strata_requests_total counter"
     );
-    for (service, protocol, s) in services {
-        let labels = format!(
+    let labels = |service: &str, protocol: &Protocol| {
+        format!(
             "app=\"{app}\",service=\"{}\",protocol=\"{}\"",
             escape(service),
             protocol.label()
-        );
+        )
+    };
+    for (service, protocol, s) in services {
+        let labels = labels(service, protocol);
         for (i, n) in s.classes.iter().enumerate() {
             // 1xx only once there is one (a WebSocket's 101).
             if i == 0 && *n == 0 {
@@ -62,12 +65,12 @@ pub(crate) fn relay_families(out: &mut String, app: &str, services: &[(String, P
         "# HELP strata_request_duration_seconds Time from a request's arrival at the relay (gateway or /v1/any, /v1/all) until the member's reply head was back (a WebSocket's: its handshake), or until the relay answered itself.\n# TYPE strata_request_duration_seconds histogram"
     );
     for (service, protocol, s) in services {
-        let labels = format!(
-            "app=\"{app}\",service=\"{}\",protocol=\"{}\"",
-            escape(service),
-            protocol.label()
+        histogram(
+            out,
+            "strata_request_duration_seconds",
+            &labels(service, protocol),
+            &s.latency,
         );
-        histogram(out, "strata_request_duration_seconds", &labels, &s.latency);
     }
 }
 

@@ -116,17 +116,7 @@ fn gateway_of(v: &Value, node: &str) -> SocketAddr {
 }
 
 fn gateway_of_app(v: &Value, node: &str, app: &str) -> SocketAddr {
-    let n = v["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == node)
-        .expect("node listed");
-    n["gateways"][app]
-        .as_str()
-        .expect("a gateway for the app")
-        .parse()
-        .unwrap()
+    common::cluster::node_addr(v, node, "gateways", app)
 }
 
 fn scheduler(v: &Value) -> Option<String> {

@@ -44,19 +44,6 @@ fn ready_on(v: &Value, service: &str) -> Option<String> {
     })
 }
 
-fn node_field(v: &Value, node: &str, field: &str) -> SocketAddr {
-    let n = v["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == node)
-        .expect("node listed");
-    let addr = n[field]["test"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{field} of app test on {node}: {n}"));
-    addr.trim_start_matches("http://").parse().unwrap()
-}
-
 /// The app's control token on `node` (in its state dir, `DATA/apps/test/VERSION/`).
 fn token_on(dir: &Path, node: &str) -> String {
     let apps = dir.join(format!("node-{node}")).join("apps").join("test");
@@ -140,8 +127,11 @@ async fn a_trace_over_two_nodes_is_gathered_on_either() {
     let names = ["a", "b", "c"];
     let entry = *names.iter().find(|n| **n != front_node).unwrap();
     let other = *names.iter().find(|n| **n != front_node && **n != entry).unwrap();
-    let gateway = node_field(&v, entry, "gateways");
-    let (api_e, api_f) = (node_field(&v, entry, "apis"), node_field(&v, &front_node, "apis"));
+    let gateway = common::cluster::node_addr(&v, entry, "gateways", "test");
+    let (api_e, api_f) = (
+        common::cluster::node_addr(&v, entry, "apis", "test"),
+        common::cluster::node_addr(&v, &front_node, "apis", "test"),
+    );
     remember_token(api_e, &token_on(dir.path(), entry));
     remember_token(api_f, &token_on(dir.path(), &front_node));
 

@@ -78,3 +78,18 @@ pub fn start_node_in(
         .expect("spawn strata node");
     ClusterNode { child }
 }
+
+/// An address `node` lists for `app` in `strata nodes --json` (`field`: `gateways` or
+/// `apis`), without its `http://`.
+pub fn node_addr(v: &serde_json::Value, node: &str, field: &str, app: &str) -> std::net::SocketAddr {
+    let n = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node)
+        .expect("node listed");
+    let addr = n[field][app]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} of app {app} on {node}: {n}"));
+    addr.trim_start_matches("http://").parse().unwrap()
+}
