@@ -173,6 +173,7 @@ pub use cache::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use node_ring::{NodeRing, Owner, RingNode, RingView};
+pub use pubsub::Bridge as TopicBridge;
 pub use read_through::{
     read_through_key, LoadError, LoadFuture, Loader, ReadThrough, ReadThroughConfig, ReadThroughStats,
 };

@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -167,8 +167,12 @@ impl Subscriber {
     }
 }
 
+/// Where each publish made on this node is also handed (a cluster's other nodes, see
+/// [`crate::Cache::bridge_topics`]): called with the channel and the payload; it must
+/// not block.
+pub type Bridge = Box<dyn Fn(&[u8], &[u8]) + Send + Sync>;
+
 /// Every subscription of a server.
-#[derive(Debug)]
 pub(crate) struct PubSub {
     channels: RwLock<HashMap<Bytes, Vec<Arc<Subscriber>>>>,
     /// Pattern → its subscribers, in the order patterns were first subscribed.
@@ -176,6 +180,16 @@ pub(crate) struct PubSub {
     /// Channel and pattern subscriptions held: a PUBLISH with none looks no further.
     subscriptions: AtomicUsize,
     limit: usize,
+    bridge: OnceLock<Bridge>,
+}
+
+impl std::fmt::Debug for PubSub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PubSub")
+            .field("subscriptions", &self.subscriptions)
+            .field("bridged", &self.bridge.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for PubSub {
@@ -192,7 +206,13 @@ impl PubSub {
             patterns: RwLock::default(),
             subscriptions: AtomicUsize::new(0),
             limit,
+            bridge: OnceLock::new(),
         }
+    }
+
+    /// Hands every later publish made here to `bridge` too; false if one was set.
+    pub fn set_bridge(&self, bridge: Bridge) -> bool {
+        self.bridge.set(bridge).is_ok()
     }
 
     /// Subscribes `s` to `channel`; false if it already was.
@@ -266,6 +286,21 @@ impl PubSub {
     /// it; returns how many deliveries were made (a connection subscribed to the channel
     /// and to a matching pattern counts twice, as in Redis).
     pub fn publish(&self, channel: &[u8], payload: &[u8]) -> usize {
+        if let Some(bridge) = self.bridge.get() {
+            bridge(channel, payload);
+        }
+        self.deliver(channel, payload, true)
+    }
+
+    /// A message published on another node of the cluster: delivered to this node's
+    /// Redis connections only. Its platform subscribers are the publishing node's to
+    /// serve (its delivery reaches the service's members on every node), so they are
+    /// passed over here, and nothing goes back to the bridge.
+    pub fn publish_from_peer(&self, channel: &[u8], payload: &[u8]) -> usize {
+        self.deliver(channel, payload, false)
+    }
+
+    fn deliver(&self, channel: &[u8], payload: &[u8], platform: bool) -> usize {
         if self.subscriptions.load(Ordering::Relaxed) == 0 {
             return 0;
         }
@@ -280,7 +315,7 @@ impl PubSub {
             let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
             if let Some(list) = channels.get(channel) {
                 let (channel, payload) = share();
-                for s in list {
+                for s in list.iter().filter(|s| platform || s.drops_past.is_none()) {
                     let m = Message {
                         pattern: None,
                         channel: channel.clone(),
@@ -297,7 +332,7 @@ impl PubSub {
                 continue;
             }
             let (channel, payload) = share();
-            for s in list {
+            for s in list.iter().filter(|s| platform || s.drops_past.is_none()) {
                 let m = Message {
                     pattern: Some(pattern.clone()),
                     channel: channel.clone(),
@@ -378,6 +413,33 @@ mod tests {
         assert!(ps.channels(None).is_empty());
         assert_eq!(ps.numpat(), 0);
         assert_eq!(ps.subscriptions.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_peer_s_message_reaches_connections_only_and_a_local_one_the_bridge_too() {
+        let ps = PubSub::default();
+        let conn = Arc::new(Subscriber::default());
+        let platform = Arc::new(Subscriber::dropping(10, 1 << 20));
+        ps.subscribe(&Bytes::from_static(b"t"), &conn);
+        ps.subscribe(&Bytes::from_static(b"t"), &platform);
+        ps.psubscribe(&Bytes::from_static(b"t*"), &platform);
+        let bridged = Arc::new(Mutex::new(Vec::new()));
+        let seen = bridged.clone();
+        assert!(ps.set_bridge(Box::new(move |c, p| seen
+            .lock()
+            .unwrap()
+            .push((c.to_vec(), p.to_vec())))));
+        let taken = |s: &Subscriber| {
+            let mut n = 0;
+            s.drain(None, |_| n += 1);
+            n
+        };
+        assert_eq!(ps.publish_from_peer(b"t", b"from b"), 1, "the connection only");
+        assert_eq!((taken(&conn), taken(&platform)), (1, 0));
+        assert!(bridged.lock().unwrap().is_empty(), "a peer's message goes no further");
+        assert_eq!(ps.publish(b"t", b"here"), 3);
+        assert_eq!((taken(&conn), taken(&platform)), (1, 2));
+        assert_eq!(*bridged.lock().unwrap(), [(b"t".to_vec(), b"here".to_vec())]);
     }
 
     #[test]

@@ -81,6 +81,18 @@ impl Cache {
         self.pubsub().publish(topic, message)
     }
 
+    /// Hands every publish made on this node (PUBLISH, `POST /v1/topics/NAME`) to
+    /// `bridge` too, for the cluster's other nodes; false if a bridge was set already.
+    pub fn bridge_topics(&self, bridge: crate::TopicBridge) -> bool {
+        self.pubsub().set_bridge(bridge)
+    }
+
+    /// A message another node published: delivered to this node's Redis subscribers
+    /// (the publishing node delivers to the platform's); answers how many.
+    pub fn publish_from_peer(&self, topic: &[u8], message: &[u8]) -> usize {
+        self.pubsub().publish_from_peer(topic, message)
+    }
+
     /// Subscribes `name` (a service) to `topic`, its mailbox held within `bound`.
     pub fn subscribe_topic(self: &Arc<Self>, topic: &str, name: &str, bound: TopicBound) -> TopicSubscription {
         let entry = Arc::new(Registered {

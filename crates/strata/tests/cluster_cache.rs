@@ -218,6 +218,23 @@ async fn the_cache_ring_spans_every_node_forgets_a_dead_node_s_keys_and_a_return
             assert_eq!(r.reply(), want, "reply {i} of the pipeline through {node} ({k})");
         }
     }
+    // Pub/sub spans the nodes: subscribers on b and c get what is published on a (PUBLISH
+    // counts a's own receivers, none, as Redis Cluster does).
+    let mut subscribers: Vec<Redis> = ["b", "c"]
+        .iter()
+        .map(|node| {
+            let mut r = Redis::connect(addrs[*node]);
+            r.send(&[vec!["SUBSCRIBE", "news"]]);
+            let confirmed: Vec<String> = (0..4).map(|_| r.reply()).collect();
+            assert_eq!(confirmed, ["*3", "subscribe", "news", ":1"], "through {node}");
+            r
+        })
+        .collect();
+    assert_eq!(a.call(&["PUBLISH", "news", "from a"]), ":0");
+    for (node, r) in ["b", "c"].iter().zip(&mut subscribers) {
+        let got: Vec<String> = (0..4).map(|_| r.reply()).collect();
+        assert_eq!(got, ["*3", "message", "news", "from a"], "the message through {node}");
+    }
     // The keys are spread: every node holds some (its heartbeat says so within a second).
     let (d2, urls2) = (d.clone(), urls.clone());
     let held = tokio::task::spawn_blocking(move || {

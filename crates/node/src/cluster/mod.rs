@@ -44,6 +44,7 @@ mod cache_ring;
 mod rollover;
 mod scale;
 mod schedule;
+mod topics;
 mod traces;
 
 use rollover::{roll_over, version_of, AppGateway};
@@ -662,6 +663,12 @@ async fn start_app(
         config.name.clone(),
         node.bus.clone(),
         membership.clone(),
+        stop.child_token(),
+    ));
+    tokio::spawn(topics::bridge(
+        nats.clone(),
+        app.to_string(),
+        node.cache.clone(),
         stop.child_token(),
     ));
     if let Some(ring) = ring {
