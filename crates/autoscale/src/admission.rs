@@ -76,6 +76,14 @@ impl Admission {
         Admission::with(scaled.min == 0, scaled.spec.concurrency as usize)
     }
 
+    /// The admission of a service that a cluster's scheduler sizes and may scale to
+    /// zero: it holds a request that finds no member on any node, and signals
+    /// [`Admission::demanded`] so that the node can report it; the scheduler decides,
+    /// so no saturation signal, buffering or shedding here.
+    pub fn holding() -> Admission {
+        Admission::with(true, 0)
+    }
+
     fn with(holds: bool, saturation: usize) -> Admission {
         Admission {
             holds,
@@ -119,7 +127,7 @@ impl Admission {
     }
 
     /// Resolves when a request was held, or a member went past saturation.
-    pub(crate) async fn demanded(&self) {
+    pub async fn demanded(&self) {
         self.demand.notified().await;
         self.signalled.store(false, Ordering::Release);
     }

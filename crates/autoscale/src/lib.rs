@@ -22,6 +22,9 @@
 //!
 //! The node makes an [`Admission`] per autoscaled service, installs it with
 //! [`strata_bus::Pool::set_admission`] and spawns [`run`].
+//! A cluster node, whose counts the cluster's scheduler decides, installs
+//! [`Admission::holding`] instead on a service that may be at zero on every node, and
+//! reports what it holds (`held`, woken by `demanded`).
 //!
 //! Invariant: no HTTP. The gateway knows only the bus trait, never this crate.
 

@@ -585,6 +585,7 @@ async fn main() -> Result<()> {
             nats.clone(),
             record,
             up.clone(),
+            Arc::new(tokio::sync::Notify::new()),
             stop.child_token(),
         ))];
         let stagger = Duration::from_millis((i as u64 * 5000) / s.nodes as u64);

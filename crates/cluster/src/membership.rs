@@ -109,6 +109,11 @@ pub struct ServiceLoad {
     pub served: u64,
     /// The service's ready members on this node.
     pub ready: u32,
+    /// Requests this node's gateway (and node API) holds for the service while it has
+    /// no member on any node (a service the scheduler may scale to zero): the demand
+    /// that makes the scheduler start one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held: u64,
     /// For a service that consumes a queue: its group's messages unread or leased (the
     /// queue is the cluster's, so every node reports the same figure, a moment apart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +121,10 @@ pub struct ServiceLoad {
     /// For a service that consumes a queue: the queue's next offset (publishes so far).
     #[serde(default)]
     pub published: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A record and when it last arrived here.
@@ -242,12 +251,15 @@ impl Membership {
     }
 }
 
-/// Puts `record()` every [`HEARTBEAT`] until `shutdown`, then deletes it. `connected`
-/// says whether the last put reached the cluster.
+/// Puts `record()` every [`HEARTBEAT`] until `shutdown`, then deletes it, and at once
+/// when `now` is notified (a request held at zero: the scheduler should know without
+/// waiting for the next second). `connected` says whether the last put reached the
+/// cluster.
 pub async fn heartbeat(
     nats: Nats,
     record: impl Fn() -> NodeRecord,
     connected: Arc<Mutex<Option<String>>>,
+    now: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     let name = record().name;
@@ -258,6 +270,7 @@ pub async fn heartbeat(
         *connected.lock().unwrap() = outcome.err().map(|e| format!("{e:#}"));
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = now.notified() => {}
             _ = shutdown.cancelled() => break,
         }
     }

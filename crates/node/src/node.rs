@@ -3,7 +3,7 @@
 //! store), cache, bus and gateway, App Service, the tasks that are neither (autoscalers,
 //! push delivery, triggers), and last the node API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,6 +50,10 @@ pub struct NodeConfig {
     /// The cluster's placement sets the instance counts (`ScaleBy::Placement`): no
     /// autoscaler runs on this node.
     pub placed: bool,
+    /// With `placed`: the services the cluster's scheduler may scale to zero. A request
+    /// that finds no member of one on any node is held here (as on one node) while the
+    /// scheduler places an instance; [`Node::held_at_zero`] has their admissions.
+    pub zero_in_cluster: BTreeSet<String>,
     /// Other nodes run this app too: each timer firing is claimed here first and fired
     /// only if won, on a schedule aligned on the Unix epoch. None: fire every firing.
     pub firing_claims: Option<Arc<dyn FiringClaims>>,
@@ -89,6 +93,7 @@ impl NodeConfig {
             cache_password: std::env::var("STRATA_CACHE_PASSWORD").ok().filter(|p| !p.is_empty()),
             api_server: strata_api::ServerConfig::default(),
             placed: false,
+            zero_in_cluster: BTreeSet::new(),
             firing_claims: None,
             cache_ring: None,
             store_changes: None,
@@ -113,6 +118,9 @@ pub struct Node {
     pub read_through_cache: Arc<strata_cache::Cache>,
     /// Where the cache speaks the Redis protocol, if anywhere.
     pub cache_addr: Option<SocketAddr>,
+    /// In a cluster, the admission of each service the scheduler may scale to zero
+    /// ([`NodeConfig::zero_in_cluster`]): its held requests, and the signal when one is held.
+    pub held_at_zero: BTreeMap<String, Arc<strata_autoscale::Admission>>,
     control_token: String,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -223,10 +231,11 @@ impl Node {
         )?);
         let role = ClusterRole {
             placed: config.placed,
+            zero_in_cluster: config.zero_in_cluster,
             firing_claims: config.firing_claims,
             traces: gateway.traces(),
         };
-        start_tasks(&manifest, &role, &app, &bus, &backends, &shutdown, &mut tasks)?;
+        let held_at_zero = start_tasks(&manifest, &role, &app, &bus, &backends, &shutdown, &mut tasks)?;
         start_topics(&manifest, &bus, &cache, &shutdown, &mut tasks);
 
         let info = NodeInfo {
@@ -290,6 +299,7 @@ impl Node {
             cache,
             read_through_cache,
             cache_addr,
+            held_at_zero,
             control_token,
             token_file,
             _stop_on_drop: shutdown.clone().drop_guard(),
@@ -529,6 +539,7 @@ fn cannot_listen(e: std::io::Error, what: &str, addr: SocketAddr, setting: &str)
 /// spans its tasks record.
 struct ClusterRole {
     placed: bool,
+    zero_in_cluster: BTreeSet<String>,
     firing_claims: Option<Arc<dyn FiringClaims>>,
     /// The gateway's spans, where push deliveries and triggers record theirs.
     traces: Arc<strata_gateway::trace::Traces>,
@@ -536,7 +547,8 @@ struct ClusterRole {
 
 /// The tasks that are neither the first tier nor the App Service: an autoscaler per
 /// autoscaled service, push delivery per consuming service, a trigger per function
-/// with a store or timer trigger.
+/// with a store or timer trigger. In a cluster, a holding admission on each service
+/// the scheduler may scale to zero (returned: the cluster node reports what they hold).
 fn start_tasks(
     manifest: &Manifest,
     role: &ClusterRole,
@@ -545,8 +557,9 @@ fn start_tasks(
     backends: &Backends,
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> Result<()> {
+) -> Result<BTreeMap<String, Arc<strata_autoscale::Admission>>> {
     let policies = strata_gateway::relay_policies(manifest);
+    let mut held_at_zero = BTreeMap::new();
     for (service, spec) in &manifest.services {
         let queue = match &spec.consumes {
             Some(c) => Some(backends.queues.get(&c.queue).context("a consumed queue")?),
@@ -570,6 +583,14 @@ fn start_tasks(
                 scaled,
                 shutdown.clone(),
             )));
+        } else if role.placed && role.zero_in_cluster.contains(service) {
+            // Sized by the cluster's scheduler, which may leave it no instance anywhere:
+            // a request then waits here for one, as at zero on one node.
+            let admission = Arc::new(strata_autoscale::Admission::holding());
+            if bus.pool(service).set_admission(admission.clone()).is_err() {
+                anyhow::bail!("service {service} has two admissions");
+            }
+            held_at_zero.insert(service.clone(), admission);
         }
         if let (Some(queue), Some(consumes)) = (queue, &spec.consumes) {
             // A function takes `concurrency` batches per instance; a service one.
@@ -614,7 +635,7 @@ fn start_tasks(
             )));
         }
     }
-    Ok(())
+    Ok(held_at_zero)
 }
 
 /// The gRPC health check of `health.grpc` (the gateway's HTTP/2 client), in the App

@@ -46,6 +46,7 @@ mod scale;
 mod schedule;
 mod topics;
 mod traces;
+mod zero;
 
 use rollover::{roll_over, version_of, AppGateway};
 
@@ -103,6 +104,8 @@ struct Status {
     buses: BTreeMap<String, (Arc<strata_bus::Bus>, Vec<LoadSource>)>,
     /// Each app's cache with a Redis port here, for its ring and its figures.
     caches: BTreeMap<String, (SocketAddr, Arc<strata_cache::Cache>)>,
+    /// Puts the heartbeat at once (a request held for a service at zero).
+    beat_now: Arc<tokio::sync::Notify>,
 }
 
 /// An instance as the heartbeat lists it.
@@ -128,6 +131,8 @@ fn listed(app: &str, service: &str, i: &strata_appservice::InstanceStatus) -> Ru
 struct LoadSource {
     service: String,
     consumes: Option<(Arc<dyn strata_queue::QueueHandle>, String)>,
+    /// For a service the scheduler may leave at zero: what this node holds for it.
+    held_at_zero: Option<Arc<strata_autoscale::Admission>>,
 }
 
 impl Status {
@@ -146,6 +151,7 @@ impl Status {
                     let queue = r.node.backends.queues.get(&c.queue).ok()?;
                     Some((queue, c.group.clone()))
                 }),
+                held_at_zero: r.node.held_at_zero.get(service).cloned(),
             })
             .collect();
         self.buses.insert(app.to_string(), (r.node.bus.clone(), services));
@@ -176,7 +182,7 @@ impl Status {
         self.caches.iter().map(|(app, c)| (app.clone(), record(c))).collect()
     }
 
-    /// Per `APP/SERVICE`: in flight, answered, ready here.
+    /// Per `APP/SERVICE`: in flight, answered, ready here, held at zero.
     fn load(&self) -> BTreeMap<String, ServiceLoad> {
         let mut out = BTreeMap::new();
         for (app, (bus, services)) in &self.buses {
@@ -187,6 +193,7 @@ impl Status {
                     inflight: members.iter().map(|m| m.inflight() as u64).sum(),
                     served: pool.served_total(),
                     ready: members.iter().filter(|m| !m.is_remote()).count() as u32,
+                    held: source.held_at_zero.as_ref().map_or(0, |a| a.held() as u64),
                     ..ServiceLoad::default()
                 };
                 if let Some((queue, group)) = &source.consumes {
@@ -240,6 +247,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
     ));
 
     let status = Arc::new(Mutex::new(Status::default()));
+    let beat_now = status.lock().unwrap().beat_now.clone();
     let connected = Arc::new(Mutex::new(None));
     let started_ms = strata_cluster::now_ms();
     let record = {
@@ -286,6 +294,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
         nats.clone(),
         record,
         connected.clone(),
+        beat_now,
         shutdown.child_token(),
     )));
     let (held_tx, held) = watch::channel(false);
@@ -403,6 +412,7 @@ async fn reconcile(
         .filter(|app| !desired.contains_key(*app))
         .cloned()
         .collect();
+    let beat_now = status.lock().unwrap().beat_now.clone();
     for app in gone {
         let r = running.remove(&app).expect("listed");
         status.lock().unwrap().forget(&app);
@@ -419,6 +429,7 @@ async fn reconcile(
             // and takes over once ready (a rolling update: no request refused).
             match start_app(config, nats, membership, app, placement, Some(gateway), shutdown).await {
                 Ok(new) => {
+                    zero::watch(&new.node, &beat_now, &new.stop);
                     let old = running.remove(app).expect("running");
                     roll_over(app, old, new, placement, &config.name, running, status, shutdown).await;
                 }
@@ -431,6 +442,7 @@ async fn reconcile(
         if !running.contains_key(app) {
             match start_app(config, nats, membership, app, placement, None, shutdown).await {
                 Ok(r) => {
+                    zero::watch(&r.node, &beat_now, &r.stop);
                     status.lock().unwrap().show(app, &r);
                     running.insert(app.clone(), r);
                 }
@@ -536,6 +548,16 @@ async fn start_app(
     let mut manifest = strata_manifest::load(&dir.join(&index.manifest))
         .map_err(|e| anyhow::anyhow!("the manifest of bundle {}: {e}", placement.digest))?
         .expanded();
+    // Before the counts become this node's share: which services the scheduler may
+    // leave at zero on every node (requests for them are held while it starts one).
+    let zero_in_cluster = manifest
+        .services
+        .iter()
+        .filter(|(service, spec)| {
+            spec.instances.min == 0 && scale::is_autoscaled(spec, manifest.functions.contains_key(*service))
+        })
+        .map(|(service, _)| service.clone())
+        .collect();
     for (service, spec) in manifest.services.iter_mut() {
         let share = placement.share(service, &config.name);
         spec.instances.initial = Some(share);
@@ -572,6 +594,7 @@ async fn start_app(
     let state_dir = config.data_dir.join("apps").join(app).join(&version);
     node_config.state_dir = Some(state_dir.clone());
     node_config.placed = true;
+    node_config.zero_in_cluster = zero_in_cluster;
     // The store is the cluster's (JetStream), shared by every node; a store trigger's
     // changes are shared too, so that each fires once, on one node of the app.
     let store_triggers = manifest.functions.values().any(|f| f.trigger.store.is_some());

@@ -11,10 +11,15 @@
 //! reports the same figures, a moment apart; the largest is taken). Figures arrive with the heartbeat (every
 //! second), so a decision lags the load by up to a second more than on one node.
 //!
-//! Not here (each a documented difference, docs/cluster.md): a cluster-autoscaled
-//! service keeps at least one instance (a request that finds no member is answered
-//! 503 at once; no gateway holds it for an instance to start), and requests are not
-//! shed at `instances.max`.
+//! Scale from zero: a service with `instances.min` 0 goes to zero instances cluster-wide
+//! after its idle timeout, as on one node. A request that then finds no member on any
+//! node is held by that node's gateway (`strata_autoscale::Admission::holding`), which
+//! puts its heartbeat at once; the held requests count as demand here (any demand at
+//! zero is taken at once), and the scheduler runs as soon as such a heartbeat arrives,
+//! not at its next quarter second.
+//!
+//! Not here (a documented difference, docs/cluster.md): requests are not shed at
+//! `instances.max`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -52,10 +57,16 @@ struct Point {
     backlog: u64,
 }
 
-/// A service the cluster autoscales: one with an `autoscale` section that is not a
-/// function (a function starts from zero on each node where its events arrive).
+/// A service the cluster autoscales: one with an `autoscale` section or `instances.min`
+/// 0 (then with the default policy, as on one node) that is not a function (a function
+/// starts from zero on each node where its events arrive).
 pub(crate) fn is_autoscaled(spec: &ServiceSpec, is_function: bool) -> bool {
-    spec.autoscale.is_some() && !is_function
+    (spec.autoscale.is_some() || spec.instances.min == 0) && !is_function
+}
+
+/// Whether some live node holds requests for a service at zero.
+pub(crate) fn demand_at_zero(live: &[NodeRecord]) -> bool {
+    live.iter().any(|n| n.load.values().any(|l| l.held > 0))
 }
 
 impl ClusterScaler {
@@ -71,7 +82,7 @@ impl ClusterScaler {
     ) -> (u32, Option<String>) {
         let now = Instant::now();
         let origin = *self.origin.get_or_insert(now);
-        let min = spec.instances.min.max(1);
+        let min = spec.instances.min;
         let max = spec.instances.max.max(min);
         let key = (app.to_string(), service.to_string());
         if self.services.get(&key).is_some_and(|s| &s.spec != spec) {
@@ -90,11 +101,12 @@ impl ClusterScaler {
         });
         let current = current.unwrap_or_else(|| spec.instances.initial()).clamp(min, max);
         let name = format!("{app}/{service}");
-        let (mut inflight, mut served, mut ready) = (0u64, 0u64, 0u32);
+        let (mut inflight, mut held, mut served, mut ready) = (0u64, 0u64, 0u64, 0u32);
         // The queue is the cluster's: every node reports it; the freshest is the largest.
         let (mut backlog, mut published) = (None::<u64>, 0u64);
         for load in live.iter().filter_map(|n| n.load.get(&name)) {
             inflight += load.inflight;
+            held += load.held;
             served += load.served;
             ready += load.ready;
             if let Some(b) = load.backlog {
@@ -105,7 +117,7 @@ impl ClusterScaler {
         let point = Point {
             at: now,
             served,
-            demand: inflight,
+            demand: inflight + held,
             published,
             backlog: backlog.unwrap_or(0),
         };
@@ -118,7 +130,7 @@ impl ClusterScaler {
         let span = now.duration_since(base.at).as_secs_f64();
         // A node that stopped reporting takes its count with it: the sum may go down.
         let answered = served.saturating_sub(base.served);
-        if inflight > 0 || answered > 0 {
+        if inflight + held > 0 || answered > 0 {
             scaler.last_busy = now;
         }
         let mean_demand = points.iter().map(|p| p.demand as f64).sum::<f64>() / points.len() as f64;
@@ -141,8 +153,8 @@ impl ClusterScaler {
             at: now.duration_since(origin),
             current,
             ready,
-            inflight: inflight.max(mean_demand.ceil() as u64),
-            held: 0,
+            inflight: (inflight + held).max(mean_demand.ceil() as u64) - held,
+            held,
             backlog,
             latency,
             idle_for: now.duration_since(scaler.last_busy),
@@ -221,6 +233,34 @@ mod tests {
         assert_eq!(count, 1);
         // An unchanged count says nothing.
         assert_eq!(scaler.decide("shop", "web", &spec, &live, Some(1)), (1, None));
+    }
+
+    #[test]
+    fn a_min_0_service_goes_to_zero_when_idle_and_a_held_request_starts_it_at_once() {
+        let mut scaler = ClusterScaler::default();
+        let mut spec = spec();
+        spec.instances.min = 0;
+        spec.instances.idle_timeout_ms = 0;
+        // Idle: zero (min 0 is no longer taken as 1).
+        let idle = [node("a", 0, 5), node("b", 0, 5)];
+        let (count, why) = scaler.decide("shop", "web", &spec, &idle, Some(1));
+        assert_eq!(count, 0, "{why:?}");
+        // A request held on one node at zero: one instance, without waiting for a window.
+        let mut held = node("b", 0, 5);
+        held.load.get_mut("shop/web").unwrap().held = 1;
+        assert!(demand_at_zero(std::slice::from_ref(&held)));
+        assert!(!demand_at_zero(&idle));
+        let live = [node("a", 0, 5), held];
+        let (count, why) = scaler.decide("shop", "web", &spec, &live, Some(0));
+        assert_eq!(count, 1, "{why:?}");
+        assert!(why.unwrap().contains("(1 held)"));
+        // A min-0 service without `autoscale` is sized by the scheduler too.
+        spec.autoscale = None;
+        assert!(is_autoscaled(&spec, false));
+        assert!(
+            !is_autoscaled(&spec, true),
+            "a function starts on the node of its event"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The scheduler: while this node holds the lease, every deployed app is placed on the
 //! live nodes four times a second (`placement::place`), autoscaled services counted by
-//! [`ClusterScaler`], and what changed is written to the placement bucket.
+//! [`ClusterScaler`], and what changed is written to the placement bucket. A heartbeat
+//! that reports requests held at zero places at once, without waiting for the next round.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub(super) async fn schedule(
 ) {
     let mut last: Option<BTreeMap<String, AppPlacement>> = None;
     let mut scaler = ClusterScaler::default();
+    let mut heard = membership.changed();
     loop {
         if !*held.borrow() {
             last = None;
@@ -43,9 +45,24 @@ pub(super) async fn schedule(
         } else if let Err(e) = schedule_once(&nats, &membership, &mut last, &mut scaler).await {
             tracing::warn!("schedule: {e:#}");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = shutdown.cancelled() => return,
+        // The next round in a quarter second, or as soon as a heartbeat arrives from a
+        // node holding requests for a service at zero (a start from zero waits for this).
+        let next = tokio::time::Instant::now() + Duration::from_millis(250);
+        heard.borrow_and_update();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => break,
+                changed = heard.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep_until(next).await;
+                        break;
+                    }
+                    if scale::demand_at_zero(&membership.live()) {
+                        break;
+                    }
+                }
+                _ = shutdown.cancelled() => return,
+            }
         }
     }
 }
