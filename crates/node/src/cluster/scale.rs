@@ -64,9 +64,9 @@ pub(crate) fn is_autoscaled(spec: &ServiceSpec, is_function: bool) -> bool {
     (spec.autoscale.is_some() || spec.instances.min == 0) && !is_function
 }
 
-/// Whether some live node holds requests for a service at zero.
-pub(crate) fn demand_at_zero(live: &[NodeRecord]) -> bool {
-    live.iter().any(|n| n.load.values().any(|l| l.held > 0))
+/// Whether `node` holds requests for a service at zero.
+pub(crate) fn holds_at_zero(node: &NodeRecord) -> bool {
+    node.load.values().any(|l| l.held > 0)
 }
 
 impl ClusterScaler {
@@ -248,8 +248,8 @@ mod tests {
         // A request held on one node at zero: one instance, without waiting for a window.
         let mut held = node("b", 0, 5);
         held.load.get_mut("shop/web").unwrap().held = 1;
-        assert!(demand_at_zero(std::slice::from_ref(&held)));
-        assert!(!demand_at_zero(&idle));
+        assert!(holds_at_zero(&held));
+        assert!(!holds_at_zero(&idle[0]));
         let live = [node("a", 0, 5), held];
         let (count, why) = scaler.decide("shop", "web", &spec, &live, Some(0));
         assert_eq!(count, 1, "{why:?}");

@@ -57,7 +57,12 @@ pub(super) async fn schedule(
                         tokio::time::sleep_until(next).await;
                         break;
                     }
-                    if scale::demand_at_zero(&membership.live()) {
+                    // Read in place, not cloned: every node's heartbeat comes by here.
+                    let held = heard
+                        .borrow_and_update()
+                        .values()
+                        .any(|seen| seen.is_live() && scale::holds_at_zero(&seen.record));
+                    if held {
                         break;
                     }
                 }
