@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{start_node, start_node_in, ClusterNode};
+use common::cluster::{start_node, start_node_in, token_on, ClusterNode};
 use common::{get, remember_token, Client, STRATA};
 use serde_json::{json, Value};
 use strata_testkit::nats::{nats_server, NatsCluster};
@@ -988,29 +988,7 @@ async fn a_service_at_zero_on_every_node_starts_on_demand_from_any_node() {
 }
 
 fn api_of(v: &Value, node: &str) -> SocketAddr {
-    let n = v["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == node)
-        .expect("node listed");
-    n["apis"]["test"]
-        .as_str()
-        .expect("a node API for the app")
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap()
-}
-
-/// The app's control token on `node` (in its state dir, `DATA/apps/test/VERSION/`).
-fn token_on(dir: &Path, node: &str) -> String {
-    let apps = dir.join(format!("node-{node}")).join("apps").join("test");
-    for version in std::fs::read_dir(&apps).unwrap().flatten() {
-        if let Ok(token) = std::fs::read_to_string(version.path().join("control.token")) {
-            return token.trim().to_string();
-        }
-    }
-    panic!("no control token under {}", apps.display());
+    common::cluster::node_addr(v, node, "apis", "test")
 }
 
 fn strata_now_ms() -> u64 {

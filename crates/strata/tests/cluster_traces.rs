@@ -8,11 +8,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::start_node;
+use common::cluster::{start_node, token_on};
 use common::{get, remember_token, request, send, STRATA};
 use http::Method;
 use serde_json::{json, Value};
@@ -42,17 +41,6 @@ fn ready_on(v: &Value, service: &str) -> Option<String> {
             .any(|i| i["app"] == "test" && i["service"] == service && i["state"] == "ready")
             .then(|| n["name"].as_str().unwrap().to_string())
     })
-}
-
-/// The app's control token on `node` (in its state dir, `DATA/apps/test/VERSION/`).
-fn token_on(dir: &Path, node: &str) -> String {
-    let apps = dir.join(format!("node-{node}")).join("apps").join("test");
-    for version in std::fs::read_dir(&apps).unwrap().flatten() {
-        if let Ok(token) = std::fs::read_to_string(version.path().join("control.token")) {
-            return token.trim().to_string();
-        }
-    }
-    panic!("no control token under {}", apps.display());
 }
 
 async fn trace_on(api: SocketAddr, id: &str) -> Value {

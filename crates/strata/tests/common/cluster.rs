@@ -93,3 +93,14 @@ pub fn node_addr(v: &serde_json::Value, node: &str, field: &str, app: &str) -> s
         .unwrap_or_else(|| panic!("{field} of app {app} on {node}: {n}"));
     addr.trim_start_matches("http://").parse().unwrap()
 }
+
+/// The app's control token on `node` (in its state dir, `DATA/apps/test/VERSION/`).
+pub fn token_on(dir: &Path, node: &str) -> String {
+    let apps = dir.join(format!("node-{node}")).join("apps").join("test");
+    for version in std::fs::read_dir(&apps).unwrap().flatten() {
+        if let Ok(token) = std::fs::read_to_string(version.path().join("control.token")) {
+            return token.trim().to_string();
+        }
+    }
+    panic!("no control token under {}", apps.display());
+}
