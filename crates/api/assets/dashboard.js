@@ -187,6 +187,7 @@ function snapshot(s) {
   drawCharts(s);
   drawQueues(s.queues);
   drawCache(s.cache);
+  drawCluster(s.cluster);
   drawTimeline();
   problem(s.ps.failures.length ? s.ps.failures.join("\n") : null);
 }
@@ -261,6 +262,64 @@ function drawServices(ps) {
   placement.hidden = domains.size === 0;
   placement.querySelector("ul").replaceChildren(...[...domains].map(([d, ids]) =>
     el("li", {}, el("b", {}, d), ": " + ids.join(", "))));
+}
+
+// ---- the cluster ----------------------------------------------------------------------
+
+// In a cluster: the nodes as this node hears them, and per service the instances each
+// node runs. A single node (`strata up`) sends no cluster and the section stays hidden.
+function drawCluster(cluster) {
+  const box = $("cluster-box");
+  const mode = $("mode");
+  box.hidden = !cluster;
+  if (!cluster) {
+    mode.dataset.mode = "single";
+    mode.textContent = "single node";
+    return;
+  }
+  const nodes = cluster.nodes;
+  const live = nodes.filter((n) => n.state !== "dead").length;
+  mode.dataset.mode = "cluster";
+  mode.textContent = "cluster: node " + cluster.node + ", " + live + " of " + nodes.length + " nodes heard";
+  $("cluster-me").textContent = cluster.node;
+
+  const mb = (used, offered) => used + " / " + offered + " MB";
+  patch($("nodes").tBodies[0], nodes.map((n) => el("tr", {
+    class: "node " + n.state, "data-key": "n:" + n.name, "data-node": n.name, "data-state": n.state,
+  },
+    el("td", {}, n.name + (n.name === cluster.node ? " (this node)" : "")),
+    el("td", {}, el("span", { class: "state " + n.state }, n.state)),
+    el("td", {}, (n.heard_ms / 1000).toFixed(1) + " s ago"),
+    el("td", {}, n.addr),
+    el("td", {}, Object.entries(n.labels).map(([k, v]) => k + "=" + v).join(", ")),
+    el("td", {}, mb(n.used_memory_mb, n.memory_mb)),
+    el("td", {}, n.used_accelerators + " / " + n.accelerators),
+    el("td", {}, n.ready + " / " + n.placed),
+    el("td", {}, n.inflight))));
+
+  // Services: the placement's and any a node lists (a heartbeat may be ahead of it).
+  const services = new Set(Object.keys(cluster.placement));
+  for (const n of nodes) for (const i of n.instances) services.add(i.service);
+  const head = el("tr", {}, el("th", {}, "service"), ...nodes.map((n) =>
+    el("th", { class: n.state, "data-node": n.name }, n.name + (n.state === "live" ? "" : " (" + n.state + ")"))));
+  $("where-run").tHead.replaceChildren(head);
+  const rows = [...services].sort().map((svc) => el("tr", { "data-key": "w:" + svc, "data-service": svc },
+    el("td", {}, svc),
+    ...nodes.map((n) => {
+      const placed = (cluster.placement[svc] || {})[n.name] || 0;
+      const here = n.instances.filter((i) => i.service === svc);
+      return el("td", { class: n.state, "data-node": n.name, "data-placed": placed },
+        ...here.map((i) => el("span", {
+          class: "inst", "data-node": n.name, "data-service": svc, "data-instance": i.id,
+          "data-state": i.state, title: "in flight " + i.inflight + ", served " + i.served,
+        }, i.id + " ", el("span", { class: "state " + i.state }, i.state))),
+        placed || here.length ? el("span", { class: "placed" }, "placed " + placed) : "–");
+    })));
+  patch($("where-run").tBodies[0], rows);
+  const unplaced = Object.entries(cluster.unplaced);
+  $("unplaced").hidden = unplaced.length === 0;
+  $("unplaced").textContent = unplaced.map(([svc, u]) =>
+    svc + ": " + u.count + " instance(s) fit on no node: " + u.reason).join("; ");
 }
 
 // ---- charts -------------------------------------------------------------------------

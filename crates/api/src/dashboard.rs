@@ -9,11 +9,12 @@
 //!
 //! `/v1/stream` is server-sent events (`text/event-stream`): first `hello` (the latency
 //! histogram's bucket bounds and the recent events), then every second a `snapshot`
-//! (what `/v1/ps`, `/v1/queues` and `/v1/cache` answer, and each service's relayed
+//! (what `/v1/ps`, `/v1/queues` and `/v1/cache` answer, each service's relayed
 //! requests: replies by status class and the latency histogram, cumulative, from which
-//! the page draws rates and percentiles), and each `event` as it happens. The figures are
-//! read from the same counters as `/v1/metrics`, once a second per open page: the
-//! gateway's path does not change with a dashboard open.
+//! the page draws rates and percentiles, and in a cluster the nodes and what runs where,
+//! [`crate::cluster`]), and each `event` as it happens. The figures are read from the
+//! same counters as `/v1/metrics`, once a second per open page: the gateway's path does
+//! not change with a dashboard open.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -95,6 +96,8 @@ struct Snapshot {
     queues: serde_json::Value,
     cache: serde_json::Value,
     relay: BTreeMap<String, Relayed>,
+    /// The cluster's nodes and where the app's instances run; null on a single node.
+    cluster: Option<crate::cluster::ClusterSnapshot>,
 }
 
 /// A service's relayed requests so far (counters: the page takes differences).
@@ -131,6 +134,7 @@ fn snapshot(state: &NodeParts) -> Snapshot {
         queues: crate::queues::list_of(state),
         cache: crate::cache::stats_of(state),
         relay,
+        cluster: state.cluster.as_ref().map(|c| c.snapshot()),
     }
 }
 

@@ -37,6 +37,8 @@
 //! - `logs`: streams instance logs, optionally following them.
 //! - `dashboard`: `GET /ui`, the live dashboard (a page compiled in, no token needed to
 //!   load it), and `GET /v1/stream`, the server-sent events it reads (docs/dashboard.md).
+//! - [`cluster`]: [`ClusterView`], what the dashboard shows of the cluster (nodes, their
+//!   state, what runs where), which a cluster node hands in; a single node has none.
 //! - [`openapi`]: `GET /v1/openapi.json`, the OpenAPI 3.1 description of every route
 //!   (`crates/api/openapi.json`, held equal to the routers by a test).
 //!
@@ -47,6 +49,7 @@ pub mod access;
 pub mod body;
 mod cache;
 mod calls;
+pub mod cluster;
 mod conn;
 mod control;
 mod dashboard;
@@ -66,6 +69,7 @@ mod traces;
 
 pub use access::{Access, Caller};
 pub use cache::ReadThroughCaches;
+pub use cluster::ClusterView;
 pub use error::ApiError;
 pub use server::ServerConfig;
 pub use traces::{Gathered, TracePeers};
@@ -125,6 +129,9 @@ pub struct NodeParts {
     pub traces: Arc<strata_gateway::trace::Traces>,
     /// In a cluster, the other nodes running this app, asked for their spans of a trace.
     pub trace_peers: Option<Arc<dyn TracePeers>>,
+    /// In a cluster, the nodes and what runs where, for the dashboard; None on a single
+    /// node.
+    pub cluster: Option<Arc<dyn ClusterView>>,
 }
 
 pub fn router(parts: Arc<NodeParts>) -> Router {

@@ -75,6 +75,8 @@ pub struct NodeConfig {
     /// In a cluster, the other nodes running this app: `/v1/traces?id=` gathers their
     /// spans of the trace too. None: this node's spans only.
     pub trace_peers: Option<Arc<dyn strata_api::TracePeers>>,
+    /// In a cluster, the nodes and what runs where, for the dashboard. None: one node.
+    pub cluster_view: Option<Arc<dyn strata_api::ClusterView>>,
 }
 
 impl NodeConfig {
@@ -100,6 +102,7 @@ impl NodeConfig {
             gateway_slot: None,
             otlp: None,
             trace_peers: None,
+            cluster_view: None,
         }
     }
 }
@@ -274,6 +277,7 @@ impl Node {
             gateway: Some(gateway.clone()),
             traces: gateway.traces(),
             trace_peers: config.trace_peers,
+            cluster: config.cluster_view,
         });
         tasks.push(tokio::spawn(strata_api::serve(
             api_listener,

@@ -104,7 +104,7 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
                 .with_context(|| format!("--listen {listen:?}: expected an IP address, optionally with :0"))?;
             let config = strata_node::cluster::ClusterConfig {
                 nats,
-                name,
+                name: name.clone(),
                 labels: parse_labels(&labels)?,
                 memory_mb,
                 accelerators,
@@ -112,6 +112,7 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
                 listen,
                 gateway_port: any_port.then_some(0),
                 otlp,
+                announce: Some(announce(&name)),
             };
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
@@ -240,6 +241,23 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints each app that starts on this node: where its gateway is, and its dashboard's
+/// address with the control token in the fragment, as `strata up` prints it
+/// (docs/dashboard.md).
+fn announce(node: &str) -> tokio::sync::mpsc::UnboundedSender<strata_node::cluster::AppStarted> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<strata_node::cluster::AppStarted>();
+    let node = node.to_string();
+    tokio::spawn(async move {
+        while let Some(a) = rx.recv().await {
+            eprintln!(
+                "strata node {node}: {} (version {}) runs here: gateway http://{}  dashboard http://{}/ui#token={}",
+                a.app, a.version, a.gateway, a.api, a.control_token
+            );
+        }
+    });
+    tx
 }
 
 fn parse_labels(text: &str) -> Result<BTreeMap<String, String>> {

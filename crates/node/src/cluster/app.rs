@@ -13,7 +13,7 @@ use strata_cluster::{members, JetStreamQueues, JetStreamStore, JetStreamStoreCon
 use tokio_util::sync::CancellationToken;
 
 use super::rollover::{version_of, AppGateway};
-use super::{cache_ring, scale, topics, traces, ClusterConfig, Running, STATE_PREFIX};
+use super::{cache_ring, scale, topics, traces, view, AppStarted, ClusterConfig, Running, STATE_PREFIX};
 use crate::{Backends, FiringClaims, Node, NodeConfig};
 
 pub(super) async fn start_app(
@@ -131,6 +131,8 @@ pub(super) async fn start_app(
     }));
     node_config.gateway_listen = Some(gateway.addr);
     node_config.gateway_slot = Some(gateway.slot.clone());
+    let view = Arc::new(view::AppView::new(app, &config.name, membership.clone()));
+    node_config.cluster_view = Some(view.clone());
     let stop = shutdown.child_token();
     let node = match Node::start(node_config, stop.clone()).await {
         Ok(node) => node,
@@ -190,7 +192,16 @@ pub(super) async fn start_app(
             stop.child_token(),
         ));
     }
-    tracing::info!(app, digest = placement.digest, gateway = %node.gateway_addr, "running app");
+    tracing::info!(app, digest = placement.digest, gateway = %node.gateway_addr, api = %node.api_addr, "running app");
+    if let Some(announce) = &config.announce {
+        let _ = announce.send(AppStarted {
+            app: app.to_string(),
+            version: version_of(&placement.digest),
+            gateway: node.gateway_addr,
+            api: node.api_addr,
+            control_token: node.control_token().to_string(),
+        });
+    }
     Ok(Running {
         digest: placement.digest.clone(),
         manifest,
@@ -199,6 +210,7 @@ pub(super) async fn start_app(
         placement: AppPlacement::default(),
         gateway,
         state_dir,
+        view,
     })
 }
 

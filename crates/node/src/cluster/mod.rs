@@ -46,6 +46,7 @@ mod scale;
 mod schedule;
 mod topics;
 mod traces;
+mod view;
 mod zero;
 
 use app::{start_app, stop_app, stop_version};
@@ -75,6 +76,22 @@ pub struct ClusterConfig {
     pub gateway_port: Option<u16>,
     /// Export every app's spans over OTLP/HTTP to this endpoint (`--otlp`).
     pub otlp: Option<strata_gateway::otlp::Endpoint>,
+    /// Told of every app (and every new version of one) that starts here, with where
+    /// its gateway and dashboard are: the CLI prints them.
+    pub announce: Option<tokio::sync::mpsc::UnboundedSender<AppStarted>>,
+}
+
+/// An app (or a new version of it) now running on this node.
+#[derive(Debug, Clone)]
+pub struct AppStarted {
+    pub app: String,
+    /// The bundle digest's first 12 hex digits.
+    pub version: String,
+    pub gateway: SocketAddr,
+    /// This node's API for the app, on loopback: its dashboard is `/ui` there.
+    pub api: SocketAddr,
+    /// The API's control token (also in the version's state dir, `control.token`).
+    pub control_token: String,
 }
 
 /// One app running here.
@@ -89,6 +106,16 @@ struct Running {
     gateway: Arc<AppGateway>,
     /// This version's own state dir (`DATA/apps/APP/VERSION`).
     state_dir: PathBuf,
+    /// What this version's dashboard shows of the cluster.
+    view: Arc<view::AppView>,
+}
+
+impl Running {
+    /// The placement this version now applies (its dashboard shows it too).
+    fn placed(&mut self, placement: &AppPlacement) {
+        self.view.placed(placement);
+        self.placement = placement.clone();
+    }
 }
 
 /// What the heartbeat reports: kept by the reconcile loop.
@@ -494,7 +521,7 @@ async fn reconcile(
                 }
             }
         }
-        r.placement = placement.clone();
+        r.placed(placement);
     }
     let mut s = status.lock().unwrap();
     s.gateways.retain(|app, _| running.contains_key(app));

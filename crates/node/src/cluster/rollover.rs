@@ -64,7 +64,7 @@ pub(super) async fn roll_over(
     if shared {
         old.gateway.slot.set(new.node.gateway.clone());
     }
-    new.placement = placement.clone();
+    new.placed(placement);
     status.lock().unwrap().show(app, &new);
     running.insert(app.to_string(), new);
     let old_dir = old.state_dir.clone();
