@@ -18,10 +18,18 @@
 #                     Cache-Control: max-age=3600, strata's route has a fallback (its
 #                     store answers fresh hits), nginx has proxy_cache; every measured
 #                     request is a hit on both (checked before the rounds)
+#   DASHBOARD=browser the dashboard open and live during strata's runs (loaded and
+#                     unloaded): Debian's Chromium, headless, through Playwright for
+#                     Python, loads strata's /ui before each and leaves it for
+#                     about:blank after (the browser stays up, idle, during the other
+#                     targets' runs); DASHBOARD=1 is the same. DASHBOARD=feed: a client
+#                     holding the page's live feed (/v1/stream) instead, no browser.
+#                     Each run's requests the dashboard counted are logged and reported.
 # See bench/README.md for what is measured.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BENCH_TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/tools
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
@@ -35,6 +43,9 @@ READY_TIMEOUT=${READY_TIMEOUT:-120}
 KEEP=${KEEP:-}
 PROXY_LOG=${PROXY_LOG:-buffered}
 CACHE=${CACHE:-}
+DASHBOARD=${DASHBOARD:-}
+[ "$DASHBOARD" = 1 ] && DASHBOARD=browser
+case "$DASHBOARD" in ''|browser|feed) ;; *) echo "DASHBOARD=$DASHBOARD: expected browser, 1 or feed" >&2; exit 2 ;; esac
 
 
 # ------------------------------------------------------------------ tools
@@ -52,6 +63,11 @@ ensure_tools() {
     fi
     NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
     PYTHON=$(command -v python3)
+    if [ "$DASHBOARD" = browser ]; then
+        [ -x /usr/bin/chromium ] || { log "installing chromium"; apt_install chromium; }
+        "$PYTHON" -c 'import playwright' 2>/dev/null ||
+            die "DASHBOARD=browser needs Playwright for Python: python3 -m pip install playwright"
+    fi
 }
 
 ensure_strata() {
@@ -69,6 +85,7 @@ WORK=""
 STRATA_PID=""
 STRATA_DIR=""
 PROXY_PID=""
+DASH_PID=""
 
 
 # Instance pids reported by `strata ps`, with their command names, so that a
@@ -101,6 +118,7 @@ stop_strata() {
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    [ -n "$DASH_PID" ] && stop_pid "$DASH_PID"
     stop_strata
     [ -n "$PROXY_PID" ] && stop_pid "$PROXY_PID"
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
@@ -266,6 +284,27 @@ EOF
     PROXY_PID=$!
 }
 
+# ------------------------------------------------------------------ the dashboard
+
+# start_dashboard DIR SERVICE: the client of bench/tools/dashboard_open.py, on the
+# dashboard address `strata up` printed in DIR/strata.log
+start_dashboard() {
+    local url="" deadline=$((SECONDS + 30))
+    until url=$(grep -o 'dashboard http://[^ ]*' "$1/strata.log" | head -n 1) && [ -n "$url" ]; do
+        [ "$SECONDS" -lt "$deadline" ] || die "strata up printed no dashboard address (see $1/strata.log)"
+        sleep 0.2
+    done
+    coproc DASH { exec "$PYTHON" "$BENCH_TOOLS/dashboard_open.py" "$DASHBOARD" "${url#dashboard }" "$2" 2>"$WORK/dashboard.log"; }
+    DASH_PID=$DASH_PID
+}
+
+# dashboard COMMAND: sends open or close, sets DASH_REPLY to the answer
+dashboard() {
+    echo "$1" >&"${DASH[1]}"
+    IFS= read -r -t 90 DASH_REPLY <&"${DASH[0]}" ||
+        { cat "$WORK/dashboard.log" >&2; die "the dashboard client did not answer '$1' (log above)"; }
+}
+
 # ------------------------------------------------------------------ measuring
 
 # wait_http URL: until it answers 200 with body "hello"
@@ -306,7 +345,8 @@ run_wrk() {
 }
 
 report() {
-    RESULTS=$RESULTS ROUNDS=$ROUNDS CONNS=$CONNS PROXY_LOG=$PROXY_LOG CACHE=$CACHE "$PYTHON" - <<'PY'
+    RESULTS=$RESULTS ROUNDS=$ROUNDS CONNS=$CONNS PROXY_LOG=$PROXY_LOG CACHE=$CACHE DASHBOARD=$DASHBOARD \
+        DASH_COUNTS=$WORK/dashboard-counts.txt "$PYTHON" - <<'PY'
 import os, statistics, sys
 rows = {}
 for line in open(os.environ["RESULTS"]):
@@ -330,6 +370,18 @@ if os.environ.get("CACHE"):
     print("\nresponse cache at a 100 % hit rate: strata's route store against nginx proxy_cache")
 print(f"medians of {os.environ['ROUNDS']} rounds; latencies in microseconds; "
       f"nginx proxy access log: {os.environ.get('PROXY_LOG', 'buffered')} (strata: buffered, always on)")
+dashboard = os.environ.get("DASHBOARD")
+if dashboard:
+    how = {"browser": "loaded in headless Chromium (Playwright)", "feed": "its live feed (/v1/stream) held by a client"}
+    counted = []
+    for line in open(os.environ["DASH_COUNTS"]):
+        rnd, seen = line.split()
+        sent = sum(r["requests"] for m in ("loaded", "unloaded") for k, r in rows.get(("strata", m), {}).items() if k == int(rnd))
+        counted.append(f"{int(seen)}/{sent:.0f}")
+    print(f"dashboard: open and live during strata's runs, {how[dashboard]}; "
+          f"requests it counted/wrk sent per round: {', '.join(counted)}")
+else:
+    print("dashboard: not open")
 hdr = f"{'target':<8} {'req/s c' + conns:>12} {'p50 c' + conns:>10} {'p99 c' + conns:>10} {'p50 c1':>9} {'p99 c1':>9} {'errors':>7}  what"
 print(hdr)
 print("-" * len(hdr))
@@ -369,10 +421,16 @@ while [ "$PROXY_PORT" = "$GW_PORT" ]; do PROXY_PORT=$(free_port); done
 
 log "strata: $STRATA"
 log "work dir: $WORK"
+log "dashboard during strata's runs: ${DASHBOARD:-off}"
 write_manifest "$WORK/app" bench-gateway "$GW_PORT" upstream 1 'daemon off;'
 start_strata "$WORK/app" upstream 1
 UP_PORT=${READY_PORTS%% *}
 log "upstream (nginx as a strata instance) on 127.0.0.1:$UP_PORT, strata gateway on 127.0.0.1:$GW_PORT"
+if [ -n "$DASHBOARD" ]; then
+    start_dashboard "$WORK/app" upstream
+    dashboard open && dashboard close
+    log "dashboard client ($DASHBOARD) works: $DASH_REPLY"
+fi
 
 start_proxy "$WORK/proxy" "$PROXY_PORT" "$UP_PORT"
 log "nginx proxy on 127.0.0.1:$PROXY_PORT"
@@ -411,13 +469,29 @@ ORDER=(direct nginx strata)
 for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < 3; i++)); do
         t=${ORDER[$(((i + r - 1) % 3))]}
+        if [ -n "$DASHBOARD" ] && [ "$t" = strata ]; then
+            dashboard open
+            opened=${DASH_REPLY#opened requests=}
+        fi
         run_wrk "$t" "${URL[$t]}" loaded "$r" "$CONNS" "$DURATION"
         run_wrk "$t" "${URL[$t]}" unloaded "$r" 1 "$LAT_DURATION"
+        if [ -n "$DASHBOARD" ] && [ "$t" = strata ]; then
+            dashboard close
+            closed=${DASH_REPLY#closed requests=}
+            closed=${closed%% *}
+            echo "$r $((closed - opened))" >>"$WORK/dashboard-counts.txt"
+            log "dashboard round $r: counted $((closed - opened)) requests while open ($DASH_REPLY)"
+        fi
     done
 done
 
 LOADED_RSS=$(rss_kb "$STRATA_PID")
 PEAK_RSS=$(hwm_kb "$STRATA_PID")
+if [ -n "$DASH_PID" ]; then
+    echo quit >&"${DASH[1]}" || true
+    stop_pid "$DASH_PID"
+    DASH_PID=""
+fi
 stop_pid "$PROXY_PID"
 PROXY_PID=""
 stop_strata
