@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use strata_gateway::metrics::RelaySnapshot;
-use strata_gateway::{NoAnswer, Protocol};
+use strata_gateway::{AttemptFailure, NoAnswer, Protocol};
 use strata_os::histogram::{HistogramSnapshot, BOUNDS};
 
 /// A label value as the text format wants it: `\`, `"` and newline escaped.
@@ -71,6 +71,18 @@ pub(crate) fn relay_families(out: &mut String, app: &str, services: &[(String, P
             &labels(service, protocol),
             &s.latency,
         );
+    }
+    header(
+        out,
+        "strata_reissues_total",
+        "counter",
+        "Requests sent again to another member, by why the attempt before got no reply: unsent (refused, or a closed idle connection), broken (the connection failed once sent: idempotent requests only), timeout (no reply within the attempt timeout: idempotent only).",
+    );
+    for (service, protocol, s) in services {
+        let labels = labels(service, protocol);
+        for (why, n) in AttemptFailure::ALL.iter().zip(s.reissues) {
+            let _ = writeln!(out, "strata_reissues_total{{{labels},reason=\"{}\"}} {n}", why.label());
+        }
     }
 }
 

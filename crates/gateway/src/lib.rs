@@ -63,7 +63,7 @@ mod worker;
 
 pub use access::AccessLog;
 pub use config::relay_policies;
-pub use metrics::{NoAnswer, Protocol, RelayStats};
+pub use metrics::{AttemptFailure, NoAnswer, Protocol, RelayStats};
 pub use relay::{Outcome, RelayPolicy};
 pub use request_body::ReqBody;
 pub use response_body::ResBody;
@@ -546,6 +546,7 @@ where
     let stats = RelayStats::of(pool);
     let (res, outcome) = relay_to_pool(pool, req, declared, limit, mode, policy).await;
     stats.record(res.status(), outcome.unanswered, arrived.elapsed());
+    stats.record_reissues(Protocol::Http, outcome.attempts, &outcome.failed);
     (res, outcome)
 }
 

@@ -53,6 +53,30 @@ impl NoAnswer {
 /// Status classes 1xx to 5xx, then one slot per [`NoAnswer`].
 const CLASSES: usize = 5;
 
+/// Why an attempt got no reply, when the request was sent again to another member: the
+/// `reason` of `strata_reissues_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptFailure {
+    /// Nothing of the request reached the member (refused, or a closed idle connection).
+    Unsent,
+    /// The request was (perhaps partly) sent, then the connection failed.
+    Broken,
+    /// No reply within the attempt timeout.
+    Timeout,
+}
+
+impl AttemptFailure {
+    pub const ALL: [AttemptFailure; 3] = [AttemptFailure::Unsent, AttemptFailure::Broken, AttemptFailure::Timeout];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AttemptFailure::Unsent => "unsent",
+            AttemptFailure::Broken => "broken",
+            AttemptFailure::Timeout => "timeout",
+        }
+    }
+}
+
 /// What a relayed request spoke: the request families' `protocol` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -83,6 +107,8 @@ impl Protocol {
 struct Family {
     replies: [AtomicU64; CLASSES + NoAnswer::ALL.len()],
     latency: Histogram,
+    /// Attempts sent again to another member, by why the one before got no reply.
+    reissues: [AtomicU64; AttemptFailure::ALL.len()],
 }
 
 /// One pool's figures, per [`Protocol`].
@@ -117,6 +143,20 @@ impl RelayStats {
         family.latency.record(took);
     }
 
+    /// Counts the reissues of a relayed request of `protocol`: every failed attempt that
+    /// another attempt followed (`attempts` in all, `failed` in order). Nothing to do
+    /// when none failed.
+    #[inline]
+    pub fn record_reissues(&self, protocol: Protocol, attempts: u32, failed: &[crate::relay::FailedAttempt]) {
+        if failed.is_empty() {
+            return;
+        }
+        let family = &self.by[protocol as usize];
+        for f in failed.iter().take(attempts.saturating_sub(1) as usize) {
+            family.reissues[f.kind as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// A copy of the HTTP figures, for reading.
     pub fn snapshot(&self) -> RelaySnapshot {
         self.snapshot_of(Protocol::Http)
@@ -130,6 +170,7 @@ impl RelayStats {
             classes: std::array::from_fn(|i| load(&family.replies[i])),
             unanswered: std::array::from_fn(|i| load(&family.replies[CLASSES + i])),
             latency: family.latency.snapshot(),
+            reissues: std::array::from_fn(|i| load(&family.reissues[i])),
         }
     }
 }
@@ -142,6 +183,8 @@ pub struct RelaySnapshot {
     /// Requests that got no reply, in the order of [`NoAnswer::ALL`].
     pub unanswered: [u64; NoAnswer::ALL.len()],
     pub latency: HistogramSnapshot,
+    /// Attempts sent again, in the order of [`AttemptFailure::ALL`].
+    pub reissues: [u64; AttemptFailure::ALL.len()],
 }
 
 #[cfg(test)]

@@ -56,6 +56,8 @@ pub struct FailedAttempt {
     pub member: Arc<Member>,
     /// Why, in words.
     pub why: String,
+    /// Why, for the figures (`strata_reissues_total{reason}`).
+    pub kind: crate::metrics::AttemptFailure,
     /// When it started and ended, in microseconds from the relay's start.
     pub from_us: u64,
     pub to_us: u64,
@@ -203,6 +205,7 @@ async fn any_from(
                 outcome.failed.push(FailedAttempt {
                     member: member.clone(),
                     why: failure.describe(),
+                    kind: failure.kind(),
                     from_us: outcome.failed.last().map_or(0, |f| f.to_us),
                     to_us: started.elapsed().as_micros() as u64,
                 });
@@ -373,6 +376,15 @@ async fn any_from(
 }
 
 impl Failure {
+    fn kind(&self) -> crate::metrics::AttemptFailure {
+        use crate::metrics::AttemptFailure as K;
+        match self {
+            Failure::Unsent(_) => K::Unsent,
+            Failure::Broken(_) => K::Broken,
+            Failure::Timeout => K::Timeout,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Failure::Unsent(e) => e.clone(),

@@ -262,6 +262,20 @@ async fn post_to_a_dying_member_is_not_reissued_unless_idempotency_key() {
     assert_eq!(tries[1]["status"], 200);
     assert!(tries[1].get("reason").is_none(), "{trace:#}");
     assert!(tries[0]["start_us"].as_u64() <= tries[1]["start_us"].as_u64());
+    // Counted: the one reissue, after a connection that broke off once sent (the POST
+    // without a key was not reissued).
+    let metrics = get(node.api_addr, "/v1/metrics").await.text();
+    let reissued = |why: &str| {
+        metric(
+            &metrics,
+            &format!("strata_reissues_total{{app=\"test\",service=\"web\",protocol=\"http\",reason=\"{why}\"}}"),
+        )
+    };
+    assert_eq!(
+        (reissued("broken"), reissued("unsent"), reissued("timeout")),
+        (1.0, 0.0, 0.0),
+        "{metrics}"
+    );
     stop(node).await;
 }
 
