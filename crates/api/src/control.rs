@@ -219,6 +219,9 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
         })
         .collect();
     crate::prometheus::relay_families(&mut out, &state.info.app, &relayed);
+    if let Some(gateway) = &state.gateway {
+        crate::prometheus::route_families(&mut out, &state.info.app, &gateway.route_stats());
+    }
     // Queues kept in files of their own (JetStream syncs on its servers).
     let fsyncs: Vec<_> = state
         .queues

@@ -86,6 +86,58 @@ pub(crate) fn relay_families(out: &mut String, app: &str, services: &[(String, P
     }
 }
 
+/// `strata_route_requests_total` and `strata_route_request_duration_seconds` for each
+/// gateway route: what its clients got, the route's own answers (fallback, no member)
+/// included.
+pub(crate) fn route_families(out: &mut String, app: &str, routes: &[(String, String, RelaySnapshot)]) {
+    if routes.is_empty() {
+        return;
+    }
+    let app = escape(app);
+    header(
+        out,
+        "strata_route_requests_total",
+        "counter",
+        "Requests the gateway answered on the route, by the status class of the answer; code=\"none\" with a reason when no member replied (the answer is then the relay's own or the route's fallback).",
+    );
+    let labels = |service: &str, route: &str| {
+        format!(
+            "app=\"{app}\",service=\"{}\",route=\"{}\"",
+            escape(service),
+            escape(route)
+        )
+    };
+    for (service, route, s) in routes {
+        let labels = labels(service, route);
+        for (i, n) in s.classes.iter().enumerate() {
+            let _ = writeln!(out, "strata_route_requests_total{{{labels},code=\"{}xx\"}} {n}", i + 1);
+        }
+        for (why, n) in NoAnswer::ALL.iter().zip(s.unanswered) {
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "strata_route_requests_total{{{labels},code=\"none\",reason=\"{}\"}} {n}",
+                    why.label()
+                );
+            }
+        }
+    }
+    header(
+        out,
+        "strata_route_request_duration_seconds",
+        "histogram",
+        "Time from a request's arrival at the gateway until its answer's head, on the route.",
+    );
+    for (service, route, s) in routes {
+        histogram(
+            out,
+            "strata_route_request_duration_seconds",
+            &labels(service, route),
+            &s.latency,
+        );
+    }
+}
+
 /// `strata_queue_fsync_duration_seconds` for each queue with a file of its own.
 pub(crate) fn fsync_family(out: &mut String, app: &str, queues: &[(String, HistogramSnapshot)]) {
     if queues.is_empty() {

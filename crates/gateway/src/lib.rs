@@ -147,6 +147,8 @@ struct RoutePool {
     pool: Arc<Pool>,
     /// The route's service, for its spans without an allocation.
     service: Arc<str>,
+    /// What the route's clients got: status classes and time from arrival to the answer.
+    stats: metrics::Family,
 }
 
 /// The first tier of one node.
@@ -170,6 +172,7 @@ impl Gateway {
                 route: route.clone(),
                 pool: bus.pool(&route.service),
                 service: Arc::from(route.service.as_str()),
+                stats: Default::default(),
             })
             .collect();
         // Host-specific routes first, then the longest prefix.
@@ -208,6 +211,18 @@ impl Gateway {
             .filter_map(|r| {
                 let fallback = r.route.fallback.as_ref()?;
                 Some((r.route.service.clone(), r.route.prefix.clone(), fallback.stats()))
+            })
+            .collect()
+    }
+
+    /// Each route's figures: (service, route as `[host]/prefix`, figures), in the order
+    /// routes are matched.
+    pub fn route_stats(&self) -> Vec<(String, String, metrics::RelaySnapshot)> {
+        self.routes
+            .iter()
+            .map(|r| {
+                let route = format!("{}{}", r.route.host.as_deref().unwrap_or(""), r.route.prefix);
+                (r.route.service.clone(), route, r.stats.snapshot())
             })
             .collect()
     }
@@ -303,6 +318,9 @@ impl Gateway {
             uri,
             traced,
         } = begun;
+        if let Some(r) = route {
+            r.stats.record(res.status(), outcome.unanswered, started.elapsed());
+        }
         if let Some(log) = &self.access {
             let service = route.map_or("-", |r| r.route.service.as_str());
             let mut reached = [0u8; 20];

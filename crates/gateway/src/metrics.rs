@@ -102,9 +102,10 @@ impl Protocol {
     }
 }
 
-/// One protocol's figures of one pool.
+/// One protocol's figures of one pool, or one gateway route's figures (every protocol
+/// together: what its clients saw, answers of the route's own fallback included).
 #[derive(Default)]
-struct Family {
+pub struct Family {
     replies: [AtomicU64; CLASSES + NoAnswer::ALL.len()],
     latency: Histogram,
     /// Attempts sent again to another member, by why the one before got no reply.
@@ -134,13 +135,7 @@ impl RelayStats {
     /// [`record`](RelayStats::record) for a request of `protocol`.
     #[inline]
     pub fn record_as(&self, protocol: Protocol, status: StatusCode, unanswered: Option<NoAnswer>, took: Duration) {
-        let family = &self.by[protocol as usize];
-        let slot = match unanswered {
-            Some(why) => CLASSES + why as usize,
-            None => (status.as_u16() / 100).clamp(1, 5) as usize - 1,
-        };
-        family.replies[slot].fetch_add(1, Ordering::Relaxed);
-        family.latency.record(took);
+        self.by[protocol as usize].record(status, unanswered, took);
     }
 
     /// Counts the reissues of a relayed request of `protocol`: every failed attempt that
@@ -164,13 +159,31 @@ impl RelayStats {
 
     /// A copy of `protocol`'s figures.
     pub fn snapshot_of(&self, protocol: Protocol) -> RelaySnapshot {
-        let family = &self.by[protocol as usize];
+        self.by[protocol as usize].snapshot()
+    }
+}
+
+impl Family {
+    /// Counts one request: its status (`None`: why no member's reply came back) and its
+    /// time.
+    #[inline]
+    pub fn record(&self, status: StatusCode, unanswered: Option<NoAnswer>, took: Duration) {
+        let slot = match unanswered {
+            Some(why) => CLASSES + why as usize,
+            None => (status.as_u16() / 100).clamp(1, 5) as usize - 1,
+        };
+        self.replies[slot].fetch_add(1, Ordering::Relaxed);
+        self.latency.record(took);
+    }
+
+    /// A copy of the figures.
+    pub fn snapshot(&self) -> RelaySnapshot {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         RelaySnapshot {
-            classes: std::array::from_fn(|i| load(&family.replies[i])),
-            unanswered: std::array::from_fn(|i| load(&family.replies[CLASSES + i])),
-            latency: family.latency.snapshot(),
-            reissues: std::array::from_fn(|i| load(&family.reissues[i])),
+            classes: std::array::from_fn(|i| load(&self.replies[i])),
+            unanswered: std::array::from_fn(|i| load(&self.replies[CLASSES + i])),
+            latency: self.latency.snapshot(),
+            reissues: std::array::from_fn(|i| load(&self.reissues[i])),
         }
     }
 }

@@ -276,6 +276,29 @@ async fn post_to_a_dying_member_is_not_reissued_unless_idempotency_key() {
         (1.0, 0.0, 0.0),
         "{metrics}"
     );
+    // The route saw the two POSTs: one answered by a member, one by the relay itself.
+    let route = "app=\"test\",service=\"web\",route=\"/\"";
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("strata_route_requests_total{{{route},code=\"2xx\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("strata_route_requests_total{{{route},code=\"none\",reason=\"failed\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("strata_route_request_duration_seconds_count{{{route}}}")
+        ),
+        2.0
+    );
     stop(node).await;
 }
 
