@@ -124,10 +124,13 @@ impl App {
         node
     }
 
-    /// Every line of the record file.
+    /// Every complete line of the record file (a member may be writing the last one
+    /// while it is read: a line without its newline yet is left for the next read).
     pub fn records(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.record).unwrap_or_default();
-        text.lines()
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record line {l:?}: {e}")))
             .collect()
     }
