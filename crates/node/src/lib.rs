@@ -32,6 +32,7 @@ pub mod cluster;
 mod node;
 pub mod nodefile;
 mod push;
+mod secrets;
 mod stateful;
 mod topics;
 mod triggers;
