@@ -285,6 +285,14 @@ impl AppService {
         }
     }
 
+    /// Changes part of a service's autoscale status (a default one when it has none):
+    /// for figures kept by more than one task, as in a cluster.
+    pub fn update_autoscale(&self, service: &str, update: impl FnOnce(&mut AutoscaleStatus)) {
+        if let Some(handle) = self.services.get(service) {
+            handle.update_autoscale(update);
+        }
+    }
+
     /// Records an event from outside the App Service (the autoscaler, the function
     /// triggers), with its reason.
     pub fn record(&self, service: &str, kind: EventKind, message: String) {

@@ -100,6 +100,10 @@ impl ServiceHandle {
         *self.autoscale.lock().unwrap() = Some(status);
     }
 
+    pub fn update_autoscale(&self, update: impl FnOnce(&mut crate::AutoscaleStatus)) {
+        update(self.autoscale.lock().unwrap().get_or_insert_with(Default::default));
+    }
+
     pub fn snapshot(&self) -> ServiceStatus {
         let instances: Vec<InstanceStatus> = self
             .slots

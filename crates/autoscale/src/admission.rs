@@ -84,6 +84,13 @@ impl Admission {
         Admission::with(true, 0)
     }
 
+    /// The admission of a service a cluster's scheduler sizes: holding at zero when
+    /// `holds` (as [`Admission::holding`]); shedding is set from outside with
+    /// [`Admission::set_shed_at`] by the node, which knows the cluster's members.
+    pub fn placed(holds: bool) -> Admission {
+        Admission::with(holds, 0)
+    }
+
     fn with(holds: bool, saturation: usize) -> Admission {
         Admission {
             holds,
@@ -139,7 +146,7 @@ impl Admission {
 
     /// Shed requests whose pick has `inflight` in flight already (and so has every other
     /// member); 0: never.
-    pub(crate) fn set_shed_at(&self, inflight: usize) {
+    pub fn set_shed_at(&self, inflight: usize) {
         self.shed_at.store(inflight, Ordering::Relaxed);
     }
 

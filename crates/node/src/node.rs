@@ -55,6 +55,9 @@ pub struct NodeConfig {
     /// that finds no member of one on any node is held here (as on one node) while the
     /// scheduler places an instance; [`Node::held_at_zero`] has their admissions.
     pub zero_in_cluster: BTreeSet<String>,
+    /// With `placed`: the autoscaled services that shed at `instances.max` cluster-wide;
+    /// the cluster node sets when ([`Node::shed_in_cluster`] has their admissions).
+    pub sheds_in_cluster: BTreeSet<String>,
     /// Other nodes run this app too: each timer firing is claimed here first and fired
     /// only if won, on a schedule aligned on the Unix epoch. None: fire every firing.
     pub firing_claims: Option<Arc<dyn FiringClaims>>,
@@ -97,6 +100,7 @@ impl NodeConfig {
             api_server: strata_api::ServerConfig::default(),
             placed: false,
             zero_in_cluster: BTreeSet::new(),
+            sheds_in_cluster: BTreeSet::new(),
             firing_claims: None,
             cache_ring: None,
             store_changes: None,
@@ -125,6 +129,9 @@ pub struct Node {
     /// In a cluster, the admission of each service the scheduler may scale to zero
     /// ([`NodeConfig::zero_in_cluster`]): its held requests, and the signal when one is held.
     pub held_at_zero: BTreeMap<String, Arc<strata_autoscale::Admission>>,
+    /// In a cluster, the admission of each service that sheds at the cluster's
+    /// `instances.max` ([`NodeConfig::sheds_in_cluster`]).
+    pub shed_in_cluster: BTreeMap<String, Arc<strata_autoscale::Admission>>,
     control_token: String,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -236,10 +243,11 @@ impl Node {
         let role = ClusterRole {
             placed: config.placed,
             zero_in_cluster: config.zero_in_cluster,
+            sheds_in_cluster: config.sheds_in_cluster,
             firing_claims: config.firing_claims,
             traces: gateway.traces(),
         };
-        let held_at_zero = start_tasks(&manifest, &role, &app, &bus, &backends, &shutdown, &mut tasks)?;
+        let placed = start_tasks(&manifest, &role, &app, &bus, &backends, &shutdown, &mut tasks)?;
         start_topics(&manifest, &bus, &cache, &shutdown, &mut tasks);
 
         let info = NodeInfo {
@@ -304,7 +312,8 @@ impl Node {
             cache,
             read_through_cache,
             cache_addr,
-            held_at_zero,
+            held_at_zero: placed.held_at_zero,
+            shed_in_cluster: placed.shed_in_cluster,
             control_token,
             token_file,
             _stop_on_drop: shutdown.clone().drop_guard(),
@@ -473,6 +482,7 @@ fn cannot_listen(e: std::io::Error, what: &str, addr: SocketAddr, setting: &str)
 struct ClusterRole {
     placed: bool,
     zero_in_cluster: BTreeSet<String>,
+    sheds_in_cluster: BTreeSet<String>,
     firing_claims: Option<Arc<dyn FiringClaims>>,
     /// The gateway's spans, where push deliveries and triggers record theirs.
     traces: Arc<strata_gateway::trace::Traces>,
@@ -490,9 +500,9 @@ fn start_tasks(
     backends: &Backends,
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> Result<BTreeMap<String, Arc<strata_autoscale::Admission>>> {
+) -> Result<PlacedAdmissions> {
     let policies = strata_gateway::relay_policies(manifest);
-    let mut held_at_zero = BTreeMap::new();
+    let mut placed = PlacedAdmissions::default();
     for (service, spec) in &manifest.services {
         let queue = match &spec.consumes {
             Some(c) => Some(backends.queues.get(&c.queue).context("a consumed queue")?),
@@ -516,14 +526,21 @@ fn start_tasks(
                 scaled,
                 shutdown.clone(),
             )));
-        } else if role.placed && role.zero_in_cluster.contains(service) {
+        } else if role.placed && (role.zero_in_cluster.contains(service) || role.sheds_in_cluster.contains(service)) {
             // Sized by the cluster's scheduler, which may leave it no instance anywhere:
-            // a request then waits here for one, as at zero on one node.
-            let admission = Arc::new(strata_autoscale::Admission::holding());
+            // a request then waits here for one, as at zero on one node. At the
+            // cluster's maximum the cluster node turns shedding on.
+            let holds = role.zero_in_cluster.contains(service);
+            let admission = Arc::new(strata_autoscale::Admission::placed(holds));
             if bus.pool(service).set_admission(admission.clone()).is_err() {
                 anyhow::bail!("service {service} has two admissions");
             }
-            held_at_zero.insert(service.clone(), admission);
+            if holds {
+                placed.held_at_zero.insert(service.clone(), admission.clone());
+            }
+            if role.sheds_in_cluster.contains(service) {
+                placed.shed_in_cluster.insert(service.clone(), admission);
+            }
         }
         if let (Some(queue), Some(consumes)) = (queue, &spec.consumes) {
             // A function takes `concurrency` batches per instance; a service one.
@@ -568,7 +585,15 @@ fn start_tasks(
             )));
         }
     }
-    Ok(held_at_zero)
+    Ok(placed)
+}
+
+/// The admissions of a cluster node's placed services ([`Node::held_at_zero`],
+/// [`Node::shed_in_cluster`]).
+#[derive(Default)]
+struct PlacedAdmissions {
+    held_at_zero: BTreeMap<String, Arc<strata_autoscale::Admission>>,
+    shed_in_cluster: BTreeMap<String, Arc<strata_autoscale::Admission>>,
 }
 
 /// The gRPC health check of `health.grpc` (the gateway's HTTP/2 client), in the App

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{start_node, start_node_in, token_on, ClusterNode};
+use common::cluster::{app_token_on, start_node, start_node_in, token_on, ClusterNode};
 use common::{get, remember_token, Client, STRATA};
 use serde_json::{json, Value};
 use strata_testkit::nats::{nats_server, NatsCluster};
@@ -97,6 +97,17 @@ fn ready_on(v: &Value, node: &str) -> u64 {
         .iter()
         .find(|n| n["name"] == node)
         .map_or(0, |n| n["ready"].as_u64().unwrap())
+}
+
+/// Members of `app`'s `service` ready on `node`, from its heartbeat's load.
+fn ready_on_app(v: &Value, node: &str, app: &str, service: &str) -> u64 {
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node)
+        .and_then(|n| n["load"][format!("{app}/{service}")]["ready"].as_u64())
+        .unwrap_or(0)
 }
 
 fn placed(v: &Value, service: &str) -> BTreeMap<String, u64> {
@@ -745,8 +756,9 @@ async fn the_store_is_the_cluster_s_and_outlives_the_node_that_wrote() {
     assert!(once.iter().all(|ms| ms % 500 == 0), "aligned on the interval: {once:?}");
 
     // An autoscaled service is sized by the scheduler from every node's load: slow
-    // requests through two gateways grow it past its minimum; once they stop it shrinks
-    // back.
+    // requests through two gateways grow it past its minimum; at its maximum a gateway
+    // sheds what no member has room for (503 + Retry-After, an event, the count in `ps`);
+    // once the load stops it shrinks back.
     let elastic = dir.path().join("elastic");
     std::fs::create_dir_all(&elastic).unwrap();
     std::fs::copy(common::MEMBER, elastic.join("member.py")).unwrap();
@@ -759,7 +771,7 @@ async fn the_store_is_the_cluster_s_and_outlives_the_node_that_wrote() {
                 "env": { "RECORD": dir.path().join("elastic.jsonl").display().to_string() },
                 "health": { "path": "/healthz", "interval_ms": 200 },
                 "instances": { "min": 1, "max": 3 },
-                "autoscale": { "concurrency": 1, "up_window_ms": 500, "down_window_ms": 1500 },
+                "autoscale": { "concurrency": 1, "max_inflight": 1, "up_window_ms": 500, "down_window_ms": 1500 },
                 "routes": ["/"],
             },
         },
@@ -797,29 +809,93 @@ async fn the_store_is_the_cluster_s_and_outlives_the_node_that_wrote() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // A shed answer is a 503 that says when to come back; nothing else but a 200.
+    let answered = |reply: &common::Reply| -> bool {
+        if reply.status == http::StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(reply.header("retry-after"), Some("1"), "{}", reply.text());
+            assert!(reply.text().contains("instances.max"), "{}", reply.text());
+            return false;
+        }
+        assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
+        true
+    };
     let stop_load = tokio_util::sync::CancellationToken::new();
     let mut load = Vec::new();
     for i in 0..4 {
         let (gw, stop) = (gateways[i % 2], stop_load.clone());
         load.push(tokio::spawn(async move {
+            let mut shed = 0;
             while !stop.is_cancelled() {
-                let reply = get(gw, "/sleep?ms=300").await;
-                assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
+                if !answered(&get(gw, "/sleep?ms=300").await) {
+                    shed += 1;
+                }
             }
+            shed
         }));
     }
     let urls2 = urls.clone();
     let grown = tokio::task::spawn_blocking(move || {
         wait_for(&urls2, "busy grown to 3", Duration::from_secs(30), |v| {
             busy_placed(v) == 3
+                && ["a", "b", "c"]
+                    .iter()
+                    .map(|n| ready_on_app(v, n, "elastic", "busy"))
+                    .sum::<u64>()
+                    == 3
         })
     })
     .await
     .unwrap();
+    // At the maximum (3 instances, 1 in flight each) with 2 clients per gateway
+    // already: a burst of 6 more through b finds no member with room from b, and
+    // most of it is shed.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let burst_shed = loop {
+        let burst: Vec<_> = (0..6)
+            .map(|_| tokio::spawn(async move { get(gateways[0], "/sleep?ms=300").await }))
+            .collect();
+        let mut shed = 0;
+        for reply in burst {
+            if !answered(&reply.await.unwrap()) {
+                shed += 1;
+            }
+        }
+        if shed > 0 {
+            break shed;
+        }
+        // b may not see every member of c and a yet: shedding starts once it does.
+        assert!(Instant::now() < deadline, "nothing shed at the maximum");
+    };
     stop_load.cancel();
+    let mut steady_shed = 0;
     for task in load {
-        task.await.unwrap();
+        steady_shed += task.await.unwrap();
     }
+    eprintln!("at the maximum: {burst_shed} of a burst of 6 shed through b; {steady_shed} of the steady clients'");
+    // b says so: an event and the count (its autoscale status, as on one node).
+    let api_b = common::cluster::node_addr(&nodes_json(&urls), "b", "apis", "elastic");
+    remember_token(api_b, &app_token_on(dir.path(), "b", "elastic"));
+    let events = get(api_b, "/v1/events").await.json();
+    let shed_event = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["service"] == "busy" && e["kind"] == "shed");
+    assert!(
+        shed_event.is_some_and(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .contains("at instances.max (3) cluster-wide")),
+        "{events:#}"
+    );
+    let ps = get(api_b, "/v1/ps").await.json();
+    let busy = ps["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "busy")
+        .unwrap();
+    assert!(busy["autoscale"]["shed"].as_u64().unwrap() >= burst_shed, "{busy:#}");
     let urls2 = urls.clone();
     let shrunk = tokio::task::spawn_blocking(move || {
         wait_for(&urls2, "busy back to 1", Duration::from_secs(30), |v| {

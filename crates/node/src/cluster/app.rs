@@ -1,6 +1,7 @@
 //! Starting one app's version on this node ([`start_app`]: its bundle, its [`Node`] with
 //! the cluster's store, queues and timer claims, and the tasks that tie it to the other
-//! nodes: members, traces, topics, the cache ring, demand at zero) and stopping it.
+//! nodes: members, traces, topics, the cache ring, demand at zero, shedding at the
+//! maximum) and stopping it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use strata_cluster::{members, JetStreamQueues, JetStreamStore, JetStreamStoreCon
 use tokio_util::sync::CancellationToken;
 
 use super::rollover::{version_of, AppGateway};
-use super::{cache_ring, scale, topics, traces, view, AppStarted, ClusterConfig, Running, STATE_PREFIX};
+use super::{cache_ring, scale, shed, topics, traces, view, AppStarted, ClusterConfig, Running, STATE_PREFIX};
 use crate::{Backends, FiringClaims, Node, NodeConfig};
 
 pub(super) async fn start_app(
@@ -41,6 +42,8 @@ pub(super) async fn start_app(
         })
         .map(|(service, _)| service.clone())
         .collect();
+    // And which shed at the cluster's `instances.max` (the counts are still the cluster's).
+    let shed_limits = shed::limits(&manifest);
     for (service, spec) in manifest.services.iter_mut() {
         let share = placement.share(service, &config.name);
         spec.instances.initial = Some(share);
@@ -78,6 +81,7 @@ pub(super) async fn start_app(
     node_config.state_dir = Some(state_dir.clone());
     node_config.placed = true;
     node_config.zero_in_cluster = zero_in_cluster;
+    node_config.sheds_in_cluster = shed_limits.keys().cloned().collect();
     // The store is the cluster's (JetStream), shared by every node; a store trigger's
     // changes are shared too, so that each fires once, on one node of the app.
     let store_triggers = manifest.functions.values().any(|f| f.trigger.store.is_some());
@@ -179,6 +183,14 @@ pub(super) async fn start_app(
         node.cache.clone(),
         stop.child_token(),
     ));
+    shed::watch(
+        app,
+        &config.name,
+        &node,
+        &shed_limits,
+        membership.clone(),
+        stop.child_token(),
+    );
     if let Some(ring) = ring {
         let caches = cache_ring::Caches {
             keys: node.cache.clone(),

@@ -44,6 +44,7 @@ mod cache_ring;
 mod rollover;
 mod scale;
 mod schedule;
+mod shed;
 mod topics;
 mod traces;
 mod view;

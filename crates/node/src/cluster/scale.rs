@@ -18,8 +18,7 @@
 //! zero is taken at once), and the scheduler runs as soon as such a heartbeat arrives,
 //! not at its next quarter second.
 //!
-//! Not here (a documented difference, docs/cluster.md): requests are not shed at
-//! `instances.max`.
+//! Shedding at `instances.max` is each node's own ([`super::shed`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};

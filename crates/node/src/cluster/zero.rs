@@ -81,16 +81,17 @@ async fn watch_service(
             EventKind::ColdStart,
             format!("ready {ms:.1} ms after the first request held here for a service at zero on every node (member {first})"),
         );
-        app.set_autoscale(
-            &service,
-            AutoscaleStatus {
+        app.update_autoscale(&service, |s| {
+            *s = AutoscaleStatus {
                 target: members.len() as u32,
                 signal: "cluster".to_string(),
                 reason: "sized by the cluster's scheduler".to_string(),
                 cold_start_ms: Some((took.as_micros() as u64).div_ceil(1000).max(1)),
                 cold_starts: starts,
+                // Kept by the shedding task (`shed`).
+                shed: s.shed,
                 ..AutoscaleStatus::default()
-            },
-        );
+            }
+        });
     }
 }

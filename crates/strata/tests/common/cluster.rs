@@ -96,7 +96,12 @@ pub fn node_addr(v: &serde_json::Value, node: &str, field: &str, app: &str) -> s
 
 /// The app's control token on `node` (in its state dir, `DATA/apps/test/VERSION/`).
 pub fn token_on(dir: &Path, node: &str) -> String {
-    let apps = dir.join(format!("node-{node}")).join("apps").join("test");
+    app_token_on(dir, node, "test")
+}
+
+/// `app`'s control token on `node` (in its state dir, `DATA/apps/APP/VERSION/`).
+pub fn app_token_on(dir: &Path, node: &str, app: &str) -> String {
+    let apps = dir.join(format!("node-{node}")).join("apps").join(app);
     for version in std::fs::read_dir(&apps).unwrap().flatten() {
         if let Ok(token) = std::fs::read_to_string(version.path().join("control.token")) {
             return token.trim().to_string();
