@@ -282,12 +282,18 @@ function drawCluster(cluster) {
   mode.dataset.mode = "cluster";
   mode.textContent = "cluster: node " + cluster.node + ", " + live + " of " + nodes.length + " nodes heard";
   $("cluster-me").textContent = cluster.node;
+  // The node holding the scheduler's lease (none for up to 3 s after a holder dies).
+  const scheduler = $("scheduler");
+  scheduler.textContent = cluster.scheduler || "none (a live node takes the lease within seconds)";
+  scheduler.dataset.node = cluster.scheduler || "";
 
   const mb = (used, offered) => used + " / " + offered + " MB";
   patch($("nodes").tBodies[0], nodes.map((n) => el("tr", {
     class: "node " + n.state, "data-key": "n:" + n.name, "data-node": n.name, "data-state": n.state,
+    "data-scheduler": n.name === cluster.scheduler ? "yes" : "no",
   },
-    el("td", {}, n.name + (n.name === cluster.node ? " (this node)" : "")),
+    el("td", {}, n.name + (n.name === cluster.node ? " (this node)" : ""),
+      n.name === cluster.scheduler ? el("span", { class: "scheduler", title: "holds the scheduler's lease" }, "scheduler") : ""),
     el("td", {}, el("span", { class: "state " + n.state }, n.state)),
     el("td", {}, (n.heard_ms / 1000).toFixed(1) + " s ago"),
     el("td", {}, n.addr),

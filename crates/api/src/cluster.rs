@@ -1,6 +1,6 @@
 //! What the dashboard shows of the cluster a node belongs to (docs/dashboard.md): the
 //! nodes as this node's membership sees them (state, last heartbeat, capacity and
-//! load), the scheduler's placement of the app, and the app's instances on each node.
+//! load), the node holding the scheduler's lease, the scheduler's placement of the app, and the app's instances on each node.
 //!
 //! The API knows no NATS: a cluster node hands it a [`ClusterView`], which the
 //! dashboard's stream reads once a second per open page (a read of what the node holds
@@ -21,6 +21,10 @@ pub trait ClusterView: Send + Sync {
 pub struct ClusterSnapshot {
     /// This node's name.
     pub node: String,
+    /// The node holding the scheduler's lease (it places every app and runs the
+    /// cluster's autoscaler), as this node last read it, at most a second ago; None while
+    /// no node holds it (a holder that died leaves it free for up to 3 s).
+    pub scheduler: Option<String>,
     /// Every node heard from since this one started, by name, dead ones included until
     /// their record ages out of the cluster.
     pub nodes: Vec<NodeView>,

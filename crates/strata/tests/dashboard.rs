@@ -8,10 +8,11 @@
 //! The page itself needs no token, its data does.
 //!
 //! And a cluster node's dashboard: three `strata node`s over a real NATS cluster, the
-//! address node a prints for the deployed app loaded in Chromium
-//! (`fixtures/dashboard_cluster.py`), which sees every node live, the spread service's
-//! instances on every node, then node c, killed with SIGKILL, turn dead and its share
-//! ready again on the other two.
+//! address a node that does not hold the scheduler's lease prints for the deployed app
+//! loaded in Chromium (`fixtures/dashboard_cluster.py`), which sees every node live, the
+//! holder named as the scheduler, the spread service's instances on every node, then the
+//! holder, killed with SIGKILL, turn dead, another live node named as the scheduler, and
+//! the dead node's share ready again on the other two.
 
 mod common;
 
@@ -210,29 +211,6 @@ async fn a_cluster_nodes_dashboard_shows_every_node_what_runs_where_and_a_node_d
         String::from_utf8_lossy(&deploy.stderr)
     );
 
-    // `strata node` prints where the app's dashboard is, with the token of the node API
-    // it runs the app under (the version's state dir holds the same token).
-    let url = wait_for("node a prints the app's dashboard", SETUP_TIMEOUT, || {
-        let out = std::fs::read_to_string(dir.path().join("node-a.out")).unwrap_or_default();
-        let line = out
-            .lines()
-            .rev()
-            .find(|l| l.starts_with("strata node a: shop (version "))?;
-        line.split_once("  dashboard ").map(|(_, url)| url.to_string())
-    })
-    .await;
-    let token = url
-        .split_once("#token=")
-        .map(|(_, t)| t.to_string())
-        .expect("a token in the address");
-    let versions = std::fs::read_dir(dir.path().join("node-a/apps/shop")).expect("the app's state dirs");
-    let written: Vec<String> = versions
-        .flatten()
-        .filter_map(|v| std::fs::read_to_string(v.path().join("control.token")).ok())
-        .map(|t| t.trim().to_string())
-        .collect();
-    assert_eq!(written, [token], "{url}");
-
     // Every instance ready somewhere, as the nodes' heartbeats say.
     let deadline = Instant::now() + SETUP_TIMEOUT;
     loop {
@@ -254,12 +232,39 @@ async fn a_cluster_nodes_dashboard_shows_every_node_what_runs_where_and_a_node_d
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    // The page is a node's that does not hold the scheduler's lease; the test kills the
+    // holder, so that the page must name another.
+    let holder = scheduler_of(&nodes_json(&urls)).expect("a node holds the scheduler's lease");
+    let viewer = ["a", "b", "c"].into_iter().find(|n| *n != holder).expect("another node");
+
+    // `strata node` prints where the app's dashboard is, with the token of the node API
+    // it runs the app under (the version's state dir holds the same token).
+    let printed = format!("strata node {viewer}: shop (version ");
+    let url = wait_for("the node prints the app's dashboard", SETUP_TIMEOUT, || {
+        let out = std::fs::read_to_string(dir.path().join(format!("node-{viewer}.out"))).unwrap_or_default();
+        let line = out.lines().rev().find(|l| l.starts_with(&printed))?;
+        line.split_once("  dashboard ").map(|(_, url)| url.to_string())
+    })
+    .await;
+    let token = url
+        .split_once("#token=")
+        .map(|(_, t)| t.to_string())
+        .expect("a token in the address");
+    let versions = std::fs::read_dir(dir.path().join(format!("node-{viewer}/apps/shop"))).expect("the app's state dirs");
+    let written: Vec<String> = versions
+        .flatten()
+        .filter_map(|v| std::fs::read_to_string(v.path().join("control.token")).ok())
+        .map(|t| t.trim().to_string())
+        .collect();
+    assert_eq!(written, [token], "{url}");
+
     let expected = json!({
-        "me": "a",
+        "me": viewer,
         "nodes": ["a", "b", "c"],
         "spread": "web",
         "services": { "web": 3, "api": 2 },
-        "kill": "c",
+        "scheduler": holder,
+        "kill": holder,
     });
     let screenshot = dir.path().join("dashboard-cluster.png");
     let mut browser = tokio::process::Command::new("python3")
@@ -342,6 +347,11 @@ fn write_cluster_app(dir: &Path) -> std::path::PathBuf {
     let path = app.join("strata.json");
     std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
     path
+}
+
+/// The node `strata nodes --json` names as holding the scheduler's lease.
+fn scheduler_of(nodes: &Value) -> Option<String> {
+    nodes["scheduler"].as_str().map(String::from)
 }
 
 fn nodes_json(urls: &str) -> Value {

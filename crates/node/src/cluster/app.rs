@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use strata_appservice::NodeResources;
 use strata_cluster::firings::Firings;
 use strata_cluster::placement::AppPlacement;
-use strata_cluster::{members, JetStreamQueues, JetStreamStore, JetStreamStoreConfig, Membership, Nats};
+use strata_cluster::{members, JetStreamQueues, JetStreamStore, JetStreamStoreConfig, Nats};
 use tokio_util::sync::CancellationToken;
 
 use super::rollover::{version_of, AppGateway};
@@ -20,12 +20,13 @@ use crate::{Backends, FiringClaims, Node, NodeConfig};
 pub(super) async fn start_app(
     config: &ClusterConfig,
     nats: &Nats,
-    membership: &Membership,
+    heard: &view::Heard,
     app: &str,
     placement: &AppPlacement,
     gateway: Option<Arc<AppGateway>>,
     shutdown: &CancellationToken,
 ) -> Result<Running> {
+    let membership = &heard.membership;
     let cache = config.data_dir.join("bundles");
     std::fs::create_dir_all(&cache)?;
     let (dir, index) = strata_cluster::bundle::fetch(&nats.bundles, &placement.digest, &cache).await?;
@@ -135,7 +136,7 @@ pub(super) async fn start_app(
     }));
     node_config.gateway_listen = Some(gateway.addr);
     node_config.gateway_slot = Some(gateway.slot.clone());
-    let view = Arc::new(view::AppView::new(app, &config.name, membership.clone()));
+    let view = Arc::new(view::AppView::new(app, &config.name, heard.clone()));
     node_config.cluster_view = Some(view.clone());
     let stop = shutdown.child_token();
     let node = match Node::start(node_config, stop.clone()).await {

@@ -333,6 +333,18 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
         held_tx,
         shutdown.child_token(),
     )));
+    let (holder_tx, scheduler) = watch::channel(None);
+    tasks.push(tokio::spawn(view::follow_lease(
+        nats.lease.clone(),
+        config.name.clone(),
+        held.clone(),
+        holder_tx,
+        shutdown.child_token(),
+    )));
+    let heard = view::Heard {
+        membership: membership.clone(),
+        scheduler,
+    };
     tasks.push(tokio::spawn(schedule::schedule(
         nats.clone(),
         membership.clone(),
@@ -341,7 +353,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
         shutdown.child_token(),
     )));
 
-    let result = reconcile_loop(&config, &nats, &membership, &status, &connected, &shutdown).await;
+    let result = reconcile_loop(&config, &nats, &heard, &status, &connected, &shutdown).await;
     shutdown.cancel();
     for task in tasks {
         let _ = task.await;
@@ -352,7 +364,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
 async fn reconcile_loop(
     config: &ClusterConfig,
     nats: &Nats,
-    membership: &Membership,
+    heard: &view::Heard,
     status: &Arc<Mutex<Status>>,
     connected: &Arc<Mutex<Option<String>>>,
     shutdown: &CancellationToken,
@@ -403,7 +415,7 @@ async fn reconcile_loop(
             tracing::debug!("not reconciling while cut off from the cluster: {why}");
             continue;
         }
-        reconcile(config, nats, membership, &desired, &mut running, status, shutdown).await;
+        reconcile(config, nats, heard, &desired, &mut running, status, shutdown).await;
     }
     for (app, r) in running {
         stop_app(&app, r).await;
@@ -430,7 +442,7 @@ pub(super) async fn read_placement(nats: &Nats) -> Result<BTreeMap<String, AppPl
 async fn reconcile(
     config: &ClusterConfig,
     nats: &Nats,
-    membership: &Membership,
+    heard: &view::Heard,
     desired: &BTreeMap<String, AppPlacement>,
     running: &mut BTreeMap<String, Running>,
     status: &Arc<Mutex<Status>>,
@@ -456,7 +468,7 @@ async fn reconcile(
         if let Some(gateway) = rolled {
             // A new version: it starts beside the old one, on the same gateway workers,
             // and takes over once ready (a rolling update: no request refused).
-            match start_app(config, nats, membership, app, placement, Some(gateway), shutdown).await {
+            match start_app(config, nats, heard, app, placement, Some(gateway), shutdown).await {
                 Ok(new) => {
                     zero::watch(&new.node, &beat_now, &new.stop);
                     let old = running.remove(app).expect("running");
@@ -469,7 +481,7 @@ async fn reconcile(
             }
         }
         if !running.contains_key(app) {
-            match start_app(config, nats, membership, app, placement, None, shutdown).await {
+            match start_app(config, nats, heard, app, placement, None, shutdown).await {
                 Ok(r) => {
                     zero::watch(&r.node, &beat_now, &r.stop);
                     status.lock().unwrap().show(app, &r);

@@ -1,30 +1,73 @@
 //! The cluster as one app's dashboard on this node shows it (a
 //! [`strata_api::ClusterView`]): the nodes from this node's membership (each record as it
-//! last arrived, and how long ago), the app's placement as the reconcile loop last
+//! last arrived, and how long ago), the node holding the scheduler's lease as
+//! [`follow_lease`] last read it, the app's placement as the reconcile loop last
 //! applied it. Read from memory once a second per open dashboard: no call to NATS.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
+use async_nats::jetstream::kv;
 use strata_api::cluster::{ClusterSnapshot, InstanceView, NodeState, NodeView, Unplaced};
 use strata_cluster::membership::HEARTBEAT;
 use strata_cluster::placement::AppPlacement;
-use strata_cluster::{Membership, NodeRecord, DEAD_AFTER};
+use strata_cluster::{lease, Membership, NodeRecord, DEAD_AFTER};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How often [`follow_lease`] reads who holds the lease when this node does not.
+const READ_HOLDER_EVERY: Duration = Duration::from_secs(1);
+
+/// What this node hears of the cluster, shared by every app's view: the nodes'
+/// heartbeats and who holds the scheduler's lease.
+#[derive(Clone)]
+pub(super) struct Heard {
+    pub membership: Membership,
+    pub scheduler: watch::Receiver<Option<String>>,
+}
+
+/// Keeps `holder` naming the node that holds the scheduler's lease until `shutdown`:
+/// this node while the lease task says it holds it (at once when that changes), else
+/// what the lease bucket says, read once a second: one read per node, however many
+/// dashboards are open. A read that gets no answer keeps the last name.
+pub(super) async fn follow_lease(
+    bucket: kv::Store,
+    me: String,
+    mut held: watch::Receiver<bool>,
+    holder: watch::Sender<Option<String>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let holds = *held.borrow_and_update();
+        let now = match holds {
+            true => Some(Some(me.clone())),
+            false => tokio::time::timeout(READ_HOLDER_EVERY, lease::holder(&bucket)).await.ok(),
+        };
+        if let Some(now) = now {
+            holder.send_if_modified(|h| std::mem::replace(h, now.clone()) != now);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(READ_HOLDER_EVERY) => {}
+            Ok(()) = held.changed() => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
 
 pub(super) struct AppView {
     app: String,
     /// This node's name.
     me: String,
-    membership: Membership,
+    heard: Heard,
     placement: Mutex<AppPlacement>,
 }
 
 impl AppView {
-    pub(super) fn new(app: &str, me: &str, membership: Membership) -> AppView {
+    pub(super) fn new(app: &str, me: &str, heard: Heard) -> AppView {
         AppView {
             app: app.to_string(),
             me: me.to_string(),
-            membership,
+            heard,
             placement: Mutex::new(AppPlacement::default()),
         }
     }
@@ -40,7 +83,9 @@ impl strata_api::ClusterView for AppView {
         let placement = self.placement.lock().unwrap().clone();
         ClusterSnapshot {
             node: self.me.clone(),
+            scheduler: self.heard.scheduler.borrow().clone(),
             nodes: self
+                .heard
                 .membership
                 .all()
                 .iter()
