@@ -33,7 +33,7 @@
 //! - `traced`: the span of a traced fetch, ack, nack, reply, store or cache call (a
 //!   middleware on those routes; only for a caller that passes `traceparent`).
 //! - `traces`: `GET /v1/traces`, the spans this node keeps and, in a cluster, those the
-//!   other nodes keep of one trace ([`TracePeers`]).
+//!   other nodes keep of one trace or of the newest ones ([`TracePeers`]).
 //! - `logs`: streams instance logs, optionally following them.
 //! - `dashboard`: `GET /ui`, the live dashboard (a page compiled in, no token needed to
 //!   load it), and `GET /v1/stream`, the server-sent events it reads (docs/dashboard.md).
@@ -72,7 +72,7 @@ pub use cache::ReadThroughCaches;
 pub use cluster::ClusterView;
 pub use error::ApiError;
 pub use server::ServerConfig;
-pub use traces::{Gathered, TracePeers};
+pub use traces::{Gathered, GatheredMany, Listed, TracePeers};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -474,6 +474,29 @@ impl Traces {
                 ids
             }
         };
+        Self::views(&spans, wanted)
+    }
+
+    /// The traces `ids` name (trace ids in hex), each with every span kept of it, in
+    /// the order of `ids`; an id of which no span is kept is left out.
+    pub fn traces_of(&self, ids: &[String]) -> Vec<TraceView> {
+        let wanted: Vec<u128> = ids
+            .iter()
+            .filter_map(|id| (id.len() == 32).then(|| unhex(id.as_bytes())).flatten())
+            .collect();
+        let asked: std::collections::HashSet<u128> = wanted.iter().copied().collect();
+        let spans: Vec<Span> = self
+            .spans()
+            .into_iter()
+            .filter(|s| asked.contains(&s.context.trace_id))
+            .collect();
+        let seen: std::collections::HashSet<u128> = spans.iter().map(|s| s.context.trace_id).collect();
+        let kept = wanted.into_iter().filter(|id| seen.contains(id)).collect();
+        Self::views(&spans, kept)
+    }
+
+    /// `wanted`'s spans among `spans` (oldest first), a view per trace.
+    fn views(spans: &[Span], wanted: Vec<u128>) -> Vec<TraceView> {
         wanted
             .into_iter()
             .map(|trace_id| {

@@ -160,7 +160,7 @@ pub enum Command {
     },
     /// One request's trace: the gateway's relay and the calls it led to through the
     /// node API (services, queues, store, cache), as a tree (or the newest traces when
-    /// no id is given). On a cluster node, the trace's spans from every node.
+    /// no id is given). On a cluster node, from every node running the app.
     Trace {
         /// A request id (`X-Request-Id` of the answer) or a trace id (32 hex digits).
         id: Option<String>,

@@ -171,9 +171,13 @@ pub fn traces(out: &mut dyn Write, traces: &[Value]) -> io::Result<()> {
     if traces.is_empty() {
         return writeln!(out, "no traces kept yet: requests through the gateway make them");
     }
+    // In a cluster's newest traces every trace names the same silent nodes: said once.
+    let mut said_missing = None;
     for trace in traces {
         writeln!(out, "trace {}", trace["trace_id"].as_str().unwrap_or("-"))?;
-        if let Some(missing) = trace["missing_nodes"].as_array().filter(|m| !m.is_empty()) {
+        let missing = trace["missing_nodes"].as_array().filter(|m| !m.is_empty());
+        if let Some(missing) = missing.filter(|m| said_missing != Some(*m)) {
+            said_missing = Some(missing);
             let names: Vec<&str> = missing.iter().filter_map(Value::as_str).collect();
             writeln!(
                 out,
@@ -477,6 +481,8 @@ mod tests {
             {"node": "b", "span_id": "02", "parent_id": "01", "kind": "fetch", "service": "jobs", "method": "POST",
              "path": "/v1/queues/jobs/groups/g/fetch", "attempts": 0, "status": 200, "start_us": 2000, "duration_us": 500},
         ]});
+        let t = text(|out| traces(out, &[trace.clone(), trace.clone()]));
+        assert_eq!(t.matches("did not answer").count(), 1, "said once for a listing: {t}");
         let t = text(|out| traces(out, &[trace]));
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "trace 4bf92f3577b34da6a3ce929d0e0e4736", "{t}");

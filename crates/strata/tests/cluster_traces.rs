@@ -3,7 +3,9 @@
 //! is served by a member on another, which calls a second service through its own
 //! node's API, leaves its spans on two nodes; `/v1/traces?id=` on either node gathers
 //! both (by the trace id, or by a request id only one node knows), each naming its
-//! node; a node that does not answer in time is named in `missing_nodes`.
+//! node; the newest traces (`/v1/traces` without `id`, and `strata trace`) on the third
+//! node, which recorded no span of it, list that trace whole; a node that does not
+//! answer in time is named in `missing_nodes`, in both.
 
 mod common;
 
@@ -162,6 +164,39 @@ async fn a_trace_over_two_nodes_is_gathered_on_either() {
         assert!(trace.get("missing_nodes").is_none(), "every node answered: {trace:#}");
     }
 
+    // The newest traces on the third node, which keeps no span of the trace: listed,
+    // whole, from the other two; and so by `strata trace` against that node.
+    let api_o = common::cluster::node_addr(&v, other, "apis", "test");
+    let token_o = token_on(dir.path(), other);
+    remember_token(api_o, &token_o);
+    let listed = newest_on(api_o).await;
+    let trace = listed
+        .iter()
+        .find(|t| t["trace_id"] == trace_id)
+        .unwrap_or_else(|| panic!("{trace_id} in the newest traces on {other}: {listed:#?}"));
+    assert_eq!(kinds_and_nodes(trace), want, "listed on {other}: {trace:#}");
+    assert!(trace.get("missing_nodes").is_none(), "every node answered: {trace:#}");
+    let cli = Command::new(STRATA)
+        .args(["--api", &format!("http://{api_o}"), "trace"])
+        .env("STRATA_CONTROL_TOKEN", &token_o)
+        .output()
+        .expect("run strata trace");
+    let printed = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success(), "strata trace: {}", String::from_utf8_lossy(&cli.stderr));
+    let lines: Vec<&str> = printed.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == format!("trace {trace_id}"))
+        .unwrap_or_else(|| panic!("trace {trace_id} in strata trace on {other}:\n{printed}"));
+    assert!(
+        lines[at + 1].contains("gateway") && lines[at + 1].ends_with(&format!("@{entry}")),
+        "{printed}"
+    );
+    assert!(
+        lines[at + 2].contains("call") && lines[at + 2].ends_with(&format!("@{front_node}")),
+        "{printed}"
+    );
+
     // A node that stops answering (killed; still live by its last heartbeat for 3 s) is
     // named, and what the others keep is answered.
     let victim = nodes.iter_mut().find(|(n, _)| n == other).unwrap();
@@ -169,4 +204,15 @@ async fn a_trace_over_two_nodes_is_gathered_on_either() {
     let trace = trace_on(api_e, trace_id).await;
     assert_eq!(kinds_and_nodes(&trace), want, "{trace:#}");
     assert_eq!(trace["missing_nodes"], json!([other]), "{trace:#}");
+    let listed = newest_on(api_f).await;
+    let trace = listed.iter().find(|t| t["trace_id"] == trace_id).expect("listed");
+    assert_eq!(kinds_and_nodes(trace), want, "{trace:#}");
+    assert_eq!(trace["missing_nodes"], json!([other]), "{trace:#}");
+}
+
+/// The newest traces as node `api` lists them.
+async fn newest_on(api: SocketAddr) -> Vec<Value> {
+    let reply = get(api, "/v1/traces").await;
+    assert_eq!(reply.status, 200, "GET /v1/traces at {api}: {}", reply.text());
+    reply.json().as_array().expect("a list").clone()
 }
