@@ -284,6 +284,9 @@ async fn request(state: &NodeParts, queue: &str, message: NewMessage, deadline: 
     if let Some(c) = reply.correlation_id {
         r["correlation_id"] = c.into();
     }
+    if let Some(t) = reply.traceparent {
+        r["traceparent"] = t.into();
+    }
     Ok(Json(json!({ "offset": published.offset, "reply": r })).into_response())
 }
 
@@ -459,6 +462,7 @@ struct ReplyIn {
 async fn reply(
     State(state): State<Arc<NodeParts>>,
     Extension(caller): Extension<Caller>,
+    continued: Option<Extension<crate::traced::Continued>>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
@@ -484,9 +488,12 @@ async fn reply(
         body_base64: r.body_base64,
     }
     .into_payload("reply")?;
+    // A traced reply carries its span on: to the waiting publisher, or in the message.
+    let traceparent = continued.and_then(|Extension(c)| c.0.to_str().ok().map(str::to_string));
     let reply = Reply {
         correlation_id: r.correlation_id,
         payload,
+        traceparent,
     };
     let mut res = match queues(&state).reply(&r.reply_to, reply).await {
         Ok(Replied::Inbox) => (StatusCode::ACCEPTED, Json(json!({ "delivered": "inbox" }))).into_response(),

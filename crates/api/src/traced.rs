@@ -25,6 +25,11 @@ use crate::NodeParts;
 #[derive(Clone)]
 pub(crate) struct Service(pub Arc<str>);
 
+/// The `traceparent` naming the call's span as the parent, for what the call hands on (a
+/// reply's message), as an extension of a traced call's request.
+#[derive(Clone)]
+pub(crate) struct Continued(pub http::HeaderValue);
+
 /// The kind and `service` of a route's span, by its template; None: not traced here.
 fn kind_of<'a>(template: &str, method: &Method, params: &[(&'a str, &'a str)]) -> Option<(trace::Kind, &'a str)> {
     use trace::Kind;
@@ -71,6 +76,7 @@ pub(crate) async fn span(State(state): State<Arc<NodeParts>>, mut req: Request, 
         req.uri().clone(),
     );
     span.request_id = req.headers().get(relay::REQUEST_ID).cloned();
+    req.extensions_mut().insert(Continued(context.header(span.span_id)));
     let started = std::time::Instant::now();
     let res = next.run(req).await;
     span.duration_us = started.elapsed().as_micros() as u64;

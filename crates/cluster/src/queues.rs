@@ -455,6 +455,7 @@ impl QueueBackend for JetStreamQueues {
                     Reply {
                         correlation_id: names::header(m.headers.as_ref(), CORRELATION_ID),
                         payload: m.payload,
+                        traceparent: names::header(m.headers.as_ref(), names::TRACEPARENT),
                     },
                 ))
             }
@@ -471,6 +472,9 @@ impl QueueBackend for JetStreamQueues {
             let mut headers = HeaderMap::new();
             if let Some(c) = &reply.correlation_id {
                 headers.insert(CORRELATION_ID, names::encode_value(c).as_str());
+            }
+            if let Some(t) = &reply.traceparent {
+                headers.insert(names::TRACEPARENT, names::encode_value(t).as_str());
             }
             for attempt in 0..INBOX_ATTEMPTS {
                 let request = async_nats::Request::new()
@@ -506,7 +510,7 @@ impl QueueBackend for JetStreamQueues {
                     dedupe_id: None,
                     reply_to: None,
                     correlation_id: reply.correlation_id,
-                    traceparent: None,
+                    traceparent: reply.traceparent,
                 }])
                 .await?;
             return Ok(Replied::Queue(published[0].offset));

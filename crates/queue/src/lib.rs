@@ -131,11 +131,15 @@ impl QueueError {
     }
 }
 
-/// A reply handed to a publisher waiting in [`Queues::request`].
+/// A reply handed to a publisher waiting in [`Queues::request`], or published to a
+/// queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub correlation_id: Option<String>,
     pub payload: Bytes,
+    /// The W3C `traceparent` the reply carries on (the replier's span, as the node API
+    /// records it): handed to the waiting publisher, or stored with the message.
+    pub traceparent: Option<String>,
 }
 
 /// Where a reply went.
@@ -503,7 +507,7 @@ impl<D: Disk> Queues<D> {
                     dedupe_id: None,
                     reply_to: None,
                     correlation_id: reply.correlation_id,
-                    traceparent: None,
+                    traceparent: reply.traceparent,
                 }])
                 .await?;
             return Ok(Replied::Queue(published[0].offset));

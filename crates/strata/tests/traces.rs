@@ -5,7 +5,9 @@
 //! id or by the request id. A message published with the trace's `traceparent` and
 //! pushed to a consuming service continues the same trace: publish -> deliver -> the
 //! consumer's own call. A member's traced fetch, reply, ack, store and cache calls are
-//! spans of its trace; a timer firing starts a trace the function's calls join.
+//! spans of its trace; a traced reply carries its span on (in the message of a reply
+//! into a queue, in the waiting publisher's answer); a timer firing starts a trace the
+//! function's calls join.
 
 mod common;
 
@@ -280,6 +282,17 @@ async fn a_member_s_queue_store_and_cache_calls_are_spans_of_its_trace() {
             ("users", "GET", "/v1/caches/users/k1", 200),
         ]
     );
+    // The reply went into queue `replies` carrying its span on: a consumer of the
+    // replies continues the trace from it.
+    let reply_span = spans[3]["span_id"].as_str().unwrap();
+    let replies = post(node.api_addr, "/v1/queues/replies/groups/check/fetch?max=1", "").await;
+    assert_eq!(replies.status, 200, "{}", replies.text());
+    assert_eq!(
+        replies.json()["messages"][0]["traceparent"],
+        format!("00-{trace_id}-{reply_span}-01"),
+        "{}",
+        replies.text()
+    );
 
     // The same calls without traceparent (the operator's, here) record nothing.
     let state_spans = |spans: &[Value]| {
@@ -305,6 +318,56 @@ async fn a_member_s_queue_store_and_cache_calls_are_spans_of_its_trace() {
         state_spans(&all_spans(&node).await),
         before,
         "an untraced call records no span"
+    );
+
+    // Publish and wait: the consumer fetches the message (untraced: it does not know the
+    // trace yet; the message's traceparent names the publish span) and replies passing it on; the waiting publisher's answer carries
+    // the reply's span on, and the reply is a span of the publisher's trace.
+    let waiter_trace = "2bf92f3577b34da6a3ce929d0e0e4732";
+    let api = node.api_addr;
+    let waiting = tokio::spawn(async move {
+        let mut req = request(
+            Method::POST,
+            api,
+            "/v1/queues/jobs/messages?wait_reply_ms=10000",
+            r#"{"body": "question"}"#,
+        );
+        req.headers_mut().insert(
+            "traceparent",
+            format!("00-{waiter_trace}-30f067aa0ba902b9-01").parse().unwrap(),
+        );
+        send(api, req).await.unwrap()
+    });
+    let fetched = post(api, "/v1/queues/jobs/groups/g/fetch?max=1&wait_ms=5000", "").await;
+    assert_eq!(fetched.status, 200, "{}", fetched.text());
+    let m = fetched.json()["messages"][0].clone();
+    assert_eq!(m["body"], "question", "{m}");
+    let passed = m["traceparent"].as_str().expect("the message's traceparent").to_string();
+    let mut reply = request(
+        Method::POST,
+        api,
+        "/v1/reply",
+        json!({ "reply_to": m["reply_to"], "correlation_id": m["correlation_id"], "body": "answer" }).to_string(),
+    );
+    reply.headers_mut().insert("traceparent", passed.parse().unwrap());
+    let replied = send(api, reply).await.unwrap();
+    assert_eq!(replied.status, 202, "{}", replied.text());
+    let answered = waiting.await.unwrap();
+    assert_eq!(answered.status, 200, "{}", answered.text());
+    let answer = answered.json();
+    assert_eq!(answer["reply"]["body"], "answer", "{answer}");
+
+    let spans = spans_of(&node, waiter_trace, 2).await;
+    let kinds: Vec<&str> = spans.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["publish", "reply"], "{spans:#?}");
+    let (publish, reply) = (&spans[0], &spans[1]);
+    assert_eq!(passed, format!("00-{waiter_trace}-{}-01", publish["span_id"].as_str().unwrap()));
+    assert_eq!(reply["parent_id"], publish["span_id"], "{spans:#?}");
+    assert_eq!(reply["service"], "inbox", "{reply}");
+    assert_eq!(
+        answer["reply"]["traceparent"],
+        format!("00-{waiter_trace}-{}-01", reply["span_id"].as_str().unwrap()),
+        "the publisher's answer names the reply's span: {answer}"
     );
     stop(node).await;
 }

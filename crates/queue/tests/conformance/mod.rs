@@ -228,6 +228,7 @@ pub async fn dead_letter_after_max_deliveries(open: &dyn Open) {
 }
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+const REPLY_TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-c7ad6b7169203332-01";
 
 pub async fn request_reply_round_trip_and_deadline(open: &dyn Open) {
     let queues = open.open(spec()).await;
@@ -249,6 +250,7 @@ pub async fn request_reply_round_trip_and_deadline(open: &dyn Open) {
             let reply = Reply {
                 correlation_id: m.correlation_id.clone(),
                 payload: Bytes::from(format!("done:{}", String::from_utf8_lossy(&m.payload))),
+                traceparent: Some(REPLY_TRACEPARENT.to_string()),
             };
             let to = m.reply_to.clone().expect("reply_to set");
             assert_eq!(queues.reply(&to, reply).await.unwrap(), Replied::Inbox);
@@ -263,6 +265,11 @@ pub async fn request_reply_round_trip_and_deadline(open: &dyn Open) {
     assert_eq!(published.offset, 0);
     assert_eq!(reply.payload, &b"done:job"[..]);
     assert!(reply.correlation_id.is_some());
+    assert_eq!(
+        reply.traceparent.as_deref(),
+        Some(REPLY_TRACEPARENT),
+        "the replier's trace travels to the publisher"
+    );
     let inbox = consumer.await.unwrap();
     // The inbox is gone once answered.
     let late = queues
@@ -271,6 +278,7 @@ pub async fn request_reply_round_trip_and_deadline(open: &dyn Open) {
             Reply {
                 correlation_id: None,
                 payload: Bytes::new(),
+                traceparent: None,
             },
         )
         .await;
@@ -289,18 +297,27 @@ pub async fn request_reply_round_trip_and_deadline(open: &dyn Open) {
             Reply {
                 correlation_id: Some("c".into()),
                 payload: Bytes::from_static(b"r"),
+                traceparent: Some(REPLY_TRACEPARENT.to_string()),
             },
         )
         .await
         .unwrap();
     assert_eq!(replied, Replied::Queue(2));
+    let stored = queues.get("q").unwrap().fetch("replies", fetch_all()).await.unwrap();
+    let stored = stored.iter().find(|m| m.offset == 2).expect("the reply is in q");
+    assert_eq!(
+        (stored.correlation_id.as_deref(), stored.traceparent.as_deref()),
+        (Some("c"), Some(REPLY_TRACEPARENT)),
+        "a reply into a queue keeps its correlation id and trace"
+    );
     assert!(matches!(
         queues
             .reply(
                 "elsewhere",
                 Reply {
                     correlation_id: None,
-                    payload: Bytes::new()
+                    payload: Bytes::new(),
+                    traceparent: None,
                 }
             )
             .await,
