@@ -265,7 +265,12 @@ mod tests {
         let merged = merge(&ids, parts.into_iter(), &["c".to_string()]);
         let seen: Vec<(&str, Vec<&str>)> = merged
             .iter()
-            .map(|t| (t.trace_id.as_str(), t.spans.iter().map(|s| s.span_id.as_str()).collect()))
+            .map(|t| {
+                (
+                    t.trace_id.as_str(),
+                    t.spans.iter().map(|s| s.span_id.as_str()).collect(),
+                )
+            })
             .collect();
         assert_eq!(seen, [("t1", vec!["s1", "s2", "s3"]), ("t2", vec!["s9"])]);
         assert!(merged.iter().all(|t| t.missing_nodes == ["c"]));

@@ -182,7 +182,11 @@ async fn a_trace_over_two_nodes_is_gathered_on_either() {
         .output()
         .expect("run strata trace");
     let printed = String::from_utf8_lossy(&cli.stdout);
-    assert!(cli.status.success(), "strata trace: {}", String::from_utf8_lossy(&cli.stderr));
+    assert!(
+        cli.status.success(),
+        "strata trace: {}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
     let lines: Vec<&str> = printed.lines().collect();
     let at = lines
         .iter()

@@ -235,7 +235,10 @@ async fn a_cluster_nodes_dashboard_shows_every_node_what_runs_where_and_a_node_d
     // The page is a node's that does not hold the scheduler's lease; the test kills the
     // holder, so that the page must name another.
     let holder = scheduler_of(&nodes_json(&urls)).expect("a node holds the scheduler's lease");
-    let viewer = ["a", "b", "c"].into_iter().find(|n| *n != holder).expect("another node");
+    let viewer = ["a", "b", "c"]
+        .into_iter()
+        .find(|n| *n != holder)
+        .expect("another node");
 
     // `strata node` prints where the app's dashboard is, with the token of the node API
     // it runs the app under (the version's state dir holds the same token).
@@ -250,7 +253,8 @@ async fn a_cluster_nodes_dashboard_shows_every_node_what_runs_where_and_a_node_d
         .split_once("#token=")
         .map(|(_, t)| t.to_string())
         .expect("a token in the address");
-    let versions = std::fs::read_dir(dir.path().join(format!("node-{viewer}/apps/shop"))).expect("the app's state dirs");
+    let versions =
+        std::fs::read_dir(dir.path().join(format!("node-{viewer}/apps/shop"))).expect("the app's state dirs");
     let written: Vec<String> = versions
         .flatten()
         .filter_map(|v| std::fs::read_to_string(v.path().join("control.token")).ok())

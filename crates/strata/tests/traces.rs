@@ -342,7 +342,10 @@ async fn a_member_s_queue_store_and_cache_calls_are_spans_of_its_trace() {
     assert_eq!(fetched.status, 200, "{}", fetched.text());
     let m = fetched.json()["messages"][0].clone();
     assert_eq!(m["body"], "question", "{m}");
-    let passed = m["traceparent"].as_str().expect("the message's traceparent").to_string();
+    let passed = m["traceparent"]
+        .as_str()
+        .expect("the message's traceparent")
+        .to_string();
     let mut reply = request(
         Method::POST,
         api,
@@ -361,7 +364,10 @@ async fn a_member_s_queue_store_and_cache_calls_are_spans_of_its_trace() {
     let kinds: Vec<&str> = spans.iter().map(|s| s["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["publish", "reply"], "{spans:#?}");
     let (publish, reply) = (&spans[0], &spans[1]);
-    assert_eq!(passed, format!("00-{waiter_trace}-{}-01", publish["span_id"].as_str().unwrap()));
+    assert_eq!(
+        passed,
+        format!("00-{waiter_trace}-{}-01", publish["span_id"].as_str().unwrap())
+    );
     assert_eq!(reply["parent_id"], publish["span_id"], "{spans:#?}");
     assert_eq!(reply["service"], "inbox", "{reply}");
     assert_eq!(

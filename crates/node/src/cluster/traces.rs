@@ -131,7 +131,12 @@ pub(super) async fn answer(nats: Nats, app: String, node: String, traces: Arc<Tr
             let newest = traces
                 .traces(None, n.clamp(1, MAX_TRACES))
                 .iter()
-                .map(|t| (t.trace_id.clone(), t.spans.iter().map(|s| s.start_us).max().unwrap_or(0)))
+                .map(|t| {
+                    (
+                        t.trace_id.clone(),
+                        t.spans.iter().map(|s| s.start_us).max().unwrap_or(0),
+                    )
+                })
                 .collect();
             let answer = NewestAnswer {
                 node: node.clone(),

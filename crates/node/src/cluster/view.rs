@@ -41,7 +41,9 @@ pub(super) async fn follow_lease(
         let holds = *held.borrow_and_update();
         let now = match holds {
             true => Some(Some(me.clone())),
-            false => tokio::time::timeout(READ_HOLDER_EVERY, lease::holder(&bucket)).await.ok(),
+            false => tokio::time::timeout(READ_HOLDER_EVERY, lease::holder(&bucket))
+                .await
+                .ok(),
         };
         if let Some(now) = now {
             holder.send_if_modified(|h| std::mem::replace(h, now.clone()) != now);
