@@ -13,10 +13,10 @@
 //! What is simulated: a node is a heartbeat task plus a reconcile task that watches the
 //! placement and (with `FULL_READ=1`) reads it whole every 5 s, as
 //! `strata-node`'s `reconcile_loop` does, but starts no app and no instance; nodes share
-//! `CONNS` NATS connections instead of one each; the scheduler loop is a copy of
-//! `strata-node`'s `schedule::schedule_once` without the autoscaler (that loop is private
-//! to strata-node): every 250 ms it reads every app, parses the manifests, places and
-//! writes what changed. Killing a node aborts its tasks (no record delete, as kill -9).
+//! `CONNS` NATS connections instead of one each; the scheduler loop is `strata-node`'s
+//! without the autoscaler: every 250 ms it runs the same `strata_cluster::schedule::round`
+//! (reads every app, parses the manifests, places off the async workers, writes every
+//! changed placement at once). Killing a node aborts its tasks (no record delete, as kill -9).
 //!
 //!     sim NATS_URLS        settings from the environment, see `Settings::from_env`
 //!     PLACE_ONLY=1 sim     placement::place alone, no NATS: its time against the node count
@@ -30,7 +30,7 @@ use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use strata_cluster::membership::{self, RunningInstance, ServiceLoad};
 use strata_cluster::placement::{self, AppPlacement, Want};
-use strata_cluster::{lease, AppRecord, Membership, Nats, NodeRecord};
+use strata_cluster::{lease, schedule, AppRecord, Membership, Nats, NodeRecord};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -329,62 +329,20 @@ async fn schedule_once(
     written: &Mutex<Written>,
 ) -> Result<()> {
     COUNT.sched_ticks.fetch_add(1, Relaxed);
-    if last.is_none() {
-        *last = Some(BTreeMap::new());
-    }
-    let previous = last.as_mut().expect("set");
-    let t0 = Instant::now();
-    let apps = nats.apps().await?;
-    COUNT.sched_gets.fetch_add(apps.len() as u64, Relaxed);
-    let t1 = Instant::now();
+    let previous = last.get_or_insert_with(BTreeMap::new);
     let live = membership.live();
-    let mut wants = Vec::new();
-    let mut digests = BTreeMap::new();
-    for app in &apps {
-        let manifest = strata_manifest::parse(&app.manifest)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .expanded();
-        digests.insert(app.app.clone(), app.digest.clone());
-        for (service, spec) in &manifest.services {
-            wants.push(Want {
-                app: app.app.clone(),
-                service: service.clone(),
-                count: spec.instances.initial(),
-                memory_mb: spec.resources.memory_mb.unwrap_or(0),
-                accelerators: spec.resources.accelerators,
-                spread: spec.placement.spread.clone(),
-            });
-        }
-    }
-    let t2 = Instant::now();
-    let placed = placement::place(&live, &wants, previous);
-    let t3 = Instant::now();
-    for (app, mut p) in placed {
-        p.digest = digests[&app].clone();
-        if previous.get(&app) == Some(&p) {
-            continue;
-        }
-        let body = serde_json::to_vec(&p)?;
-        let len = body.len() as u64;
-        let rev = nats
-            .placement
-            .put(&app, body.into())
-            .await
-            .with_context(|| format!("write the placement of {app} ({len} bytes)"))?;
+    // The round strata-node's scheduler runs (the simulated apps have no autoscaler).
+    let round = schedule::round(nats, &live, previous, &mut schedule::ManifestCounts).await?;
+    COUNT.sched_gets.fetch_add(round.apps_read as u64, Relaxed);
+    let mut w = written.lock().unwrap();
+    for (app, rev, len) in &round.written {
         COUNT.sched_puts.fetch_add(1, Relaxed);
-        COUNT.sched_put_bytes.fetch_add(len, Relaxed);
-        let mut w = written.lock().unwrap();
-        w.rev.insert(app.clone(), rev);
-        w.placement.insert(app.clone(), p.clone());
-        previous.insert(app, p);
+        COUNT.sched_put_bytes.fetch_add(*len as u64, Relaxed);
+        w.rev.insert(app.clone(), *rev);
+        w.placement.insert(app.clone(), previous[app].clone());
     }
-    let t4 = Instant::now();
-    let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
-    written
-        .lock()
-        .unwrap()
-        .ticks
-        .push([ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t3, t4)]);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    w.ticks.push(round.took.map(ms));
     Ok(())
 }
 

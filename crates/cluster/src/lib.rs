@@ -10,6 +10,8 @@
 //!   lapses).
 //! - [`placement`]: the scheduler's pure decision: which node runs how many instances
 //!   of each service (fit, spread, least loaded, stable).
+//! - [`schedule`]: one round of the scheduler (read the apps, count, place, write what
+//!   changed), shared by `strata-node`'s scheduler and the simulation in `bench/`.
 //! - [`bundle`]: an app's files, stored by content digest in the object store, fetched
 //!   and verified once per digest per node.
 //! - [`members`]: the bus across nodes: each node publishes its ready members (behind a
@@ -33,6 +35,7 @@ pub mod membership;
 mod nats;
 pub mod placement;
 pub mod queues;
+pub mod schedule;
 pub mod state;
 
 pub use membership::{CacheRecord, Membership, NodeRecord, DEAD_AFTER};

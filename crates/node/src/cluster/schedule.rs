@@ -1,14 +1,17 @@
 //! The scheduler: while this node holds the lease, every deployed app is placed on the
-//! live nodes four times a second (`placement::place`), autoscaled services counted by
-//! [`ClusterScaler`], and what changed is written to the placement bucket. A heartbeat
+//! live nodes four times a second (a `strata_cluster::schedule::round`: the same round
+//! bench/sim.sh measures), autoscaled services counted by [`ClusterScaler`], and what
+//! changed is written to the placement bucket. A heartbeat
 //! that reports requests held at zero places at once, without waiting for the next round.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use strata_cluster::placement::{self, AppPlacement, Want};
+use anyhow::Result;
+use strata_cluster::placement::AppPlacement;
+use strata_cluster::schedule::Counts;
 use strata_cluster::{Membership, Nats, NodeRecord};
+use strata_manifest::ServiceSpec;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -83,117 +86,32 @@ async fn schedule_once(
         *last = Some(read_placement(nats).await?);
     }
     let previous = last.as_mut().expect("set");
-    let apps = nats.apps().await?;
     let live = membership.live();
-    let mut wants = Vec::new();
-    let mut digests = BTreeMap::new();
-    let mut decisions: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for app in &apps {
-        let manifest = match strata_manifest::parse(&app.manifest) {
-            Ok(m) => m.expanded(),
-            Err(e) => {
-                tracing::warn!(app = app.app, "deployed manifest does not parse: {e}");
-                continue;
-            }
-        };
-        digests.insert(app.app.clone(), app.digest.clone());
-        for (service, spec) in &manifest.services {
-            let mut count = spec.instances.initial();
-            if scale::is_autoscaled(spec, manifest.functions.contains_key(service)) {
-                let placed = previous
-                    .get(&app.app)
-                    .and_then(|p| p.services.get(service))
-                    .map(|nodes| nodes.values().sum::<u32>());
-                let (target, why) = scaler.decide(&app.app, service, spec, &live, placed);
-                count = target;
-                let said = decisions.entry(app.app.clone()).or_default();
-                match why {
-                    Some(why) => {
-                        tracing::info!(app = app.app, service, "autoscaled: {why}");
-                        said.insert(service.clone(), why);
-                    }
-                    None => {
-                        // The last decision stays on show until the next one.
-                        if let Some(before) = previous.get(&app.app).and_then(|p| p.autoscaled.get(service)) {
-                            said.insert(service.clone(), before.clone());
-                        }
-                    }
-                }
-            }
-            wants.push(Want {
-                app: app.app.clone(),
-                service: service.clone(),
-                count,
-                memory_mb: spec.resources.memory_mb.unwrap_or(0),
-                accelerators: spec.resources.accelerators,
-                spread: spec.placement.spread.clone(),
-            });
-        }
-    }
-    scaler.retain_apps(&digests);
-    // Placing is CPU work that grows with instances x nodes (seconds at a thousand
-    // nodes, bench/sim.sh): off the async workers, so heartbeats and watches go on.
-    let (nodes, before) = (live.clone(), previous.clone());
-    let placed = tokio::task::spawn_blocking(move || placement::place(&nodes, &wants, &before))
-        .await
-        .context("placing")?;
-    // Every changed app's placement is written at once, not one after another: a dead
-    // node's share of many apps is placed again in one round trip.
-    let mut changed = Vec::new();
-    for (app, mut p) in placed {
-        p.digest = digests[&app].clone();
-        p.autoscaled = decisions.remove(&app).unwrap_or_default();
-        if previous.get(&app) == Some(&p) {
-            continue;
-        }
-        let why = reason(previous.get(&app), &p, &live);
-        let value = serde_json::to_vec(&p)?;
-        changed.push((app, p, why, value));
-    }
-    let writes = changed
-        .iter()
-        .map(|(app, _, _, value)| nats.placement.put(app.as_str(), value.clone().into()));
-    let written = futures_util::future::join_all(writes).await;
-    for ((app, p, why, _), result) in changed.into_iter().zip(written) {
-        match result {
-            Ok(_) => {
-                tracing::info!(app, "placed: {why}");
-                previous.insert(app, p);
-            }
-            // Not remembered as written: the next round tries it again.
-            Err(e) => tracing::warn!(app, "write the placement: {e}"),
-        }
-    }
-    let undeployed: Vec<String> = previous.keys().filter(|a| !digests.contains_key(*a)).cloned().collect();
-    for app in undeployed {
-        nats.placement
-            .delete(&app)
-            .await
-            .context("remove an undeployed app's placement")?;
-        tracing::info!(app, "undeployed: its instances stop");
-        previous.remove(&app);
-    }
+    let mut counts = Autoscaled { scaler, live: &live };
+    strata_cluster::schedule::round(nats, &live, previous, &mut counts).await?;
     Ok(())
 }
 
-fn reason(before: Option<&AppPlacement>, after: &AppPlacement, live: &[NodeRecord]) -> String {
-    let Some(before) = before else {
-        return format!("deployed, on {} live node(s)", live.len());
-    };
-    if before.digest != after.digest {
-        return format!("new bundle {}", after.digest);
+/// The round's counts: the scheduler's autoscalers size autoscaled services from every
+/// live node's load; the rest keep their manifest's count.
+struct Autoscaled<'a> {
+    scaler: &'a mut ClusterScaler,
+    live: &'a [NodeRecord],
+}
+
+impl Counts for Autoscaled<'_> {
+    fn count(
+        &mut self,
+        app: &str,
+        service: &str,
+        spec: &ServiceSpec,
+        is_function: bool,
+        placed: Option<u32>,
+    ) -> Option<(u32, Option<String>)> {
+        scale::is_autoscaled(spec, is_function).then(|| self.scaler.decide(app, service, spec, self.live, placed))
     }
-    if before.autoscaled != after.autoscaled {
-        return "autoscaled".to_string();
+
+    fn deployed(&mut self, apps: &BTreeMap<String, String>) {
+        self.scaler.retain_apps(apps);
     }
-    let gone: Vec<&String> = before
-        .services
-        .values()
-        .flat_map(|n| n.keys())
-        .filter(|n| !live.iter().any(|l| &&l.name == n))
-        .collect();
-    if !gone.is_empty() {
-        return format!("node(s) {gone:?} dead: their instances placed again");
-    }
-    "capacity or nodes changed".to_string()
 }
