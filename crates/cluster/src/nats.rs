@@ -179,12 +179,14 @@ async fn ensure_kv(js: &jetstream::Context, config: kv::Config) -> Result<kv::St
     Ok(store)
 }
 
-/// Raises `stream`'s consumer limit to [`BUCKET_CONSUMERS`] where it is lower. A server
-/// that cannot change it (before 2.12) keeps its own: logged, not fatal.
+/// Raises `stream`'s consumer limit to [`BUCKET_CONSUMERS`] where it is lower, or
+/// unset: a stream whose config says -1 gets the server's default (1,000 on 2.15), not
+/// "unlimited". A server that cannot change it (before 2.12) keeps its own: logged,
+/// not fatal.
 async fn raise_consumer_limit(js: &jetstream::Context, stream: &str) {
     let raised = async {
         let mut info = js.get_stream(stream).await?.info().await?.config.clone();
-        if info.max_consumers > 0 && info.max_consumers < BUCKET_CONSUMERS {
+        if info.max_consumers < BUCKET_CONSUMERS {
             info.max_consumers = BUCKET_CONSUMERS;
             js.update_stream(info).await?;
         }
