@@ -116,7 +116,7 @@ for r in rows:
         print(f"  steady: {s['kv_ops_per_s']:.0f} KV ops/s: heartbeats {s['heartbeat_puts_per_s']:.0f}/s of {s['heartbeat_record_mean_bytes']:.0f} B "
               f"({s['heartbeat_bytes_per_s']/1e6:.1f} MB/s), placement watch {s['placement_watch_msgs_per_s']:.0f}/s, "
               f"placement full reads {s['placement_full_read_gets_per_s']:.0f} gets/s ({s['placement_full_read_bytes_per_s']/1e6:.2f} MB/s) + "
-              f"{s['placement_key_listings_per_s']:.0f} key listings/s, scheduler {s['scheduler_app_gets_per_s']:.0f} app gets/s, "
+              f"{s['placement_key_listings_per_s']:.0f} key listings/s ({s.get('placement_checks_per_s', 0):.0f} checks/s), scheduler {s['scheduler_app_gets_per_s']:.0f} app gets/s, "
               f"{s['membership_watchers']} membership watcher(s) {s['membership_record_reads_per_s']:.0f} record reads/s")
         print(f"  scheduler tick (median ms): read apps {t['read_apps']:.1f}, parse {t['parse']:.1f}, place {t['place']:.1f}, write {t['write']:.1f}; "
               f"{s['scheduler_ticks_per_s']:.2f} ticks/s")

@@ -93,6 +93,8 @@ struct Counters {
     watch_msgs: AtomicU64,
     watch_bytes: AtomicU64,
     full_reads: AtomicU64,
+    /// The reconcile side's checks of the placement's newest revision.
+    placement_checks: AtomicU64,
     full_read_gets: AtomicU64,
     full_read_bytes: AtomicU64,
     sched_ticks: AtomicU64,
@@ -228,12 +230,14 @@ impl SimNode {
     }
 }
 
-/// The reconcile side of a node: the placement watched, and read whole every 5 s.
+/// The reconcile side of a node: the placement watched, and read whole when a check
+/// every 5 s finds the watch behind.
 async fn reconcile(nats: Nats, node: Arc<SimNode>, full_read: bool, stagger: Duration, stop: CancellationToken) {
     let mut watch = None;
     tokio::time::sleep(stagger).await;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut resync = 0u64;
+    let mut seen = 0u64;
     loop {
         if watch.is_none() {
             match nats.placement.watch_all().await {
@@ -248,6 +252,7 @@ async fn reconcile(nats: Nats, node: Arc<SimNode>, full_read: bool, stagger: Dur
         tokio::select! {
             entry = async { watch.as_mut().expect("set").next().await } => match entry {
                 Some(Ok(e)) => {
+                    seen = seen.max(e.revision);
                     if e.operation == async_nats::jetstream::kv::Operation::Put {
                         COUNT.watch_msgs.fetch_add(1, Relaxed);
                         COUNT.watch_bytes.fetch_add(e.value.len() as u64, Relaxed);
@@ -259,8 +264,14 @@ async fn reconcile(nats: Nats, node: Arc<SimNode>, full_read: bool, stagger: Dur
             _ = tick.tick() => {
                 resync += 1;
                 if full_read && resync % 5 == 1 {
-                    if let Err(e) = read_whole(&nats, &node).await {
-                        eprintln!("{}: read the placement: {e:#}", node.name);
+                    // As reconcile_loop: read whole only when the watch is behind.
+                    COUNT.placement_checks.fetch_add(1, Relaxed);
+                    let last = strata_cluster::last_revision(&nats.placement).await.ok();
+                    if last.is_none_or(|last| last > seen) {
+                        match read_whole(&nats, &node).await {
+                            Ok(()) => seen = seen.max(last.unwrap_or(0)),
+                            Err(e) => eprintln!("{}: read the placement: {e:#}", node.name),
+                        }
                     }
                 }
             }
@@ -681,13 +692,14 @@ async fn main() -> Result<()> {
         "placement_full_read_gets_per_s": rate("full_read_gets"),
         "placement_full_read_bytes_per_s": rate("full_read_bytes"),
         "placement_key_listings_per_s": rate("full_reads"),
+        "placement_checks_per_s": rate("placement_checks"),
         "scheduler_ticks_per_s": rate("sched_ticks"),
         "scheduler_app_gets_per_s": rate("sched_gets"),
         "scheduler_puts_per_s": rate("sched_puts"),
         "membership_watchers": watchers,
         "membership_record_reads_per_s": membership_reads,
         "membership_key_listings_per_s": watchers,
-        "kv_ops_per_s": hb + rate("watch_msgs") + rate("full_read_gets") + rate("full_reads")
+        "kv_ops_per_s": hb + rate("watch_msgs") + rate("full_read_gets") + rate("full_reads") + rate("placement_checks")
             + rate("sched_gets") + rate("sched_puts") + membership_reads + watchers as f64,
         "one_full_membership_read_ms": full_membership_read_ms,
         "one_full_membership_read_bytes": read_bytes,
@@ -780,6 +792,7 @@ fn counts() -> BTreeMap<&'static str, u64> {
         ("full_reads", &c.full_reads),
         ("full_read_gets", &c.full_read_gets),
         ("full_read_bytes", &c.full_read_bytes),
+        ("placement_checks", &c.placement_checks),
         ("sched_ticks", &c.sched_ticks),
         ("sched_gets", &c.sched_gets),
         ("sched_puts", &c.sched_puts),

@@ -59,3 +59,12 @@ pub fn is_key_safe(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
+
+/// The newest revision in `bucket` (its stream's last sequence; a delete counts): one
+/// request, however many keys. A watch that has delivered it is up to date, so a node
+/// reads a bucket whole only when its watch is behind this.
+pub async fn last_revision(bucket: &async_nats::jetstream::kv::Store) -> anyhow::Result<u64> {
+    let mut stream = bucket.stream.clone();
+    let info = stream.info().await?;
+    Ok(info.state.last_sequence)
+}
