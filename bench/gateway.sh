@@ -365,6 +365,8 @@ def med_diff(a, b, mode, key):
 
 conns = os.environ["CONNS"]
 targets = [("direct", "upstream, no proxy"), ("nginx", "nginx reverse proxy"), ("strata", "strata gateway")]
+if os.environ.get("DASHBOARD"):
+    targets.append(("dash", "strata gateway, its dashboard open and live"))
 print()
 if os.environ.get("CACHE"):
     print("\nresponse cache at a 100 % hit rate: strata's route store against nginx proxy_cache")
@@ -376,9 +378,9 @@ if dashboard:
     counted = []
     for line in open(os.environ["DASH_COUNTS"]):
         rnd, seen = line.split()
-        sent = sum(r["requests"] for m in ("loaded", "unloaded") for k, r in rows.get(("strata", m), {}).items() if k == int(rnd))
+        sent = sum(r["requests"] for m in ("loaded", "unloaded") for k, r in rows.get(("dash", m), {}).items() if k == int(rnd))
         counted.append(f"{int(seen)}/{sent:.0f}")
-    print(f"dashboard: open and live during strata's runs, {how[dashboard]}; "
+    print(f"dashboard: open and live during the `dash` runs (strata again), {how[dashboard]}; closed during `strata`'s; "
           f"requests it counted/wrk sent per round: {', '.join(counted)}")
 else:
     print("dashboard: not open")
@@ -400,6 +402,14 @@ print(f"p99 c{conns}     strata/nginx: {p99:.2f}   (lower is better)")
 ratio = add_s / add_n if add_n > 0 else float("nan")
 print(f"added unloaded p50 over direct: strata {add_s:.0f} us, nginx {add_n:.0f} us, "
       f"strata/nginx {ratio:.2f}   (lower is better)")
+if dashboard:
+    # Per round (same round, back to back), then the median: drift between rounds cancels.
+    per = lambda key: [rows[("dash", "loaded")][k][key] / rows[("strata", "loaded")][k][key]
+                       for k in rows.get(("dash", "loaded"), {}) if k in rows.get(("strata", "loaded"), {})]
+    t, q = per("rps"), per("p99")
+    print(f"dashboard open/closed, same rounds: throughput {statistics.median(t):.3f} "
+          f"(per round {', '.join(f'{x:.3f}' for x in t)}), p99 c{conns} {statistics.median(q):.3f} "
+          f"(per round {', '.join(f'{x:.3f}' for x in q)})   (target: throughput >= 0.98, p99 <= 1.0)")
 PY
 }
 
@@ -465,17 +475,23 @@ if [ "$WARMUP" -gt 0 ]; then
     done
 fi
 
+# With DASHBOARD, strata runs twice per round: `strata` with the dashboard closed and
+# `dash` with it open and live, so that its cost is a ratio from the same run.
 ORDER=(direct nginx strata)
+if [ -n "$DASHBOARD" ]; then
+    ORDER+=(dash)
+    URL[dash]=${URL[strata]}
+fi
 for ((r = 1; r <= ROUNDS; r++)); do
-    for ((i = 0; i < 3; i++)); do
-        t=${ORDER[$(((i + r - 1) % 3))]}
-        if [ -n "$DASHBOARD" ] && [ "$t" = strata ]; then
+    for ((i = 0; i < ${#ORDER[@]}; i++)); do
+        t=${ORDER[$(((i + r - 1) % ${#ORDER[@]}))]}
+        if [ "$t" = dash ]; then
             dashboard open
             opened=${DASH_REPLY#opened requests=}
         fi
         run_wrk "$t" "${URL[$t]}" loaded "$r" "$CONNS" "$DURATION"
         run_wrk "$t" "${URL[$t]}" unloaded "$r" 1 "$LAT_DURATION"
-        if [ -n "$DASHBOARD" ] && [ "$t" = strata ]; then
+        if [ "$t" = dash ]; then
             dashboard close
             closed=${DASH_REPLY#closed requests=}
             closed=${closed%% *}
