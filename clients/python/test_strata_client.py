@@ -13,6 +13,7 @@ the node's manifest declares under `caches` (python_client.rs declares "hist" ov
 namespace "history"); they count its loads, so its ttl_ms must outlast a test.
 """
 import hashlib
+import http.client
 import http.server
 import io
 import json
@@ -414,6 +415,115 @@ class Calls(LiveTest):
         self.assertIn("no-such-service", err.message)
 
 
+def new_trace():
+    """A fresh trace id and a span id of the caller's, and the traceparent naming them."""
+    trace_id, span_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    return trace_id, span_id, f"00-{trace_id}-{span_id}-01"
+
+
+def spans_of(client, trace_id, n):
+    """The spans the node keeps of trace `trace_id`, once there are `n` or more (or
+    after 10 s, whatever there is), in the order the node lists them."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            spans = client._json("GET", f"/v1/traces?id={trace_id}")["answer"][0]["spans"]
+        except StrataError as e:
+            if e.status != 404:
+                raise
+            spans = []
+        if len(spans) >= n or time.monotonic() > deadline:
+            return spans
+        time.sleep(0.05)
+
+
+def span_parts(traceparent):
+    """(trace id, span id) of a traceparent."""
+    _, trace_id, span_id, _ = traceparent.split("-")
+    return trace_id, span_id
+
+
+class Traces(QueueTest):
+    """A traced view's calls are spans of the caller's trace (docs/traces.md)."""
+
+    @unittest.skipUnless(CALL_SERVICE, "STRATA_TEST_CALL_SERVICE names no service to call")
+    def test_a_traced_call_is_a_span_of_the_callers_trace(self):
+        trace_id, caller, traceparent = new_trace()
+        traced = self.client.traced(traceparent, tracestate="vendor=abc")
+        self.assertEqual(traced.trace, strata_client.Trace(traceparent, "vendor=abc"))
+        self.assertEqual(traced.call(CALL_SERVICE, "/hello").status, 200)
+        (call,) = spans_of(self.client, trace_id, 1)
+        self.assertEqual((call["kind"], call["service"], call["parent_id"]), ("call", CALL_SERVICE, caller), call)
+        # The client it was made from is not traced, and the two share one connection.
+        self.assertIsNone(self.client.trace)
+        self.assertIs(traced._conn, self.client._conn)
+        self.client.call(CALL_SERVICE, "/hello")
+        self.client.traced(None).call(CALL_SERVICE, "/hello")
+        traced.kv_put(self.name("ns"), "k", "v")
+        spans = spans_of(self.client, trace_id, 2)
+        self.assertEqual([s["kind"] for s in spans], ["call", "store"], spans)
+        self.assertEqual(spans[1]["parent_id"], caller)
+
+    def test_traced_from_a_members_request_headers(self):
+        trace_id, caller, traceparent = new_trace()
+        queue = self.new_queue()
+        for headers in ({"Traceparent": traceparent}, [("TRACEPARENT", traceparent)],
+                        http.client.parse_headers(io.BytesIO(f"traceparent: {traceparent}\r\n\r\n".encode()))):
+            self.client.traced_from(headers).publish(queue, "x")
+        spans = spans_of(self.client, trace_id, 3)
+        self.assertEqual([(s["kind"], s["parent_id"]) for s in spans], [("publish", caller)] * 3, spans)
+        for untraced in ({}, {"traceparent": "00-" + "0" * 32 + "-" + "1" * 16 + "-01"},
+                         {"traceparent": traceparent.upper()}):
+            self.assertIsNone(self.client.traced_from(untraced).trace, untraced)
+
+    def test_a_traced_publish_carries_the_trace_to_the_fetched_message(self):
+        trace_id, caller, traceparent = new_trace()
+        queue, group = self.new_queue(), self.name("g")
+        self.client.traced(traceparent).publish(queue, "traced")
+        self.client.publish(queue, "not traced")
+        m1, m2 = self.client.fetch(queue, group, max=2)
+        self.assertIsNone(m2.traceparent, "a publish without a trace carries none")
+        self.assertEqual(span_parts(m1.traceparent)[0], trace_id, m1.traceparent)
+        (publish,) = spans_of(self.client, trace_id, 1)
+        self.assertEqual((publish["kind"], publish["service"], publish["parent_id"]), ("publish", queue, caller))
+        self.assertEqual(span_parts(m1.traceparent)[1], publish["span_id"], "the message names the publish span")
+        # The consumer continues the message's trace: its ack is a child of the publish.
+        self.client.traced(m1.traceparent).ack(queue, group, [m1, m2])
+        spans = spans_of(self.client, trace_id, 2)
+        self.assertEqual([(s["kind"], s["parent_id"]) for s in spans],
+                         [("publish", caller), ("ack", publish["span_id"])], spans)
+
+    def test_a_reply_to_a_traced_request_carries_the_trace_back(self):
+        trace_id, caller, traceparent = new_trace()
+        queue, group = self.new_queue(), self.name("g")
+        t, errors = Replies.consumer(self, queue, group, lambda c, m: c.reply(m, m.text.upper()))
+        r = self.client.traced(traceparent).request(queue, "ping", timeout_ms=10000)
+        t.join(20)
+        self.assertEqual(errors, [])
+        self.assertEqual(r.text, "PING")
+        publish, reply = spans_of(self.client, trace_id, 2)
+        self.assertEqual((publish["kind"], publish["parent_id"]), ("publish", caller))
+        # The consumer's client was not traced: reply() passed the message's traceparent.
+        self.assertEqual((reply["kind"], reply["parent_id"]), ("reply", publish["span_id"]), reply)
+        self.assertEqual(r.traceparent, f"00-{trace_id}-{reply['span_id']}-01", "the reply names its span")
+        untraced = Replies.consumer(self, queue, group, lambda c, m: c.reply(m, "pong"))
+        self.assertIsNone(self.client.request(queue, "ping", timeout_ms=10000).traceparent)
+        untraced[0].join(20)
+
+    def test_a_malformed_traceparent_is_refused_before_sending(self):
+        good = new_trace()[2]
+        for bad in ("", "junk", good.upper(), good[:-1], "ff" + good[2:], good + "-more",
+                    "00-" + "0" * 32 + good[35:], good[:36] + "0" * 16 + good[52:], 17):
+            with self.assertRaises(ValueError, msg=repr(bad)):
+                self.client.traced(bad)  # type: ignore[arg-type]
+        with self.assertRaises(ValueError):
+            self.client.traced(good, tracestate="a=1\r\nX-Injected: 1")
+        with self.assertRaises(ValueError):
+            self.client.traced(None, tracestate="a=1")
+        self.assertEqual(self.client.traced("01" + good[2:] + "-future").trace.traceparent,
+                         "01" + good[2:] + "-future", "a later version may carry more")
+
+
 class StateTest(LiveTest):
     """Gives each test a namespace and keys of its own."""
 
@@ -750,8 +860,11 @@ class Offline(unittest.TestCase):
     def test_parse_push(self):
         body = (b'{"queue": "orders", "group": "fulfil", "messages": ['
                 b'{"offset": 3, "deliveries": 2, "timestamp_ms": 1, "body": "a", "reply_to": "inbox:x"},'
-                b'{"offset": 4, "deliveries": 1, "timestamp_ms": 2, "body_base64": "/w=="}]}')
+                b'{"offset": 4, "deliveries": 1, "timestamp_ms": 2, "body_base64": "/w==",'
+                b' "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}]}')
         m3, m4 = parse_push(body)
+        self.assertEqual((m3.traceparent, m4.traceparent),
+                         (None, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
         self.assertEqual((m3.queue, m3.group, m3.offset, m3.deliveries, m3.text, m3.reply_to),
                          ("orders", "fulfil", 3, 2, "a", "inbox:x"))
         self.assertEqual((m4.offset, m4.body, m4.reply_to), (4, b"\xff", None))
@@ -828,6 +941,45 @@ class Offline(unittest.TestCase):
                                 ("Basic dXNlcg==", "t0k"),  # the call's own Authorization goes on
                                 ("Bearer from-env", None),
                                 (None, None)])
+
+    def test_a_traced_view_sends_the_trace_with_every_call(self):
+        seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                seen.append((self.command, self.headers.get("traceparent"), self.headers.get("tracestate")))
+                body = b'{"name": "q", "offset": 1, "version": 1}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = answer
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        mine = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"
+        try:
+            with Client(f"http://127.0.0.1:{server.server_address[1]}") as c:
+                t = c.traced(tp, "v=1")
+                t.stats("q")
+                t.kv_put("ns", "k", "v")
+                t.call("web", "/x", headers={"Traceparent": mine})  # a call's own wins
+                c.stats("q")
+                t.reply(Message(1, b"", reply_to="inbox:x", traceparent=mine), "ok")
+        finally:
+            server.shutdown()
+            server.server_close()
+        self.assertEqual(seen, [("GET", tp, "v=1"), ("PUT", tp, "v=1"), ("GET", mine, None),
+                                ("GET", None, None), ("POST", mine, None)])
 
     def test_url_is_required(self):
         saved = os.environ.pop("STRATA_URL", None)

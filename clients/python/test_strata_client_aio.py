@@ -79,8 +79,8 @@ class LiveTest(unittest.IsolatedAsyncioTestCase):
 
     def idle_socket(self):
         """The socket of the client's kept-alive idle connection."""
-        self.assertEqual(len(self.client._idle), 1, "one kept-alive connection after one call")
-        return self.client._idle[-1].socket
+        self.assertEqual(len(self.client._conns.idle), 1, "one kept-alive connection after one call")
+        return self.client._conns.idle[-1].socket
 
 
 class Queues(LiveTest):
@@ -146,15 +146,15 @@ class Queues(LiveTest):
     async def test_a_cancelled_long_poll_closes_its_connection(self):
         queue, group = await self.new_queue(), self.name("g")
         await self.client.stats(queue)
-        (conn,) = self.client._idle
+        (conn,) = self.client._conns.idle
         poll = asyncio.ensure_future(self.client.fetch(queue, group, wait_ms=10000))
         await asyncio.sleep(0.2)
-        self.assertEqual(self.client._idle, [], "the long poll took the kept-alive connection")
+        self.assertEqual(self.client._conns.idle, [], "the long poll took the kept-alive connection")
         poll.cancel()
         with self.assertRaises(asyncio.CancelledError):
             await poll
         self.assertTrue(conn.closed, "the cancelled call closed its connection")
-        self.assertEqual(self.client._idle, [], "and did not give it back")
+        self.assertEqual(self.client._conns.idle, [], "and did not give it back")
         self.assertEqual((await self.client.stats(queue))["messages"], 0, "the client goes on working")
 
     async def test_many_calls_at_once_share_a_bounded_pool(self):
@@ -165,7 +165,7 @@ class Queues(LiveTest):
             answers = await asyncio.gather(*(client.publish(queue, f"m{i}") for i in range(30)))
             offsets = sorted(a.offset for a in answers)
             self.assertEqual(offsets, list(range(offsets[0], offsets[0] + 30)), "thirty messages, thirty offsets")
-            self.assertLessEqual(len(client._idle), 3, "never more connections than max_connections")
+            self.assertLessEqual(len(client._conns.idle), 3, "never more connections than max_connections")
             self.assertEqual((await client.stats(queue))["messages"], 30)
         finally:
             await client.close()
@@ -549,7 +549,7 @@ class Offline(unittest.IsolatedAsyncioTestCase):
         async with ScriptedNode(lambda *a: b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it") as node:
             async with AsyncClient(node.url) as c:
                 self.assertEqual(await c.cache_get("k"), b"all of it")
-                self.assertEqual(c._idle, [], "a connection the node closes is not kept")
+                self.assertEqual(c._conns.idle, [], "a connection the node closes is not kept")
                 self.assertEqual(await c.cache_get("k"), b"all of it")
         self.assertEqual([r[0] for r in node.requests], [1, 2])
 
@@ -617,7 +617,7 @@ class Offline(unittest.IsolatedAsyncioTestCase):
                 call.cancel()
                 with self.assertRaises(asyncio.CancelledError):
                     await call
-                self.assertEqual(c._idle, [])
+                self.assertEqual(c._conns.idle, [])
 
 
 class OfflineLoops(unittest.TestCase):
@@ -644,7 +644,7 @@ class OfflineLoops(unittest.TestCase):
         self.addCleanup(server.shutdown)
         c = AsyncClient(f"http://127.0.0.1:{server.server_address[1]}")
         self.assertEqual(asyncio.run(c.queues()), [{"name": "q"}])
-        self.assertEqual(len(c._idle), 1, "a kept-alive connection, of the first loop")
+        self.assertEqual(len(c._conns.idle), 1, "a kept-alive connection, of the first loop")
 
         async def again():
             try:

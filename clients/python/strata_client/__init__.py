@@ -23,6 +23,14 @@ asyncio streams itself:
     async with AsyncClient() as c:
         await c.publish("orders", "hello")
 
+Calls join the trace of the request a member serves through a view of the client
+(docs/traces.md):
+
+    t = c.traced_from(request.headers)            # or c.traced(traceparent, tracestate)
+    t.call("recommendations", "/recommendations")  # a span of that trace
+    t.publish("orders", "hello")                   # its messages carry the trace on
+    m.traceparent, reply.traceparent               # what a message or a reply carries on
+
 Every call carries the token (`Authorization: Bearer`, or `X-Strata-Token` when a call
 passes an Authorization of its own on to the called service): strata gives each instance
 its service's in $STRATA_TOKEN, which reaches what the service's manifest entry declares
@@ -34,15 +42,16 @@ compare-and-set its subclass ConflictError (`current`); network failures raise O
 
 Modules: `client` (the blocking Client, over http.client), `aio` (AsyncClient, over
 `_http11`, a small HTTP/1.1 connection on asyncio streams), `models` (what calls
-answer), `errors`, `_api` (each call as a request and the reading of its answer, no
+answer), `errors`, `_trace` (trace context: checking it, the traced views), `_api` (each call as a request and the reading of its answer, no
 I/O: both clients send the same), `_wire` (body encodings, paths, headers).
 """
 from .aio import AsyncBlobStream, AsyncClient
 from .client import BlobStream, Client
 from .errors import ConflictError, StrataError
+from ._trace import Trace
 from .models import BatchPublished, Entry, Message, Published, Reply, Response, parse_push
 
 __version__ = "0.2.0"
 
 __all__ = ["Client", "AsyncClient", "StrataError", "ConflictError", "Message", "Reply", "Response",
-           "Published", "BatchPublished", "Entry", "BlobStream", "AsyncBlobStream", "parse_push"]
+           "Published", "BatchPublished", "Entry", "BlobStream", "AsyncBlobStream", "parse_push", "Trace"]

@@ -13,6 +13,7 @@ import urllib.parse
 from typing import (Any, Callable, Dict, Generic, Iterable, List, Mapping, NamedTuple, Optional,
                     Tuple, TypeVar, Union)
 
+from ._trace import TRACEPARENT
 from ._wire import (JSON, Body, body_fields, cond_headers, decode_body, json_bytes, message_fields,
                     page_query, quote, value_bytes)
 from .errors import error_from_answer
@@ -183,14 +184,19 @@ def reply(message_or_reply_to: Union[Message, str], body: Body,
     doc["reply_to"] = reply_to
     if correlation_id is not None:
         doc["correlation_id"] = correlation_id
-    return json_exchange("POST", "/v1/reply", doc)
+    exchange = json_exchange("POST", "/v1/reply", doc)
+    # A reply to a traced message continues the message's trace: its span is a child of
+    # the publish, and the publisher's answer names it (docs/traces.md).
+    if isinstance(message_or_reply_to, Message) and message_or_reply_to.traceparent:
+        exchange.headers[TRACEPARENT] = message_or_reply_to.traceparent
+    return exchange
 
 
 def request(queue: str, body: Body, timeout_ms: int, correlation_id: Optional[str],
             dedupe_id: Optional[str]) -> Exchange[Reply]:
     def finish(doc: JSON) -> Reply:
         got = doc.get("reply") or {}
-        return Reply(decode_body(got), got.get("correlation_id"), doc.get("offset"))
+        return Reply(decode_body(got), got.get("correlation_id"), doc.get("offset"), got.get("traceparent"))
     return _then(json_exchange("POST", f"{_queue(queue)}/messages?wait_reply_ms={int(timeout_ms)}",
                                message_fields(body, dedupe_id=dedupe_id, correlation_id=correlation_id),
                                ok=(200,), wait_s=timeout_ms / 1000), finish)

@@ -24,6 +24,7 @@ from typing import (IO, Any, AsyncIterable, AsyncIterator, Awaitable, Callable, 
 from . import _api
 from ._api import Answer, BatchItem, BlobMeta, Exchange
 from ._http11 import BodyReader, Connection, Dropped, OutBody, RequestBody
+from ._trace import TraceViews, with_trace
 from ._wire import BLOCK, JSON, Body, file_span, node_token, node_url, not_a_blob, with_token
 from .models import BatchPublished, Entry, Message, Published, Reply, Response
 
@@ -37,7 +38,7 @@ by block), an iterable or an async iterable of bytes."""
 _DROPPED = (Dropped, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
-class AsyncClient:
+class AsyncClient(TraceViews):
     """The platform API of one node, for asyncio: queues, replies, calls to services,
     the store (key-value and blobs) and the cache; every method of `Client`, awaited.
 
@@ -47,6 +48,9 @@ class AsyncClient:
     TimeoutError. Up to `max_connections` calls are in flight at once, each on its own
     kept-alive connection. A client belongs to the event loop that uses it; used from
     another loop, it starts afresh there.
+
+    `traced(traceparent)` (or `traced_from(request.headers)`) is a view of the client
+    whose calls join a trace (docs/traces.md); it shares the client's connections.
     """
 
     def __init__(self, url: Optional[str] = None, timeout: float = 30.0, max_connections: int = 10,
@@ -65,13 +69,11 @@ class AsyncClient:
         self._host_header = node.host if node.port is None else f"{node.host}:{node.port}"
         if ":" in node.host:  # an IPv6 literal
             self._host_header = f"[{node.host}]" + ("" if node.port is None else f":{node.port}")
-        self._idle: List[Connection] = []
-        self._slots: Optional[asyncio.Semaphore] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._conns = _Conns()  # shared with the client's traced views
 
     async def close(self) -> None:
         """Closes the idle connections (a later call opens a new one)."""
-        idle, self._idle = self._idle, []
+        idle, self._conns.idle = self._conns.idle, []
         for conn in idle:
             await conn.wait_closed()
 
@@ -83,6 +85,8 @@ class AsyncClient:
         await self.close()
 
     def __repr__(self) -> str:
+        if self._trace is not None:
+            return f"AsyncClient({self.url!r}, traceparent={self._trace.traceparent!r})"
         return f"AsyncClient({self.url!r})"
 
     # ------------------------------------------------------------------ transport
@@ -90,25 +94,26 @@ class AsyncClient:
     def _pool(self) -> asyncio.Semaphore:
         """The semaphore of in-flight calls, of this event loop."""
         loop = asyncio.get_running_loop()
-        if self._slots is None or self._loop is not loop:
-            for conn in self._idle:  # of another loop: unusable here
+        pool = self._conns
+        if pool.slots is None or pool.loop is not loop:
+            for conn in pool.idle:  # of another loop: unusable here
                 conn.close()
-            self._idle = []
-            self._slots = asyncio.Semaphore(self.max_connections)
-            self._loop = loop
-        return self._slots
+            pool.idle = []
+            pool.slots = asyncio.Semaphore(self.max_connections)
+            pool.loop = loop
+        return pool.slots
 
     def _take_idle(self) -> Optional[Connection]:
-        while self._idle:
-            conn = self._idle.pop()
+        while self._conns.idle:
+            conn = self._conns.idle.pop()
             if conn.reusable:
                 return conn
             conn.close()
         return None
 
     def _give_back(self, conn: Connection) -> None:
-        if conn.reusable and len(self._idle) < self.max_connections:
-            self._idle.append(conn)
+        if conn.reusable and len(self._conns.idle) < self.max_connections:
+            self._conns.idle.append(conn)
         else:
             conn.close()
 
@@ -122,7 +127,7 @@ class AsyncClient:
         with a dedupe_id is safe to send twice) when `resendable`; `body(attempt)` gives
         the body for each attempt (rewound for the second)."""
         target = self._prefix + path
-        headers = with_token(self._token, headers)
+        headers = with_token(self._token, with_trace(self._trace, headers))
         async with self._pool():
             for attempt in (1, 2):
                 conn = self._take_idle()
@@ -287,7 +292,9 @@ class AsyncClient:
         try:
             conn = await _within(self._connect(), self.timeout, "GET", exchange.path)
             status, headers = await _within(conn.request("GET", self._prefix + exchange.path,
-                                                          with_token(self._token, exchange.headers), None),
+                                                          with_token(self._token,
+                                                                     with_trace(self._trace, exchange.headers)),
+                                                          None),
                                             self.timeout, "GET", exchange.path)
             assert conn.body is not None
             if status != 200:
@@ -346,6 +353,18 @@ class AsyncClient:
     async def cache_drop_shard(self, n: int) -> JSON:
         """Empties cache shard `n` (drills, tests) → {"shard", "dropped_keys"}."""
         return await self._run(_api.cache_drop_shard(n))
+
+
+class _Conns:
+    """The idle connections and the in-flight slots of one event loop, shared by a
+    client and its traced views."""
+
+    __slots__ = ("idle", "slots", "loop")
+
+    def __init__(self) -> None:
+        self.idle: List[Connection] = []
+        self.slots: Optional[asyncio.Semaphore] = None
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
 
 
 class AsyncBlobStream:

@@ -10,6 +10,7 @@ from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, Mapping, 
 
 from . import _api
 from ._api import Answer, BatchItem, BlobMeta, Exchange
+from ._trace import TraceViews, with_trace
 from ._wire import BLOCK, JSON, Body, file_span, node_token, node_url, not_a_blob, with_token
 from .models import BatchPublished, Entry, Message, Published, Reply, Response
 
@@ -23,7 +24,7 @@ _DROPPED = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
             http.client.RemoteDisconnected, http.client.BadStatusLine)
 
 
-class Client:
+class Client(TraceViews):
     """The platform API of one node: queues, replies, calls to services, the store
     (key-value and blobs) and the cache.
 
@@ -33,6 +34,9 @@ class Client:
     wait the call asks the node for (`wait_ms`, `timeout_ms`). One kept-alive
     connection: calls from several threads take turns on it, so give each thread its
     own Client to run them in parallel.
+
+    `traced(traceparent)` (or `traced_from(request.headers)`) is a view of the client
+    whose calls join a trace (docs/traces.md).
     """
 
     def __init__(self, url: Optional[str] = None, timeout: float = 30.0, token: Optional[str] = None) -> None:
@@ -63,6 +67,8 @@ class Client:
         self.close()
 
     def __repr__(self) -> str:
+        if self._trace is not None:
+            return f"Client({self.url!r}, traceparent={self._trace.traceparent!r})"
         return f"Client({self.url!r})"
 
     # ------------------------------------------------------------------ transport
@@ -76,7 +82,7 @@ class Client:
         again only when `rewind` (not None) can put it back to its start."""
         hdrs = {"Accept": "application/json"}
         hdrs.update(headers or {})
-        hdrs = with_token(self._token, hdrs)
+        hdrs = with_token(self._token, with_trace(self._trace, hdrs))
         timeout = self.timeout if timeout is None else timeout
         with self._lock:
             for attempt in (1, 2):
@@ -253,7 +259,8 @@ class Client:
         exchange = _api.blob_open(ns, name)
         conn = self._connection()
         try:
-            conn.request("GET", self._prefix + exchange.path, headers=with_token(self._token, exchange.headers))
+            conn.request("GET", self._prefix + exchange.path,
+                         headers=with_token(self._token, with_trace(self._trace, exchange.headers)))
             resp = conn.getresponse()
             headers = {k.lower(): v for k, v in resp.getheaders()}
             if resp.status != 200:

@@ -28,11 +28,12 @@ class Message(_Payload):
     """One message of a queue, as fetched (or pushed) to a consumer group."""
 
     __slots__ = ("offset", "deliveries", "timestamp_ms", "body", "reply_to",
-                 "correlation_id", "queue", "group")
+                 "correlation_id", "queue", "group", "traceparent")
 
     def __init__(self, offset: int, body: bytes, deliveries: int = 1, timestamp_ms: Optional[int] = None,
                  reply_to: Optional[str] = None, correlation_id: Optional[str] = None,
-                 queue: Optional[str] = None, group: Optional[str] = None) -> None:
+                 queue: Optional[str] = None, group: Optional[str] = None,
+                 traceparent: Optional[str] = None) -> None:
         self.offset = offset
         self.body = body
         self.deliveries = deliveries
@@ -41,6 +42,9 @@ class Message(_Payload):
         self.correlation_id = correlation_id
         self.queue = queue
         self.group = group
+        #: The W3C traceparent to continue the publisher's trace with (its delivery's
+        #: span, or the publish span on a fetch); None when the publish was not traced.
+        self.traceparent = traceparent
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], queue: Optional[str] = None,
@@ -49,7 +53,7 @@ class Message(_Payload):
         return cls(offset=doc["offset"], body=decode_body(doc),
                    deliveries=doc.get("deliveries", 1), timestamp_ms=doc.get("timestamp_ms"),
                    reply_to=doc.get("reply_to"), correlation_id=doc.get("correlation_id"),
-                   queue=queue, group=group)
+                   queue=queue, group=group, traceparent=doc.get("traceparent"))
 
     def __repr__(self) -> str:
         return (f"Message(offset={self.offset!r}, deliveries={self.deliveries!r}, "
@@ -57,14 +61,18 @@ class Message(_Payload):
 
 
 class Reply(_Payload):
-    """The reply to a request: body, correlation_id, and `offset` of the request message."""
+    """The reply to a request: body, correlation_id, `offset` of the request message, and
+    `traceparent` naming the reply's span when the consumer replied within the trace
+    (None when the reply was not traced)."""
 
-    __slots__ = ("body", "correlation_id", "offset")
+    __slots__ = ("body", "correlation_id", "offset", "traceparent")
 
-    def __init__(self, body: bytes, correlation_id: Optional[str] = None, offset: Optional[int] = None) -> None:
+    def __init__(self, body: bytes, correlation_id: Optional[str] = None, offset: Optional[int] = None,
+                 traceparent: Optional[str] = None) -> None:
         self.body = body
         self.correlation_id = correlation_id
         self.offset = offset
+        self.traceparent = traceparent
 
     def __repr__(self) -> str:
         return f"Reply(offset={self.offset!r}, correlation_id={self.correlation_id!r}, body={self.body[:60]!r})"
