@@ -227,6 +227,68 @@ class Replies(LiveTest):
         self.assertEqual((r.body, r.correlation_id), (b"done", "c-9"))
 
 
+def new_trace():
+    """A fresh trace id and a span id of the caller's, and the traceparent naming them."""
+    trace_id, span_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    return trace_id, span_id, f"00-{trace_id}-{span_id}-01"
+
+
+class Traces(LiveTest):
+    """A traced view's calls are spans of the caller's trace (docs/traces.md)."""
+
+    async def spans_of(self, trace_id, n):
+        """The node's spans of trace `trace_id`, once there are `n` or more (or after 10 s)."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                spans = (await self.client._json("GET", f"/v1/traces?id={trace_id}"))["answer"][0]["spans"]
+            except StrataError as e:
+                if e.status != 404:
+                    raise
+                spans = []
+            if len(spans) >= n or time.monotonic() > deadline:
+                return spans
+            await asyncio.sleep(0.05)
+
+    @unittest.skipUnless(CALL_SERVICE, "STRATA_TEST_CALL_SERVICE names no service to call")
+    async def test_a_traced_call_is_a_span_of_the_callers_trace(self):
+        trace_id, caller, traceparent = new_trace()
+        traced = self.client.traced_from({"traceparent": traceparent, "tracestate": "v=1"})
+        self.assertEqual(traced.trace, strata_client.Trace(traceparent, "v=1"))
+        self.assertIs(traced._conns, self.client._conns, "the view shares the client's connections")
+        self.assertEqual((await traced.call(CALL_SERVICE, "/hello")).status, 200)
+        await self.client.call(CALL_SERVICE, "/hello")  # the client itself is not traced
+        (call,) = await self.spans_of(trace_id, 1)
+        self.assertEqual((call["kind"], call["service"], call["parent_id"]), ("call", CALL_SERVICE, caller), call)
+        self.assertEqual(len(self.client._conns.idle), 1, "both calls took turns on one connection")
+
+    async def test_a_traced_publish_reaches_the_consumer_and_the_reply_comes_back(self):
+        trace_id, caller, traceparent = new_trace()
+        queue, group = await self.new_queue(), self.name("g")
+        seen = []
+
+        async def consume():
+            (m,) = await self.client.fetch(queue, group, wait_ms=5000)
+            seen.append(m)
+            await self.client.reply(m, "pong")  # continues the message's trace
+            await self.client.ack(queue, group, [m])
+
+        consumer = asyncio.ensure_future(consume())
+        r = await self.client.traced(traceparent).request(queue, "ping", timeout_ms=10000)
+        await asyncio.wait_for(consumer, 20)
+        publish, reply = await self.spans_of(trace_id, 2)
+        self.assertEqual((publish["kind"], publish["service"], publish["parent_id"]), ("publish", queue, caller))
+        self.assertEqual(seen[0].traceparent, f"00-{trace_id}-{publish['span_id']}-01",
+                         "the fetched message carries the publish span")
+        self.assertEqual((reply["kind"], reply["parent_id"]), ("reply", publish["span_id"]), reply)
+        self.assertEqual((r.text, r.traceparent), ("pong", f"00-{trace_id}-{reply['span_id']}-01"))
+
+    async def test_a_malformed_traceparent_is_refused_before_sending(self):
+        with self.assertRaises(ValueError):
+            self.client.traced("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7")
+        self.assertIsNone(self.client.traced_from({"traceparent": "nonsense"}).trace)
+
+
 class Errors(LiveTest):
     async def test_a_token_the_node_did_not_give_out_is_401(self):
         async with AsyncClient(STRATA_URL, timeout=15, token="0" * 64) as stranger:
@@ -544,6 +606,18 @@ class Offline(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(seen, [("Bearer t0k", None),
                                 ("Basic dXNlcg==", "t0k"),  # the call's own Authorization goes on
                                 (expected_default, None)])
+
+    async def test_a_traced_view_sends_the_trace_with_every_call(self):
+        tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        async with ScriptedNode(lambda *a: ok_json({"name": "q", "version": 1})) as node:
+            async with AsyncClient(node.url) as c:
+                t = c.traced(tp, "v=1")
+                await t.stats("q")
+                await t.kv_put("ns", "k", "v")
+                await c.stats("q")
+                await t.traced(None).stats("q")
+        seen = [(h.get("traceparent"), h.get("tracestate")) for h in node.headers]
+        self.assertEqual(seen, [(tp, "v=1"), (tp, "v=1"), (None, None), (None, None)])
 
     async def test_a_body_up_to_the_close(self):
         async with ScriptedNode(lambda *a: b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it") as node:
