@@ -9,18 +9,24 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::conn::{Answer, Conns, Outgoing};
-use crate::{error, Error};
+use crate::{error, Error, TraceContext};
 
 /// A handle on one node's API. Cheap to clone; clones share kept-alive connections.
-/// Calls may run concurrently, each on its own connection.
+/// Calls may run concurrently, each on its own connection. [`Client::traced`] gives a
+/// handle on the same connections whose calls join a trace.
 #[derive(Clone)]
 pub struct Client {
     pub(crate) conns: Arc<Conns>,
+    /// Sent with every call when set (`docs/traces.md`).
+    pub(crate) trace: Option<Arc<TraceContext>>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("api", &self.conns.authority()).finish()
+        f.debug_struct("Client")
+            .field("api", &self.conns.authority())
+            .field("trace", &self.trace)
+            .finish()
     }
 }
 
@@ -55,6 +61,7 @@ impl Client {
         }
         Ok(Client {
             conns: Conns::new(authority.to_string(), token)?,
+            trace: None,
         })
     }
 
@@ -84,7 +91,7 @@ impl Client {
 
     /// Sends a request; a status outside 2xx becomes [`Error::Api`].
     pub(crate) async fn call(&self, method: Method, path: &str, out: Outgoing) -> Result<Answer, Error> {
-        let answer = self.conns.call(method, path, out).await?;
+        let answer = self.conns.call(method, path, out, self.trace.as_deref()).await?;
         if !answer.status.is_success() {
             return Err(error::from_answer(answer.status.as_u16(), &answer.body));
         }

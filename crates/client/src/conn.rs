@@ -15,7 +15,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::Error;
+use crate::{Error, TraceContext};
 
 type Sender = SendRequest<Full<Bytes>>;
 
@@ -74,10 +74,17 @@ impl Conns {
         &self.authority
     }
 
-    /// Sends one request and reads its whole answer, whatever its status.
-    pub async fn call(&self, method: Method, path: &str, out: Outgoing) -> Result<Answer, Error> {
+    /// Sends one request (with the headers of `trace` when given) and reads its whole
+    /// answer, whatever its status.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        out: Outgoing,
+        trace: Option<&TraceContext>,
+    ) -> Result<Answer, Error> {
         let retry_after_write = method == Method::GET || method == Method::PUT || method == Method::HEAD;
-        let mut req = self.request(&method, path, &out)?;
+        let mut req = self.request(&method, path, &out, trace)?;
         loop {
             let (mut sender, reused) = match self.take_idle().await {
                 Some(sender) => (sender, true),
@@ -92,7 +99,7 @@ impl Conns {
                             continue;
                         }
                         if retry_after_write {
-                            req = self.request(&method, path, &out)?;
+                            req = self.request(&method, path, &out, trace)?;
                             continue;
                         }
                     }
@@ -111,7 +118,13 @@ impl Conns {
         }
     }
 
-    fn request(&self, method: &Method, path: &str, out: &Outgoing) -> Result<Request<Full<Bytes>>, Error> {
+    fn request(
+        &self,
+        method: &Method,
+        path: &str,
+        out: &Outgoing,
+        trace: Option<&TraceContext>,
+    ) -> Result<Request<Full<Bytes>>, Error> {
         let mut b = Request::builder()
             .method(method.clone())
             .uri(path)
@@ -124,6 +137,12 @@ impl Conns {
         }
         if let Some(accept) = out.accept {
             b = b.header(ACCEPT, accept);
+        }
+        if let Some(trace) = trace {
+            b = b.header("traceparent", trace.traceparent.clone());
+            if let Some(state) = &trace.tracestate {
+                b = b.header("tracestate", state.clone());
+            }
         }
         b.body(Full::new(out.body.clone()))
             .map_err(|e| Error::Invalid(format!("cannot build {method} {path}: {e}")))

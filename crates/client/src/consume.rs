@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::{parse, segment};
 use crate::compact::{self, CompactMessage};
 use crate::conn::Outgoing;
-use crate::{Client, Error};
+use crate::{Client, Error, TraceContext};
 use strata_wire::JsonBody;
 
 /// A message leased to a group by a fetch.
@@ -21,6 +21,18 @@ pub struct Message {
     pub body: Bytes,
     pub reply_to: Option<String>,
     pub correlation_id: Option<String>,
+    /// The W3C `traceparent` to continue the publisher's trace with (the publish span),
+    /// when the publish was traced; see [`Message::trace`].
+    pub traceparent: Option<String>,
+}
+
+impl Message {
+    /// The trace to continue, for [`Client::traced`]: a reply, ack or publish made on
+    /// `client.traced(message.trace())` is a span of the publisher's trace. None when the
+    /// message carries no (well-formed) `traceparent`.
+    pub fn trace(&self) -> Option<TraceContext> {
+        TraceContext::new(self.traceparent.as_deref()?, None).ok()
+    }
 }
 
 /// How many messages a fetch may hand out.
@@ -110,6 +122,7 @@ impl Client {
             body: JsonBody,
             reply_to: Option<String>,
             correlation_id: Option<String>,
+            traceparent: Option<String>,
         }
         #[derive(Deserialize)]
         struct Answer {
@@ -132,13 +145,14 @@ impl Client {
                     body: m.body.into_bytes()?,
                     reply_to: m.reply_to,
                     correlation_id: m.correlation_id,
+                    traceparent: m.traceparent,
                 })
             })
             .collect()
     }
 
     /// [`fetch`](Client::fetch) in the compact form: offsets, delivery counts and
-    /// payloads only, no JSON to parse. Payloads are slices of one buffer.
+    /// payloads only (no `traceparent` either), no JSON to parse. Payloads are slices of one buffer.
     pub async fn fetch_compact(
         &self,
         queue: &str,

@@ -11,6 +11,9 @@
 //!   [`Client::ack`], [`Client::nack`], [`Client::delete`].
 //! - `stats`: [`Client::create_queue`], [`Client::stats`], [`Client::list_queues`].
 //! - `producer`: [`Producer`], many messages unacknowledged at once, batched on the wire.
+//! - `trace`: [`TraceContext`] and [`Client::traced`], a client whose calls join a W3C
+//!   trace (`docs/traces.md`): publishes, fetches, acks and replies become spans of it,
+//!   and a fetched [`Message`] and a [`Reply`] carry their `traceparent` on.
 //! - [`compact`]: the `application/x-strata-batch` encoding, both directions.
 //! - `body`: message bytes inside JSON (`body` or `body_base64`).
 //! - `conn`: HTTP/1.1 connections (hyper), reused while kept alive.
@@ -29,6 +32,7 @@ mod error;
 mod producer;
 mod publish;
 mod stats;
+mod trace;
 
 pub use client::Client;
 pub use compact::CompactMessage;
@@ -37,6 +41,7 @@ pub use error::Error;
 pub use producer::{Producer, ProducerConfig, Receipt};
 pub use publish::{OutgoingMessage, Published, PublishedBatch, Reply, ReplyOutcome};
 pub use stats::{GroupStats, QueueStats};
+pub use trace::TraceContext;
 
 impl Client {
     /// A [`Producer`] to `queue` over this client's connections.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{parse, segment};
 use crate::conn::Outgoing;
-use crate::{compact, Client, Error};
+use crate::{compact, Client, Error, TraceContext};
 use strata_wire::JsonBody;
 
 /// A message to publish with its optional attributes.
@@ -94,6 +94,17 @@ pub struct Reply {
     pub offset: u64,
     pub body: Bytes,
     pub correlation_id: Option<String>,
+    /// The reply's span when the consumer replied within the trace (a traced request,
+    /// replied to on `client.traced(message.trace())`), to continue it with; None when
+    /// the reply was not traced.
+    pub traceparent: Option<String>,
+}
+
+impl Reply {
+    /// The trace to continue, for [`Client::traced`]; None when the reply was not traced.
+    pub fn trace(&self) -> Option<TraceContext> {
+        TraceContext::new(self.traceparent.as_deref()?, None).ok()
+    }
 }
 
 /// What became of a [`Client::reply`].
@@ -166,6 +177,7 @@ impl Client {
             #[serde(flatten)]
             body: JsonBody,
             correlation_id: Option<String>,
+            traceparent: Option<String>,
         }
         #[derive(Deserialize)]
         struct Answer {
@@ -177,10 +189,13 @@ impl Client {
             offset: answer.offset,
             body: answer.reply.body.into_bytes()?,
             correlation_id: answer.reply.correlation_id,
+            traceparent: answer.reply.traceparent,
         })
     }
 
-    /// `POST /v1/reply`: answers a message's sender through its `reply_to`.
+    /// `POST /v1/reply`: answers a message's sender through its `reply_to`. To continue
+    /// the message's trace (its publisher's answer then names the reply's span), reply on
+    /// `client.traced(message.trace())`.
     pub async fn reply(
         &self,
         reply_to: &str,

@@ -7,7 +7,9 @@
 //! consumer's own call. A member's traced fetch, reply, ack, store and cache calls are
 //! spans of its trace; a traced reply carries its span on (in the message of a reply
 //! into a queue, in the waiting publisher's answer); a timer firing starts a trace the
-//! function's calls join.
+//! function's calls join. The Rust client's traced handle (`strata_client::Client::traced`)
+//! puts its publishes, fetches, acks and replies in the caller's trace, and hands on the
+//! `traceparent` of the messages and replies it reads.
 
 mod common;
 
@@ -577,5 +579,87 @@ async fn spans_are_exported_over_otlp() {
     );
     assert_eq!(attribute(&resource, "service.name"), json!({"stringValue": "strata"}));
     assert_eq!(attribute(&resource, "strata.app"), json!({"stringValue": "test"}));
+    stop(node).await;
+}
+
+/// The Rust client: a traced handle's publish is a span of the caller's trace (the given
+/// span its parent), the fetched message carries the publish span on, and a consumer
+/// that replies and acks on `client.traced(message.trace())` continues that trace; the
+/// waiting publisher's `Reply` names the reply's span. The untraced handle the traced one
+/// was made from records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_s_traced_calls_join_the_caller_s_trace() {
+    use std::time::Duration;
+    use strata_client::{FetchOptions, OutgoingMessage, TraceContext};
+
+    let app = App::new();
+    let manifest = json!({
+        "strata": 1,
+        "app": "test",
+        "queues": { "jobs": {} },
+        "services": { "front": { "run": ["python3", MEMBER] } }
+    });
+    let manifest = strata_manifest::parse(&manifest.to_string()).expect("a valid manifest");
+    let node = app.start(app.config(manifest)).await;
+    let url = format!("http://{}", node.api_addr);
+    let client = strata_client::Client::with_token(&url, Some(node.control_token())).unwrap();
+
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4735";
+    let caller = "50f067aa0ba902b5";
+    let context = TraceContext::new(&format!("00-{trace_id}-{caller}-01"), Some("vendor=1")).unwrap();
+    let traced = client.traced(context.clone());
+    assert_eq!(traced.trace(), Some(&context));
+    assert_eq!(client.trace(), None, "the handle it was made from stays untraced");
+
+    // Publish and wait on the traced handle; an untraced consumer fetches, then replies
+    // and acks within the message's trace.
+    let waiting = tokio::spawn(async move {
+        traced
+            .request("jobs", &OutgoingMessage::new("question"), Duration::from_secs(10))
+            .await
+    });
+    let fetched = client
+        .fetch("jobs", "g", &FetchOptions::max(1).wait_ms(5000))
+        .await
+        .unwrap();
+    let m = fetched.first().expect("the published message");
+    let consumer = client.traced(m.trace());
+    assert!(consumer.trace().is_some(), "a traced publish's message carries its trace: {m:?}");
+    consumer
+        .reply(m.reply_to.as_deref().unwrap(), m.correlation_id.as_deref(), b"answer")
+        .await
+        .unwrap();
+    consumer.ack("jobs", "g", &[m.offset]).await.unwrap();
+    let reply = waiting.await.unwrap().unwrap();
+    assert_eq!(&reply.body[..], b"answer");
+
+    let spans = spans_of(&node, trace_id, 3).await;
+    let kinds: Vec<&str> = spans.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["publish", "reply", "ack"], "{spans:#?}");
+    let (publish, replied, acked) = (&spans[0], &spans[1], &spans[2]);
+    assert_eq!(publish["parent_id"], caller, "the caller's span is the publish's parent");
+    assert_eq!(publish["service"], "jobs");
+    assert_eq!(
+        m.traceparent.as_deref(),
+        Some(format!("00-{trace_id}-{}-01", publish["span_id"].as_str().unwrap()).as_str()),
+        "the fetched message names the publish span"
+    );
+    assert_eq!(replied["parent_id"], publish["span_id"], "{spans:#?}");
+    assert_eq!(acked["parent_id"], publish["span_id"], "{spans:#?}");
+    assert_eq!(
+        reply.traceparent.as_deref(),
+        Some(format!("00-{trace_id}-{}-01", replied["span_id"].as_str().unwrap()).as_str()),
+        "the reply names its span"
+    );
+    assert_eq!(reply.trace().map(|t| t.traceparent().to_string()), reply.traceparent);
+
+    // The untraced handle records nothing, and its messages carry no trace.
+    let before = all_spans(&node).await.len();
+    client.publish("jobs", &OutgoingMessage::new("plain")).await.unwrap();
+    let plain = client.fetch("jobs", "g", &FetchOptions::max(1)).await.unwrap();
+    assert_eq!(plain[0].traceparent, None);
+    assert!(plain[0].trace().is_none());
+    client.ack("jobs", "g", &[plain[0].offset]).await.unwrap();
+    assert_eq!(all_spans(&node).await.len(), before, "an untraced handle records no span");
     stop(node).await;
 }
