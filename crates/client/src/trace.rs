@@ -142,7 +142,10 @@ mod tests {
             GOOD.replace('-', "_"),
         ] {
             assert!(!well_formed(bad.as_bytes()), "{bad:?}");
-            assert!(matches!(TraceContext::new(&bad, None), Err(Error::Invalid(_))), "{bad:?}");
+            assert!(
+                matches!(TraceContext::new(&bad, None), Err(Error::Invalid(_))),
+                "{bad:?}"
+            );
         }
         assert!(TraceContext::new(GOOD, Some("a=1\r\nx: y")).is_err());
         let t = TraceContext::new(GOOD, Some("vendor=1")).unwrap();

@@ -16,7 +16,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use strata_client::compact::{self, CompactMessage};
-use strata_client::{Client, Error, FetchOptions, OutgoingMessage, ProducerConfig, ReplyOutcome};
+use strata_client::{Client, Error, FetchOptions, OutgoingMessage, ProducerConfig, ReplyOutcome, TraceContext};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -40,6 +40,8 @@ struct Fake {
     one_request_per_connection: bool,
     /// The Authorization header of each request, in arrival order ("" when none).
     authorizations: Mutex<Vec<String>>,
+    /// The traceparent and tracestate headers of each request ("" when none).
+    traces: Mutex<Vec<(String, String)>>,
 }
 
 #[derive(Clone)]
@@ -90,6 +92,10 @@ impl Fake {
 
     async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         self.authorizations.lock().unwrap().push(header(&req, "authorization"));
+        self.traces
+            .lock()
+            .unwrap()
+            .push((header(&req, "traceparent"), header(&req, "tracestate")));
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
@@ -554,4 +560,33 @@ async fn every_call_carries_the_token() {
         "the token on every request of a client that has one, none otherwise"
     );
     assert!(Client::with_token(&url, Some("bad\ntoken")).is_err());
+}
+
+#[tokio::test]
+async fn a_traced_handle_sends_its_trace_with_every_call() {
+    let (fake, addr) = serve(Fake::default()).await;
+    let client = Client::with_token(&format!("http://{addr}"), None).unwrap();
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = client.traced(TraceContext::new(tp, Some("vendor=1")).unwrap());
+    traced.health().await.unwrap();
+    traced.publish("orders", &OutgoingMessage::new("a")).await.unwrap();
+    client.health().await.unwrap();
+    traced.traced(None).health().await.unwrap();
+    client
+        .traced(TraceContext::new(tp, None).unwrap())
+        .health()
+        .await
+        .unwrap();
+    let (tp, vendor) = (tp.to_string(), "vendor=1".to_string());
+    assert_eq!(
+        *fake.traces.lock().unwrap(),
+        [
+            (tp.clone(), vendor.clone()),
+            (tp.clone(), vendor),
+            (String::new(), String::new()),
+            (String::new(), String::new()),
+            (tp, String::new()),
+        ],
+        "the trace on every call of a traced handle, none on the handle it came from"
+    );
 }

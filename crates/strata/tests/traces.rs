@@ -624,7 +624,10 @@ async fn the_rust_client_s_traced_calls_join_the_caller_s_trace() {
         .unwrap();
     let m = fetched.first().expect("the published message");
     let consumer = client.traced(m.trace());
-    assert!(consumer.trace().is_some(), "a traced publish's message carries its trace: {m:?}");
+    assert!(
+        consumer.trace().is_some(),
+        "a traced publish's message carries its trace: {m:?}"
+    );
     consumer
         .reply(m.reply_to.as_deref().unwrap(), m.correlation_id.as_deref(), b"answer")
         .await
@@ -637,7 +640,10 @@ async fn the_rust_client_s_traced_calls_join_the_caller_s_trace() {
     let kinds: Vec<&str> = spans.iter().map(|s| s["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["publish", "reply", "ack"], "{spans:#?}");
     let (publish, replied, acked) = (&spans[0], &spans[1], &spans[2]);
-    assert_eq!(publish["parent_id"], caller, "the caller's span is the publish's parent");
+    assert_eq!(
+        publish["parent_id"], caller,
+        "the caller's span is the publish's parent"
+    );
     assert_eq!(publish["service"], "jobs");
     assert_eq!(
         m.traceparent.as_deref(),
@@ -660,6 +666,10 @@ async fn the_rust_client_s_traced_calls_join_the_caller_s_trace() {
     assert_eq!(plain[0].traceparent, None);
     assert!(plain[0].trace().is_none());
     client.ack("jobs", "g", &[plain[0].offset]).await.unwrap();
-    assert_eq!(all_spans(&node).await.len(), before, "an untraced handle records no span");
+    assert_eq!(
+        all_spans(&node).await.len(),
+        before,
+        "an untraced handle records no span"
+    );
     stop(node).await;
 }
