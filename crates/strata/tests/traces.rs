@@ -9,7 +9,8 @@
 //! into a queue, in the waiting publisher's answer); a timer firing starts a trace the
 //! function's calls join. The Rust client's traced handle (`strata_client::Client::traced`)
 //! puts its publishes, fetches, acks and replies in the caller's trace, and hands on the
-//! `traceparent` of the messages and replies it reads.
+//! `traceparent` of the messages and replies it reads. A member using the Python
+//! client's `traced_from(self.headers)` makes its call a child of the gateway's span.
 
 mod common;
 
@@ -18,6 +19,7 @@ use http::Method;
 use serde_json::{json, Value};
 
 const MEMBER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/trace_member.py");
+const CALLER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/caller.py");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_and_the_call_it_makes_are_one_trace() {
@@ -670,6 +672,59 @@ async fn the_rust_client_s_traced_calls_join_the_caller_s_trace() {
         all_spans(&node).await.len(),
         before,
         "an untraced handle records no span"
+    );
+    stop(node).await;
+}
+
+/// A member written with the Python client (`caller.py`) that makes its call on
+/// `CLIENT.traced_from(self.headers)` (http.server's headers of the request it serves)
+/// puts the call in the request's trace, the gateway span its parent; the same call on
+/// the untraced client is no span of that trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_member_s_traced_from_call_joins_the_request_s_trace() {
+    let python_client = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/python");
+    let caller = json!({
+        "run": ["python3", CALLER],
+        "env": { "PYTHONPATH": python_client, "PYTHONDONTWRITEBYTECODE": "1" },
+        "health": { "path": "/healthz", "interval_ms": 200, "timeout_ms": 1000 },
+    });
+    let mut front = caller.clone();
+    front["routes"] = json!(["/"]);
+    front["bindings"] = json!(["back"]);
+    let app = App::new();
+    let node = app
+        .start(app.config(app.manifest(json!({ "front": front, "back": caller }), Value::Null)))
+        .await;
+    wait_ready(&node, "front", 1).await;
+    wait_ready(&node, "back", 1).await;
+
+    let trace_id = "6bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "60f067aa0ba902b6";
+    for path in ["/call?service=back", "/traced_call?service=back"] {
+        let mut req = request(Method::GET, node.gateway_addr, path, "");
+        req.headers_mut().insert(
+            "traceparent",
+            format!("00-{trace_id}-{client_span}-01").parse().unwrap(),
+        );
+        let reply = send(node.gateway_addr, req).await.unwrap();
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        assert_eq!(reply.json()["status"], 200, "{path}: {}", reply.text());
+    }
+    let spans = spans_of(&node, trace_id, 3).await;
+    let kinds: Vec<(&str, &str)> = spans
+        .iter()
+        .map(|s| (s["kind"].as_str().unwrap(), s["service"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("gateway", "front"), ("gateway", "front"), ("call", "back")],
+        "the untraced client's call is no span of the trace, the traced view's is: {spans:#?}"
+    );
+    let (traced_gateway, call) = (&spans[1], &spans[2]);
+    assert_eq!(traced_gateway["parent_id"], client_span);
+    assert_eq!(
+        call["parent_id"], traced_gateway["span_id"],
+        "the member's call is a child of the gateway span of the request it served"
     );
     stop(node).await;
 }
