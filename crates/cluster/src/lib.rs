@@ -21,6 +21,8 @@
 //! - [`queues`]: the queues on JetStream ([`JetStreamQueues`], a
 //!   `strata_queue::QueueBackend`): a stream per queue and per dead-letter queue, a
 //!   durable pull consumer per group.
+//! - [`settle`]: JetStream calls that make or look up a stream, each attempt bounded
+//!   and retried (nats-server leaves them unanswered while a leader is being elected).
 //! - [`state`]: the store ([`strata_store::StoreBackend`]) in JetStream KV and object
 //!   store buckets ([`JetStreamStore`]), so that it survives losing a machine.
 //!
@@ -36,6 +38,7 @@ mod nats;
 pub mod placement;
 pub mod queues;
 pub mod schedule;
+pub mod settle;
 pub mod state;
 
 pub use membership::{CacheRecord, Membership, NodeRecord, DEAD_AFTER};

@@ -1,11 +1,13 @@
 //! [`Nats`]: one connection to the NATS cluster and the JetStream buckets the nodes
 //! share. Every bucket is file-backed and replicated on up to three servers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use async_nats::jetstream::{self, kv, object_store};
 use serde::{Deserialize, Serialize};
+
+use crate::settle::settled;
 
 /// Node records, put on every heartbeat; old records of dead nodes age out.
 pub const NODES: &str = "strata_nodes";
@@ -55,7 +57,8 @@ pub struct Nats {
 
 impl Nats {
     /// Connects to the servers in `urls` (comma-separated) and opens (or creates) the
-    /// buckets, retrying for up to 30 s while JetStream elects its leaders.
+    /// buckets, each retried for up to 30 s while JetStream elects its leaders
+    /// (`settle`).
     pub async fn connect(urls: &str) -> Result<Nats> {
         let servers: Vec<String> = urls
             .split(',')
@@ -75,17 +78,9 @@ impl Nats {
             .await
             .with_context(|| format!("connect to NATS at {urls}"))?;
         let js = jetstream::new(client.clone());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match Self::open(client.clone(), js.clone(), replicas).await {
-                Ok(nats) => return Ok(nats),
-                Err(e) if Instant::now() < deadline => {
-                    tracing::debug!("JetStream not ready yet: {e:#}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(e.context(format!("open the cluster's JetStream buckets at {urls}"))),
-            }
-        }
+        Self::open(client, js, replicas)
+            .await
+            .with_context(|| format!("open the cluster's JetStream buckets at {urls}"))
     }
 
     async fn open(client: async_nats::Client, js: jetstream::Context, replicas: usize) -> Result<Nats> {
@@ -103,25 +98,34 @@ impl Nats {
         let placement = ensure_kv(&js, kv(PLACEMENT, Duration::ZERO)).await?;
         let members = ensure_kv(&js, kv(MEMBERS, Duration::ZERO)).await?;
         let firings = ensure_kv(&js, kv(FIRINGS, crate::firings::FIRINGS_TTL)).await?;
-        let bundles = match js.get_object_store(BUNDLES).await {
-            Ok(store) => store,
-            Err(_) => {
-                let config = object_store::Config {
-                    bucket: BUNDLES.to_string(),
-                    storage: jetstream::stream::StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                };
+        let config = object_store::Config {
+            bucket: BUNDLES.to_string(),
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        settled(&js, BUNDLES, |js| {
+            let config = config.clone();
+            async move {
+                if js.get_object_store(BUNDLES).await.is_ok() {
+                    return Ok(());
+                }
                 match js.create_object_store(config).await {
-                    Ok(store) => store,
+                    Ok(_) => Ok(()),
                     // Another node created it first.
                     Err(e) => js
                         .get_object_store(BUNDLES)
                         .await
-                        .map_err(|_| anyhow::anyhow!("create object store {BUNDLES}: {e}"))?,
+                        .map(drop)
+                        .map_err(|_| anyhow::anyhow!("create object store {BUNDLES}: {e}")),
                 }
             }
-        };
+        })
+        .await?;
+        let bundles = js
+            .get_object_store(BUNDLES)
+            .await
+            .map_err(|e| anyhow::anyhow!("open object store {BUNDLES}: {e}"))?;
         Ok(Nats {
             client,
             js,
@@ -158,41 +162,47 @@ pub async fn keys(store: &kv::Store) -> Result<Vec<String>> {
     keys.try_collect().await.context("list keys")
 }
 
+async fn ensure_kv(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store> {
+    let bucket = config.bucket.clone();
+    let stream = format!("KV_{bucket}");
+    let limit = settled(js, &bucket, |js| {
+        let (config, bucket, stream) = (config.clone(), bucket.clone(), stream.clone());
+        async move {
+            if js.get_key_value(&bucket).await.is_err() {
+                if let Err(e) = js.create_key_value(config).await {
+                    // Another node created it first.
+                    js.get_key_value(&bucket)
+                        .await
+                        .map_err(|_| anyhow::anyhow!("create key-value bucket {bucket}: {e}"))?;
+                }
+            }
+            let info = js.get_stream(&stream).await?.info().await?.config.clone();
+            anyhow::Ok(info)
+        }
+    })
+    .await?;
+    raise_consumer_limit(js, limit).await;
+    js.get_key_value(&bucket)
+        .await
+        .with_context(|| format!("open key-value bucket {bucket}"))
+}
+
 /// Consumers a shared bucket's stream may have: every node's watches and key listings
 /// are consumers of it, and nats-server 2.15 gives a stream 1,000 unless it says
 /// otherwise (reached at about 100 nodes in bench/sim.sh).
 pub const BUCKET_CONSUMERS: i32 = 1_000_000;
 
-async fn ensure_kv(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store> {
-    let bucket = config.bucket.clone();
-    let store = match js.get_key_value(&bucket).await {
-        Ok(store) => store,
-        Err(_) => match js.create_key_value(config).await {
-            Ok(store) => store,
-            Err(e) => js
-                .get_key_value(&bucket)
-                .await
-                .map_err(|_| anyhow::anyhow!("create key-value bucket {bucket}: {e}"))?,
-        },
-    };
-    raise_consumer_limit(js, &format!("KV_{bucket}")).await;
-    Ok(store)
-}
-
-/// Raises `stream`'s consumer limit to [`BUCKET_CONSUMERS`] where it is lower, or
-/// unset: a stream whose config says -1 gets the server's default (1,000 on 2.15), not
-/// "unlimited". A server that cannot change it (before 2.12) keeps its own: logged,
-/// not fatal.
-async fn raise_consumer_limit(js: &jetstream::Context, stream: &str) {
-    let raised = async {
-        let mut info = js.get_stream(stream).await?.info().await?.config.clone();
-        if info.max_consumers < BUCKET_CONSUMERS {
-            info.max_consumers = BUCKET_CONSUMERS;
-            js.update_stream(info).await?;
-        }
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-    };
-    if let Err(e) = raised.await {
+/// Raises the consumer limit of the stream `config` describes to [`BUCKET_CONSUMERS`]
+/// where it is lower, or unset: a stream whose config says -1 gets the server's default
+/// (1,000 on 2.15), not "unlimited". A server that cannot change it (before 2.12) keeps
+/// its own: logged, not fatal.
+async fn raise_consumer_limit(js: &jetstream::Context, mut config: jetstream::stream::Config) {
+    if config.max_consumers >= BUCKET_CONSUMERS {
+        return;
+    }
+    config.max_consumers = BUCKET_CONSUMERS;
+    let stream = config.name.clone();
+    if let Err(e) = js.update_stream(config).await {
         tracing::warn!(stream, "could not raise the consumer limit of the bucket's stream: {e}");
     }
 }

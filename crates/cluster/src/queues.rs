@@ -48,6 +48,7 @@ use strata_queue::{NewMessage, Published, QueueBackend, QueueError, QueueHandle,
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::settle::settled_if;
 use handle::{error_code, Core, JsQueue};
 use leases::Leases;
 use names::{Names, CORRELATION_ID};
@@ -110,10 +111,16 @@ impl Shared {
         (queue, dlq)
     }
 
-    /// Makes (or with `replace`, updates to `spec`) the two streams of queue `name`.
+    /// Makes (or with `replace`, updates to `spec`) the two streams of queue `name`,
+    /// asking through `js` (the backend's context, or one with a shorter timeout).
     /// Answers the spec the queue has and whether this call made it.
-    async fn make_streams(&self, name: &str, spec: &QueueSpec, replace: bool) -> Result<(QueueSpec, bool), QueueError> {
-        let js = &self.core.js;
+    async fn make_streams(
+        &self,
+        js: &jetstream::Context,
+        name: &str,
+        spec: &QueueSpec,
+        replace: bool,
+    ) -> Result<(QueueSpec, bool), QueueError> {
         let names = &self.core.names;
         let dlq_name = format!("{name}{DLQ_SUFFIX}");
         let config = names.stream_config(name, spec, self.replicas);
@@ -130,7 +137,7 @@ impl Shared {
                 .map_err(|e| unavailable("make", &e))?;
             return Ok((spec.clone(), true));
         }
-        if let Some(existing) = self.existing(name).await? {
+        if let Some(existing) = self.existing(js, name).await? {
             return Ok((existing, false));
         }
         // The dead-letter queue first: a queue's stream never exists without it.
@@ -142,7 +149,7 @@ impl Shared {
         match js.create_stream(config).await {
             Ok(_) => Ok((spec.clone(), true)),
             // Made by another node meanwhile, with other settings: that one stands.
-            Err(e) if error_code(&e) == Some(STREAM_NAME_IN_USE) => match self.existing(name).await? {
+            Err(e) if error_code(&e) == Some(STREAM_NAME_IN_USE) => match self.existing(js, name).await? {
                 Some(existing) => Ok((existing, false)),
                 None => Err(unavailable("make", &e)),
             },
@@ -151,9 +158,9 @@ impl Shared {
     }
 
     /// The spec of queue `name` if its stream exists.
-    async fn existing(&self, name: &str) -> Result<Option<QueueSpec>, QueueError> {
+    async fn existing(&self, js: &jetstream::Context, name: &str) -> Result<Option<QueueSpec>, QueueError> {
         let stream = self.core.names.stream(name);
-        match self.core.js.get_stream(&stream).await {
+        match js.get_stream(&stream).await {
             Ok(mut s) => {
                 let info = s
                     .info()
@@ -251,7 +258,19 @@ impl JetStreamQueues {
         });
         for (name, spec) in declared {
             strata_manifest::check_queue(name, spec).with_context(|| format!("declared queue {name:?}"))?;
-            match shared.make_streams(name, spec, true).await {
+            // Every node running the app makes them at once: retried while another
+            // node's new stream elects its leader (`settle`).
+            let made = settled_if(
+                &core.js,
+                name,
+                |e| matches!(e, QueueError::Unavailable(_)),
+                |js| {
+                    let shared = shared.clone();
+                    async move { shared.make_streams(&js, name, spec, true).await }
+                },
+            )
+            .await;
+            match made {
                 Ok(_) => {
                     shared.install(name, spec.clone());
                 }
@@ -339,7 +358,10 @@ impl QueueBackend for JetStreamQueues {
             return Ok((q.clone() as Arc<dyn QueueHandle>, false));
         }
         let replace = self.shared.declared.contains(name);
-        let (spec, created) = self.shared.make_streams(name, &spec, replace).await?;
+        let (spec, created) = self
+            .shared
+            .make_streams(&self.shared.core.js, name, &spec, replace)
+            .await?;
         let queue = self.shared.install(name, spec);
         Ok((queue as Arc<dyn QueueHandle>, created))
     }

@@ -5,15 +5,26 @@
 use anyhow::Context as _;
 use async_nats::jetstream::{self, kv, stream};
 
+use crate::settle::settled;
+
 /// Creates the stream of `config` unless it exists; one that exists with direct gets on
 /// is switched to reads from the leader. Another node creating it at the same moment is
-/// fine.
+/// fine: the calls are retried until the stream answers (`settle`).
 pub(crate) async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> anyhow::Result<stream::Stream> {
+    let name = config.name.clone();
+    settled(js, &name, |js| make_stream(js, config.clone())).await?;
+    js.get_stream(&name)
+        .await
+        .with_context(|| format!("open stream {name}"))
+}
+
+/// One attempt of [`ensure_stream`].
+async fn make_stream(js: jetstream::Context, config: stream::Config) -> anyhow::Result<()> {
     let name = config.name.clone();
     if let Ok(stream) = js.get_stream(&name).await {
         let existing = stream.cached_info().config.clone();
         if !existing.allow_direct {
-            return Ok(stream);
+            return Ok(());
         }
         js.update_stream(stream::Config {
             allow_direct: false,
@@ -21,16 +32,14 @@ pub(crate) async fn ensure_stream(js: &jetstream::Context, config: stream::Confi
         })
         .await
         .with_context(|| format!("turn direct gets off on stream {name}"))?;
-        return js
-            .get_stream(&name)
-            .await
-            .with_context(|| format!("open stream {name}"));
+        return Ok(());
     }
     match js.create_stream(config).await {
-        Ok(stream) => Ok(stream),
+        Ok(_) => Ok(()),
         Err(e) => js
             .get_stream(&name)
             .await
+            .map(drop)
             .map_err(|_| anyhow::anyhow!("create stream {name}: {e}")),
     }
 }
