@@ -73,7 +73,7 @@ for round in $(seq "$ROUNDS"); do
   NODE_PIDS=()
   for n in a:A b:B c:C; do
     name="${n%%:*}"; power="${n##*:}"
-    STRATA_LOG=info,strata_cluster=debug,strata_node=debug \
+    STRATA_LOG=${LOG:-info,strata_cluster=debug,strata_node=debug} \
       "$STRATA" node --nats "$urls" --name "$name" --labels "power=$power" --listen 127.0.0.1:0 \
       --memory-mb 4000 --data "$R/node-$name" > "$R/node-$name.log" 2>&1 &
     PIDS+=($!); NODE_PIDS+=($!)

@@ -104,28 +104,25 @@ impl Nats {
             num_replicas: replicas,
             ..Default::default()
         };
-        settled(&js, BUNDLES, |js| {
-            let config = config.clone();
+        let bundles = settled(&js, BUNDLES, |bounded| {
+            let (js, config) = (js.clone(), config.clone());
             async move {
-                if js.get_object_store(BUNDLES).await.is_ok() {
-                    return Ok(());
+                if bounded.get_object_store(BUNDLES).await.is_err() {
+                    if let Err(e) = bounded.create_object_store(config).await {
+                        // Another node created it first.
+                        bounded
+                            .get_object_store(BUNDLES)
+                            .await
+                            .map_err(|_| anyhow::anyhow!("create object store {BUNDLES}: {e}"))?;
+                    }
                 }
-                match js.create_object_store(config).await {
-                    Ok(_) => Ok(()),
-                    // Another node created it first.
-                    Err(e) => js
-                        .get_object_store(BUNDLES)
-                        .await
-                        .map(drop)
-                        .map_err(|_| anyhow::anyhow!("create object store {BUNDLES}: {e}")),
-                }
+                // Answered: opened again on the connection's own context (its timeouts).
+                js.get_object_store(BUNDLES)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("open object store {BUNDLES}: {e}"))
             }
         })
         .await?;
-        let bundles = js
-            .get_object_store(BUNDLES)
-            .await
-            .map_err(|e| anyhow::anyhow!("open object store {BUNDLES}: {e}"))?;
         Ok(Nats {
             client,
             js,
@@ -164,27 +161,31 @@ pub async fn keys(store: &kv::Store) -> Result<Vec<String>> {
 
 async fn ensure_kv(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store> {
     let bucket = config.bucket.clone();
-    let stream = format!("KV_{bucket}");
-    let limit = settled(js, &bucket, |js| {
-        let (config, bucket, stream) = (config.clone(), bucket.clone(), stream.clone());
+    let (store, stream) = settled(js, &bucket, |bounded| {
+        let (js, config, bucket) = (js.clone(), config.clone(), bucket.clone());
         async move {
-            if js.get_key_value(&bucket).await.is_err() {
-                if let Err(e) = js.create_key_value(config).await {
+            let probe = match bounded.get_key_value(&bucket).await {
+                Ok(store) => store,
+                Err(_) => match bounded.create_key_value(config).await {
+                    Ok(store) => store,
                     // Another node created it first.
-                    js.get_key_value(&bucket)
+                    Err(e) => bounded
+                        .get_key_value(&bucket)
                         .await
-                        .map_err(|_| anyhow::anyhow!("create key-value bucket {bucket}: {e}"))?;
-                }
-            }
-            let info = js.get_stream(&stream).await?.info().await?.config.clone();
-            anyhow::Ok(info)
+                        .map_err(|_| anyhow::anyhow!("create key-value bucket {bucket}: {e}"))?,
+                },
+            };
+            // Answered: opened again on the connection's own context (its timeouts).
+            let store = js
+                .get_key_value(&bucket)
+                .await
+                .with_context(|| format!("open key-value bucket {bucket}"))?;
+            anyhow::Ok((store, probe.stream.cached_info().config.clone()))
         }
     })
     .await?;
-    raise_consumer_limit(js, limit).await;
-    js.get_key_value(&bucket)
-        .await
-        .with_context(|| format!("open key-value bucket {bucket}"))
+    raise_consumer_limit(js, stream).await;
+    Ok(store)
 }
 
 /// Consumers a shared bucket's stream may have: every node's watches and key listings

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -62,6 +62,51 @@ fn wait<T>(dir: &Path, what: &str, within: Duration, mut check: impl FnMut() -> 
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits until every node of `addrs` sees the same cache ring, of exactly those nodes:
+/// for each of 64 keys, WATCH through every node's Redis port is taken by one node (the
+/// key's owner) and refused by the others naming that same owner (a key owned elsewhere
+/// is never watched through a peer), and every node owns some of them. This is each
+/// node's own ring, as it serves: not the heartbeats `ring` reads.
+async fn rings_agree(dir: &Path, addrs: BTreeMap<String, SocketAddr>) {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let names: BTreeSet<String> = addrs.keys().cloned().collect();
+        wait(
+            &dir,
+            &format!("every node's cache ring to be {names:?}"),
+            Duration::from_secs(20),
+            || {
+                let mut conns: Vec<(&String, Redis)> = addrs.iter().map(|(n, a)| (n, Redis::connect(*a))).collect();
+                let mut owners = BTreeSet::new();
+                for i in 0..64 {
+                    let key = format!("ring-probe-{i}");
+                    let mut said = BTreeSet::new();
+                    for (node, r) in conns.iter_mut() {
+                        let reply = r.call(&["WATCH", &key]);
+                        let owner = if reply == "+OK" {
+                            assert_eq!(r.call(&["UNWATCH"]), "+OK");
+                            node.to_string()
+                        } else {
+                            reply
+                                .strip_prefix("-ERR key held by cache node ")
+                                .and_then(|rest| rest.split_whitespace().next())?
+                                .to_string()
+                        };
+                        said.insert(owner);
+                    }
+                    if said.len() != 1 {
+                        return None;
+                    }
+                    owners.extend(said);
+                }
+                (owners == names).then_some(())
+            },
+        )
+    })
+    .await
+    .unwrap();
 }
 
 /// A Redis client speaking raw RESP2.
@@ -181,8 +226,8 @@ async fn the_cache_ring_spans_every_node_forgets_a_dead_node_s_keys_and_a_return
     let shares: f64 = r.values().map(|n| n["share"].as_f64().unwrap()).sum();
     assert!((shares - 1.0).abs() < 1e-6, "{r:?}");
     // Each node hears the others' heartbeats within a second, and recomputes its ring
-    // within a quarter more.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // within a quarter more: until then a key may be owned elsewhere as one node sees it.
+    rings_agree(&d, addrs.clone()).await;
 
     // Written through a's Redis port, read through b's and c's.
     let mut a = Redis::connect(addrs["a"]);
@@ -330,7 +375,12 @@ async fn the_cache_ring_spans_every_node_forgets_a_dead_node_s_keys_and_a_return
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let survivors: BTreeMap<String, SocketAddr> = addrs
+        .iter()
+        .filter(|(n, _)| *n != "c")
+        .map(|(n, a)| (n.clone(), *a))
+        .collect();
+    rings_agree(&d, survivors).await;
     // c's keys went with it (soft state); a's and b's are served by either port.
     let mut a = Redis::connect(addrs["a"]);
     let mut b = Redis::connect(addrs["b"]);
@@ -399,7 +449,9 @@ async fn the_cache_ring_spans_every_node_forgets_a_dead_node_s_keys_and_a_return
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut back = addrs.clone();
+    back.insert("c".to_string(), c_addr);
+    rings_agree(&d, back).await;
     let c_gateway: SocketAddr = strata_json(&["nodes", "--json", "--nats", &urls])["nodes"]
         .as_array()
         .unwrap()

@@ -112,7 +112,7 @@ async fn a_trace_over_two_nodes_is_gathered_on_either() {
             }
         }
         assert!(Instant::now() < deadline, "front and back ready within 60 s: {v:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let names = ["a", "b", "c"];
     let entry = *names.iter().find(|n| **n != front_node).unwrap();
@@ -144,7 +144,7 @@ async fn a_trace_over_two_nodes_is_gathered_on_either() {
             Instant::now() < deadline,
             "a request through {entry}'s gateway within 30 s"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
     let want = vec![

@@ -229,7 +229,7 @@ async fn a_cluster_nodes_dashboard_shows_every_node_what_runs_where_and_a_node_d
             "5 instances not ready: {v:#}{}",
             node_logs(dir.path())
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // The page is a node's that does not hold the scheduler's lease; the test kills the

@@ -316,11 +316,15 @@ pub(crate) fn stream_config(bucket: &str, replicas: usize) -> jetstream::stream:
     }
 }
 
-/// Opens the object store handle on an existing bucket.
+/// Opens the object store handle on an existing bucket (retried while a server still
+/// says it is not there: `settle`).
 pub(crate) async fn object_store(js: &jetstream::Context, bucket: &str) -> anyhow::Result<ObjectStore> {
-    js.get_object_store(bucket)
-        .await
-        .map_err(|e| anyhow::anyhow!("open object store {bucket}: {e}"))
+    crate::settle::settled(js, bucket, |_| async move {
+        js.get_object_store(bucket)
+            .await
+            .map_err(|e| anyhow::anyhow!("open object store {bucket}: {e}"))
+    })
+    .await
 }
 
 fn now_ms() -> u64 {

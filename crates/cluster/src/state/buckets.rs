@@ -12,10 +12,17 @@ use crate::settle::settled;
 /// fine: the calls are retried until the stream answers (`settle`).
 pub(crate) async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> anyhow::Result<stream::Stream> {
     let name = config.name.clone();
-    settled(js, &name, |js| make_stream(js, config.clone())).await?;
-    js.get_stream(&name)
-        .await
-        .with_context(|| format!("open stream {name}"))
+    settled(js, &name, |bounded| {
+        let (js, config, name) = (js.clone(), config.clone(), name.clone());
+        async move {
+            make_stream(bounded, config).await?;
+            // Answered: opened again on the caller's own context (its timeouts).
+            js.get_stream(&name)
+                .await
+                .with_context(|| format!("open stream {name}"))
+        }
+    })
+    .await
 }
 
 /// One attempt of [`ensure_stream`].
@@ -60,8 +67,14 @@ pub(crate) async fn ensure_kv(js: &jetstream::Context, bucket: &str, replicas: u
         discard: stream::DiscardPolicy::New,
         ..Default::default()
     };
-    ensure_stream(js, config).await?;
-    js.get_key_value(bucket)
-        .await
-        .with_context(|| format!("open key-value bucket {bucket}"))
+    settled(js, bucket, |bounded| {
+        let (js, config) = (js.clone(), config.clone());
+        async move {
+            make_stream(bounded, config).await?;
+            js.get_key_value(bucket)
+                .await
+                .with_context(|| format!("open key-value bucket {bucket}"))
+        }
+    })
+    .await
 }
