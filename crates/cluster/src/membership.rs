@@ -179,32 +179,56 @@ impl Membership {
         self.seen.subscribe()
     }
 
-    /// Follows the nodes bucket until `shutdown`, resubscribing after a lost connection,
-    /// and reads it whole every second as well (a watch made while JetStream was still
-    /// electing can stay silent).
+    /// Follows the nodes bucket until `shutdown`, resubscribing after a lost connection.
+    /// Every node, this one included, puts its record every [`HEARTBEAT`], so a working
+    /// watch is never silent for a whole one: after a second without an entry (and at
+    /// the start: a watch brings only changes) the bucket is read whole, and after three
+    /// the watch is made again (a watch made while JetStream was still electing can stay
+    /// silent). While the watch delivers, no node reads every other node's record each
+    /// second (N x N reads a second across the cluster, and a consumer made by every
+    /// listing of the keys).
     pub async fn watch(self, nats: Nats, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(HEARTBEAT);
         let mut watch = None;
+        // When the watch last delivered an entry; None: never (read whole).
+        let mut last_entry: Option<Instant> = None;
+        // When the watch was made or last delivered: silent for three heartbeats, made again.
+        let mut last_sign = Instant::now();
         loop {
             if watch.is_none() {
                 match nats.nodes.watch_all().await {
-                    Ok(w) => watch = Some(w),
+                    Ok(w) => {
+                        watch = Some(w);
+                        last_sign = Instant::now();
+                    }
                     Err(e) => tracing::warn!("watch the node records: {e}"),
                 }
             }
             tokio::select! {
                 entry = async { watch.as_mut().expect("set").next().await }, if watch.is_some() => {
                     match entry {
-                        Some(Ok(entry)) if entry.operation == async_nats::jetstream::kv::Operation::Put => {
-                            self.heard(&entry.key, &entry.value);
+                        Some(Ok(entry)) => {
+                            last_entry = Some(Instant::now());
+                            last_sign = Instant::now();
+                            if entry.operation == async_nats::jetstream::kv::Operation::Put {
+                                self.heard(&entry.key, &entry.value);
+                            } else {
+                                self.seen.send_modify(|m| {
+                                    m.remove(&entry.key);
+                                });
+                            }
                         }
-                        Some(Ok(entry)) => self.seen.send_modify(|m| {
-                            m.remove(&entry.key);
-                        }),
                         _ => watch = None,
                     }
                 }
                 _ = tick.tick() => {
+                    if last_entry.is_some_and(|at| at.elapsed() < HEARTBEAT) {
+                        continue;
+                    }
+                    if watch.is_some() && last_sign.elapsed() >= 3 * HEARTBEAT {
+                        tracing::debug!("the node records' watch is silent: watching again");
+                        watch = None;
+                    }
                     if let Ok(keys) = crate::nats::keys(&nats.nodes).await {
                         for key in keys {
                             if let Ok(Some(value)) = nats.nodes.get(&key).await {

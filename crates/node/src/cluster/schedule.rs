@@ -43,13 +43,16 @@ pub(super) async fn schedule(
         // server just died and it is reconnecting): its view of who is live is stale, and
         // placing from it would move every instance off the nodes it cannot hear,
         // itself included. It waits; the lease ages out if it stays cut off.
-        if !membership.is_live(&me) {
+        let unheard = !membership.is_live(&me);
+        if unheard {
             tracing::debug!("schedule: this node's own heartbeat is not arriving; not placing");
         } else if let Err(e) = schedule_once(&nats, &membership, &mut last, &mut scaler).await {
             tracing::warn!("schedule: {e:#}");
         }
         // The next round in a quarter second, or as soon as a heartbeat arrives from a
-        // node holding requests for a service at zero (a start from zero waits for this).
+        // node holding requests for a service at zero (a start from zero waits for this),
+        // or, while this node's own heartbeat was not heard, as soon as it is (a node that
+        // has just taken the lease places as soon as it knows itself live).
         let next = tokio::time::Instant::now() + Duration::from_millis(250);
         heard.borrow_and_update();
         loop {
@@ -61,11 +64,12 @@ pub(super) async fn schedule(
                         break;
                     }
                     // Read in place, not cloned: every node's heartbeat comes by here.
-                    let held = heard
-                        .borrow_and_update()
+                    let seen = heard.borrow_and_update();
+                    let held = seen
                         .values()
                         .any(|seen| seen.is_live() && scale::holds_at_zero(&seen.record));
-                    if held {
+                    let me_heard = unheard && seen.get(&me).is_some_and(|s| s.is_live());
+                    if held || me_heard {
                         break;
                     }
                 }
