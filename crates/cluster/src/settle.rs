@@ -71,3 +71,41 @@ where
         }
     }
 }
+
+/// The first attempt's wait in [`read`] (a listing of a large bucket takes a while).
+const FIRST_READ: Duration = Duration::from_secs(2);
+/// The longest wait of one attempt in [`read`].
+const MAX_READ: Duration = Duration::from_secs(8);
+
+/// Runs the read-only `call` with each attempt cut off after its wait (2 s, doubling to
+/// 8 s), again after each error or cut-off, until it succeeds or [`DEADLINE`] has
+/// passed. For reads whose requests go unanswered while JetStream elects a leader (a
+/// listing of a bucket's keys makes a consumer, which needs the meta leader: a CLI call
+/// made just after a NATS server died waited its 10 s timeout and failed). Only for
+/// reads: an attempt cut off is dropped midway.
+pub async fn read<T, F, Fut>(what: &str, mut call: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let start = Instant::now();
+    let mut wait = FIRST_READ;
+    loop {
+        let began = Instant::now();
+        let outcome = match tokio::time::timeout(wait, call()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(anyhow::anyhow!("{what}: no answer within {wait:?}")),
+        };
+        match outcome {
+            Ok(value) => return Ok(value),
+            Err(e) if start.elapsed() < DEADLINE => {
+                tracing::debug!(what, attempt_ms = wait.as_millis() as u64, "JetStream not ready: {e:#}");
+                if began.elapsed() < wait {
+                    tokio::time::sleep(PAUSE).await;
+                }
+                wait = (wait * 2).min(MAX_READ);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

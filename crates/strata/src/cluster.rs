@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use strata_cluster::{AppRecord, Nats};
+use strata_cluster::{settle, AppRecord, Nats};
 use tokio_util::sync::CancellationToken;
 
 use crate::out;
@@ -131,14 +131,18 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
             let nats = Nats::connect(&nats).await?;
             let nodes = read_nodes(&nats).await?;
             let scheduler = strata_cluster::lease::holder(&nats.lease).await;
-            let mut apps = BTreeMap::new();
-            for key in strata_cluster::keys(&nats.placement).await? {
-                if let Some(v) = nats.placement.get(&key).await? {
-                    if let Ok(p) = serde_json::from_slice::<strata_cluster::placement::AppPlacement>(&v) {
-                        apps.insert(key, p);
+            let apps = settle::read("read the placement", || async {
+                let mut apps = BTreeMap::new();
+                for key in strata_cluster::keys(&nats.placement).await? {
+                    if let Some(v) = nats.placement.get(&key).await? {
+                        if let Ok(p) = serde_json::from_slice::<strata_cluster::placement::AppPlacement>(&v) {
+                            apps.insert(key, p);
+                        }
                     }
                 }
-            }
+                Ok(apps)
+            })
+            .await?;
             if json {
                 let body = serde_json::json!({ "nodes": nodes, "scheduler": scheduler, "apps": apps });
                 return Ok(out::line(serde_json::to_string_pretty(&body)?)?);
@@ -273,15 +277,19 @@ fn parse_labels(text: &str) -> Result<BTreeMap<String, String>> {
 
 /// Every node record in the cluster, dead ones included, by name.
 async fn read_nodes(nats: &Nats) -> Result<Vec<strata_cluster::NodeRecord>> {
-    let mut nodes = Vec::new();
-    for key in strata_cluster::keys(&nats.nodes).await? {
-        if let Some(v) = nats.nodes.get(&key).await? {
-            if let Ok(r) = serde_json::from_slice::<strata_cluster::NodeRecord>(&v) {
-                nodes.push(r);
+    // Asked again while JetStream elects a leader (just after a NATS server died).
+    settle::read("read the node records", || async {
+        let mut nodes = Vec::new();
+        for key in strata_cluster::keys(&nats.nodes).await? {
+            if let Some(v) = nats.nodes.get(&key).await? {
+                if let Ok(r) = serde_json::from_slice::<strata_cluster::NodeRecord>(&v) {
+                    nodes.push(r);
+                }
             }
         }
-    }
-    Ok(nodes)
+        Ok(nodes)
+    })
+    .await
 }
 
 /// `strata ps --nats URLS`: every instance on every live node, with its node, from the
