@@ -25,9 +25,10 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use strata_bus::{Held, Member, Placement, Pool};
 
-use super::{upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, SERVED_BY};
+use super::{upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, REQUEST_ID, SERVED_BY};
 use crate::metrics::{Protocol, RelayStats};
 use crate::response_body::{H2End, ResBody};
+use crate::trace::TRACEPARENT;
 use crate::upstream::H2Body;
 
 mod replay;
@@ -288,14 +289,22 @@ async fn relay_call(
         uri.authority = Some(upstream.authority.clone());
         uri.path_and_query = Some(path.clone());
         head.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
-        // Never indexed: its value differs from call to call, and an HPACK table entry
-        // per call would push out the headers that do repeat.
+        // Never indexed: these values differ from call to call, and an HPACK table entry
+        // per call would push out the headers that do repeat (content-type, te, the
+        // client's user-agent), which would then be written out in full again.
         let mut timeout = HeaderValue::from_str(&format!("{}m", remaining.as_millis().max(1))).expect("digits");
         timeout.set_sensitive(true);
         head.headers.insert("grpc-timeout", timeout);
+        for name in [REQUEST_ID, TRACEPARENT] {
+            if let Some(value) = head.headers.get_mut(name) {
+                value.set_sensitive(true);
+            }
+        }
         head.headers.insert(ATTEMPT, HeaderValue::from(outcome.attempts));
         let req = Request::from_parts(head, attempt_body);
-        match tokio::time::timeout(remaining, sender.try_send_request(req)).await {
+        // `coarse`: no tokio timer per call (it fires up to `coarse::TICK` late; the
+        // member ends the call itself at the `grpc-timeout` it was given).
+        match crate::coarse::timeout(remaining, sender.try_send_request(req)).await {
             Ok(Ok(res)) => {
                 let (mut head, body) = res.into_parts();
                 head.headers.insert(SERVED_BY, upstream.served_by.clone());
