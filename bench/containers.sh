@@ -179,6 +179,10 @@ cat >"$WORK/app/strata.json" <<EOF
              "driver": "oci", "image": "host",
              "routes": ["/nc/"], "health": {"path": "/healthz", "interval_ms": 10},
              "stop_grace_ms": 1000},
+  "ngxfree": {"run": ["/bin/sh", "-c", "$NGX_RUN"], "workdir": "ngx",
+              "driver": "oci", "image": "host", "seccomp": "unconfined",
+              "routes": ["/nu/"], "health": {"path": "/healthz", "interval_ms": 10},
+              "stop_grace_ms": 1000},
   "ngxproc": {"run": ["/bin/sh", "-c", "$NGX_RUN"], "workdir": "ngx",
               "routes": ["/np/"], "health": {"path": "/healthz", "interval_ms": 10},
               "stop_grace_ms": 1000}}}
@@ -217,6 +221,7 @@ STRATA_PID=$!
 wait_ready box 1
 wait_ready proc 1
 wait_ready ngxbox 1
+wait_ready ngxfree 1
 wait_ready ngxproc 1
 
 # ------------------------------------------------------------------ start to ready
@@ -359,8 +364,9 @@ PROC_PORT=$(ready_port proc)
 # nginx's pair through the gateway
 declare -A URL=([container]="http://127.0.0.1:$GW_PORT/c/hello" [process]="http://127.0.0.1:$GW_PORT/p/hello"
     [container-direct]="http://127.0.0.1:$BOX_PORT/c/hello" [process-direct]="http://127.0.0.1:$PROC_PORT/p/hello"
-    [nginx-container]="http://127.0.0.1:$GW_PORT/nc/hello" [nginx-process]="http://127.0.0.1:$GW_PORT/np/hello")
-ORDER=(container process container-direct process-direct nginx-container nginx-process)
+    [nginx-container]="http://127.0.0.1:$GW_PORT/nc/hello" [nginx-process]="http://127.0.0.1:$GW_PORT/np/hello"
+    [nginx-unconfined]="http://127.0.0.1:$GW_PORT/nu/hello")
+ORDER=(container process container-direct process-direct nginx-container nginx-process nginx-unconfined)
 for t in "${ORDER[@]}"; do
     curl -fsS "${URL[$t]}" >/dev/null 2>&1 || "$PYTHON" -c "import urllib.request; urllib.request.urlopen('${URL[$t]}')" \
         || die "${URL[$t]} does not answer"
@@ -445,14 +451,17 @@ ratio = med([x["rps"] for x in loads["container"]]) / med([x["rps"] for x in loa
 print(f"  container/process: {ratio:.2f}   (target >= 0.95)")
 direct = med([x["rps"] for x in loads["container-direct"]]) / med([x["rps"] for x in loads["process-direct"]])
 print(f"  container/process straight to the member, no gateway: {direct:.2f}")
-print(f"throughput, wrk -t1 -c{e['CONNS']}: nginx (one worker, keep-alive) in a container of the host image and as a process, through the gateway")
-for t in ("nginx-container", "nginx-process"):
+print(f"throughput, wrk -t1 -c{e['CONNS']}: nginx (one worker, keep-alive) in a container of the host image"
+      " (with the default seccomp profile, and unconfined) and as a process, through the gateway")
+for t in ("nginx-container", "nginx-process", "nginx-unconfined"):
     v = loads[t]
     errs = sum(x["errors"] for x in v)
     print(f"  {t:<16} {med([x['rps'] for x in v]):9.0f} req/s   p50 {med([x['p50'] for x in v]):.0f} us"
           f"   p99 {med([x['p99'] for x in v]):.0f} us   errors {errs:.0f}")
 ngx = med([x["rps"] for x in loads["nginx-container"]]) / med([x["rps"] for x in loads["nginx-process"]])
 print(f"  container/process (nginx): {ngx:.2f}   (target >= 0.95)")
+free = med([x["rps"] for x in loads["nginx-unconfined"]]) / med([x["rps"] for x in loads["nginx-process"]])
+print(f"  container/process (nginx, \"seccomp\": \"unconfined\"): {free:.2f}")
 print(f"strata's RSS: {int(e['RSS1']) / 1024:.1f} MiB with 1 container + 1 process instance", end="")
 if e.get("RSSN"):
     n = int(e["INSTANCES"])

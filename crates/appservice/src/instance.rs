@@ -606,6 +606,7 @@ async fn launch(
                 memory_mb: resources.memory_mb,
                 cpus: resources.cpus,
                 pids: resources.pids.unwrap_or(strata_manifest::DEFAULT_PIDS),
+                seccomp: ctx.spec.seccomp == strata_manifest::Seccomp::Default,
                 private: (ctx.spec.network == Network::Private)
                     .then(|| (shared.app.as_str(), api_addr(&shared.api_url))),
             })

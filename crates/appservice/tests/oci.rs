@@ -392,6 +392,28 @@ async fn memory_over_the_limit_is_reported_as_oom_and_restarted() {
     app.stop().await;
 }
 
+/// `"seccomp": "unconfined"` leaves out the filter and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfined_container_has_no_seccomp_filter_and_is_otherwise_as_isolated() {
+    if !runtime_here("an_unconfined_container_has_no_seccomp_filter_and_is_otherwise_as_isolated") {
+        return;
+    }
+    let dir = app_dir();
+    let app = start(dir.path(), web(json!({"seccomp": "unconfined"})));
+    ready(&app).await;
+    let r = get(ready_port(&app).await, "/report").await.expect("a report");
+    assert_eq!(r["seccomp"], "0", "{r:#}");
+    assert_eq!(r["cap_eff"], "0000000000000000", "{r:#}");
+    assert_eq!(r["no_new_privs"], "1", "{r:#}");
+    assert_eq!(
+        (r["uid"].as_u64(), r["gid"].as_u64()),
+        (Some(65534), Some(65534)),
+        "{r:#}"
+    );
+    assert!(r["pid"].as_u64().unwrap() < 10, "{r:#}");
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_not_on_its_port_is_reported_with_where_it_listens() {
     if !runtime_here("a_container_not_on_its_port_is_reported_with_where_it_listens") {

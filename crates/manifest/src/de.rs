@@ -13,7 +13,7 @@
 //! - [`Object`]: the derived impls also accept a struct written as an array of its
 //!   field values in order (`"instances": [1, 4]`); the manifest and its JSON Schema
 //!   allow only objects;
-//! - [`CallMode`], [`Driver`], [`Network`] and the fsync policy: serde_json reports a number where
+//! - [`CallMode`], [`Driver`], [`Network`], [`Seccomp`] and the fsync policy: serde_json reports a number where
 //!   an enum is expected as a syntax error ("expected value"), which would blame valid
 //!   JSON.
 
@@ -25,7 +25,7 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{Error, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use crate::{CallMode, Driver, FileSpec, FsyncPolicy, Network, RouteFull, RouteSpec, SetupFull, SetupSpec};
+use crate::{CallMode, Driver, FileSpec, FsyncPolicy, Network, RouteFull, RouteSpec, Seccomp, SetupFull, SetupSpec};
 
 /// Expected-value wording shared with the JSON Schema descriptions.
 pub(crate) const EXPECT_ROUTE: &str = "a path string or a route object";
@@ -167,6 +167,27 @@ impl<'de> Deserialize<'de> for Network {
             }
         }
         deserializer.deserialize_str(NetworkVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Seccomp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const FILTERS: &[&str] = &["default", "unconfined"];
+        struct SeccompVisitor;
+        impl Visitor<'_> for SeccompVisitor {
+            type Value = Seccomp;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("one of default, unconfined")
+            }
+            fn visit_str<E: Error>(self, filter: &str) -> Result<Seccomp, E> {
+                match filter {
+                    "default" => Ok(Seccomp::Default),
+                    "unconfined" => Ok(Seccomp::Unconfined),
+                    other => Err(E::unknown_variant(other, FILTERS)),
+                }
+            }
+        }
+        deserializer.deserialize_str(SeccompVisitor)
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::service::default_stop_grace_ms;
 use crate::{
     AccessSpec, AutoscaleSpec, ConsumesSpec, Driver, FunctionSpec, InstancesSpec, Manifest, Network, PlacementSpec,
-    RelaySpec, ResourcesSpec, ServiceSpec,
+    RelaySpec, ResourcesSpec, Seccomp, ServiceSpec,
 };
 
 impl Manifest {
@@ -68,6 +68,7 @@ impl FunctionSpec {
             image: None,
             user: None,
             network: Network::Host,
+            seccomp: Seccomp::Default,
             function: Some(self.trigger.describe()),
         }
     }

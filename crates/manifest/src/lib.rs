@@ -9,8 +9,8 @@
 //!   API, and [`Reach`] ([`Manifest::reach`]), those rights derived from the manifest.
 //! - `service`: [`ServiceSpec`], a pool of identical instances, and its parts: files,
 //!   setup step, instance bounds, health check, resources, placement, consumed queue,
-//!   and its [`Driver`] (a process, or an OCI container with its image, user and
-//!   [`Network`]).
+//!   and its [`Driver`] (a process, or an OCI container with its image, user,
+//!   [`Network`] and [`Seccomp`] filter).
 //! - `gateway`: [`GatewaySpec`], the first tier's listener and limits; [`RouteSpec`],
 //!   [`CallMode`] and [`RelaySpec`], how requests reach a service.
 //! - `autoscale`: [`AutoscaleSpec`], how a pool follows its load.
@@ -71,8 +71,8 @@ pub use function::{FunctionSpec, QueueTrigger, StoreTrigger, TimerTrigger, Trigg
 pub use gateway::{CallMode, FallbackSpec, GatewaySpec, RelaySpec, RouteFull, RouteSpec};
 pub use queue::{FsyncPolicy, QueueLimitsSpec, QueueSpec, RetentionSpec};
 pub use service::{
-    ConsumesSpec, Driver, FileSpec, HealthSpec, InstancesSpec, Network, PlacementSpec, ResourcesSpec, ServiceSpec,
-    SetupFull, SetupSpec, DEFAULT_PIDS, HOST_IMAGE, NOBODY,
+    ConsumesSpec, Driver, FileSpec, HealthSpec, InstancesSpec, Network, PlacementSpec, ResourcesSpec, Seccomp,
+    ServiceSpec, SetupFull, SetupSpec, DEFAULT_PIDS, HOST_IMAGE, NOBODY,
 };
 pub use store::StoreSpec;
 pub use subscribes::SubscribesSpec;

@@ -101,6 +101,10 @@ pub struct ServiceSpec {
     /// ([`Network::Host`], the default) or the app's private network.
     #[serde(default)]
     pub network: Network,
+    /// With the `oci` driver, the container's seccomp filter: the default profile
+    /// ([`Seccomp::Default`]) or none.
+    #[serde(default)]
+    pub seccomp: Seccomp,
     /// Set on the services [`Manifest::expanded`](crate::Manifest::expanded) makes of
     /// functions: what triggers it.
     #[serde(skip)]
@@ -133,6 +137,18 @@ pub enum Network {
     /// A network namespace per instance on the app's own bridge: the app's private
     /// instances reach each other and the node, not other apps' instances.
     Private,
+}
+
+/// A container's seccomp filter; `Deserialize` is in `de`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Seccomp {
+    /// The default profile, modelled on Docker's.
+    #[default]
+    Default,
+    /// No filter, as Docker's `--security-opt seccomp=unconfined`: the program's system
+    /// calls skip the kernel's seccomp path (a cost on every call, whatever the filter).
+    Unconfined,
 }
 
 /// The image that is a read-only view of the host's own system directories.

@@ -32,7 +32,7 @@ use crate::error::{quoted, FieldPath};
 use crate::service::is_user;
 use crate::{
     AutoscaleSpec, CallMode, Driver, FileSpec, FunctionSpec, Manifest, ManifestError, Network, QueueSpec, RouteSpec,
-    ServiceSpec, SetupSpec, HOST_IMAGE, VERSION,
+    Seccomp, ServiceSpec, SetupSpec, HOST_IMAGE, VERSION,
 };
 
 fn invalid(path: FieldPath, expected: impl Into<String>, found: impl Into<String>) -> ManifestError {

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use strata_manifest::{
-    parse, CallMode, Driver, FileSpec, Manifest, ManifestError, Network, RouteSpec, SetupSpec, NOBODY,
+    parse, CallMode, Driver, FileSpec, Manifest, ManifestError, Network, RouteSpec, Seccomp, SetupSpec, NOBODY,
 };
 
 /// The example from the design brief; it must be accepted exactly as written.
@@ -753,6 +753,30 @@ fn the_oci_driver_takes_the_host_image_a_user_and_limits() {
 }
 
 #[test]
+fn an_oci_service_may_leave_out_its_seccomp_filter() {
+    let m = parse_value(&{
+        let mut v = hello();
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["seccomp"] = json!("unconfined");
+        v
+    })
+    .expect("an unconfined oci service");
+    assert_eq!(m.services["api"].seccomp, Seccomp::Unconfined);
+    assert_eq!(parse_value(&hello()).unwrap().services["api"].seccomp, Seccomp::Default);
+    let filters = "one of default, unconfined";
+    invalid_at("services.api.seccomp", json!("off"), filters, "\"off\"");
+    invalid_at("services.api.seccomp", json!(false), filters, "false");
+    // A process has no filter to leave out: refused, saying only a container has one.
+    let err = error_of(set("services.api.seccomp", json!("unconfined")));
+    assert_invalid(
+        err,
+        "services.api.seccomp",
+        "no seccomp filter to leave out with the process driver",
+        "\"unconfined\"",
+    );
+}
+
+#[test]
 fn an_oci_service_may_ask_for_the_apps_private_network() {
     let m = parse_value(&{
         let mut v = hello();
@@ -936,6 +960,7 @@ fn unknown_fields_are_named_at_every_level() {
         "image",
         "user",
         "network",
+        "seccomp",
     ];
     let err = error_of(set("services.api.instancs", json!({"min": 2})));
     assert_unknown_field(err.clone(), "services.api.instancs", SERVICE);

@@ -493,6 +493,14 @@ fn schema_and_parser_agree_on_examples() {
         v["services"]["api"]["driver"] = json!("oci");
         v["services"]["api"]["network"] = json!("private");
     });
+    edit("oci unconfined", &|v| {
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["seccomp"] = json!("unconfined");
+    });
+    edit("seccomp off", &|v| {
+        v["services"]["api"]["driver"] = json!("oci");
+        v["services"]["api"]["seccomp"] = json!("off");
+    });
     edit("network bridge", &|v| {
         v["services"]["api"]["driver"] = json!("oci");
         v["services"]["api"]["network"] = json!("bridge");

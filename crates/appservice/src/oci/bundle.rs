@@ -153,6 +153,8 @@ pub(crate) struct BundleSpec<'a> {
     pub memory_mb: Option<u64>,
     pub cpus: Option<f64>,
     pub pids: u64,
+    /// Whether the default seccomp profile applies; false: no filter.
+    pub seccomp: bool,
     /// The container's cgroup, relative to the runtime's own.
     pub cgroup: &'a str,
     /// A network namespace of its own (`/run/netns/...`) on its app's private network;
@@ -263,9 +265,12 @@ pub(crate) fn config(image: &HostImage, spec: &BundleSpec<'_>) -> Result<Spec> {
         .cgroups_path(PathBuf::from(spec.cgroup))
         .namespaces(namespaces)
         .masked_paths(masked)
-        .readonly_paths(READ_ONLY.iter().map(|p| p.to_string()).collect::<Vec<_>>())
-        .seccomp(seccomp::default_profile()?)
-        .build()?;
+        .readonly_paths(READ_ONLY.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+    let linux = match spec.seccomp {
+        true => linux.seccomp(seccomp::default_profile()?),
+        false => linux,
+    }
+    .build()?;
 
     Ok(SpecBuilder::default()
         .version("1.0.2")
@@ -398,6 +403,7 @@ mod tests {
             memory_mb: Some(64),
             cpus: Some(0.5),
             pids: 1024,
+            seccomp: true,
             cgroup: "strata-0a1b2c3d-web-1.1",
             netns: None,
             resolv_conf: None,
@@ -419,6 +425,19 @@ mod tests {
         };
         let config = config(&image, &spec(&env, &argv, &files, &masked)).unwrap();
         let json = serde_json::to_value(&config).unwrap();
+        // `"seccomp": "unconfined"`: no filter at all, everything else as it was.
+        let unconfined = BundleSpec {
+            seccomp: false,
+            ..spec(&env, &argv, &files, &masked)
+        };
+        let unconfined = serde_json::to_value(super::config(&image, &unconfined).unwrap()).unwrap();
+        assert!(
+            unconfined["linux"].get("seccomp").is_none(),
+            "{:#}",
+            unconfined["linux"]
+        );
+        assert_eq!(unconfined["linux"]["maskedPaths"], json["linux"]["maskedPaths"]);
+        assert_eq!(unconfined["process"]["noNewPrivileges"], true);
 
         let process = &json["process"];
         assert_eq!(process["user"]["uid"], 65534);

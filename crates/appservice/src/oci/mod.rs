@@ -131,6 +131,8 @@ pub(crate) struct ContainerLaunch<'a> {
     pub memory_mb: Option<u64>,
     pub cpus: Option<f64>,
     pub pids: u64,
+    /// Whether the default seccomp profile applies (false: `"seccomp": "unconfined"`).
+    pub seccomp: bool,
     /// Some for a container on its app's private network: the app's name and the
     /// node API's address (forwarded into the namespace where it is on loopback).
     pub private: Option<(&'a str, Option<std::net::SocketAddr>)>,
@@ -236,6 +238,7 @@ impl Oci {
                 memory_mb: l.memory_mb,
                 cpus: l.cpus,
                 pids: l.pids,
+                seccomp: l.seccomp,
                 cgroup: &id,
                 netns: netns.as_deref(),
                 resolv_conf: attachment.as_ref().map(|_| resolv_conf.as_path()),
@@ -319,6 +322,7 @@ fn probe_bundle(dir: &Path, image: &bundle::HostImage, prefix: &str, runtime: &s
             memory_mb: Some(64),
             cpus: Some(0.5),
             pids: 16,
+            seccomp: true,
             cgroup: &id,
             netns: None,
             resolv_conf: None,

@@ -68,6 +68,11 @@ pub(super) fn check_driver(spec: &ServiceSpec, path: &FieldPath, p: &mut Problem
                     (spec.network == Network::Private).then(|| quoted("private")),
                 ),
                 (
+                    path.key("seccomp"),
+                    "no seccomp filter to leave out",
+                    (spec.seccomp == Seccomp::Unconfined).then(|| quoted("unconfined")),
+                ),
+                (
                     resources.key("cpus"),
                     "no CPU limit",
                     spec.resources.cpus.map(|c| format!("the number {c}")),
