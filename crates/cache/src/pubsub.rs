@@ -6,6 +6,10 @@
 //! (its channel and payload shared, never copied per subscriber) to each receiver's
 //! mailbox under that mailbox's own short lock and wakes its connection, as a list push
 //! wakes a blocked client; the connection writes its mailbox out on its own worker.
+//! While a connection runs a batch of commands ([`WakeLater`]) the wake-ups wait for
+//! the batch's end: a subscriber on another worker is woken once for a pipeline of
+//! PUBLISHes instead of once per message (and drains them in one write), as Redis
+//! writes to its clients once per turn of its event loop.
 //! A PUBLISH to a channel nobody listens on costs one atomic load when nobody listens to
 //! anything, else a read lock and a hash lookup, plus a glob match per pattern
 //! subscribed (as Redis).
@@ -19,6 +23,7 @@
 //! ([`Subscriber::dropping`]), past which a new message is dropped and counted, and the
 //! messages already in it stay.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -51,11 +56,54 @@ impl Message {
     }
 }
 
+thread_local! {
+    /// While a [`WakeLater`] is held on this thread: whether one is, and the
+    /// subscribers to wake when it is dropped.
+    static LATER: RefCell<(bool, Vec<Arc<Subscriber>>)> = const { RefCell::new((false, Vec::new())) };
+}
+
+/// Held while a connection runs one batch of commands (synchronously, on one thread):
+/// the subscribers its PUBLISHes deliver to are woken once, when it is dropped, rather
+/// than once per message.
+pub(crate) struct WakeLater(());
+
+impl WakeLater {
+    pub fn begin() -> WakeLater {
+        LATER.with(|l| l.borrow_mut().0 = true);
+        WakeLater(())
+    }
+}
+
+impl Drop for WakeLater {
+    fn drop(&mut self) {
+        let mut woken = LATER.with(|l| {
+            let mut l = l.borrow_mut();
+            l.0 = false;
+            std::mem::take(&mut l.1)
+        });
+        for s in woken.drain(..) {
+            // Cleared before the wake-up: a delivery from another thread that saw it
+            // set (and so left the wake-up to this one) is in the mailbox by now.
+            s.wake_pending.swap(false, Ordering::AcqRel);
+            s.notify.notify_one();
+        }
+        // The list's room is kept for the next batch.
+        LATER.with(|l| {
+            let mut l = l.borrow_mut();
+            if l.1.is_empty() {
+                l.1 = woken;
+            }
+        });
+    }
+}
+
 /// A subscriber's mailbox: a Redis connection's, or a platform subscriber's.
 #[derive(Debug, Default)]
 pub(crate) struct Subscriber {
     queue: Mutex<Mailbox>,
     notify: Notify,
+    /// A [`WakeLater`] somewhere will wake it.
+    wake_pending: AtomicBool,
     overflowed: AtomicBool,
     /// A platform subscriber's bound (messages, bytes): past it a message is dropped.
     /// None: a connection's, closed past the registry's limit.
@@ -87,8 +135,8 @@ impl Subscriber {
 
     /// Appends `m` unless the mailbox is over [`MAILBOX_LIMIT`] (then marks it
     /// overflowed), or, for a platform subscriber, over its own bound (then drops `m`);
-    /// wakes the connection.
-    fn deliver(&self, m: Message, limit: usize) {
+    /// wakes the connection (when the batch ends, under a [`WakeLater`]).
+    fn deliver(self: &Arc<Self>, m: Message, limit: usize) {
         if self.overflowed.load(Ordering::Relaxed) {
             return;
         }
@@ -111,7 +159,19 @@ impl Subscriber {
                 q.messages.push_back(m);
             }
         }
-        self.notify.notify_one();
+        let later = LATER.with(|l| {
+            let mut l = l.borrow_mut();
+            if !l.0 {
+                return false;
+            }
+            if !self.wake_pending.swap(true, Ordering::AcqRel) {
+                l.1.push(self.clone());
+            }
+            true
+        });
+        if !later {
+            self.notify.notify_one();
+        }
     }
 
     /// Waits for a delivery (one since the last wait counts, even if it came before
@@ -381,6 +441,43 @@ mod tests {
         let mut v = Vec::new();
         s.drain(None, |m| v.push((m.pattern, m.channel, m.payload)));
         v
+    }
+
+    /// Whether a wake-up is waiting for `s` (taking it).
+    async fn was_woken(s: &Subscriber) -> bool {
+        tokio::select! {
+            biased;
+            _ = s.woken() => true,
+            _ = std::future::ready(()) => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_wakes_each_subscriber_once_when_it_ends() {
+        let ps = PubSub::default();
+        let (a, b) = (Arc::new(Subscriber::default()), Arc::new(Subscriber::default()));
+        let news = Bytes::from_static(b"news");
+        ps.subscribe(&news, &a);
+        ps.subscribe(&news, &b);
+        // Outside a batch: woken at once.
+        ps.publish(b"news", b"0");
+        assert!(was_woken(&a).await && was_woken(&b).await);
+        {
+            let _batch = WakeLater::begin();
+            for i in 1..=3 {
+                assert_eq!(ps.publish(b"news", i.to_string().as_bytes()), 2);
+            }
+            assert!(!was_woken(&a).await, "woken before the batch ended");
+            assert!(a.wake_pending.load(Ordering::Relaxed) && b.wake_pending.load(Ordering::Relaxed));
+            assert_eq!(LATER.with(|l| l.borrow().1.len()), 2, "each subscriber listed once");
+        }
+        assert!(was_woken(&a).await && was_woken(&b).await);
+        assert!(!was_woken(&a).await, "woken once");
+        assert!(!a.wake_pending.load(Ordering::Relaxed));
+        assert_eq!(drained(&a).len(), 4);
+        // After the batch: at once again.
+        ps.publish(b"news", b"4");
+        assert!(was_woken(&b).await);
     }
 
     #[test]

@@ -92,6 +92,8 @@ impl Connection {
     /// queued instead ([`Connection::has_forwards`]): the server forwards them before it
     /// writes `out`.
     pub fn process(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>) -> Progress {
+        // The batch's PUBLISHes wake each subscriber once, at its end.
+        let _wakes = crate::pubsub::WakeLater::begin();
         let mut at = 0;
         let mut commands = 0u64;
         let mut progress = Progress::NeedInput;
