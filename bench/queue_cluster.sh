@@ -6,15 +6,20 @@
 # settings (replicas 3, file storage, limits retention, discard old, a durable pull
 # consumer with explicit acks, no delivery or ack-pending limit) and 128-byte messages.
 # The phases, rounds and report are bench/queue.sh's (bench/queue/README.md).
+# Like for like: the direct side connects to the server strata's node is connected to,
+# and its stream is led by the server leading strata's (DIRECT=first: the first server,
+# wherever its stream's leader is, as before).
 #
 #   bash bench/queue_cluster.sh          # ROUNDS=5 SECS=3; NODES=1 (strata nodes)
 #
 # Settings: ROUNDS, SECS, SIZE, UNACKED, BATCH, CONSUME, FLOOR_SECS as in bench/queue.sh;
-# NODES (1 or more strata nodes; the bench talks to the first), STRATA (binary; default
-# cargo build --release -p strata), KEEP=1 keeps the work dir; ACKS=confirmed makes the
-# direct side wait for the server to confirm each fetched batch's acks (as strata's ack
-# answers only once JetStream confirmed them) instead of sending them fire-and-forget
-# (ACKS=sent, the default).
+# PHASES=a runs phase (a) only ((b) and (c) print 0); NODES (1 or more strata nodes; the bench talks to the
+# first), STRATA (binary; default cargo build --release -p strata), DIRECT (same or
+# first, above), NATS_PORT (17222: the servers' first client port), IDLE_GAP_US (1000:
+# the idle time before each call of the second HTTP floor), KEEP=1 keeps the
+# work dir; ACKS=confirmed makes the direct side wait for the server to confirm each
+# fetched batch's acks (as strata's ack answers only once JetStream confirmed them)
+# instead of sending them fire-and-forget (ACKS=sent, the default).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -31,6 +36,9 @@ NODES=${NODES:-1}
 STRATA=${STRATA:-}
 KEEP=${KEEP:-}
 ACKS=${ACKS:-sent}
+DIRECT=${DIRECT:-same}
+PHASES=${PHASES:-abc}
+IDLE_GAP_US=${IDLE_GAP_US:-1000}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BENCH=${CARGO_TARGET_DIR:-$ROOT/bench/queue/target}/release/queue-bench
 
@@ -62,7 +70,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-URLS=$("$ROOT/cluster/nats-cluster.sh" start "$WORK/nats" 17222)
+BASE_PORT=${NATS_PORT:-17222}
+URLS=$("$ROOT/cluster/nats-cluster.sh" start "$WORK/nats" "$BASE_PORT")
 NATS_STARTED=1
 log "NATS cluster: $URLS ($(nats-server --version), sync_interval: always)"
 for i in $(seq "$NODES"); do
@@ -103,30 +112,57 @@ read -r API STRATA_TOKEN <"$WORK/api"
 export STRATA_TOKEN
 log "strata: $NODES node(s); the node API of the node running the instance: $API"
 
+# The server the NATS connection of the node the bench talks to is on (nats-cluster.sh
+# names server i `ni` and has it listen on BASE_PORT+i).
+api_pid=$(ss -tlnpH "sport = :${API##*:}" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)
+[ -n "$api_pid" ] || die "could not tell which process serves $API (ss -tlnp)"
+node_port=$(ss -tnpH state established \
+    | awk -v pid="pid=$api_pid," 'index($0, pid) { n = split($4, a, ":"); print a[n] }' \
+    | awk -v lo="$BASE_PORT" '$1 >= lo && $1 <= lo + 2' | head -n 1)
+[ -n "$node_port" ] || die "could not tell which NATS server the node at $API is connected to (ss -tnp)"
+NODE_NATS=nats://127.0.0.1:$node_port
+NODE_SERVER=n$((node_port - BASE_PORT))
+STREAM=strata_qbench_q_bench
+case "$DIRECT" in
+    same) DIRECT_NATS=$NODE_NATS ;;
+    first) DIRECT_NATS=${URLS%%,*} ;;
+    *) die "DIRECT is same or first, not $DIRECT" ;;
+esac
+
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
-RUN_OPTS=(--secs "$SECS" --size "$SIZE" --unacked "$UNACKED" --batch "$BATCH" --consume "$CONSUME")
-NATS1=${URLS%%,*}
+RUN_OPTS=(--secs "$SECS" --size "$SIZE" --unacked "$UNACKED" --batch "$BATCH" --consume "$CONSUME" --phases "$PHASES")
 log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((r = 1; r <= ROUNDS; r++)); do
     if ((r % 2 == 1)); then order=(strata jetstream); else order=(jetstream strata); fi
+    leader=$("$BENCH" leader --nats "$NODE_NATS" --stream "$STREAM")
+    log "round $r: strata's node on server $NODE_SERVER, its stream led by $leader"
+    LEADER_OPT=()
+    [ "$DIRECT" = same ] && LEADER_OPT=(--leader "$leader")
     for t in "${order[@]}"; do
         if [ "$t" = strata ]; then
             "$BENCH" strata --api "$API" --queue bench --round "$r" "${RUN_OPTS[@]}" >>"$RESULTS" 2>"$WORK/err" \
                 || { cat "$WORK/err" >&2; die "strata round $r failed"; }
         else
-            "$BENCH" jetstream --nats "$NATS1" --replicas 3 --acks "$ACKS" --round "$r" "${RUN_OPTS[@]}" >>"$RESULTS" 2>"$WORK/err" \
+            "$BENCH" jetstream --nats "$DIRECT_NATS" --replicas 3 --acks "$ACKS" "${LEADER_OPT[@]}" \
+                --round "$r" "${RUN_OPTS[@]}" >>"$RESULTS" 2>"$WORK/err" \
                 || { cat "$WORK/err" >&2; die "JetStream round $r failed"; }
         fi
-        log "$(sed -n 's/^\[queue-bench\] //p' "$WORK/err") (round $r)"
+        while read -r line; do log "$line (round $r)"; done < <(sed -n 's/^\[queue-bench\] //p' "$WORK/err")
     done
     "$BENCH" fsync --dir "$WORK" --secs "$FLOOR_SECS" --size "$SIZE" --round "$r" >>"$RESULTS"
     "$BENCH" health --api "$API" --secs "$FLOOR_SECS" --round "$r" >>"$RESULTS"
+    "$BENCH" health --api "$API" --secs "$FLOOR_SECS" --gap-us "$IDLE_GAP_US" --round "$r" >>"$RESULTS"
 done
 log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo
 echo "queue bench on the cluster: $ROUNDS rounds, ${SECS}s per timed phase, $SIZE-byte messages, $(nproc) CPUs"
 echo "both targets: the same 3-server NATS cluster (JetStream file storage, replicas 3, sync_interval: always);"
-echo "strata: $NODES node(s), the queue through its HTTP API; JetStream: async-nats to $NATS1 (acks $ACKS)"
+echo "strata: $NODES node(s), the queue through its HTTP API, the node at $API on server $NODE_SERVER;"
+if [ "$DIRECT" = same ]; then
+    echo "JetStream: async-nats to $DIRECT_NATS ($NODE_SERVER too), its stream led by the server leading strata's (acks $ACKS)"
+else
+    echo "JetStream: async-nats to $DIRECT_NATS, its stream led wherever JetStream put it (acks $ACKS)"
+fi
 "$BENCH" report "$RESULTS"

@@ -47,8 +47,11 @@ pub fn fsync(dir: &Path, size: usize, secs: f64) -> Result<Latencies> {
 }
 
 /// `GET /v1/health` one at a time on one kept-alive connection, for `secs` after a
-/// warm-up; waits up to `wait` for the node to answer at all.
-pub async fn health(client: &strata_client::Client, secs: f64, wait: Duration) -> Result<Latencies> {
+/// warm-up; waits up to `wait` for the node to answer at all. With a `gap`, the calling
+/// thread sleeps that long before each call (not timed), so that each round trip starts
+/// from idle threads on both sides, as a publish's answer does after the node waited
+/// for JetStream.
+pub async fn health(client: &strata_client::Client, secs: f64, wait: Duration, gap: Duration) -> Result<Latencies> {
     let give_up = Instant::now() + wait;
     loop {
         match client.health().await {
@@ -66,6 +69,10 @@ pub async fn health(client: &strata_client::Client, secs: f64, wait: Duration) -
     let mut lat = Latencies::default();
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     while Instant::now() < deadline {
+        if !gap.is_zero() {
+            // Blocks this thread on purpose: no tokio timer (1 ms granularity).
+            std::thread::sleep(gap);
+        }
         let t = Instant::now();
         client.health().await?;
         lat.push(t.elapsed());

@@ -22,7 +22,15 @@ const DRAIN_BATCH: usize = 1000;
 /// (`strata_cluster::queues`: limits retention, discard old, n replicas, a durable pull
 /// consumer with no limit on deliveries or unacknowledged messages), for
 /// bench/queue_cluster.sh against the 3-server cluster.
-pub async fn run(url: &str, cfg: &RunConfig, replicas: Option<usize>, confirmed: bool) -> Result<RunResult> {
+/// `leader`: the server that should lead the stream (moved there before the run), so
+/// that the direct publishes take the same path through the cluster as strata's.
+pub async fn run(
+    url: &str,
+    cfg: &RunConfig,
+    replicas: Option<usize>,
+    confirmed: bool,
+    leader: Option<&str>,
+) -> Result<RunResult> {
     let client = async_nats::connect(url)
         .await
         .with_context(|| format!("connect to nats-server at {url}"))?;
@@ -57,6 +65,14 @@ pub async fn run(url: &str, cfg: &RunConfig, replicas: Option<usize>, confirmed:
         .get_or_create_consumer(CONSUMER, consumer_config)
         .await
         .context("create the durable pull consumer")?;
+    if let Some(name) = leader {
+        lead_on(&js, STREAM, name).await?;
+    }
+    eprintln!(
+        "[queue-bench] jetstream: connected to server {}, stream {STREAM} led by {}",
+        client.server_info().server_name,
+        stream_leader(&js, STREAM).await?.as_deref().unwrap_or("none")
+    );
 
     let body = Bytes::from(vec![b'x'; cfg.size]);
     let mut result = RunResult::default();
@@ -80,6 +96,12 @@ pub async fn run(url: &str, cfg: &RunConfig, replicas: Option<usize>, confirmed:
             .context("publish to JetStream")?;
         result.latencies.push(t.elapsed());
         published += 1;
+    }
+
+    if cfg.latency_only {
+        consume(&consumer, DRAIN_BATCH, u64::MAX, cfg.size, false).await?;
+        client.flush().await.context("flush the acks to nats-server")?;
+        return Ok(result);
     }
 
     // (b) async publish, `unacked` acks outstanding on the one connection.
@@ -108,6 +130,36 @@ pub async fn run(url: &str, cfg: &RunConfig, replicas: Option<usize>, confirmed:
     consume(&consumer, DRAIN_BATCH, u64::MAX, cfg.size, false).await?;
     client.flush().await.context("flush the acks to nats-server")?;
     Ok(result)
+}
+
+/// The server leading `stream` (None: not replicated, or no leader just now).
+pub async fn stream_leader(js: &jetstream::Context, stream: &str) -> Result<Option<String>> {
+    let mut stream = js
+        .get_stream(stream)
+        .await
+        .with_context(|| format!("look up stream {stream}"))?;
+    let info = stream.info().await.context("read the stream's info")?;
+    Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
+}
+
+/// Moves the leadership of `stream` to server `name`: a step-down that prefers it
+/// (nats-server 2.11 and later), repeated until that server leads.
+async fn lead_on(js: &jetstream::Context, stream: &str, name: &str) -> Result<()> {
+    for _ in 0..20 {
+        if stream_leader(js, stream).await?.as_deref() == Some(name) {
+            return Ok(());
+        }
+        let request = serde_json::json!({ "placement": { "preferred": name } });
+        let answer: jetstream::response::Response<serde_json::Value> = js
+            .request(format!("STREAM.LEADER.STEPDOWN.{stream}"), &request)
+            .await
+            .context("ask the stream's leader to step down")?;
+        if let jetstream::response::Response::Err { error } = answer {
+            eprintln!("[queue-bench] step-down of {stream} towards {name}: {error}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!("stream {stream}: server {name} did not become its leader in 10 s")
 }
 
 /// Fetches up to `limit` messages, `batch` at a time, acking each; stops early when the

@@ -24,15 +24,21 @@ use crate::run::RunConfig;
 
 const USAGE: &str = "usage:
   queue-bench strata    --api http://HOST:PORT [--queue bench] [RUN OPTIONS]
-  queue-bench jetstream --nats nats://HOST:PORT [--replicas N] [--acks sent|confirmed] [RUN OPTIONS]
+  queue-bench jetstream --nats nats://HOST:PORT [--replicas N] [--acks sent|confirmed] [--leader SERVER]
+                        [RUN OPTIONS]
                         (--replicas: strata's stream settings, N replicas; see jetstream.rs;
+                        --leader: move the stream's leadership to that server (its name) first;
                         --acks confirmed: each fetched batch's acks confirmed by the server
                         before the next fetch, as strata's ack answers only once they are;
                         sent, the default: fire-and-forget acks)
+  queue-bench leader    --nats nats://HOST:PORT --stream NAME
+                        (prints the name of the server leading the stream)
   queue-bench fsync     --dir DIR [--secs 1] [--size 128] [--round N]
-  queue-bench health    --api http://HOST:PORT [--secs 1] [--wait 30] [--round N]
+  queue-bench health    --api http://HOST:PORT [--secs 1] [--wait 30] [--gap-us 0] [--round N]
+                        (--gap-us: sleep that long before each call, so it starts from idle)
   queue-bench report    RESULTS_FILE
 RUN OPTIONS: --round N --secs 3 --size 128 --unacked 256 --batch 100 --consume 200000
+             --phases abc (a: phase (a) only, its messages drained untimed)
              --in-flight N (strata's Producer only; default: the Producer's)
 Each measuring command prints one `RESULT TARGET ROUND key=value...` line on stdout.";
 
@@ -79,6 +85,11 @@ impl Args {
             in_flight: self.num("in-flight", strata_client::ProducerConfig::default().max_in_flight)?,
             batch: self.num("batch", 100)?,
             consume: self.num("consume", 200_000)?,
+            latency_only: match self.options.get("phases").map(String::as_str) {
+                None | Some("abc") => false,
+                Some("a") => true,
+                Some(other) => bail!("--phases is abc or a, not {other:?}\n{USAGE}"),
+            },
         })
     }
 }
@@ -117,9 +128,20 @@ async fn real_main() -> Result<()> {
                 Some("confirmed") => true,
                 Some(other) => bail!("--acks is sent or confirmed, not {other:?}\n{USAGE}"),
             };
-            let mut r = jetstream::run(&args.string("nats")?, &cfg, replicas, confirmed).await?;
+            let leader = args.options.get("leader").map(String::as_str);
+            let mut r = jetstream::run(&args.string("nats")?, &cfg, replicas, confirmed, leader).await?;
             eprintln!("[queue-bench] {}", r.summary("jetstream"));
             println!("{}", r.line("jetstream", round));
+        }
+        "leader" => {
+            let url = args.string("nats")?;
+            let client = async_nats::connect(url.as_str())
+                .await
+                .with_context(|| format!("connect to nats-server at {url}"))?;
+            let js = async_nats::jetstream::new(client);
+            let stream = args.string("stream")?;
+            let leader = jetstream::stream_leader(&js, &stream).await?;
+            println!("{}", leader.context("the stream has no leader just now")?);
         }
         "fsync" => {
             let dir = PathBuf::from(args.string("dir")?);
@@ -135,13 +157,15 @@ async fn real_main() -> Result<()> {
         "health" => {
             let client = strata_client::Client::new(&args.string("api")?)?;
             let wait = Duration::from_secs_f64(args.num("wait", 30.0)?);
-            let mut lat = floor::health(&client, args.num("secs", 1.0)?, wait).await?;
+            let gap = Duration::from_micros(args.num("gap-us", 0)?);
+            let mut lat = floor::health(&client, args.num("secs", 1.0)?, wait, gap).await?;
+            let target = if gap.is_zero() { "health" } else { "health_idle" };
             let fields = [
                 ("p50_us", lat.percentile_us(50.0)),
                 ("p99_us", lat.percentile_us(99.0)),
                 ("n", lat.len() as f64),
             ];
-            println!("{}", result_line("health", round, &fields));
+            println!("{}", result_line(target, round, &fields));
         }
         "report" => {
             let file = args

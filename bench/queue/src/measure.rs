@@ -140,6 +140,13 @@ pub fn report(path: &str) -> Result<()> {
         cell(median(&rows, "health", "p50_us")),
         cell(median(&rows, "health", "p99_us"))
     );
+    if median(&rows, "health_idle", "p50_us").is_some() {
+        println!(
+            "  the same, each call after the client slept (threads idle, as after a publish's wait): p50 {} us, p99 {} us",
+            cell(median(&rows, "health_idle", "p50_us")),
+            cell(median(&rows, "health_idle", "p99_us"))
+        );
+    }
     if let (Some(lat), Some(sync), Some(rtt)) = (
         median(&rows, "strata", "lat_p50_us"),
         median(&rows, "fsync", "p50_us"),
@@ -159,6 +166,12 @@ pub fn report(path: &str) -> Result<()> {
             "  strata (a) p50 {lat:.0} us is {:.0} us more than JetStream's p50 plus one round trip (issue 11's target: at most 50)",
             lat - js - rtt
         );
+        if let Some(idle) = median(&rows, "health_idle", "p50_us") {
+            println!(
+                "  strata (a) p50 is {:.0} us more than JetStream's p50 plus one round trip from idle",
+                lat - js - idle
+            );
+        }
     }
     Ok(())
 }

@@ -20,6 +20,8 @@ pub struct RunConfig {
     /// Messages consumed in the timed part of phase (c) (topped up, untimed, when (a) and
     /// (b) published fewer).
     pub consume: u64,
+    /// Phase (a) only (then what it published is drained, untimed).
+    pub latency_only: bool,
 }
 
 /// What one run measured.

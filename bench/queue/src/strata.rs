@@ -35,6 +35,11 @@ pub async fn run(api: &str, queue: &str, cfg: &RunConfig) -> Result<RunResult> {
         published += 1;
     }
 
+    if cfg.latency_only {
+        consume(&client, queue, DRAIN_BATCH, u64::MAX, cfg.size).await?;
+        return Ok(result);
+    }
+
     // (b) one publisher, `unacked` messages outstanding, batched by the Producer.
     let (n, time) = pipelined(
         &client,
