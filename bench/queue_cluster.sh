@@ -13,9 +13,9 @@
 #   bash bench/queue_cluster.sh          # ROUNDS=5 SECS=3; NODES=1 (strata nodes)
 #
 # Settings: ROUNDS, SECS, SIZE, UNACKED, BATCH, CONSUME, FLOOR_SECS as in bench/queue.sh;
-# PHASES=a runs phase (a) only ((b) and (c) print 0); NODES (1 or more strata nodes; the bench talks to the
-# first), STRATA (binary; default cargo build --release -p strata), DIRECT (same or
-# first, above), NATS_PORT (17222: the servers' first client port), IDLE_GAP_US (1000:
+# PHASES=a runs phase (a) only ((b) and (c) print 0); NODES (1 or more strata nodes;
+# the bench talks to the one running the app's instance), STRATA (binary; default
+# cargo build --release -p strata), DIRECT (same or first, above), NATS_PORT (17222: the servers' first client port), IDLE_GAP_US (1000:
 # the idle time before each call of the second HTTP floor), KEEP=1 keeps the
 # work dir; ACKS=confirmed makes the direct side wait for the server to confirm each
 # fetched batch's acks (as strata's ack answers only once JetStream confirmed them)
