@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::upstream::UpBody;
+use crate::upstream::{H2Reply, UpBody};
 
 /// A response body on its way to the client: a member's streamed reply, or one the
 /// gateway wrote itself (errors, gathered replies).
@@ -20,7 +20,7 @@ pub enum ResBody {
     /// counted on its member until the body ends. A reply the member breaks off (it
     /// died, or reset the stream) ends with `grpc-status: 14` (UNAVAILABLE) trailers, the
     /// status a gRPC client reconnects on, instead of a reset (which it reads as INTERNAL).
-    H2(hyper::body::Incoming, strata_bus::MemberGuard, H2End),
+    H2(H2Reply, strata_bus::MemberGuard, H2End),
 }
 
 /// Whether a gRPC reply has ended (after the trailers strata wrote for a broken one).
@@ -31,7 +31,7 @@ pub enum H2End {
     Ended,
 }
 
-fn broken_off(e: &hyper::Error) -> http::HeaderMap {
+fn broken_off(e: &h2::Error) -> http::HeaderMap {
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
     let message = format!("the member failed during the call: {e}")

@@ -1,7 +1,9 @@
 //! gRPC through the bus: a call (HTTP/2, `content-type: application/grpc...`) goes to ANY
 //! one member of the route's pool over HTTP/2 (h2c) and streams both ways, trailers
-//! included, with HTTP/2 flow control end to end (hyper's streams on both sides; nothing
-//! is buffered here). Unary and the three streaming kinds are the same code.
+//! included, with HTTP/2 flow control end to end (hyper's server streams on the client's
+//! side, the `h2` crate's client streams on the member's; nothing is buffered here).
+//! Unary and the three streaming kinds are the same code; a unary call's request is sent
+//! from this task, with no task or channel of its own (`upstream::send_h2`).
 //!
 //! - **Deadline:** `grpc-timeout` from the client (capped by the service's
 //!   `relay.timeout_ms`) bounds the wait for the member's reply head; the member sees the
@@ -15,13 +17,17 @@
 //! - **Load:** a call counts as in flight on its member until its reply body (and
 //!   trailers) ends, so long streams weigh on the pick like open WebSockets.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
+use http_body::{Body, Frame};
 use hyper::body::Incoming;
 use strata_bus::{Held, Member, Placement, Pool};
 
@@ -29,7 +35,7 @@ use super::{upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KE
 use crate::metrics::{Protocol, RelayStats};
 use crate::response_body::{H2End, ResBody};
 use crate::trace::TRACEPARENT;
-use crate::upstream::H2Body;
+use crate::upstream::{send_h2, H2Reply, H2SendError};
 
 mod replay;
 
@@ -94,17 +100,50 @@ pub fn status_response(status: GrpcStatus, message: &str) -> Response<ResBody> {
 /// What a call's attempts send: the client's stream as it is, or (for an idempotent
 /// method) a [`Replay`] that a reissue can send again.
 enum CallBody {
-    Once(Option<H2Body>),
+    Once(Option<Incoming>),
     Replay(Replay),
 }
 
 impl CallBody {
     /// The body of the next attempt; None when the call cannot be sent again.
-    fn next(&mut self, first: bool) -> Option<H2Body> {
+    fn next(&mut self, first: bool) -> Option<Outgoing> {
         match self {
-            CallBody::Once(body) => body.take(),
-            CallBody::Replay(replay) if first => Some(replay.again().boxed_unsync()),
-            CallBody::Replay(replay) => replay.replayable().then(|| replay.again().boxed_unsync()),
+            CallBody::Once(body) => body.take().map(Outgoing::Client),
+            CallBody::Replay(replay) if first => Some(Outgoing::Replay(replay.again())),
+            CallBody::Replay(replay) => replay.replayable().then(|| Outgoing::Replay(replay.again())),
+        }
+    }
+
+    /// Takes back a body that never left: the next attempt sends it (a replay makes a
+    /// fresh one anyway).
+    fn unsent(&mut self, body: Outgoing) {
+        if let (CallBody::Once(slot), Outgoing::Client(body)) = (self, body) {
+            *slot = Some(body);
+        }
+    }
+}
+
+/// One attempt's request body.
+enum Outgoing {
+    Client(Incoming),
+    Replay(Replay),
+}
+
+impl Body for Outgoing {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Outgoing::Client(body) => Pin::new(body).poll_frame(cx).map_err(|e| Box::new(e) as _),
+            Outgoing::Replay(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Outgoing::Client(body) => body.is_end_stream(),
+            Outgoing::Replay(body) => body.is_end_stream(),
         }
     }
 }
@@ -147,7 +186,7 @@ async fn relay_call(
     let mut body = if idempotent {
         CallBody::Replay(Replay::new(body))
     } else {
-        CallBody::Once(Some(body.map_err(|e| Box::new(e) as _).boxed_unsync()))
+        CallBody::Once(Some(body))
     };
     let mut outcome = Outcome::default();
     let mut tried: Vec<Arc<Member>> = Vec::new();
@@ -253,12 +292,12 @@ async fn relay_call(
         let cached = upstream.h2.cached();
         let connecting = async {
             match cached {
-                Some(sender) => Ok(Ok(sender)),
-                None => tokio::time::timeout(attempt, upstream.h2.sender(member.addr)).await,
+                Some(open) => Ok(Ok(open)),
+                None => tokio::time::timeout(attempt, upstream.h2.connect(member.addr)).await,
             }
         };
-        let mut sender = match connecting.await {
-            Ok(Ok(sender)) => sender,
+        let (mut sender, conn) = match connecting.await {
+            Ok(Ok(open)) => open,
             Ok(Err(e)) => {
                 pool.suspect(&member);
                 why = format!("member {} could not be reached: {e}", member.id);
@@ -274,12 +313,6 @@ async fn relay_call(
                 continue;
             }
         };
-        if sender.ready().await.is_err() {
-            why = format!("member {}'s connection closed", member.id);
-            body.unsent(attempt_body);
-            sent = false;
-            continue;
-        }
         let mut head = match &body {
             CallBody::Replay(_) => parts.clone().expect("the head is kept"),
             CallBody::Once(_) => parts.take().expect("the head is back after an unsent attempt"),
@@ -301,49 +334,66 @@ async fn relay_call(
             }
         }
         head.headers.insert(ATTEMPT, HeaderValue::from(outcome.attempts));
-        let req = Request::from_parts(head, attempt_body);
+        let call = match send_h2(&mut sender, &conn, head, attempt_body).await {
+            Ok(call) => call,
+            Err(H2SendError::Unsent(back, e)) => {
+                let (head, unsent) = *back;
+                // The connection closed or went away just now: nothing was sent.
+                why = format!("member {}'s connection closed: {e}", member.id);
+                parts.get_or_insert(head);
+                body.unsent(unsent);
+                sent = false;
+                continue;
+            }
+            Err(H2SendError::Refused(e)) => {
+                why = format!("member {} could not take the call: {e}", member.id);
+                // Nothing reached the member; only a call whose head was kept can go again.
+                if matches!(body, CallBody::Once(_)) {
+                    return (
+                        status_response(GrpcStatus::Unavailable, &why),
+                        outcome.unanswered(NoAnswer::Failed),
+                    );
+                }
+                sent = false;
+                continue;
+            }
+            Err(H2SendError::ClientBody(e)) => return client_broke_off(&e, outcome),
+        };
         // `coarse`: no tokio timer per call (it fires up to `coarse::TICK` late; the
         // member ends the call itself at the `grpc-timeout` it was given).
-        match crate::coarse::timeout(remaining, sender.try_send_request(req)).await {
-            Ok(Ok(res)) => {
-                let (mut head, body) = res.into_parts();
+        match crate::coarse::timeout(remaining, call).await {
+            Ok(Ok((res, pump))) => {
+                let (mut head, recv) = res.into_parts();
                 head.headers.insert(SERVED_BY, upstream.served_by.clone());
                 if head.status != StatusCode::OK && !head.headers.contains_key("grpc-status") {
                     // Not a gRPC reply: say so in gRPC terms.
                     let message = format!("member {} answered HTTP {}", member.id, head.status);
                     return (status_response(GrpcStatus::Unavailable, &message), outcome);
                 }
+                let reply = H2Reply::new(recv, pump, conn);
                 return (
-                    Response::from_parts(head, ResBody::H2(body, guard, H2End::Streaming)),
+                    Response::from_parts(head, ResBody::H2(reply, guard, H2End::Streaming)),
                     outcome,
                 );
             }
-            Ok(Err(mut e)) => {
+            // The request's pump reset the stream: the client's request broke off.
+            Ok(Err(e)) if e.is_reset() && !e.is_remote() && e.reason() == Some(h2::Reason::CANCEL) => {
+                return client_broke_off(&e, outcome);
+            }
+            Ok(Err(e)) => {
                 pool.suspect(&member);
-                match e.take_message() {
-                    // Never sent: the call goes to another member.
-                    Some(unsent) => {
-                        why = format!("member {} could not take the call: {}", member.id, e.error());
-                        let (head, unsent) = unsent.into_parts();
-                        parts.get_or_insert(head);
-                        body.unsent(unsent);
-                        sent = false;
-                    }
-                    None if idempotent => {
-                        why = format!("member {} failed during the call: {}", member.id, e.error());
-                        sent = true;
-                    }
-                    None => {
-                        why = format!(
-                            "member {} failed during the call: {}; not reissued: the method is not idempotent (relay.idempotent)",
-                            member.id,
-                            e.error()
-                        );
-                        return (
-                            status_response(GrpcStatus::Unavailable, &why),
-                            outcome.unanswered(NoAnswer::Failed),
-                        );
-                    }
+                if idempotent {
+                    why = format!("member {} failed during the call: {e}", member.id);
+                    sent = true;
+                } else {
+                    why = format!(
+                        "member {} failed during the call: {e}; not reissued: the method is not idempotent (relay.idempotent)",
+                        member.id
+                    );
+                    return (
+                        status_response(GrpcStatus::Unavailable, &why),
+                        outcome.unanswered(NoAnswer::Failed),
+                    );
                 }
             }
             Err(_) => {
@@ -357,14 +407,14 @@ async fn relay_call(
     }
 }
 
-impl CallBody {
-    /// Takes back a body that never left: the next attempt sends it (a replay makes a
-    /// fresh one anyway).
-    fn unsent(&mut self, body: H2Body) {
-        if let CallBody::Once(slot) = self {
-            *slot = Some(body);
-        }
-    }
+/// The client's request broke off while it was sent: nobody waits for the answer, and
+/// the member is not to blame.
+fn client_broke_off(e: &dyn std::fmt::Display, outcome: Outcome) -> (Response<ResBody>, Outcome) {
+    let why = format!("the call's request broke off: {e}");
+    (
+        status_response(GrpcStatus::Unavailable, &why),
+        outcome.unanswered(NoAnswer::ClientBody),
+    )
 }
 
 #[cfg(test)]

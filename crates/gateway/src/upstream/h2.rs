@@ -1,62 +1,154 @@
-//! HTTP/2 over cleartext (h2c, prior knowledge) to a member, for gRPC: one connection per
-//! member and gateway thread, multiplexing every call of that thread; made on first use
-//! and again when the member closed it. Its driver task runs on the thread that made it.
+//! HTTP/2 over cleartext (h2c, prior knowledge) to a member, for gRPC, with the `h2`
+//! crate used directly: one connection per member and gateway thread, multiplexing every
+//! call of that thread; made on first use and again once the member closed it or sent
+//! GOAWAY. Its driver task (reading, writing, keep-alive pings) runs on the thread that
+//! made it; a call has no task and no channel of its own: it opens its stream from the
+//! relay's task (`h2_call`).
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use h2::client::{Connection, SendRequest};
 use tokio::net::TcpStream;
 
 use crate::worker::{slot, SLOTS};
 
-/// A request body on its way to a member over HTTP/2.
-pub type H2Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+/// Opens calls on one connection to a member.
+pub type Sender = SendRequest<Bytes>;
+
+/// While calls are open, a ping goes to the member this often...
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// ...and a connection whose member does not answer one within this is closed (its
+/// calls end `UNAVAILABLE`), as hyper's client did with the same settings.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often the driver looks at its pings.
+const KEEP_ALIVE_CHECK: Duration = Duration::from_secs(5);
+
+/// A connection as its cache entry and its calls hold it: the driver pings the member
+/// only while a call holds one (a gRPC server may answer pings on an idle connection
+/// with GOAWAY), and marks it closed when the connection ends.
+pub struct ConnRef {
+    open: AtomicBool,
+}
+
+struct Open {
+    sender: Sender,
+    conn: Arc<ConnRef>,
+}
 
 /// The HTTP/2 connections to one member, one per gateway thread.
 pub struct H2Conns {
-    senders: [Mutex<Option<SendRequest<H2Body>>>; SLOTS],
+    conns: [Mutex<Option<Open>>; SLOTS],
 }
 
 impl Default for H2Conns {
     fn default() -> H2Conns {
         H2Conns {
-            senders: std::array::from_fn(|_| Mutex::new(None)),
+            conns: std::array::from_fn(|_| Mutex::new(None)),
         }
     }
 }
 
 impl H2Conns {
-    /// This thread's open connection to the member, if it has one (no await, no timer).
-    pub fn cached(&self) -> Option<SendRequest<H2Body>> {
-        let senders = self.senders[slot()].lock().unwrap();
-        senders.as_ref().filter(|s| !s.is_closed()).cloned()
+    /// This thread's connection to the member, if it has one that takes new calls (no
+    /// await, no timer). One that ended or was told GOAWAY is forgotten here, so that the
+    /// caller makes a new one.
+    pub fn cached(&self) -> Option<(Sender, Arc<ConnRef>)> {
+        let mut conns = self.conns[slot()].lock().unwrap();
+        let open = conns.as_mut()?;
+        // With no stream of its own pending, `poll_ready` only checks the connection's
+        // state (no await): an error is a connection gone or going away.
+        let ready = open.conn.open.load(Ordering::Relaxed)
+            && matches!(
+                open.sender.poll_ready(&mut Context::from_waker(Waker::noop())),
+                Poll::Ready(Ok(()))
+            );
+        if !ready {
+            *conns = None;
+            return None;
+        }
+        Some((open.sender.clone(), open.conn.clone()))
     }
 
-    /// This thread's connection to the member at `addr`, made if there is none open.
-    /// An error here means nothing was sent.
-    pub async fn sender(&self, addr: SocketAddr) -> io::Result<SendRequest<H2Body>> {
-        if let Some(sender) = self.cached() {
-            return Ok(sender);
-        }
+    /// A new connection of this thread to the member at `addr`, kept for the calls after
+    /// this one. An error here means nothing was sent.
+    pub async fn connect(&self, addr: SocketAddr) -> io::Result<(Sender, Arc<ConnRef>)> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
-            .handshake(TokioIo::new(stream))
+        // hyper's client defaults, which the relay used before: large windows, so that a
+        // stream's flow control is the client's and the member's, not the relay's.
+        let (sender, conn) = h2::client::Builder::new()
+            .initial_window_size(2 * 1024 * 1024)
+            .initial_connection_window_size(5 * 1024 * 1024)
+            .initial_max_send_streams(100)
+            .max_frame_size(16 * 1024)
+            .max_header_list_size(16 * 1024)
+            .max_send_buffer_size(1024 * 1024)
+            .max_local_error_reset_streams(Some(1024))
+            .enable_push(false)
+            .handshake::<_, Bytes>(stream)
             .await
             .map_err(io::Error::other)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %addr, "HTTP/2 connection to a member ended");
-            }
+        let conn_ref = Arc::new(ConnRef {
+            open: AtomicBool::new(true),
         });
-        *self.senders[slot()].lock().unwrap() = Some(sender.clone());
-        Ok(sender)
+        tokio::spawn(drive(conn, Arc::downgrade(&conn_ref), addr));
+        *self.conns[slot()].lock().unwrap() = Some(Open {
+            sender: sender.clone(),
+            conn: conn_ref.clone(),
+        });
+        Ok((sender, conn_ref))
     }
+}
+
+/// Runs a connection until it ends: the member closed it, sent GOAWAY and finished its
+/// streams, did not answer a keep-alive ping, or every holder let go of it.
+async fn drive(mut conn: Connection<TcpStream, Bytes>, conn_ref: Weak<ConnRef>, addr: SocketAddr) {
+    let mut pings = conn.ping_pong().expect("a new connection's pings");
+    let mut check = tokio::time::interval_at((Instant::now() + KEEP_ALIVE_CHECK).into(), KEEP_ALIVE_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_ping = Instant::now();
+    // When the ping still waiting for its pong was sent.
+    let mut waiting: Option<Instant> = None;
+    let ended: Result<(), String> = loop {
+        tokio::select! {
+            biased;
+            ended = &mut conn => break ended.map_err(|e| e.to_string()),
+            pong = std::future::poll_fn(|cx| pings.poll_pong(cx)), if waiting.is_some() => {
+                waiting = None;
+                if let Err(e) = pong {
+                    break Err(e.to_string());
+                }
+            }
+            _ = check.tick() => match waiting {
+                Some(sent) if sent.elapsed() >= KEEP_ALIVE_TIMEOUT => {
+                    break Err("no answer to a keep-alive ping".to_string());
+                }
+                Some(_) => {}
+                None => {
+                    // Held by the cache entry and at least one call.
+                    let calls = conn_ref.strong_count() > 1;
+                    if calls && last_ping.elapsed() >= KEEP_ALIVE_INTERVAL {
+                        if let Err(e) = pings.send_ping(h2::Ping::opaque()) {
+                            break Err(e.to_string());
+                        }
+                        last_ping = Instant::now();
+                        waiting = Some(last_ping);
+                    }
+                }
+            },
+        }
+    };
+    if let Some(conn_ref) = conn_ref.upgrade() {
+        conn_ref.open.store(false, Ordering::Relaxed);
+    }
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, %addr, "HTTP/2 connection to a member ended");
+    }
+    // Dropping `conn` here ends the streams still open on it with an error.
 }

@@ -16,8 +16,11 @@
 //!   and hands back the reply whose body is still to come (`Pending`); or, for a
 //!   request to switch protocols, the socket itself once the member agreed ([`Upgrade`]).
 //! - `idle` (conn): the idle connections to one member, per thread ([`Upstream`]).
-//! - `h2`: HTTP/2 (h2c) connections to a member for gRPC, one per thread, multiplexed
-//!   (`H2Conns`, kept in the member's [`Upstream`]).
+//! - `h2`: HTTP/2 (h2c) connections to a member for gRPC, one per thread, multiplexed,
+//!   each run by a driver task of its own (`H2Conns`, kept in the member's [`Upstream`]).
+//! - `h2_call` (h2): one gRPC call on such a connection, sent from the relay's task: the
+//!   request whole when it is complete, else pumped ([`send_h2`]); the reply body
+//!   with its trailers and flow control ([`H2Reply`]).
 //! - `body` (head, conn, idle): the reply body as it streams, chunked decoding included
 //!   ([`UpBody`]); it gives the connection back to [`Upstream`] when it ends as framed.
 //!
@@ -28,10 +31,11 @@
 mod body;
 mod conn;
 mod h2;
+mod h2_call;
 mod head;
 mod idle;
 
 pub use body::UpBody;
 pub use conn::{Conn, SendError, Upgrade};
-pub use h2::H2Body;
+pub use h2_call::{send as send_h2, H2Reply, SendError as H2SendError};
 pub use idle::Upstream;

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# bench/grpc_ab.sh: two strata builds, A and B, relaying gRPC side by side in one run
+# (rounds alternate A B, then B A, ...), each `strata up` with its own tonic member, to
+# tell a change to the gRPC relay from the noise of a shared machine.
+#
+#   bash bench/grpc_ab.sh OLD_STRATA NEW_STRATA
+#
+# Settings (environment):
+#   ROUNDS=6        rounds; each runs A and B once per shape
+#   DURATION=4      seconds per run
+#   SHAPES="unary:4x25 unary:50x1 bidi:4x25"   MODE:CONNSxSTREAMS per run
+#   SIZE=64         bytes per message
+#   GRPC_BENCH=...  the load client and tonic member (default: built from bench/grpc)
+#   KEEP=1          keep the work dir (manifests, logs, raw lines)
+# Prints per round the calls (or messages) per second and strata's CPU time per call
+# (user + system from /proc/PID/stat: it moves much less than throughput when other work
+# shares the cores), then per shape the medians and the ratios B/A.
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+A=${1:?usage: bench/grpc_ab.sh A_STRATA B_STRATA}
+B=${2:?usage: bench/grpc_ab.sh A_STRATA B_STRATA}
+A=$(cd "$(dirname "$A")" && pwd)/$(basename "$A")
+B=$(cd "$(dirname "$B")" && pwd)/$(basename "$B")
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-6}
+DURATION=${DURATION:-4}
+SHAPES=${SHAPES:-unary:4x25 unary:50x1 bidi:4x25}
+SIZE=${SIZE:-64}
+GRPC_BENCH=${GRPC_BENCH:-}
+KEEP=${KEEP:-}
+
+if [ -z "$GRPC_BENCH" ]; then
+    log "building the load client and tonic member (cargo build --release in bench/grpc)"
+    cargo build --release --manifest-path bench/grpc/Cargo.toml
+    GRPC_BENCH=${CARGO_TARGET_DIR:-bench/grpc/target}/release/grpc-bench
+fi
+GRPC_BENCH=$(cd "$(dirname "$GRPC_BENCH")" && pwd)/$(basename "$GRPC_BENCH")
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-grpc-ab.XXXXXX")
+OUT=$WORK/results.txt
+declare -A PID DIR PORT BIN=([A]="$A" [B]="$B")
+
+cleanup() {
+    local rc=$? w
+    trap - EXIT INT TERM
+    for w in A B; do
+        [ -n "${PID[$w]:-}" ] || continue
+        (cd "${DIR[$w]}" && timeout 30 "${BIN[$w]}" down >/dev/null 2>&1) || true
+        wait_gone "${PID[$w]}" 30 || stop_pid "${PID[$w]}"
+    done
+    if [ -n "$KEEP" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start WHICH: `strata up` of build WHICH with a tonic member claiming test.Echo
+start() {
+    local w=$1 deadline=$((SECONDS + 60))
+    DIR[$w]=$WORK/$w
+    PORT[$w]=$(free_port)
+    mkdir -p "${DIR[$w]}"
+    cat >"${DIR[$w]}/strata.json" <<EOF
+{"strata": 1, "app": "bench-grpc-ab-${w,,}",
+ "gateway": {"listen": "127.0.0.1:${PORT[$w]}"},
+ "services": {"echo": {"run": ["$GRPC_BENCH", "member"], "instances": {"min": 1, "max": 1},
+                       "grpc": ["test.Echo"]}}}
+EOF
+    (cd "${DIR[$w]}" && exec "${BIN[$w]}" up strata.json --cache-listen 127.0.0.1:0) >"${DIR[$w]}/strata.log" 2>&1 &
+    PID[$w]=$!
+    until "$GRPC_BENCH" load "127.0.0.1:${PORT[$w]}" unary 1 0.3 "$SIZE" 2>/dev/null | grep -q '"errors": 0}'; do
+        alive "${PID[$w]}" || { tail -n 20 "${DIR[$w]}/strata.log" >&2; die "strata $w exited early"; }
+        [ "$SECONDS" -lt "$deadline" ] || die "strata $w did not relay calls within 60 s"
+        sleep 0.3
+    done
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+
+start A
+start B
+log "A: $A (pid ${PID[A]}), B: $B (pid ${PID[B]}); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+for shape in $SHAPES; do
+    mode=${shape%%:*} conns=${shape#*:}
+    streams=${conns#*x} conns=${conns%x*}
+    for w in A B; do
+        "$GRPC_BENCH" load "127.0.0.1:${PORT[$w]}" "$mode" "$conns" 1 "$SIZE" "$streams" >/dev/null 2>&1 || true
+    done
+done
+for round in $(seq "$ROUNDS"); do
+    order="A B"
+    [ $((round % 2)) -eq 0 ] && order="B A"
+    for shape in $SHAPES; do
+        mode=${shape%%:*} conns=${shape#*:}
+        streams=${conns#*x} conns=${conns%x*}
+        for w in $order; do
+            before=$(cpu_ticks "${PID[$w]}")
+            doc=$("$GRPC_BENCH" load "127.0.0.1:${PORT[$w]}" "$mode" "$conns" "$DURATION" "$SIZE" "$streams")
+            after=$(cpu_ticks "${PID[$w]}")
+            line=$(python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+us = (int(sys.argv[3]) - int(sys.argv[2])) * 1e6 / int(sys.argv[4]) / max(d["messages"], 1)
+print("%.0f %.2f %d" % (d["per_s"], us, d["errors"]))' "$doc" "$before" "$after" "$TICK")
+            echo "$round $w $shape $line" | tee -a "$OUT"
+        done
+    done
+done
+
+echo
+echo "medians over $ROUNDS rounds: calls (or messages) per second, strata CPU us per call; ratios B/A"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$OUT" <<'EOF'
+import collections, statistics, sys
+rate = collections.defaultdict(list)
+cpu = collections.defaultdict(list)
+errors = collections.Counter()
+shapes = []
+for line in open(sys.argv[1]):
+    _, which, shape, r, us, errs = line.split()
+    rate[(shape, which)].append(float(r))
+    cpu[(shape, which)].append(float(us))
+    errors[(shape, which)] += int(errs)
+    if shape not in shapes:
+        shapes.append(shape)
+for shape in shapes:
+    ra, rb = (statistics.median(rate[(shape, w)]) for w in "AB")
+    ca, cb = (statistics.median(cpu[(shape, w)]) for w in "AB")
+    ahead = sum(b < a for a, b in zip(cpu[(shape, "A")], cpu[(shape, "B")]))
+    print(f"  {shape:<11} per s A {ra:>8.0f} B {rb:>8.0f} B/A {rb / ra:.3f}   "
+          f"cpu us A {ca:6.2f} B {cb:6.2f} B/A {cb / ca:.3f}   B cheaper in {ahead}/{len(cpu[(shape, 'A')])} rounds"
+          f"   errors A {errors[(shape, 'A')]} B {errors[(shape, 'B')]}")
+EOF
