@@ -110,8 +110,6 @@ for n in json.load(open(sys.argv[1]))["apps"]["cbench"]["nodes"]:
 PY
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 log "starting a 3-node and a 1-node strata cluster (each on its own 3-server NATS cluster)"
 cluster three 3 18222
 cluster one 1 18422

@@ -57,8 +57,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # start WHICH: `strata up` of build WHICH with a tonic member claiming test.Echo
 start() {
     local w=$1 deadline=$((SECONDS + 60))

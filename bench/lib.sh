@@ -1,5 +1,6 @@
 # bench/lib.sh: what the bench scripts share, sourced by them (bench/gateway.sh,
-# bench/grpc.sh): messages, apt installs, and process bookkeeping by pid.
+# bench/grpc.sh and the others): messages, apt installs, a free port, and process
+# bookkeeping by pid.
 # shellcheck shell=bash
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -44,4 +45,9 @@ stop_pid() {
     kill -TERM "$pid" 2>/dev/null || true
     wait_gone "$pid" 10 || { kill -KILL "$pid" 2>/dev/null || true; wait_gone "$pid" 5 || true; }
     wait "$pid" 2>/dev/null || true
+}
+
+# a free TCP port on 127.0.0.1 (the kernel's pick; the caller binds it soon after)
+free_port() {
+    "${PYTHON:-python3}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

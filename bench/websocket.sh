@@ -111,10 +111,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # ------------------------------------------------------------------ strata and its member
 
 # write_manifest DIR GATEWAY_PORT: one service, `ws_bench echo`, routed at /
