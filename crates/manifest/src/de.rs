@@ -107,111 +107,39 @@ impl<'de> Deserialize<'de> for FileSpec {
     }
 }
 
-impl<'de> Deserialize<'de> for CallMode {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        const MODES: &[&str] = &["any", "all"];
-        struct ModeVisitor;
-        impl Visitor<'_> for ModeVisitor {
-            type Value = CallMode;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("one of any, all")
-            }
-            fn visit_str<E: Error>(self, mode: &str) -> Result<CallMode, E> {
-                match mode {
-                    "any" => Ok(CallMode::Any),
-                    "all" => Ok(CallMode::All),
-                    other => Err(E::unknown_variant(other, MODES)),
+/// `Deserialize` for an enum written as one of a few words: any other word, or any other
+/// JSON type, is "expected one of WORD, WORD" (serde_json reports a number where a
+/// derived enum would say "unknown variant").
+macro_rules! one_of_words {
+    ($enum:ident { $first:literal => $first_variant:ident $(, $word:literal => $variant:ident)* $(,)? }) => {
+        impl<'de> Deserialize<'de> for $enum {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                const WORDS: &[&str] = &[$first $(, $word)*];
+                struct WordVisitor;
+                impl Visitor<'_> for WordVisitor {
+                    type Value = $enum;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str(concat!("one of ", $first $(, ", ", $word)*))
+                    }
+                    fn visit_str<E: Error>(self, word: &str) -> Result<$enum, E> {
+                        match word {
+                            $first => Ok($enum::$first_variant),
+                            $($word => Ok($enum::$variant),)*
+                            other => Err(E::unknown_variant(other, WORDS)),
+                        }
+                    }
                 }
+                deserializer.deserialize_str(WordVisitor)
             }
         }
-        deserializer.deserialize_str(ModeVisitor)
-    }
+    };
 }
 
-impl<'de> Deserialize<'de> for Driver {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        const DRIVERS: &[&str] = &["process", "oci"];
-        struct DriverVisitor;
-        impl Visitor<'_> for DriverVisitor {
-            type Value = Driver;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("one of process, oci")
-            }
-            fn visit_str<E: Error>(self, driver: &str) -> Result<Driver, E> {
-                match driver {
-                    "process" => Ok(Driver::Process),
-                    "oci" => Ok(Driver::Oci),
-                    other => Err(E::unknown_variant(other, DRIVERS)),
-                }
-            }
-        }
-        deserializer.deserialize_str(DriverVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for Network {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        const NETWORKS: &[&str] = &["host", "private"];
-        struct NetworkVisitor;
-        impl Visitor<'_> for NetworkVisitor {
-            type Value = Network;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("one of host, private")
-            }
-            fn visit_str<E: Error>(self, network: &str) -> Result<Network, E> {
-                match network {
-                    "host" => Ok(Network::Host),
-                    "private" => Ok(Network::Private),
-                    other => Err(E::unknown_variant(other, NETWORKS)),
-                }
-            }
-        }
-        deserializer.deserialize_str(NetworkVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for Seccomp {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        const FILTERS: &[&str] = &["default", "unconfined"];
-        struct SeccompVisitor;
-        impl Visitor<'_> for SeccompVisitor {
-            type Value = Seccomp;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("one of default, unconfined")
-            }
-            fn visit_str<E: Error>(self, filter: &str) -> Result<Seccomp, E> {
-                match filter {
-                    "default" => Ok(Seccomp::Default),
-                    "unconfined" => Ok(Seccomp::Unconfined),
-                    other => Err(E::unknown_variant(other, FILTERS)),
-                }
-            }
-        }
-        deserializer.deserialize_str(SeccompVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for FsyncPolicy {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        const POLICIES: &[&str] = &["always", "interval", "none"];
-        struct PolicyVisitor;
-        impl Visitor<'_> for PolicyVisitor {
-            type Value = FsyncPolicy;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("one of always, interval, none")
-            }
-            fn visit_str<E: Error>(self, policy: &str) -> Result<FsyncPolicy, E> {
-                match policy {
-                    "always" => Ok(FsyncPolicy::Always),
-                    "interval" => Ok(FsyncPolicy::Interval),
-                    "none" => Ok(FsyncPolicy::None),
-                    other => Err(E::unknown_variant(other, POLICIES)),
-                }
-            }
-        }
-        deserializer.deserialize_str(PolicyVisitor)
-    }
-}
+one_of_words!(CallMode { "any" => Any, "all" => All });
+one_of_words!(Driver { "process" => Process, "oci" => Oci });
+one_of_words!(Network { "host" => Host, "private" => Private });
+one_of_words!(Seccomp { "default" => Default, "unconfined" => Unconfined });
+one_of_words!(FsyncPolicy { "always" => Always, "interval" => Interval, "none" => None });
 
 /// A struct that must be written as a JSON object.
 pub(crate) struct Object<T>(pub(crate) T);
