@@ -23,8 +23,8 @@ STRATA=${STRATA:-target/release/strata}
 READY_TIMEOUT=${READY_TIMEOUT:-180}
 KEEP=${KEEP:-}
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+# log, die, free_port
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ------------------------------------------------------------------ tools
 
@@ -114,6 +114,7 @@ with tarfile.open(fileobj=buf, mode="w") as t:
     add("bin/sh", link="busybox")
     add("www/healthz", b"ok\n")
     add("www/c/hello", b"hello\n")
+    add("www/cu/hello", b"hello\n")
 layer = buf.getvalue()
 config = {"architecture": "amd64", "os": "linux",
           "config": {"Entrypoint": ["/bin/busybox"], "Cmd": ["httpd", "-f", "-p", "8080", "-h", "/www"],
@@ -171,6 +172,10 @@ cat >"$WORK/app/strata.json" <<EOF
           "instances": {"min": 1, "max": $((INSTANCES > 2 ? INSTANCES : 2))},
           "routes": ["/c/"], "health": {"path": "/healthz", "interval_ms": 10},
           "stop_grace_ms": 1000},
+  "boxfree": {"run": ["/bin/busybox", "httpd", "-f", "-p", "\${PORT}", "-h", "/www"],
+              "driver": "oci", "image": "./busybox-layout", "seccomp": "unconfined",
+              "routes": ["/cu/"], "health": {"path": "/healthz", "interval_ms": 10},
+              "stop_grace_ms": 1000},
   "proc": {"run": ["/usr/bin/busybox", "httpd", "-f", "-p", "\${PORT}", "-h", "$WORK/www"],
            "instances": {"min": 1, "max": $((INSTANCES > 2 ? INSTANCES : 2))},
            "routes": ["/p/"], "health": {"path": "/healthz", "interval_ms": 10}},
@@ -218,6 +223,7 @@ log "strata: $STRATA; work dir: $WORK"
 (cd "$WORK/app" && exec env STRATA_OCI_RUNTIME="$RUNC" "$STRATA" up strata.json --cache-listen 127.0.0.1:0) >"$WORK/app/strata.log" 2>&1 &
 STRATA_PID=$!
 wait_ready box 1
+wait_ready boxfree 1
 wait_ready proc 1
 wait_ready ngxbox 1
 wait_ready ngxfree 1
@@ -286,6 +292,10 @@ start_strata() {
     local since ms
     since=$(date +%s%3N)
     scale box 2
+    # The figure is strata's own 'ready in N ms': nothing is gained by asking early, and
+    # `strata ps` plus python every 50 ms during the launch took the CPU the launch
+    # needs on two cores (strata/runc 1.28 with it, 0.96 without, same machine).
+    sleep 0.5
     wait_ready box 2
     ms=$( (cd "$WORK/app" && "$STRATA" events --json) | SINCE=$since "$PYTHON" -c '
 import json, os, sys
@@ -362,10 +372,11 @@ PROC_PORT=$(ready_port proc)
 # through the gateway, and straight to each member (where the difference comes from);
 # nginx's pair through the gateway
 declare -A URL=([container]="http://127.0.0.1:$GW_PORT/c/hello" [process]="http://127.0.0.1:$GW_PORT/p/hello"
+    [container-unconfined]="http://127.0.0.1:$GW_PORT/cu/hello"
     [container-direct]="http://127.0.0.1:$BOX_PORT/c/hello" [process-direct]="http://127.0.0.1:$PROC_PORT/p/hello"
     [nginx-container]="http://127.0.0.1:$GW_PORT/nc/hello" [nginx-process]="http://127.0.0.1:$GW_PORT/np/hello"
     [nginx-unconfined]="http://127.0.0.1:$GW_PORT/nu/hello")
-ORDER=(container process container-direct process-direct nginx-container nginx-process nginx-unconfined)
+ORDER=(container process container-unconfined container-direct process-direct nginx-container nginx-process nginx-unconfined)
 for t in "${ORDER[@]}"; do
     curl -fsS "${URL[$t]}" >/dev/null 2>&1 || "$PYTHON" -c "import urllib.request; urllib.request.urlopen('${URL[$t]}')" \
         || die "${URL[$t]} does not answer"
@@ -420,11 +431,21 @@ starts, loads = {}, {}
 for line in open(e["STARTS"]):
     t, r, ms = line.split()
     starts.setdefault(t, []).append(float(ms))
+by_round = {}
 for line in open(e["LOADS"]):
     t, r, *kv = line.split()
     d = {k: float(v) for k, v in (x.split("=") for x in kv)}
     loads.setdefault(t, []).append(d)
+    by_round.setdefault(t, {})[r] = d
 med = statistics.median
+
+
+def paired(a, b, key="rps"):
+    """a/b round by round (both ran in the same round): the median and the range. The
+    machine drifts between rounds; a round's own ratio does not see that drift."""
+    rs = sorted(by_round[a][r][key] / by_round[b][r][key] for r in by_round[a] if r in by_round[b])
+    under = sum(1 for x in rs if x < 0.95)
+    return f"round by round: median {med(rs):.2f}, {rs[0]:.2f}-{rs[-1]:.2f}, under 0.95 in {under} of {len(rs)}"
 print()
 print(f"medians of {e['ROUNDS']} rounds ({e['RUNC_VERSION']})")
 print("start to ready (ms): launch until GET /healthz answers 200")
@@ -440,14 +461,16 @@ s, r = med(starts["strata"]), med(starts["runc"])
 print(f"  strata/runc:   {s / r:.2f}   (target <= 1.2)")
 if "podman" in starts:
     print(f"  strata/podman: {s / med(starts['podman']):.2f}   (lower is better)")
-print(f"throughput, wrk -t1 -c{e['CONNS']}: busybox httpd as a container and as a process, through the gateway and direct")
-for t in ("container", "process", "container-direct", "process-direct"):
+print(f"throughput, wrk -t1 -c{e['CONNS']}: busybox httpd as a container (default seccomp profile, and unconfined) and as a process, through the gateway and direct")
+for t in ("container", "process", "container-unconfined", "container-direct", "process-direct"):
     v = loads[t]
     errs = sum(x["errors"] for x in v)
     print(f"  {t:<16} {med([x['rps'] for x in v]):9.0f} req/s   p50 {med([x['p50'] for x in v]):.0f} us"
           f"   p99 {med([x['p99'] for x in v]):.0f} us   errors {errs:.0f}")
 ratio = med([x["rps"] for x in loads["container"]]) / med([x["rps"] for x in loads["process"]])
-print(f"  container/process: {ratio:.2f}   (target >= 0.95)")
+print(f"  container/process: {ratio:.2f}   (target >= 0.95); {paired('container', 'process')}")
+free = med([x["rps"] for x in loads["container-unconfined"]]) / med([x["rps"] for x in loads["process"]])
+print(f"  container/process (\"seccomp\": \"unconfined\"): {free:.2f}; {paired('container-unconfined', 'process')}")
 direct = med([x["rps"] for x in loads["container-direct"]]) / med([x["rps"] for x in loads["process-direct"]])
 print(f"  container/process straight to the member, no gateway: {direct:.2f}")
 print(f"throughput, wrk -t1 -c{e['CONNS']}: nginx (one worker, keep-alive) in a container of the host image"
@@ -458,9 +481,9 @@ for t in ("nginx-container", "nginx-process", "nginx-unconfined"):
     print(f"  {t:<16} {med([x['rps'] for x in v]):9.0f} req/s   p50 {med([x['p50'] for x in v]):.0f} us"
           f"   p99 {med([x['p99'] for x in v]):.0f} us   errors {errs:.0f}")
 ngx = med([x["rps"] for x in loads["nginx-container"]]) / med([x["rps"] for x in loads["nginx-process"]])
-print(f"  container/process (nginx): {ngx:.2f}   (target >= 0.95)")
+print(f"  container/process (nginx): {ngx:.2f}   (target >= 0.95); {paired('nginx-container', 'nginx-process')}")
 free = med([x["rps"] for x in loads["nginx-unconfined"]]) / med([x["rps"] for x in loads["nginx-process"]])
-print(f"  container/process (nginx, \"seccomp\": \"unconfined\"): {free:.2f}")
+print(f"  container/process (nginx, \"seccomp\": \"unconfined\"): {free:.2f}; {paired('nginx-unconfined', 'nginx-process')}")
 print(f"strata's RSS: {int(e['RSS1']) / 1024:.1f} MiB with 1 container + 1 process instance", end="")
 if e.get("RSSN"):
     n = int(e["INSTANCES"])
