@@ -40,7 +40,9 @@ start() { # binary port (not in a subshell: PIDS must keep the process for the t
     "$1" --port "$2" --threads "$THREADS" >/dev/null 2>&1 &
     PIDS+=($!)
     for _ in $(seq 100); do
-        redis-benchmark -p "$2" -t ping -n 1 -q >/dev/null 2>&1 && return
+        # redis-cli, not redis-benchmark: a redis-benchmark started before the port
+        # listens can hang instead of failing
+        [ "$(timeout 2 redis-cli -p "$2" ping 2>/dev/null)" = PONG ] && return
         sleep 0.1
     done
     echo "$1 did not start on port $2" >&2
