@@ -48,9 +48,21 @@ CONF
     (IFS=,; echo "${urls[*]}")
     ;;
   stop)
+    pids=()
     for i in 0 1 2; do
-      [ -f "$dir/nats-$i.pid" ] && kill "$(cat "$dir/nats-$i.pid")" 2>/dev/null || true
+      if [ -f "$dir/nats-$i.pid" ]; then
+        pid=$(cat "$dir/nats-$i.pid")
+        kill "$pid" 2>/dev/null && pids+=("$pid")
+      fi
       rm -f "$dir/nats-$i.pid"
+    done
+    # Returns once they have exited (up to 10 s): a server still flushing its store
+    # while the caller removes the directory fails the removal.
+    for pid in "${pids[@]}"; do
+      for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
     done
     ;;
   *) echo "usage: nats-cluster.sh start|stop DIR [BASE_PORT]" >&2; exit 2 ;;
