@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use strata_bus::{Member, Pool};
@@ -57,6 +57,7 @@ pub(crate) async fn run(push: Push, token: CancellationToken) {
     policy.attempt_timeout = policy.attempt_timeout.min(policy.deadline);
     let consumes = Arc::new(consumes);
     let failed_on: FailedOn = Arc::default();
+    let delivering: Arc<Delivering> = Arc::default();
     let mut ready = pool.watch_ready();
     let mut tasks = JoinSet::new();
     loop {
@@ -96,7 +97,7 @@ pub(crate) async fn run(push: Push, token: CancellationToken) {
                     policy: policy.clone(),
                     traces: traces.clone(),
                 };
-                tasks.spawn(deliver(to, batch, failed_on.clone()));
+                tasks.spawn(deliver(to, batch, failed_on.clone(), delivering.clone()));
             }
             Err(e) => {
                 tracing::error!(queue = %queue.name(), group = %consumes.group, "push fetch failed: {e}");
@@ -115,6 +116,58 @@ pub(crate) async fn run(push: Push, token: CancellationToken) {
 /// redelivery goes elsewhere when another member is ready.
 type FailedOn = Arc<std::sync::Mutex<HashMap<u64, Arc<Member>>>>;
 
+/// The offsets whose delivery is running. A delivery's deadline is the lease, so a
+/// redelivery can start just before the delivery it replaces has failed (the lease ran
+/// out first). It then waits for that delivery to end, so that the member it failed on
+/// is known and avoided; without the wait it could go to the same hung member.
+#[derive(Default)]
+struct Delivering {
+    offsets: std::sync::Mutex<HashSet<u64>>,
+    ended: tokio::sync::Notify,
+}
+
+impl Delivering {
+    /// Marks `offsets` as running, once no earlier delivery of any of them runs, or
+    /// `within` has passed.
+    async fn enter(self: &Arc<Self>, offsets: &[u64], within: Duration) -> Running {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            // Made before the check: an end signalled after it is not missed.
+            let ended = self.ended.notified();
+            {
+                let mut running = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
+                if !offsets.iter().any(|o| running.contains(o)) || tokio::time::Instant::now() >= until {
+                    running.extend(offsets.iter().copied());
+                    break;
+                }
+            }
+            let _ = tokio::time::timeout_at(until, ended).await;
+        }
+        Running {
+            delivering: self.clone(),
+            offsets: offsets.to_vec(),
+        }
+    }
+}
+
+/// A delivery's offsets, marked running until it is dropped.
+struct Running {
+    delivering: Arc<Delivering>,
+    offsets: Vec<u64>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        {
+            let mut running = self.delivering.offsets.lock().unwrap_or_else(|e| e.into_inner());
+            for o in &self.offsets {
+                running.remove(o);
+            }
+        }
+        self.delivering.ended.notify_waiters();
+    }
+}
+
 /// Where one batch goes.
 struct Target {
     queue: Arc<dyn QueueHandle>,
@@ -125,7 +178,7 @@ struct Target {
     traces: Arc<Traces>,
 }
 
-async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn) {
+async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn, delivering: Arc<Delivering>) {
     let Target {
         queue,
         service,
@@ -135,6 +188,7 @@ async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn) {
         traces,
     } = to;
     let offsets: Vec<u64> = batch.iter().map(|m| m.offset).collect();
+    let running = delivering.enter(&offsets, policy.deadline).await;
     let avoid: Vec<Arc<Member>> = {
         let failed_on = failed_on.lock().unwrap_or_else(|e| e.into_inner());
         let mut avoid: Vec<Arc<Member>> = Vec::new();
@@ -219,6 +273,8 @@ async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn) {
             failed_on.clear();
         }
     }
+    // Where it failed is known now: a redelivery waiting for this one may pick.
+    drop(running);
     if !done.is_empty() {
         if let Err(e) = queue.ack(&consumes.group, &done).await {
             tracing::error!(queue = %queue.name(), "push ack failed: {e}");
