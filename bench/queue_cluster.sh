@@ -19,7 +19,10 @@
 # the idle time before each call of the second HTTP floor), KEEP=1 keeps the
 # work dir; ACKS=confirmed makes the direct side wait for the server to confirm each
 # fetched batch's acks (as strata's ack answers only once JetStream confirmed them)
-# instead of sending them fire-and-forget (ACKS=sent, the default).
+# before its next fetch, ACKS=pipelined confirms them while it fetches the next batches
+# (up to 4 batches unconfirmed, as strata's side acks), instead of sending them
+# fire-and-forget (ACKS=sent, the default); IN_FLIGHT (1) is strata's Producer's
+# max_in_flight in (b): more than 1 gives up the publisher's order.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -38,6 +41,7 @@ KEEP=${KEEP:-}
 ACKS=${ACKS:-sent}
 DIRECT=${DIRECT:-same}
 PHASES=${PHASES:-abc}
+IN_FLIGHT=${IN_FLIGHT:-1}
 IDLE_GAP_US=${IDLE_GAP_US:-1000}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BENCH=${CARGO_TARGET_DIR:-$ROOT/bench/queue/target}/release/queue-bench
@@ -131,7 +135,7 @@ esac
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
-RUN_OPTS=(--secs "$SECS" --size "$SIZE" --unacked "$UNACKED" --batch "$BATCH" --consume "$CONSUME" --phases "$PHASES")
+RUN_OPTS=(--secs "$SECS" --size "$SIZE" --unacked "$UNACKED" --batch "$BATCH" --consume "$CONSUME" --phases "$PHASES" --in-flight "$IN_FLIGHT")
 log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((r = 1; r <= ROUNDS; r++)); do
     if ((r % 2 == 1)); then order=(strata jetstream); else order=(jetstream strata); fi

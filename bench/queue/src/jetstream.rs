@@ -28,7 +28,7 @@ pub async fn run(
     url: &str,
     cfg: &RunConfig,
     replicas: Option<usize>,
-    confirmed: bool,
+    acks: Acks,
     leader: Option<&str>,
 ) -> Result<RunResult> {
     let client = async_nats::connect(url)
@@ -99,7 +99,7 @@ pub async fn run(
     }
 
     if cfg.latency_only {
-        consume(&consumer, DRAIN_BATCH, u64::MAX, cfg.size, false).await?;
+        consume(&consumer, DRAIN_BATCH, u64::MAX, cfg.size, Acks::Sent).await?;
         client.flush().await.context("flush the acks to nats-server")?;
         return Ok(result);
     }
@@ -119,15 +119,13 @@ pub async fn run(
         pipelined(&js, &body, cfg.unacked, Until::Count(cfg.consume - published)).await?;
     }
 
-    // (c) `consume` messages fetched `batch` at a time (no wait), each acked (JetStream
-    // acks are fire-and-forget, unless `confirmed`: then each batch's acks are confirmed
-    // by the server, concurrently, before the next fetch); then the rest of the backlog,
-    // untimed.
+    // (c) `consume` messages fetched `batch` at a time (no wait), each acked as `acks`
+    // says; then the rest of the backlog, untimed.
     let start = Instant::now();
-    result.consumed = consume(&consumer, cfg.batch, cfg.consume, cfg.size, confirmed).await?;
+    result.consumed = consume(&consumer, cfg.batch, cfg.consume, cfg.size, acks).await?;
     client.flush().await.context("flush the acks to nats-server")?;
     result.consume_time = start.elapsed();
-    consume(&consumer, DRAIN_BATCH, u64::MAX, cfg.size, false).await?;
+    consume(&consumer, DRAIN_BATCH, u64::MAX, cfg.size, Acks::Sent).await?;
     client.flush().await.context("flush the acks to nats-server")?;
     Ok(result)
 }
@@ -162,16 +160,37 @@ async fn lead_on(js: &jetstream::Context, stream: &str, name: &str) -> Result<()
     bail!("stream {stream}: server {name} did not become its leader in 10 s")
 }
 
-/// Fetches up to `limit` messages, `batch` at a time, acking each; stops early when the
-/// consumer has nothing left. Returns how many were consumed.
+/// How phase (c) acks what it fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Fire-and-forget (`ack()`): nothing waits for the server.
+    Sent,
+    /// Each batch's acks confirmed by the server (`double_ack`, concurrently) before the
+    /// next fetch.
+    Confirmed,
+    /// Confirmed, but each batch's confirmations awaited while the next batches are
+    /// fetched, up to [`ACKS_AHEAD`] batches outstanding and all awaited before the time
+    /// stops: what strata's side of the bench does with its ack requests, each of which
+    /// answers once JetStream confirmed its acks.
+    Pipelined,
+}
+
+/// Batches whose acks may be unconfirmed at once with [`Acks::Pipelined`] (as
+/// `ACKS_AHEAD` in strata.rs).
+const ACKS_AHEAD: usize = 4;
+
+/// Fetches up to `limit` messages, `batch` at a time, acking each as `acks` says; stops
+/// early when the consumer has nothing left. Returns how many were consumed.
 async fn consume(
     consumer: &consumer::PullConsumer,
     batch: usize,
     limit: u64,
     size: usize,
-    confirmed: bool,
+    acks: Acks,
 ) -> Result<u64> {
+    type Confirming = tokio::task::JoinHandle<Result<()>>;
     let mut consumed = 0u64;
+    let mut confirming: VecDeque<Confirming> = VecDeque::new();
     while consumed < limit {
         let max = (limit - consumed).min(batch as u64) as usize;
         let mut messages = consumer
@@ -190,23 +209,39 @@ async fn consume(
                     message.payload.len()
                 );
             }
-            if confirmed {
-                to_confirm.push(message);
-            } else {
+            if acks == Acks::Sent {
                 message
                     .ack()
                     .await
                     .map_err(|e| anyhow::anyhow!("ack to JetStream: {e}"))?;
+            } else {
+                to_confirm.push(message);
             }
             got += 1;
         }
-        for confirmed in futures::future::join_all(to_confirm.iter().map(|m| m.double_ack())).await {
-            confirmed.map_err(|e| anyhow::anyhow!("confirmed ack to JetStream: {e}"))?;
+        let confirm = async move {
+            for confirmed in futures::future::join_all(to_confirm.iter().map(|m| m.double_ack())).await {
+                confirmed.map_err(|e| anyhow::anyhow!("confirmed ack to JetStream: {e}"))?;
+            }
+            Ok(())
+        };
+        match acks {
+            Acks::Sent => {}
+            Acks::Confirmed => confirm.await?,
+            Acks::Pipelined => {
+                while confirming.len() >= ACKS_AHEAD {
+                    confirming.pop_front().expect("not empty").await??;
+                }
+                confirming.push_back(tokio::spawn(confirm));
+            }
         }
         if got == 0 {
             break;
         }
         consumed += got;
+    }
+    for confirm in confirming {
+        confirm.await??;
     }
     Ok(consumed)
 }

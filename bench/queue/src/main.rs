@@ -24,12 +24,14 @@ use crate::run::RunConfig;
 
 const USAGE: &str = "usage:
   queue-bench strata    --api http://HOST:PORT [--queue bench] [RUN OPTIONS]
-  queue-bench jetstream --nats nats://HOST:PORT [--replicas N] [--acks sent|confirmed] [--leader SERVER]
-                        [RUN OPTIONS]
+  queue-bench jetstream --nats nats://HOST:PORT [--replicas N] [--acks sent|confirmed|pipelined]
+                        [--leader SERVER] [RUN OPTIONS]
                         (--replicas: strata's stream settings, N replicas; see jetstream.rs;
                         --leader: move the stream's leadership to that server (its name) first;
                         --acks confirmed: each fetched batch's acks confirmed by the server
                         before the next fetch, as strata's ack answers only once they are;
+                        pipelined: confirmed, up to 4 batches' confirmations awaited while
+                        the next are fetched, as strata's side of the bench acks;
                         sent, the default: fire-and-forget acks)
   queue-bench leader    --nats nats://HOST:PORT --stream NAME
                         (prints the name of the server leading the stream)
@@ -123,13 +125,14 @@ async fn real_main() -> Result<()> {
                 .get("replicas")
                 .map(|_| args.num("replicas", 1))
                 .transpose()?;
-            let confirmed = match args.options.get("acks").map(String::as_str) {
-                None | Some("sent") => false,
-                Some("confirmed") => true,
-                Some(other) => bail!("--acks is sent or confirmed, not {other:?}\n{USAGE}"),
+            let acks = match args.options.get("acks").map(String::as_str) {
+                None | Some("sent") => jetstream::Acks::Sent,
+                Some("confirmed") => jetstream::Acks::Confirmed,
+                Some("pipelined") => jetstream::Acks::Pipelined,
+                Some(other) => bail!("--acks is sent, confirmed or pipelined, not {other:?}\n{USAGE}"),
             };
             let leader = args.options.get("leader").map(String::as_str);
-            let mut r = jetstream::run(&args.string("nats")?, &cfg, replicas, confirmed, leader).await?;
+            let mut r = jetstream::run(&args.string("nats")?, &cfg, replicas, acks, leader).await?;
             eprintln!("[queue-bench] {}", r.summary("jetstream"));
             println!("{}", r.line("jetstream", round));
         }

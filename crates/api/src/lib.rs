@@ -66,6 +66,7 @@ mod store;
 pub mod topics;
 mod traced;
 mod traces;
+pub mod turns;
 
 pub use access::{Access, Caller};
 pub use cache::ReadThroughCaches;
@@ -112,6 +113,8 @@ pub struct NodeParts {
     /// gRPC service (`package.Service`) -> the service whose `grpc` names it.
     pub grpc: HashMap<String, String>,
     pub queues: Arc<dyn QueueBackend>,
+    /// Each producer's next batch, so that its batches in flight keep their order.
+    pub turns: Arc<turns::Turns>,
     /// Services that consume a queue by push: service -> (queue, group).
     pub consumers: HashMap<String, (String, String)>,
     pub store: Arc<dyn StoreBackend>,

@@ -15,7 +15,9 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use strata_manifest::QueueSpec;
-use strata_queue::{FetchOptions, Message, NewMessage, QueueBackend, QueueHandle, Replied, Reply};
+use strata_queue::{
+    FetchOptions, Message, NewMessage, Published, QueueBackend, QueueError, QueueHandle, Replied, Reply,
+};
 use strata_wire::{compact, messages_json, CompactMessage, JsonBody, MessageOut};
 
 use strata_gateway::{relay, trace};
@@ -225,11 +227,39 @@ async fn publish_messages(
             ))
         }
     };
-    if let Some(unknown) = params.keys().find(|k| *k != "wait_reply_ms") {
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !matches!(k.as_str(), "wait_reply_ms" | "producer" | "sequence"))
+    {
         return Err(ApiError::bad(format!(
-            "unknown parameter {unknown:?}; publish takes wait_reply_ms"
+            "unknown parameter {unknown:?}; publish takes wait_reply_ms, producer and sequence"
         )));
     }
+    let turn = match (params.get("producer"), params.get("sequence")) {
+        (None, None) => None,
+        (Some(producer), Some(sequence)) => {
+            if producer.is_empty()
+                || producer.len() > 64
+                || !producer
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ApiError::bad("producer must be 1 to 64 letters, digits, - and _"));
+            }
+            let Ok(sequence) = sequence.parse::<u64>() else {
+                return Err(ApiError::bad(format!(
+                    "sequence must be a whole number from 0, not {sequence:?}"
+                )));
+            };
+            if wait_reply.is_some() {
+                return Err(ApiError::bad(
+                    "wait_reply_ms takes one message on its own, without producer and sequence",
+                ));
+            }
+            Some((producer.as_str(), sequence))
+        }
+        _ => return Err(ApiError::bad("producer and sequence go together")),
+    };
     let limit = body::publish_limit(q.spec().max_message_bytes);
     let what = format!("a publish to queue {name:?}");
     if is_compact(headers, header::CONTENT_TYPE) {
@@ -244,7 +274,7 @@ async fn publish_messages(
             .into_iter()
             .map(|payload| traced(NewMessage::new(payload)))
             .collect();
-        let published = q.publish(messages).await?;
+        let published = publish_in_turn(state, &q, messages, turn).await?;
         let offsets: Vec<u64> = published.iter().map(|p| p.offset).collect();
         return Ok((StatusCode::CREATED, Json(json!({ "offsets": offsets }))).into_response());
     }
@@ -254,7 +284,7 @@ async fn publish_messages(
         if let Some(deadline) = wait_reply {
             return request(state, name, message, deadline).await;
         }
-        let p = q.publish(vec![message]).await?;
+        let p = publish_in_turn(state, &q, vec![message], turn).await?;
         return Ok((StatusCode::CREATED, Json(p[0])).into_response());
     };
     if publish.has_message_fields() {
@@ -268,7 +298,7 @@ async fn publish_messages(
         .enumerate()
         .map(|(i, item)| message_in(item, &format!("messages[{i}]")).map(traced))
         .collect::<Result<Vec<_>, _>>()?;
-    let published = q.publish(messages).await?;
+    let published = publish_in_turn(state, &q, messages, turn).await?;
     let offsets: Vec<u64> = published.iter().map(|p| p.offset).collect();
     let duplicates = published.iter().filter(|p| p.duplicate).count();
     Ok((
@@ -276,6 +306,23 @@ async fn publish_messages(
         Json(json!({ "offsets": offsets, "duplicates": duplicates })),
     )
         .into_response())
+}
+
+/// Publishes `messages`; with `turn` (producer, sequence), after that producer's
+/// earlier batches have their place ([`crate::turns`]).
+async fn publish_in_turn(
+    state: &NodeParts,
+    q: &Arc<dyn QueueHandle>,
+    messages: Vec<NewMessage>,
+    turn: Option<(&str, u64)>,
+) -> Result<Vec<Published>, QueueError> {
+    match turn {
+        None => q.publish(messages).await,
+        Some((producer, sequence)) => {
+            let placed = state.turns.wait(q.name(), producer, sequence).await;
+            q.publish_placed(messages, placed).await
+        }
+    }
 }
 
 async fn request(state: &NodeParts, queue: &str, message: NewMessage, deadline: Duration) -> Answer {

@@ -142,10 +142,25 @@ impl Client {
     /// A compact batch (`application/x-strata-batch`: payloads only, no attributes).
     /// Answers each message's offset, in the batch's order. An empty batch sends nothing.
     pub async fn publish_batch<B: AsRef<[u8]>>(&self, queue: &str, bodies: &[B]) -> Result<Vec<u64>, Error> {
+        self.publish_batch_in_turn(queue, bodies, None).await
+    }
+
+    /// [`publish_batch`](Self::publish_batch) as batch `sequence` of `producer`, stored
+    /// after that producer's earlier batches however they arrive (the node waits a
+    /// little for a missing one).
+    pub(crate) async fn publish_batch_in_turn<B: AsRef<[u8]>>(
+        &self,
+        queue: &str,
+        bodies: &[B],
+        turn: Option<(&str, u64)>,
+    ) -> Result<Vec<u64>, Error> {
         if bodies.is_empty() {
             return Ok(Vec::new());
         }
-        let path = format!("/v1/queues/{}/messages", segment(queue)?);
+        let mut path = format!("/v1/queues/{}/messages", segment(queue)?);
+        if let Some((producer, sequence)) = turn {
+            path.push_str(&format!("?producer={producer}&sequence={sequence}"));
+        }
         let out = Outgoing {
             content_type: Some(compact::MEDIA_TYPE),
             accept: Some("application/json"),

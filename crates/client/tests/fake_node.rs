@@ -29,6 +29,8 @@ struct Fake {
     cursor: Mutex<u64>,
     /// Sizes of the compact batches received, in arrival order.
     batches: Mutex<Vec<usize>>,
+    /// The query of each compact batch, in arrival order.
+    batch_queries: Mutex<Vec<String>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     connections: AtomicUsize,
@@ -166,6 +168,7 @@ impl Fake {
                 Err(e) => return error(400, &e.to_string()),
             };
             self.batches.lock().unwrap().push(bodies.len());
+            self.batch_queries.lock().unwrap().push(query.to_string());
             let offsets: Vec<u64> = bodies
                 .into_iter()
                 .map(|body| {
@@ -514,6 +517,22 @@ async fn producer_batches_while_requests_are_in_flight() {
     );
     assert!(batches.iter().all(|&n| n <= 256), "{batches:?}");
     assert!(fake.max_in_flight.load(Ordering::SeqCst) <= 2);
+    // With two in flight, each batch names the producer (one name) and its sequence,
+    // every one from 0 once, so that the node can keep their order.
+    let queries = fake.batch_queries.lock().unwrap().clone();
+    let mut producers = BTreeSet::new();
+    let mut sequences = Vec::new();
+    for q in &queries {
+        let (producer, sequence) = q
+            .strip_prefix("producer=")
+            .and_then(|q| q.split_once("&sequence="))
+            .unwrap_or_else(|| panic!("a batch's query {q:?} lacks producer and sequence"));
+        producers.insert(producer.to_string());
+        sequences.push(sequence.parse::<usize>().unwrap());
+    }
+    assert_eq!(producers.len(), 1, "{queries:?}");
+    sequences.sort_unstable();
+    assert_eq!(sequences, (0..queries.len()).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -106,6 +106,7 @@ checks!(
     dedupe_within_the_window,
     request_reply_round_trip_and_deadline,
     concurrent_publishers_keep_their_order,
+    a_placed_batch_is_stored_before_the_next,
     bad_input_is_refused_and_loses_nothing,
     delete_ends_a_queue_and_spares_declared_ones,
 );

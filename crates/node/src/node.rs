@@ -268,6 +268,7 @@ impl Node {
                 .flat_map(|(s, spec)| spec.grpc.iter().map(move |g| (g.clone(), s.clone())))
                 .collect(),
             queues: backends.queues.clone(),
+            turns: Arc::default(),
             consumers: manifest
                 .services
                 .iter()

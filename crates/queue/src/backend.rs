@@ -87,12 +87,46 @@ pub trait QueueBackend: Send + Sync + 'static {
     fn close(&self);
 }
 
+/// Told once a publish's place in its queue is fixed: a publish started after that is
+/// stored after every message of the first (see [`QueueHandle::publish_placed`]). It
+/// tells by being dropped, so a publish refused early tells too.
+pub struct Placed(Option<Box<dyn FnOnce() + Send>>);
+
+impl Placed {
+    /// Runs `told` when the place is fixed.
+    pub fn new(told: impl FnOnce() + Send + 'static) -> Placed {
+        Placed(Some(Box::new(told)))
+    }
+
+    /// Nobody to tell.
+    pub fn nobody() -> Placed {
+        Placed(None)
+    }
+}
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        if let Some(told) = self.0.take() {
+            told();
+        }
+    }
+}
+
 /// One named queue of a backend.
 #[async_trait]
 pub trait QueueHandle: Send + Sync + 'static {
     fn name(&self) -> &str;
     fn spec(&self) -> &QueueSpec;
     async fn publish(&self, messages: Vec<NewMessage>) -> Result<Vec<Published>, QueueError>;
+    /// [`publish`](Self::publish), dropping `placed` as soon as the batch's place in the
+    /// queue is fixed, which may be long before it is durable: so that a publisher's
+    /// batches in flight at once are stored in the order it sent them (the node API's
+    /// `producer` and `sequence`). By default, once the publish has ended.
+    async fn publish_placed(&self, messages: Vec<NewMessage>, placed: Placed) -> Result<Vec<Published>, QueueError> {
+        let published = self.publish(messages).await;
+        drop(placed);
+        published
+    }
     async fn fetch(&self, group: &str, opts: FetchOptions) -> Result<Vec<Message>, QueueError>;
     /// Deletes `offsets` for `group`: (deleted, ignored as not leased to it).
     async fn ack(&self, group: &str, offsets: &[u64]) -> Result<(usize, usize), QueueError>;
@@ -179,6 +213,10 @@ impl<D: Disk> QueueHandle for Queue<D> {
 
     async fn publish(&self, messages: Vec<NewMessage>) -> Result<Vec<Published>, QueueError> {
         Queue::publish(self, messages).await
+    }
+
+    async fn publish_placed(&self, messages: Vec<NewMessage>, placed: Placed) -> Result<Vec<Published>, QueueError> {
+        Queue::publish_placed(self, messages, placed).await
     }
 
     async fn fetch(&self, group: &str, opts: FetchOptions) -> Result<Vec<Message>, QueueError> {

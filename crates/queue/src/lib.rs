@@ -77,7 +77,7 @@ use strata_manifest::{QueueLimitsSpec, QueueSpec};
 use strata_os::disk::{Disk, DiskFile, Open, OsDisk};
 use tokio::sync::oneshot;
 
-pub use backend::{Changed, QueueBackend, QueueHandle};
+pub use backend::{Changed, Placed, QueueBackend, QueueHandle};
 pub use commit::Published;
 pub use fetch::{FetchOptions, Message};
 pub use group::GroupStats;

@@ -15,6 +15,7 @@ use strata_os::clock::now_ms;
 use strata_os::disk::{Disk, OsDisk};
 use tokio::sync::oneshot;
 
+use crate::backend::Placed;
 use crate::commit::{Published, Write, Writer};
 use crate::group::{Group, GroupStats};
 use crate::groups_log::{self, Op};
@@ -175,6 +176,16 @@ impl<D: Disk> Queue<D> {
     /// Appends messages; answers once they are durable under the queue's fsync policy.
     /// A batch is written and synced together, in order.
     pub async fn publish(&self, messages: Vec<NewMessage>) -> Result<Vec<Published>, QueueError> {
+        self.publish_placed(messages, Placed::nobody()).await
+    }
+
+    /// [`publish`](Self::publish), dropping `placed` once the batch is queued for the
+    /// writer, whose order is the log's.
+    pub async fn publish_placed(
+        &self,
+        messages: Vec<NewMessage>,
+        placed: Placed,
+    ) -> Result<Vec<Published>, QueueError> {
         let limit = self.shared.spec.max_message_bytes;
         for (i, m) in messages.iter().enumerate() {
             if m.payload.len() as u64 > limit {
@@ -202,6 +213,7 @@ impl<D: Disk> Queue<D> {
         }
         let (done, rx) = oneshot::channel();
         self.submit(Write::Publish { messages, done }, true)?;
+        drop(placed);
         rx.await.map_err(|_| QueueError::Closed)?
     }
 

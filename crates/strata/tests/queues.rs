@@ -333,6 +333,38 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
         ),
         (
             Method::POST,
+            "/v1/queues/jobs/messages?producer=p1",
+            br#"{"body":"x"}"#.to_vec(),
+            None,
+            400,
+            "producer and sequence go together",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/messages?producer=p1&sequence=first",
+            br#"{"body":"x"}"#.to_vec(),
+            None,
+            400,
+            "sequence must be a whole number",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/messages?producer=p!&sequence=0",
+            br#"{"body":"x"}"#.to_vec(),
+            None,
+            400,
+            "producer must be 1 to 64 letters",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/messages?producer=p1&sequence=0&wait_reply_ms=100",
+            br#"{"body":"x"}"#.to_vec(),
+            None,
+            400,
+            "without producer and sequence",
+        ),
+        (
+            Method::POST,
             "/v1/queues/jobs/groups/g/fetch?max=0",
             vec![],
             None,
@@ -420,6 +452,66 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
     let messages = fetched["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 1, "{fetched}");
     assert_eq!(messages[0]["body"], "kept");
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producers_batches_in_flight_are_stored_in_the_order_it_sent_them() {
+    let app = App::new();
+    let manifest = strata_manifest::parse(
+        r#"{"strata": 1, "app": "test", "queues": {"jobs": {}},
+            "services": {"web": {"run": ["true"], "instances": {"min": 0, "max": 1}}}}"#,
+    )
+    .unwrap();
+    let node = app.start(app.config(manifest)).await;
+    let api = node.api_addr;
+
+    // Batch 1 arrives before batch 0: it waits for it, then is stored after it.
+    let second = tokio::spawn(async move {
+        post(
+            api,
+            "/v1/queues/jobs/messages?producer=p1&sequence=1",
+            r#"{"body": "second"}"#,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "batch 1 was answered before batch 0 came");
+    let first = post(
+        api,
+        "/v1/queues/jobs/messages?producer=p1&sequence=0",
+        r#"{"body": "first"}"#,
+    )
+    .await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    let second = second.await.unwrap();
+    assert_eq!(second.status, 201, "{}", second.text());
+    assert!(first.json()["offset"].as_u64() < second.json()["offset"].as_u64());
+
+    // The client's Producer with four batches on the wire at once: every receipt's
+    // offset follows the one sent before it.
+    let client = strata_client::Client::with_token(&format!("http://{api}"), Some(node.control_token())).unwrap();
+    let config = strata_client::ProducerConfig {
+        max_unacked: 400,
+        max_in_flight: 4,
+        max_batch_messages: 25,
+        ..strata_client::ProducerConfig::default()
+    };
+    let producer = client.producer("jobs", config).unwrap();
+    let mut receipts = Vec::new();
+    for i in 0..4000 {
+        receipts.push(producer.send(format!("m{i}")).await.unwrap());
+    }
+    let mut last = 0;
+    for (i, r) in receipts.into_iter().enumerate() {
+        let offset = r.await.unwrap();
+        assert!(
+            offset > last,
+            "message {i} stored at {offset}, before the one sent ahead of it ({last})"
+        );
+        last = offset;
+    }
+    producer.close().await;
     stop(node).await;
 }
 

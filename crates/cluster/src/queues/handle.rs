@@ -19,7 +19,7 @@ use async_nats::Client;
 use async_trait::async_trait;
 use strata_manifest::QueueSpec;
 use strata_queue::{
-    Changed, FetchOptions, GroupStats, Message, NewMessage, Published, QueueError, QueueHandle, QueueStats,
+    Changed, FetchOptions, GroupStats, Message, NewMessage, Placed, Published, QueueError, QueueHandle, QueueStats,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -283,7 +283,11 @@ impl QueueHandle for JsQueue {
     }
 
     async fn publish(&self, messages: Vec<NewMessage>) -> Result<Vec<Published>, QueueError> {
-        self.publish_batch(messages).await
+        self.publish_batch(messages, Placed::nobody()).await
+    }
+
+    async fn publish_placed(&self, messages: Vec<NewMessage>, placed: Placed) -> Result<Vec<Published>, QueueError> {
+        self.publish_batch(messages, placed).await
     }
 
     async fn fetch(&self, group: &str, opts: FetchOptions) -> Result<Vec<Message>, QueueError> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata_manifest::{FsyncPolicy, QueueSpec};
-use strata_queue::{FetchOptions, NewMessage, QueueBackend, QueueError, Replied, Reply};
+use strata_queue::{FetchOptions, NewMessage, Placed, QueueBackend, QueueError, Replied, Reply};
 
 /// Makes a fresh backend whose queue `q` has `spec`; what it returns keeps the backend's
 /// resources (temp dirs, servers) alive.
@@ -22,7 +22,7 @@ pub trait Open: Sync {
 }
 
 /// Every check, by name, for a runner that wants them all.
-pub const CHECKS: [&str; 9] = [
+pub const CHECKS: [&str; 10] = [
     "groups_have_their_own_positions",
     "expired_lease_redelivers_with_its_count_and_nack_at_once",
     "long_poll_wakes_on_publish",
@@ -30,6 +30,7 @@ pub const CHECKS: [&str; 9] = [
     "dedupe_within_the_window",
     "request_reply_round_trip_and_deadline",
     "concurrent_publishers_keep_their_order",
+    "a_placed_batch_is_stored_before_the_next",
     "bad_input_is_refused_and_loses_nothing",
     "delete_ends_a_queue_and_spares_declared_ones",
 ];
@@ -348,6 +349,42 @@ pub async fn concurrent_publishers_keep_their_order(open: &dyn Open) {
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), 32 * 50);
+}
+
+/// A batch started once the one before it is placed (`publish_placed`), while that one
+/// may still be on its way to disk, is stored after it: 20 batches in flight together,
+/// stored in the order they started.
+pub async fn a_placed_batch_is_stored_before_the_next(open: &dyn Open) {
+    let queues = open.open(spec()).await;
+    let q = queues.get("q").unwrap();
+    let mut tasks = Vec::new();
+    for b in 0..20 {
+        let (placed, is_placed) = tokio::sync::oneshot::channel::<()>();
+        let placed = Placed::new(move || {
+            let _ = placed.send(());
+        });
+        let messages = (0..50)
+            .map(|i| NewMessage::new(Bytes::from(format!("{b}:{i}"))))
+            .collect();
+        let q = q.clone();
+        tasks.push(tokio::spawn(async move {
+            q.publish_placed(messages, placed).await.unwrap()
+        }));
+        is_placed.await.unwrap();
+    }
+    let mut last = None;
+    for (b, t) in tasks.into_iter().enumerate() {
+        for p in t.await.unwrap() {
+            assert!(Some(p.offset) > last, "batch {b}: offset {} after {last:?}", p.offset);
+            last = Some(p.offset);
+        }
+    }
+    let fetched = q.fetch("g", fetch_all()).await.unwrap();
+    let bodies: Vec<Bytes> = fetched.into_iter().map(|m| m.payload).collect();
+    let sent: Vec<Bytes> = (0..20)
+        .flat_map(|b| (0..50).map(move |i| Bytes::from(format!("{b}:{i}"))))
+        .collect();
+    assert!(bodies == sent, "fetched in another order than sent");
 }
 
 pub async fn bad_input_is_refused_and_loses_nothing(open: &dyn Open) {

@@ -11,7 +11,7 @@ use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::ErrorCode;
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use strata_queue::{NewMessage, Published, QueueError, MAX_ATTR};
+use strata_queue::{NewMessage, Placed, Published, QueueError, MAX_ATTR};
 
 use super::{error_code, JsQueue};
 use crate::queues::names;
@@ -25,8 +25,13 @@ const IN_PROCESS_RETRIES: usize = 100;
 const DUPLICATE_IN_PROCESS: ErrorCode = ErrorCode(10158);
 
 impl JsQueue {
-    /// [`strata_queue::QueueHandle::publish`].
-    pub(super) async fn publish_batch(&self, messages: Vec<NewMessage>) -> Result<Vec<Published>, QueueError> {
+    /// [`strata_queue::QueueHandle::publish_placed`]: placed once every message is sent
+    /// (one connection keeps their order to the stream).
+    pub(super) async fn publish_batch(
+        &self,
+        messages: Vec<NewMessage>,
+        placed: Placed,
+    ) -> Result<Vec<Published>, QueueError> {
         self.check_open()?;
         let limit = self.spec.max_message_bytes;
         let max_payload = self.core.client.server_info().max_payload;
@@ -93,6 +98,7 @@ impl JsQueue {
                 }
             }
         }
+        drop(placed);
         let mut published: Vec<Option<Published>> = vec![None; messages.len()];
         let mut stored = Vec::new();
         for (i, h, ack) in acks {
