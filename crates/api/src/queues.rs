@@ -23,6 +23,7 @@ use strata_wire::{compact, messages_json, CompactMessage, JsonBody, MessageOut};
 use strata_gateway::{relay, trace};
 
 use crate::extract::{Path, Query};
+use crate::turns::Turn;
 use crate::{body, ApiError, Caller, NodeParts};
 
 /// Largest `max_bytes` of one fetch: one answer is built in memory.
@@ -256,7 +257,7 @@ async fn publish_messages(
                     "wait_reply_ms takes one message on its own, without producer and sequence",
                 ));
             }
-            Some((producer.as_str(), sequence))
+            Some(state.turns.claim(name, producer, sequence))
         }
         _ => return Err(ApiError::bad("producer and sequence go together")),
     };
@@ -274,7 +275,7 @@ async fn publish_messages(
             .into_iter()
             .map(|payload| traced(NewMessage::new(payload)))
             .collect();
-        let published = publish_in_turn(state, &q, messages, turn).await?;
+        let published = publish_in_turn(&q, messages, turn).await?;
         let offsets: Vec<u64> = published.iter().map(|p| p.offset).collect();
         return Ok((StatusCode::CREATED, Json(json!({ "offsets": offsets }))).into_response());
     }
@@ -284,7 +285,7 @@ async fn publish_messages(
         if let Some(deadline) = wait_reply {
             return request(state, name, message, deadline).await;
         }
-        let p = publish_in_turn(state, &q, vec![message], turn).await?;
+        let p = publish_in_turn(&q, vec![message], turn).await?;
         return Ok((StatusCode::CREATED, Json(p[0])).into_response());
     };
     if publish.has_message_fields() {
@@ -298,7 +299,7 @@ async fn publish_messages(
         .enumerate()
         .map(|(i, item)| message_in(item, &format!("messages[{i}]")).map(traced))
         .collect::<Result<Vec<_>, _>>()?;
-    let published = publish_in_turn(state, &q, messages, turn).await?;
+    let published = publish_in_turn(&q, messages, turn).await?;
     let offsets: Vec<u64> = published.iter().map(|p| p.offset).collect();
     let duplicates = published.iter().filter(|p| p.duplicate).count();
     Ok((
@@ -308,20 +309,16 @@ async fn publish_messages(
         .into_response())
 }
 
-/// Publishes `messages`; with `turn` (producer, sequence), after that producer's
-/// earlier batches have their place ([`crate::turns`]).
+/// Publishes `messages`; with a `turn`, after its producer's earlier publishes have
+/// their place ([`crate::turns`]).
 async fn publish_in_turn(
-    state: &NodeParts,
     q: &Arc<dyn QueueHandle>,
     messages: Vec<NewMessage>,
-    turn: Option<(&str, u64)>,
+    turn: Option<Turn>,
 ) -> Result<Vec<Published>, QueueError> {
     match turn {
         None => q.publish(messages).await,
-        Some((producer, sequence)) => {
-            let placed = state.turns.wait(q.name(), producer, sequence).await;
-            q.publish_placed(messages, placed).await
-        }
+        Some(turn) => q.publish_placed(messages, turn.wait().await).await,
     }
 }
 

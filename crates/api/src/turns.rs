@@ -35,7 +35,55 @@ struct Next {
     used: Instant,
 }
 
+/// A publish's place among its producer's, claimed before its body is read: a publish
+/// that fails before it publishes (a bad body, an unknown queue) still takes its turn
+/// when dropped, so the next one does not wait [`ORDER_WAIT`] for it.
+pub struct Turn {
+    turns: Arc<Turns>,
+    queue: String,
+    producer: String,
+    sequence: u64,
+    taken: bool,
+}
+
+impl Turn {
+    /// Waits for this publish's turn ([`Turns::wait`]).
+    pub async fn wait(mut self) -> Placed {
+        self.taken = true;
+        self.turns.wait(&self.queue, &self.producer, self.sequence).await
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if self.taken {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (turns, queue, producer) = (
+            self.turns.clone(),
+            std::mem::take(&mut self.queue),
+            std::mem::take(&mut self.producer),
+        );
+        let sequence = self.sequence;
+        runtime.spawn(async move { drop(turns.wait(&queue, &producer, sequence).await) });
+    }
+}
+
 impl Turns {
+    /// `sequence`'s turn for `producer` on `queue`, to wait for or to pass.
+    pub fn claim(self: &Arc<Self>, queue: &str, producer: &str, sequence: u64) -> Turn {
+        Turn {
+            turns: self.clone(),
+            queue: queue.to_string(),
+            producer: producer.to_string(),
+            sequence,
+            taken: false,
+        }
+    }
+
     /// Waits for `sequence`'s turn (every earlier sequence placed, or [`ORDER_WAIT`]
     /// passed); what it returns, dropped, lets the next one go. A sequence already
     /// passed (sent again, or late) goes at once.
@@ -104,15 +152,22 @@ mod tests {
         drop(turns.wait("q", "other", 0).await);
         drop(turns.wait("r", "p", 0).await);
 
+        // 3 fails before it publishes (its turn dropped unused): 4 goes at once, not
+        // after ORDER_WAIT.
+        drop(turns.claim("q", "p", 3));
+        let started = Instant::now();
+        drop(turns.wait("q", "p", 4).await);
+        assert!(started.elapsed() < ORDER_WAIT / 4);
+
         // Sent again: goes at once.
         drop(turns.wait("q", "p", 1).await);
 
-        // 4 without 3: goes after ORDER_WAIT, and 5 then follows it at once.
+        // 6 without 5: goes after ORDER_WAIT, and 7 then follows it at once.
         let started = Instant::now();
-        drop(turns.wait("q", "p", 4).await);
+        drop(turns.wait("q", "p", 6).await);
         assert!(started.elapsed() >= ORDER_WAIT);
         let started = Instant::now();
-        drop(turns.wait("q", "p", 5).await);
+        drop(turns.wait("q", "p", 7).await);
         assert!(started.elapsed() < ORDER_WAIT / 4);
     }
 }
