@@ -32,7 +32,8 @@ pub struct ProducerConfig {
     /// With more, each batch names this producer and its sequence number, and the node
     /// stores the batches in that order however they arrive (`docs/queues.md`, "Order
     /// across batches in flight"). Measured on the queue benchmark: 2 to 4 in flight gave
-    /// 20-35 % more messages/s on one node, and on a cluster ... (bench/README).
+    /// 20-35 % more messages/s on one node; on a 3-server NATS cluster sharing two cores
+    /// with the node, 2 in flight moved nothing beyond the noise (bench/README).
     pub max_in_flight: usize,
     /// Messages in one batch. Default 256.
     pub max_batch_messages: usize,
