@@ -47,10 +47,12 @@ pub struct Turn {
 }
 
 impl Turn {
-    /// Waits for this publish's turn ([`Turns::wait`]).
+    /// Waits for this publish's turn ([`Turns::wait`]). Cancelled (the client went
+    /// away), the turn is still passed when it comes.
     pub async fn wait(mut self) -> Placed {
+        let placed = self.turns.wait(&self.queue, &self.producer, self.sequence).await;
         self.taken = true;
-        self.turns.wait(&self.queue, &self.producer, self.sequence).await
+        placed
     }
 }
 
@@ -159,15 +161,26 @@ mod tests {
         drop(turns.wait("q", "p", 4).await);
         assert!(started.elapsed() < ORDER_WAIT / 4);
 
+        // 6's publish is cancelled while it waits for its turn (its client went away):
+        // the turn still passes once 5 has, so 7 does not wait ORDER_WAIT.
+        let cancelled = tokio::spawn(turns.claim("q", "p", 6).wait());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cancelled.abort();
+        let _ = cancelled.await;
+        drop(turns.wait("q", "p", 5).await);
+        let started = Instant::now();
+        drop(turns.wait("q", "p", 7).await);
+        assert!(started.elapsed() < ORDER_WAIT / 4);
+
         // Sent again: goes at once.
         drop(turns.wait("q", "p", 1).await);
 
-        // 6 without 5: goes after ORDER_WAIT, and 7 then follows it at once.
+        // 9 without 8: goes after ORDER_WAIT, and 10 then follows it at once.
         let started = Instant::now();
-        drop(turns.wait("q", "p", 6).await);
+        drop(turns.wait("q", "p", 9).await);
         assert!(started.elapsed() >= ORDER_WAIT);
         let started = Instant::now();
-        drop(turns.wait("q", "p", 7).await);
+        drop(turns.wait("q", "p", 10).await);
         assert!(started.elapsed() < ORDER_WAIT / 4);
     }
 }
