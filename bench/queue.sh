@@ -11,6 +11,8 @@
 #   CONSUME=200000      messages consumed in the timed part of (c)
 #   FLOOR_SECS=1        seconds of each floor measurement (fdatasync, GET /v1/health)
 #   STRATA_FSYNC=always the bench queue's fsync policy: always, interval or none
+#   IN_FLIGHT=1         strata's Producer's batches on the wire at once in (b) (in
+#                       order either way: docs/queues.md, "Order across batches in flight")
 #   STRATA=PATH         the strata binary (default: cargo build --release -p strata)
 #   STRATA_API=URL      measure an already running node instead of starting one (its
 #                       queue "bench" must exist)
@@ -28,6 +30,7 @@ BATCH=${BATCH:-100}
 CONSUME=${CONSUME:-200000}
 FLOOR_SECS=${FLOOR_SECS:-1}
 STRATA_FSYNC=${STRATA_FSYNC:-always}
+IN_FLIGHT=${IN_FLIGHT:-1}
 STRATA=${STRATA:-}
 STRATA_API=${STRATA_API:-}
 NATS_SERVER=${NATS_SERVER:-}
@@ -243,7 +246,7 @@ build
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-queue-bench.XXXXXX")
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
-RUN_OPTS=(--secs "$SECS" --size "$SIZE" --unacked "$UNACKED" --batch "$BATCH" --consume "$CONSUME")
+RUN_OPTS=(--secs "$SECS" --size "$SIZE" --unacked "$UNACKED" --batch "$BATCH" --consume "$CONSUME" --in-flight "$IN_FLIGHT")
 
 log "work dir: $WORK ($(df -PT "$WORK" | awk 'NR == 2 {print $2}') filesystem; strata's queue, JetStream's store and the fdatasync probe all live here)"
 start_nats

@@ -12,6 +12,7 @@ use std::time::Duration;
 use strata_manifest::FsyncPolicy;
 use strata_os::disk::Disk;
 
+use crate::backend::Placed;
 use crate::commit::{Write, Writer};
 use crate::index::QueueCore;
 use crate::QueueError;
@@ -58,7 +59,15 @@ impl<D: Disk> Pipe<D> {
 
     /// Queues a write; with `lead`, commits it (and whatever else waits) right here when
     /// no other leader is at work and the runtime allows blocking in place.
-    pub fn submit(&self, shared: &QueueCore<D>, write: Write, lead: bool) -> Result<(), QueueError> {
+    /// `placed` is dropped once the write is queued (its place in the log is fixed),
+    /// before this call may lead a commit.
+    pub fn submit_placed(
+        &self,
+        shared: &QueueCore<D>,
+        write: Write,
+        lead: bool,
+        placed: Placed,
+    ) -> Result<(), QueueError> {
         let waiting = {
             let mut pending = lock(&self.pending);
             if pending.closing {
@@ -67,6 +76,7 @@ impl<D: Disk> Pipe<D> {
             pending.items.push(write);
             pending.items.len()
         };
+        drop(placed);
         if !lead && waiting <= LOOSE_WRITES {
             return Ok(());
         }

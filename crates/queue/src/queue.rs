@@ -180,7 +180,7 @@ impl<D: Disk> Queue<D> {
     }
 
     /// [`publish`](Self::publish), dropping `placed` once the batch is queued for the
-    /// writer, whose order is the log's.
+    /// writer, whose order is the log's (before this call may lead the commit).
     pub async fn publish_placed(
         &self,
         messages: Vec<NewMessage>,
@@ -212,18 +212,24 @@ impl<D: Disk> Queue<D> {
             return Ok(Vec::new());
         }
         let (done, rx) = oneshot::channel();
-        self.submit(Write::Publish { messages, done }, true)?;
-        drop(placed);
+        // Placed once queued, before this publisher may lead the commit: the next batch
+        // in its producer's order can join that commit.
+        self.submit_placed(Write::Publish { messages, done }, true, placed)?;
         rx.await.map_err(|_| QueueError::Closed)?
     }
 
     /// Queues a write; with `lead`, commits it (and whatever else waits) right here when
     /// no other leader is at work and the runtime allows blocking in place.
     pub(crate) fn submit(&self, write: Write, lead: bool) -> Result<(), QueueError> {
+        self.submit_placed(write, lead, Placed::nobody())
+    }
+
+    /// [`submit`](Self::submit), dropping `placed` once the write is queued.
+    fn submit_placed(&self, write: Write, lead: bool, placed: Placed) -> Result<(), QueueError> {
         if self.shared.is_deleted() {
             return Err(QueueError::UnknownQueue(self.shared.name.clone()));
         }
-        self.pipe.submit(&self.shared, write, lead)
+        self.pipe.submit_placed(&self.shared, write, lead, placed)
     }
 
     /// Deletes messages leased to `group` (or waiting to be delivered to it again).
