@@ -9,7 +9,7 @@
 //! | between requests, none in flight | `idle` from the last reply | closed quietly |
 //! | between requests, one in flight (a long poll, followed logs) | none | — |
 //! | reading a body | [`BODY_IDLE`] from its last byte | closed |
-//! | switched (WebSocket through `/v1/any`) | [`TUNNEL_IDLE`] from the last byte either way | closed |
+//! | switched (WebSocket through `/v1/any`) | [`TUNNEL_IDLE`] from the last byte either way, kept by the tunnel on the socket itself once hyper lets go | closed |
 //! | writing to a client that takes nothing | [`WRITE_STALL`] | closed |
 //!
 //! Unlike the gateway's `framing::Guarded`, it knows which requests are in flight

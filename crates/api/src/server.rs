@@ -167,7 +167,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, _s
     if let Some(tunnel) = switch.take() {
         // A call through `/v1/any` switched protocols (WebSocket): hyper is done with
         // the connection, which now joins the member's (`relay::tunnel`).
-        let io = parts.io.into_inner();
+        // The socket itself: the tunnel keeps its own limits.
+        let io = parts.io.into_inner().into_stream();
         tokio::select! {
             _ = tunnel.run(io, parts.read_buf) => {}
             _ = shared.stop_now.cancelled() => {}

@@ -383,6 +383,12 @@ impl Guarded {
         }
     }
 
+    /// The socket, for a connection that switched protocols (its tunnel keeps its own
+    /// limits).
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Whether the client opens with HTTP/2's preface (see [`opens_h2`]), waiting for
     /// its first bytes at most `within`.
     pub async fn opens_h2(&self, within: Duration) -> bool {

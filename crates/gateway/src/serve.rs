@@ -12,6 +12,7 @@ use strata_os::cap::{self, Admission};
 use strata_os::listen::{self, Listen, Worker, Workers};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::{coarse, framing, worker, Gateway, GatewaySlot, IDLE_TIMEOUT, MAX_WORKERS};
 
@@ -69,11 +70,13 @@ pub async fn serve_slot(listener: TcpListener, slot: Arc<GatewaySlot>, shutdown:
         gateway = slot.filled() => gateway,
         _ = shutdown.cancelled() => return,
     };
-    // Two builders: a connection is told HTTP/1 or HTTP/2 (h2c, gRPC) by its first bytes,
-    // and each gets the service whose future suits it (`Gateway::handle_h2`).
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+    // Two builders: a connection is told HTTP/1 or HTTP/2 (h2c, gRPC) by its first bytes
+    // (`framing::opens_h2`), and each gets the service whose future suits it
+    // (`Gateway::handle_h2`). hyper's own builders, not hyper-util's `auto`, which
+    // would read the first bytes again and wrap the socket: an upgraded connection's
+    // socket is then taken back whole for its tunnel (`relay::tunnel`).
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         // `framing::Guarded` keeps the head and idle timers, without a timer operation
         // per request.
@@ -82,15 +85,15 @@ pub async fn serve_slot(listener: TcpListener, slot: Arc<GatewaySlot>, shutdown:
         // `framing::Guarded` also ends the stream after the requests before a refused one.
         .half_close(true)
         .max_buf_size(gateway.config.max_header_bytes.max(8192));
-    let mut h2_builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http2_only();
+    let mut h2_builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     h2_builder
-        .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20))
         .max_header_list_size(gateway.config.max_header_bytes as u32);
     let (builder, h2_builder) = (Arc::new(builder), Arc::new(h2_builder));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Every connection's task, to wait for at shutdown.
+    let connections = TaskTracker::new();
     let stop_now = CancellationToken::new();
     listen::accept(listener, &shutdown, "gateway", |stream, client| {
         // The slot's gateway now: its cap admits the connection, its limits frame it.
@@ -117,9 +120,9 @@ pub async fn serve_slot(listener: TcpListener, slot: Arc<GatewaySlot>, shutdown:
         let pinned = Arc::new(slot.pin(gateway));
         // Written once per connection, for the access log.
         let client_text: Arc<str> = client.to_string().into();
-        let (builder, h2_builder, watcher) = (builder.clone(), h2_builder.clone(), graceful.watcher());
+        let (builder, h2_builder) = (builder.clone(), h2_builder.clone());
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // Nothing within the idle timeout: the HTTP/1 side closes it at once (its
             // timers count from the accept). A connection that has said nothing yet is
             // simply closed when the gateway stops.
@@ -127,18 +130,19 @@ pub async fn serve_slot(listener: TcpListener, slot: Arc<GatewaySlot>, shutdown:
                 h2 = io.opens_h2(IDLE_TIMEOUT) => h2,
                 _ = shutdown.cancelled() => return,
             };
+            // At shutdown each connection finishes its request under way and closes.
             let ended = if h2 {
                 let service = hyper::service::service_fn(move |req| pinned.get().handle_h2(req, client_text.clone()));
-                let conn = h2_builder.serve_connection(TokioIo::new(io), service);
-                watcher.watch(conn.into_owned()).await
+                let conn = std::pin::pin!(h2_builder.serve_connection(TokioIo::new(io), service));
+                until_shutdown(conn, &shutdown, |conn| conn.graceful_shutdown()).await
             } else {
                 let service = hyper::service::service_fn(move |req| {
                     let gateway = pinned.get();
                     let client_text = client_text.clone();
                     async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, &client_text).await) }
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                watcher.watch(conn.into_owned()).await
+                let conn = std::pin::pin!(builder.serve_connection(TokioIo::new(io), service).with_upgrades());
+                until_shutdown(conn, &shutdown, |conn| conn.graceful_shutdown()).await
             };
             if let Err(e) = ended {
                 tracing::debug!(error = %e, %client, "client connection ended with an error");
@@ -147,11 +151,31 @@ pub async fn serve_slot(listener: TcpListener, slot: Arc<GatewaySlot>, shutdown:
         });
     })
     .await;
+    connections.close();
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = connections.wait() => {}
         _ = tokio::time::sleep(Duration::from_secs(10)) => {
             tracing::warn!("gateway: open connections did not finish within 10s of shutdown");
         }
     }
     stop_now.cancel();
+}
+
+/// Drives `conn` to its end; once `shutdown` is cancelled, asks it to finish gracefully
+/// (`graceful`: the request under way is answered, then the connection closes).
+async fn until_shutdown<C, T, E>(
+    mut conn: std::pin::Pin<&mut C>,
+    shutdown: &CancellationToken,
+    graceful: impl FnOnce(std::pin::Pin<&mut C>),
+) -> Result<T, E>
+where
+    C: std::future::Future<Output = Result<T, E>>,
+{
+    tokio::select! {
+        biased;
+        ended = conn.as_mut() => return ended,
+        _ = shutdown.cancelled() => {}
+    }
+    graceful(conn.as_mut());
+    conn.await
 }

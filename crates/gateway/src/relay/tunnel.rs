@@ -5,8 +5,10 @@
 //!
 //! - **Load.** The tunnel counts as a request in flight on its member for as long as it
 //!   lasts, so the pick and the autoscaler see open WebSockets.
-//! - **Limits.** A tunnel with no byte either way for [`TUNNEL_IDLE`] is closed (the
-//!   client side's timer, `framing`), and any tunnel after [`TUNNEL_MAX`].
+//! - **Limits.** A tunnel with no byte either way for [`TUNNEL_IDLE`] is closed, and any
+//!   tunnel after [`TUNNEL_MAX`]: checked once a second beside the copy, which runs as a
+//!   task of its own with no timer, on the two sockets themselves (the client's taken
+//!   back from hyper and `framing` once it has switched).
 //! - **Drain.** When the member leaves its pool (stopping, or failed), its tunnels get
 //!   [`DRAIN_GRACE`] to finish (the member's own shutdown closes them with a proper
 //!   WebSocket close), then they are cut.
@@ -17,7 +19,10 @@
 //! The handshake is a bodiless GET, safe to send again: a member that cannot be reached
 //! or fails before answering is replaced by another, up to `relay.retries`.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,7 +31,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use strata_bus::{Member, MemberGuard, Pool};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 pub use crate::framing::TUNNEL_IDLE;
@@ -35,6 +40,7 @@ use super::{
     attempt_value, deadline_exceeded, failed, no_member, strip_hop_by_hop, to_origin_form, upstream_of, Failure,
     Outcome, RelayPolicy, ATTEMPT, REQUEST_ID, SERVED_BY,
 };
+use crate::framing::Guarded;
 use crate::metrics::{Protocol, RelayStats};
 use crate::response_body::ResBody;
 use crate::upstream::{Conn, SendError, Upgrade};
@@ -79,7 +85,12 @@ pub async fn relay(pool: &Pool, mut req: Request<Incoming>, policy: &RelayPolicy
     if let Some(tunnel) = tunnel {
         tokio::spawn(async move {
             match tokio::time::timeout(SWITCH_WAIT, on_upgrade).await {
-                Ok(Ok(upgraded)) => tunnel.run(TokioIo::new(upgraded), Bytes::new()).await,
+                // The gateway's own connections: the socket itself, past hyper and
+                // `framing` (the tunnel keeps its own limits).
+                Ok(Ok(upgraded)) => match upgraded.downcast::<TokioIo<Guarded>>() {
+                    Ok(parts) => tunnel.run(parts.io.into_inner().into_stream(), parts.read_buf).await,
+                    Err(upgraded) => tunnel.run(TokioIo::new(upgraded), Bytes::new()).await,
+                },
                 Ok(Err(e)) => tracing::debug!(error = %e, "the client's connection did not switch"),
                 Err(_) => tracing::debug!("the client's connection did not switch in time"),
             }
@@ -209,38 +220,166 @@ async fn switch<B>(
 
 impl Tunnel {
     /// Joins `client` (switched; `client_early` is what it sent past its handshake that
-    /// was already read) to the member until either ends, the tunnel reaches
-    /// [`TUNNEL_MAX`], or its member has been gone for [`DRAIN_GRACE`].
-    pub async fn run<C: AsyncRead + AsyncWrite + Unpin>(mut self, mut client: C, client_early: Bytes) {
-        let member_id = self.guard.member().id.clone();
-        if !self.early.is_empty() && client.write_all(&self.early).await.is_err() {
-            return;
-        }
-        if !client_early.is_empty() && self.member.write_all(&client_early).await.is_err() {
-            return;
-        }
-        tokio::select! {
-            ended = tokio::io::copy_bidirectional(&mut client, &mut self.member) => {
-                if let Err(e) = ended {
-                    tracing::debug!(error = %e, member = member_id, "a tunnel ended with an error");
+    /// was already read) to the member until either ends, no byte has moved either way
+    /// for [`TUNNEL_IDLE`], the tunnel reaches [`TUNNEL_MAX`], or its member has been
+    /// gone for [`DRAIN_GRACE`].
+    ///
+    /// The bytes are copied by a task of their own that holds no timer: the limits are
+    /// checked here once a [`WATCH`], not on every wake of the copy (a WebSocket message
+    /// wakes it twice). Dropping this future ends the copy too.
+    pub async fn run<C>(self, client: C, client_early: Bytes)
+    where
+        C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Tunnel { member, early, guard } = self;
+        let member_id = guard.member().id.clone();
+        let moved = Arc::new(AtomicBool::new(false));
+        let mut copy = Aborting(tokio::spawn(splice(
+            Marked::new(client, moved.clone()),
+            Marked::new(member, moved.clone()),
+            early,
+            client_early,
+        )));
+        let mut watch = Watch::new(Instant::now());
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + WATCH, WATCH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ended = &mut copy.0 => {
+                    if let Ok(Err(e)) = ended {
+                        tracing::debug!(error = %e, member = member_id, "a tunnel ended with an error");
+                    }
+                    break;
+                }
+                _ = tick.tick() => {
+                    let (moved, gone) = (moved.swap(false, Ordering::Relaxed), guard.member().is_gone());
+                    if let Some(why) = watch.check(Instant::now(), moved, gone) {
+                        tracing::debug!(member = member_id, "a tunnel was closed: {why}");
+                        break;
+                    }
                 }
             }
-            _ = tokio::time::sleep(TUNNEL_MAX) => {}
-            _ = drained(self.guard.member()) => {}
         }
+        // The copy is aborted (if still running) before the member's count in flight ends.
+        drop(copy);
+        drop(guard);
     }
 }
 
-/// Resolves [`DRAIN_GRACE`] after `member` left its pool.
-async fn drained(member: &Member) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if member.is_gone() {
-            tokio::time::sleep(DRAIN_GRACE).await;
-            return;
+/// How often a tunnel's limits are checked; idle and drain are kept to within this.
+const WATCH: Duration = Duration::from_secs(1);
+
+/// A tunnel's limits, checked once a [`WATCH`].
+struct Watch {
+    started: Instant,
+    last_moved: Instant,
+    gone_since: Option<Instant>,
+}
+
+impl Watch {
+    fn new(now: Instant) -> Watch {
+        Watch {
+            started: now,
+            last_moved: now,
+            gone_since: None,
         }
+    }
+
+    /// Why the tunnel ends now, if it does: `moved` says whether a byte moved since
+    /// the last check, `gone` whether the member has left its pool.
+    fn check(&mut self, now: Instant, moved: bool, gone: bool) -> Option<&'static str> {
+        if moved {
+            self.last_moved = now;
+        }
+        if gone {
+            let since = *self.gone_since.get_or_insert(now);
+            if now.duration_since(since) >= DRAIN_GRACE {
+                return Some("its member left its pool");
+            }
+        }
+        if now.duration_since(self.last_moved) >= TUNNEL_IDLE {
+            return Some("no byte either way for its idle limit");
+        }
+        if now.duration_since(self.started) >= TUNNEL_MAX {
+            return Some("it reached its longest life");
+        }
+        None
+    }
+}
+
+/// The copy task's handle, aborted when dropped.
+struct Aborting(tokio::task::JoinHandle<std::io::Result<()>>);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Writes what each side sent early to the other, then copies both ways until both
+/// have ended.
+async fn splice<C, M>(mut client: C, mut member: M, member_early: Bytes, client_early: Bytes) -> std::io::Result<()>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    M: AsyncRead + AsyncWrite + Unpin,
+{
+    if !member_early.is_empty() {
+        client.write_all(&member_early).await?;
+    }
+    if !client_early.is_empty() {
+        member.write_all(&client_early).await?;
+    }
+    tokio::io::copy_bidirectional(&mut client, &mut member).await?;
+    Ok(())
+}
+
+/// One side of a tunnel: every read that brings bytes sets `moved`, which the tunnel's
+/// watch reads and clears (a store per read, no clock read).
+struct Marked<S> {
+    inner: S,
+    moved: Arc<AtomicBool>,
+}
+
+impl<S> Marked<S> {
+    fn new(inner: S, moved: Arc<AtomicBool>) -> Marked<S> {
+        Marked { inner, moved }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Marked<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.moved.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Marked<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -252,4 +391,79 @@ pub fn closing(mut res: Response<ResBody>) -> Response<ResBody> {
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watch_ends_a_tunnel_idle_drained_or_too_old_and_nothing_else() {
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut watch = Watch::new(t0);
+        // Bytes moving keep it open past the idle limit.
+        let mut t = 0;
+        while t < TUNNEL_IDLE.as_secs() * 2 {
+            t += 1;
+            assert_eq!(watch.check(at(t), true, false), None, "busy at {t}s");
+        }
+        // Idle: closed once nothing moved for the whole limit, not a check before.
+        let last = t;
+        assert_eq!(watch.check(at(last + TUNNEL_IDLE.as_secs() - 1), false, false), None);
+        assert!(watch.check(at(last + TUNNEL_IDLE.as_secs()), false, false).is_some());
+
+        // Drained: the grace counts from the first check that saw the member gone,
+        // however busy the tunnel is.
+        let mut watch = Watch::new(t0);
+        assert_eq!(watch.check(at(5), true, true), None);
+        assert_eq!(watch.check(at(5 + DRAIN_GRACE.as_secs() - 1), true, true), None);
+        assert_eq!(
+            watch.check(at(5 + DRAIN_GRACE.as_secs()), true, true),
+            Some("its member left its pool")
+        );
+
+        // Too old: busy and its member there, closed at the longest life.
+        let mut watch = Watch::new(t0);
+        let max = TUNNEL_MAX.as_secs();
+        assert_eq!(watch.check(at(max - 1), true, false), None);
+        assert_eq!(watch.check(at(max), true, false), Some("it reached its longest life"));
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_copies_both_ways_with_the_early_bytes_first_and_ends_when_both_sides_do() {
+        use tokio::io::AsyncReadExt;
+        use tokio::net::TcpListener;
+
+        // Two socket pairs: the client's and the member's.
+        async fn pair() -> (TcpStream, TcpStream) {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let near = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (far, _) = listener.accept().await.unwrap();
+            (near, far)
+        }
+        let (mut client, client_side) = pair().await;
+        let (member_side, mut member) = pair().await;
+        let moved = Arc::new(AtomicBool::new(false));
+        let copy = tokio::spawn(splice(
+            Marked::new(client_side, moved.clone()),
+            Marked::new(member_side, moved.clone()),
+            Bytes::from_static(b"member-early "),
+            Bytes::from_static(b"client-early "),
+        ));
+        client.write_all(b"ping").await.unwrap();
+        member.write_all(b"pong").await.unwrap();
+        let mut got = [0u8; 17];
+        member.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"client-early ping");
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"member-early pong");
+        assert!(moved.load(Ordering::Relaxed), "reads that brought bytes are marked");
+        // Each side ends its half: the other sees the end, and the copy finishes.
+        client.shutdown().await.unwrap();
+        assert_eq!(member.read(&mut got).await.unwrap(), 0);
+        member.shutdown().await.unwrap();
+        assert_eq!(client.read(&mut got).await.unwrap(), 0);
+        copy.await.unwrap().unwrap();
+    }
 }
