@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use strata_os::listen::Open;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -357,6 +358,9 @@ pub struct Guarded {
     served: bool,
     /// Armed while the client does not take what is written to it.
     write_stall: Option<Pin<Box<Sleep>>>,
+    /// The connection's count on its worker ([`strata_os::listen::Spread`]), for as
+    /// long as the socket is open (a tunnel's included).
+    open: Option<Open>,
 }
 
 /// A switched connection (WebSocket) with no byte either way for this long is closed;
@@ -380,13 +384,20 @@ impl Guarded {
             pending: None,
             served: false,
             write_stall: None,
+            open: None,
         }
     }
 
-    /// The socket, for a connection that switched protocols (its tunnel keeps its own
-    /// limits).
-    pub fn into_stream(self) -> TcpStream {
-        self.stream
+    /// Holds the connection's count on its worker for as long as the socket is open.
+    pub fn counted(mut self, open: Open) -> Guarded {
+        self.open = Some(open);
+        self
+    }
+
+    /// The socket and its count on its worker, for a connection that switched
+    /// protocols (its tunnel keeps its own limits, and the count while it lasts).
+    pub fn into_socket(self) -> (TcpStream, Option<Open>) {
+        (self.stream, self.open)
     }
 
     /// Whether the client opens with HTTP/2's preface (see [`opens_h2`]), waiting for

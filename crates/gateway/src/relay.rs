@@ -460,7 +460,10 @@ fn failed(
         Failure::Unsent(e) => (
             StatusCode::BAD_GATEWAY,
             ErrorCode::UpstreamFailed,
-            format!("member {} failed before the request was sent: {e}", member.id),
+            format!(
+                "member {} failed before the request was sent: {e}; not sent elsewhere: {why_not_again}",
+                member.id
+            ),
         ),
         Failure::Broken(e) => (
             StatusCode::BAD_GATEWAY,

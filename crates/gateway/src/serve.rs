@@ -53,7 +53,7 @@ pub fn spawn_slot(
         worker::set_worker(worker.index);
         async move {
             let ticker = tokio::spawn(coarse::ticker());
-            serve_slot(worker.listener, slot, worker.shutdown).await;
+            serve_on(worker.listener, Some(worker.spread), slot, worker.shutdown).await;
             ticker.abort();
         }
     })
@@ -66,6 +66,17 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
 
 /// [`serve`] for whatever gateway `slot` holds: nothing is accepted before it holds one.
 pub async fn serve_slot(listener: TcpListener, slot: Arc<GatewaySlot>, shutdown: CancellationToken) {
+    serve_on(listener, None, slot, shutdown).await
+}
+
+/// [`serve_slot`] on one worker of [`spawn_slot`], which keeps the workers' open
+/// connections even (`spread`).
+async fn serve_on(
+    listener: TcpListener,
+    spread: Option<listen::Spread>,
+    slot: Arc<GatewaySlot>,
+    shutdown: CancellationToken,
+) {
     let gateway = tokio::select! {
         gateway = slot.filled() => gateway,
         _ = shutdown.cancelled() => return,
@@ -95,7 +106,7 @@ pub async fn serve_slot(listener: TcpListener, slot: Arc<GatewaySlot>, shutdown:
     // Every connection's task, to wait for at shutdown.
     let connections = TaskTracker::new();
     let stop_now = CancellationToken::new();
-    listen::accept(listener, &shutdown, "gateway", |stream, client| {
+    listen::accept_spread(listener, spread, &shutdown, "gateway", |stream, client, open| {
         // The slot's gateway now: its cap admits the connection, its limits frame it.
         let Some(gateway) = slot.current() else { return };
         let admitted = match gateway.cap.admit() {
@@ -116,7 +127,8 @@ pub async fn serve_slot(listener: TcpListener, slot: Arc<GatewaySlot>, shutdown:
             gateway.config.max_header_bytes,
             gateway.config.header_read_timeout,
             IDLE_TIMEOUT,
-        );
+        )
+        .counted(open);
         let pinned = Arc::new(slot.pin(gateway));
         // Written once per connection, for the access log.
         let client_text: Arc<str> = client.to_string().into();

@@ -86,6 +86,7 @@ async fn accept_loop(worker: Worker, shared: Arc<ConnectionContext>) {
         index,
         listener,
         shutdown,
+        ..
     } = worker;
     let accept = listen::accept(listener, &shutdown, "resp", |stream, peer| {
         let Some(admitted) = Admitted::new(&shared) else {

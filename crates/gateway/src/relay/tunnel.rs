@@ -88,7 +88,10 @@ pub async fn relay(pool: &Pool, mut req: Request<Incoming>, policy: &RelayPolicy
                 // The gateway's own connections: the socket itself, past hyper and
                 // `framing` (the tunnel keeps its own limits).
                 Ok(Ok(upgraded)) => match upgraded.downcast::<TokioIo<Guarded>>() {
-                    Ok(parts) => tunnel.run(parts.io.into_inner().into_stream(), parts.read_buf).await,
+                    Ok(parts) => {
+                        let (stream, _open) = parts.io.into_inner().into_socket();
+                        tunnel.run(stream, parts.read_buf).await
+                    }
                     Err(upgraded) => tunnel.run(TokioIo::new(upgraded), Bytes::new()).await,
                 },
                 Ok(Err(e)) => tracing::debug!(error = %e, "the client's connection did not switch"),
