@@ -165,6 +165,7 @@ impl Caller {
             Need::Namespace(ns) => (reach.may_use_namespace(ns), "access.namespaces", ns),
             Need::Cache(c) => (reach.may_read_cache(c), "access.caches", c),
             Need::CacheKeys => (reach.may_use_cache_keys(), "access.cache_keys (true)", &""),
+            Need::Topic(t) => (reach.may_publish_topic(t), "access.topics", t),
         };
         if ok {
             return Ok(());
@@ -206,6 +207,8 @@ pub(crate) enum Need<'a> {
     Namespace(&'a str),
     Cache(&'a str),
     CacheKeys,
+    /// Publishing on a topic: open unless a service claims it (`access.topics`).
+    Topic(&'a str),
 }
 
 impl Need<'_> {
@@ -220,6 +223,7 @@ impl Need<'_> {
             Need::Namespace(ns) => format!("use store namespace {ns:?}"),
             Need::Cache(c) => format!("read cache {c:?}"),
             Need::CacheKeys => "use the raw cache keys (/v1/cache/keys)".to_string(),
+            Need::Topic(t) => format!("publish on topic {t:?}, which other services claim"),
         }
     }
 }
@@ -262,8 +266,9 @@ fn route<'a>(template: Option<&str>, method: &Method, params: &'a [(&'a str, &'a
         }
         Some("/v1/cache/keys/{*key}") => (Need::CacheKeys, Body::Any),
         Some("/v1/caches/{name}/{*key}") => (Need::Cache(param("name")), Body::Any),
-        // A topic takes any token, as the Redis port's PUBLISH takes any client.
-        Some("/v1/topics/{topic}") => (Need::Token, Body::Any),
+        // A topic takes any token, as the Redis port's PUBLISH takes any client, unless
+        // services claim it (`access.topics`).
+        Some("/v1/topics/{topic}") => (Need::Topic(param("topic")), Body::Any),
         // ps, events, metrics, down, scale, logs, queue list, create and delete, cache
         // stats and drills, and whatever route comes next.
         Some(_) => (Need::Control, Body::Json),
@@ -452,7 +457,7 @@ mod tests {
             r#"{"strata": 1, "app": "a", "queues": {"orders": {}, "audit": {}},
                 "services": {
                   "web": {"run": ["w"], "bindings": ["api"], "access": {"publishes": ["orders"], "namespaces": ["carts"]}},
-                  "api": {"run": ["a"]},
+                  "api": {"run": ["a"], "access": {"topics": ["prices"]}},
                   "worker": {"run": ["k"], "consumes": {"queue": "orders", "group": "g", "path": "/"}}}}"#,
         )
         .unwrap()
@@ -475,7 +480,8 @@ mod tests {
     fn each_route_needs_its_right() {
         let a = access();
         let web = "token-of-web";
-        // A topic is open to any token, its body any bytes.
+        // A topic is open to any token, its body any bytes; one a service claims, to
+        // that service (and the control token) only.
         for token in [web, "token-of-api", "control"] {
             assert!(allowed(
                 &a,
@@ -485,6 +491,23 @@ mod tests {
                 &[("topic", "news")]
             ));
         }
+        for (token, may) in [
+            (web, false),
+            ("token-of-worker", false),
+            ("token-of-api", true),
+            ("control", true),
+        ] {
+            let got = allowed(&a, token, "/v1/topics/{topic}", Method::POST, &[("topic", "prices")]);
+            assert_eq!(got, may, "{token} on a claimed topic");
+        }
+        let (need, _) = route(Some("/v1/topics/{topic}"), &Method::POST, &[("topic", "prices")]);
+        let refused = a.caller(web).unwrap().allows(&need).unwrap_err();
+        assert!(
+            refused
+                .message()
+                .contains("add \"prices\" to services.web.access.topics"),
+            "{refused:?}"
+        );
         assert_eq!(
             route(Some("/v1/topics/{topic}"), &Method::POST, &[("topic", "news")]).1,
             Body::Any

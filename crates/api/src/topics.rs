@@ -4,7 +4,8 @@
 //! subscribed to the channel or a matching pattern, and services that `subscribes` to
 //! it (one per subscription, whatever its mode and its number of instances). At most
 //! once; nothing is stored. Any token of the node may publish, as any client with the
-//! cache's password may PUBLISH.
+//! cache's password may PUBLISH, unless services claim the topic (`access.topics`:
+//! then only they may, `access.rs`).
 //!
 //! The other way, [`deliver`]: one message POSTed through the bus to a subscribing
 //! service (the body the message's bytes, `application/octet-stream`, with

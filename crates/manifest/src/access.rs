@@ -14,6 +14,10 @@
 //!   read anyway;
 //! - the raw cache keyspace (`/v1/cache/keys`, shared with the Redis port): only with
 //!   `access.cache_keys`;
+//! - topics (`POST /v1/topics/TOPIC`): a topic that some service lists in
+//!   `access.topics` is claimed, and only those services may publish on it; a topic no
+//!   service lists is open to every token (as PUBLISH on the Redis port is to every
+//!   client with the cache's password);
 //! - `"access": "app"`: all of the above, for every name of the app.
 //!
 //! Never through a service's token: the control API (ps, metrics, events, logs, scale,
@@ -21,6 +25,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Error, MapAccess, Unexpected, Visitor};
@@ -64,9 +69,13 @@ pub struct AccessList {
     /// The raw cache keyspace (`/v1/cache/keys`), shared by the whole node and its
     /// Redis port.
     pub cache_keys: bool,
+    /// Topics it publishes on through the node API. Listing a topic claims it: then
+    /// only the services that list it may publish on it there.
+    pub topics: Vec<String>,
 }
 
-const EXPECT_ACCESS: &str = "\"app\" or an object with calls, publishes, fetches, namespaces, caches, cache_keys";
+const EXPECT_ACCESS: &str =
+    "\"app\" or an object with calls, publishes, fetches, namespaces, caches, cache_keys, topics";
 
 impl Serialize for AccessSpec {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -112,6 +121,10 @@ pub struct Reach {
     pub namespaces: BTreeSet<String>,
     pub caches: BTreeSet<String>,
     pub cache_keys: bool,
+    /// The topics it lists in `access.topics`.
+    pub topics: BTreeSet<String>,
+    /// Every topic some service of the app lists: closed to the others.
+    pub claimed: Arc<BTreeSet<String>>,
 }
 
 impl Reach {
@@ -133,6 +146,10 @@ impl Reach {
     pub fn may_use_cache_keys(&self) -> bool {
         self.app || self.cache_keys
     }
+    /// Publishing on `topic` through the node API: open, unless some service claims it.
+    pub fn may_publish_topic(&self, topic: &str) -> bool {
+        self.app || self.topics.contains(topic) || !self.claimed.contains(topic)
+    }
 }
 
 impl Manifest {
@@ -144,6 +161,21 @@ impl Manifest {
             None => self.functions.get(name)?.service(name),
         };
         Some(self.reach_of(&spec))
+    }
+
+    /// Every topic some service or function lists in `access.topics`.
+    fn claimed_topics(&self) -> BTreeSet<String> {
+        let functions = self.functions.iter().map(|(name, f)| f.service(name).access);
+        self.services
+            .values()
+            .map(|s| s.access.clone())
+            .chain(functions)
+            .filter_map(|access| match access {
+                AccessSpec::Declared(list) => Some(list.topics),
+                AccessSpec::App => None,
+            })
+            .flatten()
+            .collect()
     }
 
     fn reach_of(&self, spec: &ServiceSpec) -> Reach {
@@ -165,6 +197,8 @@ impl Manifest {
             namespaces: set(&list.namespaces),
             caches: set(&list.caches),
             cache_keys: list.cache_keys,
+            topics: set(&list.topics),
+            claimed: Arc::new(self.claimed_topics()),
         };
         reach.calls.extend(spec.bindings.iter().cloned());
         reach.fetches.extend(spec.consumes.iter().map(|c| c.queue.clone()));
@@ -218,6 +252,9 @@ pub(crate) fn check(m: &Manifest, access: &AccessSpec, path: &FieldPath) -> Vec<
     each("namespaces", &list.namespaces, &|n| is_queue_name(n), &|| {
         "a store namespace name (at most 64 lowercase letters, digits, - and _)".to_string()
     });
+    each("topics", &list.topics, &|t| !t.is_empty(), &|| {
+        "a topic name (a Redis channel name, not empty)".to_string()
+    });
     let caches: Vec<&str> = m.caches.keys().map(String::as_str).collect();
     each("caches", &list.caches, &|c| caches.contains(&c), &|| {
         if caches.is_empty() {
@@ -239,6 +276,33 @@ mod tests {
                 "caches": {{"hist": {{"namespace": "history"}}, "other": {{"namespace": "x"}}}},
                 "services": {services}}}"#
         )
+    }
+
+    #[test]
+    fn a_topic_listed_by_a_service_is_claimed_and_the_others_stay_open() {
+        let m = parse(&manifest(
+            r#"{"web": {"run": ["w"], "access": {"topics": ["prices"]}},
+                "feed": {"run": ["f"], "access": {"topics": ["prices", "news"]}},
+                "api": {"run": ["a"]},
+                "ops": {"run": ["o"], "access": "app"}}"#,
+        ))
+        .unwrap();
+        let (web, feed, api, ops) = (
+            m.reach("web").unwrap(),
+            m.reach("feed").unwrap(),
+            m.reach("api").unwrap(),
+            m.reach("ops").unwrap(),
+        );
+        assert!(web.may_publish_topic("prices") && feed.may_publish_topic("prices"));
+        assert!(!web.may_publish_topic("news"), "claimed by feed alone");
+        assert!(!api.may_publish_topic("prices") && !api.may_publish_topic("news"));
+        assert!(ops.may_publish_topic("news"), "\"access\": \"app\" reaches every topic");
+        // A topic nobody lists is open to every token.
+        for reach in [&web, &feed, &api, &ops] {
+            assert!(reach.may_publish_topic("chat"));
+        }
+        let err = parse(&manifest(r#"{"web": {"run": ["w"], "access": {"topics": [""]}}}"#)).unwrap_err();
+        assert!(err.to_string().contains("services.web.access.topics[0]"), "{err}");
     }
 
     #[test]

@@ -36,14 +36,15 @@ fn caller(extra: Value) -> Value {
     spec
 }
 
-/// web binds to api and publishes to orders; api and other declare nothing.
+/// web binds to api and publishes to orders; api claims the topic prices; other declares
+/// nothing.
 fn manifest() -> strata_manifest::Manifest {
     let m = json!({
         "strata": 1, "app": "test",
         "queues": { "orders": {}, "audit": {} },
         "services": {
             "web": caller(json!({ "routes": ["/"], "bindings": ["api"], "access": { "publishes": ["orders"] } })),
-            "api": caller(json!({})),
+            "api": caller(json!({ "access": { "topics": ["prices"] } })),
             "other": caller(json!({})),
         }
     });
@@ -191,6 +192,23 @@ async fn the_node_api_wants_a_token_the_right_one_and_a_programs_request() {
             .0,
         201
     );
+
+    // A topic nobody claims is open to every token; one api claims, to api alone.
+    let topic = |name: &str| format!("/v1/topics/{name}");
+    assert_eq!(call(api, Method::POST, &topic("news"), &as_web, "n").await.0, 200);
+    let denied = call(api, Method::POST, &topic("prices"), &as_web, "p").await;
+    assert!(
+        denied.1["error"]
+            .as_str()
+            .unwrap()
+            .contains("services.web.access.topics"),
+        "{}",
+        denied.1
+    );
+    assert_error(denied, 403, "forbidden");
+    let as_api = format!("Bearer {}", token_of_instance(api_pid));
+    let as_api = [("host", host.as_str()), ("authorization", as_api.as_str())];
+    assert_eq!(call(api, Method::POST, &topic("prices"), &as_api, "p").await.0, 200);
 
     // The control token reaches everything.
     let as_cli = [("host", host.as_str()), ("authorization", control.as_str()), json_ct];
