@@ -83,14 +83,16 @@ struct Handed {
 
 /// A connection's count among its worker's open connections ([`Spread`]), given back
 /// when dropped: the serving function holds it for as long as the connection is open.
+/// Without a spread it counts nothing.
 pub struct Open {
-    shared: Arc<SpreadShared>,
-    index: usize,
+    counted: Option<(Arc<SpreadShared>, usize)>,
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.shared.open[self.index].fetch_sub(1, Ordering::Relaxed);
+        if let Some((shared, index)) = &self.counted {
+            shared.open[*index].fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -116,8 +118,7 @@ impl Spread {
     fn open(&self, index: usize) -> Open {
         self.shared.open[index].fetch_add(1, Ordering::Relaxed);
         Open {
-            shared: self.shared.clone(),
-            index,
+            counted: Some((self.shared.clone(), index)),
         }
     }
 
@@ -262,8 +263,6 @@ pub async fn accept_spread<F>(
     // Out of file descriptors (or another failure that repeats): back off from 10 ms up
     // to 1 s, and say so once per episode with how many accepts failed, not once per try.
     let mut backoff = AcceptBackoff::default();
-    // Without a spread, each connection's `Open` counts on a worker of its own.
-    let alone = Spread::for_workers(1).pop().expect("one worker");
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -289,7 +288,10 @@ pub async fn accept_spread<F>(
         };
         backoff.recovered(name);
         let _ = stream.set_nodelay(true);
-        spread.as_ref().unwrap_or(&alone).take(stream, peer, &mut serve);
+        match &spread {
+            Some(spread) => spread.take(stream, peer, &mut serve),
+            None => serve(stream, peer, Open { counted: None }),
+        }
     }
 }
 
