@@ -9,13 +9,16 @@
 //! 1. An advisory lock (`flock`) on a file named by the address in a runtime dir of
 //!    this user (`$XDG_RUNTIME_DIR/strata/`, else `/tmp/strata-UID/`), held until the
 //!    server stops, so that two servers started at the same moment cannot both pass
-//!    step 2. It holds the holder's pid, for the message. Only for an address with a
-//!    port given: port 0 is a fresh port by construction.
+//!    step 2. It holds the holder's pid, for the message.
 //! 2. A probe socket without `SO_REUSEPORT` binds the address (with `SO_REUSEADDR`, so
 //!    connections of a stopped server in TIME_WAIT do not count): the kernel refuses it
 //!    when any socket listens there, of any process and any user, `SO_REUSEPORT` or
-//!    not, on that address or a wildcard. The probe is closed before the workers bind;
-//!    with port 0 it picks the port they bind.
+//!    not, on that address or a wildcard. The probe is closed before the workers bind.
+//!
+//! With port 0 the probe comes first and picks the port, and then the port is locked:
+//! between the probe's close and the workers' bind the port is free, and a second
+//! server's probe may be given the same one (two tests starting side by side were, and
+//! then shared each other's connections). The second to lock it picks again.
 //!
 //! A refusal is an [`io::ErrorKind::AddrInUse`] error naming the holder when `/proc`
 //! shows it ([`crate::sockets`]).
@@ -41,21 +44,40 @@ pub struct Claim {
 
 /// Claims `addr` for the caller, or says who has it.
 pub fn claim(addr: SocketAddr) -> io::Result<Claim> {
-    let lock = if addr.port() == 0 {
-        None
-    } else {
-        match LockFile::acquire(addr)? {
-            Acquired::Held(lock) => lock,
-            Acquired::Busy(pid) => {
-                let holder = pid
-                    .and_then(sockets::holder)
-                    .map_or_else(|| "another strata node".to_string(), |h| h.to_string());
-                return Err(in_use(addr, &holder));
-            }
+    if addr.port() == 0 {
+        return claim_fresh(|| probe(addr));
+    }
+    let lock = match LockFile::acquire(addr)? {
+        Acquired::Held(lock) => lock,
+        Acquired::Busy(pid) => {
+            let holder = pid
+                .and_then(sockets::holder)
+                .map_or_else(|| "another strata node".to_string(), |h| h.to_string());
+            return Err(in_use(addr, &holder));
         }
     };
     let addr = probe(addr)?;
     Ok(Claim { addr, lock })
+}
+
+/// How many ports a claim of port 0 picks before it gives up: each one picked was locked
+/// by another server in the moment since the kernel gave it out.
+const FRESH_TRIES: usize = 64;
+
+/// A claim of port 0: a port `pick`ed (the probe), then locked; one locked already (by
+/// a server whose probe got it a moment before) is given back and another picked.
+fn claim_fresh(mut pick: impl FnMut() -> io::Result<SocketAddr>) -> io::Result<Claim> {
+    for _ in 0..FRESH_TRIES {
+        let addr = pick()?;
+        match LockFile::acquire(addr)? {
+            Acquired::Held(lock) => return Ok(Claim { addr, lock }),
+            Acquired::Busy(_) => continue,
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no free port: {FRESH_TRIES} ports in a row were taken by other servers as they were picked"),
+    ))
 }
 
 impl Drop for Claim {
@@ -190,10 +212,36 @@ mod tests {
     }
 
     #[test]
-    fn port_0_gets_a_free_port_and_no_lock() {
+    fn port_0_gets_a_free_port_and_locks_it() {
         let claim = claim("127.0.0.1:0".parse().unwrap()).unwrap();
         assert_ne!(claim.addr.port(), 0);
-        assert!(claim.lock.is_none());
+        assert!(claim.lock.is_some(), "a runtime dir for locks exists here");
+    }
+
+    #[test]
+    fn a_fresh_port_another_server_locked_as_it_was_picked_is_not_shared() {
+        // What two servers starting side by side can meet: the kernel gives the second
+        // one's probe the port the first one's probe has just closed.
+        let first = claim("127.0.0.1:0".parse().unwrap()).unwrap();
+        let other = claim("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut picks = vec![Ok(other.addr), Ok(first.addr)].into_iter();
+        let err = claim_fresh(|| picks.next().unwrap_or(Ok(first.addr))).expect_err("every pick was locked");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains("no free port"), "{err}");
+        // A pick already locked is passed over for the next one.
+        let free = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut picks = vec![first.addr, other.addr, free].into_iter();
+        let second = claim_fresh(|| Ok(picks.next().unwrap())).unwrap();
+        assert_eq!(second.addr, free);
+        assert!(second.lock.is_some());
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 
     #[tokio::test]
