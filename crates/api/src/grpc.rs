@@ -22,6 +22,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use strata_gateway::client_body::ClientBody;
 use strata_gateway::relay::grpc::{self, GrpcStatus};
 use strata_gateway::ResBody;
 use tokio::net::TcpStream;
@@ -103,5 +104,5 @@ async fn call(parts: &NodeParts, mut req: Request<Incoming>) -> Response<ResBody
     };
     access::strip_token(req.headers_mut());
     let pool = parts.bus.pool(service);
-    grpc::relay(&pool, req, policy).await.0
+    grpc::relay(&pool, req.map(ClientBody::Http), policy).await.0
 }

@@ -43,6 +43,7 @@
 //! transport slot); membership lives in the bus.
 
 mod access;
+pub mod client_body;
 pub mod coarse;
 mod config;
 mod digits;
@@ -56,6 +57,7 @@ pub mod request_body;
 mod request_id;
 pub mod response_body;
 mod serve;
+mod serve_h2;
 mod slot;
 pub mod trace;
 mod upstream;
@@ -80,6 +82,8 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+
+use crate::client_body::ClientBody;
 use request_id::RequestIds;
 use strata_bus::{Bus, Pool};
 use strata_manifest::CallMode;
@@ -227,7 +231,7 @@ impl Gateway {
             .collect()
     }
 
-    fn route(&self, req: &Request<Incoming>) -> Option<&RoutePool> {
+    fn route(&self, req: &Request<ClientBody>) -> Option<&RoutePool> {
         let host = req
             .uri()
             .host()
@@ -239,7 +243,8 @@ impl Gateway {
 
     /// Answers one request from a client (over HTTP/1: the future is kept inline in the
     /// connection's task, so it costs no allocation).
-    pub async fn handle(&self, mut req: Request<Incoming>, client: &str) -> Response<ResBody> {
+    pub async fn handle(&self, req: Request<Incoming>, client: &str) -> Response<ResBody> {
+        let mut req = req.map(ClientBody::Http);
         let begun = self.begin(&mut req);
         let (res, route, outcome) = if relay::grpc::is_grpc(&req) {
             self.call_grpc(req, &begun.request_id).await
@@ -252,16 +257,12 @@ impl Gateway {
         self.finish(begun, res, route, outcome, client)
     }
 
-    /// [`handle`] for a request over HTTP/2: hyper's HTTP/2 server spawns each stream's
-    /// future as a task of its own, copying it, so the branches are boxed and this
-    /// future stays small (a few hundred bytes, where [`handle`]'s is several KiB).
+    /// [`handle`] for a request over HTTP/2 (`serve_h2`): each stream's future is moved
+    /// into its connection's set of streams, so the branches are boxed and this future
+    /// stays small (a few hundred bytes, where [`handle`]'s is several KiB).
     ///
     /// [`handle`]: Gateway::handle
-    pub async fn handle_h2(
-        self: Arc<Self>,
-        mut req: Request<Incoming>,
-        client: Arc<str>,
-    ) -> Result<Response<ResBody>, std::convert::Infallible> {
+    pub async fn handle_h2(self: Arc<Self>, mut req: Request<ClientBody>, client: Arc<str>) -> Response<ResBody> {
         let begun = self.begin(&mut req);
         let (res, route, outcome) = if !relay::grpc::is_grpc(&req) {
             Box::pin(self.dispatch(req, &begun.request_id)).await
@@ -271,11 +272,11 @@ impl Gateway {
         } else {
             (no_grpc_route(&req), None, Outcome::default())
         };
-        Ok(self.finish(begun, res, route, outcome, &client))
+        self.finish(begun, res, route, outcome, &client)
     }
 
     /// What every request gets before it is relayed: its id, and its trace context.
-    fn begin(&self, req: &mut Request<Incoming>) -> Begun {
+    fn begin(&self, req: &mut Request<ClientBody>) -> Begun {
         let started = Instant::now();
         let request_id = match req.headers().get(relay::REQUEST_ID) {
             Some(id) => id.clone(),
@@ -380,7 +381,7 @@ impl Gateway {
     /// gRPC statuses.
     async fn call_grpc(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         _rid: &HeaderValue,
     ) -> (Response<ResBody>, Option<&RoutePool>, Outcome) {
         let Some(target) = self.route(&req) else {
@@ -395,7 +396,7 @@ impl Gateway {
     /// on 101 (`relay::tunnel`).
     async fn switch(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         rid: &HeaderValue,
     ) -> (Response<ResBody>, Option<&RoutePool>, Outcome) {
         let Some(target) = self.route(&req) else {
@@ -418,7 +419,7 @@ impl Gateway {
 
     async fn dispatch(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         rid: &HeaderValue,
     ) -> (Response<ResBody>, Option<&RoutePool>, Outcome) {
         let none = Outcome::default();

@@ -7,14 +7,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use strata_os::cap::{self, Admission};
 use strata_os::listen::{self, Listen, Worker, Workers};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{coarse, framing, worker, Gateway, GatewaySlot, IDLE_TIMEOUT, MAX_WORKERS};
+use crate::{coarse, framing, serve_h2, worker, Gateway, GatewaySlot, IDLE_TIMEOUT, MAX_WORKERS};
 
 /// Starts `threads` gateway workers on `addr` (at most [`MAX_WORKERS`]), like nginx's
 /// worker processes: each thread runs a single-threaded runtime with its own
@@ -96,13 +96,8 @@ async fn serve_on(
         // `framing::Guarded` also ends the stream after the requests before a refused one.
         .half_close(true)
         .max_buf_size(gateway.config.max_header_bytes.max(8192));
-    let mut h2_builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    h2_builder
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .max_header_list_size(gateway.config.max_header_bytes as u32);
-    let (builder, h2_builder) = (Arc::new(builder), Arc::new(h2_builder));
+    let max_header_list_size = gateway.config.max_header_bytes as u32;
+    let builder = Arc::new(builder);
     // Every connection's task, to wait for at shutdown.
     let connections = TaskTracker::new();
     let stop_now = CancellationToken::new();
@@ -132,7 +127,7 @@ async fn serve_on(
         let pinned = Arc::new(slot.pin(gateway));
         // Written once per connection, for the access log.
         let client_text: Arc<str> = client.to_string().into();
-        let (builder, h2_builder) = (builder.clone(), h2_builder.clone());
+        let builder = builder.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             // Nothing within the idle timeout: the HTTP/1 side closes it at once (its
@@ -143,11 +138,15 @@ async fn serve_on(
                 _ = shutdown.cancelled() => return,
             };
             // At shutdown each connection finishes its request under way and closes.
-            let ended = if h2 {
-                let service = hyper::service::service_fn(move |req| pinned.get().handle_h2(req, client_text.clone()));
-                let conn = std::pin::pin!(h2_builder.serve_connection(TokioIo::new(io), service));
-                until_shutdown(conn, &shutdown, |conn| conn.graceful_shutdown()).await
-            } else {
+            if h2 {
+                let handle = |req| pinned.get().handle_h2(req, client_text.clone());
+                if let Err(e) = serve_h2::serve(io, max_header_list_size, &shutdown, handle).await {
+                    tracing::debug!(error = %e, %client, "client connection ended with an error");
+                }
+                drop(admitted);
+                return;
+            }
+            let ended = {
                 let service = hyper::service::service_fn(move |req| {
                     let gateway = pinned.get();
                     let client_text = client_text.clone();

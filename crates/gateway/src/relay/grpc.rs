@@ -1,6 +1,6 @@
 //! gRPC through the bus: a call (HTTP/2, `content-type: application/grpc...`) goes to ANY
 //! one member of the route's pool over HTTP/2 (h2c) and streams both ways, trailers
-//! included, with HTTP/2 flow control end to end (hyper's server streams on the client's
+//! included, with HTTP/2 flow control end to end (the gateway's `h2` server streams on the client's
 //! side, the `h2` crate's client streams on the member's; nothing is buffered here).
 //! Unary and the three streaming kinds are the same code; a unary call's request is sent
 //! from this task, with no task or channel of its own (`upstream::send_h2`).
@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::client_body::ClientBody;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame};
-use hyper::body::Incoming;
 use strata_bus::{Held, Member, Placement, Pool};
 
 use super::{upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, REQUEST_ID, SERVED_BY};
@@ -100,7 +100,7 @@ pub fn status_response(status: GrpcStatus, message: &str) -> Response<ResBody> {
 /// What a call's attempts send: the client's stream as it is, or (for an idempotent
 /// method) a [`Replay`] that a reissue can send again.
 enum CallBody {
-    Once(Option<Incoming>),
+    Once(Option<ClientBody>),
     Replay(Replay),
 }
 
@@ -125,7 +125,7 @@ impl CallBody {
 
 /// One attempt's request body.
 enum Outgoing {
-    Client(Incoming),
+    Client(ClientBody),
     Replay(Replay),
 }
 
@@ -150,7 +150,7 @@ impl Body for Outgoing {
 
 /// Relays a gRPC call to ANY one member of `pool` (see the module), counted in the
 /// pool's [`RelayStats`] as [`Protocol::Grpc`].
-pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) -> (Response<ResBody>, Outcome) {
+pub async fn relay(pool: &Pool, req: Request<ClientBody>, policy: &RelayPolicy) -> (Response<ResBody>, Outcome) {
     let started = Instant::now();
     let (res, outcome) = relay_call(pool, req, policy, started).await;
     RelayStats::of(pool).record_as(Protocol::Grpc, res.status(), outcome.unanswered, started.elapsed());
@@ -159,7 +159,7 @@ pub async fn relay(pool: &Pool, req: Request<Incoming>, policy: &RelayPolicy) ->
 
 async fn relay_call(
     pool: &Pool,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     policy: &RelayPolicy,
     started: Instant,
 ) -> (Response<ResBody>, Outcome) {

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use strata_bus::{Member, MemberGuard, Pool};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -40,6 +39,7 @@ use super::{
     attempt_value, deadline_exceeded, failed, no_member, strip_hop_by_hop, to_origin_form, upstream_of, Failure,
     Outcome, RelayPolicy, ATTEMPT, REQUEST_ID, SERVED_BY,
 };
+use crate::client_body::ClientBody;
 use crate::framing::Guarded;
 use crate::metrics::{Protocol, RelayStats};
 use crate::response_body::ResBody;
@@ -79,7 +79,7 @@ pub struct Tunnel {
 /// Relays the handshake of `req` (the gateway's client connection) to one member of
 /// `pool`; on 101, joins the two connections in a task of its own once hyper hands the
 /// client's over, and answers the client's 101.
-pub async fn relay(pool: &Pool, mut req: Request<Incoming>, policy: &RelayPolicy) -> (Response<ResBody>, Outcome) {
+pub async fn relay(pool: &Pool, mut req: Request<ClientBody>, policy: &RelayPolicy) -> (Response<ResBody>, Outcome) {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (res, outcome, tunnel) = handshake(pool, req, policy).await;
     if let Some(tunnel) = tunnel {

@@ -44,12 +44,17 @@ struct Open {
 /// The HTTP/2 connections to one member, one per gateway thread.
 pub struct H2Conns {
     conns: [Mutex<Option<Open>>; SLOTS],
+    /// Held while a thread makes its connection: the calls that need one meanwhile wait
+    /// for it instead of each making its own (a hundred streams opened at once would
+    /// otherwise open as many connections, and the long ones keep theirs).
+    connecting: [tokio::sync::Mutex<()>; SLOTS],
 }
 
 impl Default for H2Conns {
     fn default() -> H2Conns {
         H2Conns {
             conns: std::array::from_fn(|_| Mutex::new(None)),
+            connecting: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         }
     }
 }
@@ -78,6 +83,11 @@ impl H2Conns {
     /// A new connection of this thread to the member at `addr`, kept for the calls after
     /// this one. An error here means nothing was sent.
     pub async fn connect(&self, addr: SocketAddr) -> io::Result<(Sender, Arc<ConnRef>)> {
+        let _connecting = self.connecting[slot()].lock().await;
+        // Made by the call before this one while this one waited.
+        if let Some(open) = self.cached() {
+            return Ok(open);
+        }
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         // hyper's client defaults, which the relay used before: large windows, so that a

@@ -12,10 +12,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use crate::client_body::ClientBody;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame};
-use hyper::body::Incoming;
 
 /// The most bytes of a call kept for a reissue; a longer call is sent once.
 pub const LIMIT: usize = 1 << 20;
@@ -24,7 +24,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What every attempt of one call shares.
 struct Kept {
-    source: Incoming,
+    source: ClientBody,
     frames: Vec<Kind>,
     bytes: usize,
     /// More than [`LIMIT`] was sent: what was kept is not the whole call any more.
@@ -48,7 +48,7 @@ pub struct Replay {
 }
 
 impl Replay {
-    pub fn new(source: Incoming) -> Replay {
+    pub fn new(source: ClientBody) -> Replay {
         let kept = Kept {
             source,
             frames: Vec::new(),
