@@ -581,7 +581,7 @@ static HOP_BY_HOP: [HeaderName; 6] = [
 /// Removes the headers that belong to one connection, not to the message. One pass over
 /// the (few) headers finds whether there is anything to remove at all; most messages
 /// carry at most `Connection`.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = 0u8;
     for name in headers.keys() {
         if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
