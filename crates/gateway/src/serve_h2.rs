@@ -16,6 +16,7 @@
 //! and at shutdown GOAWAY, the streams under way finished, then the close.
 
 use std::future::{poll_fn, Future};
+use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures_util::future::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::task::AtomicWaker;
 use h2::server::SendResponse;
@@ -116,7 +118,15 @@ where
             }
             match conn.poll_accept(cx) {
                 Poll::Ready(Some(Ok((req, respond)))) => {
-                    streams.push(stream(&handle, req, respond));
+                    // A stream that panics ends alone (its client sees the stream reset),
+                    // as it did with a task of its own, not with the connection's other
+                    // streams.
+                    let one = AssertUnwindSafe(stream(&handle, req, respond)).catch_unwind();
+                    streams.push(one.map(|ended| {
+                        if ended.is_err() {
+                            tracing::error!("an HTTP/2 stream's handler panicked; the stream was reset");
+                        }
+                    }));
                     continue;
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(Ended::Protocol(e))),
@@ -403,6 +413,7 @@ mod tests {
                             headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
                             res
                         }
+                        "/panic" => panic!("a handler that panics (a test)"),
                         "/hang" => {
                             let _dropped = Dropped(hung);
                             std::future::pending().await
@@ -444,7 +455,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_reply_goes_out_without_connection_headers_and_a_reset_stream_drops_its_answer() {
+    async fn replies_go_out_clean_and_a_reset_or_panicking_stream_ends_alone() {
         let hung = Arc::new(AtomicBool::new(false));
         let (sender, _server) = start(CancellationToken::new(), hung.clone()).await;
         let mut sender = sender.ready().await.unwrap();
@@ -479,6 +490,11 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // A handler that panics: its stream is reset, the connection's others go on.
+        let mut sender = sender.ready().await.unwrap();
+        let (reply, _) = sender.send_request(request("/panic"), true).unwrap();
+        let err = reply.await.expect_err("the panicked stream is reset");
+        assert!(err.is_reset(), "{err}");
         // The connection serves on.
         let mut sender = sender.ready().await.unwrap();
         let (reply, _) = sender.send_request(request("/echo"), true).unwrap();
