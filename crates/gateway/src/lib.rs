@@ -77,13 +77,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use client_body::ClientBody;
 use fallback::{Fallback, FallbackStats, Lookup};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-
-use crate::client_body::ClientBody;
 use request_id::RequestIds;
 use strata_bus::{Bus, Pool};
 use strata_manifest::CallMode;

@@ -1,7 +1,7 @@
 //! Serving clients: the gateway's worker threads (`spawn`, `spawn_slot`) and each
 //! worker's accept loop (`serve_slot`): the connection cap, the framing guard, and the
-//! protocol told by the connection's first bytes (HTTP/1 with upgrades, or HTTP/2 for
-//! h2c and gRPC, each with the service whose future suits it).
+//! protocol told by the connection's first bytes (HTTP/1 with upgrades by hyper, or
+//! HTTP/2 for h2c and gRPC by `serve_h2`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,11 +81,11 @@ async fn serve_on(
         gateway = slot.filled() => gateway,
         _ = shutdown.cancelled() => return,
     };
-    // Two builders: a connection is told HTTP/1 or HTTP/2 (h2c, gRPC) by its first bytes
-    // (`framing::opens_h2`), and each gets the service whose future suits it
-    // (`Gateway::handle_h2`). hyper's own builders, not hyper-util's `auto`, which
-    // would read the first bytes again and wrap the socket: an upgraded connection's
-    // socket is then taken back whole for its tunnel (`relay::tunnel`).
+    // A connection is told HTTP/1 or HTTP/2 (h2c, gRPC) by its first bytes
+    // (`framing::opens_h2`). HTTP/1 is served by hyper's own builder, not hyper-util's
+    // `auto`, which would read the first bytes again and wrap the socket: an upgraded
+    // connection's socket is then taken back whole for its tunnel (`relay::tunnel`).
+    // HTTP/2 is served by `serve_h2`, each stream by `Gateway::handle_h2`.
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
