@@ -13,6 +13,7 @@
 #   STRATA_FSYNC=always the bench queue's fsync policy: always, interval or none
 #   IN_FLIGHT=1         strata's Producer's batches on the wire at once in (b) (in
 #                       order either way: docs/queues.md, "Order across batches in flight")
+#   PUBLISH_BATCH=UNACKED  strata's Producer's messages per batch in (b)
 #   STRATA=PATH         the strata binary (default: cargo build --release -p strata)
 #   STRATA_API=URL      measure an already running node instead of starting one (its
 #                       queue "bench" must exist)
@@ -31,6 +32,7 @@ CONSUME=${CONSUME:-200000}
 FLOOR_SECS=${FLOOR_SECS:-1}
 STRATA_FSYNC=${STRATA_FSYNC:-always}
 IN_FLIGHT=${IN_FLIGHT:-1}
+PUBLISH_BATCH=${PUBLISH_BATCH:-$UNACKED}
 STRATA=${STRATA:-}
 STRATA_API=${STRATA_API:-}
 NATS_SERVER=${NATS_SERVER:-}
@@ -246,7 +248,7 @@ build
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-queue-bench.XXXXXX")
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
-RUN_OPTS=(--secs "$SECS" --size "$SIZE" --unacked "$UNACKED" --batch "$BATCH" --consume "$CONSUME" --in-flight "$IN_FLIGHT")
+RUN_OPTS=(--secs "$SECS" --size "$SIZE" --unacked "$UNACKED" --batch "$BATCH" --consume "$CONSUME" --in-flight "$IN_FLIGHT" --publish-batch "$PUBLISH_BATCH")
 
 log "work dir: $WORK ($(df -PT "$WORK" | awk 'NR == 2 {print $2}') filesystem; strata's queue, JetStream's store and the fdatasync probe all live here)"
 start_nats

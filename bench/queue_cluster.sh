@@ -13,7 +13,7 @@
 #   bash bench/queue_cluster.sh          # ROUNDS=5 SECS=3; NODES=1 (strata nodes)
 #
 # Settings: ROUNDS, SECS, SIZE, UNACKED, BATCH, CONSUME, FLOOR_SECS as in bench/queue.sh;
-# PHASES=a runs phase (a) only ((b) and (c) print 0); NODES (1 or more strata nodes;
+# PHASES=a or b runs that phase only (the others print 0); NODES (1 or more strata nodes;
 # the bench talks to the one running the app's instance), STRATA (binary; default
 # cargo build --release -p strata), DIRECT (same or first, above), NATS_PORT (17222: the servers' first client port), IDLE_GAP_US (1000:
 # the idle time before each call of the second HTTP floor), KEEP=1 keeps the
@@ -22,7 +22,8 @@
 # before its next fetch, ACKS=pipelined confirms them while it fetches the next batches
 # (up to 4 batches unconfirmed, as strata's side acks), instead of sending them
 # fire-and-forget (ACKS=sent, the default); IN_FLIGHT (1) is strata's Producer's
-# max_in_flight in (b): more than 1 gives up the publisher's order.
+# max_in_flight in (b) (its order kept either way), PUBLISH_BATCH (UNACKED) its
+# max_batch_messages; NODE_ENV (e.g. TOKIO_WORKER_THREADS=1) is set for the strata nodes.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -42,6 +43,7 @@ ACKS=${ACKS:-sent}
 DIRECT=${DIRECT:-same}
 PHASES=${PHASES:-abc}
 IN_FLIGHT=${IN_FLIGHT:-1}
+PUBLISH_BATCH=${PUBLISH_BATCH:-$UNACKED}
 IDLE_GAP_US=${IDLE_GAP_US:-1000}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BENCH=${CARGO_TARGET_DIR:-$ROOT/bench/queue/target}/release/queue-bench
@@ -79,7 +81,7 @@ URLS=$("$ROOT/cluster/nats-cluster.sh" start "$WORK/nats" "$BASE_PORT")
 NATS_STARTED=1
 log "NATS cluster: $URLS ($(nats-server --version), sync_interval: always)"
 for i in $(seq "$NODES"); do
-    "$STRATA" node --nats "$URLS" --name "n$i" --labels "power=P$i" --listen 127.0.0.1:0 \
+    env ${NODE_ENV:-} "$STRATA" node --nats "$URLS" --name "n$i" --labels "power=P$i" --listen 127.0.0.1:0 \
         --data "$WORK/node-$i" >"$WORK/node-$i.log" 2>&1 &
     NODE_PIDS+=($!)
 done
@@ -135,7 +137,7 @@ esac
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
-RUN_OPTS=(--secs "$SECS" --size "$SIZE" --unacked "$UNACKED" --batch "$BATCH" --consume "$CONSUME" --phases "$PHASES" --in-flight "$IN_FLIGHT")
+RUN_OPTS=(--secs "$SECS" --size "$SIZE" --unacked "$UNACKED" --batch "$BATCH" --consume "$CONSUME" --phases "$PHASES" --in-flight "$IN_FLIGHT" --publish-batch "$PUBLISH_BATCH")
 log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((r = 1; r <= ROUNDS; r++)); do
     if ((r % 2 == 1)); then order=(strata jetstream); else order=(jetstream strata); fi

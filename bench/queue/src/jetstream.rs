@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::run::{RunConfig, RunResult, Until};
+use crate::run::{Phases, RunConfig, RunResult, Until};
 
 const STREAM: &str = "BENCH";
 const SUBJECT: &str = "bench";
@@ -87,7 +87,8 @@ pub async fn run(
     }
 
     // (a) one publisher, each publish waited for.
-    let deadline = Instant::now() + Duration::from_secs_f64(cfg.secs);
+    let secs = if cfg.phases == Phases::B { 0.0 } else { cfg.secs };
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
     while Instant::now() < deadline {
         let t = Instant::now();
         js.publish(SUBJECT, body.clone())
@@ -98,7 +99,7 @@ pub async fn run(
         published += 1;
     }
 
-    if cfg.latency_only {
+    if cfg.phases == Phases::A {
         consume(&consumer, DRAIN_BATCH, u64::MAX, cfg.size, Acks::Sent).await?;
         client.flush().await.context("flush the acks to nats-server")?;
         return Ok(result);
@@ -115,6 +116,11 @@ pub async fn run(
     result.published = n;
     result.publish_time = time;
     published += n;
+    if cfg.phases == Phases::B {
+        consume(&consumer, DRAIN_BATCH, u64::MAX, cfg.size, Acks::Sent).await?;
+        client.flush().await.context("flush the acks to nats-server")?;
+        return Ok(result);
+    }
     if published < cfg.consume {
         pipelined(&js, &body, cfg.unacked, Until::Count(cfg.consume - published)).await?;
     }
@@ -181,13 +187,7 @@ const ACKS_AHEAD: usize = 4;
 
 /// Fetches up to `limit` messages, `batch` at a time, acking each as `acks` says; stops
 /// early when the consumer has nothing left. Returns how many were consumed.
-async fn consume(
-    consumer: &consumer::PullConsumer,
-    batch: usize,
-    limit: u64,
-    size: usize,
-    acks: Acks,
-) -> Result<u64> {
+async fn consume(consumer: &consumer::PullConsumer, batch: usize, limit: u64, size: usize, acks: Acks) -> Result<u64> {
     type Confirming = tokio::task::JoinHandle<Result<()>>;
     let mut consumed = 0u64;
     let mut confirming: VecDeque<Confirming> = VecDeque::new();

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::measure::result_line;
-use crate::run::RunConfig;
+use crate::run::{Phases, RunConfig};
 
 const USAGE: &str = "usage:
   queue-bench strata    --api http://HOST:PORT [--queue bench] [RUN OPTIONS]
@@ -40,8 +40,9 @@ const USAGE: &str = "usage:
                         (--gap-us: sleep that long before each call, so it starts from idle)
   queue-bench report    RESULTS_FILE
 RUN OPTIONS: --round N --secs 3 --size 128 --unacked 256 --batch 100 --consume 200000
-             --phases abc (a: phase (a) only, its messages drained untimed)
+             --phases abc (a or b: that phase only, its messages drained untimed)
              --in-flight N (strata's Producer only; default: the Producer's)
+             --publish-batch N (strata's Producer only: messages per batch; default --unacked)
 Each measuring command prints one `RESULT TARGET ROUND key=value...` line on stdout.";
 
 struct Args {
@@ -85,12 +86,14 @@ impl Args {
             size: self.num("size", 128)?,
             unacked: self.num("unacked", 256)?,
             in_flight: self.num("in-flight", strata_client::ProducerConfig::default().max_in_flight)?,
+            publish_batch: self.num("publish-batch", self.num("unacked", 256)?)?,
             batch: self.num("batch", 100)?,
             consume: self.num("consume", 200_000)?,
-            latency_only: match self.options.get("phases").map(String::as_str) {
-                None | Some("abc") => false,
-                Some("a") => true,
-                Some(other) => bail!("--phases is abc or a, not {other:?}\n{USAGE}"),
+            phases: match self.options.get("phases").map(String::as_str) {
+                None | Some("abc") => Phases::All,
+                Some("a") => Phases::A,
+                Some("b") => Phases::B,
+                Some(other) => bail!("--phases is abc, a or b, not {other:?}\n{USAGE}"),
             },
         })
     }

@@ -15,13 +15,24 @@ pub struct RunConfig {
     pub unacked: usize,
     /// strata's Producer: batch requests in flight at once in phase (b).
     pub in_flight: usize,
+    /// strata's Producer: messages in one batch in phase (b) (its `max_batch_messages`).
+    pub publish_batch: usize,
     /// Messages per fetch in phase (c).
     pub batch: usize,
     /// Messages consumed in the timed part of phase (c) (topped up, untimed, when (a) and
     /// (b) published fewer).
     pub consume: u64,
-    /// Phase (a) only (then what it published is drained, untimed).
-    pub latency_only: bool,
+    /// Which phases run.
+    pub phases: Phases,
+}
+
+/// The phases one run measures: all three, or one alone (then what it published is
+/// drained, untimed, and the others print 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phases {
+    All,
+    A,
+    B,
 }
 
 /// What one run measured.

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use strata_client::{Client, FetchOptions, OutgoingMessage, ProducerConfig, Receipt};
 use tokio::sync::mpsc;
 
-use crate::run::{RunConfig, RunResult, Until};
+use crate::run::{Phases, RunConfig, RunResult, Until};
 
 const GROUP: &str = "bench";
 /// Messages per fetch when draining what the timed part of (c) left.
@@ -27,7 +27,8 @@ pub async fn run(api: &str, queue: &str, cfg: &RunConfig) -> Result<RunResult> {
     }
 
     // (a) one publisher, each publish waited for.
-    let deadline = Instant::now() + Duration::from_secs_f64(cfg.secs);
+    let secs = if cfg.phases == Phases::B { 0.0 } else { cfg.secs };
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
     while Instant::now() < deadline {
         let t = Instant::now();
         client.publish(queue, &one).await.context("publish to strata")?;
@@ -35,7 +36,7 @@ pub async fn run(api: &str, queue: &str, cfg: &RunConfig) -> Result<RunResult> {
         published += 1;
     }
 
-    if cfg.latency_only {
+    if cfg.phases == Phases::A {
         consume(&client, queue, DRAIN_BATCH, u64::MAX, cfg.size).await?;
         return Ok(result);
     }
@@ -52,6 +53,10 @@ pub async fn run(api: &str, queue: &str, cfg: &RunConfig) -> Result<RunResult> {
     result.published = n;
     result.publish_time = time;
     published += n;
+    if cfg.phases == Phases::B {
+        consume(&client, queue, DRAIN_BATCH, u64::MAX, cfg.size).await?;
+        return Ok(result);
+    }
     if published < cfg.consume {
         pipelined(&client, queue, &body, cfg, Until::Count(cfg.consume - published)).await?;
     }
@@ -119,7 +124,7 @@ async fn pipelined(
 ) -> Result<(u64, Duration)> {
     let config = ProducerConfig {
         max_unacked: cfg.unacked,
-        max_batch_messages: cfg.unacked,
+        max_batch_messages: cfg.publish_batch,
         max_in_flight: cfg.in_flight,
         ..ProducerConfig::default()
     };

@@ -10,7 +10,7 @@
 //! | between requests, one in flight (a long poll, followed logs) | none | — |
 //! | reading a body | [`BODY_IDLE`] from its last byte | closed |
 //! | switched (WebSocket through `/v1/any`) | [`TUNNEL_IDLE`] from the last byte either way, kept by the tunnel on the socket itself once hyper lets go | closed |
-//! | writing to a client that takes nothing | [`WRITE_STALL`] | closed |
+//! | writing to a client that takes nothing | [`WRITE_STALL`](strata_gateway::framing::WRITE_STALL), by [`StallWatch`] | closed |
 //!
 //! Unlike the gateway's `framing::Guarded`, it knows which requests are in flight
 //! ([`InFlight`], counted by the server from the call of the route to the end of its
@@ -25,16 +25,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use strata_gateway::framing::{Framer, Refusal, TUNNEL_IDLE};
+use strata_gateway::framing::{Framer, Refusal, StallWatch, BODY_IDLE, TUNNEL_IDLE};
 use strata_wire::{ErrorBody, ErrorCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-
-/// A client that sends nothing of a body it started for this long is cut off.
-pub const BODY_IDLE: Duration = Duration::from_secs(60);
-/// A client that takes nothing of a reply for this long is cut off.
-pub const WRITE_STALL: Duration = Duration::from_secs(60);
 
 /// The head and idle limits of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +93,7 @@ pub(crate) struct ApiConn {
     /// Whether a whole request already went to hyper (its reply may be on its way out,
     /// so a refusal must not be written beside it).
     served: bool,
-    write_stall: Option<Pin<Box<Sleep>>>,
+    write_stall: StallWatch,
 }
 
 enum Expired {
@@ -120,7 +115,7 @@ impl ApiConn {
             was_busy: false,
             pending: None,
             served: false,
-            write_stall: None,
+            write_stall: StallWatch::default(),
         }
     }
 
@@ -164,28 +159,6 @@ impl ApiConn {
         match self.sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Some(what),
             Poll::Pending => None,
-        }
-    }
-
-    /// A write that cannot proceed arms the stall timer; one that does disarms it.
-    fn watch_stall(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
-        match polled {
-            Poll::Pending => {
-                let stall = self
-                    .write_stall
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL)));
-                match stall.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the client took nothing of its reply for 60s",
-                    ))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-            done => {
-                self.write_stall = None;
-                done
-            }
         }
     }
 
@@ -285,8 +258,9 @@ impl AsyncRead for ApiConn {
 impl AsyncWrite for ApiConn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.touch();
-        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
-        self.watch_stall(cx, polled)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.write_stall.watch(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -295,8 +269,9 @@ impl AsyncWrite for ApiConn {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.touch();
-        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        self.watch_stall(cx, polled)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.write_stall.watch(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 mod guarded;
-pub use guarded::{Guarded, BODY_IDLE, TUNNEL_IDLE, WRITE_STALL};
+pub use guarded::{Guarded, StallWatch, BODY_IDLE, TUNNEL_IDLE, WRITE_STALL};
 
 /// Why a connection is refused before hyper sees the request; the reply is written as is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

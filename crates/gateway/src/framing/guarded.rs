@@ -32,8 +32,7 @@ pub struct Guarded {
     /// Whether a whole request already went to hyper on this connection (its reply
     /// may still be on its way out, so a refusal must not be written beside it).
     served: bool,
-    /// Armed while the client does not take what is written to it.
-    write_stall: Option<Pin<Box<Sleep>>>,
+    write_stall: StallWatch,
     /// The connection's count on its worker ([`strata_os::listen::Spread`]), for as
     /// long as the socket is open (a tunnel's included).
     open: Option<Open>,
@@ -59,7 +58,7 @@ impl Guarded {
             sleep: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
             pending: None,
             served: false,
-            write_stall: None,
+            write_stall: StallWatch::default(),
             open: None,
         }
     }
@@ -87,28 +86,6 @@ impl Guarded {
         // that does not fit is dropped with the connection.
         let _ = self.stream.try_write(&why.reply());
         io::Error::new(io::ErrorKind::InvalidData, format!("{why:?}"))
-    }
-
-    /// A write that cannot proceed arms the stall timer; one that does disarms it.
-    fn watch_stall(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
-        match polled {
-            Poll::Pending => {
-                let stall = self
-                    .write_stall
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL)));
-                match stall.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the client took nothing of its reply for 60s",
-                    ))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-            done => {
-                self.write_stall = None;
-                done
-            }
-        }
     }
 
     /// A reply going out: the idle time of a kept-alive connection counts from here.
@@ -156,6 +133,35 @@ enum Expired {
     Head,
     Idle,
     Body,
+}
+
+/// The write side's stall timer, shared with the node API's connection: armed while the
+/// client takes nothing of what is written to it, and [`WRITE_STALL`] of that is an
+/// error.
+#[derive(Default)]
+pub struct StallWatch(Option<Pin<Box<Sleep>>>);
+
+impl StallWatch {
+    /// A write that cannot proceed arms the timer (and fails once it has run out); one
+    /// that does disarms it.
+    pub fn watch(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Pending => {
+                let stall = self.0.get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL)));
+                match stall.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the client took nothing of its reply for {}s", WRITE_STALL.as_secs()),
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            done => {
+                self.0 = None;
+                done
+            }
+        }
+    }
 }
 
 impl AsyncRead for Guarded {
@@ -212,8 +218,9 @@ impl AsyncRead for Guarded {
 impl AsyncWrite for Guarded {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.touch();
-        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
-        self.watch_stall(cx, polled)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.write_stall.watch(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -222,8 +229,9 @@ impl AsyncWrite for Guarded {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.touch();
-        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        self.watch_stall(cx, polled)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.write_stall.watch(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -236,5 +244,38 @@ impl AsyncWrite for Guarded {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A client that takes nothing of its reply: the write fails once it has stalled for
+    /// [`WRITE_STALL`] (time paused: the runtime skips ahead while the socket is full),
+    /// and not before.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_client_that_reads_nothing_is_cut_off_after_the_write_stall() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut guarded = Guarded::new(server, 8192, Duration::from_secs(10), Duration::from_secs(600));
+        let started = Instant::now();
+        let chunk = vec![b'x'; 1 << 16];
+        let mut written = 0usize;
+        let err = loop {
+            match guarded.write(&chunk).await {
+                Ok(n) => written += n,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("60s"), "{err}");
+        assert!(started.elapsed() >= WRITE_STALL, "cut off after {:?}", started.elapsed());
+        assert!(written > 0, "the socket's buffers took something first");
+        drop(client);
     }
 }
