@@ -14,6 +14,7 @@
 #   IN_FLIGHT=1         strata's Producer's batches on the wire at once in (b) (in
 #                       order either way: docs/queues.md, "Order across batches in flight")
 #   PUBLISH_BATCH=UNACKED  strata's Producer's messages per batch in (b)
+#   NODE_ENV=           environment of the strata node (e.g. TOKIO_WORKER_THREADS=1)
 #   STRATA=PATH         the strata binary (default: cargo build --release -p strata)
 #   STRATA_API=URL      measure an already running node instead of starting one (its
 #                       queue "bench" must exist)
@@ -176,7 +177,7 @@ start_strata() {
   "queues": { "bench": { "fsync": "$STRATA_FSYNC" } }
 }
 EOF
-    (cd "$WORK/app" && exec "$STRATA" up strata.json --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --cache-listen 127.0.0.1:0) \
+    (cd "$WORK/app" && exec env ${NODE_ENV:-} "$STRATA" up strata.json --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --cache-listen 127.0.0.1:0) \
         >"$WORK/strata.log" 2>&1 &
     STRATA_PID=$!
     local deadline=$((SECONDS + READY_TIMEOUT)) state=$WORK/app/.strata/node.json

@@ -37,6 +37,12 @@ pub struct Cli {
     /// The app's directory, where its strata.json and .strata/ are (default: the current one).
     #[arg(long, short = 'C', global = true, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Threads of strata's own async runtime, which runs the node API, the App Service,
+    /// the queues' and the store's work and the cluster's NATS client; the gateway and the
+    /// Redis port have threads of their own. Default: half the cores, at least one.
+    #[arg(long, global = true, env = "STRATA_WORKERS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -397,3 +397,41 @@ async fn every_command_and_flag_says_what_it_does() {
         }
     }
 }
+
+/// `--workers N` (or `STRATA_WORKERS`) sets the threads of the node's own runtime, which
+/// its metrics report; 0 is refused naming the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sets_the_threads_of_the_nodes_runtime() {
+    let user = User::new();
+    for (args, env, expect) in [
+        (&["--listen", "127.0.0.1:0", "--workers", "3"][..], None, 3.0),
+        (&["--listen", "127.0.0.1:0"][..], Some("1"), 1.0),
+    ] {
+        let app = member_app("shop", 1, json!({}));
+        let mut vars = vec![("XDG_RUNTIME_DIR", user.runtime.path())];
+        if let Some(n) = env {
+            vars.push(("STRATA_WORKERS", Path::new(n)));
+        }
+        let mut up = Up::spawn_with(app.path(), args, &vars);
+        let node = up.node_file().await;
+        let api = addr_of(node["api"].as_str().unwrap());
+        up.wait_ready(api, 1).await;
+        let metrics = get(api, "/v1/metrics").await;
+        assert_eq!(metrics.status, 200, "{}", metrics.text());
+        assert_eq!(
+            metric(&metrics.text(), "strata_runtime_workers{"),
+            expect,
+            "{args:?} {env:?}"
+        );
+        let out = user.strata(app.path(), &["down"]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        up.wait_exit(Duration::from_secs(30)).await;
+    }
+    let out = user.strata(elsewhere().path(), &["up", "--workers", "0"]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid value '0' for '--workers <N>'"),
+        "{}",
+        stderr(&out)
+    );
+}

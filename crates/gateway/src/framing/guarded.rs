@@ -274,7 +274,11 @@ mod tests {
         };
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
         assert!(err.to_string().contains("60s"), "{err}");
-        assert!(started.elapsed() >= WRITE_STALL, "cut off after {:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= WRITE_STALL,
+            "cut off after {:?}",
+            started.elapsed()
+        );
         assert!(written > 0, "the socket's buffers took something first");
         drop(client);
     }
