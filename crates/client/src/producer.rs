@@ -6,7 +6,9 @@
 //! driver task takes whatever is queued and sends it as one compact batch on a free
 //! connection; while `max_in_flight` batches are on the wire, the next batch grows
 //! instead. So a slow or loaded node gets fewer, larger batches, and an idle one gets each
-//! message as soon as it is sent (no linger timer). A receipt resolves to its message's
+//! message as soon as it is sent (no linger timer). With several batches in flight, the
+//! next one goes out once it holds `max_unacked / max_in_flight` messages, or when nothing
+//! else is in flight, so that the batches on the wire stay even. A receipt resolves to its message's
 //! offset when its batch is answered, or to the batch's error; nothing is resent (a
 //! compact batch has no dedupe ids, so a resend could store it twice).
 
@@ -147,8 +149,8 @@ impl Future for Receipt {
     }
 }
 
-/// The driver: moves queued messages into the next batch and sends it as soon as a slot
-/// among `max_in_flight` is free.
+/// The driver: moves queued messages into the next batch and sends it once a slot among
+/// `max_in_flight` is free and the batch is ready (see the loop).
 /// `id`: this producer's, sent with each batch's sequence number (from 0) so that the
 /// node keeps the batches' order.
 async fn drive(
@@ -162,6 +164,7 @@ async fn drive(
     let mut next = Batch::default();
     let mut open = true;
     let mut sequence = 0u64;
+    let share = (config.max_unacked / config.max_in_flight).max(1);
     loop {
         while open && !next.full(&config) {
             match rx.try_recv() {
@@ -170,7 +173,13 @@ async fn drive(
                 Err(TryRecvError::Disconnected) => open = false,
             }
         }
-        if !next.messages.is_empty() && in_flight.len() < config.max_in_flight {
+        // A free slot takes the next batch once it holds its share of `max_unacked`, or
+        // at once with nothing else in flight (an idle node gets each message as soon
+        // as it is sent) or nothing more to come. Else a slot freed while the publisher
+        // is between two sends would go to the one or two messages queued that instant,
+        // and the batches in flight would shrink to slivers (Kafka's linger, by count).
+        let ready = next.full(&config) || next.messages.len() >= share || in_flight.is_empty() || !open;
+        if !next.messages.is_empty() && in_flight.len() < config.max_in_flight && ready {
             let batch = std::mem::take(&mut next);
             let turn = id.clone().map(|id| (id, sequence));
             sequence += 1;
@@ -182,6 +191,8 @@ async fn drive(
         }
         // Not both disabled: with nothing in flight, `next` is empty (else it was sent
         // above), so the channel is open (else we returned) and `next` is not full.
+        // With batches in flight and `next` short of its share, whichever comes first:
+        // more messages, or a batch answered (its receipts free room for more).
         tokio::select! {
             p = rx.recv(), if open && !next.full(&config) => match p {
                 Some(p) => next.push(p),

@@ -535,6 +535,46 @@ async fn producer_batches_while_requests_are_in_flight() {
     assert_eq!(sequences, (0..queries.len()).collect::<Vec<_>>());
 }
 
+/// With several batches in flight, a freed slot does not go to the one or two messages
+/// queued at that instant while more are on their way: a batch goes out once it holds its
+/// share of `max_unacked` (or nothing else is in flight), so batches stay even.
+#[tokio::test]
+async fn producer_batches_in_flight_are_even_not_tiny() {
+    let fake = Fake::default();
+    *fake.publish_delay.lock().unwrap() = Duration::from_millis(10);
+    let (fake, c) = client(fake).await;
+    let config = ProducerConfig {
+        max_unacked: 64,
+        max_in_flight: 4,
+        ..ProducerConfig::default()
+    };
+    let producer = c.producer("orders", config).unwrap();
+    let sender = tokio::spawn(async move {
+        let mut receipts = Vec::new();
+        for i in 0..2000u32 {
+            receipts.push(producer.send(i.to_string()).await.unwrap());
+            if i % 8 == 0 {
+                // A publisher that does some work between messages.
+                tokio::task::yield_now().await;
+            }
+        }
+        for r in receipts {
+            r.await.unwrap();
+        }
+        producer.close().await;
+    });
+    sender.await.unwrap();
+    let batches = fake.batches.lock().unwrap().clone();
+    assert_eq!(batches.iter().sum::<usize>(), 2000);
+    let small = batches.iter().filter(|&&n| n < 16).count();
+    assert!(
+        small * 10 <= batches.len(),
+        "{small} of {} batches under a quarter of max_unacked: {batches:?}",
+        batches.len()
+    );
+    assert!(fake.max_in_flight.load(Ordering::SeqCst) <= 4);
+}
+
 #[tokio::test]
 async fn producer_hands_a_failed_batch_error_to_each_receipt() {
     let (_, c) = client(Fake::default()).await;
