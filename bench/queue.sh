@@ -11,7 +11,7 @@
 #   CONSUME=200000      messages consumed in the timed part of (c)
 #   FLOOR_SECS=1        seconds of each floor measurement (fdatasync, GET /v1/health)
 #   STRATA_FSYNC=always the bench queue's fsync policy: always, interval or none
-#   IN_FLIGHT=1         strata's Producer's batches on the wire at once in (b) (in
+#   IN_FLIGHT=2         strata's Producer's batches on the wire at once in (b) (in
 #                       order either way: docs/queues.md, "Order across batches in flight")
 #   PUBLISH_BATCH=UNACKED  strata's Producer's messages per batch in (b)
 #   NODE_ENV=           environment of the strata node (e.g. TOKIO_WORKER_THREADS=1)
@@ -32,7 +32,7 @@ BATCH=${BATCH:-100}
 CONSUME=${CONSUME:-200000}
 FLOOR_SECS=${FLOOR_SECS:-1}
 STRATA_FSYNC=${STRATA_FSYNC:-always}
-IN_FLIGHT=${IN_FLIGHT:-1}
+IN_FLIGHT=${IN_FLIGHT:-2}
 PUBLISH_BATCH=${PUBLISH_BATCH:-$UNACKED}
 STRATA=${STRATA:-}
 STRATA_API=${STRATA_API:-}

@@ -21,7 +21,7 @@
 # fetched batch's acks (as strata's ack answers only once JetStream confirmed them)
 # before its next fetch, ACKS=pipelined confirms them while it fetches the next batches
 # (up to 4 batches unconfirmed, as strata's side acks), instead of sending them
-# fire-and-forget (ACKS=sent, the default); IN_FLIGHT (1) is strata's Producer's
+# fire-and-forget (ACKS=sent, the default); IN_FLIGHT (2) is strata's Producer's
 # max_in_flight in (b) (its order kept either way), PUBLISH_BATCH (UNACKED) its
 # max_batch_messages; NODE_ENV (e.g. TOKIO_WORKER_THREADS=1) is set for the strata nodes.
 set -euo pipefail
@@ -42,7 +42,7 @@ KEEP=${KEEP:-}
 ACKS=${ACKS:-sent}
 DIRECT=${DIRECT:-same}
 PHASES=${PHASES:-abc}
-IN_FLIGHT=${IN_FLIGHT:-1}
+IN_FLIGHT=${IN_FLIGHT:-2}
 PUBLISH_BATCH=${PUBLISH_BATCH:-$UNACKED}
 IDLE_GAP_US=${IDLE_GAP_US:-1000}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
