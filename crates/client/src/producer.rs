@@ -7,10 +7,11 @@
 //! connection; while `max_in_flight` batches are on the wire, the next batch grows
 //! instead. So a slow or loaded node gets fewer, larger batches, and an idle one gets each
 //! message as soon as it is sent (no linger timer). With several batches in flight, the
-//! next one goes out once it holds `max_unacked / max_in_flight` messages, or when nothing
-//! else is in flight, so that the batches on the wire stay even. A receipt resolves to its message's
-//! offset when its batch is answered, or to the batch's error; nothing is resent (a
-//! compact batch has no dedupe ids, so a resend could store it twice).
+//! next one goes out once it holds `max_unacked / max_in_flight` messages, or when
+//! nothing else is in flight, so that the batches on the wire stay even. A receipt
+//! resolves to its message's offset when its batch is answered, or to the batch's error;
+//! nothing is resent (a compact batch has no dedupe ids, so a resend could store it
+//! twice).
 
 use std::future::Future;
 use std::pin::Pin;
