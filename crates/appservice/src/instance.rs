@@ -2,7 +2,7 @@
 //! pool, watch it, and on exit leave the pool and launch it again after a back-off.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -235,7 +235,8 @@ async fn run_once(
         .join(std::process::id().to_string())
         .join(format!("{id}.{launch_no}"));
     let launched = launch(shared, ctx, id, launch_no, &scratch).await;
-    let (mut proc, addr, log) = match launched {
+    // `_port`: the instance's port stays claimed until this launch has ended.
+    let (mut proc, addr, log, _port) = match launched {
         Ok(ok) => ok,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&scratch);
@@ -508,10 +509,11 @@ async fn launch(
     id: &str,
     launch_no: u64,
     scratch: &Path,
-) -> Result<(Launched, SocketAddr, process::RunLog)> {
+) -> Result<(Launched, SocketAddr, process::RunLog, strata_os::claim::Claim)> {
     std::fs::create_dir_all(scratch).with_context(|| format!("create scratch dir {}", scratch.display()))?;
-    let port = free_port()?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let claim = free_port()?;
+    let port = claim.addr.port();
+    let addr = claim.addr;
     let container = ctx.spec.driver == Driver::Oci;
     // A container sees its scratch as a tmpfs of its own; the files are written beside
     // its bundle on the host and bound into it.
@@ -613,7 +615,7 @@ async fn launch(
             .await?;
         // On a private network the instance is reached at its own address.
         let addr = running.address().map_or(addr, |ip| SocketAddr::from((ip, port)));
-        return Ok((Launched::Container(running), addr, run_log));
+        return Ok((Launched::Container(running), addr, run_log, claim));
     }
     let (proc, run_log) = process::launch(
         &shared.guard,
@@ -625,7 +627,7 @@ async fn launch(
             log: &log,
         },
     )?;
-    Ok((Launched::Process(proc), addr, run_log))
+    Ok((Launched::Process(proc), addr, run_log, claim))
 }
 
 /// The instance contract's environment, then the manifest's `env` (which may use it).
@@ -671,10 +673,13 @@ fn api_addr(url: &str) -> Option<SocketAddr> {
     url.strip_prefix("http://")?.trim_end_matches('/').parse().ok()
 }
 
-/// A port the kernel says is free now.
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).context("find a free port")?;
-    Ok(listener.local_addr()?.port())
+/// A port the kernel says is free now, claimed ([`strata_os::claim`]) for as long as
+/// the instance runs: between the probe and the instance's bind the port is free, and
+/// without the claim another instance or server of this user launched in that moment
+/// could be given it too. With `SO_REUSEPORT`, which grpcio sets by default, both would
+/// then bind it and share each other's connections, health checks included.
+fn free_port() -> Result<strata_os::claim::Claim> {
+    strata_os::claim::claim(SocketAddr::from(([127, 0, 0, 1], 0))).context("find a free port")
 }
 
 #[cfg(test)]
