@@ -237,11 +237,7 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
     crate::prometheus::queue_families(&mut out, &state.info.app, &queues);
     crate::prometheus::cache_families(&mut out, &state.info.app, &state.cache.stats());
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
-    let _ = writeln!(
-        out,
-        "# HELP strata_runtime_workers Threads of the node's async runtime (strata --workers).\n\
-         # TYPE strata_runtime_workers gauge\nstrata_runtime_workers{{app=\"{app}\"}} {workers}"
-    );
+    crate::prometheus::runtime_family(&mut out, &state.info.app, workers);
     if let Some(figures) = state.store.figures() {
         crate::prometheus::store_families(&mut out, &state.info.app, &figures);
     }

@@ -178,6 +178,17 @@ pub(crate) fn topic_family(out: &mut String, app: &str, subscribers: &[strata_ca
     }
 }
 
+/// `strata_runtime_workers`: the threads of the node's own async runtime.
+pub(crate) fn runtime_family(out: &mut String, app: &str, workers: usize) {
+    header(
+        out,
+        "strata_runtime_workers",
+        "gauge",
+        "Threads of the node's async runtime (strata --workers).",
+    );
+    let _ = writeln!(out, "strata_runtime_workers{{app=\"{}\"}} {workers}", escape(app));
+}
+
 /// `# HELP` and `# TYPE` of one family.
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -511,9 +511,9 @@ async fn launch(
     scratch: &Path,
 ) -> Result<(Launched, SocketAddr, process::RunLog, strata_os::claim::Claim)> {
     std::fs::create_dir_all(scratch).with_context(|| format!("create scratch dir {}", scratch.display()))?;
-    let claim = free_port()?;
-    let port = claim.addr.port();
+    let claim = claim_free_port()?;
     let addr = claim.addr;
+    let port = addr.port();
     let container = ctx.spec.driver == Driver::Oci;
     // A container sees its scratch as a tmpfs of its own; the files are written beside
     // its bundle on the host and bound into it.
@@ -678,7 +678,7 @@ fn api_addr(url: &str) -> Option<SocketAddr> {
 /// without the claim another instance or server of this user launched in that moment
 /// could be given it too. With `SO_REUSEPORT`, which grpcio sets by default, both would
 /// then bind it and share each other's connections, health checks included.
-fn free_port() -> Result<strata_os::claim::Claim> {
+fn claim_free_port() -> Result<strata_os::claim::Claim> {
     strata_os::claim::claim(SocketAddr::from(([127, 0, 0, 1], 0))).context("find a free port")
 }
 
