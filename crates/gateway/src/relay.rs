@@ -192,6 +192,13 @@ async fn any_from(
     let mut outcome = Outcome::default();
     tried.reserve(2);
     let mut last: Option<(Arc<Member>, Failure)> = None;
+    // One failure on a kept-alive connection per request is not counted against
+    // `relay.retries` or the budget: it most likely found a connection the member had
+    // closed (or died with) while idle, which says nothing of the request (nginx does
+    // not count a cached connection's error as a try either).
+    let mut stale_reissue = false;
+    // Whether the attempt just made was that one.
+    let mut free_retry = false;
     pool.budget.deposit();
     // An autoscaled pool's admission holds, buffers or sheds; without one, one read here.
     let admission = pool.admission();
@@ -224,9 +231,9 @@ async fn any_from(
                 } else {
                     "the request is not idempotent (send an Idempotency-Key header to allow it)"
                 })
-            } else if outcome.attempts > policy.retries {
+            } else if outcome.attempts - stale_reissue as u32 > policy.retries {
                 Some("relay.retries reissues were already made")
-            } else if !pool.budget.withdraw() {
+            } else if !(free_retry || pool.budget.withdraw()) {
                 Some("the pool's retry budget is spent")
             } else {
                 None
@@ -238,6 +245,7 @@ async fn any_from(
                     outcome.unanswered(why),
                 );
             }
+            free_retry = false;
         }
         let remaining = policy.deadline.saturating_sub(started.elapsed());
         if remaining.is_zero() {
@@ -352,7 +360,7 @@ async fn any_from(
                 if reused {
                     // Most likely the member closed the idle connection: it may take the
                     // request on a fresh one.
-                    tried.pop();
+                    (free_retry, stale_reissue) = stale(&upstream, &mut tried, stale_reissue);
                 } else {
                     pool.suspect(&member);
                 }
@@ -364,7 +372,7 @@ async fn any_from(
                 // member may then be tried again, on a fresh connection, when the request
                 // may be reissued at all.
                 if reused {
-                    tried.pop();
+                    (free_retry, stale_reissue) = stale(&upstream, &mut tried, stale_reissue);
                 } else {
                     pool.suspect(&member);
                 }
@@ -373,6 +381,16 @@ async fn any_from(
             Err((SendError::TimedOut, _)) => last = Some((member, Failure::Timeout)),
         }
     }
+}
+
+/// A kept-alive connection to the member just tried failed: the member may be tried again,
+/// on a fresh connection (its other idle ones are dropped, being likely as stale). Returns
+/// whether this reissue is free (the first such of the request) and whether the free one is
+/// now used.
+fn stale(upstream: &Upstream, tried: &mut Vec<Arc<Member>>, used: bool) -> (bool, bool) {
+    tried.pop();
+    upstream.drop_idle();
+    (!used, true)
 }
 
 impl Failure {
@@ -646,5 +664,92 @@ mod tests {
         let mut keyed = HeaderMap::new();
         keyed.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("k1"));
         assert!(is_idempotent(&Method::POST, &keyed));
+    }
+
+    /// A member that answers every request on a connection opened since the last
+    /// `restart`, and drops, unanswered, a request on one opened before it: what a member
+    /// killed and replaced at the same address looks like to connections kept alive, when
+    /// the kernel has not yet told the gateway they are closed.
+    struct Restarting {
+        addr: std::net::SocketAddr,
+        generation: Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl Restarting {
+        async fn start() -> Restarting {
+            use std::sync::atomic::Ordering;
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let generation = Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let current = generation.clone();
+            tokio::spawn(async move {
+                while let Ok((mut sock, _)) = listener.accept().await {
+                    let born = current.load(Ordering::SeqCst);
+                    let current = current.clone();
+                    tokio::spawn(async move {
+                        let mut buf = Vec::new();
+                        let mut chunk = [0u8; 4096];
+                        loop {
+                            let Ok(n @ 1..) = sock.read(&mut chunk).await else {
+                                return;
+                            };
+                            buf.extend_from_slice(&chunk[..n]);
+                            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                                continue;
+                            };
+                            buf.drain(..end + 4);
+                            if current.load(Ordering::SeqCst) != born {
+                                return;
+                            }
+                            // Slow enough that requests sent together take a connection each.
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if sock.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            });
+            Restarting { addr, generation }
+        }
+
+        fn restart(&self) {
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    async fn get(pool: &Pool, policy: &RelayPolicy) -> (StatusCode, u32) {
+        let req = Request::get("/x").body(ReqBody::Full(None)).unwrap();
+        let (res, outcome) = any(pool, req, policy).await;
+        let status = res.status();
+        res.into_body().collect().await.expect("the whole body");
+        (status, outcome.attempts)
+    }
+
+    #[tokio::test]
+    async fn stale_kept_alive_connections_cost_no_reissue_of_the_retries() {
+        let member = Restarting::start().await;
+        let bus = strata_bus::Bus::new();
+        let pool = bus.pool("web");
+        pool.join(Member::new("web-1", member.addr));
+        let policy = RelayPolicy {
+            retries: 0,
+            ..RelayPolicy::default()
+        };
+        // Three connections kept alive, all opened before the restart.
+        let (a, b, c) = tokio::join!(get(&pool, &policy), get(&pool, &policy), get(&pool, &policy));
+        assert_eq!([a, b, c], [(StatusCode::OK, 1); 3]);
+        member.restart();
+        // The first idle connection fails; the others, as stale, are not tried: the same
+        // member answers on a fresh connection, though no reissue is allowed.
+        let (status, attempts) = get(&pool, &policy).await;
+        assert_eq!((status, attempts), (StatusCode::OK, 2));
+        assert_eq!(
+            get(&pool, &policy).await,
+            (StatusCode::OK, 1),
+            "the fresh connection is kept"
+        );
     }
 }

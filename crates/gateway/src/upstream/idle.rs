@@ -47,6 +47,13 @@ impl Upstream {
         None
     }
 
+    /// Drops this thread's idle connections: one of them broke, so the rest, opened to
+    /// the same process, are likely dead too (it was killed or closed them together).
+    pub fn drop_idle(&self) {
+        let stale = std::mem::take(&mut *self.idle[slot()].lock().unwrap());
+        drop(stale);
+    }
+
     pub fn put(&self, conn: Conn) {
         let mut idle = self.idle[slot()].lock().unwrap();
         if idle.len() < IDLE_MAX {
