@@ -15,6 +15,11 @@
 #                   (0: one per core); every one is compared with redis-server
 #   STRATA=target/release/examples/resp_server   the server binary (built with cargo)
 #   KEEP=1          keep the work dir (raw CSV, logs)
+#   QUOTA=60        the servers bound, not the client: every server pinned to the last
+#                   core and held to QUOTA per cent of it (a cpu cgroup of its own, 10 ms
+#                   period; cgroup v1 or v2, needs root), redis-benchmark pinned to the
+#                   other cores. Then each rate is the server's capacity: what it costs per
+#                   request, wake-ups and system calls included (THREADS defaults to 1)
 # See the cache section of bench/README.md for what is measured.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -26,7 +31,8 @@ N1=${N1:-100000}
 N16=${N16:-500000}
 CONNS=${CONNS:-50}
 KEYSPACE=${KEYSPACE:-100000}
-THREADS=${THREADS:-0 1}
+QUOTA=${QUOTA:-}
+if [ -n "$QUOTA" ]; then THREADS=${THREADS:-1}; else THREADS=${THREADS:-0 1}; fi
 STRATA=${STRATA:-target/release/examples/resp_server}
 KEEP=${KEEP:-}
 
@@ -68,6 +74,39 @@ ensure_strata() {
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-cache-bench.XXXXXX")
 PIDS=()
+CGROUPS=()
+SERVER_CPU=()
+CLIENT_CPU=()
+if [ -n "$QUOTA" ]; then
+    [ "$(nproc)" -ge 2 ] || die "QUOTA needs two cores: one for the servers, one for the client"
+    [[ "$QUOTA" =~ ^[0-9]+$ ]] && [ "$QUOTA" -ge 5 ] && [ "$QUOTA" -le 100 ] \
+        || die "QUOTA is a per cent of one core, 5 to 100 (got '$QUOTA')"
+    command -v taskset >/dev/null 2>&1 || die "QUOTA needs taskset (util-linux)"
+    SERVER_CPU=(taskset -c "$(($(nproc) - 1))")
+    CLIENT_CPU=(taskset -c "0-$(($(nproc) - 2))")
+fi
+
+# hold PID NAME: with QUOTA, moves the process PID (all its threads) into a cpu cgroup of
+# its own held to QUOTA per cent of one core.
+hold() {
+    local pid=$1 name=$2 dir
+    [ -n "$QUOTA" ] || return 0
+    if [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+        dir=/sys/fs/cgroup/cpu/strata-bench-$$-$name
+        mkdir "$dir" || die "cannot make the cgroup $dir (QUOTA needs root)"
+        echo 10000 >"$dir/cpu.cfs_period_us"
+        echo $((QUOTA * 100)) >"$dir/cpu.cfs_quota_us"
+    elif [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+        dir=/sys/fs/cgroup/strata-bench-$$-$name
+        echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+        mkdir "$dir" || die "cannot make the cgroup $dir (QUOTA needs root)"
+        echo "$((QUOTA * 100)) 10000" >"$dir/cpu.max" || die "no cpu controller in $dir"
+    else
+        die "QUOTA needs a cpu cgroup controller (v1 at /sys/fs/cgroup/cpu or v2)"
+    fi
+    CGROUPS+=("$dir")
+    echo "$pid" >"$dir/cgroup.procs"
+}
 
 cleanup() {
     local pid
@@ -76,6 +115,10 @@ cleanup() {
     done
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
+    done
+    local dir
+    for dir in "${CGROUPS[@]}"; do
+        rmdir "$dir" 2>/dev/null || true
     done
     if [ -n "$KEEP" ]; then
         log "work dir kept: $WORK"
@@ -101,9 +144,10 @@ ensure_tools
 ensure_strata
 
 REDIS_PORT=$(free_port)
-redis-server --save '' --appendonly no --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no \
+"${SERVER_CPU[@]}" redis-server --save '' --appendonly no --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no \
     >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
+hold $! redis
 wait_ready "$REDIS_PORT" redis
 TARGETS=(redis)
 declare -A PORT=([redis]=$REDIS_PORT)
@@ -112,19 +156,21 @@ for t in $THREADS; do
     name=strata-${n}t
     [ -n "${PORT[$name]:-}" ] && continue
     port=$(free_port)
-    "$STRATA" --port "$port" --threads "$n" >"$WORK/$name.log" 2>&1 &
+    "${SERVER_CPU[@]}" "$STRATA" --port "$port" --threads "$n" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
+    hold $! "$name"
     wait_ready "$port" "$name"
     TARGETS+=("$name")
     PORT[$name]=$port
 done
 log "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') and ${TARGETS[*]:1} (Nt: N RESP worker threads; shards = cores)"
 log "$(nproc) cores; $ROUNDS rounds; -c $CONNS -r $KEYSPACE; -P 1 -n $N1; -P 16 -n $N16"
+[ -z "$QUOTA" ] || log "servers on core $(($(nproc) - 1)) held to $QUOTA % of it; redis-benchmark on cores 0-$(($(nproc) - 2))"
 
 # run TARGET PORT PIPELINE N ROUND: one redis-benchmark run, appended to results.tsv
 run() {
     local target=$1 port=$2 pipeline=$3 n=$4 round=$5
-    redis-benchmark -h 127.0.0.1 -p "$port" -t "$TESTS" -c "$CONNS" -r "$KEYSPACE" -n "$n" -P "$pipeline" --csv \
+    "${CLIENT_CPU[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -t "$TESTS" -c "$CONNS" -r "$KEYSPACE" -n "$n" -P "$pipeline" --csv \
         >"$WORK/$target-P$pipeline-r$round.csv" 2>"$WORK/$target-P$pipeline-r$round.err" \
         || die "redis-benchmark against $target failed (see $WORK)"
     python3 - "$WORK/$target-P$pipeline-r$round.csv" "$target" "$pipeline" "$round" >>"$WORK/results.tsv" <<'EOF'
