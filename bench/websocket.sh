@@ -15,6 +15,9 @@
 #                     (built with cargo when missing or older than its source)
 #   READY_TIMEOUT=60  seconds for the member to become ready
 #   KEEP=1            keep the work dir (configs, logs, raw JSON lines) for inspection
+#   PIN=1             the load client alone on core 0; strata (so its member too) and
+#                     nginx on the last core: the proxies and the member bound, not the
+#                     client, and the client never waits for a core behind them
 # See bench/README.md for what is measured.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -32,6 +35,15 @@ STRATA=${STRATA:-$TARGET_DIR/release/strata}
 WS_BENCH=${WS_BENCH:-}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 KEEP=${KEEP:-}
+PIN=${PIN:-}
+SERVER_CPU=()
+CLIENT_CPU=()
+if [ -n "$PIN" ]; then
+    [ "$(nproc)" -ge 2 ] || die "PIN needs two cores"
+    command -v taskset >/dev/null 2>&1 || die "PIN needs taskset (util-linux)"
+    SERVER_CPU=(taskset -c "$(($(nproc) - 1))")
+    CLIENT_CPU=(taskset -c 0)
+fi
 
 
 # ------------------------------------------------------------------ tools
@@ -146,7 +158,7 @@ print(ready[0]["port"], ready[0].get("pid") or "")
 start_strata() {
     local dir=$1 found="" deadline=$((SECONDS + READY_TIMEOUT))
     STRATA_DIR=$dir
-    (cd "$dir" && exec "$STRATA" up strata.json --cache-listen 127.0.0.1:0) >"$dir/strata.log" 2>&1 &
+    (cd "$dir" && exec "${SERVER_CPU[@]}" "$STRATA" up strata.json --cache-listen 127.0.0.1:0) >"$dir/strata.log" 2>&1 &
     STRATA_PID=$!
     while :; do
         alive "$STRATA_PID" || { tail -n 30 "$dir/strata.log" >&2; die "strata up exited early (log above)"; }
@@ -189,7 +201,7 @@ start_proxy() {
         '    }' \
         '}' >"$dir/nginx.conf"
     "$NGINX" -t -q -e "$dir/error.log" -c "$dir/nginx.conf" || die "nginx proxy config rejected (see $dir/error.log)"
-    "$NGINX" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;' &
+    "${SERVER_CPU[@]}" "$NGINX" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;' &
     PROXY_PID=$!
 }
 
@@ -221,7 +233,7 @@ proxy_pids() {
 wait_ws() {
     local url=$1 deadline=$((SECONDS + 20)) out
     while :; do
-        out=$("$WS_BENCH" load "$url" 1 0.2 "$SIZE" 2>/dev/null || true)
+        out=$("${CLIENT_CPU[@]}" "$WS_BENCH" load "$url" 1 0.2 "$SIZE" 2>/dev/null || true)
         case $out in *'"errors": 0}'*) [[ $out != *'"messages": 0,'* ]] && return 0 ;; esac
         [ "$SECONDS" -lt "$deadline" ] || die "$url does not echo WebSocket messages (last: $out)"
         sleep 0.2
@@ -238,7 +250,7 @@ run_load() {
     # shellcheck disable=SC2086
     proxy0=$(cpu_ticks $pids)
     member0=$(cpu_ticks "$MEMBER_PID")
-    out=$("$WS_BENCH" load "$url" "$conns" "$dur" "$SIZE" 2>"$err") || { cat "$err" >&2; die "ws_bench load against $name ($url) failed"; }
+    out=$("${CLIENT_CPU[@]}" "$WS_BENCH" load "$url" "$conns" "$dur" "$SIZE" 2>"$err") || { cat "$err" >&2; die "ws_bench load against $name ($url) failed"; }
     # shellcheck disable=SC2086
     proxy1=$(cpu_ticks $pids)
     member1=$(cpu_ticks "$MEMBER_PID")
@@ -346,7 +358,7 @@ for t in direct nginx strata; do wait_ws "${URL[$t]}"; done
 
 if [ "$WARMUP" -gt 0 ]; then
     for t in direct nginx strata; do
-        "$WS_BENCH" load "${URL[$t]}" "$CONNS" "$WARMUP" "$SIZE" >/dev/null 2>&1 || true
+        "${CLIENT_CPU[@]}" "$WS_BENCH" load "${URL[$t]}" "$CONNS" "$WARMUP" "$SIZE" >/dev/null 2>&1 || true
     done
 fi
 
