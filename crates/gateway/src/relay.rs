@@ -192,13 +192,7 @@ async fn any_from(
     let mut outcome = Outcome::default();
     tried.reserve(2);
     let mut last: Option<(Arc<Member>, Failure)> = None;
-    // One failure on a kept-alive connection per request is not counted against
-    // `relay.retries` or the budget: it most likely found a connection the member had
-    // closed (or died with) while idle, which says nothing of the request (nginx does
-    // not count a cached connection's error as a try either).
-    let mut stale_reissue = false;
-    // Whether the attempt just made was that one.
-    let mut free_retry = false;
+    let mut stale = Stale::Unused;
     pool.budget.deposit();
     // An autoscaled pool's admission holds, buffers or sheds; without one, one read here.
     let admission = pool.admission();
@@ -231,9 +225,9 @@ async fn any_from(
                 } else {
                     "the request is not idempotent (send an Idempotency-Key header to allow it)"
                 })
-            } else if outcome.attempts - stale_reissue as u32 > policy.retries {
+            } else if outcome.attempts - (stale != Stale::Unused) as u32 > policy.retries {
                 Some("relay.retries reissues were already made")
-            } else if !(free_retry || pool.budget.withdraw()) {
+            } else if !(stale == Stale::JustNow || pool.budget.withdraw()) {
                 Some("the pool's retry budget is spent")
             } else {
                 None
@@ -245,7 +239,9 @@ async fn any_from(
                     outcome.unanswered(why),
                 );
             }
-            free_retry = false;
+            if stale == Stale::JustNow {
+                stale = Stale::Used;
+            }
         }
         let remaining = policy.deadline.saturating_sub(started.elapsed());
         if remaining.is_zero() {
@@ -360,7 +356,7 @@ async fn any_from(
                 if reused {
                     // Most likely the member closed the idle connection: it may take the
                     // request on a fresh one.
-                    (free_retry, stale_reissue) = stale(&upstream, &mut tried, stale_reissue);
+                    stale.retry_fresh(&upstream, &mut tried);
                 } else {
                     pool.suspect(&member);
                 }
@@ -372,7 +368,7 @@ async fn any_from(
                 // member may then be tried again, on a fresh connection, when the request
                 // may be reissued at all.
                 if reused {
-                    (free_retry, stale_reissue) = stale(&upstream, &mut tried, stale_reissue);
+                    stale.retry_fresh(&upstream, &mut tried);
                 } else {
                     pool.suspect(&member);
                 }
@@ -383,14 +379,29 @@ async fn any_from(
     }
 }
 
-/// A kept-alive connection to the member just tried failed: the member may be tried again,
-/// on a fresh connection (its other idle ones are dropped, being likely as stale). Returns
-/// whether this reissue is free (the first such of the request) and whether the free one is
-/// now used.
-fn stale(upstream: &Upstream, tried: &mut Vec<Arc<Member>>, used: bool) -> (bool, bool) {
-    tried.pop();
-    upstream.drop_idle();
-    (!used, true)
+/// The one failure on a kept-alive connection that a request is not charged for, against
+/// `relay.retries` or the budget: it most likely met a connection the member had closed
+/// (or died with) while idle, which says nothing of the request (nginx does not count a
+/// cached connection's error as a try either).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stale {
+    Unused,
+    /// The attempt just made was the free one.
+    JustNow,
+    Used,
+}
+
+impl Stale {
+    /// A kept-alive connection to the member just tried failed: the member may be tried
+    /// again, on a fresh connection (its other idle ones are dropped, being likely as
+    /// stale); the first such failure of the request is the free one.
+    fn retry_fresh(&mut self, upstream: &Upstream, tried: &mut Vec<Arc<Member>>) {
+        tried.pop();
+        upstream.drop_idle();
+        if *self == Stale::Unused {
+            *self = Stale::JustNow;
+        }
+    }
 }
 
 impl Failure {

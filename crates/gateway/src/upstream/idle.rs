@@ -50,6 +50,7 @@ impl Upstream {
     /// Drops this thread's idle connections: one of them broke, so the rest, opened to
     /// the same process, are likely dead too (it was killed or closed them together).
     pub fn drop_idle(&self) {
+        // Taken out, then closed once the lock is released.
         let stale = std::mem::take(&mut *self.idle[slot()].lock().unwrap());
         drop(stale);
     }
