@@ -18,6 +18,10 @@
 #   PIN=1             the load client alone on core 0; strata (so its member too) and
 #                     nginx on the last core: the proxies and the member bound, not the
 #                     client, and the client never waits for a core behind them
+#   WORKERS=$(nproc --all)  strata's gateway workers (gateway.workers) and nginx's
+#                     worker_processes, the same for both: left to themselves under PIN,
+#                     strata would run one (it follows the CPU affinity) and nginx 1.22
+#                     two (it counts the online CPUs)
 # See bench/README.md for what is measured.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -36,6 +40,7 @@ WS_BENCH=${WS_BENCH:-}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 KEEP=${KEEP:-}
 PIN=${PIN:-}
+WORKERS=${WORKERS:-$(nproc --all)}
 SERVER_CPU=()
 CLIENT_CPU=()
 if [ -n "$PIN" ]; then
@@ -128,11 +133,11 @@ trap 'exit 143' TERM
 # write_manifest DIR GATEWAY_PORT: one service, `ws_bench echo`, routed at /
 write_manifest() {
     mkdir -p "$1"
-    GW_PORT=$2 WS_BENCH="$WS_BENCH" "$PYTHON" - >"$1/strata.json" <<'PY'
+    GW_PORT=$2 WS_BENCH="$WS_BENCH" WORKERS="$WORKERS" "$PYTHON" - >"$1/strata.json" <<'PY'
 import json, os
 e = os.environ
 doc = {"strata": 1, "app": "bench-websocket",
-       "gateway": {"listen": "127.0.0.1:" + e["GW_PORT"]},
+       "gateway": {"listen": "127.0.0.1:" + e["GW_PORT"], "workers": int(e["WORKERS"])},
        "services": {"echo": {"run": [e["WS_BENCH"], "echo"],
                              "instances": {"min": 1, "max": 1},
                              "routes": ["/"]}}}
@@ -177,7 +182,7 @@ start_proxy() {
     mkdir -p "$dir"
     # shellcheck disable=SC2016  # $http_upgrade is nginx's
     printf '%s\n' \
-        'worker_processes auto;' \
+        "worker_processes $WORKERS;" \
         "pid $dir/nginx.pid;" \
         "error_log $dir/error.log warn;" \
         'events { worker_connections 4096; }' \

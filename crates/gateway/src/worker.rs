@@ -5,11 +5,12 @@
 
 use std::cell::Cell;
 
+/// Most gateway worker threads (the manifest's bound on `gateway.workers`): each needs
+/// an idle list of its own, because a socket belongs to the runtime (thread) that
+/// registered it.
+pub const MAX_WORKERS: usize = strata_manifest::MAX_GATEWAY_WORKERS;
 /// Slots in each table kept per thread; gateway worker threads use 1.., everything else 0.
-pub(crate) const SLOTS: usize = 64;
-/// Most gateway worker threads: each needs an idle list of its own, because a socket
-/// belongs to the runtime (thread) that registered it.
-pub const MAX_WORKERS: usize = SLOTS - 1;
+pub(crate) const SLOTS: usize = MAX_WORKERS + 1;
 
 thread_local! {
     static SLOT: Cell<usize> = const { Cell::new(0) };

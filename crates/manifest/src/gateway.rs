@@ -20,6 +20,11 @@ pub struct GatewaySpec {
     /// Client connections open at once, over all the gateway's workers; one more is
     /// answered 503 with `Retry-After: 1` and closed.
     pub max_connections: usize,
+    /// Worker threads serving clients, each with its own event loop, like nginx's
+    /// `worker_processes`. Absent: one per core this process may run on (its CPU
+    /// affinity and quota).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
 }
 
 /// The gateway's connection cap unless the manifest says: room for many kept-alive
@@ -27,6 +32,9 @@ pub struct GatewaySpec {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// The highest connection cap a manifest may set.
 pub const MAX_MAX_CONNECTIONS: usize = 1_000_000;
+/// The most gateway workers: each has a slot of its own in the gateway's tables kept
+/// per thread.
+pub const MAX_GATEWAY_WORKERS: usize = 63;
 
 impl Default for GatewaySpec {
     fn default() -> Self {
@@ -36,6 +44,7 @@ impl Default for GatewaySpec {
             max_body_bytes: None,
             header_read_timeout_ms: 10_000,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            workers: None,
         }
     }
 }

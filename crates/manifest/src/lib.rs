@@ -68,7 +68,7 @@ pub use cache::{CacheSpec, ReadThroughSpec, MIN_CACHE_PASSWORD_CHARS};
 pub use cron::Cron;
 pub use error::ManifestError;
 pub use function::{FunctionSpec, QueueTrigger, StoreTrigger, TimerTrigger, TriggerSpec};
-pub use gateway::{CallMode, FallbackSpec, GatewaySpec, RelaySpec, RouteFull, RouteSpec};
+pub use gateway::{CallMode, FallbackSpec, GatewaySpec, RelaySpec, RouteFull, RouteSpec, MAX_GATEWAY_WORKERS};
 pub use queue::{FsyncPolicy, QueueLimitsSpec, QueueSpec, RetentionSpec};
 pub use service::{
     ConsumesSpec, Driver, FileSpec, HealthSpec, InstancesSpec, Network, PlacementSpec, ResourcesSpec, Seccomp,

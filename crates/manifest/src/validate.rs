@@ -170,6 +170,15 @@ fn check_gateway(m: &Manifest, path: &FieldPath, p: &mut Problems) {
         gateway.header_read_timeout_ms,
         "milliseconds",
     ));
+    if let Some(workers) = gateway.workers {
+        p.check(within(
+            path.key("workers"),
+            workers as u64,
+            1,
+            crate::gateway::MAX_GATEWAY_WORKERS as u64,
+            "threads",
+        ));
+    }
 }
 
 /// `value` within `min..=max`, named with its unit; the bounds keep every arithmetic on

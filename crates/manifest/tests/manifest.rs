@@ -518,6 +518,11 @@ fn gateway_is_checked() {
     invalid_at("gateway.max_connections", json!(0), bounds, "0");
     invalid_at("gateway.max_connections", json!(1_000_001), bounds, "1000001");
     accepted_with(set("gateway.max_connections", json!(1)));
+    let threads = "between 1 and 63 threads";
+    invalid_at("gateway.workers", json!(0), threads, "0");
+    invalid_at("gateway.workers", json!(64), threads, "64");
+    accepted_with(set("gateway.workers", json!(1)));
+    accepted_with(set("gateway.workers", json!(63)));
 }
 
 #[test]
@@ -973,6 +978,7 @@ fn unknown_fields_are_named_at_every_level() {
         "max_body_bytes",
         "header_read_timeout_ms",
         "max_connections",
+        "workers",
     ];
     let health = [
         "path",

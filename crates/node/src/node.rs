@@ -375,8 +375,17 @@ async fn open_backends(given: Option<Backends>, state_dir: &Path, manifest: &Man
     }
 }
 
-/// The first tier: one worker thread per core on the gateway address, or the workers
-/// of a given slot.
+/// The gateway's worker threads: `gateway.workers`, or one per core this process may
+/// run on (`available_parallelism` follows the CPU affinity and quota, so a node under
+/// `taskset -c 1` runs one).
+pub(crate) fn gateway_workers(spec: &strata_manifest::GatewaySpec) -> usize {
+    spec.workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(strata_gateway::MAX_WORKERS)
+}
+
+/// The first tier: its worker threads on the gateway address, or the workers of a
+/// given slot.
 fn start_gateway(
     manifest: &Manifest,
     listen: Option<SocketAddr>,
@@ -400,9 +409,7 @@ fn start_gateway(
         slot.set_if_empty(gateway.clone());
         return Ok((listen, gateway));
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(strata_gateway::MAX_WORKERS);
+    let threads = gateway_workers(&manifest.gateway);
     let workers = strata_gateway::spawn(listen, threads, gateway.clone(), shutdown.clone()).map_err(|e| {
         cannot_listen(
             e,

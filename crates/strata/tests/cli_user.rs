@@ -398,16 +398,35 @@ async fn every_command_and_flag_says_what_it_does() {
     }
 }
 
+/// The node's threads named as its gateway workers (`strata-gateway-N`, cut to 15 bytes).
+fn gateway_threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            let comm = std::fs::read_to_string(t.as_ref().unwrap().path().join("comm")).unwrap_or_default();
+            comm.starts_with("strata-gateway")
+        })
+        .count()
+}
+
 /// `--workers N` (or `STRATA_WORKERS`) sets the threads of the node's own runtime, which
-/// its metrics report; 0 is refused naming the flag.
+/// its metrics report; 0 is refused naming the flag. `gateway.workers` sets the
+/// gateway's threads; unless set, one per core the node may run on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_sets_the_threads_of_the_nodes_runtime() {
     let user = User::new();
-    for (args, env, expect) in [
-        (&["--listen", "127.0.0.1:0", "--workers", "3"][..], None, 3.0),
-        (&["--listen", "127.0.0.1:0"][..], Some("1"), 1.0),
+    let cores = std::thread::available_parallelism().unwrap().get();
+    for (args, env, expect, gateway) in [
+        (&["--listen", "127.0.0.1:0", "--workers", "3"][..], None, 3.0, Some(3)),
+        (&["--listen", "127.0.0.1:0"][..], Some("1"), 1.0, None),
     ] {
         let app = member_app("shop", 1, json!({}));
+        if let Some(n) = gateway {
+            let path = app.path().join("strata.json");
+            let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            manifest["gateway"] = json!({ "workers": n });
+            std::fs::write(&path, manifest.to_string()).unwrap();
+        }
         let mut vars = vec![("XDG_RUNTIME_DIR", user.runtime.path())];
         if let Some(n) = env {
             vars.push(("STRATA_WORKERS", Path::new(n)));
@@ -422,6 +441,11 @@ async fn workers_sets_the_threads_of_the_nodes_runtime() {
             metric(&metrics.text(), "strata_runtime_workers{"),
             expect,
             "{args:?} {env:?}"
+        );
+        assert_eq!(
+            gateway_threads(up.pid),
+            gateway.unwrap_or(cores),
+            "gateway.workers {gateway:?}"
         );
         let out = user.strata(app.path(), &["down"]).await;
         assert!(out.status.success(), "{}", stderr(&out));

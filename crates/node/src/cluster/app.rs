@@ -125,7 +125,11 @@ pub(super) async fn start_app(
     };
     let gateway = match shared {
         Some(g) => g,
-        None => AppGateway::spawn(SocketAddr::new(config.listen, gateway_port), shutdown)?,
+        None => AppGateway::spawn(
+            SocketAddr::new(config.listen, gateway_port),
+            crate::node::gateway_workers(&manifest.gateway),
+            shutdown,
+        )?,
     };
     // `/v1/traces?id=` here gathers the trace's spans from the other nodes too.
     node_config.trace_peers = Some(Arc::new(traces::Peers {

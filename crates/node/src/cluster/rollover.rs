@@ -122,13 +122,11 @@ pub(super) struct AppGateway {
 }
 
 impl AppGateway {
-    /// Binds `addr` (one worker per core) with nothing to serve yet.
-    pub fn spawn(addr: SocketAddr, shutdown: &CancellationToken) -> Result<Arc<AppGateway>> {
+    /// Binds `addr` with `threads` workers and nothing to serve yet; the workers stay
+    /// as they are across the app's versions.
+    pub fn spawn(addr: SocketAddr, threads: usize, shutdown: &CancellationToken) -> Result<Arc<AppGateway>> {
         let slot = GatewaySlot::empty();
         let stop = shutdown.child_token();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(strata_gateway::MAX_WORKERS);
         let workers = strata_gateway::spawn_slot(addr, threads, slot.clone(), stop.clone())
             .with_context(|| format!("listen on {addr} for the app's gateway"))?;
         Ok(Arc::new(AppGateway {
