@@ -15,6 +15,9 @@
 //! - [`contain`]: keeping a child and every process it starts together so that none
 //!   outlives it: a cgroup v2 per child (`cgroup.kill`) where the machine allows, else a
 //!   subreaper shim with a parent-death signal. Used by the App Service's process driver.
+//! - [`bare`]: a tokio `TcpStream` read and written by `syscall(2)`, past glibc's
+//!   cancellation-point wrappers (their switching on and off costs in a threaded
+//!   process). Used by the gateway's tunnels.
 //! - [`sockets`]: who listens where, from `/proc`: the holders of an address, the
 //!   addresses a process group listens on.
 //! - [`disk`]: the files the queue and the store write, behind a trait: `OsDisk` (std's
@@ -29,6 +32,7 @@
 //!
 //! Invariant: this crate depends on no other strata crate and knows nothing of HTTP.
 
+pub mod bare;
 pub mod cap;
 pub mod claim;
 pub mod clock;

@@ -8,7 +8,9 @@
 //! - **Limits.** A tunnel with no byte either way for [`TUNNEL_IDLE`] is closed, and any
 //!   tunnel after [`TUNNEL_MAX`]: checked once a second beside the copy, which runs as a
 //!   task of its own with no timer, on the two sockets themselves (the client's taken
-//!   back from hyper and `framing` once it has switched).
+//!   back from hyper and `framing` once it has switched), read and written by the
+//!   system calls themselves (`strata_os::bare::Bare`: not glibc's wrappers, which
+//!   switch thread cancellation on and off around each call).
 //! - **Drain.** When the member leaves its pool (stopping, or failed), its tunnels get
 //!   [`DRAIN_GRACE`] to finish (the member's own shutdown closes them with a proper
 //!   WebSocket close), then they are cut.
@@ -30,6 +32,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use strata_bus::{Member, MemberGuard, Pool};
+use strata_os::bare::Bare;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -90,7 +93,7 @@ pub async fn relay(pool: &Pool, mut req: Request<ClientBody>, policy: &RelayPoli
                 Ok(Ok(upgraded)) => match upgraded.downcast::<TokioIo<Guarded>>() {
                     Ok(parts) => {
                         let (stream, _open) = parts.io.into_inner().into_socket();
-                        tunnel.run(stream, parts.read_buf).await
+                        tunnel.run(Bare::new(stream), parts.read_buf).await
                     }
                     Err(upgraded) => tunnel.run(TokioIo::new(upgraded), Bytes::new()).await,
                 },
@@ -239,7 +242,7 @@ impl Tunnel {
         let moved = Arc::new(AtomicBool::new(false));
         let mut copy = Aborting(tokio::spawn(splice(
             Marked::new(client, moved.clone()),
-            Marked::new(member, moved.clone()),
+            Marked::new(Bare::new(member), moved.clone()),
             early,
             client_early,
         )));
