@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use strata_os::bare::Bare;
 use strata_os::listen::Open;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -19,7 +20,8 @@ use super::{opens_h2, Framer, Refusal, State};
 /// no request under way closes after `idle_timeout`. The timer is armed lazily: a
 /// request whose head arrives in one read costs no timer operation.
 pub struct Guarded {
-    stream: TcpStream,
+    /// Read and written by the system calls themselves ([`Bare`]).
+    stream: Bare,
     framer: Framer,
     head_timeout: Duration,
     idle_timeout: Duration,
@@ -50,7 +52,7 @@ impl Guarded {
     pub fn new(stream: TcpStream, max_head: usize, head_timeout: Duration, idle_timeout: Duration) -> Guarded {
         let now = Instant::now();
         Guarded {
-            stream,
+            stream: Bare::new(stream),
             framer: Framer::new(max_head),
             head_timeout,
             idle_timeout,
@@ -71,20 +73,20 @@ impl Guarded {
 
     /// The socket and its count on its worker, for a connection that switched
     /// protocols (its tunnel keeps its own limits, and the count while it lasts).
-    pub fn into_socket(self) -> (TcpStream, Option<Open>) {
+    pub fn into_socket(self) -> (Bare, Option<Open>) {
         (self.stream, self.open)
     }
 
     /// Whether the client opens with HTTP/2's preface (see [`opens_h2`]), waiting for
     /// its first bytes at most `within`.
     pub async fn opens_h2(&self, within: Duration) -> bool {
-        opens_h2(&self.stream, within).await
+        opens_h2(self.stream.get_ref(), within).await
     }
 
     fn refuse(&mut self, why: Refusal) -> io::Error {
         // The socket is writable at this point in all but pathological cases; a reply
         // that does not fit is dropped with the connection.
-        let _ = self.stream.try_write(&why.reply());
+        let _ = self.stream.get_ref().try_write(&why.reply());
         io::Error::new(io::ErrorKind::InvalidData, format!("{why:?}"))
     }
 

@@ -34,7 +34,6 @@ use hyper_util::rt::TokioIo;
 use strata_bus::{Member, MemberGuard, Pool};
 use strata_os::bare::Bare;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 
 pub use crate::framing::TUNNEL_IDLE;
 
@@ -74,7 +73,7 @@ pub fn wants_upgrade<B>(req: &Request<B>) -> bool {
 /// The member's side of a switched connection: its socket, what it sent after its 101,
 /// and its count in flight, until [`Tunnel::run`] joins it to the client's side.
 pub struct Tunnel {
-    member: TcpStream,
+    member: Bare,
     early: Bytes,
     guard: MemberGuard,
 }
@@ -93,7 +92,7 @@ pub async fn relay(pool: &Pool, mut req: Request<ClientBody>, policy: &RelayPoli
                 Ok(Ok(upgraded)) => match upgraded.downcast::<TokioIo<Guarded>>() {
                     Ok(parts) => {
                         let (stream, _open) = parts.io.into_inner().into_socket();
-                        tunnel.run(Bare::new(stream), parts.read_buf).await
+                        tunnel.run(stream, parts.read_buf).await
                     }
                     Err(upgraded) => tunnel.run(TokioIo::new(upgraded), Bytes::new()).await,
                 },
@@ -242,7 +241,7 @@ impl Tunnel {
         let moved = Arc::new(AtomicBool::new(false));
         let mut copy = Aborting(tokio::spawn(splice(
             Marked::new(client, moved.clone()),
-            Marked::new(Bare::new(member), moved.clone()),
+            Marked::new(member, moved.clone()),
             early,
             client_early,
         )));
@@ -439,7 +438,7 @@ mod tests {
     #[tokio::test]
     async fn a_tunnel_copies_both_ways_with_the_early_bytes_first_and_ends_when_both_sides_do() {
         use tokio::io::AsyncReadExt;
-        use tokio::net::TcpListener;
+        use tokio::net::{TcpListener, TcpStream};
 
         // Two socket pairs: the client's and the member's.
         async fn pair() -> (TcpStream, TcpStream) {

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use http::header;
 use http::request::Parts;
 use http::{Method, Response};
+use strata_os::bare::Bare;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -21,7 +22,7 @@ pub(super) const READ_CHUNK: usize = 16 * 1024;
 
 /// One keep-alive connection to a member.
 pub struct Conn {
-    pub(super) stream: TcpStream,
+    pub(super) stream: Bare,
     /// Bytes read from the member and not yet consumed.
     pub(super) rbuf: BytesMut,
     /// The request head being written (kept to reuse its allocation).
@@ -49,7 +50,7 @@ pub enum Upgrade {
     /// 101: the socket is the tunnel's now; `early` is what came after the head.
     Switched {
         res: Response<()>,
-        stream: TcpStream,
+        stream: Bare,
         early: bytes::Bytes,
     },
     /// Any other reply, with its body to relay.
@@ -62,7 +63,7 @@ impl Conn {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Conn {
-            stream,
+            stream: Bare::new(stream),
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: Vec::with_capacity(512),
             reused: false,
@@ -74,12 +75,12 @@ impl Conn {
     pub(super) fn is_usable(&mut self) -> bool {
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
-        match self.stream.poll_read_ready(&mut cx) {
+        match self.stream.get_ref().poll_read_ready(&mut cx) {
             Poll::Pending => true,
             Poll::Ready(Err(_)) => false,
             Poll::Ready(Ok(())) => {
                 let mut probe = [0u8; 1];
-                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                matches!(self.stream.get_ref().try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
         }
     }
@@ -297,7 +298,7 @@ fn write_content_length(buf: &mut Vec<u8>, n: u64) {
 }
 
 /// Writes both slices; `written` counts what the kernel took, even when it fails later.
-async fn write_all_vectored(stream: &mut TcpStream, head: &[u8], body: &[u8], written: &mut usize) -> io::Result<()> {
+async fn write_all_vectored(stream: &mut Bare, head: &[u8], body: &[u8], written: &mut usize) -> io::Result<()> {
     let (mut a, mut b) = (head, body);
     while !a.is_empty() || !b.is_empty() {
         let slices = [io::IoSlice::new(a), io::IoSlice::new(b)];
@@ -313,11 +314,7 @@ async fn write_all_vectored(stream: &mut TcpStream, head: &[u8], body: &[u8], wr
     Ok(())
 }
 
-pub(super) fn poll_read_into(
-    stream: &mut TcpStream,
-    cx: &mut Context<'_>,
-    buf: &mut BytesMut,
-) -> Poll<io::Result<usize>> {
+pub(super) fn poll_read_into(stream: &mut Bare, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
     let spare = buf.spare_capacity_mut();
     let mut read = ReadBuf::uninit(spare);
     match Pin::new(stream).poll_read(cx, &mut read) {

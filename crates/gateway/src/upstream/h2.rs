@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::{Connection, SendRequest};
+use strata_os::bare::Bare;
 use tokio::net::TcpStream;
 
 use crate::worker::{slot, SLOTS};
@@ -101,7 +102,7 @@ impl H2Conns {
             .max_send_buffer_size(1024 * 1024)
             .max_local_error_reset_streams(Some(1024))
             .enable_push(false)
-            .handshake::<_, Bytes>(stream)
+            .handshake::<_, Bytes>(Bare::new(stream))
             .await
             .map_err(io::Error::other)?;
         let conn_ref = Arc::new(ConnRef {
@@ -118,7 +119,7 @@ impl H2Conns {
 
 /// Runs a connection until it ends: the member closed it, sent GOAWAY and finished its
 /// streams, did not answer a keep-alive ping, or every holder let go of it.
-async fn drive(mut conn: Connection<TcpStream, Bytes>, conn_ref: Weak<ConnRef>, addr: SocketAddr) {
+async fn drive(mut conn: Connection<Bare, Bytes>, conn_ref: Weak<ConnRef>, addr: SocketAddr) {
     let mut pings = conn.ping_pong().expect("a new connection's pings");
     let mut check = tokio::time::interval_at((Instant::now() + KEEP_ALIVE_CHECK).into(), KEEP_ALIVE_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
