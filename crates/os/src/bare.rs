@@ -6,7 +6,8 @@
 //! Rust never cancels a thread, so that is only cost: 1.5 % of the gateway's CPU when it
 //! relays WebSocket messages, more than the rest of the copy's own code
 //! (bench/README.md, websocket.sh). `Bare` makes the same system calls through
-//! `syscall(2)`, which is no cancellation point.
+//! `syscall(2)`, which is no cancellation point; [`recv_into`] and [`try_write`] do the
+//! same for servers that wait on readiness themselves (the Redis port).
 //!
 //! It keeps tokio's readiness rules for a socket under epoll: a read that fills less
 //! than the room it was given, or a write that takes less than it was offered, shows the
@@ -98,6 +99,52 @@ fn retried(mut call: impl FnMut() -> libc::c_long) -> io::Result<usize> {
     }
 }
 
+/// `recvfrom(2)` on `stream` into the spare capacity of `buf`, through `syscall(2)`;
+/// the count read is added to `buf`'s length. Not waiting: call it inside
+/// `TcpStream::try_io`, which clears the readiness on `WouldBlock`.
+pub fn recv_into(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let (fd, ptr, room) = (stream.as_raw_fd(), spare.as_mut_ptr(), spare.len());
+    // SAFETY: `ptr` is valid for `room` bytes of writes; `fd` is the stream's open
+    // socket; no address is asked for.
+    let n = retried(|| unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            fd,
+            ptr,
+            room,
+            0,
+            std::ptr::null_mut::<libc::sockaddr>(),
+            std::ptr::null_mut::<libc::socklen_t>(),
+        )
+    })?;
+    // SAFETY: recvfrom initialised these `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// `sendto(2)` of `data` on `stream`, through `syscall(2)`, while the socket is ready
+/// for writing (as `TcpStream::try_write`: `WouldBlock` when it is not).
+pub fn try_write(stream: &TcpStream, data: &[u8]) -> io::Result<usize> {
+    stream.try_io(Interest::WRITABLE, || send(stream.as_raw_fd(), data))
+}
+
+/// One `sendto(2)` of `data` on the socket `fd`; a closed peer is `EPIPE`, never SIGPIPE.
+fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: `data` is valid for its length of reads; `fd` is an open socket.
+    retried(|| unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            fd,
+            data.as_ptr(),
+            data.len(),
+            libc::MSG_NOSIGNAL,
+            std::ptr::null::<libc::sockaddr>(),
+            0 as libc::socklen_t,
+        )
+    })
+}
+
 impl AsyncRead for Bare {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if buf.remaining() == 0 {
@@ -132,22 +179,7 @@ impl AsyncRead for Bare {
 
 impl AsyncWrite for Bare {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        self.poll_call(cx, Interest::WRITABLE, |fd| {
-            // SAFETY: `data` is valid for its length of reads; `fd` is the stream's open
-            // socket. MSG_NOSIGNAL: a closed peer is EPIPE, never SIGPIPE.
-            let n = retried(|| unsafe {
-                libc::syscall(
-                    libc::SYS_sendto,
-                    fd,
-                    data.as_ptr(),
-                    data.len(),
-                    libc::MSG_NOSIGNAL,
-                    std::ptr::null::<libc::sockaddr>(),
-                    0 as libc::socklen_t,
-                )
-            })?;
-            Ok((n, data.len()))
-        })
+        self.poll_call(cx, Interest::WRITABLE, |fd| Ok((send(fd, data)?, data.len())))
     }
 
     fn poll_write_vectored(
@@ -251,6 +283,30 @@ mod tests {
         a.write_all(b"two").await.unwrap();
         let got = tokio::time::timeout(Duration::from_secs(5), reader).await;
         assert_eq!(got.expect("the reader was never woken").unwrap(), b"two");
+    }
+
+    /// The calls for servers that wait on readiness themselves (the Redis port): what
+    /// `try_write` sends, `recv_into` appends after what the buffer held.
+    #[tokio::test]
+    async fn recv_into_appends_what_try_write_sent() {
+        let (a, b) = pair().await;
+        let (a, b) = (a.into_inner(), b.into_inner());
+        a.writable().await.unwrap();
+        assert_eq!(try_write(&a, b"hello").unwrap(), 5);
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(b"> ");
+        loop {
+            b.readable().await.unwrap();
+            match b.try_io(Interest::READABLE, || recv_into(&b, &mut buf)) {
+                Ok(n) => {
+                    assert_eq!(n, 5);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(buf, b"> hello");
     }
 
     /// Writing to a peer that closed is an error (EPIPE or ECONNRESET), not a signal

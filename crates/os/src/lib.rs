@@ -17,7 +17,7 @@
 //!   subreaper shim with a parent-death signal. Used by the App Service's process driver.
 //! - [`bare`]: a tokio `TcpStream` read and written by `syscall(2)`, past glibc's
 //!   cancellation-point wrappers (their switching on and off costs in a threaded
-//!   process). Used by the gateway's tunnels.
+//!   process). Used by every gateway socket and by the Redis port.
 //! - [`sockets`]: who listens where, from `/proc`: the holders of an address, the
 //!   addresses a process group listens on.
 //! - [`disk`]: the files the queue and the store write, behind a trait: `OsDisk` (std's

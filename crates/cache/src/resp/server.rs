@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_os::bare;
 use strata_os::listen::{self, Listen, Worker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -336,12 +337,14 @@ async fn serve_connection(
 /// is for new bytes, without the read that would only have said "nothing yet"
 /// (`EAGAIN`), one system call per request saved, as Redis' level-triggered loop saves
 /// it. Safe: tokio clears readiness only if no readiness event came after the one this
-/// read was made under, and never clears the peer's end of stream.
+/// read was made under, and never clears the peer's end of stream. Reads and writes are
+/// `syscall(2)`s ([`bare`]): glibc's wrappers switch thread cancellation on and off
+/// around each call.
 fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let room = buf.capacity() - buf.len();
     let mut drained = None;
     let read = stream.try_io(tokio::io::Interest::READABLE, || {
-        let n = stream.try_read_buf(buf)?;
+        let n = bare::recv_into(stream, buf)?;
         if n > 0 && n < room {
             drained = Some(n);
             return Err(std::io::ErrorKind::WouldBlock.into());
@@ -449,7 +452,7 @@ const BLOCKED_OUT_CHUNK: usize = 1 << 20;
 
 /// Writes what the socket takes of `out` now, and keeps the rest.
 fn flush_some(stream: &TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
-    match stream.try_write(out) {
+    match bare::try_write(stream, out) {
         Ok(n) => {
             out.drain(..n);
             Ok(())
@@ -468,7 +471,7 @@ async fn write_out(
     watch: &Watch,
     mailbox: Option<&Subscriber>,
 ) -> Result<(), Ended> {
-    let mut at = match stream.try_write(out) {
+    let mut at = match bare::try_write(stream, out) {
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
         Err(e) => return Err(e.into()),
