@@ -11,6 +11,9 @@
 #   ROUNDS=6        rounds; each runs A and B once
 #   DURATION=5      seconds per wrk run (-t1 -c$CONNS)
 #   CONNS=50        connections
+#   CACHE=1         the response cache at a 100 % hit rate (as gateway.sh's CACHE=1): the
+#                   member answers with Cache-Control: max-age=3600 and the route has a
+#                   fallback, so every measured request is a fresh hit
 #   KEEP=1          keep the work dir (manifests, logs, raw lines)
 # Prints per round the requests per second and strata's CPU time per request (user +
 # system from /proc/PID/stat, the strata process only), then the medians, the ratios
@@ -28,6 +31,7 @@ ROUNDS=${ROUNDS:-6}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-50}
 KEEP=${KEEP:-}
+CACHE=${CACHE:-}
 
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
@@ -60,9 +64,10 @@ start() {
     DIR[$w]=$WORK/$w
     PORT[$w]=$(free_port)
     mkdir -p "${DIR[$w]}"
-    NGINX_BIN=$NGINX W=${w,,} GW_PORT=${PORT[$w]} python3 - >"${DIR[$w]}/strata.json" <<'PY'
+    NGINX_BIN=$NGINX W=${w,,} GW_PORT=${PORT[$w]} CACHE=$CACHE python3 - >"${DIR[$w]}/strata.json" <<'PY'
 import json, os
 e = os.environ
+header = 'add_header Cache-Control "max-age=3600"; ' if e["CACHE"] else ""
 conf = """worker_processes 1;
 pid ${TMPDIR}/nginx.pid;
 error_log ${TMPDIR}/error.log warn;
@@ -78,20 +83,22 @@ http {
     keepalive_timeout 75s;
     server {
         listen 127.0.0.1:${PORT};
-        location / { default_type text/plain; return 200 'hello'; }
+        location / { default_type text/plain; HEADER return 200 'hello'; }
     }
 }
-"""
+""".replace("HEADER", header)
+route = {"path": "/", "fallback": {"stale_if_error_s": 60}} if e["CACHE"] else "/"
 svc = {"run": [e["NGINX_BIN"], "-c", "${TMPDIR}/nginx.conf", "-g", "daemon off;"],
        "files": {"nginx.conf": {"content": conf}},
-       "instances": {"min": 1, "max": 1}, "routes": ["/"], "health": {"path": "/"}}
+       "instances": {"min": 1, "max": 1}, "routes": [route], "health": {"path": "/"}}
 print(json.dumps({"strata": 1, "app": "bench-gateway-ab-" + e["W"],
                   "gateway": {"listen": "127.0.0.1:" + e["GW_PORT"]},
                   "services": {"up": svc}}, indent=2))
 PY
     (cd "${DIR[$w]}" && exec "${BIN[$w]}" up strata.json --cache-listen 127.0.0.1:0) >"${DIR[$w]}/strata.log" 2>&1 &
     PID[$w]=$!
-    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[$w]}/" 2>/dev/null)" = 200 ]; do
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[$w]}/" 2>/dev/null)" = 200 ] &&
+        { [ -z "$CACHE" ] || curl -si "http://127.0.0.1:${PORT[$w]}/" 2>/dev/null | grep -qi '^x-strata-cache: hit'; }; do
         alive "${PID[$w]}" || { tail -n 20 "${DIR[$w]}/strata.log" >&2; die "strata $w exited early"; }
         [ "$SECONDS" -lt "$deadline" ] || die "strata $w did not relay a request within 60 s"
         sleep 0.3

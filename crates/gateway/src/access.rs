@@ -98,16 +98,14 @@ impl AccessLog {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of now, the part before the milliseconds made once a second
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of `now`, the part before the milliseconds made once a second
 /// per thread.
-pub fn timestamp(out: &mut [u8; 24]) -> &[u8] {
+pub fn timestamp(now: std::time::SystemTime, out: &mut [u8; 24]) -> &[u8] {
     use std::cell::Cell;
     thread_local! {
         static CACHED: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs();
     let prefix = CACHED.with(|c| {
         let (at, text) = c.get();
@@ -162,7 +160,7 @@ mod tests {
         assert_eq!(&civil(951_782_400), b"2000-02-29T00:00:00Z");
         assert_eq!(&civil(1_795_856_225), b"2026-11-28T08:57:05Z");
         let mut buf = [0u8; 24];
-        let stamp = timestamp(&mut buf);
+        let stamp = timestamp(std::time::SystemTime::now(), &mut buf);
         assert_eq!(stamp.len(), 24);
         assert_eq!(stamp[23], b'Z');
         assert_eq!(stamp[19], b'.');

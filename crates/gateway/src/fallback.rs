@@ -36,7 +36,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,7 @@ const MAX_ENTRY: usize = 8 << 20;
 /// One route's fallback: its store and its fixed answer.
 pub struct Fallback {
     stale_if_error: Duration,
-    store: Option<Mutex<Store>>,
+    store: Option<RwLock<Store>>,
     max_entry: usize,
     fixed: Option<(StatusCode, Bytes, HeaderValue)>,
     stats: Counters,
@@ -95,13 +95,25 @@ pub struct FallbackStats {
     pub stored: u64,
 }
 
+/// A hit takes the read lock only: the entry is shared (`Arc`, nothing of it copied
+/// but the headers of the answer), and its last use is an atomic store. `by_use` is
+/// brought up to date lazily, by the eviction that finds an entry used since it was
+/// listed (it lists it again under its last use and goes on).
 struct Store {
-    entries: HashMap<String, Entry>,
-    /// Entries by last use, oldest first.
+    entries: HashMap<String, Slot>,
+    /// Entries by their use when listed, oldest first; one listing per entry.
     by_use: BTreeMap<u64, String>,
-    tick: u64,
+    tick: AtomicU64,
     bytes: usize,
     max: usize,
+}
+
+struct Slot {
+    entry: Arc<Entry>,
+    /// The tick of its last use.
+    used: AtomicU64,
+    /// The tick it is listed under in `by_use`.
+    listed: u64,
 }
 
 #[derive(Clone)]
@@ -114,7 +126,6 @@ struct Entry {
     stale: Option<Duration>,
     vary: Vec<(HeaderName, Option<HeaderValue>)>,
     size: usize,
-    used: u64,
 }
 
 /// What the store has for a request, before it is relayed.
@@ -135,10 +146,10 @@ impl Fallback {
     pub fn new(spec: &FallbackSpec) -> Fallback {
         let max = spec.cache_bytes.min(usize::MAX as u64) as usize;
         let store = (spec.stale_if_error_s > 0).then(|| {
-            Mutex::new(Store {
+            RwLock::new(Store {
                 entries: HashMap::new(),
                 by_use: BTreeMap::new(),
-                tick: 0,
+                tick: AtomicU64::new(0),
                 bytes: 0,
                 max,
             })
@@ -160,7 +171,7 @@ impl Fallback {
     pub fn stats(&self) -> FallbackStats {
         let (entries, bytes, max_bytes) = match &self.store {
             Some(store) => {
-                let store = store.lock().expect("fallback store");
+                let store = store.read().expect("fallback store");
                 (store.entries.len(), store.bytes, store.max)
             }
             None => (0, 0, 0),
@@ -193,16 +204,15 @@ impl Fallback {
             .any(|(name, _)| name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store"));
         let client_conditional =
             req.headers().contains_key(header::IF_NONE_MATCH) || req.headers().contains_key(header::IF_MODIFIED_SINCE);
-        let mut store = store.lock().expect("fallback store");
-        let Some(entry) = store.get(&key, req.headers()) else {
-            drop(store);
+        let found = store.read().expect("fallback store").get(&key, req.headers());
+        let Some(entry) = found else {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return Lookup::Relay { key, revalidate: None };
         };
         let age = entry.stored.elapsed();
         if age < entry.fresh && !client_bypass {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Lookup::Fresh(answer(&entry, "hit", false, head));
+            return Lookup::Fresh(answer(&entry, age, "hit", false, head));
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let revalidate = (!client_conditional && !head)
@@ -247,25 +257,22 @@ impl Fallback {
         let status = res.status();
         if status == StatusCode::NOT_MODIFIED && revalidating {
             if let Some(store) = &self.store {
-                let mut store = store.lock().expect("fallback store");
+                let mut store = store.write().expect("fallback store");
                 if let Some(entry) = store.refresh(&key, res.headers(), self.stale_if_error) {
                     self.stats.revalidated.fetch_add(1, Ordering::Relaxed);
-                    return answer(&entry, "revalidated", false, head);
+                    return answer(&entry, Duration::ZERO, "revalidated", false, head);
                 }
             }
             return res;
         }
         if status.is_server_error() {
             if let Some(store) = &self.store {
-                let store = store.lock().expect("fallback store");
-                if let Some(entry) = store.peek(&key, req_headers) {
-                    if entry
-                        .stale
-                        .is_some_and(|stale| entry.stored.elapsed() <= entry.fresh + stale)
-                    {
-                        drop(store);
+                let found = store.read().expect("fallback store").peek(&key, req_headers);
+                if let Some(entry) = found {
+                    let age = entry.stored.elapsed();
+                    if entry.stale.is_some_and(|stale| age <= entry.fresh + stale) {
                         self.stats.stale.fetch_add(1, Ordering::Relaxed);
-                        return answer(&entry, "stale", true, head);
+                        return answer(&entry, age, "stale", true, head);
                     }
                 }
             }
@@ -315,34 +322,30 @@ impl Fallback {
                 .map(|(n, v)| n.as_str().len() + v.len() + 4)
                 .sum::<usize>()
             + pending.key.len();
-        let mut store = store.lock().expect("fallback store");
+        let mut store = store.write().expect("fallback store");
         if size > store.max {
             return;
         }
         store.remove(&pending.key);
-        while store.bytes + size > store.max {
-            let Some((_, oldest)) = store.by_use.pop_first() else {
-                break;
-            };
-            if let Some(gone) = store.entries.remove(&oldest) {
-                store.bytes -= gone.size;
-            }
-        }
-        store.tick += 1;
-        let used = store.tick;
+        while store.bytes + size > store.max && store.evict_oldest() {}
+        let used = store.next_tick();
         store.by_use.insert(used, pending.key.clone());
         store.bytes += size;
+        let entry = Entry {
+            headers: pending.headers,
+            body,
+            stored: Instant::now(),
+            fresh: pending.fresh,
+            stale: pending.stale,
+            vary: pending.vary,
+            size,
+        };
         store.entries.insert(
             pending.key,
-            Entry {
-                headers: pending.headers,
-                body,
-                stored: Instant::now(),
-                fresh: pending.fresh,
-                stale: pending.stale,
-                vary: pending.vary,
-                size,
-                used,
+            Slot {
+                entry: Arc::new(entry),
+                used: AtomicU64::new(used),
+                listed: used,
             },
         );
         self.stats.stored.fetch_add(1, Ordering::Relaxed);
@@ -350,31 +353,38 @@ impl Fallback {
 }
 
 impl Store {
-    /// The entry for `key` if the request's headers match its Vary; marks it used.
-    fn get(&mut self, key: &str, req: &HeaderMap) -> Option<Entry> {
-        let entry = self.entries.get_mut(key)?;
-        if !entry.vary.iter().all(|(name, value)| req.get(name) == value.as_ref()) {
-            return None;
-        }
-        self.tick += 1;
-        self.by_use.remove(&entry.used);
-        entry.used = self.tick;
-        self.by_use.insert(self.tick, key.to_string());
-        Some(entry.clone())
+    fn next_tick(&self) -> u64 {
+        self.tick.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    fn peek(&self, key: &str, req: &HeaderMap) -> Option<Entry> {
-        let entry = self.entries.get(key)?;
-        entry
+    /// The entry for `key` if the request's headers match its Vary; marks it used.
+    fn get(&self, key: &str, req: &HeaderMap) -> Option<Arc<Entry>> {
+        let slot = self.entries.get(key)?;
+        if !slot
+            .entry
             .vary
             .iter()
             .all(|(name, value)| req.get(name) == value.as_ref())
-            .then(|| entry.clone())
+        {
+            return None;
+        }
+        slot.used.store(self.next_tick(), Ordering::Relaxed);
+        Some(slot.entry.clone())
+    }
+
+    fn peek(&self, key: &str, req: &HeaderMap) -> Option<Arc<Entry>> {
+        let slot = self.entries.get(key)?;
+        slot.entry
+            .vary
+            .iter()
+            .all(|(name, value)| req.get(name) == value.as_ref())
+            .then(|| slot.entry.clone())
     }
 
     /// A 304 for `key`: fresh again from now, with the 304's freshness if it has one.
-    fn refresh(&mut self, key: &str, headers: &HeaderMap, route_stale: Duration) -> Option<Entry> {
-        let entry = self.entries.get_mut(key)?;
+    fn refresh(&mut self, key: &str, headers: &HeaderMap, route_stale: Duration) -> Option<Arc<Entry>> {
+        let slot = self.entries.get_mut(key)?;
+        let entry = Arc::make_mut(&mut slot.entry);
         entry.stored = Instant::now();
         if headers.contains_key(header::CACHE_CONTROL) || headers.contains_key(header::EXPIRES) {
             if let Some(Freshness { fresh, stale }) = storable(headers, route_stale) {
@@ -382,24 +392,46 @@ impl Store {
                 entry.stale = stale;
             }
         }
-        Some(entry.clone())
+        Some(slot.entry.clone())
     }
 
     fn remove(&mut self, key: &str) {
         if let Some(gone) = self.entries.remove(key) {
-            self.by_use.remove(&gone.used);
-            self.bytes -= gone.size;
+            self.by_use.remove(&gone.listed);
+            self.bytes -= gone.entry.size;
         }
+    }
+
+    /// Evicts the least recently used entry; false when there is none. An entry used
+    /// since it was listed is listed again under its last use, and the search goes on.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((listed, key)) = self.by_use.pop_first() {
+            let Some(slot) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            let used = slot.used.load(Ordering::Relaxed);
+            if used != listed {
+                slot.listed = used;
+                self.by_use.insert(used, key);
+                continue;
+            }
+            if let Some(gone) = self.entries.remove(&key) {
+                self.bytes -= gone.entry.size;
+            }
+            return true;
+        }
+        false
     }
 }
 
-/// The stored response as an answer: its headers with `Age` and the cache marker.
-fn answer(entry: &Entry, how: &'static str, stale: bool, head: bool) -> Response<ResBody> {
+/// The stored response as an answer, `age` old: its headers with `Age` and the cache
+/// marker.
+fn answer(entry: &Entry, age: Duration, how: &'static str, stale: bool, head: bool) -> Response<ResBody> {
     let body = if head { None } else { Some(entry.body.clone()) };
     let mut res = Response::new(ResBody::Full(body));
     *res.headers_mut() = entry.headers.clone();
     let headers = res.headers_mut();
-    headers.insert(header::AGE, HeaderValue::from(entry.stored.elapsed().as_secs()));
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
     headers.insert(CACHE, HeaderValue::from_static(how));
     if stale {
         headers.insert(STALE, HeaderValue::from_static("true"));
@@ -692,7 +724,23 @@ mod tests {
         let stats = fb.stats();
         assert_eq!((stats.entries, stats.stored), (2, 3));
         assert!(stats.bytes <= 4096);
-        let store = fb.store.as_ref().unwrap().lock().unwrap();
+        let store = fb.store.as_ref().unwrap().read().unwrap();
         assert!(!store.entries.contains_key("a") && store.entries.contains_key("c"));
+        drop(store);
+        // A hit makes an entry the most recently used: "b", older, goes first, and then
+        // "d" (listed before the hits on "c"), never "c".
+        let req = HeaderMap::new();
+        for _ in 0..3 {
+            assert!(fb.store.as_ref().unwrap().read().unwrap().get("c", &req).is_some());
+        }
+        fb.insert(pending("d"), Bytes::from(vec![b'x'; 1500]));
+        let has = |key: &str| fb.store.as_ref().unwrap().read().unwrap().entries.contains_key(key);
+        assert!(!has("b") && has("c") && has("d"));
+        assert!(fb.store.as_ref().unwrap().read().unwrap().get("c", &req).is_some());
+        fb.insert(pending("e"), Bytes::from(vec![b'x'; 1500]));
+        assert!(!has("d") && has("c") && has("e"));
+        let store = fb.store.as_ref().unwrap().read().unwrap();
+        assert_eq!(store.by_use.len(), store.entries.len(), "one listing per entry");
+        assert_eq!(store.bytes, store.entries.values().map(|s| s.entry.size).sum::<usize>());
     }
 }

@@ -291,7 +291,7 @@ impl Gateway {
             let context = trace::Context::of(req.headers());
             let span_id = trace::random();
             req.headers_mut().insert(trace::TRACEPARENT, context.header(span_id));
-            (context, span_id, trace::now_us())
+            (context, span_id)
         });
         Begun {
             started,
@@ -302,7 +302,9 @@ impl Gateway {
         }
     }
 
-    /// What every request gets after: its access log line and its span.
+    /// What every request gets after: its access log line and its span. The clocks are
+    /// read once each here (and `started` once in `begin`): the span's start is the
+    /// wall clock now less the request's time.
     fn finish(
         &self,
         begun: Begun,
@@ -318,8 +320,10 @@ impl Gateway {
             uri,
             traced,
         } = begun;
+        let elapsed = started.elapsed();
+        let wall = std::time::SystemTime::now();
         if let Some(r) = route {
-            r.stats.record(res.status(), outcome.unanswered, started.elapsed());
+            r.stats.record(res.status(), outcome.unanswered, elapsed);
         }
         if let Some(log) = &self.access {
             let service = route.map_or("-", |r| r.route.service.as_str());
@@ -332,7 +336,7 @@ impl Gateway {
             };
             let (mut micros, mut attempts, mut now) = ([0u8; 20], [0u8; 20], [0u8; 24]);
             log.line(&[
-                access::timestamp(&mut now),
+                access::timestamp(wall, &mut now),
                 b" ",
                 client.as_bytes(),
                 b" ",
@@ -342,7 +346,7 @@ impl Gateway {
                 b" ",
                 res.status().as_str().as_bytes(),
                 b" ",
-                digits::decimal(started.elapsed().as_micros() as u64, &mut micros),
+                digits::decimal(elapsed.as_micros() as u64, &mut micros),
                 b"us service=",
                 service.as_bytes(),
                 b" member=",
@@ -354,7 +358,9 @@ impl Gateway {
                 request_id.as_bytes(),
             ]);
         }
-        if let Some((context, span_id, start_us)) = traced {
+        if let Some((context, span_id)) = traced {
+            let duration_us = elapsed.as_micros() as u64;
+            let start_us = trace::micros_since_epoch(wall).saturating_sub(duration_us);
             let span = trace::Span {
                 context,
                 span_id,
@@ -368,7 +374,7 @@ impl Gateway {
                 attempts: outcome.attempts,
                 unanswered: outcome.unanswered,
                 start_us,
-                duration_us: started.elapsed().as_micros() as u64,
+                duration_us,
                 reason: None,
             };
             self.config.traces.record_relay(span, &outcome.failed);
@@ -508,7 +514,7 @@ struct Begun {
     request_id: HeaderValue,
     method: http::Method,
     uri: http::Uri,
-    traced: Option<(trace::Context, u64, u64)>,
+    traced: Option<(trace::Context, u64)>,
 }
 
 /// UNIMPLEMENTED: no route or `grpc` name matches the call's path.

@@ -318,9 +318,12 @@ impl Delivery {
 
 /// Wall-clock microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
+    micros_since_epoch(SystemTime::now())
+}
+
+/// `at` in microseconds since the Unix epoch.
+pub fn micros_since_epoch(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
 /// The rings of recent spans, one per gateway worker and one for other threads, and
