@@ -104,20 +104,8 @@ fn retried(mut call: impl FnMut() -> libc::c_long) -> io::Result<usize> {
 /// `TcpStream::try_io`, which clears the readiness on `WouldBlock`.
 pub fn recv_into(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();
-    let (fd, ptr, room) = (stream.as_raw_fd(), spare.as_mut_ptr(), spare.len());
-    // SAFETY: `ptr` is valid for `room` bytes of writes; `fd` is the stream's open
-    // socket; no address is asked for.
-    let n = retried(|| unsafe {
-        libc::syscall(
-            libc::SYS_recvfrom,
-            fd,
-            ptr,
-            room,
-            0,
-            std::ptr::null_mut::<libc::sockaddr>(),
-            std::ptr::null_mut::<libc::socklen_t>(),
-        )
-    })?;
+    // SAFETY: the spare capacity is valid for its length of writes.
+    let n = unsafe { recv(stream.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) }?;
     // SAFETY: recvfrom initialised these `n` bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
@@ -127,6 +115,26 @@ pub fn recv_into(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
 /// for writing (as `TcpStream::try_write`: `WouldBlock` when it is not).
 pub fn try_write(stream: &TcpStream, data: &[u8]) -> io::Result<usize> {
     stream.try_io(Interest::WRITABLE, || send(stream.as_raw_fd(), data))
+}
+
+/// One `recvfrom(2)` of at most `room` bytes into `ptr` on the socket `fd`; no address
+/// is asked for.
+///
+/// # Safety
+/// `ptr` must be valid for `room` bytes of writes.
+unsafe fn recv(fd: RawFd, ptr: *mut u8, room: usize) -> io::Result<usize> {
+    // SAFETY: the caller's promise for `ptr`; a bad `fd` is an error, not undefined.
+    retried(|| unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            fd,
+            ptr,
+            room,
+            0,
+            std::ptr::null_mut::<libc::sockaddr>(),
+            std::ptr::null_mut::<libc::socklen_t>(),
+        )
+    })
 }
 
 /// One `sendto(2)` of `data` on the socket `fd`; a closed peer is `EPIPE`, never SIGPIPE.
@@ -155,20 +163,8 @@ impl AsyncRead for Bare {
         let unfilled = unsafe { buf.unfilled_mut() };
         let (ptr, room) = (unfilled.as_mut_ptr(), unfilled.len());
         let n = ready!(self.poll_call(cx, Interest::READABLE, |fd| {
-            // SAFETY: `ptr` is valid for `room` bytes of writes for this call; `fd` is
-            // the stream's open socket; no address is asked for.
-            let n = retried(|| unsafe {
-                libc::syscall(
-                    libc::SYS_recvfrom,
-                    fd,
-                    ptr,
-                    room,
-                    0,
-                    std::ptr::null_mut::<libc::sockaddr>(),
-                    std::ptr::null_mut::<libc::socklen_t>(),
-                )
-            })?;
-            Ok((n, room))
+            // SAFETY: `ptr` is valid for `room` bytes of writes for this call.
+            Ok((unsafe { recv(fd, ptr.cast(), room) }?, room))
         }))?;
         // SAFETY: recvfrom wrote these `n` bytes.
         unsafe { buf.assume_init(n) };
