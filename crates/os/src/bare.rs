@@ -6,7 +6,7 @@
 //! Rust never cancels a thread, so that is only cost: 1.5 % of the gateway's CPU when it
 //! relays WebSocket messages, more than the rest of the copy's own code
 //! (bench/README.md, websocket.sh). `Bare` makes the same system calls through
-//! `syscall(2)`, which is no cancellation point; [`recv_into`] and [`try_write`] do the
+//! `syscall(2)`, which is no cancellation point; [`try_read_buf`] and [`try_write`] do the
 //! same for servers that wait on readiness themselves (the Redis port).
 //!
 //! It keeps tokio's readiness rules for a socket under epoll: a read that fills less
@@ -55,33 +55,41 @@ impl Bare {
         interest: Interest,
         mut call: impl FnMut(RawFd) -> io::Result<(usize, usize)>,
     ) -> Poll<io::Result<usize>> {
-        let fd = self.inner.as_raw_fd();
         loop {
             if interest.is_readable() {
                 ready!(self.inner.poll_read_ready(cx))?;
             } else {
                 ready!(self.inner.poll_write_ready(cx))?;
             }
-            let mut short = None;
-            let result = self.inner.try_io(interest, || {
-                let (n, room) = call(fd)?;
-                if n > 0 && n < room {
-                    // Drained (or full): tokio clears the readiness on this error.
-                    short = Some(n);
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(n)
-            });
-            match result {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Some(n) = short {
-                        return Poll::Ready(Ok(n));
-                    }
-                }
-                Err(e) => return Poll::Ready(Err(e)),
+            match try_call(&self.inner, interest, &mut call) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
             }
         }
+    }
+}
+
+/// One system call on `stream` if it is ready for `interest` (else `WouldBlock`), with
+/// tokio clearing the readiness on `WouldBlock` and on a short call too: `call` answers
+/// how many bytes it moved and how many it could have.
+fn try_call(
+    stream: &TcpStream,
+    interest: Interest,
+    mut call: impl FnMut(RawFd) -> io::Result<(usize, usize)>,
+) -> io::Result<usize> {
+    let mut short = None;
+    let result = stream.try_io(interest, || {
+        let (n, room) = call(stream.as_raw_fd())?;
+        if n > 0 && n < room {
+            // Drained (or full): tokio clears the readiness on this error.
+            short = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (result, short) {
+        (_, Some(n)) => Ok(n),
+        (result, None) => result,
     }
 }
 
@@ -99,22 +107,27 @@ fn retried(mut call: impl FnMut() -> libc::c_long) -> io::Result<usize> {
     }
 }
 
-/// `recvfrom(2)` on `stream` into the spare capacity of `buf`, through `syscall(2)`;
-/// the count read is added to `buf`'s length. Not waiting: call it inside
-/// `TcpStream::try_io`, which clears the readiness on `WouldBlock`.
-pub fn recv_into(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let spare = buf.spare_capacity_mut();
-    // SAFETY: the spare capacity is valid for its length of writes.
-    let n = unsafe { recv(stream.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) }?;
-    // SAFETY: recvfrom initialised these `n` bytes of the spare capacity.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
+/// One `recvfrom(2)` on `stream` into the spare capacity of `buf`, whose length grows
+/// by the count read, if the socket is ready for reading (else `WouldBlock`, as
+/// `TcpStream::try_read_buf`). A read that leaves room took all the kernel had, so the
+/// readiness is cleared then: the next wait is for new bytes, without the read that
+/// would only have answered `EAGAIN`.
+pub fn try_read_buf(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    try_call(stream, Interest::READABLE, |fd| {
+        let spare = buf.spare_capacity_mut();
+        let room = spare.len();
+        // SAFETY: the spare capacity is valid for its length of writes.
+        let n = unsafe { recv(fd, spare.as_mut_ptr().cast(), room) }?;
+        // SAFETY: recvfrom initialised these `n` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok((n, room))
+    })
 }
 
-/// `sendto(2)` of `data` on `stream`, through `syscall(2)`, while the socket is ready
-/// for writing (as `TcpStream::try_write`: `WouldBlock` when it is not).
+/// One `sendto(2)` of `data` on `stream` if the socket is ready for writing (else
+/// `WouldBlock`, as `TcpStream::try_write`); a short write clears the readiness.
 pub fn try_write(stream: &TcpStream, data: &[u8]) -> io::Result<usize> {
-    stream.try_io(Interest::WRITABLE, || send(stream.as_raw_fd(), data))
+    try_call(stream, Interest::WRITABLE, |fd| Ok((send(fd, data)?, data.len())))
 }
 
 /// One `recvfrom(2)` of at most `room` bytes into `ptr` on the socket `fd`; no address
@@ -282,9 +295,9 @@ mod tests {
     }
 
     /// The calls for servers that wait on readiness themselves (the Redis port): what
-    /// `try_write` sends, `recv_into` appends after what the buffer held.
+    /// `try_write` sends, `try_read_buf` appends after what the buffer held.
     #[tokio::test]
-    async fn recv_into_appends_what_try_write_sent() {
+    async fn try_read_buf_appends_what_try_write_sent() {
         let (a, b) = pair().await;
         let (a, b) = (a.into_inner(), b.into_inner());
         a.writable().await.unwrap();
@@ -293,7 +306,7 @@ mod tests {
         buf.extend_from_slice(b"> ");
         loop {
             b.readable().await.unwrap();
-            match b.try_io(Interest::READABLE, || recv_into(&b, &mut buf)) {
+            match try_read_buf(&b, &mut buf) {
                 Ok(n) => {
                     assert_eq!(n, 5);
                     break;

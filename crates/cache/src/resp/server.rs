@@ -243,7 +243,9 @@ async fn serve_connection(
             drop(input);
             return close_with(stream, &out).await;
         }
-        let read = match read_some(&stream, &mut input.bytes) {
+        // A read that leaves room clears the readiness: one system call per request, as
+        // Redis' level-triggered loop makes (see `bare::try_read_buf`).
+        let read = match bare::try_read_buf(&stream, &mut input.bytes) {
             Ok(read) => read,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 input.release();
@@ -332,31 +334,6 @@ async fn serve_connection(
     }
 }
 
-/// Reads what the socket holds into `buf`. A read that leaves room in `buf` took all
-/// the kernel had, so the socket's readiness is cleared then and there: the next wait
-/// is for new bytes, without the read that would only have said "nothing yet"
-/// (`EAGAIN`), one system call per request saved, as Redis' level-triggered loop saves
-/// it. Safe: tokio clears readiness only if no readiness event came after the one this
-/// read was made under, and never clears the peer's end of stream. Reads and writes are
-/// `syscall(2)`s ([`bare`]): glibc's wrappers switch thread cancellation on and off
-/// around each call.
-fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let room = buf.capacity() - buf.len();
-    let mut drained = None;
-    let read = stream.try_io(tokio::io::Interest::READABLE, || {
-        let n = bare::recv_into(stream, buf)?;
-        if n > 0 && n < room {
-            drained = Some(n);
-            return Err(std::io::ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
-    });
-    match (read, drained) {
-        (_, Some(n)) => Ok(n),
-        (read, None) => read,
-    }
-}
-
 /// What a connection waiting for its client was woken by.
 enum Event {
     Readable(std::io::Result<()>),
@@ -434,7 +411,7 @@ async fn wait_blocked(
                 if let Err(over) = input.make_room(conn.want()) {
                     return Ok(Unblocked::Over(over));
                 }
-                match stream.try_read_buf(&mut input.bytes) {
+                match bare::try_read_buf(stream, &mut input.bytes) {
                     Ok(0) => return Ok(Unblocked::Closed),
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
