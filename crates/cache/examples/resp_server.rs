@@ -18,6 +18,11 @@ use std::net::SocketAddr;
 use strata_cache::{run_sweeper, spawn_resp_with, Cache, CacheConfig, NodeRing, RespConfig};
 use tokio_util::sync::CancellationToken;
 
+/// The allocator the strata binary serves its Redis port with, so that this bench server
+/// measures the same thing.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut port: u16 = 6390;
     let mut threads = 0usize;
