@@ -132,7 +132,7 @@ use tokio_util::sync::CancellationToken;
 
 use blobs::{BlobRecord, Objects};
 use buckets::{ensure_kv, ensure_stream};
-use cas::{check, delete, read, refused, write, Found};
+use cas::{check, delete, heard, read, refused, write, Found};
 
 /// Content type of a blob stored without one (as in the embedded store).
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -494,7 +494,9 @@ impl StoreBackend for JetStreamStore {
         self.check_open()?;
         let key = keys::kv_key(ns, key);
         match cond {
-            Cond::Any => self.values.put(&key, value).await.map_err(|e| nats_err("write", e)),
+            Cond::Any => heard(|| self.values.put(&key, value.clone()))
+                .await
+                .map_err(|e| nats_err("write", e)),
             // Most creates are of keys that never existed: try that first.
             Cond::Absent => match self.values.update(&key, value.clone(), 0).await {
                 Ok(revision) => Ok(revision),

@@ -209,14 +209,18 @@ impl Objects {
             deleted: false,
         };
         let json = serde_json::to_vec(&info).map_err(|e| StoreError::Io(format!("encode an object's info: {e}")))?;
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_ROLLUP, "sub");
-        self.js
-            .publish_with_headers(self.info_subject(object), headers, Bytes::from(json))
-            .await
-            .map_err(|e| nats_err("write an object's info", e))?
-            .await
-            .map_err(|e| nats_err("write an object's info", e))?;
+        let json = Bytes::from(json);
+        // The first write of an upload: the chunks that follow go to the same stream.
+        super::cas::heard(|| async {
+            let mut headers = HeaderMap::new();
+            headers.insert(NATS_ROLLUP, "sub");
+            self.js
+                .publish_with_headers(self.info_subject(object), headers, json.clone())
+                .await?
+                .await
+        })
+        .await
+        .map_err(|e| nats_err("write an object's info", e))?;
         Ok(())
     }
 

@@ -2,8 +2,10 @@
 //! check the write's condition against it (the embedded store's rule), then write
 //! expecting the revision read, and again when another writer came first.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::kv::{self, Operation, UpdateErrorKind};
 use async_nats::jetstream::{self, ErrorCode};
 use bytes::Bytes;
@@ -15,6 +17,45 @@ use super::nats_err;
 const WRITE_ATTEMPTS: usize = 64;
 /// Wait before trying again a write a new stream leader was not ready to check.
 const NOT_READY_PAUSE: Duration = Duration::from_millis(50);
+
+/// How long a write keeps going again while its stream has no listener on this client's
+/// server (see [`no_responders`]).
+const NO_RESPONDERS_FOR: Duration = Duration::from_secs(5);
+
+/// Whether a write was answered "no responders" (async-nats: `StreamNotFound`): no
+/// stream listened on its subject at the server this client is connected to. JetStream's
+/// interest in a new stream's subjects reaches the other servers of a cluster a moment
+/// after the stream is made, so a store's first write can meet it (CI saw it on a
+/// three-server cluster). Nothing was stored, so the write may simply go again.
+pub(crate) fn no_responders(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(cause) = source {
+        if let Some(publish) = cause.downcast_ref::<PublishError>() {
+            if publish.kind() == PublishErrorKind::StreamNotFound {
+                return true;
+            }
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// Runs `write` again while it meets no responders ([`no_responders`]), for up to
+/// [`NO_RESPONDERS_FOR`]; answers its last result.
+pub(crate) async fn heard<T, E, F, Fut>(mut write: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::error::Error + 'static,
+{
+    let deadline = Instant::now() + NO_RESPONDERS_FOR;
+    loop {
+        match write().await {
+            Err(e) if no_responders(&e) && Instant::now() < deadline => tokio::time::sleep(NOT_READY_PAUSE).await,
+            done => return done,
+        }
+    }
+}
 
 /// What a key holds, as read from the stream leader.
 pub(crate) enum Found {
@@ -105,6 +146,12 @@ pub(crate) async fn refused(e: kv::UpdateError, what: &str) -> Result<(), StoreE
     if e.kind() == UpdateErrorKind::WrongLastRevision {
         return Ok(());
     }
+    // Nothing was stored: the stream is not listening at this server yet (bounded by
+    // the caller's tries, 64 x NOT_READY_PAUSE).
+    if no_responders(&e) {
+        tokio::time::sleep(NOT_READY_PAUSE).await;
+        return Ok(());
+    }
     // Newer servers answer codes that async-nats does not map to WrongLastRevision.
     let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {
@@ -127,4 +174,63 @@ fn contended() -> StoreError {
     StoreError::Io(format!(
         "JetStream: the key changed under {WRITE_ATTEMPTS} tries of this write; try again"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_testkit::nats::{nats_server, NatsCluster};
+
+    /// What a real server answers a write to a subject no stream listens on, through
+    /// each kind of write the store makes, is what [`no_responders`] looks for; and a
+    /// write [`heard`] runs goes through once the stream appears.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_no_stream_hears_yet_goes_again_until_one_does() {
+        if !strata_testkit::needs("a_write_no_stream_hears_yet_goes_again_until_one_does", nats_server()) {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = tokio::task::block_in_place(|| NatsCluster::start(dir.path(), 1));
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(cluster.urls())
+            .await
+            .unwrap();
+        let js = jetstream::new(client);
+        let config = kv::Config {
+            bucket: "heard".into(),
+            ..Default::default()
+        };
+        let bucket = loop {
+            // JetStream elects its meta leader a moment after the server accepts clients.
+            match js.create_key_value(config.clone()).await {
+                Ok(bucket) => break bucket,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        js.delete_stream("KV_heard").await.unwrap();
+
+        let put = bucket.put("k", Bytes::from_static(b"v")).await.unwrap_err();
+        assert!(no_responders(&put), "{put:?}");
+        let update = bucket.update("k", Bytes::from_static(b"v"), 0).await.unwrap_err();
+        assert!(no_responders(&update), "{update:?}");
+        let publish = js.publish("heard.x", Bytes::new()).await.unwrap().await.unwrap_err();
+        assert!(no_responders(&publish), "{publish:?}");
+        // A conditional write that meets no responders is tried again, not failed.
+        refused(update, "write").await.unwrap();
+
+        let started = Instant::now();
+        let make = {
+            let js = js.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                js.create_key_value(config).await.unwrap();
+            })
+        };
+        let revision = heard(|| bucket.put("k", Bytes::from_static(b"v"))).await.unwrap();
+        make.await.unwrap();
+        assert_eq!(revision, 1);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(bucket.get("k").await.unwrap().unwrap(), "v");
+    }
 }
