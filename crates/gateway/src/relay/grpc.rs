@@ -17,6 +17,7 @@
 //! - **Load:** a call counts as in flight on its member until its reply body (and
 //!   trailers) ends, so long streams weigh on the pick like open WebSockets.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -31,7 +32,9 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame};
 use strata_bus::{Held, Member, Placement, Pool};
 
-use super::{upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, REQUEST_ID, SERVED_BY};
+use super::{
+    attempt_value, upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, REQUEST_ID, SERVED_BY,
+};
 use crate::metrics::{Protocol, RelayStats};
 use crate::response_body::{H2End, ResBody};
 use crate::trace::TRACEPARENT;
@@ -77,6 +80,28 @@ pub fn parse_timeout(value: &[u8]) -> Option<Duration> {
         b"n" => Duration::from_nanos(n),
         _ => return None,
     })
+}
+
+/// `grpc-timeout` for what is left of a call's deadline: milliseconds (at least 1), or
+/// seconds, minutes, hours when the milliseconds need more than the 8 digits gRPC allows
+/// (rounded down, as the member then ends the call no later than strata would).
+pub fn timeout_value(remaining: Duration) -> HeaderValue {
+    let ms = remaining.as_millis().max(1);
+    let (n, unit) = if ms <= 99_999_999 {
+        (ms as u64, b'm')
+    } else if remaining.as_secs() <= 99_999_999 {
+        (remaining.as_secs(), b'S')
+    } else if remaining.as_secs() / 60 <= 99_999_999 {
+        (remaining.as_secs() / 60, b'M')
+    } else {
+        ((remaining.as_secs() / 3600).min(99_999_999), b'H')
+    };
+    let mut digits = [0u8; 20];
+    let digits = crate::digits::decimal(n, &mut digits);
+    let mut text = [0u8; 21];
+    text[..digits.len()].copy_from_slice(digits);
+    text[digits.len()] = unit;
+    HeaderValue::from_bytes(&text[..=digits.len()]).expect("digits and a unit")
 }
 
 /// A trailers-only response carrying `status` and `message`.
@@ -190,7 +215,9 @@ async fn relay_call(
     };
     let mut outcome = Outcome::default();
     let mut tried: Vec<Arc<Member>> = Vec::new();
-    let mut why = String::from("no ready instance");
+    // Why the last attempt got no answer: a borrowed text until one fails (no allocation
+    // per call).
+    let mut why: Cow<'static, str> = Cow::Borrowed("no ready instance");
     pool.budget.deposit();
     let admission = pool.admission();
     if let Some(admission) = admission {
@@ -300,14 +327,14 @@ async fn relay_call(
             Ok(Ok(open)) => open,
             Ok(Err(e)) => {
                 pool.suspect(&member);
-                why = format!("member {} could not be reached: {e}", member.id);
+                why = format!("member {} could not be reached: {e}", member.id).into();
                 body.unsent(attempt_body);
                 sent = false;
                 continue;
             }
             Err(_) => {
                 pool.suspect(&member);
-                why = format!("member {} could not be reached in time", member.id);
+                why = format!("member {} could not be reached in time", member.id).into();
                 body.unsent(attempt_body);
                 sent = false;
                 continue;
@@ -325,7 +352,7 @@ async fn relay_call(
         // Never indexed: these values differ from call to call, and an HPACK table entry
         // per call would push out the headers that do repeat (content-type, te, the
         // client's user-agent), which would then be written out in full again.
-        let mut timeout = HeaderValue::from_str(&format!("{}m", remaining.as_millis().max(1))).expect("digits");
+        let mut timeout = timeout_value(remaining);
         timeout.set_sensitive(true);
         head.headers.insert("grpc-timeout", timeout);
         for name in [REQUEST_ID, TRACEPARENT] {
@@ -333,20 +360,20 @@ async fn relay_call(
                 value.set_sensitive(true);
             }
         }
-        head.headers.insert(ATTEMPT, HeaderValue::from(outcome.attempts));
+        head.headers.insert(ATTEMPT, attempt_value(outcome.attempts));
         let call = match send_h2(&mut sender, &conn, head, attempt_body).await {
             Ok(call) => call,
             Err(H2SendError::Unsent(back, e)) => {
                 let (head, unsent) = *back;
                 // The connection closed or went away just now: nothing was sent.
-                why = format!("member {}'s connection closed: {e}", member.id);
+                why = format!("member {}'s connection closed: {e}", member.id).into();
                 parts.get_or_insert(head);
                 body.unsent(unsent);
                 sent = false;
                 continue;
             }
             Err(H2SendError::Refused(e)) => {
-                why = format!("member {} could not take the call: {e}", member.id);
+                why = format!("member {} could not take the call: {e}", member.id).into();
                 // Nothing reached the member; only a call whose head was kept can go again.
                 if matches!(body, CallBody::Once(_)) {
                     return (
@@ -383,10 +410,10 @@ async fn relay_call(
             Ok(Err(e)) => {
                 pool.suspect(&member);
                 if idempotent {
-                    why = format!("member {} failed during the call: {e}", member.id);
+                    why = format!("member {} failed during the call: {e}", member.id).into();
                     sent = true;
                 } else {
-                    why = format!(
+                    let why = format!(
                         "member {} failed during the call: {e}; not reissued: the method is not idempotent (relay.idempotent)",
                         member.id
                     );
@@ -429,6 +456,21 @@ mod tests {
         assert_eq!(parse_timeout(b"99999999n"), Some(Duration::from_nanos(99_999_999)));
         for bad in [&b""[..], b"m", b"123456789m", b"10x", b"-1S", b"1.5S"] {
             assert_eq!(parse_timeout(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn deadlines_as_grpc_timeouts() {
+        assert_eq!(timeout_value(Duration::from_millis(1500)), "1500m");
+        assert_eq!(timeout_value(Duration::from_micros(10)), "1m");
+        assert_eq!(timeout_value(Duration::from_millis(99_999_999)), "99999999m");
+        assert_eq!(timeout_value(Duration::from_millis(100_000_000)), "100000S");
+        assert_eq!(timeout_value(Duration::from_secs(100_000_000)), "1666666M");
+        assert_eq!(timeout_value(Duration::MAX), "99999999H");
+        for d in [Duration::from_millis(7), Duration::from_secs(200_000), Duration::MAX] {
+            let v = timeout_value(d);
+            let back = parse_timeout(v.as_bytes()).expect("a valid grpc-timeout");
+            assert!(back <= d.max(Duration::from_millis(1)), "{v:?}");
         }
     }
 
