@@ -138,32 +138,11 @@ hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
 # ------------------------------------------------------------------ strata apps
 
-# nginx config of one upstream instance; ${PORT} and ${TMPDIR} are expanded by strata
-# shellcheck disable=SC2016
-UPSTREAM_CONF='worker_processes 1;
-pid ${TMPDIR}/nginx.pid;
-error_log ${TMPDIR}/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path ${TMPDIR}/client_body;
-    proxy_temp_path ${TMPDIR}/proxy;
-    fastcgi_temp_path ${TMPDIR}/fastcgi;
-    uwsgi_temp_path ${TMPDIR}/uwsgi;
-    scgi_temp_path ${TMPDIR}/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    server {
-        listen 127.0.0.1:${PORT};
-        location / { default_type text/plain; ${CACHE_HEADER} return 200 '"'"'hello'"'"'; }
-    }
-}
-'
-
 # write_manifest DIR APP GATEWAY_PORT SERVICE COUNT DAEMON_DIRECTIVES [python]
 write_manifest() {
     mkdir -p "$1"
-    local conf=${UPSTREAM_CONF//'${CACHE_HEADER}'/${CACHE:+add_header Cache-Control \"max-age=3600\";}}
+    local conf
+    conf=$(nginx_member_conf "${CACHE:+add_header Cache-Control \"max-age=3600\";}")
     APP=$2 GW_PORT=$3 SERVICE=$4 COUNT=$5 GDIRECTIVES=$6 KIND=${7:-nginx} \
         NGINX_BIN="$NGINX" CONF="$conf" CACHE="$CACHE" "$PYTHON" - >"$1/strata.json" <<'PY'
 import json, os

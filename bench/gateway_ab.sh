@@ -43,20 +43,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-gateway-ab.XXXXXX")
 OUT=$WORK/results.txt
 declare -A PID DIR PORT BIN=([A]="$A" [B]="$B")
 
-cleanup() {
-    local rc=$? w
-    trap - EXIT INT TERM
-    for w in A B; do
-        [ -n "${PID[$w]:-}" ] || continue
-        (cd "${DIR[$w]}" && timeout 30 "${BIN[$w]}" down >/dev/null 2>&1) || true
-        wait_gone "${PID[$w]}" 30 || stop_pid "${PID[$w]}"
-    done
-    if [ -n "$KEEP" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+ab_traps
 
 # start WHICH: `strata up` of build WHICH with one nginx member (as in gateway.sh)
 start() {
@@ -64,29 +51,12 @@ start() {
     DIR[$w]=$WORK/$w
     PORT[$w]=$(free_port)
     mkdir -p "${DIR[$w]}"
-    NGINX_BIN=$NGINX W=${w,,} GW_PORT=${PORT[$w]} CACHE=$CACHE python3 - >"${DIR[$w]}/strata.json" <<'PY'
+    NGINX_BIN=$NGINX W=${w,,} GW_PORT=${PORT[$w]} CACHE=$CACHE \
+        CONF=$(nginx_member_conf "${CACHE:+add_header Cache-Control \"max-age=3600\";}") \
+        python3 - >"${DIR[$w]}/strata.json" <<'PY'
 import json, os
 e = os.environ
-header = 'add_header Cache-Control "max-age=3600"; ' if e["CACHE"] else ""
-conf = """worker_processes 1;
-pid ${TMPDIR}/nginx.pid;
-error_log ${TMPDIR}/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path ${TMPDIR}/client_body;
-    proxy_temp_path ${TMPDIR}/proxy;
-    fastcgi_temp_path ${TMPDIR}/fastcgi;
-    uwsgi_temp_path ${TMPDIR}/uwsgi;
-    scgi_temp_path ${TMPDIR}/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    server {
-        listen 127.0.0.1:${PORT};
-        location / { default_type text/plain; HEADER return 200 'hello'; }
-    }
-}
-""".replace("HEADER", header)
+conf = e["CONF"]
 route = {"path": "/", "fallback": {"stale_if_error_s": 60}} if e["CACHE"] else "/"
 svc = {"run": [e["NGINX_BIN"], "-c", "${TMPDIR}/nginx.conf", "-g", "daemon off;"],
        "files": {"nginx.conf": {"content": conf}},

@@ -42,20 +42,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-grpc-ab.XXXXXX")
 OUT=$WORK/results.txt
 declare -A PID DIR PORT BIN=([A]="$A" [B]="$B")
 
-cleanup() {
-    local rc=$? w
-    trap - EXIT INT TERM
-    for w in A B; do
-        [ -n "${PID[$w]:-}" ] || continue
-        (cd "${DIR[$w]}" && timeout 30 "${BIN[$w]}" down >/dev/null 2>&1) || true
-        wait_gone "${PID[$w]}" 30 || stop_pid "${PID[$w]}"
-    done
-    if [ -n "$KEEP" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+ab_traps
 
 # start WHICH: `strata up` of build WHICH with a tonic member claiming test.Echo
 start() {

@@ -51,3 +51,55 @@ stop_pid() {
 free_port() {
     "${PYTHON:-python3}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
+
+# nginx_member_conf [DIRECTIVES]: the config of the nginx member that gateway.sh,
+# gateway_ab.sh and slowloris.sh run under strata: one worker answering a 5-byte 200
+# ("hello") to every request. ${PORT} and ${TMPDIR} are left for strata to expand.
+# DIRECTIVES go into the location before the return (CACHE=1: a Cache-Control header).
+nginx_member_conf() {
+    local conf
+    conf=$(cat <<'CONF'
+worker_processes 1;
+pid ${TMPDIR}/nginx.pid;
+error_log ${TMPDIR}/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path ${TMPDIR}/client_body;
+    proxy_temp_path ${TMPDIR}/proxy;
+    fastcgi_temp_path ${TMPDIR}/fastcgi;
+    uwsgi_temp_path ${TMPDIR}/uwsgi;
+    scgi_temp_path ${TMPDIR}/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    server {
+        listen 127.0.0.1:${PORT};
+        location / { default_type text/plain; DIRECTIVES return 200 'hello'; }
+    }
+}
+CONF
+)
+    local directives=${1:-}
+    printf '%s\n' "${conf/DIRECTIVES /${directives:+$directives }}"
+}
+
+# For the scripts that compare two strata builds A and B (gateway_ab.sh, grpc_ab.sh),
+# which keep each build's `strata up` pid in PID[w], its directory in DIR[w] and its
+# binary in BIN[w], under $WORK: stops both (`strata down`, then the process) and removes
+# $WORK unless KEEP is set, on exit, Ctrl-C included.
+ab_cleanup() {
+    local rc=$? w
+    trap - EXIT INT TERM
+    for w in A B; do
+        [ -n "${PID[$w]:-}" ] || continue
+        (cd "${DIR[$w]}" && timeout 30 "${BIN[$w]}" down >/dev/null 2>&1) || true
+        wait_gone "${PID[$w]}" 30 || stop_pid "${PID[$w]}"
+    done
+    if [ -n "${KEEP:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+ab_traps() {
+    trap ab_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}

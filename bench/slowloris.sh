@@ -218,27 +218,8 @@ now() { date +%s.%N; }
 
 # ------------------------------------------------------------------ the app
 
-# nginx config of the upstream instance; ${PORT} and ${TMPDIR} are expanded by strata
-# shellcheck disable=SC2016
-UPSTREAM_CONF='worker_processes 1;
-pid ${TMPDIR}/nginx.pid;
-error_log ${TMPDIR}/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path ${TMPDIR}/client_body;
-    proxy_temp_path ${TMPDIR}/proxy;
-    fastcgi_temp_path ${TMPDIR}/fastcgi;
-    uwsgi_temp_path ${TMPDIR}/uwsgi;
-    scgi_temp_path ${TMPDIR}/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    server {
-        listen 127.0.0.1:${PORT};
-        location / { default_type text/plain; return 200 '"'"'hello'"'"'; }
-    }
-}
-'
+# nginx config of the upstream instance (bench/lib.sh)
+UPSTREAM_CONF=$(nginx_member_conf)
 
 # write_manifest DIR GATEWAY_PORT APP
 write_manifest() {
