@@ -94,7 +94,7 @@ fn try_call(
 }
 
 /// A system call's return: the count, or the error in `errno`. `EINTR` is made again.
-fn retried(mut call: impl FnMut() -> libc::c_long) -> io::Result<usize> {
+pub(crate) fn retried(mut call: impl FnMut() -> libc::c_long) -> io::Result<usize> {
     loop {
         let n = call();
         if n >= 0 {
@@ -135,7 +135,7 @@ pub fn try_write(stream: &TcpStream, data: &[u8]) -> io::Result<usize> {
 ///
 /// # Safety
 /// `ptr` must be valid for `room` bytes of writes.
-unsafe fn recv(fd: RawFd, ptr: *mut u8, room: usize) -> io::Result<usize> {
+pub(crate) unsafe fn recv(fd: RawFd, ptr: *mut u8, room: usize) -> io::Result<usize> {
     // SAFETY: the caller's promise for `ptr`; a bad `fd` is an error, not undefined.
     retried(|| unsafe {
         libc::syscall(
@@ -151,7 +151,7 @@ unsafe fn recv(fd: RawFd, ptr: *mut u8, room: usize) -> io::Result<usize> {
 }
 
 /// One `sendto(2)` of `data` on the socket `fd`; a closed peer is `EPIPE`, never SIGPIPE.
-fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+pub(crate) fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
     // SAFETY: `data` is valid for its length of reads; `fd` is an open socket.
     retried(|| unsafe {
         libc::syscall(

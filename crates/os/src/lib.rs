@@ -18,6 +18,9 @@
 //! - [`bare`]: a tokio `TcpStream` read and written by `syscall(2)`, past glibc's
 //!   cancellation-point wrappers (their switching on and off costs in a threaded
 //!   process). Used by every gateway socket and by the Redis port.
+//! - [`pump`]: two sockets joined into a tunnel whose bytes one epoll set per thread
+//!   moves, with no task per tunnel (as nginx relays a WebSocket). Used by the gateway's
+//!   and the node API's WebSocket tunnels.
 //! - [`sockets`]: who listens where, from `/proc`: the holders of an address, the
 //!   addresses a process group listens on.
 //! - [`disk`]: the files the queue and the store write, behind a trait: `OsDisk` (std's
@@ -42,4 +45,5 @@ pub mod fs;
 pub mod histogram;
 pub mod limits;
 pub mod listen;
+pub mod pump;
 pub mod sockets;

@@ -6,11 +6,12 @@
 //! - **Load.** The tunnel counts as a request in flight on its member for as long as it
 //!   lasts, so the pick and the autoscaler see open WebSockets.
 //! - **Limits.** A tunnel with no byte either way for [`TUNNEL_IDLE`] is closed, and any
-//!   tunnel after [`TUNNEL_MAX`]: checked once a second beside the copy, which runs as a
-//!   task of its own with no timer, on the two sockets themselves (the client's taken
-//!   back from hyper and `framing` once it has switched), read and written by the
-//!   system calls themselves (`strata_os::bare::Bare`: not glibc's wrappers, which
-//!   switch thread cancellation on and off around each call).
+//!   tunnel after [`TUNNEL_MAX`]: checked once a second beside the copy.
+//! - **The copy** is of the two sockets themselves (the client's taken back from hyper
+//!   and `framing` once it has switched), moved by the worker thread's pump
+//!   (`strata_os::pump`): one epoll set for all of the thread's tunnels, served by one
+//!   task that reads a side as its bytes come and writes them to the other at once, with
+//!   no task, timer or buffer per tunnel (as nginx relays a WebSocket).
 //! - **Drain.** When the member leaves its pool (stopping, or failed), its tunnels get
 //!   [`DRAIN_GRACE`] to finish (the member's own shutdown closes them with a proper
 //!   WebSocket close), then they are cut.
@@ -21,10 +22,9 @@
 //! The handshake is a bodiless GET, safe to send again: a member that cannot be reached
 //! or fails before answering is replaced by another, up to `relay.retries`.
 
-use std::pin::Pin;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -33,7 +33,8 @@ use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use strata_bus::{Member, MemberGuard, Pool};
 use strata_os::bare::Bare;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use strata_os::pump::Joined;
+use tokio::net::TcpStream;
 
 pub use crate::framing::TUNNEL_IDLE;
 
@@ -92,9 +93,10 @@ pub async fn relay(pool: &Pool, mut req: Request<ClientBody>, policy: &RelayPoli
                 Ok(Ok(upgraded)) => match upgraded.downcast::<TokioIo<Guarded>>() {
                     Ok(parts) => {
                         let (stream, _open) = parts.io.into_inner().into_socket();
-                        tunnel.run(stream, parts.read_buf).await
+                        tunnel.run(stream.into_inner(), parts.read_buf).await
                     }
-                    Err(upgraded) => tunnel.run(TokioIo::new(upgraded), Bytes::new()).await,
+                    // hyper hands back the connection it was given: always a `Guarded`.
+                    Err(_) => tracing::error!("a switched connection was not the gateway's socket; closed"),
                 },
                 Ok(Err(e)) => tracing::debug!(error = %e, "the client's connection did not switch"),
                 Err(_) => tracing::debug!("the client's connection did not switch in time"),
@@ -224,49 +226,49 @@ async fn switch<B>(
 }
 
 impl Tunnel {
-    /// Joins `client` (switched; `client_early` is what it sent past its handshake that
-    /// was already read) to the member until either ends, no byte has moved either way
-    /// for [`TUNNEL_IDLE`], the tunnel reaches [`TUNNEL_MAX`], or its member has been
-    /// gone for [`DRAIN_GRACE`].
+    /// Joins `client` (a socket, switched; `client_early` is what it sent past its
+    /// handshake that was already read) to the member until both have ended, no byte
+    /// has moved either way for [`TUNNEL_IDLE`], the tunnel reaches [`TUNNEL_MAX`], or
+    /// its member has been gone for [`DRAIN_GRACE`].
     ///
-    /// The bytes are copied by a task of their own that holds no timer: the limits are
-    /// checked here once a [`WATCH`], not on every wake of the copy (a WebSocket message
-    /// wakes it twice). Dropping this future ends the copy too.
-    pub async fn run<C>(self, client: C, client_early: Bytes)
-    where
-        C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    /// The bytes are moved by the thread's pump (`strata_os::pump`), with no task or
+    /// timer per tunnel: the limits are checked here once a [`WATCH`].
+    pub async fn run(self, client: TcpStream, client_early: Bytes) {
         let Tunnel { member, early, guard } = self;
         let member_id = guard.member().id.clone();
         let moved = Arc::new(AtomicBool::new(false));
-        let mut copy = Aborting(tokio::spawn(splice(
-            Marked::new(client, moved.clone()),
-            Marked::new(member, moved.clone()),
-            early,
-            client_early,
-        )));
+        let joined = match Joined::new(client, member.into_inner(), &early, &client_early, moved.clone()) {
+            Ok(joined) => joined,
+            Err(e) => {
+                tracing::warn!(error = %e, member = member_id, "a tunnel could not be joined; closed");
+                return;
+            }
+        };
         let mut watch = Watch::new(Instant::now());
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + WATCH, WATCH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                ended = &mut copy.0 => {
-                    if let Ok(Err(e)) = ended {
-                        tracing::debug!(error = %e, member = member_id, "a tunnel ended with an error");
-                    }
-                    break;
-                }
-                _ = tick.tick() => {
-                    let (moved, gone) = (moved.swap(false, Ordering::Relaxed), guard.member().is_gone());
-                    if let Some(why) = watch.check(Instant::now(), moved, gone) {
-                        tracing::debug!(member = member_id, "a tunnel was closed: {why}");
+        {
+            let mut ended = pin!(joined.ended());
+            loop {
+                tokio::select! {
+                    ended = &mut ended => {
+                        if let Err(e) = ended {
+                            tracing::debug!(error = %e, member = member_id, "a tunnel ended with an error");
+                        }
                         break;
+                    }
+                    _ = tick.tick() => {
+                        let (moved, gone) = (moved.swap(false, Ordering::Relaxed), guard.member().is_gone());
+                        if let Some(why) = watch.check(Instant::now(), moved, gone) {
+                            tracing::debug!(member = member_id, "a tunnel was closed: {why}");
+                            break;
+                        }
                     }
                 }
             }
         }
-        // The copy is aborted (if still running) before the member's count in flight ends.
-        drop(copy);
+        // Both sockets close before the member's count in flight ends.
+        drop(joined);
         drop(guard);
     }
 }
@@ -309,82 +311,6 @@ impl Watch {
             return Some("it reached its longest life");
         }
         None
-    }
-}
-
-/// The copy task's handle, aborted when dropped.
-struct Aborting(tokio::task::JoinHandle<std::io::Result<()>>);
-
-impl Drop for Aborting {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Writes what each side sent early to the other, then copies both ways until both
-/// have ended.
-async fn splice<C, M>(mut client: C, mut member: M, member_early: Bytes, client_early: Bytes) -> std::io::Result<()>
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    M: AsyncRead + AsyncWrite + Unpin,
-{
-    if !member_early.is_empty() {
-        client.write_all(&member_early).await?;
-    }
-    if !client_early.is_empty() {
-        member.write_all(&client_early).await?;
-    }
-    tokio::io::copy_bidirectional(&mut client, &mut member).await?;
-    Ok(())
-}
-
-/// One side of a tunnel: every read that brings bytes sets `moved`, which the tunnel's
-/// watch reads and clears (a store per read, no clock read).
-struct Marked<S> {
-    inner: S,
-    moved: Arc<AtomicBool>,
-}
-
-impl<S> Marked<S> {
-    fn new(inner: S, moved: Arc<AtomicBool>) -> Marked<S> {
-        Marked { inner, moved }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Marked<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.moved.store(true, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Marked<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -433,42 +359,5 @@ mod tests {
         let max = TUNNEL_MAX.as_secs();
         assert_eq!(watch.check(at(max - 1), true, false), None);
         assert_eq!(watch.check(at(max), true, false), Some("it reached its longest life"));
-    }
-
-    #[tokio::test]
-    async fn a_tunnel_copies_both_ways_with_the_early_bytes_first_and_ends_when_both_sides_do() {
-        use tokio::io::AsyncReadExt;
-        use tokio::net::{TcpListener, TcpStream};
-
-        // Two socket pairs: the client's and the member's.
-        async fn pair() -> (TcpStream, TcpStream) {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let near = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-            let (far, _) = listener.accept().await.unwrap();
-            (near, far)
-        }
-        let (mut client, client_side) = pair().await;
-        let (member_side, mut member) = pair().await;
-        let moved = Arc::new(AtomicBool::new(false));
-        let copy = tokio::spawn(splice(
-            Marked::new(client_side, moved.clone()),
-            Marked::new(member_side, moved.clone()),
-            Bytes::from_static(b"member-early "),
-            Bytes::from_static(b"client-early "),
-        ));
-        client.write_all(b"ping").await.unwrap();
-        member.write_all(b"pong").await.unwrap();
-        let mut got = [0u8; 17];
-        member.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"client-early ping");
-        client.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"member-early pong");
-        assert!(moved.load(Ordering::Relaxed), "reads that brought bytes are marked");
-        // Each side ends its half: the other sees the end, and the copy finishes.
-        client.shutdown().await.unwrap();
-        assert_eq!(member.read(&mut got).await.unwrap(), 0);
-        member.shutdown().await.unwrap();
-        assert_eq!(client.read(&mut got).await.unwrap(), 0);
-        copy.await.unwrap().unwrap();
     }
 }

@@ -1,0 +1,658 @@
+//! [`Joined`]: two sockets joined into a tunnel whose bytes are moved by one epoll set
+//! per thread, the way nginx moves a proxied WebSocket's, instead of by a task per
+//! tunnel.
+//!
+//! Why: with a task per tunnel (`copy_bidirectional` over tokio sockets), every message
+//! costs tokio's readiness bookkeeping for its socket and a wake and poll of its task;
+//! that was what kept the gateway's WebSocket relay at 0.96-0.98 of nginx's messages per
+//! second (bench/README.md, websocket.sh). Here one wake of the runtime serves every
+//! tunnel of the thread that has bytes waiting.
+//!
+//! How:
+//! - Each thread that joins sockets has a [`Pump`]: an epoll set of its own, watched by
+//!   the runtime as one file (`AsyncFd`), and a task that, when the set has events,
+//!   takes them all with no wait and moves the bytes in the same turn: a read from the
+//!   side that has them, then at once a write of them to the other.
+//! - Edge-triggered, as tokio's own sockets: a side is read until a read comes back
+//!   short or `EAGAIN`, which shows it drained; a write that comes back short or `EAGAIN`
+//!   waits for the side's next writable edge.
+//! - Reads go into one buffer of the pump's. Only bytes the other side cannot take yet
+//!   are kept, with their tunnel, and that direction reads nothing more until they are
+//!   written: an idle tunnel holds no buffer, and a slow reader holds back its writer
+//!   (TCP's own flow control, end to end).
+//! - A side's end of stream is passed on as a shutdown of the other side's writing once
+//!   what it sent is written; the tunnel ends when both directions have ended, or at the
+//!   first error. Its sockets close when its [`Joined`] is dropped.
+//! - A side that keeps its reads full is read [`READS_PER_TURN`] times, then the other
+//!   tunnels' events go first and it is taken up again on the pump's next turn.
+//!
+//! Reads and writes are `recvfrom`/`sendto` through `syscall(2)` (see [`crate::bare`]).
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use crate::bare::{recv, retried, send};
+
+/// Events taken from the set per `epoll_wait`.
+const EVENTS: usize = 256;
+/// The pump's read buffer.
+const SCRATCH: usize = 64 << 10;
+/// Reads of one side in one turn, after which the other tunnels go first.
+pub const READS_PER_TURN: usize = 16;
+
+/// A thread's epoll set of tunnels and the task that serves it.
+struct Pump {
+    epoll: AsyncFd<OwnedFd>,
+    links: Mutex<Links>,
+    /// Cleared when the serving task ends (its runtime stopped): the thread's next
+    /// tunnel then makes a new pump.
+    serving: AtomicBool,
+}
+
+thread_local! {
+    static PUMP: RefCell<Option<Arc<Pump>>> = const { RefCell::new(None) };
+}
+
+impl Pump {
+    /// This thread's pump, made (with its task, on the current runtime) if it has none
+    /// that is still served.
+    fn current() -> io::Result<Arc<Pump>> {
+        PUMP.with(|pump| {
+            let mut pump = pump.borrow_mut();
+            if let Some(p) = pump.as_ref().filter(|p| p.serving.load(Ordering::Acquire)) {
+                return Ok(p.clone());
+            }
+            // SAFETY: epoll_create1 takes no pointer; its result is checked.
+            let fd = retried(|| unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } as libc::c_long)?;
+            // SAFETY: a new descriptor, owned by nothing else.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+            // SAFETY: the `OwnedFd` is the set's only owner and stays open with it.
+            let epoll = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
+            let p = Arc::new(Pump {
+                epoll,
+                links: Mutex::new(Links::default()),
+                serving: AtomicBool::new(true),
+            });
+            tokio::spawn(serve(p.clone()));
+            *pump = Some(p.clone());
+            Ok(p)
+        })
+    }
+
+    fn links(&self) -> MutexGuard<'_, Links> {
+        self.links.lock().expect("a pump's tunnels")
+    }
+}
+
+/// Clears the pump's `serving` when its task ends, however it ends.
+struct Serving(Arc<Pump>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.serving.store(false, Ordering::Release);
+    }
+}
+
+/// The pump's task: each time its set has events, takes them all and serves them.
+async fn serve(pump: Arc<Pump>) {
+    let serving = Serving(pump);
+    let pump = &serving.0;
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
+    let mut again = Vec::new();
+    loop {
+        let mut ready = match pump.epoll.readable().await {
+            Ok(ready) => ready,
+            Err(e) => {
+                tracing::error!(error = %e, "a tunnel pump's epoll set failed; its tunnels are stalled");
+                return;
+            }
+        };
+        let fd = pump.epoll.get_ref().as_raw_fd();
+        // SAFETY: `events` is valid for EVENTS entries; no wait.
+        let n = match retried(|| unsafe { libc::epoll_wait(fd, events.as_mut_ptr(), EVENTS as i32, 0) } as libc::c_long)
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "a tunnel pump's epoll_wait failed; its tunnels are stalled");
+                return;
+            }
+        };
+        let mut links = pump.links();
+        // Sides that were still full when their last turn ended go on first.
+        for token in std::mem::take(&mut again) {
+            links.turn(token, &mut again);
+        }
+        for event in &events[..n] {
+            // A copy of the (packed) fields.
+            let (flags, token) = (event.events, event.u64);
+            links.event(token, flags, &mut again);
+        }
+        drop(links);
+        // All events taken and no side left full: wait for the next ones (tokio keeps
+        // the readiness if an event came meanwhile). Else another turn, after the
+        // runtime's other tasks once this task's budget is spent.
+        if n < EVENTS && again.is_empty() {
+            ready.clear_ready();
+        }
+    }
+}
+
+/// A pump's tunnels, by slot.
+struct Links {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    scratch: Box<[u8]>,
+}
+
+impl Default for Links {
+    fn default() -> Links {
+        Links {
+            slots: Vec::new(),
+            free: Vec::new(),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+        }
+    }
+}
+
+struct Slot {
+    /// Counts the slot's tunnels, so that an event for an earlier one is not taken for
+    /// the tunnel in the slot now.
+    generation: u32,
+    link: Option<Link>,
+}
+
+/// An epoll token: the slot, its generation and the side.
+fn token(slot: u32, generation: u32, side: usize) -> u64 {
+    (u64::from(generation) << 33) | (u64::from(slot) << 1) | side as u64
+}
+
+fn untoken(token: u64) -> (u32, u32, usize) {
+    ((token >> 1) as u32, (token >> 33) as u32, (token & 1) as usize)
+}
+
+impl Links {
+    fn insert(&mut self, link: Link) -> (u32, u32) {
+        match self.free.pop() {
+            Some(slot) => {
+                let s = &mut self.slots[slot as usize];
+                s.generation = s.generation.wrapping_add(1) & 0x7fff_ffff;
+                s.link = Some(link);
+                (slot, s.generation)
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    link: Some(link),
+                });
+                ((self.slots.len() - 1) as u32, 0)
+            }
+        }
+    }
+
+    fn get(&mut self, slot: u32, generation: u32) -> Option<&mut Link> {
+        self.slots
+            .get_mut(slot as usize)
+            .filter(|s| s.generation == generation)
+            .and_then(|s| s.link.as_mut())
+    }
+
+    fn remove(&mut self, slot: u32, generation: u32) -> Option<Link> {
+        let s = self
+            .slots
+            .get_mut(slot as usize)
+            .filter(|s| s.generation == generation)?;
+        let link = s.link.take()?;
+        self.free.push(slot);
+        Some(link)
+    }
+
+    /// An epoll event for one side of a tunnel.
+    fn event(&mut self, token: u64, flags: u32, again: &mut Vec<u64>) {
+        let (slot, generation, side) = untoken(token);
+        let Some(link) = self.get(slot, generation) else {
+            return;
+        };
+        // An error or hang-up shows in the next read or write.
+        let (hup, err) = (libc::EPOLLHUP as u32, libc::EPOLLERR as u32);
+        if flags & (libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32 | hup | err) != 0 {
+            link.readable[side] = true;
+        }
+        if flags & (libc::EPOLLRDHUP as u32 | hup | err) != 0 {
+            link.closing[side] = true;
+        }
+        if flags & (libc::EPOLLOUT as u32 | hup | err) != 0 {
+            link.writable[side] = true;
+        }
+        self.turn(token, again);
+    }
+
+    /// Moves what can be moved both ways on the tunnel of `token`; a side still full
+    /// after its reads in this turn goes on `again`.
+    fn turn(&mut self, token: u64, again: &mut Vec<u64>) {
+        let (slot, generation, _) = untoken(token);
+        let Links { slots, scratch, .. } = self;
+        let Some(link) = slots
+            .get_mut(slot as usize)
+            .filter(|s| s.generation == generation)
+            .and_then(|s| s.link.as_mut())
+        else {
+            return;
+        };
+        link.turn(scratch, || again.push(token));
+    }
+}
+
+/// One tunnel: its two sockets and what is known of them.
+struct Link {
+    sides: [std::net::TcpStream; 2],
+    /// Whether a side may have bytes to read (cleared by a short read or `EAGAIN`).
+    readable: [bool; 2],
+    /// Whether a side may take bytes (cleared by a short write or `EAGAIN`).
+    writable: [bool; 2],
+    /// Whether a side's peer has ended its stream (or the socket failed): its end (or
+    /// error) still waits behind the bytes a short read left, with no edge to come, so
+    /// a short read does not clear `readable` then (tokio keeps its closed readiness
+    /// for the same reason).
+    closing: [bool; 2],
+    /// For each direction (from side `d` to the other): bytes read and not yet written,
+    /// and how many of them were.
+    pending: [Vec<u8>; 2],
+    written: [usize; 2],
+    /// Side `d` has ended its stream, and the other side's writing was shut for it.
+    ended: [bool; 2],
+    shut: [bool; 2],
+    /// Set once the tunnel is over, with its error if it failed.
+    over: Option<io::Result<()>>,
+    waker: Option<Waker>,
+    moved: Arc<AtomicBool>,
+}
+
+impl Link {
+    fn turn(&mut self, scratch: &mut [u8], mut full: impl FnMut()) {
+        if self.over.is_some() {
+            return;
+        }
+        let mut result = Ok(());
+        for d in 0..2 {
+            match self.direction(d, scratch) {
+                Ok(false) => {}
+                Ok(true) => full(),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let done = self.ended == [true, true] && self.shut == [true, true];
+        if result.is_err() || done {
+            self.over = Some(result);
+            if let Some(waker) = self.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Moves bytes from side `d` to the other until one of them has to wait; true when
+    /// side `d` is still readable after [`READS_PER_TURN`] reads.
+    fn direction(&mut self, d: usize, scratch: &mut [u8]) -> io::Result<bool> {
+        let (from, to) = (d, 1 - d);
+        let mut reads = 0;
+        loop {
+            if self.written[d] < self.pending[d].len() {
+                if !self.writable[to] {
+                    return Ok(false);
+                }
+                let rest = &self.pending[d][self.written[d]..];
+                match send(self.sides[to].as_raw_fd(), rest) {
+                    Ok(n) => {
+                        self.written[d] += n;
+                        if n < rest.len() {
+                            self.writable[to] = false;
+                            return Ok(false);
+                        }
+                        self.written[d] = 0;
+                        self.pending[d] = Vec::new();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.writable[to] = false;
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.ended[d] {
+                if !self.shut[d] {
+                    self.shut[d] = true;
+                    match self.sides[to].shutdown(std::net::Shutdown::Write) {
+                        Err(e) if e.kind() != io::ErrorKind::NotConnected => return Err(e),
+                        _ => {}
+                    }
+                }
+                return Ok(false);
+            }
+            if !self.readable[from] {
+                return Ok(false);
+            }
+            if reads == READS_PER_TURN {
+                return Ok(true);
+            }
+            reads += 1;
+            // SAFETY: `scratch` is valid for its length of writes.
+            let n = match unsafe { recv(self.sides[from].as_raw_fd(), scratch.as_mut_ptr(), scratch.len()) } {
+                Ok(0) => {
+                    self.ended[d] = true;
+                    continue;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable[from] = false;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            };
+            self.moved.store(true, Ordering::Relaxed);
+            if n < scratch.len() && !self.closing[from] {
+                // Drained: the next bytes come with an edge.
+                self.readable[from] = false;
+            }
+            let read = &scratch[..n];
+            let sent = if self.writable[to] {
+                match send(self.sides[to].as_raw_fd(), read) {
+                    Ok(sent) => sent,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                0
+            };
+            if sent < n {
+                self.writable[to] = false;
+                self.pending[d] = read[sent..].to_vec();
+                self.written[d] = 0;
+            }
+        }
+    }
+}
+
+/// Two sockets joined (see the module): the tunnel ends when both have ended their
+/// streams or one fails; dropping this closes both.
+pub struct Joined {
+    pump: Arc<Pump>,
+    slot: u32,
+    generation: u32,
+}
+
+impl Joined {
+    /// Joins `a` and `b`: `to_a` and `to_b` are written to them first (bytes a side sent
+    /// early, already read). Every read that brings bytes sets `moved`.
+    ///
+    /// Must be called within a tokio runtime: the thread's pump is served there.
+    pub fn new(a: TcpStream, b: TcpStream, to_a: &[u8], to_b: &[u8], moved: Arc<AtomicBool>) -> io::Result<Joined> {
+        let pump = Pump::current()?;
+        // Out of the runtime's own set (still non-blocking) and into the pump's.
+        let sides = [a.into_std()?, b.into_std()?];
+        let link = Link {
+            sides,
+            readable: [true, true],
+            writable: [true, true],
+            closing: [false, false],
+            // Direction 0 (a to b) carries what goes to b first.
+            pending: [to_b.to_vec(), to_a.to_vec()],
+            written: [0, 0],
+            ended: [false, false],
+            shut: [false, false],
+            over: None,
+            waker: None,
+            moved,
+        };
+        let mut links = pump.links();
+        let (slot, generation) = links.insert(link);
+        let epoll = pump.epoll.get_ref().as_raw_fd();
+        for side in 0..2 {
+            let fd = links.get(slot, generation).expect("just inserted").sides[side].as_raw_fd();
+            let mut event = libc::epoll_event {
+                events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+                u64: token(slot, generation, side),
+            };
+            // SAFETY: `event` is valid for reads; both descriptors are open.
+            let added =
+                retried(|| unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) } as libc::c_long);
+            if let Err(e) = added {
+                links.remove(slot, generation);
+                return Err(e);
+            }
+        }
+        // No turn here: a side that is readable or writable as it is added has its
+        // event queued by the add itself, and the pump's next turn moves the early bytes
+        // and whatever the sides sent meanwhile.
+        drop(links);
+        Ok(Joined { pump, slot, generation })
+    }
+
+    /// Ready when the tunnel is over: both streams ended (Ok), or one side failed.
+    pub fn poll_ended(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut links = self.pump.links();
+        let Some(link) = links.get(self.slot, self.generation) else {
+            return Poll::Ready(Ok(()));
+        };
+        match link.over.take() {
+            Some(result) => {
+                link.over = Some(Ok(()));
+                Poll::Ready(result)
+            }
+            None => {
+                if !link.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    link.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Waits until the tunnel is over (see [`Joined::poll_ended`]).
+    pub async fn ended(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_ended(cx)).await
+    }
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        // Dropped after the lock is let go: closing the sockets also takes them out of
+        // the set.
+        let link = self.pump.links().remove(self.slot, self.generation);
+        drop(link);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A connected pair of sockets: (the far end a test holds, the near end to join).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (far, near) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (far.unwrap(), near.unwrap().0)
+    }
+
+    /// A client and a member, their near ends joined with early bytes each way.
+    async fn tunnel(to_client: &[u8], to_member: &[u8]) -> (TcpStream, TcpStream, Joined, Arc<AtomicBool>) {
+        let (client, client_near) = pair().await;
+        let (member, member_near) = pair().await;
+        let moved = Arc::new(AtomicBool::new(false));
+        let joined = Joined::new(client_near, member_near, to_client, to_member, moved.clone()).unwrap();
+        (client, member, joined, moved)
+    }
+
+    fn data(len: usize, seed: u32) -> Vec<u8> {
+        (0..len as u32).map(|i| (i.wrapping_mul(seed) % 251) as u8).collect()
+    }
+
+    /// Writes `out` then ends its stream, while reading everything the other way until
+    /// the end: what it read. The reads are slow at first, so that the tunnel's writes
+    /// to this side fill the socket and wait.
+    async fn exchange(mut s: TcpStream, out: Vec<u8>) -> Vec<u8> {
+        let (mut r, mut w) = s.split();
+        let write = async {
+            w.write_all(&out).await.unwrap();
+            w.shutdown().await.unwrap();
+        };
+        let read = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut got = Vec::new();
+            let mut chunk = vec![0u8; 7000];
+            loop {
+                let n = r.read(&mut chunk).await.unwrap();
+                if n == 0 {
+                    break got;
+                }
+                got.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::join!(write, read).1
+    }
+
+    #[tokio::test]
+    async fn bytes_cross_both_ways_early_bytes_first_through_full_sockets_and_both_ends_pass() {
+        let (client, member, joined, moved) = tunnel(b"member-early ", b"client-early ").await;
+        // More than the sockets hold each way, sent at once both ways: the tunnel's
+        // writes come back short, keep what is left, and hold back the reads.
+        let (up, down) = (data(8 << 20, 7), data(6 << 20, 13));
+        let (at_member, at_client) = tokio::join!(exchange(member, down.clone()), exchange(client, up.clone()));
+        assert_eq!(&at_member[..13], b"client-early ");
+        assert!(
+            at_member[13..] == up[..],
+            "client to member: {} bytes of {}",
+            at_member.len() - 13,
+            up.len()
+        );
+        assert_eq!(&at_client[..13], b"member-early ");
+        assert!(
+            at_client[13..] == down[..],
+            "member to client: {} bytes of {}",
+            at_client.len() - 13,
+            down.len()
+        );
+        assert!(moved.load(Ordering::Relaxed));
+        // Both streams ended: so has the tunnel.
+        tokio::time::timeout(Duration::from_secs(5), joined.ended())
+            .await
+            .expect("the tunnel ends once both sides have")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_end_is_passed_on_and_the_other_way_goes_on() {
+        let (mut client, mut member, joined, _) = tunnel(b"", b"").await;
+        client.write_all(b"bye").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        member.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"bye", "the client's end reaches the member as an end");
+        // The member still answers.
+        member.write_all(b"answer").await.unwrap();
+        let mut got = [0u8; 6];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"answer");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), joined.ended())
+                .await
+                .is_err(),
+            "over before the member's end"
+        );
+        member.shutdown().await.unwrap();
+        assert_eq!(client.read(&mut got).await.unwrap(), 0);
+        joined.ended().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn dropping_the_tunnel_closes_both_sides_and_a_reset_ends_it_with_the_error() {
+        let (mut client, mut member, joined, _) = tunnel(b"", b"").await;
+        drop(joined);
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(member.read(&mut buf).await.unwrap(), 0);
+
+        // A member that resets its connection: the tunnel ends with the error.
+        let (mut client, member, joined, _) = tunnel(b"", b"").await;
+        let member = member.into_std().unwrap();
+        socket_linger_zero(&member);
+        drop(member);
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            // Writing toward the gone member shows the reset, if the read did not.
+            loop {
+                let _ = client.write_all(b"x").await;
+                if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(joined.poll_ended(cx))).await {
+                    break r;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("a reset ends the tunnel");
+        assert!(ended.is_err(), "{ended:?}");
+    }
+
+    fn socket_linger_zero(s: &std::net::TcpStream) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: `linger` is valid for reads of its size; the socket is open.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+    }
+
+    /// Many tunnels on one pump, made and dropped in turn (slots are reused), each
+    /// echoing through a member: every message comes back to its own client.
+    #[tokio::test]
+    async fn many_tunnels_on_one_pump_each_keep_their_own_bytes() {
+        for wave in 0..3u8 {
+            let mut tasks = Vec::new();
+            for i in 0..40u8 {
+                let (mut client, mut member, joined, _) = tunnel(&[wave, i], b"").await;
+                tasks.push(tokio::spawn(async move {
+                    let mut first = [0u8; 2];
+                    client.read_exact(&mut first).await.unwrap();
+                    assert_eq!(first, [wave, i], "the early bytes of this tunnel");
+                    for round in 0..50u8 {
+                        let msg = [i, round, wave];
+                        client.write_all(&msg).await.unwrap();
+                        let mut got = [0u8; 3];
+                        member.read_exact(&mut got).await.unwrap();
+                        assert_eq!(got, msg);
+                        member.write_all(&got).await.unwrap();
+                        client.read_exact(&mut got).await.unwrap();
+                        assert_eq!(got, msg);
+                    }
+                    drop(joined);
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    }
+}
