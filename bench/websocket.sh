@@ -10,6 +10,8 @@
 #   CONNS=100         connections of the loaded runs
 #   SIZE=128          bytes per message (a text frame each way)
 #   WARMUP=2          seconds of warm-up per target before the first round
+#   HELD=4000         then WebSockets held open and idle through each proxy at once (0:
+#                     none): each proxy's resident memory before and while they are held
 #   STRATA=$CARGO_TARGET_DIR/release/strata   the binary (built with cargo when missing)
 #   WS_BENCH=$CARGO_TARGET_DIR/release/examples/ws_bench   load client and echo member
 #                     (built with cargo when missing or older than its source)
@@ -38,6 +40,7 @@ WARMUP=${WARMUP:-2}
 STRATA=${STRATA:-$TARGET_DIR/release/strata}
 WS_BENCH=${WS_BENCH:-}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
+HELD=${HELD:-4000}
 KEEP=${KEEP:-}
 PIN=${PIN:-}
 WORKERS=${WORKERS:-$(nproc --all)}
@@ -185,7 +188,8 @@ start_proxy() {
         "worker_processes $WORKERS;" \
         "pid $dir/nginx.pid;" \
         "error_log $dir/error.log warn;" \
-        'events { worker_connections 4096; }' \
+        "worker_rlimit_nofile $((2 * HELD + 4096));" \
+        "events { worker_connections $((2 * HELD + 4096)); }" \
         'http {' \
         "    access_log $dir/access.log combined buffer=64k flush=1s;" \
         "    client_body_temp_path $dir/client_body;" \
@@ -261,6 +265,72 @@ run_load() {
     member1=$(cpu_ticks "$MEMBER_PID")
     printf '%s %s %s %s %s %s\n' "$name" "$mode" "$round" "$((proxy1 - proxy0))" "$((member1 - member0))" "$out" >>"$RESULTS"
     log "$(printf '%-7s %-8s round %s: %s' "$name" "$mode" "$round" "$out")"
+}
+
+rss_kb() {
+    local pid sum=0 kb
+    for pid in "$@"; do
+        kb=$(awk '/^VmRSS/{print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        sum=$((sum + kb))
+    done
+    echo "$sum"
+}
+
+# hold NAME PORT: HELD WebSockets opened through the proxy (each echoes one frame, then
+# stays idle), the proxy's resident memory before and while they are all open
+hold() {
+    local name=$1 port=$2 pids before during fifo="$WORK/raw/hold.$1"
+    pids=$(proxy_pids "$name")
+    # shellcheck disable=SC2086
+    before=$(rss_kb $pids)
+    mkfifo "$fifo"
+    "${CLIENT_CPU[@]}" "$PYTHON" - "$port" "$HELD" >"$fifo" 2>"$WORK/raw/hold.$name.err" <<'PY' &
+import asyncio, resource, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+# RFC 6455's sample key: the one ws_bench echo answers
+REQ = (b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+async def one(held, gate):
+    async with gate:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(REQ)
+        head = await r.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head[:60]
+        w.write(bytes([0x81, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2]))  # masked "hi"
+        assert await r.readexactly(4) == b"\x81\x02hi"
+        held.append(w)
+async def main():
+    held, gate = [], asyncio.Semaphore(200)
+    await asyncio.gather(*(one(held, gate) for _ in range(n)))
+    print(len(held), flush=True)
+    await asyncio.sleep(3600)  # held until killed
+asyncio.run(main())
+PY
+    local holder=$! count
+    read -r count <"$fifo" || count=0
+    [ "$count" = "$HELD" ] || { cat "$WORK/raw/hold.$name.err" >&2; die "only ${count:-0} of $HELD WebSockets through $name opened"; }
+    sleep 1
+    # shellcheck disable=SC2086
+    during=$(rss_kb $pids)
+    kill "$holder" 2>/dev/null || true
+    wait "$holder" 2>/dev/null || true
+    rm -f "$fifo"
+    printf '%s %s %s\n' "$name" "$before" "$during" >>"$WORK/held.txt"
+    log "$(printf '%-7s held %s WebSockets: resident %s KB before, %s KB while held' "$name" "$HELD" "$before" "$during")"
+    sleep 1
+}
+
+report_held() {
+    [ -s "$WORK/held.txt" ] || return 0
+    echo
+    echo "$HELD WebSockets held open and idle at once (after the load rounds); resident memory (nginx: all its processes)"
+    awk -v n="$HELD" '
+        { before[$1] = $2; during[$1] = $3; per[$1] = ($3 - $2) * 1024 / n
+          printf "%-7s %8d KB before %8d KB while held   %6.0f bytes per WebSocket\n", $1, $2, $3, per[$1] }
+        END { if (per["nginx"] > 0) printf "strata/nginx  memory per held WebSocket %.2f, while held %.2f   (lower is better)\n",
+                  per["strata"] / per["nginx"], during["strata"] / during["nginx"] }' "$WORK/held.txt"
 }
 
 report() {
@@ -377,4 +447,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 log "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$HELD" -gt 0 ]; then
+    hold nginx "$PROXY_PORT"
+    hold strata "$GW_PORT"
+fi
 report
+report_held
