@@ -19,7 +19,7 @@
 //!   cancellation-point wrappers (their switching on and off costs in a threaded
 //!   process). Used by every gateway socket and by the Redis port.
 //! - [`pump`]: two sockets joined into a tunnel whose bytes one epoll set per thread
-//!   moves, with no task per tunnel (as nginx relays a WebSocket). Used by the gateway's
+//!   moves, with no copying task or timer per tunnel (as nginx relays a WebSocket). Used by the gateway's
 //!   and the node API's WebSocket tunnels.
 //! - [`sockets`]: who listens where, from `/proc`: the holders of an address, the
 //!   addresses a process group listens on.

@@ -1,6 +1,6 @@
 //! [`Joined`]: two sockets joined into a tunnel whose bytes are moved by one epoll set
-//! per thread, the way nginx moves a proxied WebSocket's, instead of by a task per
-//! tunnel.
+//! per thread, the way nginx moves a proxied WebSocket's, instead of by a copying task
+//! per tunnel.
 //!
 //! Why: with a task per tunnel (`copy_bidirectional` over tokio sockets), every message
 //! costs tokio's readiness bookkeeping for its socket and a wake and poll of its task;
@@ -25,6 +25,9 @@
 //!   first error. Its sockets close when its [`Joined`] is dropped.
 //! - A side that keeps its reads full is read [`READS_PER_TURN`] times, then the other
 //!   tunnels' events go first and it is taken up again on the pump's next turn.
+//! - Each tunnel's limits are its owner's: a [`Watch`] the pump calls once a [`WATCH`]
+//!   (one timer per pump, none per tunnel, so an idle tunnel costs no CPU) with whether
+//!   bytes moved since; when it says why the tunnel must end, the tunnel is cut.
 //!
 //! Reads and writes are `recvfrom`/`sendto` through `syscall(2)` (see [`crate::bare`]).
 
@@ -34,6 +37,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -47,6 +51,23 @@ const EVENTS: usize = 256;
 const SCRATCH: usize = 64 << 10;
 /// Reads of one side in one turn, after which the other tunnels go first.
 pub const READS_PER_TURN: usize = 16;
+/// How often each tunnel's [`Watch`] is called.
+pub const WATCH: Duration = Duration::from_secs(1);
+
+/// A tunnel's limits, called once a [`WATCH`] with the time and whether bytes moved
+/// either way since the last call: `Some(why)` cuts the tunnel.
+pub type Watch = Box<dyn FnMut(Instant, bool) -> Option<&'static str> + Send>;
+
+/// How a tunnel ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Both sides ended their streams, and each end was passed on.
+    Both,
+    /// A read or write failed.
+    Failed(io::Error),
+    /// Its [`Watch`] cut it, for this reason.
+    Cut(&'static str),
+}
 
 /// A thread's epoll set of tunnels and the task that serves it.
 struct Pump {
@@ -107,12 +128,20 @@ async fn serve(pump: Arc<Pump>) {
     let pump = &serving.0;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
     let mut again = Vec::new();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + WATCH, WATCH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut ready = match pump.epoll.readable().await {
-            Ok(ready) => ready,
-            Err(e) => {
-                tracing::error!(error = %e, "a tunnel pump's epoll set failed; its tunnels are stalled");
-                return;
+        let mut ready = tokio::select! {
+            ready = pump.epoll.readable() => match ready {
+                Ok(ready) => ready,
+                Err(e) => {
+                    tracing::error!(error = %e, "a tunnel pump's epoll set failed; its tunnels are stalled");
+                    return;
+                }
+            },
+            _ = tick.tick() => {
+                pump.links().watch(Instant::now());
+                continue;
             }
         };
         let fd = pump.epoll.get_ref().as_raw_fd();
@@ -214,6 +243,19 @@ impl Links {
         Some(link)
     }
 
+    /// Calls every open tunnel's watch; cuts those it says must end.
+    fn watch(&mut self, now: Instant) {
+        for link in self.slots.iter_mut().filter_map(|s| s.link.as_mut()) {
+            if link.over.is_some() {
+                continue;
+            }
+            let moved = std::mem::take(&mut link.moved);
+            if let Some(why) = (link.watch)(now, moved) {
+                link.end(Ended::Cut(why));
+            }
+        }
+    }
+
     /// An epoll event for one side of a tunnel.
     fn event(&mut self, token: u64, flags: u32, again: &mut Vec<u64>) {
         let (slot, generation, side) = untoken(token);
@@ -269,10 +311,12 @@ struct Link {
     /// Side `d` has ended its stream, and the other side's writing was shut for it.
     ended: [bool; 2],
     shut: [bool; 2],
-    /// Set once the tunnel is over, with its error if it failed.
-    over: Option<io::Result<()>>,
+    /// Set once the tunnel is over, with how it ended (taken by its owner).
+    over: Option<Option<Ended>>,
     waker: Option<Waker>,
-    moved: Arc<AtomicBool>,
+    /// Whether a read brought bytes since the last watch.
+    moved: bool,
+    watch: Watch,
 }
 
 impl Link {
@@ -280,23 +324,22 @@ impl Link {
         if self.over.is_some() {
             return;
         }
-        let mut result = Ok(());
         for d in 0..2 {
             match self.direction(d, scratch) {
                 Ok(false) => {}
                 Ok(true) => full(),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+                Err(e) => return self.end(Ended::Failed(e)),
             }
         }
-        let done = self.ended == [true, true] && self.shut == [true, true];
-        if result.is_err() || done {
-            self.over = Some(result);
-            if let Some(waker) = self.waker.take() {
-                waker.wake();
-            }
+        if self.ended == [true, true] && self.shut == [true, true] {
+            self.end(Ended::Both);
+        }
+    }
+
+    fn end(&mut self, how: Ended) {
+        self.over = Some(Some(how));
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
         }
     }
 
@@ -358,7 +401,7 @@ impl Link {
                 }
                 Err(e) => return Err(e),
             };
-            self.moved.store(true, Ordering::Relaxed);
+            self.moved = true;
             if n < scratch.len() && !self.closing[from] {
                 // Drained: the next bytes come with an edge.
                 self.readable[from] = false;
@@ -392,10 +435,10 @@ pub struct Joined {
 
 impl Joined {
     /// Joins `a` and `b`: `to_a` and `to_b` are written to them first (bytes a side sent
-    /// early, already read). Every read that brings bytes sets `moved`.
+    /// early, already read); `watch` is called once a [`WATCH`] while the tunnel lasts.
     ///
     /// Must be called within a tokio runtime: the thread's pump is served there.
-    pub fn new(a: TcpStream, b: TcpStream, to_a: &[u8], to_b: &[u8], moved: Arc<AtomicBool>) -> io::Result<Joined> {
+    pub fn new(a: TcpStream, b: TcpStream, to_a: &[u8], to_b: &[u8], watch: Watch) -> io::Result<Joined> {
         let pump = Pump::current()?;
         // Out of the runtime's own set (still non-blocking) and into the pump's.
         let sides = [a.into_std()?, b.into_std()?];
@@ -411,7 +454,8 @@ impl Joined {
             shut: [false, false],
             over: None,
             waker: None,
-            moved,
+            moved: false,
+            watch,
         };
         let mut links = pump.links();
         let (slot, generation) = links.insert(link);
@@ -437,17 +481,14 @@ impl Joined {
         Ok(Joined { pump, slot, generation })
     }
 
-    /// Ready when the tunnel is over: both streams ended (Ok), or one side failed.
-    pub fn poll_ended(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Ready when the tunnel is over, with how it ended (once; [`Ended::Both`] after).
+    pub fn poll_ended(&self, cx: &mut Context<'_>) -> Poll<Ended> {
         let mut links = self.pump.links();
         let Some(link) = links.get(self.slot, self.generation) else {
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Ended::Both);
         };
-        match link.over.take() {
-            Some(result) => {
-                link.over = Some(Ok(()));
-                Poll::Ready(result)
-            }
+        match &mut link.over {
+            Some(how) => Poll::Ready(how.take().unwrap_or(Ended::Both)),
             None => {
                 if !link.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     link.waker = Some(cx.waker().clone());
@@ -458,7 +499,7 @@ impl Joined {
     }
 
     /// Waits until the tunnel is over (see [`Joined::poll_ended`]).
-    pub async fn ended(&self) -> io::Result<()> {
+    pub async fn ended(&self) -> Ended {
         std::future::poll_fn(|cx| self.poll_ended(cx)).await
     }
 }
@@ -489,13 +530,17 @@ mod tests {
         (far.unwrap(), near.unwrap().0)
     }
 
-    /// A client and a member, their near ends joined with early bytes each way.
-    async fn tunnel(to_client: &[u8], to_member: &[u8]) -> (TcpStream, TcpStream, Joined, Arc<AtomicBool>) {
+    /// A client and a member, their near ends joined with early bytes each way and a
+    /// watch that never cuts.
+    async fn tunnel(to_client: &[u8], to_member: &[u8]) -> (TcpStream, TcpStream, Joined) {
+        tunnel_watched(to_client, to_member, Box::new(|_, _| None)).await
+    }
+
+    async fn tunnel_watched(to_client: &[u8], to_member: &[u8], watch: Watch) -> (TcpStream, TcpStream, Joined) {
         let (client, client_near) = pair().await;
         let (member, member_near) = pair().await;
-        let moved = Arc::new(AtomicBool::new(false));
-        let joined = Joined::new(client_near, member_near, to_client, to_member, moved.clone()).unwrap();
-        (client, member, joined, moved)
+        let joined = Joined::new(client_near, member_near, to_client, to_member, watch).unwrap();
+        (client, member, joined)
     }
 
     fn data(len: usize, seed: u32) -> Vec<u8> {
@@ -528,7 +573,7 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_cross_both_ways_early_bytes_first_through_full_sockets_and_both_ends_pass() {
-        let (client, member, joined, moved) = tunnel(b"member-early ", b"client-early ").await;
+        let (client, member, joined) = tunnel(b"member-early ", b"client-early ").await;
         // More than the sockets hold each way, sent at once both ways: the tunnel's
         // writes come back short, keep what is left, and hold back the reads.
         let (up, down) = (data(8 << 20, 7), data(6 << 20, 13));
@@ -547,17 +592,16 @@ mod tests {
             at_client.len() - 13,
             down.len()
         );
-        assert!(moved.load(Ordering::Relaxed));
         // Both streams ended: so has the tunnel.
-        tokio::time::timeout(Duration::from_secs(5), joined.ended())
+        let ended = tokio::time::timeout(Duration::from_secs(5), joined.ended())
             .await
-            .expect("the tunnel ends once both sides have")
-            .unwrap();
+            .expect("the tunnel ends once both sides have");
+        assert!(matches!(ended, Ended::Both), "{ended:?}");
     }
 
     #[tokio::test]
     async fn one_end_is_passed_on_and_the_other_way_goes_on() {
-        let (mut client, mut member, joined, _) = tunnel(b"", b"").await;
+        let (mut client, mut member, joined) = tunnel(b"", b"").await;
         client.write_all(b"bye").await.unwrap();
         client.shutdown().await.unwrap();
         let mut got = Vec::new();
@@ -576,19 +620,19 @@ mod tests {
         );
         member.shutdown().await.unwrap();
         assert_eq!(client.read(&mut got).await.unwrap(), 0);
-        joined.ended().await.unwrap();
+        assert!(matches!(joined.ended().await, Ended::Both));
     }
 
     #[tokio::test]
     async fn dropping_the_tunnel_closes_both_sides_and_a_reset_ends_it_with_the_error() {
-        let (mut client, mut member, joined, _) = tunnel(b"", b"").await;
+        let (mut client, mut member, joined) = tunnel(b"", b"").await;
         drop(joined);
         let mut buf = [0u8; 1];
         assert_eq!(client.read(&mut buf).await.unwrap(), 0);
         assert_eq!(member.read(&mut buf).await.unwrap(), 0);
 
         // A member that resets its connection: the tunnel ends with the error.
-        let (mut client, member, joined, _) = tunnel(b"", b"").await;
+        let (mut client, member, joined) = tunnel(b"", b"").await;
         let member = member.into_std().unwrap();
         socket_linger_zero(&member);
         drop(member);
@@ -604,7 +648,35 @@ mod tests {
         })
         .await
         .expect("a reset ends the tunnel");
-        assert!(ended.is_err(), "{ended:?}");
+        assert!(matches!(ended, Ended::Failed(_)), "{ended:?}");
+    }
+
+    /// The watch is called once a WATCH with whether bytes moved since, and cuts the
+    /// tunnel when it says so; the sockets close when it is dropped.
+    #[tokio::test]
+    async fn the_watch_sees_bytes_move_and_cuts_the_tunnel() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let watch: Watch = Box::new(move |_, moved| {
+            let mut seen = record.lock().unwrap();
+            seen.push(moved);
+            // Cut at the first quiet second after bytes moved.
+            (!moved && seen.contains(&true)).then_some("idle")
+        });
+        let (mut client, mut member, joined) = tunnel_watched(b"", b"", watch).await;
+        client.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        member.read_exact(&mut got).await.unwrap();
+        let ended = tokio::time::timeout(WATCH * 5, joined.ended())
+            .await
+            .expect("cut within a few watches");
+        assert!(matches!(ended, Ended::Cut("idle")), "{ended:?}");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.last(), Some(&false), "{seen:?}");
+        assert!(seen.contains(&true), "the read was seen: {seen:?}");
+        drop(joined);
+        assert_eq!(client.read(&mut got).await.unwrap(), 0);
+        assert_eq!(member.read(&mut got).await.unwrap(), 0);
     }
 
     fn socket_linger_zero(s: &std::net::TcpStream) {
@@ -632,7 +704,7 @@ mod tests {
         for wave in 0..3u8 {
             let mut tasks = Vec::new();
             for i in 0..40u8 {
-                let (mut client, mut member, joined, _) = tunnel(&[wave, i], b"").await;
+                let (mut client, mut member, joined) = tunnel(&[wave, i], b"").await;
                 tasks.push(tokio::spawn(async move {
                     let mut first = [0u8; 2];
                     client.read_exact(&mut first).await.unwrap();

@@ -6,12 +6,14 @@
 //! - **Load.** The tunnel counts as a request in flight on its member for as long as it
 //!   lasts, so the pick and the autoscaler see open WebSockets.
 //! - **Limits.** A tunnel with no byte either way for [`TUNNEL_IDLE`] is closed, and any
-//!   tunnel after [`TUNNEL_MAX`]: checked once a second beside the copy.
+//!   tunnel after [`TUNNEL_MAX`]: checked once a second by the pump that moves its
+//!   bytes.
 //! - **The copy** is of the two sockets themselves (the client's taken back from hyper
 //!   and `framing` once it has switched), moved by the worker thread's pump
 //!   (`strata_os::pump`): one epoll set for all of the thread's tunnels, served by one
 //!   task that reads a side as its bytes come and writes them to the other at once, with
-//!   no task, timer or buffer per tunnel (as nginx relays a WebSocket).
+//!   no timer or buffer per tunnel (as nginx relays a WebSocket); the tunnel's own task
+//!   is only woken by its end.
 //! - **Drain.** When the member leaves its pool (stopping, or failed), its tunnels get
 //!   [`DRAIN_GRACE`] to finish (the member's own shutdown closes them with a proper
 //!   WebSocket close), then they are cut.
@@ -22,8 +24,6 @@
 //! The handshake is a bodiless GET, safe to send again: a member that cannot be reached
 //! or fails before answering is replaced by another, up to `relay.retries`.
 
-use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use strata_bus::{Member, MemberGuard, Pool};
 use strata_os::bare::Bare;
-use strata_os::pump::Joined;
+use strata_os::pump::{Ended, Joined};
 use tokio::net::TcpStream;
 
 pub use crate::framing::TUNNEL_IDLE;
@@ -231,41 +231,26 @@ impl Tunnel {
     /// has moved either way for [`TUNNEL_IDLE`], the tunnel reaches [`TUNNEL_MAX`], or
     /// its member has been gone for [`DRAIN_GRACE`].
     ///
-    /// The bytes are moved by the thread's pump (`strata_os::pump`), with no task or
-    /// timer per tunnel: the limits are checked here once a [`WATCH`].
+    /// The bytes are moved by the thread's pump (`strata_os::pump`), which also checks
+    /// the limits once a second ([`Watch`]): no timer per tunnel, and this future only
+    /// waits for the end.
     pub async fn run(self, client: TcpStream, client_early: Bytes) {
         let Tunnel { member, early, guard } = self;
         let member_id = guard.member().id.clone();
-        let moved = Arc::new(AtomicBool::new(false));
-        let joined = match Joined::new(client, member.into_inner(), &early, &client_early, moved.clone()) {
+        let gone = guard.member().clone();
+        let mut watch = Watch::new(Instant::now());
+        let limits = Box::new(move |now, moved| watch.check(now, moved, gone.is_gone()));
+        let joined = match Joined::new(client, member.into_inner(), &early, &client_early, limits) {
             Ok(joined) => joined,
             Err(e) => {
                 tracing::warn!(error = %e, member = member_id, "a tunnel could not be joined; closed");
                 return;
             }
         };
-        let mut watch = Watch::new(Instant::now());
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + WATCH, WATCH);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        {
-            let mut ended = pin!(joined.ended());
-            loop {
-                tokio::select! {
-                    ended = &mut ended => {
-                        if let Err(e) = ended {
-                            tracing::debug!(error = %e, member = member_id, "a tunnel ended with an error");
-                        }
-                        break;
-                    }
-                    _ = tick.tick() => {
-                        let (moved, gone) = (moved.swap(false, Ordering::Relaxed), guard.member().is_gone());
-                        if let Some(why) = watch.check(Instant::now(), moved, gone) {
-                            tracing::debug!(member = member_id, "a tunnel was closed: {why}");
-                            break;
-                        }
-                    }
-                }
-            }
+        match joined.ended().await {
+            Ended::Both => {}
+            Ended::Failed(e) => tracing::debug!(error = %e, member = member_id, "a tunnel ended with an error"),
+            Ended::Cut(why) => tracing::debug!(member = member_id, "a tunnel was closed: {why}"),
         }
         // Both sockets close before the member's count in flight ends.
         drop(joined);
@@ -273,10 +258,7 @@ impl Tunnel {
     }
 }
 
-/// How often a tunnel's limits are checked; idle and drain are kept to within this.
-const WATCH: Duration = Duration::from_secs(1);
-
-/// A tunnel's limits, checked once a [`WATCH`].
+/// A tunnel's limits, checked by its pump once a second (`strata_os::pump::WATCH`).
 struct Watch {
     started: Instant,
     last_moved: Instant,
