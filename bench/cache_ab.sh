@@ -19,6 +19,8 @@
 # /proc/PID/stat: steadier than throughput when other work shares the cores) per round,
 # then per test the medians and the ratios B/A.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 A=${1:?usage: bench/cache_ab.sh A_BINARY B_BINARY}
 B=${2:?usage: bench/cache_ab.sh A_BINARY B_BINARY}
@@ -30,8 +32,6 @@ THREADS=${THREADS:-1}
 KEYSPACE=${KEYSPACE:-}
 
 command -v redis-benchmark >/dev/null || { echo "needs redis-benchmark (apt-get install redis-tools)" >&2; exit 1; }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
@@ -56,7 +56,6 @@ PORT_B=$(free_port)
 start "$B" "$PORT_B"
 PID_B=${PIDS[-1]}
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 OUT=$(mktemp)
 RANGE=()

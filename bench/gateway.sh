@@ -130,7 +130,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # The private part of the RSS (heap, stacks): VmRSS also counts the pages of the binary
 # that are mapped in (about 11 MB of strata's 19 MB of code), shared and clean.
 anon_kb() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }

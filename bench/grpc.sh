@@ -255,16 +255,6 @@ EOF
 
 CLK_TCK=$(getconf CLK_TCK)
 
-# cpu_ticks PID...: user + system ticks of these processes, summed
-cpu_ticks() {
-    local pid sum=0 t
-    for pid in "$@"; do
-        t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
-        sum=$((sum + t))
-    done
-    echo "$sum"
-}
-
 # the processes that relay for a target: nginx's master and workers, haproxy, strata
 proxy_pids() {
     case $1 in

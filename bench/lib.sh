@@ -52,6 +52,26 @@ free_port() {
     "${PYTHON:-python3}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# proc_sum FILE PROGRAM PID...: the awk PROGRAM's number from /proc/PID/FILE of each
+# process, summed (a process gone counts 0)
+proc_sum() {
+    local file=$1 program=$2 pid sum=0 n
+    shift 2
+    for pid in "$@"; do
+        n=$(awk "$program" "/proc/$pid/$file" 2>/dev/null || echo 0)
+        sum=$((sum + ${n:-0}))
+    done
+    echo "$sum"
+}
+
+# cpu_ticks PID...: the user + system clock ticks these processes have used (the fields
+# after the command name, which may hold spaces)
+cpu_ticks() { proc_sum stat '{sub(/^.*\) /, ""); print $12 + $13}' "$@"; }
+
+# rss_kb PID...: the resident memory of these processes, in KB
+rss_kb() { proc_sum status '/^VmRSS:/ {print $2}' "$@"; }
+
+
 # nginx_member_conf [DIRECTIVES]: the config of the nginx member that gateway.sh,
 # gateway_ab.sh and slowloris.sh run under strata: one worker answering a 5-byte 200
 # ("hello") to every request. ${PORT} and ${TMPDIR} are left for strata to expand.

@@ -209,11 +209,8 @@ for s in socks:
 print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
-# user + system CPU of PID, in clock ticks
-cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
 now() { date +%s.%N; }
 
 # ------------------------------------------------------------------ the app

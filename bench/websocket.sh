@@ -218,16 +218,6 @@ start_proxy() {
 
 CLK_TCK=$(getconf CLK_TCK)
 
-# cpu_ticks PID...: user + system ticks of these processes, summed
-cpu_ticks() {
-    local pid sum=0 t
-    for pid in "$@"; do
-        t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
-        sum=$((sum + t))
-    done
-    echo "$sum"
-}
-
 # the processes that do a target's relaying: the nginx workers, the strata process
 proxy_pids() {
     case $1 in
@@ -265,15 +255,6 @@ run_load() {
     member1=$(cpu_ticks "$MEMBER_PID")
     printf '%s %s %s %s %s %s\n' "$name" "$mode" "$round" "$((proxy1 - proxy0))" "$((member1 - member0))" "$out" >>"$RESULTS"
     log "$(printf '%-7s %-8s round %s: %s' "$name" "$mode" "$round" "$out")"
-}
-
-rss_kb() {
-    local pid sum=0 kb
-    for pid in "$@"; do
-        kb=$(awk '/^VmRSS/{print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-        sum=$((sum + kb))
-    done
-    echo "$sum"
 }
 
 # hold NAME PORT: HELD WebSockets opened through the proxy (each echoes one frame, then

@@ -225,13 +225,10 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
     async fn pair() -> (Bare, Bare) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        (Bare::new(a.unwrap()), Bare::new(b.unwrap().0))
+        let (a, b) = crate::tcp_pair().await;
+        (Bare::new(a), Bare::new(b))
     }
 
     /// Bytes each way through both kinds of write, larger than the socket buffers (so

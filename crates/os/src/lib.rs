@@ -47,3 +47,12 @@ pub mod limits;
 pub mod listen;
 pub mod pump;
 pub mod sockets;
+
+/// A connected pair of loopback sockets for tests: (the connecting end, the accepted end).
+#[cfg(test)]
+pub(crate) async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (a, b) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    (a.unwrap(), b.unwrap().0)
+}

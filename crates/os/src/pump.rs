@@ -518,17 +518,8 @@ mod tests {
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
     use super::*;
-
-    /// A connected pair of sockets: (the far end a test holds, the near end to join).
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (far, near) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        (far.unwrap(), near.unwrap().0)
-    }
 
     /// A client and a member, their near ends joined with early bytes each way and a
     /// watch that never cuts.
@@ -537,8 +528,8 @@ mod tests {
     }
 
     async fn tunnel_watched(to_client: &[u8], to_member: &[u8], watch: Watch) -> (TcpStream, TcpStream, Joined) {
-        let (client, client_near) = pair().await;
-        let (member, member_near) = pair().await;
+        let (client, client_near) = crate::tcp_pair().await;
+        let (member, member_near) = crate::tcp_pair().await;
         let joined = Joined::new(client_near, member_near, to_client, to_member, watch).unwrap();
         (client, member, joined)
     }
