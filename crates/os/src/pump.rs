@@ -449,6 +449,7 @@ impl Joined {
         let pump = Pump::current()?;
         // Out of the runtime's own set (still non-blocking) and into the pump's.
         let sides = [a.into_std()?, b.into_std()?];
+        let fds = [sides[0].as_raw_fd(), sides[1].as_raw_fd()];
         let link = Link {
             sides,
             readable: [true, true],
@@ -467,8 +468,7 @@ impl Joined {
         let mut links = pump.links();
         let (slot, generation) = links.insert(link);
         let epoll = pump.epoll.get_ref().as_raw_fd();
-        for side in 0..2 {
-            let fd = links.get(slot, generation).expect("just inserted").sides[side].as_raw_fd();
+        for (side, fd) in fds.into_iter().enumerate() {
             let mut event = libc::epoll_event {
                 events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
                 u64: token(slot, generation, side),
