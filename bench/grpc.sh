@@ -17,7 +17,10 @@
 #   STRATA=$CARGO_TARGET_DIR/release/strata   the binary (built with cargo when missing)
 #   GRPC_BENCH=...    the load client and tonic member (default: built from bench/grpc)
 #   PROXY_LOG=buffered  nginx's access log: "buffered" (a line per call, 64 KiB buffer,
-#                     like strata's) or "off"; HAProxy logs nothing (no syslog here)
+#                     like strata's) or "off"
+#   HAPROXY_LOG=none  HAProxy's log: "none" (HAProxy's default) or "ring" (`option
+#                     httplog`, a line per call into a 1 MiB ring in memory, the nearest
+#                     HAProxy has to strata's buffered access log without a syslog server)
 #   READY_TIMEOUT=60  seconds for the member to become ready
 #   KEEP=1            keep the work dir (configs, logs, raw JSON lines) for inspection
 # See bench/README.md for what is measured.
@@ -39,6 +42,8 @@ WARMUP=${WARMUP:-1}
 STRATA=${STRATA:-$TARGET_DIR/release/strata}
 GRPC_BENCH=${GRPC_BENCH:-}
 PROXY_LOG=${PROXY_LOG:-buffered}
+HAPROXY_LOG=${HAPROXY_LOG:-none}
+case $HAPROXY_LOG in none | ring) ;; *) die "HAPROXY_LOG must be none or ring, not ${HAPROXY_LOG@Q}" ;; esac
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 KEEP=${KEEP:-}
 GRPCIO_MEMBER=$ROOT/crates/strata/tests/fixtures/grpc_member.py
@@ -229,14 +234,20 @@ EOF
 }
 
 start_haproxy() {
-    local dir=$1 listen_port=$2 upstream_port=$3
+    local dir=$1 listen_port=$2 upstream_port=$3 ring="" log=""
     mkdir -p "$dir"
+    if [ "$HAPROXY_LOG" = ring ]; then
+        ring=$'ring calls\n    format rfc5424\n    maxlen 1200\n    size 1048576'
+        log=$'    log ring@calls local0\n    option httplog'
+    fi
     # one process, a thread per core (HAProxy's default), h2 on both sides
     cat >"$dir/haproxy.cfg" <<EOF
 global
     maxconn 4096
+$ring
 defaults
     mode http
+$log
     timeout connect 5s
     timeout client 300s
     timeout server 300s
@@ -300,7 +311,7 @@ run_load() {
 
 report() {
     RESULTS=$RESULTS ROUNDS=$ROUNDS CONNS=$CONNS STREAMS=$STREAMS SIZE=$SIZE CLK_TCK=$CLK_TCK \
-        PROXY_LOG=$PROXY_LOG "$PYTHON" - <<'PY'
+        PROXY_LOG=$PROXY_LOG HAPROXY_LOG=$HAPROXY_LOG "$PYTHON" - <<'PY'
 import json, os, statistics
 tck = int(os.environ["CLK_TCK"])
 rows = {}
@@ -326,7 +337,7 @@ print()
 print(f"medians of {os.environ['ROUNDS']} rounds; {os.environ['CONNS']} connections x "
       f"{os.environ['STREAMS']} closed loop(s); {os.environ['SIZE']}-byte messages; latencies in "
       f"microseconds; cpu: the proxy's CPU time per call or message (nginx: all its processes); "
-      f"nginx access log: {os.environ['PROXY_LOG']}, HAProxy: none, strata: its own")
+      f"nginx access log: {os.environ['PROXY_LOG']}, HAProxy: {os.environ['HAPROXY_LOG']}, strata: its own")
 targets = [("direct", "the member, no proxy"), ("nginx", "nginx grpc_pass"),
            ("haproxy", "HAProxy, h2 both sides"), ("strata", "strata gateway")]
 for kind, mode in order:
