@@ -25,6 +25,9 @@ pub struct GatewaySpec {
     /// affinity and quota).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
+    /// A line per request in the node's `logs/access.log` (buffered per worker). False:
+    /// none, as nginx's `access_log off` (the request's metrics and trace are kept).
+    pub access_log: bool,
 }
 
 /// The gateway's connection cap unless the manifest says: room for many kept-alive
@@ -45,6 +48,7 @@ impl Default for GatewaySpec {
             header_read_timeout_ms: 10_000,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             workers: None,
+            access_log: true,
         }
     }
 }

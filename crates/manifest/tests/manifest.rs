@@ -523,6 +523,8 @@ fn gateway_is_checked() {
     invalid_at("gateway.workers", json!(64), threads, "64");
     accepted_with(set("gateway.workers", json!(1)));
     accepted_with(set("gateway.workers", json!(63)));
+    accepted_with(set("gateway.access_log", json!(false)));
+    invalid_at("gateway.access_log", json!("off"), "true or false", "a string \"off\"");
 }
 
 #[test]
@@ -979,6 +981,7 @@ fn unknown_fields_are_named_at_every_level() {
         "header_read_timeout_ms",
         "max_connections",
         "workers",
+        "access_log",
     ];
     let health = [
         "path",

@@ -403,8 +403,12 @@ fn start_gateway(
             .parse()
             .context("gateway.listen is not an address")?,
     };
-    let access = AccessLog::open(&state_dir.join("logs").join("access.log"))?;
-    let gateway = Gateway::new(GatewayConfig::from(manifest), bus, Some(access));
+    let access = if manifest.gateway.access_log {
+        Some(AccessLog::open(&state_dir.join("logs").join("access.log"))?)
+    } else {
+        None
+    };
+    let gateway = Gateway::new(GatewayConfig::from(manifest), bus, access);
     if let Some(slot) = slot {
         slot.set_if_empty(gateway.clone());
         return Ok((listen, gateway));

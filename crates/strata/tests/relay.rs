@@ -421,3 +421,50 @@ async fn h2c_prior_knowledge_is_relayed() {
     assert_eq!(app.requests().len(), 3);
     stop(node).await;
 }
+
+/// The node's access log: what it holds of requests to `/logged/`, once `want` lines are
+/// there or a few flushes (one a second) have passed.
+async fn logged(app: &App, want: usize) -> Vec<String> {
+    let path = app.path().join(".strata").join("logs").join("access.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("/logged/"))
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= want && want > 0 || std::time::Instant::now() >= deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_is_a_line_of_the_access_log_unless_it_is_off() {
+    for on in [true, false] {
+        let app = App::new();
+        let spec = app.member(json!({ "instances": { "min": 1, "max": 1 }, "routes": ["/"] }));
+        let manifest = app.manifest(json!({ "web": spec }), json!({ "access_log": on }));
+        let node = app.start(app.config(manifest)).await;
+        wait_ready(&node, "web", 1).await;
+        let mut client = Client::connect(node.gateway_addr).await;
+        for i in 0..3 {
+            let reply = client.get(&format!("/logged/{i}")).await.expect("a reply");
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        }
+        let lines = logged(&app, if on { 3 } else { 0 }).await;
+        if on {
+            assert_eq!(lines.len(), 3, "{lines:?}");
+            for (i, line) in lines.iter().enumerate() {
+                assert!(line.contains(&format!(" GET /logged/{i} 200 ")), "{line}");
+                assert!(line.contains(" service=web member=web-"), "{line}");
+                assert!(line.contains(" rid="), "{line}");
+            }
+        } else {
+            assert!(lines.is_empty(), "gateway.access_log false, yet: {lines:?}");
+        }
+        stop(node).await;
+    }
+}
