@@ -21,6 +21,8 @@
 #   HAPROXY_LOG=none  HAProxy's log: "none" (HAProxy's default) or "ring" (`option
 #                     httplog`, a line per call into a 1 MiB ring in memory, the nearest
 #                     HAProxy has to strata's buffered access log without a syslog server)
+#   STRATA_ACCESS_LOG=true  strata's `gateway.access_log`: true (its default, a line
+#                     per call) or false (no log, as HAProxy's default)
 #   READY_TIMEOUT=60  seconds for the member to become ready
 #   KEEP=1            keep the work dir (configs, logs, raw JSON lines) for inspection
 # See bench/README.md for what is measured.
@@ -43,6 +45,8 @@ STRATA=${STRATA:-$TARGET_DIR/release/strata}
 GRPC_BENCH=${GRPC_BENCH:-}
 PROXY_LOG=${PROXY_LOG:-buffered}
 HAPROXY_LOG=${HAPROXY_LOG:-none}
+STRATA_ACCESS_LOG=${STRATA_ACCESS_LOG:-true}
+case $STRATA_ACCESS_LOG in true | false) ;; *) die "STRATA_ACCESS_LOG must be true or false, not ${STRATA_ACCESS_LOG@Q}" ;; esac
 case $HAPROXY_LOG in none | ring) ;; *) die "HAPROXY_LOG must be none or ring, not ${HAPROXY_LOG@Q}" ;; esac
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 KEEP=${KEEP:-}
@@ -142,12 +146,14 @@ trap 'exit 143' TERM
 write_manifest() {
     mkdir -p "$1"
     GW_PORT=$2 KIND=$3 GRPC_BENCH="$GRPC_BENCH" PYTHON_BIN="$PYTHON" MEMBER_PY="$GRPCIO_MEMBER" \
+        ACCESS_LOG="$STRATA_ACCESS_LOG" \
         "$PYTHON" - >"$1/strata.json" <<'PY'
 import json, os
 e = os.environ
 run = [e["GRPC_BENCH"], "member"] if e["KIND"] == "tonic" else [e["PYTHON_BIN"], e["MEMBER_PY"]]
 doc = {"strata": 1, "app": "bench-grpc",
-       "gateway": {"listen": "127.0.0.1:" + e["GW_PORT"]},
+       "gateway": {"listen": "127.0.0.1:" + e["GW_PORT"],
+                   "access_log": e["ACCESS_LOG"] == "true"},
        "services": {"echo": {"run": run,
                              "instances": {"min": 1, "max": 1},
                              "grpc": ["test.Echo"]}}}
@@ -311,7 +317,7 @@ run_load() {
 
 report() {
     RESULTS=$RESULTS ROUNDS=$ROUNDS CONNS=$CONNS STREAMS=$STREAMS SIZE=$SIZE CLK_TCK=$CLK_TCK \
-        PROXY_LOG=$PROXY_LOG HAPROXY_LOG=$HAPROXY_LOG "$PYTHON" - <<'PY'
+        PROXY_LOG=$PROXY_LOG HAPROXY_LOG=$HAPROXY_LOG STRATA_ACCESS_LOG=$STRATA_ACCESS_LOG "$PYTHON" - <<'PY'
 import json, os, statistics
 tck = int(os.environ["CLK_TCK"])
 rows = {}
@@ -337,7 +343,8 @@ print()
 print(f"medians of {os.environ['ROUNDS']} rounds; {os.environ['CONNS']} connections x "
       f"{os.environ['STREAMS']} closed loop(s); {os.environ['SIZE']}-byte messages; latencies in "
       f"microseconds; cpu: the proxy's CPU time per call or message (nginx: all its processes); "
-      f"nginx access log: {os.environ['PROXY_LOG']}, HAProxy: {os.environ['HAPROXY_LOG']}, strata: its own")
+      f"nginx access log: {os.environ['PROXY_LOG']}, HAProxy: {os.environ['HAPROXY_LOG']}, strata: "
+      f"{'its own' if os.environ['STRATA_ACCESS_LOG'] == 'true' else 'off'}")
 targets = [("direct", "the member, no proxy"), ("nginx", "nginx grpc_pass"),
            ("haproxy", "HAProxy, h2 both sides"), ("strata", "strata gateway")]
 for kind, mode in order:
