@@ -11,7 +11,8 @@
 #   SIZE=128          bytes per message (a text frame each way)
 #   WARMUP=2          seconds of warm-up per target before the first round
 #   HELD=4000         then WebSockets held open and idle through each proxy at once (0:
-#                     none): each proxy's resident memory before and while they are held
+#                     none): each proxy's resident memory before, while they are held,
+#                     and 3 s after they closed
 #   STRATA=$CARGO_TARGET_DIR/release/strata   the binary (built with cargo when missing)
 #   WS_BENCH=$CARGO_TARGET_DIR/release/examples/ws_bench   load client and echo member
 #                     (built with cargo when missing or older than its source)
@@ -298,9 +299,13 @@ PY
     kill "$holder" 2>/dev/null || true
     wait "$holder" 2>/dev/null || true
     rm -f "$fifo"
-    printf '%s %s %s\n' "$name" "$before" "$during" >>"$WORK/held.txt"
-    log "$(printf '%-7s held %s WebSockets: resident %s KB before, %s KB while held' "$name" "$HELD" "$before" "$during")"
-    sleep 1
+    # what is kept once they have all closed (strata's idle workers give memory back a
+    # second after their last connection)
+    sleep 3
+    # shellcheck disable=SC2086
+    after=$(rss_kb $pids)
+    printf '%s %s %s %s\n' "$name" "$before" "$during" "$after" >>"$WORK/held.txt"
+    log "$(printf '%-7s held %s WebSockets: resident %s KB before, %s KB while held, %s KB 3 s after they closed' "$name" "$HELD" "$before" "$during" "$after")"
 }
 
 report_held() {
@@ -308,10 +313,10 @@ report_held() {
     echo
     echo "$HELD WebSockets held open and idle at once (after the load rounds); resident memory (nginx: all its processes)"
     awk -v n="$HELD" '
-        { before[$1] = $2; during[$1] = $3; per[$1] = ($3 - $2) * 1024 / n
-          printf "%-7s %8d KB before %8d KB while held   %6.0f bytes per WebSocket\n", $1, $2, $3, per[$1] }
-        END { if (per["nginx"] > 0) printf "strata/nginx  memory per held WebSocket %.2f, while held %.2f   (lower is better)\n",
-                  per["strata"] / per["nginx"], during["strata"] / during["nginx"] }' "$WORK/held.txt"
+        { before[$1] = $2; during[$1] = $3; after[$1] = $4; per[$1] = ($3 - $2) * 1024 / n
+          printf "%-7s %8d KB before %8d KB while held %8d KB 3 s after   %6.0f bytes per WebSocket\n", $1, $2, $3, $4, per[$1] }
+        END { if (per["nginx"] > 0) printf "strata/nginx  memory per held WebSocket %.2f, while held %.2f, after %.2f   (lower is better)\n",
+                  per["strata"] / per["nginx"], during["strata"] / during["nginx"], after["strata"] / after["nginx"] }' "$WORK/held.txt"
 }
 
 report() {

@@ -34,6 +34,21 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+extern "C" {
+    /// mimalloc's own (in the library the `mimalloc` crate builds and links): frees the
+    /// calling thread's empty pages and, with `force`, gives them back to the system.
+    fn mi_collect(force: bool);
+}
+
+/// What a gateway worker does once its connections have all closed
+/// (`strata_os::listen::on_idle`): mimalloc keeps the pages a thread freed until that
+/// thread allocates again, which an idle worker does not, so after 4,000 WebSockets
+/// closed the node kept their 43 MB (bench/README.md, websocket.sh).
+fn give_back_idle_memory() {
+    // SAFETY: mi_collect takes no pointer and may be called on any thread at any time.
+    unsafe { mi_collect(true) }
+}
+
 /// The runtime's threads by default: half the cores, at least one. The gateway already
 /// runs a thread per core beside it, and a request through the node API is a chain of
 /// wake-ups (client, handler, the NATS client's task, the disk writer): with a second
@@ -51,6 +66,7 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
+    strata_os::listen::on_idle(give_back_idle_memory);
     let cli = cli::Cli::parse();
     let workers = cli.workers.map_or_else(default_workers, usize::from);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
