@@ -461,13 +461,24 @@ impl CacheStats {
     }
 }
 
-/// Runs [`Cache::sweep_expired`] every `every` until `token` is cancelled.
+/// How often [`run_sweeper`] looks at a cache that holds no key: it has nothing to
+/// expire, and an idle node need not wake ten times a second for each of its caches.
+pub const EMPTY_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs [`Cache::sweep_expired`] every `every` until `token` is cancelled; while the
+/// cache holds no key, every [`EMPTY_SWEEP_EVERY`] (or `every` if longer) instead. An
+/// expired key is never served either way (a read checks its expiry); the sweep gives
+/// back the memory of those nobody reads.
 pub async fn run_sweeper(cache: Arc<Cache>, every: Duration, token: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let wait = if cache.is_empty() {
+            every.max(EMPTY_SWEEP_EVERY)
+        } else {
+            cache.sweep_expired(20);
+            every
+        };
         tokio::select! {
-            _ = tick.tick() => { cache.sweep_expired(20); }
+            _ = tokio::time::sleep(wait) => {}
             _ = token.cancelled() => return,
         }
     }

@@ -169,7 +169,7 @@ mod zset;
 
 pub use cache::{
     run_sweeper, Cache, CacheConfig, CacheError, CacheStats, Condition, ExpireCondition, Expiry, SetOptions,
-    SetOutcome, Ttl, DEFAULT_MAX_BYTES,
+    SetOutcome, Ttl, DEFAULT_MAX_BYTES, EMPTY_SWEEP_EVERY,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use node_ring::{NodeRing, Owner, RingNode, RingView};

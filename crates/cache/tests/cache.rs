@@ -252,6 +252,51 @@ fn sweeping_removes_expired_keys_nobody_reads() {
     assert_eq!(t.keys as usize, 1000 - removed);
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_sweeper_looks_at_an_empty_cache_once_a_second_and_at_others_ten_times() {
+    let (clock, c) = cache(2, 0);
+    let c = Arc::new(c);
+    let every = Duration::from_millis(100);
+    let token = tokio_util::sync::CancellationToken::new();
+    let sweeper = tokio::spawn(strata_cache::run_sweeper(c.clone(), every, token.clone()));
+    // Its first look finds the cache empty: the next is a second later.
+    tokio::time::advance(Duration::from_millis(10)).await;
+    for i in 0..10 {
+        c.set(
+            format!("t{i}").as_bytes(),
+            b("v"),
+            Expiry::After(Duration::from_secs(1)),
+        );
+    }
+    clock.advance(Duration::from_secs(2));
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert_eq!(c.len(), 10, "swept before its second");
+    // Then at `every` while it holds keys: the expired ones go within a few sweeps.
+    tokio::time::advance(strata_cache::EMPTY_SWEEP_EVERY).await;
+    for _ in 0..30 {
+        if c.is_empty() {
+            break;
+        }
+        tokio::time::advance(every).await;
+    }
+    assert!(c.is_empty(), "{} expired keys left", c.len());
+    // A cache that holds a key is looked at ten times a second.
+    tokio::time::advance(strata_cache::EMPTY_SWEEP_EVERY * 2).await;
+    c.set(b"kept", b("v"), Expiry::Never);
+    tokio::time::advance(strata_cache::EMPTY_SWEEP_EVERY).await;
+    c.set(b"t", b("v"), Expiry::After(Duration::from_secs(1)));
+    clock.advance(Duration::from_secs(2));
+    let mut waited = Duration::ZERO;
+    while c.len() > 1 && waited < Duration::from_secs(3) {
+        tokio::time::advance(every).await;
+        waited += every;
+    }
+    assert_eq!(c.len(), 1, "the expired key was not swept");
+    assert!(waited < strata_cache::EMPTY_SWEEP_EVERY, "swept only after {waited:?}");
+    token.cancel();
+    sweeper.await.unwrap();
+}
+
 #[test]
 fn concurrent_writers_keep_accounting_exact() {
     let (_clock, c) = cache(4, 0);
