@@ -259,9 +259,10 @@ run_load() {
 }
 
 # hold NAME PORT: HELD WebSockets opened through the proxy (each echoes one frame, then
-# stays idle), the proxy's resident memory before and while they are all open
+# stays idle), the proxy's resident memory before, while they are all open, and 3 s
+# after they closed
 hold() {
-    local name=$1 port=$2 pids before during fifo="$WORK/raw/hold.$1"
+    local name=$1 port=$2 pids before during after fifo="$WORK/raw/hold.$1"
     pids=$(proxy_pids "$name")
     # shellcheck disable=SC2086
     before=$(rss_kb $pids)
