@@ -494,10 +494,12 @@ fn exit_reason(exit: std::io::Result<Ended>) -> Ended {
     })
 }
 
-/// Waits for the requests in flight on a member that left its pool, at most `grace`.
+/// Waits for the requests in flight on a member that left its pool, and for what holds
+/// it (in a cluster: other nodes' requests and their hearing that it left), at most
+/// `grace`.
 async fn drain(member: &Member, grace: Duration) {
     let until = Instant::now() + grace;
-    while member.inflight() > 0 && Instant::now() < until {
+    while (member.inflight() > 0 || member.held() > 0) && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

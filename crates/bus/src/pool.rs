@@ -15,6 +15,8 @@ pub struct Member {
     pub id: String,
     pub addr: SocketAddr,
     inflight: AtomicUsize,
+    /// See [`Member::hold`].
+    held: AtomicUsize,
     served: AtomicU64,
     /// Set when the member left the pool or a caller saw it fail; never chosen again.
     gone: AtomicBool,
@@ -67,6 +69,7 @@ impl Member {
             addr,
             remote,
             inflight: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             gone: AtomicBool::new(false),
             suspect_until: AtomicU64::new(0),
@@ -106,6 +109,21 @@ impl Member {
         MemberGuard { member: self.clone() }
     }
 
+    /// Keeps the member from being stopped (its drain waits) until the guard is dropped,
+    /// without counting as load: for what uses the member besides this node's relay. In a
+    /// cluster, a request from another node's gateway that came through the forwarder
+    /// and is not answered yet, and the moment after the member left its pool while the
+    /// other nodes may not have heard of it.
+    pub fn hold(self: &Arc<Self>) -> Hold {
+        self.held.fetch_add(1, Ordering::Relaxed);
+        Hold { member: self.clone() }
+    }
+
+    /// Holds taken by [`Member::hold`] and not yet dropped.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
     /// The transport's state for this member, made on first use.
     pub fn transport<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> &T {
         self.transport
@@ -136,6 +154,17 @@ impl Drop for MemberGuard {
                 room.notify.notify_one();
             }
         }
+    }
+}
+
+/// Keeps a member from being stopped (see [`Member::hold`]).
+pub struct Hold {
+    member: Arc<Member>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.member.held.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

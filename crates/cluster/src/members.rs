@@ -6,6 +6,14 @@
 //! pick, reissue, streaming bodies and upload bound, over one more TCP hop (the bytes
 //! are copied by the remote node, HTTP is not parsed twice). A remote member whose node
 //! is dead (see `membership`) leaves the pools at once, before its key is cleaned up.
+//!
+//! A member that leaves its pool on its own node (a stop, a roll-over) is drained for the
+//! other nodes too: each request that came through its forwarder holds the member (its
+//! stop waits) until the reply starts, and after its key is deleted the forwarder keeps
+//! taking connections and the member stays held while the other nodes' gateways may
+//! still pick it: [`HEARD_WITHIN`], and for as long as their requests keep coming
+//! ([`QUIET`]). Then the forwarder stops taking connections (one made after that is
+//! refused, which a gateway sends elsewhere) and keeps those it has.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -14,7 +22,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use strata_bus::{Bus, Member};
+use strata_bus::{Bus, Hold, Member};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +45,57 @@ fn key(app: &str, service: &str, node: &str, instance: &str) -> String {
 
 /// How often local pools are compared with what was published.
 const SCAN: Duration = Duration::from_millis(100);
+
+/// How long a member that left its pool stays held after its key is deleted: the other
+/// nodes hear of a deletion through their watch in milliseconds, and may have picked it
+/// just before.
+pub const HEARD_WITHIN: Duration = Duration::from_millis(300);
+
+/// After [`HEARD_WITHIN`], the member stays held until no request has come through its
+/// forwarder for this long: a node slow to hear (a loaded machine, a watch that stayed
+/// silent until its full read) keeps sending, and is served. The stop's grace bounds it.
+pub const QUIET: Duration = Duration::from_millis(200);
+
+/// When the last request through a forwarder began.
+#[derive(Default)]
+struct Traffic {
+    last: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Traffic {
+    fn request(&self) {
+        *self.last.lock().unwrap() = Some(tokio::time::Instant::now());
+    }
+}
+
+/// Keeps a member that was just unpublished held, and its forwarder taking connections,
+/// until the other nodes may have heard (see [`HEARD_WITHIN`] and [`QUIET`]). The
+/// forwarder stops first: a connection made while the member is stopping would reach
+/// nothing, while one refused is sent elsewhere.
+async fn release_when_heard(hold: Hold, accepting: CancellationToken, traffic: Arc<Traffic>) {
+    let deleted = tokio::time::Instant::now();
+    loop {
+        let last = traffic.last.lock().unwrap().unwrap_or(deleted);
+        let until = (deleted + HEARD_WITHIN).max(last + QUIET);
+        if tokio::time::Instant::now() >= until {
+            break;
+        }
+        tokio::time::sleep_until(until).await;
+    }
+    accepting.cancel();
+    drop(hold);
+}
+
+/// One published member: its record, whether the put reached the cluster, the
+/// forwarder's stop for new connections and its requests, and the hold that keeps the
+/// member from being stopped while other nodes may pick it.
+struct Published {
+    record: MemberRecord,
+    sent: bool,
+    accepting: CancellationToken,
+    traffic: Arc<Traffic>,
+    hold: Hold,
+}
 
 /// Whose members [`publish`] publishes.
 #[derive(Debug, Clone)]
@@ -61,8 +121,7 @@ pub async fn publish(nats: Nats, publisher: Publisher, bus: Arc<Bus>, shutdown: 
         ip,
         services,
     } = publisher;
-    // key -> (the forwarder's stop, whether the put reached the cluster)
-    let mut published: BTreeMap<String, (CancellationToken, MemberRecord, bool)> = BTreeMap::new();
+    let mut published: BTreeMap<String, Published> = BTreeMap::new();
     loop {
         let mut now = BTreeMap::new();
         for service in &services {
@@ -76,23 +135,42 @@ pub async fn publish(nats: Nats, publisher: Publisher, bus: Arc<Bus>, shutdown: 
         }
         let gone: Vec<String> = published.keys().filter(|k| !now.contains_key(*k)).cloned().collect();
         for k in gone {
-            let (stop, _, _) = published.remove(&k).expect("listed");
-            stop.cancel();
+            let Published {
+                accepting,
+                traffic,
+                hold,
+                ..
+            } = published.remove(&k).expect("listed");
             if let Err(e) = nats.members.delete(&k).await {
                 tracing::debug!(key = k, "unpublish a member: {e}");
             }
+            tokio::spawn(release_when_heard(hold, accepting, traffic));
         }
         for (k, (service, instance, member)) in now {
             if !published.contains_key(&k) {
-                match forward(ip, member.addr, shutdown.child_token()).await {
-                    Ok((addr, stop)) => {
+                // Not the shutdown's child: at this version's stop the forwarder takes
+                // connections until the other nodes heard (`release_when_heard`).
+                let accepting = CancellationToken::new();
+                let traffic = Arc::new(Traffic::default());
+                match forward(ip, member.clone(), accepting.clone(), traffic.clone()).await {
+                    Ok(addr) => {
                         let record = MemberRecord {
                             node: node.clone(),
                             service,
                             instance,
                             addr,
                         };
-                        published.insert(k.clone(), (stop, record, false));
+                        let hold = member.hold();
+                        published.insert(
+                            k.clone(),
+                            Published {
+                                record,
+                                sent: false,
+                                accepting,
+                                traffic,
+                                hold,
+                            },
+                        );
                     }
                     Err(e) => {
                         tracing::warn!(member = member.id, "cannot forward to a member from {ip}: {e}");
@@ -100,10 +178,10 @@ pub async fn publish(nats: Nats, publisher: Publisher, bus: Arc<Bus>, shutdown: 
                     }
                 }
             }
-            let (_, record, sent) = published.get_mut(&k).expect("inserted");
-            if !*sent {
-                let body = serde_json::to_vec(record).expect("serializable");
-                *sent = nats.members.put(&k, body.into()).await.is_ok();
+            let p = published.get_mut(&k).expect("inserted");
+            if !p.sent {
+                let body = serde_json::to_vec(&p.record).expect("serializable");
+                p.sent = nats.members.put(&k, body.into()).await.is_ok();
             }
         }
         tokio::select! {
@@ -111,9 +189,11 @@ pub async fn publish(nats: Nats, publisher: Publisher, bus: Arc<Bus>, shutdown: 
             _ = shutdown.cancelled() => break,
         }
     }
-    for (k, (stop, _, _)) in published {
-        stop.cancel();
+    // This version (or the node) stops: the other nodes stop picking its members first,
+    // and the holds keep the instances from stopping until they may have heard.
+    for (k, p) in published {
         let _ = nats.members.delete(&k).await;
+        tokio::spawn(release_when_heard(p.hold, p.accepting, p.traffic));
     }
 }
 
@@ -242,22 +322,25 @@ fn sync(
     }
 }
 
-/// A listener on `ip` (any port) whose connections are piped to `to`, until `stop`.
+/// A listener on `ip` (any port) whose connections are piped to `member`: it takes new
+/// connections until `accepting` is cancelled, and the pipes it made run until either
+/// side closes (the member's stop, which waits for their requests, closes them). Each
+/// request through it is noted in `traffic`.
 async fn forward(
     ip: IpAddr,
-    to: SocketAddr,
-    stop: CancellationToken,
-) -> std::io::Result<(SocketAddr, CancellationToken)> {
+    member: Arc<Member>,
+    accepting: CancellationToken,
+    traffic: Arc<Traffic>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind((ip, 0)).await?;
     let addr = listener.local_addr()?;
-    let token = stop.clone();
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
-                _ = stop.cancelled() => return,
+                _ = accepting.cancelled() => return,
             };
-            let (mut inbound, _) = match accepted {
+            let (inbound, _) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::debug!("forwarder accept: {e}");
@@ -265,19 +348,204 @@ async fn forward(
                     continue;
                 }
             };
-            let stop = stop.clone();
+            // A connection is made for a request.
+            traffic.request();
+            let (member, traffic) = (member.clone(), traffic.clone());
             tokio::spawn(async move {
                 let _ = inbound.set_nodelay(true);
-                let Ok(mut outbound) = TcpStream::connect(to).await else {
+                let Ok(outbound) = TcpStream::connect(member.addr).await else {
                     return;
                 };
                 let _ = outbound.set_nodelay(true);
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    _ = stop.cancelled() => {}
-                }
+                let _ = pipe(inbound, outbound, &member, &traffic).await;
             });
         }
     });
-    Ok((addr, token))
+    Ok(addr)
+}
+
+/// Copies bytes both ways until both sides are done (or either fails). From the moment
+/// the caller's bytes are passed on until the member's first bytes come back, a request
+/// is waiting for its reply: the member is held (see [`Member::hold`]), so that its stop
+/// waits for the requests of other nodes as it does for this node's.
+async fn pipe(
+    mut inbound: TcpStream,
+    mut outbound: TcpStream,
+    member: &Arc<Member>,
+    traffic: &Traffic,
+) -> std::io::Result<()> {
+    let waiting: std::sync::Mutex<Option<Hold>> = std::sync::Mutex::new(None);
+    let (mut from_caller, mut to_caller) = inbound.split();
+    let (mut from_member, mut to_member) = outbound.split();
+    let up = async {
+        let mut buf = vec![0u8; PIPE_BUF];
+        loop {
+            let n = from_caller.read(&mut buf).await?;
+            if n == 0 {
+                return to_member.shutdown().await;
+            }
+            {
+                let mut waiting = waiting.lock().unwrap();
+                if waiting.is_none() {
+                    traffic.request();
+                    *waiting = Some(member.hold());
+                }
+            }
+            to_member.write_all(&buf[..n]).await?;
+        }
+    };
+    let down = async {
+        let mut buf = vec![0u8; PIPE_BUF];
+        loop {
+            let n = from_member.read(&mut buf).await?;
+            if n == 0 {
+                return to_caller.shutdown().await;
+            }
+            waiting.lock().unwrap().take();
+            to_caller.write_all(&buf[..n]).await?;
+        }
+    };
+    tokio::try_join!(up, down).map(|_| ())
+}
+
+/// Each direction's copy buffer.
+const PIPE_BUF: usize = 16 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    /// A member that answers each request (one read) with `reply` once `release` is told,
+    /// and closes its connections at `stop`.
+    async fn slow_member(release: Arc<tokio::sync::Notify>, stop: CancellationToken) -> SocketAddr {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let (release, stop) = (release.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let serve = async {
+                        let mut buf = [0u8; 1024];
+                        while conn.read(&mut buf).await.unwrap_or(0) > 0 {
+                            release.notified().await;
+                            if conn.write_all(b"reply").await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = serve => {}
+                        _ = stop.cancelled() => {}
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_request_holds_its_member_and_outlives_the_forwarders_stop() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let stop_member = CancellationToken::new();
+        let member = Member::new("web-1", slow_member(release.clone(), stop_member.clone()).await);
+        let accepting = CancellationToken::new();
+        let traffic = Arc::new(Traffic::default());
+        let addr = forward(
+            Ipv4Addr::LOCALHOST.into(),
+            member.clone(),
+            accepting.clone(),
+            traffic.clone(),
+        )
+        .await
+        .unwrap();
+
+        // A kept-alive connection: nothing asked, nothing held.
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"first").await.unwrap();
+        release.notify_one();
+        let mut buf = [0u8; 5];
+        conn.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"reply");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(member.held(), 0, "an answered request holds nothing");
+        assert_eq!(member.inflight(), 0, "a forwarded request is not this node's load");
+
+        // A request waiting for its reply holds the member, and the forwarder's stop for
+        // new connections does not cut it.
+        conn.write_all(b"second").await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while member.held() != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the request never held its member"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        accepting.cancel();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "a stopped forwarder takes no new connection"
+        );
+        assert_eq!(member.held(), 1);
+        release.notify_one();
+        conn.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"reply", "the request in flight was answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(member.held(), 0, "the reply released the member");
+
+        // The member's end closes the pipe.
+        stop_member.cancel();
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("the pipe ends with the member's connection");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unpublished_member_is_held_while_other_nodes_keep_sending() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let step = Duration::from_millis(10);
+
+        // Nobody sends: released once the others may have heard.
+        let member = Member::new("web-1", addr);
+        let start = tokio::time::Instant::now();
+        tokio::spawn(release_when_heard(
+            member.hold(),
+            CancellationToken::new(),
+            Arc::new(Traffic::default()),
+        ));
+        while member.held() > 0 {
+            tokio::time::sleep(step).await;
+        }
+        let took = start.elapsed();
+        assert!(took >= HEARD_WITHIN && took < HEARD_WITHIN + 2 * step, "{took:?}");
+
+        // A node slow to hear sends at 250 and 400 ms: held until 200 ms after the last.
+        let member = Member::new("web-2", addr);
+        let traffic = Arc::new(Traffic::default());
+        let start = tokio::time::Instant::now();
+        let accepting = CancellationToken::new();
+        tokio::spawn(release_when_heard(member.hold(), accepting.clone(), traffic.clone()));
+        for at in [250, 400] {
+            tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+            traffic.request();
+        }
+        while member.held() > 0 {
+            assert!(
+                !accepting.is_cancelled(),
+                "the forwarder stopped taking connections while held"
+            );
+            tokio::time::sleep(step).await;
+        }
+        assert!(
+            accepting.is_cancelled(),
+            "the forwarder stops before the member is let go"
+        );
+        let took = start.elapsed();
+        let want = Duration::from_millis(400) + QUIET;
+        assert!(took >= want && took < want + 2 * step, "{took:?}");
+    }
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{app_token_on, start_node, start_node_in, token_on, ClusterNode};
@@ -59,23 +60,28 @@ fn wait_for(urls: &str, what: &str, within: Duration, check: impl Fn(&Value) -> 
             return start.elapsed();
         }
         if start.elapsed() > within {
-            let mut logs = String::new();
-            let dir = std::path::Path::new(urls_dir(urls));
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if entry.file_name().to_string_lossy().ends_with(".out") {
-                    let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                    let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                    logs.push_str(&format!(
-                        "\n--- {}\n{}",
-                        entry.path().display(),
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                    ));
-                }
-            }
-            panic!("{what} did not happen within {within:?}: {v:#}{logs}");
+            panic!("{what} did not happen within {within:?}: {v:#}{}", node_logs(urls));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The last lines of each node's log, for a failure message.
+fn node_logs(urls: &str) -> String {
+    let mut logs = String::new();
+    let dir = std::path::Path::new(urls_dir(urls));
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".out") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            logs.push_str(&format!(
+                "\n--- {}\n{}",
+                entry.path().display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+    }
+    logs
 }
 
 /// The test's dir, remembered per cluster (for the node logs in a failure message).
@@ -259,7 +265,9 @@ async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_de
 
     // A changed bundle rolls over on every node while requests keep coming through a's
     // gateway on one kept-alive connection: none fails, none is refused, and in the end
-    // only new instances answer.
+    // only new instances answer. Every other request is a POST without an idempotency
+    // key, which the gateway never reissues: one that reached an old member on another
+    // node is answered only if that node's stop drains it as a local one.
     // (The first placement may have moved an instance once every node was known: only
     // the members alive now are the old version.)
     let starts_before = records(&record).iter().filter(|r| r["kind"] == "start").count();
@@ -280,36 +288,47 @@ async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_de
     let mut changed: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
     changed["services"]["web"]["env"]["VERSION"] = json!("2");
     std::fs::write(&manifest, serde_json::to_string_pretty(&changed).unwrap()).unwrap();
-    let (rolled_tx, mut rolled) = tokio::sync::oneshot::channel::<()>();
-    let old = old_pids.clone();
-    let load = tokio::spawn(async move {
-        let old_pids = old;
-        let (mut ok, mut failed, mut new_pids) = (0u32, Vec::new(), BTreeSet::new());
-        let mut client = Client::connect(gw_a).await;
-        let deadline = Instant::now() + Duration::from_secs(90);
-        // Until the roll is done and 200 more after it.
-        let mut after = 0;
-        while after < 200 && Instant::now() < deadline {
-            match client.get("/n").await {
-                Ok(reply) if reply.status == http::StatusCode::OK => {
-                    ok += 1;
-                    let pid = reply.json()["pid"].as_i64().unwrap();
-                    if !old_pids.contains(&pid) {
-                        new_pids.insert(pid);
+    // Four connections at once, so that the pick spreads them over the other nodes'
+    // members too (alone, a request always finds a's own member idle and takes it).
+    let rolled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loads: Vec<_> = (0..4)
+        .map(|_| {
+            let (old_pids, rolled) = (old_pids.clone(), rolled.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut new_pids) = (0u32, Vec::new(), BTreeSet::new());
+                let mut client = Client::connect(gw_a).await;
+                let deadline = Instant::now() + Duration::from_secs(90);
+                // Until the roll is done and 100 more after it.
+                let mut after = 0;
+                let mut sent = 0u32;
+                while after < 100 && Instant::now() < deadline {
+                    sent += 1;
+                    let (method, body) = match sent % 2 {
+                        0 => (http::Method::POST, bytes::Bytes::from_static(b"x")),
+                        _ => (http::Method::GET, bytes::Bytes::new()),
+                    };
+                    match client.send(method.clone(), "/n", body).await {
+                        Ok(reply) if reply.status == http::StatusCode::OK => {
+                            ok += 1;
+                            let pid = reply.json()["pid"].as_i64().unwrap();
+                            if !old_pids.contains(&pid) {
+                                new_pids.insert(pid);
+                            }
+                        }
+                        Ok(reply) => failed.push(format!("{ok}: {method} {} {}", reply.status, reply.text())),
+                        Err(e) => {
+                            failed.push(format!("{ok}: {method} {e}"));
+                            client = Client::connect(gw_a).await;
+                        }
+                    }
+                    if after > 0 || rolled.load(std::sync::atomic::Ordering::Relaxed) {
+                        after += 1;
                     }
                 }
-                Ok(reply) => failed.push(format!("{ok}: {} {}", reply.status, reply.text())),
-                Err(e) => {
-                    failed.push(format!("{ok}: {e}"));
-                    client = Client::connect(gw_a).await;
-                }
-            }
-            if rolled.try_recv().is_ok() || after > 0 {
-                after += 1;
-            }
-        }
-        (ok, failed, new_pids)
-    });
+                (ok, failed, new_pids)
+            })
+        })
+        .collect();
     let out = strata(&["deploy", manifest.to_str().unwrap(), "--nats", &urls]);
     assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
     let (urls2, record2, old2) = (urls.clone(), record.clone(), old_pids.clone());
@@ -323,13 +342,20 @@ async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_de
     })
     .await
     .unwrap();
-    let _ = rolled_tx.send(());
-    let (ok, failed, new_pids) = load.await.unwrap();
+    rolled.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed, mut new_pids) = (0, Vec::new(), BTreeSet::new());
+    for load in loads {
+        let (n, f, p) = load.await.unwrap();
+        ok += n;
+        failed.extend(f);
+        new_pids.extend(p);
+    }
     assert!(
         failed.is_empty(),
-        "{} requests failed during the roll-over ({ok} answered): {:?}",
+        "{} requests failed during the roll-over ({ok} answered): {:?}{}",
         failed.len(),
-        &failed[..failed.len().min(5)]
+        &failed[..failed.len().min(5)],
+        node_logs(&urls)
     );
     eprintln!("rolled over in {rolled_in:?}; {ok} requests answered, none failed");
     let answering: BTreeSet<i64> = {

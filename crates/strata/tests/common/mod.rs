@@ -377,11 +377,12 @@ impl Client {
     }
 
     pub async fn get(&mut self, path: &str) -> Result<Reply, BoxError> {
+        self.send(Method::GET, path, Bytes::new()).await
+    }
+
+    pub async fn send(&mut self, method: Method, path: &str, body: Bytes) -> Result<Reply, BoxError> {
         self.sender.ready().await?;
-        let res = self
-            .sender
-            .send_request(request(Method::GET, self.addr, path, Bytes::new()))
-            .await?;
+        let res = self.sender.send_request(request(method, self.addr, path, body)).await?;
         read_reply(res).await
     }
 }
