@@ -23,6 +23,9 @@
 #                     HAProxy has to strata's buffered access log without a syslog server)
 #   STRATA_ACCESS_LOG=true  strata's `gateway.access_log`: true (its default, a line
 #                     per call) or false (no log, as HAProxy's default)
+#   SYSCALLS=0        1: also count the proxy's system calls during each run (`perf stat
+#                     -e raw_syscalls:sys_enter`, all its processes) and report them per
+#                     call or message
 #   READY_TIMEOUT=60  seconds for the member to become ready
 #   KEEP=1            keep the work dir (configs, logs, raw JSON lines) for inspection
 # See bench/README.md for what is measured.
@@ -49,6 +52,8 @@ STRATA_ACCESS_LOG=${STRATA_ACCESS_LOG:-true}
 case $STRATA_ACCESS_LOG in true | false) ;; *) die "STRATA_ACCESS_LOG must be true or false, not ${STRATA_ACCESS_LOG@Q}" ;; esac
 case $HAPROXY_LOG in none | ring) ;; *) die "HAPROXY_LOG must be none or ring, not ${HAPROXY_LOG@Q}" ;; esac
 READY_TIMEOUT=${READY_TIMEOUT:-60}
+SYSCALLS=${SYSCALLS:-0}
+case $SYSCALLS in 0 | 1) ;; *) die "SYSCALLS must be 0 or 1, not ${SYSCALLS@Q}" ;; esac
 KEEP=${KEEP:-}
 GRPCIO_MEMBER=$ROOT/crates/strata/tests/fixtures/grpc_member.py
 
@@ -62,6 +67,7 @@ ensure_tools() {
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    [ "$SYSCALLS" = 0 ] || command -v perf >/dev/null 2>&1 || missing+=(linux-perf)
     if [[ " $MEMBERS " == *" grpcio "* ]] && ! python3 -c 'import grpc' 2>/dev/null; then
         missing+=(python3-grpcio)
     fi
@@ -300,8 +306,16 @@ wait_grpc() {
 # the member spent during it
 run_load() {
     local kind=$1 name=$2 target=$3 mode=$4 round=$5 err out pids proxy0 member0 proxy1 member1
+    local perf_out perf_pid="" calls=-1
     pids=$(proxy_pids "$name")
     err="$WORK/raw/$kind.$name.$mode.$round.err"
+    perf_out="$WORK/raw/$kind.$name.$mode.$round.syscalls"
+    if [ "$SYSCALLS" = 1 ] && [ -n "$pids" ]; then
+        # shellcheck disable=SC2086  # one pid per word
+        perf stat -x, -e raw_syscalls:sys_enter -p "$(echo $pids | tr ' ' ',')" -o "$perf_out" &
+        perf_pid=$!
+        sleep 0.2
+    fi
     # shellcheck disable=SC2086
     proxy0=$(cpu_ticks $pids)
     member0=$(cpu_ticks "$MEMBER_PID")
@@ -310,8 +324,14 @@ run_load() {
     # shellcheck disable=SC2086
     proxy1=$(cpu_ticks $pids)
     member1=$(cpu_ticks "$MEMBER_PID")
-    printf '%s %s %s %s %s %s %s\n' "$kind" "$name" "$mode" "$round" \
-        "$((proxy1 - proxy0))" "$((member1 - member0))" "$out" >>"$RESULTS"
+    if [ -n "$perf_pid" ]; then
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+        calls=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 }' "$perf_out")
+        [[ $calls =~ ^[0-9]+$ ]] || die "perf stat gave no system call count for $name (see $perf_out)"
+    fi
+    printf '%s %s %s %s %s %s %s %s\n' "$kind" "$name" "$mode" "$round" \
+        "$((proxy1 - proxy0))" "$((member1 - member0))" "$calls" "$out" >>"$RESULTS"
     log "$(printf '%-6s %-7s %-5s round %s: %s' "$kind" "$name" "$mode" "$round" "$out")"
 }
 
@@ -323,9 +343,11 @@ tck = int(os.environ["CLK_TCK"])
 rows = {}
 order = []
 for line in open(os.environ["RESULTS"]):
-    kind, name, mode, rnd, proxy_ticks, member_ticks, doc = line.split(" ", 6)
+    kind, name, mode, rnd, proxy_ticks, member_ticks, syscalls, doc = line.split(" ", 7)
     d = json.loads(doc)
     msgs = max(d["messages"], 1)
+    # Counted from a little before the run to its end (the idle proxy makes a few).
+    d["syscalls"] = int(syscalls) / msgs if int(syscalls) >= 0 else None
     d["proxy_us"] = int(proxy_ticks) / tck * 1e6 / msgs
     d["member_us"] = int(member_ticks) / tck * 1e6 / msgs
     rows.setdefault((kind, mode, name), {})[int(rnd)] = d
@@ -360,9 +382,11 @@ for kind, mode in order:
             continue
         errs = sum(r["errors"] for r in rows[(kind, mode, t)].values())
         cpu = f"{med(kind, mode, t, 'proxy_us'):.1f}" if t != "direct" else "-"
+        counted = [r["syscalls"] for r in rows[(kind, mode, t)].values() if r["syscalls"] is not None]
+        sys_note = f", {statistics.median(counted):.2f} system calls each" if counted else ""
         print(f"{t:<8} {med(kind, mode, t, 'per_s'):>9.0f} {med(kind, mode, t, 'p50_us'):>7.0f} "
               f"{med(kind, mode, t, 'p99_us'):>7.0f} {cpu:>7} {med(kind, mode, t, 'member_us'):>9.1f} "
-              f"{errs:>6}  {what}")
+              f"{errs:>6}  {what}{sys_note}")
     s = med(kind, mode, "strata", "per_s")
     for peer in ("nginx", "haproxy", "direct"):
         print(f"strata/{peer:<7}  throughput {ratio(s, med(kind, mode, peer, 'per_s')):.2f}   "
