@@ -56,6 +56,11 @@ pub const HEARD_WITHIN: Duration = Duration::from_millis(300);
 /// silent until its full read) keeps sending, and is served. The stop's grace bounds it.
 pub const QUIET: Duration = Duration::from_millis(200);
 
+/// The longest a member stays held and its forwarder open after its key is deleted,
+/// however long requests keep coming: a node that has not heard by then (its watch
+/// silent past two of its full reads) is not waited for.
+const HELD_AT_MOST: Duration = Duration::from_secs(5);
+
 /// When the last request through a forwarder began.
 #[derive(Default)]
 struct Traffic {
@@ -76,7 +81,7 @@ async fn release_when_heard(hold: Hold, accepting: CancellationToken, traffic: A
     let deleted = tokio::time::Instant::now();
     loop {
         let last = traffic.last.lock().unwrap().unwrap_or(deleted);
-        let until = (deleted + HEARD_WITHIN).max(last + QUIET);
+        let until = (deleted + HEARD_WITHIN).max(last + QUIET).min(deleted + HELD_AT_MOST);
         if tokio::time::Instant::now() >= until {
             break;
         }
@@ -547,5 +552,21 @@ mod tests {
         let took = start.elapsed();
         let want = Duration::from_millis(400) + QUIET;
         assert!(took >= want && took < want + 2 * step, "{took:?}");
+
+        // A node that never hears and keeps sending is not waited for past HELD_AT_MOST.
+        let member = Member::new("web-3", addr);
+        let traffic = Arc::new(Traffic::default());
+        let start = tokio::time::Instant::now();
+        tokio::spawn(release_when_heard(
+            member.hold(),
+            CancellationToken::new(),
+            traffic.clone(),
+        ));
+        while member.held() > 0 {
+            traffic.request();
+            tokio::time::sleep(step).await;
+        }
+        let took = start.elapsed();
+        assert!(took >= HELD_AT_MOST && took < HELD_AT_MOST + 2 * step, "{took:?}");
     }
 }
