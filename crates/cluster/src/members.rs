@@ -382,35 +382,35 @@ async fn pipe(
     let waiting: std::sync::Mutex<Option<Hold>> = std::sync::Mutex::new(None);
     let (mut from_caller, mut to_caller) = inbound.split();
     let (mut from_member, mut to_member) = outbound.split();
-    let up = async {
-        let mut buf = vec![0u8; PIPE_BUF];
-        loop {
-            let n = from_caller.read(&mut buf).await?;
-            if n == 0 {
-                return to_member.shutdown().await;
-            }
-            {
-                let mut waiting = waiting.lock().unwrap();
-                if waiting.is_none() {
-                    traffic.request();
-                    *waiting = Some(member.hold());
-                }
-            }
-            to_member.write_all(&buf[..n]).await?;
+    let up = copy(&mut from_caller, &mut to_member, || {
+        let mut waiting = waiting.lock().unwrap();
+        if waiting.is_none() {
+            traffic.request();
+            *waiting = Some(member.hold());
         }
-    };
-    let down = async {
-        let mut buf = vec![0u8; PIPE_BUF];
-        loop {
-            let n = from_member.read(&mut buf).await?;
-            if n == 0 {
-                return to_caller.shutdown().await;
-            }
-            waiting.lock().unwrap().take();
-            to_caller.write_all(&buf[..n]).await?;
-        }
-    };
+    });
+    let down = copy(&mut from_member, &mut to_caller, || {
+        waiting.lock().unwrap().take();
+    });
     tokio::try_join!(up, down).map(|_| ())
+}
+
+/// Copies `from` to `to` until `from` ends (then shuts `to` down for writing), calling
+/// `read` on each read before its bytes are passed on.
+async fn copy(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    mut read: impl FnMut(),
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; PIPE_BUF];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        read();
+        to.write_all(&buf[..n]).await?;
+    }
 }
 
 /// Each direction's copy buffer.
