@@ -23,6 +23,10 @@
 #                     HAProxy has to strata's buffered access log without a syslog server)
 #   STRATA_ACCESS_LOG=true  strata's `gateway.access_log`: true (its default, a line
 #                     per call) or false (no log, as HAProxy's default)
+#   CLIENT_THREADS=auto  the load client's tokio worker threads (TOKIO_WORKER_THREADS):
+#                     "auto" (tokio's default, one per core) or a number. The client's CPU
+#                     time per call is reported beside the proxy's and the member's: on a
+#                     machine whose cores all three share, it is part of what a run measures
 #   SYSCALLS=0        1: also count the proxy's system calls during each run (`perf stat
 #                     -e raw_syscalls:sys_enter`, all its processes) and report them per
 #                     call or message
@@ -53,6 +57,8 @@ case $STRATA_ACCESS_LOG in true | false) ;; *) die "STRATA_ACCESS_LOG must be tr
 case $HAPROXY_LOG in none | ring) ;; *) die "HAPROXY_LOG must be none or ring, not ${HAPROXY_LOG@Q}" ;; esac
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 SYSCALLS=${SYSCALLS:-0}
+CLIENT_THREADS=${CLIENT_THREADS:-auto}
+case $CLIENT_THREADS in auto | [1-9] | [1-9][0-9]) ;; *) die "CLIENT_THREADS must be a number of threads or auto, not ${CLIENT_THREADS@Q}" ;; esac
 case $SYSCALLS in 0 | 1) ;; *) die "SYSCALLS must be 0 or 1, not ${SYSCALLS@Q}" ;; esac
 KEEP=${KEEP:-}
 GRPCIO_MEMBER=$ROOT/crates/strata/tests/fixtures/grpc_member.py
@@ -302,6 +308,15 @@ wait_grpc() {
     done
 }
 
+# client CMD...: the load client with CLIENT_THREADS tokio workers
+client() {
+    if [ "$CLIENT_THREADS" = auto ]; then
+        "$@"
+    else
+        TOKIO_WORKER_THREADS=$CLIENT_THREADS "$@"
+    fi
+}
+
 # run_load MEMBER NAME TARGET MODE ROUND: one load run, with the CPU time the proxy and
 # the member spent during it
 run_load() {
@@ -319,7 +334,7 @@ run_load() {
     # shellcheck disable=SC2086
     proxy0=$(cpu_ticks $pids)
     member0=$(cpu_ticks "$MEMBER_PID")
-    out=$("$GRPC_BENCH" load "$target" "$mode" "$CONNS" "$DURATION" "$SIZE" "$STREAMS" 2>"$err") ||
+    out=$(client "$GRPC_BENCH" load "$target" "$mode" "$CONNS" "$DURATION" "$SIZE" "$STREAMS" 2>"$err") ||
         { cat "$err" >&2; die "grpc-bench load against $name ($target) failed"; }
     # shellcheck disable=SC2086
     proxy1=$(cpu_ticks $pids)
@@ -336,7 +351,7 @@ run_load() {
 }
 
 report() {
-    RESULTS=$RESULTS ROUNDS=$ROUNDS CONNS=$CONNS STREAMS=$STREAMS SIZE=$SIZE CLK_TCK=$CLK_TCK \
+    RESULTS=$RESULTS ROUNDS=$ROUNDS CONNS=$CONNS CLIENT_THREADS=$CLIENT_THREADS STREAMS=$STREAMS SIZE=$SIZE CLK_TCK=$CLK_TCK \
         PROXY_LOG=$PROXY_LOG HAPROXY_LOG=$HAPROXY_LOG STRATA_ACCESS_LOG=$STRATA_ACCESS_LOG "$PYTHON" - <<'PY'
 import json, os, statistics
 tck = int(os.environ["CLK_TCK"])
@@ -350,6 +365,7 @@ for line in open(os.environ["RESULTS"]):
     d["syscalls"] = int(syscalls) / msgs if int(syscalls) >= 0 else None
     d["proxy_us"] = int(proxy_ticks) / tck * 1e6 / msgs
     d["member_us"] = int(member_ticks) / tck * 1e6 / msgs
+    d["client_us"] = d["client_cpu_us"] / msgs
     rows.setdefault((kind, mode, name), {})[int(rnd)] = d
     if (kind, mode) not in order:
         order.append((kind, mode))
@@ -364,7 +380,8 @@ def ratio(a, b):
 print()
 print(f"medians of {os.environ['ROUNDS']} rounds; {os.environ['CONNS']} connections x "
       f"{os.environ['STREAMS']} closed loop(s); {os.environ['SIZE']}-byte messages; latencies in "
-      f"microseconds; cpu: the proxy's CPU time per call or message (nginx: all its processes); "
+      f"microseconds; cpu: the proxy's CPU time per call or message (nginx: all its processes), "
+      f"the member's, the load client's ({os.environ['CLIENT_THREADS']} thread(s)); "
       f"nginx access log: {os.environ['PROXY_LOG']}, HAProxy: {os.environ['HAPROXY_LOG']}, strata: "
       f"{'its own' if os.environ['STRATA_ACCESS_LOG'] == 'true' else 'off'}")
 targets = [("direct", "the member, no proxy"), ("nginx", "nginx grpc_pass"),
@@ -373,7 +390,7 @@ for kind, mode in order:
     unit = "calls/s" if mode == "unary" else "msg/s"
     print()
     print(f"== {kind} member, {mode}")
-    hdr = (f"{'target':<8} {unit:>9} {'p50':>7} {'p99':>7} {'cpu us':>7} {'member us':>9} "
+    hdr = (f"{'target':<8} {unit:>9} {'p50':>7} {'p99':>7} {'cpu us':>7} {'member us':>9} {'client us':>9} "
            f"{'errors':>6}  what")
     print(hdr)
     print("-" * len(hdr))
@@ -386,6 +403,7 @@ for kind, mode in order:
         sys_note = f", {statistics.median(counted):.2f} system calls each" if counted else ""
         print(f"{t:<8} {med(kind, mode, t, 'per_s'):>9.0f} {med(kind, mode, t, 'p50_us'):>7.0f} "
               f"{med(kind, mode, t, 'p99_us'):>7.0f} {cpu:>7} {med(kind, mode, t, 'member_us'):>9.1f} "
+              f"{med(kind, mode, t, 'client_us'):>9.1f} "
               f"{errs:>6}  {what}{sys_note}")
     s = med(kind, mode, "strata", "per_s")
     for peer in ("nginx", "haproxy", "direct"):
@@ -438,7 +456,7 @@ for kind in $MEMBERS; do
     for mode in $MODES; do
         if [ "$WARMUP" != 0 ]; then
             for t in "${ORDER[@]}"; do
-                "$GRPC_BENCH" load "${TARGET[$t]}" "$mode" "$CONNS" "$WARMUP" "$SIZE" "$STREAMS" >/dev/null 2>&1 || true
+                client "$GRPC_BENCH" load "${TARGET[$t]}" "$mode" "$CONNS" "$WARMUP" "$SIZE" "$STREAMS" >/dev/null 2>&1 || true
             done
         fi
         for ((r = 1; r <= ROUNDS; r++)); do

@@ -10,6 +10,8 @@
 #   DURATION=4      seconds per run
 #   SHAPES="unary:4x25 unary:50x1 bidi:4x25"   MODE:CONNSxSTREAMS per run
 #   SIZE=64         bytes per message
+#   MEMBER=tonic    the member behind each: "tonic" (grpc-bench member) or "grpcio"
+#                   (crates/strata/tests/fixtures/grpc_member.py, the issue's member)
 #   GRPC_BENCH=...  the load client and tonic member (default: built from bench/grpc)
 #   KEEP=1          keep the work dir (manifests, logs, raw lines)
 # Prints per round the calls (or messages) per second and strata's CPU time per call
@@ -28,6 +30,12 @@ ROUNDS=${ROUNDS:-6}
 DURATION=${DURATION:-4}
 SHAPES=${SHAPES:-unary:4x25 unary:50x1 bidi:4x25}
 SIZE=${SIZE:-64}
+MEMBER=${MEMBER:-tonic}
+case $MEMBER in
+tonic) ;;
+grpcio) python3 -c 'import grpc' 2>/dev/null || die "MEMBER=grpcio needs python3-grpcio (apt-get install python3-grpcio)" ;;
+*) die "MEMBER must be tonic or grpcio, not ${MEMBER@Q}" ;;
+esac
 GRPC_BENCH=${GRPC_BENCH:-}
 KEEP=${KEEP:-}
 
@@ -40,7 +48,7 @@ GRPC_BENCH=$(cd "$(dirname "$GRPC_BENCH")" && pwd)/$(basename "$GRPC_BENCH")
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-grpc-ab.XXXXXX")
 OUT=$WORK/results.txt
-declare -A PID DIR PORT BIN=([A]="$A" [B]="$B")
+declare -A PID MPID DIR PORT BIN=([A]="$A" [B]="$B")
 
 ab_traps
 
@@ -50,10 +58,12 @@ start() {
     DIR[$w]=$WORK/$w
     PORT[$w]=$(free_port)
     mkdir -p "${DIR[$w]}"
+    local run="[\"$GRPC_BENCH\", \"member\"]"
+    [ "$MEMBER" = grpcio ] && run="[\"python3\", \"$(pwd)/crates/strata/tests/fixtures/grpc_member.py\"]"
     cat >"${DIR[$w]}/strata.json" <<EOF
 {"strata": 1, "app": "bench-grpc-ab-${w,,}",
  "gateway": {"listen": "127.0.0.1:${PORT[$w]}"},
- "services": {"echo": {"run": ["$GRPC_BENCH", "member"], "instances": {"min": 1, "max": 1},
+ "services": {"echo": {"run": $run, "instances": {"min": 1, "max": 1},
                        "grpc": ["test.Echo"]}}}
 EOF
     (cd "${DIR[$w]}" && exec "${BIN[$w]}" up strata.json --cache-listen 127.0.0.1:0) >"${DIR[$w]}/strata.log" 2>&1 &
@@ -63,6 +73,8 @@ EOF
         [ "$SECONDS" -lt "$deadline" ] || die "strata $w did not relay calls within 60 s"
         sleep 0.3
     done
+    MPID[$w]=$(pgrep -P "${PID[$w]}" -f 'grpc_member.py|grpc-bench member' | head -n 1)
+    [ -n "${MPID[$w]}" ] || die "strata $w's member process was not found"
 }
 
 TICK=$(getconf CLK_TCK)
@@ -84,31 +96,35 @@ for round in $(seq "$ROUNDS"); do
         mode=${shape%%:*} conns=${shape#*:}
         streams=${conns#*x} conns=${conns%x*}
         for w in $order; do
-            before=$(cpu_ticks "${PID[$w]}")
+            before=$(cpu_ticks "${PID[$w]}") mbefore=$(cpu_ticks "${MPID[$w]}")
             doc=$("$GRPC_BENCH" load "127.0.0.1:${PORT[$w]}" "$mode" "$conns" "$DURATION" "$SIZE" "$streams")
-            after=$(cpu_ticks "${PID[$w]}")
+            after=$(cpu_ticks "${PID[$w]}") mafter=$(cpu_ticks "${MPID[$w]}")
             line=$(python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
-us = (int(sys.argv[3]) - int(sys.argv[2])) * 1e6 / int(sys.argv[4]) / max(d["messages"], 1)
-print("%.0f %.2f %d" % (d["per_s"], us, d["errors"]))' "$doc" "$before" "$after" "$TICK")
+n = max(d["messages"], 1)
+us = (int(sys.argv[3]) - int(sys.argv[2])) * 1e6 / int(sys.argv[4]) / n
+member = (int(sys.argv[6]) - int(sys.argv[5])) * 1e6 / int(sys.argv[4]) / n
+print("%.0f %.2f %d %.2f" % (d["per_s"], us, d["errors"], member))' "$doc" "$before" "$after" "$TICK" "$mbefore" "$mafter")
             echo "$round $w $shape $line" | tee -a "$OUT"
         done
     done
 done
 
 echo
-echo "medians over $ROUNDS rounds: calls (or messages) per second, strata CPU us per call; ratios B/A"
+echo "medians over $ROUNDS rounds: calls (or messages) per second, strata's and the member's CPU us per call; ratios B/A"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$OUT" <<'EOF'
 import collections, statistics, sys
 rate = collections.defaultdict(list)
 cpu = collections.defaultdict(list)
+member = collections.defaultdict(list)
 errors = collections.Counter()
 shapes = []
 for line in open(sys.argv[1]):
-    _, which, shape, r, us, errs = line.split()
+    _, which, shape, r, us, errs, mus = line.split()
     rate[(shape, which)].append(float(r))
+    member[(shape, which)].append(float(mus))
     cpu[(shape, which)].append(float(us))
     errors[(shape, which)] += int(errs)
     if shape not in shapes:
@@ -120,4 +136,6 @@ for shape in shapes:
     print(f"  {shape:<11} per s A {ra:>8.0f} B {rb:>8.0f} B/A {rb / ra:.3f}   "
           f"cpu us A {ca:6.2f} B {cb:6.2f} B/A {cb / ca:.3f}   B cheaper in {ahead}/{len(cpu[(shape, 'A')])} rounds"
           f"   errors A {errors[(shape, 'A')]} B {errors[(shape, 'B')]}")
+    ma, mb = (statistics.median(member[(shape, w)]) for w in "AB")
+    print(f"  {'':<11} member cpu us A {ma:6.2f} B {mb:6.2f} B/A {mb / ma:.3f}")
 EOF

@@ -75,6 +75,7 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<String> {
         channels.push(ch);
     }
     let payload = Bytes::from(vec![b'x'; cfg.size]);
+    let cpu_before = cpu_time();
     let start = Instant::now();
     let end = start + cfg.duration;
     let mut tasks = Vec::new();
@@ -97,6 +98,9 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<String> {
         errors += r.errors;
         first_error = first_error.or(r.first_error);
     }
+    // The client's own CPU: on a machine whose cores it shares with the proxy and the
+    // member, it is part of what the run measures (bench/README.md, grpc.sh).
+    let client_cpu = cpu_time().saturating_sub(cpu_before);
     all.sort_unstable();
     let secs = cfg.duration.as_secs_f64();
     let count = all.len();
@@ -113,7 +117,7 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<String> {
     Ok(format!(
         "{{\"target\": \"{}\", \"mode\": \"{}\", \"conns\": {}, \"streams\": {}, \"size\": {}, \
          \"seconds\": {:.1}, \"messages\": {}, \"per_s\": {:.0}, \"p50_us\": {}, \"p90_us\": {}, \
-         \"p99_us\": {}, \"max_us\": {}, \"errors\": {}{}}}",
+         \"p99_us\": {}, \"max_us\": {}, \"client_cpu_us\": {}, \"errors\": {}{}}}",
         cfg.target,
         cfg.mode.name(),
         cfg.conns,
@@ -126,9 +130,20 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<String> {
         pct(90.0),
         pct(99.0),
         all.last().copied().unwrap_or(0),
+        client_cpu.as_micros(),
         errors,
         first_error
     ))
+}
+
+/// The CPU time (user and system, all threads) this process has used so far.
+fn cpu_time() -> Duration {
+    // SAFETY: `usage` is a plain C struct that getrusage fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage; RUSAGE_SELF cannot fail.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 fn micros(d: Duration) -> u32 {

@@ -286,13 +286,35 @@ where
 
 /// Sends `body` on `send` as the client's window allows: a chunk waits for capacity
 /// before the next is read (so what is buffered here stays one chunk), trailers end it.
+/// The first chunk goes without waiting (h2 holds it until the window has room): one
+/// chunk is the bound either way, and a reply of one chunk (a unary gRPC reply, most
+/// small HTTP replies) then costs no claim of capacity. Each h2 call takes the
+/// connection's lock, so the client's reset is looked at only when the reply has to
+/// wait; a reply still moving learns of it from `send_data`.
 async fn pipe(mut body: ResBody, mut send: SendStream<Bytes>) -> Result<(), h2::Error> {
     let mut held: Option<(Bytes, bool)> = None;
-    poll_fn(|cx| loop {
-        // A reset from the client ends the reply (and drops the member's side with it).
-        if let Poll::Ready(reason) = send.poll_reset(cx) {
-            return Poll::Ready(Err(reason.map_or_else(|e| e, h2::Error::from)));
+    let mut first = true;
+    poll_fn(|cx| {
+        let step = pipe_step(&mut body, &mut send, &mut held, &mut first, cx);
+        if step.is_pending() {
+            // A reset from the client ends the reply (and drops the member's side with it).
+            if let Poll::Ready(reason) = send.poll_reset(cx) {
+                return Poll::Ready(Err(reason.map_or_else(|e| e, h2::Error::from)));
+            }
         }
+        step
+    })
+    .await
+}
+
+fn pipe_step(
+    body: &mut ResBody,
+    send: &mut SendStream<Bytes>,
+    held: &mut Option<(Bytes, bool)>,
+    first: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), h2::Error>> {
+    loop {
         if held.is_some() {
             while send.capacity() == 0 {
                 match ready!(send.poll_capacity(cx)) {
@@ -309,11 +331,11 @@ async fn pipe(mut body: ResBody, mut send: SendStream<Bytes>) -> Result<(), h2::
             }
             continue;
         }
-        match ready!(Pin::new(&mut body).poll_frame(cx)) {
+        match ready!(Pin::new(&mut *body).poll_frame(cx)) {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     let end = body.is_end_stream();
-                    if data.is_empty() {
+                    if data.is_empty() || std::mem::take(first) {
                         send.send_data(data, end)?;
                         if end {
                             return Poll::Ready(Ok(()));
@@ -323,7 +345,7 @@ async fn pipe(mut body: ResBody, mut send: SendStream<Bytes>) -> Result<(), h2::
                     // A claim of one byte, not the chunk's length: h2 raises it to what
                     // is buffered as the chunk is sent (hyper does the same, see its #4003).
                     send.reserve_capacity(1);
-                    held = Some((data, end));
+                    *held = Some((data, end));
                 }
                 Err(frame) => {
                     if let Ok(trailers) = frame.into_trailers() {
@@ -343,8 +365,7 @@ async fn pipe(mut body: ResBody, mut send: SendStream<Bytes>) -> Result<(), h2::
                 return Poll::Ready(Ok(()));
             }
         }
-    })
-    .await
+    }
 }
 
 /// `date` for a reply, made once a second on each worker thread.
@@ -387,7 +408,7 @@ mod tests {
     /// One connection served by [`serve`] on a real socket: `/echo` answers the body
     /// it got (with headers HTTP/2 forbids, which must not reach the client), `/hang`
     /// never answers (its flag says when its future is dropped), `/slow` answers after
-    /// 300 ms.
+    /// 300 ms, `/big` answers 200 KiB in one chunk.
     async fn start(
         shutdown: CancellationToken,
         hung: Arc<AtomicBool>,
@@ -414,6 +435,7 @@ mod tests {
                             res
                         }
                         "/panic" => panic!("a handler that panics (a test)"),
+                        "/big" => Response::new(ResBody::full(vec![7u8; 200 << 10])),
                         "/hang" => {
                             let _dropped = Dropped(hung);
                             std::future::pending().await
@@ -500,6 +522,27 @@ mod tests {
         let (reply, _) = sender.send_request(request("/echo"), true).unwrap();
         let res = reply.await.unwrap();
         assert_eq!(read_body(res).await, "");
+    }
+
+    #[tokio::test]
+    async fn a_first_chunk_larger_than_the_clients_window_goes_whole_as_the_client_reads() {
+        let (sender, _server) = start(CancellationToken::new(), Arc::new(AtomicBool::new(false))).await;
+        // The client's window is HTTP/2's default, 64 KiB: the chunk is sent unclaimed
+        // and h2 holds what does not fit until the client gives window back.
+        let mut sender = sender.ready().await.unwrap();
+        let (reply, _) = sender.send_request(request("/big"), true).unwrap();
+        let res = reply.await.unwrap();
+        assert_eq!(res.headers()[header::CONTENT_LENGTH], (200 << 10).to_string());
+        let body = tokio::time::timeout(Duration::from_secs(10), read_body(res))
+            .await
+            .expect("the whole reply within 10 s");
+        assert_eq!(body.len(), 200 << 10);
+        assert!(body.iter().all(|&b| b == 7));
+        // The connection serves on.
+        let mut sender = sender.ready().await.unwrap();
+        let (reply, mut body) = sender.send_request(request("/echo"), false).unwrap();
+        body.send_data(Bytes::from_static(b"after"), true).unwrap();
+        assert_eq!(read_body(reply.await.unwrap()).await, "after");
     }
 
     #[tokio::test]
