@@ -412,6 +412,16 @@ for kind, mode in order:
               + (f"   cpu {ratio(med(kind, mode, 'strata', 'proxy_us'), med(kind, mode, peer, 'proxy_us')):.2f}"
                  if peer != "direct" else ""))
     best_name = max(("nginx", "haproxy"), key=lambda p: med(kind, mode, p, "per_s"))
+    # The spread: a median of a few rounds hides a target that ran at two speeds (the
+    # grpcio member does, bench/README.md "stop 40").
+    spread = "; ".join(
+        f"{t} {min(v):.0f}-{max(v):.0f}"
+        for t, v in ((t, [d["per_s"] for d in rows[(kind, mode, t)].values()]) for t, _ in targets)
+        if (kind, mode, t) in rows)
+    print(f"per round, {unit}: {spread}")
+    ours, theirs = rows.get((kind, mode, "strata"), {}), rows.get((kind, mode, best_name), {})
+    per_round = [ratio(ours[n]["per_s"], theirs[n]["per_s"]) for n in sorted(ours) if n in theirs]
+    print(f"strata/{best_name} per round: " + ", ".join(f"{x:.2f}" for x in per_round))
     r = ratio(s, med(kind, mode, best_name, "per_s"))
     print(f"target (throughput >= 1.0x the better peer, {best_name}): {r:.2f}, "
           f"{'met' if r >= 1.0 else 'NOT met'}")
