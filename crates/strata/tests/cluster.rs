@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{app_token_on, start_node, start_node_in, token_on, ClusterNode};
-use common::{get, remember_token, Client, STRATA};
+use common::{get, log_tails, remember_token, Client, STRATA};
 use serde_json::{json, Value};
 use strata_testkit::nats::{nats_server, NatsCluster};
 
@@ -68,20 +68,7 @@ fn wait_for(urls: &str, what: &str, within: Duration, check: impl Fn(&Value) -> 
 
 /// The last lines of each node's log, for a failure message.
 fn node_logs(urls: &str) -> String {
-    let mut logs = String::new();
-    let dir = std::path::Path::new(urls_dir(urls));
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().ends_with(".out") {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            logs.push_str(&format!(
-                "\n--- {}\n{}",
-                entry.path().display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-        }
-    }
-    logs
+    log_tails(std::path::Path::new(urls_dir(urls)), 30)
 }
 
 /// The test's dir, remembered per cluster (for the node logs in a failure message).

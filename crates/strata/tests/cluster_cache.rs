@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::{start_node, ClusterNode};
-use common::{get, STRATA};
+use common::{get, log_tails, STRATA};
 use serde_json::{json, Value};
 use strata_testkit::nats::{nats_server, NatsCluster};
 
@@ -46,18 +46,7 @@ fn wait<T>(dir: &Path, what: &str, within: Duration, mut check: impl FnMut() -> 
             return t;
         }
         if start.elapsed() > within {
-            let mut logs = String::new();
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if entry.file_name().to_string_lossy().ends_with(".out") {
-                    let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                    let tail: Vec<&str> = text.lines().rev().take(25).collect();
-                    logs.push_str(&format!(
-                        "\n--- {}\n{}",
-                        entry.path().display(),
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                    ));
-                }
-            }
+            let logs = log_tails(dir, 25);
             panic!("{what} did not happen within {within:?}{logs}");
         }
         std::thread::sleep(Duration::from_millis(100));

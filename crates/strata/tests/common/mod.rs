@@ -698,3 +698,21 @@ pub fn metric(text: &str, needle: &str) -> f64 {
     let value = found[0].rsplit(' ').next().unwrap();
     value.parse().unwrap_or_else(|_| panic!("a number in {:?}", found[0]))
 }
+
+/// The last `lines` lines of every `*.out` log in `dir` (the nodes of a cluster test),
+/// each under its path, for a failure message.
+pub fn log_tails(dir: &Path, lines: usize) -> String {
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".out") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            logs.push_str(&format!(
+                "\n--- {}\n{}",
+                entry.path().display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+    }
+    logs
+}
