@@ -14,6 +14,9 @@ pub enum EventKind {
     SetupSkipped,
     SetupProgress,
     SetupFinished,
+    /// The step failed and runs again after a pause (it is given up on after a few).
+    SetupRetrying,
+    /// The step failed on its last attempt; the service is not launched.
     SetupFailed,
     WaitingForBindings,
     Unschedulable,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -11,6 +12,13 @@ use anyhow::{bail, Context, Result};
 use crate::events::EventKind;
 use crate::process::{self, Launch};
 use crate::AppContext;
+
+/// How often a failing step runs before the service is given up on. A step can fail
+/// for a reason that passes: pyenv's `pip` shim, for one, fails an install that
+/// succeeded when another step's install rehashes its shims at the same moment.
+const SETUP_ATTEMPTS: u32 = 3;
+/// The pause after the first failure; it grows by as much after each next one.
+const SETUP_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 pub(crate) struct Setup<'a> {
     pub service: &'a str,
@@ -36,7 +44,66 @@ pub(crate) async fn run(shared: &AppContext, setup: Setup<'_>) -> Result<()> {
     let log_dir = shared.state_dir.join("logs").join(setup.service);
     std::fs::create_dir_all(&log_dir).context("create log dir")?;
     let log = log_dir.join("setup.log");
-    let _ = std::fs::remove_file(&log);
+    let started = Instant::now();
+    let mut attempt = 1;
+    loop {
+        let status = attempt_once(shared, &setup, &log).await?;
+        if status.success() {
+            break;
+        }
+        let tail = tail(&log, 10);
+        if attempt < SETUP_ATTEMPTS {
+            let delay = SETUP_RETRY_DELAY * attempt;
+            shared.events.emit(
+                setup.service,
+                None,
+                EventKind::SetupRetrying,
+                format!(
+                    "setup failed ({}), trying again in {}s (attempt {attempt} of {SETUP_ATTEMPTS}); log {}:\n{tail}",
+                    process::describe(&status),
+                    delay.as_secs(),
+                    log.display()
+                ),
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+            continue;
+        }
+        shared.events.emit(
+            setup.service,
+            None,
+            EventKind::SetupFailed,
+            format!(
+                "setup failed ({}) {SETUP_ATTEMPTS} times; log {}:\n{tail}",
+                process::describe(&status),
+                log.display()
+            ),
+        );
+        bail!(
+            "setup of {} {} {SETUP_ATTEMPTS} times",
+            setup.service,
+            process::describe(&status)
+        );
+    }
+    if let Some(dir) = stamp_path.parent() {
+        std::fs::create_dir_all(dir).context("create setup stamp dir")?;
+    }
+    std::fs::write(&stamp_path, &stamp).context("write setup stamp")?;
+    shared.events.emit(
+        setup.service,
+        None,
+        EventKind::SetupFinished,
+        match attempt {
+            1 => format!("setup done in {:.1}s", started.elapsed().as_secs_f64()),
+            n => format!("setup done in {:.1}s, on attempt {n}", started.elapsed().as_secs_f64()),
+        },
+    );
+    Ok(())
+}
+
+/// One run of the step, its output in `log` (replacing an earlier attempt's).
+async fn attempt_once(shared: &AppContext, setup: &Setup<'_>, log: &Path) -> Result<ExitStatus> {
+    let _ = std::fs::remove_file(log);
     shared.events.emit(
         setup.service,
         None,
@@ -51,7 +118,7 @@ pub(crate) async fn run(shared: &AppContext, setup: Setup<'_>) -> Result<()> {
             argv: setup.argv,
             workdir: setup.workdir,
             env: setup.env,
-            log: &log,
+            log,
         },
     )?;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -63,38 +130,13 @@ pub(crate) async fn run(shared: &AppContext, setup: Setup<'_>) -> Result<()> {
                 setup.service,
                 None,
                 EventKind::SetupProgress,
-                format!("setup still running ({}s){}", started.elapsed().as_secs(), last_line(&log)),
+                format!("setup still running ({}s){}", started.elapsed().as_secs(), last_line(log)),
             ),
         }
     };
     // Whatever the step left running (a daemon it started) ends with it.
     proc.clear().await;
-    let status = status.context("wait for setup")?;
-    if !status.success() {
-        let tail = tail(&log, 10);
-        shared.events.emit(
-            setup.service,
-            None,
-            EventKind::SetupFailed,
-            format!(
-                "setup failed ({}); log {}:\n{tail}",
-                process::describe(&status),
-                log.display()
-            ),
-        );
-        bail!("setup of {} {}", setup.service, process::describe(&status));
-    }
-    if let Some(dir) = stamp_path.parent() {
-        std::fs::create_dir_all(dir).context("create setup stamp dir")?;
-    }
-    std::fs::write(&stamp_path, &stamp).context("write setup stamp")?;
-    shared.events.emit(
-        setup.service,
-        None,
-        EventKind::SetupFinished,
-        format!("setup done in {:.1}s", started.elapsed().as_secs_f64()),
-    );
-    Ok(())
+    status.context("wait for setup")
 }
 
 fn fingerprint(setup: &Setup<'_>, app_dir: &Path) -> Result<String> {

@@ -84,7 +84,7 @@ impl Narrator {
             }
             // The spinner counts the time and shows the last line.
             EventKind::SetupProgress if self.setups.contains_key(&e.service) => {}
-            EventKind::SetupFinished | EventKind::SetupFailed => {
+            EventKind::SetupFinished | EventKind::SetupRetrying | EventKind::SetupFailed => {
                 self.end_setup(&e.service).await;
                 self.print_event(e);
             }

@@ -327,3 +327,95 @@ async fn a_service_larger_than_the_node_is_unschedulable_and_never_launched() {
     assert!(big["instances"][0]["detail"].as_str().unwrap().contains("needs 512 MB"));
     stop(node).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_setup_step_runs_again_and_is_given_up_on_after_three_failures() {
+    let app = App::new();
+    // Fails once, as pyenv's pip shim does when two installs rehash at the same moment.
+    let tried = app.path().join("tried");
+    let mut flaky = app.member(json!({ "routes": ["/"] }));
+    flaky["setup"] = json!([
+        "sh",
+        "-c",
+        format!(
+            "test -e {0} || {{ touch {0}; echo shims busy; exit 1; }}",
+            tried.display()
+        )
+    ]);
+    let mut broken = app.member(json!({ "routes": ["/broken"] }));
+    broken["setup"] = json!(["sh", "-c", "echo no such package; exit 2"]);
+    let node = app
+        .start(app.config(app.manifest(json!({ "flaky": flaky, "broken": broken }), Value::Null)))
+        .await;
+    wait_ready(&node, "flaky", 1).await;
+    wait_until("broken given up on", Duration::from_secs(30), || {
+        node.app
+            .recent_events()
+            .iter()
+            .any(|e| e.service == "broken" && e.kind == EventKind::SetupFailed)
+    })
+    .await;
+    let events = node.app.recent_events();
+    let of = |service: &str| -> Vec<Event> {
+        events
+            .iter()
+            .filter(|e| e.service == service && e.kind != EventKind::SetupProgress)
+            .cloned()
+            .collect()
+    };
+
+    let flaky = of("flaky");
+    let kinds: Vec<EventKind> = flaky.iter().map(|e| e.kind).take(4).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::SetupStarted,
+            EventKind::SetupRetrying,
+            EventKind::SetupStarted,
+            EventKind::SetupFinished
+        ],
+        "{flaky:?}"
+    );
+    assert!(
+        flaky[1].message.contains("trying again in 1s (attempt 1 of 3)") && flaky[1].message.contains("shims busy"),
+        "the retry names its pause, the attempt and the step's last words: {}",
+        flaky[1].message
+    );
+    assert!(flaky[3].message.contains("on attempt 2"), "{}", flaky[3].message);
+    assert!(flaky[2].at.duration_since(flaky[1].at).unwrap() >= Duration::from_secs(1));
+    assert_eq!(get(node.gateway_addr, "/").await.status, StatusCode::OK);
+
+    let broken = of("broken");
+    let kinds: Vec<EventKind> = broken.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::SetupStarted,
+            EventKind::SetupRetrying,
+            EventKind::SetupStarted,
+            EventKind::SetupRetrying,
+            EventKind::SetupStarted,
+            EventKind::SetupFailed
+        ],
+        "three attempts, then given up on, never launched: {broken:?}"
+    );
+    assert!(
+        broken[3].message.contains("trying again in 2s (attempt 2 of 3)"),
+        "{}",
+        broken[3].message
+    );
+    assert!(broken[4].at.duration_since(broken[3].at).unwrap() >= Duration::from_secs(2));
+    let failed = &broken[5].message;
+    assert!(
+        failed.contains("exited with status 2") && failed.contains("3 times") && failed.contains("no such package"),
+        "{failed}"
+    );
+    let ps = service(&node, "broken");
+    assert!(ps.state.starts_with("setup failed"), "{}", ps.state);
+    assert!(ps.instances.iter().all(|i| i.pid.is_none()), "{ps:?}");
+    assert_eq!(
+        get(node.gateway_addr, "/broken").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    stop(node).await;
+}
