@@ -23,7 +23,20 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+extern "C" {
+    /// mimalloc's own: frees the calling thread's empty pages and, with `force`, gives
+    /// them back to the system.
+    fn mi_collect(force: bool);
+}
+
+/// What a quiet worker runs, as in the strata binary (`strata_os::listen::on_idle`).
+fn give_back_idle_memory() {
+    // SAFETY: mi_collect takes no pointer and may be called on any thread at any time.
+    unsafe { mi_collect(true) }
+}
+
 fn main() {
+    strata_os::listen::on_idle(give_back_idle_memory);
     let mut port: u16 = 6390;
     let mut threads = 0usize;
     let mut config = CacheConfig::default();

@@ -17,17 +17,23 @@
 //!
 //! A worker whose connections have all closed, and stayed so for [`IDLE_AFTER`], runs
 //! what [`on_idle`] set, on its own thread: the binary gives the memory those
-//! connections left back to the system there.
+//! connections left back to the system there. A server whose clients keep their
+//! connections open for good (a cache's pooled clients) marks its work instead
+//! ([`worked`]): a worker that did none for [`IDLE_AFTER`] runs it, and so does every
+//! other worker of its server that is quiet too, since the work may have freed what
+//! they had allocated (a FLUSHALL frees every worker's keys).
 
+use std::cell::OnceCell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::mpsc as mpsc_async;
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +68,39 @@ pub fn on_idle(idle: fn()) {
     let _ = IDLE.set(idle);
 }
 
+thread_local! {
+    /// The workers this thread is one of, and which: set when a worker of [`spawn`]
+    /// starts, for [`worked`].
+    static WORKER: OnceCell<(Arc<SpreadShared>, usize)> = const { OnceCell::new() };
+}
+
+/// Marks work done on this thread, a worker's of [`spawn`] (elsewhere it does nothing):
+/// once the worker has done none for [`IDLE_AFTER`], what [`on_idle`] set runs on it,
+/// open connections or not, and on each other worker of the same [`spawn`] that is
+/// quiet too (what this one freed may be theirs: mimalloc keeps a block freed by
+/// another thread on its owner's page until the owner looks). For servers whose
+/// clients hold their connections (a cache's pool), where the last one never closes.
+/// Costs two relaxed atomics on the worker's own cache line, and one timer per second
+/// of work, none while quiet.
+pub fn worked() {
+    WORKER.with(|worker| {
+        if let Some((shared, index)) = worker.get() {
+            shared.worked(*index);
+        }
+    });
+}
+
+/// One worker's marks of work ([`worked`]), on a cache line of its own: only its own
+/// thread writes them, and the others only read them once a second.
+#[repr(align(64))]
+#[derive(Default)]
+struct Quiet {
+    /// How many times the worker marked work.
+    work: AtomicU64,
+    /// Whether a check for a quiet second is waiting on the worker.
+    waiting: AtomicBool,
+}
+
 /// One worker's share, handed to the serving function on the worker's own thread,
 /// inside its runtime.
 pub struct Worker {
@@ -94,6 +133,10 @@ struct SpreadShared {
     /// Whether a worker's idle run ([`on_idle`]) is already waiting.
     idle_waiting: Box<[AtomicBool]>,
     inboxes: Box<[mpsc_async::UnboundedSender<Handed>]>,
+    /// Each worker's marks of work ([`worked`]).
+    quiet: Box<[Quiet]>,
+    /// Each worker's runtime, set when it starts: where the others send its idle run.
+    runtimes: Box<[OnceLock<Handle>]>,
 }
 
 impl SpreadShared {
@@ -120,6 +163,56 @@ impl SpreadShared {
     }
 }
 
+impl SpreadShared {
+    /// Worker `index`, on its own thread, marked work ([`worked`]).
+    fn worked(self: &Arc<Self>, index: usize) {
+        let quiet = &self.quiet[index];
+        // Only this thread writes the count: no locked instruction needed.
+        quiet
+            .work
+            .store(quiet.work.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        if quiet.waiting.load(Ordering::Relaxed) || IDLE.get().is_none() {
+            return;
+        }
+        let Ok(runtime) = Handle::try_current() else { return };
+        quiet.waiting.store(true, Ordering::Relaxed);
+        runtime.spawn(self.clone().until_quiet(index));
+    }
+
+    /// Waits until worker `index` has marked no work for [`IDLE_AFTER`], then runs what
+    /// [`on_idle`] set there, and on every other worker that is quiet as well.
+    async fn until_quiet(self: Arc<Self>, index: usize) {
+        let Some(&idle) = IDLE.get() else { return };
+        let quiet = &self.quiet[index];
+        loop {
+            let seen = quiet.work.load(Ordering::Relaxed);
+            tokio::time::sleep(IDLE_AFTER).await;
+            if quiet.work.load(Ordering::Relaxed) != seen {
+                continue;
+            }
+            quiet.waiting.store(false, Ordering::SeqCst);
+            // Work marked between the look and the store found the check still
+            // waiting and started none: look again for it.
+            if quiet.work.load(Ordering::SeqCst) == seen || quiet.waiting.swap(true, Ordering::SeqCst) {
+                break;
+            }
+        }
+        if quiet.waiting.load(Ordering::SeqCst) {
+            // A newer check took over.
+            return;
+        }
+        idle();
+        for (other, runtime) in self.runtimes.iter().enumerate() {
+            if other == index || self.quiet[other].waiting.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let Some(runtime) = runtime.get() {
+                runtime.spawn(async move { idle() });
+            }
+        }
+    }
+}
+
 /// A connection handed from the worker that accepted it to the one that serves it.
 struct Handed {
     stream: std::net::TcpStream,
@@ -132,6 +225,16 @@ struct Handed {
 /// Without a spread it counts nothing.
 pub struct Open {
     counted: Option<(Arc<SpreadShared>, usize)>,
+}
+
+impl Open {
+    /// [`worked`] for the worker this connection is counted on, without looking the
+    /// worker up: for a connection's every read. Must be called on that worker's thread.
+    pub fn worked(&self) {
+        if let Some((shared, index)) = &self.counted {
+            shared.worked(*index);
+        }
+    }
 }
 
 impl Drop for Open {
@@ -151,6 +254,8 @@ impl Spread {
             open: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
             idle_waiting: (0..threads).map(|_| AtomicBool::new(false)).collect(),
             inboxes: senders.into(),
+            quiet: (0..threads).map(|_| Quiet::default()).collect(),
+            runtimes: (0..threads).map(|_| OnceLock::new()).collect(),
         });
         receivers
             .into_iter()
@@ -376,6 +481,8 @@ where
                     return;
                 }
             };
+            let _ = spread.shared.runtimes[index].set(runtime.handle().clone());
+            let _ = WORKER.with(|worker| worker.set((spread.shared.clone(), index)));
             runtime.block_on(async move {
                 let listener = match reuseport_listener(addr) {
                     Ok(l) => l,
@@ -631,6 +738,76 @@ mod tests {
             idle_runs_of(mine),
             vec!["strata-idletest-0".to_string(), "strata-idletest-1".to_string()]
         );
+        shutdown.cancel();
+        workers.join_blocking();
+    }
+
+    #[test]
+    fn a_worker_quiet_for_a_second_runs_its_idle_work_with_connections_open_and_so_do_quiet_others() {
+        on_idle(record_idle);
+        let shutdown = CancellationToken::new();
+        let listen = Listen {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            threads: 2,
+            name: "quiettest",
+        };
+        // Echoes each byte, marking the work; the connection stays open until its client
+        // closes it. The spread puts the two connections on the two workers.
+        let workers = spawn(listen, &shutdown, move |worker: Worker| async move {
+            accept_spread(
+                worker.listener,
+                Some(worker.spread),
+                &worker.shutdown,
+                "quiettest",
+                |mut stream, _, open| {
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncReadExt;
+                        let mut byte = [0u8; 1];
+                        while matches!(stream.read(&mut byte).await, Ok(1)) {
+                            worked();
+                            let _ = stream.write_all(&byte).await;
+                        }
+                        drop(open);
+                    });
+                },
+            )
+            .await;
+        })
+        .unwrap();
+        let mine = "strata-quiettest-";
+        let mut busy = std::net::TcpStream::connect(workers.addr).unwrap();
+        let _other = std::net::TcpStream::connect(workers.addr).unwrap();
+        let echo = |c: &mut std::net::TcpStream| {
+            std::io::Write::write_all(c, b"x").unwrap();
+            c.read_exact(&mut [0u8; 1]).unwrap();
+        };
+        // Work every 100 ms for twice the quiet time: nothing runs, on either worker.
+        let until = std::time::Instant::now() + IDLE_AFTER * 2;
+        while std::time::Instant::now() < until {
+            echo(&mut busy);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(idle_runs_of(mine), Vec::<String>::new(), "ran while working");
+        // Quiet, both connections still open: the worker that worked runs it, and so
+        // does the other one, which did no work but is quiet too. Once each: nothing
+        // more runs while nothing is done.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while idle_runs_of(mine).len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(IDLE_AFTER * 2);
+        assert_eq!(
+            idle_runs_of(mine),
+            vec!["strata-quiettest-0".to_string(), "strata-quiettest-1".to_string()]
+        );
+        // More work, then quiet again: they run once more.
+        echo(&mut busy);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while idle_runs_of(mine).len() < 4 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(idle_runs_of(mine).len(), 4, "{:?}", idle_runs_of(mine));
+        drop(busy);
         shutdown.cancel();
         workers.join_blocking();
     }

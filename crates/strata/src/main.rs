@@ -49,6 +49,42 @@ fn give_back_idle_memory() {
     unsafe { mi_collect(true) }
 }
 
+thread_local! {
+    /// A runtime thread's state for [`runtime_thread_parks`]: whether it has woken since
+    /// it last gave memory back, and when that was.
+    static WOKEN_SINCE_COLLECT: std::cell::Cell<(bool, Option<std::time::Instant>)> =
+        const { std::cell::Cell::new((false, None)) };
+}
+
+/// A thread of the runtime (the node API, the App Service, the queues and the store)
+/// has woken.
+fn runtime_thread_unparks() {
+    WOKEN_SINCE_COLLECT.with(|s| s.set((true, s.get().1)));
+}
+
+/// A thread of the runtime is going idle: it gives its freed memory back
+/// ([`give_back_idle_memory`]) if it has woken since it last did and that was a second
+/// ago or more. Unlike the gateway's and the Redis port's workers, these threads have
+/// no connection count or work marks to go by; they park between any two pieces of
+/// work, and an idle node still wakes them (health checks, sweeps), so the memory a
+/// burst of node API calls left goes back at the first park a second after the last
+/// collection, and a busy thread collects at most once a second. Measured in
+/// bench/README.md ("Memory given back when idle").
+fn runtime_thread_parks() {
+    WOKEN_SINCE_COLLECT.with(|s| {
+        let (woken, last) = s.get();
+        if !woken {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if last.is_some_and(|last| now.duration_since(last) < strata_os::listen::IDLE_AFTER) {
+            return;
+        }
+        give_back_idle_memory();
+        s.set((false, Some(now)));
+    });
+}
+
 /// The runtime's threads by default: half the cores, at least one. The gateway already
 /// runs a thread per core beside it, and a request through the node API is a chain of
 /// wake-ups (client, handler, the NATS client's task, the disk writer): with a second
@@ -71,6 +107,8 @@ fn main() -> std::process::ExitCode {
     let workers = cli.workers.map_or_else(default_workers, usize::from);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
+        .on_thread_unpark(runtime_thread_unparks)
+        .on_thread_park(runtime_thread_parks)
         .enable_all()
         .build()
     {

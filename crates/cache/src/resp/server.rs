@@ -185,7 +185,11 @@ async fn serve_connection(
                 },
             }
         };
-        match watch.until_expired(event).await {
+        let event = watch.until_expired(event).await;
+        // Once the worker has had nothing to do for a second, the memory this work
+        // left goes back to the system (`listen::worked`), open connections or not.
+        listen::worked();
+        match event {
             Ok(Event::Readable(ready)) => ready?,
             Ok(Event::Messages) => {
                 if out.capacity() == 0 {

@@ -179,6 +179,11 @@ impl AsyncRead for Guarded {
                 if fresh.is_empty() {
                     return Poll::Ready(Ok(()));
                 }
+                // A worker quiet for a second gives the memory back (`listen::worked`),
+                // even while clients keep their connections open.
+                if let Some(open) = &this.open {
+                    open.worked();
+                }
                 if this.between() {
                     // A head begins now.
                     this.since = Instant::now();
