@@ -683,34 +683,45 @@ mod tests {
         ran
     }
 
-    #[test]
-    fn a_worker_runs_its_idle_work_on_its_own_thread_a_second_after_its_last_connection() {
-        on_idle(record_idle);
-        let shutdown = CancellationToken::new();
+    /// Two workers named `name` on a free port, keeping their connections even
+    /// ([`accept_spread`]); each connection is served by `serve` in a task of its own,
+    /// with its [`Open`].
+    fn spread_workers<F, Fut>(name: &'static str, shutdown: &CancellationToken, serve: F) -> Workers
+    where
+        F: Fn(TcpStream, Open) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let listen = Listen {
             addr: "127.0.0.1:0".parse().unwrap(),
             threads: 2,
-            name: "idletest",
+            name,
         };
-        // Each connection is held, counted, until its client closes it.
-        let workers = spawn(listen, &shutdown, move |worker: Worker| async move {
+        spawn(listen, shutdown, move |worker: Worker| async move {
             accept_spread(
                 worker.listener,
                 Some(worker.spread),
                 &worker.shutdown,
-                "idletest",
-                |mut stream, _, open| {
-                    tokio::spawn(async move {
-                        use tokio::io::AsyncReadExt;
-                        let _ = stream.write_all(b"+").await;
-                        let _ = stream.read(&mut [0u8; 1]).await;
-                        drop(open);
-                    });
+                name,
+                |stream, _, open| {
+                    tokio::spawn(serve(stream, open));
                 },
             )
             .await;
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_worker_runs_its_idle_work_on_its_own_thread_a_second_after_its_last_connection() {
+        on_idle(record_idle);
+        let shutdown = CancellationToken::new();
+        // Each connection is held, counted, until its client closes it.
+        let workers = spread_workers("idletest", &shutdown, |mut stream, open| async move {
+            use tokio::io::AsyncReadExt;
+            let _ = stream.write_all(b"+").await;
+            let _ = stream.read(&mut [0u8; 1]).await;
+            drop(open);
+        });
         let connect = || {
             let mut c = std::net::TcpStream::connect(workers.addr).unwrap();
             c.read_exact(&mut [0u8; 1]).unwrap();
@@ -746,34 +757,17 @@ mod tests {
     fn a_worker_quiet_for_a_second_runs_its_idle_work_with_connections_open_and_so_do_quiet_others() {
         on_idle(record_idle);
         let shutdown = CancellationToken::new();
-        let listen = Listen {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            threads: 2,
-            name: "quiettest",
-        };
         // Echoes each byte, marking the work; the connection stays open until its client
         // closes it. The spread puts the two connections on the two workers.
-        let workers = spawn(listen, &shutdown, move |worker: Worker| async move {
-            accept_spread(
-                worker.listener,
-                Some(worker.spread),
-                &worker.shutdown,
-                "quiettest",
-                |mut stream, _, open| {
-                    tokio::spawn(async move {
-                        use tokio::io::AsyncReadExt;
-                        let mut byte = [0u8; 1];
-                        while matches!(stream.read(&mut byte).await, Ok(1)) {
-                            worked();
-                            let _ = stream.write_all(&byte).await;
-                        }
-                        drop(open);
-                    });
-                },
-            )
-            .await;
-        })
-        .unwrap();
+        let workers = spread_workers("quiettest", &shutdown, |mut stream, open| async move {
+            use tokio::io::AsyncReadExt;
+            let mut byte = [0u8; 1];
+            while matches!(stream.read(&mut byte).await, Ok(1)) {
+                worked();
+                let _ = stream.write_all(&byte).await;
+            }
+            drop(open);
+        });
         let mine = "strata-quiettest-";
         let mut busy = std::net::TcpStream::connect(workers.addr).unwrap();
         let _other = std::net::TcpStream::connect(workers.addr).unwrap();
