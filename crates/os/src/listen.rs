@@ -683,6 +683,15 @@ mod tests {
         ran
     }
 
+    /// Waits (10 s at most) until [`on_idle`]'s function has run `n` times on threads
+    /// whose names start with `prefix`.
+    fn wait_for_idle_runs(prefix: &str, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while idle_runs_of(prefix).len() < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Two workers named `name` on a free port, keeping their connections even
     /// ([`accept_spread`]); each connection is served by `serve` in a task of its own,
     /// with its [`Open`].
@@ -740,10 +749,7 @@ mod tests {
         for _ in 0..5 {
             drop(connect());
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while idle_runs_of(mine).len() < 2 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_idle_runs(mine, 2);
         std::thread::sleep(IDLE_AFTER * 2);
         assert_eq!(
             idle_runs_of(mine),
@@ -785,10 +791,7 @@ mod tests {
         // Quiet, both connections still open: the worker that worked runs it, and so
         // does the other one, which did no work but is quiet too. Once each: nothing
         // more runs while nothing is done.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while idle_runs_of(mine).len() < 2 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_idle_runs(mine, 2);
         std::thread::sleep(IDLE_AFTER * 2);
         assert_eq!(
             idle_runs_of(mine),
@@ -796,10 +799,7 @@ mod tests {
         );
         // More work, then quiet again: they run once more.
         echo(&mut busy);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while idle_runs_of(mine).len() < 4 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_idle_runs(mine, 4);
         assert_eq!(idle_runs_of(mine).len(), 4, "{:?}", idle_runs_of(mine));
         drop(busy);
         shutdown.cancel();
