@@ -49,39 +49,65 @@ fn give_back_idle_memory() {
     unsafe { mi_collect(true) }
 }
 
+/// A runtime thread's record for [`runtime_thread_parks`]: whether it has woken since it
+/// last gave memory back, and when that was.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Parks {
+    woken: bool,
+    last_collect: Option<std::time::Instant>,
+}
+
+impl Parks {
+    /// The thread woke.
+    fn unparked(self) -> Parks {
+        Parks { woken: true, ..self }
+    }
+
+    /// The thread goes idle at `now`: whether it collects, and the record after.
+    fn parking(self, now: std::time::Instant) -> (bool, Parks) {
+        let recent = self
+            .last_collect
+            .is_some_and(|last| now.duration_since(last) < strata_os::listen::IDLE_AFTER);
+        if !self.woken || recent {
+            return (false, self);
+        }
+        (
+            true,
+            Parks {
+                woken: false,
+                last_collect: Some(now),
+            },
+        )
+    }
+}
+
 thread_local! {
-    /// A runtime thread's state for [`runtime_thread_parks`]: whether it has woken since
-    /// it last gave memory back, and when that was.
-    static WOKEN_SINCE_COLLECT: std::cell::Cell<(bool, Option<std::time::Instant>)> =
-        const { std::cell::Cell::new((false, None)) };
+    static PARKS: std::cell::Cell<Parks> = const {
+        std::cell::Cell::new(Parks { woken: false, last_collect: None })
+    };
 }
 
 /// A thread of the runtime (the node API, the App Service, the queues and the store)
 /// has woken.
 fn runtime_thread_unparks() {
-    WOKEN_SINCE_COLLECT.with(|s| s.set((true, s.get().1)));
+    PARKS.with(|p| p.set(p.get().unparked()));
 }
 
 /// A thread of the runtime is going idle: it gives its freed memory back
 /// ([`give_back_idle_memory`]) if it has woken since it last did and that was a second
-/// ago or more. Unlike the gateway's and the Redis port's workers, these threads have
-/// no connection count or work marks to go by; they park between any two pieces of
-/// work, and an idle node still wakes them (health checks, sweeps), so the memory a
-/// burst of node API calls left goes back at the first park a second after the last
-/// collection, and a busy thread collects at most once a second. Measured in
+/// ago or more ([`Parks::parking`]). Unlike the gateway's and the Redis port's workers,
+/// these threads have no connection count or work marks to go by; they park between
+/// any two pieces of work, and an idle node still wakes them (health checks, sweeps), so
+/// the memory a burst of node API calls left goes back at the first park a second after
+/// the last collection, and a busy thread collects at most once a second. Measured in
 /// bench/README.md ("Memory given back when idle").
 fn runtime_thread_parks() {
-    WOKEN_SINCE_COLLECT.with(|s| {
-        let (woken, last) = s.get();
-        if !woken {
-            return;
+    PARKS.with(|p| {
+        let (collect, after) = p.get().parking(std::time::Instant::now());
+        p.set(after);
+        if collect {
+            give_back_idle_memory();
         }
-        let now = std::time::Instant::now();
-        if last.is_some_and(|last| now.duration_since(last) < strata_os::listen::IDLE_AFTER) {
-            return;
-        }
-        give_back_idle_memory();
-        s.set((false, Some(now)));
     });
 }
 
@@ -126,5 +152,40 @@ fn main() -> std::process::ExitCode {
             eprintln!("strata: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Parks;
+
+    #[test]
+    fn a_runtime_thread_collects_at_a_park_after_waking_at_most_once_a_second() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Never woken: nothing to give back.
+        let (collect, parks) = Parks::default().parking(at(0));
+        assert!(!collect);
+        // Woken once: the first park collects.
+        let (collect, parks) = parks.unparked().parking(at(0));
+        assert!(collect);
+        // Parked again without waking: nothing.
+        let (collect, parks) = parks.parking(at(2_000));
+        assert!(!collect);
+        // Woken again within the second: not yet, and the wake is kept for later.
+        let (collect, parks) = parks.unparked().parking(at(999));
+        assert!(!collect);
+        // The first park a second after the last collection collects that kept wake.
+        let (collect, parks) = parks.parking(at(1_000));
+        assert!(collect);
+        assert_eq!(
+            parks,
+            Parks {
+                woken: false,
+                last_collect: Some(at(1_000))
+            }
+        );
     }
 }
