@@ -1,14 +1,25 @@
 //! The request id the gateway gives a request that has none (`X-Request-Id`):
-//! `pppppppp-n…`, a per-process prefix and a counter in hex.
+//! `pppppppp-n…`, a per-process prefix and a number in hex.
+//!
+//! Each gateway thread counts in a slot of its own (an atomic on a cache line of its
+//! own): a shared counter was a cache line that the workers took from each other on
+//! every request. Slot `s` gives the numbers `s + k * SLOTS`, so no two slots give the
+//! same one; slot 0, shared by the threads that are not workers, stays atomic for them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::HeaderValue;
 
-/// Request ids: a random node prefix and a counter.
+use crate::worker::{slot, SLOTS};
+
+/// One slot's count, alone on its cache line.
+#[repr(align(64))]
+struct Count(AtomicU64);
+
+/// Request ids: a random node prefix and a number.
 pub(crate) struct RequestIds {
     prefix: u64,
-    next: AtomicU64,
+    counts: Box<[Count]>,
 }
 
 impl RequestIds {
@@ -19,12 +30,17 @@ impl RequestIds {
             .unwrap_or(0);
         RequestIds {
             prefix: (t ^ (std::process::id() as u64).rotate_left(40)) & 0xffff_ffff,
-            next: AtomicU64::new(1),
+            counts: (0..SLOTS).map(|_| Count(AtomicU64::new(0))).collect(),
         }
     }
 
     pub(crate) fn next(&self) -> HeaderValue {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.next_in(slot())
+    }
+
+    fn next_in(&self, slot: usize) -> HeaderValue {
+        let k = self.counts[slot].0.fetch_add(1, Ordering::Relaxed);
+        let n = 1 + slot as u64 + k * SLOTS as u64;
         // `pppppppp-nnnn…`: hex digits written straight into one buffer.
         let mut buf = [0u8; 25];
         let hex = |v: u64, out: &mut [u8]| {
@@ -37,5 +53,29 @@ impl RequestIds {
         let digits = (16 - (n.leading_zeros() / 4) as usize).max(1);
         hex(n, &mut buf[9..9 + digits]);
         HeaderValue::from_bytes(&buf[..9 + digits]).expect("hex is a valid header value")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_every_slot_are_distinct_and_share_the_prefix() {
+        let ids = RequestIds::new();
+        let mut seen = std::collections::HashSet::new();
+        for round in 0..50 {
+            for slot in [0, 1, 2, SLOTS - 1] {
+                let id = ids.next_in(slot);
+                let text = id.to_str().unwrap().to_string();
+                let (prefix, number) = text.split_once('-').expect("prefix-number");
+                assert_eq!(prefix.len(), 8, "{text}");
+                assert_eq!(u64::from_str_radix(prefix, 16).unwrap(), ids.prefix, "{text}");
+                assert!(u64::from_str_radix(number, 16).unwrap() > 0, "{text}");
+                assert!(seen.insert(text.clone()), "round {round}: {text} given twice");
+            }
+        }
+        // From the thread running this test (slot 0, not a worker).
+        assert!(seen.insert(ids.next().to_str().unwrap().to_string()));
     }
 }
