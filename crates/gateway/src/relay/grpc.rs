@@ -26,23 +26,23 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::client_body::ClientBody;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame};
 use strata_bus::{Held, Member, Placement, Pool};
 
-use super::{
-    attempt_value, upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, REQUEST_ID, SERVED_BY,
-};
+use super::{attempt_value, upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, SERVED_BY};
 use crate::metrics::{Protocol, RelayStats};
 use crate::response_body::{H2End, ResBody};
-use crate::trace::TRACEPARENT;
 use crate::upstream::{send_h2, H2Reply, H2SendError};
 
 mod replay;
 
 use replay::Replay;
+
+/// The call's deadline, as the client gave it and as the member gets it.
+pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// gRPC's status codes that strata itself answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +191,7 @@ async fn relay_call(
     let (mut parts, body) = req.into_parts();
     let deadline = parts
         .headers
-        .get("grpc-timeout")
+        .get(GRPC_TIMEOUT)
         .and_then(|v| parse_timeout(v.as_bytes()))
         .map_or(policy.deadline, |t| t.min(policy.deadline));
     // Connection-specific headers may not travel over HTTP/2; `te: trailers` may.
@@ -349,17 +349,8 @@ async fn relay_call(
         uri.authority = Some(upstream.authority.clone());
         uri.path_and_query = Some(path.clone());
         head.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
-        // Never indexed: these values differ from call to call, and an HPACK table entry
-        // per call would push out the headers that do repeat (content-type, te, the
-        // client's user-agent), which would then be written out in full again.
-        let mut timeout = timeout_value(remaining);
-        timeout.set_sensitive(true);
-        head.headers.insert("grpc-timeout", timeout);
-        for name in [REQUEST_ID, TRACEPARENT] {
-            if let Some(value) = head.headers.get_mut(name) {
-                value.set_sensitive(true);
-            }
-        }
+        head.headers.insert(GRPC_TIMEOUT, timeout_value(remaining));
+        conn.mark_per_call(&mut head.headers);
         head.headers.insert(ATTEMPT, attempt_value(outcome.attempts));
         let call = match send_h2(&mut sender, &conn, head, attempt_body).await {
             Ok(call) => call,

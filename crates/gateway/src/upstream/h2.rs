@@ -14,9 +14,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::{Connection, SendRequest};
+use http::HeaderMap;
 use strata_os::bare::Bare;
 use tokio::net::TcpStream;
 
+use crate::relay::grpc::GRPC_TIMEOUT;
+use crate::relay::REQUEST_ID;
+use crate::trace::TRACEPARENT;
 use crate::worker::{slot, SLOTS};
 
 /// Opens calls on one connection to a member.
@@ -35,6 +39,40 @@ const KEEP_ALIVE_CHECK: Duration = Duration::from_secs(5);
 /// with GOAWAY), and marks it closed when the connection ends.
 pub struct ConnRef {
     open: AtomicBool,
+    /// Whether a call has sent the per-call headers indexable ([`ConnRef::mark_per_call`]).
+    names_indexed: AtomicBool,
+}
+
+impl ConnRef {
+    fn new() -> ConnRef {
+        ConnRef {
+            open: AtomicBool::new(true),
+            names_indexed: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks how a call's per-call headers (`grpc-timeout`, `x-request-id`,
+    /// `traceparent`) are to be HPACK-encoded on this connection.
+    ///
+    /// Never indexed: their values differ from call to call, and a table entry per call
+    /// would push out the headers that do repeat (content-type, te, the client's
+    /// user-agent), which would then be written out in full again. Except on the
+    /// connection's first call, which sends them indexable to put their names in the
+    /// table: with an entry of the same name there, the `h2` encoder writes a
+    /// never-indexed value under the table's name (one byte) instead of the name in
+    /// full, and the member decodes no name and allocates none. Once, not now and then:
+    /// the encoder compares a header's value with every entry of its name, so each
+    /// further entry would cost every later call a compare. Should other headers push
+    /// the names out of the table, calls go on with the names in full, as before.
+    pub fn mark_per_call(&self, headers: &mut HeaderMap) {
+        // Only the thread that made the connection opens calls on it: no contention.
+        let first = !self.names_indexed.load(Ordering::Relaxed) && !self.names_indexed.swap(true, Ordering::Relaxed);
+        for name in [GRPC_TIMEOUT, REQUEST_ID, TRACEPARENT] {
+            if let Some(value) = headers.get_mut(name) {
+                value.set_sensitive(!first);
+            }
+        }
+    }
 }
 
 struct Open {
@@ -105,9 +143,7 @@ impl H2Conns {
             .handshake::<_, Bytes>(Bare::new(stream))
             .await
             .map_err(io::Error::other)?;
-        let conn_ref = Arc::new(ConnRef {
-            open: AtomicBool::new(true),
-        });
+        let conn_ref = Arc::new(ConnRef::new());
         tokio::spawn(drive(conn, Arc::downgrade(&conn_ref), addr));
         *self.conns[slot()].lock().unwrap() = Some(Open {
             sender: sender.clone(),
@@ -162,4 +198,153 @@ async fn drive(mut conn: Connection<Bare, Bytes>, conn_ref: Weak<ConnRef>, addr:
         tracing::debug!(error = %e, %addr, "HTTP/2 connection to a member ended");
     }
     // Dropping `conn` here ends the streams still open on it with an error.
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    use http::HeaderValue;
+    use tokio::io::{AsyncRead, ReadBuf};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A member's socket that keeps a copy of every byte it reads.
+    struct Recorded {
+        socket: TcpStream,
+        read: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl AsyncRead for Recorded {
+        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            let polled = Pin::new(&mut self.socket).poll_read(cx, buf);
+            let new = buf.filled()[before..].to_vec();
+            self.read.lock().unwrap().extend_from_slice(&new);
+            polled
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Recorded {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.socket).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.socket).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.socket).poll_shutdown(cx)
+        }
+    }
+
+    /// The HPACK blocks of the HEADERS frames in `bytes` (a client's side of an HTTP/2
+    /// connection, preface first), in order.
+    fn header_blocks(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut at = 24;
+        let mut blocks = Vec::new();
+        while at + 9 <= bytes.len() {
+            let len = usize::from(bytes[at]) << 16 | usize::from(bytes[at + 1]) << 8 | usize::from(bytes[at + 2]);
+            let (kind, flags) = (bytes[at + 3], bytes[at + 4]);
+            let payload = &bytes[at + 9..at + 9 + len];
+            if kind == 1 {
+                assert_eq!(flags & 0x28, 0, "no padding or priority from h2's client");
+                blocks.push(payload.to_vec());
+            }
+            at += 9 + len;
+        }
+        blocks
+    }
+
+    /// Sends `calls` calls on a new connection to a member that records what it reads,
+    /// each with its own per-call values; `mark` marks the per-call headers. Answers
+    /// the member's header block per call and the headers it got.
+    async fn calls_to_a_member(calls: usize, mark: impl Fn(&ConnRef, &mut HeaderMap)) -> Vec<(Vec<u8>, HeaderMap)> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let read = Arc::new(Mutex::new(Vec::new()));
+        let recorded = read.clone();
+        let member = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut conn = h2::server::handshake(Recorded { socket, read: recorded })
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            while let Some(call) = conn.accept().await {
+                let (req, mut respond) = call.unwrap();
+                got.push(req.headers().clone());
+                respond.send_response(http::Response::new(()), true).unwrap();
+            }
+            got
+        });
+        let conns = H2Conns::default();
+        let (mut sender, conn) = conns.connect(addr).await.unwrap();
+        for n in 0..calls {
+            let mut req = http::Request::post(format!("http://{addr}/test.Echo/Unary"))
+                .body(())
+                .unwrap();
+            let headers = req.headers_mut();
+            headers.insert(
+                header_name("content-type"),
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert(
+                GRPC_TIMEOUT,
+                HeaderValue::from_str(&format!("{}m", 29_000 + n)).unwrap(),
+            );
+            headers.insert(
+                REQUEST_ID,
+                HeaderValue::from_str(&format!("0123abcd-{:x}", 4096 + n)).unwrap(),
+            );
+            let traceparent = format!(
+                "00-{:032x}-{:016x}-01",
+                0x4bf9_2f35_77b3_4da6_u128 + n as u128,
+                0xf067_aa0b_u64 + n as u64
+            );
+            headers.insert(TRACEPARENT, HeaderValue::from_str(&traceparent).unwrap());
+            mark(&conn, headers);
+            sender = sender.ready().await.unwrap();
+            let (reply, _) = sender.send_request(req, true).unwrap();
+            reply.await.unwrap();
+        }
+        drop((sender, conn, conns));
+        let got = member.await.unwrap();
+        let blocks = header_blocks(&read.lock().unwrap());
+        assert_eq!(blocks.len(), calls);
+        blocks.into_iter().zip(got).collect()
+    }
+
+    fn header_name(name: &'static str) -> http::HeaderName {
+        http::HeaderName::from_static(name)
+    }
+
+    #[tokio::test]
+    async fn per_call_headers_go_under_their_names_in_the_hpack_table_after_the_first_call() {
+        let marked = calls_to_a_member(4, ConnRef::mark_per_call).await;
+        // As before this change: never indexed on every call, names in full.
+        let never_indexed = calls_to_a_member(4, |_, headers: &mut HeaderMap| {
+            for name in [GRPC_TIMEOUT, REQUEST_ID, TRACEPARENT] {
+                headers.get_mut(name).unwrap().set_sensitive(true);
+            }
+        })
+        .await;
+        for (n, ((block, got), (before, _))) in marked.iter().zip(&never_indexed).enumerate() {
+            // Every value arrived as sent.
+            assert_eq!(got[GRPC_TIMEOUT], format!("{}m", 29_000 + n).as_str());
+            assert_eq!(got[REQUEST_ID], format!("0123abcd-{:x}", 4096 + n).as_str());
+            assert!(got[TRACEPARENT].to_str().unwrap().starts_with("00-"));
+            if n == 0 {
+                continue;
+            }
+            // The three names (35 characters, about 26 bytes in Huffman code) are one
+            // byte each.
+            assert!(
+                block.len() + 20 <= before.len(),
+                "call {n}: {} bytes of header block against {} with names in full",
+                block.len(),
+                before.len()
+            );
+        }
+    }
 }
