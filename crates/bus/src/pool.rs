@@ -104,9 +104,16 @@ impl Member {
 
     /// Counts a request as in flight until the guard is dropped.
     pub fn begin(self: &Arc<Self>) -> MemberGuard {
+        self.clone().begin_owned()
+    }
+
+    /// [`Member::begin`] with the caller's reference, which the guard keeps
+    /// ([`MemberGuard::member`]): no further count on the reference, which the threads
+    /// that relay to one member would take from each other's caches.
+    pub fn begin_owned(self: Arc<Self>) -> MemberGuard {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.served.fetch_add(1, Ordering::Relaxed);
-        MemberGuard { member: self.clone() }
+        MemberGuard { member: self }
     }
 
     /// Keeps the member from being stopped (its drain waits) until the guard is dropped,

@@ -214,6 +214,10 @@ async fn relay_call(
         CallBody::Once(Some(body))
     };
     let mut outcome = Outcome::default();
+    // The members of the attempts before the last (`outcome.member`): filled only when a
+    // second pick comes, so that a call answered at its first attempt allocates no list
+    // and takes no further reference to its member (a count the gateway's threads
+    // would otherwise take from each other's caches on every call).
     let mut tried: Vec<Arc<Member>> = Vec::new();
     // Why the last attempt got no answer: a borrowed text until one fails (no allocation
     // per call).
@@ -248,6 +252,9 @@ async fn relay_call(
                 status_response(GrpcStatus::Unavailable, &why),
                 outcome.unanswered(NoAnswer::Failed),
             );
+        }
+        if tried.len() < outcome.attempts as usize {
+            tried.extend(outcome.member.clone());
         }
         let Some(mut member) = pool.pick(&tried) else {
             if outcome.attempts > 0 {
@@ -308,12 +315,12 @@ async fn relay_call(
         };
         outcome.attempts += 1;
         outcome.member = Some(member.clone());
-        tried.push(member.clone());
-        let guard = member.begin();
+        let guard = member.begin_owned();
+        let member = guard.member();
         if let Some(admission) = admission {
             admission.counted(member.inflight());
         }
-        let upstream = upstream_of(&member);
+        let upstream = upstream_of(member);
         let attempt = policy.attempt_timeout.min(remaining);
         // An open connection is taken as it is; only a new one is made under a timer.
         let cached = upstream.h2.cached();
@@ -326,14 +333,14 @@ async fn relay_call(
         let (mut sender, conn) = match connecting.await {
             Ok(Ok(open)) => open,
             Ok(Err(e)) => {
-                pool.suspect(&member);
+                pool.suspect(member);
                 why = format!("member {} could not be reached: {e}", member.id).into();
                 body.unsent(attempt_body);
                 sent = false;
                 continue;
             }
             Err(_) => {
-                pool.suspect(&member);
+                pool.suspect(member);
                 why = format!("member {} could not be reached in time", member.id).into();
                 body.unsent(attempt_body);
                 sent = false;
@@ -399,7 +406,7 @@ async fn relay_call(
                 return client_broke_off(&e, outcome);
             }
             Ok(Err(e)) => {
-                pool.suspect(&member);
+                pool.suspect(member);
                 if idempotent {
                     why = format!("member {} failed during the call: {e}", member.id).into();
                     sent = true;
