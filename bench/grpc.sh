@@ -30,6 +30,9 @@
 #   SYSCALLS=0        1: also count the proxy's system calls during each run (`perf stat
 #                     -e raw_syscalls:sys_enter`, all its processes) and report them per
 #                     call or message
+#   CALLS_PER_CONN=auto  strata's relay.grpc_calls_per_connection: "auto" (1 for the
+#                     grpcio member, as docs/grpc.md recommends for it; unset for tonic),
+#                     "none" (unset: one multiplexed connection per gateway thread) or a number
 #   READY_TIMEOUT=60  seconds for the member to become ready
 #   KEEP=1            keep the work dir (configs, logs, raw JSON lines) for inspection
 # See bench/README.md for what is measured.
@@ -56,6 +59,8 @@ STRATA_ACCESS_LOG=${STRATA_ACCESS_LOG:-true}
 case $STRATA_ACCESS_LOG in true | false) ;; *) die "STRATA_ACCESS_LOG must be true or false, not ${STRATA_ACCESS_LOG@Q}" ;; esac
 case $HAPROXY_LOG in none | ring) ;; *) die "HAPROXY_LOG must be none or ring, not ${HAPROXY_LOG@Q}" ;; esac
 READY_TIMEOUT=${READY_TIMEOUT:-60}
+CALLS_PER_CONN=${CALLS_PER_CONN:-auto}
+case $CALLS_PER_CONN in auto | none | [1-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) die "CALLS_PER_CONN must be auto, none or a number from 1, not ${CALLS_PER_CONN@Q}" ;; esac
 SYSCALLS=${SYSCALLS:-0}
 CLIENT_THREADS=${CLIENT_THREADS:-auto}
 case $CLIENT_THREADS in auto | [1-9] | [1-9][0-9]) ;; *) die "CLIENT_THREADS must be a number of threads or auto, not ${CLIENT_THREADS@Q}" ;; esac
@@ -158,7 +163,7 @@ trap 'exit 143' TERM
 write_manifest() {
     mkdir -p "$1"
     GW_PORT=$2 KIND=$3 GRPC_BENCH="$GRPC_BENCH" PYTHON_BIN="$PYTHON" MEMBER_PY="$GRPCIO_MEMBER" \
-        ACCESS_LOG="$STRATA_ACCESS_LOG" \
+        ACCESS_LOG="$STRATA_ACCESS_LOG" CALLS_PER_CONN="$CALLS_PER_CONN" \
         "$PYTHON" - >"$1/strata.json" <<'PY'
 import json, os
 e = os.environ
@@ -169,6 +174,11 @@ doc = {"strata": 1, "app": "bench-grpc",
        "services": {"echo": {"run": run,
                              "instances": {"min": 1, "max": 1},
                              "grpc": ["test.Echo"]}}}
+per_conn = e["CALLS_PER_CONN"]
+if per_conn == "auto":
+    per_conn = "1" if e["KIND"] == "grpcio" else "none"
+if per_conn != "none":
+    doc["services"]["echo"]["relay"] = {"grpc_calls_per_connection": int(per_conn)}
 print(json.dumps(doc, indent=2))
 PY
 }
@@ -438,6 +448,7 @@ RESULTS=$WORK/results.txt
 : >"$RESULTS"
 
 log "strata: $STRATA"
+log "strata relay.grpc_calls_per_connection: $CALLS_PER_CONN (auto: 1 for the grpcio member, unset for tonic)"
 log "grpc-bench: $GRPC_BENCH"
 log "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'), haproxy: $("$HAPROXY" -v | head -n1 | awk '{print $3}')"
 log "work dir: $WORK"

@@ -19,6 +19,9 @@ pub struct RelayPolicy {
     /// gRPC methods that may run twice (`relay.idempotent`: `package.Service/Method` or
     /// `package.Service/*`).
     pub grpc_idempotent: Arc<[String]>,
+    /// gRPC calls in flight per HTTP/2 connection to a member before another is opened
+    /// (`relay.grpc_calls_per_connection`; unset: no limit, one connection).
+    pub grpc_calls_per_connection: usize,
 }
 
 impl RelayPolicy {
@@ -38,6 +41,7 @@ impl Default for RelayPolicy {
             attempt_timeout: Duration::from_secs(10),
             retries: 2,
             grpc_idempotent: Arc::from(Vec::new()),
+            grpc_calls_per_connection: usize::MAX,
         }
     }
 }
@@ -49,6 +53,9 @@ impl From<&RelaySpec> for RelayPolicy {
             attempt_timeout: Duration::from_millis(spec.attempt_timeout_ms),
             retries: spec.retries,
             grpc_idempotent: Arc::from(spec.idempotent.clone()),
+            grpc_calls_per_connection: spec
+                .grpc_calls_per_connection
+                .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         }
     }
 }

@@ -47,6 +47,7 @@ impl FunctionSpec {
                 attempt_timeout_ms: self.timeout_ms,
                 retries: 0,
                 idempotent: Vec::new(),
+                grpc_calls_per_connection: None,
             },
             stop_grace_ms: default_stop_grace_ms(),
             consumes: self.trigger.queue.as_ref().map(|q| ConsumesSpec {

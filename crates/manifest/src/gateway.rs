@@ -168,6 +168,15 @@ pub struct RelaySpec {
     /// `package.Service/*` for all of a service's): a call to one is reissued after it
     /// was sent, as an idempotent HTTP request is. Any other call only while unsent.
     pub idempotent: Vec<String>,
+    /// gRPC calls in flight on each of a gateway thread's HTTP/2 connections to one
+    /// member before the thread opens another to it (at most 64 per thread and member;
+    /// an extra one left without calls for 10 s is closed). Unset: one connection per
+    /// thread and member carries all its calls, which costs least on both sides for
+    /// servers that serve one connection's calls in parallel. 1 suits servers that
+    /// serve each connection's calls one after the other, such as Python's `grpcio`
+    /// (each call then has a connection of its own, as behind nginx or HAProxy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_calls_per_connection: Option<u64>,
 }
 
 impl Default for RelaySpec {
@@ -177,6 +186,7 @@ impl Default for RelaySpec {
             attempt_timeout_ms: 10_000,
             retries: 2,
             idempotent: Vec::new(),
+            grpc_calls_per_connection: None,
         }
     }
 }

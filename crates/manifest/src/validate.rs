@@ -385,6 +385,13 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
             relay.attempt_timeout_ms.to_string(),
         ));
     }
+    if relay.grpc_calls_per_connection == Some(0) {
+        p.add(invalid(
+            relay_path.key("grpc_calls_per_connection"),
+            "at least 1 call per connection (or leave it out: one connection carries every call)",
+            "0",
+        ));
+    }
     check_consumes(m, spec, path, p);
     topics::check_subscribes(spec, path, p);
     if let Some(autoscale) = &spec.autoscale {

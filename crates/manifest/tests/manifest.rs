@@ -617,6 +617,23 @@ fn relay_timeouts_are_checked() {
 }
 
 #[test]
+fn grpc_calls_per_connection_is_at_least_one() {
+    let per_call = "at least 1 call per connection (or leave it out: one connection carries every call)";
+    invalid_at("services.api.relay.grpc_calls_per_connection", json!(0), per_call, "0");
+    let mut v = hello();
+    set("services.api.relay.grpc_calls_per_connection", json!(1))(&mut v);
+    let m = parse_value(&v).expect("1 is valid");
+    assert_eq!(m.services["api"].relay.grpc_calls_per_connection, Some(1));
+    let m = parse_value(&hello()).expect("hello");
+    assert_eq!(
+        m.services["api"].relay.grpc_calls_per_connection, None,
+        "unset by default"
+    );
+    let err = error_of(set("services.api.relay.grpc_calls_per_connection", json!(-1)));
+    assert!(err.to_string().contains("grpc_calls_per_connection"), "{err}");
+}
+
+#[test]
 fn file_paths_stay_inside_the_app() {
     let relative = "a relative path inside the app directory";
     let files = |value| error_of(set("services.api.files", value));
@@ -1037,7 +1054,13 @@ fn unknown_fields_are_named_at_every_level() {
         (
             "services.api.relay.timeout",
             Box::new(set("services.api.relay.timeout", json!(1))),
-            &["timeout_ms", "attempt_timeout_ms", "retries", "idempotent"],
+            &[
+                "timeout_ms",
+                "attempt_timeout_ms",
+                "retries",
+                "idempotent",
+                "grpc_calls_per_connection",
+            ],
         ),
         (
             "services.api.setup.rn",

@@ -120,6 +120,8 @@ async fn grpc_names_route_calls_at_the_gateway_and_through_strata_url() {
             "env": { "GRPC_HEALTH": "SERVING" },
             "health": { "grpc": "test.Echo", "interval_ms": 200 },
             "stop_grace_ms": 1000,
+            // Each call on a connection of its own, as a grpcio member does best.
+            "relay": { "grpc_calls_per_connection": 1 },
         },
         "other": {
             "run": ["python3", MEMBER],
@@ -192,7 +194,9 @@ async fn kill_during_calls(idempotent: bool) -> (Vec<Value>, std::collections::B
     let app = App::new();
     let log = app.path().join("executions.log");
     let relay = if idempotent {
-        json!({ "idempotent": ["test.Echo/Work"] })
+        // Calls spread over a connection each: a killed member's reissues come from
+        // many connections at once.
+        json!({ "idempotent": ["test.Echo/Work"], "grpc_calls_per_connection": 1 })
     } else {
         json!({})
     };

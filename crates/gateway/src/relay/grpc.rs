@@ -323,11 +323,17 @@ async fn relay_call(
         let upstream = upstream_of(member);
         let attempt = policy.attempt_timeout.min(remaining);
         // An open connection is taken as it is; only a new one is made under a timer.
-        let cached = upstream.h2.cached();
+        let cached = upstream.h2.cached(policy.grpc_calls_per_connection);
         let connecting = async {
             match cached {
                 Some(open) => Ok(Ok(open)),
-                None => tokio::time::timeout(attempt, upstream.h2.connect(member.addr)).await,
+                None => {
+                    tokio::time::timeout(
+                        attempt,
+                        upstream.h2.connect(member.addr, policy.grpc_calls_per_connection),
+                    )
+                    .await
+                }
             }
         };
         let (mut sender, conn) = match connecting.await {

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -41,13 +41,20 @@ pub struct ConnRef {
     open: AtomicBool,
     /// Whether a call has sent the per-call headers indexable ([`ConnRef::mark_per_call`]).
     names_indexed: AtomicBool,
+    /// Calls opened on it so far: its driver closes an extra connection that took none
+    /// for a while.
+    calls: AtomicU64,
+    /// Made while the thread had another connection to the member (all busy).
+    extra: bool,
 }
 
 impl ConnRef {
-    fn new() -> ConnRef {
+    fn new(extra: bool) -> ConnRef {
         ConnRef {
             open: AtomicBool::new(true),
             names_indexed: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
+            extra,
         }
     }
 
@@ -80,51 +87,71 @@ struct Open {
     conn: Arc<ConnRef>,
 }
 
-/// The HTTP/2 connections to one member, one per gateway thread.
+/// The HTTP/2 connections to one member, per gateway thread: one, and more while every
+/// one of them has the route's calls per connection in flight
+/// (`relay.grpc_calls_per_connection`).
 pub struct H2Conns {
-    conns: [Mutex<Option<Open>>; SLOTS],
-    /// Held while a thread makes its connection: the calls that need one meanwhile wait
+    conns: [Mutex<Vec<Open>>; SLOTS],
+    /// Held while a thread makes a connection: the calls that need one meanwhile wait
     /// for it instead of each making its own (a hundred streams opened at once would
     /// otherwise open as many connections, and the long ones keep theirs).
     connecting: [tokio::sync::Mutex<()>; SLOTS],
 }
 
+/// At most this many connections per gateway thread and member.
+const MAX_CONNS: usize = 64;
+
+/// An extra connection that took no call for this long is closed.
+const EXTRA_IDLE: Duration = Duration::from_secs(10);
+
 impl Default for H2Conns {
     fn default() -> H2Conns {
         H2Conns {
-            conns: std::array::from_fn(|_| Mutex::new(None)),
+            conns: std::array::from_fn(|_| Mutex::new(Vec::new())),
             connecting: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         }
     }
 }
 
 impl H2Conns {
-    /// This thread's connection to the member, if it has one that takes new calls (no
-    /// await, no timer). One that ended or was told GOAWAY is forgotten here, so that the
-    /// caller makes a new one.
-    pub fn cached(&self) -> Option<(Sender, Arc<ConnRef>)> {
+    /// A connection of this thread to the member that takes new calls (no await, no
+    /// timer): the one with the fewest calls in flight, unless all have `per_conn` (then
+    /// none: the caller makes another, up to [`MAX_CONNS`]). One that ended or was told
+    /// GOAWAY is forgotten here.
+    pub fn cached(&self, per_conn: usize) -> Option<(Sender, Arc<ConnRef>)> {
         let mut conns = self.conns[slot()].lock().unwrap();
-        let open = conns.as_mut()?;
-        // With no stream of its own pending, `poll_ready` only checks the connection's
-        // state (no await): an error is a connection gone or going away.
-        let ready = open.conn.open.load(Ordering::Relaxed)
-            && matches!(
-                open.sender.poll_ready(&mut Context::from_waker(Waker::noop())),
-                Poll::Ready(Ok(()))
-            );
-        if !ready {
-            *conns = None;
-            return None;
+        loop {
+            let count = conns.len();
+            // Held by the entry here and by each call in flight on it.
+            let (at, open) = conns
+                .iter_mut()
+                .enumerate()
+                .min_by_key(|(_, open)| Arc::strong_count(&open.conn))?;
+            // With no stream of its own pending, `poll_ready` only checks the
+            // connection's state (no await): an error is a connection gone or going away.
+            let ready = open.conn.open.load(Ordering::Relaxed)
+                && matches!(
+                    open.sender.poll_ready(&mut Context::from_waker(Waker::noop())),
+                    Poll::Ready(Ok(()))
+                );
+            if !ready {
+                conns.swap_remove(at);
+                continue;
+            }
+            if Arc::strong_count(&open.conn) > per_conn && count < MAX_CONNS {
+                return None;
+            }
+            open.conn.calls.fetch_add(1, Ordering::Relaxed);
+            return Some((open.sender.clone(), open.conn.clone()));
         }
-        Some((open.sender.clone(), open.conn.clone()))
     }
 
     /// A new connection of this thread to the member at `addr`, kept for the calls after
     /// this one. An error here means nothing was sent.
-    pub async fn connect(&self, addr: SocketAddr) -> io::Result<(Sender, Arc<ConnRef>)> {
+    pub async fn connect(&self, addr: SocketAddr, per_conn: usize) -> io::Result<(Sender, Arc<ConnRef>)> {
         let _connecting = self.connecting[slot()].lock().await;
         // Made by the call before this one while this one waited.
-        if let Some(open) = self.cached() {
+        if let Some(open) = self.cached(per_conn) {
             return Ok(open);
         }
         let stream = TcpStream::connect(addr).await?;
@@ -143,9 +170,11 @@ impl H2Conns {
             .handshake::<_, Bytes>(Bare::new(stream))
             .await
             .map_err(io::Error::other)?;
-        let conn_ref = Arc::new(ConnRef::new());
+        let mut conns = self.conns[slot()].lock().unwrap();
+        let conn_ref = Arc::new(ConnRef::new(!conns.is_empty()));
+        conn_ref.calls.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(drive(conn, Arc::downgrade(&conn_ref), addr));
-        *self.conns[slot()].lock().unwrap() = Some(Open {
+        conns.push(Open {
             sender: sender.clone(),
             conn: conn_ref.clone(),
         });
@@ -162,6 +191,8 @@ async fn drive(mut conn: Connection<Bare, Bytes>, conn_ref: Weak<ConnRef>, addr:
     let mut last_ping = Instant::now();
     // When the ping still waiting for its pong was sent.
     let mut waiting: Option<Instant> = None;
+    // An extra connection's calls so far, and since when that count stands.
+    let mut calls_seen = (0, tokio::time::Instant::now());
     let ended: Result<(), String> = loop {
         tokio::select! {
             biased;
@@ -178,6 +209,18 @@ async fn drive(mut conn: Connection<Bare, Bytes>, conn_ref: Weak<ConnRef>, addr:
                 }
                 Some(_) => {}
                 None => {
+                    // An extra connection that took no call for a while is closed: nothing
+                    // holds it but the cache entry, and no call can take it meanwhile
+                    // (calls are opened on this thread).
+                    if let Some(c) = conn_ref.upgrade().filter(|c| c.extra) {
+                        let calls = c.calls.load(Ordering::Relaxed);
+                        if calls != calls_seen.0 {
+                            calls_seen = (calls, tokio::time::Instant::now());
+                        } else if calls_seen.1.elapsed() >= EXTRA_IDLE && Arc::strong_count(&c) == 2 {
+                            c.open.store(false, Ordering::Relaxed);
+                            break Ok(());
+                        }
+                    }
                     // Held by the cache entry and at least one call.
                     let calls = conn_ref.strong_count() > 1;
                     if calls && last_ping.elapsed() >= KEEP_ALIVE_INTERVAL {
@@ -279,7 +322,7 @@ mod tests {
             got
         });
         let conns = H2Conns::default();
-        let (mut sender, conn) = conns.connect(addr).await.unwrap();
+        let (mut sender, conn) = conns.connect(addr, usize::MAX).await.unwrap();
         for n in 0..calls {
             let mut req = http::Request::post(format!("http://{addr}/test.Echo/Unary"))
                 .body(())

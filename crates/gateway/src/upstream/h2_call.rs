@@ -351,11 +351,91 @@ mod tests {
         });
         let conns = H2Conns::default();
         // Twenty calls at once to a member this thread has no connection to yet.
-        let opened = futures_util::future::join_all((0..20).map(|_| conns.connect(addr))).await;
+        let opened = futures_util::future::join_all((0..20).map(|_| conns.connect(addr, usize::MAX))).await;
         assert!(opened.iter().all(|o| o.is_ok()));
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "connections the member accepted");
-        assert!(conns.cached().is_some());
+        assert!(conns.cached(usize::MAX).is_some());
+    }
+
+    /// A member that counts the connections it accepted and the ones that ended.
+    async fn counting_member() -> (SocketAddr, Arc<[std::sync::atomic::AtomicUsize; 2]>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let seen = counts.clone();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                seen[0].fetch_add(1, Ordering::SeqCst);
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut conn = h2::server::handshake(socket).await.unwrap();
+                    while let Some(Ok(_)) = conn.accept().await {}
+                    seen[1].fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (addr, counts)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_past_the_limit_per_connection_open_more_and_idle_extras_close() {
+        use std::sync::atomic::Ordering;
+        let (addr, counts) = counting_member().await;
+        let conns = H2Conns::default();
+        let take = |per_conn| {
+            let conns = &conns;
+            async move {
+                match conns.cached(per_conn) {
+                    Some(open) => open,
+                    None => conns.connect(addr, per_conn).await.unwrap(),
+                }
+            }
+        };
+        // Three calls in flight at one per connection: three connections.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(take(1).await);
+        }
+        // Without a limit, the next call shares one of them.
+        held.push(take(usize::MAX).await);
+        // With two per connection, it takes one with a single call (no new one).
+        held.push(take(2).await);
+        // Each holder sees its connection's count: its calls and its cache entry.
+        let mut per_conn: Vec<usize> = held.iter().map(|(_, c)| Arc::strong_count(c)).collect();
+        per_conn.sort();
+        assert_eq!(
+            per_conn,
+            [2, 3, 3, 3, 3],
+            "two connections with two calls, one with one"
+        );
+        assert_eq!(settled(&counts[0], 3).await, 3, "connections the member accepted");
+        drop(held);
+        // Once idle, a call takes an open one.
+        let again = take(1).await;
+        assert_eq!(counts[0].load(Ordering::SeqCst), 3);
+        drop(again);
+        // The two extra ones close when they have had no call for a while; the first
+        // one stays.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(settled(&counts[1], 2).await, 2, "connections that ended");
+        assert!(conns.cached(usize::MAX).is_some());
+        assert_eq!(counts[0].load(Ordering::SeqCst), 3);
+    }
+
+    /// `count` once it reached `want`, or after two seconds of real time.
+    async fn settled(count: &std::sync::atomic::AtomicUsize, want: usize) -> usize {
+        use std::sync::atomic::Ordering;
+        for _ in 0..200 {
+            if count.load(Ordering::SeqCst) >= want {
+                break;
+            }
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        count.load(Ordering::SeqCst)
     }
 
     /// How a member saw a call's request: all of it, or the reason it was reset.
@@ -480,7 +560,7 @@ mod tests {
     async fn a_complete_request_goes_whole_and_a_streaming_one_is_pumped() {
         let (addr, mut seen) = member().await;
         let conns = H2Conns::default();
-        let (mut sender, conn) = conns.connect(addr).await.unwrap();
+        let (mut sender, conn) = conns.connect(addr, usize::MAX).await.unwrap();
 
         // Unary: the body is complete, so it goes from here, with no pump.
         let sent = send(&mut sender, &conn, head(addr, "/echo"), whole(b"hello"))
@@ -496,7 +576,7 @@ mod tests {
         // wait for the reply head (the member answers once the request ended).
         let (frames, body) = mpsc::channel(4);
         frames.send(Bytes::from_static(b"a")).await.unwrap();
-        let (mut sender, conn) = conns.cached().expect("the connection is kept");
+        let (mut sender, conn) = conns.cached(usize::MAX).expect("the connection is kept");
         let sent = send(&mut sender, &conn, head(addr, "/echo"), Streamed(body))
             .await
             .unwrap();
@@ -526,7 +606,7 @@ mod tests {
     async fn a_request_still_streaming_at_the_reply_head_is_pumped_by_a_task_until_the_reply_goes() {
         let (addr, mut seen) = member().await;
         let conns = H2Conns::default();
-        let (mut sender, conn) = conns.connect(addr).await.unwrap();
+        let (mut sender, conn) = conns.connect(addr, usize::MAX).await.unwrap();
 
         // A bidirectional stream: the reply head comes first, the request streams on.
         let (frames, body) = mpsc::channel(4);
@@ -571,7 +651,7 @@ mod tests {
     async fn a_reply_larger_than_the_window_flows_as_it_is_read() {
         let (addr, mut seen) = member().await;
         let conns = H2Conns::default();
-        let (mut sender, conn) = conns.connect(addr).await.unwrap();
+        let (mut sender, conn) = conns.connect(addr, usize::MAX).await.unwrap();
         // An empty request: its head carries END_STREAM.
         let sent = send(&mut sender, &conn, head(addr, "/big"), whole(b"")).await.unwrap();
         assert!(sent.pump.is_none());

@@ -16,8 +16,9 @@
 //!   and hands back the reply whose body is still to come (`Pending`); or, for a
 //!   request to switch protocols, the socket itself once the member agreed ([`Upgrade`]).
 //! - `idle` (conn): the idle connections to one member, per thread ([`Upstream`]).
-//! - `h2`: HTTP/2 (h2c) connections to a member for gRPC, one per thread, multiplexed,
-//!   each run by a driver task of its own (`H2Conns`, kept in the member's [`Upstream`]).
+//! - `h2`: HTTP/2 (h2c) connections to a member for gRPC, one per thread, multiplexed
+//!   (more when the service limits the calls per connection), each run by a driver task
+//!   of its own (`H2Conns`, kept in the member's [`Upstream`]).
 //! - `h2_call` (h2): one gRPC call on such a connection, sent from the relay's task: the
 //!   request whole when it is complete, else pumped ([`send_h2`]); the reply body
 //!   with its trailers and flow control ([`H2Reply`]).
