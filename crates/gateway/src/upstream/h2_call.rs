@@ -334,21 +334,9 @@ mod tests {
 
     #[tokio::test]
     async fn calls_that_need_a_connection_at_once_share_one() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (socket, _) = listener.accept().await.unwrap();
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut conn = h2::server::handshake(socket).await.unwrap();
-                    while let Some(Ok(_)) = conn.accept().await {}
-                });
-            }
-        });
+        use std::sync::atomic::Ordering;
+        let (addr, counts) = counting_member().await;
+        let accepted = &counts[0];
         let conns = H2Conns::default();
         // Twenty calls at once to a member this thread has no connection to yet.
         let opened = futures_util::future::join_all((0..20).map(|_| conns.connect(addr, usize::MAX))).await;
