@@ -41,8 +41,8 @@ pub struct ConnRef {
     open: AtomicBool,
     /// Whether a call has sent the per-call headers indexable ([`ConnRef::mark_per_call`]).
     names_indexed: AtomicBool,
-    /// Calls opened on it so far: its driver closes an extra connection that took none
-    /// for a while.
+    /// Calls opened on it so far, counted on extra connections only: the driver closes
+    /// one that took none for a while.
     calls: AtomicU64,
     /// Made while the thread had another connection to the member (all busy).
     extra: bool,
@@ -141,7 +141,9 @@ impl H2Conns {
             if Arc::strong_count(&open.conn) > per_conn && count < MAX_CONNS {
                 return None;
             }
-            open.conn.calls.fetch_add(1, Ordering::Relaxed);
+            if open.conn.extra {
+                open.conn.calls.fetch_add(1, Ordering::Relaxed);
+            }
             return Some((open.sender.clone(), open.conn.clone()));
         }
     }
@@ -172,7 +174,8 @@ impl H2Conns {
             .map_err(io::Error::other)?;
         let mut conns = self.conns[slot()].lock().unwrap();
         let conn_ref = Arc::new(ConnRef::new(!conns.is_empty()));
-        conn_ref.calls.fetch_add(1, Ordering::Relaxed);
+        // This call is its first.
+        conn_ref.calls.store(1, Ordering::Relaxed);
         tokio::spawn(drive(conn, Arc::downgrade(&conn_ref), addr));
         conns.push(Open {
             sender: sender.clone(),
