@@ -27,9 +27,9 @@
 #                     "auto" (tokio's default, one per core) or a number. The client's CPU
 #                     time per call is reported beside the proxy's and the member's: on a
 #                     machine whose cores all three share, it is part of what a run measures
-#   SYSCALLS=0        1: also count the proxy's system calls during each run (`perf stat
-#                     -e raw_syscalls:sys_enter`, all its processes) and report them per
-#                     call or message
+#   SYSCALLS=0        1: also count the proxy's system calls and context switches during
+#                     each run (`perf stat -e raw_syscalls:sys_enter,context-switches`,
+#                     all its processes) and report them per call or message
 #   CALLS_PER_CONN=auto  strata's relay.grpc_calls_per_connection: "auto" (1 for the
 #                     grpcio member, as docs/grpc.md recommends for it; unset for tonic),
 #                     "none" (unset: one multiplexed connection per gateway thread) or a number
@@ -331,13 +331,13 @@ client() {
 # the member spent during it
 run_load() {
     local kind=$1 name=$2 target=$3 mode=$4 round=$5 err out pids proxy0 member0 proxy1 member1
-    local perf_out perf_pid="" calls=-1
+    local perf_out perf_pid="" calls=-1 switches=-1
     pids=$(proxy_pids "$name")
     err="$WORK/raw/$kind.$name.$mode.$round.err"
     perf_out="$WORK/raw/$kind.$name.$mode.$round.syscalls"
     if [ "$SYSCALLS" = 1 ] && [ -n "$pids" ]; then
         # shellcheck disable=SC2086  # one pid per word
-        perf stat -x, -e raw_syscalls:sys_enter -p "$(echo $pids | tr ' ' ',')" -o "$perf_out" &
+        perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$(echo $pids | tr ' ' ',')" -o "$perf_out" &
         perf_pid=$!
         sleep 0.2
     fi
@@ -354,9 +354,11 @@ run_load() {
         wait "$perf_pid" || true
         calls=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 }' "$perf_out")
         [[ $calls =~ ^[0-9]+$ ]] || die "perf stat gave no system call count for $name (see $perf_out)"
+        switches=$(awk -F, '/context-switches/ { print $1 }' "$perf_out")
+        [[ $switches =~ ^[0-9]+$ ]] || die "perf stat gave no context switch count for $name (see $perf_out)"
     fi
-    printf '%s %s %s %s %s %s %s %s\n' "$kind" "$name" "$mode" "$round" \
-        "$((proxy1 - proxy0))" "$((member1 - member0))" "$calls" "$out" >>"$RESULTS"
+    printf '%s %s %s %s %s %s %s %s %s\n' "$kind" "$name" "$mode" "$round" \
+        "$((proxy1 - proxy0))" "$((member1 - member0))" "$calls" "$switches" "$out" >>"$RESULTS"
     log "$(printf '%-6s %-7s %-5s round %s: %s' "$kind" "$name" "$mode" "$round" "$out")"
 }
 
@@ -368,11 +370,12 @@ tck = int(os.environ["CLK_TCK"])
 rows = {}
 order = []
 for line in open(os.environ["RESULTS"]):
-    kind, name, mode, rnd, proxy_ticks, member_ticks, syscalls, doc = line.split(" ", 7)
+    kind, name, mode, rnd, proxy_ticks, member_ticks, syscalls, switches, doc = line.split(" ", 8)
     d = json.loads(doc)
     msgs = max(d["messages"], 1)
     # Counted from a little before the run to its end (the idle proxy makes a few).
     d["syscalls"] = int(syscalls) / msgs if int(syscalls) >= 0 else None
+    d["switches"] = int(switches) / msgs if int(switches) >= 0 else None
     d["proxy_us"] = int(proxy_ticks) / tck * 1e6 / msgs
     d["member_us"] = int(member_ticks) / tck * 1e6 / msgs
     d["client_us"] = d["client_cpu_us"] / msgs
@@ -410,7 +413,9 @@ for kind, mode in order:
         errs = sum(r["errors"] for r in rows[(kind, mode, t)].values())
         cpu = f"{med(kind, mode, t, 'proxy_us'):.1f}" if t != "direct" else "-"
         counted = [r["syscalls"] for r in rows[(kind, mode, t)].values() if r["syscalls"] is not None]
+        switched = [r["switches"] for r in rows[(kind, mode, t)].values() if r["switches"] is not None]
         sys_note = f", {statistics.median(counted):.2f} system calls each" if counted else ""
+        sys_note += f", {statistics.median(switched):.2f} context switches" if switched else ""
         print(f"{t:<8} {med(kind, mode, t, 'per_s'):>9.0f} {med(kind, mode, t, 'p50_us'):>7.0f} "
               f"{med(kind, mode, t, 'p99_us'):>7.0f} {cpu:>7} {med(kind, mode, t, 'member_us'):>9.1f} "
               f"{med(kind, mode, t, 'client_us'):>9.1f} "

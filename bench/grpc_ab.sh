@@ -12,6 +12,11 @@
 #   SIZE=64         bytes per message
 #   MEMBER=tonic    the member behind each: "tonic" (grpc-bench member) or "grpcio"
 #                   (crates/strata/tests/fixtures/grpc_member.py, the issue's member)
+#   CALLS_PER_CONN=auto  the service's relay.grpc_calls_per_connection, both sides:
+#                   "auto" (1 for the grpcio member, as docs/grpc.md recommends and
+#                   grpc.sh does; unset for tonic), "none" (unset) or a number
+#   WORKERS_A=, WORKERS_B=   gateway.workers of A and of B (unset: one per core); with
+#                   the same binary as A and B, this compares the two settings
 #   GRPC_BENCH=...  the load client and tonic member (default: built from bench/grpc)
 #   KEEP=1          keep the work dir (manifests, logs, raw lines)
 # Prints per round the calls (or messages) per second and strata's CPU time per call
@@ -36,6 +41,16 @@ tonic) ;;
 grpcio) python3 -c 'import grpc' 2>/dev/null || die "MEMBER=grpcio needs python3-grpcio (apt-get install python3-grpcio)" ;;
 *) die "MEMBER must be tonic or grpcio, not ${MEMBER@Q}" ;;
 esac
+CALLS_PER_CONN=${CALLS_PER_CONN:-auto}
+if [ "$CALLS_PER_CONN" = auto ]; then
+    CALLS_PER_CONN=none
+    [ "$MEMBER" = grpcio ] && CALLS_PER_CONN=1
+fi
+[[ $CALLS_PER_CONN =~ ^(none|[1-9][0-9]*)$ ]] || die "CALLS_PER_CONN must be auto, none or a number, not ${CALLS_PER_CONN@Q}"
+declare -A WORKERS=([A]="${WORKERS_A:-}" [B]="${WORKERS_B:-}")
+for w in A B; do
+    case ${WORKERS[$w]} in "" | [1-9] | [1-9][0-9]) ;; *) die "WORKERS_$w must be a number of threads, not ${WORKERS[$w]@Q}" ;; esac
+done
 GRPC_BENCH=${GRPC_BENCH:-}
 KEEP=${KEEP:-}
 
@@ -60,11 +75,14 @@ start() {
     mkdir -p "${DIR[$w]}"
     local run="[\"$GRPC_BENCH\", \"member\"]"
     [ "$MEMBER" = grpcio ] && run="[\"python3\", \"$(pwd)/crates/strata/tests/fixtures/grpc_member.py\"]"
+    local workers="" relay=""
+    [ -n "${WORKERS[$w]}" ] && workers=", \"workers\": ${WORKERS[$w]}"
+    [ "$CALLS_PER_CONN" != none ] && relay=", \"relay\": {\"grpc_calls_per_connection\": $CALLS_PER_CONN}"
     cat >"${DIR[$w]}/strata.json" <<EOF
 {"strata": 1, "app": "bench-grpc-ab-${w,,}",
- "gateway": {"listen": "127.0.0.1:${PORT[$w]}"},
+ "gateway": {"listen": "127.0.0.1:${PORT[$w]}"$workers},
  "services": {"echo": {"run": $run, "instances": {"min": 1, "max": 1},
-                       "grpc": ["test.Echo"]}}}
+                       "grpc": ["test.Echo"]$relay}}}
 EOF
     (cd "${DIR[$w]}" && exec "${BIN[$w]}" up strata.json --cache-listen 127.0.0.1:0) >"${DIR[$w]}/strata.log" 2>&1 &
     PID[$w]=$!
@@ -81,7 +99,7 @@ TICK=$(getconf CLK_TCK)
 
 start A
 start B
-log "A: $A (pid ${PID[A]}), B: $B (pid ${PID[B]}); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+log "A: $A (pid ${PID[A]}, gateway workers ${WORKERS[A]:-auto}), B: $B (pid ${PID[B]}, gateway workers ${WORKERS[B]:-auto}); calls per connection $CALLS_PER_CONN; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for shape in $SHAPES; do
     mode=${shape%%:*} conns=${shape#*:}
     streams=${conns#*x} conns=${conns%x*}
