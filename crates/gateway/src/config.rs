@@ -50,7 +50,7 @@ impl From<&RelaySpec> for RelayPolicy {
     fn from(spec: &RelaySpec) -> RelayPolicy {
         RelayPolicy {
             deadline: Duration::from_millis(spec.timeout_ms),
-            attempt_timeout: Duration::from_millis(spec.attempt_timeout_ms),
+            attempt_timeout: Duration::from_millis(spec.attempt_timeout_ms()),
             retries: spec.retries,
             grpc_idempotent: Arc::from(spec.idempotent.clone()),
             grpc_calls_per_connection: spec

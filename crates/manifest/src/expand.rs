@@ -44,7 +44,7 @@ impl FunctionSpec {
             placement: PlacementSpec::default(),
             relay: RelaySpec {
                 timeout_ms: self.timeout_ms,
-                attempt_timeout_ms: self.timeout_ms,
+                attempt_timeout_ms: Some(self.timeout_ms),
                 retries: 0,
                 idempotent: Vec::new(),
                 grpc_calls_per_connection: None,

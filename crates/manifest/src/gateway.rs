@@ -161,7 +161,10 @@ pub struct RelaySpec {
     /// Deadline of a relayed request, all attempts included; past it the client gets 504.
     pub timeout_ms: u64,
     /// One attempt that has not answered by then is abandoned (and reissued when safe).
-    pub attempt_timeout_ms: u64,
+    /// Unset: [`RelaySpec::DEFAULT_ATTEMPT_TIMEOUT_MS`], or `timeout_ms` when that is
+    /// shorter ([`RelaySpec::attempt_timeout_ms`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_timeout_ms: Option<u64>,
     /// Reissues allowed per request, beyond the first attempt.
     pub retries: u32,
     /// gRPC methods that may run twice (`package.Service/Method`, or
@@ -179,11 +182,23 @@ pub struct RelaySpec {
     pub grpc_calls_per_connection: Option<u64>,
 }
 
+impl RelaySpec {
+    /// An attempt's timeout when the manifest gives none and the deadline is longer.
+    pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 10_000;
+
+    /// One attempt's timeout: as written, or the default cut to the whole deadline (so
+    /// that a manifest that only shortens `timeout_ms` needs nothing more).
+    pub fn attempt_timeout_ms(&self) -> u64 {
+        self.attempt_timeout_ms
+            .unwrap_or(Self::DEFAULT_ATTEMPT_TIMEOUT_MS.min(self.timeout_ms))
+    }
+}
+
 impl Default for RelaySpec {
     fn default() -> Self {
         RelaySpec {
             timeout_ms: 30_000,
-            attempt_timeout_ms: 10_000,
+            attempt_timeout_ms: None,
             retries: 2,
             idempotent: Vec::new(),
             grpc_calls_per_connection: None,

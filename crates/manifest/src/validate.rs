@@ -373,17 +373,15 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
     let relay = &spec.relay;
     let relay_path = path.key("relay");
     let timeout_ok = p.check(positive(relay_path.key("timeout_ms"), relay.timeout_ms, "milliseconds"));
-    let attempt_ok = p.check(positive(
-        relay_path.key("attempt_timeout_ms"),
-        relay.attempt_timeout_ms,
-        "milliseconds",
-    ));
-    if timeout_ok && attempt_ok && relay.attempt_timeout_ms > relay.timeout_ms {
-        p.add(invalid(
-            relay_path.key("attempt_timeout_ms"),
-            format!("at most relay.timeout_ms ({})", relay.timeout_ms),
-            relay.attempt_timeout_ms.to_string(),
-        ));
+    if let Some(attempt) = relay.attempt_timeout_ms {
+        let attempt_ok = p.check(positive(relay_path.key("attempt_timeout_ms"), attempt, "milliseconds"));
+        if timeout_ok && attempt_ok && attempt > relay.timeout_ms {
+            p.add(invalid(
+                relay_path.key("attempt_timeout_ms"),
+                format!("at most relay.timeout_ms ({})", relay.timeout_ms),
+                attempt.to_string(),
+            ));
+        }
     }
     if relay.grpc_calls_per_connection == Some(0) {
         p.add(invalid(

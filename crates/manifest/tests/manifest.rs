@@ -182,7 +182,7 @@ fn minimal_manifest_gets_defaults() {
     assert_eq!((s.instances.min, s.instances.max, s.instances.initial()), (1, 1, 1));
     assert!(s.health.is_none() && s.routes.is_empty() && s.files.is_empty());
     assert_eq!(
-        (s.relay.timeout_ms, s.relay.attempt_timeout_ms, s.relay.retries),
+        (s.relay.timeout_ms, s.relay.attempt_timeout_ms(), s.relay.retries),
         (30_000, 10_000, 2)
     );
     assert_eq!((s.driver, s.image(), s.user_ids()), (Driver::Process, "host", NOBODY));
@@ -610,10 +610,22 @@ fn relay_timeouts_are_checked() {
     let ms = "a number of milliseconds greater than 0";
     invalid_at("services.api.relay.timeout_ms", json!(0), ms, "0");
     invalid_at("services.api.relay.attempt_timeout_ms", json!(0), ms, "0");
-    // The default attempt timeout (10 s) is longer than this deadline.
-    let err = error_of(set("services.api.relay", json!({"timeout_ms": 5000})));
+    // An attempt timeout written longer than the deadline is refused.
+    let err = error_of(set(
+        "services.api.relay",
+        json!({"timeout_ms": 5000, "attempt_timeout_ms": 6000}),
+    ));
     let expected = "at most relay.timeout_ms (5000)";
-    assert_invalid(err, "services.api.relay.attempt_timeout_ms", expected, "10000");
+    assert_invalid(err, "services.api.relay.attempt_timeout_ms", expected, "6000");
+    // Left out, it is the default (10 s) cut to a shorter deadline: nothing to refuse.
+    let mut v = hello();
+    set("services.api.relay", json!({"timeout_ms": 2000}))(&mut v);
+    let m = parse_value(&v).expect("a short deadline alone is valid");
+    assert_eq!(m.services["api"].relay.attempt_timeout_ms(), 2000);
+    let mut v = hello();
+    set("services.api.relay", json!({"timeout_ms": 60000}))(&mut v);
+    let m = parse_value(&v).expect("a long deadline alone is valid");
+    assert_eq!(m.services["api"].relay.attempt_timeout_ms(), 10_000);
 }
 
 #[test]
