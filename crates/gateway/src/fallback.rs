@@ -4,16 +4,20 @@
 //!
 //! The store is a small shared HTTP cache (an RFC 9111 subset) of one route:
 //!
-//! - **What is stored:** the `200` answer to a `GET` without `Authorization`, whose
-//!   `Cache-Control` has neither `no-store` nor `private`, whose `Vary` is not `*`, and
-//!   whose body, read whole as it streams to the client, fits an entry (an eighth of the
-//!   route's `cache_bytes`, at most 8 MiB). Its freshness is `s-maxage`, else `max-age`,
+//! - **What is stored:** the `200` answer to a `GET` without `Authorization` nor
+//!   `Cache-Control: no-store`, whose `Cache-Control` has neither `no-store` nor
+//!   `private`, that sets no cookie (`Set-Cookie`: one client's cookie is never handed
+//!   to another), whose `Vary` is not `*`, and whose body, read whole as it streams to
+//!   the client, fits an entry (an eighth of the route's `cache_bytes`, at most 8 MiB). Its freshness is `s-maxage`, else `max-age`,
 //!   else `Expires` minus `Date` (0 without any: stored only to be served stale).
 //! - **Fresh hits** are answered from the store without calling a member, with `Age`;
-//!   a request with `Cache-Control: no-cache` or `no-store` always goes to a member.
+//!   a request with `Cache-Control: no-cache` or `no-store` always goes to a member. A
+//!   client whose `If-None-Match` names the fresh stored response's `ETag` gets a `304`.
 //! - **Revalidation:** a stored response past its freshness that has an `ETag` is asked
 //!   for with `If-None-Match` (unless the client sent a condition of its own); a `304`
-//!   makes it fresh again and the client gets the stored `200`.
+//!   makes it fresh again and the client gets the stored `200`. A `304` answering the
+//!   client's own condition refreshes the stored response too when its `ETag` is the
+//!   stored one's, and goes to the client as it is.
 //! - **Stale-if-error:** when the relay answers 5xx (no ready member, every attempt
 //!   failed, the deadline passed, or a member's own 5xx) and a stored response for the
 //!   request is at most `stale_if_error_s` past its freshness, that response is served,
@@ -25,7 +29,9 @@
 //! - **HEAD** is answered from a stored GET response (its head, no body) when fresh, and
 //!   when stale on error; a HEAD's own answer is never stored.
 //! - **Fixed answer:** with `status` set, a 5xx that has no usable stored response is
-//!   replaced by that status and body, marked `X-Strata-Fallback: true`.
+//!   replaced by that status and body, marked `X-Strata-Fallback: true`, keeping the
+//!   replaced answer's `Retry-After` (the relay's 503 for no ready member has one). Any
+//!   method's 5xx, a member's own included.
 //! - **Vary:** one entry per host and path (query included); it records the request
 //!   headers its `Vary` names, and a request with other values misses (and replaces it).
 //! - **Bound:** the route's entries together stay within `cache_bytes` (heads and
@@ -212,6 +218,11 @@ impl Fallback {
         let age = entry.stored.elapsed();
         if age < entry.fresh && !client_bypass {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            if let Some(etag) = entry.headers.get(header::ETAG) {
+                if none_match(req.headers(), etag) {
+                    return Lookup::Fresh(not_modified(&entry, age));
+                }
+            }
             return Lookup::Fresh(answer(&entry, age, "hit", false, head));
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
@@ -225,14 +236,15 @@ impl Fallback {
     /// `Authorization`): only the fixed answer may replace a 5xx.
     pub fn after_uncached(&self, res: Response<ResBody>) -> Response<ResBody> {
         if res.status().is_server_error() {
-            if let Some(fixed) = self.fixed_answer() {
+            if let Some(fixed) = self.fixed_answer(&res) {
                 return fixed;
             }
         }
         res
     }
 
-    fn fixed_answer(&self) -> Option<Response<ResBody>> {
+    /// The fixed answer in place of `replaced`, with its `Retry-After`.
+    fn fixed_answer(&self, replaced: &Response<ResBody>) -> Option<Response<ResBody>> {
         let (status, body, content_type) = self.fixed.as_ref()?;
         self.stats.fixed.fetch_add(1, Ordering::Relaxed);
         let mut fixed = Response::new(ResBody::Full(Some(body.clone())));
@@ -240,6 +252,9 @@ impl Fallback {
         let headers = fixed.headers_mut();
         headers.insert(header::CONTENT_TYPE, content_type.clone());
         headers.insert(FALLBACK, HeaderValue::from_static("true"));
+        if let Some(retry) = replaced.headers().get(header::RETRY_AFTER) {
+            headers.insert(header::RETRY_AFTER, retry.clone());
+        }
         Some(fixed)
     }
 
@@ -265,6 +280,24 @@ impl Fallback {
             }
             return res;
         }
+        if status == StatusCode::NOT_MODIFIED {
+            // The member's 304 to the client's own condition: it validates the stored
+            // response only if it names the same ETag (RFC 9111 4.3.4).
+            if let (Some(store), Some(etag)) = (&self.store, res.headers().get(header::ETAG)) {
+                let mut store = store.write().expect("fallback store");
+                // The entry for this request (its Vary agrees), with the same ETag.
+                let same = store.peek(&key, req_headers).is_some_and(|entry| {
+                    entry
+                        .headers
+                        .get(header::ETAG)
+                        .is_some_and(|stored| weak_eq(stored.as_bytes(), etag.as_bytes()))
+                });
+                if same && store.refresh(&key, res.headers(), self.stale_if_error).is_some() {
+                    self.stats.revalidated.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return res;
+        }
         if status.is_server_error() {
             if let Some(store) = &self.store {
                 let found = store.read().expect("fallback store").peek(&key, req_headers);
@@ -276,9 +309,13 @@ impl Fallback {
                     }
                 }
             }
-            return self.fixed_answer().unwrap_or(res);
+            return self.fixed_answer(&res).unwrap_or(res);
         }
         if status != StatusCode::OK || self.store.is_none() || head {
+            return res;
+        }
+        // RFC 9111 5.2.1.5: nothing of a no-store request's answer is stored.
+        if directives(req_headers).any(|(name, _)| name.eq_ignore_ascii_case("no-store")) {
             return res;
         }
         let Some(Freshness { fresh, stale }) = storable(res.headers(), self.stale_if_error) else {
@@ -439,6 +476,45 @@ fn answer(entry: &Entry, age: Duration, how: &'static str, stale: bool, head: bo
     res
 }
 
+/// A `304` for a fresh stored response whose `ETag` the client named: the stored
+/// headers a 304 carries (RFC 9110 15.4.5), with `Age` and the cache marker.
+fn not_modified(entry: &Entry, age: Duration) -> Response<ResBody> {
+    let mut res = Response::new(ResBody::Full(None));
+    *res.status_mut() = StatusCode::NOT_MODIFIED;
+    let headers = res.headers_mut();
+    for name in [
+        header::CACHE_CONTROL,
+        header::CONTENT_LOCATION,
+        header::DATE,
+        header::ETAG,
+        header::EXPIRES,
+        header::VARY,
+    ] {
+        for value in entry.headers.get_all(&name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+    headers.insert(CACHE, HeaderValue::from_static("hit"));
+    res
+}
+
+/// Whether the request's `If-None-Match` names `etag` (`*`, or a weak match of one
+/// of its entity tags: RFC 9110 13.1.2).
+fn none_match(req: &HeaderMap, etag: &HeaderValue) -> bool {
+    req.get_all(header::IF_NONE_MATCH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|tag| tag.trim_ascii())
+        .any(|tag| tag == b"*" || weak_eq(tag, etag.as_bytes()))
+}
+
+/// Weak comparison of two entity tags: equal once a `W/` prefix is taken off either.
+fn weak_eq(a: &[u8], b: &[u8]) -> bool {
+    let strip = |t: &[u8]| t.strip_prefix(b"W/").unwrap_or(t).to_vec();
+    !a.is_empty() && strip(a) == strip(b.trim_ascii())
+}
+
 /// `host` + NUL + path and query.
 fn key_of<B>(req: &Request<B>) -> String {
     let host = req
@@ -477,6 +553,9 @@ struct Freshness {
 /// A response the store may keep: its freshness and its stale bound under the route's
 /// `route_stale`, or None (see the module).
 fn storable(headers: &HeaderMap, route_stale: Duration) -> Option<Freshness> {
+    if headers.contains_key(header::SET_COOKIE) {
+        return None;
+    }
     let (mut max_age, mut s_maxage, mut stale_if_error, mut forbids_stale) = (None, None, None, false);
     for (name, value) in directives(headers) {
         let is = |d: &str| name.eq_ignore_ascii_case(d);

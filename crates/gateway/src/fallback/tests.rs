@@ -126,3 +126,131 @@ fn the_least_recently_used_go_first_within_the_bound() {
     assert_eq!(store.by_use.len(), store.entries.len(), "one listing per entry");
     assert_eq!(store.bytes, store.entries.values().map(|s| s.entry.size).sum::<usize>());
 }
+
+fn route_fallback(status: Option<u16>, stale_if_error_s: u64) -> Arc<Fallback> {
+    Arc::new(Fallback::new(&FallbackSpec {
+        stale_if_error_s,
+        cache_bytes: 1 << 20,
+        status,
+        body: "resting".into(),
+        content_type: "text/plain".into(),
+    }))
+}
+
+fn get(pairs: &[(&str, &str)]) -> Request<()> {
+    let mut req = Request::get("http://app.test/page").body(()).unwrap();
+    *req.headers_mut() = headers(pairs);
+    req
+}
+
+fn reply(status: u16, pairs: &[(&str, &str)]) -> Response<ResBody> {
+    let mut res = Response::new(ResBody::Full(Some(Bytes::from_static(b"page"))));
+    *res.status_mut() = StatusCode::from_u16(status).unwrap();
+    *res.headers_mut() = headers(pairs);
+    res
+}
+
+/// Relays `req` through the fallback with `res` as the member's answer, reading the
+/// client's body to its end (which stores a teed answer).
+async fn through(fb: &Arc<Fallback>, req: &Request<()>, res: Response<ResBody>) -> Response<ResBody> {
+    use http_body_util::BodyExt;
+    let key = key_of(req);
+    let res = fb.after(req.headers(), key, false, false, res);
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    Response::from_parts(parts, ResBody::Full(Some(bytes)))
+}
+
+fn fresh_status(fb: &Fallback, req: &Request<()>) -> Option<(StatusCode, HeaderMap)> {
+    match fb.lookup(req) {
+        Lookup::Fresh(res) => Some((res.status(), res.headers().clone())),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn what_a_no_store_request_or_a_cookie_brings_is_never_stored() {
+    let fb = route_fallback(None, 60);
+    // A client's no-store keeps the answer to it out of the store.
+    through(
+        &fb,
+        &get(&[("cache-control", "no-store")]),
+        reply(200, &[("cache-control", "max-age=60")]),
+    )
+    .await;
+    assert_eq!(fb.stats().stored, 0);
+    assert!(fresh_status(&fb, &get(&[])).is_none());
+    // An answer that sets a cookie is one client's: never handed to another.
+    let cookie = [("cache-control", "max-age=60"), ("set-cookie", "session=secret-1")];
+    through(&fb, &get(&[]), reply(200, &cookie)).await;
+    assert_eq!(fb.stats().stored, 0);
+    assert!(fresh_status(&fb, &get(&[])).is_none());
+    assert!(storable(&headers(&cookie), Duration::from_secs(60)).is_none());
+    // The same answer without the cookie is stored and hit.
+    through(&fb, &get(&[]), reply(200, &[("cache-control", "max-age=60")])).await;
+    assert_eq!(fb.stats().stored, 1);
+    assert_eq!(fresh_status(&fb, &get(&[])).unwrap().0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_client_naming_the_fresh_stored_etag_gets_304() {
+    let fb = route_fallback(None, 60);
+    let stored = [("cache-control", "max-age=60"), ("etag", "\"e1\""), ("x-other", "1")];
+    through(&fb, &get(&[]), reply(200, &stored)).await;
+    for named in ["\"e1\"", "W/\"e1\"", "\"zz\", \"e1\"", "*"] {
+        let (status, headers) = fresh_status(&fb, &get(&[("if-none-match", named)])).unwrap();
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "{named}");
+        assert_eq!(headers["etag"], "\"e1\"");
+        assert_eq!(headers["cache-control"], "max-age=60");
+        assert!(headers.contains_key("age") && !headers.contains_key("x-other"));
+    }
+    let (status, _) = fresh_status(&fb, &get(&[("if-none-match", "\"e2\"")])).unwrap();
+    assert_eq!(status, StatusCode::OK, "another tag gets the stored answer");
+}
+
+#[tokio::test]
+async fn a_304_to_the_clients_own_condition_refreshes_the_same_etag_only() {
+    let fb = route_fallback(None, 60);
+    // Stored already stale (max-age=0), with an ETag.
+    through(
+        &fb,
+        &get(&[]),
+        reply(200, &[("cache-control", "max-age=0"), ("etag", "\"e2\"")]),
+    )
+    .await;
+    assert_eq!(fb.stats().stored, 1);
+    assert!(fresh_status(&fb, &get(&[])).is_none(), "stale: relayed");
+    // The member's 304 for another tag leaves it stale.
+    let asked = get(&[("if-none-match", "\"other\"")]);
+    let res = through(
+        &fb,
+        &asked,
+        reply(304, &[("etag", "\"other\""), ("cache-control", "max-age=60")]),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    assert!(fresh_status(&fb, &get(&[])).is_none());
+    // For the stored tag, it makes the stored answer fresh with the 304's max-age; the
+    // client still gets the 304.
+    let asked = get(&[("if-none-match", "\"e2\"")]);
+    let res = through(
+        &fb,
+        &asked,
+        reply(304, &[("etag", "\"e2\""), ("cache-control", "max-age=60")]),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(fresh_status(&fb, &get(&[])).unwrap().0, StatusCode::OK);
+    assert_eq!(fb.stats().revalidated, 1);
+}
+
+#[test]
+fn the_fixed_answer_keeps_the_replaced_answers_retry_after() {
+    let fb = route_fallback(Some(503), 0);
+    let fixed = fb.after_uncached(reply(503, &[("retry-after", "2")]));
+    assert_eq!(fixed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(fixed.headers()["retry-after"], "2");
+    assert_eq!(fixed.headers()["x-strata-fallback"], "true");
+    let fixed = fb.after_uncached(reply(500, &[]));
+    assert!(!fixed.headers().contains_key("retry-after"));
+}
