@@ -79,15 +79,7 @@ async fn call(State(state): State<Arc<NodeParts>>, service: String, req: Request
         Ok(uri) => uri,
         Err(e) => return ApiError::bad(format!("bad path {target:?}: {e}")).into_response(),
     };
-    if !parts.headers.contains_key(relay::REQUEST_ID) {
-        // Calls between instances keep the caller's request id when it passes one on;
-        // others get one of their own.
-        static CALLS: AtomicU64 = AtomicU64::new(1);
-        let n = CALLS.fetch_add(1, Ordering::Relaxed);
-        if let Ok(v) = HeaderValue::from_str(&format!("call-{}-{n:x}", std::process::id())) {
-            parts.headers.insert(relay::REQUEST_ID, v);
-        }
-    }
+    ensure_request_id(&mut parts.headers);
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -154,6 +146,19 @@ async fn switch(pool: &strata_bus::Pool, req: http::Request<Body>, mode: CallMod
         slot.put(tunnel);
     }
     tunnel::closing(res).map(Body::new)
+}
+
+/// Calls between instances (HTTP, WebSocket or gRPC through `$STRATA_URL`) keep the
+/// caller's request id when it passes one on; others get one of their own.
+pub(crate) fn ensure_request_id(headers: &mut http::HeaderMap) {
+    if headers.contains_key(relay::REQUEST_ID) {
+        return;
+    }
+    static CALLS: AtomicU64 = AtomicU64::new(1);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    if let Ok(v) = HeaderValue::from_str(&format!("call-{}-{n:x}", std::process::id())) {
+        headers.insert(relay::REQUEST_ID, v);
+    }
 }
 
 #[cfg(test)]

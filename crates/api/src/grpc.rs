@@ -6,7 +6,8 @@
 //!
 //! The caller sends its token as call metadata, `authorization: Bearer $STRATA_TOKEN`
 //! (or `x-strata-token`), and may call what its manifest entry reaches, as over HTTP;
-//! the token is removed before the call goes on. Refusals are gRPC statuses in
+//! the token is removed before the call goes on, and the call carries the caller's
+//! `x-request-id` or one of its own (`call-PID-N`, as an HTTP call). Refusals are gRPC statuses in
 //! trailers-only responses: no or unknown token → UNAUTHENTICATED, not reached →
 //! PERMISSION_DENIED, no service serves it → UNIMPLEMENTED, a foreign `:authority` →
 //! PERMISSION_DENIED.
@@ -103,6 +104,7 @@ async fn call(parts: &NodeParts, mut req: Request<Incoming>) -> Response<ResBody
         return grpc::status_response(GrpcStatus::Unimplemented, &format!("no service named {service:?}"));
     };
     access::strip_token(req.headers_mut());
+    crate::calls::ensure_request_id(req.headers_mut());
     let pool = parts.bus.pool(service);
     grpc::relay(&pool, req.map(ClientBody::Http), policy).await.0
 }

@@ -163,6 +163,15 @@ async fn grpc_names_route_calls_at_the_gateway_and_through_strata_url() {
         assert!(answer.ends_with(&format!(":hi-{i}")), "{answer}");
     }
     assert_eq!(calls["bidi"], json!(200), "{calls}");
+    // The member got a request id of the call's own, and not the caller's token.
+    let metadata = &calls["metadata"];
+    assert!(
+        metadata["x-request-id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("call-")),
+        "{calls}"
+    );
+    assert!(metadata.get("authorization").is_none(), "{calls}");
     // A service it has no binding to, a name nobody serves, a call without a token.
     assert_eq!(calls["denied"]["code"], "PERMISSION_DENIED", "{calls}");
     assert!(
@@ -184,6 +193,44 @@ async fn grpc_names_route_calls_at_the_gateway_and_through_strata_url() {
     assert!(detail.contains("NOT_SERVING"), "{detail}");
     assert!(ready_instances(&node, "sick").is_empty());
     assert!(node.bus.pool("sick").members().is_empty());
+    stop(node).await;
+}
+
+/// A call without a deadline has none (a watch-like server stream outlives the
+/// service's `relay.timeout_ms`, which bounds only the wait for its reply head); one
+/// with a deadline is held to it. A manifest that only shortens `relay.timeout_ms` is
+/// valid (the attempt timeout follows it down).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_a_deadline_outlives_the_relay_timeout() {
+    let app = App::new();
+    let services = json!({
+        "echo": {
+            "run": ["python3", MEMBER],
+            "grpc": ["test.Echo"],
+            "relay": { "timeout_ms": 1000 },
+            "stop_grace_ms": 1000,
+        },
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    wait_ready(&node, "echo", 1).await;
+    let script = r#"
+import json, sys, grpc
+out = {}
+with grpc.insecure_channel(sys.argv[1]) as channel:
+    stream = channel.unary_stream("/test.Echo/SlowStream")
+    def run(**kw):
+        try:
+            return [m.decode() for m in stream(b"6:400", **kw)]
+        except grpc.RpcError as e:
+            return {"code": e.code().name, "details": e.details()}
+    out["no_deadline"] = run()
+    out["deadline"] = run(timeout=1.2)
+print(json.dumps(out))
+"#;
+    let got = run_python(vec!["-c".into(), script.into(), node.gateway_addr.to_string()]).await;
+    // 2.4 s of messages, past the 1 s relay timeout.
+    assert_eq!(got["no_deadline"], json!(["0", "1", "2", "3", "4", "5"]), "{got}");
+    assert_eq!(got["deadline"]["code"], "DEADLINE_EXCEEDED", "{got}");
     stop(node).await;
 }
 

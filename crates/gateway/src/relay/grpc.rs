@@ -7,7 +7,10 @@
 //!
 //! - **Deadline:** `grpc-timeout` from the client (capped by the service's
 //!   `relay.timeout_ms`) bounds the wait for the member's reply head; the member sees the
-//!   remaining time in `grpc-timeout` and ends the call itself, as gRPC servers do.
+//!   remaining time in `grpc-timeout` and ends the call itself, as gRPC servers do. A
+//!   call without one has no deadline in gRPC: `relay.timeout_ms` bounds only the wait
+//!   for its reply head, and the member gets no `grpc-timeout` (a server stream without
+//!   a deadline, a watch, runs as long as both ends keep it).
 //! - **strata's own failures** are trailers-only responses with gRPC statuses: no ready
 //!   member → `UNAVAILABLE` (14), no reply head in time → `DEADLINE_EXCEEDED` (4), the
 //!   member's connection failed → `UNAVAILABLE`, no route → `UNIMPLEMENTED` (12).
@@ -189,11 +192,11 @@ async fn relay_call(
     started: Instant,
 ) -> (Response<ResBody>, Outcome) {
     let (mut parts, body) = req.into_parts();
-    let deadline = parts
+    let client_deadline = parts
         .headers
         .get(GRPC_TIMEOUT)
-        .and_then(|v| parse_timeout(v.as_bytes()))
-        .map_or(policy.deadline, |t| t.min(policy.deadline));
+        .and_then(|v| parse_timeout(v.as_bytes()));
+    let deadline = client_deadline.map_or(policy.deadline, |t| t.min(policy.deadline));
     // Connection-specific headers may not travel over HTTP/2; `te: trailers` may.
     for name in [header::CONNECTION, header::UPGRADE, header::TRANSFER_ENCODING] {
         parts.headers.remove(name);
@@ -362,7 +365,11 @@ async fn relay_call(
         uri.authority = Some(upstream.authority.clone());
         uri.path_and_query = Some(path.clone());
         head.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
-        head.headers.insert(GRPC_TIMEOUT, timeout_value(remaining));
+        if client_deadline.is_some() {
+            head.headers.insert(GRPC_TIMEOUT, timeout_value(remaining));
+        } else {
+            head.headers.remove(GRPC_TIMEOUT);
+        }
         conn.mark_per_call(&mut head.headers);
         head.headers.insert(ATTEMPT, attempt_value(outcome.attempts));
         let call = match send_h2(&mut sender, &conn, head, attempt_body).await {
