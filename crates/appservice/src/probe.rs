@@ -26,7 +26,8 @@ pub type GrpcProbe = Arc<dyn Fn(SocketAddr, String) -> Pin<Box<dyn Future<Output
 /// What a check asks of an instance (`health` in the manifest).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Check<'a> {
-    /// That its port accepts a connection (no `health`).
+    /// That its port accepts a connection (no `health`, or one with neither `path` nor
+    /// `grpc`: its timings for the port).
     Port,
     /// That a GET of this path answers 2xx.
     Http(&'a str),
@@ -40,6 +41,7 @@ impl<'a> Check<'a> {
             None => Check::Port,
             Some(h) => match &h.grpc {
                 Some(service) => Check::Grpc(service),
+                None if h.path.is_empty() => Check::Port,
                 None => Check::Http(&h.path),
             },
         }
@@ -351,6 +353,18 @@ mod tests {
             Head::Complete { status, .. } => Some(status),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_health_block_without_path_or_grpc_checks_the_port() {
+        let spec = |v| serde_json::from_value::<strata_manifest::HealthSpec>(v).unwrap();
+        let port = spec(serde_json::json!({"start_timeout_ms": 120000}));
+        assert!(matches!(Check::of(Some(&port)), Check::Port));
+        assert!(matches!(Check::of(None), Check::Port));
+        let http = spec(serde_json::json!({"path": "/healthz"}));
+        assert!(matches!(Check::of(Some(&http)), Check::Http("/healthz")));
+        let grpc = spec(serde_json::json!({"grpc": ""}));
+        assert!(matches!(Check::of(Some(&grpc)), Check::Grpc("")));
     }
 
     #[test]

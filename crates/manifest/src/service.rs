@@ -292,7 +292,8 @@ impl InstancesSpec {
 #[serde(deny_unknown_fields)]
 pub struct HealthSpec {
     /// Path answered with 2xx when the instance is ready and alive; empty when the
-    /// check is gRPC's.
+    /// check is gRPC's, or the port's (neither `path` nor `grpc`: the block then only
+    /// sets the timings of the port check, such as a longer `start_timeout_ms`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
     /// Check with the gRPC health protocol instead (`grpc.health.v1.Health/Check`):

@@ -1106,13 +1106,13 @@ fn missing_required_fields_are_named() {
         v["services"]["api"]["driver"] = json!("oci");
         v["services"]["api"]["image"] = json!("./image.tar");
     });
-    // A health check is an HTTP path or the gRPC health protocol: neither is named.
-    let err = error_of(set("services.api.health", json!({"interval_ms": 5})));
-    assert!(
-        err.to_string()
-            .starts_with("services.api.health.path: expected a path starting with / (or grpc"),
-        "{err}"
-    );
+    // Neither a path nor gRPC: the port is checked, with the block's timings.
+    let mut v = hello();
+    set("services.api.health", json!({"start_timeout_ms": 120000}))(&mut v);
+    let m = parse_value(&v).expect("a health block for the port's check");
+    let health = m.services["api"].health.as_ref().unwrap();
+    assert!(health.path.is_empty() && health.grpc.is_none());
+    assert_eq!(health.start_timeout_ms, 120_000);
     let err = error_of(set("services.api.health", json!({"path": "/h", "grpc": ""})));
     assert!(err.to_string().contains("not both"), "{err}");
 }

@@ -53,11 +53,6 @@ pub(super) fn check_grpc(spec: &ServiceSpec, path: &FieldPath, p: &mut Problems)
                 "either path (an HTTP check) or grpc (the gRPC health protocol), not both",
                 "both".to_string(),
             )),
-            (None, true) => p.add(invalid(
-                at.key("path"),
-                "a path starting with / (or grpc, for the gRPC health protocol)",
-                "neither".to_string(),
-            )),
             (Some(name), true) if !name.is_empty() && !is_grpc_service(name) => {
                 p.add(invalid(
                     at.key("grpc"),
