@@ -92,11 +92,16 @@ pub fn nats_server() -> Result<(), String> {
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// `n` distinct free loopback ports: all held open until each is known, since a port
+/// asked for and let go at once can be handed out again by the next ask (two servers of
+/// one cluster were once given the same client port, and its JetStream never formed).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("a bound port").port())
+        .collect()
 }
 
 impl NatsCluster {
@@ -127,7 +132,8 @@ impl NatsCluster {
     }
 
     fn start_with(dir: &Path, n: usize, host: &str, watchdog: Watchdog) -> NatsCluster {
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let free = free_ports(2 * n);
+        let ports: Vec<(u16, u16)> = free.chunks(2).map(|p| (p[0], p[1])).collect();
         let routes: Vec<String> = ports
             .iter()
             .map(|(_, r)| format!("nats-route://127.0.0.1:{r}"))
