@@ -7,10 +7,10 @@
 //! The caller sends its token as call metadata, `authorization: Bearer $STRATA_TOKEN`
 //! (or `x-strata-token`), and may call what its manifest entry reaches, as over HTTP;
 //! the token is removed before the call goes on, and the call carries the caller's
-//! `x-request-id` or one of its own (`call-PID-N`, as an HTTP call). Refusals are gRPC statuses in
-//! trailers-only responses: no or unknown token → UNAUTHENTICATED, not reached →
-//! PERMISSION_DENIED, no service serves it → UNIMPLEMENTED, a foreign `:authority` →
-//! PERMISSION_DENIED.
+//! `x-request-id` or one of its own (`call-PID-N`, as an HTTP call). Refusals are gRPC
+//! statuses in trailers-only responses: no or unknown token → UNAUTHENTICATED, not
+//! reached → PERMISSION_DENIED, no service serves it → UNIMPLEMENTED, a foreign
+//! `:authority` → PERMISSION_DENIED.
 //!
 //! The connection is told from an HTTP/1.1 one by its first bytes (HTTP/2's preface
 //! starts `PRI`, which no HTTP/1.1 method does); it is served by hyper's HTTP/2 under

@@ -8,8 +8,9 @@
 //!   `Cache-Control: no-store`, whose `Cache-Control` has neither `no-store` nor
 //!   `private`, that sets no cookie (`Set-Cookie`: one client's cookie is never handed
 //!   to another), whose `Vary` is not `*`, and whose body, read whole as it streams to
-//!   the client, fits an entry (an eighth of the route's `cache_bytes`, at most 8 MiB). Its freshness is `s-maxage`, else `max-age`,
-//!   else `Expires` minus `Date` (0 without any: stored only to be served stale).
+//!   the client, fits an entry (an eighth of the route's `cache_bytes`, at most 8 MiB).
+//!   Its freshness is `s-maxage`, else `max-age`, else `Expires` minus `Date` (0
+//!   without any: stored only to be served stale).
 //! - **Fresh hits** are answered from the store without calling a member, with `Age`;
 //!   a request with `Cache-Control: no-cache` or `no-store` always goes to a member. A
 //!   client whose `If-None-Match` names the fresh stored response's `ETag` gets a `304`.
@@ -511,8 +512,11 @@ fn none_match(req: &HeaderMap, etag: &HeaderValue) -> bool {
 
 /// Weak comparison of two entity tags: equal once a `W/` prefix is taken off either.
 fn weak_eq(a: &[u8], b: &[u8]) -> bool {
-    let strip = |t: &[u8]| t.strip_prefix(b"W/").unwrap_or(t).to_vec();
-    !a.is_empty() && strip(a) == strip(b.trim_ascii())
+    fn opaque(tag: &[u8]) -> &[u8] {
+        let tag = tag.trim_ascii();
+        tag.strip_prefix(b"W/").unwrap_or(tag)
+    }
+    !a.is_empty() && opaque(a) == opaque(b)
 }
 
 /// `host` + NUL + path and query.
