@@ -28,6 +28,12 @@
 //! - Each tunnel's limits are its owner's: a [`Watch`] the pump calls once a [`WATCH`]
 //!   (one timer per pump, none per tunnel, so an idle tunnel costs no CPU) with whether
 //!   bytes moved since; when it says why the tunnel must end, the tunnel is cut.
+//! - A WebSocket tunnel can also be closed gracefully ([`Limit::Close`]): the pump
+//!   follows the frames each way by their headers ([`frames`]) and, between two of the
+//!   member's frames, sends the client a Close (Going Away) of its own; from then on the
+//!   member's bytes are dropped (nothing may follow a Close) and the client's Close in
+//!   answer goes on to the member, whose own answer ends the handshake: each end sees a
+//!   proper closing handshake, not a connection that broke.
 //!
 //! Reads and writes are `recvfrom`/`sendto` through `syscall(2)` (see [`crate::bare`]).
 
@@ -45,6 +51,10 @@ use tokio::net::TcpStream;
 
 use crate::bare::{recv, retried, send};
 
+mod frames;
+
+use frames::Frames;
+
 /// Events taken from the set per `epoll_wait`.
 const EVENTS: usize = 256;
 /// The pump's read buffer.
@@ -55,8 +65,20 @@ pub const READS_PER_TURN: usize = 16;
 pub const WATCH: Duration = Duration::from_secs(1);
 
 /// A tunnel's limits, called once a [`WATCH`] with the time and whether bytes moved
-/// either way since the last call: `Some(why)` cuts the tunnel.
-pub type Watch = Box<dyn FnMut(Instant, bool) -> Option<&'static str> + Send>;
+/// either way since the last call: what must happen to the tunnel now, if anything.
+pub type Watch = Box<dyn FnMut(Instant, bool) -> Option<Limit> + Send>;
+
+/// What a tunnel's [`Watch`] says must happen to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Close it gracefully: a WebSocket tunnel's client is sent a Close (Going Away,
+    /// with this reason) between two of the member's frames, as soon as one ends, and
+    /// the closing handshake goes on through the tunnel. Nothing is sent on other
+    /// tunnels, or when a side has already sent a Close: they go on until cut.
+    Close(&'static str),
+    /// Cut it now (both sockets closed), for this reason.
+    Cut(&'static str),
+}
 
 /// How a tunnel ended.
 #[derive(Debug)]
@@ -250,16 +272,24 @@ impl Links {
         Some(link)
     }
 
-    /// Calls every open tunnel's watch; cuts those it says must end.
+    /// Calls every open tunnel's watch; cuts those it says must end, and closes those
+    /// it says must close (or goes on trying to, where a frame was still passing).
     fn watch(&mut self, now: Instant) {
-        for link in self.slots.iter_mut().filter_map(|s| s.link.as_mut()) {
+        let Links { slots, scratch, .. } = self;
+        for link in slots.iter_mut().filter_map(|s| s.link.as_mut()) {
             if link.over.is_some() {
                 continue;
             }
             let moved = std::mem::take(&mut link.moved);
-            if let Some(why) = (link.watch)(now, moved) {
-                link.end(Ended::Cut(why));
+            match (link.watch)(now, moved) {
+                Some(Limit::Cut(why)) => {
+                    link.end(Ended::Cut(why));
+                    continue;
+                }
+                Some(Limit::Close(reason)) if !link.discard[1] => link.going_away = Some(reason),
+                _ => {}
             }
+            link.go_away(scratch);
         }
     }
 
@@ -318,6 +348,13 @@ struct Link {
     /// Side `d` has ended its stream, and the other side's writing was shut for it.
     ended: [bool; 2],
     shut: [bool; 2],
+    /// A WebSocket tunnel's frames, each way (side 0 the client, side 1 the member).
+    frames: Option<Box<[Frames; 2]>>,
+    /// A Close to send the client as soon as the member's frames allow, with its reason.
+    going_away: Option<&'static str>,
+    /// Direction `d`'s bytes are read and dropped: the member's, once the client was
+    /// sent a Close of the pump's own.
+    discard: [bool; 2],
     /// Set once the tunnel is over, with how it ended (taken by its owner).
     over: Option<Option<Ended>>,
     waker: Option<Waker>,
@@ -347,6 +384,35 @@ impl Link {
         self.over = Some(Some(how));
         if let Some(waker) = self.waker.take() {
             waker.wake();
+        }
+    }
+
+    /// Sends the client the Close it is owed ([`Limit::Close`]) if the member's frames
+    /// are between two and everything before was written; else leaves it for the next
+    /// watch. Forgotten when there is nothing to close gracefully: not a WebSocket, a
+    /// side has sent a Close already, or the member's side has ended.
+    fn go_away(&mut self, scratch: &mut [u8]) {
+        let Some(reason) = self.going_away else {
+            return;
+        };
+        let Some(frames) = &self.frames else {
+            self.going_away = None;
+            return;
+        };
+        if frames[0].closed || frames[1].closed || self.ended[1] {
+            self.going_away = None;
+            return;
+        }
+        if !frames[1].at_boundary() || self.written[1] < self.pending[1].len() {
+            return;
+        }
+        self.going_away = None;
+        self.pending[1] = frames::close_frame(frames::GOING_AWAY, reason);
+        self.written[1] = 0;
+        self.discard[1] = true;
+        // Written now, or on the client's next writable edge.
+        if let Err(e) = self.direction(1, scratch) {
+            self.end(Ended::Failed(e));
         }
     }
 
@@ -414,6 +480,12 @@ impl Link {
                 self.readable[from] = false;
             }
             let read = &scratch[..n];
+            if self.discard[d] {
+                continue;
+            }
+            if let Some(frames) = &mut self.frames {
+                frames[d].pass(read);
+            }
             let sent = if self.writable[to] {
                 match send(self.sides[to].as_raw_fd(), read) {
                     Ok(sent) => sent,
@@ -443,10 +515,25 @@ pub struct Joined {
 impl Joined {
     /// Joins `a` and `b`: `to_a` and `to_b` are written to them first (bytes a side sent
     /// early, already read); `watch` is called once a [`WATCH`] while the tunnel lasts.
+    /// `websocket`: the tunnel carries WebSocket frames, `a` being the client's side
+    /// (its frames are followed, so that [`Limit::Close`] can close it gracefully).
     ///
     /// Must be called within a tokio runtime: the thread's pump is served there.
-    pub fn new(a: TcpStream, b: TcpStream, to_a: &[u8], to_b: &[u8], watch: Watch) -> io::Result<Joined> {
+    pub fn new(
+        a: TcpStream,
+        b: TcpStream,
+        to_a: &[u8],
+        to_b: &[u8],
+        watch: Watch,
+        websocket: bool,
+    ) -> io::Result<Joined> {
         let pump = Pump::current()?;
+        let frames = websocket.then(|| {
+            let mut frames = Box::new([Frames::default(), Frames::default()]);
+            frames[0].pass(to_b);
+            frames[1].pass(to_a);
+            frames
+        });
         // Out of the runtime's own set (still non-blocking) and into the pump's.
         let sides = [a.into_std()?, b.into_std()?];
         let fds = [sides[0].as_raw_fd(), sides[1].as_raw_fd()];
@@ -460,6 +547,9 @@ impl Joined {
             written: [0, 0],
             ended: [false, false],
             shut: [false, false],
+            frames,
+            going_away: None,
+            discard: [false, false],
             over: None,
             waker: None,
             moved: false,

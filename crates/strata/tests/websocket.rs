@@ -136,6 +136,87 @@ async fn a_killed_member_closes_only_its_connections_and_open_ones_count_as_load
     stop(node).await;
 }
 
+/// A member scaled away: its clients are sent a Close (1001, Going Away) at once and the
+/// handshake goes through to the member, which sees each client's Close; the other
+/// member's connections stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_scaled_away_has_its_websockets_closed_with_a_proper_handshake() {
+    let app = App::new();
+    let services = json!({
+        "ws": {
+            "run": ["python3", WS_ECHO],
+            "instances": { "initial": 2, "min": 1, "max": 2 },
+            "routes": ["/ws"],
+            "stop_grace_ms": 8000,
+        },
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    wait_ready(&node, "ws", 2).await;
+    let mut client = Command::new("python3")
+        .args([WS_CLIENT, "hold", &url(&node), "10"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the websockets client");
+    let mut to = client.stdin.take().unwrap();
+    let mut from = BufReader::new(client.stdout.take().unwrap());
+    let opened: Vec<String> = serde_json::from_value(line(&mut from)["open"].clone()).unwrap();
+    let before: Vec<String> = ready_instances(&node, "ws").into_iter().map(|i| i.id).collect();
+    assert!(before.iter().all(|id| opened.contains(id)), "{opened:?}");
+
+    let mut req = request(
+        http::Method::POST,
+        node.api_addr,
+        "/v1/services/ws/scale",
+        r#"{"instances": 1}"#,
+    );
+    req.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    assert_eq!(send(node.api_addr, req).await.expect("scale").status, 200);
+    writeln!(to, "closes 6").unwrap();
+    let closes = line(&mut from)["closes"].clone();
+    let stayed: Vec<String> = ready_instances(&node, "ws").into_iter().map(|i| i.id).collect();
+    assert_eq!(stayed.len(), 1, "{stayed:?}");
+    let gone = before.iter().find(|id| **id != stayed[0]).unwrap().clone();
+    let want: Vec<Value> = opened
+        .iter()
+        .map(|m| match *m == gone {
+            true => json!([1001, "service instance stopping"]),
+            false => Value::Null,
+        })
+        .collect();
+    assert_eq!(
+        closes,
+        json!(want),
+        "closed: the stopped member's connections, with 1001; open: the other's ({opened:?})"
+    );
+
+    // The stopped member saw each client's Close in answer (the code and reason echoed).
+    let log = app.path().join(format!(".strata/logs/ws/{gone}.log"));
+    let seen = opened.iter().filter(|m| **m == gone).count();
+    let closed = wait_for("the member's log of its closes", Duration::from_secs(15), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let closed: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(&l[l.find('{')?..]).ok())
+            .filter(|v| v.get("closed").is_some())
+            .collect();
+        if closed.len() > seen {
+            panic!("more closes than connections ({seen}) in {}:\n{text}", log.display());
+        }
+        (closed.len() == seen).then_some(closed)
+    })
+    .await;
+    for c in closed {
+        assert_eq!(c, json!({"closed": 1001, "reason": "service instance stopping"}));
+    }
+    drop(to);
+    let _ = client.wait();
+    stop(node).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_through_the_node_api_by_service_name() {
     let app = App::new();

@@ -7,16 +7,20 @@
 //!   lasts, so the pick and the autoscaler see open WebSockets.
 //! - **Limits.** A tunnel with no byte either way for [`TUNNEL_IDLE`] is closed, and any
 //!   tunnel after [`TUNNEL_MAX`]: checked once a second by the pump that moves its
-//!   bytes.
+//!   bytes. A WebSocket is closed gracefully: its client is sent a Close (1001, Going
+//!   Away) between two of the member's frames and the handshake goes on through the
+//!   tunnel; [`CLOSE_GRACE`] later what is still open is cut.
 //! - **The copy** is of the two sockets themselves (the client's taken back from hyper
 //!   and `framing` once it has switched), moved by the worker thread's pump
 //!   (`strata_os::pump`): one epoll set for all of the thread's tunnels, served by one
 //!   task that reads a side as its bytes come and writes them to the other at once, with
 //!   no timer or buffer per tunnel (as nginx relays a WebSocket); the tunnel's own task
 //!   is only woken by its end.
-//! - **Drain.** When the member leaves its pool (stopping, or failed), its tunnels get
-//!   [`DRAIN_GRACE`] to finish (the member's own shutdown closes them with a proper
-//!   WebSocket close), then they are cut.
+//! - **Drain.** When the member leaves its pool (stopping, or failed), its WebSockets'
+//!   clients are sent a Close (1001) at once, and its tunnels get [`DRAIN_GRACE`] to
+//!   finish (the client's Close in answer reaches the member, whose own answer ends the
+//!   handshake), then they are cut. The member is stopped once its tunnels have ended
+//!   (or its `stop_grace_ms` has passed), so it sees each closing handshake through.
 //! - **Refusal.** A member that answers anything but 101 has its answer relayed and the
 //!   client connection closed after it: the bytes after an upgrade request are never
 //!   taken for another request (`framing`'s tunnel state).
@@ -33,7 +37,7 @@ use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use strata_bus::{Member, MemberGuard, Pool};
 use strata_os::bare::Bare;
-use strata_os::pump::{Ended, Joined};
+use strata_os::pump::{Ended, Joined, Limit};
 use tokio::net::TcpStream;
 
 pub use crate::framing::TUNNEL_IDLE;
@@ -52,6 +56,9 @@ use crate::upstream::{Conn, SendError, Upgrade};
 pub const TUNNEL_MAX: Duration = Duration::from_secs(24 * 3600);
 /// How long a tunnel to a member that left its pool may go on, to close itself.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
+/// How long a tunnel closed for its idle limit or its age has to finish its closing
+/// handshake before it is cut.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long the client has to take the 101 before the tunnel is given up.
 const SWITCH_WAIT: Duration = Duration::from_secs(10);
 
@@ -77,6 +84,8 @@ pub struct Tunnel {
     member: Bare,
     early: Bytes,
     guard: MemberGuard,
+    /// The protocol switched to is WebSocket (its frames can be closed gracefully).
+    websocket: bool,
 }
 
 /// Relays the handshake of `req` (the gateway's client connection) to one member of
@@ -128,6 +137,7 @@ async fn switch<B>(
 ) -> (Response<ResBody>, Outcome, Option<Tunnel>) {
     let (mut parts, _) = req.into_parts();
     let protocol = parts.headers.get(header::UPGRADE).cloned();
+    let websocket = protocol.as_ref().is_some_and(is_websocket);
     to_origin_form(&mut parts);
     strip_hop_by_hop(&mut parts.headers);
     if let Some(protocol) = protocol {
@@ -198,6 +208,8 @@ async fn switch<B>(
                     member: stream,
                     early,
                     guard,
+                    // The member switched to what was asked (RFC 9110 7.8).
+                    websocket: websocket && head.headers.get(header::UPGRADE).is_some_and(is_websocket),
                 };
                 return (Response::from_parts(head, ResBody::Full(None)), outcome, Some(tunnel));
             }
@@ -225,6 +237,11 @@ async fn switch<B>(
     }
 }
 
+/// An `Upgrade` value naming WebSocket (a list of one; the token is case-insensitive).
+fn is_websocket(v: &HeaderValue) -> bool {
+    v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket")
+}
+
 impl Tunnel {
     /// Joins `client` (a socket, switched; `client_early` is what it sent past its
     /// handshake that was already read) to the member until both have ended, no byte
@@ -235,12 +252,17 @@ impl Tunnel {
     /// the limits once a second ([`Watch`]): no timer per tunnel, and this future only
     /// waits for the end.
     pub async fn run(self, client: TcpStream, client_early: Bytes) {
-        let Tunnel { member, early, guard } = self;
+        let Tunnel {
+            member,
+            early,
+            guard,
+            websocket,
+        } = self;
         let member_id = guard.member().id.clone();
         let gone = guard.member().clone();
         let mut watch = Watch::new(Instant::now());
         let limits = Box::new(move |now, moved| watch.check(now, moved, gone.is_gone()));
-        let joined = match Joined::new(client, member.into_inner(), &early, &client_early, limits) {
+        let joined = match Joined::new(client, member.into_inner(), &early, &client_early, limits, websocket) {
             Ok(joined) => joined,
             Err(e) => {
                 tracing::warn!(error = %e, member = member_id, "a tunnel could not be joined; closed");
@@ -262,7 +284,8 @@ impl Tunnel {
 struct Watch {
     started: Instant,
     last_moved: Instant,
-    gone_since: Option<Instant>,
+    /// Asked to close: since when, for how long at most, and why (for the log).
+    closing: Option<(Instant, Duration, &'static str)>,
 }
 
 impl Watch {
@@ -270,29 +293,33 @@ impl Watch {
         Watch {
             started: now,
             last_moved: now,
-            gone_since: None,
+            closing: None,
         }
     }
 
-    /// Why the tunnel ends now, if it does: `moved` says whether a byte moved since
-    /// the last check, `gone` whether the member has left its pool.
-    fn check(&mut self, now: Instant, moved: bool, gone: bool) -> Option<&'static str> {
+    /// What must happen to the tunnel now, if anything: `moved` says whether a byte
+    /// moved since the last check, `gone` whether the member has left its pool. A limit
+    /// reached first asks for a graceful close (the reason is the client's to read), and
+    /// the cut follows its grace, whatever moves meanwhile.
+    fn check(&mut self, now: Instant, moved: bool, gone: bool) -> Option<Limit> {
         if moved {
             self.last_moved = now;
         }
-        if gone {
-            let since = *self.gone_since.get_or_insert(now);
-            if now.duration_since(since) >= DRAIN_GRACE {
-                return Some("its member left its pool");
-            }
+        if let Some((since, grace, why)) = self.closing {
+            // A member leaving meanwhile shortens nothing: its grace is longer.
+            return (now.duration_since(since) >= grace).then_some(Limit::Cut(why));
         }
-        if now.duration_since(self.last_moved) >= TUNNEL_IDLE {
-            return Some("no byte either way for its idle limit");
-        }
-        if now.duration_since(self.started) >= TUNNEL_MAX {
-            return Some("it reached its longest life");
-        }
-        None
+        let (grace, why, reason) = if gone {
+            (DRAIN_GRACE, "its member left its pool", "service instance stopping")
+        } else if now.duration_since(self.last_moved) >= TUNNEL_IDLE {
+            (CLOSE_GRACE, "no byte either way for its idle limit", "idle too long")
+        } else if now.duration_since(self.started) >= TUNNEL_MAX {
+            (CLOSE_GRACE, "it reached its longest life", "connection too old")
+        } else {
+            return None;
+        };
+        self.closing = Some((now, grace, why));
+        Some(Limit::Close(reason))
     }
 }
 
@@ -311,7 +338,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_watch_ends_a_tunnel_idle_drained_or_too_old_and_nothing_else() {
+    fn the_watch_closes_a_tunnel_idle_drained_or_too_old_then_cuts_it_after_its_grace() {
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
         let mut watch = Watch::new(t0);
@@ -321,25 +348,54 @@ mod tests {
             t += 1;
             assert_eq!(watch.check(at(t), true, false), None, "busy at {t}s");
         }
-        // Idle: closed once nothing moved for the whole limit, not a check before.
+        // Idle: closed once nothing moved for the whole limit, not a check before; cut
+        // after the close's grace even though the handshake moved bytes.
         let last = t;
-        assert_eq!(watch.check(at(last + TUNNEL_IDLE.as_secs() - 1), false, false), None);
-        assert!(watch.check(at(last + TUNNEL_IDLE.as_secs()), false, false).is_some());
+        let idle = last + TUNNEL_IDLE.as_secs();
+        assert_eq!(watch.check(at(idle - 1), false, false), None);
+        assert_eq!(watch.check(at(idle), false, false), Some(Limit::Close("idle too long")));
+        let grace = CLOSE_GRACE.as_secs();
+        assert_eq!(watch.check(at(idle + 1), true, false), None);
+        assert_eq!(watch.check(at(idle + grace - 1), false, false), None);
+        assert_eq!(
+            watch.check(at(idle + grace), false, false),
+            Some(Limit::Cut("no byte either way for its idle limit"))
+        );
 
-        // Drained: the grace counts from the first check that saw the member gone,
-        // however busy the tunnel is.
+        // Drained: closed at once, cut once the grace has passed since the member was
+        // first seen gone, however busy the tunnel is.
         let mut watch = Watch::new(t0);
-        assert_eq!(watch.check(at(5), true, true), None);
+        assert_eq!(
+            watch.check(at(5), true, true),
+            Some(Limit::Close("service instance stopping"))
+        );
         assert_eq!(watch.check(at(5 + DRAIN_GRACE.as_secs() - 1), true, true), None);
         assert_eq!(
             watch.check(at(5 + DRAIN_GRACE.as_secs()), true, true),
-            Some("its member left its pool")
+            Some(Limit::Cut("its member left its pool"))
         );
 
         // Too old: busy and its member there, closed at the longest life.
         let mut watch = Watch::new(t0);
         let max = TUNNEL_MAX.as_secs();
         assert_eq!(watch.check(at(max - 1), true, false), None);
-        assert_eq!(watch.check(at(max), true, false), Some("it reached its longest life"));
+        assert_eq!(
+            watch.check(at(max), true, false),
+            Some(Limit::Close("connection too old"))
+        );
+        assert_eq!(
+            watch.check(at(max + grace), true, false),
+            Some(Limit::Cut("it reached its longest life"))
+        );
+    }
+
+    #[test]
+    fn only_a_websocket_upgrade_is_followed_as_frames() {
+        for yes in ["websocket", "WebSocket", " websocket "] {
+            assert!(is_websocket(&HeaderValue::from_static(yes)), "{yes}");
+        }
+        for no in ["h2c", "websocket, h2c", "TLS/1.2", ""] {
+            assert!(!is_websocket(&HeaderValue::from_static(no)), "{no}");
+        }
     }
 }

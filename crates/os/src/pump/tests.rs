@@ -9,13 +9,18 @@ use super::*;
 /// A client and a member, their near ends joined with early bytes each way and a
 /// watch that never cuts.
 async fn tunnel(to_client: &[u8], to_member: &[u8]) -> (TcpStream, TcpStream, Joined) {
-    tunnel_watched(to_client, to_member, Box::new(|_, _| None)).await
+    tunnel_watched(to_client, to_member, Box::new(|_, _| None), false).await
 }
 
-async fn tunnel_watched(to_client: &[u8], to_member: &[u8], watch: Watch) -> (TcpStream, TcpStream, Joined) {
+async fn tunnel_watched(
+    to_client: &[u8],
+    to_member: &[u8],
+    watch: Watch,
+    websocket: bool,
+) -> (TcpStream, TcpStream, Joined) {
     let (client, client_near) = crate::tcp_pair().await;
     let (member, member_near) = crate::tcp_pair().await;
-    let joined = Joined::new(client_near, member_near, to_client, to_member, watch).unwrap();
+    let joined = Joined::new(client_near, member_near, to_client, to_member, watch, websocket).unwrap();
     (client, member, joined)
 }
 
@@ -136,10 +141,16 @@ async fn the_watch_sees_bytes_move_and_cuts_the_tunnel() {
     let watch: Watch = Box::new(move |_, moved| {
         let mut seen = record.lock().unwrap();
         seen.push(moved);
-        // Cut at the first quiet second after bytes moved.
-        (!moved && seen.contains(&true)).then_some("idle")
+        // Asked to close gracefully at the first quiet second after bytes moved (which
+        // sends nothing: not a WebSocket), cut at the next.
+        let quiet = seen.iter().skip_while(|m| !**m).filter(|m| !**m).count();
+        match quiet {
+            0 => None,
+            1 => Some(Limit::Close("idle")),
+            _ => Some(Limit::Cut("idle")),
+        }
     });
-    let (mut client, mut member, joined) = tunnel_watched(b"", b"", watch).await;
+    let (mut client, mut member, joined) = tunnel_watched(b"", b"", watch, false).await;
     client.write_all(b"ping").await.unwrap();
     let mut got = [0u8; 4];
     member.read_exact(&mut got).await.unwrap();
@@ -151,8 +162,106 @@ async fn the_watch_sees_bytes_move_and_cuts_the_tunnel() {
     assert_eq!(seen.last(), Some(&false), "{seen:?}");
     assert!(seen.contains(&true), "the read was seen: {seen:?}");
     drop(joined);
+    // Nothing but the end reached either side.
     assert_eq!(client.read(&mut got).await.unwrap(), 0);
     assert_eq!(member.read(&mut got).await.unwrap(), 0);
+}
+
+/// A frame as the member sends it: unmasked, a length under 126.
+fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80 | opcode, payload.len() as u8];
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads what `s` has within `wait`.
+async fn read_for(s: &mut TcpStream, wait: Duration) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let until = tokio::time::Instant::now() + wait;
+    while let Ok(Ok(n)) = tokio::time::timeout_at(until, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+/// A WebSocket tunnel told to close: the client gets a Close of the pump's own once the
+/// member's frame under way has passed, nothing of the member's after it, and the
+/// handshake's other half goes through to the member; the tunnel then ends as both
+/// sides end, not cut.
+#[tokio::test]
+async fn a_websocket_tunnel_told_to_close_sends_the_client_a_close_between_two_frames() {
+    let close = Arc::new(AtomicBool::new(false));
+    let asked = close.clone();
+    let watch: Watch = Box::new(move |_, _| asked.load(Ordering::SeqCst).then_some(Limit::Close("idle")));
+    // The member's early bytes: a whole frame and the start of the next.
+    let first = frame(0x1, b"early");
+    let second = frame(0x1, b"a message in two parts");
+    let mut early = first.clone();
+    early.extend_from_slice(&second[..5]);
+    let (mut client, mut member, joined) = tunnel_watched(&early, b"", watch, true).await;
+    assert_eq!(read_for(&mut client, Duration::from_millis(300)).await, early);
+
+    // Asked while the member's frame is still under way: nothing is sent yet.
+    close.store(true, Ordering::SeqCst);
+    assert_eq!(
+        read_for(&mut client, WATCH * 2).await,
+        b"",
+        "no Close in the middle of a frame"
+    );
+
+    // The frame ends (and one more follows in the same write): the Close comes after.
+    let third = frame(0x2, b"third");
+    let mut rest = second[5..].to_vec();
+    rest.extend_from_slice(&third);
+    member.write_all(&rest).await.unwrap();
+    let got = read_for(&mut client, WATCH * 2 + Duration::from_millis(500)).await;
+    let mut want = rest.clone();
+    want.extend_from_slice(b"\x88\x06\x03\xe9idle");
+    assert_eq!(got, want, "the frames, then a Close (1001, \"idle\")");
+
+    // What the member sends now is dropped; the client's Close in answer reaches it.
+    member.write_all(&frame(0x1, b"too late")).await.unwrap();
+    let answer = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9];
+    client.write_all(&answer).await.unwrap();
+    let mut got = [0u8; 8];
+    member.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, answer);
+    // The member answers and closes; the client sees the end and nothing else.
+    member.write_all(&frame(0x8, &[0x03, 0xe9])).await.unwrap();
+    member.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest, b"", "nothing after the pump's Close");
+    client.shutdown().await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), joined.ended())
+        .await
+        .expect("over once both sides ended");
+    assert!(matches!(ended, Ended::Both), "{ended:?}");
+}
+
+/// A side that sent a Close already is closing on its own: the pump adds none.
+#[tokio::test]
+async fn no_close_of_the_pumps_own_once_a_side_has_sent_one() {
+    let watch: Watch = Box::new(|_, _| Some(Limit::Close("idle")));
+    let (mut client, mut member, _joined) = tunnel_watched(b"", b"", watch, true).await;
+    let close = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8];
+    client.write_all(&close).await.unwrap();
+    let mut got = [0u8; 8];
+    member.read_exact(&mut got).await.unwrap();
+    assert_eq!(
+        read_for(&mut client, WATCH * 2).await,
+        b"",
+        "the member's answer is the client's to get"
+    );
+    member.write_all(&frame(0x8, &[0x03, 0xe8])).await.unwrap();
+    assert_eq!(
+        read_for(&mut client, Duration::from_millis(500)).await,
+        frame(0x8, &[0x03, 0xe8])
+    );
 }
 
 fn socket_linger_zero(s: &std::net::TcpStream) {
