@@ -83,11 +83,22 @@ pub(crate) fn ps_of(state: &NodeParts) -> Ps {
             service: service.clone(),
             queue: queue.clone(),
             group: group.clone(),
-            stats: state
-                .queues
-                .get(queue)
-                .ok()
-                .and_then(|q| q.stats().groups.into_iter().find(|g| &g.name == group)),
+            stats: state.queues.get(queue).ok().map(|q| {
+                let stats = q.stats();
+                let not_yet = strata_queue::GroupStats {
+                    // A group is made by its first fetch, from the queue's first offset:
+                    // until then everything in the queue is its backlog.
+                    name: group.clone(),
+                    floor: stats.first_offset,
+                    unread: stats.messages,
+                    leased: 0,
+                    backlog: stats.messages,
+                    dead_lettered: 0,
+                    acked: 0,
+                    lease_expiries: None,
+                };
+                stats.groups.into_iter().find(|g| &g.name == group).unwrap_or(not_yet)
+            }),
         })
         .collect();
     consumers.sort_by(|a, b| a.service.cmp(&b.service));

@@ -112,7 +112,7 @@ impl From<ScaleError> for ApiError {
         let (status, code) = match &e {
             ScaleError::UnknownService { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             ScaleError::OutOfRange { .. } => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Unprocessable),
-            ScaleError::Autoscaled(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            ScaleError::Autoscaled(_) | ScaleError::Function(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -188,6 +188,7 @@ mod tests {
                 "unprocessable",
             ),
             (ScaleError::Autoscaled("w".into()).into(), 409, "conflict"),
+            (ScaleError::Function("f".into()).into(), 409, "conflict"),
             (WireError("cut short".into()).into(), 400, "bad_request"),
         ];
         for (e, status, code) in cases {

@@ -36,7 +36,13 @@ pub(crate) async fn logs(
     Query(q): Query<LogQuery>,
 ) -> Response {
     let Some(dir) = state.app.log_dir(&service) else {
-        return ApiError::not_found(format!("no service named {service:?}")).into_response();
+        let names: Vec<String> = state.app.snapshot().into_iter().map(|s| s.name).collect();
+        return ApiError::not_found(format!(
+            "no service named {service:?} in app {:?} (services: {})",
+            state.info.app,
+            names.join(", ")
+        ))
+        .into_response();
     };
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let shutdown = state.shutdown.clone();

@@ -537,8 +537,9 @@ async fn launch(
                 std::fs::write(&target, process::expand(content, &env)).with_context(|| format!("write file {rel}"))?;
             }
             FileSpec::Source { source } => {
-                std::fs::copy(shared.app_dir.join(source), &target)
-                    .with_context(|| format!("copy {source} to {rel}"))?;
+                let from = shared.app_dir.join(source);
+                std::fs::copy(&from, &target)
+                    .with_context(|| format!("copy files.{rel:?}.source {} to {rel}", from.display()))?;
             }
         }
         files.push((rel.clone(), target));

@@ -90,6 +90,8 @@ pub enum ScaleError {
     },
     #[error("service {0:?} is autoscaled (it has autoscale, or instances.min 0): its count follows its load and a count set by hand would be undone; change instances.min and instances.max in the manifest instead")]
     Autoscaled(String),
+    #[error("{0:?} is a function: it is started by its events and stopped once idle, so a count set by hand would be undone; change its max_instances and keep_warm_ms in the manifest instead")]
+    Function(String),
 }
 
 /// What the App Service needs to run one app on this node.
@@ -257,6 +259,9 @@ impl AppService {
                 services: self.services.keys().cloned().collect(),
             });
         };
+        if by == ScaleBy::Hand && handle.is_function() {
+            return Err(ScaleError::Function(service.to_string()));
+        }
         if by == ScaleBy::Hand && handle.is_autoscaled() {
             return Err(ScaleError::Autoscaled(service.to_string()));
         }

@@ -144,9 +144,20 @@ pub(crate) fn launch(guard: &Guard, spec: Launch<'_>) -> Result<(Process, RunLog
         .stderr(log_err)
         .process_group(0);
     let container = guard.contain(&mut cmd, spec.name)?;
-    let spawned = cmd
-        .spawn()
-        .with_context(|| format!("start {program:?} in {}", spec.workdir.display()));
+    let spawned = cmd.spawn().map_err(|e| {
+        // ENOENT names neither the program nor the folder: say which one is missing.
+        let why = if !spec.workdir.is_dir() {
+            format!("its workdir {} is not a folder", spec.workdir.display())
+        } else if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "no such program (on the PATH, or relative to {})",
+                spec.workdir.display()
+            )
+        } else {
+            e.to_string()
+        };
+        anyhow::anyhow!("start {program:?}: {why}")
+    });
     let child = match spawned {
         Ok(child) => child,
         Err(e) => {

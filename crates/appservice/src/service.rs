@@ -92,6 +92,11 @@ impl ServiceHandle {
         *self.desired.borrow()
     }
 
+    /// A function's pool (`Manifest::expanded`).
+    pub fn is_function(&self) -> bool {
+        self.ctx.spec.function.is_some()
+    }
+
     pub fn is_autoscaled(&self) -> bool {
         self.ctx.spec.autoscale.is_some() || self.ctx.spec.instances.min == 0
     }

@@ -101,6 +101,8 @@ pub struct Policy {
     min: u32,
     max: u32,
     idle_timeout: Duration,
+    /// The manifest setting behind `idle_timeout`, as reasons name it.
+    idle_setting: &'static str,
     /// (time, recommendation), oldest first: the step function the windows look at.
     history: VecDeque<(Duration, u32)>,
     /// When the last step up and down were taken (bounded steps are paced).
@@ -116,12 +118,20 @@ const STEP_SETTLE: Duration = Duration::from_secs(10);
 const DOWN_STEP_SPACING: Duration = Duration::from_secs(1);
 
 impl Policy {
+    /// Names the manifest setting the idle timeout came from in the reasons given
+    /// (a function's is its `keep_warm_ms`).
+    pub fn idle_setting(mut self, setting: &'static str) -> Policy {
+        self.idle_setting = setting;
+        self
+    }
+
     pub fn new(spec: AutoscaleSpec, min: u32, max: u32, idle_timeout: Duration) -> Policy {
         Policy {
             spec,
             min,
             max,
             idle_timeout,
+            idle_setting: "instances.idle_timeout_ms",
             history: VecDeque::new(),
             last_up: None,
             last_down: None,
@@ -269,8 +279,9 @@ impl Policy {
             target = 0;
             signal = Signal::Idle;
             reason = format!(
-                "idle for {} ms (instances.idle_timeout_ms {}) with nothing in flight or queued",
+                "idle for {} ms ({} {}) with nothing in flight or queued",
                 s.idle_for.as_millis(),
+                self.idle_setting,
                 self.idle_timeout.as_millis()
             );
         } else if target < floor || (target == floor && wanted < floor && target > 0) {
@@ -475,7 +486,19 @@ mod tests {
         sim.run(200, 0, 0, None);
         assert_eq!(sim.current, 0);
         let why = &sim.decisions.last().unwrap().3;
-        assert!(why.starts_with("idle for 3000 ms"), "{why}");
+        assert!(
+            why.starts_with("idle for 3000 ms (instances.idle_timeout_ms 3000)"),
+            "{why}"
+        );
+
+        // A function's reason names its own setting.
+        let mut sim = Sim::new(spec(4), 0, 5, 3_000);
+        sim.policy = Policy::new(spec(4), 0, 5, Duration::from_millis(3_000)).idle_setting("keep_warm_ms");
+        sim.run(100, 0, 1, None);
+        sim.run(3_200, 0, 0, None);
+        assert_eq!(sim.current, 0);
+        let why = &sim.decisions.last().unwrap().3;
+        assert!(why.starts_with("idle for 3000 ms (keep_warm_ms 3000)"), "{why}");
     }
 
     #[test]

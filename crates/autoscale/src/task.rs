@@ -48,6 +48,8 @@ pub struct Scaled {
     pub min: u32,
     pub max: u32,
     pub idle_timeout: Duration,
+    /// The manifest setting behind `idle_timeout` (`ServiceSpec::idle_setting`).
+    pub idle_setting: &'static str,
     /// The queue and group the service consumes, if it does.
     pub consumes: Option<(Arc<dyn QueueHandle>, String)>,
     /// Shed load at max: only for a service that declares `autoscale` (one that only
@@ -68,6 +70,7 @@ impl Scaled {
             min: spec.instances.min,
             max: spec.instances.max,
             idle_timeout: Duration::from_millis(spec.instances.idle_timeout_ms),
+            idle_setting: spec.idle_setting(),
             consumes: queue.zip(spec.consumes.as_ref().map(|c| c.group.clone())),
             sheds: spec.autoscale.is_some(),
         })
@@ -101,7 +104,8 @@ pub async fn run(
         0
     };
     let origin = Instant::now();
-    let mut policy = Policy::new(scaled.spec.clone(), scaled.min, scaled.max, scaled.idle_timeout);
+    let mut policy =
+        Policy::new(scaled.spec.clone(), scaled.min, scaled.max, scaled.idle_timeout).idle_setting(scaled.idle_setting);
     let mut points: VecDeque<Point> = VecDeque::new();
     let mut decisions = 0u64;
     // The last sample with anything in flight or held: a request running longer than the

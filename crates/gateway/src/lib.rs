@@ -464,6 +464,18 @@ impl Gateway {
                 return (close(res), None, none);
             }
         }
+        if has_dot_segment(req.uri().path()) {
+            // Routed by its prefix as it is, `/api/../admin` would reach the api service's
+            // member, which may resolve it out of that prefix (RFC 3986 5.2.4): refused.
+            let res = relay::error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "",
+                "the path has a \".\" or \"..\" segment; send it with dot segments removed (RFC 3986 5.2.4)",
+                Some(rid),
+            );
+            return (res, None, none);
+        }
         let Some(target) = self.route(&req) else {
             let res = no_route(&req, rid);
             return (res, None, none);
@@ -506,6 +518,23 @@ impl Gateway {
         };
         (res, Some(target), outcome)
     }
+}
+
+/// Whether `path` has a `.` or `..` segment, dots written as they are or
+/// percent-encoded (`%2e`), as RFC 3986 says they are the same.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let (mut dots, mut rest) = (0, segment.as_bytes());
+        while !rest.is_empty() && dots < 3 {
+            rest = match rest {
+                [b'.', tail @ ..] => tail,
+                [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
+                _ => return false,
+            };
+            dots += 1;
+        }
+        rest.is_empty() && (dots == 1 || dots == 2)
+    })
 }
 
 /// A request's id, method, path and trace context, taken before it is relayed.
@@ -650,4 +679,37 @@ where
         None => incoming.map_err(Into::into).boxed_unsync(),
     };
     Ok(ReqBody::Stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_dot_segment;
+
+    #[test]
+    fn dot_segments_are_found_written_or_percent_encoded_and_nothing_else() {
+        for yes in [
+            "/api/../admin",
+            "/api/./x",
+            "/api/..",
+            "/..",
+            "/api/%2e%2e/admin",
+            "/api/%2E./x",
+            "/api/.%2e",
+            "/api/%2e",
+        ] {
+            assert!(has_dot_segment(yes), "{yes}");
+        }
+        for no in [
+            "/",
+            "/api/x",
+            "/api/...",
+            "/api/..x",
+            "/api/.well-known/a",
+            "/a.b/c",
+            "/api/%2e%2e%2e",
+            "/api/%2f",
+        ] {
+            assert!(!has_dot_segment(no), "{no}");
+        }
+    }
 }

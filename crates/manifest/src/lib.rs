@@ -231,9 +231,41 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
 }
 
 /// Reads, parses and validates a manifest file, reporting every problem found
-/// ([`parse_all`]).
+/// ([`parse_all`]), and that every `workdir` it names is a folder (relative to the
+/// file's own folder): a program, or its setup, cannot start anywhere else.
 pub fn load_all(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
-    parse_all(&read(path).map_err(|e| vec![e])?)
+    let manifest = parse_all(&read(path).map_err(|e| vec![e])?)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let workdirs = manifest
+        .services
+        .iter()
+        .map(|(name, s)| ("services", name, &s.workdir))
+        .chain(
+            manifest
+                .functions
+                .iter()
+                .map(|(name, f)| ("functions", name, &f.workdir)),
+        );
+    let mut problems = Vec::new();
+    for (kind, name, workdir) in workdirs {
+        let Some(workdir) = workdir else { continue };
+        let at = dir.join(workdir);
+        if !at.is_dir() {
+            let found = match at.exists() {
+                true => format!("{} (not a folder)", at.display()),
+                false => format!("nothing at {}", at.display()),
+            };
+            problems.push(ManifestError::Invalid {
+                path: error::FieldPath::root().key(kind).key(name).key("workdir").into(),
+                expected: "a folder, relative to the manifest's folder".into(),
+                found,
+            });
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(manifest),
+        false => Err(problems),
+    }
 }
 
 fn read(path: &Path) -> Result<String, ManifestError> {

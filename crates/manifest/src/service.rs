@@ -160,6 +160,15 @@ pub const NOBODY: (u32, u32) = (65534, 65534);
 pub const DEFAULT_PIDS: u64 = 1024;
 
 impl ServiceSpec {
+    /// The manifest setting `instances.idle_timeout_ms` was written as: a function's is
+    /// its `keep_warm_ms`.
+    pub fn idle_setting(&self) -> &'static str {
+        match self.function {
+            Some(_) => "keep_warm_ms",
+            None => "instances.idle_timeout_ms",
+        }
+    }
+
     /// The user and group ids of a numeric `user`, else [`NOBODY`] (a `user` with names
     /// is resolved in the image when the container starts; one validation refused
     /// reads as [`NOBODY`] too).

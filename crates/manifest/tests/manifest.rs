@@ -1461,3 +1461,40 @@ fn functions_are_checked_and_run_as_services() {
     ));
     assert!(err.to_string().contains("functions.f.trigger"), "{err}");
 }
+
+#[test]
+fn load_all_names_a_workdir_that_is_not_a_folder() {
+    let dir =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("strata-workdir-test-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("api")).unwrap();
+    std::fs::write(dir.join("file"), "").unwrap();
+    let manifest = serde_json::json!({"strata": 1, "app": "wd", "services": {
+        "good": {"run": ["python3", "app.py"], "workdir": "api"},
+        "gone": {"run": ["python3", "app.py"], "workdir": "srv"},
+        "file": {"run": ["python3", "app.py"], "workdir": "file"},
+    }, "functions": {
+        "f": {"run": ["python3", "f.py"], "workdir": "fn", "trigger": {"http": "/f"}},
+    }});
+    let file = dir.join("strata.json");
+    std::fs::write(&file, manifest.to_string()).unwrap();
+    let problems: Vec<String> = strata_manifest::load_all(&file)
+        .expect_err("missing workdirs")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let d = dir.display();
+    assert_eq!(
+        problems,
+        [
+            format!("services.file.workdir: expected a folder, relative to the manifest's folder, found {d}/file (not a folder)"),
+            format!("services.gone.workdir: expected a folder, relative to the manifest's folder, found nothing at {d}/srv"),
+            format!("functions.f.workdir: expected a folder, relative to the manifest's folder, found nothing at {d}/fn"),
+        ]
+    );
+    std::fs::create_dir_all(dir.join("srv")).unwrap();
+    std::fs::create_dir_all(dir.join("fn")).unwrap();
+    std::fs::remove_file(dir.join("file")).unwrap();
+    std::fs::create_dir_all(dir.join("file")).unwrap();
+    assert!(strata_manifest::load_all(&file).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -224,6 +224,7 @@ async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn, deliverin
     ));
     let first = delivery.first();
     let mut headers = vec![
+        ("x-strata-trigger", "queue"),
         ("x-strata-queue", queue.name()),
         ("x-strata-group", consumes.group.as_str()),
     ];

@@ -365,11 +365,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             if let Some(id) = instance {
                 path.push_str(&format!("&instance={id}"));
             }
-            let status = client.stream_to_stdout(&path).await?;
-            if !status.is_success() {
-                bail!("strata logs failed ({status})");
-            }
-            Ok(())
+            client.stream_to_stdout(&path).await
         }
         Command::Scale { service, instances } => {
             let (client, _) = connect()?;
@@ -442,11 +438,7 @@ fn expect_ok((status, body): (StatusCode, bytes::Bytes)) -> Result<bytes::Bytes>
     if status.is_success() {
         return Ok(body);
     }
-    let message = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-    bail!("{message}")
+    bail!("{}", crate::control::error_message(&body))
 }
 
 /// The node API's JSON as it came (`--json`), or the table `print` makes of it.
@@ -592,8 +584,14 @@ async fn up(config: NodeConfig) -> Result<()> {
     let ready_shutdown = shutdown.clone();
     let stopped = CancellationToken::new();
     let narrated = stopped.clone();
+    let waiting_app = node.app.clone();
     let narrate = tokio::spawn(async move {
         let (mut announced, mut stopping) = (false, false);
+        // An app that is slow to come up (or never does: a crashing program, a failed
+        // setup) is told where everything is all the same, when its user needs it most.
+        let not_yet = tokio::time::sleep(NOT_UP_YET);
+        tokio::pin!(not_yet);
+        let mut told = false;
         loop {
             tokio::select! {
                 biased;
@@ -608,8 +606,25 @@ async fn up(config: NodeConfig) -> Result<()> {
                         narrator.say(&format!(
                             "strata: {app_name} is up: gateway http://{gateway}  (node API http://{api}{cache_note}; `strata ps`, Ctrl-C to stop)"
                         ));
-                        narrator.say(&format!("strata: dashboard {dashboard}"));
+                        if !told {
+                            narrator.say(&format!("strata: dashboard {dashboard}"));
+                        }
                     }
+                }
+                _ = &mut not_yet, if !announced && !told && !stopping => {
+                    told = true;
+                    let waiting: Vec<String> = waiting_app
+                        .snapshot()
+                        .into_iter()
+                        .filter(|s| s.ready == 0 && s.desired > 0)
+                        .map(|s| s.name)
+                        .collect();
+                    narrator.say(&format!(
+                        "strata: {app_name} is not up yet after {} s, no ready instance of: {} (`strata ps`, `strata logs SERVICE`); gateway http://{gateway}  (node API http://{api}{cache_note})",
+                        NOT_UP_YET.as_secs(),
+                        waiting.join(", ")
+                    ));
+                    narrator.say(&format!("strata: dashboard {dashboard}"));
                 }
                 _ = ready_shutdown.cancelled(), if !stopping => {
                     stopping = true;
@@ -637,6 +652,9 @@ async fn up(config: NodeConfig) -> Result<()> {
     let _ = out::line("strata: stopped");
     Ok(())
 }
+
+/// How long `strata up` waits for the app to be up before saying where it is anyway.
+const NOT_UP_YET: Duration = Duration::from_secs(15);
 
 /// A query value with everything but unreserved characters percent-encoded.
 fn percent_encode(v: &str) -> String {

@@ -75,9 +75,19 @@ impl ControlClient {
     }
 
     /// Calls the API and copies the reply to stdout as it arrives.
-    pub async fn stream_to_stdout(&self, path: &str) -> Result<StatusCode> {
+    pub async fn stream_to_stdout(&self, path: &str) -> Result<()> {
         let mut res = self.send(Method::GET, path, None).await?;
         let status = res.status();
+        if !status.is_success() {
+            // An error is the node's JSON error body: its words, not its JSON, on stderr.
+            let body = res
+                .into_body()
+                .collect()
+                .await
+                .context("read the node API reply")?
+                .to_bytes();
+            anyhow::bail!("{}", error_message(&body));
+        }
         let mut out = tokio::io::stdout();
         while let Some(frame) = res.body_mut().frame().await {
             if let Ok(data) = frame.context("read the node API reply")?.into_data() {
@@ -85,8 +95,16 @@ impl ControlClient {
                 out.flush().await?;
             }
         }
-        Ok(status)
+        Ok(())
     }
+}
+
+/// The words of a node API error body (`{"error": ...}`), or the body as it is.
+pub fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
 }
 
 /// The control token for the node API at `base`: `$STRATA_CONTROL_TOKEN`, else the token

@@ -215,7 +215,7 @@ pub fn run(options: InitOptions) -> Result<()> {
         }
     }
     if options.stdout {
-        print!("{text}");
+        crate::out::stdout(|out| out.write_all(text.as_bytes()))?;
         return Ok(());
     }
     if !write::write(&target, &text, exists, options.force, interactive)? {

@@ -59,8 +59,7 @@ pub async fn run(client: ControlClient, once: bool, every: Duration) -> Result<(
             out.push_str(line.trim_end());
             out.push('\n');
         }
-        print!("{}", out.trim_end_matches('\n'));
-        println!();
+        crate::out::line(out.trim_end_matches('\n'))?;
         return Ok(());
     }
     let mut terminal = ratatui::init();

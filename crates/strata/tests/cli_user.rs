@@ -277,6 +277,7 @@ async fn output_piped_into_head_ends_quietly() {
         // A reader that is gone before the first write.
         "$STRATA ps --json | true",
         "$STRATA logs web | true",
+        "$STRATA top --once --every 1 | true",
     ] {
         let out = user.pipeline(app.path(), script).await;
         assert!(out.status.success(), "{script}: {}: {}", out.status, stderr(&out));
@@ -287,6 +288,15 @@ async fn output_piped_into_head_ends_quietly() {
     }
     let out = user.pipeline(app.path(), "$STRATA logs web | head -1").await;
     assert_eq!(stdout(&out).trim(), "web-1 | 1");
+    // A service that is not there: the node's words on stderr, no JSON on stdout.
+    let out = user.strata(app.path(), &["logs", "nosuch"]).await;
+    assert!(!out.status.success());
+    assert_eq!(stdout(&out), "", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(r#"no service named "nosuch" in app "shop" (services: web)"#),
+        "{}",
+        stderr(&out)
+    );
     let out = user.strata(app.path(), &["down"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     up.wait_exit(Duration::from_secs(30)).await;
@@ -458,4 +468,35 @@ async fn workers_sets_the_threads_of_the_nodes_runtime() {
         "{}",
         stderr(&out)
     );
+}
+
+/// An app that does not come up (here its program exits at once) is still told where
+/// its gateway, node API and dashboard are, and what it waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_says_where_everything_is_when_the_app_does_not_come_up() {
+    let user = User::new();
+    let app = member_app("shop", 1, json!({ "run": ["python3", "-c", "raise SystemExit(3)"] }));
+    let mut up = user.up(app.path());
+    let node = up.node_file().await;
+    let said = wait_for(
+        "strata up to say the app is not up yet",
+        Duration::from_secs(40),
+        || {
+            let out = up.output();
+            out.contains("is not up yet").then_some(out)
+        },
+    )
+    .await;
+    let gateway = node["gateway"].as_str().unwrap();
+    assert!(
+        said.contains(&format!(
+            "strata: shop is not up yet after 15 s, no ready instance of: web (`strata ps`, `strata logs SERVICE`); gateway http://{gateway}"
+        )),
+        "{said}"
+    );
+    assert!(said.contains("strata: dashboard http://"), "{said}");
+    assert!(!said.contains("is up:"), "{said}");
+    let out = user.strata(app.path(), &["down"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    up.wait_exit(Duration::from_secs(30)).await;
 }

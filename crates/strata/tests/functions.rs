@@ -83,6 +83,25 @@ async fn every_trigger_fires_its_handler() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json()["instance"], "hook-1");
     assert_eq!(events(&app, "hook")[0]["path"], "/hook/x");
+    // A function's count is its events': not set by hand, and the refusal names the
+    // settings a function has.
+    let mut req = request(
+        Method::POST,
+        node.api_addr,
+        "/v1/services/hook/scale",
+        r#"{"instances": 2}"#,
+    );
+    req.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let refused = send(node.api_addr, req).await.expect("scale");
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    let text = refused.text();
+    assert!(
+        text.contains("is a function") && text.contains("max_instances and keep_warm_ms"),
+        "{text}"
+    );
 
     // Store: a write under the prefix fires; one outside it does not; a failing event is
     // tried three times in all, 200 ms then 1 s apart.
@@ -150,6 +169,7 @@ async fn every_trigger_fires_its_handler() {
     })
     .await;
     let work = events(&app, "work");
+    assert!(work.iter().all(|e| e["trigger"] == "queue"), "{work:?}");
     let bodies: Vec<String> = work
         .iter()
         .flat_map(|e| e["event"]["messages"].as_array().cloned().unwrap_or_default())

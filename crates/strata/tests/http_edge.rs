@@ -94,6 +94,36 @@ async fn malformed_requests_never_reach_a_member() {
     stop(node).await;
 }
 
+/// A path with a `.` or `..` segment would be routed by a prefix it may leave at the
+/// member (`/app/../down/x` to the `/app` service): 400, never relayed; dots inside a
+/// segment are just characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_with_dot_segments_gets_400_and_is_never_relayed() {
+    let app = App::new();
+    let node = edge_node(&app).await;
+    let gw = node.gateway_addr;
+    for path in [
+        "/app/../down/x",
+        "/app/./x",
+        "/app/..",
+        "/app/%2e%2e/down",
+        "/app/%2E./x",
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let (text, _) = raw(gw, req.as_bytes()).await;
+        assert_eq!(status_of(&text), Some(400), "{path}: {text}");
+        assert!(text.contains("dot segments removed"), "{path}: {text}");
+    }
+    assert_eq!(app.requests(), Vec::<Value>::new(), "none reached a member");
+    for path in ["/app/..x", "/app/.well-known/a", "/app/a.b"] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let (text, _) = raw(gw, req.as_bytes()).await;
+        assert_eq!(status_of(&text), Some(200), "{path}: {text}");
+    }
+    assert_eq!(app.requests().len(), 3);
+    stop(node).await;
+}
+
 /// README, "What the first tier guarantees": "a bad request line, a NUL in a header: 400,
 /// never relayed". Each gets one reply, a 400, and then the close; nothing of it reaches
 /// a member, alone or pipelined behind a good request.

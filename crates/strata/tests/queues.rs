@@ -119,6 +119,45 @@ async fn push_delivery_spreads_over_the_pool_and_deletes() {
 
 /// A 2xx answer listing some offsets of its batch in `{"failed": [...]}`: only those come
 /// back (with a raised delivery count); the rest of the batch is deleted.
+/// A consumer group is made by its first fetch: before it (here no member is ever ready
+/// to be delivered to) ps counts the whole queue as its backlog, not `null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_not_yet_fetched_from_counts_the_whole_queue_as_its_backlog() {
+    let app = App::new();
+    let manifest = json!({
+        "strata": 1,
+        "app": "test",
+        "queues": { "jobs": {} },
+        "services": {
+            "work": {
+                "run": ["sleep", "600"],
+                "health": { "path": "/healthz" },
+                "consumes": { "queue": "jobs", "group": "workers", "path": "/jobs" },
+                "stop_grace_ms": 200
+            }
+        }
+    });
+    let node = app
+        .start(app.config(strata_manifest::parse(&manifest.to_string()).unwrap()))
+        .await;
+    let texts: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    publish_texts(node.api_addr, "jobs", &texts).await;
+    let ps = get(node.api_addr, "/v1/ps").await.json();
+    let c = &ps["consumers"][0];
+    assert_eq!(
+        (&c["backlog"], &c["unread"], &c["leased"]),
+        (&json!(3), &json!(3), &json!(0)),
+        "{ps}"
+    );
+    let out = strata(app.path(), &["--api", &format!("http://{}", node.api_addr), "ps"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("consumes jobs/workers: backlog 3 (unread 3, leased 0)"),
+        "{text}"
+    );
+    stop(node).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_offsets_of_a_batch_are_delivered_again() {
     let app = App::new();

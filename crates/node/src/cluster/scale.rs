@@ -93,7 +93,8 @@ impl ClusterScaler {
                 min,
                 max,
                 Duration::from_millis(spec.instances.idle_timeout_ms),
-            ),
+            )
+            .idle_setting(spec.idle_setting()),
             spec: spec.clone(),
             points: VecDeque::new(),
             last_busy: now,
