@@ -103,6 +103,24 @@ async fn shop_composes_the_page_from_its_pools() {
             "the composed page names an instance of {part}: {text}"
         );
     }
+    // The frontend passes the page's traceparent on: its three calls are spans of the
+    // page's trace.
+    let id = page.header("x-request-id").expect("a request id").to_string();
+    let trace = get(node.api_addr, &format!("/v1/traces?id={id}")).await.json();
+    let mut services: Vec<String> = trace[0]["spans"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a trace for {id}: {trace}"))
+        .iter()
+        .map(|s| s["service"].as_str().unwrap_or("?").to_string())
+        .collect();
+    services.sort();
+    services.dedup();
+    for service in ["frontend", "history", "images", "recommendations"] {
+        assert!(
+            services.iter().any(|s| s == service),
+            "{service} in the page's trace: {trace}"
+        );
+    }
     let html = get(gw, "/").await;
     assert_eq!(html.status, 200);
     assert!(html.text().contains("<html"), "{}", html.text());

@@ -213,8 +213,10 @@ class Part:
                 "ms": round(self.ms, 1), "error": self.error}
 
 
-def call(service, path, params):
-    """GET $STRATA_URL/v1/any/<service><path>?params and parse the JSON reply."""
+def call(service, path, params, traceparent=None):
+    """GET $STRATA_URL/v1/any/<service><path>?params and parse the JSON reply. Passing
+    on the page request's `traceparent` makes the call a span of the page's trace
+    (`strata trace REQUEST_ID` shows them together)."""
     part = Part(service)
     t0 = time.perf_counter()
     try:
@@ -223,9 +225,10 @@ def call(service, path, params):
         url = f"{STRATA_URL}/v1/any/{quote(service)}{path}?{urlencode(params)}"
         # The platform answers only callers with this service's token ($STRATA_TOKEN).
         token = os.environ.get("STRATA_TOKEN", "")
-        req = urllib.request.Request(
-            url, headers={"Accept": "application/json", "Authorization": f"Bearer {token}"}
-        )
+        headers = {"Accept": "application/json", "Authorization": f"Bearer {token}"}
+        if traceparent:
+            headers["traceparent"] = traceparent
+        req = urllib.request.Request(url, headers=headers)
         with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
             part.status = resp.status
             part.doc = json.loads(resp.read())
@@ -238,13 +241,14 @@ def call(service, path, params):
     return part
 
 
-def compose(product, user):
+def compose(product, user, traceparent=None):
     futures = {
         "images": POOL.submit(call, "images", "/images",
-                              {"product": product, "w": IMAGE_SIDE, "h": IMAGE_SIDE, "format": "json"}),
+                              {"product": product, "w": IMAGE_SIDE, "h": IMAGE_SIDE, "format": "json"},
+                              traceparent),
         "recommendations": POOL.submit(call, "recommendations", "/recommendations",
-                                       {"product": product, "user": user, "n": 4}),
-        "history": POOL.submit(call, "history", "/history", {"user": user}),
+                                       {"product": product, "user": user, "n": 4}, traceparent),
+        "history": POOL.submit(call, "history", "/history", {"user": user}, traceparent),
     }
     cart = POOL.submit(cart_view, user)
     return {name: f.result() for name, f in futures.items()}, cart.result()
@@ -538,7 +542,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(404, "text/plain", b"not found\n")
             product = q.get("product", [CATALOG[0]["id"] if CATALOG else "B0001"])[0]
             user = q.get("user", ["alice"])[0]
-            parts, cart = compose(product, user)
+            parts, cart = compose(product, user, self.headers.get("traceparent"))
             if q.get("format", [""])[0] == "json":
                 doc = {"frontend": INSTANCE, "product": product, "user": user,
                        "ms": round((time.perf_counter() - started) * 1000, 1),
