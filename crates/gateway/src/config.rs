@@ -22,6 +22,11 @@ pub struct RelayPolicy {
     /// gRPC calls in flight per HTTP/2 connection to a member before another is opened
     /// (`relay.grpc_calls_per_connection`; unset: no limit, one connection).
     pub grpc_calls_per_connection: usize,
+    /// A switched connection idle (no byte either way) this long is closed
+    /// (`relay.websocket_idle_ms`).
+    pub tunnel_idle: Duration,
+    /// A switched connection is closed this long after it opened (`relay.websocket_max_ms`).
+    pub tunnel_max: Duration,
 }
 
 impl RelayPolicy {
@@ -42,6 +47,8 @@ impl Default for RelayPolicy {
             retries: 2,
             grpc_idempotent: Arc::from(Vec::new()),
             grpc_calls_per_connection: usize::MAX,
+            tunnel_idle: crate::relay::tunnel::TUNNEL_IDLE,
+            tunnel_max: crate::relay::tunnel::TUNNEL_MAX,
         }
     }
 }
@@ -56,6 +63,8 @@ impl From<&RelaySpec> for RelayPolicy {
             grpc_calls_per_connection: spec
                 .grpc_calls_per_connection
                 .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            tunnel_idle: Duration::from_millis(spec.websocket_idle_ms),
+            tunnel_max: Duration::from_millis(spec.websocket_max_ms),
         }
     }
 }

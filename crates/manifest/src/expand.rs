@@ -48,6 +48,7 @@ impl FunctionSpec {
                 retries: 0,
                 idempotent: Vec::new(),
                 grpc_calls_per_connection: None,
+                ..RelaySpec::default()
             },
             stop_grace_ms: default_stop_grace_ms(),
             consumes: self.trigger.queue.as_ref().map(|q| ConsumesSpec {

@@ -180,6 +180,12 @@ pub struct RelaySpec {
     /// (each call then has a connection of its own, as behind nginx or HAProxy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc_calls_per_connection: Option<u64>,
+    /// A switched connection (WebSocket) with no byte either way for this long is
+    /// closed (a WebSocket with a Close, 1001).
+    pub websocket_idle_ms: u64,
+    /// A switched connection (WebSocket) is closed this long after it opened, however
+    /// busy.
+    pub websocket_max_ms: u64,
 }
 
 impl RelaySpec {
@@ -202,6 +208,8 @@ impl Default for RelaySpec {
             retries: 2,
             idempotent: Vec::new(),
             grpc_calls_per_connection: None,
+            websocket_idle_ms: 300_000,
+            websocket_max_ms: 24 * 3_600_000,
         }
     }
 }

@@ -390,6 +390,18 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
             "0",
         ));
     }
+    for (key, ms) in [
+        ("websocket_idle_ms", relay.websocket_idle_ms),
+        ("websocket_max_ms", relay.websocket_max_ms),
+    ] {
+        if ms < 1_000 {
+            p.add(invalid(
+                relay_path.key(key),
+                "at least 1000 milliseconds (the limits are checked once a second)",
+                ms.to_string(),
+            ));
+        }
+    }
     check_consumes(m, spec, path, p);
     topics::check_subscribes(spec, path, p);
     if let Some(autoscale) = &spec.autoscale {

@@ -646,6 +646,22 @@ fn grpc_calls_per_connection_is_at_least_one() {
 }
 
 #[test]
+fn websocket_limits_are_at_least_a_second_and_default_to_five_minutes_and_a_day() {
+    let second = "at least 1000 milliseconds (the limits are checked once a second)";
+    invalid_at("services.api.relay.websocket_idle_ms", json!(999), second, "999");
+    invalid_at("services.api.relay.websocket_max_ms", json!(0), second, "0");
+    let m = parse_value(&hello()).expect("hello");
+    let relay = &m.services["api"].relay;
+    assert_eq!((relay.websocket_idle_ms, relay.websocket_max_ms), (300_000, 86_400_000));
+    let mut v = hello();
+    set("services.api.relay.websocket_idle_ms", json!(1000))(&mut v);
+    let m = parse_value(&v).expect("1000 is valid");
+    assert_eq!(m.services["api"].relay.websocket_idle_ms, 1000);
+    let err = error_of(set("services.api.relay.websocket_idle_ms", json!("60s")));
+    assert!(err.to_string().contains("websocket_idle_ms"), "{err}");
+}
+
+#[test]
 fn file_paths_stay_inside_the_app() {
     let relative = "a relative path inside the app directory";
     let files = |value| error_of(set("services.api.files", value));
@@ -1072,6 +1088,8 @@ fn unknown_fields_are_named_at_every_level() {
                 "retries",
                 "idempotent",
                 "grpc_calls_per_connection",
+                "websocket_idle_ms",
+                "websocket_max_ms",
             ],
         ),
         (

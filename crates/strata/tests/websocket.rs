@@ -217,6 +217,49 @@ async fn a_member_scaled_away_has_its_websockets_closed_with_a_proper_handshake(
     stop(node).await;
 }
 
+/// `relay.websocket_idle_ms`: a WebSocket with no byte either way for that long is closed
+/// with a Close (1001), the handshake through to the member; one kept busy stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_websocket_is_closed_after_its_services_idle_limit() {
+    let app = App::new();
+    let services = json!({
+        "ws": {
+            "run": ["python3", WS_ECHO],
+            "routes": ["/ws"],
+            "relay": { "websocket_idle_ms": 2000 },
+        },
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    wait_ready(&node, "ws", 1).await;
+    let mut client = Command::new("python3")
+        .args([WS_CLIENT, "hold", &url(&node), "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the websockets client");
+    let mut to = client.stdin.take().unwrap();
+    let mut from = BufReader::new(client.stdout.take().unwrap());
+    line(&mut from);
+    // Not idle while messages move: five checks a little under a second apart.
+    for _ in 0..5 {
+        writeln!(to, "check").unwrap();
+        assert_eq!(line(&mut from)["alive"], json!([true, true]));
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    writeln!(to, "closes 8").unwrap();
+    let closes = line(&mut from)["closes"].clone();
+    assert_eq!(closes, json!([[1001, "idle too long"], [1001, "idle too long"]]));
+    let log = app.path().join(".strata/logs/ws/ws-1.log");
+    let closed = wait_for("the member's log of its closes", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.matches(r#"{"closed": 1001, "reason": "idle too long"}"#).count() == 2).then_some(())
+    });
+    closed.await;
+    drop(to);
+    let _ = client.wait();
+    stop(node).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_through_the_node_api_by_service_name() {
     let app = App::new();

@@ -5,9 +5,9 @@
 //!
 //! - **Load.** The tunnel counts as a request in flight on its member for as long as it
 //!   lasts, so the pick and the autoscaler see open WebSockets.
-//! - **Limits.** A tunnel with no byte either way for [`TUNNEL_IDLE`] is closed, and any
-//!   tunnel after [`TUNNEL_MAX`]: checked once a second by the pump that moves its
-//!   bytes. A WebSocket is closed gracefully: its client is sent a Close (1001, Going
+//! - **Limits.** A tunnel with no byte either way for `relay.websocket_idle_ms` (by
+//!   default [`TUNNEL_IDLE`]) is closed, and any tunnel after `relay.websocket_max_ms`
+//!   ([`TUNNEL_MAX`]): checked once a second by the pump that moves its bytes. A WebSocket is closed gracefully: its client is sent a Close (1001, Going
 //!   Away) between two of the member's frames and the handshake goes on through the
 //!   tunnel; [`CLOSE_GRACE`] later what is still open is cut.
 //! - **The copy** is of the two sockets themselves (the client's taken back from hyper
@@ -52,7 +52,7 @@ use crate::metrics::{Protocol, RelayStats};
 use crate::response_body::ResBody;
 use crate::upstream::{Conn, SendError, Upgrade};
 
-/// The longest a tunnel lasts, however busy.
+/// The longest a tunnel lasts, however busy, unless `relay.websocket_max_ms` says.
 pub const TUNNEL_MAX: Duration = Duration::from_secs(24 * 3600);
 /// How long a tunnel to a member that left its pool may go on, to close itself.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -86,6 +86,9 @@ pub struct Tunnel {
     guard: MemberGuard,
     /// The protocol switched to is WebSocket (its frames can be closed gracefully).
     websocket: bool,
+    /// Its idle and total limits (the service's `relay`).
+    idle: Duration,
+    max: Duration,
 }
 
 /// Relays the handshake of `req` (the gateway's client connection) to one member of
@@ -210,6 +213,8 @@ async fn switch<B>(
                     guard,
                     // The member switched to what was asked (RFC 9110 7.8).
                     websocket: websocket && head.headers.get(header::UPGRADE).is_some_and(is_websocket),
+                    idle: policy.tunnel_idle,
+                    max: policy.tunnel_max,
                 };
                 return (Response::from_parts(head, ResBody::Full(None)), outcome, Some(tunnel));
             }
@@ -244,9 +249,9 @@ fn is_websocket(v: &HeaderValue) -> bool {
 
 impl Tunnel {
     /// Joins `client` (a socket, switched; `client_early` is what it sent past its
-    /// handshake that was already read) to the member until both have ended, no byte
-    /// has moved either way for [`TUNNEL_IDLE`], the tunnel reaches [`TUNNEL_MAX`], or
-    /// its member has been gone for [`DRAIN_GRACE`].
+    /// handshake that was already read) to the member until both have ended, or it is
+    /// closed: no byte has moved either way for its idle limit, it reached its longest
+    /// life, or its member left its pool (see [`Watch::check`]).
     ///
     /// The bytes are moved by the thread's pump (`strata_os::pump`), which also checks
     /// the limits once a second ([`Watch`]): no timer per tunnel, and this future only
@@ -257,10 +262,12 @@ impl Tunnel {
             early,
             guard,
             websocket,
+            idle,
+            max,
         } = self;
         let member_id = guard.member().id.clone();
         let gone = guard.member().clone();
-        let mut watch = Watch::new(Instant::now());
+        let mut watch = Watch::new(Instant::now(), idle, max);
         let limits = Box::new(move |now, moved| watch.check(now, moved, gone.is_gone()));
         let joined = match Joined::new(client, member.into_inner(), &early, &client_early, limits, websocket) {
             Ok(joined) => joined,
@@ -282,6 +289,8 @@ impl Tunnel {
 
 /// A tunnel's limits, checked by its pump once a second (`strata_os::pump::WATCH`).
 struct Watch {
+    idle: Duration,
+    max: Duration,
     started: Instant,
     last_moved: Instant,
     /// Asked to close: since when, for how long at most, and why (for the log).
@@ -289,8 +298,10 @@ struct Watch {
 }
 
 impl Watch {
-    fn new(now: Instant) -> Watch {
+    fn new(now: Instant, idle: Duration, max: Duration) -> Watch {
         Watch {
+            idle,
+            max,
             started: now,
             last_moved: now,
             closing: None,
@@ -311,9 +322,9 @@ impl Watch {
         }
         let (grace, why, reason) = if gone {
             (DRAIN_GRACE, "its member left its pool", "service instance stopping")
-        } else if now.duration_since(self.last_moved) >= TUNNEL_IDLE {
+        } else if now.duration_since(self.last_moved) >= self.idle {
             (CLOSE_GRACE, "no byte either way for its idle limit", "idle too long")
-        } else if now.duration_since(self.started) >= TUNNEL_MAX {
+        } else if now.duration_since(self.started) >= self.max {
             (CLOSE_GRACE, "it reached its longest life", "connection too old")
         } else {
             return None;
@@ -341,7 +352,7 @@ mod tests {
     fn the_watch_closes_a_tunnel_idle_drained_or_too_old_then_cuts_it_after_its_grace() {
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
-        let mut watch = Watch::new(t0);
+        let mut watch = Watch::new(t0, TUNNEL_IDLE, TUNNEL_MAX);
         // Bytes moving keep it open past the idle limit.
         let mut t = 0;
         while t < TUNNEL_IDLE.as_secs() * 2 {
@@ -364,7 +375,7 @@ mod tests {
 
         // Drained: closed at once, cut once the grace has passed since the member was
         // first seen gone, however busy the tunnel is.
-        let mut watch = Watch::new(t0);
+        let mut watch = Watch::new(t0, TUNNEL_IDLE, TUNNEL_MAX);
         assert_eq!(
             watch.check(at(5), true, true),
             Some(Limit::Close("service instance stopping"))
@@ -376,7 +387,7 @@ mod tests {
         );
 
         // Too old: busy and its member there, closed at the longest life.
-        let mut watch = Watch::new(t0);
+        let mut watch = Watch::new(t0, TUNNEL_IDLE, TUNNEL_MAX);
         let max = TUNNEL_MAX.as_secs();
         assert_eq!(watch.check(at(max - 1), true, false), None);
         assert_eq!(
