@@ -85,17 +85,7 @@ async fn every_trigger_fires_its_handler() {
     assert_eq!(events(&app, "hook")[0]["path"], "/hook/x");
     // A function's count is its events': not set by hand, and the refusal names the
     // settings a function has.
-    let mut req = request(
-        Method::POST,
-        node.api_addr,
-        "/v1/services/hook/scale",
-        r#"{"instances": 2}"#,
-    );
-    req.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    let refused = send(node.api_addr, req).await.expect("scale");
+    let refused = post(node.api_addr, "/v1/services/hook/scale", r#"{"instances": 2}"#).await;
     assert_eq!(refused.status, 409, "{}", refused.text());
     let text = refused.text();
     assert!(

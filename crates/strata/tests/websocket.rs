@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -59,6 +59,20 @@ async fn echo(url: String, connections: u32, messages: u32, token: Option<String
     serde_json::from_str(stdout.trim()).unwrap()
 }
 
+/// Runs the client's `hold` mode with `connections`: the process, its stdin and its
+/// stdout (the first line, the connections opened, still to read).
+fn hold(url: &str, connections: u32) -> (Child, ChildStdin, BufReader<ChildStdout>) {
+    let mut client = Command::new("python3")
+        .args([WS_CLIENT, "hold", url, &connections.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the websockets client");
+    let to = client.stdin.take().unwrap();
+    let from = BufReader::new(client.stdout.take().unwrap());
+    (client, to, from)
+}
+
 /// Reads one JSON line from the client.
 fn line(out: &mut impl BufRead) -> Value {
     let mut text = String::new();
@@ -91,14 +105,7 @@ async fn a_hundred_websockets_exchange_a_thousand_messages_each() {
 async fn a_killed_member_closes_only_its_connections_and_open_ones_count_as_load() {
     let app = App::new();
     let node = ws_node(&app).await;
-    let mut client = Command::new("python3")
-        .args([WS_CLIENT, "hold", &url(&node), "20"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run the websockets client");
-    let mut to = client.stdin.take().unwrap();
-    let mut from = BufReader::new(client.stdout.take().unwrap());
+    let (mut client, mut to, mut from) = hold(&url(&node), 20);
     let opened: Vec<String> = serde_json::from_value(line(&mut from)["open"].clone()).unwrap();
     assert_eq!(opened.len(), 20);
 
@@ -152,29 +159,13 @@ async fn a_member_scaled_away_has_its_websockets_closed_with_a_proper_handshake(
     });
     let node = app.start(app.config(app.manifest(services, Value::Null))).await;
     wait_ready(&node, "ws", 2).await;
-    let mut client = Command::new("python3")
-        .args([WS_CLIENT, "hold", &url(&node), "10"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run the websockets client");
-    let mut to = client.stdin.take().unwrap();
-    let mut from = BufReader::new(client.stdout.take().unwrap());
+    let (mut client, mut to, mut from) = hold(&url(&node), 10);
     let opened: Vec<String> = serde_json::from_value(line(&mut from)["open"].clone()).unwrap();
     let before: Vec<String> = ready_instances(&node, "ws").into_iter().map(|i| i.id).collect();
     assert!(before.iter().all(|id| opened.contains(id)), "{opened:?}");
 
-    let mut req = request(
-        http::Method::POST,
-        node.api_addr,
-        "/v1/services/ws/scale",
-        r#"{"instances": 1}"#,
-    );
-    req.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    assert_eq!(send(node.api_addr, req).await.expect("scale").status, 200);
+    let scaled = post(node.api_addr, "/v1/services/ws/scale", r#"{"instances": 1}"#).await;
+    assert_eq!(scaled.status, 200, "{}", scaled.text());
     writeln!(to, "closes 6").unwrap();
     let closes = line(&mut from)["closes"].clone();
     let stayed: Vec<String> = ready_instances(&node, "ws").into_iter().map(|i| i.id).collect();
@@ -231,14 +222,7 @@ async fn an_idle_websocket_is_closed_after_its_services_idle_limit() {
     });
     let node = app.start(app.config(app.manifest(services, Value::Null))).await;
     wait_ready(&node, "ws", 1).await;
-    let mut client = Command::new("python3")
-        .args([WS_CLIENT, "hold", &url(&node), "2"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run the websockets client");
-    let mut to = client.stdin.take().unwrap();
-    let mut from = BufReader::new(client.stdout.take().unwrap());
+    let (mut client, mut to, mut from) = hold(&url(&node), 2);
     line(&mut from);
     // Not idle while messages move: five checks a little under a second apart.
     for _ in 0..5 {
