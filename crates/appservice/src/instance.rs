@@ -143,11 +143,15 @@ pub(crate) async fn run_slot(
             &ctx.name,
             Some(&id),
             kind,
-            format!(
-                "{what}: {reason} after {:.1}s; launching again in {:.1}s",
-                ran.as_secs_f64(),
-                delay.as_secs_f64()
-            ),
+            match ran.is_zero() {
+                // It never started: no time to give.
+                true => format!("{what}: {reason}; launching again in {:.1}s", delay.as_secs_f64()),
+                false => format!(
+                    "{what}: {reason} after {:.1}s; launching again in {:.1}s",
+                    ran.as_secs_f64(),
+                    delay.as_secs_f64()
+                ),
+            },
         );
         if !output.is_empty() && (failures_in_row == 1 || output != shown_output) {
             let log = shared.log_path(&ctx.name, &id);
@@ -243,7 +247,8 @@ async fn run_once(
             return RunEnd::Failed {
                 reason: format!("could not launch: {e:#}"),
                 oom: false,
-                ran: started.elapsed(),
+                // Nothing ran.
+                ran: Duration::ZERO,
                 output: Vec::new(),
             };
         }

@@ -345,6 +345,9 @@ impl AppService {
             oci.close().await;
         }
         self.shared.guard.close();
+        // This node's scratch root, emptied by its instances' ends (left if not empty).
+        let mine = self.shared.state_dir.join("run").join(std::process::id().to_string());
+        let _ = std::fs::remove_dir(mine);
     }
 }
 

@@ -39,6 +39,9 @@ pub struct AppRecord {
     pub deployed_ms: u64,
 }
 
+/// How long connecting waits for a first NATS server to answer.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
 /// The connection and the shared buckets.
 #[derive(Clone)]
 pub struct Nats {
@@ -77,6 +80,18 @@ impl Nats {
             .connect(servers.as_slice())
             .await
             .with_context(|| format!("connect to NATS at {urls}"))?;
+        // The client connects in the background: a server that is not there (or a URL
+        // that names none) is said at once, not as a JetStream timeout 30 s later.
+        let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+        while client.connection_state() != async_nats::connection::State::Connected {
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "no NATS server answered at {urls} within {} s: is nats-server running there (with -js for JetStream), and is the URL right (nats://HOST:PORT, comma-separated)?",
+                    CONNECT_WAIT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let js = jetstream::new(client.clone());
         Self::open(client, js, replicas)
             .await

@@ -416,8 +416,9 @@ pub async fn cache_stats(nats: &str, json: bool) -> Result<()> {
                     n["node"].as_str().unwrap_or("?"),
                     n["addr"].as_str().unwrap_or("?"),
                     n["share"].as_f64().unwrap_or(0.0) * 100.0,
-                    n["keys"],
-                    n["bytes"],
+                    // A JSON value's Display takes no width: its text does.
+                    n["keys"].to_string(),
+                    n["bytes"].to_string(),
                     shards.join(" ")
                 )?;
             }

@@ -127,6 +127,8 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal; plain text in a file or a pipe.
+        .with_ansi(out::interactive_stderr())
         .init();
     strata_os::listen::on_idle(give_back_idle_memory);
     let cli = cli::Cli::parse();

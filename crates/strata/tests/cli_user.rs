@@ -500,3 +500,25 @@ async fn up_says_where_everything_is_when_the_app_does_not_come_up() {
     assert!(out.status.success(), "{}", stderr(&out));
     up.wait_exit(Duration::from_secs(30)).await;
 }
+
+/// A `--nats` URL where no server answers is said as such within seconds, not as a
+/// JetStream timeout half a minute later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_url_with_no_server_is_named_as_such() {
+    let user = User::new();
+    let home = elsewhere();
+    // A port just freed: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let out = user.strata(home.path(), &["nodes", "--nats", &url]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("no NATS server answered at {url} within 10 s")),
+        "{}",
+        stderr(&out)
+    );
+}
