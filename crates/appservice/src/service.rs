@@ -12,7 +12,7 @@ use crate::capacity::Demand;
 use crate::events::EventKind;
 use crate::instance::{self, ServiceCtx};
 use crate::setup::{self, Setup};
-use crate::status::{InstanceStatus, ServiceStatus};
+use crate::status::{InstanceState, InstanceStatus, ServiceStatus};
 use crate::AppContext;
 
 struct Slot {
@@ -130,7 +130,8 @@ impl ServiceHandle {
             desired: self.desired(),
             min: self.ctx.spec.instances.min,
             max: self.ctx.spec.instances.max,
-            ready: self.ctx.pool.members().len(),
+            // This node's own: in a cluster the pool also holds other nodes' members.
+            ready: instances.iter().filter(|i| i.state == InstanceState::Ready).count(),
             served: self.ctx.pool.served_total(),
             function: self.ctx.spec.function.clone(),
             autoscale: self.autoscale.lock().unwrap().clone(),

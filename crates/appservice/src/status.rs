@@ -91,6 +91,8 @@ pub struct ServiceStatus {
     pub desired: u32,
     pub min: u32,
     pub max: u32,
+    /// Its instances on this node that are ready (in a cluster, the pool also has other
+    /// nodes').
     pub ready: usize,
     /// Requests relayed to the service's instances so far, instances that have stopped
     /// included.
