@@ -223,6 +223,7 @@ impl SimNode {
             started_ms: self.started_ms,
             load,
             running,
+            relayed: BTreeMap::new(),
             // The simulated apps declare no cache (`cache.listen`).
             caches: BTreeMap::new(),
             apis: BTreeMap::new(),

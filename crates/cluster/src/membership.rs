@@ -55,6 +55,11 @@ pub struct NodeRecord {
     /// Every instance running here (`strata ps --nats`), at most [`MAX_LISTED`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub running: Vec<RunningInstance>,
+    /// Replies this node's gateway and node API have had from other nodes' instances:
+    /// `APP/SERVICE/NODE/INSTANCE` -> count (`strata ps --nats` adds them to each
+    /// instance's own node's count).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub relayed: BTreeMap<String, u64>,
     /// Each app's cache on this node (an app with a Redis port, `cache.listen`): app ->
     /// its Redis port and what its shards hold. The live nodes listed for an app make
     /// its cache ring (`strata cache stats --nats`).

@@ -298,13 +298,24 @@ pub async fn ps(nats: &str, json: bool) -> Result<()> {
     let nats = Nats::connect(nats).await?;
     let now = strata_cluster::now_ms();
     let mut instances = Vec::new();
+    // What other nodes' gateways had answered by each instance, to add to its own node's.
+    let mut relayed: BTreeMap<String, u64> = BTreeMap::new();
     for node in read_nodes(&nats).await? {
         if now.saturating_sub(node.heartbeat_ms) >= strata_cluster::DEAD_AFTER.as_millis() as u64 {
             continue;
         }
+        for (member, n) in node.relayed {
+            *relayed.entry(member).or_default() += n;
+        }
         for i in node.running {
             instances.push((node.name.clone(), i));
         }
+    }
+    for (node, i) in &mut instances {
+        i.served += relayed
+            .get(&format!("{}/{}/{node}/{}", i.app, i.service, i.id))
+            .copied()
+            .unwrap_or(0);
     }
     instances.sort_by(|(na, a), (nb, b)| (&a.app, &a.service, na, &a.id).cmp(&(&b.app, &b.service, nb, &b.id)));
     if json {

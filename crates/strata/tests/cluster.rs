@@ -259,6 +259,26 @@ async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_de
         3,
         "three members, once each: {seen:?}"
     );
+    // `ps --nats` counts what each instance served through any node's gateway: b's and
+    // c's members answered a's ALL, and nothing else reached them.
+    common::wait_until(
+        "ps --nats counting a's calls on b's and c's members",
+        Duration::from_secs(10),
+        || {
+            let out = strata(&["ps", "--json", "--nats", &urls]);
+            let ps: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            let served = |node: &str| {
+                ps["instances"].as_array().into_iter().flatten().any(|i| {
+                    i["service"] == "web"
+                        && i["node"] == node
+                        && i["state"] == "ready"
+                        && i["served"].as_u64() >= Some(1)
+                })
+            };
+            served("b") && served("c")
+        },
+    )
+    .await;
 
     // A changed bundle rolls over on every node while requests keep coming through a's
     // gateway on one kept-alive connection: none fails, none is refused, and in the end

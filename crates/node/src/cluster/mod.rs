@@ -137,6 +137,15 @@ struct Status {
     beat_now: Arc<tokio::sync::Notify>,
 }
 
+/// A remote member's id without the `-VERSION` its node publishes it with
+/// (`rollover::version_of`: 12 hex digits).
+fn strip_version(id: &str) -> &str {
+    match id.rsplit_once('-') {
+        Some((instance, v)) if v.len() == 12 && v.bytes().all(|b| b.is_ascii_hexdigit()) => instance,
+        _ => id,
+    }
+}
+
 /// An instance as the heartbeat lists it.
 fn listed(app: &str, service: &str, i: &strata_appservice::InstanceStatus) -> RunningInstance {
     let state = serde_json::to_value(i.state)
@@ -209,6 +218,25 @@ impl Status {
             }
         };
         self.caches.iter().map(|(app, c)| (app.clone(), record(c))).collect()
+    }
+
+    /// Replies had here from other nodes' instances, by `APP/SERVICE/NODE/INSTANCE`.
+    fn relayed(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (app, (bus, services)) in &self.buses {
+            for source in services {
+                for m in bus.pool(&source.service).members().iter().filter(|m| m.is_remote()) {
+                    let served = m.served();
+                    if served > 0 {
+                        // `NODE/INSTANCE-VERSION` (members.rs): counted under the
+                        // instance, as `ps --nats` lists it.
+                        let instance = strip_version(&m.id);
+                        *out.entry(format!("{app}/{}/{instance}", source.service)).or_default() += served;
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Per `APP/SERVICE`: in flight, answered, ready here, held at zero.
@@ -313,6 +341,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
                 heartbeat_ms: 0,
                 started_ms,
                 load: s.load(),
+                relayed: s.relayed(),
                 running,
                 caches: s.caches(),
                 apis: s.apis.clone(),
@@ -585,4 +614,17 @@ fn describe(p: &AppPlacement, service: &str) -> String {
         out.push_str(&format!("; {} unplaced ({})", u.count, u.reason));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_version;
+
+    #[test]
+    fn a_remote_members_version_is_stripped_and_nothing_else() {
+        assert_eq!(strip_version("b/web-1-e4d6fc183e96"), "b/web-1");
+        assert_eq!(strip_version("b/web-12-000000000000"), "b/web-12");
+        assert_eq!(strip_version("b/web-1"), "b/web-1");
+        assert_eq!(strip_version("b/my-service-2-e4d6fc18"), "b/my-service-2-e4d6fc18");
+    }
 }
