@@ -39,7 +39,7 @@ pub struct AppRecord {
     pub deployed_ms: u64,
 }
 
-/// How long connecting waits for a first NATS server to answer.
+/// How long connecting waits for a first NATS server to answer (a command's wait).
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// The connection and the shared buckets.
@@ -63,6 +63,12 @@ impl Nats {
     /// buckets, each retried for up to 30 s while JetStream elects its leaders
     /// (`settle`).
     pub async fn connect(urls: &str) -> Result<Nats> {
+        Self::connect_within(urls, CONNECT_WAIT).await
+    }
+
+    /// [`Nats::connect`], waiting up to `wait` for a first server to answer (a node may
+    /// start beside the NATS servers, and wait for them longer than a command does).
+    pub async fn connect_within(urls: &str, wait: Duration) -> Result<Nats> {
         let servers: Vec<String> = urls
             .split(',')
             .map(str::trim)
@@ -82,12 +88,12 @@ impl Nats {
             .with_context(|| format!("connect to NATS at {urls}"))?;
         // The client connects in the background: a server that is not there (or a URL
         // that names none) is said at once, not as a JetStream timeout 30 s later.
-        let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+        let deadline = tokio::time::Instant::now() + wait;
         while client.connection_state() != async_nats::connection::State::Connected {
             if tokio::time::Instant::now() >= deadline {
                 bail!(
                     "no NATS server answered at {urls} within {} s: is nats-server running there (with -js for JetStream), and is the URL right (nats://HOST:PORT, comma-separated)?",
-                    CONNECT_WAIT.as_secs()
+                    wait.as_secs()
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -245,7 +245,14 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Incoming>, client: &str) -> Response<ResBody> {
         let mut req = req.map(ClientBody::Http);
         let begun = self.begin(&mut req);
-        let (res, route, outcome) = if relay::grpc::is_grpc(&req) {
+        let (res, route, outcome) = if let Some(refused) = dot_segments(&req, &begun.request_id) {
+            // An upgrade's client may already be sending the new protocol: closed after.
+            let refused = match relay::tunnel::wants_upgrade(&req) {
+                true => relay::tunnel::closing(refused),
+                false => refused,
+            };
+            (refused, None, Outcome::default())
+        } else if relay::grpc::is_grpc(&req) {
             self.call_grpc(req, &begun.request_id).await
         } else if relay::tunnel::wants_upgrade(&req) {
             let (res, route, outcome) = self.switch(req, &begun.request_id).await;
@@ -263,7 +270,9 @@ impl Gateway {
     /// [`handle`]: Gateway::handle
     pub async fn handle_h2(self: Arc<Self>, mut req: Request<ClientBody>, client: Arc<str>) -> Response<ResBody> {
         let begun = self.begin(&mut req);
-        let (res, route, outcome) = if !relay::grpc::is_grpc(&req) {
+        let (res, route, outcome) = if let Some(refused) = dot_segments(&req, &begun.request_id) {
+            (refused, None, Outcome::default())
+        } else if !relay::grpc::is_grpc(&req) {
             Box::pin(self.dispatch(req, &begun.request_id)).await
         } else if let Some(target) = self.route(&req) {
             let (res, outcome) = Box::pin(relay::grpc::relay(&target.pool, req, &target.route.policy)).await;
@@ -464,18 +473,6 @@ impl Gateway {
                 return (close(res), None, none);
             }
         }
-        if has_dot_segment(req.uri().path()) {
-            // Routed by its prefix as it is, `/api/../admin` would reach the api service's
-            // member, which may resolve it out of that prefix (RFC 3986 5.2.4): refused.
-            let res = relay::error_response(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                "",
-                "the path has a \".\" or \"..\" segment; send it with dot segments removed (RFC 3986 5.2.4)",
-                Some(rid),
-            );
-            return (res, None, none);
-        }
         let Some(target) = self.route(&req) else {
             let res = no_route(&req, rid);
             return (res, None, none);
@@ -518,6 +515,22 @@ impl Gateway {
         };
         (res, Some(target), outcome)
     }
+}
+
+/// The 400 for a request whose path has a `.` or `..` segment, whatever it asks for (a
+/// relay, a protocol switch, a gRPC call): routed by its prefix as it is, `/api/../admin`
+/// would reach the api service's member, which may resolve it out of that prefix (RFC
+/// 3986 5.2.4).
+fn dot_segments<B>(req: &Request<B>, rid: &HeaderValue) -> Option<Response<ResBody>> {
+    has_dot_segment(req.uri().path()).then(|| {
+        relay::error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "",
+            "the path has a \".\" or \"..\" segment; send it with dot segments removed (RFC 3986 5.2.4)",
+            Some(rid),
+        )
+    })
 }
 
 /// Whether `path` has a `.` or `..` segment, dots written as they are or

@@ -231,10 +231,17 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
 }
 
 /// Reads, parses and validates a manifest file, reporting every problem found
-/// ([`parse_all`]), and that every `workdir` it names is a folder (relative to the
-/// file's own folder): a program, or its setup, cannot start anywhere else.
+/// ([`parse_all`]).
 pub fn load_all(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
-    let manifest = parse_all(&read(path).map_err(|e| vec![e])?)?;
+    parse_all(&read(path).map_err(|e| vec![e])?)
+}
+
+/// [`load_all`], and that every `workdir` the manifest names is a folder (relative to
+/// the file's own folder): a program, or its setup, cannot start anywhere else. For
+/// what runs the app here (`strata validate`, `strata up`); a manifest read for
+/// anything else (its queues, a bundle for another machine) need not be.
+pub fn load_to_run(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
+    let manifest = load_all(path)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let workdirs = manifest
         .services

@@ -165,7 +165,7 @@ async fn serve(pump: Arc<Pump>) {
                 }
             },
             _ = tick.tick(), if watching => {
-                pump.links().watch(Instant::now());
+                pump.links().watch(Instant::now(), &mut again);
                 continue;
             }
         };
@@ -274,9 +274,13 @@ impl Links {
 
     /// Calls every open tunnel's watch; cuts those it says must end, and closes those
     /// it says must close (or goes on trying to, where a frame was still passing).
-    fn watch(&mut self, now: Instant) {
+    fn watch(&mut self, now: Instant, again: &mut Vec<u64>) {
         let Links { slots, scratch, .. } = self;
-        for link in slots.iter_mut().filter_map(|s| s.link.as_mut()) {
+        for (slot, s) in slots.iter_mut().enumerate() {
+            let generation = s.generation;
+            let Some(link) = s.link.as_mut() else {
+                continue;
+            };
             if link.over.is_some() {
                 continue;
             }
@@ -289,7 +293,12 @@ impl Links {
                 Some(Limit::Close(reason)) if !link.discard[1] => link.going_away = Some(reason),
                 _ => {}
             }
-            link.go_away(scratch);
+            if link.going_away.is_some() {
+                // A turn sends the Close if it can go now (and a side still full after
+                // it is taken up again, as after an event).
+                let token = token(slot as u32, generation, 0);
+                link.turn(scratch, || again.push(token));
+            }
         }
     }
 
@@ -368,6 +377,9 @@ impl Link {
         if self.over.is_some() {
             return;
         }
+        // A Close owed to the client goes at the first turn that finds the member's
+        // frames between two (a busy tunnel's reads seldom end in a frame at the watch).
+        self.go_away();
         for d in 0..2 {
             match self.direction(d, scratch) {
                 Ok(false) => {}
@@ -387,11 +399,11 @@ impl Link {
         }
     }
 
-    /// Sends the client the Close it is owed ([`Limit::Close`]) if the member's frames
-    /// are between two and everything before was written; else leaves it for the next
-    /// watch. Forgotten when there is nothing to close gracefully: not a WebSocket, a
-    /// side has sent a Close already, or the member's side has ended.
-    fn go_away(&mut self, scratch: &mut [u8]) {
+    /// Queues the Close the client is owed ([`Limit::Close`]) if the member's frames are
+    /// between two and everything before was written (the turn writes it); else leaves
+    /// it for the next turn. Forgotten when there is nothing to close gracefully: not a
+    /// WebSocket, a side has sent a Close already, or the member's side has ended.
+    fn go_away(&mut self) {
         let Some(reason) = self.going_away else {
             return;
         };
@@ -410,10 +422,6 @@ impl Link {
         self.pending[1] = frames::close_frame(frames::GOING_AWAY, reason);
         self.written[1] = 0;
         self.discard[1] = true;
-        // Written now, or on the client's next writable edge.
-        if let Err(e) = self.direction(1, scratch) {
-            self.end(Ended::Failed(e));
-        }
     }
 
     /// Moves bytes from side `d` to the other until one of them has to wait; true when

@@ -458,7 +458,7 @@ fn print_json_or(
 
 /// Reads and checks a manifest; the error lists every problem found, one per line.
 fn load(file: &Path) -> Result<strata_manifest::Manifest> {
-    let problems = match strata_manifest::load_all(file) {
+    let problems = match strata_manifest::load_to_run(file) {
         Ok(manifest) => return Ok(manifest),
         Err(problems) => problems,
     };
@@ -611,7 +611,7 @@ async fn up(config: NodeConfig) -> Result<()> {
                         }
                     }
                 }
-                _ = &mut not_yet, if !announced && !told && !stopping => {
+                _ = &mut not_yet, if !announced && !told && !stopping && !ready_shutdown.is_cancelled() => {
                     told = true;
                     let waiting: Vec<String> = waiting_app
                         .snapshot()
@@ -619,10 +619,13 @@ async fn up(config: NodeConfig) -> Result<()> {
                         .filter(|s| s.ready == 0 && s.desired > 0)
                         .map(|s| s.name)
                         .collect();
+                    let waiting = match waiting.is_empty() {
+                        true => "its services are still starting".to_string(),
+                        false => format!("no ready instance of: {}", waiting.join(", ")),
+                    };
                     narrator.say(&format!(
-                        "strata: {app_name} is not up yet after {} s, no ready instance of: {} (`strata ps`, `strata logs SERVICE`); gateway http://{gateway}  (node API http://{api}{cache_note})",
+                        "strata: {app_name} is not up yet after {} s, {waiting} (`strata ps`, `strata logs SERVICE`); gateway http://{gateway}  (node API http://{api}{cache_note})",
                         NOT_UP_YET.as_secs(),
-                        waiting.join(", ")
                     ));
                     narrator.say(&format!("strata: dashboard {dashboard}"));
                 }

@@ -114,6 +114,10 @@ async fn a_path_with_dot_segments_gets_400_and_is_never_relayed() {
         assert_eq!(status_of(&text), Some(400), "{path}: {text}");
         assert!(text.contains("dot segments removed"), "{path}: {text}");
     }
+    // Asking to switch protocols changes nothing: 400, and the connection closed.
+    let upgrade = "GET /app/../down/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let (text, closed) = raw(gw, upgrade.as_bytes()).await;
+    assert_eq!((status_of(&text), closed), (Some(400), true), "{text}");
     assert_eq!(app.requests(), Vec::<Value>::new(), "none reached a member");
     for path in ["/app/..x", "/app/.well-known/a", "/app/a.b"] {
         let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");

@@ -231,7 +231,11 @@ impl Status {
                         // `NODE/INSTANCE-VERSION` (members.rs): counted under the
                         // instance, as `ps --nats` lists it.
                         let instance = strip_version(&m.id);
-                        *out.entry(format!("{app}/{}/{instance}", source.service)).or_default() += served;
+                        let key = format!("{app}/{}/{instance}", source.service);
+                        // Bounded as the instances listed are.
+                        if out.len() < membership::MAX_LISTED || out.contains_key(&key) {
+                            *out.entry(key).or_default() += served;
+                        }
                     }
                 }
             }
@@ -279,7 +283,9 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
             config.name
         );
     }
-    let nats = Nats::connect(&config.nats).await?;
+    // A node may be started beside its NATS servers: it waits for them longer than a
+    // command does.
+    let nats = Nats::connect_within(&config.nats, Duration::from_secs(30)).await?;
     if let Ok(Some(_)) = nats.nodes.get(&config.name).await {
         // A record younger than the dead-after time means a live node of that name.
         let other = nats.nodes.get(&config.name).await.ok().flatten();
