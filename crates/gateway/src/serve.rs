@@ -16,6 +16,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::{coarse, framing, serve_h2, worker, Gateway, GatewaySlot, IDLE_TIMEOUT, MAX_WORKERS};
 
+/// How long a stopping worker waits for its WebSockets to finish their closing
+/// handshakes (what is still open after it is cut).
+const TUNNELS_AT_SHUTDOWN: Duration = Duration::from_secs(5);
+
 /// Starts `threads` gateway workers on `addr` (at most [`MAX_WORKERS`]), like nginx's
 /// worker processes: each thread runs a single-threaded runtime with its own
 /// `SO_REUSEPORT` socket on the same address ([`strata_os::listen`]), so the kernel
@@ -163,12 +167,19 @@ async fn serve_on(
     })
     .await;
     connections.close();
-    tokio::select! {
-        _ = connections.wait() => {}
-        _ = tokio::time::sleep(Duration::from_secs(10)) => {
-            tracing::warn!("gateway: open connections did not finish within 10s of shutdown");
+    // This worker's WebSockets (their tasks are not connections any more) are sent a
+    // Close at the same time, and their members, still in their pools' drain, see each
+    // closing handshake through.
+    let tunnels = strata_os::pump::close_all("server shutting down", TUNNELS_AT_SHUTDOWN);
+    let connections_done = async {
+        tokio::select! {
+            _ = connections.wait() => {}
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                tracing::warn!("gateway: open connections did not finish within 10s of shutdown");
+            }
         }
-    }
+    };
+    tokio::join!(connections_done, tunnels);
     stop_now.cancel();
 }
 

@@ -512,6 +512,25 @@ impl Link {
     }
 }
 
+/// Asks every WebSocket tunnel of this thread's pump to close ([`Limit::Close`] with
+/// `reason`: the Close goes at the pump's next turn for it, at most a [`WATCH`] away),
+/// then waits until all the thread's tunnels have ended or `wait` has passed. For a
+/// server that stops: what is still open after it is the caller's to drop.
+pub async fn close_all(reason: &'static str, wait: Duration) {
+    let Some(pump) = PUMP.with(|p| p.borrow().clone()) else {
+        return;
+    };
+    for link in pump.links().slots.iter_mut().filter_map(|s| s.link.as_mut()) {
+        if link.over.is_none() && link.frames.is_some() && !link.discard[1] {
+            link.going_away = Some(reason);
+        }
+    }
+    let until = tokio::time::Instant::now() + wait;
+    while !pump.links().is_empty() && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Two sockets joined (see the module): the tunnel ends when both have ended their
 /// streams or one fails; dropping this closes both.
 pub struct Joined {

@@ -244,6 +244,28 @@ async fn an_idle_websocket_is_closed_after_its_services_idle_limit() {
     stop(node).await;
 }
 
+/// A node that stops sends its WebSockets' clients a Close (1001) too, and waits for
+/// the handshakes: no client sees its connection broken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_closes_its_websockets_with_a_close() {
+    let app = App::new();
+    let node = ws_node(&app).await;
+    let (mut client, mut to, mut from) = hold(&url(&node), 6);
+    line(&mut from);
+    stop(node).await;
+    writeln!(to, "closes 5").unwrap();
+    let closes = line(&mut from)["closes"].clone();
+    for close in closes.as_array().unwrap() {
+        assert_eq!(close[0], 1001, "{closes}");
+        assert!(
+            ["server shutting down", "service instance stopping"].contains(&close[1].as_str().unwrap_or("")),
+            "{closes}"
+        );
+    }
+    drop(to);
+    let _ = client.wait();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_through_the_node_api_by_service_name() {
     let app = App::new();
