@@ -47,6 +47,7 @@ pub mod client_body;
 pub mod coarse;
 mod config;
 mod digits;
+mod dots;
 pub mod fallback;
 pub mod framing;
 pub mod health;
@@ -245,7 +246,7 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Incoming>, client: &str) -> Response<ResBody> {
         let mut req = req.map(ClientBody::Http);
         let begun = self.begin(&mut req);
-        let (res, route, outcome) = if let Some(refused) = dot_segments(&req, &begun.request_id) {
+        let (res, route, outcome) = if let Some(refused) = dots::refused(&req, &begun.request_id) {
             // An upgrade's client may already be sending the new protocol: closed after.
             let refused = match relay::tunnel::wants_upgrade(&req) {
                 true => relay::tunnel::closing(refused),
@@ -270,7 +271,7 @@ impl Gateway {
     /// [`handle`]: Gateway::handle
     pub async fn handle_h2(self: Arc<Self>, mut req: Request<ClientBody>, client: Arc<str>) -> Response<ResBody> {
         let begun = self.begin(&mut req);
-        let (res, route, outcome) = if let Some(refused) = dot_segments(&req, &begun.request_id) {
+        let (res, route, outcome) = if let Some(refused) = dots::refused(&req, &begun.request_id) {
             (refused, None, Outcome::default())
         } else if !relay::grpc::is_grpc(&req) {
             Box::pin(self.dispatch(req, &begun.request_id)).await
@@ -517,39 +518,6 @@ impl Gateway {
     }
 }
 
-/// The 400 for a request whose path has a `.` or `..` segment, whatever it asks for (a
-/// relay, a protocol switch, a gRPC call): routed by its prefix as it is, `/api/../admin`
-/// would reach the api service's member, which may resolve it out of that prefix (RFC
-/// 3986 5.2.4).
-fn dot_segments<B>(req: &Request<B>, rid: &HeaderValue) -> Option<Response<ResBody>> {
-    has_dot_segment(req.uri().path()).then(|| {
-        relay::error_response(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            "",
-            "the path has a \".\" or \"..\" segment; send it with dot segments removed (RFC 3986 5.2.4)",
-            Some(rid),
-        )
-    })
-}
-
-/// Whether `path` has a `.` or `..` segment, dots written as they are or
-/// percent-encoded (`%2e`), as RFC 3986 says they are the same.
-fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let (mut dots, mut rest) = (0, segment.as_bytes());
-        while !rest.is_empty() && dots < 3 {
-            rest = match rest {
-                [b'.', tail @ ..] => tail,
-                [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
-                _ => return false,
-            };
-            dots += 1;
-        }
-        rest.is_empty() && (dots == 1 || dots == 2)
-    })
-}
-
 /// A request's id, method, path and trace context, taken before it is relayed.
 struct Begun {
     started: Instant,
@@ -692,37 +660,4 @@ where
         None => incoming.map_err(Into::into).boxed_unsync(),
     };
     Ok(ReqBody::Stream(stream))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::has_dot_segment;
-
-    #[test]
-    fn dot_segments_are_found_written_or_percent_encoded_and_nothing_else() {
-        for yes in [
-            "/api/../admin",
-            "/api/./x",
-            "/api/..",
-            "/..",
-            "/api/%2e%2e/admin",
-            "/api/%2E./x",
-            "/api/.%2e",
-            "/api/%2e",
-        ] {
-            assert!(has_dot_segment(yes), "{yes}");
-        }
-        for no in [
-            "/",
-            "/api/x",
-            "/api/...",
-            "/api/..x",
-            "/api/.well-known/a",
-            "/a.b/c",
-            "/api/%2e%2e%2e",
-            "/api/%2f",
-        ] {
-            assert!(!has_dot_segment(no), "{no}");
-        }
-    }
 }
