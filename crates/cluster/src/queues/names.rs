@@ -95,16 +95,7 @@ impl Names {
             vec![subject]
         };
         let max_age = spec.retention.max_age_s.map_or(Duration::ZERO, Duration::from_secs);
-        // JetStream's least window is 100 ms (0 is its default, 2 minutes: a queue that
-        // does not dedupe sends no ids, see `headers`), and none longer than the
-        // retention's age.
-        let mut duplicate_window = Duration::from_millis(spec.dedupe_window_ms);
-        if !duplicate_window.is_zero() {
-            duplicate_window = duplicate_window.max(MIN_DUPLICATE_WINDOW);
-        }
-        if !max_age.is_zero() {
-            duplicate_window = duplicate_window.min(max_age);
-        }
+        let duplicate_window = dedupe_window(spec);
         let metadata = HashMap::from([
             (META_PREFIX.to_string(), self.prefix.clone()),
             (META_QUEUE.to_string(), name.to_string()),
@@ -132,6 +123,20 @@ impl Names {
             metadata,
             ..Default::default()
         }
+    }
+}
+
+/// The stream's dedupe window for `spec`: JetStream's least is 100 ms (0 is its default,
+/// 2 minutes: a queue that does not dedupe sends no ids, see `headers`), and none longer
+/// than the retention's age.
+pub(crate) fn dedupe_window(spec: &QueueSpec) -> Duration {
+    let mut window = Duration::from_millis(spec.dedupe_window_ms);
+    if !window.is_zero() {
+        window = window.max(MIN_DUPLICATE_WINDOW);
+    }
+    match spec.retention.max_age_s {
+        Some(age) if age > 0 => window.min(Duration::from_secs(age)),
+        _ => window,
     }
 }
 

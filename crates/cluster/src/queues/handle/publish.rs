@@ -1,6 +1,7 @@
 //! Publishing: a batch pipelined (every message sent, then every ack awaited), dedupe
 //! ids repeated within a batch answered from it, a duplicate still being stored by
-//! another publish tried again until it is.
+//! another publish tried again until it is, and a failed tail sent again while that is
+//! safe (no leader took it, or a dedupe id keeps it from being stored twice).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use strata_queue::{NewMessage, Placed, Published, QueueError, MAX_ATTR};
+use tokio::time::Instant;
 
 use super::{error_code, JsQueue};
 use crate::queues::names;
@@ -19,6 +21,20 @@ use crate::queues::names;
 /// How long a publish whose dedupe id is still being stored by another publish is tried
 /// again before the queue answers unavailable.
 const IN_PROCESS_RETRIES: usize = 100;
+
+/// How long the failed tail of a batch is sent again, when that is safe (see
+/// [`JsQueue::send_again`]), before the queue answers unavailable: a stream leader's
+/// election, or the node's connection moving to another NATS server, takes seconds.
+const RESEND_FOR: Duration = Duration::from_secs(30);
+
+/// A message sent again by its dedupe id must reach the stream this long before the
+/// stream forgets the id.
+const RESEND_MARGIN: Duration = Duration::from_secs(1);
+
+/// A batch's answers, in the order they were sent: the message's index, its headers, and
+/// its ack with whether it was sent again after an ack that never came (an unknown
+/// outcome), or the last error.
+type Answers = Vec<(usize, Option<HeaderMap>, Result<(PublishAck, bool), PublishError>)>;
 
 /// JetStream's "duplicate message id is in process": the first publish of that id is not
 /// stored yet.
@@ -77,6 +93,7 @@ impl JsQueue {
         let mut same_as: Vec<Option<usize>> = vec![None; messages.len()];
         let mut acks = Vec::with_capacity(messages.len());
         let mut failed: Option<QueueError> = None;
+        let sent_at = Instant::now();
         for (i, (m, h)) in messages.iter().zip(headers).enumerate() {
             if let Some(id) = m.dedupe_id.as_deref() {
                 if let Some(&j) = first_with.get(id) {
@@ -99,15 +116,29 @@ impl JsQueue {
             }
         }
         drop(placed);
-        let mut published: Vec<Option<Published>> = vec![None; messages.len()];
-        let mut stored = Vec::new();
+        let mut answers: Answers = Vec::with_capacity(acks.len());
         for (i, h, ack) in acks {
             let mut answer = ack.await;
             if matches!(&answer, Err(e) if error_code(e) == Some(DUPLICATE_IN_PROCESS)) {
-                answer = self.publish_one(&self.subject, messages[i].payload.clone(), h).await;
+                answer = self
+                    .publish_one(&self.subject, messages[i].payload.clone(), h.clone())
+                    .await;
             }
+            answers.push((i, h, answer.map(|ack| (ack, false))));
+        }
+        if failed.is_none() {
+            self.send_again(&messages, &mut answers, sent_at).await;
+        }
+        let mut published: Vec<Option<Published>> = vec![None; messages.len()];
+        let mut stored = Vec::new();
+        for (i, _, answer) in answers {
             match answer {
-                Ok(ack) => {
+                Ok((mut ack, resent)) => {
+                    // A message sent again after its ack was lost, found stored by its
+                    // dedupe id: the first send stored it.
+                    if resent {
+                        ack.duplicate = false;
+                    }
                     let offset = ack.sequence.saturating_sub(1);
                     if !ack.duplicate {
                         stored.push((offset, messages[i].payload.len()));
@@ -167,6 +198,81 @@ impl JsQueue {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Sends the failed tail of a batch again, in order, until each is stored or
+    /// [`RESEND_FOR`] has passed, when that stores nothing twice and out of order: every
+    /// failure from the first on is safe to repeat ([`JsQueue::safe_to_resend`]), so
+    /// nothing after the first failure was stored. A stream leader's loss then costs the
+    /// publisher the election's seconds instead of a 503.
+    async fn send_again(&self, messages: &[NewMessage], answers: &mut Answers, sent_at: Instant) {
+        let Some(first) = answers.iter().position(|(_, _, a)| a.is_err()) else {
+            return;
+        };
+        let tail = &mut answers[first..];
+        let safe = |i: usize, a: &Result<(PublishAck, bool), PublishError>| matches!(a, Err(e) if self.safe_to_resend(e, &messages[i], sent_at));
+        if !tail.iter().all(|(i, _, a)| safe(*i, a)) {
+            return;
+        }
+        // No responders also answers a publish to a queue deleted meanwhile.
+        let no_leader = tail
+            .iter()
+            .any(|(_, _, a)| matches!(a, Err(e) if e.kind() == PublishErrorKind::StreamNotFound));
+        if no_leader {
+            let exists = tokio::time::timeout(
+                Duration::from_secs(1),
+                crate::queues::stream_exists(&self.core, &self.name),
+            );
+            if matches!(exists.await, Ok(Ok(false))) {
+                return;
+            }
+        }
+        let give_up = Instant::now() + RESEND_FOR;
+        let mut pause = Duration::from_millis(50);
+        for (i, headers, answer) in tail.iter_mut() {
+            let m = &messages[*i];
+            // Whether an earlier send of it may have been stored: then a duplicate found
+            // by its id is that send's.
+            let mut unknown = matches!(answer, Err(e) if e.kind() != PublishErrorKind::StreamNotFound);
+            loop {
+                match self
+                    .publish_one(&self.subject, m.payload.clone(), headers.clone())
+                    .await
+                {
+                    Ok(ack) => {
+                        *answer = Ok((ack, unknown));
+                        break;
+                    }
+                    Err(e) => {
+                        unknown |= e.kind() != PublishErrorKind::StreamNotFound;
+                        let again = self.safe_to_resend(&e, m, sent_at) && Instant::now() + pause < give_up;
+                        tracing::debug!(queue = %self.name, "publish sent again: {e}");
+                        *answer = Err(e);
+                        if !again {
+                            return;
+                        }
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a publish of `m` that failed with `e` may be sent again without storing
+    /// it twice: no stream leader took it (no responders), or its ack never came and it
+    /// carries a dedupe id the stream still remembers (sent within the queue's dedupe
+    /// window).
+    fn safe_to_resend(&self, e: &PublishError, m: &NewMessage, sent_at: Instant) -> bool {
+        match e.kind() {
+            PublishErrorKind::StreamNotFound => true,
+            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
+                m.dedupe_id.is_some()
+                    && self.spec.dedupe_window_ms > 0
+                    && sent_at.elapsed() + RESEND_MARGIN < names::dedupe_window(&self.spec)
+            }
+            _ => false,
         }
     }
 
