@@ -96,6 +96,7 @@ impl From<&Manifest> for GatewayConfig {
                         mode: r.mode(),
                         policy: policy.clone(),
                         fallback: r.fallback().map(|spec| Arc::new(Fallback::new(spec))),
+                        grpc: false,
                     }
                 });
                 // A gRPC service name is a route of its calls' prefix, on every host.
@@ -106,6 +107,7 @@ impl From<&Manifest> for GatewayConfig {
                     mode: CallMode::Any,
                     policy: policy.clone(),
                     fallback: None,
+                    grpc: true,
                 });
                 routes.chain(grpc)
             })

@@ -110,6 +110,10 @@ pub struct Route {
     pub policy: RelayPolicy,
     /// What the route answers when its service cannot (`fallback`).
     pub fallback: Option<Arc<Fallback>>,
+    /// Made from one of the service's `grpc` names: only gRPC calls take it, and any
+    /// other request is answered 415 by the gateway (an h2c gRPC server cannot read
+    /// HTTP/1.1, and its answer would pass a healthy member over as failed).
+    pub grpc: bool,
 }
 
 impl std::fmt::Debug for Fallback {
@@ -418,6 +422,9 @@ impl Gateway {
             let res = no_route(&req, rid);
             return (res, None, Outcome::default());
         };
+        if target.route.grpc {
+            return (not_grpc(&req, target, rid), Some(target), Outcome::default());
+        }
         if target.route.mode == CallMode::All {
             let res = relay::error_response(
                 StatusCode::BAD_REQUEST,
@@ -478,6 +485,9 @@ impl Gateway {
             let res = no_route(&req, rid);
             return (res, None, none);
         };
+        if target.route.grpc {
+            return (not_grpc(&req, target, rid), Some(target), none);
+        }
         let Some(fallback) = &target.route.fallback else {
             let (res, outcome) = relay_client_request(
                 &target.pool,
@@ -542,6 +552,29 @@ fn no_route<B>(req: &Request<B>, rid: &HeaderValue) -> Response<ResBody> {
         ErrorCode::NotFound,
         "",
         &format!("no route for {}", req.uri().path()),
+        Some(rid),
+    )
+}
+
+/// 415: a request that is not a gRPC call, on the path of a service's `grpc` name.
+fn not_grpc<B>(req: &Request<B>, target: &RoutePool, rid: &HeaderValue) -> Response<ResBody> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map_or("no content-type".to_string(), |v| {
+            format!("content-type {}", String::from_utf8_lossy(v.as_bytes()))
+        });
+    relay::error_response(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode::UnsupportedMediaType,
+        &target.route.service,
+        &format!(
+            "{} is a gRPC service's path ({}): it takes only gRPC calls (HTTP/2, content-type application/grpc), \
+             and this request is {:?} with {content_type}",
+            req.uri().path(),
+            target.route.prefix.trim_matches('/'),
+            req.version()
+        ),
         Some(rid),
     )
 }

@@ -1,6 +1,7 @@
 //! Relaying one request to a pool: ANY (one load-aware member, reissued to a different
 //! member when that is safe) or ALL (every ready member once, replies gathered).
 
+use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -361,6 +362,22 @@ async fn any_from(
                     pool.suspect(&member);
                 }
                 last = Some((member, Failure::Unsent(format!("could not send: {e}"))));
+            }
+            Err((SendError::Broken(e), _)) if e.kind() == io::ErrorKind::Unsupported => {
+                // An HTTP/2-only member: every member of the pool would answer the same,
+                // and none of them failed.
+                let what = format!(
+                    "member {} cannot take an HTTP/1.1 request: {e}; call service {:?} with a gRPC client",
+                    member.id, pool.service
+                );
+                let res = error_response(
+                    StatusCode::BAD_GATEWAY,
+                    ErrorCode::UpstreamFailed,
+                    &pool.service,
+                    &what,
+                    request_id.as_ref(),
+                );
+                return (res, outcome.unanswered(NoAnswer::Failed));
             }
             Err((SendError::Broken(e), _)) => {
                 // The member dropped the connection mid-request: most likely it died. On a

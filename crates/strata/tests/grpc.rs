@@ -193,6 +193,28 @@ async fn grpc_names_route_calls_at_the_gateway_and_through_strata_url() {
     assert!(detail.contains("NOT_SERVING"), "{detail}");
     assert!(ready_instances(&node, "sick").is_empty());
     assert!(node.bus.pool("sick").members().is_empty());
+
+    // A plain HTTP/1.1 request on a gRPC name's path is answered by the gateway (415);
+    // one through the node API reaches a member, which answers in HTTP/2: a 502 that
+    // says so. Neither passes a healthy member over: the next calls all succeed.
+    let plain = get(node.gateway_addr, "/test.Echo/Unary").await;
+    assert_eq!(plain.status, 415, "{}", plain.text());
+    assert_eq!(plain.json()["code"], "unsupported_media_type", "{}", plain.text());
+    assert!(plain.text().contains("takes only gRPC calls"), "{}", plain.text());
+    let mut upgrade = request(http::Method::GET, node.gateway_addr, "/test.Echo/Bidi", "");
+    for (name, value) in [("connection", "upgrade"), ("upgrade", "websocket")] {
+        upgrade
+            .headers_mut()
+            .insert(name, http::HeaderValue::from_static(value));
+    }
+    let upgrade = send(node.gateway_addr, upgrade).await.unwrap();
+    assert_eq!(upgrade.status, 415, "{}", upgrade.text());
+    let any = get(node.api_addr, "/v1/any/echo/x").await;
+    assert_eq!(any.status, 502, "{}", any.text());
+    assert!(any.text().contains("speaks only HTTP/2"), "{}", any.text());
+    assert_eq!(node.bus.pool("echo").members().len(), 2, "no member passed over");
+    let got = run_client(node.gateway_addr).await;
+    assert!(got["unary"].as_array().unwrap().iter().all(Value::is_string), "{got}");
     stop(node).await;
 }
 

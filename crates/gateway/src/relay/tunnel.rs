@@ -232,6 +232,13 @@ async fn switch<B>(
                 pool.suspect(&member);
                 last = Some((member, Failure::Unsent(e.to_string())));
             }
+            Err(SendError::Broken(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+                // An HTTP/2-only member: every member would answer the same, and none
+                // of them failed.
+                let last = Some((member, Failure::Broken(e.to_string())));
+                let why = "not tried elsewhere: the service speaks only HTTP/2 (gRPC) and cannot switch protocols";
+                return (failed(pool, last, why, request_id.as_ref()), outcome, None);
+            }
             Err(SendError::Broken(e)) => {
                 pool.suspect(&member);
                 last = Some((member, Failure::Broken(e.to_string())));

@@ -11,6 +11,16 @@ use http::{Method, Response, StatusCode, Version};
 pub(super) const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 
+/// The member answered an HTTP/1.1 request with an HTTP/2 frame: it speaks only HTTP/2
+/// (an h2c gRPC server). The request's protocol is wrong, not the member: the error's
+/// kind is [`io::ErrorKind::Unsupported`], which the relay does not hold against it.
+fn h2_only() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "it answered with an HTTP/2 frame (it speaks only HTTP/2, as gRPC servers do)",
+    )
+}
+
 /// Parses a reply head at the front of `rbuf`, consuming it. None: not complete yet.
 /// `upgrade`: the request asked to switch protocols, so a 101 is its answer (with no
 /// body: what follows is the new protocol's).
@@ -34,6 +44,9 @@ pub(super) fn parse_head(
             ) {
                 Ok(httparse::Status::Complete(len)) => len,
                 Ok(httparse::Status::Partial) => return Ok(None),
+                // No HTTP/1 reply starts with a NUL; an HTTP/2 frame's length does (an h2c
+                // server's SETTINGS, its first frame, is short).
+                Err(_) if rbuf.first() == Some(&0) => return Err(h2_only()),
                 Err(e) => return Err(invalid(&format!("bad reply head ({e})"))),
             };
             let base = rbuf.as_ptr() as usize;
@@ -218,7 +231,17 @@ mod tests {
             "HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
         ] {
-            assert!(head(bad).is_err(), "{bad:?}");
+            let e = head(bad).expect_err(bad);
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_http2_frame_says_the_member_speaks_only_http2() {
+        // grpcio's first bytes to an HTTP/1.1 request: its SETTINGS frame.
+        let mut buf = BytesMut::from(&b"\x00\x00\x18\x04\x00\x00\x00\x00\x00\x00\x04\x00"[..]);
+        let e = parse_head(&mut buf, &Method::GET, false).expect_err("not HTTP/1");
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert!(e.to_string().contains("speaks only HTTP/2"), "{e}");
     }
 }
