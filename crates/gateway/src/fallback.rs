@@ -341,7 +341,7 @@ impl Fallback {
             limit: self.max_entry,
             done: Some(Pending {
                 key,
-                headers: parts.headers.clone(),
+                headers: stored_headers(&parts.headers),
                 fresh,
                 stale,
                 vary,
@@ -353,13 +353,7 @@ impl Fallback {
 
     fn insert(&self, pending: Pending, body: Bytes) {
         let Some(store) = &self.store else { return };
-        let size = body.len()
-            + pending
-                .headers
-                .iter()
-                .map(|(n, v)| n.as_str().len() + v.len() + 4)
-                .sum::<usize>()
-            + pending.key.len();
+        let size = size_of(&pending.key, &pending.headers, &body);
         let mut store = store.write().expect("fallback store");
         if size > store.max {
             return;
@@ -419,11 +413,26 @@ impl Store {
             .then(|| slot.entry.clone())
     }
 
-    /// A 304 for `key`: fresh again from now, with the 304's freshness if it has one.
+    /// A 304 for `key`: fresh again from now, with the 304's freshness if it has one,
+    /// and its header fields in place of the stored ones of the same names (RFC 9111
+    /// 3.2; not `Content-Length`, hop-by-hop fields, nor strata's per-request ones).
     fn refresh(&mut self, key: &str, headers: &HeaderMap, route_stale: Duration) -> Option<Arc<Entry>> {
         let slot = self.entries.get_mut(key)?;
         let entry = Arc::make_mut(&mut slot.entry);
         entry.stored = Instant::now();
+        let update = stored_headers(headers);
+        for name in update.keys() {
+            if name == header::CONTENT_LENGTH {
+                continue;
+            }
+            entry.headers.remove(name);
+            for value in update.get_all(name) {
+                entry.headers.append(name.clone(), value.clone());
+            }
+        }
+        let size = size_of(key, &entry.headers, &entry.body);
+        self.bytes = self.bytes - entry.size + size;
+        entry.size = size;
         if headers.contains_key(header::CACHE_CONTROL) || headers.contains_key(header::EXPIRES) {
             if let Some(Freshness { fresh, stale }) = storable(headers, route_stale) {
                 entry.fresh = fresh;
@@ -460,6 +469,32 @@ impl Store {
         }
         false
     }
+}
+
+/// What an entry's size counts against `cache_bytes`.
+fn size_of(key: &str, headers: &HeaderMap, body: &Bytes) -> usize {
+    body.len()
+        + headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+        + key.len()
+}
+
+/// A reply's header fields as they are stored: without the ones that belong to the one
+/// request (its id, the instance that answered it) or to the one connection.
+fn stored_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = headers.clone();
+    for name in [
+        crate::relay::REQUEST_ID,
+        crate::relay::SERVED_BY,
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::HeaderName::from_static("keep-alive"),
+    ] {
+        kept.remove(name);
+    }
+    kept
 }
 
 /// The stored response as an answer, `age` old: its headers with `Age` and the cache

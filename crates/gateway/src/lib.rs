@@ -436,6 +436,12 @@ impl Gateway {
             return (res, Some(target), Outcome::default());
         }
         let (res, outcome) = relay::tunnel::relay(&target.pool, req, &target.route.policy).await;
+        // A handshake no member could answer gets the route's fixed answer, as any
+        // other request does (a switched one is a 101: never replaced).
+        let res = match &target.route.fallback {
+            Some(fallback) => with_request_id(fallback.after_uncached(res), rid),
+            None => res,
+        };
         (res, Some(target), outcome)
     }
 
@@ -501,7 +507,7 @@ impl Gateway {
             return (res, Some(target), outcome);
         };
         let (key, revalidating) = match fallback.lookup(&req) {
-            Lookup::Fresh(res) => return (res, Some(target), none),
+            Lookup::Fresh(res) => return (with_request_id(res, rid), Some(target), none),
             Lookup::Relay { key, revalidate } => (Some(key), revalidate),
             Lookup::Bypass => (None, None),
         };
@@ -524,7 +530,8 @@ impl Gateway {
             Some(key) => fallback.after(&asked, key, revalidating.is_some(), head, res),
             None => fallback.after_uncached(res),
         };
-        (res, Some(target), outcome)
+        // A stored or fixed answer is this request's too.
+        (with_request_id(res, rid), Some(target), outcome)
     }
 }
 
@@ -577,6 +584,11 @@ fn not_grpc<B>(req: &Request<B>, target: &RoutePool, rid: &HeaderValue) -> Respo
         ),
         Some(rid),
     )
+}
+
+fn with_request_id(mut res: Response<ResBody>, rid: &HeaderValue) -> Response<ResBody> {
+    res.headers_mut().insert(relay::REQUEST_ID, rid.clone());
+    res
 }
 
 fn close(mut res: Response<ResBody>) -> Response<ResBody> {

@@ -146,6 +146,11 @@ async fn with_no_member_stored_responses_are_served_stale_within_the_bound_then_
     assert_eq!(stale.status, StatusCode::OK, "{}", stale.text());
     assert_eq!(stale.header("x-strata-stale"), Some("true"));
     assert_eq!(stale.body, first.body);
+    // The stored answer is this request's: its own id, and no instance answered it.
+    assert!(first.header("x-strata-instance").is_some());
+    assert_eq!(stale.header("x-strata-instance"), None);
+    let ids = (first.header("x-request-id"), stale.header("x-request-id"));
+    assert!(ids.1.is_some() && ids.0 != ids.1, "{ids:?}");
     let head = send(gw, request(Method::HEAD, gw, stored, "")).await.unwrap();
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(head.header("x-strata-stale"), Some("true"));
@@ -158,6 +163,23 @@ async fn with_no_member_stored_responses_are_served_stale_within_the_bound_then_
     assert_eq!(other.status, StatusCode::OK);
     assert_eq!(other.header("x-strata-fallback"), Some("true"));
     assert_eq!(other.text(), "offline copy");
+    assert!(other.header("x-request-id").is_some());
+    // A WebSocket handshake no member can take gets the fixed answer too.
+    let handshake = get_with(
+        &node,
+        "/app/socket",
+        &[
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+    )
+    .await;
+    assert_eq!(handshake.status, StatusCode::OK, "{}", handshake.text());
+    assert_eq!(handshake.header("x-strata-fallback"), Some("true"));
+    assert_eq!(handshake.text(), "offline copy");
+    assert!(handshake.header("x-request-id").is_some());
 
     // Past its own 1 s, the short one is not served; past the route's bound, none is.
     tokio::time::sleep(Duration::from_millis(1300)).await;

@@ -254,3 +254,46 @@ fn the_fixed_answer_keeps_the_replaced_answers_retry_after() {
     let fixed = fb.after_uncached(reply(500, &[]));
     assert!(!fixed.headers().contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn what_belongs_to_one_request_is_not_stored_and_a_304_updates_the_rest() {
+    let fb = route_fallback(None, 60);
+    let first = [
+        ("cache-control", "max-age=0"),
+        ("etag", "\"e3\""),
+        ("x-n", "28"),
+        ("x-request-id", "first-request"),
+        ("x-strata-instance", "web-1"),
+        ("content-length", "4"),
+    ];
+    through(&fb, &get(&[]), reply(200, &first)).await;
+    assert_eq!(fb.stats().stored, 1);
+    // The member's 304 to strata's own revalidation: its fields replace the stored
+    // ones of the same names (not Content-Length), the rest stay.
+    let key = key_of(&get(&[]));
+    let revalidated = fb.after(
+        &HeaderMap::new(),
+        key,
+        true,
+        false,
+        reply(
+            304,
+            &[
+                ("etag", "\"e3\""),
+                ("cache-control", "max-age=60"),
+                ("x-n", "35"),
+                ("content-length", "0"),
+                ("x-strata-instance", "web-2"),
+            ],
+        ),
+    );
+    assert_eq!(revalidated.status(), StatusCode::OK);
+    let (status, stored) = fresh_status(&fb, &get(&[])).expect("fresh after the 304");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stored["x-n"], "35");
+    assert_eq!(stored["cache-control"], "max-age=60");
+    assert_eq!(stored["content-length"], "4");
+    assert!(!stored.contains_key("x-request-id"), "{stored:?}");
+    assert!(!stored.contains_key("x-strata-instance"), "{stored:?}");
+    assert_eq!(stored["x-strata-cache"], "hit");
+}
