@@ -33,7 +33,9 @@
 //!   member's frames, sends the client a Close (Going Away) of its own; from then on the
 //!   member's bytes are dropped (nothing may follow a Close) and the client's Close in
 //!   answer goes on to the member, whose own answer ends the handshake: each end sees a
-//!   proper closing handshake, not a connection that broke.
+//!   proper closing handshake, not a connection that broke. A member whose stream ends
+//!   (or fails) between two of its frames without a Close (it died) leaves the client a
+//!   Close (Internal Error, 1011) of the pump's own before the end.
 //!
 //! Reads and writes are `recvfrom`/`sendto` through `syscall(2)` (see [`crate::bare`]).
 
@@ -424,6 +426,31 @@ impl Link {
         self.discard[1] = true;
     }
 
+    /// Side `d`'s stream ended or failed. When it is the member's, of a WebSocket
+    /// tunnel, between two of its frames and with no Close sent either way (the member
+    /// died), the client is owed a Close of the pump's own (Internal Error), queued
+    /// behind what is still pending for it. True when one was queued.
+    fn member_gone(&mut self, d: usize) -> bool {
+        if d != 1 || self.discard[1] {
+            return false;
+        }
+        let Some(frames) = &self.frames else {
+            return false;
+        };
+        if frames[0].closed || frames[1].closed || !frames[1].at_boundary() {
+            return false;
+        }
+        self.going_away = None;
+        if self.written[1] == self.pending[1].len() {
+            self.pending[1].clear();
+            self.written[1] = 0;
+        }
+        let close = frames::close_frame(frames::INTERNAL_ERROR, "the service instance went away");
+        self.pending[1].extend_from_slice(&close);
+        self.discard[1] = true;
+        true
+    }
+
     /// Moves bytes from side `d` to the other until one of them has to wait; true when
     /// side `d` is still readable after [`READS_PER_TURN`] reads.
     fn direction(&mut self, d: usize, scratch: &mut [u8]) -> io::Result<bool> {
@@ -473,12 +500,18 @@ impl Link {
             let n = match unsafe { recv(self.sides[from].as_raw_fd(), scratch.as_mut_ptr(), scratch.len()) } {
                 Ok(0) => {
                     self.ended[d] = true;
+                    self.member_gone(d);
                     continue;
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable[from] = false;
                     return Ok(false);
+                }
+                // A member's reset: the client gets its Close, then its end.
+                Err(_) if self.member_gone(d) => {
+                    self.ended[d] = true;
+                    continue;
                 }
                 Err(e) => return Err(e),
             };

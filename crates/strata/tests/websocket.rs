@@ -133,6 +133,17 @@ async fn a_killed_member_closes_only_its_connections_and_open_ones_count_as_load
     )
     .await;
     assert_eq!(alive.as_array().unwrap().len(), 20);
+    // The killed member's clients were sent a Close (1011) by the gateway, not left
+    // with a broken connection (1006); the others are still open.
+    writeln!(to, "closes 1").unwrap();
+    let closes = line(&mut from)["closes"].clone();
+    for (i, member) in opened.iter().enumerate() {
+        if *member == victim.id {
+            assert_eq!(closes[i], json!([1011, "the service instance went away"]), "{closes}");
+        } else {
+            assert!(closes[i].is_null(), "{closes}");
+        }
+    }
 
     // A new connection goes to a member that is there.
     writeln!(to, "new").unwrap();

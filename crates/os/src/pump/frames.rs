@@ -74,6 +74,10 @@ fn payload_len(head: &[u8]) -> u64 {
 /// kept too long.
 pub const GOING_AWAY: u16 = 1001;
 
+/// Internal Error (RFC 6455 7.4.1): the server met a condition it did not expect; sent
+/// for a member that went away without closing.
+pub const INTERNAL_ERROR: u16 = 1011;
+
 /// A Close frame as a server sends it (unmasked) with `code` and `reason` (cut to the
 /// 123 bytes a control frame has room for, at a character boundary).
 pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {

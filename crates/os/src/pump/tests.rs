@@ -312,3 +312,44 @@ async fn many_tunnels_on_one_pump_each_keep_their_own_bytes() {
         }
     }
 }
+
+/// A WebSocket member that goes away without a Close (it died) between two of its
+/// frames: its client gets a Close (1011) of the pump's own, then the end, whether the
+/// member's stream ended or was reset; one that ends in the middle of a frame only ends.
+#[tokio::test]
+async fn a_websocket_member_gone_without_a_close_leaves_its_client_one() {
+    let close = b"\x88\x20\x03\xf3the service instance went away".to_vec();
+    for reset in [false, true] {
+        let (mut client, member, joined) = tunnel_watched(b"", b"", Box::new(|_, _| None), true).await;
+        let mut member = member;
+        let last = frame(0x1, b"last words");
+        member.write_all(&last).await.unwrap();
+        assert_eq!(read_for(&mut client, Duration::from_millis(300)).await, last);
+        if reset {
+            let member = member.into_std().unwrap();
+            socket_linger_zero(&member);
+            drop(member);
+        } else {
+            drop(member);
+        }
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
+            .await
+            .expect("the client's side ends")
+            .unwrap();
+        assert_eq!(got, close, "reset: {reset}");
+        drop(client);
+        drop(joined);
+    }
+
+    let (mut client, mut member, _joined) = tunnel_watched(b"", b"", Box::new(|_, _| None), true).await;
+    let half = frame(0x1, b"cut in the middle");
+    member.write_all(&half[..6]).await.unwrap();
+    drop(member);
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
+        .await
+        .expect("the client's side ends")
+        .unwrap();
+    assert_eq!(got, &half[..6], "no Close in the middle of a frame");
+}
