@@ -110,7 +110,7 @@ pub(crate) async fn run_slot(
             s.pid = None;
             s.port = None;
             s.address = None;
-            s.member = None;
+            s.forget_member();
             s.last_exit = Some(reason.clone());
             if oom {
                 s.oom_kills += 1;
@@ -177,7 +177,9 @@ pub(crate) async fn run_slot(
     let mut s = status.lock().unwrap();
     s.state = InstanceState::Stopped;
     s.pid = None;
-    s.member = None;
+    s.port = None;
+    s.address = None;
+    s.forget_member();
 }
 
 fn backoff(failures_in_row: u32) -> Duration {
@@ -287,7 +289,11 @@ async fn run_once(
     );
     let end = supervise(shared, ctx, id, &mut proc, addr, status, stop, started).await;
     ctx.pool.leave(id);
-    status.lock().unwrap().member = None;
+    // A stopping member stays in the status while it drains: ps shows what it still
+    // carries (open streams, WebSockets).
+    if !matches!(end, Supervised::Stop(_)) {
+        status.lock().unwrap().forget_member();
+    }
     let grace = Duration::from_millis(ctx.spec.stop_grace_ms);
     let end = match end {
         Supervised::Stop(member) => {
@@ -296,6 +302,7 @@ async fn run_once(
                 drain(&member, grace).await;
             }
             let how = proc.stop(grace).await;
+            status.lock().unwrap().forget_member();
             shared.events.emit(
                 &ctx.name,
                 Some(id),

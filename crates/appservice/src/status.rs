@@ -58,6 +58,15 @@ pub struct InstanceStatus {
 }
 
 impl InstanceStatus {
+    /// Forgets the member of a run that ended, keeping what it served: `ps` shows the
+    /// last run's count, not 0.
+    pub(crate) fn forget_member(&mut self) {
+        if let Some(member) = self.member.take() {
+            self.served = member.served();
+        }
+        self.inflight = 0;
+    }
+
     pub fn new(id: String) -> InstanceStatus {
         InstanceStatus {
             id,

@@ -31,14 +31,22 @@ pub enum H2End {
     Ended,
 }
 
-fn broken_off(e: &h2::Error) -> http::HeaderMap {
+/// The trailers of a reply `member` broke off with `e`: stopped (it had left its pool:
+/// scaled in, replaced, its node stopping) or failed.
+fn broken_off(e: &h2::Error, member: &strata_bus::Member) -> http::HeaderMap {
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
-    let message = format!("the member failed during the call: {e}")
-        .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
-        .collect::<String>()
-        .replace('%', "%25");
+    let message = match member.is_gone() {
+        true => format!(
+            "member {} was stopped (it left its pool) during the call; call again: {e}",
+            member.id
+        ),
+        false => format!("member {} failed during the call: {e}", member.id),
+    }
+    .chars()
+    .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+    .collect::<String>()
+    .replace('%', "%25");
     if let Ok(value) = http::HeaderValue::from_str(&message) {
         trailers.insert("grpc-message", value);
     }
@@ -61,10 +69,10 @@ impl Body for ResBody {
             ResBody::Relayed(r) => Pin::new(r).poll_frame(cx),
             ResBody::Teed(t) => Pin::new(&mut **t).poll_frame(cx),
             ResBody::H2(_, _, H2End::Ended) => Poll::Ready(None),
-            ResBody::H2(body, _, end) => match Pin::new(body).poll_frame(cx) {
+            ResBody::H2(body, guard, end) => match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(Some(Err(e))) => {
                     *end = H2End::Ended;
-                    Poll::Ready(Some(Ok(Frame::trailers(broken_off(&e)))))
+                    Poll::Ready(Some(Ok(Frame::trailers(broken_off(&e, guard.member())))))
                 }
                 other => other.map_err(std::io::Error::other),
             },

@@ -362,7 +362,7 @@ fn service(out: &mut dyn Write, ps: &Value, svc: &Value) -> io::Result<()> {
         )?;
     }
     for inst in svc["instances"].as_array().into_iter().flatten() {
-        let detail = inst["detail"].as_str().or(inst["last_exit"].as_str()).unwrap_or("");
+        let detail = instance_detail(inst);
         writeln!(
             out,
             "  {:<18} {:<12} {:>7} {:>6} {:>8} {:>8} {:>8}  {}",
@@ -386,6 +386,20 @@ fn service(out: &mut dyn Write, ps: &Value, svc: &Value) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An instance's DETAIL: why it is in its state, else how its last run ended (marked as
+/// the last run's when a new one is under way, so that a ready instance does not read as
+/// killed).
+pub fn instance_detail(inst: &Value) -> String {
+    if let Some(detail) = inst["detail"].as_str() {
+        return detail.to_string();
+    }
+    match (inst["state"].as_str(), inst["last_exit"].as_str()) {
+        (Some("ready" | "starting" | "stopping"), Some(exit)) => format!("last run: {exit}"),
+        (_, Some(exit)) => exit.to_string(),
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -498,5 +512,18 @@ mod tests {
             lines[3].contains("/fetch 200  +1.0 ms  0.5 ms") && lines[3].ends_with("@b"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn an_instance_s_detail_marks_the_last_run_s_end_once_a_new_run_is_under_way() {
+        let detail = |v: serde_json::Value| instance_detail(&v);
+        let exit = "killed by signal 9 (SIGKILL)";
+        assert_eq!(
+            detail(json!({"state": "ready", "last_exit": exit})),
+            format!("last run: {exit}")
+        );
+        assert_eq!(detail(json!({"state": "crash_loop", "last_exit": exit})), exit);
+        assert_eq!(detail(json!({"state": "starting", "detail": "waiting", "last_exit": exit})), "waiting");
+        assert_eq!(detail(json!({"state": "ready"})), "");
     }
 }

@@ -337,11 +337,7 @@ fn draw_instances(f: &mut Frame, area: Rect, services: &[Value]) {
                 i["restarts"].to_string(),
                 i["inflight"].to_string(),
                 i["served"].to_string(),
-                i["detail"]
-                    .as_str()
-                    .or(i["last_exit"].as_str())
-                    .unwrap_or("")
-                    .to_string(),
+                crate::tables::instance_detail(i),
             ])
         })
         .collect();

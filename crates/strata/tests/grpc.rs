@@ -374,3 +374,77 @@ async fn a_bidi_stream_outlives_its_member_s_replacement_by_reconnecting() {
     let _ = client.wait().await;
     stop(node).await;
 }
+
+/// Two bidi streams over two members (the pick puts one on each); the service scaled to
+/// one: the stopping member is shown carrying its stream while it drains, the stream
+/// ends UNAVAILABLE saying the member was stopped (not that it failed), and the client,
+/// reconnecting, finishes on the other member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_a_member_scaled_away_is_shown_while_it_drains_and_ends_saying_so() {
+    use tokio::io::AsyncBufReadExt;
+    let app = App::new();
+    let services = json!({
+        "echo": {
+            "run": ["python3", MEMBER],
+            "grpc": ["test.Echo"],
+            "instances": { "initial": 2, "min": 1, "max": 2 },
+            "stop_grace_ms": 3000,
+        },
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    wait_ready(&node, "echo", 2).await;
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let mut client = tokio::process::Command::new("python3")
+            .args([BIDI, &node.gateway_addr.to_string(), "500"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the grpcio client");
+        let mut lines = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+        let progress = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the stream flows")
+            .unwrap();
+        assert_eq!(progress.as_deref(), Some("progress 50"));
+        clients.push((client, lines));
+    }
+    let carried: Vec<usize> = service(&node, "echo").instances.iter().map(|i| i.inflight).collect();
+    assert_eq!(carried, vec![1, 1], "one stream on each member");
+
+    let scaled = post(node.api_addr, "/v1/services/echo/scale", r#"{"instances": 1}"#).await;
+    assert_eq!(scaled.status, 200, "{}", scaled.text());
+    let draining = wait_for("echo-2 stopping", std::time::Duration::from_secs(5), || {
+        service(&node, "echo")
+            .instances
+            .into_iter()
+            .find(|i| i.id == "echo-2" && i.state == strata_appservice::InstanceState::Stopping)
+    })
+    .await;
+    assert_eq!(draining.inflight, 1, "the stream it still carries: {draining:?}");
+
+    let mut details = Vec::new();
+    for (mut client, mut lines) in clients {
+        let last = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the client ends")
+            .unwrap()
+            .expect("a JSON line");
+        let got: Value = serde_json::from_str(&last).unwrap();
+        assert_eq!(got["echoed"], json!(500), "{got}");
+        assert!(
+            got["codes"].as_array().unwrap().iter().all(|c| c == "UNAVAILABLE"),
+            "{got}"
+        );
+        details.extend(got["details"].as_array().unwrap().clone());
+        let _ = client.wait().await;
+    }
+    assert!(
+        details.iter().any(|d| d
+            .as_str()
+            .unwrap()
+            .contains("member echo-2 was stopped (it left its pool)")),
+        "{details:?}"
+    );
+    stop(node).await;
+}
