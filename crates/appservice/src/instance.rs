@@ -288,6 +288,9 @@ async fn run_once(
         },
     );
     let end = supervise(shared, ctx, id, &mut proc, addr, status, stop, started).await;
+    if let Supervised::Stop(Some(member)) = &end {
+        member.stopping();
+    }
     ctx.pool.leave(id);
     // A stopping member stays in the status while it drains: ps shows what it still
     // carries (open streams, WebSockets).

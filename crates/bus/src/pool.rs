@@ -20,6 +20,9 @@ pub struct Member {
     served: AtomicU64,
     /// Set when the member left the pool or a caller saw it fail; never chosen again.
     gone: AtomicBool,
+    /// Its instance is being stopped on purpose (scaled in, replaced, its node
+    /// stopping), not failing: see [`Member::stopping`].
+    stopping: AtomicBool,
     /// Not chosen until this time (ms since [`epoch`]), after a caller saw it fail.
     suspect_until: AtomicU64,
     /// On another node (reached through that node's forwarder): on a tie in load the
@@ -72,6 +75,7 @@ impl Member {
             held: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             gone: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             suspect_until: AtomicU64::new(0),
             transport: OnceLock::new(),
             room: OnceLock::new(),
@@ -86,6 +90,17 @@ impl Member {
     /// Requests relayed to this member so far.
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
+    }
+
+    /// Marks its instance as being stopped on purpose, before it leaves its pool: a
+    /// call it breaks off from then on was cut by the stop, not by a failure.
+    pub fn stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether its instance is being stopped on purpose ([`Member::stopping`]).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
     /// Left its pool: never chosen again.

@@ -415,14 +415,19 @@ impl Store {
 
     /// A 304 for `key`: fresh again from now, with the 304's freshness if it has one,
     /// and its header fields in place of the stored ones of the same names (RFC 9111
-    /// 3.2; not `Content-Length`, hop-by-hop fields, nor strata's per-request ones).
+    /// 3.2; not `Content-Length` nor `Vary`, hop-by-hop fields nor strata's per-request
+    /// ones). A 304 that makes the answer one client's (`Set-Cookie`, `private`,
+    /// `no-store`) takes it out of the store: the updated answer is that client's only.
     fn refresh(&mut self, key: &str, headers: &HeaderMap, route_stale: Duration) -> Option<Arc<Entry>> {
+        let private = headers.contains_key(header::SET_COOKIE)
+            || directives(headers)
+                .any(|(name, _)| name.eq_ignore_ascii_case("private") || name.eq_ignore_ascii_case("no-store"));
         let slot = self.entries.get_mut(key)?;
         let entry = Arc::make_mut(&mut slot.entry);
         entry.stored = Instant::now();
         let update = stored_headers(headers);
         for name in update.keys() {
-            if name == header::CONTENT_LENGTH {
+            if name == header::CONTENT_LENGTH || name == header::VARY {
                 continue;
             }
             entry.headers.remove(name);
@@ -439,7 +444,13 @@ impl Store {
                 entry.stale = stale;
             }
         }
-        Some(slot.entry.clone())
+        let refreshed = slot.entry.clone();
+        if private {
+            self.remove(key);
+        }
+        // Grown past the bound: the least recently used go (this one too, if it is).
+        while self.bytes > self.max && self.evict_oldest() {}
+        Some(refreshed)
     }
 
     fn remove(&mut self, key: &str) {

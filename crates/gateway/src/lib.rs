@@ -110,9 +110,9 @@ pub struct Route {
     pub policy: RelayPolicy,
     /// What the route answers when its service cannot (`fallback`).
     pub fallback: Option<Arc<Fallback>>,
-    /// Made from one of the service's `grpc` names: only gRPC calls take it, and any
-    /// other request is answered 415 by the gateway (an h2c gRPC server cannot read
-    /// HTTP/1.1, and its answer would pass a healthy member over as failed).
+    /// Made from one of the service's `grpc` names: only gRPC calls and their kin
+    /// (gRPC-Web, Connect, CORS preflights) take it; any other request is answered 415
+    /// by the gateway.
     pub grpc: bool,
 }
 
@@ -422,7 +422,7 @@ impl Gateway {
             let res = no_route(&req, rid);
             return (res, None, Outcome::default());
         };
-        if target.route.grpc {
+        if target.route.grpc && !grpc_kin(&req) {
             return (not_grpc(&req, target, rid), Some(target), Outcome::default());
         }
         if target.route.mode == CallMode::All {
@@ -491,7 +491,7 @@ impl Gateway {
             let res = no_route(&req, rid);
             return (res, None, none);
         };
-        if target.route.grpc {
+        if target.route.grpc && !grpc_kin(&req) {
             return (not_grpc(&req, target, rid), Some(target), none);
         }
         let Some(fallback) = &target.route.fallback else {
@@ -563,7 +563,22 @@ fn no_route<B>(req: &Request<B>, rid: &HeaderValue) -> Response<ResBody> {
     )
 }
 
-/// 415: a request that is not a gRPC call, on the path of a service's `grpc` name.
+/// What a gRPC server may answer besides HTTP/2 gRPC, and so goes on to the member on a
+/// `grpc` name's path: gRPC-Web and gRPC over HTTP/1.1 (`application/grpc...`), the
+/// Connect protocol (`connect-protocol-version`), and CORS preflights (`OPTIONS`). A
+/// member that speaks only HTTP/2 answers these with a frame the relay does not hold
+/// against it (a 502 that says so).
+fn grpc_kin<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::OPTIONS
+        || req.headers().contains_key("connect-protocol-version")
+        || req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// 415: a request that is not a gRPC call (nor of its kin, [`grpc_kin`]), on the path
+/// of a service's `grpc` name.
 fn not_grpc<B>(req: &Request<B>, target: &RoutePool, rid: &HeaderValue) -> Response<ResBody> {
     let content_type = req
         .headers()

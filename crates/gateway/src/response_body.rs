@@ -31,14 +31,14 @@ pub enum H2End {
     Ended,
 }
 
-/// The trailers of a reply `member` broke off with `e`: stopped (it had left its pool:
-/// scaled in, replaced, its node stopping) or failed.
+/// The trailers of a reply `member` broke off with `e`: stopped on purpose (scaled in,
+/// replaced, its node stopping) or failed.
 fn broken_off(e: &h2::Error, member: &strata_bus::Member) -> http::HeaderMap {
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
-    let message = match member.is_gone() {
+    let message = match member.is_stopping() {
         true => format!(
-            "member {} was stopped (it left its pool) during the call; call again: {e}",
+            "member {} was stopped during the call (scaled in, replaced, or its node stopping); call again: {e}",
             member.id
         ),
         false => format!("member {} failed during the call: {e}", member.id),

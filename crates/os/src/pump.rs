@@ -451,6 +451,22 @@ impl Link {
         true
     }
 
+    /// A write to the member failed (it died, and a write saw it before a read did):
+    /// when the client of a WebSocket tunnel has a Close of the pump's own queued (just
+    /// now, [`Link::member_gone`], or earlier), the member's side is taken as ended and
+    /// the client's bytes are dropped from then on, so that the Close still reaches the
+    /// client. True when so.
+    fn member_unreachable(&mut self) -> bool {
+        if self.frames.is_none() || !(self.member_gone(1) || self.discard[1]) {
+            return false;
+        }
+        self.ended[1] = true;
+        self.discard[0] = true;
+        self.pending[0] = Vec::new();
+        self.written[0] = 0;
+        true
+    }
+
     /// Moves bytes from side `d` to the other until one of them has to wait; true when
     /// side `d` is still readable after [`READS_PER_TURN`] reads.
     fn direction(&mut self, d: usize, scratch: &mut [u8]) -> io::Result<bool> {
@@ -476,6 +492,7 @@ impl Link {
                         self.writable[to] = false;
                         return Ok(false);
                     }
+                    Err(_) if d == 0 && self.member_unreachable() => return Ok(false),
                     Err(e) => return Err(e),
                 }
             }
@@ -531,6 +548,7 @@ impl Link {
                 match send(self.sides[to].as_raw_fd(), read) {
                     Ok(sent) => sent,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(_) if d == 0 && self.member_unreachable() => return Ok(false),
                     Err(e) => return Err(e),
                 }
             } else {

@@ -102,6 +102,12 @@ impl Placed {
     pub fn nobody() -> Placed {
         Placed(None)
     }
+
+    /// Whether somebody waits to be told: a producer's next batch, which must be stored
+    /// after every message of this one.
+    pub fn tells(&self) -> bool {
+        self.0.is_some()
+    }
 }
 
 impl Drop for Placed {

@@ -523,7 +523,10 @@ mod tests {
             format!("last run: {exit}")
         );
         assert_eq!(detail(json!({"state": "crash_loop", "last_exit": exit})), exit);
-        assert_eq!(detail(json!({"state": "starting", "detail": "waiting", "last_exit": exit})), "waiting");
+        assert_eq!(
+            detail(json!({"state": "starting", "detail": "waiting", "last_exit": exit})),
+            "waiting"
+        );
         assert_eq!(detail(json!({"state": "ready"})), "");
     }
 }

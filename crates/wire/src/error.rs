@@ -16,7 +16,8 @@ pub enum ErrorCode {
     /// The token is valid but does not allow this call (403): a service's token reaches
     /// only what its manifest entry declares.
     Forbidden,
-    /// A JSON endpoint was sent a body of another media type (415).
+    /// A JSON endpoint was sent a body of another media type, or a gRPC service's path
+    /// a request that is no gRPC call (415).
     UnsupportedMediaType,
     /// The `Host` header names none of the node's own names (421): DNS rebinding, or a
     /// proxy in the way.

@@ -297,3 +297,32 @@ async fn what_belongs_to_one_request_is_not_stored_and_a_304_updates_the_rest() 
     assert!(!stored.contains_key("x-strata-instance"), "{stored:?}");
     assert_eq!(stored["x-strata-cache"], "hit");
 }
+
+#[tokio::test]
+async fn a_304_that_makes_the_answer_one_clients_takes_it_out_of_the_store() {
+    for private in [
+        ("set-cookie", "session=secret-2"),
+        ("cache-control", "private, max-age=60"),
+    ] {
+        let fb = route_fallback(None, 60);
+        let stored = [("cache-control", "max-age=0"), ("etag", "\"e4\""), ("vary", "accept")];
+        through(&fb, &get(&[("accept", "text/html")]), reply(200, &stored)).await;
+        assert_eq!(fb.stats().stored, 1);
+        let key = key_of(&get(&[]));
+        let revalidated = fb.after(
+            &headers(&[("accept", "text/html")]),
+            key,
+            true,
+            false,
+            reply(304, &[("etag", "\"e4\""), ("vary", "*"), private]),
+        );
+        // The client that revalidated gets the stored answer with its own header...
+        assert_eq!(revalidated.status(), StatusCode::OK, "{private:?}");
+        assert_eq!(revalidated.headers()[private.0], private.1);
+        assert_eq!(revalidated.headers()["vary"], "accept", "Vary is not replaced");
+        // ...and nobody else does: it is no longer stored.
+        let next = get(&[("accept", "text/html")]);
+        assert!(matches!(fb.lookup(&next), Lookup::Relay { .. }), "{private:?}");
+        assert!(fresh_status(&fb, &next).is_none());
+    }
+}

@@ -315,11 +315,13 @@ async fn many_tunnels_on_one_pump_each_keep_their_own_bytes() {
 
 /// A WebSocket member that goes away without a Close (it died) between two of its
 /// frames: its client gets a Close (1011) of the pump's own, then the end, whether the
-/// member's stream ended or was reset; one that ends in the middle of a frame only ends.
+/// member's stream ended or was reset, and when the client was writing to it as it
+/// went (the write may see the reset before a read does); one that ends in the middle
+/// of a frame only ends.
 #[tokio::test]
 async fn a_websocket_member_gone_without_a_close_leaves_its_client_one() {
     let close = b"\x88\x20\x03\xf3the service instance went away".to_vec();
-    for reset in [false, true] {
+    for (reset, writing) in [(false, false), (true, false), (true, true)] {
         let (mut client, member, joined) = tunnel_watched(b"", b"", Box::new(|_, _| None), true).await;
         let mut member = member;
         let last = frame(0x1, b"last words");
@@ -332,12 +334,19 @@ async fn a_websocket_member_gone_without_a_close_leaves_its_client_one() {
         } else {
             drop(member);
         }
-        let mut got = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
-            .await
-            .expect("the client's side ends")
-            .unwrap();
-        assert_eq!(got, close, "reset: {reset}");
+        if writing {
+            for _ in 0..20 {
+                // A masked text frame, as a client sends it.
+                if client.write_all(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i']).await.is_err() {
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            read_to_end(&mut client).await,
+            close,
+            "reset: {reset}, writing: {writing}"
+        );
         drop(client);
         drop(joined);
     }
@@ -346,10 +355,19 @@ async fn a_websocket_member_gone_without_a_close_leaves_its_client_one() {
     let half = frame(0x1, b"cut in the middle");
     member.write_all(&half[..6]).await.unwrap();
     drop(member);
+    assert_eq!(
+        read_to_end(&mut client).await,
+        &half[..6],
+        "no Close in the middle of a frame"
+    );
+}
+
+/// What `s` reads until its end, which must come within 5 s.
+async fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
         .await
-        .expect("the client's side ends")
+        .expect("the side ends")
         .unwrap();
-    assert_eq!(got, &half[..6], "no Close in the middle of a frame");
+    got
 }

@@ -32,9 +32,8 @@ const RESEND_FOR: Duration = Duration::from_secs(30);
 const RESEND_MARGIN: Duration = Duration::from_secs(1);
 
 /// A batch's answers, in the order they were sent: the message's index, its headers, and
-/// its ack with whether it was sent again after an ack that never came (an unknown
-/// outcome), or the last error.
-type Answers = Vec<(usize, Option<HeaderMap>, Result<(PublishAck, bool), PublishError>)>;
+/// its ack or the last error.
+type Answers = Vec<(usize, Option<HeaderMap>, Result<PublishAck, PublishError>)>;
 
 /// JetStream's "duplicate message id is in process": the first publish of that id is not
 /// stored yet.
@@ -115,6 +114,9 @@ impl JsQueue {
                 }
             }
         }
+        // A producer's next batch waits for this one's place, not its acks: sending this
+        // one's failed tail again later could store it after that batch.
+        let may_resend = !placed.tells();
         drop(placed);
         let mut answers: Answers = Vec::with_capacity(acks.len());
         for (i, h, ack) in acks {
@@ -124,21 +126,16 @@ impl JsQueue {
                     .publish_one(&self.subject, messages[i].payload.clone(), h.clone())
                     .await;
             }
-            answers.push((i, h, answer.map(|ack| (ack, false))));
+            answers.push((i, h, answer));
         }
-        if failed.is_none() {
+        if failed.is_none() && may_resend {
             self.send_again(&messages, &mut answers, sent_at).await;
         }
         let mut published: Vec<Option<Published>> = vec![None; messages.len()];
         let mut stored = Vec::new();
         for (i, _, answer) in answers {
             match answer {
-                Ok((mut ack, resent)) => {
-                    // A message sent again after its ack was lost, found stored by its
-                    // dedupe id: the first send stored it.
-                    if resent {
-                        ack.duplicate = false;
-                    }
+                Ok(ack) => {
                     let offset = ack.sequence.saturating_sub(1);
                     if !ack.duplicate {
                         stored.push((offset, messages[i].payload.len()));
@@ -202,24 +199,35 @@ impl JsQueue {
     }
 
     /// Sends the failed tail of a batch again, in order, until each is stored or
-    /// [`RESEND_FOR`] has passed, when that stores nothing twice and out of order: every
-    /// failure from the first on is safe to repeat ([`JsQueue::safe_to_resend`]), so
-    /// nothing after the first failure was stored. A stream leader's loss then costs the
-    /// publisher the election's seconds instead of a 503.
+    /// [`RESEND_FOR`] has passed since the batch was sent, when that can store nothing
+    /// twice nor out of order: the tail is one message (the batch's last), or none of it
+    /// was stored (every failure is no responders); and each send of a message that may
+    /// be stored already is safe to repeat ([`JsQueue::safe_to_resend`]). A stream
+    /// leader's loss then costs the publisher the election's seconds instead of a 503.
+    /// A message whose first send was stored after all answers as JetStream finds it:
+    /// `duplicate`, at the offset that send took.
     async fn send_again(&self, messages: &[NewMessage], answers: &mut Answers, sent_at: Instant) {
         let Some(first) = answers.iter().position(|(_, _, a)| a.is_err()) else {
             return;
         };
         let tail = &mut answers[first..];
-        let safe = |i: usize, a: &Result<(PublishAck, bool), PublishError>| matches!(a, Err(e) if self.safe_to_resend(e, &messages[i], sent_at));
-        if !tail.iter().all(|(i, _, a)| safe(*i, a)) {
+        let no_leader =
+            |a: &Result<PublishAck, PublishError>| matches!(a, Err(e) if e.kind() == PublishErrorKind::StreamNotFound);
+        if tail.len() > 1 && !tail.iter().all(|(_, _, a)| no_leader(a)) {
+            return;
+        }
+        // Whether an earlier send of each may have been stored.
+        let mut unknown: Vec<bool> = tail.iter().map(|(_, _, a)| !no_leader(a)).collect();
+        let safe = |i: usize, e: &PublishError, unknown: bool| self.safe_to_resend(e, &messages[i], unknown, sent_at);
+        if !tail
+            .iter()
+            .zip(&unknown)
+            .all(|((i, _, a), &u)| matches!(a, Err(e) if safe(*i, e, u)))
+        {
             return;
         }
         // No responders also answers a publish to a queue deleted meanwhile.
-        let no_leader = tail
-            .iter()
-            .any(|(_, _, a)| matches!(a, Err(e) if e.kind() == PublishErrorKind::StreamNotFound));
-        if no_leader {
+        if tail.iter().any(|(_, _, a)| no_leader(a)) {
             let exists = tokio::time::timeout(
                 Duration::from_secs(1),
                 crate::queues::stream_exists(&self.core, &self.name),
@@ -228,25 +236,24 @@ impl JsQueue {
                 return;
             }
         }
-        let give_up = Instant::now() + RESEND_FOR;
+        let give_up = sent_at + RESEND_FOR;
         let mut pause = Duration::from_millis(50);
-        for (i, headers, answer) in tail.iter_mut() {
-            let m = &messages[*i];
-            // Whether an earlier send of it may have been stored: then a duplicate found
-            // by its id is that send's.
-            let mut unknown = matches!(answer, Err(e) if e.kind() != PublishErrorKind::StreamNotFound);
+        for ((i, headers, answer), unknown) in tail.iter_mut().zip(&mut unknown) {
             loop {
+                if self.gone.is_cancelled() {
+                    return;
+                }
                 match self
-                    .publish_one(&self.subject, m.payload.clone(), headers.clone())
+                    .publish_one(&self.subject, messages[*i].payload.clone(), headers.clone())
                     .await
                 {
                     Ok(ack) => {
-                        *answer = Ok((ack, unknown));
+                        *answer = Ok(ack);
                         break;
                     }
                     Err(e) => {
-                        unknown |= e.kind() != PublishErrorKind::StreamNotFound;
-                        let again = self.safe_to_resend(&e, m, sent_at) && Instant::now() + pause < give_up;
+                        *unknown |= e.kind() != PublishErrorKind::StreamNotFound;
+                        let again = safe(*i, &e, *unknown) && Instant::now() + pause < give_up;
                         tracing::debug!(queue = %self.name, "publish sent again: {e}");
                         *answer = Err(e);
                         if !again {
@@ -261,19 +268,23 @@ impl JsQueue {
     }
 
     /// Whether a publish of `m` that failed with `e` may be sent again without storing
-    /// it twice: no stream leader took it (no responders), or its ack never came and it
-    /// carries a dedupe id the stream still remembers (sent within the queue's dedupe
-    /// window).
-    fn safe_to_resend(&self, e: &PublishError, m: &NewMessage, sent_at: Instant) -> bool {
-        match e.kind() {
-            PublishErrorKind::StreamNotFound => true,
-            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
-                m.dedupe_id.is_some()
-                    && self.spec.dedupe_window_ms > 0
-                    && sent_at.elapsed() + RESEND_MARGIN < names::dedupe_window(&self.spec)
-            }
-            _ => false,
+    /// it twice. When no earlier send of it may have been stored (`unknown` false: each
+    /// found no responders), yes. Else only by its dedupe id, while the stream still
+    /// remembers it (sent within the queue's dedupe window), and only after a failure
+    /// that says nothing of the store (no responders, no ack in time, the connection
+    /// broke).
+    fn safe_to_resend(&self, e: &PublishError, m: &NewMessage, unknown: bool, sent_at: Instant) -> bool {
+        let transient = matches!(
+            e.kind(),
+            PublishErrorKind::StreamNotFound | PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
+        );
+        if !transient {
+            return false;
         }
+        !unknown
+            || (m.dedupe_id.is_some()
+                && self.spec.dedupe_window_ms > 0
+                && sent_at.elapsed() + RESEND_MARGIN < names::dedupe_window(&self.spec))
     }
 
     /// What a failed publish tells the caller. No responders means no stream leader
