@@ -7,7 +7,7 @@
 //! `fsync: interval`, and flushes at close.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strata_manifest::FsyncPolicy;
 use strata_os::disk::Disk;
@@ -25,6 +25,11 @@ const LEADER_ROUNDS: usize = 8;
 /// Fire-and-forget writes (delivery counts) wait for the next commit; past this many
 /// waiting, the caller commits them itself.
 const LOOSE_WRITES: usize = 64;
+/// And when no commit comes, the queue's thread writes them this long after the first
+/// at most: a delivery count must reach the OS (safe from kill -9) before a consumer
+/// dying on the message, or the node killed with it, brings the message back, else a
+/// poison message is delivered again and again instead of dead-lettered.
+const LOOSE_WAIT: Duration = Duration::from_millis(50);
 
 /// Writes waiting for a leader, and the writer state the leader holds.
 pub(crate) struct Pipe<D: Disk> {
@@ -38,6 +43,9 @@ pub(crate) struct Pipe<D: Disk> {
 struct Pending {
     items: Vec<Write>,
     closing: bool,
+    /// Every write waiting is loose, the first since then: the queue's thread commits
+    /// them [`LOOSE_WAIT`] after (None: what waits is to be committed now).
+    loose_since: Option<Instant>,
 }
 
 /// Who commits: a publisher (which hands off after [`LEADER_ROUNDS`]) or the queue's
@@ -74,10 +82,20 @@ impl<D: Disk> Pipe<D> {
                 return Err(QueueError::Closed);
             }
             pending.items.push(write);
-            pending.items.len()
+            let waiting = pending.items.len();
+            pending.loose_since = match (lead, waiting) {
+                (false, 1) => Some(Instant::now()),
+                (false, n) if n <= LOOSE_WRITES => pending.loose_since,
+                _ => None,
+            };
+            waiting
         };
         drop(placed);
         if !lead && waiting <= LOOSE_WRITES {
+            if waiting == 1 {
+                // The queue's thread counts the loose writes' while from now.
+                self.wake.notify_one();
+            }
             return Ok(());
         }
         let multi_thread = tokio::runtime::Handle::try_current()
@@ -128,6 +146,8 @@ fn take_pending<D: Disk>(pipe: &Pipe<D>) -> Vec<Write> {
             fits
         })
         .count();
+    // What is left is committed by this leader's next round.
+    pending.loose_since = None;
     pending.items.drain(..n).collect()
 }
 
@@ -173,15 +193,36 @@ fn lead_commits<'a, D: Disk>(
     }
 }
 
-/// The queue's own thread: leads when woken (current-thread runtimes), syncs every
-/// `fsync_interval_ms` under `fsync: interval`, and at close commits what is left and
-/// syncs.
+/// The queue's own thread: leads when woken (current-thread runtimes), commits loose
+/// writes no leader took within [`LOOSE_WAIT`], syncs every `fsync_interval_ms` under
+/// `fsync: interval`, and at close commits what is left and syncs.
 pub(crate) fn run_thread<D: Disk>(shared: &QueueCore<D>, pipe: &Pipe<D>) {
     let interval = Duration::from_millis(shared.spec.fsync_interval_ms);
     loop {
         let closing = {
             let mut pending = lock(&pipe.pending);
-            while pending.items.is_empty() && !pending.closing {
+            loop {
+                if pending.closing {
+                    break;
+                }
+                if !pending.items.is_empty() {
+                    // Loose writes alone wait out their while (a lead write, or too many
+                    // loose ones, clear it and wake this thread); anything else now.
+                    match pending
+                        .loose_since
+                        .and_then(|since| LOOSE_WAIT.checked_sub(since.elapsed()))
+                    {
+                        Some(left) => {
+                            pending = pipe
+                                .wake
+                                .wait_timeout(pending, left)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
                 if shared.spec.fsync == FsyncPolicy::Interval {
                     let (p, timeout) = pipe
                         .wake

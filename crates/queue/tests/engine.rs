@@ -493,3 +493,63 @@ async fn an_unreadable_record_does_not_hold_back_the_rest() {
     assert_eq!(stats.groups[0].unread, 3, "7, 8, 9 wait to be tried again: {stats:?}");
     assert_eq!(stats.corrupt, 0, "an unreadable record is not declared corrupt");
 }
+
+/// Copies the files of `from` into `to` as they are now: what a kill -9 of the process
+/// leaves (the OS has every write, synced or not).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A message fetched, nacked and fetched again, with nothing else written after: its
+/// delivery counts reach the OS within moments, so a process killed then (the copy of
+/// its files) brings the message back with its count, and the last delivery allowed
+/// dead-letters it instead of serving it forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_counts_outlive_a_kill_without_any_later_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = QueueSpec {
+        max_deliveries: 3,
+        ..spec()
+    };
+    let queues = open(dir.path(), spec.clone());
+    publish_n(&queues, 1).await;
+    let q = queues.get("q").unwrap();
+    for want in [1, 2] {
+        let got = q.fetch("g", fetch_all()).await.unwrap();
+        assert_eq!(got[0].deliveries, want);
+        assert_eq!(q.nack("g", &[0]).unwrap(), (1, 0));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), killed.path());
+    queues.close();
+
+    let queues = open(killed.path(), spec);
+    let q = queues.get("q").unwrap();
+    let got = q.fetch("g", fetch_all()).await.unwrap();
+    assert_eq!(got[0].deliveries, 3, "the counts came back");
+    q.nack("g", &[0]).unwrap();
+    let got = q
+        .fetch(
+            "g",
+            FetchOptions {
+                wait: Duration::from_millis(200),
+                ..fetch_all()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(got.is_empty(), "its last delivery was the third: {got:?}");
+    let dead = queues.get("q.dlq").unwrap().fetch("audit", fetch_all()).await.unwrap();
+    assert_eq!(dead.len(), 1, "dead-lettered");
+    queues.close();
+}
