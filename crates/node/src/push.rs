@@ -6,7 +6,9 @@
 //! A 2xx answer deletes the batch, except the offsets it lists in `{"failed": [...]}`,
 //! which are given back. Any other answer, or none, gives the whole batch back for
 //! redelivery (counted against `max_deliveries`); a delivery still running when the lease
-//! ends is delivered again elsewhere, which at-least-once allows.
+//! ends is delivered again elsewhere, which at-least-once allows. A batch is fetched only
+//! when a member may be picked (not while every one is passed over after a failure), so
+//! that the deliveries counted are ones a member got.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,10 @@ use tokio_util::sync::CancellationToken;
 /// Pause before giving a failed batch back, so that a pool failing every batch is not
 /// hammered in a tight loop.
 const FAILED_PAUSE: Duration = Duration::from_millis(250);
+
+/// How often the loop looks again while every ready member is passed over (for 2 s
+/// after a failure).
+const PASSED_OVER_POLL: Duration = Duration::from_millis(100);
 
 /// One consuming service's push delivery.
 pub(crate) struct Push {
@@ -72,6 +78,16 @@ pub(crate) async fn run(push: Push, token: CancellationToken) {
         if tasks.len() >= capacity {
             tokio::select! {
                 _ = tasks.join_next() => continue,
+                _ = ready.changed() => continue,
+                _ = token.cancelled() => break,
+            }
+        }
+        // A batch fetched now would reach nobody, and its fetch counts a delivery: a
+        // message its only member just failed on would be dead-lettered by fetches
+        // alone. Wait until a member may be picked.
+        if pool.members().iter().all(|m| m.is_unavailable()) {
+            tokio::select! {
+                _ = tokio::time::sleep(PASSED_OVER_POLL) => continue,
                 _ = ready.changed() => continue,
                 _ = token.cancelled() => break,
             }

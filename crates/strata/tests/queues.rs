@@ -215,6 +215,33 @@ async fn failed_offsets_of_a_batch_are_delivered_again() {
     stop(node).await;
 }
 
+/// A message its only member fails on (no answer: the connection closed) is delivered
+/// `max_deliveries` times to that member before it is dead-lettered: the pushes made
+/// while the member is passed over after a failure wait for it, and are not spent as
+/// deliveries that reach nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_reaches_its_member_max_deliveries_times_before_the_dead_letters() {
+    let app = App::new();
+    let env = json!({ "POISON": "poison" });
+    let queue = json!({ "max_deliveries": 3, "lease_ms": 10000 });
+    let node = app.start(app.config(consumer_manifest(&app, 1, env, queue))).await;
+    wait_ready(&node, "work", 1).await;
+    let offsets = publish_texts(node.api_addr, "jobs", &["poison".to_string()]).await;
+    let dead = wait_for_async("the poison message dead-lettered", Duration::from_secs(30), || async {
+        let fetched = post(node.api_addr, "/v1/queues/jobs.dlq/groups/audit/fetch?max=10", "").await;
+        let messages = fetched.json()["messages"].as_array().cloned().unwrap_or_default();
+        (!messages.is_empty()).then_some(messages)
+    })
+    .await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let seen: Vec<u64> = deliveries(&app)
+        .get(&offsets[0])
+        .map(|d| d.iter().map(|(_, n)| *n).collect())
+        .unwrap_or_default();
+    assert_eq!(seen, [1, 2, 3], "the member saw each delivery: {seen:?}");
+    stop(node).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_lease_is_delivered_to_another_member() {
     let app = App::new();
