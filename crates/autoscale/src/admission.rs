@@ -45,6 +45,8 @@ pub struct Admission {
     buffering: AtomicBool,
     /// In flight on the chosen member at which a request is shed; 0: never.
     shed_at: AtomicUsize,
+    /// A function's hard cap per instance (its `concurrency`), at any pool size; 0: none.
+    cap: usize,
     shed: AtomicU64,
     /// When the last request came (monotonic ms). On a cache line of its own, away from
     /// the fields every request reads.
@@ -73,7 +75,11 @@ impl Admission {
     /// no instance; saturated past its `autoscale.concurrency`. Buffering and shedding
     /// start off; the task turns them on.
     pub fn new(scaled: &crate::Scaled) -> Admission {
-        Admission::with(scaled.min == 0, scaled.spec.concurrency as usize)
+        let mut admission = Admission::with(scaled.min == 0, scaled.spec.concurrency as usize);
+        if scaled.capped {
+            admission.cap = scaled.spec.shed_at() as usize;
+        }
+        admission
     }
 
     /// The admission of a service that a cluster's scheduler sizes and may scale to
@@ -100,6 +106,7 @@ impl Admission {
             signalled: AtomicBool::new(false),
             buffering: AtomicBool::new(false),
             shed_at: AtomicUsize::new(0),
+            cap: 0,
             shed: AtomicU64::new(0),
             last_request_ms: Padded(AtomicU64::new(now_ms())),
         }
@@ -214,6 +221,25 @@ impl strata_bus::Admission for Admission {
             }
         }
         let at = self.shed_at.load(Ordering::Relaxed);
+        if at == 0 && self.cap != 0 {
+            // A function below its max_instances: a member at its cap is passed over for
+            // one with room, else the request waits for room or a new instance.
+            let to = match &placement {
+                Placement::Use(other) => other,
+                _ => member,
+            };
+            if to.inflight() < self.cap {
+                return placement;
+            }
+            return match pool.least_loaded_under(self.cap, tried) {
+                Some(other) => Placement::Use(other),
+                None if self.held() < MAX_HELD => Placement::Wait,
+                None => {
+                    self.shed.fetch_add(1, Ordering::Relaxed);
+                    Placement::Shed
+                }
+            };
+        }
         if at == 0 {
             return placement;
         }
@@ -251,6 +277,18 @@ impl strata_bus::Admission for Admission {
     fn counted(&self, inflight: usize) {
         if self.saturation != 0 && inflight > self.saturation && !self.signalled.load(Ordering::Relaxed) {
             self.signal();
+        }
+    }
+
+    /// As `place` checks: the shedding limit at the pool's maximum, else a function's
+    /// cap, else while instances start the saturation it buffers at (unless too many are
+    /// held already, when `place` sends to a full member).
+    fn limit(&self) -> usize {
+        match self.shed_at.load(Ordering::Relaxed) {
+            0 if self.cap != 0 => self.cap,
+            0 if self.buffering.load(Ordering::Relaxed) && self.held() < MAX_HELD => self.saturation,
+            0 => 0,
+            at => at,
         }
     }
 }
@@ -407,5 +445,33 @@ mod tests {
         assert_eq!(a.idle_at(31_010), Duration::from_millis(10), "not stored: within 10 ms");
         a.arrived_at(31_020);
         assert_eq!(a.idle_at(31_020), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_functions_cap_holds_at_any_size_and_is_the_limit_taken() {
+        let bus = Bus::new();
+        let pool = bus.pool("hook");
+        let mut a = Admission::with(true, 2);
+        a.cap = 2;
+        assert_eq!(a.limit(), 2, "the cap, below max_instances too");
+        let m = Member::new("hook-1", addr(1));
+        pool.join(m.clone());
+        assert!(matches!(a.place(&pool, &m, &[]), Placement::Send));
+        let _guards: Vec<_> = (0..2).map(|_| m.try_begin_under(a.limit()).unwrap()).collect();
+        assert!(m.try_begin_under(a.limit()).is_none(), "taken atomically up to the cap");
+        assert!(
+            matches!(a.place(&pool, &m, &[]), Placement::Wait),
+            "full: wait for room"
+        );
+        let idle = Member::new("hook-2", addr(2));
+        pool.join(idle.clone());
+        assert!(matches!(a.place(&pool, &m, &[]), Placement::Use(other) if Arc::ptr_eq(&other, &idle)));
+        // At max_instances the shedding limit rules, as for any service.
+        a.set_shed_at(2);
+        assert_eq!(a.limit(), 2);
+        assert!(matches!(
+            a.place(&pool, &m, std::slice::from_ref(&idle)),
+            Placement::Shed
+        ));
     }
 }

@@ -55,6 +55,9 @@ pub struct Scaled {
     /// Shed load at max: only for a service that declares `autoscale` (one that only
     /// scales from zero keeps queueing as before).
     pub sheds: bool,
+    /// A function's pool: its `concurrency` is a hard cap per instance, at any size (a
+    /// service's concurrency target is soft).
+    pub capped: bool,
 }
 
 impl Scaled {
@@ -73,6 +76,7 @@ impl Scaled {
             idle_setting: spec.idle_setting(),
             consumes: queue.zip(spec.consumes.as_ref().map(|c| c.group.clone())),
             sheds: spec.autoscale.is_some(),
+            capped: spec.function.is_some(),
         })
     }
 }
@@ -225,11 +229,16 @@ pub async fn run(
         admission.set_shed_at(if full { shed_at } else { 0 });
         let shed = admission.shed_count();
         if shed > shed_reported && now.duration_since(shed_reported_at) >= Duration::from_secs(1) {
+            // A function's bounds are its own settings' names.
+            let (max_name, per_name) = match scaled.capped {
+                true => ("max_instances", "concurrency"),
+                false => ("instances.max", "autoscale.max_inflight"),
+            };
             app.record(
                 &service,
                 EventKind::Shed,
                 format!(
-                    "{} request(s) shed with 503: at instances.max ({}) with {} in flight, {} per instance allowed (autoscale.max_inflight)",
+                    "{} request(s) shed with 503: at {max_name} ({}) with {} in flight, {} per instance allowed ({per_name})",
                     shed - shed_reported,
                     scaled.max,
                     inflight,

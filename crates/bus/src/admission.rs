@@ -11,6 +11,7 @@
 //! | [`Admission::place`] | first attempt, member chosen | nothing | [`Placement`] |
 //! | [`Admission::wait_for_room`] | `place` said [`Placement::Wait`] | room, a member, 100 ms | pick again, or send |
 //! | [`Admission::counted`] | the request is counted on its member | nothing | at once |
+//! | [`Admission::limit`] | the first attempt is counted on its member | nothing | at once |
 //!
 //! The calls made for every request (`arrived`, `place`, `counted`) are loads and stores
 //! of atomics: no lock, no allocation. Only a request that waits allocates its future.
@@ -52,6 +53,16 @@ pub trait Admission: Send + Sync {
 
     /// A request was counted on a member, which now has `inflight` in flight.
     fn counted(&self, inflight: usize);
+
+    /// The most requests a member takes at once now (0: no limit): what [`place`] checks
+    /// a member against, which the relay then takes atomically
+    /// ([`Member::try_begin_under`]), so that requests placed at the same moment cannot
+    /// all pass one check.
+    ///
+    /// [`place`]: Admission::place
+    fn limit(&self) -> usize {
+        0
+    }
 }
 
 /// How holding a request for an empty pool ended.

@@ -122,6 +122,17 @@ impl Member {
         self.clone().begin_owned()
     }
 
+    /// [`Member::begin`] only while fewer than `limit` are in flight (taken atomically:
+    /// requests placed at the same moment, as held ones released together, each get
+    /// their own count); None when the member is at its limit.
+    pub fn try_begin_under(self: &Arc<Self>, limit: usize) -> Option<MemberGuard> {
+        self.inflight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < limit).then_some(n + 1))
+            .ok()?;
+        self.served.fetch_add(1, Ordering::Relaxed);
+        Some(MemberGuard { member: self.clone() })
+    }
+
     /// [`Member::begin`] with the caller's reference, which the guard keeps
     /// ([`MemberGuard::member`]): no further count on the reference, which the threads
     /// that relay to one member would take from each other's caches.

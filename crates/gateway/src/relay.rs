@@ -296,11 +296,22 @@ async fn any_from(
                 Placement::Shed => return (shed(pool, request_id.as_ref()), outcome.unanswered(NoAnswer::Shed)),
             }
         }
+        let guard = match admission
+            .map(|a| a.limit())
+            .filter(|&at| at > 0 && outcome.attempts == 0)
+        {
+            // Placed under the limit, and taken only while still under it: requests
+            // placed together (held ones released at once) would all pass `place`.
+            Some(at) => match member.try_begin_under(at) {
+                Some(guard) => guard,
+                None => continue,
+            },
+            None => member.begin(),
+        };
         outcome.attempts += 1;
         outcome.member = Some(member.clone());
         tried.push(member.clone());
         let upstream = upstream_of(&member);
-        let guard = member.begin();
         if let Some(admission) = admission {
             admission.counted(member.inflight());
         }

@@ -316,9 +316,22 @@ async fn relay_call(
                 outcome.unanswered(NoAnswer::Failed),
             );
         };
-        outcome.attempts += 1;
         outcome.member = Some(member.clone());
-        let guard = member.begin_owned();
+        let guard = match admission
+            .map(|a| a.limit())
+            .filter(|&at| at > 0 && outcome.attempts == 0)
+        {
+            // As for HTTP: taken only while still under the limit `place` checked.
+            Some(at) => match member.try_begin_under(at) {
+                Some(guard) => guard,
+                None => {
+                    body.unsent(attempt_body);
+                    continue;
+                }
+            },
+            None => member.begin_owned(),
+        };
+        outcome.attempts += 1;
         let member = guard.member();
         if let Some(admission) = admission {
             admission.counted(member.inflight());
