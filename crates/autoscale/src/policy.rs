@@ -275,7 +275,9 @@ impl Policy {
             u32::from(current > 0 || wanted > 0)
         };
         let mut reason = format!("{why}; {rule}");
-        if idle && self.min == 0 && target > 0 {
+        // Zero is reached only once idle (the floor is one until then): say so, also
+        // when the down window had come to zero on its own.
+        if idle && self.min == 0 && (target > 0 || current > 0) {
             target = 0;
             signal = Signal::Idle;
             reason = format!(
@@ -490,6 +492,19 @@ mod tests {
             why.starts_with("idle for 3000 ms (instances.idle_timeout_ms 3000)"),
             "{why}"
         );
+
+        // A down window shorter than the idle timeout has come to zero by then: the
+        // reason is still the idle timeout, which is what lets the pool reach zero.
+        let short = AutoscaleSpec {
+            down_window_ms: 1_000,
+            ..spec(4)
+        };
+        let mut sim = Sim::new(short, 0, 5, 3_000);
+        sim.run(100, 0, 1, None);
+        sim.run(3_200, 0, 0, None);
+        assert_eq!(sim.current, 0);
+        let why = &sim.decisions.last().unwrap().3;
+        assert!(why.starts_with("idle for"), "{why}");
 
         // A function's reason names its own setting.
         let mut sim = Sim::new(spec(4), 0, 5, 3_000);
