@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use strata_bus::{Held, Member, Placement, Pool};
 use strata_wire::{ErrorBody, ErrorCode};
 
-use crate::metrics::NoAnswer;
+use crate::metrics::{NoAnswer, Protocol, RelayStats};
 use crate::request_body::ReqBody;
 use crate::response_body::ResBody;
 use crate::upstream::{Conn, SendError, Upstream};
@@ -156,7 +156,13 @@ pub async fn post_json(pool: &Pool, post: JsonPost<'_>, policy: &RelayPolicy, av
             }
         }
     };
+    // Counted in the pool's figures as the gateway's requests are: metrics and `top`
+    // show the work a consumer or a function's instances are given.
+    let arrived = std::time::Instant::now();
     let (res, outcome) = any_avoiding(pool, req, policy, avoid).await;
+    let stats = RelayStats::of(pool);
+    stats.record(res.status(), outcome.unanswered, arrived.elapsed());
+    stats.record_reissues(Protocol::Http, outcome.attempts, &outcome.failed);
     let status = res.status().as_u16();
     let body = match http_body_util::Limited::new(res.into_body(), post.answer_limit)
         .collect()

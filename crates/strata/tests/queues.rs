@@ -104,6 +104,15 @@ async fn push_delivery_spreads_over_the_pool_and_deletes() {
     assert_eq!(r["queue"], "jobs");
     assert_eq!(r["group"], "workers");
     assert_eq!(r["header_queue"], "jobs");
+    // Each batch is a request of the service in its figures (metrics, top).
+    let batches: std::collections::BTreeSet<String> = app.records().iter().map(|r| r["batch"].to_string()).collect();
+    let metrics = get(node.api_addr, "/v1/metrics").await.text();
+    let counted = metric(&metrics, "service=\"work\",protocol=\"http\",code=\"2xx\"}");
+    assert!(
+        counted >= batches.len() as f64,
+        "{counted} of {} batches",
+        batches.len()
+    );
     // ps shows the backlog under the service.
     let out = strata(app.path(), &["--api", &format!("http://{}", node.api_addr), "ps"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
