@@ -62,7 +62,16 @@ async fn echo(url: String, connections: u32, messages: u32, token: Option<String
 /// Runs the client's `hold` mode with `connections`: the process, its stdin and its
 /// stdout (the first line, the connections opened, still to read).
 fn hold(url: &str, connections: u32) -> (Child, ChildStdin, BufReader<ChildStdout>) {
-    let mut client = Command::new("python3")
+    hold_with(url, connections, None)
+}
+
+/// [`hold`] with the node API's token (through `/v1/any`).
+fn hold_with(url: &str, connections: u32, token: Option<&str>) -> (Child, ChildStdin, BufReader<ChildStdout>) {
+    let mut command = Command::new("python3");
+    if let Some(token) = token {
+        command.env("WS_TOKEN", token);
+    }
+    let mut client = command
         .args([WS_CLIENT, "hold", url, &connections.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -263,18 +272,26 @@ async fn a_stopping_node_closes_its_websockets_with_a_close() {
     let node = ws_node(&app).await;
     let (mut client, mut to, mut from) = hold(&url(&node), 6);
     line(&mut from);
+    // And through the node API, by service name.
+    let api_url = format!("ws://{}/v1/any/ws/chat", node.api_addr);
+    let token = node.control_token().to_string();
+    let (mut api_client, mut api_to, mut api_from) = hold_with(&api_url, 4, Some(&token));
+    line(&mut api_from);
     stop(node).await;
-    writeln!(to, "closes 5").unwrap();
-    let closes = line(&mut from)["closes"].clone();
-    for close in closes.as_array().unwrap() {
-        assert_eq!(close[0], 1001, "{closes}");
-        assert!(
-            ["server shutting down", "service instance stopping"].contains(&close[1].as_str().unwrap_or("")),
-            "{closes}"
-        );
+    for (to, from) in [(&mut to, &mut from), (&mut api_to, &mut api_from)] {
+        writeln!(to, "closes 5").unwrap();
+        let closes = line(from)["closes"].clone();
+        for close in closes.as_array().unwrap() {
+            assert_eq!(close[0], 1001, "{closes}");
+            assert!(
+                ["server shutting down", "service instance stopping"].contains(&close[1].as_str().unwrap_or("")),
+                "{closes}"
+            );
+        }
     }
-    drop(to);
+    drop((to, api_to));
     let _ = client.wait();
+    let _ = api_client.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
