@@ -311,10 +311,33 @@ pub(crate) async fn check(
             }
         },
     };
-    let params: Vec<(&str, &str)> = params.as_ref().map_or_else(|_| Vec::new(), |p| p.iter().collect());
+    let raw_path = req.uri().path();
+    let params: Vec<(&str, &str)> = match &params {
+        Ok(p) => p.iter().collect(),
+        // A call's path after the service is the member's, relayed as sent.
+        Err(_) if template.is_some_and(|t| t.starts_with("/v1/any/") || t.starts_with("/v1/all/")) => {
+            vec![("service", crate::calls::service_in(raw_path))]
+        }
+        Err(e) => {
+            return ApiError::bad(format!(
+                "the path {raw_path:?} does not decode: {} (a percent-escape must make UTF-8)",
+                e.body_text()
+            ))
+            .into_response()
+        }
+    };
     let (need, body) = route(template, req.method(), &params);
-    if let Err(e) = caller.allows(&need) {
-        return e.into_response();
+    // A service or cache the app does not have is the route's 404 (which names those it
+    // has), not a refusal whose advice would not validate.
+    let unknown = match need {
+        Need::Call(s) => !state.policies.contains_key(s),
+        Need::Cache(c) => !state.read_through.by_name.contains_key(c),
+        _ => false,
+    };
+    if !unknown {
+        if let Err(e) = caller.allows(&need) {
+            return e.into_response();
+        }
     }
     if let Err(e) = check_media_type(req.headers(), body) {
         return e.into_response();

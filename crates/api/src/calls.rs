@@ -11,7 +11,6 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use serde::Deserialize;
 use strata_gateway::relay::{self, tunnel, RelayPolicy};
 use strata_gateway::trace;
 use strata_manifest::CallMode;
@@ -28,25 +27,30 @@ pub(crate) fn routes() -> Router<Arc<NodeParts>> {
         .route("/v1/all/{service}/{*path}", any(call_all))
 }
 
-#[derive(Deserialize)]
-struct ServicePath {
-    service: String,
-}
-
 async fn call_any_root(state: State<Arc<NodeParts>>, Path(service): Path<String>, req: Request) -> Response {
     call(state, service, req, CallMode::Any).await
 }
 
-async fn call_any(state: State<Arc<NodeParts>>, Path(p): Path<ServicePath>, req: Request) -> Response {
-    call(state, p.service, req, CallMode::Any).await
+/// The path after the service is the member's, as sent: not decoded (an escape that is
+/// no UTF-8, `%FF`, is the member's to judge, as through the gateway).
+async fn call_any(state: State<Arc<NodeParts>>, req: Request) -> Response {
+    let service = service_in(req.uri().path()).to_string();
+    call(state, service, req, CallMode::Any).await
 }
 
 async fn call_all_root(state: State<Arc<NodeParts>>, Path(service): Path<String>, req: Request) -> Response {
     call(state, service, req, CallMode::All).await
 }
 
-async fn call_all(state: State<Arc<NodeParts>>, Path(p): Path<ServicePath>, req: Request) -> Response {
-    call(state, p.service, req, CallMode::All).await
+async fn call_all(state: State<Arc<NodeParts>>, req: Request) -> Response {
+    let service = service_in(req.uri().path()).to_string();
+    call(state, service, req, CallMode::All).await
+}
+
+/// The service of `/v1/MODE/SERVICE/...`, as sent (a service's name has nothing to
+/// escape).
+pub(crate) fn service_in(raw: &str) -> &str {
+    raw.split('/').nth(3).unwrap_or("")
 }
 
 /// The member's path of a call: what follows `/v1/MODE/SERVICE/` in the request's path

@@ -169,6 +169,9 @@ pub fn router(parts: Arc<NodeParts>) -> Router {
         })
         // Each route reads its body itself, bounded by its own limit (`body`).
         .fallback(|req: Request| async move {
+            if let Some(empty) = store::empty_key(req.uri().path()) {
+                return empty.into_response();
+            }
             ApiError::not_found(format!(
                 "no API route {} {}; see /v1/ps, /v1/any/SERVICE/PATH, /v1/all/SERVICE/PATH",
                 req.method(),

@@ -33,9 +33,35 @@ pub(crate) fn routes() -> Router<Arc<NodeParts>> {
         )
 }
 
+/// `/v1/kv/NS/` or `/v1/blobs/NS/` (no route: an empty key or name): the 400 that says
+/// so, for the API's fallback.
+pub(crate) fn empty_key(path: &str) -> Option<ApiError> {
+    let rest = path
+        .strip_prefix("/v1/kv/")
+        .or_else(|| path.strip_prefix("/v1/blobs/"))?;
+    let ns = rest.strip_suffix('/')?;
+    (!ns.is_empty() && !ns.contains('/')).then(|| {
+        ApiError::bad(format!(
+            "a key may not be empty (the path ends with /); to list the namespace: GET {}?prefix=P",
+            path.trim_end_matches('/')
+        ))
+    })
+}
+
 /// The store namespace of this app's namespace `ns`.
-fn ns_of(state: &NodeParts, ns: &str) -> String {
-    app_namespace(&state.info.app, ns)
+/// The store's namespace of the app's `ns`, which the app's name prefixes: the room left
+/// for `ns` is [`strata_store::MAX_NAMESPACE`] less the prefix.
+fn ns_of(state: &NodeParts, ns: &str) -> Result<String, ApiError> {
+    let room = strata_store::MAX_NAMESPACE.saturating_sub(state.info.app.len() + 1);
+    if ns.is_empty() || ns.len() > room || ns.contains('\0') {
+        return Err(ApiError::bad(format!(
+            "a namespace must be 1 to {room} bytes without NUL in app {:?} ({} less the app's name and a /), not {} bytes",
+            state.info.app,
+            strata_store::MAX_NAMESPACE,
+            ns.len()
+        )));
+    }
+    Ok(app_namespace(&state.info.app, ns))
 }
 
 /// The write condition from `If-Match: N` (a version, quoted or not) or `If-None-Match: *`.
@@ -48,11 +74,12 @@ fn condition(headers: &HeaderMap) -> Result<Cond, ApiError> {
         (Some(_), Some(_)) => Err(ApiError::bad("give If-Match or If-None-Match, not both")),
         (None, Some("*")) => Ok(Cond::Absent),
         (None, Some(other)) => Err(ApiError::bad(format!("If-None-Match takes only *, not {other:?}"))),
-        (Some(v), None) => v
-            .trim_matches('"')
-            .parse::<u64>()
-            .map(Cond::Version)
-            .map_err(|_| ApiError::bad(format!("If-Match takes a version number, not {v:?}"))),
+        (Some(v), None) => v.trim_matches('"').parse::<u64>().map(Cond::Version).map_err(|_| {
+            ApiError::bad(format!(
+                "If-Match takes a version number (a read's X-Strata-Version; a value's ETag is its version, \
+                     a blob's ETag is its SHA-256), not {v:?}"
+            ))
+        }),
         (None, None) => Ok(Cond::Any),
     }
 }
@@ -105,13 +132,13 @@ async fn list_keys(
     let (prefix, after, limit) = list_params(&params)?;
     let page = state
         .store
-        .list(&ns_of(&state, &ns), &prefix, after.as_deref(), limit)
+        .list(&ns_of(&state, &ns)?, &prefix, after.as_deref(), limit)
         .await?;
     Ok(Json(page).into_response())
 }
 
 async fn get_key(State(state): State<Arc<NodeParts>>, Path((ns, key)): Path<(String, String)>) -> Answer {
-    match state.store.get(&ns_of(&state, &ns), &key).await? {
+    match state.store.get(&ns_of(&state, &ns)?, &key).await? {
         Some(entry) => Ok((version_headers(entry.version), entry.value).into_response()),
         None => Err(ApiError::not_found(format!("no key {key:?} in namespace {ns:?}"))),
     }
@@ -125,7 +152,7 @@ async fn put_key(
 ) -> Answer {
     let cond = condition(&headers)?;
     let value = crate::body::read(&headers, body, crate::body::KV_VALUE, "a store value").await?;
-    let version = state.store.put(&ns_of(&state, &ns), &key, value, cond).await?;
+    let version = state.store.put(&ns_of(&state, &ns)?, &key, value, cond).await?;
     state.read_through.invalidate(&ns, &key);
     Ok((
         StatusCode::CREATED,
@@ -141,7 +168,7 @@ async fn delete_key(
     headers: HeaderMap,
 ) -> Answer {
     let cond = condition(&headers)?;
-    if !state.store.delete(&ns_of(&state, &ns), &key, cond).await? {
+    if !state.store.delete(&ns_of(&state, &ns)?, &key, cond).await? {
         return Err(ApiError::not_found(format!("no key {key:?} in namespace {ns:?}")));
     }
     state.read_through.invalidate(&ns, &key);
@@ -156,7 +183,7 @@ async fn list_blobs(
     let (prefix, after, limit) = list_params(&params)?;
     let page = state
         .store
-        .list_blobs(&ns_of(&state, &ns), &prefix, after.as_deref(), limit)
+        .list_blobs(&ns_of(&state, &ns)?, &prefix, after.as_deref(), limit)
         .await?;
     Ok(Json(page).into_response())
 }
@@ -208,7 +235,7 @@ async fn put_blob(
     };
     let meta = state
         .store
-        .put_blob(&ns_of(&state, &ns), &name, &content_type, Box::new(reader), cond)
+        .put_blob(&ns_of(&state, &ns)?, &name, &content_type, Box::new(reader), cond)
         .await?;
     Ok((StatusCode::CREATED, Json(meta)).into_response())
 }
@@ -218,14 +245,19 @@ async fn get_blob(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    let Some((meta, file)) = state.store.get_blob(&ns_of(&state, &ns), &name).await? else {
+    let Some((meta, file)) = state.store.get_blob(&ns_of(&state, &ns)?, &name).await? else {
         return Err(ApiError::not_found(format!("no blob {name:?} in namespace {ns:?}")));
     };
     let etag = format!("\"{}\"", meta.etag);
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+        // Compared weakly, as RFC 9110 13.1.2 has If-None-Match compared; `*` matches.
+        .is_some_and(|v| {
+            v.split(',')
+                .map(|t| t.trim())
+                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+        })
     {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
@@ -251,7 +283,7 @@ async fn delete_blob(
     headers: HeaderMap,
 ) -> Answer {
     let cond = condition(&headers)?;
-    if !state.store.delete_blob(&ns_of(&state, &ns), &name, cond).await? {
+    if !state.store.delete_blob(&ns_of(&state, &ns)?, &name, cond).await? {
         return Err(ApiError::not_found(format!("no blob {name:?} in namespace {ns:?}")));
     }
     Ok(Json(json!({ "deleted": true })).into_response())

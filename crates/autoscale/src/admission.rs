@@ -265,9 +265,10 @@ impl strata_bus::Admission for Admission {
             let Some(_held) = self.take_held() else {
                 return false;
             };
-            let saturation = self.saturation;
+            // The limit `place` waited on: a function's cap, else the saturation.
+            let limit = if self.cap != 0 { self.cap } else { self.saturation };
             pool.until_room(within.min(ROOM_ROUND), || {
-                pool.least_loaded_under(saturation, tried).is_some()
+                pool.least_loaded_under(limit, tried).is_some()
             })
             .await;
             true

@@ -302,15 +302,21 @@ async fn any_from(
                 Placement::Shed => return (shed(pool, request_id.as_ref()), outcome.unanswered(NoAnswer::Shed)),
             }
         }
-        let guard = match admission
-            .map(|a| a.limit())
-            .filter(|&at| at > 0 && outcome.attempts == 0)
-        {
-            // Placed under the limit, and taken only while still under it: requests
-            // placed together (held ones released at once) would all pass `place`.
-            Some(at) => match member.try_begin_under(at) {
+        let guard = match admission.map(|a| (a, a.limit())).filter(|&(_, at)| at > 0) {
+            // Taken only while still under the limit: requests placed together (held
+            // ones released at once) would all pass `place`.
+            Some((admission, at)) => match member.try_begin_under(at) {
                 Some(guard) => guard,
-                None => continue,
+                // A first attempt is placed again: elsewhere, wait, or shed.
+                None if outcome.attempts == 0 => continue,
+                // A reissue (or a stale connection's free retry) that finds the member
+                // full waits for room, then picks again.
+                None => {
+                    if admission.wait_for_room(pool, &tried, remaining).await {
+                        continue;
+                    }
+                    member.begin()
+                }
             },
             None => member.begin(),
         };

@@ -85,7 +85,7 @@ pub(crate) async fn run(push: Push, token: CancellationToken) {
         // A batch fetched now would reach nobody, and its fetch counts a delivery: a
         // message its only member just failed on would be dead-lettered by fetches
         // alone. Wait until a member may be picked.
-        if pool.members().iter().all(|m| m.is_unavailable()) {
+        if !pickable(&pool) {
             tokio::select! {
                 _ = tokio::time::sleep(PASSED_OVER_POLL) => continue,
                 _ = ready.changed() => continue,
@@ -253,6 +253,13 @@ async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn, deliverin
         body,
         answer_limit: 1 << 20,
     };
+    // A batch fetched while the fetch waited, when every member has since been passed
+    // over (one failed another batch): it waits for one too, within its deadline, so
+    // that the delivery it counts reaches a member.
+    let until = tokio::time::Instant::now() + policy.deadline;
+    while !pickable(&pool) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(PASSED_OVER_POLL).await;
+    }
     let answer = relay::post_json(&pool, post, &policy, &avoid).await;
     delivery.record(&traces, &service, &consumes.path, answer.member.clone(), answer.status);
     let member = answer.member.as_ref().map(|m| m.id.clone()).unwrap_or_default();
@@ -301,6 +308,11 @@ async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn, deliverin
         tokio::time::sleep(FAILED_PAUSE).await;
         let _ = queue.nack(&consumes.group, &failed).await;
     }
+}
+
+/// Whether a member of `pool` may be picked now (one is there and not passed over).
+fn pickable(pool: &Pool) -> bool {
+    pool.members().iter().any(|m| !m.is_unavailable())
 }
 
 /// The offsets of `{"failed": [...]}`; an empty or other body fails none.

@@ -314,6 +314,39 @@ async fn an_instance_reaches_what_its_manifest_entry_declares() {
     // And the control API is not an instance's.
     let ps = ask("/ps").await;
     assert_eq!(ps["status"], 403, "{ps}");
+
+    // Paths that do not decode, names the app does not have, an empty key: the right
+    // error, not a refusal whose advice would not help.
+    let web = ready_instances(&node, "web")[0].pid.expect("a pid");
+    let token = format!("Bearer {}", token_of_instance(web));
+    let api = node.api_addr;
+    let host = api.to_string();
+    let auth = [("authorization", token.as_str()), ("host", host.as_str())];
+    let bad = call(api, Method::GET, "/v1/kv/notes/%FF", &auth, "").await;
+    assert_error(bad.clone(), 400, "bad_request");
+    assert!(
+        bad.1["error"].as_str().unwrap().contains("does not decode"),
+        "{}",
+        bad.1
+    );
+    // A call's path is the member's, relayed as sent (as through the gateway).
+    let (status, body) = call(api, Method::GET, "/v1/any/api/%FF", &auth, "").await;
+    assert!(
+        body["code"] != "forbidden" && body["code"] != "bad_request",
+        "{status}: {body}"
+    );
+    assert_error(
+        call(api, Method::GET, "/v1/any/nobody/x", &auth, "").await,
+        404,
+        "not_found",
+    );
+    let empty = call(api, Method::PUT, "/v1/kv/notes/", &auth, "v").await;
+    assert_error(empty.clone(), 400, "bad_request");
+    assert!(
+        empty.1["error"].as_str().unwrap().contains("a key may not be empty"),
+        "{}",
+        empty.1
+    );
     stop(node).await;
 }
 

@@ -316,22 +316,27 @@ async fn relay_call(
                 outcome.unanswered(NoAnswer::Failed),
             );
         };
-        outcome.member = Some(member.clone());
-        let guard = match admission
-            .map(|a| a.limit())
-            .filter(|&at| at > 0 && outcome.attempts == 0)
-        {
-            // As for HTTP: taken only while still under the limit `place` checked.
-            Some(at) => match member.try_begin_under(at) {
+        let guard = match admission.map(|a| (a, a.limit())).filter(|&(_, at)| at > 0) {
+            // As for HTTP: taken only while still under the limit `place` checked; a
+            // first attempt is placed again, a reissue waits for room.
+            Some((admission, at)) => match member.try_begin_under(at) {
                 Some(guard) => guard,
-                None => {
+                None if outcome.attempts == 0 => {
                     body.unsent(attempt_body);
                     continue;
+                }
+                None => {
+                    if admission.wait_for_room(pool, &tried, remaining).await {
+                        body.unsent(attempt_body);
+                        continue;
+                    }
+                    member.begin_owned()
                 }
             },
             None => member.begin_owned(),
         };
         outcome.attempts += 1;
+        outcome.member = Some(guard.member().clone());
         let member = guard.member();
         if let Some(admission) = admission {
             admission.counted(member.inflight());
