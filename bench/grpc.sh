@@ -33,6 +33,11 @@
 #   CALLS_PER_CONN=auto  strata's relay.grpc_calls_per_connection: "auto" (1 for the
 #                     grpcio member, as docs/grpc.md recommends for it; unset for tonic),
 #                     "none" (unset: one multiplexed connection per gateway thread) or a number
+#   PEER_HEADERS=0    1: nginx and HAProxy add to each call what strata's instance
+#                     contract adds (`x-request-id`, `traceparent` with a per-call trace
+#                     id, `x-strata-attempt: 1`), so that the member decodes the same
+#                     metadata behind every proxy (a like-for-like variant; the default
+#                     compares the peers as they are usually configured)
 #   READY_TIMEOUT=60  seconds for the member to become ready
 #   KEEP=1            keep the work dir (configs, logs, raw JSON lines) for inspection
 # See bench/README.md for what is measured.
@@ -55,6 +60,7 @@ STRATA=${STRATA:-$TARGET_DIR/release/strata}
 GRPC_BENCH=${GRPC_BENCH:-}
 PROXY_LOG=${PROXY_LOG:-buffered}
 HAPROXY_LOG=${HAPROXY_LOG:-none}
+PEER_HEADERS=${PEER_HEADERS:-0}
 STRATA_ACCESS_LOG=${STRATA_ACCESS_LOG:-true}
 case $STRATA_ACCESS_LOG in true | false) ;; *) die "STRATA_ACCESS_LOG must be true or false, not ${STRATA_ACCESS_LOG@Q}" ;; esac
 case $HAPROXY_LOG in none | ring) ;; *) die "HAPROXY_LOG must be none or ring, not ${HAPROXY_LOG@Q}" ;; esac
@@ -224,6 +230,11 @@ start_nginx() {
     else
         access_log="access_log $dir/access.log combined buffer=64k flush=1s;"
     fi
+    local nginx_headers=""
+    if [ "$PEER_HEADERS" = 1 ]; then
+        # \$request_id: 32 hex digits, a W3C trace id's size
+        nginx_headers='grpc_set_header x-request-id $request_id; grpc_set_header traceparent 00-$request_id-00f067aa0ba902b7-01; grpc_set_header x-strata-attempt 1;'
+    fi
     # nginx 1.22 (Debian 12): h2c by `listen ... http2` (`http2 on;` is 1.25.1+);
     # keepalive_requests also bounds the calls per client HTTP/2 connection
     cat >"$dir/nginx.conf" <<EOF
@@ -249,6 +260,7 @@ http {
     server {
         listen 127.0.0.1:$listen_port http2 reuseport;
         location / {
+            $nginx_headers
             grpc_pass grpc://member;
             grpc_read_timeout 300s;
             grpc_send_timeout 300s;
@@ -268,6 +280,10 @@ start_haproxy() {
         ring=$'ring calls\n    format rfc5424\n    maxlen 1200\n    size 1048576'
         log=$'    log ring@calls local0\n    option httplog'
     fi
+    local haproxy_headers=""
+    if [ "$PEER_HEADERS" = 1 ]; then
+        haproxy_headers=$'    http-request set-header x-request-id %[uuid]\n    http-request set-header traceparent 00-%[uuid,regsub(-,,g)]-00f067aa0ba902b7-01\n    http-request set-header x-strata-attempt 1'
+    fi
     # one process, a thread per core (HAProxy's default), h2 on both sides
     cat >"$dir/haproxy.cfg" <<EOF
 global
@@ -281,6 +297,7 @@ $log
     timeout server 300s
 frontend grpc_in
     bind 127.0.0.1:$listen_port proto h2
+$haproxy_headers
     default_backend member
 backend member
     server s1 127.0.0.1:$upstream_port proto h2
