@@ -312,12 +312,16 @@ pub(crate) async fn check(
         },
     };
     let raw_path = req.uri().path();
+    let call = template.is_some_and(|t| t.starts_with("/v1/any/") || t.starts_with("/v1/all/"));
+    // A call's path after the service is the member's, relayed as sent: only the service
+    // is decoded.
+    let service = match (&params, call) {
+        (Err(_), true) => crate::calls::service_in(raw_path),
+        _ => None,
+    };
     let params: Vec<(&str, &str)> = match &params {
         Ok(p) => p.iter().collect(),
-        // A call's path after the service is the member's, relayed as sent.
-        Err(_) if template.is_some_and(|t| t.starts_with("/v1/any/") || t.starts_with("/v1/all/")) => {
-            vec![("service", crate::calls::service_in(raw_path))]
-        }
+        Err(_) if service.is_some() => vec![("service", service.as_deref().unwrap_or(""))],
         Err(e) => {
             return ApiError::bad(format!(
                 "the path {raw_path:?} does not decode: {} (a percent-escape must make UTF-8)",

@@ -2,6 +2,7 @@
 //! reaches one member (load-aware, reissued when safe), `/v1/all/SERVICE/PATH` every
 //! member once. The relay is the gateway's (`strata_gateway::relay`).
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -15,7 +16,6 @@ use strata_gateway::relay::{self, tunnel, RelayPolicy};
 use strata_gateway::trace;
 use strata_manifest::CallMode;
 
-use crate::extract::Path;
 use crate::server::Switch;
 use crate::{ApiError, NodeParts};
 
@@ -27,30 +27,66 @@ pub(crate) fn routes() -> Router<Arc<NodeParts>> {
         .route("/v1/all/{service}/{*path}", any(call_all))
 }
 
-async fn call_any_root(state: State<Arc<NodeParts>>, Path(service): Path<String>, req: Request) -> Response {
-    call(state, service, req, CallMode::Any).await
+async fn call_any_root(state: State<Arc<NodeParts>>, req: Request) -> Response {
+    call_named(state, req, CallMode::Any).await
 }
 
 /// The path after the service is the member's, as sent: not decoded (an escape that is
 /// no UTF-8, `%FF`, is the member's to judge, as through the gateway).
 async fn call_any(state: State<Arc<NodeParts>>, req: Request) -> Response {
-    let service = service_in(req.uri().path()).to_string();
-    call(state, service, req, CallMode::Any).await
+    call_named(state, req, CallMode::Any).await
 }
 
-async fn call_all_root(state: State<Arc<NodeParts>>, Path(service): Path<String>, req: Request) -> Response {
-    call(state, service, req, CallMode::All).await
+async fn call_all_root(state: State<Arc<NodeParts>>, req: Request) -> Response {
+    call_named(state, req, CallMode::All).await
 }
 
 async fn call_all(state: State<Arc<NodeParts>>, req: Request) -> Response {
-    let service = service_in(req.uri().path()).to_string();
-    call(state, service, req, CallMode::All).await
+    call_named(state, req, CallMode::All).await
 }
 
-/// The service of `/v1/MODE/SERVICE/...`, as sent (a service's name has nothing to
-/// escape).
-pub(crate) fn service_in(raw: &str) -> &str {
-    raw.split('/').nth(3).unwrap_or("")
+async fn call_named(state: State<Arc<NodeParts>>, req: Request, mode: CallMode) -> Response {
+    match service_in(req.uri().path()) {
+        Some(service) => {
+            let service = service.into_owned();
+            call(state, service, req, mode).await
+        }
+        None => ApiError::bad(format!(
+            "the service name in {:?} does not decode (a percent-escape must make UTF-8)",
+            req.uri().path()
+        ))
+        .into_response(),
+    }
+}
+
+/// The service of `/v1/MODE/SERVICE/...`, percent-decoded (as the access check reads
+/// it), without decoding the member's path after it; None when its escapes make no
+/// UTF-8.
+pub(crate) fn service_in(raw: &str) -> Option<Cow<'_, str>> {
+    let segment = raw.split('/').nth(3).unwrap_or("");
+    if !segment.contains('%') {
+        return Some(Cow::Borrowed(segment));
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 /// The member's path of a call: what follows `/v1/MODE/SERVICE/` in the request's path
@@ -167,7 +203,16 @@ pub(crate) fn ensure_request_id(headers: &mut http::HeaderMap) {
 
 #[cfg(test)]
 mod tests {
-    use super::member_path;
+    use super::{member_path, service_in};
+
+    #[test]
+    fn the_service_of_a_call_is_decoded_and_its_path_is_not() {
+        assert_eq!(service_in("/v1/any/api").as_deref(), Some("api"));
+        assert_eq!(service_in("/v1/any/api/x%FF/y").as_deref(), Some("api"));
+        assert_eq!(service_in("/v1/all/%61pi/x").as_deref(), Some("api"));
+        assert_eq!(service_in("/v1/any/%FF/x"), None);
+        assert_eq!(service_in("/v1/any/a%2").as_deref(), Some("a%2"), "not an escape");
+    }
 
     #[test]
     fn the_member_path_is_the_rest_of_the_path_as_sent() {

@@ -10,7 +10,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
-use strata_bus::{Held, Member, Placement, Pool};
+use strata_bus::{Held, Member, MemberGuard, Placement, Pool};
 use strata_wire::{ErrorBody, ErrorCode};
 
 use crate::metrics::{NoAnswer, Protocol, RelayStats};
@@ -302,21 +302,23 @@ async fn any_from(
                 Placement::Shed => return (shed(pool, request_id.as_ref()), outcome.unanswered(NoAnswer::Shed)),
             }
         }
-        let guard = match admission.map(|a| (a, a.limit())).filter(|&(_, at)| at > 0) {
+        let guard = match admission.map(|a| a.limit()).filter(|&at| at > 0) {
             // Taken only while still under the limit: requests placed together (held
             // ones released at once) would all pass `place`.
-            Some((admission, at)) => match member.try_begin_under(at) {
+            Some(at) => match member.try_begin_under(at) {
                 Some(guard) => guard,
                 // A first attempt is placed again: elsewhere, wait, or shed.
                 None if outcome.attempts == 0 => continue,
                 // A reissue (or a stale connection's free retry) that finds the member
-                // full waits for room, then picks again.
-                None => {
-                    if admission.wait_for_room(pool, &tried, remaining).await {
-                        continue;
+                // full goes to one with room, else is shed: it neither waits nor passes
+                // the limit.
+                None => match room_under(pool, at, &tried) {
+                    Some((other, guard)) => {
+                        member = other;
+                        guard
                     }
-                    member.begin()
-                }
+                    None => return (shed(pool, request_id.as_ref()), outcome.unanswered(NoAnswer::Shed)),
+                },
             },
             None => member.begin(),
         };
@@ -498,6 +500,14 @@ fn client_body_error(pool: &Pool, status: StatusCode, request_id: Option<&Header
     res.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     res
+}
+
+/// A member under `limit` in flight, not in `tried`, counted on it atomically: where a
+/// reissue goes when its pick is full.
+pub(crate) fn room_under(pool: &Pool, limit: usize, tried: &[Arc<Member>]) -> Option<(Arc<Member>, MemberGuard)> {
+    let other = pool.least_loaded_under(limit, tried)?;
+    let guard = other.try_begin_under(limit)?;
+    Some((other, guard))
 }
 
 /// The member's connection pool, kept in its transport slot.

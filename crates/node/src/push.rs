@@ -34,6 +34,10 @@ const FAILED_PAUSE: Duration = Duration::from_millis(250);
 /// after a failure).
 const PASSED_OVER_POLL: Duration = Duration::from_millis(100);
 
+/// Longest a fetched batch waits for a member that may be picked (the pass-over is 2 s),
+/// and at most half its lease.
+const PICKABLE_WAIT: Duration = Duration::from_secs(3);
+
 /// One consuming service's push delivery.
 pub(crate) struct Push {
     pub queue: Arc<dyn QueueHandle>,
@@ -256,7 +260,7 @@ async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn, deliverin
     // A batch fetched while the fetch waited, when every member has since been passed
     // over (one failed another batch): it waits for one too, within its deadline, so
     // that the delivery it counts reaches a member.
-    let until = tokio::time::Instant::now() + policy.deadline;
+    let until = tokio::time::Instant::now() + PICKABLE_WAIT.min(policy.deadline / 2);
     while !pickable(&pool) && tokio::time::Instant::now() < until {
         tokio::time::sleep(PASSED_OVER_POLL).await;
     }
@@ -310,9 +314,12 @@ async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn, deliverin
     }
 }
 
-/// Whether a member of `pool` may be picked now (one is there and not passed over).
+/// Whether a member of `pool` may be picked now: one is there and not passed over (or
+/// none is: the relay then holds the batch while one starts, which wakes the
+/// autoscaler).
 fn pickable(pool: &Pool) -> bool {
-    pool.members().iter().any(|m| !m.is_unavailable())
+    let members = pool.members();
+    members.is_empty() || members.iter().any(|m| !m.is_unavailable())
 }
 
 /// The offsets of `{"failed": [...]}`; an empty or other body fails none.

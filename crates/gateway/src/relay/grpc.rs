@@ -316,22 +316,27 @@ async fn relay_call(
                 outcome.unanswered(NoAnswer::Failed),
             );
         };
-        let guard = match admission.map(|a| (a, a.limit())).filter(|&(_, at)| at > 0) {
+        let guard = match admission.map(|a| a.limit()).filter(|&at| at > 0) {
             // As for HTTP: taken only while still under the limit `place` checked; a
-            // first attempt is placed again, a reissue waits for room.
-            Some((admission, at)) => match member.try_begin_under(at) {
+            // first attempt is placed again, a reissue goes to a member with room or is
+            // shed.
+            Some(at) => match member.try_begin_under(at) {
                 Some(guard) => guard,
                 None if outcome.attempts == 0 => {
                     body.unsent(attempt_body);
                     continue;
                 }
-                None => {
-                    if admission.wait_for_room(pool, &tried, remaining).await {
-                        body.unsent(attempt_body);
-                        continue;
+                None => match super::room_under(pool, at, &tried) {
+                    Some((_, guard)) => guard,
+                    None => {
+                        let message = format!(
+                            "service {:?}: every instance is at its limit; not reissued",
+                            pool.service
+                        );
+                        let res = status_response(GrpcStatus::ResourceExhausted, &message);
+                        return (res, outcome.unanswered(NoAnswer::Shed));
                     }
-                    member.begin_owned()
-                }
+                },
             },
             None => member.begin_owned(),
         };
