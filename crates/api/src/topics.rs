@@ -73,7 +73,10 @@ pub async fn deliver(pool: &Pool, spec: &SubscribesSpec, message: Bytes, policy:
     let req = request(spec, message);
     match spec.mode {
         CallMode::Any => {
-            let (res, _) = relay::any(pool, req, policy).await;
+            // Counted in the service's request figures, as push deliveries are.
+            let arrived = std::time::Instant::now();
+            let (res, outcome) = relay::any(pool, req, policy).await;
+            strata_gateway::RelayStats::of(pool).record(res.status(), outcome.unanswered, arrived.elapsed());
             let ok = res.status().is_success();
             // Read whole, so that the connection goes back to the idle list.
             let _ = http_body_util::Limited::new(res.into_body(), ANSWER_LIMIT)

@@ -166,6 +166,10 @@ async fn a_message_on_either_side_reaches_every_kind_of_subscriber() {
     ] {
         assert!(metrics.contains(line), "{line} not in:\n{metrics}");
     }
+    // The ANY subscriber's deliveries are its requests too (3 answered 2xx, 1 5xx).
+    let ok = metric(&metrics, "service=\"one\",protocol=\"http\",code=\"2xx\"}");
+    let failed = metric(&metrics, "service=\"one\",protocol=\"http\",code=\"5xx\"}");
+    assert_eq!((ok, failed), (3.0, 1.0), "{metrics}");
 
     // A message over 1 MiB is refused, naming the limit.
     let reply = post(node.api_addr, "/v1/topics/news", vec![b'x'; (1 << 20) + 1]).await;
