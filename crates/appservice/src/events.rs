@@ -42,6 +42,9 @@ pub enum EventKind {
     ColdStart,
     /// A function's trigger failed to deliver an event.
     TriggerFailed,
+    /// Messages of a queue the service consumes were moved to its dead-letter queue
+    /// after `max_deliveries` deliveries.
+    DeadLettered,
     /// The cluster's scheduler changed this service's placement, with its reason.
     Placed,
 }

@@ -565,6 +565,7 @@ fn start_tasks(
                 policy: policies[service].clone(),
                 per_member,
                 traces: role.traces.clone(),
+                app: app.clone(),
             };
             tasks.push(tokio::spawn(push::run(push, shutdown.clone())));
         }

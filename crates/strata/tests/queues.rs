@@ -248,6 +248,22 @@ async fn a_poison_message_reaches_its_member_max_deliveries_times_before_the_dea
         .map(|d| d.iter().map(|(_, n)| *n).collect())
         .unwrap_or_default();
     assert_eq!(seen, [1, 2, 3], "the member saw each delivery: {seen:?}");
+    // And the consuming service's events say so.
+    let told = wait_for_async("a dead-lettered event", Duration::from_secs(10), || async {
+        let events = get(node.api_addr, "/v1/events").await.json();
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "dead-lettered" && e["service"] == "work")
+            .cloned()
+    })
+    .await;
+    let message = told["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("1 message(s) of queue jobs (group workers) moved to jobs.dlq after 3 deliveries"),
+        "{message}"
+    );
     stop(node).await;
 }
 
