@@ -56,6 +56,7 @@ mod dashboard;
 pub mod error;
 mod extract;
 mod grpc;
+mod hosts;
 mod logs;
 pub mod openapi;
 mod prometheus;
