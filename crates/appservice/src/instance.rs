@@ -21,6 +21,10 @@ use crate::process::{self, Launch};
 use crate::status::{InstanceState, InstanceStatus};
 use crate::AppContext;
 
+mod not_ready;
+
+use not_ready::not_ready_why;
+
 /// A run this long resets the back-off: the instance is no longer crash-looping.
 const STABLE: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -456,49 +460,6 @@ async fn supervise(
                 }
             }
         }
-    }
-}
-
-/// Why a starting instance is not ready, in words, with what to do when it is the
-/// instance contract it misses: nothing on `$PORT` (and where it listens instead).
-async fn not_ready_why(
-    outcome: &probe::Outcome,
-    addr: SocketAddr,
-    path: probe::Check<'_>,
-    check_timeout: Duration,
-    pgid: u32,
-) -> String {
-    let port = addr.port();
-    let check = path.describe(port);
-    match outcome {
-        probe::Outcome::Refused => {
-            let elsewhere = tokio::task::spawn_blocking(move || strata_os::sockets::listening_in_group(pgid))
-                .await
-                .unwrap_or_default();
-            let mut why = if addr.ip().is_loopback() {
-                format!(
-                    "nothing listens on its port {port}: an instance must serve HTTP on 127.0.0.1:$PORT (it was started with PORT={port})"
-                )
-            } else {
-                format!(
-                    "nothing listens on its port {port} at {}: an instance on a private network must serve HTTP on 0.0.0.0:$PORT, not on its own loopback (it was started with PORT={port})",
-                    addr.ip()
-                )
-            };
-            if !elsewhere.is_empty() {
-                let list = elsewhere.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
-                why.push_str(&format!("; it listens on {list} instead"));
-            }
-            why
-        }
-        probe::Outcome::Status(code) => format!("{check} answered {code}, not 2xx (health)"),
-        probe::Outcome::NoReply => format!("port {port} accepts, but {check} got no reply"),
-        probe::Outcome::Grpc(what) => format!("{check} {what}, not SERVING (health.grpc)"),
-        probe::Outcome::TimedOut => format!(
-            "{check} got no answer within {} ms (health.timeout_ms)",
-            check_timeout.as_millis()
-        ),
-        probe::Outcome::Passed => "ready".to_string(),
     }
 }
 
