@@ -48,6 +48,9 @@ pub struct Admission {
     /// A function's hard cap per instance (its `concurrency`), at any pool size; 0: none.
     cap: usize,
     shed: AtomicU64,
+    /// Of `shed`: a function's requests shed below its `max_instances`, every member at
+    /// its cap and [`MAX_HELD`] requests waiting for room already.
+    shed_held_full: AtomicU64,
     /// When the last request came (monotonic ms). On a cache line of its own, away from
     /// the fields every request reads.
     last_request_ms: Padded<AtomicU64>,
@@ -108,6 +111,7 @@ impl Admission {
             shed_at: AtomicUsize::new(0),
             cap: 0,
             shed: AtomicU64::new(0),
+            shed_held_full: AtomicU64::new(0),
             last_request_ms: Padded(AtomicU64::new(now_ms())),
         }
     }
@@ -120,6 +124,12 @@ impl Admission {
     /// Requests shed so far.
     pub fn shed_count(&self) -> u64 {
         self.shed.load(Ordering::Relaxed)
+    }
+
+    /// Of [`Admission::shed_count`]: those shed below the pool's maximum because
+    /// [`MAX_HELD`] requests were waiting for room already (a function's cap).
+    pub fn shed_held_full_count(&self) -> u64 {
+        self.shed_held_full.load(Ordering::Relaxed)
     }
 
     /// Time since the last request.
@@ -235,6 +245,7 @@ impl strata_bus::Admission for Admission {
                 Some(other) => Placement::Use(other),
                 None if self.held() < MAX_HELD => Placement::Wait,
                 None => {
+                    self.shed_held_full.fetch_add(1, Ordering::Relaxed);
                     self.shed.fetch_add(1, Ordering::Relaxed);
                     Placement::Shed
                 }
@@ -464,6 +475,11 @@ mod tests {
             matches!(a.place(&pool, &m, &[]), Placement::Wait),
             "full: wait for room"
         );
+        // Too many waiting for room already: shed below max_instances, counted apart.
+        let slots: Vec<_> = (0..MAX_HELD).map(|_| a.take_held().unwrap()).collect();
+        assert!(matches!(a.place(&pool, &m, &[]), Placement::Shed));
+        assert_eq!((a.shed_count(), a.shed_held_full_count()), (1, 1));
+        drop(slots);
         let idle = Member::new("hook-2", addr(2));
         pool.join(idle.clone());
         assert!(matches!(a.place(&pool, &m, &[]), Placement::Use(other) if Arc::ptr_eq(&other, &idle)));
@@ -474,5 +490,10 @@ mod tests {
             a.place(&pool, &m, std::slice::from_ref(&idle)),
             Placement::Shed
         ));
+        assert_eq!(
+            (a.shed_count(), a.shed_held_full_count()),
+            (2, 1),
+            "at max: not below it"
+        );
     }
 }

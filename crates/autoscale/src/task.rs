@@ -119,6 +119,7 @@ pub async fn run(
     let mut stepped_up_at: Option<Instant> = None;
     let cold = Arc::new(ColdStarts::default());
     let mut shed_reported = 0u64;
+    let mut held_full_reported = 0u64;
     let mut shed_reported_at = Instant::now();
     loop {
         // Registered before the queue is read, so that a publish after it wakes an idle wait.
@@ -229,23 +230,20 @@ pub async fn run(
         admission.set_shed_at(if full { shed_at } else { 0 });
         let shed = admission.shed_count();
         if shed > shed_reported && now.duration_since(shed_reported_at) >= Duration::from_secs(1) {
-            // A function's bounds are its own settings' names.
-            let (max_name, per_name) = match scaled.capped {
-                true => ("max_instances", "concurrency"),
-                false => ("instances.max", "autoscale.max_inflight"),
-            };
+            let held_full = admission.shed_held_full_count();
             app.record(
                 &service,
                 EventKind::Shed,
-                format!(
-                    "{} request(s) shed with 503: at {max_name} ({}) with {} in flight, {} per instance allowed ({per_name})",
+                shed_event(
+                    &scaled,
                     shed - shed_reported,
-                    scaled.max,
+                    held_full - held_full_reported,
                     inflight,
-                    shed_at
+                    shed_at,
                 ),
             );
             shed_reported = shed;
+            held_full_reported = held_full;
             shed_reported_at = now;
         }
         app.set_autoscale(
@@ -355,5 +353,85 @@ impl ColdStarts {
                 );
             }
         });
+    }
+}
+
+/// The shed event's text: `shed` requests shed with 503 since the last one, of which
+/// `held_full` below the maximum because [`crate::MAX_HELD`] were waiting for room
+/// already (a function's cap), the rest at the pool's maximum.
+fn shed_event(scaled: &Scaled, shed: u64, held_full: u64, inflight: u64, shed_at: usize) -> String {
+    // A function's bounds are its own settings' names.
+    let (max_name, per_name) = match scaled.capped {
+        true => ("max_instances", "concurrency"),
+        false => ("instances.max", "autoscale.max_inflight"),
+    };
+    let at_max = shed.saturating_sub(held_full);
+    let mut text = format!("{shed} request(s) shed with 503: ");
+    if held_full > 0 {
+        text += &format!(
+            "{held_full} below {max_name} ({}), every instance at its {per_name} and {} requests waiting for room already (the most held per service)",
+            scaled.max,
+            crate::MAX_HELD
+        );
+        if at_max > 0 {
+            text += "; ";
+        }
+    }
+    if at_max > 0 {
+        text += &format!(
+            "{}at {max_name} ({}) with {inflight} in flight, {shed_at} per instance allowed ({per_name})",
+            if held_full > 0 {
+                format!("{at_max} ")
+            } else {
+                String::new()
+            },
+            scaled.max,
+        );
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn function(max: u32) -> Scaled {
+        Scaled {
+            service: "fn".into(),
+            spec: AutoscaleSpec::default(),
+            min: 0,
+            max,
+            idle_timeout: Duration::from_secs(1),
+            idle_setting: "keep_warm_ms",
+            consumes: None,
+            sheds: true,
+            capped: true,
+        }
+    }
+
+    #[test]
+    fn a_shed_event_says_whether_the_pool_was_at_its_maximum() {
+        let f = function(10);
+        assert_eq!(
+            shed_event(&f, 3, 0, 40, 4),
+            "3 request(s) shed with 503: at max_instances (10) with 40 in flight, 4 per instance allowed (concurrency)"
+        );
+        // Below the maximum, shed because too many waited for room: not "at max_instances".
+        let below = shed_event(&f, 5, 5, 8, 0);
+        assert!(!below.contains("at max_instances"), "{below}");
+        assert!(
+            below.contains("5 below max_instances (10)") && below.contains("1024 requests waiting"),
+            "{below}"
+        );
+        let both = shed_event(&f, 5, 2, 40, 4);
+        assert!(
+            both.contains("2 below max_instances") && both.contains("; 3 at max_instances (10)"),
+            "{both}"
+        );
+        let service = Scaled {
+            capped: false,
+            ..function(3)
+        };
+        assert!(shed_event(&service, 1, 0, 9, 3).contains("at instances.max (3)"));
     }
 }
