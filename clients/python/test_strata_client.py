@@ -227,6 +227,18 @@ class Delivery(QueueTest):
         self.client.ack(queue, group, [m2])
         self.assertEqual(self.client.fetch(queue, group), [])
 
+    def test_a_dead_letter_says_where_it_came_from(self):
+        queue, group = self.new_queue(max_deliveries=1), self.name("g")
+        offset = self.client.publish(queue, "poison").offset
+        (m1,) = self.client.fetch(queue, group)
+        self.assertIsNone(m1.dead_letter)
+        self.client.nack(queue, group, [m1])
+        self.assertEqual(self.client.fetch(queue, group), [], "moved to the dead-letter queue")
+        (dead,) = self.client.fetch(queue + ".dlq", self.name("audit"))
+        self.assertEqual(dead.body, b"poison")
+        self.assertEqual(dead.dead_letter, {"group": group, "offset": offset,
+                                            "timestamp_ms": m1.timestamp_ms, "deliveries": 1})
+
     def test_redeliveries_come_first(self):
         queue, group = self.new_queue(), self.name("g")
         offsets = [self.client.publish(queue, f"m{i}").offset for i in range(3)]

@@ -28,12 +28,13 @@ class Message(_Payload):
     """One message of a queue, as fetched (or pushed) to a consumer group."""
 
     __slots__ = ("offset", "deliveries", "timestamp_ms", "body", "reply_to",
-                 "correlation_id", "queue", "group", "traceparent")
+                 "correlation_id", "queue", "group", "traceparent", "dead_letter")
 
     def __init__(self, offset: int, body: bytes, deliveries: int = 1, timestamp_ms: Optional[int] = None,
                  reply_to: Optional[str] = None, correlation_id: Optional[str] = None,
                  queue: Optional[str] = None, group: Optional[str] = None,
-                 traceparent: Optional[str] = None) -> None:
+                 traceparent: Optional[str] = None,
+                 dead_letter: Optional[Dict[str, Any]] = None) -> None:
         self.offset = offset
         self.body = body
         self.deliveries = deliveries
@@ -45,6 +46,10 @@ class Message(_Payload):
         #: The W3C traceparent to continue the publisher's trace with (its delivery's
         #: span, or the publish span on a fetch); None when the publish was not traced.
         self.traceparent = traceparent
+        #: In a dead-letter queue (NAME.dlq): where it came from, a dict with "group"
+        #: (that gave up on it), "offset" and "timestamp_ms" (in NAME) and "deliveries";
+        #: None for any other message.
+        self.dead_letter = dead_letter
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], queue: Optional[str] = None,
@@ -53,7 +58,8 @@ class Message(_Payload):
         return cls(offset=doc["offset"], body=decode_body(doc),
                    deliveries=doc.get("deliveries", 1), timestamp_ms=doc.get("timestamp_ms"),
                    reply_to=doc.get("reply_to"), correlation_id=doc.get("correlation_id"),
-                   queue=queue, group=group, traceparent=doc.get("traceparent"))
+                   queue=queue, group=group, traceparent=doc.get("traceparent"),
+                   dead_letter=doc.get("dead_letter"))
 
     def __repr__(self) -> str:
         return (f"Message(offset={self.offset!r}, deliveries={self.deliveries!r}, "

@@ -18,7 +18,7 @@ use strata_manifest::QueueSpec;
 use strata_queue::{
     FetchOptions, Message, NewMessage, Published, QueueBackend, QueueError, QueueHandle, Replied, Reply,
 };
-use strata_wire::{compact, messages_json, CompactMessage, JsonBody, MessageOut};
+use strata_wire::{compact, messages_json, CompactMessage, DeadLetterOut, JsonBody, MessageOut};
 
 use strata_gateway::{relay, trace};
 
@@ -151,6 +151,7 @@ fn message_in(m: MessageIn, what: &str) -> Result<NewMessage, ApiError> {
         reply_to: m.reply_to,
         correlation_id: m.correlation_id,
         traceparent: None,
+        dead_letter: None,
     })
 }
 
@@ -349,8 +350,19 @@ pub fn messages_out(messages: &[Message]) -> Vec<MessageOut<'_>> {
                 correlation_id,
             )
             .traced(m.traceparent.as_deref())
+            .origin(dead_letter_out(m))
         })
         .collect()
+}
+
+/// A dead letter's origin as its JSON gives it (None for any other message).
+pub fn dead_letter_out(m: &Message) -> Option<DeadLetterOut<'_>> {
+    m.dead_letter.as_ref().map(|d| DeadLetterOut {
+        group: &d.group,
+        offset: d.offset,
+        timestamp_ms: d.timestamp_ms,
+        deliveries: d.deliveries,
+    })
 }
 
 fn parse_param<T: std::str::FromStr>(

@@ -24,6 +24,18 @@ pub struct Message {
     /// The W3C `traceparent` to continue the publisher's trace with (the publish span),
     /// when the publish was traced; see [`Message::trace`].
     pub traceparent: Option<String>,
+    /// In a dead-letter queue (`NAME.dlq`): where the message came from.
+    pub dead_letter: Option<DeadLetter>,
+}
+
+/// Where a dead letter came from: the group of queue `NAME` that gave up on it, its
+/// offset and publish time (Unix milliseconds) there, and how often that group had it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DeadLetter {
+    pub group: String,
+    pub offset: u64,
+    pub timestamp_ms: u64,
+    pub deliveries: u32,
 }
 
 impl Message {
@@ -123,6 +135,7 @@ impl Client {
             reply_to: Option<String>,
             correlation_id: Option<String>,
             traceparent: Option<String>,
+            dead_letter: Option<DeadLetter>,
         }
         #[derive(Deserialize)]
         struct Answer {
@@ -146,6 +159,7 @@ impl Client {
                     reply_to: m.reply_to,
                     correlation_id: m.correlation_id,
                     traceparent: m.traceparent,
+                    dead_letter: m.dead_letter,
                 })
             })
             .collect()

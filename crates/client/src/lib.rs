@@ -36,7 +36,7 @@ mod trace;
 
 pub use client::Client;
 pub use compact::CompactMessage;
-pub use consume::{FetchMax, FetchOptions, Message, Settled};
+pub use consume::{DeadLetter, FetchMax, FetchOptions, Message, Settled};
 pub use error::Error;
 pub use producer::{Producer, ProducerConfig, Receipt};
 pub use publish::{OutgoingMessage, Published, PublishedBatch, Reply, ReplyOutcome};

@@ -533,6 +533,7 @@ impl QueueBackend for JetStreamQueues {
                     reply_to: None,
                     correlation_id: reply.correlation_id,
                     traceparent: reply.traceparent,
+                    dead_letter: None,
                 }])
                 .await?;
             return Ok(Replied::Queue(published[0].offset));

@@ -241,6 +241,7 @@ async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn, deliverin
                 correlation_id,
             )
             .traced(traceparent.as_ref().and_then(|t| t.to_str().ok()))
+            .origin(strata_api::queues::dead_letter_out(m))
         })
         .collect();
     let body = Bytes::from(messages_json(

@@ -14,7 +14,7 @@ use crate::groups_log::Op;
 use crate::index::{locate, missing_fn, on_disk, slot_mut, slot_of};
 use crate::queue::Queue;
 use crate::read::{self, Lease};
-use crate::record::{decode, Decoded, NewMessage, Record};
+use crate::record::{decode, DeadLetter, Decoded, NewMessage, Record};
 use crate::segment;
 use crate::QueueError;
 
@@ -32,6 +32,8 @@ pub struct Message {
     pub correlation_id: Option<String>,
     /// The publisher's W3C `traceparent`, when the publish was traced.
     pub traceparent: Option<String>,
+    /// In a dead-letter queue: where the message came from.
+    pub dead_letter: Option<DeadLetter>,
     pub payload: Bytes,
 }
 
@@ -210,6 +212,7 @@ impl<D: Disk> Queue<D> {
                     reply_to: r.reply_to,
                     correlation_id: r.correlation_id,
                     traceparent: r.traceparent,
+                    dead_letter: r.dead_letter,
                     payload: r.payload,
                 }),
                 Err(other) => {
@@ -299,6 +302,7 @@ impl<D: Disk> Queue<D> {
             }
         };
         let moved: Vec<u64> = messages.iter().map(|m| m.offset).collect();
+        let deliveries = self.shared.spec.max_deliveries;
         let copies = messages
             .into_iter()
             .map(|m| NewMessage {
@@ -307,6 +311,12 @@ impl<D: Disk> Queue<D> {
                 reply_to: m.reply_to,
                 correlation_id: m.correlation_id,
                 traceparent: m.traceparent,
+                dead_letter: Some(DeadLetter {
+                    group: group.to_string(),
+                    offset: m.offset,
+                    timestamp_ms: m.timestamp_ms,
+                    deliveries,
+                }),
             })
             .collect();
         if let Err(e) = dlq.publish(copies).await {

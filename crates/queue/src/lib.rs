@@ -82,7 +82,7 @@ pub use commit::Published;
 pub use fetch::{FetchOptions, Message};
 pub use group::GroupStats;
 pub use queue::{Queue, QueueStats};
-pub use record::{NewMessage, MAX_ATTR};
+pub use record::{DeadLetter, NewMessage, MAX_ATTR};
 pub use replicas::{Copy, Replicas};
 pub use segment::Corruption;
 
@@ -508,6 +508,7 @@ impl<D: Disk> Queues<D> {
                     reply_to: None,
                     correlation_id: reply.correlation_id,
                     traceparent: reply.traceparent,
+                    dead_letter: None,
                 }])
                 .await?;
             return Ok(Replied::Queue(published[0].offset));

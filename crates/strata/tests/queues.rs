@@ -248,6 +248,17 @@ async fn a_poison_message_reaches_its_member_max_deliveries_times_before_the_dea
         .map(|d| d.iter().map(|(_, n)| *n).collect())
         .unwrap_or_default();
     assert_eq!(seen, [1, 2, 3], "the member saw each delivery: {seen:?}");
+    // The dead letter says where it came from.
+    let origin = &dead[0]["dead_letter"];
+    assert_eq!(
+        (&origin["group"], &origin["offset"], &origin["deliveries"]),
+        (&json!("workers"), &json!(offsets[0]), &json!(3)),
+        "{dead:?}"
+    );
+    assert!(
+        origin["timestamp_ms"].as_u64().is_some_and(|t| t > 1_700_000_000_000),
+        "{dead:?}"
+    );
     // And the consuming service's events say so.
     let told = wait_for_async("a dead-lettered event", Duration::from_secs(10), || async {
         let events = get(node.api_addr, "/v1/events").await.json();

@@ -71,6 +71,19 @@ pub struct MessageOut<'a> {
     /// W3C `traceparent` to continue the publisher's trace with, when it was traced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<&'a str>,
+    /// In a dead-letter queue: where the message came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterOut<'a>>,
+}
+
+/// A dead letter's origin as JSON: the group of queue `NAME` that gave up on it, its
+/// offset and publish time there, and how often it was delivered to that group.
+#[derive(Debug, Serialize)]
+pub struct DeadLetterOut<'a> {
+    pub group: &'a str,
+    pub offset: u64,
+    pub timestamp_ms: u64,
+    pub deliveries: u32,
 }
 
 impl<'a> MessageOut<'a> {
@@ -90,7 +103,13 @@ impl<'a> MessageOut<'a> {
             reply_to,
             correlation_id,
             traceparent: None,
+            dead_letter: None,
         }
+    }
+
+    /// The message with its origin, when it is a dead letter.
+    pub fn origin(self, dead_letter: Option<DeadLetterOut<'a>>) -> MessageOut<'a> {
+        MessageOut { dead_letter, ..self }
     }
 
     /// The message with the `traceparent` its consumer continues the trace with.

@@ -19,7 +19,7 @@ pub mod json;
 
 pub use compact::CompactMessage;
 pub use error::{ErrorBody, ErrorCode};
-pub use json::{messages_json, JsonBody, MessageOut};
+pub use json::{messages_json, DeadLetterOut, JsonBody, MessageOut};
 
 /// Malformed input, with what was wrong and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -23,9 +23,11 @@ pub(crate) const CORRELATION_ID: &str = "Strata-Correlation-Id";
 pub(crate) const MSG_ID: &str = "Nats-Msg-Id";
 /// The publisher's W3C trace context, under the name W3C gives it.
 pub(crate) const TRACEPARENT: &str = "traceparent";
+/// A dead letter's origin (`strata_queue::DeadLetter::text`), on its copy in `NAME.dlq`.
+pub(crate) const DEAD_LETTER: &str = "Strata-Dead-Letter";
 
 /// Room for headers above `max_message_bytes` in a stream's `max_msg_size` (which counts
-/// headers too): the four attributes at their largest (1 KiB each) and their names.
+/// headers too): the attributes at their largest (1 KiB each) and their names.
 pub(crate) const HEADER_ROOM: u64 = 8 << 10;
 
 /// The shortest dedupe window JetStream takes.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata_manifest::{FsyncPolicy, QueueSpec};
-use strata_queue::{FetchOptions, NewMessage, Placed, QueueBackend, QueueError, Replied, Reply};
+use strata_queue::{DeadLetter, FetchOptions, NewMessage, Placed, QueueBackend, QueueError, Replied, Reply};
 
 /// Makes a fresh backend whose queue `q` has `spec`; what it returns keeps the backend's
 /// resources (temp dirs, servers) alive.
@@ -202,9 +202,12 @@ pub async fn dead_letter_after_max_deliveries(open: &dyn Open) {
     .await
     .unwrap();
     let one = FetchOptions::default();
+    let mut published_at = 0;
     for round in 1..=2 {
         let m = q.fetch("g", one).await.unwrap();
         assert_eq!((m[0].offset, m[0].deliveries), (0, round));
+        assert_eq!(m[0].dead_letter, None, "not a dead letter yet");
+        published_at = m[0].timestamp_ms;
         assert_eq!(
             m[0].traceparent.as_deref(),
             Some(TRACEPARENT),
@@ -226,6 +229,17 @@ pub async fn dead_letter_after_max_deliveries(open: &dyn Open) {
     assert_eq!(dead[0].payload, &b"poison"[..]);
     assert_eq!(dead[0].correlation_id.as_deref(), Some("c-9"));
     assert_eq!(dead[0].traceparent.as_deref(), Some(TRACEPARENT));
+    // It says where it came from: the group that gave up on it, its offset and publish
+    // time in q, and how often that group had it.
+    assert_eq!(
+        dead[0].dead_letter,
+        Some(DeadLetter {
+            group: "g".into(),
+            offset: 0,
+            timestamp_ms: published_at,
+            deliveries: 2,
+        })
+    );
 }
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";

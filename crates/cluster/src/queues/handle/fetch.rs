@@ -7,12 +7,12 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use strata_queue::{FetchOptions, Message, QueueError};
+use strata_queue::{DeadLetter, FetchOptions, Message, QueueError};
 use tokio::time::Instant;
 
 use super::{settle_one, JsQueue};
 use crate::queues::leases::{Keep, Key};
-use crate::queues::names::{self, CORRELATION_ID, REPLY_TO, TRACEPARENT};
+use crate::queues::names::{self, CORRELATION_ID, DEAD_LETTER, REPLY_TO, TRACEPARENT};
 use crate::queues::pull::{pull, Ended, PullError};
 
 /// How long a fetch asks again while no server serves its group's consumer.
@@ -139,7 +139,13 @@ impl JsQueue {
             let offset = d.stream_seq.saturating_sub(1);
             let max = u64::from(self.spec.max_deliveries);
             if max > 0 && d.deliveries > max {
-                if self.dead_letter(group, &m, d.stream_seq, &ack_subject).await {
+                let origin = DeadLetter {
+                    group: group.to_string(),
+                    offset,
+                    timestamp_ms: d.timestamp_ns / 1_000_000,
+                    deliveries: u32::try_from(d.deliveries - 1).unwrap_or(u32::MAX),
+                };
+                if self.dead_letter(group, &m, d.stream_seq, &ack_subject, origin).await {
                     dead += 1;
                 }
                 continue;
@@ -162,6 +168,7 @@ impl JsQueue {
                 reply_to: names::header(headers, REPLY_TO),
                 correlation_id: names::header(headers, CORRELATION_ID),
                 traceparent: names::header(headers, TRACEPARENT),
+                dead_letter: names::header(headers, DEAD_LETTER).and_then(|t| DeadLetter::parse(&t)),
                 payload: m.payload,
             });
         }
@@ -172,10 +179,18 @@ impl JsQueue {
     /// delivery (`+TERM`). True when moved. Anything that fails leaves it leased: it comes
     /// back after the lease and is moved then (the copy's id, `dead-GROUP-SEQ`, keeps
     /// the dead-letter queue from storing it twice within its dedupe window).
-    async fn dead_letter(&self, group: &str, m: &async_nats::Message, seq: u64, ack_subject: &str) -> bool {
+    async fn dead_letter(
+        &self,
+        group: &str,
+        m: &async_nats::Message,
+        seq: u64,
+        ack_subject: &str,
+        origin: DeadLetter,
+    ) -> bool {
         let Some(dlq) = &self.dlq else { return false };
         let mut headers = HeaderMap::new();
         headers.insert(names::MSG_ID, format!("dead-{group}-{seq}").as_str());
+        headers.insert(DEAD_LETTER, names::encode_value(&origin.text()).as_str());
         for name in [REPLY_TO, CORRELATION_ID, TRACEPARENT] {
             // Copied as stored (encoded).
             if let Some(v) = m.headers.as_ref().and_then(|h| h.get(name)) {
