@@ -233,9 +233,15 @@ impl AppService {
         let mut services = BTreeMap::new();
         for name in config.manifest.start_order() {
             let spec = config.manifest.services[&name].clone();
-            let handle = service::ServiceHandle::start(&shared, name.clone(), spec, shutdown.child_token());
+            let handle = service::ServiceHandle::start(&shared, name.clone(), spec);
             services.insert(name, handle);
         }
+        let order = stop_order(&services);
+        let stopping = shutdown.clone();
+        shared.tracker.spawn(async move {
+            stopping.cancelled().await;
+            stop_in_order(order).await;
+        });
         Ok(AppService {
             shared,
             services,
@@ -349,6 +355,41 @@ impl AppService {
         let mine = self.shared.state_dir.join("run").join(std::process::id().to_string());
         let _ = std::fs::remove_dir(mine);
     }
+}
+
+/// Each service's stopper and the stoppers of the services that bind to it (its
+/// dependents).
+type StopOrder = Vec<(service::Stopper, Vec<service::Stopper>)>;
+
+fn stop_order(services: &BTreeMap<String, service::ServiceHandle>) -> StopOrder {
+    services
+        .iter()
+        .map(|(name, handle)| {
+            let dependents = services
+                .values()
+                .filter(|other| other.bindings().iter().any(|b| b == name))
+                .map(|other| other.stopper())
+                .collect();
+            (handle.stopper(), dependents)
+        })
+        .collect()
+}
+
+/// Stops every service once the services that bind to it have stopped (docker compose's
+/// order): an instance draining its last requests can still call what it binds to. The
+/// bindings have no cycle (the manifest's validation refuses one), and services that
+/// do not depend on each other stop together.
+async fn stop_in_order(order: StopOrder) {
+    let mut stops = tokio::task::JoinSet::new();
+    for (stopper, dependents) in order {
+        stops.spawn(async move {
+            for d in &dependents {
+                d.stopped().await;
+            }
+            stopper.stop();
+        });
+    }
+    while stops.join_next().await.is_some() {}
 }
 
 /// Removes the scratch dirs left under `run/` by nodes that are no longer running (a node

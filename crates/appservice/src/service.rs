@@ -27,10 +27,47 @@ pub(crate) struct ServiceHandle {
     phase: Arc<Mutex<String>>,
     slots: Arc<Mutex<Vec<Slot>>>,
     autoscale: Mutex<Option<crate::AutoscaleStatus>>,
+    stopper: Stopper,
+}
+
+/// Stops one service and tells when it has: its supervisor returned and every instance
+/// it ran has stopped.
+#[derive(Clone)]
+pub(crate) struct Stopper {
+    stop: CancellationToken,
+    /// Cancelled when the supervisor returns.
+    done: CancellationToken,
+    slots: Arc<Mutex<Vec<Slot>>>,
+}
+
+impl Stopper {
+    /// Starts the service's stop: its instances drain and exit.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Resolves once the service's supervisor returned and every instance stopped.
+    pub async fn stopped(&self) {
+        self.done.cancelled().await;
+        loop {
+            let all = self
+                .slots
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|s| s.status.lock().unwrap().state == InstanceState::Stopped);
+            if all {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl ServiceHandle {
-    pub fn start(shared: &Arc<AppContext>, name: String, spec: ServiceSpec, stop: CancellationToken) -> ServiceHandle {
+    /// Starts the service's supervisor; [`ServiceHandle::stopper`] stops it.
+    pub fn start(shared: &Arc<AppContext>, name: String, spec: ServiceSpec) -> ServiceHandle {
+        let stop = CancellationToken::new();
         let workdir = match &spec.workdir {
             Some(dir) => shared.app_dir.join(dir),
             None => shared.app_dir.clone(),
@@ -47,20 +84,36 @@ impl ServiceHandle {
             start_time: Default::default(),
         });
         let (desired, desired_rx) = watch::channel(ctx.spec.instances.initial());
+        let slots = Arc::new(Mutex::new(Vec::new()));
+        let done = CancellationToken::new();
         let handle = ServiceHandle {
             ctx: ctx.clone(),
             desired,
             phase: Arc::new(Mutex::new("pending".into())),
-            slots: Arc::new(Mutex::new(Vec::new())),
+            slots: slots.clone(),
             autoscale: Mutex::new(None),
+            stopper: Stopper {
+                stop: stop.clone(),
+                done: done.clone(),
+                slots: slots.clone(),
+            },
         };
         let phase = handle.phase.clone();
-        let slots = handle.slots.clone();
         let task_shared = shared.clone();
         shared.tracker.spawn(async move {
             supervise(task_shared, ctx, phase, slots, desired_rx, stop).await;
+            done.cancel();
         });
         handle
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// The services this one binds to.
+    pub fn bindings(&self) -> &[String] {
+        &self.ctx.spec.bindings
     }
 
     /// Instances launched at start.

@@ -139,6 +139,8 @@ pub struct Node {
     token_file: PathBuf,
     /// A node dropped without `stop` still stops: its gateway threads end with it.
     _stop_on_drop: tokio_util::sync::DropGuard,
+    /// Stops the node API when dropped: after the instances stopped, in `wait`.
+    api_stop: tokio_util::sync::DropGuard,
 }
 
 impl Node {
@@ -169,6 +171,9 @@ impl Node {
             .await
             .with_context(|| format!("listen on {} for the node API", config.api_listen))?;
         let api_addr = api_listener.local_addr()?;
+        // Cancelled by `Node::wait` once the instances stopped, or when this is dropped.
+        let api_stop = CancellationToken::new();
+        let api_stop_on_drop = api_stop.clone().drop_guard();
         let api_url = format!("http://{api_addr}");
 
         let backends = open_backends(config.backends, &state_dir, &manifest).await?;
@@ -289,11 +294,13 @@ impl Node {
             trace_peers: config.trace_peers,
             cluster: config.cluster_view,
         });
+        // The node API stays up until every instance has stopped (`Node::wait`): one
+        // draining its last requests may still call other services, queues and the store.
         tasks.push(tokio::spawn(strata_api::serve(
             api_listener,
             parts,
             config.api_server,
-            shutdown.clone(),
+            api_stop.clone(),
         )));
         let token_file = nodefile::write_token(&state_dir, &control_token)?;
         let state_file = if config.write_state_file {
@@ -318,6 +325,7 @@ impl Node {
             control_token,
             token_file,
             _stop_on_drop: shutdown.clone().drop_guard(),
+            api_stop: api_stop_on_drop,
             shutdown,
             tasks,
             state_file,
@@ -338,8 +346,10 @@ impl Node {
     /// backends after what they were given is durable.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
-        // Instances drain while the gateway finishes the requests it has open.
+        // Instances drain while the gateway finishes the requests it has open; the node
+        // API serves them until the last has stopped.
         self.app.stop().await;
+        drop(self.api_stop);
         for task in self.tasks {
             let _ = task.await;
         }

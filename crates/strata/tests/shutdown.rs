@@ -117,3 +117,61 @@ async fn sigkill_of_strata_leaves_no_process_behind() {
     wait_groups_gone(&groups.0, GONE_TIMEOUT).await;
     wait_until("the guard exits after its work", GONE_TIMEOUT, || !alive(guard)).await;
 }
+
+const CALLER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/caller.py");
+
+/// A service running `caller.py` (which uses the Python client from the source tree).
+fn caller(extra: Value) -> Value {
+    let client = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/python");
+    let mut spec = json!({
+        "run": ["python3", CALLER],
+        "env": { "PYTHONPATH": client.display().to_string(), "PYTHONDONTWRITEBYTECODE": "1" },
+        "health": { "path": "/healthz", "interval_ms": 200, "timeout_ms": 1000 },
+        "stop_grace_ms": 3000,
+    });
+    for (k, v) in extra.as_object().expect("an object") {
+        spec[k] = v.clone();
+    }
+    spec
+}
+
+/// A request in flight when the node stops still reaches what its service binds to: the
+/// node API serves until the last instance has stopped, and a service stops only after
+/// the services that bind to it (docker compose's order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_request_can_still_call_what_its_service_binds_to() {
+    let app = App::new();
+    let services = json!({
+        "front": caller(json!({ "routes": ["/"], "bindings": ["back"] })),
+        "back": caller(json!({})),
+        "alone": caller(json!({})),
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    for s in ["front", "back", "alone"] {
+        wait_ready(&node, s, 1).await;
+    }
+    let gateway = node.gateway_addr;
+    let in_flight = tokio::spawn(async move { get(gateway, "/call?service=back&delay_ms=1500").await });
+    // The request is at front (sleeping) when the stop begins.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let app_service = node.app.clone();
+    stop(node).await;
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answer = reply.json();
+    assert_eq!(answer["status"], 200, "front's call to back during the drain: {answer}");
+    // back stopped after front; alone, bound by nobody and binding nothing, did not wait.
+    let stopped_at = |service: &str| {
+        app_service
+            .recent_events()
+            .iter()
+            .find(|e| e.service == service && e.kind == strata_appservice::EventKind::Stopped)
+            .map(|e| e.at)
+            .unwrap_or_else(|| panic!("no stopped event of {service}"))
+    };
+    assert!(stopped_at("back") >= stopped_at("front"), "back stopped before front");
+    assert!(
+        stopped_at("alone") < stopped_at("front"),
+        "alone waited for front's drain"
+    );
+}
