@@ -51,12 +51,13 @@ pub(crate) async fn logs(
         loop {
             for file in log_files(&dir, q.instance.as_deref(), q.setup) {
                 let offset = offsets.entry(file.clone()).or_insert(0);
-                let Some(chunk) = read_from(&file, offset).await else {
-                    continue;
-                };
                 let label = file.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
-                if tx.send(prefix_lines(&label, &chunk)).await.is_err() {
-                    return;
+                // A file is read to its end, a MiB at a time; without `follow`, a last
+                // line not ended yet too.
+                while let Some(chunk) = read_from(&file, offset, !q.follow).await {
+                    if tx.send(prefix_lines(&label, &chunk)).await.is_err() {
+                        return;
+                    }
                 }
             }
             if !q.follow {
@@ -97,8 +98,9 @@ fn log_files(dir: &FsPath, instance: Option<&str>, setup: bool) -> Vec<PathBuf> 
     files
 }
 
-/// Reads what was appended since `offset`, up to whole lines.
-async fn read_from(file: &FsPath, offset: &mut u64) -> Option<Vec<u8>> {
+/// Reads what was appended since `offset` (at most a MiB), up to whole lines, or to
+/// its end when `unended` (a last line without its newline).
+async fn read_from(file: &FsPath, offset: &mut u64, unended: bool) -> Option<Vec<u8>> {
     let mut f = tokio::fs::File::open(file).await.ok()?;
     let len = f.metadata().await.ok()?.len();
     if len < *offset {
@@ -114,7 +116,9 @@ async fn read_from(file: &FsPath, offset: &mut u64) -> Option<Vec<u8>> {
         .read_to_end(&mut buf)
         .await
         .ok()?;
+    let read_all = *offset + buf.len() as u64 == len;
     let whole = match buf.iter().rposition(|&b| b == b'\n') {
+        _ if unended && read_all && !buf.is_empty() => buf.len(),
         Some(i) => i + 1,
         None if buf.len() >= 1 << 20 => buf.len(),
         None => return None,
@@ -131,6 +135,9 @@ fn prefix_lines(label: &str, chunk: &[u8]) -> Bytes {
         out.extend_from_slice(b" | ");
         out.extend_from_slice(line);
     }
+    if !out.ends_with(b"\n") && !out.is_empty() {
+        out.push(b'\n');
+    }
     Bytes::from(out)
 }
 
@@ -146,5 +153,39 @@ impl http_body::Body for ChannelBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         self.rx.poll_recv(cx).map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_all(file: &FsPath, unended: bool) -> Vec<u8> {
+        let (mut offset, mut out) = (0, Vec::new());
+        while let Some(chunk) = read_from(file, &mut offset, unended).await {
+            out.extend_from_slice(&chunk);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_log_longer_than_a_read_is_read_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("web-1.log");
+        let mut text: Vec<u8> = (0..30_000)
+            .flat_map(|i| format!("line {i} {}\n", "x".repeat(40)).into_bytes())
+            .collect();
+        assert!(text.len() > 1 << 20);
+        text.extend_from_slice(b"LAST-LINE\n");
+        std::fs::write(&file, &text).unwrap();
+        assert_eq!(read_all(&file, true).await, text);
+        // A last line not ended yet: shown once the rest is read when not following,
+        // kept for its end when following.
+        let mut unended = text.clone();
+        unended.extend_from_slice(b"half");
+        std::fs::write(&file, &unended).unwrap();
+        assert_eq!(read_all(&file, true).await, unended);
+        assert_eq!(read_all(&file, false).await, text);
+        assert_eq!(&prefix_lines("web-1", b"a\nhalf")[..], b"web-1 | a\nweb-1 | half\n");
     }
 }
