@@ -1,7 +1,8 @@
 //! The JetStream queue backend when machines fail, on real nats-server processes:
 //! acknowledged publishes survive the queue's stream leader killed with SIGKILL (and
 //! restarted) in the middle of 16 concurrent publishers; a message leased by a node that
-//! goes away is redelivered to another node after its lease.
+//! goes away is redelivered to another node after its lease; a group whose consumer's
+//! server is lost keeps every message it has not acknowledged while the others go on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -268,4 +269,120 @@ async fn a_message_leased_by_a_node_that_goes_away_is_redelivered_to_another() {
         "after A's lease, at {after:?}"
     );
     assert_eq!(qb.ack("workers", &[0]).await.unwrap(), (1, 0));
+}
+
+/// Which server leads the consumer of `group` on `stream`.
+async fn consumer_leader_of(nats: &Nats, stream: &str, group: &str) -> usize {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = nats.js.get_stream(stream).await.expect("the queue's stream");
+        let leader = s
+            .consumer_info(group)
+            .await
+            .ok()
+            .and_then(|i| i.cluster.as_ref().and_then(|c| c.leader.clone()));
+        if let Some(i) = leader.and_then(|l| l.strip_prefix('n').and_then(|n| n.parse().ok())) {
+            return i;
+        }
+        assert!(Instant::now() < end, "the consumer {group} has a leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Group `behind` holds offset 0 unacknowledged while group `fast` publishes, reads and
+/// acknowledges on, through server 0; the server leading `behind`'s consumer (and
+/// nothing else) is killed for 14 s, during which JetStream's listing of the consumers
+/// leaves `behind` out (`missing`). Space is reclaimed only below what every group is
+/// done with: offset 0 is still there for `behind` afterwards. (Before the fix the node
+/// purged below `fast`'s floor from such a listing: offsets 0-160 were lost.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_consumers_server_is_lost_keeps_its_messages() {
+    if !strata_testkit::needs(
+        "a_group_whose_consumers_server_is_lost_keeps_its_messages",
+        nats_server(),
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = NatsCluster::start(dir.path(), 3);
+    // The node speaks to server 0 only: the one killed is another.
+    let url = cluster.urls().split(',').next().unwrap().to_string();
+    let declared = BTreeMap::from([("jobs".to_string(), spec(3_000))]);
+    let (queues, nats) = node(&url, "lost", &declared).await;
+    let q = queues.get("jobs").unwrap();
+    q.publish(vec![NewMessage::new(&b"first"[..])]).await.unwrap();
+    let held = q.fetch("behind", FetchOptions::default()).await.unwrap();
+    assert_eq!(held[0].offset, 0);
+    q.fetch("fast", FetchOptions::default()).await.unwrap();
+    q.ack("fast", &[0]).await.unwrap();
+    // The server to kill leads behind's consumer, and neither the stream nor fast's
+    // consumer, nor is it the node's (as when a listing leaves only behind out): the
+    // consumers' leaders are moved until so.
+    let stepdown = |group: &str| format!("$JS.API.CONSUMER.LEADER.STEPDOWN.lost_q_jobs.{group}");
+    let mut victim = None;
+    for _ in 0..40 {
+        let stream = leader_of(&nats, "lost_q_jobs").await;
+        let fast = consumer_leader_of(&nats, "lost_q_jobs", "fast").await;
+        let behind = consumer_leader_of(&nats, "lost_q_jobs", "behind").await;
+        let taken = [0, stream, fast];
+        if !taken.contains(&behind) {
+            victim = Some(behind);
+            break;
+        }
+        // Every other server taken: fast's consumer moves, else behind's.
+        let moved = if (0..3).all(|i| taken.contains(&i)) {
+            "fast"
+        } else {
+            "behind"
+        };
+        let _ = nats.client.request(stepdown(moved), Bytes::new()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let victim = victim.expect("behind's consumer led by a server of its own");
+    let mut fast_read = 0usize;
+    let start = Instant::now();
+    let mut killed = false;
+    while start.elapsed() < Duration::from_secs(15) {
+        if !killed && start.elapsed() > Duration::from_secs(1) {
+            cluster = tokio::task::spawn_blocking(move || {
+                cluster.kill(victim);
+                cluster
+            })
+            .await
+            .unwrap();
+            killed = true;
+        }
+        // Errors while a leader is elected are the servers', not what this checks.
+        let _ = q.publish((0..5).map(|_| NewMessage::new(&b"more"[..])).collect()).await;
+        let all = FetchOptions {
+            max: usize::MAX,
+            ..FetchOptions::default()
+        };
+        if let Ok(batch) = q.fetch("fast", all).await {
+            let offsets: Vec<u64> = batch.iter().map(|m| m.offset).collect();
+            if q.ack("fast", &offsets).await.is_ok() {
+                fast_read += offsets.len();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.restart(victim);
+    assert!(fast_read > 20, "fast went on reading: {fast_read}");
+    // Offset 0 is still stored, and comes back to behind once its lease ran out.
+    let end = Instant::now() + Duration::from_secs(30);
+    let again = loop {
+        match q.fetch("behind", FetchOptions::default()).await {
+            Ok(batch) if !batch.is_empty() => break batch,
+            Ok(_) => {}
+            Err(e) => eprintln!("fetch: {e}"),
+        }
+        assert!(Instant::now() < end, "behind gets a message again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (again[0].offset, &again[0].payload[..]),
+        (0, &b"first"[..]),
+        "behind's unacknowledged message was kept (stats: {:?})",
+        q.stats()
+    );
 }

@@ -42,6 +42,16 @@ struct ConsumerPage {
     total: usize,
     #[serde(default)]
     consumers: Option<Vec<consumer::Info>>,
+    /// Consumers the listing left out: their leader is being elected (a server lost).
+    #[serde(default)]
+    missing: Option<Vec<String>>,
+}
+
+/// A stream's consumers as listed, and whether the listing had them all.
+struct Consumers {
+    listed: Vec<consumer::Info>,
+    /// False when JetStream left some out (`missing`, or fewer than its `total`).
+    complete: bool,
 }
 
 #[derive(Deserialize)]
@@ -207,7 +217,10 @@ async fn refresh_queue(
     local: u64,
 ) -> anyhow::Result<()> {
     let core = &shared.core;
-    let consumers = list_consumers(shared, &q.stream).await?;
+    let Consumers {
+        listed: consumers,
+        complete,
+    } = list_consumers(shared, &q.stream).await?;
     let state = &info.state;
     let first_offset = state.first_sequence.saturating_sub(1);
     let old = q.figures().clone();
@@ -226,13 +239,19 @@ async fn refresh_queue(
             q.set_dead_seen(seen);
         }
     }
-    let groups = consumers
+    let mut groups: BTreeMap<String, GroupFigures> = consumers
         .iter()
         .map(|c| {
             let d = dead.get(&c.name).copied().unwrap_or(0);
             (c.name.clone(), GroupFigures::from_consumer(c, first_offset, d))
         })
         .collect();
+    // A group the listing left out is still there (groups are never deleted but with
+    // their queue): its last figures stand.
+    let known: Vec<String> = old.groups.keys().cloned().collect();
+    for (name, figures) in &old.groups {
+        groups.entry(name.clone()).or_insert_with(|| figures.clone());
+    }
     q.set_figures(
         Figures {
             first_offset,
@@ -246,6 +265,13 @@ async fn refresh_queue(
     );
     // Space every group is done with goes, as the embedded engine drops a segment every
     // group has deleted. A group made later starts at the oldest message kept, there too.
+    // Only from a listing that has every group: one left out (its consumer's leader
+    // being elected after a server was lost) may be far behind the others.
+    let listed: Vec<&str> = consumers.iter().map(|c| c.name.as_str()).collect();
+    if !may_reclaim(complete, &listed, &known) {
+        tracing::debug!(queue = %q.name, "a group's consumer was left out of the listing: nothing reclaimed");
+        return Ok(());
+    }
     if let Some(floor) = consumers.iter().map(|c| c.ack_floor.stream_sequence).min() {
         if floor >= state.first_sequence && state.messages > 0 {
             let stream = core.js.get_stream_no_info(&q.stream).await?;
@@ -259,8 +285,15 @@ async fn refresh_queue(
     Ok(())
 }
 
-async fn list_consumers(shared: &Shared, stream: &str) -> anyhow::Result<Vec<consumer::Info>> {
+/// Whether space below the listed groups' floors may go: the listing had every consumer
+/// JetStream knows, and every group this node saw before.
+fn may_reclaim(complete: bool, listed: &[&str], known: &[String]) -> bool {
+    complete && known.iter().all(|k| listed.contains(&k.as_str()))
+}
+
+async fn list_consumers(shared: &Shared, stream: &str) -> anyhow::Result<Consumers> {
     let mut out = Vec::new();
+    let mut complete = true;
     loop {
         let page: Response<ConsumerPage> = shared
             .core
@@ -275,8 +308,16 @@ async fn list_consumers(shared: &Shared, stream: &str) -> anyhow::Result<Vec<con
         let consumers = page.consumers.unwrap_or_default();
         let n = consumers.len();
         out.extend(consumers);
+        if page.missing.is_some_and(|m| !m.is_empty()) {
+            complete = false;
+        }
         if n == 0 || out.len() >= page.total {
-            return Ok(out);
+            // A page asked for at an offset past one left out repeats one listed (seen
+            // while a consumer's leader was elected): each once, and counted once.
+            let mut seen = std::collections::BTreeSet::new();
+            out.retain(|c| seen.insert(c.name.clone()));
+            complete &= out.len() >= page.total;
+            return Ok(Consumers { listed: out, complete });
         }
     }
 }
@@ -292,5 +333,29 @@ async fn dead_letters(shared: &Shared, stream: &str, filter: &str) -> anyhow::Re
     match info {
         Response::Ok(info) => Ok(info.state.subjects.unwrap_or_default()),
         Response::Err { error } => Err(anyhow!("count the dead letters: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_reclaimed_while_a_group_is_left_out_of_the_listing() {
+        let known = vec!["fast".to_string(), "slow".to_string()];
+        assert!(may_reclaim(true, &["fast", "slow"], &known));
+        assert!(
+            may_reclaim(true, &["fast", "slow", "new"], &known),
+            "a group made since"
+        );
+        // JetStream said it left one out, or a group seen before is not there.
+        assert!(!may_reclaim(false, &["fast", "slow"], &known));
+        assert!(!may_reclaim(true, &["fast"], &known));
+        // The listing's `missing` is read (nats-server's answer while a consumer's leader
+        // is elected).
+        let page: ConsumerPage =
+            serde_json::from_str(r#"{"total": 2, "offset": 0, "limit": 256, "consumers": [], "missing": ["slow"]}"#)
+                .unwrap();
+        assert_eq!((page.total, page.missing), (2, Some(vec!["slow".to_string()])));
     }
 }
