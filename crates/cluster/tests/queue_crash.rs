@@ -275,7 +275,7 @@ async fn a_message_leased_by_a_node_that_goes_away_is_redelivered_to_another() {
 async fn consumer_leader_of(nats: &Nats, stream: &str, group: &str) -> usize {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut s = nats.js.get_stream(stream).await.expect("the queue's stream");
+        let s = nats.js.get_stream(stream).await.expect("the queue's stream");
         let leader = s
             .consumer_info(group)
             .await
