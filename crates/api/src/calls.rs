@@ -189,9 +189,12 @@ async fn switch(pool: &strata_bus::Pool, req: http::Request<Body>, mode: CallMod
 }
 
 /// Calls between instances (HTTP, WebSocket or gRPC through `$STRATA_URL`) keep the
-/// caller's request id when it passes one on; others get one of their own.
+/// caller's request id when it passes one on (if `acceptable`); others get one of their own.
 pub(crate) fn ensure_request_id(headers: &mut http::HeaderMap) {
-    if headers.contains_key(relay::REQUEST_ID) {
+    if headers
+        .get(relay::REQUEST_ID)
+        .is_some_and(strata_gateway::request_id::acceptable)
+    {
         return;
     }
     static CALLS: AtomicU64 = AtomicU64::new(1);

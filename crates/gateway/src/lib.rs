@@ -56,7 +56,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod relay;
 pub mod request_body;
-mod request_id;
+pub mod request_id;
 pub mod response_body;
 mod serve;
 mod serve_h2;
@@ -295,8 +295,8 @@ impl Gateway {
     fn begin(&self, req: &mut Request<ClientBody>) -> Begun {
         let started = Instant::now();
         let request_id = match req.headers().get(relay::REQUEST_ID) {
-            Some(id) => id.clone(),
-            None => {
+            Some(id) if request_id::acceptable(id) => id.clone(),
+            _ => {
                 let id = self.ids.next();
                 req.headers_mut().insert(relay::REQUEST_ID, id.clone());
                 id

@@ -1,5 +1,5 @@
-//! The request id the gateway gives a request that has none (`X-Request-Id`):
-//! `pppppppp-n…`, a per-process prefix and a number in hex.
+//! The request id the gateway gives a request that has none (`X-Request-Id`), or one
+//! not [`acceptable`]: `pppppppp-n…`, a per-process prefix and a number in hex.
 //!
 //! Each gateway thread counts in a slot of its own (an atomic on a cache line of its
 //! own): a shared counter was a cache line that the workers took from each other on
@@ -11,6 +11,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::header::HeaderValue;
 
 use crate::worker::{slot, SLOTS};
+
+/// Longest client-given request id kept.
+pub const MAX_LEN: usize = 128;
+
+/// Whether a client's `X-Request-Id` is kept: 1 to [`MAX_LEN`] visible ASCII characters,
+/// no space. Another is replaced by the gateway's own: the id goes into the access log's
+/// `key=value` line and the traces, where a space would let a client write fields of
+/// its own (`rid=a status=500`), and a long one would fill the log.
+pub fn acceptable(id: &HeaderValue) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty() && bytes.len() <= MAX_LEN && bytes.iter().all(|b| (0x21..=0x7e).contains(b))
+}
 
 /// One slot's count, alone on its cache line.
 #[repr(align(64))]
@@ -59,6 +71,23 @@ impl RequestIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_id_is_kept_only_when_it_cannot_forge_log_fields() {
+        for good in ["a", "my-req-1", "0af7651916cd43dd:b7ad6b", &"x".repeat(MAX_LEN)] {
+            assert!(acceptable(&HeaderValue::from_str(good).unwrap()), "{good:?}");
+        }
+        for bad in [
+            "a b service=evil status=500",
+            "tab\there",
+            &"x".repeat(MAX_LEN + 1),
+            "caf\u{e9}",
+        ] {
+            let value = HeaderValue::from_bytes(bad.as_bytes()).unwrap();
+            assert!(!acceptable(&value), "{bad:?}");
+        }
+        assert!(!acceptable(&HeaderValue::from_static("")));
+    }
 
     #[test]
     fn ids_from_every_slot_are_distinct_and_share_the_prefix() {

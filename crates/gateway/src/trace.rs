@@ -459,8 +459,10 @@ impl Traces {
         let wanted: Vec<u128> = match id {
             Some(id) => {
                 let by_trace = (id.len() == 32).then(|| unhex(id.as_bytes())).flatten();
+                // The newest: a client may send the same request id again.
                 let found = spans
                     .iter()
+                    .rev()
                     .find(|s| Some(s.context.trace_id) == by_trace || s.request_id.as_ref().is_some_and(|r| r == id));
                 found.map(|s| s.context.trace_id).into_iter().collect()
             }
@@ -604,6 +606,22 @@ impl SpanView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_id_sent_twice_finds_the_newest_trace() {
+        let traces = Traces::new();
+        let mut old = Span::trigger("web", "/a", "my-req-1");
+        old.start_us = 1_000;
+        let mut new = Span::trigger("web", "/b", "my-req-1");
+        new.start_us = 2_000;
+        let newest = new.trace_id_hex();
+        traces.record(new);
+        traces.record(old);
+        let found = traces.traces(Some("my-req-1"), 10);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].trace_id, newest);
+        assert_eq!(found[0].spans[0].path, "/b");
+    }
 
     #[test]
     fn traceparent_round_trips_and_bad_ones_start_a_trace() {
