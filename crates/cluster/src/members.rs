@@ -274,7 +274,7 @@ pub async fn join_remote(
                 }
                 _ = shutdown.cancelled() => break 'watch,
             }
-            sync(&bus, &known, &membership, &mut joined);
+            sync(&bus, &known, &membership, &me, &mut joined);
         }
     }
     for (service, id) in joined {
@@ -300,13 +300,20 @@ async fn read_all(nats: &Nats, prefix: &str, me: &str) -> anyhow::Result<BTreeMa
     Ok(out)
 }
 
-/// Makes the pools hold exactly the known members of live nodes.
+/// Makes the pools hold exactly the known members of live nodes, as far as this node
+/// (`me`) can tell: while its own heartbeat is not arriving (its NATS server died and it
+/// is reconnecting, or it is cut off), the other nodes' silence says nothing of them,
+/// and their members stay (a request to one that did die fails over as to any member
+/// that went away). Taking them out made this node's gateway answer 503 for seconds
+/// while every instance was serving.
 fn sync(
     bus: &Bus,
     known: &BTreeMap<String, MemberRecord>,
     membership: &Membership,
+    me: &str,
     joined: &mut BTreeSet<(String, String)>,
 ) {
+    let hearing = membership.is_live(me);
     let mut want: BTreeMap<(String, String), SocketAddr> = BTreeMap::new();
     for r in known.values() {
         if membership.is_live(&r.node) {
@@ -314,7 +321,7 @@ fn sync(
         }
     }
     joined.retain(|(service, id)| {
-        let keep = want.contains_key(&(service.clone(), id.clone()));
+        let keep = !hearing || want.contains_key(&(service.clone(), id.clone()));
         if !keep {
             bus.pool(service).leave(id);
         }
@@ -448,6 +455,35 @@ mod tests {
             }
         });
         addr
+    }
+
+    #[test]
+    fn a_node_that_does_not_hear_itself_keeps_the_other_nodes_members() {
+        use std::time::Instant;
+        let bus = Bus::new();
+        let membership = Membership::default();
+        let record = |node: &str| MemberRecord {
+            node: node.into(),
+            service: "web".into(),
+            instance: "web-1".into(),
+            addr: "127.0.0.1:9".parse().unwrap(),
+        };
+        let known = BTreeMap::from([("app.web.b.web-1".to_string(), record("b"))]);
+        let mut joined = BTreeSet::new();
+        membership.heard_at("a", Instant::now());
+        membership.heard_at("b", Instant::now());
+        sync(&bus, &known, &membership, "a", &mut joined);
+        assert_eq!(bus.pool("web").members().len(), 1);
+        // Both silent for longer than DEAD_AFTER: a hears nothing, itself included.
+        let long_ago = Instant::now() - crate::DEAD_AFTER * 2;
+        membership.heard_at("a", long_ago);
+        membership.heard_at("b", long_ago);
+        sync(&bus, &known, &membership, "a", &mut joined);
+        assert_eq!(bus.pool("web").members().len(), 1, "b's member stays while a is deaf");
+        // a hears itself again, and b stays silent: b is dead.
+        membership.heard_at("a", Instant::now());
+        sync(&bus, &known, &membership, "a", &mut joined);
+        assert!(bus.pool("web").members().is_empty(), "b's member goes");
     }
 
     #[tokio::test]

@@ -247,6 +247,18 @@ impl Membership {
         }
     }
 
+    /// Takes node `name` as last heard at `at` (tests).
+    #[cfg(test)]
+    pub(crate) fn heard_at(&self, name: &str, at: Instant) {
+        self.seen.send_modify(|m| {
+            let record = NodeRecord {
+                name: name.into(),
+                ..NodeRecord::default()
+            };
+            m.insert(name.into(), Seen { record, at });
+        });
+    }
+
     /// A record read from the bucket. A heartbeat newer than the last one seen counts
     /// as heard now (arrival, whatever the writer's clock says); the first record seen
     /// of a node is aged by its own timestamp (a record from before this node started

@@ -84,7 +84,11 @@ pub(super) async fn follow(
     let mut last = None;
     loop {
         let nodes = cache_nodes(&membership.live(), &app);
-        if last.as_ref() != Some(&nodes) {
+        // While this node's own heartbeat is not arriving (its NATS server died and it is
+        // reconnecting), the others' silence says nothing: the ring stays. Taking them
+        // (and itself) out dropped every key this node held on a server's restart.
+        let hearing = membership.is_live(ring.me());
+        if hearing && last.as_ref() != Some(&nodes) {
             // Dropping the keys of a change walks the whole cache: off the async workers.
             let (ring, cache, set) = (ring.clone(), caches.keys.clone(), nodes.clone());
             let was_member = ring.view().is_member();
