@@ -83,12 +83,12 @@ pub(super) async fn follow(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = None;
     loop {
+        // Not kept as it was while this node's own heartbeat is not arriving (as the
+        // pools are, `members::sync`): the other nodes take this one out of their rings
+        // meanwhile and serve its keys, so keeping them here would serve stale values
+        // once it hears again. Its keys are dropped instead (a cache may lose them).
         let nodes = cache_nodes(&membership.live(), &app);
-        // While this node's own heartbeat is not arriving (its NATS server died and it is
-        // reconnecting), the others' silence says nothing: the ring stays. Taking them
-        // (and itself) out dropped every key this node held on a server's restart.
-        let hearing = membership.is_live(ring.me());
-        if hearing && last.as_ref() != Some(&nodes) {
+        if last.as_ref() != Some(&nodes) {
             // Dropping the keys of a change walks the whole cache: off the async workers.
             let (ring, cache, set) = (ring.clone(), caches.keys.clone(), nodes.clone());
             let was_member = ring.view().is_member();
