@@ -99,7 +99,7 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, e.to_string())
             }
             StoreError::BadInput(_) | StoreError::Body(_) => ApiError::bad(e.to_string()),
-            StoreError::Closed | StoreError::Failed(_) => {
+            StoreError::Closed | StoreError::Failed(_) | StoreError::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e.to_string())
             }
             StoreError::Io(_) => ApiError::internal(e.to_string()),
@@ -166,6 +166,7 @@ mod tests {
             ),
             (StoreError::BadInput("k".into()).into(), 400, "bad_request"),
             (StoreError::Io("eio".into()).into(), 500, "internal"),
+            (StoreError::Unavailable("timed out".into()).into(), 503, "unavailable"),
             (
                 ScaleError::UnknownService {
                     service: "x".into(),

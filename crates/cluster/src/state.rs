@@ -97,9 +97,9 @@
 //!   message may carry (the servers' `max_payload`, 1 MiB by default, less room for
 //!   headers): raise `max_payload` (up to 64 MB) to take the embedded store's 16 MiB.
 //! - **Failures.** A write that times out may or may not have been stored (as with any
-//!   replicated store); it answers `StoreError::Io`, as does any other JetStream
-//!   failure (the store's error enum has no variant of its own for it). While the node
-//!   is cut off from every server, `failure()` says so.
+//!   replicated store); it answers `StoreError::Unavailable` (503: retry), as does any
+//!   other JetStream failure. While the node is cut off from every server, `failure()`
+//!   says so.
 //! - **Delete markers** stay: a deleted key keeps one marker message (KV history 1), so
 //!   the stream and a listing's key scan grow with every key ever deleted. Purging old
 //!   markers (as the Go client's `PurgeDeletes` does) is not done yet.
@@ -414,8 +414,10 @@ impl JetStreamStore {
 }
 
 /// A JetStream failure as the store's error.
+/// JetStream's failures are the cluster's (no answer, no responders, a leader being
+/// elected), never this node's disk: 503, retry.
 fn nats_err(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Io(format!("JetStream: {what}: {e}"))
+    StoreError::Unavailable(format!("JetStream: {what}: {e}"))
 }
 
 /// A JetStream time in ms since the Unix epoch.
@@ -599,8 +601,8 @@ impl StoreBackend for JetStreamStore {
                 return Ok(Some((blob_meta(record, entry.revision), body)));
             }
         }
-        Err(StoreError::Io(
-            "JetStream: the blob was replaced again and again while being opened; try again".into(),
+        Err(StoreError::Unavailable(
+            "JetStream: the blob was replaced again and again while being opened".into(),
         ))
     }
 

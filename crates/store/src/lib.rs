@@ -176,6 +176,11 @@ pub enum StoreError {
     /// store refuses every later write until it is reopened.
     #[error("disk: {0}")]
     Io(String),
+    /// The cluster's store did not answer (its servers being lost or elected): retry. A
+    /// write that got no answer may or may not have been applied; a conditional write
+    /// (`If-Match`) retried is applied at most once.
+    #[error("the cluster's store did not answer: {0}; retry (a write without an answer may have been applied)")]
+    Unavailable(String),
 }
 
 /// The condition of a write, checked inside the write's transaction.

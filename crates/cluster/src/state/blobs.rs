@@ -242,7 +242,7 @@ impl Objects {
             _ => match body.next_chunk().await {
                 Ok(chunk) => Some(chunk),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(StoreError::Io(format!("JetStream: open a blob body: {e}"))),
+                Err(e) => return Err(StoreError::Unavailable(format!("JetStream: open a blob body: {e}"))),
             },
         };
         let chunks = futures_util::stream::unfold((Some(body), first), |(body, first)| async move {
@@ -288,7 +288,11 @@ impl Objects {
         let mut doomed = Vec::new();
         loop {
             let info = match tokio::time::timeout(LIST_STALL, list.next()).await {
-                Err(_) => return Err(StoreError::Io("JetStream: listing the blob objects stalled".into())),
+                Err(_) => {
+                    return Err(StoreError::Unavailable(
+                        "JetStream: listing the blob objects stalled".into(),
+                    ))
+                }
                 Ok(None) => break,
                 Ok(Some(info)) => info.map_err(|e| nats_err("list the blob objects", e))?,
             };

@@ -171,8 +171,8 @@ pub(crate) async fn refused(e: kv::UpdateError, what: &str) -> Result<(), StoreE
 }
 
 fn contended() -> StoreError {
-    StoreError::Io(format!(
-        "JetStream: the key changed under {WRITE_ATTEMPTS} tries of this write; try again"
+    StoreError::Unavailable(format!(
+        "JetStream: the key changed under {WRITE_ATTEMPTS} tries of this write"
     ))
 }
 

@@ -119,8 +119,8 @@ pub(crate) async fn scan(
         let mut messages = consumer.messages().await.map_err(|e| nats_err("start a scan", e))?;
         loop {
             let message = match tokio::time::timeout(SCAN_STALL, messages.next()).await {
-                Err(_) => return Err(StoreError::Io("JetStream: a scan stalled".into())),
-                Ok(None) => return Err(StoreError::Io("JetStream: a scan ended early".into())),
+                Err(_) => return Err(StoreError::Unavailable("JetStream: a scan stalled".into())),
+                Ok(None) => return Err(StoreError::Unavailable("JetStream: a scan ended early".into())),
                 Ok(Some(m)) => m.map_err(|e| nats_err("scan", e))?,
             };
             let pending = message.info().map_err(|e| nats_err("scan", e))?.pending;
