@@ -247,9 +247,14 @@ fn route<'a>(template: Option<&str>, method: &Method, params: &'a [(&'a str, &'a
     match template {
         // No route: a known caller gets the 404 that says which routes there are.
         None | Some("/v1/health") => (Need::Token, Body::Any),
-        Some("/v1/any/{service}" | "/v1/any/{service}/{*path}" | "/v1/all/{service}" | "/v1/all/{service}/{*path}") => {
-            (Need::Call(param("service")), Body::Any)
-        }
+        Some(
+            "/v1/any/{service}"
+            | "/v1/any/{service}/"
+            | "/v1/any/{service}/{*path}"
+            | "/v1/all/{service}"
+            | "/v1/all/{service}/"
+            | "/v1/all/{service}/{*path}",
+        ) => (Need::Call(param("service")), Body::Any),
         Some("/v1/queues/{queue}") if method != Method::PUT && method != Method::DELETE => {
             (Need::Stats(param("queue")), Body::Json)
         }
@@ -480,6 +485,20 @@ mod tests {
             &a,
             web,
             "/v1/all/{service}",
+            Method::GET,
+            &[("service", "worker")]
+        ));
+        assert!(allowed(
+            &a,
+            web,
+            "/v1/any/{service}/",
+            Method::GET,
+            &[("service", "api")]
+        ));
+        assert!(!allowed(
+            &a,
+            web,
+            "/v1/all/{service}/",
             Method::GET,
             &[("service", "worker")]
         ));

@@ -22,8 +22,11 @@ use crate::{ApiError, NodeParts};
 pub(crate) fn routes() -> Router<Arc<NodeParts>> {
     Router::new()
         .route("/v1/any/{service}", any(call_any_root))
+        // `STRATA_URL + "/v1/any/web/" + path` with an empty path: the member's `/`.
+        .route("/v1/any/{service}/", any(call_any_root))
         .route("/v1/any/{service}/{*path}", any(call_any))
         .route("/v1/all/{service}", any(call_all_root))
+        .route("/v1/all/{service}/", any(call_all_root))
         .route("/v1/all/{service}/{*path}", any(call_all))
 }
 

@@ -382,6 +382,20 @@ async fn calls_through_the_node_api_keep_or_get_their_own_request_id() {
         .insert("x-request-id", "from-the-caller".parse().unwrap());
     let reply = send(node.api_addr, req).await.unwrap();
     assert_eq!(reply.json()["request_id"], "from-the-caller");
+    // One that could forge access-log fields is replaced.
+    let mut req = request(Method::GET, node.api_addr, "/v1/any/web/forged", Bytes::new());
+    req.headers_mut()
+        .insert("x-request-id", "a status=500".parse().unwrap());
+    let reply = send(node.api_addr, req).await.unwrap();
+    assert_ne!(reply.json()["request_id"], "a status=500");
+    // The service's root, with and without its slash (an empty path after it).
+    for root in ["/v1/any/web", "/v1/any/web/", "/v1/any/web/?q=1"] {
+        let reply = get(node.api_addr, root).await;
+        assert_eq!(reply.status, StatusCode::OK, "{root}: {}", reply.text());
+        assert!(reply.json()["path"].as_str().unwrap().starts_with('/'), "{root}");
+    }
+    let reply = get(node.api_addr, "/v1/all/web/").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let reply = get(node.api_addr, "/v1/any/nope/x").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert!(reply.json()["error"]
