@@ -37,6 +37,16 @@ use crate::{
     Seccomp, ServiceSpec, SetupSpec, HOST_IMAGE, VERSION,
 };
 
+/// The variables of the instance contract: strata sets them, a service's `env` may not.
+const CONTRACT_ENV: [&str; 6] = [
+    "PORT",
+    "STRATA_URL",
+    "STRATA_TOKEN",
+    "STRATA_APP",
+    "STRATA_SERVICE",
+    "STRATA_INSTANCE",
+];
+
 fn invalid(path: FieldPath, expected: impl Into<String>, found: impl Into<String>) -> ManifestError {
     ManifestError::Invalid {
         path: path.into(),
@@ -244,6 +254,16 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
             p.add(invalid(
                 path.key("env").key(key),
                 "an environment variable name, not empty and without = or NUL",
+                quoted(key),
+            ));
+        } else if CONTRACT_ENV.contains(&key.as_str()) {
+            // Replaced, the instance would listen where strata does not look (PORT), or
+            // call another node or with another's token.
+            p.add(invalid(
+                path.key("env").key(key),
+                format!(
+                    "a variable that is not the instance contract's: strata sets {key} for each instance (pass it on under another name, e.g. \"APP_{key}\": \"${{{key}}}\", or in \"run\")"
+                ),
                 quoted(key),
             ));
         }

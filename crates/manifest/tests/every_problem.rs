@@ -206,3 +206,18 @@ fn a_services_subscriptions_are_checked_each_by_its_path() {
         assert!(e.starts_with(want), "{bad}: {e}");
     }
 }
+
+#[test]
+fn an_env_may_not_replace_the_instance_contract() {
+    let mut v = hello();
+    v["services"]["web"]["env"] =
+        json!({"PORT": "8080", "STRATA_URL": "http://elsewhere", "APP_PORT": "${PORT}", "PATH": "/opt/bin"});
+    let found = problems(&v.to_string());
+    assert_lines(
+        &found,
+        &[
+            "services.web.env.PORT: expected a variable that is not the instance contract's: strata sets PORT for each instance (pass it on under another name, e.g. \"APP_PORT\": \"${PORT}\"",
+            "services.web.env.STRATA_URL: expected a variable that is not the instance contract's",
+        ],
+    );
+}
