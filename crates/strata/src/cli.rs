@@ -559,7 +559,7 @@ async fn up(config: NodeConfig) -> Result<()> {
     }
     let shutdown = CancellationToken::new();
     let node = Node::start(config, shutdown.clone()).await?;
-    let mut narrator = Narrator::new(state_dir, out::interactive());
+    let mut narrator = Narrator::new(state_dir.clone(), out::interactive());
     let mut events = node.app.subscribe();
     for e in node.app.recent_events() {
         narrator.event(&e).await;
@@ -632,7 +632,7 @@ async fn up(config: NodeConfig) -> Result<()> {
                 _ = ready_shutdown.cancelled(), if !stopping => {
                     stopping = true;
                     narrator.finish().await;
-                    narrator.say("strata: stopping (draining requests, then SIGTERM to every instance)");
+                    narrator.say("strata: stopping (draining requests, then SIGTERM to every instance; Ctrl-C again to stop at once)");
                 }
                 _ = narrated.cancelled() => break,
             }
@@ -640,14 +640,36 @@ async fn up(config: NodeConfig) -> Result<()> {
         narrator.finish().await;
     });
     let signal_shutdown = shutdown.clone();
+    let forced_state = state_dir.clone();
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            _ = signal_shutdown.cancelled() => return,
+        // The first Ctrl-C (or SIGTERM) stops the app gracefully; one more, during a
+        // drain that takes its time, stops it at once (docker compose's second Ctrl-C).
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                _ = signal_shutdown.cancelled(), if !stopping => {
+                    // Stopping for another reason (`strata down`): a signal still forces.
+                    stopping = true;
+                    continue;
+                }
+            }
+            if !stopping {
+                stopping = true;
+                signal_shutdown.cancel();
+                continue;
+            }
+            let _ = out::line(
+                "strata: stopping at once (a second signal): every instance is killed, requests in flight are cut off",
+            );
+            // The orphan guard kills every instance when this process ends (as after a
+            // SIGKILL); acknowledged writes are durable already.
+            strata_node::nodefile::remove(&forced_state.join("node.json"));
+            let _ = std::fs::remove_file(forced_state.join(strata_node::nodefile::TOKEN_FILE));
+            std::process::exit(130);
         }
-        signal_shutdown.cancel();
     });
     node.wait().await;
     stopped.cancel();

@@ -83,6 +83,40 @@ async fn ctrl_c_of_strata_up_leaves_no_process_behind() {
     assert!(up.output().contains("strata: stopped"), "{}", up.output());
 }
 
+/// A second Ctrl-C during a drain that takes its time (a request in flight for 60 s)
+/// stops at once, and still leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_stops_at_once() {
+    let app = App::new();
+    let (mut up, groups, guard) = up_and_ready(&app).await;
+    let gateway = addr_of(up.node_file().await["gateway"].as_str().unwrap());
+    let in_flight = tokio::spawn(async move {
+        send(
+            gateway,
+            request(http::Method::GET, gateway, "/sleep?ms=60000", bytes::Bytes::new()),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(up.pid, libc::SIGINT);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(alive(up.pid), "the first Ctrl-C drains the request in flight");
+    let second = std::time::Instant::now();
+    signal(up.pid, libc::SIGINT);
+    let status = up.wait_exit(Duration::from_secs(10)).await;
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "stopped at once: {:?}",
+        second.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "{}", up.output());
+    assert!(up.output().contains("stopping at once"), "{}", up.output());
+    wait_groups_gone(&groups.0, GONE_TIMEOUT).await;
+    wait_until("the orphan guard ended", GONE_TIMEOUT, || !alive(guard)).await;
+    assert!(!app.path().join(".strata/node.json").exists(), "node.json removed");
+    in_flight.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strata_down_leaves_no_process_behind() {
     let app = App::new();
