@@ -46,7 +46,9 @@ pub(crate) struct PythonFile {
     pub health: Option<String>,
     /// Mentions `"PORT"` (reads it from the environment, presumably).
     pub reads_port: bool,
-    /// Has an `if __name__ == "__main__":` block.
+    /// Does something when run as a script: an `if __name__ == "__main__":` block, or a
+    /// server started at module level (`HTTPServer(...).serve_forever()`,
+    /// `asyncio.run(main())`, `uvicorn.run(...)`, `web.run_app(...)`, unindented).
     pub runs_as_script: bool,
 }
 
@@ -75,8 +77,18 @@ pub(crate) fn python(text: &str) -> PythonFile {
         routes,
         health,
         reads_port: text.contains("\"PORT\"") || text.contains("'PORT'"),
-        runs_as_script: text.contains("__name__ == \"__main__\"") || text.contains("__name__ == '__main__'"),
+        runs_as_script: text.contains("__name__ == \"__main__\"")
+            || text.contains("__name__ == '__main__'")
+            || serves_at_module_level(text),
     }
+}
+
+/// A call that serves, on an unindented line (not inside a function or a class).
+fn serves_at_module_level(text: &str) -> bool {
+    const SERVES: [&str; 5] = ["serve_forever(", "asyncio.run(", "uvicorn.run(", "run_app(", ".run("];
+    text.lines()
+        .filter(|l| !l.starts_with([' ', '\t', '#']))
+        .any(|l| SERVES.iter().any(|call| l.contains(call)))
 }
 
 /// One JavaScript file, as far as `init` cares.
@@ -248,6 +260,16 @@ mod tests {
         assert_eq!(s.framework, None);
         assert!(s.reads_port && s.runs_as_script);
         assert_eq!(s.health.as_deref(), Some("/healthz"));
+
+        // Serving at module level, without a __main__ guard, runs as a script too.
+        let top = python(
+            "import http.server, os\nclass H(http.server.BaseHTTPRequestHandler):\n    pass\n\
+             http.server.HTTPServer((\"127.0.0.1\", int(os.environ[\"PORT\"])), H).serve_forever()\n",
+        );
+        assert!(top.reads_port && top.runs_as_script);
+        // A module that only defines things does not.
+        let library = python("import os\nPORT = os.environ['PORT']\ndef serve():\n    server.serve_forever()\n");
+        assert!(library.reads_port && !library.runs_as_script);
     }
 
     #[test]
