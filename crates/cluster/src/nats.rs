@@ -78,6 +78,10 @@ impl Nats {
         if servers.is_empty() {
             bail!("--nats needs at least one server URL, for example nats://127.0.0.1:4222");
         }
+        // A URL that names no server is said at once, not after the wait.
+        for server in &servers {
+            check_url(server)?;
+        }
         let replicas = servers.len().min(3);
         let client = async_nats::ConnectOptions::new()
             .name("strata")
@@ -258,5 +262,57 @@ pub fn replicas_of(info: &jetstream::stream::Info) -> strata_queue::Replicas {
         wanted,
         leader: cluster.leader.clone(),
         servers,
+    }
+}
+
+/// Whether `server` is a NATS server URL: `nats://HOST:PORT` (or `tls://`, `ws://`,
+/// `wss://`), or `HOST[:PORT]`.
+fn check_url(server: &str) -> Result<()> {
+    let bad = |why: &str| {
+        anyhow::anyhow!("--nats: {server:?} is not a NATS server URL ({why}); give nats://HOST:PORT, comma-separated")
+    };
+    if server.contains(char::is_whitespace) {
+        return Err(bad("it has a space"));
+    }
+    if let Some((scheme, rest)) = server.split_once("://") {
+        if !["nats", "tls", "ws", "wss"].contains(&scheme) {
+            return Err(bad(&format!("the scheme {scheme:?} is not nats, tls, ws or wss")));
+        }
+        if rest.is_empty() || rest.starts_with(['/', ':']) {
+            return Err(bad("no host"));
+        }
+    } else if server.contains(['/', '\\']) {
+        return Err(bad("no scheme://, and a path"));
+    }
+    server
+        .parse::<async_nats::ServerAddr>()
+        .map(|_| ())
+        .map_err(|e| bad(&e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_url;
+
+    #[test]
+    fn a_url_that_names_no_server_is_refused_at_once() {
+        for good in [
+            "nats://127.0.0.1:4222",
+            "tls://nats.example:4222",
+            "127.0.0.1:4222",
+            "localhost",
+        ] {
+            check_url(good).unwrap_or_else(|e| panic!("{good}: {e:#}"));
+        }
+        for bad in [
+            "htp:/bad url",
+            "http://127.0.0.1:4222",
+            "nats://",
+            "nats://:4222",
+            "a/b",
+        ] {
+            let e = check_url(bad).expect_err(bad).to_string();
+            assert!(e.contains("is not a NATS server URL"), "{bad}: {e}");
+        }
     }
 }
