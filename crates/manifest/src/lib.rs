@@ -52,6 +52,7 @@ mod expand;
 mod function;
 mod gateway;
 mod queue;
+mod references;
 mod service;
 mod store;
 mod subscribes;

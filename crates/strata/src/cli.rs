@@ -491,7 +491,17 @@ fn validate(file: &Path) -> Result<()> {
         ));
     }
     out::line(format!("{}: app {:?} is valid ({what})", file.display(), manifest.app))?;
+    for note in unset_references(&manifest) {
+        out::line(format!("note: {note}"))?;
+    }
     Ok(())
+}
+
+/// What `${NAME}` references expand to nothing here ([`Manifest::unset_references`]).
+fn unset_references(manifest: &strata_manifest::Manifest) -> Vec<String> {
+    manifest
+        .expanded()
+        .unset_references(|name| std::env::var_os(name).is_some())
 }
 
 /// How often `strata down` looks whether the processes are gone.
@@ -557,9 +567,13 @@ async fn up(config: NodeConfig) -> Result<()> {
             running.gateway
         );
     }
+    let notes = unset_references(&config.manifest);
     let shutdown = CancellationToken::new();
     let node = Node::start(config, shutdown.clone()).await?;
     let mut narrator = Narrator::new(state_dir.clone(), out::interactive());
+    for note in notes {
+        narrator.say(&format!("strata: note: {note}"));
+    }
     let mut events = node.app.subscribe();
     for e in node.app.recent_events() {
         narrator.event(&e).await;

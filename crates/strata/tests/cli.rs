@@ -37,6 +37,17 @@ async fn validate_names_the_field_that_is_wrong() {
     let out = strata(app.path(), &["validate"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("is valid"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("note:"), "{}", stdout(&out));
+
+    // Valid, with a note on a reference that nothing sets (a typo of PORT).
+    write(r#"{"strata": 1, "app": "shop", "services": {"web": {"run": ["x", "${PROT}", "${PORT}"]}}}"#);
+    let out = strata(app.path(), &["validate"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("note: services.web.run[1]: ${PROT} is set by nothing"),
+        "{}",
+        stdout(&out)
+    );
 
     // A file given by name, from elsewhere, via --dir.
     std::fs::write(

@@ -1,0 +1,95 @@
+//! `${NAME}` references that expand to nothing: a name neither strata nor the service's
+//! `env` sets, and not in the environment the node is started from. Not an error (the
+//! node's environment at `strata up` may differ from `strata validate`'s), but likely a
+//! typo (`${PROT}`): `strata validate` and `strata up` say so.
+
+use crate::{FileSpec, Manifest};
+
+/// The names strata sets for every instance (`PATH` and `HOME` for containers).
+const SET_BY_STRATA: [&str; 9] = [
+    "PORT",
+    "STRATA_URL",
+    "STRATA_TOKEN",
+    "STRATA_APP",
+    "STRATA_SERVICE",
+    "STRATA_INSTANCE",
+    "TMPDIR",
+    "HOME",
+    "PATH",
+];
+
+impl Manifest {
+    /// A note per `${NAME}` in a service's `run`, `env` values and inline `files` that
+    /// nothing sets: not strata, not the service's `env`, and `is_set(NAME)` false (the
+    /// node's own environment).
+    pub fn unset_references(&self, is_set: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut notes = Vec::new();
+        for (name, spec) in &self.services {
+            let mut texts: Vec<(String, &str)> = Vec::new();
+            for (i, arg) in spec.run.iter().enumerate() {
+                texts.push((format!("services.{name}.run[{i}]"), arg));
+            }
+            for (key, value) in &spec.env {
+                texts.push((format!("services.{name}.env.{key}"), value));
+            }
+            for (file, source) in &spec.files {
+                if let FileSpec::Content { content } = source {
+                    texts.push((format!("services.{name}.files.{file}"), content));
+                }
+            }
+            for (path, text) in texts {
+                for var in references(text) {
+                    let known = SET_BY_STRATA.contains(&var) || spec.env.contains_key(var) || is_set(var);
+                    if !known {
+                        notes.push(format!(
+                            "{path}: ${{{var}}} is set by nothing (not the instance contract, not the service's env, not this environment): it expands to nothing"
+                        ));
+                    }
+                }
+            }
+        }
+        notes
+    }
+}
+
+/// The names of the `${NAME}` references in `text`.
+fn references(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        out.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_nothing_sets_is_noted_with_its_field() {
+        let m = crate::parse(
+            r#"{"strata": 1, "app": "a", "services": {"web": {
+                "run": ["python3", "app.py", "--port", "${PROT}", "${PORT}", "${HOME_DIR}"],
+                "env": {"GREETING": "${NAME}", "NAME": "x", "KEY": "${MY_SECRET}"},
+                "files": {"conf.ini": {"content": "port=${PORT} key=${NOPE}"}}
+            }}}"#,
+        )
+        .unwrap();
+        let notes = m.unset_references(|name| name == "HOME_DIR");
+        assert_eq!(notes.len(), 3, "{notes:#?}");
+        assert!(
+            notes[0].starts_with("services.web.run[3]: ${PROT} is set by nothing"),
+            "{notes:#?}"
+        );
+        assert!(notes[1].starts_with("services.web.env.KEY: ${MY_SECRET}"), "{notes:#?}");
+        assert!(
+            notes[2].starts_with("services.web.files.conf.ini: ${NOPE}"),
+            "{notes:#?}"
+        );
+        assert!(m.unset_references(|_| true).is_empty());
+    }
+}
