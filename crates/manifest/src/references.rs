@@ -67,7 +67,6 @@ fn references(text: &str) -> Vec<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
 
     #[test]
     fn a_reference_nothing_sets_is_noted_with_its_field() {
