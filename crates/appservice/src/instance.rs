@@ -445,13 +445,14 @@ async fn supervise(
             exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
             _ = stop.cancelled() => return Supervised::Stop(Some(member)),
             _ = tick.tick() => {
-                if probe::run(addr, path, check_timeout, shared.grpc_probe.as_ref()).await.passed() {
+                let outcome = probe::run(addr, path, check_timeout, shared.grpc_probe.as_ref()).await;
+                if outcome.passed() {
                     failed_checks = 0;
                 } else {
                     failed_checks += 1;
                     if failed_checks >= threshold {
                         let reason = format!(
-                            "failed {failed_checks} health checks in a row ({})",
+                            "failed {failed_checks} health checks in a row ({}; the last: {outcome})",
                             path.describe(addr.port())
                         );
                         shared.events.emit(&ctx.name, Some(id), EventKind::Unhealthy, reason.clone());

@@ -131,7 +131,7 @@ async fn failing_liveness_check_restarts_the_instance() {
         sick.last_exit
             .as_deref()
             .unwrap_or("")
-            .contains("failed 2 health checks in a row"),
+            .contains("failed 2 health checks in a row (GET /healthz; the last: answered 503)"),
         "{:?}",
         sick.last_exit
     );
