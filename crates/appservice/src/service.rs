@@ -202,7 +202,16 @@ async fn supervise(
     mut desired: watch::Receiver<u32>,
     stop: CancellationToken,
 ) {
-    let set_phase = |p: String| *phase.lock().unwrap() = p;
+    // The pool's "no ready instance" answers say why while the service runs none.
+    let set_phase = |p: String| {
+        let why = match p.as_str() {
+            "running" => None,
+            "setup" => Some("its setup step is running"),
+            other => Some(other),
+        };
+        ctx.pool.set_why_none(why);
+        *phase.lock().unwrap() = p;
+    };
     if let Some(spec) = &ctx.spec.setup {
         set_phase("setup".into());
         let env = setup_env(&shared, &ctx);

@@ -215,6 +215,9 @@ pub struct Pool {
     served_gone: AtomicU64,
     /// Where the transport keeps its per-pool state (the gateway's request figures).
     transport: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// Why its service runs no instance now, as its supervisor says (its setup step,
+    /// waiting for bindings, stopping): told with a "no ready instance" answer.
+    why_none: std::sync::Mutex<Option<Arc<str>>>,
 }
 
 /// How long a member a caller saw fail is passed over.
@@ -252,12 +255,23 @@ fn next_random() -> u64 {
 }
 
 impl Pool {
+    /// Says why the service runs no instance now (None: it runs or starts them).
+    pub fn set_why_none(&self, why: Option<&str>) {
+        *self.why_none.lock().unwrap_or_else(|e| e.into_inner()) = why.map(Arc::from);
+    }
+
+    /// Why the service runs no instance now, if its supervisor said.
+    pub fn why_none(&self) -> Option<Arc<str>> {
+        self.why_none.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub(crate) fn new(service: &str) -> Pool {
         Pool {
             service: service.to_string(),
             members: RwLock::new(Arc::from(Vec::new())),
             ready: watch::channel(0).0,
             budget: RetryBudget::default(),
+            why_none: std::sync::Mutex::new(None),
             admission: OnceLock::new(),
             room: Arc::default(),
             served_gone: AtomicU64::new(0),

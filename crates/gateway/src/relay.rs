@@ -569,12 +569,20 @@ fn no_member(pool: &Pool, request_id: Option<&HeaderValue>) -> Response<ResBody>
         StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::NoMember,
         &pool.service,
-        &format!("no ready instance of service {:?}", pool.service),
+        &no_member_text(pool),
         request_id,
     );
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     res
+}
+
+/// "no ready instance of service S", and why when its supervisor said (`Pool::why_none`).
+pub(crate) fn no_member_text(pool: &Pool) -> String {
+    match pool.why_none() {
+        Some(why) => format!("no ready instance of service {:?} ({why})", pool.service),
+        None => format!("no ready instance of service {:?}", pool.service),
+    }
 }
 
 /// The pool is at its maximum size and the least loaded member found is at its limit.

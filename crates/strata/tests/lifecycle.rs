@@ -167,6 +167,14 @@ async fn a_service_starts_only_after_its_bindings_are_ready() {
     let web = service(&node, "web");
     assert!(web.instances.is_empty(), "web launched before db was ready: {web:?}");
     assert_eq!(web.state, "waiting for bindings: db");
+    // A request for web meanwhile is told why there is no instance.
+    let reply = get(node.gateway_addr, "/").await;
+    assert_eq!(reply.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        reply.json()["error"] == "no ready instance of service \"web\" (waiting for bindings: db)",
+        "{}",
+        reply.text()
+    );
     assert!(
         app.starts().iter().all(|s| s["instance"] == "db-1"),
         "{:?}",

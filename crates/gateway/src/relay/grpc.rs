@@ -284,7 +284,7 @@ async fn relay_call(
                     }
                 }
             }
-            let message = format!("no ready instance of service {:?}", pool.service);
+            let message = super::no_member_text(pool);
             return (
                 status_response(GrpcStatus::Unavailable, &message),
                 outcome.unanswered(NoAnswer::NoMember),
