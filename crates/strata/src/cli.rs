@@ -360,7 +360,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             instance,
             setup,
         } => {
-            let (client, _) = connect()?;
+            let client = match connect() {
+                Ok((client, _)) => client,
+                // No node runs here: what the last run printed is still in its files.
+                Err(e) if !follow && cli.api.is_none() => {
+                    return match logs_from_files(&dir, &service, instance.as_deref(), setup)? {
+                        true => Ok(()),
+                        false => Err(e),
+                    };
+                }
+                Err(e) => return Err(e),
+            };
             let mut path = format!("/v1/services/{service}/logs?follow={follow}&setup={setup}");
             if let Some(id) = instance {
                 path.push_str(&format!("&instance={id}"));
@@ -432,6 +442,59 @@ fn connect(api: Option<&str>, dir: Option<&Path>) -> Result<(ControlClient, Opti
         }
     }
     Ok((ControlClient::new(&node.api)?, node.pid))
+}
+
+/// `strata logs` with no node running: prints the log files a run left in
+/// `dir/.strata/logs/SERVICE/` as the node would (`INSTANCE | line`), oldest file first.
+/// False when there are none.
+fn logs_from_files(dir: &Path, service: &str, instance: Option<&str>, setup: bool) -> Result<bool> {
+    let logs = dir.join(".strata").join("logs").join(service);
+    let Ok(entries) = std::fs::read_dir(&logs) else {
+        return Ok(false);
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .filter(|p| {
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            match (setup, instance) {
+                (true, _) => stem == "setup",
+                (false, Some(id)) => stem == id,
+                (false, None) => stem != "setup",
+            }
+        })
+        .map(|p| {
+            (
+                std::fs::metadata(&p)
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH),
+                p,
+            )
+        })
+        .collect();
+    if files.is_empty() {
+        return Ok(false);
+    }
+    files.sort();
+    eprintln!(
+        "strata: no node is running here; the logs its runs left in {}:",
+        logs.display()
+    );
+    for (_, file) in files {
+        let label = file.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
+        let text = std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;
+        let mut out = Vec::with_capacity(text.len() + 64);
+        for line in text.split_inclusive(|&b| b == b'\n') {
+            out.extend_from_slice(label.as_bytes());
+            out.extend_from_slice(b" | ");
+            out.extend_from_slice(line);
+        }
+        if !out.is_empty() && !out.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+        out::stdout(|o| o.write_all(&out))?;
+    }
+    Ok(true)
 }
 
 fn expect_ok((status, body): (StatusCode, bytes::Bytes)) -> Result<bytes::Bytes> {

@@ -139,6 +139,14 @@ async fn strata_down_leaves_no_process_behind() {
         String::from_utf8_lossy(&ps.stderr).contains("no running strata node"),
         "{ps:?}"
     );
+    // What the instances printed is still there to read, from their files.
+    let logs = strata(app.path(), &["logs", "web"]).await;
+    assert!(logs.status.success(), "{logs:?}");
+    let printed = String::from_utf8_lossy(&logs.stdout);
+    assert!(printed.contains("web-1 | member web-1 listening on port"), "{printed}");
+    assert!(printed.contains("web-2 | member web-2 listening on port"), "{printed}");
+    let nothing = strata(app.path(), &["logs", "nope"]).await;
+    assert!(!nothing.status.success(), "{nothing:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
