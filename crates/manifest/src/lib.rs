@@ -255,6 +255,25 @@ pub fn load_to_run(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
                 .map(|(name, f)| ("functions", name, &f.workdir)),
         );
     let mut problems = Vec::new();
+    // An image given as a path is there (a digest is looked up in the image store by
+    // `strata validate` and `up`, which know where it is).
+    for (name, spec) in &manifest.services {
+        let Some(image) = spec.image.as_deref() else { continue };
+        if !(image.starts_with("./") || image.starts_with("../") || image.starts_with('/')) {
+            continue;
+        }
+        let at = dir.join(image);
+        if !at.exists() {
+            problems.push(ManifestError::Invalid {
+                path: error::FieldPath::root().key("services").key(name).key("image").into(),
+                expected: "an OCI image layout folder or an image archive, relative to the manifest's folder".into(),
+                found: match dir == Path::new(".") || dir == Path::new("") {
+                    true => format!("nothing at {image}"),
+                    false => format!("nothing at {}", at.display()),
+                },
+            });
+        }
+    }
     for (kind, name, workdir) in workdirs {
         let Some(workdir) = workdir else { continue };
         let at = dir.join(workdir);

@@ -522,7 +522,10 @@ fn print_json_or(
 /// Reads and checks a manifest; the error lists every problem found, one per line.
 fn load(file: &Path) -> Result<strata_manifest::Manifest> {
     let problems = match strata_manifest::load_to_run(file) {
-        Ok(manifest) => return Ok(manifest),
+        Ok(manifest) => match unimported_images(&manifest) {
+            problems if problems.is_empty() => return Ok(manifest),
+            problems => problems,
+        },
         Err(problems) => problems,
     };
     if let [read @ strata_manifest::ManifestError::Read { .. }] = problems.as_slice() {
@@ -536,6 +539,30 @@ fn load(file: &Path) -> Result<strata_manifest::Manifest> {
         text.push_str(&format!("\n  {p}"));
     }
     bail!("{text}")
+}
+
+/// Each service whose `image` is a `sha256:` digest the image store does not hold.
+fn unimported_images(manifest: &strata_manifest::Manifest) -> Vec<strata_manifest::ManifestError> {
+    let root = strata_appservice::image::ImageStore::default_root();
+    let mut problems = Vec::new();
+    for (name, spec) in &manifest.services {
+        let Some(digest) = spec.image.as_deref().filter(|i| i.starts_with("sha256:")) else {
+            continue;
+        };
+        let held = root.is_dir()
+            && strata_appservice::image::ImageStore::open(&root)
+                .ok()
+                .and_then(|store| store.get(digest).ok().flatten())
+                .is_some();
+        if !held {
+            problems.push(strata_manifest::ManifestError::Invalid {
+                path: format!("services.{name}.image"),
+                expected: format!("an image imported with `strata image import` (into {})", root.display()),
+                found: format!("{digest}, which the image store does not hold"),
+            });
+        }
+    }
+    problems
 }
 
 /// `strata validate`: every problem of the manifest (the error), or what it holds.

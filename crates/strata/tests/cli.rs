@@ -49,6 +49,30 @@ async fn validate_names_the_field_that_is_wrong() {
         stdout(&out)
     );
 
+    // An image that is not there: a path to nothing, a digest never imported.
+    let zeros = "0".repeat(64);
+    write(r#"{"strata": 1, "app": "shop", "services": {"a": {"driver": "oci", "image": "./nope.tar", "run": ["x"]}}}"#);
+    let out = strata(app.path(), &["validate"]).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("services.a.image: expected an OCI image layout folder or an image archive"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("found nothing at ./nope.tar"), "{}", stderr(&out));
+    write(&format!(
+        r#"{{"strata": 1, "app": "shop", "services": {{"b": {{"driver": "oci", "image": "sha256:{zeros}", "run": ["x"]}}}}}}"#
+    ));
+    let out = strata(app.path(), &["validate"]).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "services.b.image: expected an image imported with `strata image import`"
+        )),
+        "{}",
+        stderr(&out)
+    );
+
     // A file given by name, from elsewhere, via --dir.
     std::fs::write(
         app.path().join("other.json"),
