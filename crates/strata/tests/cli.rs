@@ -66,9 +66,7 @@ async fn validate_names_the_field_that_is_wrong() {
     let out = strata(app.path(), &["validate"]).await;
     assert!(!out.status.success(), "{}", stdout(&out));
     assert!(
-        stderr(&out).contains(&format!(
-            "services.b.image: expected an image imported with `strata image import`"
-        )),
+        stderr(&out).contains("services.b.image: expected an image imported with `strata image import`"),
         "{}",
         stderr(&out)
     );
