@@ -200,6 +200,7 @@ fn hello_switches_protocol_versions() {
     let hello = String::from_utf8(c.read_reply()).unwrap();
     assert!(hello.starts_with("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"), "{hello}");
     assert!(hello.contains("$5\r\nproto\r\n:3\r\n"), "{hello}");
+    assert!(hello.contains("$7\r\nversion\r\n$5\r\n7.0.0\r\n"), "{hello}");
     c.check(&["GET", "nope"], "_\r\n");
     c.check(&["CLIENT", "GETNAME"], "$2\r\nme\r\n");
     c.send(&cmd(&["CONFIG", "GET", "save"]));
@@ -229,7 +230,8 @@ fn info_has_the_sections_clients_read() {
     let info = String::from_utf8(c.read_reply()).unwrap();
     for needle in [
         "# Server\r\n",
-        "redis_version:7.0.0-strata-compatible\r\n",
+        // A plain dotted version (clients parse it), strata's own beside it.
+        "redis_version:7.0.0\r\nstrata_version:",
         "# Clients\r\nconnected_clients:1\r\n",
         "# Memory\r\nused_memory:",
         "# Stats\r\n",

@@ -14,8 +14,15 @@ use crate::cache::{parse_i64, CacheStats};
 use crate::glob;
 use crate::keyspace::Keyspace;
 
-/// The version reported to clients (INFO's `redis_version`, HELLO's `version`).
-pub const REDIS_VERSION: &str = "7.0.0-strata-compatible";
+/// The Redis version the port follows, reported to clients (INFO's `redis_version`,
+/// HELLO's `version`). Plain dotted numbers: clients parse it (rq takes
+/// `int(i) for i in version.split('.')[:3]`, Python's `packaging.version` rejects
+/// anything else), so strata's own version is a field of its own, INFO's
+/// `strata_version` ([`STRATA_VERSION`]).
+pub const REDIS_VERSION: &str = "7.0.0";
+
+/// strata's own version (INFO's `strata_version`).
+pub const STRATA_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// HELLO [protover [AUTH username password] [SETNAME clientname]]: options checked
 /// first, then the credentials, then (authenticated) the name and protocol, as Redis 7.0.
@@ -241,7 +248,7 @@ pub(crate) fn info_text(shared: &ConnectionContext, stats: &CacheStats, wanted: 
     if want("server") {
         let _ = write!(
             s,
-            "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nexecutable:strata\r\nio_threads_active:{}\r\n\r\n",
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nstrata_version:{STRATA_VERSION}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nexecutable:strata\r\nio_threads_active:{}\r\n\r\n",
             std::env::consts::OS,
             std::env::consts::ARCH,
             usize::BITS,
@@ -436,5 +443,24 @@ pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Key
         r.ok();
     } else {
         subcommand_error(r, "CONFIG", args);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redis_version_is_three_numbers_as_clients_parse_it() {
+        // rq: `tuple(int(i) for i in version.split('.')[:3])`.
+        let parts: Vec<u32> = REDIS_VERSION
+            .split('.')
+            .map(|p| {
+                p.parse()
+                    .unwrap_or_else(|_| panic!("{p:?} in {REDIS_VERSION:?} is no number"))
+            })
+            .collect();
+        assert_eq!(parts.len(), 3, "{REDIS_VERSION:?}");
+        assert_eq!(parts[..2], [7, 0], "the level the port follows");
     }
 }
