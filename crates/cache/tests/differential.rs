@@ -1103,6 +1103,61 @@ fn command_table_matches_redis() {
     }
 }
 
+#[test]
+fn subcommand_errors_answer_as_redis() {
+    let Some((redis, strata)) = setup("subcommand_errors_answer_as_redis") else {
+        return;
+    };
+    let mut b = Both::connect(&redis, &strata);
+    let long = "X".repeat(200);
+    for c in [
+        &["CLIENT", "NOSUCH"][..],
+        &["client", "nosuch"],
+        &["CLIENT", &long],
+        &["CLIENT"],
+        &["CLIENT", "GETNAME", "extra"],
+        &["CLIENT", "ID", "x"],
+        &["CLIENT", "INFO", "x"],
+        &["CLIENT", "SETNAME"],
+        &["CLIENT", "SETNAME", "a", "b"],
+        &["CLIENT", "NO-EVICT"],
+        &["CLIENT", "HELP", "x"],
+        &["COMMAND", "NOSUCH"],
+        &["COMMAND", "COUNT", "x"],
+        &["COMMAND", "HELP", "x"],
+        &["CONFIG"],
+        &["CONFIG", "NOSUCH"],
+        &["CONFIG", "GET"],
+        &["CONFIG", "SET", "a"],
+        &["CONFIG", "RESETSTAT", "x"],
+        &["CONFIG", "HELP", "x"],
+        &["OBJECT", "NOSUCH"],
+        &["OBJECT", "ENCODING"],
+        &["PUBSUB"],
+        &["PUBSUB", "NOSUCH"],
+        &["PUBSUB", "NUMPAT", "x"],
+        &["PUBSUB", "HELP", "x"],
+        // Checked inside PUBSUB, in Redis 7.0 too: the old wording.
+        &["PUBSUB", "CHANNELS", "a", "b"],
+        // Refused while queued: EXEC discards the transaction.
+        &["MULTI"],
+        &["SET", "k", "v"],
+        &["CLIENT", "NOSUCH"],
+        &["EXEC"],
+        &["MULTI"],
+        &["CONFIG", "GET"],
+        &["EXEC"],
+        &["GET", "k"],
+        // Before the subscribed context's refusal.
+        &["SUBSCRIBE", "c"],
+        &["CLIENT", "NOSUCH"],
+        &["CLIENT", "GETNAME", "x"],
+        &["CLIENT", "GETNAME"],
+    ] {
+        b.same(c);
+    }
+}
+
 // ---------------------------------------------------------------------- random walk
 
 struct Gen(u64);

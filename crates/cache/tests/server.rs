@@ -124,11 +124,61 @@ fn unknown_commands_and_wrong_arity_keep_the_connection() {
         &["get", "a", "b"],
         "-ERR wrong number of arguments for 'get' command\r\n",
     );
-    c.check(
-        &["CLIENT", "FLY"],
-        "-ERR unknown subcommand or wrong number of arguments for 'FLY'. Try CLIENT HELP.\r\n",
-    );
     c.check(&["PING"], "+PONG\r\n");
+}
+
+#[test]
+fn subcommand_errors_are_redis_7s() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    for (args, reply) in [
+        (
+            &["CLIENT", "NOSUCH"][..],
+            "-ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP.\r\n",
+        ),
+        (
+            &["CLIENT", "GETNAME", "extra"],
+            "-ERR wrong number of arguments for 'client|getname' command\r\n",
+        ),
+        (
+            &["COMMAND", "COUNT", "x"],
+            "-ERR wrong number of arguments for 'command|count' command\r\n",
+        ),
+        (
+            &["CONFIG", "GET"],
+            "-ERR wrong number of arguments for 'config|get' command\r\n",
+        ),
+        (
+            &["COMMAND", "NOSUCH"],
+            "-ERR unknown subcommand 'NOSUCH'. Try COMMAND HELP.\r\n",
+        ),
+        (
+            &["config", "nosuch"],
+            "-ERR unknown subcommand 'nosuch'. Try CONFIG HELP.\r\n",
+        ),
+        (&["CLIENT"], "-ERR wrong number of arguments for 'client' command\r\n"),
+    ] {
+        c.check(args, reply);
+    }
+    // Each error points at a HELP that answers.
+    for container in ["CLIENT", "COMMAND", "CONFIG"] {
+        c.send(&cmd(&[container, "HELP"]));
+        let help = String::from_utf8(c.read_reply()).unwrap();
+        assert!(
+            help.starts_with('*') && help.contains(&format!("+{container} <subcommand>")),
+            "{help}"
+        );
+    }
+    // Refused when queued, as an unknown command is: EXEC discards the transaction.
+    c.check(&["MULTI"], "+OK\r\n");
+    c.check(
+        &["CLIENT", "NOSUCH"],
+        "-ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP.\r\n",
+    );
+    c.check(
+        &["EXEC"],
+        "-EXECABORT Transaction discarded because of previous errors.\r\n",
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use super::parse::Args;
 use super::reply::{truncated, Reply};
 use super::state::{ConnectionContext, Session};
-use super::table::{lookup, Spec, COMMANDS};
+use super::table::{lookup, unknown_subcommand, Spec, COMMANDS};
 use crate::cache::{parse_i64, CacheStats};
 use crate::glob;
 use crate::keyspace::Keyspace;
@@ -139,10 +139,12 @@ fn check_name(name: &[u8]) -> Result<(), &'static str> {
     }
 }
 
+/// CLIENT's subcommands (known, with their arities: checked at dispatch,
+/// `Spec::subcommand`).
 pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext, args: Args<'_>) {
     let sub = args.get(1);
     let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
-    if is(b"setname") && args.len() == 3 {
+    if is(b"setname") {
         match check_name(args.get(2)) {
             Ok(()) => {
                 let name = args.get(2);
@@ -151,18 +153,18 @@ pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &Connecti
             }
             Err(e) => r.error(e),
         }
-    } else if is(b"getname") && args.len() == 2 {
+    } else if is(b"getname") {
         r.bulk_or_null(session.name.as_deref());
-    } else if is(b"id") && args.len() == 2 {
+    } else if is(b"id") {
         r.int(session.id as i64);
-    } else if is(b"info") && args.len() == 2 {
+    } else if is(b"info") {
         let line = client_line(session, shared);
         r.verbatim(&line);
     } else if is(b"list") {
         // Only this connection: the workers keep no registry of each other's clients.
         let line = client_line(session, shared);
         r.verbatim(&line);
-    } else if is(b"setinfo") && args.len() == 4 {
+    } else if is(b"setinfo") {
         let attr = args.get(2);
         if attr.eq_ignore_ascii_case(b"lib-name") {
             session.lib_name = String::from_utf8_lossy(args.get(3)).into_owned();
@@ -173,7 +175,7 @@ pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &Connecti
         } else {
             r.error(&format!("ERR Unrecognized option '{}'", truncated(attr, 128)));
         }
-    } else if (is(b"no-evict") || is(b"no-touch")) && args.len() == 3 {
+    } else if is(b"no-evict") || is(b"no-touch") {
         r.ok();
     } else if is(b"help") {
         let lines = [
@@ -196,15 +198,16 @@ pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &Connecti
             r.simple(l);
         }
     } else {
-        subcommand_error(r, "CLIENT", args);
+        r.error(&unknown_subcommand("client", sub));
     }
 }
 
-fn subcommand_error(r: &mut Reply<'_>, cmd: &str, args: Args<'_>) {
-    r.error(&format!(
-        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {cmd} HELP.",
-        truncated(args.get(1), 128)
-    ));
+/// A reply of HELP: one simple string per line.
+fn help(r: &mut Reply<'_>, lines: &[&str]) {
+    r.array(lines.len());
+    for l in lines {
+        r.simple(l);
+    }
 }
 
 fn client_line(session: &Session, shared: &ConnectionContext) -> String {
@@ -344,13 +347,14 @@ fn human(bytes: u64) -> String {
     format!("{v:.2}{}", UNITS[u])
 }
 
+/// COMMAND, and its subcommands (checked at dispatch, as CLIENT's).
 pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
     if args.len() == 1 {
         return all_commands(r);
     }
     let sub = args.get(1);
     let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
-    if is(b"count") && args.len() == 2 {
+    if is(b"count") {
         r.int(COMMANDS.len() as i64);
     } else if is(b"info") {
         if args.len() == 2 {
@@ -371,8 +375,30 @@ pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
         for spec in COMMANDS {
             r.bulk(spec.name.as_bytes());
         }
+    } else if is(b"help") {
+        help(
+            r,
+            &[
+                "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "(no subcommand)",
+                "    Return details about all Redis commands.",
+                "COUNT",
+                "    Return the total number of commands in this Redis server.",
+                "LIST",
+                "    Return a list of all commands in this Redis server.",
+                "INFO [<command-name> ...]",
+                "    Return details about multiple Redis commands.",
+                "    If no command names are given, documentation details for all",
+                "    commands are returned.",
+                "DOCS [<command-name> ...]",
+                "    Return documentation details about multiple Redis commands (strata has",
+                "    none: an empty map).",
+                "HELP",
+                "    Prints this help.",
+            ],
+        );
     } else {
-        subcommand_error(r, "COMMAND", args);
+        r.error(&unknown_subcommand("command", sub));
     }
 }
 
@@ -400,10 +426,11 @@ fn command_entry(r: &mut Reply<'_>, spec: &Spec) {
     r.array(0);
 }
 
-/// CONFIG; the keyspace holds every shard (for the figures).
+/// CONFIG's subcommands (checked at dispatch, as CLIENT's); the keyspace holds every
+/// shard (for the figures).
 pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Keyspace<'_>, args: Args<'_>) {
     let sub = args.get(1);
-    if sub.eq_ignore_ascii_case(b"get") && args.len() >= 3 {
+    if sub.eq_ignore_ascii_case(b"get") {
         let t = CacheStats::from_shards(ks.stats()).total;
         let server = &shared.server;
         let params: [(&str, String); 12] = [
@@ -437,12 +464,27 @@ pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Key
             r.bulk(name.as_bytes());
             r.bulk(value.as_bytes());
         }
-    } else if sub.eq_ignore_ascii_case(b"set") && args.len() >= 4 {
+    } else if sub.eq_ignore_ascii_case(b"set") {
         r.error("ERR CONFIG SET is not supported: strata's cache is configured by the node");
-    } else if sub.eq_ignore_ascii_case(b"resetstat") && args.len() == 2 {
+    } else if sub.eq_ignore_ascii_case(b"resetstat") {
         r.ok();
+    } else if sub.eq_ignore_ascii_case(b"help") {
+        help(
+            r,
+            &[
+                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET <pattern>",
+                "    Return parameters matching the glob-like <pattern> and their values.",
+                "SET <directive> <value>",
+                "    Not supported: strata's cache is configured by the node.",
+                "RESETSTAT",
+                "    Answers OK; the statistics INFO reports are kept.",
+                "HELP",
+                "    Prints this help.",
+            ],
+        );
     } else {
-        subcommand_error(r, "CONFIG", args);
+        r.error(&unknown_subcommand("config", sub));
     }
 }
 
