@@ -1158,6 +1158,68 @@ fn subcommand_errors_answer_as_redis() {
     }
 }
 
+#[test]
+fn client_list_and_command_list_filters_answer_as_redis() {
+    let Some((redis, strata)) = setup("client_list_and_command_list_filters_answer_as_redis") else {
+        return;
+    };
+    let mut b = Both::connect(&redis, &strata);
+    // Replies that list this connection differ (ids, addresses, ages): only the ones that
+    // list nothing, and the errors, are compared here (tests/server.rs has the rest).
+    for c in [
+        &["CLIENT", "LIST", "TYPE", "pubsub"][..],
+        &["CLIENT", "LIST", "TYPE", "Master"],
+        &["CLIENT", "LIST", "TYPE", "replica"],
+        &["CLIENT", "LIST", "TYPE", "slave"],
+        &["CLIENT", "LIST", "TYPE", "bogus"],
+        &["CLIENT", "LIST", "TYPE"],
+        &["CLIENT", "LIST", "foo"],
+        &["CLIENT", "LIST", "ID", "999999"],
+        &["CLIENT", "LIST", "ID", "999999", "999998"],
+        &["CLIENT", "LIST", "ID", "abc"],
+        &["CLIENT", "LIST", "ID", "999999", "abc"],
+        &["CLIENT", "LIST", "ID", "+5"],
+        &["CLIENT", "LIST", "ID"],
+        &["CLIENT", "LIST", "TYPE", "normal", "ID", "1"],
+        &["CLIENT", "LIST", "ID", "1", "TYPE", "normal"],
+        &["CLIENT", "NO-EVICT", "maybe"],
+        &["CLIENT", "NO-EVICT", "1"],
+        &["CLIENT", "NO-EVICT", "On"],
+        &["CLIENT", "NO-EVICT", "off"],
+        &["COMMAND", "LIST", "FILTERBY", "PATTERN", "getr*"],
+        &["COMMAND", "LIST", "filterby", "pattern", "GETR*"],
+        &["COMMAND", "LIST", "FILTERBY", "PATTERN", "client|l*"],
+        &["COMMAND", "LIST", "FILTERBY", "PATTERN", "nosuch*"],
+        &["COMMAND", "LIST", "FILTERBY", "MODULE", "x"],
+        &["COMMAND", "LIST", "FILTERBY"],
+        &["COMMAND", "LIST", "FILTERBY", "PATTERN"],
+        &["COMMAND", "LIST", "FILTERBY", "PATTERN", "a", "b"],
+        &["COMMAND", "LIST", "FILTERBY", "foo", "bar"],
+        &["COMMAND", "LIST", "foo"],
+    ] {
+        b.same(c);
+    }
+    // Containers and their subcommands, listed in each server's own order.
+    for pattern in ["object*", "pubsub*", "zr*"] {
+        let args = [
+            b"COMMAND".to_vec(),
+            b"LIST".to_vec(),
+            b"FILTERBY".to_vec(),
+            b"PATTERN".to_vec(),
+            pattern.as_bytes().to_vec(),
+        ];
+        let (r, s) = b.send(&args);
+        let (Value::Array(r), Value::Array(s)) = (parse(&r), parse(&s)) else {
+            panic!("COMMAND LIST FILTERBY PATTERN {pattern} answered no array");
+        };
+        assert_eq!(sorted(&s), sorted(&r), "COMMAND LIST FILTERBY PATTERN {pattern}");
+    }
+    b.both(&["HELLO", "3"]);
+    b.same(&["CLIENT", "LIST", "TYPE", "pubsub"]);
+    b.same(&["SUBSCRIBE", "c"]);
+    b.same(&["CLIENT", "LIST", "TYPE", "normal"]);
+}
+
 // ---------------------------------------------------------------------- random walk
 
 struct Gen(u64);

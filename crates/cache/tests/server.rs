@@ -182,6 +182,78 @@ fn subcommand_errors_are_redis_7s() {
 }
 
 #[test]
+fn client_list_filters_to_this_connection_and_names_the_command_run() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    c.send(&cmd(&["CLIENT", "ID"]));
+    let id: u64 = String::from_utf8(c.read_reply()).unwrap()[1..].trim().parse().unwrap();
+    let list = |c: &mut common::Client, args: &[&str]| {
+        c.send(&cmd(args));
+        let reply = String::from_utf8(c.read_reply()).unwrap();
+        let (len, text) = reply.split_once("\r\n").unwrap();
+        assert_eq!(len, format!("${}", text.len() - 2), "{reply:?}");
+        text.strip_suffix("\r\n").unwrap().to_string()
+    };
+    let all = list(&mut c, &["CLIENT", "LIST"]);
+    assert!(
+        all.starts_with(&format!("id={id} ")) && all.contains(" cmd=client|list ") && all.ends_with('\n'),
+        "{all}"
+    );
+    let info = list(&mut c, &["CLIENT", "INFO"]);
+    assert!(info.contains(" cmd=client|info "), "{info}");
+    assert_eq!(list(&mut c, &["CLIENT", "LIST", "TYPE", "normal"]).lines().count(), 1);
+    assert_eq!(
+        list(&mut c, &["CLIENT", "LIST", "TYPE", "pubsub"]),
+        "",
+        "not subscribed"
+    );
+    assert_eq!(
+        list(&mut c, &["CLIENT", "LIST", "ID", &id.to_string()]).lines().count(),
+        1
+    );
+    let twice = list(
+        &mut c,
+        &["CLIENT", "LIST", "ID", &id.to_string(), "999999", &id.to_string()],
+    );
+    assert_eq!(twice.lines().count(), 2, "an id given twice lists twice, as Redis");
+    assert_eq!(list(&mut c, &["CLIENT", "LIST", "ID", &(id + 1).to_string()]), "");
+    c.check(
+        &["CLIENT", "LIST", "TYPE", "bogus"],
+        "-ERR Unknown client type 'bogus'\r\n",
+    );
+    c.check(&["CLIENT", "LIST", "ID", "x"], "-ERR Invalid client ID\r\n");
+    c.check(&["CLIENT", "LIST", "foo"], "-ERR syntax error\r\n");
+    c.check(&["CLIENT", "NO-EVICT", "maybe"], "-ERR syntax error\r\n");
+    c.check(&["CLIENT", "NO-EVICT", "on"], "+OK\r\n");
+    c.check(&["CLIENT", "NO-TOUCH", "maybe"], "-ERR syntax error\r\n");
+    c.check(
+        &["COMMAND", "LIST", "FILTERBY", "PATTERN", "getr*"],
+        "*1\r\n$8\r\ngetrange\r\n",
+    );
+    c.check(
+        &["COMMAND", "LIST", "FILTERBY", "PATTERN", "CLIENT|L*"],
+        "*1\r\n$11\r\nclient|list\r\n",
+    );
+    c.check(&["COMMAND", "LIST", "FILTERBY", "MODULE", "json"], "*0\r\n");
+    c.check(
+        &["COMMAND", "LIST", "FILTERBY", "ACLCAT", "string"],
+        "-ERR COMMAND LIST FILTERBY ACLCAT is not supported: strata's commands have no ACL categories\r\n",
+    );
+    // Subscribed (RESP3, so that CLIENT may run): now of type pubsub.
+    c.send(&cmd(&["HELLO", "3"]));
+    c.read_reply();
+    c.send(&cmd(&["SUBSCRIBE", "news"]));
+    c.read_reply();
+    c.send(&cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]));
+    let subscribed = String::from_utf8(c.read_reply()).unwrap();
+    assert!(
+        subscribed.contains(&format!("txt:id={id} ")) && subscribed.contains(" flags=P "),
+        "{subscribed}"
+    );
+    c.check(&["CLIENT", "LIST", "TYPE", "normal"], "=4\r\ntxt:\r\n");
+}
+
+#[test]
 fn pipelined_commands_are_answered_in_order() {
     let server = Server::start(2);
     let mut c = server.client();

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use super::parse::Args;
-use super::reply::{truncated, Reply};
+use super::reply::{truncated, Reply, SYNTAX};
 use super::state::{ConnectionContext, Session};
 use super::table::{lookup, unknown_subcommand, Spec, COMMANDS};
 use crate::cache::{parse_i64, CacheStats};
@@ -120,7 +120,7 @@ pub(crate) fn auth(r: &mut Reply<'_>, session: &mut Session, shared: &Connection
         }
         2 => check_auth(shared, b"default", args.get(1)),
         3 => check_auth(shared, args.get(1), args.get(2)),
-        _ => return r.error("ERR syntax error"),
+        _ => return r.error(SYNTAX),
     };
     match checked {
         Ok(()) => {
@@ -158,12 +158,10 @@ pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &Connecti
     } else if is(b"id") {
         r.int(session.id as i64);
     } else if is(b"info") {
-        let line = client_line(session, shared);
+        let line = client_line(session, shared, "client|info");
         r.verbatim(&line);
     } else if is(b"list") {
-        // Only this connection: the workers keep no registry of each other's clients.
-        let line = client_line(session, shared);
-        r.verbatim(&line);
+        client_list(r, session, shared, args);
     } else if is(b"setinfo") {
         let attr = args.get(2);
         if attr.eq_ignore_ascii_case(b"lib-name") {
@@ -176,27 +174,38 @@ pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &Connecti
             r.error(&format!("ERR Unrecognized option '{}'", truncated(attr, 128)));
         }
     } else if is(b"no-evict") || is(b"no-touch") {
-        r.ok();
-    } else if is(b"help") {
-        let lines = [
-            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "GETNAME",
-            "    Return the name of the current connection.",
-            "ID",
-            "    Return the ID of the current connection.",
-            "INFO",
-            "    Return information about the current client connection.",
-            "LIST",
-            "    Return information about client connections (this one only).",
-            "SETINFO <option> <value>",
-            "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
-            "SETNAME <name>",
-            "    Assign the name <name> to the current connection.",
-        ];
-        r.array(lines.len());
-        for l in lines {
-            r.simple(l);
+        // Accepted and without effect: no client is evicted for its output, and reads
+        // do not count as touches here. The argument is checked as Redis checks it.
+        let on_off = args.get(2);
+        if on_off.eq_ignore_ascii_case(b"on") || on_off.eq_ignore_ascii_case(b"off") {
+            r.ok();
+        } else {
+            r.error(SYNTAX);
         }
+    } else if is(b"help") {
+        help(
+            r,
+            &[
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "ID",
+                "    Return the ID of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)|ID <id> [<id> ...]]",
+                "    Return information about client connections (this one only, when it",
+                "    is of that type or has one of those ids).",
+                "NO-EVICT (ON|OFF)",
+                "    Accepted; no client is evicted here.",
+                "SETINFO <option> <value>",
+                "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+                "HELP",
+                "    Prints this help.",
+            ],
+        );
     } else {
         r.error(&unknown_subcommand("client", sub));
     }
@@ -210,10 +219,42 @@ fn help(r: &mut Reply<'_>, lines: &[&str]) {
     }
 }
 
-fn client_line(session: &Session, shared: &ConnectionContext) -> String {
+/// CLIENT LIST [TYPE type | ID id...]: the options as Redis 7.0 parses them. Only this
+/// connection is ever listed, as the workers keep no registry of each other's clients,
+/// so a filter lists it or nothing (an id listed twice lists it twice, as Redis).
+fn client_list(r: &mut Reply<'_>, session: &Session, shared: &ConnectionContext, args: Args<'_>) {
+    let times = if args.len() == 4 && args.get(2).eq_ignore_ascii_case(b"type") {
+        let wanted = args.get(3);
+        // Redis' types; this connection is `pubsub` while subscribed, else `normal`.
+        let this: &[u8] = if session.subs.active() { b"pubsub" } else { b"normal" };
+        let known = [&b"normal"[..], b"slave", b"replica", b"pubsub", b"master"];
+        if !known.iter().any(|t| t.eq_ignore_ascii_case(wanted)) {
+            return r.error(&format!("ERR Unknown client type '{}'", truncated(wanted, usize::MAX)));
+        }
+        usize::from(this.eq_ignore_ascii_case(wanted))
+    } else if args.len() > 3 && args.get(2).eq_ignore_ascii_case(b"id") {
+        let mut times = 0;
+        for id in args.iter().skip(3) {
+            match parse_i64(id) {
+                Some(id) => times += usize::from(id == session.id as i64),
+                None => return r.error("ERR Invalid client ID"),
+            }
+        }
+        times
+    } else if args.len() == 2 {
+        1
+    } else {
+        return r.error(SYNTAX);
+    };
+    r.verbatim(&client_line(session, shared, "client|list").repeat(times));
+}
+
+/// This connection's line of CLIENT INFO and CLIENT LIST; `cmd` is the command being
+/// run (Redis' `client|info`, `client|list`).
+fn client_line(session: &Session, shared: &ConnectionContext, cmd: &str) -> String {
     let age = session.created.elapsed().as_secs();
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={age} idle=0 flags={} db=0 sub={} psub={} ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=0 name={} age={age} idle=0 flags={} db=0 sub={} psub={} ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
         session.id,
         session.peer,
         shared.server.addr(),
@@ -371,10 +412,7 @@ pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
         // No documentation to give: clients fall back to their own hints.
         r.map(0);
     } else if is(b"list") {
-        r.array(COMMANDS.len());
-        for spec in COMMANDS {
-            r.bulk(spec.name.as_bytes());
-        }
+        command_list(r, args);
     } else if is(b"help") {
         help(
             r,
@@ -384,8 +422,8 @@ pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
                 "    Return details about all Redis commands.",
                 "COUNT",
                 "    Return the total number of commands in this Redis server.",
-                "LIST",
-                "    Return a list of all commands in this Redis server.",
+                "LIST [FILTERBY (MODULE <module-name>|PATTERN <pattern>)]",
+                "    Return a list of all commands in this Redis server (subcommands too).",
                 "INFO [<command-name> ...]",
                 "    Return details about multiple Redis commands.",
                 "    If no command names are given, documentation details for all",
@@ -399,6 +437,44 @@ pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
         );
     } else {
         r.error(&unknown_subcommand("command", sub));
+    }
+}
+
+/// COMMAND LIST [FILTERBY (MODULE name | ACLCAT category | PATTERN pattern)]: every
+/// command and subcommand by its full name (`client|list`), as Redis 7.0 lists them, the
+/// pattern a glob matched regardless of case. There are no modules, so a MODULE filter
+/// lists nothing, and no ACL categories, so an ACLCAT filter is refused rather than
+/// answered wrongly.
+fn command_list(r: &mut Reply<'_>, args: Args<'_>) {
+    let pattern = match args.len() {
+        2 => None,
+        5 if args.get(2).eq_ignore_ascii_case(b"filterby") => {
+            let kind = args.get(3);
+            if kind.eq_ignore_ascii_case(b"pattern") {
+                Some(args.get(4))
+            } else if kind.eq_ignore_ascii_case(b"module") {
+                return r.array(0);
+            } else if kind.eq_ignore_ascii_case(b"aclcat") {
+                return r.error(
+                    "ERR COMMAND LIST FILTERBY ACLCAT is not supported: strata's commands have no ACL categories",
+                );
+            } else {
+                return r.error(SYNTAX);
+            }
+        }
+        _ => return r.error(SYNTAX),
+    };
+    let names: Vec<String> = COMMANDS
+        .iter()
+        .flat_map(|spec| {
+            let subs = spec.subcommands().iter();
+            std::iter::once(spec.name.to_string()).chain(subs.map(|s| format!("{}|{}", spec.name, s.name)))
+        })
+        .filter(|name| pattern.is_none_or(|p| glob::matches(p, name.as_bytes(), true)))
+        .collect();
+    r.array(names.len());
+    for name in names {
+        r.bulk(name.as_bytes());
     }
 }
 
