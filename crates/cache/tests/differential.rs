@@ -1220,6 +1220,87 @@ fn client_list_and_command_list_filters_answer_as_redis() {
     b.same(&["CLIENT", "LIST", "TYPE", "normal"]);
 }
 
+#[test]
+fn keyspace_hits_and_misses_count_as_redis() {
+    let Some((redis, strata)) = setup("keyspace_hits_and_misses_count_as_redis") else {
+        return;
+    };
+    let mut b = Both::connect(&redis, &strata);
+    fn stats(c: &mut Client) -> (i64, i64) {
+        c.send(&cmd_bytes(&[b"INFO", b"stats"]));
+        let Value::Bulk(text) = parse(&c.read_reply()) else {
+            panic!("INFO answered no bulk string")
+        };
+        let text = String::from_utf8(text).unwrap();
+        let field = |name: &str| -> i64 {
+            let line = text.lines().find_map(|l| l.strip_prefix(name));
+            line.unwrap_or_else(|| panic!("INFO lacks {name}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        (field("keyspace_hits:"), field("keyspace_misses:"))
+    }
+    let keys: [&[&str]; 5] = [
+        &["SET", "k", "v"],
+        &["HSET", "h", "f", "v"],
+        &["SADD", "s", "a"],
+        &["RPUSH", "l", "a"],
+        &["ZADD", "z", "1", "a"],
+    ];
+    // Lookups that read no value (EXISTS, TYPE, TTL, ...), reads of other kinds, and
+    // commands that only check a key (LMOVE, MSETNX, RENAMENX: not counted).
+    let commands: &[&[&str]] = &[
+        &["EXISTS", "k"],
+        &["EXISTS", "k", "nope", "h"],
+        &["TYPE", "k"],
+        &["TYPE", "h"],
+        &["TTL", "k"],
+        &["PTTL", "k"],
+        &["EXPIRETIME", "k"],
+        &["PEXPIRETIME", "k"],
+        &["OBJECT", "ENCODING", "k"],
+        &["COPY", "k", "k2"],
+        &["SET", "k", "w", "GET"],
+        &["SET", "h", "w", "GET"],
+        &["GETSET", "k", "w"],
+        &["SCAN", "0", "TYPE", "hash", "COUNT", "100"],
+        &["GET", "k"],
+        &["MGET", "k", "nope"],
+        &["HGET", "h", "f"],
+        &["SISMEMBER", "s", "a"],
+        &["LRANGE", "l", "0", "-1"],
+        &["ZSCORE", "z", "a"],
+        &["ZUNION", "2", "z", "s"],
+        &["LMOVE", "l", "l2", "LEFT", "LEFT"],
+        &["RPOPLPUSH", "l", "k"],
+        &["MSETNX", "k", "v", "n", "v"],
+        &["RENAMENX", "k", "h"],
+        &["INCRBYFLOAT", "h", "x"],
+    ];
+    for present in [false, true] {
+        for c in commands {
+            b.same(&["FLUSHALL"]);
+            if present {
+                for k in keys {
+                    b.same(k);
+                }
+            }
+            let before = (stats(&mut b.redis), stats(&mut b.strata));
+            b.same(c);
+            let after = (stats(&mut b.redis), stats(&mut b.strata));
+            let redis = (after.0 .0 - before.0 .0, after.0 .1 - before.0 .1);
+            let ours = (after.1 .0 - before.1 .0, after.1 .1 - before.1 .1);
+            assert_eq!(
+                ours,
+                redis,
+                "{c:?} ({}): strata's (hits, misses) against Redis'",
+                if present { "the keys exist" } else { "no keys" }
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------- random walk
 
 struct Gen(u64);

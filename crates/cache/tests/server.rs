@@ -377,6 +377,51 @@ fn info_has_the_sections_clients_read() {
 }
 
 #[test]
+fn key_lookups_count_keyspace_hits_and_misses_as_redis() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    let stats = |c: &mut common::Client| -> (u64, u64) {
+        c.send(&cmd(&["INFO", "stats"]));
+        let info = String::from_utf8(c.read_reply()).unwrap();
+        let field = |name: &str| -> u64 {
+            let line = info.lines().find_map(|l| l.strip_prefix(name));
+            line.unwrap_or_else(|| panic!("INFO lacks {name}:\n{info}"))
+                .parse()
+                .unwrap()
+        };
+        (field("keyspace_hits:"), field("keyspace_misses:"))
+    };
+    c.check(&["SET", "k", "v"], "+OK\r\n");
+    for (args, missing, present) in [
+        (["EXISTS", "_"], ":0\r\n", ":1\r\n"),
+        (["TYPE", "_"], "+none\r\n", "+string\r\n"),
+        (["TTL", "_"], ":-2\r\n", ":-1\r\n"),
+        (["PTTL", "_"], ":-2\r\n", ":-1\r\n"),
+        (["EXPIRETIME", "_"], ":-2\r\n", ":-1\r\n"),
+    ] {
+        let before = stats(&mut c);
+        c.check(&[args[0], "nope"], missing);
+        assert_eq!(
+            stats(&mut c),
+            (before.0, before.1 + 1),
+            "{} of a missing key is a miss",
+            args[0]
+        );
+        c.check(&[args[0], "k"], present);
+        assert_eq!(
+            stats(&mut c),
+            (before.0 + 1, before.1 + 1),
+            "{} of a key is a hit",
+            args[0]
+        );
+    }
+    // Each key of EXISTS counts.
+    let before = stats(&mut c);
+    c.check(&["EXISTS", "k", "nope", "k"], ":2\r\n");
+    assert_eq!(stats(&mut c), (before.0 + 2, before.1 + 1));
+}
+
+#[test]
 fn command_replies_enough_for_handshakes() {
     let server = Server::start(1);
     let mut c = server.client();

@@ -32,7 +32,7 @@ use super::zranges::{self, Form};
 use super::zset_algebra::{self, Output, ZsetOp};
 use super::zsets::{self, By};
 use crate::cache::parse_i64;
-use crate::keyspace::{Keyspace, ShardSet};
+use crate::keyspace::{Access, Keyspace, ShardSet};
 use crate::list::End;
 
 /// What the connection does after a command.
@@ -295,7 +295,7 @@ pub(crate) fn run(
         Cmd::Expiretime => keys::expire_time(r, ks, args, false),
         Cmd::Pexpiretime => keys::expire_time(r, ks, args, true),
         Cmd::Persist => r.int(ks.persist(args.get(1)) as i64),
-        Cmd::Type => r.simple(ks.type_name(args.get(1))),
+        Cmd::Type => r.simple(ks.type_name(args.get(1), Access::Read)),
         Cmd::Hset => hashes::hset(r, ks, args, "hset"),
         Cmd::Hmset => hashes::hset(r, ks, args, "hmset"),
         Cmd::Hsetnx => hashes::hsetnx(r, ks, args),

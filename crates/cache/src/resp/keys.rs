@@ -5,7 +5,7 @@
 use super::parse::Args;
 use super::reply::{truncated, Reply, NOT_INT, SYNTAX};
 use crate::cache::{parse_i64, Ttl};
-use crate::keyspace::{Deadline, ExpireFlags, Keyspace, NoSuchKey};
+use crate::keyspace::{Access, Deadline, ExpireFlags, Keyspace, NoSuchKey};
 
 /// DEL and UNLINK; the keyspace holds the keys' shards.
 pub(crate) fn del(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
@@ -13,9 +13,12 @@ pub(crate) fn del(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     r.int(n as i64);
 }
 
-/// EXISTS (a key named twice counts twice); the keyspace holds the keys' shards.
+/// EXISTS (a key named twice counts twice, and so do its hits and misses in INFO); the
+/// keyspace holds the keys' shards.
 pub(crate) fn exists(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
-    let n = (1..args.len()).filter(|&i| ks.exists(args.get(i))).count();
+    let n = (1..args.len())
+        .filter(|&i| ks.exists(args.get(i), Access::Read))
+        .count();
     r.int(n as i64);
 }
 
@@ -59,7 +62,7 @@ pub(crate) fn expire(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, n
 
 /// TTL (seconds, rounded) and PTTL.
 pub(crate) fn ttl(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, ms: bool) {
-    match ks.ttl(args.get(1)) {
+    match ks.ttl(args.get(1), Access::Read) {
         Ttl::Missing => r.int(-2),
         Ttl::Persistent => r.int(-1),
         Ttl::Remaining(d) => {
@@ -209,7 +212,8 @@ pub(crate) fn scan(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     };
     if let Some(t) = type_filter {
         // The keyspace holds every shard: the types are those the walk saw.
-        found.retain(|k| t.eq_ignore_ascii_case(ks.type_name(k).as_bytes()));
+        // Each key's type is a read, a hit, as Redis counts it.
+        found.retain(|k| t.eq_ignore_ascii_case(ks.type_name(k, Access::Read).as_bytes()));
     }
     r.array(2);
     r.bulk(next.to_string().as_bytes());
