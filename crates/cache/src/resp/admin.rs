@@ -18,7 +18,7 @@ use crate::keyspace::Keyspace;
 /// HELLO's `version`). Plain dotted numbers: clients parse it (rq takes
 /// `int(i) for i in version.split('.')[:3]`, Python's `packaging.version` rejects
 /// anything else), so strata's own version is a field of its own, INFO's
-/// `strata_version` ([`STRATA_VERSION`]).
+/// `strata_version` (`STRATA_VERSION`).
 pub const REDIS_VERSION: &str = "7.0.0";
 
 /// strata's own version (INFO's `strata_version`).

@@ -29,7 +29,7 @@ pub struct Limits {
     pub max_bulk: usize,
     /// Most arguments in one command: by default as many as the default query buffer
     /// limit (64 MiB, `RespConfig::max_query_bytes`) can hold, 11,184,810 empty ones
-    /// (each at least [`MIN_ARG_BYTES`]). A larger count could never arrive whole, so it
+    /// (each at least `MIN_ARG_BYTES`, 6). A larger count could never arrive whole, so it
     /// is refused at its header. (This parser once refused more than 1,048,576, as old
     /// Redis versions did; Redis 7.0 takes up to 2^31 - 1, and clients send more than a
     /// million, `SADD` with 1,100,000 members for one.)
