@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::blocking::Waiters;
 use crate::clock::{Clock, SystemClock};
-use crate::keyspace::{ExpireFlags, Keyspace};
+use crate::keyspace::{Access, ExpireFlags, Keyspace};
 use crate::pubsub::PubSub;
 use crate::ring::{key_hash, Ring, ShardId, DEFAULT_VNODES};
 use crate::shard::{Shard, ShardStats};
@@ -310,7 +310,7 @@ impl Cache {
 
     /// Whether `key` exists (does not count as a read for recency).
     pub fn exists(&self, key: &[u8]) -> bool {
-        self.keyspace().exists(key)
+        self.keyspace().exists(key, Access::Check)
     }
 
     /// Length of the value of `key` (0 when missing).
@@ -356,7 +356,7 @@ impl Cache {
 
     /// `key`'s remaining time to live.
     pub fn ttl(&self, key: &[u8]) -> Ttl {
-        self.keyspace().ttl(key)
+        self.keyspace().ttl(key, Access::Check)
     }
 
     /// Adds `delta` to the integer in `key` (missing counts as 0); keeps its deadline.

@@ -236,6 +236,27 @@ fn a_query_buffer_past_its_limit_closes_that_connection_only() {
 }
 
 #[test]
+fn a_command_with_more_than_a_million_arguments_runs_as_in_redis() {
+    let server = server(1, RespConfig::default());
+    let mut c = server.client();
+    // Redis 7.0 takes this SADD (about 13 MB): the count is within what the query
+    // buffer limit can hold, so it is not refused at its header.
+    let members: Vec<String> = (0..1_100_000).map(|i| format!("m{i}")).collect();
+    let mut args: Vec<&[u8]> = vec![b"SADD", b"bigset"];
+    args.extend(members.iter().map(|m| m.as_bytes()));
+    c.send(&common::cmd_bytes(&args));
+    assert_eq!(String::from_utf8_lossy(&c.read_reply()), ":1100000\r\n");
+    c.check(&["SISMEMBER", "bigset", "m1099999"], ":1\r\n");
+    // A count no query buffer of 64 MiB could hold is refused at once.
+    let mut huge = server.client();
+    huge.send(b"*100000000\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&read_until_closed(&mut huge)),
+        "-ERR Protocol error: invalid multibulk length\r\n"
+    );
+}
+
+#[test]
 fn the_query_buffers_of_all_connections_are_bounded_together() {
     let total = 6 * MIB;
     let server = server(

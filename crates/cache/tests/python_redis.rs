@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 
 const SCRIPT: &str = r#"
-import sys, threading, redis
+import re, sys, threading, redis
 port = int(sys.argv[1])
 for protocol in (2, 3):
     r = redis.Redis(host="127.0.0.1", port=port, protocol=protocol, client_name="py-%d" % protocol)
@@ -36,7 +36,10 @@ for protocol in (2, 3):
     out = p.execute()
     assert out[1::2] == [str(i).encode() for i in range(500)]
     info = r.info()
-    assert info["redis_version"] == "7.0.0-strata-compatible", info
+    assert info["redis_version"] == "7.0.0", info
+    # As rq reads it, and as packaging.version would.
+    assert tuple(int(i) for i in info["redis_version"].split(".")[:3]) == (7, 0, 0)
+    assert re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", info["strata_version"]), info
     assert "db0" in info and info["db0"]["keys"] >= 500, info
     assert "keyspace_hits" in r.info("stats")
     # Sets: a transaction of set commands, SSCAN through a hash-table set.

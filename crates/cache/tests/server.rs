@@ -124,11 +124,133 @@ fn unknown_commands_and_wrong_arity_keep_the_connection() {
         &["get", "a", "b"],
         "-ERR wrong number of arguments for 'get' command\r\n",
     );
-    c.check(
-        &["CLIENT", "FLY"],
-        "-ERR unknown subcommand or wrong number of arguments for 'FLY'. Try CLIENT HELP.\r\n",
-    );
     c.check(&["PING"], "+PONG\r\n");
+}
+
+#[test]
+fn subcommand_errors_are_redis_7s() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    for (args, reply) in [
+        (
+            &["CLIENT", "NOSUCH"][..],
+            "-ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP.\r\n",
+        ),
+        (
+            &["CLIENT", "GETNAME", "extra"],
+            "-ERR wrong number of arguments for 'client|getname' command\r\n",
+        ),
+        (
+            &["COMMAND", "COUNT", "x"],
+            "-ERR wrong number of arguments for 'command|count' command\r\n",
+        ),
+        (
+            &["CONFIG", "GET"],
+            "-ERR wrong number of arguments for 'config|get' command\r\n",
+        ),
+        (
+            &["COMMAND", "NOSUCH"],
+            "-ERR unknown subcommand 'NOSUCH'. Try COMMAND HELP.\r\n",
+        ),
+        (
+            &["config", "nosuch"],
+            "-ERR unknown subcommand 'nosuch'. Try CONFIG HELP.\r\n",
+        ),
+        (&["CLIENT"], "-ERR wrong number of arguments for 'client' command\r\n"),
+    ] {
+        c.check(args, reply);
+    }
+    // Each error points at a HELP that answers.
+    for container in ["CLIENT", "COMMAND", "CONFIG"] {
+        c.send(&cmd(&[container, "HELP"]));
+        let help = String::from_utf8(c.read_reply()).unwrap();
+        assert!(
+            help.starts_with('*') && help.contains(&format!("+{container} <subcommand>")),
+            "{help}"
+        );
+    }
+    // Refused when queued, as an unknown command is: EXEC discards the transaction.
+    c.check(&["MULTI"], "+OK\r\n");
+    c.check(
+        &["CLIENT", "NOSUCH"],
+        "-ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP.\r\n",
+    );
+    c.check(
+        &["EXEC"],
+        "-EXECABORT Transaction discarded because of previous errors.\r\n",
+    );
+}
+
+#[test]
+fn client_list_filters_to_this_connection_and_names_the_command_run() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    c.send(&cmd(&["CLIENT", "ID"]));
+    let id: u64 = String::from_utf8(c.read_reply()).unwrap()[1..].trim().parse().unwrap();
+    let list = |c: &mut common::Client, args: &[&str]| {
+        c.send(&cmd(args));
+        let reply = String::from_utf8(c.read_reply()).unwrap();
+        let (len, text) = reply.split_once("\r\n").unwrap();
+        assert_eq!(len, format!("${}", text.len() - 2), "{reply:?}");
+        text.strip_suffix("\r\n").unwrap().to_string()
+    };
+    let all = list(&mut c, &["CLIENT", "LIST"]);
+    assert!(
+        all.starts_with(&format!("id={id} ")) && all.contains(" cmd=client|list ") && all.ends_with('\n'),
+        "{all}"
+    );
+    let info = list(&mut c, &["CLIENT", "INFO"]);
+    assert!(info.contains(" cmd=client|info "), "{info}");
+    assert_eq!(list(&mut c, &["CLIENT", "LIST", "TYPE", "normal"]).lines().count(), 1);
+    assert_eq!(
+        list(&mut c, &["CLIENT", "LIST", "TYPE", "pubsub"]),
+        "",
+        "not subscribed"
+    );
+    assert_eq!(
+        list(&mut c, &["CLIENT", "LIST", "ID", &id.to_string()]).lines().count(),
+        1
+    );
+    let twice = list(
+        &mut c,
+        &["CLIENT", "LIST", "ID", &id.to_string(), "999999", &id.to_string()],
+    );
+    assert_eq!(twice.lines().count(), 2, "an id given twice lists twice, as Redis");
+    assert_eq!(list(&mut c, &["CLIENT", "LIST", "ID", &(id + 1).to_string()]), "");
+    c.check(
+        &["CLIENT", "LIST", "TYPE", "bogus"],
+        "-ERR Unknown client type 'bogus'\r\n",
+    );
+    c.check(&["CLIENT", "LIST", "ID", "x"], "-ERR Invalid client ID\r\n");
+    c.check(&["CLIENT", "LIST", "foo"], "-ERR syntax error\r\n");
+    c.check(&["CLIENT", "NO-EVICT", "maybe"], "-ERR syntax error\r\n");
+    c.check(&["CLIENT", "NO-EVICT", "on"], "+OK\r\n");
+    c.check(&["CLIENT", "NO-TOUCH", "maybe"], "-ERR syntax error\r\n");
+    c.check(
+        &["COMMAND", "LIST", "FILTERBY", "PATTERN", "getr*"],
+        "*1\r\n$8\r\ngetrange\r\n",
+    );
+    c.check(
+        &["COMMAND", "LIST", "FILTERBY", "PATTERN", "CLIENT|L*"],
+        "*1\r\n$11\r\nclient|list\r\n",
+    );
+    c.check(&["COMMAND", "LIST", "FILTERBY", "MODULE", "json"], "*0\r\n");
+    c.check(
+        &["COMMAND", "LIST", "FILTERBY", "ACLCAT", "string"],
+        "-ERR COMMAND LIST FILTERBY ACLCAT is not supported: strata's commands have no ACL categories\r\n",
+    );
+    // Subscribed (RESP3, so that CLIENT may run): now of type pubsub.
+    c.send(&cmd(&["HELLO", "3"]));
+    c.read_reply();
+    c.send(&cmd(&["SUBSCRIBE", "news"]));
+    c.read_reply();
+    c.send(&cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]));
+    let subscribed = String::from_utf8(c.read_reply()).unwrap();
+    assert!(
+        subscribed.contains(&format!("txt:id={id} ")) && subscribed.contains(" flags=P "),
+        "{subscribed}"
+    );
+    c.check(&["CLIENT", "LIST", "TYPE", "normal"], "=4\r\ntxt:\r\n");
 }
 
 #[test]
@@ -200,6 +322,7 @@ fn hello_switches_protocol_versions() {
     let hello = String::from_utf8(c.read_reply()).unwrap();
     assert!(hello.starts_with("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"), "{hello}");
     assert!(hello.contains("$5\r\nproto\r\n:3\r\n"), "{hello}");
+    assert!(hello.contains("$7\r\nversion\r\n$5\r\n7.0.0\r\n"), "{hello}");
     c.check(&["GET", "nope"], "_\r\n");
     c.check(&["CLIENT", "GETNAME"], "$2\r\nme\r\n");
     c.send(&cmd(&["CONFIG", "GET", "save"]));
@@ -229,7 +352,8 @@ fn info_has_the_sections_clients_read() {
     let info = String::from_utf8(c.read_reply()).unwrap();
     for needle in [
         "# Server\r\n",
-        "redis_version:7.0.0-strata-compatible\r\n",
+        // A plain dotted version (clients parse it), strata's own beside it.
+        "redis_version:7.0.0\r\nstrata_version:",
         "# Clients\r\nconnected_clients:1\r\n",
         "# Memory\r\nused_memory:",
         "# Stats\r\n",
@@ -250,6 +374,51 @@ fn info_has_the_sections_clients_read() {
         shards.contains("shard0:keys=") && shards.contains("shard1:keys="),
         "{shards}"
     );
+}
+
+#[test]
+fn key_lookups_count_keyspace_hits_and_misses_as_redis() {
+    let server = Server::start(1);
+    let mut c = server.client();
+    let stats = |c: &mut common::Client| -> (u64, u64) {
+        c.send(&cmd(&["INFO", "stats"]));
+        let info = String::from_utf8(c.read_reply()).unwrap();
+        let field = |name: &str| -> u64 {
+            let line = info.lines().find_map(|l| l.strip_prefix(name));
+            line.unwrap_or_else(|| panic!("INFO lacks {name}:\n{info}"))
+                .parse()
+                .unwrap()
+        };
+        (field("keyspace_hits:"), field("keyspace_misses:"))
+    };
+    c.check(&["SET", "k", "v"], "+OK\r\n");
+    for (args, missing, present) in [
+        (["EXISTS", "_"], ":0\r\n", ":1\r\n"),
+        (["TYPE", "_"], "+none\r\n", "+string\r\n"),
+        (["TTL", "_"], ":-2\r\n", ":-1\r\n"),
+        (["PTTL", "_"], ":-2\r\n", ":-1\r\n"),
+        (["EXPIRETIME", "_"], ":-2\r\n", ":-1\r\n"),
+    ] {
+        let before = stats(&mut c);
+        c.check(&[args[0], "nope"], missing);
+        assert_eq!(
+            stats(&mut c),
+            (before.0, before.1 + 1),
+            "{} of a missing key is a miss",
+            args[0]
+        );
+        c.check(&[args[0], "k"], present);
+        assert_eq!(
+            stats(&mut c),
+            (before.0 + 1, before.1 + 1),
+            "{} of a key is a hit",
+            args[0]
+        );
+    }
+    // Each key of EXISTS counts.
+    let before = stats(&mut c);
+    c.check(&["EXISTS", "k", "nope", "k"], ":2\r\n");
+    assert_eq!(stats(&mut c), (before.0 + 2, before.1 + 1));
 }
 
 #[test]

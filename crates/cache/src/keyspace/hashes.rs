@@ -35,6 +35,7 @@ mod tests {
     use super::*;
     use crate::cache::{Cache, CacheConfig, Expiry};
     use crate::hash::FIELD_OVERHEAD;
+    use crate::keyspace::Access;
     use crate::shard::ENTRY_OVERHEAD;
     use crate::stored::Stored;
 
@@ -63,16 +64,16 @@ mod tests {
         assert_eq!(bytes(&c), one + (2 + 1 + FIELD_OVERHEAD) as u64);
         assert_eq!(ks.hash_write(b"h", |h| set(h, "a", "")), Ok(false));
         assert_eq!(bytes(&c), one - 5 + (2 + 1 + FIELD_OVERHEAD) as u64);
-        assert_eq!(ks.type_name(b"h"), "hash");
+        assert_eq!(ks.type_name(b"h", Access::Check), "hash");
         assert_eq!(
             ks.hash_write(b"h", |h| (h.remove(b"a") && h.remove(b"bb"), true)),
             Ok(true)
         );
-        assert_eq!(ks.type_name(b"h"), "none");
+        assert_eq!(ks.type_name(b"h", Access::Check), "none");
         assert_eq!(bytes(&c), 0, "the emptied hash was removed");
         // Nothing is stored for a write that leaves a new hash empty.
         assert_eq!(ks.hash_write(b"h", |h| (h.remove(b"a"), false)), Ok(false));
-        assert_eq!((ks.type_name(b"h"), bytes(&c)), ("none", 0));
+        assert_eq!((ks.type_name(b"h", Access::Check), bytes(&c)), ("none", 0));
         // Strings and hashes refuse each other.
         c.set(b"s", Bytes::from_static(b"v"), Expiry::Never);
         assert_eq!(ks.hash_write(b"s", |h| set(h, "a", "1")), Err(WrongType));

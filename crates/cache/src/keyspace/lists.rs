@@ -63,6 +63,7 @@ mod tests {
 
     use super::*;
     use crate::cache::{Cache, CacheConfig, Expiry};
+    use crate::keyspace::Access;
     use crate::list::{End, ELEMENT_OVERHEAD};
     use crate::shard::ENTRY_OVERHEAD;
     use crate::stored::Stored;
@@ -94,7 +95,7 @@ mod tests {
         assert_eq!(bytes(&c), one);
         assert_eq!(ks.list_write(b"l", |l| push(l, "ab")), Ok(2));
         assert_eq!(bytes(&c), one + (2 + ELEMENT_OVERHEAD) as u64);
-        assert_eq!(ks.type_name(b"l"), "list");
+        assert_eq!(ks.type_name(b"l", Access::Check), "list");
         assert_eq!(ks.object(b"l").map(|o| o.0), Some("quicklist"));
         assert_eq!(
             ks.list_write(b"l", |l| (
@@ -104,13 +105,13 @@ mod tests {
             Ok(true)
         );
         assert_eq!(
-            (ks.type_name(b"l"), bytes(&c)),
+            (ks.type_name(b"l", Access::Check), bytes(&c)),
             ("none", 0),
             "the emptied list was removed"
         );
         // Nothing is stored for a write that leaves a new list empty.
         assert_eq!(ks.list_write(b"l", |l| (l.pop(End::Left).is_some(), false)), Ok(false));
-        assert_eq!((ks.type_name(b"l"), bytes(&c)), ("none", 0));
+        assert_eq!((ks.type_name(b"l", Access::Check), bytes(&c)), ("none", 0));
         // Strings, hashes and lists refuse each other.
         c.set(b"s", Bytes::from_static(b"v"), Expiry::Never);
         assert_eq!(ks.list_write(b"s", |l| push(l, "a")), Err(WrongType));

@@ -37,7 +37,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::cache::{Cache, Condition, Expiry, SetOptions, SetOutcome, Ttl};
-use crate::shard::{Deadlines, ShardState, NEVER};
+use crate::shard::{Deadlines, Entry, ShardState, NEVER};
 use crate::stored::Stored;
 use crate::value::Value;
 
@@ -48,6 +48,18 @@ mod typed;
 mod values;
 mod whole;
 mod zsets;
+
+/// How a key is looked up, and so whether it counts in INFO's `keyspace_hits` / `keyspace_misses`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A command reading the key (EXISTS, TYPE, TTL, SCAN's TYPE filter, ...): a hit if
+    /// it is live, else a miss, as Redis' `lookupKeyRead` counts them.
+    Read,
+    /// A check on the way to something else (a destination's existence, a type checked
+    /// before a read that counts itself): not counted, as Redis' lookups for writing
+    /// are not.
+    Check,
+}
 
 /// A set of shards, by number.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -309,12 +321,21 @@ impl<'a> Keyspace<'a> {
         }
     }
 
-    /// TYPE's answer for `key` (`none`: no such key).
-    pub fn type_name(&mut self, key: &[u8]) -> &'static str {
+    /// Calls `f` with `key`'s live entry, without touching its recency or sliding its
+    /// deadline (Redis' `LOOKUP_NOTOUCH`), counted as `access` says.
+    fn look_up<R>(&mut self, key: &[u8], access: Access, f: impl FnOnce(&Entry) -> R) -> Option<R> {
         let now = self.now;
-        self.shard(key)
-            .peek(key, now, |e| e.value.type_name())
-            .unwrap_or("none")
+        let mut s = self.shard(key);
+        let r = s.peek(key, now, f);
+        if access == Access::Read {
+            s.count_read(r.is_some());
+        }
+        r
+    }
+
+    /// TYPE's answer for `key` (`none`: no such key).
+    pub fn type_name(&mut self, key: &[u8], access: Access) -> &'static str {
+        self.look_up(key, access, |e| e.value.type_name()).unwrap_or("none")
     }
 
     /// The value of `key` and whether it is still fresh (read-through; counts a hit or a
@@ -330,36 +351,36 @@ impl<'a> Keyspace<'a> {
     }
 
     /// Whether `key` exists (not a read for recency).
-    pub fn exists(&mut self, key: &[u8]) -> bool {
-        let now = self.now;
-        self.shard(key).peek(key, now, |_| ()).is_some()
+    pub fn exists(&mut self, key: &[u8], access: Access) -> bool {
+        self.look_up(key, access, |_| ()).is_some()
     }
 
     /// `key`'s remaining time to live.
-    pub fn ttl(&mut self, key: &[u8]) -> Ttl {
+    pub fn ttl(&mut self, key: &[u8], access: Access) -> Ttl {
         let now = self.now;
-        match self.shard(key).peek(key, now, |e| e.expires_at) {
+        match self.look_up(key, access, |e| e.expires_at) {
             None => Ttl::Missing,
             Some(NEVER) => Ttl::Persistent,
             Some(at) => Ttl::Remaining(Duration::from_millis(at - now)),
         }
     }
 
-    /// `key`'s deadline as a Unix time (EXPIRETIME).
+    /// `key`'s deadline as a Unix time (EXPIRETIME; a read: counts a hit or a miss).
     pub fn deadline(&mut self, key: &[u8]) -> Deadline {
         let now = self.now;
         let unix_now = self.unix_ms();
-        match self.shard(key).peek(key, now, |e| e.expires_at) {
+        match self.look_up(key, Access::Read, |e| e.expires_at) {
             None => Deadline::Missing,
             Some(NEVER) => Deadline::Persistent,
             Some(at) => Deadline::AtUnixMs(unix_now + (at - now)),
         }
     }
 
-    /// What OBJECT reports of `key`: its encoding's name and its idle time in ms.
+    /// What OBJECT reports of `key`: its encoding's name and its idle time in ms (a
+    /// read: counts a hit or a miss).
     pub fn object(&mut self, key: &[u8]) -> Option<(&'static str, u64)> {
         let now = self.now;
-        self.shard(key).peek(key, now, |e| {
+        self.look_up(key, Access::Read, |e| {
             let name = match &e.value {
                 Value::Str(v) => e.encoding.name(v.as_slice()),
                 Value::Hash(h) => h.encoding(),
@@ -398,8 +419,14 @@ impl<'a> Keyspace<'a> {
         let now = self.now;
         let fixed = self.deadlines(options.expiry);
         let mut s = self.shard(key);
-        if other == OnOtherType::Refuse && s.peek(key, now, |e| e.value.str().is_none()) == Some(true) {
-            return Err(WrongType);
+        if other == OnOtherType::Refuse {
+            // SET ... GET and GETSET read the key first, as GET does: a hit or a miss
+            // (a key of another type too, as in Redis).
+            let other_type = s.peek(key, now, |e| e.value.str().is_none());
+            s.count_read(other_type.is_some());
+            if other_type == Some(true) {
+                return Err(WrongType);
+            }
         }
         if options.condition == Condition::Always && options.expiry != Expiry::Keep {
             // The common SET: one map lookup (two for a new key).
@@ -453,7 +480,7 @@ impl<'a> Keyspace<'a> {
     /// MSETNX: stores every pair if none of the keys exists; whether it did. The
     /// keyspace must hold the keys' shards.
     pub fn set_all_if_none_exist<'k>(&mut self, pairs: &[(&'k [u8], &'k [u8])]) -> bool {
-        if pairs.iter().any(|(k, _)| self.exists(k)) {
+        if pairs.iter().any(|(k, _)| self.exists(k, Access::Check)) {
             return false;
         }
         let now = self.now;
@@ -550,7 +577,7 @@ impl<'a> Keyspace<'a> {
         let now = self.now;
         let (at, idle) = match expiry {
             Expiry::Never => return self.persist(key),
-            Expiry::Keep => return self.exists(key),
+            Expiry::Keep => return self.exists(key, Access::Check),
             Expiry::After(ttl) => (deadline(now, ttl), 0),
             Expiry::Sliding(ttl) => (deadline(now, ttl), ms(ttl).max(1)),
             Expiry::AtUnixMs(at) => (self.monotonic(at), 0),
@@ -596,7 +623,7 @@ impl<'a> Keyspace<'a> {
         if from == to {
             return Ok(!nx);
         }
-        if nx && self.exists(to) {
+        if nx && self.exists(to, Access::Check) {
             return Ok(false);
         }
         // Held since the peek above, so still there.
@@ -618,16 +645,16 @@ impl<'a> Keyspace<'a> {
     }
 
     /// COPY: copies `from`'s value and deadline to `to` unless `to` exists (replacing it
-    /// with `replace`); whether it copied. The keyspace must hold both keys' shards.
+    /// with `replace`); whether it copied. Reading `from` counts a hit or a miss, as in
+    /// Redis. The keyspace must hold both keys' shards.
     pub fn copy(&mut self, from: &[u8], to: &[u8], replace: bool) -> bool {
         let now = self.now;
-        let Some((value, expires_at, idle_ttl, encoding)) = self
-            .shard(from)
-            .peek(from, now, |e| (e.value.clone(), e.expires_at, e.idle_ttl, e.encoding))
-        else {
+        let Some((value, expires_at, idle_ttl, encoding)) = self.look_up(from, Access::Read, |e| {
+            (e.value.clone(), e.expires_at, e.idle_ttl, e.encoding)
+        }) else {
             return false;
         };
-        if !replace && self.exists(to) {
+        if !replace && self.exists(to, Access::Check) {
             return false;
         }
         let d = Deadlines {

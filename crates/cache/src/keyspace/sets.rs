@@ -55,6 +55,7 @@ mod tests {
 
     use super::*;
     use crate::cache::{Cache, CacheConfig, Expiry};
+    use crate::keyspace::Access;
     use crate::set::{INTSET_MEMBER_OVERHEAD, TABLE_MEMBER_OVERHEAD};
     use crate::shard::ENTRY_OVERHEAD;
 
@@ -86,7 +87,7 @@ mod tests {
             1 + ENTRY_OVERHEAD + (5 + 2 + 2 * TABLE_MEMBER_OVERHEAD) as u64
         );
         assert_eq!(
-            (ks.type_name(b"s"), ks.object(b"s").map(|o| o.0)),
+            (ks.type_name(b"s", Access::Check), ks.object(b"s").map(|o| o.0)),
             ("set", Some("hashtable"))
         );
         assert_eq!(
@@ -94,13 +95,13 @@ mod tests {
             Ok(true)
         );
         assert_eq!(
-            (ks.type_name(b"s"), bytes(&c)),
+            (ks.type_name(b"s", Access::Check), bytes(&c)),
             ("none", 0),
             "the emptied set was removed"
         );
         // Nothing is stored for a write that leaves a new set empty.
         assert_eq!(ks.set_write(b"s", |s| (s.remove(b"a"), false)), Ok(false));
-        assert_eq!((ks.type_name(b"s"), bytes(&c)), ("none", 0));
+        assert_eq!((ks.type_name(b"s", Access::Check), bytes(&c)), ("none", 0));
         // A stored set replaces a string; an empty one removes the key.
         c.set(
             b"k",
@@ -110,15 +111,19 @@ mod tests {
         assert_eq!(ks.set_write(b"k", |s| (s.add(b"1"), true)), Err(WrongType));
         assert_eq!(ks.set_read(b"k", |s| s.is_some()), Err(WrongType));
         assert_eq!(ks.set_store(b"k", SetValue::collect([&b"1"[..], b"2"])), 2);
-        assert_eq!(ks.type_name(b"k"), "set");
-        assert_eq!(ks.ttl(b"k"), crate::Ttl::Persistent, "a stored set has no deadline");
+        assert_eq!(ks.type_name(b"k", Access::Check), "set");
+        assert_eq!(
+            ks.ttl(b"k", Access::Check),
+            crate::Ttl::Persistent,
+            "a stored set has no deadline"
+        );
         assert_eq!(bytes(&c), 1 + ENTRY_OVERHEAD + (2 + 2 * INTSET_MEMBER_OVERHEAD) as u64);
         assert_eq!(ks.get_str_with(b"k", |_| ()), Err(WrongType));
         assert_eq!(c.get(b"k"), None, "the public string API sees no string");
         assert_eq!(c.incr_by(b"k", 1), Err(crate::CacheError::WrongType));
         assert_eq!(ks.hash_read(b"k", |_| ()), Err(WrongType));
         assert_eq!(ks.set_store(b"k", SetValue::default()), 0);
-        assert_eq!((ks.type_name(b"k"), bytes(&c)), ("none", 0));
+        assert_eq!((ks.type_name(b"k", Access::Check), bytes(&c)), ("none", 0));
     }
 
     #[test]

@@ -40,6 +40,7 @@ mod tests {
 
     use super::*;
     use crate::cache::{Cache, CacheConfig, Expiry};
+    use crate::keyspace::Access;
     use crate::shard::ENTRY_OVERHEAD;
     use crate::stored::Stored;
     use crate::zset::{AddFlags, MEMBER_OVERHEAD};
@@ -69,7 +70,7 @@ mod tests {
         let one = 1 + ENTRY_OVERHEAD + (5 + MEMBER_OVERHEAD) as u64;
         assert_eq!(bytes(&c), one);
         assert_eq!(
-            (ks.type_name(b"z"), ks.object(b"z").map(|o| o.0)),
+            (ks.type_name(b"z", Access::Check), ks.object(b"z").map(|o| o.0)),
             ("zset", Some("listpack"))
         );
         // A member longer than 64 bytes makes a skiplist, charged for its text.
@@ -85,7 +86,7 @@ mod tests {
             Ok(true)
         );
         assert_eq!(
-            (ks.type_name(b"z"), bytes(&c)),
+            (ks.type_name(b"z", Access::Check), bytes(&c)),
             ("none", 0),
             "the emptied zset was removed"
         );
@@ -95,7 +96,7 @@ mod tests {
             ..AddFlags::default()
         };
         ks.zset_write(b"z", |z| (z.add(1.0, b"a", xx), false)).unwrap();
-        assert_eq!((ks.type_name(b"z"), bytes(&c)), ("none", 0));
+        assert_eq!((ks.type_name(b"z", Access::Check), bytes(&c)), ("none", 0));
         // WRONGTYPE both ways; a stored sorted set replaces a string, without its deadline.
         c.set(
             b"k",
@@ -106,8 +107,12 @@ mod tests {
         assert_eq!(ks.zset_read(b"k", |z| z.is_some()), Err(WrongType));
         let z = ZsetValue::collect([(1.0, Stored::copy_from(b"a")), (2.0, Stored::copy_from(b"b"))]);
         assert_eq!(ks.zset_store(b"k", z), 2);
-        assert_eq!(ks.type_name(b"k"), "zset");
-        assert_eq!(ks.ttl(b"k"), crate::Ttl::Persistent, "a stored zset has no deadline");
+        assert_eq!(ks.type_name(b"k", Access::Check), "zset");
+        assert_eq!(
+            ks.ttl(b"k", Access::Check),
+            crate::Ttl::Persistent,
+            "a stored zset has no deadline"
+        );
         assert_eq!(bytes(&c), 1 + ENTRY_OVERHEAD + (2 + 2 * MEMBER_OVERHEAD) as u64);
         assert_eq!(ks.get_str_with(b"k", |_| ()), Err(WrongType));
         assert_eq!(c.get(b"k"), None, "the public string API sees no string");

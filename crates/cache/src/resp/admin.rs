@@ -7,15 +7,22 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use super::parse::Args;
-use super::reply::{truncated, Reply};
+use super::reply::{truncated, Reply, SYNTAX};
 use super::state::{ConnectionContext, Session};
-use super::table::{lookup, Spec, COMMANDS};
+use super::table::{lookup, unknown_subcommand, Spec, COMMANDS};
 use crate::cache::{parse_i64, CacheStats};
 use crate::glob;
 use crate::keyspace::Keyspace;
 
-/// The version reported to clients (INFO's `redis_version`, HELLO's `version`).
-pub const REDIS_VERSION: &str = "7.0.0-strata-compatible";
+/// The Redis version the port follows, reported to clients (INFO's `redis_version`,
+/// HELLO's `version`). Plain dotted numbers: clients parse it (rq takes
+/// `int(i) for i in version.split('.')[:3]`, Python's `packaging.version` rejects
+/// anything else), so strata's own version is a field of its own, INFO's
+/// `strata_version` (`STRATA_VERSION`).
+pub const REDIS_VERSION: &str = "7.0.0";
+
+/// strata's own version (INFO's `strata_version`).
+pub const STRATA_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// HELLO [protover [AUTH username password] [SETNAME clientname]]: options checked
 /// first, then the credentials, then (authenticated) the name and protocol, as Redis 7.0.
@@ -113,7 +120,7 @@ pub(crate) fn auth(r: &mut Reply<'_>, session: &mut Session, shared: &Connection
         }
         2 => check_auth(shared, b"default", args.get(1)),
         3 => check_auth(shared, args.get(1), args.get(2)),
-        _ => return r.error("ERR syntax error"),
+        _ => return r.error(SYNTAX),
     };
     match checked {
         Ok(()) => {
@@ -132,10 +139,12 @@ fn check_name(name: &[u8]) -> Result<(), &'static str> {
     }
 }
 
+/// CLIENT's subcommands (known, with their arities: checked at dispatch,
+/// `Spec::subcommand`).
 pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext, args: Args<'_>) {
     let sub = args.get(1);
     let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
-    if is(b"setname") && args.len() == 3 {
+    if is(b"setname") {
         match check_name(args.get(2)) {
             Ok(()) => {
                 let name = args.get(2);
@@ -144,18 +153,16 @@ pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &Connecti
             }
             Err(e) => r.error(e),
         }
-    } else if is(b"getname") && args.len() == 2 {
+    } else if is(b"getname") {
         r.bulk_or_null(session.name.as_deref());
-    } else if is(b"id") && args.len() == 2 {
+    } else if is(b"id") {
         r.int(session.id as i64);
-    } else if is(b"info") && args.len() == 2 {
-        let line = client_line(session, shared);
+    } else if is(b"info") {
+        let line = client_line(session, shared, "client|info");
         r.verbatim(&line);
     } else if is(b"list") {
-        // Only this connection: the workers keep no registry of each other's clients.
-        let line = client_line(session, shared);
-        r.verbatim(&line);
-    } else if is(b"setinfo") && args.len() == 4 {
+        client_list(r, session, shared, args);
+    } else if is(b"setinfo") {
         let attr = args.get(2);
         if attr.eq_ignore_ascii_case(b"lib-name") {
             session.lib_name = String::from_utf8_lossy(args.get(3)).into_owned();
@@ -166,44 +173,88 @@ pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &Connecti
         } else {
             r.error(&format!("ERR Unrecognized option '{}'", truncated(attr, 128)));
         }
-    } else if (is(b"no-evict") || is(b"no-touch")) && args.len() == 3 {
-        r.ok();
-    } else if is(b"help") {
-        let lines = [
-            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "GETNAME",
-            "    Return the name of the current connection.",
-            "ID",
-            "    Return the ID of the current connection.",
-            "INFO",
-            "    Return information about the current client connection.",
-            "LIST",
-            "    Return information about client connections (this one only).",
-            "SETINFO <option> <value>",
-            "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
-            "SETNAME <name>",
-            "    Assign the name <name> to the current connection.",
-        ];
-        r.array(lines.len());
-        for l in lines {
-            r.simple(l);
+    } else if is(b"no-evict") || is(b"no-touch") {
+        // Accepted and without effect: no client is evicted for its output, and reads
+        // do not count as touches here. The argument is checked as Redis checks it.
+        let on_off = args.get(2);
+        if on_off.eq_ignore_ascii_case(b"on") || on_off.eq_ignore_ascii_case(b"off") {
+            r.ok();
+        } else {
+            r.error(SYNTAX);
         }
+    } else if is(b"help") {
+        help(
+            r,
+            &[
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "ID",
+                "    Return the ID of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)|ID <id> [<id> ...]]",
+                "    Return information about client connections (this one only, when it",
+                "    is of that type or has one of those ids).",
+                "NO-EVICT (ON|OFF)",
+                "    Accepted; no client is evicted here.",
+                "SETINFO <option> <value>",
+                "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+                "HELP",
+                "    Prints this help.",
+            ],
+        );
     } else {
-        subcommand_error(r, "CLIENT", args);
+        r.error(&unknown_subcommand("client", sub));
     }
 }
 
-fn subcommand_error(r: &mut Reply<'_>, cmd: &str, args: Args<'_>) {
-    r.error(&format!(
-        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {cmd} HELP.",
-        truncated(args.get(1), 128)
-    ));
+/// A reply of HELP: one simple string per line.
+fn help(r: &mut Reply<'_>, lines: &[&str]) {
+    r.array(lines.len());
+    for l in lines {
+        r.simple(l);
+    }
 }
 
-fn client_line(session: &Session, shared: &ConnectionContext) -> String {
+/// CLIENT LIST [TYPE type | ID id...]: the options as Redis 7.0 parses them. Only this
+/// connection is ever listed, as the workers keep no registry of each other's clients,
+/// so a filter lists it or nothing (an id listed twice lists it twice, as Redis).
+fn client_list(r: &mut Reply<'_>, session: &Session, shared: &ConnectionContext, args: Args<'_>) {
+    let times = if args.len() == 4 && args.get(2).eq_ignore_ascii_case(b"type") {
+        let wanted = args.get(3);
+        // Redis' types; this connection is `pubsub` while subscribed, else `normal`.
+        let this: &[u8] = if session.subs.active() { b"pubsub" } else { b"normal" };
+        let known = [&b"normal"[..], b"slave", b"replica", b"pubsub", b"master"];
+        if !known.iter().any(|t| t.eq_ignore_ascii_case(wanted)) {
+            return r.error(&format!("ERR Unknown client type '{}'", truncated(wanted, usize::MAX)));
+        }
+        usize::from(this.eq_ignore_ascii_case(wanted))
+    } else if args.len() > 3 && args.get(2).eq_ignore_ascii_case(b"id") {
+        let mut times = 0;
+        for id in args.iter().skip(3) {
+            match parse_i64(id) {
+                Some(id) => times += usize::from(id == session.id as i64),
+                None => return r.error("ERR Invalid client ID"),
+            }
+        }
+        times
+    } else if args.len() == 2 {
+        1
+    } else {
+        return r.error(SYNTAX);
+    };
+    r.verbatim(&client_line(session, shared, "client|list").repeat(times));
+}
+
+/// This connection's line of CLIENT INFO and CLIENT LIST; `cmd` is the command being
+/// run (Redis' `client|info`, `client|list`).
+fn client_line(session: &Session, shared: &ConnectionContext, cmd: &str) -> String {
     let age = session.created.elapsed().as_secs();
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={age} idle=0 flags={} db=0 sub={} psub={} ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=0 name={} age={age} idle=0 flags={} db=0 sub={} psub={} ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
         session.id,
         session.peer,
         shared.server.addr(),
@@ -241,7 +292,7 @@ pub(crate) fn info_text(shared: &ConnectionContext, stats: &CacheStats, wanted: 
     if want("server") {
         let _ = write!(
             s,
-            "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nexecutable:strata\r\nio_threads_active:{}\r\n\r\n",
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nstrata_version:{STRATA_VERSION}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nexecutable:strata\r\nio_threads_active:{}\r\n\r\n",
             std::env::consts::OS,
             std::env::consts::ARCH,
             usize::BITS,
@@ -337,13 +388,14 @@ fn human(bytes: u64) -> String {
     format!("{v:.2}{}", UNITS[u])
 }
 
+/// COMMAND, and its subcommands (checked at dispatch, as CLIENT's).
 pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
     if args.len() == 1 {
         return all_commands(r);
     }
     let sub = args.get(1);
     let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
-    if is(b"count") && args.len() == 2 {
+    if is(b"count") {
         r.int(COMMANDS.len() as i64);
     } else if is(b"info") {
         if args.len() == 2 {
@@ -360,12 +412,69 @@ pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
         // No documentation to give: clients fall back to their own hints.
         r.map(0);
     } else if is(b"list") {
-        r.array(COMMANDS.len());
-        for spec in COMMANDS {
-            r.bulk(spec.name.as_bytes());
-        }
+        command_list(r, args);
+    } else if is(b"help") {
+        help(
+            r,
+            &[
+                "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "(no subcommand)",
+                "    Return details about all Redis commands.",
+                "COUNT",
+                "    Return the total number of commands in this Redis server.",
+                "LIST [FILTERBY (MODULE <module-name>|PATTERN <pattern>)]",
+                "    Return a list of all commands in this Redis server (subcommands too).",
+                "INFO [<command-name> ...]",
+                "    Return details about multiple Redis commands.",
+                "    If no command names are given, documentation details for all",
+                "    commands are returned.",
+                "DOCS [<command-name> ...]",
+                "    Return documentation details about multiple Redis commands (strata has",
+                "    none: an empty map).",
+                "HELP",
+                "    Prints this help.",
+            ],
+        );
     } else {
-        subcommand_error(r, "COMMAND", args);
+        r.error(&unknown_subcommand("command", sub));
+    }
+}
+
+/// COMMAND LIST [FILTERBY (MODULE name | ACLCAT category | PATTERN pattern)]: every
+/// command and subcommand by its full name (`client|list`), as Redis 7.0 lists them, the
+/// pattern a glob matched regardless of case. There are no modules, so a MODULE filter
+/// lists nothing, and no ACL categories, so an ACLCAT filter is refused rather than
+/// answered wrongly.
+fn command_list(r: &mut Reply<'_>, args: Args<'_>) {
+    let pattern = match args.len() {
+        2 => None,
+        5 if args.get(2).eq_ignore_ascii_case(b"filterby") => {
+            let kind = args.get(3);
+            if kind.eq_ignore_ascii_case(b"pattern") {
+                Some(args.get(4))
+            } else if kind.eq_ignore_ascii_case(b"module") {
+                return r.array(0);
+            } else if kind.eq_ignore_ascii_case(b"aclcat") {
+                return r.error(
+                    "ERR COMMAND LIST FILTERBY ACLCAT is not supported: strata's commands have no ACL categories",
+                );
+            } else {
+                return r.error(SYNTAX);
+            }
+        }
+        _ => return r.error(SYNTAX),
+    };
+    let names: Vec<String> = COMMANDS
+        .iter()
+        .flat_map(|spec| {
+            let subs = spec.subcommands().iter();
+            std::iter::once(spec.name.to_string()).chain(subs.map(|s| format!("{}|{}", spec.name, s.name)))
+        })
+        .filter(|name| pattern.is_none_or(|p| glob::matches(p, name.as_bytes(), true)))
+        .collect();
+    r.array(names.len());
+    for name in names {
+        r.bulk(name.as_bytes());
     }
 }
 
@@ -393,10 +502,11 @@ fn command_entry(r: &mut Reply<'_>, spec: &Spec) {
     r.array(0);
 }
 
-/// CONFIG; the keyspace holds every shard (for the figures).
+/// CONFIG's subcommands (checked at dispatch, as CLIENT's); the keyspace holds every
+/// shard (for the figures).
 pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Keyspace<'_>, args: Args<'_>) {
     let sub = args.get(1);
-    if sub.eq_ignore_ascii_case(b"get") && args.len() >= 3 {
+    if sub.eq_ignore_ascii_case(b"get") {
         let t = CacheStats::from_shards(ks.stats()).total;
         let server = &shared.server;
         let params: [(&str, String); 12] = [
@@ -430,11 +540,45 @@ pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Key
             r.bulk(name.as_bytes());
             r.bulk(value.as_bytes());
         }
-    } else if sub.eq_ignore_ascii_case(b"set") && args.len() >= 4 {
+    } else if sub.eq_ignore_ascii_case(b"set") {
         r.error("ERR CONFIG SET is not supported: strata's cache is configured by the node");
-    } else if sub.eq_ignore_ascii_case(b"resetstat") && args.len() == 2 {
+    } else if sub.eq_ignore_ascii_case(b"resetstat") {
         r.ok();
+    } else if sub.eq_ignore_ascii_case(b"help") {
+        help(
+            r,
+            &[
+                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET <pattern>",
+                "    Return parameters matching the glob-like <pattern> and their values.",
+                "SET <directive> <value>",
+                "    Not supported: strata's cache is configured by the node.",
+                "RESETSTAT",
+                "    Answers OK; the statistics INFO reports are kept.",
+                "HELP",
+                "    Prints this help.",
+            ],
+        );
     } else {
-        subcommand_error(r, "CONFIG", args);
+        r.error(&unknown_subcommand("config", sub));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redis_version_is_three_numbers_as_clients_parse_it() {
+        // rq: `tuple(int(i) for i in version.split('.')[:3])`.
+        let parts: Vec<u32> = REDIS_VERSION
+            .split('.')
+            .map(|p| {
+                p.parse()
+                    .unwrap_or_else(|_| panic!("{p:?} in {REDIS_VERSION:?} is no number"))
+            })
+            .collect();
+        assert_eq!(parts.len(), 3, "{REDIS_VERSION:?}");
+        assert_eq!(parts[..2], [7, 0], "the level the port follows");
     }
 }

@@ -7,9 +7,10 @@
 //! a command run alone, EXEC's for a queued one. A blocking command run alone is handed
 //! back to the connection ([`Flow::Block`]), which may have to wait.
 //!
-//! Before a command runs: NOAUTH while a password is set and AUTH has not succeeded
-//! (after the unknown-command and arity checks, as Redis), and the pub/sub context's
-//! refusal for a RESP2 connection with subscriptions.
+//! Before a command runs: the unknown-command, arity and (for a container: CLIENT,
+//! COMMAND, CONFIG, OBJECT, PUBSUB) subcommand checks, then NOAUTH while a password is
+//! set and AUTH has not succeeded, and the pub/sub context's refusal for a RESP2
+//! connection with subscriptions, in Redis' order.
 //!
 //! Errors say what Redis says, word for word where clients or people match on them.
 
@@ -31,7 +32,7 @@ use super::zranges::{self, Form};
 use super::zset_algebra::{self, Output, ZsetOp};
 use super::zsets::{self, By};
 use crate::cache::parse_i64;
-use crate::keyspace::{Keyspace, ShardSet};
+use crate::keyspace::{Access, Keyspace, ShardSet};
 use crate::list::End;
 
 /// What the connection does after a command.
@@ -76,6 +77,13 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
         }
         return Flow::Continue;
     }
+    // A container's subcommand is checked as its arity is: before NOAUTH and the pub/sub
+    // context, and refusing the transaction it is queued in (Redis 7.0's order).
+    if let Err(e) = spec.subcommand(args) {
+        session.tx.refuse();
+        r.error(&e);
+        return Flow::Continue;
+    }
     if !session.authenticated && !spec.flags.contains(&"no_auth") {
         refuse(&mut r, session, shared, spec, "NOAUTH Authentication required.");
         return Flow::Continue;
@@ -83,14 +91,6 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
     if !session.resp3 && session.subs.active() {
         if let Some(e) = pubsub::refused_while_subscribed(spec.cmd, args, spec.name) {
             refuse(&mut r, session, shared, spec, &e);
-            return Flow::Continue;
-        }
-    }
-    if spec.cmd == Cmd::Object {
-        // A container command: its subcommand is checked as its arity is.
-        if let Err(e) = keys::object_subcommand(args) {
-            r.error(&e);
-            session.tx.refuse();
             return Flow::Continue;
         }
     }
@@ -295,7 +295,7 @@ pub(crate) fn run(
         Cmd::Expiretime => keys::expire_time(r, ks, args, false),
         Cmd::Pexpiretime => keys::expire_time(r, ks, args, true),
         Cmd::Persist => r.int(ks.persist(args.get(1)) as i64),
-        Cmd::Type => r.simple(ks.type_name(args.get(1))),
+        Cmd::Type => r.simple(ks.type_name(args.get(1), Access::Read)),
         Cmd::Hset => hashes::hset(r, ks, args, "hset"),
         Cmd::Hmset => hashes::hset(r, ks, args, "hmset"),
         Cmd::Hsetnx => hashes::hsetnx(r, ks, args),

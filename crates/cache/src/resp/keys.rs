@@ -5,7 +5,7 @@
 use super::parse::Args;
 use super::reply::{truncated, Reply, NOT_INT, SYNTAX};
 use crate::cache::{parse_i64, Ttl};
-use crate::keyspace::{Deadline, ExpireFlags, Keyspace, NoSuchKey};
+use crate::keyspace::{Access, Deadline, ExpireFlags, Keyspace, NoSuchKey};
 
 /// DEL and UNLINK; the keyspace holds the keys' shards.
 pub(crate) fn del(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
@@ -13,9 +13,12 @@ pub(crate) fn del(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     r.int(n as i64);
 }
 
-/// EXISTS (a key named twice counts twice); the keyspace holds the keys' shards.
+/// EXISTS (a key named twice counts twice, and so do its hits and misses in INFO); the
+/// keyspace holds the keys' shards.
 pub(crate) fn exists(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
-    let n = (1..args.len()).filter(|&i| ks.exists(args.get(i))).count();
+    let n = (1..args.len())
+        .filter(|&i| ks.exists(args.get(i), Access::Read))
+        .count();
     r.int(n as i64);
 }
 
@@ -59,7 +62,7 @@ pub(crate) fn expire(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, n
 
 /// TTL (seconds, rounded) and PTTL.
 pub(crate) fn ttl(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, ms: bool) {
-    match ks.ttl(args.get(1)) {
+    match ks.ttl(args.get(1), Access::Read) {
         Ttl::Missing => r.int(-2),
         Ttl::Persistent => r.int(-1),
         Ttl::Remaining(d) => {
@@ -209,7 +212,8 @@ pub(crate) fn scan(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     };
     if let Some(t) = type_filter {
         // The keyspace holds every shard: the types are those the walk saw.
-        found.retain(|k| t.eq_ignore_ascii_case(ks.type_name(k).as_bytes()));
+        // Each key's type is a read, a hit, as Redis counts it.
+        found.retain(|k| t.eq_ignore_ascii_case(ks.type_name(k, Access::Read).as_bytes()));
     }
     r.array(2);
     r.bulk(next.to_string().as_bytes());
@@ -258,37 +262,11 @@ pub(crate) fn copy(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     r.int(ks.copy(args.get(1), args.get(2), replace) as i64);
 }
 
-/// OBJECT's subcommand, checked as Redis checks a command (also when it is queued
-/// inside MULTI): known, with its arity.
-pub(crate) fn object_subcommand(args: Args<'_>) -> Result<&'static str, String> {
-    let sub = args.get(1).to_ascii_lowercase();
-    let (sub, arity): (&str, usize) = match &sub[..] {
-        b"help" => ("help", 2),
-        b"encoding" => ("encoding", 3),
-        b"freq" => ("freq", 3),
-        b"idletime" => ("idletime", 3),
-        b"refcount" => ("refcount", 3),
-        _ => {
-            return Err(format!(
-                "ERR unknown subcommand '{}'. Try OBJECT HELP.",
-                truncated(args.get(1), 128)
-            ))
-        }
-    };
-    if args.len() != arity {
-        return Err(format!("ERR wrong number of arguments for 'object|{sub}' command"));
-    }
-    Ok(sub)
-}
-
 /// OBJECT ENCODING | FREQ | IDLETIME | REFCOUNT key, and OBJECT HELP (the subcommand
-/// was checked by [`object_subcommand`]).
+/// and its arity were checked at dispatch: `Spec::subcommand`).
 pub(crate) fn object(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
-    let sub = match object_subcommand(args) {
-        Ok(sub) => sub,
-        Err(e) => return r.error(&e),
-    };
-    if sub == "help" {
+    let sub = args.get(1).to_ascii_lowercase();
+    if sub == b"help" {
         let lines = [
             "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "ENCODING <key>",
@@ -315,10 +293,11 @@ pub(crate) fn object(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     let Some((encoding, idle_ms)) = ks.object(args.get(2)) else {
         return r.null();
     };
-    match sub {
-        "encoding" => r.bulk(encoding.as_bytes()),
-        "idletime" => r.int((idle_ms / 1000) as i64),
-        "refcount" => r.int(1),
+    match &sub[..] {
+        b"encoding" => r.bulk(encoding.as_bytes()),
+        b"idletime" => r.int((idle_ms / 1000) as i64),
+        b"refcount" => r.int(1),
+        // FREQ
         _ => r.error(
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         ),

@@ -10,7 +10,7 @@ use super::parse::Args;
 use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
 use super::strings::or_wrongtype;
 use crate::cache::parse_i64;
-use crate::keyspace::{Keyspace, WrongType};
+use crate::keyspace::{Access, Keyspace, WrongType};
 use crate::list::{index, index_range, End, ListValue};
 use crate::stored::Stored;
 
@@ -264,8 +264,11 @@ pub(crate) fn move_one(
     from: End,
     to: End,
 ) -> Result<Option<Stored>, WrongType> {
-    if !ks.list_read(src, |l| l.is_some())? {
-        return Ok(None);
+    // Type checks, not reads: Redis counts no hit or miss for LMOVE.
+    match ks.type_name(src, Access::Check) {
+        "list" => {}
+        "none" => return Ok(None),
+        _ => return Err(WrongType),
     }
     if src == dst {
         // One write: the list is never empty in between (its deadline stays).
@@ -275,7 +278,9 @@ pub(crate) fn move_one(
             (Some(v), true)
         });
     }
-    ks.list_read(dst, |_| ())?;
+    if !matches!(ks.type_name(dst, Access::Check), "list" | "none") {
+        return Err(WrongType);
+    }
     let v = ks
         .list_write(src, |l| (l.pop(from), true))?
         .expect("a stored list has elements");

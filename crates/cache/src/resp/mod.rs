@@ -4,8 +4,8 @@
 //! - `parse`: the incremental request parser ([`Parser`], [`Limits`], [`ProtocolError`]).
 //! - `frame`: where one reply ends in a peer node's bytes (the reply framer).
 //! - `reply`: reply encoding for RESP2 and RESP3.
-//! - `table` (parse): the command table (names, arities, flags, key positions, and so
-//!   which shards a command holds).
+//! - `table` (parse, reply): the command table (names, arities, flags, key positions,
+//!   and so which shards a command holds; the container commands' subcommands).
 //! - `timeouts`: the idle and slow-command timeouts, kept by a sweep per worker thread.
 //! - `query_buffer`: a connection's query buffer, bounded alone and with all the others.
 //! - `transaction` (parse, table): a connection's MULTI queue and WATCHed keys.

@@ -10,7 +10,13 @@
 //! because the stream can no longer be framed.
 //!
 //! The limits are Redis': a header line (`*N` / `$N`) or an inline command of at most
-//! 64 KiB, at most 1M arguments, and a bulk of at most `max_bulk` bytes.
+//! 64 KiB, and a bulk of at most `max_bulk` bytes. The argument count is bounded by what
+//! a query buffer can hold ([`Limits::max_args`]), as Redis 7.0 bounds it by its own
+//! (its count limit, 2^31 - 1, is no bound in practice).
+//!
+//! A count is a claim, not bytes: the parser reserves room for a multibulk's
+//! arguments only as their bytes arrive ([`ranges_to_reserve`]), so a bare
+//! `*10000000\r\n` costs nothing until ten million arguments' worth of bytes is sent.
 
 use std::ops::Range;
 
@@ -21,7 +27,12 @@ pub struct Limits {
     /// connection's query buffer limit (`RespConfig::max_query_bytes`), as Redis'
     /// `proto-max-bulk-len` is half of its `client-query-buffer-limit`.
     pub max_bulk: usize,
-    /// Most arguments in one command.
+    /// Most arguments in one command: by default as many as the default query buffer
+    /// limit (64 MiB, `RespConfig::max_query_bytes`) can hold, 11,184,810 empty ones
+    /// (each at least `MIN_ARG_BYTES`, 6). A larger count could never arrive whole, so it
+    /// is refused at its header. (This parser once refused more than 1,048,576, as old
+    /// Redis versions did; Redis 7.0 takes up to 2^31 - 1, and clients send more than a
+    /// million, `SADD` with 1,100,000 members for one.)
     pub max_args: usize,
     /// Longest inline command or header line, in bytes.
     pub max_inline: usize,
@@ -31,7 +42,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_bulk: 32 << 20,
-            max_args: 1 << 20,
+            max_args: (64 << 20) / MIN_ARG_BYTES,
             max_inline: 64 << 10,
         }
     }
@@ -63,6 +74,9 @@ pub enum ProtocolError {
     #[error("Protocol error: unauthenticated bulk length")]
     UnauthenticatedBulkLength,
 }
+
+/// The fewest bytes one argument of a multibulk takes (`$0\r\n\r\n`).
+pub const MIN_ARG_BYTES: usize = 6;
 
 /// Most arguments a command of a client that has yet to AUTH may have (Redis 7.0's
 /// bound, so that nobody can make the server hold much without the password).
@@ -194,6 +208,8 @@ impl Parser {
             self.partial = Some((n as usize, end + 2));
         }
         let (argc, mut pos) = self.partial.expect("set above");
+        self.ranges
+            .reserve(ranges_to_reserve(argc, self.ranges.len(), buf.len() - pos));
         while self.ranges.len() < argc {
             let Some(&c) = buf.get(pos) else {
                 self.partial = Some((argc, pos));
@@ -302,6 +318,14 @@ impl Parser {
         }
         Ok(Some(nl + 1))
     }
+}
+
+/// How many more argument ranges to reserve for a multibulk that claims `claimed`
+/// arguments, has `parsed` of them, and has `unparsed_bytes` more bytes in hand: no more
+/// than those bytes can hold. The claim alone reserves nothing, so a header cannot make
+/// the parser allocate in proportion to a count whose arguments it has not sent.
+fn ranges_to_reserve(claimed: usize, parsed: usize, unparsed_bytes: usize) -> usize {
+    claimed.saturating_sub(parsed).min(unparsed_bytes / MIN_ARG_BYTES)
 }
 
 /// A header's decimal length: optional '-', then digits; nothing else.
@@ -453,7 +477,7 @@ mod tests {
         assert_eq!(parse_all(b"*2\r\n+3\r\n"), Err(ProtocolError::ExpectedDollar(b'+')));
         assert_eq!(parse_all(b"*1\r\n$-1\r\n"), Err(ProtocolError::BulkLength));
         assert_eq!(parse_all(b"*1\r\n$1\r\nab\r\n"), Err(ProtocolError::MissingCrlf));
-        assert_eq!(parse_all(b"*9999999\r\n"), Err(ProtocolError::MultibulkLength));
+        assert_eq!(parse_all(b"*11184811\r\n"), Err(ProtocolError::MultibulkLength));
         assert_eq!(parse_all(b"GET \"a\n"), Err(ProtocolError::UnbalancedQuotes));
         assert_eq!(parse_all(&vec![b'a'; 70_000]), Err(ProtocolError::InlineTooLong));
         let mut big = b"*1\r\n$".to_vec();
@@ -471,5 +495,39 @@ mod tests {
         let mut p = Parser::new(Limits::default());
         assert_eq!(p.parse(b"*1\r\n$1000\r\nab").unwrap(), None);
         assert_eq!(p.want(), 4 + 7 + 1000 + 2);
+    }
+
+    #[test]
+    fn a_command_with_more_than_a_million_arguments_parses() {
+        // Redis 7.0 takes `SADD bigset` with 1,100,000 members (about 10 MB).
+        let members = 1_100_000;
+        let mut input = format!("*{}\r\n$4\r\nSADD\r\n$6\r\nbigset\r\n", members + 2).into_bytes();
+        for i in 0..members {
+            let m = format!("m{i}");
+            input.extend_from_slice(format!("${}\r\n{m}\r\n", m.len()).as_bytes());
+        }
+        let mut p = Parser::new(Limits::default());
+        assert_eq!(p.parse(&input), Ok(Some(input.len())));
+        let args = p.args(&input);
+        assert_eq!(args.len(), members + 2);
+        assert_eq!(args.get(members + 1), b"m1099999");
+    }
+
+    #[test]
+    fn a_claimed_count_reserves_nothing_before_its_bytes_arrive() {
+        assert_eq!(ranges_to_reserve(100_000_000, 0, 0), 0, "a bare header");
+        assert_eq!(ranges_to_reserve(100_000_000, 0, 60), 10, "what 60 bytes can hold");
+        assert_eq!(ranges_to_reserve(3, 0, 60_000), 3, "no more than claimed");
+        assert_eq!(ranges_to_reserve(3, 3, 60_000), 0, "none once all are parsed");
+        assert_eq!(ranges_to_reserve(10, 12, 60_000), 0);
+        // Through the parser: the largest count allowed, and nothing behind it.
+        let mut p = Parser::new(Limits::default());
+        let header = format!("*{}\r\n", Limits::default().max_args);
+        assert_eq!(p.parse(header.as_bytes()), Ok(None));
+        assert_eq!(p.ranges.capacity(), 0);
+        let mut some = header.into_bytes();
+        some.extend_from_slice(b"$3\r\nSET\r\n$1\r\nk\r\n");
+        assert_eq!(p.parse(&some), Ok(None));
+        assert!(p.ranges.capacity() < 64, "{}", p.ranges.capacity());
     }
 }

@@ -180,7 +180,9 @@ pub(crate) fn punsubscribe(r: &mut Reply<'_>, subs: &mut Subscriptions, ps: &Pub
 }
 
 /// PUBSUB CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB / HELP (there are no
-/// shard channels here: always none).
+/// shard channels here: always none). The subcommand and its arity were checked at
+/// dispatch (`Spec::subcommand`); CHANNELS' most arguments are checked here, with
+/// Redis' older wording, as Redis 7.0 does.
 pub(crate) fn pubsub(r: &mut Reply<'_>, ps: &PubSub, args: Args<'_>) {
     let sub = args.get(1);
     let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
@@ -211,10 +213,6 @@ pub(crate) fn pubsub(r: &mut Reply<'_>, ps: &PubSub, args: Args<'_>) {
             r.int(if is(b"numsub") { ps.numsub(c) as i64 } else { 0 });
         }
     } else if is(b"numpat") {
-        if n != 2 {
-            // NUMPAT's arity is checked by Redis' command table, CHANNELS' by PUBSUB.
-            return r.error("ERR wrong number of arguments for 'pubsub|numpat' command");
-        }
         r.int(ps.numpat() as i64);
     } else if is(b"help") {
         let lines = [
@@ -238,10 +236,7 @@ pub(crate) fn pubsub(r: &mut Reply<'_>, ps: &PubSub, args: Args<'_>) {
             r.simple(l);
         }
     } else {
-        r.error(&format!(
-            "ERR unknown subcommand '{}'. Try PUBSUB HELP.",
-            super::reply::truncated(sub, 128)
-        ));
+        r.error(&super::table::unknown_subcommand("pubsub", sub));
     }
 }
 

@@ -6,7 +6,7 @@
 use super::parse::Args;
 use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
 use crate::cache::{parse_i64, CacheError, Condition, Expiry, SetOptions};
-use crate::keyspace::{FloatError, GetEx, Keyspace, StringError, WrongType};
+use crate::keyspace::{Access, FloatError, GetEx, Keyspace, StringError, WrongType};
 use crate::long_double;
 use crate::stored::Stored;
 
@@ -224,7 +224,7 @@ pub(crate) fn incr_by_float(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args
     const NOT_FLOAT: &str = "ERR value is not a valid float";
     let Some(by) = long_double::parse(args.get(2)) else {
         // Redis checks the key's type before it parses the increment.
-        if !matches!(ks.type_name(args.get(1)), "string" | "none") {
+        if !matches!(ks.type_name(args.get(1), Access::Check), "string" | "none") {
             return r.error(WRONGTYPE);
         }
         return r.error(NOT_FLOAT);

@@ -1,9 +1,11 @@
 //! The command table: every command's name, arity, flags and key positions, as Redis
-//! 7.0 declares them (`COMMAND INFO`). It drives dispatch and the arity check
-//! (`commands`), `COMMAND`'s reply (`admin`), and which shards a command holds while it
-//! runs or EXEC locks for it ([`Spec::shards`]).
+//! 7.0 declares them (`COMMAND INFO`), and the subcommands of the container commands
+//! (CLIENT, COMMAND, CONFIG, OBJECT, PUBSUB) with their arities. It drives dispatch and
+//! the arity and subcommand checks (`commands`), `COMMAND`'s reply (`admin`), and which
+//! shards a command holds while it runs or EXEC locks for it ([`Spec::shards`]).
 
 use super::parse::Args;
+use super::reply::truncated;
 use crate::keyspace::ShardSet;
 use crate::Cache;
 
@@ -215,11 +217,110 @@ pub(crate) struct Spec {
     pub step: i32,
 }
 
+/// Whether `n` arguments (the name included) fit `arity` (Redis' convention).
+fn arity_ok(arity: i32, n: usize) -> bool {
+    let n = n as i32;
+    (arity > 0 && n == arity) || (arity < 0 && n >= -arity)
+}
+
+/// A subcommand of a container command: its name as Redis 7.0 declares it (lowercase)
+/// and its arity, the container's name included (`client|getname` is 2: `CLIENT
+/// GETNAME`).
+pub(crate) struct Subcommand {
+    pub name: &'static str,
+    pub arity: i32,
+}
+
+const fn sub(name: &'static str, arity: i32) -> Subcommand {
+    Subcommand { name, arity }
+}
+
+/// The subcommands strata has, with Redis 7.0's arities (SETINFO and NO-TOUCH are 7.2's,
+/// sent by newer clients on connecting). Those Redis has and strata does not (CLIENT
+/// KILL and TRACKING, CONFIG REWRITE, COMMAND GETKEYS, ...) are unknown here, as they
+/// would be to a Redis without them.
+const CLIENT_SUBCOMMANDS: &[Subcommand] = &[
+    sub("getname", 2),
+    sub("help", 2),
+    sub("id", 2),
+    sub("info", 2),
+    sub("list", -2),
+    sub("no-evict", 3),
+    sub("no-touch", 3),
+    sub("setinfo", 4),
+    sub("setname", 3),
+];
+const COMMAND_SUBCOMMANDS: &[Subcommand] = &[
+    sub("count", 2),
+    sub("docs", -2),
+    sub("help", 2),
+    sub("info", -2),
+    sub("list", -2),
+];
+const CONFIG_SUBCOMMANDS: &[Subcommand] = &[sub("get", -3), sub("help", 2), sub("resetstat", 2), sub("set", -4)];
+const OBJECT_SUBCOMMANDS: &[Subcommand] = &[
+    sub("encoding", 3),
+    sub("freq", 3),
+    sub("help", 2),
+    sub("idletime", 3),
+    sub("refcount", 3),
+];
+const PUBSUB_SUBCOMMANDS: &[Subcommand] = &[
+    sub("channels", -2),
+    sub("help", 2),
+    sub("numpat", 2),
+    sub("numsub", -2),
+    sub("shardchannels", -2),
+    sub("shardnumsub", -2),
+];
+
+/// Redis 7.0's reply to a container command's unknown subcommand `sub`.
+pub(crate) fn unknown_subcommand(container: &str, sub: &[u8]) -> String {
+    format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        truncated(sub, 128),
+        container.to_ascii_uppercase()
+    )
+}
+
 impl Spec {
     /// Whether `n` arguments (the name included) fit the arity.
     pub fn arity_ok(&self, n: usize) -> bool {
-        let n = n as i32;
-        (self.arity > 0 && n == self.arity) || (self.arity < 0 && n >= -self.arity)
+        arity_ok(self.arity, n)
+    }
+
+    /// A container command's subcommands (none for other commands).
+    pub fn subcommands(&self) -> &'static [Subcommand] {
+        match self.cmd {
+            Cmd::Client => CLIENT_SUBCOMMANDS,
+            Cmd::Command => COMMAND_SUBCOMMANDS,
+            Cmd::Config => CONFIG_SUBCOMMANDS,
+            Cmd::Object => OBJECT_SUBCOMMANDS,
+            Cmd::Pubsub => PUBSUB_SUBCOMMANDS,
+            _ => &[],
+        }
+    }
+
+    /// The subcommand `args` name, checked as Redis 7.0 checks it before a command runs
+    /// or is queued (after the container's own arity): known, and with its arity. None
+    /// for a command without subcommands, or a container given none (`COMMAND`). The
+    /// error is Redis' reply, word for word.
+    pub fn subcommand(&self, args: Args<'_>) -> Result<Option<&'static Subcommand>, String> {
+        let subs = self.subcommands();
+        if subs.is_empty() || args.len() < 2 {
+            return Ok(None);
+        }
+        let given = args.get(1);
+        let Some(sub) = subs.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(given)) else {
+            return Err(unknown_subcommand(self.name, given));
+        };
+        if !arity_ok(sub.arity, args.len()) {
+            return Err(format!(
+                "ERR wrong number of arguments for '{}|{}' command",
+                self.name, sub.name
+            ));
+        }
+        Ok(Some(sub))
     }
 
     /// The positions of the command's keys in `args` (Redis' first/last/step; OBJECT's

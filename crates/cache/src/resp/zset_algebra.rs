@@ -15,7 +15,7 @@ use super::parse::Args;
 use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
 use super::zranges::reply_entries;
 use crate::cache::parse_i64;
-use crate::keyspace::{Keyspace, WrongType};
+use crate::keyspace::{Access, Keyspace, WrongType};
 use crate::score::parse_score;
 use crate::set::SetValue;
 use crate::stored::Stored;
@@ -77,7 +77,8 @@ struct Source {
 
 /// The members of the sorted set or set at `key` (a set's score 1), or WRONGTYPE.
 fn source(ks: &mut Keyspace<'_>, key: &[u8]) -> Result<Vec<(Stored, f64)>, WrongType> {
-    match ks.type_name(key) {
+    // The read below counts the hit or miss.
+    match ks.type_name(key, Access::Check) {
         "set" => ks.set_read(key, |s| {
             s.into_iter()
                 .flat_map(SetValue::iter)

@@ -290,6 +290,11 @@ fn auth_answers_as_redis() {
         &["MULTI"],
         &["NOSUCHCOMMAND"],
         &["GET"],
+        // A container's subcommand is checked before AUTH is, as arity is.
+        &["CLIENT", "NOSUCH"],
+        &["CLIENT", "GETNAME", "x"],
+        &["OBJECT", "NOSUCH"],
+        &["CLIENT", "GETNAME"],
         &["HELLO"],
         &["HELLO", "3"],
         &["HELLO", "3", "SETNAME", "x"],
