@@ -209,7 +209,10 @@ async fn ensure_kv(js: &jetstream::Context, config: kv::Config) -> Result<kv::St
         }
     })
     .await?;
-    raise_consumer_limit(js, stream).await;
+    // In the background: on a cluster just started, the bucket's stream may still be
+    // electing its leader, and an update then waits out the request's whole timeout
+    // (nodes took 10 s and more to join). The limit matters only at about 100 nodes.
+    tokio::spawn(raise_consumer_limit(js.clone(), stream));
     Ok(store)
 }
 
@@ -222,15 +225,25 @@ pub const BUCKET_CONSUMERS: i32 = 1_000_000;
 /// where it is lower, or unset: a stream whose config says -1 gets the server's default
 /// (1,000 on 2.15), not "unlimited". A server that cannot change it (before 2.12) keeps
 /// its own: logged, not fatal.
-async fn raise_consumer_limit(js: &jetstream::Context, mut config: jetstream::stream::Config) {
+///
+/// Tried a few times, 2 s apart, each bounded: a stream electing its leader answers
+/// nothing until it has one.
+async fn raise_consumer_limit(js: jetstream::Context, mut config: jetstream::stream::Config) {
     if config.max_consumers >= BUCKET_CONSUMERS {
         return;
     }
     config.max_consumers = BUCKET_CONSUMERS;
     let stream = config.name.clone();
-    if let Err(e) = js.update_stream(config).await {
-        tracing::warn!(stream, "could not raise the consumer limit of the bucket's stream: {e}");
+    let mut last = String::new();
+    for _ in 0..5 {
+        match tokio::time::timeout(Duration::from_secs(3), js.update_stream(config.clone())).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "no answer within 3 s".into(),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    tracing::warn!(stream, "could not raise the consumer limit of the bucket's stream: {last}");
 }
 
 /// Where a stream's copies are, as its info reports them: the leader first.
