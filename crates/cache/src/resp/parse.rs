@@ -10,9 +10,10 @@
 //! because the stream can no longer be framed.
 //!
 //! The limits are Redis': a header line (`*N` / `$N`) or an inline command of at most
-//! 64 KiB, and a bulk of at most `max_bulk` bytes. The argument count is bounded by what
-//! a query buffer can hold ([`Limits::max_args`]), as Redis 7.0 bounds it by its own
-//! (its count limit, 2^31 - 1, is no bound in practice).
+//! 64 KiB, and a bulk of at most `max_bulk` bytes. The argument count is bounded so that
+//! a command's argument list takes no more than a query buffer ([`Limits::max_args`],
+//! 4,194,304; Redis 7.0's, 2^31 - 1, is no bound in practice), and a long command's list
+//! is let go once it is done.
 //!
 //! A count is a claim, not bytes: the parser reserves room for a multibulk's
 //! arguments only as their bytes arrive ([`ranges_to_reserve`]), so a bare
@@ -27,12 +28,12 @@ pub struct Limits {
     /// connection's query buffer limit (`RespConfig::max_query_bytes`), as Redis'
     /// `proto-max-bulk-len` is half of its `client-query-buffer-limit`.
     pub max_bulk: usize,
-    /// Most arguments in one command: by default as many as the default query buffer
-    /// limit (64 MiB, `RespConfig::max_query_bytes`) can hold, 11,184,810 empty ones
-    /// (each at least `MIN_ARG_BYTES`, 6). A larger count could never arrive whole, so it
-    /// is refused at its header. (This parser once refused more than 1,048,576, as old
-    /// Redis versions did; Redis 7.0 takes up to 2^31 - 1, and clients send more than a
-    /// million, `SADD` with 1,100,000 members for one.)
+    /// Most arguments in one command: by default 4,194,304 (`RANGE_BYTES` of bookkeeping
+    /// each, so that a command's argument list takes no more than the default query
+    /// buffer limit, 64 MiB, `RespConfig::max_query_bytes`: the list is not counted in
+    /// that limit). A larger count is refused at its header. (This parser once refused
+    /// more than 1,048,576, as old Redis versions did; Redis 7.0 takes up to 2^31 - 1,
+    /// and clients send more than a million, `SADD` with 1,100,000 members for one.)
     pub max_args: usize,
     /// Longest inline command or header line, in bytes.
     pub max_inline: usize,
@@ -42,7 +43,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_bulk: 32 << 20,
-            max_args: (64 << 20) / MIN_ARG_BYTES,
+            max_args: (64 << 20) / RANGE_BYTES,
             max_inline: 64 << 10,
         }
     }
@@ -77,6 +78,14 @@ pub enum ProtocolError {
 
 /// The fewest bytes one argument of a multibulk takes (`$0\r\n\r\n`).
 pub const MIN_ARG_BYTES: usize = 6;
+
+/// What the parser keeps per argument (its range in the buffer).
+const RANGE_BYTES: usize = std::mem::size_of::<Range<usize>>();
+
+/// Argument ranges and inline bytes kept between commands: a larger list, left by one
+/// long command, is let go once that command is done (as Redis frees a command's argv).
+const KEEP_RANGES: usize = 1024;
+const KEEP_INLINE: usize = 64 << 10;
 
 /// Most arguments a command of a client that has yet to AUTH may have (Redis 7.0's
 /// bound, so that nobody can make the server hold much without the password).
@@ -175,9 +184,20 @@ impl Parser {
         if r.is_err() {
             self.partial = None;
             self.scanned = 0;
-            self.ranges.clear();
+            self.reset_args();
         }
         r
+    }
+
+    /// Forgets the last command's arguments, and the room a long one took.
+    fn reset_args(&mut self) {
+        self.ranges.clear();
+        if self.ranges.capacity() > KEEP_RANGES {
+            self.ranges = Vec::new();
+        }
+        if self.inline.capacity() > KEEP_INLINE {
+            self.inline = Vec::new();
+        }
     }
 
     fn parse_command(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
@@ -190,7 +210,7 @@ impl Parser {
                 return self.parse_inline(buf);
             }
             self.is_inline = false;
-            self.ranges.clear();
+            self.reset_args();
             let Some(end) = self.line_end(buf, 1, ProtocolError::MultibulkLineTooLong)? else {
                 return Ok(None);
             };
@@ -208,8 +228,11 @@ impl Parser {
             self.partial = Some((n as usize, end + 2));
         }
         let (argc, mut pos) = self.partial.expect("set above");
-        self.ranges
-            .reserve(ranges_to_reserve(argc, self.ranges.len(), buf.len() - pos));
+        self.ranges.reserve(ranges_to_reserve(
+            argc,
+            self.ranges.len(),
+            buf.len().saturating_sub(pos),
+        ));
         while self.ranges.len() < argc {
             let Some(&c) = buf.get(pos) else {
                 self.partial = Some((argc, pos));
@@ -310,7 +333,7 @@ impl Parser {
         let line = &buf[..nl];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         self.is_inline = true;
-        self.ranges.clear();
+        self.reset_args();
         self.inline.clear();
         split_args(line, &mut self.inline, &mut self.ranges)?;
         if self.ranges.len() > self.limits.max_args {
@@ -511,6 +534,10 @@ mod tests {
         let args = p.args(&input);
         assert_eq!(args.len(), members + 2);
         assert_eq!(args.get(members + 1), b"m1099999");
+        // The next command lets go of the long one's argument list.
+        assert!(p.ranges.capacity() > KEEP_RANGES);
+        assert_eq!(p.parse(b"*1\r\n$4\r\nPING\r\n"), Ok(Some(14)));
+        assert!(p.ranges.capacity() <= KEEP_RANGES, "{}", p.ranges.capacity());
     }
 
     #[test]
