@@ -227,6 +227,7 @@ impl SimNode {
             // The simulated apps declare no cache (`cache.listen`).
             caches: BTreeMap::new(),
             apis: BTreeMap::new(),
+            cannot_run: BTreeMap::new(),
         }
     }
 }

@@ -70,6 +70,10 @@ pub struct NodeRecord {
     /// from every node).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub apis: BTreeMap<String, String>,
+    /// The apps placed here that this node cannot run, and why (its gateway port taken,
+    /// a bundle that does not unpack): the scheduler places them elsewhere.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cannot_run: BTreeMap<String, String>,
 }
 
 /// One app's cache on one node, as its heartbeat reports it.

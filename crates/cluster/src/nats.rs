@@ -243,7 +243,10 @@ async fn raise_consumer_limit(js: jetstream::Context, mut config: jetstream::str
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    tracing::warn!(stream, "could not raise the consumer limit of the bucket's stream: {last}");
+    tracing::warn!(
+        stream,
+        "could not raise the consumer limit of the bucket's stream: {last}"
+    );
 }
 
 /// Where a stream's copies are, as its info reports them: the leader first.

@@ -66,11 +66,15 @@ struct Room {
     memory_mb: u64,
     accelerators: u32,
     instances: u32,
+    /// The apps the node says it cannot run, and why.
+    cannot_run: BTreeMap<String, String>,
 }
 
 impl Room {
     fn fits(&self, want: &Want) -> bool {
-        self.memory_mb >= want.memory_mb && self.accelerators >= want.accelerators
+        self.memory_mb >= want.memory_mb
+            && self.accelerators >= want.accelerators
+            && !self.cannot_run.contains_key(&want.app)
     }
     fn take(&mut self, want: &Want) {
         self.memory_mb -= want.memory_mb;
@@ -94,6 +98,7 @@ pub fn place(
             memory_mb: n.memory_mb,
             accelerators: n.accelerators,
             instances: 0,
+            cannot_run: n.cannot_run.clone(),
         })
         .collect();
     rooms.sort_by(|a, b| a.name.cmp(&b.name));
@@ -187,17 +192,32 @@ fn no_room(want: &Want, rooms: &[Room]) -> String {
     if rooms.is_empty() {
         return format!("{needs}; no node is alive");
     }
-    let most = rooms
+    let cannot: Vec<String> = rooms
         .iter()
-        .max_by_key(|r| (r.accelerators, r.memory_mb))
-        .expect("not empty");
-    format!(
+        .filter_map(|r| {
+            Some(format!(
+                "{} cannot run {}: {}",
+                r.name,
+                want.app,
+                r.cannot_run.get(&want.app)?
+            ))
+        })
+        .collect();
+    let able: Vec<&Room> = rooms.iter().filter(|r| !r.cannot_run.contains_key(&want.app)).collect();
+    let Some(most) = able.iter().max_by_key(|r| (r.accelerators, r.memory_mb)) else {
+        return format!("{needs}; {}", cannot.join("; "));
+    };
+    let mut reason = format!(
         "{needs}; no live node has that left (most free: {} with {} MB and {} accelerator(s), of {} node(s))",
         most.name,
         most.memory_mb,
         most.accelerators,
-        rooms.len()
-    )
+        able.len()
+    );
+    for c in cannot {
+        reason += &format!("; {c}");
+    }
+    reason
 }
 
 #[cfg(test)]
@@ -245,6 +265,40 @@ mod tests {
         assert_eq!(web.get("b"), Some(&2), "{web:?}");
         assert_eq!(web.get("a1"), Some(&1), "{web:?}");
         assert_eq!(web.get("a2"), Some(&1), "{web:?}");
+    }
+
+    #[test]
+    fn a_node_that_cannot_run_the_app_gets_none_of_it_and_says_why() {
+        let mut e = node("e", "E", 1000);
+        e.cannot_run = [("shop".to_string(), "127.0.0.1:18080 is already in use".to_string())].into();
+        let nodes = [node("b", "B", 1000), node("c", "C", 1000), e];
+        // Placed on e before it said so: its instance moves.
+        let before: BTreeMap<String, AppPlacement> = [(
+            "shop".to_string(),
+            AppPlacement {
+                services: [(
+                    "web".to_string(),
+                    [("b".into(), 1), ("c".into(), 1), ("e".into(), 1)].into(),
+                )]
+                .into(),
+                ..Default::default()
+            },
+        )]
+        .into();
+        let p = place(&nodes, &[want("web", 3, 100, true)], &before);
+        let web = &p["shop"].services["web"];
+        assert_eq!(web.get("e"), None, "{web:?}");
+        assert_eq!(web.values().sum::<u32>(), 3, "{web:?}");
+        // Nowhere else to go: unplaced, with e's reason.
+        let p = place(&nodes[2..], &[want("web", 1, 100, false)], &BTreeMap::new());
+        let unplaced = &p["shop"].unplaced["web"];
+        assert!(
+            unplaced
+                .reason
+                .contains("e cannot run shop: 127.0.0.1:18080 is already in use"),
+            "{}",
+            unplaced.reason
+        );
     }
 
     #[test]

@@ -246,11 +246,16 @@ async fn refresh_queue(
             (c.name.clone(), GroupFigures::from_consumer(c, first_offset, d))
         })
         .collect();
-    // A group the listing left out is still there (groups are never deleted but with
-    // their queue): its last figures stand.
-    let known: Vec<String> = old.groups.keys().cloned().collect();
+    // A group the listing left out is still there unless JetStream says its consumer is
+    // not (removed by hand, lost with a stream made again): its last figures stand.
+    let mut known: Vec<String> = Vec::new();
     for (name, figures) in &old.groups {
-        groups.entry(name.clone()).or_insert_with(|| figures.clone());
+        if groups.contains_key(name) {
+            known.push(name.clone());
+        } else if !consumer_gone(shared, &q.stream, name).await {
+            known.push(name.clone());
+            groups.insert(name.clone(), figures.clone());
+        }
     }
     q.set_figures(
         Figures {
@@ -283,6 +288,18 @@ async fn refresh_queue(
         }
     }
     Ok(())
+}
+
+/// Whether JetStream says the consumer of `group` on `stream` does not exist (an answer
+/// that says nothing, a timeout, is not that).
+async fn consumer_gone(shared: &Shared, stream: &str, group: &str) -> bool {
+    const CONSUMER_NOT_FOUND: u64 = 10014;
+    let info: Result<Response<serde_json::Value>, _> = shared
+        .core
+        .js
+        .request(format!("CONSUMER.INFO.{stream}.{group}"), &json!({}))
+        .await;
+    matches!(info, Ok(Response::Err { error }) if error.error_code().0 == CONSUMER_NOT_FOUND)
 }
 
 /// Whether space below the listed groups' floors may go: the listing had every consumer

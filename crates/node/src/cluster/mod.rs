@@ -135,6 +135,9 @@ struct Status {
     caches: BTreeMap<String, (SocketAddr, Arc<strata_cache::Cache>)>,
     /// Puts the heartbeat at once (a request held for a service at zero).
     beat_now: Arc<tokio::sync::Notify>,
+    /// Apps placed here that failed to start, and why: in the heartbeat, so that the
+    /// scheduler places them elsewhere and `strata nodes` says why.
+    cannot_run: BTreeMap<String, String>,
 }
 
 /// A remote member's id without the `-VERSION` its node publishes it with
@@ -275,7 +278,6 @@ impl Status {
     }
 }
 
-/// Runs a cluster node until `shutdown`.
 /// Takes `data_dir/node.lock` for this process (an exclusive `flock`, let go when the
 /// file closes, however the process ends) and writes its pid there.
 fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
@@ -306,6 +308,7 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// Runs a cluster node until `shutdown`.
 pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<()> {
     if !strata_cluster::is_key_safe(&config.name) {
         bail!(
@@ -384,6 +387,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
                 running,
                 caches: s.caches(),
                 apis: s.apis.clone(),
+                cannot_run: s.cannot_run.clone(),
             }
         }
     };
@@ -529,6 +533,11 @@ async fn reconcile(
     status: &Arc<Mutex<Status>>,
     shutdown: &CancellationToken,
 ) {
+    status
+        .lock()
+        .unwrap()
+        .cannot_run
+        .retain(|app, _| desired.contains_key(app));
     let gone: Vec<String> = running
         .keys()
         .filter(|app| !desired.contains_key(*app))
@@ -565,11 +574,21 @@ async fn reconcile(
             match start_app(config, nats, heard, app, placement, None, shutdown).await {
                 Ok(r) => {
                     zero::watch(&r.node, &beat_now, &r.stop);
-                    status.lock().unwrap().show(app, &r);
+                    let mut s = status.lock().unwrap();
+                    s.show(app, &r);
+                    s.cannot_run.remove(app);
+                    drop(s);
                     running.insert(app.clone(), r);
                 }
                 Err(e) => {
-                    tracing::error!(app, "cannot run app here: {e:#}");
+                    // Tried again every second: said when it starts failing or the
+                    // reason changes, not every time.
+                    let reason = format!("{e:#}");
+                    let before = status.lock().unwrap().cannot_run.insert(app.clone(), reason.clone());
+                    if before.as_ref() != Some(&reason) {
+                        tracing::error!(app, "cannot run app here (tried again every second): {reason}");
+                        beat_now.notify_one();
+                    }
                     continue;
                 }
             }
