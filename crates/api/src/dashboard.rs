@@ -198,6 +198,10 @@ mod tests {
     fn the_page_loads_its_own_files_and_nothing_from_elsewhere() {
         assert!(HTML.contains(r#"src="/ui/dashboard.js""#));
         assert!(HTML.contains(r#"href="/ui/dashboard.css""#));
+        assert!(
+            HTML.contains(r#"<link rel="icon" href="data:,">"#),
+            "no /favicon.ico request (a 401)"
+        );
         for text in [HTML, SCRIPT, STYLE] {
             assert!(!text.contains("https://") && !text.contains("url(") && !text.contains("import "));
         }

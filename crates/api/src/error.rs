@@ -112,7 +112,9 @@ impl From<ScaleError> for ApiError {
         let (status, code) = match &e {
             ScaleError::UnknownService { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             ScaleError::OutOfRange { .. } => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Unprocessable),
-            ScaleError::Autoscaled(_) | ScaleError::Function(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            ScaleError::Autoscaled(_) | ScaleError::Function(_) | ScaleError::Stopping(_) => {
+                (StatusCode::CONFLICT, ErrorCode::Conflict)
+            }
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -52,9 +52,23 @@ pub(crate) async fn logs(
             for file in log_files(&dir, q.instance.as_deref(), q.setup) {
                 let offset = offsets.entry(file.clone()).or_insert(0);
                 let label = file.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
-                // A file is read to its end, a MiB at a time; without `follow`, a last
-                // line not ended yet too.
-                while let Some(chunk) = read_from(&file, offset, !q.follow).await {
+                // A file is read to its end, a MiB at a time; without `follow`, to where
+                // it ended when the request came (a chatty instance would keep a slow
+                // reader on one file for ever), a last line not ended yet too.
+                let end = match q.follow {
+                    true => u64::MAX,
+                    false => tokio::fs::metadata(&file).await.map_or(0, |m| m.len()),
+                };
+                while *offset < end {
+                    let Some(mut chunk) = read_from(&file, offset, !q.follow).await else {
+                        break;
+                    };
+                    if *offset > end {
+                        // Read past where the file ended: only up to it.
+                        let over = (*offset - end) as usize;
+                        chunk.truncate(chunk.len().saturating_sub(over));
+                        *offset = end;
+                    }
                     if tx.send(prefix_lines(&label, &chunk)).await.is_err() {
                         return;
                     }

@@ -52,6 +52,7 @@ pub use status::{AutoscaleStatus, InstanceState, InstanceStatus, ServiceStatus};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use strata_bus::Bus;
@@ -92,6 +93,10 @@ pub enum ScaleError {
     Autoscaled(String),
     #[error("{0:?} is a function: it is started by its events and stopped once idle, so a count set by hand would be undone; change its max_instances and keep_warm_ms in the manifest instead")]
     Function(String),
+    /// The app is stopping: its services wait for those that bind to them, and no new
+    /// instance starts meanwhile.
+    #[error("the app is stopping: {0:?} is not scaled")]
+    Stopping(String),
 }
 
 /// What the App Service needs to run one app on this node.
@@ -237,10 +242,20 @@ impl AppService {
             services.insert(name, handle);
         }
         let order = stop_order(&services);
+        // The longest an instance takes to stop: its drain and its SIGTERM's grace, each
+        // up to `stop_grace_ms`. Past it, whatever still waits for its dependents stops.
+        let longest_grace = config
+            .manifest
+            .services
+            .values()
+            .map(|s| s.stop_grace_ms)
+            .max()
+            .unwrap_or(0);
+        let longest_stop = Duration::from_millis(2 * longest_grace) + Duration::from_secs(5);
         let stopping = shutdown.clone();
         shared.tracker.spawn(async move {
             stopping.cancelled().await;
-            stop_in_order(order).await;
+            stop_in_order(order, longest_stop).await;
         });
         Ok(AppService {
             shared,
@@ -265,6 +280,9 @@ impl AppService {
                 services: self.services.keys().cloned().collect(),
             });
         };
+        if self.shutdown.is_cancelled() {
+            return Err(ScaleError::Stopping(service.to_string()));
+        }
         if by == ScaleBy::Hand && handle.is_function() {
             return Err(ScaleError::Function(service.to_string()));
         }
@@ -378,15 +396,27 @@ fn stop_order(services: &BTreeMap<String, service::ServiceHandle>) -> StopOrder 
 /// Stops every service once the services that bind to it have stopped (docker compose's
 /// order): an instance draining its last requests can still call what it binds to. The
 /// bindings have no cycle (the manifest's validation refuses one), and services that
-/// do not depend on each other stop together.
-async fn stop_in_order(order: StopOrder) {
+/// do not depend on each other stop together. Bounded: `longest_stop` after the start,
+/// every service still waiting stops (a chain of bindings does not add up its drains,
+/// and a dependent that never says it stopped holds nothing).
+async fn stop_in_order(order: StopOrder, longest_stop: Duration) {
+    let deadline = tokio::time::Instant::now() + longest_stop;
     let mut stops = tokio::task::JoinSet::new();
     for (stopper, dependents) in order {
         stops.spawn(async move {
-            for d in &dependents {
-                d.stopped().await;
+            // Stopped when this task ends, however it ends.
+            let _stop = stopper.stop_on_drop();
+            let waits = async {
+                for d in &dependents {
+                    d.stopped().await;
+                }
+            };
+            if tokio::time::timeout_at(deadline, waits).await.is_err() {
+                tracing::warn!(
+                    service = stopper.service(),
+                    "the services that bind to it still stopping after {longest_stop:?}: stopping it anyway"
+                );
             }
-            stopper.stop();
         });
     }
     while stops.join_next().await.is_some() {}
@@ -415,5 +445,45 @@ fn clear_stale_scratch(run: &std::path::Path) {
                 tracing::warn!(path = %path.display(), "could not remove a stale scratch dir: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use service::Stopper;
+
+    #[tokio::test]
+    async fn a_service_stops_after_those_that_bind_to_it_within_a_bound() {
+        // back is bound by front; alone by nobody.
+        let (front, back, alone) = (
+            Stopper::detached("front"),
+            Stopper::detached("back"),
+            Stopper::detached("alone"),
+        );
+        let order: StopOrder = vec![
+            (front.clone(), vec![]),
+            (back.clone(), vec![front.clone()]),
+            (alone.clone(), vec![]),
+        ];
+        let stopping = tokio::spawn(stop_in_order(order, Duration::from_secs(30)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(front.is_stopping() && alone.is_stopping());
+        assert!(!back.is_stopping(), "back waits for front");
+        front.finish();
+        stopping.await.unwrap();
+        assert!(back.is_stopping());
+
+        // A dependent that never says it stopped holds back only until the bound.
+        let (front, back) = (Stopper::detached("front"), Stopper::detached("back"));
+        let order: StopOrder = vec![(front.clone(), vec![]), (back.clone(), vec![front.clone()])];
+        let started = std::time::Instant::now();
+        stop_in_order(order, Duration::from_millis(300)).await;
+        assert!(back.is_stopping());
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -34,6 +34,7 @@ pub(crate) struct ServiceHandle {
 /// it ran has stopped.
 #[derive(Clone)]
 pub(crate) struct Stopper {
+    service: Arc<str>,
     stop: CancellationToken,
     /// Cancelled when the supervisor returns.
     done: CancellationToken,
@@ -41,9 +42,34 @@ pub(crate) struct Stopper {
 }
 
 impl Stopper {
-    /// Starts the service's stop: its instances drain and exit.
-    pub fn stop(&self) {
-        self.stop.cancel();
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// A stopper of no running service (tests): `finish` says it stopped.
+    #[cfg(test)]
+    pub(crate) fn detached(service: &str) -> Stopper {
+        Stopper {
+            service: Arc::from(service),
+            stop: CancellationToken::new(),
+            done: CancellationToken::new(),
+            slots: Arc::default(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn finish(&self) {
+        self.done.cancel();
+    }
+
+    /// Starts the service's stop (its instances drain and exit) when dropped.
+    pub fn stop_on_drop(&self) -> tokio_util::sync::DropGuard {
+        self.stop.clone().drop_guard()
     }
 
     /// Resolves once the service's supervisor returned and every instance stopped.
@@ -93,6 +119,7 @@ impl ServiceHandle {
             slots: slots.clone(),
             autoscale: Mutex::new(None),
             stopper: Stopper {
+                service: Arc::from(ctx.name.as_str()),
                 stop: stop.clone(),
                 done: done.clone(),
                 slots: slots.clone(),
@@ -101,8 +128,9 @@ impl ServiceHandle {
         let phase = handle.phase.clone();
         let task_shared = shared.clone();
         shared.tracker.spawn(async move {
+            // Done when the supervisor ends, however it ends.
+            let _done = done.drop_guard();
             supervise(task_shared, ctx, phase, slots, desired_rx, stop).await;
-            done.cancel();
         });
         handle
     }
@@ -204,9 +232,11 @@ async fn supervise(
 ) {
     // The pool's "no ready instance" answers say why while the service runs none.
     let set_phase = |p: String| {
+        // Said to any client: a failed setup's details (paths, output) stay in `ps`.
         let why = match p.as_str() {
             "running" => None,
             "setup" => Some("its setup step is running"),
+            failed if failed.starts_with("setup failed") => Some("its setup step failed"),
             other => Some(other),
         };
         ctx.pool.set_why_none(why);

@@ -25,21 +25,24 @@ impl Manifest {
     pub fn unset_references(&self, is_set: impl Fn(&str) -> bool) -> Vec<String> {
         let mut notes = Vec::new();
         for (name, spec) in &self.services {
-            let mut texts: Vec<(String, &str)> = Vec::new();
+            // Each text, and the env keys set when it is expanded: `env` values are
+            // expanded in key order, each seeing only the keys before it.
+            let mut texts: Vec<(String, &str, Option<&str>)> = Vec::new();
             for (i, arg) in spec.run.iter().enumerate() {
-                texts.push((format!("services.{name}.run[{i}]"), arg));
+                texts.push((format!("services.{name}.run[{i}]"), arg, None));
             }
             for (key, value) in &spec.env {
-                texts.push((format!("services.{name}.env.{key}"), value));
+                texts.push((format!("services.{name}.env.{key}"), value, Some(key)));
             }
             for (file, source) in &spec.files {
                 if let FileSpec::Content { content } = source {
-                    texts.push((format!("services.{name}.files.{file}"), content));
+                    texts.push((format!("services.{name}.files.{file}"), content, None));
                 }
             }
-            for (path, text) in texts {
+            for (path, text, before) in texts {
                 for var in references(text) {
-                    let known = SET_BY_STRATA.contains(&var) || spec.env.contains_key(var) || is_set(var);
+                    let in_env = spec.env.contains_key(var) && before.is_none_or(|key| var < key);
+                    let known = SET_BY_STRATA.contains(&var) || in_env || is_set(var);
                     if !known {
                         notes.push(format!(
                             "{path}: ${{{var}}} is set by nothing (not the instance contract, not the service's env, not this environment): it expands to nothing"
@@ -73,20 +76,22 @@ mod tests {
         let m = crate::parse(
             r#"{"strata": 1, "app": "a", "services": {"web": {
                 "run": ["python3", "app.py", "--port", "${PROT}", "${PORT}", "${HOME_DIR}"],
-                "env": {"GREETING": "${NAME}", "NAME": "x", "KEY": "${MY_SECRET}"},
+                "env": {"A_NAME": "x", "GREETING": "${A_NAME}", "KEY": "${MY_SECRET}", "LATE": "${ZED}", "ZED": "z"},
                 "files": {"conf.ini": {"content": "port=${PORT} key=${NOPE}"}}
             }}}"#,
         )
         .unwrap();
         let notes = m.unset_references(|name| name == "HOME_DIR");
-        assert_eq!(notes.len(), 3, "{notes:#?}");
+        assert_eq!(notes.len(), 4, "{notes:#?}");
         assert!(
             notes[0].starts_with("services.web.run[3]: ${PROT} is set by nothing"),
             "{notes:#?}"
         );
         assert!(notes[1].starts_with("services.web.env.KEY: ${MY_SECRET}"), "{notes:#?}");
+        // ZED is set, but after LATE: LATE's value is expanded before it is.
+        assert!(notes[2].starts_with("services.web.env.LATE: ${ZED}"), "{notes:#?}");
         assert!(
-            notes[2].starts_with("services.web.files.conf.ini: ${NOPE}"),
+            notes[3].starts_with("services.web.files.conf.ini: ${NOPE}"),
             "{notes:#?}"
         );
         assert!(m.unset_references(|_| true).is_empty());

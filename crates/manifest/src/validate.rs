@@ -256,7 +256,8 @@ fn check_service(m: &Manifest, name: &str, spec: &ServiceSpec, path: &FieldPath,
                 "an environment variable name, not empty and without = or NUL",
                 quoted(key),
             ));
-        } else if CONTRACT_ENV.contains(&key.as_str()) {
+        } else if CONTRACT_ENV.contains(&key.as_str()) && spec.env[key] != format!("${{{key}}}") {
+            // (`"PORT": "${PORT}"`, as compose files carry it, changes nothing.)
             // Replaced, the instance would listen where strata does not look (PORT), or
             // call another node or with another's token.
             p.add(invalid(

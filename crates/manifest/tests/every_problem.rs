@@ -210,8 +210,7 @@ fn a_services_subscriptions_are_checked_each_by_its_path() {
 #[test]
 fn an_env_may_not_replace_the_instance_contract() {
     let mut v = hello();
-    v["services"]["web"]["env"] =
-        json!({"PORT": "8080", "STRATA_URL": "http://elsewhere", "APP_PORT": "${PORT}", "PATH": "/opt/bin"});
+    v["services"]["web"]["env"] = json!({"PORT": "8080", "STRATA_URL": "http://elsewhere", "STRATA_TOKEN": "${STRATA_TOKEN}", "APP_PORT": "${PORT}", "PATH": "/opt/bin"});
     let found = problems(&v.to_string());
     assert_lines(
         &found,

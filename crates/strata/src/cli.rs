@@ -278,6 +278,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => {
             let file = dir.join(file);
             let manifest = load(&file)?;
+            let unimported = unimported_images(&manifest);
+            if !unimported.is_empty() {
+                let lines: Vec<String> = unimported.iter().map(|p| format!("\n  {p}")).collect();
+                bail!("{} cannot run here:{}", file.display(), lines.concat());
+            }
             let app_dir = file
                 .parent()
                 .map(Path::to_path_buf)
@@ -482,17 +487,22 @@ fn logs_from_files(dir: &Path, service: &str, instance: Option<&str>, setup: boo
     );
     for (_, file) in files {
         let label = file.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
-        let text = std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;
-        let mut out = Vec::with_capacity(text.len() + 64);
-        for line in text.split_inclusive(|&b| b == b'\n') {
-            out.extend_from_slice(label.as_bytes());
-            out.extend_from_slice(b" | ");
-            out.extend_from_slice(line);
-        }
-        if !out.is_empty() && !out.ends_with(b"\n") {
-            out.push(b'\n');
-        }
-        out::stdout(|o| o.write_all(&out))?;
+        // A line at a time: a log is never rotated and may be gigabytes.
+        let mut reader =
+            std::io::BufReader::new(std::fs::File::open(&file).with_context(|| format!("read {}", file.display()))?);
+        out::stdout(|o| {
+            let mut line = Vec::new();
+            while std::io::BufRead::read_until(&mut reader, b'\n', &mut line)? > 0 {
+                o.write_all(label.as_bytes())?;
+                o.write_all(b" | ")?;
+                o.write_all(&line)?;
+                if !line.ends_with(b"\n") {
+                    o.write_all(b"\n")?;
+                }
+                line.clear();
+            }
+            Ok(())
+        })?;
     }
     Ok(true)
 }
@@ -522,10 +532,7 @@ fn print_json_or(
 /// Reads and checks a manifest; the error lists every problem found, one per line.
 fn load(file: &Path) -> Result<strata_manifest::Manifest> {
     let problems = match strata_manifest::load_to_run(file) {
-        Ok(manifest) => match unimported_images(&manifest) {
-            problems if problems.is_empty() => return Ok(manifest),
-            problems => problems,
-        },
+        Ok(manifest) => return Ok(manifest),
         Err(problems) => problems,
     };
     if let [read @ strata_manifest::ManifestError::Read { .. }] = problems.as_slice() {
@@ -583,6 +590,11 @@ fn validate(file: &Path) -> Result<()> {
     out::line(format!("{}: app {:?} is valid ({what})", file.display(), manifest.app))?;
     for note in unset_references(&manifest) {
         out::line(format!("note: {note}"))?;
+    }
+    // Images are this machine's (`strata up` refuses a digest its store lacks; a node of
+    // a cluster has its own store).
+    for problem in unimported_images(&manifest) {
+        out::line(format!("note: {problem}: `strata up` here would refuse it"))?;
     }
     Ok(())
 }
@@ -750,6 +762,7 @@ async fn up(config: NodeConfig) -> Result<()> {
         // The first Ctrl-C (or SIGTERM) stops the app gracefully; one more, during a
         // drain that takes its time, stops it at once (docker compose's second Ctrl-C).
         let mut stopping = false;
+        let mut first_at = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
@@ -757,12 +770,19 @@ async fn up(config: NodeConfig) -> Result<()> {
                 _ = signal_shutdown.cancelled(), if !stopping => {
                     // Stopping for another reason (`strata down`): a signal still forces.
                     stopping = true;
+                    first_at = std::time::Instant::now() - Duration::from_secs(1);
                     continue;
                 }
             }
             if !stopping {
                 stopping = true;
+                first_at = std::time::Instant::now();
                 signal_shutdown.cancel();
+                continue;
+            }
+            // One keypress can come as two signals (a terminal's SIGINT to the group and
+            // a wrapper forwarding it as SIGTERM): a second one counts after a second.
+            if first_at.elapsed() < Duration::from_secs(1) {
                 continue;
             }
             let _ = out::line(

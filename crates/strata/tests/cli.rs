@@ -63,10 +63,19 @@ async fn validate_names_the_field_that_is_wrong() {
     write(&format!(
         r#"{{"strata": 1, "app": "shop", "services": {{"b": {{"driver": "oci", "image": "sha256:{zeros}", "run": ["x"]}}}}}}"#
     ));
+    // Valid (the image store is this machine's), with a note; `up` refuses it.
     let out = strata(app.path(), &["validate"]).await;
-    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("services.b.image: expected an image imported with `strata image import`"),
+        stdout(&out).contains("note: services.b.image: expected an image imported with `strata image import`"),
+        "{}",
+        stdout(&out)
+    );
+    let out = strata(app.path(), &["up"]).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("cannot run here"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("which the image store does not hold"),
         "{}",
         stderr(&out)
     );

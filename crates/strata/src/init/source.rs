@@ -48,7 +48,8 @@ pub(crate) struct PythonFile {
     pub reads_port: bool,
     /// Does something when run as a script: an `if __name__ == "__main__":` block, or a
     /// server started at module level (`HTTPServer(...).serve_forever()`,
-    /// `asyncio.run(main())`, `uvicorn.run(...)`, `web.run_app(...)`, unindented).
+    /// `asyncio.run(main())`, `uvicorn.run(...)`, `web.run_app(...)`, `app.run(...)`,
+    /// unindented).
     pub runs_as_script: bool,
 }
 
@@ -85,7 +86,8 @@ pub(crate) fn python(text: &str) -> PythonFile {
 
 /// A call that serves, on an unindented line (not inside a function or a class).
 fn serves_at_module_level(text: &str) -> bool {
-    const SERVES: [&str; 5] = ["serve_forever(", "asyncio.run(", "uvicorn.run(", "run_app(", ".run("];
+    // `app.run(`, not any `.run(`: `subprocess.run(` serves nothing.
+    const SERVES: [&str; 5] = ["serve_forever(", "asyncio.run(", "uvicorn.run(", "run_app(", "app.run("];
     text.lines()
         .filter(|l| !l.starts_with([' ', '\t', '#']))
         .any(|l| SERVES.iter().any(|call| l.contains(call)))
