@@ -3,20 +3,12 @@
 //! node's environment at `strata up` may differ from `strata validate`'s), but likely a
 //! typo (`${PROT}`): `strata validate` and `strata up` say so.
 
+use crate::validate::CONTRACT_ENV;
 use crate::{FileSpec, Manifest};
 
-/// The names strata sets for every instance (`PATH` and `HOME` for containers).
-const SET_BY_STRATA: [&str; 9] = [
-    "PORT",
-    "STRATA_URL",
-    "STRATA_TOKEN",
-    "STRATA_APP",
-    "STRATA_SERVICE",
-    "STRATA_INSTANCE",
-    "TMPDIR",
-    "HOME",
-    "PATH",
-];
+/// The names strata sets for every instance besides the contract's (`PATH` and `HOME`
+/// for containers).
+const ALSO_SET_BY_STRATA: [&str; 3] = ["TMPDIR", "HOME", "PATH"];
 
 impl Manifest {
     /// A note per `${NAME}` in a service's `run`, `env` values and inline `files` that
@@ -42,7 +34,8 @@ impl Manifest {
             for (path, text, before) in texts {
                 for var in references(text) {
                     let in_env = spec.env.contains_key(var) && before.is_none_or(|key| var < key);
-                    let known = SET_BY_STRATA.contains(&var) || in_env || is_set(var);
+                    let by_strata = CONTRACT_ENV.contains(&var) || ALSO_SET_BY_STRATA.contains(&var);
+                    let known = by_strata || in_env || is_set(var);
                     if !known {
                         notes.push(format!(
                             "{path}: ${{{var}}} is set by nothing (not the instance contract, not the service's env, not this environment): it expands to nothing"

@@ -38,7 +38,7 @@ use crate::{
 };
 
 /// The variables of the instance contract: strata sets them, a service's `env` may not.
-const CONTRACT_ENV: [&str; 6] = [
+pub(crate) const CONTRACT_ENV: [&str; 6] = [
     "PORT",
     "STRATA_URL",
     "STRATA_TOKEN",
