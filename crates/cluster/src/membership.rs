@@ -266,8 +266,9 @@ impl Membership {
     /// A record read from the bucket. A heartbeat newer than the last one seen counts
     /// as heard now (arrival, whatever the writer's clock says); the first record seen
     /// of a node is aged by its own timestamp (a record from before this node started
-    /// says nothing of now); the same heartbeat read again changes nothing.
-    fn heard(&self, key: &str, value: &[u8]) {
+    /// says nothing of now); the same heartbeat read again changes nothing. Public for
+    /// the scheduler, which reads a node's record itself before it takes it for dead.
+    pub fn heard(&self, key: &str, value: &[u8]) {
         let record = match serde_json::from_slice::<NodeRecord>(value) {
             Ok(r) => r,
             Err(e) => {

@@ -150,8 +150,23 @@ pub async fn round(
             Err(e) => tracing::warn!(app, "write the placement ({} bytes): {e}", value.len()),
         }
     }
-    let undeployed: Vec<String> = previous.keys().filter(|a| !digests.contains_key(*a)).cloned().collect();
-    for app in undeployed {
+    let missing: Vec<String> = previous.keys().filter(|a| !digests.contains_key(*a)).cloned().collect();
+    for app in missing {
+        // Gone from this read of the apps is not undeployed: a listing made while the
+        // bucket elects its leader can leave a deployed app out, and taking that for an
+        // undeploy restarted the app on every node. Only an app whose record JetStream
+        // says is not there is undeployed.
+        match nats.apps.get(&app).await {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                tracing::debug!(app, "left out of the apps' listing, yet deployed: placement kept");
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(app, "left out of the apps' listing, and not read ({e}): placement kept");
+                continue;
+            }
+        }
         nats.placement
             .delete(&app)
             .await

@@ -320,3 +320,24 @@ with tarfile.open(out, mode="w") as t:
         "the layout and the docker archive; nothing of the refused ones"
     );
 }
+
+/// `strata node` waiting for a NATS server that is not there stops at SIGTERM, not when
+/// its 30 s of waiting are over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_waiting_for_nats_stops_at_sigterm() {
+    let app = App::new();
+    let mut node = tokio::process::Command::new(STRATA)
+        .args(["node", "--nats", "nats://127.0.0.1:1", "--name", "lonely", "--data"])
+        .arg(app.path().join("data"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(node.try_wait().unwrap().is_none(), "still waiting for NATS");
+    signal(node.id().unwrap() as i32, libc::SIGTERM);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), node.wait()).await;
+    assert!(ended.is_ok(), "stopped within 5 s of SIGTERM");
+}

@@ -321,7 +321,11 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
     let _data_lock = lock_data_dir(&config.data_dir)?;
     // A node may be started beside its NATS servers: it waits for them longer than a
     // command does.
-    let nats = Nats::connect_within(&config.nats, Duration::from_secs(30)).await?;
+    // A stop asked for meanwhile (SIGTERM) ends the wait: nothing runs yet.
+    let nats = tokio::select! {
+        nats = Nats::connect_within(&config.nats, Duration::from_secs(30)) => nats?,
+        _ = shutdown.cancelled() => return Ok(()),
+    };
     if let Ok(Some(_)) = nats.nodes.get(&config.name).await {
         // A record younger than the dead-after time means a live node of that name.
         let other = nats.nodes.get(&config.name).await.ok().flatten();

@@ -46,6 +46,8 @@ pub(super) async fn schedule(
         let unheard = !membership.is_live(&me);
         if unheard {
             tracing::debug!("schedule: this node's own heartbeat is not arriving; not placing");
+        } else if !confirm_silent(&nats, &membership, last.as_ref()).await {
+            tracing::debug!("schedule: a silent node's record could not be read; not placing");
         } else if let Err(e) = schedule_once(&nats, &membership, &mut last, &mut scaler).await {
             tracing::warn!("schedule: {e:#}");
         }
@@ -77,6 +79,32 @@ pub(super) async fn schedule(
             }
         }
     }
+}
+
+/// Before a node holding instances is taken for dead, its record is read from the
+/// bucket itself: the watch can miss heartbeats while a NATS server is lost (the
+/// scheduler then moved instances off live nodes, leaving none running for seconds). A
+/// newer heartbeat there counts as heard (`Membership::heard`, clock-free); a read that
+/// fails says nothing, and nothing is placed this round. True when placing may go on.
+async fn confirm_silent(nats: &Nats, membership: &Membership, last: Option<&BTreeMap<String, AppPlacement>>) -> bool {
+    let Some(last) = last else { return true };
+    let holding: std::collections::BTreeSet<&String> = last
+        .values()
+        .flat_map(|p| p.services.values())
+        .flat_map(|nodes| nodes.keys())
+        .collect();
+    for node in holding {
+        if membership.is_live(node) {
+            continue;
+        }
+        match tokio::time::timeout(Duration::from_secs(1), nats.nodes.get(node)).await {
+            Ok(Ok(Some(value))) => membership.heard(node, &value),
+            // No record: the node left (it deletes its record when it stops).
+            Ok(Ok(None)) => {}
+            Ok(Err(_)) | Err(_) => return false,
+        }
+    }
+    true
 }
 
 async fn schedule_once(
