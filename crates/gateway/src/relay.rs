@@ -11,14 +11,18 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use strata_bus::{Held, Member, MemberGuard, Placement, Pool};
-use strata_wire::{ErrorBody, ErrorCode};
+use strata_wire::ErrorCode;
 
 use crate::metrics::{NoAnswer, Protocol, RelayStats};
 use crate::request_body::ReqBody;
 use crate::response_body::ResBody;
 use crate::upstream::{Conn, SendError, Upstream};
+pub use errors::error_response;
+pub(crate) use errors::no_member_text;
+use errors::{deadline_exceeded, failed, no_member, shed};
 
 mod all;
+mod errors;
 pub mod grpc;
 pub mod tunnel;
 
@@ -524,117 +528,6 @@ fn attempt_value(n: u32) -> HeaderValue {
         3 => HeaderValue::from_static("3"),
         n => HeaderValue::from(n),
     }
-}
-
-fn failed(
-    pool: &Pool,
-    last: Option<(Arc<Member>, Failure)>,
-    why_not_again: &str,
-    request_id: Option<&HeaderValue>,
-) -> Response<ResBody> {
-    let Some((member, failure)) = last else {
-        return no_member(pool, request_id);
-    };
-    let (status, code, what) = match failure {
-        Failure::Unsent(e) => (
-            StatusCode::BAD_GATEWAY,
-            ErrorCode::UpstreamFailed,
-            format!(
-                "member {} failed before the request was sent: {e}; not sent elsewhere: {why_not_again}",
-                member.id
-            ),
-        ),
-        Failure::Broken(e) => (
-            StatusCode::BAD_GATEWAY,
-            ErrorCode::UpstreamFailed,
-            format!(
-                "member {} failed while handling the request ({e}); not reissued: {why_not_again}",
-                member.id
-            ),
-        ),
-        Failure::Timeout => (
-            StatusCode::GATEWAY_TIMEOUT,
-            ErrorCode::UpstreamTimeout,
-            format!(
-                "member {} did not answer in time; not reissued: {why_not_again}",
-                member.id
-            ),
-        ),
-    };
-    error_response(status, code, &pool.service, &what, request_id)
-}
-
-fn no_member(pool: &Pool, request_id: Option<&HeaderValue>) -> Response<ResBody> {
-    let mut res = error_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::NoMember,
-        &pool.service,
-        &no_member_text(pool),
-        request_id,
-    );
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    res
-}
-
-/// "no ready instance of service S", and why when its supervisor said (`Pool::why_none`).
-pub(crate) fn no_member_text(pool: &Pool) -> String {
-    match pool.why_none() {
-        Some(why) => format!("no ready instance of service {:?} ({why})", pool.service),
-        None => format!("no ready instance of service {:?}", pool.service),
-    }
-}
-
-/// The pool is at its maximum size and the least loaded member found is at its limit.
-fn shed(pool: &Pool, request_id: Option<&HeaderValue>) -> Response<ResBody> {
-    let mut res = error_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::Shed,
-        &pool.service,
-        &format!(
-            "service {:?} is at its instances.max and every instance tried is at its limit (autoscale.max_inflight): load shed, retry later",
-            pool.service
-        ),
-        request_id,
-    );
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    res
-}
-
-fn deadline_exceeded(pool: &Pool, policy: &RelayPolicy, request_id: Option<&HeaderValue>) -> Response<ResBody> {
-    error_response(
-        StatusCode::GATEWAY_TIMEOUT,
-        ErrorCode::DeadlineExceeded,
-        &pool.service,
-        &format!("deadline of {} ms exceeded", policy.deadline.as_millis()),
-        request_id,
-    )
-}
-
-/// A JSON error body naming the service and what went wrong.
-pub fn error_response(
-    status: StatusCode,
-    code: ErrorCode,
-    service: &str,
-    message: &str,
-    request_id: Option<&HeaderValue>,
-) -> Response<ResBody> {
-    let mut body = ErrorBody::new(status.as_u16(), code, message);
-    if !service.is_empty() {
-        body = body.with("service", service);
-    }
-    if let Some(id) = request_id.and_then(|v| v.to_str().ok()) {
-        body = body.with("request_id", id);
-    }
-    let mut res = Response::new(ResBody::full(body.to_json()));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(id) = request_id {
-        res.headers_mut().insert(REQUEST_ID, id.clone());
-    }
-    res
 }
 
 /// A member speaks HTTP/1.1 and wants `/path?query`, whatever form the client used.

@@ -13,6 +13,7 @@
 //! - `repair`: `strata repair`, damaged queues and store salvaged, with no node running.
 //! - `out`: output that ends quietly, with status 0, when its reader goes away.
 
+mod app_dir;
 mod cli;
 mod cluster;
 mod control;

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use futures_util::StreamExt;
 use strata_appservice::{EventKind, NodeResources, ScaleBy};
 use strata_cluster::placement::AppPlacement;
@@ -41,6 +41,7 @@ use crate::Node;
 
 mod app;
 mod cache_ring;
+mod data_dir;
 mod rollover;
 mod scale;
 mod schedule;
@@ -278,36 +279,6 @@ impl Status {
     }
 }
 
-/// Takes `data_dir/node.lock` for this process (an exclusive `flock`, let go when the
-/// file closes, however the process ends) and writes its pid there.
-fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
-    use std::io::Write as _;
-    use strata_os::disk::DiskFile as _;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("create the data dir {}", data_dir.display()))?;
-    let path = data_dir.join("node.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("open {}", path.display()))?;
-    if let Err(e) = file.try_lock_exclusive() {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            let pid = std::fs::read_to_string(&path).unwrap_or_default();
-            bail!(
-                "another strata node (pid {}) uses the data dir {}: give this one a --data of its own",
-                pid.trim(),
-                data_dir.display()
-            );
-        }
-        return Err(e).with_context(|| format!("lock {}", path.display()));
-    }
-    file.set_len(0)?;
-    write!(file, "{}", std::process::id())?;
-    Ok(file)
-}
-
 /// Runs a cluster node until `shutdown`.
 pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<()> {
     if !strata_cluster::is_key_safe(&config.name) {
@@ -318,7 +289,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
     }
     // One node per data dir: a second one would overwrite the first's control tokens
     // and share its logs. Held until this node stops.
-    let _data_lock = lock_data_dir(&config.data_dir)?;
+    let _data_lock = data_dir::lock(&config.data_dir)?;
     // A node may be started beside its NATS servers: it waits for them longer than a
     // command does.
     // A stop asked for meanwhile (SIGTERM) ends the wait: nothing runs yet.
@@ -680,22 +651,7 @@ fn describe(p: &AppPlacement, service: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{lock_data_dir, strip_version};
-
-    #[test]
-    fn a_data_dir_takes_one_node_at_a_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("node-b");
-        let first = lock_data_dir(&data).expect("the first node takes it");
-        let second = lock_data_dir(&data).expect_err("a second node is refused");
-        let said = format!("{second:#}");
-        assert!(
-            said.contains(&format!("another strata node (pid {})", std::process::id())),
-            "{said}"
-        );
-        drop(first);
-        lock_data_dir(&data).expect("free once the first stopped");
-    }
+    use super::strip_version;
 
     #[test]
     fn a_remote_members_version_is_stripped_and_nothing_else() {
