@@ -42,6 +42,10 @@ pub struct AppRecord {
 /// How long connecting waits for a first NATS server to answer (a command's wait).
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
 
+/// The longest wait for a bucket's second open, on the connection's own context, once
+/// the bounded probe has answered (`ensure_kv`).
+const REOPEN_WAIT: Duration = Duration::from_secs(2);
+
 /// The connection and the shared buckets.
 #[derive(Clone)]
 pub struct Nats {
@@ -117,12 +121,15 @@ impl Nats {
             num_replicas: replicas,
             ..Default::default()
         };
-        let nodes = ensure_kv(&js, kv(NODES, Duration::from_secs(60))).await?;
-        let lease = ensure_kv(&js, kv(LEASE, LEASE_TTL)).await?;
-        let apps = ensure_kv(&js, kv(APPS, Duration::ZERO)).await?;
-        let placement = ensure_kv(&js, kv(PLACEMENT, Duration::ZERO)).await?;
-        let members = ensure_kv(&js, kv(MEMBERS, Duration::ZERO)).await?;
-        let firings = ensure_kv(&js, kv(FIRINGS, crate::firings::FIRINGS_TTL)).await?;
+        // Together: each waits for its own stream, not for the ones before it.
+        let (nodes, lease, apps, placement, members, firings) = tokio::try_join!(
+            ensure_kv(&js, kv(NODES, Duration::from_secs(60))),
+            ensure_kv(&js, kv(LEASE, LEASE_TTL)),
+            ensure_kv(&js, kv(APPS, Duration::ZERO)),
+            ensure_kv(&js, kv(PLACEMENT, Duration::ZERO)),
+            ensure_kv(&js, kv(MEMBERS, Duration::ZERO)),
+            ensure_kv(&js, kv(FIRINGS, crate::firings::FIRINGS_TTL)),
+        )?;
         let config = object_store::Config {
             bucket: BUNDLES.to_string(),
             storage: jetstream::stream::StorageType::File,
@@ -200,10 +207,13 @@ async fn ensure_kv(js: &jetstream::Context, config: kv::Config) -> Result<kv::St
                         .map_err(|_| anyhow::anyhow!("create key-value bucket {bucket}: {e}"))?,
                 },
             };
-            // Answered: opened again on the connection's own context (its timeouts).
-            let store = js
-                .get_key_value(&bucket)
+            // Answered: opened again on the connection's own context (its timeouts),
+            // that open bounded too (a stream electing its leader left it unanswered
+            // for the client's whole 10 s timeout: a node's start, or a CLI command,
+            // hung that long): cut off, the attempt is made again.
+            let store = tokio::time::timeout(REOPEN_WAIT, js.get_key_value(&bucket))
                 .await
+                .map_err(|_| anyhow::anyhow!("open key-value bucket {bucket}: no answer within {REOPEN_WAIT:?}"))?
                 .with_context(|| format!("open key-value bucket {bucket}"))?;
             anyhow::Ok((store, probe.stream.cached_info().config.clone()))
         }
