@@ -35,20 +35,21 @@ async fn node(urls: &str, prefix: &str, declared: &BTreeMap<String, QueueSpec>) 
     (queues, nats)
 }
 
-/// Which server (`n0`, `n1`, `n2`: testkit's names) leads `stream`.
-async fn leader_of(nats: &Nats, stream: &str) -> usize {
+/// Which server (`n0`, `n1`, `n2`: testkit's names) leads `stream`, or with `group`
+/// that group's consumer on it.
+async fn leader_of(nats: &Nats, stream: &str, group: Option<&str>) -> usize {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         let mut s = nats.js.get_stream(stream).await.expect("the queue's stream");
-        let leader = s
-            .info()
-            .await
-            .ok()
-            .and_then(|i| i.cluster.as_ref().and_then(|c| c.leader.clone()));
+        let cluster = match group {
+            None => s.info().await.ok().and_then(|i| i.cluster.clone()),
+            Some(group) => s.consumer_info(group).await.ok().and_then(|i| i.cluster.clone()),
+        };
+        let leader = cluster.and_then(|c| c.leader);
         if let Some(i) = leader.and_then(|l| l.strip_prefix('n').and_then(|n| n.parse().ok())) {
             return i;
         }
-        assert!(Instant::now() < end, "the stream {stream} has a leader");
+        assert!(Instant::now() < end, "{stream} {group:?} has a leader");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -73,7 +74,7 @@ async fn acknowledged_publishes_survive_a_server_killed_mid_stream() {
     let urls = cluster.urls();
     let declared = BTreeMap::from([("orders".to_string(), spec(30_000))]);
     let (queues, nats) = node(&urls, "crash", &declared).await;
-    let victim = leader_of(&nats, "crash_q_orders").await;
+    let victim = leader_of(&nats, "crash_q_orders", None).await;
 
     let acked = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicUsize::new(0));
@@ -271,24 +272,6 @@ async fn a_message_leased_by_a_node_that_goes_away_is_redelivered_to_another() {
     assert_eq!(qb.ack("workers", &[0]).await.unwrap(), (1, 0));
 }
 
-/// Which server leads the consumer of `group` on `stream`.
-async fn consumer_leader_of(nats: &Nats, stream: &str, group: &str) -> usize {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = nats.js.get_stream(stream).await.expect("the queue's stream");
-        let leader = s
-            .consumer_info(group)
-            .await
-            .ok()
-            .and_then(|i| i.cluster.as_ref().and_then(|c| c.leader.clone()));
-        if let Some(i) = leader.and_then(|l| l.strip_prefix('n').and_then(|n| n.parse().ok())) {
-            return i;
-        }
-        assert!(Instant::now() < end, "the consumer {group} has a leader");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Group `behind` holds offset 0 unacknowledged while group `fast` publishes, reads and
 /// acknowledges on, through server 0; the server leading `behind`'s consumer (and
 /// nothing else) is killed for 14 s, during which JetStream's listing of the consumers
@@ -321,9 +304,9 @@ async fn a_group_whose_consumers_server_is_lost_keeps_its_messages() {
     let stepdown = |group: &str| format!("$JS.API.CONSUMER.LEADER.STEPDOWN.lost_q_jobs.{group}");
     let mut victim = None;
     for _ in 0..40 {
-        let stream = leader_of(&nats, "lost_q_jobs").await;
-        let fast = consumer_leader_of(&nats, "lost_q_jobs", "fast").await;
-        let behind = consumer_leader_of(&nats, "lost_q_jobs", "behind").await;
+        let stream = leader_of(&nats, "lost_q_jobs", None).await;
+        let fast = leader_of(&nats, "lost_q_jobs", Some("fast")).await;
+        let behind = leader_of(&nats, "lost_q_jobs", Some("behind")).await;
         let taken = [0, stream, fast];
         if !taken.contains(&behind) {
             victim = Some(behind);
