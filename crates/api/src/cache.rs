@@ -101,6 +101,20 @@ pub(crate) fn stats_of(state: &NodeParts) -> serde_json::Value {
     if let Some(ring) = ring {
         body["ring"] = ring;
     }
+    // Only with a Redis port: its connections and commands.
+    if let Some(redis) = &state.redis {
+        let r = redis.read();
+        body["redis"] = json!({
+            "clients": r.clients, "max_clients": r.max_clients, "blocked_clients": r.blocked_clients,
+            "connections": r.connections, "commands": r.commands, "refused": r.refused,
+            "closed": {
+                "query_buffers_total": r.closed_query_buffers_total, "query_buffer": r.closed_query_buffer,
+                "idle": r.closed_idle, "slow_command": r.closed_slow_command,
+                "output_buffer": r.closed_output_buffer,
+            },
+            "query_buffer_bytes": r.query_buffer_bytes,
+        });
+    }
     body
 }
 

@@ -247,6 +247,9 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
     let queues: Vec<_> = state.queues.list().iter().map(|q| q.stats()).collect();
     crate::prometheus::queue_families(&mut out, &state.info.app, &queues);
     crate::prometheus::cache_families(&mut out, &state.info.app, &state.cache.stats());
+    if let Some(redis) = &state.redis {
+        crate::prometheus::redis_families(&mut out, &state.info.app, &redis.read());
+    }
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     crate::prometheus::runtime_family(&mut out, &state.info.app, workers);
     if let Some(figures) = state.store.figures() {

@@ -120,6 +120,8 @@ pub struct NodeParts {
     pub consumers: HashMap<String, (String, String)>,
     pub store: Arc<dyn StoreBackend>,
     pub cache: Arc<strata_cache::Cache>,
+    /// The cache's Redis port's own figures, when it has one.
+    pub redis: Option<strata_cache::RespFigures>,
     /// In a cluster, the cache ring over the nodes (`GET /v1/cache` shows it).
     pub cache_ring: Option<Arc<strata_cache::NodeRing>>,
     /// The declared read-through caches over the store.

@@ -422,6 +422,78 @@ pub(crate) fn cache_families(out: &mut String, app: &str, cache: &strata_cache::
     }
 }
 
+/// The Redis port's connections and commands, and the connections its bounds refused or
+/// closed (INFO's clients and stats sections).
+pub(crate) fn redis_families(out: &mut String, app: &str, redis: &strata_cache::RespStats) {
+    let app = escape(app);
+    let gauges = [
+        (
+            "strata_redis_clients",
+            "Connections open on the Redis port.",
+            redis.clients,
+        ),
+        (
+            "strata_redis_max_clients",
+            "The Redis port's bound on open connections (cache.max_clients).",
+            redis.max_clients,
+        ),
+        (
+            "strata_redis_blocked_clients",
+            "Connections waiting in a blocking command (BLPOP, BRPOP, BLMOVE and the like).",
+            redis.blocked_clients,
+        ),
+        (
+            "strata_redis_query_buffer_bytes",
+            "Bytes the connections' query buffers hold (bounded by cache.max_query_buffers_total_mb).",
+            redis.query_buffer_bytes,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(out, name, "gauge", help);
+        let _ = writeln!(out, "{name}{{app=\"{app}\"}} {value}");
+    }
+    let counters = [
+        (
+            "strata_redis_connections_total",
+            "Connections the Redis port accepted.",
+            redis.connections,
+        ),
+        (
+            "strata_redis_commands_total",
+            "Commands the Redis port ran.",
+            redis.commands,
+        ),
+        (
+            "strata_redis_refused_connections_total",
+            "Connections refused at accept because cache.max_clients were open (Redis' rejected_connections).",
+            redis.refused,
+        ),
+    ];
+    for (name, help, value) in counters {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name}{{app=\"{app}\"}} {value}");
+    }
+    header(
+        out,
+        "strata_redis_closed_connections_total",
+        "counter",
+        "Connections the Redis port closed because of a bound, by reason: query_buffers_total (every query buffer together past cache.max_query_buffers_total_mb), query_buffer (one past cache.max_query_buffer_mb), idle (cache.idle_timeout_ms), slow_command (a command not whole within cache.command_timeout_ms), output_buffer (a subscriber's mailbox past its bound).",
+    );
+    let closed = [
+        ("query_buffers_total", redis.closed_query_buffers_total),
+        ("query_buffer", redis.closed_query_buffer),
+        ("idle", redis.closed_idle),
+        ("slow_command", redis.closed_slow_command),
+        ("output_buffer", redis.closed_output_buffer),
+    ];
+    for (reason, n) in closed {
+        let _ = writeln!(
+            out,
+            "strata_redis_closed_connections_total{{app=\"{app}\",reason=\"{reason}\"}} {n}"
+        );
+    }
+}
+
 /// The store's operations by kind and its group commits' times.
 pub(crate) fn store_families(out: &mut String, app: &str, figures: &strata_store::StoreFigures) {
     let app = escape(app);

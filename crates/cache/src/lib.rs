@@ -177,7 +177,9 @@ pub use pubsub::Bridge as TopicBridge;
 pub use read_through::{
     read_through_key, LoadError, LoadFuture, Loader, ReadThrough, ReadThroughConfig, ReadThroughStats,
 };
-pub use resp::{call_peer, spawn_resp, spawn_resp_with, RespConfig, RespWorkers};
+pub use resp::{
+    call_peer, spawn_resp, spawn_resp_figures, spawn_resp_with, RespConfig, RespFigures, RespStats, RespWorkers,
+};
 pub use ring::{key_hash, Ring, ShardId, StableHasher, DEFAULT_VNODES};
 pub use shard::{ShardStats, ENTRY_OVERHEAD};
 pub use topics::{TopicBound, TopicStats, TopicSubscription};

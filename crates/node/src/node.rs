@@ -200,7 +200,7 @@ impl Node {
             &shutdown,
             &mut tasks,
         )?;
-        let cache_addr = start_cache(
+        let redis = start_cache(
             &manifest,
             config.cache_listen,
             config.cache_password.clone(),
@@ -255,6 +255,7 @@ impl Node {
         let placed = start_tasks(&manifest, &role, &app, &bus, &backends, &shutdown, &mut tasks)?;
         start_topics(&manifest, &bus, &cache, &shutdown, &mut tasks);
 
+        let cache_addr = redis.as_ref().map(|(addr, _)| *addr);
         let info = NodeInfo {
             app: manifest.app.clone(),
             gateway: gateway_addr.to_string(),
@@ -285,6 +286,7 @@ impl Node {
                 .collect(),
             store: backends.store.clone(),
             cache: cache.clone(),
+            redis: redis.map(|(_, figures)| figures),
             cache_ring: config.cache_ring,
             read_through,
             access: strata_api::Access::new(&control_token, &tokens, &manifest, api_addr),
@@ -446,7 +448,7 @@ fn start_cache(
     cache: &Arc<strata_cache::Cache>,
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> Result<Option<SocketAddr>> {
+) -> Result<Option<(SocketAddr, strata_cache::RespFigures)>> {
     tasks.push(tokio::spawn(strata_cache::run_sweeper(
         cache.clone(),
         Duration::from_millis(100),
@@ -476,17 +478,18 @@ fn start_cache(
         password,
         ring,
     };
-    let resp = strata_cache::spawn_resp_with(listen, config, cache.clone(), shutdown.clone()).map_err(|e| {
-        cannot_listen(
-            e,
-            "the cache's Redis protocol",
-            listen,
-            "cache.listen in the manifest (or leave it out: no Redis port), or `strata up --cache-listen ADDR`",
-        )
-    })?;
+    let (resp, figures) =
+        strata_cache::spawn_resp_figures(listen, config, cache.clone(), shutdown.clone()).map_err(|e| {
+            cannot_listen(
+                e,
+                "the cache's Redis protocol",
+                listen,
+                "cache.listen in the manifest (or leave it out: no Redis port), or `strata up --cache-listen ADDR`",
+            )
+        })?;
     let addr = resp.addr;
     tasks.push(tokio::spawn(resp.join()));
-    Ok(Some(addr))
+    Ok(Some((addr, figures)))
 }
 
 /// Why `what` could not listen on `addr`, and what to do: an address in use names its

@@ -108,6 +108,26 @@ pub fn cache_stats(out: &mut dyn Write, reply: &Value) -> io::Result<()> {
             "memory bound: {max} bytes (least recently used keys are evicted past it)"
         )?;
     }
+    let redis = &reply["redis"];
+    if redis.is_object() {
+        let closed = &redis["closed"];
+        writeln!(
+            out,
+            "Redis port: {} clients open (of {}), {} blocked; {} connections, {} commands; refused {}; \
+             closed by a bound: query buffers {}, query buffer {}, idle {}, slow command {}, output buffer {}",
+            cell(&redis["clients"]),
+            cell(&redis["max_clients"]),
+            cell(&redis["blocked_clients"]),
+            cell(&redis["connections"]),
+            cell(&redis["commands"]),
+            cell(&redis["refused"]),
+            cell(&closed["query_buffers_total"]),
+            cell(&closed["query_buffer"]),
+            cell(&closed["idle"]),
+            cell(&closed["slow_command"]),
+            cell(&closed["output_buffer"])
+        )?;
+    }
     let caches = reply["read_through"].as_object();
     writeln!(out)?;
     let Some(caches) = caches.filter(|c| !c.is_empty()) else {
@@ -485,6 +505,19 @@ mod tests {
             .split_whitespace()
             .collect();
         assert_eq!(history, ["history", "history", "4", "1", "2", "3", "0"], "{t}");
+        assert!(!t.contains("Redis port:"), "no Redis port, no line: {t}");
+
+        let mut with_port = reply.clone();
+        with_port["redis"] = json!({"clients": 2, "max_clients": 10000, "blocked_clients": 1,
+            "connections": 9, "commands": 120, "refused": 0, "query_buffer_bytes": 0,
+            "closed": {"query_buffers_total": 0, "query_buffer": 1, "idle": 3, "slow_command": 0,
+            "output_buffer": 0}});
+        let t = text(|out| cache_stats(out, &with_port));
+        assert!(
+            t.contains("Redis port: 2 clients open (of 10000), 1 blocked; 9 connections, 120 commands; refused 0;"),
+            "{t}"
+        );
+        assert!(t.contains("query buffer 1, idle 3, slow command 0"), "{t}");
     }
 
     #[test]

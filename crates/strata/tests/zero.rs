@@ -118,7 +118,8 @@ async fn relayed_requests_are_counted_and_timed(node: &strata_node::Node) {
             .expect("put");
     }
     store.get("test.ns", "k").await.expect("get");
-    {
+    // One Redis connection, open while the metrics are read, that ran one command.
+    let _redis = {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut resp = tokio::net::TcpStream::connect(node.cache_addr.expect("a Redis port"))
             .await
@@ -129,7 +130,8 @@ async fn relayed_requests_are_counted_and_timed(node: &strata_node::Node) {
         let mut ok = [0u8; 5];
         resp.read_exact(&mut ok).await.unwrap();
         assert_eq!(&ok, b"+OK\r\n");
-    }
+        resp
+    };
     let metrics = get(node.api_addr, "/v1/metrics").await.text();
     let families = parse_prometheus(&metrics);
     let labelled = |family: &str, label: &str, value: &str| -> Vec<(String, serde_json::Value, f64)> {
@@ -261,6 +263,23 @@ async fn relayed_requests_are_counted_and_timed(node: &strata_node::Node) {
         .map(|s| s[2].as_f64().unwrap())
         .sum();
     assert_eq!(keys, 1.0, "{metrics}");
+    // The Redis port's own figures.
+    assert_eq!(families["strata_redis_clients"]["type"], "gauge");
+    assert_eq!(
+        one("strata_redis_clients", "strata_redis_clients", &[]),
+        1.0,
+        "{metrics}"
+    );
+    let redis_counter = |name: &str| one(name, &format!("{name}_total"), &[]);
+    assert_eq!(redis_counter("strata_redis_connections"), 1.0, "{metrics}");
+    assert_eq!(redis_counter("strata_redis_commands"), 1.0, "{metrics}");
+    assert_eq!(redis_counter("strata_redis_refused_connections"), 0.0, "{metrics}");
+    let closed = (
+        "strata_redis_closed_connections",
+        "strata_redis_closed_connections_total",
+    );
+    assert_eq!(one(closed.0, closed.1, &[("reason", "idle")]), 0.0, "{metrics}");
+    assert_eq!(families[closed.0]["samples"].as_array().unwrap().len(), 5, "{metrics}");
     let op = |op: &str| {
         one(
             "strata_store_operations",

@@ -83,5 +83,5 @@ pub use connection::{Connection, Progress};
 pub use forward::call_peer;
 pub(crate) use forward::hello_command;
 pub use parse::{Args, Limits, Parser, ProtocolError};
-pub use server::{spawn_resp, spawn_resp_with, RespWorkers};
-pub use state::RespConfig;
+pub use server::{spawn_resp, spawn_resp_figures, spawn_resp_with, RespWorkers};
+pub use state::{RespConfig, RespFigures, RespStats};

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::{Connection, Progress};
 use super::query_buffer::{give_chunk, take_chunk, OverLimit, QueryBuffer, READ_CHUNK};
-use super::state::{ConnectionContext, RespConfig};
+use super::state::{ConnectionContext, RespConfig, RespFigures};
 use super::timeouts::{self, Expired, Watch};
 use crate::cache::Cache;
 use crate::pubsub::Subscriber;
@@ -62,6 +62,17 @@ pub fn spawn_resp_with(
     cache: Arc<Cache>,
     token: CancellationToken,
 ) -> std::io::Result<RespWorkers> {
+    spawn_resp_figures(addr, config, cache, token).map(|(workers, _)| workers)
+}
+
+/// [`spawn_resp_with`], and a handle on the port's own figures (connections, commands,
+/// what its bounds closed) for the node's metrics.
+pub fn spawn_resp_figures(
+    addr: SocketAddr,
+    config: RespConfig,
+    cache: Arc<Cache>,
+    token: CancellationToken,
+) -> std::io::Result<(RespWorkers, RespFigures)> {
     let threads = match config.threads {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,
@@ -79,7 +90,7 @@ pub fn spawn_resp_with(
     let addr = workers.addr;
     let _ = shared.server.addr.set(addr);
     tracing::info!(%addr, threads, "cache RESP server listening");
-    Ok(workers)
+    Ok((workers, RespFigures(shared)))
 }
 
 async fn accept_loop(worker: Worker, shared: Arc<ConnectionContext>) {

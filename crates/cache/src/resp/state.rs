@@ -170,6 +170,59 @@ pub(crate) struct Closed {
     pub output_limit: AtomicU64,
 }
 
+/// The running Redis port's own figures (INFO's clients and stats sections), for the
+/// node's metrics: a handle on the server's shared state, read when asked.
+#[derive(Clone)]
+pub struct RespFigures(pub(crate) Arc<ConnectionContext>);
+
+/// What [`RespFigures::read`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RespStats {
+    /// Connections open now, and the bound (`cache.max_clients`).
+    pub clients: u64,
+    pub max_clients: u64,
+    /// Clients waiting in a blocking command (BLPOP and the like).
+    pub blocked_clients: u64,
+    /// Connections accepted, and commands run, since the port opened.
+    pub connections: u64,
+    pub commands: u64,
+    /// Connections refused at accept because `max_clients` were open.
+    pub refused: u64,
+    /// Connections closed by a bound, by reason: every query buffer together past
+    /// `max_query_buffers_total_mb`, one past `max_query_buffer_mb`, idle past
+    /// `idle_timeout_ms`, a command not whole within `command_timeout_ms`, a
+    /// subscriber's mailbox past its bound.
+    pub closed_query_buffers_total: u64,
+    pub closed_query_buffer: u64,
+    pub closed_idle: u64,
+    pub closed_slow_command: u64,
+    pub closed_output_buffer: u64,
+    /// Bytes the connections' query buffers hold now.
+    pub query_buffer_bytes: u64,
+}
+
+impl RespFigures {
+    pub fn read(&self) -> RespStats {
+        let server = &self.0.server;
+        let closed = &server.closed;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RespStats {
+            clients: n(&server.connected),
+            max_clients: server.max_clients,
+            blocked_clients: self.0.cache.waiters().clients() as u64,
+            connections: n(&server.total_connections),
+            commands: server.total_commands(),
+            refused: n(&closed.max_clients),
+            closed_query_buffers_total: n(&closed.evicted),
+            closed_query_buffer: n(&closed.query_buffer_limit),
+            closed_idle: n(&closed.idle),
+            closed_slow_command: n(&closed.slow_command),
+            closed_output_buffer: n(&closed.output_limit),
+            query_buffer_bytes: server.client_memory.held() as u64,
+        }
+    }
+}
+
 /// A counter on its own cache line.
 #[derive(Default)]
 #[repr(align(128))]
