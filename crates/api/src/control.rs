@@ -184,10 +184,10 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
         &|s| scale(s).and_then(|a| a.drain_s),
     );
     family(
-        "latency_mean_ms",
+        "latency_mean_seconds",
         "gauge",
         "Mean latency of recent requests (Little's law over 1 s).",
-        &|s| scale(s).and_then(|a| a.latency_ms),
+        &|s| scale(s).and_then(|a| a.latency_ms).map(|ms| ms / 1000.0),
     );
     family(
         "served_total",
@@ -205,10 +205,10 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
         scale(s).map(|a| a.cold_starts as f64)
     });
     family(
-        "cold_start_ms",
+        "cold_start_seconds",
         "gauge",
         "Time from the first request to a pool at zero until an instance was ready, last start.",
-        &|s| scale(s).and_then(|a| a.cold_start_ms).map(|c| c as f64),
+        &|s| scale(s).and_then(|a| a.cold_start_ms).map(|ms| ms as f64 / 1000.0),
     );
     family(
         "autoscale_decisions_total",

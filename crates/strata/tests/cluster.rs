@@ -1043,10 +1043,13 @@ async fn a_service_at_zero_on_every_node_starts_on_demand_from_any_node() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let metrics = loop {
         let metrics = get(api_c, "/v1/metrics").await.text();
-        if metrics.contains("strata_cold_start_ms{app=\"test\",service=\"lazy\"}") {
+        if metrics.contains("strata_cold_start_seconds{app=\"test\",service=\"lazy\"}") {
             break metrics;
         }
-        assert!(Instant::now() < deadline, "no strata_cold_start_ms on c: {metrics}");
+        assert!(
+            Instant::now() < deadline,
+            "no strata_cold_start_seconds on c: {metrics}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(

@@ -42,11 +42,15 @@ async fn a_request_to_a_service_at_zero_is_held_while_an_instance_starts() {
         scale.cold_start_ms.unwrap() <= cold.as_millis() as u64 + 1,
         "{scale:?} vs {cold:?}"
     );
+    // In seconds, as Prometheus' base unit.
     let metrics = get(node.api_addr, "/v1/metrics").await.text();
-    assert!(
-        metrics.contains("strata_cold_start_ms{app=\"test\",service=\"lazy\"}"),
-        "{metrics}"
-    );
+    let seconds: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("strata_cold_start_seconds{app=\"test\",service=\"lazy\"} "))
+        .unwrap_or_else(|| panic!("no strata_cold_start_seconds in {metrics}"))
+        .parse()
+        .expect("a number");
+    assert_eq!(seconds, scale.cold_start_ms.unwrap() as f64 / 1000.0, "{metrics}");
     relayed_requests_are_counted_and_timed(&node).await;
     assert!(
         node.app
