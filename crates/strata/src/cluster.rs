@@ -208,6 +208,12 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
                         writeln!(o, "{app}/{service}: {} unplaced: {}", u.count, u.reason)?;
                     }
                 }
+                // What a node said it cannot run gets none of its instances: why.
+                for n in &nodes {
+                    for (app, why) in &n.cannot_run {
+                        writeln!(o, "{} cannot run {app} (placed elsewhere): {why}", n.name)?;
+                    }
+                }
                 Ok(())
             })?)
         }

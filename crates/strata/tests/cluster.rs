@@ -1129,3 +1129,99 @@ fn strata_now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+/// A node that cannot run an app (the app's gateway port is taken on its address) says
+/// why in its record, and the scheduler places every instance on the node that can; once
+/// the port is free, the node runs the app and its record no longer says it cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_run_an_app_gets_none_of_it_and_runs_it_once_it_can() {
+    if !strata_testkit::needs("cluster", nats_server()) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsCluster::start(dir.path(), 3);
+    let urls = nats.urls();
+    remember_dir(&urls, dir.path());
+    let record = dir.path().join("record.jsonl");
+    let manifest = write_app(
+        dir.path(),
+        &record,
+        json!({ "web": { "instances": { "min": 2, "max": 2 }, "routes": ["/"] } }),
+    );
+    // The app's gateway on a port this test holds. Node b listens where the manifest
+    // says, so cannot bind it; node a takes any port.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    doc["gateway"] = json!({ "listen": format!("127.0.0.1:{port}") });
+    std::fs::write(&manifest, doc.to_string()).unwrap();
+    let nodes = [
+        start_node(dir.path(), &urls, "a", "A"),
+        start_node_in(dir.path(), &urls, "b", "B", None, "127.0.0.1"),
+    ];
+    let out = strata(&["deploy", manifest.to_str().unwrap(), "--nats", &urls]);
+    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+    let record_of = |v: &Value, node: &str| -> Value {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == node)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let urls_ = urls.clone();
+    let v = tokio::task::spawn_blocking(move || {
+        let on_a = BTreeMap::from([("a".to_string(), 2)]);
+        wait_for(
+            &urls_,
+            "both instances on a, b saying why it has none",
+            Duration::from_secs(40),
+            |v| {
+                placed(v, "web") == on_a
+                    && ready_on(v, "a") == 2
+                    && record_of(v, "b")["cannot_run"]["test"]
+                        .as_str()
+                        .is_some_and(|why| why.contains(&port.to_string()))
+            },
+        );
+        nodes_json(&urls_)
+    })
+    .await
+    .unwrap();
+    assert_eq!(ready_on(&v, "b"), 0, "{v:#}");
+    assert!(record_of(&v, "b")["gateways"]["test"].is_null(), "{v:#}");
+    let why = record_of(&v, "b")["cannot_run"]["test"].as_str().unwrap().to_string();
+    eprintln!("b says: {why}");
+    // `strata nodes` says it too.
+    let text = String::from_utf8_lossy(&strata(&["nodes", "--nats", &urls]).stdout).into_owned();
+    assert!(
+        text.contains(&format!("b cannot run test (placed elsewhere): {why}")),
+        "{text}"
+    );
+    // Answered through a's gateway meanwhile.
+    let reply = get(gateway_of(&v, "a"), "/hello").await;
+    assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
+
+    // The port freed: b runs the app (tried again every second), and says so.
+    drop(held);
+    let urls_ = urls.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(&urls_, "b running the app", Duration::from_secs(20), |v| {
+            let b = record_of(v, "b");
+            b["gateways"]["test"].is_string() && b["cannot_run"].is_null()
+        })
+    })
+    .await
+    .unwrap();
+    let reply = get(format!("127.0.0.1:{port}").parse().unwrap(), "/hello").await;
+    assert_eq!(
+        reply.status,
+        http::StatusCode::OK,
+        "b's gateway relays: {}",
+        reply.text()
+    );
+    drop(nodes);
+    drop(nats);
+}
