@@ -27,6 +27,10 @@
 //!   directive bounds it to N seconds (never past the route's bound); without one,
 //!   `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache` forbid serving it
 //!   stale at all.
+//! - **Invalidation:** a member's 2xx or 3xx to an unsafe request (POST, PUT, PATCH,
+//!   DELETE, any method but GET, HEAD, OPTIONS and TRACE) removes the stored response
+//!   for its target, and for its `Location` and `Content-Location` on the same host
+//!   (RFC 9111 4.4), so that a client reads its own write.
 //! - **HEAD** is answered from a stored GET response (its head, no body) when fresh, and
 //!   when stale on error; a HEAD's own answer is never stored.
 //! - **Fixed answer:** with `status` set, a 5xx that has no usable stored response is
@@ -242,6 +246,45 @@ impl Fallback {
             }
         }
         res
+    }
+
+    /// The stored response an unsafe request (not GET, HEAD, OPTIONS or TRACE) makes
+    /// out of date once a member answers it without error (RFC 9111 4.4): its target's
+    /// key, for [`Fallback::after_unsafe`]. None for a safe method or a route that
+    /// stores nothing.
+    pub fn unsafe_target<B>(&self, req: &Request<B>) -> Option<String> {
+        self.store.as_ref()?;
+        let safe = matches!(
+            *req.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        );
+        (!safe).then(|| key_of(req))
+    }
+
+    /// After the relay of an unsafe request: a 2xx or 3xx answer removes the stored
+    /// response for its target, and for its `Location` and `Content-Location` when they
+    /// name the same host (RFC 9111 4.4); then as [`Fallback::after_uncached`].
+    pub fn after_unsafe(&self, target: String, res: Response<ResBody>) -> Response<ResBody> {
+        let status = res.status();
+        if let Some(store) = self
+            .store
+            .as_ref()
+            .filter(|_| status.is_success() || status.is_redirection())
+        {
+            let host = target.split('\0').next().unwrap_or("").to_string();
+            let mut keys = vec![target];
+            for name in [header::LOCATION, header::CONTENT_LOCATION] {
+                let named = res.headers().get(name).and_then(|v| v.to_str().ok());
+                if let Some(path) = named.and_then(|v| same_host_path(v, &host)) {
+                    keys.push(format!("{host}\0{path}"));
+                }
+            }
+            let mut store = store.write().expect("fallback store");
+            for key in &keys {
+                store.remove(key);
+            }
+        }
+        self.after_uncached(res)
     }
 
     /// The fixed answer in place of `replaced`, with its `Retry-After`.
@@ -483,6 +526,24 @@ impl Store {
 }
 
 /// What an entry's size counts against `cache_bytes`.
+/// The path (and query) of a `Location` or `Content-Location` value when it names a
+/// resource of `host` (a key's host: the request's host, with its port when the
+/// request named one): a path, or an absolute URI with that host.
+fn same_host_path(value: &str, host: &str) -> Option<String> {
+    let uri: http::Uri = value.parse().ok()?;
+    let path = uri.path_and_query()?.as_str();
+    if !path.starts_with('/') {
+        return None;
+    }
+    match uri.authority() {
+        None if value.starts_with('/') && !value.starts_with("//") => Some(path.to_string()),
+        Some(a) if a.as_str().eq_ignore_ascii_case(host) || a.host().eq_ignore_ascii_case(host) => {
+            Some(path.to_string())
+        }
+        _ => None,
+    }
+}
+
 fn size_of(key: &str, headers: &HeaderMap, body: &Bytes) -> usize {
     body.len()
         + headers

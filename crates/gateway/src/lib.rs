@@ -277,8 +277,18 @@ impl Gateway {
     ///
     /// [`handle`]: Gateway::handle
     pub async fn handle_h2(self: Arc<Self>, mut req: Request<ClientBody>, client: Arc<str>) -> Response<ResBody> {
+        // h2 takes heads up to four times the limit (`serve_h2`), so that one over it is
+        // answered here, on its own stream, in gRPC's terms for a call.
+        let head_size = answers::h2_head_size(&req);
         let begun = self.begin(&mut req);
-        let (res, route, outcome) = if let Some(refused) = dots::refused(&req, &begun.request_id) {
+        let (res, route, outcome) = if head_size > self.config.max_header_bytes {
+            let max = self.config.max_header_bytes;
+            (
+                answers::head_too_large(&req, head_size, max, &begun.request_id),
+                None,
+                Outcome::default(),
+            )
+        } else if let Some(refused) = dots::refused(&req, &begun.request_id) {
             (refused, None, Outcome::default())
         } else if !relay::grpc::is_grpc(&req) {
             Box::pin(self.dispatch(req, &begun.request_id)).await
@@ -286,7 +296,7 @@ impl Gateway {
             let (res, outcome) = Box::pin(relay::grpc::relay(&target.pool, req, &target.route.policy)).await;
             (res, Some(target), outcome)
         } else {
-            (no_grpc_route(&req), None, Outcome::default())
+            (no_grpc_route(&req, &self.routes), None, Outcome::default())
         };
         self.finish(begun, res, route, outcome, &client)
     }
@@ -407,7 +417,7 @@ impl Gateway {
         _rid: &HeaderValue,
     ) -> (Response<ResBody>, Option<&RoutePool>, Outcome) {
         let Some(target) = self.route(&req) else {
-            return (no_grpc_route(&req), None, Outcome::default());
+            return (no_grpc_route(&req, &self.routes), None, Outcome::default());
         };
         // Boxed: the relay's state would otherwise be inline in every request's future.
         let (res, outcome) = Box::pin(relay::grpc::relay(&target.pool, req, &target.route.policy)).await;
@@ -514,6 +524,7 @@ impl Gateway {
             Lookup::Relay { key, revalidate } => (Some(key), revalidate),
             Lookup::Bypass => (None, None),
         };
+        let invalidates = fallback.unsafe_target(&req);
         let mut req = req;
         let asked = req.headers().clone();
         let head = req.method() == http::Method::HEAD;
@@ -529,9 +540,10 @@ impl Gateway {
             &target.route.policy,
         )
         .await;
-        let res = match key {
-            Some(key) => fallback.after(&asked, key, revalidating.is_some(), head, res),
-            None => fallback.after_uncached(res),
+        let res = match (key, invalidates) {
+            (Some(key), _) => fallback.after(&asked, key, revalidating.is_some(), head, res),
+            (None, Some(target)) => fallback.after_unsafe(target, res),
+            (None, None) => fallback.after_uncached(res),
         };
         // A stored or fixed answer is this request's too.
         (with_request_id(res, rid), Some(target), outcome)

@@ -100,7 +100,11 @@ async fn serve_on(
         // `framing::Guarded` also ends the stream after the requests before a refused one.
         .half_close(true)
         .max_buf_size(gateway.config.max_header_bytes.max(8192));
-    let max_header_list_size = gateway.config.max_header_bytes as u32;
+    // h2 answers a head over its bound with a bare 431 itself, and ends the whole
+    // connection past four times that (its guard against decoding without end). Given
+    // four times the limit, a head just over it reaches the gateway, which answers it
+    // on its stream (a gRPC status for a call): `Gateway::handle_h2`.
+    let max_header_list_size = u32::try_from(gateway.config.max_header_bytes.saturating_mul(4)).unwrap_or(u32::MAX);
     let builder = Arc::new(builder);
     // Every connection's task, to wait for at shutdown.
     let connections = TaskTracker::new();

@@ -83,6 +83,14 @@ async fn fresh_responses_are_served_without_a_member_and_stale_ones_revalidated(
     let asked = get_with(&node, fresh, &[("cache-control", "no-cache")]).await;
     assert_eq!(asked.header("x-strata-cache"), None);
     assert_eq!(seen(&app, fresh), 2);
+    // A write to it that the member answers 200 takes the stored answer out (RFC 9111
+    // 4.4): the next read goes to the member, and is stored again.
+    let post = send(gw, request(Method::POST, gw, fresh, "")).await.unwrap();
+    assert_eq!(post.status, StatusCode::OK);
+    assert_ne!(get(gw, fresh).await.header("x-strata-cache"), Some("hit"));
+    assert_eq!(seen(&app, fresh), 4);
+    assert_eq!(get(gw, fresh).await.header("x-strata-cache"), Some("hit"));
+    assert_eq!(seen(&app, fresh), 4);
 
     // max-age=0 with an ETag: revalidated, the member answers 304, the stored body is served.
     let tagged = "/app/cached?cc=max-age%3D0&etag=%22v1%22";

@@ -463,3 +463,123 @@ async fn a_stream_on_a_member_scaled_away_is_shown_while_it_drains_and_ends_sayi
     );
     stop(node).await;
 }
+
+/// A raw HTTP/2 call to the gateway (what a grpcio client would never send is sent as
+/// it is): the reply's HTTP status, `grpc-status`, `grpc-message` (from the head or
+/// the trailers) and its messages' bytes.
+async fn raw_call(
+    client: &h2::client::SendRequest<bytes::Bytes>,
+    path: &str,
+    headers: &[(String, String)],
+    message: &[u8],
+) -> (u16, String, String, Vec<u8>) {
+    let mut req = http::Request::post(format!("http://strata.test{path}"));
+    for (name, value) in headers {
+        req = req.header(name.as_str(), value.as_str());
+    }
+    let mut ready = client.clone().ready().await.expect("the connection takes a stream");
+    let (reply, mut stream) = ready.send_request(req.body(()).unwrap(), false).unwrap();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(message);
+    stream.send_data(bytes::Bytes::from(framed), true).unwrap();
+    let (head, mut body) = reply.await.expect("a reply head").into_parts();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("the reply's data");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await.expect("the reply's end").unwrap_or_default();
+    let field = |name: &str| {
+        head.headers
+            .get(name)
+            .or_else(|| trailers.get(name))
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    (head.status.as_u16(), field("grpc-status"), field("grpc-message"), data)
+}
+
+/// Calls a grpcio client never sends, from a raw HTTP/2 client on one connection: a call
+/// without `te: trailers` (which the member would refuse) is relayed with it; a
+/// `grpc-timeout` that is not one is INTERNAL; metadata over the gateway's limit gets
+/// RESOURCE_EXHAUSTED (and far over it h2's 431) on its own stream while a stream on the
+/// same connection carries on. None of it keeps the members from other callers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_calls_are_answered_alone_and_leave_the_members_to_the_others() {
+    let app = App::new();
+    let services = json!({
+        "echo": {
+            "run": ["python3", MEMBER],
+            "instances": { "initial": 2, "min": 2, "max": 2 },
+            "grpc": ["test.Echo"],
+            "stop_grace_ms": 1000,
+            "relay": { "grpc_calls_per_connection": 1, "idempotent": ["test.Echo/Unary"] },
+        },
+    });
+    let node = app.start(app.config(app.manifest(services, Value::Null))).await;
+    wait_ready(&node, "echo", 2).await;
+    let tcp = tokio::net::TcpStream::connect(node.gateway_addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(conn);
+    let grpc = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut h = vec![("content-type".to_string(), "application/grpc".to_string())];
+        h.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        h
+    };
+    let te = ("te", "trailers");
+
+    // Without `te: trailers`, an idempotent and another method: served, every time.
+    for path in ["/test.Echo/Unary", "/test.Echo/Metadata"].repeat(3) {
+        let (status, code, message, data) = raw_call(&client, path, &grpc(&[]), b"hi").await;
+        assert_eq!((status, code.as_str()), (200, "0"), "{path}: {message}");
+        assert!(!data.is_empty(), "{path}");
+    }
+    // And well-formed calls right after: the members were not passed over.
+    for _ in 0..6 {
+        let (status, code, message, data) = raw_call(&client, "/test.Echo/Unary", &grpc(&[te]), b"ok").await;
+        assert_eq!((status, code.as_str()), (200, "0"), "{message}");
+        assert!(data.ends_with(b":ok"), "{}", String::from_utf8_lossy(&data));
+    }
+
+    // A grpc-timeout that is not one: INTERNAL, as a gRPC server answers it.
+    for bad in ["abc", "-5m", "123456789S", "5x"] {
+        let headers = grpc(&[te, ("grpc-timeout", bad)]);
+        let (status, code, message, _) = raw_call(&client, "/test.Echo/Unary", &headers, b"x").await;
+        assert_eq!((status, code.as_str()), (200, "13"), "{bad}: {message}");
+        assert!(message.contains("grpc-timeout"), "{message}");
+    }
+
+    // An unknown service: UNIMPLEMENTED, naming the ones served here.
+    let (status, code, message, _) = raw_call(&client, "/nope.Svc/M", &grpc(&[te]), b"x").await;
+    assert_eq!((status, code.as_str()), (200, "12"), "{message}");
+    assert!(message.contains("gRPC services served here: test.Echo"), "{message}");
+
+    // A server stream open on the connection while two calls bring too much metadata.
+    let streaming = {
+        let client = client.clone();
+        let headers = grpc(&[te]);
+        tokio::spawn(async move { raw_call(&client, "/test.Echo/SlowStream", &headers, b"5:200").await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // 20 KiB of metadata: over the gateway's 16 KiB, answered by strata in gRPC terms.
+    let big = "y".repeat(20 << 10);
+    let (status, code, message, _) = raw_call(&client, "/test.Echo/Unary", &grpc(&[te, ("x-big", &big)]), b"x").await;
+    assert_eq!((status, code.as_str()), (200, "8"), "{message}");
+    assert!(message.contains("max_header_bytes"), "{message}");
+    // 2,000 entries (about 90 KiB as HTTP/2 counts them): h2's own 431, on the stream.
+    let many: Vec<(String, String)> = (0..2000)
+        .map(|i| (format!("x-h{i}"), "yyyyyyyyyy".to_string()))
+        .collect();
+    let mut headers = grpc(&[te]);
+    headers.extend(many);
+    let (status, _, _, _) = raw_call(&client, "/test.Echo/Unary", &headers, b"x").await;
+    assert_eq!(status, 431);
+    let (status, code, message, data) = streaming.await.unwrap();
+    assert_eq!((status, code.as_str()), (200, "0"), "the stream carried on: {message}");
+    assert_eq!(data.len(), 5 * 6, "five framed messages of one digit");
+    assert!(!connection.is_finished(), "the connection is still open");
+    drop(client);
+    stop(node).await;
+}

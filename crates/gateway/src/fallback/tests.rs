@@ -326,3 +326,61 @@ async fn a_304_that_makes_the_answer_one_clients_takes_it_out_of_the_store() {
         assert!(fresh_status(&fb, &next).is_none());
     }
 }
+
+#[tokio::test]
+async fn an_unsafe_request_answered_without_error_takes_its_target_out_of_the_store() {
+    let fb = route_fallback(None, 60);
+    let at = |uri: &str| Request::get(uri).body(()).unwrap();
+    let stored = [("cache-control", "max-age=60")];
+    for uri in ["http://app.test/page", "http://app.test/other", "http://app.test/made"] {
+        through(&fb, &at(uri), reply(200, &stored)).await;
+    }
+    assert_eq!(fb.stats().entries, 3);
+    let post = |uri: &str| Request::post(uri).body(()).unwrap();
+    // Safe methods and a refused write take nothing out.
+    for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE] {
+        let req = Request::builder()
+            .method(method)
+            .uri("http://app.test/page")
+            .body(())
+            .unwrap();
+        assert_eq!(fb.unsafe_target(&req), None);
+    }
+    let target = fb.unsafe_target(&post("http://app.test/page")).unwrap();
+    fb.after_unsafe(target, reply(409, &[]));
+    assert!(
+        fresh_status(&fb, &at("http://app.test/page")).is_some(),
+        "a 4xx changes nothing"
+    );
+    // A 2xx to a POST: its target goes, with its Location on the same host; another
+    // host's Location and the other paths stay.
+    let target = fb.unsafe_target(&post("http://app.test/page")).unwrap();
+    fb.after_unsafe(
+        target,
+        reply(
+            201,
+            &[
+                ("location", "/made"),
+                ("content-location", "http://elsewhere.test/other"),
+            ],
+        ),
+    );
+    assert!(fresh_status(&fb, &at("http://app.test/page")).is_none());
+    assert!(fresh_status(&fb, &at("http://app.test/made")).is_none());
+    assert!(fresh_status(&fb, &at("http://app.test/other")).is_some());
+    // A DELETE answered 204, by an absolute Content-Location on the same host.
+    let delete = Request::delete("http://app.test/x").body(()).unwrap();
+    let target = fb.unsafe_target(&delete).unwrap();
+    fb.after_unsafe(target, reply(204, &[("content-location", "http://APP.test/other")]));
+    assert!(fresh_status(&fb, &at("http://app.test/other")).is_none());
+    assert_eq!(fb.stats().entries, 0);
+    // A route that stores nothing has nothing to take out.
+    let fixed_only = Arc::new(Fallback::new(&FallbackSpec {
+        stale_if_error_s: 0,
+        cache_bytes: 0,
+        status: Some(503),
+        body: "resting".into(),
+        content_type: "text/plain".into(),
+    }));
+    assert_eq!(fixed_only.unsafe_target(&post("http://app.test/page")), None);
+}

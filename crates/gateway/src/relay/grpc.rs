@@ -50,10 +50,12 @@ pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeou
 /// gRPC's status codes that strata itself answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrpcStatus {
+    Cancelled = 1,
     DeadlineExceeded = 4,
     PermissionDenied = 7,
     ResourceExhausted = 8,
     Unimplemented = 12,
+    Internal = 13,
     Unavailable = 14,
     Unauthenticated = 16,
 }
@@ -192,15 +194,30 @@ async fn relay_call(
     started: Instant,
 ) -> (Response<ResBody>, Outcome) {
     let (mut parts, body) = req.into_parts();
-    let client_deadline = parts
-        .headers
-        .get(GRPC_TIMEOUT)
-        .and_then(|v| parse_timeout(v.as_bytes()));
+    let client_deadline = match parts.headers.get(GRPC_TIMEOUT) {
+        None => None,
+        Some(v) => match parse_timeout(v.as_bytes()) {
+            Some(t) => Some(t),
+            // As a gRPC server answers it: a call whose bound cannot be read is not
+            // run unbounded.
+            None => {
+                let message = format!(
+                    "grpc-timeout {:?} is not a timeout: 1 to 8 digits and a unit (H, M, S, m, u, n)",
+                    String::from_utf8_lossy(v.as_bytes())
+                );
+                return (status_response(GrpcStatus::Internal, &message), Outcome::default());
+            }
+        },
+    };
     let deadline = client_deadline.map_or(policy.deadline, |t| t.min(policy.deadline));
-    // Connection-specific headers may not travel over HTTP/2; `te: trailers` may.
+    // Connection-specific headers may not travel over HTTP/2. `te: trailers` is what
+    // gRPC asks of every call, and strata is the member's client: a client that left
+    // it out does not get the member to refuse the call (nginx's grpc_pass sends it
+    // the same way).
     for name in [header::CONNECTION, header::UPGRADE, header::TRANSFER_ENCODING] {
         parts.headers.remove(name);
     }
+    parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
     let path = parts
         .uri
         .path_and_query()
@@ -441,6 +458,19 @@ async fn relay_call(
             Ok(Err(e)) if e.is_reset() && !e.is_remote() && e.reason() == Some(h2::Reason::CANCEL) => {
                 return client_broke_off(&e, outcome);
             }
+            // The member reset this call's stream: it is up (its connection carries
+            // on) and refused or failed this one call, so it is not passed over. Only a
+            // refused stream (nothing of it was processed) goes to another member.
+            Ok(Err(e)) if e.is_reset() && e.is_remote() => {
+                let reason = e.reason().unwrap_or(h2::Reason::INTERNAL_ERROR);
+                if reason == h2::Reason::REFUSED_STREAM && matches!(body, CallBody::Replay(_)) {
+                    why = format!("member {} refused the call (REFUSED_STREAM)", member.id).into();
+                    sent = false;
+                    continue;
+                }
+                let message = format!("member {} reset the call: {reason:?}", member.id);
+                return (status_response(reset_status(reason), &message), outcome);
+            }
             Ok(Err(e)) => {
                 pool.suspect(member);
                 if idempotent {
@@ -468,6 +498,18 @@ async fn relay_call(
     }
 }
 
+/// The gRPC status of a call whose stream the member reset (gRPC's HTTP/2 protocol
+/// document, "Errors").
+fn reset_status(reason: h2::Reason) -> GrpcStatus {
+    match reason {
+        h2::Reason::REFUSED_STREAM => GrpcStatus::Unavailable,
+        h2::Reason::CANCEL => GrpcStatus::Cancelled,
+        h2::Reason::ENHANCE_YOUR_CALM => GrpcStatus::ResourceExhausted,
+        h2::Reason::INADEQUATE_SECURITY => GrpcStatus::PermissionDenied,
+        _ => GrpcStatus::Internal,
+    }
+}
+
 /// The client's request broke off while it was sent: nobody waits for the answer, and
 /// the member is not to blame.
 fn client_broke_off(e: &dyn std::fmt::Display, outcome: Outcome) -> (Response<ResBody>, Outcome) {
@@ -490,6 +532,27 @@ mod tests {
         assert_eq!(parse_timeout(b"99999999n"), Some(Duration::from_nanos(99_999_999)));
         for bad in [&b""[..], b"m", b"123456789m", b"10x", b"-1S", b"1.5S"] {
             assert_eq!(parse_timeout(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn a_stream_the_member_reset_is_a_grpc_status() {
+        assert_eq!(reset_status(h2::Reason::REFUSED_STREAM), GrpcStatus::Unavailable);
+        assert_eq!(reset_status(h2::Reason::CANCEL), GrpcStatus::Cancelled);
+        assert_eq!(
+            reset_status(h2::Reason::ENHANCE_YOUR_CALM),
+            GrpcStatus::ResourceExhausted
+        );
+        assert_eq!(
+            reset_status(h2::Reason::INADEQUATE_SECURITY),
+            GrpcStatus::PermissionDenied
+        );
+        for other in [
+            h2::Reason::PROTOCOL_ERROR,
+            h2::Reason::INTERNAL_ERROR,
+            h2::Reason::NO_ERROR,
+        ] {
+            assert_eq!(reset_status(other), GrpcStatus::Internal, "{other:?}");
         }
     }
 
