@@ -31,6 +31,16 @@ pub enum H2End {
     Ended,
 }
 
+/// What went wrong with a member's call, in words that say whose side it was: a broken
+/// connection reads as the member's loss, not as the client's ("broken pipe").
+pub(crate) fn failure(e: &h2::Error) -> String {
+    if e.is_io() {
+        format!("its connection was lost (the member may have exited): {e}")
+    } else {
+        e.to_string()
+    }
+}
+
 /// The trailers of a reply `member` broke off with `e`: stopped on purpose (scaled in,
 /// replaced, its node stopping) or failed.
 fn broken_off(e: &h2::Error, member: &strata_bus::Member) -> http::HeaderMap {
@@ -41,7 +51,7 @@ fn broken_off(e: &h2::Error, member: &strata_bus::Member) -> http::HeaderMap {
             "member {} was stopped during the call (scaled in, replaced, or its node stopping); call again: {e}",
             member.id
         ),
-        false => format!("member {} failed during the call: {e}", member.id),
+        false => format!("member {} failed during the call: {}", member.id, failure(e)),
     }
     .chars()
     .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })

@@ -6,134 +6,18 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{app_token_on, start_node, start_node_in, token_on, ClusterNode};
-use common::{get, log_tails, remember_token, Client, STRATA};
+use common::cluster::*;
+use common::{get, remember_token, Client};
 use serde_json::{json, Value};
 use strata_testkit::nats::{nats_server, NatsCluster};
 
 /// The cluster tests start many processes: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn strata(args: &[&str]) -> std::process::Output {
-    Command::new(STRATA).args(args).output().expect("run strata")
-}
-
-fn nodes_json(urls: &str) -> Value {
-    let out = strata(&["nodes", "--json", "--nats", urls]);
-    assert!(
-        out.status.success(),
-        "strata nodes: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("nodes --json is JSON")
-}
-
-/// An app dir with the test member copied in (so it travels in the bundle).
-fn write_app(dir: &Path, record: &Path, services: Value) -> PathBuf {
-    let app = dir.join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(common::MEMBER, app.join("member.py")).unwrap();
-    let mut services = services;
-    for spec in services.as_object_mut().unwrap().values_mut() {
-        spec["run"] = json!(["python3", "member.py"]);
-        spec["env"] = json!({ "RECORD": record.display().to_string() });
-        spec["health"] = json!({ "path": "/healthz", "interval_ms": 200, "timeout_ms": 1000 });
-        spec["stop_grace_ms"] = json!(2000);
-    }
-    let manifest = json!({ "strata": 1, "app": "test", "services": services });
-    let path = app.join("strata.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
-    path
-}
-
-/// Waits until `check(nodes --json)` holds; returns how long it took.
-fn wait_for(urls: &str, what: &str, within: Duration, check: impl Fn(&Value) -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        let v = nodes_json(urls);
-        if check(&v) {
-            return start.elapsed();
-        }
-        if start.elapsed() > within {
-            panic!("{what} did not happen within {within:?}: {v:#}{}", node_logs(urls));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The last lines of each node's log, for a failure message.
-fn node_logs(urls: &str) -> String {
-    log_tails(std::path::Path::new(urls_dir(urls)), 30)
-}
-
-/// The test's dir, remembered per cluster (for the node logs in a failure message).
-fn urls_dir(urls: &str) -> &'static str {
-    DIRS.lock().unwrap().get(urls).copied().unwrap_or("/nonexistent")
-}
-
-fn remember_dir(urls: &str, dir: &Path) {
-    let dir: &'static str = Box::leak(dir.display().to_string().into_boxed_str());
-    DIRS.lock().unwrap().insert(urls.to_string(), dir);
-}
-
-static DIRS: std::sync::Mutex<BTreeMap<String, &'static str>> = std::sync::Mutex::new(BTreeMap::new());
-
-fn ready_on(v: &Value, node: &str) -> u64 {
-    v["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == node)
-        .map_or(0, |n| n["ready"].as_u64().unwrap())
-}
-
-/// Members of `app`'s `service` ready on `node`, from its heartbeat's load.
-fn ready_on_app(v: &Value, node: &str, app: &str, service: &str) -> u64 {
-    v["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == node)
-        .and_then(|n| n["load"][format!("{app}/{service}")]["ready"].as_u64())
-        .unwrap_or(0)
-}
-
-fn placed(v: &Value, service: &str) -> BTreeMap<String, u64> {
-    v["apps"]["test"]["services"][service]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
-                .filter(|(_, n)| *n > 0)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn gateway_of(v: &Value, node: &str) -> SocketAddr {
-    gateway_of_app(v, node, "test")
-}
-
-fn gateway_of_app(v: &Value, node: &str, app: &str) -> SocketAddr {
-    common::cluster::node_addr(v, node, "gateways", app)
-}
-
-fn scheduler(v: &Value) -> Option<String> {
-    v["scheduler"].as_str().map(String::from)
-}
-
-fn records(record: &Path) -> Vec<Value> {
-    std::fs::read_to_string(record)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_dead_nats_server() {
@@ -1114,113 +998,6 @@ async fn a_service_at_zero_on_every_node_starts_on_demand_from_any_node() {
         "cold start through a's node API: {:?}, instance on {:?}",
         started.elapsed(),
         placed(&nodes_json(&urls), "lazy")
-    );
-    drop(nodes);
-    drop(nats);
-}
-
-fn api_of(v: &Value, node: &str) -> SocketAddr {
-    common::cluster::node_addr(v, node, "apis", "test")
-}
-
-fn strata_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// A node that cannot run an app (the app's gateway port is taken on its address) says
-/// why in its record, and the scheduler places every instance on the node that can; once
-/// the port is free, the node runs the app and its record no longer says it cannot.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_cannot_run_an_app_gets_none_of_it_and_runs_it_once_it_can() {
-    if !strata_testkit::needs("cluster", nats_server()) {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsCluster::start(dir.path(), 3);
-    let urls = nats.urls();
-    remember_dir(&urls, dir.path());
-    let record = dir.path().join("record.jsonl");
-    let manifest = write_app(
-        dir.path(),
-        &record,
-        json!({ "web": { "instances": { "min": 2, "max": 2 }, "routes": ["/"] } }),
-    );
-    // The app's gateway on a port this test holds. Node b listens where the manifest
-    // says, so cannot bind it; node a takes any port.
-    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = held.local_addr().unwrap().port();
-    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-    doc["gateway"] = json!({ "listen": format!("127.0.0.1:{port}") });
-    std::fs::write(&manifest, doc.to_string()).unwrap();
-    let nodes = [
-        start_node(dir.path(), &urls, "a", "A"),
-        start_node_in(dir.path(), &urls, "b", "B", None, "127.0.0.1"),
-    ];
-    let out = strata(&["deploy", manifest.to_str().unwrap(), "--nats", &urls]);
-    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
-    let record_of = |v: &Value, node: &str| -> Value {
-        v["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["name"] == node)
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
-    let urls_ = urls.clone();
-    let v = tokio::task::spawn_blocking(move || {
-        let on_a = BTreeMap::from([("a".to_string(), 2)]);
-        wait_for(
-            &urls_,
-            "both instances on a, b saying why it has none",
-            Duration::from_secs(40),
-            |v| {
-                placed(v, "web") == on_a
-                    && ready_on(v, "a") == 2
-                    && record_of(v, "b")["cannot_run"]["test"]
-                        .as_str()
-                        .is_some_and(|why| why.contains(&port.to_string()))
-            },
-        );
-        nodes_json(&urls_)
-    })
-    .await
-    .unwrap();
-    assert_eq!(ready_on(&v, "b"), 0, "{v:#}");
-    assert!(record_of(&v, "b")["gateways"]["test"].is_null(), "{v:#}");
-    let why = record_of(&v, "b")["cannot_run"]["test"].as_str().unwrap().to_string();
-    eprintln!("b says: {why}");
-    // `strata nodes` says it too.
-    let text = String::from_utf8_lossy(&strata(&["nodes", "--nats", &urls]).stdout).into_owned();
-    assert!(
-        text.contains(&format!("b cannot run test (placed elsewhere): {why}")),
-        "{text}"
-    );
-    // Answered through a's gateway meanwhile.
-    let reply = get(gateway_of(&v, "a"), "/hello").await;
-    assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
-
-    // The port freed: b runs the app (tried again every second), and says so.
-    drop(held);
-    let urls_ = urls.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_for(&urls_, "b running the app", Duration::from_secs(20), |v| {
-            let b = record_of(v, "b");
-            b["gateways"]["test"].is_string() && b["cannot_run"].is_null()
-        })
-    })
-    .await
-    .unwrap();
-    let reply = get(format!("127.0.0.1:{port}").parse().unwrap(), "/hello").await;
-    assert_eq!(
-        reply.status,
-        http::StatusCode::OK,
-        "b's gateway relays: {}",
-        reply.text()
     );
     drop(nodes);
     drop(nats);

@@ -372,7 +372,10 @@ async fn a_killed_member_s_other_calls_fail_and_never_run_twice() {
     assert!(!failed.is_empty(), "calls on the killed member fail: {answers:?}");
     for f in &failed {
         assert_eq!(f["code"], "UNAVAILABLE", "{f}");
-        assert!(f["details"].as_str().unwrap().contains("not idempotent"), "{f}");
+        let details = f["details"].as_str().unwrap();
+        assert!(details.contains("not idempotent"), "{f}");
+        // Whose side it was, in words: the member's connection, not the client's pipe.
+        assert!(details.contains("its connection was lost"), "{f}");
     }
     assert!(
         executions.values().all(|&n| n == 1),

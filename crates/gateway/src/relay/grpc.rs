@@ -37,7 +37,7 @@ use strata_bus::{Held, Member, Placement, Pool};
 
 use super::{attempt_value, upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, SERVED_BY};
 use crate::metrics::{Protocol, RelayStats};
-use crate::response_body::{H2End, ResBody};
+use crate::response_body::{failure, H2End, ResBody};
 use crate::upstream::{send_h2, H2Reply, H2SendError};
 
 mod replay;
@@ -474,12 +474,13 @@ async fn relay_call(
             Ok(Err(e)) => {
                 pool.suspect(member);
                 if idempotent {
-                    why = format!("member {} failed during the call: {e}", member.id).into();
+                    why = format!("member {} failed during the call: {}", member.id, failure(&e)).into();
                     sent = true;
                 } else {
                     let why = format!(
-                        "member {} failed during the call: {e}; not reissued: the method is not idempotent (relay.idempotent)",
-                        member.id
+                        "member {} failed during the call: {}; not reissued: the method is not idempotent (relay.idempotent)",
+                        member.id,
+                        failure(&e)
                     );
                     return (
                         status_response(GrpcStatus::Unavailable, &why),

@@ -1,0 +1,239 @@
+//! The first tier's protocols across the cluster's nodes: real nats-server processes
+//! (three, clustered, with JetStream) and real `strata node` processes. A node's gateway
+//! relays gRPC calls, WebSocket connections and cacheable GETs to members on another
+//! node; when that node dies, the route's stored answers keep answering; a node that
+//! cannot run an app says why and gets none of its instances.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::cluster::*;
+use common::get;
+use serde_json::{json, Value};
+use strata_testkit::nats::{nats_server, NatsCluster};
+
+/// The cluster tests start many processes: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A node that cannot run an app (the app's gateway port is taken on its address) says
+/// why in its record, and the scheduler places every instance on the node that can; once
+/// the port is free, the node runs the app and its record no longer says it cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_run_an_app_gets_none_of_it_and_runs_it_once_it_can() {
+    if !strata_testkit::needs("cluster", nats_server()) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsCluster::start(dir.path(), 3);
+    let urls = nats.urls();
+    remember_dir(&urls, dir.path());
+    let record = dir.path().join("record.jsonl");
+    let manifest = write_app(
+        dir.path(),
+        &record,
+        json!({ "web": { "instances": { "min": 2, "max": 2 }, "routes": ["/"] } }),
+    );
+    // The app's gateway on a port this test holds. Node b listens where the manifest
+    // says, so cannot bind it; node a takes any port.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    doc["gateway"] = json!({ "listen": format!("127.0.0.1:{port}") });
+    std::fs::write(&manifest, doc.to_string()).unwrap();
+    let nodes = [
+        start_node(dir.path(), &urls, "a", "A"),
+        start_node_in(dir.path(), &urls, "b", "B", None, "127.0.0.1"),
+    ];
+    let out = strata(&["deploy", manifest.to_str().unwrap(), "--nats", &urls]);
+    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+    let record_of = |v: &Value, node: &str| -> Value {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == node)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let urls_ = urls.clone();
+    let v = tokio::task::spawn_blocking(move || {
+        let on_a = BTreeMap::from([("a".to_string(), 2)]);
+        wait_for(
+            &urls_,
+            "both instances on a, b saying why it has none",
+            Duration::from_secs(40),
+            |v| {
+                placed(v, "web") == on_a
+                    && ready_on(v, "a") == 2
+                    && record_of(v, "b")["cannot_run"]["test"]
+                        .as_str()
+                        .is_some_and(|why| why.contains(&port.to_string()))
+            },
+        );
+        nodes_json(&urls_)
+    })
+    .await
+    .unwrap();
+    assert_eq!(ready_on(&v, "b"), 0, "{v:#}");
+    assert!(record_of(&v, "b")["gateways"]["test"].is_null(), "{v:#}");
+    let why = record_of(&v, "b")["cannot_run"]["test"].as_str().unwrap().to_string();
+    eprintln!("b says: {why}");
+    // `strata nodes` says it too.
+    let text = String::from_utf8_lossy(&strata(&["nodes", "--nats", &urls]).stdout).into_owned();
+    assert!(
+        text.contains(&format!("b cannot run test (placed elsewhere): {why}")),
+        "{text}"
+    );
+    // Answered through a's gateway meanwhile.
+    let reply = get(gateway_of(&v, "a"), "/hello").await;
+    assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
+
+    // The port freed: b runs the app (tried again every second), and says so.
+    drop(held);
+    let urls_ = urls.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(&urls_, "b running the app", Duration::from_secs(20), |v| {
+            let b = record_of(v, "b");
+            b["gateways"]["test"].is_string() && b["cannot_run"].is_null()
+        })
+    })
+    .await
+    .unwrap();
+    let reply = get(format!("127.0.0.1:{port}").parse().unwrap(), "/hello").await;
+    assert_eq!(
+        reply.status,
+        http::StatusCode::OK,
+        "b's gateway relays: {}",
+        reply.text()
+    );
+    drop(nodes);
+    drop(nats);
+}
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+/// A Python program's JSON line (the grpcio and websockets clients of the fixtures).
+async fn python_json(args: Vec<String>) -> Value {
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new("python3").args(&args).output())
+        .await
+        .unwrap()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// gRPC by name, WebSocket and a route with stored answers, each served by one member on
+/// one of two nodes and asked for through the other node's gateway; then the node of
+/// the stored route's member is killed, and its stored answer is served stale at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_relays_grpc_websocket_and_cached_gets_to_members_on_another_node() {
+    if !strata_testkit::needs("cluster", nats_server()) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsCluster::start(dir.path(), 3);
+    let urls = nats.urls();
+    remember_dir(&urls, dir.path());
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    for file in ["grpc_member.py", "ws_echo.py", "member.py"] {
+        std::fs::copy(format!("{FIXTURES}/{file}"), app.join(file)).unwrap();
+    }
+    let record = dir.path().join("record.jsonl");
+    let one = json!({ "min": 1, "max": 1 });
+    let manifest = json!({ "strata": 1, "app": "test", "services": {
+        "echo": {
+            "run": ["python3", "grpc_member.py"], "instances": one, "grpc": ["test.Echo"],
+            "relay": { "grpc_calls_per_connection": 1 }, "stop_grace_ms": 1000,
+        },
+        "ws": { "run": ["python3", "ws_echo.py"], "instances": one, "routes": ["/ws"], "stop_grace_ms": 1000 },
+        "web": {
+            "run": ["python3", "member.py"], "instances": one,
+            "env": { "RECORD": record.display().to_string() },
+            "health": { "path": "/healthz", "interval_ms": 200, "timeout_ms": 1000 },
+            "routes": [{ "path": "/app", "fallback": { "stale_if_error_s": 300 } }],
+            "stop_grace_ms": 1000,
+        },
+    }});
+    let path = app.join("strata.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let mut nodes = BTreeMap::from([
+        ("a", start_node(dir.path(), &urls, "a", "A")),
+        ("b", start_node(dir.path(), &urls, "b", "B")),
+    ]);
+    let out = strata(&["deploy", path.to_str().unwrap(), "--nats", &urls]);
+    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+    let urls_ = urls.clone();
+    let v = tokio::task::spawn_blocking(move || {
+        wait_for(&urls_, "each service ready on a node", Duration::from_secs(60), |v| {
+            let ready = |s: &str| ["a", "b"].iter().map(|n| ready_on_app(v, n, "test", s)).sum::<u64>();
+            ["echo", "ws", "web"].iter().all(|s| ready(s) == 1)
+                && ["a", "b"].iter().all(|n| node_addr_of(v, n).is_some())
+        });
+        nodes_json(&urls_)
+    })
+    .await
+    .unwrap();
+    // Each service's node, and the other one, whose gateway is asked.
+    let on = |service: &str| -> (&'static str, std::net::SocketAddr) {
+        let node = if ready_on_app(&v, "a", "test", service) == 1 {
+            "a"
+        } else {
+            "b"
+        };
+        let other = if node == "a" { "b" } else { "a" };
+        (node, gateway_of(&v, other))
+    };
+
+    // gRPC, every kind of call, by name through the other node.
+    let (_, gw) = on("echo");
+    let got = python_json(vec![format!("{FIXTURES}/grpc_client.py"), gw.to_string()]).await;
+    let unary = got["unary"].as_array().unwrap();
+    assert!(unary.iter().all(Value::is_string), "{got}");
+    assert_eq!(got["bidi"], json!(1000), "{got}");
+    assert_eq!(got["client_stream"], json!("abc".repeat(100)), "{got}");
+
+    // WebSocket: 10 connections of 100 messages each through the other node.
+    let (ws_node, gw) = on("ws");
+    let got = python_json(vec![
+        format!("{FIXTURES}/ws_client.py"),
+        "echo".into(),
+        format!("ws://{gw}/ws"),
+        "10".into(),
+        "100".into(),
+    ])
+    .await;
+    assert_eq!(got["ok"], json!(10), "{got}");
+    eprintln!("ws member on {ws_node}: {got}");
+
+    // A cacheable GET through the other node, stored there; then the member's node dies:
+    // the other node's gateway answers from its store at once, marked stale.
+    let (web_node, gw) = on("web");
+    let cached = "/app/cached?cc=max-age%3D0";
+    let first = get(gw, cached).await;
+    assert_eq!(first.status, http::StatusCode::OK, "{}", first.text());
+    assert_eq!(first.header("x-strata-stale"), None);
+    nodes.get_mut(web_node).unwrap().kill9();
+    let stale = get(gw, cached).await;
+    assert_eq!(stale.status, http::StatusCode::OK, "{}", stale.text());
+    assert_eq!(stale.header("x-strata-stale"), Some("true"), "{:?}", stale.headers);
+    assert_eq!(stale.body, first.body);
+    drop(nodes);
+    drop(nats);
+}
+
+/// The node's gateway address for the app, if its record lists one yet.
+fn node_addr_of(v: &Value, node: &str) -> Option<String> {
+    v["nodes"].as_array()?.iter().find(|n| n["name"] == node)?["gateways"]["test"]
+        .as_str()
+        .map(String::from)
+}
