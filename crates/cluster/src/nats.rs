@@ -259,6 +259,9 @@ async fn raise_consumer_limit(js: jetstream::Context, mut config: jetstream::str
     );
 }
 
+/// A stream's peer not heard from for this long is shown offline.
+const SILENT_PEER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where a stream's copies are, as its info reports them: the leader first.
 pub fn replicas_of(info: &jetstream::stream::Info) -> strata_queue::Replicas {
     let wanted = info.config.num_replicas.max(1);
@@ -278,10 +281,12 @@ pub fn replicas_of(info: &jetstream::stream::Info) -> strata_queue::Replicas {
             lag: 0,
         })
         .collect();
+    // A peer the group has not heard from for a while is offline, whether or not the
+    // group has marked it so yet (a killed server kept `offline: false` and its last lag).
     servers.extend(cluster.replicas.iter().map(|peer| strata_queue::Copy {
         server: peer.name.clone(),
         current: peer.current,
-        offline: peer.offline,
+        offline: peer.offline || peer.active >= SILENT_PEER,
         lag: peer.lag.unwrap_or(0),
     }));
     strata_queue::Replicas {

@@ -33,8 +33,11 @@ pub enum H2End {
 
 /// What went wrong with a member's call, in words that say whose side it was: a broken
 /// connection reads as the member's loss, not as the client's ("broken pipe").
-pub(crate) fn failure(e: &h2::Error) -> String {
-    if e.is_io() {
+/// `ended`: why strata ended the member's connection, when it did (a ping unanswered).
+pub(crate) fn failure(e: &h2::Error, ended: Option<&str>) -> String {
+    if let Some(why) = ended {
+        format!("its connection was closed: {why}")
+    } else if e.is_io() {
         format!("its connection was lost (the member may have exited): {e}")
     } else {
         e.to_string()
@@ -43,7 +46,7 @@ pub(crate) fn failure(e: &h2::Error) -> String {
 
 /// The trailers of a reply `member` broke off with `e`: stopped on purpose (scaled in,
 /// replaced, its node stopping) or failed.
-fn broken_off(e: &h2::Error, member: &strata_bus::Member) -> http::HeaderMap {
+fn broken_off(e: &h2::Error, member: &strata_bus::Member, ended: Option<&str>) -> http::HeaderMap {
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
     let message = match member.is_stopping() {
@@ -51,7 +54,7 @@ fn broken_off(e: &h2::Error, member: &strata_bus::Member) -> http::HeaderMap {
             "member {} was stopped during the call (scaled in, replaced, or its node stopping); call again: {e}",
             member.id
         ),
-        false => format!("member {} failed during the call: {}", member.id, failure(e)),
+        false => format!("member {} failed during the call: {}", member.id, failure(e, ended)),
     }
     .chars()
     .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
@@ -79,10 +82,11 @@ impl Body for ResBody {
             ResBody::Relayed(r) => Pin::new(r).poll_frame(cx),
             ResBody::Teed(t) => Pin::new(&mut **t).poll_frame(cx),
             ResBody::H2(_, _, H2End::Ended) => Poll::Ready(None),
-            ResBody::H2(body, guard, end) => match Pin::new(body).poll_frame(cx) {
+            ResBody::H2(body, guard, end) => match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Ready(Some(Err(e))) => {
                     *end = H2End::Ended;
-                    Poll::Ready(Some(Ok(Frame::trailers(broken_off(&e, guard.member())))))
+                    let trailers = broken_off(&e, guard.member(), body.connection_ended());
+                    Poll::Ready(Some(Ok(Frame::trailers(trailers))))
                 }
                 other => other.map_err(std::io::Error::other),
             },

@@ -52,7 +52,16 @@ impl Replicas {
             copies.join(", ")
         );
         if self.leader.is_none() {
-            out.push_str("; no leader (an election is under way)");
+            let offline = self.servers.iter().filter(|c| c.offline).count();
+            // Raft elects a leader only with a majority of the copies.
+            if offline > 0 && offline * 2 >= self.servers.len() {
+                out.push_str(&format!(
+                    "; no leader: {offline} of {} copies offline, no majority left to elect one (writes wait until they return)",
+                    self.servers.len()
+                ));
+            } else {
+                out.push_str("; no leader (an election is under way)");
+            }
         }
         if self.servers.len() < self.wanted {
             out.push_str(&format!("; {} asked for", self.wanted));
@@ -90,6 +99,28 @@ mod tests {
         assert_eq!(
             lone.describe(),
             "1 copy: n2; no leader (an election is under way); 3 asked for"
+        );
+        let offline = |server: &str| Copy {
+            offline: true,
+            ..copy(server, false, 0)
+        };
+        let one_down = Replicas {
+            wanted: 3,
+            leader: None,
+            servers: vec![copy("n2", true, 0), copy("n3", true, 0), offline("n1")],
+        };
+        assert_eq!(
+            one_down.describe(),
+            "3 copies: n2, n3, n1 (offline); no leader (an election is under way)"
+        );
+        let two_down = Replicas {
+            wanted: 3,
+            leader: None,
+            servers: vec![copy("n2", true, 0), offline("n0"), offline("n1")],
+        };
+        assert_eq!(
+            two_down.describe(),
+            "3 copies: n2, n0 (offline), n1 (offline); no leader: 2 of 3 copies offline, no majority left to elect one (writes wait until they return)"
         );
     }
 }

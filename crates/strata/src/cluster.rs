@@ -157,10 +157,16 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
                 for n in &nodes {
                     let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     let age = now.saturating_sub(n.heartbeat_ms);
-                    let heard = if age < strata_cluster::DEAD_AFTER.as_millis() as u64 {
+                    let dead = age >= strata_cluster::DEAD_AFTER.as_millis() as u64;
+                    let heard = if !dead {
                         format!("{:.1}s ago", age as f64 / 1000.0)
                     } else {
                         format!("DEAD {}s", age / 1000)
+                    };
+                    // A dead node's last heartbeat counted instances it no longer runs.
+                    let (ready, placed) = match dead {
+                        false => (n.ready.to_string(), n.instances.to_string()),
+                        true => ("-".to_string(), "-".to_string()),
                     };
                     let mark = if scheduler.as_deref() == Some(n.name.as_str()) {
                         "*"
@@ -177,15 +183,18 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
                         n.memory_mb.saturating_sub(n.used_memory_mb),
                         n.accelerators.saturating_sub(n.used_accelerators),
                         n.accelerators,
-                        n.ready,
-                        n.instances,
+                        ready,
+                        placed,
                         heard
                     )?;
                 }
                 if nodes.is_empty() {
                     writeln!(o, "(no node has joined)")?;
                 } else {
-                    writeln!(o, "* holds the scheduler's lease; INST is ready/placed")?;
+                    writeln!(
+                        o,
+                        "* holds the scheduler's lease; INST is ready/placed (- for a dead node)"
+                    )?;
                 }
                 for (app, p) in &apps {
                     for (service, nodes) in &p.services {

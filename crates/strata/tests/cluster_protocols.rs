@@ -237,3 +237,112 @@ fn node_addr_of(v: &Value, node: &str) -> Option<String> {
         .as_str()
         .map(String::from)
 }
+
+/// One bidi stream through `addr`, a message each 50 ms: prints "flowing" after 20
+/// echoes, then, when the stream ends, its status as JSON.
+const BIDI_UNTIL_IT_ENDS: &str = r#"
+import json, sys, time, grpc
+channel = grpc.insecure_channel(sys.argv[1])
+bidi = channel.stream_stream("/test.Echo/Bidi")
+def messages():
+    while True:
+        yield b"m"
+        time.sleep(0.05)
+echoed = 0
+try:
+    for _ in bidi(messages()):
+        echoed += 1
+        if echoed == 20:
+            print("flowing", flush=True)
+    print(json.dumps({"code": "OK", "details": "", "echoed": echoed}), flush=True)
+except grpc.RpcError as e:
+    print(json.dumps({"code": e.code().name, "details": e.details(), "echoed": echoed}), flush=True)
+"#;
+
+/// A node frozen (SIGSTOP: its heartbeats and its members' forwarders stop, the kernel
+/// keeps its connections open) is taken for dead, and its member leaves the pools of the
+/// other nodes; a gRPC stream another node's gateway had open to it then ends
+/// UNAVAILABLE within seconds, saying why, instead of after the keep-alive's 50 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_to_a_member_on_a_frozen_node_ends_once_the_node_is_taken_for_dead() {
+    use tokio::io::AsyncBufReadExt;
+    if !strata_testkit::needs("cluster", nats_server()) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsCluster::start(dir.path(), 3);
+    let urls = nats.urls();
+    remember_dir(&urls, dir.path());
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(format!("{FIXTURES}/grpc_member.py"), app.join("grpc_member.py")).unwrap();
+    let manifest = json!({ "strata": 1, "app": "test", "services": {
+        "echo": {
+            "run": ["python3", "grpc_member.py"], "instances": { "min": 1, "max": 1 },
+            "grpc": ["test.Echo"], "stop_grace_ms": 1000,
+        },
+    }});
+    let path = app.join("strata.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let nodes = BTreeMap::from([
+        ("a", start_node(dir.path(), &urls, "a", "A")),
+        ("b", start_node(dir.path(), &urls, "b", "B")),
+    ]);
+    let out = strata(&["deploy", path.to_str().unwrap(), "--nats", &urls]);
+    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+    let urls_ = urls.clone();
+    let v = tokio::task::spawn_blocking(move || {
+        wait_for(&urls_, "echo ready, both gateways up", Duration::from_secs(60), |v| {
+            ["a", "b"]
+                .iter()
+                .map(|n| ready_on_app(v, n, "test", "echo"))
+                .sum::<u64>()
+                == 1
+                && ["a", "b"].iter().all(|n| node_addr_of(v, n).is_some())
+        });
+        nodes_json(&urls_)
+    })
+    .await
+    .unwrap();
+    let frozen = if ready_on_app(&v, "a", "test", "echo") == 1 {
+        "a"
+    } else {
+        "b"
+    };
+    let other = if frozen == "a" { "b" } else { "a" };
+    let mut client = tokio::process::Command::new("python3")
+        .args(["-c", BIDI_UNTIL_IT_ENDS, &gateway_of(&v, other).to_string()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the grpcio client");
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
+    assert_eq!(first.ok().and_then(|l| l.ok()).flatten().as_deref(), Some("flowing"));
+
+    let pid = nodes[frozen].child.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let frozen_at = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(45), lines.next_line()).await;
+    let took = frozen_at.elapsed();
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let line = ended.expect("the stream ended").unwrap().expect("its status");
+    let status: Value = serde_json::from_str(&line).unwrap();
+    eprintln!("the stream through {other} ended {took:?} after {frozen} froze: {status}");
+    assert_eq!(status["code"], "UNAVAILABLE", "{status}");
+    assert!(
+        status["details"]
+            .as_str()
+            .unwrap()
+            .contains("left its pool and did not answer a ping"),
+        "{status}"
+    );
+    assert!(
+        took < Duration::from_secs(25),
+        "ended {took:?} after the freeze: {status}"
+    );
+    let _ = client.wait().await;
+    drop(nodes);
+    drop(nats);
+}

@@ -371,11 +371,7 @@ async fn relay_call(
             match cached {
                 Some(open) => Ok(Ok(open)),
                 None => {
-                    tokio::time::timeout(
-                        attempt,
-                        upstream.h2.connect(member.addr, policy.grpc_calls_per_connection),
-                    )
-                    .await
+                    tokio::time::timeout(attempt, upstream.h2.connect(member, policy.grpc_calls_per_connection)).await
                 }
             }
         };
@@ -474,13 +470,18 @@ async fn relay_call(
             Ok(Err(e)) => {
                 pool.suspect(member);
                 if idempotent {
-                    why = format!("member {} failed during the call: {}", member.id, failure(&e)).into();
+                    why = format!(
+                        "member {} failed during the call: {}",
+                        member.id,
+                        failure(&e, conn.ended_why())
+                    )
+                    .into();
                     sent = true;
                 } else {
                     let why = format!(
                         "member {} failed during the call: {}; not reissued: the method is not idempotent (relay.idempotent)",
                         member.id,
-                        failure(&e)
+                        failure(&e, conn.ended_why())
                     );
                     return (
                         status_response(GrpcStatus::Unavailable, &why),

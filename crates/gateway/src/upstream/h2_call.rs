@@ -276,7 +276,7 @@ pub struct H2Reply {
     data_done: bool,
     _pump: Option<StopPump>,
     /// Counts the call on its connection until the reply is dropped (keep-alive pings).
-    _conn: Arc<ConnRef>,
+    conn: Arc<ConnRef>,
 }
 
 impl H2Reply {
@@ -285,8 +285,13 @@ impl H2Reply {
             recv,
             data_done: false,
             _pump: pump,
-            _conn: conn,
+            conn,
         }
+    }
+
+    /// Why strata ended the call's connection to the member, if it did.
+    pub fn connection_ended(&self) -> Option<&str> {
+        self.conn.ended_why()
     }
 }
 
@@ -339,7 +344,8 @@ mod tests {
         let accepted = &counts[0];
         let conns = H2Conns::default();
         // Twenty calls at once to a member this thread has no connection to yet.
-        let opened = futures_util::future::join_all((0..20).map(|_| conns.connect(addr, usize::MAX))).await;
+        let member = strata_bus::Member::new("m-1", addr);
+        let opened = futures_util::future::join_all((0..20).map(|_| conns.connect(&member, usize::MAX))).await;
         assert!(opened.iter().all(|o| o.is_ok()));
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "connections the member accepted");
@@ -378,7 +384,10 @@ mod tests {
             async move {
                 match conns.cached(per_conn) {
                     Some(open) => open,
-                    None => conns.connect(addr, per_conn).await.unwrap(),
+                    None => conns
+                        .connect(&strata_bus::Member::new("m-1", addr), per_conn)
+                        .await
+                        .unwrap(),
                 }
             }
         };
@@ -548,7 +557,10 @@ mod tests {
     async fn a_complete_request_goes_whole_and_a_streaming_one_is_pumped() {
         let (addr, mut seen) = member().await;
         let conns = H2Conns::default();
-        let (mut sender, conn) = conns.connect(addr, usize::MAX).await.unwrap();
+        let (mut sender, conn) = conns
+            .connect(&strata_bus::Member::new("m-1", addr), usize::MAX)
+            .await
+            .unwrap();
 
         // Unary: the body is complete, so it goes from here, with no pump.
         let sent = send(&mut sender, &conn, head(addr, "/echo"), whole(b"hello"))
@@ -594,7 +606,10 @@ mod tests {
     async fn a_request_still_streaming_at_the_reply_head_is_pumped_by_a_task_until_the_reply_goes() {
         let (addr, mut seen) = member().await;
         let conns = H2Conns::default();
-        let (mut sender, conn) = conns.connect(addr, usize::MAX).await.unwrap();
+        let (mut sender, conn) = conns
+            .connect(&strata_bus::Member::new("m-1", addr), usize::MAX)
+            .await
+            .unwrap();
 
         // A bidirectional stream: the reply head comes first, the request streams on.
         let (frames, body) = mpsc::channel(4);
@@ -639,7 +654,10 @@ mod tests {
     async fn a_reply_larger_than_the_window_flows_as_it_is_read() {
         let (addr, mut seen) = member().await;
         let conns = H2Conns::default();
-        let (mut sender, conn) = conns.connect(addr, usize::MAX).await.unwrap();
+        let (mut sender, conn) = conns
+            .connect(&strata_bus::Member::new("m-1", addr), usize::MAX)
+            .await
+            .unwrap();
         // An empty request: its head carries END_STREAM.
         let sent = send(&mut sender, &conn, head(addr, "/big"), whole(b"")).await.unwrap();
         assert!(sent.pump.is_none());
