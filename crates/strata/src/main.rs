@@ -152,10 +152,31 @@ fn main() -> std::process::ExitCode {
         // `strata ps --json | head -1`: the reader has what it wanted.
         Err(e) if out::is_closed_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("strata: {e:#}");
+            eprintln!("strata: {}", error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, a cause that its parent already quotes left
+/// out (async-nats' errors repeat their source), with a hint for JetStream's "temporarily
+/// unavailable" (what a user sees when most NATS servers are down).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|last| last.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    let mut out = parts.join(": ");
+    if out.contains("JetStream system temporarily unavailable") {
+        out.push_str(
+            " (JetStream cannot answer: a majority of the NATS servers is down or cut off, or its leaders are being elected)",
+        );
+    }
+    out
 }
 
 #[cfg(test)]
@@ -163,6 +184,20 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::Parks;
+
+    #[test]
+    fn an_error_line_says_each_cause_once_and_what_jetstream_unavailable_means() {
+        let inner = anyhow::anyhow!("JetStream error: JetStream system temporarily unavailable (code 503)");
+        let e = inner
+            .context("watch failed: JetStream error: JetStream system temporarily unavailable (code 503)")
+            .context("list keys");
+        let text = super::error_text(&e);
+        assert_eq!(text.matches("temporarily unavailable").count(), 1, "said once: {text}");
+        assert!(text.starts_with("list keys: watch failed: JetStream error:"), "{text}");
+        assert!(text.ends_with("or its leaders are being elected)"), "{text}");
+        let plain = anyhow::anyhow!("no such file").context("read strata.json");
+        assert_eq!(super::error_text(&plain), "read strata.json: no such file");
+    }
 
     #[test]
     fn a_runtime_thread_collects_at_a_park_after_waking_at_most_once_a_second() {
