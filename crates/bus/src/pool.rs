@@ -218,6 +218,10 @@ pub struct Pool {
     /// Why its service runs no instance now, as its supervisor says (its setup step,
     /// waiting for bindings, stopping): told with a "no ready instance" answer.
     why_none: std::sync::Mutex<Option<Arc<str>>>,
+    /// Set while this node cannot tell whether the other nodes are there (it hears no
+    /// heartbeat, its own included): a member on this node is picked whenever one can
+    /// be, since one on another node may be across a partition.
+    local_first: AtomicBool,
 }
 
 /// How long a member a caller saw fail is passed over.
@@ -276,7 +280,17 @@ impl Pool {
             room: Arc::default(),
             served_gone: AtomicU64::new(0),
             transport: OnceLock::new(),
+            local_first: AtomicBool::new(false),
         }
+    }
+
+    /// Picks members on this node first while `on` (see the field).
+    pub fn set_local_first(&self, on: bool) {
+        self.local_first.store(on, Ordering::Relaxed);
+    }
+
+    pub fn local_first(&self) -> bool {
+        self.local_first.load(Ordering::Relaxed)
     }
 
     /// Installs the pool's admission, before requests come. A pool has at most one: a
@@ -401,6 +415,15 @@ impl Pool {
     pub fn pick(&self, tried: &[Arc<Member>]) -> Option<Arc<Member>> {
         let members = self.members.read().unwrap();
         let eligible = |m: &Arc<Member>| !m.is_unavailable() && !tried.iter().any(|t| Arc::ptr_eq(t, m));
+        if self.local_first.load(Ordering::Relaxed) {
+            let local = members
+                .iter()
+                .filter(|m| !m.remote && eligible(m))
+                .min_by_key(|m| m.inflight());
+            if let Some(m) = local {
+                return Some(m.clone());
+            }
+        }
         match members.len() {
             0 => None,
             1 => Some(members[0].clone()).filter(eligible),
@@ -453,6 +476,25 @@ mod tests {
         let local = pool.members().iter().find(|m| !m.is_remote()).unwrap().clone();
         let _busy = local.begin();
         assert!((0..50).any(|_| pool.pick(&[]).unwrap().id == "b/web-1"));
+    }
+
+    #[test]
+    fn local_first_picks_a_local_member_whatever_its_load_and_else_a_remote_one() {
+        let pool = Pool::new("web");
+        pool.join(Member::new_remote("b/web-1", addr(1)));
+        pool.join(Member::new("web-1", addr(2)));
+        let local = pool.members().iter().find(|m| !m.is_remote()).unwrap().clone();
+        let _busy = (local.begin(), local.begin());
+        pool.set_local_first(true);
+        for _ in 0..100 {
+            assert_eq!(pool.pick(&[]).unwrap().id, "web-1");
+        }
+        // Tried already (or passed over): the remote one, rather than none.
+        assert_eq!(pool.pick(std::slice::from_ref(&local)).unwrap().id, "b/web-1");
+        pool.leave("web-1");
+        assert_eq!(pool.pick(&[]).unwrap().id, "b/web-1");
+        pool.set_local_first(false);
+        assert!(!pool.local_first());
     }
 
     fn addr(port: u16) -> SocketAddr {

@@ -314,6 +314,9 @@ fn sync(
     joined: &mut BTreeSet<(String, String)>,
 ) {
     let hearing = membership.is_live(me);
+    // Every pool with another node's member, before and after.
+    let mut services: BTreeSet<String> = joined.iter().map(|(service, _)| service.clone()).collect();
+    services.extend(known.values().map(|r| r.service.clone()));
     let mut want: BTreeMap<(String, String), SocketAddr> = BTreeMap::new();
     for r in known.values() {
         if membership.is_live(&r.node) {
@@ -331,6 +334,11 @@ fn sync(
         if joined.insert((service.clone(), id.clone())) {
             bus.pool(&service).join(Member::new_remote(id, addr));
         }
+    }
+    // Deaf, the node keeps the others' members but picks its own first: the others
+    // may be across a partition, where a call would wait for its deadline.
+    for service in services {
+        bus.pool(&service).set_local_first(!hearing);
     }
 }
 
@@ -480,9 +488,11 @@ mod tests {
         membership.heard_at("b", long_ago);
         sync(&bus, &known, &membership, "a", &mut joined);
         assert_eq!(bus.pool("web").members().len(), 1, "b's member stays while a is deaf");
+        assert!(bus.pool("web").local_first(), "and a's own members are picked first");
         // a hears itself again, and b stays silent: b is dead.
         membership.heard_at("a", Instant::now());
         sync(&bus, &known, &membership, "a", &mut joined);
+        assert!(!bus.pool("web").local_first());
         assert!(bus.pool("web").members().is_empty(), "b's member goes");
     }
 
