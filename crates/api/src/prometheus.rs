@@ -426,51 +426,52 @@ pub(crate) fn cache_families(out: &mut String, app: &str, cache: &strata_cache::
 /// closed (INFO's clients and stats sections).
 pub(crate) fn redis_families(out: &mut String, app: &str, redis: &strata_cache::RespStats) {
     let app = escape(app);
-    let gauges = [
+    let families = [
         (
             "strata_redis_clients",
+            "gauge",
             "Connections open on the Redis port.",
             redis.clients,
         ),
         (
             "strata_redis_max_clients",
+            "gauge",
             "The Redis port's bound on open connections (cache.max_clients).",
             redis.max_clients,
         ),
         (
             "strata_redis_blocked_clients",
+            "gauge",
             "Connections waiting in a blocking command (BLPOP, BRPOP, BLMOVE and the like).",
             redis.blocked_clients,
         ),
         (
             "strata_redis_query_buffer_bytes",
+            "gauge",
             "Bytes the connections' query buffers hold (bounded by cache.max_query_buffers_total_mb).",
             redis.query_buffer_bytes,
         ),
-    ];
-    for (name, help, value) in gauges {
-        header(out, name, "gauge", help);
-        let _ = writeln!(out, "{name}{{app=\"{app}\"}} {value}");
-    }
-    let counters = [
         (
             "strata_redis_connections_total",
+            "counter",
             "Connections the Redis port accepted.",
             redis.connections,
         ),
         (
             "strata_redis_commands_total",
+            "counter",
             "Commands the Redis port ran.",
             redis.commands,
         ),
         (
             "strata_redis_refused_connections_total",
+            "counter",
             "Connections refused at accept because cache.max_clients were open (Redis' rejected_connections).",
             redis.refused,
         ),
     ];
-    for (name, help, value) in counters {
-        header(out, name, "counter", help);
+    for (name, kind, help, value) in families {
+        header(out, name, kind, help);
         let _ = writeln!(out, "{name}{{app=\"{app}\"}} {value}");
     }
     header(

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::cluster::*;
-use common::get;
+use common::{get, run_python};
 use serde_json::{json, Value};
 use strata_testkit::nats::{nats_server, NatsCluster};
 
@@ -115,19 +115,66 @@ async fn a_node_that_cannot_run_an_app_gets_none_of_it_and_runs_it_once_it_can()
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-/// A Python program's JSON line (the grpcio and websockets clients of the fixtures).
-async fn python_json(args: Vec<String>) -> Value {
-    let out = tokio::task::spawn_blocking(move || std::process::Command::new("python3").args(&args).output())
+/// Nodes a and b over three nats-servers, running the app `test` of `services` whose
+/// programs are the fixtures named in `files` (copied into the app's folder, so that they
+/// travel in its bundle); made once each service has one ready instance and both
+/// gateways are up. Dropped: the nodes, then the servers, then the dir.
+struct TwoNodes {
+    nodes: BTreeMap<&'static str, ClusterNode>,
+    _nats: NatsCluster,
+    /// `strata nodes --json` once ready.
+    v: Value,
+    _dir: tempfile::TempDir,
+}
+
+impl TwoNodes {
+    async fn start(files: &[&str], services: Value) -> TwoNodes {
+        let dir = tempfile::tempdir().unwrap();
+        let nats = NatsCluster::start(dir.path(), 3);
+        let urls = nats.urls();
+        remember_dir(&urls, dir.path());
+        let app = dir.path().join("app");
+        std::fs::create_dir_all(&app).unwrap();
+        for file in files {
+            std::fs::copy(format!("{FIXTURES}/{file}"), app.join(file)).unwrap();
+        }
+        let names: Vec<String> = services.as_object().unwrap().keys().cloned().collect();
+        let manifest = json!({ "strata": 1, "app": "test", "services": services });
+        let path = app.join("strata.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+        let nodes = BTreeMap::from([
+            ("a", start_node(dir.path(), &urls, "a", "A")),
+            ("b", start_node(dir.path(), &urls, "b", "B")),
+        ]);
+        let out = strata(&["deploy", path.to_str().unwrap(), "--nats", &urls]);
+        assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+        let v = tokio::task::spawn_blocking(move || {
+            wait_for(&urls, "each service ready on a node", Duration::from_secs(60), |v| {
+                let ready = |s: &str| ["a", "b"].iter().map(|n| ready_on_app(v, n, "test", s)).sum::<u64>();
+                names.iter().all(|s| ready(s) == 1) && ["a", "b"].iter().all(|n| node_addr_of(v, n).is_some())
+            });
+            nodes_json(&urls)
+        })
         .await
-        .unwrap()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+        .unwrap();
+        TwoNodes {
+            nodes,
+            _nats: nats,
+            v,
+            _dir: dir,
+        }
+    }
+
+    /// The node that runs `service`'s instance, and the other node's gateway.
+    fn on(&self, service: &str) -> (&'static str, std::net::SocketAddr) {
+        let node = if ready_on_app(&self.v, "a", "test", service) == 1 {
+            "a"
+        } else {
+            "b"
+        };
+        let other = if node == "a" { "b" } else { "a" };
+        (node, gateway_of(&self.v, other))
+    }
 }
 
 /// gRPC by name, WebSocket and a route with stored answers, each served by one member on
@@ -139,18 +186,9 @@ async fn a_node_relays_grpc_websocket_and_cached_gets_to_members_on_another_node
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsCluster::start(dir.path(), 3);
-    let urls = nats.urls();
-    remember_dir(&urls, dir.path());
-    let app = dir.path().join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    for file in ["grpc_member.py", "ws_echo.py", "member.py"] {
-        std::fs::copy(format!("{FIXTURES}/{file}"), app.join(file)).unwrap();
-    }
-    let record = dir.path().join("record.jsonl");
+    let record = tempfile::NamedTempFile::new().unwrap();
     let one = json!({ "min": 1, "max": 1 });
-    let manifest = json!({ "strata": 1, "app": "test", "services": {
+    let services = json!({
         "echo": {
             "run": ["python3", "grpc_member.py"], "instances": one, "grpc": ["test.Echo"],
             "relay": { "grpc_calls_per_connection": 1 }, "stop_grace_ms": 1000,
@@ -158,45 +196,18 @@ async fn a_node_relays_grpc_websocket_and_cached_gets_to_members_on_another_node
         "ws": { "run": ["python3", "ws_echo.py"], "instances": one, "routes": ["/ws"], "stop_grace_ms": 1000 },
         "web": {
             "run": ["python3", "member.py"], "instances": one,
-            "env": { "RECORD": record.display().to_string() },
+            "env": { "RECORD": record.path().display().to_string() },
             "health": { "path": "/healthz", "interval_ms": 200, "timeout_ms": 1000 },
             "routes": [{ "path": "/app", "fallback": { "stale_if_error_s": 300 } }],
             "stop_grace_ms": 1000,
         },
-    }});
-    let path = app.join("strata.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
-    let mut nodes = BTreeMap::from([
-        ("a", start_node(dir.path(), &urls, "a", "A")),
-        ("b", start_node(dir.path(), &urls, "b", "B")),
-    ]);
-    let out = strata(&["deploy", path.to_str().unwrap(), "--nats", &urls]);
-    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
-    let urls_ = urls.clone();
-    let v = tokio::task::spawn_blocking(move || {
-        wait_for(&urls_, "each service ready on a node", Duration::from_secs(60), |v| {
-            let ready = |s: &str| ["a", "b"].iter().map(|n| ready_on_app(v, n, "test", s)).sum::<u64>();
-            ["echo", "ws", "web"].iter().all(|s| ready(s) == 1)
-                && ["a", "b"].iter().all(|n| node_addr_of(v, n).is_some())
-        });
-        nodes_json(&urls_)
-    })
-    .await
-    .unwrap();
-    // Each service's node, and the other one, whose gateway is asked.
-    let on = |service: &str| -> (&'static str, std::net::SocketAddr) {
-        let node = if ready_on_app(&v, "a", "test", service) == 1 {
-            "a"
-        } else {
-            "b"
-        };
-        let other = if node == "a" { "b" } else { "a" };
-        (node, gateway_of(&v, other))
-    };
+    });
+    let mut cluster = TwoNodes::start(&["grpc_member.py", "ws_echo.py", "member.py"], services).await;
+    let on = |service: &str| cluster.on(service);
 
     // gRPC, every kind of call, by name through the other node.
     let (_, gw) = on("echo");
-    let got = python_json(vec![format!("{FIXTURES}/grpc_client.py"), gw.to_string()]).await;
+    let got = run_python(vec![format!("{FIXTURES}/grpc_client.py"), gw.to_string()]).await;
     let unary = got["unary"].as_array().unwrap();
     assert!(unary.iter().all(Value::is_string), "{got}");
     assert_eq!(got["bidi"], json!(1000), "{got}");
@@ -204,7 +215,7 @@ async fn a_node_relays_grpc_websocket_and_cached_gets_to_members_on_another_node
 
     // WebSocket: 10 connections of 100 messages each through the other node.
     let (ws_node, gw) = on("ws");
-    let got = python_json(vec![
+    let got = run_python(vec![
         format!("{FIXTURES}/ws_client.py"),
         "echo".into(),
         format!("ws://{gw}/ws"),
@@ -222,13 +233,11 @@ async fn a_node_relays_grpc_websocket_and_cached_gets_to_members_on_another_node
     let first = get(gw, cached).await;
     assert_eq!(first.status, http::StatusCode::OK, "{}", first.text());
     assert_eq!(first.header("x-strata-stale"), None);
-    nodes.get_mut(web_node).unwrap().kill9();
+    cluster.nodes.get_mut(web_node).unwrap().kill9();
     let stale = get(gw, cached).await;
     assert_eq!(stale.status, http::StatusCode::OK, "{}", stale.text());
     assert_eq!(stale.header("x-strata-stale"), Some("true"), "{:?}", stale.headers);
     assert_eq!(stale.body, first.body);
-    drop(nodes);
-    drop(nats);
 }
 
 /// The node's gateway address for the app, if its record lists one yet.
@@ -270,49 +279,16 @@ async fn a_stream_to_a_member_on_a_frozen_node_ends_once_the_node_is_taken_for_d
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsCluster::start(dir.path(), 3);
-    let urls = nats.urls();
-    remember_dir(&urls, dir.path());
-    let app = dir.path().join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(format!("{FIXTURES}/grpc_member.py"), app.join("grpc_member.py")).unwrap();
-    let manifest = json!({ "strata": 1, "app": "test", "services": {
+    let services = json!({
         "echo": {
             "run": ["python3", "grpc_member.py"], "instances": { "min": 1, "max": 1 },
             "grpc": ["test.Echo"], "stop_grace_ms": 1000,
         },
-    }});
-    let path = app.join("strata.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
-    let nodes = BTreeMap::from([
-        ("a", start_node(dir.path(), &urls, "a", "A")),
-        ("b", start_node(dir.path(), &urls, "b", "B")),
-    ]);
-    let out = strata(&["deploy", path.to_str().unwrap(), "--nats", &urls]);
-    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
-    let urls_ = urls.clone();
-    let v = tokio::task::spawn_blocking(move || {
-        wait_for(&urls_, "echo ready, both gateways up", Duration::from_secs(60), |v| {
-            ["a", "b"]
-                .iter()
-                .map(|n| ready_on_app(v, n, "test", "echo"))
-                .sum::<u64>()
-                == 1
-                && ["a", "b"].iter().all(|n| node_addr_of(v, n).is_some())
-        });
-        nodes_json(&urls_)
-    })
-    .await
-    .unwrap();
-    let frozen = if ready_on_app(&v, "a", "test", "echo") == 1 {
-        "a"
-    } else {
-        "b"
-    };
-    let other = if frozen == "a" { "b" } else { "a" };
+    });
+    let cluster = TwoNodes::start(&["grpc_member.py"], services).await;
+    let (frozen, other_gateway) = cluster.on("echo");
     let mut client = tokio::process::Command::new("python3")
-        .args(["-c", BIDI_UNTIL_IT_ENDS, &gateway_of(&v, other).to_string()])
+        .args(["-c", BIDI_UNTIL_IT_ENDS, &other_gateway.to_string()])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -321,7 +297,7 @@ async fn a_stream_to_a_member_on_a_frozen_node_ends_once_the_node_is_taken_for_d
     let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
     assert_eq!(first.ok().and_then(|l| l.ok()).flatten().as_deref(), Some("flowing"));
 
-    let pid = nodes[frozen].child.id() as i32;
+    let pid = cluster.nodes[frozen].child.id() as i32;
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let frozen_at = std::time::Instant::now();
     let ended = tokio::time::timeout(Duration::from_secs(45), lines.next_line()).await;
@@ -329,7 +305,7 @@ async fn a_stream_to_a_member_on_a_frozen_node_ends_once_the_node_is_taken_for_d
     unsafe { libc::kill(pid, libc::SIGCONT) };
     let line = ended.expect("the stream ended").unwrap().expect("its status");
     let status: Value = serde_json::from_str(&line).unwrap();
-    eprintln!("the stream through {other} ended {took:?} after {frozen} froze: {status}");
+    eprintln!("the stream through {other_gateway} ended {took:?} after {frozen} froze: {status}");
     assert_eq!(status["code"], "UNAVAILABLE", "{status}");
     assert!(
         status["details"]
@@ -343,6 +319,4 @@ async fn a_stream_to_a_member_on_a_frozen_node_ends_once_the_node_is_taken_for_d
         "ended {took:?} after the freeze: {status}"
     );
     let _ = client.wait().await;
-    drop(nodes);
-    drop(nats);
 }

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use serde_json::{json, Value};
 
@@ -21,24 +19,6 @@ const BIDI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_bid
 
 async fn run_client(addr: std::net::SocketAddr) -> Value {
     run_python(vec![CLIENT.to_string(), addr.to_string()]).await
-}
-
-async fn run_python(args: Vec<String>) -> Value {
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args(&args)
-            .output()
-            .expect("run the grpcio client")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 /// `grpc_bidi_reconnect.py` streaming through `addr` until `total` echoes came back.

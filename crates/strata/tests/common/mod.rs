@@ -716,3 +716,19 @@ pub fn log_tails(dir: &Path, lines: usize) -> String {
     }
     logs
 }
+
+/// A Python program's one JSON line (the fixtures' grpcio and websockets clients):
+/// fails the test with its output when it fails.
+pub async fn run_python(args: Vec<String>) -> Value {
+    let out = tokio::task::spawn_blocking(move || Command::new("python3").args(&args).output())
+        .await
+        .unwrap()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
