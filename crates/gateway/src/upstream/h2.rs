@@ -26,8 +26,12 @@ use crate::worker::{slot, SLOTS};
 /// Opens calls on one connection to a member.
 pub type Sender = SendRequest<Bytes>;
 
-/// While calls are open, a ping goes to the member this often...
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// While calls are open, a ping goes to the member this often (no more often than gRPC
+/// servers accept by default: C-core's `min_recv_ping_interval_without_data` is 5
+/// minutes, and a server that gets a third ping sooner while it sends nothing ends the
+/// connection with `too_many_pings`; at 30 s an idle stream through strata to a grpcio
+/// member was cut after 135 s)...
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(310);
 /// ...and a connection whose member does not answer one within this is closed (its
 /// calls end `UNAVAILABLE`), as hyper's client did with the same settings.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -36,9 +40,8 @@ const KEEP_ALIVE_CHECK: Duration = Duration::from_secs(5);
 /// A member that left its pool while calls are open is pinged once, at the next check,
 /// and its connection closed when that ping goes unanswered this long: one that stops to
 /// drain answers, and its calls run on; one whose node died or is cut off does not, and
-/// its calls end `UNAVAILABLE` within about ten seconds instead of fifty. Once only: a
-/// gRPC server counts pings that come often while it sends nothing, and ends the
-/// connection past a few (`too_many_pings`).
+/// its calls end `UNAVAILABLE` within about ten seconds, not at the next keep-alive
+/// ping. Once only, for the same `too_many_pings`.
 const GONE_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection as its cache entry and its calls hold it: the driver pings the member
