@@ -6,7 +6,7 @@
 //! heartbeat at once (its load reports the held requests, which the scheduler takes as
 //! demand at zero), and times the start: from the first request held here to the
 //! first member ready on any node, recorded as a `cold-start` event and in the
-//! service's autoscale status (`strata_cold_start_ms`).
+//! service's autoscale status (`cold_start_ms`; `strata_cold_start_seconds` in the metrics).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
