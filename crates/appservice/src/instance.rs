@@ -627,9 +627,17 @@ fn instance_env(
         ("STRATA_URL".to_string(), shared.api_url.clone()),
         ("STRATA_APP".to_string(), shared.app.clone()),
         ("STRATA_SERVICE".to_string(), ctx.name.clone()),
-        ("STRATA_INSTANCE".to_string(), id.to_string()),
         ("TMPDIR".to_string(), scratch.display().to_string()),
     ]);
+    match &shared.cluster_node {
+        Some(node) => {
+            env.insert("STRATA_INSTANCE".to_string(), format!("{id}@{node}"));
+            env.insert("STRATA_NODE".to_string(), node.clone());
+        }
+        None => {
+            env.insert("STRATA_INSTANCE".to_string(), id.to_string());
+        }
+    }
     if container {
         env.insert("PATH".to_string(), oci::PATH.to_string());
         env.insert("HOME".to_string(), scratch.display().to_string());

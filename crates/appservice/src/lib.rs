@@ -112,6 +112,10 @@ pub struct AppConfig {
     /// platform API (a service without one gets none).
     pub tokens: BTreeMap<String, String>,
     pub node: NodeResources,
+    /// In a cluster, this node's name: instances get it as `STRATA_NODE`, and their
+    /// `STRATA_INSTANCE` is `ID@NODE` (unique in the cluster; `web-1` alone repeats on
+    /// every node). None: one node.
+    pub cluster_node: Option<String>,
     /// The gRPC health check (`health.grpc`), from a crate that speaks HTTP/2; None:
     /// such a check fails, saying so.
     pub grpc_probe: Option<GrpcProbe>,
@@ -125,6 +129,7 @@ pub(crate) struct AppContext {
     pub state_dir: PathBuf,
     pub api_url: String,
     pub tokens: BTreeMap<String, String>,
+    pub cluster_node: Option<String>,
     pub grpc_probe: Option<GrpcProbe>,
     pub bus: Arc<Bus>,
     pub capacity: capacity::Capacity,
@@ -206,6 +211,7 @@ impl AppService {
             state_dir: config.state_dir,
             api_url: config.api_url,
             tokens: config.tokens,
+            cluster_node: config.cluster_node,
             grpc_probe: config.grpc_probe,
             bus,
             capacity: capacity::Capacity::new(config.node),

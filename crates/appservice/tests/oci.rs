@@ -187,6 +187,7 @@ fn start(dir: &Path, service: Value) -> AppService {
     let state_dir = dir.join(".strata");
     std::fs::create_dir_all(&state_dir).unwrap();
     let config = AppConfig {
+        cluster_node: None,
         grpc_probe: None,
         manifest: manifest(service),
         app_dir: dir.to_path_buf(),

@@ -82,6 +82,7 @@ fn start(dir: &Path, service: Value) -> AppService {
     std::fs::create_dir_all(&state_dir).unwrap();
     let text = json!({"strata": 1, "app": "imaged", "services": {"web": service}}).to_string();
     let config = AppConfig {
+        cluster_node: None,
         grpc_probe: None,
         manifest: strata_manifest::parse(&text).expect("a valid manifest"),
         app_dir: dir.to_path_buf(),

@@ -145,6 +145,7 @@ fn start_service(dir: &Path, app: &str, web: Value, api: SocketAddr) -> AppServi
     std::fs::create_dir_all(&state_dir).unwrap();
     let text = json!({"strata": 1, "app": app, "services": {"web": web}}).to_string();
     let config = AppConfig {
+        cluster_node: None,
         grpc_probe: None,
         manifest: strata_manifest::parse(&text).expect("a valid manifest"),
         app_dir: dir.to_path_buf(),

@@ -195,6 +195,13 @@ pub struct Hold {
     member: Arc<Member>,
 }
 
+impl Hold {
+    /// The member held.
+    pub fn member(&self) -> &Arc<Member> {
+        &self.member
+    }
+}
+
 impl Drop for Hold {
     fn drop(&mut self) {
         self.member.held.fetch_sub(1, Ordering::Relaxed);

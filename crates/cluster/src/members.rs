@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Membership, Nats};
 
+mod probe;
+use probe::Probe;
+
 /// A ready member as other nodes see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberRecord {
@@ -37,6 +40,11 @@ pub struct MemberRecord {
     pub instance: String,
     /// The forwarder on the member's node.
     pub addr: SocketAddr,
+    /// Its instance is being stopped on purpose (scaled in, replaced, its node stopping):
+    /// put just before the key is deleted, so that the other nodes' pools take it out
+    /// as [`Member::stopping`] and say so of the calls its stop cuts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopping: bool,
 }
 
 fn key(app: &str, service: &str, node: &str, instance: &str) -> String {
@@ -140,16 +148,9 @@ pub async fn publish(nats: Nats, publisher: Publisher, bus: Arc<Bus>, shutdown: 
         }
         let gone: Vec<String> = published.keys().filter(|k| !now.contains_key(*k)).cloned().collect();
         for k in gone {
-            let Published {
-                accepting,
-                traffic,
-                hold,
-                ..
-            } = published.remove(&k).expect("listed");
-            if let Err(e) = nats.members.delete(&k).await {
-                tracing::debug!(key = k, "unpublish a member: {e}");
-            }
-            tokio::spawn(release_when_heard(hold, accepting, traffic));
+            let p = published.remove(&k).expect("listed");
+            let stopping = p.hold.member().is_stopping();
+            unpublish(&nats, &k, p, stopping).await;
         }
         for (k, (service, instance, member)) in now {
             if !published.contains_key(&k) {
@@ -164,6 +165,7 @@ pub async fn publish(nats: Nats, publisher: Publisher, bus: Arc<Bus>, shutdown: 
                             service,
                             instance,
                             addr,
+                            stopping: false,
                         };
                         let hold = member.hold();
                         published.insert(
@@ -197,9 +199,27 @@ pub async fn publish(nats: Nats, publisher: Publisher, bus: Arc<Bus>, shutdown: 
     // This version (or the node) stops: the other nodes stop picking its members first,
     // and the holds keep the instances from stopping until they may have heard.
     for (k, p) in published {
-        let _ = nats.members.delete(&k).await;
-        tokio::spawn(release_when_heard(p.hold, p.accepting, p.traffic));
+        unpublish(&nats, &k, p, true).await;
     }
+}
+
+/// Deletes a member's key (after a record saying it is `stopping`, when it is), and
+/// keeps it held until the other nodes may have heard.
+async fn unpublish(nats: &Nats, key: &str, p: Published, stopping: bool) {
+    if stopping && p.sent {
+        let record = MemberRecord {
+            stopping: true,
+            ..p.record
+        };
+        let body = serde_json::to_vec(&record).expect("serializable");
+        if let Err(e) = nats.members.put(key, body.into()).await {
+            tracing::debug!(key, "mark a member stopping: {e}");
+        }
+    }
+    if let Err(e) = nats.members.delete(key).await {
+        tracing::debug!(key, "unpublish a member: {e}");
+    }
+    tokio::spawn(release_when_heard(p.hold, p.accepting, p.traffic));
 }
 
 /// Removes every member key this node left behind (a previous run killed with SIGKILL).
@@ -226,22 +246,49 @@ pub async fn join_remote(
 ) {
     // key -> record, as the bucket says.
     let mut known: BTreeMap<String, MemberRecord> = BTreeMap::new();
-    // Pool ids joined, per service.
-    let mut joined: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut joined = Joined::default();
+    let mut probe = Probe::default();
     let prefix = format!("{app}.");
+    // Every 200 ms: the probe's step and a sync, whatever the watch is doing (making
+    // one waits for JetStream, which a deaf node may not reach for seconds).
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
+    // The full read under way, if one is.
+    let mut reading: Option<tokio::task::JoinHandle<anyhow::Result<BTreeMap<String, MemberRecord>>>> = None;
     'watch: loop {
-        let mut watch = match nats.members.watch_all().await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!("watch the cluster's members: {e}");
+        let made = {
+            let making = nats.members.watch_all();
+            tokio::pin!(making);
+            loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue 'watch,
+                    made = &mut making => break made,
+                    _ = tick.tick() => {
+                        probe.step(&membership, &me, &mut joined).await;
+                        sync(&bus, &known, &membership, &me, &mut joined);
+                    }
                     _ = shutdown.cancelled() => break 'watch,
                 }
             }
         };
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        let mut ticks = 0u64;
+        let mut watch = match made {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!("watch the cluster's members: {e}");
+                let retry = tokio::time::sleep(Duration::from_millis(500));
+                tokio::pin!(retry);
+                loop {
+                    tokio::select! {
+                        _ = &mut retry => continue 'watch,
+                        _ = tick.tick() => {
+                            probe.step(&membership, &me, &mut joined).await;
+                            sync(&bus, &known, &membership, &me, &mut joined);
+                        }
+                        _ = shutdown.cancelled() => break 'watch,
+                    }
+                }
+            }
+        };
         loop {
             tokio::select! {
                 entry = watch.next() => {
@@ -264,22 +311,46 @@ pub async fn join_remote(
                 _ = tick.tick() => {
                     // The watch is the fast path; a full read every 2 s is the safety net
                     // (a watch made while JetStream was still electing can stay silent).
-                    ticks += 1;
-                    if ticks % 10 == 1 {
-                        match read_all(&nats, &prefix, &me).await {
-                            Ok(all) => known = all,
-                            Err(e) => tracing::debug!("read the cluster's members: {e:#}"),
+                    // In a task of its own: one made as the node is cut off waits for
+                    // JetStream for seconds, and the probe must go on meanwhile.
+                    if reading.as_ref().is_some_and(|r| r.is_finished()) {
+                        match reading.take().expect("checked").await {
+                            Ok(Ok(all)) => known = all,
+                            Ok(Err(e)) => tracing::debug!("read the cluster's members: {e:#}"),
+                            Err(_) => {}
                         }
                     }
+                    ticks += 1;
+                    if ticks % 10 == 1 && reading.is_none() {
+                        let (nats, prefix, me) = (nats.clone(), prefix.clone(), me.clone());
+                        reading = Some(tokio::spawn(async move { read_all(&nats, &prefix, &me).await }));
+                    }
+                    probe.step(&membership, &me, &mut joined).await;
                 }
                 _ = shutdown.cancelled() => break 'watch,
             }
             sync(&bus, &known, &membership, &me, &mut joined);
         }
     }
-    for (service, id) in joined {
+    probe.stop();
+    if let Some(r) = reading {
+        r.abort();
+    }
+    for (service, id) in joined.pooled.into_keys() {
         bus.pool(&service).leave(&id);
     }
+}
+
+/// The other nodes' members in this node's pools, as [`sync`] keeps them.
+#[derive(Default)]
+struct Joined {
+    /// (service, pool id) -> its forwarder: in the pools.
+    pooled: BTreeMap<(String, String), SocketAddr>,
+    /// Taken out while this node is deaf, their forwarder out of reach (see [`Probe`]):
+    /// joined again once it answers, or once the node hears again and theirs is live.
+    parked: BTreeMap<(String, String), SocketAddr>,
+    /// The forwarders the last probe could not reach (only while deaf).
+    unreachable: BTreeSet<SocketAddr>,
 }
 
 /// Every member of other nodes under `prefix` (one app), read whole.
@@ -304,34 +375,65 @@ async fn read_all(nats: &Nats, prefix: &str, me: &str) -> anyhow::Result<BTreeMa
 /// (`me`) can tell: while its own heartbeat is not arriving (its NATS server died and it
 /// is reconnecting, or it is cut off), the other nodes' silence says nothing of them,
 /// and their members stay (a request to one that did die fails over as to any member
-/// that went away). Taking them out made this node's gateway answer 503 for seconds
-/// while every instance was serving.
-fn sync(
-    bus: &Bus,
-    known: &BTreeMap<String, MemberRecord>,
-    membership: &Membership,
-    me: &str,
-    joined: &mut BTreeSet<(String, String)>,
-) {
-    let hearing = membership.is_live(me);
+/// that went away), except those whose forwarder the probe could not reach (parked until
+/// it can). Taking them all out made this node's gateway answer 503 for seconds while
+/// every instance was serving.
+fn sync(bus: &Bus, known: &BTreeMap<String, MemberRecord>, membership: &Membership, me: &str, joined: &mut Joined) {
+    let hearing = membership.hears_itself(me);
     // Every pool with another node's member, before and after.
-    let mut services: BTreeSet<String> = joined.iter().map(|(service, _)| service.clone()).collect();
+    let mut services: BTreeSet<String> = joined
+        .pooled
+        .keys()
+        .chain(joined.parked.keys())
+        .map(|(service, _)| service.clone())
+        .collect();
     services.extend(known.values().map(|r| r.service.clone()));
     let mut want: BTreeMap<(String, String), SocketAddr> = BTreeMap::new();
+    // Members whose instance is being stopped: they leave, marked.
+    let mut stopping: BTreeSet<(String, String)> = BTreeSet::new();
     for r in known.values() {
-        if membership.is_live(&r.node) {
-            want.insert((r.service.clone(), format!("{}/{}", r.node, r.instance)), r.addr);
+        let key = (r.service.clone(), format!("{}/{}", r.node, r.instance));
+        if r.stopping {
+            stopping.insert(key);
+        } else if membership.is_live(&r.node) {
+            want.insert(key, r.addr);
         }
     }
-    joined.retain(|(service, id)| {
-        let keep = !hearing || want.contains_key(&(service.clone(), id.clone()));
+    if hearing {
+        joined.parked.clear();
+    } else {
+        want.extend(
+            joined
+                .pooled
+                .iter()
+                .chain(&joined.parked)
+                .filter(|(k, _)| !stopping.contains(*k))
+                .map(|(k, addr)| (k.clone(), *addr)),
+        );
+        let (parked, reached) = want
+            .into_iter()
+            .partition(|(_, addr)| joined.unreachable.contains(addr));
+        joined.parked = parked;
+        want = reached;
+    }
+    joined.pooled.retain(|(service, id), _| {
+        let key = (service.clone(), id.clone());
+        let keep = want.contains_key(&key);
         if !keep {
-            bus.pool(service).leave(id);
+            let pool = bus.pool(service);
+            if stopping.contains(&key) {
+                if let Some(m) = pool.members().iter().find(|m| m.id == *id) {
+                    m.stopping();
+                }
+            }
+            pool.leave(id);
         }
         keep
     });
-    for ((service, id), addr) in want {
-        if joined.insert((service.clone(), id.clone())) {
+    for (key, addr) in want {
+        if let std::collections::btree_map::Entry::Vacant(e) = joined.pooled.entry(key) {
+            let (service, id) = e.key().clone();
+            e.insert(addr);
             bus.pool(&service).join(Member::new_remote(id, addr));
         }
     }
@@ -466,34 +568,86 @@ mod tests {
     }
 
     #[test]
-    fn a_node_that_does_not_hear_itself_keeps_the_other_nodes_members() {
+    fn a_node_that_does_not_hear_itself_keeps_the_other_nodes_members_it_can_reach() {
         use std::time::Instant;
         let bus = Bus::new();
         let membership = Membership::default();
-        let record = |node: &str| MemberRecord {
+        let record = |node: &str, port: u16| MemberRecord {
             node: node.into(),
             service: "web".into(),
             instance: "web-1".into(),
-            addr: "127.0.0.1:9".parse().unwrap(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            stopping: false,
         };
-        let known = BTreeMap::from([("app.web.b.web-1".to_string(), record("b"))]);
-        let mut joined = BTreeSet::new();
-        membership.heard_at("a", Instant::now());
-        membership.heard_at("b", Instant::now());
+        let known = BTreeMap::from([
+            ("app.web.b.web-1".to_string(), record("b", 9)),
+            ("app.web.c.web-1".to_string(), record("c", 10)),
+        ]);
+        let mut joined = Joined::default();
+        let ids = |bus: &Bus| -> Vec<String> { bus.pool("web").members().iter().map(|m| m.id.clone()).collect() };
+        for node in ["a", "b", "c"] {
+            membership.heard_at(node, Instant::now());
+        }
         sync(&bus, &known, &membership, "a", &mut joined);
-        assert_eq!(bus.pool("web").members().len(), 1);
-        // Both silent for longer than DEAD_AFTER: a hears nothing, itself included.
+        assert_eq!(ids(&bus), ["b/web-1", "c/web-1"]);
+        // All silent for longer than DEAD_AFTER: a hears nothing, itself included.
         let long_ago = Instant::now() - crate::DEAD_AFTER * 2;
-        membership.heard_at("a", long_ago);
-        membership.heard_at("b", long_ago);
+        for node in ["a", "b", "c"] {
+            membership.heard_at(node, long_ago);
+        }
         sync(&bus, &known, &membership, "a", &mut joined);
-        assert_eq!(bus.pool("web").members().len(), 1, "b's member stays while a is deaf");
+        assert_eq!(
+            ids(&bus),
+            ["b/web-1", "c/web-1"],
+            "the others' members stay while a is deaf"
+        );
         assert!(bus.pool("web").local_first(), "and a's own members are picked first");
-        // a hears itself again, and b stays silent: b is dead.
+        // The probe cannot reach c's forwarder: its member is taken out, b's stays.
+        let c_member = bus.pool("web").members()[1].clone();
+        joined.unreachable = BTreeSet::from([record("c", 10).addr]);
+        sync(&bus, &known, &membership, "a", &mut joined);
+        assert_eq!(ids(&bus), ["b/web-1"]);
+        assert!(c_member.is_gone(), "its calls see it gone");
+        // The next probe reaches it again, a still deaf: it is back.
+        joined.unreachable.clear();
+        sync(&bus, &known, &membership, "a", &mut joined);
+        assert_eq!(ids(&bus), ["b/web-1", "c/web-1"]);
+        // Out of reach once more, then a hears itself and c (b stays silent): b is dead,
+        // c's member is joined again whatever the last probe said.
+        joined.unreachable = BTreeSet::from([record("c", 10).addr]);
+        sync(&bus, &known, &membership, "a", &mut joined);
         membership.heard_at("a", Instant::now());
+        membership.heard_at("c", Instant::now());
         sync(&bus, &known, &membership, "a", &mut joined);
         assert!(!bus.pool("web").local_first());
-        assert!(bus.pool("web").members().is_empty(), "b's member goes");
+        assert_eq!(ids(&bus), ["c/web-1"], "b's member goes, c's is back");
+        assert!(joined.parked.is_empty());
+    }
+
+    #[test]
+    fn a_member_another_node_stops_leaves_the_pools_marked_stopping() {
+        use std::time::Instant;
+        let bus = Bus::new();
+        let membership = Membership::default();
+        membership.heard_at("a", Instant::now());
+        membership.heard_at("b", Instant::now());
+        let mut record = MemberRecord {
+            node: "b".into(),
+            service: "web".into(),
+            instance: "web-1".into(),
+            addr: "127.0.0.1:9".parse().unwrap(),
+            stopping: false,
+        };
+        let mut known = BTreeMap::from([("app.web.b.web-1".to_string(), record.clone())]);
+        let mut joined = Joined::default();
+        sync(&bus, &known, &membership, "a", &mut joined);
+        let member = bus.pool("web").members()[0].clone();
+        assert!(!member.is_stopping());
+        record.stopping = true;
+        known.insert("app.web.b.web-1".to_string(), record);
+        sync(&bus, &known, &membership, "a", &mut joined);
+        assert!(bus.pool("web").members().is_empty());
+        assert!(member.is_gone() && member.is_stopping(), "a call its stop cuts says so");
     }
 
     #[tokio::test]

@@ -24,6 +24,11 @@ use crate::Nats;
 
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 pub const DEAD_AFTER: Duration = Duration::from_secs(3);
+/// A node that has not heard its own heartbeat for this long is deaf (see
+/// [`Membership::hears_itself`]): sooner than [`DEAD_AFTER`] by more than a heartbeat, so
+/// that a node cut off knows it before it takes the others, whose last heartbeat may
+/// have come up to [`HEARTBEAT`] before its own, for dead.
+pub const DEAF_AFTER: Duration = Duration::from_millis(1500);
 
 /// What a node says about itself on every heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -181,6 +186,13 @@ impl Membership {
 
     pub fn is_live(&self, node: &str) -> bool {
         self.seen.borrow().get(node).is_some_and(Seen::is_live)
+    }
+
+    /// Whether this node (`me`) heard its own heartbeat within [`DEAF_AFTER`]: if not,
+    /// its NATS server is lost or it is cut off, and the others' silence says nothing
+    /// of them.
+    pub fn hears_itself(&self, me: &str) -> bool {
+        self.seen.borrow().get(me).is_some_and(|s| s.at.elapsed() < DEAF_AFTER)
     }
 
     /// Changes whenever a record arrives.

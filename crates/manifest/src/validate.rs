@@ -38,13 +38,14 @@ use crate::{
 };
 
 /// The variables of the instance contract: strata sets them, a service's `env` may not.
-pub(crate) const CONTRACT_ENV: [&str; 6] = [
+pub(crate) const CONTRACT_ENV: [&str; 7] = [
     "PORT",
     "STRATA_URL",
     "STRATA_TOKEN",
     "STRATA_APP",
     "STRATA_SERVICE",
     "STRATA_INSTANCE",
+    "STRATA_NODE",
 ];
 
 fn invalid(path: FieldPath, expected: impl Into<String>, found: impl Into<String>) -> ManifestError {

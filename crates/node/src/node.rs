@@ -76,6 +76,8 @@ pub struct NodeConfig {
     /// Export every span over OTLP/HTTP to this endpoint (`--otlp`), and the resource's
     /// `service.instance.id` (a cluster node's name).
     pub otlp: Option<(strata_gateway::otlp::Endpoint, Option<String>)>,
+    /// In a cluster, this node's name (the instances' `STRATA_NODE`). None: one node.
+    pub cluster_node: Option<String>,
     /// In a cluster, the other nodes running this app: `/v1/traces?id=` gathers their
     /// spans of the trace too. None: this node's spans only.
     pub trace_peers: Option<Arc<dyn strata_api::TracePeers>>,
@@ -106,6 +108,7 @@ impl NodeConfig {
             store_changes: None,
             gateway_slot: None,
             otlp: None,
+            cluster_node: None,
             trace_peers: None,
             cluster_view: None,
         }
@@ -240,6 +243,7 @@ impl Node {
                 api_url: api_url.clone(),
                 tokens: tokens.clone(),
                 node: config.node,
+                cluster_node: config.cluster_node.clone(),
                 grpc_probe: Some(grpc_probe()),
             },
             bus.clone(),

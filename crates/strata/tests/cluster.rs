@@ -324,6 +324,18 @@ async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_de
     .await
     .unwrap();
     eprintln!("node b killed -> its instance ready elsewhere: {:?}", killed.elapsed());
+    // a's `placed` event says why: b is dead.
+    let api_a = common::cluster::node_addr(&nodes_json(&urls), "a", "apis", "test");
+    remember_token(api_a, &app_token_on(dir.path(), "a", "test"));
+    let events = get(api_a, "/v1/events").await.json();
+    assert!(
+        events.as_array().unwrap().iter().any(|e| e["kind"] == "placed"
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("; b is dead (not heard from for ")),
+        "{events:#}"
+    );
 
     // Kill the scheduler's node: the lease moves to the survivor, which places again.
     let holder = scheduler(&nodes_json(&urls)).expect("a scheduler");
@@ -417,20 +429,25 @@ impl Netns {
         ip(&["link", "set", &self.veth, if up { "up" } else { "down" }]).unwrap();
     }
 
-    /// GET `url` from inside the namespace; the status, or None when nothing answered.
+    /// GET `url` from inside the namespace; the status, or None when nothing answered
+    /// within 5 s.
     fn get(&self, url: &str) -> Option<u16> {
+        self.get_marked(url).map(|(status, _)| status)
+    }
+
+    /// [`Netns::get`], with whether the answer was marked `X-Strata-Stale: true`.
+    fn get_marked(&self, url: &str) -> Option<(u16, bool)> {
         let code = format!(
-            "import urllib.request,sys\ntry:\n print(urllib.request.urlopen('{url}', timeout=5).status)\nexcept Exception as e:\n print(getattr(e, 'code', 0))"
+            "import urllib.request,sys\ntry:\n r = urllib.request.urlopen('{url}', timeout=5)\n print(r.status, r.headers.get('x-strata-stale') == 'true')\nexcept Exception as e:\n print(getattr(e, 'code', 0), False)"
         );
         let out = Command::new("ip")
             .args(["netns", "exec", &self.name, "python3", "-c", &code])
             .output()
             .ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .ok()
-            .filter(|c| *c != 0)
+        let out = String::from_utf8_lossy(&out.stdout);
+        let (status, stale) = out.trim().split_once(' ')?;
+        let status: u16 = status.parse().ok().filter(|c| *c != 0)?;
+        Some((status, stale == "True"))
     }
 }
 
@@ -472,9 +489,30 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
                 "placement": { "spread": "power" },
                 "routes": [{ "path": "/" }],
             },
+            "api": {
+                "instances": { "min": 1, "max": 1 },
+                "routes": [{ "path": "/api", "fallback": { "stale_if_error_s": 300 } }],
+            },
         }),
     );
-    // Node a on its own address in the namespace; node b on this side of the link.
+    // Node b on this side of the link, alone at first: api's one instance is placed
+    // there, and stays (an instance placed on a live node stays where it is).
+    let _b = start_node_in(dir.path(), &urls, "b", "B", None, &format!("{}:0", netns.here));
+    let urls2 = urls.clone();
+    tokio::task::spawn_blocking(move || wait_for(&urls2, "node b", Duration::from_secs(60), |v| ready_on(v, "b") == 0))
+        .await
+        .unwrap();
+    let out = strata(&["deploy", manifest.to_str().unwrap(), "--nats", &urls]);
+    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
+    let urls2 = urls.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(&urls2, "every instance on b", Duration::from_secs(60), |v| {
+            ready_on(v, "b") == 3
+        })
+    })
+    .await
+    .unwrap();
+    // Node a on its own address in the namespace: web spreads to it.
     let _a = start_node_in(
         dir.path(),
         &urls,
@@ -483,34 +521,30 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
         Some(&netns.name),
         &format!("{}:0", netns.there),
     );
-    let _b = start_node_in(dir.path(), &urls, "b", "B", None, &format!("{}:0", netns.here));
     let urls2 = urls.clone();
     tokio::task::spawn_blocking(move || {
-        wait_for(&urls2, "both nodes", Duration::from_secs(60), |v| {
-            v["nodes"].as_array().unwrap().len() == 2
-        })
-    })
-    .await
-    .unwrap();
-    let out = strata(&["deploy", manifest.to_str().unwrap(), "--nats", &urls]);
-    assert!(out.status.success(), "deploy: {}", String::from_utf8_lossy(&out.stderr));
-    let urls2 = urls.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_for(&urls2, "one web instance per node", Duration::from_secs(60), |v| {
-            ready_on(v, "a") == 1 && ready_on(v, "b") == 1
+        wait_for(&urls2, "one web instance on a", Duration::from_secs(60), |v| {
+            ready_on(v, "a") == 1 && ready_on(v, "b") == 2 && placed(v, "api") == [("b".to_string(), 1)].into()
         })
     })
     .await
     .unwrap();
     let gw_a = gateway_of(&nodes_json(&urls), "a");
     assert_eq!(netns.get(&format!("http://{gw_a}/x")), Some(200));
+    // api's answer, through a's gateway from b's member, stored by a's gateway.
+    let cached = format!("http://{gw_a}/api/cached?cc=max-age%3D0");
+    let start = Instant::now();
+    while netns.get_marked(&cached) != Some((200, false)) {
+        assert!(start.elapsed() < Duration::from_secs(20), "a reaches api's member on b");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Cut a off: b takes over a's share; a keeps serving its own member to its clients.
     netns.link(false);
     let urls2 = urls.clone();
     let moved = tokio::task::spawn_blocking(move || {
         wait_for(&urls2, "a's instance placed on b", Duration::from_secs(30), |v| {
-            placed(v, "web") == [("b".to_string(), 2)].into() && ready_on(v, "b") == 2
+            placed(v, "web") == [("b".to_string(), 2)].into() && ready_on(v, "b") == 3
         })
     })
     .await
@@ -523,6 +557,33 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
             "a serves its local member while cut off"
         );
     }
+    // api has no member on a. a, deaf, finds b's forwarders out of reach and takes
+    // their members out of its pools: from then on it answers api from its store at
+    // once, instead of sending each request across the cut to wait for its deadline
+    // (before: the first GET waited past its 5 s, the next 2.3 s, and so on after each
+    // 2 s the member was passed over).
+    let log_a = dir.path().join("node-a.out");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log_a)
+        .unwrap_or_default()
+        .contains("cannot reach a forwarder of another node")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "a finds b's forwarders out of reach{}",
+            node_logs(&urls)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("a parked b's members {:?} after the 20 GETs", start.elapsed());
+    for i in 0..10 {
+        let answer = netns.get_marked(&cached);
+        assert_eq!(
+            answer,
+            Some((200, true)),
+            "api's stored answer on a while cut off, GET {i}"
+        );
+    }
 
     // Back: a's power value gets its share again (spread) and every node reconciles to
     // the placement: the extra instance on b stops, nothing runs twice.
@@ -532,13 +593,21 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
         wait_for(&urls2, "one instance per node again", Duration::from_secs(30), |v| {
             placed(v, "web") == [("a".to_string(), 1), ("b".to_string(), 1)].into()
                 && ready_on(v, "a") == 1
-                && ready_on(v, "b") == 1
+                && ready_on(v, "b") == 2
         })
     })
     .await
     .unwrap();
-    // And a's gateway now reaches b's members.
+    // And a's gateway now reaches b's members: api's answers are fresh again.
     assert_eq!(netns.get(&format!("http://{gw_a}/after")), Some(200));
+    let start = Instant::now();
+    while netns.get_marked(&cached) != Some((200, false)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "a reaches api's member on b again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The store and the queues are the cluster's (JetStream): what an instance on one node
@@ -612,7 +681,15 @@ async fn the_store_is_the_cluster_s_and_outlives_the_node_that_wrote() {
         }
         served_by
     };
-    read_all(gw_c).await;
+    // Each instance's STRATA_INSTANCE names its node: `kv-1` runs on every node.
+    let served_by = read_all(gw_c).await;
+    assert!(
+        !served_by.is_empty()
+            && served_by.iter().all(|i| i
+                .split_once('@')
+                .is_some_and(|(id, node)| id.starts_with("kv-") && ["a", "b", "c"].contains(&node))),
+        "{served_by:?}"
+    );
     // Queued through b's gateway, taken through c's: each message once.
     for i in 0..30 {
         let reply = get(gw_b, &format!("/pub/m{i}")).await;

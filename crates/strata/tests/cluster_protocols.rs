@@ -268,13 +268,77 @@ except grpc.RpcError as e:
     print(json.dumps({"code": e.code().name, "details": e.details(), "echoed": echoed}), flush=True)
 "#;
 
+/// A bidi stream through `gateway` (a grpcio client): the client, and its output's lines
+/// once the first reads "flowing".
+async fn bidi_until_it_ends(
+    gateway: std::net::SocketAddr,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let start = std::time::Instant::now();
+    loop {
+        let mut client = tokio::process::Command::new("python3")
+            .args(["-c", BIDI_UNTIL_IT_ENDS, &gateway.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the grpcio client");
+        let mut lines = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
+        let first = first.ok().and_then(|l| l.ok()).flatten();
+        if first.as_deref() == Some("flowing") {
+            return (client, lines);
+        }
+        // The member's node published it a moment ago: this gateway may not have it yet.
+        let not_yet = first.as_deref().is_some_and(|l| l.contains("no ready instance"));
+        assert!(not_yet && start.elapsed() < Duration::from_secs(20), "{first:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A node stopped (SIGTERM): a gRPC stream another node's gateway had open to its
+/// member ends UNAVAILABLE saying the member was stopped, not that it failed (the
+/// stopping node marks its members' records before it deletes them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_to_a_member_on_a_node_that_stops_ends_saying_it_was_stopped() {
+    if !strata_testkit::needs("cluster", nats_server()) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let services = json!({
+        "echo": {
+            "run": ["python3", "grpc_member.py"], "instances": { "min": 1, "max": 1 },
+            "grpc": ["test.Echo"], "stop_grace_ms": 1000,
+        },
+    });
+    let cluster = TwoNodes::start(&["grpc_member.py"], services).await;
+    let (stopped, other_gateway) = cluster.on("echo");
+    let (mut client, mut lines) = bidi_until_it_ends(other_gateway).await;
+    let pid = cluster.nodes[stopped].child.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let ended = tokio::time::timeout(Duration::from_secs(45), lines.next_line()).await;
+    let line = ended.expect("the stream ended").unwrap().expect("its status");
+    let status: Value = serde_json::from_str(&line).unwrap();
+    eprintln!("the stream through {other_gateway} ended after {stopped} stopped: {status}");
+    assert_eq!(status["code"], "UNAVAILABLE", "{status}");
+    assert!(
+        status["details"]
+            .as_str()
+            .unwrap()
+            .contains("was stopped during the call"),
+        "{status}"
+    );
+    let _ = client.wait().await;
+}
+
 /// A node frozen (SIGSTOP: its heartbeats and its members' forwarders stop, the kernel
 /// keeps its connections open) is taken for dead, and its member leaves the pools of the
 /// other nodes; a gRPC stream another node's gateway had open to it then ends
 /// UNAVAILABLE within seconds, saying why, instead of after the keep-alive's 50 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_to_a_member_on_a_frozen_node_ends_once_the_node_is_taken_for_dead() {
-    use tokio::io::AsyncBufReadExt;
     if !strata_testkit::needs("cluster", nats_server()) {
         return;
     }
@@ -287,15 +351,7 @@ async fn a_stream_to_a_member_on_a_frozen_node_ends_once_the_node_is_taken_for_d
     });
     let cluster = TwoNodes::start(&["grpc_member.py"], services).await;
     let (frozen, other_gateway) = cluster.on("echo");
-    let mut client = tokio::process::Command::new("python3")
-        .args(["-c", BIDI_UNTIL_IT_ENDS, &other_gateway.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the grpcio client");
-    let mut lines = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
-    assert_eq!(first.ok().and_then(|l| l.ok()).flatten().as_deref(), Some("flowing"));
+    let (mut client, mut lines) = bidi_until_it_ends(other_gateway).await;
 
     let pid = cluster.nodes[frozen].child.id() as i32;
     unsafe { libc::kill(pid, libc::SIGSTOP) };

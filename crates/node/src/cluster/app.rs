@@ -65,6 +65,7 @@ pub(super) async fn start_app(
     let shared = gateway.filter(|g| config.gateway_port.is_some() || g.addr.port() == gateway_port);
     let mut node_config = NodeConfig::new(manifest.clone(), dir);
     node_config.otlp = config.otlp.clone().map(|e| (e, Some(config.name.clone())));
+    node_config.cluster_node = Some(config.name.clone());
     node_config.cache_listen = manifest
         .cache
         .listen

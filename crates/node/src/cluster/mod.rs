@@ -27,6 +27,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use futures_util::StreamExt;
 use strata_appservice::{EventKind, NodeResources, ScaleBy};
+use strata_cluster::membership::Seen;
 use strata_cluster::placement::AppPlacement;
 use strata_cluster::{
     lease, members, membership,
@@ -42,6 +43,7 @@ use crate::Node;
 mod app;
 mod cache_ring;
 mod data_dir;
+mod placed;
 mod rollover;
 mod scale;
 mod schedule;
@@ -52,6 +54,7 @@ mod view;
 mod zero;
 
 use app::{start_app, stop_app, stop_version};
+use placed::{describe, why_moved};
 use rollover::{roll_over, AppGateway};
 
 /// The buckets of the cluster's store: `strata_state_kv`, `_blobmeta`, `_blobs`.
@@ -569,6 +572,12 @@ async fn reconcile(
             }
         }
         let r = running.get_mut(app).expect("running");
+        let seen: BTreeMap<String, Seen> = heard
+            .membership
+            .all()
+            .into_iter()
+            .map(|s| (s.record.name.clone(), s))
+            .collect();
         for service in placement.services.keys() {
             if r.manifest.functions.contains_key(service) {
                 // Placed at zero; each node's autoscaler starts it when its events come.
@@ -582,11 +591,12 @@ async fn reconcile(
                 }
             }
             if share != before || r.placement.services.get(service) != placement.services.get(service) {
+                let why = why_moved(app, &r.placement, placement, service, &seen);
                 r.node.app.record(
                     service,
                     EventKind::Placed,
                     format!(
-                        "{} here (was {before}); cluster-wide {}",
+                        "{} here (was {before}); cluster-wide {}{why}",
                         share,
                         describe(placement, service)
                     ),
@@ -629,24 +639,6 @@ async fn reconcile(
     }
     s.used_memory_mb = memory;
     s.used_accelerators = accelerators;
-}
-
-fn describe(p: &AppPlacement, service: &str) -> String {
-    let nodes = p.services.get(service).cloned().unwrap_or_default();
-    let parts: Vec<String> = nodes
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(node, n)| format!("{node}: {n}"))
-        .collect();
-    let mut out = if parts.is_empty() {
-        "none placed".to_string()
-    } else {
-        parts.join(", ")
-    };
-    if let Some(u) = p.unplaced.get(service) {
-        out.push_str(&format!("; {} unplaced ({})", u.count, u.reason));
-    }
-    out
 }
 
 #[cfg(test)]
