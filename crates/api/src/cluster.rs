@@ -32,6 +32,9 @@ pub struct ClusterSnapshot {
     pub placement: BTreeMap<String, BTreeMap<String, u32>>,
     /// Per service, the instances that fit on no node and why.
     pub unplaced: BTreeMap<String, Unplaced>,
+    /// Why this node's last heartbeat did not reach the cluster (its NATS connection
+    /// lost, JetStream without a leader); None: it did.
+    pub heartbeat_error: Option<String>,
 }
 
 /// Whether a node is heard from.

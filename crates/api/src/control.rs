@@ -41,6 +41,17 @@ pub(crate) struct Ps {
     /// for the embedded store, in this node's files.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     store_placement: Vec<String>,
+    /// On a cluster node: its name, and each service's placement over the nodes (a
+    /// service's `desired`, `min` and `max` above are this node's share).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<PsCluster>,
+}
+
+#[derive(Serialize)]
+struct PsCluster {
+    node: String,
+    /// service -> node -> instances placed there.
+    placement: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u32>>,
 }
 
 #[derive(Serialize)]
@@ -119,6 +130,13 @@ pub(crate) fn ps_of(state: &NodeParts) -> Ps {
         failures,
         route_caches: route_caches(state),
         store_placement: state.store.placement(),
+        cluster: state.cluster.as_ref().map(|c| {
+            let snapshot = c.snapshot();
+            PsCluster {
+                node: snapshot.node,
+                placement: snapshot.placement,
+            }
+        }),
     }
 }
 
@@ -249,6 +267,9 @@ async fn metrics(State(state): State<Arc<NodeParts>>) -> Response {
     crate::prometheus::cache_families(&mut out, &state.info.app, &state.cache.stats());
     if let Some(redis) = &state.redis {
         crate::prometheus::redis_families(&mut out, &state.info.app, &redis.read());
+    }
+    if let Some(cluster) = &state.cluster {
+        crate::prometheus::cluster_families(&mut out, &state.info.app, &cluster.snapshot());
     }
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     crate::prometheus::runtime_family(&mut out, &state.info.app, workers);

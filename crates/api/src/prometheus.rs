@@ -189,6 +189,84 @@ pub(crate) fn runtime_family(out: &mut String, app: &str, workers: usize) {
     let _ = writeln!(out, "strata_runtime_workers{{app=\"{}\"}} {workers}", escape(app));
 }
 
+/// On a cluster node, the cluster as this node sees it: the nodes by state, how long
+/// ago each one's heartbeat arrived (this node's own included: past 1.5 s it is deaf),
+/// who holds the scheduler's lease, whether this node's heartbeat reaches the cluster,
+/// and the app's placement.
+pub(crate) fn cluster_families(out: &mut String, app: &str, c: &crate::cluster::ClusterSnapshot) {
+    use crate::cluster::NodeState;
+    let app = escape(app);
+    header(
+        out,
+        "strata_cluster_nodes",
+        "gauge",
+        "Nodes heard from since this one started, by state as this node sees them (late: a heartbeat missed; dead: silent 3 s).",
+    );
+    for (state, label) in [
+        (NodeState::Live, "live"),
+        (NodeState::Late, "late"),
+        (NodeState::Dead, "dead"),
+    ] {
+        let n = c.nodes.iter().filter(|n| n.state == state).count();
+        let _ = writeln!(out, "strata_cluster_nodes{{app=\"{app}\",state=\"{label}\"}} {n}");
+    }
+    header(
+        out,
+        "strata_cluster_node_heard_seconds",
+        "gauge",
+        "Seconds since each node's last heartbeat arrived here (this node's own past 1.5: it is deaf, its NATS server lost or it is cut off).",
+    );
+    for n in &c.nodes {
+        let secs = n.heard_ms as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "strata_cluster_node_heard_seconds{{app=\"{app}\",node=\"{}\"}} {secs}",
+            escape(&n.name)
+        );
+    }
+    header(
+        out,
+        "strata_cluster_scheduler",
+        "gauge",
+        "1 for the node holding the scheduler's lease, as this node last read it (none while no node holds it).",
+    );
+    if let Some(holder) = &c.scheduler {
+        let _ = writeln!(
+            out,
+            "strata_cluster_scheduler{{app=\"{app}\",node=\"{}\"}} 1",
+            escape(holder)
+        );
+    }
+    header(
+        out,
+        "strata_cluster_heartbeat_ok",
+        "gauge",
+        "1 when this node's last heartbeat reached the cluster (its NATS connection and JetStream answered), else 0.",
+    );
+    let ok = u8::from(c.heartbeat_error.is_none());
+    let _ = writeln!(
+        out,
+        "strata_cluster_heartbeat_ok{{app=\"{app}\",node=\"{}\"}} {ok}",
+        escape(&c.node)
+    );
+    header(
+        out,
+        "strata_cluster_placed",
+        "gauge",
+        "Instances of each service the scheduler placed on each node.",
+    );
+    for (service, nodes) in &c.placement {
+        for (node, n) in nodes {
+            let _ = writeln!(
+                out,
+                "strata_cluster_placed{{app=\"{app}\",service=\"{}\",node=\"{}\"}} {n}",
+                escape(service),
+                escape(node)
+            );
+        }
+    }
+}
+
 /// `# HELP` and `# TYPE` of one family.
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

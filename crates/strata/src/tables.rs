@@ -325,15 +325,34 @@ pub fn ps(out: &mut dyn Write, ps: &Value) -> io::Result<()> {
 }
 
 fn service(out: &mut dyn Write, ps: &Value, svc: &Value) -> io::Result<()> {
+    let name = svc["name"].as_str().unwrap_or("?");
+    // On a cluster node, desired, min and max are this node's share of the placement:
+    // the placement is shown instead.
+    let bounds = match ps["cluster"]["placement"].get(name).and_then(Value::as_object) {
+        Some(nodes) => {
+            let placed: Vec<String> = nodes
+                .iter()
+                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                .map(|(node, n)| format!("{node} {n}"))
+                .collect();
+            format!(
+                " on node {}; cluster-wide: {}",
+                ps["cluster"]["node"].as_str().unwrap_or("?"),
+                if placed.is_empty() {
+                    "none placed".to_string()
+                } else {
+                    placed.join(", ")
+                }
+            )
+        }
+        None => format!("; min {} max {}", svc["min"], svc["max"]),
+    };
     writeln!(
         out,
-        "{} ({}; {} of {} ready; min {} max {})",
-        svc["name"].as_str().unwrap_or("?"),
+        "{name} ({}; {} of {} ready{bounds})",
         svc["state"].as_str().unwrap_or("?"),
         svc["ready"],
         svc["desired"],
-        svc["min"],
-        svc["max"]
     )?;
     if let Some(f) = svc["function"].as_str() {
         writeln!(out, "  function, triggered by {f}")?;
@@ -454,6 +473,21 @@ mod tests {
         let t = text(|out| queues(out, &replicated));
         assert!(
             t.contains("  2 copies: n2 (leader), n1 (behind by 7 operations); 3 asked for"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_node_shows_the_placement_not_its_share_as_bounds() {
+        let one = json!({"app": "a", "gateway": "127.0.0.1:8080", "api": "127.0.0.1:1", "services": [
+            {"name": "web", "state": "running", "ready": 1, "desired": 1, "min": 0, "max": 1, "served": 0,
+             "instances": []}]});
+        assert!(text(|out| ps(out, &one)).contains("web (running; 1 of 1 ready; min 0 max 1)"));
+        let mut node = one.clone();
+        node["cluster"] = json!({"node": "b", "placement": {"web": {"a": 1, "b": 1, "c": 0}}});
+        let t = text(|out| ps(out, &node));
+        assert!(
+            t.contains("web (running; 1 of 1 ready on node b; cluster-wide: a 1, b 1)"),
             "{t}"
         );
     }

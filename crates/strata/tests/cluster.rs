@@ -336,6 +336,51 @@ async fn three_nodes_spread_a_pool_survive_a_dead_node_a_dead_scheduler_and_a_de
                 .contains("; b is dead (not heard from for ")),
         "{events:#}"
     );
+    // And its metrics: b dead, a and c live, a's heartbeat reaching the cluster, web's
+    // three instances placed on a and c.
+    let metrics = get(api_a, "/v1/metrics").await.text();
+    let value = |series: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert_eq!(
+        value(r#"strata_cluster_nodes{app="test",state="dead"}"#),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(r#"strata_cluster_nodes{app="test",state="live"}"#),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(r#"strata_cluster_heartbeat_ok{app="test",node="a"}"#),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        value(r#"strata_cluster_node_heard_seconds{app="test",node="b"}"#).is_some_and(|s| s >= 3.0),
+        "{metrics}"
+    );
+    let placed_web: f64 = ["a", "c"]
+        .iter()
+        .filter_map(|n| {
+            value(&format!(
+                r#"strata_cluster_placed{{app="test",service="web",node="{n}"}}"#
+            ))
+        })
+        .sum();
+    assert_eq!(placed_web, 3.0, "{metrics}");
+    assert!(
+        metrics.contains("strata_cluster_scheduler{app=\"test\",node=\""),
+        "{metrics}"
+    );
+    // ps names the node and shows the placement (a service's bounds there are a's share).
+    let ps = get(api_a, "/v1/ps").await.json();
+    assert_eq!(ps["cluster"]["node"], "a", "{ps:#}");
+    let web = ps["cluster"]["placement"]["web"].as_object().unwrap();
+    assert_eq!(web.values().filter_map(Value::as_u64).sum::<u64>(), 3, "{ps:#}");
 
     // Kill the scheduler's node: the lease moves to the survivor, which places again.
     let holder = scheduler(&nodes_json(&urls)).expect("a scheduler");

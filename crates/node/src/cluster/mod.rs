@@ -394,6 +394,7 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<(
     let heard = view::Heard {
         membership: membership.clone(),
         scheduler,
+        heartbeat_error: connected.clone(),
     };
     tasks.push(tokio::spawn(schedule::schedule(
         nats.clone(),

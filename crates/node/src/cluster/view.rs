@@ -4,7 +4,7 @@
 //! [`follow_lease`] last read it, the app's placement as the reconcile loop last
 //! applied it. Read from memory once a second per open dashboard: no call to NATS.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
@@ -24,6 +24,8 @@ const READ_HOLDER_EVERY: Duration = Duration::from_secs(1);
 pub(super) struct Heard {
     pub membership: Membership,
     pub scheduler: watch::Receiver<Option<String>>,
+    /// Why this node's last heartbeat did not reach the cluster; None: it did.
+    pub heartbeat_error: Arc<Mutex<Option<String>>>,
 }
 
 /// Keeps `holder` naming the node that holds the scheduler's lease until `shutdown`:
@@ -105,6 +107,7 @@ impl strata_api::ClusterView for AppView {
                     (service, unplaced)
                 })
                 .collect(),
+            heartbeat_error: self.heard.heartbeat_error.lock().unwrap().clone(),
         }
     }
 }
