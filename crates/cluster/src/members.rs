@@ -69,6 +69,10 @@ pub const QUIET: Duration = Duration::from_millis(200);
 /// silent past two of its full reads) is not waited for.
 const HELD_AT_MOST: Duration = Duration::from_secs(5);
 
+/// How long the put that marks a member stopping may take before its key is deleted
+/// without it.
+const STOPPING_PUT_WITHIN: Duration = Duration::from_millis(500);
+
 /// When the last request through a forwarder began.
 #[derive(Default)]
 struct Traffic {
@@ -212,8 +216,12 @@ async fn unpublish(nats: &Nats, key: &str, p: Published, stopping: bool) {
             ..p.record
         };
         let body = serde_json::to_vec(&record).expect("serializable");
-        if let Err(e) = nats.members.put(key, body.into()).await {
-            tracing::debug!(key, "mark a member stopping: {e}");
+        // Briefly: JetStream without a leader would hold the put for its timeout, and
+        // the stop (and the publish loop) with it; the deletion says enough.
+        match tokio::time::timeout(STOPPING_PUT_WITHIN, nats.members.put(key, body.into())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(key, "mark a member stopping: {e}"),
+            Err(_) => tracing::debug!(key, "mark a member stopping: no answer in {STOPPING_PUT_WITHIN:?}"),
         }
     }
     if let Err(e) = nats.members.delete(key).await {
@@ -253,9 +261,11 @@ pub async fn join_remote(
     // one waits for JetStream, which a deaf node may not reach for seconds).
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks = 0u64;
-    // The full read under way, if one is.
+    let mut ticks: u64;
+    // The full read under way, if one is, and the watch's entries since it began
+    // (applied again over its result, which may be older).
     let mut reading: Option<tokio::task::JoinHandle<anyhow::Result<BTreeMap<String, MemberRecord>>>> = None;
+    let mut since_read: Vec<(String, Option<MemberRecord>)> = Vec::new();
     'watch: loop {
         let made = {
             let making = nats.members.watch_all();
@@ -272,7 +282,11 @@ pub async fn join_remote(
             }
         };
         let mut watch = match made {
-            Ok(w) => w,
+            Ok(w) => {
+                // A new watch brings only changes: read whole at the next tick.
+                ticks = 0;
+                w
+            }
             Err(e) => {
                 tracing::warn!("watch the cluster's members: {e}");
                 let retry = tokio::time::sleep(Duration::from_millis(500));
@@ -296,16 +310,26 @@ pub async fn join_remote(
                     if !entry.key.starts_with(&prefix) {
                         continue;
                     }
-                    if entry.operation == async_nats::jetstream::kv::Operation::Put {
+                    let change = if entry.operation == async_nats::jetstream::kv::Operation::Put {
                         match serde_json::from_slice::<MemberRecord>(&entry.value) {
-                            Ok(r) if r.node != me => {
-                                known.insert(entry.key.clone(), r);
+                            Ok(r) if r.node != me => Some(Some(r)),
+                            Ok(_) => None,
+                            Err(e) => {
+                                tracing::warn!(key = entry.key, "unreadable member record: {e}");
+                                None
                             }
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(key = entry.key, "unreadable member record: {e}"),
                         }
                     } else {
-                        known.remove(&entry.key);
+                        Some(None)
+                    };
+                    if let Some(change) = change {
+                        if reading.is_some() {
+                            since_read.push((entry.key.clone(), change.clone()));
+                        }
+                        match change {
+                            Some(r) => known.insert(entry.key.clone(), r),
+                            None => known.remove(&entry.key),
+                        };
                     }
                 }
                 _ = tick.tick() => {
@@ -315,13 +339,23 @@ pub async fn join_remote(
                     // JetStream for seconds, and the probe must go on meanwhile.
                     if reading.as_ref().is_some_and(|r| r.is_finished()) {
                         match reading.take().expect("checked").await {
-                            Ok(Ok(all)) => known = all,
+                            Ok(Ok(all)) => {
+                                known = all;
+                                for (key, change) in since_read.drain(..) {
+                                    match change {
+                                        Some(r) => known.insert(key, r),
+                                        None => known.remove(&key),
+                                    };
+                                }
+                            }
                             Ok(Err(e)) => tracing::debug!("read the cluster's members: {e:#}"),
                             Err(_) => {}
                         }
+                        since_read.clear();
                     }
                     ticks += 1;
                     if ticks % 10 == 1 && reading.is_none() {
+                        since_read.clear();
                         let (nats, prefix, me) = (nats.clone(), prefix.clone(), me.clone());
                         reading = Some(tokio::spawn(async move { read_all(&nats, &prefix, &me).await }));
                     }
@@ -351,7 +385,13 @@ struct Joined {
     parked: BTreeMap<(String, String), SocketAddr>,
     /// The forwarders the last probe could not reach (only while deaf).
     unreachable: BTreeSet<SocketAddr>,
+    /// When this node last did not hear itself.
+    deaf_at: Option<std::time::Instant>,
 }
+
+/// After a node hears itself again, how long it keeps the other nodes' members as while
+/// deaf: their heartbeats come within a second.
+const RESUMED_GRACE: Duration = Duration::from_secs(2);
 
 /// Every member of other nodes under `prefix` (one app), read whole.
 async fn read_all(nats: &Nats, prefix: &str, me: &str) -> anyhow::Result<BTreeMap<String, MemberRecord>> {
@@ -399,17 +439,26 @@ fn sync(bus: &Bus, known: &BTreeMap<String, MemberRecord>, membership: &Membersh
             want.insert(key, r.addr);
         }
     }
-    if hearing {
+    if !hearing {
+        joined.deaf_at = Some(std::time::Instant::now());
+    }
+    // Just heard again, the others' heartbeats may not have come yet (the next within a
+    // second): until they may have, they are not taken for dead either.
+    let keep_all = !hearing || joined.deaf_at.is_some_and(|at| at.elapsed() < RESUMED_GRACE);
+    if !keep_all {
         joined.parked.clear();
     } else {
-        want.extend(
-            joined
-                .pooled
-                .iter()
-                .chain(&joined.parked)
-                .filter(|(k, _)| !stopping.contains(*k))
-                .map(|(k, addr)| (k.clone(), *addr)),
-        );
+        // What the bucket says of a live node's member (its address) comes first.
+        let kept: Vec<_> = joined
+            .pooled
+            .iter()
+            .chain(&joined.parked)
+            .filter(|(k, _)| !stopping.contains(*k))
+            .map(|(k, addr)| (k.clone(), *addr))
+            .collect();
+        for (k, addr) in kept {
+            want.entry(k).or_insert(addr);
+        }
         let (parked, reached) = want
             .into_iter()
             .partition(|(_, addr)| joined.unreachable.contains(addr));
@@ -430,11 +479,16 @@ fn sync(bus: &Bus, known: &BTreeMap<String, MemberRecord>, membership: &Membersh
         }
         keep
     });
-    for (key, addr) in want {
-        if let std::collections::btree_map::Entry::Vacant(e) = joined.pooled.entry(key) {
-            let (service, id) = e.key().clone();
-            e.insert(addr);
-            bus.pool(&service).join(Member::new_remote(id, addr));
+    for ((service, id), addr) in want {
+        let pool = bus.pool(&service);
+        match joined.pooled.insert((service.clone(), id.clone()), addr) {
+            Some(was) if was == addr => {}
+            // The same key at a new forwarder (its node restarted): joined anew.
+            Some(_) => {
+                pool.leave(&id);
+                pool.join(Member::new_remote(id, addr));
+            }
+            None => pool.join(Member::new_remote(id, addr)),
         }
     }
     // Deaf, the node keeps the others' members but picks its own first: the others
@@ -612,16 +666,49 @@ mod tests {
         joined.unreachable.clear();
         sync(&bus, &known, &membership, "a", &mut joined);
         assert_eq!(ids(&bus), ["b/web-1", "c/web-1"]);
-        // Out of reach once more, then a hears itself and c (b stays silent): b is dead,
-        // c's member is joined again whatever the last probe said.
+        // Out of reach once more, then a hears itself (the probe's findings forgotten)
+        // and c: c's member is joined again. b, silent, is not taken for dead at once
+        // (its heartbeat may not have come yet), but once the grace has passed.
         joined.unreachable = BTreeSet::from([record("c", 10).addr]);
         sync(&bus, &known, &membership, "a", &mut joined);
+        assert_eq!(ids(&bus), ["b/web-1"]);
         membership.heard_at("a", Instant::now());
         membership.heard_at("c", Instant::now());
+        joined.unreachable.clear();
         sync(&bus, &known, &membership, "a", &mut joined);
         assert!(!bus.pool("web").local_first());
-        assert_eq!(ids(&bus), ["c/web-1"], "b's member goes, c's is back");
+        assert_eq!(ids(&bus), ["b/web-1", "c/web-1"], "within the grace, b's member stays");
+        joined.deaf_at = Some(Instant::now() - RESUMED_GRACE);
+        sync(&bus, &known, &membership, "a", &mut joined);
+        assert_eq!(ids(&bus), ["c/web-1"], "b's member goes");
         assert!(joined.parked.is_empty());
+    }
+
+    #[test]
+    fn a_member_whose_key_moves_to_a_new_forwarder_is_joined_anew() {
+        use std::time::Instant;
+        let bus = Bus::new();
+        let membership = Membership::default();
+        membership.heard_at("a", Instant::now());
+        membership.heard_at("b", Instant::now());
+        let mut record = MemberRecord {
+            node: "b".into(),
+            service: "web".into(),
+            instance: "web-1".into(),
+            addr: "127.0.0.1:9".parse().unwrap(),
+            stopping: false,
+        };
+        let mut known = BTreeMap::from([("app.web.b.web-1".to_string(), record.clone())]);
+        let mut joined = Joined::default();
+        sync(&bus, &known, &membership, "a", &mut joined);
+        let old = bus.pool("web").members()[0].clone();
+        record.addr = "127.0.0.1:10".parse().unwrap();
+        known.insert("app.web.b.web-1".to_string(), record);
+        sync(&bus, &known, &membership, "a", &mut joined);
+        let members = bus.pool("web").members();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].addr.port(), 10);
+        assert!(old.is_gone());
     }
 
     #[test]

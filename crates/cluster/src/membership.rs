@@ -321,13 +321,19 @@ pub async fn heartbeat(
     shutdown: CancellationToken,
 ) {
     let name = record().name;
+    // At a fixed rate, not a second after each put: a put's own time would otherwise
+    // widen the gaps between heartbeats, which this node judges its own hearing by
+    // ([`DEAF_AFTER`]).
+    let mut every = tokio::time::interval(HEARTBEAT);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
     loop {
         let mut r = record();
         r.heartbeat_ms = crate::now_ms();
         let outcome = put(&nats, &r).await;
         *connected.lock().unwrap() = outcome.err().map(|e| format!("{e:#}"));
         tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = every.tick() => {}
             _ = now.notified() => {}
             _ = shutdown.cancelled() => break,
         }

@@ -59,9 +59,11 @@ impl Probe {
     }
 }
 
-/// The forwarders in `addrs` that do not accept a TCP connection within [`PROBE_TIMEOUT`]
-/// (the connection is closed at once: a forwarder counts a request only on its first
-/// byte).
+/// The forwarders in `addrs` that do not accept a TCP connection within [`PROBE_TIMEOUT`].
+/// The connection is closed at once, and sends nothing: the forwarder that takes it
+/// opens one to its member that closes with it, and takes it as a sign of traffic (a
+/// departing member's forwarder stays open [`super::QUIET`] longer, within its
+/// `HELD_AT_MOST`). Only a deaf node probes.
 async fn unreachable(addrs: BTreeSet<SocketAddr>) -> BTreeSet<SocketAddr> {
     let tries = addrs.into_iter().map(|addr| async move {
         let reached = matches!(

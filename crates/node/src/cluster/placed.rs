@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use strata_cluster::membership::Seen;
+use strata_cluster::membership::{Seen, HEARTBEAT};
 use strata_cluster::placement::AppPlacement;
 
 /// Why the nodes (`seen`: by name, as heard) that hold fewer of `service`'s instances in `after` than in `before`
@@ -29,6 +29,14 @@ pub(super) fn why_moved(
         let why = match seen.get(node) {
             None => format!("{node} is not heard from"),
             Some(s) if !s.is_live() => format!("{node} is dead (not heard from for {} s)", s.at.elapsed().as_secs()),
+            // The scheduler took it for dead; this node may have heard its last
+            // heartbeat a moment later.
+            Some(s) if s.at.elapsed() >= HEARTBEAT => {
+                format!(
+                    "{node} is silent (not heard from for {:.1} s)",
+                    s.at.elapsed().as_secs_f64()
+                )
+            }
             Some(s) => match s.record.cannot_run.get(app) {
                 Some(reason) => format!("{node} cannot run {app}: {reason}"),
                 None => continue,
@@ -96,6 +104,7 @@ mod tests {
             seen("a", 7, None),
             seen("b", 0, None),
             seen("c", 0, Some("port 80 taken")),
+            seen("d", 2, None),
         ]);
         let before = placement(&[("a", 2), ("b", 1), ("c", 1)]);
         // a dead, c unable: theirs moved to b; nothing said of b, which gained.
@@ -107,6 +116,11 @@ mod tests {
         assert_eq!(
             why_moved("shop", &before, &placement(&[("a", 2), ("c", 1)]), "web", &heard),
             ""
+        );
+        // A node the scheduler took for dead that this node heard a moment later.
+        assert_eq!(
+            why_moved("shop", &placement(&[("d", 1)]), &placement(&[("b", 1)]), "web", &heard),
+            "; d is silent (not heard from for 2.0 s): its 1 placed again"
         );
         // A node never heard from.
         assert_eq!(
