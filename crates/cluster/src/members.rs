@@ -684,23 +684,34 @@ mod tests {
         assert!(joined.parked.is_empty());
     }
 
-    #[test]
-    fn a_member_whose_key_moves_to_a_new_forwarder_is_joined_anew() {
-        use std::time::Instant;
+    /// A pool on node a holding node b's one member, both nodes heard just now.
+    fn b_with_one_member_joined_on_a() -> (
+        Arc<Bus>,
+        Membership,
+        MemberRecord,
+        BTreeMap<String, MemberRecord>,
+        Joined,
+    ) {
         let bus = Bus::new();
         let membership = Membership::default();
-        membership.heard_at("a", Instant::now());
-        membership.heard_at("b", Instant::now());
-        let mut record = MemberRecord {
+        membership.heard_at("a", std::time::Instant::now());
+        membership.heard_at("b", std::time::Instant::now());
+        let record = MemberRecord {
             node: "b".into(),
             service: "web".into(),
             instance: "web-1".into(),
             addr: "127.0.0.1:9".parse().unwrap(),
             stopping: false,
         };
-        let mut known = BTreeMap::from([("app.web.b.web-1".to_string(), record.clone())]);
+        let known = BTreeMap::from([("app.web.b.web-1".to_string(), record.clone())]);
         let mut joined = Joined::default();
         sync(&bus, &known, &membership, "a", &mut joined);
+        (bus, membership, record, known, joined)
+    }
+
+    #[test]
+    fn a_member_whose_key_moves_to_a_new_forwarder_is_joined_anew() {
+        let (bus, membership, mut record, mut known, mut joined) = b_with_one_member_joined_on_a();
         let old = bus.pool("web").members()[0].clone();
         record.addr = "127.0.0.1:10".parse().unwrap();
         known.insert("app.web.b.web-1".to_string(), record);
@@ -713,21 +724,7 @@ mod tests {
 
     #[test]
     fn a_member_another_node_stops_leaves_the_pools_marked_stopping() {
-        use std::time::Instant;
-        let bus = Bus::new();
-        let membership = Membership::default();
-        membership.heard_at("a", Instant::now());
-        membership.heard_at("b", Instant::now());
-        let mut record = MemberRecord {
-            node: "b".into(),
-            service: "web".into(),
-            instance: "web-1".into(),
-            addr: "127.0.0.1:9".parse().unwrap(),
-            stopping: false,
-        };
-        let mut known = BTreeMap::from([("app.web.b.web-1".to_string(), record.clone())]);
-        let mut joined = Joined::default();
-        sync(&bus, &known, &membership, "a", &mut joined);
+        let (bus, membership, mut record, mut known, mut joined) = b_with_one_member_joined_on_a();
         let member = bus.pool("web").members()[0].clone();
         assert!(!member.is_stopping());
         record.stopping = true;

@@ -270,12 +270,7 @@ except grpc.RpcError as e:
 
 /// A bidi stream through `gateway` (a grpcio client): the client, and its output's lines
 /// once the first reads "flowing".
-async fn bidi_until_it_ends(
-    gateway: std::net::SocketAddr,
-) -> (
-    tokio::process::Child,
-    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-) {
+async fn bidi_until_it_ends(gateway: std::net::SocketAddr) -> (tokio::process::Child, ClientLines) {
     use tokio::io::AsyncBufReadExt;
     let start = std::time::Instant::now();
     loop {
@@ -298,6 +293,31 @@ async fn bidi_until_it_ends(
     }
 }
 
+/// The output lines of a grpcio client's bidi stream.
+type ClientLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Two nodes, one member of a grpcio service on one of them, and a bidi stream to it
+/// through the other's gateway: the cluster, the member's node, that gateway, the
+/// client and its lines.
+async fn a_stream_through_the_other_node() -> (
+    TwoNodes,
+    &'static str,
+    std::net::SocketAddr,
+    tokio::process::Child,
+    ClientLines,
+) {
+    let services = json!({
+        "echo": {
+            "run": ["python3", "grpc_member.py"], "instances": { "min": 1, "max": 1 },
+            "grpc": ["test.Echo"], "stop_grace_ms": 1000,
+        },
+    });
+    let cluster = TwoNodes::start(&["grpc_member.py"], services).await;
+    let (node, other_gateway) = cluster.on("echo");
+    let (client, lines) = bidi_until_it_ends(other_gateway).await;
+    (cluster, node, other_gateway, client, lines)
+}
+
 /// A node stopped (SIGTERM): a gRPC stream another node's gateway had open to its
 /// member ends UNAVAILABLE saying the member was stopped, not that it failed (the
 /// stopping node marks its members' records before it deletes them).
@@ -307,15 +327,7 @@ async fn a_stream_to_a_member_on_a_node_that_stops_ends_saying_it_was_stopped() 
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let services = json!({
-        "echo": {
-            "run": ["python3", "grpc_member.py"], "instances": { "min": 1, "max": 1 },
-            "grpc": ["test.Echo"], "stop_grace_ms": 1000,
-        },
-    });
-    let cluster = TwoNodes::start(&["grpc_member.py"], services).await;
-    let (stopped, other_gateway) = cluster.on("echo");
-    let (mut client, mut lines) = bidi_until_it_ends(other_gateway).await;
+    let (cluster, stopped, other_gateway, mut client, mut lines) = a_stream_through_the_other_node().await;
     let pid = cluster.nodes[stopped].child.id() as i32;
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let ended = tokio::time::timeout(Duration::from_secs(45), lines.next_line()).await;
@@ -343,15 +355,7 @@ async fn a_stream_to_a_member_on_a_frozen_node_ends_once_the_node_is_taken_for_d
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let services = json!({
-        "echo": {
-            "run": ["python3", "grpc_member.py"], "instances": { "min": 1, "max": 1 },
-            "grpc": ["test.Echo"], "stop_grace_ms": 1000,
-        },
-    });
-    let cluster = TwoNodes::start(&["grpc_member.py"], services).await;
-    let (frozen, other_gateway) = cluster.on("echo");
-    let (mut client, mut lines) = bidi_until_it_ends(other_gateway).await;
+    let (cluster, frozen, other_gateway, mut client, mut lines) = a_stream_through_the_other_node().await;
 
     let pid = cluster.nodes[frozen].child.id() as i32;
     unsafe { libc::kill(pid, libc::SIGSTOP) };
