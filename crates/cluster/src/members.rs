@@ -465,6 +465,7 @@ fn sync(bus: &Bus, known: &BTreeMap<String, MemberRecord>, membership: &Membersh
         joined.parked = parked;
         want = reached;
     }
+    let parked = &joined.parked;
     joined.pooled.retain(|(service, id), _| {
         let key = (service.clone(), id.clone());
         let keep = want.contains_key(&key);
@@ -473,6 +474,11 @@ fn sync(bus: &Bus, known: &BTreeMap<String, MemberRecord>, membership: &Membersh
             if stopping.contains(&key) {
                 if let Some(m) = pool.members().iter().find(|m| m.id == *id) {
                     m.stopping();
+                }
+            } else if parked.contains_key(&key) {
+                // Out of reach: the calls waiting on it end now.
+                if let Some(m) = pool.members().iter().find(|m| m.id == *id) {
+                    m.cut();
                 }
             }
             pool.leave(id);

@@ -359,7 +359,21 @@ async fn any_from(
             Some(bytes) => ReqBody::Full(bytes.clone()),
             None => body.take().expect("a streamed body is sent at most once"),
         };
-        match conn.send(&parts, send_body, attempt_timeout).await {
+        let sent = if member.is_remote() {
+            // Across a partition the member's node never answers: the attempt ends when
+            // this node finds it cannot reach it, not at its timeout.
+            tokio::select! {
+                biased;
+                sent = conn.send(&parts, send_body, attempt_timeout) => sent,
+                () = member.until_cut() => Err((SendError::Broken(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "this node cannot reach the member's node",
+                )), None)),
+            }
+        } else {
+            conn.send(&parts, send_body, attempt_timeout).await
+        };
+        match sent {
             Ok((res, pending)) => {
                 let (mut head, ()) = res.into_parts();
                 strip_hop_by_hop(&mut head.headers);
@@ -412,8 +426,8 @@ async fn any_from(
                 // The member dropped the connection mid-request: most likely it died. On a
                 // kept-alive connection it may only have closed it while idle; the same
                 // member may then be tried again, on a fresh connection, when the request
-                // may be reissued at all.
-                if reused {
+                // may be reissued at all (not one this node cannot reach).
+                if reused && !member.is_cut() {
                     stale.retry_fresh(&upstream, &mut tried);
                 } else {
                     pool.suspect(&member);

@@ -482,18 +482,29 @@ impl Netns {
 
     /// [`Netns::get`], with whether the answer was marked `X-Strata-Stale: true`.
     fn get_marked(&self, url: &str) -> Option<(u16, bool)> {
-        let code = format!(
-            "import urllib.request,sys\ntry:\n r = urllib.request.urlopen('{url}', timeout=5)\n print(r.status, r.headers.get('x-strata-stale') == 'true')\nexcept Exception as e:\n print(getattr(e, 'code', 0), False)"
-        );
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name, "python3", "-c", &code])
-            .output()
-            .ok()?;
-        let out = String::from_utf8_lossy(&out.stdout);
-        let (status, stale) = out.trim().split_once(' ')?;
-        let status: u16 = status.parse().ok().filter(|c| *c != 0)?;
-        Some((status, stale == "True"))
+        self.get_delayed(url, 0, 5)
     }
+
+    /// [`Netns::get_marked`] with `X-Delay-Ms: delay_ms` (the test member's /cached
+    /// answers that much later), waiting up to `timeout_s` for the answer.
+    fn get_delayed(&self, url: &str, delay_ms: u64, timeout_s: u64) -> Option<(u16, bool)> {
+        get_in(&self.name, url, delay_ms, timeout_s)
+    }
+}
+
+/// [`Netns::get_delayed`] in the namespace named `name` (from another thread).
+fn get_in(name: &str, url: &str, delay_ms: u64, timeout_s: u64) -> Option<(u16, bool)> {
+    let code = format!(
+        "import urllib.request,sys\ntry:\n r = urllib.request.urlopen(urllib.request.Request('{url}', headers={{'X-Delay-Ms': '{delay_ms}'}}), timeout={timeout_s})\n print(r.status, r.headers.get('x-strata-stale') == 'true')\nexcept Exception as e:\n print(getattr(e, 'code', 0), False)"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", name, "python3", "-c", &code])
+        .output()
+        .ok()?;
+    let out = String::from_utf8_lossy(&out.stdout);
+    let (status, stale) = out.trim().split_once(' ')?;
+    let status: u16 = status.parse().ok().filter(|c| *c != 0)?;
+    Some((status, stale == "True"))
 }
 
 impl Drop for Netns {
@@ -537,6 +548,8 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
             "api": {
                 "instances": { "min": 1, "max": 1 },
                 "routes": [{ "path": "/api", "fallback": { "stale_if_error_s": 300 } }],
+                // An attempt may wait long: one sent across the cut must not.
+                "relay": { "timeout_ms": 40000, "attempt_timeout_ms": 30000 },
             },
         }),
     );
@@ -584,8 +597,21 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // A GET that reached api's member on b and is answered 25 s later: the cut comes
+    // while it waits.
+    let delayed = std::thread::spawn({
+        let name = netns.name.clone();
+        let cached = cached.clone();
+        move || {
+            let answer = get_in(&name, &cached, 25_000, 35);
+            (answer, Instant::now())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
     // Cut a off: b takes over a's share; a keeps serving its own member to its clients.
     netns.link(false);
+    let cut_at = Instant::now();
     let urls2 = urls.clone();
     let moved = tokio::task::spawn_blocking(move || {
         wait_for(&urls2, "a's instance placed on b", Duration::from_secs(30), |v| {
@@ -621,6 +647,20 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("a parked b's members {:?} after the 20 GETs", start.elapsed());
+    // The GET waiting across the cut ended when a found b out of reach, with the stored
+    // answer, not at its attempt's 30 s (or the client's 35 s).
+    let (answer, at) = delayed.join().unwrap();
+    assert_eq!(
+        answer,
+        Some((200, true)),
+        "the GET waiting across the cut: stored answer"
+    );
+    let waited = at.duration_since(cut_at);
+    eprintln!("the GET waiting across the cut answered {waited:?} after the cut");
+    assert!(
+        waited < Duration::from_secs(15),
+        "the GET waiting across the cut ends when a finds b out of reach, not at its deadline: {waited:?}"
+    );
     for i in 0..10 {
         let answer = netns.get_marked(&cached);
         assert_eq!(

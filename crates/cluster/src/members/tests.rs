@@ -71,6 +71,7 @@ fn a_node_that_does_not_hear_itself_keeps_the_other_nodes_members_it_can_reach()
     sync(&bus, &known, &membership, "a", &mut joined);
     assert_eq!(ids(&bus), ["b/web-1"]);
     assert!(c_member.is_gone(), "its calls see it gone");
+    assert!(c_member.is_cut(), "and the calls waiting on it end");
     // The next probe reaches it again, a still deaf: it is back.
     joined.unreachable.clear();
     sync(&bus, &known, &membership, "a", &mut joined);
@@ -88,8 +89,13 @@ fn a_node_that_does_not_hear_itself_keeps_the_other_nodes_members_it_can_reach()
     assert!(!bus.pool("web").local_first());
     assert_eq!(ids(&bus), ["b/web-1", "c/web-1"], "within the grace, b's member stays");
     joined.deaf_at = Some(Instant::now() - RESUMED_GRACE);
+    let b_member = bus.pool("web").members()[0].clone();
     sync(&bus, &known, &membership, "a", &mut joined);
     assert_eq!(ids(&bus), ["c/web-1"], "b's member goes");
+    assert!(
+        !b_member.is_cut(),
+        "not cut: a node taken for dead may still answer the calls it has"
+    );
     assert!(joined.parked.is_empty());
 }
 

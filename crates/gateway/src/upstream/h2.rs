@@ -229,6 +229,10 @@ async fn drive(mut conn: Connection<Bare, Bytes>, conn_ref: Weak<ConnRef>, membe
                 }
             }
             _ = check.tick() => match waiting {
+                // This node found the member's node out of reach: no ping would come back.
+                _ if member.upgrade().is_some_and(|m| m.is_cut()) => {
+                    break Err("this node cannot reach the member's node (cut off)".to_string());
+                }
                 Some(sent) if sent.elapsed() >= KEEP_ALIVE_TIMEOUT => {
                     break Err("no answer to a keep-alive ping".to_string());
                 }
