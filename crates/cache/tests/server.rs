@@ -119,6 +119,13 @@ fn unknown_commands_and_wrong_arity_keep_the_connection() {
         &["FOO", "bar", "baz"],
         "-ERR unknown command 'FOO', with args beginning with: 'bar' 'baz' \r\n",
     );
+    // A script says why it is refused (a lock library's release sends EVALSHA).
+    c.send(&cmd(&["evalsha", "abc", "1", "lock"]));
+    let reply = String::from_utf8_lossy(&c.read_reply()).to_string();
+    assert!(
+        reply.starts_with("-ERR unknown command 'evalsha': strata's cache runs no Lua scripts"),
+        "{reply}"
+    );
     c.check(&["GET"], "-ERR wrong number of arguments for 'get' command\r\n");
     c.check(
         &["get", "a", "b"],
@@ -669,6 +676,72 @@ fn blocked_clients_are_served_in_order_and_none_loses_its_place_for_nothing() {
     let started = std::time::Instant::now();
     c.check(&["BLPOP", "fifo", "0.1"], "_\r\n");
     assert!(started.elapsed() >= Duration::from_millis(100));
+}
+
+/// A blocked client woken for a key that holds another type by the time it runs
+/// (pushed, deleted and set anew in one transaction) waits on, as Redis' does, instead
+/// of answering WRONGTYPE; with several keys it takes from one of the type it waits for.
+/// Only its first try answers a key of the wrong type with WRONGTYPE.
+#[test]
+fn a_blocked_client_woken_for_a_key_of_another_type_waits_on() {
+    let server = Server::start(2);
+    let mut pusher = server.client();
+    pusher.check(&["SET", "str", "v"], "+OK\r\n");
+    let wrongtype = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+    pusher.check(&["BLPOP", "str", "0"], wrongtype);
+    pusher.check(&["BZPOPMIN", "str", "0"], wrongtype);
+    let cases: [(&[&str], &[&str], &[&str]); 2] = [
+        (&["BLPOP", "k", "0"], &["RPUSH", "k", "x"], &["SET", "k", "s"]),
+        (
+            &["BZPOPMIN", "k", "0"],
+            &["ZADD", "k", "1", "m"],
+            &["HSET", "k", "f", "v"],
+        ),
+    ];
+    for (block, push, other) in cases {
+        let mut w = server.client();
+        w.send(&cmd(block));
+        blocked(&mut pusher, 1);
+        pusher.check(&["MULTI"], "+OK\r\n");
+        pusher.check(push, "+QUEUED\r\n");
+        pusher.check(&["DEL", "k"], "+QUEUED\r\n");
+        pusher.check(other, "+QUEUED\r\n");
+        pusher.send(&cmd(&["EXEC"]));
+        let exec = String::from_utf8_lossy(&pusher.read_reply()).to_string();
+        assert!(!exec.contains("-ERR"), "{exec}");
+        // Still blocked; served once the key holds its type again.
+        std::thread::sleep(Duration::from_millis(50));
+        blocked(&mut pusher, 1);
+        pusher.check(&["DEL", "k"], ":1\r\n");
+        pusher.send(&cmd(push));
+        assert_eq!(pusher.read_reply()[0], b':');
+        let reply = String::from_utf8_lossy(&w.read_reply()).to_string();
+        assert!(
+            reply.starts_with("*"),
+            "{block:?} got its element, not an error: {reply:?}"
+        );
+        assert!(reply.contains("$1\r\nk\r\n"), "{reply:?}");
+        blocked(&mut pusher, 0);
+    }
+    // Two keys, the first of another type by the time the client runs: the second's.
+    let mut w = server.client();
+    w.send(&cmd(&["BLPOP", "k1", "k2", "0"]));
+    blocked(&mut pusher, 1);
+    pusher.check(&["MULTI"], "+OK\r\n");
+    for c in [
+        &["RPUSH", "k1", "a"][..],
+        &["RPUSH", "k2", "b"],
+        &["DEL", "k1"],
+        &["SET", "k1", "s"],
+    ] {
+        pusher.check(c, "+QUEUED\r\n");
+    }
+    pusher.send(&cmd(&["EXEC"]));
+    let _ = pusher.read_reply();
+    assert_eq!(
+        String::from_utf8_lossy(&w.read_reply()),
+        "*2\r\n$2\r\nk2\r\n$1\r\nb\r\n"
+    );
 }
 
 /// The idle timeout does not close a blocked client (as in Redis), and counts again

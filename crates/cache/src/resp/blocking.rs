@@ -23,7 +23,7 @@ use super::table::{Cmd, Spec};
 use super::zsets::{min_or_max, reply_key_and_members, reply_key_member_score, zpop_first};
 use crate::blocking::{Kind, Waiter};
 use crate::cache::Cache;
-use crate::keyspace::{Keyspace, ShardSet, WrongType};
+use crate::keyspace::{Access, Keyspace, ShardSet, WrongType};
 use crate::list::End;
 use crate::long_double::{self, LongDouble};
 
@@ -147,9 +147,24 @@ pub(crate) fn check(cmd: Cmd, args: Args<'_>) -> Result<Blocking, &'static str> 
 }
 
 /// Does what the non-blocking form does; true if it answered (elements, or an error),
-/// false if every key was empty (nothing written).
-fn attempt(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, cmd: Cmd, args: Args<'_>, b: &Blocking) -> bool {
-    let keys = b.keys.clone().map(|i| args.get(i));
+/// false if every key was empty (nothing written). `woken`: tried again after a signal,
+/// when a key may since hold another type (pushed, then deleted and set anew before this
+/// client ran): such a key is passed over as empty and the client waits on, as Redis
+/// serves a blocked client only from a key of the type it waits for. Only the first
+/// try answers a key of the wrong type with WRONGTYPE.
+fn attempt(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, cmd: Cmd, args: Args<'_>, b: &Blocking, woken: bool) -> bool {
+    let mut keys: Vec<&[u8]> = b.keys.clone().map(|i| args.get(i)).collect();
+    if woken {
+        let waits_for = match b.kind(cmd) {
+            Kind::Zset => "zset",
+            Kind::List => "list",
+        };
+        keys.retain(|key| ks.type_name(key, Access::Check) == waits_for);
+        if keys.is_empty() {
+            return false;
+        }
+    }
+    let keys = keys.into_iter();
     let done = match cmd {
         Cmd::Blpop | Cmd::Brpop => pop_first(ks, keys, b.from, 1).map(|popped| {
             popped.map(|(key, items)| {
@@ -182,7 +197,7 @@ pub(crate) fn run_once(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, cmd: Cmd, args:
         Ok(b) => b,
         Err(e) => return r.error(e),
     };
-    if !attempt(r, ks, cmd, args, &b) {
+    if !attempt(r, ks, cmd, args, &b, false) {
         match cmd {
             Cmd::Blmove | Cmd::Brpoplpush => r.null(),
             _ => r.null_array(),
@@ -218,7 +233,7 @@ impl Blocked {
         let mut set = ShardSet::new(cache.shard_count());
         spec.shards(args, cache, &mut set);
         let mut ks = Keyspace::holding(cache, &set);
-        if attempt(r, &mut ks, spec.cmd, args, &checked) {
+        if attempt(r, &mut ks, spec.cmd, args, &checked, false) {
             return None;
         }
         let mut bytes = Vec::new();
@@ -269,7 +284,7 @@ impl Blocked {
         let mut ks = Keyspace::holding(&cache, &set);
         // With the keys' shards held, no signal for them comes in between.
         self.waiter.rearm();
-        if attempt(r, &mut ks, self.spec.cmd, self.args(), &self.checked) {
+        if attempt(r, &mut ks, self.spec.cmd, self.args(), &self.checked, true) {
             self.leave(&mut ks);
             return true;
         }
@@ -298,7 +313,7 @@ impl Blocked {
         let mut ks = Keyspace::holding(&cache, &set);
         if self.waiter.was_woken() {
             self.waiter.rearm();
-            if attempt(r, &mut ks, self.spec.cmd, self.args(), &self.checked) {
+            if attempt(r, &mut ks, self.spec.cmd, self.args(), &self.checked, true) {
                 return self.leave(&mut ks);
             }
         }

@@ -464,8 +464,28 @@ pub(crate) fn run(
     Flow::Continue
 }
 
-/// `-ERR unknown command 'X', with args beginning with: 'a' 'b' `, as Redis 7 words it.
+/// The scripting commands, which strata's cache does not serve: their error says so.
+const SCRIPTING: [&[u8]; 8] = [
+    b"EVAL",
+    b"EVALSHA",
+    b"EVAL_RO",
+    b"EVALSHA_RO",
+    b"SCRIPT",
+    b"FUNCTION",
+    b"FCALL",
+    b"FCALL_RO",
+];
+
+/// `-ERR unknown command 'X', with args beginning with: 'a' 'b' `, as Redis 7 words it;
+/// for a scripting command, why instead of the arguments.
 pub(crate) fn unknown_command(r: &mut Reply<'_>, args: Args<'_>) {
+    let name = args.get(0);
+    if SCRIPTING.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+        return r.error(&format!(
+            "ERR unknown command '{}': strata's cache runs no Lua scripts or functions (EVAL, EVALSHA, SCRIPT, FUNCTION, FCALL); see strata's docs/state.md for a lock released without a script",
+            truncated(name, 128)
+        ));
+    }
     let mut msg = format!(
         "ERR unknown command '{}', with args beginning with: ",
         truncated(args.get(0), 128)

@@ -351,13 +351,18 @@ fn ranges_to_reserve(claimed: usize, parsed: usize, unparsed_bytes: usize) -> us
     claimed.saturating_sub(parsed).min(unparsed_bytes / MIN_ARG_BYTES)
 }
 
-/// A header's decimal length: optional '-', then digits; nothing else.
+/// A header's decimal length: optional '-', then digits; nothing else, and as Redis'
+/// `string2ll` reads it: no leading zero (`01`), no `-0` (a client that sends them is
+/// refused at once, not left waiting for bytes a zero length does not need).
 fn parse_len(b: &[u8]) -> Option<i64> {
     let (neg, digits) = match b.first() {
         Some(b'-') => (true, &b[1..]),
         _ => (false, b),
     };
     if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    if digits[0] == b'0' && (neg || digits.len() > 1) {
         return None;
     }
     let mut n: i64 = 0;
@@ -500,6 +505,14 @@ mod tests {
         assert_eq!(parse_all(b"*2\r\n+3\r\n"), Err(ProtocolError::ExpectedDollar(b'+')));
         assert_eq!(parse_all(b"*1\r\n$-1\r\n"), Err(ProtocolError::BulkLength));
         assert_eq!(parse_all(b"*1\r\n$1\r\nab\r\n"), Err(ProtocolError::MissingCrlf));
+        assert_eq!(
+            parse_all(b"*2\r\n$4\r\nECHO\r\n$-0\r\n"),
+            Err(ProtocolError::BulkLength)
+        );
+        assert_eq!(parse_all(b"*1\r\n$04\r\nPING\r\n"), Err(ProtocolError::BulkLength));
+        assert_eq!(parse_all(b"*01\r\n$4\r\nPING\r\n"), Err(ProtocolError::MultibulkLength));
+        assert_eq!(parse_all(b"*-0\r\n"), Err(ProtocolError::MultibulkLength));
+        assert!(parse_all(b"*1\r\n$0\r\n\r\n").is_ok());
         assert_eq!(parse_all(b"*11184811\r\n"), Err(ProtocolError::MultibulkLength));
         assert_eq!(parse_all(b"GET \"a\n"), Err(ProtocolError::UnbalancedQuotes));
         assert_eq!(parse_all(&vec![b'a'; 70_000]), Err(ProtocolError::InlineTooLong));
