@@ -624,15 +624,20 @@ async fn up(config: NodeConfig) -> Result<()> {
     let signal_shutdown = shutdown.clone();
     let forced_state = state_dir.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        // The first Ctrl-C (or SIGTERM) stops the app gracefully; one more, during a
-        // drain that takes its time, stops it at once (docker compose's second Ctrl-C).
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).ok();
+        // The terminal closed (or the SSH session dropped): as Ctrl-C, not the default
+        // action's death with every instance SIGKILLed by the orphan guard.
+        let mut hup = signal(SignalKind::hangup()).ok();
+        // The first Ctrl-C (or SIGTERM, SIGHUP) stops the app gracefully; one more, during
+        // a drain that takes its time, stops it at once (docker compose's second Ctrl-C).
         let mut stopping = false;
         let mut first_at = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                _ = crate::signals::recv(&mut term) => {}
+                _ = crate::signals::recv(&mut hup) => {}
                 _ = signal_shutdown.cancelled(), if !stopping => {
                     // Stopping for another reason (`strata down`): a signal still forces.
                     stopping = true;

@@ -117,10 +117,13 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
             tokio::spawn(async move {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                use tokio::signal::unix::{signal, SignalKind};
+                let mut term = signal(SignalKind::terminate()).ok();
+                let mut hup = signal(SignalKind::hangup()).ok();
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
-                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                    _ = crate::signals::recv(&mut term) => {}
+                    _ = crate::signals::recv(&mut hup) => {}
                 }
                 on_signal.cancel();
             });

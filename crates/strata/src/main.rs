@@ -23,6 +23,7 @@ mod locate;
 mod out;
 mod progress;
 mod repair;
+mod signals;
 mod tables;
 mod top;
 

@@ -72,9 +72,20 @@ async fn up_and_ready(app: &App) -> (Up, KillGroupsOnDrop, i32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_of_strata_up_leaves_no_process_behind() {
+    stops_gracefully_on(libc::SIGINT).await;
+}
+
+/// The terminal closed (or the SSH session dropped): a hangup stops the app as Ctrl-C
+/// does, draining and with SIGTERM, not by the orphan guard's SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hangup_of_strata_up_stops_it_gracefully() {
+    stops_gracefully_on(libc::SIGHUP).await;
+}
+
+async fn stops_gracefully_on(sig: i32) {
     let app = App::new();
     let (mut up, groups, guard) = up_and_ready(&app).await;
-    signal(up.pid, libc::SIGINT);
+    signal(up.pid, sig);
     let status = up.wait_exit(Duration::from_secs(30)).await;
     assert!(status.success(), "strata up ended with {status}:\n{}", up.output());
     wait_groups_gone(&groups.0, GONE_TIMEOUT).await;
