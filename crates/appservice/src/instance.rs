@@ -135,6 +135,19 @@ pub(crate) async fn run_slot(
             ));
             s.last_output = output.clone();
         }
+        if ran < STABLE {
+            // Requests held for an instance (a service at zero) are answered now, not at
+            // their deadline (the next launch may fail as well; one that does not serves
+            // those that come after). The client is told no more than that (its output
+            // stays in `ps`).
+            ctx.pool.start_failed(
+                &match failures_in_row {
+                    1 => format!("its instance {id} failed to start; strata ps says why"),
+                    n => format!("its instance {id} failed to start {n} times in a row; strata ps says why"),
+                },
+                false,
+            );
+        }
         if oom {
             shared.events.emit(&ctx.name, Some(&id), EventKind::Oom, reason.clone());
         }

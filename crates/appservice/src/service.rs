@@ -240,6 +240,13 @@ async fn supervise(
             other => Some(other),
         };
         ctx.pool.set_why_none(why);
+        if p.starts_with("setup failed") {
+            // Requests held for an instance (a service at zero) are answered now, and
+            // none is held until the service is deployed again.
+            ctx.pool.start_failed("its setup step failed", true);
+        } else {
+            ctx.pool.starting();
+        }
         *phase.lock().unwrap() = p;
     };
     if let Some(spec) = &ctx.spec.setup {

@@ -206,15 +206,24 @@ impl strata_bus::Admission for Admission {
 
     fn hold<'a>(&'a self, pool: &'a Pool, within: Duration) -> Waiting<'a, Held> {
         Box::pin(async move {
+            if pool.gave_up() {
+                return Held::Failed;
+            }
             let Some(_held) = self.take_held() else {
                 return Held::Full;
             };
+            let failures = pool.start_failures();
             let mut ready = pool.watch_ready();
-            let joined = tokio::time::timeout(within, async { ready.wait_for(|n| *n > 0).await.is_ok() }).await;
+            let joined = tokio::time::timeout(within, async {
+                let seen = ready.wait_for(|n| *n > 0 || pool.start_failures() != failures).await;
+                seen.map(|n| *n > 0).ok()
+            })
+            .await;
             match joined {
-                Ok(true) => Held::Ready,
+                Ok(Some(true)) => Held::Ready,
+                Ok(Some(false)) => Held::Failed,
                 // The pool keeps its sender while borrowed: not seen in practice.
-                Ok(false) => Held::Full,
+                Ok(None) => Held::Full,
                 Err(_) => Held::Expired,
             }
         })

@@ -74,6 +74,9 @@ pub enum Held {
     Full,
     /// No member joined in time: answer 504.
     Expired,
+    /// The service's instance failed to start (`Pool::start_failed`): answer 503 at
+    /// once, with why.
+    Failed,
 }
 
 /// Where the first attempt of a request goes.

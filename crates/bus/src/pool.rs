@@ -257,6 +257,12 @@ pub struct Pool {
     /// Why its service runs no instance now, as its supervisor says (its setup step,
     /// waiting for bindings, stopping): told with a "no ready instance" answer.
     why_none: std::sync::Mutex<Option<Arc<str>>>,
+    /// Starts of its instances that failed while it had no ready member
+    /// ([`Pool::start_failed`]): each answers the requests held for a member.
+    start_failures: AtomicU64,
+    /// Its supervisor gave up starting instances (a failed setup): no request is held
+    /// for a member until one joins.
+    gave_up: AtomicBool,
     /// Set while this node cannot tell whether the other nodes are there (it hears no
     /// heartbeat, its own included): a member on this node is picked whenever one can
     /// be, since one on another node may be across a partition.
@@ -308,6 +314,37 @@ impl Pool {
         self.why_none.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// An instance of the service failed to start (its process exited, it never became
+    /// ready, its setup failed) while the pool has no ready member: the requests held
+    /// for one are answered now, with `why` (as [`Pool::why_none`]), instead of at their
+    /// deadline. `gave_up`: no start is coming (its setup failed), so no request is
+    /// held until a member joins or [`Pool::starting`]. A member joining clears both.
+    pub fn start_failed(&self, why: &str, gave_up: bool) {
+        if !self.members().is_empty() {
+            return;
+        }
+        self.set_why_none(Some(why));
+        self.gave_up.store(gave_up, Ordering::SeqCst);
+        self.start_failures.fetch_add(1, Ordering::SeqCst);
+        // Wakes what waits on the ready count, to look at the failures.
+        self.ready.send_modify(|_| {});
+    }
+
+    /// Its supervisor starts instances again (deployed anew): requests are held again.
+    pub fn starting(&self) {
+        self.gave_up.store(false, Ordering::SeqCst);
+    }
+
+    /// How many starts failed so far ([`Pool::start_failed`]).
+    pub fn start_failures(&self) -> u64 {
+        self.start_failures.load(Ordering::SeqCst)
+    }
+
+    /// Whether its supervisor gave up starting instances for now ([`Pool::start_failed`]).
+    pub fn gave_up(&self) -> bool {
+        self.gave_up.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn new(service: &str) -> Pool {
         Pool {
             service: service.to_string(),
@@ -315,6 +352,8 @@ impl Pool {
             ready: watch::channel(0).0,
             budget: RetryBudget::default(),
             why_none: std::sync::Mutex::new(None),
+            start_failures: AtomicU64::new(0),
+            gave_up: AtomicBool::new(false),
             admission: OnceLock::new(),
             room: Arc::default(),
             served_gone: AtomicU64::new(0),
@@ -409,6 +448,10 @@ impl Pool {
         let mut next: Vec<_> = members.iter().cloned().collect();
         next.push(member);
         *members = Arc::from(next);
+        if self.gave_up.swap(false, Ordering::SeqCst) || self.start_failures.load(Ordering::Relaxed) > 0 {
+            // A start failure said while none was ready no longer holds.
+            self.set_why_none(None);
+        }
         self.ready.send_replace(members.len());
     }
 

@@ -273,7 +273,7 @@ async fn any_from(
             if let Some(admission) = admission.filter(|a| a.holds() && pool.members().is_empty()) {
                 match admission.hold(pool, remaining).await {
                     Held::Ready => continue,
-                    Held::Full => {
+                    Held::Full | Held::Failed => {
                         return (
                             no_member(pool, request_id.as_ref()),
                             outcome.unanswered(NoAnswer::NoMember),

@@ -322,3 +322,48 @@ fn parse_prometheus(text: &str) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("the parser's JSON")
 }
+
+/// A service at zero whose instance cannot start (its program exits at once; another's
+/// setup step fails): a held request is answered 503 as the start fails, saying so,
+/// not held to its 30 s deadline for a 504; after a failed setup none is held at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_held_for_an_instance_that_cannot_start_is_answered_at_once() {
+    let app = App::new();
+    let manifest = app.manifest(
+        json!({
+            "crashing": {
+                "run": ["python3", "-c", "import sys; sys.exit('cannot start: missing DB_URL')"],
+                "routes": ["/crashing"],
+                "instances": { "min": 0, "max": 1 },
+            },
+            "unset": {
+                "setup": ["sh", "-c", "echo no network >&2; exit 1"],
+                "run": ["python3", "-c", "pass"],
+                "routes": ["/unset"],
+                "instances": { "min": 0, "max": 1 },
+            },
+        }),
+        serde_json::Value::Null,
+    );
+    let node = app.start(app.config(manifest)).await;
+    for (path, why) in [
+        (
+            "/crashing/a",
+            "its instance crashing-1 failed to start; strata ps says why",
+        ),
+        ("/unset/a", "its setup step failed"),
+        ("/unset/b", "its setup step failed"),
+    ] {
+        let started = Instant::now();
+        let reply = get(node.gateway_addr, path).await;
+        let took = started.elapsed();
+        eprintln!("{path}: {} after {took:?}: {}", reply.status, reply.text());
+        assert_eq!(reply.status, 503, "{path}: {}", reply.text());
+        assert!(reply.text().contains(why), "{path}: {}", reply.text());
+        assert!(
+            took < Duration::from_secs(10),
+            "{path} answered at once, not at its deadline: {took:?}"
+        );
+    }
+    stop(node).await;
+}

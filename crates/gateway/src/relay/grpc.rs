@@ -288,7 +288,7 @@ async fn relay_call(
             if let Some(admission) = admission.filter(|a| a.holds() && pool.members().is_empty()) {
                 match admission.hold(pool, remaining).await {
                     Held::Ready => continue,
-                    Held::Full => {}
+                    Held::Full | Held::Failed => {}
                     Held::Expired => {
                         let res = status_response(
                             GrpcStatus::DeadlineExceeded,
