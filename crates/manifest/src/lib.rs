@@ -274,6 +274,35 @@ pub fn load_to_run(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
             });
         }
     }
+    // A file copied in from the app is there, and a file (the instance would not start).
+    let files = manifest
+        .services
+        .iter()
+        .map(|(name, s)| ("services", name, &s.files))
+        .chain(manifest.functions.iter().map(|(name, f)| ("functions", name, &f.files)));
+    for (kind, name, files) in files {
+        for (rel, file) in files {
+            let FileSpec::Source { source } = file else { continue };
+            let at = dir.join(source);
+            if !at.is_file() {
+                let found = match at.exists() {
+                    true => format!("{} (not a file)", at.display()),
+                    false => format!("nothing at {}", at.display()),
+                };
+                problems.push(ManifestError::Invalid {
+                    path: error::FieldPath::root()
+                        .key(kind)
+                        .key(name)
+                        .key("files")
+                        .key(rel)
+                        .key("source")
+                        .into(),
+                    expected: "a file, relative to the manifest's folder".into(),
+                    found,
+                });
+            }
+        }
+    }
     for (kind, name, workdir) in workdirs {
         let Some(workdir) = workdir else { continue };
         let at = dir.join(workdir);

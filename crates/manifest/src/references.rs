@@ -20,6 +20,23 @@ impl Manifest {
             // Each text, and the env keys set when it is expanded: `env` values are
             // expanded in key order, each seeing only the keys before it.
             let mut texts: Vec<(String, &str, Option<&str>)> = Vec::new();
+            // `$PORT` (a Procfile's habit) is passed as it is unless a shell runs it.
+            let shell = spec.run.len() >= 2
+                && matches!(
+                    spec.run[0].rsplit('/').next(),
+                    Some("sh" | "bash" | "dash" | "zsh" | "ash")
+                )
+                && spec.run[1] == "-c";
+            for (i, arg) in spec.run.iter().enumerate() {
+                if shell {
+                    break;
+                }
+                if let Some(var) = bare_reference(arg) {
+                    notes.push(format!(
+                        "services.{name}.run[{i}]: ${var} is passed to the program as it is: strata expands ${{{var}}} (with braces), and only a shell expands ${var} (run it as [\"sh\", \"-c\", \"...\"])"
+                    ));
+                }
+            }
             for (i, arg) in spec.run.iter().enumerate() {
                 texts.push((format!("services.{name}.run[{i}]"), arg, None));
             }
@@ -46,6 +63,25 @@ impl Manifest {
         }
         notes
     }
+}
+
+/// The first `$NAME` in `text` without braces (a name: a letter or `_`, then letters,
+/// digits and `_`).
+fn bare_reference(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while let Some(i) = text[at..].find('$') {
+        let start = at + i + 1;
+        let len = bytes[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+            .count();
+        if len > 0 && !bytes[start].is_ascii_digit() {
+            return Some(&text[start..start + len]);
+        }
+        at = start;
+    }
+    None
 }
 
 /// The names of the `${NAME}` references in `text`.
@@ -88,5 +124,26 @@ mod tests {
             "{notes:#?}"
         );
         assert!(m.unset_references(|_| true).is_empty());
+    }
+
+    #[test]
+    fn a_reference_without_braces_is_noted_unless_a_shell_runs_it() {
+        let bare = |run: &str| {
+            let m = crate::parse(&format!(
+                r#"{{"strata": 1, "app": "a", "services": {{"web": {{"run": {run}}}}}}}"#
+            ))
+            .unwrap();
+            m.unset_references(|_| true)
+        };
+        let notes = bare(r#"["python3", "-m", "http.server", "$PORT", "--bind", "127.0.0.1"]"#);
+        assert_eq!(notes.len(), 1, "{notes:#?}");
+        assert!(
+            notes[0].starts_with("services.web.run[3]: $PORT is passed to the program as it is"),
+            "{notes:#?}"
+        );
+        assert!(bare(r#"["gunicorn", "-b", "127.0.0.1:$PORT", "app:app"]"#)[0].contains("$PORT"));
+        assert!(bare(r#"["sh", "-c", "exec python3 -m http.server $PORT"]"#).is_empty());
+        assert!(bare(r#"["/bin/bash", "-c", "python3 app.py $PORT"]"#).is_empty());
+        assert!(bare(r#"["python3", "app.py", "${PORT}", "cost: $5", "a$"]"#).is_empty());
     }
 }

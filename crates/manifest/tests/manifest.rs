@@ -1488,7 +1488,7 @@ fn load_to_run_names_a_workdir_that_is_not_a_folder() {
     std::fs::write(dir.join("file"), "").unwrap();
     let manifest = serde_json::json!({"strata": 1, "app": "wd", "services": {
         "good": {"run": ["python3", "app.py"], "workdir": "api"},
-        "gone": {"run": ["python3", "app.py"], "workdir": "srv"},
+        "gone": {"run": ["python3", "app.py"], "workdir": "srv", "files": {"conf/a.txt": {"source": "nosuch.txt"}, "b": {"content": "x"}}},
         "file": {"run": ["python3", "app.py"], "workdir": "file"},
     }, "functions": {
         "f": {"run": ["python3", "f.py"], "workdir": "fn", "trigger": {"http": "/f"}},
@@ -1508,6 +1508,7 @@ fn load_to_run_names_a_workdir_that_is_not_a_folder() {
     assert_eq!(
         problems,
         [
+            format!("services.gone.files[\"conf/a.txt\"].source: expected a file, relative to the manifest's folder, found nothing at {d}/nosuch.txt"),
             format!("services.file.workdir: expected a folder, relative to the manifest's folder, found {d}/file (not a folder)"),
             format!("services.gone.workdir: expected a folder, relative to the manifest's folder, found nothing at {d}/srv"),
             format!("functions.f.workdir: expected a folder, relative to the manifest's folder, found nothing at {d}/fn"),
@@ -1515,6 +1516,7 @@ fn load_to_run_names_a_workdir_that_is_not_a_folder() {
     );
     std::fs::create_dir_all(dir.join("srv")).unwrap();
     std::fs::create_dir_all(dir.join("fn")).unwrap();
+    std::fs::write(dir.join("nosuch.txt"), "now here").unwrap();
     std::fs::remove_file(dir.join("file")).unwrap();
     std::fs::create_dir_all(dir.join("file")).unwrap();
     assert!(strata_manifest::load_to_run(&file).is_ok());
