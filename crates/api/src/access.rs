@@ -155,6 +155,9 @@ impl Caller {
                     need.describe()
                 )))
             }
+            // A service cannot bind to itself (a binding waits for the other's
+            // instances): only access.calls lets it call itself.
+            Need::Call(s) if *s == grant.service => (reach.may_call(s), "access.calls", s),
             Need::Call(s) => (reach.may_call(s), "bindings or access.calls", s),
             Need::Publish(q) => (reach.may_publish(q), "access.publishes", q),
             Need::Fetch(q) => (reach.may_fetch(q), "consumes or access.fetches", q),
@@ -488,6 +491,22 @@ mod tests {
             Method::GET,
             &[("service", "worker")]
         ));
+        let refused = |service: &str| {
+            let params = [("service", service), ("path", "x")];
+            let (need, _) = route(Some("/v1/any/{service}/{*path}"), &Method::GET, &params);
+            a.caller(web).unwrap().allows(&need).unwrap_err().message().to_string()
+        };
+        assert!(
+            refused("worker").contains("add \"worker\" to services.web.bindings or access.calls"),
+            "{}",
+            refused("worker")
+        );
+        // Itself: a binding to itself is refused by validation, so only access.calls.
+        assert!(
+            refused("web").contains("add \"web\" to services.web.access.calls in strata.json"),
+            "{}",
+            refused("web")
+        );
         assert!(allowed(
             &a,
             web,
