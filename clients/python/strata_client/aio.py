@@ -180,7 +180,8 @@ class AsyncClient(TraceViews):
     # ------------------------------------------------------------------ queues
 
     async def create_queue(self, name: str, **config: Any) -> bool:
-        """Creates queue `name` (manifest queue fields); True if created, False if it existed."""
+        """Creates queue `name` (manifest queue fields); True if created, False if it existed
+        with those settings; raises if it exists with others (409)."""
         return await self._run(_api.create_queue(name, config))
 
     async def queues(self) -> List[JSON]:

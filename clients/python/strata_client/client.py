@@ -130,7 +130,9 @@ class Client(TraceViews):
 
     def create_queue(self, name: str, **config: Any) -> bool:
         """Creates queue `name` with the manifest's queue fields (fsync, lease_ms,
-        max_message_bytes, ...); True if it was created, False if it existed."""
+        max_message_bytes, ...); True if it was created, False if it existed with those
+        settings. One that exists with other settings raises (409: settings are fixed
+        when a queue is made)."""
         return self._run(_api.create_queue(name, config))
 
     def queues(self) -> List[JSON]:

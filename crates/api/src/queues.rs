@@ -18,7 +18,7 @@ use strata_manifest::QueueSpec;
 use strata_queue::{
     FetchOptions, Message, NewMessage, Published, QueueBackend, QueueError, QueueHandle, Replied, Reply,
 };
-use strata_wire::{compact, messages_json, CompactMessage, DeadLetterOut, JsonBody, MessageOut};
+use strata_wire::{compact, messages_json, CompactMessage, DeadLetterOut, ErrorCode, JsonBody, MessageOut};
 
 use strata_gateway::{relay, trace};
 
@@ -82,15 +82,54 @@ async fn create(
     body: Body,
 ) -> Answer {
     let body = body::read(&headers, body, body::CONTROL, "a queue's settings").await?;
-    let spec: QueueSpec = if body.iter().all(u8::is_ascii_whitespace) {
-        QueueSpec::default()
-    } else {
+    let given = !body.iter().all(u8::is_ascii_whitespace);
+    let spec: QueueSpec = if given {
         body::parse(&body, "the queue settings of docs/queues.md, or nothing")?
+    } else {
+        QueueSpec::default()
     };
-    Ok(match queues(&state).create(&queue, spec).await? {
+    Ok(match queues(&state).create(&queue, spec.clone()).await? {
         (q, true) => (StatusCode::CREATED, Json(q.stats())).into_response(),
-        (q, false) => Json(q.stats()).into_response(),
+        (q, false) => {
+            // Settings that differ from the queue's are refused, not dropped unsaid.
+            if given {
+                let differ = differing_settings(&body, &spec, q.spec());
+                if !differ.is_empty() {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        ErrorCode::Conflict,
+                        format!(
+                            "queue {queue:?} exists with other settings: {}; a queue's settings are fixed when it is made (delete it and create it again, or declare it in strata.json)",
+                            differ.join(", ")
+                        ),
+                    ));
+                }
+            }
+            Json(q.stats()).into_response()
+        }
     })
+}
+
+/// The settings `body` names whose values in `asked` differ from the queue's (`has`),
+/// as "lease_ms is 30000, not 1000".
+fn differing_settings(body: &[u8], asked: &QueueSpec, has: &QueueSpec) -> Vec<String> {
+    let named: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let (asked, has) = (json!(asked), json!(has));
+    let Some(named) = named.as_object() else {
+        return Vec::new();
+    };
+    named
+        .keys()
+        .filter(|key| asked.get(key.as_str()) != has.get(key.as_str()))
+        .map(|key| {
+            let show = |v: Option<&serde_json::Value>| v.map_or("unset".to_string(), ToString::to_string);
+            format!(
+                "{key} is {}, not {}",
+                show(has.get(key.as_str())),
+                show(asked.get(key.as_str()))
+            )
+        })
+        .collect()
 }
 
 /// A publish as JSON carries it: one message, or a batch (`messages` and nothing else).

@@ -522,6 +522,15 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
             400,
             "fsync",
         ),
+        // An existing queue's settings are not changed by a PUT, nor silently kept.
+        (
+            Method::PUT,
+            "/v1/queues/jobs",
+            br#"{"lease_ms":1000,"max_deliveries":5}"#.to_vec(),
+            None,
+            409,
+            "queue \"jobs\" exists with other settings: lease_ms is 30000, not 1000; a queue's settings are fixed",
+        ),
         (
             Method::POST,
             "/v1/reply",
@@ -548,6 +557,13 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
             body["code"].as_str().is_some_and(|c| !c.is_empty()),
             "{method} {path}: {body}"
         );
+    }
+    // The same settings again, or none: 200, the queue as it is.
+    for body in [&br#"{"lease_ms":30000}"#[..], b""] {
+        let reply = send(api, request(Method::PUT, api, "/v1/queues/jobs", body.to_vec()))
+            .await
+            .expect("an answer");
+        assert_eq!(reply.status, 200, "{}", reply.text());
     }
     // Only the one good message was stored.
     let fetched = post(api, "/v1/queues/jobs/groups/g/fetch?max=all", "").await.json();
