@@ -395,6 +395,11 @@ async fn supervise(
 
     // Readiness: poll until the check passes; say why it does not after a while.
     let mut reported = false;
+    // Once the program answers the check (not 2xx yet), each check is a request it
+    // serves and most likely logs: they come at doubling spacing from READY_POLL up to
+    // `health.interval_ms`, not every 1-20 ms (a framework's request log filled with
+    // checks, pushing out what the program said of why it is not ready).
+    let mut answered_poll: Option<Duration> = None;
     loop {
         tokio::select! {
             exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
@@ -423,10 +428,17 @@ async fn supervise(
                         format!("not ready after {:.0}s: {why}; still {wait}", waited.as_secs_f64()),
                     );
                 }
+                let pause = if outcome == probe::Outcome::Refused {
+                    if started.elapsed() < EARLY { READY_POLL_EARLY } else { READY_POLL }
+                } else {
+                    let next = answered_poll.map_or(READY_POLL, |p| (p * 2).min(interval.max(READY_POLL)));
+                    answered_poll = Some(next);
+                    next
+                };
                 tokio::select! {
                     exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
                     _ = stop.cancelled() => return Supervised::Stop(None),
-                    _ = tokio::time::sleep(if started.elapsed() < EARLY { READY_POLL_EARLY } else { READY_POLL }) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
         }

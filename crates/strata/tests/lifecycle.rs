@@ -164,6 +164,21 @@ async fn a_service_starts_only_after_its_bindings_are_ready() {
             >= 3
     })
     .await;
+    // A program that answers its check, not 2xx yet, is checked at doubling spacing up
+    // to its interval (100 ms), not every 1-20 ms: each check is a request it serves.
+    let checks = || {
+        app.records()
+            .iter()
+            .filter(|r| r["instance"] == "db-1" && r["path"] == "/healthz")
+            .count()
+    };
+    let before = checks();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let in_a_second = checks() - before;
+    assert!(
+        in_a_second <= 15,
+        "{in_a_second} readiness checks in a second against an interval of 100 ms"
+    );
     let web = service(&node, "web");
     assert!(web.instances.is_empty(), "web launched before db was ready: {web:?}");
     assert_eq!(web.state, "waiting for bindings: db");
