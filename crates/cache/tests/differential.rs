@@ -1128,6 +1128,13 @@ fn subcommand_errors_answer_as_redis() {
         &["CONFIG"],
         &["CONFIG", "NOSUCH"],
         &["CONFIG", "GET"],
+        // What libraries read before relying on a feature or an encoding.
+        &["CONFIG", "GET", "notify-keyspace-events"],
+        &["CONFIG", "GET", "zset-max-listpack-entries"],
+        &["CONFIG", "GET", "zset-max-ziplist-value"],
+        &["CONFIG", "GET", "hash-max-listpack-entries"],
+        &["CONFIG", "GET", "hash-max-ziplist-value"],
+        &["CONFIG", "GET", "set-max-intset-entries"],
         &["CONFIG", "SET", "a"],
         &["CONFIG", "RESETSTAT", "x"],
         &["CONFIG", "HELP", "x"],

@@ -509,7 +509,7 @@ pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Key
     if sub.eq_ignore_ascii_case(b"get") {
         let t = CacheStats::from_shards(ks.stats()).total;
         let server = &shared.server;
-        let params: [(&str, String); 12] = [
+        let params: [(&str, String); 22] = [
             ("save", String::new()),
             ("appendonly", "no".into()),
             ("maxmemory", t.max_bytes.to_string()),
@@ -530,6 +530,32 @@ pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Key
             ("maxclients", server.max_clients.to_string()),
             ("client-query-buffer-limit", server.max_query_bytes.to_string()),
             ("maxmemory-clients", server.client_memory.max().to_string()),
+            // No keyspace notifications are sent (libraries read this before relying
+            // on them).
+            ("notify-keyspace-events", String::new()),
+            // The built-in encoding limits (fixed here), under Redis 7's names and the
+            // older ones it still answers to.
+            (
+                "hash-max-listpack-entries",
+                crate::hash::LISTPACK_MAX_ENTRIES.to_string(),
+            ),
+            ("hash-max-listpack-value", crate::hash::LISTPACK_MAX_VALUE.to_string()),
+            (
+                "hash-max-ziplist-entries",
+                crate::hash::LISTPACK_MAX_ENTRIES.to_string(),
+            ),
+            ("hash-max-ziplist-value", crate::hash::LISTPACK_MAX_VALUE.to_string()),
+            (
+                "zset-max-listpack-entries",
+                crate::zset::LISTPACK_MAX_ENTRIES.to_string(),
+            ),
+            ("zset-max-listpack-value", crate::zset::LISTPACK_MAX_VALUE.to_string()),
+            (
+                "zset-max-ziplist-entries",
+                crate::zset::LISTPACK_MAX_ENTRIES.to_string(),
+            ),
+            ("zset-max-ziplist-value", crate::zset::LISTPACK_MAX_VALUE.to_string()),
+            ("set-max-intset-entries", crate::set::INTSET_MAX_ENTRIES.to_string()),
         ];
         let matched: Vec<&(&str, String)> = params
             .iter()
