@@ -44,6 +44,12 @@ pub(crate) async fn logs(
         ))
         .into_response();
     };
+    if q.setup && state.app.has_setup(&service) == Some(false) {
+        return ApiError::not_found(format!(
+            "service {service:?} has no setup step (services.{service}.setup): its instances' logs are `strata logs {service}`"
+        ))
+        .into_response();
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {

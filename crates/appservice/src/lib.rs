@@ -351,6 +351,11 @@ impl AppService {
             .then(|| self.shared.state_dir.join("logs").join(service))
     }
 
+    /// Whether the service declares a setup step (None: no such service).
+    pub fn has_setup(&self, service: &str) -> Option<bool> {
+        self.services.get(service).map(|h| h.has_setup())
+    }
+
     /// Resolves once every service has a ready instance (or shutdown began); a service
     /// that starts with none (scale from zero) does not count.
     pub async fn ready(&self) {

@@ -91,6 +91,11 @@ impl Stopper {
 }
 
 impl ServiceHandle {
+    /// Whether the service declares a setup step.
+    pub fn has_setup(&self) -> bool {
+        self.ctx.spec.setup.is_some()
+    }
+
     /// Starts the service's supervisor; [`ServiceHandle::stopper`] stops it.
     pub fn start(shared: &Arc<AppContext>, name: String, spec: ServiceSpec) -> ServiceHandle {
         let stop = CancellationToken::new();

@@ -506,6 +506,16 @@ async fn the_node_api_agrees_with_its_openapi_description() {
     ] {
         assert_error(call(api, Method::GET, path, &auth, "").await, 400, "bad_request");
     }
+    // The setup log of a service without a setup step: said, not an empty answer.
+    let (status, body) = call(api, Method::GET, "/v1/services/web/logs?setup=true", &auth, "").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("service \"web\" has no setup step"),
+        "{body}"
+    );
     // A call's path reaches the member as it was sent: `%20` was decoded to a space
     // (400, not a path) and `%3F` to a query.
     let reply = get(api, "/v1/any/web/a%20b%3Fc?x=1").await;
