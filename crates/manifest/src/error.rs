@@ -230,7 +230,11 @@ fn expected_words(expected: &str, out_of_range: bool) -> String {
         _ => None,
     };
     if let Some(max) = max {
-        return if out_of_range {
+        return if out_of_range && max == u64::MAX {
+            // A negative number (no setting goes near 2^64): the field's own range, when
+            // it has one, is checked once the number is read.
+            "a whole number, 0 or more".to_string()
+        } else if out_of_range {
             format!("a whole number from 0 to {max}")
         } else {
             "a whole number".to_string()

@@ -916,6 +916,13 @@ fn wrong_types_name_the_field() {
         u32_range,
         "5000000000",
     );
+    // A u64 field: not its 2^64 bound, which no setting allows anyway.
+    invalid_at(
+        "services.api.relay.timeout_ms",
+        json!(-5),
+        "a whole number, 0 or more",
+        "the number -5",
+    );
     invalid_at(
         "services.api.resources.memory_mb",
         json!(1.5),
