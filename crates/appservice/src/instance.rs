@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,9 @@ const READY_POLL: Duration = Duration::from_millis(20);
 /// zero waits on it (a refused connect costs microseconds).
 const READY_POLL_EARLY: Duration = Duration::from_millis(1);
 const EARLY: Duration = Duration::from_secs(1);
+/// The longest spacing of readiness checks a program answers with a status that is not
+/// 2xx yet (one warming up is found ready at most this late).
+const READY_POLL_ANSWERED_MAX: Duration = Duration::from_millis(500);
 /// A starting instance not ready after this long is reported (event and `ps` detail)
 /// with what its check found, for example that nothing listens on its `$PORT`; it is
 /// still waited for up to `health.start_timeout_ms`, since slow starters exist (with a
@@ -54,6 +58,37 @@ pub(crate) struct ServiceCtx {
     pub pool: Arc<Pool>,
     /// From each launch to its first passed readiness check (a cold start's cost).
     pub start_time: strata_os::histogram::Histogram,
+    /// Instances launched and not ready yet ([`Starting`]).
+    pub starting: AtomicUsize,
+}
+
+/// Counts a launched instance in [`ServiceCtx::starting`] until it is ready
+/// ([`Starting::ready`]) or its run ends.
+struct Starting<'a> {
+    count: &'a AtomicUsize,
+    counted: AtomicBool,
+}
+
+impl<'a> Starting<'a> {
+    fn new(count: &'a AtomicUsize) -> Starting<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Starting {
+            count,
+            counted: AtomicBool::new(true),
+        }
+    }
+
+    fn ready(&self) {
+        if self.counted.swap(false, Ordering::SeqCst) {
+            self.count.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.ready();
+    }
 }
 
 /// How one run of an instance ended.
@@ -66,6 +101,8 @@ enum RunEnd {
         /// The kernel killed it for memory over its limit.
         oom: bool,
         ran: Duration,
+        /// It had passed its readiness check (and joined its pool) in this run.
+        was_ready: bool,
         /// The last lines it printed, when it exited or never became ready (empty when
         /// it printed nothing, or was killed for failing its liveness checks).
         output: Vec<String>,
@@ -93,14 +130,15 @@ pub(crate) async fn run_slot(
         launches += 1;
         let end = run_once(&shared, &ctx, &id, launches, &status, &stop).await;
         shared.capacity.release(ctx.demand);
-        let (reason, oom, ran, output) = match end {
+        let (reason, oom, ran, was_ready, output) = match end {
             RunEnd::Stopped => break,
             RunEnd::Failed {
                 reason,
                 oom,
                 ran,
+                was_ready,
                 output,
-            } => (reason, oom, ran, output),
+            } => (reason, oom, ran, was_ready, output),
         };
         if ran >= STABLE {
             failures_in_row = 0;
@@ -135,11 +173,12 @@ pub(crate) async fn run_slot(
             ));
             s.last_output = output.clone();
         }
-        if ran < STABLE {
+        if !was_ready && shared.cluster_node.is_none() && ctx.starting.load(Ordering::SeqCst) == 0 {
             // Requests held for an instance (a service at zero) are answered now, not at
             // their deadline (the next launch may fail as well; one that does not serves
-            // those that come after). The client is told no more than that (its output
-            // stays in `ps`).
+            // those that come after), unless another instance is starting for them. The
+            // client is told no more than that (its output stays in `ps`). Not on a
+            // cluster node: the scheduler may be starting one on another node.
             ctx.pool.start_failed(
                 &match failures_in_row {
                     1 => format!("its instance {id} failed to start; strata ps says why"),
@@ -268,11 +307,13 @@ async fn run_once(
                 oom: false,
                 // Nothing ran.
                 ran: Duration::ZERO,
+                was_ready: false,
                 output: Vec::new(),
             };
         }
     };
     let runtime = proc.runtime();
+    let starting = Starting::new(&ctx.starting);
     {
         let mut s = status.lock().unwrap();
         s.state = InstanceState::Starting;
@@ -304,7 +345,8 @@ async fn run_once(
             false => format!("launched pid {} at {addr}{container}", proc.pid()),
         },
     );
-    let end = supervise(shared, ctx, id, &mut proc, addr, status, stop, started).await;
+    let end = supervise(shared, ctx, id, &mut proc, addr, status, stop, started, &starting).await;
+    drop(starting);
     if let Supervised::Stop(Some(member)) = &end {
         member.stopping();
     }
@@ -331,13 +373,14 @@ async fn run_once(
             );
             RunEnd::Stopped
         }
-        Supervised::Exited(Ended { reason, oom }) => {
+        Supervised::Exited(Ended { reason, oom }, was_ready) => {
             // The leader is gone; anything it left (in its group or not) goes too.
             proc.clear().await;
             RunEnd::Failed {
                 reason,
                 oom,
                 ran: started.elapsed(),
+                was_ready,
                 output: log.last_lines(OUTPUT_LINES).await,
             }
         }
@@ -347,6 +390,7 @@ async fn run_once(
                 reason,
                 oom: false,
                 ran: started.elapsed(),
+                was_ready: false,
                 output: log.last_lines(OUTPUT_LINES).await,
             }
         }
@@ -356,6 +400,7 @@ async fn run_once(
                 reason,
                 oom: false,
                 ran: started.elapsed(),
+                was_ready: true,
                 output: Vec::new(),
             }
         }
@@ -367,8 +412,8 @@ async fn run_once(
 enum Supervised {
     /// Asked to stop; the member (if it was ready) is to be drained first.
     Stop(Option<Arc<Member>>),
-    /// The process exited on its own.
-    Exited(Ended),
+    /// The process exited on its own (after it was ready: true).
+    Exited(Ended, bool),
     /// The process is to be killed: it was not ready within the start timeout.
     NeverReady(String),
     /// The process is to be killed: it failed its liveness checks.
@@ -385,6 +430,7 @@ async fn supervise(
     status: &Mutex<InstanceStatus>,
     stop: &CancellationToken,
     started: Instant,
+    starting: &Starting<'_>,
 ) -> Supervised {
     let health = ctx.spec.health.as_ref();
     let path = probe::Check::of(health);
@@ -395,14 +441,15 @@ async fn supervise(
 
     // Readiness: poll until the check passes; say why it does not after a while.
     let mut reported = false;
-    // Once the program answers the check (not 2xx yet), each check is a request it
-    // serves and most likely logs: they come at doubling spacing from READY_POLL up to
-    // `health.interval_ms`, not every 1-20 ms (a framework's request log filled with
-    // checks, pushing out what the program said of why it is not ready).
+    // Once the program answers the check (a status, not 2xx yet), each check is a
+    // request it serves and most likely logs: they come at doubling spacing from
+    // READY_POLL up to READY_POLL_ANSWERED_MAX (or `health.interval_ms` if shorter), not
+    // every 1-20 ms (a framework's request log filled with checks, pushing out what the
+    // program said of why it is not ready).
     let mut answered_poll: Option<Duration> = None;
     loop {
         tokio::select! {
-            exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
+            exit = proc.wait() => return Supervised::Exited(exit_reason(exit), false),
             _ = stop.cancelled() => return Supervised::Stop(None),
             outcome = probe::run(addr, path, check_timeout, shared.grpc_probe.as_ref()) => {
                 if outcome.passed() {
@@ -428,15 +475,16 @@ async fn supervise(
                         format!("not ready after {:.0}s: {why}; still {wait}", waited.as_secs_f64()),
                     );
                 }
-                let pause = if outcome == probe::Outcome::Refused {
-                    if started.elapsed() < EARLY { READY_POLL_EARLY } else { READY_POLL }
-                } else {
-                    let next = answered_poll.map_or(READY_POLL, |p| (p * 2).min(interval.max(READY_POLL)));
+                let pause = if matches!(outcome, probe::Outcome::Status(_) | probe::Outcome::Grpc(_)) {
+                    let next = answered_poll.map_or(READY_POLL, |p| (p * 2).min(READY_POLL_ANSWERED_MAX.min(interval).max(READY_POLL)));
                     answered_poll = Some(next);
                     next
+                } else {
+                    answered_poll = None;
+                    if started.elapsed() < EARLY { READY_POLL_EARLY } else { READY_POLL }
                 };
                 tokio::select! {
-                    exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
+                    exit = proc.wait() => return Supervised::Exited(exit_reason(exit), false),
                     _ = stop.cancelled() => return Supervised::Stop(None),
                     _ = tokio::time::sleep(pause) => {}
                 }
@@ -444,6 +492,7 @@ async fn supervise(
         }
     }
     let member = Member::new(id, addr);
+    starting.ready();
     {
         let mut s = status.lock().unwrap();
         s.state = InstanceState::Ready;
@@ -467,7 +516,7 @@ async fn supervise(
     tick.tick().await;
     loop {
         tokio::select! {
-            exit = proc.wait() => return Supervised::Exited(exit_reason(exit)),
+            exit = proc.wait() => return Supervised::Exited(exit_reason(exit), true),
             _ = stop.cancelled() => return Supervised::Stop(Some(member)),
             _ = tick.tick() => {
                 let outcome = probe::run(addr, path, check_timeout, shared.grpc_probe.as_ref()).await;

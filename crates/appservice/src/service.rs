@@ -113,6 +113,7 @@ impl ServiceHandle {
             workdir,
             spec,
             start_time: Default::default(),
+            starting: Default::default(),
         });
         let (desired, desired_rx) = watch::channel(ctx.spec.instances.initial());
         let slots = Arc::new(Mutex::new(Vec::new()));
@@ -247,8 +248,11 @@ async fn supervise(
         ctx.pool.set_why_none(why);
         if p.starts_with("setup failed") {
             // Requests held for an instance (a service at zero) are answered now, and
-            // none is held until the service is deployed again.
-            ctx.pool.start_failed("its setup step failed", true);
+            // none is held until the service is deployed again. Not on a cluster node:
+            // the scheduler may place the service on a node whose setup works.
+            if shared.cluster_node.is_none() {
+                ctx.pool.start_failed("its setup step failed", true);
+            }
         } else {
             ctx.pool.starting();
         }

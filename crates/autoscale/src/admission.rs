@@ -206,13 +206,15 @@ impl strata_bus::Admission for Admission {
 
     fn hold<'a>(&'a self, pool: &'a Pool, within: Duration) -> Waiting<'a, Held> {
         Box::pin(async move {
+            // Read before `gave_up` (which `start_failed` sets before it counts): a
+            // failure between the two is either counted here or seen by the wait.
+            let failures = pool.start_failures();
             if pool.gave_up() {
                 return Held::Failed;
             }
             let Some(_held) = self.take_held() else {
                 return Held::Full;
             };
-            let failures = pool.start_failures();
             let mut ready = pool.watch_ready();
             let joined = tokio::time::timeout(within, async {
                 let seen = ready.wait_for(|n| *n > 0 || pool.start_failures() != failures).await;

@@ -263,6 +263,8 @@ pub struct Pool {
     /// Its supervisor gave up starting instances (a failed setup): no request is held
     /// for a member until one joins.
     gave_up: AtomicBool,
+    /// `why_none` was said by [`Pool::start_failed`] (a member joining clears it).
+    why_is_start_failure: AtomicBool,
     /// Set while this node cannot tell whether the other nodes are there (it hears no
     /// heartbeat, its own included): a member on this node is picked whenever one can
     /// be, since one on another node may be across a partition.
@@ -306,6 +308,7 @@ fn next_random() -> u64 {
 impl Pool {
     /// Says why the service runs no instance now (None: it runs or starts them).
     pub fn set_why_none(&self, why: Option<&str>) {
+        self.why_is_start_failure.store(false, Ordering::SeqCst);
         *self.why_none.lock().unwrap_or_else(|e| e.into_inner()) = why.map(Arc::from);
     }
 
@@ -320,12 +323,16 @@ impl Pool {
     /// deadline. `gave_up`: no start is coming (its setup failed), so no request is
     /// held until a member joins or [`Pool::starting`]. A member joining clears both.
     pub fn start_failed(&self, why: &str, gave_up: bool) {
-        if !self.members().is_empty() {
+        // Under the members' lock, as `join`: a member joining meanwhile clears this.
+        let members = self.members.write().unwrap();
+        if !members.is_empty() {
             return;
         }
         self.set_why_none(Some(why));
+        self.why_is_start_failure.store(true, Ordering::SeqCst);
         self.gave_up.store(gave_up, Ordering::SeqCst);
         self.start_failures.fetch_add(1, Ordering::SeqCst);
+        drop(members);
         // Wakes what waits on the ready count, to look at the failures.
         self.ready.send_modify(|_| {});
     }
@@ -354,6 +361,7 @@ impl Pool {
             why_none: std::sync::Mutex::new(None),
             start_failures: AtomicU64::new(0),
             gave_up: AtomicBool::new(false),
+            why_is_start_failure: AtomicBool::new(false),
             admission: OnceLock::new(),
             room: Arc::default(),
             served_gone: AtomicU64::new(0),
@@ -448,8 +456,10 @@ impl Pool {
         let mut next: Vec<_> = members.iter().cloned().collect();
         next.push(member);
         *members = Arc::from(next);
-        if self.gave_up.swap(false, Ordering::SeqCst) || self.start_failures.load(Ordering::Relaxed) > 0 {
-            // A start failure said while none was ready no longer holds.
+        self.gave_up.store(false, Ordering::SeqCst);
+        if self.why_is_start_failure.swap(false, Ordering::SeqCst) {
+            // A start failure said while none was ready no longer holds (what the
+            // supervisor says of its phase stays).
             self.set_why_none(None);
         }
         self.ready.send_replace(members.len());

@@ -336,7 +336,7 @@ async fn any_from(
         let attempt_timeout = policy.attempt_timeout.min(remaining);
         let conn = match upstream.take() {
             Some(conn) => conn,
-            None => match Box::pin(tokio::time::timeout(attempt_timeout, Conn::connect(member.addr))).await {
+            None => match Box::pin(connect(&member, attempt_timeout)).await {
                 Ok(Ok(conn)) => conn,
                 Ok(Err(e)) => {
                     pool.suspect(&member);
@@ -436,6 +436,26 @@ async fn any_from(
             }
             Err((SendError::TimedOut, _)) => last = Some((member, Failure::Timeout)),
         }
+    }
+}
+
+/// A fresh connection to `member`, within `within`; to a member on another node, given
+/// up as soon as this node finds it out of reach ([`Member::cut`]).
+async fn connect(
+    member: &Member,
+    within: std::time::Duration,
+) -> Result<io::Result<Conn>, tokio::time::error::Elapsed> {
+    let connect = tokio::time::timeout(within, Conn::connect(member.addr));
+    if !member.is_remote() {
+        return connect.await;
+    }
+    tokio::select! {
+        biased;
+        made = connect => made,
+        () = member.until_cut() => Ok(Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "this node cannot reach the member's node",
+        ))),
     }
 }
 

@@ -274,12 +274,20 @@ pub fn load_to_run(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
             });
         }
     }
-    // A file copied in from the app is there, and a file (the instance would not start).
+    // A file copied in from the app is there, and a file (the instance would not start),
+    // unless a setup step runs first (it may make it: a build's output).
     let files = manifest
         .services
         .iter()
+        .filter(|(_, s)| s.setup.is_none())
         .map(|(name, s)| ("services", name, &s.files))
-        .chain(manifest.functions.iter().map(|(name, f)| ("functions", name, &f.files)));
+        .chain(
+            manifest
+                .functions
+                .iter()
+                .filter(|(_, f)| f.setup.is_none())
+                .map(|(name, f)| ("functions", name, &f.files)),
+        );
     for (kind, name, files) in files {
         for (rel, file) in files {
             let FileSpec::Source { source } = file else { continue };

@@ -1497,6 +1497,7 @@ fn load_to_run_names_a_workdir_that_is_not_a_folder() {
         "good": {"run": ["python3", "app.py"], "workdir": "api"},
         "gone": {"run": ["python3", "app.py"], "workdir": "srv", "files": {"conf/a.txt": {"source": "nosuch.txt"}, "b": {"content": "x"}}},
         "file": {"run": ["python3", "app.py"], "workdir": "file"},
+        "built": {"run": ["python3", "app.py"], "setup": ["make"], "files": {"b": {"source": "made-by-setup.txt"}}},
     }, "functions": {
         "f": {"run": ["python3", "f.py"], "workdir": "fn", "trigger": {"http": "/f"}},
     }});
