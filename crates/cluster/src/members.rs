@@ -471,13 +471,11 @@ fn sync(bus: &Bus, known: &BTreeMap<String, MemberRecord>, membership: &Membersh
         let keep = want.contains_key(&key);
         if !keep {
             let pool = bus.pool(service);
-            if stopping.contains(&key) {
-                if let Some(m) = pool.members().iter().find(|m| m.id == *id) {
+            if let Some(m) = pool.members().iter().find(|m| m.id == *id) {
+                if stopping.contains(&key) {
                     m.stopping();
-                }
-            } else if parked.contains_key(&key) {
-                // Out of reach: the calls waiting on it end now.
-                if let Some(m) = pool.members().iter().find(|m| m.id == *id) {
+                } else if parked.contains_key(&key) {
+                    // Out of reach: the calls waiting on it end now.
                     m.cut();
                 }
             }

@@ -365,10 +365,7 @@ async fn any_from(
             tokio::select! {
                 biased;
                 sent = conn.send(&parts, send_body, attempt_timeout) => sent,
-                () = member.until_cut() => Err((SendError::Broken(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "this node cannot reach the member's node",
-                )), None)),
+                () = member.until_cut() => Err((SendError::Broken(cut_off()), None)),
             }
         } else {
             conn.send(&parts, send_body, attempt_timeout).await
@@ -452,11 +449,16 @@ async fn connect(
     tokio::select! {
         biased;
         made = connect => made,
-        () = member.until_cut() => Ok(Err(io::Error::new(
-            io::ErrorKind::ConnectionAborted,
-            "this node cannot reach the member's node",
-        ))),
+        () = member.until_cut() => Ok(Err(cut_off())),
     }
+}
+
+/// What an attempt to a member this node found out of reach ([`Member::cut`]) ends with.
+fn cut_off() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "this node cannot reach the member's node",
+    )
 }
 
 /// The one failure on a kept-alive connection that a request is not charged for, against
