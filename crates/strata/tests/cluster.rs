@@ -507,6 +507,20 @@ fn get_in(name: &str, url: &str, delay_ms: u64, timeout_s: u64) -> Option<(u16, 
     Some((status, stale == "True"))
 }
 
+/// In the namespace named `name`: a GET of `url` (with `X-Delay-Ms`) whose body is read to
+/// its end: "whole" (every byte came), "broken" (the connection closed before the body's
+/// end) or "waiting" (neither within `timeout_s`).
+fn body_in(name: &str, url: &str, delay_ms: u64, timeout_s: u64) -> String {
+    let code = format!(
+        "import urllib.request,http.client,socket\ntry:\n r = urllib.request.urlopen(urllib.request.Request('{url}', headers={{'X-Delay-Ms': '{delay_ms}'}}), timeout={timeout_s})\n r.read()\n print('whole')\nexcept (socket.timeout, TimeoutError):\n print('waiting')\nexcept (http.client.IncompleteRead, ConnectionError):\n print('broken')"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", name, "python3", "-c", &code])
+        .output()
+        .expect("ip netns exec python3");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = ip(&["link", "del", &self.veth]);
@@ -607,6 +621,12 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
             (answer, Instant::now())
         }
     });
+    // And a reply already streaming from it, its second half due 25 s later.
+    let streaming = std::thread::spawn({
+        let name = netns.name.clone();
+        let url = format!("http://{gw_a}/api/trickle");
+        move || (body_in(&name, &url, 25_000, 35), Instant::now())
+    });
     tokio::time::sleep(Duration::from_millis(700)).await;
 
     // Cut a off: b takes over a's share; a keeps serving its own member to its clients.
@@ -660,6 +680,16 @@ async fn a_node_cut_off_keeps_serving_and_the_cluster_reconciles_when_it_returns
     assert!(
         waited < Duration::from_secs(15),
         "the GET waiting across the cut ends when a finds b out of reach, not at its deadline: {waited:?}"
+    );
+    // The reply streaming across the cut was broken off then too, as a dead member's
+    // would be, instead of leaving its client waiting on the partition.
+    let (ended, at) = streaming.join().unwrap();
+    let waited = at.duration_since(cut_at);
+    eprintln!("the reply streaming across the cut: {ended} {waited:?} after the cut");
+    assert_eq!(ended, "broken", "the reply streaming across the cut is broken off");
+    assert!(
+        waited < Duration::from_secs(15),
+        "the reply streaming across the cut ends when a finds b out of reach: {waited:?}"
     );
     for i in 0..10 {
         let answer = netns.get_marked(&cached);

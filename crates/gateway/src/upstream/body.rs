@@ -2,6 +2,7 @@
 //! client side asks for it (chunked decoding included); when it ends as framed, the
 //! connection goes back to the member's idle list.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,12 +23,17 @@ impl Pending {
     /// when it ends cleanly.
     pub fn into_body(self, upstream: Arc<Upstream>, guard: MemberGuard) -> UpBody {
         let done = self.framing == BodyFraming::Length(0);
+        let cut = guard.member().is_remote().then(|| {
+            let member = guard.member().clone();
+            Box::pin(async move { member.until_cut().await }) as Cut
+        });
         let mut body = UpBody {
             conn: Some(self.conn),
             framing: self.framing,
             keep_alive: self.keep_alive,
             upstream: Some(upstream),
             guard: Some(guard),
+            cut,
             done,
         };
         if done {
@@ -45,8 +51,14 @@ pub struct UpBody {
     upstream: Option<Arc<Upstream>>,
     /// Keeps the request counted as in flight on the member until the body ends.
     guard: Option<MemberGuard>,
+    /// For a member on another node: resolves when this node finds it out of reach
+    /// ([`strata_bus::Member::cut`]), and the body then ends at once, as a dead member's
+    /// would, instead of waiting on a connection across the partition.
+    cut: Option<Cut>,
     done: bool,
 }
+
+type Cut = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl UpBody {
     /// The body ended as framed: the connection may carry the next request.
@@ -58,12 +70,14 @@ impl UpBody {
             }
         }
         self.guard = None;
+        self.cut = None;
     }
 
     fn fail(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         self.done = true;
         self.conn = None;
         self.guard = None;
+        self.cut = None;
         Poll::Ready(Some(Err(e)))
     }
 
@@ -177,7 +191,15 @@ impl Body for UpBody {
             let conn = this.conn.as_mut().expect("a body being read has its connection");
             conn.rbuf.reserve(READ_CHUNK);
             match poll_read_into(&mut conn.stream, cx, &mut conn.rbuf) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if this.cut.as_mut().is_some_and(|cut| cut.as_mut().poll(cx).is_ready()) {
+                        return this.fail(io::Error::new(
+                            io::ErrorKind::ConnectionAborted,
+                            "this node cannot reach the member's node: its reply was cut off",
+                        ));
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Err(e)) => return this.fail(e),
                 Poll::Ready(Ok(0)) => {
                     if this.framing == BodyFraming::Close {
