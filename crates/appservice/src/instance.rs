@@ -175,12 +175,16 @@ pub(crate) async fn run_slot(
             ));
             s.last_output = output.clone();
         }
+        if !was_ready {
+            ctx.pool.launch_failed();
+        }
         if !was_ready && shared.cluster_node.is_none() && ctx.starting.load(Ordering::SeqCst) == 0 {
             // Requests held for an instance (a service at zero) are answered now, not at
             // their deadline (the next launch may fail as well; one that does not serves
             // those that come after), unless another instance is starting for them. The
             // client is told no more than that (its output stays in `ps`). Not on a
-            // cluster node: the scheduler may be starting one on another node.
+            // cluster node: the scheduler may be starting one on another node (the
+            // node holding requests answers them from the heartbeats: `node::cluster::zero`).
             ctx.pool.start_failed(
                 &match failures_in_row {
                     1 => format!("its instance {id} failed to start; strata ps says why"),

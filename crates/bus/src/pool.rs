@@ -260,6 +260,9 @@ pub struct Pool {
     /// Starts of its instances that failed while it had no ready member
     /// ([`Pool::start_failed`]): each answers the requests held for a member.
     start_failures: AtomicU64,
+    /// Instances of its service on this node that ended before they were ever ready
+    /// ([`Pool::launch_failed`]): what a cluster node's heartbeat tells the others.
+    launches_failed: AtomicU64,
     /// Its supervisor gave up starting instances (a failed setup): no request is held
     /// for a member until one joins.
     gave_up: AtomicBool,
@@ -347,6 +350,21 @@ impl Pool {
         self.start_failures.load(Ordering::SeqCst)
     }
 
+    /// An instance of the service on this node ended before it was ever ready (its
+    /// process exited, or it never passed its readiness check). Only counted: on one
+    /// node [`Pool::start_failed`] answers the held requests; in a cluster the count
+    /// goes out in this node's heartbeat, and the node holding requests for the
+    /// service answers them when no instance is starting anywhere.
+    pub fn launch_failed(&self) {
+        self.launches_failed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many instances on this node ended before they were ready
+    /// ([`Pool::launch_failed`]).
+    pub fn launches_failed(&self) -> u64 {
+        self.launches_failed.load(Ordering::SeqCst)
+    }
+
     /// Whether its supervisor gave up starting instances for now ([`Pool::start_failed`]).
     pub fn gave_up(&self) -> bool {
         self.gave_up.load(Ordering::SeqCst)
@@ -360,6 +378,7 @@ impl Pool {
             budget: RetryBudget::default(),
             why_none: std::sync::Mutex::new(None),
             start_failures: AtomicU64::new(0),
+            launches_failed: AtomicU64::new(0),
             gave_up: AtomicBool::new(false),
             why_is_start_failure: AtomicBool::new(false),
             admission: OnceLock::new(),

@@ -262,6 +262,7 @@ impl Status {
                     served: pool.served_total(),
                     ready: members.iter().filter(|m| !m.is_remote()).count() as u32,
                     held: source.held_at_zero.as_ref().map_or(0, |a| a.held() as u64),
+                    launches_failed: pool.launches_failed(),
                     ..ServiceLoad::default()
                 };
                 if let Some((queue, group)) = &source.consumes {
@@ -539,7 +540,7 @@ async fn reconcile(
             // and takes over once ready (a rolling update: no request refused).
             match start_app(config, nats, heard, app, placement, Some(gateway), shutdown).await {
                 Ok(new) => {
-                    zero::watch(&new.node, &beat_now, &new.stop);
+                    zero::watch(app, &new.node, &heard.membership, &beat_now, &new.stop);
                     let old = running.remove(app).expect("running");
                     roll_over(app, old, new, placement, &config.name, running, status, shutdown).await;
                 }
@@ -552,7 +553,7 @@ async fn reconcile(
         if !running.contains_key(app) {
             match start_app(config, nats, heard, app, placement, None, shutdown).await {
                 Ok(r) => {
-                    zero::watch(&r.node, &beat_now, &r.stop);
+                    zero::watch(app, &r.node, &heard.membership, &beat_now, &r.stop);
                     let mut s = status.lock().unwrap();
                     s.show(app, &r);
                     s.cannot_run.remove(app);

@@ -7,13 +7,21 @@
 //! demand at zero), and times the start: from the first request held here to the
 //! first member ready on any node, recorded as a `cold-start` event and in the
 //! service's autoscale status (`cold_start_ms`; `strata_cold_start_seconds` in the metrics).
+//!
+//! An instance that cannot start (it exits, or never passes its readiness check) is
+//! told by its node's heartbeat (`ServiceLoad::launches_failed`): while requests are
+//! held here and no instance of the service is starting on another node, each such
+//! failure answers them 503 at once, naming the node ([`Pool::start_failed`], as on one
+//! node), instead of at their deadline.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_appservice::{AppService, AutoscaleStatus, EventKind};
 use strata_autoscale::Admission;
 use strata_bus::Pool;
+use strata_cluster::{Membership, NodeRecord};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -22,18 +30,83 @@ use crate::Node;
 /// A start that takes longer than this is no longer reported as a cold start.
 const COLD_START_REPORT: Duration = Duration::from_secs(120);
 
-/// Follows every service of `node` that the scheduler may leave at zero, until `stop`.
-/// `beat_now` puts this node's heartbeat at once.
-pub(super) fn watch(node: &Node, beat_now: &Arc<Notify>, stop: &CancellationToken) {
+/// Follows every service of `node` (app `app_name`) that the scheduler may leave at
+/// zero, until `stop`. `beat_now` puts this node's heartbeat at once.
+pub(super) fn watch(
+    app_name: &str,
+    node: &Node,
+    membership: &Membership,
+    beat_now: &Arc<Notify>,
+    stop: &CancellationToken,
+) {
     for (service, admission) in &node.held_at_zero {
+        let failures = Failures {
+            membership: membership.clone(),
+            key: format!("{app_name}/{service}"),
+            app: app_name.to_string(),
+            service: service.clone(),
+        };
         tokio::spawn(watch_service(
             node.app.clone(),
             node.bus.pool(service),
             admission.clone(),
-            service.clone(),
+            failures,
             beat_now.clone(),
             stop.child_token(),
         ));
+    }
+}
+
+/// Where the nodes' heartbeats tell of a service's instances that failed to start.
+struct Failures {
+    membership: Membership,
+    /// `APP/SERVICE`, as `NodeRecord::load` is keyed.
+    key: String,
+    app: String,
+    service: String,
+}
+
+impl Failures {
+    /// Per live node: its instances of the service that ended before they were ready.
+    fn counts(&self) -> BTreeMap<String, u64> {
+        self.membership
+            .live()
+            .into_iter()
+            .filter_map(|n| Some((n.name.clone(), n.load.get(&self.key)?.launches_failed)))
+            .collect()
+    }
+
+    /// Whether `node` lists an instance of the service as starting.
+    fn starting_on(&self, node: &NodeRecord) -> bool {
+        node.running
+            .iter()
+            .any(|i| i.app == self.app && i.service == self.service && i.state == "starting")
+    }
+
+    /// The nodes where an instance failed since `before` (updated to now), when no
+    /// instance is starting on any other node: the requests held here are then answered.
+    fn failed_since(&self, before: &mut BTreeMap<String, u64>) -> Vec<String> {
+        let now = self.counts();
+        let failed: Vec<String> = now
+            .iter()
+            .filter(|(node, n)| before.get(*node).is_some_and(|b| *n > b))
+            .map(|(node, _)| node.clone())
+            .collect();
+        for (node, n) in now {
+            before.insert(node, n);
+        }
+        if failed.is_empty() {
+            return failed;
+        }
+        let starting_elsewhere = self
+            .membership
+            .live()
+            .iter()
+            .any(|n| !failed.contains(&n.name) && self.starting_on(n));
+        if starting_elsewhere {
+            return Vec::new();
+        }
+        failed
     }
 }
 
@@ -41,10 +114,11 @@ async fn watch_service(
     app: Arc<AppService>,
     pool: Arc<Pool>,
     admission: Arc<Admission>,
-    service: String,
+    failures: Failures,
     beat_now: Arc<Notify>,
     stop: CancellationToken,
 ) {
+    let service = failures.service.clone();
     let mut starts = 0u64;
     loop {
         tokio::select! {
@@ -58,11 +132,36 @@ async fn watch_service(
         beat_now.notify_one();
         let mut ready = pool.watch_ready();
         let became_ready = async { ready.wait_for(|n| *n > 0).await.is_ok() };
-        let waited = tokio::select! {
-            w = tokio::time::timeout(COLD_START_REPORT, became_ready) => w,
-            _ = stop.cancelled() => return,
+        tokio::pin!(became_ready);
+        let report_by = tokio::time::sleep(COLD_START_REPORT);
+        tokio::pin!(report_by);
+        let mut heard = failures.membership.changed();
+        // A node missing here (not heard yet) counts from its first record.
+        let mut failed_before = failures.counts();
+        let waited = loop {
+            tokio::select! {
+                w = &mut became_ready => break w,
+                () = &mut report_by => break false,
+                changed = heard.changed() => {
+                    if changed.is_err() {
+                        // The membership is gone: this node is stopping.
+                        return;
+                    }
+                    let failed = failures.failed_since(&mut failed_before);
+                    if !failed.is_empty() && admission.held() > 0 && pool.members().is_empty() {
+                        pool.start_failed(
+                            &format!(
+                                "its instance on node {} failed to start; strata ps --nats says why",
+                                failed.join(", ")
+                            ),
+                            false,
+                        );
+                    }
+                }
+                _ = stop.cancelled() => return,
+            }
         };
-        if !matches!(waited, Ok(true)) {
+        if !waited {
             continue;
         }
         let took = since.elapsed();
