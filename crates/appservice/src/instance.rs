@@ -185,12 +185,18 @@ pub(crate) async fn run_slot(
             // client is told no more than that (its output stays in `ps`). Not on a
             // cluster node: the scheduler may be starting one on another node (the
             // node holding requests answers them from the heartbeats: `node::cluster::zero`).
+            // Until it launches again (after `delay`), those that come are answered at
+            // once too: nothing could serve them before then.
+            let times = match failures_in_row {
+                1 => String::new(),
+                n => format!(" {n} times in a row"),
+            };
             ctx.pool.start_failed(
-                &match failures_in_row {
-                    1 => format!("its instance {id} failed to start; strata ps says why"),
-                    n => format!("its instance {id} failed to start {n} times in a row; strata ps says why"),
-                },
-                false,
+                &format!(
+                    "its instance {id} failed to start{times}, next launch {:.1} s after the failure; strata ps says why",
+                    delay.as_secs_f64()
+                ),
+                strata_bus::AfterFailure::Backoff,
             );
         }
         if oom {
@@ -236,6 +242,9 @@ pub(crate) async fn run_slot(
             _ = stop.cancelled() => break,
         }
     }
+    // Stopped while it waited out a backoff (scaled to zero): the next request is held
+    // for the launch it asks for.
+    ctx.pool.backoff_over();
     let mut s = status.lock().unwrap();
     s.state = InstanceState::Stopped;
     s.pid = None;
@@ -320,6 +329,7 @@ async fn run_once(
     };
     let runtime = proc.runtime();
     let starting = Starting::new(&ctx.starting);
+    ctx.pool.backoff_over();
     {
         let mut s = status.lock().unwrap();
         s.state = InstanceState::Starting;

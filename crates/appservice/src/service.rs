@@ -251,7 +251,8 @@ async fn supervise(
             // none is held until the service is deployed again. Not on a cluster node:
             // the scheduler may place the service on a node whose setup works.
             if shared.cluster_node.is_none() {
-                ctx.pool.start_failed("its setup step failed", true);
+                ctx.pool
+                    .start_failed("its setup step failed", strata_bus::AfterFailure::GaveUp);
             }
         } else {
             ctx.pool.starting();

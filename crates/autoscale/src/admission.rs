@@ -209,7 +209,7 @@ impl strata_bus::Admission for Admission {
             // Read before `gave_up` (which `start_failed` sets before it counts): a
             // failure between the two is either counted here or seen by the wait.
             let failures = pool.start_failures();
-            if pool.gave_up() {
+            if pool.gave_up() || pool.backing_off() {
                 return Held::Failed;
             }
             let Some(_held) = self.take_held() else {

@@ -22,7 +22,7 @@ mod pool;
 
 pub use admission::{Admission, Held, Placement, Waiting};
 pub use budget::RetryBudget;
-pub use pool::{Hold, Member, MemberGuard, Pool};
+pub use pool::{AfterFailure, Hold, Member, MemberGuard, Pool};
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -266,12 +266,28 @@ pub struct Pool {
     /// Its supervisor gave up starting instances (a failed setup): no request is held
     /// for a member until one joins.
     gave_up: AtomicBool,
+    /// Its instances wait out a restart backoff after a failed start
+    /// ([`AfterFailure::Backoff`]): no request is held until one launches.
+    backing_off: AtomicBool,
     /// `why_none` was said by [`Pool::start_failed`] (a member joining clears it).
     why_is_start_failure: AtomicBool,
     /// Set while this node cannot tell whether the other nodes are there (it hears no
     /// heartbeat, its own included): a member on this node is picked whenever one can
     /// be, since one on another node may be across a partition.
     local_first: AtomicBool,
+}
+
+/// What follows a failed start ([`Pool::start_failed`]), for the requests that come next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Another launch may come at any moment (on another node): they are held for it.
+    Hold,
+    /// The failed instance waits out its restart backoff and no other is launching:
+    /// they are answered at once, until one launches ([`Pool::backoff_over`]).
+    Backoff,
+    /// No launch is coming (its setup failed): they are answered at once until the
+    /// service is deployed anew ([`Pool::starting`]).
+    GaveUp,
 }
 
 /// How long a member a caller saw fail is passed over.
@@ -323,9 +339,9 @@ impl Pool {
     /// An instance of the service failed to start (its process exited, it never became
     /// ready, its setup failed) while the pool has no ready member: the requests held
     /// for one are answered now, with `why` (as [`Pool::why_none`]), instead of at their
-    /// deadline. `gave_up`: no start is coming (its setup failed), so no request is
-    /// held until a member joins or [`Pool::starting`]. A member joining clears both.
-    pub fn start_failed(&self, why: &str, gave_up: bool) {
+    /// deadline; `then` says whether those that come next are held. A member joining
+    /// clears what it set.
+    pub fn start_failed(&self, why: &str, then: AfterFailure) {
         // Under the members' lock, as `join`: a member joining meanwhile clears this.
         let members = self.members.write().unwrap();
         if !members.is_empty() {
@@ -333,7 +349,8 @@ impl Pool {
         }
         self.set_why_none(Some(why));
         self.why_is_start_failure.store(true, Ordering::SeqCst);
-        self.gave_up.store(gave_up, Ordering::SeqCst);
+        self.gave_up.store(then == AfterFailure::GaveUp, Ordering::SeqCst);
+        self.backing_off.store(then == AfterFailure::Backoff, Ordering::SeqCst);
         self.start_failures.fetch_add(1, Ordering::SeqCst);
         drop(members);
         // Wakes what waits on the ready count, to look at the failures.
@@ -343,6 +360,19 @@ impl Pool {
     /// Its supervisor starts instances again (deployed anew): requests are held again.
     pub fn starting(&self) {
         self.gave_up.store(false, Ordering::SeqCst);
+        self.backing_off.store(false, Ordering::SeqCst);
+    }
+
+    /// An instance launches, or one waiting out its restart backoff stopped: requests
+    /// are held again ([`AfterFailure::Backoff`]).
+    pub fn backoff_over(&self) {
+        self.backing_off.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether its instances wait out a restart backoff after a failed start, none
+    /// launching ([`AfterFailure::Backoff`]).
+    pub fn backing_off(&self) -> bool {
+        self.backing_off.load(Ordering::SeqCst)
     }
 
     /// How many starts failed so far ([`Pool::start_failed`]).
@@ -380,6 +410,7 @@ impl Pool {
             start_failures: AtomicU64::new(0),
             launches_failed: AtomicU64::new(0),
             gave_up: AtomicBool::new(false),
+            backing_off: AtomicBool::new(false),
             why_is_start_failure: AtomicBool::new(false),
             admission: OnceLock::new(),
             room: Arc::default(),
@@ -476,6 +507,7 @@ impl Pool {
         next.push(member);
         *members = Arc::from(next);
         self.gave_up.store(false, Ordering::SeqCst);
+        self.backing_off.store(false, Ordering::SeqCst);
         if self.why_is_start_failure.swap(false, Ordering::SeqCst) {
             // A start failure said while none was ready no longer holds (what the
             // supervisor says of its phase stays).

@@ -349,7 +349,7 @@ async fn a_request_held_for_an_instance_that_cannot_start_is_answered_at_once() 
     for (path, why) in [
         (
             "/crashing/a",
-            "its instance crashing-1 failed to start; strata ps says why",
+            "its instance crashing-1 failed to start, next launch 0.1 s after the failure; strata ps says why",
         ),
         ("/unset/a", "its setup step failed"),
         ("/unset/b", "its setup step failed"),
@@ -365,5 +365,31 @@ async fn a_request_held_for_an_instance_that_cannot_start_is_answered_at_once() 
             "{path} answered at once, not at its deadline: {took:?}"
         );
     }
+    // Asked again and again while it keeps failing (its restart backoff doubling from
+    // 0.1 s, 3.2 s by the sixth failure): each is answered as the launch under way fails,
+    // or at once while the instance waits out its backoff, never held through it.
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut asked = 0;
+    while started.elapsed() < Duration::from_secs(9) {
+        let sent = Instant::now();
+        let reply = get(node.gateway_addr, "/crashing/again").await;
+        let took = sent.elapsed();
+        asked += 1;
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert!(reply.text().contains("failed to start"), "{}", reply.text());
+        slowest = slowest.max(took);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ps = get(node.api_addr, "/v1/ps").await.json();
+    let restarts = ps["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "crashing"))
+        .map(|s| s["instances"][0]["restarts"].clone());
+    eprintln!("{asked} requests while it failed, the slowest answered in {slowest:?}; restarts {restarts:?}");
+    assert!(
+        slowest < Duration::from_millis(2500),
+        "a request during the restart backoff is answered at once, not held through it: {slowest:?}"
+    );
     stop(node).await;
 }

@@ -154,7 +154,7 @@ async fn watch_service(
                                 "its instance on node {} failed to start; strata ps --nats says why",
                                 failed.join(", ")
                             ),
-                            false,
+                            strata_bus::AfterFailure::Hold,
                         );
                     }
                 }
