@@ -10,7 +10,9 @@
 //! `differential/zsets.rs` (likewise), `differential/zset_algebra.rs` and (ZMPOP and the
 //! blocking pops, with several connections) `differential/zset_blocking.rs`, pub/sub's
 //! (several connections, RESP2 and RESP3) and AUTH's (against `--requirepass`) in
-//! `differential/pubsub.rs`.
+//! `differential/pubsub.rs`; TOUCH, COMMAND GETKEYS, CLIENT REPLY, WAIT, INFO's
+//! commandstats and errorstats, long inline commands and SCAN's largest cursors in
+//! `differential/server_commands.rs`.
 //!
 //! The parser has no new paths for these types (they are ordinary commands), so
 //! `tests/malformed.rs` has no case of its own for them.
@@ -47,6 +49,8 @@ mod hashes;
 mod lists;
 #[path = "differential/pubsub.rs"]
 mod pubsub;
+#[path = "differential/server_commands.rs"]
+mod server_commands;
 #[path = "differential/sets.rs"]
 mod sets;
 #[path = "differential/zset_algebra.rs"]
@@ -1284,6 +1288,7 @@ fn keyspace_hits_and_misses_count_as_redis() {
         &["MSETNX", "k", "v", "n", "v"],
         &["RENAMENX", "k", "h"],
         &["INCRBYFLOAT", "h", "x"],
+        &["TOUCH", "k", "nope", "h"],
     ];
     for present in [false, true] {
         for c in commands {

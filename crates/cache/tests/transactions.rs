@@ -440,6 +440,8 @@ fn every_command_can_run_inside_a_transaction() {
         &["ZDIFFSTORE", "zs3", "2", "zs", "s"],
         &["ZINTERCARD", "2", "zs", "zs3", "LIMIT", "1"],
         &["TYPE", "zs"],
+        &["TOUCH", "zs", "nope"],
+        &["WAIT", "1", "0"],
         &["UNWATCH"],
         &["PING"],
         &["ECHO", "hi"],

@@ -355,6 +355,15 @@ impl<'a> Keyspace<'a> {
         self.look_up(key, access, |_| ()).is_some()
     }
 
+    /// TOUCH: whether `key` exists, marking it used (a read: counts a hit or a miss).
+    pub fn touch(&mut self, key: &[u8]) -> bool {
+        let now = self.now;
+        let mut s = self.shard(key);
+        let hit = s.with_live(key, now, |_| ()).is_some();
+        s.count_read(hit);
+        hit
+    }
+
     /// `key`'s remaining time to live.
     pub fn ttl(&mut self, key: &[u8], access: Access) -> Ttl {
         let now = self.now;

@@ -1,10 +1,7 @@
-//! Connection and server commands: HELLO, AUTH, CLIENT, INFO, COMMAND, CONFIG. Enough of
+//! Connection and server commands: HELLO, AUTH, CLIENT, COMMAND, CONFIG (INFO is `info`). Enough of
 //! each for client libraries' handshakes and for people poking with redis-cli. AUTH (and
 //! HELLO's AUTH) check the default user's password when one is set
 //! ([`super::RespConfig::password`]).
-
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 use super::parse::Args;
 use super::reply::{truncated, Reply, SYNTAX};
@@ -22,7 +19,7 @@ use crate::keyspace::Keyspace;
 pub const REDIS_VERSION: &str = "7.0.0";
 
 /// strata's own version (INFO's `strata_version`).
-pub const STRATA_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const STRATA_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// HELLO [protover [AUTH username password] [SETNAME clientname]]: options checked
 /// first, then the credentials, then (authenticated) the name and protocol, as Redis 7.0.
@@ -173,6 +170,22 @@ pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &Connecti
         } else {
             r.error(&format!("ERR Unrecognized option '{}'", truncated(attr, 128)));
         }
+    } else if is(b"reply") {
+        // Redis' flags (`state::Replies`): OFF and SKIP answer nothing themselves.
+        let mode = args.get(2);
+        if mode.eq_ignore_ascii_case(b"on") {
+            session.replies.off = false;
+            session.replies.skip = false;
+            r.ok();
+        } else if mode.eq_ignore_ascii_case(b"off") {
+            session.replies.off = true;
+        } else if mode.eq_ignore_ascii_case(b"skip") {
+            if !session.replies.off {
+                session.replies.skip_next = true;
+            }
+        } else {
+            r.error(SYNTAX);
+        }
     } else if is(b"no-evict") || is(b"no-touch") {
         // Accepted and without effect: no client is evicted for its output, and reads
         // do not count as touches here. The argument is checked as Redis checks it.
@@ -198,6 +211,8 @@ pub(crate) fn client(r: &mut Reply<'_>, session: &mut Session, shared: &Connecti
                 "    is of that type or has one of those ids).",
                 "NO-EVICT (ON|OFF)",
                 "    Accepted; no client is evicted here.",
+                "REPLY (ON|OFF|SKIP)",
+                "    Control the replies sent to the current connection.",
                 "SETINFO <option> <value>",
                 "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
                 "SETNAME <name>",
@@ -268,126 +283,6 @@ fn client_line(session: &Session, shared: &ConnectionContext, cmd: &str) -> Stri
     )
 }
 
-/// INFO; the keyspace holds every shard (for the figures).
-pub(crate) fn info(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Keyspace<'_>, args: Args<'_>) {
-    let wanted: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
-        .collect();
-    let stats = CacheStats::from_shards(ks.stats());
-    let text = info_text(shared, &stats, &wanted);
-    r.verbatim(&text);
-}
-
-/// The INFO text: the sections asked for (all by default), Redis' field names.
-pub(crate) fn info_text(shared: &ConnectionContext, stats: &CacheStats, wanted: &[String]) -> String {
-    let all = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
-    let want = |s: &str| all || wanted.iter().any(|w| w == s);
-    let server = &shared.server;
-    let closed = &server.closed;
-    let t = stats.total;
-    let uptime = server.started.elapsed().as_secs();
-    let mut s = String::new();
-    if want("server") {
-        let _ = write!(
-            s,
-            "# Server\r\nredis_version:{REDIS_VERSION}\r\nstrata_version:{STRATA_VERSION}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nexecutable:strata\r\nio_threads_active:{}\r\n\r\n",
-            std::env::consts::OS,
-            std::env::consts::ARCH,
-            usize::BITS,
-            std::process::id(),
-            server.run_id,
-            server.addr().port(),
-            uptime / 86_400,
-            server.threads,
-        );
-    }
-    if want("clients") {
-        let _ = write!(
-            s,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
-            server.connected.load(Ordering::Relaxed),
-            server.max_clients,
-            shared.cache.waiters().clients(),
-        );
-    }
-    if want("memory") {
-        let _ = write!(
-            s,
-            "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:allkeys-lru\r\nmem_clients_normal:{}\r\nmaxmemory_clients:{}\r\n\r\n",
-            t.bytes,
-            human(t.bytes),
-            t.max_bytes,
-            human(t.max_bytes),
-            server.client_memory.held(),
-            server.client_memory.max(),
-        );
-    }
-    if want("persistence") {
-        s.push_str("# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\naof_enabled:0\r\n\r\n");
-    }
-    if want("stats") {
-        let _ = write!(
-            s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nevicted_clients:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nstrata_shard_drops:{}\r\nstrata_idle_disconnections:{}\r\nstrata_slow_command_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\r\n",
-            server.total_connections.load(Ordering::Relaxed),
-            server.total_commands(),
-            closed.max_clients.load(Ordering::Relaxed),
-            t.expired,
-            t.evictions,
-            closed.evicted.load(Ordering::Relaxed),
-            closed.query_buffer_limit.load(Ordering::Relaxed),
-            t.hits,
-            t.misses,
-            t.drops,
-            closed.idle.load(Ordering::Relaxed),
-            closed.slow_command.load(Ordering::Relaxed),
-            closed.output_limit.load(Ordering::Relaxed),
-            shared.cache.pubsub().channel_count(),
-            shared.cache.pubsub().numpat(),
-        );
-    }
-    if want("replication") {
-        s.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
-    }
-    if want("shards") {
-        s.push_str("# Shards\r\n");
-        for (i, sh) in stats.shards.iter().enumerate() {
-            let _ = write!(
-                s,
-                "shard{i}:keys={},expires={},bytes={},max_bytes={},hits={},misses={},evicted={},expired={},drops={}\r\n",
-                sh.keys, sh.expires, sh.bytes, sh.max_bytes, sh.hits, sh.misses, sh.evictions, sh.expired, sh.drops
-            );
-        }
-        s.push_str("\r\n");
-    }
-    if want("keyspace") {
-        s.push_str("# Keyspace\r\n");
-        if t.keys > 0 {
-            let _ = write!(s, "db0:keys={},expires={},avg_ttl=0\r\n", t.keys, t.expires);
-        }
-    }
-    while s.ends_with("\r\n\r\n") {
-        s.truncate(s.len() - 2);
-    }
-    s
-}
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
-    if bytes < 1024 {
-        return format!("{bytes}B");
-    }
-    let mut v = bytes as f64 / 1024.0;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.2}{}", UNITS[u])
-}
-
 /// COMMAND, and its subcommands (checked at dispatch, as CLIENT's).
 pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
     if args.len() == 1 {
@@ -408,6 +303,8 @@ pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
                 None => r.null(),
             }
         }
+    } else if is(b"getkeys") {
+        super::getkeys::getkeys(r, args);
     } else if is(b"docs") {
         // No documentation to give: clients fall back to their own hints.
         r.map(0);
@@ -424,6 +321,8 @@ pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
                 "    Return the total number of commands in this Redis server.",
                 "LIST [FILTERBY (MODULE <module-name>|PATTERN <pattern>)]",
                 "    Return a list of all commands in this Redis server (subcommands too).",
+                "GETKEYS <full-command>",
+                "    Return the keys from a full Redis command.",
                 "INFO [<command-name> ...]",
                 "    Return details about multiple Redis commands.",
                 "    If no command names are given, documentation details for all",

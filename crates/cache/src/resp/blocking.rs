@@ -9,6 +9,10 @@
 //! did not take, the next waiter is woken for them). Inside MULTI the commands run as
 //! their non-blocking forms ([`run_once`]). See `crate::blocking` for why no wake-up
 //! and no element is ever lost.
+//!
+//! WAIT waits here too, on no key: strata's cache has no replicas, so it answers as a
+//! Redis master without replicas does: `:0` at once for 0 (or fewer) replicas or inside
+//! MULTI, else `:0` at its timeout (0: it waits until the client goes away, as Redis).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -18,10 +22,11 @@ use tokio::time::Instant;
 
 use super::lists::{move_one, mpop_args, pop_first, reply_key_and_items};
 use super::parse::Args;
-use super::reply::{Reply, SYNTAX, WRONGTYPE};
+use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
 use super::table::{Cmd, Spec};
 use super::zsets::{min_or_max, reply_key_and_members, reply_key_member_score, zpop_first};
 use crate::blocking::{Kind, Waiter};
+use crate::cache::parse_i64;
 use crate::cache::Cache;
 use crate::keyspace::{Access, Keyspace, ShardSet, WrongType};
 use crate::list::End;
@@ -142,8 +147,28 @@ pub(crate) fn check(cmd: Cmd, args: Args<'_>) -> Result<Blocking, &'static str> 
             let (keys, max, count) = mpop_args(args, 2, min_or_max)?;
             z(t, keys, max, count)
         }
+        Cmd::Wait => {
+            let numreplicas = parse_i64(args.get(1)).ok_or(NOT_INT)?;
+            // Redis answers at once when as many replicas as asked have acknowledged
+            // (none here, so only for 0 or fewer asked), else at the timeout.
+            let waits = usize::from(numreplicas > 0);
+            Blocking {
+                count: waits,
+                ..b(wait_timeout(args.get(2))?, 0..0, End::Left, End::Left, waits)
+            }
+        }
         _ => unreachable!("not a blocking command"),
     })
+}
+
+/// WAIT's timeout as Redis 7.0 reads it: whole milliseconds, 0 for ever (and so is one
+/// too large for a deadline, as Redis 7.0 waits for ever past `long long` overflow).
+fn wait_timeout(arg: &[u8]) -> Result<Option<Duration>, &'static str> {
+    let ms = parse_i64(arg).ok_or("ERR timeout is not an integer or out of range")?;
+    if ms < 0 {
+        return Err("ERR timeout is negative");
+    }
+    Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
 }
 
 /// Does what the non-blocking form does; true if it answered (elements, or an error),
@@ -153,6 +178,13 @@ pub(crate) fn check(cmd: Cmd, args: Args<'_>) -> Result<Blocking, &'static str> 
 /// serves a blocked client only from a key of the type it waits for. Only the first
 /// try answers a key of the wrong type with WRONGTYPE.
 fn attempt(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, cmd: Cmd, args: Args<'_>, b: &Blocking, woken: bool) -> bool {
+    if cmd == Cmd::Wait {
+        // No replica ever acknowledges: answered at once only when none is asked for.
+        if b.count == 0 {
+            r.int(0);
+        }
+        return b.count == 0;
+    }
     let mut keys: Vec<&[u8]> = b.keys.clone().map(|i| args.get(i)).collect();
     if woken {
         let waits_for = match b.kind(cmd) {
@@ -199,6 +231,8 @@ pub(crate) fn run_once(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, cmd: Cmd, args:
     };
     if !attempt(r, ks, cmd, args, &b, false) {
         match cmd {
+            // Inside MULTI, WAIT answers the replicas acknowledged so far: none.
+            Cmd::Wait => r.int(0),
             Cmd::Blmove | Cmd::Brpoplpush => r.null(),
             _ => r.null_array(),
         }
@@ -319,7 +353,11 @@ impl Blocked {
         }
         self.keys().for_each(|key| ks.unblock(key, &self.waiter));
         self.registered = false;
-        r.null_array();
+        match self.spec.cmd {
+            // No replica acknowledged in time.
+            Cmd::Wait => r.int(0),
+            _ => r.null_array(),
+        }
     }
 }
 

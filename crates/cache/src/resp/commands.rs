@@ -16,7 +16,9 @@
 
 use super::admin;
 use super::blocking;
+use super::command_stats::{slot_of, Call, WorkerStats};
 use super::hashes::{self, Listing};
+use super::info;
 use super::keys;
 use super::lists;
 use super::parse::Args;
@@ -34,6 +36,7 @@ use super::zsets::{self, By};
 use crate::cache::parse_i64;
 use crate::keyspace::{Access, Keyspace, ShardSet};
 use crate::list::End;
+use std::time::Instant;
 
 /// What the connection does after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,22 +51,67 @@ pub(crate) enum Flow {
 
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
 
-/// Runs one command (or queues it, inside MULTI), appending its reply.
-pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &ConnectionContext, out: &mut Vec<u8>) -> Flow {
+/// Runs one command (or queues it, inside MULTI), appending its reply (dropped while
+/// CLIENT REPLY says so), and counts it in its worker's `stats`; its time runs from
+/// `since` (moved to its end).
+pub(crate) fn execute(
+    args: Args<'_>,
+    session: &mut Session,
+    shared: &ConnectionContext,
+    out: &mut Vec<u8>,
+    stats: &WorkerStats,
+    since: &mut Instant,
+) -> Flow {
+    // Messages that came before this command go out before its reply.
     let mut r = Reply {
         out,
         resp3: session.resp3,
     };
-    // Messages that came before this command go out before its reply.
     if !session.subs.write_pending(&mut r, None) {
         over_output_limit(session, shared);
         return Flow::Close;
     }
+    let at = out.len();
+    let mut call = Call::Unknown;
+    let flow = dispatch(args, session, shared, out, stats, &mut call);
+    stats.record(call, &out[at..], since);
+    match (flow, call) {
+        // Answered when it stops waiting (`Connection`).
+        (Flow::Block, _) => {}
+        // EXEC dropped what it wrote while replies were quiet, piece by piece.
+        (_, Call::Ran(_)) if args.get(0).eq_ignore_ascii_case(b"exec") => session.replies.finish(out, at, true),
+        (_, Call::Ran(_)) if pushes(args.get(0)) => session.replies.finish(out, at, true),
+        _ => session.replies.finish(out, at, false),
+    }
+    flow
+}
+
+/// Whether a command's reply is pub/sub's (a push: never dropped by CLIENT REPLY).
+fn pushes(name: &[u8]) -> bool {
+    [&b"subscribe"[..], b"unsubscribe", b"psubscribe", b"punsubscribe"]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// [`execute`] after the messages: checks, queues or runs; `call` says which.
+fn dispatch(
+    args: Args<'_>,
+    session: &mut Session,
+    shared: &ConnectionContext,
+    out: &mut Vec<u8>,
+    stats: &WorkerStats,
+    call: &mut Call,
+) -> Flow {
+    let mut r = Reply {
+        out,
+        resp3: session.resp3,
+    };
     let Some(spec) = lookup(args.get(0)) else {
         unknown_command(&mut r, args);
         session.tx.refuse();
         return Flow::Continue;
     };
+    *call = Call::Rejected(slot_of(spec, None));
     if !spec.arity_ok(args.len()) {
         let why = format!("wrong number of arguments for '{}' command", spec.name);
         if spec.cmd == Cmd::Exec {
@@ -79,10 +127,23 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
     }
     // A container's subcommand is checked as its arity is: before NOAUTH and the pub/sub
     // context, and refusing the transaction it is queued in (Redis 7.0's order).
-    if let Err(e) = spec.subcommand(args) {
-        session.tx.refuse();
-        r.error(&e);
-        return Flow::Continue;
+    let sub = match spec.subcommand(args) {
+        Ok(sub) => sub,
+        Err(e) => {
+            // An unknown subcommand is no command (Redis counts only its error); a known
+            // one's wrong arity is its rejection.
+            let known = spec
+                .subcommands()
+                .iter()
+                .find(|s| s.name.as_bytes().eq_ignore_ascii_case(args.get(1)));
+            *call = known.map_or(Call::Unknown, |sub| Call::Rejected(slot_of(spec, Some(sub))));
+            session.tx.refuse();
+            r.error(&e);
+            return Flow::Continue;
+        }
+    };
+    if let Some(sub) = sub {
+        *call = Call::Rejected(slot_of(spec, Some(sub)));
     }
     if !session.authenticated && !spec.flags.contains(&"no_auth") {
         refuse(&mut r, session, shared, spec, "NOAUTH Authentication required.");
@@ -95,8 +156,12 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
         }
     }
     if session.tx.in_multi() && !spec.cmd.runs_inside_multi() {
+        *call = Call::Queued;
         queue(&mut r, session, shared, spec, args);
         return Flow::Continue;
+    }
+    if let Call::Rejected(slot) = *call {
+        *call = Call::Ran(slot);
     }
     let cache = &*shared.cache;
     match spec.cmd {
@@ -108,7 +173,7 @@ pub(crate) fn execute(args: Args<'_>, session: &mut Session, shared: &Connection
                 r.ok();
             }
         }
-        Cmd::Exec => exec(&mut r, session, shared),
+        Cmd::Exec => exec(&mut r, session, shared, stats),
         Cmd::Discard => match session.tx.take_queue() {
             None => r.error("ERR DISCARD without MULTI"),
             Some(q) => {
@@ -199,7 +264,7 @@ fn queue(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext, s
 /// EXEC: runs the queue holding every shard its commands and the watched keys touch,
 /// unless a command was refused while queueing (EXECABORT) or a watched key changed
 /// (a null array).
-fn exec(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext) {
+fn exec(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext, stats: &WorkerStats) {
     let cache = &*shared.cache;
     let Some(queue) = session.tx.take_queue() else {
         return r.error("ERR EXEC without MULTI");
@@ -219,11 +284,23 @@ fn exec(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext) {
     if session.tx.changed(&mut ks) {
         r.null_array();
     } else {
+        // Each piece goes or is dropped as CLIENT REPLY's flags are when it is written.
+        let header = r.out.len();
         r.array(queue.len());
+        if session.replies.quiet() {
+            r.out.truncate(header);
+        }
+        let mut since = Instant::now();
         for i in 0..queue.len() {
             let (spec, args) = queue.get(i);
+            let at = r.out.len();
             // QUIT is never queued: nothing inside a transaction closes the connection.
             let _ = run(spec, args, session, shared, &mut ks, r);
+            let sub = spec.subcommand(args).ok().flatten();
+            stats.record(Call::Ran(slot_of(spec, sub)), &r.out[at..], &mut since);
+            if session.replies.quiet() {
+                r.out.truncate(at);
+            }
         }
     }
     session.tx.unwatch(&mut ks);
@@ -358,7 +435,8 @@ pub(crate) fn run(
         | Cmd::Blmpop
         | Cmd::Bzpopmin
         | Cmd::Bzpopmax
-        | Cmd::Bzmpop => blocking::run_once(r, ks, spec.cmd, args),
+        | Cmd::Bzmpop
+        | Cmd::Wait => blocking::run_once(r, ks, spec.cmd, args),
         Cmd::Zadd => zsets::zadd(r, ks, args, false),
         Cmd::Zincrby => zsets::zadd(r, ks, args, true),
         Cmd::Zrem => zsets::zrem(r, ks, args),
@@ -424,8 +502,9 @@ pub(crate) fn run(
             r.ok();
             return Flow::Close;
         }
-        Cmd::Info => admin::info(r, shared, ks, args),
+        Cmd::Info => info::info(r, shared, ks, args),
         Cmd::Command => admin::command(r, args),
+        Cmd::Touch => keys::touch(r, ks, args),
         Cmd::Client => admin::client(r, session, shared, args),
         Cmd::Reset => {
             if let Some(q) = session.tx.take_queue() {

@@ -64,6 +64,7 @@ impl Connection {
             tx: Default::default(),
             subs: Default::default(),
             authenticated: shared.server.password.is_none(),
+            replies: Default::default(),
         };
         Connection {
             parser: Parser::new(shared.server.limits),
@@ -104,6 +105,9 @@ impl Connection {
             Some((ring, _)) if !self.is_peer() => Some(ring.view()).filter(|v| !v.is_solo()),
             _ => None,
         };
+        let stats = &self.shared.server.stats[self.worker];
+        // Each command's time runs from the one before it (the first's from here).
+        let mut since = Instant::now();
         loop {
             // AUTH may have succeeded (or RESET logged out) in the command before.
             self.parser.set_unauthenticated(!self.session.authenticated);
@@ -121,6 +125,9 @@ impl Connection {
                         Route::Peer(node) => {
                             let view = routing.as_ref().expect("routed");
                             self.forwards.add(view, node, &input[start..at], out.len());
+                            // Its owner answers it, whatever CLIENT REPLY says here (see
+                            // docs/state.md); a SKIP moves on past it.
+                            self.session.replies.finish(out, out.len(), true);
                             commands += 1;
                             if out.len() + self.forwards.queued_bytes() >= FLUSH_AT {
                                 progress = Progress::Flush;
@@ -130,18 +137,21 @@ impl Connection {
                         }
                         Route::Refuse(e) => {
                             self.session.tx.refuse();
+                            let at = out.len();
                             Reply {
                                 out,
                                 resp3: self.session.resp3,
                             }
                             .error(&e);
+                            stats.count_error(&out[at..]);
+                            self.session.replies.finish(out, at, false);
                             commands += 1;
                             continue;
                         }
                     }
                     if !args.is_empty() {
                         commands += 1;
-                        match execute(args, &mut self.session, &self.shared, out) {
+                        match execute(args, &mut self.session, &self.shared, out, stats, &mut since) {
                             Flow::Continue => {}
                             Flow::Close => {
                                 progress = Progress::Close;
@@ -149,6 +159,7 @@ impl Connection {
                             }
                             Flow::Block => {
                                 let spec = lookup(args.get(0)).expect("a known command");
+                                let at = out.len();
                                 let mut r = Reply {
                                     out,
                                     resp3: self.session.resp3,
@@ -158,6 +169,10 @@ impl Connection {
                                     progress = Progress::Blocked;
                                     break;
                                 }
+                                if out.get(at) == Some(&b'-') {
+                                    stats.count_error(&out[at..]);
+                                }
+                                self.session.replies.finish(out, at, false);
                             }
                         }
                     }
@@ -168,11 +183,13 @@ impl Connection {
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    let at = out.len();
                     Reply {
                         out,
                         resp3: self.session.resp3,
                     }
                     .error(&format!("ERR {e}"));
+                    stats.count_error(&out[at..]);
                     progress = Progress::Close;
                     break;
                 }
@@ -229,6 +246,7 @@ impl Connection {
     /// After a signal: tries the blocked command again; true if it was answered (into
     /// `out`), false if it waits on.
     pub(crate) fn retry_blocked(&mut self, out: &mut Vec<u8>) -> bool {
+        let at = out.len();
         let mut r = Reply {
             out,
             resp3: self.session.resp3,
@@ -236,17 +254,29 @@ impl Connection {
         let answered = self.blocked.as_mut().is_none_or(|b| b.retry(&mut r));
         if answered {
             self.blocked = None;
+            self.answered(out, at);
         }
         answered
+    }
+
+    /// A blocking command's answer was written at `at` in `out`: its error counted, and
+    /// dropped if CLIENT REPLY says so.
+    fn answered(&mut self, out: &mut Vec<u8>, at: usize) {
+        if out.get(at) == Some(&b'-') {
+            self.shared.server.stats[self.worker].count_error(&out[at..]);
+        }
+        self.session.replies.finish(out, at, false);
     }
 
     /// The blocked command's deadline passed: answers it (into `out`).
     pub(crate) fn time_out_blocked(&mut self, out: &mut Vec<u8>) {
         if let Some(mut b) = self.blocked.take() {
+            let at = out.len();
             b.time_out(&mut Reply {
                 out,
                 resp3: self.session.resp3,
             });
+            self.answered(out, at);
         }
     }
 

@@ -22,6 +22,12 @@ pub(crate) fn exists(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
     r.int(n as i64);
 }
 
+/// TOUCH key [key ...]: how many exist, each marked used (as a read).
+pub(crate) fn touch(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
+    let n = (1..args.len()).filter(|&i| ks.touch(args.get(i))).count();
+    r.int(n as i64);
+}
+
 /// EXPIRE, PEXPIRE (`relative`), EXPIREAT, PEXPIREAT: options first, then the number,
 /// then the overflow checks, as Redis' `expireGenericCommand`.
 pub(crate) fn expire(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>, name: &str, unit: i64, relative: bool) {
@@ -181,7 +187,9 @@ pub(crate) fn scan(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, args: Args<'_>) {
         i += 2;
     }
     let shards = ks.cache().shard_count();
-    let mut shard = (cursor >> POSITION_BITS) as usize;
+    // Bits past the shards' count are no position, as Redis ignores a cursor's bits
+    // past its table's size (2^63 starts a scan anew).
+    let mut shard = (cursor >> POSITION_BITS) as usize & (shards.next_power_of_two() - 1);
     let position = cursor & ((1 << POSITION_BITS) - 1);
     let mut end = (position != 0).then_some(position as usize);
     let mut budget = usize::try_from(count).unwrap_or(usize::MAX);

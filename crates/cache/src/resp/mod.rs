@@ -12,11 +12,15 @@
 //! - `pubsub` (parse, reply, table): SUBSCRIBE, PSUBSCRIBE, their UNSUBSCRIBEs,
 //!   PUBLISH, PUBSUB, and a connection's subscriptions and mailbox (the registry is the
 //!   crate's `pubsub`).
-//! - `state` (parse, timeouts, query_buffer, transaction, pubsub): what commands run
+//! - `state` (parse, timeouts, query_buffer, transaction, pubsub, command_stats): what commands run
 //!   against: the server's shared state, built from [`RespConfig`] (the pub/sub
 //!   registry and the password among it), and one connection's session.
-//! - `admin` (parse, reply, table, state): HELLO, AUTH (the password), CLIENT, INFO,
-//!   COMMAND, CONFIG.
+//! - `command_stats` (table): the figures by command and by error, and the traffic
+//!   (INFO's commandstats, errorstats, `total_net_*`, `instantaneous_*`), per worker.
+//! - `admin` (parse, reply, table, state): HELLO, AUTH (the password), CLIENT (REPLY
+//!   included), COMMAND, CONFIG.
+//! - `getkeys` (parse, reply, table): COMMAND GETKEYS.
+//! - `info` (reply, state, command_stats): INFO.
 //! - `strings` (parse, reply): the string commands (SET family, GETEX, INCRBYFLOAT,
 //!   GETRANGE, SETRANGE, SETBIT, BITCOUNT, ...).
 //! - `keys` (parse, reply): the keyspace commands (DEL, EXPIRE family, KEYS, SCAN,
@@ -55,11 +59,14 @@
 
 mod admin;
 mod blocking;
+mod command_stats;
 mod commands;
 mod connection;
 mod forward;
 mod frame;
+mod getkeys;
 mod hashes;
+mod info;
 mod keys;
 mod lists;
 mod parse;

@@ -9,8 +9,8 @@
 //! the next call), or a [`ProtocolError`], after which the connection must be closed
 //! because the stream can no longer be framed.
 //!
-//! The limits are Redis': a header line (`*N` / `$N`) or an inline command of at most
-//! 64 KiB, and a bulk of at most `max_bulk` bytes. The argument count is bounded so that
+//! The limits are Redis': a header line (`*N` / `$N`) of at most 64 KiB, an inline
+//! command refused only when more than 64 KiB of it came without its newline, and a bulk of at most `max_bulk` bytes. The argument count is bounded so that
 //! a command's argument list takes no more than a query buffer ([`Limits::max_args`],
 //! 4,194,304; Redis 7.0's, 2^31 - 1, is no bound in practice), and a long command's list
 //! is let go once it is done.
@@ -117,6 +117,14 @@ impl<'a> Args<'a> {
     /// Argument `i` (0 is the command name). Panics if out of range.
     pub fn get(&self, i: usize) -> &'a [u8] {
         &self.data[self.ranges[i].clone()]
+    }
+
+    /// The arguments after the first `n` (COMMAND GETKEYS' command).
+    pub(crate) fn skip(&self, n: usize) -> Args<'a> {
+        Args {
+            data: self.data,
+            ranges: &self.ranges[n.min(self.ranges.len())..],
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
@@ -318,11 +326,14 @@ impl Parser {
         }
     }
 
+    /// An inline command: its line may be longer than `max_inline` when its end is
+    /// already in `buf`, as Redis refuses only a buffer holding more than that without a
+    /// newline (which read brings the newline depends on read sizes: Redis takes a line
+    /// sent at once up to about 80 KiB, strata up to about 128 KiB; both refuse past).
     fn parse_inline(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
-        let limit = buf.len().min(self.limits.max_inline + 1);
-        let from = self.scanned.min(limit);
-        let Some(nl) = buf[from..limit].iter().position(|&b| b == b'\n').map(|i| from + i) else {
-            self.scanned = limit;
+        let from = self.scanned.min(buf.len());
+        let Some(nl) = buf[from..].iter().position(|&b| b == b'\n').map(|i| from + i) else {
+            self.scanned = buf.len();
             return if buf.len() > self.limits.max_inline {
                 Err(ProtocolError::InlineTooLong)
             } else {
@@ -516,6 +527,11 @@ mod tests {
         assert_eq!(parse_all(b"*11184811\r\n"), Err(ProtocolError::MultibulkLength));
         assert_eq!(parse_all(b"GET \"a\n"), Err(ProtocolError::UnbalancedQuotes));
         assert_eq!(parse_all(&vec![b'a'; 70_000]), Err(ProtocolError::InlineTooLong));
+        // With its newline in hand, a longer line is a command.
+        let mut long = b"SET k ".to_vec();
+        long.extend(std::iter::repeat_n(b'v', 100_000));
+        long.extend_from_slice(b"\r\n");
+        assert_eq!(parse_all(&long).unwrap()[0][2].len(), 100_000);
         let mut big = b"*1\r\n$".to_vec();
         big.extend(std::iter::repeat_n(b'1', 70_000));
         assert_eq!(parse_all(&big), Err(ProtocolError::BulkLineTooLong));

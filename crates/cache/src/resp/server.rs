@@ -24,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::command_stats::{self, bump, WorkerStats, SAMPLE_EVERY};
 use super::connection::{Connection, Progress};
 use super::query_buffer::{give_chunk, take_chunk, OverLimit, QueryBuffer, READ_CHUNK};
 use super::state::{ConnectionContext, RespConfig, RespFigures};
@@ -113,10 +114,29 @@ async fn accept_loop(worker: Worker, shared: Arc<ConnectionContext>) {
             }
         });
     });
-    // The sweep never ends: the worker serves until `accept` does.
+    // The sweep never ends: the worker serves until `accept` does. The first worker
+    // also samples the figures INFO's rates and memory peak come from.
     tokio::select! {
         _ = accept => {}
         _ = timeouts::sweep(shared.server.timeouts) => {}
+        () = sample_figures(&shared), if index == 0 => {}
+    }
+}
+
+/// Every [`SAMPLE_EVERY`]: the running totals INFO's `instantaneous_*` rates are
+/// computed from, and the memory used (for `used_memory_peak`). Never ends.
+async fn sample_figures(shared: &ConnectionContext) {
+    let mut every = tokio::time::interval(SAMPLE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let server = &shared.server;
+        let t = command_stats::totals(&server.stats);
+        server
+            .rates
+            .sample([server.total_commands(), t.net_input, t.net_output]);
+        let used = shared.cache.stats().total.bytes;
+        server.memory_peak.fetch_max(used, Ordering::Relaxed);
     }
 }
 
@@ -179,6 +199,7 @@ async fn serve_connection(
 ) -> std::io::Result<()> {
     let server = &shared.server;
     let mut conn = Connection::new(shared.clone(), peer, worker);
+    let traffic = &server.stats[worker];
     let watch = Watch::register(&server.timeouts);
     let mut input = QueryBuffer::new(&server.client_memory, server.max_query_bytes);
     // Both buffers are taken when input arrives and given back once it is run and
@@ -213,7 +234,10 @@ async fn serve_connection(
                 }
                 if !out.is_empty() {
                     match write_out(&mut stream, &out, &watch, mailbox.as_deref()).await {
-                        Ok(()) => out.clear(),
+                        Ok(()) => {
+                            bump(&traffic.net_output, out.len() as u64);
+                            out.clear();
+                        }
                         Err(Ended::Io(e)) => return Err(e),
                         Err(Ended::Stalled) => {
                             conn.idle();
@@ -271,6 +295,7 @@ async fn serve_connection(
         if read == 0 {
             return Ok(());
         }
+        bump(&traffic.net_input, read as u64);
         if out.capacity() == 0 {
             out = take_chunk();
         }
@@ -284,7 +309,10 @@ async fn serve_connection(
             if !out.is_empty() {
                 let mailbox = conn.mailbox();
                 match write_out(&mut stream, &out, &watch, mailbox.as_deref()).await {
-                    Ok(()) => out.clear(),
+                    Ok(()) => {
+                        bump(&traffic.net_output, out.len() as u64);
+                        out.clear();
+                    }
                     Err(Ended::Io(e)) => return Err(e),
                     Err(Ended::Stalled) => {
                         conn.idle();
@@ -301,7 +329,7 @@ async fn serve_connection(
                 Progress::NeedInput => break,
                 Progress::Flush => continue,
                 Progress::Blocked => {
-                    match wait_blocked(&mut conn, &mut stream, &mut input, &mut out).await? {
+                    match wait_blocked(&mut conn, &mut stream, &mut input, &mut out, traffic).await? {
                         Unblocked::Answered => {
                             // The command is done: no idle time counts from before it.
                             watch.received(true, input.bytes.len());
@@ -376,6 +404,7 @@ async fn wait_blocked(
     stream: &mut TcpStream,
     input: &mut QueryBuffer<'_>,
     out: &mut Vec<u8>,
+    traffic: &WorkerStats,
 ) -> std::io::Result<Unblocked> {
     while let Some((waiter, deadline)) = conn.blocked_on() {
         let expired = async {
@@ -406,11 +435,11 @@ async fn wait_blocked(
                 if !conn.write_messages(out) {
                     return Ok(Unblocked::Closed);
                 }
-                flush_some(stream, out)?;
+                flush_some(stream, out, traffic)?;
             }
             ready = writable => {
                 ready?;
-                flush_some(stream, out)?;
+                flush_some(stream, out, traffic)?;
             }
             () = waiter.woken() => {
                 if conn.retry_blocked(out) {
@@ -428,7 +457,7 @@ async fn wait_blocked(
                 }
                 match bare::try_read_buf(stream, &mut input.bytes) {
                     Ok(0) => return Ok(Unblocked::Closed),
-                    Ok(_) => {}
+                    Ok(n) => bump(&traffic.net_input, n as u64),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
@@ -443,9 +472,10 @@ async fn wait_blocked(
 const BLOCKED_OUT_CHUNK: usize = 1 << 20;
 
 /// Writes what the socket takes of `out` now, and keeps the rest.
-fn flush_some(stream: &TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+fn flush_some(stream: &TcpStream, out: &mut Vec<u8>, traffic: &WorkerStats) -> std::io::Result<()> {
     match bare::try_write(stream, out) {
         Ok(n) => {
+            bump(&traffic.net_output, n as u64);
             out.drain(..n);
             Ok(())
         }

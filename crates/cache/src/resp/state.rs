@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::command_stats::{Rates, WorkerStats};
 use super::parse::Limits;
 use super::pubsub::Subscriptions;
 use super::query_buffer::ClientMemory;
@@ -114,6 +115,13 @@ pub(crate) struct ServerState {
     pub closed: Closed,
     /// Commands run, one counter per worker so that workers never share a cache line.
     pub commands: Box<[PerWorker]>,
+    /// Each worker's figures by command and error, and its traffic (INFO's
+    /// commandstats, errorstats, `total_net_*`).
+    pub stats: Box<[WorkerStats]>,
+    /// Samples for INFO's `instantaneous_*` rates.
+    pub rates: Rates,
+    /// The most `used_memory` seen (at each sample of `rates` and each INFO).
+    pub memory_peak: AtomicU64,
     pub next_client_id: AtomicU64,
     /// The password AUTH wants (None: none).
     pub password: Option<Vec<u8>>,
@@ -145,6 +153,9 @@ impl ConnectionContext {
                 total_connections: AtomicU64::new(0),
                 closed: Closed::default(),
                 commands: (0..threads.max(1)).map(|_| PerWorker::default()).collect(),
+                stats: (0..threads.max(1)).map(|_| WorkerStats::default()).collect(),
+                rates: Rates::default(),
+                memory_peak: AtomicU64::new(0),
                 next_client_id: AtomicU64::new(1),
                 password: config.password.as_ref().map(|p| p.as_bytes().to_vec()),
             },
@@ -272,6 +283,41 @@ pub(crate) struct Session {
     pub subs: Subscriptions,
     /// Whether AUTH succeeded, or no password is set.
     pub authenticated: bool,
+    /// CLIENT REPLY's state.
+    pub replies: Replies,
+}
+
+/// CLIENT REPLY's state, Redis' flags: OFF drops every reply until ON; SKIP drops the
+/// next command's. As in Redis, a flag applies to what is written while it is set, so
+/// EXEC's array header and its commands' replies each go or not as the flags are when
+/// they are written; pub/sub's pushes (SUBSCRIBE's confirmations, messages) are never
+/// dropped.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Replies {
+    pub off: bool,
+    /// CLIENT REPLY SKIP ran: the next command's reply is dropped.
+    pub skip_next: bool,
+    /// This command's reply is dropped.
+    pub skip: bool,
+}
+
+impl Replies {
+    /// Whether a reply written now is dropped.
+    #[inline]
+    pub fn quiet(&self) -> bool {
+        self.off || self.skip
+    }
+
+    /// After a command whose reply starts at `at` in `out`: drops it if replies are
+    /// quiet (`pushes`: it was pub/sub's, kept), then moves SKIP on, as Redis'
+    /// `resetClient`.
+    #[inline]
+    pub fn finish(&mut self, out: &mut Vec<u8>, at: usize, pushes: bool) {
+        if self.quiet() && !pushes {
+            out.truncate(at);
+        }
+        self.skip = std::mem::take(&mut self.skip_next);
+    }
 }
 
 impl Session {
@@ -281,6 +327,7 @@ impl Session {
     pub fn reset(&mut self, server: &ServerState) {
         self.resp3 = false;
         self.name = None;
+        self.replies = Replies::default();
         self.authenticated = server.password.is_none();
     }
 }

@@ -168,6 +168,8 @@ pub(crate) enum Cmd {
     Zinter,
     Zdiff,
     Zintercard,
+    Touch,
+    Wait,
 }
 
 impl Cmd {
@@ -192,6 +194,7 @@ impl Cmd {
                 | Cmd::Bzpopmin
                 | Cmd::Bzpopmax
                 | Cmd::Bzmpop
+                | Cmd::Wait
         )
     }
 
@@ -237,7 +240,7 @@ const fn sub(name: &'static str, arity: i32) -> Subcommand {
 
 /// The subcommands strata has, with Redis 7.0's arities (SETINFO and NO-TOUCH are 7.2's,
 /// sent by newer clients on connecting). Those Redis has and strata does not (CLIENT
-/// KILL and TRACKING, CONFIG REWRITE, COMMAND GETKEYS, ...) are unknown here, as they
+/// KILL and TRACKING, CONFIG REWRITE, COMMAND GETKEYSANDFLAGS, ...) are unknown here, as they
 /// would be to a Redis without them.
 const CLIENT_SUBCOMMANDS: &[Subcommand] = &[
     sub("getname", 2),
@@ -247,12 +250,14 @@ const CLIENT_SUBCOMMANDS: &[Subcommand] = &[
     sub("list", -2),
     sub("no-evict", 3),
     sub("no-touch", 3),
+    sub("reply", 3),
     sub("setinfo", 4),
     sub("setname", 3),
 ];
 const COMMAND_SUBCOMMANDS: &[Subcommand] = &[
     sub("count", 2),
     sub("docs", -2),
+    sub("getkeys", -4),
     sub("help", 2),
     sub("info", -2),
     sub("list", -2),
@@ -470,6 +475,8 @@ pub(crate) static COMMANDS: &[Spec] = &[
     spec!("expiretime", Expiretime, 2, RF, 1, 1, 1),
     spec!("pexpiretime", Pexpiretime, 2, RF, 1, 1, 1),
     spec!("type", Type, 2, RF, 1, 1, 1),
+    spec!("touch", Touch, -2, RF, 1, -1, 1),
+    spec!("wait", Wait, 3, &["noscript"], 0, 0, 0),
     spec!("multi", Multi, 1, TX, 0, 0, 0),
     spec!(
         "exec",
