@@ -126,6 +126,9 @@ pub(crate) async fn run_slot(
         if stop.is_cancelled() {
             break;
         }
+        // Its backoff is over: requests are held again, for this launch (or while it
+        // waits for room on the node).
+        ctx.pool.backoff_over();
         if !wait_for_capacity(&shared, &ctx, &id, &status, &stop).await {
             break;
         }
@@ -329,7 +332,6 @@ async fn run_once(
     };
     let runtime = proc.runtime();
     let starting = Starting::new(&ctx.starting);
-    ctx.pool.backoff_over();
     {
         let mut s = status.lock().unwrap();
         s.state = InstanceState::Starting;

@@ -139,6 +139,13 @@ impl WorkerStats {
         }
     }
 
+    /// A command counted when it ran ([`WorkerStats::record`]) answered an error later
+    /// (a blocking command refused as it started to wait).
+    #[cold]
+    pub fn count_failed(&self, slot: usize) {
+        bump(&self.slots[slot].failed, 1);
+    }
+
     /// Counts an error reply (`-PREFIX message`) by its first word.
     #[cold]
     pub fn count_error(&self, reply: &[u8]) {

@@ -266,13 +266,18 @@ fn queue(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext, s
 /// (a null array).
 fn exec(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext, stats: &WorkerStats) {
     let cache = &*shared.cache;
+    // An EXEC that runs nothing answers one piece, dropped while replies are quiet (its
+    // queued commands' replies are dropped piece by piece below).
+    let at = r.out.len();
     let Some(queue) = session.tx.take_queue() else {
-        return r.error("ERR EXEC without MULTI");
+        r.error("ERR EXEC without MULTI");
+        return session.replies.finish_piece(r.out, at);
     };
     shared.server.client_memory.give_back(queue.counted);
     if queue.failed {
         session.tx.unwatch(&mut Keyspace::new(cache));
-        return r.error(EXECABORT);
+        r.error(EXECABORT);
+        return session.replies.finish_piece(r.out, at);
     }
     let mut set = ShardSet::new(cache.shard_count());
     for i in 0..queue.len() {
@@ -283,6 +288,7 @@ fn exec(r: &mut Reply<'_>, session: &mut Session, shared: &ConnectionContext, st
     let mut ks = Keyspace::holding(cache, &set);
     if session.tx.changed(&mut ks) {
         r.null_array();
+        session.replies.finish_piece(r.out, at);
     } else {
         // Each piece goes or is dropped as CLIENT REPLY's flags are when it is written.
         let header = r.out.len();

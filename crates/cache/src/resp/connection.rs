@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::blocking::Blocked;
+use super::command_stats::slot_of;
 use super::commands::{execute, Flow};
 use super::forward::{self, Forwards, Route, PEER_NAME_PREFIX};
 use super::parse::Parser;
@@ -170,6 +171,7 @@ impl Connection {
                                     break;
                                 }
                                 if out.get(at) == Some(&b'-') {
+                                    stats.count_failed(slot_of(spec, None));
                                     stats.count_error(&out[at..]);
                                 }
                                 self.session.replies.finish(out, at, false);

@@ -66,12 +66,14 @@ fn key_positions(spec: &Spec, command: Args<'_>) -> Option<Vec<usize>> {
     if let Some((count_at, first, store)) = counted(spec.cmd) {
         // The key specs: the destination, then the counted keys.
         let by_spec = parse_i64(command.get(count_at))
-            .filter(|&k| k >= 1 && first as i64 + k - 1 < argc as i64)
+            // No sum that can overflow: a count near i64::MAX is malformed input.
+            .filter(|&k| k >= 1 && k <= argc as i64 - first as i64)
             .map(|k| store.into_iter().chain(first..first + k as usize).collect());
         // Else the command's own function: `atoi`, the destination last.
         return by_spec.or_else(|| {
             let k = atoi(command.get(count_at));
-            (k >= 1 && k as usize <= argc - first).then(|| (first..first + k as usize).chain(store).collect())
+            (k >= 1 && k as usize <= argc.saturating_sub(first))
+                .then(|| (first..first + k as usize).chain(store).collect())
         });
     }
     let (first, last, step) = match spec.cmd {
@@ -103,12 +105,18 @@ fn atoi(b: &[u8]) -> i32 {
         }
         _ => false,
     };
-    let mut v: i64 = 0;
+    // The magnitude, past which strtol answers LONG_MIN or LONG_MAX.
+    let mut v: i128 = 0;
     while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
-        v = v.saturating_mul(10).saturating_add((d - b'0') as i64);
+        v = (v * 10 + i128::from(d - b'0')).min(1 << 64);
         i += 1;
     }
-    (if neg { v.saturating_neg() } else { v }) as i32
+    let long = if neg {
+        (-v).max(i64::MIN.into())
+    } else {
+        v.min(i64::MAX.into())
+    };
+    long as i64 as i32
 }
 
 #[cfg(test)]
@@ -117,7 +125,20 @@ mod tests {
 
     #[test]
     fn atoi_reads_as_c_does() {
-        for (s, v) in [("2", 2), (" +3x", 3), ("-1", -1), ("x", 0), ("", 0), ("007", 7)] {
+        for (s, v) in [
+            ("2", 2),
+            (" +3x", 3),
+            ("-1", -1),
+            ("x", 0),
+            ("", 0),
+            ("007", 7),
+            // strtol saturates at LONG_MIN / LONG_MAX, then the int keeps the low 32 bits.
+            ("-9223372036854775808", 0),
+            ("-99999999999999999999", 0),
+            ("9223372036854775807", -1),
+            ("99999999999999999999", -1),
+            ("4294967298", 2),
+        ] {
             assert_eq!(atoi(s.as_bytes()), v, "{s:?}");
         }
     }

@@ -308,6 +308,15 @@ impl Replies {
         self.off || self.skip
     }
 
+    /// Drops what was written since `at` in `out` if replies are quiet now (one piece
+    /// of a reply that goes or not as the flags are when it is written).
+    #[inline]
+    pub fn finish_piece(&self, out: &mut Vec<u8>, at: usize) {
+        if self.quiet() {
+            out.truncate(at);
+        }
+    }
+
     /// After a command whose reply starts at `at` in `out`: drops it if replies are
     /// quiet (`pushes`: it was pub/sub's, kept), then moves SKIP on, as Redis'
     /// `resetClient`.

@@ -44,7 +44,11 @@ fn command_getkeys_answers_as_redis() {
     };
     let names: Vec<Value> = names.into_iter().filter(|n| theirs.contains(n)).collect();
     // Arguments in shapes that fit counted keys, fixed ones and options.
-    let shapes: [&[&str]; 6] = [
+    let shapes: [&[&str]; 9] = [
+        // Counts no command could have, near the ends of i64 (malformed input).
+        &["9223372036854775807", "k1", "k2"],
+        &["d", "9223372036854775807", "k1", "k2"],
+        &["-9223372036854775808", "k1", "k2"],
         &["k1", "k2", "k3", "k4", "k5", "k6"],
         &["2", "k1", "k2", "k3", "k4", "k5"],
         &["0", "2", "k1", "k2", "k3", "k4"],
@@ -117,6 +121,11 @@ fn client_reply_answers_as_redis() {
         b"CLIENT REPLY SKIP\r\nBLPOP nolist 0.01\r\nGET b\r\n",
         b"CLIENT REPLY OFF\r\nRESET\r\nGET b\r\n",
         b"CLIENT REPLY OFF\r\nSUBSCRIBE ch\r\nUNSUBSCRIBE ch\r\nPING\r\n",
+        // An EXEC that runs nothing answers nothing while replies are off either.
+        b"RESET\r\nCLIENT REPLY OFF\r\nEXEC\r\nCLIENT REPLY ON\r\nPING\r\n",
+        b"RESET\r\nCLIENT REPLY OFF\r\nMULTI\r\nNOSUCH\r\nEXEC\r\nCLIENT REPLY ON\r\nPING\r\n",
+        b"RESET\r\nSET w 1\r\nWATCH w\r\nSET w 2\r\nCLIENT REPLY OFF\r\nMULTI\r\nGET w\r\nEXEC\r\nCLIENT REPLY ON\r\nPING\r\n",
+        b"RESET\r\nCLIENT REPLY SKIP\r\nEXEC\r\nPING\r\n",
     ];
     for case in cases {
         let r = raw_exchange(&mut b.redis, case);
@@ -209,6 +218,11 @@ fn commandstats_and_errorstats_answer_as_redis() {
         &["GET"],
         &["EXEC"],
         &["AUTH", "x"],
+        // Blocking commands refused as they start: failed calls too.
+        &["BLPOP", "nolist", "-1"],
+        &["BLPOP", "k", "0.01"],
+        &["BLPOP", "nolist", "0.01"],
+        &["WAIT", "x", "0"],
     ] {
         b.same(c);
     }
