@@ -178,10 +178,14 @@ pub(crate) async fn run_slot(
             ));
             s.last_output = output.clone();
         }
-        if !was_ready {
+        let none_starting = ctx.starting.load(Ordering::SeqCst) == 0;
+        if !was_ready && none_starting {
+            // Told to the other nodes in the heartbeat: only when no other instance of
+            // the service is starting here, which they cannot tell apart from this one
+            // launching again.
             ctx.pool.launch_failed();
         }
-        if !was_ready && shared.cluster_node.is_none() && ctx.starting.load(Ordering::SeqCst) == 0 {
+        if !was_ready && shared.cluster_node.is_none() && none_starting {
             // Requests held for an instance (a service at zero) are answered now, not at
             // their deadline (the next launch may fail as well; one that does not serves
             // those that come after), unless another instance is starting for them. The

@@ -381,7 +381,8 @@ impl Pool {
     }
 
     /// An instance of the service on this node ended before it was ever ready (its
-    /// process exited, or it never passed its readiness check). Only counted: on one
+    /// process exited, or it never passed its readiness check), and no other instance
+    /// of it is starting on this node. Only counted: on one
     /// node [`Pool::start_failed`] answers the held requests; in a cluster the count
     /// goes out in this node's heartbeat, and the node holding requests for the
     /// service answers them when no instance is starting anywhere.

@@ -135,9 +135,10 @@ pub struct ServiceLoad {
     /// For a service that consumes a queue: the queue's next offset (publishes so far).
     #[serde(default)]
     pub published: u64,
-    /// Instances of the service on this node that ended before they were ever ready,
-    /// since the app started here (a count that only grows): a node holding requests
-    /// for the service at zero answers them when one more fails and none is starting.
+    /// Instances of the service on this node that ended before they were ever ready
+    /// while no other was starting here, since the app started here (a count that only
+    /// grows): a node holding requests for the service at zero answers them when it
+    /// grows and no instance is starting on another node.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub launches_failed: u64,
 }

@@ -85,6 +85,9 @@ impl Failures {
 
     /// The nodes where an instance failed since `before` (updated to now), when no
     /// instance is starting on any other node: the requests held here are then answered.
+    /// A node that counted a failure had no other instance starting then (it counts
+    /// only those, `Pool::launch_failed`); one it lists as starting may be the failed
+    /// one launching again, so it is not asked.
     fn failed_since(&self, before: &mut BTreeMap<String, u64>) -> Vec<String> {
         let now = self.counts();
         let failed: Vec<String> = now
