@@ -199,11 +199,8 @@ pub(crate) async fn run_slot(
                 n => format!(" {n} times in a row"),
             };
             ctx.pool.start_failed(
-                &format!(
-                    "its instance {id} failed to start{times}, next launch {:.1} s after the failure; strata ps says why",
-                    delay.as_secs_f64()
-                ),
-                strata_bus::AfterFailure::Backoff,
+                &format!("its instance {id} failed to start{times}; strata ps says why"),
+                strata_bus::AfterFailure::Backoff(delay),
             );
         }
         if oom {

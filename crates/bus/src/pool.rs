@@ -269,6 +269,8 @@ pub struct Pool {
     /// Its instances wait out a restart backoff after a failed start
     /// ([`AfterFailure::Backoff`]): no request is held until one launches.
     backing_off: AtomicBool,
+    /// When the next launch comes, while `backing_off` ([`now_ms`]'s clock).
+    next_launch_ms: AtomicU64,
     /// `why_none` was said by [`Pool::start_failed`] (a member joining clears it).
     why_is_start_failure: AtomicBool,
     /// Set while this node cannot tell whether the other nodes are there (it hears no
@@ -282,9 +284,10 @@ pub struct Pool {
 pub enum AfterFailure {
     /// Another launch may come at any moment (on another node): they are held for it.
     Hold,
-    /// The failed instance waits out its restart backoff and no other is launching:
-    /// they are answered at once, until one launches ([`Pool::backoff_over`]).
-    Backoff,
+    /// The failed instance waits out its restart backoff (this long) and no other is
+    /// launching: they are answered at once, until one launches
+    /// ([`Pool::backoff_over`]), told when the next launch comes ([`Pool::next_launch_in`]).
+    Backoff(Duration),
     /// No launch is coming (its setup failed): they are answered at once until the
     /// service is deployed anew ([`Pool::starting`]).
     GaveUp,
@@ -350,7 +353,12 @@ impl Pool {
         self.set_why_none(Some(why));
         self.why_is_start_failure.store(true, Ordering::SeqCst);
         self.gave_up.store(then == AfterFailure::GaveUp, Ordering::SeqCst);
-        self.backing_off.store(then == AfterFailure::Backoff, Ordering::SeqCst);
+        if let AfterFailure::Backoff(delay) = then {
+            self.next_launch_ms
+                .store(now_ms() + delay.as_millis() as u64, Ordering::SeqCst);
+        }
+        self.backing_off
+            .store(matches!(then, AfterFailure::Backoff(_)), Ordering::SeqCst);
         self.start_failures.fetch_add(1, Ordering::SeqCst);
         drop(members);
         // Wakes what waits on the ready count, to look at the failures.
@@ -373,6 +381,15 @@ impl Pool {
     /// launching ([`AfterFailure::Backoff`]).
     pub fn backing_off(&self) -> bool {
         self.backing_off.load(Ordering::SeqCst)
+    }
+
+    /// While [`Pool::backing_off`]: how long until the next launch (zero when it is due).
+    pub fn next_launch_in(&self) -> Option<Duration> {
+        if !self.backing_off() {
+            return None;
+        }
+        let at = self.next_launch_ms.load(Ordering::SeqCst);
+        Some(Duration::from_millis(at.saturating_sub(now_ms())))
     }
 
     /// How many starts failed so far ([`Pool::start_failed`]).
@@ -412,6 +429,7 @@ impl Pool {
             launches_failed: AtomicU64::new(0),
             gave_up: AtomicBool::new(false),
             backing_off: AtomicBool::new(false),
+            next_launch_ms: AtomicU64::new(0),
             why_is_start_failure: AtomicBool::new(false),
             admission: OnceLock::new(),
             room: Arc::default(),

@@ -58,16 +58,25 @@ pub(super) fn no_member(pool: &Pool, request_id: Option<&HeaderValue>) -> Respon
         &no_member_text(pool),
         request_id,
     );
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    // While its instance waits out a restart backoff, a retry is worth making when the
+    // next launch comes, not before.
+    let retry = pool
+        .next_launch_in()
+        .map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64);
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry));
     res
 }
 
-/// "no ready instance of service S", and why when its supervisor said (`Pool::why_none`).
+/// "no ready instance of service S", why when its supervisor said (`Pool::why_none`),
+/// and when the next launch comes while its instance waits out a restart backoff.
 pub(crate) fn no_member_text(pool: &Pool) -> String {
+    let next = match pool.next_launch_in() {
+        Some(d) => format!("; next launch in {:.1} s", d.as_secs_f64()),
+        None => String::new(),
+    };
     match pool.why_none() {
-        Some(why) => format!("no ready instance of service {:?} ({why})", pool.service),
-        None => format!("no ready instance of service {:?}", pool.service),
+        Some(why) => format!("no ready instance of service {:?} ({why}){next}", pool.service),
+        None => format!("no ready instance of service {:?}{next}", pool.service),
     }
 }
 
