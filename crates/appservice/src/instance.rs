@@ -183,7 +183,7 @@ pub(crate) async fn run_slot(
             // Told to the other nodes in the heartbeat: only when no other instance of
             // the service is starting here, which they cannot tell apart from this one
             // launching again.
-            ctx.pool.launch_failed();
+            ctx.pool.launch_failed(delay);
         }
         if !was_ready && shared.cluster_node.is_none() && none_starting {
             // Requests held for an instance (a service at zero) are answered now, not at

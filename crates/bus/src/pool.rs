@@ -269,7 +269,8 @@ pub struct Pool {
     /// Its instances wait out a restart backoff after a failed start
     /// ([`AfterFailure::Backoff`]): no request is held until one launches.
     backing_off: AtomicBool,
-    /// When the next launch comes, while `backing_off` ([`now_ms`]'s clock).
+    /// When the next launch comes after a failed start ([`now_ms`]'s clock; 0: none
+    /// due): `backing_off` ends then at the latest.
     next_launch_ms: AtomicU64,
     /// `why_none` was said by [`Pool::start_failed`] (a member joining clears it).
     why_is_start_failure: AtomicBool,
@@ -375,12 +376,15 @@ impl Pool {
     /// are held again ([`AfterFailure::Backoff`]).
     pub fn backoff_over(&self) {
         self.backing_off.store(false, Ordering::SeqCst);
+        self.next_launch_ms.store(0, Ordering::SeqCst);
     }
 
     /// Whether its instances wait out a restart backoff after a failed start, none
     /// launching ([`AfterFailure::Backoff`]).
     pub fn backing_off(&self) -> bool {
-        self.backing_off.load(Ordering::SeqCst)
+        // Ends at the next launch at the latest: on a cluster node nothing here says
+        // when the other node's instance launched again.
+        self.backing_off.load(Ordering::SeqCst) && self.next_launch_ms.load(Ordering::SeqCst) > now_ms()
     }
 
     /// While [`Pool::backing_off`]: how long until the next launch (zero when it is due).
@@ -399,12 +403,22 @@ impl Pool {
 
     /// An instance of the service on this node ended before it was ever ready (its
     /// process exited, or it never passed its readiness check), and no other instance
-    /// of it is starting on this node. Only counted: on one
-    /// node [`Pool::start_failed`] answers the held requests; in a cluster the count
-    /// goes out in this node's heartbeat, and the node holding requests for the
-    /// service answers them when no instance is starting anywhere.
-    pub fn launch_failed(&self) {
+    /// of it is starting on this node; it launches again `next_in` from now. Only
+    /// counted: on one node [`Pool::start_failed`] answers the held requests; in a
+    /// cluster the count and the next launch go out in this node's heartbeat
+    /// ([`Pool::relaunch_in`]), and the node holding requests for the service answers
+    /// them when no instance is starting anywhere.
+    pub fn launch_failed(&self, next_in: Duration) {
+        self.next_launch_ms
+            .store(now_ms() + next_in.as_millis() as u64, Ordering::SeqCst);
         self.launches_failed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How long until an instance of this node that failed to start launches again
+    /// ([`Pool::launch_failed`]); None once it does (or none failed).
+    pub fn relaunch_in(&self) -> Option<Duration> {
+        let left = self.next_launch_ms.load(Ordering::SeqCst).saturating_sub(now_ms());
+        (left > 0).then(|| Duration::from_millis(left))
     }
 
     /// How many instances on this node ended before they were ready

@@ -141,6 +141,10 @@ pub struct ServiceLoad {
     /// grows and no instance is starting on another node.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub launches_failed: u64,
+    /// When the last of them launches again (Unix ms; 0: none is waiting to): until
+    /// then a node holding requests for the service answers them at once.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub relaunch_at_ms: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

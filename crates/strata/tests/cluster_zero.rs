@@ -183,7 +183,8 @@ async fn a_request_held_in_the_cluster_for_an_instance_that_cannot_start_is_answ
         &record,
         json!({
             "broken": {
-                "instances": { "min": 0, "max": 1, "idle_timeout_ms": 2000 },
+                // Kept placed while it fails: its restart backoff grows.
+                "instances": { "min": 0, "max": 1, "idle_timeout_ms": 60000 },
                 "routes": ["/"],
             },
         }),
@@ -224,8 +225,34 @@ async fn a_request_held_in_the_cluster_for_an_instance_that_cannot_start_is_answ
             "{path} answered as the start failed, not at its deadline: {took:?}"
         );
     }
+    // Asked again and again while it keeps failing (its backoff doubling from 0.1 s,
+    // 6.4 s by the seventh failure): answered at once while the instance on a waits out
+    // its backoff (a's heartbeat says when it launches again), held only through a
+    // launch, never through a backoff.
+    let started = Instant::now();
+    let (mut slowest, mut asked, mut told_when) = (Duration::ZERO, 0, 0);
+    while started.elapsed() < Duration::from_secs(12) {
+        let sent = Instant::now();
+        let reply = get(gw_b, "/again").await;
+        let took = sent.elapsed();
+        asked += 1;
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        if reply.text().contains("next launch in") {
+            told_when += 1;
+        }
+        slowest = slowest.max(took);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let v = nodes_json(&urls);
-    eprintln!("placed: {:?}", placed(&v, "broken"));
+    eprintln!(
+        "{asked} requests while it failed, {told_when} told when the next launch comes, the slowest answered in {slowest:?}; placed {:?}",
+        placed(&v, "broken")
+    );
+    assert!(
+        slowest < Duration::from_secs(3),
+        "a request during the restart backoff is answered at once, not held through it: {slowest:?}"
+    );
+    assert!(told_when > 0, "no answer told when the next launch comes");
     drop(nodes);
     drop(nats);
 }

@@ -263,6 +263,9 @@ impl Status {
                     ready: members.iter().filter(|m| !m.is_remote()).count() as u32,
                     held: source.held_at_zero.as_ref().map_or(0, |a| a.held() as u64),
                     launches_failed: pool.launches_failed(),
+                    relaunch_at_ms: pool
+                        .relaunch_in()
+                        .map_or(0, |d| strata_cluster::now_ms() + d.as_millis() as u64),
                     ..ServiceLoad::default()
                 };
                 if let Some((queue, group)) = &source.consumes {

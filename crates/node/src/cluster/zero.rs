@@ -12,7 +12,8 @@
 //! told by its node's heartbeat (`ServiceLoad::launches_failed`): while requests are
 //! held here and no instance of the service is starting on another node, each such
 //! failure answers them 503 at once, naming the node ([`Pool::start_failed`], as on one
-//! node), instead of at their deadline.
+//! node), instead of at their deadline; and those that come until that instance
+//! launches again (`ServiceLoad::relaunch_at_ms`) are answered at once too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,12 +68,16 @@ struct Failures {
 }
 
 impl Failures {
-    /// Per live node: its instances of the service that ended before they were ready.
-    fn counts(&self) -> BTreeMap<String, u64> {
+    /// Per live node: its instances of the service that ended before they were ready,
+    /// and when the last of them launches again (Unix ms, 0: none waits to).
+    fn counts(&self) -> BTreeMap<String, (u64, u64)> {
         self.membership
             .live()
             .into_iter()
-            .filter_map(|n| Some((n.name.clone(), n.load.get(&self.key)?.launches_failed)))
+            .filter_map(|n| {
+                let load = n.load.get(&self.key)?;
+                Some((n.name.clone(), (load.launches_failed, load.relaunch_at_ms)))
+            })
             .collect()
     }
 
@@ -88,16 +93,14 @@ impl Failures {
     /// A node that counted a failure had no other instance starting then (it counts
     /// only those, `Pool::launch_failed`); one it lists as starting may be the failed
     /// one launching again, so it is not asked.
-    fn failed_since(&self, before: &mut BTreeMap<String, u64>) -> Vec<String> {
+    fn failed_since(&self, before: &mut BTreeMap<String, (u64, u64)>) -> Vec<(String, u64)> {
         let now = self.counts();
-        let failed: Vec<String> = now
+        let failed: Vec<(String, u64)> = now
             .iter()
-            .filter(|(node, n)| before.get(*node).is_some_and(|b| *n > b))
-            .map(|(node, _)| node.clone())
+            .filter(|(node, (n, _))| before.get(*node).is_some_and(|(b, _)| n > b))
+            .map(|(node, (_, relaunch_at))| (node.clone(), *relaunch_at))
             .collect();
-        for (node, n) in now {
-            before.insert(node, n);
-        }
+        *before = now;
         if failed.is_empty() {
             return failed;
         }
@@ -105,11 +108,22 @@ impl Failures {
             .membership
             .live()
             .iter()
-            .any(|n| !failed.contains(&n.name) && self.starting_on(n));
+            .any(|n| !failed.iter().any(|(f, _)| *f == n.name) && self.starting_on(n));
         if starting_elsewhere {
             return Vec::new();
         }
         failed
+    }
+}
+
+/// What follows failures on `failed` (node, its next launch in Unix ms) for the
+/// requests that come next: answered at once until the soonest next launch, held if it
+/// is due (or not known).
+fn after(failed: &[(String, u64)]) -> strata_bus::AfterFailure {
+    let soonest = failed.iter().map(|(_, at)| *at).min().unwrap_or(0);
+    match soonest.saturating_sub(strata_cluster::now_ms()) {
+        0 => strata_bus::AfterFailure::Hold,
+        left => strata_bus::AfterFailure::Backoff(Duration::from_millis(left)),
     }
 }
 
@@ -152,12 +166,13 @@ async fn watch_service(
                     }
                     let failed = failures.failed_since(&mut failed_before);
                     if !failed.is_empty() && admission.held() > 0 && pool.members().is_empty() {
+                        let nodes: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
                         pool.start_failed(
                             &format!(
                                 "its instance on node {} failed to start; strata ps --nats says why",
-                                failed.join(", ")
+                                nodes.join(", ")
                             ),
-                            strata_bus::AfterFailure::Hold,
+                            after(&failed),
                         );
                     }
                 }
