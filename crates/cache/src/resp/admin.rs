@@ -468,6 +468,16 @@ pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Key
     } else if sub.eq_ignore_ascii_case(b"set") {
         r.error("ERR CONFIG SET is not supported: strata's cache is configured by the node");
     } else if sub.eq_ignore_ascii_case(b"resetstat") {
+        // INFO's counters start again from here (as Redis' resetServerStats): commands,
+        // errors, traffic, connections, keyspace hits and misses, expiries, evictions;
+        // and the memory peak from what is used now.
+        let stats = CacheStats::from_shards(ks.stats());
+        let (totals, counters) = super::info::counted(shared, &stats);
+        shared.server.baseline.reset(totals, &counters);
+        shared
+            .server
+            .memory_peak
+            .store(stats.total.bytes, std::sync::atomic::Ordering::Relaxed);
         r.ok();
     } else if sub.eq_ignore_ascii_case(b"help") {
         help(
@@ -479,7 +489,7 @@ pub(crate) fn config(r: &mut Reply<'_>, shared: &ConnectionContext, ks: &mut Key
                 "SET <directive> <value>",
                 "    Not supported: strata's cache is configured by the node.",
                 "RESETSTAT",
-                "    Answers OK; the statistics INFO reports are kept.",
+                "    Reset the statistics reported by the INFO command.",
                 "HELP",
                 "    Prints this help.",
             ],

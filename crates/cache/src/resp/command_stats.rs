@@ -200,6 +200,43 @@ pub(crate) fn totals(workers: &[WorkerStats]) -> Totals {
     t
 }
 
+/// What INFO's counters were at the last CONFIG RESETSTAT: INFO reports what came
+/// since (the counters themselves never go back, for the node's metrics and for the
+/// workers that alone write them).
+#[derive(Default)]
+pub(crate) struct Baseline {
+    at_reset: Mutex<Option<(Totals, Vec<u64>)>>,
+}
+
+impl Baseline {
+    /// CONFIG RESETSTAT: INFO counts from these figures on.
+    pub fn reset(&self, totals: Totals, counters: &[u64]) {
+        *self.at_reset.lock().unwrap_or_else(|e| e.into_inner()) = Some((totals, counters.to_vec()));
+    }
+
+    /// Takes the figures at the last reset off `totals` and `counters`.
+    pub fn since(&self, totals: &mut Totals, counters: &mut [u64]) {
+        let at = self.at_reset.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((base, base_counters)) = &*at else {
+            return;
+        };
+        for (now, then) in totals.slots.iter_mut().zip(&base.slots) {
+            for (n, b) in now.iter_mut().zip(then) {
+                *n = n.saturating_sub(*b);
+            }
+        }
+        for (n, b) in totals.errors.iter_mut().zip(&base.errors) {
+            *n = n.saturating_sub(*b);
+        }
+        totals.error_replies = totals.error_replies.saturating_sub(base.error_replies);
+        totals.net_input = totals.net_input.saturating_sub(base.net_input);
+        totals.net_output = totals.net_output.saturating_sub(base.net_output);
+        for (n, b) in counters.iter_mut().zip(base_counters) {
+            *n = n.saturating_sub(*b);
+        }
+    }
+}
+
 /// Each slot's name as INFO lists it (`get`, `client|list`).
 pub(crate) fn slot_names() -> Vec<String> {
     let mut names: Vec<String> = COMMANDS.iter().map(|s| s.name.to_string()).collect();

@@ -35,9 +35,11 @@ pub(crate) fn info_text(shared: &ConnectionContext, stats: &CacheStats, wanted: 
     let want = |s: &str| all || wanted.iter().any(|w| w == s);
     let want_extra = |s: &str| every || wanted.iter().any(|w| w == s);
     let server = &shared.server;
-    let closed = &server.closed;
     let t = stats.total;
-    let figures = command_stats::totals(&server.stats);
+    let (mut figures, mut counters) = counted(shared, stats);
+    // Since the last CONFIG RESETSTAT, if any.
+    server.baseline.since(&mut figures, &mut counters);
+    let counter = |name: &str| counters[STAT_COUNTERS.iter().position(|n| *n == name).expect("a counter")];
     let peak = server.memory_peak.fetch_max(t.bytes, Ordering::Relaxed).max(t.bytes);
     let uptime = server.started.elapsed().as_secs();
     let mut s = String::new();
@@ -84,22 +86,18 @@ pub(crate) fn info_text(shared: &ConnectionContext, stats: &CacheStats, wanted: 
         let (ops, kbps_in, kbps_out) = server.rates.per_second();
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{kbps_in:.2}\r\ninstantaneous_output_kbps:{kbps_out:.2}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nevicted_clients:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nstrata_shard_drops:{}\r\nstrata_idle_disconnections:{}\r\nstrata_slow_command_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_error_replies:{}\r\n\r\n",
-            server.total_connections.load(Ordering::Relaxed),
-            server.total_commands(),
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{kbps_in:.2}\r\ninstantaneous_output_kbps:{kbps_out:.2}\r\n",
+            counter("total_connections_received"),
+            counter("total_commands_processed"),
             figures.net_input,
             figures.net_output,
-            closed.max_clients.load(Ordering::Relaxed),
-            t.expired,
-            t.evictions,
-            closed.evicted.load(Ordering::Relaxed),
-            closed.query_buffer_limit.load(Ordering::Relaxed),
-            t.hits,
-            t.misses,
-            t.drops,
-            closed.idle.load(Ordering::Relaxed),
-            closed.slow_command.load(Ordering::Relaxed),
-            closed.output_limit.load(Ordering::Relaxed),
+        );
+        for name in &STAT_COUNTERS[2..] {
+            let _ = write!(s, "{name}:{}\r\n", counter(name));
+        }
+        let _ = write!(
+            s,
+            "pubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_error_replies:{}\r\n\r\n",
             shared.cache.pubsub().channel_count(),
             shared.cache.pubsub().numpat(),
             figures.error_replies,
@@ -152,6 +150,53 @@ pub(crate) fn info_text(shared: &ConnectionContext, stats: &CacheStats, wanted: 
         s.truncate(s.len() - 2);
     }
     s
+}
+
+/// The Stats section's counters besides the traffic and the error replies (which
+/// `command_stats::Totals` holds), in the order INFO lists them: what CONFIG RESETSTAT
+/// starts again, with those (INFO's figures only: the node's metrics keep counting).
+pub(crate) const STAT_COUNTERS: [&str; 13] = [
+    "total_connections_received",
+    "total_commands_processed",
+    "rejected_connections",
+    "expired_keys",
+    "evicted_keys",
+    "evicted_clients",
+    "client_query_buffer_limit_disconnections",
+    "keyspace_hits",
+    "keyspace_misses",
+    "strata_shard_drops",
+    "strata_idle_disconnections",
+    "strata_slow_command_disconnections",
+    "client_output_buffer_limit_disconnections",
+];
+
+/// Every counter INFO reports, as counted since the server started: the per-command and
+/// traffic totals, and [`STAT_COUNTERS`].
+pub(crate) fn counted(
+    shared: &ConnectionContext,
+    stats: &CacheStats,
+) -> (command_stats::Totals, [u64; STAT_COUNTERS.len()]) {
+    let server = &shared.server;
+    let closed = &server.closed;
+    let t = stats.total;
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let counters = [
+        n(&server.total_connections),
+        server.total_commands(),
+        n(&closed.max_clients),
+        t.expired,
+        t.evictions,
+        n(&closed.evicted),
+        n(&closed.query_buffer_limit),
+        t.hits,
+        t.misses,
+        t.drops,
+        n(&closed.idle),
+        n(&closed.slow_command),
+        n(&closed.output_limit),
+    ];
+    (command_stats::totals(&server.stats), counters)
 }
 
 fn human(bytes: u64) -> String {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::command_stats::{Rates, WorkerStats};
+use super::command_stats::{Baseline, Rates, WorkerStats};
 use super::parse::Limits;
 use super::pubsub::Subscriptions;
 use super::query_buffer::ClientMemory;
@@ -122,6 +122,8 @@ pub(crate) struct ServerState {
     pub rates: Rates,
     /// The most `used_memory` seen (at each sample of `rates` and each INFO).
     pub memory_peak: AtomicU64,
+    /// INFO's counters at the last CONFIG RESETSTAT.
+    pub baseline: Baseline,
     pub next_client_id: AtomicU64,
     /// The password AUTH wants (None: none).
     pub password: Option<Vec<u8>>,
@@ -156,6 +158,7 @@ impl ConnectionContext {
                 stats: (0..threads.max(1)).map(|_| WorkerStats::default()).collect(),
                 rates: Rates::default(),
                 memory_peak: AtomicU64::new(0),
+                baseline: Baseline::default(),
                 next_client_id: AtomicU64::new(1),
                 password: config.password.as_ref().map(|p| p.as_bytes().to_vec()),
             },

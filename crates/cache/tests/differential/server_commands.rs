@@ -276,6 +276,28 @@ fn commandstats_and_errorstats_answer_as_redis() {
     }
     std::thread::sleep(Duration::from_millis(300));
     assert!(n(&info(&mut b.strata, "stats"), "instantaneous_ops_per_sec") > 0);
+
+    // CONFIG RESETSTAT starts INFO's counters again, as in Redis.
+    b.same(&["CONFIG", "RESETSTAT"]);
+    for c in [&["SET", "k", "v"][..], &["GET", "k"], &["GET", "nokey"], &["GET"], &["NOSUCH"]] {
+        b.same(c);
+    }
+    let r = info(&mut b.redis, "commandstats");
+    let s = info(&mut b.strata, "commandstats");
+    assert_eq!(counts(&s), counts(&r), "INFO commandstats after CONFIG RESETSTAT");
+    assert_eq!(
+        info(&mut b.strata, "errorstats"),
+        info(&mut b.redis, "errorstats"),
+        "INFO errorstats after CONFIG RESETSTAT"
+    );
+    let (s, r) = (info(&mut b.strata, "stats"), info(&mut b.redis, "stats"));
+    for field in ["keyspace_hits", "keyspace_misses", "total_error_replies"] {
+        assert_eq!(s[field], r[field], "{field} after CONFIG RESETSTAT");
+    }
+    assert!(
+        n(&s, "total_net_input_bytes") < 1000 && n(&s, "total_commands_processed") < 20,
+        "traffic and commands counted from the reset: {s:?}"
+    );
 }
 
 #[test]
