@@ -279,7 +279,13 @@ fn commandstats_and_errorstats_answer_as_redis() {
 
     // CONFIG RESETSTAT starts INFO's counters again, as in Redis.
     b.same(&["CONFIG", "RESETSTAT"]);
-    for c in [&["SET", "k", "v"][..], &["GET", "k"], &["GET", "nokey"], &["GET"], &["NOSUCH"]] {
+    for c in [
+        &["SET", "k", "v"][..],
+        &["GET", "k"],
+        &["GET", "nokey"],
+        &["GET"],
+        &["NOSUCH"],
+    ] {
         b.same(c);
     }
     let r = info(&mut b.redis, "commandstats");
