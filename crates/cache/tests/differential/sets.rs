@@ -2,7 +2,7 @@
 //! edge cases and errors, WRONGTYPE both ways, OBJECT ENCODING's intset and hashtable
 //! (Redis 7.0 has no listpack sets), the removal of an emptied set, deadlines kept by
 //! set writes and dropped by the *STORE commands, WATCH on sets; and what the random
-//! walk (in `differential.rs`) generates and how it compares set replies.
+//! walk (in `random_walk.rs`) generates and how it compares set replies.
 //!
 //! Where Redis' answer is random, and only there, the comparison is looser (each a
 //! documented difference, see docs/state.md):

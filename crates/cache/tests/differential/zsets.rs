@@ -2,7 +2,7 @@
 //! command's edge cases and errors (infinite and exclusive scores, lex ranges, LIMIT,
 //! ZADD's conditions, NaN), WRONGTYPE both ways, OBJECT ENCODING's listpack and
 //! skiplist, the removal of an emptied sorted set, deadlines kept by writes and dropped
-//! by ZRANGESTORE, WATCH on sorted sets; and what the random walk (in `differential.rs`)
+//! by ZRANGESTORE, WATCH on sorted sets; and what the random walk (in `random_walk.rs`)
 //! generates and how it compares sorted set replies. ZUNION, ZINTER, ZDIFF (sets as
 //! sources too, WEIGHTS, AGGREGATE), their *STORE forms and ZINTERCARD have their
 //! hand-written sequences in `zset_algebra.rs`.

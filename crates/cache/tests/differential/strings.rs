@@ -1,0 +1,196 @@
+//! The string commands against redis-server, hand-written: GET, SET, APPEND, GETRANGE,
+//! SETRANGE, the bit commands, MGET, MSET, MSETNX, INCRBYFLOAT (its rounding and errors)
+//! and OBJECT on strings.
+
+use super::*;
+
+#[test]
+fn strings_answer_as_redis() {
+    let Some((redis, strata)) = setup("strings_answer_as_redis") else {
+        return;
+    };
+    let mut b = Both::connect(&redis, &strata);
+    for c in [
+        &["SET", "k", "hello"][..],
+        &["GETRANGE", "k", "0", "-1"],
+        &["GETRANGE", "k", "-3", "-5"],
+        &["GETRANGE", "k", "-1", "-3"],
+        &["GETRANGE", "k", "10", "20"],
+        &["GETRANGE", "k", "x", "1"],
+        &["GETRANGE", "k", "1", "x"],
+        &["GETRANGE", "nokey", "0", "-1"],
+        &["GETRANGE", "k", "0", "9223372036854775807"],
+        &["GETRANGE", "k", "-9223372036854775808", "2"],
+        &["SUBSTR", "k", "1", "3"],
+        &["GETRANGE", "k", "0"],
+        &["SETRANGE", "k", "-1", "x"],
+        &["SETRANGE", "k", "1", ""],
+        &["SETRANGE", "nokey", "5", ""],
+        &["EXISTS", "nokey"],
+        &["SETRANGE", "nokey2", "2", "ab"],
+        &["GET", "nokey2"],
+        &["SETRANGE", "k", "3", "LOWORLD"],
+        &["GET", "k"],
+        &["SETRANGE", "k", "33554432", "x"],
+        &["SETRANGE", "k", "33554431", ""],
+        &["SETRANGE", "k", "a", "x"],
+        &["SETRANGE", "k", "9223372036854775807", "x"],
+        &["OBJECT", "ENCODING", "k"],
+        &["SETBIT", "b", "7", "1"],
+        &["SETBIT", "b", "7", "1"],
+        &["GET", "b"],
+        &["SETBIT", "b", "1", "2"],
+        &["SETBIT", "b", "1", "-1"],
+        &["SETBIT", "b", "1", "x"],
+        &["SETBIT", "b", "-1", "1"],
+        &["SETBIT", "b", "268435456", "1"],
+        &["SETBIT", "b", "x", "0"],
+        &["SETBIT", "b", "100", "0"],
+        &["STRLEN", "b"],
+        &["GETBIT", "b", "7"],
+        &["GETBIT", "b", "1000"],
+        &["GETBIT", "b", "x"],
+        &["GETBIT", "b", "268435456"],
+        &["GETBIT", "nokey", "1"],
+        &["SET", "n", "123"],
+        &["GETBIT", "n", "2"],
+        &["BITCOUNT", "n"],
+        &["BITCOUNT", "nokey", "1"],
+        &["BITCOUNT", "nokey", "a", "b"],
+        &["BITCOUNT", "k", "1"],
+        &["BITCOUNT", "k", "a", "b"],
+        &["BITCOUNT", "k", "0", "-1", "BIT"],
+        &["BITCOUNT", "k", "1", "10", "bit"],
+        &["BITCOUNT", "k", "5", "5", "BIT"],
+        &["BITCOUNT", "k", "-7", "-2", "bit"],
+        &["BITCOUNT", "k", "0", "0", "byte"],
+        &["BITCOUNT", "k", "0", "0", "bat"],
+        &["BITCOUNT", "k", "-1", "-2"],
+        &["BITCOUNT", "k", "-100", "100"],
+        &["BITCOUNT", "k", "0", "-1", "bit", "extra"],
+        &["OBJECT", "ENCODING", "n"],
+        &["OBJECT", "ENCODING", "b"],
+        &["OBJECT", "ENCODING", "nokey"],
+        &["SET", "e", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"],
+        &["OBJECT", "ENCODING", "e"],
+        &["APPEND", "e", "b"],
+        &["OBJECT", "ENCODING", "e"],
+        &["SET", "e2", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"],
+        &["OBJECT", "ENCODING", "e2"],
+        &["INCRBYFLOAT", "f", "3"],
+        &["OBJECT", "ENCODING", "f"],
+        &["INCR", "n"],
+        &["OBJECT", "ENCODING", "n"],
+        &["APPEND", "n", "1"],
+        &["OBJECT", "ENCODING", "n"],
+        &["INCR", "n"],
+        &["OBJECT", "ENCODING", "n"],
+        &["SET", "n2", "-0"],
+        &["OBJECT", "ENCODING", "n2"],
+        &["SET", "n3", "12345678901234567890"],
+        &["OBJECT", "ENCODING", "n3"],
+        &["SET", "n4", "9223372036854775807"],
+        &["OBJECT", "ENCODING", "n4"],
+        &["APPEND", "fresh", "12"],
+        &["OBJECT", "ENCODING", "fresh"],
+        &["SETRANGE", "n4", "0", ""],
+        &["OBJECT", "ENCODING", "n4"],
+        &["COPY", "e", "ecopy"],
+        &["OBJECT", "ENCODING", "ecopy"],
+        &["OBJECT", "FREQ", "n"],
+        &["OBJECT", "FREQ", "nokey"],
+        &["OBJECT", "IDLETIME", "n"],
+        &["OBJECT", "HELP"],
+        &["OBJECT", "HELP", "x"],
+        &["OBJECT", "foo", "n"],
+        &["OBJECT", "ENCODING"],
+        &["OBJECT", "ENCODING", "a", "b"],
+        &["OBJECT"],
+        &["MSETNX", "q", "1", "n", "2"],
+        &["EXISTS", "q"],
+        &["MSETNX", "q", "1", "r", "2", "q", "3"],
+        &["MGET", "q", "r"],
+        &["MSETNX", "q", "1", "r"],
+        &["MSETNX"],
+        &["MSET", "a", "1", "a", "2"],
+        &["GET", "a"],
+    ] {
+        b.same(c);
+    }
+}
+
+#[test]
+fn incrbyfloat_answers_as_redis() {
+    let Some((redis, strata)) = setup("incrbyfloat_answers_as_redis") else {
+        return;
+    };
+    let mut b = Both::connect(&redis, &strata);
+    for (key, by) in [
+        ("f", "0.1"),
+        ("f", "10.5"),
+        ("f", "1e300"),
+        ("g", "1e5000"),
+        ("g", "inf"),
+        ("g", "-INFINITY"),
+        ("g", "nan"),
+        ("g", " 1"),
+        ("g", "1 "),
+        ("g", "0x10"),
+        ("g", "1e-5000"),
+        ("g", "1e-4940"),
+        ("h", "-0.0"),
+        ("h", "5.0e3"),
+        ("h", ".5"),
+        ("h", "5."),
+        ("h", "+3"),
+        ("h", "1\u{0}2"),
+        ("h", "3.0000000000000000001"),
+        ("i", "2.5e-18"),
+        ("i", "1.1"),
+        ("j", "1.7976931348623157e308"),
+        ("j", "1.7976931348623157e308"),
+        ("k", "1e4932"),
+        ("k", "1e4932"),
+        ("u", "0.000003814697265625"),
+        ("v", "-0.000000000000000001"),
+        ("x", "0x1p-18"),
+        ("x", ""),
+        ("y", "1e"),
+        ("y", "123456789012345678901234567890"),
+        ("z", "0.3"),
+        ("z", "0.6"),
+        ("z", "-0.9"),
+        ("w", "-1.5e-7"),
+        ("w", "1234.5678e-2"),
+        ("w", "0X1.8P+3"),
+        ("w", "0x.1"),
+        ("w", "1e+2"),
+        ("w", "1E2"),
+        ("w", "1.e-1"),
+        ("w", "-.0001"),
+        ("w", "99999999999999999999.5"),
+    ] {
+        b.same(&["INCRBYFLOAT", key, by]);
+    }
+    for c in [
+        &["SET", "s", "abc"][..],
+        &["INCRBYFLOAT", "s", "1"],
+        &["SET", "t", "inf"],
+        &["INCRBYFLOAT", "t", "1"],
+        &["SET", "t", " 5"],
+        &["INCRBYFLOAT", "t", "1"],
+        &["SET", "t", "10"],
+        &["EXPIRE", "t", "1000"],
+        &["INCRBYFLOAT", "t", "0.25"],
+        &["TTL", "t"],
+        &["INCRBYFLOAT", "t"],
+    ] {
+        b.same(c);
+    }
+    // Long chains of small steps: rounding must stay the same all the way.
+    for by in ["0.1", "-0.3", "1e-7", "3.3333333333333333", "-1e15"] {
+        for _ in 0..200 {
+            b.same(&["INCRBYFLOAT", "chain", by]);
+        }
+    }
+}
