@@ -183,6 +183,22 @@ pub(crate) fn format(v: LongDouble) -> String {
     s
 }
 
+/// Steps `i` over an optional `-` or `+` at `s[i]`: whether it was `-`. The sign of an
+/// exponent here, and of C's `atoi` in COMMAND GETKEYS.
+pub(crate) fn skip_sign(s: &[u8], i: &mut usize) -> bool {
+    match s.get(*i) {
+        Some(b'-') => {
+            *i += 1;
+            true
+        }
+        Some(b'+') => {
+            *i += 1;
+            false
+        }
+        _ => false,
+    }
+}
+
 /// A parsed number before rounding: `n * 2^exp`, plus whether anything nonzero was
 /// cut off below it.
 enum Exact {
@@ -225,17 +241,7 @@ fn parse_decimal(s: &[u8]) -> Option<Exact> {
     let mut exp10: i64 = 0;
     if i < s.len() && (s[i] | 0x20) == b'e' {
         i += 1;
-        let neg = match s.get(i) {
-            Some(b'-') => {
-                i += 1;
-                true
-            }
-            Some(b'+') => {
-                i += 1;
-                false
-            }
-            _ => false,
-        };
+        let neg = skip_sign(s, &mut i);
         let start = i;
         while i < s.len() && s[i].is_ascii_digit() {
             // Saturate: anything this large is past every bound below.
@@ -323,17 +329,7 @@ fn parse_hex(s: &[u8]) -> Option<Exact> {
     }
     if i < s.len() && (s[i] | 0x20) == b'p' {
         i += 1;
-        let neg = match s.get(i) {
-            Some(b'-') => {
-                i += 1;
-                true
-            }
-            Some(b'+') => {
-                i += 1;
-                false
-            }
-            _ => false,
-        };
+        let neg = skip_sign(s, &mut i);
         let start = i;
         let mut p: i64 = 0;
         while i < s.len() && s[i].is_ascii_digit() {

@@ -10,16 +10,17 @@
 //! the command table's, subcommand errors', CLIENT LIST's and COMMAND LIST's filters' and
 //! INFO's keyspace hits and misses in `differential/introspection.rs`. The hash
 //! commands' hand-written sequences are in `differential/hashes.rs`, the set commands'
-//! in `differential/sets.rs` (with how set replies are compared where Redis draws at
-//! random or lists a hash table), the list commands' (the blocking ones with several
-//! connections) in `differential/lists.rs`, the sorted set commands' in
-//! `differential/zsets.rs` (likewise), `differential/zset_algebra.rs` and (ZMPOP and the
-//! blocking pops, with several connections) `differential/zset_blocking.rs`, pub/sub's
-//! (several connections, RESP2 and RESP3) and AUTH's (against `--requirepass`) in
-//! `differential/pubsub.rs`; TOUCH, COMMAND GETKEYS, CLIENT REPLY, WAIT, INFO's
-//! commandstats and errorstats, long inline commands and SCAN's largest cursors in
-//! `differential/server_commands.rs`. The random walk itself (its commands and the two
-//! tests, RESP2 and RESP3) is in `differential/random_walk.rs`.
+//! in `differential/sets/` (with how set replies are compared where Redis draws at
+//! random or lists a hash table in `differential/sets.rs`), the list commands' (the
+//! blocking ones with several connections) in `differential/lists.rs`, the sorted set
+//! commands' in `differential/zsets/` (likewise), `differential/zset_algebra.rs` and
+//! (ZMPOP and the blocking pops, with several connections)
+//! `differential/zset_blocking.rs`, pub/sub's (several connections, RESP2 and RESP3)
+//! and AUTH's (against `--requirepass`) in `differential/pubsub.rs`; TOUCH, COMMAND
+//! GETKEYS, CLIENT REPLY, WAIT, INFO's commandstats and errorstats, long inline
+//! commands and SCAN's largest cursors in `differential/server_commands.rs`. The random
+//! walk itself (its commands and the two tests, RESP2 and RESP3) is in
+//! `differential/random_walk.rs`.
 //!
 //! The parser has no new paths for these types (they are ordinary commands), so
 //! `tests/malformed.rs` has no case of its own for them.

@@ -9,6 +9,7 @@ use super::parse::Args;
 use super::reply::Reply;
 use super::table::{lookup, Cmd, Spec};
 use crate::cache::parse_i64;
+use crate::long_double::skip_sign;
 
 /// COMMAND GETKEYS command [arg ...] (its arity, at least 4, is checked at dispatch).
 pub(crate) fn getkeys(r: &mut Reply<'_>, args: Args<'_>) {
@@ -94,17 +95,7 @@ fn atoi(b: &[u8]) -> i32 {
     while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
         i += 1;
     }
-    let neg = match b.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
+    let neg = skip_sign(b, &mut i);
     // The magnitude, past which strtol answers LONG_MIN or LONG_MAX.
     let mut v: i128 = 0;
     while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {

@@ -1,7 +1,7 @@
 //! The random walk: a seeded sequence of string, hash, set, list, sorted set and key
 //! commands on a small key space, alone and inside MULTI/EXEC (with WATCH and writes
 //! from a second connection), in RESP2 and RESP3. The generator's arguments are in
-//! `differential.rs`, the set and sorted set commands' in `sets.rs` and `zsets.rs`.
+//! `differential.rs`, the set and sorted set commands' in `sets/walk.rs` and `zsets/walk.rs`.
 
 use super::*;
 

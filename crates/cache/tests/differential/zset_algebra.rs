@@ -2,7 +2,7 @@
 //! (sorted sets and sets as sources, WEIGHTS, AGGREGATE, infinities and their NaN), their
 //! *STORE forms (the result's encoding, the destination's deadline dropped, an empty
 //! result deleting it) and ZINTERCARD, with every error in Redis' order. All of it is
-//! deterministic: compared byte for byte. The random walk's cases are in `zsets.rs`.
+//! deterministic: compared byte for byte. The random walk's cases are in `zsets/walk.rs`.
 
 use super::*;
 
