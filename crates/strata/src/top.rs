@@ -3,8 +3,9 @@
 //! its state, ready and desired instances, requests per second by status class,
 //! latency percentiles over the last second (from the request histogram's buckets), in
 //! flight and the autoscaler's target; then each instance, each queue's groups with
-//! their backlog, and the latest events. `q`, Esc or Ctrl-C leaves. `--once` prints one
-//! frame (after two samples, so that rates exist) as plain text and exits.
+//! their backlog, and the latest events. `q`, Esc or Ctrl-C leaves. `--once`, or a
+//! standard output that is not a terminal (a pipe, a file), prints one frame (after two
+//! samples, so that rates exist) as plain text, without box drawing, and exits.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -45,12 +46,13 @@ struct Rates {
 }
 
 pub async fn run(client: ControlClient, once: bool, every: Duration) -> Result<()> {
+    use std::io::IsTerminal;
     let mut last = read(&client).await?;
-    if once {
+    if once || !std::io::stdout().is_terminal() {
         tokio::time::sleep(every).await;
         let now = read(&client).await?;
         let mut terminal = Terminal::new(TestBackend::new(140, 48))?;
-        terminal.draw(|f| draw(f, &last, &now))?;
+        terminal.draw(|f| draw(f, &last, &now, Look::Plain))?;
         let buffer = terminal.backend().buffer();
         let width = buffer.area.width as usize;
         let mut out = String::new();
@@ -66,7 +68,7 @@ pub async fn run(client: ControlClient, once: bool, every: Duration) -> Result<(
     let result = async {
         let mut now = read(&client).await?;
         loop {
-            terminal.draw(|f| draw(f, &last, &now))?;
+            terminal.draw(|f| draw(f, &last, &now, Look::Screen))?;
             let until = Instant::now() + every;
             while let Some(left) = until.checked_duration_since(Instant::now()) {
                 if event::poll(left)? {
@@ -214,7 +216,24 @@ fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
     Some(lower * 1000.0)
 }
 
-fn draw(f: &mut Frame, last: &Sample, now: &Sample) {
+/// How a frame is drawn: for the live screen, or as plain text for `--once`.
+#[derive(Clone, Copy, PartialEq)]
+enum Look {
+    Screen,
+    Plain,
+}
+
+impl Look {
+    /// A section: boxed on the screen; in plain text, its title on a line of its own.
+    fn section(self, title: &str) -> Block<'_> {
+        match self {
+            Look::Screen => Block::default().borders(Borders::ALL).title(format!(" {title} ")),
+            Look::Plain => Block::default().title(format!("{title}:")),
+        }
+    }
+}
+
+fn draw(f: &mut Frame, last: &Sample, now: &Sample, look: Look) {
     let ps = &now.ps;
     let services = ps["services"].as_array().map(Vec::as_slice).unwrap_or_default();
     let instances: usize = services
@@ -232,20 +251,21 @@ fn draw(f: &mut Frame, last: &Sample, now: &Sample) {
     ])
     .areas(f.area());
     let title = format!(
-        "strata top — app {}  gateway http://{}  api {}   (q quits)",
+        "strata top — app {}  gateway http://{}  api {}{}",
         ps["app"].as_str().unwrap_or("?"),
         ps["gateway"].as_str().unwrap_or("?"),
-        ps["api"].as_str().unwrap_or("?")
+        ps["api"].as_str().unwrap_or("?"),
+        if look == Look::Screen { "   (q quits)" } else { "" }
     );
     f.render_widget(
         Paragraph::new(Line::from(title).style(Style::new().add_modifier(Modifier::BOLD))),
         head,
     );
-    draw_services(f, svc, last, now, services);
-    draw_instances(f, inst, services);
-    draw_queues(f, q, queues);
+    draw_services(f, svc, last, now, services, look);
+    draw_instances(f, inst, services, look);
+    draw_queues(f, q, queues, look);
     let events = now.events.as_array().map(Vec::as_slice).unwrap_or_default();
-    let shown = ev.height.saturating_sub(2) as usize;
+    let shown = look.section("events").inner(ev).height as usize;
     let lines: Vec<Line> = events
         .iter()
         .rev()
@@ -261,17 +281,14 @@ fn draw(f: &mut Frame, last: &Sample, now: &Sample) {
             ))
         })
         .collect();
-    f.render_widget(
-        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" events ")),
-        ev,
-    );
+    f.render_widget(Paragraph::new(lines).block(look.section("events")), ev);
 }
 
 fn ms(v: Option<f64>) -> String {
     v.map_or("-".to_string(), |ms| format!("{ms:.1}"))
 }
 
-fn draw_services(f: &mut Frame, area: Rect, last: &Sample, now: &Sample, services: &[Value]) {
+fn draw_services(f: &mut Frame, area: Rect, last: &Sample, now: &Sample, services: &[Value], look: Look) {
     let rows: Vec<Row> = services
         .iter()
         .map(|s| {
@@ -317,14 +334,12 @@ fn draw_services(f: &mut Frame, area: Rect, last: &Sample, now: &Sample, service
         Constraint::Length(8),
     ];
     f.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .block(Block::default().borders(Borders::ALL).title(" services ")),
+        Table::new(rows, widths).header(header).block(look.section("services")),
         area,
     );
 }
 
-fn draw_instances(f: &mut Frame, area: Rect, services: &[Value]) {
+fn draw_instances(f: &mut Frame, area: Rect, services: &[Value], look: Look) {
     let rows: Vec<Row> = services
         .iter()
         .flat_map(|s| s["instances"].as_array().into_iter().flatten())
@@ -356,14 +371,12 @@ fn draw_instances(f: &mut Frame, area: Rect, services: &[Value]) {
         Constraint::Min(10),
     ];
     f.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .block(Block::default().borders(Borders::ALL).title(" instances ")),
+        Table::new(rows, widths).header(header).block(look.section("instances")),
         area,
     );
 }
 
-fn draw_queues(f: &mut Frame, area: Rect, queues: &[Value]) {
+fn draw_queues(f: &mut Frame, area: Rect, queues: &[Value], look: Look) {
     let rows: Vec<Row> = queues
         .iter()
         .flat_map(|q| {
@@ -406,9 +419,7 @@ fn draw_queues(f: &mut Frame, area: Rect, queues: &[Value]) {
         Constraint::Length(8),
     ];
     f.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .block(Block::default().borders(Borders::ALL).title(" queues ")),
+        Table::new(rows, widths).header(header).block(look.section("queues")),
         area,
     );
 }
