@@ -29,6 +29,7 @@
 
 mod backends;
 pub mod cluster;
+mod dead_letters;
 mod node;
 pub mod nodefile;
 mod push;

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::secrets::{cache_password, control_token, random_token, state_dir};
-use crate::{nodefile, push, stateful, topics, triggers, Backends, FiringClaims};
+use crate::{dead_letters, nodefile, push, stateful, topics, triggers, Backends, FiringClaims};
 
 /// Everything a node needs to run one app.
 pub struct NodeConfig {
@@ -519,8 +519,9 @@ struct ClusterRole {
 
 /// The tasks that are neither the first tier nor the App Service: an autoscaler per
 /// autoscaled service, push delivery per consuming service, a trigger per function
-/// with a store or timer trigger. In a cluster, a holding admission on each service
-/// the scheduler may scale to zero (returned: the cluster node reports what they hold).
+/// with a store or timer trigger, and the watch that tells dead letters as events. In a
+/// cluster, a holding admission on each service the scheduler may scale to zero
+/// (returned: the cluster node reports what they hold).
 fn start_tasks(
     manifest: &Manifest,
     role: &ClusterRole,
@@ -582,11 +583,24 @@ fn start_tasks(
                 policy: policies[service].clone(),
                 per_member,
                 traces: role.traces.clone(),
-                app: app.clone(),
             };
             tasks.push(tokio::spawn(push::run(push, shutdown.clone())));
         }
     }
+    let consumers = manifest
+        .services
+        .iter()
+        .filter_map(|(service, spec)| {
+            let c = spec.consumes.as_ref()?;
+            Some(((c.queue.clone(), c.group.clone()), service.clone()))
+        })
+        .collect();
+    tasks.push(tokio::spawn(dead_letters::watch(
+        backends.queues.clone(),
+        app.clone(),
+        consumers,
+        shutdown.clone(),
+    )));
     for (name, f) in &manifest.functions {
         let target = triggers::Target {
             app: app.clone(),

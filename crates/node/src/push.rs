@@ -50,8 +50,6 @@ pub(crate) struct Push {
     pub per_member: usize,
     /// Where a delivery of traced messages records its span.
     pub traces: Arc<Traces>,
-    /// Where the group's dead-lettered messages are told (an event).
-    pub app: Arc<strata_appservice::AppService>,
 }
 
 pub(crate) async fn run(push: Push, token: CancellationToken) {
@@ -63,9 +61,7 @@ pub(crate) async fn run(push: Push, token: CancellationToken) {
         mut policy,
         per_member,
         traces,
-        app,
     } = push;
-    let mut dead = DeadLetters::new(&queue, &consumes.group);
     let lease = Duration::from_millis(queue.spec().lease_ms);
     policy.deadline = policy.deadline.min(lease);
     policy.attempt_timeout = policy.attempt_timeout.min(policy.deadline);
@@ -76,7 +72,6 @@ pub(crate) async fn run(push: Push, token: CancellationToken) {
     let mut tasks = JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
-        dead.tell(&app, &service, &queue, &consumes.group);
         let capacity = *ready.borrow_and_update() * per_member.max(1);
         if capacity == 0 {
             tokio::select! {
@@ -318,54 +313,6 @@ async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn, deliverin
         tokio::time::sleep(FAILED_PAUSE).await;
         let _ = queue.nack(&consumes.group, &failed).await;
     }
-}
-
-/// How many of a group's messages were dead-lettered, read at most once a second, so
-/// that each move is told as a `dead-lettered` event of the consuming service.
-struct DeadLetters {
-    seen: u64,
-    read_at: tokio::time::Instant,
-}
-
-impl DeadLetters {
-    fn new(queue: &Arc<dyn QueueHandle>, group: &str) -> DeadLetters {
-        DeadLetters {
-            seen: dead_lettered(queue, group),
-            read_at: tokio::time::Instant::now(),
-        }
-    }
-
-    fn tell(&mut self, app: &strata_appservice::AppService, service: &str, queue: &Arc<dyn QueueHandle>, group: &str) {
-        if self.read_at.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        self.read_at = tokio::time::Instant::now();
-        let now = dead_lettered(queue, group);
-        if now > self.seen {
-            app.record(
-                service,
-                strata_appservice::EventKind::DeadLettered,
-                format!(
-                    "{} message(s) of queue {} (group {group}) moved to {}{} after {} deliveries (max_deliveries)",
-                    now - self.seen,
-                    queue.name(),
-                    queue.name(),
-                    strata_queue::DLQ_SUFFIX,
-                    queue.spec().max_deliveries
-                ),
-            );
-        }
-        self.seen = now;
-    }
-}
-
-fn dead_lettered(queue: &Arc<dyn QueueHandle>, group: &str) -> u64 {
-    queue
-        .stats()
-        .groups
-        .iter()
-        .find(|g| g.name == group)
-        .map_or(0, |g| g.dead_lettered)
 }
 
 /// Whether a member of `pool` may be picked now: one is there and not passed over (or

@@ -227,7 +227,7 @@ async fn failed_offsets_of_a_batch_are_delivered_again() {
 /// A message its only member fails on (no answer: the connection closed) is delivered
 /// `max_deliveries` times to that member before it is dead-lettered: the pushes made
 /// while the member is passed over after a failure wait for it, and are not spent as
-/// deliveries that reach nobody.
+/// deliveries that reach nobody. Each group's dead letters are told as events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_reaches_its_member_max_deliveries_times_before_the_dead_letters() {
     let app = App::new();
@@ -273,6 +273,38 @@ async fn a_poison_message_reaches_its_member_max_deliveries_times_before_the_dea
     let message = told["message"].as_str().unwrap();
     assert!(
         message.starts_with("1 message(s) of queue jobs (group workers) moved to jobs.dlq after 3 deliveries"),
+        "{message}"
+    );
+    // A pull consumer's group (fetching through the API) that gives up on it: told too,
+    // as an event of the queue.
+    for delivery in 1..=3 {
+        let fetched = post(node.api_addr, "/v1/queues/jobs/groups/puller/fetch?max=10", "").await;
+        let messages = fetched.json()["messages"].as_array().cloned().unwrap_or_default();
+        assert_eq!(messages.len(), 1, "delivery {delivery}: {messages:?}");
+        let nack = json!({ "offsets": [offsets[0]] }).to_string();
+        let nacked = post(node.api_addr, "/v1/queues/jobs/groups/puller/nack", nack).await;
+        assert!(nacked.status.is_success(), "{}", nacked.text());
+    }
+    // The next fetch moves it (the queue dead-letters at fetch) and gets nothing.
+    let fetched = post(node.api_addr, "/v1/queues/jobs/groups/puller/fetch?max=10", "").await;
+    assert_eq!(fetched.json()["messages"], json!([]), "{}", fetched.text());
+    let told = wait_for_async(
+        "a pull group's dead-lettered event",
+        Duration::from_secs(10),
+        || async {
+            let events = get(node.api_addr, "/v1/events").await.json();
+            events
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["kind"] == "dead-lettered" && e["service"] == "jobs")
+                .cloned()
+        },
+    )
+    .await;
+    let message = told["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("1 message(s) of queue jobs (group puller) moved to jobs.dlq after 3 deliveries"),
         "{message}"
     );
     stop(node).await;
