@@ -1,7 +1,8 @@
 //! Every connection to the RESP port is bounded, over real sockets on port 0: idle and
 //! slow (slowloris) connections are closed, a query buffer past its limit closes its
-//! connection and not the others, all query buffers together are bounded, and no more
-//! than `max_clients` connections are admitted. Timeouts are configured short (hundreds
+//! connection and not the others, all query buffers together are bounded (a blocked
+//! client's command counted with them), and no more than `max_clients` connections are
+//! admitted. Timeouts are configured short (hundreds
 //! of milliseconds); the tests wait for events, not for fixed times.
 
 mod common;
@@ -313,6 +314,59 @@ fn the_query_buffers_of_all_connections_are_bounded_together() {
         .collect();
     assert_eq!(info(&mut observer, "mem_clients_normal"), 16 << 10);
     drop(idle);
+}
+
+#[test]
+fn a_blocked_client_counts_its_command_and_no_read_buffer() {
+    let server = server(1, RespConfig::default());
+    let mut observer = server.client();
+    let base = info(&mut observer, "mem_clients_normal");
+    assert_eq!(base, 16 << 10, "the observer's read buffer, while it runs INFO");
+    // Twenty clients blocked on small keys: each gives its read buffer back while it
+    // waits (as an idle one does), and what it holds (its command, its registration on
+    // the key) is counted instead: a few hundred bytes each.
+    let mut small: Vec<Client> = (0..20)
+        .map(|i| {
+            let mut c = server.client();
+            c.send(&cmd(&["BLPOP", &format!("list{i}"), "0"]));
+            c
+        })
+        .collect();
+    wait_for_info(&mut observer, "blocked_clients", |n| n == 20);
+    let held = wait_for_info(&mut observer, "mem_clients_normal", |held| held < base + 20 * 1024) - base;
+    assert!(
+        held >= 20 * "BLPOPlist00".len() as u64,
+        "{held} bytes for 20 blocked clients"
+    );
+    // One blocked on a key of 1 MiB: its copy of the command and its registration on
+    // the key, both counted (as Redis counts a blocked client's arguments), and no read
+    // buffer of the size of the command.
+    let key = "k".repeat(MIB);
+    let mut big = server.client();
+    big.send(&cmd(&["BLPOP", &key, "0"]));
+    wait_for_info(&mut observer, "blocked_clients", |n| n == 21);
+    let expected = base + held + 2 * MIB as u64;
+    wait_for_info(&mut observer, "mem_clients_normal", |now| {
+        (expected..expected + 1024).contains(&now)
+    });
+    // Answered, each gives it all back.
+    for i in 0..20 {
+        observer.check(&["RPUSH", &format!("list{i}"), "x"], ":1\r\n");
+    }
+    observer.check(&["RPUSH", &key, "x"], ":1\r\n");
+    for (i, c) in small.iter_mut().enumerate() {
+        let name = format!("list{i}");
+        assert_eq!(
+            String::from_utf8_lossy(&c.read_reply()),
+            format!("*2\r\n${}\r\n{name}\r\n$1\r\nx\r\n", name.len())
+        );
+    }
+    assert_eq!(
+        big.read_reply(),
+        format!("*2\r\n${MIB}\r\n{key}\r\n$1\r\nx\r\n").into_bytes()
+    );
+    assert_eq!(info(&mut observer, "blocked_clients"), 0);
+    wait_for_info(&mut observer, "mem_clients_normal", |now| now == base);
 }
 
 #[test]

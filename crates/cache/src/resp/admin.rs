@@ -6,7 +6,7 @@
 use super::parse::Args;
 use super::reply::{truncated, Reply, SYNTAX};
 use super::state::{ConnectionContext, Session};
-use super::table::{lookup, unknown_subcommand, Spec, COMMANDS};
+use super::table::{lookup_full, unknown_subcommand, Spec, Subcommand, COMMANDS};
 use crate::cache::{parse_i64, CacheStats};
 use crate::glob;
 use crate::keyspace::Keyspace;
@@ -296,10 +296,12 @@ pub(crate) fn command(r: &mut Reply<'_>, args: Args<'_>) {
         if args.len() == 2 {
             return all_commands(r);
         }
+        // Each by its full name, a subcommand's too (`client|list`), as Redis 7.0.
         r.array(args.len() - 2);
         for i in 2..args.len() {
-            match lookup(args.get(i)) {
-                Some(spec) => command_entry(r, spec),
+            match lookup_full(args.get(i)) {
+                Some((spec, None)) => command_entry(r, spec),
+                Some((spec, Some(sub))) => subcommand_entry(r, spec, sub),
                 None => r.null(),
             }
         }
@@ -384,20 +386,40 @@ fn all_commands(r: &mut Reply<'_>) {
     }
 }
 
+/// A command's entry, its subcommands' entries last (as Redis 7.0 lists them).
 fn command_entry(r: &mut Reply<'_>, spec: &Spec) {
+    let keys = (spec.first_key, spec.last_key, spec.step);
+    entry_fields(r, spec.name, spec.arity, spec.flags, keys);
+    let subs = spec.subcommands();
+    r.array(subs.len());
+    for sub in subs {
+        subcommand_entry(r, spec, sub);
+    }
+}
+
+/// A subcommand's entry, under its full name (`client|list`).
+fn subcommand_entry(r: &mut Reply<'_>, spec: &Spec, sub: &Subcommand) {
+    let name = format!("{}|{}", spec.name, sub.name);
+    let keys = if sub.key > 0 { (sub.key, sub.key, 1) } else { (0, 0, 0) };
+    entry_fields(r, &name, sub.arity, sub.flags, keys);
+    r.array(0);
+}
+
+/// An entry's first nine fields: name, arity, flags, first key, last key, step, then
+/// ACL categories, tips and key specifications (none: strata has no ACLs).
+fn entry_fields(r: &mut Reply<'_>, name: &str, arity: i32, flags: &[&str], (first, last, step): (i32, i32, i32)) {
     r.array(10);
-    r.bulk(spec.name.as_bytes());
-    r.int(spec.arity as i64);
-    r.set(spec.flags.len());
-    for f in spec.flags {
+    r.bulk(name.as_bytes());
+    r.int(arity as i64);
+    r.set(flags.len());
+    for f in flags {
         r.simple(f);
     }
-    r.int(spec.first_key as i64);
-    r.int(spec.last_key as i64);
-    r.int(spec.step as i64);
+    r.int(first as i64);
+    r.int(last as i64);
+    r.int(step as i64);
     r.set(0);
     r.set(0);
-    r.array(0);
     r.array(0);
 }
 

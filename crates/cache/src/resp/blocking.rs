@@ -10,10 +10,16 @@
 //! their non-blocking forms ([`run_once`]). See `crate::blocking` for why no wake-up
 //! and no element is ever lost.
 //!
+//! While it waits, what a blocked client holds (its command's copy, its registration
+//! on each key) is counted with the clients' query buffers ([`Blocked::held`]: INFO's
+//! `mem_clients_normal`, under `maxmemory-clients`), as Redis counts a blocked client's
+//! arguments; the connection gives its read buffer back meanwhile (`server`).
+//!
 //! WAIT waits here too, on no key: strata's cache has no replicas, so it answers as a
 //! Redis master without replicas does: `:0` at once for 0 (or fewer) replicas or inside
 //! MULTI, else `:0` at its timeout (0: it waits until the client goes away, as Redis).
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,14 +29,15 @@ use tokio::time::Instant;
 use super::lists::{move_one, mpop_args, pop_first, reply_key_and_items};
 use super::parse::Args;
 use super::reply::{Reply, NOT_INT, SYNTAX, WRONGTYPE};
+use super::state::ConnectionContext;
 use super::table::{Cmd, Spec};
 use super::zsets::{min_or_max, reply_key_and_members, reply_key_member_score, zpop_first};
 use crate::blocking::{Kind, Waiter};
 use crate::cache::parse_i64;
-use crate::cache::Cache;
 use crate::keyspace::{Access, Keyspace, ShardSet, WrongType};
 use crate::list::End;
 use crate::long_double::{self, LongDouble};
+use crate::stored::Stored;
 
 /// A blocking command's arguments, checked.
 #[derive(Debug, Clone)]
@@ -239,10 +246,16 @@ pub(crate) fn run_once(r: &mut Reply<'_>, ks: &mut Keyspace<'_>, cmd: Cmd, args:
     }
 }
 
+/// What one registration on a key holds in its shard besides the key's bytes: the key's
+/// slot in the map of waiters, its queue, and the queue's pointer to the waiter.
+const REGISTRATION: usize =
+    std::mem::size_of::<Stored>() + std::mem::size_of::<VecDeque<Arc<Waiter>>>() + std::mem::size_of::<Arc<Waiter>>();
+
 /// A connection blocked in a command: the command (copied out of the input), its
-/// waiter, registered on its keys, and its deadline. Dropped, it leaves the keys.
+/// waiter, registered on its keys, and its deadline. Dropped, it leaves the keys and
+/// gives back what it counted.
 pub(crate) struct Blocked {
-    cache: Arc<Cache>,
+    shared: Arc<ConnectionContext>,
     spec: &'static Spec,
     bytes: Vec<u8>,
     ranges: Vec<Range<usize>>,
@@ -251,12 +264,20 @@ pub(crate) struct Blocked {
     deadline: Option<Instant>,
     /// Still registered on its keys.
     registered: bool,
+    /// The bytes counted in the server's clients' memory ([`Blocked::held`]).
+    counted: usize,
 }
 
 impl Blocked {
     /// Runs a blocking command outside a transaction: answers it (into `r`) and
     /// returns None, or registers it and returns the connection's wait.
-    pub fn start(r: &mut Reply<'_>, cache: &Arc<Cache>, spec: &'static Spec, args: Args<'_>) -> Option<Blocked> {
+    pub fn start(
+        r: &mut Reply<'_>,
+        shared: &Arc<ConnectionContext>,
+        spec: &'static Spec,
+        args: Args<'_>,
+    ) -> Option<Blocked> {
+        let cache = &shared.cache;
         let checked = match check(spec.cmd, args) {
             Ok(b) => b,
             Err(e) => {
@@ -270,8 +291,9 @@ impl Blocked {
         if attempt(r, &mut ks, spec.cmd, args, &checked, false) {
             return None;
         }
-        let mut bytes = Vec::new();
-        let mut ranges = Vec::new();
+        // Sized to the command: the memory counted is what it needs.
+        let mut bytes = Vec::with_capacity(args.iter().map(<[u8]>::len).sum());
+        let mut ranges = Vec::with_capacity(args.len());
         for a in args.iter() {
             let at = bytes.len();
             bytes.extend_from_slice(a);
@@ -279,8 +301,8 @@ impl Blocked {
         }
         let deadline = checked.timeout.and_then(|t| Instant::now().checked_add(t));
         let waiter = Arc::new(Waiter::new(checked.kind(spec.cmd)));
-        let blocked = Blocked {
-            cache: cache.clone(),
+        let mut blocked = Blocked {
+            shared: shared.clone(),
             spec,
             bytes,
             ranges,
@@ -288,12 +310,27 @@ impl Blocked {
             waiter,
             deadline,
             registered: true,
+            counted: 0,
         };
         // Still holding the shards: a push after this sees the registration.
         blocked.keys().for_each(|key| ks.block(key, &blocked.waiter));
         cache.waiters().count_client(true);
         drop(ks);
+        // Always granted, as a connection's first read buffer is: these bytes were in
+        // its counted query buffer a moment ago (given back as it starts to wait).
+        blocked.counted = blocked.held();
+        shared.server.client_memory.take(blocked.counted);
         Some(blocked)
+    }
+
+    /// What the blocked client holds while it waits: its command's copy (the bytes and
+    /// where each argument is), its waiter, and its registration on each key (a key's
+    /// copy there is shared by the clients waiting on it: counted for each).
+    pub fn held(&self) -> usize {
+        self.bytes.capacity()
+            + self.ranges.capacity() * std::mem::size_of::<Range<usize>>()
+            + std::mem::size_of::<Waiter>()
+            + self.keys().map(|key| key.len() + REGISTRATION).sum::<usize>()
     }
 
     fn args(&self) -> Args<'_> {
@@ -312,7 +349,7 @@ impl Blocked {
     /// After a signal: tries again. True if it answered (and left every key); false if
     /// the keys were empty again (another client was first): it waits on, in its place.
     pub fn retry(&mut self, r: &mut Reply<'_>) -> bool {
-        let cache = self.cache.clone();
+        let cache = self.shared.cache.clone();
         let mut set = ShardSet::new(cache.shard_count());
         self.spec.shards(self.args(), &cache, &mut set);
         let mut ks = Keyspace::holding(&cache, &set);
@@ -341,7 +378,7 @@ impl Blocked {
     /// The deadline passed: takes elements it was signalled for in the meantime, if
     /// any; else answers a null array.
     pub fn time_out(&mut self, r: &mut Reply<'_>) {
-        let cache = self.cache.clone();
+        let cache = self.shared.cache.clone();
         let mut set = ShardSet::new(cache.shard_count());
         self.spec.shards(self.args(), &cache, &mut set);
         let mut ks = Keyspace::holding(&cache, &set);
@@ -363,12 +400,13 @@ impl Blocked {
 
 impl Drop for Blocked {
     fn drop(&mut self) {
-        self.cache.waiters().count_client(false);
+        self.shared.server.client_memory.give_back(self.counted);
+        self.shared.cache.waiters().count_client(false);
         if !self.registered {
             return;
         }
         // The client left while waiting: one key at a time, each its shard's lock.
-        let cache = self.cache.clone();
+        let cache = self.shared.cache.clone();
         let mut ks = Keyspace::new(&cache);
         self.keys().for_each(|key| ks.unblock(key, &self.waiter));
         if self.waiter.was_woken() {
@@ -382,8 +420,18 @@ impl Drop for Blocked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::CacheConfig;
+    use crate::cache::{Cache, CacheConfig};
     use crate::resp::table::lookup;
+    use crate::resp::RespConfig;
+
+    /// A server's shared state over a cache of four shards.
+    fn context() -> Arc<ConnectionContext> {
+        let cache = Arc::new(Cache::new(CacheConfig {
+            shards: 4,
+            ..CacheConfig::default()
+        }));
+        Arc::new(ConnectionContext::new(cache, &RespConfig::default(), 1))
+    }
 
     /// Runs `f` with `words` as a command's arguments.
     fn with_args<R>(words: &[&str], f: impl FnOnce(Args<'_>) -> R) -> R {
@@ -397,10 +445,10 @@ mod tests {
         f(Args::new(&bytes, &ranges))
     }
 
-    fn start(cache: &Arc<Cache>, words: &[&str], out: &mut Vec<u8>) -> Option<Blocked> {
+    fn start(shared: &Arc<ConnectionContext>, words: &[&str], out: &mut Vec<u8>) -> Option<Blocked> {
         with_args(words, |args| {
             let spec = lookup(args.get(0)).unwrap();
-            Blocked::start(&mut Reply { out, resp3: false }, cache, spec, args)
+            Blocked::start(&mut Reply { out, resp3: false }, shared, spec, args)
         })
     }
 
@@ -417,13 +465,11 @@ mod tests {
 
     #[test]
     fn a_blocked_command_is_woken_by_a_push_and_keeps_its_place_when_beaten() {
-        let cache = Arc::new(Cache::new(CacheConfig {
-            shards: 4,
-            ..CacheConfig::default()
-        }));
+        let shared = context();
+        let cache = shared.cache.clone();
         let mut out = Vec::new();
-        let mut first = start(&cache, &["BLPOP", "a", "b", "0"], &mut out).expect("blocks");
-        let mut second = start(&cache, &["BRPOP", "b", "5"], &mut out).expect("blocks");
+        let mut first = start(&shared, &["BLPOP", "a", "b", "0"], &mut out).expect("blocks");
+        let mut second = start(&shared, &["BRPOP", "b", "5"], &mut out).expect("blocks");
         assert!(out.is_empty());
         assert_eq!(cache.waiters().clients(), 2);
         assert!(
@@ -466,14 +512,14 @@ mod tests {
         drop(second);
         assert_eq!(cache.waiters().clients(), 0);
         // Woken for an element and gone: the next waiter is woken for it.
-        let gone = start(&cache, &["BLPOP", "c", "0"], &mut out).expect("blocks");
-        let next = start(&cache, &["BLPOP", "c", "0"], &mut out).expect("blocks");
+        let gone = start(&shared, &["BLPOP", "c", "0"], &mut out).expect("blocks");
+        let next = start(&shared, &["BLPOP", "c", "0"], &mut out).expect("blocks");
         push(&cache, "c", &["e"]);
         assert!(gone.waiter.was_woken() && !next.waiter.was_woken());
         drop(gone);
         assert!(next.waiter.was_woken());
         // Timed out without a signal: a null array, and nothing left registered.
-        let mut late = start(&cache, &["BLMOVE", "d", "e", "LEFT", "RIGHT", "1"], &mut out).expect("blocks");
+        let mut late = start(&shared, &["BLMOVE", "d", "e", "LEFT", "RIGHT", "1"], &mut out).expect("blocks");
         late.time_out(&mut Reply {
             out: &mut out,
             resp3: true,
@@ -483,6 +529,39 @@ mod tests {
         for shard in cache.shards() {
             assert_eq!(shard.lock().blocked.registered(), 0);
         }
+    }
+
+    #[test]
+    fn a_blocked_client_counts_what_it_holds_until_it_is_done() {
+        let shared = context();
+        let memory = &shared.server.client_memory;
+        let mut out = Vec::new();
+        let long = "k".repeat(1000);
+        let mut first = start(&shared, &["BLPOP", &long, "short", "0"], &mut out).expect("blocks");
+        // Its command's copy, and each key once more (its registration in the shard).
+        let command = "BLPOP".len() + long.len() + "short".len() + "0".len();
+        let held = memory.held();
+        assert_eq!(held, first.held());
+        assert!(held >= command + long.len() + "short".len(), "{held} bytes");
+        assert!(held < command + long.len() + 512, "{held} bytes");
+        let second = start(&shared, &["BZPOPMIN", "z", "1"], &mut out).expect("blocks");
+        assert!(second.held() > 0);
+        assert_eq!(memory.held(), held + second.held());
+        // Answered after a signal: given back once the connection lets it go.
+        push(&shared.cache, "short", &["x"]);
+        assert!(first.retry(&mut Reply {
+            out: &mut out,
+            resp3: false
+        }));
+        drop(first);
+        assert_eq!(memory.held(), second.held());
+        // Timed out, or its client gone.
+        drop(second);
+        assert_eq!(memory.held(), 0);
+        // Answered at once: it never waits, nothing is counted.
+        push(&shared.cache, "short", &["y"]);
+        assert!(start(&shared, &["BLPOP", "short", "0"], &mut out).is_none());
+        assert_eq!(memory.held(), 0);
     }
 
     #[test]

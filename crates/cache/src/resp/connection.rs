@@ -165,7 +165,7 @@ impl Connection {
                                     out,
                                     resp3: self.session.resp3,
                                 };
-                                if let Some(b) = Blocked::start(&mut r, &self.shared.cache, spec, args) {
+                                if let Some(b) = Blocked::start(&mut r, &self.shared, spec, args) {
                                     self.blocked = Some(b);
                                     progress = Progress::Blocked;
                                     break;

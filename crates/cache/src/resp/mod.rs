@@ -33,10 +33,10 @@
 //!   SMEMBERS, SUNION, SDIFF, their *STORE forms, SINTERCARD, SMOVE).
 //! - `lists` (parse, reply, strings): the list commands that never wait (LPUSH, LRANGE,
 //!   LPOS, LMOVE, LMPOP, ...).
-//! - `blocking` (parse, reply, table, lists, zsets): BLPOP, BRPOP, BLMOVE, BRPOPLPUSH,
-//!   BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP:
+//! - `blocking` (parse, reply, table, state, lists, zsets): BLPOP, BRPOP, BLMOVE,
+//!   BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP:
 //!   their first try, and a blocked connection's wait (`Blocked`), registered in its
-//!   keys' shards.
+//!   keys' shards and counted in the clients' memory.
 //! - `zsets` (parse, reply, strings, keys, hashes): the sorted set commands on one key
 //!   but the ranges (ZADD, ZINCRBY, ZPOPMIN, ZRANDMEMBER, ZSCAN, ...).
 //! - `zranges` (parse, reply, zsets): ZRANGE in all its forms (BYSCORE, BYLEX, REV,

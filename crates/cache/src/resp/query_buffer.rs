@@ -49,7 +49,9 @@ pub(crate) fn give_chunk(mut buf: Vec<u8>) {
     });
 }
 
-/// The bytes held by the query buffers of all of a server's connections, and their bound.
+/// The bytes held by the query buffers of all of a server's connections, and their bound;
+/// the commands queued in MULTI (`transaction`) and those of blocked clients
+/// (`blocking`) are counted here too.
 #[derive(Debug)]
 pub(crate) struct ClientMemory {
     held: AtomicUsize,
@@ -82,7 +84,7 @@ impl ClientMemory {
         true
     }
 
-    fn take(&self, bytes: usize) {
+    pub(crate) fn take(&self, bytes: usize) {
         self.held.fetch_add(bytes, Ordering::Relaxed);
     }
 

@@ -329,6 +329,13 @@ async fn serve_connection(
                 Progress::NeedInput => break,
                 Progress::Flush => continue,
                 Progress::Blocked => {
+                    // Nothing pending behind the blocked command: the connection holds
+                    // no buffer while it waits, as an idle one (the command's copy is
+                    // counted instead, `blocking::Blocked::held`).
+                    input.release();
+                    if input.bytes.capacity() == 0 && out.is_empty() {
+                        give_chunk(std::mem::take(&mut out));
+                    }
                     match wait_blocked(&mut conn, &mut stream, &mut input, &mut out, traffic).await? {
                         Unblocked::Answered => {
                             // The command is done: no idle time counts from before it.

@@ -32,7 +32,9 @@ pub struct RespConfig {
     /// Most bytes the query buffers of all connections may hold together, 256 MiB (as
     /// Redis' `maxmemory-clients`, for query buffers): a connection whose buffer would
     /// have to grow past it gets an error and is closed (`evicted_clients` in INFO).
-    /// Each connection's first 16 KiB read buffer counts, but is always granted.
+    /// Each connection's first 16 KiB read buffer counts, but is always granted; so do
+    /// the commands queued in MULTI (one past the bound is refused) and a blocked
+    /// client's command (always granted: it was in the client's query buffer).
     pub max_query_bytes_total: usize,
     /// Most connections open at once, 10,000 (Redis' `maxclients`); one more gets
     /// `-ERR max number of clients reached` and is closed.
@@ -107,7 +109,8 @@ pub(crate) struct ServerState {
     pub max_query_bytes: usize,
     pub max_clients: u64,
     pub timeouts: Timeouts,
-    /// The bytes held by all connections' query buffers, and their bound.
+    /// The bytes held by all connections' query buffers, queued transactions and
+    /// blocked commands, and their bound.
     pub client_memory: ClientMemory,
     pub connected: AtomicU64,
     pub total_connections: AtomicU64,
@@ -211,7 +214,8 @@ pub struct RespStats {
     pub closed_idle: u64,
     pub closed_slow_command: u64,
     pub closed_output_buffer: u64,
-    /// Bytes the connections' query buffers hold now.
+    /// Bytes the connections' query buffers hold now (with the commands queued in
+    /// MULTI and those of blocked clients, INFO's `mem_clients_normal`).
     pub query_buffer_bytes: u64,
 }
 

@@ -1,8 +1,10 @@
 //! The command table: every command's name, arity, flags and key positions, as Redis
 //! 7.0 declares them (`COMMAND INFO`), and the subcommands of the container commands
-//! (CLIENT, COMMAND, CONFIG, OBJECT, PUBSUB) with their arities. It drives dispatch and
-//! the arity and subcommand checks (`commands`), `COMMAND`'s reply (`admin`), and which
-//! shards a command holds while it runs or EXEC locks for it ([`Spec::shards`]).
+//! (CLIENT, COMMAND, CONFIG, OBJECT, PUBSUB) with their arities and flags. It drives
+//! dispatch and the arity and subcommand checks (`commands`), `COMMAND`'s reply
+//! (`admin`, which finds a subcommand by its full name, `client|list`, with
+//! [`lookup_full`]), and which shards a command holds while it runs or EXEC locks for it
+//! ([`Spec::shards`]).
 
 use super::parse::Args;
 use super::reply::truncated;
@@ -226,57 +228,85 @@ fn arity_ok(arity: i32, n: usize) -> bool {
     (arity > 0 && n == arity) || (arity < 0 && n >= -arity)
 }
 
-/// A subcommand of a container command: its name as Redis 7.0 declares it (lowercase)
-/// and its arity, the container's name included (`client|getname` is 2: `CLIENT
-/// GETNAME`).
+/// A subcommand of a container command: its name as Redis 7.0 declares it (lowercase),
+/// its arity, the container's name included (`client|getname` is 2: `CLIENT
+/// GETNAME`), its flags, and where its key is (OBJECT's take one, second: 2; 0 for
+/// none), as `COMMAND INFO client|getname` answers them.
 pub(crate) struct Subcommand {
     pub name: &'static str,
     pub arity: i32,
+    pub flags: &'static [&'static str],
+    pub key: i32,
 }
 
-const fn sub(name: &'static str, arity: i32) -> Subcommand {
-    Subcommand { name, arity }
+const fn sub(name: &'static str, arity: i32, flags: &'static [&'static str]) -> Subcommand {
+    Subcommand {
+        name,
+        arity,
+        flags,
+        key: 0,
+    }
 }
 
-/// The subcommands strata has, with Redis 7.0's arities (SETINFO and NO-TOUCH are 7.2's,
-/// sent by newer clients on connecting). Those Redis has and strata does not (CLIENT
-/// KILL and TRACKING, CONFIG REWRITE, COMMAND GETKEYSANDFLAGS, ...) are unknown here, as they
-/// would be to a Redis without them.
+/// OBJECT's subcommands that read their key.
+const fn keyed(name: &'static str) -> Subcommand {
+    Subcommand {
+        key: 2,
+        ..sub(name, 3, R)
+    }
+}
+
+/// Most subcommands' flags, and the admin ones' (CLIENT LIST, CONFIG GET, ...), and
+/// PUBSUB's.
+const LS: &[&str] = &["loading", "stale"];
+const NLS: &[&str] = &["noscript", "loading", "stale"];
+const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
+const PLS: &[&str] = &["pubsub", "loading", "stale"];
+
+/// The subcommands strata has, with Redis 7.0's arities and flags (SETINFO and NO-TOUCH
+/// are 7.2's, sent by newer clients on connecting). Those Redis has and strata does not
+/// (CLIENT KILL and TRACKING, CONFIG REWRITE, COMMAND GETKEYSANDFLAGS, ...) are unknown
+/// here, as they would be to a Redis without them.
 const CLIENT_SUBCOMMANDS: &[Subcommand] = &[
-    sub("getname", 2),
-    sub("help", 2),
-    sub("id", 2),
-    sub("info", 2),
-    sub("list", -2),
-    sub("no-evict", 3),
-    sub("no-touch", 3),
-    sub("reply", 3),
-    sub("setinfo", 4),
-    sub("setname", 3),
+    sub("getname", 2, NLS),
+    sub("help", 2, LS),
+    sub("id", 2, NLS),
+    sub("info", 2, NLS),
+    sub("list", -2, ADMIN),
+    sub("no-evict", 3, ADMIN),
+    sub("no-touch", 3, NLS),
+    sub("reply", 3, NLS),
+    sub("setinfo", 4, NLS),
+    sub("setname", 3, NLS),
 ];
 const COMMAND_SUBCOMMANDS: &[Subcommand] = &[
-    sub("count", 2),
-    sub("docs", -2),
-    sub("getkeys", -4),
-    sub("help", 2),
-    sub("info", -2),
-    sub("list", -2),
+    sub("count", 2, LS),
+    sub("docs", -2, LS),
+    sub("getkeys", -4, LS),
+    sub("help", 2, LS),
+    sub("info", -2, LS),
+    sub("list", -2, LS),
 ];
-const CONFIG_SUBCOMMANDS: &[Subcommand] = &[sub("get", -3), sub("help", 2), sub("resetstat", 2), sub("set", -4)];
+const CONFIG_SUBCOMMANDS: &[Subcommand] = &[
+    sub("get", -3, ADMIN),
+    sub("help", 2, LS),
+    sub("resetstat", 2, ADMIN),
+    sub("set", -4, ADMIN),
+];
 const OBJECT_SUBCOMMANDS: &[Subcommand] = &[
-    sub("encoding", 3),
-    sub("freq", 3),
-    sub("help", 2),
-    sub("idletime", 3),
-    sub("refcount", 3),
+    keyed("encoding"),
+    keyed("freq"),
+    sub("help", 2, LS),
+    keyed("idletime"),
+    keyed("refcount"),
 ];
 const PUBSUB_SUBCOMMANDS: &[Subcommand] = &[
-    sub("channels", -2),
-    sub("help", 2),
-    sub("numpat", 2),
-    sub("numsub", -2),
-    sub("shardchannels", -2),
-    sub("shardnumsub", -2),
+    sub("channels", -2, PLS),
+    sub("help", 2, LS),
+    sub("numpat", 2, PLS),
+    sub("numsub", -2, PLS),
+    sub("shardchannels", -2, PLS),
+    sub("shardnumsub", -2, PLS),
 ];
 
 /// Redis 7.0's reply to a container command's unknown subcommand `sub`.
@@ -638,4 +668,21 @@ pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
     COMMANDS
         .iter()
         .find(|s| s.name.len() == name.len() && s.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// A command or a subcommand by its full name, as Redis 7.0's `lookupCommandBySds` finds
+/// it for COMMAND INFO and COMMAND DOCS: `get`, or `client|list` (any case). One level of
+/// subcommands only: `client|list|x`, `get|x` (no subcommands), `client|` and `|list`
+/// name nothing; a container by its own name (`client`) is the container.
+pub(crate) fn lookup_full(name: &[u8]) -> Option<(&'static Spec, Option<&'static Subcommand>)> {
+    let Some(bar) = name.iter().position(|&b| b == b'|') else {
+        return lookup(name).map(|spec| (spec, None));
+    };
+    let (container, sub) = (&name[..bar], &name[bar + 1..]);
+    let spec = lookup(container)?;
+    let sub = spec
+        .subcommands()
+        .iter()
+        .find(|s| s.name.len() == sub.len() && s.name.as_bytes().eq_ignore_ascii_case(sub))?;
+    Some((spec, Some(sub)))
 }

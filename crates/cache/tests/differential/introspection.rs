@@ -1,8 +1,46 @@
-//! The server's description of itself against redis-server: the command table (COMMAND),
-//! subcommand errors (CLIENT, COMMAND, CONFIG, OBJECT, PUBSUB), CLIENT LIST's and
-//! COMMAND LIST's filters, and INFO's keyspace hits and misses.
+//! The server's description of itself against redis-server: the command table (COMMAND,
+//! the containers' subcommands in their entries, and COMMAND INFO of a subcommand by its
+//! full name, `client|list`), subcommand errors (CLIENT, COMMAND, CONFIG, OBJECT,
+//! PUBSUB), CLIENT LIST's and COMMAND LIST's filters, and INFO's keyspace hits and
+//! misses.
 
 use super::*;
+
+/// Subcommands strata answers that Redis 7.0 does not have (7.2's, sent by newer clients
+/// on connecting).
+const NEWER_THAN_7_0: [&str; 2] = ["client|setinfo", "client|no-touch"];
+
+/// A COMMAND entry's fields that strata fills as Redis does: name, arity, flags (in any
+/// order), first key, last key, step (strata has no ACL categories, tips nor key specs).
+fn entry_fields(v: &Value) -> Vec<Value> {
+    let Value::Array(f) = v else {
+        panic!("an entry that is not an array: {v:?}")
+    };
+    let mut f = f[..6].to_vec();
+    if let Value::Array(flags) = &mut f[2] {
+        flags.sort_by_key(|x| format!("{x:?}"));
+    }
+    f
+}
+
+/// The name of a COMMAND entry.
+fn entry_name(v: &Value) -> String {
+    match &entry_fields(v)[0] {
+        Value::Bulk(n) => String::from_utf8_lossy(n).into_owned(),
+        other => panic!("a command name that is not a bulk string: {other:?}"),
+    }
+}
+
+/// A container's entries of its subcommands (an entry's last field), by name.
+fn subcommand_entries(v: &Value) -> Vec<(String, Value)> {
+    let Value::Array(f) = v else {
+        panic!("an entry that is not an array: {v:?}")
+    };
+    let Value::Array(subs) = &f[9] else {
+        panic!("subcommands that are not an array: {v:?}")
+    };
+    subs.iter().map(|s| (entry_name(s), s.clone())).collect()
+}
 
 #[test]
 fn command_table_matches_redis() {
@@ -15,31 +53,131 @@ fn command_table_matches_redis() {
     };
     let count = b.strata_only(&[b"COMMAND".to_vec(), b"COUNT".to_vec()]);
     assert_eq!(count, Value::Int(ours.len() as i64), "COMMAND COUNT and COMMAND agree");
-    let fields = |v: &Value| -> Vec<Value> {
-        let Value::Array(f) = v else {
-            panic!("an entry that is not an array: {v:?}")
-        };
-        let mut f = f[..6].to_vec();
-        if let Value::Array(flags) = &mut f[2] {
-            flags.sort_by_key(|x| format!("{x:?}"));
-        }
-        f
-    };
     for entry in &ours {
-        let name = match &fields(entry)[0] {
-            Value::Bulk(n) => n.clone(),
-            other => panic!("a command name that is not a bulk string: {other:?}"),
-        };
-        let (r, s) = b.send(&[b"COMMAND".to_vec(), b"INFO".to_vec(), name.clone()]);
+        let name = entry_name(entry);
+        let (r, s) = b.send(&[b"COMMAND".to_vec(), b"INFO".to_vec(), name.as_bytes().to_vec()]);
         let (Value::Array(r), Value::Array(s)) = (parse(&r), parse(&s)) else {
             panic!("COMMAND INFO answered no array")
         };
         assert_eq!(
-            fields(&s[0]),
-            fields(&r[0]),
-            "COMMAND INFO {}: name, arity, flags, first key, last key, step",
-            String::from_utf8_lossy(&name)
+            entry_fields(&s[0]),
+            entry_fields(&r[0]),
+            "COMMAND INFO {name}: name, arity, flags, first key, last key, step"
         );
+        // A container's subcommands, in its entry: each as Redis has it (Redis has
+        // more of them).
+        let theirs = subcommand_entries(&r[0]);
+        let ours = subcommand_entries(&s[0]);
+        for (sub, ours) in &ours {
+            match theirs.iter().find(|(n, _)| n == sub) {
+                Some((_, theirs)) => {
+                    assert_eq!(entry_fields(ours), entry_fields(theirs), "{sub} in COMMAND INFO {name}")
+                }
+                None => assert!(
+                    NEWER_THAN_7_0.contains(&sub.as_str()),
+                    "{sub}: Redis 7.0 has no such subcommand"
+                ),
+            }
+        }
+        // And none that strata has is left out.
+        for (sub, _) in &theirs {
+            let known = b.strata_only(&[b"COMMAND".to_vec(), b"INFO".to_vec(), sub.as_bytes().to_vec()]);
+            let listed = ours.iter().any(|(n, _)| n == sub);
+            assert_eq!(
+                listed,
+                known != Value::Array(vec![Value::Null]),
+                "{sub} in COMMAND INFO {name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn command_info_finds_subcommands_by_full_name_as_redis() {
+    let Some((redis, strata)) = setup("command_info_finds_subcommands_by_full_name_as_redis") else {
+        return;
+    };
+    let mut b = Both::connect(&redis, &strata);
+    // Every subcommand strata lists, by its full name (`client|list`) and in upper case.
+    let Value::Array(names) = b.strata_only(&[b"COMMAND".to_vec(), b"LIST".to_vec()]) else {
+        panic!("COMMAND LIST did not answer an array")
+    };
+    let subcommands: Vec<Vec<u8>> = names
+        .into_iter()
+        .filter_map(|n| match n {
+            Value::Bulk(n) if n.contains(&b'|') => Some(n),
+            _ => None,
+        })
+        .collect();
+    assert!(subcommands.len() >= 30, "{} subcommands listed", subcommands.len());
+    for name in subcommands.iter().flat_map(|n| [n.clone(), n.to_ascii_uppercase()]) {
+        let shown = String::from_utf8_lossy(&name).to_ascii_lowercase();
+        let (r, s) = b.send(&[b"COMMAND".to_vec(), b"INFO".to_vec(), name.clone()]);
+        let (Value::Array(r), Value::Array(s)) = (parse(&r), parse(&s)) else {
+            panic!("COMMAND INFO {shown} answered no array")
+        };
+        assert_ne!(
+            s[0],
+            Value::Null,
+            "COMMAND INFO {shown}: strata found no such subcommand"
+        );
+        if r[0] == Value::Null {
+            assert!(NEWER_THAN_7_0.contains(&shown.as_str()), "Redis 7.0 has no {shown}");
+            continue;
+        }
+        assert_eq!(
+            entry_fields(&s[0]),
+            entry_fields(&r[0]),
+            "COMMAND INFO {shown}: name, arity, flags, first key, last key, step"
+        );
+        assert_eq!(subcommand_entries(&s[0]), [], "{shown} has no subcommands of its own");
+    }
+    // Names of nothing: unknown subcommands, subcommands of a command without any, more
+    // than one level, empty parts; in COMMAND INFO, COMMAND DOCS (which leaves them out)
+    // and COMMAND GETKEYS (which takes the subcommand as a word of its own).
+    let unknown = [
+        "client|nope",
+        "get|x",
+        "nosuch|list",
+        "client|list|x",
+        "client|",
+        "|list",
+        "|",
+        "",
+        "client list",
+    ];
+    for resp3 in [false, true] {
+        if resp3 {
+            b.both(&["HELLO", "3"]);
+        }
+        for name in unknown {
+            b.same(&["COMMAND", "INFO", name]);
+            b.same(&["COMMAND", "DOCS", name]);
+        }
+        b.same(&["COMMAND", "INFO", "client|nope", "get|x", "CONFIG|nope"]);
+        b.same(&["COMMAND", "GETKEYS", "object|encoding", "k"]);
+        b.same(&["COMMAND", "GETKEYS", "OBJECT", "ENCODING", "k"]);
+        // Known and unknown names together: an entry for each known one, in order.
+        let args: Vec<Vec<u8>> = [
+            "COMMAND",
+            "INFO",
+            "get",
+            "client|nope",
+            "Object|Encoding",
+            "get|x",
+            "config",
+        ]
+        .iter()
+        .map(|a| a.as_bytes().to_vec())
+        .collect();
+        let (r, s) = b.send(&args);
+        let (Value::Array(r), Value::Array(s)) = (parse(&r), parse(&s)) else {
+            panic!("COMMAND INFO answered no array")
+        };
+        let shape = |v: &[Value]| -> Vec<Option<Vec<Value>>> {
+            v.iter().map(|e| (*e != Value::Null).then(|| entry_fields(e))).collect()
+        };
+        assert_eq!(shape(&s), shape(&r), "{}", show_args(&args));
     }
 }
 
