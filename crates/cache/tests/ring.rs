@@ -172,6 +172,39 @@ fn keys_of_several_owners_transactions_and_waits_elsewhere_are_refused() {
 }
 
 #[test]
+fn client_reply_off_and_skip_drop_the_replies_of_forwarded_commands_too() {
+    let nodes = start(&["a", "b"]);
+    let view = nodes[0].ring.view();
+    let there: Vec<String> = (0..)
+        .map(|i| format!("key{i}"))
+        .filter(|k| view.owner(k.as_bytes()) != Owner::Here)
+        .take(3)
+        .collect();
+    let here = (0..)
+        .map(|i| format!("key{i}"))
+        .find(|k| view.owner(k.as_bytes()) == Owner::Here)
+        .unwrap();
+    let mut a = client(&nodes[0]);
+    // One pipeline: OFF, a forwarded SET and a local one (run, not answered), ON, then
+    // SKIP before a forwarded GET (dropped) and one more GET (answered).
+    let mut pipeline = cmd(&["CLIENT", "REPLY", "OFF"]);
+    pipeline.extend(cmd(&["SET", &there[0], "1"]));
+    pipeline.extend(cmd(&["GET", &there[1]]));
+    pipeline.extend(cmd(&["SET", &here, "2"]));
+    pipeline.extend(cmd(&["CLIENT", "REPLY", "ON"]));
+    pipeline.extend(cmd(&["CLIENT", "REPLY", "SKIP"]));
+    pipeline.extend(cmd(&["GET", &there[0]]));
+    pipeline.extend(cmd(&["GET", &there[0]]));
+    a.send(&pipeline);
+    assert_eq!(a.read_reply(), b"+OK\r\n", "ON's answer comes first");
+    assert_eq!(a.read_reply(), b"$1\r\n1\r\n", "only the GET after the skipped one");
+    // Nothing else was written: the next command's reply is the next thing read.
+    a.check(&["GET", &here], "$1\r\n2\r\n");
+    // Run on the owner, for all that.
+    assert!(nodes[1].server.cache.exists(there[0].as_bytes()));
+}
+
+#[test]
 fn an_owner_that_cannot_be_reached_is_answered_with_tryagain_and_the_rest_runs() {
     let mut nodes = start(&["a", "b"]);
     let view = nodes[0].ring.view();

@@ -125,9 +125,10 @@ impl Connection {
                         Route::Here => {}
                         Route::Peer(node) => {
                             let view = routing.as_ref().expect("routed");
-                            self.forwards.add(view, node, &input[start..at], out.len());
-                            // Its owner answers it, whatever CLIENT REPLY says here (see
-                            // docs/state.md); a SKIP moves on past it.
+                            // Its owner runs it; its reply is dropped here if CLIENT
+                            // REPLY says so (a SKIP then moves on past it).
+                            let quiet = self.session.replies.quiet();
+                            self.forwards.add(view, node, &input[start..at], out.len(), quiet);
                             self.session.replies.finish(out, out.len(), true);
                             commands += 1;
                             if out.len() + self.forwards.queued_bytes() >= FLUSH_AT {

@@ -100,8 +100,17 @@ pub(crate) fn route(view: &RingView, args: Args<'_>, session: &Session) -> Route
 #[derive(Default)]
 pub(crate) struct Forwards {
     peers: Vec<PeerBatch>,
-    /// In command order: where in the batch's output the reply goes, and its peer.
-    slots: Vec<(usize, usize)>,
+    /// In command order: where each reply goes.
+    slots: Vec<Slot>,
+}
+
+/// Where one forwarded command's reply goes: at `at` in the batch's output, from the
+/// `peer`th batch; a `quiet` one (CLIENT REPLY) goes nowhere.
+#[derive(Clone, Copy)]
+struct Slot {
+    at: usize,
+    peer: usize,
+    quiet: bool,
 }
 
 struct PeerBatch {
@@ -127,8 +136,9 @@ impl Forwards {
     }
 
     /// Queues `command` (its bytes as received) for ring node `peer`; its reply goes at
-    /// offset `at` of the batch's output.
-    pub fn add(&mut self, view: &RingView, peer: usize, command: &[u8], at: usize) {
+    /// offset `at` of the batch's output, or nowhere if `quiet` (CLIENT REPLY OFF or
+    /// SKIP was in force for it here: the owner runs it, its reply is dropped).
+    pub fn add(&mut self, view: &RingView, peer: usize, command: &[u8], at: usize, quiet: bool) {
         let (node, addr) = view.node(peer);
         let p = match self.peers.iter().position(|p| p.addr == addr) {
             Some(p) => p,
@@ -148,7 +158,7 @@ impl Forwards {
         let batch = &mut self.peers[p];
         batch.commands.extend_from_slice(command);
         batch.count += 1;
-        self.slots.push((at, p));
+        self.slots.push(Slot { at, peer: p, quiet });
     }
 
     /// Sends every peer its commands, reads their replies, and puts each in its place
@@ -197,12 +207,15 @@ impl Forwards {
         let mut spliced = Vec::with_capacity(out.len() + extra + 64 * self.slots.len());
         let mut copied = 0;
         let mut next = vec![0usize; self.peers.len()];
-        for &(at, p) in &self.slots {
+        for &Slot { at, peer: p, quiet } in &self.slots {
             spliced.extend_from_slice(&out[copied..at]);
             copied = at;
             let batch = &self.peers[p];
             let i = next[p];
             next[p] += 1;
+            if quiet {
+                continue;
+            }
             if i < batch.ends.len() {
                 let start = if i == 0 { 0 } else { batch.ends[i - 1] };
                 spliced.extend_from_slice(&batch.replies[start..batch.ends[i]]);
@@ -239,7 +252,7 @@ pub async fn call_peer(ring: &NodeRing, view: &RingView, peer: usize, args: &[&[
         r.bulk(a);
     }
     let mut forwards = Forwards::default();
-    forwards.add(view, peer, &command, 0);
+    forwards.add(view, peer, &command, 0, false);
     let mut out = Vec::new();
     forwards.run(&mut out, false, &ring.hello(false), view).await;
     out
