@@ -95,9 +95,10 @@ impl Failures {
     /// one launching again, so it is not asked.
     fn failed_since(&self, before: &mut BTreeMap<String, (u64, u64)>) -> Vec<(String, u64)> {
         let now = self.counts();
+        let now_ms = strata_cluster::now_ms();
         let failed: Vec<(String, u64)> = now
             .iter()
-            .filter(|(node, (n, _))| before.get(*node).is_some_and(|(b, _)| n > b))
+            .filter(|(node, count)| failed_anew(before.get(*node).copied(), **count, now_ms))
             .map(|(node, (_, relaunch_at))| (node.clone(), *relaunch_at))
             .collect();
         *before = now;
@@ -113,6 +114,19 @@ impl Failures {
             return Vec::new();
         }
         failed
+    }
+}
+
+/// Whether a node's count of failed starts (and next launch, Unix ms), `now` against
+/// what it was `before`, tells of a new failure: it grew; or it restarted from 0 (the
+/// node or the app restarted) and is not 0 again; or the node was not heard before and
+/// its count comes with a next launch still to come (a failure of its last seconds: a
+/// count without one may be hours old).
+fn failed_anew(before: Option<(u64, u64)>, now: (u64, u64), now_ms: u64) -> bool {
+    let (n, relaunch_at) = now;
+    match before {
+        Some((b, _)) => n > b || (n < b && n > 0),
+        None => n > 0 && relaunch_at > now_ms,
     }
 }
 
@@ -153,7 +167,7 @@ async fn watch_service(
         let report_by = tokio::time::sleep(COLD_START_REPORT);
         tokio::pin!(report_by);
         let mut heard = failures.membership.changed();
-        // A node missing here (not heard yet) counts from its first record.
+        // A node missing here (not heard yet) is judged by its first record (`failed_anew`).
         let mut failed_before = failures.counts();
         let waited = loop {
             tokio::select! {
@@ -210,5 +224,22 @@ async fn watch_service(
                 ..AutoscaleStatus::default()
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failed_anew;
+
+    #[test]
+    fn a_failure_is_seen_when_the_count_grows_restarts_or_first_comes_with_a_relaunch_due() {
+        let now = 1_000_000;
+        assert!(failed_anew(Some((2, 0)), (3, now + 500), now), "grew");
+        assert!(!failed_anew(Some((3, 0)), (3, 0), now), "the same");
+        assert!(failed_anew(Some((5, 0)), (1, now + 500), now), "restarted, one since");
+        assert!(!failed_anew(Some((5, 0)), (0, 0), now), "restarted, none since");
+        assert!(failed_anew(None, (1, now + 500), now), "first heard, relaunch due");
+        assert!(!failed_anew(None, (7, 0), now), "first heard, an old count");
+        assert!(!failed_anew(None, (7, now - 1), now), "first heard, relaunched already");
     }
 }
