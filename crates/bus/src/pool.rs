@@ -11,8 +11,11 @@ use crate::{Admission, RetryBudget};
 
 /// One ready instance of a service, as the bus sees it.
 pub struct Member {
-    /// Instance id, for example `web-2`.
+    /// Instance id, for example `web-2`: unique in its pool.
     pub id: String,
+    /// How messages, headers and traces name it: the id here; `web-2@b` for one on
+    /// node b, as its `STRATA_INSTANCE` says.
+    pub name: String,
     pub addr: SocketAddr,
     inflight: AtomicUsize,
     /// See [`Member::hold`].
@@ -57,12 +60,14 @@ impl std::fmt::Debug for Member {
 
 impl Member {
     pub fn new(id: impl Into<String>, addr: SocketAddr) -> Arc<Member> {
-        Self::with_place(id.into(), addr, false)
+        let id = id.into();
+        Self::with_place(id.clone(), id, addr, false)
     }
 
-    /// A member running on another node, reached at `addr` (that node's forwarder).
-    pub fn new_remote(id: impl Into<String>, addr: SocketAddr) -> Arc<Member> {
-        Self::with_place(id.into(), addr, true)
+    /// A member running on another node, reached at `addr` (that node's forwarder),
+    /// named `name` in what people read.
+    pub fn new_remote(id: impl Into<String>, name: impl Into<String>, addr: SocketAddr) -> Arc<Member> {
+        Self::with_place(id.into(), name.into(), addr, true)
     }
 
     /// Whether the member runs on another node.
@@ -70,9 +75,10 @@ impl Member {
         self.remote
     }
 
-    fn with_place(id: String, addr: SocketAddr, remote: bool) -> Arc<Member> {
+    fn with_place(id: String, name: String, addr: SocketAddr, remote: bool) -> Arc<Member> {
         Arc::new(Member {
             id,
+            name,
             addr,
             remote,
             inflight: AtomicUsize::new(0),

@@ -47,6 +47,25 @@ pub struct MemberRecord {
     pub stopping: bool,
 }
 
+/// A remote member's id (`NODE/INSTANCE-VERSION`, as [`sync`] pools it) without the
+/// `-VERSION` its node publishes it with (`rollover::version_of`: 12 hex digits).
+pub fn strip_version(id: &str) -> &str {
+    match id.rsplit_once('-') {
+        Some((instance, v)) if v.len() == 12 && v.bytes().all(|b| b.is_ascii_hexdigit()) => instance,
+        _ => id,
+    }
+}
+
+/// How a remote member is named in messages, headers and traces: `INSTANCE@NODE`, as
+/// its own `STRATA_INSTANCE` says (two versions of one instance, during a roll-over,
+/// share the name as they share that variable).
+pub fn remote_name(id: &str) -> String {
+    match strip_version(id).split_once('/') {
+        Some((node, instance)) => format!("{instance}@{node}"),
+        None => id.to_string(),
+    }
+}
+
 fn key(app: &str, service: &str, node: &str, instance: &str) -> String {
     format!("{app}.{service}.{node}.{instance}")
 }
@@ -490,9 +509,9 @@ fn sync(bus: &Bus, known: &BTreeMap<String, MemberRecord>, membership: &Membersh
             // The same key at a new forwarder (its node restarted): joined anew.
             Some(_) => {
                 pool.leave(&id);
-                pool.join(Member::new_remote(id, addr));
+                pool.join(Member::new_remote(id.clone(), remote_name(&id), addr));
             }
-            None => pool.join(Member::new_remote(id, addr)),
+            None => pool.join(Member::new_remote(id.clone(), remote_name(&id), addr)),
         }
     }
     // Deaf, the node keeps the others' members but picks its own first: the others

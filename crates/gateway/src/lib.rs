@@ -358,7 +358,7 @@ impl Gateway {
             // One member's id, or `all:N` for a broadcast that reached N members.
             let (member_prefix, member): (&[u8], &[u8]) = match (&outcome.member, outcome.broadcast) {
                 (_, Some(n)) => (b"all:", digits::decimal(n as u64, &mut reached)),
-                (Some(m), None) => (b"", m.id.as_bytes()),
+                (Some(m), None) => (b"", m.name.as_bytes()),
                 (None, None) => (b"", b"-"),
             };
             let (mut micros, mut attempts, mut now) = ([0u8; 20], [0u8; 20], [0u8; 24]);

@@ -408,7 +408,7 @@ async fn any_from(
                 // and none of them failed.
                 let what = format!(
                     "member {} cannot take an HTTP/1.1 request: {e}; call service {:?} with a gRPC client",
-                    member.id, pool.service
+                    member.name, pool.service
                 );
                 let res = error_response(
                     StatusCode::BAD_GATEWAY,
@@ -553,7 +553,7 @@ pub(crate) fn room_under(pool: &Pool, limit: usize, tried: &[Arc<Member>]) -> Op
 /// The member's connection pool, kept in its transport slot.
 fn upstream_of(member: &Member) -> Arc<Upstream> {
     member
-        .transport(|| Arc::new(Upstream::new(&member.id, member.addr)))
+        .transport(|| Arc::new(Upstream::new(&member.name, member.addr)))
         .clone()
 }
 

@@ -52,9 +52,9 @@ fn broken_off(e: &h2::Error, member: &strata_bus::Member, ended: Option<&str>) -
     let message = match member.is_stopping() {
         true => format!(
             "member {} was stopped during the call (scaled in, replaced, or its node stopping); call again: {e}",
-            member.id
+            member.name
         ),
-        false => format!("member {} failed during the call: {}", member.id, failure(e, ended)),
+        false => format!("member {} failed during the call: {}", member.name, failure(e, ended)),
     }
     .chars()
     .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })

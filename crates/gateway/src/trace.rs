@@ -592,7 +592,7 @@ impl SpanView {
             method: s.method.to_string(),
             path: s.path.path().to_string(),
             request_id: s.request_id.as_ref().and_then(|r| r.to_str().ok()).map(str::to_string),
-            member: s.member.as_ref().map(|m| m.id.clone()),
+            member: s.member.as_ref().map(|m| m.name.clone()),
             attempts: s.attempts,
             unanswered: s.unanswered.map(|u| format!("{u:?}").to_lowercase()),
             status: s.status,

@@ -267,7 +267,7 @@ async fn deliver(to: Target, batch: Vec<Message>, failed_on: FailedOn, deliverin
     }
     let answer = relay::post_json(&pool, post, &policy, &avoid).await;
     delivery.record(&traces, &service, &consumes.path, answer.member.clone(), answer.status);
-    let member = answer.member.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+    let member = answer.member.as_ref().map(|m| m.name.clone()).unwrap_or_default();
     let failed: Vec<u64> = if (200..300).contains(&answer.status) {
         // A 2xx deletes the batch; only a readable `failed` list gives some back, and only
         // offsets of this batch (others may be in flight elsewhere).

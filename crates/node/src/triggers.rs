@@ -372,7 +372,7 @@ async fn post(target: &Target, trigger: &'static str, span: &mut Invocation, bod
     }
     let member = answer
         .member
-        .map(|m| m.id.clone())
+        .map(|m| m.name.clone())
         .unwrap_or_else(|| "no instance".into());
     Err(Refused {
         member,

@@ -319,8 +319,8 @@ async fn a_stream_through_the_other_node() -> (
 }
 
 /// A node stopped (SIGTERM): a gRPC stream another node's gateway had open to its
-/// member ends UNAVAILABLE saying the member was stopped, not that it failed (the
-/// stopping node marks its members' records before it deletes them).
+/// member ends UNAVAILABLE saying the member (`echo-1@NODE`) was stopped, not that it
+/// failed (the stopping node marks its members' records before it deletes them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_to_a_member_on_a_node_that_stops_ends_saying_it_was_stopped() {
     if !strata_testkit::needs("cluster", nats_server()) {
@@ -335,11 +335,12 @@ async fn a_stream_to_a_member_on_a_node_that_stops_ends_saying_it_was_stopped() 
     let status: Value = serde_json::from_str(&line).unwrap();
     eprintln!("the stream through {other_gateway} ended after {stopped} stopped: {status}");
     assert_eq!(status["code"], "UNAVAILABLE", "{status}");
+    // Named as its own STRATA_INSTANCE names it.
     assert!(
         status["details"]
             .as_str()
             .unwrap()
-            .contains("was stopped during the call"),
+            .contains(&format!("member echo-1@{stopped} was stopped during the call")),
         "{status}"
     );
     let _ = client.wait().await;

@@ -3,7 +3,7 @@ use super::*;
 #[test]
 fn on_equal_load_a_local_member_is_preferred_to_a_remote_one() {
     let pool = Pool::new("web");
-    pool.join(Member::new_remote("b/web-1", addr(1)));
+    pool.join(Member::new_remote("b/web-1", "web-1@b", addr(1)));
     pool.join(Member::new("web-1", addr(2)));
     for _ in 0..200 {
         assert_eq!(pool.pick(&[]).unwrap().id, "web-1");
@@ -17,7 +17,7 @@ fn on_equal_load_a_local_member_is_preferred_to_a_remote_one() {
 #[test]
 fn local_first_picks_a_local_member_whatever_its_load_and_else_a_remote_one() {
     let pool = Pool::new("web");
-    pool.join(Member::new_remote("b/web-1", addr(1)));
+    pool.join(Member::new_remote("b/web-1", "web-1@b", addr(1)));
     pool.join(Member::new("web-1", addr(2)));
     let local = pool.members().iter().find(|m| !m.is_remote()).unwrap().clone();
     let _busy = (local.begin(), local.begin());
@@ -35,7 +35,7 @@ fn local_first_picks_a_local_member_whatever_its_load_and_else_a_remote_one() {
 
 #[tokio::test]
 async fn cutting_a_member_ends_the_calls_waiting_on_it_and_later_ones_at_once() {
-    let member = Member::new_remote("b/web-1", addr(1));
+    let member = Member::new_remote("b/web-1", "web-1@b", addr(1));
     let waiting = tokio::spawn({
         let member = member.clone();
         async move { member.until_cut().await }

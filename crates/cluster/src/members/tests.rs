@@ -268,3 +268,13 @@ async fn an_unpublished_member_is_held_while_other_nodes_keep_sending() {
     let took = start.elapsed();
     assert!(took >= HELD_AT_MOST && took < HELD_AT_MOST + 2 * step, "{took:?}");
 }
+
+#[test]
+fn a_remote_members_version_is_stripped_and_its_name_is_instance_at_node() {
+    assert_eq!(strip_version("b/web-1-e4d6fc183e96"), "b/web-1");
+    assert_eq!(strip_version("b/web-12-000000000000"), "b/web-12");
+    assert_eq!(strip_version("b/web-1"), "b/web-1");
+    assert_eq!(strip_version("b/my-service-2-e4d6fc18"), "b/my-service-2-e4d6fc18");
+    assert_eq!(remote_name("b/web-1-e4d6fc183e96"), "web-1@b");
+    assert_eq!(remote_name("node-2/my-service-3-000000000000"), "my-service-3@node-2");
+}

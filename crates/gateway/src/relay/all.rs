@@ -56,7 +56,7 @@ pub async fn all(pool: &Pool, req: Request<ReqBody>, policy: &RelayPolicy) -> (R
         let member = member.clone();
         tasks.spawn(async move {
             let result = tokio::time::timeout(timeout, call_once(&member, req)).await;
-            (member.id.clone(), result)
+            (member.name.clone(), result)
         });
     }
     let mut replies = Vec::with_capacity(members.len());

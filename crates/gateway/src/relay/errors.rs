@@ -27,7 +27,7 @@ pub(super) fn failed(
             ErrorCode::UpstreamFailed,
             format!(
                 "member {} failed before the request was sent: {e}; not sent elsewhere: {why_not_again}",
-                member.id
+                member.name
             ),
         ),
         Failure::Broken(e) => (
@@ -35,7 +35,7 @@ pub(super) fn failed(
             ErrorCode::UpstreamFailed,
             format!(
                 "member {} failed while handling the request ({e}); not reissued: {why_not_again}",
-                member.id
+                member.name
             ),
         ),
         Failure::Timeout => (
@@ -43,7 +43,7 @@ pub(super) fn failed(
             ErrorCode::UpstreamTimeout,
             format!(
                 "member {} did not answer in time; not reissued: {why_not_again}",
-                member.id
+                member.name
             ),
         ),
     };

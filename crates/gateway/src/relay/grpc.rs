@@ -379,14 +379,14 @@ async fn relay_call(
             Ok(Ok(open)) => open,
             Ok(Err(e)) => {
                 pool.suspect(member);
-                why = format!("member {} could not be reached: {e}", member.id).into();
+                why = format!("member {} could not be reached: {e}", member.name).into();
                 body.unsent(attempt_body);
                 sent = false;
                 continue;
             }
             Err(_) => {
                 pool.suspect(member);
-                why = format!("member {} could not be reached in time", member.id).into();
+                why = format!("member {} could not be reached in time", member.name).into();
                 body.unsent(attempt_body);
                 sent = false;
                 continue;
@@ -413,14 +413,14 @@ async fn relay_call(
             Err(H2SendError::Unsent(back, e)) => {
                 let (head, unsent) = *back;
                 // The connection closed or went away just now: nothing was sent.
-                why = format!("member {}'s connection closed: {e}", member.id).into();
+                why = format!("member {}'s connection closed: {e}", member.name).into();
                 parts.get_or_insert(head);
                 body.unsent(unsent);
                 sent = false;
                 continue;
             }
             Err(H2SendError::Refused(e)) => {
-                why = format!("member {} could not take the call: {e}", member.id).into();
+                why = format!("member {} could not take the call: {e}", member.name).into();
                 // Nothing reached the member; only a call whose head was kept can go again.
                 if matches!(body, CallBody::Once(_)) {
                     return (
@@ -441,7 +441,7 @@ async fn relay_call(
                 head.headers.insert(SERVED_BY, upstream.served_by.clone());
                 if head.status != StatusCode::OK && !head.headers.contains_key("grpc-status") {
                     // Not a gRPC reply: say so in gRPC terms.
-                    let message = format!("member {} answered HTTP {}", member.id, head.status);
+                    let message = format!("member {} answered HTTP {}", member.name, head.status);
                     return (status_response(GrpcStatus::Unavailable, &message), outcome);
                 }
                 let reply = H2Reply::new(recv, pump, conn);
@@ -460,11 +460,11 @@ async fn relay_call(
             Ok(Err(e)) if e.is_reset() && e.is_remote() => {
                 let reason = e.reason().unwrap_or(h2::Reason::INTERNAL_ERROR);
                 if reason == h2::Reason::REFUSED_STREAM && matches!(body, CallBody::Replay(_)) {
-                    why = format!("member {} refused the call (REFUSED_STREAM)", member.id).into();
+                    why = format!("member {} refused the call (REFUSED_STREAM)", member.name).into();
                     sent = false;
                     continue;
                 }
-                let message = format!("member {} reset the call: {reason:?}", member.id);
+                let message = format!("member {} reset the call: {reason:?}", member.name);
                 return (status_response(reset_status(reason), &message), outcome);
             }
             Ok(Err(e)) => {
@@ -472,7 +472,7 @@ async fn relay_call(
                 if idempotent {
                     why = format!(
                         "member {} failed during the call: {}",
-                        member.id,
+                        member.name,
                         failure(&e, conn.ended_why())
                     )
                     .into();
@@ -480,7 +480,7 @@ async fn relay_call(
                 } else {
                     let why = format!(
                         "member {} failed during the call: {}; not reissued: the method is not idempotent (relay.idempotent)",
-                        member.id,
+                        member.name,
                         failure(&e, conn.ended_why())
                     );
                     return (
@@ -492,7 +492,7 @@ async fn relay_call(
             Err(_) => {
                 let res = status_response(
                     GrpcStatus::DeadlineExceeded,
-                    &format!("member {} did not answer within the deadline", member.id),
+                    &format!("member {} did not answer within the deadline", member.name),
                 );
                 return (res, outcome.unanswered(NoAnswer::Deadline));
             }

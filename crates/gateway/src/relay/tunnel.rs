@@ -272,7 +272,7 @@ impl Tunnel {
             idle,
             max,
         } = self;
-        let member_id = guard.member().id.clone();
+        let member_id = guard.member().name.clone();
         let gone = guard.member().clone();
         let mut watch = Watch::new(Instant::now(), idle, max);
         let limits = Box::new(move |now, moved| watch.check(now, moved, gone.is_gone()));

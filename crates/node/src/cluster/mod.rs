@@ -144,15 +144,6 @@ struct Status {
     cannot_run: BTreeMap<String, String>,
 }
 
-/// A remote member's id without the `-VERSION` its node publishes it with
-/// (`rollover::version_of`: 12 hex digits).
-fn strip_version(id: &str) -> &str {
-    match id.rsplit_once('-') {
-        Some((instance, v)) if v.len() == 12 && v.bytes().all(|b| b.is_ascii_hexdigit()) => instance,
-        _ => id,
-    }
-}
-
 /// An instance as the heartbeat lists it.
 fn listed(app: &str, service: &str, i: &strata_appservice::InstanceStatus) -> RunningInstance {
     let state = serde_json::to_value(i.state)
@@ -237,7 +228,7 @@ impl Status {
                     if served > 0 {
                         // `NODE/INSTANCE-VERSION` (members.rs): counted under the
                         // instance, as `ps --nats` lists it.
-                        let instance = strip_version(&m.id);
+                        let instance = strata_cluster::members::strip_version(&m.id);
                         let key = format!("{app}/{}/{instance}", source.service);
                         // Bounded as the instances listed are.
                         if out.len() < membership::MAX_LISTED || out.contains_key(&key) {
@@ -644,17 +635,4 @@ async fn reconcile(
     }
     s.used_memory_mb = memory;
     s.used_accelerators = accelerators;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strip_version;
-
-    #[test]
-    fn a_remote_members_version_is_stripped_and_nothing_else() {
-        assert_eq!(strip_version("b/web-1-e4d6fc183e96"), "b/web-1");
-        assert_eq!(strip_version("b/web-12-000000000000"), "b/web-12");
-        assert_eq!(strip_version("b/web-1"), "b/web-1");
-        assert_eq!(strip_version("b/my-service-2-e4d6fc18"), "b/my-service-2-e4d6fc18");
-    }
 }

@@ -199,7 +199,7 @@ async fn watch_service(
         let took = since.elapsed();
         starts += 1;
         let members = pool.members();
-        let first = members.first().map_or_else(String::new, |m| m.id.clone());
+        let first = members.first().map_or_else(String::new, |m| m.name.clone());
         let ms = took.as_secs_f64() * 1e3;
         tracing::info!(
             service,
