@@ -13,8 +13,9 @@
 //! was recommended throughout the last `down_window_ms` (fast up, slow down; load that
 //! comes and goes faster than the down window keeps the pool where the peaks need it).
 //! Overload is taken at once: a recommendation of at least twice the current count
-//! (Knative's panic threshold), a backlog of at least one instance's worth that grows
-//! faster than the pool drains it, or any demand for a pool at zero; for an up window
+//! (Knative's panic threshold), a backlog past the ready pool's worth that grows (faster
+//! than the pool drains it, and larger than at the last sample), or any demand for a
+//! pool at zero; for an up window
 //! after an overload (at least 1 s) any higher count is taken at once too, so that a
 //! first reading taken mid-step does not leave the pool short. A pool with
 //! `instances.min` 0 goes to zero once idle for its idle timeout, whatever the windows.
@@ -110,6 +111,8 @@ pub struct Policy {
     last_down: Option<Duration>,
     /// Set by an overload: until then, higher counts are taken at once.
     panic_until: Option<Duration>,
+    /// The backlog of the last sample that had one.
+    last_backlog: Option<u64>,
 }
 
 /// A bounded step up waits for the last one's instances at most this long.
@@ -136,6 +139,7 @@ impl Policy {
             last_up: None,
             last_down: None,
             panic_until: None,
+            last_backlog: None,
         }
     }
 
@@ -159,11 +163,17 @@ impl Policy {
         let mut backlog_overload = false;
         if let Some(b) = s.backlog {
             let need = b.messages.div_ceil(self.spec.backlog.max(1)) as u32;
-            let growing = b.arriving_per_s > b.draining_per_s;
-            // One more instance per settled step: the drain cannot improve before the last
-            // step's instances are ready.
-            backlog_overload =
-                growing && b.messages >= self.spec.backlog && s.current < self.max && s.ready >= s.current;
+            // Growing: arriving faster than it drains (rates over the last second), and
+            // larger than at the last sample (the rates of one burst last a second after
+            // it: that alone is not growth).
+            let grew = self.last_backlog.is_none_or(|last| b.messages > last);
+            self.last_backlog = Some(b.messages);
+            let growing = b.arriving_per_s > b.draining_per_s && grew;
+            // More than the ready pool's worth, still growing: taken at once, one more
+            // instance at least per settled step (the drain cannot improve before the
+            // last step's instances are ready). A burst the pool holds (one batch in
+            // flight on each instance) is not an overload.
+            backlog_overload = growing && need > s.current && s.current < self.max && s.ready >= s.current;
             if need > wanted || (backlog_overload && need >= wanted) {
                 wanted = need;
                 signal = Signal::Backlog;
@@ -205,8 +215,12 @@ impl Policy {
         // Within an up window of an overload (panic), any higher count is taken at once.
         let panicking = self.panic_until.is_some_and(|until| s.at < until);
         let (mut target, rule) = if backlog_overload {
+            let target = wanted.max(current + 1).min(self.max);
+            // Remembered as wanted: the down window keeps it, instead of taking the pool
+            // back down at the next sample.
+            self.remember(s.at, target);
             (
-                wanted.max(current + 1),
+                target,
                 "overload (backlog growing faster than it drains), taken at once".to_string(),
             )
         } else if overload {
@@ -646,6 +660,52 @@ mod tests {
             }),
         );
         assert_eq!(r.target, 1, "{}", r.reason);
+    }
+
+    /// One publish that is one batch for the one instance there (walk of stop 51: it
+    /// took the pool to its max in 400 ms), and an overload's step that the next sample,
+    /// taken before the new instance is ready, took back at once (it launched and killed
+    /// an instance every 100 ms).
+    #[test]
+    fn a_burst_the_pool_holds_adds_nothing_and_an_overload_step_is_kept() {
+        let mut s = spec(1);
+        s.backlog = 10;
+        let mut sim = Sim::new(s.clone(), 1, 4, 300_000);
+        // Ten messages arrive at once and stay leased by the one instance for 5 s: the
+        // rates say "arriving 10/s, not draining" for a second.
+        let burst = Backlog {
+            messages: 10,
+            arriving_per_s: 10.0,
+            draining_per_s: 0.0,
+        };
+        let r = sim.run(2_000, 1, 0, Some(burst));
+        assert_eq!(r.target, 1, "{}", r.reason);
+        assert!(sim.decisions.is_empty(), "{:?}", sim.decisions);
+
+        // A backlog past the pool's worth that grows: one step at once; the samples
+        // after it, with the new instance not ready yet and less wanted, keep it.
+        let mut policy = Policy::new(s, 1, 4, Duration::from_secs(300));
+        let sample = |ms: u64, current: u32, ready: u32, messages: u64| Sample {
+            at: Duration::from_millis(ms),
+            current,
+            ready,
+            inflight: 1,
+            backlog: Some(Backlog {
+                messages,
+                arriving_per_s: 30.0,
+                draining_per_s: 0.0,
+            }),
+            ..Sample::default()
+        };
+        let r = policy.observe(&sample(100, 1, 1, 5));
+        assert_eq!(r.target, 1, "{}", r.reason);
+        let r = policy.observe(&sample(200, 1, 1, 15));
+        assert_eq!(r.target, 2, "{}", r.reason);
+        assert!(r.reason.contains("overload (backlog growing"), "{}", r.reason);
+        for ms in (300..=3_000).step_by(100) {
+            let r = policy.observe(&sample(ms, 2, 1, 8));
+            assert_eq!(r.target, 2, "at {ms} ms: {}", r.reason);
+        }
     }
 
     #[test]
