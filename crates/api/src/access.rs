@@ -147,7 +147,9 @@ impl Caller {
             Caller::Service(grant) => grant,
         };
         let reach = &grant.reach;
-        let (ok, what, add) = match need {
+        let f = &grant.field;
+        let function = f.starts_with("functions.");
+        let (ok, add) = match need {
             Need::Token => return Ok(()),
             Need::Control => {
                 return Err(forbidden(format!(
@@ -156,31 +158,39 @@ impl Caller {
                 )))
             }
             // A service cannot bind to itself (a binding waits for the other's
-            // instances): only access.calls lets it call itself.
-            Need::Call(s) if *s == grant.service => (reach.may_call(s), "access.calls", s),
-            Need::Call(s) => (reach.may_call(s), "bindings or access.calls", s),
-            Need::Publish(q) => (reach.may_publish(q), "access.publishes", q),
-            Need::Fetch(q) => (reach.may_fetch(q), "consumes or access.fetches", q),
+            // instances), and a function has no bindings: only access.calls then.
+            Need::Call(s) if *s == grant.service || function => {
+                (reach.may_call(s), format!("add {s:?} to {f}.access.calls"))
+            }
+            Need::Call(s) => (
+                reach.may_call(s),
+                format!("add {s:?} to {f}.bindings or to {f}.access.calls"),
+            ),
+            Need::Publish(q) => (reach.may_publish(q), format!("add {q:?} to {f}.access.publishes")),
+            // A function's queue comes from its trigger; a service may consume by push.
+            Need::Fetch(q) if function => (reach.may_fetch(q), format!("add {q:?} to {f}.access.fetches")),
+            Need::Fetch(q) => (
+                reach.may_fetch(q),
+                format!("add {q:?} to {f}.access.fetches (or consume it by push: {f}.consumes)"),
+            ),
             Need::Stats(q) => (
                 reach.may_publish(q) || reach.may_fetch(q),
-                "access.publishes or access.fetches",
-                q,
+                format!("add {q:?} to {f}.access.publishes or to {f}.access.fetches"),
             ),
-            Need::Namespace(ns) => (reach.may_use_namespace(ns), "access.namespaces", ns),
-            Need::Cache(c) => (reach.may_read_cache(c), "access.caches", c),
-            Need::CacheKeys => (reach.may_use_cache_keys(), "access.cache_keys (true)", &""),
-            Need::Topic(t) => (reach.may_publish_topic(t), "access.topics", t),
+            Need::Namespace(ns) => (
+                reach.may_use_namespace(ns),
+                format!("add {ns:?} to {f}.access.namespaces"),
+            ),
+            Need::Cache(c) => (reach.may_read_cache(c), format!("add {c:?} to {f}.access.caches")),
+            Need::CacheKeys => (reach.may_use_cache_keys(), format!("set {f}.access.cache_keys (true)")),
+            Need::Topic(t) => (reach.may_publish_topic(t), format!("add {t:?} to {f}.access.topics")),
         };
         if ok {
             return Ok(());
         }
-        let add = if add.is_empty() {
-            format!("set {}.{what}", grant.field)
-        } else {
-            format!("add {add:?} to {}.{what}", grant.field)
-        };
         Err(forbidden(format!(
-            "service {:?} may not {}: {add} in strata.json (see docs/access.md)",
+            "{} {:?} may not {}: {add} in strata.json (see docs/access.md)",
+            if function { "function" } else { "service" },
             grant.service,
             need.describe()
         ))
@@ -423,13 +433,14 @@ mod tests {
                 "services": {
                   "web": {"run": ["w"], "bindings": ["api"], "access": {"publishes": ["orders"], "namespaces": ["carts"]}},
                   "api": {"run": ["a"], "access": {"topics": ["prices"]}},
-                  "worker": {"run": ["k"], "consumes": {"queue": "orders", "group": "g", "path": "/"}}}}"#,
+                  "worker": {"run": ["k"], "consumes": {"queue": "orders", "group": "g", "path": "/"}}},
+                "functions": {"hook": {"run": ["h"], "trigger": {"http": "/hooks"}}}}"#,
         )
         .unwrap()
     }
 
     fn access() -> Access {
-        let tokens: HashMap<String, String> = ["web", "api", "worker"]
+        let tokens: HashMap<String, String> = ["web", "api", "worker", "hook"]
             .into_iter()
             .map(|s| (s.to_string(), format!("token-of-{s}")))
             .collect();
@@ -497,7 +508,7 @@ mod tests {
             a.caller(web).unwrap().allows(&need).unwrap_err().message().to_string()
         };
         assert!(
-            refused("worker").contains("add \"worker\" to services.web.bindings or access.calls"),
+            refused("worker").contains("add \"worker\" to services.web.bindings or to services.web.access.calls"),
             "{}",
             refused("worker")
         );
@@ -612,6 +623,33 @@ mod tests {
         let text = format!("{e:?}");
         assert!(
             text.contains("services.web.access.publishes") && text.contains("audit"),
+            "{text}"
+        );
+        // Each advice names a field the caller's entry has (walk of stop 51: a function
+        // was told of `bindings`, a service to add a queue to `consumes`).
+        let refusal = |token: &str, need: Need<'_>| {
+            let e = a.caller(token).unwrap().allows(&need).unwrap_err();
+            format!("{e:?}")
+        };
+        let text = refusal("token-of-web", Need::Call("worker"));
+        assert!(
+            text.contains("add \\\"worker\\\" to services.web.bindings or to services.web.access.calls"),
+            "{text}"
+        );
+        let text = refusal("token-of-web", Need::Fetch("audit"));
+        assert!(
+            text.contains("services.web.access.fetches (or consume it by push: services.web.consumes)"),
+            "{text}"
+        );
+        let text = refusal("token-of-hook", Need::Call("web"));
+        assert!(text.contains("function \\\"hook\\\" may not call service"), "{text}");
+        assert!(
+            text.contains("to functions.hook.access.calls") && !text.contains("bindings"),
+            "{text}"
+        );
+        let text = refusal("token-of-hook", Need::Fetch("audit"));
+        assert!(
+            text.contains("to functions.hook.access.fetches") && !text.contains("consumes"),
             "{text}"
         );
     }
