@@ -51,17 +51,7 @@ pub async fn run(client: ControlClient, once: bool, every: Duration) -> Result<(
     if once || !std::io::stdout().is_terminal() {
         tokio::time::sleep(every).await;
         let now = read(&client).await?;
-        let mut terminal = Terminal::new(TestBackend::new(140, 48))?;
-        terminal.draw(|f| draw(f, &last, &now, Look::Plain))?;
-        let buffer = terminal.backend().buffer();
-        let width = buffer.area.width as usize;
-        let mut out = String::new();
-        for row in buffer.content.chunks(width) {
-            let line: String = row.iter().map(|c| c.symbol()).collect();
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        crate::out::line(out.trim_end_matches('\n'))?;
+        crate::out::line(&plain_frame(&last, &now)?)?;
         return Ok(());
     }
     let mut terminal = ratatui::init();
@@ -90,6 +80,21 @@ pub async fn run(client: ControlClient, once: bool, every: Duration) -> Result<(
     .await;
     ratatui::restore();
     result
+}
+
+/// One frame as plain text, tall enough for every row (a plain frame has no scrolling).
+fn plain_frame(last: &Sample, now: &Sample) -> Result<String> {
+    let mut terminal = Terminal::new(TestBackend::new(140, plain_height(now)))?;
+    terminal.draw(|f| draw(f, last, now, Look::Plain))?;
+    let buffer = terminal.backend().buffer();
+    let width = buffer.area.width as usize;
+    let mut out = String::new();
+    for row in buffer.content.chunks(width) {
+        let line: String = row.iter().map(|c| c.symbol()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    Ok(out.trim_end_matches('\n').to_string())
 }
 
 async fn read(client: &ControlClient) -> Result<Sample> {
@@ -225,12 +230,43 @@ enum Look {
 
 impl Look {
     /// A section: boxed on the screen; in plain text, its title on a line of its own.
-    fn section(self, title: &str) -> Block<'_> {
+    fn section(self, title: &str) -> Block<'static> {
         match self {
             Look::Screen => Block::default().borders(Borders::ALL).title(format!(" {title} ")),
             Look::Plain => Block::default().title(format!("{title}:")),
         }
     }
+
+    /// A table's section in `area`, its title saying so when only the first of `rows`
+    /// fit (under the header row).
+    fn table_section(self, title: &str, area: Rect, rows: usize) -> Block<'static> {
+        let fits = self.section(title).inner(area).height.saturating_sub(1) as usize;
+        if rows > fits {
+            self.section(&format!("{title} (the first {fits} of {rows})"))
+        } else {
+            self.section(title)
+        }
+    }
+}
+
+/// The rows of the queues' table: one per group, one for a queue without any.
+fn queue_rows(queues: &[Value]) -> usize {
+    queues
+        .iter()
+        .map(|q| q["groups"].as_array().map_or(0, Vec::len).max(1))
+        .sum()
+}
+
+/// The height of a plain frame with every row of `now` (and the last events).
+fn plain_height(now: &Sample) -> u16 {
+    let services = now.ps["services"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let instances: usize = services
+        .iter()
+        .map(|s| s["instances"].as_array().map_or(0, Vec::len))
+        .sum();
+    let queues = now.queues["queues"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let rows = 1 + (services.len() + 3) + (instances + 3) + (queue_rows(queues).max(1) + 3) + 12;
+    rows.min(u16::MAX as usize) as u16
 }
 
 fn draw(f: &mut Frame, last: &Sample, now: &Sample, look: Look) {
@@ -241,12 +277,16 @@ fn draw(f: &mut Frame, last: &Sample, now: &Sample, look: Look) {
         .map(|s| s["instances"].as_array().map_or(0, Vec::len))
         .sum();
     let queues = now.queues["queues"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let groups: usize = queues.iter().map(|q| q["groups"].as_array().map_or(0, Vec::len)).sum();
+    // The screen keeps room for the events; a plain frame is as tall as its rows.
+    let instances_height = match look {
+        Look::Screen => (instances as u16 + 3).min(16),
+        Look::Plain => instances as u16 + 3,
+    };
     let [head, svc, inst, q, ev] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(services.len() as u16 + 3),
-        Constraint::Length((instances as u16 + 3).min(16)),
-        Constraint::Length(groups.max(1) as u16 + 3),
+        Constraint::Length(instances_height),
+        Constraint::Length(queue_rows(queues).max(1) as u16 + 3),
         Constraint::Min(4),
     ])
     .areas(f.area());
@@ -356,6 +396,7 @@ fn draw_instances(f: &mut Frame, area: Rect, services: &[Value], look: Look) {
             ])
         })
         .collect();
+    let count = rows.len();
     let header = Row::new(vec![
         "INSTANCE", "STATE", "PID", "PORT", "RESTARTS", "INFLIGHT", "SERVED", "DETAIL",
     ])
@@ -371,7 +412,9 @@ fn draw_instances(f: &mut Frame, area: Rect, services: &[Value], look: Look) {
         Constraint::Min(10),
     ];
     f.render_widget(
-        Table::new(rows, widths).header(header).block(look.section("instances")),
+        Table::new(rows, widths)
+            .header(header)
+            .block(look.table_section("instances", area, count)),
         area,
     );
 }
@@ -408,6 +451,7 @@ fn draw_queues(f: &mut Frame, area: Rect, queues: &[Value], look: Look) {
                 .collect()
         })
         .collect();
+    let count = rows.len();
     let header = Row::new(vec!["QUEUE", "STORED", "GROUP", "BACKLOG", "LEASED", "DEAD"])
         .style(Style::new().add_modifier(Modifier::BOLD));
     let widths = [
@@ -419,7 +463,9 @@ fn draw_queues(f: &mut Frame, area: Rect, queues: &[Value], look: Look) {
         Constraint::Length(8),
     ];
     f.render_widget(
-        Table::new(rows, widths).header(header).block(look.section("queues")),
+        Table::new(rows, widths)
+            .header(header)
+            .block(look.table_section("queues", area, count)),
         area,
     );
 }
@@ -436,6 +482,43 @@ mod tests {
         let p99 = quantile(&b, 0.99).unwrap();
         assert!((p99 - 3.8).abs() < 1e-9, "{p99}");
         assert_eq!(quantile(&[(0.001, 0), (f64::INFINITY, 0)], 0.5), None);
+    }
+
+    /// Walk of stop 51: queues without a group (each `.dlq`) took rows the pane was not
+    /// sized for, and the last queues fell off without a word.
+    #[test]
+    fn a_plain_frame_has_every_instance_and_queue_row() {
+        let instances: Vec<Value> = (1..=20)
+            .map(|i| serde_json::json!({ "id": format!("web-{i}"), "state": "ready" }))
+            .collect();
+        let mut queues: Vec<Value> = Vec::new();
+        for q in ["jobs", "mail", "orders", "tq"] {
+            let groups: Vec<Value> = (1..=3)
+                .map(|g| serde_json::json!({ "name": format!("g{g}") }))
+                .collect();
+            queues.push(serde_json::json!({ "name": q, "groups": groups }));
+            queues.push(serde_json::json!({ "name": format!("{q}.dlq"), "groups": [] }));
+        }
+        let sample = Sample {
+            at: Instant::now(),
+            ps: serde_json::json!({ "app": "a", "services": [{ "name": "web", "instances": instances }] }),
+            queues: serde_json::json!({ "queues": queues }),
+            events: Value::Null,
+            requests: BTreeMap::new(),
+            buckets: BTreeMap::new(),
+        };
+        let frame = plain_frame(&sample, &sample).unwrap();
+        for i in 1..=20 {
+            assert!(frame.contains(&format!("web-{i} ")), "web-{i}: {frame}");
+        }
+        assert!(frame.contains("tq.dlq") && frame.contains("tq  "), "{frame}");
+        assert_eq!(frame.matches(" g3 ").count(), 4, "{frame}");
+        assert!(!frame.contains("the first"), "{frame}");
+        // On the screen, a pane too short for its rows says so in its title.
+        let mut terminal = Terminal::new(TestBackend::new(140, 40)).unwrap();
+        terminal.draw(|f| draw(f, &sample, &sample, Look::Screen)).unwrap();
+        let screen: String = terminal.backend().buffer().content.iter().map(|c| c.symbol()).collect();
+        assert!(screen.contains(" instances (the first 13 of 20) "), "{screen}");
     }
 
     #[test]
