@@ -19,7 +19,7 @@ use crate::response_body::ResBody;
 use crate::upstream::{Conn, SendError, Upstream};
 pub use errors::error_response;
 pub(crate) use errors::no_member_text;
-use errors::{deadline_exceeded, failed, no_member, shed};
+use errors::{deadline_exceeded, failed, no_member, retries_spent, shed};
 
 mod all;
 mod errors;
@@ -230,14 +230,17 @@ async fn any_from(
                 None => false,
             };
             // The budget is only drawn on when a reissue is allowed at all.
-            let why_not = if !may_reissue || body.is_none() {
+            let why_not = if policy.retries == 0 {
+                // Whatever the request: an Idempotency-Key would not help.
+                Some(retries_spent(0))
+            } else if !may_reissue || body.is_none() {
                 Some(if replay.is_none() {
                     "its body was streamed and cannot be sent again"
                 } else {
                     "the request is not idempotent (send an Idempotency-Key header to allow it)"
                 })
             } else if outcome.attempts - (stale != Stale::Unused) as u32 > policy.retries {
-                Some("relay.retries reissues were already made")
+                Some(retries_spent(policy.retries))
             } else if !(stale == Stale::JustNow || pool.budget.withdraw()) {
                 Some("the pool's retry budget is spent")
             } else {

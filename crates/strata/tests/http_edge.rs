@@ -24,6 +24,10 @@ async fn edge_node(app: &App) -> strata_node::Node {
             "routes": ["/slow"],
             "relay": { "timeout_ms": 300, "attempt_timeout_ms": 300 },
         })),
+        "once": app.member(json!({
+            "routes": ["/once"],
+            "relay": { "timeout_ms": 300, "attempt_timeout_ms": 300, "retries": 0 },
+        })),
         "down": app.member(json!({
             "routes": ["/down"],
             "env": { "UNHEALTHY": never.display().to_string() },
@@ -37,6 +41,7 @@ async fn edge_node(app: &App) -> strata_node::Node {
     let node = app.start(app.config(app.manifest(services, gateway))).await;
     wait_ready(&node, "web", 1).await;
     wait_ready(&node, "slow", 1).await;
+    wait_ready(&node, "once", 1).await;
     node
 }
 
@@ -403,6 +408,18 @@ async fn unknown_route_empty_pool_and_missed_deadline_are_clear_errors() {
         .filter(|r| r["path"] == "/slow/sleep?ms=3000")
         .count();
     assert_eq!(sent, 1, "a POST that timed out is not sent again");
+    // With relay.retries 0, no reissue whatever the request: the answer does not send
+    // the client after an Idempotency-Key (walk of stop 51: it did, then said that
+    // reissues "were already made").
+    let mut post = request(Method::POST, gw, "/once/sleep?ms=3000", "x");
+    post.headers_mut().insert("idempotency-key", "k1".parse().unwrap());
+    let reply = send(gw, post).await.unwrap();
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT, "{}", reply.text());
+    let error = reply.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.ends_with("did not answer in time; not reissued: relay.retries is 0"),
+        "{error}"
+    );
     stop(node).await;
 }
 

@@ -12,6 +12,16 @@ use strata_wire::{ErrorBody, ErrorCode};
 use super::{Failure, RelayPolicy, REQUEST_ID};
 use crate::response_body::ResBody;
 
+/// Why a failed request is not reissued once its attempts are spent: `relay.retries`
+/// is 0 (an HTTP function's, always), or its reissues were made.
+pub(super) fn retries_spent(retries: u32) -> &'static str {
+    if retries == 0 {
+        "relay.retries is 0"
+    } else {
+        "relay.retries reissues were already made"
+    }
+}
+
 pub(super) fn failed(
     pool: &Pool,
     last: Option<(Arc<Member>, Failure)>,

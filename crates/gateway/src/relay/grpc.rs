@@ -35,7 +35,9 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame};
 use strata_bus::{Held, Member, Placement, Pool};
 
-use super::{attempt_value, upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, SERVED_BY};
+use super::{
+    attempt_value, retries_spent, upstream_of, NoAnswer, Outcome, RelayPolicy, ATTEMPT, IDEMPOTENCY_KEY, SERVED_BY,
+};
 use crate::metrics::{Protocol, RelayStats};
 use crate::response_body::{failure, H2End, ResBody};
 use crate::upstream::{send_h2, H2Reply, H2SendError};
@@ -260,7 +262,7 @@ async fn relay_call(
             return (res, outcome.unanswered(NoAnswer::Deadline));
         }
         if outcome.attempts > policy.retries {
-            let why = format!("{why}; not reissued: relay.retries reissues were already made");
+            let why = format!("{why}; not reissued: {}", retries_spent(policy.retries));
             return (
                 status_response(GrpcStatus::Unavailable, &why),
                 outcome.unanswered(NoAnswer::Failed),

@@ -43,8 +43,8 @@ use tokio::net::TcpStream;
 pub use crate::framing::TUNNEL_IDLE;
 
 use super::{
-    attempt_value, deadline_exceeded, failed, no_member, strip_hop_by_hop, to_origin_form, upstream_of, Failure,
-    Outcome, RelayPolicy, ATTEMPT, REQUEST_ID, SERVED_BY,
+    attempt_value, deadline_exceeded, failed, no_member, retries_spent, strip_hop_by_hop, to_origin_form, upstream_of,
+    Failure, Outcome, RelayPolicy, ATTEMPT, REQUEST_ID, SERVED_BY,
 };
 use crate::client_body::ClientBody;
 use crate::framing::Guarded;
@@ -160,12 +160,7 @@ async fn switch<B>(
         }
         if outcome.attempts > policy.retries {
             return (
-                failed(
-                    pool,
-                    last,
-                    "relay.retries reissues were already made",
-                    request_id.as_ref(),
-                ),
+                failed(pool, last, retries_spent(policy.retries), request_id.as_ref()),
                 outcome,
                 None,
             );
