@@ -48,14 +48,21 @@ pub(crate) fn empty_key(path: &str) -> Option<ApiError> {
     })
 }
 
-/// The store namespace of this app's namespace `ns`.
-/// The store's namespace of the app's `ns`, which the app's name prefixes: the room left
-/// for `ns` is [`strata_store::MAX_NAMESPACE`] less the prefix.
+/// The store's namespace of the app's `ns`, which the app's name prefixes. `ns` is a
+/// name the manifest can grant (`access.namespaces`, a cache's or a trigger's
+/// `namespace`: at most 64 lowercase letters, digits, `-` and `_`), so that what is
+/// written through the API can be given to a service; and it fits the room
+/// [`strata_store::MAX_NAMESPACE`] leaves after the prefix.
 fn ns_of(state: &NodeParts, ns: &str) -> Result<String, ApiError> {
-    let room = strata_store::MAX_NAMESPACE.saturating_sub(state.info.app.len() + 1);
-    if ns.is_empty() || ns.len() > room || ns.contains('\0') {
+    if !strata_manifest::is_queue_name(ns) {
         return Err(ApiError::bad(format!(
-            "a namespace must be 1 to {room} bytes without NUL in app {:?} ({} less the app's name and a /), not {} bytes",
+            "{ns:?} is not a namespace name: at most 64 lowercase letters, digits, - and _, starting with a letter or digit (the names access.namespaces can grant)"
+        )));
+    }
+    let room = strata_store::MAX_NAMESPACE.saturating_sub(state.info.app.len() + 1);
+    if ns.len() > room {
+        return Err(ApiError::bad(format!(
+            "a namespace must be at most {room} bytes in app {:?} ({} less the app's name and a /), not {} bytes",
             state.info.app,
             strata_store::MAX_NAMESPACE,
             ns.len()

@@ -108,6 +108,28 @@ async fn key_value_versions_compare_and_set_and_pages() {
             "If-None-Match takes only *",
         ),
         (Method::GET, "/v1/kv/carts?limit=0", vec![], 400, "limit must be"),
+        // A namespace access.namespaces could never grant (walk of stop 51: stored).
+        (
+            Method::PUT,
+            "/v1/kv/Carts/x",
+            vec![],
+            400,
+            "\"Carts\" is not a namespace name",
+        ),
+        (
+            Method::PUT,
+            "/v1/blobs/my%20ns/x",
+            vec![],
+            400,
+            "is not a namespace name",
+        ),
+        (
+            Method::GET,
+            "/v1/kv/a.b?prefix=x",
+            vec![],
+            400,
+            "is not a namespace name",
+        ),
         (Method::GET, "/v1/kv/carts?colour=red", vec![], 400, "unknown parameter"),
         (Method::GET, "/v1/caches/nope/x", vec![], 404, "no cache named"),
         (
