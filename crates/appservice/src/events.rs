@@ -109,3 +109,27 @@ impl EventLog {
         self.recent.lock().unwrap().iter().cloned().collect()
     }
 }
+
+/// `HH:MM:SS.mmm` (UTC) of a Unix time in milliseconds, as `strata events` shows an
+/// event's time.
+pub fn time_of_day(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_of_day;
+
+    #[test]
+    fn a_unix_time_in_ms_reads_as_its_utc_time_of_day() {
+        assert_eq!(time_of_day(1_796_585_779_391), "19:36:19.391");
+        assert_eq!(time_of_day(0), "00:00:00.000");
+    }
+}

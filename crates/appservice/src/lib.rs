@@ -44,7 +44,7 @@ mod setup;
 mod status;
 
 pub use capacity::NodeResources;
-pub use events::{Event, EventKind};
+pub use events::{time_of_day, Event, EventKind};
 pub use oci::{container_prefix, RUNTIME_ENV};
 pub use probe::{GrpcProbe, Outcome as ProbeOutcome};
 pub use status::{AutoscaleStatus, InstanceState, InstanceStatus, ServiceStatus};

@@ -37,7 +37,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use strata_appservice::{AppService, EventKind};
+use strata_appservice::{time_of_day, AppService, EventKind};
 use strata_bus::Pool;
 use strata_gateway::relay::{self, JsonPost};
 use strata_gateway::trace::{self, Traces};
@@ -241,8 +241,8 @@ pub(crate) async fn timer(
                 &target.function,
                 EventKind::TriggerFailed,
                 format!(
-                    "timer firing of {} skipped: {} firings still running",
-                    unix_ms(scheduled),
+                    "timer firing of {} UTC skipped: {} firings still running",
+                    time_of_day(unix_ms(scheduled)),
                     target.parallel
                 ),
             );
@@ -265,7 +265,10 @@ pub(crate) async fn timer(
                         target.app.record(
                             &target.function,
                             EventKind::TriggerFailed,
-                            format!("timer firing of {} not fired: {why}", unix_ms(scheduled)),
+                            format!(
+                                "timer firing of {} UTC not fired: {why}",
+                                time_of_day(unix_ms(scheduled))
+                            ),
                         );
                         return;
                     }
@@ -278,7 +281,7 @@ pub(crate) async fn timer(
                 target.app.record(
                     &target.function,
                     EventKind::TriggerFailed,
-                    format!("timer firing of {}: {e}", body["scheduled_ms"]),
+                    format!("timer firing of {} UTC: {e}", time_of_day(unix_ms(scheduled))),
                 );
             }
         });

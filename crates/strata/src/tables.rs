@@ -282,17 +282,7 @@ pub fn nodes(out: &mut dyn Write, nodes: &[Registered]) -> io::Result<()> {
     Ok(())
 }
 
-/// `HH:MM:SS.mmm` (UTC) of a Unix time in milliseconds.
-pub fn time_of_day(ms: u64) -> String {
-    let secs = ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60,
-        ms % 1000
-    )
-}
+pub use strata_appservice::time_of_day;
 
 /// `strata ps`.
 pub fn ps(out: &mut dyn Write, ps: &Value) -> io::Result<()> {
