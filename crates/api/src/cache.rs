@@ -247,10 +247,12 @@ async fn cache_delete(State(state): State<Arc<NodeParts>>, Path(key): Path<Strin
 async fn read_through_get(State(state): State<Arc<NodeParts>>, Path((name, key)): Path<(String, String)>) -> Answer {
     let Some((ns, rt)) = state.read_through.by_name.get(&name) else {
         let declared: Vec<&str> = state.read_through.by_name.keys().map(String::as_str).collect();
-        return Err(ApiError::not_found(format!(
-            "no cache named {name:?} (declared under caches: {})",
-            declared.join(", ")
-        )));
+        let declared = if declared.is_empty() {
+            "the manifest declares none under caches".to_string()
+        } else {
+            format!("declared under caches: {}", declared.join(", "))
+        };
+        return Err(ApiError::not_found(format!("no cache named {name:?} ({declared})")));
     };
     // The store's own check, so that a key it would refuse is a 400 here, not a failed load.
     strata_store::check_key(&key)?;

@@ -54,18 +54,16 @@ pub(crate) fn unimported_images(manifest: &strata_manifest::Manifest) -> Vec<str
 /// `strata validate`: every problem of the manifest (the error), or what it holds.
 pub(crate) fn validate(file: &Path) -> Result<()> {
     let manifest = load(file)?;
-    let mut what = format!(
-        "{} service(s): {}",
-        manifest.services.len(),
-        manifest.services.keys().cloned().collect::<Vec<_>>().join(", ")
-    );
-    if !manifest.functions.is_empty() {
-        what.push_str(&format!(
-            "; {} function(s): {}",
-            manifest.functions.len(),
-            manifest.functions.keys().cloned().collect::<Vec<_>>().join(", ")
-        ));
+    let mut parts = Vec::new();
+    for (kind, names) in [
+        ("service(s)", manifest.services.keys().cloned().collect::<Vec<_>>()),
+        ("function(s)", manifest.functions.keys().cloned().collect::<Vec<_>>()),
+    ] {
+        if !names.is_empty() {
+            parts.push(format!("{} {kind}: {}", names.len(), names.join(", ")));
+        }
     }
+    let what = parts.join("; ");
     out::line(format!("{}: app {:?} is valid ({what})", file.display(), manifest.app))?;
     for note in unset_references(&manifest) {
         out::line(format!("note: {note}"))?;
