@@ -144,11 +144,32 @@ async fn list_keys(
     Ok(Json(page).into_response())
 }
 
-async fn get_key(State(state): State<Arc<NodeParts>>, Path((ns, key)): Path<(String, String)>) -> Answer {
+async fn get_key(
+    State(state): State<Arc<NodeParts>>,
+    Path((ns, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
     match state.store.get(&ns_of(&state, &ns)?, &key).await? {
+        // A reader holding this version gets 304, as for a blob.
+        Some(entry) if none_match(&headers, &format!("\"{}\"", entry.version)) => {
+            Ok((StatusCode::NOT_MODIFIED, version_headers(entry.version)).into_response())
+        }
         Some(entry) => Ok((version_headers(entry.version), entry.value).into_response()),
         None => Err(ApiError::not_found(format!("no key {key:?} in namespace {ns:?}"))),
     }
+}
+
+/// Whether the request's `If-None-Match` names `etag`: compared weakly, as RFC 9110
+/// 13.1.2 has If-None-Match compared; `*` matches any.
+fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .map(|t| t.trim())
+                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+        })
 }
 
 async fn put_key(
@@ -256,16 +277,7 @@ async fn get_blob(
         return Err(ApiError::not_found(format!("no blob {name:?} in namespace {ns:?}")));
     };
     let etag = format!("\"{}\"", meta.etag);
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        // Compared weakly, as RFC 9110 13.1.2 has If-None-Match compared; `*` matches.
-        .is_some_and(|v| {
-            v.split(',')
-                .map(|t| t.trim())
-                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
-        })
-    {
+    if none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));

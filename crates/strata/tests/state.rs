@@ -57,6 +57,18 @@ async fn key_value_versions_compare_and_set_and_pages() {
     assert_eq!(got.status, 200);
     assert_eq!(got.text(), "book,pen");
     assert_eq!(got.header("x-strata-version"), Some(v2.to_string().as_str()));
+    // A reader holding that version is told so (304), one holding an older one is not.
+    let conditional = |etag: String| {
+        let mut req = request(Method::GET, api, "/v1/kv/carts/alice", "");
+        req.headers_mut().insert("if-none-match", etag.parse().unwrap());
+        send(api, req)
+    };
+    let same = conditional(format!("\"{v2}\"")).await.unwrap();
+    assert_eq!(same.status, 304, "{}", same.text());
+    assert_eq!(same.header("etag"), Some(format!("\"{v2}\"").as_str()));
+    assert!(same.text().is_empty());
+    let older = conditional(format!("\"{v1}\"")).await.unwrap();
+    assert_eq!((older.status.as_u16(), older.text().as_str()), (200, "book,pen"));
 
     // 25 keys, pages of 10, with a prefix; another namespace is not listed.
     for i in 0..25 {
