@@ -62,6 +62,7 @@ pub mod openapi;
 mod prometheus;
 mod queue_delete;
 pub mod queues;
+mod range;
 mod server;
 mod store;
 pub mod topics;

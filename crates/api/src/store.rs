@@ -15,9 +15,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use strata_store::{app_namespace, Cond};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use crate::extract::{Path, Query};
+use crate::range::{self, Wanted};
 use crate::{ApiError, NodeParts};
 
 type Answer = Result<Response, ApiError>;
@@ -280,20 +281,62 @@ async fn get_blob(
     if none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));
-    Ok((
+    let (status, first, len, content_range) = match range::wanted(&headers, meta.size, &etag) {
+        Wanted::Whole => (StatusCode::OK, 0, meta.size, None),
+        Wanted::Part { first, last } => (
+            StatusCode::PARTIAL_CONTENT,
+            first,
+            last - first + 1,
+            Some(format!("bytes {first}-{last}/{}", meta.size)),
+        ),
+        Wanted::Unsatisfiable => {
+            let refused = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                strata_wire::ErrorCode::BadRequest,
+                format!("the range asked for is outside the blob's {} bytes", meta.size),
+            );
+            let mut res = refused.into_response();
+            res.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{}", meta.size)).expect("digits"),
+            );
+            return Ok(res);
+        }
+    };
+    // The bytes before the range are read and dropped: a blob's body is a stream (a
+    // file here, JetStream's chunks in a cluster).
+    let mut file = file;
+    if first > 0 {
+        let skipped = tokio::io::copy(&mut (&mut file).take(first), &mut tokio::io::sink())
+            .await
+            .map_err(|e| ApiError::internal(format!("reading the blob: {e}")))?;
+        if skipped < first {
+            return Err(ApiError::internal("the blob ended before its size"));
+        }
+    }
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 << 10));
+    let mut res = (
+        status,
         [
             (header::CONTENT_TYPE, meta.content_type.clone()),
-            (header::CONTENT_LENGTH, meta.size.to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
             (header::ETAG, etag),
             (
                 header::HeaderName::from_static("x-strata-version"),
                 meta.version.to_string(),
             ),
+            (header::ACCEPT_RANGES, "bytes".to_string()),
         ],
         body,
     )
-        .into_response())
+        .into_response();
+    if let Some(content_range) = content_range {
+        res.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&content_range).expect("digits"),
+        );
+    }
+    Ok(res)
 }
 
 async fn delete_blob(

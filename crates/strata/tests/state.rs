@@ -187,6 +187,54 @@ async fn key_value_versions_compare_and_set_and_pages() {
     stop(node).await;
 }
 
+/// A blob's GET serves one byte range (206, Content-Range), refuses one past its end
+/// (416) and ignores what RFC 9110 lets a server ignore (several ranges, a changed
+/// If-Range): a browser's <video> seeks with these (walk of stop 51: Range ignored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_get_serves_one_byte_range() {
+    let app = App::new();
+    let node = app.start(app.config(manifest(json!({})))).await;
+    let api = node.api_addr;
+    let text: String = (0..1000u32).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let created = put(api, "/v1/blobs/media/clip", &text, &[]).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let etag = format!("\"{}\"", created.json()["etag"].as_str().unwrap());
+    let ranged = |range: &str, if_range: Option<&str>| {
+        let mut req = request(Method::GET, api, "/v1/blobs/media/clip", "");
+        req.headers_mut().insert("range", range.parse().unwrap());
+        if let Some(v) = if_range {
+            req.headers_mut().insert("if-range", v.parse().unwrap());
+        }
+        send(api, req)
+    };
+    for (range, first, last) in [
+        ("bytes=10-19", 10, 19),
+        ("bytes=-5", 995, 999),
+        ("bytes=990-", 990, 999),
+    ] {
+        let part = ranged(range, None).await.unwrap();
+        assert_eq!(part.status, 206, "{range}: {}", part.text());
+        assert_eq!(
+            part.header("content-range"),
+            Some(format!("bytes {first}-{last}/1000").as_str()),
+            "{range}"
+        );
+        assert_eq!(part.text(), text[first..=last], "{range}");
+    }
+    let refused = ranged("bytes=1000-", None).await.unwrap();
+    assert_eq!(refused.status, 416, "{}", refused.text());
+    assert_eq!(refused.header("content-range"), Some("bytes */1000"));
+    for (range, if_range) in [("bytes=0-1,5-6", None), ("bytes=0-9", Some("\"not-it\""))] {
+        let whole = ranged(range, if_range).await.unwrap();
+        assert_eq!(whole.status, 200, "{range} {if_range:?}");
+        assert_eq!(whole.text(), text);
+        assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    }
+    let part = ranged("bytes=0-2", Some(&etag)).await.unwrap();
+    assert_eq!((part.status.as_u16(), part.text().as_str()), (206, "abc"));
+    stop(node).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_through_loads_once_serves_writes_and_refills_a_dropped_shard() {
     let app = App::new();
