@@ -88,6 +88,7 @@ async fn create(
     } else {
         QueueSpec::default()
     };
+    strata_manifest::check_queue_request(&queue, &spec).map_err(ApiError::bad)?;
     Ok(match queues(&state).create(&queue, spec.clone()).await? {
         (q, true) => (StatusCode::CREATED, Json(q.stats())).into_response(),
         (q, false) => {

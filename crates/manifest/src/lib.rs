@@ -226,6 +226,20 @@ pub fn check_queue(name: &str, spec: &QueueSpec) -> Result<(), ManifestError> {
     validate::check_queue(name, spec, &error::FieldPath::root().key("queues").key(name))
 }
 
+/// The same checks for a queue a request makes (`PUT /v1/queues/NAME`): its name, then
+/// its settings, each problem named as the request has it (the name in the URL, a
+/// setting by its key in the body), not by a manifest path.
+pub fn check_queue_request(name: &str, spec: &QueueSpec) -> Result<(), String> {
+    if !is_queue_name(name) {
+        return Err(format!(
+            "{name:?} is not a queue name: expected {}",
+            validate::EXPECT_QUEUE_NAME
+        ));
+    }
+    // The settings alone: their problems' paths start at the body's keys.
+    validate::check_queue(name, spec, &error::FieldPath::root()).map_err(|e| e.to_string())
+}
+
 /// Reads, parses and validates a manifest file.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
     parse(&read(path)?)

@@ -1530,3 +1530,19 @@ fn load_to_run_names_a_workdir_that_is_not_a_folder() {
     assert!(strata_manifest::load_to_run(&file).is_ok());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A queue made by a request is judged by the same rules as a declared one, its
+/// problems named as the request has them.
+#[test]
+fn a_queue_request_names_its_problems_by_the_url_and_the_body() {
+    let good = strata_manifest::QueueSpec::default();
+    assert_eq!(strata_manifest::check_queue_request("jobs", &good), Ok(()));
+    let named = strata_manifest::check_queue_request("Bad!", &good).unwrap_err();
+    assert!(
+        named.starts_with("\"Bad!\" is not a queue name: expected a name of at most 64"),
+        "{named}"
+    );
+    let zero = strata_manifest::QueueSpec { lease_ms: 0, ..good };
+    let setting = strata_manifest::check_queue_request("jobs", &zero).unwrap_err();
+    assert!(setting.starts_with("lease_ms: expected"), "{setting}");
+}

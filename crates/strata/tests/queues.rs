@@ -545,7 +545,24 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
             400,
             "not a whole number",
         ),
-        (Method::PUT, "/v1/queues/Bad!", vec![], None, 400, "queues"),
+        // Named as the request has them (the URL's name, the body's key), not by a
+        // manifest path (walk of stop 51: "queues.newq.segment_bytes").
+        (
+            Method::PUT,
+            "/v1/queues/Bad!",
+            vec![],
+            None,
+            400,
+            "\"Bad!\" is not a queue name",
+        ),
+        (
+            Method::PUT,
+            "/v1/queues/new",
+            br#"{"lease_ms":0}"#.to_vec(),
+            None,
+            400,
+            "lease_ms: expected",
+        ),
         (
             Method::PUT,
             "/v1/queues/new",
