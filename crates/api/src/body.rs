@@ -200,6 +200,15 @@ fn refusal(e: serde_path_to_error::Error<serde_json::Error>, shape: &str) -> Api
     if inner.is_syntax() || inner.is_eof() {
         return ApiError::bad(format!("body is not JSON: {inner}; expected {shape}"));
     }
+    // A missing field is named by its own path, as every other problem is.
+    let text = inner.to_string();
+    if let Some((name, _)) = text.strip_prefix("missing field `").and_then(|r| r.split_once('`')) {
+        let field = match path.as_str() {
+            "." => name.to_string(),
+            _ => format!("{path}.{name}"),
+        };
+        return ApiError::bad(format!("{field}: required field is missing; expected {shape}")).with("field", field);
+    }
     match path.as_str() {
         "." => ApiError::bad(format!("{inner}; expected {shape}")),
         _ => ApiError::bad(format!("{path}: {inner}; expected {shape}")).with("field", path),
@@ -240,8 +249,23 @@ mod tests {
         assert!(text.contains("messages[1].body: invalid type: integer `7`"), "{text}");
         let (_, text) = error_of(parse::<Batch>(br#"{"messages":[],"colour":1}"#, SHAPE));
         assert!(text.contains("unknown field `colour`"), "{text}");
-        let (_, text) = error_of(parse::<Batch>(br#"{}"#, SHAPE));
-        assert!(text.contains("missing field `messages`"), "{text}");
+        // A missing field is named by its path too, with the `field` member.
+        let missing = parse::<Batch>(br#"{}"#, SHAPE).unwrap_err();
+        assert!(
+            missing.message().starts_with("messages: required field is missing"),
+            "{missing:?}"
+        );
+        assert!(
+            format!("{missing:?}").contains(r#""field": String("messages")"#),
+            "{missing:?}"
+        );
+        let missing = parse::<Batch>(br#"{"messages":[{}]}"#, SHAPE).unwrap_err();
+        assert!(
+            missing
+                .message()
+                .starts_with("messages[0].body: required field is missing"),
+            "{missing:?}"
+        );
         let (_, text) = error_of(parse::<Batch>(br#"{"messages":[]} x"#, SHAPE));
         assert!(text.contains("body is not JSON: trailing characters"), "{text}");
     }
