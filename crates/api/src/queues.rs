@@ -51,7 +51,16 @@ fn queues(state: &NodeParts) -> &Arc<dyn QueueBackend> {
 }
 
 fn queue(state: &NodeParts, name: &str) -> Result<Arc<dyn QueueHandle>, ApiError> {
-    Ok(queues(state).get(name)?)
+    queues(state).get(name).map_err(|e| {
+        let own = name.strip_suffix(strata_queue::DLQ_SUFFIX).unwrap_or(name);
+        match e {
+            // A name no queue can have: said so, not only that there is none.
+            QueueError::UnknownQueue(_) if !strata_manifest::is_queue_name(own) => ApiError::not_found(format!(
+                "no queue named {name:?}, nor can there be: a queue name is at most 64 lowercase letters, digits, - and _"
+            )),
+            e => e.into(),
+        }
+    })
 }
 
 type Answer = Result<Response, ApiError>;

@@ -531,6 +531,14 @@ async fn bad_input_gets_a_clear_4xx_and_loses_nothing() {
         ),
         (
             Method::POST,
+            "/v1/queues/BadName/messages",
+            br#"{"body":"x"}"#.to_vec(),
+            None,
+            404,
+            "no queue named \"BadName\", nor can there be",
+        ),
+        (
+            Method::POST,
             "/v1/queues/jobs/groups/nobody/ack",
             br#"{"offsets":[0]}"#.to_vec(),
             None,
