@@ -230,11 +230,13 @@ async fn any_from(
                 None => false,
             };
             // The budget is only drawn on when a reissue is allowed at all.
-            let why_not = if policy.retries == 0 {
-                // Whatever the request: an Idempotency-Key would not help.
-                Some(retries_spent(0))
-            } else if !may_reissue || body.is_none() {
-                Some(if replay.is_none() {
+            let why_not = if !may_reissue || body.is_none() {
+                // With no reissue at all, that is the reason: an Idempotency-Key would not
+                // help. (A request that never left a stale connection is sent again
+                // whatever relay.retries says, below.)
+                Some(if policy.retries == 0 {
+                    retries_spent(0)
+                } else if replay.is_none() {
                     "its body was streamed and cannot be sent again"
                 } else {
                     "the request is not idempotent (send an Idempotency-Key header to allow it)"
