@@ -15,10 +15,10 @@
 //! Overload is taken at once: a recommendation of at least twice the current count
 //! (Knative's panic threshold), a backlog past the ready pool's worth that grows (faster
 //! than the pool drains it, and larger than at the last sample), or any demand for a
-//! pool at zero; for an up window
-//! after an overload (at least 1 s) any higher count is taken at once too, so that a
-//! first reading taken mid-step does not leave the pool short. A pool with
-//! `instances.min` 0 goes to zero once idle for its idle timeout, whatever the windows.
+//! pool at zero; for an up window after an overload (at least 1 s) any higher count is
+//! taken at once too, so that a first reading taken mid-step does not leave the pool
+//! short. A pool with `instances.min` 0 goes to zero once idle for its idle timeout,
+//! whatever the windows.
 
 use std::collections::VecDeque;
 use std::time::Duration;
