@@ -1,7 +1,9 @@
 //! `Range` on a blob's GET (RFC 9110 14): one byte range, `bytes=FIRST-LAST`,
 //! `bytes=FIRST-` or `bytes=-SUFFIX`. What a server may ignore is ignored (the whole
-//! blob then comes, 200): another unit, several ranges, a malformed header, an
-//! `If-Range` that is not the blob's ETag. A range that starts past the end is 416.
+//! blob then comes, 200): another unit, several ranges, a malformed or invalid header
+//! (LAST before FIRST), an `If-Range` that is not the blob's ETag, any range of an
+//! empty blob, and any on a HEAD (the caller's part). A range that starts past the end
+//! is 416.
 
 use axum::http::{header, HeaderMap};
 
@@ -42,17 +44,22 @@ pub(crate) fn wanted(headers: &HeaderMap, size: u64, etag: &str) -> Wanted {
             .then(|| s.parse().ok())
             .flatten()
     };
+    // An empty blob has no byte to range over: the whole (empty) blob, as before.
+    if size == 0 {
+        return Wanted::Whole;
+    }
     match (first.trim().is_empty(), number(first), number(last)) {
         // bytes=-N: the last N bytes (all of a shorter blob); -0 asks for nothing.
         (true, _, Some(0)) => Wanted::Unsatisfiable,
-        (true, _, Some(_)) if size == 0 => Wanted::Unsatisfiable,
         (true, _, Some(n)) => Wanted::Part {
             first: size.saturating_sub(n),
             last: size - 1,
         },
+        // LAST before FIRST is no valid range: ignored (RFC 9110 14.1.1).
+        (false, Some(first), Some(last)) if last < first => Wanted::Whole,
         (false, Some(first), _) if first >= size => Wanted::Unsatisfiable,
         (false, Some(first), None) if last.trim().is_empty() => Wanted::Part { first, last: size - 1 },
-        (false, Some(first), Some(last)) if last >= first => Wanted::Part {
+        (false, Some(first), Some(last)) => Wanted::Part {
             first,
             last: last.min(size - 1),
         },
@@ -92,8 +99,9 @@ mod tests {
         assert_eq!(ask(" bytes=5-5 ", None, 100), part(5, 5));
         assert_eq!(ask("bytes=100-", None, 100), Wanted::Unsatisfiable);
         assert_eq!(ask("bytes=-0", None, 100), Wanted::Unsatisfiable);
-        assert_eq!(ask("bytes=0-", None, 0), Wanted::Unsatisfiable);
-        assert_eq!(ask("bytes=-5", None, 0), Wanted::Unsatisfiable);
+        assert_eq!(ask("bytes=0-", None, 0), Wanted::Whole, "an empty blob, whole");
+        assert_eq!(ask("bytes=-5", None, 0), Wanted::Whole);
+        assert_eq!(ask("bytes=500-100", None, 100), Wanted::Whole, "last before first");
         for ignored in [
             "bytes=9-0",
             "bytes=0-1,5-6",

@@ -49,21 +49,27 @@ pub(crate) fn empty_key(path: &str) -> Option<ApiError> {
     })
 }
 
-/// The store's namespace of the app's `ns`, which the app's name prefixes. `ns` is a
-/// name the manifest can grant (`access.namespaces`, a cache's or a trigger's
-/// `namespace`: at most 64 lowercase letters, digits, `-` and `_`), so that what is
-/// written through the API can be given to a service; and it fits the room
-/// [`strata_store::MAX_NAMESPACE`] leaves after the prefix.
-fn ns_of(state: &NodeParts, ns: &str) -> Result<String, ApiError> {
+/// The store's namespace of the app's `ns` to write to: a name the manifest can grant
+/// (`access.namespaces`, a cache's or a trigger's `namespace`: at most 64 lowercase
+/// letters, digits, `-` and `_`), so that what is written can be given to a service.
+fn ns_to_write(state: &NodeParts, ns: &str) -> Result<String, ApiError> {
     if !strata_manifest::is_queue_name(ns) {
         return Err(ApiError::bad(format!(
             "{ns:?} is not a namespace name: at most 64 lowercase letters, digits, - and _, starting with a letter or digit (the names access.namespaces can grant)"
         )));
     }
+    ns_of(state, ns)
+}
+
+/// The store's namespace of the app's `ns`, which the app's name prefixes: it fits the
+/// room [`strata_store::MAX_NAMESPACE`] leaves after the prefix. Reads, lists and
+/// deletes take any such name, so that what was written before writes had to use a
+/// grantable name (stop 51) can still be read and removed.
+fn ns_of(state: &NodeParts, ns: &str) -> Result<String, ApiError> {
     let room = strata_store::MAX_NAMESPACE.saturating_sub(state.info.app.len() + 1);
-    if ns.len() > room {
+    if ns.is_empty() || ns.len() > room || ns.contains('\0') {
         return Err(ApiError::bad(format!(
-            "a namespace must be at most {room} bytes in app {:?} ({} less the app's name and a /), not {} bytes",
+            "a namespace must be 1 to {room} bytes without NUL in app {:?} ({} less the app's name and a /), not {} bytes",
             state.info.app,
             strata_store::MAX_NAMESPACE,
             ns.len()
@@ -181,7 +187,7 @@ async fn put_key(
 ) -> Answer {
     let cond = condition(&headers)?;
     let value = crate::body::read(&headers, body, crate::body::KV_VALUE, "a store value").await?;
-    let version = state.store.put(&ns_of(&state, &ns)?, &key, value, cond).await?;
+    let version = state.store.put(&ns_to_write(&state, &ns)?, &key, value, cond).await?;
     state.read_through.invalidate(&ns, &key);
     Ok((
         StatusCode::CREATED,
@@ -264,7 +270,7 @@ async fn put_blob(
     };
     let meta = state
         .store
-        .put_blob(&ns_of(&state, &ns)?, &name, &content_type, Box::new(reader), cond)
+        .put_blob(&ns_to_write(&state, &ns)?, &name, &content_type, Box::new(reader), cond)
         .await?;
     Ok((StatusCode::CREATED, Json(meta)).into_response())
 }
@@ -272,6 +278,7 @@ async fn put_blob(
 async fn get_blob(
     State(state): State<Arc<NodeParts>>,
     Path((ns, name)): Path<(String, String)>,
+    method: axum::http::Method,
     headers: HeaderMap,
 ) -> Answer {
     let Some((meta, file)) = state.store.get_blob(&ns_of(&state, &ns)?, &name).await? else {
@@ -281,7 +288,13 @@ async fn get_blob(
     if none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
-    let (status, first, len, content_range) = match range::wanted(&headers, meta.size, &etag) {
+    // A HEAD ignores Range (RFC 9110 14.2: ranges are for GET): the whole blob's head.
+    let wanted = if method == axum::http::Method::HEAD {
+        Wanted::Whole
+    } else {
+        range::wanted(&headers, meta.size, &etag)
+    };
+    let (status, first, len, content_range) = match wanted {
         Wanted::Whole => (StatusCode::OK, 0, meta.size, None),
         Wanted::Part { first, last } => (
             StatusCode::PARTIAL_CONTENT,

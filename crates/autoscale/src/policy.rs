@@ -215,12 +215,10 @@ impl Policy {
         // Within an up window of an overload (panic), any higher count is taken at once.
         let panicking = self.panic_until.is_some_and(|until| s.at < until);
         let (mut target, rule) = if backlog_overload {
-            let target = wanted.max(current + 1).min(self.max);
-            // Remembered as wanted: the down window keeps it, instead of taking the pool
-            // back down at the next sample.
-            self.remember(s.at, target);
+            // `need > current` made `wanted` at least one more, and it is remembered as
+            // any recommendation: the down window keeps it.
             (
-                target,
+                wanted.max(current + 1),
                 "overload (backlog growing faster than it drains), taken at once".to_string(),
             )
         } else if overload {

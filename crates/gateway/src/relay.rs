@@ -234,7 +234,8 @@ async fn any_from(
                 // With no reissue at all, that is the reason: an Idempotency-Key would not
                 // help. (A request that never left a stale connection is sent again
                 // whatever relay.retries says, below.)
-                Some(if policy.retries == 0 {
+                let unsent = matches!(&last, Some((_, Failure::Unsent(_))));
+                Some(if policy.retries == 0 && !unsent {
                     retries_spent(0)
                 } else if replay.is_none() {
                     "its body was streamed and cannot be sent again"
